@@ -1,0 +1,7 @@
+//! Ohm: a distributed, in-memory SQL database whose stored procedures are
+//! sandboxed WebAssembly. See ARCHITECTURE.md for the picture; this crate is
+//! the node library and the `ohm` binary.
+
+pub mod sql;
+pub mod storage;
+pub mod types;

@@ -1,0 +1,37 @@
+//! The SQL boundary's error type: every failure of parse, plan or execution,
+//! with a message that names what was wrong and where.
+
+use crate::storage::StorageError;
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// The text is not SQL we can parse; the message carries line/column.
+    #[error("syntax error: {0}")]
+    Parse(String),
+    /// Valid syntax we do not support (yet); names the construct.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// Unknown names, wrong types, wrong arity: found while planning.
+    #[error("{0}")]
+    Plan(String),
+    /// Found while running: overflow, division by zero, bad cast, too many rows.
+    #[error("{0}")]
+    Exec(String),
+    /// A constraint or catalog rule enforced by storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl SqlError {
+    pub fn plan(msg: impl Into<String>) -> SqlError {
+        SqlError::Plan(msg.into())
+    }
+    pub fn exec(msg: impl Into<String>) -> SqlError {
+        SqlError::Exec(msg.into())
+    }
+    pub fn unsupported(msg: impl Into<String>) -> SqlError {
+        SqlError::Unsupported(msg.into())
+    }
+}

@@ -1,0 +1,421 @@
+//! SQL data types and values shared by `storage` and `sql`.
+//!
+//! Owns: `DataType` (a column's declared type), `Value` (one datum), the total
+//! order and hashing used by indexes, DISTINCT and GROUP BY, and display.
+//! Must not: know about tables, plans or I/O.
+//!
+//! Integers of every width are held as `i64`; the column's `DataType` bounds
+//! what may be stored. Text and bytes are reference-counted so copying a row
+//! into a result set does not copy the payload.
+
+use rust_decimal::Decimal;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A column's declared type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    SmallInt,
+    Integer,
+    BigInt,
+    Double,
+    /// DECIMAL(precision, scale); exact.
+    Decimal { precision: u8, scale: u8 },
+    /// VARCHAR(n) with `Some(n)`; TEXT / unbounded VARCHAR with `None`.
+    Varchar(Option<u32>),
+    Varbinary(Option<u32>),
+    Boolean,
+    /// Microseconds since 1970-01-01 00:00:00 UTC, no time zone.
+    Timestamp,
+}
+
+impl DataType {
+    /// The inclusive range an integer column accepts, if integral.
+    pub fn int_range(self) -> Option<(i64, i64)> {
+        match self {
+            DataType::SmallInt => Some((i16::MIN as i64, i16::MAX as i64)),
+            DataType::Integer => Some((i32::MIN as i64, i32::MAX as i64)),
+            DataType::BigInt => Some((i64::MIN, i64::MAX)),
+            _ => None,
+        }
+    }
+
+    pub fn is_integer(self) -> bool {
+        self.int_range().is_some()
+    }
+
+    pub fn is_numeric(self) -> bool {
+        self.is_integer() || matches!(self, DataType::Double | DataType::Decimal { .. })
+    }
+
+    pub fn is_text(self) -> bool {
+        matches!(self, DataType::Varchar(_))
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataType::SmallInt => write!(f, "SMALLINT"),
+            DataType::Integer => write!(f, "INTEGER"),
+            DataType::BigInt => write!(f, "BIGINT"),
+            DataType::Double => write!(f, "DOUBLE"),
+            DataType::Decimal { precision, scale } => write!(f, "DECIMAL({precision},{scale})"),
+            DataType::Varchar(Some(n)) => write!(f, "VARCHAR({n})"),
+            DataType::Varchar(None) => write!(f, "TEXT"),
+            DataType::Varbinary(Some(n)) => write!(f, "VARBINARY({n})"),
+            DataType::Varbinary(None) => write!(f, "VARBINARY"),
+            DataType::Boolean => write!(f, "BOOLEAN"),
+            DataType::Timestamp => write!(f, "TIMESTAMP"),
+        }
+    }
+}
+
+/// One SQL datum.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Decimal(Decimal),
+    Text(Arc<str>),
+    Bytes(Arc<[u8]>),
+    /// Microseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+/// The type of a value as named in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueKind {
+    Null,
+    Bool,
+    Int,
+    Double,
+    Decimal,
+    Text,
+    Bytes,
+    Timestamp,
+}
+
+impl fmt::Display for ValueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValueKind::Null => "NULL",
+            ValueKind::Bool => "BOOLEAN",
+            ValueKind::Int => "BIGINT",
+            ValueKind::Double => "DOUBLE",
+            ValueKind::Decimal => "DECIMAL",
+            ValueKind::Text => "TEXT",
+            ValueKind::Bytes => "VARBINARY",
+            ValueKind::Timestamp => "TIMESTAMP",
+        })
+    }
+}
+
+impl Value {
+    pub fn text(s: &str) -> Value {
+        Value::Text(Arc::from(s))
+    }
+
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            Value::Null => ValueKind::Null,
+            Value::Bool(_) => ValueKind::Bool,
+            Value::Int(_) => ValueKind::Int,
+            Value::Double(_) => ValueKind::Double,
+            Value::Decimal(_) => ValueKind::Decimal,
+            Value::Text(_) => ValueKind::Text,
+            Value::Bytes(_) => ValueKind::Bytes,
+            Value::Timestamp(_) => ValueKind::Timestamp,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Rank of the value's family in the total order: NULL sorts first (as
+    /// the smallest value), then booleans, numbers, text, bytes, timestamps.
+    fn family(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Double(_) | Value::Decimal(_) => 2,
+            Value::Text(_) => 3,
+            Value::Bytes(_) => 4,
+            Value::Timestamp(_) => 5,
+        }
+    }
+
+    /// Total order over all values, used for sorting, indexes, DISTINCT and
+    /// GROUP BY. Numbers of different representations compare by value; NaN
+    /// sorts above every other number. SQL comparison (with NULL semantics)
+    /// is `sql::ops`'s business, not this.
+    pub fn total_cmp(&self, other: &Value) -> Ordering {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Value::Double(a), Value::Double(b)) => a.total_cmp(b),
+            (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
+            (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (a, b) if a.family() == 2 && b.family() == 2 => numeric_cmp(a, b),
+            (a, b) => a.family().cmp(&b.family()),
+        }
+    }
+}
+
+/// Compares two numbers of possibly different representations by value.
+fn numeric_cmp(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Int(x), Value::Double(y)) => int_double_cmp(*x, *y),
+        (Value::Double(x), Value::Int(y)) => int_double_cmp(*y, *x).reverse(),
+        (Value::Int(x), Value::Decimal(y)) => Decimal::from(*x).cmp(y),
+        (Value::Decimal(x), Value::Int(y)) => x.cmp(&Decimal::from(*y)),
+        (Value::Decimal(x), Value::Double(y)) => decimal_double_cmp(x, *y),
+        (Value::Double(x), Value::Decimal(y)) => decimal_double_cmp(y, *x).reverse(),
+        _ => a.total_cmp(b),
+    }
+}
+
+fn int_double_cmp(i: i64, d: f64) -> Ordering {
+    if d.is_nan() {
+        return Ordering::Less;
+    }
+    // Exact: compare as f64 first, and break ties on the integer part so
+    // that 2^53+1 and 2^53 as a double are not called equal.
+    let approx = (i as f64).total_cmp(&d);
+    if approx != Ordering::Equal {
+        return approx;
+    }
+    if d >= 9.223_372_036_854_775_807e18 {
+        return Ordering::Less;
+    }
+    if d < -9.223_372_036_854_775_808e18 {
+        return Ordering::Greater;
+    }
+    i.cmp(&(d as i64))
+}
+
+fn decimal_double_cmp(x: &Decimal, d: f64) -> Ordering {
+    use rust_decimal::prelude::ToPrimitive;
+    if d.is_nan() {
+        return Ordering::Less;
+    }
+    match Decimal::try_from(d) {
+        Ok(dd) => x.cmp(&dd),
+        Err(_) => x.to_f64().unwrap_or(0.0).total_cmp(&d),
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.total_cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Value) -> Option<Ordering> {
+        Some(self.total_cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Value) -> Ordering {
+        self.total_cmp(other)
+    }
+}
+
+impl Hash for Value {
+    /// Consistent with `total_cmp` equality: numbers that are equal in value
+    /// hash alike whatever their representation.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.family().hash(state);
+        match self {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(state),
+            Value::Int(i) => i.hash(state),
+            Value::Double(d) => {
+                if d.fract() == 0.0 && *d >= -9.2e18 && *d <= 9.2e18 {
+                    (*d as i64).hash(state)
+                } else {
+                    d.to_bits().hash(state)
+                }
+            }
+            Value::Decimal(d) => {
+                use rust_decimal::prelude::ToPrimitive;
+                if d.fract().is_zero() {
+                    match d.to_i64() {
+                        Some(i) => i.hash(state),
+                        None => d.normalize().hash(state),
+                    }
+                } else {
+                    // A non-integral decimal equals a double only if the
+                    // double converts to the same decimal; hash the double.
+                    d.to_f64().unwrap_or(0.0).to_bits().hash(state)
+                }
+            }
+            Value::Text(s) => s.hash(state),
+            Value::Bytes(b) => b.hash(state),
+            Value::Timestamp(t) => t.hash(state),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// The plain rendering used by result tables and error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => f.write_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Decimal(d) => write!(f, "{d}"),
+            Value::Text(s) => f.write_str(s),
+            Value::Bytes(b) => {
+                f.write_str("\\x")?;
+                for byte in b.iter() {
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+            Value::Timestamp(t) => f.write_str(&crate::types::format_timestamp(*t)),
+        }
+    }
+}
+
+/// Formats microseconds since the epoch as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+pub fn format_timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let base = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    );
+    if frac == 0 {
+        base
+    } else {
+        format!("{base}.{frac:06}")
+    }
+}
+
+/// Parses `YYYY-MM-DD[ HH:MM:SS[.f{1,6}]]` (a `T` separator is accepted).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, time) = match s.find([' ', 'T']) {
+        Some(i) => (&s[..i], s[i + 1..].trim()),
+        None => (s, ""),
+    };
+    let mut dp = date.splitn(3, '-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    let mut micros = 0i64;
+    if !time.is_empty() {
+        let (hms, frac) = match time.split_once('.') {
+            Some((a, b)) => (a, b),
+            None => (time, ""),
+        };
+        let mut tp = hms.splitn(3, ':');
+        let h: i64 = tp.next()?.parse().ok()?;
+        let mi: i64 = tp.next()?.parse().ok()?;
+        let se: i64 = tp.next().unwrap_or("0").parse().ok()?;
+        if h > 23 || mi > 59 || se > 59 {
+            return None;
+        }
+        if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let frac_us: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}").parse().ok()?
+        };
+        micros = ((h * 60 + mi) * 60 + se) * 1_000_000 + frac_us;
+    }
+    let days = days_from_civil(y, m, d);
+    days.checked_mul(86_400_000_000)?.checked_add(micros)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+// Howard Hinnant's civil-date algorithms.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::hash_map::DefaultHasher;
+
+    fn h(v: &Value) -> u64 {
+        let mut s = DefaultHasher::new();
+        v.hash(&mut s);
+        s.finish()
+    }
+
+    #[test]
+    fn numbers_compare_and_hash_by_value() {
+        assert_eq!(Value::Int(3), Value::Double(3.0));
+        assert_eq!(h(&Value::Int(3)), h(&Value::Double(3.0)));
+        assert_eq!(Value::Int(3), Value::Decimal(Decimal::new(300, 2)));
+        assert_eq!(h(&Value::Int(3)), h(&Value::Decimal(Decimal::new(300, 2))));
+        assert!(Value::Int(3) < Value::Double(3.5));
+        assert!(Value::Double(f64::NAN) > Value::Int(i64::MAX));
+        assert!(Value::Null < Value::Int(i64::MIN));
+        // 2^53 + 1 is not equal to its nearest double.
+        assert!(Value::Int((1 << 53) + 1) > Value::Double((1u64 << 53) as f64));
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for s in ["1970-01-01 00:00:00", "2024-02-29 23:59:59.123456", "1969-12-31 12:00:00"] {
+            let t = parse_timestamp(s).unwrap();
+            assert_eq!(format_timestamp(t), s);
+        }
+        assert_eq!(parse_timestamp("2023-02-29"), None);
+        assert_eq!(parse_timestamp("2023-13-01"), None);
+    }
+}
