@@ -164,7 +164,8 @@ fn to_int(v: &Value, ty: DataType) -> Result<i64, SqlError> {
 pub(crate) fn double_to_i64(d: f64) -> Option<i64> {
     let r = d.round_ties_even();
     // 2^63 is exactly representable; anything at or above it does not fit.
-    if r.is_finite() && (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&r) {
+    let limit = 2f64.powi(63);
+    if (-limit..limit).contains(&r) {
         Some(r as i64)
     } else {
         None
@@ -534,6 +535,22 @@ mod tests {
     }
 
     #[test]
+    fn tiny_and_huge_doubles_to_decimal() {
+        let d52 = DataType::Decimal {
+            precision: 5,
+            scale: 2,
+        };
+        same(ok(Value::Double(1e-30), d52), dec("0.00"));
+        same(ok(Value::Double(-0.004), d52), dec("0.00"));
+        let d380 = DataType::Decimal {
+            precision: 38,
+            scale: 0,
+        };
+        same(ok(Value::Double(1e20), d380), dec("100000000000000000000"));
+        assert!(cast(&Value::Double(1e30), d380).is_err());
+    }
+
+    #[test]
     fn to_text_paths() {
         let t = |v: Value| match cast(&v, Varchar(None)).unwrap() {
             Value::Text(s) => s.to_string(),
@@ -635,6 +652,10 @@ mod tests {
             dec("1.23"),
         );
         same(put(Value::Null, Integer).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn assignment_to_text_bool_bytes_timestamp() {
         same(
             put(Value::text("abc"), Varchar(Some(3))).unwrap(),
             Value::text("abc"),
