@@ -10,13 +10,36 @@
 //!                                        the execute path
 //! ```
 
+mod bind;
+mod ddl;
+mod dml;
 pub mod error;
+mod exec;
+pub mod expr;
 pub mod ops;
+pub mod plan;
+mod select;
 
 pub use error::SqlError;
 
-use crate::storage::Database;
+use crate::storage::{Database, WriteSet};
 use crate::types::{DataType, Value};
+use bind::Binder;
+use expr::{Ctx, SubqueryCache};
+use plan::{DmlPlan, QueryPlan};
+use sqlparser::ast;
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Statements one `execute` call may carry.
+pub const STATEMENTS_PER_CALL_MAX: usize = 10_000;
+/// Longest SQL text accepted.
+pub const SQL_BYTES_MAX: usize = 16 << 20;
+/// How deep the parser may recurse (hostile nesting is an error, not a crash).
+const PARSER_RECURSION_MAX: usize = 200;
 
 /// A result column: its name as the client sees it and its type (None when
 /// the type is unknown, e.g. a bare NULL).
@@ -42,21 +65,51 @@ pub enum QueryResult {
     Done(&'static str),
 }
 
+/// A view: its defining query, planned afresh wherever it is used.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub name: String,
+    pub query: ast::Query,
+    pub columns: Vec<String>,
+}
+
+/// What the planner may look names up in.
+pub struct Catalog<'a> {
+    pub db: &'a Database,
+    pub views: &'a BTreeMap<String, View>,
+}
+
+/// A planned statement.
+#[derive(Debug)]
+enum StmtPlan {
+    Query(QueryPlan),
+    Dml(DmlPlan),
+    /// DDL, transaction control, EXPLAIN: run from the AST each time.
+    Other(ast::Statement),
+}
+
 /// A statement parsed and planned once, executed many times.
 pub struct Prepared {
-    // planner's choice
+    stmt: ast::Statement,
+    plan: RefCell<(u64, Arc<StmtPlan>)>,
+    params: usize,
 }
 
 impl Prepared {
     /// How many parameters (`?` or `$n`) the statement takes.
     pub fn param_count(&self) -> usize {
-        todo!()
+        self.params
     }
 }
 
 /// One partition's SQL engine.
 pub struct Engine {
     db: Database,
+    views: BTreeMap<String, View>,
+    /// Bumped by every DDL statement; prepared plans of an older version re-plan.
+    schema_version: u64,
+    /// An explicit BEGIN is open.
+    explicit_txn: bool,
 }
 
 impl Default for Engine {
@@ -65,34 +118,260 @@ impl Default for Engine {
     }
 }
 
+fn parse(sql: &str) -> Result<Vec<ast::Statement>, SqlError> {
+    if sql.len() > SQL_BYTES_MAX {
+        return Err(SqlError::Parse(format!("statement text is {} bytes, over the {SQL_BYTES_MAX} limit", sql.len())));
+    }
+    let stmts = Parser::new(&SQLiteDialect {})
+        .with_recursion_limit(PARSER_RECURSION_MAX)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| SqlError::Parse(e.to_string().trim_start_matches("sql parser error: ").to_string()))?;
+    if stmts.len() > STATEMENTS_PER_CALL_MAX {
+        return Err(SqlError::Parse(format!("more than {STATEMENTS_PER_CALL_MAX} statements in one call")));
+    }
+    Ok(stmts)
+}
+
+/// `UPSERT INTO` (VoltDB) is `INSERT OR REPLACE INTO`.
+fn rewrite_upsert(sql: &str) -> Option<String> {
+    let t = sql.trim_start();
+    if t.len() >= 6 && t[..6].eq_ignore_ascii_case("upsert") {
+        Some(format!("INSERT OR REPLACE{}", &t[6..]))
+    } else {
+        None
+    }
+}
+
 impl Engine {
     pub fn new() -> Engine {
-        Engine { db: Database::new() }
+        Engine { db: Database::new(), views: BTreeMap::new(), schema_version: 0, explicit_txn: false }
     }
 
     pub fn database(&self) -> &Database {
         &self.db
     }
 
-    /// Runs every statement in `sql` (separated by `;`) in order, each in its
-    /// own transaction unless one is open; returns the last one's result.
-    pub fn execute(&mut self, _sql: &str) -> Result<QueryResult, SqlError> {
-        todo!()
+    fn catalog(&self) -> Catalog<'_> {
+        Catalog { db: &self.db, views: &self.views }
     }
 
-    /// Runs one statement with parameter values.
-    pub fn execute_with(&mut self, _sql: &str, _params: &[Value]) -> Result<QueryResult, SqlError> {
-        todo!()
+    /// Runs every statement in `sql` (separated by `;`) in order, each in its
+    /// own transaction unless one is open; returns the last one's result.
+    pub fn execute(&mut self, sql: &str) -> Result<QueryResult, SqlError> {
+        self.execute_with(sql, &[])
+    }
+
+    /// Runs the statements in `sql` with parameter values.
+    pub fn execute_with(&mut self, sql: &str, params: &[Value]) -> Result<QueryResult, SqlError> {
+        if let Some(p) = ddl::parse_partition(sql) {
+            let (t, c) = p?;
+            self.ddl_guard("PARTITION TABLE")?;
+            ddl::partition(self, &t, &c)?;
+            self.schema_version += 1;
+            return Ok(QueryResult::Done("PARTITION TABLE"));
+        }
+        let stmts = match rewrite_upsert(sql) {
+            Some(s) => parse(&s)?,
+            None => parse(sql)?,
+        };
+        let mut last = QueryResult::Done("EMPTY");
+        for st in &stmts {
+            let plan = self.plan(st)?;
+            last = self.run(&plan, params)?;
+        }
+        Ok(last)
     }
 
     /// Parses and plans one statement.
-    pub fn prepare(&mut self, _sql: &str) -> Result<Prepared, SqlError> {
-        todo!()
+    pub fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
+        let sql = rewrite_upsert(sql).unwrap_or_else(|| sql.to_string());
+        let mut stmts = parse(&sql)?;
+        if stmts.len() != 1 {
+            return Err(SqlError::Parse(format!("prepare takes exactly one statement, got {}", stmts.len())));
+        }
+        let stmt = stmts.remove(0);
+        let (plan, params) = self.plan_counted(&stmt)?;
+        Ok(Prepared { stmt, plan: RefCell::new((self.schema_version, Arc::new(plan))), params })
     }
 
     /// Executes a prepared statement; re-plans transparently if the schema
     /// changed since it was prepared.
-    pub fn execute_prepared(&mut self, _stmt: &Prepared, _params: &[Value]) -> Result<QueryResult, SqlError> {
-        todo!()
+    pub fn execute_prepared(&mut self, stmt: &Prepared, params: &[Value]) -> Result<QueryResult, SqlError> {
+        if params.len() != stmt.params {
+            return Err(SqlError::exec(format!(
+                "statement takes {} parameters but {} were given",
+                stmt.params,
+                params.len()
+            )));
+        }
+        let current = stmt.plan.borrow().0 == self.schema_version;
+        if !current {
+            let (plan, _) = self.plan_counted(&stmt.stmt)?;
+            *stmt.plan.borrow_mut() = (self.schema_version, Arc::new(plan));
+        }
+        let plan = stmt.plan.borrow().1.clone();
+        self.run(&plan, params)
+    }
+
+    /// Opens a transaction: statements until `commit` or `rollback` form one unit.
+    pub fn begin(&mut self) -> Result<(), SqlError> {
+        if self.explicit_txn || self.db.in_txn() {
+            return Err(SqlError::exec("a transaction is already in progress"));
+        }
+        self.db.begin()?;
+        self.explicit_txn = true;
+        Ok(())
+    }
+
+    /// Commits the open transaction and returns what it wrote.
+    pub fn commit(&mut self) -> Result<WriteSet, SqlError> {
+        if !self.explicit_txn {
+            return Err(SqlError::exec("there is no transaction in progress"));
+        }
+        self.explicit_txn = false;
+        Ok(self.db.commit()?)
+    }
+
+    /// Undoes everything since `begin`.
+    pub fn rollback(&mut self) -> Result<(), SqlError> {
+        if !self.explicit_txn {
+            return Err(SqlError::exec("there is no transaction in progress"));
+        }
+        self.explicit_txn = false;
+        Ok(self.db.rollback()?)
+    }
+
+    fn plan(&self, st: &ast::Statement) -> Result<StmtPlan, SqlError> {
+        Ok(self.plan_counted(st)?.0)
+    }
+
+    fn plan_counted(&self, st: &ast::Statement) -> Result<(StmtPlan, usize), SqlError> {
+        let catalog = self.catalog();
+        let mut b = Binder::new(&catalog);
+        let plan = match st {
+            ast::Statement::Query(q) => StmtPlan::Query(select::plan_query(&mut b, q)?),
+            ast::Statement::Insert(i) => StmtPlan::Dml(dml::plan_insert(&mut b, i)?),
+            ast::Statement::Update(u) => StmtPlan::Dml(dml::plan_update(&mut b, u)?),
+            ast::Statement::Delete(d) => StmtPlan::Dml(dml::plan_delete(&mut b, d)?),
+            other => StmtPlan::Other(other.clone()),
+        };
+        Ok((plan, b.param_count()))
+    }
+
+    fn run(&mut self, plan: &StmtPlan, params: &[Value]) -> Result<QueryResult, SqlError> {
+        match plan {
+            StmtPlan::Query(q) => {
+                let cache = RefCell::new(SubqueryCache::default());
+                let ctx = Ctx { db: &self.db, params, outer: None, cache: &cache };
+                let rows = exec::run_query(q, &ctx, None)?;
+                Ok(QueryResult::Rows(RowSet { columns: q.columns.clone(), rows }))
+            }
+            StmtPlan::Dml(d) => Ok(QueryResult::Affected(self.write(|db| dml::apply(db, d, params))?)),
+            StmtPlan::Other(st) => self.run_other(st),
+        }
+    }
+
+    /// Runs `f` as one statement: in its own transaction, or under a
+    /// savepoint of the open one, so a failure leaves no trace.
+    fn write(&mut self, f: impl FnOnce(&mut Database) -> Result<u64, SqlError>) -> Result<u64, SqlError> {
+        let auto = !self.db.in_txn();
+        if auto {
+            self.db.begin()?;
+        }
+        let sp = self.db.savepoint();
+        match f(&mut self.db) {
+            Ok(n) => {
+                if auto {
+                    // Nothing consumes autocommit write-sets yet; the node's log will.
+                    self.db.commit()?;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if auto {
+                    self.db.rollback()?;
+                } else {
+                    self.db.rollback_to(sp);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn ddl_guard(&self, what: &str) -> Result<(), SqlError> {
+        if self.db.in_txn() {
+            return Err(SqlError::exec(format!("{what} cannot run inside a transaction block")));
+        }
+        Ok(())
+    }
+
+    fn run_other(&mut self, st: &ast::Statement) -> Result<QueryResult, SqlError> {
+        use ast::Statement as S;
+        let tag = match st {
+            S::CreateTable(ct) => {
+                self.ddl_guard("CREATE TABLE")?;
+                ddl::create_table(self, ct)?;
+                "CREATE TABLE"
+            }
+            S::CreateIndex(ci) => {
+                self.ddl_guard("CREATE INDEX")?;
+                ddl::create_index(self, ci)?;
+                "CREATE INDEX"
+            }
+            S::CreateView(cv) => {
+                self.ddl_guard("CREATE VIEW")?;
+                ddl::create_view(self, cv)?;
+                "CREATE VIEW"
+            }
+            S::Drop { object_type, if_exists, names, .. } => {
+                self.ddl_guard("DROP")?;
+                ddl::drop(self, object_type, *if_exists, names)?;
+                "DROP"
+            }
+            S::StartTransaction { .. } => {
+                self.begin()?;
+                "BEGIN"
+            }
+            S::Commit { .. } => {
+                self.commit()?;
+                "COMMIT"
+            }
+            S::Rollback { savepoint: None, .. } => {
+                self.rollback()?;
+                "ROLLBACK"
+            }
+            S::Explain { statement, analyze: false, .. } => return self.explain(statement),
+            other => {
+                let text = other.to_string();
+                let head: String = text.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+                return Err(SqlError::unsupported(format!("statement {head} ...")));
+            }
+        };
+        self.schema_version += 1;
+        Ok(QueryResult::Done(tag))
+    }
+
+    fn explain(&self, st: &ast::Statement) -> Result<QueryResult, SqlError> {
+        let text = match self.plan(st)? {
+            StmtPlan::Query(q) => q.explain(),
+            StmtPlan::Dml(DmlPlan::Insert(i)) => format!("Insert into {}\n{}", i.table_name, i.source.explain()),
+            StmtPlan::Dml(DmlPlan::Update(u)) => {
+                let mut s = "Update\n".to_string();
+                u.scan.explain_into(&mut s, 1);
+                s
+            }
+            StmtPlan::Dml(DmlPlan::Delete(d)) => {
+                let mut s = "Delete\n".to_string();
+                d.scan.explain_into(&mut s, 1);
+                s
+            }
+            StmtPlan::Other(_) => return Err(SqlError::unsupported("EXPLAIN of this statement")),
+        };
+        let rows = text.lines().map(|l| vec![Value::text(l)]).collect();
+        Ok(QueryResult::Rows(RowSet {
+            columns: vec![ColumnInfo { name: "QUERY PLAN".into(), ty: Some(DataType::Varchar(None)) }],
+            rows,
+        }))
     }
 }

@@ -1,0 +1,570 @@
+//! Bound (compiled) scalar expressions and their evaluation.
+//!
+//! Owns: `Expr`, the resolved form of a SQL expression in which every column
+//! is an offset into the row being evaluated, and `Ctx`, what evaluation may
+//! read (parameters, enclosing rows, the database for subqueries).
+//! Must not: look names up (that is `bind`), or touch storage except through
+//! subquery plans.
+
+use super::error::SqlError;
+use super::exec;
+use super::ops::{self, ArithOp};
+use super::plan::QueryPlan;
+use crate::storage::Database;
+use crate::types::{DataType, Value};
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+impl CmpOp {
+    pub fn holds(self, ord: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => ord == Ordering::Equal,
+            CmpOp::NotEq => ord != Ordering::Equal,
+            CmpOp::Lt => ord == Ordering::Less,
+            CmpOp::LtEq => ord != Ordering::Greater,
+            CmpOp::Gt => ord == Ordering::Greater,
+            CmpOp::GtEq => ord != Ordering::Less,
+        }
+    }
+
+    /// The operator with its operands swapped: `a < b` is `b > a`.
+    pub fn flip(self) -> CmpOp {
+        match self {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::LtEq => CmpOp::GtEq,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::GtEq => CmpOp::LtEq,
+            other => other,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::NotEq => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::LtEq => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::GtEq => ">=",
+        }
+    }
+}
+
+/// A subquery inside an expression. `slot` numbers it within its statement
+/// for the per-execution cache used when it is not correlated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subquery {
+    pub plan: Arc<QueryPlan>,
+    pub correlated: bool,
+    pub slot: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Const(Value),
+    /// Offset into the row being evaluated.
+    Column(usize),
+    /// A column of an enclosing query's row: `depth` 1 is the nearest.
+    Outer { depth: usize, index: usize },
+    /// The n-th (0-based) statement parameter.
+    Param(usize),
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    Neg(Box<Expr>),
+    Concat(Box<Expr>, Box<Expr>),
+    Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    /// `IS [NOT] DISTINCT FROM`: NULL-safe equality.
+    IsDistinct { left: Box<Expr>, right: Box<Expr>, negated: bool },
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    IsNull { expr: Box<Expr>, negated: bool },
+    /// `IS [NOT] TRUE/FALSE`.
+    IsBool { expr: Box<Expr>, value: bool, negated: bool },
+    Between { expr: Box<Expr>, low: Box<Expr>, high: Box<Expr>, negated: bool },
+    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool },
+    InSubquery { expr: Box<Expr>, sub: Subquery, negated: bool },
+    Exists { sub: Subquery, negated: bool },
+    ScalarSubquery(Subquery),
+    Case { operand: Option<Box<Expr>>, whens: Vec<(Expr, Expr)>, otherwise: Option<Box<Expr>> },
+    Cast(Box<Expr>, DataType),
+    Like { expr: Box<Expr>, pattern: Box<Expr>, escape: Option<char>, negated: bool, case_insensitive: bool },
+    Coalesce(Vec<Expr>),
+    NullIf(Box<Expr>, Box<Expr>),
+    Func { name: String, args: Vec<Expr> },
+}
+
+/// Results of uncorrelated subqueries, computed once per statement execution.
+#[derive(Default)]
+pub struct SubqueryCache {
+    scalars: HashMap<usize, Value>,
+    sets: HashMap<usize, Arc<InSet>>,
+    exists: HashMap<usize, bool>,
+}
+
+/// The values of an IN subquery, ready for membership tests.
+pub struct InSet {
+    values: HashSet<Value>,
+    has_null: bool,
+}
+
+/// Enclosing rows for correlated subqueries, innermost first.
+pub struct Outer<'a> {
+    pub row: &'a [Value],
+    pub parent: Option<&'a Outer<'a>>,
+}
+
+/// What evaluation may read.
+pub struct Ctx<'a> {
+    pub db: &'a Database,
+    pub params: &'a [Value],
+    pub outer: Option<&'a Outer<'a>>,
+    pub cache: &'a RefCell<SubqueryCache>,
+}
+
+impl<'a> Ctx<'a> {
+    fn outer_value(&self, depth: usize, index: usize) -> Result<Value, SqlError> {
+        let mut o = self.outer;
+        for _ in 1..depth {
+            o = o.and_then(|x| x.parent);
+        }
+        o.and_then(|x| x.row.get(index))
+            .cloned()
+            .ok_or_else(|| SqlError::exec("internal: outer column reference out of range"))
+    }
+}
+
+fn truth(v: &Value) -> Result<Option<bool>, SqlError> {
+    ops::truthy(v)
+}
+
+impl Expr {
+    pub fn constant(&self) -> Option<&Value> {
+        match self {
+            Expr::Const(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Evaluates to a boolean in a WHERE/ON/HAVING position: NULL is false.
+    pub fn eval_pred(&self, ctx: &Ctx, row: &[Value]) -> Result<bool, SqlError> {
+        Ok(truth(&self.eval(ctx, row)?)? == Some(true))
+    }
+
+    pub fn eval(&self, ctx: &Ctx, row: &[Value]) -> Result<Value, SqlError> {
+        match self {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Column(i) => row
+                .get(*i)
+                .cloned()
+                .ok_or_else(|| SqlError::exec("internal: column offset out of range")),
+            Expr::Outer { depth, index } => ctx.outer_value(*depth, *index),
+            Expr::Param(i) => ctx.params.get(*i).cloned().ok_or_else(|| {
+                SqlError::exec(format!(
+                    "statement needs parameter ${} but only {} given",
+                    i + 1,
+                    ctx.params.len()
+                ))
+            }),
+            Expr::Arith(op, a, b) => ops::arith(*op, &a.eval(ctx, row)?, &b.eval(ctx, row)?),
+            Expr::Neg(a) => ops::negate(&a.eval(ctx, row)?),
+            Expr::Concat(a, b) => concat(&a.eval(ctx, row)?, &b.eval(ctx, row)?),
+            Expr::Cmp(op, a, b) => {
+                let (x, y) = (a.eval(ctx, row)?, b.eval(ctx, row)?);
+                Ok(match ops::compare(&x, &y)? {
+                    None => Value::Null,
+                    Some(ord) => Value::Bool(op.holds(ord)),
+                })
+            }
+            Expr::IsDistinct { left, right, negated } => {
+                let (x, y) = (left.eval(ctx, row)?, right.eval(ctx, row)?);
+                let distinct = match (x.is_null(), y.is_null()) {
+                    (true, true) => false,
+                    (true, false) | (false, true) => true,
+                    _ => ops::compare(&x, &y)? != Some(Ordering::Equal),
+                };
+                Ok(Value::Bool(distinct != *negated))
+            }
+            Expr::And(a, b) => {
+                let x = truth(&a.eval(ctx, row)?)?;
+                if x == Some(false) {
+                    return Ok(Value::Bool(false));
+                }
+                let y = truth(&b.eval(ctx, row)?)?;
+                Ok(match (x, y) {
+                    (_, Some(false)) => Value::Bool(false),
+                    (Some(true), Some(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                })
+            }
+            Expr::Or(a, b) => {
+                let x = truth(&a.eval(ctx, row)?)?;
+                if x == Some(true) {
+                    return Ok(Value::Bool(true));
+                }
+                let y = truth(&b.eval(ctx, row)?)?;
+                Ok(match (x, y) {
+                    (_, Some(true)) => Value::Bool(true),
+                    (Some(false), Some(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                })
+            }
+            Expr::Not(a) => Ok(match truth(&a.eval(ctx, row)?)? {
+                None => Value::Null,
+                Some(b) => Value::Bool(!b),
+            }),
+            Expr::IsNull { expr, negated } => Ok(Value::Bool(expr.eval(ctx, row)?.is_null() != *negated)),
+            Expr::IsBool { expr, value, negated } => {
+                let t = truth(&expr.eval(ctx, row)?)?;
+                Ok(Value::Bool((t == Some(*value)) != *negated))
+            }
+            Expr::Between { expr, low, high, negated } => {
+                let v = expr.eval(ctx, row)?;
+                let lo = ops::compare(&v, &low.eval(ctx, row)?)?.map(|o| o != Ordering::Less);
+                let hi = ops::compare(&v, &high.eval(ctx, row)?)?.map(|o| o != Ordering::Greater);
+                let r = match (lo, hi) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                };
+                Ok(negate_opt(r, *negated))
+            }
+            Expr::InList { expr, list, negated } => {
+                let v = expr.eval(ctx, row)?;
+                if list.is_empty() {
+                    return Ok(Value::Bool(*negated));
+                }
+                if v.is_null() {
+                    return Ok(Value::Null);
+                }
+                let mut saw_null = false;
+                for item in list {
+                    match ops::compare(&v, &item.eval(ctx, row)?)? {
+                        Some(Ordering::Equal) => return Ok(Value::Bool(!*negated)),
+                        None => saw_null = true,
+                        _ => {}
+                    }
+                }
+                Ok(if saw_null { Value::Null } else { Value::Bool(*negated) })
+            }
+            Expr::InSubquery { expr, sub, negated } => {
+                let v = expr.eval(ctx, row)?;
+                let set = in_set(ctx, row, sub)?;
+                let r = if set.values.is_empty() && !set.has_null {
+                    Some(false)
+                } else if v.is_null() {
+                    None
+                } else if set.values.contains(&v) {
+                    // Hash equality is numeric across representations, like SQL `=`.
+                    Some(true)
+                } else if set.has_null {
+                    None
+                } else {
+                    check_comparable(&v, &set.values)?;
+                    Some(false)
+                };
+                Ok(negate_opt(r, *negated))
+            }
+            Expr::Exists { sub, negated } => {
+                let found = exists(ctx, row, sub)?;
+                Ok(Value::Bool(found != *negated))
+            }
+            Expr::ScalarSubquery(sub) => scalar(ctx, row, sub),
+            Expr::Case { operand, whens, otherwise } => eval_case(ctx, row, operand, whens, otherwise),
+            Expr::Cast(e, ty) => ops::cast(&e.eval(ctx, row)?, *ty),
+            Expr::Like { expr, pattern, escape, negated, case_insensitive } => {
+                let (v, p) = (expr.eval(ctx, row)?, pattern.eval(ctx, row)?);
+                match (&v, &p) {
+                    (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
+                    (Value::Text(s), Value::Text(pat)) => {
+                        Ok(Value::Bool(ops::like(s, pat, *escape, *case_insensitive) != *negated))
+                    }
+                    _ => Err(SqlError::exec(format!(
+                        "operator does not exist: {} LIKE {}",
+                        v.kind(),
+                        p.kind()
+                    ))),
+                }
+            }
+            Expr::Coalesce(list) => {
+                for e in list {
+                    let v = e.eval(ctx, row)?;
+                    if !v.is_null() {
+                        return Ok(v);
+                    }
+                }
+                Ok(Value::Null)
+            }
+            Expr::NullIf(a, b) => {
+                let x = a.eval(ctx, row)?;
+                let y = b.eval(ctx, row)?;
+                Ok(if ops::compare(&x, &y)? == Some(Ordering::Equal) { Value::Null } else { x })
+            }
+            Expr::Func { name, args } => {
+                let vals = args.iter().map(|a| a.eval(ctx, row)).collect::<Result<Vec<_>, _>>()?;
+                ops::call_scalar(name, &vals)?
+                    .ok_or_else(|| SqlError::exec(format!("function {name} does not exist")))
+            }
+        }
+    }
+
+    /// Calls `f` on every direct child expression (not into subqueries).
+    pub fn children(&self, f: &mut dyn FnMut(&Expr)) {
+        match self {
+            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
+            Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
+            Expr::Arith(_, a, b) | Expr::Concat(a, b) | Expr::Cmp(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                f(a);
+                f(b)
+            }
+            Expr::IsDistinct { left, right, .. } => {
+                f(left);
+                f(right)
+            }
+            Expr::NullIf(a, b) => {
+                f(a);
+                f(b)
+            }
+            Expr::Neg(a) | Expr::Not(a) | Expr::Cast(a, _) => f(a),
+            Expr::IsNull { expr, .. } | Expr::IsBool { expr, .. } | Expr::InSubquery { expr, .. } => f(expr),
+            Expr::Between { expr, low, high, .. } => {
+                f(expr);
+                f(low);
+                f(high)
+            }
+            Expr::InList { expr, list, .. } => {
+                f(expr);
+                list.iter().for_each(f)
+            }
+            Expr::Case { operand, whens, otherwise } => {
+                if let Some(o) = operand {
+                    f(o)
+                }
+                for (w, t) in whens {
+                    f(w);
+                    f(t)
+                }
+                if let Some(o) = otherwise {
+                    f(o)
+                }
+            }
+            Expr::Like { expr, pattern, .. } => {
+                f(expr);
+                f(pattern)
+            }
+            Expr::Coalesce(list) | Expr::Func { args: list, .. } => list.iter().for_each(f),
+        }
+    }
+
+    /// The row offsets this expression reads (of the row it is evaluated on).
+    pub fn columns_used(&self, out: &mut Vec<usize>) {
+        if let Expr::Column(i) = self {
+            out.push(*i);
+        }
+        self.children(&mut |c| c.columns_used(out));
+    }
+
+    /// True if evaluation reads no row and no enclosing row (parameters and
+    /// constants only): such an expression can be evaluated once per execution.
+    pub fn is_row_independent(&self) -> bool {
+        let mut ok = !matches!(
+            self,
+            Expr::Column(_) | Expr::Outer { .. } | Expr::InSubquery { .. } | Expr::Exists { .. } | Expr::ScalarSubquery(_)
+        );
+        if ok {
+            self.children(&mut |c| ok = ok && c.is_row_independent());
+        }
+        ok
+    }
+
+    /// Rewrites every column offset through `map` (used when an expression
+    /// moves to a row with a different layout).
+    pub fn remap_columns(&mut self, map: &dyn Fn(usize) -> usize) {
+        if let Expr::Column(i) = self {
+            *i = map(*i);
+            return;
+        }
+        self.children_mut(&mut |c| c.remap_columns(map));
+    }
+
+    fn children_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
+        match self {
+            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
+            Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
+            Expr::Arith(_, a, b) | Expr::Concat(a, b) | Expr::Cmp(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                f(a);
+                f(b)
+            }
+            Expr::IsDistinct { left, right, .. } => {
+                f(left);
+                f(right)
+            }
+            Expr::NullIf(a, b) => {
+                f(a);
+                f(b)
+            }
+            Expr::Neg(a) | Expr::Not(a) | Expr::Cast(a, _) => f(a),
+            Expr::IsNull { expr, .. } | Expr::IsBool { expr, .. } | Expr::InSubquery { expr, .. } => f(expr),
+            Expr::Between { expr, low, high, .. } => {
+                f(expr);
+                f(low);
+                f(high)
+            }
+            Expr::InList { expr, list, .. } => {
+                f(expr);
+                list.iter_mut().for_each(f)
+            }
+            Expr::Case { operand, whens, otherwise } => {
+                if let Some(o) = operand {
+                    f(o)
+                }
+                for (w, t) in whens {
+                    f(w);
+                    f(t)
+                }
+                if let Some(o) = otherwise {
+                    f(o)
+                }
+            }
+            Expr::Like { expr, pattern, .. } => {
+                f(expr);
+                f(pattern)
+            }
+            Expr::Coalesce(list) | Expr::Func { args: list, .. } => list.iter_mut().for_each(f),
+        }
+    }
+}
+
+fn negate_opt(r: Option<bool>, negated: bool) -> Value {
+    match r {
+        None => Value::Null,
+        Some(b) => Value::Bool(b != negated),
+    }
+}
+
+fn concat(a: &Value, b: &Value) -> Result<Value, SqlError> {
+    if a.is_null() || b.is_null() {
+        return Ok(Value::Null);
+    }
+    let render = |v: &Value| ops::cast(v, DataType::Varchar(None));
+    match (render(a)?, render(b)?) {
+        (Value::Text(x), Value::Text(y)) => {
+            let mut s = String::with_capacity(x.len() + y.len());
+            s.push_str(&x);
+            s.push_str(&y);
+            Ok(Value::Text(Arc::from(s)))
+        }
+        _ => Err(SqlError::exec("internal: cast to text did not produce text")),
+    }
+}
+
+fn eval_case(
+    ctx: &Ctx,
+    row: &[Value],
+    operand: &Option<Box<Expr>>,
+    whens: &[(Expr, Expr)],
+    otherwise: &Option<Box<Expr>>,
+) -> Result<Value, SqlError> {
+    let base = match operand {
+        Some(o) => Some(o.eval(ctx, row)?),
+        None => None,
+    };
+    for (when, then) in whens {
+        let hit = match &base {
+            Some(b) => ops::compare(b, &when.eval(ctx, row)?)? == Some(Ordering::Equal),
+            None => when.eval_pred(ctx, row)?,
+        };
+        if hit {
+            return then.eval(ctx, row);
+        }
+    }
+    match otherwise {
+        Some(e) => e.eval(ctx, row),
+        None => Ok(Value::Null),
+    }
+}
+
+/// A failed membership test still has to type-check, as `=` would.
+fn check_comparable(v: &Value, set: &HashSet<Value>) -> Result<(), SqlError> {
+    if let Some(any) = set.iter().next() {
+        ops::compare(v, any)?;
+    }
+    Ok(())
+}
+
+fn run_sub(ctx: &Ctx, row: &[Value], sub: &Subquery, limit: Option<usize>) -> Result<Vec<Vec<Value>>, SqlError> {
+    let outer = Outer { row, parent: ctx.outer };
+    let sub_ctx = Ctx { db: ctx.db, params: ctx.params, outer: Some(&outer), cache: ctx.cache };
+    exec::run_query(&sub.plan, &sub_ctx, limit)
+}
+
+fn scalar(ctx: &Ctx, row: &[Value], sub: &Subquery) -> Result<Value, SqlError> {
+    if !sub.correlated {
+        if let Some(v) = ctx.cache.borrow().scalars.get(&sub.slot) {
+            return Ok(v.clone());
+        }
+    }
+    let rows = run_sub(ctx, row, sub, Some(2))?;
+    if rows.len() > 1 {
+        return Err(SqlError::exec("more than one row returned by a subquery used as an expression"));
+    }
+    let v = match rows.into_iter().next() {
+        None => Value::Null,
+        Some(mut r) if r.len() == 1 => r.pop().unwrap_or(Value::Null),
+        Some(_) => return Err(SqlError::exec("subquery must return only one column")),
+    };
+    if !sub.correlated {
+        ctx.cache.borrow_mut().scalars.insert(sub.slot, v.clone());
+    }
+    Ok(v)
+}
+
+fn exists(ctx: &Ctx, row: &[Value], sub: &Subquery) -> Result<bool, SqlError> {
+    if !sub.correlated {
+        if let Some(b) = ctx.cache.borrow().exists.get(&sub.slot) {
+            return Ok(*b);
+        }
+    }
+    let found = !run_sub(ctx, row, sub, Some(1))?.is_empty();
+    if !sub.correlated {
+        ctx.cache.borrow_mut().exists.insert(sub.slot, found);
+    }
+    Ok(found)
+}
+
+fn in_set(ctx: &Ctx, row: &[Value], sub: &Subquery) -> Result<Arc<InSet>, SqlError> {
+    if !sub.correlated {
+        if let Some(s) = ctx.cache.borrow().sets.get(&sub.slot) {
+            return Ok(s.clone());
+        }
+    }
+    let rows = run_sub(ctx, row, sub, None)?;
+    let mut set = InSet { values: HashSet::with_capacity(rows.len()), has_null: false };
+    for mut r in rows {
+        if r.len() != 1 {
+            return Err(SqlError::exec("subquery has too many columns"));
+        }
+        match r.pop() {
+            Some(Value::Null) | None => set.has_null = true,
+            Some(v) => {
+                set.values.insert(v);
+            }
+        }
+    }
+    let set = Arc::new(set);
+    if !sub.correlated {
+        ctx.cache.borrow_mut().sets.insert(sub.slot, set.clone());
+    }
+    Ok(set)
+}
