@@ -15,12 +15,22 @@
 //!   begin / savepoint / rollback_to / commit -> WriteSet / rollback
 //! ```
 
-// IMPLEMENTATION NOTE FOR THE STORAGE HELPER: the signatures below are the
-// contract the SQL layer codes against. Replace every `todo!()`; keep the
-// signatures (add methods freely).
+// The contract types live here; `Table` is in table.rs (with its indexes in
+// index.rs) and `Database` (catalog + transaction) in db.rs.
+
+mod db;
+mod hash;
+mod index;
+mod table;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_model;
+
+pub use db::Database;
+pub use table::Table;
 
 use crate::types::{DataType, Value};
-use std::ops::Bound;
 use thiserror::Error;
 
 pub type Row = Box<[Value]>;
@@ -133,6 +143,13 @@ pub enum StorageError {
     TxnOpen,
     #[error("no transaction is open")]
     NoTxn,
+    /// A table or index definition that cannot be built (a column out of
+    /// range or named twice, a primary key that is not a unique index).
+    #[error("invalid definition: {0}")]
+    InvalidSchema(String),
+    /// The table has used every one of its 2^32 row slots.
+    #[error("table \"{0}\" is full")]
+    TableFull(String),
 }
 
 /// One change in a transaction's write-set, with the rows as they are after
@@ -154,127 +171,3 @@ pub struct WriteSet {
 /// A position in the open transaction's undo list (statement atomicity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint(pub usize);
-
-pub struct Table {
-    // fields are the storage helper's choice
-}
-
-impl Table {
-    pub fn schema(&self) -> &TableSchema {
-        todo!()
-    }
-    pub fn id(&self) -> TableId {
-        todo!()
-    }
-    pub fn len(&self) -> usize {
-        todo!()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn get(&self, _id: RowId) -> Option<&Row> {
-        todo!()
-    }
-    /// All live rows, in slot order.
-    pub fn scan(&self) -> impl Iterator<Item = (RowId, &Row)> + '_ {
-        std::iter::empty()
-    }
-    /// Position of the index named `name` (case-insensitive) in `schema().indexes`.
-    pub fn index_position(&self, _name: &str) -> Option<usize> {
-        todo!()
-    }
-    /// Rows whose index key equals `key` (one value per index column, already
-    /// of the columns' types). Works for Hash and Ordered indexes. A key
-    /// containing NULL matches nothing.
-    pub fn index_lookup(&self, _index: usize, _key: &[Value]) -> Vec<RowId> {
-        todo!()
-    }
-    /// Rows of an Ordered index whose key lies within the bounds, in key order
-    /// (ascending; ties by RowId). Bounds may be a prefix of the index columns.
-    /// NULL keys are excluded unless both bounds are Unbounded.
-    pub fn index_range(
-        &self,
-        _index: usize,
-        _lower: Bound<&[Value]>,
-        _upper: Bound<&[Value]>,
-    ) -> Vec<RowId> {
-        todo!()
-    }
-}
-
-/// The tables of one partition and its (at most one) open transaction.
-pub struct Database {
-    // fields are the storage helper's choice
-}
-
-impl Default for Database {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Database {
-    pub fn new() -> Database {
-        todo!()
-    }
-    pub fn create_table(&mut self, _schema: TableSchema) -> Result<TableId, StorageError> {
-        todo!()
-    }
-    pub fn drop_table(&mut self, _id: TableId) -> Result<(), StorageError> {
-        todo!()
-    }
-    /// Case-insensitive.
-    pub fn table_id(&self, _name: &str) -> Option<TableId> {
-        todo!()
-    }
-    pub fn table(&self, _id: TableId) -> Option<&Table> {
-        todo!()
-    }
-    pub fn tables(&self) -> impl Iterator<Item = &Table> + '_ {
-        std::iter::empty()
-    }
-    /// Builds the index over existing rows; fails (and leaves nothing) if a
-    /// unique index finds duplicates.
-    pub fn create_index(&mut self, _table: TableId, _def: IndexDef) -> Result<(), StorageError> {
-        todo!()
-    }
-    pub fn drop_index(&mut self, _table: TableId, _name: &str) -> Result<(), StorageError> {
-        todo!()
-    }
-    /// Records `PARTITION TABLE t ON COLUMN c`.
-    pub fn set_partition_column(&mut self, _table: TableId, _column: usize) -> Result<(), StorageError> {
-        todo!()
-    }
-
-    pub fn begin(&mut self) -> Result<(), StorageError> {
-        todo!()
-    }
-    pub fn in_txn(&self) -> bool {
-        todo!()
-    }
-    pub fn savepoint(&self) -> Savepoint {
-        todo!()
-    }
-    /// Undoes everything after `sp` (and drops it from the write-set).
-    pub fn rollback_to(&mut self, _sp: Savepoint) {
-        todo!()
-    }
-    pub fn commit(&mut self) -> Result<WriteSet, StorageError> {
-        todo!()
-    }
-    /// Restores exactly the state at `begin`.
-    pub fn rollback(&mut self) -> Result<(), StorageError> {
-        todo!()
-    }
-
-    /// Requires an open transaction.
-    pub fn insert(&mut self, _table: TableId, _row: Row) -> Result<RowId, StorageError> {
-        todo!()
-    }
-    pub fn update(&mut self, _table: TableId, _id: RowId, _row: Row) -> Result<(), StorageError> {
-        todo!()
-    }
-    pub fn delete(&mut self, _table: TableId, _id: RowId) -> Result<Row, StorageError> {
-        todo!()
-    }
-}

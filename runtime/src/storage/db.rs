@@ -1,0 +1,342 @@
+//! The tables of one partition, the catalog rules of DDL, and the single
+//! open transaction (undo + write-set).
+//!
+//! Owns: `Database`. Must not: run DDL inside a transaction (refused with
+//! `TxnOpen`, so undo never meets a dropped table or index), or let a failed
+//! insert/update change anything.
+//!
+//! ```text
+//!   begin --> insert/update/delete --> ops: Vec<WriteOp> + undo: Vec<UndoMeta>
+//!                                       (same length; Savepoint = that length)
+//!   rollback_to(sp): pop both back to sp, reversing each change in its table
+//!   commit: ops become the WriteSet       rollback: rollback_to(0)
+//! ```
+
+use super::table::{Placed, Table};
+use super::{IndexDef, Row, RowId, Savepoint, StorageError, TableId, TableSchema, WriteOp, WriteSet};
+use std::collections::BTreeMap;
+
+/// What `ops[i]` alone does not say but undo needs: the row's slot and, for
+/// an insert, whether the slot was new.
+#[derive(Debug, Clone, Copy)]
+struct UndoMeta {
+    id: RowId,
+    fresh: bool,
+}
+
+/// The tables of one partition and its (at most one) open transaction.
+pub struct Database {
+    /// Indexed by `TableId`; a dropped table leaves `None` so ids stay unique.
+    tables: Vec<Option<Table>>,
+    /// Lower-cased table name -> id.
+    names: BTreeMap<String, TableId>,
+    in_txn: bool,
+    /// The write-set of the open transaction, in order.
+    ops: Vec<WriteOp>,
+    /// Parallel to `ops`.
+    undo: Vec<UndoMeta>,
+    schema_version: u64,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn unknown(id: TableId) -> StorageError {
+    StorageError::NoSuchTable(format!("#{}", id.0))
+}
+
+fn invalid(msg: String) -> StorageError {
+    StorageError::InvalidSchema(msg)
+}
+
+impl Database {
+    pub fn new() -> Database {
+        Database {
+            tables: Vec::new(),
+            names: BTreeMap::new(),
+            in_txn: false,
+            ops: Vec::new(),
+            undo: Vec::new(),
+            schema_version: 0,
+        }
+    }
+
+    /// Bumped by every successful DDL statement: a plan made at an older
+    /// version must be re-planned.
+    pub fn schema_version(&self) -> u64 {
+        self.schema_version
+    }
+
+    fn no_ddl_in_txn(&self) -> Result<(), StorageError> {
+        if self.in_txn {
+            return Err(StorageError::TxnOpen);
+        }
+        Ok(())
+    }
+
+    fn index_name_taken(&self, name: &str) -> bool {
+        self.tables()
+            .any(|t| t.index_position(name).is_some())
+    }
+
+    /// Checks `def` against `schema` (columns exist, at least one, none twice).
+    fn check_index_def(&self, schema: &TableSchema, def: &IndexDef) -> Result<(), StorageError> {
+        if def.columns.is_empty() {
+            return Err(invalid(format!("index \"{}\" has no columns", def.name)));
+        }
+        for (i, &c) in def.columns.iter().enumerate() {
+            if c >= schema.columns.len() {
+                return Err(invalid(format!(
+                    "index \"{}\" names column {c} but table \"{}\" has {} columns",
+                    def.name,
+                    schema.name,
+                    schema.columns.len()
+                )));
+            }
+            if def.columns[..i].contains(&c) {
+                return Err(invalid(format!(
+                    "index \"{}\" names column \"{}\" twice",
+                    def.name, schema.columns[c].name
+                )));
+            }
+        }
+        if self.index_name_taken(&def.name) {
+            return Err(StorageError::IndexExists(def.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Creates a table with the indexes in `schema.indexes`. Columns of the
+    /// primary key become NOT NULL (as in SQL).
+    pub fn create_table(&mut self, mut schema: TableSchema) -> Result<TableId, StorageError> {
+        self.no_ddl_in_txn()?;
+        let key = schema.name.to_ascii_lowercase();
+        if self.names.contains_key(&key) {
+            return Err(StorageError::TableExists(schema.name));
+        }
+        for (i, c) in schema.columns.iter().enumerate() {
+            if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
+                return Err(invalid(format!(
+                    "column \"{}\" specified more than once in table \"{}\"",
+                    c.name, schema.name
+                )));
+            }
+        }
+        for (i, def) in schema.indexes.iter().enumerate() {
+            self.check_index_def(&schema, def)?;
+            if schema.indexes[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&def.name)) {
+                return Err(StorageError::IndexExists(def.name.clone()));
+            }
+        }
+        if let Some(pk) = schema.primary_key {
+            let Some(def) = schema.indexes.get(pk).filter(|d| d.unique) else {
+                return Err(invalid(format!(
+                    "primary key of table \"{}\" must name a unique index",
+                    schema.name
+                )));
+            };
+            for &c in &def.columns.clone() {
+                schema.columns[c].nullable = false;
+            }
+        }
+        if let Some(c) = schema.partition_column.filter(|&c| c >= schema.columns.len()) {
+            return Err(invalid(format!(
+                "partition column {c} is out of range for table \"{}\"",
+                schema.name
+            )));
+        }
+        let Ok(n) = u32::try_from(self.tables.len()) else {
+            return Err(invalid("too many tables created".to_string()));
+        };
+        let id = TableId(n);
+        self.tables.push(Some(Table::new(id, schema)));
+        self.names.insert(key, id);
+        self.schema_version += 1;
+        Ok(id)
+    }
+
+    pub fn drop_table(&mut self, id: TableId) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let slot = self.tables.get_mut(id.0 as usize).ok_or_else(|| unknown(id))?;
+        let table = slot.take().ok_or_else(|| unknown(id))?;
+        self.names.remove(&table.schema().name.to_ascii_lowercase());
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// Case-insensitive.
+    pub fn table_id(&self, name: &str) -> Option<TableId> {
+        self.names.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    #[inline]
+    pub fn table(&self, id: TableId) -> Option<&Table> {
+        self.tables.get(id.0 as usize)?.as_ref()
+    }
+
+    /// The table named `name` (case-insensitive).
+    pub fn table_by_name(&self, name: &str) -> Option<&Table> {
+        self.table(self.table_id(name)?)
+    }
+
+    /// Live tables in id (creation) order.
+    pub fn tables(&self) -> impl Iterator<Item = &Table> + '_ {
+        self.tables.iter().flatten()
+    }
+
+    fn table_mut(&mut self, id: TableId) -> Result<&mut Table, StorageError> {
+        self.tables
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| unknown(id))
+    }
+
+    /// Builds the index over existing rows; fails (and leaves nothing) if a
+    /// unique index finds duplicates.
+    pub fn create_index(&mut self, table: TableId, def: IndexDef) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let schema = self.table(table).ok_or_else(|| unknown(table))?.schema();
+        self.check_index_def(schema, &def)?;
+        self.table_mut(table)?.add_index(def)?;
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// Drops the index named `name` (case-insensitive), including one backing
+    /// the primary key (then `schema.primary_key` becomes None).
+    pub fn drop_index(&mut self, table: TableId, name: &str) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table_mut(table)?;
+        let pos = t
+            .index_position(name)
+            .ok_or_else(|| StorageError::NoSuchIndex(name.to_string()))?;
+        t.remove_index(pos);
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// Records `PARTITION TABLE t ON COLUMN c`.
+    pub fn set_partition_column(&mut self, table: TableId, column: usize) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table_mut(table)?;
+        if column >= t.schema().columns.len() {
+            return Err(invalid(format!(
+                "partition column {column} is out of range for table \"{}\"",
+                t.schema().name
+            )));
+        }
+        t.schema_mut().partition_column = Some(column);
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    pub fn begin(&mut self) -> Result<(), StorageError> {
+        if self.in_txn {
+            return Err(StorageError::TxnOpen);
+        }
+        self.in_txn = true;
+        Ok(())
+    }
+
+    pub fn in_txn(&self) -> bool {
+        self.in_txn
+    }
+
+    /// The current position in the open transaction (0 if none is open).
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.ops.len())
+    }
+
+    /// Undoes everything after `sp` (and drops it from the write-set). A
+    /// savepoint at or past the current position does nothing.
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        while self.ops.len() > sp.0 {
+            let op = self.ops.pop().expect("ops longer than the savepoint");
+            let meta = self.undo.pop().expect("undo is parallel to ops");
+            let tid = match &op {
+                WriteOp::Insert { table, .. } | WriteOp::Update { table, .. } | WriteOp::Delete { table, .. } => {
+                    *table
+                }
+            };
+            let table = self
+                .tables
+                .get_mut(tid.0 as usize)
+                .and_then(Option::as_mut)
+                .expect("no DDL inside a transaction, so its tables live");
+            match op {
+                WriteOp::Insert { .. } => table.undo_insert(Placed {
+                    id: meta.id,
+                    fresh: meta.fresh,
+                }),
+                WriteOp::Update { old, .. } => table.undo_update(meta.id, old),
+                WriteOp::Delete { row, .. } => table.undo_delete(meta.id, row),
+            }
+        }
+    }
+
+    pub fn commit(&mut self) -> Result<WriteSet, StorageError> {
+        if !self.in_txn {
+            return Err(StorageError::NoTxn);
+        }
+        self.in_txn = false;
+        self.undo.clear();
+        Ok(WriteSet {
+            ops: std::mem::take(&mut self.ops),
+        })
+    }
+
+    /// Restores exactly the state at `begin`.
+    pub fn rollback(&mut self) -> Result<(), StorageError> {
+        if !self.in_txn {
+            return Err(StorageError::NoTxn);
+        }
+        self.rollback_to(Savepoint(0));
+        self.in_txn = false;
+        Ok(())
+    }
+
+    /// Requires an open transaction.
+    #[inline]
+    pub fn insert(&mut self, table: TableId, row: Row) -> Result<RowId, StorageError> {
+        if !self.in_txn {
+            return Err(StorageError::NoTxn);
+        }
+        let t = self.table_mut(table)?;
+        let placed = t.insert_row(row)?;
+        let row = t.get(placed.id).expect("row just inserted").clone();
+        self.ops.push(WriteOp::Insert { table, row });
+        self.undo.push(UndoMeta {
+            id: placed.id,
+            fresh: placed.fresh,
+        });
+        Ok(placed.id)
+    }
+
+    /// Replaces row `id`; requires an open transaction.
+    pub fn update(&mut self, table: TableId, id: RowId, row: Row) -> Result<(), StorageError> {
+        if !self.in_txn {
+            return Err(StorageError::NoTxn);
+        }
+        let t = self.table_mut(table)?;
+        let old = t.update_row(id, row)?;
+        let new = t.get(id).expect("row just updated").clone();
+        self.ops.push(WriteOp::Update { table, old, new });
+        self.undo.push(UndoMeta { id, fresh: false });
+        Ok(())
+    }
+
+    /// Removes row `id` and returns it; requires an open transaction.
+    pub fn delete(&mut self, table: TableId, id: RowId) -> Result<Row, StorageError> {
+        if !self.in_txn {
+            return Err(StorageError::NoTxn);
+        }
+        let row = self.table_mut(table)?.delete_row(id)?;
+        let copy = row.clone();
+        self.ops.push(WriteOp::Delete { table, row });
+        self.undo.push(UndoMeta { id, fresh: false });
+        Ok(copy)
+    }
+}
