@@ -67,7 +67,9 @@ impl Default for Engine {
 
 impl Engine {
     pub fn new() -> Engine {
-        Engine { db: Database::new() }
+        Engine {
+            db: Database::new(),
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -92,7 +94,11 @@ impl Engine {
 
     /// Executes a prepared statement; re-plans transparently if the schema
     /// changed since it was prepared.
-    pub fn execute_prepared(&mut self, _stmt: &Prepared, _params: &[Value]) -> Result<QueryResult, SqlError> {
+    pub fn execute_prepared(
+        &mut self,
+        _stmt: &Prepared,
+        _params: &[Value],
+    ) -> Result<QueryResult, SqlError> {
         todo!()
     }
 }

@@ -106,7 +106,9 @@ pub enum StorageError {
         ty: DataType,
         value: String,
     },
-    #[error("value of type {found} does not match column \"{column}\" of table \"{table}\" ({ty})")]
+    #[error(
+        "value of type {found} does not match column \"{column}\" of table \"{table}\" ({ty})"
+    )]
     TypeMismatch {
         table: String,
         column: String,
@@ -242,7 +244,11 @@ impl Database {
         todo!()
     }
     /// Records `PARTITION TABLE t ON COLUMN c`.
-    pub fn set_partition_column(&mut self, _table: TableId, _column: usize) -> Result<(), StorageError> {
+    pub fn set_partition_column(
+        &mut self,
+        _table: TableId,
+        _column: usize,
+    ) -> Result<(), StorageError> {
         todo!()
     }
 
