@@ -317,19 +317,21 @@ thread_local! {
 fn run_guarded(db: &mut dyn SltDb, sql: &str) -> Result<SltOutput, String> {
     match panic::catch_unwind(AssertUnwindSafe(|| db.run(sql))) {
         Ok(result) => result,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(non-string panic payload)".to_string());
-            let at = PANIC_LOCATION
-                .with(|l| l.borrow_mut().take())
-                .map(|l| format!(" at {l}"))
-                .unwrap_or_default();
-            Err(format!("PANIC: {msg}{at}"))
-        }
+        Err(payload) => Err(panic_message(payload.as_ref())),
     }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".to_string());
+    let at = PANIC_LOCATION
+        .with(|l| l.borrow_mut().take())
+        .map(|l| format!(" at {l}"))
+        .unwrap_or_default();
+    format!("PANIC: {msg}{at}")
 }
 
 fn check_statement(
@@ -552,7 +554,13 @@ fn run_files(
         let name = path.display().to_string();
         let mut failures = Vec::new();
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"));
-        let counts = match (text, make_db()) {
+        let db = panic::catch_unwind(AssertUnwindSafe(&mut *make_db)).unwrap_or_else(|payload| {
+            Err(format!(
+                "creating the database: {}",
+                panic_message(payload.as_ref())
+            ))
+        });
+        let counts = match (text, db) {
             (Ok(text), Ok(mut db)) => run_script(&text, &name, db.as_mut(), opts, &mut |f| {
                 if shown < fail_detail {
                     shown += 1;
@@ -560,6 +568,8 @@ fn run_files(
                 }
             }),
             (Err(e), _) | (_, Err(e)) => {
+                // Always shown: it stands for a whole file.
+                shown += 1;
                 failures.push(Failure {
                     file: name.clone(),
                     line: 0,
