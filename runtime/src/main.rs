@@ -1,1 +1,122 @@
-fn main() {}
+//! The `ohm` command line: conformance runs and benchmarks for now; the
+//! node (`ohm serve`) arrives with the node issue.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ohm::slt::{self, expected::ExpectedFailures, SltDb};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ohm",
+    version,
+    about = "Ohm: a distributed in-memory SQL database with WebAssembly stored procedures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run sqllogictest files against the SQL engine and compare with the
+    /// expected answers (SQLite's), the way SQLite's own runner does.
+    ///
+    /// Prints `FILE: N passed, M failed, K skipped` per file and
+    /// `slt: ...` for the run; exits non-zero if any record failed.
+    Slt(SltArgs),
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct SltArgs {
+    /// Answer to this label in `skipif`/`onlyif` (repeatable; replaces the
+    /// default `postgresql`).
+    #[arg(long = "label", value_name = "L")]
+    labels: Vec<String>,
+    /// Print the first N failures with file:line, SQL, expected and actual.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20")]
+    fail_detail: Option<usize>,
+    /// Records known to fail (`path-suffix:line  reason` per line); they
+    /// count as expected failures, and a listed record that passes fails.
+    #[arg(long, value_name = "FILE")]
+    expected_failures: Option<PathBuf>,
+    /// Engine to run against; `sqlite` checks the runner itself.
+    #[arg(long, value_enum, default_value_t = Engine::Ohm, hide = true)]
+    engine: Engine,
+    /// `.test` files, or directories searched recursively for them.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Engine {
+    Ohm,
+    Sqlite,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Benchmark the embedded SQL engine (no network, one partition).
+    Sql {
+        /// Rows loaded before timing starts.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        /// Seconds each measured phase runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Slt(args) => run_slt(args),
+        Command::Bench(BenchCommand::Sql { rows, seconds }) => {
+            ohm::bench::run_sql(&ohm::bench::SqlBenchOptions { rows, seconds })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_slt(args: SltArgs) -> anyhow::Result<ExitCode> {
+    let expected = match &args.expected_failures {
+        Some(path) => ExpectedFailures::load(path)?,
+        None => ExpectedFailures::none(),
+    };
+    let labels = if args.labels.is_empty() {
+        vec![slt::DEFAULT_LABEL.to_string()]
+    } else {
+        args.labels
+    };
+    let files = slt::collect_test_files(&args.files)?;
+    if files.is_empty() {
+        bail!("no .test files found in {:?}", args.files);
+    }
+    let opts = slt::Options { labels, expected };
+    let mut make_db = move || -> Result<Box<dyn SltDb>, String> {
+        match args.engine {
+            Engine::Ohm => Ok(Box::new(ohm::sql::Engine::new())),
+            Engine::Sqlite => Ok(Box::new(slt::sqlite::SqliteDb::open()?)),
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let counts = slt::run_suite(
+        &files,
+        &mut make_db,
+        &opts,
+        args.fail_detail.unwrap_or(0),
+        &mut out,
+    )
+    .context("writing the report")?;
+    out.flush().context("writing the report")?;
+    Ok(if counts.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

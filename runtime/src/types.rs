@@ -22,7 +22,10 @@ pub enum DataType {
     BigInt,
     Double,
     /// DECIMAL(precision, scale); exact.
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     /// VARCHAR(n) with `Some(n)`; TEXT / unbounded VARCHAR with `None`.
     Varchar(Option<u32>),
     Varbinary(Option<u32>),
@@ -411,7 +414,11 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip() {
-        for s in ["1970-01-01 00:00:00", "2024-02-29 23:59:59.123456", "1969-12-31 12:00:00"] {
+        for s in [
+            "1970-01-01 00:00:00",
+            "2024-02-29 23:59:59.123456",
+            "1969-12-31 12:00:00",
+        ] {
             let t = parse_timestamp(s).unwrap();
             assert_eq!(format_timestamp(t), s);
         }
