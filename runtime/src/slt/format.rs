@@ -142,7 +142,7 @@ pub fn format_double_g15(d: f64) -> String {
     let digits = digits.trim_end_matches('0');
     let digits = if digits.is_empty() { "0" } else { digits };
     let sign = if negative { "-" } else { "" };
-    if exp < -4 || exp >= PRECISION {
+    if !(-4..PRECISION).contains(&exp) {
         let (first, rest) = digits.split_at(1);
         let rest = if rest.is_empty() { "0" } else { rest };
         let esign = if exp < 0 { '-' } else { '+' };
