@@ -190,7 +190,39 @@ fn from_items(b: &Binder, from: &[ast::TableWithJoins]) -> Result<(Vec<FromItem>
     let mut inner_on = Vec::new();
     let mut offset = 0;
     for twj in from {
-        push_factor(b, &twj.relation, false, None, &mut items, &mut offset)?;
+        push_join_tree(b, twj, &mut items, &mut inner_on, &mut offset)?;
+    }
+    if items.len() > FROM_ITEMS_MAX {
+        return Err(SqlError::plan(format!("too many FROM items ({}, at most {FROM_ITEMS_MAX})", items.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for it in &items {
+        if !seen.insert(it.alias.clone()) {
+            return Err(SqlError::plan(format!("table name \"{}\" specified more than once", it.alias)));
+        }
+    }
+    Ok((items, inner_on))
+}
+
+/// Lays out one FROM item and its joins. A parenthesized join without an
+/// alias, `(a CROSS JOIN b)`, is flattened into the enclosing list.
+fn push_join_tree(
+    b: &Binder,
+    twj: &ast::TableWithJoins,
+    items: &mut Vec<FromItem>,
+    inner_on: &mut Vec<ast::Expr>,
+    offset: &mut usize,
+) -> Result<(), SqlError> {
+    {
+        match &twj.relation {
+            ast::TableFactor::NestedJoin { table_with_joins, alias: None } => {
+                if items.len() > FROM_ITEMS_MAX {
+                    return Err(SqlError::plan(format!("too many FROM items (at most {FROM_ITEMS_MAX})")));
+                }
+                push_join_tree(b, table_with_joins, items, inner_on, offset)?
+            }
+            other => push_factor(b, other, false, None, items, offset)?,
+        }
         for j in &twj.joins {
             use ast::JoinOperator as J;
             let (outer, constraint) = match &j.join_operator {
@@ -205,23 +237,14 @@ fn from_items(b: &Binder, from: &[ast::TableWithJoins]) -> Result<(Vec<FromItem>
                 Some(_) => return Err(SqlError::unsupported("USING or NATURAL joins (write ON a.c = b.c)")),
             };
             if outer {
-                push_factor(b, &j.relation, true, on, &mut items, &mut offset)?;
+                push_factor(b, &j.relation, true, on, items, offset)?;
             } else {
-                push_factor(b, &j.relation, false, None, &mut items, &mut offset)?;
+                push_factor(b, &j.relation, false, None, items, offset)?;
                 inner_on.extend(on);
             }
         }
     }
-    if items.len() > FROM_ITEMS_MAX {
-        return Err(SqlError::plan(format!("too many FROM items ({}, at most {FROM_ITEMS_MAX})", items.len())));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for it in &items {
-        if !seen.insert(it.alias.clone()) {
-            return Err(SqlError::plan(format!("table name \"{}\" specified more than once", it.alias)));
-        }
-    }
-    Ok((items, inner_on))
+    Ok(())
 }
 
 fn push_factor(
