@@ -375,3 +375,6 @@ impl Engine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;
