@@ -116,7 +116,9 @@ pub enum StorageError {
         ty: DataType,
         value: String,
     },
-    #[error("value of type {found} does not match column \"{column}\" of table \"{table}\" ({ty})")]
+    #[error(
+        "value of type {found} does not match column \"{column}\" of table \"{table}\" ({ty})"
+    )]
     TypeMismatch {
         table: String,
         column: String,

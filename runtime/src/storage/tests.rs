@@ -49,7 +49,14 @@ fn typed_db() -> (Database, TableId) {
             col("v", DataType::Varchar(Some(3)), true),
             col("b", DataType::Varbinary(Some(2)), true),
             col("d", DataType::Double, true),
-            col("m", DataType::Decimal { precision: 10, scale: 2 }, true),
+            col(
+                "m",
+                DataType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+                true,
+            ),
             col("f", DataType::Boolean, true),
             col("ts", DataType::Timestamp, true),
             col("nn", DataType::Integer, false),
@@ -95,7 +102,12 @@ fn snapshot(db: &Database, t: TableId) -> Snapshot {
     let table = db.table(t).unwrap();
     let rows = table.scan().map(|(id, r)| (id, r.clone())).collect();
     let indexes = (0..table.schema().indexes.len())
-        .map(|i| (table.index_range(i, Unbounded, Unbounded), table.index_entry_count(i)))
+        .map(|i| {
+            (
+                table.index_range(i, Unbounded, Unbounded),
+                table.index_entry_count(i),
+            )
+        })
         .collect();
     Snapshot {
         rows,
@@ -132,13 +144,29 @@ fn every_constraint_is_checked_on_insert_and_update_with_its_message() {
 
     let short = row(&[int(3)]);
     let e = insert_err(&mut db, t, short.clone());
-    assert_eq!(e.to_string(), "row has 1 values but table \"t\" has 10 columns");
-    assert!(matches!(update_err(&mut db, t, r1, short), StorageError::Arity { expected: 10, found: 1, .. }));
+    assert_eq!(
+        e.to_string(),
+        "row has 1 values but table \"t\" has 10 columns"
+    );
+    assert!(matches!(
+        update_err(&mut db, t, r1, short),
+        StorageError::Arity {
+            expected: 10,
+            found: 1,
+            ..
+        }
+    ));
 
     let bad_type = with(typed_row(3), 3, int(5));
     let e = insert_err(&mut db, t, bad_type.clone());
-    assert_eq!(e.to_string(), "value of type BIGINT does not match column \"v\" of table \"t\" (VARCHAR(3))");
-    assert!(matches!(update_err(&mut db, t, r1, bad_type), StorageError::TypeMismatch { .. }));
+    assert_eq!(
+        e.to_string(),
+        "value of type BIGINT does not match column \"v\" of table \"t\" (VARCHAR(3))"
+    );
+    assert!(matches!(
+        update_err(&mut db, t, r1, bad_type),
+        StorageError::TypeMismatch { .. }
+    ));
     // Each family against a column of another type.
     for (c, v) in [
         (0, Value::Double(1.0)),
@@ -149,27 +177,53 @@ fn every_constraint_is_checked_on_insert_and_update_with_its_message() {
         (8, int(1)),
     ] {
         let e = insert_err(&mut db, t, with(typed_row(3), c, v));
-        assert!(matches!(e, StorageError::TypeMismatch { .. }), "column {c}: {e}");
+        assert!(
+            matches!(e, StorageError::TypeMismatch { .. }),
+            "column {c}: {e}"
+        );
     }
 
     let e = insert_err(&mut db, t, with(typed_row(3), 1, int(32768)));
-    assert_eq!(e.to_string(), "value 32768 out of range for column \"s\" of table \"t\" (SMALLINT)");
+    assert_eq!(
+        e.to_string(),
+        "value 32768 out of range for column \"s\" of table \"t\" (SMALLINT)"
+    );
     let e = update_err(&mut db, t, r1, with(typed_row(1), 2, int(-2_147_483_649)));
-    assert_eq!(e.to_string(), "value -2147483649 out of range for column \"i\" of table \"t\" (INTEGER)");
+    assert_eq!(
+        e.to_string(),
+        "value -2147483649 out of range for column \"i\" of table \"t\" (INTEGER)"
+    );
     db.insert(t, with(typed_row(3), 1, int(-32768))).unwrap();
 
     // VARCHAR counts characters, not bytes.
     db.insert(t, with(typed_row(4), 3, text("ééé"))).unwrap();
     let e = insert_err(&mut db, t, with(typed_row(5), 3, text("éééé")));
-    assert_eq!(e.to_string(), "value too long for column \"v\" of table \"t\" (VARCHAR(3)): 4 > 3");
-    let e = update_err(&mut db, t, r1, with(typed_row(1), 4, Value::Bytes(vec![0u8; 3].into())));
-    assert_eq!(e.to_string(), "value too long for column \"b\" of table \"t\" (VARBINARY(2)): 3 > 2");
+    assert_eq!(
+        e.to_string(),
+        "value too long for column \"v\" of table \"t\" (VARCHAR(3)): 4 > 3"
+    );
+    let e = update_err(
+        &mut db,
+        t,
+        r1,
+        with(typed_row(1), 4, Value::Bytes(vec![0u8; 3].into())),
+    );
+    assert_eq!(
+        e.to_string(),
+        "value too long for column \"b\" of table \"t\" (VARBINARY(2)): 3 > 2"
+    );
 
     let e = insert_err(&mut db, t, with(typed_row(5), 9, Value::Null));
-    assert_eq!(e.to_string(), "null value in column \"nn\" of table \"t\" violates not-null constraint");
+    assert_eq!(
+        e.to_string(),
+        "null value in column \"nn\" of table \"t\" violates not-null constraint"
+    );
     // Primary key columns are NOT NULL even if declared nullable.
     let e = update_err(&mut db, t, r1, with(typed_row(1), 0, Value::Null));
-    assert!(matches!(e, StorageError::NotNull { ref column, .. } if column == "id"), "{e}");
+    assert!(
+        matches!(e, StorageError::NotNull { ref column, .. } if column == "id"),
+        "{e}"
+    );
 
     let e = insert_err(&mut db, t, typed_row(2).into());
     assert_eq!(
@@ -177,10 +231,21 @@ fn every_constraint_is_checked_on_insert_and_update_with_its_message() {
         "duplicate key value violates unique constraint \"t_pkey\" on table \"t\": key (id)=(2) already exists"
     );
     let e = update_err(&mut db, t, r1, typed_row(2).into());
-    assert!(matches!(e, StorageError::Unique { ref key, .. } if key == "2"), "{e}");
+    assert!(
+        matches!(e, StorageError::Unique { ref key, .. } if key == "2"),
+        "{e}"
+    );
 
     // Nullable non-key columns accept NULL.
-    let all_null: Vec<Value> = (0..10).map(|c| if c == 0 || c == 9 { int(9) } else { Value::Null }).collect();
+    let all_null: Vec<Value> = (0..10)
+        .map(|c| {
+            if c == 0 || c == 9 {
+                int(9)
+            } else {
+                Value::Null
+            }
+        })
+        .collect();
     db.insert(t, all_null.into()).unwrap();
 }
 
@@ -193,19 +258,31 @@ fn checks_report_the_earliest_kind_of_failure_first() {
     let mut r = typed_row(2);
     r[9] = Value::Null;
     r[7] = int(1);
-    assert!(matches!(insert_err(&mut db, t, r.into()), StorageError::TypeMismatch { .. }));
+    assert!(matches!(
+        insert_err(&mut db, t, r.into()),
+        StorageError::TypeMismatch { .. }
+    ));
     // Too long (col 3) before out of range (col 1): range wins.
     let mut r = typed_row(2);
     r[3] = text("long");
     r[1] = int(1 << 20);
-    assert!(matches!(insert_err(&mut db, t, r.into()), StorageError::OutOfRange { .. }));
+    assert!(matches!(
+        insert_err(&mut db, t, r.into()),
+        StorageError::OutOfRange { .. }
+    ));
     // Length before NOT NULL; NOT NULL before a duplicate key.
     let mut r = typed_row(1);
     r[9] = Value::Null;
     r[3] = text("long");
-    assert!(matches!(insert_err(&mut db, t, r.clone().into()), StorageError::TooLong { .. }));
+    assert!(matches!(
+        insert_err(&mut db, t, r.clone().into()),
+        StorageError::TooLong { .. }
+    ));
     r[3] = text("ok");
-    assert!(matches!(insert_err(&mut db, t, r.into()), StorageError::NotNull { .. }));
+    assert!(matches!(
+        insert_err(&mut db, t, r.into()),
+        StorageError::NotNull { .. }
+    ));
 }
 
 /// `p(a INTEGER, b VARCHAR, c INTEGER)` with unique hash (a), unique ordered
@@ -267,35 +344,73 @@ fn update_keeps_or_moves_its_keys() {
     db.insert(t, row(&[int(1), text("x"), int(1)])).unwrap();
     let e = update_err(&mut db, t, r1, row(&[int(5), text("y"), int(1)]));
     assert!(matches!(e, StorageError::Unique { ref constraint, .. } if constraint == "p_pkey"));
-    assert_eq!(db.update(t, RowId(99), row(&[int(9), Value::Null, Value::Null])), Err(StorageError::NoSuchRow(RowId(99))));
-    assert_eq!(db.delete(t, RowId(99)), Err(StorageError::NoSuchRow(RowId(99))));
+    assert_eq!(
+        db.update(t, RowId(99), row(&[int(9), Value::Null, Value::Null])),
+        Err(StorageError::NoSuchRow(RowId(99)))
+    );
+    assert_eq!(
+        db.delete(t, RowId(99)),
+        Err(StorageError::NoSuchRow(RowId(99)))
+    );
 }
 
 #[test]
 fn nulls_never_conflict_never_match_and_sort_first_in_full_scans() {
     let (mut db, t) = multi_db();
     db.begin().unwrap();
-    let n0 = db.insert(t, row(&[int(1), Value::Null, Value::Null])).unwrap();
-    let n1 = db.insert(t, row(&[int(2), Value::Null, Value::Null])).unwrap();
-    let half = db.insert(t, row(&[int(3), text("a"), Value::Null])).unwrap();
-    let half2 = db.insert(t, row(&[int(4), text("a"), Value::Null])).unwrap();
+    let n0 = db
+        .insert(t, row(&[int(1), Value::Null, Value::Null]))
+        .unwrap();
+    let n1 = db
+        .insert(t, row(&[int(2), Value::Null, Value::Null]))
+        .unwrap();
+    let half = db
+        .insert(t, row(&[int(3), text("a"), Value::Null]))
+        .unwrap();
+    let half2 = db
+        .insert(t, row(&[int(4), text("a"), Value::Null]))
+        .unwrap();
     let full = db.insert(t, row(&[int(5), text("a"), int(1)])).unwrap();
     let table = db.table(t).unwrap();
-    assert!(table.index_lookup(1, &[Value::Null, Value::Null]).is_empty());
+    assert!(table
+        .index_lookup(1, &[Value::Null, Value::Null])
+        .is_empty());
     assert!(table.index_lookup(2, &[Value::Null]).is_empty());
     assert!(table.index_lookup(1, &[text("a"), Value::Null]).is_empty());
     assert_eq!(table.index_get(1, &[Value::Null, Value::Null]), None);
     // Prefix equality on b = 'a' excludes keys with a NULL c.
     assert_eq!(table.index_lookup(1, &[text("a")]), vec![full]);
-    assert_eq!(table.index_range(1, Unbounded, Unbounded), vec![n0, n1, half, half2, full]);
-    assert_eq!(table.index_range(2, Unbounded, Unbounded), vec![n0, n1, half, half2, full]);
-    assert_eq!(table.index_range(1, Unbounded, Included(&[text("b")])), vec![full]);
-    assert_eq!(table.index_range(1, Included(&[text("a")]), Unbounded), vec![full]);
-    assert_eq!(table.index_range(2, Unbounded, Included(&[int(5)])), vec![full]);
-    assert!(table.index_range(2, Included(&[Value::Null]), Unbounded).is_empty());
+    assert_eq!(
+        table.index_range(1, Unbounded, Unbounded),
+        vec![n0, n1, half, half2, full]
+    );
+    assert_eq!(
+        table.index_range(2, Unbounded, Unbounded),
+        vec![n0, n1, half, half2, full]
+    );
+    assert_eq!(
+        table.index_range(1, Unbounded, Included(&[text("b")])),
+        vec![full]
+    );
+    assert_eq!(
+        table.index_range(1, Included(&[text("a")]), Unbounded),
+        vec![full]
+    );
+    assert_eq!(
+        table.index_range(2, Unbounded, Included(&[int(5)])),
+        vec![full]
+    );
+    assert!(table
+        .index_range(2, Included(&[Value::Null]), Unbounded)
+        .is_empty());
     // Updating into a NULL key does not conflict either.
-    db.update(t, full, row(&[int(5), text("a"), Value::Null])).unwrap();
-    assert!(db.table(t).unwrap().index_lookup(1, &[text("a")]).is_empty());
+    db.update(t, full, row(&[int(5), text("a"), Value::Null]))
+        .unwrap();
+    assert!(db
+        .table(t)
+        .unwrap()
+        .index_lookup(1, &[text("a")])
+        .is_empty());
 }
 
 /// `g(a INTEGER, b INTEGER, id INTEGER)`, ordered non-unique (a, b), rows
@@ -332,7 +447,11 @@ fn grid() -> (Database, TableId, Vec<(RowId, i64, i64)>) {
 }
 
 fn expect(rows: &[(RowId, i64, i64)], keep: impl Fn(i64, i64) -> bool) -> Vec<RowId> {
-    let mut hits: Vec<(i64, i64, RowId)> = rows.iter().filter(|r| keep(r.1, r.2)).map(|r| (r.1, r.2, r.0)).collect();
+    let mut hits: Vec<(i64, i64, RowId)> = rows
+        .iter()
+        .filter(|r| keep(r.1, r.2))
+        .map(|r| (r.1, r.2, r.0))
+        .collect();
     hits.sort();
     hits.into_iter().map(|h| h.2).collect()
 }
@@ -341,11 +460,26 @@ fn expect(rows: &[(RowId, i64, i64)], keep: impl Fn(i64, i64) -> bool) -> Vec<Ro
 fn prefix_bounds_on_a_composite_ordered_index() {
     let (db, t, rows) = grid();
     let tb = db.table(t).unwrap();
-    assert_eq!(tb.index_range(0, Included(&[int(5)]), Unbounded), expect(&rows, |a, _| a >= 5));
-    assert_eq!(tb.index_range(0, Excluded(&[int(5)]), Unbounded), expect(&rows, |a, _| a > 5));
-    assert_eq!(tb.index_range(0, Unbounded, Excluded(&[int(7)])), expect(&rows, |a, _| a < 7));
-    assert_eq!(tb.index_range(0, Unbounded, Included(&[int(7)])), expect(&rows, |a, _| a <= 7));
-    assert_eq!(tb.index_range(0, Included(&[int(3)]), Excluded(&[int(5)])), expect(&rows, |a, _| (3..5).contains(&a)));
+    assert_eq!(
+        tb.index_range(0, Included(&[int(5)]), Unbounded),
+        expect(&rows, |a, _| a >= 5)
+    );
+    assert_eq!(
+        tb.index_range(0, Excluded(&[int(5)]), Unbounded),
+        expect(&rows, |a, _| a > 5)
+    );
+    assert_eq!(
+        tb.index_range(0, Unbounded, Excluded(&[int(7)])),
+        expect(&rows, |a, _| a < 7)
+    );
+    assert_eq!(
+        tb.index_range(0, Unbounded, Included(&[int(7)])),
+        expect(&rows, |a, _| a <= 7)
+    );
+    assert_eq!(
+        tb.index_range(0, Included(&[int(3)]), Excluded(&[int(5)])),
+        expect(&rows, |a, _| (3..5).contains(&a))
+    );
     assert_eq!(
         tb.index_range(0, Excluded(&[int(3), int(1)]), Included(&[int(5), int(2)])),
         expect(&rows, |a, b| (a, b) > (3, 1) && (a, b) <= (5, 2))
@@ -354,13 +488,25 @@ fn prefix_bounds_on_a_composite_ordered_index() {
         tb.index_range(0, Included(&[int(3), int(2)]), Excluded(&[int(4)])),
         expect(&rows, |a, b| a == 3 && b >= 2)
     );
-    assert_eq!(tb.index_range(0, Unbounded, Unbounded), expect(&rows, |_, _| true));
+    assert_eq!(
+        tb.index_range(0, Unbounded, Unbounded),
+        expect(&rows, |_, _| true)
+    );
     // Inverted and empty ranges are empty, not a panic.
-    assert!(tb.index_range(0, Included(&[int(6)]), Excluded(&[int(6)])).is_empty());
-    assert!(tb.index_range(0, Excluded(&[int(7)]), Included(&[int(5)])).is_empty());
-    assert!(tb.index_range(0, Excluded(&[int(6)]), Excluded(&[int(6)])).is_empty());
+    assert!(tb
+        .index_range(0, Included(&[int(6)]), Excluded(&[int(6)]))
+        .is_empty());
+    assert!(tb
+        .index_range(0, Excluded(&[int(7)]), Included(&[int(5)]))
+        .is_empty());
+    assert!(tb
+        .index_range(0, Excluded(&[int(6)]), Excluded(&[int(6)]))
+        .is_empty());
     // Mixed numeric representations compare by value.
-    assert_eq!(tb.index_range(0, Included(&[Value::Double(4.5)]), Unbounded), expect(&rows, |a, _| a >= 5));
+    assert_eq!(
+        tb.index_range(0, Included(&[Value::Double(4.5)]), Unbounded),
+        expect(&rows, |a, _| a >= 5)
+    );
     // Equality on a prefix and on the full key, ties by RowId.
     assert_eq!(tb.index_lookup(0, &[int(3)]), expect(&rows, |a, _| a == 3));
     let both = tb.index_lookup(0, &[int(3), int(1)]);
@@ -375,25 +521,36 @@ fn hash_index_non_unique_lookup_and_fallbacks() {
     let mut db = Database::new();
     let schema = TableSchema {
         name: "h".into(),
-        columns: vec![col("a", DataType::Integer, false), col("b", DataType::Integer, false)],
+        columns: vec![
+            col("a", DataType::Integer, false),
+            col("b", DataType::Integer, false),
+        ],
         primary_key: None,
         indexes: vec![idx("h_ab", &[1, 0], false, IndexKind::Hash)],
         partition_column: None,
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();
-    let ids: Vec<RowId> = (0..6).map(|i| db.insert(t, row(&[int(i % 2), int(i % 3)])).unwrap()).collect();
+    let ids: Vec<RowId> = (0..6)
+        .map(|i| db.insert(t, row(&[int(i % 2), int(i % 3)])).unwrap())
+        .collect();
     let tb = db.table(t).unwrap();
     // Key order is (b, a).
     assert_eq!(tb.index_lookup(0, &[int(0), int(0)]), vec![ids[0]]);
     assert_eq!(tb.index_lookup(0, &[int(1), int(1)]), vec![ids[1]]);
     assert_eq!(tb.index_lookup(0, &[int(0)]), vec![ids[0], ids[3]]);
-    assert_eq!(tb.index_range(0, Included(&[int(2)]), Unbounded), vec![ids[2], ids[5]]);
+    assert_eq!(
+        tb.index_range(0, Included(&[int(2)]), Unbounded),
+        vec![ids[2], ids[5]]
+    );
     db.insert(t, row(&[int(1), int(2)])).unwrap();
     db.insert(t, row(&[int(1), int(2)])).unwrap();
     db.delete(t, ids[5]).unwrap();
     let tb = db.table(t).unwrap();
-    assert_eq!(tb.index_lookup(0, &[int(2), int(1)]), vec![RowId(6), RowId(7)]);
+    assert_eq!(
+        tb.index_lookup(0, &[int(2), int(1)]),
+        vec![RowId(6), RowId(7)]
+    );
     assert_eq!(tb.index_entry_count(0), 7);
 }
 
@@ -401,12 +558,29 @@ fn hash_index_non_unique_lookup_and_fallbacks() {
 fn deleted_slots_are_reused_last_freed_first() {
     let (mut db, t) = multi_db();
     db.begin().unwrap();
-    let ids: Vec<RowId> = (0..4).map(|i| db.insert(t, row(&[int(i), Value::Null, Value::Null])).unwrap()).collect();
+    let ids: Vec<RowId> = (0..4)
+        .map(|i| {
+            db.insert(t, row(&[int(i), Value::Null, Value::Null]))
+                .unwrap()
+        })
+        .collect();
     db.delete(t, ids[1]).unwrap();
     db.delete(t, ids[2]).unwrap();
-    assert_eq!(db.insert(t, row(&[int(10), Value::Null, Value::Null])).unwrap(), ids[2]);
-    assert_eq!(db.insert(t, row(&[int(11), Value::Null, Value::Null])).unwrap(), ids[1]);
-    assert_eq!(db.insert(t, row(&[int(12), Value::Null, Value::Null])).unwrap(), RowId(4));
+    assert_eq!(
+        db.insert(t, row(&[int(10), Value::Null, Value::Null]))
+            .unwrap(),
+        ids[2]
+    );
+    assert_eq!(
+        db.insert(t, row(&[int(11), Value::Null, Value::Null]))
+            .unwrap(),
+        ids[1]
+    );
+    assert_eq!(
+        db.insert(t, row(&[int(12), Value::Null, Value::Null]))
+            .unwrap(),
+        RowId(4)
+    );
     assert_eq!(db.table(t).unwrap().len(), 5);
 }
 
@@ -415,7 +589,8 @@ fn rollback_and_rollback_to_restore_exactly_and_truncate_the_write_set() {
     let (mut db, t) = multi_db();
     db.begin().unwrap();
     for i in 0..6 {
-        db.insert(t, row(&[int(i), text(&format!("k{i}")), int(i % 2)])).unwrap();
+        db.insert(t, row(&[int(i), text(&format!("k{i}")), int(i % 2)]))
+            .unwrap();
     }
     db.delete(t, RowId(4)).unwrap();
     db.commit().unwrap();
@@ -431,7 +606,8 @@ fn rollback_and_rollback_to_restore_exactly_and_truncate_the_write_set() {
 
     db.begin().unwrap();
     db.insert(t, row(&[int(7), text("k7"), int(1)])).unwrap(); // reuses slot 4
-    db.update(t, RowId(0), row(&[int(0), text("new"), int(5)])).unwrap();
+    db.update(t, RowId(0), row(&[int(0), text("new"), int(5)]))
+        .unwrap();
     db.delete(t, RowId(2)).unwrap();
     let sp = db.savepoint();
     let mid = snapshot(&db, t);
@@ -440,9 +616,11 @@ fn rollback_and_rollback_to_restore_exactly_and_truncate_the_write_set() {
     db.insert(t, row(&[int(2), text("k2"), int(0)])).unwrap(); // reuses slot 0
     db.insert(t, row(&[int(9), text("k9"), int(1)])).unwrap(); // reuses slot 2
     db.insert(t, row(&[int(8), text("k8"), int(1)])).unwrap(); // fresh slot 6
-    db.update(t, RowId(6), row(&[int(8), text("k8"), int(0)])).unwrap();
+    db.update(t, RowId(6), row(&[int(8), text("k8"), int(0)]))
+        .unwrap();
     db.delete(t, RowId(6)).unwrap();
-    db.update(t, RowId(1), row(&[int(1), Value::Null, Value::Null])).unwrap();
+    db.update(t, RowId(1), row(&[int(1), Value::Null, Value::Null]))
+        .unwrap();
     assert_ne!(snapshot(&db, t), mid);
     db.rollback_to(sp);
     assert_eq!(snapshot(&db, t), mid);
@@ -454,7 +632,11 @@ fn rollback_and_rollback_to_restore_exactly_and_truncate_the_write_set() {
     assert_eq!(lookups(&db), start_lookups);
     // The next insert lands where it would have before the transaction.
     db.begin().unwrap();
-    assert_eq!(db.insert(t, row(&[int(20), Value::Null, Value::Null])).unwrap(), RowId(4));
+    assert_eq!(
+        db.insert(t, row(&[int(20), Value::Null, Value::Null]))
+            .unwrap(),
+        RowId(4)
+    );
     let ws = db.commit().unwrap();
     assert_eq!(ws.ops.len(), 1);
 }
@@ -491,10 +673,23 @@ fn write_set_lists_every_change_in_order_with_its_rows() {
     assert_eq!(
         ws.ops,
         vec![
-            WriteOp::Insert { table: t, row: a.clone() },
-            WriteOp::Insert { table: t, row: b.clone() },
-            WriteOp::Insert { table: g, row: row(&[int(7)]) },
-            WriteOp::Update { table: t, old: a, new: a2 },
+            WriteOp::Insert {
+                table: t,
+                row: a.clone()
+            },
+            WriteOp::Insert {
+                table: t,
+                row: b.clone()
+            },
+            WriteOp::Insert {
+                table: g,
+                row: row(&[int(7)])
+            },
+            WriteOp::Update {
+                table: t,
+                old: a,
+                new: a2
+            },
             WriteOp::Delete { table: t, row: b },
         ]
     );
@@ -524,14 +719,23 @@ fn transaction_state_rules() {
     };
     assert_eq!(db.create_table(other), Err(StorageError::TxnOpen));
     assert_eq!(db.drop_table(t), Err(StorageError::TxnOpen));
-    assert_eq!(db.create_index(t, idx("i", &[1], false, IndexKind::Hash)), Err(StorageError::TxnOpen));
+    assert_eq!(
+        db.create_index(t, idx("i", &[1], false, IndexKind::Hash)),
+        Err(StorageError::TxnOpen)
+    );
     assert_eq!(db.drop_index(t, "p_c"), Err(StorageError::TxnOpen));
     assert_eq!(db.set_partition_column(t, 0), Err(StorageError::TxnOpen));
-    assert!(matches!(db.insert(TableId(42), row(&[])), Err(StorageError::NoSuchTable(_))));
+    assert!(matches!(
+        db.insert(TableId(42), row(&[])),
+        Err(StorageError::NoSuchTable(_))
+    ));
     db.commit().unwrap();
     db.set_partition_column(t, 0).unwrap();
     assert_eq!(db.table(t).unwrap().schema().partition_column, Some(0));
-    assert!(matches!(db.set_partition_column(t, 3), Err(StorageError::InvalidSchema(_))));
+    assert!(matches!(
+        db.set_partition_column(t, 3),
+        Err(StorageError::InvalidSchema(_))
+    ));
 }
 
 #[test]
@@ -541,30 +745,60 @@ fn catalog_rules_for_tables_and_index_names() {
     assert_eq!(db.table_id("p"), Some(t));
     assert_eq!(db.table_by_name("P").map(Table::id), Some(t));
     let mut s = db.table(t).unwrap().schema().clone();
-    assert_eq!(db.create_table(s.clone()), Err(StorageError::TableExists("P".into())));
+    assert_eq!(
+        db.create_table(s.clone()),
+        Err(StorageError::TableExists("P".into()))
+    );
     s.name = "q".into();
     // Index names are global.
-    assert_eq!(db.create_table(s.clone()), Err(StorageError::IndexExists("p_pkey".into())));
-    s.indexes = vec![idx("q_a", &[0], true, IndexKind::Hash), idx("Q_A", &[1], true, IndexKind::Hash)];
-    assert_eq!(db.create_table(s.clone()), Err(StorageError::IndexExists("Q_A".into())));
+    assert_eq!(
+        db.create_table(s.clone()),
+        Err(StorageError::IndexExists("p_pkey".into()))
+    );
+    s.indexes = vec![
+        idx("q_a", &[0], true, IndexKind::Hash),
+        idx("Q_A", &[1], true, IndexKind::Hash),
+    ];
+    assert_eq!(
+        db.create_table(s.clone()),
+        Err(StorageError::IndexExists("Q_A".into()))
+    );
     s.indexes = vec![idx("q_a", &[3], true, IndexKind::Hash)];
-    assert!(matches!(db.create_table(s.clone()), Err(StorageError::InvalidSchema(_))));
+    assert!(matches!(
+        db.create_table(s.clone()),
+        Err(StorageError::InvalidSchema(_))
+    ));
     s.indexes = vec![idx("q_a", &[0], false, IndexKind::Hash)];
-    assert!(matches!(db.create_table(s.clone()), Err(StorageError::InvalidSchema(_))));
+    assert!(matches!(
+        db.create_table(s.clone()),
+        Err(StorageError::InvalidSchema(_))
+    ));
     s.columns.push(col("A", DataType::Integer, true));
     s.indexes.clear();
     s.primary_key = None;
-    assert!(matches!(db.create_table(s.clone()), Err(StorageError::InvalidSchema(_))));
+    assert!(matches!(
+        db.create_table(s.clone()),
+        Err(StorageError::InvalidSchema(_))
+    ));
     assert_eq!(db.schema_version(), v0);
     s.columns.pop();
     let q = db.create_table(s.clone()).unwrap();
-    assert_eq!(db.create_index(q, idx("P_C", &[0], false, IndexKind::Hash)), Err(StorageError::IndexExists("P_C".into())));
-    assert!(matches!(db.create_index(q, idx("q_x", &[7], false, IndexKind::Hash)), Err(StorageError::InvalidSchema(_))));
+    assert_eq!(
+        db.create_index(q, idx("P_C", &[0], false, IndexKind::Hash)),
+        Err(StorageError::IndexExists("P_C".into()))
+    );
+    assert!(matches!(
+        db.create_index(q, idx("q_x", &[7], false, IndexKind::Hash)),
+        Err(StorageError::InvalidSchema(_))
+    ));
     // Ids are never reused.
     db.drop_table(q).unwrap();
     assert_eq!(db.table(q).map(Table::id), None);
     assert_eq!(db.table_id("q"), None);
-    assert!(matches!(db.drop_table(q), Err(StorageError::NoSuchTable(_))));
+    assert!(matches!(
+        db.drop_table(q),
+        Err(StorageError::NoSuchTable(_))
+    ));
     let q2 = db.create_table(s).unwrap();
     assert!(q2 > q);
     assert_eq!(db.tables().map(Table::id).collect::<Vec<_>>(), vec![t, q2]);
@@ -577,11 +811,15 @@ fn create_index_on_duplicates_fails_and_leaves_nothing() {
     db.begin().unwrap();
     db.insert(t, row(&[int(1), text("x"), int(3)])).unwrap();
     db.insert(t, row(&[int(2), text("y"), int(3)])).unwrap();
-    db.insert(t, row(&[int(3), text("z"), Value::Null])).unwrap();
-    db.insert(t, row(&[int(4), text("w"), Value::Null])).unwrap();
+    db.insert(t, row(&[int(3), text("z"), Value::Null]))
+        .unwrap();
+    db.insert(t, row(&[int(4), text("w"), Value::Null]))
+        .unwrap();
     db.commit().unwrap();
     let before = db.table(t).unwrap().schema().clone();
-    let e = db.create_index(t, idx("p_c_key", &[2], true, IndexKind::Ordered)).unwrap_err();
+    let e = db
+        .create_index(t, idx("p_c_key", &[2], true, IndexKind::Ordered))
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "duplicate key value violates unique constraint \"p_c_key\" on table \"P\": key (c)=(3) already exists"
@@ -590,14 +828,19 @@ fn create_index_on_duplicates_fails_and_leaves_nothing() {
     assert_eq!(db.table(t).unwrap().index_position("p_c_key"), None);
     // Duplicate NULLs are fine; the index then serves lookups.
     db.begin().unwrap();
-    db.update(t, RowId(1), row(&[int(2), text("y"), int(4)])).unwrap();
+    db.update(t, RowId(1), row(&[int(2), text("y"), int(4)]))
+        .unwrap();
     db.commit().unwrap();
-    db.create_index(t, idx("p_c_key", &[2], true, IndexKind::Hash)).unwrap();
+    db.create_index(t, idx("p_c_key", &[2], true, IndexKind::Hash))
+        .unwrap();
     let tb = db.table(t).unwrap();
     let pos = tb.index_position("P_C_KEY").unwrap();
     assert_eq!(tb.index_lookup(pos, &[int(4)]), vec![RowId(1)]);
     db.begin().unwrap();
-    assert!(matches!(db.insert(t, row(&[int(9), Value::Null, int(4)])), Err(StorageError::Unique { .. })));
+    assert!(matches!(
+        db.insert(t, row(&[int(9), Value::Null, int(4)])),
+        Err(StorageError::Unique { .. })
+    ));
 }
 
 #[test]
@@ -605,16 +848,25 @@ fn drop_index_keeps_the_primary_key_position_right() {
     let mut db = Database::new();
     let schema = TableSchema {
         name: "d".into(),
-        columns: vec![col("a", DataType::Integer, false), col("b", DataType::Integer, false)],
+        columns: vec![
+            col("a", DataType::Integer, false),
+            col("b", DataType::Integer, false),
+        ],
         primary_key: Some(1),
-        indexes: vec![idx("d_b", &[1], false, IndexKind::Ordered), idx("d_pkey", &[0], true, IndexKind::Hash)],
+        indexes: vec![
+            idx("d_b", &[1], false, IndexKind::Ordered),
+            idx("d_pkey", &[0], true, IndexKind::Hash),
+        ],
         partition_column: None,
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();
     db.insert(t, row(&[int(1), int(2)])).unwrap();
     db.commit().unwrap();
-    assert_eq!(db.drop_index(t, "nope"), Err(StorageError::NoSuchIndex("nope".into())));
+    assert_eq!(
+        db.drop_index(t, "nope"),
+        Err(StorageError::NoSuchIndex("nope".into()))
+    );
     db.drop_index(t, "D_B").unwrap();
     let tb = db.table(t).unwrap();
     assert_eq!(tb.schema().primary_key, Some(0));

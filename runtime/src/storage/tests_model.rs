@@ -96,7 +96,12 @@ fn expected_error(model: &Model, row: &Row, except: Option<RowId>) -> Option<&'s
     if matches!(&row[2], Value::Text(s) if s.chars().count() > 2) {
         return Some("long");
     }
-    let others = || model.iter().filter(|(id, _)| Some(**id) != except).map(|(_, r)| r);
+    let others = || {
+        model
+            .iter()
+            .filter(|(id, _)| Some(**id) != except)
+            .map(|(_, r)| r)
+    };
     if others().any(|r| r[0] == row[0]) {
         return Some("m_pkey");
     }
@@ -159,20 +164,44 @@ fn check_agree(db: &Database, t: TableId, model: &Model, rng: &mut Rng, at: &str
     let want: Vec<(RowId, Row)> = model.iter().map(|(id, r)| (*id, r.clone())).collect();
     assert_eq!(rows, want, "{at}: rows");
     let with = |col: usize, v: &Value| -> Vec<RowId> {
-        model.iter().filter(|(_, r)| !v.is_null() && r[col] == *v).map(|(id, _)| *id).collect()
+        model
+            .iter()
+            .filter(|(_, r)| !v.is_null() && r[col] == *v)
+            .map(|(id, _)| *id)
+            .collect()
     };
     for id in 0..IDS {
         let v = Value::Int(id);
-        assert_eq!(tb.index_lookup(0, std::slice::from_ref(&v)), with(0, &v), "{at}: pk {id}");
-        assert_eq!(tb.index_get(0, std::slice::from_ref(&v)), with(0, &v).first().copied(), "{at}: pk get");
+        assert_eq!(
+            tb.index_lookup(0, std::slice::from_ref(&v)),
+            with(0, &v),
+            "{at}: pk {id}"
+        );
+        assert_eq!(
+            tb.index_get(0, std::slice::from_ref(&v)),
+            with(0, &v).first().copied(),
+            "{at}: pk get"
+        );
     }
     for a in [Value::Null, Value::Int(-3), Value::Int(0), Value::Int(2)] {
-        assert_eq!(tb.index_lookup(3, std::slice::from_ref(&a)), with(1, &a), "{at}: a = {a}");
+        assert_eq!(
+            tb.index_lookup(3, std::slice::from_ref(&a)),
+            with(1, &a),
+            "{at}: a = {a}"
+        );
     }
     for b in TEXTS.iter().map(|s| Value::text(s)).chain([Value::Null]) {
-        assert_eq!(tb.index_lookup(2, std::slice::from_ref(&b)), with(2, &b), "{at}: b = {b}");
+        assert_eq!(
+            tb.index_lookup(2, std::slice::from_ref(&b)),
+            with(2, &b),
+            "{at}: b = {b}"
+        );
     }
-    assert_eq!(tb.index_range(1, Unbounded, Unbounded), model_range(model, Unbounded, Unbounded), "{at}: full");
+    assert_eq!(
+        tb.index_range(1, Unbounded, Unbounded),
+        model_range(model, Unbounded, Unbounded),
+        "{at}: full"
+    );
     for _ in 0..4 {
         let (lo, hi) = (random_bound(rng), random_bound(rng));
         let pick = |rng: &mut Rng, k: &[Value]| -> Bound<Vec<Value>> {
@@ -183,8 +212,15 @@ fn check_agree(db: &Database, t: TableId, model: &Model, rng: &mut Rng, at: &str
             }
         };
         let (lo, hi) = (pick(rng, &lo), pick(rng, &hi));
-        let (lo, hi) = (lo.as_ref().map(Vec::as_slice), hi.as_ref().map(Vec::as_slice));
-        assert_eq!(tb.index_range(1, lo, hi), model_range(model, lo, hi), "{at}: range {lo:?}..{hi:?}");
+        let (lo, hi) = (
+            lo.as_ref().map(Vec::as_slice),
+            hi.as_ref().map(Vec::as_slice),
+        );
+        assert_eq!(
+            tb.index_range(1, lo, hi),
+            model_range(model, lo, hi),
+            "{at}: range {lo:?}..{hi:?}"
+        );
     }
 }
 
@@ -193,7 +229,10 @@ fn check_agree(db: &Database, t: TableId, model: &Model, rng: &mut Rng, at: &str
 fn replay(base: &Model, ops: &[WriteOp]) -> Vec<Row> {
     let mut rows: Vec<Row> = base.values().cloned().collect();
     let take = |rows: &mut Vec<Row>, r: &Row| {
-        let at = rows.iter().position(|x| x == r).expect("write-set removes a row that exists");
+        let at = rows
+            .iter()
+            .position(|x| x == r)
+            .expect("write-set removes a row that exists");
         rows.swap_remove(at);
     };
     for op in ops {
