@@ -25,6 +25,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_ddl;
+#[cfg(test)]
 mod tests_model;
 
 pub use db::Database;
