@@ -151,7 +151,7 @@ impl Table {
         let mut worst: Option<(Check, usize)> = None;
         for (i, (v, c)) in row.iter().zip(cols).enumerate() {
             if let Some(fail) = check_value(v, c.ty, c.nullable) {
-                if worst.is_none_or(|(w, _)| fail < w) {
+                if worst.is_none_or(|(w, _)| fail.rank() < w.rank()) {
                     worst = Some((fail, i));
                 }
             }
@@ -360,13 +360,25 @@ impl Table {
     }
 }
 
-/// A failed value check, ordered by which is reported first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A failed value check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Check {
     Type,
     Range,
     Length(usize, u32),
     NotNull,
+}
+
+impl Check {
+    /// Which kind of failure is reported first (lowest).
+    fn rank(self) -> u8 {
+        match self {
+            Check::Type => 0,
+            Check::Range => 1,
+            Check::Length(..) => 2,
+            Check::NotNull => 3,
+        }
+    }
 }
 
 /// Checks one value against its column; `None` if it is acceptable.

@@ -283,6 +283,15 @@ fn checks_report_the_earliest_kind_of_failure_first() {
         insert_err(&mut db, t, r.into()),
         StorageError::NotNull { .. }
     ));
+    // Two failures of one kind: the first column is reported.
+    let mut r = typed_row(2);
+    r[3] = text("longer");
+    r[4] = Value::Bytes(vec![0u8; 3].into());
+    let e = insert_err(&mut db, t, r.into());
+    assert!(
+        matches!(e, StorageError::TooLong { ref column, .. } if column == "v"),
+        "{e}"
+    );
 }
 
 /// `p(a INTEGER, b VARCHAR, c INTEGER)` with unique hash (a), unique ordered
