@@ -13,7 +13,9 @@
 //! ```
 
 use super::table::{Placed, Table};
-use super::{IndexDef, Row, RowId, Savepoint, StorageError, TableId, TableSchema, WriteOp, WriteSet};
+use super::{
+    IndexDef, Row, RowId, Savepoint, StorageError, TableId, TableSchema, WriteOp, WriteSet,
+};
 use std::collections::BTreeMap;
 
 /// What `ops[i]` alone does not say but undo needs: the row's slot and, for
@@ -78,8 +80,7 @@ impl Database {
     }
 
     fn index_name_taken(&self, name: &str) -> bool {
-        self.tables()
-            .any(|t| t.index_position(name).is_some())
+        self.tables().any(|t| t.index_position(name).is_some())
     }
 
     /// Checks `def` against `schema` (columns exist, at least one, none twice).
@@ -118,7 +119,10 @@ impl Database {
             return Err(StorageError::TableExists(schema.name));
         }
         for (i, c) in schema.columns.iter().enumerate() {
-            if schema.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
+            if schema.columns[..i]
+                .iter()
+                .any(|d| d.name.eq_ignore_ascii_case(&c.name))
+            {
                 return Err(invalid(format!(
                     "column \"{}\" specified more than once in table \"{}\"",
                     c.name, schema.name
@@ -127,7 +131,10 @@ impl Database {
         }
         for (i, def) in schema.indexes.iter().enumerate() {
             self.check_index_def(&schema, def)?;
-            if schema.indexes[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&def.name)) {
+            if schema.indexes[..i]
+                .iter()
+                .any(|d| d.name.eq_ignore_ascii_case(&def.name))
+            {
                 return Err(StorageError::IndexExists(def.name.clone()));
             }
         }
@@ -142,7 +149,10 @@ impl Database {
                 schema.columns[c].nullable = false;
             }
         }
-        if let Some(c) = schema.partition_column.filter(|&c| c >= schema.columns.len()) {
+        if let Some(c) = schema
+            .partition_column
+            .filter(|&c| c >= schema.columns.len())
+        {
             return Err(invalid(format!(
                 "partition column {c} is out of range for table \"{}\"",
                 schema.name
@@ -160,7 +170,10 @@ impl Database {
 
     pub fn drop_table(&mut self, id: TableId) -> Result<(), StorageError> {
         self.no_ddl_in_txn()?;
-        let slot = self.tables.get_mut(id.0 as usize).ok_or_else(|| unknown(id))?;
+        let slot = self
+            .tables
+            .get_mut(id.0 as usize)
+            .ok_or_else(|| unknown(id))?;
         let table = slot.take().ok_or_else(|| unknown(id))?;
         self.names.remove(&table.schema().name.to_ascii_lowercase());
         self.schema_version += 1;
@@ -219,7 +232,11 @@ impl Database {
     }
 
     /// Records `PARTITION TABLE t ON COLUMN c`.
-    pub fn set_partition_column(&mut self, table: TableId, column: usize) -> Result<(), StorageError> {
+    pub fn set_partition_column(
+        &mut self,
+        table: TableId,
+        column: usize,
+    ) -> Result<(), StorageError> {
         self.no_ddl_in_txn()?;
         let t = self.table_mut(table)?;
         if column >= t.schema().columns.len() {
@@ -257,9 +274,9 @@ impl Database {
             let op = self.ops.pop().expect("ops longer than the savepoint");
             let meta = self.undo.pop().expect("undo is parallel to ops");
             let tid = match &op {
-                WriteOp::Insert { table, .. } | WriteOp::Update { table, .. } | WriteOp::Delete { table, .. } => {
-                    *table
-                }
+                WriteOp::Insert { table, .. }
+                | WriteOp::Update { table, .. }
+                | WriteOp::Delete { table, .. } => *table,
             };
             let table = self
                 .tables

@@ -95,6 +95,10 @@ mod tests {
         for i in 0..1024 {
             buckets.insert(h(&[Value::Int(i)][..]) & 1023);
         }
-        assert!(buckets.len() > 600, "only {} distinct buckets", buckets.len());
+        assert!(
+            buckets.len() > 600,
+            "only {} distinct buckets",
+            buckets.len()
+        );
     }
 }

@@ -256,8 +256,20 @@ impl Index {
                     Postings::Many(rs) => *rs.first()?,
                 },
                 Store::Ordered(set) => {
-                    let (lo, hi) = (Probe { key, tail: Tail::Low }, Probe { key, tail: Tail::High });
-                    let range = (Bound::Included(&lo as &dyn OrdKey), Bound::Included(&hi as &dyn OrdKey));
+                    let (lo, hi) = (
+                        Probe {
+                            key,
+                            tail: Tail::Low,
+                        },
+                        Probe {
+                            key,
+                            tail: Tail::High,
+                        },
+                    );
+                    let range = (
+                        Bound::Included(&lo as &dyn OrdKey),
+                        Bound::Included(&hi as &dyn OrdKey),
+                    );
                     let mut it = set.range::<dyn OrdKey, _>(range).map(|e| e.row);
                     it.find(|r| Some(*r) != except)?
                 }
@@ -327,7 +339,10 @@ impl Index {
                 }
             }
             Store::Ordered(set) => {
-                let probe = Probe { key, tail: Tail::Row(id) };
+                let probe = Probe {
+                    key,
+                    tail: Tail::Row(id),
+                };
                 set.remove(&probe as &dyn OrdKey);
             }
         }
@@ -348,7 +363,11 @@ impl Index {
             Store::Hash(map) => {
                 // A prefix of a hash key: no structure helps, scan.
                 let start = out.len();
-                for p in map.iter().filter(|(k, _)| k.starts_with(key)).map(|(_, p)| p) {
+                for p in map
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(key))
+                    .map(|(_, p)| p)
+                {
                     match p {
                         Postings::One(r) => out.push(*r),
                         Postings::Many(rs) => out.extend_from_slice(rs),
@@ -372,8 +391,20 @@ impl Index {
                 Postings::Many(rs) => rs.first().copied(),
             },
             Store::Ordered(set) => {
-                let (lo, hi) = (Probe { key, tail: Tail::Low }, Probe { key, tail: Tail::High });
-                let range = (Bound::Included(&lo as &dyn OrdKey), Bound::Included(&hi as &dyn OrdKey));
+                let (lo, hi) = (
+                    Probe {
+                        key,
+                        tail: Tail::Low,
+                    },
+                    Probe {
+                        key,
+                        tail: Tail::High,
+                    },
+                );
+                let range = (
+                    Bound::Included(&lo as &dyn OrdKey),
+                    Bound::Included(&hi as &dyn OrdKey),
+                );
                 set.range::<dyn OrdKey, _>(range).next().map(|e| e.row)
             }
         }
@@ -382,9 +413,15 @@ impl Index {
     /// Appends rows with keys within the bounds (bounds may be prefixes), in
     /// key order then RowId. Keys with NULL are skipped unless both bounds
     /// are Unbounded; a bound containing NULL matches nothing.
-    pub(crate) fn range_into(&self, lower: Bound<&[Value]>, upper: Bound<&[Value]>, out: &mut Vec<RowId>) {
+    pub(crate) fn range_into(
+        &self,
+        lower: Bound<&[Value]>,
+        upper: Bound<&[Value]>,
+        out: &mut Vec<RowId>,
+    ) {
         let arity = self.columns.len();
-        let (Some(lower), Some(upper)) = (trim_bound(lower, arity), trim_bound(upper, arity)) else {
+        let (Some(lower), Some(upper)) = (trim_bound(lower, arity), trim_bound(upper, arity))
+        else {
             return;
         };
         let full = matches!((lower, upper), (Bound::Unbounded, Bound::Unbounded));
@@ -399,14 +436,29 @@ impl Index {
         const NULL_KEY: &[Value] = &[Value::Null];
         let lo = match lower {
             // NULL sorts lowest: start after every key whose first column is NULL.
-            Bound::Unbounded => Probe { key: NULL_KEY, tail: Tail::High },
-            Bound::Included(k) => Probe { key: k, tail: Tail::Low },
-            Bound::Excluded(k) => Probe { key: k, tail: Tail::High },
+            Bound::Unbounded => Probe {
+                key: NULL_KEY,
+                tail: Tail::High,
+            },
+            Bound::Included(k) => Probe {
+                key: k,
+                tail: Tail::Low,
+            },
+            Bound::Excluded(k) => Probe {
+                key: k,
+                tail: Tail::High,
+            },
         };
         let hi = match upper {
             Bound::Unbounded => None,
-            Bound::Included(k) => Some(Probe { key: k, tail: Tail::High }),
-            Bound::Excluded(k) => Some(Probe { key: k, tail: Tail::Low }),
+            Bound::Included(k) => Some(Probe {
+                key: k,
+                tail: Tail::High,
+            }),
+            Bound::Excluded(k) => Some(Probe {
+                key: k,
+                tail: Tail::Low,
+            }),
         };
         let lo: &dyn OrdKey = &lo;
         let range = match &hi {

@@ -25,6 +25,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_ddl;
+#[cfg(test)]
 mod tests_model;
 
 pub use db::Database;
@@ -116,7 +118,9 @@ pub enum StorageError {
         ty: DataType,
         value: String,
     },
-    #[error("value of type {found} does not match column \"{column}\" of table \"{table}\" ({ty})")]
+    #[error(
+        "value of type {found} does not match column \"{column}\" of table \"{table}\" ({ty})"
+    )]
     TypeMismatch {
         table: String,
         column: String,

@@ -108,7 +108,12 @@ impl Table {
     /// (ascending; ties by RowId). Bounds may be a prefix of the index columns.
     /// NULL keys are excluded unless both bounds are Unbounded. A bound that
     /// contains NULL matches nothing. On a Hash index this scans and sorts.
-    pub fn index_range(&self, index: usize, lower: Bound<&[Value]>, upper: Bound<&[Value]>) -> Vec<RowId> {
+    pub fn index_range(
+        &self,
+        index: usize,
+        lower: Bound<&[Value]>,
+        upper: Bound<&[Value]>,
+    ) -> Vec<RowId> {
         let mut out = Vec::new();
         self.index_range_into(index, lower, upper, &mut out);
         out
@@ -146,7 +151,7 @@ impl Table {
         let mut worst: Option<(Check, usize)> = None;
         for (i, (v, c)) in row.iter().zip(cols).enumerate() {
             if let Some(fail) = check_value(v, c.ty, c.nullable) {
-                if worst.is_none_or(|(w, _)| fail < w) {
+                if worst.is_none_or(|(w, _)| fail.rank() < w.rank()) {
                     worst = Some((fail, i));
                 }
             }
@@ -156,7 +161,11 @@ impl Table {
         }
         for (ix, def) in self.indexes.iter().zip(&self.schema.indexes) {
             if ix.conflict(row, except).is_some() {
-                let names: Vec<&str> = ix.columns().iter().map(|&c| cols[c].name.as_str()).collect();
+                let names: Vec<&str> = ix
+                    .columns()
+                    .iter()
+                    .map(|&c| cols[c].name.as_str())
+                    .collect();
                 let key: Vec<String> = ix.key_values(row).iter().map(Value::to_string).collect();
                 return Err(StorageError::Unique {
                     table: self.schema.name.clone(),
@@ -202,13 +211,19 @@ impl Table {
     pub(crate) fn insert_row(&mut self, row: Row) -> Result<Placed, StorageError> {
         self.check(&row, None)?;
         let placed = match self.free.pop() {
-            Some(slot) => Placed { id: RowId(slot), fresh: false },
+            Some(slot) => Placed {
+                id: RowId(slot),
+                fresh: false,
+            },
             None => {
                 let Ok(slot) = u32::try_from(self.slots.len()) else {
                     return Err(StorageError::TableFull(self.schema.name.clone()));
                 };
                 self.slots.push(None);
-                Placed { id: RowId(slot), fresh: true }
+                Placed {
+                    id: RowId(slot),
+                    fresh: true,
+                }
             }
         };
         for ix in &mut self.indexes {
@@ -281,7 +296,11 @@ impl Table {
 
     /// Reverses `delete_row`, putting `row` back in its own slot.
     pub(crate) fn undo_delete(&mut self, id: RowId, row: Row) {
-        assert_eq!(self.free.pop(), Some(id.0), "undo: deleted slot tops the free list");
+        assert_eq!(
+            self.free.pop(),
+            Some(id.0),
+            "undo: deleted slot tops the free list"
+        );
         for ix in &mut self.indexes {
             ix.insert(&row, id);
         }
@@ -299,7 +318,11 @@ impl Table {
             let Some(row) = slot else { continue };
             if ix.conflict(row, None).is_some() {
                 let cols = &self.schema.columns;
-                let names: Vec<&str> = ix.columns().iter().map(|&c| cols[c].name.as_str()).collect();
+                let names: Vec<&str> = ix
+                    .columns()
+                    .iter()
+                    .map(|&c| cols[c].name.as_str())
+                    .collect();
                 let key: Vec<String> = ix.key_values(row).iter().map(Value::to_string).collect();
                 return Err(StorageError::Unique {
                     table: self.schema.name.clone(),
@@ -337,13 +360,25 @@ impl Table {
     }
 }
 
-/// A failed value check, ordered by which is reported first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A failed value check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Check {
     Type,
     Range,
     Length(usize, u32),
     NotNull,
+}
+
+impl Check {
+    /// Which kind of failure is reported first (lowest).
+    fn rank(self) -> u8 {
+        match self {
+            Check::Type => 0,
+            Check::Range => 1,
+            Check::Length(..) => 2,
+            Check::NotNull => 3,
+        }
+    }
 }
 
 /// Checks one value against its column; `None` if it is acceptable.
