@@ -2,6 +2,7 @@
 //! sandboxed WebAssembly. See ARCHITECTURE.md for the picture; this crate is
 //! the node library and the `ohm` binary.
 
+pub mod bench;
 pub mod sql;
 pub mod storage;
 pub mod types;
