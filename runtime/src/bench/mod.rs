@@ -10,6 +10,7 @@
 //!                                       table of ops/s <-+
 //! ```
 
+mod engines;
 mod sql;
 
 use std::time::{Duration, Instant};
