@@ -65,10 +65,10 @@ enum BenchCommand {
     Sql {
         /// Rows loaded before timing starts.
         #[arg(long, default_value_t = 100_000)]
-        rows: u64,
-        /// Seconds each measured phase runs.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        rows: usize,
+        /// Seconds each measured phase runs (after a short warm-up).
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
     },
 }
 
