@@ -225,18 +225,25 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         'a: 's,
     {
         let level = &self.plan.levels[lvl];
-        let src = &self.plan.sources[level.source];
+        self.access_rows(st, lvl, level.source, &level.access, buf)
+    }
+
+    fn access_rows<'s>(&self, st: &'s State, lvl: usize, source: usize, access: &Access, buf: &[Value]) -> Result<Cand<'s>, SqlError>
+    where
+        'a: 's,
+    {
+        let src = &self.plan.sources[source];
         let ctx = self.ctx;
         let eval_key = |keys: &[Expr]| keys.iter().map(|k| k.eval(ctx, buf)).collect::<Result<Vec<_>, _>>();
-        match &level.access {
-            Access::Scan => self.all_rows(st, level.source),
+        match access {
+            Access::Scan => self.all_rows(st, source),
             Access::IndexEq { index, keys, .. } => {
                 let Some(t) = self.table(src)? else { return Ok(Vec::new()) };
                 let key = eval_key(keys)?;
                 if key.iter().any(Value::is_null) {
                     return Ok(Vec::new());
                 }
-                self.fetch(st, level.source, &Self::ids(t.index_lookup(*index, &key)))
+                self.fetch(st, source, &Self::ids(t.index_lookup(*index, &key)))
             }
             Access::IndexIn { index, values, .. } => {
                 let Some(t) = self.table(src)? else { return Ok(Vec::new()) };
@@ -248,7 +255,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 }
                 ids.sort_unstable();
                 ids.dedup();
-                self.fetch(st, level.source, &ids)
+                self.fetch(st, source, &ids)
             }
             Access::IndexRange { index, lower, upper, .. } => {
                 let Some(t) = self.table(src)? else { return Ok(Vec::new()) };
@@ -264,16 +271,16 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 };
                 let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else { return Ok(Vec::new()) };
                 let ids = t.index_range(*index, as_ref_bound(&lo), as_ref_bound(&hi));
-                self.fetch(st, level.source, &Self::ids(ids))
+                self.fetch(st, source, &Self::ids(ids))
             }
             Access::HashJoin { probe, .. } => {
                 let key = eval_key(probe)?;
                 if key.iter().any(Value::is_null) {
                     return Ok(Vec::new());
                 }
-                let table = st.hash[lvl].as_ref().ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
+                let table = st.hash.get(lvl).and_then(|h| h.as_ref()).ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
                 match table.get(&key) {
-                    Some(ids) => self.fetch(st, level.source, ids),
+                    Some(ids) => self.fetch(st, source, ids),
                     None => Ok(Vec::new()),
                 }
             }
@@ -289,12 +296,12 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             });
         }
         for level in &self.plan.levels {
-            let Access::HashJoin { build, .. } = &level.access else {
+            let Access::HashJoin { build, from, .. } = &level.access else {
                 st.hash.push(None);
                 continue;
             };
             let mut map: HashMap<Vec<Value>, Vec<u32>> = HashMap::new();
-            'rows: for (id, row) in self.all_rows(&st, level.source)? {
+            'rows: for (id, row) in self.access_rows(&st, usize::MAX, level.source, from, &[])? {
                 for f in &level.local_filter {
                     if !f.eval_pred(self.ctx, row)? {
                         continue 'rows;
@@ -375,10 +382,63 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 return Ok(());
             }
         }
+        if let Some(done) = self.single_table(sink)? {
+            return Ok(done);
+        }
         let st = self.build_state()?;
         let mut buf = vec![Value::Null; self.plan.width];
         self.visit(&st, 0, &mut buf, sink)?;
         Ok(())
+    }
+
+    /// One base table that fills the whole combined row: evaluate on the
+    /// stored rows in place, with no copying and, for a unique key lookup,
+    /// no allocation. Returns None when the plan is not of that shape.
+    fn single_table(&self, sink: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>) -> Result<Option<()>, SqlError> {
+        let [level] = self.plan.levels.as_slice() else { return Ok(None) };
+        let src = &self.plan.sources[level.source];
+        if src.outer || src.offset != 0 || src.width != self.plan.width {
+            return Ok(None);
+        }
+        let Some(t) = self.table(src)? else { return Ok(None) };
+        let pass = |row: &[Value]| -> Result<bool, SqlError> {
+            for f in level.local_filter.iter().chain(&level.join_filter).chain(&level.post_filter) {
+                if !f.eval_pred(self.ctx, row)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        if let Access::IndexEq { index, keys, .. } = &level.access {
+            let unique = t.schema().indexes.get(*index).is_some_and(|ix| ix.unique && ix.columns.len() == keys.len());
+            if unique {
+                let one;
+                let many;
+                let key: &[Value] = if let [k] = keys.as_slice() {
+                    one = k.eval(self.ctx, &[])?;
+                    std::slice::from_ref(&one)
+                } else {
+                    many = keys.iter().map(|k| k.eval(self.ctx, &[])).collect::<Result<Vec<_>, _>>()?;
+                    &many
+                };
+                if key.iter().any(Value::is_null) {
+                    return Ok(Some(()));
+                }
+                if let Some(row) = t.index_get(*index, key).and_then(|id| t.get(id)) {
+                    if pass(row)? {
+                        sink(row)?;
+                    }
+                }
+                return Ok(Some(()));
+            }
+        }
+        let st = State { derived: Vec::new(), hash: Vec::new() };
+        for (_, row) in self.candidates(&st, 0, &[])? {
+            if pass(row)? && !sink(row)? {
+                break;
+            }
+        }
+        Ok(Some(()))
     }
 }
 

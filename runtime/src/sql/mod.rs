@@ -51,7 +51,8 @@ pub struct ColumnInfo {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowSet {
-    pub columns: Vec<ColumnInfo>,
+    /// Shared with the plan, so returning a result does not copy names.
+    pub columns: Arc<[ColumnInfo]>,
     pub rows: Vec<Vec<Value>>,
 }
 
@@ -82,7 +83,7 @@ pub struct Catalog<'a> {
 /// A planned statement.
 #[derive(Debug)]
 enum StmtPlan {
-    Query(QueryPlan),
+    Query(QueryPlan, Arc<[ColumnInfo]>),
     Dml(DmlPlan),
     /// DDL, transaction control, EXPLAIN: run from the AST each time.
     Other(ast::Statement),
@@ -91,8 +92,25 @@ enum StmtPlan {
 /// A statement parsed and planned once, executed many times.
 pub struct Prepared {
     stmt: ast::Statement,
-    plan: RefCell<(u64, Arc<StmtPlan>)>,
+    plan: RefCell<PlanCache>,
     params: usize,
+}
+
+/// A prepared statement's current plan and what it was planned against.
+struct PlanCache {
+    schema_version: u64,
+    /// Total rows in all tables when planned: join order and access paths
+    /// depend on table sizes, so a plan made on empty tables is redone once
+    /// the data has grown (or shrunk) a lot.
+    rows_planned: usize,
+    plan: Arc<StmtPlan>,
+}
+
+impl PlanCache {
+    fn stale(&self, schema_version: u64, rows_now: usize) -> bool {
+        let (then, now) = (self.rows_planned, rows_now);
+        self.schema_version != schema_version || now > then.saturating_mul(4) + 64 || then > now.saturating_mul(4) + 64
+    }
 }
 
 impl Prepared {
@@ -152,6 +170,10 @@ impl Engine {
         &self.db
     }
 
+    fn total_rows(&self) -> usize {
+        self.db.tables().map(|t| t.len()).sum()
+    }
+
     fn catalog(&self) -> Catalog<'_> {
         Catalog { db: &self.db, views: &self.views }
     }
@@ -192,7 +214,8 @@ impl Engine {
         }
         let stmt = stmts.remove(0);
         let (plan, params) = self.plan_counted(&stmt)?;
-        Ok(Prepared { stmt, plan: RefCell::new((self.schema_version, Arc::new(plan))), params })
+        let cache = PlanCache { schema_version: self.schema_version, rows_planned: self.total_rows(), plan: Arc::new(plan) };
+        Ok(Prepared { stmt, plan: RefCell::new(cache), params })
     }
 
     /// Executes a prepared statement; re-plans transparently if the schema
@@ -205,12 +228,13 @@ impl Engine {
                 params.len()
             )));
         }
-        let current = stmt.plan.borrow().0 == self.schema_version;
-        if !current {
+        let rows_now = self.total_rows();
+        if stmt.plan.borrow().stale(self.schema_version, rows_now) {
             let (plan, _) = self.plan_counted(&stmt.stmt)?;
-            *stmt.plan.borrow_mut() = (self.schema_version, Arc::new(plan));
+            *stmt.plan.borrow_mut() =
+                PlanCache { schema_version: self.schema_version, rows_planned: rows_now, plan: Arc::new(plan) };
         }
-        let plan = stmt.plan.borrow().1.clone();
+        let plan = stmt.plan.borrow().plan.clone();
         self.run(&plan, params)
     }
 
@@ -250,7 +274,11 @@ impl Engine {
         let catalog = self.catalog();
         let mut b = Binder::new(&catalog);
         let plan = match st {
-            ast::Statement::Query(q) => StmtPlan::Query(select::plan_query(&mut b, q)?),
+            ast::Statement::Query(q) => {
+                let plan = select::plan_query(&mut b, q)?;
+                let columns = plan.columns.clone().into();
+                StmtPlan::Query(plan, columns)
+            }
             ast::Statement::Insert(i) => StmtPlan::Dml(dml::plan_insert(&mut b, i)?),
             ast::Statement::Update(u) => StmtPlan::Dml(dml::plan_update(&mut b, u)?),
             ast::Statement::Delete(d) => StmtPlan::Dml(dml::plan_delete(&mut b, d)?),
@@ -261,11 +289,11 @@ impl Engine {
 
     fn run(&mut self, plan: &StmtPlan, params: &[Value]) -> Result<QueryResult, SqlError> {
         match plan {
-            StmtPlan::Query(q) => {
+            StmtPlan::Query(q, columns) => {
                 let cache = RefCell::new(SubqueryCache::default());
                 let ctx = Ctx { db: &self.db, params, outer: None, cache: &cache };
                 let rows = exec::run_query(q, &ctx, None)?;
-                Ok(QueryResult::Rows(RowSet { columns: q.columns.clone(), rows }))
+                Ok(QueryResult::Rows(RowSet { columns: columns.clone(), rows }))
             }
             StmtPlan::Dml(d) => Ok(QueryResult::Affected(self.write(|db| dml::apply(db, d, params))?)),
             StmtPlan::Other(st) => self.run_other(st),
@@ -354,7 +382,7 @@ impl Engine {
 
     fn explain(&self, st: &ast::Statement) -> Result<QueryResult, SqlError> {
         let text = match self.plan(st)? {
-            StmtPlan::Query(q) => q.explain(),
+            StmtPlan::Query(q, _) => q.explain(),
             StmtPlan::Dml(DmlPlan::Insert(i)) => format!("Insert into {}\n{}", i.table_name, i.source.explain()),
             StmtPlan::Dml(DmlPlan::Update(u)) => {
                 let mut s = "Update\n".to_string();
@@ -370,7 +398,7 @@ impl Engine {
         };
         let rows = text.lines().map(|l| vec![Value::text(l)]).collect();
         Ok(QueryResult::Rows(RowSet {
-            columns: vec![ColumnInfo { name: "QUERY PLAN".into(), ty: Some(DataType::Varchar(None)) }],
+            columns: vec![ColumnInfo { name: "QUERY PLAN".into(), ty: Some(DataType::Varchar(None)) }].into(),
             rows,
         }))
     }

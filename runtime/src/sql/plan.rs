@@ -110,9 +110,9 @@ pub enum Access {
     IndexIn { index: usize, name: String, values: Vec<Expr> },
     /// A range on the first column of an ordered index.
     IndexRange { index: usize, name: String, lower: Option<(Expr, bool)>, upper: Option<(Expr, bool)> },
-    /// Build a hash table over this source (keys over its own row), probe
-    /// with keys over the combined row.
-    HashJoin { build: Vec<Expr>, probe: Vec<Expr> },
+    /// Build a hash table over this source (keys over its own row) from the
+    /// rows `from` yields, probe with keys over the combined row.
+    HashJoin { build: Vec<Expr>, probe: Vec<Expr>, from: Box<Access> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +267,16 @@ impl SelectPlan {
                     format!("Index lookup {name} using {ix} ({} values)", values.len())
                 }
                 Access::IndexRange { name: ix, .. } => format!("Index range scan {name} using {ix}"),
-                Access::HashJoin { build, .. } => format!("Hash join {name} on {} keys", build.len()),
+                Access::HashJoin { build, from, .. } => {
+                    let src = match from.as_ref() {
+                        Access::IndexRange { name: ix, .. } => format!(", built from range on {ix}"),
+                        Access::IndexIn { name: ix, .. } | Access::IndexEq { name: ix, .. } => {
+                            format!(", built from lookup on {ix}")
+                        }
+                        _ => String::new(),
+                    };
+                    format!("Hash join {name} on {} keys{src}", build.len())
+                }
             };
             let filt = level.local_filter.len() + level.join_filter.len() + level.post_filter.len();
             let filt = if filt > 0 { format!(" (filter: {filt})") } else { String::new() };

@@ -611,53 +611,123 @@ fn plan_levels(
     Ok((levels, pre))
 }
 
-/// Greedy join order for inner joins: start from the most selective source,
-/// then prefer sources joined by equality to what is already placed.
+/// Join order for inner joins. Without statistics, rows are estimated from
+/// table sizes and predicate shapes; each source is tried as the outermost,
+/// the rest added greedily by cheapest next step, and the cheapest whole
+/// order wins.
 fn join_order(b: &Binder, sources: &[Source], preds: &[Pred]) -> Vec<usize> {
     let n = sources.len();
-    let size = |i: usize| -> usize {
-        match &sources[i].kind {
-            SourceKind::Table { id, .. } => b.catalog.db.table(*id).map(|t| t.len()).unwrap_or(0),
-            _ => 1000,
-        }
-    };
-    let mut placed: Vec<usize> = Vec::with_capacity(n);
-    let mut remaining: Vec<usize> = (0..n).collect();
-    while !remaining.is_empty() {
-        let mut best = (u64::MAX, 0usize);
-        for (k, &i) in remaining.iter().enumerate() {
-            let mut local_eq = false;
-            let mut joined = false;
-            for p in preds {
-                if !p.srcs.contains(&i) {
-                    continue;
-                }
-                let others_placed = p.srcs.iter().all(|x| *x == i || placed.contains(x));
-                if let Some((_, _, _)) = eq_column(&p.expr, sources, i) {
-                    if p.srcs == [i] {
-                        local_eq = true;
-                    } else if others_placed {
-                        joined = true;
-                    }
-                }
-            }
-            let base = size(i) as u64;
-            let cost = if local_eq {
-                1
-            } else if joined {
-                2 + base / 16
-            } else if placed.is_empty() {
-                base + 2
-            } else {
-                base.saturating_mul(1 + placed.len() as u64) + 2
-            };
-            if cost < best.0 {
-                best = (cost, k);
-            }
-        }
-        placed.push(remaining.remove(best.1));
+    if n <= 1 {
+        return (0..n).collect();
     }
-    placed
+    let est = Estimator::new(b, sources, preds);
+    // Trying every start is quadratic; past a few sources, try the smallest.
+    let mut starts: Vec<usize> = (0..n).collect();
+    starts.sort_by(|x, y| est.local[*x].total_cmp(&est.local[*y]));
+    starts.truncate(JOIN_START_CANDIDATES);
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    for &first in &starts {
+        let (cost, order) = est.greedy_from(first);
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, order));
+        }
+    }
+    best.map(|(_, o)| o).unwrap_or_else(|| (0..n).collect())
+}
+
+/// Start tables the join planner tries.
+const JOIN_START_CANDIDATES: usize = 8;
+
+struct Estimator<'p> {
+    sources: &'p [Source],
+    preds: &'p [Pred],
+    /// Rows of each source after its own predicates.
+    local: Vec<f64>,
+    /// For each source: (column within source, unique) of each index's first column.
+    index_cols: Vec<Vec<(usize, bool)>>,
+}
+
+impl<'p> Estimator<'p> {
+    fn new(b: &Binder, sources: &'p [Source], preds: &'p [Pred]) -> Self {
+        let mut local = Vec::with_capacity(sources.len());
+        let mut index_cols = Vec::with_capacity(sources.len());
+        for (i, s) in sources.iter().enumerate() {
+            let (rows, ixs) = match &s.kind {
+                SourceKind::Table { id, .. } => match b.catalog.db.table(*id) {
+                    Some(t) => (
+                        t.len() as f64,
+                        t.schema()
+                            .indexes
+                            .iter()
+                            .filter_map(|ix| ix.columns.first().map(|c| (*c, ix.unique && ix.columns.len() == 1)))
+                            .collect(),
+                    ),
+                    None => (0.0, Vec::new()),
+                },
+                SourceKind::Derived { .. } => (1000.0, Vec::new()),
+                SourceKind::Unit => (1.0, Vec::new()),
+            };
+            let mut r = rows.max(1.0);
+            for p in preds.iter().filter(|p| p.srcs == [i]) {
+                r *= match eq_column(&p.expr, sources, i) {
+                    Some((c, _, CmpOp::Eq)) if ixs.iter().any(|(ic, u)| *ic == c && *u) => 1.0 / r,
+                    Some((_, _, CmpOp::Eq)) => 0.1,
+                    Some(_) => 0.3,
+                    None if matches!(p.expr, Expr::Between { .. }) => 0.1,
+                    None => 0.5,
+                };
+            }
+            local.push(r.max(1.0));
+            index_cols.push(ixs);
+        }
+        Estimator { sources, preds, local, index_cols }
+    }
+
+    /// Cost of adding `t` after `placed` with `rows` rows so far, and the
+    /// rows after it.
+    fn step(&self, placed: &[usize], rows: f64, t: usize) -> (f64, f64) {
+        let mut lookup: Option<bool> = None; // Some(unique) when an index serves the join
+        let mut hashable = false;
+        for p in self.preds {
+            if !p.srcs.contains(&t) || p.srcs.len() < 2 || !p.srcs.iter().all(|x| *x == t || placed.contains(x)) {
+                continue;
+            }
+            if let Some((c, _, CmpOp::Eq)) = eq_column(&p.expr, self.sources, t) {
+                match self.index_cols[t].iter().find(|(ic, _)| *ic == c) {
+                    Some((_, u)) => lookup = Some(lookup.unwrap_or(false) || *u),
+                    None => hashable = true,
+                }
+            }
+        }
+        let local = self.local[t];
+        match (lookup, hashable) {
+            (Some(true), _) => (rows * 2.0, rows),
+            (Some(false), _) => (rows * 4.0, rows * (local / 10.0).max(1.0)),
+            (None, true) => (local + rows, rows * (local / 10.0).max(1.0)),
+            (None, false) => (rows * local, rows * local),
+        }
+    }
+
+    fn greedy_from(&self, first: usize) -> (f64, Vec<usize>) {
+        let n = self.sources.len();
+        let mut placed = vec![first];
+        let mut rows = self.local[first];
+        let mut cost = rows;
+        while placed.len() < n {
+            let mut best: Option<(f64, f64, usize)> = None;
+            for t in (0..n).filter(|t| !placed.contains(t)) {
+                let (c, r) = self.step(&placed, rows, t);
+                if best.is_none_or(|(bc, _, _)| c < bc) {
+                    best = Some((c, r, t));
+                }
+            }
+            let Some((c, r, t)) = best else { break };
+            cost += c;
+            rows = r.min(1e18);
+            placed.push(t);
+        }
+        (cost, placed)
+    }
 }
 
 /// `col = other` where `col` is a plain column of source `si` and `other`
@@ -720,7 +790,28 @@ fn choose_access(b: &Binder, sources: &[Source], si: usize, placed: &[usize], lo
             .collect();
         return Access::IndexEq { index: i, name: ix.name.clone(), keys };
     }
-    let first_col = |c: usize| indexes.iter().position(|ix| ix.columns.first() == Some(&c));
+    // Joined to earlier levels by equality but not through an index: hash
+    // join, building from this table's own best access path.
+    if placed.len() > 1 {
+        if let Some(Access::HashJoin { build, probe, .. }) = hash_join(sources, si, join) {
+            let from = local_access(sources, si, indexes, local, &[], &|x| sources_of(x, sources).is_empty());
+            return Access::HashJoin { build, probe, from: Box::new(from) };
+        }
+    }
+    local_access(sources, si, indexes, local, join, &earlier)
+}
+
+/// IN-list, range or scan access to source `si` from predicates whose other
+/// side satisfies `earlier`.
+fn local_access(
+    sources: &[Source],
+    si: usize,
+    indexes: &[crate::storage::IndexDef],
+    local: &[Expr],
+    join: &[Expr],
+    earlier: &dyn Fn(&Expr) -> bool,
+) -> Access {
+    let first_col = |c: usize| indexes.iter().position(|ix| ix.columns.first() == Some(&c) && ix.kind == IndexKind::Ordered);
     // IN (constant list) on an indexed column.
     for e in local {
         if let Expr::InList { expr, list, negated: false } = e {
@@ -759,7 +850,7 @@ fn choose_access(b: &Binder, sources: &[Source], si: usize, placed: &[usize], lo
             continue;
         }
         let c = c - sources[si].offset;
-        if let Some(i) = first_col(c).filter(|&i| indexes[i].kind == IndexKind::Ordered) {
+        if let Some(i) = first_col(c) {
             let (mut lower, mut upper) = (lower, upper);
             // Combine with the opposite bound from another predicate.
             for other in local.iter().chain(join) {
@@ -776,7 +867,7 @@ fn choose_access(b: &Binder, sources: &[Source], si: usize, placed: &[usize], lo
             return Access::IndexRange { index: i, name: indexes[i].name.clone(), lower, upper };
         }
     }
-    hash_join(sources, si, join).unwrap_or(Access::Scan)
+    Access::Scan
 }
 
 fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
@@ -799,7 +890,7 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
     if build.is_empty() {
         None
     } else {
-        Some(Access::HashJoin { build, probe })
+        Some(Access::HashJoin { build, probe, from: Box::new(Access::Scan) })
     }
 }
 
