@@ -268,17 +268,34 @@ fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, Sq
     let rows = {
         let cache = RefCell::new(SubqueryCache::default());
         let ctx = Ctx { db, params, outer: None, cache: &cache };
-        let src = exec::run_query(&p.source, &ctx, None)?;
-        let mut out = Vec::with_capacity(src.len());
-        for r in src {
+        let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
             let mut full: Vec<Value> = p.defaults.iter().map(|d| d.eval(&ctx, &[])).collect::<Result<_, _>>()?;
-            for (v, &t) in r.into_iter().zip(&p.targets) {
-                full[t] = v;
+            for &t in &p.targets {
+                if let Some(v) = values.next() {
+                    full[t] = v?;
+                }
             }
             coerce_row(&mut full, &p.column_types, &p.table_name, |i| column_name(db, p.table, i))?;
-            out.push(full);
+            Ok(full)
+        };
+        match &p.source.node {
+            // VALUES: evaluate straight into the table row, no intermediate result.
+            QueryNode::Values(list) if p.source.order_by.is_empty() && p.source.limit.is_none() && p.source.offset.is_none() => {
+                let mut out = Vec::with_capacity(list.len());
+                for r in list {
+                    out.push(full_row(&mut r.iter().map(|e| e.eval(&ctx, &[])))?);
+                }
+                out
+            }
+            _ => {
+                let src = exec::run_query(&p.source, &ctx, None)?;
+                let mut out = Vec::with_capacity(src.len());
+                for r in src {
+                    out.push(full_row(&mut r.into_iter().map(Ok))?);
+                }
+                out
+            }
         }
-        out
     };
     let mut n = 0;
     for row in rows {
