@@ -10,6 +10,7 @@
 //!                                        the execute path
 //! ```
 
+mod access;
 mod bind;
 mod ddl;
 mod dml;
