@@ -155,8 +155,10 @@ fn parse(sql: &str) -> Result<Vec<ast::Statement>, SqlError> {
 /// `UPSERT INTO` (VoltDB) is `INSERT OR REPLACE INTO`.
 fn rewrite_upsert(sql: &str) -> Option<String> {
     let t = sql.trim_start();
-    if t.len() >= 6 && t[..6].eq_ignore_ascii_case("upsert") {
-        Some(format!("INSERT OR REPLACE{}", &t[6..]))
+    // `get` rather than slicing: byte 6 may fall inside a multi-byte character.
+    let (head, rest) = (t.get(..6)?, t.get(6..)?);
+    if head.eq_ignore_ascii_case("upsert") && rest.starts_with(char::is_whitespace) {
+        Some(format!("INSERT OR REPLACE{rest}"))
     } else {
         None
     }

@@ -202,6 +202,11 @@ fn hostile_input_is_an_error_not_a_crash() {
     assert!(e.execute(&deep_sub).is_err());
     let long_in = format!("SELECT COUNT(*) FROM t WHERE a IN ({})", (0..10_000).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
     assert_eq!(rows(&mut e, &long_in), vec![ints(&[3])]);
+    // Found by the fuzzer: a multi-byte character across byte 6.
+    for junk in ["\u{e6}'\u{f7}", "UPSERTX INTO w VALUES (1, 1)", "ups\u{e9}rt"] {
+        assert!(e.execute(junk).is_err());
+        assert!(e.prepare(junk).is_err());
+    }
     for junk in ["", ";;;", "SELECT", "INSERT INTO t VALUES (", "\u{0}\u{1}", "SELECT * FROM t WHERE a LIKE 'a' ESCAPE 'xy'"] {
         let _ = e.execute(junk);
     }
