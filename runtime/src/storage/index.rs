@@ -8,15 +8,20 @@
 //! ```text
 //!   Hash:    FxHashMap<key, One(RowId) | Many(sorted RowIds)>; NULL keys absent
 //!   Ordered: BTreeSet<(key, RowId)>; NULL keys present (NULL sorts lowest)
+//!   key = i64 for one integer column (index_int.rs), the Value for one
+//!   other column (hash only), else Box<[Value]>
 //!   range/lookup probes: (prefix, Low|High) compare as prefix ++ [-inf|+inf]
 //! ```
 
 use super::hash::FxHashMap;
-use super::{IndexDef, IndexKind, RowId};
+use super::index_int::{key_range, probe_key, stored_key, IntOrdered};
+use super::{ColumnDef, IndexDef, IndexKind, RowId};
 use crate::types::Value;
 use std::borrow::Borrow;
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry as HashEntry;
 use std::collections::BTreeSet;
+use std::hash::Hash;
 use std::ops::Bound;
 
 /// What follows the key values in the order of an ordered index.
@@ -139,10 +144,86 @@ enum Postings {
     Many(Vec<RowId>),
 }
 
+impl Postings {
+    /// The lowest row.
+    #[inline]
+    fn first(&self) -> RowId {
+        match self {
+            Postings::One(r) => *r,
+            Postings::Many(rs) => rs[0],
+        }
+    }
+
+    fn extend_into(&self, out: &mut Vec<RowId>) {
+        match self {
+            Postings::One(r) => out.push(*r),
+            Postings::Many(rs) => out.extend_from_slice(rs),
+        }
+    }
+
+    fn add(&mut self, id: RowId) {
+        match self {
+            Postings::One(r) => {
+                let r = *r;
+                *self = Postings::Many(if r < id { vec![r, id] } else { vec![id, r] });
+            }
+            Postings::Many(rs) => {
+                if let Err(at) = rs.binary_search(&id) {
+                    rs.insert(at, id);
+                }
+            }
+        }
+    }
+
+    /// Removes `id`; true if no row is left (the key must go).
+    fn remove(&mut self, id: RowId) -> bool {
+        match self {
+            Postings::One(r) => *r == id,
+            Postings::Many(rs) => {
+                if let Ok(at) = rs.binary_search(&id) {
+                    rs.remove(at);
+                }
+                if let [only] = rs[..] {
+                    *self = Postings::One(only);
+                }
+                false
+            }
+        }
+    }
+}
+
+fn hash_insert<K: Hash + Eq>(map: &mut FxHashMap<K, Postings>, key: K, id: RowId, unique: bool) {
+    match map.entry(key) {
+        HashEntry::Vacant(v) => {
+            v.insert(Postings::One(id));
+        }
+        HashEntry::Occupied(mut o) => {
+            assert!(!unique, "unique index insert after a conflict check");
+            o.get_mut().add(id);
+        }
+    }
+}
+
+fn hash_remove<K, Q>(map: &mut FxHashMap<K, Postings>, key: &Q, id: RowId)
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ?Sized,
+{
+    if map.get_mut(key).is_some_and(|p| p.remove(id)) {
+        map.remove(key);
+    }
+}
+
+/// Where the rows of an index live. A single integer column gets plain
+/// `i64` keys (see index_int.rs); a single other column is keyed by the
+/// value itself; everything else by boxed key slices.
 #[derive(Debug)]
 enum Store {
     Hash(FxHashMap<Box<[Value]>, Postings>),
+    HashValue(FxHashMap<Value, Postings>),
+    HashInt(FxHashMap<i64, Postings>),
     Ordered(BTreeSet<Entry>),
+    OrderedInt(IntOrdered),
 }
 
 /// An index over one table.
@@ -190,8 +271,9 @@ fn has_null(key: &[Value]) -> bool {
 }
 
 impl Index {
-    /// An empty index for `def`; the caller has checked the column positions.
-    pub(crate) fn new(def: &IndexDef) -> Index {
+    /// An empty index for `def` over a table with `table_columns`; the caller
+    /// has checked the column positions.
+    pub(crate) fn new(def: &IndexDef, table_columns: &[ColumnDef]) -> Index {
         let columns: Box<[usize]> = def.columns.as_slice().into();
         let contiguous = match columns.first() {
             Some(&a) if columns.iter().enumerate().all(|(i, &c)| c == a + i) => {
@@ -199,9 +281,17 @@ impl Index {
             }
             _ => None,
         };
-        let store = match def.kind {
-            IndexKind::Hash => Store::Hash(FxHashMap::default()),
-            IndexKind::Ordered => Store::Ordered(BTreeSet::new()),
+        let single = columns.len() == 1;
+        let int = single
+            && table_columns
+                .get(columns[0])
+                .is_some_and(|c| c.ty.is_integer());
+        let store = match (def.kind, single, int) {
+            (IndexKind::Hash, _, true) => Store::HashInt(FxHashMap::default()),
+            (IndexKind::Hash, true, false) => Store::HashValue(FxHashMap::default()),
+            (IndexKind::Hash, false, _) => Store::Hash(FxHashMap::default()),
+            (IndexKind::Ordered, _, true) => Store::OrderedInt(IntOrdered::default()),
+            (IndexKind::Ordered, _, false) => Store::Ordered(BTreeSet::new()),
         };
         Index {
             columns,
@@ -215,19 +305,10 @@ impl Index {
         &self.columns
     }
 
-    /// Runs `f` on the key of `row`, borrowing it when the columns are
-    /// contiguous and building it otherwise.
+    /// The value of the key column of a single-column index.
     #[inline]
-    fn with_key<R>(&self, row: &[Value], f: impl FnOnce(&[Value]) -> R) -> R {
-        let mut buf = Vec::new();
-        f(borrow_key(self.contiguous, &self.columns, row, &mut buf))
-    }
-
-    fn owned_key(&self, row: &[Value]) -> Box<[Value]> {
-        match self.contiguous {
-            Some((a, b)) => row[a..b].into(),
-            None => self.columns.iter().map(|&c| row[c].clone()).collect(),
-        }
+    fn single<'a>(&self, row: &'a [Value]) -> &'a Value {
+        &row[self.columns[0]]
     }
 
     /// The key of `row` as values, for error messages.
@@ -246,68 +327,61 @@ impl Index {
         if !self.unique {
             return None;
         }
-        self.with_key(row, |key| {
-            if has_null(key) {
-                return None;
+        let found = match &self.store {
+            Store::HashInt(map) => map.get(&stored_key(self.single(row))?)?.first(),
+            Store::HashValue(map) => match self.single(row) {
+                Value::Null => return None,
+                v => map.get(v)?.first(),
+            },
+            Store::OrderedInt(ix) => {
+                let k = stored_key(self.single(row))?;
+                ix.rows_in(k, k).find(|r| Some(*r) != except)?
             }
-            let found = match &self.store {
-                Store::Hash(map) => match map.get(key)? {
-                    Postings::One(r) => *r,
-                    Postings::Many(rs) => *rs.first()?,
-                },
-                Store::Ordered(set) => {
-                    let (lo, hi) = (
-                        Probe {
-                            key,
-                            tail: Tail::Low,
-                        },
-                        Probe {
-                            key,
-                            tail: Tail::High,
-                        },
-                    );
-                    let range = (
-                        Bound::Included(&lo as &dyn OrdKey),
-                        Bound::Included(&hi as &dyn OrdKey),
-                    );
-                    let mut it = set.range::<dyn OrdKey, _>(range).map(|e| e.row);
-                    it.find(|r| Some(*r) != except)?
+            Store::Hash(map) => {
+                let mut buf = Vec::new();
+                let key = borrow_key(self.contiguous, &self.columns, row, &mut buf);
+                if has_null(key) {
+                    return None;
                 }
-            };
-            (Some(found) != except).then_some(found)
-        })
+                map.get(key)?.first()
+            }
+            Store::Ordered(set) => {
+                let mut buf = Vec::new();
+                let key = borrow_key(self.contiguous, &self.columns, row, &mut buf);
+                if has_null(key) {
+                    return None;
+                }
+                let mut rows = ordered_eq(set, key);
+                rows.find(|r| Some(*r) != except)?
+            }
+        };
+        (Some(found) != except).then_some(found)
     }
 
     /// Adds `row` (stored at `id`); a unique index must have been checked.
     pub(crate) fn insert(&mut self, row: &[Value], id: RowId) {
-        let key = self.owned_key(row);
+        let unique = self.unique;
+        let single = &row[self.columns[0]];
         match &mut self.store {
-            Store::Hash(map) => {
-                if has_null(&key) {
-                    return;
+            Store::HashInt(map) => {
+                if let Some(k) = stored_key(single) {
+                    hash_insert(map, k, id, unique);
                 }
-                match map.entry(key) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(Postings::One(id));
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut o) => {
-                        assert!(!self.unique, "unique index insert after a conflict check");
-                        let p = o.get_mut();
-                        match p {
-                            Postings::One(r) => {
-                                let r = *r;
-                                *p = Postings::Many(if r < id { vec![r, id] } else { vec![id, r] });
-                            }
-                            Postings::Many(rs) => {
-                                if let Err(at) = rs.binary_search(&id) {
-                                    rs.insert(at, id);
-                                }
-                            }
-                        }
-                    }
+            }
+            Store::HashValue(map) => {
+                if !single.is_null() {
+                    hash_insert(map, single.clone(), id, unique);
+                }
+            }
+            Store::OrderedInt(ix) => ix.insert(stored_key(single), id),
+            Store::Hash(map) => {
+                let key = owned_key(self.contiguous, &self.columns, row);
+                if !has_null(&key) {
+                    hash_insert(map, key, id, unique);
                 }
             }
             Store::Ordered(set) => {
+                let key = owned_key(self.contiguous, &self.columns, row);
                 set.insert(Entry { key, row: id });
             }
         }
@@ -315,32 +389,23 @@ impl Index {
 
     /// Removes `row` (stored at `id`).
     pub(crate) fn remove(&mut self, row: &[Value], id: RowId) {
+        let single = &row[self.columns[0]];
         let mut buf = Vec::new();
-        let key = borrow_key(self.contiguous, &self.columns, row, &mut buf);
         match &mut self.store {
-            Store::Hash(map) => {
-                let emptied = match map.get_mut(key) {
-                    None => false,
-                    Some(Postings::One(r)) => *r == id,
-                    Some(p) => {
-                        if let Postings::Many(rs) = p {
-                            if let Ok(at) = rs.binary_search(&id) {
-                                rs.remove(at);
-                            }
-                            if let [only] = rs[..] {
-                                *p = Postings::One(only);
-                            }
-                        }
-                        false
-                    }
-                };
-                if emptied {
-                    map.remove(key);
+            Store::HashInt(map) => {
+                if let Some(k) = stored_key(single) {
+                    hash_remove(map, &k, id);
                 }
+            }
+            Store::HashValue(map) => hash_remove(map, single, id),
+            Store::OrderedInt(ix) => ix.remove(stored_key(single), id),
+            Store::Hash(map) => {
+                let key = borrow_key(self.contiguous, &self.columns, row, &mut buf);
+                hash_remove(map, key, id);
             }
             Store::Ordered(set) => {
                 let probe = Probe {
-                    key,
+                    key: borrow_key(self.contiguous, &self.columns, row, &mut buf),
                     tail: Tail::Row(id),
                 };
                 set.remove(&probe as &dyn OrdKey);
@@ -351,32 +416,39 @@ impl Index {
     /// Appends to `out` the rows whose key equals `key`, or (ordered index,
     /// or hash index by scanning) whose key starts with `key`.
     pub(crate) fn lookup_into(&self, key: &[Value], out: &mut Vec<RowId>) {
-        if key.len() > self.columns.len() || has_null(key) {
+        let arity = self.columns.len();
+        if key.len() > arity || has_null(key) {
             return;
         }
-        match &self.store {
-            Store::Hash(map) if key.len() == self.columns.len() => match map.get(key) {
-                None => {}
-                Some(Postings::One(r)) => out.push(*r),
-                Some(Postings::Many(rs)) => out.extend_from_slice(rs),
-            },
-            Store::Hash(map) => {
-                // A prefix of a hash key: no structure helps, scan.
-                let start = out.len();
-                for p in map
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(key))
-                    .map(|(_, p)| p)
-                {
-                    match p {
-                        Postings::One(r) => out.push(*r),
-                        Postings::Many(rs) => out.extend_from_slice(rs),
-                    }
-                }
-                out[start..].sort_unstable();
+        let postings = match &self.store {
+            Store::Ordered(_) | Store::OrderedInt(_) => {
+                return self.range_into(Bound::Included(key), Bound::Included(key), out)
             }
-            Store::Ordered(_) => self.range_into(Bound::Included(key), Bound::Included(key), out),
+            _ if key.len() < arity => return self.hash_prefix_into(key, out),
+            Store::Hash(map) => map.get(key),
+            Store::HashValue(map) => map.get(&key[0]),
+            Store::HashInt(map) => probe_key(&key[0]).and_then(|k| map.get(&k)),
+        };
+        if let Some(p) = postings {
+            p.extend_into(out);
         }
+    }
+
+    /// The rows of a hash index whose key starts with `prefix` (shorter than
+    /// the key): no structure helps, scan; rows in RowId order.
+    fn hash_prefix_into(&self, prefix: &[Value], out: &mut Vec<RowId>) {
+        let start = out.len();
+        match &self.store {
+            Store::Hash(map) => map
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .for_each(|(_, p)| p.extend_into(out)),
+            // A single-column key: the prefix is empty.
+            Store::HashValue(map) => map.values().for_each(|p| p.extend_into(out)),
+            Store::HashInt(map) => map.values().for_each(|p| p.extend_into(out)),
+            Store::Ordered(_) | Store::OrderedInt(_) => unreachable!("hash stores only"),
+        }
+        out[start..].sort_unstable();
     }
 
     /// The single row holding `key` (full key), without allocating.
@@ -386,27 +458,14 @@ impl Index {
             return None;
         }
         match &self.store {
-            Store::Hash(map) => match map.get(key)? {
-                Postings::One(r) => Some(*r),
-                Postings::Many(rs) => rs.first().copied(),
-            },
-            Store::Ordered(set) => {
-                let (lo, hi) = (
-                    Probe {
-                        key,
-                        tail: Tail::Low,
-                    },
-                    Probe {
-                        key,
-                        tail: Tail::High,
-                    },
-                );
-                let range = (
-                    Bound::Included(&lo as &dyn OrdKey),
-                    Bound::Included(&hi as &dyn OrdKey),
-                );
-                set.range::<dyn OrdKey, _>(range).next().map(|e| e.row)
+            Store::HashInt(map) => map.get(&probe_key(&key[0])?).map(Postings::first),
+            Store::HashValue(map) => map.get(&key[0]).map(Postings::first),
+            Store::Hash(map) => map.get(key).map(Postings::first),
+            Store::OrderedInt(ix) => {
+                let k = probe_key(&key[0])?;
+                ix.rows_in(k, k).next()
             }
+            Store::Ordered(set) => ordered_eq(set, key).next(),
         }
     }
 
@@ -425,79 +484,151 @@ impl Index {
             return;
         };
         let full = matches!((lower, upper), (Bound::Unbounded, Bound::Unbounded));
-        let set = match &self.store {
-            Store::Ordered(set) => set,
-            Store::Hash(map) => return hash_range(map, lower, upper, out),
-        };
-        if full {
-            out.extend(set.iter().map(|e| e.row));
-            return;
+        match &self.store {
+            Store::Ordered(set) => ordered_range(set, lower, upper, out),
+            Store::OrderedInt(ix) if full => ix.all_into(out),
+            Store::OrderedInt(ix) => {
+                if let Some((lo, hi)) = key_range(lower, upper) {
+                    out.extend(ix.rows_in(lo, hi));
+                }
+            }
+            Store::HashInt(map) => int_hash_range(map, lower, upper, out),
+            Store::HashValue(map) => {
+                let entries = map.iter().map(|(k, p)| (std::slice::from_ref(k), p));
+                hash_range(entries, lower, upper, out)
+            }
+            Store::Hash(map) => {
+                let entries = map.iter().map(|(k, p)| (&k[..], p));
+                hash_range(entries, lower, upper, out)
+            }
         }
-        const NULL_KEY: &[Value] = &[Value::Null];
-        let lo = match lower {
-            // NULL sorts lowest: start after every key whose first column is NULL.
-            Bound::Unbounded => Probe {
-                key: NULL_KEY,
-                tail: Tail::High,
-            },
-            Bound::Included(k) => Probe {
-                key: k,
-                tail: Tail::Low,
-            },
-            Bound::Excluded(k) => Probe {
-                key: k,
-                tail: Tail::High,
-            },
-        };
-        let hi = match upper {
-            Bound::Unbounded => None,
-            Bound::Included(k) => Some(Probe {
-                key: k,
-                tail: Tail::High,
-            }),
-            Bound::Excluded(k) => Some(Probe {
-                key: k,
-                tail: Tail::Low,
-            }),
-        };
-        let lo: &dyn OrdKey = &lo;
-        let range = match &hi {
-            // BTreeSet::range panics on an inverted range; it is just empty.
-            Some(hi) if lo > (hi as &dyn OrdKey) => return,
-            Some(hi) => (Bound::Included(lo), Bound::Included(hi as &dyn OrdKey)),
-            None => (Bound::Included(lo), Bound::Unbounded),
-        };
-        let rows = set.range::<dyn OrdKey, _>(range);
-        out.extend(rows.filter(|e| !has_null(&e.key)).map(|e| e.row));
     }
 
     /// Number of entries (rows with a stored key).
     #[cfg(test)]
     pub(crate) fn entry_count(&self) -> usize {
+        fn rows<'a>(ps: impl Iterator<Item = &'a Postings>) -> usize {
+            ps.map(|p| match p {
+                Postings::One(_) => 1,
+                Postings::Many(rs) => rs.len(),
+            })
+            .sum()
+        }
         match &self.store {
-            Store::Hash(map) => map
-                .values()
-                .map(|p| match p {
-                    Postings::One(_) => 1,
-                    Postings::Many(rs) => rs.len(),
-                })
-                .sum(),
+            Store::Hash(map) => rows(map.values()),
+            Store::HashValue(map) => rows(map.values()),
+            Store::HashInt(map) => rows(map.values()),
             Store::Ordered(set) => set.len(),
+            Store::OrderedInt(ix) => ix.len(),
         }
     }
 }
 
+fn owned_key(contiguous: Option<(usize, usize)>, columns: &[usize], row: &[Value]) -> Box<[Value]> {
+    match contiguous {
+        Some((a, b)) => row[a..b].into(),
+        None => columns.iter().map(|&c| row[c].clone()).collect(),
+    }
+}
+
+/// Rows of a generic ordered index whose key equals the full `key`.
+fn ordered_eq<'a>(set: &'a BTreeSet<Entry>, key: &[Value]) -> impl Iterator<Item = RowId> + 'a {
+    let lo = Probe {
+        key,
+        tail: Tail::Low,
+    };
+    let hi = Probe {
+        key,
+        tail: Tail::High,
+    };
+    let range = (
+        Bound::Included(&lo as &dyn OrdKey),
+        Bound::Included(&hi as &dyn OrdKey),
+    );
+    set.range::<dyn OrdKey, _>(range).map(|e| e.row)
+}
+
+/// `range_into` over a generic ordered index, bounds trimmed.
+fn ordered_range(
+    set: &BTreeSet<Entry>,
+    lower: Bound<&[Value]>,
+    upper: Bound<&[Value]>,
+    out: &mut Vec<RowId>,
+) {
+    if let (Bound::Unbounded, Bound::Unbounded) = (lower, upper) {
+        out.extend(set.iter().map(|e| e.row));
+        return;
+    }
+    const NULL_KEY: &[Value] = &[Value::Null];
+    let lo = match lower {
+        // NULL sorts lowest: start after every key whose first column is NULL.
+        Bound::Unbounded => Probe {
+            key: NULL_KEY,
+            tail: Tail::High,
+        },
+        Bound::Included(k) => Probe {
+            key: k,
+            tail: Tail::Low,
+        },
+        Bound::Excluded(k) => Probe {
+            key: k,
+            tail: Tail::High,
+        },
+    };
+    let hi = match upper {
+        Bound::Unbounded => None,
+        Bound::Included(k) => Some(Probe {
+            key: k,
+            tail: Tail::High,
+        }),
+        Bound::Excluded(k) => Some(Probe {
+            key: k,
+            tail: Tail::Low,
+        }),
+    };
+    let lo: &dyn OrdKey = &lo;
+    let range = match &hi {
+        // BTreeSet::range panics on an inverted range; it is just empty.
+        Some(hi) if lo > (hi as &dyn OrdKey) => return,
+        Some(hi) => (Bound::Included(lo), Bound::Included(hi as &dyn OrdKey)),
+        None => (Bound::Included(lo), Bound::Unbounded),
+    };
+    let rows = set.range::<dyn OrdKey, _>(range);
+    out.extend(rows.filter(|e| !has_null(&e.key)).map(|e| e.row));
+}
+
+/// `range_into` over an integer hash index: a scan and a sort.
+fn int_hash_range(
+    map: &FxHashMap<i64, Postings>,
+    lower: Bound<&[Value]>,
+    upper: Bound<&[Value]>,
+    out: &mut Vec<RowId>,
+) {
+    let Some((lo, hi)) = key_range(lower, upper) else {
+        return;
+    };
+    let mut hits: Vec<(i64, RowId)> = Vec::new();
+    for (&k, p) in map.iter().filter(|(k, _)| (lo..=hi).contains(*k)) {
+        match p {
+            Postings::One(r) => hits.push((k, *r)),
+            Postings::Many(rs) => hits.extend(rs.iter().map(|r| (k, *r))),
+        }
+    }
+    hits.sort_unstable();
+    out.extend(hits.into_iter().map(|(_, r)| r));
+}
+
 /// `range_into` over a hash index: a scan and a sort, for callers that did
 /// not check the index kind. Hash indexes hold no NULL keys.
-fn hash_range(
-    map: &FxHashMap<Box<[Value]>, Postings>,
+fn hash_range<'a>(
+    entries: impl Iterator<Item = (&'a [Value], &'a Postings)>,
     lower: Bound<&[Value]>,
     upper: Bound<&[Value]>,
     out: &mut Vec<RowId>,
 ) {
     let prefix_cmp = |key: &[Value], b: &[Value]| key[..b.len().min(key.len())].cmp(b);
     let mut hits: Vec<(&[Value], RowId)> = Vec::new();
-    for (k, p) in map {
+    for (k, p) in entries {
         let above = match lower {
             Bound::Unbounded => true,
             Bound::Included(b) => prefix_cmp(k, b) != Ordering::Less,
@@ -511,7 +642,7 @@ fn hash_range(
         if above && below {
             match p {
                 Postings::One(r) => hits.push((k, *r)),
-                Postings::Many(rs) => hits.extend(rs.iter().map(|r| (&k[..], *r))),
+                Postings::Many(rs) => hits.extend(rs.iter().map(|r| (k, *r))),
             }
         }
     }

@@ -21,6 +21,7 @@
 mod db;
 mod hash;
 mod index;
+mod index_int;
 mod table;
 #[cfg(test)]
 mod tests;

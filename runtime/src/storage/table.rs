@@ -40,7 +40,11 @@ pub(crate) struct Placed {
 impl Table {
     /// An empty table; `schema` has been validated by the caller.
     pub(crate) fn new(id: TableId, schema: TableSchema) -> Table {
-        let indexes = schema.indexes.iter().map(Index::new).collect();
+        let indexes = schema
+            .indexes
+            .iter()
+            .map(|d| Index::new(d, &schema.columns))
+            .collect();
         Table {
             id,
             schema,
@@ -313,7 +317,7 @@ impl Table {
     /// Builds an index over the live rows; on a unique violation returns the
     /// error and the table is unchanged.
     pub(crate) fn add_index(&mut self, def: super::IndexDef) -> Result<(), StorageError> {
-        let mut ix = Index::new(&def);
+        let mut ix = Index::new(&def, &self.schema.columns);
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(row) = slot else { continue };
             if ix.conflict(row, None).is_some() {

@@ -33,7 +33,9 @@ const IDS: i64 = 24;
 const TEXTS: [&str; 6] = ["", "x", "y", "xy", "yx", "xyz"];
 
 /// `m(id INTEGER PRIMARY KEY, a SMALLINT, b VARCHAR(2))` with indexes
-/// 0 pk hash (id), 1 ordered (a, b), 2 unique ordered (b), 3 hash (a).
+/// 0 pk hash (id), 1 ordered (a, b), 2 unique ordered (b), 3 hash (a),
+/// 4 ordered (a), 5 ordered (id), 6 hash (b): every store shape, integer
+/// single-column ones included.
 fn model_db() -> (Database, TableId) {
     let col = |name: &str, ty, nullable| ColumnDef {
         name: name.into(),
@@ -60,6 +62,9 @@ fn model_db() -> (Database, TableId) {
             idx("m_ab", vec![1, 2], false, IndexKind::Ordered),
             idx("m_b", vec![2], true, IndexKind::Ordered),
             idx("m_a", vec![1], false, IndexKind::Hash),
+            idx("m_a_ord", vec![1], false, IndexKind::Ordered),
+            idx("m_id_range", vec![0], false, IndexKind::Ordered),
+            idx("m_b_hash", vec![2], false, IndexKind::Hash),
         ],
         partition_column: None,
     };
@@ -157,6 +162,118 @@ fn random_bound(rng: &mut Rng) -> Vec<Value> {
     b
 }
 
+/// A probe for an integer column: mostly near the stored values, sometimes
+/// of another kind (the SQL layer may probe with DOUBLE, DECIMAL, text).
+fn random_probe(rng: &mut Rng) -> Value {
+    let i = rng.below(8) as i64 - 4;
+    match rng.below(12) {
+        0 => Value::Double(i as f64 + 0.5),
+        1 => Value::Double(i as f64),
+        2 => Value::Decimal(rust_decimal::Decimal::new(i * 10 + 5, 1)),
+        3 => Value::Decimal(rust_decimal::Decimal::new(i * 100, 2)),
+        4 => Value::Double([f64::NAN, 1e300, -1e300, -0.0][rng.below(4) as usize]),
+        5 => [Value::text("x"), Value::Bool(true), Value::Null][rng.below(3) as usize].clone(),
+        _ => Value::Int(i),
+    }
+}
+
+/// A single-column bound as the SQL layer may pass it: usually one value,
+/// sometimes an empty or over-long prefix.
+fn random_probe_bound(rng: &mut Rng) -> Bound<Vec<Value>> {
+    let key = match rng.below(8) {
+        0 => vec![],
+        1 => vec![random_probe(rng), Value::Int(0)],
+        _ => vec![random_probe(rng)],
+    };
+    match rng.below(3) {
+        0 => Unbounded,
+        1 => Included(key),
+        _ => Excluded(key),
+    }
+}
+
+/// Rows of `model` whose column `col` lies within the (prefix) bounds, in
+/// (value, RowId) order, by brute force over `Value::total_cmp`.
+fn model_range1(
+    model: &Model,
+    col: usize,
+    lower: Bound<&[Value]>,
+    upper: Bound<&[Value]>,
+) -> Vec<RowId> {
+    let full = matches!((lower, upper), (Unbounded, Unbounded));
+    if [lower, upper]
+        .iter()
+        .any(|b| matches!(b, Included(k) | Excluded(k) if k.iter().any(Value::is_null)))
+    {
+        return Vec::new();
+    }
+    // Against a one-column key, a prefix compares on its first value; an
+    // empty prefix is below (Included lower) or above (Included upper) all.
+    let ok = |v: &Value, b: Bound<&[Value]>, want: Ordering| match b {
+        Unbounded => true,
+        Included([]) => true,
+        Excluded([]) => false,
+        Included([k, ..]) => v.total_cmp(k) != want.reverse(),
+        Excluded([k, ..]) => v.total_cmp(k) == want,
+    };
+    let mut hits: Vec<(&Value, RowId)> = model
+        .iter()
+        .map(|(id, r)| (&r[col], *id))
+        .filter(|(v, _)| full || !v.is_null())
+        .filter(|(v, _)| ok(v, lower, Ordering::Greater) && ok(v, upper, Ordering::Less))
+        .collect();
+    hits.sort_by(|x, y| x.0.total_cmp(y.0).then(x.1.cmp(&y.1)));
+    hits.into_iter().map(|h| h.1).collect()
+}
+
+/// The integer single-column indexes (3 hash a, 4 ordered a, 5 ordered id,
+/// 0 hash id) against brute force, probed with values of every kind.
+fn check_int_indexes(tb: &Table, model: &Model, rng: &mut Rng, at: &str) {
+    let with = |col: usize, v: &Value| -> Vec<RowId> {
+        model
+            .iter()
+            .filter(|(_, r)| !v.is_null() && r[col] == *v)
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    for _ in 0..4 {
+        let p = random_probe(rng);
+        let key = std::slice::from_ref(&p);
+        for (ix, col) in [(0, 0), (3, 1), (4, 1), (5, 0)] {
+            let want = with(col, &p);
+            assert_eq!(tb.index_lookup(ix, key), want, "{at}: ix {ix} = {p:?}");
+            let got = tb.index_get(ix, key);
+            assert_eq!(got, want.first().copied(), "{at}: ix {ix} get {p:?}");
+        }
+    }
+    for (ix, col) in [(4, 1), (5, 0), (3, 1), (6, 2)] {
+        let full = tb.index_range(ix, Unbounded, Unbounded);
+        let mut want = model_range1(model, col, Unbounded, Unbounded);
+        if ix == 3 || ix == 6 {
+            // Hash indexes hold no NULL keys.
+            want.retain(|id| !model[id][col].is_null());
+        }
+        assert_eq!(full, want, "{at}: ix {ix} full");
+    }
+    for _ in 0..4 {
+        let (lo, hi) = (random_probe_bound(rng), random_probe_bound(rng));
+        let (lo, hi) = (
+            lo.as_ref().map(Vec::as_slice),
+            hi.as_ref().map(Vec::as_slice),
+        );
+        for (ix, col) in [(4, 1), (5, 0), (3, 1)] {
+            if ix == 3 && matches!((lo, hi), (Unbounded, Unbounded)) {
+                continue; // checked above, without NULLs
+            }
+            assert_eq!(
+                tb.index_range(ix, lo, hi),
+                model_range1(model, col, lo, hi),
+                "{at}: ix {ix} range {lo:?}..{hi:?}"
+            );
+        }
+    }
+}
+
 fn check_agree(db: &Database, t: TableId, model: &Model, rng: &mut Rng, at: &str) {
     let tb = db.table(t).unwrap();
     assert_eq!(tb.len(), model.len(), "{at}: len");
@@ -197,6 +314,14 @@ fn check_agree(db: &Database, t: TableId, model: &Model, rng: &mut Rng, at: &str
             "{at}: b = {b}"
         );
     }
+    for b in TEXTS.iter().map(|s| Value::text(s)).chain([Value::Null]) {
+        assert_eq!(
+            tb.index_lookup(6, std::slice::from_ref(&b)),
+            with(2, &b),
+            "{at}: b hash = {b}"
+        );
+    }
+    check_int_indexes(tb, model, rng, at);
     assert_eq!(
         tb.index_range(1, Unbounded, Unbounded),
         model_range(model, Unbounded, Unbounded),
