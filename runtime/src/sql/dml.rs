@@ -158,22 +158,28 @@ fn plan_do_update(
 fn assignments(b: &Binder, schema: &crate::storage::TableSchema, list: &[ast::Assignment]) -> Result<Vec<(usize, Expr)>, SqlError> {
     let mut out: Vec<(usize, Expr)> = Vec::with_capacity(list.len());
     for a in list {
-        let ast::AssignmentTarget::ColumnName(cn) = &a.target else {
-            return Err(SqlError::unsupported("assigning to a tuple of columns"));
-        };
-        let cname = match cn.0.last() {
-            Some(ast::ObjectNamePart::Identifier(id)) => lower(id),
-            _ => return Err(SqlError::plan(format!("bad column name {cn}"))),
-        };
-        let c = schema.column_index(&cname).ok_or_else(|| {
-            SqlError::plan(format!("column \"{cname}\" of relation \"{}\" does not exist", schema.name))
-        })?;
-        if out.iter().any(|(x, _)| *x == c) {
-            return Err(SqlError::plan(format!("multiple assignments to same column \"{cname}\"")));
-        }
+        let c = assignment_column(schema, a, &out)?;
         out.push((c, b.bind(&a.value, Mode::Plain)?));
     }
     Ok(out)
+}
+
+/// The column an assignment sets; assigning one column twice is an error.
+fn assignment_column(schema: &crate::storage::TableSchema, a: &ast::Assignment, done: &[(usize, Expr)]) -> Result<usize, SqlError> {
+    let ast::AssignmentTarget::ColumnName(cn) = &a.target else {
+        return Err(SqlError::unsupported("assigning to a tuple of columns"));
+    };
+    let cname = match cn.0.last() {
+        Some(ast::ObjectNamePart::Identifier(id)) => lower(id),
+        _ => return Err(SqlError::plan(format!("bad column name {cn}"))),
+    };
+    let c = schema
+        .column_index(&cname)
+        .ok_or_else(|| SqlError::plan(format!("column \"{cname}\" of relation \"{}\" does not exist", schema.name)))?;
+    if done.iter().any(|(x, _)| *x == c) {
+        return Err(SqlError::plan(format!("multiple assignments to same column \"{cname}\"")));
+    }
+    Ok(c)
 }
 
 pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError> {
@@ -191,19 +197,7 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
     let (scan, bound) = select::plan_table_scan(b, id, &alias, up.selection.as_ref(), &values)?;
     let mut assignments_out = Vec::with_capacity(up.assignments.len());
     for (a, (x, _)) in up.assignments.iter().zip(bound) {
-        let ast::AssignmentTarget::ColumnName(cn) = &a.target else {
-            return Err(SqlError::unsupported("assigning to a tuple of columns"));
-        };
-        let cname = match cn.0.last() {
-            Some(ast::ObjectNamePart::Identifier(idn)) => lower(idn),
-            _ => return Err(SqlError::plan(format!("bad column name {cn}"))),
-        };
-        let c = schema.column_index(&cname).ok_or_else(|| {
-            SqlError::plan(format!("column \"{cname}\" of relation \"{}\" does not exist", schema.name))
-        })?;
-        if assignments_out.iter().any(|(y, _)| *y == c) {
-            return Err(SqlError::plan(format!("multiple assignments to same column \"{cname}\"")));
-        }
+        let c = assignment_column(&schema, a, &assignments_out)?;
         assignments_out.push((c, x));
     }
     let column_types = schema.columns.iter().map(|c| c.ty).collect();

@@ -145,6 +145,52 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Visits the direct children of an `Expr` (not into subqueries), for both
+/// `children` and `children_mut`: `$iter` is `iter` or `iter_mut`.
+macro_rules! for_each_child {
+    ($e:expr, $f:ident, $iter:ident) => {
+        match $e {
+            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
+            Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
+            Expr::Arith(_, a, b)
+            | Expr::Concat(a, b)
+            | Expr::Cmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b)
+            | Expr::NullIf(a, b)
+            | Expr::IsDistinct { left: a, right: b, .. }
+            | Expr::Like { expr: a, pattern: b, .. } => {
+                $f(a);
+                $f(b)
+            }
+            Expr::Neg(a) | Expr::Not(a) | Expr::Cast(a, _) => $f(a),
+            Expr::IsNull { expr, .. } | Expr::IsBool { expr, .. } | Expr::InSubquery { expr, .. } => $f(expr),
+            Expr::Between { expr, low, high, .. } => {
+                $f(expr);
+                $f(low);
+                $f(high)
+            }
+            Expr::InList { expr, list, .. } => {
+                $f(expr);
+                list.$iter().for_each(|x| $f(x))
+            }
+            Expr::Case { operand, whens, otherwise } => {
+                if let Some(o) = operand {
+                    $f(o)
+                }
+                for (w, t) in whens.$iter() {
+                    $f(w);
+                    $f(t)
+                }
+                if let Some(o) = otherwise {
+                    $f(o)
+                }
+            }
+            Expr::Coalesce(list) | Expr::Func { args: list, .. } => list.$iter().for_each(|x| $f(x)),
+        }
+    };
+}
+
 fn truth(v: &Value) -> Result<Option<bool>, SqlError> {
     ops::truthy(v)
 }
@@ -321,50 +367,7 @@ impl Expr {
 
     /// Calls `f` on every direct child expression (not into subqueries).
     pub fn children(&self, f: &mut dyn FnMut(&Expr)) {
-        match self {
-            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
-            Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
-            Expr::Arith(_, a, b) | Expr::Concat(a, b) | Expr::Cmp(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
-                f(a);
-                f(b)
-            }
-            Expr::IsDistinct { left, right, .. } => {
-                f(left);
-                f(right)
-            }
-            Expr::NullIf(a, b) => {
-                f(a);
-                f(b)
-            }
-            Expr::Neg(a) | Expr::Not(a) | Expr::Cast(a, _) => f(a),
-            Expr::IsNull { expr, .. } | Expr::IsBool { expr, .. } | Expr::InSubquery { expr, .. } => f(expr),
-            Expr::Between { expr, low, high, .. } => {
-                f(expr);
-                f(low);
-                f(high)
-            }
-            Expr::InList { expr, list, .. } => {
-                f(expr);
-                list.iter().for_each(f)
-            }
-            Expr::Case { operand, whens, otherwise } => {
-                if let Some(o) = operand {
-                    f(o)
-                }
-                for (w, t) in whens {
-                    f(w);
-                    f(t)
-                }
-                if let Some(o) = otherwise {
-                    f(o)
-                }
-            }
-            Expr::Like { expr, pattern, .. } => {
-                f(expr);
-                f(pattern)
-            }
-            Expr::Coalesce(list) | Expr::Func { args: list, .. } => list.iter().for_each(f),
-        }
+        for_each_child!(self, f, iter)
     }
 
     /// The row offsets this expression reads (of the row it is evaluated on).
@@ -399,50 +402,7 @@ impl Expr {
     }
 
     fn children_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
-        match self {
-            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
-            Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
-            Expr::Arith(_, a, b) | Expr::Concat(a, b) | Expr::Cmp(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
-                f(a);
-                f(b)
-            }
-            Expr::IsDistinct { left, right, .. } => {
-                f(left);
-                f(right)
-            }
-            Expr::NullIf(a, b) => {
-                f(a);
-                f(b)
-            }
-            Expr::Neg(a) | Expr::Not(a) | Expr::Cast(a, _) => f(a),
-            Expr::IsNull { expr, .. } | Expr::IsBool { expr, .. } | Expr::InSubquery { expr, .. } => f(expr),
-            Expr::Between { expr, low, high, .. } => {
-                f(expr);
-                f(low);
-                f(high)
-            }
-            Expr::InList { expr, list, .. } => {
-                f(expr);
-                list.iter_mut().for_each(f)
-            }
-            Expr::Case { operand, whens, otherwise } => {
-                if let Some(o) = operand {
-                    f(o)
-                }
-                for (w, t) in whens {
-                    f(w);
-                    f(t)
-                }
-                if let Some(o) = otherwise {
-                    f(o)
-                }
-            }
-            Expr::Like { expr, pattern, .. } => {
-                f(expr);
-                f(pattern)
-            }
-            Expr::Coalesce(list) | Expr::Func { args: list, .. } => list.iter_mut().for_each(f),
-        }
+        for_each_child!(self, f, iter_mut)
     }
 }
 
