@@ -322,8 +322,7 @@ impl Database {
             return Err(StorageError::NoTxn);
         }
         let t = self.table_mut(table)?;
-        let placed = t.insert_row(row)?;
-        let row = t.get(placed.id).expect("row just inserted").clone();
+        let placed = t.insert_row(&row)?;
         self.ops.push(WriteOp::Insert { table, row });
         self.undo.push(UndoMeta {
             id: placed.id,
@@ -338,9 +337,12 @@ impl Database {
             return Err(StorageError::NoTxn);
         }
         let t = self.table_mut(table)?;
-        let old = t.update_row(id, row)?;
-        let new = t.get(id).expect("row just updated").clone();
-        self.ops.push(WriteOp::Update { table, old, new });
+        let old = t.update_row(id, &row)?;
+        self.ops.push(WriteOp::Update {
+            table,
+            old,
+            new: row,
+        });
         self.undo.push(UndoMeta { id, fresh: false });
         Ok(())
     }

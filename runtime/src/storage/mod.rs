@@ -2,7 +2,10 @@
 //! the write-set.
 //!
 //! Owns: `Database` (the tables of one partition and the open transaction),
-//! `Table` (row slots + indexes), `TableSchema`, `IndexDef`, `WriteSet`.
+//! `Table` (a flat arena of row slots + indexes), `TableSchema`, `IndexDef`,
+//! `WriteSet`. Readers borrow a row as `&[Value]` (`Table::get`, `scan`);
+//! an owned `Row` is what goes in (insert, update) and what comes out into
+//! undo and the write-set.
 //! Must not: parse SQL, do I/O, or use async. Values arriving here already
 //! have their column's type (the SQL layer casts); storage re-checks NOT NULL,
 //! VARCHAR/VARBINARY length, integer range, PRIMARY KEY and UNIQUE, and
@@ -36,6 +39,9 @@ pub use table::Table;
 use crate::types::{DataType, Value};
 use thiserror::Error;
 
+/// An owned row, one value per column: the argument of insert and update, a
+/// delete's result, and the images kept in undo and the write-set. Stored rows
+/// are not boxes: `Table` keeps them inline and lends them out as `&[Value]`.
 pub type Row = Box<[Value]>;
 
 /// Slot number of a row inside its table; stable while the row lives.

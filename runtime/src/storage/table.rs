@@ -1,13 +1,18 @@
 //! One table: row slots with a free list, its indexes, and the constraint
 //! checks every insert and update passes.
 //!
-//! Owns: `Table` (schema, `Vec<Option<Row>>` slots where RowId = slot, free
-//! list, indexes kept in step with `schema.indexes`). Must not: know about
+//! Owns: `Table` (schema; a flat arena of `width` cells per slot, where
+//! RowId = slot and width = column count; a liveness flag per slot; the free
+//! list; indexes kept in step with `schema.indexes`). Must not: know about
 //! transactions; `Database` logs each change and calls the `undo_*` methods
 //! in reverse to restore exactly the prior state (slots, free list, indexes).
 //!
+//! Rows live inline in one `Vec<Value>` rather than one box each, so a point
+//! lookup touches the row's cells directly and an insert allocates nothing
+//! per row once the arena has grown. Dead slots hold `Value::Null`.
+//!
 //! ```text
-//!   Database --insert_row/update_row/delete_row--> Table --> slots, indexes
+//!   Database --insert_row/update_row/delete_row--> Table --> cells, indexes
 //!   Database --undo_insert/undo_update/undo_delete--> Table (reverse order)
 //! ```
 
@@ -20,7 +25,12 @@ use std::ops::Bound;
 pub struct Table {
     id: TableId,
     schema: TableSchema,
-    slots: Vec<Option<Row>>,
+    /// Values per row (the column count; no DDL changes it).
+    width: usize,
+    /// Slot `s` is `cells[s * width..(s + 1) * width]`; a dead slot is all Null.
+    cells: Vec<Value>,
+    /// Whether each slot holds a row; its length is the slot count.
+    alive: Bitmap,
     /// Free slots, reused last-freed first; undo pops and pushes in exact
     /// reverse so the next RowId after a rollback is what it was before.
     free: Vec<u32>,
@@ -33,7 +43,7 @@ pub struct Table {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Placed {
     pub(crate) id: RowId,
-    /// The slot vector grew (rather than reusing a free slot).
+    /// The arena grew by a slot (rather than reusing a free slot).
     pub(crate) fresh: bool,
 }
 
@@ -47,8 +57,10 @@ impl Table {
             .collect();
         Table {
             id,
+            width: schema.columns.len(),
             schema,
-            slots: Vec::new(),
+            cells: Vec::new(),
+            alive: Bitmap::default(),
             free: Vec::new(),
             live: 0,
             indexes,
@@ -67,16 +79,25 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The values of row `id` (one per column), or None if the slot is not live.
     #[inline]
-    pub fn get(&self, id: RowId) -> Option<&Row> {
-        self.slots.get(id.0 as usize)?.as_ref()
+    pub fn get(&self, id: RowId) -> Option<&[Value]> {
+        let slot = id.0 as usize;
+        if !self.alive.get(slot)? {
+            return None;
+        }
+        Some(&self.cells[self.range(slot)])
     }
     /// All live rows, in slot order.
-    pub fn scan(&self) -> impl Iterator<Item = (RowId, &Row)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| Some((RowId(i as u32), s.as_ref()?)))
+    pub fn scan(&self) -> impl Iterator<Item = (RowId, &[Value])> + '_ {
+        self.alive
+            .ones()
+            .map(|i| (RowId(i as u32), &self.cells[self.range(i)]))
+    }
+    /// The cells of slot `slot` in the arena.
+    #[inline]
+    fn range(&self, slot: usize) -> std::ops::Range<usize> {
+        slot * self.width..(slot + 1) * self.width
     }
     /// Position of the index named `name` (case-insensitive) in `schema().indexes`.
     pub fn index_position(&self, name: &str) -> Option<usize> {
@@ -210,20 +231,28 @@ impl Table {
         }
     }
 
-    /// Validates and stores a new row.
+    /// Validates `row` and copies it into a slot (the caller keeps `row`,
+    /// e.g. for the write-set).
     #[inline]
-    pub(crate) fn insert_row(&mut self, row: Row) -> Result<Placed, StorageError> {
-        self.check(&row, None)?;
+    pub(crate) fn insert_row(&mut self, row: &[Value]) -> Result<Placed, StorageError> {
+        self.check(row, None)?;
         let placed = match self.free.pop() {
-            Some(slot) => Placed {
-                id: RowId(slot),
-                fresh: false,
-            },
+            Some(slot) => {
+                let r = self.range(slot as usize);
+                self.cells[r].clone_from_slice(row);
+                self.alive.set(slot as usize, true);
+                Placed {
+                    id: RowId(slot),
+                    fresh: false,
+                }
+            }
             None => {
-                let Ok(slot) = u32::try_from(self.slots.len()) else {
+                let Ok(slot) = u32::try_from(self.alive.len()) else {
                     return Err(StorageError::TableFull(self.schema.name.clone()));
                 };
-                self.slots.push(None);
+                // Vec growth is geometric, so this amortizes to no allocation.
+                self.cells.extend_from_slice(row);
+                self.alive.push(true);
                 Placed {
                     id: RowId(slot),
                     fresh: true,
@@ -231,39 +260,46 @@ impl Table {
             }
         };
         for ix in &mut self.indexes {
-            ix.insert(&row, placed.id);
+            ix.insert(row, placed.id);
         }
-        self.slots[placed.id.0 as usize] = Some(row);
         self.live += 1;
         Ok(placed)
     }
 
     /// Validates `row` and puts it in place of row `id`; returns the old row.
-    pub(crate) fn update_row(&mut self, id: RowId, row: Row) -> Result<Row, StorageError> {
+    pub(crate) fn update_row(&mut self, id: RowId, row: &[Value]) -> Result<Row, StorageError> {
         if self.get(id).is_none() {
             return Err(StorageError::NoSuchRow(id));
         }
-        self.check(&row, Some(id))?;
-        let slot = &mut self.slots[id.0 as usize];
-        let old = slot.replace(row).expect("slot checked live above");
-        let new = slot.as_ref().expect("slot just filled");
+        self.check(row, Some(id))?;
+        let r = self.range(id.0 as usize);
+        let old = &self.cells[r.clone()];
         for ix in &mut self.indexes {
-            if ix.key_changed(&old, new) {
-                ix.remove(&old, id);
-                ix.insert(new, id);
+            if ix.key_changed(old, row) {
+                ix.remove(old, id);
+                ix.insert(row, id);
             }
         }
+        let old: Row = self.cells[r]
+            .iter_mut()
+            .zip(row)
+            .map(|(cell, v)| std::mem::replace(cell, v.clone()))
+            .collect();
         Ok(old)
     }
 
     /// Removes row `id`; returns it.
     pub(crate) fn delete_row(&mut self, id: RowId) -> Result<Row, StorageError> {
-        let Some(row) = self.slots.get_mut(id.0 as usize).and_then(Option::take) else {
+        if self.get(id).is_none() {
             return Err(StorageError::NoSuchRow(id));
-        };
-        for ix in &mut self.indexes {
-            ix.remove(&row, id);
         }
+        let slot = id.0 as usize;
+        let r = self.range(slot);
+        for ix in &mut self.indexes {
+            ix.remove(&self.cells[r.clone()], id);
+        }
+        let row: Row = self.cells[r].iter_mut().map(take_cell).collect();
+        self.alive.set(slot, false);
         self.free.push(id.0);
         self.live -= 1;
         Ok(row)
@@ -272,14 +308,18 @@ impl Table {
     /// Reverses `insert_row` (the most recent change not yet undone).
     pub(crate) fn undo_insert(&mut self, placed: Placed) {
         let slot = placed.id.0 as usize;
-        let row = self.slots[slot].take().expect("undo: inserted row is live");
+        assert!(self.alive.is_set(slot), "undo: inserted row is live");
+        let r = self.range(slot);
         for ix in &mut self.indexes {
-            ix.remove(&row, placed.id);
+            ix.remove(&self.cells[r.clone()], placed.id);
         }
         if placed.fresh {
-            assert_eq!(slot + 1, self.slots.len(), "undo: fresh slot is the last");
-            self.slots.pop();
+            assert_eq!(slot + 1, self.alive.len(), "undo: fresh slot is the last");
+            self.alive.pop();
+            self.cells.truncate(r.start);
         } else {
+            self.cells[r].iter_mut().for_each(|c| *c = Value::Null);
+            self.alive.set(slot, false);
             self.free.push(placed.id.0);
         }
         self.live -= 1;
@@ -287,15 +327,17 @@ impl Table {
 
     /// Reverses `update_row`, putting `old` back.
     pub(crate) fn undo_update(&mut self, id: RowId, old: Row) {
-        let slot = &mut self.slots[id.0 as usize];
-        let new = slot.replace(old).expect("undo: updated row is live");
-        let old = slot.as_ref().expect("slot just filled");
+        let slot = id.0 as usize;
+        assert!(self.alive.is_set(slot), "undo: updated row is live");
+        let r = self.range(slot);
+        let new = &self.cells[r.clone()];
         for ix in &mut self.indexes {
-            if ix.key_changed(&new, old) {
-                ix.remove(&new, id);
-                ix.insert(old, id);
+            if ix.key_changed(new, &old) {
+                ix.remove(new, id);
+                ix.insert(&old, id);
             }
         }
+        put_cells(&mut self.cells[r], old);
     }
 
     /// Reverses `delete_row`, putting `row` back in its own slot.
@@ -305,12 +347,14 @@ impl Table {
             Some(id.0),
             "undo: deleted slot tops the free list"
         );
+        let slot = id.0 as usize;
+        assert!(!self.alive.is_set(slot), "undo: deleted slot is empty");
         for ix in &mut self.indexes {
             ix.insert(&row, id);
         }
-        let slot = &mut self.slots[id.0 as usize];
-        assert!(slot.is_none(), "undo: deleted slot is empty");
-        *slot = Some(row);
+        let r = self.range(slot);
+        put_cells(&mut self.cells[r], row);
+        self.alive.set(slot, true);
         self.live += 1;
     }
 
@@ -318,8 +362,7 @@ impl Table {
     /// error and the table is unchanged.
     pub(crate) fn add_index(&mut self, def: super::IndexDef) -> Result<(), StorageError> {
         let mut ix = Index::new(&def, &self.schema.columns);
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(row) = slot else { continue };
+        for (id, row) in self.scan() {
             if ix.conflict(row, None).is_some() {
                 let cols = &self.schema.columns;
                 let names: Vec<&str> = ix
@@ -335,7 +378,7 @@ impl Table {
                     key: key.join(", "),
                 });
             }
-            ix.insert(row, RowId(i as u32));
+            ix.insert(row, id);
         }
         self.indexes.push(ix);
         self.schema.indexes.push(def);
@@ -361,6 +404,108 @@ impl Table {
     #[cfg(test)]
     pub(crate) fn free_slots(&self) -> &[u32] {
         &self.free
+    }
+    /// Asserts the arena's invariants and returns its slot count: `width`
+    /// cells per slot, dead slots all Null and exactly those on the free
+    /// list, `get` agreeing with liveness, `len` counting live slots.
+    #[cfg(test)]
+    pub(crate) fn check_arena(&self) -> usize {
+        let slots = self.alive.len();
+        assert_eq!(self.cells.len(), slots * self.width, "arena size");
+        let mut dead: Vec<u32> = Vec::new();
+        for i in 0..slots {
+            let id = RowId(i as u32);
+            if self.alive.is_set(i) {
+                assert_eq!(self.get(id), Some(&self.cells[self.range(i)]));
+            } else {
+                dead.push(id.0);
+                assert_eq!(self.get(id), None, "dead slot {i} visible");
+                let cells = &self.cells[self.range(i)];
+                assert!(cells.iter().all(Value::is_null), "dead slot {i} not Null");
+            }
+        }
+        let mut free = self.free.clone();
+        free.sort_unstable();
+        assert_eq!(free, dead, "free list is exactly the dead slots");
+        assert_eq!(self.live, slots - dead.len(), "live count");
+        assert_eq!(self.get(RowId(slots as u32)), None, "past the end");
+        slots
+    }
+}
+
+/// One bit per slot (set = live): small enough to stay in cache for the
+/// point lookups that check it.
+#[derive(Default)]
+struct Bitmap {
+    words: Vec<u64>,
+    /// Number of slots (bits in use).
+    len: usize,
+}
+
+impl Bitmap {
+    fn len(&self) -> usize {
+        self.len
+    }
+    /// Bit `i`, or None past the end.
+    #[inline]
+    fn get(&self, i: usize) -> Option<bool> {
+        (i < self.len).then(|| (self.words[i / 64] >> (i % 64)) & 1 == 1)
+    }
+    /// Bit `i`, which must be in range.
+    fn is_set(&self, i: usize) -> bool {
+        self.get(i).expect("slot within the table")
+    }
+    fn set(&mut self, i: usize, on: bool) {
+        assert!(i < self.len, "slot within the table");
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        if on {
+            self.words[w] |= b;
+        } else {
+            self.words[w] &= !b;
+        }
+    }
+    fn push(&mut self, on: bool) {
+        if self.len % 64 == 0 {
+            self.words.push(0);
+        }
+        self.len += 1;
+        self.set(self.len - 1, on);
+    }
+    /// Drops the last bit (which the caller has cleared or is discarding).
+    fn pop(&mut self) {
+        assert!(self.len > 0, "pop from an empty bitmap");
+        self.set(self.len - 1, false);
+        self.len -= 1;
+        if self.len % 64 == 0 {
+            self.words.pop();
+        }
+    }
+    /// Positions of set bits, ascending.
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let b = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                Some(w * 64 + b)
+            })
+        })
+    }
+}
+
+/// Moves a cell's value out, leaving the Null a dead slot holds.
+fn take_cell(cell: &mut Value) -> Value {
+    std::mem::replace(cell, Value::Null)
+}
+
+/// Moves `row`'s values into `cells` (same length; no reallocation).
+fn put_cells(cells: &mut [Value], row: Row) {
+    assert_eq!(cells.len(), row.len(), "undo: row has the table's width");
+    for (cell, v) in cells.iter_mut().zip(row.into_vec()) {
+        *cell = v;
     }
 }
 
@@ -414,4 +559,43 @@ fn check_value(v: &Value, ty: DataType, nullable: bool) -> Option<Check> {
         _ => false,
     };
     (!fits).then_some(Check::Type)
+}
+
+#[cfg(test)]
+mod bitmap_tests {
+    use super::Bitmap;
+
+    #[test]
+    fn bitmap_tracks_bits_across_words_and_pops_back_to_empty() {
+        let mut b = Bitmap::default();
+        let on = |i: usize| i % 3 == 0 || i == 64 || i == 129;
+        for i in 0..130 {
+            b.push(on(i));
+        }
+        let want: Vec<usize> = (0..130).filter(|&i| on(i)).collect();
+        assert_eq!(b.ones().collect::<Vec<_>>(), want);
+        assert_eq!((b.len(), b.words.len()), (130, 3));
+        assert_eq!(
+            (b.get(129), b.get(128), b.get(130)),
+            (Some(true), Some(false), None)
+        );
+        b.set(129, false);
+        b.set(1, true);
+        assert!(b.is_set(1) && !b.is_set(129));
+        b.set(129, true);
+        b.pop();
+        b.push(false);
+        assert_eq!(
+            b.get(129),
+            Some(false),
+            "a popped set bit does not come back"
+        );
+        b.pop();
+        b.pop();
+        assert_eq!((b.len(), b.words.len()), (128, 2));
+        while b.len() > 0 {
+            b.pop();
+        }
+        assert!(b.words.is_empty() && b.ones().next().is_none());
+    }
 }

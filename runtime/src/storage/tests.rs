@@ -96,11 +96,13 @@ struct Snapshot {
     indexes: Vec<(Vec<RowId>, usize)>,
     free: Vec<u32>,
     len: usize,
+    /// Slots in the arena, live or free (a rolled-back insert gives its slot back).
+    slots: usize,
 }
 
 fn snapshot(db: &Database, t: TableId) -> Snapshot {
     let table = db.table(t).unwrap();
-    let rows = table.scan().map(|(id, r)| (id, r.clone())).collect();
+    let rows = table.scan().map(|(id, r)| (id, Row::from(r))).collect();
     let indexes = (0..table.schema().indexes.len())
         .map(|i| {
             (
@@ -114,6 +116,7 @@ fn snapshot(db: &Database, t: TableId) -> Snapshot {
         indexes,
         free: table.free_slots().to_vec(),
         len: table.len(),
+        slots: table.check_arena(),
     }
 }
 

@@ -277,7 +277,8 @@ fn check_int_indexes(tb: &Table, model: &Model, rng: &mut Rng, at: &str) {
 fn check_agree(db: &Database, t: TableId, model: &Model, rng: &mut Rng, at: &str) {
     let tb = db.table(t).unwrap();
     assert_eq!(tb.len(), model.len(), "{at}: len");
-    let rows: Vec<(RowId, Row)> = tb.scan().map(|(id, r)| (id, r.clone())).collect();
+    tb.check_arena();
+    let rows: Vec<(RowId, Row)> = tb.scan().map(|(id, r)| (id, Row::from(r))).collect();
     let want: Vec<(RowId, Row)> = model.iter().map(|(id, r)| (*id, r.clone())).collect();
     assert_eq!(rows, want, "{at}: rows");
     let with = |col: usize, v: &Value| -> Vec<RowId> {
