@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use smol_str::SmolStr;
 use std::sync::Arc;
 
 /// A column's declared type.
@@ -84,7 +85,9 @@ pub enum Value {
     Int(i64),
     Double(f64),
     Decimal(Decimal),
-    Text(Arc<str>),
+    /// Up to 23 bytes inline (no allocation, no pointer to chase); longer
+    /// text is shared behind an `Arc`.
+    Text(SmolStr),
     Bytes(Arc<[u8]>),
     /// Microseconds since the Unix epoch.
     Timestamp(i64),
@@ -120,7 +123,7 @@ impl fmt::Display for ValueKind {
 
 impl Value {
     pub fn text(s: &str) -> Value {
-        Value::Text(Arc::from(s))
+        Value::Text(SmolStr::new(s))
     }
 
     pub fn kind(&self) -> ValueKind {

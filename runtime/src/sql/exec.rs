@@ -473,7 +473,11 @@ fn as_ref_bound(b: &Bound<Vec<Value>>) -> Bound<&[Value]> {
 }
 
 fn project(exprs: &[Expr], ctx: &Ctx, row: &[Value]) -> Result<Vec<Value>, SqlError> {
-    exprs.iter().map(|e| e.eval(ctx, row)).collect()
+    let mut out = Vec::with_capacity(exprs.len());
+    for e in exprs {
+        out.push(e.eval(ctx, row)?);
+    }
+    Ok(out)
 }
 
 fn run_select(plan: &SelectPlan, ctx: &Ctx, early: Option<usize>) -> Result<Vec<Vec<Value>>, SqlError> {

@@ -423,7 +423,7 @@ fn concat(a: &Value, b: &Value) -> Result<Value, SqlError> {
             let mut s = String::with_capacity(x.len() + y.len());
             s.push_str(&x);
             s.push_str(&y);
-            Ok(Value::Text(Arc::from(s)))
+            Ok(Value::Text(smol_str::SmolStr::from(s)))
         }
         _ => Err(SqlError::exec("internal: cast to text did not produce text")),
     }

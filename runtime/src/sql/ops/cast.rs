@@ -34,8 +34,8 @@ pub fn cast(v: &Value, ty: DataType) -> Result<Value, SqlError> {
         DataType::Varchar(n) => {
             let s = render_text(v);
             Ok(Value::Text(match n {
-                Some(n) => Arc::from(truncate_chars(&s, n)),
-                None => Arc::from(s),
+                Some(n) => smol_str::SmolStr::from(truncate_chars(&s, n)),
+                None => smol_str::SmolStr::from(s),
             }))
         }
         DataType::Varbinary(n) => {
@@ -104,10 +104,10 @@ fn mismatch(v: &Value, ty: DataType) -> SqlError {
 /// trailing spaces beyond n are dropped (PostgreSQL does the same).
 fn fit_text(s: String, n: Option<u32>) -> Result<Value, SqlError> {
     let Some(n) = n else {
-        return Ok(Value::Text(Arc::from(s)));
+        return Ok(Value::Text(smol_str::SmolStr::from(s)));
     };
     let Some((cut, _)) = s.char_indices().nth(n as usize) else {
-        return Ok(Value::Text(Arc::from(s)));
+        return Ok(Value::Text(smol_str::SmolStr::from(s)));
     };
     if s[cut..].bytes().all(|b| b == b' ') {
         return Ok(Value::text(&s[..cut]));

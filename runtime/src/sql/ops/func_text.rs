@@ -104,7 +104,7 @@ pub(super) fn call(name: &str, args: &[Value]) -> Result<Value, SqlError> {
             )))
         }
     };
-    Ok(Value::Text(Arc::from(out)))
+    Ok(Value::Text(smol_str::SmolStr::from(out)))
 }
 
 /// The VARBINARY forms of length, octet_length and substr.
@@ -201,7 +201,7 @@ pub(super) fn concat(args: &[Value]) -> Value {
     for a in args.iter().filter(|a| !a.is_null()) {
         out.push_str(&render_text(a));
     }
-    Value::Text(Arc::from(out))
+    Value::Text(smol_str::SmolStr::from(out))
 }
 
 #[cfg(test)]
