@@ -9,10 +9,10 @@
 //! into a result set does not copy the payload.
 
 use rust_decimal::Decimal;
+use smol_str::SmolStr;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use smol_str::SmolStr;
 use std::sync::Arc;
 
 /// A column's declared type.

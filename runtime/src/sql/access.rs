@@ -10,9 +10,9 @@
 //! ```
 
 use super::bind::{self, Binder};
+use super::error::SqlError;
 use super::expr::{CmpOp, Expr};
 use super::plan::*;
-use super::error::SqlError;
 use crate::storage::IndexKind;
 
 /// Which sources a predicate reads; a correlated subquery counts as all.
@@ -24,7 +24,11 @@ pub fn sources_of(e: &Expr, sources: &[Source]) -> Vec<usize> {
     e.columns_used(&mut cols);
     let mut out: Vec<usize> = cols
         .into_iter()
-        .filter_map(|c| sources.iter().position(|s| c >= s.offset && c < s.offset + s.width))
+        .filter_map(|c| {
+            sources
+                .iter()
+                .position(|s| c >= s.offset && c < s.offset + s.width)
+        })
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -50,17 +54,31 @@ pub fn plan_levels(
         if srcs.is_empty() {
             pre.push(e);
         } else {
-            preds.push(Pred { expr: e, srcs, used: false });
+            preds.push(Pred {
+                expr: e,
+                srcs,
+                used: false,
+            });
         }
     }
     let any_outer = sources.iter().any(|s| s.outer);
-    let order: Vec<usize> = if any_outer { (0..sources.len()).collect() } else { join_order(b, sources, &preds) };
+    let order: Vec<usize> = if any_outer {
+        (0..sources.len()).collect()
+    } else {
+        join_order(b, sources, &preds)
+    };
     let mut placed: Vec<usize> = Vec::new();
     let mut levels = Vec::with_capacity(sources.len());
     for &si in &order {
         placed.push(si);
         let src = &sources[si];
-        let mut level = Level { source: si, access: Access::Scan, local_filter: Vec::new(), join_filter: Vec::new(), post_filter: Vec::new() };
+        let mut level = Level {
+            source: si,
+            access: Access::Scan,
+            local_filter: Vec::new(),
+            join_filter: Vec::new(),
+            post_filter: Vec::new(),
+        };
         // ON conjuncts of an outer source decide matching.
         let mut on_local = Vec::new();
         let mut on_join = Vec::new();
@@ -75,9 +93,16 @@ pub fn plan_levels(
         let mut local = on_local;
         let mut join = on_join;
         let mut post = Vec::new();
-        for p in preds.iter_mut().filter(|p| !p.used && p.srcs.iter().all(|x| placed.contains(x))) {
+        for p in preds
+            .iter_mut()
+            .filter(|p| !p.used && p.srcs.iter().all(|x| placed.contains(x)))
+        {
             p.used = true;
-            if src.outer || p.srcs.iter().any(|x| sources[*x].outer && *x != si && !placed.contains(x)) {
+            if src.outer
+                || p.srcs
+                    .iter()
+                    .any(|x| sources[*x].outer && *x != si && !placed.contains(x))
+            {
                 post.push(p.expr.clone());
             } else if p.srcs == [si] {
                 local.push(p.expr.clone());
@@ -156,7 +181,11 @@ impl<'p> Estimator<'p> {
                         t.schema()
                             .indexes
                             .iter()
-                            .filter_map(|ix| ix.columns.first().map(|c| (*c, ix.unique && ix.columns.len() == 1)))
+                            .filter_map(|ix| {
+                                ix.columns
+                                    .first()
+                                    .map(|c| (*c, ix.unique && ix.columns.len() == 1))
+                            })
                             .collect(),
                     ),
                     None => (0.0, Vec::new()),
@@ -177,7 +206,12 @@ impl<'p> Estimator<'p> {
             local.push(r.max(1.0));
             index_cols.push(ixs);
         }
-        Estimator { sources, preds, local, index_cols }
+        Estimator {
+            sources,
+            preds,
+            local,
+            index_cols,
+        }
     }
 
     /// Cost of adding `t` after `placed` with `rows` rows so far, and the
@@ -186,7 +220,10 @@ impl<'p> Estimator<'p> {
         let mut lookup: Option<bool> = None; // Some(unique) when an index serves the join
         let mut hashable = false;
         for p in self.preds {
-            if !p.srcs.contains(&t) || p.srcs.len() < 2 || !p.srcs.iter().all(|x| *x == t || placed.contains(x)) {
+            if !p.srcs.contains(&t)
+                || p.srcs.len() < 2
+                || !p.srcs.iter().all(|x| *x == t || placed.contains(x))
+            {
                 continue;
             }
             if let Some((c, _, CmpOp::Eq)) = eq_column(&p.expr, self.sources, t) {
@@ -232,7 +269,8 @@ impl<'p> Estimator<'p> {
 fn eq_column(e: &Expr, sources: &[Source], si: usize) -> Option<(usize, Expr, CmpOp)> {
     let Expr::Cmp(op, l, r) = e else { return None };
     let src = &sources[si];
-    let own = |x: &Expr| matches!(x, Expr::Column(c) if *c >= src.offset && *c < src.offset + src.width);
+    let own =
+        |x: &Expr| matches!(x, Expr::Column(c) if *c >= src.offset && *c < src.offset + src.width);
     let reads_si = |x: &Expr| sources_of(x, sources).contains(&si);
     if own(l) && !reads_si(r) {
         if let Expr::Column(c) = l.as_ref() {
@@ -247,13 +285,26 @@ fn eq_column(e: &Expr, sources: &[Source], si: usize) -> Option<(usize, Expr, Cm
     None
 }
 
-fn choose_access(b: &Binder, sources: &[Source], si: usize, placed: &[usize], local: &[Expr], join: &[Expr]) -> Access {
+fn choose_access(
+    b: &Binder,
+    sources: &[Source],
+    si: usize,
+    placed: &[usize],
+    local: &[Expr],
+    join: &[Expr],
+) -> Access {
     let SourceKind::Table { id, .. } = &sources[si].kind else {
         return hash_join(sources, si, join).unwrap_or(Access::Scan);
     };
-    let Some(table) = b.catalog.db.table(*id) else { return Access::Scan };
+    let Some(table) = b.catalog.db.table(*id) else {
+        return Access::Scan;
+    };
     let indexes = &table.schema().indexes;
-    let earlier = |x: &Expr| sources_of(x, sources).iter().all(|s| placed.contains(s) && *s != si);
+    let earlier = |x: &Expr| {
+        sources_of(x, sources)
+            .iter()
+            .all(|s| placed.contains(s) && *s != si)
+    };
     // Equalities usable as index keys: column -> key expression.
     let mut eqs: Vec<(usize, Expr)> = Vec::new();
     for e in local.iter().chain(join) {
@@ -265,7 +316,11 @@ fn choose_access(b: &Binder, sources: &[Source], si: usize, placed: &[usize], lo
     }
     let mut best: Option<(usize, usize, bool)> = None; // (index, columns, unique)
     for (i, ix) in indexes.iter().enumerate() {
-        let covered = ix.columns.iter().take_while(|c| eqs.iter().any(|(ec, _)| ec == *c)).count();
+        let covered = ix
+            .columns
+            .iter()
+            .take_while(|c| eqs.iter().any(|(ec, _)| ec == *c))
+            .count();
         let full = covered == ix.columns.len();
         let usable = full || (ix.kind == IndexKind::Ordered && covered > 0);
         if !usable {
@@ -283,16 +338,31 @@ fn choose_access(b: &Binder, sources: &[Source], si: usize, placed: &[usize], lo
         let ix = &indexes[i];
         let keys = ix.columns[..covered]
             .iter()
-            .map(|c| eqs.iter().find(|(ec, _)| ec == c).map(|(_, e)| e.clone()).unwrap_or(Expr::Const(crate::types::Value::Null)))
+            .map(|c| {
+                eqs.iter()
+                    .find(|(ec, _)| ec == c)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or(Expr::Const(crate::types::Value::Null))
+            })
             .collect();
-        return Access::IndexEq { index: i, name: ix.name.clone(), keys };
+        return Access::IndexEq {
+            index: i,
+            name: ix.name.clone(),
+            keys,
+        };
     }
     // Joined to earlier levels by equality but not through an index: hash
     // join, building from this table's own best access path.
     if placed.len() > 1 {
         if let Some(Access::HashJoin { build, probe, .. }) = hash_join(sources, si, join) {
-            let from = local_access(sources, si, indexes, local, &[], &|x| sources_of(x, sources).is_empty());
-            return Access::HashJoin { build, probe, from: Box::new(from) };
+            let from = local_access(sources, si, indexes, local, &[], &|x| {
+                sources_of(x, sources).is_empty()
+            });
+            return Access::HashJoin {
+                build,
+                probe,
+                from: Box::new(from),
+            };
         }
     }
     local_access(sources, si, indexes, local, join, &earlier)
@@ -308,15 +378,28 @@ fn local_access(
     join: &[Expr],
     earlier: &dyn Fn(&Expr) -> bool,
 ) -> Access {
-    let first_col = |c: usize| indexes.iter().position(|ix| ix.columns.first() == Some(&c) && ix.kind == IndexKind::Ordered);
+    let first_col = |c: usize| {
+        indexes
+            .iter()
+            .position(|ix| ix.columns.first() == Some(&c) && ix.kind == IndexKind::Ordered)
+    };
     // IN (constant list) on an indexed column.
     for e in local {
-        if let Expr::InList { expr, list, negated: false } = e {
+        if let Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } = e
+        {
             if let Expr::Column(c) = expr.as_ref() {
                 let c = c - sources[si].offset;
                 if let Some(i) = indexes.iter().position(|ix| ix.columns == [c]) {
                     if list.iter().all(|x| x.is_row_independent()) {
-                        return Access::IndexIn { index: i, name: indexes[i].name.clone(), values: list.clone() };
+                        return Access::IndexIn {
+                            index: i,
+                            name: indexes[i].name.clone(),
+                            values: list.clone(),
+                        };
                     }
                 }
             }
@@ -325,8 +408,17 @@ fn local_access(
     // A range on the first column of an ordered index.
     for e in local.iter().chain(join) {
         let (c, lower, upper) = match e {
-            Expr::Between { expr, low, high, negated: false } => match expr.as_ref() {
-                Expr::Column(c) if earlier(low) && earlier(high) => (*c, Some(((**low).clone(), true)), Some(((**high).clone(), true))),
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated: false,
+            } => match expr.as_ref() {
+                Expr::Column(c) if earlier(low) && earlier(high) => (
+                    *c,
+                    Some(((**low).clone(), true)),
+                    Some(((**high).clone(), true)),
+                ),
                 _ => continue,
             },
             _ => match eq_column(e, sources, si) {
@@ -354,14 +446,23 @@ fn local_access(
                 if let Some((oc, ox, op)) = eq_column(other, sources, si) {
                     if oc == c && earlier(&ox) {
                         match op {
-                            CmpOp::Gt | CmpOp::GtEq if lower.is_none() => lower = Some((ox, op == CmpOp::GtEq)),
-                            CmpOp::Lt | CmpOp::LtEq if upper.is_none() => upper = Some((ox, op == CmpOp::LtEq)),
+                            CmpOp::Gt | CmpOp::GtEq if lower.is_none() => {
+                                lower = Some((ox, op == CmpOp::GtEq))
+                            }
+                            CmpOp::Lt | CmpOp::LtEq if upper.is_none() => {
+                                upper = Some((ox, op == CmpOp::LtEq))
+                            }
                             _ => {}
                         }
                     }
                 }
             }
-            return Access::IndexRange { index: i, name: indexes[i].name.clone(), lower, upper };
+            return Access::IndexRange {
+                index: i,
+                name: indexes[i].name.clone(),
+                lower,
+                upper,
+            };
         }
     }
     Access::Scan
@@ -371,7 +472,9 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
     let mut build = Vec::new();
     let mut probe = Vec::new();
     for e in join {
-        let Expr::Cmp(CmpOp::Eq, l, r) = e else { continue };
+        let Expr::Cmp(CmpOp::Eq, l, r) = e else {
+            continue;
+        };
         let (ls, rs) = (sources_of(l, sources), sources_of(r, sources));
         if bind::expr_has_correlated_sub(e) {
             continue;
@@ -387,7 +490,10 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
     if build.is_empty() {
         None
     } else {
-        Some(Access::HashJoin { build, probe, from: Box::new(Access::Scan) })
+        Some(Access::HashJoin {
+            build,
+            probe,
+            from: Box::new(Access::Scan),
+        })
     }
 }
-

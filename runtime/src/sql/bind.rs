@@ -82,11 +82,22 @@ pub fn lower(id: &ast::Ident) -> String {
 pub fn object_name(name: &ast::ObjectName) -> Result<String, SqlError> {
     match name.0.last() {
         Some(ast::ObjectNamePart::Identifier(id)) if name.0.len() == 1 => Ok(lower(id)),
-        _ => Err(SqlError::unsupported(format!("qualified name {name} (schemas are not supported)"))),
+        _ => Err(SqlError::unsupported(format!(
+            "qualified name {name} (schemas are not supported)"
+        ))),
     }
 }
 
-const AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg"];
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "total",
+    "group_concat",
+    "string_agg",
+];
 
 fn func_name(f: &ast::Function) -> String {
     f.name.to_string().to_ascii_lowercase()
@@ -99,7 +110,9 @@ fn is_aggregate_call(f: &ast::Function) -> bool {
     }
     // min/max with several arguments are the scalar greatest/least in SQLite.
     match &f.args {
-        ast::FunctionArguments::List(l) => !(matches!(name.as_str(), "min" | "max") && l.args.len() > 1),
+        ast::FunctionArguments::List(l) => {
+            !(matches!(name.as_str(), "min" | "max") && l.args.len() > 1)
+        }
         _ => true,
     }
 }
@@ -113,7 +126,9 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
             is_aggregate_call(f)
                 || match &f.args {
                     ast::FunctionArguments::List(l) => l.args.iter().any(|a| match a {
-                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => contains_aggregate(x),
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => {
+                            contains_aggregate(x)
+                        }
                         _ => false,
                     }),
                     _ => false,
@@ -136,14 +151,28 @@ pub fn contains_aggregate(e: &ast::Expr) -> bool {
                 || matches!(target, ast::InTarget::List(l) if l.iter().any(contains_aggregate))
         }
         A::IsDistinctFrom(a, b) | A::IsNotDistinctFrom(a, b) => any(&[a, b]),
-        A::Between { expr, low, high, .. } => any(&[expr, low, high]),
+        A::Between {
+            expr, low, high, ..
+        } => any(&[expr, low, high]),
         A::Like { expr, pattern, .. } | A::ILike { expr, pattern, .. } => any(&[expr, pattern]),
-        A::Case { operand, conditions, else_result, .. } => {
+        A::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
             operand.as_deref().is_some_and(contains_aggregate)
-                || conditions.iter().any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
+                || conditions
+                    .iter()
+                    .any(|c| contains_aggregate(&c.condition) || contains_aggregate(&c.result))
                 || else_result.as_deref().is_some_and(contains_aggregate)
         }
-        A::Substring { expr, substring_from, substring_for, .. } => {
+        A::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
             contains_aggregate(expr)
                 || substring_from.as_deref().is_some_and(contains_aggregate)
                 || substring_for.as_deref().is_some_and(contains_aggregate)
@@ -169,7 +198,11 @@ impl<'c> Binder<'c> {
         self.max_param.get()
     }
 
-    fn resolve(&self, qualifier: Option<&str>, column: &str) -> Result<(Expr, Option<DataType>), SqlError> {
+    fn resolve(
+        &self,
+        qualifier: Option<&str>,
+        column: &str,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         let n = self.scopes.len();
         for (depth, scope) in self.scopes.iter().rev().enumerate() {
             let mut hit: Option<(usize, Option<DataType>)> = None;
@@ -180,7 +213,9 @@ impl<'c> Binder<'c> {
                 for (i, (name, ty)) in t.columns.iter().enumerate() {
                     if name == column {
                         if hit.is_some() {
-                            return Err(SqlError::plan(format!("column reference \"{column}\" is ambiguous")));
+                            return Err(SqlError::plan(format!(
+                                "column reference \"{column}\" is ambiguous"
+                            )));
                         }
                         hit = Some((t.offset + i, *ty));
                     }
@@ -197,21 +232,34 @@ impl<'c> Binder<'c> {
             }
             if let Some(q) = qualifier {
                 if scope.tables.iter().any(|t| t.alias == q) {
-                    return Err(SqlError::plan(format!("column \"{column}\" does not exist in table \"{q}\"")));
+                    return Err(SqlError::plan(format!(
+                        "column \"{column}\" does not exist in table \"{q}\""
+                    )));
                 }
             }
         }
         match qualifier {
-            Some(q) => Err(SqlError::plan(format!("missing FROM-clause entry for table \"{q}\""))),
+            Some(q) => Err(SqlError::plan(format!(
+                "missing FROM-clause entry for table \"{q}\""
+            ))),
             None => {
-                let tables: Vec<&str> =
-                    self.scopes.last().map(|s| s.tables.iter().map(|t| t.alias.as_str()).collect()).unwrap_or_default();
+                let tables: Vec<&str> = self
+                    .scopes
+                    .last()
+                    .map(|s| s.tables.iter().map(|t| t.alias.as_str()).collect())
+                    .unwrap_or_default();
                 if tables.is_empty() {
-                    Err(SqlError::plan(format!("column \"{column}\" does not exist (the query has no FROM clause)")))
+                    Err(SqlError::plan(format!(
+                        "column \"{column}\" does not exist (the query has no FROM clause)"
+                    )))
                 } else {
                     Err(SqlError::plan(format!(
                         "column \"{column}\" does not exist in {}",
-                        tables.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
+                        tables
+                            .iter()
+                            .map(|t| format!("\"{t}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )))
                 }
             }
@@ -223,10 +271,16 @@ impl<'c> Binder<'c> {
         Ok(self.bind_typed(e, mode)?.0)
     }
 
-    pub fn bind_typed(&self, e: &ast::Expr, mode: Mode) -> Result<(Expr, Option<DataType>), SqlError> {
+    pub fn bind_typed(
+        &self,
+        e: &ast::Expr,
+        mode: Mode,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         let d = self.depth.get();
         if d > EXPR_DEPTH_MAX {
-            return Err(SqlError::plan(format!("expression nested more than {EXPR_DEPTH_MAX} levels deep")));
+            return Err(SqlError::plan(format!(
+                "expression nested more than {EXPR_DEPTH_MAX} levels deep"
+            )));
         }
         self.depth.set(d + 1);
         let r = match mode {
@@ -237,7 +291,11 @@ impl<'c> Binder<'c> {
         r
     }
 
-    fn bind_grouped(&self, e: &ast::Expr, g: &Grouping) -> Result<(Expr, Option<DataType>), SqlError> {
+    fn bind_grouped(
+        &self,
+        e: &ast::Expr,
+        g: &Grouping,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         if let ast::Expr::Function(f) = e {
             if is_aggregate_call(f) {
                 return self.bind_aggregate(f, g);
@@ -274,15 +332,26 @@ impl<'c> Binder<'c> {
         }
     }
 
-    fn bind_aggregate(&self, f: &ast::Function, g: &Grouping) -> Result<(Expr, Option<DataType>), SqlError> {
+    fn bind_aggregate(
+        &self,
+        f: &ast::Function,
+        g: &Grouping,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         let name = func_name(f);
         let ast::FunctionArguments::List(list) = &f.args else {
-            return Err(SqlError::plan(format!("aggregate {name} needs an argument list")));
+            return Err(SqlError::plan(format!(
+                "aggregate {name} needs an argument list"
+            )));
         };
         if f.filter.is_some() || f.over.is_some() || !list.clauses.is_empty() {
-            return Err(SqlError::unsupported(format!("FILTER, OVER or ORDER BY in aggregate {name}")));
+            return Err(SqlError::unsupported(format!(
+                "FILTER, OVER or ORDER BY in aggregate {name}"
+            )));
         }
-        let distinct = matches!(list.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct));
+        let distinct = matches!(
+            list.duplicate_treatment,
+            Some(ast::DuplicateTreatment::Distinct)
+        );
         let mut args = Vec::new();
         let mut star = false;
         for a in &list.args {
@@ -311,19 +380,30 @@ impl<'c> Binder<'c> {
             _ => {
                 return Err(SqlError::plan(format!(
                     "function {name}({}) does not exist",
-                    if star { "*".to_string() } else { format!("{} arguments", args.len()) }
+                    if star {
+                        "*".to_string()
+                    } else {
+                        format!("{} arguments", args.len())
+                    }
                 )))
             }
         };
         if func == AggFunc::Sum || func == AggFunc::Avg {
             if let Some(t) = args[0].1 {
                 if !t.is_numeric() {
-                    return Err(SqlError::plan(format!("function {name}({t}) does not exist")));
+                    return Err(SqlError::plan(format!(
+                        "function {name}({t}) does not exist"
+                    )));
                 }
             }
         }
         let mut it = args.into_iter().map(|a| a.0);
-        let call = AggCall { func, arg: it.next(), separator: it.next(), distinct };
+        let call = AggCall {
+            func,
+            arg: it.next(),
+            separator: it.next(),
+            distinct,
+        };
         let mut calls = g.calls.borrow_mut();
         let j = match calls.iter().position(|c| *c == call) {
             Some(j) => j,
@@ -338,7 +418,9 @@ impl<'c> Binder<'c> {
     fn bind_inner(&self, e: &ast::Expr, mode: Mode) -> Result<(Expr, Option<DataType>), SqlError> {
         use ast::Expr as A;
         let b = |x: &ast::Expr| self.bind_typed(x, mode);
-        let bx = |x: &ast::Expr| -> Result<Box<Expr>, SqlError> { Ok(Box::new(self.bind_typed(x, mode)?.0)) };
+        let bx = |x: &ast::Expr| -> Result<Box<Expr>, SqlError> {
+            Ok(Box::new(self.bind_typed(x, mode)?.0))
+        };
         let boolean = Some(DataType::Boolean);
         Ok(match e {
             A::Identifier(id) => self.column(None, id, mode)?,
@@ -364,51 +446,187 @@ impl<'c> Binder<'c> {
                 _ => return Err(SqlError::unsupported(format!("operator {op}"))),
             },
             A::BinaryOp { left, op, right } => self.binary(left, op, right, mode)?,
-            A::IsNull(x) => (Expr::IsNull { expr: bx(x)?, negated: false }, boolean),
-            A::IsNotNull(x) => (Expr::IsNull { expr: bx(x)?, negated: true }, boolean),
-            A::IsTrue(x) => (Expr::IsBool { expr: bx(x)?, value: true, negated: false }, boolean),
-            A::IsNotTrue(x) => (Expr::IsBool { expr: bx(x)?, value: true, negated: true }, boolean),
-            A::IsFalse(x) => (Expr::IsBool { expr: bx(x)?, value: false, negated: false }, boolean),
-            A::IsNotFalse(x) => (Expr::IsBool { expr: bx(x)?, value: false, negated: true }, boolean),
-            A::IsDistinctFrom(l, r) => (Expr::IsDistinct { left: bx(l)?, right: bx(r)?, negated: false }, boolean),
-            A::IsNotDistinctFrom(l, r) => (Expr::IsDistinct { left: bx(l)?, right: bx(r)?, negated: true }, boolean),
-            A::Between { expr, negated, low, high } => {
+            A::IsNull(x) => (
+                Expr::IsNull {
+                    expr: bx(x)?,
+                    negated: false,
+                },
+                boolean,
+            ),
+            A::IsNotNull(x) => (
+                Expr::IsNull {
+                    expr: bx(x)?,
+                    negated: true,
+                },
+                boolean,
+            ),
+            A::IsTrue(x) => (
+                Expr::IsBool {
+                    expr: bx(x)?,
+                    value: true,
+                    negated: false,
+                },
+                boolean,
+            ),
+            A::IsNotTrue(x) => (
+                Expr::IsBool {
+                    expr: bx(x)?,
+                    value: true,
+                    negated: true,
+                },
+                boolean,
+            ),
+            A::IsFalse(x) => (
+                Expr::IsBool {
+                    expr: bx(x)?,
+                    value: false,
+                    negated: false,
+                },
+                boolean,
+            ),
+            A::IsNotFalse(x) => (
+                Expr::IsBool {
+                    expr: bx(x)?,
+                    value: false,
+                    negated: true,
+                },
+                boolean,
+            ),
+            A::IsDistinctFrom(l, r) => (
+                Expr::IsDistinct {
+                    left: bx(l)?,
+                    right: bx(r)?,
+                    negated: false,
+                },
+                boolean,
+            ),
+            A::IsNotDistinctFrom(l, r) => (
+                Expr::IsDistinct {
+                    left: bx(l)?,
+                    right: bx(r)?,
+                    negated: true,
+                },
+                boolean,
+            ),
+            A::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
                 let (x, xt) = b(expr)?;
                 let (lo, hi) = (self.coerced(low, xt, mode)?, self.coerced(high, xt, mode)?);
-                (Expr::Between { expr: Box::new(x), low: Box::new(lo), high: Box::new(hi), negated: *negated }, boolean)
+                (
+                    Expr::Between {
+                        expr: Box::new(x),
+                        low: Box::new(lo),
+                        high: Box::new(hi),
+                        negated: *negated,
+                    },
+                    boolean,
+                )
             }
-            A::In { expr, target: ast::InTarget::List(list), negated, .. } => {
+            A::In {
+                expr,
+                target: ast::InTarget::List(list),
+                negated,
+                ..
+            } => {
                 let (x, xt) = b(expr)?;
-                let list = list.iter().map(|i| self.coerced(i, xt, mode)).collect::<Result<Vec<_>, _>>()?;
-                (Expr::InList { expr: Box::new(x), list, negated: *negated }, boolean)
+                let list = list
+                    .iter()
+                    .map(|i| self.coerced(i, xt, mode))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (
+                    Expr::InList {
+                        expr: Box::new(x),
+                        list,
+                        negated: *negated,
+                    },
+                    boolean,
+                )
             }
-            A::In { expr, target: ast::InTarget::Subquery(q), negated, .. } => {
+            A::In {
+                expr,
+                target: ast::InTarget::Subquery(q),
+                negated,
+                ..
+            } => {
                 let sub = self.subquery(q, Some(1))?;
-                (Expr::InSubquery { expr: bx(expr)?, sub, negated: *negated }, boolean)
+                (
+                    Expr::InSubquery {
+                        expr: bx(expr)?,
+                        sub,
+                        negated: *negated,
+                    },
+                    boolean,
+                )
             }
-            A::Exists { subquery, negated } => (Expr::Exists { sub: self.subquery(subquery, None)?, negated: *negated }, boolean),
+            A::Exists { subquery, negated } => (
+                Expr::Exists {
+                    sub: self.subquery(subquery, None)?,
+                    negated: *negated,
+                },
+                boolean,
+            ),
             A::Subquery(q) => {
                 let sub = self.subquery(q, Some(1))?;
                 let ty = sub.plan.columns.first().and_then(|c| c.ty);
                 (Expr::ScalarSubquery(sub), ty)
             }
-            A::Case { operand, conditions, else_result, .. } => self.case(operand, conditions, else_result, mode)?,
-            A::Cast { expr, data_type, .. } => {
+            A::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => self.case(operand, conditions, else_result, mode)?,
+            A::Cast {
+                expr, data_type, ..
+            } => {
                 let ty = super::ddl::map_type(data_type)?;
                 (Expr::Cast(bx(expr)?, ty), Some(ty))
             }
-            A::Like { negated, expr, pattern, escape_char, any: false } => self.like(expr, pattern, escape_char, *negated, false, mode)?,
-            A::ILike { negated, expr, pattern, escape_char, any: false } => self.like(expr, pattern, escape_char, *negated, true, mode)?,
+            A::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any: false,
+            } => self.like(expr, pattern, escape_char, *negated, false, mode)?,
+            A::ILike {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any: false,
+            } => self.like(expr, pattern, escape_char, *negated, true, mode)?,
             A::Function(f) => self.function(f, mode)?,
             A::Floor { expr, .. } => {
                 let (x, t) = b(expr)?;
-                (Expr::Func { name: "floor".into(), args: vec![x] }, t)
+                (
+                    Expr::Func {
+                        name: "floor".into(),
+                        args: vec![x],
+                    },
+                    t,
+                )
             }
             A::Ceil { expr, .. } => {
                 let (x, t) = b(expr)?;
-                (Expr::Func { name: "ceil".into(), args: vec![x] }, t)
+                (
+                    Expr::Func {
+                        name: "ceil".into(),
+                        args: vec![x],
+                    },
+                    t,
+                )
             }
-            A::Substring { expr, substring_from, substring_for, .. } => {
+            A::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
                 let mut args = vec![bx(expr)?.as_ref().clone()];
                 if let Some(f) = substring_from {
                     args.push(b(f)?.0);
@@ -418,9 +636,20 @@ impl<'c> Binder<'c> {
                 if let Some(f) = substring_for {
                     args.push(b(f)?.0);
                 }
-                (Expr::Func { name: "substr".into(), args }, Some(DataType::Varchar(None)))
+                (
+                    Expr::Func {
+                        name: "substr".into(),
+                        args,
+                    },
+                    Some(DataType::Varchar(None)),
+                )
             }
-            A::Trim { expr, trim_where, trim_what, .. } => {
+            A::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                ..
+            } => {
                 let name = match trim_where {
                     Some(ast::TrimWhereField::Leading) => "ltrim",
                     Some(ast::TrimWhereField::Trailing) => "rtrim",
@@ -430,11 +659,21 @@ impl<'c> Binder<'c> {
                 if let Some(w) = trim_what {
                     args.push(b(w)?.0);
                 }
-                (Expr::Func { name: name.into(), args }, Some(DataType::Varchar(None)))
+                (
+                    Expr::Func {
+                        name: name.into(),
+                        args,
+                    },
+                    Some(DataType::Varchar(None)),
+                )
             }
-            A::Position { expr, r#in } => {
-                (Expr::Func { name: "strpos".into(), args: vec![b(r#in)?.0, b(expr)?.0] }, Some(DataType::BigInt))
-            }
+            A::Position { expr, r#in } => (
+                Expr::Func {
+                    name: "strpos".into(),
+                    args: vec![b(r#in)?.0, b(expr)?.0],
+                },
+                Some(DataType::BigInt),
+            ),
             A::TypedString(ts) => {
                 let ty = super::ddl::map_type(&ts.data_type)?;
                 let text = match &ts.value.value {
@@ -447,9 +686,17 @@ impl<'c> Binder<'c> {
         })
     }
 
-    fn column(&self, table: Option<&ast::Ident>, col: &ast::Ident, mode: Mode) -> Result<(Expr, Option<DataType>), SqlError> {
+    fn column(
+        &self,
+        table: Option<&ast::Ident>,
+        col: &ast::Ident,
+        mode: Mode,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         if let Mode::NoColumns = mode {
-            return Err(SqlError::plan(format!("cannot use column reference \"{}\" here", lower(col))));
+            return Err(SqlError::plan(format!(
+                "cannot use column reference \"{}\" here",
+                lower(col)
+            )));
         }
         let q = table.map(lower);
         let (e, ty) = self.resolve(q.as_deref(), &lower(col))?;
@@ -464,12 +711,23 @@ impl<'c> Binder<'c> {
 
     /// Binds `e`, casting a string literal to `target` as PostgreSQL types an
     /// untyped literal by its context (`int_col = '5'`).
-    fn coerced(&self, e: &ast::Expr, target: Option<DataType>, mode: Mode) -> Result<Expr, SqlError> {
+    fn coerced(
+        &self,
+        e: &ast::Expr,
+        target: Option<DataType>,
+        mode: Mode,
+    ) -> Result<Expr, SqlError> {
         let (x, ty) = self.bind_typed(e, mode)?;
         Ok(coerce_literal(x, ty, target)?.0)
     }
 
-    fn binary(&self, l: &ast::Expr, op: &ast::BinaryOperator, r: &ast::Expr, mode: Mode) -> Result<(Expr, Option<DataType>), SqlError> {
+    fn binary(
+        &self,
+        l: &ast::Expr,
+        op: &ast::BinaryOperator,
+        r: &ast::Expr,
+        mode: Mode,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         use ast::BinaryOperator as B;
         let (lx, lt) = self.bind_typed(l, mode)?;
         let (rx, rt) = self.bind_typed(r, mode)?;
@@ -477,11 +735,17 @@ impl<'c> Binder<'c> {
             let (lx, _) = coerce_literal(lx.clone(), lt, rt)?;
             let (rx, _) = coerce_literal(rx.clone(), rt, lt)?;
             check_comparable(lt, rt, op.symbol())?;
-            Ok((Expr::Cmp(op, Box::new(lx), Box::new(rx)), Some(DataType::Boolean)))
+            Ok((
+                Expr::Cmp(op, Box::new(lx), Box::new(rx)),
+                Some(DataType::Boolean),
+            ))
         };
         let arith = |op: ArithOp, sym: &str| -> Result<(Expr, Option<DataType>), SqlError> {
             let ty = arith_type(lt, rt, sym)?;
-            Ok((Expr::Arith(op, Box::new(lx.clone()), Box::new(rx.clone())), ty))
+            Ok((
+                Expr::Arith(op, Box::new(lx.clone()), Box::new(rx.clone())),
+                ty,
+            ))
         };
         match op {
             B::Plus => arith(ArithOp::Add, "+"),
@@ -489,15 +753,24 @@ impl<'c> Binder<'c> {
             B::Multiply => arith(ArithOp::Mul, "*"),
             B::Divide => arith(ArithOp::Div, "/"),
             B::Modulo => arith(ArithOp::Mod, "%"),
-            B::StringConcat => Ok((Expr::Concat(Box::new(lx), Box::new(rx)), Some(DataType::Varchar(None)))),
+            B::StringConcat => Ok((
+                Expr::Concat(Box::new(lx), Box::new(rx)),
+                Some(DataType::Varchar(None)),
+            )),
             B::Eq => cmp(CmpOp::Eq),
             B::NotEq => cmp(CmpOp::NotEq),
             B::Lt => cmp(CmpOp::Lt),
             B::LtEq => cmp(CmpOp::LtEq),
             B::Gt => cmp(CmpOp::Gt),
             B::GtEq => cmp(CmpOp::GtEq),
-            B::And => Ok((Expr::And(Box::new(lx), Box::new(rx)), Some(DataType::Boolean))),
-            B::Or => Ok((Expr::Or(Box::new(lx), Box::new(rx)), Some(DataType::Boolean))),
+            B::And => Ok((
+                Expr::And(Box::new(lx), Box::new(rx)),
+                Some(DataType::Boolean),
+            )),
+            B::Or => Ok((
+                Expr::Or(Box::new(lx), Box::new(rx)),
+                Some(DataType::Boolean),
+            )),
             _ => Err(SqlError::unsupported(format!("operator {op}"))),
         }
     }
@@ -519,7 +792,11 @@ impl<'c> Binder<'c> {
         let mut ty: Option<DataType> = None;
         let mut whens = Vec::with_capacity(conditions.len());
         for c in conditions {
-            let w = if operand.is_some() { self.coerced(&c.condition, ot, mode)? } else { self.bind(&c.condition, mode)? };
+            let w = if operand.is_some() {
+                self.coerced(&c.condition, ot, mode)?
+            } else {
+                self.bind(&c.condition, mode)?
+            };
             let (t, tt) = self.bind_typed(&c.result, mode)?;
             ty = unify(ty, tt);
             whens.push((w, t));
@@ -532,7 +809,14 @@ impl<'c> Binder<'c> {
             }
             None => None,
         };
-        Ok((Expr::Case { operand, whens, otherwise }, ty))
+        Ok((
+            Expr::Case {
+                operand,
+                whens,
+                otherwise,
+            },
+            ty,
+        ))
     }
 
     fn like(
@@ -562,27 +846,43 @@ impl<'c> Binder<'c> {
         Ok((e, Some(DataType::Boolean)))
     }
 
-    fn function(&self, f: &ast::Function, mode: Mode) -> Result<(Expr, Option<DataType>), SqlError> {
+    fn function(
+        &self,
+        f: &ast::Function,
+        mode: Mode,
+    ) -> Result<(Expr, Option<DataType>), SqlError> {
         let name = func_name(f);
         if is_aggregate_call(f) {
-            return Err(SqlError::plan(format!("aggregate function {name} is not allowed here")));
+            return Err(SqlError::plan(format!(
+                "aggregate function {name} is not allowed here"
+            )));
         }
         let args: Vec<(Expr, Option<DataType>)> = match &f.args {
             ast::FunctionArguments::None => Vec::new(),
             ast::FunctionArguments::List(l) => {
                 if l.duplicate_treatment.is_some() || !l.clauses.is_empty() {
-                    return Err(SqlError::plan(format!("DISTINCT or ORDER BY is not allowed in {name}()")));
+                    return Err(SqlError::plan(format!(
+                        "DISTINCT or ORDER BY is not allowed in {name}()"
+                    )));
                 }
                 let mut out = Vec::with_capacity(l.args.len());
                 for a in &l.args {
                     match a {
-                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => out.push(self.bind_typed(x, mode)?),
-                        _ => return Err(SqlError::unsupported(format!("argument form in {name}()"))),
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => {
+                            out.push(self.bind_typed(x, mode)?)
+                        }
+                        _ => {
+                            return Err(SqlError::unsupported(format!("argument form in {name}()")))
+                        }
                     }
                 }
                 out
             }
-            ast::FunctionArguments::Subquery(_) => return Err(SqlError::unsupported(format!("subquery argument to {name}()"))),
+            ast::FunctionArguments::Subquery(_) => {
+                return Err(SqlError::unsupported(format!(
+                    "subquery argument to {name}()"
+                )))
+            }
         };
         if f.over.is_some() {
             return Err(SqlError::unsupported("window functions"));
@@ -596,32 +896,53 @@ impl<'c> Binder<'c> {
         match name.as_str() {
             "coalesce" => {
                 if args.is_empty() {
-                    return Err(SqlError::plan("function coalesce needs at least one argument"));
+                    return Err(SqlError::plan(
+                        "function coalesce needs at least one argument",
+                    ));
                 }
                 let ty = args.iter().fold(None, |t, a| unify(t, a.1));
                 Ok((Expr::Coalesce(args.into_iter().map(|a| a.0).collect()), ty))
             }
             "nullif" => {
-                let [a, b]: [(Expr, Option<DataType>); 2] =
-                    args.try_into().map_err(|_| SqlError::plan("function nullif expects 2 arguments"))?;
+                let [a, b]: [(Expr, Option<DataType>); 2] = args
+                    .try_into()
+                    .map_err(|_| SqlError::plan("function nullif expects 2 arguments"))?;
                 let ty = a.1;
                 Ok((Expr::NullIf(Box::new(a.0), Box::new(b.0)), ty))
             }
             _ => {
                 let types: Vec<Option<DataType>> = args.iter().map(|a| a.1).collect();
                 let ty = ops::scalar_return_type(&name, &types).ok_or_else(|| {
-                    let sig: Vec<String> = types.iter().map(|t| t.map(|t| t.to_string()).unwrap_or("unknown".into())).collect();
-                    SqlError::plan(format!("function {name}({}) does not exist", sig.join(", ")))
+                    let sig: Vec<String> = types
+                        .iter()
+                        .map(|t| t.map(|t| t.to_string()).unwrap_or("unknown".into()))
+                        .collect();
+                    SqlError::plan(format!(
+                        "function {name}({}) does not exist",
+                        sig.join(", ")
+                    ))
                 })?;
-                Ok((Expr::Func { name, args: args.into_iter().map(|a| a.0).collect() }, Some(ty)))
+                Ok((
+                    Expr::Func {
+                        name,
+                        args: args.into_iter().map(|a| a.0).collect(),
+                    },
+                    Some(ty),
+                ))
             }
         }
     }
 
     /// Plans a subquery with the current scopes as its enclosing ones.
-    pub fn subquery(&self, q: &ast::Query, want_columns: Option<usize>) -> Result<Subquery, SqlError> {
+    pub fn subquery(
+        &self,
+        q: &ast::Query,
+        want_columns: Option<usize>,
+    ) -> Result<Subquery, SqlError> {
         if self.scopes.len() > SUBQUERY_DEPTH_MAX {
-            return Err(SqlError::plan(format!("subqueries nested more than {SUBQUERY_DEPTH_MAX} deep")));
+            return Err(SqlError::plan(format!(
+                "subqueries nested more than {SUBQUERY_DEPTH_MAX} deep"
+            )));
         }
         let slot = self.next_slot.get();
         self.next_slot.set(slot + 1);
@@ -635,7 +956,11 @@ impl<'c> Binder<'c> {
                 )));
             }
         }
-        Ok(Subquery { plan: Arc::new(plan), correlated, slot })
+        Ok(Subquery {
+            plan: Arc::new(plan),
+            correlated,
+            slot,
+        })
     }
 
     pub fn take_param(&self, explicit: Option<usize>) -> usize {
@@ -676,8 +1001,12 @@ fn literal(v: &ast::Value, b: &Binder) -> Result<(Expr, Option<DataType>), SqlEr
         ast::Value::Boolean(x) => (Expr::Const(Value::Bool(*x)), Some(DataType::Boolean)),
         ast::Value::Null => (Expr::Const(Value::Null), None),
         ast::Value::HexStringLiteral(h) => {
-            let bytes = decode_hex(h).ok_or_else(|| SqlError::plan(format!("invalid hexadecimal literal X'{h}'")))?;
-            (Expr::Const(Value::Bytes(bytes.into())), Some(DataType::Varbinary(None)))
+            let bytes = decode_hex(h)
+                .ok_or_else(|| SqlError::plan(format!("invalid hexadecimal literal X'{h}'")))?;
+            (
+                Expr::Const(Value::Bytes(bytes.into())),
+                Some(DataType::Varbinary(None)),
+            )
         }
         ast::Value::Placeholder(p) => {
             let explicit = match p.strip_prefix('$') {
@@ -698,7 +1027,10 @@ fn decode_hex(h: &str) -> Option<Vec<u8>> {
     if h.len() % 2 != 0 {
         return None;
     }
-    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect()
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// A numeric literal: integers are BIGINT, decimals DECIMAL (exact, as in
@@ -711,26 +1043,44 @@ pub fn number(n: &str) -> Result<(Expr, Option<DataType>), SqlError> {
     if !is_exp {
         if let Ok(d) = Decimal::from_str(n) {
             let scale = d.scale().min(28) as u8;
-            return Ok((Expr::Const(Value::Decimal(d)), Some(DataType::Decimal { precision: 28, scale })));
+            return Ok((
+                Expr::Const(Value::Decimal(d)),
+                Some(DataType::Decimal {
+                    precision: 28,
+                    scale,
+                }),
+            ));
         }
     }
     match n.parse::<f64>() {
         Ok(f) if f.is_finite() => Ok((Expr::Const(Value::Double(f)), Some(DataType::Double))),
-        _ => Err(SqlError::plan(format!("numeric literal {n} is out of range"))),
+        _ => Err(SqlError::plan(format!(
+            "numeric literal {n} is out of range"
+        ))),
     }
 }
 
 /// Casts a text literal to the type it is compared with.
-pub fn coerce_literal(e: Expr, ty: Option<DataType>, other: Option<DataType>) -> Result<(Expr, Option<DataType>), SqlError> {
+pub fn coerce_literal(
+    e: Expr,
+    ty: Option<DataType>,
+    other: Option<DataType>,
+) -> Result<(Expr, Option<DataType>), SqlError> {
     match (&e, ty, other) {
-        (Expr::Const(v @ Value::Text(_)), None, Some(t)) if !t.is_text() => Ok((Expr::Const(ops::cast(v, t)?), Some(t))),
+        (Expr::Const(v @ Value::Text(_)), None, Some(t)) if !t.is_text() => {
+            Ok((Expr::Const(ops::cast(v, t)?), Some(t)))
+        }
         _ => Ok((e, ty)),
     }
 }
 
 fn family(t: DataType) -> u8 {
     match t {
-        DataType::SmallInt | DataType::Integer | DataType::BigInt | DataType::Double | DataType::Decimal { .. } => 1,
+        DataType::SmallInt
+        | DataType::Integer
+        | DataType::BigInt
+        | DataType::Double
+        | DataType::Decimal { .. } => 1,
         DataType::Varchar(_) => 2,
         DataType::Varbinary(_) => 3,
         DataType::Boolean => 4,
@@ -744,23 +1094,33 @@ fn check_comparable(a: Option<DataType>, b: Option<DataType>, op: &str) -> Resul
         let text_ts = (fx == 2 && fy == 5) || (fx == 5 && fy == 2);
         let bool_num = (fx == 4 && fy == 1) || (fx == 1 && fy == 4);
         if fx != fy && !text_ts && !bool_num {
-            return Err(SqlError::plan(format!("operator does not exist: {x} {op} {y}")));
+            return Err(SqlError::plan(format!(
+                "operator does not exist: {x} {op} {y}"
+            )));
         }
     }
     Ok(())
 }
 
-fn arith_type(a: Option<DataType>, b: Option<DataType>, op: &str) -> Result<Option<DataType>, SqlError> {
+fn arith_type(
+    a: Option<DataType>,
+    b: Option<DataType>,
+    op: &str,
+) -> Result<Option<DataType>, SqlError> {
     Ok(match (a, b) {
         (Some(x), Some(y)) => {
             if !x.is_numeric() || !y.is_numeric() {
-                return Err(SqlError::plan(format!("operator does not exist: {x} {op} {y}")));
+                return Err(SqlError::plan(format!(
+                    "operator does not exist: {x} {op} {y}"
+                )));
             }
             Some(numeric_unify(x, y))
         }
         (Some(x), None) | (None, Some(x)) => {
             if !x.is_numeric() {
-                return Err(SqlError::plan(format!("operator does not exist: {x} {op} unknown")));
+                return Err(SqlError::plan(format!(
+                    "operator does not exist: {x} {op} unknown"
+                )));
             }
             Some(x)
         }

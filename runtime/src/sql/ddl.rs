@@ -16,7 +16,10 @@ use std::cell::RefCell;
 /// Columns a table may have.
 pub const TABLE_COLUMNS_MAX: usize = 1600;
 /// DECIMAL without (p, s): exact with 14 places after the point.
-const DECIMAL_DEFAULT: DataType = DataType::Decimal { precision: 28, scale: 14 };
+const DECIMAL_DEFAULT: DataType = DataType::Decimal {
+    precision: 28,
+    scale: 14,
+};
 /// rust_decimal's limit.
 const DECIMAL_PRECISION_MAX: u64 = 28;
 
@@ -25,10 +28,15 @@ pub fn map_type(t: &ast::DataType) -> Result<DataType, SqlError> {
     let len = |l: &Option<ast::CharacterLength>| -> Result<Option<u32>, SqlError> {
         match l {
             None => Ok(None),
-            Some(ast::CharacterLength::IntegerLength { length, .. }) => match u32::try_from(*length) {
-                Ok(n) if n >= 1 => Ok(Some(n)),
-                _ => Err(SqlError::plan(format!("length for type {t} must be between 1 and {}", u32::MAX))),
-            },
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => {
+                match u32::try_from(*length) {
+                    Ok(n) if n >= 1 => Ok(Some(n)),
+                    _ => Err(SqlError::plan(format!(
+                        "length for type {t} must be between 1 and {}",
+                        u32::MAX
+                    ))),
+                }
+            }
             Some(ast::CharacterLength::Max) => Ok(None),
         }
     };
@@ -36,13 +44,24 @@ pub fn map_type(t: &ast::DataType) -> Result<DataType, SqlError> {
         T::SmallInt(_) | T::Int2(_) | T::TinyInt(_) => DataType::SmallInt,
         T::Int(_) | T::Integer(_) | T::Int4(_) | T::MediumInt(_) => DataType::Integer,
         T::BigInt(_) | T::Int8(_) => DataType::BigInt,
-        T::Float(_) | T::Real | T::Double(_) | T::DoublePrecision | T::Float4 | T::Float8 | T::Float64 => DataType::Double,
+        T::Float(_)
+        | T::Real
+        | T::Double(_)
+        | T::DoublePrecision
+        | T::Float4
+        | T::Float8
+        | T::Float64 => DataType::Double,
         T::Decimal(info) | T::Numeric(info) | T::Dec(info) => decimal(info, t)?,
-        T::Varchar(l) | T::CharacterVarying(l) | T::CharVarying(l) | T::Nvarchar(l) | T::Char(l) | T::Character(l) => {
-            DataType::Varchar(len(l)?)
-        }
+        T::Varchar(l)
+        | T::CharacterVarying(l)
+        | T::CharVarying(l)
+        | T::Nvarchar(l)
+        | T::Char(l)
+        | T::Character(l) => DataType::Varchar(len(l)?),
         T::Text | T::String(_) | T::Clob(_) => DataType::Varchar(None),
-        T::Varbinary(_) | T::Binary(_) | T::Blob(_) | T::Bytea | T::Bytes(_) => DataType::Varbinary(None),
+        T::Varbinary(_) | T::Binary(_) | T::Blob(_) | T::Bytea | T::Bytes(_) => {
+            DataType::Varbinary(None)
+        }
         T::Bool | T::Boolean => DataType::Boolean,
         T::Timestamp(_, _) | T::Datetime(_) => DataType::Timestamp,
         T::Signed | T::SignedInteger => DataType::BigInt,
@@ -57,39 +76,66 @@ fn decimal(info: &ast::ExactNumberInfo, t: &ast::DataType) -> Result<DataType, S
         ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
     };
     if p == 0 || p > DECIMAL_PRECISION_MAX {
-        return Err(SqlError::plan(format!("{t}: precision must be between 1 and {DECIMAL_PRECISION_MAX}")));
+        return Err(SqlError::plan(format!(
+            "{t}: precision must be between 1 and {DECIMAL_PRECISION_MAX}"
+        )));
     }
     if s < 0 || s as u64 > p {
-        return Err(SqlError::plan(format!("{t}: scale must be between 0 and the precision {p}")));
+        return Err(SqlError::plan(format!(
+            "{t}: scale must be between 0 and the precision {p}"
+        )));
     }
-    Ok(DataType::Decimal { precision: p as u8, scale: s as u8 })
+    Ok(DataType::Decimal {
+        precision: p as u8,
+        scale: s as u8,
+    })
 }
 
-fn const_value(engine: &Engine, e: &ast::Expr, ty: DataType, column: &str) -> Result<Value, SqlError> {
+fn const_value(
+    engine: &Engine,
+    e: &ast::Expr,
+    ty: DataType,
+    column: &str,
+) -> Result<Value, SqlError> {
     let catalog = engine.catalog();
     let b = Binder::new(&catalog);
     let x = b
         .bind(e, Mode::NoColumns)
         .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))?;
     let cache = RefCell::new(Default::default());
-    let ctx = Ctx { db: &engine.db, params: &[], outer: None, cache: &cache };
+    let ctx = Ctx {
+        db: &engine.db,
+        params: &[],
+        outer: None,
+        cache: &cache,
+    };
     let v = x.eval(&ctx, &[])?;
-    ops::coerce_to_column(&v, ty).map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))
+    ops::coerce_to_column(&v, ty)
+        .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))
 }
 
 fn index_columns(schema: &TableSchema, cols: &[ast::IndexColumn]) -> Result<Vec<usize>, SqlError> {
     cols.iter()
         .map(|c| match &c.column.expr {
             ast::Expr::Identifier(id) => schema.column_index(&lower(id)).ok_or_else(|| {
-                SqlError::plan(format!("column \"{}\" named in key does not exist in table \"{}\"", lower(id), schema.name))
+                SqlError::plan(format!(
+                    "column \"{}\" named in key does not exist in table \"{}\"",
+                    lower(id),
+                    schema.name
+                ))
             }),
-            other => Err(SqlError::unsupported(format!("index on expression {other}"))),
+            other => Err(SqlError::unsupported(format!(
+                "index on expression {other}"
+            ))),
         })
         .collect()
 }
 
 fn key_name(table: &str, schema: &TableSchema, cols: &[usize], suffix: &str) -> String {
-    let names: Vec<&str> = cols.iter().map(|c| schema.columns[*c].name.as_str()).collect();
+    let names: Vec<&str> = cols
+        .iter()
+        .map(|c| schema.columns[*c].name.as_str())
+        .collect();
     format!("{table}_{}_{suffix}", names.join("_"))
 }
 
@@ -102,29 +148,50 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         if ct.if_not_exists {
             return Ok(());
         }
-        return Err(SqlError::plan(format!("relation \"{name}\" already exists")));
+        return Err(SqlError::plan(format!(
+            "relation \"{name}\" already exists"
+        )));
     }
     if ct.columns.is_empty() || ct.columns.len() > TABLE_COLUMNS_MAX {
-        return Err(SqlError::plan(format!("table \"{name}\" must have 1 to {TABLE_COLUMNS_MAX} columns")));
+        return Err(SqlError::plan(format!(
+            "table \"{name}\" must have 1 to {TABLE_COLUMNS_MAX} columns"
+        )));
     }
-    let mut schema = TableSchema { name: name.clone(), columns: Vec::new(), primary_key: None, indexes: Vec::new(), partition_column: None };
+    let mut schema = TableSchema {
+        name: name.clone(),
+        columns: Vec::new(),
+        primary_key: None,
+        indexes: Vec::new(),
+        partition_column: None,
+    };
     let mut pk: Option<Vec<usize>> = None;
     let mut uniques: Vec<Vec<usize>> = Vec::new();
     for (i, c) in ct.columns.iter().enumerate() {
         let cname = lower(&c.name);
         if schema.column_index(&cname).is_some() {
-            return Err(SqlError::plan(format!("column \"{cname}\" specified more than once")));
+            return Err(SqlError::plan(format!(
+                "column \"{cname}\" specified more than once"
+            )));
         }
         let ty = map_type(&c.data_type)?;
-        let mut col = ColumnDef { name: cname.clone(), ty, nullable: true, default: None };
+        let mut col = ColumnDef {
+            name: cname.clone(),
+            ty,
+            nullable: true,
+            default: None,
+        };
         for opt in &c.options {
             match &opt.option {
                 ast::ColumnOption::Null => {}
                 ast::ColumnOption::NotNull => col.nullable = false,
-                ast::ColumnOption::Default(e) => col.default = Some(const_value(engine, e, ty, &cname)?),
+                ast::ColumnOption::Default(e) => {
+                    col.default = Some(const_value(engine, e, ty, &cname)?)
+                }
                 ast::ColumnOption::PrimaryKey(_) => {
                     if pk.replace(vec![i]).is_some() {
-                        return Err(SqlError::plan(format!("multiple primary keys for table \"{name}\" are not allowed")));
+                        return Err(SqlError::plan(format!(
+                            "multiple primary keys for table \"{name}\" are not allowed"
+                        )));
                     }
                 }
                 ast::ColumnOption::Unique(_) => uniques.push(vec![i]),
@@ -138,7 +205,9 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
             ast::TableConstraint::PrimaryKey(p) => {
                 let cols = index_columns(&schema, &p.columns)?;
                 if pk.replace(cols).is_some() {
-                    return Err(SqlError::plan(format!("multiple primary keys for table \"{name}\" are not allowed")));
+                    return Err(SqlError::plan(format!(
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    )));
                 }
             }
             ast::TableConstraint::Unique(u) => uniques.push(index_columns(&schema, &u.columns)?),
@@ -149,14 +218,29 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         for c in &cols {
             schema.columns[*c].nullable = false;
         }
-        schema.indexes.push(IndexDef { name: format!("{name}_pkey"), columns: cols.clone(), unique: true, kind: IndexKind::Hash });
+        schema.indexes.push(IndexDef {
+            name: format!("{name}_pkey"),
+            columns: cols.clone(),
+            unique: true,
+            kind: IndexKind::Hash,
+        });
         schema.primary_key = Some(0);
         // Hash for point access and the constraint; ordered for ranges and ORDER BY.
-        schema.indexes.push(IndexDef { name: format!("{name}_pkey_range"), columns: cols, unique: false, kind: IndexKind::Ordered });
+        schema.indexes.push(IndexDef {
+            name: format!("{name}_pkey_range"),
+            columns: cols,
+            unique: false,
+            kind: IndexKind::Ordered,
+        });
     }
     for cols in uniques {
         let iname = key_name(&name, &schema, &cols, "key");
-        schema.indexes.push(IndexDef { name: iname, columns: cols, unique: true, kind: IndexKind::Hash });
+        schema.indexes.push(IndexDef {
+            name: iname,
+            columns: cols,
+            unique: true,
+            kind: IndexKind::Hash,
+        });
     }
     engine.db.create_table(schema)?;
     Ok(())
@@ -164,29 +248,54 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
 
 pub fn create_index(engine: &mut Engine, ci: &ast::CreateIndex) -> Result<(), SqlError> {
     let tname = object_name(&ci.table_name)?;
-    let id = engine.db.table_id(&tname).ok_or_else(|| SqlError::plan(format!("relation \"{tname}\" does not exist")))?;
-    let schema = engine.db.table(id).ok_or_else(|| SqlError::exec("internal: table vanished"))?.schema().clone();
+    let id = engine
+        .db
+        .table_id(&tname)
+        .ok_or_else(|| SqlError::plan(format!("relation \"{tname}\" does not exist")))?;
+    let schema = engine
+        .db
+        .table(id)
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
+        .schema()
+        .clone();
     let cols = index_columns(&schema, &ci.columns)?;
     let name = match &ci.name {
         Some(n) => object_name(n)?,
         None => key_name(&tname, &schema, &cols, "idx"),
     };
-    let exists = engine.db.tables().any(|t| t.schema().indexes.iter().any(|ix| ix.name.eq_ignore_ascii_case(&name)));
+    let exists = engine.db.tables().any(|t| {
+        t.schema()
+            .indexes
+            .iter()
+            .any(|ix| ix.name.eq_ignore_ascii_case(&name))
+    });
     if exists {
         if ci.if_not_exists {
             return Ok(());
         }
-        return Err(SqlError::plan(format!("relation \"{name}\" already exists")));
+        return Err(SqlError::plan(format!(
+            "relation \"{name}\" already exists"
+        )));
     }
     if ci.predicate.is_some() || !ci.include.is_empty() {
-        return Err(SqlError::unsupported("partial or covering (INCLUDE) indexes"));
+        return Err(SqlError::unsupported(
+            "partial or covering (INCLUDE) indexes",
+        ));
     }
     let kind = match &ci.using {
         Some(ast::IndexType::Hash) => IndexKind::Hash,
         Some(ast::IndexType::BTree) | None => IndexKind::Ordered,
         Some(other) => return Err(SqlError::unsupported(format!("index type {other}"))),
     };
-    engine.db.create_index(id, IndexDef { name, columns: cols, unique: ci.unique, kind })?;
+    engine.db.create_index(
+        id,
+        IndexDef {
+            name,
+            columns: cols,
+            unique: ci.unique,
+            kind,
+        },
+    )?;
     Ok(())
 }
 
@@ -199,7 +308,9 @@ pub fn create_view(engine: &mut Engine, cv: &ast::CreateView) -> Result<(), SqlE
         if cv.if_not_exists {
             return Ok(());
         }
-        return Err(SqlError::plan(format!("relation \"{name}\" already exists")));
+        return Err(SqlError::plan(format!(
+            "relation \"{name}\" already exists"
+        )));
     }
     let columns: Vec<String> = cv.columns.iter().map(|c| lower(&c.name)).collect();
     // Plan it now so a broken view is refused at creation.
@@ -208,17 +319,33 @@ pub fn create_view(engine: &mut Engine, cv: &ast::CreateView) -> Result<(), SqlE
         let mut b = Binder::new(&catalog);
         let plan = super::select::plan_query(&mut b, &cv.query)?;
         if b.param_count() > 0 {
-            return Err(SqlError::plan(format!("view \"{name}\" cannot use parameters")));
+            return Err(SqlError::plan(format!(
+                "view \"{name}\" cannot use parameters"
+            )));
         }
         if columns.len() > plan.columns.len() {
-            return Err(SqlError::plan(format!("view \"{name}\" names more columns than its query has")));
+            return Err(SqlError::plan(format!(
+                "view \"{name}\" names more columns than its query has"
+            )));
         }
     }
-    engine.views.insert(name.clone(), View { name, query: (*cv.query).clone(), columns });
+    engine.views.insert(
+        name.clone(),
+        View {
+            name,
+            query: (*cv.query).clone(),
+            columns,
+        },
+    );
     Ok(())
 }
 
-pub fn drop(engine: &mut Engine, object_type: &ast::ObjectType, if_exists: bool, names: &[ast::ObjectName]) -> Result<(), SqlError> {
+pub fn drop(
+    engine: &mut Engine,
+    object_type: &ast::ObjectType,
+    if_exists: bool,
+    names: &[ast::ObjectName],
+) -> Result<(), SqlError> {
     for n in names {
         let name = object_name(n)?;
         match object_type {
@@ -236,7 +363,12 @@ pub fn drop(engine: &mut Engine, object_type: &ast::ObjectType, if_exists: bool,
                 let owner = engine
                     .db
                     .tables()
-                    .find(|t| t.schema().indexes.iter().any(|ix| ix.name.eq_ignore_ascii_case(&name)))
+                    .find(|t| {
+                        t.schema()
+                            .indexes
+                            .iter()
+                            .any(|ix| ix.name.eq_ignore_ascii_case(&name))
+                    })
                     .map(|t| t.id());
                 match owner {
                     Some(id) => engine.db.drop_index(id, &name)?,
@@ -257,22 +389,34 @@ pub fn parse_partition(sql: &str) -> Option<Result<(String, String), SqlError>> 
     if words.first().map(|w| w.to_ascii_uppercase()) != Some("PARTITION".into()) {
         return None;
     }
-    let upper: Vec<String> = words.iter().map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
+    let upper: Vec<String> = words
+        .iter()
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect();
     if upper.len() == 6 && upper[1] == "TABLE" && upper[3] == "ON" && upper[4] == "COLUMN" {
         let t = words[2].to_ascii_lowercase();
         let c = words[5].trim_end_matches(';').to_ascii_lowercase();
         return Some(Ok((t, c)));
     }
-    Some(Err(SqlError::Parse("expected PARTITION TABLE <table> ON COLUMN <column>".into())))
+    Some(Err(SqlError::Parse(
+        "expected PARTITION TABLE <table> ON COLUMN <column>".into(),
+    )))
 }
 
 pub fn partition(engine: &mut Engine, table: &str, column: &str) -> Result<(), SqlError> {
-    let id = engine.db.table_id(table).ok_or_else(|| SqlError::plan(format!("table \"{table}\" does not exist")))?;
-    let t = engine.db.table(id).ok_or_else(|| SqlError::exec("internal: table vanished"))?;
-    let c = t
-        .schema()
-        .column_index(column)
-        .ok_or_else(|| SqlError::plan(format!("column \"{column}\" does not exist in table \"{table}\"")))?;
+    let id = engine
+        .db
+        .table_id(table)
+        .ok_or_else(|| SqlError::plan(format!("table \"{table}\" does not exist")))?;
+    let t = engine
+        .db
+        .table(id)
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))?;
+    let c = t.schema().column_index(column).ok_or_else(|| {
+        SqlError::plan(format!(
+            "column \"{column}\" does not exist in table \"{table}\""
+        ))
+    })?;
     engine.db.set_partition_column(id, c)?;
     Ok(())
 }

@@ -19,12 +19,21 @@ use crate::types::{DataType, Value};
 use sqlparser::ast;
 use std::cell::RefCell;
 
-fn table_of(b: &Binder, name: &ast::ObjectName) -> Result<(crate::storage::TableId, String), SqlError> {
+fn table_of(
+    b: &Binder,
+    name: &ast::ObjectName,
+) -> Result<(crate::storage::TableId, String), SqlError> {
     let n = object_name(name)?;
     if b.catalog.views.contains_key(&n) {
-        return Err(SqlError::plan(format!("cannot change view \"{n}\": views are read-only")));
+        return Err(SqlError::plan(format!(
+            "cannot change view \"{n}\": views are read-only"
+        )));
     }
-    let id = b.catalog.db.table_id(&n).ok_or_else(|| SqlError::plan(format!("relation \"{n}\" does not exist")))?;
+    let id = b
+        .catalog
+        .db
+        .table_id(&n)
+        .ok_or_else(|| SqlError::plan(format!("relation \"{n}\" does not exist")))?;
     Ok((id, n))
 }
 
@@ -36,7 +45,13 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         return Err(SqlError::unsupported("RETURNING"));
     }
     let (id, tname) = table_of(b, name)?;
-    let schema = b.catalog.db.table(id).ok_or_else(|| SqlError::exec("internal: table vanished"))?.schema().clone();
+    let schema = b
+        .catalog
+        .db
+        .table(id)
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
+        .schema()
+        .clone();
     let targets: Vec<usize> = if ins.columns.is_empty() {
         (0..schema.columns.len()).collect()
     } else {
@@ -44,10 +59,14 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         for c in &ins.columns {
             let cname = object_name(c)?;
             let i = schema.column_index(&cname).ok_or_else(|| {
-                SqlError::plan(format!("column \"{cname}\" of relation \"{tname}\" does not exist"))
+                SqlError::plan(format!(
+                    "column \"{cname}\" of relation \"{tname}\" does not exist"
+                ))
             })?;
             if t.contains(&i) {
-                return Err(SqlError::plan(format!("column \"{cname}\" specified more than once")));
+                return Err(SqlError::plan(format!(
+                    "column \"{cname}\" specified more than once"
+                )));
             }
             t.push(i);
         }
@@ -55,20 +74,30 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
     };
     let source = match ins.source.as_deref() {
         Some(q) => match q.body.as_ref() {
-            ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() => select::plan_values(b, v)?,
+            ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() => {
+                select::plan_values(b, v)?
+            }
             _ => select::plan_query(b, q)?,
         },
         None => return Err(SqlError::unsupported("INSERT without VALUES or SELECT")),
     };
     if source.columns.len() > targets.len() {
-        return Err(SqlError::plan("INSERT has more expressions than target columns"));
+        return Err(SqlError::plan(
+            "INSERT has more expressions than target columns",
+        ));
     }
     let targets = targets[..source.columns.len()].to_vec();
-    let defaults = schema.columns.iter().map(|c| Expr::Const(c.default.clone().unwrap_or(Value::Null))).collect();
+    let defaults = schema
+        .columns
+        .iter()
+        .map(|c| Expr::Const(c.default.clone().unwrap_or(Value::Null)))
+        .collect();
     let mut conflict = match (&ins.or, ins.replace_into) {
         (_, true) | (Some(ast::SqliteOnConflict::Replace), _) => Conflict::Replace,
         (Some(ast::SqliteOnConflict::Ignore), _) => Conflict::Ignore,
-        (None, false) | (Some(ast::SqliteOnConflict::Abort), _) | (Some(ast::SqliteOnConflict::Fail), _) => Conflict::Error,
+        (None, false)
+        | (Some(ast::SqliteOnConflict::Abort), _)
+        | (Some(ast::SqliteOnConflict::Fail), _) => Conflict::Error,
         (Some(other), _) => return Err(SqlError::unsupported(format!("INSERT OR {other}"))),
     };
     let mut do_update = None;
@@ -98,7 +127,11 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
     }))
 }
 
-fn arbiter(schema: &crate::storage::TableSchema, tname: &str, target: Option<&ast::ConflictTarget>) -> Result<usize, SqlError> {
+fn arbiter(
+    schema: &crate::storage::TableSchema,
+    tname: &str,
+    target: Option<&ast::ConflictTarget>,
+) -> Result<usize, SqlError> {
     match target {
         None => schema
             .primary_key
@@ -140,22 +173,46 @@ fn plan_do_update(
     index: usize,
     du: &ast::DoUpdate,
 ) -> Result<DoUpdatePlan, SqlError> {
-    let cols: Vec<(String, Option<DataType>)> = schema.columns.iter().map(|c| (c.name.clone(), Some(c.ty))).collect();
+    let cols: Vec<(String, Option<DataType>)> = schema
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), Some(c.ty)))
+        .collect();
     let n = cols.len();
     let mut scope = Scope::default();
-    scope.tables.push(ScopeTable { alias: tname.to_string(), columns: cols.clone(), offset: 0 });
-    scope.tables.push(ScopeTable { alias: "excluded".into(), columns: cols, offset: n });
+    scope.tables.push(ScopeTable {
+        alias: tname.to_string(),
+        columns: cols.clone(),
+        offset: 0,
+    });
+    scope.tables.push(ScopeTable {
+        alias: "excluded".into(),
+        columns: cols,
+        offset: n,
+    });
     b.scopes.push(scope);
     let r = (|| {
         let assignments = assignments(b, schema, &du.assignments)?;
-        let filter = du.selection.as_ref().map(|e| b.bind(e, Mode::Plain)).transpose()?;
-        Ok(DoUpdatePlan { index, assignments, filter })
+        let filter = du
+            .selection
+            .as_ref()
+            .map(|e| b.bind(e, Mode::Plain))
+            .transpose()?;
+        Ok(DoUpdatePlan {
+            index,
+            assignments,
+            filter,
+        })
     })();
     b.scopes.pop();
     r
 }
 
-fn assignments(b: &Binder, schema: &crate::storage::TableSchema, list: &[ast::Assignment]) -> Result<Vec<(usize, Expr)>, SqlError> {
+fn assignments(
+    b: &Binder,
+    schema: &crate::storage::TableSchema,
+    list: &[ast::Assignment],
+) -> Result<Vec<(usize, Expr)>, SqlError> {
     let mut out: Vec<(usize, Expr)> = Vec::with_capacity(list.len());
     for a in list {
         let c = assignment_column(schema, a, &out)?;
@@ -165,7 +222,11 @@ fn assignments(b: &Binder, schema: &crate::storage::TableSchema, list: &[ast::As
 }
 
 /// The column an assignment sets; assigning one column twice is an error.
-fn assignment_column(schema: &crate::storage::TableSchema, a: &ast::Assignment, done: &[(usize, Expr)]) -> Result<usize, SqlError> {
+fn assignment_column(
+    schema: &crate::storage::TableSchema,
+    a: &ast::Assignment,
+    done: &[(usize, Expr)],
+) -> Result<usize, SqlError> {
     let ast::AssignmentTarget::ColumnName(cn) = &a.target else {
         return Err(SqlError::unsupported("assigning to a tuple of columns"));
     };
@@ -173,18 +234,29 @@ fn assignment_column(schema: &crate::storage::TableSchema, a: &ast::Assignment, 
         Some(ast::ObjectNamePart::Identifier(id)) => lower(id),
         _ => return Err(SqlError::plan(format!("bad column name {cn}"))),
     };
-    let c = schema
-        .column_index(&cname)
-        .ok_or_else(|| SqlError::plan(format!("column \"{cname}\" of relation \"{}\" does not exist", schema.name)))?;
+    let c = schema.column_index(&cname).ok_or_else(|| {
+        SqlError::plan(format!(
+            "column \"{cname}\" of relation \"{}\" does not exist",
+            schema.name
+        ))
+    })?;
     if done.iter().any(|(x, _)| *x == c) {
-        return Err(SqlError::plan(format!("multiple assignments to same column \"{cname}\"")));
+        return Err(SqlError::plan(format!(
+            "multiple assignments to same column \"{cname}\""
+        )));
     }
     Ok(c)
 }
 
 pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError> {
-    if up.from.is_some() || up.returning.is_some() || !up.table.joins.is_empty() || up.limit.is_some() {
-        return Err(SqlError::unsupported("UPDATE with FROM, joins, LIMIT or RETURNING"));
+    if up.from.is_some()
+        || up.returning.is_some()
+        || !up.table.joins.is_empty()
+        || up.limit.is_some()
+    {
+        return Err(SqlError::unsupported(
+            "UPDATE with FROM, joins, LIMIT or RETURNING",
+        ));
     }
     let (name, alias) = match &up.table.relation {
         ast::TableFactor::Table { name, alias, .. } => (name, alias),
@@ -192,7 +264,13 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
     };
     let (id, tname) = table_of(b, name)?;
     let alias = alias.as_ref().map(|a| lower(&a.name)).unwrap_or(tname);
-    let schema = b.catalog.db.table(id).ok_or_else(|| SqlError::exec("internal: table vanished"))?.schema().clone();
+    let schema = b
+        .catalog
+        .db
+        .table(id)
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
+        .schema()
+        .clone();
     let values: Vec<&ast::Expr> = up.assignments.iter().map(|a| &a.value).collect();
     let (scan, bound) = select::plan_table_scan(b, id, &alias, up.selection.as_ref(), &values)?;
     let mut assignments_out = Vec::with_capacity(up.assignments.len());
@@ -201,12 +279,23 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
         assignments_out.push((c, x));
     }
     let column_types = schema.columns.iter().map(|c| c.ty).collect();
-    Ok(DmlPlan::Update(UpdatePlan { table: id, scan: Box::new(scan), assignments: assignments_out, column_types }))
+    Ok(DmlPlan::Update(UpdatePlan {
+        table: id,
+        scan: Box::new(scan),
+        assignments: assignments_out,
+        column_types,
+    }))
 }
 
 pub fn plan_delete(b: &mut Binder, del: &ast::Delete) -> Result<DmlPlan, SqlError> {
-    if del.using.is_some() || del.returning.is_some() || del.limit.is_some() || !del.tables.is_empty() {
-        return Err(SqlError::unsupported("DELETE with USING, LIMIT, RETURNING or several tables"));
+    if del.using.is_some()
+        || del.returning.is_some()
+        || del.limit.is_some()
+        || !del.tables.is_empty()
+    {
+        return Err(SqlError::unsupported(
+            "DELETE with USING, LIMIT, RETURNING or several tables",
+        ));
     }
     let from = match &del.from {
         ast::FromTable::WithFromKeyword(f) | ast::FromTable::WithoutKeyword(f) => f,
@@ -221,10 +310,18 @@ pub fn plan_delete(b: &mut Binder, del: &ast::Delete) -> Result<DmlPlan, SqlErro
     let (id, tname) = table_of(b, name)?;
     let alias = alias.as_ref().map(|a| lower(&a.name)).unwrap_or(tname);
     let (scan, _) = select::plan_table_scan(b, id, &alias, del.selection.as_ref(), &[])?;
-    Ok(DmlPlan::Delete(DeletePlan { table: id, scan: Box::new(scan) }))
+    Ok(DmlPlan::Delete(DeletePlan {
+        table: id,
+        scan: Box::new(scan),
+    }))
 }
 
-fn coerce_row(row: &mut [Value], types: &[DataType], table: &str, names: impl Fn(usize) -> String) -> Result<(), SqlError> {
+fn coerce_row(
+    row: &mut [Value],
+    types: &[DataType],
+    table: &str,
+    names: impl Fn(usize) -> String,
+) -> Result<(), SqlError> {
     for (i, (v, ty)) in row.iter_mut().zip(types).enumerate() {
         if !v.is_null() {
             *v = ops::coerce_to_column(v, *ty).map_err(|e| {
@@ -236,7 +333,10 @@ fn coerce_row(row: &mut [Value], types: &[DataType], table: &str, names: impl Fn
 }
 
 fn column_name(db: &Database, table: crate::storage::TableId, i: usize) -> String {
-    db.table(table).and_then(|t| t.schema().columns.get(i)).map(|c| c.name.clone()).unwrap_or_default()
+    db.table(table)
+        .and_then(|t| t.schema().columns.get(i))
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
 }
 
 /// Applies a DML plan inside the open transaction; returns rows affected.
@@ -247,7 +347,12 @@ pub fn apply(db: &mut Database, plan: &DmlPlan, params: &[Value]) -> Result<u64,
         DmlPlan::Delete(p) => {
             let ids = {
                 let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx { db, params, outer: None, cache: &cache };
+                let ctx = Ctx {
+                    db,
+                    params,
+                    outer: None,
+                    cache: &cache,
+                };
                 exec::matching_row_ids(&p.scan, &ctx)?
             };
             for (id, _) in &ids {
@@ -261,7 +366,12 @@ pub fn apply(db: &mut Database, plan: &DmlPlan, params: &[Value]) -> Result<u64,
 fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, SqlError> {
     let rows = {
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx { db, params, outer: None, cache: &cache };
+        let ctx = Ctx {
+            db,
+            params,
+            outer: None,
+            cache: &cache,
+        };
         let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
             let mut full: Vec<Value> = p.defaults.iter().map(|d| d.eval(&ctx, &[])).collect::<Result<_, _>>()?;
             for &t in &p.targets {
@@ -274,7 +384,11 @@ fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, Sq
         };
         match &p.source.node {
             // VALUES: evaluate straight into the table row, no intermediate result.
-            QueryNode::Values(list) if p.source.order_by.is_empty() && p.source.limit.is_none() && p.source.offset.is_none() => {
+            QueryNode::Values(list)
+                if p.source.order_by.is_empty()
+                    && p.source.limit.is_none()
+                    && p.source.offset.is_none() =>
+            {
                 let mut out = Vec::with_capacity(list.len());
                 for r in list {
                     out.push(full_row(&mut r.iter().map(|e| e.eval(&ctx, &[])))?);
@@ -302,8 +416,12 @@ fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, Sq
 
 /// Rows of `table` that conflict with `row` on unique index `index`.
 fn conflicts(db: &Database, p: &InsertPlan, index: usize, row: &[Value]) -> Vec<RowId> {
-    let Some(t) = db.table(p.table) else { return Vec::new() };
-    let Some(ix) = t.schema().indexes.get(index) else { return Vec::new() };
+    let Some(t) = db.table(p.table) else {
+        return Vec::new();
+    };
+    let Some(ix) = t.schema().indexes.get(index) else {
+        return Vec::new();
+    };
     let key: Vec<Value> = ix.columns.iter().map(|c| row[*c].clone()).collect();
     if key.iter().any(Value::is_null) {
         return Vec::new();
@@ -313,11 +431,24 @@ fn conflicts(db: &Database, p: &InsertPlan, index: usize, row: &[Value]) -> Vec<
 
 fn unique_indexes(db: &Database, p: &InsertPlan) -> Vec<usize> {
     db.table(p.table)
-        .map(|t| t.schema().indexes.iter().enumerate().filter(|(_, ix)| ix.unique).map(|(i, _)| i).collect())
+        .map(|t| {
+            t.schema()
+                .indexes
+                .iter()
+                .enumerate()
+                .filter(|(_, ix)| ix.unique)
+                .map(|(i, _)| i)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn insert_one(db: &mut Database, p: &InsertPlan, row: Vec<Value>, params: &[Value]) -> Result<bool, SqlError> {
+fn insert_one(
+    db: &mut Database,
+    p: &InsertPlan,
+    row: Vec<Value>,
+    params: &[Value],
+) -> Result<bool, SqlError> {
     if let Some(du) = &p.do_update {
         if let Some(&existing) = conflicts(db, p, du.index, &row).first() {
             return do_update(db, p, du, existing, &row, params);
@@ -326,7 +457,10 @@ fn insert_one(db: &mut Database, p: &InsertPlan, row: Vec<Value>, params: &[Valu
     match p.conflict {
         Conflict::Error => {}
         Conflict::Ignore => {
-            if unique_indexes(db, p).into_iter().any(|i| !conflicts(db, p, i, &row).is_empty()) {
+            if unique_indexes(db, p)
+                .into_iter()
+                .any(|i| !conflicts(db, p, i, &row).is_empty())
+            {
                 return Ok(false);
             }
         }
@@ -342,13 +476,28 @@ fn insert_one(db: &mut Database, p: &InsertPlan, row: Vec<Value>, params: &[Valu
     Ok(true)
 }
 
-fn do_update(db: &mut Database, p: &InsertPlan, du: &DoUpdatePlan, id: RowId, new: &[Value], params: &[Value]) -> Result<bool, SqlError> {
+fn do_update(
+    db: &mut Database,
+    p: &InsertPlan,
+    du: &DoUpdatePlan,
+    id: RowId,
+    new: &[Value],
+    params: &[Value],
+) -> Result<bool, SqlError> {
     let updated: Option<Row> = {
-        let old = db.table(p.table).and_then(|t| t.get(id)).ok_or(SqlError::exec("internal: conflicting row vanished"))?;
+        let old = db
+            .table(p.table)
+            .and_then(|t| t.get(id))
+            .ok_or(SqlError::exec("internal: conflicting row vanished"))?;
         let mut both: Vec<Value> = old.to_vec();
         both.extend_from_slice(new);
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx { db, params, outer: None, cache: &cache };
+        let ctx = Ctx {
+            db,
+            params,
+            outer: None,
+            cache: &cache,
+        };
         if let Some(f) = &du.filter {
             if !f.eval_pred(&ctx, &both)? {
                 return Ok(false);
@@ -358,7 +507,9 @@ fn do_update(db: &mut Database, p: &InsertPlan, du: &DoUpdatePlan, id: RowId, ne
         for (c, e) in &du.assignments {
             row[*c] = e.eval(&ctx, &both)?;
         }
-        coerce_row(&mut row, &p.column_types, &p.table_name, |i| column_name(db, p.table, i))?;
+        coerce_row(&mut row, &p.column_types, &p.table_name, |i| {
+            column_name(db, p.table, i)
+        })?;
         Some(row.into_boxed_slice())
     };
     if let Some(row) = updated {
@@ -370,15 +521,25 @@ fn do_update(db: &mut Database, p: &InsertPlan, du: &DoUpdatePlan, id: RowId, ne
 fn update(db: &mut Database, p: &UpdatePlan, params: &[Value]) -> Result<u64, SqlError> {
     let changes = {
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx { db, params, outer: None, cache: &cache };
-        let tname = db.table(p.table).map(|t| t.schema().name.clone()).unwrap_or_default();
+        let ctx = Ctx {
+            db,
+            params,
+            outer: None,
+            cache: &cache,
+        };
+        let tname = db
+            .table(p.table)
+            .map(|t| t.schema().name.clone())
+            .unwrap_or_default();
         let mut out = Vec::new();
         for (id, old) in exec::matching_row_ids(&p.scan, &ctx)? {
             let mut row = old.clone();
             for (c, e) in &p.assignments {
                 row[*c] = e.eval(&ctx, &old)?;
             }
-            coerce_row(&mut row, &p.column_types, &tname, |i| column_name(db, p.table, i))?;
+            coerce_row(&mut row, &p.column_types, &tname, |i| {
+                column_name(db, p.table, i)
+            })?;
             out.push((id, row));
         }
         out

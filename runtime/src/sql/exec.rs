@@ -23,7 +23,11 @@ pub const QUERY_ROWS_MAX: usize = 50_000_000;
 const NULLS_ARE_LARGEST: bool = true;
 
 /// Runs a query; `limit_hint` lets EXISTS and scalar subqueries stop early.
-pub fn run_query(plan: &QueryPlan, ctx: &Ctx, limit_hint: Option<usize>) -> Result<Vec<Vec<Value>>, SqlError> {
+pub fn run_query(
+    plan: &QueryPlan,
+    ctx: &Ctx,
+    limit_hint: Option<usize>,
+) -> Result<Vec<Vec<Value>>, SqlError> {
     let (limit, offset) = limit_offset(plan, ctx)?;
     let early = if plan.order_by.is_empty() {
         match (limit, limit_hint) {
@@ -39,11 +43,23 @@ pub fn run_query(plan: &QueryPlan, ctx: &Ctx, limit_hint: Option<usize>) -> Resu
         QueryNode::Select(s) => run_select(s, ctx, early)?,
         QueryNode::Values(list) => list
             .iter()
-            .map(|r| r.iter().map(|e| e.eval(ctx, &[])).collect::<Result<Vec<_>, _>>())
+            .map(|r| {
+                r.iter()
+                    .map(|e| e.eval(ctx, &[]))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<Vec<_>, _>>()?,
-        QueryNode::SetOp { op, all, left, right } => {
-            set_op(*op, *all, run_query(left, ctx, None)?, run_query(right, ctx, None)?)
-        }
+        QueryNode::SetOp {
+            op,
+            all,
+            left,
+            right,
+        } => set_op(
+            *op,
+            *all,
+            run_query(left, ctx, None)?,
+            run_query(right, ctx, None)?,
+        ),
     };
     if !plan.order_by.is_empty() {
         sort_rows(&mut rows, &plan.order_by);
@@ -68,10 +84,16 @@ fn limit_offset(plan: &QueryPlan, ctx: &Ctx) -> Result<(Option<usize>, usize), S
             Value::Null => Ok(None),
             Value::Int(n) if n >= 0 => Ok(Some(n as usize)),
             Value::Int(_) => Err(SqlError::exec(format!("{what} must not be negative"))),
-            other => Err(SqlError::exec(format!("argument of {what} must be an integer, not {}", other.kind()))),
+            other => Err(SqlError::exec(format!(
+                "argument of {what} must be an integer, not {}",
+                other.kind()
+            ))),
         }
     };
-    Ok((eval(&plan.limit, "LIMIT")?, eval(&plan.offset, "OFFSET")?.unwrap_or(0)))
+    Ok((
+        eval(&plan.limit, "LIMIT")?,
+        eval(&plan.offset, "OFFSET")?.unwrap_or(0),
+    ))
 }
 
 pub fn compare_rows(a: &[Value], b: &[Value], keys: &[SortKey]) -> Ordering {
@@ -127,7 +149,10 @@ fn set_op(op: SetOp, all: bool, left: Vec<Vec<Value>>, right: Vec<Vec<Value>>) -
         }
         (SetOp::Union, false) => {
             let mut seen = HashSet::new();
-            left.into_iter().chain(right).filter(|r| seen.insert(r.clone())).collect()
+            left.into_iter()
+                .chain(right)
+                .filter(|r| seen.insert(r.clone()))
+                .collect()
         }
         (SetOp::Intersect, _) | (SetOp::Except, _) => {
             let mut counts: HashMap<Vec<Value>, usize> = HashMap::new();
@@ -173,12 +198,11 @@ type Cand<'s> = Vec<(u32, &'s [Value])>;
 impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     fn table(&self, src: &Source) -> Result<Option<&'a Table>, SqlError> {
         match &src.kind {
-            SourceKind::Table { id, name } => self
-                .ctx
-                .db
-                .table(*id)
-                .map(Some)
-                .ok_or_else(|| SqlError::exec(format!("table \"{name}\" was dropped while the statement ran"))),
+            SourceKind::Table { id, name } => self.ctx.db.table(*id).map(Some).ok_or_else(|| {
+                SqlError::exec(format!(
+                    "table \"{name}\" was dropped while the statement ran"
+                ))
+            }),
             _ => Ok(None),
         }
     }
@@ -194,9 +218,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 Some(t) => t.scan().map(|(id, r)| (id.0, &r[..])).collect(),
                 None => Vec::new(),
             },
-            SourceKind::Derived { .. } => {
-                st.derived[source].iter().enumerate().map(|(i, r)| (i as u32, &r[..])).collect()
-            }
+            SourceKind::Derived { .. } => st.derived[source]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as u32, &r[..]))
+                .collect(),
             SourceKind::Unit => vec![(0, &[][..])],
         })
     }
@@ -207,7 +233,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     {
         let src = &self.plan.sources[source];
         Ok(match self.table(src)? {
-            Some(t) => ids.iter().filter_map(|id| t.get(RowId(*id)).map(|r| (*id, &r[..]))).collect(),
+            Some(t) => ids
+                .iter()
+                .filter_map(|id| t.get(RowId(*id)).map(|r| (*id, &r[..])))
+                .collect(),
             None => ids
                 .iter()
                 .filter_map(|i| st.derived[source].get(*i as usize).map(|r| (*i, &r[..])))
@@ -228,17 +257,30 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         self.access_rows(st, lvl, level.source, &level.access, buf)
     }
 
-    fn access_rows<'s>(&self, st: &'s State, lvl: usize, source: usize, access: &Access, buf: &[Value]) -> Result<Cand<'s>, SqlError>
+    fn access_rows<'s>(
+        &self,
+        st: &'s State,
+        lvl: usize,
+        source: usize,
+        access: &Access,
+        buf: &[Value],
+    ) -> Result<Cand<'s>, SqlError>
     where
         'a: 's,
     {
         let src = &self.plan.sources[source];
         let ctx = self.ctx;
-        let eval_key = |keys: &[Expr]| keys.iter().map(|k| k.eval(ctx, buf)).collect::<Result<Vec<_>, _>>();
+        let eval_key = |keys: &[Expr]| {
+            keys.iter()
+                .map(|k| k.eval(ctx, buf))
+                .collect::<Result<Vec<_>, _>>()
+        };
         match access {
             Access::Scan => self.all_rows(st, source),
             Access::IndexEq { index, keys, .. } => {
-                let Some(t) = self.table(src)? else { return Ok(Vec::new()) };
+                let Some(t) = self.table(src)? else {
+                    return Ok(Vec::new());
+                };
                 let key = eval_key(keys)?;
                 if key.iter().any(Value::is_null) {
                     return Ok(Vec::new());
@@ -246,7 +288,9 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 self.fetch(st, source, &Self::ids(t.index_lookup(*index, &key)))
             }
             Access::IndexIn { index, values, .. } => {
-                let Some(t) = self.table(src)? else { return Ok(Vec::new()) };
+                let Some(t) = self.table(src)? else {
+                    return Ok(Vec::new());
+                };
                 let mut ids = Vec::new();
                 for v in eval_key(values)? {
                     if !v.is_null() {
@@ -257,19 +301,29 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 ids.dedup();
                 self.fetch(st, source, &ids)
             }
-            Access::IndexRange { index, lower, upper, .. } => {
-                let Some(t) = self.table(src)? else { return Ok(Vec::new()) };
-                let bound = |b: &Option<(Expr, bool)>| -> Result<Option<Bound<Vec<Value>>>, SqlError> {
-                    Ok(match b {
-                        None => Some(Bound::Unbounded),
-                        Some((e, incl)) => match e.eval(ctx, buf)? {
-                            Value::Null => None,
-                            v if *incl => Some(Bound::Included(vec![v])),
-                            v => Some(Bound::Excluded(vec![v])),
-                        },
-                    })
+            Access::IndexRange {
+                index,
+                lower,
+                upper,
+                ..
+            } => {
+                let Some(t) = self.table(src)? else {
+                    return Ok(Vec::new());
                 };
-                let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else { return Ok(Vec::new()) };
+                let bound =
+                    |b: &Option<(Expr, bool)>| -> Result<Option<Bound<Vec<Value>>>, SqlError> {
+                        Ok(match b {
+                            None => Some(Bound::Unbounded),
+                            Some((e, incl)) => match e.eval(ctx, buf)? {
+                                Value::Null => None,
+                                v if *incl => Some(Bound::Included(vec![v])),
+                                v => Some(Bound::Excluded(vec![v])),
+                            },
+                        })
+                    };
+                let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else {
+                    return Ok(Vec::new());
+                };
                 let ids = t.index_range(*index, as_ref_bound(&lo), as_ref_bound(&hi));
                 self.fetch(st, source, &Self::ids(ids))
             }
@@ -278,7 +332,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 if key.iter().any(Value::is_null) {
                     return Ok(Vec::new());
                 }
-                let table = st.hash.get(lvl).and_then(|h| h.as_ref()).ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
+                let table = st
+                    .hash
+                    .get(lvl)
+                    .and_then(|h| h.as_ref())
+                    .ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
                 match table.get(&key) {
                     Some(ids) => self.fetch(st, source, ids),
                     None => Ok(Vec::new()),
@@ -288,7 +346,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     }
 
     fn build_state(&self) -> Result<State, SqlError> {
-        let mut st = State { derived: Vec::with_capacity(self.plan.sources.len()), hash: Vec::new() };
+        let mut st = State {
+            derived: Vec::with_capacity(self.plan.sources.len()),
+            hash: Vec::new(),
+        };
         for src in &self.plan.sources {
             st.derived.push(match &src.kind {
                 SourceKind::Derived { plan, .. } => run_query(plan, self.ctx, None)?,
@@ -307,7 +368,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                         continue 'rows;
                     }
                 }
-                let key = build.iter().map(|k| k.eval(self.ctx, row)).collect::<Result<Vec<_>, _>>()?;
+                let key = build
+                    .iter()
+                    .map(|k| k.eval(self.ctx, row))
+                    .collect::<Result<Vec<_>, _>>()?;
                 if !key.iter().any(Value::is_null) {
                     map.entry(key).or_default().push(id);
                 }
@@ -376,7 +440,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
 
     /// Calls `sink` with every combined row that satisfies the plan's
     /// filters; `sink` returns false to stop.
-    fn for_each(&self, sink: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>) -> Result<(), SqlError> {
+    fn for_each(
+        &self,
+        sink: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>,
+    ) -> Result<(), SqlError> {
         for f in &self.plan.pre_filter {
             if !f.eval_pred(self.ctx, &[])? {
                 return Ok(());
@@ -394,15 +461,27 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     /// One base table that fills the whole combined row: evaluate on the
     /// stored rows in place, with no copying and, for a unique key lookup,
     /// no allocation. Returns None when the plan is not of that shape.
-    fn single_table(&self, sink: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>) -> Result<Option<()>, SqlError> {
-        let [level] = self.plan.levels.as_slice() else { return Ok(None) };
+    fn single_table(
+        &self,
+        sink: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>,
+    ) -> Result<Option<()>, SqlError> {
+        let [level] = self.plan.levels.as_slice() else {
+            return Ok(None);
+        };
         let src = &self.plan.sources[level.source];
         if src.outer || src.offset != 0 || src.width != self.plan.width {
             return Ok(None);
         }
-        let Some(t) = self.table(src)? else { return Ok(None) };
+        let Some(t) = self.table(src)? else {
+            return Ok(None);
+        };
         let pass = |row: &[Value]| -> Result<bool, SqlError> {
-            for f in level.local_filter.iter().chain(&level.join_filter).chain(&level.post_filter) {
+            for f in level
+                .local_filter
+                .iter()
+                .chain(&level.join_filter)
+                .chain(&level.post_filter)
+            {
                 if !f.eval_pred(self.ctx, row)? {
                     return Ok(false);
                 }
@@ -410,7 +489,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Ok(true)
         };
         if let Access::IndexEq { index, keys, .. } = &level.access {
-            let unique = t.schema().indexes.get(*index).is_some_and(|ix| ix.unique && ix.columns.len() == keys.len());
+            let unique = t
+                .schema()
+                .indexes
+                .get(*index)
+                .is_some_and(|ix| ix.unique && ix.columns.len() == keys.len());
             if unique {
                 let one;
                 let many;
@@ -418,7 +501,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     one = k.eval(self.ctx, &[])?;
                     std::slice::from_ref(&one)
                 } else {
-                    many = keys.iter().map(|k| k.eval(self.ctx, &[])).collect::<Result<Vec<_>, _>>()?;
+                    many = keys
+                        .iter()
+                        .map(|k| k.eval(self.ctx, &[]))
+                        .collect::<Result<Vec<_>, _>>()?;
                     &many
                 };
                 if key.iter().any(Value::is_null) {
@@ -432,7 +518,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 return Ok(Some(()));
             }
         }
-        let st = State { derived: Vec::new(), hash: Vec::new() };
+        let st = State {
+            derived: Vec::new(),
+            hash: Vec::new(),
+        };
         for (_, row) in self.candidates(&st, 0, &[])? {
             if pass(row)? && !sink(row)? {
                 break;
@@ -443,7 +532,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
 }
 
 /// The RowIds of a single-table plan's matching rows (UPDATE / DELETE).
-pub fn matching_row_ids(plan: &SelectPlan, ctx: &Ctx) -> Result<Vec<(RowId, Vec<Value>)>, SqlError> {
+pub fn matching_row_ids(
+    plan: &SelectPlan,
+    ctx: &Ctx,
+) -> Result<Vec<(RowId, Vec<Value>)>, SqlError> {
     let runner = Runner { plan, ctx };
     for f in &plan.pre_filter {
         if !f.eval_pred(ctx, &[])? {
@@ -480,7 +572,11 @@ fn project(exprs: &[Expr], ctx: &Ctx, row: &[Value]) -> Result<Vec<Value>, SqlEr
     Ok(out)
 }
 
-fn run_select(plan: &SelectPlan, ctx: &Ctx, early: Option<usize>) -> Result<Vec<Vec<Value>>, SqlError> {
+fn run_select(
+    plan: &SelectPlan,
+    ctx: &Ctx,
+    early: Option<usize>,
+) -> Result<Vec<Vec<Value>>, SqlError> {
     let runner = Runner { plan, ctx };
     let mut out: Vec<Vec<Value>> = Vec::new();
     let mut seen: HashSet<Vec<Value>> = HashSet::new();
@@ -490,7 +586,9 @@ fn run_select(plan: &SelectPlan, ctx: &Ctx, early: Option<usize>) -> Result<Vec<
         }
         out.push(row);
         if out.len() > QUERY_ROWS_MAX {
-            return Err(SqlError::exec(format!("query produced more than {QUERY_ROWS_MAX} rows")));
+            return Err(SqlError::exec(format!(
+                "query produced more than {QUERY_ROWS_MAX} rows"
+            )));
         }
         Ok(early.is_none_or(|n| out.len() < n))
     };
@@ -551,7 +649,12 @@ struct Groups {
 
 impl Groups {
     fn new(agg: &AggPlan) -> Groups {
-        let mut g = Groups { index: HashMap::new(), keys: Vec::new(), accs: Vec::new(), distinct: Vec::new() };
+        let mut g = Groups {
+            index: HashMap::new(),
+            keys: Vec::new(),
+            accs: Vec::new(),
+            distinct: Vec::new(),
+        };
         if agg.keys.is_empty() {
             // Without GROUP BY there is exactly one group, even over no rows.
             g.group(agg, Vec::new());
@@ -566,8 +669,10 @@ impl Groups {
         let i = self.keys.len();
         self.index.insert(key.clone(), i);
         self.keys.push(key);
-        self.accs.push(agg.calls.iter().map(|c| initial(c.func)).collect());
-        self.distinct.push(agg.calls.iter().map(|_| HashSet::new()).collect());
+        self.accs
+            .push(agg.calls.iter().map(|c| initial(c.func)).collect());
+        self.distinct
+            .push(agg.calls.iter().map(|_| HashSet::new()).collect());
         i
     }
 
@@ -612,7 +717,10 @@ fn initial(f: AggFunc) -> Acc {
     match f {
         AggFunc::CountStar | AggFunc::Count => Acc::Count(0),
         AggFunc::Sum => Acc::Sum(None),
-        AggFunc::Avg => Acc::Avg { sum: None, count: 0 },
+        AggFunc::Avg => Acc::Avg {
+            sum: None,
+            count: 0,
+        },
         AggFunc::Min | AggFunc::Max => Acc::MinMax(None),
         AggFunc::Total => Acc::Total(0.0),
         AggFunc::GroupConcat => Acc::Concat(None),
@@ -623,7 +731,10 @@ fn add_values(acc: Option<Value>, v: Value, what: &str) -> Result<Value, SqlErro
     match acc {
         None => match v {
             Value::Int(_) | Value::Double(_) | Value::Decimal(_) => Ok(v),
-            other => Err(SqlError::exec(format!("function {what}({}) does not exist", other.kind()))),
+            other => Err(SqlError::exec(format!(
+                "function {what}({}) does not exist",
+                other.kind()
+            ))),
         },
         Some(a) => ops::arith(ArithOp::Add, &a, &v),
     }
@@ -686,7 +797,10 @@ fn finalize(acc: Acc) -> Result<Value, SqlError> {
         Acc::Count(n) => Value::Int(n),
         Acc::Sum(s) => s.unwrap_or(Value::Null),
         Acc::Avg { sum: None, .. } => Value::Null,
-        Acc::Avg { sum: Some(s), count } => ops::arith(ArithOp::Div, &s, &Value::Int(count))?,
+        Acc::Avg {
+            sum: Some(s),
+            count,
+        } => ops::arith(ArithOp::Div, &s, &Value::Int(count))?,
         Acc::MinMax(v) => v.unwrap_or(Value::Null),
         Acc::Total(t) => Value::Double(t),
         Acc::Concat(s) => s.map(|x| Value::text(&x)).unwrap_or(Value::Null),

@@ -77,7 +77,10 @@ pub enum Expr {
     /// Offset into the row being evaluated.
     Column(usize),
     /// A column of an enclosing query's row: `depth` 1 is the nearest.
-    Outer { depth: usize, index: usize },
+    Outer {
+        depth: usize,
+        index: usize,
+    },
     /// The n-th (0-based) statement parameter.
     Param(usize),
     Arith(ArithOp, Box<Expr>, Box<Expr>),
@@ -85,24 +88,64 @@ pub enum Expr {
     Concat(Box<Expr>, Box<Expr>),
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
     /// `IS [NOT] DISTINCT FROM`: NULL-safe equality.
-    IsDistinct { left: Box<Expr>, right: Box<Expr>, negated: bool },
+    IsDistinct {
+        left: Box<Expr>,
+        right: Box<Expr>,
+        negated: bool,
+    },
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    IsNull { expr: Box<Expr>, negated: bool },
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
     /// `IS [NOT] TRUE/FALSE`.
-    IsBool { expr: Box<Expr>, value: bool, negated: bool },
-    Between { expr: Box<Expr>, low: Box<Expr>, high: Box<Expr>, negated: bool },
-    InList { expr: Box<Expr>, list: Vec<Expr>, negated: bool },
-    InSubquery { expr: Box<Expr>, sub: Subquery, negated: bool },
-    Exists { sub: Subquery, negated: bool },
+    IsBool {
+        expr: Box<Expr>,
+        value: bool,
+        negated: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    InSubquery {
+        expr: Box<Expr>,
+        sub: Subquery,
+        negated: bool,
+    },
+    Exists {
+        sub: Subquery,
+        negated: bool,
+    },
     ScalarSubquery(Subquery),
-    Case { operand: Option<Box<Expr>>, whens: Vec<(Expr, Expr)>, otherwise: Option<Box<Expr>> },
+    Case {
+        operand: Option<Box<Expr>>,
+        whens: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
     Cast(Box<Expr>, DataType),
-    Like { expr: Box<Expr>, pattern: Box<Expr>, escape: Option<char>, negated: bool, case_insensitive: bool },
+    Like {
+        expr: Box<Expr>,
+        pattern: Box<Expr>,
+        escape: Option<char>,
+        negated: bool,
+        case_insensitive: bool,
+    },
     Coalesce(Vec<Expr>),
     NullIf(Box<Expr>, Box<Expr>),
-    Func { name: String, args: Vec<Expr> },
+    Func {
+        name: String,
+        args: Vec<Expr>,
+    },
 }
 
 /// Results of uncorrelated subqueries, computed once per statement execution.
@@ -158,14 +201,24 @@ macro_rules! for_each_child {
             | Expr::And(a, b)
             | Expr::Or(a, b)
             | Expr::NullIf(a, b)
-            | Expr::IsDistinct { left: a, right: b, .. }
-            | Expr::Like { expr: a, pattern: b, .. } => {
+            | Expr::IsDistinct {
+                left: a, right: b, ..
+            }
+            | Expr::Like {
+                expr: a,
+                pattern: b,
+                ..
+            } => {
                 $f(a);
                 $f(b)
             }
             Expr::Neg(a) | Expr::Not(a) | Expr::Cast(a, _) => $f(a),
-            Expr::IsNull { expr, .. } | Expr::IsBool { expr, .. } | Expr::InSubquery { expr, .. } => $f(expr),
-            Expr::Between { expr, low, high, .. } => {
+            Expr::IsNull { expr, .. }
+            | Expr::IsBool { expr, .. }
+            | Expr::InSubquery { expr, .. } => $f(expr),
+            Expr::Between {
+                expr, low, high, ..
+            } => {
                 $f(expr);
                 $f(low);
                 $f(high)
@@ -174,7 +227,11 @@ macro_rules! for_each_child {
                 $f(expr);
                 list.$iter().for_each(|x| $f(x))
             }
-            Expr::Case { operand, whens, otherwise } => {
+            Expr::Case {
+                operand,
+                whens,
+                otherwise,
+            } => {
                 if let Some(o) = operand {
                     $f(o)
                 }
@@ -186,7 +243,9 @@ macro_rules! for_each_child {
                     $f(o)
                 }
             }
-            Expr::Coalesce(list) | Expr::Func { args: list, .. } => list.$iter().for_each(|x| $f(x)),
+            Expr::Coalesce(list) | Expr::Func { args: list, .. } => {
+                list.$iter().for_each(|x| $f(x))
+            }
         }
     };
 }
@@ -233,7 +292,11 @@ impl Expr {
                     Some(ord) => Value::Bool(op.holds(ord)),
                 })
             }
-            Expr::IsDistinct { left, right, negated } => {
+            Expr::IsDistinct {
+                left,
+                right,
+                negated,
+            } => {
                 let (x, y) = (left.eval(ctx, row)?, right.eval(ctx, row)?);
                 let distinct = match (x.is_null(), y.is_null()) {
                     (true, true) => false,
@@ -270,12 +333,23 @@ impl Expr {
                 None => Value::Null,
                 Some(b) => Value::Bool(!b),
             }),
-            Expr::IsNull { expr, negated } => Ok(Value::Bool(expr.eval(ctx, row)?.is_null() != *negated)),
-            Expr::IsBool { expr, value, negated } => {
+            Expr::IsNull { expr, negated } => {
+                Ok(Value::Bool(expr.eval(ctx, row)?.is_null() != *negated))
+            }
+            Expr::IsBool {
+                expr,
+                value,
+                negated,
+            } => {
                 let t = truth(&expr.eval(ctx, row)?)?;
                 Ok(Value::Bool((t == Some(*value)) != *negated))
             }
-            Expr::Between { expr, low, high, negated } => {
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
                 let v = expr.eval(ctx, row)?;
                 let lo = ops::compare(&v, &low.eval(ctx, row)?)?.map(|o| o != Ordering::Less);
                 let hi = ops::compare(&v, &high.eval(ctx, row)?)?.map(|o| o != Ordering::Greater);
@@ -286,7 +360,11 @@ impl Expr {
                 };
                 Ok(negate_opt(r, *negated))
             }
-            Expr::InList { expr, list, negated } => {
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
                 let v = expr.eval(ctx, row)?;
                 if list.is_empty() {
                     return Ok(Value::Bool(*negated));
@@ -302,7 +380,11 @@ impl Expr {
                         _ => {}
                     }
                 }
-                Ok(if saw_null { Value::Null } else { Value::Bool(*negated) })
+                Ok(if saw_null {
+                    Value::Null
+                } else {
+                    Value::Bool(*negated)
+                })
             }
             Expr::InSubquery { expr, sub, negated } => {
                 let v = expr.eval(ctx, row)?;
@@ -327,15 +409,25 @@ impl Expr {
                 Ok(Value::Bool(found != *negated))
             }
             Expr::ScalarSubquery(sub) => scalar(ctx, row, sub),
-            Expr::Case { operand, whens, otherwise } => eval_case(ctx, row, operand, whens, otherwise),
+            Expr::Case {
+                operand,
+                whens,
+                otherwise,
+            } => eval_case(ctx, row, operand, whens, otherwise),
             Expr::Cast(e, ty) => ops::cast(&e.eval(ctx, row)?, *ty),
-            Expr::Like { expr, pattern, escape, negated, case_insensitive } => {
+            Expr::Like {
+                expr,
+                pattern,
+                escape,
+                negated,
+                case_insensitive,
+            } => {
                 let (v, p) = (expr.eval(ctx, row)?, pattern.eval(ctx, row)?);
                 match (&v, &p) {
                     (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
-                    (Value::Text(s), Value::Text(pat)) => {
-                        Ok(Value::Bool(ops::like(s, pat, *escape, *case_insensitive) != *negated))
-                    }
+                    (Value::Text(s), Value::Text(pat)) => Ok(Value::Bool(
+                        ops::like(s, pat, *escape, *case_insensitive) != *negated,
+                    )),
                     _ => Err(SqlError::exec(format!(
                         "operator does not exist: {} LIKE {}",
                         v.kind(),
@@ -355,10 +447,17 @@ impl Expr {
             Expr::NullIf(a, b) => {
                 let x = a.eval(ctx, row)?;
                 let y = b.eval(ctx, row)?;
-                Ok(if ops::compare(&x, &y)? == Some(Ordering::Equal) { Value::Null } else { x })
+                Ok(if ops::compare(&x, &y)? == Some(Ordering::Equal) {
+                    Value::Null
+                } else {
+                    x
+                })
             }
             Expr::Func { name, args } => {
-                let vals = args.iter().map(|a| a.eval(ctx, row)).collect::<Result<Vec<_>, _>>()?;
+                let vals = args
+                    .iter()
+                    .map(|a| a.eval(ctx, row))
+                    .collect::<Result<Vec<_>, _>>()?;
                 ops::call_scalar(name, &vals)?
                     .ok_or_else(|| SqlError::exec(format!("function {name} does not exist")))
             }
@@ -383,7 +482,11 @@ impl Expr {
     pub fn is_row_independent(&self) -> bool {
         let mut ok = !matches!(
             self,
-            Expr::Column(_) | Expr::Outer { .. } | Expr::InSubquery { .. } | Expr::Exists { .. } | Expr::ScalarSubquery(_)
+            Expr::Column(_)
+                | Expr::Outer { .. }
+                | Expr::InSubquery { .. }
+                | Expr::Exists { .. }
+                | Expr::ScalarSubquery(_)
         );
         if ok {
             self.children(&mut |c| ok = ok && c.is_row_independent());
@@ -425,7 +528,9 @@ fn concat(a: &Value, b: &Value) -> Result<Value, SqlError> {
             s.push_str(&y);
             Ok(Value::Text(smol_str::SmolStr::from(s)))
         }
-        _ => Err(SqlError::exec("internal: cast to text did not produce text")),
+        _ => Err(SqlError::exec(
+            "internal: cast to text did not produce text",
+        )),
     }
 }
 
@@ -463,9 +568,22 @@ fn check_comparable(v: &Value, set: &HashSet<Value>) -> Result<(), SqlError> {
     Ok(())
 }
 
-fn run_sub(ctx: &Ctx, row: &[Value], sub: &Subquery, limit: Option<usize>) -> Result<Vec<Vec<Value>>, SqlError> {
-    let outer = Outer { row, parent: ctx.outer };
-    let sub_ctx = Ctx { db: ctx.db, params: ctx.params, outer: Some(&outer), cache: ctx.cache };
+fn run_sub(
+    ctx: &Ctx,
+    row: &[Value],
+    sub: &Subquery,
+    limit: Option<usize>,
+) -> Result<Vec<Vec<Value>>, SqlError> {
+    let outer = Outer {
+        row,
+        parent: ctx.outer,
+    };
+    let sub_ctx = Ctx {
+        db: ctx.db,
+        params: ctx.params,
+        outer: Some(&outer),
+        cache: ctx.cache,
+    };
     exec::run_query(&sub.plan, &sub_ctx, limit)
 }
 
@@ -477,7 +595,9 @@ fn scalar(ctx: &Ctx, row: &[Value], sub: &Subquery) -> Result<Value, SqlError> {
     }
     let rows = run_sub(ctx, row, sub, Some(2))?;
     if rows.len() > 1 {
-        return Err(SqlError::exec("more than one row returned by a subquery used as an expression"));
+        return Err(SqlError::exec(
+            "more than one row returned by a subquery used as an expression",
+        ));
     }
     let v = match rows.into_iter().next() {
         None => Value::Null,
@@ -510,7 +630,10 @@ fn in_set(ctx: &Ctx, row: &[Value], sub: &Subquery) -> Result<Arc<InSet>, SqlErr
         }
     }
     let rows = run_sub(ctx, row, sub, None)?;
-    let mut set = InSet { values: HashSet::with_capacity(rows.len()), has_null: false };
+    let mut set = InSet {
+        values: HashSet::with_capacity(rows.len()),
+        has_null: false,
+    };
     for mut r in rows {
         if r.len() != 1 {
             return Err(SqlError::exec("subquery has too many columns"));

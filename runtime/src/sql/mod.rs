@@ -110,7 +110,9 @@ struct PlanCache {
 impl PlanCache {
     fn stale(&self, schema_version: u64, rows_now: usize) -> bool {
         let (then, now) = (self.rows_planned, rows_now);
-        self.schema_version != schema_version || now > then.saturating_mul(4) + 64 || then > now.saturating_mul(4) + 64
+        self.schema_version != schema_version
+            || now > then.saturating_mul(4) + 64
+            || then > now.saturating_mul(4) + 64
     }
 }
 
@@ -139,15 +141,26 @@ impl Default for Engine {
 
 fn parse(sql: &str) -> Result<Vec<ast::Statement>, SqlError> {
     if sql.len() > SQL_BYTES_MAX {
-        return Err(SqlError::Parse(format!("statement text is {} bytes, over the {SQL_BYTES_MAX} limit", sql.len())));
+        return Err(SqlError::Parse(format!(
+            "statement text is {} bytes, over the {SQL_BYTES_MAX} limit",
+            sql.len()
+        )));
     }
     let stmts = Parser::new(&SQLiteDialect {})
         .with_recursion_limit(PARSER_RECURSION_MAX)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statements())
-        .map_err(|e| SqlError::Parse(e.to_string().trim_start_matches("sql parser error: ").to_string()))?;
+        .map_err(|e| {
+            SqlError::Parse(
+                e.to_string()
+                    .trim_start_matches("sql parser error: ")
+                    .to_string(),
+            )
+        })?;
     if stmts.len() > STATEMENTS_PER_CALL_MAX {
-        return Err(SqlError::Parse(format!("more than {STATEMENTS_PER_CALL_MAX} statements in one call")));
+        return Err(SqlError::Parse(format!(
+            "more than {STATEMENTS_PER_CALL_MAX} statements in one call"
+        )));
     }
     Ok(stmts)
 }
@@ -166,7 +179,12 @@ fn rewrite_upsert(sql: &str) -> Option<String> {
 
 impl Engine {
     pub fn new() -> Engine {
-        Engine { db: Database::new(), views: BTreeMap::new(), schema_version: 0, explicit_txn: false }
+        Engine {
+            db: Database::new(),
+            views: BTreeMap::new(),
+            schema_version: 0,
+            explicit_txn: false,
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -178,7 +196,10 @@ impl Engine {
     }
 
     fn catalog(&self) -> Catalog<'_> {
-        Catalog { db: &self.db, views: &self.views }
+        Catalog {
+            db: &self.db,
+            views: &self.views,
+        }
     }
 
     /// Runs every statement in `sql` (separated by `;`) in order, each in its
@@ -213,17 +234,32 @@ impl Engine {
         let sql = rewrite_upsert(sql).unwrap_or_else(|| sql.to_string());
         let mut stmts = parse(&sql)?;
         if stmts.len() != 1 {
-            return Err(SqlError::Parse(format!("prepare takes exactly one statement, got {}", stmts.len())));
+            return Err(SqlError::Parse(format!(
+                "prepare takes exactly one statement, got {}",
+                stmts.len()
+            )));
         }
         let stmt = stmts.remove(0);
         let (plan, params) = self.plan_counted(&stmt)?;
-        let cache = PlanCache { schema_version: self.schema_version, rows_planned: self.total_rows(), plan: Arc::new(plan) };
-        Ok(Prepared { stmt, plan: RefCell::new(cache), params })
+        let cache = PlanCache {
+            schema_version: self.schema_version,
+            rows_planned: self.total_rows(),
+            plan: Arc::new(plan),
+        };
+        Ok(Prepared {
+            stmt,
+            plan: RefCell::new(cache),
+            params,
+        })
     }
 
     /// Executes a prepared statement; re-plans transparently if the schema
     /// changed since it was prepared.
-    pub fn execute_prepared(&mut self, stmt: &Prepared, params: &[Value]) -> Result<QueryResult, SqlError> {
+    pub fn execute_prepared(
+        &mut self,
+        stmt: &Prepared,
+        params: &[Value],
+    ) -> Result<QueryResult, SqlError> {
         if params.len() != stmt.params {
             return Err(SqlError::exec(format!(
                 "statement takes {} parameters but {} were given",
@@ -234,8 +270,11 @@ impl Engine {
         let rows_now = self.total_rows();
         if stmt.plan.borrow().stale(self.schema_version, rows_now) {
             let (plan, _) = self.plan_counted(&stmt.stmt)?;
-            *stmt.plan.borrow_mut() =
-                PlanCache { schema_version: self.schema_version, rows_planned: rows_now, plan: Arc::new(plan) };
+            *stmt.plan.borrow_mut() = PlanCache {
+                schema_version: self.schema_version,
+                rows_planned: rows_now,
+                plan: Arc::new(plan),
+            };
         }
         let plan = stmt.plan.borrow().plan.clone();
         self.run(&plan, params)
@@ -294,18 +333,31 @@ impl Engine {
         match plan {
             StmtPlan::Query(q, columns) => {
                 let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx { db: &self.db, params, outer: None, cache: &cache };
+                let ctx = Ctx {
+                    db: &self.db,
+                    params,
+                    outer: None,
+                    cache: &cache,
+                };
                 let rows = exec::run_query(q, &ctx, None)?;
-                Ok(QueryResult::Rows(RowSet { columns: columns.clone(), rows }))
+                Ok(QueryResult::Rows(RowSet {
+                    columns: columns.clone(),
+                    rows,
+                }))
             }
-            StmtPlan::Dml(d) => Ok(QueryResult::Affected(self.write(|db| dml::apply(db, d, params))?)),
+            StmtPlan::Dml(d) => Ok(QueryResult::Affected(
+                self.write(|db| dml::apply(db, d, params))?,
+            )),
             StmtPlan::Other(st) => self.run_other(st),
         }
     }
 
     /// Runs `f` as one statement: in its own transaction, or under a
     /// savepoint of the open one, so a failure leaves no trace.
-    fn write(&mut self, f: impl FnOnce(&mut Database) -> Result<u64, SqlError>) -> Result<u64, SqlError> {
+    fn write(
+        &mut self,
+        f: impl FnOnce(&mut Database) -> Result<u64, SqlError>,
+    ) -> Result<u64, SqlError> {
         let auto = !self.db.in_txn();
         if auto {
             self.db.begin()?;
@@ -332,7 +384,9 @@ impl Engine {
 
     fn ddl_guard(&self, what: &str) -> Result<(), SqlError> {
         if self.db.in_txn() {
-            return Err(SqlError::exec(format!("{what} cannot run inside a transaction block")));
+            return Err(SqlError::exec(format!(
+                "{what} cannot run inside a transaction block"
+            )));
         }
         Ok(())
     }
@@ -355,7 +409,12 @@ impl Engine {
                 ddl::create_view(self, cv)?;
                 "CREATE VIEW"
             }
-            S::Drop { object_type, if_exists, names, .. } => {
+            S::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => {
                 self.ddl_guard("DROP")?;
                 ddl::drop(self, object_type, *if_exists, names)?;
                 "DROP"
@@ -368,14 +427,24 @@ impl Engine {
                 self.commit()?;
                 "COMMIT"
             }
-            S::Rollback { savepoint: None, .. } => {
+            S::Rollback {
+                savepoint: None, ..
+            } => {
                 self.rollback()?;
                 "ROLLBACK"
             }
-            S::Explain { statement, analyze: false, .. } => return self.explain(statement),
+            S::Explain {
+                statement,
+                analyze: false,
+                ..
+            } => return self.explain(statement),
             other => {
                 let text = other.to_string();
-                let head: String = text.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+                let head: String = text
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 return Err(SqlError::unsupported(format!("statement {head} ...")));
             }
         };
@@ -386,7 +455,9 @@ impl Engine {
     fn explain(&self, st: &ast::Statement) -> Result<QueryResult, SqlError> {
         let text = match self.plan(st)? {
             StmtPlan::Query(q, _) => q.explain(),
-            StmtPlan::Dml(DmlPlan::Insert(i)) => format!("Insert into {}\n{}", i.table_name, i.source.explain()),
+            StmtPlan::Dml(DmlPlan::Insert(i)) => {
+                format!("Insert into {}\n{}", i.table_name, i.source.explain())
+            }
             StmtPlan::Dml(DmlPlan::Update(u)) => {
                 let mut s = "Update\n".to_string();
                 u.scan.explain_into(&mut s, 1);
@@ -401,7 +472,11 @@ impl Engine {
         };
         let rows = text.lines().map(|l| vec![Value::text(l)]).collect();
         Ok(QueryResult::Rows(RowSet {
-            columns: vec![ColumnInfo { name: "QUERY PLAN".into(), ty: Some(DataType::Varchar(None)) }].into(),
+            columns: vec![ColumnInfo {
+                name: "QUERY PLAN".into(),
+                ty: Some(DataType::Varchar(None)),
+            }]
+            .into(),
             rows,
         }))
     }

@@ -44,7 +44,12 @@ pub enum SetOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryNode {
     Select(Box<SelectPlan>),
-    SetOp { op: SetOp, all: bool, left: Box<QueryPlan>, right: Box<QueryPlan> },
+    SetOp {
+        op: SetOp,
+        all: bool,
+        left: Box<QueryPlan>,
+        right: Box<QueryPlan>,
+    },
     Values(Vec<Vec<Expr>>),
 }
 
@@ -71,9 +76,15 @@ pub struct SelectPlan {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
-    Table { id: TableId, name: String },
+    Table {
+        id: TableId,
+        name: String,
+    },
     /// A subquery or view in FROM, materialized once per execution.
-    Derived { plan: Arc<QueryPlan>, name: String },
+    Derived {
+        plan: Arc<QueryPlan>,
+        name: String,
+    },
     /// `FROM` omitted: one empty row.
     Unit,
 }
@@ -105,14 +116,31 @@ pub enum Access {
     Scan,
     /// Equality on every column of an index (keys over the combined row;
     /// they read only earlier levels, parameters and constants).
-    IndexEq { index: usize, name: String, keys: Vec<Expr> },
+    IndexEq {
+        index: usize,
+        name: String,
+        keys: Vec<Expr>,
+    },
     /// `col IN (list)` on a single-column index.
-    IndexIn { index: usize, name: String, values: Vec<Expr> },
+    IndexIn {
+        index: usize,
+        name: String,
+        values: Vec<Expr>,
+    },
     /// A range on the first column of an ordered index.
-    IndexRange { index: usize, name: String, lower: Option<(Expr, bool)>, upper: Option<(Expr, bool)> },
+    IndexRange {
+        index: usize,
+        name: String,
+        lower: Option<(Expr, bool)>,
+        upper: Option<(Expr, bool)>,
+    },
     /// Build a hash table over this source (keys over its own row) from the
     /// rows `from` yields, probe with keys over the combined row.
-    HashJoin { build: Vec<Expr>, probe: Vec<Expr>, from: Box<Access> },
+    HashJoin {
+        build: Vec<Expr>,
+        probe: Vec<Expr>,
+        from: Box<Access>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +255,12 @@ impl QueryPlan {
             QueryNode::Values(rows) => {
                 let _ = writeln!(out, "{pad}Values ({} rows)", rows.len());
             }
-            QueryNode::SetOp { op, all, left, right } => {
+            QueryNode::SetOp {
+                op,
+                all,
+                left,
+                right,
+            } => {
                 let _ = writeln!(out, "{pad}{:?}{}", op, if *all { " ALL" } else { "" });
                 left.explain_into(out, depth + 1);
                 right.explain_into(out, depth + 1);
@@ -243,8 +276,17 @@ impl SelectPlan {
             let _ = writeln!(out, "{pad}Distinct");
         }
         if let Some(a) = &self.aggregate {
-            let what = if a.keys.is_empty() { "Aggregate" } else { "HashAggregate" };
-            let _ = writeln!(out, "{pad}{what} ({} keys, {} aggregates)", a.keys.len(), a.calls.len());
+            let what = if a.keys.is_empty() {
+                "Aggregate"
+            } else {
+                "HashAggregate"
+            };
+            let _ = writeln!(
+                out,
+                "{pad}{what} ({} keys, {} aggregates)",
+                a.keys.len(),
+                a.calls.len()
+            );
         }
         for (n, level) in self.levels.iter().enumerate() {
             let src = &self.sources[level.source];
@@ -263,13 +305,19 @@ impl SelectPlan {
             let access = match &level.access {
                 Access::Scan => format!("Scan {name}"),
                 Access::IndexEq { name: ix, .. } => format!("Index lookup {name} using {ix}"),
-                Access::IndexIn { name: ix, values, .. } => {
+                Access::IndexIn {
+                    name: ix, values, ..
+                } => {
                     format!("Index lookup {name} using {ix} ({} values)", values.len())
                 }
-                Access::IndexRange { name: ix, .. } => format!("Index range scan {name} using {ix}"),
+                Access::IndexRange { name: ix, .. } => {
+                    format!("Index range scan {name} using {ix}")
+                }
                 Access::HashJoin { build, from, .. } => {
                     let src = match from.as_ref() {
-                        Access::IndexRange { name: ix, .. } => format!(", built from range on {ix}"),
+                        Access::IndexRange { name: ix, .. } => {
+                            format!(", built from range on {ix}")
+                        }
                         Access::IndexIn { name: ix, .. } | Access::IndexEq { name: ix, .. } => {
                             format!(", built from lookup on {ix}")
                         }
@@ -279,7 +327,11 @@ impl SelectPlan {
                 }
             };
             let filt = level.local_filter.len() + level.join_filter.len() + level.post_filter.len();
-            let filt = if filt > 0 { format!(" (filter: {filt})") } else { String::new() };
+            let filt = if filt > 0 {
+                format!(" (filter: {filt})")
+            } else {
+                String::new()
+            };
             let _ = writeln!(out, "{pad}{}{join}{access}{filt}", "  ".repeat(n));
         }
     }

@@ -4,11 +4,13 @@
 //! Owns: `plan_query`, `plan_subquery`, and access-path selection.
 //! Must not: execute anything (constant folding aside).
 
-use super::bind::{contains_aggregate, lower, object_name, Binder, Grouping, Mode, Scope, ScopeTable};
+use super::access::plan_levels;
+use super::bind::{
+    contains_aggregate, lower, object_name, Binder, Grouping, Mode, Scope, ScopeTable,
+};
 use super::error::SqlError;
 use super::exec::default_nulls_first;
 use super::expr::Expr;
-use super::access::plan_levels;
 use super::plan::*;
 use super::ColumnInfo;
 use crate::storage::TableId;
@@ -40,7 +42,10 @@ pub fn plan_subquery(parent: &Binder, q: &ast::Query) -> Result<(QueryPlan, bool
 }
 
 fn clone_scope(s: &Scope) -> Scope {
-    Scope { tables: s.tables.clone(), correlated: s.correlated.clone() }
+    Scope {
+        tables: s.tables.clone(),
+        correlated: s.correlated.clone(),
+    }
 }
 
 pub fn plan_query(b: &mut Binder, q: &ast::Query) -> Result<QueryPlan, SqlError> {
@@ -71,17 +76,29 @@ pub fn plan_query(b: &mut Binder, q: &ast::Query) -> Result<QueryPlan, SqlError>
     Ok(plan)
 }
 
-fn limit_clause(b: &Binder, lc: Option<&ast::LimitClause>) -> Result<(Option<Expr>, Option<Expr>), SqlError> {
+fn limit_clause(
+    b: &Binder,
+    lc: Option<&ast::LimitClause>,
+) -> Result<(Option<Expr>, Option<Expr>), SqlError> {
     let bind = |e: &ast::Expr| b.bind(e, Mode::NoColumns);
     match lc {
         None => Ok((None, None)),
-        Some(ast::LimitClause::LimitOffset { limit, offset, limit_by }) => {
+        Some(ast::LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
             if !limit_by.is_empty() {
                 return Err(SqlError::unsupported("LIMIT BY"));
             }
-            Ok((limit.as_ref().map(bind).transpose()?, offset.as_ref().map(|o| bind(&o.value)).transpose()?))
+            Ok((
+                limit.as_ref().map(bind).transpose()?,
+                offset.as_ref().map(|o| bind(&o.value)).transpose()?,
+            ))
         }
-        Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => Ok((Some(bind(limit)?), Some(bind(offset)?))),
+        Some(ast::LimitClause::OffsetCommaLimit { offset, limit }) => {
+            Ok((Some(bind(limit)?), Some(bind(offset)?)))
+        }
     }
 }
 
@@ -91,7 +108,12 @@ fn plan_set_expr(b: &mut Binder, e: &ast::SetExpr) -> Result<QueryPlan, SqlError
         ast::SetExpr::Select(s) => plan_select(b, s, &[]),
         ast::SetExpr::Query(q) => plan_query(b, q),
         ast::SetExpr::Values(v) => plan_values(b, v),
-        ast::SetExpr::SetOperation { left, op, set_quantifier, right } => {
+        ast::SetExpr::SetOperation {
+            left,
+            op,
+            set_quantifier,
+            right,
+        } => {
             let op = match op {
                 ast::SetOperator::Union => SetOp::Union,
                 ast::SetOperator::Intersect => SetOp::Intersect,
@@ -113,7 +135,12 @@ fn plan_set_expr(b: &mut Binder, e: &ast::SetExpr) -> Result<QueryPlan, SqlError
             }
             let columns = l.columns.clone();
             Ok(QueryPlan {
-                node: QueryNode::SetOp { op, all, left: Box::new(l), right: Box::new(r) },
+                node: QueryNode::SetOp {
+                    op,
+                    all,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                },
                 columns,
                 order_by: Vec::new(),
                 limit: None,
@@ -128,18 +155,36 @@ pub fn plan_values(b: &Binder, v: &ast::Values) -> Result<QueryPlan, SqlError> {
     let mut rows = Vec::with_capacity(v.rows.len());
     let mut width = None;
     for r in &v.rows {
-        let row = r.content.iter().map(|e| b.bind(e, Mode::NoColumns)).collect::<Result<Vec<_>, _>>()?;
+        let row = r
+            .content
+            .iter()
+            .map(|e| b.bind(e, Mode::NoColumns))
+            .collect::<Result<Vec<_>, _>>()?;
         if *width.get_or_insert(row.len()) != row.len() {
             return Err(SqlError::plan("VALUES lists must all be the same length"));
         }
         rows.push(row);
     }
-    let columns = (1..=width.unwrap_or(0)).map(|i| ColumnInfo { name: format!("column{i}"), ty: None }).collect();
-    Ok(QueryPlan { node: QueryNode::Values(rows), columns, order_by: Vec::new(), limit: None, offset: None })
+    let columns = (1..=width.unwrap_or(0))
+        .map(|i| ColumnInfo {
+            name: format!("column{i}"),
+            ty: None,
+        })
+        .collect();
+    Ok(QueryPlan {
+        node: QueryNode::Values(rows),
+        columns,
+        order_by: Vec::new(),
+        limit: None,
+        offset: None,
+    })
 }
 
 /// ORDER BY over a set operation's output: ordinals or output column names.
-fn output_order(columns: &[ColumnInfo], order: &[ast::OrderByExpr]) -> Result<Vec<SortKey>, SqlError> {
+fn output_order(
+    columns: &[ColumnInfo],
+    order: &[ast::OrderByExpr],
+) -> Result<Vec<SortKey>, SqlError> {
     order
         .iter()
         .map(|o| {
@@ -166,7 +211,9 @@ fn ordinal(v: &ast::Value, n: usize) -> Result<usize, SqlError> {
     match v {
         ast::Value::Number(s, _) => match s.parse::<usize>() {
             Ok(k) if k >= 1 && k <= n => Ok(k - 1),
-            _ => Err(SqlError::plan(format!("ORDER BY position {s} is not in select list"))),
+            _ => Err(SqlError::plan(format!(
+                "ORDER BY position {s} is not in select list"
+            ))),
         },
         other => Err(SqlError::plan(format!("cannot ORDER BY constant {other}"))),
     }
@@ -174,7 +221,11 @@ fn ordinal(v: &ast::Value, n: usize) -> Result<usize, SqlError> {
 
 fn sort_key(index: usize, o: &ast::OrderByOptions) -> SortKey {
     let desc = matches!(o.sort, Some(ast::OrderBySort::Desc));
-    SortKey { index, desc, nulls_first: o.nulls_first.unwrap_or_else(|| default_nulls_first(desc)) }
+    SortKey {
+        index,
+        desc,
+        nulls_first: o.nulls_first.unwrap_or_else(|| default_nulls_first(desc)),
+    }
 }
 
 /// One FROM item before levels are chosen.
@@ -186,7 +237,10 @@ struct FromItem {
     on: Option<ast::Expr>,
 }
 
-fn from_items(b: &Binder, from: &[ast::TableWithJoins]) -> Result<(Vec<FromItem>, Vec<ast::Expr>), SqlError> {
+fn from_items(
+    b: &Binder,
+    from: &[ast::TableWithJoins],
+) -> Result<(Vec<FromItem>, Vec<ast::Expr>), SqlError> {
     let mut items = Vec::new();
     let mut inner_on = Vec::new();
     let mut offset = 0;
@@ -194,12 +248,18 @@ fn from_items(b: &Binder, from: &[ast::TableWithJoins]) -> Result<(Vec<FromItem>
         push_join_tree(b, twj, &mut items, &mut inner_on, &mut offset)?;
     }
     if items.len() > FROM_ITEMS_MAX {
-        return Err(SqlError::plan(format!("too many FROM items ({}, at most {FROM_ITEMS_MAX})", items.len())));
+        return Err(SqlError::plan(format!(
+            "too many FROM items ({}, at most {FROM_ITEMS_MAX})",
+            items.len()
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for it in &items {
         if !seen.insert(it.alias.clone()) {
-            return Err(SqlError::plan(format!("table name \"{}\" specified more than once", it.alias)));
+            return Err(SqlError::plan(format!(
+                "table name \"{}\" specified more than once",
+                it.alias
+            )));
         }
     }
     Ok((items, inner_on))
@@ -216,9 +276,14 @@ fn push_join_tree(
 ) -> Result<(), SqlError> {
     {
         match &twj.relation {
-            ast::TableFactor::NestedJoin { table_with_joins, alias: None } => {
+            ast::TableFactor::NestedJoin {
+                table_with_joins,
+                alias: None,
+            } => {
                 if items.len() > FROM_ITEMS_MAX {
-                    return Err(SqlError::plan(format!("too many FROM items (at most {FROM_ITEMS_MAX})")));
+                    return Err(SqlError::plan(format!(
+                        "too many FROM items (at most {FROM_ITEMS_MAX})"
+                    )));
                 }
                 push_join_tree(b, table_with_joins, items, inner_on, offset)?
             }
@@ -235,7 +300,11 @@ fn push_join_tree(
             let on = match constraint {
                 Some(ast::JoinConstraint::On(e)) => Some(e.clone()),
                 Some(ast::JoinConstraint::None) | None => None,
-                Some(_) => return Err(SqlError::unsupported("USING or NATURAL joins (write ON a.c = b.c)")),
+                Some(_) => {
+                    return Err(SqlError::unsupported(
+                        "USING or NATURAL joins (write ON a.c = b.c)",
+                    ))
+                }
             };
             if outer {
                 push_factor(b, &j.relation, true, on, items, offset)?;
@@ -257,12 +326,29 @@ fn push_factor(
     offset: &mut usize,
 ) -> Result<(), SqlError> {
     let (kind, alias, columns) = match f {
-        ast::TableFactor::Table { name, alias, args: None, .. } => {
+        ast::TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => {
             let tname = object_name(name)?;
-            let alias_name = alias.as_ref().map(|a| lower(&a.name)).unwrap_or_else(|| tname.clone());
+            let alias_name = alias
+                .as_ref()
+                .map(|a| lower(&a.name))
+                .unwrap_or_else(|| tname.clone());
             if let Some(id) = b.catalog.db.table_id(&tname) {
-                let t = b.catalog.db.table(id).ok_or_else(|| SqlError::exec("internal: table vanished"))?;
-                let cols = t.schema().columns.iter().map(|c| (c.name.clone(), Some(c.ty))).collect::<Vec<_>>();
+                let t = b
+                    .catalog
+                    .db
+                    .table(id)
+                    .ok_or_else(|| SqlError::exec("internal: table vanished"))?;
+                let cols = t
+                    .schema()
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), Some(c.ty)))
+                    .collect::<Vec<_>>();
                 (SourceKind::Table { id, name: tname }, alias_name, cols)
             } else if let Some(view) = b.catalog.views.get(&tname) {
                 let mut vb = Binder::new(b.catalog);
@@ -271,13 +357,31 @@ fn push_factor(
                     return Err(SqlError::plan(format!("view \"{tname}\" uses parameters")));
                 }
                 rename_columns(&mut plan, &view.columns)?;
-                let cols = plan.columns.iter().map(|c| (c.name.clone(), c.ty)).collect::<Vec<_>>();
-                (SourceKind::Derived { plan: Arc::new(plan), name: tname }, alias_name, cols)
+                let cols = plan
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.ty))
+                    .collect::<Vec<_>>();
+                (
+                    SourceKind::Derived {
+                        plan: Arc::new(plan),
+                        name: tname,
+                    },
+                    alias_name,
+                    cols,
+                )
             } else {
-                return Err(SqlError::plan(format!("relation \"{tname}\" does not exist")));
+                return Err(SqlError::plan(format!(
+                    "relation \"{tname}\" does not exist"
+                )));
             }
         }
-        ast::TableFactor::Derived { subquery, alias, lateral: false, .. } => {
+        ast::TableFactor::Derived {
+            subquery,
+            alias,
+            lateral: false,
+            ..
+        } => {
             let (plan, _) = plan_subquery(b, subquery)?;
             let mut plan = plan;
             let alias_name = match alias {
@@ -288,14 +392,37 @@ fn push_factor(
                 }
                 None => return Err(SqlError::plan("subquery in FROM must have an alias")),
             };
-            let cols = plan.columns.iter().map(|c| (c.name.clone(), c.ty)).collect::<Vec<_>>();
-            (SourceKind::Derived { plan: Arc::new(plan), name: alias_name.clone() }, alias_name, cols)
+            let cols = plan
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty))
+                .collect::<Vec<_>>();
+            (
+                SourceKind::Derived {
+                    plan: Arc::new(plan),
+                    name: alias_name.clone(),
+                },
+                alias_name,
+                cols,
+            )
         }
-        ast::TableFactor::NestedJoin { .. } => return Err(SqlError::unsupported("parenthesized joins")),
+        ast::TableFactor::NestedJoin { .. } => {
+            return Err(SqlError::unsupported("parenthesized joins"))
+        }
         other => return Err(SqlError::unsupported(format!("FROM item {other}"))),
     };
     let width = columns.len();
-    items.push(FromItem { source: Source { kind, offset: *offset, width, outer }, alias, columns, on });
+    items.push(FromItem {
+        source: Source {
+            kind,
+            offset: *offset,
+            width,
+            outer,
+        },
+        alias,
+        columns,
+        on,
+    });
     *offset += width;
     Ok(())
 }
@@ -325,14 +452,29 @@ fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
     }
 }
 
-fn plan_select(b: &mut Binder, s: &ast::Select, order: &[ast::OrderByExpr]) -> Result<QueryPlan, SqlError> {
-    if s.top.is_some() || s.into.is_some() || !s.lateral_views.is_empty() || s.qualify.is_some() || !s.named_window.is_empty() {
-        return Err(SqlError::unsupported("TOP, INTO, LATERAL VIEW, QUALIFY or WINDOW"));
+fn plan_select(
+    b: &mut Binder,
+    s: &ast::Select,
+    order: &[ast::OrderByExpr],
+) -> Result<QueryPlan, SqlError> {
+    if s.top.is_some()
+        || s.into.is_some()
+        || !s.lateral_views.is_empty()
+        || s.qualify.is_some()
+        || !s.named_window.is_empty()
+    {
+        return Err(SqlError::unsupported(
+            "TOP, INTO, LATERAL VIEW, QUALIFY or WINDOW",
+        ));
     }
     let (items, inner_on) = from_items(b, &s.from)?;
     let mut scope = Scope::default();
     for it in &items {
-        scope.tables.push(ScopeTable { alias: it.alias.clone(), columns: it.columns.clone(), offset: it.source.offset });
+        scope.tables.push(ScopeTable {
+            alias: it.alias.clone(),
+            columns: it.columns.clone(),
+            offset: it.source.offset,
+        });
     }
     let width = scope.width();
     b.scopes.push(scope);
@@ -346,7 +488,9 @@ fn plan_select(b: &mut Binder, s: &ast::Select, order: &[ast::OrderByExpr]) -> R
 
 fn bind_pred(b: &Binder, e: &ast::Expr, what: &str) -> Result<Expr, SqlError> {
     if contains_aggregate(e) {
-        return Err(SqlError::plan(format!("aggregate functions are not allowed in {what}")));
+        return Err(SqlError::plan(format!(
+            "aggregate functions are not allowed in {what}"
+        )));
     }
     b.bind(e, Mode::Plain)
 }
@@ -380,18 +524,23 @@ fn plan_select_in_scope(
     for item in &s.projection {
         match item {
             ast::SelectItem::UnnamedExpr(e) => select_items.push((e.clone(), expr_name(e))),
-            ast::SelectItem::ExprWithAlias { expr, alias } => select_items.push((expr.clone(), lower(alias))),
-            ast::SelectItem::Wildcard(_) => expand_star(b, None, &mut select_items)?,
-            ast::SelectItem::QualifiedWildcard(ast::SelectItemQualifiedWildcardKind::ObjectName(n), _) => {
-                expand_star(b, Some(object_name(n)?), &mut select_items)?
+            ast::SelectItem::ExprWithAlias { expr, alias } => {
+                select_items.push((expr.clone(), lower(alias)))
             }
+            ast::SelectItem::Wildcard(_) => expand_star(b, None, &mut select_items)?,
+            ast::SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                _,
+            ) => expand_star(b, Some(object_name(n)?), &mut select_items)?,
             other => return Err(SqlError::unsupported(format!("select item {other}"))),
         }
     }
 
     let group_exprs: Vec<ast::Expr> = match &s.group_by {
         ast::GroupByExpr::Expressions(list, mods) if mods.is_empty() => list.clone(),
-        ast::GroupByExpr::Expressions(..) => return Err(SqlError::unsupported("GROUP BY modifiers")),
+        ast::GroupByExpr::Expressions(..) => {
+            return Err(SqlError::unsupported("GROUP BY modifiers"))
+        }
         ast::GroupByExpr::All(_) => return Err(SqlError::unsupported("GROUP BY ALL")),
     };
     let grouped = !group_exprs.is_empty()
@@ -403,22 +552,37 @@ fn plan_select_in_scope(
     for g in &group_exprs {
         let target = match g {
             ast::Expr::Value(v) => Some(&select_items[ordinal(&v.value, select_items.len())?].0),
-            ast::Expr::Identifier(id) if b.scopes.last().is_some_and(|sc| !scope_has(sc, &lower(id))) => {
-                select_items.iter().find(|(_, n)| *n == lower(id)).map(|(e, _)| e)
+            ast::Expr::Identifier(id)
+                if b.scopes.last().is_some_and(|sc| !scope_has(sc, &lower(id))) =>
+            {
+                select_items
+                    .iter()
+                    .find(|(_, n)| *n == lower(id))
+                    .map(|(e, _)| e)
             }
             _ => None,
         };
         keys.push(bind_pred(b, target.unwrap_or(g), "GROUP BY")?);
     }
-    let grouping = Grouping { keys, calls: RefCell::new(Vec::new()) };
-    let mode = if grouped { Mode::Grouped(&grouping) } else { Mode::Plain };
+    let grouping = Grouping {
+        keys,
+        calls: RefCell::new(Vec::new()),
+    };
+    let mode = if grouped {
+        Mode::Grouped(&grouping)
+    } else {
+        Mode::Plain
+    };
 
     let mut projection = Vec::with_capacity(select_items.len());
     let mut columns = Vec::with_capacity(select_items.len());
     for (e, name) in &select_items {
         let (x, ty) = b.bind_typed(e, mode)?;
         projection.push(x);
-        columns.push(ColumnInfo { name: name.clone(), ty });
+        columns.push(ColumnInfo {
+            name: name.clone(),
+            ty,
+        });
     }
     let having = match &s.having {
         Some(h) => Some(b.bind(h, mode)?),
@@ -433,7 +597,9 @@ fn plan_select_in_scope(
     let mut order_by = Vec::with_capacity(order.len());
     for o in order {
         let index = match &o.expr {
-            ast::Expr::Value(v) if matches!(v.value, ast::Value::Number(..)) => ordinal(&v.value, visible)?,
+            ast::Expr::Value(v) if matches!(v.value, ast::Value::Number(..)) => {
+                ordinal(&v.value, visible)?
+            }
             ast::Expr::Identifier(id) if select_items.iter().any(|(_, n)| *n == lower(id)) => {
                 let n = lower(id);
                 let hits: Vec<usize> = (0..visible).filter(|&i| columns[i].name == n).collect();
@@ -462,10 +628,22 @@ fn plan_select_in_scope(
     }
 
     let calls = grouping.calls.into_inner();
-    let aggregate = if grouped { Some(AggPlan { keys: grouping.keys, calls }) } else { None };
+    let aggregate = if grouped {
+        Some(AggPlan {
+            keys: grouping.keys,
+            calls,
+        })
+    } else {
+        None
+    };
     let mut sources: Vec<Source> = items.iter().map(|i| i.source.clone()).collect();
     if sources.is_empty() {
-        sources.push(Source { kind: SourceKind::Unit, offset: 0, width: 0, outer: false });
+        sources.push(Source {
+            kind: SourceKind::Unit,
+            offset: 0,
+            width: 0,
+            outer: false,
+        });
         on_conj.push(Vec::new());
     }
     let (levels, pre_filter) = plan_levels(b, &sources, where_conj, on_conj)?;
@@ -480,11 +658,20 @@ fn plan_select_in_scope(
         distinct,
         visible,
     };
-    Ok(QueryPlan { node: QueryNode::Select(Box::new(select)), columns, order_by, limit: None, offset: None })
+    Ok(QueryPlan {
+        node: QueryNode::Select(Box::new(select)),
+        columns,
+        order_by,
+        limit: None,
+        offset: None,
+    })
 }
 
 fn scope_has(scope: &Scope, column: &str) -> bool {
-    scope.tables.iter().any(|t| t.columns.iter().any(|(n, _)| n == column))
+    scope
+        .tables
+        .iter()
+        .any(|t| t.columns.iter().any(|(n, _)| n == column))
 }
 
 fn expr_name(e: &ast::Expr) -> String {
@@ -497,8 +684,15 @@ fn expr_name(e: &ast::Expr) -> String {
     }
 }
 
-fn expand_star(b: &Binder, table: Option<String>, out: &mut Vec<(ast::Expr, String)>) -> Result<(), SqlError> {
-    let scope = b.scopes.last().ok_or_else(|| SqlError::plan("SELECT * with no FROM clause"))?;
+fn expand_star(
+    b: &Binder,
+    table: Option<String>,
+    out: &mut Vec<(ast::Expr, String)>,
+) -> Result<(), SqlError> {
+    let scope = b
+        .scopes
+        .last()
+        .ok_or_else(|| SqlError::plan("SELECT * with no FROM clause"))?;
     let mut any = false;
     for t in &scope.tables {
         if table.as_ref().is_some_and(|n| *n != t.alias) {
@@ -506,7 +700,10 @@ fn expand_star(b: &Binder, table: Option<String>, out: &mut Vec<(ast::Expr, Stri
         }
         any = true;
         for (c, _) in &t.columns {
-            let e = ast::Expr::CompoundIdentifier(vec![ast::Ident::with_quote('"', &t.alias), ast::Ident::with_quote('"', c)]);
+            let e = ast::Expr::CompoundIdentifier(vec![
+                ast::Ident::with_quote('"', &t.alias),
+                ast::Ident::with_quote('"', c),
+            ]);
             out.push((e, c.clone()));
         }
     }
@@ -528,23 +725,43 @@ pub fn plan_table_scan(
     selection: Option<&ast::Expr>,
     extra: &[&ast::Expr],
 ) -> Result<(SelectPlan, Vec<(Expr, Option<DataType>)>), SqlError> {
-    let t = b.catalog.db.table(table).ok_or_else(|| SqlError::exec("internal: table vanished"))?;
-    let columns: Vec<(String, Option<DataType>)> = t.schema().columns.iter().map(|c| (c.name.clone(), Some(c.ty))).collect();
+    let t = b
+        .catalog
+        .db
+        .table(table)
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))?;
+    let columns: Vec<(String, Option<DataType>)> = t
+        .schema()
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), Some(c.ty)))
+        .collect();
     let width = columns.len();
     let name = t.schema().name.clone();
     let mut scope = Scope::default();
-    scope.tables.push(ScopeTable { alias: alias.to_string(), columns, offset: 0 });
+    scope.tables.push(ScopeTable {
+        alias: alias.to_string(),
+        columns,
+        offset: 0,
+    });
     b.scopes.push(scope);
     let r = (|| {
         let mut conj = Vec::new();
         if let Some(w) = selection {
             conjuncts(bind_pred(b, w, "WHERE")?, &mut conj);
         }
-        let sources = vec![Source { kind: SourceKind::Table { id: table, name }, offset: 0, width, outer: false }];
+        let sources = vec![Source {
+            kind: SourceKind::Table { id: table, name },
+            offset: 0,
+            width,
+            outer: false,
+        }];
         let mut bound = Vec::with_capacity(extra.len());
         for e in extra {
             if contains_aggregate(e) {
-                return Err(SqlError::plan("aggregate functions are not allowed in UPDATE"));
+                return Err(SqlError::plan(
+                    "aggregate functions are not allowed in UPDATE",
+                ));
             }
             bound.push(b.bind_typed(e, Mode::Plain)?);
         }

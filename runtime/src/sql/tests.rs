@@ -7,7 +7,8 @@ use crate::storage::WriteOp;
 fn engine(setup: &str) -> Engine {
     let mut e = Engine::new();
     for stmt in setup.split(';').filter(|s| !s.trim().is_empty()) {
-        e.execute(stmt).unwrap_or_else(|err| panic!("setup {stmt}: {err}"));
+        e.execute(stmt)
+            .unwrap_or_else(|err| panic!("setup {stmt}: {err}"));
     }
     e
 }
@@ -76,21 +77,34 @@ fn planner_choices_match_golden_explain() {
     if std::env::var_os("OHM_UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &out).expect("write golden file");
     }
-    let golden = std::fs::read_to_string(path).expect("golden file exists (OHM_UPDATE_GOLDEN=1 creates it)");
-    assert_eq!(out, golden, "EXPLAIN output changed; if deliberate, rerun with OHM_UPDATE_GOLDEN=1");
+    let golden =
+        std::fs::read_to_string(path).expect("golden file exists (OHM_UPDATE_GOLDEN=1 creates it)");
+    assert_eq!(
+        out, golden,
+        "EXPLAIN output changed; if deliberate, rerun with OHM_UPDATE_GOLDEN=1"
+    );
 }
 
 #[test]
 fn equality_on_indexed_column_uses_the_index_and_answers_right() {
     let mut e = engine(SCHEMA);
     let plan = rows(&mut e, "EXPLAIN SELECT id FROM t WHERE a = 20");
-    assert!(plan[0][0].to_string().contains("Index lookup t using t_a"), "{plan:?}");
-    assert_eq!(rows(&mut e, "SELECT id FROM t WHERE a = 20 ORDER BY id"), vec![ints(&[2]), ints(&[3])]);
+    assert!(
+        plan[0][0].to_string().contains("Index lookup t using t_a"),
+        "{plan:?}"
+    );
+    assert_eq!(
+        rows(&mut e, "SELECT id FROM t WHERE a = 20 ORDER BY id"),
+        vec![ints(&[2]), ints(&[3])]
+    );
     // The same answer without the index.
     e.execute("DROP INDEX t_a").unwrap();
     let plan = rows(&mut e, "EXPLAIN SELECT id FROM t WHERE a = 20");
     assert!(plan[0][0].to_string().starts_with("Scan t"), "{plan:?}");
-    assert_eq!(rows(&mut e, "SELECT id FROM t WHERE a = 20 ORDER BY id"), vec![ints(&[2]), ints(&[3])]);
+    assert_eq!(
+        rows(&mut e, "SELECT id FROM t WHERE a = 20 ORDER BY id"),
+        vec![ints(&[2]), ints(&[3])]
+    );
 }
 
 #[test]
@@ -108,32 +122,51 @@ fn prepared_statements_run_many_times_and_replan_after_ddl() {
     assert!(msg.contains("takes 1 parameters but 0 were given"), "{msg}");
     // A schema change re-plans; dropping the table makes it fail cleanly.
     e.execute("CREATE INDEX t_b ON t(b)").unwrap();
-    assert!(matches!(e.execute_prepared(&p, &[Value::Int(2)]), Ok(QueryResult::Rows(_))));
+    assert!(matches!(
+        e.execute_prepared(&p, &[Value::Int(2)]),
+        Ok(QueryResult::Rows(_))
+    ));
     e.execute("DROP TABLE u").unwrap();
     e.execute("DROP TABLE t").unwrap();
-    let msg = e.execute_prepared(&p, &[Value::Int(2)]).unwrap_err().to_string();
+    let msg = e
+        .execute_prepared(&p, &[Value::Int(2)])
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("relation \"t\" does not exist"), "{msg}");
     // $n parameters may repeat.
     let q = e.prepare("SELECT $1 + $1, $2").unwrap();
     assert_eq!(q.param_count(), 2);
     let inserted = e.prepare("INSERT INTO w VALUES (?, ?)").unwrap();
     for i in 0..100 {
-        e.execute_prepared(&inserted, &[Value::Int(i), Value::Int(i * 2)]).unwrap();
+        e.execute_prepared(&inserted, &[Value::Int(i), Value::Int(i * 2)])
+            .unwrap();
     }
-    assert_eq!(rows(&mut e, "SELECT COUNT(*), SUM(y) FROM w"), vec![ints(&[102, 9903])]);
+    assert_eq!(
+        rows(&mut e, "SELECT COUNT(*), SUM(y) FROM w"),
+        vec![ints(&[102, 9903])]
+    );
 }
 
 #[test]
 fn a_failed_statement_leaves_no_trace() {
     let mut e = engine(SCHEMA);
     // The third row collides with id 1: none of the three may stay.
-    let msg = err(&mut e, "INSERT INTO t VALUES (10, 1, 'x', 0), (11, 1, 'y', 0), (1, 1, 'z', 0)");
-    assert!(msg.contains("\"t_pkey\"") && msg.contains("(id)=(1)"), "{msg}");
+    let msg = err(
+        &mut e,
+        "INSERT INTO t VALUES (10, 1, 'x', 0), (11, 1, 'y', 0), (1, 1, 'z', 0)",
+    );
+    assert!(
+        msg.contains("\"t_pkey\"") && msg.contains("(id)=(1)"),
+        "{msg}"
+    );
     assert_eq!(rows(&mut e, "SELECT COUNT(*) FROM t"), vec![ints(&[3])]);
     // An UPDATE that fails half-way (division by zero on the last row).
     let msg = err(&mut e, "UPDATE t SET a = 100 / (id - 3)");
     assert_eq!(msg, "division by zero");
-    assert_eq!(rows(&mut e, "SELECT a FROM t ORDER BY id"), vec![ints(&[10]), ints(&[20]), ints(&[20])]);
+    assert_eq!(
+        rows(&mut e, "SELECT a FROM t ORDER BY id"),
+        vec![ints(&[10]), ints(&[20]), ints(&[20])]
+    );
 }
 
 #[test]
@@ -143,49 +176,115 @@ fn explicit_transactions_commit_roll_back_and_report_the_write_set() {
     e.execute("INSERT INTO w VALUES (7, 7)").unwrap();
     e.execute("DELETE FROM w WHERE x = 1").unwrap();
     e.execute("ROLLBACK").unwrap();
-    assert_eq!(rows(&mut e, "SELECT x FROM w ORDER BY x"), vec![ints(&[1]), ints(&[2])]);
+    assert_eq!(
+        rows(&mut e, "SELECT x FROM w ORDER BY x"),
+        vec![ints(&[1]), ints(&[2])]
+    );
 
     e.begin().unwrap();
     e.execute("INSERT INTO w VALUES (7, 7)").unwrap();
     // A failing statement inside the transaction undoes only itself.
     assert!(e.execute("INSERT INTO t VALUES (1, 0, 'dup', 0)").is_err());
     e.execute("UPDATE w SET y = 9 WHERE x = 2").unwrap();
-    assert!(e.execute("CREATE TABLE z(a INTEGER)").unwrap_err().to_string().contains("inside a transaction"));
+    assert!(e
+        .execute("CREATE TABLE z(a INTEGER)")
+        .unwrap_err()
+        .to_string()
+        .contains("inside a transaction"));
     let ws = e.commit().unwrap();
     let w = e.database().table_id("w").unwrap();
     assert_eq!(
         ws.ops,
         vec![
-            WriteOp::Insert { table: w, row: ints(&[7, 7]).into_boxed_slice() },
-            WriteOp::Update { table: w, old: ints(&[2, 2]).into_boxed_slice(), new: ints(&[2, 9]).into_boxed_slice() },
+            WriteOp::Insert {
+                table: w,
+                row: ints(&[7, 7]).into_boxed_slice()
+            },
+            WriteOp::Update {
+                table: w,
+                old: ints(&[2, 2]).into_boxed_slice(),
+                new: ints(&[2, 9]).into_boxed_slice()
+            },
         ]
     );
-    assert!(e.execute("COMMIT").unwrap_err().to_string().contains("no transaction in progress"));
+    assert!(e
+        .execute("COMMIT")
+        .unwrap_err()
+        .to_string()
+        .contains("no transaction in progress"));
 }
 
 #[test]
 fn errors_name_the_problem_and_where() {
     let mut e = engine(SCHEMA);
     let cases = [
-        ("SELECT nope FROM t", "column \"nope\" does not exist in \"t\""),
-        ("SELECT t.nope FROM t", "column \"nope\" does not exist in table \"t\""),
-        ("SELECT * FROM missing", "relation \"missing\" does not exist"),
-        ("SELECT id FROM t, u", "column reference \"id\" is ambiguous"),
-        ("SELECT b + 1 FROM t", "operator does not exist: VARCHAR(10) + BIGINT"),
-        ("SELECT * FROM t WHERE b = 5", "operator does not exist: VARCHAR(10) = BIGINT"),
-        ("SELECT a, COUNT(*) FROM t", "column \"a\" must appear in the GROUP BY clause"),
-        ("SELECT * FROM t WHERE COUNT(*) > 1", "aggregate functions are not allowed in WHERE"),
-        ("INSERT INTO t VALUES (9, 1, 'much too long', 0)", "value too long for type character varying(10)"),
-        ("INSERT INTO t (a) VALUES (1)", "null value in column \"id\" of table \"t\""),
-        ("INSERT INTO w VALUES (3000000000, 1)", "integer out of range"),
+        (
+            "SELECT nope FROM t",
+            "column \"nope\" does not exist in \"t\"",
+        ),
+        (
+            "SELECT t.nope FROM t",
+            "column \"nope\" does not exist in table \"t\"",
+        ),
+        (
+            "SELECT * FROM missing",
+            "relation \"missing\" does not exist",
+        ),
+        (
+            "SELECT id FROM t, u",
+            "column reference \"id\" is ambiguous",
+        ),
+        (
+            "SELECT b + 1 FROM t",
+            "operator does not exist: VARCHAR(10) + BIGINT",
+        ),
+        (
+            "SELECT * FROM t WHERE b = 5",
+            "operator does not exist: VARCHAR(10) = BIGINT",
+        ),
+        (
+            "SELECT a, COUNT(*) FROM t",
+            "column \"a\" must appear in the GROUP BY clause",
+        ),
+        (
+            "SELECT * FROM t WHERE COUNT(*) > 1",
+            "aggregate functions are not allowed in WHERE",
+        ),
+        (
+            "INSERT INTO t VALUES (9, 1, 'much too long', 0)",
+            "value too long for type character varying(10)",
+        ),
+        (
+            "INSERT INTO t (a) VALUES (1)",
+            "null value in column \"id\" of table \"t\"",
+        ),
+        (
+            "INSERT INTO w VALUES (3000000000, 1)",
+            "integer out of range",
+        ),
         ("SELECT 9223372036854775807 + 1", "bigint out of range"),
         ("SELECT 1 / 0", "division by zero"),
-        ("SELECT CAST('abc' AS INTEGER)", "invalid input syntax for type integer: \"abc\""),
-        ("SELEC 1", "syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"),
-        ("SELECT (SELECT x FROM w)", "more than one row returned by a subquery"),
-        ("SELECT * FROM t ORDER BY 9", "ORDER BY position 9 is not in select list"),
+        (
+            "SELECT CAST('abc' AS INTEGER)",
+            "invalid input syntax for type integer: \"abc\"",
+        ),
+        (
+            "SELEC 1",
+            "syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1",
+        ),
+        (
+            "SELECT (SELECT x FROM w)",
+            "more than one row returned by a subquery",
+        ),
+        (
+            "SELECT * FROM t ORDER BY 9",
+            "ORDER BY position 9 is not in select list",
+        ),
         ("CREATE TABLE t(a INTEGER)", "relation \"t\" already exists"),
-        ("SELECT nosuchfn(1)", "function nosuchfn(BIGINT) does not exist"),
+        (
+            "SELECT nosuchfn(1)",
+            "function nosuchfn(BIGINT) does not exist",
+        ),
     ];
     for (sql, want) in cases {
         let got = err(&mut e, sql);
@@ -200,14 +299,31 @@ fn hostile_input_is_an_error_not_a_crash() {
     assert!(e.execute(&deep).is_err());
     let deep_sub = format!("SELECT {}1{}", "(SELECT ".repeat(300), ")".repeat(300));
     assert!(e.execute(&deep_sub).is_err());
-    let long_in = format!("SELECT COUNT(*) FROM t WHERE a IN ({})", (0..10_000).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+    let long_in = format!(
+        "SELECT COUNT(*) FROM t WHERE a IN ({})",
+        (0..10_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     assert_eq!(rows(&mut e, &long_in), vec![ints(&[3])]);
     // Found by the fuzzer: a multi-byte character across byte 6.
-    for junk in ["\u{e6}'\u{f7}", "UPSERTX INTO w VALUES (1, 1)", "ups\u{e9}rt"] {
+    for junk in [
+        "\u{e6}'\u{f7}",
+        "UPSERTX INTO w VALUES (1, 1)",
+        "ups\u{e9}rt",
+    ] {
         assert!(e.execute(junk).is_err());
         assert!(e.prepare(junk).is_err());
     }
-    for junk in ["", ";;;", "SELECT", "INSERT INTO t VALUES (", "\u{0}\u{1}", "SELECT * FROM t WHERE a LIKE 'a' ESCAPE 'xy'"] {
+    for junk in [
+        "",
+        ";;;",
+        "SELECT",
+        "INSERT INTO t VALUES (",
+        "\u{0}\u{1}",
+        "SELECT * FROM t WHERE a LIKE 'a' ESCAPE 'xy'",
+    ] {
         let _ = e.execute(junk);
     }
     assert_eq!(rows(&mut e, "SELECT COUNT(*) FROM t"), vec![ints(&[3])]);
@@ -218,8 +334,10 @@ fn decimal_timestamp_boolean_and_bytes_round_trip() {
     let mut e = engine(
         "CREATE TABLE m(k SMALLINT PRIMARY KEY, amount DECIMAL(10,2) DEFAULT 0, at TIMESTAMP, ok BOOLEAN NOT NULL DEFAULT true, raw VARBINARY(4))",
     );
-    e.execute("INSERT INTO m (k, amount, at, raw) VALUES (1, 0.1, '2024-02-29 12:00:00', X'00ff')").unwrap();
-    e.execute("INSERT INTO m (k, amount) VALUES (2, 0.2)").unwrap();
+    e.execute("INSERT INTO m (k, amount, at, raw) VALUES (1, 0.1, '2024-02-29 12:00:00', X'00ff')")
+        .unwrap();
+    e.execute("INSERT INTO m (k, amount) VALUES (2, 0.2)")
+        .unwrap();
     let r = rows(&mut e, "SELECT SUM(amount), SUM(amount) = 0.3 FROM m");
     assert_eq!(r[0][0].to_string(), "0.30");
     assert_eq!(r[0][1], Value::Bool(true), "decimal arithmetic is exact");
@@ -228,19 +346,29 @@ fn decimal_timestamp_boolean_and_bytes_round_trip() {
     assert_eq!(r[0][1], Value::Bool(true));
     assert_eq!(r[0][2].to_string(), "\\x00ff");
     assert!(err(&mut e, "INSERT INTO m (k) VALUES (40000)").contains("smallint out of range"));
-    assert!(err(&mut e, "INSERT INTO m (k, amount) VALUES (3, 123456789.5)").contains("numeric field overflow"));
-    assert!(err(&mut e, "INSERT INTO m (k, at) VALUES (3, '2023-02-30')").contains("invalid input syntax for type timestamp"));
+    assert!(
+        err(&mut e, "INSERT INTO m (k, amount) VALUES (3, 123456789.5)")
+            .contains("numeric field overflow")
+    );
+    assert!(
+        err(&mut e, "INSERT INTO m (k, at) VALUES (3, '2023-02-30')")
+            .contains("invalid input syntax for type timestamp")
+    );
 }
 
 #[test]
 fn upsert_forms() {
-    let mut e = engine("CREATE TABLE kv(k INTEGER PRIMARY KEY, v VARCHAR(20), n INTEGER DEFAULT 0)");
+    let mut e =
+        engine("CREATE TABLE kv(k INTEGER PRIMARY KEY, v VARCHAR(20), n INTEGER DEFAULT 0)");
     e.execute("INSERT INTO kv VALUES (1, 'a', 1)").unwrap();
     e.execute("INSERT INTO kv VALUES (1, 'b', 1) ON CONFLICT (k) DO UPDATE SET v = excluded.v, n = kv.n + 1").unwrap();
-    e.execute("INSERT INTO kv VALUES (1, 'c', 1) ON CONFLICT DO NOTHING").unwrap();
-    e.execute("INSERT INTO kv VALUES (2, 'x', 5) ON CONFLICT (k) DO UPDATE SET n = 0").unwrap();
+    e.execute("INSERT INTO kv VALUES (1, 'c', 1) ON CONFLICT DO NOTHING")
+        .unwrap();
+    e.execute("INSERT INTO kv VALUES (2, 'x', 5) ON CONFLICT (k) DO UPDATE SET n = 0")
+        .unwrap();
     e.execute("UPSERT INTO kv VALUES (2, 'y', 6)").unwrap();
-    e.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (3, 'z')").unwrap();
+    e.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (3, 'z')")
+        .unwrap();
     let r = rows(&mut e, "SELECT k, v, n FROM kv ORDER BY k");
     let want: Vec<Vec<Value>> = vec![
         vec![Value::Int(1), Value::text("b"), Value::Int(2)],
@@ -248,7 +376,11 @@ fn upsert_forms() {
         vec![Value::Int(3), Value::text("z"), Value::Int(0)],
     ];
     assert_eq!(r, want);
-    assert!(err(&mut e, "INSERT INTO kv VALUES (1, 'q', 0) ON CONFLICT (v) DO NOTHING").contains("no unique or exclusion constraint"));
+    assert!(err(
+        &mut e,
+        "INSERT INTO kv VALUES (1, 'q', 0) ON CONFLICT (v) DO NOTHING"
+    )
+    .contains("no unique or exclusion constraint"));
 }
 
 #[test]
@@ -256,8 +388,12 @@ fn partition_declaration_is_recorded() {
     let mut e = engine("CREATE TABLE votes(phone BIGINT NOT NULL, state VARCHAR(2))");
     e.execute("PARTITION TABLE votes ON COLUMN phone").unwrap();
     let id = e.database().table_id("votes").unwrap();
-    assert_eq!(e.database().table(id).unwrap().schema().partition_column, Some(0));
-    assert!(err(&mut e, "PARTITION TABLE votes ON COLUMN nope").contains("column \"nope\" does not exist"));
+    assert_eq!(
+        e.database().table(id).unwrap().schema().partition_column,
+        Some(0)
+    );
+    assert!(err(&mut e, "PARTITION TABLE votes ON COLUMN nope")
+        .contains("column \"nope\" does not exist"));
     assert!(err(&mut e, "PARTITION TABLE votes ON phone").contains("expected PARTITION TABLE"));
 }
 

@@ -58,9 +58,13 @@ pub fn coerce_to_column(v: &Value, ty: DataType) -> Result<Value, SqlError> {
     match (v, ty) {
         (Value::Null, _) => Ok(Value::Null),
         // Already of the column's type and within its bounds: share it, no copy.
-        (Value::Int(i), _) if ty.int_range().is_some_and(|(lo, hi)| (lo..=hi).contains(i)) => Ok(v.clone()),
+        (Value::Int(i), _) if ty.int_range().is_some_and(|(lo, hi)| (lo..=hi).contains(i)) => {
+            Ok(v.clone())
+        }
         (Value::Double(_), DataType::Double) | (Value::Bool(_), DataType::Boolean) => Ok(v.clone()),
-        (Value::Timestamp(_), DataType::Timestamp) | (Value::Text(_), DataType::Varchar(None)) => Ok(v.clone()),
+        (Value::Timestamp(_), DataType::Timestamp) | (Value::Text(_), DataType::Varchar(None)) => {
+            Ok(v.clone())
+        }
         (Value::Text(t), DataType::Varchar(Some(n))) if t.len() <= n as usize => Ok(v.clone()),
         (Value::Bool(_) | Value::Bytes(_) | Value::Timestamp(_), _) if ty.is_numeric() => {
             Err(mismatch(v, ty))
