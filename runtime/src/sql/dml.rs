@@ -373,7 +373,10 @@ fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, Sq
             cache: &cache,
         };
         let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
-            let mut full: Vec<Value> = p.defaults.iter().map(|d| d.eval(&ctx, &[])).collect::<Result<_, _>>()?;
+            let mut full: Vec<Value> = Vec::with_capacity(p.defaults.len());
+                for d in &p.defaults {
+                    full.push(d.eval(&ctx, &[])?);
+                }
             for &t in &p.targets {
                 if let Some(v) = values.next() {
                     full[t] = v?;
