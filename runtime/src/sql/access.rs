@@ -78,6 +78,7 @@ pub fn plan_levels(
             local_filter: Vec::new(),
             join_filter: Vec::new(),
             post_filter: Vec::new(),
+            exact_filters: Vec::new(),
         };
         // ON conjuncts of an outer source decide matching.
         let mut on_local = Vec::new();
@@ -113,6 +114,7 @@ pub fn plan_levels(
         // A later outer source may make earlier-placed WHERE predicates
         // depend on NULL extension: those went to `post` above.
         level.access = choose_access(b, sources, si, &placed, &local, &join);
+        level.exact_filters = exact_filters(b, &sources[si], &level.access, &local);
         let off = src.offset;
         level.local_filter = local
             .into_iter()
@@ -496,4 +498,85 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
             from: Box::new(Access::Scan),
         })
     }
+}
+
+/// Which local predicates the chosen index access answers by itself for
+/// integer probes: `col = key` for each key of an index lookup, and the
+/// bounds of a range, on integer columns.
+fn exact_filters(b: &Binder, src: &Source, access: &Access, local: &[Expr]) -> Vec<usize> {
+    let SourceKind::Table { id, .. } = &src.kind else {
+        return Vec::new();
+    };
+    let Some(table) = b.catalog.db.table(*id) else {
+        return Vec::new();
+    };
+    let schema = table.schema();
+    let int_col = |c: usize| schema.columns.get(c).is_some_and(|col| col.ty.is_integer());
+    let col = |c: usize| Expr::Column(src.offset + c);
+    let is_cmp = |e: &Expr, op: CmpOp, c: usize, k: &Expr| match e {
+        Expr::Cmp(o, l, r) => {
+            (*o == op && **l == col(c) && **r == *k)
+                || (o.flip() == op && **r == col(c) && **l == *k)
+        }
+        _ => false,
+    };
+    let mut out = Vec::new();
+    match access {
+        Access::IndexEq { index, keys, .. } => {
+            let Some(ix) = schema.indexes.get(*index) else {
+                return out;
+            };
+            for (c, k) in ix.columns.iter().zip(keys) {
+                if !int_col(*c) {
+                    continue;
+                }
+                if let Some(i) = local.iter().position(|e| is_cmp(e, CmpOp::Eq, *c, k)) {
+                    out.push(i);
+                }
+            }
+        }
+        Access::IndexRange {
+            index,
+            lower,
+            upper,
+            ..
+        } => {
+            let Some(&c) = schema.indexes.get(*index).and_then(|ix| ix.columns.first()) else {
+                return out;
+            };
+            if !int_col(c) {
+                return out;
+            }
+            for (i, e) in local.iter().enumerate() {
+                let exact = match e {
+                    Expr::Between {
+                        expr,
+                        low,
+                        high,
+                        negated: false,
+                    } => {
+                        **expr == col(c)
+                            && lower.as_ref().is_some_and(|(x, incl)| *incl && *x == **low)
+                            && upper
+                                .as_ref()
+                                .is_some_and(|(x, incl)| *incl && *x == **high)
+                    }
+                    _ => {
+                        let lo = lower.as_ref().is_some_and(|(x, incl)| {
+                            is_cmp(e, if *incl { CmpOp::GtEq } else { CmpOp::Gt }, c, x)
+                        });
+                        let hi = upper.as_ref().is_some_and(|(x, incl)| {
+                            is_cmp(e, if *incl { CmpOp::LtEq } else { CmpOp::Lt }, c, x)
+                        });
+                        lo || hi
+                    }
+                };
+                if exact {
+                    out.push(i);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }

@@ -396,13 +396,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         // Hash tables were built from rows that passed the local filter.
         let hashed = matches!(level.access, Access::HashJoin { .. });
         let mut matched = false;
+        let skip = self.exact_probe(level, buf)?;
         'rows: for (_, row) in self.candidates(st, lvl, buf)? {
-            if !hashed {
-                for f in &level.local_filter {
-                    if !f.eval_pred(self.ctx, row)? {
-                        continue 'rows;
-                    }
-                }
+            if !hashed && !self.local_ok(level, skip, row)? {
+                continue 'rows;
             }
             buf[src.offset..src.offset + src.width].clone_from_slice(row);
             for f in &level.join_filter {
@@ -424,6 +421,50 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             }
             if self.post_ok(level, buf)? {
                 return self.visit(st, lvl + 1, buf, sink);
+            }
+        }
+        Ok(true)
+    }
+
+    /// True when the level's index keys and bounds all evaluate to integers,
+    /// so its `exact_filters` are already guaranteed by the index.
+    fn exact_probe(&self, level: &Level, buf: &[Value]) -> Result<bool, SqlError> {
+        if level.exact_filters.is_empty() {
+            return Ok(false);
+        }
+        let is_int = |e: &Expr| -> Result<bool, SqlError> {
+            Ok(matches!(e.eval(self.ctx, buf)?, Value::Int(_)))
+        };
+        match &level.access {
+            Access::IndexEq { keys, .. } => {
+                for k in keys {
+                    if !is_int(k)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Access::IndexRange { lower, upper, .. } => {
+                for (e, _) in lower.iter().chain(upper.iter()) {
+                    if !is_int(e)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The level's own predicates on a candidate row, minus those the index
+    /// already guarantees (`skip`).
+    fn local_ok(&self, level: &Level, skip: bool, row: &[Value]) -> Result<bool, SqlError> {
+        for (i, f) in level.local_filter.iter().enumerate() {
+            if skip && level.exact_filters.contains(&i) {
+                continue;
+            }
+            if !f.eval_pred(self.ctx, row)? {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -475,13 +516,12 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let Some(t) = self.table(src)? else {
             return Ok(None);
         };
+        let skip = self.exact_probe(level, &[])?;
         let pass = |row: &[Value]| -> Result<bool, SqlError> {
-            for f in level
-                .local_filter
-                .iter()
-                .chain(&level.join_filter)
-                .chain(&level.post_filter)
-            {
+            if !self.local_ok(level, skip, row)? {
+                return Ok(false);
+            }
+            for f in level.join_filter.iter().chain(&level.post_filter) {
                 if !f.eval_pred(self.ctx, row)? {
                     return Ok(false);
                 }

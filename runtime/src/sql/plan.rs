@@ -109,6 +109,11 @@ pub struct Level {
     pub join_filter: Vec<Expr>,
     /// Outer sources only: WHERE predicates checked after NULL extension.
     pub post_filter: Vec<Expr>,
+    /// Positions in `local_filter` that the access path answers exactly when
+    /// its keys and bounds evaluate to integers (an integer index probed with
+    /// integers): those need no re-check per row. Any other probe value
+    /// re-checks them, so type errors and numeric subtleties still surface.
+    pub exact_filters: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -407,3 +407,65 @@ fn nulls_sort_last_ascending_like_postgresql() {
     let first = rows(&mut e, "SELECT x FROM n ORDER BY x NULLS FIRST");
     assert_eq!(first[0], vec![Value::Null]);
 }
+
+#[test]
+fn index_answers_match_filters_for_every_probe_type() {
+    let mut e =
+        engine("CREATE TABLE k(id INTEGER PRIMARY KEY, v INTEGER); CREATE INDEX k_v ON k(v)");
+    for i in 0..20 {
+        e.execute(&format!("INSERT INTO k VALUES ({i}, {})", i % 5))
+            .unwrap();
+    }
+    let eq = e.prepare("SELECT id FROM k WHERE id = ?").unwrap();
+    let range = e
+        .prepare("SELECT id FROM k WHERE id BETWEEN ? AND ? ORDER BY id")
+        .unwrap();
+    let ids = |r: QueryResult| match r {
+        QueryResult::Rows(r) => r
+            .rows
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    // Integer probes (the index alone answers) and other numeric probes
+    // (the predicate is re-checked) must agree with SQL's `=` and BETWEEN.
+    assert_eq!(
+        ids(e.execute_prepared(&eq, &[Value::Int(7)]).unwrap()),
+        ints(&[7])
+    );
+    assert_eq!(
+        ids(e.execute_prepared(&eq, &[Value::Double(7.0)]).unwrap()),
+        ints(&[7])
+    );
+    assert!(ids(e.execute_prepared(&eq, &[Value::Double(7.5)]).unwrap()).is_empty());
+    assert!(ids(e.execute_prepared(&eq, &[Value::Null]).unwrap()).is_empty());
+    assert_eq!(
+        ids(e
+            .execute_prepared(&range, &[Value::Int(3), Value::Int(5)])
+            .unwrap()),
+        ints(&[3, 4, 5])
+    );
+    assert_eq!(
+        ids(e
+            .execute_prepared(&range, &[Value::Double(2.5), Value::Double(5.5)])
+            .unwrap()),
+        ints(&[3, 4, 5])
+    );
+    assert!(ids(e
+        .execute_prepared(&range, &[Value::Int(5), Value::Int(3)])
+        .unwrap())
+    .is_empty());
+    assert!(ids(e
+        .execute_prepared(&range, &[Value::Null, Value::Int(3)])
+        .unwrap())
+    .is_empty());
+    // Mixed: the range on `id` is exact, the other predicate still applies.
+    let r = rows(
+        &mut e,
+        "SELECT id FROM k WHERE id >= 10 AND id < 15 AND v = 2 ORDER BY id",
+    );
+    assert_eq!(r, vec![ints(&[12])]);
+    let r = rows(&mut e, "SELECT COUNT(*) FROM k WHERE v = 2 AND id > 3");
+    assert_eq!(r, vec![ints(&[3])]);
+}
