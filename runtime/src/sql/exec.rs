@@ -516,8 +516,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let Some(t) = self.table(src)? else {
             return Ok(None);
         };
-        let skip = self.exact_probe(level, &[])?;
-        let pass = |row: &[Value]| -> Result<bool, SqlError> {
+        let pass = |row: &[Value], skip: bool| -> Result<bool, SqlError> {
             if !self.local_ok(level, skip, row)? {
                 return Ok(false);
             }
@@ -550,8 +549,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 if key.iter().any(Value::is_null) {
                     return Ok(Some(()));
                 }
+                // Same rule as `exact_probe`, on the key already evaluated.
+                let skip = !level.exact_filters.is_empty()
+                    && key.iter().all(|v| matches!(v, Value::Int(_)));
                 if let Some(row) = t.index_get(*index, key).and_then(|id| t.get(id)) {
-                    if pass(row)? {
+                    if pass(row, skip)? {
                         sink(row)?;
                     }
                 }
@@ -562,8 +564,9 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             derived: Vec::new(),
             hash: Vec::new(),
         };
+        let skip = self.exact_probe(level, &[])?;
         for (_, row) in self.candidates(&st, 0, &[])? {
-            if pass(row)? && !sink(row)? {
+            if pass(row, skip)? && !sink(row)? {
                 break;
             }
         }
@@ -619,9 +622,14 @@ fn run_select(
 ) -> Result<Vec<Vec<Value>>, SqlError> {
     let runner = Runner { plan, ctx };
     let mut out: Vec<Vec<Value>> = Vec::new();
-    let mut seen: HashSet<Vec<Value>> = HashSet::new();
+    // Built only for DISTINCT: a std HashSet seeds its hasher on creation.
+    let mut seen: Option<HashSet<Vec<Value>>> = None;
     let mut emit = |row: Vec<Value>, out: &mut Vec<Vec<Value>>| -> Result<bool, SqlError> {
-        if plan.distinct && !seen.insert(row[..plan.visible].to_vec()) {
+        if plan.distinct
+            && !seen
+                .get_or_insert_with(HashSet::new)
+                .insert(row[..plan.visible].to_vec())
+        {
             return Ok(true);
         }
         out.push(row);

@@ -14,7 +14,7 @@ use crate::storage::Database;
 use crate::types::{DataType, Value};
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,9 +151,11 @@ pub enum Expr {
 /// Results of uncorrelated subqueries, computed once per statement execution.
 #[derive(Default)]
 pub struct SubqueryCache {
-    scalars: HashMap<usize, Value>,
-    sets: HashMap<usize, Arc<InSet>>,
-    exists: HashMap<usize, bool>,
+    // Keyed by subquery slot. BTreeMaps: empty ones cost nothing to create,
+    // which matters on the point-query path where there are no subqueries.
+    scalars: BTreeMap<usize, Value>,
+    sets: BTreeMap<usize, Arc<InSet>>,
+    exists: BTreeMap<usize, bool>,
 }
 
 /// The values of an IN subquery, ready for membership tests.
