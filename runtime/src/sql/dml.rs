@@ -115,7 +115,10 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         Some(other) => return Err(SqlError::unsupported(format!("{other}"))),
     }
     let column_types = schema.columns.iter().map(|c| c.ty).collect();
+    let all_columns_in_order =
+        targets.len() == schema.columns.len() && targets.iter().enumerate().all(|(i, t)| i == *t);
     Ok(DmlPlan::Insert(InsertPlan {
+        all_columns_in_order,
         table: id,
         table_name: tname,
         source: Box::new(source),
@@ -323,11 +326,9 @@ fn coerce_row(
     names: impl Fn(usize) -> String,
 ) -> Result<(), SqlError> {
     for (i, (v, ty)) in row.iter_mut().zip(types).enumerate() {
-        if !v.is_null() {
-            *v = ops::coerce_to_column(v, *ty).map_err(|e| {
-                SqlError::exec(format!("column \"{}\" of table \"{table}\": {e}", names(i)))
-            })?;
-        }
+        *v = ops::coerce_owned(std::mem::replace(v, Value::Null), *ty).map_err(|e| {
+            SqlError::exec(format!("column \"{}\" of table \"{table}\": {e}", names(i)))
+        })?;
     }
     Ok(())
 }
@@ -374,12 +375,19 @@ fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, Sq
         };
         let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
             let mut full: Vec<Value> = Vec::with_capacity(p.defaults.len());
+            if p.all_columns_in_order {
+                // Every column given, in table order: no defaults to place.
+                for v in values {
+                    full.push(v?);
+                }
+            } else {
                 for d in &p.defaults {
                     full.push(d.eval(&ctx, &[])?);
                 }
-            for &t in &p.targets {
-                if let Some(v) = values.next() {
-                    full[t] = v?;
+                for &t in &p.targets {
+                    if let Some(v) = values.next() {
+                        full[t] = v?;
+                    }
                 }
             }
             coerce_row(&mut full, &p.column_types, &p.table_name, |i| column_name(db, p.table, i))?;

@@ -203,6 +203,8 @@ pub struct InsertPlan {
     pub source: Box<QueryPlan>,
     /// Table column receiving each source column.
     pub targets: Vec<usize>,
+    /// `targets` is every column in table order (the source row is the row).
+    pub all_columns_in_order: bool,
     /// The full row template: defaults (or NULL) for columns not targeted.
     pub defaults: Vec<Expr>,
     pub column_types: Vec<DataType>,

@@ -55,17 +55,38 @@ pub fn cast(v: &Value, ty: DataType) -> Result<Value, SqlError> {
 /// error unless the excess is spaces; values render into text columns; a
 /// boolean into a numeric column or a number into a boolean one is an error.
 pub fn coerce_to_column(v: &Value, ty: DataType) -> Result<Value, SqlError> {
+    if fits_column(v, ty) {
+        return Ok(v.clone());
+    }
+    coerce_slow(v, ty)
+}
+
+/// `coerce_to_column` for an owned value: one already of the column's type
+/// moves through untouched.
+pub fn coerce_owned(v: Value, ty: DataType) -> Result<Value, SqlError> {
+    if fits_column(&v, ty) {
+        return Ok(v);
+    }
+    coerce_slow(&v, ty)
+}
+
+/// NULL, or already of the column's type and within its bounds.
+fn fits_column(v: &Value, ty: DataType) -> bool {
     match (v, ty) {
-        (Value::Null, _) => Ok(Value::Null),
-        // Already of the column's type and within its bounds: share it, no copy.
-        (Value::Int(i), _) if ty.int_range().is_some_and(|(lo, hi)| (lo..=hi).contains(i)) => {
-            Ok(v.clone())
-        }
-        (Value::Double(_), DataType::Double) | (Value::Bool(_), DataType::Boolean) => Ok(v.clone()),
-        (Value::Timestamp(_), DataType::Timestamp) | (Value::Text(_), DataType::Varchar(None)) => {
-            Ok(v.clone())
-        }
-        (Value::Text(t), DataType::Varchar(Some(n))) if t.len() <= n as usize => Ok(v.clone()),
+        (Value::Null, _) => true,
+        (Value::Int(i), _) => ty.int_range().is_some_and(|(lo, hi)| (lo..=hi).contains(i)),
+        (Value::Double(_), DataType::Double)
+        | (Value::Bool(_), DataType::Boolean)
+        | (Value::Timestamp(_), DataType::Timestamp)
+        | (Value::Text(_), DataType::Varchar(None)) => true,
+        // Bytes bound characters from above: within n bytes is within n chars.
+        (Value::Text(t), DataType::Varchar(Some(n))) => t.len() <= n as usize,
+        _ => false,
+    }
+}
+
+fn coerce_slow(v: &Value, ty: DataType) -> Result<Value, SqlError> {
+    match (v, ty) {
         (Value::Bool(_) | Value::Bytes(_) | Value::Timestamp(_), _) if ty.is_numeric() => {
             Err(mismatch(v, ty))
         }

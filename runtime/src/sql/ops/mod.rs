@@ -20,7 +20,7 @@ mod func_num;
 mod func_text;
 mod like;
 
-pub use cast::{cast, coerce_to_column, format_double, render_text};
+pub use cast::{cast, coerce_owned, coerce_to_column, format_double, render_text};
 pub use func::{call_scalar, common_type, scalar_return_type};
 pub use like::like;
 
