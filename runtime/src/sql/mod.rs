@@ -104,15 +104,40 @@ struct PlanCache {
     /// depend on table sizes, so a plan made on empty tables is redone once
     /// the data has grown (or shrunk) a lot.
     rows_planned: usize,
+    /// Executions since the sizes were last compared.
+    since_size_check: u32,
     plan: Arc<StmtPlan>,
 }
 
+/// How often (in executions) a prepared statement compares table sizes with
+/// those it was planned for: counting rows visits every table, too much to
+/// do on every call of a point query.
+const SIZE_CHECK_EVERY: u32 = 64;
+
 impl PlanCache {
-    fn stale(&self, schema_version: u64, rows_now: usize) -> bool {
-        let (then, now) = (self.rows_planned, rows_now);
-        self.schema_version != schema_version
-            || now > then.saturating_mul(4) + 64
-            || then > now.saturating_mul(4) + 64
+    fn new(schema_version: u64, rows_planned: usize, plan: StmtPlan) -> PlanCache {
+        PlanCache {
+            schema_version,
+            rows_planned,
+            // The first execution compares: statements are often prepared
+            // before the data is loaded.
+            since_size_check: SIZE_CHECK_EVERY - 1,
+            plan: Arc::new(plan),
+        }
+    }
+
+    /// Whether to re-plan; `rows_now` is asked for only now and then.
+    fn stale(&mut self, schema_version: u64, rows_now: impl FnOnce() -> usize) -> Option<usize> {
+        if self.schema_version != schema_version {
+            return Some(rows_now());
+        }
+        self.since_size_check += 1;
+        if self.since_size_check < SIZE_CHECK_EVERY {
+            return None;
+        }
+        self.since_size_check = 0;
+        let (then, now) = (self.rows_planned, rows_now());
+        (now > then.saturating_mul(4) + 64 || then > now.saturating_mul(4) + 64).then_some(now)
     }
 }
 
@@ -241,11 +266,7 @@ impl Engine {
         }
         let stmt = stmts.remove(0);
         let (plan, params) = self.plan_counted(&stmt)?;
-        let cache = PlanCache {
-            schema_version: self.schema_version,
-            rows_planned: self.total_rows(),
-            plan: Arc::new(plan),
-        };
+        let cache = PlanCache::new(self.schema_version, self.total_rows(), plan);
         Ok(Prepared {
             stmt,
             plan: RefCell::new(cache),
@@ -267,14 +288,13 @@ impl Engine {
                 params.len()
             )));
         }
-        let rows_now = self.total_rows();
-        if stmt.plan.borrow().stale(self.schema_version, rows_now) {
+        let stale = stmt
+            .plan
+            .borrow_mut()
+            .stale(self.schema_version, || self.total_rows());
+        if let Some(rows_now) = stale {
             let (plan, _) = self.plan_counted(&stmt.stmt)?;
-            *stmt.plan.borrow_mut() = PlanCache {
-                schema_version: self.schema_version,
-                rows_planned: rows_now,
-                plan: Arc::new(plan),
-            };
+            *stmt.plan.borrow_mut() = PlanCache::new(self.schema_version, rows_now, plan);
         }
         let plan = stmt.plan.borrow().plan.clone();
         self.run(&plan, params)
