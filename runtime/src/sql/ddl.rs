@@ -103,12 +103,7 @@ fn const_value(
         .bind(e, Mode::NoColumns)
         .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))?;
     let cache = RefCell::new(Default::default());
-    let ctx = Ctx {
-        db: &engine.db,
-        params: &[],
-        outer: None,
-        cache: &cache,
-    };
+    let ctx = Ctx::new(&engine.db, &[], &cache);
     let v = x.eval(&ctx, &[])?;
     ops::coerce_to_column(&v, ty)
         .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))

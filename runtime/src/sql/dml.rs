@@ -348,12 +348,7 @@ pub fn apply(db: &mut Database, plan: &DmlPlan, params: &[Value]) -> Result<u64,
         DmlPlan::Delete(p) => {
             let ids = {
                 let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx {
-                    db,
-                    params,
-                    outer: None,
-                    cache: &cache,
-                };
+                let ctx = Ctx::new(db, params, &cache);
                 exec::matching_row_ids(&p.scan, &ctx)?
             };
             for (id, _) in &ids {
@@ -367,12 +362,7 @@ pub fn apply(db: &mut Database, plan: &DmlPlan, params: &[Value]) -> Result<u64,
 fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, SqlError> {
     let rows = {
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx {
-            db,
-            params,
-            outer: None,
-            cache: &cache,
-        };
+        let ctx = Ctx::new(db, params, &cache);
         let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
             let mut full: Vec<Value> = Vec::with_capacity(p.defaults.len());
             if p.all_columns_in_order {
@@ -503,12 +493,7 @@ fn do_update(
         let mut both: Vec<Value> = old.to_vec();
         both.extend_from_slice(new);
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx {
-            db,
-            params,
-            outer: None,
-            cache: &cache,
-        };
+        let ctx = Ctx::new(db, params, &cache);
         if let Some(f) = &du.filter {
             if !f.eval_pred(&ctx, &both)? {
                 return Ok(false);
@@ -532,12 +517,7 @@ fn do_update(
 fn update(db: &mut Database, p: &UpdatePlan, params: &[Value]) -> Result<u64, SqlError> {
     let changes = {
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx {
-            db,
-            params,
-            outer: None,
-            cache: &cache,
-        };
+        let ctx = Ctx::new(db, params, &cache);
         let tname = db
             .table(p.table)
             .map(|t| t.schema().name.clone())

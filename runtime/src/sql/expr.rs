@@ -179,6 +179,20 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// A statement's top-level context: no enclosing rows.
+    pub fn new(
+        db: &'a Database,
+        params: &'a [Value],
+        cache: &'a RefCell<SubqueryCache>,
+    ) -> Ctx<'a> {
+        Ctx {
+            db,
+            params,
+            outer: None,
+            cache,
+        }
+    }
+
     fn outer_value(&self, depth: usize, index: usize) -> Result<Value, SqlError> {
         let mut o = self.outer;
         for _ in 1..depth {

@@ -353,12 +353,7 @@ impl Engine {
         match plan {
             StmtPlan::Query(q, columns) => {
                 let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx {
-                    db: &self.db,
-                    params,
-                    outer: None,
-                    cache: &cache,
-                };
+                let ctx = Ctx::new(&self.db, params, &cache);
                 let rows = exec::run_query(q, &ctx, None)?;
                 Ok(QueryResult::Rows(RowSet {
                     columns: columns.clone(),

@@ -357,11 +357,7 @@ fn push_factor(
                     return Err(SqlError::plan(format!("view \"{tname}\" uses parameters")));
                 }
                 rename_columns(&mut plan, &view.columns)?;
-                let cols = plan
-                    .columns
-                    .iter()
-                    .map(|c| (c.name.clone(), c.ty))
-                    .collect::<Vec<_>>();
+                let cols = plan_columns(&plan);
                 (
                     SourceKind::Derived {
                         plan: Arc::new(plan),
@@ -392,11 +388,7 @@ fn push_factor(
                 }
                 None => return Err(SqlError::plan("subquery in FROM must have an alias")),
             };
-            let cols = plan
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), c.ty))
-                .collect::<Vec<_>>();
+            let cols = plan_columns(&plan);
             (
                 SourceKind::Derived {
                     plan: Arc::new(plan),
@@ -425,6 +417,14 @@ fn push_factor(
     });
     *offset += width;
     Ok(())
+}
+
+/// A query's output columns as a FROM item's (name, type) list.
+fn plan_columns(plan: &QueryPlan) -> Vec<(String, Option<DataType>)> {
+    plan.columns
+        .iter()
+        .map(|c| (c.name.clone(), c.ty))
+        .collect()
 }
 
 fn rename_columns(plan: &mut QueryPlan, names: &[String]) -> Result<(), SqlError> {
