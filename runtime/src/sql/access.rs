@@ -330,7 +330,7 @@ fn choose_access(
         }
         let better = match best {
             None => true,
-            Some((_, n, u)) => (ix.unique && full && !u) || (covered > n && !(u && !ix.unique)),
+            Some((_, n, u)) => (ix.unique && full && !u) || (covered > n && (!u || ix.unique)),
         };
         if better {
             best = Some((i, covered, ix.unique && full));

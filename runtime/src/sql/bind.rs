@@ -1011,7 +1011,7 @@ fn literal(v: &ast::Value, b: &Binder) -> Result<(Expr, Option<DataType>), SqlEr
         ast::Value::Placeholder(p) => {
             let explicit = match p.strip_prefix('$') {
                 Some(n) => match n.parse::<usize>() {
-                    Ok(k) if k >= 1 && k <= 65_535 => Some(k - 1),
+                    Ok(k) if (1..=65_535).contains(&k) => Some(k - 1),
                     _ => return Err(SqlError::plan(format!("invalid parameter {p}"))),
                 },
                 None if p == "?" => None,

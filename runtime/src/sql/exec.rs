@@ -215,7 +215,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let src = &self.plan.sources[source];
         Ok(match &src.kind {
             SourceKind::Table { .. } => match self.table(src)? {
-                Some(t) => t.scan().map(|(id, r)| (id.0, &r[..])).collect(),
+                Some(t) => t.scan().map(|(id, r)| (id.0, r)).collect(),
                 None => Vec::new(),
             },
             SourceKind::Derived { .. } => st.derived[source]
@@ -235,7 +235,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         Ok(match self.table(src)? {
             Some(t) => ids
                 .iter()
-                .filter_map(|id| t.get(RowId(*id)).map(|r| (*id, &r[..])))
+                .filter_map(|id| t.get(RowId(*id)).map(|r| (*id, r)))
                 .collect(),
             None => ids
                 .iter()
