@@ -19,10 +19,11 @@ use crate::types::{DataType, Value};
 use sqlparser::ast;
 use std::cell::RefCell;
 
+/// The table a DML statement changes, with its schema; views are refused.
 fn table_of(
     b: &Binder,
     name: &ast::ObjectName,
-) -> Result<(crate::storage::TableId, String), SqlError> {
+) -> Result<(crate::storage::TableId, String, crate::storage::TableSchema), SqlError> {
     let n = object_name(name)?;
     if b.catalog.views.contains_key(&n) {
         return Err(SqlError::plan(format!(
@@ -34,7 +35,14 @@ fn table_of(
         .db
         .table_id(&n)
         .ok_or_else(|| SqlError::plan(format!("relation \"{n}\" does not exist")))?;
-    Ok((id, n))
+    let schema = b
+        .catalog
+        .db
+        .table(id)
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
+        .schema()
+        .clone();
+    Ok((id, n, schema))
 }
 
 pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlError> {
@@ -44,14 +52,7 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
     if ins.returning.is_some() {
         return Err(SqlError::unsupported("RETURNING"));
     }
-    let (id, tname) = table_of(b, name)?;
-    let schema = b
-        .catalog
-        .db
-        .table(id)
-        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
-        .schema()
-        .clone();
+    let (id, tname, schema) = table_of(b, name)?;
     let targets: Vec<usize> = if ins.columns.is_empty() {
         (0..schema.columns.len()).collect()
     } else {
@@ -265,15 +266,8 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
         ast::TableFactor::Table { name, alias, .. } => (name, alias),
         other => return Err(SqlError::unsupported(format!("UPDATE of {other}"))),
     };
-    let (id, tname) = table_of(b, name)?;
+    let (id, tname, schema) = table_of(b, name)?;
     let alias = alias.as_ref().map(|a| lower(&a.name)).unwrap_or(tname);
-    let schema = b
-        .catalog
-        .db
-        .table(id)
-        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
-        .schema()
-        .clone();
     let values: Vec<&ast::Expr> = up.assignments.iter().map(|a| &a.value).collect();
     let (scan, bound) = select::plan_table_scan(b, id, &alias, up.selection.as_ref(), &values)?;
     let mut assignments_out = Vec::with_capacity(up.assignments.len());
@@ -310,7 +304,7 @@ pub fn plan_delete(b: &mut Binder, del: &ast::Delete) -> Result<DmlPlan, SqlErro
         ast::TableFactor::Table { name, alias, .. } if twj.joins.is_empty() => (name, alias),
         other => return Err(SqlError::unsupported(format!("DELETE from {other}"))),
     };
-    let (id, tname) = table_of(b, name)?;
+    let (id, tname, _) = table_of(b, name)?;
     let alias = alias.as_ref().map(|a| lower(&a.name)).unwrap_or(tname);
     let (scan, _) = select::plan_table_scan(b, id, &alias, del.selection.as_ref(), &[])?;
     Ok(DmlPlan::Delete(DeletePlan {
