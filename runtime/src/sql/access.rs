@@ -99,11 +99,9 @@ pub fn plan_levels(
             .filter(|p| !p.used && p.srcs.iter().all(|x| placed.contains(x)))
         {
             p.used = true;
-            if src.outer
-                || p.srcs
-                    .iter()
-                    .any(|x| sources[*x].outer && *x != si && !placed.contains(x))
-            {
+            // On an outer source a WHERE predicate must see the NULL-extended
+            // row, so it runs after matching; elsewhere it filters candidates.
+            if src.outer {
                 post.push(p.expr.clone());
             } else if p.srcs == [si] {
                 local.push(p.expr.clone());
@@ -111,8 +109,6 @@ pub fn plan_levels(
                 join.push(p.expr.clone());
             }
         }
-        // A later outer source may make earlier-placed WHERE predicates
-        // depend on NULL extension: those went to `post` above.
         level.access = choose_access(b, sources, si, &placed, &local, &join);
         level.exact_filters = exact_filters(b, &sources[si], &level.access, &local);
         let off = src.offset;
