@@ -469,3 +469,35 @@ fn index_answers_match_filters_for_every_probe_type() {
     let r = rows(&mut e, "SELECT COUNT(*) FROM k WHERE v = 2 AND id > 3");
     assert_eq!(r, vec![ints(&[3])]);
 }
+
+#[test]
+fn left_join_matches_on_the_on_clause_and_filters_after_null_extension() {
+    let mut e = engine(SCHEMA);
+    // t: ids 1,2,3; u: t_id 1,1,3.
+    let anti = rows(
+        &mut e,
+        "SELECT t.id FROM t LEFT JOIN u ON u.t_id = t.id WHERE u.id IS NULL",
+    );
+    assert_eq!(anti, vec![ints(&[2])]);
+    let all = rows(
+        &mut e,
+        "SELECT t.id, u.v FROM t LEFT JOIN u ON u.t_id = t.id AND u.v > 150 ORDER BY t.id",
+    );
+    let want = vec![
+        vec![Value::Int(1), Value::Int(200)],
+        vec![Value::Int(2), Value::Null],
+        vec![Value::Int(3), Value::Int(300)],
+    ];
+    assert_eq!(all, want);
+    // An ON predicate on the left table only decides matching, never drops left rows.
+    let left_only = rows(
+        &mut e,
+        "SELECT COUNT(*) FROM t LEFT JOIN u ON t.a > 15 AND u.t_id = t.id",
+    );
+    assert_eq!(left_only, vec![ints(&[3])]);
+    let none = rows(
+        &mut e,
+        "SELECT COUNT(u.id), COUNT(*) FROM t LEFT JOIN u ON NULL",
+    );
+    assert_eq!(none, vec![ints(&[0, 3])]);
+}
