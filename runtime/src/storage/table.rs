@@ -186,18 +186,7 @@ impl Table {
         }
         for (ix, def) in self.indexes.iter().zip(&self.schema.indexes) {
             if ix.conflict(row, except).is_some() {
-                let names: Vec<&str> = ix
-                    .columns()
-                    .iter()
-                    .map(|&c| cols[c].name.as_str())
-                    .collect();
-                let key: Vec<String> = ix.key_values(row).iter().map(Value::to_string).collect();
-                return Err(StorageError::Unique {
-                    table: self.schema.name.clone(),
-                    constraint: def.name.clone(),
-                    columns: names.join(", "),
-                    key: key.join(", "),
-                });
+                return Err(self.unique_error(ix, &def.name, row));
             }
         }
         Ok(())
@@ -358,25 +347,31 @@ impl Table {
         self.live += 1;
     }
 
+    /// The unique-violation error for `row` against index `ix`, naming the
+    /// constraint, its columns and the offending key.
+    fn unique_error(&self, ix: &Index, constraint: &str, row: &[Value]) -> StorageError {
+        let cols = &self.schema.columns;
+        let names: Vec<&str> = ix
+            .columns()
+            .iter()
+            .map(|&c| cols[c].name.as_str())
+            .collect();
+        let key: Vec<String> = ix.key_values(row).iter().map(Value::to_string).collect();
+        StorageError::Unique {
+            table: self.schema.name.clone(),
+            constraint: constraint.to_string(),
+            columns: names.join(", "),
+            key: key.join(", "),
+        }
+    }
+
     /// Builds an index over the live rows; on a unique violation returns the
     /// error and the table is unchanged.
     pub(crate) fn add_index(&mut self, def: super::IndexDef) -> Result<(), StorageError> {
         let mut ix = Index::new(&def, &self.schema.columns);
         for (id, row) in self.scan() {
             if ix.conflict(row, None).is_some() {
-                let cols = &self.schema.columns;
-                let names: Vec<&str> = ix
-                    .columns()
-                    .iter()
-                    .map(|&c| cols[c].name.as_str())
-                    .collect();
-                let key: Vec<String> = ix.key_values(row).iter().map(Value::to_string).collect();
-                return Err(StorageError::Unique {
-                    table: self.schema.name.clone(),
-                    constraint: def.name,
-                    columns: names.join(", "),
-                    key: key.join(", "),
-                });
+                return Err(self.unique_error(&ix, &def.name, row));
             }
             ix.insert(row, id);
         }
