@@ -23,7 +23,7 @@ mod select;
 
 pub use error::SqlError;
 
-use crate::storage::{Database, WriteSet};
+use crate::storage::{Database, Savepoint, WriteSet};
 use crate::types::{DataType, Value};
 use bind::Binder;
 use expr::{Ctx, SubqueryCache};
@@ -141,10 +141,39 @@ impl PlanCache {
     }
 }
 
+/// What a prepared statement does, as far as its caller must know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    /// SELECT (or VALUES): returns rows, changes nothing.
+    Query,
+    /// INSERT, UPDATE, DELETE: returns a count of rows affected.
+    Dml,
+    /// DDL, transaction control, EXPLAIN.
+    Other,
+}
+
 impl Prepared {
     /// How many parameters (`?` or `$n`) the statement takes.
     pub fn param_count(&self) -> usize {
         self.params
+    }
+
+    /// Whether the statement reads, writes, or does something else.
+    pub fn kind(&self) -> StatementKind {
+        match &*self.plan.borrow().plan {
+            StmtPlan::Query(..) => StatementKind::Query,
+            StmtPlan::Dml(_) => StatementKind::Dml,
+            StmtPlan::Other(_) => StatementKind::Other,
+        }
+    }
+
+    /// The result columns of a query (empty for other statements), as
+    /// planned now.
+    pub fn columns(&self) -> Arc<[ColumnInfo]> {
+        match &*self.plan.borrow().plan {
+            StmtPlan::Query(_, cols) => cols.clone(),
+            _ => Arc::from(Vec::new()),
+        }
     }
 }
 
@@ -317,6 +346,22 @@ impl Engine {
         }
         self.explicit_txn = false;
         Ok(self.db.commit()?)
+    }
+
+    /// Whether `begin` has opened a transaction that is not yet finished.
+    pub fn in_txn(&self) -> bool {
+        self.explicit_txn
+    }
+
+    /// The current position in the open transaction, for `rollback_to`: a
+    /// procedure's statement batch is all-or-nothing inside its transaction.
+    pub fn savepoint(&self) -> Savepoint {
+        self.db.savepoint()
+    }
+
+    /// Undoes everything the open transaction did after `sp`.
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        self.db.rollback_to(sp)
     }
 
     /// Undoes everything since `begin`.
