@@ -45,3 +45,97 @@ pub struct CallOutput {
     pub status: i32,
     pub payload: Vec<u8>,
 }
+
+/// A procedure parameter as declared: its name and `abi::ty` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Param {
+    pub name: &'static str,
+    pub ty: u8,
+}
+
+/// `partition on table.column, parameter n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub parameter: u32,
+}
+
+/// One procedure of a module, as the `#[procedure]` attribute declares it.
+#[derive(Clone, Copy)]
+pub struct Procedure {
+    pub name: &'static str,
+    pub params: &'static [Param],
+    /// An `abi::ty` code: a parameter type, `ty::UNIT` or `ty::ROWS`.
+    pub returns: u8,
+    pub partition: Option<Partition>,
+    /// Decodes the arguments, runs the procedure, encodes what it produced.
+    pub invoke: fn(&mut Context<'_>, &[u8]) -> CallOutput,
+}
+
+/// A module: its statements and procedures (what `export!` declares).
+#[derive(Clone, Copy)]
+pub struct Module {
+    pub statements: &'static [Statement],
+    pub procedures: &'static [Procedure],
+}
+
+impl Module {
+    /// The description `ohm_describe` returns, as a value.
+    pub fn desc(&self) -> abi::ModuleDesc {
+        abi::ModuleDesc {
+            statements: self
+                .statements
+                .iter()
+                .map(|s| abi::StatementDesc {
+                    name: s.name.into(),
+                    sql: s.sql.into(),
+                })
+                .collect(),
+            procedures: self
+                .procedures
+                .iter()
+                .map(|p| abi::ProcedureDesc {
+                    name: p.name.into(),
+                    params: p
+                        .params
+                        .iter()
+                        .map(|a| abi::ParamDesc {
+                            name: a.name.into(),
+                            ty: a.ty,
+                        })
+                        .collect(),
+                    returns: p.returns,
+                    partition: p.partition.map(|x| abi::PartitionDesc {
+                        table: x.table.into(),
+                        column: x.column.into(),
+                        parameter: x.parameter,
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs procedure number `procedure` (its index in `procedures`) with
+    /// encoded `args` against `backend`: what `ohm_call` does in Wasm.
+    pub fn call(&self, backend: &mut dyn Backend, procedure: u32, args: &[u8]) -> CallOutput {
+        match self.procedures.get(procedure as usize) {
+            Some(p) => (p.invoke)(&mut Context::new(backend), args),
+            None => CallOutput {
+                status: abi::status::CALL_BAD_ARGS,
+                payload: format!("no procedure number {procedure}").into_bytes(),
+            },
+        }
+    }
+}
+
+/// What a procedure runs its statements through.
+pub struct Context<'a> {
+    backend: &'a mut dyn Backend,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(backend: &'a mut dyn Backend) -> Context<'a> {
+        Context { backend }
+    }
+}
