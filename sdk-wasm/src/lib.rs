@@ -4,6 +4,13 @@
 //! runtime relies on; keep their signatures.
 
 pub mod abi;
+mod convert;
+mod error;
+mod value;
+
+pub use convert::{FromValue, IntoValue, Params};
+pub use error::{abort, Error, Result};
+pub use value::{Decimal, Timestamp, Value};
 
 use abi::ErrorCode;
 
@@ -22,7 +29,11 @@ pub struct BatchError {
 pub trait Backend {
     /// Runs one encoded batch request (`abi` layout); on success `response`
     /// holds the encoded batch response (cleared first).
-    fn batch(&mut self, request: &[u8], response: &mut Vec<u8>) -> Result<(), BatchError>;
+    fn batch(
+        &mut self,
+        request: &[u8],
+        response: &mut Vec<u8>,
+    ) -> core::result::Result<(), BatchError>;
     /// The transaction's timestamp, microseconds since the epoch.
     fn now(&self) -> i64;
     /// The transaction's random seed.
