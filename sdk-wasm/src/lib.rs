@@ -4,12 +4,16 @@
 //! runtime relies on; keep their signatures.
 
 pub mod abi;
+mod context;
 mod convert;
 mod error;
+mod rows;
 mod value;
 
+pub use context::{Context, Rng, SPARE_BUFFER_BYTES_MAX};
 pub use convert::{FromValue, IntoValue, Params};
 pub use error::{abort, Error, Result};
+pub use rows::{Row, Rows};
 pub use value::{Decimal, Timestamp, Value};
 
 use abi::ErrorCode;
@@ -137,16 +141,5 @@ impl Module {
                 payload: format!("no procedure number {procedure}").into_bytes(),
             },
         }
-    }
-}
-
-/// What a procedure runs its statements through.
-pub struct Context<'a> {
-    backend: &'a mut dyn Backend,
-}
-
-impl<'a> Context<'a> {
-    pub fn new(backend: &'a mut dyn Backend) -> Context<'a> {
-        Context { backend }
     }
 }
