@@ -7,12 +7,16 @@ pub mod abi;
 mod context;
 mod convert;
 mod error;
+mod invoke;
+mod proc_types;
 mod rows;
 mod value;
 
 pub use context::{Context, Rng, SPARE_BUFFER_BYTES_MAX};
 pub use convert::{FromValue, IntoValue, Params};
 pub use error::{abort, Error, Result};
+pub use invoke::{encode_args, Reply};
+pub use proc_types::{ProcParam, ProcReturn};
 pub use rows::{Row, Rows};
 pub use value::{Decimal, Timestamp, Value};
 
@@ -142,4 +146,10 @@ impl Module {
             },
         }
     }
+}
+
+/// Support for the code the macros generate; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::invoke::{output, Args};
 }
