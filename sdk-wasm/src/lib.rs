@@ -3,6 +3,9 @@
 //! CONTRACT SKELETON (being filled in): the items below are the interface the
 //! runtime relies on; keep their signatures.
 
+// Lets `::ohm_sdk::` paths in macro output resolve inside this crate's own tests.
+extern crate self as ohm_sdk;
+
 pub mod abi;
 mod context;
 mod convert;
@@ -11,6 +14,7 @@ mod invoke;
 mod module;
 mod proc_types;
 mod rows;
+mod statements;
 mod value;
 
 pub use context::{Context, Rng, SPARE_BUFFER_BYTES_MAX};
@@ -26,4 +30,5 @@ pub use value::{Decimal, Timestamp, Value};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::invoke::{output, Args};
+    pub use crate::statements::check_statements;
 }
