@@ -104,6 +104,18 @@ impl IntoValue for Vec<u8> {
     }
 }
 
+/// Byte-string literals: `b"key"`.
+impl<const N: usize> IntoValue for [u8; N] {
+    #[inline]
+    fn encode(&self, w: &mut Writer) -> Result<()> {
+        w.bytes_value(self);
+        Ok(())
+    }
+    fn to_value(&self) -> Value {
+        Value::Bytes(self.to_vec())
+    }
+}
+
 impl IntoValue for Decimal {
     fn encode(&self, w: &mut Writer) -> Result<()> {
         Decimal::encode(self, w)

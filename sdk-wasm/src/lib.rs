@@ -1,9 +1,45 @@
 //! ohm-sdk: write Ohm stored procedures in Rust.
 //!
-//! CONTRACT SKELETON (being filled in): the items below are the interface the
-//! runtime relies on; keep their signatures.
+//! A procedure is a plain function marked `#[procedure]`, taking a
+//! `&mut Context` and typed parameters and returning `Result<T>`. It queues
+//! statements declared once with `statements!`, executes them as one batch
+//! (one host crossing), reads typed rows, and returns a value, rows, or an
+//! error (`abort("reason")` rolls the transaction back). `export!` turns a
+//! crate into a module: `ohm_describe`/`ohm_call` in Wasm, `module()`
+//! everywhere (for native tests and benchmarks).
+//!
+//! Owns: the author-facing API and the contract the runtime calls
+//! (`Module`, `Procedure`, `Backend`, `Context::new`). Must not: depend on
+//! anything but `std` and its own macros (it is compiled into every module),
+//! read a clock or draw randomness except through the host.
+//!
+//! ```text
+//!   host --ohm_call / Module::call--> Procedure::invoke --> user fn
+//!                                                      <-- ctx.execute()
+//!   Backend::batch <-- one encoded batch of queued statements
+//! ```
+//!
+//! ```
+//! use ohm_sdk::prelude::*;
+//!
+//! ohm_sdk::statements! {
+//!     GET = "SELECT balance FROM accounts WHERE id = ?";
+//! }
+//!
+//! #[procedure(partition = "accounts.id", parameter = 0)]
+//! pub fn balance(ctx: &mut Context, id: i64) -> Result<Option<i64>> {
+//!     let rows = ctx.execute_one(&GET, (id,))?;
+//!     match rows.first() {
+//!         Some(row) => Ok(Some(row.get(0)?)),
+//!         None => Ok(None),
+//!     }
+//! }
+//!
+//! ohm_sdk::export!(statements = STATEMENTS, procedures = [balance]);
+//! # fn main() { assert_eq!(module().procedures[0].name, "balance"); }
+//! ```
 
-// Lets `::ohm_sdk::` paths in macro output resolve inside this crate's own tests.
+// Lets the macros' `::ohm_sdk::` paths resolve inside this crate's own tests.
 extern crate self as ohm_sdk;
 
 pub mod abi;
@@ -22,9 +58,19 @@ pub use convert::{FromValue, IntoValue, Params};
 pub use error::{abort, Error, Result};
 pub use invoke::{encode_args, Reply};
 pub use module::{Backend, BatchError, CallOutput, Module, Param, Partition, Procedure, Statement};
+pub use ohm_sdk_macros::{export, procedure};
 pub use proc_types::{ProcParam, ProcReturn};
 pub use rows::{Row, Rows};
 pub use value::{Decimal, Timestamp, Value};
+
+/// What a procedure file needs: `use ohm_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::abi::ErrorCode;
+    pub use crate::{
+        abort, export, procedure, statements, Context, Decimal, Error, FromValue, IntoValue,
+        Result, Rng, Row, Rows, Statement, Timestamp, Value,
+    };
+}
 
 /// Support for the code the macros generate; not a stable API.
 #[doc(hidden)]
