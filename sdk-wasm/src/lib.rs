@@ -52,6 +52,7 @@ mod proc_types;
 mod rows;
 mod statements;
 mod value;
+mod wasm;
 
 pub use context::{Context, Rng, SPARE_BUFFER_BYTES_MAX};
 pub use convert::{FromValue, IntoValue, Params};
@@ -77,4 +78,6 @@ pub mod prelude {
 pub mod __private {
     pub use crate::invoke::{output, Args};
     pub use crate::statements::check_statements;
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::wasm::{call as wasm_call, describe as wasm_describe};
 }
