@@ -81,3 +81,8 @@ pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::wasm::{call as wasm_call, describe as wasm_describe};
 }
+
+/// The README's examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
