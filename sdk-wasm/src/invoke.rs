@@ -140,7 +140,12 @@ pub enum Reply {
     /// CALL_ABORT: the procedure's reason.
     Aborted(String),
     /// CALL_SQL_ERROR: a statement failed and the procedure passed it on.
-    Sql { code: ErrorCode, message: String },
+    Sql {
+        /// Why the statement failed.
+        code: ErrorCode,
+        /// The host's message.
+        message: String,
+    },
     /// CALL_BAD_ARGS: the arguments did not fit the parameters.
     BadArgs(String),
 }

@@ -14,13 +14,21 @@ use crate::error::{Error, Result};
 /// One SQL value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// SQL NULL.
     Null,
+    /// BOOLEAN.
     Bool(bool),
+    /// Any integer column (BIGINT, INTEGER, SMALLINT, TINYINT).
     Int(i64),
+    /// DOUBLE / FLOAT / REAL.
     Double(f64),
+    /// DECIMAL, exact.
     Decimal(Decimal),
+    /// TEXT / VARCHAR.
     Text(String),
+    /// VARBINARY.
     Bytes(Vec<u8>),
+    /// TIMESTAMP.
     Timestamp(Timestamp),
 }
 
@@ -137,6 +145,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// numeric equality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Decimal {
+    /// The digits, as an integer.
     pub mantissa: i128,
     /// Digits after the point, at most `abi::DECIMAL_SCALE_MAX` (28) to be
     /// sent to the host.
