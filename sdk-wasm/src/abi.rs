@@ -205,7 +205,10 @@ pub mod ty {
 
     /// Whether `t` (flag included) names a type a parameter may have.
     pub fn is_param(t: u8) -> bool {
-        matches!(base(t), BOOL | I64 | F64 | DECIMAL | TEXT | BYTES | TIMESTAMP | I32 | I16)
+        matches!(
+            base(t),
+            BOOL | I64 | F64 | DECIMAL | TEXT | BYTES | TIMESTAMP | I32 | I16
+        )
     }
 
     /// Whether `t` (flag included) names a type a result may have.
@@ -536,9 +539,9 @@ impl<'a> Reader<'a> {
                 let mantissa = i128::from_le_bytes(self.array("decimal mantissa")?);
                 let scale = self.u8("decimal scale")?;
                 if scale > DECIMAL_SCALE_MAX {
-                    return Err(self.error(format!(
-                        "decimal scale {scale} is over {DECIMAL_SCALE_MAX}"
-                    )));
+                    return Err(
+                        self.error(format!("decimal scale {scale} is over {DECIMAL_SCALE_MAX}"))
+                    );
                 }
                 RawValue::Decimal { mantissa, scale }
             }
@@ -741,7 +744,9 @@ mod tests {
         assert_eq!(e.offset, 5);
         let e = Reader::new(&[9]).value().unwrap_err();
         assert_eq!(e.to_string(), "unknown value tag 9 (at byte 0)");
-        let e = Reader::new(&[tag::TEXT, 1, 0, 0, 0, 0xff]).value().unwrap_err();
+        let e = Reader::new(&[tag::TEXT, 1, 0, 0, 0, 0xff])
+            .value()
+            .unwrap_err();
         assert_eq!(e.to_string(), "text is not valid UTF-8 (at byte 5)");
         let mut dec = [0u8; 18];
         (dec[0], dec[17]) = (tag::DECIMAL, 29);
@@ -749,7 +754,10 @@ mod tests {
         assert_eq!(e.to_string(), "decimal scale 29 is over 28 (at byte 18)");
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
         let e = r.count(10, "row count").unwrap_err();
-        assert_eq!(e.to_string(), "row count is 4294967295, over the limit of 10 (at byte 0)");
+        assert_eq!(
+            e.to_string(),
+            "row count is 4294967295, over the limit of 10 (at byte 0)"
+        );
     }
 
     #[test]
@@ -780,7 +788,10 @@ mod tests {
         let e = ModuleDesc::decode(&v2).unwrap_err();
         assert!(e.message.contains("ABI version 2"), "{e}");
         for cut in 0..bytes.len() {
-            assert!(ModuleDesc::decode(&bytes[..cut]).is_err(), "prefix {cut} decoded");
+            assert!(
+                ModuleDesc::decode(&bytes[..cut]).is_err(),
+                "prefix {cut} decoded"
+            );
         }
     }
 
