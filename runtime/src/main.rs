@@ -70,6 +70,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Benchmark the voter `vote` procedure in-process: as Wasm and as the
+    /// same Rust compiled natively, against identical engines.
+    Proc {
+        /// Seconds each measured phase runs (after a short warm-up).
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Measured phases per side (the sides alternate; medians are reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// The voter module (default: where `cargo procs` builds it).
+        #[arg(long)]
+        wasm: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -77,6 +90,18 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Slt(args) => run_slt(args),
         Command::Bench(BenchCommand::Sql { rows, seconds }) => {
             ohm::bench::run_sql(&ohm::bench::SqlBenchOptions { rows, seconds })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Proc {
+            seconds,
+            rounds,
+            wasm,
+        }) => {
+            ohm::bench::run_proc(&ohm::bench::ProcBenchOptions {
+                seconds,
+                rounds,
+                wasm,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,7 +1,8 @@
 //! `ohm bench`: throughput measurements printed for people, never asserted.
 //!
 //! Owns: the timing loop, the deterministic RNG the workloads draw from, and
-//! the workloads themselves (`sql`: Ohm's engine against SQLite). Must not:
+//! the workloads themselves (`sql`: Ohm's engine against SQLite; `proc`: the
+//! voter procedure as Wasm against the same code native). Must not:
 //! be used by the node at run time, or turn a timing into a pass/fail.
 //!
 //! ```text
@@ -11,7 +12,10 @@
 //! ```
 
 mod engines;
+mod proc;
 mod sql;
+
+pub use proc::{run as run_proc, ProcBenchOptions};
 
 use std::time::{Duration, Instant};
 
