@@ -27,14 +27,21 @@
 //! copies.
 
 pub mod codec;
+mod compile;
 pub mod deploy;
+mod engine;
 mod error;
 pub mod host;
+mod imports;
+mod instance;
 mod limits;
 pub mod native;
+mod proc_host;
 
+pub use engine::{CompiledModule, WasmRuntime};
 pub use error::{DeployError, EngineError, Fault, ProcError};
 pub use limits::*;
+pub use proc_host::ProcHost;
 
 use crate::sql::RowSet;
 use crate::storage::WriteSet;
