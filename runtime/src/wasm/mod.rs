@@ -37,6 +37,7 @@ mod instance;
 mod limits;
 pub mod native;
 mod proc_host;
+pub mod testing;
 
 pub use engine::{CompiledModule, WasmRuntime};
 pub use error::{DeployError, EngineError, Fault, ProcError};
