@@ -39,6 +39,9 @@ pub mod native;
 mod proc_host;
 pub mod testing;
 
+#[cfg(test)]
+mod tests;
+
 pub use engine::{CompiledModule, WasmRuntime};
 pub use error::{DeployError, EngineError, Fault, ProcError};
 pub use limits::*;
