@@ -130,8 +130,8 @@ pub fn describe(
         HostState::new(config.memory_bytes_max),
     );
     store.limiter(|s| &mut s.limiter);
-    let fuel = |e: wasmtime::Error| desc_err(format!("{e:#}"));
-    store.set_fuel(config.describe_fuel).map_err(fuel)?;
+    let wasm_err = |e: wasmtime::Error| desc_err(format!("{e:#}"));
+    store.set_fuel(config.describe_fuel).map_err(wasm_err)?;
     let instance = pre
         .instantiate(&mut store)
         .map_err(|e| DeployError::Instantiate {
@@ -140,7 +140,7 @@ pub fn describe(
         })?;
     let f = instance
         .get_typed_func::<(), i64>(&mut store, abi::EXPORT_DESCRIBE)
-        .map_err(fuel)?;
+        .map_err(wasm_err)?;
     let packed = f.call(&mut store, ()).map_err(|e| {
         let fault = classify(&e, store.data_mut(), config.describe_fuel);
         desc_err(format!("{} failed: {fault}", abi::EXPORT_DESCRIBE))

@@ -44,7 +44,7 @@ pub struct Limits {
     pub fuel_max: u64,
     /// Linear memory of the instance.
     pub memory_bytes_max: usize,
-    /// Rows in batch responses.
+    /// Rows in batch responses, over the call; also bounds a row-set result.
     pub rows_returned_max: u64,
     /// Bytes of batch responses.
     pub bytes_returned_max: usize,
