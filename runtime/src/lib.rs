@@ -7,3 +7,4 @@ pub mod slt;
 pub mod sql;
 pub mod storage;
 pub mod types;
+pub mod wasm;

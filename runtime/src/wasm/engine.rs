@@ -1,0 +1,168 @@
+//! The shared Wasm engine: one `wasmtime::Engine` and one `Linker` with the
+//! `ohm` host functions, built once per node and shared by every partition
+//! (clone a `WasmRuntime` to share it; it is an `Arc`).
+//!
+//! Owns: the wasmtime configuration (fuel, NaN canonicalization,
+//! deterministic relaxed SIMD, no threads, one 32-bit memory, stack bound),
+//! and `compile`, which turns module bytes into a shareable `CompiledModule`.
+//! Must not: hold per-partition state; instances live in each `ProcHost`.
+
+use super::compile;
+use super::error::{DeployError, EngineError};
+use super::imports::{self, HostState};
+use super::limits::RuntimeConfig;
+use ohm_sdk::abi::ModuleDesc;
+use std::sync::Arc;
+use wasmtime::{Config, InstancePre, Linker, WasmFeatures};
+
+/// The node-wide Wasm engine. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct WasmRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    config: RuntimeConfig,
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A module compiled, validated against the ABI and described: what every
+/// partition deploys (each prepares the statements against its own schema
+/// and keeps its own instance).
+pub struct CompiledModule {
+    pub(super) name: String,
+    pub(super) desc: ModuleDesc,
+    pub(super) pre: InstancePre<HostState>,
+}
+
+impl std::fmt::Debug for CompiledModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledModule")
+            .field("name", &self.name)
+            .field("desc", &self.desc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledModule {
+    /// The name the module was compiled under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the module declares (from `ohm_describe`).
+    pub fn desc(&self) -> &ModuleDesc {
+        &self.desc
+    }
+}
+
+fn wasmtime_config(config: &RuntimeConfig) -> Config {
+    let mut c = Config::new();
+    c.consume_fuel(true)
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        .max_wasm_stack(config.wasm_stack_bytes)
+        // Traps carry the trap code; frame lists would only cost time.
+        .wasm_backtrace_max_frames(None)
+        // The ABI is 32-bit and has one memory; threads would be nondeterministic.
+        .wasm_memory64(false)
+        .wasm_multi_memory(false)
+        .wasm_features(
+            WasmFeatures::THREADS | WasmFeatures::SHARED_EVERYTHING_THREADS,
+            false,
+        );
+    c
+}
+
+impl WasmRuntime {
+    /// An engine with the default `RuntimeConfig`.
+    pub fn new() -> Result<WasmRuntime, EngineError> {
+        WasmRuntime::with_config(RuntimeConfig::default())
+    }
+
+    pub fn with_config(config: RuntimeConfig) -> Result<WasmRuntime, EngineError> {
+        let err = |e: wasmtime::Error| EngineError(e.to_string());
+        let engine = wasmtime::Engine::new(&wasmtime_config(&config)).map_err(err)?;
+        let mut linker = Linker::new(&engine);
+        imports::add_to_linker(&mut linker).map_err(err)?;
+        Ok(WasmRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Compiles and validates module `name`: size, Wasm validity, imports
+    /// (only known `ohm` functions, exact signatures), exports, and its
+    /// description (run once in a throwaway instance). Schema checks happen
+    /// when a partition deploys it (`ProcHost::deploy`).
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Arc<CompiledModule>, DeployError> {
+        let config = &self.inner.config;
+        if !ohm_sdk::abi::valid_name(name) {
+            return Err(DeployError::Name {
+                module: name.to_string(),
+            });
+        }
+        if bytes.len() > config.module_bytes_max {
+            return Err(DeployError::TooLarge {
+                module: name.to_string(),
+                bytes: bytes.len(),
+                max: config.module_bytes_max,
+            });
+        }
+        let module = wasmtime::Module::from_binary(&self.inner.engine, bytes).map_err(|e| {
+            DeployError::Invalid {
+                module: name.to_string(),
+                message: format!("{e:#}"),
+            }
+        })?;
+        compile::check_imports(name, &module)?;
+        compile::check_exports(name, &module)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| DeployError::Invalid {
+                module: name.to_string(),
+                message: format!("{e:#}"),
+            })?;
+        let desc = compile::describe(name, &pre, config)?;
+        super::deploy::check_desc(name, &desc)?;
+        Ok(Arc::new(CompiledModule {
+            name: name.to_string(),
+            desc,
+            pre,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn runtime_and_modules_are_shareable_across_partitions() {
+        assert_send_sync::<WasmRuntime>();
+        assert_send_sync::<CompiledModule>();
+        // A partition's host may be built on one thread and moved to its own.
+        fn assert_send<T: Send>() {}
+        assert_send::<super::super::ProcHost>();
+    }
+}
