@@ -31,6 +31,7 @@ use plan::{DmlPlan, QueryPlan};
 use sqlparser::ast;
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -200,23 +201,43 @@ fn parse(sql: &str) -> Result<Vec<ast::Statement>, SqlError> {
             sql.len()
         )));
     }
-    let stmts = Parser::new(&SQLiteDialect {})
+    let dialect = SQLiteDialect {};
+    let strip = |e: String| {
+        SqlError::Parse(e.trim_start_matches("sql parser error: ").to_string())
+    };
+    let mut tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| strip(e.to_string()))?;
+    number_placeholders(&mut tokens);
+    let stmts = Parser::new(&dialect)
         .with_recursion_limit(PARSER_RECURSION_MAX)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| {
-            SqlError::Parse(
-                e.to_string()
-                    .trim_start_matches("sql parser error: ")
-                    .to_string(),
-            )
-        })?;
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| strip(e.to_string()))?;
     if stmts.len() > STATEMENTS_PER_CALL_MAX {
         return Err(SqlError::Parse(format!(
             "more than {STATEMENTS_PER_CALL_MAX} statements in one call"
         )));
     }
     Ok(stmts)
+}
+
+/// Gives each bare `?` its position in the statement's text (`$1`, `$2`, ...):
+/// the binder meets expressions in its own order (an UPDATE's WHERE before
+/// its SET), but parameters are numbered as written. Numbering restarts
+/// after each `;`, as each statement is bound on its own.
+fn number_placeholders(tokens: &mut [TokenWithSpan]) {
+    let mut next = 0usize;
+    for t in tokens {
+        match &mut t.token {
+            Token::Placeholder(p) if p == "?" => {
+                next += 1;
+                *p = format!("${next}");
+            }
+            Token::SemiColon => next = 0,
+            _ => {}
+        }
+    }
 }
 
 /// `UPSERT INTO` (VoltDB) is `INSERT OR REPLACE INTO`.

@@ -501,3 +501,45 @@ fn left_join_matches_on_the_on_clause_and_filters_after_null_extension() {
     );
     assert_eq!(none, vec![ints(&[0, 3])]);
 }
+
+#[test]
+fn parameters_are_numbered_as_written_not_as_bound() {
+    let mut e = engine(
+        "CREATE TABLE a (id BIGINT PRIMARY KEY, n BIGINT, s TEXT);
+         INSERT INTO a VALUES (1, 10, 'x'), (2, 20, 'y'), (3, 30, 'z')",
+    );
+    // The binder meets UPDATE's WHERE before its SET; `?`s still count left to right.
+    let up = e
+        .prepare("UPDATE a SET n = n + ?, s = ? WHERE id = ?")
+        .unwrap();
+    let args = [Value::Int(5), Value::Text("w".into()), Value::Int(2)];
+    assert_eq!(e.execute_prepared(&up, &args).unwrap(), QueryResult::Affected(1));
+    assert_eq!(
+        rows(&mut e, "SELECT n, s FROM a WHERE id = 2"),
+        vec![vec![Value::Int(25), Value::Text("w".into())]]
+    );
+    let q = e
+        .prepare("SELECT id * ? FROM a WHERE n > ? AND id IN (SELECT id FROM a WHERE n < ?) ORDER BY 1")
+        .unwrap();
+    let got = e
+        .execute_prepared(&q, &[Value::Int(100), Value::Int(10), Value::Int(30)])
+        .unwrap();
+    match got {
+        QueryResult::Rows(r) => assert_eq!(r.rows, vec![ints(&[200])]),
+        other => panic!("{other:?}"),
+    }
+    // `$n` keeps its number; `?` inside a string is text; numbering restarts per statement.
+    e.execute_with(
+        "UPDATE a SET s = '?' WHERE id = $2 AND n = $1; UPDATE a SET n = ? WHERE id = 3",
+        &[Value::Int(10), Value::Int(1)],
+    )
+    .unwrap();
+    assert_eq!(
+        rows(&mut e, "SELECT id, n, s FROM a ORDER BY id"),
+        vec![
+            vec![Value::Int(1), Value::Int(10), Value::Text("?".into())],
+            vec![Value::Int(2), Value::Int(25), Value::Text("w".into())],
+            vec![Value::Int(3), Value::Int(10), Value::Text("z".into())],
+        ]
+    );
+}
