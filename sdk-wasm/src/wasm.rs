@@ -13,9 +13,9 @@
 //!                            -> ohm.result(payload) -> status
 //! ```
 //!
-//! `ohm.take(dst, len) -> i32` is read as: copies the pending bytes (the
-//! arguments, an oversized batch response, or a batch error) to `dst` and
-//! returns how many it copied, negative if nothing is pending.
+//! `ohm.take(dst, len) -> i32` copies the pending bytes (the arguments, or
+//! a batch payload too big for the buffer `ohm.batch` was given) to `dst`
+//! and returns how many it copied.
 
 use crate::abi::ErrorCode;
 use crate::module::BatchError;
@@ -144,19 +144,20 @@ mod guest {
                 statement: 0,
                 message,
             };
-            if code != 0 {
+            // Response or error, the payload is in `response` if it fit,
+            // else pending for `take`.
+            if len <= cap {
+                // SAFETY: `len <= cap`: the host wrote `len` bytes there.
+                unsafe { response.set_len(len) };
+            } else {
                 take_pending(response, len).map_err(host_fault)?;
+            }
+            if code != 0 {
                 let e = batch_error(code, response);
                 response.clear();
                 return Err(e);
             }
-            if len <= cap {
-                // SAFETY: status 0 with `len <= cap`: the host wrote `len` bytes.
-                unsafe { response.set_len(len) };
-                Ok(())
-            } else {
-                take_pending(response, len).map_err(host_fault)
-            }
+            Ok(())
         }
 
         fn now(&self) -> i64 {
