@@ -52,8 +52,9 @@ fn both(
     dump: &str,
 ) -> (Vec<Answer>, Vec<Vec<Value>>) {
     let module = wasm(crate_name);
-    let mut n = db(schema, crate_name, native, None);
-    let mut w = db(schema, crate_name, native, Some(&module));
+    let name = crate_name.trim_start_matches("ohm-");
+    let mut n = db(schema, name, native, None);
+    let mut w = db(schema, name, native, Some(&module));
     let mut answers = Vec::new();
     for (i, (procedure, args)) in steps.iter().enumerate() {
         let a = n.call(procedure, args);
@@ -324,10 +325,14 @@ fn sandbox_panic_reports_its_message() {
 #[test]
 fn sandbox_statement_and_row_limits() {
     let mut db = sandbox();
+    db.set_limits(Limits {
+        statements_max: 100,
+        ..Limits::default()
+    });
     misbehave(
         &mut db,
         "many_statements",
-        &[Value::Int(10), Value::Int(1_000_000)],
+        &[Value::Int(10), Value::Int(1000)],
         |e| matches!(e, ProcError::Limit { what, .. } if what.contains("statements")),
     );
     db.set_limits(Limits {

@@ -44,9 +44,10 @@ pub fn grab(ctx: &mut Context, k: i64, bytes: i64) -> Result<i64> {
     let mut held: Vec<Vec<u8>> = Vec::new();
     let mut total = 0i64;
     while total < bytes {
-        let mut piece = vec![0u8; 16 << 20];
-        piece[0] = 1;
-        total += piece.len() as i64;
+        // Reserve without filling: the point is memory, not fuel.
+        let mut piece = Vec::<u8>::with_capacity(16 << 20);
+        piece.push(1);
+        total += piece.capacity() as i64;
         held.push(black_box(piece));
     }
     Ok(held.len() as i64)
