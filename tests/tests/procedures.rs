@@ -10,6 +10,7 @@
 use ohm::sql::QueryResult;
 use ohm::types::Value;
 use ohm::wasm::{testing, testing::TestDb, DeployError, Limits, ProcError, ProcOutput};
+use ohm_sdk::abi::ErrorCode;
 
 fn wasm(crate_name: &str) -> Vec<u8> {
     let path = testing::procedure_wasm(crate_name).unwrap_or_else(|e| panic!("{e}"));
@@ -229,7 +230,8 @@ fn kv_native_and_wasm_agree() {
     assert_eq!(a[8], Ok(ProcOutput::Value(bytes(&big))));
     assert_eq!((&a[9], &a[10]), (&t, &f));
     assert!(
-        matches!(&a[11], Err(ProcError::Sql { message, .. }) if message.contains("too long")),
+        matches!(&a[11], Err(ProcError::Sql { code: ErrorCode::TooLong, message, .. })
+            if message.contains("column \"k\" of table \"kv\": value too long")),
         "a 300-byte key in VARCHAR(256): {:?}",
         a[11]
     );

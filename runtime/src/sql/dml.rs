@@ -320,9 +320,8 @@ fn coerce_row(
     names: impl Fn(usize) -> String,
 ) -> Result<(), SqlError> {
     for (i, (v, ty)) in row.iter_mut().zip(types).enumerate() {
-        *v = ops::coerce_owned(std::mem::replace(v, Value::Null), *ty).map_err(|e| {
-            SqlError::exec(format!("column \"{}\" of table \"{table}\": {e}", names(i)))
-        })?;
+        *v = ops::coerce_owned(std::mem::replace(v, Value::Null), *ty)
+            .map_err(|e| e.in_column(&names(i), table))?;
     }
     Ok(())
 }

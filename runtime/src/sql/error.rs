@@ -19,6 +19,13 @@ pub enum SqlError {
     /// Found while running: overflow, division by zero, bad cast, too many rows.
     #[error("{0}")]
     Exec(String),
+    /// A value too long for its type (VARCHAR(n), VARBINARY(n)), found while
+    /// converting it; a separate variant so callers can tell it apart.
+    #[error("{0}")]
+    TooLong(String),
+    /// A number outside its type's range, found while converting it.
+    #[error("{0}")]
+    OutOfRange(String),
     /// A constraint or catalog rule enforced by storage.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -33,5 +40,17 @@ impl SqlError {
     }
     pub fn unsupported(msg: impl Into<String>) -> SqlError {
         SqlError::Unsupported(msg.into())
+    }
+
+    /// The error of storing a value into `column` of `table`: the same kind,
+    /// with the place named first.
+    pub fn in_column(self, column: &str, table: &str) -> SqlError {
+        let at = |m: String| format!("column \"{column}\" of table \"{table}\": {m}");
+        match self {
+            SqlError::TooLong(m) => SqlError::TooLong(at(m)),
+            SqlError::OutOfRange(m) => SqlError::OutOfRange(at(m)),
+            SqlError::Storage(s) => SqlError::Storage(s),
+            other => SqlError::Exec(at(other.to_string())),
+        }
     }
 }

@@ -312,6 +312,8 @@ fn malformed(e: &abi::DecodeError) -> Fault {
 pub fn error_code(e: &SqlError) -> ErrorCode {
     match e {
         SqlError::Parse(_) | SqlError::Unsupported(_) | SqlError::Plan(_) => ErrorCode::Plan,
+        SqlError::TooLong(_) => ErrorCode::TooLong,
+        SqlError::OutOfRange(_) => ErrorCode::OutOfRange,
         SqlError::Storage(s) => match s {
             StorageError::NotNull { .. } => ErrorCode::NotNull,
             StorageError::Unique { .. } => ErrorCode::Unique,

@@ -97,7 +97,7 @@ fn coerce_slow(v: &Value, ty: DataType) -> Result<Value, SqlError> {
         (_, DataType::Varbinary(n)) => {
             let b = to_bytes(v, ty).map_err(|_| mismatch(v, ty))?;
             if let Some(n) = n.filter(|n| b.len() > *n as usize) {
-                return Err(SqlError::exec(format!(
+                return Err(SqlError::TooLong(format!(
                     "value too long for type varbinary({n})"
                 )));
             }
@@ -137,7 +137,7 @@ fn fit_text(s: String, n: Option<u32>) -> Result<Value, SqlError> {
     if s[cut..].bytes().all(|b| b == b' ') {
         return Ok(Value::text(&s[..cut]));
     }
-    Err(SqlError::exec(format!(
+    Err(SqlError::TooLong(format!(
         "value too long for type character varying({n})"
     )))
 }
@@ -163,7 +163,7 @@ fn int_name(ty: DataType) -> &'static str {
 }
 
 fn int_range_error(ty: DataType) -> SqlError {
-    SqlError::exec(format!("{} out of range", int_name(ty)))
+    SqlError::OutOfRange(format!("{} out of range", int_name(ty)))
 }
 
 fn check_int_range(i: i64, ty: DataType) -> Result<i64, SqlError> {
@@ -213,7 +213,7 @@ fn parse_int(s: &str, ty: DataType) -> Result<i64, SqlError> {
         )));
     }
     let out_of_range = || {
-        SqlError::exec(format!(
+        SqlError::OutOfRange(format!(
             "value \"{s}\" is out of range for type {}",
             int_name(ty)
         ))
@@ -250,7 +250,7 @@ pub(crate) fn parse_double(s: &str) -> Result<f64, SqlError> {
         .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
     match t.parse::<f64>() {
         Ok(d) if plain && d.is_finite() => Ok(d),
-        Ok(_) if plain => Err(SqlError::exec(format!(
+        Ok(_) if plain => Err(SqlError::OutOfRange(format!(
             "\"{t}\" is out of range for type double precision"
         ))),
         _ => Err(SqlError::exec(format!(
@@ -278,7 +278,7 @@ fn to_decimal(v: &Value, precision: u8, scale: u8) -> Result<Decimal, SqlError> 
     if int_digits <= DECIMAL_SCALE_MAX {
         let limit = Decimal::from_i128_with_scale(10i128.pow(u32::from(int_digits)), 0);
         if r.abs() >= limit {
-            return Err(SqlError::exec(format!(
+            return Err(SqlError::OutOfRange(format!(
                 "numeric field overflow: a DECIMAL({precision},{scale}) value must round to an \
                  absolute value less than 10^{int_digits}"
             )));
@@ -414,7 +414,7 @@ mod tests {
 
     fn bad(v: Value, ty: DataType) -> String {
         match cast(&v, ty) {
-            Err(SqlError::Exec(m)) => m,
+            Err(e) => e.to_string(),
             other => panic!("expected error, got {other:?}"),
         }
     }

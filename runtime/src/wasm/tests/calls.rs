@@ -64,12 +64,10 @@ fn a_statement_error_reaches_the_caller_and_undoes_the_call() {
     let e = db
         .call("put", &[Value::Int(2), Value::text(&"x".repeat(101))])
         .unwrap_err();
-    // The SQL layer reports assignment casts as execution errors, so this
-    // is `Exec` rather than `TooLong` until it returns typed cast errors.
     let ProcError::Sql { code, message, .. } = &e else {
         panic!("{e}")
     };
-    assert_eq!(*code, ErrorCode::Exec);
+    assert_eq!(*code, ErrorCode::TooLong);
     assert!(message.contains("value too long"), "{message}");
     assert_eq!(all_rows(&mut db), before);
     put(&mut db, 2, "two");
