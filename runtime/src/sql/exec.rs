@@ -725,8 +725,14 @@ impl Groups {
     }
 
     fn add(&mut self, agg: &AggPlan, ctx: &Ctx, row: &[Value]) -> Result<(), SqlError> {
-        let key = project(&agg.keys, ctx, row)?;
-        let g = self.group(agg, key);
+        // Without GROUP BY every row is in group 0: no key to build or hash
+        // (a procedure's `SELECT COUNT(*) ... WHERE k = ?` is this case).
+        let g = if agg.keys.is_empty() {
+            0
+        } else {
+            let key = project(&agg.keys, ctx, row)?;
+            self.group(agg, key)
+        };
         for (j, call) in agg.calls.iter().enumerate() {
             let v = match &call.arg {
                 None => Value::Int(1),
