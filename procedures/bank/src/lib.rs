@@ -127,3 +127,35 @@ ohm_sdk::export!(
     statements = STATEMENTS,
     procedures = [open_account, balance, deposit, transfer, total_balance, check_invariant]
 );
+
+/// Native unit tests (`cargo test -p ohm-bank`), no Wasm build needed.
+#[cfg(test)]
+mod tests {
+    use ohm::types::Value;
+    use ohm::wasm::testing::TestDb;
+    use ohm::wasm::{ProcError, ProcOutput};
+
+    #[test]
+    fn transfers_conserve_money_and_failed_ones_change_nothing() {
+        let mut db = TestDb::new();
+        for ddl in super::SCHEMA {
+            db.sql(ddl);
+        }
+        db.deploy_native("bank", super::module()).unwrap();
+        for id in 1..=3 {
+            db.call("open_account", &[Value::Int(id), Value::Int(50)]).unwrap();
+        }
+        let t = |db: &mut TestDb, from, to, amount| {
+            db.call("transfer", &[Value::Int(from), Value::Int(to), Value::Int(amount)])
+        };
+        assert_eq!(t(&mut db, 1, 2, 20).unwrap(), ProcOutput::Value(Value::Int(30)));
+        let err = t(&mut db, 1, 3, 31).unwrap_err();
+        assert!(matches!(err, ProcError::Aborted { .. }), "{err}");
+        let ok = db.call("check_invariant", &[Value::Int(3), Value::Int(150)]);
+        assert_eq!(ok.unwrap(), ProcOutput::Value(Value::Int(150)));
+        assert_eq!(
+            db.query_rows("SELECT balance FROM accounts ORDER BY id"),
+            vec![vec![Value::Int(30)], vec![Value::Int(70)], vec![Value::Int(50)]]
+        );
+    }
+}

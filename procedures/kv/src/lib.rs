@@ -72,3 +72,32 @@ pub fn delete(ctx: &mut Context, key: String) -> Result<bool> {
 }
 
 ohm_sdk::export!(statements = STATEMENTS, procedures = [get, put, cas, delete]);
+
+/// Native unit tests (`cargo test -p ohm-kv`), no Wasm build needed.
+#[cfg(test)]
+mod tests {
+    use ohm::types::Value;
+    use ohm::wasm::testing::TestDb;
+    use ohm::wasm::ProcOutput;
+
+    #[test]
+    fn cas_only_replaces_the_expected_value() {
+        let mut db = TestDb::new();
+        for ddl in super::SCHEMA {
+            db.sql(ddl);
+        }
+        db.deploy_native("kv", super::module()).unwrap();
+        let key = Value::Text("k".into());
+        let b = |s: &[u8]| Value::Bytes(s.into());
+        let yes = ProcOutput::Value(Value::Bool(true));
+        let no = ProcOutput::Value(Value::Bool(false));
+        assert_eq!(db.call("cas", &[key.clone(), Value::Null, b(b"1")]).unwrap(), yes);
+        assert_eq!(db.call("cas", &[key.clone(), b(b"0"), b(b"2")]).unwrap(), no);
+        assert_eq!(db.call("cas", &[key.clone(), b(b"1"), b(b"2")]).unwrap(), yes);
+        assert_eq!(db.call("get", &[key.clone()]).unwrap(), ProcOutput::Value(b(b"2")));
+        assert_eq!(
+            db.query_rows("SELECT version FROM kv"),
+            vec![vec![Value::Int(2)]]
+        );
+    }
+}

@@ -126,3 +126,68 @@ pub fn results(ctx: &mut Context) -> Result<Rows> {
 }
 
 ohm_sdk::export!(statements = STATEMENTS, procedures = [initialize, vote, results]);
+
+/// Native unit tests: the procedures above, run against an in-process
+/// engine without building Wasm (`cargo test -p ohm-voter`).
+#[cfg(test)]
+mod tests {
+    use ohm::types::Value;
+    use ohm::wasm::testing::TestDb;
+    use ohm::wasm::ProcOutput;
+
+    fn voter() -> TestDb {
+        let mut db = TestDb::new();
+        for ddl in super::SCHEMA {
+            db.sql(ddl);
+        }
+        db.deploy_native("voter", super::module()).unwrap();
+        let names = Value::Text("Ann,Ben,Cy".into());
+        db.call("initialize", &[Value::Int(3), names]).unwrap();
+        db
+    }
+
+    fn vote(db: &mut TestDb, phone: i64, contestant: i64) -> i64 {
+        let args = [Value::Int(phone), Value::Int(contestant), Value::Int(2)];
+        match db.call("vote", &args).unwrap() {
+            ProcOutput::Value(Value::Int(code)) => code,
+            other => panic!("vote returned {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_phone_votes_at_most_max_votes_times() {
+        let mut db = voter();
+        let phone = 617_555_0000;
+        assert_eq!(vote(&mut db, phone, 1), super::VOTE_ACCEPTED);
+        assert_eq!(vote(&mut db, phone, 2), super::VOTE_ACCEPTED);
+        assert_eq!(vote(&mut db, phone, 3), super::VOTE_OVER_LIMIT);
+        assert_eq!(vote(&mut db, phone, 4), super::VOTE_INVALID_CONTESTANT);
+        let rows = db.query_rows("SELECT state, COUNT(*) FROM votes GROUP BY state");
+        assert_eq!(rows, vec![vec![Value::Text("MA".into()), Value::Int(2)]]);
+    }
+
+    #[test]
+    fn initialize_loads_every_area_code_once() {
+        let mut db = voter();
+        let n = super::AREA_CODES.len() as i64;
+        assert_eq!(
+            db.query_rows("SELECT COUNT(*) FROM area_code_state"),
+            vec![vec![Value::Int(n)]]
+        );
+        let again = db.call("initialize", &[Value::Int(3), Value::Text("x,y,z".into())]);
+        assert_eq!(again.unwrap(), ProcOutput::Value(Value::Int(3)));
+        let mut empty = TestDb::new();
+        for ddl in super::SCHEMA {
+            empty.sql(ddl);
+        }
+        empty.deploy_native("voter", super::module()).unwrap();
+        let short = empty
+            .call("initialize", &[Value::Int(5), Value::Text("a,b".into())])
+            .unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "procedure initialize aborted: contestant_count is 5, but names_csv has 2 names"
+        );
+        assert_eq!(empty.query_rows("SELECT COUNT(*) FROM contestants"), vec![vec![Value::Int(0)]]);
+    }
+}
