@@ -460,6 +460,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bytes read since offset `start` (an earlier `offset()`).
+    pub fn consumed_since(&self, start: usize) -> &'a [u8] {
+        &self.bytes[start.min(self.pos)..self.pos]
+    }
+
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
             return Err(self.error(format!(

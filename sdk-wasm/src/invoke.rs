@@ -24,6 +24,10 @@ use crate::rows::Rows;
 use crate::value::Value;
 use crate::{CallOutput, Param};
 
+/// Capacity a result payload starts with (kind byte + the largest
+/// fixed-size value, a decimal: 1 + 1 + 16 + 1).
+const RESULT_BYTES_INITIAL: usize = 32;
+
 fn bad_args(message: String) -> CallOutput {
     CallOutput {
         status: status::CALL_BAD_ARGS,
@@ -87,7 +91,9 @@ impl<'a> Args<'a> {
 pub fn output<R: ProcReturn, E: Into<Error>>(result: core::result::Result<R, E>) -> CallOutput {
     let error = match result.map_err(Into::into) {
         Ok(v) => {
-            let mut w = Writer::new();
+            // Room for a kind byte and any fixed-size value, so a scalar
+            // result is one allocation, not a grow and a move.
+            let mut w = Writer::with_buf(Vec::with_capacity(RESULT_BYTES_INITIAL));
             match v.encode_result(&mut w) {
                 Ok(()) => {
                     return CallOutput {

@@ -43,6 +43,8 @@
 extern crate self as ohm_sdk;
 
 pub mod abi;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod alloc;
 mod context;
 mod convert;
 mod error;
@@ -53,6 +55,16 @@ mod rows;
 mod statements;
 mod value;
 mod wasm;
+
+/// The guest's allocator: see `alloc`. Turn off the `guest-alloc` feature
+/// to keep the standard one (or to install your own).
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "guest-alloc"
+))]
+#[global_allocator]
+static GUEST_ALLOC: alloc::GuestAlloc = alloc::GuestAlloc::new();
 
 pub use context::{Context, Rng, SPARE_BUFFER_BYTES_MAX};
 pub use convert::{FromValue, IntoValue, Params};

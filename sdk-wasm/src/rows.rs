@@ -5,7 +5,8 @@
 //! (bounded by the bytes actually present, so a hostile length cannot make
 //! it allocate). Must not: run statements (that is `context`).
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use crate::abi::{self, outcome_kind, DecodeError, Reader, Writer};
 use crate::convert::FromValue;
@@ -17,7 +18,7 @@ use crate::value::Value;
 /// with `Rows::new(columns)` and `push`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
-    columns: Arc<[String]>,
+    columns: Columns,
     rows: Vec<Row>,
     affected: u64,
 }
@@ -25,7 +26,7 @@ pub struct Rows {
 /// One row: its values, and its result's column names (for messages).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    columns: Arc<[String]>,
+    columns: Columns,
     values: Vec<Value>,
 }
 
@@ -37,10 +38,12 @@ impl Rows {
         S: AsRef<str>,
     {
         Rows {
-            columns: columns
-                .into_iter()
-                .map(|c| c.as_ref().to_string())
-                .collect(),
+            columns: Columns::from_strings(
+                columns
+                    .into_iter()
+                    .map(|c| c.as_ref().to_string())
+                    .collect(),
+            ),
             rows: Vec::new(),
             affected: 0,
         }
@@ -49,7 +52,7 @@ impl Rows {
     /// The outcome of a statement that changed `n` rows (no columns).
     pub fn affected_only(n: u64) -> Rows {
         Rows {
-            columns: Arc::from([]),
+            columns: Columns::NONE,
             rows: Vec::new(),
             affected: n,
         }
@@ -68,14 +71,12 @@ impl Rows {
 
     /// The column names (empty for an INSERT/UPDATE/DELETE outcome).
     pub fn columns(&self) -> &[String] {
-        &self.columns
+        self.columns.strings()
     }
 
     /// The position of the column called `name` (ASCII case-insensitive).
     pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(name))
+        self.columns.position(name)
     }
 
     /// How many rows.
@@ -124,6 +125,7 @@ impl Rows {
             None => Err(Error::Type(format!(
                 "expected a row for a scalar, the query returned none{}",
                 self.columns
+                    .strings()
                     .first()
                     .map(|c| format!(" (column {c:?})"))
                     .unwrap_or_default()
@@ -134,10 +136,7 @@ impl Rows {
     /// Appends the ABI row set (the layout in `abi`). Fails if a row's
     /// length differs from the column count, or a value does not encode.
     pub fn encode(&self, w: &mut Writer) -> Result<()> {
-        w.len(self.columns.len());
-        for c in self.columns.iter() {
-            w.str(c);
-        }
+        self.columns.encode(w);
         w.len(self.rows.len());
         for (i, row) in self.rows.iter().enumerate() {
             if row.values.len() != self.columns.len() {
@@ -157,13 +156,8 @@ impl Rows {
     /// Reads one ABI row set. Counts are bounded by the bytes left, so no
     /// allocation exceeds the input's size.
     pub fn decode(r: &mut Reader<'_>) -> core::result::Result<Rows, DecodeError> {
-        // A column name takes at least 4 bytes, a value at least 1.
-        let ncols = r.count(r.remaining() / 4, "column count")?;
-        let mut columns = Vec::with_capacity(ncols);
-        for _ in 0..ncols {
-            columns.push(r.str("column name")?.to_string());
-        }
-        let columns: Arc<[String]> = columns.into();
+        let columns = Columns::decode(r)?;
+        let ncols = columns.len();
         let nrows = r.count(r.remaining() / ncols.max(1), "row count")?;
         let mut rows = Vec::with_capacity(nrows);
         for _ in 0..nrows {
@@ -210,6 +204,109 @@ fn decode_outcomes(bytes: &[u8], expected: usize) -> core::result::Result<Vec<Ro
     }
     r.finish()?;
     Ok(out)
+}
+
+/// Column names, shared by a result and its rows. Decoded names stay as
+/// the wire carried them (one copy, no per-name `String`, no UTF-8 check)
+/// until `strings()` is asked for: procedures mostly read columns by
+/// position, so most results never need them.
+#[derive(Clone)]
+struct Columns(Option<Arc<ColumnNames>>);
+
+struct ColumnNames {
+    count: usize,
+    /// The encoded names (`str` each), or empty when built from strings.
+    wire: Box<[u8]>,
+    /// The names as strings: given, or made from `wire` on first use.
+    strings: OnceLock<Vec<String>>,
+}
+
+impl Columns {
+    /// No columns (an INSERT/UPDATE/DELETE outcome); allocates nothing.
+    const NONE: Columns = Columns(None);
+
+    fn from_strings(names: Vec<String>) -> Columns {
+        Columns(Some(Arc::new(ColumnNames {
+            count: names.len(),
+            wire: Box::default(),
+            strings: OnceLock::from(names),
+        })))
+    }
+
+    /// Reads a column count and that many names, checking only lengths.
+    fn decode(r: &mut Reader<'_>) -> core::result::Result<Columns, DecodeError> {
+        // A column name takes at least 4 bytes.
+        let count = r.count(r.remaining() / 4, "column count")?;
+        if count == 0 {
+            return Ok(Columns::NONE);
+        }
+        let start = r.offset();
+        for _ in 0..count {
+            r.bytes("column name")?;
+        }
+        let wire = r.consumed_since(start).into();
+        Ok(Columns(Some(Arc::new(ColumnNames {
+            count,
+            wire,
+            strings: OnceLock::new(),
+        }))))
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |c| c.count)
+    }
+
+    /// The encoded names, one `str` each.
+    fn wire_names(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+        let mut r = Reader::new(wire);
+        // `decode` checked every length, so this stops only at the end.
+        std::iter::from_fn(move || r.bytes("column name").ok())
+    }
+
+    /// The names; a name that is not UTF-8 (a host bug) shows U+FFFD.
+    fn strings(&self) -> &[String] {
+        match &self.0 {
+            None => &[],
+            Some(c) => c.strings.get_or_init(|| {
+                Columns::wire_names(&c.wire)
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect()
+            }),
+        }
+    }
+
+    /// The position of `name`, ASCII case-insensitive, without decoding.
+    fn position(&self, name: &str) -> Option<usize> {
+        let c = self.0.as_ref()?;
+        match c.strings.get() {
+            Some(s) => s.iter().position(|n| n.eq_ignore_ascii_case(name)),
+            None => {
+                Columns::wire_names(&c.wire).position(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            }
+        }
+    }
+
+    /// Appends the column count and names (the row-set layout).
+    fn encode(&self, w: &mut Writer) {
+        w.len(self.len());
+        let Some(c) = &self.0 else { return };
+        match c.strings.get() {
+            Some(s) => s.iter().for_each(|n| w.str(n)),
+            None => w.buf.extend_from_slice(&c.wire),
+        }
+    }
+}
+
+impl PartialEq for Columns {
+    fn eq(&self, other: &Columns) -> bool {
+        self.strings() == other.strings()
+    }
+}
+
+impl fmt::Debug for Columns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.strings().fmt(f)
+    }
 }
 
 impl<'a> IntoIterator for &'a Rows {
@@ -268,7 +365,7 @@ impl Row {
     }
 
     fn column_name(&self, i: usize) -> String {
-        match self.columns.get(i) {
+        match self.columns.strings().get(i) {
             Some(c) => format!("{c:?}"),
             None => "unnamed".to_string(),
         }
@@ -300,6 +397,26 @@ mod tests {
                 "{cut}"
             );
         }
+    }
+
+    #[test]
+    fn decoded_column_names_are_read_lazily() {
+        let mut w = Writer::new();
+        sample().encode(&mut w).unwrap();
+        let rows = Rows::decode(&mut Reader::new(&w.buf)).unwrap();
+        assert_eq!(rows.column_index("NAME"), Some(1));
+        assert_eq!(rows.column_index("x"), None);
+        let mut again = Writer::new();
+        rows.encode(&mut again).unwrap();
+        assert_eq!(again.buf, w.buf, "wire names are re-encoded as they came");
+        assert_eq!(rows.columns(), ["n", "name"]);
+        // A name that is not UTF-8 (a host bug) does not fail the result.
+        let mut w = Writer::new();
+        w.u32(1);
+        w.bytes(b"a\xffb");
+        w.u32(0);
+        let rows = Rows::decode(&mut Reader::new(&w.buf)).unwrap();
+        assert_eq!(rows.columns(), ["a\u{fffd}b"]);
     }
 
     #[test]
