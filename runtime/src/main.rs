@@ -8,11 +8,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc: per-call rows and buffers are small and short-lived, where
-/// glibc malloc spent ~10% of `ohm bench proc` consolidating free chunks.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "ohm",
