@@ -7,6 +7,9 @@
 //! The Wasm modules come from `cargo procs` (the README's test command runs
 //! it first); a missing module fails the test with that instruction.
 
+// Phone numbers are grouped as people write them: area code, exchange, line.
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use ohm::sql::QueryResult;
 use ohm::types::Value;
 use ohm::wasm::{testing, testing::TestDb, DeployError, Limits, ProcError, ProcOutput};
@@ -26,7 +29,12 @@ fn bytes(b: &[u8]) -> Value {
 }
 
 /// A database with `schema` run, and `module` deployed natively or as Wasm.
-fn db(schema: &[&str], name: &str, native: &'static ohm_sdk::Module, wasm: Option<&[u8]>) -> TestDb {
+fn db(
+    schema: &[&str],
+    name: &str,
+    native: &'static ohm_sdk::Module,
+    wasm: Option<&[u8]>,
+) -> TestDb {
     let mut db = TestDb::new();
     for ddl in schema {
         db.sql(ddl);
@@ -88,14 +96,35 @@ fn voter_native_and_wasm_agree() {
     let steps: Vec<Step> = vec![
         ("initialize", vec![Value::Int(6), text(NAMES)]),
         ("initialize", vec![Value::Int(6), text(NAMES)]),
-        ("vote", vec![Value::Int(phone), Value::Int(3), Value::Int(2)]),
-        ("vote", vec![Value::Int(phone), Value::Int(999), Value::Int(2)]),
-        ("vote", vec![Value::Int(phone), Value::Int(3), Value::Int(2)]),
-        ("vote", vec![Value::Int(phone), Value::Int(1), Value::Int(2)]),
-        ("vote", vec![Value::Int(unknown_area), Value::Int(1), Value::Int(2)]),
-        ("vote", vec![Value::Int(415_555_0199), Value::Int(1), Value::Int(2)]),
+        (
+            "vote",
+            vec![Value::Int(phone), Value::Int(3), Value::Int(2)],
+        ),
+        (
+            "vote",
+            vec![Value::Int(phone), Value::Int(999), Value::Int(2)],
+        ),
+        (
+            "vote",
+            vec![Value::Int(phone), Value::Int(3), Value::Int(2)],
+        ),
+        (
+            "vote",
+            vec![Value::Int(phone), Value::Int(1), Value::Int(2)],
+        ),
+        (
+            "vote",
+            vec![Value::Int(unknown_area), Value::Int(1), Value::Int(2)],
+        ),
+        (
+            "vote",
+            vec![Value::Int(415_555_0199), Value::Int(1), Value::Int(2)],
+        ),
         ("results", vec![]),
-        ("vote", vec![text("not a phone"), Value::Int(1), Value::Int(2)]),
+        (
+            "vote",
+            vec![text("not a phone"), Value::Int(1), Value::Int(2)],
+        ),
     ];
     let (answers, votes) = both(
         ohm_voter::SCHEMA,
@@ -117,7 +146,10 @@ fn voter_native_and_wasm_agree() {
         panic!("results: {:?}", answers[8]);
     };
     let names: Vec<&str> = results.columns.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["contestant_name", "contestant_number", "total_votes"]);
+    assert_eq!(
+        names,
+        ["contestant_name", "contestant_number", "total_votes"]
+    );
     assert_eq!(
         results.rows[..3],
         [
@@ -146,7 +178,9 @@ fn voter_native_and_wasm_agree() {
 #[test]
 fn bank_native_and_wasm_agree() {
     let i = Value::Int;
-    let mut steps: Vec<Step> = (1..=4).map(|id| ("open_account", vec![i(id), i(100)])).collect();
+    let mut steps: Vec<Step> = (1..=4)
+        .map(|id| ("open_account", vec![i(id), i(100)]))
+        .collect();
     steps.extend([
         ("open_account", vec![i(1), i(5)]),
         ("open_account", vec![i(9), i(-5)]),
@@ -303,25 +337,34 @@ fn sandbox_deep_recursion_overflows_the_stack() {
 #[test]
 fn sandbox_pointer_outside_memory_is_an_abi_error() {
     let mut db = sandbox();
-    misbehave(&mut db, "wild_pointer", &[Value::Int(10)], |e| {
-        matches!(e, ProcError::Abi { message, .. } if message.contains("batch"))
-    });
+    misbehave(
+        &mut db,
+        "wild_pointer",
+        &[Value::Int(10)],
+        |e| matches!(e, ProcError::Abi { message, .. } if message.contains("batch")),
+    );
 }
 
 #[test]
 fn sandbox_abort_after_writes_undoes_them() {
     let mut db = sandbox();
-    misbehave(&mut db, "write_then_abort", &[Value::Int(10)], |e| {
-        matches!(e, ProcError::Aborted { reason, .. } if reason == "changed my mind about 10")
-    });
+    misbehave(
+        &mut db,
+        "write_then_abort",
+        &[Value::Int(10)],
+        |e| matches!(e, ProcError::Aborted { reason, .. } if reason == "changed my mind about 10"),
+    );
 }
 
 #[test]
 fn sandbox_panic_reports_its_message() {
     let mut db = sandbox();
-    misbehave(&mut db, "write_then_panic", &[Value::Int(10)], |e| {
-        matches!(e, ProcError::Panicked { message, .. } if message.contains("index out of bounds"))
-    });
+    misbehave(
+        &mut db,
+        "write_then_panic",
+        &[Value::Int(10)],
+        |e| matches!(e, ProcError::Panicked { message, .. } if message.contains("index out of bounds")),
+    );
 }
 
 #[test]
@@ -341,9 +384,12 @@ fn sandbox_statement_and_row_limits() {
         rows_returned_max: 10,
         ..Limits::default()
     });
-    misbehave(&mut db, "read_all", &[Value::Int(20), Value::Int(5)], |e| {
-        matches!(e, ProcError::Limit { what, .. } if what.contains("rows"))
-    });
+    misbehave(
+        &mut db,
+        "read_all",
+        &[Value::Int(20), Value::Int(5)],
+        |e| matches!(e, ProcError::Limit { what, .. } if what.contains("rows")),
+    );
 }
 
 #[test]
@@ -357,9 +403,12 @@ fn sandbox_failures_natively_are_typed_too() {
     misbehave(&mut db, "write_then_abort", &[Value::Int(10)], |e| {
         matches!(e, ProcError::Aborted { .. })
     });
-    misbehave(&mut db, "write_then_panic", &[Value::Int(20)], |e| {
-        matches!(e, ProcError::Panicked { message, .. } if message.contains("index out of bounds"))
-    });
+    misbehave(
+        &mut db,
+        "write_then_panic",
+        &[Value::Int(20)],
+        |e| matches!(e, ProcError::Panicked { message, .. } if message.contains("index out of bounds")),
+    );
 }
 
 // ---- deployment of real modules against the wrong schema ----
@@ -406,7 +455,9 @@ fn deploying_voter_against_a_wrong_schema_names_the_problem() {
 #[test]
 fn deploying_garbage_is_refused_and_the_host_keeps_serving() {
     let mut db = sandbox();
-    let e = db.deploy_wasm("junk", b"\0asm\x01\0\0\0garbage").unwrap_err();
+    let e = db
+        .deploy_wasm("junk", b"\0asm\x01\0\0\0garbage")
+        .unwrap_err();
     assert!(e.to_string().contains("junk"), "{e}");
     let e = db.deploy_wasm("empty", b"").unwrap_err();
     assert!(e.to_string().contains("empty"), "{e}");

@@ -125,7 +125,14 @@ pub fn check_invariant(ctx: &mut Context, accounts: i64, total: i64) -> Result<i
 
 ohm_sdk::export!(
     statements = STATEMENTS,
-    procedures = [open_account, balance, deposit, transfer, total_balance, check_invariant]
+    procedures = [
+        open_account,
+        balance,
+        deposit,
+        transfer,
+        total_balance,
+        check_invariant
+    ]
 );
 
 /// Native unit tests (`cargo test -p ohm-bank`), no Wasm build needed.
@@ -143,19 +150,30 @@ mod tests {
         }
         db.deploy_native("bank", super::module()).unwrap();
         for id in 1..=3 {
-            db.call("open_account", &[Value::Int(id), Value::Int(50)]).unwrap();
+            db.call("open_account", &[Value::Int(id), Value::Int(50)])
+                .unwrap();
         }
         let t = |db: &mut TestDb, from, to, amount| {
-            db.call("transfer", &[Value::Int(from), Value::Int(to), Value::Int(amount)])
+            db.call(
+                "transfer",
+                &[Value::Int(from), Value::Int(to), Value::Int(amount)],
+            )
         };
-        assert_eq!(t(&mut db, 1, 2, 20).unwrap(), ProcOutput::Value(Value::Int(30)));
+        assert_eq!(
+            t(&mut db, 1, 2, 20).unwrap(),
+            ProcOutput::Value(Value::Int(30))
+        );
         let err = t(&mut db, 1, 3, 31).unwrap_err();
         assert!(matches!(err, ProcError::Aborted { .. }), "{err}");
         let ok = db.call("check_invariant", &[Value::Int(3), Value::Int(150)]);
         assert_eq!(ok.unwrap(), ProcOutput::Value(Value::Int(150)));
         assert_eq!(
             db.query_rows("SELECT balance FROM accounts ORDER BY id"),
-            vec![vec![Value::Int(30)], vec![Value::Int(70)], vec![Value::Int(50)]]
+            vec![
+                vec![Value::Int(30)],
+                vec![Value::Int(70)],
+                vec![Value::Int(50)]
+            ]
         );
     }
 }

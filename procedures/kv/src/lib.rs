@@ -48,7 +48,12 @@ pub fn put(ctx: &mut Context, key: String, value: Vec<u8>) -> Result<i64> {
 /// Stores `new` under `key` only if the current value is `expected` (NULL:
 /// the key must be absent). Returns whether it stored.
 #[procedure(partition = "kv.k", parameter = 0)]
-pub fn cas(ctx: &mut Context, key: String, expected: Option<Vec<u8>>, new: Vec<u8>) -> Result<bool> {
+pub fn cas(
+    ctx: &mut Context,
+    key: String,
+    expected: Option<Vec<u8>>,
+    new: Vec<u8>,
+) -> Result<bool> {
     let current = ctx.execute_one(&GET, (&key,))?;
     let current: Option<Vec<u8>> = match current.first() {
         Some(row) => Some(row.get(0)?),
@@ -71,7 +76,10 @@ pub fn delete(ctx: &mut Context, key: String) -> Result<bool> {
     Ok(ctx.execute_one(&DELETE, (&key,))?.affected() == 1)
 }
 
-ohm_sdk::export!(statements = STATEMENTS, procedures = [get, put, cas, delete]);
+ohm_sdk::export!(
+    statements = STATEMENTS,
+    procedures = [get, put, cas, delete]
+);
 
 /// Native unit tests (`cargo test -p ohm-kv`), no Wasm build needed.
 #[cfg(test)]
@@ -91,10 +99,23 @@ mod tests {
         let b = |s: &[u8]| Value::Bytes(s.into());
         let yes = ProcOutput::Value(Value::Bool(true));
         let no = ProcOutput::Value(Value::Bool(false));
-        assert_eq!(db.call("cas", &[key.clone(), Value::Null, b(b"1")]).unwrap(), yes);
-        assert_eq!(db.call("cas", &[key.clone(), b(b"0"), b(b"2")]).unwrap(), no);
-        assert_eq!(db.call("cas", &[key.clone(), b(b"1"), b(b"2")]).unwrap(), yes);
-        assert_eq!(db.call("get", &[key.clone()]).unwrap(), ProcOutput::Value(b(b"2")));
+        assert_eq!(
+            db.call("cas", &[key.clone(), Value::Null, b(b"1")])
+                .unwrap(),
+            yes
+        );
+        assert_eq!(
+            db.call("cas", &[key.clone(), b(b"0"), b(b"2")]).unwrap(),
+            no
+        );
+        assert_eq!(
+            db.call("cas", &[key.clone(), b(b"1"), b(b"2")]).unwrap(),
+            yes
+        );
+        assert_eq!(
+            db.call("get", std::slice::from_ref(&key)).unwrap(),
+            ProcOutput::Value(b(b"2"))
+        );
         assert_eq!(
             db.query_rows("SELECT version FROM kv"),
             vec![vec![Value::Int(2)]]

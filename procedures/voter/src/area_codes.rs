@@ -3,6 +3,7 @@
 //! * 10^7 + a 7-digit number`; `vote` looks the state up by area code.
 
 /// (area code, two-letter state), ascending by code.
+#[rustfmt::skip] // a table: several entries a line read better than 305 lines
 pub const AREA_CODES: [(i16, &str); 305] = [
     (201, "NJ"), (202, "DC"), (203, "CT"), (205, "AL"), (206, "WA"), (207, "ME"), (208, "ID"),
     (209, "CA"), (210, "TX"), (212, "NY"), (213, "CA"), (214, "TX"), (215, "PA"), (216, "OH"),

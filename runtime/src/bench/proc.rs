@@ -170,7 +170,10 @@ impl Side {
             "SELECT COUNT(*) FROM (SELECT phone_number FROM votes \
              GROUP BY phone_number HAVING COUNT(*) > {MAX_VOTES}) AS t"
         ))?;
-        ensure!(over == 0, "{label}: {over} phones have more than {MAX_VOTES} votes");
+        ensure!(
+            over == 0,
+            "{label}: {over} phones have more than {MAX_VOTES} votes"
+        );
         Ok(())
     }
 }
@@ -234,7 +237,10 @@ pub fn run(opts: &ProcBenchOptions) -> anyhow::Result<()> {
     native.verify()?;
     let (w, n) = (median(&mut wasm_rates), median(&mut native_rates));
     println!();
-    println!("{:<8} {:>12} {:>12} {:>14}", "side", "calls/s", "us/call", "votes stored");
+    println!(
+        "{:<8} {:>12} {:>12} {:>14}",
+        "side", "calls/s", "us/call", "votes stored"
+    );
     for (side, rate) in [(&wasm, w), (&native, n)] {
         println!(
             "{:<8} {:>12.0} {:>12.2} {:>14}",

@@ -202,9 +202,7 @@ fn parse(sql: &str) -> Result<Vec<ast::Statement>, SqlError> {
         )));
     }
     let dialect = SQLiteDialect {};
-    let strip = |e: String| {
-        SqlError::Parse(e.trim_start_matches("sql parser error: ").to_string())
-    };
+    let strip = |e: String| SqlError::Parse(e.trim_start_matches("sql parser error: ").to_string());
     let mut tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| strip(e.to_string()))?;

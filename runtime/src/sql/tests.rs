@@ -513,13 +513,18 @@ fn parameters_are_numbered_as_written_not_as_bound() {
         .prepare("UPDATE a SET n = n + ?, s = ? WHERE id = ?")
         .unwrap();
     let args = [Value::Int(5), Value::Text("w".into()), Value::Int(2)];
-    assert_eq!(e.execute_prepared(&up, &args).unwrap(), QueryResult::Affected(1));
+    assert_eq!(
+        e.execute_prepared(&up, &args).unwrap(),
+        QueryResult::Affected(1)
+    );
     assert_eq!(
         rows(&mut e, "SELECT n, s FROM a WHERE id = 2"),
         vec![vec![Value::Int(25), Value::Text("w".into())]]
     );
     let q = e
-        .prepare("SELECT id * ? FROM a WHERE n > ? AND id IN (SELECT id FROM a WHERE n < ?) ORDER BY 1")
+        .prepare(
+            "SELECT id * ? FROM a WHERE n > ? AND id IN (SELECT id FROM a WHERE n < ?) ORDER BY 1",
+        )
         .unwrap();
     let got = e
         .execute_prepared(&q, &[Value::Int(100), Value::Int(10), Value::Int(30)])
