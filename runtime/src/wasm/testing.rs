@@ -8,7 +8,7 @@
 //! let mut db = TestDb::new();
 //! db.sql("CREATE TABLE kv (k BIGINT PRIMARY KEY, v VARCHAR(100))");
 //! db.sql("PARTITION TABLE kv ON COLUMN k");
-//! db.deploy_native("kv", &kv::MODULE).unwrap();
+//! db.deploy_native("kv", kv::module()).unwrap();
 //! db.call("put", &[Value::Int(1), Value::text("one")]).unwrap();
 //! assert_eq!(db.query_rows("SELECT v FROM kv"), vec![vec![Value::text("one")]]);
 //! ```
