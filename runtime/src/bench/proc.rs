@@ -252,8 +252,7 @@ pub fn run(opts: &ProcBenchOptions) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "native/wasm: {:.2}x (Wasm takes {:.2}x the time of native per call)",
-        n / w,
+        "native/wasm: {:.2}x (a Wasm call takes that many times a native one)",
         n / w
     );
     println!(

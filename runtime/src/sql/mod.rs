@@ -167,15 +167,6 @@ impl Prepared {
             StmtPlan::Other(_) => StatementKind::Other,
         }
     }
-
-    /// The result columns of a query (empty for other statements), as
-    /// planned now.
-    pub fn columns(&self) -> Arc<[ColumnInfo]> {
-        match &*self.plan.borrow().plan {
-            StmtPlan::Query(_, cols) => cols.clone(),
-            _ => Arc::from(Vec::new()),
-        }
-    }
 }
 
 /// One partition's SQL engine.
