@@ -3,6 +3,11 @@
 //! the node library and the `ohm` binary.
 
 pub mod bench;
+pub mod cli;
+pub mod driver;
+pub mod durability;
+pub mod net;
+pub mod proto;
 pub mod slt;
 pub mod sql;
 pub mod storage;

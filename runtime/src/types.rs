@@ -77,6 +77,11 @@ impl fmt::Display for DataType {
     }
 }
 
+/// A tenant: the namespace every table, procedure and principal belongs to.
+/// Numbered by the node's catalog; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(pub u32);
+
 /// One SQL datum.
 #[derive(Debug, Clone)]
 pub enum Value {

@@ -1,0 +1,1 @@
+//! Frame and MessagePack codec for `proto` (see docs/PROTOCOL.md).

@@ -1,0 +1,280 @@
+//! The client protocol's messages, as Rust types: what a client may ask
+//! (`Request`) and what the node answers (`Response`). The bytes on the wire
+//! (MessagePack maps inside length-prefixed frames on QUIC streams) are
+//! defined in `codec.rs` and documented in docs/PROTOCOL.md; this file is
+//! the one definition both the node and the Rust client use.
+//!
+//! Values travel as MessagePack nil/bool/int/float/str/bin. A DECIMAL goes
+//! as its decimal string and a TIMESTAMP as integer microseconds since the
+//! Unix epoch; result columns carry their SQL type so a client can tell.
+
+pub mod codec;
+
+use crate::types::Value;
+
+/// ALPN protocol id: a connection that does not offer it is refused.
+pub const ALPN: &[u8] = b"ohm/1";
+/// Largest frame body either side accepts (a 32 MiB module plus headroom).
+pub const FRAME_BYTES_MAX: usize = 40 << 20;
+/// Requests a connection may have in flight before the node stops reading
+/// its streams (backpressure, not an error).
+pub const IN_FLIGHT_PER_CONNECTION_MAX: usize = 4096;
+
+/// A request and the id its response will carry (chosen by the client,
+/// unique among its requests in flight on the connection).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestFrame {
+    pub id: u64,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Must succeed before anything else on the connection.
+    Auth { token: String },
+    /// Run a deployed procedure in its own transaction.
+    Call { procedure: String, args: Vec<Value> },
+    /// Ad-hoc SQL: one or more statements separated by `;`, each in its own
+    /// transaction (autocommit). One result per statement.
+    Sql { sql: String },
+    /// Deploy (or atomically replace) a procedure module.
+    Deploy { name: String, wasm: Vec<u8> },
+    /// Remove a module and its procedures.
+    Drop { name: String },
+    /// The tenant's tables and procedures.
+    Catalog,
+    /// The node's state and counters.
+    Status,
+    /// Admin principals only: create a tenant and its first principal.
+    CreateTenant { name: String },
+}
+
+/// What the node answers to a request with this id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseFrame {
+    pub id: u64,
+    pub response: Result<Reply, ErrorReply>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Authenticated {
+        tenant: String,
+        principal: String,
+        admin: bool,
+    },
+    /// A procedure's single value (NULL for a procedure that returns nothing).
+    Value(Value),
+    /// A procedure's rows.
+    Rows(Rows),
+    /// One result per SQL statement, in order.
+    Sql(Vec<SqlResult>),
+    Deployed {
+        module: String,
+        procedures: Vec<String>,
+        replaced: bool,
+    },
+    Dropped {
+        module: String,
+        existed: bool,
+    },
+    Catalog(CatalogInfo),
+    Status(StatusInfo),
+    TenantCreated {
+        tenant: String,
+        principal: String,
+        token: String,
+    },
+}
+
+/// A result column: its name and SQL type name (`BIGINT`, `VARCHAR(2)`,
+/// `DECIMAL(10,2)`, `TIMESTAMP`, ...; None when unknown, e.g. a bare NULL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub ty: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlResult {
+    Rows(Rows),
+    /// INSERT / UPDATE / DELETE: rows affected.
+    Affected(u64),
+    /// DDL and the like: what was done ("CREATE TABLE").
+    Done(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogInfo {
+    pub tenant: String,
+    pub tables: Vec<TableInfo>,
+    pub procedures: Vec<ProcedureInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub name: String,
+    /// (name, SQL type, nullable)
+    pub columns: Vec<(String, String, bool)>,
+    pub primary_key: Vec<String>,
+    /// None: replicated to every partition.
+    pub partition_column: Option<String>,
+    /// Rows across all partitions.
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcedureInfo {
+    pub name: String,
+    pub module: String,
+    /// (name, SQL type)
+    pub params: Vec<(String, String)>,
+    /// "table.column" and the parameter index, or None for multi-partition.
+    pub partition: Option<(String, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusInfo {
+    pub version: String,
+    pub node_id: u64,
+    pub uptime_ms: u64,
+    /// "sync" or "async".
+    pub durability: String,
+    pub connections: u64,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionStatus {
+    pub id: u32,
+    /// Transactions committed since start (this partition's share).
+    pub committed: u64,
+    /// Calls that failed (rolled back) since start.
+    pub failed: u64,
+    /// Requests waiting in the executor's queue now.
+    pub queued: u64,
+    /// Last log sequence number made durable.
+    pub durable_lsn: u64,
+    /// Bytes of log since the last snapshot.
+    pub log_bytes: u64,
+    /// Rows held for this tenant on this partition.
+    pub rows: u64,
+}
+
+/// A typed error: `code` is stable (clients branch on it), `message` says
+/// what was wrong and what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Error codes on the wire, as snake_case strings (`ErrorCode::name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Frame or request not understood (the stream is closed after it).
+    BadRequest,
+    /// Request before a successful `auth`.
+    Unauthenticated,
+    /// Wrong token.
+    AuthFailed,
+    /// The principal may not do this (e.g. create_tenant as a non-admin).
+    Forbidden,
+    UnknownProcedure,
+    BadArguments,
+    /// The procedure called abort().
+    Aborted,
+    /// A statement failed (constraint, type, ...): `message` says which.
+    Sql,
+    /// A Wasm call hit a sandbox limit (fuel, memory, stack, rows, bytes,
+    /// statements) or trapped.
+    Limit,
+    Trap,
+    /// A module was refused at deploy.
+    Deploy,
+    /// A frame over `FRAME_BYTES_MAX`, or a result over the reply limit.
+    TooLarge,
+    /// The node's queues are full; retry later.
+    Overloaded,
+    NotSupported,
+    /// The node is stopping, or a log write failed: the request was not
+    /// applied (for a failed log write: the node stops).
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthenticated,
+        ErrorCode::AuthFailed,
+        ErrorCode::Forbidden,
+        ErrorCode::UnknownProcedure,
+        ErrorCode::BadArguments,
+        ErrorCode::Aborted,
+        ErrorCode::Sql,
+        ErrorCode::Limit,
+        ErrorCode::Trap,
+        ErrorCode::Deploy,
+        ErrorCode::TooLarge,
+        ErrorCode::Overloaded,
+        ErrorCode::NotSupported,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UnknownProcedure => "unknown_procedure",
+            ErrorCode::BadArguments => "bad_arguments",
+            ErrorCode::Aborted => "aborted",
+            ErrorCode::Sql => "sql",
+            ErrorCode::Limit => "limit",
+            ErrorCode::Trap => "trap",
+            ErrorCode::Deploy => "deploy",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::NotSupported => "not_supported",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl ErrorReply {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ErrorReply {}
