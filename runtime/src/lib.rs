@@ -3,6 +3,7 @@
 //! the node library and the `ohm` binary.
 
 pub mod bench;
+pub mod catalog;
 pub mod cli;
 pub mod driver;
 pub mod durability;
