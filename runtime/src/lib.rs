@@ -8,6 +8,8 @@ pub mod cli;
 pub mod driver;
 pub mod durability;
 pub mod net;
+pub mod node;
+pub mod partition;
 pub mod proto;
 pub mod slt;
 pub mod sql;

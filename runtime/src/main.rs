@@ -30,6 +30,9 @@ enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run a node: recover the data directory, listen on QUIC, serve until
+    /// SIGINT/SIGTERM. Prints `ready addr=... fingerprint=... data=...`.
+    Serve(ohm::node::serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -88,6 +91,7 @@ enum BenchCommand {
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Slt(args) => run_slt(args),
+        Command::Serve(args) => ohm::node::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Sql { rows, seconds }) => {
             ohm::bench::run_sql(&ohm::bench::SqlBenchOptions { rows, seconds })?;
             Ok(ExitCode::SUCCESS)

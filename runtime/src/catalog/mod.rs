@@ -13,4 +13,4 @@ mod partition_map;
 mod tenants;
 
 pub use partition_map::{partition_for, PartitionId};
-pub use tenants::{Catalog, CatalogError, Principal, Tenant, ADMIN_TENANT, DEMO_TENANT};
+pub use tenants::{sync_dir, Catalog, CatalogError, Principal, Tenant, ADMIN_TENANT, DEMO_TENANT};

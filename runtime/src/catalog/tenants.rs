@@ -288,7 +288,7 @@ impl Catalog {
 }
 
 /// Makes a rename or create in `dir` durable.
-pub(crate) fn sync_dir(dir: &cap_std::fs::Dir) -> std::io::Result<()> {
+pub fn sync_dir(dir: &cap_std::fs::Dir) -> std::io::Result<()> {
     dir.open(".")?.sync_all()
 }
 

@@ -1,0 +1,202 @@
+//! Multi-partition work, run by the coordinator while it holds every
+//! partition's lock: a cross-partition read or write is run on a scratch
+//! engine holding the rows it needs (gathered from every partition), and
+//! the writes it makes are routed back to the partitions that own them.
+//!
+//! This is correct for any statement or procedure the engine can run, at a
+//! cost proportional to the tables it mentions. A distributed planner that
+//! sends fragments to partitions instead of gathering rows replaces it in a
+//! later issue; single-partition calls never come here.
+
+use super::sqltext;
+use crate::catalog::partition_for;
+use crate::durability::{self, LoggedOp, LoggedWrites};
+use crate::partition::{reply, PartitionState};
+use crate::proto::{ErrorCode, ErrorReply};
+use crate::sql::Engine;
+use crate::storage::Row;
+use crate::types::TenantId;
+use std::collections::BTreeSet;
+use std::sync::MutexGuard;
+
+pub type Guards<'a> = Vec<MutexGuard<'a, PartitionState>>;
+
+/// Lowercase names of the tenant's tables and views.
+pub fn known_names(g: &Guards<'_>, tenant: TenantId) -> BTreeSet<String> {
+    let Some(p0) = g[0].tenant_ref(tenant) else {
+        return BTreeSet::new();
+    };
+    let tables = p0.engine.database().tables().map(|t| t.schema().name.to_ascii_lowercase());
+    let views = p0.engine.views().keys().map(|v| v.to_ascii_lowercase());
+    tables.chain(views).collect()
+}
+
+/// The tables and views `words` mention, with the names inside mentioned
+/// views' queries (transitively).
+pub fn needed(g: &Guards<'_>, tenant: TenantId, words: &[String]) -> BTreeSet<String> {
+    let known = known_names(g, tenant);
+    let mut need = sqltext::mentioned(words, &known);
+    let Some(p0) = g[0].tenant_ref(tenant) else {
+        return need;
+    };
+    let mut todo: Vec<String> = need.iter().cloned().collect();
+    while let Some(n) = todo.pop() {
+        if let Some(v) = p0.engine.views().iter().find(|(k, _)| k.eq_ignore_ascii_case(&n)) {
+            for m in sqltext::mentioned(&sqltext::words(&v.1.query.to_string()), &known) {
+                if need.insert(m.clone()) {
+                    todo.push(m);
+                }
+            }
+        }
+    }
+    need
+}
+
+/// Whether every table in `names` is replicated (so partition 0 has all
+/// of their rows).
+pub fn all_replicated(g: &Guards<'_>, tenant: TenantId, names: &BTreeSet<String>) -> bool {
+    let Some(p0) = g[0].tenant_ref(tenant) else {
+        return true;
+    };
+    p0.engine
+        .database()
+        .tables()
+        .filter(|t| names.contains(&t.schema().name.to_ascii_lowercase()))
+        .all(|t| t.schema().partition_column.is_none())
+}
+
+/// An engine holding the tables (schema, indexes and, unless `empty`, every
+/// row from every partition) and views named in `names`.
+pub fn scratch(
+    g: &Guards<'_>,
+    tenant: TenantId,
+    names: &BTreeSet<String>,
+    empty: bool,
+) -> Result<Engine, ErrorReply> {
+    let mut s = Engine::new();
+    let Some(p0) = g[0].tenant_ref(tenant) else {
+        return Ok(s);
+    };
+    for table in p0.engine.database().tables() {
+        let schema = table.schema();
+        if !names.contains(&schema.name.to_ascii_lowercase()) {
+            continue;
+        }
+        let db = s.database_mut();
+        let id = db.create_table(schema.clone()).map_err(|e| reply::internal(e))?;
+        if empty {
+            continue;
+        }
+        db.begin().map_err(|e| reply::internal(e))?;
+        let sources: &[MutexGuard<'_, PartitionState>] = if schema.partition_column.is_some() {
+            g
+        } else {
+            &g[..1]
+        };
+        for src in sources {
+            let Some(t) = src
+                .tenant_ref(tenant)
+                .and_then(|p| p.engine.database().table_by_name(&schema.name))
+            else {
+                continue;
+            };
+            for (_, row) in t.scan() {
+                db.insert(id, Row::from(row)).map_err(|e| reply::internal(e))?;
+            }
+        }
+        db.commit().map_err(|e| reply::internal(e))?;
+    }
+    for (name, view) in p0.engine.views() {
+        if names.contains(&name.to_ascii_lowercase()) {
+            let cols = view.columns.join(", ");
+            let sql = format!("CREATE VIEW {name} ({cols}) AS {}", view.query);
+            s.execute(&sql).map_err(|e| reply::internal(format!("{sql}: {e}")))?;
+        }
+    }
+    Ok(s)
+}
+
+/// Splits writes made on a scratch engine by the partition owning each row.
+/// A replicated table's change goes to every partition; an update that
+/// moves a row's partition value becomes a delete and an insert.
+pub fn split(scratch: &Engine, writes: LoggedWrites, n: u32) -> Vec<LoggedWrites> {
+    let mut out: Vec<LoggedWrites> = (0..n).map(|_| LoggedWrites { ops: Vec::new() }).collect();
+    let owner = |table: &str, row: &Row| -> Option<usize> {
+        let schema = scratch.database().table_by_name(table)?.schema();
+        let c = schema.partition_column?;
+        Some(partition_for(row.get(c)?, n).0 as usize)
+    };
+    for op in writes.ops {
+        let (table, row) = match &op {
+            LoggedOp::Insert { table, row } | LoggedOp::Delete { table, row } => (table, row),
+            LoggedOp::Update { table, old, .. } => (table, old),
+        };
+        match (owner(table, row), &op) {
+            (None, _) => out.iter_mut().for_each(|w| w.ops.push(op.clone())),
+            (Some(p), LoggedOp::Update { table, old, new }) => match owner(table, new) {
+                Some(q) if q != p => {
+                    out[p].ops.push(LoggedOp::Delete {
+                        table: table.clone(),
+                        row: old.clone(),
+                    });
+                    out[q].ops.push(LoggedOp::Insert {
+                        table: table.clone(),
+                        row: new.clone(),
+                    });
+                }
+                _ => out[p].ops.push(op),
+            },
+            (Some(p), _) => out[p].ops.push(op),
+        }
+    }
+    out
+}
+
+fn inverse(w: &LoggedWrites) -> LoggedWrites {
+    let ops = w
+        .ops
+        .iter()
+        .rev()
+        .map(|op| match op {
+            LoggedOp::Insert { table, row } => LoggedOp::Delete {
+                table: table.clone(),
+                row: row.clone(),
+            },
+            LoggedOp::Delete { table, row } => LoggedOp::Insert {
+                table: table.clone(),
+                row: row.clone(),
+            },
+            LoggedOp::Update { table, old, new } => LoggedOp::Update {
+                table: table.clone(),
+                old: new.clone(),
+                new: old.clone(),
+            },
+        })
+        .collect();
+    LoggedWrites { ops }
+}
+
+/// Applies each partition's share, all or nothing: if one partition refuses
+/// (a unique key that exists there), the shares already applied are undone.
+pub fn apply_all(
+    g: &mut Guards<'_>,
+    tenant: TenantId,
+    shares: &[LoggedWrites],
+) -> Result<(), ErrorReply> {
+    for i in 0..shares.len() {
+        if shares[i].ops.is_empty() {
+            continue;
+        }
+        if let Err(e) = durability::apply(&mut g[i].tenant(tenant).engine, &shares[i]) {
+            for j in (0..i).rev() {
+                if shares[j].ops.is_empty() {
+                    continue;
+                }
+                durability::apply(&mut g[j].tenant(tenant).engine, &inverse(&shares[j]))
+                    .expect("undoing writes just applied under the same lock cannot fail");
+            }
+            return Err(ErrorReply::new(ErrorCode::Sql, e.to_string()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! `ohm serve`: the node process. Opens the data directory, recovers,
+//! sets up TLS (generating a certificate on first start), listens on QUIC
+//! and serves until SIGINT/SIGTERM.
+
+use super::{demo, Node, NodeConfig};
+use crate::partition::writer::Durability;
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DurabilityArg {
+    /// Acknowledge after fsync (survives kill -9, OS crash, power loss).
+    Sync,
+    /// Acknowledge after write(), fsync every 100 ms (survives kill -9; an
+    /// OS crash or power loss may lose the last 100 ms).
+    Async,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Data directory (created if missing): logs, snapshots, certificate, tokens.
+    #[arg(long, default_value = "ohm-data")]
+    pub data: PathBuf,
+    /// UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7450")]
+    pub listen: SocketAddr,
+    /// Partitions (default: one per core; fixed once the data directory exists).
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    pub durability: DurabilityArg,
+    /// Take a partition's snapshot once its log has grown by this many MiB.
+    #[arg(long, default_value_t = 256)]
+    pub snapshot_log_mib: u64,
+    /// Create the `demo` tenant with the example procedures (voter, bank, kv)
+    /// and write its token to DATA/demo.token.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where the example modules are (default: $OHM_WASM_DIR, else
+    /// target/wasm32-unknown-unknown/wasm beside this binary).
+    #[arg(long, value_name = "DIR")]
+    pub procedures: Option<PathBuf>,
+    /// Serve this certificate (PEM chain) instead of the generated one.
+    #[arg(long, requires = "key", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, requires = "cert", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Threads for the network (tokio workers).
+    #[arg(long, default_value_t = 2)]
+    pub io_threads: usize,
+}
+
+/// The partition count: as given, else as the data directory says, else
+/// one per core.
+fn partitions(args: &ServeArgs, dir: &cap_std::fs::Dir) -> u32 {
+    if let Some(n) = args.partitions {
+        return n;
+    }
+    if let Ok(meta) = dir.read_to_string(super::META_FILE) {
+        if let Some(n) = meta.lines().find_map(|l| l.strip_prefix("partitions ")?.parse().ok()) {
+            return n;
+        }
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+fn write_secret(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
+    dir.write(name, format!("{text}\n"))
+        .with_context(|| format!("writing {name}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(0o600));
+        dir.set_permissions(name, perms)
+            .with_context(|| format!("making {name} private"))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating the data directory {}", args.data.display()))?;
+    let dir = cap_std::fs::Dir::open_ambient_dir(&args.data, cap_std::ambient_authority())
+        .with_context(|| format!("opening the data directory {}", args.data.display()))?;
+    let config = NodeConfig {
+        partitions: partitions(&args, &dir),
+        durability: match args.durability {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Async => Durability::Async,
+        },
+        snapshot_log_bytes: args.snapshot_log_mib.max(1) << 20,
+        segment_bytes_max: 64 << 20,
+    };
+    let tls_dir = dir.try_clone().context("opening the data directory")?;
+    let node = Node::start(dir.try_clone()?, config.clone(), args.demo)?;
+    for (file, token) in node.new_tokens.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        write_secret(&dir, &file, &token)?;
+    }
+    if args.demo {
+        let procs = args
+            .procedures
+            .clone()
+            .or_else(demo::default_procedures_dir)
+            .context("cannot tell where the example procedures are: pass --procedures DIR")?;
+        demo::setup(&node, &procs)?;
+    }
+    let identity = match (&args.cert, &args.key) {
+        (Some(c), Some(k)) => crate::net::tls::load_files(c, k)?,
+        _ => crate::net::tls::load_or_create(&tls_dir, &default_names(&args.listen))?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.io_threads.max(1))
+        .thread_name("ohm-io")
+        .enable_all()
+        .build()
+        .context("starting the network runtime")?;
+    rt.block_on(serve_quic(node.clone(), identity, &args, &config))?;
+    node.shutdown();
+    eprintln!("ohm: stopped; everything acknowledged is durable");
+    Ok(())
+}
+
+fn default_names(listen: &SocketAddr) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        names.push(listen.ip().to_string());
+    }
+    names
+}
+
+async fn serve_quic(
+    node: Arc<Node>,
+    identity: crate::net::tls::ServerIdentity,
+    args: &ServeArgs,
+    config: &NodeConfig,
+) -> anyhow::Result<()> {
+    let endpoint = crate::net::endpoint::server(args.listen, &identity)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = endpoint.local_addr().context("reading the bound address")?;
+    if addr.port() == 0 {
+        bail!("the endpoint has no port");
+    }
+    eprintln!(
+        "ohm: serving {} partitions, durability {}, data {}",
+        config.partitions,
+        config.durability.name(),
+        args.data.display()
+    );
+    println!(
+        "ready addr={addr} fingerprint={} data={}",
+        identity.fingerprint,
+        args.data.display()
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    crate::net::server::serve(endpoint, node, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

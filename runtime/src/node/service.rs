@@ -1,0 +1,221 @@
+//! The node as the network sees it: authentication and dispatch of each
+//! request to a partition's executor (single-partition calls) or to the
+//! coordinator (everything else). Never blocks: a full queue is an
+//! `overloaded` error the client may retry.
+
+use super::coordinator::CoordTask;
+use super::Node;
+use crate::catalog::{partition_for, Principal};
+use crate::net::server::{Replier, Service};
+use crate::partition::executor::Task;
+use crate::partition::reply::ReplyFn;
+use crate::partition::PartitionStats;
+use crate::proto::{ErrorCode, ErrorReply, PartitionStatus, Reply, Request, StatusInfo};
+use crate::types::{parse_timestamp, Value};
+use ohm_sdk::abi::{ty, ParamDesc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::TrySendError;
+use std::sync::Arc;
+
+fn overloaded(what: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Overloaded,
+        format!("{what} is full: too many requests in flight; retry shortly"),
+    )
+}
+
+fn stopping() -> ErrorReply {
+    ErrorReply::new(ErrorCode::Unavailable, "the node is stopping")
+}
+
+/// Converts arguments the wire cannot type exactly (a DECIMAL sent as its
+/// string, a TIMESTAMP as microseconds or text) to the declared type.
+fn coerce(params: &[ParamDesc], args: &mut [Value]) -> Result<(), String> {
+    for (p, a) in params.iter().zip(args.iter_mut()) {
+        let new = match (ty::base(p.ty), &*a) {
+            (ty::DECIMAL, Value::Text(s)) => Value::Decimal(
+                s.parse()
+                    .map_err(|_| format!("argument {}: {s:?} is not a decimal number", p.name))?,
+            ),
+            (ty::TIMESTAMP, Value::Int(us)) => Value::Timestamp(*us),
+            (ty::TIMESTAMP, Value::Text(s)) => Value::Timestamp(
+                parse_timestamp(s)
+                    .ok_or_else(|| format!("argument {}: {s:?} is not a timestamp", p.name))?,
+            ),
+            _ => continue,
+        };
+        *a = new;
+    }
+    Ok(())
+}
+
+impl Node {
+    pub(crate) fn to_coordinator(&self, task: CoordTask) {
+        match self.coordinator.try_send(task) {
+            Ok(()) => {}
+            Err(TrySendError::Full(t)) => reply_of(t)(Err(overloaded("the coordinator's queue"))),
+            Err(TrySendError::Disconnected(t)) => reply_of(t)(Err(stopping())),
+        }
+    }
+
+    pub(crate) fn call(&self, who: &Principal, procedure: String, mut args: Vec<Value>, reply: ReplyFn) {
+        let routes = self.routes.get(who.tenant);
+        let Some(route) = routes.as_ref().and_then(|r| r.get(&procedure)) else {
+            return reply(Err(ErrorReply::new(
+                ErrorCode::UnknownProcedure,
+                format!("no procedure named {procedure} is deployed in tenant {}", who.tenant_name),
+            )));
+        };
+        if let Err(m) = coerce(&route.params, &mut args) {
+            return reply(Err(ErrorReply::new(
+                ErrorCode::BadArguments,
+                format!("procedure {procedure}: {m}"),
+            )));
+        }
+        let Some(param) = route.partition_param else {
+            let tenant = who.tenant;
+            return self.to_coordinator(CoordTask::Call { tenant, procedure, args, reply });
+        };
+        let Some(key) = args.get(param) else {
+            return reply(Err(ErrorReply::new(
+                ErrorCode::BadArguments,
+                format!(
+                    "procedure {procedure} takes {} arguments, {} given",
+                    route.params.len(),
+                    args.len()
+                ),
+            )));
+        };
+        let p = partition_for(key, self.parts.len() as u32).0 as usize;
+        let stats = &self.parts[p].stats;
+        stats.queued.fetch_add(1, Ordering::Relaxed);
+        let task = Task::Call { tenant: who.tenant, procedure, args, reply };
+        match self.executors[p].try_send(task) {
+            Ok(()) => {}
+            Err(e) => {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                let (task, err) = match e {
+                    TrySendError::Full(t) => (t, overloaded("the partition's queue")),
+                    TrySendError::Disconnected(t) => (t, stopping()),
+                };
+                if let Task::Call { reply, .. } = task {
+                    reply(Err(err));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn status(&self, who: &Principal) -> StatusInfo {
+        let get = PartitionStats::get;
+        StatusInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            node_id: 1,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            durability: self.config.durability.name().to_string(),
+            connections: self.connections.load(Ordering::Relaxed),
+            partitions: self
+                .parts
+                .iter()
+                .map(|p| PartitionStatus {
+                    id: p.id.0,
+                    committed: get(&p.stats.committed),
+                    failed: get(&p.stats.failed),
+                    queued: get(&p.stats.queued),
+                    durable_lsn: get(&p.stats.durable_lsn),
+                    log_bytes: get(&p.stats.log_bytes),
+                    // Only when the partition is free this instant: status
+                    // must never wait behind a long transaction.
+                    rows: p.state.try_lock().map_or(0, |s| s.tenant_rows(who.tenant)),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn reply_of(t: CoordTask) -> ReplyFn {
+    match t {
+        CoordTask::Sql { reply, .. }
+        | CoordTask::Call { reply, .. }
+        | CoordTask::Deploy { reply, .. }
+        | CoordTask::Drop { reply, .. }
+        | CoordTask::Catalog { reply, .. }
+        | CoordTask::CreateTenant { reply, .. } => reply,
+        CoordTask::Stop => Box::new(|_| {}),
+    }
+}
+
+impl Service for Node {
+    type Session = Principal;
+
+    fn authenticate(&self, token: &str) -> Result<(Principal, Reply), ErrorReply> {
+        let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let who = cat.authenticate(token).ok_or_else(|| {
+            ErrorReply::new(
+                ErrorCode::AuthFailed,
+                "the token was not accepted by this node (check --token / OHM_TOKEN, or the \
+                 data directory's token files)",
+            )
+        })?;
+        let reply = Reply::Authenticated {
+            tenant: who.tenant_name.clone(),
+            principal: who.name.clone(),
+            admin: who.admin,
+        };
+        Ok((who, reply))
+    }
+
+    fn dispatch(&self, who: &Arc<Principal>, request: Request, replier: Replier) {
+        let reply: ReplyFn = Box::new(move |r| replier.send(r));
+        let tenant = who.tenant;
+        match request {
+            Request::Call { procedure, args } => self.call(who, procedure, args, reply),
+            Request::Sql { sql } => self.to_coordinator(CoordTask::Sql { tenant, sql, reply }),
+            Request::Deploy { name, wasm } => {
+                self.to_coordinator(CoordTask::Deploy { tenant, name, wasm, reply })
+            }
+            Request::Drop { name } => self.to_coordinator(CoordTask::Drop { tenant, name, reply }),
+            Request::Catalog => self.to_coordinator(CoordTask::Catalog {
+                tenant,
+                tenant_name: who.tenant_name.clone(),
+                reply,
+            }),
+            Request::Status => reply(Ok(Reply::Status(self.status(who)))),
+            Request::CreateTenant { name } if who.admin => {
+                self.to_coordinator(CoordTask::CreateTenant { name, reply })
+            }
+            Request::CreateTenant { .. } => reply(Err(ErrorReply::new(
+                ErrorCode::Forbidden,
+                "creating tenants needs an admin token (the data directory's admin.token)",
+            ))),
+            Request::Auth { .. } => reply(Err(ErrorReply::new(
+                ErrorCode::BadRequest,
+                "this connection is already authenticated",
+            ))),
+        }
+    }
+
+    fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coerces_wire_values_to_declared_types() {
+        let p = |ty| ParamDesc { name: "x".into(), ty };
+        let mut args = vec![Value::text("1.25"), Value::Int(5), Value::text("a")];
+        coerce(&[p(ty::DECIMAL), p(ty::TIMESTAMP), p(ty::TEXT)], &mut args).unwrap();
+        assert!(matches!(args[0], Value::Decimal(_)));
+        assert!(matches!(args[1], Value::Timestamp(5)));
+        assert!(matches!(args[2], Value::Text(_)));
+        let mut bad = vec![Value::text("x1")];
+        assert!(coerce(&[p(ty::DECIMAL)], &mut bad).unwrap_err().contains("argument x"));
+    }
+}

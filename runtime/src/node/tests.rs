@@ -1,0 +1,300 @@
+//! The node in process (no network): routing, the coordinator path,
+//! tenants, and recovery after a clean stop, a snapshot, and a
+//! coordinator transaction that only some partitions logged.
+
+use super::coordinator::CoordTask;
+use super::demo::ask;
+use super::{Node, NodeConfig};
+use crate::catalog::{partition_for, Principal};
+use crate::durability::{self, Entry, Log, LogOptions, LoggedOp, LoggedWrites, MultiBody};
+use crate::partition::writer::Durability;
+use crate::proto::{ErrorCode, ErrorReply, Reply, SqlResult};
+use crate::types::{TenantId, Value};
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ohm-node-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn dir(&self) -> cap_std::fs::Dir {
+        cap_std::fs::Dir::open_ambient_dir(&self.0, cap_std::ambient_authority()).unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(partitions: u32) -> NodeConfig {
+    NodeConfig {
+        partitions,
+        durability: Durability::Sync,
+        snapshot_log_bytes: 1 << 40,
+        segment_bytes_max: 1 << 20,
+    }
+}
+
+fn start(tmp: &TempDir, partitions: u32) -> Arc<Node> {
+    Node::start(tmp.dir(), config(partitions), false).unwrap()
+}
+
+/// A tenant and its principal (created on first use, found afterwards).
+fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Principal {
+    if let Some((_, tok)) = tokens.iter().find(|(n, _)| n == name) {
+        return node.catalog.read().unwrap().authenticate(tok).unwrap();
+    }
+    let name_s = name.to_string();
+    let r = ask(node, |reply| CoordTask::CreateTenant { name: name_s, reply }).unwrap();
+    let Reply::TenantCreated { token, .. } = r else { panic!("{r:?}") };
+    tokens.push((name.to_string(), token.clone()));
+    node.catalog.read().unwrap().authenticate(&token).unwrap()
+}
+
+fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlResult>, ErrorReply> {
+    let (tenant, sql) = (who.tenant, text.to_string());
+    match ask(node, |reply| CoordTask::Sql { tenant, sql, reply })? {
+        Reply::Sql(r) => Ok(r),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn rows(node: &Node, who: &Principal, text: &str) -> Vec<Vec<Value>> {
+    match sql(node, who, text).unwrap().pop() {
+        Some(SqlResult::Rows(r)) => r.rows,
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
+fn call(node: &Node, who: &Principal, proc: &str, args: Vec<Value>) -> Result<Reply, ErrorReply> {
+    let (tx, rx) = sync_channel(1);
+    node.call(
+        who,
+        proc.to_string(),
+        args,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv().unwrap()
+}
+
+fn voter_wasm() -> Vec<u8> {
+    let path = crate::wasm::testing::procedure_wasm("ohm_voter").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(path).expect("run `cargo procs` first: the voter module is missing")
+}
+
+fn deploy_voter(node: &Node, who: &Principal) {
+    for stmt in ohm_voter::SCHEMA {
+        sql(node, who, stmt).unwrap();
+    }
+    let (tenant, wasm) = (who.tenant, voter_wasm());
+    let name = "voter".to_string();
+    ask(node, |reply| CoordTask::Deploy { tenant, name, wasm, reply }).unwrap();
+    let r = call(node, who, "initialize", vec![Value::Int(3), Value::text("A,B,C")]).unwrap();
+    assert_eq!(r, Reply::Value(Value::Int(3)));
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
+    let Reply::Rows(r) = call(node, who, "results", vec![]).unwrap() else { panic!() };
+    r.rows
+        .iter()
+        .map(|row| match (&row[0], &row[1]) {
+            (Value::Text(name), v) => (name.to_string(), int(v)),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
+    let tmp = TempDir::new("voter");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 3);
+    let who = tenant(&node, "t1", &mut tokens);
+    deploy_voter(&node, &who);
+    let mut accepted = 0;
+    for i in 0..300i64 {
+        let phone = 2_125_550_000 + i % 150; // each phone votes twice, then is refused
+        let r = call(&node, &who, "vote", vec![Value::Int(phone), Value::Int(1 + i % 3), Value::Int(2)]);
+        if r.unwrap() == Reply::Value(Value::Int(0)) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 300);
+    // Every vote row sits on the partition its phone hashes to.
+    for p in node.parts.iter() {
+        let st = p.lock();
+        let t = st.tenant_ref(who.tenant).unwrap().engine.database().table_by_name("votes").unwrap();
+        assert!(t.len() > 0, "partition {} got no votes", p.id.0);
+        for (_, row) in t.scan() {
+            assert_eq!(partition_for(&row[0], 3), p.id);
+        }
+    }
+    let before = totals(&node, &who);
+    assert_eq!(before.iter().map(|t| t.1).sum::<i64>(), 300);
+    let count = rows(&node, &who, "SELECT COUNT(*) FROM votes");
+    assert_eq!(int(&count[0][0]), 300);
+    node.shutdown();
+    drop(node);
+
+    let node = start(&tmp, 3);
+    let who = tenant(&node, "t1", &mut tokens);
+    assert_eq!(totals(&node, &who), before);
+    let over = call(&node, &who, "vote", vec![Value::Int(2_125_550_000), Value::Int(1), Value::Int(2)]);
+    assert_eq!(over.unwrap(), Reply::Value(Value::Int(2)), "the per-phone count survived");
+    for p in 0..3 {
+        node.snapshot(crate::catalog::PartitionId(p));
+    }
+    call(&node, &who, "vote", vec![Value::Int(3_125_550_000), Value::Int(2), Value::Int(2)]).unwrap();
+    node.shutdown();
+    drop(node);
+
+    let node = start(&tmp, 3);
+    let who = tenant(&node, "t1", &mut tokens);
+    let after = totals(&node, &who);
+    assert_eq!(after.iter().map(|t| t.1).sum::<i64>(), 301);
+    node.shutdown();
+}
+
+#[test]
+fn adhoc_sql_spans_partitions() {
+    let tmp = TempDir::new("adhoc");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t1", &mut tokens);
+    sql(&node, &who, "CREATE TABLE acct (id BIGINT PRIMARY KEY, owner VARCHAR(20), balance BIGINT NOT NULL); \
+                      PARTITION TABLE acct ON COLUMN id; \
+                      CREATE TABLE rate (cur VARCHAR(3) PRIMARY KEY, r DOUBLE)").unwrap();
+    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'o{}', {})", i % 4, i * 10)).collect();
+    let r = sql(&node, &who, &format!("INSERT INTO acct VALUES {}", values.join(", "))).unwrap();
+    assert_eq!(r, vec![SqlResult::Affected(40)]);
+    sql(&node, &who, "INSERT INTO rate VALUES ('EUR', 1.1), ('USD', 1.0)").unwrap();
+    let per: Vec<usize> = node
+        .parts
+        .iter()
+        .map(|p| p.lock().tenant_ref(who.tenant).unwrap().engine.database().table_by_name("acct").unwrap().len())
+        .collect();
+    assert_eq!(per.iter().sum::<usize>(), 40);
+    assert!(per.iter().all(|&n| n > 5), "rows spread: {per:?}");
+    let rates: Vec<usize> = node
+        .parts
+        .iter()
+        .map(|p| p.lock().tenant_ref(who.tenant).unwrap().engine.database().table_by_name("rate").unwrap().len())
+        .collect();
+    assert_eq!(rates, vec![2, 2], "replicated tables are everywhere");
+
+    let top = rows(&node, &who, "SELECT id, balance FROM acct ORDER BY balance DESC LIMIT 3");
+    assert_eq!(top.iter().map(|r| int(&r[0])).collect::<Vec<_>>(), vec![40, 39, 38]);
+    let sums = rows(&node, &who, "SELECT owner, SUM(balance) FROM acct GROUP BY owner ORDER BY owner");
+    assert_eq!(sums.len(), 4);
+    // A duplicate key (on its owning partition) fails the whole statement.
+    let dup = sql(&node, &who, "INSERT INTO acct VALUES (100, 'x', 1), (7, 'dup', 1)").unwrap_err();
+    assert_eq!(dup.code, ErrorCode::Sql, "{dup:?}");
+    assert!(rows(&node, &who, "SELECT * FROM acct WHERE id = 100").is_empty(), "nothing half-applied");
+    // Moving a row's partition value moves the row.
+    sql(&node, &who, "UPDATE acct SET id = id + 1000 WHERE id <= 10").unwrap();
+    let moved = rows(&node, &who, "SELECT COUNT(*) FROM acct WHERE id > 1000");
+    assert_eq!(int(&moved[0][0]), 10);
+    for p in node.parts.iter() {
+        let st = p.lock();
+        for (_, row) in st.tenant_ref(who.tenant).unwrap().engine.database().table_by_name("acct").unwrap().scan() {
+            assert_eq!(partition_for(&row[0], 2), p.id);
+        }
+    }
+    sql(&node, &who, "DELETE FROM acct WHERE balance < 200").unwrap();
+    let left = rows(&node, &who, "SELECT COUNT(*), SUM(balance) FROM acct");
+    let begin = sql(&node, &who, "BEGIN").unwrap_err();
+    assert_eq!(begin.code, ErrorCode::NotSupported);
+    node.shutdown();
+    drop(node);
+
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t1", &mut tokens);
+    assert_eq!(rows(&node, &who, "SELECT COUNT(*), SUM(balance) FROM acct"), left);
+    // Another tenant sees none of it and cannot call t1's procedures.
+    let other = tenant(&node, "t2", &mut tokens);
+    let e = sql(&node, &other, "SELECT * FROM acct").unwrap_err();
+    assert!(e.message.contains("acct"), "{e:?}");
+    node.shutdown();
+}
+
+#[test]
+fn tenants_cannot_reach_each_others_procedures() {
+    let tmp = TempDir::new("tenants");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    deploy_voter(&node, &a);
+    let e = call(&node, &b, "vote", vec![Value::Int(1), Value::Int(1), Value::Int(2)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownProcedure);
+    let e = call(&node, &b, "results", vec![]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownProcedure);
+    // b may deploy its own voter: same names, separate data.
+    deploy_voter(&node, &b);
+    call(&node, &b, "vote", vec![Value::Int(2_125_550_001), Value::Int(1), Value::Int(2)]).unwrap();
+    assert_eq!(totals(&node, &a).iter().map(|t| t.1).sum::<i64>(), 0);
+    assert_eq!(totals(&node, &b).iter().map(|t| t.1).sum::<i64>(), 1);
+    node.shutdown();
+}
+
+#[test]
+fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
+    let tmp = TempDir::new("torn-mp");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t1", &mut tokens);
+    sql(&node, &who, "CREATE TABLE r (k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+    sql(&node, &who, "INSERT INTO r VALUES (1, 'kept')").unwrap();
+    let (last_txn, last_lsn) = {
+        let st = node.parts[0].lock();
+        (st.mp_txn_max, st.last_lsn)
+    };
+    node.shutdown();
+    drop(node);
+
+    // As if the node died after partition 0 logged a replicated insert and
+    // before partition 1 did: never acknowledged.
+    {
+        let sub = tmp.dir().open_dir("p0").unwrap();
+        let (mut log, _) = Log::open(sub, LogOptions { segment_bytes_max: 1 << 20 }).unwrap();
+        let row: crate::storage::Row = vec![Value::Int(2), Value::text("lost")].into();
+        let writes = LoggedWrites { ops: vec![LoggedOp::Insert { table: "r".into(), row }] };
+        let entry = Entry::Multi { txn: last_txn + 1, tenant: TenantId(who.tenant.0), body: MultiBody::Writes(writes) };
+        let mut rec = Vec::new();
+        durability::encode_entry(durability::Lsn(last_lsn + 1), &entry, &mut rec);
+        log.append(&rec).unwrap();
+        log.sync().unwrap();
+    }
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t1", &mut tokens);
+    assert_eq!(int(&rows(&node, &who, "SELECT COUNT(*) FROM r")[0][0]), 1);
+    // Later coordinator transactions get later ids and stay consistent.
+    sql(&node, &who, "INSERT INTO r VALUES (3, 'new')").unwrap();
+    node.shutdown();
+    drop(node);
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t1", &mut tokens);
+    let got = rows(&node, &who, "SELECT k FROM r ORDER BY k");
+    assert_eq!(got.iter().map(|r| int(&r[0])).collect::<Vec<_>>(), vec![1, 3]);
+    for p in node.parts.iter() {
+        assert_eq!(p.lock().tenant_ref(who.tenant).unwrap().engine.database().table_by_name("r").unwrap().len(), 2);
+    }
+    node.shutdown();
+}

@@ -1,0 +1,72 @@
+//! Turning engine and procedure results and errors into protocol replies.
+
+use crate::proto::{Column, ErrorCode, ErrorReply, Reply, Rows, SqlResult};
+use crate::sql::{QueryResult, RowSet, SqlError};
+use crate::wasm::{DeployError, ProcError, ProcOutput};
+
+/// The answer to a request, handed to whoever waits for it (a callback, so
+/// this module needs no async runtime). Called exactly once.
+pub type ReplyFn = Box<dyn FnOnce(Result<Reply, ErrorReply>) + Send>;
+
+pub fn rows(set: RowSet) -> Rows {
+    Rows {
+        columns: set
+            .columns
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                ty: c.ty.map(|t| t.to_string()),
+            })
+            .collect(),
+        rows: set.rows,
+    }
+}
+
+pub fn output(out: ProcOutput) -> Reply {
+    match out {
+        ProcOutput::Value(v) => Reply::Value(v),
+        ProcOutput::Rows(r) => Reply::Rows(rows(r)),
+    }
+}
+
+pub fn sql_result(r: QueryResult) -> SqlResult {
+    match r {
+        QueryResult::Rows(set) => SqlResult::Rows(rows(set)),
+        QueryResult::Affected(n) => SqlResult::Affected(n),
+        QueryResult::Done(tag) => SqlResult::Done(tag.to_string()),
+    }
+}
+
+pub fn sql_error(e: &SqlError) -> ErrorReply {
+    let code = match e {
+        SqlError::Unsupported(_) => ErrorCode::NotSupported,
+        _ => ErrorCode::Sql,
+    };
+    ErrorReply::new(code, e.to_string())
+}
+
+pub fn proc_error(e: &ProcError) -> ErrorReply {
+    let code = match e {
+        ProcError::UnknownProcedure { .. } => ErrorCode::UnknownProcedure,
+        ProcError::BadArguments { .. } => ErrorCode::BadArguments,
+        ProcError::Aborted { .. } => ErrorCode::Aborted,
+        ProcError::Sql { .. } => ErrorCode::Sql,
+        ProcError::OutOfFuel { .. }
+        | ProcError::MemoryLimit { .. }
+        | ProcError::StackOverflow { .. }
+        | ProcError::Limit { .. } => ErrorCode::Limit,
+        ProcError::Panicked { .. } | ProcError::Trap { .. } | ProcError::Abi { .. } => {
+            ErrorCode::Trap
+        }
+        _ => ErrorCode::Internal,
+    };
+    ErrorReply::new(code, e.to_string())
+}
+
+pub fn deploy_error(e: &DeployError) -> ErrorReply {
+    ErrorReply::new(ErrorCode::Deploy, e.to_string())
+}
+
+pub fn internal(what: impl std::fmt::Display) -> ErrorReply {
+    ErrorReply::new(ErrorCode::Internal, format!("internal error: {what}"))
+}

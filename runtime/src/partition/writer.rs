@@ -1,0 +1,229 @@
+//! The writer: one thread per partition that owns its log. It appends what
+//! the executor and the coordinator send, makes it durable (group commit:
+//! one fsync for everything queued), then sends the replies, in order.
+//! It also takes snapshots when the log has grown past a threshold.
+//!
+//! A failed log write or fsync stops the node: after it, the node cannot
+//! tell what is durable, and continuing could acknowledge writes it loses.
+
+use super::reply::ReplyFn;
+use super::Partition;
+use crate::durability::{DurabilityError, Log};
+use crate::proto::{ErrorReply, Reply};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages one writer queue holds (each carries up to a batch of calls).
+pub const WRITER_QUEUE_MAX: usize = 256;
+/// Messages gathered into one group commit.
+const GROUP_MAX: usize = 64;
+/// With `--durability async`, how often the log is fsynced.
+pub const ASYNC_SYNC_INTERVAL_MS: u64 = 100;
+
+/// How acknowledged writes survive failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after fsync: survives a process crash and an OS crash.
+    Sync,
+    /// Acknowledge after write(), fsync every `ASYNC_SYNC_INTERVAL_MS`:
+    /// survives a process crash (kill -9); an OS crash or power loss loses
+    /// up to that interval of acknowledged writes.
+    Async,
+}
+
+impl Durability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+        }
+    }
+}
+
+pub enum WriterMsg {
+    /// An executor batch: its records (possibly none) and its replies.
+    Batch {
+        records: Vec<u8>,
+        last_lsn: Option<u64>,
+        replies: Vec<(ReplyFn, Result<Reply, ErrorReply>)>,
+    },
+    /// A coordinator transaction's record for this partition; `done` is
+    /// told once it is durable.
+    Multi {
+        records: Vec<u8>,
+        last_lsn: u64,
+        done: SyncSender<()>,
+    },
+    /// Sync what is queued, snapshot now (if anything was logged since the
+    /// last one), and tell `done`.
+    Snapshot { done: SyncSender<()> },
+    /// Sync and exit (after everything queued before it).
+    Stop,
+}
+
+pub struct WriterConfig {
+    pub durability: Durability,
+    /// Log bytes after which a snapshot is taken.
+    pub snapshot_log_bytes: u64,
+}
+
+/// Runs until every sender is gone; then syncs and returns.
+pub fn run(part: Arc<Partition>, mut log: Log, msgs: Receiver<WriterMsg>, cfg: WriterConfig) {
+    let mut group: Vec<WriterMsg> = Vec::with_capacity(GROUP_MAX);
+    let mut unsynced = false;
+    let mut last_sync = Instant::now();
+    let mut stopping = false;
+    while !stopping {
+        let first = match cfg.durability {
+            Durability::Sync => msgs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Durability::Async => msgs.recv_timeout(Duration::from_millis(ASYNC_SYNC_INTERVAL_MS)),
+        };
+        match first {
+            Ok(m) => group.push(m),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while group.len() < GROUP_MAX {
+            match msgs.try_recv() {
+                Ok(m) => group.push(m),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let mut snapshot_asked = Vec::new();
+        fatal_on(append_all(&mut log, &group, &mut unsynced), &part);
+        let periodic = last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_INTERVAL_MS);
+        if unsynced && (cfg.durability == Durability::Sync || periodic) {
+            fatal_on(log.sync(), &part);
+            unsynced = false;
+            last_sync = Instant::now();
+        } else if unsynced {
+            fatal_on(log.flush(), &part);
+        }
+        part.stats
+            .durable_lsn
+            .store(log.durable_lsn().0, Ordering::Relaxed);
+        part.stats
+            .log_bytes
+            .store(log.bytes_since_snapshot(), Ordering::Relaxed);
+        for m in group.drain(..) {
+            match m {
+                WriterMsg::Batch { replies, .. } => {
+                    for (reply, result) in replies {
+                        reply(result);
+                    }
+                }
+                WriterMsg::Multi { done, .. } => {
+                    let _ = done.send(());
+                }
+                WriterMsg::Snapshot { done } => snapshot_asked.push(done),
+                WriterMsg::Stop => stopping = true,
+            }
+        }
+        if !snapshot_asked.is_empty() || log.bytes_since_snapshot() >= cfg.snapshot_log_bytes {
+            snapshot(&part, &mut log, &msgs, snapshot_asked.is_empty());
+            for done in snapshot_asked {
+                let _ = done.send(());
+            }
+        }
+    }
+    if unsynced {
+        fatal_on(log.sync(), &part);
+    }
+}
+
+fn append_all(log: &mut Log, group: &[WriterMsg], unsynced: &mut bool) -> Result<(), DurabilityError> {
+    for m in group {
+        let records = match m {
+            WriterMsg::Batch { records, last_lsn: Some(_), .. } => records,
+            WriterMsg::Multi { records, .. } => records,
+            _ => continue,
+        };
+        append_records(log, records)?;
+        *unsynced = true;
+    }
+    Ok(())
+}
+
+/// Appends concatenated records one by one (the log checks each lsn).
+fn append_records(log: &mut Log, mut bytes: &[u8]) -> Result<(), DurabilityError> {
+    while !bytes.is_empty() {
+        let len = crate::durability::record_len(bytes);
+        let (one, rest) = bytes.split_at(len);
+        log.append(one)?;
+        bytes = rest;
+    }
+    Ok(())
+}
+
+/// Takes a snapshot if the partition is free now (`may_skip`) or waits for
+/// it. Holding the state lock means every record of what the state holds
+/// was already sent to this writer: they are drained and synced first, so
+/// the snapshot's lsn is durable in the log before the log is cut.
+fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_skip: bool) {
+    let state = if may_skip {
+        match part.state.try_lock() {
+            Ok(s) => s,
+            Err(_) => return, // busy: try again after the next group
+        }
+    } else {
+        part.lock()
+    };
+    let mut pending = Vec::new();
+    while let Ok(m) = msgs.try_recv() {
+        pending.push(m);
+    }
+    let mut unsynced = false;
+    fatal_on(append_all(log, &pending, &mut unsynced), part);
+    fatal_on(log.sync(), part);
+    for m in pending {
+        match m {
+            WriterMsg::Batch { replies, .. } => {
+                for (reply, result) in replies {
+                    reply(result);
+                }
+            }
+            WriterMsg::Multi { done, .. } | WriterMsg::Snapshot { done } => {
+                let _ = done.send(());
+            }
+            // The stop comes from the node, which waits for this thread;
+            // snapshots are taken only between its requests.
+            WriterMsg::Stop => unreachable!("a stop is sent only after every executor stopped"),
+        }
+    }
+    if state.last_lsn == 0 || log.bytes_since_snapshot() == 0 {
+        return;
+    }
+    let lsn = crate::durability::Lsn(state.last_lsn);
+    let started = Instant::now();
+    match log.write_snapshot(lsn, state.mp_txn_max, &state.images()) {
+        Ok(info) => eprintln!(
+            "ohm: partition {}: snapshot at lsn {} ({} rows, {} bytes) in {} ms",
+            part.id.0,
+            lsn.0,
+            info.rows,
+            info.bytes,
+            started.elapsed().as_millis()
+        ),
+        Err(e) => fatal(part, &e),
+    }
+    part.stats.log_bytes.store(0, Ordering::Relaxed);
+}
+
+fn fatal_on<T>(r: Result<T, DurabilityError>, part: &Partition) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => fatal(part, &e),
+    }
+}
+
+/// A log that cannot be written: stop the node rather than acknowledge
+/// what may not be durable.
+fn fatal(part: &Partition, e: &DurabilityError) -> ! {
+    eprintln!(
+        "ohm: partition {}: the log failed: {e}. Stopping: nothing after the last fsync is acknowledged.",
+        part.id.0
+    );
+    std::process::exit(70)
+}

@@ -1,0 +1,176 @@
+//! Shared by the end-to-end tests: find the `ohm` binary and the example
+//! modules, run `ohm serve` as a real process, connect a real client.
+#![allow(dead_code)]
+
+use anyhow::{bail, Context};
+use ohm::driver::{Client, ClientConfig, Trust};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// target/<profile>/ohm, beside this test's executable.
+pub fn ohm_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/ohm
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("ohm");
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first", bin.display());
+    bin
+}
+
+/// target/wasm32-unknown-unknown/wasm, where `cargo procs` puts modules.
+pub fn wasm_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("OHM_WASM_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let target = exe.ancestors().nth(3).expect("target/");
+    target.join("wasm32-unknown-unknown").join("wasm")
+}
+
+pub fn wasm(module: &str) -> Vec<u8> {
+    let p = wasm_dir().join(format!("ohm_{module}.wasm"));
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run `cargo procs` first)", p.display()))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ohm-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `ohm serve`; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub fingerprint: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    /// Starts `ohm serve --data DATA --listen 127.0.0.1:0 ARGS...` and waits
+    /// for its `ready` line.
+    pub fn start(data: &Path, args: &[&str]) -> anyhow::Result<Server> {
+        let mut child = Command::new(ohm_binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("OHM_WASM_DIR", wasm_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting ohm serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("ready ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let deadline = Duration::from_secs(120);
+        let line = match rx.recv_timeout(deadline) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("ohm serve printed no ready line within {deadline:?}");
+            }
+        };
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+                .with_context(|| format!("no {k}= in {line:?}"))
+        };
+        Ok(Server {
+            child,
+            addr: field("addr")?,
+            fingerprint: field("fingerprint")?,
+            data: data.to_path_buf(),
+        })
+    }
+
+    pub fn token(&self, file: &str) -> String {
+        std::fs::read_to_string(self.data.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .trim()
+            .to_string()
+    }
+
+    pub fn config(&self, token: &str) -> ClientConfig {
+        ClientConfig {
+            addr: self.addr.clone(),
+            server_name: "localhost".to_string(),
+            trust: Trust::Fingerprint(self.fingerprint.clone()),
+            token: token.to_string(),
+            streams: 4,
+        }
+    }
+
+    pub async fn client(&self, token_file: &str) -> Client {
+        Client::connect(self.config(&self.token(token_file)))
+            .await
+            .unwrap_or_else(|e| panic!("connecting: {e}"))
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("ohm serve exited with {status}");
+                }
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                self.kill9();
+                bail!("ohm serve did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,233 @@
+//! End-to-end: real `ohm serve` processes on loopback, the real client
+//! library over QUIC. Deploy, call, ad-hoc SQL, tenants, certificates,
+//! tokens, and kill -9 under load.
+
+mod common;
+
+use common::{runtime, wasm, Server, TempDir};
+use ohm::driver::{CallResult, Client, ClientConfig, ClientError, Trust};
+use ohm::proto::{ErrorCode, SqlResult};
+use ohm::types::Value;
+use std::time::Duration;
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn value(r: CallResult) -> Value {
+    match r {
+        CallResult::Value(v) => v,
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
+
+async fn query(c: &Client, sql: &str) -> Vec<Vec<Value>> {
+    match c.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).pop() {
+        Some(SqlResult::Rows(r)) => r.rows,
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+#[test]
+fn demo_node_serves_calls_sql_and_deploys() {
+    let tmp = TempDir::new("demo");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        assert_eq!(c.session().tenant, "demo");
+        let names = "Alice,Bob,Carol".to_string();
+        let n = c.call("initialize", vec![Value::Int(3), Value::Text(names.into())]).await.unwrap();
+        assert_eq!(value(n), Value::Int(3));
+        // Many calls in flight on one connection.
+        let mut calls = Vec::new();
+        for i in 0..2000i64 {
+            let c = c.clone();
+            calls.push(tokio::spawn(async move {
+                let phone = 2_125_550_000 + i;
+                let args = vec![Value::Int(phone), Value::Int(1 + i % 3), Value::Int(2)];
+                value(c.call("vote", args).await.unwrap())
+            }));
+        }
+        for t in calls {
+            assert_eq!(t.await.unwrap(), Value::Int(0));
+        }
+        let invalid = c.call("vote", vec![Value::Int(2_125_550_000), Value::Int(999), Value::Int(2)]);
+        assert_eq!(value(invalid.await.unwrap()), Value::Int(1));
+        let CallResult::Rows(results) = c.call("results", vec![]).await.unwrap() else {
+            panic!("results returns rows")
+        };
+        let total: i64 = results.rows.iter().map(|r| int(&r[1])).sum();
+        assert_eq!(total, 2000);
+        assert_eq!(int(&query(&c, "SELECT COUNT(*) FROM votes").await[0][0]), 2000);
+
+        // Ad-hoc DDL and DML, then a deploy of a module into this tenant.
+        let r = c
+            .sql("CREATE TABLE notes (id BIGINT PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'a'), (2, 'b')")
+            .await
+            .unwrap();
+        assert_eq!(r[1], SqlResult::Affected(2));
+        let e = c.sql("SELEC 1").await.unwrap_err();
+        assert!(matches!(&e, ClientError::Server(r) if r.code == ErrorCode::Sql), "{e}");
+        let cat = c.catalog().await.unwrap();
+        assert!(cat.tables.iter().any(|t| t.name == "votes" && t.rows == 2000));
+        assert!(cat.procedures.iter().any(|p| p.name == "vote" && p.partition.is_some()));
+
+        let bad = c.deploy("junk", b"\0asm not really".to_vec()).await.unwrap_err();
+        assert!(matches!(&bad, ClientError::Server(r) if r.code == ErrorCode::Deploy), "{bad}");
+        // The node keeps serving after a refused module.
+        let st = c.status().await.unwrap();
+        assert_eq!(st.partitions.len(), 2);
+        assert!(st.partitions.iter().map(|p| p.committed).sum::<u64>() >= 2000);
+    });
+}
+
+#[test]
+fn tenants_see_only_their_own() {
+    let tmp = TempDir::new("tenants");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let admin = server.client("admin.token").await;
+        let acme = admin.create_tenant("acme").await.unwrap();
+        let demo = server.client("demo.token").await;
+        let forbidden = demo.create_tenant("evil").await.unwrap_err();
+        assert!(matches!(&forbidden, ClientError::Server(r) if r.code == ErrorCode::Forbidden));
+
+        let c = Client::connect(server.config(&acme.token)).await.unwrap();
+        assert_eq!(c.session().tenant, "acme");
+        // acme sees none of demo's tables or procedures...
+        let e = c.sql("SELECT * FROM votes").await.unwrap_err();
+        assert!(e.to_string().contains("votes"), "{e}");
+        let e = c.call("vote", vec![Value::Int(1), Value::Int(1), Value::Int(2)]).await.unwrap_err();
+        assert!(matches!(&e, ClientError::Server(r) if r.code == ErrorCode::UnknownProcedure), "{e}");
+        assert!(c.catalog().await.unwrap().tables.is_empty());
+        // ...and gets its own kv, with the same names demo uses.
+        for stmt in ohm_kv::SCHEMA {
+            c.sql(stmt).await.unwrap();
+        }
+        let d = c.deploy("kv", wasm("kv")).await.unwrap();
+        assert!(d.procedures.iter().any(|p| p == "put"));
+        let args = vec![Value::Text("k".into()), Value::Bytes(b"acme".to_vec().into())];
+        c.call("put", args).await.unwrap();
+        let got = value(demo.call("get", vec![Value::Text("k".into())]).await.unwrap());
+        assert_eq!(got, Value::Null, "demo's kv does not see acme's key");
+        let got = value(c.call("get", vec![Value::Text("k".into())]).await.unwrap());
+        assert_eq!(got, Value::Bytes(b"acme".to_vec().into()));
+    });
+}
+
+#[test]
+fn wrong_certificate_wrong_token_and_no_server_are_clear_errors() {
+    let tmp = TempDir::new("trust");
+    let server = Server::start(tmp.path(), &["--partitions", "1", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let token = server.token("demo.token");
+        let mut cfg = server.config(&token);
+        cfg.trust = Trust::Fingerprint(format!("sha256:{}", "ab".repeat(32)));
+        let e = Client::connect(cfg).await.unwrap_err();
+        assert!(matches!(e, ClientError::Certificate { .. }), "{e}");
+
+        // A certificate from another node's data directory is not trusted either.
+        let other = TempDir::new("trust-other");
+        let mut second = Server::start(other.path(), &["--partitions", "1"]).unwrap();
+        second.stop().unwrap();
+        let mut cfg = server.config(&token);
+        cfg.trust = Trust::CaFile(other.path().join("tls").join("cert.pem"));
+        let e = Client::connect(cfg).await.unwrap_err();
+        assert!(matches!(e, ClientError::Certificate { .. }), "{e}");
+
+        let e = Client::connect(server.config("ohm_wrong")).await.unwrap_err();
+        assert!(matches!(e, ClientError::Auth { .. }), "{e}");
+
+        // The server's own certificate file works as a CA.
+        let mut cfg = server.config(&token);
+        cfg.trust = Trust::CaFile(server.data.join("tls").join("cert.pem"));
+        Client::connect(cfg).await.unwrap();
+
+        let mut down = server.config(&token);
+        down.addr = second.addr.clone(); // stopped: nobody listens there
+        let e = Client::connect(down).await.unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e}");
+    });
+}
+
+/// kill -9 in the middle of a write load, then restart: every acknowledged
+/// call is there, and no transaction is half applied.
+#[test]
+fn kill_9_loses_nothing_acknowledged() {
+    const ACCOUNTS: i64 = 20;
+    const OPENING: i64 = 1_000;
+    const DEPOSIT: i64 = 1_000_000;
+    let tmp = TempDir::new("kill9");
+    let mut server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    let rt = runtime();
+    let (acked_puts, acked_deposits, sent_deposits) = rt.block_on(async {
+        let c = server.client("demo.token").await;
+        for id in 0..ACCOUNTS {
+            c.call("open_account", vec![Value::Int(id), Value::Int(OPENING)]).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for w in 0..24i64 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut puts, mut deposits, mut sent) = (Vec::new(), 0i64, 0i64);
+                for i in 0.. {
+                    let r = match i % 3 {
+                        0 => {
+                            let key = format!("w{w}-{i}");
+                            let args = vec![Value::Text(key.as_str().into()), Value::Bytes(key.as_bytes().to_vec().into())];
+                            c.call("put", args).await.map(|_| puts.push(key))
+                        }
+                        1 => {
+                            sent += 1;
+                            let args = vec![Value::Int((w + i) % ACCOUNTS), Value::Int(DEPOSIT)];
+                            c.call("deposit", args).await.map(|_| deposits += 1)
+                        }
+                        _ => {
+                            let (a, b) = ((w * 7 + i) % ACCOUNTS, (w + i * 3 + 1) % ACCOUNTS);
+                            let args = vec![Value::Int(a), Value::Int(b), Value::Int(1)];
+                            c.call("transfer", args).await.map(|_| ())
+                        }
+                    };
+                    match r {
+                        Ok(()) | Err(ClientError::Server(_)) => {} // e.g. a refused transfer
+                        Err(_) => break,                            // the node is gone
+                    }
+                }
+                (puts, deposits, sent)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.kill9();
+        let (mut puts, mut deposits, mut sent) = (Vec::new(), 0, 0);
+        for t in tasks {
+            let (p, d, s) = t.await.unwrap();
+            puts.extend(p);
+            deposits += d;
+            sent += s;
+        }
+        (puts, deposits, sent)
+    });
+    assert!(acked_puts.len() > 50, "the load ran: {} puts acknowledged", acked_puts.len());
+
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    rt.block_on(async {
+        let c = server.client("demo.token").await;
+        for key in &acked_puts {
+            let got = value(c.call("get", vec![Value::Text(key.as_str().into())]).await.unwrap());
+            assert_eq!(got, Value::Bytes(key.as_bytes().to_vec().into()), "acknowledged put {key} lost");
+        }
+        let total = int(&value(c.call("total_balance", vec![]).await.unwrap()));
+        let extra = total - ACCOUNTS * OPENING;
+        // Transfers move 1 between accounts: a half-applied one would leave
+        // the total off a multiple of DEPOSIT.
+        assert_eq!(extra % DEPOSIT, 0, "a transfer was half applied: total {total}");
+        let applied = extra / DEPOSIT;
+        assert!(
+            (acked_deposits..=sent_deposits).contains(&applied),
+            "deposits applied {applied}, acknowledged {acked_deposits}, sent {sent_deposits}"
+        );
+    });
+}
