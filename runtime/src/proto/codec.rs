@@ -49,7 +49,10 @@ pub const OPS: [&str; 8] = [
 ];
 
 /// Appends one request frame to `out`.
-pub fn encode_request(frame: &RequestFrame, out: &mut Vec<u8>) -> std::result::Result<(), FrameTooLarge> {
+pub fn encode_request(
+    frame: &RequestFrame,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), FrameTooLarge> {
     framed(out, |out| {
         let (op, fields) = match &frame.request {
             Request::Auth { .. } => ("auth", 1),
@@ -156,7 +159,10 @@ fn peek_id(body: &[u8]) -> Option<u64> {
 }
 
 /// Appends one response frame to `out`.
-pub fn encode_response(frame: &ResponseFrame, out: &mut Vec<u8>) -> std::result::Result<(), FrameTooLarge> {
+pub fn encode_response(
+    frame: &ResponseFrame,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), FrameTooLarge> {
     framed(out, |out| {
         w::map(out, 2);
         w::str(out, "id");
@@ -225,7 +231,11 @@ fn error_reply(r: &mut Reader) -> Result<ErrorReply> {
 }
 
 /// Reads a field's value, naming the field in any error.
-fn field<'a, T>(r: &mut Reader<'a>, name: &str, f: impl FnOnce(&mut Reader<'a>) -> Result<T>) -> Result<T> {
+fn field<'a, T>(
+    r: &mut Reader<'a>,
+    name: &str,
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T>,
+) -> Result<T> {
     f(r).map_err(|e| e.at(name))
 }
 
@@ -244,7 +254,10 @@ fn values(r: &mut Reader) -> Result<Vec<Value>> {
 }
 
 /// Appends `[len u32 BE][body]` and checks the body against the limit.
-fn framed(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) -> std::result::Result<(), FrameTooLarge> {
+fn framed(
+    out: &mut Vec<u8>,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> std::result::Result<(), FrameTooLarge> {
     let start = out.len();
     out.extend_from_slice(&[0; PREFIX_BYTES]);
     body(out);

@@ -301,7 +301,9 @@ struct Fields<'a> {
 fn kind_of<'a>(r: &Reader<'a>) -> Result<&'a str> {
     match r.find_key("kind")? {
         Some(mut k) => k.str().map_err(|e| e.at("kind")),
-        None => Err(DecodeError::new("missing field `kind` (required by every reply)")),
+        None => Err(DecodeError::new(
+            "missing field `kind` (required by every reply)",
+        )),
     }
 }
 
@@ -411,7 +413,10 @@ fn sql_result(r: &mut Reader) -> Result<SqlResult> {
 }
 
 /// An array whose elements `f` reads, naming the index in any error.
-fn list<'a, T>(r: &mut Reader<'a>, mut f: impl FnMut(&mut Reader<'a>) -> Result<T>) -> Result<Vec<T>> {
+fn list<'a, T>(
+    r: &mut Reader<'a>,
+    mut f: impl FnMut(&mut Reader<'a>) -> Result<T>,
+) -> Result<Vec<T>> {
     let n = r.array_len()?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {

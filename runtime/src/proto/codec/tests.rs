@@ -49,7 +49,9 @@ fn round_request(request: Request) {
 
 #[test]
 fn every_request_round_trips() {
-    round_request(Request::Auth { token: "t0k".into() });
+    round_request(Request::Auth {
+        token: "t0k".into(),
+    });
     round_request(Request::Call {
         procedure: "vote".into(),
         args: scalars(),
@@ -68,7 +70,9 @@ fn every_request_round_trips() {
     round_request(Request::Drop { name: "m".into() });
     round_request(Request::Catalog);
     round_request(Request::Status);
-    round_request(Request::CreateTenant { name: "acme".into() });
+    round_request(Request::CreateTenant {
+        name: "acme".into(),
+    });
 }
 
 #[test]
@@ -93,10 +97,22 @@ fn decimal_and_timestamp_args_travel_as_text_and_int() {
 fn rows() -> Rows {
     Rows {
         columns: vec![
-            Column { name: "k".into(), ty: Some("BIGINT".into()) },
-            Column { name: "price".into(), ty: Some("DECIMAL(10,2)".into()) },
-            Column { name: "at".into(), ty: Some("TIMESTAMP".into()) },
-            Column { name: "x".into(), ty: None },
+            Column {
+                name: "k".into(),
+                ty: Some("BIGINT".into()),
+            },
+            Column {
+                name: "price".into(),
+                ty: Some("DECIMAL(10,2)".into()),
+            },
+            Column {
+                name: "at".into(),
+                ty: Some("TIMESTAMP".into()),
+            },
+            Column {
+                name: "x".into(),
+                ty: None,
+            },
         ],
         rows: vec![
             vec![
@@ -111,7 +127,10 @@ fn rows() -> Rows {
 }
 
 fn round_response(response: std::result::Result<Reply, ErrorReply>) {
-    let frame = ResponseFrame { id: u64::MAX, response };
+    let frame = ResponseFrame {
+        id: u64::MAX,
+        response,
+    };
     let mut out = Vec::new();
     encode_response(&frame, &mut out).unwrap();
     let back = decode_response(body(&out)).unwrap();
@@ -252,12 +271,23 @@ fn bad_requests_name_the_field_and_keep_the_id() {
         op: &'a str,
         procedure: u32,
     }
-    let e = err(&stock(&R { id: 5, op: "call", procedure: 3 }));
+    let e = err(&stock(&R {
+        id: 5,
+        op: "call",
+        procedure: 3,
+    }));
     assert_eq!(e.id, Some(5));
     assert!(e.to_string().contains("`procedure`"), "{e}");
-    assert!(e.to_string().contains("expected a string, found int"), "{e}");
+    assert!(
+        e.to_string().contains("expected a string, found int"),
+        "{e}"
+    );
 
-    let e = err(&stock(&R { id: 6, op: "launch", procedure: 3 }));
+    let e = err(&stock(&R {
+        id: 6,
+        op: "launch",
+        procedure: 3,
+    }));
     assert_eq!(e.id, Some(6));
     assert!(e.to_string().contains("unknown op \"launch\""), "{e}");
 
@@ -266,10 +296,16 @@ fn bad_requests_name_the_field_and_keep_the_id() {
         id: u64,
         op: &'a str,
     }
-    let e = err(&stock(&M { id: 7, op: "deploy" }));
+    let e = err(&stock(&M {
+        id: 7,
+        op: "deploy",
+    }));
     assert!(e.to_string().contains("missing field `name`"), "{e}");
 
-    let mut b = stock(&M { id: 8, op: "status" });
+    let mut b = stock(&M {
+        id: 8,
+        op: "status",
+    });
     b.push(0xc0);
     let e = err(&b);
     assert_eq!(e.id, Some(8));
@@ -282,7 +318,12 @@ fn bad_requests_name_the_field_and_keep_the_id() {
         procedure: &'a str,
         args: Vec<Vec<u8>>,
     }
-    let e = err(&stock(&A { id: 1, op: "call", procedure: "p", args: vec![vec![]] }));
+    let e = err(&stock(&A {
+        id: 1,
+        op: "call",
+        procedure: "p",
+        args: vec![vec![]],
+    }));
     assert!(e.to_string().contains("`args[0]`"), "{e}");
 }
 
@@ -291,7 +332,10 @@ fn hostile_bodies_are_errors_not_panics() {
     let mut good = Vec::new();
     let call = RequestFrame {
         id: 3,
-        request: Request::Call { procedure: "p".into(), args: scalars() },
+        request: Request::Call {
+            procedure: "p".into(),
+            args: scalars(),
+        },
     };
     encode_request(&call, &mut good).unwrap();
     let good = body(&good).to_vec();
@@ -302,9 +346,13 @@ fn hostile_bodies_are_errors_not_panics() {
     // Huge declared lengths: map32, array32, str32, bin32 with no bytes.
     for b in [
         &[0xdf, 0xff, 0xff, 0xff, 0xff][..],
-        &[0x81, 0xa4, b'a', b'r', b'g', b's', 0xdd, 0xff, 0xff, 0xff, 0xff],
+        &[
+            0x81, 0xa4, b'a', b'r', b'g', b's', 0xdd, 0xff, 0xff, 0xff, 0xff,
+        ],
         &[0x81, 0xa2, b'o', b'p', 0xdb, 0xff, 0xff, 0xff, 0xff],
-        &[0x81, 0xa4, b'w', b'a', b's', b'm', 0xc6, 0xff, 0xff, 0xff, 0xff],
+        &[
+            0x81, 0xa4, b'w', b'a', b's', b'm', 0xc6, 0xff, 0xff, 0xff, 0xff,
+        ],
         &[0xc1],
         &[],
     ] {
@@ -342,7 +390,13 @@ fn unknown_error_codes_stay_readable() {
         id: u64,
         error: E<'a>,
     }
-    let b = stock(&R { id: 2, error: E { code: "brand_new", message: "m" } });
+    let b = stock(&R {
+        id: 2,
+        error: E {
+            code: "brand_new",
+            message: "m",
+        },
+    });
     let f = decode_response(&b).unwrap();
     let e = f.response.unwrap_err();
     assert_eq!(e.code, ErrorCode::Internal);
@@ -353,7 +407,10 @@ fn unknown_error_codes_stay_readable() {
 fn oversized_bodies_are_refused_on_encode() {
     let frame = RequestFrame {
         id: 1,
-        request: Request::Deploy { name: "m".into(), wasm: vec![0; FRAME_BYTES_MAX] },
+        request: Request::Deploy {
+            name: "m".into(),
+            wasm: vec![0; FRAME_BYTES_MAX],
+        },
     };
     let mut out = vec![9];
     assert!(encode_request(&frame, &mut out).is_err());
