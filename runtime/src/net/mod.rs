@@ -10,6 +10,8 @@ pub mod endpoint;
 pub mod frame;
 pub mod server;
 pub mod tls;
+#[cfg(test)]
+mod tests;
 
 /// Setting up TLS or an endpoint failed.
 #[derive(Debug, thiserror::Error)]
