@@ -5,7 +5,7 @@
 mod common;
 
 use common::{runtime, wasm, Server, TempDir};
-use ohm::driver::{CallResult, Client, ClientConfig, ClientError, Trust};
+use ohm::driver::{CallResult, Client, ClientError, Trust};
 use ohm::proto::{ErrorCode, SqlResult};
 use ohm::types::Value;
 use std::time::Duration;

@@ -142,6 +142,12 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("session", self.session()).finish_non_exhaustive()
+    }
+}
+
 fn unexpected(reply: Reply) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {reply:?}"))
 }

@@ -152,7 +152,7 @@ async fn serve_quic(
     );
     println!(
         "ready addr={addr} fingerprint={} data={}",
-        identity.fingerprint,
+        identity.fingerprint(),
         args.data.display()
     );
     use std::io::Write;

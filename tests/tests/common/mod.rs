@@ -118,13 +118,11 @@ impl Server {
     }
 
     pub fn config(&self, token: &str) -> ClientConfig {
-        ClientConfig {
-            addr: self.addr.clone(),
-            server_name: "localhost".to_string(),
-            trust: Trust::Fingerprint(self.fingerprint.clone()),
-            token: token.to_string(),
-            streams: 4,
-        }
+        ClientConfig::new(
+            self.addr.clone(),
+            Trust::Fingerprint(self.fingerprint.clone()),
+            token,
+        )
     }
 
     pub async fn client(&self, token_file: &str) -> Client {
