@@ -255,6 +255,19 @@ impl Engine {
         &self.db
     }
 
+    /// The storage under this engine, for replaying logged writes and
+    /// rebuilding tables from a snapshot. DDL made through it is not seen by
+    /// prepared plans (they track the engine's own schema version), so use it
+    /// for DDL only on an engine that has none yet.
+    pub fn database_mut(&mut self) -> &mut Database {
+        &mut self.db
+    }
+
+    /// The views, by (lower-cased unless quoted) name.
+    pub fn views(&self) -> &BTreeMap<String, View> {
+        &self.views
+    }
+
     fn total_rows(&self) -> usize {
         self.db.tables().map(|t| t.len()).sum()
     }
