@@ -1,0 +1,1 @@
+//! Tests of the log: append, sync, reopen, torn tails, corruption, rotation.
