@@ -130,10 +130,9 @@ fn io_err<'a>(
 }
 
 /// Fsyncs the directory itself, so created, renamed and removed names survive
-/// an OS crash.
+/// an OS crash. (The `Dir`'s own descriptor may be `O_PATH`, which cannot be
+/// fsynced, so "." is opened through it.)
 fn sync_dir(dir: &cap_std::fs::Dir) -> Result<(), DurabilityError> {
-    let file = dir.try_clone().map_err(io_err(".", "clone dir"))?;
-    file.into_std_file()
-        .sync_all()
-        .map_err(io_err(".", "fsync dir"))
+    let file = dir.open(".").map_err(io_err(".", "open dir"))?;
+    file.sync_all().map_err(io_err(".", "fsync dir"))
 }
