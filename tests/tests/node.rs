@@ -59,7 +59,7 @@ fn demo_node_serves_calls_sql_and_deploys() {
         let CallResult::Rows(results) = c.call("results", vec![]).await.unwrap() else {
             panic!("results returns rows")
         };
-        let total: i64 = results.rows.iter().map(|r| int(&r[1])).sum();
+        let total: i64 = results.rows.iter().map(|r| int(&r[2])).sum();
         assert_eq!(total, 2000);
         assert_eq!(int(&query(&c, "SELECT COUNT(*) FROM votes").await[0][0]), 2000);
 

@@ -136,3 +136,14 @@ fn sync_dir(dir: &cap_std::fs::Dir) -> Result<(), DurabilityError> {
     let file = dir.open(".").map_err(io_err(".", "open dir"))?;
     file.sync_all().map_err(io_err(".", "fsync dir"))
 }
+
+/// The length of the whole record at the start of `bytes` (as produced by
+/// `encode_entry`/`encode_commit`: a `len` field counting the bytes after
+/// `len` and `crc`). For the node's own buffers, never for bytes read back.
+pub fn record_len(bytes: &[u8]) -> usize {
+    let len: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .expect("a record starts with its length");
+    8 + u32::from_le_bytes(len) as usize
+}

@@ -114,7 +114,7 @@ fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
     let Reply::Rows(r) = call(node, who, "results", vec![]).unwrap() else { panic!() };
     r.rows
         .iter()
-        .map(|row| match (&row[0], &row[1]) {
+        .map(|row| match (&row[0], &row[2]) {
             (Value::Text(name), v) => (name.to_string(), int(v)),
             other => panic!("{other:?}"),
         })
