@@ -231,3 +231,97 @@ fn kill_9_loses_nothing_acknowledged() {
         );
     });
 }
+
+mod raw {
+    use ohm::net::{endpoint, tls};
+    use ohm::proto::{codec, Request, RequestFrame, ResponseFrame};
+
+    pub async fn connect(addr: &str, fingerprint: &str) -> quinn::Connection {
+        let peer = addr.parse().unwrap();
+        let ep = endpoint::client(peer, &tls::ClientTrust::Fingerprint(fingerprint.to_string())).unwrap();
+        ep.connect(peer, "localhost").unwrap().await.unwrap()
+    }
+
+    pub fn frame(id: u64, request: Request) -> Vec<u8> {
+        let mut out = Vec::new();
+        codec::encode_request(&RequestFrame { id, request }, &mut out).unwrap();
+        out
+    }
+
+    /// Sends `bytes` on a new stream; the first response frame, or None if
+    /// the stream ended without one.
+    pub async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Option<ResponseFrame> {
+        let (mut send, mut recv) = conn.open_bi().await.ok()?;
+        send.write_all(bytes).await.ok()?;
+        let _ = send.finish();
+        let mut len = [0u8; 4];
+        recv.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        recv.read_exact(&mut body).await.ok()?;
+        Some(codec::decode_response(&body).unwrap())
+    }
+}
+
+/// Hostile bytes on the wire get a typed error on their stream (or close
+/// it); the node keeps serving everyone, and nothing committed is touched.
+#[test]
+fn malformed_frames_leave_the_node_serving() {
+    let tmp = TempDir::new("frames");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        let args = vec![Value::Text("keep".into()), Value::Bytes(b"v1".to_vec().into())];
+        c.call("put", args).await.unwrap();
+
+        let conn = raw::connect(&server.addr, &server.fingerprint).await;
+        let token = server.token("demo.token");
+        let auth = raw::frame(1, ohm::proto::Request::Auth { token });
+        let r = raw::exchange(&conn, &auth).await.expect("auth answered");
+        assert!(r.response.is_ok(), "{r:?}");
+        let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+            ("not msgpack", [&[0, 0, 0, 4][..], &[0xc1, 0xc1, 0xc1, 0xc1]].concat(), ErrorCode::BadRequest),
+            // {"id": 7, "op": "call", "procedure": 5}
+            (
+                "wrong field type",
+                {
+                    let body = [
+                        &[0x83, 0xa2, b'i', b'd', 0x07, 0xa2, b'o', b'p', 0xa4][..],
+                        b"call",
+                        &[0xa9],
+                        b"procedure",
+                        &[0x05],
+                    ]
+                    .concat();
+                    [&(body.len() as u32).to_be_bytes()[..], &body].concat()
+                },
+                ErrorCode::BadRequest,
+            ),
+            ("length over the limit", u32::MAX.to_be_bytes().to_vec(), ErrorCode::TooLarge),
+        ];
+        for (what, bytes, code) in cases {
+            let r = raw::exchange(&conn, &bytes).await.unwrap_or_else(|| panic!("{what}: no answer"));
+            assert_eq!(r.response.unwrap_err().code, code, "{what}");
+        }
+        // A frame cut short: an error or a closed stream; nothing applied.
+        let mut cut = raw::frame(
+            2,
+            ohm::proto::Request::Call {
+                procedure: "put".into(),
+                args: vec![Value::Text("keep".into()), Value::Bytes(b"evil".to_vec().into())],
+            },
+        );
+        cut.truncate(cut.len() - 3);
+        if let Some(r) = raw::exchange(&conn, &cut).await {
+            assert!(r.response.is_err(), "a cut frame was executed: {r:?}");
+        }
+        // A connection that only sends garbage is closed; the node is not.
+        let junk = raw::connect(&server.addr, &server.fingerprint).await;
+        for _ in 0..20 {
+            let _ = raw::exchange(&junk, &[0, 0, 0, 1, 0xc1]).await;
+        }
+        let got = c.call("get", vec![Value::Text("keep".into())]).await.unwrap();
+        assert_eq!(value(got), Value::Bytes(b"v1".to_vec().into()));
+        let st = c.status().await.unwrap();
+        assert_eq!(st.partitions.len(), 2);
+    });
+}
