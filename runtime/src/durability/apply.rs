@@ -300,3 +300,31 @@ mod tests {
         assert!(!e.database().in_txn());
     }
 }
+
+impl LoggedWrites {
+    /// The writes that undo these (in reverse order): applied after them,
+    /// they restore the rows as they were.
+    pub fn inverse(&self) -> LoggedWrites {
+        let ops = self
+            .ops
+            .iter()
+            .rev()
+            .map(|op| match op {
+                LoggedOp::Insert { table, row } => LoggedOp::Delete {
+                    table: table.clone(),
+                    row: row.clone(),
+                },
+                LoggedOp::Delete { table, row } => LoggedOp::Insert {
+                    table: table.clone(),
+                    row: row.clone(),
+                },
+                LoggedOp::Update { table, old, new } => LoggedOp::Update {
+                    table: table.clone(),
+                    old: new.clone(),
+                    new: old.clone(),
+                },
+            })
+            .collect();
+        LoggedWrites { ops }
+    }
+}

@@ -195,17 +195,26 @@ fn start_record(lsn: Lsn, out: &mut Vec<u8>) -> usize {
     start
 }
 
-fn finish_record(start: usize, out: &mut [u8]) {
+/// A transaction whose record would be over `RECORD_BYTES_MAX`: refused
+/// (the caller undoes it) rather than logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the transaction's writes take {bytes} bytes in the log, over the limit of {RECORD_BYTES_MAX} bytes per transaction; split the work into smaller transactions")]
+pub struct RecordTooLarge {
+    pub bytes: usize,
+}
+
+fn finish_record(start: usize, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
     let body = &out[start + 8..];
-    assert!(
-        body.len() <= RECORD_BYTES_MAX,
-        "a record of {} bytes is over RECORD_BYTES_MAX; the caller bounds transaction size",
-        body.len()
-    );
+    if body.len() > RECORD_BYTES_MAX {
+        let bytes = body.len();
+        out.truncate(start);
+        return Err(RecordTooLarge { bytes });
+    }
     let len = body.len() as u32;
     let crc = crc32fast::hash(body);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 fn put_writes(out: &mut Vec<u8>, w: &LoggedWrites) {
@@ -228,8 +237,9 @@ fn put_op(out: &mut Vec<u8>, kind: u8, table: &str, row: &[Value], new: Option<&
     }
 }
 
-/// Encodes one whole record (header, CRC, lsn, payload) onto `out`.
-pub fn encode_entry(lsn: Lsn, entry: &Entry, out: &mut Vec<u8>) {
+/// Encodes one whole record (header, CRC, lsn, payload) onto `out`; on
+/// error `out` is left as it was.
+pub fn encode_entry(lsn: Lsn, entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
     let start = start_record(lsn, out);
     match entry {
         Entry::Commit { tenant, writes } => {
@@ -262,12 +272,18 @@ pub fn encode_entry(lsn: Lsn, entry: &Entry, out: &mut Vec<u8>) {
             }
         }
     }
-    finish_record(start, out);
+    finish_record(start, out)
 }
 
 /// The bytes `encode_entry` gives for `Entry::Commit`, straight from a
 /// storage write-set committed on `db` (no intermediate `LoggedWrites`).
-pub fn encode_commit(lsn: Lsn, tenant: TenantId, db: &Database, ws: &WriteSet, out: &mut Vec<u8>) {
+pub fn encode_commit(
+    lsn: Lsn,
+    tenant: TenantId,
+    db: &Database,
+    ws: &WriteSet,
+    out: &mut Vec<u8>,
+) -> Result<(), RecordTooLarge> {
     let start = start_record(lsn, out);
     out.push(ENTRY_COMMIT);
     put_u32(out, tenant.0);
@@ -285,7 +301,7 @@ pub fn encode_commit(lsn: Lsn, tenant: TenantId, db: &Database, ws: &WriteSet, o
             }
         }
     }
-    finish_record(start, out);
+    finish_record(start, out)
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -514,7 +530,7 @@ mod tests {
 
     fn one_record(lsn: Lsn, e: &Entry) -> Entry {
         let mut out = Vec::new();
-        encode_entry(lsn, e, &mut out);
+        encode_entry(lsn, e, &mut out).unwrap();
         match frame(&out) {
             Framed::Ok {
                 lsn: got,
@@ -664,13 +680,13 @@ mod tests {
         assert_eq!(ws.ops.len(), 3);
         let db = e.database();
         let mut fast = vec![0xAA];
-        encode_commit(Lsn(42), TenantId(3), db, &ws, &mut fast);
+        encode_commit(Lsn(42), TenantId(3), db, &ws, &mut fast).unwrap();
         let mut slow = vec![0xAA];
         let entry = Entry::Commit {
             tenant: TenantId(3),
             writes: LoggedWrites::from_write_set(db, &ws),
         };
-        encode_entry(Lsn(42), &entry, &mut slow);
+        encode_entry(Lsn(42), &entry, &mut slow).unwrap();
         assert_eq!(fast, slow);
         assert_eq!(one_record(Lsn(42), &entry), entry);
         let LoggedOp::Insert { table, .. } = &entry_ops(&entry)[0] else {
@@ -696,7 +712,8 @@ mod tests {
                 writes: ops(),
             },
             &mut out,
-        );
+        )
+        .unwrap();
         let payload = &out[RECORD_HEADER_BYTES..];
         for cut in 0..payload.len() {
             assert!(decode_entry(&payload[..cut]).is_err(), "cut at {cut}");

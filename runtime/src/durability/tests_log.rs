@@ -73,7 +73,7 @@ pub(super) fn append_range(log: &mut Log, lsns: std::ops::RangeInclusive<u64>) {
     let mut buf = Vec::new();
     for i in lsns {
         buf.clear();
-        encode_entry(Lsn(i), &entry(i), &mut buf);
+        encode_entry(Lsn(i), &entry(i), &mut buf).unwrap();
         log.append(&buf).expect("append");
     }
 }
@@ -124,7 +124,7 @@ fn offsets(n: u64) -> Vec<usize> {
     let mut buf = Vec::new();
     for i in 1..=n {
         buf.clear();
-        encode_entry(Lsn(i), &entry(i), &mut buf);
+        encode_entry(Lsn(i), &entry(i), &mut buf).unwrap();
         at.push(at[at.len() - 1] + buf.len());
     }
     at

@@ -95,7 +95,8 @@ impl Coordinator {
             let lsn = g[i].next_lsn();
             g[i].mp_txn_max = txn;
             let mut records = Vec::new();
-            durability::encode_entry(lsn, &Entry::Multi { txn, tenant, body }, &mut records);
+            durability::encode_entry(lsn, &Entry::Multi { txn, tenant, body }, &mut records)
+                .expect("callers check writes against RECORD_BYTES_MAX before applying them");
             let (done, wait) = sync_channel(1);
             let msg = WriterMsg::Multi { records, last_lsn: lsn.0, done };
             if self.writers[i].send(msg).is_ok() {
@@ -224,6 +225,7 @@ impl Coordinator {
         }
         let logged = LoggedWrites::from_write_set(s.database(), ws);
         let shares = multi::split(s, logged, self.parts.len() as u32);
+        multi::check_size(&shares)?;
         multi::apply_all(g, tenant, &shares)?;
         self.commit(g, tenant, shares.into_iter().map(MultiBody::Writes).collect());
         Ok(())

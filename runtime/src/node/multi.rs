@@ -152,28 +152,21 @@ pub fn split(scratch: &Engine, writes: LoggedWrites, n: u32) -> Vec<LoggedWrites
     out
 }
 
-fn inverse(w: &LoggedWrites) -> LoggedWrites {
-    let ops = w
-        .ops
-        .iter()
-        .rev()
-        .map(|op| match op {
-            LoggedOp::Insert { table, row } => LoggedOp::Delete {
-                table: table.clone(),
-                row: row.clone(),
-            },
-            LoggedOp::Delete { table, row } => LoggedOp::Insert {
-                table: table.clone(),
-                row: row.clone(),
-            },
-            LoggedOp::Update { table, old, new } => LoggedOp::Update {
-                table: table.clone(),
-                old: new.clone(),
-                new: old.clone(),
-            },
-        })
-        .collect();
-    LoggedWrites { ops }
+/// Refuses shares whose log records would be over the limit, before
+/// anything is applied.
+pub fn check_size(shares: &[LoggedWrites]) -> Result<(), ErrorReply> {
+    let mut buf = Vec::new();
+    for share in shares {
+        buf.clear();
+        let entry = durability::Entry::Multi {
+            txn: 0,
+            tenant: TenantId(0),
+            body: durability::MultiBody::Writes(share.clone()),
+        };
+        durability::encode_entry(durability::Lsn(0), &entry, &mut buf)
+            .map_err(|e| ErrorReply::new(ErrorCode::TooLarge, e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Applies each partition's share, all or nothing: if one partition refuses
@@ -192,7 +185,7 @@ pub fn apply_all(
                 if shares[j].ops.is_empty() {
                     continue;
                 }
-                durability::apply(&mut g[j].tenant(tenant).engine, &inverse(&shares[j]))
+                durability::apply(&mut g[j].tenant(tenant).engine, &shares[j].inverse())
                     .expect("undoing writes just applied under the same lock cannot fail");
             }
             return Err(ErrorReply::new(ErrorCode::Sql, e.to_string()));

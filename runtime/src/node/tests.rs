@@ -278,7 +278,7 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
         let writes = LoggedWrites { ops: vec![LoggedOp::Insert { table: "r".into(), row }] };
         let entry = Entry::Multi { txn: last_txn + 1, tenant: TenantId(who.tenant.0), body: MultiBody::Writes(writes) };
         let mut rec = Vec::new();
-        durability::encode_entry(durability::Lsn(last_lsn + 1), &entry, &mut rec);
+        durability::encode_entry(durability::Lsn(last_lsn + 1), &entry, &mut rec).unwrap();
         log.append(&rec).unwrap();
         log.sync().unwrap();
     }

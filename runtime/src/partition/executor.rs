@@ -13,7 +13,7 @@ use super::reply::{self, ReplyFn};
 use super::writer::WriterMsg;
 use super::Partition;
 use crate::durability;
-use crate::proto::{ErrorReply, Reply};
+use crate::proto::{ErrorCode, ErrorReply, Reply};
 use crate::types::{TenantId, Value};
 use crate::wasm::TxnContext;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -152,8 +152,17 @@ fn run_call(
     };
     if !outcome.write_set.ops.is_empty() {
         let lsn = state.next_lsn();
-        let db = state.tenant(tenant).engine.database();
-        durability::encode_commit(lsn, tenant, db, &outcome.write_set, records);
+        let part = state.tenant(tenant);
+        let db = part.engine.database();
+        if let Err(e) = durability::encode_commit(lsn, tenant, db, &outcome.write_set, records) {
+            // Committed in memory but too big to log: undo it, so what is
+            // in memory stays exactly what the log can rebuild.
+            let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();
+            durability::apply(&mut part.engine, &undo)
+                .expect("undoing a transaction just committed on this partition cannot fail");
+            state.last_lsn -= 1;
+            return Err(ErrorReply::new(ErrorCode::TooLarge, format!("procedure {procedure}: {e}")));
+        }
     }
     Ok(reply::output(outcome.output))
 }
