@@ -305,13 +305,8 @@ fn run_ohm(
         }
         None => {
             let node = node::NodeProcess::start(args.durability, args.partitions)?;
-            let cfg = ClientConfig {
-                addr: node.ready.addr.clone(),
-                server_name: "localhost".into(),
-                trust: Trust::Fingerprint(node.ready.fingerprint.clone()),
-                token: node.demo_token()?,
-                streams: crate::cli::connect::CLI_STREAMS,
-            };
+            let trust = Trust::Fingerprint(node.ready.fingerprint.clone());
+            let cfg = ClientConfig::new(node.ready.addr.clone(), trust, node.demo_token()?);
             (Some(node), cfg)
         }
     };

@@ -65,13 +65,9 @@ impl ConnectArgs {
     /// Resolves flags, environment and data-directory files into a config.
     /// Errors say what is missing and the ways to give it.
     pub fn resolve(&self, role: TokenRole) -> anyhow::Result<ClientConfig> {
-        Ok(ClientConfig {
-            addr: self.addr.clone(),
-            server_name: "localhost".to_string(),
-            trust: self.trust()?,
-            token: self.token(role)?,
-            streams: CLI_STREAMS,
-        })
+        let mut cfg = ClientConfig::new(self.addr.clone(), self.trust()?, self.token(role)?);
+        cfg.streams = CLI_STREAMS;
+        Ok(cfg)
     }
 
     fn trust(&self) -> anyhow::Result<Trust> {

@@ -1,73 +1,85 @@
-//! STUB of the Rust client (`ohm::driver`), written on branch wip-cli only so
-//! the command-line tools compile against the agreed contract before the
-//! real client (branch wip-net) lands. Every network call fails with
-//! `ClientError::Config`. Merging wip-net replaces this file wholesale.
+//! The Rust client library: one QUIC connection to a node, a few long-lived
+//! bidirectional streams, and many requests in flight on each (pipelining).
+//!
+//! ```text
+//!  request() ─id, oneshot─▶ pending[stream] ◀─resolve by id── reader task
+//!      └──RequestFrame──▶ mpsc ─▶ writer task (coalesces) ─▶ QUIC stream
+//! ```
+//!
+//! Ids come from one counter, so they are unique on the connection; a
+//! request goes to stream `id % streams`. `Client` is a cheap clone; any
+//! number of tasks may call through clones at once. Must not: spawn per
+//! request, or queue without bound (`QUEUE_PER_STREAM_MAX`).
 
-use crate::proto::{self, ErrorReply};
+use crate::net::endpoint;
+use crate::net::frame::read_frame;
+use crate::net::tls::{ClientTrust, PIN_MISMATCH};
+use crate::proto::codec::{self, FrameTooLarge};
+use crate::proto::{
+    CatalogInfo, ErrorCode, ErrorReply, Reply, Request, RequestFrame, Rows, SqlResult, StatusInfo,
+};
 use crate::types::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
-/// Where to connect and how to trust and authenticate.
+/// How long `connect` waits for the handshake and the auth answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests queued for one stream's writer before callers wait.
+pub const QUEUE_PER_STREAM_MAX: usize = 1024;
+/// Streams a client may open (the node allows 64).
+pub const STREAMS_MAX: usize = 32;
+/// A writer coalesces queued requests up to about this many bytes.
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
+
+/// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// `host:port`.
     pub addr: String,
-    /// The name the certificate must carry (`localhost` for a local node).
+    /// The name the server certificate must carry (CA trust only).
     pub server_name: String,
     pub trust: Trust,
     pub token: String,
-    /// QUIC streams the client spreads its requests over.
+    /// Long-lived streams requests are spread over (1..=STREAMS_MAX).
     pub streams: usize,
+    pub connect_timeout: Duration,
 }
 
-/// How the client decides to trust the node's certificate.
+impl ClientConfig {
+    /// Defaults: server name "localhost", 4 streams, `CONNECT_TIMEOUT`.
+    pub fn new(addr: impl Into<String>, trust: Trust, token: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            addr: addr.into(),
+            server_name: "localhost".into(),
+            trust,
+            token: token.into(),
+            streams: 4,
+            connect_timeout: CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// How the client trusts the node's certificate.
 #[derive(Debug, Clone)]
 pub enum Trust {
+    /// A PEM file of CA certificates (or the node's own certificate).
     CaFile(PathBuf),
     CaPem(Vec<u8>),
-    /// `sha256:<hex>` of the node's certificate.
+    /// `sha256:<64 hex>` of the node's certificate (`ohm serve` prints it).
     Fingerprint(String),
 }
 
-/// Who the token authenticated as.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub tenant: String,
-    pub principal: String,
-    pub admin: bool,
-}
-
-/// A procedure's answer.
-#[derive(Debug, Clone)]
-pub enum CallResult {
-    Value(Value),
-    Rows(proto::Rows),
-}
-
-/// A deployed module and its procedures.
-#[derive(Debug, Clone)]
-pub struct Deployed {
-    pub module: String,
-    pub procedures: Vec<String>,
-    pub replaced: bool,
-}
-
-/// A new tenant and the token of its first principal.
-#[derive(Debug, Clone)]
-pub struct NewTenant {
-    pub tenant: String,
-    pub principal: String,
-    pub token: String,
-}
-
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    #[error("cannot reach {addr}: {reason}")]
-    Unreachable { addr: String, reason: String },
-    #[error("the node's certificate is not trusted: {reason}")]
-    Certificate { reason: String },
+    #[error("{message}")]
+    Unreachable { addr: String, message: String },
+    #[error("the node's certificate is not trusted: {message}")]
+    Certificate { message: String },
     #[error("authentication failed: {message}")]
     Auth { message: String },
     #[error("{0}")]
@@ -76,52 +88,394 @@ pub enum ClientError {
     Closed { reason: String },
     #[error("protocol error: {0}")]
     Protocol(String),
-    #[error("{0}")]
+    #[error("client configuration: {0}")]
     Config(String),
 }
 
-/// A connection to one node (stub).
-#[derive(Debug, Clone)]
-pub struct Client {
+/// Who the connection is authenticated as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub tenant: String,
+    pub principal: String,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallResult {
+    Value(Value),
+    Rows(Rows),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployed {
+    pub module: String,
+    pub procedures: Vec<String>,
+    pub replaced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTenant {
+    pub tenant: String,
+    pub principal: String,
+    pub token: String,
+}
+
+type Answer = Result<Reply, ErrorReply>;
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
+
+struct Stream {
+    queue: mpsc::Sender<RequestFrame>,
+    pending: Pending,
+}
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    streams: Vec<Stream>,
+    next_id: AtomicU64,
     session: Session,
 }
 
-fn not_built<T>() -> Result<T, ClientError> {
-    Err(ClientError::Config(
-        "this build has no QUIC client yet (it arrives with branch wip-net)".into(),
-    ))
+/// A connection to one node. Clones share it.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn unexpected(reply: Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?}"))
 }
 
 impl Client {
-    pub async fn connect(_cfg: ClientConfig) -> Result<Client, ClientError> {
-        not_built()
+    /// Resolves `addr`, completes the QUIC handshake and authenticates.
+    pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
+        if cfg.streams == 0 || cfg.streams > STREAMS_MAX {
+            return Err(ClientError::Config(format!(
+                "streams must be 1..={STREAMS_MAX}"
+            )));
+        }
+        let trust = match &cfg.trust {
+            Trust::CaFile(p) => ClientTrust::RootsPem(std::fs::read(p).map_err(|e| {
+                ClientError::Config(format!("reading CA file {}: {e}", p.display()))
+            })?),
+            Trust::CaPem(pem) => ClientTrust::RootsPem(pem.clone()),
+            Trust::Fingerprint(fp) => ClientTrust::Fingerprint(fp.clone()),
+        };
+        let unreachable = |message: String| ClientError::Unreachable {
+            addr: cfg.addr.clone(),
+            message,
+        };
+        let peer = tokio::net::lookup_host(&cfg.addr)
+            .await
+            .map_err(|e| unreachable(format!("cannot resolve {}: {e}", cfg.addr)))?
+            .next()
+            .ok_or_else(|| unreachable(format!("{} resolves to no address", cfg.addr)))?;
+        let endpoint =
+            endpoint::client(peer, &trust).map_err(|e| ClientError::Config(e.to_string()))?;
+        let timeout_s = cfg.connect_timeout.as_secs_f64();
+        let no_answer = || {
+            unreachable(format!(
+                "no answer from ohm at {} within {timeout_s} s — is `ohm serve` running there?",
+                cfg.addr
+            ))
+        };
+        let connecting = endpoint
+            .connect(peer, &cfg.server_name)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let connection = match tokio::time::timeout(cfg.connect_timeout, connecting).await {
+            Err(_) => return Err(no_answer()),
+            Ok(Err(quinn::ConnectionError::TimedOut)) => return Err(no_answer()),
+            Ok(Err(e)) => return Err(connection_error(&e)),
+            Ok(Ok(c)) => c,
+        };
+        let mut streams = Vec::with_capacity(cfg.streams);
+        for _ in 0..cfg.streams {
+            let (send, recv) = connection
+                .open_bi()
+                .await
+                .map_err(|e| connection_error(&e))?;
+            let pending: Pending = Arc::default();
+            let (queue, rx) = mpsc::channel(QUEUE_PER_STREAM_MAX);
+            tokio::spawn(writer(send, rx, pending.clone()));
+            tokio::spawn(reader(recv, pending.clone()));
+            streams.push(Stream { queue, pending });
+        }
+        let mut inner = Inner {
+            endpoint,
+            connection,
+            streams,
+            next_id: AtomicU64::new(1),
+            session: Session {
+                tenant: String::new(),
+                principal: String::new(),
+                admin: false,
+            },
+        };
+        let auth = Request::Auth {
+            token: cfg.token.clone(),
+        };
+        let answer = tokio::time::timeout(cfg.connect_timeout, send(&inner, auth)).await;
+        match answer {
+            Err(_) => Err(no_answer()),
+            Ok(Err(ClientError::Server(e))) if e.code == ErrorCode::AuthFailed => {
+                Err(ClientError::Auth { message: e.message })
+            }
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(Reply::Authenticated {
+                tenant,
+                principal,
+                admin,
+            })) => {
+                inner.session = Session {
+                    tenant,
+                    principal,
+                    admin,
+                };
+                Ok(Client {
+                    inner: Arc::new(inner),
+                })
+            }
+            Ok(Ok(other)) => Err(unexpected(other)),
+        }
     }
+
     pub fn session(&self) -> &Session {
-        &self.session
+        &self.inner.session
     }
-    pub async fn call(
-        &self,
-        _procedure: &str,
-        _args: Vec<Value>,
-    ) -> Result<CallResult, ClientError> {
-        not_built()
+
+    /// Sends any request and waits for its answer (`ErrorReply` becomes
+    /// `ClientError::Server`).
+    pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        send(&self.inner, request).await
     }
-    pub async fn sql(&self, _sql: &str) -> Result<Vec<proto::SqlResult>, ClientError> {
-        not_built()
+
+    pub async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
+        let request = Request::Call {
+            procedure: procedure.to_string(),
+            args,
+        };
+        match self.request(request).await? {
+            Reply::Value(v) => Ok(CallResult::Value(v)),
+            Reply::Rows(r) => Ok(CallResult::Rows(r)),
+            other => Err(unexpected(other)),
+        }
     }
-    pub async fn deploy(&self, _name: &str, _wasm: Vec<u8>) -> Result<Deployed, ClientError> {
-        not_built()
+
+    pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
+        match self
+            .request(Request::Sql {
+                sql: sql.to_string(),
+            })
+            .await?
+        {
+            Reply::Sql(results) => Ok(results),
+            other => Err(unexpected(other)),
+        }
     }
-    pub async fn drop_module(&self, _name: &str) -> Result<bool, ClientError> {
-        not_built()
+
+    pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {
+        match self
+            .request(Request::Deploy {
+                name: name.to_string(),
+                wasm,
+            })
+            .await?
+        {
+            Reply::Deployed {
+                module,
+                procedures,
+                replaced,
+            } => Ok(Deployed {
+                module,
+                procedures,
+                replaced,
+            }),
+            other => Err(unexpected(other)),
+        }
     }
-    pub async fn catalog(&self) -> Result<proto::CatalogInfo, ClientError> {
-        not_built()
+
+    /// Removes a module; `false` if there was none of that name.
+    pub async fn drop_module(&self, name: &str) -> Result<bool, ClientError> {
+        match self
+            .request(Request::Drop {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Reply::Dropped { existed, .. } => Ok(existed),
+            other => Err(unexpected(other)),
+        }
     }
-    pub async fn status(&self) -> Result<proto::StatusInfo, ClientError> {
-        not_built()
+
+    pub async fn catalog(&self) -> Result<CatalogInfo, ClientError> {
+        match self.request(Request::Catalog).await? {
+            Reply::Catalog(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
     }
-    pub async fn create_tenant(&self, _name: &str) -> Result<NewTenant, ClientError> {
-        not_built()
+
+    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
+        match self.request(Request::Status).await? {
+            Reply::Status(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<NewTenant, ClientError> {
+        match self
+            .request(Request::CreateTenant {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            Reply::TenantCreated {
+                tenant,
+                principal,
+                token,
+            } => Ok(NewTenant {
+                tenant,
+                principal,
+                token,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Closes the connection (requests in flight fail with `Closed`) and
+    /// waits briefly for the node to acknowledge.
+    pub async fn close(&self) {
+        self.inner
+            .connection
+            .close(quinn::VarInt::from_u32(0), b"client closed");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+async fn send(inner: &Inner, request: Request) -> Result<Reply, ClientError> {
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let Some(stream) = inner.streams.get(id as usize % inner.streams.len().max(1)) else {
+        return Err(ClientError::Config("no streams".into()));
+    };
+    let (tx, rx) = oneshot::channel();
+    lock(&stream.pending).insert(id, tx);
+    if stream
+        .queue
+        .send(RequestFrame { id, request })
+        .await
+        .is_err()
+    {
+        lock(&stream.pending).remove(&id);
+        return Err(closed(&inner.connection));
+    }
+    match rx.await {
+        Ok(answer) => answer.map_err(ClientError::Server),
+        Err(_) => Err(closed(&inner.connection)),
+    }
+}
+
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+    // A panic while holding this lock cannot leave the map inconsistent
+    // (single insert/remove calls), so a poisoned lock is still usable.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn closed(connection: &quinn::Connection) -> ClientError {
+    match connection.close_reason() {
+        Some(e) => connection_error(&e),
+        None => ClientError::Closed {
+            reason: "the node closed the stream".into(),
+        },
+    }
+}
+
+/// Maps a quinn connection error to what the caller can act on.
+fn connection_error(e: &quinn::ConnectionError) -> ClientError {
+    use quinn::ConnectionError as E;
+    match e {
+        E::TransportError(t)
+            if t.reason.contains(PIN_MISMATCH) || is_crypto_code(u64::from(t.code)) =>
+        {
+            ClientError::Certificate {
+                message: t.reason.clone(),
+            }
+        }
+        E::ConnectionClosed(c) if is_crypto_code(u64::from(c.error_code)) => {
+            ClientError::Certificate {
+                message: format!("the node refused the TLS handshake: {c}"),
+            }
+        }
+        E::ApplicationClosed(a) => ClientError::Closed {
+            reason: format!(
+                "the node closed the connection (code {}): {}",
+                a.error_code,
+                String::from_utf8_lossy(&a.reason)
+            ),
+        },
+        E::LocallyClosed => ClientError::Closed {
+            reason: "closed by this client".into(),
+        },
+        other => ClientError::Closed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// QUIC carries TLS alerts as transport codes 0x100..=0x1ff.
+fn is_crypto_code(code: u64) -> bool {
+    (0x100..=0x1ff).contains(&code)
+}
+
+async fn writer(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<RequestFrame>,
+    pending: Pending,
+) {
+    let mut buf = Vec::new();
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        encode(first, &mut buf, &pending);
+        while buf.len() < WRITE_BATCH_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(next) => encode(next, &mut buf, &pending),
+                Err(_) => break,
+            }
+        }
+        if !buf.is_empty() && send.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+    // Dropping the receiver fails later sends; fail what is waiting too.
+    lock(&pending).clear();
+}
+
+fn encode(frame: RequestFrame, buf: &mut Vec<u8>, pending: &Pending) {
+    if let Err(e @ FrameTooLarge { .. }) = codec::encode_request(&frame, buf) {
+        if let Some(tx) = lock(pending).remove(&frame.id) {
+            let _ = tx.send(Err(ErrorReply::new(ErrorCode::TooLarge, e.to_string())));
+        }
+    }
+}
+
+async fn reader(mut recv: quinn::RecvStream, pending: Pending) {
+    let mut buf = Vec::new();
+    while let Ok(true) = read_frame(&mut recv, &mut buf).await {
+        let Ok(frame) = codec::decode_response(&buf) else {
+            break;
+        };
+        if let Some(tx) = lock(&pending).remove(&frame.id) {
+            let _ = tx.send(frame.response);
+        }
+    }
+    lock(&pending).clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypto_codes_are_recognised() {
+        assert!(is_crypto_code(0x100 + 42));
+        assert!(!is_crypto_code(0x0a));
     }
 }

@@ -1,1 +1,337 @@
-//! Frame and MessagePack codec for `proto` (see docs/PROTOCOL.md).
+//! The wire format of `proto` (documented for strangers in docs/PROTOCOL.md).
+//!
+//! A frame is a 4-byte big-endian body length followed by a MessagePack
+//! body: a map with string keys. Requests carry `id`, `op` and the op's
+//! fields; responses carry `id` and either `ok` (a reply map with a `kind`)
+//! or `error` (`code`, `message`).
+//!
+//! Owns: encoding and decoding bodies, by hand with `rmp` (the call path
+//! runs at hundreds of thousands of frames per second, so no serde, no
+//! intermediate value tree). Must not: do I/O, or trust a length, a type or
+//! a nesting depth it reads (see `read.rs`). Unknown map keys are skipped so
+//! newer peers can add fields.
+//!
+//! `encode_*` append a whole frame (prefix and body) to a buffer, so a
+//! writer can coalesce many frames into one write; `decode_*` take one body
+//! (the prefix has been read by `net::frame`).
+
+mod read;
+mod reply;
+#[cfg(test)]
+mod tests;
+
+pub use read::{DecodeError, DEPTH_MAX, ITEMS_MAX};
+
+use super::{ErrorCode, ErrorReply, Request, RequestFrame, ResponseFrame, FRAME_BYTES_MAX};
+use crate::types::Value;
+use read::{Reader, Result};
+
+/// Length of the frame prefix.
+pub const PREFIX_BYTES: usize = 4;
+
+/// An encoded body over `FRAME_BYTES_MAX`; nothing was appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message of {bytes} bytes is over the frame limit of {FRAME_BYTES_MAX} bytes")]
+pub struct FrameTooLarge {
+    pub bytes: usize,
+}
+
+/// The request ops, as named on the wire.
+pub const OPS: [&str; 8] = [
+    "auth",
+    "call",
+    "sql",
+    "deploy",
+    "drop",
+    "catalog",
+    "status",
+    "create_tenant",
+];
+
+/// Appends one request frame to `out`.
+pub fn encode_request(
+    frame: &RequestFrame,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), FrameTooLarge> {
+    framed(out, |out| {
+        let (op, fields) = match &frame.request {
+            Request::Auth { .. } => ("auth", 1),
+            Request::Call { .. } => ("call", 2),
+            Request::Sql { .. } => ("sql", 1),
+            Request::Deploy { .. } => ("deploy", 2),
+            Request::Drop { .. } => ("drop", 1),
+            Request::Catalog => ("catalog", 0),
+            Request::Status => ("status", 0),
+            Request::CreateTenant { .. } => ("create_tenant", 1),
+        };
+        w::map(out, 2 + fields);
+        w::str(out, "id");
+        w::uint(out, frame.id);
+        w::str(out, "op");
+        w::str(out, op);
+        match &frame.request {
+            Request::Auth { token } => w::kv_str(out, "token", token),
+            Request::Call { procedure, args } => {
+                w::kv_str(out, "procedure", procedure);
+                w::str(out, "args");
+                w::array(out, args.len());
+                args.iter().for_each(|v| w::value(out, v));
+            }
+            Request::Sql { sql } => w::kv_str(out, "sql", sql),
+            Request::Deploy { name, wasm } => {
+                w::kv_str(out, "name", name);
+                w::str(out, "wasm");
+                w::bin(out, wasm);
+            }
+            Request::Drop { name } | Request::CreateTenant { name } => w::kv_str(out, "name", name),
+            Request::Catalog | Request::Status => {}
+        }
+    })
+}
+
+/// Decodes one request body. On error, `DecodeError::id` holds the request
+/// id if the body had a readable one.
+pub fn decode_request(body: &[u8]) -> std::result::Result<RequestFrame, DecodeError> {
+    request(body).map_err(|mut e| {
+        e.id = peek_id(body);
+        e
+    })
+}
+
+fn request(body: &[u8]) -> Result<RequestFrame> {
+    let mut r = Reader::new(body);
+    let (mut id, mut op, mut token, mut procedure, mut args) = (None, None, None, None, None);
+    let (mut sql, mut name, mut wasm) = (None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "id" => id = Some(field(&mut r, "id", Reader::uint)?),
+            "op" => op = Some(field(&mut r, "op", Reader::str)?),
+            "token" => token = Some(field(&mut r, "token", Reader::str)?),
+            "procedure" => procedure = Some(field(&mut r, "procedure", Reader::str)?),
+            "args" => args = Some(field(&mut r, "args", values)?),
+            "sql" => sql = Some(field(&mut r, "sql", Reader::str)?),
+            "name" => name = Some(field(&mut r, "name", Reader::str)?),
+            "wasm" => wasm = Some(field(&mut r, "wasm", Reader::bin)?),
+            _ => r.skip(1)?,
+        }
+    }
+    r.finish()?;
+    let id = required(id, "id", "every request")?;
+    let op = required(op, "op", "every request")?;
+    let request = match op {
+        "auth" => Request::Auth {
+            token: required(token, "token", "op \"auth\"")?.to_string(),
+        },
+        "call" => Request::Call {
+            procedure: required(procedure, "procedure", "op \"call\"")?.to_string(),
+            args: args.unwrap_or_default(),
+        },
+        "sql" => Request::Sql {
+            sql: required(sql, "sql", "op \"sql\"")?.to_string(),
+        },
+        "deploy" => Request::Deploy {
+            name: required(name, "name", "op \"deploy\"")?.to_string(),
+            wasm: required(wasm, "wasm", "op \"deploy\"")?.to_vec(),
+        },
+        "drop" => Request::Drop {
+            name: required(name, "name", "op \"drop\"")?.to_string(),
+        },
+        "catalog" => Request::Catalog,
+        "status" => Request::Status,
+        "create_tenant" => Request::CreateTenant {
+            name: required(name, "name", "op \"create_tenant\"")?.to_string(),
+        },
+        other => {
+            return Err(DecodeError::new(format!(
+                "unknown op {other:?} (expected one of {})",
+                OPS.join(", ")
+            ))
+            .at("op"))
+        }
+    };
+    Ok(RequestFrame { id, request })
+}
+
+/// The top-level `id` of a body that failed to decode, if it can be read.
+fn peek_id(body: &[u8]) -> Option<u64> {
+    let mut r = Reader::new(body).find_key("id").ok()??;
+    r.uint().ok()
+}
+
+/// Appends one response frame to `out`.
+pub fn encode_response(
+    frame: &ResponseFrame,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), FrameTooLarge> {
+    framed(out, |out| {
+        w::map(out, 2);
+        w::str(out, "id");
+        w::uint(out, frame.id);
+        match &frame.response {
+            Ok(reply) => {
+                w::str(out, "ok");
+                reply::encode(out, reply);
+            }
+            Err(e) => {
+                w::str(out, "error");
+                w::map(out, 2);
+                w::kv_str(out, "code", e.code.name());
+                w::kv_str(out, "message", &e.message);
+            }
+        }
+    })
+}
+
+/// Decodes one response body. An error code this build does not know is
+/// kept readable as `internal` with the code in the message.
+pub fn decode_response(body: &[u8]) -> std::result::Result<ResponseFrame, DecodeError> {
+    response(body).map_err(|mut e| {
+        e.id = peek_id(body);
+        e
+    })
+}
+
+fn response(body: &[u8]) -> Result<ResponseFrame> {
+    let mut r = Reader::new(body);
+    let (mut id, mut ok, mut error) = (None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "id" => id = Some(field(&mut r, "id", Reader::uint)?),
+            "ok" => ok = Some(field(&mut r, "ok", reply::decode)?),
+            "error" => error = Some(field(&mut r, "error", error_reply)?),
+            _ => r.skip(1)?,
+        }
+    }
+    r.finish()?;
+    let id = required(id, "id", "every response")?;
+    let response = match (ok, error) {
+        (Some(reply), None) => Ok(reply),
+        (None, Some(e)) => Err(e),
+        (Some(_), Some(_)) => return Err(DecodeError::new("both `ok` and `error` present")),
+        (None, None) => return Err(DecodeError::new("missing field `ok` or `error`")),
+    };
+    Ok(ResponseFrame { id, response })
+}
+
+fn error_reply(r: &mut Reader) -> Result<ErrorReply> {
+    let (mut code, mut message) = (None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "code" => code = Some(field(r, "code", Reader::str)?),
+            "message" => message = Some(field(r, "message", Reader::str)?),
+            _ => r.skip(1)?,
+        }
+    }
+    let code = required(code, "code", "an error")?;
+    let message = required(message, "message", "an error")?;
+    Ok(match ErrorCode::from_name(code) {
+        Some(code) => ErrorReply::new(code, message),
+        None => ErrorReply::new(ErrorCode::Internal, format!("[{code}] {message}")),
+    })
+}
+
+/// Reads a field's value, naming the field in any error.
+fn field<'a, T>(
+    r: &mut Reader<'a>,
+    name: &str,
+    f: impl FnOnce(&mut Reader<'a>) -> Result<T>,
+) -> Result<T> {
+    f(r).map_err(|e| e.at(name))
+}
+
+fn required<T>(v: Option<T>, name: &str, by: &str) -> Result<T> {
+    v.ok_or_else(|| DecodeError::new(format!("missing field `{name}` (required by {by})")))
+}
+
+/// An array of scalar values.
+fn values(r: &mut Reader) -> Result<Vec<Value>> {
+    let n = r.array_len()?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(r.value().map_err(|e| e.at_index(i))?);
+    }
+    Ok(out)
+}
+
+/// Appends `[len u32 BE][body]` and checks the body against the limit.
+fn framed(
+    out: &mut Vec<u8>,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> std::result::Result<(), FrameTooLarge> {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_BYTES]);
+    body(out);
+    let bytes = out.len() - start - PREFIX_BYTES;
+    match u32::try_from(bytes) {
+        Ok(n) if bytes <= FRAME_BYTES_MAX => {
+            out[start..start + PREFIX_BYTES].copy_from_slice(&n.to_be_bytes());
+            Ok(())
+        }
+        _ => {
+            out.truncate(start);
+            Err(FrameTooLarge { bytes })
+        }
+    }
+}
+
+/// MessagePack writers onto a `Vec<u8>`. Writing to a Vec cannot fail and
+/// every length is under `FRAME_BYTES_MAX` (checked once per frame), so the
+/// `rmp` results carry nothing and are dropped.
+mod w {
+    use crate::types::Value;
+    use rmp::encode as e;
+
+    pub fn map(out: &mut Vec<u8>, n: usize) {
+        let _ = e::write_map_len(out, n as u32);
+    }
+    pub fn array(out: &mut Vec<u8>, n: usize) {
+        let _ = e::write_array_len(out, n as u32);
+    }
+    pub fn str(out: &mut Vec<u8>, s: &str) {
+        let _ = e::write_str(out, s);
+    }
+    pub fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            Some(s) => str(out, s),
+            None => nil(out),
+        }
+    }
+    pub fn kv_str(out: &mut Vec<u8>, k: &str, v: &str) {
+        str(out, k);
+        str(out, v);
+    }
+    pub fn kv_uint(out: &mut Vec<u8>, k: &str, v: u64) {
+        str(out, k);
+        uint(out, v);
+    }
+    pub fn kv_bool(out: &mut Vec<u8>, k: &str, v: bool) {
+        str(out, k);
+        let _ = e::write_bool(out, v);
+    }
+    pub fn bin(out: &mut Vec<u8>, b: &[u8]) {
+        let _ = e::write_bin(out, b);
+    }
+    pub fn uint(out: &mut Vec<u8>, v: u64) {
+        let _ = e::write_uint(out, v);
+    }
+    pub fn nil(out: &mut Vec<u8>) {
+        let _ = e::write_nil(out);
+    }
+    pub fn value(out: &mut Vec<u8>, v: &Value) {
+        match v {
+            Value::Null => nil(out),
+            Value::Bool(b) => {
+                let _ = e::write_bool(out, *b);
+            }
+            Value::Int(i) | Value::Timestamp(i) => {
+                let _ = e::write_sint(out, *i);
+            }
+            Value::Double(d) => {
+                let _ = e::write_f64(out, *d);
+            }
+            Value::Decimal(d) => str(out, &d.to_string()),
+            Value::Text(s) => str(out, s),
+            Value::Bytes(b) => bin(out, b),
+        }
+    }
+}

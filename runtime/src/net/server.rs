@@ -1,0 +1,325 @@
+//! The connection-serving shell: accepts QUIC connections, reads request
+//! frames from any number of bidirectional streams, hands each request to
+//! the node (`Service`) and writes the answers back on the stream they came
+//! from, in completion order, each with its id.
+//!
+//! ```text
+//!  stream recv ──frames──▶ reader ──dispatch──▶ Service ──Replier──┐
+//!                            │ (errors, auth)                      ▼
+//!  stream send ◀──batched writes── writer ◀──mpsc (bounded)────────┘
+//! ```
+//!
+//! Bounds: requests in flight per connection (`IN_FLIGHT_PER_CONNECTION_MAX`,
+//! a semaphore: when it is empty the readers stop reading, which is
+//! backpressure through QUIC flow control), failed auth attempts, malformed
+//! frames per connection, connections per endpoint, bytes per write batch.
+//! Must not: block in `Service` calls, or let one connection affect another.
+
+use super::frame::{read_frame, FrameError};
+use crate::proto::codec::{self, FrameTooLarge};
+use crate::proto::{
+    ErrorCode, ErrorReply, Reply, Request, ResponseFrame, ALPN, IN_FLIGHT_PER_CONNECTION_MAX,
+};
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+/// Failed `auth` requests before the connection is closed.
+pub const AUTH_ATTEMPTS_MAX: u32 = 5;
+/// Malformed or oversized frames before the connection is closed.
+pub const BAD_FRAMES_MAX: u32 = 8;
+/// Connections served at once; more are refused.
+pub const CONNECTIONS_MAX: usize = 10_000;
+/// A writer coalesces ready responses up to about this many bytes.
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
+/// Application close codes (QUIC CONNECTION_CLOSE) the node uses.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+pub const CLOSE_WRONG_PROTOCOL: u32 = 1;
+pub const CLOSE_AUTH_ATTEMPTS: u32 = 2;
+pub const CLOSE_BAD_FRAMES: u32 = 3;
+/// STOP_SENDING code on a stream closed after `bad_request` / `too_large`.
+pub const STOP_BAD_FRAME: u32 = 1;
+
+/// What the node provides to the shell.
+pub trait Service: Send + Sync + 'static {
+    type Session: Send + Sync + 'static;
+    /// Checks a token. Err is answered as is; the connection stays open for
+    /// another try, up to `AUTH_ATTEMPTS_MAX`.
+    fn authenticate(&self, token: &str) -> Result<(Self::Session, Reply), ErrorReply>;
+    /// Starts a request (never `Auth`); must not block. The answer goes
+    /// through `reply` exactly once; dropping it answers `internal`.
+    fn dispatch(&self, session: &Arc<Self::Session>, request: Request, reply: Replier);
+    fn connection_opened(&self) {}
+    fn connection_closed(&self) {}
+}
+
+/// One response on its way to a stream's writer; holds its in-flight permit
+/// until written.
+struct Outgoing {
+    frame: ResponseFrame,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Answers one request. Cheap to move to another thread or task.
+pub struct Replier {
+    id: u64,
+    slot: Option<(mpsc::Sender<Outgoing>, OwnedSemaphorePermit)>,
+}
+
+impl Replier {
+    /// The id of the request this answers.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn send(mut self, response: Result<Reply, ErrorReply>) {
+        self.deliver(response);
+    }
+
+    fn deliver(&mut self, response: Result<Reply, ErrorReply>) {
+        if let Some((tx, permit)) = self.slot.take() {
+            let frame = ResponseFrame {
+                id: self.id,
+                response,
+            };
+            // Never full: every queued response holds one of the
+            // connection's permits and the queue has room for all of them.
+            // Closed means the stream is gone; the answer has nowhere to go.
+            let _ = tx.try_send(Outgoing {
+                frame,
+                _permit: permit,
+            });
+        }
+    }
+}
+
+impl Drop for Replier {
+    fn drop(&mut self) {
+        self.deliver(Err(ErrorReply::new(
+            ErrorCode::Internal,
+            "the node dropped this request without answering it",
+        )));
+    }
+}
+
+/// Serves `endpoint` until `shutdown` completes, then closes every
+/// connection with `CLOSE_SHUTDOWN`.
+pub async fn serve<S: Service>(
+    endpoint: quinn::Endpoint,
+    service: Arc<S>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            incoming = endpoint.accept() => match incoming {
+                None => break,
+                Some(incoming) if connections.len() >= CONNECTIONS_MAX => incoming.refuse(),
+                Some(incoming) => {
+                    connections.spawn(connection(incoming, service.clone()));
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    endpoint.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"node stopping");
+    connections.shutdown().await;
+}
+
+/// State shared by a connection's streams.
+struct Conn<S: Service> {
+    service: Arc<S>,
+    connection: Connection,
+    session: OnceLock<Arc<S::Session>>,
+    in_flight: Arc<Semaphore>,
+    auth_failures: AtomicU32,
+    bad_frames: AtomicU32,
+}
+
+/// Calls `connection_closed` however the connection task ends.
+struct Opened<S: Service>(Arc<S>);
+
+impl<S: Service> Drop for Opened<S> {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
+    let Ok(connection) = incoming.await else {
+        return;
+    };
+    let alpn = connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() != Some(ALPN) {
+        connection.close(
+            VarInt::from_u32(CLOSE_WRONG_PROTOCOL),
+            b"this node speaks ALPN ohm/1 only",
+        );
+        return;
+    }
+    service.connection_opened();
+    let _opened = Opened(service.clone());
+    let conn = Arc::new(Conn {
+        service,
+        connection: connection.clone(),
+        session: OnceLock::new(),
+        in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX)),
+        auth_failures: AtomicU32::new(0),
+        bad_frames: AtomicU32::new(0),
+    });
+    // Streams are bounded by the transport's STREAMS_PER_CONNECTION_MAX.
+    let mut streams = JoinSet::new();
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        streams.spawn(stream(conn.clone(), send, recv));
+        while streams.try_join_next().is_some() {}
+    }
+}
+
+async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: RecvStream) {
+    // Room for every permit, so a `Replier` never finds the queue full.
+    let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
+    let writer = tokio::spawn(writer(send, rx));
+    let mut buf = Vec::new();
+    loop {
+        // Take the permit first: with none left, this stream stops reading.
+        let Ok(permit) = conn.in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let read = read_frame(&mut recv, &mut buf).await;
+        let (id, error) = match read {
+            Ok(true) => match codec::decode_request(&buf) {
+                Ok(frame) => {
+                    let replier = Replier {
+                        id: frame.id,
+                        slot: Some((tx.clone(), permit)),
+                    };
+                    if handle(&conn, frame.request, replier).await {
+                        continue;
+                    }
+                    break;
+                }
+                Err(e) => (
+                    e.id.unwrap_or(0),
+                    ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
+                ),
+            },
+            Ok(false) | Err(FrameError::Read(_)) => break,
+            Err(e @ FrameError::TooLarge { .. }) => {
+                (0, ErrorReply::new(ErrorCode::TooLarge, e.to_string()))
+            }
+            Err(e @ FrameError::Truncated) => {
+                (0, ErrorReply::new(ErrorCode::BadRequest, e.to_string()))
+            }
+        };
+        // A frame we could not read: answer it, then close this stream.
+        Replier {
+            id,
+            slot: Some((tx.clone(), permit)),
+        }
+        .send(Err(error));
+        let _ = recv.stop(VarInt::from_u32(STOP_BAD_FRAME));
+        if conn.bad_frames.fetch_add(1, Ordering::Relaxed) + 1 >= BAD_FRAMES_MAX {
+            drop(tx);
+            let _ = writer.await;
+            conn.connection.close(
+                VarInt::from_u32(CLOSE_BAD_FRAMES),
+                b"too many malformed frames",
+            );
+            return;
+        }
+        break;
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Routes one decoded request. `false`: stop reading this stream (the
+/// connection is being closed).
+async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) -> bool {
+    let Request::Auth { token } = request else {
+        match conn.session.get() {
+            Some(session) => conn.service.dispatch(session, request, replier),
+            None => replier.send(Err(ErrorReply::new(
+                ErrorCode::Unauthenticated,
+                "send `auth` with a token first",
+            ))),
+        }
+        return true;
+    };
+    if conn.session.get().is_some() {
+        replier.send(Err(ErrorReply::new(
+            ErrorCode::NotSupported,
+            "this connection is already authenticated; open a new connection to change principal",
+        )));
+        return true;
+    }
+    match conn.service.authenticate(&token) {
+        Ok((session, reply)) => {
+            let answer = match conn.session.set(Arc::new(session)) {
+                Ok(()) => Ok(reply),
+                Err(_) => Err(ErrorReply::new(
+                    ErrorCode::NotSupported,
+                    "this connection was authenticated on another stream meanwhile",
+                )),
+            };
+            replier.send(answer);
+            true
+        }
+        Err(e) => {
+            replier.send(Err(e));
+            let failures = conn.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures >= AUTH_ATTEMPTS_MAX {
+                // Let the writer flush the answer before the close.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                conn.connection.close(
+                    VarInt::from_u32(CLOSE_AUTH_ATTEMPTS),
+                    b"too many failed auth attempts",
+                );
+                return false;
+            }
+            true
+        }
+    }
+}
+
+/// Writes responses as they become ready, coalescing what is queued.
+async fn writer(mut send: SendStream, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut buf = Vec::new();
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        encode(first, &mut buf);
+        while buf.len() < WRITE_BATCH_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(next) => encode(next, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// Encodes one response; one over the frame limit becomes `too_large`.
+fn encode(out: Outgoing, buf: &mut Vec<u8>) {
+    if let Err(FrameTooLarge { bytes }) = codec::encode_response(&out.frame, buf) {
+        let frame = ResponseFrame {
+            id: out.frame.id,
+            response: Err(ErrorReply::new(
+                ErrorCode::TooLarge,
+                format!("the result is {bytes} bytes, over the frame limit; ask for fewer rows"),
+            )),
+        };
+        // A short error always fits.
+        let _ = codec::encode_response(&frame, buf);
+    }
+}

@@ -1,0 +1,604 @@
+//! Reply maps (`ok` in a response). Every reply is a map whose `kind` names
+//! its shape; fields may come in any order and unknown ones are skipped.
+//! DECIMAL cells travel as strings and TIMESTAMP cells as integers; the
+//! column (or `type`) names the SQL type, and the decoder retypes them.
+
+use super::read::{DecodeError, Reader, Result};
+use super::{field, required, values, w};
+use crate::proto::{
+    CatalogInfo, Column, PartitionStatus, ProcedureInfo, Reply, Rows, SqlResult, StatusInfo,
+    TableInfo,
+};
+use crate::types::Value;
+
+pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
+    match reply {
+        Reply::Authenticated {
+            tenant,
+            principal,
+            admin,
+        } => {
+            head(out, "authenticated", 3);
+            w::kv_str(out, "tenant", tenant);
+            w::kv_str(out, "principal", principal);
+            w::kv_bool(out, "admin", *admin);
+        }
+        Reply::Value(v) => {
+            head(out, "value", 2);
+            w::kv_str(out, "type", &v.kind().to_string());
+            w::str(out, "value");
+            w::value(out, v);
+        }
+        Reply::Rows(rows) => encode_rows(out, rows),
+        Reply::Sql(results) => {
+            head(out, "sql", 1);
+            w::str(out, "results");
+            w::array(out, results.len());
+            for r in results {
+                match r {
+                    SqlResult::Rows(rows) => encode_rows(out, rows),
+                    SqlResult::Affected(n) => {
+                        head(out, "affected", 1);
+                        w::kv_uint(out, "count", *n);
+                    }
+                    SqlResult::Done(tag) => {
+                        head(out, "done", 1);
+                        w::kv_str(out, "tag", tag);
+                    }
+                }
+            }
+        }
+        Reply::Deployed {
+            module,
+            procedures,
+            replaced,
+        } => {
+            head(out, "deployed", 3);
+            w::kv_str(out, "module", module);
+            w::str(out, "procedures");
+            w::array(out, procedures.len());
+            procedures.iter().for_each(|p| w::str(out, p));
+            w::kv_bool(out, "replaced", *replaced);
+        }
+        Reply::Dropped { module, existed } => {
+            head(out, "dropped", 2);
+            w::kv_str(out, "module", module);
+            w::kv_bool(out, "existed", *existed);
+        }
+        Reply::Catalog(c) => encode_catalog(out, c),
+        Reply::Status(s) => encode_status(out, s),
+        Reply::TenantCreated {
+            tenant,
+            principal,
+            token,
+        } => {
+            head(out, "tenant_created", 3);
+            w::kv_str(out, "tenant", tenant);
+            w::kv_str(out, "principal", principal);
+            w::kv_str(out, "token", token);
+        }
+    }
+}
+
+/// Opens a reply map of `fields` fields plus `kind`.
+fn head(out: &mut Vec<u8>, kind: &str, fields: usize) {
+    w::map(out, fields + 1);
+    w::kv_str(out, "kind", kind);
+}
+
+fn encode_rows(out: &mut Vec<u8>, rows: &Rows) {
+    head(out, "rows", 2);
+    w::str(out, "columns");
+    w::array(out, rows.columns.len());
+    for c in &rows.columns {
+        w::map(out, 2);
+        w::kv_str(out, "name", &c.name);
+        w::str(out, "type");
+        w::opt_str(out, c.ty.as_deref());
+    }
+    w::str(out, "rows");
+    w::array(out, rows.rows.len());
+    for row in &rows.rows {
+        w::array(out, row.len());
+        row.iter().for_each(|v| w::value(out, v));
+    }
+}
+
+fn encode_catalog(out: &mut Vec<u8>, c: &CatalogInfo) {
+    head(out, "catalog", 3);
+    w::kv_str(out, "tenant", &c.tenant);
+    w::str(out, "tables");
+    w::array(out, c.tables.len());
+    for t in &c.tables {
+        w::map(out, 5);
+        w::kv_str(out, "name", &t.name);
+        w::str(out, "columns");
+        w::array(out, t.columns.len());
+        for (name, ty, nullable) in &t.columns {
+            w::map(out, 3);
+            w::kv_str(out, "name", name);
+            w::kv_str(out, "type", ty);
+            w::kv_bool(out, "nullable", *nullable);
+        }
+        w::str(out, "primary_key");
+        w::array(out, t.primary_key.len());
+        t.primary_key.iter().for_each(|k| w::str(out, k));
+        w::str(out, "partition_column");
+        w::opt_str(out, t.partition_column.as_deref());
+        w::kv_uint(out, "rows", t.rows);
+    }
+    w::str(out, "procedures");
+    w::array(out, c.procedures.len());
+    for p in &c.procedures {
+        w::map(out, 4);
+        w::kv_str(out, "name", &p.name);
+        w::kv_str(out, "module", &p.module);
+        w::str(out, "params");
+        w::array(out, p.params.len());
+        for (name, ty) in &p.params {
+            w::map(out, 2);
+            w::kv_str(out, "name", name);
+            w::kv_str(out, "type", ty);
+        }
+        w::str(out, "partition");
+        match &p.partition {
+            Some((column, parameter)) => {
+                w::map(out, 2);
+                w::kv_str(out, "column", column);
+                w::kv_uint(out, "parameter", u64::from(*parameter));
+            }
+            None => w::nil(out),
+        }
+    }
+}
+
+fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
+    head(out, "status", 6);
+    w::kv_str(out, "version", &s.version);
+    w::kv_uint(out, "node_id", s.node_id);
+    w::kv_uint(out, "uptime_ms", s.uptime_ms);
+    w::kv_str(out, "durability", &s.durability);
+    w::kv_uint(out, "connections", s.connections);
+    w::str(out, "partitions");
+    w::array(out, s.partitions.len());
+    for p in &s.partitions {
+        w::map(out, 7);
+        w::kv_uint(out, "id", u64::from(p.id));
+        w::kv_uint(out, "committed", p.committed);
+        w::kv_uint(out, "failed", p.failed);
+        w::kv_uint(out, "queued", p.queued);
+        w::kv_uint(out, "durable_lsn", p.durable_lsn);
+        w::kv_uint(out, "log_bytes", p.log_bytes);
+        w::kv_uint(out, "rows", p.rows);
+    }
+}
+
+/// The kinds of reply, as named on the wire.
+pub const KINDS: [&str; 9] = [
+    "authenticated",
+    "value",
+    "rows",
+    "sql",
+    "deployed",
+    "dropped",
+    "catalog",
+    "status",
+    "tenant_created",
+];
+
+pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
+    let kind = kind_of(r)?;
+    Ok(match kind {
+        "authenticated" => {
+            let mut m = Fields::default();
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tenant" => m.a = Some(field(r, "tenant", Reader::str)?),
+                    "principal" => m.b = Some(field(r, "principal", Reader::str)?),
+                    "admin" => m.flag = Some(field(r, "admin", Reader::bool)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Authenticated {
+                tenant: required(m.a, "tenant", BY)?.to_string(),
+                principal: required(m.b, "principal", BY)?.to_string(),
+                admin: required(m.flag, "admin", BY)?,
+            }
+        }
+        "value" => {
+            let (mut ty, mut value) = (None, None);
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "type" => ty = Some(field(r, "type", Reader::opt_str)?),
+                    "value" => value = Some(field(r, "value", Reader::value)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            let v = required(value, "value", BY)?;
+            Reply::Value(retype(v, Cell::of(ty.flatten())).map_err(|e| e.at("value"))?)
+        }
+        "rows" => Reply::Rows(rows(r)?),
+        "sql" => {
+            let mut results = None;
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "results" => results = Some(field(r, "results", |r| list(r, sql_result))?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Sql(required(results, "results", BY)?)
+        }
+        "deployed" => {
+            let (mut m, mut procedures) = (Fields::default(), None);
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "module" => m.a = Some(field(r, "module", Reader::str)?),
+                    "procedures" => procedures = Some(field(r, "procedures", strings)?),
+                    "replaced" => m.flag = Some(field(r, "replaced", Reader::bool)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Deployed {
+                module: required(m.a, "module", BY)?.to_string(),
+                procedures: required(procedures, "procedures", BY)?,
+                replaced: required(m.flag, "replaced", BY)?,
+            }
+        }
+        "dropped" => {
+            let mut m = Fields::default();
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "module" => m.a = Some(field(r, "module", Reader::str)?),
+                    "existed" => m.flag = Some(field(r, "existed", Reader::bool)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Dropped {
+                module: required(m.a, "module", BY)?.to_string(),
+                existed: required(m.flag, "existed", BY)?,
+            }
+        }
+        "catalog" => Reply::Catalog(catalog(r)?),
+        "status" => Reply::Status(status(r)?),
+        "tenant_created" => {
+            let mut m = Fields::default();
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tenant" => m.a = Some(field(r, "tenant", Reader::str)?),
+                    "principal" => m.b = Some(field(r, "principal", Reader::str)?),
+                    "token" => m.c = Some(field(r, "token", Reader::str)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::TenantCreated {
+                tenant: required(m.a, "tenant", BY)?.to_string(),
+                principal: required(m.b, "principal", BY)?.to_string(),
+                token: required(m.c, "token", BY)?.to_string(),
+            }
+        }
+        other => {
+            return Err(DecodeError::new(format!(
+                "unknown reply kind {other:?} (expected one of {})",
+                KINDS.join(", ")
+            ))
+            .at("kind"))
+        }
+    })
+}
+
+const BY: &str = "this reply kind";
+
+/// Scratch slots for the small reply maps.
+#[derive(Default)]
+struct Fields<'a> {
+    a: Option<&'a str>,
+    b: Option<&'a str>,
+    c: Option<&'a str>,
+    flag: Option<bool>,
+}
+
+/// The `kind` of the map at `r`, looked up without consuming it.
+fn kind_of<'a>(r: &Reader<'a>) -> Result<&'a str> {
+    match r.find_key("kind")? {
+        Some(mut k) => k.str().map_err(|e| e.at("kind")),
+        None => Err(DecodeError::new(
+            "missing field `kind` (required by every reply)",
+        )),
+    }
+}
+
+/// How a cell is retyped from its wire form.
+#[derive(Clone, Copy, PartialEq)]
+enum Cell {
+    Plain,
+    Decimal,
+    Timestamp,
+}
+
+impl Cell {
+    fn of(ty: Option<&str>) -> Cell {
+        let starts = |p: &str| {
+            ty.and_then(|t| t.get(..p.len()))
+                .is_some_and(|h| h.eq_ignore_ascii_case(p))
+        };
+        if starts("DECIMAL") || starts("NUMERIC") {
+            Cell::Decimal
+        } else if starts("TIMESTAMP") {
+            Cell::Timestamp
+        } else {
+            Cell::Plain
+        }
+    }
+}
+
+fn retype(v: Value, cell: Cell) -> Result<Value> {
+    Ok(match (cell, v) {
+        (Cell::Decimal, Value::Text(s)) => Value::Decimal(
+            s.parse()
+                .map_err(|e| DecodeError::new(format!("{s:?} is not a DECIMAL: {e}")))?,
+        ),
+        (Cell::Timestamp, Value::Int(us)) => Value::Timestamp(us),
+        (_, v) => v,
+    })
+}
+
+fn rows(r: &mut Reader) -> Result<Rows> {
+    let (mut columns, mut data) = (None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "columns" => columns = Some(field(r, "columns", |r| list(r, column))?),
+            "rows" => data = Some(field(r, "rows", |r| list(r, values))?),
+            _ => r.skip(1)?,
+        }
+    }
+    let columns: Vec<Column> = required(columns, "columns", BY)?;
+    let mut rows: Vec<Vec<Value>> = required(data, "rows", BY)?;
+    let cells: Vec<Cell> = columns.iter().map(|c| Cell::of(c.ty.as_deref())).collect();
+    if cells.iter().any(|&c| c != Cell::Plain) {
+        for (i, row) in rows.iter_mut().enumerate() {
+            for (j, (v, &cell)) in row.iter_mut().zip(&cells).enumerate() {
+                let taken = std::mem::replace(v, Value::Null);
+                *v = retype(taken, cell).map_err(|e| e.at_index(j).at_index(i).at("rows"))?;
+            }
+        }
+    }
+    Ok(Rows { columns, rows })
+}
+
+fn column(r: &mut Reader) -> Result<Column> {
+    let (mut name, mut ty) = (None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "name" => name = Some(field(r, "name", Reader::str)?),
+            "type" => ty = Some(field(r, "type", Reader::opt_str)?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(Column {
+        name: required(name, "name", "a column")?.to_string(),
+        ty: ty.flatten().map(str::to_string),
+    })
+}
+
+fn sql_result(r: &mut Reader) -> Result<SqlResult> {
+    Ok(match kind_of(r)? {
+        "rows" => SqlResult::Rows(rows(r)?),
+        "affected" => {
+            let mut count = None;
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "count" => count = Some(field(r, "count", Reader::uint)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            SqlResult::Affected(required(count, "count", "an affected result")?)
+        }
+        "done" => {
+            let mut tag = None;
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tag" => tag = Some(field(r, "tag", Reader::str)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            SqlResult::Done(required(tag, "tag", "a done result")?.to_string())
+        }
+        other => {
+            return Err(DecodeError::new(format!(
+                "unknown SQL result kind {other:?} (expected rows, affected or done)"
+            ))
+            .at("kind"))
+        }
+    })
+}
+
+/// An array whose elements `f` reads, naming the index in any error.
+fn list<'a, T>(
+    r: &mut Reader<'a>,
+    mut f: impl FnMut(&mut Reader<'a>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let n = r.array_len()?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(f(r).map_err(|e| e.at_index(i))?);
+    }
+    Ok(out)
+}
+
+fn strings(r: &mut Reader) -> Result<Vec<String>> {
+    list(r, |r| r.str().map(str::to_string))
+}
+
+fn catalog(r: &mut Reader) -> Result<CatalogInfo> {
+    let (mut tenant, mut tables, mut procedures) = (None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "tenant" => tenant = Some(field(r, "tenant", Reader::str)?),
+            "tables" => tables = Some(field(r, "tables", |r| list(r, table))?),
+            "procedures" => procedures = Some(field(r, "procedures", |r| list(r, procedure))?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(CatalogInfo {
+        tenant: required(tenant, "tenant", BY)?.to_string(),
+        tables: required(tables, "tables", BY)?,
+        procedures: required(procedures, "procedures", BY)?,
+    })
+}
+
+fn table(r: &mut Reader) -> Result<TableInfo> {
+    let (mut name, mut columns, mut pk, mut part, mut rows) = (None, None, None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "name" => name = Some(field(r, "name", Reader::str)?),
+            "columns" => columns = Some(field(r, "columns", |r| list(r, table_column))?),
+            "primary_key" => pk = Some(field(r, "primary_key", strings)?),
+            "partition_column" => part = Some(field(r, "partition_column", Reader::opt_str)?),
+            "rows" => rows = Some(field(r, "rows", Reader::uint)?),
+            _ => r.skip(1)?,
+        }
+    }
+    const T: &str = "a table";
+    Ok(TableInfo {
+        name: required(name, "name", T)?.to_string(),
+        columns: required(columns, "columns", T)?,
+        primary_key: required(pk, "primary_key", T)?,
+        partition_column: part.flatten().map(str::to_string),
+        rows: required(rows, "rows", T)?,
+    })
+}
+
+fn table_column(r: &mut Reader) -> Result<(String, String, bool)> {
+    let mut m = Fields::default();
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "name" => m.a = Some(field(r, "name", Reader::str)?),
+            "type" => m.b = Some(field(r, "type", Reader::str)?),
+            "nullable" => m.flag = Some(field(r, "nullable", Reader::bool)?),
+            _ => r.skip(1)?,
+        }
+    }
+    const C: &str = "a column";
+    Ok((
+        required(m.a, "name", C)?.to_string(),
+        required(m.b, "type", C)?.to_string(),
+        required(m.flag, "nullable", C)?,
+    ))
+}
+
+fn procedure(r: &mut Reader) -> Result<ProcedureInfo> {
+    let (mut name, mut module, mut params, mut partition) = (None, None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "name" => name = Some(field(r, "name", Reader::str)?),
+            "module" => module = Some(field(r, "module", Reader::str)?),
+            "params" => params = Some(field(r, "params", |r| list(r, param))?),
+            "partition" => partition = Some(field(r, "partition", partition_of)?),
+            _ => r.skip(1)?,
+        }
+    }
+    const P: &str = "a procedure";
+    Ok(ProcedureInfo {
+        name: required(name, "name", P)?.to_string(),
+        module: required(module, "module", P)?.to_string(),
+        params: required(params, "params", P)?,
+        partition: partition.flatten(),
+    })
+}
+
+fn param(r: &mut Reader) -> Result<(String, String)> {
+    let mut m = Fields::default();
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "name" => m.a = Some(field(r, "name", Reader::str)?),
+            "type" => m.b = Some(field(r, "type", Reader::str)?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok((
+        required(m.a, "name", "a parameter")?.to_string(),
+        required(m.b, "type", "a parameter")?.to_string(),
+    ))
+}
+
+fn partition_of(r: &mut Reader) -> Result<Option<(String, u32)>> {
+    let mut probe = *r;
+    if probe.opt_str().ok() == Some(None) {
+        *r = probe;
+        return Ok(None);
+    }
+    let (mut column, mut parameter) = (None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "column" => column = Some(field(r, "column", Reader::str)?),
+            "parameter" => parameter = Some(field(r, "parameter", Reader::u32)?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(Some((
+        required(column, "column", "a partition")?.to_string(),
+        required(parameter, "parameter", "a partition")?,
+    )))
+}
+
+fn status(r: &mut Reader) -> Result<StatusInfo> {
+    let (mut version, mut durability, mut partitions) = (None, None, None);
+    let (mut node_id, mut uptime_ms, mut connections) = (None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "version" => version = Some(field(r, "version", Reader::str)?),
+            "node_id" => node_id = Some(field(r, "node_id", Reader::uint)?),
+            "uptime_ms" => uptime_ms = Some(field(r, "uptime_ms", Reader::uint)?),
+            "durability" => durability = Some(field(r, "durability", Reader::str)?),
+            "connections" => connections = Some(field(r, "connections", Reader::uint)?),
+            "partitions" => partitions = Some(field(r, "partitions", |r| list(r, partition))?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(StatusInfo {
+        version: required(version, "version", BY)?.to_string(),
+        node_id: required(node_id, "node_id", BY)?,
+        uptime_ms: required(uptime_ms, "uptime_ms", BY)?,
+        durability: required(durability, "durability", BY)?.to_string(),
+        connections: required(connections, "connections", BY)?,
+        partitions: required(partitions, "partitions", BY)?,
+    })
+}
+
+fn partition(r: &mut Reader) -> Result<PartitionStatus> {
+    let mut f: [Option<u64>; 7] = [None; 7];
+    const NAMES: [&str; 7] = [
+        "id",
+        "committed",
+        "failed",
+        "queued",
+        "durable_lsn",
+        "log_bytes",
+        "rows",
+    ];
+    for _ in 0..r.map_len()? {
+        let key = r.str()?;
+        match NAMES.iter().position(|&n| n == key) {
+            Some(i) => {
+                let v = field(r, key, Reader::uint)?;
+                if let Some(slot) = f.get_mut(i) {
+                    *slot = Some(v);
+                }
+            }
+            None => r.skip(1)?,
+        }
+    }
+    let [id, committed, failed, queued, durable_lsn, log_bytes, rows] = f;
+    const P: &str = "a partition";
+    let id = required(id, "id", P)?;
+    Ok(PartitionStatus {
+        id: u32::try_from(id)
+            .map_err(|_| DecodeError::new(format!("{id} is over {}", u32::MAX)).at("id"))?,
+        committed: required(committed, "committed", P)?,
+        failed: required(failed, "failed", P)?,
+        queued: required(queued, "queued", P)?,
+        durable_lsn: required(durable_lsn, "durable_lsn", P)?,
+        log_bytes: required(log_bytes, "log_bytes", P)?,
+        rows: required(rows, "rows", P)?,
+    })
+}
