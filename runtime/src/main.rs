@@ -1,4 +1,5 @@
-//! The `ohm` command line: conformance runs and benchmarks for now; the
+//! The `ohm` command line: conformance runs, benchmarks and the client
+//! commands (`sql`, `deploy`, `drop`, `call`, `status`, `tenant`); the
 //! node (`ohm serve`) arrives with the node issue.
 
 use anyhow::{bail, Context};
@@ -33,6 +34,25 @@ enum Command {
     /// Run a node: recover the data directory, listen on QUIC, serve until
     /// SIGINT/SIGTERM. Prints `ready addr=... fingerprint=... data=...`.
     Serve(ohm::node::serve::ServeArgs),
+    /// SQL shell (interactive), or run statements from -c, -f or stdin.
+    Sql(ohm::cli::SqlArgs),
+    /// Deploy (or replace) a procedure module.
+    Deploy(ohm::cli::DeployArgs),
+    /// Remove a module and its procedures.
+    Drop(ohm::cli::DropArgs),
+    /// Call a procedure and print its value or rows.
+    Call(ohm::cli::CallArgs),
+    /// The node's version, durability and per-partition counters.
+    Status(ohm::cli::StatusArgs),
+    /// Manage tenants (admin token).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its first token (once).
+    Create(ohm::cli::TenantCreateArgs),
 }
 
 #[derive(Args)]
@@ -86,6 +106,9 @@ enum BenchCommand {
         #[arg(long)]
         wasm: Option<std::path::PathBuf>,
     },
+    /// The voter workload over QUIC against a node, and against PostgreSQL
+    /// on loopback in the same run.
+    Voter(ohm::bench::voter::VoterArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -108,7 +131,25 @@ fn main() -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Voter(args)) => ohm::bench::voter::run(args),
+        Command::Sql(args) => client_runtime()?.block_on(ohm::cli::sql::run(args)),
+        Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
+        Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),
+        Command::Call(args) => client_runtime()?.block_on(ohm::cli::admin::call(args)),
+        Command::Status(args) => client_runtime()?.block_on(ohm::cli::admin::status(args)),
+        Command::Tenant(TenantCommand::Create(args)) => {
+            client_runtime()?.block_on(ohm::cli::admin::tenant_create(args))
+        }
     }
+}
+
+/// The client commands' runtime: two workers, so the shell may block one
+/// in readline while the connection keeps being served.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 fn run_slt(args: SltArgs) -> anyhow::Result<ExitCode> {

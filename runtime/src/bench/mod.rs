@@ -2,7 +2,8 @@
 //!
 //! Owns: the timing loop, the deterministic RNG the workloads draw from, and
 //! the workloads themselves (`sql`: Ohm's engine against SQLite; `proc`: the
-//! voter procedure as Wasm against the same code native). Must not:
+//! voter procedure as Wasm against the same code native; `voter`: the voter
+//! workload over QUIC against a node, beside PostgreSQL). Must not:
 //! be used by the node at run time, or turn a timing into a pass/fail.
 //!
 //! ```text
@@ -12,8 +13,11 @@
 //! ```
 
 mod engines;
+pub mod load;
+pub mod postgres;
 mod proc;
 mod sql;
+pub mod voter;
 
 pub use proc::{run as run_proc, ProcBenchOptions};
 

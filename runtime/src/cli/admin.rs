@@ -1,0 +1,288 @@
+//! The one-shot client commands: `ohm deploy`, `drop`, `call`, `status`
+//! and `tenant create`. Each connects, sends one request, prints the answer
+//! and exits non-zero on an error. Owns parsing `call` arguments from the
+//! command line; must not keep state between runs.
+
+use super::connect::{ConnectArgs, TokenRole};
+use super::format::{render_error, TextTable};
+use crate::driver::{CallResult, ClientError};
+use crate::proto::StatusInfo;
+use crate::types::Value;
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Largest module `ohm deploy` reads (the protocol's frame limit is higher).
+const MODULE_BYTES_MAX: u64 = 32 << 20;
+
+/// Flags of `ohm deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The compiled procedure module.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// Module name (default: the file name without `.wasm`).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Flags of `ohm drop`.
+#[derive(Debug, Clone, Args)]
+pub struct DropArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The module to remove, with its procedures.
+    pub name: String,
+}
+
+/// Flags of `ohm call`.
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Pass every argument as text (no number/null/bool parsing).
+    #[arg(long)]
+    pub text: bool,
+    /// The procedure.
+    pub procedure: String,
+    /// Arguments: integers, floats, null, true/false, or text.
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// Flags of `ohm status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Flags of `ohm tenant create`.
+#[derive(Debug, Clone, Args)]
+pub struct TenantCreateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The new tenant's name.
+    pub name: String,
+}
+
+/// A command-line argument as a value: `null`, `true`/`false`, an integer,
+/// a float, or else text. `as_text` keeps everything text.
+pub fn parse_arg(arg: &str, as_text: bool) -> Value {
+    if as_text {
+        return Value::text(arg);
+    }
+    match arg {
+        "null" | "NULL" => Value::Null,
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => {
+            if let Ok(i) = arg.parse::<i64>() {
+                Value::Int(i)
+            } else if let Some(d) = parse_float(arg) {
+                Value::Double(d)
+            } else {
+                Value::text(arg)
+            }
+        }
+    }
+}
+
+/// A finite float written with digits (Rust also accepts `inf`, `nan`,
+/// which are more likely meant as text).
+fn parse_float(arg: &str) -> Option<f64> {
+    let looks_numeric = arg.bytes().any(|b| b.is_ascii_digit())
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    looks_numeric.then(|| arg.parse::<f64>().ok()).flatten()
+}
+
+/// Prints a node-side error as `ERROR (code): message`, any other failure
+/// with its hint line; returns the failure exit code.
+fn report(err: ClientError, addr: &str) -> ExitCode {
+    match err {
+        ClientError::Server(e) => eprintln!("{}", render_error(&e)),
+        other => eprintln!("error: {other}\n{}", super::connect::hint(&other, addr)),
+    }
+    ExitCode::FAILURE
+}
+
+/// Runs `ohm deploy`.
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args
+            .file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("cannot take a module name from the file name: pass --name")?
+            .to_string(),
+    };
+    let size = std::fs::metadata(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?
+        .len();
+    if size > MODULE_BYTES_MAX {
+        bail!(
+            "{} is {size} bytes; modules may be at most {MODULE_BYTES_MAX}",
+            args.file.display()
+        );
+    }
+    let wasm =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let client = args.connect.connect(TokenRole::Demo).await?;
+    match client.deploy(&name, wasm).await {
+        Ok(d) => {
+            let verb = if d.replaced { "replaced" } else { "deployed" };
+            println!("{verb} module {}: {}", d.module, d.procedures.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report(e, &args.connect.addr)),
+    }
+}
+
+/// Runs `ohm drop`.
+pub async fn drop_module(args: DropArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Demo).await?;
+    match client.drop_module(&args.name).await {
+        Ok(true) => println!("dropped module {}", args.name),
+        Ok(false) => {
+            eprintln!("no module named {} (nothing dropped)", args.name);
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Ok(report(e, &args.connect.addr)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ohm call`.
+pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let values = args.args.iter().map(|a| parse_arg(a, args.text)).collect();
+    let client = args.connect.connect(TokenRole::Demo).await?;
+    match client.call(&args.procedure, values).await {
+        Ok(CallResult::Value(v)) => println!("{v}"),
+        Ok(CallResult::Rows(rows)) => print!("{}", TextTable::from_rows(&rows).render()),
+        Err(e) => return Ok(report(e, &args.connect.addr)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ohm status`.
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Demo).await?;
+    match client.status().await {
+        Ok(s) => print!("{}", render_status(&s)),
+        Err(e) => return Ok(report(e, &args.connect.addr)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The status report: a summary line and a table, one row per partition.
+pub fn render_status(s: &StatusInfo) -> String {
+    let table = TextTable {
+        header: [
+            "partition",
+            "committed",
+            "failed",
+            "queued",
+            "durable lsn",
+            "log bytes",
+            "rows",
+        ]
+        .map(String::from)
+        .to_vec(),
+        right: vec![true; 7],
+        rows: s
+            .partitions
+            .iter()
+            .map(|p| {
+                [
+                    p.id as u64,
+                    p.committed,
+                    p.failed,
+                    p.queued,
+                    p.durable_lsn,
+                    p.log_bytes,
+                    p.rows,
+                ]
+                .map(|n| n.to_string())
+                .to_vec()
+            })
+            .collect(),
+    };
+    format!(
+        "node {} (ohm {}), up {:.1} s, durability {}, {} connection(s)\n{}",
+        s.node_id,
+        s.version,
+        s.uptime_ms as f64 / 1e3,
+        s.durability,
+        s.connections,
+        table.render()
+    )
+}
+
+/// Runs `ohm tenant create`.
+pub async fn tenant_create(args: TenantCreateArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Admin).await?;
+    match client.create_tenant(&args.name).await {
+        Ok(t) => {
+            println!("created tenant {} with principal {}", t.tenant, t.principal);
+            println!("token (shown once; keep it safe): {}", t.token);
+            println!(
+                "use it with:  OHM_TOKEN={} ohm sql --addr {}",
+                t.token, args.connect.addr
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report(e, &args.connect.addr)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::PartitionStatus;
+
+    #[test]
+    fn arguments_parse_by_shape() {
+        assert_eq!(parse_arg("42", false), Value::Int(42));
+        assert_eq!(parse_arg("-7", false), Value::Int(-7));
+        assert_eq!(parse_arg("2.5", false), Value::Double(2.5));
+        assert_eq!(parse_arg("1e3", false), Value::Double(1000.0));
+        assert_eq!(parse_arg("null", false), Value::Null);
+        assert_eq!(parse_arg("true", false), Value::Bool(true));
+        assert_eq!(parse_arg("false", false), Value::Bool(false));
+        assert_eq!(parse_arg("Edwina", false), Value::text("Edwina"));
+        assert_eq!(parse_arg("inf", false), Value::text("inf"));
+        assert_eq!(parse_arg("1-2", false), Value::text("1-2"));
+        assert_eq!(parse_arg("42", true), Value::text("42"));
+        assert_eq!(parse_arg("null", true), Value::text("null"));
+    }
+
+    #[test]
+    fn status_renders_one_row_per_partition() {
+        let s = StatusInfo {
+            version: "0.1.0".into(),
+            node_id: 1,
+            uptime_ms: 1500,
+            durability: "sync".into(),
+            connections: 2,
+            partitions: vec![PartitionStatus {
+                id: 0,
+                committed: 10,
+                failed: 1,
+                queued: 0,
+                durable_lsn: 9,
+                log_bytes: 1234,
+                rows: 5,
+            }],
+        };
+        let text = render_status(&s);
+        assert!(text.starts_with("node 1 (ohm 0.1.0), up 1.5 s, durability sync"));
+        assert!(text.contains("|        10 |      1 |"), "{text}");
+        assert!(text.ends_with("(1 row)\n"));
+    }
+}

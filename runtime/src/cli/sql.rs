@@ -1,0 +1,490 @@
+//! `ohm sql`: the interactive SQL shell and script runner. Owns reading
+//! input (rustyline on a terminal; `-c`, `-f` or piped stdin otherwise),
+//! cutting it into statements at `;`, the backslash meta-commands, and
+//! the exit status of scripts. Rendering lives in `format.rs`; the
+//! network in `driver`.
+
+use super::connect::{ConnectArgs, TokenRole};
+use super::format::{render_error, render_result, TextTable};
+use crate::driver::{Client, ClientError};
+use crate::proto::CatalogInfo;
+use anyhow::Context;
+use clap::Args;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Lines kept in `$HOME/.ohm_history`.
+const HISTORY_LINES_MAX: usize = 1000;
+/// Largest script `-f` or stdin may hand the shell.
+const SCRIPT_BYTES_MAX: u64 = 64 << 20;
+
+/// Flags of `ohm sql`.
+#[derive(Debug, Clone, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Run these statements and exit.
+    #[arg(
+        short = 'c',
+        long = "command",
+        value_name = "SQL",
+        conflicts_with = "file"
+    )]
+    pub command: Option<String>,
+    /// Run the statements in this file and exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// In a script, go on after a failed statement (exit status still 1).
+    #[arg(long = "continue")]
+    pub keep_going: bool,
+}
+
+/// Cuts text into statements at `;` outside quotes and `--` comments.
+#[derive(Debug, Default)]
+pub struct StatementBuffer {
+    text: String,
+}
+
+impl StatementBuffer {
+    /// Adds a line; returns the statements it completed (without `;`).
+    pub fn push_line(&mut self, line: &str) -> Vec<String> {
+        self.text.push_str(line);
+        self.text.push('\n');
+        let (done, rest) = split_statements(&self.text);
+        self.text = rest;
+        done
+    }
+
+    /// Whether a statement has been started but not finished.
+    pub fn is_pending(&self) -> bool {
+        !self.text.trim().is_empty()
+    }
+
+    /// What is left at end of input (a last statement without `;`).
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.text);
+        let rest = rest.trim();
+        (!rest.is_empty() && !is_only_comments(rest)).then(|| rest.to_string())
+    }
+}
+
+fn is_only_comments(text: &str) -> bool {
+    text.lines()
+        .all(|l| l.trim().is_empty() || l.trim().starts_with("--"))
+}
+
+/// Splits `text` into complete statements and the unfinished remainder.
+pub fn split_statements(text: &str) -> (Vec<String>, String) {
+    let mut done = Vec::new();
+    let mut start = 0;
+    let mut quote: Option<char> = None;
+    let mut in_comment = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (quote, in_comment, c) {
+            (_, true, '\n') => in_comment = false,
+            (_, true, _) => {}
+            (Some(q), _, c) if c == q => quote = None,
+            (Some(_), _, _) => {}
+            (None, _, '\'' | '"') => quote = Some(c),
+            (None, _, '-') if chars.peek().map(|p| p.1) == Some('-') => in_comment = true,
+            (None, _, ';') => {
+                let stmt = text[start..i].trim();
+                if !stmt.is_empty() && !is_only_comments(stmt) {
+                    done.push(stmt.to_string());
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    (done, text[start..].to_string())
+}
+
+/// A backslash command of the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meta {
+    Describe(Option<String>),
+    Timing,
+    Help,
+    Quit,
+    Unknown(String),
+}
+
+/// Parses a line starting with `\`.
+pub fn parse_meta(line: &str) -> Meta {
+    let mut words = line.trim().split_whitespace();
+    match (words.next().unwrap_or(""), words.next()) {
+        ("\\d", name) => Meta::Describe(name.map(|n| n.trim_end_matches(';').to_string())),
+        ("\\timing", None) => Meta::Timing,
+        ("\\?", None) => Meta::Help,
+        ("\\q", None) => Meta::Quit,
+        _ => Meta::Unknown(line.trim().to_string()),
+    }
+}
+
+const HELP: &str = "\
+  \\d          list tables and procedures
+  \\d NAME     describe a table (columns, key, partitioning)
+  \\timing     toggle printing how long each statement took
+  \\?          this help
+  \\q          quit
+Statements end with ';' and may span lines.";
+
+/// Runs `ohm sql`.
+pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Demo).await?;
+    let script = if let Some(sql) = &args.command {
+        Some(sql.clone())
+    } else if let Some(path) = &args.file {
+        Some(read_limited(std::fs::File::open(path), path.display())?)
+    } else if !std::io::stdin().is_terminal() {
+        Some(read_limited(Ok(std::io::stdin()), "stdin")?)
+    } else {
+        None
+    };
+    let mut shell = Shell {
+        client,
+        timing: false,
+    };
+    match script {
+        Some(text) => shell.run_script(&text, args.keep_going).await,
+        None => shell.interactive().await,
+    }
+}
+
+fn read_limited(
+    src: std::io::Result<impl Read>,
+    name: impl std::fmt::Display,
+) -> anyhow::Result<String> {
+    let mut text = String::new();
+    src.with_context(|| format!("opening {name}"))?
+        .take(SCRIPT_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {name}"))?;
+    if text.len() as u64 > SCRIPT_BYTES_MAX {
+        anyhow::bail!("{name} is larger than {SCRIPT_BYTES_MAX} bytes");
+    }
+    Ok(text)
+}
+
+struct Shell {
+    client: Client,
+    timing: bool,
+}
+
+/// Whether to go on reading input.
+enum Flow {
+    Continue,
+    Quit,
+}
+
+impl Shell {
+    async fn run_script(&mut self, text: &str, keep_going: bool) -> anyhow::Result<ExitCode> {
+        let mut failed = false;
+        let mut buffer = StatementBuffer::default();
+        let mut items = Vec::new();
+        for line in text.lines() {
+            if line.trim_start().starts_with('\\') && !buffer.is_pending() {
+                items.push(Err(line.to_string()));
+            } else {
+                items.extend(buffer.push_line(line).into_iter().map(Ok));
+            }
+        }
+        items.extend(buffer.finish().map(Ok));
+        for item in items {
+            let ok = match item {
+                Ok(sql) => self.statement(&sql).await?,
+                Err(meta) => match self.meta(&meta).await? {
+                    (Flow::Quit, ok) => return Ok(exit_code(failed || !ok)),
+                    (Flow::Continue, ok) => ok,
+                },
+            };
+            failed |= !ok;
+            if !ok && !keep_going {
+                break;
+            }
+        }
+        Ok(exit_code(failed))
+    }
+
+    async fn interactive(&mut self) -> anyhow::Result<ExitCode> {
+        let config = rustyline::Config::builder()
+            .max_history_size(HISTORY_LINES_MAX)?
+            .history_ignore_dups(true)?
+            .auto_add_history(true)
+            .build();
+        let mut editor = rustyline::DefaultEditor::with_config(config)?;
+        let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ohm_history"));
+        if let Some(path) = &history {
+            let _ = editor.load_history(path);
+        }
+        let s = self.client.session();
+        println!(
+            "ohm sql: tenant {} as {}. \\? for help, \\q to quit.",
+            s.tenant, s.principal
+        );
+        let mut buffer = StatementBuffer::default();
+        loop {
+            let prompt = if buffer.is_pending() {
+                "ohm-> "
+            } else {
+                "ohm=> "
+            };
+            let line = match tokio::task::block_in_place(|| editor.readline(prompt)) {
+                Ok(line) => line,
+                Err(rustyline::error::ReadlineError::Interrupted) => {
+                    buffer = StatementBuffer::default();
+                    continue;
+                }
+                Err(rustyline::error::ReadlineError::Eof) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if line.trim_start().starts_with('\\') && !buffer.is_pending() {
+                if let (Flow::Quit, _) = self.meta(&line).await? {
+                    break;
+                }
+                continue;
+            }
+            for sql in buffer.push_line(&line) {
+                self.statement(&sql).await?;
+            }
+        }
+        if let Some(path) = &history {
+            let _ = editor.save_history(path);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Runs one statement and prints its result or error; Ok(false) when
+    /// the node refused it. A lost connection is an Err (nothing to go on
+    /// with).
+    async fn statement(&mut self, sql: &str) -> anyhow::Result<bool> {
+        let started = Instant::now();
+        let result = self.client.sql(sql).await;
+        let elapsed = started.elapsed();
+        let mut out = std::io::stdout().lock();
+        let ok = match result {
+            Ok(results) => {
+                for r in &results {
+                    write!(out, "{}", render_result(sql, r))?;
+                }
+                true
+            }
+            Err(ClientError::Server(e)) => {
+                out.flush()?;
+                eprintln!("{}", render_error(&e));
+                false
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if self.timing {
+            writeln!(out, "Time: {:.3} ms", elapsed.as_secs_f64() * 1e3)?;
+        }
+        if std::io::stdin().is_terminal() {
+            writeln!(out)?;
+        }
+        Ok(ok)
+    }
+
+    async fn meta(&mut self, line: &str) -> anyhow::Result<(Flow, bool)> {
+        match parse_meta(line) {
+            Meta::Quit => return Ok((Flow::Quit, true)),
+            Meta::Help => println!("{HELP}"),
+            Meta::Timing => {
+                self.timing = !self.timing;
+                println!("Timing is {}.", if self.timing { "on" } else { "off" });
+            }
+            Meta::Describe(name) => {
+                let catalog = match self.client.catalog().await {
+                    Ok(c) => c,
+                    Err(ClientError::Server(e)) => {
+                        eprintln!("{}", render_error(&e));
+                        return Ok((Flow::Continue, false));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match describe(&catalog, name.as_deref()) {
+                    Ok(text) => print!("{text}"),
+                    Err(msg) => {
+                        eprintln!("{msg}");
+                        return Ok((Flow::Continue, false));
+                    }
+                }
+            }
+            Meta::Unknown(cmd) => {
+                eprintln!("unknown command {cmd}: \\? lists the commands");
+                return Ok((Flow::Continue, false));
+            }
+        }
+        Ok((Flow::Continue, true))
+    }
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `\d` (everything) or `\d NAME` (one table), as text.
+pub fn describe(catalog: &CatalogInfo, name: Option<&str>) -> Result<String, String> {
+    let Some(name) = name else {
+        return Ok(describe_all(catalog));
+    };
+    let table = catalog
+        .tables
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| format!("no table named {name:?} (\\d lists them)"))?;
+    let columns = TextTable {
+        header: vec!["Column".into(), "Type".into(), "Nullable".into()],
+        right: vec![false; 3],
+        rows: table
+            .columns
+            .iter()
+            .map(|(n, ty, null)| {
+                let null = if *null { "" } else { "not null" };
+                vec![n.clone(), ty.clone(), null.to_string()]
+            })
+            .collect(),
+    };
+    let mut out = format!("Table \"{}\"\n{}", table.name, columns.render());
+    if !table.primary_key.is_empty() {
+        out.push_str(&format!(
+            "Primary key: ({})\n",
+            table.primary_key.join(", ")
+        ));
+    }
+    match &table.partition_column {
+        Some(col) => out.push_str(&format!("Partitioned on: {col}\n")),
+        None => out.push_str("Replicated to every partition\n"),
+    }
+    Ok(out)
+}
+
+fn describe_all(catalog: &CatalogInfo) -> String {
+    let tables = TextTable {
+        header: vec!["Table".into(), "Partitioned on".into(), "Rows".into()],
+        right: vec![false, false, true],
+        rows: catalog
+            .tables
+            .iter()
+            .map(|t| {
+                let part = t.partition_column.clone().unwrap_or("(replicated)".into());
+                vec![t.name.clone(), part, t.rows.to_string()]
+            })
+            .collect(),
+    };
+    let procedures = TextTable {
+        header: vec![
+            "Procedure".into(),
+            "Module".into(),
+            "Parameters".into(),
+            "Partition".into(),
+        ],
+        right: vec![false; 4],
+        rows: catalog
+            .procedures
+            .iter()
+            .map(|p| {
+                let params: Vec<String> =
+                    p.params.iter().map(|(n, t)| format!("{n} {t}")).collect();
+                let part = match &p.partition {
+                    Some((col, i)) => format!("{col} (parameter {i})"),
+                    None => "multi-partition".into(),
+                };
+                vec![p.name.clone(), p.module.clone(), params.join(", "), part]
+            })
+            .collect(),
+    };
+    format!(
+        "Tenant {}\n{}\n{}",
+        catalog.tenant,
+        tables.render(),
+        procedures.render()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{ProcedureInfo, TableInfo};
+
+    #[test]
+    fn statements_span_lines_and_respect_quotes_and_comments() {
+        let mut b = StatementBuffer::default();
+        assert!(b.push_line("SELECT 'a;b',").is_empty());
+        assert!(b.is_pending());
+        assert_eq!(
+            b.push_line("  2; SELECT 3 -- c;omment"),
+            vec!["SELECT 'a;b',\n  2"]
+        );
+        assert_eq!(b.push_line(";"), vec!["SELECT 3 -- c;omment"]);
+        assert!(!b.is_pending());
+        assert!(b.push_line("-- only a comment;").is_empty());
+        assert_eq!(b.finish(), None);
+        b.push_line("select \"x;\" from t");
+        assert_eq!(b.finish().as_deref(), Some("select \"x;\" from t"));
+    }
+
+    #[test]
+    fn empty_statements_are_skipped() {
+        let (done, rest) = split_statements(";; select 1;;\n");
+        assert_eq!(done, vec!["select 1"]);
+        assert_eq!(rest.trim(), "");
+    }
+
+    #[test]
+    fn meta_commands_parse() {
+        assert_eq!(parse_meta("\\d"), Meta::Describe(None));
+        assert_eq!(
+            parse_meta(" \\d votes "),
+            Meta::Describe(Some("votes".into()))
+        );
+        assert_eq!(parse_meta("\\timing"), Meta::Timing);
+        assert_eq!(parse_meta("\\?"), Meta::Help);
+        assert_eq!(parse_meta("\\q"), Meta::Quit);
+        assert_eq!(parse_meta("\\x"), Meta::Unknown("\\x".into()));
+    }
+
+    fn catalog() -> CatalogInfo {
+        CatalogInfo {
+            tenant: "demo".into(),
+            tables: vec![TableInfo {
+                name: "votes".into(),
+                columns: vec![
+                    ("phone_number".into(), "BIGINT".into(), false),
+                    ("state".into(), "VARCHAR(2)".into(), true),
+                ],
+                primary_key: vec![],
+                partition_column: Some("phone_number".into()),
+                rows: 42,
+            }],
+            procedures: vec![ProcedureInfo {
+                name: "vote".into(),
+                module: "voter".into(),
+                params: vec![("phone_number".into(), "BIGINT".into())],
+                partition: Some(("votes.phone_number".into(), 0)),
+            }],
+        }
+    }
+
+    #[test]
+    fn describe_lists_and_details() {
+        let all = describe(&catalog(), None).unwrap();
+        assert!(all.contains(" votes | phone_number   |   42"), "{all}");
+        assert!(all.contains("votes.phone_number (parameter 0)"), "{all}");
+        let one = describe(&catalog(), Some("VOTES")).unwrap();
+        assert!(
+            one.contains(" phone_number | BIGINT     | not null"),
+            "{one}"
+        );
+        assert!(one.ends_with("Partitioned on: phone_number\n"), "{one}");
+        assert!(describe(&catalog(), Some("nope")).is_err());
+    }
+}
