@@ -37,6 +37,8 @@ pub const MAX_VOTES: i64 = 2;
 /// Warm-up and measured span of each runtime-flavour trial (`--runtime auto`).
 const TRIAL_WARMUP: Duration = Duration::from_millis(500);
 const TRIAL_MEASURED: Duration = Duration::from_secs(1);
+/// Mixed into the seed of PostgreSQL's `synchronous_commit=off` phase.
+const PG_OFF_SEED_XOR: u64 = 0x0FF0_0FF0;
 
 /// The client's tokio runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,13 +185,14 @@ fn run_in(
 fn measure_side(
     args: &VoterArgs,
     side: &str,
+    seed: u64,
     connect: ConnectFn,
 ) -> anyhow::Result<(Row, Outcomes)> {
     let shape = LoadShape {
         in_flight: args.in_flight,
         warmup: Duration::from_secs(args.warmup),
         measured: Duration::from_secs(args.seconds),
-        seed: args.seed,
+        seed,
     };
     let mut total = Outcomes::default();
     let (flavour, note) = match args.runtime {
@@ -202,7 +205,7 @@ fn measure_side(
                 let trial = LoadShape {
                     warmup: TRIAL_WARMUP,
                     measured: TRIAL_MEASURED,
-                    seed: args.seed ^ (0x7121 + i as u64),
+                    seed: seed ^ (0x7121 + i as u64),
                     ..shape
                 };
                 let r = run_in(f, connect, trial)?;
@@ -323,7 +326,12 @@ fn run_ohm(
     let connect = move || -> Pin<Box<dyn Future<Output = anyhow::Result<Vec<VoteFn>>> + Send>> {
         Box::pin(ohm_vote_fns(load_cfg.clone(), connections))
     };
-    let (row, total) = measure_side(args, &format!("ohm ({})", setup.durability), &connect)?;
+    let (row, total) = measure_side(
+        args,
+        &format!("ohm ({})", setup.durability),
+        args.seed,
+        &connect,
+    )?;
     rows.push(row);
     let tallies = build_runtime(RuntimeChoice::Current)?.block_on(ohm_tallies(cfg))?;
     match check_invariants(total.accepted, &tallies) {
@@ -466,7 +474,14 @@ fn run_pg(
         } else {
             "postgresql (off)"
         };
-        let (row, total) = measure_side(args, side, &connect)?;
+        // The off phase runs on the sync phase's database: a stream of its
+        // own, so it does not re-vote the phones the sync phase used.
+        let seed = if sync {
+            args.seed
+        } else {
+            args.seed ^ PG_OFF_SEED_XOR
+        };
+        let (row, total) = measure_side(args, side, seed, &connect)?;
         accepted += total.accepted;
         rows.push(row);
     }

@@ -49,7 +49,7 @@ pub struct CallArgs {
     /// The procedure.
     pub procedure: String,
     /// Arguments: integers, floats, null, true/false, or text.
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
 }
 
