@@ -34,6 +34,10 @@ enum Command {
     /// Run a node: recover the data directory, listen on QUIC, serve until
     /// SIGINT/SIGTERM. Prints `ready addr=... fingerprint=... data=...`.
     Serve(ohm::node::serve::ServeArgs),
+    /// The embedded default: start a node with the demo tenant and the
+    /// example procedures, run the voter workload against it for a few
+    /// seconds, print the results, and keep serving until Ctrl-C.
+    Demo(ohm::cli::demo::DemoArgs),
     /// SQL shell (interactive), or run statements from -c, -f or stdin.
     Sql(ohm::cli::SqlArgs),
     /// Deploy (or replace) a procedure module.
@@ -115,6 +119,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Slt(args) => run_slt(args),
         Command::Serve(args) => ohm::node::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => ohm::cli::demo::run(args),
         Command::Bench(BenchCommand::Sql { rows, seconds }) => {
             ohm::bench::run_sql(&ohm::bench::SqlBenchOptions { rows, seconds })?;
             Ok(ExitCode::SUCCESS)

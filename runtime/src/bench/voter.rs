@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-mod node;
+pub mod node;
 
 /// The classic demo's contestants.
 pub const CONTESTANT_NAMES: &str =

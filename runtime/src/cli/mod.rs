@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod connect;
+pub mod demo;
 pub mod format;
 pub mod sql;
 

@@ -136,6 +136,14 @@ struct Inner {
     session: Session,
 }
 
+impl Drop for Inner {
+    /// The last clone gone: tell the node now rather than letting it wait
+    /// for the idle timeout (best effort; `Client::close` waits for it).
+    fn drop(&mut self) {
+        self.connection.close(quinn::VarInt::from_u32(0), b"client dropped");
+    }
+}
+
 /// A connection to one node. Clones share it.
 #[derive(Clone)]
 pub struct Client {
