@@ -63,7 +63,7 @@ pub struct VoterArgs {
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
     /// Calls outstanding on each connection.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub in_flight: usize,
     /// Measured seconds per side (after the warm-up).
     #[arg(long, default_value_t = 10)]

@@ -112,12 +112,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(c), Some(k)) => crate::net::tls::load_files(c, k)?,
         _ => crate::net::tls::load_or_create(&tls_dir, &default_names(&args.listen))?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.io_threads.max(1))
-        .thread_name("ohm-io")
-        .enable_all()
-        .build()
-        .context("starting the network runtime")?;
+    // One network thread: tokio's current-thread runtime (no work-stealing
+    // hand-offs between threads); more: the multi-thread scheduler.
+    let rt = if args.io_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.io_threads)
+            .thread_name("ohm-io")
+            .enable_all()
+            .build()
+    }
+    .context("starting the network runtime")?;
     rt.block_on(serve_quic(node.clone(), identity, &args, &config))?;
     node.shutdown();
     eprintln!("ohm: stopped; everything acknowledged is durable");
