@@ -204,10 +204,10 @@ fn int_double_cmp(i: i64, d: f64) -> Ordering {
     if approx != Ordering::Equal {
         return approx;
     }
-    if d >= 9.223_372_036_854_775_807e18 {
+    if d >= 9.223_372_036_854_776e18 {
         return Ordering::Less;
     }
-    if d < -9.223_372_036_854_775_808e18 {
+    if d < -9.223_372_036_854_776e18 {
         return Ordering::Greater;
     }
     i.cmp(&(d as i64))

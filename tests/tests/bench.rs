@@ -30,7 +30,14 @@ fn bench_voter_runs_both_sides_and_checks_invariants() {
     }
     let out = Command::new(ohm_binary())
         .args(["bench", "voter", "--seconds", "1", "--warmup", "0"])
-        .args(["--connections", "2", "--in-flight", "16", "--runtime", "current"])
+        .args([
+            "--connections",
+            "2",
+            "--in-flight",
+            "16",
+            "--runtime",
+            "current",
+        ])
         .env("OHM_WASM_DIR", common::wasm_dir())
         .output()
         .expect("running ohm bench voter");

@@ -25,7 +25,12 @@ fn value(r: CallResult) -> Value {
 }
 
 async fn query(c: &Client, sql: &str) -> Vec<Vec<Value>> {
-    match c.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).pop() {
+    match c
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .pop()
+    {
         Some(SqlResult::Rows(r)) => r.rows,
         other => panic!("{sql}: {other:?}"),
     }
@@ -100,8 +105,14 @@ fn tenants_see_only_their_own() {
         // acme sees none of demo's tables or procedures...
         let e = c.sql("SELECT * FROM votes").await.unwrap_err();
         assert!(e.to_string().contains("votes"), "{e}");
-        let e = c.call("vote", vec![Value::Int(1), Value::Int(1), Value::Int(2)]).await.unwrap_err();
-        assert!(matches!(&e, ClientError::Server(r) if r.code == ErrorCode::UnknownProcedure), "{e}");
+        let e = c
+            .call("vote", vec![Value::Int(1), Value::Int(1), Value::Int(2)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Server(r) if r.code == ErrorCode::UnknownProcedure),
+            "{e}"
+        );
         assert!(c.catalog().await.unwrap().tables.is_empty());
         // ...and gets its own kv, with the same names demo uses.
         for stmt in ohm_kv::SCHEMA {
@@ -109,9 +120,16 @@ fn tenants_see_only_their_own() {
         }
         let d = c.deploy("kv", wasm("kv")).await.unwrap();
         assert!(d.procedures.iter().any(|p| p == "put"));
-        let args = vec![Value::Text("k".into()), Value::Bytes(b"acme".to_vec().into())];
+        let args = vec![
+            Value::Text("k".into()),
+            Value::Bytes(b"acme".to_vec().into()),
+        ];
         c.call("put", args).await.unwrap();
-        let got = value(demo.call("get", vec![Value::Text("k".into())]).await.unwrap());
+        let got = value(
+            demo.call("get", vec![Value::Text("k".into())])
+                .await
+                .unwrap(),
+        );
         assert_eq!(got, Value::Null, "demo's kv does not see acme's key");
         let got = value(c.call("get", vec![Value::Text("k".into())]).await.unwrap());
         assert_eq!(got, Value::Bytes(b"acme".to_vec().into()));
@@ -138,7 +156,9 @@ fn wrong_certificate_wrong_token_and_no_server_are_clear_errors() {
         let e = Client::connect(cfg).await.unwrap_err();
         assert!(matches!(e, ClientError::Certificate { .. }), "{e}");
 
-        let e = Client::connect(server.config("ohm_wrong")).await.unwrap_err();
+        let e = Client::connect(server.config("ohm_wrong"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, ClientError::Auth { .. }), "{e}");
 
         // The server's own certificate file works as a CA.
@@ -166,7 +186,9 @@ fn kill_9_loses_nothing_acknowledged() {
     let (acked_puts, acked_deposits, sent_deposits) = rt.block_on(async {
         let c = server.client("demo.token").await;
         for id in 0..ACCOUNTS {
-            c.call("open_account", vec![Value::Int(id), Value::Int(OPENING)]).await.unwrap();
+            c.call("open_account", vec![Value::Int(id), Value::Int(OPENING)])
+                .await
+                .unwrap();
         }
         let mut tasks = Vec::new();
         for w in 0..24i64 {
@@ -177,7 +199,10 @@ fn kill_9_loses_nothing_acknowledged() {
                     let r = match i % 3 {
                         0 => {
                             let key = format!("w{w}-{i}");
-                            let args = vec![Value::Text(key.as_str().into()), Value::Bytes(key.as_bytes().to_vec().into())];
+                            let args = vec![
+                                Value::Text(key.as_str().into()),
+                                Value::Bytes(key.as_bytes().to_vec().into()),
+                            ];
                             c.call("put", args).await.map(|_| puts.push(key))
                         }
                         1 => {
@@ -193,7 +218,7 @@ fn kill_9_loses_nothing_acknowledged() {
                     };
                     match r {
                         Ok(()) | Err(ClientError::Server(_)) => {} // e.g. a refused transfer
-                        Err(_) => break,                            // the node is gone
+                        Err(_) => break,                           // the node is gone
                     }
                 }
                 (puts, deposits, sent)
@@ -210,20 +235,36 @@ fn kill_9_loses_nothing_acknowledged() {
         }
         (puts, deposits, sent)
     });
-    assert!(acked_puts.len() > 50, "the load ran: {} puts acknowledged", acked_puts.len());
+    assert!(
+        acked_puts.len() > 50,
+        "the load ran: {} puts acknowledged",
+        acked_puts.len()
+    );
 
     let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
     rt.block_on(async {
         let c = server.client("demo.token").await;
         for key in &acked_puts {
-            let got = value(c.call("get", vec![Value::Text(key.as_str().into())]).await.unwrap());
-            assert_eq!(got, Value::Bytes(key.as_bytes().to_vec().into()), "acknowledged put {key} lost");
+            let got = value(
+                c.call("get", vec![Value::Text(key.as_str().into())])
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                got,
+                Value::Bytes(key.as_bytes().to_vec().into()),
+                "acknowledged put {key} lost"
+            );
         }
         let total = int(&value(c.call("total_balance", vec![]).await.unwrap()));
         let extra = total - ACCOUNTS * OPENING;
         // Transfers move 1 between accounts: a half-applied one would leave
         // the total off a multiple of DEPOSIT.
-        assert_eq!(extra % DEPOSIT, 0, "a transfer was half applied: total {total}");
+        assert_eq!(
+            extra % DEPOSIT,
+            0,
+            "a transfer was half applied: total {total}"
+        );
         let applied = extra / DEPOSIT;
         assert!(
             (acked_deposits..=sent_deposits).contains(&applied),
@@ -238,7 +279,11 @@ mod raw {
 
     pub async fn connect(addr: &str, fingerprint: &str) -> quinn::Connection {
         let peer = addr.parse().unwrap();
-        let ep = endpoint::client(peer, &tls::ClientTrust::Fingerprint(fingerprint.to_string())).unwrap();
+        let ep = endpoint::client(
+            peer,
+            &tls::ClientTrust::Fingerprint(fingerprint.to_string()),
+        )
+        .unwrap();
         ep.connect(peer, "localhost").unwrap().await.unwrap()
     }
 
@@ -270,7 +315,10 @@ fn malformed_frames_leave_the_node_serving() {
     let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
     runtime().block_on(async {
         let c = server.client("demo.token").await;
-        let args = vec![Value::Text("keep".into()), Value::Bytes(b"v1".to_vec().into())];
+        let args = vec![
+            Value::Text("keep".into()),
+            Value::Bytes(b"v1".to_vec().into()),
+        ];
         c.call("put", args).await.unwrap();
 
         let conn = raw::connect(&server.addr, &server.fingerprint).await;
@@ -279,7 +327,11 @@ fn malformed_frames_leave_the_node_serving() {
         let r = raw::exchange(&conn, &auth).await.expect("auth answered");
         assert!(r.response.is_ok(), "{r:?}");
         let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
-            ("not msgpack", [&[0, 0, 0, 4][..], &[0xc1, 0xc1, 0xc1, 0xc1]].concat(), ErrorCode::BadRequest),
+            (
+                "not msgpack",
+                [&[0, 0, 0, 4][..], &[0xc1, 0xc1, 0xc1, 0xc1]].concat(),
+                ErrorCode::BadRequest,
+            ),
             // {"id": 7, "op": "call", "procedure": 5}
             (
                 "wrong field type",
@@ -296,10 +348,16 @@ fn malformed_frames_leave_the_node_serving() {
                 },
                 ErrorCode::BadRequest,
             ),
-            ("length over the limit", u32::MAX.to_be_bytes().to_vec(), ErrorCode::TooLarge),
+            (
+                "length over the limit",
+                u32::MAX.to_be_bytes().to_vec(),
+                ErrorCode::TooLarge,
+            ),
         ];
         for (what, bytes, code) in cases {
-            let r = raw::exchange(&conn, &bytes).await.unwrap_or_else(|| panic!("{what}: no answer"));
+            let r = raw::exchange(&conn, &bytes)
+                .await
+                .unwrap_or_else(|| panic!("{what}: no answer"));
             assert_eq!(r.response.unwrap_err().code, code, "{what}");
         }
         // A frame cut short: an error or a closed stream; nothing applied.
@@ -307,7 +365,10 @@ fn malformed_frames_leave_the_node_serving() {
             2,
             ohm::proto::Request::Call {
                 procedure: "put".into(),
-                args: vec![Value::Text("keep".into()), Value::Bytes(b"evil".to_vec().into())],
+                args: vec![
+                    Value::Text("keep".into()),
+                    Value::Bytes(b"evil".to_vec().into()),
+                ],
             },
         );
         cut.truncate(cut.len() - 3);
@@ -319,7 +380,10 @@ fn malformed_frames_leave_the_node_serving() {
         for _ in 0..20 {
             let _ = raw::exchange(&junk, &[0, 0, 0, 1, 0xc1]).await;
         }
-        let got = c.call("get", vec![Value::Text("keep".into())]).await.unwrap();
+        let got = c
+            .call("get", vec![Value::Text("keep".into())])
+            .await
+            .unwrap();
         assert_eq!(value(got), Value::Bytes(b"v1".to_vec().into()));
         let st = c.status().await.unwrap();
         assert_eq!(st.partitions.len(), 2);

@@ -125,7 +125,13 @@ fn new_token() -> Result<String, CatalogError> {
 impl Catalog {
     /// Loads `catalog` from `dir`, or returns None when there is none yet.
     pub fn load(dir: &cap_std::fs::Dir) -> Result<Option<Catalog>, CatalogError> {
-        let io = |op| move |source| CatalogError::Io { file: FILE, op, source };
+        let io = |op| {
+            move |source| CatalogError::Io {
+                file: FILE,
+                op,
+                source,
+            }
+        };
         let mut file = match dir.open(FILE) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -146,7 +152,9 @@ impl Catalog {
             line,
             what: what.to_string(),
         };
-        let body_end = text.rfind("crc ").ok_or_else(|| corrupt(0, "no crc line"))?;
+        let body_end = text
+            .rfind("crc ")
+            .ok_or_else(|| corrupt(0, "no crc line"))?;
         let (body, crc_line) = text.split_at(body_end);
         let want = u32::from_str_radix(crc_line.trim_start_matches("crc ").trim(), 16)
             .map_err(|_| corrupt(body.lines().count() + 1, "bad crc line"))?;
@@ -214,7 +222,13 @@ impl Catalog {
 
     /// Writes the catalog atomically: a crash leaves the old or the new file.
     pub fn save(&self, dir: &cap_std::fs::Dir) -> Result<(), CatalogError> {
-        let io = |op| move |source| CatalogError::Io { file: FILE, op, source };
+        let io = |op| {
+            move |source| CatalogError::Io {
+                file: FILE,
+                op,
+                source,
+            }
+        };
         let mut f = dir.create(FILE_TMP).map_err(io("create"))?;
         f.write_all(self.render().as_bytes()).map_err(io("write"))?;
         f.sync_all().map_err(io("fsync"))?;
@@ -224,7 +238,8 @@ impl Catalog {
     }
 
     fn add_record(&mut self, rec: PrincipalRecord) {
-        self.by_token.insert(rec.token_sha256, self.principals.len());
+        self.by_token
+            .insert(rec.token_sha256, self.principals.len());
         self.principals.push(rec);
     }
 

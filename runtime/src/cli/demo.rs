@@ -33,7 +33,9 @@ struct NodeGuard(Child);
 
 impl Drop for NodeGuard {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -62,7 +64,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let Ok(ready) = rx.recv_timeout(READY_TIMEOUT) else {
         bail!("the node did not start (see its messages above)");
     };
-    println!("node ready at {} ({}), data in {}\n", ready.addr, ready.fingerprint, ready.data.display());
+    println!(
+        "node ready at {} ({}), data in {}\n",
+        ready.addr,
+        ready.fingerprint,
+        ready.data.display()
+    );
     let data = args.data.to_string_lossy().to_string();
     let status = Command::new(&exe)
         .args(["bench", "voter", "--no-pg", "--warmup", "1", "--seconds"])
@@ -88,5 +95,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let code = node.0.wait().context("waiting for the node")?;
     std::mem::forget(node);
-    Ok(if code.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if code.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -115,7 +115,7 @@ pub enum Meta {
 
 /// Parses a line starting with `\`.
 pub fn parse_meta(line: &str) -> Meta {
-    let mut words = line.trim().split_whitespace();
+    let mut words = line.split_whitespace();
     match (words.next().unwrap_or(""), words.next()) {
         ("\\d", name) => Meta::Describe(name.map(|n| n.trim_end_matches(';').to_string())),
         ("\\timing", None) => Meta::Timing,

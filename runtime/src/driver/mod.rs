@@ -140,7 +140,8 @@ impl Drop for Inner {
     /// The last clone gone: tell the node now rather than letting it wait
     /// for the idle timeout (best effort; `Client::close` waits for it).
     fn drop(&mut self) {
-        self.connection.close(quinn::VarInt::from_u32(0), b"client dropped");
+        self.connection
+            .close(quinn::VarInt::from_u32(0), b"client dropped");
     }
 }
 
@@ -152,7 +153,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("session", self.session()).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("session", self.session())
+            .finish_non_exhaustive()
     }
 }
 

@@ -3,6 +3,10 @@
 //! Owns: `apply` and `ApplyError`. Must not: run SQL or Wasm; a logged write
 //! is applied to storage exactly as recorded, all of it or none of it.
 
+// ApplyError names the op, table and row, so it is large; it is also
+// rare (a replica that drifted, a bug), so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use super::record::{LoggedOp, LoggedWrites};
 use crate::sql::Engine;
 use crate::storage::{Database, RowId, StorageError, Table, WriteSet};
@@ -155,6 +159,34 @@ pub fn apply(engine: &mut Engine, writes: &LoggedWrites) -> Result<WriteSet, App
     Ok(db.commit().expect("the transaction begun above is open"))
 }
 
+impl LoggedWrites {
+    /// The writes that undo these (in reverse order): applied after them,
+    /// they restore the rows as they were.
+    pub fn inverse(&self) -> LoggedWrites {
+        let ops = self
+            .ops
+            .iter()
+            .rev()
+            .map(|op| match op {
+                LoggedOp::Insert { table, row } => LoggedOp::Delete {
+                    table: table.clone(),
+                    row: row.clone(),
+                },
+                LoggedOp::Delete { table, row } => LoggedOp::Insert {
+                    table: table.clone(),
+                    row: row.clone(),
+                },
+                LoggedOp::Update { table, old, new } => LoggedOp::Update {
+                    table: table.clone(),
+                    old: new.clone(),
+                    new: old.clone(),
+                },
+            })
+            .collect();
+        LoggedWrites { ops }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,33 +330,5 @@ mod tests {
             vec![vec![Value::Int(0)]]
         );
         assert!(!e.database().in_txn());
-    }
-}
-
-impl LoggedWrites {
-    /// The writes that undo these (in reverse order): applied after them,
-    /// they restore the rows as they were.
-    pub fn inverse(&self) -> LoggedWrites {
-        let ops = self
-            .ops
-            .iter()
-            .rev()
-            .map(|op| match op {
-                LoggedOp::Insert { table, row } => LoggedOp::Delete {
-                    table: table.clone(),
-                    row: row.clone(),
-                },
-                LoggedOp::Delete { table, row } => LoggedOp::Insert {
-                    table: table.clone(),
-                    row: row.clone(),
-                },
-                LoggedOp::Update { table, old, new } => LoggedOp::Update {
-                    table: table.clone(),
-                    old: new.clone(),
-                    new: old.clone(),
-                },
-            })
-            .collect();
-        LoggedWrites { ops }
     }
 }

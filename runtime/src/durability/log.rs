@@ -116,9 +116,12 @@ fn corrupt(file: &str, offset: usize, what: String) -> DurabilityError {
     }
 }
 
+/// Files named by the lsn they start at (segments) or hold (snapshots).
+type Files = Vec<(Lsn, String)>;
+
 /// Segment and snapshot files in `dir`, sorted by lsn; leftover temporary
 /// snapshot files are removed.
-fn list(dir: &Dir) -> Result<(Vec<(Lsn, String)>, Vec<(Lsn, String)>), DurabilityError> {
+fn list(dir: &Dir) -> Result<(Files, Files), DurabilityError> {
     let (mut segs, mut snaps, mut removed) = (Vec::new(), Vec::new(), false);
     for (n, ent) in dir.entries().map_err(io_err(".", "list"))?.enumerate() {
         if n >= DIR_ENTRIES_MAX {

@@ -73,8 +73,8 @@ mod tests_snapshot;
 pub use apply::{apply, ApplyError};
 pub use log::{Log, LogOptions, Recovered, TornTail};
 pub use record::{
-    decode_entry, encode_commit, encode_entry, Entry, RecordTooLarge, LoggedOp, LoggedWrites, MultiBody,
-    RECORD_BYTES_MAX,
+    decode_entry, encode_commit, encode_entry, Entry, LoggedOp, LoggedWrites, MultiBody,
+    RecordTooLarge, RECORD_BYTES_MAX,
 };
 pub use snapshot::{LoadedSnapshot, LoadedTenant, SnapshotInfo, TenantImage};
 

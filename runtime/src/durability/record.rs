@@ -87,7 +87,7 @@ impl LoggedOp {
 }
 
 /// The name of table `id`, which a write-set of `db` names.
-fn table_name<'a>(db: &'a Database, id: crate::storage::TableId) -> &'a str {
+fn table_name(db: &Database, id: crate::storage::TableId) -> &str {
     &db.table(id)
         .expect("a write-set names tables of the database it came from")
         .schema()

@@ -9,9 +9,9 @@
 pub mod endpoint;
 pub mod frame;
 pub mod server;
-pub mod tls;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 /// Setting up TLS or an endpoint failed.
 #[derive(Debug, thiserror::Error)]

@@ -32,12 +32,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const COORDINATOR_QUEUE_MAX: usize = 1024;
 
 pub enum CoordTask {
-    Sql { tenant: TenantId, sql: String, reply: ReplyFn },
-    Call { tenant: TenantId, procedure: String, args: Vec<Value>, reply: ReplyFn },
-    Deploy { tenant: TenantId, name: String, wasm: Vec<u8>, reply: ReplyFn },
-    Drop { tenant: TenantId, name: String, reply: ReplyFn },
-    Catalog { tenant: TenantId, tenant_name: String, reply: ReplyFn },
-    CreateTenant { name: String, reply: ReplyFn },
+    Sql {
+        tenant: TenantId,
+        sql: String,
+        reply: ReplyFn,
+    },
+    Call {
+        tenant: TenantId,
+        procedure: String,
+        args: Vec<Value>,
+        reply: ReplyFn,
+    },
+    Deploy {
+        tenant: TenantId,
+        name: String,
+        wasm: Vec<u8>,
+        reply: ReplyFn,
+    },
+    Drop {
+        tenant: TenantId,
+        name: String,
+        reply: ReplyFn,
+    },
+    Catalog {
+        tenant: TenantId,
+        tenant_name: String,
+        reply: ReplyFn,
+    },
+    CreateTenant {
+        name: String,
+        reply: ReplyFn,
+    },
     /// Finish what is queued before this, then exit.
     Stop,
 }
@@ -68,14 +93,28 @@ impl Coordinator {
     fn handle(&mut self, task: CoordTask) {
         match task {
             CoordTask::Sql { tenant, sql, reply } => reply(self.sql(tenant, &sql).map(Reply::Sql)),
-            CoordTask::Call { tenant, procedure, args, reply } => {
-                reply(self.call(tenant, &procedure, args))
-            }
-            CoordTask::Deploy { tenant, name, wasm, reply } => reply(self.deploy(tenant, &name, wasm)),
-            CoordTask::Drop { tenant, name, reply } => reply(self.drop_module(tenant, &name)),
-            CoordTask::Catalog { tenant, tenant_name, reply } => {
-                reply(Ok(Reply::Catalog(self.catalog_info(tenant, tenant_name))))
-            }
+            CoordTask::Call {
+                tenant,
+                procedure,
+                args,
+                reply,
+            } => reply(self.call(tenant, &procedure, args)),
+            CoordTask::Deploy {
+                tenant,
+                name,
+                wasm,
+                reply,
+            } => reply(self.deploy(tenant, &name, wasm)),
+            CoordTask::Drop {
+                tenant,
+                name,
+                reply,
+            } => reply(self.drop_module(tenant, &name)),
+            CoordTask::Catalog {
+                tenant,
+                tenant_name,
+                reply,
+            } => reply(Ok(Reply::Catalog(self.catalog_info(tenant, tenant_name)))),
             CoordTask::CreateTenant { name, reply } => reply(self.create_tenant(&name)),
             CoordTask::Stop => {}
         }
@@ -98,7 +137,11 @@ impl Coordinator {
             durability::encode_entry(lsn, &Entry::Multi { txn, tenant, body }, &mut records)
                 .expect("callers check writes against RECORD_BYTES_MAX before applying them");
             let (done, wait) = sync_channel(1);
-            let msg = WriterMsg::Multi { records, last_lsn: lsn.0, done };
+            let msg = WriterMsg::Multi {
+                records,
+                last_lsn: lsn.0,
+                done,
+            };
             if self.writers[i].send(msg).is_ok() {
                 waits.push(wait);
             }
@@ -117,7 +160,11 @@ impl Coordinator {
             .iter()
             .filter_map(|w| {
                 let (done, wait) = sync_channel(1);
-                let msg = WriterMsg::Multi { records: Vec::new(), last_lsn: 0, done };
+                let msg = WriterMsg::Multi {
+                    records: Vec::new(),
+                    last_lsn: 0,
+                    done,
+                };
                 w.send(msg).ok().map(|_| wait)
             })
             .collect();
@@ -165,16 +212,24 @@ impl Coordinator {
         }
     }
 
-    fn query(&mut self, tenant: TenantId, stmt: &str, words: &[String]) -> Result<SqlResult, ErrorReply> {
+    fn query(
+        &mut self,
+        tenant: TenantId,
+        stmt: &str,
+        words: &[String],
+    ) -> Result<SqlResult, ErrorReply> {
         let mut g = self.lock_all();
         let names = multi::needed(&g, tenant, words);
         let result = if multi::all_replicated(&g, tenant, &names) {
             let engine = &mut g[0].tenant(tenant).engine;
             let prepared = engine.prepare(stmt).map_err(|e| reply::sql_error(&e))?;
             if prepared.kind() != crate::sql::StatementKind::Query
-                && !words.first().is_some_and(|w| w == "explain")
+                && words.first().is_none_or(|w| w != "explain")
             {
-                return Err(ErrorReply::new(ErrorCode::Sql, "this statement is not a query"));
+                return Err(ErrorReply::new(
+                    ErrorCode::Sql,
+                    "this statement is not a query",
+                ));
             }
             engine.execute(stmt)
         } else {
@@ -227,7 +282,11 @@ impl Coordinator {
         let shares = multi::split(s, logged, self.parts.len() as u32);
         multi::check_size(&shares)?;
         multi::apply_all(g, tenant, &shares)?;
-        self.commit(g, tenant, shares.into_iter().map(MultiBody::Writes).collect());
+        self.commit(
+            g,
+            tenant,
+            shares.into_iter().map(MultiBody::Writes).collect(),
+        );
         Ok(())
     }
 
@@ -243,15 +302,26 @@ impl Coordinator {
             if let Err(e) = p.tenant(tenant).engine.execute(stmt) {
                 // Same schema, same statement: this cannot differ. Stop
                 // rather than serve partitions whose schemas disagree.
-                fatal(&format!("DDL {stmt:?} succeeded on partition 0 and failed on partition {i}: {e}"));
+                fatal(&format!(
+                    "DDL {stmt:?} succeeded on partition 0 and failed on partition {i}: {e}"
+                ));
             }
         }
         let n = g.len();
-        self.commit(&mut g, tenant, (0..n).map(|_| MultiBody::Ddl(stmt.to_string())).collect());
+        self.commit(
+            &mut g,
+            tenant,
+            (0..n).map(|_| MultiBody::Ddl(stmt.to_string())).collect(),
+        );
         Ok(reply::sql_result(first))
     }
 
-    fn call(&mut self, tenant: TenantId, procedure: &str, args: Vec<Value>) -> Result<Reply, ErrorReply> {
+    fn call(
+        &mut self,
+        tenant: TenantId,
+        procedure: &str,
+        args: Vec<Value>,
+    ) -> Result<Reply, ErrorReply> {
         let route = self
             .routes
             .get(tenant)
@@ -278,7 +348,8 @@ impl Coordinator {
         let names = multi::needed(&g, tenant, &words);
         let mut s = multi::scratch(&g, tenant, &names, false)?;
         let mut host = ProcHost::new(self.runtime.clone());
-        host.deploy(&mut s, compiled).map_err(|e| reply::deploy_error(&e))?;
+        host.deploy(&mut s, compiled)
+            .map_err(|e| reply::deploy_error(&e))?;
         let txn = TxnContext {
             timestamp_us: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -306,13 +377,18 @@ impl Coordinator {
             match part.procs.deploy(&mut part.engine, compiled.clone()) {
                 Ok(d) => info = info.or(Some(d)),
                 Err(e) if i == 0 => return Err(reply::deploy_error(&e)),
-                Err(e) => fatal(&format!("module {name} deployed on partition 0 but not on {i}: {e}")),
+                Err(e) => fatal(&format!(
+                    "module {name} deployed on partition 0 but not on {i}: {e}"
+                )),
             }
             part.remember_module(name, wasm.clone());
         }
         let info = info.ok_or_else(|| reply::internal("a node without partitions"))?;
         let n = g.len();
-        let body = |_| MultiBody::Deploy { name: name.to_string(), wasm: wasm.to_vec() };
+        let body = |_| MultiBody::Deploy {
+            name: name.to_string(),
+            wasm: wasm.to_vec(),
+        };
         self.commit(&mut g, tenant, (0..n).map(body).collect());
         drop(g);
         self.modules.insert((tenant, name.to_string()), compiled);
@@ -335,13 +411,18 @@ impl Coordinator {
                 part.forget_module(name);
             }
             let n = g.len();
-            let body = |_| MultiBody::DropModule { name: name.to_string() };
+            let body = |_| MultiBody::DropModule {
+                name: name.to_string(),
+            };
             self.commit(&mut g, tenant, (0..n).map(body).collect());
             drop(g);
             self.modules.remove(&(tenant, name.to_string()));
             self.rebuild_routes(tenant);
         }
-        Ok(Reply::Dropped { module: name.to_string(), existed })
+        Ok(Reply::Dropped {
+            module: name.to_string(),
+            existed,
+        })
     }
 
     pub fn rebuild_routes(&self, tenant: TenantId) {
@@ -408,7 +489,11 @@ impl Coordinator {
             })
             .unwrap_or_default();
         procedures.sort_by(|a, b| a.name.cmp(&b.name));
-        CatalogInfo { tenant: tenant_name, tables, procedures }
+        CatalogInfo {
+            tenant: tenant_name,
+            tables,
+            procedures,
+        }
     }
 
     fn create_tenant(&mut self, name: &str) -> Result<Reply, ErrorReply> {
@@ -445,7 +530,6 @@ pub fn modules_of(
     }
     Ok(out)
 }
-
 
 /// A broken invariant: partitions that should be identical are not.
 /// Serving on would spread the damage; stop the node (the log is intact).

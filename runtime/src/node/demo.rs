@@ -31,14 +31,17 @@ pub fn default_procedures_dir() -> Option<PathBuf> {
     Some(target.join("wasm32-unknown-unknown").join("wasm"))
 }
 
-pub(crate) fn ask(node: &Node, make: impl FnOnce(super::super::partition::reply::ReplyFn) -> CoordTask) -> Result<Reply, ErrorReply> {
+pub(crate) fn ask(
+    node: &Node,
+    make: impl FnOnce(super::super::partition::reply::ReplyFn) -> CoordTask,
+) -> Result<Reply, ErrorReply> {
     let (tx, rx) = sync_channel(1);
     let task = make(Box::new(move |r| {
         let _ = tx.send(r);
     }));
-    node.coordinator
-        .send(task)
-        .map_err(|_| ErrorReply::new(crate::proto::ErrorCode::Unavailable, "coordinator stopped"))?;
+    node.coordinator.send(task).map_err(|_| {
+        ErrorReply::new(crate::proto::ErrorCode::Unavailable, "coordinator stopped")
+    })?;
     rx.recv()
         .map_err(|_| ErrorReply::new(crate::proto::ErrorCode::Unavailable, "coordinator stopped"))?
 }
@@ -80,8 +83,13 @@ pub fn setup(node: &Node, dir: &Path) -> anyhow::Result<()> {
             }
         }
         let name = module.to_string();
-        ask(node, |reply| CoordTask::Deploy { tenant, name, wasm, reply })
-            .map_err(|e| anyhow!("deploying the demo module {module}: {e}"))?;
+        ask(node, |reply| CoordTask::Deploy {
+            tenant,
+            name,
+            wasm,
+            reply,
+        })
+        .map_err(|e| anyhow!("deploying the demo module {module}: {e}"))?;
     }
     Ok(())
 }

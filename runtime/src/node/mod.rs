@@ -109,7 +109,11 @@ fn check_meta(dir: &cap_std::fs::Dir, partitions: u32) -> anyhow::Result<()> {
 impl Node {
     /// Opens the data directory, recovers every partition and starts the
     /// executor, writer and coordinator threads.
-    pub fn start(dir: cap_std::fs::Dir, config: NodeConfig, demo: bool) -> anyhow::Result<Arc<Node>> {
+    pub fn start(
+        dir: cap_std::fs::Dir,
+        config: NodeConfig,
+        demo: bool,
+    ) -> anyhow::Result<Arc<Node>> {
         if config.partitions == 0 || config.partitions > PARTITIONS_MAX {
             bail!("--partitions must be 1..={PARTITIONS_MAX}");
         }
@@ -131,7 +135,12 @@ impl Node {
         };
         let mut rec = recovery::recover(&dir, config.partitions, &runtime, &opts)?;
         let tenants: Vec<_> = catalog.tenants().map(|t| t.id).collect();
-        let modules = coordinator::modules_of(&rec.states[0], tenants.iter().copied(), &mut rec.cache, &runtime)?;
+        let modules = coordinator::modules_of(
+            &rec.states[0],
+            tenants.iter().copied(),
+            &mut rec.cache,
+            &runtime,
+        )?;
 
         let parts: Arc<[Arc<Partition>]> = rec
             .states
@@ -224,8 +233,9 @@ impl Node {
     /// `unavailable`.
     pub fn shutdown(&self) {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        let (writers, others): (Vec<_>, Vec<_>) =
-            threads.into_iter().partition(|(role, _)| *role == ThreadRole::Writer);
+        let (writers, others): (Vec<_>, Vec<_>) = threads
+            .into_iter()
+            .partition(|(role, _)| *role == ThreadRole::Writer);
         let _ = self.coordinator.send(CoordTask::Stop);
         for e in &self.executors {
             let _ = e.send(Task::Stop);
@@ -250,7 +260,11 @@ impl Node {
             .iter()
             .filter_map(|w| {
                 let (done, wait) = sync_channel(1);
-                let msg = WriterMsg::Multi { records: Vec::new(), last_lsn: 0, done };
+                let msg = WriterMsg::Multi {
+                    records: Vec::new(),
+                    last_lsn: 0,
+                    done,
+                };
                 w.send(msg).ok().map(|_| wait)
             })
             .collect();

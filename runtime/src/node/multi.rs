@@ -26,7 +26,11 @@ pub fn known_names(g: &Guards<'_>, tenant: TenantId) -> BTreeSet<String> {
     let Some(p0) = g[0].tenant_ref(tenant) else {
         return BTreeSet::new();
     };
-    let tables = p0.engine.database().tables().map(|t| t.schema().name.to_ascii_lowercase());
+    let tables = p0
+        .engine
+        .database()
+        .tables()
+        .map(|t| t.schema().name.to_ascii_lowercase());
     let views = p0.engine.views().keys().map(|v| v.to_ascii_lowercase());
     tables.chain(views).collect()
 }
@@ -41,7 +45,12 @@ pub fn needed(g: &Guards<'_>, tenant: TenantId, words: &[String]) -> BTreeSet<St
     };
     let mut todo: Vec<String> = need.iter().cloned().collect();
     while let Some(n) = todo.pop() {
-        if let Some(v) = p0.engine.views().iter().find(|(k, _)| k.eq_ignore_ascii_case(&n)) {
+        if let Some(v) = p0
+            .engine
+            .views()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&n))
+        {
             for m in sqltext::mentioned(&sqltext::words(&v.1.query.to_string()), &known) {
                 if need.insert(m.clone()) {
                     todo.push(m);
@@ -83,11 +92,11 @@ pub fn scratch(
             continue;
         }
         let db = s.database_mut();
-        let id = db.create_table(schema.clone()).map_err(|e| reply::internal(e))?;
+        let id = db.create_table(schema.clone()).map_err(reply::internal)?;
         if empty {
             continue;
         }
-        db.begin().map_err(|e| reply::internal(e))?;
+        db.begin().map_err(reply::internal)?;
         let sources: &[MutexGuard<'_, PartitionState>] = if schema.partition_column.is_some() {
             g
         } else {
@@ -101,16 +110,17 @@ pub fn scratch(
                 continue;
             };
             for (_, row) in t.scan() {
-                db.insert(id, Row::from(row)).map_err(|e| reply::internal(e))?;
+                db.insert(id, Row::from(row)).map_err(reply::internal)?;
             }
         }
-        db.commit().map_err(|e| reply::internal(e))?;
+        db.commit().map_err(reply::internal)?;
     }
     for (name, view) in p0.engine.views() {
         if names.contains(&name.to_ascii_lowercase()) {
             let cols = view.columns.join(", ");
             let sql = format!("CREATE VIEW {name} ({cols}) AS {}", view.query);
-            s.execute(&sql).map_err(|e| reply::internal(format!("{sql}: {e}")))?;
+            s.execute(&sql)
+                .map_err(|e| reply::internal(format!("{sql}: {e}")))?;
         }
     }
     Ok(s)

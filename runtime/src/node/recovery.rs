@@ -9,9 +9,9 @@
 //! record leaves their log before any later transaction could be confused
 //! with it.
 
+use crate::catalog::PartitionId;
 use crate::durability::{Entry, Log, LogOptions, Recovered as LogRecovered};
 use crate::partition::{ModuleCache, PartitionState, TenantPart};
-use crate::catalog::PartitionId;
 use crate::wasm::{ProcHost, WasmRuntime};
 use anyhow::{anyhow, Context};
 use std::collections::BTreeSet;
@@ -40,8 +40,7 @@ pub fn recover(
         let sub = dir
             .open_dir(&name)
             .with_context(|| format!("opening {name}/ in the data directory"))?;
-        let (log, rec) = Log::open(sub, opts.clone())
-            .map_err(|e| anyhow!("partition {p}: {e}"))?;
+        let (log, rec) = Log::open(sub, opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
         if let Some(t) = &rec.torn_tail {
             eprintln!(
                 "ohm: partition {p}: cut a torn record at the end of {}/{} at offset {} ({} bytes): \
@@ -67,7 +66,8 @@ pub fn recover(
         .iter()
         .map(|(_, r)| r.snapshot.as_ref().map_or(0, |s| s.mp_txn_max))
         .collect();
-    let complete = |txn: u64| (0..logged.len()).all(|p| logged[p].contains(&txn) || covered[p] >= txn);
+    let complete =
+        |txn: u64| (0..logged.len()).all(|p| logged[p].contains(&txn) || covered[p] >= txn);
     let last_txn = logged
         .iter()
         .filter_map(|s| s.last().copied())
@@ -83,7 +83,14 @@ pub fn recover(
         needs_snapshot: vec![false; partitions as usize],
     };
     for (p, (log, rec)) in opened.into_iter().enumerate() {
-        let state = replay(p as u32, rec, runtime, &mut out.cache, &complete, &mut out.needs_snapshot[p])?;
+        let state = replay(
+            p as u32,
+            rec,
+            runtime,
+            &mut out.cache,
+            &complete,
+            &mut out.needs_snapshot[p],
+        )?;
         out.states.push(state);
         out.logs.push(log);
     }

@@ -61,7 +61,10 @@ fn partitions(args: &ServeArgs, dir: &cap_std::fs::Dir) -> u32 {
         return n;
     }
     if let Ok(meta) = dir.read_to_string(super::META_FILE) {
-        if let Some(n) = meta.lines().find_map(|l| l.strip_prefix("partitions ")?.parse().ok()) {
+        if let Some(n) = meta
+            .lines()
+            .find_map(|l| l.strip_prefix("partitions ")?.parse().ok())
+        {
             return n;
         }
     }
@@ -97,7 +100,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let node = Node::start(dir.try_clone()?, config.clone(), args.demo)?;
-    for (file, token) in node.new_tokens.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+    for (file, token) in node
+        .new_tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
         write_secret(&dir, &file, &token)?;
     }
     if args.demo {
@@ -133,7 +141,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn default_names(listen: &SocketAddr) -> Vec<String> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         names.push(listen.ip().to_string());
     }

@@ -58,12 +58,21 @@ impl Node {
         }
     }
 
-    pub(crate) fn call(&self, who: &Principal, procedure: String, mut args: Vec<Value>, reply: ReplyFn) {
+    pub(crate) fn call(
+        &self,
+        who: &Principal,
+        procedure: String,
+        mut args: Vec<Value>,
+        reply: ReplyFn,
+    ) {
         let routes = self.routes.get(who.tenant);
         let Some(route) = routes.as_ref().and_then(|r| r.get(&procedure)) else {
             return reply(Err(ErrorReply::new(
                 ErrorCode::UnknownProcedure,
-                format!("no procedure named {procedure} is deployed in tenant {}", who.tenant_name),
+                format!(
+                    "no procedure named {procedure} is deployed in tenant {}",
+                    who.tenant_name
+                ),
             )));
         };
         if let Err(m) = coerce(&route.params, &mut args) {
@@ -74,7 +83,12 @@ impl Node {
         }
         let Some(param) = route.partition_param else {
             let tenant = who.tenant;
-            return self.to_coordinator(CoordTask::Call { tenant, procedure, args, reply });
+            return self.to_coordinator(CoordTask::Call {
+                tenant,
+                procedure,
+                args,
+                reply,
+            });
         };
         let Some(key) = args.get(param) else {
             return reply(Err(ErrorReply::new(
@@ -89,7 +103,12 @@ impl Node {
         let p = partition_for(key, self.parts.len() as u32).0 as usize;
         let stats = &self.parts[p].stats;
         stats.queued.fetch_add(1, Ordering::Relaxed);
-        let task = Task::Call { tenant: who.tenant, procedure, args, reply };
+        let task = Task::Call {
+            tenant: who.tenant,
+            procedure,
+            args,
+            reply,
+        };
         match self.executors[p].try_send(task) {
             Ok(()) => {}
             Err(e) => {
@@ -170,10 +189,17 @@ impl Service for Node {
         match request {
             Request::Call { procedure, args } => self.call(who, procedure, args, reply),
             Request::Sql { sql } => self.to_coordinator(CoordTask::Sql { tenant, sql, reply }),
-            Request::Deploy { name, wasm } => {
-                self.to_coordinator(CoordTask::Deploy { tenant, name, wasm, reply })
-            }
-            Request::Drop { name } => self.to_coordinator(CoordTask::Drop { tenant, name, reply }),
+            Request::Deploy { name, wasm } => self.to_coordinator(CoordTask::Deploy {
+                tenant,
+                name,
+                wasm,
+                reply,
+            }),
+            Request::Drop { name } => self.to_coordinator(CoordTask::Drop {
+                tenant,
+                name,
+                reply,
+            }),
             Request::Catalog => self.to_coordinator(CoordTask::Catalog {
                 tenant,
                 tenant_name: who.tenant_name.clone(),
@@ -209,13 +235,18 @@ mod tests {
 
     #[test]
     fn coerces_wire_values_to_declared_types() {
-        let p = |ty| ParamDesc { name: "x".into(), ty };
+        let p = |ty| ParamDesc {
+            name: "x".into(),
+            ty,
+        };
         let mut args = vec![Value::text("1.25"), Value::Int(5), Value::text("a")];
         coerce(&[p(ty::DECIMAL), p(ty::TIMESTAMP), p(ty::TEXT)], &mut args).unwrap();
         assert!(matches!(args[0], Value::Decimal(_)));
         assert!(matches!(args[1], Value::Timestamp(5)));
         assert!(matches!(args[2], Value::Text(_)));
         let mut bad = vec![Value::text("x1")];
-        assert!(coerce(&[p(ty::DECIMAL)], &mut bad).unwrap_err().contains("argument x"));
+        assert!(coerce(&[p(ty::DECIMAL)], &mut bad)
+            .unwrap_err()
+            .contains("argument x"));
     }
 }

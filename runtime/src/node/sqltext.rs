@@ -118,7 +118,11 @@ pub fn classify(words: &[String]) -> Kind {
 
 /// The names among `words` that are in `known` (lowercase).
 pub fn mentioned(words: &[String], known: &BTreeSet<String>) -> BTreeSet<String> {
-    words.iter().filter(|w| known.contains(*w)).cloned().collect()
+    words
+        .iter()
+        .filter(|w| known.contains(*w))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

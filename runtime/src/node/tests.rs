@@ -53,8 +53,14 @@ fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Princi
         return node.catalog.read().unwrap().authenticate(tok).unwrap();
     }
     let name_s = name.to_string();
-    let r = ask(node, |reply| CoordTask::CreateTenant { name: name_s, reply }).unwrap();
-    let Reply::TenantCreated { token, .. } = r else { panic!("{r:?}") };
+    let r = ask(node, |reply| CoordTask::CreateTenant {
+        name: name_s,
+        reply,
+    })
+    .unwrap();
+    let Reply::TenantCreated { token, .. } = r else {
+        panic!("{r:?}")
+    };
     tokens.push((name.to_string(), token.clone()));
     node.catalog.read().unwrap().authenticate(&token).unwrap()
 }
@@ -98,8 +104,20 @@ fn deploy_voter(node: &Node, who: &Principal) {
     }
     let (tenant, wasm) = (who.tenant, voter_wasm());
     let name = "voter".to_string();
-    ask(node, |reply| CoordTask::Deploy { tenant, name, wasm, reply }).unwrap();
-    let r = call(node, who, "initialize", vec![Value::Int(3), Value::text("A,B,C")]).unwrap();
+    ask(node, |reply| CoordTask::Deploy {
+        tenant,
+        name,
+        wasm,
+        reply,
+    })
+    .unwrap();
+    let r = call(
+        node,
+        who,
+        "initialize",
+        vec![Value::Int(3), Value::text("A,B,C")],
+    )
+    .unwrap();
     assert_eq!(r, Reply::Value(Value::Int(3)));
 }
 
@@ -111,7 +129,9 @@ fn int(v: &Value) -> i64 {
 }
 
 fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
-    let Reply::Rows(r) = call(node, who, "results", vec![]).unwrap() else { panic!() };
+    let Reply::Rows(r) = call(node, who, "results", vec![]).unwrap() else {
+        panic!()
+    };
     r.rows
         .iter()
         .map(|row| match (&row[0], &row[2]) {
@@ -131,7 +151,12 @@ fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
     let mut accepted = 0;
     for i in 0..300i64 {
         let phone = 2_125_550_000 + i % 150; // each phone votes twice, then is refused
-        let r = call(&node, &who, "vote", vec![Value::Int(phone), Value::Int(1 + i % 3), Value::Int(2)]);
+        let r = call(
+            &node,
+            &who,
+            "vote",
+            vec![Value::Int(phone), Value::Int(1 + i % 3), Value::Int(2)],
+        );
         if r.unwrap() == Reply::Value(Value::Int(0)) {
             accepted += 1;
         }
@@ -140,8 +165,14 @@ fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
     // Every vote row sits on the partition its phone hashes to.
     for p in node.parts.iter() {
         let st = p.lock();
-        let t = st.tenant_ref(who.tenant).unwrap().engine.database().table_by_name("votes").unwrap();
-        assert!(t.len() > 0, "partition {} got no votes", p.id.0);
+        let t = st
+            .tenant_ref(who.tenant)
+            .unwrap()
+            .engine
+            .database()
+            .table_by_name("votes")
+            .unwrap();
+        assert!(!t.is_empty(), "partition {} got no votes", p.id.0);
         for (_, row) in t.scan() {
             assert_eq!(partition_for(&row[0], 3), p.id);
         }
@@ -156,12 +187,27 @@ fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
     let node = start(&tmp, 3);
     let who = tenant(&node, "t1", &mut tokens);
     assert_eq!(totals(&node, &who), before);
-    let over = call(&node, &who, "vote", vec![Value::Int(2_125_550_000), Value::Int(1), Value::Int(2)]);
-    assert_eq!(over.unwrap(), Reply::Value(Value::Int(2)), "the per-phone count survived");
+    let over = call(
+        &node,
+        &who,
+        "vote",
+        vec![Value::Int(2_125_550_000), Value::Int(1), Value::Int(2)],
+    );
+    assert_eq!(
+        over.unwrap(),
+        Reply::Value(Value::Int(2)),
+        "the per-phone count survived"
+    );
     for p in 0..3 {
         node.snapshot(crate::catalog::PartitionId(p));
     }
-    call(&node, &who, "vote", vec![Value::Int(3_125_550_000), Value::Int(2), Value::Int(2)]).unwrap();
+    call(
+        &node,
+        &who,
+        "vote",
+        vec![Value::Int(3_125_550_000), Value::Int(2), Value::Int(2)],
+    )
+    .unwrap();
     node.shutdown();
     drop(node);
 
@@ -178,42 +224,104 @@ fn adhoc_sql_spans_partitions() {
     let mut tokens = Vec::new();
     let node = start(&tmp, 2);
     let who = tenant(&node, "t1", &mut tokens);
-    sql(&node, &who, "CREATE TABLE acct (id BIGINT PRIMARY KEY, owner VARCHAR(20), balance BIGINT NOT NULL); \
+    sql(
+        &node,
+        &who,
+        "CREATE TABLE acct (id BIGINT PRIMARY KEY, owner VARCHAR(20), balance BIGINT NOT NULL); \
                       PARTITION TABLE acct ON COLUMN id; \
-                      CREATE TABLE rate (cur VARCHAR(3) PRIMARY KEY, r DOUBLE)").unwrap();
-    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'o{}', {})", i % 4, i * 10)).collect();
-    let r = sql(&node, &who, &format!("INSERT INTO acct VALUES {}", values.join(", "))).unwrap();
+                      CREATE TABLE rate (cur VARCHAR(3) PRIMARY KEY, r DOUBLE)",
+    )
+    .unwrap();
+    let values: Vec<String> = (1..=40)
+        .map(|i| format!("({i}, 'o{}', {})", i % 4, i * 10))
+        .collect();
+    let r = sql(
+        &node,
+        &who,
+        &format!("INSERT INTO acct VALUES {}", values.join(", ")),
+    )
+    .unwrap();
     assert_eq!(r, vec![SqlResult::Affected(40)]);
-    sql(&node, &who, "INSERT INTO rate VALUES ('EUR', 1.1), ('USD', 1.0)").unwrap();
+    sql(
+        &node,
+        &who,
+        "INSERT INTO rate VALUES ('EUR', 1.1), ('USD', 1.0)",
+    )
+    .unwrap();
     let per: Vec<usize> = node
         .parts
         .iter()
-        .map(|p| p.lock().tenant_ref(who.tenant).unwrap().engine.database().table_by_name("acct").unwrap().len())
+        .map(|p| {
+            p.lock()
+                .tenant_ref(who.tenant)
+                .unwrap()
+                .engine
+                .database()
+                .table_by_name("acct")
+                .unwrap()
+                .len()
+        })
         .collect();
     assert_eq!(per.iter().sum::<usize>(), 40);
     assert!(per.iter().all(|&n| n > 5), "rows spread: {per:?}");
     let rates: Vec<usize> = node
         .parts
         .iter()
-        .map(|p| p.lock().tenant_ref(who.tenant).unwrap().engine.database().table_by_name("rate").unwrap().len())
+        .map(|p| {
+            p.lock()
+                .tenant_ref(who.tenant)
+                .unwrap()
+                .engine
+                .database()
+                .table_by_name("rate")
+                .unwrap()
+                .len()
+        })
         .collect();
     assert_eq!(rates, vec![2, 2], "replicated tables are everywhere");
 
-    let top = rows(&node, &who, "SELECT id, balance FROM acct ORDER BY balance DESC LIMIT 3");
-    assert_eq!(top.iter().map(|r| int(&r[0])).collect::<Vec<_>>(), vec![40, 39, 38]);
-    let sums = rows(&node, &who, "SELECT owner, SUM(balance) FROM acct GROUP BY owner ORDER BY owner");
+    let top = rows(
+        &node,
+        &who,
+        "SELECT id, balance FROM acct ORDER BY balance DESC LIMIT 3",
+    );
+    assert_eq!(
+        top.iter().map(|r| int(&r[0])).collect::<Vec<_>>(),
+        vec![40, 39, 38]
+    );
+    let sums = rows(
+        &node,
+        &who,
+        "SELECT owner, SUM(balance) FROM acct GROUP BY owner ORDER BY owner",
+    );
     assert_eq!(sums.len(), 4);
     // A duplicate key (on its owning partition) fails the whole statement.
-    let dup = sql(&node, &who, "INSERT INTO acct VALUES (100, 'x', 1), (7, 'dup', 1)").unwrap_err();
+    let dup = sql(
+        &node,
+        &who,
+        "INSERT INTO acct VALUES (100, 'x', 1), (7, 'dup', 1)",
+    )
+    .unwrap_err();
     assert_eq!(dup.code, ErrorCode::Sql, "{dup:?}");
-    assert!(rows(&node, &who, "SELECT * FROM acct WHERE id = 100").is_empty(), "nothing half-applied");
+    assert!(
+        rows(&node, &who, "SELECT * FROM acct WHERE id = 100").is_empty(),
+        "nothing half-applied"
+    );
     // Moving a row's partition value moves the row.
     sql(&node, &who, "UPDATE acct SET id = id + 1000 WHERE id <= 10").unwrap();
     let moved = rows(&node, &who, "SELECT COUNT(*) FROM acct WHERE id > 1000");
     assert_eq!(int(&moved[0][0]), 10);
     for p in node.parts.iter() {
         let st = p.lock();
-        for (_, row) in st.tenant_ref(who.tenant).unwrap().engine.database().table_by_name("acct").unwrap().scan() {
+        for (_, row) in st
+            .tenant_ref(who.tenant)
+            .unwrap()
+            .engine
+            .database()
+            .table_by_name("acct")
+            .unwrap()
+            .scan()
+        {
             assert_eq!(partition_for(&row[0], 2), p.id);
         }
     }
@@ -226,7 +334,10 @@ fn adhoc_sql_spans_partitions() {
 
     let node = start(&tmp, 2);
     let who = tenant(&node, "t1", &mut tokens);
-    assert_eq!(rows(&node, &who, "SELECT COUNT(*), SUM(balance) FROM acct"), left);
+    assert_eq!(
+        rows(&node, &who, "SELECT COUNT(*), SUM(balance) FROM acct"),
+        left
+    );
     // Another tenant sees none of it and cannot call t1's procedures.
     let other = tenant(&node, "t2", &mut tokens);
     let e = sql(&node, &other, "SELECT * FROM acct").unwrap_err();
@@ -242,13 +353,25 @@ fn tenants_cannot_reach_each_others_procedures() {
     let a = tenant(&node, "a", &mut tokens);
     let b = tenant(&node, "b", &mut tokens);
     deploy_voter(&node, &a);
-    let e = call(&node, &b, "vote", vec![Value::Int(1), Value::Int(1), Value::Int(2)]).unwrap_err();
+    let e = call(
+        &node,
+        &b,
+        "vote",
+        vec![Value::Int(1), Value::Int(1), Value::Int(2)],
+    )
+    .unwrap_err();
     assert_eq!(e.code, ErrorCode::UnknownProcedure);
     let e = call(&node, &b, "results", vec![]).unwrap_err();
     assert_eq!(e.code, ErrorCode::UnknownProcedure);
     // b may deploy its own voter: same names, separate data.
     deploy_voter(&node, &b);
-    call(&node, &b, "vote", vec![Value::Int(2_125_550_001), Value::Int(1), Value::Int(2)]).unwrap();
+    call(
+        &node,
+        &b,
+        "vote",
+        vec![Value::Int(2_125_550_001), Value::Int(1), Value::Int(2)],
+    )
+    .unwrap();
     assert_eq!(totals(&node, &a).iter().map(|t| t.1).sum::<i64>(), 0);
     assert_eq!(totals(&node, &b).iter().map(|t| t.1).sum::<i64>(), 1);
     node.shutdown();
@@ -260,7 +383,12 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
     let mut tokens = Vec::new();
     let node = start(&tmp, 2);
     let who = tenant(&node, "t1", &mut tokens);
-    sql(&node, &who, "CREATE TABLE r (k INTEGER PRIMARY KEY, v TEXT)").unwrap();
+    sql(
+        &node,
+        &who,
+        "CREATE TABLE r (k INTEGER PRIMARY KEY, v TEXT)",
+    )
+    .unwrap();
     sql(&node, &who, "INSERT INTO r VALUES (1, 'kept')").unwrap();
     let (last_txn, last_lsn) = {
         let st = node.parts[0].lock();
@@ -273,10 +401,25 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
     // before partition 1 did: never acknowledged.
     {
         let sub = tmp.dir().open_dir("p0").unwrap();
-        let (mut log, _) = Log::open(sub, LogOptions { segment_bytes_max: 1 << 20 }).unwrap();
+        let (mut log, _) = Log::open(
+            sub,
+            LogOptions {
+                segment_bytes_max: 1 << 20,
+            },
+        )
+        .unwrap();
         let row: crate::storage::Row = vec![Value::Int(2), Value::text("lost")].into();
-        let writes = LoggedWrites { ops: vec![LoggedOp::Insert { table: "r".into(), row }] };
-        let entry = Entry::Multi { txn: last_txn + 1, tenant: TenantId(who.tenant.0), body: MultiBody::Writes(writes) };
+        let writes = LoggedWrites {
+            ops: vec![LoggedOp::Insert {
+                table: "r".into(),
+                row,
+            }],
+        };
+        let entry = Entry::Multi {
+            txn: last_txn + 1,
+            tenant: TenantId(who.tenant.0),
+            body: MultiBody::Writes(writes),
+        };
         let mut rec = Vec::new();
         durability::encode_entry(durability::Lsn(last_lsn + 1), &entry, &mut rec).unwrap();
         log.append(&rec).unwrap();
@@ -292,9 +435,22 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
     let node = start(&tmp, 2);
     let who = tenant(&node, "t1", &mut tokens);
     let got = rows(&node, &who, "SELECT k FROM r ORDER BY k");
-    assert_eq!(got.iter().map(|r| int(&r[0])).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(
+        got.iter().map(|r| int(&r[0])).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
     for p in node.parts.iter() {
-        assert_eq!(p.lock().tenant_ref(who.tenant).unwrap().engine.database().table_by_name("r").unwrap().len(), 2);
+        assert_eq!(
+            p.lock()
+                .tenant_ref(who.tenant)
+                .unwrap()
+                .engine
+                .database()
+                .table_by_name("r")
+                .unwrap()
+                .len(),
+            2
+        );
     }
     node.shutdown();
 }

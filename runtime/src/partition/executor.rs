@@ -161,7 +161,10 @@ fn run_call(
             durability::apply(&mut part.engine, &undo)
                 .expect("undoing a transaction just committed on this partition cannot fail");
             state.last_lsn -= 1;
-            return Err(ErrorReply::new(ErrorCode::TooLarge, format!("procedure {procedure}: {e}")));
+            return Err(ErrorReply::new(
+                ErrorCode::TooLarge,
+                format!("procedure {procedure}: {e}"),
+            ));
         }
     }
     Ok(reply::output(outcome.output))

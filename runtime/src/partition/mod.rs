@@ -64,7 +64,11 @@ impl TenantPart {
 
     /// Rows in all of this tenant's tables here.
     pub fn rows(&self) -> u64 {
-        self.engine.database().tables().map(|t| t.len() as u64).sum()
+        self.engine
+            .database()
+            .tables()
+            .map(|t| t.len() as u64)
+            .sum()
     }
 }
 

@@ -133,10 +133,18 @@ pub fn run(part: Arc<Partition>, mut log: Log, msgs: Receiver<WriterMsg>, cfg: W
     }
 }
 
-fn append_all(log: &mut Log, group: &[WriterMsg], unsynced: &mut bool) -> Result<(), DurabilityError> {
+fn append_all(
+    log: &mut Log,
+    group: &[WriterMsg],
+    unsynced: &mut bool,
+) -> Result<(), DurabilityError> {
     for m in group {
         let records = match m {
-            WriterMsg::Batch { records, last_lsn: Some(_), .. } => records,
+            WriterMsg::Batch {
+                records,
+                last_lsn: Some(_),
+                ..
+            } => records,
             WriterMsg::Multi { records, .. } => records,
             _ => continue,
         };

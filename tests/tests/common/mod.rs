@@ -13,9 +13,16 @@ use std::time::{Duration, Instant};
 pub fn ohm_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/ohm
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let bin = dir.join("ohm");
-    assert!(bin.exists(), "{} is missing: run `cargo build --workspace` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
     bin
 }
 

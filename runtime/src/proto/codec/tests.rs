@@ -360,7 +360,7 @@ fn hostile_bodies_are_errors_not_panics() {
     }
     // Deep nesting under an unknown key.
     let mut deep = vec![0x81, 0xa1, b'x'];
-    deep.extend(std::iter::repeat(0x91).take(10_000));
+    deep.extend(std::iter::repeat_n(0x91, 10_000));
     deep.push(0xc0);
     let e = err(&deep);
     assert!(e.to_string().contains("nested deeper"), "{e}");
