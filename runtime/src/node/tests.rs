@@ -47,6 +47,16 @@ fn start(tmp: &TempDir, partitions: u32) -> Arc<Node> {
     Node::start(tmp.dir(), config(partitions), false).unwrap()
 }
 
+/// A node that snapshots after every group commit it can (the writer takes
+/// a snapshot whenever the partition is free): snapshots race the load.
+fn start_snapshotting(tmp: &TempDir, partitions: u32) -> Arc<Node> {
+    let cfg = NodeConfig {
+        snapshot_log_bytes: 1,
+        ..config(partitions)
+    };
+    Node::start(tmp.dir(), cfg, false).unwrap()
+}
+
 /// A tenant and its principal (created on first use, found afterwards).
 fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Principal {
     if let Some((_, tok)) = tokens.iter().find(|(n, _)| n == name) {
@@ -145,7 +155,7 @@ fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
 fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
     let tmp = TempDir::new("voter");
     let mut tokens = Vec::new();
-    let node = start(&tmp, 3);
+    let node = start_snapshotting(&tmp, 3);
     let who = tenant(&node, "t1", &mut tokens);
     deploy_voter(&node, &who);
     let mut accepted = 0;

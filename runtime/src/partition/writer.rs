@@ -12,7 +12,7 @@ use crate::durability::{DurabilityError, Log};
 use crate::proto::{ErrorReply, Reply};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, TryLockError};
 use std::time::{Duration, Instant};
 
 /// Messages one writer queue holds (each carries up to a batch of calls).
@@ -122,7 +122,7 @@ pub fn run(part: Arc<Partition>, mut log: Log, msgs: Receiver<WriterMsg>, cfg: W
             }
         }
         if !snapshot_asked.is_empty() || log.bytes_since_snapshot() >= cfg.snapshot_log_bytes {
-            snapshot(&part, &mut log, &msgs, snapshot_asked.is_empty());
+            stopping |= snapshot(&part, &mut log, &msgs, snapshot_asked.is_empty());
             for done in snapshot_asked {
                 let _ = done.send(());
             }
@@ -169,39 +169,24 @@ fn append_records(log: &mut Log, mut bytes: &[u8]) -> Result<(), DurabilityError
 /// it. Holding the state lock means every record of what the state holds
 /// was already sent to this writer: they are drained and synced first, so
 /// the snapshot's lsn is durable in the log before the log is cut.
-fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_skip: bool) {
-    let state = if may_skip {
+fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_skip: bool) -> bool {
+    let mut stop = false;
+    let state = loop {
         match part.state.try_lock() {
-            Ok(s) => s,
-            Err(_) => return, // busy: try again after the next group
+            Ok(s) => break s,
+            Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(TryLockError::WouldBlock) if may_skip => return stop, // busy: try later
+            // Asked for: whoever holds the partition (the coordinator) may
+            // be waiting for this writer, so keep serving while waiting.
+            Err(TryLockError::WouldBlock) => {
+                stop |= drain(part, log, msgs);
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
-    } else {
-        part.lock()
     };
-    let mut pending = Vec::new();
-    while let Ok(m) = msgs.try_recv() {
-        pending.push(m);
-    }
-    let mut unsynced = false;
-    fatal_on(append_all(log, &pending, &mut unsynced), part);
-    fatal_on(log.sync(), part);
-    for m in pending {
-        match m {
-            WriterMsg::Batch { replies, .. } => {
-                for (reply, result) in replies {
-                    reply(result);
-                }
-            }
-            WriterMsg::Multi { done, .. } | WriterMsg::Snapshot { done } => {
-                let _ = done.send(());
-            }
-            // The stop comes from the node, which waits for this thread;
-            // snapshots are taken only between its requests.
-            WriterMsg::Stop => unreachable!("a stop is sent only after every executor stopped"),
-        }
-    }
+    stop |= drain(part, log, msgs);
     if state.last_lsn == 0 || log.bytes_since_snapshot() == 0 {
-        return;
+        return stop;
     }
     let lsn = crate::durability::Lsn(state.last_lsn);
     let started = Instant::now();
@@ -217,6 +202,34 @@ fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_ski
         Err(e) => fatal(part, &e),
     }
     part.stats.log_bytes.store(0, Ordering::Relaxed);
+    stop
+}
+
+/// Appends, syncs and answers everything queued now; true if a stop was
+/// among it.
+fn drain(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>) -> bool {
+    let pending: Vec<WriterMsg> = msgs.try_iter().collect();
+    if pending.is_empty() {
+        return false;
+    }
+    let mut unsynced = false;
+    fatal_on(append_all(log, &pending, &mut unsynced), part);
+    fatal_on(log.sync(), part);
+    let mut stop = false;
+    for m in pending {
+        match m {
+            WriterMsg::Batch { replies, .. } => {
+                for (reply, result) in replies {
+                    reply(result);
+                }
+            }
+            WriterMsg::Multi { done, .. } | WriterMsg::Snapshot { done } => {
+                let _ = done.send(());
+            }
+            WriterMsg::Stop => stop = true,
+        }
+    }
+    stop
 }
 
 fn fatal_on<T>(r: Result<T, DurabilityError>, part: &Partition) -> T {
