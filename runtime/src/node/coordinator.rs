@@ -11,6 +11,7 @@
 //! transaction only if every partition logged it (see `node::recovery`).
 
 use super::multi::{self, Guards};
+use super::route;
 use super::routes::Routes;
 use super::sqltext::{self, Kind};
 use crate::catalog::Catalog;
@@ -220,8 +221,13 @@ impl Coordinator {
     ) -> Result<SqlResult, ErrorReply> {
         let mut g = self.lock_all();
         let names = multi::needed(&g, tenant, words);
-        let result = if multi::all_replicated(&g, tenant, &names) {
-            let engine = &mut g[0].tenant(tenant).engine;
+        let one = if multi::all_replicated(&g, tenant, &names) {
+            Some(0)
+        } else {
+            route::single_partition(&g, tenant, stmt, words, &names).map(|p| p.0 as usize)
+        };
+        let result = if let Some(p) = one {
+            let engine = &mut g[p].tenant(tenant).engine;
             let prepared = engine.prepare(stmt).map_err(|e| reply::sql_error(&e))?;
             if prepared.kind() != crate::sql::StatementKind::Query
                 && words.first().is_none_or(|w| w != "explain")
@@ -251,6 +257,11 @@ impl Coordinator {
         let parts = self.parts.clone();
         let mut g: Guards<'_> = parts.iter().map(|p| p.lock()).collect();
         let names = multi::needed(&g, tenant, words);
+        if let Some(p) = route::single_partition(&g, tenant, stmt, words, &names) {
+            if let Some(r) = self.write_on(&mut g, tenant, p.0 as usize, stmt)? {
+                return Ok(r);
+            }
+        }
         let mut s = multi::scratch(&g, tenant, &names, empty)?;
         s.begin().map_err(|e| reply::sql_error(&e))?;
         let r = match s.execute(stmt) {
@@ -263,6 +274,51 @@ impl Coordinator {
         let ws = s.commit().map_err(|e| reply::sql_error(&e))?;
         self.route_writes(&mut g, tenant, &s, &ws)?;
         Ok(reply::sql_result(r))
+    }
+
+    /// Runs a write pinned to partition `p` there alone. None (and nothing
+    /// changed) when it moved a row to another partition: the caller then
+    /// takes the general path.
+    fn write_on(
+        &mut self,
+        g: &mut Guards<'_>,
+        tenant: TenantId,
+        p: usize,
+        stmt: &str,
+    ) -> Result<Option<SqlResult>, ErrorReply> {
+        let engine = &mut g[p].tenant(tenant).engine;
+        engine.begin().map_err(|e| reply::sql_error(&e))?;
+        let r = match engine.execute(stmt) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = engine.rollback();
+                return Err(reply::sql_error(&e));
+            }
+        };
+        let ws = engine.commit().map_err(|e| reply::sql_error(&e))?;
+        let logged = LoggedWrites::from_write_set(engine.database(), &ws);
+        let n = self.parts.len();
+        let shares = multi::split(engine, logged.clone(), n as u32);
+        let stays = shares
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == p || s.ops.is_empty());
+        let fits = multi::check_size(std::slice::from_ref(&logged));
+        if !stays || fits.is_err() {
+            durability::apply(engine, &logged.inverse())
+                .expect("undoing writes just made under the same lock cannot fail");
+            fits?;
+            return Ok(None);
+        }
+        let mut logged = Some(logged);
+        let bodies = (0..n)
+            .map(|i| {
+                let w = if i == p { logged.take() } else { None };
+                MultiBody::Writes(w.unwrap_or(LoggedWrites { ops: Vec::new() }))
+            })
+            .collect();
+        self.commit(g, tenant, bodies);
+        Ok(Some(reply::sql_result(r)))
     }
 
     /// Routes a scratch engine's write-set to the partitions, applies and

@@ -17,6 +17,7 @@ pub mod coordinator;
 pub mod demo;
 pub mod multi;
 pub mod recovery;
+pub mod route;
 pub mod routes;
 pub mod serve;
 pub mod service;
