@@ -87,7 +87,14 @@ impl Coordinator {
             if matches!(task, CoordTask::Stop) {
                 return;
             }
-            self.handle(task);
+            // A panic here may leave a transaction applied on some
+            // partitions and not others (their logs are intact): stop the
+            // node, and let recovery rebuild a consistent state.
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(task)));
+            if handled.is_err() {
+                fatal("the coordinator hit a bug in the middle of a transaction");
+            }
         }
     }
 

@@ -66,8 +66,6 @@ pub struct Node {
     pub config: NodeConfig,
     pub started: Instant,
     pub connections: AtomicU64,
-    /// Tokens created on this start (admin, demo), to be written to files.
-    pub new_tokens: Mutex<Vec<(String, String)>>,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
 }
@@ -128,6 +126,11 @@ impl Node {
         if demo && catalog.tenant_by_name(DEMO_TENANT).is_none() {
             let (_, token) = catalog.create_tenant(DEMO_TENANT, "demo", false)?;
             new_tokens.push(("demo.token".to_string(), token));
+        }
+        // The token files first: the catalog keeps only hashes, so a crash
+        // between the two must not leave a principal nobody can log in as.
+        for (file, token) in &new_tokens {
+            write_secret(&dir, file, token)?;
         }
         catalog.save(&dir)?;
         let runtime = crate::wasm::WasmRuntime::new()?;
@@ -208,7 +211,6 @@ impl Node {
             config,
             started: Instant::now(),
             connections: AtomicU64::new(0),
-            new_tokens: Mutex::new(new_tokens),
             threads: Mutex::new(threads),
         });
         for (i, skipped) in rec.needs_snapshot.iter().enumerate() {
@@ -273,6 +275,24 @@ impl Node {
             let _ = w.recv();
         }
     }
+}
+
+/// Writes a token file readable by its owner only, durably.
+fn write_secret(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = dir
+        .create(name)
+        .with_context(|| format!("writing {name}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(0o600));
+        f.set_permissions(perms)
+            .with_context(|| format!("making {name} private"))?;
+    }
+    writeln!(f, "{text}").with_context(|| format!("writing {name}"))?;
+    f.sync_all().with_context(|| format!("syncing {name}"))?;
+    crate::catalog::sync_dir(dir).with_context(|| format!("syncing the directory of {name}"))
 }
 
 fn spawn(

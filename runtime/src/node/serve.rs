@@ -71,19 +71,6 @@ fn partitions(args: &ServeArgs, dir: &cap_std::fs::Dir) -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
-fn write_secret(dir: &cap_std::fs::Dir, name: &str, text: &str) -> anyhow::Result<()> {
-    dir.write(name, format!("{text}\n"))
-        .with_context(|| format!("writing {name}"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let perms = cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(0o600));
-        dir.set_permissions(name, perms)
-            .with_context(|| format!("making {name} private"))?;
-    }
-    Ok(())
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating the data directory {}", args.data.display()))?;
@@ -100,14 +87,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let node = Node::start(dir.try_clone()?, config.clone(), args.demo)?;
-    for (file, token) in node
-        .new_tokens
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain(..)
-    {
-        write_secret(&dir, &file, &token)?;
-    }
     if args.demo {
         let procs = args
             .procedures
