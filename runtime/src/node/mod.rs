@@ -66,6 +66,8 @@ pub struct Node {
     pub config: NodeConfig,
     pub started: Instant,
     pub connections: AtomicU64,
+    /// Held while the node runs: one node per data directory.
+    _lock: std::fs::File,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
 }
@@ -116,6 +118,7 @@ impl Node {
         if config.partitions == 0 || config.partitions > PARTITIONS_MAX {
             bail!("--partitions must be 1..={PARTITIONS_MAX}");
         }
+        let lock = lock_data_dir(&dir)?;
         check_meta(&dir, config.partitions)?;
         let mut new_tokens = Vec::new();
         let mut catalog = Catalog::load(&dir)?.unwrap_or_default();
@@ -212,6 +215,7 @@ impl Node {
             started: Instant::now(),
             connections: AtomicU64::new(0),
             threads: Mutex::new(threads),
+            _lock: lock,
         });
         for (i, skipped) in rec.needs_snapshot.iter().enumerate() {
             if *skipped {
@@ -275,6 +279,41 @@ impl Node {
             let _ = w.recv();
         }
     }
+}
+
+/// Takes the data directory's `LOCK` (an exclusive advisory lock, released
+/// when the process ends, however it ends): two nodes writing one log would
+/// destroy it.
+fn lock_data_dir(dir: &cap_std::fs::Dir) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let file = dir
+        .open_with(
+            "LOCK",
+            cap_std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true),
+        )
+        .context("opening LOCK in the data directory")?;
+    let mut file = file.into_std();
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            bail!(
+                "another node (pid {}) is using this data directory; stop it first",
+                pid.trim()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).context("locking the data directory");
+        }
+    }
+    file.set_len(0).context("writing LOCK")?;
+    file.rewind().context("writing LOCK")?;
+    write!(file, "{}", std::process::id()).context("writing LOCK")?;
+    Ok(file)
 }
 
 /// Writes a token file readable by its owner only, durably.

@@ -356,6 +356,19 @@ fn adhoc_sql_spans_partitions() {
 }
 
 #[test]
+fn one_node_per_data_directory() {
+    let tmp = TempDir::new("lock");
+    let node = start(&tmp, 1);
+    let second = Node::start(tmp.dir(), config(1), false)
+        .err()
+        .expect("a second node must be refused");
+    assert!(second.to_string().contains("another node"), "{second}");
+    node.shutdown();
+    drop(node);
+    start(&tmp, 1).shutdown();
+}
+
+#[test]
 fn tenants_cannot_reach_each_others_procedures() {
     let tmp = TempDir::new("tenants");
     let mut tokens = Vec::new();
