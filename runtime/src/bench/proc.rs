@@ -99,7 +99,7 @@ impl Side {
         let (code, _) = ohm_voter::AREA_CODES
             [(self.rng.next_u64() % ohm_voter::AREA_CODES.len() as u64) as usize];
         let phone = code as i64 * ohm_voter::PHONE_AREA_FACTOR + self.rng.range(0, 9_999_999);
-        let contestant = if self.rng.next_u64() % INVALID_EVERY == 0 {
+        let contestant = if self.rng.next_u64().is_multiple_of(INVALID_EVERY) {
             INVALID_CONTESTANT
         } else {
             self.rng.range(1, CONTESTANTS as i64)

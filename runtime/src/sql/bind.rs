@@ -1024,7 +1024,7 @@ fn literal(v: &ast::Value, b: &Binder) -> Result<(Expr, Option<DataType>), SqlEr
 }
 
 fn decode_hex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return None;
     }
     (0..h.len())

@@ -460,7 +460,7 @@ impl Bitmap {
         }
     }
     fn push(&mut self, on: bool) {
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.words.push(0);
         }
         self.len += 1;
@@ -471,7 +471,7 @@ impl Bitmap {
         assert!(self.len > 0, "pop from an empty bitmap");
         self.set(self.len - 1, false);
         self.len -= 1;
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.words.pop();
         }
     }
@@ -563,7 +563,7 @@ mod bitmap_tests {
     #[test]
     fn bitmap_tracks_bits_across_words_and_pops_back_to_empty() {
         let mut b = Bitmap::default();
-        let on = |i: usize| i % 3 == 0 || i == 64 || i == 129;
+        let on = |i: usize| i.is_multiple_of(3) || i == 64 || i == 129;
         for i in 0..130 {
             b.push(on(i));
         }
