@@ -24,6 +24,7 @@ use crate::proto::{
 };
 use crate::types::{TenantId, Value};
 use crate::wasm::{CompiledModule, ProcHost, TxnContext, WasmRuntime};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, RwLock};
@@ -76,7 +77,7 @@ pub struct Coordinator {
     pub catalog: Arc<RwLock<Catalog>>,
     pub dir: Arc<cap_std::fs::Dir>,
     /// The last coordinator transaction id used (recovered from the logs).
-    pub last_txn: u64,
+    pub last_txn: Cell<u64>,
     /// Every deployed module, compiled once: (tenant, module) -> module.
     pub modules: BTreeMap<(TenantId, String), Arc<CompiledModule>>,
 }
@@ -134,9 +135,9 @@ impl Coordinator {
 
     /// Logs one coordinator transaction (one entry per partition, in one
     /// id) and waits until every partition has it durable.
-    fn commit(&mut self, g: &mut Guards<'_>, tenant: TenantId, bodies: Vec<MultiBody>) {
-        self.last_txn += 1;
-        let txn = self.last_txn;
+    fn commit(&self, g: &mut Guards<'_>, tenant: TenantId, bodies: Vec<MultiBody>) {
+        let txn = self.last_txn.get() + 1;
+        self.last_txn.set(txn);
         let mut waits = Vec::with_capacity(bodies.len());
         for (i, body) in bodies.into_iter().enumerate() {
             let lsn = g[i].next_lsn();
@@ -163,25 +164,10 @@ impl Coordinator {
     /// Waits until everything logged so far on every partition is durable
     /// (a read must not be answered before what it saw is).
     fn barrier(&self) {
-        let waits: Vec<Receiver<()>> = self
-            .writers
-            .iter()
-            .filter_map(|w| {
-                let (done, wait) = sync_channel(1);
-                let msg = WriterMsg::Multi {
-                    records: Vec::new(),
-                    last_lsn: 0,
-                    done,
-                };
-                w.send(msg).ok().map(|_| wait)
-            })
-            .collect();
-        for w in waits {
-            let _ = w.recv();
-        }
+        crate::partition::writer::sync_all(&self.writers);
     }
 
-    fn sql(&mut self, tenant: TenantId, sql: &str) -> Result<Vec<SqlResult>, ErrorReply> {
+    fn sql(&self, tenant: TenantId, sql: &str) -> Result<Vec<SqlResult>, ErrorReply> {
         let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
         let many = stmts.len() > 1;
         let mut results = Vec::with_capacity(stmts.len());
@@ -204,7 +190,7 @@ impl Coordinator {
         Ok(results)
     }
 
-    fn statement(&mut self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
+    fn statement(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
         let words = sqltext::words(stmt);
         match sqltext::classify(&words) {
             Kind::TxnControl => Err(ErrorReply::new(
@@ -221,7 +207,7 @@ impl Coordinator {
     }
 
     fn query(
-        &mut self,
+        &self,
         tenant: TenantId,
         stmt: &str,
         words: &[String],
@@ -255,14 +241,13 @@ impl Coordinator {
     }
 
     fn write(
-        &mut self,
+        &self,
         tenant: TenantId,
         stmt: &str,
         words: &[String],
         empty: bool,
     ) -> Result<SqlResult, ErrorReply> {
-        let parts = self.parts.clone();
-        let mut g: Guards<'_> = parts.iter().map(|p| p.lock()).collect();
+        let mut g = self.lock_all();
         let names = multi::needed(&g, tenant, words);
         if let Some(p) = route::single_partition(&g, tenant, stmt, words, &names) {
             if let Some(r) = self.write_on(&mut g, tenant, p.0 as usize, stmt)? {
@@ -287,7 +272,7 @@ impl Coordinator {
     /// changed) when it moved a row to another partition: the caller then
     /// takes the general path.
     fn write_on(
-        &mut self,
+        &self,
         g: &mut Guards<'_>,
         tenant: TenantId,
         p: usize,
@@ -331,7 +316,7 @@ impl Coordinator {
     /// Routes a scratch engine's write-set to the partitions, applies and
     /// logs it.
     fn route_writes(
-        &mut self,
+        &self,
         g: &mut Guards<'_>,
         tenant: TenantId,
         s: &crate::sql::Engine,
@@ -353,9 +338,8 @@ impl Coordinator {
         Ok(())
     }
 
-    fn ddl(&mut self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
-        let parts = self.parts.clone();
-        let mut g: Guards<'_> = parts.iter().map(|p| p.lock()).collect();
+    fn ddl(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
+        let mut g = self.lock_all();
         let first = g[0]
             .tenant(tenant)
             .engine
@@ -400,8 +384,7 @@ impl Coordinator {
             .get(&(tenant, route.module.clone()))
             .cloned()
             .ok_or_else(|| reply::internal("a routed procedure's module is not compiled"))?;
-        let parts = self.parts.clone();
-        let mut g: Guards<'_> = parts.iter().map(|p| p.lock()).collect();
+        let mut g = self.lock_all();
         let words: Vec<String> = compiled
             .desc()
             .statements
@@ -417,7 +400,7 @@ impl Coordinator {
             timestamp_us: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
-            seed: (self.last_txn + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
         let outcome = host
             .call(&mut s, procedure, &args, txn)
@@ -431,8 +414,7 @@ impl Coordinator {
             .runtime
             .compile(name, &wasm)
             .map_err(|e| reply::deploy_error(&e))?;
-        let parts = self.parts.clone();
-        let mut g: Guards<'_> = parts.iter().map(|p| p.lock()).collect();
+        let mut g = self.lock_all();
         let wasm: Arc<[u8]> = Arc::from(wasm);
         let mut info = None;
         for (i, p) in g.iter_mut().enumerate() {
@@ -466,8 +448,7 @@ impl Coordinator {
     fn drop_module(&mut self, tenant: TenantId, name: &str) -> Result<Reply, ErrorReply> {
         let existed = self.modules.contains_key(&(tenant, name.to_string()));
         if existed {
-            let parts = self.parts.clone();
-            let mut g: Guards<'_> = parts.iter().map(|p| p.lock()).collect();
+            let mut g = self.lock_all();
             for p in g.iter_mut() {
                 let part = p.tenant(tenant);
                 part.procs.drop_module(name);

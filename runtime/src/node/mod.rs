@@ -193,7 +193,7 @@ impl Node {
             routes: routes.clone(),
             catalog: catalog.clone(),
             dir: Arc::new(dir),
-            last_txn: rec.last_txn,
+            last_txn: std::cell::Cell::new(rec.last_txn),
             modules,
         };
         for t in &tenants {
@@ -257,26 +257,6 @@ impl Node {
         }
         for (_, t) in writers {
             let _ = t.join();
-        }
-    }
-
-    /// Makes everything logged so far durable (for shutdown in async mode).
-    pub fn flush(&self) {
-        let waits: Vec<_> = self
-            .writers
-            .iter()
-            .filter_map(|w| {
-                let (done, wait) = sync_channel(1);
-                let msg = WriterMsg::Multi {
-                    records: Vec::new(),
-                    last_lsn: 0,
-                    done,
-                };
-                w.send(msg).ok().map(|_| wait)
-            })
-            .collect();
-        for w in waits {
-            let _ = w.recv();
         }
     }
 }

@@ -63,6 +63,27 @@ pub enum WriterMsg {
     Stop,
 }
 
+/// Waits until everything queued so far on each of `writers` is durable
+/// (an empty coordinator record acts as a barrier: writers answer in order).
+pub fn sync_all(writers: &[SyncSender<WriterMsg>]) {
+    let waits: Vec<Receiver<()>> = writers
+        .iter()
+        .filter_map(|w| {
+            let (done, wait) = std::sync::mpsc::sync_channel(1);
+            let msg = WriterMsg::Multi {
+                records: Vec::new(),
+                last_lsn: 0,
+                done,
+            };
+            w.send(msg).ok().map(|_| wait)
+        })
+        .collect();
+    for w in waits {
+        // A writer that stopped has stopped the node (it exits on failure).
+        let _ = w.recv();
+    }
+}
+
 pub struct WriterConfig {
     pub durability: Durability,
     /// Log bytes after which a snapshot is taken.
