@@ -6,6 +6,7 @@
 use super::coordinator::CoordTask;
 use super::Node;
 use crate::catalog::DEMO_TENANT;
+use crate::partition::reply::ReplyFn;
 use crate::proto::{ErrorReply, Reply};
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ pub fn default_procedures_dir() -> Option<PathBuf> {
 
 pub(crate) fn ask(
     node: &Node,
-    make: impl FnOnce(super::super::partition::reply::ReplyFn) -> CoordTask,
+    make: impl FnOnce(ReplyFn) -> CoordTask,
 ) -> Result<Reply, ErrorReply> {
     let (tx, rx) = sync_channel(1);
     let task = make(Box::new(move |r| {
