@@ -151,6 +151,36 @@ fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Rows of `table` on each partition.
+fn per_partition(node: &Node, who: &Principal, table: &str) -> Vec<usize> {
+    node.parts
+        .iter()
+        .map(|p| {
+            let st = p.lock();
+            let t = st
+                .tenant_ref(who.tenant)
+                .unwrap()
+                .engine
+                .database()
+                .table_by_name(table);
+            t.unwrap().len()
+        })
+        .collect()
+}
+
+/// Checks every row of `table` sits on the partition its first column
+/// (the partition column) hashes to.
+fn assert_placed(node: &Node, who: &Principal, table: &str) {
+    let n = node.parts.len() as u32;
+    for p in node.parts.iter() {
+        let st = p.lock();
+        let db = st.tenant_ref(who.tenant).unwrap().engine.database();
+        for (_, row) in db.table_by_name(table).unwrap().scan() {
+            assert_eq!(partition_for(&row[0], n), p.id, "{table} row {row:?}");
+        }
+    }
+}
+
 #[test]
 fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
     let tmp = TempDir::new("voter");
@@ -173,19 +203,9 @@ fn votes_route_to_partitions_and_survive_restart_and_snapshot() {
     }
     assert_eq!(accepted, 300);
     // Every vote row sits on the partition its phone hashes to.
-    for p in node.parts.iter() {
-        let st = p.lock();
-        let t = st
-            .tenant_ref(who.tenant)
-            .unwrap()
-            .engine
-            .database()
-            .table_by_name("votes")
-            .unwrap();
-        assert!(!t.is_empty(), "partition {} got no votes", p.id.0);
-        for (_, row) in t.scan() {
-            assert_eq!(partition_for(&row[0], 3), p.id);
-        }
+    assert_placed(&node, &who, "votes");
+    for (p, n) in per_partition(&node, &who, "votes").iter().enumerate() {
+        assert!(*n > 0, "partition {p} got no votes");
     }
     let before = totals(&node, &who);
     assert_eq!(before.iter().map(|t| t.1).sum::<i64>(), 300);
@@ -258,36 +278,10 @@ fn adhoc_sql_spans_partitions() {
         "INSERT INTO rate VALUES ('EUR', 1.1), ('USD', 1.0)",
     )
     .unwrap();
-    let per: Vec<usize> = node
-        .parts
-        .iter()
-        .map(|p| {
-            p.lock()
-                .tenant_ref(who.tenant)
-                .unwrap()
-                .engine
-                .database()
-                .table_by_name("acct")
-                .unwrap()
-                .len()
-        })
-        .collect();
+    let per = per_partition(&node, &who, "acct");
     assert_eq!(per.iter().sum::<usize>(), 40);
     assert!(per.iter().all(|&n| n > 5), "rows spread: {per:?}");
-    let rates: Vec<usize> = node
-        .parts
-        .iter()
-        .map(|p| {
-            p.lock()
-                .tenant_ref(who.tenant)
-                .unwrap()
-                .engine
-                .database()
-                .table_by_name("rate")
-                .unwrap()
-                .len()
-        })
-        .collect();
+    let rates = per_partition(&node, &who, "rate");
     assert_eq!(rates, vec![2, 2], "replicated tables are everywhere");
 
     let top = rows(
@@ -321,20 +315,7 @@ fn adhoc_sql_spans_partitions() {
     sql(&node, &who, "UPDATE acct SET id = id + 1000 WHERE id <= 10").unwrap();
     let moved = rows(&node, &who, "SELECT COUNT(*) FROM acct WHERE id > 1000");
     assert_eq!(int(&moved[0][0]), 10);
-    for p in node.parts.iter() {
-        let st = p.lock();
-        for (_, row) in st
-            .tenant_ref(who.tenant)
-            .unwrap()
-            .engine
-            .database()
-            .table_by_name("acct")
-            .unwrap()
-            .scan()
-        {
-            assert_eq!(partition_for(&row[0], 2), p.id);
-        }
-    }
+    assert_placed(&node, &who, "acct");
     sql(&node, &who, "DELETE FROM acct WHERE balance < 200").unwrap();
     let left = rows(&node, &who, "SELECT COUNT(*), SUM(balance) FROM acct");
     let begin = sql(&node, &who, "BEGIN").unwrap_err();
@@ -462,18 +443,6 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
         got.iter().map(|r| int(&r[0])).collect::<Vec<_>>(),
         vec![1, 3]
     );
-    for p in node.parts.iter() {
-        assert_eq!(
-            p.lock()
-                .tenant_ref(who.tenant)
-                .unwrap()
-                .engine
-                .database()
-                .table_by_name("r")
-                .unwrap()
-                .len(),
-            2
-        );
-    }
+    assert_eq!(per_partition(&node, &who, "r"), vec![2, 2]);
     node.shutdown();
 }
