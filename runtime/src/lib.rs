@@ -11,6 +11,7 @@ pub mod net;
 pub mod node;
 pub mod partition;
 pub mod proto;
+pub mod rng;
 pub mod slt;
 pub mod sql;
 pub mod storage;

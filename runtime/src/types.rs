@@ -434,3 +434,48 @@ mod tests {
         assert_eq!(parse_timestamp("2023-13-01"), None);
     }
 }
+
+/// A position in a partition's replicated log: the slot of one record,
+/// numbered 1, 2, 3, ... with no gaps. `Slot(0)` means "before the first".
+/// On disk it is the record's sequence number (`lsn` in segment names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Slot(pub u64);
+
+impl Slot {
+    /// The slot after this one.
+    pub fn next(self) -> Slot {
+        Slot(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A node of a cluster, and so a replica of the groups it hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct NodeId(pub u32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+/// A Paxos ballot: one leader's term of office in a replica group. Ordered
+/// by round, then by node, so no two nodes ever lead the same ballot.
+/// `Ballot::default()` (round 0) is below every ballot a leader uses; a log
+/// written before replication existed carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Ballot {
+    pub round: u64,
+    pub node: NodeId,
+}
+
+impl fmt::Display for Ballot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.round, self.node.0)
+    }
+}

@@ -64,6 +64,7 @@ mod apply;
 mod log;
 mod record;
 mod snapshot;
+mod storage;
 
 #[cfg(test)]
 mod tests_log;
@@ -77,6 +78,7 @@ pub use record::{
     RecordTooLarge, RECORD_BYTES_MAX,
 };
 pub use snapshot::{LoadedSnapshot, LoadedTenant, SnapshotInfo, TenantImage};
+pub use storage::{LogRecord, SnapshotMeta, Storage, Vote};
 
 use thiserror::Error;
 

@@ -1,0 +1,100 @@
+//! The storage a replica's Paxos log lives in, as the consensus core and
+//! the partition see it: a synchronous trait, called only by the thread that
+//! owns the replica's disk (the node's log writer; the simulator's one
+//! thread).
+//!
+//! Implemented by `Log` over any `Fs`: the real one (a cap-std `Dir`) and
+//! the simulated disk (`SimFs`), so the simulator runs the same log code,
+//! recovery included, that the node does.
+//!
+//! ```text
+//!   set_vote ----------------------------> vote file (durable on return)
+//!   append* / truncate_after -> buffer --sync--> segments (durable)
+//!   install_snapshot(meta, bytes) -------> snap file (durable), covered records dropped
+//!   read(from) / read_snapshot / vote ---> what a restart or a lagging peer needs
+//! ```
+
+use super::DurabilityError;
+use crate::types::{Ballot, Slot};
+use std::sync::Arc;
+
+/// One record of the log: an entry accepted at `slot` in `ballot`.
+/// `payload` is an encoded `Entry` (opaque to the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub slot: Slot,
+    /// The ballot the record was accepted in.
+    pub ballot: Ballot,
+    pub payload: Arc<[u8]>,
+}
+
+/// What a replica must remember besides its log: the highest ballot it
+/// promised. Never goes back, across crashes included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Vote {
+    pub promised: Ballot,
+}
+
+/// Which state a snapshot holds: everything up to and including `slot`,
+/// whose record was accepted in `ballot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SnapshotMeta {
+    pub slot: Slot,
+    pub ballot: Ballot,
+}
+
+/// A replica's durable state. After any `Err` the storage is in an unknown
+/// state: the replica must stop (the node exits; the simulator crashes the
+/// replica) and reopen it.
+pub trait Storage {
+    /// The vote persisted last (the default when none was ever written).
+    fn vote(&self) -> Vote;
+
+    /// Persists `vote`; it is durable when this returns.
+    fn set_vote(&mut self, vote: Vote) -> Result<(), DurabilityError>;
+
+    /// The snapshot the log continues from, if any.
+    fn snapshot_meta(&self) -> Option<SnapshotMeta>;
+
+    /// The last slot appended; the snapshot's slot (or 0) when no record
+    /// follows it.
+    fn last_slot(&self) -> Slot;
+
+    /// The last slot known durable (synced), or the snapshot's slot.
+    fn durable_slot(&self) -> Slot;
+
+    /// Buffers `record`, whose slot must be `last_slot() + 1`. Not durable
+    /// until `sync`.
+    fn append(&mut self, record: &LogRecord) -> Result<(), DurabilityError>;
+
+    /// Writes what is buffered without an fsync: survives a process crash,
+    /// not an OS crash.
+    fn flush(&mut self) -> Result<(), DurabilityError>;
+
+    /// Writes what is buffered and fsyncs: everything appended (and every
+    /// truncation) survives a crash once this returns.
+    fn sync(&mut self) -> Result<(), DurabilityError>;
+
+    /// Drops every record after `slot` (which must be at least the
+    /// snapshot's slot and at most `last_slot()`); appends continue at
+    /// `slot + 1`. Durable with the next `sync`.
+    fn truncate_after(&mut self, slot: Slot) -> Result<(), DurabilityError>;
+
+    /// Records from `from` on, in slot order, about `bytes_max` of payload
+    /// (always at least one record when `from <= last_slot()`). `from` must
+    /// be after the snapshot's slot: older records are gone.
+    fn read(&mut self, from: Slot, bytes_max: usize) -> Result<Vec<LogRecord>, DurabilityError>;
+
+    /// The newest snapshot, as the bytes `install_snapshot` was given.
+    fn read_snapshot(&mut self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, DurabilityError>;
+
+    /// Writes `bytes` (a snapshot from `snapshot::encode` holding `meta`)
+    /// durably, then drops the records it covers (up to `meta.slot`). When
+    /// the log ends before `meta.slot` it is emptied and continues at
+    /// `meta.slot + 1`; records after `meta.slot` are kept (the caller
+    /// truncates them if they do not follow the snapshot's history).
+    fn install_snapshot(&mut self, meta: SnapshotMeta, bytes: &[u8]) -> Result<(), DurabilityError>;
+
+    /// Record bytes after the newest snapshot: what a restart would replay.
+    fn bytes_since_snapshot(&self) -> u64;
+}
