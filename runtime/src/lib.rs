@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod catalog;
 pub mod cli;
+pub mod consensus;
 pub mod driver;
 pub mod durability;
 pub mod net;

@@ -1,0 +1,480 @@
+//! Scenario tests of the consensus core: a few replicas in one thread with
+//! an in-memory log each and a network the test controls (deliver, drop,
+//! cut links). The simulator (`sim/`) runs the same core at scale with
+//! faults; these pin individual behaviours.
+
+use super::*;
+use crate::types::Ballot;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// One replica's disk, kept simply: what the shell would persist.
+#[derive(Default)]
+struct Disk {
+    vote: Vote,
+    snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    records: Vec<LogRecord>,
+}
+
+impl Disk {
+    fn persist(&mut self, r: &Ready) {
+        if let Some(v) = r.vote {
+            self.vote = v;
+        }
+        if let Some(t) = r.truncate_after {
+            self.records.retain(|x| x.slot <= t);
+        }
+        if let Some((meta, bytes)) = &r.snapshot {
+            self.snapshot = Some((*meta, bytes.clone()));
+            self.records.retain(|x| x.slot > meta.slot);
+        }
+        for rec in &r.records {
+            let last = self
+                .records
+                .last()
+                .map_or(self.snapshot.as_ref().map_or(Slot(0), |s| s.0.slot), |l| {
+                    l.slot
+                });
+            assert_eq!(rec.slot, last.next(), "the shell appends contiguously");
+            self.records.push(rec.clone());
+        }
+    }
+
+    fn read(&self, from: Slot) -> Vec<LogRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.slot >= from)
+            .take(3)
+            .cloned()
+            .collect()
+    }
+}
+
+struct Replica {
+    px: Paxos,
+    disk: Disk,
+    up: bool,
+    /// Records handed out as chosen, in order (what a partition applies).
+    applied: Vec<LogRecord>,
+}
+
+struct Cluster {
+    nodes: BTreeMap<NodeId, Replica>,
+    queue: VecDeque<(NodeId, NodeId, Message)>,
+    /// Links that drop everything (both directions are listed).
+    cut: BTreeSet<(NodeId, NodeId)>,
+    now: u64,
+}
+
+fn ids(n: u32) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+impl Cluster {
+    fn new(n: u32) -> Cluster {
+        let members = ids(n);
+        let nodes = members
+            .iter()
+            .map(|&id| {
+                let cfg = Config::new(id, members.clone());
+                let px = Paxos::new(
+                    cfg,
+                    Vote::default(),
+                    SnapshotMeta::default(),
+                    0,
+                    id.0 as u64,
+                )
+                .unwrap();
+                let r = Replica {
+                    px,
+                    disk: Disk::default(),
+                    up: true,
+                    applied: Vec::new(),
+                };
+                (id, r)
+            })
+            .collect();
+        Cluster {
+            nodes,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            now: 0,
+        }
+    }
+
+    fn node(&mut self, id: u32) -> &mut Replica {
+        self.nodes.get_mut(&NodeId(id)).unwrap()
+    }
+
+    /// Drains every replica's Ready (persisting at once) and delivers
+    /// messages until the network is quiet.
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            let mut busy = false;
+            for id in ids {
+                busy |= self.drain(id);
+            }
+            let Some((from, to, msg)) = self.queue.pop_front() else {
+                if busy {
+                    continue;
+                }
+                return;
+            };
+            if self.cut.contains(&(from, to)) {
+                continue;
+            }
+            let r = self.nodes.get_mut(&to).unwrap();
+            if r.up {
+                r.px.step(from, msg);
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    /// Acts on one replica's Ready; whether there was anything to do.
+    fn drain(&mut self, id: NodeId) -> bool {
+        let r = self.nodes.get_mut(&id).unwrap();
+        if !r.up {
+            return false;
+        }
+        let ready = r.px.ready();
+        let busy = !ready.is_empty();
+        r.disk.persist(&ready);
+        if let Some(seq) = ready.persist_seq {
+            r.px.persisted(seq);
+        }
+        let applied_to = r
+            .applied
+            .last()
+            .map_or(r.px.snapshot_meta().slot, |a| a.slot);
+        if ready.snapshot.is_some() {
+            r.applied.clear();
+        }
+        let from = match &ready.snapshot {
+            Some((m, _)) => m.slot.next(),
+            None => applied_to.next(),
+        };
+        if ready.chosen >= from && !r.px.is_leader() {
+            let recs = r.px.records(from, ready.chosen);
+            r.applied.extend(recs);
+            r.px.applied(ready.chosen);
+        }
+        for to in ready
+            .reads
+            .iter()
+            .map(|(to, from)| (*to, *from))
+            .collect::<Vec<_>>()
+        {
+            let recs = r.disk.read(to.1);
+            r.px.read_done(to.0, to.1, recs);
+        }
+        for to in &ready.snapshot_reads {
+            let (meta, bytes) = r.disk.snapshot.clone().unwrap();
+            r.px.snapshot_read(*to, meta, bytes);
+        }
+        for (to, m) in ready.messages.into_iter().chain(ready.after_persist) {
+            self.queue.push_back((id, to, m));
+        }
+        busy
+    }
+
+    fn tick(&mut self, dt_us: u64) {
+        self.now += dt_us;
+        let now = self.now;
+        for r in self.nodes.values_mut().filter(|r| r.up) {
+            r.px.tick(now);
+        }
+        self.settle();
+    }
+
+    /// Ticks in 10 ms steps for `ms`.
+    fn run_ms(&mut self, ms: u64) {
+        for _ in 0..ms / 10 {
+            self.tick(10_000);
+        }
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        let leaders: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, r)| r.up && r.px.is_leader())
+            .map(|(id, _)| *id)
+            .collect();
+        match leaders.as_slice() {
+            [] => None,
+            [one] => Some(*one),
+            many => {
+                // Two may think they lead (an old one not yet told), but
+                // never in the same ballot.
+                let ballots: BTreeSet<Ballot> =
+                    many.iter().map(|id| self.nodes[id].px.promised()).collect();
+                assert_eq!(ballots.len(), many.len(), "two leaders in one ballot");
+                many.iter()
+                    .copied()
+                    .max_by_key(|id| self.nodes[id].px.promised())
+            }
+        }
+    }
+
+    fn propose(&mut self, id: NodeId, data: &[u8]) -> Result<Slot, ConsensusError> {
+        let r = self.node(id.0);
+        r.px.propose(Arc::from(data.to_vec()))
+    }
+
+    fn isolate(&mut self, id: u32) {
+        for other in self.nodes.keys().copied().collect::<Vec<_>>() {
+            self.cut.insert((NodeId(id), other));
+            self.cut.insert((other, NodeId(id)));
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Chosen payloads of every replica agree slot by slot.
+    fn check_agreement(&self) {
+        let mut by_slot: BTreeMap<Slot, (Ballot, Arc<[u8]>)> = BTreeMap::new();
+        for r in self.nodes.values() {
+            for rec in &r.applied {
+                let e = by_slot
+                    .entry(rec.slot)
+                    .or_insert((rec.ballot, rec.payload.clone()));
+                assert_eq!(*e, (rec.ballot, rec.payload.clone()), "slot {}", rec.slot);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_single_replica_leads_at_once_and_chooses_what_is_durable() {
+    let mut c = Cluster::new(1);
+    c.tick(1);
+    assert!(c.node(1).px.is_leader());
+    let s = c.propose(NodeId(1), b"a").unwrap();
+    let r = c.node(1).px.ready();
+    assert_eq!(r.records.len(), 1);
+    assert!(r.chosen < s, "not chosen before it is durable");
+    c.node(1).disk.persist(&r);
+    c.node(1).px.persisted(r.persist_seq.unwrap());
+    assert_eq!(c.node(1).px.chosen(), s);
+    // Alone, a read needs no quorum round.
+    let now = c.now;
+    assert!(c.node(1).px.read_allowed(now));
+}
+
+#[test]
+fn three_replicas_elect_one_leader_and_agree() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().expect("a leader within 3 s");
+    for i in 0..50u8 {
+        c.propose(l, &[i]).unwrap();
+    }
+    c.run_ms(200);
+    for r in c.nodes.values() {
+        assert_eq!(r.px.chosen(), c.nodes[&l].px.last_slot());
+    }
+    c.check_agreement();
+    let followers = c.nodes.values().filter(|r| !r.px.is_leader());
+    for r in followers {
+        // The no-op and the 50 proposals, in order.
+        let payloads: Vec<u8> = r
+            .applied
+            .iter()
+            .filter_map(|a| a.payload.first().copied())
+            .collect();
+        assert_eq!(payloads, (0..50).collect::<Vec<u8>>());
+    }
+}
+
+#[test]
+fn a_new_leader_keeps_what_was_chosen_and_the_old_one_gives_up_the_rest() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let old = c.leader().unwrap();
+    for i in 0..10u8 {
+        c.propose(old, &[i]).unwrap();
+    }
+    c.run_ms(100);
+    let chosen = c.nodes[&old].px.chosen();
+    c.isolate(old.0);
+    // Proposed while cut off: never chosen.
+    for i in 100..105u8 {
+        c.propose(old, &[i]).unwrap();
+    }
+    c.run_ms(3000);
+    assert!(
+        !c.nodes[&old].px.is_leader(),
+        "check-quorum: a leader that hears nobody steps down"
+    );
+    let new = c.leader().unwrap();
+    assert_ne!(new, old);
+    assert!(c.nodes[&new].px.promised() > c.nodes[&old].px.promised());
+    c.propose(new, b"n").unwrap();
+    c.run_ms(100);
+    c.heal();
+    c.run_ms(500);
+    c.check_agreement();
+    let r = &c.nodes[&old];
+    assert!(r.px.chosen() > chosen);
+    assert!(
+        r.applied
+            .iter()
+            .all(|a| a.payload.first().is_none_or(|b| !(100..105).contains(b))),
+        "the old leader's unchosen records were replaced: {:?}",
+        r.applied
+            .iter()
+            .map(|a| (a.slot.0, a.ballot.round, a.payload.to_vec()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(r.disk.records.last().unwrap().payload.as_ref(), b"n");
+}
+
+#[test]
+fn a_follower_cut_off_and_back_does_not_disturb_the_leader() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let ballot = c.nodes[&l].px.promised();
+    let f = c.nodes.keys().copied().find(|id| *id != l).unwrap();
+    // Only the link between the leader and f is cut: f times out and asks
+    // for pre-votes, which the third replica (hearing the leader) refuses.
+    c.cut.insert((l, f));
+    c.cut.insert((f, l));
+    c.run_ms(5000);
+    c.heal();
+    c.run_ms(500);
+    assert_eq!(c.leader(), Some(l));
+    assert_eq!(
+        c.nodes[&l].px.promised(),
+        ballot,
+        "no new ballot was needed"
+    );
+}
+
+#[test]
+fn a_lagging_follower_catches_up_from_storage_and_from_a_snapshot() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let f = c.nodes.keys().copied().find(|id| *id != l).unwrap();
+    c.isolate(f.0);
+    // Big records, so the leader's memory cache drops old ones and must
+    // read them back from its storage for the follower.
+    let big = vec![7u8; 1 << 20];
+    for _ in 0..(CACHE_BYTES_MAX >> 20) + 8 {
+        c.propose(l, &big).unwrap();
+        c.run_ms(10);
+    }
+    c.heal();
+    c.run_ms(2000);
+    assert_eq!(c.nodes[&f].px.chosen(), c.nodes[&l].px.chosen());
+    c.check_agreement();
+
+    // Now compact the leader's log past what a cut-off follower holds.
+    c.isolate(f.0);
+    for i in 0..5u8 {
+        c.propose(l, &[i]).unwrap();
+    }
+    c.run_ms(100);
+    let chosen = c.nodes[&l].px.chosen();
+    let meta = SnapshotMeta {
+        slot: chosen,
+        ballot: c.nodes[&l].px.ballot_at(chosen).unwrap(),
+    };
+    let leader = c.node(l.0);
+    leader.disk.snapshot = Some((meta, b"state".to_vec()));
+    leader.disk.records.retain(|r| r.slot > meta.slot);
+    leader.px.applied(chosen);
+    leader.px.compacted(meta);
+    c.heal();
+    c.run_ms(2000);
+    let fr = &c.nodes[&f];
+    assert_eq!(fr.disk.snapshot.as_ref().map(|s| s.0), Some(meta));
+    assert_eq!(fr.px.chosen(), c.nodes[&l].px.chosen());
+}
+
+#[test]
+fn a_replica_promises_only_to_a_candidate_as_complete_as_itself() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let others: Vec<NodeId> = c.nodes.keys().copied().filter(|id| *id != l).collect();
+    let (behind, ahead) = (others[0], others[1]);
+    c.isolate(behind.0);
+    c.propose(l, b"x").unwrap();
+    c.run_ms(100);
+    // The leader dies; only the replica that missed "x" and the one that
+    // has it remain. The one that missed it must not win.
+    c.node(l.0).up = false;
+    c.heal();
+    c.isolate(l.0);
+    c.run_ms(5000);
+    assert_eq!(c.leader(), Some(ahead));
+    c.check_agreement();
+    assert!(c.nodes[&behind]
+        .applied
+        .iter()
+        .any(|a| a.payload.as_ref() == b"x"));
+}
+
+#[test]
+fn leases_shrink_by_the_drift_bound_and_reads_wait_outside_them() {
+    let cfg = Config::new(NodeId(1), ids(3));
+    // 500 ms * 0.98 / 1.02
+    assert_eq!(cfg.leader_lease_us(), 480_392);
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let t = c.now;
+    assert!(
+        c.nodes[&l].px.read_allowed(t),
+        "a quorum answered a heartbeat just now"
+    );
+    // Cut the leader off: reads executed later are refused once the lease
+    // from the last answered heartbeat has run out.
+    c.isolate(l.0);
+    c.run_ms(200);
+    let in_lease = c.now;
+    assert!(c.nodes[&l].px.read_allowed(in_lease));
+    c.run_ms(400);
+    assert!(!c.nodes[&l].px.read_allowed(c.now));
+}
+
+#[test]
+fn propose_refuses_when_not_leader_or_too_much_is_unchosen() {
+    let mut c = Cluster::new(3);
+    c.tick(1);
+    let e = c.propose(NodeId(1), b"x").unwrap_err();
+    assert!(matches!(e, ConsensusError::NotLeader { .. }), "{e}");
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    c.isolate(l.0);
+    let mut refused = None;
+    for i in 0..UNCHOSEN_RECORDS_MAX + 10 {
+        if let Err(e) = c.propose(l, b"") {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (i, e) = refused.expect("backpressure");
+    assert!(matches!(e, ConsensusError::Busy { .. }), "{e}");
+    assert!(i <= UNCHOSEN_RECORDS_MAX, "{i}");
+}
+
+#[test]
+fn config_is_checked() {
+    let mut cfg = Config::new(NodeId(9), ids(3));
+    let err = |cfg: &Config| {
+        Paxos::new(cfg.clone(), Vote::default(), SnapshotMeta::default(), 0, 1)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert!(err(&cfg).unwrap().contains("not a member"));
+    cfg.id = NodeId(1);
+    cfg.lease_us = cfg.election_timeout_us + 1;
+    assert!(err(&cfg).unwrap().contains("lease"));
+}
