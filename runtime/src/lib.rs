@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod driver;
 pub mod durability;
+pub mod lincheck;
 pub mod net;
 pub mod node;
 pub mod partition;
