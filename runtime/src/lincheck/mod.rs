@@ -24,11 +24,15 @@
 //! then be linearized anywhere after its call, including after every other
 //! operation, which is the same as never having taken effect.
 
+mod kv;
+mod ohm_kv;
 mod register;
 mod search;
 #[cfg(test)]
 mod tests_search;
 
+pub use kv::{KvInput, KvModel, KvOp, KvOutput};
+pub use ohm_kv::{OhmKvInput, OhmKvModel, OhmKvOp, OhmKvOutput, Versioned};
 pub use register::{RegisterInput, RegisterModel, RegisterOutput};
 pub use search::{check, check_detailed, Failure, Report, MEMO_BYTES_MAX};
 
