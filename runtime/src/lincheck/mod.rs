@@ -24,12 +24,15 @@
 //! then be linearized anywhere after its call, including after every other
 //! operation, which is the same as never having taken effect.
 
+pub mod history;
 mod kv;
 mod ohm_kv;
 mod register;
 mod search;
 #[cfg(test)]
 mod tests_search;
+#[cfg(test)]
+mod tests_testdata;
 
 pub use kv::{KvInput, KvModel, KvOp, KvOutput};
 pub use ohm_kv::{OhmKvInput, OhmKvModel, OhmKvOp, OhmKvOutput, Versioned};
