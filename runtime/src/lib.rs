@@ -8,6 +8,7 @@ pub mod cli;
 pub mod consensus;
 pub mod driver;
 pub mod durability;
+pub mod lincheck;
 pub mod net;
 pub mod node;
 pub mod partition;

@@ -1,6 +1,7 @@
-//! The `ohm` command line: conformance runs, benchmarks and the client
-//! commands (`sql`, `deploy`, `drop`, `call`, `status`, `tenant`); the
-//! node (`ohm serve`) arrives with the node issue.
+//! The `ohm` command line: conformance runs, benchmarks, the linearizability
+//! checker for recorded histories (`lincheck`) and the client commands
+//! (`sql`, `deploy`, `drop`, `call`, `status`, `tenant`); the node (`ohm
+//! serve`) arrives with the node issue.
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -8,6 +9,7 @@ use ohm::slt::{self, expected::ExpectedFailures, SltDb};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,18 @@ enum Command {
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check recorded operation histories for linearizability.
+    ///
+    /// Reads Jepsen etcd logs (`INFO jepsen.util - <process> :invoke|:ok|:fail|:info
+    /// :read|:write|:cas <value>`: a register) and EDN key-value logs
+    /// (`{:process P, :type ..., :f :get|:put|:append, :key "k", :value ...}`),
+    /// telling them apart by content. Prints `FILE<TAB>linearizable`,
+    /// `FILE<TAB>NOT-linearizable` or `FILE<TAB>unknown` (the search ran out of
+    /// time) per file, in the order given. Exits 0 if every file is
+    /// linearizable, 1 if any is not or is unknown, 2 if any file cannot be
+    /// read or parsed (named with its line on stderr; the others are still
+    /// checked).
+    Lincheck(LincheckArgs),
     /// Run a node: recover the data directory, listen on QUIC, serve until
     /// SIGINT/SIGTERM. Prints `ready addr=... fingerprint=... data=...`.
     Serve(ohm::node::serve::ServeArgs),
@@ -80,6 +94,21 @@ struct SltArgs {
     files: Vec<PathBuf>,
 }
 
+/// Longest `--timeout-ms` (a day).
+const LINCHECK_TIMEOUT_MS_MAX: u64 = 24 * 3600 * 1000;
+
+#[derive(Args)]
+struct LincheckArgs {
+    /// Time the search may spend on one history before reporting it
+    /// `unknown`.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=LINCHECK_TIMEOUT_MS_MAX))]
+    timeout_ms: u64,
+    /// History files.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Engine {
     Ohm,
@@ -118,6 +147,7 @@ enum BenchCommand {
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Slt(args) => run_slt(args),
+        Command::Lincheck(args) => run_lincheck(args),
         Command::Serve(args) => ohm::node::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => ohm::cli::demo::run(args),
         Command::Bench(BenchCommand::Sql { rows, seconds }) => {
@@ -155,6 +185,35 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+fn run_lincheck(args: LincheckArgs) -> anyhow::Result<ExitCode> {
+    use ohm::lincheck::{history, Verdict};
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let (mut unreadable, mut all_linearizable) = (false, true);
+    for file in &args.files {
+        let history = match history::read_file(file) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("ohm lincheck: {e}");
+                unreadable = true;
+                continue;
+            }
+        };
+        let verdict = history.check(Instant::now() + timeout);
+        all_linearizable &= verdict == Verdict::Linearizable;
+        writeln!(out, "{}\t{verdict}", file.display()).context("writing the report")?;
+        out.flush().context("writing the report")?;
+    }
+    Ok(if unreadable {
+        ExitCode::from(2)
+    } else if all_linearizable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_slt(args: SltArgs) -> anyhow::Result<ExitCode> {
