@@ -4,6 +4,8 @@
 //! Owns: the record format and its codec (`record`), the segment files with
 //! append, sync, recovery and compaction (`log`), snapshot files (`snapshot`),
 //! and replaying logged writes into an engine (`apply`).
+//! `Fs` is the seam every file operation will go through: `DirFs` on the
+//! real disk, `SimFs` (a simulated disk that crashes on demand) in tests.
 //! Must not: touch any path except through the `cap_std::fs::Dir` it is given,
 //! assign lsns (the caller does), or know about consensus: a record is
 //! self-contained (tables are named, never numbered), so the same bytes can be
@@ -61,8 +63,10 @@
 //! anything else wrong is `DurabilityError::Corrupt` naming file and offset.
 
 mod apply;
+mod fs;
 mod log;
 mod record;
+mod sim_fs;
 mod snapshot;
 mod storage;
 
@@ -72,11 +76,13 @@ mod tests_log;
 mod tests_snapshot;
 
 pub use apply::{apply, ApplyError};
+pub use fs::{DirFs, Fs, FsFile};
 pub use log::{Log, LogOptions, Recovered, TornTail};
 pub use record::{
     decode_entry, encode_commit, encode_entry, Entry, LoggedOp, LoggedWrites, MultiBody,
     RecordTooLarge, RECORD_BYTES_MAX,
 };
+pub use sim_fs::{CrashReport, CrashedFile, SimFile, SimFs, SimFsStats, GARBLED_TAIL_BYTES};
 pub use snapshot::{LoadedSnapshot, LoadedTenant, SnapshotInfo, TenantImage};
 pub use storage::{LogRecord, SnapshotMeta, Storage, Vote};
 
