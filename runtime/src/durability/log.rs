@@ -130,14 +130,15 @@ struct Listing {
 }
 
 /// Lists the directory; leftover temporary files (a write a crash
-/// interrupted) are removed.
+/// interrupted) are removed. The names listed are made durable: a process
+/// that died may have left a rename or a removal unsynced.
 fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
     let names = fs.list(DIR_ENTRIES_MAX).map_err(io_err(".", "list"))?;
     if names.len() > DIR_ENTRIES_MAX {
         let what = format!("more than {DIR_ENTRIES_MAX} files");
         return Err(corrupt(".", 0, what));
     }
-    let (mut out, mut removed) = (Listing::default(), false);
+    let mut out = Listing::default();
     for name in names {
         if let Some(first) = parse_name(&name, "log-", ".seg") {
             out.segments.push((first, name));
@@ -150,12 +151,9 @@ fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
                 && (name.starts_with("snap-") || name.starts_with("log-")))
         {
             fs.remove(&name).map_err(io_err(&name, "remove"))?;
-            removed = true;
         }
     }
-    if removed {
-        fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
-    }
+    fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
     out.segments.sort();
     out.snapshots.sort();
     Ok(out)
@@ -317,9 +315,14 @@ impl<F: Fs> Log<F> {
             opened.torn_tail = Some(torn);
         }
         let file = match rec.live.last() {
-            Some(seg) => fs
-                .open_append(&seg.name)
-                .map_err(io_err(&seg.name, "open"))?,
+            // A process that died may have written it without an fsync:
+            // what is reported durable below must be.
+            Some(seg) => {
+                let name = seg.name.as_str();
+                let mut f = fs.open_append(name).map_err(io_err(name, "open"))?;
+                f.sync_data().map_err(io_err(name, "fsync"))?;
+                f
+            }
             None => {
                 let (f, seg) = create_segment(&fs, rec.next)?;
                 rec.live.push(seg);

@@ -101,6 +101,8 @@ mod storage;
 mod vote;
 
 #[cfg(test)]
+mod tests_crash;
+#[cfg(test)]
 mod tests_log;
 #[cfg(test)]
 mod tests_snapshot;
