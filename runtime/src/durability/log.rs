@@ -1,31 +1,42 @@
-//! One partition's log on disk: segment files of records, appended in lsn
-//! order, fsynced on `sync`, scanned on `open`, compacted after a snapshot.
+//! One replica's log on disk: segment files of records, appended in slot
+//! order, fsynced on `sync`, checked on `open`; the vote and the snapshots
+//! beside them. Generic over the `Fs`, so the simulator runs this code.
 //!
-//! Owns: `Log` (the open current segment, the append buffer, which lsn is
-//! durable), recovery (`Log::open`) and torn-tail truncation. Must not: decode
-//! entries on the append path, or write anywhere but the given `Dir`. After an
-//! `Io` error the `Log` is in an unknown state: drop it and `open` again.
+//! Owns: `Log` (the current segment and its append buffer, which slot is
+//! durable, the vote, the snapshot files), recovery (`Log::open`) and
+//! torn-tail truncation. `log_storage` adds the rest of `Storage`
+//! (truncation, reads, snapshots, the vote). Must not: decode payloads, or
+//! touch anything but its `Fs`. After an error the `Log` is in an unknown
+//! state: drop it and `open` again.
+//!
+//! ```text
+//!   open: list --> vote --> newest snapshot's meta --> scan segments after it
+//!         --> (vote check) --> cut a torn tail --> current segment open for append
+//!   append_payload --> buf --flush--> current segment --sync--> durable
+//! ```
 
-use super::record::{decode_entry, frame, Entry, Framed, RECORD_HEADER_BYTES};
-use super::snapshot::{self, LoadedSnapshot, SnapshotInfo, TenantImage};
-use super::{io_err, sync_dir, DurabilityError, Lsn};
-use cap_std::fs::{Dir, File, OpenOptions};
+use super::frame::{put_record, RECORD_HEADER_BYTES};
+use super::fs::{DirFs, Fs, FsFile};
+use super::record::PAYLOAD_BYTES_MAX;
+use super::segment::{
+    corrupt, read_whole, scan, segment_header, ReadCache, Segment, SEGMENT_VERSION,
+};
+use super::snapshot;
+use super::storage::{SnapshotMeta, Vote};
+use super::vote::{self, VOTE_FILE, VOTE_TMP};
+use super::{io_err, DurabilityError};
+use crate::types::{Ballot, Slot};
 use std::collections::VecDeque;
-use std::io::Write;
 
-const SEGMENT_MAGIC: &[u8; 8] = b"OHMLOG\0\0";
-const SEGMENT_VERSION: u32 = 1;
-pub(super) const SEGMENT_HEADER_BYTES: usize = 20;
-/// Largest segment file read at recovery (a segment is rotated near
-/// `segment_bytes_max`, so a bigger one is not ours).
-pub const SEGMENT_FILE_BYTES_MAX: u64 = 4 << 30;
 /// Files the log directory may hold.
 pub const DIR_ENTRIES_MAX: usize = 100_000;
 /// Appended bytes held in memory before they are written (not fsynced).
 pub const APPEND_BUFFER_BYTES_MAX: usize = 8 << 20;
-/// Lsns whose cumulative byte offsets are remembered, to tell how much log
-/// follows a snapshot's lsn; an older lsn gets an estimate.
-const RECENT_LSNS_MAX: usize = 1 << 16;
+/// Slots whose cumulative byte offsets are remembered, to tell how much log
+/// follows a snapshot's slot; an older slot gets an estimate.
+const RECENT_SLOTS_MAX: usize = 1 << 16;
+/// Suffix of a file being written before it is renamed into place.
+const TMP_SUFFIX: &str = ".tmp";
 
 /// How the log is laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,484 +61,417 @@ pub struct TornTail {
     pub bytes_dropped: u64,
 }
 
-/// What `Log::open` found.
-#[derive(Debug)]
-pub struct Recovered {
-    pub snapshot: Option<LoadedSnapshot>,
-    /// Records after the snapshot, in lsn order.
-    pub entries: Vec<(Lsn, Entry)>,
+/// What `Log::open` found besides the log itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Opened {
     /// Set when a torn/partial record at the end of the last segment was cut off.
     pub torn_tail: Option<TornTail>,
 }
 
-#[derive(Debug, Clone)]
-struct Segment {
-    first: Lsn,
-    name: String,
-    /// Bytes in the file plus those buffered for it.
-    bytes: u64,
+/// One replica's log, over any `Fs`.
+pub struct Log<F: Fs> {
+    pub(super) fs: F,
+    pub(super) opts: LogOptions,
+    /// Oldest first; the last is the one appended to (its records may go
+    /// on past `last` only in `buf`, never on disk).
+    pub(super) segments: Vec<Segment>,
+    /// The last segment, open for appending.
+    pub(super) file: F::File,
+    /// Records appended to the last segment and not yet written.
+    pub(super) buf: Vec<u8>,
+    /// The last segment was cut since its last fsync.
+    pub(super) cut_unsynced: bool,
+    pub(super) last: Slot,
+    pub(super) durable: Slot,
+    pub(super) vote: Vote,
+    pub(super) snapshot: Option<SnapshotMeta>,
+    /// Snapshot files, oldest first (only the newest counts).
+    pub(super) snapshots: Vec<(Slot, String)>,
+    /// Segment files wholly covered by the snapshot, left by a compaction
+    /// or an install a crash interrupted: removed at the next install.
+    pub(super) stale: Vec<String>,
+    /// Record bytes appended (or recovered) after the snapshot `open` found.
+    pub(super) bytes_total: u64,
+    pub(super) bytes_at_snapshot: u64,
+    /// `recent[i]` is `bytes_total` just after slot `recent_base + i`; never empty.
+    pub(super) recent: VecDeque<u64>,
+    pub(super) recent_base: u64,
+    /// Where the last `read` stopped (reset when segment bytes change).
+    pub(super) read_cache: ReadCache,
 }
 
-/// One partition's log.
-pub struct Log {
-    dir: Dir,
-    opts: LogOptions,
-    /// Oldest first; the last is the one appended to.
-    segments: Vec<Segment>,
-    file: File,
-    buf: Vec<u8>,
-    last: Lsn,
-    durable: Lsn,
-    snapshots: Vec<(Lsn, String)>,
-    snapshot_lsn: Lsn,
-    /// Record bytes appended (or recovered) since the snapshot `open` loaded.
-    bytes_total: u64,
-    bytes_at_snapshot: u64,
-    /// `recent[i]` is `bytes_total` just after lsn `recent_base + i`; never empty.
-    recent: VecDeque<u64>,
-    recent_base: u64,
+/// The log of a node: on the real disk.
+pub type DiskLog = Log<DirFs>;
+
+impl Log<DirFs> {
+    /// `Log::open` on a directory of the real disk.
+    pub fn open_dir(
+        dir: cap_std::fs::Dir,
+        opts: LogOptions,
+    ) -> Result<(DiskLog, Opened), DurabilityError> {
+        Log::open(DirFs::new(dir), opts)
+    }
 }
 
-pub(super) fn segment_name(first: Lsn) -> String {
-    format!("log-{:020}.seg", first.0)
-}
-
-fn parse_name(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+fn parse_name(name: &str, prefix: &str, suffix: &str) -> Option<Slot> {
     let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().map(Slot)
 }
 
-fn segment_header(first: Lsn) -> [u8; SEGMENT_HEADER_BYTES] {
-    let mut h = [0u8; SEGMENT_HEADER_BYTES];
-    h[..8].copy_from_slice(SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    h[12..20].copy_from_slice(&first.0.to_le_bytes());
-    h
+/// The log's files in the directory, by kind, sorted by slot.
+#[derive(Default)]
+struct Listing {
+    segments: Vec<(Slot, String)>,
+    snapshots: Vec<(Slot, String)>,
+    vote: bool,
 }
 
-fn corrupt(file: &str, offset: usize, what: String) -> DurabilityError {
-    DurabilityError::Corrupt {
-        file: file.to_string(),
-        offset: offset as u64,
-        what,
+/// Lists the directory; leftover temporary files (a write a crash
+/// interrupted) are removed. The names listed are made durable: a process
+/// that died may have left a rename or a removal unsynced.
+fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
+    let names = fs.list(DIR_ENTRIES_MAX).map_err(io_err(".", "list"))?;
+    if names.len() > DIR_ENTRIES_MAX {
+        let what = format!("more than {DIR_ENTRIES_MAX} files");
+        return Err(corrupt(".", 0, what));
     }
-}
-
-/// Files named by the lsn they start at (segments) or hold (snapshots).
-type Files = Vec<(Lsn, String)>;
-
-/// Segment and snapshot files in `dir`, sorted by lsn; leftover temporary
-/// snapshot files are removed.
-fn list(dir: &Dir) -> Result<(Files, Files), DurabilityError> {
-    let (mut segs, mut snaps, mut removed) = (Vec::new(), Vec::new(), false);
-    for (n, ent) in dir.entries().map_err(io_err(".", "list"))?.enumerate() {
-        if n >= DIR_ENTRIES_MAX {
-            return Err(corrupt(
-                ".",
-                0,
-                format!("more than {DIR_ENTRIES_MAX} files"),
-            ));
-        }
-        let ent = ent.map_err(io_err(".", "list"))?;
-        let Ok(name) = ent.file_name().into_string() else {
-            continue;
-        };
-        if let Some(l) = parse_name(&name, "log-", ".seg") {
-            segs.push((Lsn(l), name));
-        } else if let Some(l) = parse_name(&name, "snap-", ".snap") {
-            snaps.push((Lsn(l), name));
-        } else if name.starts_with("snap-") && name.ends_with(snapshot::TMP_SUFFIX) {
-            dir.remove_file(&name).map_err(io_err(&name, "remove"))?;
-            removed = true;
+    let mut out = Listing::default();
+    for name in names {
+        if let Some(first) = parse_name(&name, "log-", ".seg") {
+            out.segments.push((first, name));
+        } else if let Some(slot) = parse_name(&name, "snap-", ".snap") {
+            out.snapshots.push((slot, name));
+        } else if name == VOTE_FILE {
+            out.vote = true;
+        } else if name == VOTE_TMP
+            || (name.ends_with(TMP_SUFFIX)
+                && (name.starts_with("snap-") || name.starts_with("log-")))
+        {
+            fs.remove(&name).map_err(io_err(&name, "remove"))?;
         }
     }
-    if removed {
-        sync_dir(dir)?;
-    }
-    segs.sort();
-    snaps.sort();
-    Ok((segs, snaps))
+    fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
+    out.segments.sort();
+    out.snapshots.sort();
+    Ok(out)
 }
 
-/// Whether any whole, CRC-valid record with lsn >= `min` starts in `data`
-/// at or after `from`: if so, a bad record before it is not a torn tail.
-fn valid_after(data: &[u8], from: usize, min: Lsn) -> bool {
-    (from..data.len())
-        .any(|p| matches!(data.get(p..).map(frame), Some(Framed::Ok { lsn, .. }) if lsn >= min))
+/// The meta of snapshot file `name`, from its first frame only.
+fn snapshot_meta<F: Fs>(fs: &F, slot: Slot, name: &str) -> Result<SnapshotMeta, DurabilityError> {
+    let len = fs.len(name).map_err(io_err(name, "stat"))?;
+    let mut prefix = vec![0u8; len.min(snapshot::META_PREFIX_BYTES as u64) as usize];
+    fs.read_at(name, 0, &mut prefix)
+        .map_err(io_err(name, "read"))?;
+    let meta = snapshot::read_meta_named(name, &prefix)?;
+    if meta.slot != slot {
+        let what = format!("holds slot {}, which its name does not", meta.slot);
+        return Err(corrupt(name, 0, what));
+    }
+    Ok(meta)
 }
 
-/// What scanning one segment found.
-struct Scanned {
-    /// Bytes of whole records (plus header) kept.
-    end: usize,
-    next: Lsn,
-    torn: Option<TornTail>,
+/// What scanning the segments after the snapshot found (nothing written yet).
+struct Recovery {
+    /// Segments the log continues with, oldest first (maybe none).
+    live: Vec<Segment>,
+    stale: Vec<String>,
+    /// A torn tail of the last live segment: where to cut it.
+    torn: Option<(TornTail, u64)>,
+    next: Slot,
+    sizes: Vec<u64>,
+    /// The highest ballot a live record holds, and its file.
+    ballot_max: (Ballot, String),
 }
 
-/// Reads the records of segment `name` (whose first lsn is `first`),
-/// pushing those after `skip_to` onto `out` with their sizes onto `sizes`.
-fn scan_segment(
-    data: &[u8],
-    name: &str,
-    first: Lsn,
-    is_last: bool,
-    skip_to: Lsn,
-    out: &mut Vec<(Lsn, Entry)>,
-    sizes: &mut Vec<u64>,
-) -> Result<Scanned, DurabilityError> {
-    if data.len() < SEGMENT_HEADER_BYTES && is_last {
-        // Torn while being created: nothing after the header was synced.
-        let torn = TornTail {
-            file: name.to_string(),
-            offset: 0,
-            bytes_dropped: data.len() as u64,
-        };
-        return Ok(Scanned {
-            end: 0,
-            next: first,
-            torn: Some(torn),
-        });
-    }
-    if data.get(..SEGMENT_HEADER_BYTES) != Some(&segment_header(first)[..]) {
-        return Err(corrupt(
-            name,
-            0,
-            format!(
-                "bad segment header (expected magic, version {SEGMENT_VERSION}, first lsn {first})"
-            ),
-        ));
-    }
-    let mut pos = SEGMENT_HEADER_BYTES;
-    let mut next = first;
-    while pos < data.len() {
-        let rest = data.get(pos..).unwrap_or_default();
-        let bad = match frame(rest) {
-            Framed::Ok { lsn, payload, len } => {
-                if lsn != next {
-                    return Err(corrupt(
-                        name,
-                        pos,
-                        format!("record has lsn {lsn}, expected {next}"),
-                    ));
-                }
-                if lsn > skip_to {
-                    let entry = decode_entry(payload).map_err(|w| corrupt(name, pos, w))?;
-                    out.push((lsn, entry));
-                    sizes.push(len as u64);
-                }
-                pos += len;
-                next = Lsn(next.0 + 1);
-                continue;
-            }
-            Framed::Partial => "partial record".to_string(),
-            Framed::BadLength(l) => format!("record length {l} is out of bounds"),
-            Framed::BadCrc => "record CRC mismatch".to_string(),
-        };
-        if !is_last || valid_after(data, pos + 1, next) {
-            return Err(corrupt(name, pos, bad));
-        }
-        let torn = TornTail {
-            file: name.to_string(),
-            offset: pos as u64,
-            bytes_dropped: (data.len() - pos) as u64,
-        };
-        return Ok(Scanned {
-            end: pos,
-            next,
-            torn: Some(torn),
-        });
-    }
-    Ok(Scanned {
-        end: pos,
-        next,
+/// Checks the segments that may hold records after `snap` (read only).
+fn recover<F: Fs>(
+    fs: &F,
+    names: &[(Slot, String)],
+    snap: Slot,
+) -> Result<Recovery, DurabilityError> {
+    // Segments before the last one starting by `snap + 1` hold only
+    // records the snapshot covers.
+    let start = names
+        .iter()
+        .rposition(|(first, _)| *first <= snap.next())
+        .unwrap_or(0);
+    let (covered, candidates) = names.split_at(start);
+    let mut rec = Recovery {
+        live: Vec::new(),
+        stale: covered.iter().map(|(_, n)| n.clone()).collect(),
         torn: None,
-    })
-}
-
-fn read_segment(dir: &Dir, name: &str) -> Result<Vec<u8>, DurabilityError> {
-    let len = dir.metadata(name).map_err(io_err(name, "stat"))?.len();
-    if len > SEGMENT_FILE_BYTES_MAX {
-        return Err(corrupt(
-            name,
-            0,
-            format!("segment of {len} bytes is over {SEGMENT_FILE_BYTES_MAX}"),
-        ));
-    }
-    dir.read(name).map_err(io_err(name, "read"))
-}
-
-/// Cuts `name` to `len` bytes (rewriting the header if it was torn) and syncs.
-fn truncate(dir: &Dir, name: &str, len: usize, first: Lsn) -> Result<(), DurabilityError> {
-    let mut f = dir
-        .open_with(name, OpenOptions::new().write(true))
-        .map_err(io_err(name, "open"))?;
-    f.set_len(len as u64).map_err(io_err(name, "truncate"))?;
-    if len == 0 {
-        f.write_all(&segment_header(first))
-            .map_err(io_err(name, "write"))?;
-    }
-    f.sync_all().map_err(io_err(name, "fsync"))
-}
-
-fn create_segment(dir: &Dir, first: Lsn) -> Result<(File, Segment), DurabilityError> {
-    let name = segment_name(first);
-    let mut f = dir
-        .open_with(&name, OpenOptions::new().write(true).create_new(true))
-        .map_err(io_err(&name, "create"))?;
-    f.write_all(&segment_header(first))
-        .map_err(io_err(&name, "write"))?;
-    f.sync_data().map_err(io_err(&name, "fsync"))?;
-    sync_dir(dir)?;
-    let seg = Segment {
-        first,
-        name,
-        bytes: SEGMENT_HEADER_BYTES as u64,
+        next: snap.next(),
+        sizes: Vec::new(),
+        ballot_max: (Ballot::default(), String::new()),
     };
-    Ok((f, seg))
+    for (k, (first, name)) in candidates.iter().enumerate() {
+        let follows = if k == 0 {
+            *first <= rec.next
+        } else {
+            *first == rec.next
+        };
+        if !follows {
+            let what = format!(
+                "segment starts at slot {first}, but the log (or snapshot) before it ends at {}",
+                rec.next.0 - 1
+            );
+            return Err(corrupt(name, 0, what));
+        }
+        let data = read_whole(fs, name)?;
+        let is_last = k + 1 == candidates.len();
+        let mut seg = Segment::new(*first, SEGMENT_VERSION);
+        let s = scan(&data, &mut seg, is_last, snap)?;
+        if s.ballot_max > rec.ballot_max.0 {
+            rec.ballot_max = (s.ballot_max, name.clone());
+        }
+        rec.torn = s.torn.map(|t| (t, s.end));
+        rec.next = s.next;
+        rec.sizes.extend(s.sizes);
+        rec.live.push(seg);
+    }
+    // Only the first live segment can end by the snapshot (later ones start
+    // after it): ending before it, it is covered too.
+    if rec.next <= snap {
+        rec.stale.extend(rec.live.drain(..).map(|s| s.name));
+        rec.torn = None;
+        rec.next = snap.next();
+        rec.sizes.clear();
+        rec.ballot_max = (Ballot::default(), String::new());
+    }
+    Ok(rec)
 }
 
-impl Log {
-    /// Opens (creating if empty) and recovers: loads the newest snapshot,
-    /// reads every record after it, truncates a torn tail.
-    pub fn open(dir: Dir, opts: LogOptions) -> Result<(Log, Recovered), DurabilityError> {
-        let (seg_names, snapshots) = list(&dir)?;
-        let snapshot = match snapshots.last() {
-            Some((_, name)) => Some(snapshot::load(&dir, name)?),
+/// Cuts segment `seg` to `len` bytes (a fresh header if even that was torn)
+/// and syncs it.
+fn cut_torn<F: Fs>(fs: &F, seg: &mut Segment, len: u64) -> Result<(), DurabilityError> {
+    if len == 0 {
+        *seg = create_segment(fs, seg.first)?.1;
+        return Ok(());
+    }
+    let name = seg.name.as_str();
+    let mut f = fs.open_append(name).map_err(io_err(name, "open"))?;
+    f.set_len(len).map_err(io_err(name, "truncate"))?;
+    f.sync_data().map_err(io_err(name, "fsync"))
+}
+
+/// Creates an empty version-2 segment starting at `first` (replacing one
+/// of that name): written and synced under a temporary name, renamed into
+/// place, the directory synced, so the name never shows a torn header.
+pub(super) fn create_segment<F: Fs>(
+    fs: &F,
+    first: Slot,
+) -> Result<(F::File, Segment), DurabilityError> {
+    let seg = Segment::new(first, SEGMENT_VERSION);
+    let tmp = format!("{}{TMP_SUFFIX}", seg.name);
+    let mut f = fs.create(&tmp).map_err(io_err(&tmp, "create"))?;
+    f.write_all(&segment_header(first, SEGMENT_VERSION))
+        .map_err(io_err(&tmp, "write"))?;
+    f.sync_data().map_err(io_err(&tmp, "fsync"))?;
+    drop(f);
+    fs.rename(&tmp, &seg.name)
+        .map_err(io_err(&seg.name, "rename"))?;
+    fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
+    let file = fs
+        .open_append(&seg.name)
+        .map_err(io_err(&seg.name, "open"))?;
+    Ok((file, seg))
+}
+
+impl<F: Fs> Log<F> {
+    /// Opens (creating if empty) and recovers: reads the vote and the newest
+    /// snapshot's meta, checks every record after it, cuts a torn tail.
+    /// Records and the snapshot are then read through `Storage`.
+    pub fn open(fs: F, opts: LogOptions) -> Result<(Log<F>, Opened), DurabilityError> {
+        let files = list(&fs)?;
+        let vote = if files.vote {
+            Some(vote::read(&fs)?)
+        } else {
+            None
+        };
+        let snapshot = match files.snapshots.last() {
+            Some((slot, name)) => Some(snapshot_meta(&fs, *slot, name)?),
             None => None,
         };
-        let snap_lsn = snapshot.as_ref().map_or(Lsn(0), |s| s.lsn);
-        // Segments holding only records the snapshot covers (left by a
-        // compaction a crash interrupted) are not read.
-        let start = seg_names
-            .iter()
-            .rposition(|(first, _)| first.0 <= snap_lsn.0 + 1)
-            .unwrap_or(0);
-        let mut entries = Vec::new();
-        let mut sizes = Vec::new();
-        let mut segments = Vec::new();
-        let mut torn_tail = None;
-        let mut next = Lsn(snap_lsn.0 + 1);
-        let live = seg_names.get(start..).unwrap_or_default();
-        for (k, (first, name)) in live.iter().enumerate() {
-            let expected_first = if k == 0 {
-                first.0 <= next.0
-            } else {
-                *first == next
-            };
-            if !expected_first {
-                return Err(corrupt(name, 0, format!("segment starts at lsn {first}, but the log (or snapshot) before it ends at {}", next.0 - 1)));
-            }
-            let data = read_segment(&dir, name)?;
-            let is_last = k + 1 == live.len();
-            let s = scan_segment(
-                &data,
-                name,
-                *first,
-                is_last,
-                snap_lsn,
-                &mut entries,
-                &mut sizes,
-            )?;
-            if let Some(t) = s.torn {
-                truncate(&dir, name, s.end, *first)?;
-                torn_tail = Some(t);
-            }
-            if s.next.0 <= snap_lsn.0 && is_last {
-                return Err(corrupt(
-                    name,
-                    s.end,
-                    format!(
-                        "the log ends at lsn {}, before snapshot lsn {snap_lsn}",
-                        s.next.0 - 1
-                    ),
-                ));
-            }
-            next = s.next;
-            let bytes = s.end.max(SEGMENT_HEADER_BYTES) as u64;
-            segments.push(Segment {
-                first: *first,
-                name: name.clone(),
-                bytes,
+        let snap = snapshot.map_or(Slot(0), |m| m.slot);
+        let mut rec = recover(&fs, &files.segments, snap)?;
+        let (ballot, file) = &rec.ballot_max;
+        if vote.is_none() && *ballot > Ballot::default() {
+            return Err(DurabilityError::VoteMissing {
+                file: file.clone(),
+                ballot: *ballot,
             });
         }
-        let file = match segments.last() {
-            Some(seg) => dir
-                .open_with(&seg.name, OpenOptions::new().append(true))
-                .map_err(io_err(&seg.name, "open"))?,
+        // Checked; now the changes: cut a torn tail, start a segment.
+        let mut opened = Opened::default();
+        if let Some((torn, end)) = rec.torn.take() {
+            let seg = rec
+                .live
+                .last_mut()
+                .expect("a torn tail is in a live segment");
+            cut_torn(&fs, seg, end)?;
+            opened.torn_tail = Some(torn);
+        }
+        let file = match rec.live.last() {
+            // A process that died may have written it without an fsync:
+            // what is reported durable below must be.
+            Some(seg) => {
+                let name = seg.name.as_str();
+                let mut f = fs.open_append(name).map_err(io_err(name, "open"))?;
+                f.sync_data().map_err(io_err(name, "fsync"))?;
+                f
+            }
             None => {
-                let (f, seg) = create_segment(&dir, next)?;
-                segments.push(seg);
+                let (f, seg) = create_segment(&fs, rec.next)?;
+                rec.live.push(seg);
                 f
             }
         };
-        let last = Lsn(next.0 - 1);
+        let last = Slot(rec.next.0 - 1);
         let mut log = Log {
-            dir,
+            fs,
             opts,
-            segments,
+            segments: rec.live,
             file,
             buf: Vec::new(),
+            cut_unsynced: false,
             last,
             durable: last,
-            snapshots,
-            snapshot_lsn: snap_lsn,
+            vote: vote.unwrap_or_default(),
+            snapshot,
+            snapshots: files.snapshots,
+            stale: rec.stale,
             bytes_total: 0,
             bytes_at_snapshot: 0,
             recent: VecDeque::from([0]),
-            recent_base: snap_lsn.0,
+            recent_base: snap.0,
+            read_cache: ReadCache::default(),
         };
-        for size in sizes {
+        for size in rec.sizes {
             log.count(size);
         }
-        let recovered = Recovered {
-            snapshot,
-            entries,
-            torn_tail,
-        };
-        Ok((log, recovered))
+        Ok((log, opened))
     }
 
-    /// Remembers the size of the next record (lsn `recent_base + len`).
-    fn count(&mut self, bytes: u64) {
+    /// Remembers the size of the next record (slot `recent_base + len`).
+    pub(super) fn count(&mut self, bytes: u64) {
         self.bytes_total += bytes;
-        if self.recent.len() >= RECENT_LSNS_MAX {
+        if self.recent.len() >= RECENT_SLOTS_MAX {
             self.recent.pop_front();
             self.recent_base += 1;
         }
         self.recent.push_back(self.bytes_total);
     }
 
-    /// `bytes_total` just after `lsn` (the oldest remembered if older).
-    fn bytes_at(&self, lsn: Lsn) -> u64 {
-        if lsn.0 < self.recent_base {
+    /// `bytes_total` just after `slot` (the oldest remembered if older).
+    pub(super) fn bytes_at(&self, slot: Slot) -> u64 {
+        if slot.0 < self.recent_base {
             return self.recent.front().copied().unwrap_or(self.bytes_total);
         }
-        let i = (lsn.0 - self.recent_base) as usize;
+        let i = (slot.0 - self.recent_base) as usize;
         self.recent.get(i).copied().unwrap_or(self.bytes_total)
     }
 
-    /// Buffers one whole record from `encode_entry`/`encode_commit`; its lsn
-    /// must follow the last one appended.
-    pub fn append(&mut self, record: &[u8]) -> Result<(), DurabilityError> {
-        let lsn_bytes: [u8; 8] = record
-            .get(8..RECORD_HEADER_BYTES)
-            .and_then(|b| b.try_into().ok())
-            .expect("append takes a whole record from encode_entry");
-        let lsn = Lsn(u64::from_le_bytes(lsn_bytes));
+    /// Forgets the sizes of records after `slot` (cut off): `bytes_total`
+    /// drops by `dropped`.
+    pub(super) fn uncount_after(&mut self, slot: Slot, dropped: u64) {
+        self.bytes_total -= dropped;
+        if slot.0 >= self.recent_base {
+            self.recent
+                .truncate((slot.0 - self.recent_base) as usize + 1);
+        } else {
+            self.recent = VecDeque::from([self.bytes_total]);
+            self.recent_base = slot.0;
+        }
+    }
+
+    pub(super) fn snapshot_slot(&self) -> Slot {
+        self.snapshot.map_or(Slot(0), |m| m.slot)
+    }
+
+    /// Buffers a record of `payload` at `slot` (which must follow the last
+    /// one), without allocating: the fast path `Storage::append` takes too.
+    /// A payload over `PAYLOAD_BYTES_MAX` is `TooLarge`, the log unchanged.
+    pub fn append_payload(
+        &mut self,
+        slot: Slot,
+        ballot: Ballot,
+        payload: &[u8],
+    ) -> Result<(), DurabilityError> {
         assert_eq!(
-            lsn.0,
-            self.last.0 + 1,
-            "appended lsn must follow the last one"
+            slot,
+            self.last.next(),
+            "appended slot must follow the last one"
         );
+        if payload.len() > PAYLOAD_BYTES_MAX {
+            let bytes = payload.len();
+            return Err(DurabilityError::TooLarge { slot, bytes });
+        }
+        let cur = self.current();
+        let full = cur.bytes >= self.opts.segment_bytes_max && cur.has_records(self.last);
+        if cur.version != SEGMENT_VERSION || full {
+            self.rotate(slot)?;
+        }
+        let len = (RECORD_HEADER_BYTES + payload.len()) as u64;
         let cur = self
             .segments
-            .last()
+            .last_mut()
             .expect("the log always has a current segment");
-        if cur.bytes >= self.opts.segment_bytes_max && cur.first <= self.last {
-            self.rotate(lsn)?;
-        }
-        self.buf.extend_from_slice(record);
-        if let Some(cur) = self.segments.last_mut() {
-            cur.bytes += record.len() as u64;
-        }
-        self.last = lsn;
-        self.count(record.len() as u64);
+        cur.note(slot, cur.bytes);
+        cur.bytes += len;
+        put_record(&mut self.buf, slot, ballot, payload);
+        self.last = slot;
+        self.count(len);
         if self.buf.len() >= APPEND_BUFFER_BYTES_MAX {
-            self.flush()?;
+            self.flush_buf()?;
         }
         Ok(())
     }
 
-    /// Closes the current segment (written and fsynced) and starts one at `first`.
-    fn rotate(&mut self, first: Lsn) -> Result<(), DurabilityError> {
-        self.sync()?;
-        let (file, seg) = create_segment(&self.dir, first)?;
+    pub(super) fn current(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("the log always has a current segment")
+    }
+
+    /// Closes the current segment (written and fsynced) and starts one at
+    /// `first`; an empty version-1 segment is replaced by a version-2 one.
+    fn rotate(&mut self, first: Slot) -> Result<(), DurabilityError> {
+        self.sync_all()?;
+        let (file, seg) = create_segment(&self.fs, first)?;
+        if self.current().first == first {
+            self.segments.pop();
+        }
         self.file = file;
         self.segments.push(seg);
         Ok(())
     }
 
-    fn current_name(&self) -> &str {
-        self.segments.last().map_or("", |s| s.name.as_str())
-    }
-
-    /// Writes what is buffered without fsync: survives a process crash, not
-    /// an OS crash.
-    pub fn flush(&mut self) -> Result<(), DurabilityError> {
+    /// Writes what is buffered, without fsync.
+    pub(super) fn flush_buf(&mut self) -> Result<(), DurabilityError> {
         if self.buf.is_empty() {
             return Ok(());
         }
         if let Err(e) = self.file.write_all(&self.buf) {
-            return Err(io_err(self.current_name(), "write")(e));
+            return Err(io_err(&self.current().name, "write")(e));
         }
         self.buf.clear();
         Ok(())
     }
 
-    /// Writes what is buffered and fsyncs; after Ok every appended record
-    /// survives a crash.
-    pub fn sync(&mut self) -> Result<(), DurabilityError> {
-        self.flush()?;
-        if self.durable < self.last {
+    /// Writes what is buffered and fsyncs (also a cut not yet synced).
+    pub(super) fn sync_all(&mut self) -> Result<(), DurabilityError> {
+        self.flush_buf()?;
+        if self.durable < self.last || self.cut_unsynced {
             if let Err(e) = self.file.sync_data() {
-                return Err(io_err(self.current_name(), "fsync")(e));
+                return Err(io_err(&self.current().name, "fsync")(e));
             }
-            self.durable = self.last;
+            self.cut_unsynced = false;
         }
+        self.durable = self.last;
         Ok(())
-    }
-
-    pub fn durable_lsn(&self) -> Lsn {
-        self.durable
-    }
-
-    /// Log bytes a restart would replay on top of the newest snapshot.
-    pub fn bytes_since_snapshot(&self) -> u64 {
-        self.bytes_total - self.bytes_at_snapshot.min(self.bytes_total)
-    }
-
-    /// Writes a snapshot of `tenants` as of `lsn` (already durable), then
-    /// removes segments whose records are all <= `lsn`, and older snapshots.
-    pub fn write_snapshot(
-        &mut self,
-        lsn: Lsn,
-        mp_txn_max: u64,
-        tenants: &[TenantImage<'_>],
-    ) -> Result<SnapshotInfo, DurabilityError> {
-        if lsn > self.durable {
-            return Err(DurabilityError::SnapshotAhead {
-                lsn,
-                durable: self.durable,
-            });
-        }
-        let info = snapshot::write(&self.dir, lsn, mp_txn_max, tenants)?;
-        // Oldest first, so a crash part-way leaves a contiguous suffix.
-        while self.segments.len() > 1 && self.segments[1].first.0 <= lsn.0 + 1 {
-            let seg = self.segments.remove(0);
-            self.dir
-                .remove_file(&seg.name)
-                .map_err(io_err(&seg.name, "remove"))?;
-        }
-        let (old, keep): (Vec<_>, Vec<_>) = self.snapshots.drain(..).partition(|(l, _)| *l < lsn);
-        self.snapshots = keep;
-        for (_, name) in old {
-            self.dir
-                .remove_file(&name)
-                .map_err(io_err(&name, "remove"))?;
-        }
-        if !self.snapshots.iter().any(|(l, _)| *l == lsn) {
-            self.snapshots.push((lsn, info.file.clone()));
-            self.snapshots.sort();
-        }
-        sync_dir(&self.dir)?;
-        if lsn >= self.snapshot_lsn {
-            self.snapshot_lsn = lsn;
-            self.bytes_at_snapshot = self.bytes_at(lsn);
-        }
-        Ok(info)
     }
 
     /// Segment file names, oldest first (for tests and tools).

@@ -1,28 +1,43 @@
-//! One partition's durable state on disk: the log of committed entries in
-//! CRC-checked segment files, and periodic snapshots that let old segments go.
+//! One partition replica's durable state on disk: the Paxos log of records
+//! in CRC-checked segment files, the vote (the promised ballot), and
+//! snapshots that let old segments go. Everything goes through an `Fs`: the
+//! real disk (`DirFs`, a cap-std `Dir`) or the simulated one (`SimFs`), so
+//! the simulator runs the same log code, recovery included.
 //!
-//! Owns: the record format and its codec (`record`), the segment files with
-//! append, sync, recovery and compaction (`log`), snapshot files (`snapshot`),
-//! and replaying logged writes into an engine (`apply`).
-//! Must not: touch any path except through the `cap_std::fs::Dir` it is given,
-//! assign lsns (the caller does), or know about consensus: a record is
-//! self-contained (tables are named, never numbered), so the same bytes can be
-//! replicated later.
+//! Owns: the payload codec (`record`: `Entry`, `encode_entry`, the
+//! allocation-free `encode_commit`, `decode_entry`) and the record frame
+//! (`frame`),
+//! segment files with append, sync, truncation, reads and recovery (`log`,
+//! `segment`, `log_storage`), the vote file (`vote`), the snapshot codec
+//! (`snapshot`: `encode`/`decode` of bytes), the `Storage` trait the
+//! consensus core drives (`storage`), the `Fs` seam (`fs`, `sim_fs`), and
+//! replaying logged writes into an engine (`apply`).
+//! Must not: touch any path except through its `Fs`, assign slots (the
+//! caller does), or know about consensus beyond storing what it is given: a
+//! record is self-contained (tables are named, never numbered), so the same
+//! bytes are replicated.
 //!
 //! ```text
-//!   encode_entry / encode_commit --bytes--> Log::append --> buffer
-//!   Log::flush (write) / Log::sync (write + fsync) --> log-<first lsn>.seg
-//!   Log::write_snapshot --> snap-<lsn>.snap, then old segments removed
-//!   Log::open --> newest snapshot + entries after it (+ torn tail cut off)
+//!   encode_entry / encode_commit --payload--> LogRecord { slot, ballot, payload }
+//!   Storage::append --> buffer --flush (write) / sync (write + fsync)--> log-<first slot>.seg
+//!   Storage::set_vote --> vote (durable on return)
+//!   snapshot::encode --bytes--> Storage::install_snapshot --> snap-<slot>.snap, covered segments removed
+//!   Log::open --> vote, newest snapshot's meta, segments checked (torn tail cut)
+//!   Storage::read / read_snapshot --> records and snapshot bytes (restart, lagging peer)
 //! ```
 //!
 //! # Layouts (all integers little-endian)
 //!
-//! Record (`RECORD_BYTES_MAX` bounds `len`):
+//! Record, version 2 (`RECORD_BYTES_MAX` bounds `len`):
 //! ```text
-//!   len: u32 (= 8 + payload bytes) | crc: u32 (CRC-32 of lsn..end) | lsn: u64 | payload
+//!   len: u32 (= 20 + payload bytes) | crc: u32 (CRC-32 of slot..end) |
+//!   slot: u64 | ballot round: u64 | ballot node: u32 | payload
 //! ```
-//! Payload: `tag u8` then
+//! Record, version 1 (read only; its ballot reads as `Ballot::default()`):
+//! ```text
+//!   len: u32 (= 8 + payload bytes) | crc: u32 (CRC-32 of slot..end) | slot: u64 | payload
+//! ```
+//! Payload (may be empty: a consensus no-op; otherwise an `Entry`): `tag u8` then
 //! ```text
 //!   1 Commit: tenant u32, writes
 //!   2 Multi:  txn u64, tenant u32, body tag u8:
@@ -34,16 +49,23 @@
 //!            5 Decimal (16 bytes, rust_decimal::Decimal::serialize) | 6 Text str |
 //!            7 Bytes bytes | 8 Timestamp i64
 //! ```
-//! Segment file `log-<first lsn, 20 digits>.seg`: a 20-byte header
-//! `magic "OHMLOG\0\0" | version u32 (1) | first lsn u64`, then records in lsn
-//! order. A segment's records continue the previous segment's without a gap.
+//! Segment file `log-<first slot, 20 digits>.seg` (created as `.seg.tmp`,
+//! synced, renamed): a 20-byte header `magic "OHMLOG\0\0" | version u32 (2;
+//! 1 is still read) | first slot u64`, then records of that version in slot
+//! order. A segment's records continue the previous segment's without a
+//! gap. Records are only appended to a version-2 segment: a log whose last
+//! segment is version 1 starts a new segment at its next append.
 //!
-//! Snapshot file `snap-<lsn, 20 digits>.snap` (written as `.tmp`, then
-//! renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (1)`, then
-//! frames `len u32 | crc u32 (CRC-32 of payload) | payload`, each payload a
-//! `kind u8` and its fields, in this order:
+//! Vote file `vote` (written as `vote.tmp`, synced, renamed): 28 bytes,
+//! `magic "OHMVOTE\0" | version u32 (1) | ballot round u64 | ballot node u32 |
+//! crc u32 (CRC-32 of the bytes before it)`. None means the default vote.
+//!
+//! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`,
+//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (2;
+//! 1 is still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
+//! payload`, each payload a `kind u8` and its fields, in this order:
 //! ```text
-//!   1 Begin:  lsn u64, mp_txn_max u64, tenants u32
+//!   1 Begin:  slot u64, ballot round u64, ballot node u32 (version 2 only), mp_txn_max u64, tenants u32
 //!   per tenant:  2 Tenant: tenant u32, tables u32, views u32, modules u32
 //!     per table: 3 Table: schema, rows u64;  then 4 Rows: count u32, rows ... until all rows
 //!     per view:  5 View: str name, columns u32 + strs, str query (SQL)
@@ -59,41 +81,53 @@
 //! Recovery: a partial or CRC-failing record at the end of the last segment,
 //! with nothing valid after it, is a torn tail (cut off and reported);
 //! anything else wrong is `DurabilityError::Corrupt` naming file and offset.
+//! A segment missing between the snapshot and the rest is refused, never
+//! guessed around. Segments holding only records the snapshot covers (a
+//! compaction or an install a crash interrupted; a log that ends before the
+//! snapshot) are not read, and go at the next `install_snapshot`. Leftover
+//! `.tmp` files are removed. A missing vote file while a segment holds a
+//! record of a ballot above the default is refused (`VoteMissing`).
 
 mod apply;
+mod frame;
+mod fs;
 mod log;
+mod log_storage;
 mod record;
-mod snapshot;
+mod segment;
+mod sim_fs;
+pub mod snapshot;
 mod storage;
+mod vote;
 
+#[cfg(test)]
+mod tests_crash;
 #[cfg(test)]
 mod tests_log;
 #[cfg(test)]
 mod tests_snapshot;
+#[cfg(test)]
+mod tests_storage;
 
 pub use apply::{apply, ApplyError};
-pub use log::{Log, LogOptions, Recovered, TornTail};
+pub use fs::{DirFs, Fs, FsFile};
+pub use log::{
+    DiskLog, Log, LogOptions, Opened, TornTail, APPEND_BUFFER_BYTES_MAX, DIR_ENTRIES_MAX,
+};
+pub use log_storage::READ_RECORDS_MAX;
 pub use record::{
     decode_entry, encode_commit, encode_entry, Entry, LoggedOp, LoggedWrites, MultiBody,
-    RecordTooLarge, RECORD_BYTES_MAX,
+    RecordTooLarge, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };
-pub use snapshot::{LoadedSnapshot, LoadedTenant, SnapshotInfo, TenantImage};
+pub use segment::SEGMENT_FILE_BYTES_MAX;
+pub use sim_fs::{CrashReport, CrashedFile, SimFile, SimFs, SimFsStats, GARBLED_TAIL_BYTES};
+pub use snapshot::{LoadedSnapshot, LoadedTenant, TenantImage, FRAME_BYTES_MAX};
 pub use storage::{LogRecord, SnapshotMeta, Storage, Vote};
 
+use crate::types::{Ballot, Slot};
 use thiserror::Error;
 
-/// A log sequence number: the position of an entry in one partition's log.
-/// Assigned by the caller, 1, 2, 3, ... with no gaps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Lsn(pub u64);
-
-impl std::fmt::Display for Lsn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Why the log or a snapshot could not be read or written.
+/// Why the log, the vote or a snapshot could not be read or written.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DurabilityError {
@@ -111,12 +145,27 @@ pub enum DurabilityError {
         offset: u64,
         what: String,
     },
-    /// The snapshot's state could not be rebuilt (a table or view refused).
+    /// The snapshot's state could not be encoded or rebuilt (a frame too
+    /// big, a table or view refused).
     #[error("cannot restore snapshot {file}: {what}")]
     Restore { file: String, what: String },
-    /// Every entry a snapshot covers must already be durable in the log.
-    #[error("snapshot at lsn {lsn} asked for, but only lsn {durable} is durable")]
-    SnapshotAhead { lsn: Lsn, durable: Lsn },
+    /// No vote file, but the log holds a record accepted in a ballot: the
+    /// promise this replica made is lost, and answering as if it had never
+    /// promised could let two values be chosen.
+    #[error("no vote file, but {file} holds a record accepted in ballot {ballot}: the promise this replica made is lost; restore the vote file, or empty this replica's directory and let it catch up from its peers")]
+    VoteMissing { file: String, ballot: Ballot },
+    /// A payload over `PAYLOAD_BYTES_MAX` was appended; the log is unchanged.
+    #[error("record at slot {slot} has a payload of {bytes} bytes, over the limit of {PAYLOAD_BYTES_MAX}")]
+    TooLarge { slot: Slot, bytes: usize },
+    /// Records asked for that a snapshot replaced: send the snapshot instead.
+    #[error("slot {from} is compacted into the snapshot at slot {snapshot}")]
+    Compacted { from: Slot, snapshot: Slot },
+    /// Snapshot bytes to install hold another slot or ballot than was said.
+    #[error("snapshot bytes hold slot {} ballot {}, but slot {} ballot {} was to be installed", found.slot, found.ballot, meta.slot, meta.ballot)]
+    SnapshotMismatch {
+        meta: SnapshotMeta,
+        found: SnapshotMeta,
+    },
 }
 
 /// Shorthand for an I/O error on `file`.
@@ -129,23 +178,4 @@ fn io_err<'a>(
         op,
         source,
     }
-}
-
-/// Fsyncs the directory itself, so created, renamed and removed names survive
-/// an OS crash. (The `Dir`'s own descriptor may be `O_PATH`, which cannot be
-/// fsynced, so "." is opened through it.)
-fn sync_dir(dir: &cap_std::fs::Dir) -> Result<(), DurabilityError> {
-    let file = dir.open(".").map_err(io_err(".", "open dir"))?;
-    file.sync_all().map_err(io_err(".", "fsync dir"))
-}
-
-/// The length of the whole record at the start of `bytes` (as produced by
-/// `encode_entry`/`encode_commit`: a `len` field counting the bytes after
-/// `len` and `crc`). For the node's own buffers, never for bytes read back.
-pub fn record_len(bytes: &[u8]) -> usize {
-    let len: [u8; 4] = bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .expect("a record starts with its length");
-    8 + u32::from_le_bytes(len) as usize
 }

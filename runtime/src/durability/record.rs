@@ -1,24 +1,24 @@
-//! The log record: what an entry is, and its byte codec (layout in the module
-//! doc of `durability`).
+//! The log record's payload: what an entry is, and its codec (layouts in
+//! the module doc of `durability`).
 //!
 //! Owns: `Entry` and its parts, `encode_entry`, the allocation-free
-//! `encode_commit` fast path, `decode_entry`, and the value/row/str primitives
-//! the snapshot codec shares. Must not: do I/O. Decoding trusts nothing: every
-//! length is checked against the bytes that remain before anything is
-//! allocated.
+//! `encode_commit` fast path, `decode_entry` (payload only: the partition
+//! encodes once and hands the bytes to consensus; `frame` puts the record
+//! frame around it) and the value/row/str primitives the snapshot codec
+//! shares. Must not: do I/O. Decoding trusts nothing: every length is checked
+//! against the bytes that remain before anything is allocated.
 
-use super::Lsn;
 use crate::storage::{Database, Row, WriteOp, WriteSet};
 use crate::types::{TenantId, Value};
 use rust_decimal::Decimal;
 use smol_str::SmolStr;
 use std::sync::Arc;
 
-/// Largest record (lsn + payload) accepted; a bigger length field is
-/// corruption, never an allocation.
+/// Largest record (the bytes its `len` field counts: slot, ballot, payload)
+/// accepted; a bigger length field is corruption, never an allocation.
 pub const RECORD_BYTES_MAX: usize = 64 << 20;
-/// Bytes before the payload: len u32, crc u32, lsn u64.
-pub(super) const RECORD_HEADER_BYTES: usize = 16;
+/// Largest payload a record holds.
+pub const PAYLOAD_BYTES_MAX: usize = RECORD_BYTES_MAX - super::frame::RECORD_FIELDS_BYTES;
 
 const ENTRY_COMMIT: u8 = 1;
 const ENTRY_MULTI: u8 = 2;
@@ -187,33 +187,22 @@ pub(super) fn put_row(out: &mut Vec<u8>, row: &[Value]) {
     }
 }
 
-/// Reserves the record header; `finish_record` fills it in.
-fn start_record(lsn: Lsn, out: &mut Vec<u8>) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; 8]);
-    put_u64(out, lsn.0);
-    start
-}
-
-/// A transaction whose record would be over `RECORD_BYTES_MAX`: refused
+/// A transaction whose payload would be over `PAYLOAD_BYTES_MAX`: refused
 /// (the caller undoes it) rather than logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the transaction's writes take {bytes} bytes in the log, over the limit of {RECORD_BYTES_MAX} bytes per transaction; split the work into smaller transactions")]
+#[error("the transaction's writes take {bytes} bytes in the log, over the limit of {PAYLOAD_BYTES_MAX} bytes per transaction; split the work into smaller transactions")]
 pub struct RecordTooLarge {
     pub bytes: usize,
 }
 
-fn finish_record(start: usize, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
-    let body = &out[start + 8..];
-    if body.len() > RECORD_BYTES_MAX {
-        let bytes = body.len();
+/// Checks the payload written onto `out` from `start`; too big, it is
+/// removed again.
+fn finish_payload(start: usize, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
+    let bytes = out.len() - start;
+    if bytes > PAYLOAD_BYTES_MAX {
         out.truncate(start);
         return Err(RecordTooLarge { bytes });
     }
-    let len = body.len() as u32;
-    let crc = crc32fast::hash(body);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
@@ -237,10 +226,10 @@ fn put_op(out: &mut Vec<u8>, kind: u8, table: &str, row: &[Value], new: Option<&
     }
 }
 
-/// Encodes one whole record (header, CRC, lsn, payload) onto `out`; on
-/// error `out` is left as it was.
-pub fn encode_entry(lsn: Lsn, entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
-    let start = start_record(lsn, out);
+/// Encodes `entry` as a record payload onto `out` (no frame: the log adds
+/// it); on error `out` is left as it was.
+pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
+    let start = out.len();
     match entry {
         Entry::Commit { tenant, writes } => {
             out.push(ENTRY_COMMIT);
@@ -272,19 +261,18 @@ pub fn encode_entry(lsn: Lsn, entry: &Entry, out: &mut Vec<u8>) -> Result<(), Re
             }
         }
     }
-    finish_record(start, out)
+    finish_payload(start, out)
 }
 
-/// The bytes `encode_entry` gives for `Entry::Commit`, straight from a
+/// The payload `encode_entry` gives for `Entry::Commit`, straight from a
 /// storage write-set committed on `db` (no intermediate `LoggedWrites`).
 pub fn encode_commit(
-    lsn: Lsn,
     tenant: TenantId,
     db: &Database,
     ws: &WriteSet,
     out: &mut Vec<u8>,
 ) -> Result<(), RecordTooLarge> {
-    let start = start_record(lsn, out);
+    let start = out.len();
     out.push(ENTRY_COMMIT);
     put_u32(out, tenant.0);
     put_len(out, ws.ops.len());
@@ -301,7 +289,7 @@ pub fn encode_commit(
             }
         }
     }
-    finish_record(start, out)
+    finish_payload(start, out)
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -439,7 +427,7 @@ fn writes(r: &mut Reader<'_>) -> DecodeResult<LoggedWrites> {
     Ok(LoggedWrites { ops })
 }
 
-/// Decodes a record's payload (the bytes after its lsn).
+/// Decodes a record's payload (as `encode_entry` made it).
 pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader::new(payload);
     let entry = match r.u8("entry tag")? {
@@ -472,51 +460,12 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     Ok(entry)
 }
 
-/// What a well-framed record at the start of `buf` holds.
-pub(super) enum Framed<'a> {
-    /// A whole record whose CRC matches: its lsn, payload and total length.
-    Ok {
-        lsn: Lsn,
-        payload: &'a [u8],
-        len: usize,
-    },
-    /// Fewer bytes than the record header or its length field says.
-    Partial,
-    /// A length over `RECORD_BYTES_MAX` or under the lsn's 8 bytes.
-    BadLength(u32),
-    BadCrc,
-}
-
-/// Frames the record starting at `buf[0]` (no payload decoding).
-pub(super) fn frame(buf: &[u8]) -> Framed<'_> {
-    let Some(head) = buf.get(..8) else {
-        return Framed::Partial;
-    };
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    if (len as usize) < 8 || len as usize > RECORD_BYTES_MAX {
-        return Framed::BadLength(len);
-    }
-    let Some(body) = buf.get(8..8 + len as usize) else {
-        return Framed::Partial;
-    };
-    if crc32fast::hash(body) != crc {
-        return Framed::BadCrc;
-    }
-    let (lsn, payload) = body.split_at(8);
-    let mut l = [0u8; 8];
-    l.copy_from_slice(lsn);
-    Framed::Ok {
-        lsn: Lsn(u64::from_le_bytes(l)),
-        payload,
-        len: 8 + len as usize,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::durability::frame::{frame, put_record, Framed};
     use crate::sql::Engine;
+    use crate::types::{Ballot, NodeId, Slot};
 
     /// Values compared bit for bit (Value's own `==` is SQL's: 1 = 1.0, NaN
     /// rules), so a codec that changed a kind or a bit would fail.
@@ -528,16 +477,24 @@ mod tests {
         }
     }
 
-    fn one_record(lsn: Lsn, e: &Entry) -> Entry {
+    /// `e` through the payload codec and a version-2 record frame.
+    fn one_record(slot: Slot, e: &Entry) -> Entry {
+        let mut payload = Vec::new();
+        encode_entry(e, &mut payload).unwrap();
+        let ballot = Ballot {
+            round: slot.0 * 3,
+            node: NodeId(7),
+        };
         let mut out = Vec::new();
-        encode_entry(lsn, e, &mut out).unwrap();
-        match frame(&out) {
+        put_record(&mut out, slot, ballot, &payload);
+        match frame(&out, 2) {
             Framed::Ok {
-                lsn: got,
+                slot: got,
+                ballot: b,
                 payload,
                 len,
             } => {
-                assert_eq!(got, lsn);
+                assert_eq!((got, b), (slot, ballot));
                 assert_eq!(len, out.len());
                 decode_entry(payload).expect("decodes")
             }
@@ -583,7 +540,7 @@ mod tests {
                 }],
             },
         };
-        let Entry::Commit { writes, tenant } = one_record(Lsn(3), &e) else {
+        let Entry::Commit { writes, tenant } = one_record(Slot(3), &e) else {
             panic!("kind changed");
         };
         assert_eq!(tenant, TenantId(7));
@@ -659,7 +616,7 @@ mod tests {
             },
         ];
         for (i, e) in entries.iter().enumerate() {
-            assert_eq!(&one_record(Lsn(i as u64 + 1), e), e);
+            assert_eq!(&one_record(Slot(i as u64 + 1), e), e);
         }
     }
 
@@ -680,15 +637,15 @@ mod tests {
         assert_eq!(ws.ops.len(), 3);
         let db = e.database();
         let mut fast = vec![0xAA];
-        encode_commit(Lsn(42), TenantId(3), db, &ws, &mut fast).unwrap();
+        encode_commit(TenantId(3), db, &ws, &mut fast).unwrap();
         let mut slow = vec![0xAA];
         let entry = Entry::Commit {
             tenant: TenantId(3),
             writes: LoggedWrites::from_write_set(db, &ws),
         };
-        encode_entry(Lsn(42), &entry, &mut slow).unwrap();
+        encode_entry(&entry, &mut slow).unwrap();
         assert_eq!(fast, slow);
-        assert_eq!(one_record(Lsn(42), &entry), entry);
+        assert_eq!(one_record(Slot(42), &entry), entry);
         let LoggedOp::Insert { table, .. } = &entry_ops(&entry)[0] else {
             panic!("first op is the insert");
         };
@@ -704,17 +661,15 @@ mod tests {
 
     #[test]
     fn hostile_payloads_are_errors_not_panics() {
-        let mut out = Vec::new();
+        let mut payload = Vec::new();
         encode_entry(
-            Lsn(1),
             &Entry::Commit {
                 tenant: TenantId(1),
                 writes: ops(),
             },
-            &mut out,
+            &mut payload,
         )
         .unwrap();
-        let payload = &out[RECORD_HEADER_BYTES..];
         for cut in 0..payload.len() {
             assert!(decode_entry(&payload[..cut]).is_err(), "cut at {cut}");
         }
@@ -726,5 +681,21 @@ mod tests {
         let mut b = Decimal::ONE.serialize();
         b[2] = 29;
         assert!(decimal(b).is_err());
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_is_refused_and_removed() {
+        let big = Entry::Multi {
+            txn: 1,
+            tenant: TenantId(1),
+            body: MultiBody::Deploy {
+                name: "m".into(),
+                wasm: vec![0; PAYLOAD_BYTES_MAX],
+            },
+        };
+        let mut out = vec![1, 2, 3];
+        let err = encode_entry(&big, &mut out).unwrap_err();
+        assert!(err.bytes > PAYLOAD_BYTES_MAX);
+        assert_eq!(out, vec![1, 2, 3]);
     }
 }

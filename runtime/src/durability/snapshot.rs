@@ -1,29 +1,40 @@
-//! Snapshot files: every tenant's tables (schema, indexes, partition column,
-//! rows), views and modules as of one lsn, in CRC-checked frames.
+//! Snapshots: every tenant's tables (schema, indexes, partition column,
+//! rows), views and modules as of one slot, as bytes in CRC-checked frames
+//! (layout in the module doc of `durability`).
 //!
-//! Owns: writing a snapshot atomically (temp name, fsync, rename, fsync dir)
-//! and loading one back into fresh engines. Must not: decide when to snapshot
-//! or which segments to drop (`log` does), or read a frame bigger than
-//! `FRAME_BYTES_MAX` or past the file's end.
+//! Owns: the codec only: `encode` (state to bytes), `decode` (bytes to fresh
+//! engines), `read_meta` (the slot and ballot, from the first frame) and
+//! `check` (every frame's CRC, without rebuilding anything). Must not: do
+//! I/O (`Log::install_snapshot` writes the bytes atomically, `read_snapshot`
+//! reads them back), decide when to snapshot, or read a frame bigger than
+//! `FRAME_BYTES_MAX` or past the end of the bytes.
+//!
+//! ```text
+//!   TenantImage* --encode--> bytes --install_snapshot--> snap-<slot>.snap
+//!   snap-<slot>.snap --read_snapshot--> bytes --decode--> LoadedSnapshot
+//! ```
 
 use super::record::{put_bytes, put_len, put_row, put_str, put_u32, put_u64, put_value, Reader};
-use super::{io_err, sync_dir, DurabilityError, Lsn};
+use super::storage::SnapshotMeta;
+use super::DurabilityError;
 use crate::sql::Engine;
 use crate::storage::{ColumnDef, IndexDef, IndexKind, TableSchema};
-use crate::types::{DataType, TenantId};
-use cap_std::fs::{Dir, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use crate::types::{Ballot, DataType, NodeId, Slot, TenantId};
 use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"OHMSNAP\0";
-const VERSION: u32 = 1;
+/// Version 2 added the ballot to the Begin frame; version 1 still loads.
+const VERSION: u32 = 2;
 const HEADER_BYTES: usize = 12;
-pub(super) const TMP_SUFFIX: &str = ".snap.tmp";
+/// Enough of a snapshot's start to hold its header and Begin frame.
+pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
 /// Largest frame; a module or a single row bigger than this cannot be saved.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// Rows frames are closed once they pass this size.
 const ROWS_FRAME_BYTES: usize = 1 << 20;
 const NONE: u32 = u32::MAX;
+/// Names bytes that came without a file (`decode`, `read_meta`) in errors.
+const BYTES_LABEL: &str = "snapshot bytes";
 
 const F_BEGIN: u8 = 1;
 const F_TENANT: u8 = 2;
@@ -33,17 +44,20 @@ const F_VIEW: u8 = 5;
 const F_MODULE: u8 = 6;
 const F_END: u8 = 7;
 
-/// One tenant's state, borrowed for `Log::write_snapshot`.
+/// One tenant's state, borrowed for `encode`.
 pub struct TenantImage<'a> {
     pub tenant: TenantId,
     pub engine: &'a Engine,
     pub modules: &'a [(String, Arc<[u8]>)],
 }
 
-/// A snapshot read back.
+/// A snapshot decoded.
 #[derive(Debug)]
 pub struct LoadedSnapshot {
-    pub lsn: Lsn,
+    /// It holds everything up to and including this slot...
+    pub slot: Slot,
+    /// ...whose record was accepted in this ballot (default for version 1).
+    pub ballot: Ballot,
     pub mp_txn_max: u64,
     pub tenants: Vec<LoadedTenant>,
 }
@@ -66,26 +80,17 @@ impl std::fmt::Debug for LoadedTenant {
     }
 }
 
-/// What `write_snapshot` wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotInfo {
-    pub file: String,
-    pub bytes: u64,
-    pub rows: u64,
+pub(super) fn snapshot_name(slot: Slot) -> String {
+    format!("snap-{:020}.snap", slot.0)
 }
 
-pub(super) fn snapshot_name(lsn: Lsn) -> String {
-    format!("snap-{:020}.snap", lsn.0)
-}
-
-/// Frames onto a buffered file, counting bytes.
-struct FrameWriter<W: Write> {
-    w: W,
+/// Frames onto the snapshot's bytes.
+struct FrameWriter {
+    out: Vec<u8>,
     file: String,
-    bytes: u64,
 }
 
-impl<W: Write> FrameWriter<W> {
+impl FrameWriter {
     fn emit(&mut self, payload: &mut Vec<u8>) -> Result<(), DurabilityError> {
         if payload.len() > FRAME_BYTES_MAX {
             return Err(DurabilityError::Restore {
@@ -96,16 +101,9 @@ impl<W: Write> FrameWriter<W> {
                 ),
             });
         }
-        let mut head = [0u8; 8];
-        head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.w
-            .write_all(&head)
-            .map_err(io_err(&self.file, "write"))?;
-        self.w
-            .write_all(payload)
-            .map_err(io_err(&self.file, "write"))?;
-        self.bytes += 8 + payload.len() as u64;
+        put_u32(&mut self.out, payload.len() as u32);
+        put_u32(&mut self.out, crc32fast::hash(payload));
+        self.out.extend_from_slice(payload);
         payload.clear();
         Ok(())
     }
@@ -177,8 +175,8 @@ fn put_schema(out: &mut Vec<u8>, s: &TableSchema) {
     put_opt_index(out, s.partition_column);
 }
 
-fn write_tenant<W: Write>(
-    fw: &mut FrameWriter<W>,
+fn write_tenant(
+    fw: &mut FrameWriter,
     p: &mut Vec<u8>,
     t: &TenantImage<'_>,
 ) -> Result<u64, DurabilityError> {
@@ -237,33 +235,22 @@ fn write_tenant<W: Write>(
     Ok(rows)
 }
 
-/// Writes `snap-<lsn>.snap` atomically.
-pub(super) fn write(
-    dir: &Dir,
-    lsn: Lsn,
+/// The whole content of a snapshot file holding `tenants` as of `meta`.
+pub fn encode(
+    meta: SnapshotMeta,
     mp_txn_max: u64,
     tenants: &[TenantImage<'_>],
-) -> Result<SnapshotInfo, DurabilityError> {
-    let name = snapshot_name(lsn);
-    let tmp = format!("{}{TMP_SUFFIX}", name.trim_end_matches(".snap"));
-    let file = dir
-        .open_with(
-            &tmp,
-            OpenOptions::new().write(true).create(true).truncate(true),
-        )
-        .map_err(io_err(&tmp, "create"))?;
+) -> Result<Vec<u8>, DurabilityError> {
     let mut fw = FrameWriter {
-        w: BufWriter::with_capacity(1 << 20, file),
-        file: tmp.clone(),
-        bytes: 0,
+        out: MAGIC.to_vec(),
+        file: snapshot_name(meta.slot),
     };
-    let mut head = MAGIC.to_vec();
-    put_u32(&mut head, VERSION);
-    fw.w.write_all(&head).map_err(io_err(&tmp, "write"))?;
-    fw.bytes += head.len() as u64;
+    put_u32(&mut fw.out, VERSION);
     let mut p = Vec::new();
     p.push(F_BEGIN);
-    put_u64(&mut p, lsn.0);
+    put_u64(&mut p, meta.slot.0);
+    put_u64(&mut p, meta.ballot.round);
+    put_u32(&mut p, meta.ballot.node.0);
     put_u64(&mut p, mp_txn_max);
     put_len(&mut p, tenants.len());
     fw.emit(&mut p)?;
@@ -274,64 +261,43 @@ pub(super) fn write(
     p.push(F_END);
     put_u64(&mut p, rows);
     fw.emit(&mut p)?;
-    let bytes = fw.bytes;
-    let file =
-        fw.w.into_inner()
-            .map_err(|e| io_err(&tmp, "write")(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp, "fsync"))?;
-    drop(file);
-    dir.rename(&tmp, dir, &name)
-        .map_err(io_err(&name, "rename"))?;
-    sync_dir(dir)?;
-    Ok(SnapshotInfo {
-        file: name,
-        bytes,
-        rows,
-    })
+    Ok(fw.out)
 }
 
-/// Reads frames from a snapshot file, never past its length.
-struct FrameReader<R: Read> {
-    r: R,
-    file: String,
-    offset: u64,
-    len: u64,
-    buf: Vec<u8>,
+/// Reads frames from a snapshot's bytes, never past their end.
+struct FrameReader<'a> {
+    bytes: &'a [u8],
+    file: &'a str,
+    offset: usize,
 }
 
-impl<R: Read> FrameReader<R> {
-    fn corrupt(&self, offset: u64, what: String) -> DurabilityError {
+impl<'a> FrameReader<'a> {
+    fn corrupt(&self, offset: usize, what: String) -> DurabilityError {
         DurabilityError::Corrupt {
-            file: self.file.clone(),
-            offset,
+            file: self.file.to_string(),
+            offset: offset as u64,
             what,
         }
     }
 
     /// The next frame's payload, and its offset.
-    fn next(&mut self) -> Result<(u64, &[u8]), DurabilityError> {
+    fn next(&mut self) -> Result<(usize, &'a [u8]), DurabilityError> {
         let at = self.offset;
-        let mut head = [0u8; 8];
-        if self.len.saturating_sub(at) < 8 {
+        let rest = self.bytes.get(at..).unwrap_or_default();
+        let Some(head) = rest.get(..8) else {
             return Err(self.corrupt(at, "snapshot ends before its End frame".into()));
-        }
-        self.r
-            .read_exact(&mut head)
-            .map_err(io_err(&self.file, "read"))?;
+        };
         let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if n > FRAME_BYTES_MAX || n as u64 > self.len - at - 8 {
+        let payload = rest.get(8..).and_then(|r| r.get(..n));
+        let Some(payload) = payload.filter(|_| n <= FRAME_BYTES_MAX) else {
             return Err(self.corrupt(at, format!("frame length {n} is out of bounds")));
-        }
-        self.buf.resize(n, 0);
-        self.r
-            .read_exact(&mut self.buf)
-            .map_err(io_err(&self.file, "read"))?;
-        if crc32fast::hash(&self.buf) != crc {
+        };
+        if crc32fast::hash(payload) != crc {
             return Err(self.corrupt(at, "frame CRC mismatch".into()));
         }
-        self.offset = at + 8 + n as u64;
-        Ok((at, &self.buf))
+        self.offset = at + 8 + n;
+        Ok((at, payload))
     }
 }
 
@@ -431,25 +397,20 @@ fn quote(id: &str) -> String {
     format!("\"{}\"", id.replace('"', "\"\""))
 }
 
-struct Loader<R: Read> {
-    fr: FrameReader<R>,
+struct Loader<'a> {
+    fr: FrameReader<'a>,
     rows: u64,
 }
 
-impl<R: Read> Loader<R> {
+impl Loader<'_> {
     /// Reads the next frame, which must be of `kind`, and decodes it with `f`.
     fn frame<T>(
         &mut self,
         kind: u8,
         f: impl FnOnce(&mut Reader<'_>) -> Result<T, String>,
     ) -> Result<T, DurabilityError> {
-        let file = self.fr.file.clone();
         let (at, payload) = self.fr.next()?;
-        let corrupt = |what: String| DurabilityError::Corrupt {
-            file,
-            offset: at,
-            what,
-        };
+        let corrupt = |what: String| self.fr.corrupt(at, what);
         let mut r = Reader::new(payload);
         let decoded = r.u8("frame kind").and_then(|got| {
             if got != kind {
@@ -466,7 +427,7 @@ impl<R: Read> Loader<R> {
 
     fn restore_err(&self, what: String) -> DurabilityError {
         DurabilityError::Restore {
-            file: self.fr.file.clone(),
+            file: self.fr.file.to_string(),
             what,
         }
     }
@@ -563,54 +524,105 @@ impl<R: Read> Loader<R> {
     }
 }
 
-/// Loads snapshot file `name`, rebuilding every tenant's engine.
-pub(super) fn load(dir: &Dir, name: &str) -> Result<LoadedSnapshot, DurabilityError> {
-    let file = dir.open(name).map_err(io_err(name, "open"))?;
-    let len = file.metadata().map_err(io_err(name, "stat"))?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut head = [0u8; HEADER_BYTES];
+/// Checks the header; the format version.
+fn header(file: &str, bytes: &[u8]) -> Result<u32, DurabilityError> {
     let corrupt = |what: &str| DurabilityError::Corrupt {
-        file: name.to_string(),
+        file: file.to_string(),
         offset: 0,
         what: what.to_string(),
     };
-    if len < HEADER_BYTES as u64 {
+    let Some(head) = bytes.get(..HEADER_BYTES) else {
         return Err(corrupt("shorter than the snapshot header"));
-    }
-    r.read_exact(&mut head).map_err(io_err(name, "read"))?;
-    if &head[..8] != MAGIC || head[8..12] != VERSION.to_le_bytes() {
+    };
+    let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    if &head[..8] != MAGIC || !(1..=VERSION).contains(&version) {
         return Err(corrupt("bad snapshot header (magic or version)"));
     }
+    Ok(version)
+}
+
+/// The Begin frame's fields: meta, mp_txn_max, tenant count.
+fn begin(l: &mut Loader<'_>, version: u32) -> Result<(SnapshotMeta, u64, u32), DurabilityError> {
+    l.frame(F_BEGIN, |r| {
+        let slot = Slot(r.u64("slot")?);
+        let ballot = if version == 1 {
+            Ballot::default()
+        } else {
+            Ballot {
+                round: r.u64("ballot round")?,
+                node: NodeId(r.u32("ballot node")?),
+            }
+        };
+        let meta = SnapshotMeta { slot, ballot };
+        Ok((meta, r.u64("mp_txn_max")?, r.u32("tenants")?))
+    })
+}
+
+fn loader<'a>(file: &'a str, bytes: &'a [u8]) -> Loader<'a> {
     let fr = FrameReader {
-        r,
-        file: name.to_string(),
-        offset: HEADER_BYTES as u64,
-        len,
-        buf: Vec::new(),
+        bytes,
+        file,
+        offset: HEADER_BYTES,
     };
-    let mut l = Loader { fr, rows: 0 };
-    let (lsn, mp_txn_max, n) = l.frame(F_BEGIN, |r| {
-        Ok((Lsn(r.u64("lsn")?), r.u64("mp_txn_max")?, r.u32("tenants")?))
-    })?;
-    if snapshot_name(lsn) != name {
-        return Err(corrupt(&format!(
-            "holds lsn {lsn}, which its name does not"
-        )));
+    Loader { fr, rows: 0 }
+}
+
+/// The slot and ballot a snapshot holds, from its header and first frame
+/// (`bytes` may be just the start of it, `META_PREFIX_BYTES` is enough).
+pub fn read_meta(bytes: &[u8]) -> Result<SnapshotMeta, DurabilityError> {
+    read_meta_named(BYTES_LABEL, bytes)
+}
+
+pub(super) fn read_meta_named(file: &str, bytes: &[u8]) -> Result<SnapshotMeta, DurabilityError> {
+    let version = header(file, bytes)?;
+    Ok(begin(&mut loader(file, bytes), version)?.0)
+}
+
+/// Checks every frame's CRC and that the frames run from a Begin to an End
+/// at the last byte, without rebuilding anything; the snapshot's meta.
+pub(super) fn check(file: &str, bytes: &[u8]) -> Result<SnapshotMeta, DurabilityError> {
+    let version = header(file, bytes)?;
+    let mut l = loader(file, bytes);
+    let meta = begin(&mut l, version)?.0;
+    loop {
+        let (at, payload) = l.fr.next()?;
+        if payload.first() == Some(&F_END) {
+            if l.fr.offset != bytes.len() {
+                let what = format!("{} bytes after the End frame", bytes.len() - l.fr.offset);
+                return Err(l.fr.corrupt(at, what));
+            }
+            return Ok(meta);
+        }
     }
+}
+
+/// Rebuilds every tenant's engine from a snapshot's bytes.
+pub fn decode(bytes: &[u8]) -> Result<LoadedSnapshot, DurabilityError> {
+    decode_named(BYTES_LABEL, bytes)
+}
+
+/// `decode`, naming `file` in errors.
+pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, DurabilityError> {
+    let version = header(file, bytes)?;
+    let mut l = loader(file, bytes);
+    let (meta, mp_txn_max, n) = begin(&mut l, version)?;
     let mut tenants = Vec::new();
     for _ in 0..n {
         tenants.push(l.tenant()?);
     }
     let total = l.frame(F_END, |r| r.u64("total rows"))?;
-    if total != l.rows || l.fr.offset != len {
+    if total != l.rows || l.fr.offset != bytes.len() {
         let what = format!(
-            "End frame says {total} rows ({} read), ends at {} of {len} bytes",
-            l.rows, l.fr.offset
+            "End frame says {total} rows ({} read), ends at {} of {} bytes",
+            l.rows,
+            l.fr.offset,
+            bytes.len()
         );
         return Err(l.fr.corrupt(l.fr.offset, what));
     }
     Ok(LoadedSnapshot {
-        lsn,
+        slot: meta.slot,
+        ballot: meta.ballot,
         mp_txn_max,
         tenants,
     })

@@ -19,7 +19,8 @@ use crate::types::{Ballot, Slot};
 use std::sync::Arc;
 
 /// One record of the log: an entry accepted at `slot` in `ballot`.
-/// `payload` is an encoded `Entry` (opaque to the log).
+/// `payload` is an encoded `Entry` (opaque to the log), or empty: a
+/// consensus no-op, stored and read back like any other record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRecord {
     pub slot: Slot,
@@ -50,7 +51,9 @@ pub trait Storage {
     /// The vote persisted last (the default when none was ever written).
     fn vote(&self) -> Vote;
 
-    /// Persists `vote`; it is durable when this returns.
+    /// Persists `vote`; it is durable when this returns (no I/O when it is
+    /// the vote already held). A vote never goes back: a lower one is a
+    /// broken invariant (asserted).
     fn set_vote(&mut self, vote: Vote) -> Result<(), DurabilityError>;
 
     /// The snapshot the log continues from, if any.
@@ -60,11 +63,18 @@ pub trait Storage {
     /// follows it.
     fn last_slot(&self) -> Slot;
 
-    /// The last slot known durable (synced), or the snapshot's slot.
+    /// The last slot known durable (synced), or the snapshot's slot when
+    /// that is higher.
     fn durable_slot(&self) -> Slot;
 
-    /// Buffers `record`, whose slot must be `last_slot() + 1`. Not durable
-    /// until `sync`.
+    /// Buffers `record`, whose slot must be `last_slot() + 1` (asserted).
+    /// Not durable until `sync`. A payload over `PAYLOAD_BYTES_MAX` is
+    /// `TooLarge`, and the log is unchanged.
+    ///
+    /// Persist a promise (`set_vote`) before appending records of a ballot
+    /// above the default: a restart refuses a directory that has no vote
+    /// file while its log holds such records (`VoteMissing`), since that
+    /// looks like a lost promise.
     fn append(&mut self, record: &LogRecord) -> Result<(), DurabilityError>;
 
     /// Writes what is buffered without an fsync: survives a process crash,
@@ -76,24 +86,35 @@ pub trait Storage {
     fn sync(&mut self) -> Result<(), DurabilityError>;
 
     /// Drops every record after `slot` (which must be at least the
-    /// snapshot's slot and at most `last_slot()`); appends continue at
-    /// `slot + 1`. Durable with the next `sync`.
+    /// snapshot's slot and at most `last_slot()`, asserted); appends
+    /// continue at `slot + 1`. Durable with the next `sync`; a crash before
+    /// then recovers the old log, or a prefix of it no shorter than `slot`,
+    /// or the new one (records after `slot` are never a mix of both).
     fn truncate_after(&mut self, slot: Slot) -> Result<(), DurabilityError>;
 
     /// Records from `from` on, in slot order, about `bytes_max` of payload
-    /// (always at least one record when `from <= last_slot()`). `from` must
-    /// be after the snapshot's slot: older records are gone.
+    /// (always at least one record when `from <= last_slot()`, none when
+    /// `from > last_slot()`, at most `READ_RECORDS_MAX`). `from` must be
+    /// after the snapshot's slot: older records are gone (`Compacted`: send
+    /// the snapshot instead).
     fn read(&mut self, from: Slot, bytes_max: usize) -> Result<Vec<LogRecord>, DurabilityError>;
 
-    /// The newest snapshot, as the bytes `install_snapshot` was given.
+    /// The newest snapshot, as the bytes `install_snapshot` was given
+    /// (every frame's CRC checked).
     fn read_snapshot(&mut self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, DurabilityError>;
 
-    /// Writes `bytes` (a snapshot from `snapshot::encode` holding `meta`)
+    /// Writes `bytes` (a snapshot from `snapshot::encode` holding `meta`;
+    /// its frames are checked, and another meta is `SnapshotMismatch`)
     /// durably, then drops the records it covers (up to `meta.slot`). When
-    /// the log ends before `meta.slot` it is emptied and continues at
+    /// the log ends before `meta.slot` (a follower catching up, maybe just
+    /// after `truncate_after`) it is emptied and continues at
     /// `meta.slot + 1`; records after `meta.slot` are kept (the caller
     /// truncates them if they do not follow the snapshot's history).
-    fn install_snapshot(&mut self, meta: SnapshotMeta, bytes: &[u8]) -> Result<(), DurabilityError>;
+    /// `meta.slot` must be at least the current snapshot's (asserted).
+    /// Durable when this returns: a crash inside recovers the old state or
+    /// the new one.
+    fn install_snapshot(&mut self, meta: SnapshotMeta, bytes: &[u8])
+        -> Result<(), DurabilityError>;
 
     /// Record bytes after the newest snapshot: what a restart would replay.
     fn bytes_since_snapshot(&self) -> u64;

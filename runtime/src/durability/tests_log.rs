@@ -1,8 +1,10 @@
-//! Tests of the log: append, sync, reopen, torn tails, corruption, rotation.
+//! Tests of the log: append, sync, reopen, torn tails, corruption, rotation,
+//! each on the real disk (a temp dir) and on `SimFs`; and the helpers the
+//! other durability tests share.
 
 use super::*;
 use crate::storage::Row;
-use crate::types::{TenantId, Value};
+use crate::types::{Ballot, NodeId, Slot, TenantId, Value};
 use cap_std::fs::Dir;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,16 +25,63 @@ impl TempDir {
     pub fn dir(&self) -> Dir {
         Dir::open_ambient_dir(&self.0, cap_std::ambient_authority()).expect("open temp dir")
     }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A disk the tests run the log on.
+pub(super) trait Disk {
+    type F: Fs;
+    fn fs(&self) -> Self::F;
+}
+
+impl Disk for TempDir {
+    type F = DirFs;
+    fn fs(&self) -> DirFs {
+        DirFs::new(self.dir())
+    }
+}
+
+impl Disk for SimFs {
+    type F = SimFs;
+    fn fs(&self) -> SimFs {
+        self.clone()
+    }
+}
+
+/// Runs each generic test `fn name<D: Disk>(d: &D)` on both disks.
+macro_rules! on_both_disks {
+    ($($name:ident),* $(,)?) => {
+        mod dir {
+            $(#[test]
+            fn $name() {
+                super::$name(&crate::durability::tests_log::TempDir::new(stringify!($name)));
+            })*
+        }
+        mod sim {
+            $(#[test]
+            fn $name() {
+                super::$name(&crate::durability::SimFs::new());
+            })*
+        }
+    };
+}
+pub(super) use on_both_disks;
+
+/// Writes `name` whole and durably.
+pub(super) fn put<F: Fs>(fs: &F, name: &str, bytes: &[u8]) {
+    let mut f = fs.create(name).expect("create");
+    f.write_all(bytes).expect("write");
+    f.sync_data().expect("fsync");
+    fs.sync_dir().expect("fsync dir");
+}
+
+pub(super) fn get<F: Fs>(fs: &F, name: &str) -> Vec<u8> {
+    fs.read(name).expect("read")
 }
 
 pub(super) fn entry(i: u64) -> Entry {
@@ -69,201 +118,267 @@ pub(super) fn entry(i: u64) -> Entry {
     }
 }
 
-pub(super) fn append_range(log: &mut Log, lsns: std::ops::RangeInclusive<u64>) {
-    let mut buf = Vec::new();
-    for i in lsns {
-        buf.clear();
-        encode_entry(Lsn(i), &entry(i), &mut buf).unwrap();
-        log.append(&buf).expect("append");
+pub(super) fn payload(i: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_entry(&entry(i), &mut out).unwrap();
+    out
+}
+
+/// The ballot record `i` is accepted in (below `VOTE`).
+pub(super) fn ballot(i: u64) -> Ballot {
+    Ballot {
+        round: 1 + i / 4,
+        node: NodeId((i % 3) as u32),
     }
 }
 
-fn expect_entries(got: &[(Lsn, Entry)], lsns: std::ops::RangeInclusive<u64>) {
-    let want: Vec<(Lsn, Entry)> = lsns.map(|i| (Lsn(i), entry(i))).collect();
-    assert_eq!(got, &want[..]);
+/// The promise the tests' logs hold, above every `ballot(i)` they use.
+pub(super) const VOTE: Vote = Vote {
+    promised: Ballot {
+        round: 1 << 20,
+        node: NodeId(1),
+    },
+};
+
+pub(super) fn record(i: u64) -> LogRecord {
+    LogRecord {
+        slot: Slot(i),
+        ballot: ballot(i),
+        payload: payload(i).into(),
+    }
 }
 
-fn open(t: &TempDir, opts: LogOptions) -> (Log, Recovered) {
-    Log::open(t.dir(), opts).expect("open")
+pub(super) fn append_range<F: Fs>(log: &mut Log<F>, slots: std::ops::RangeInclusive<u64>) {
+    for i in slots {
+        log.append(&record(i)).expect("append");
+    }
 }
 
-#[test]
-fn append_sync_reopen_returns_everything() {
-    let t = TempDir::new("reopen");
-    let (mut log, rec) = open(&t, LogOptions::default());
-    assert!(rec.entries.is_empty() && rec.snapshot.is_none() && rec.torn_tail.is_none());
+/// Every record after the snapshot.
+pub(super) fn read_all<F: Fs>(log: &mut Log<F>) -> Vec<LogRecord> {
+    let mut from = log.snapshot_meta().map_or(Slot(0), |m| m.slot).next();
+    let mut out = Vec::new();
+    while from <= log.last_slot() {
+        let got = log.read(from, 1000).expect("read");
+        from = got.last().expect("a read returns a record").slot.next();
+        out.extend(got);
+    }
+    out
+}
+
+pub(super) fn expect_records<F: Fs>(log: &mut Log<F>, slots: std::ops::RangeInclusive<u64>) {
+    let want: Vec<LogRecord> = slots.map(record).collect();
+    assert_eq!(read_all(log), want);
+    for r in &want {
+        assert_eq!(decode_entry(&r.payload).expect("decodes"), entry(r.slot.0));
+    }
+}
+
+/// Opens the log; a fresh one gets the tests' vote.
+pub(super) fn open<D: Disk>(d: &D, opts: LogOptions) -> (Log<D::F>, Opened) {
+    let (mut log, opened) = Log::open(d.fs(), opts).expect("open");
+    if log.vote() == Vote::default() {
+        log.set_vote(VOTE).expect("set vote");
+    }
+    (log, opened)
+}
+
+fn open_err<D: Disk>(d: &D, opts: LogOptions) -> DurabilityError {
+    match Log::open(d.fs(), opts) {
+        Ok(_) => panic!("opened a log that should be refused"),
+        Err(e) => e,
+    }
+}
+
+fn small() -> LogOptions {
+    LogOptions {
+        segment_bytes_max: 100,
+    }
+}
+
+on_both_disks!(
+    append_sync_reopen_returns_everything,
+    torn_tail_at_every_byte_is_cut_and_reported,
+    flipped_byte_in_a_middle_record_is_corrupt,
+    rotation_and_bad_earlier_segment,
+    bad_segment_header_is_corrupt,
+    huge_length_field_is_corruption_not_allocation,
+);
+
+fn append_sync_reopen_returns_everything<D: Disk>(d: &D) {
+    let (mut log, opened) = open(d, LogOptions::default());
+    assert_eq!(opened.torn_tail, None);
+    assert_eq!((log.last_slot(), log.snapshot_meta()), (Slot(0), None));
     append_range(&mut log, 1..=50);
-    assert_eq!(log.durable_lsn(), Lsn(0));
+    assert_eq!(log.durable_slot(), Slot(0));
     log.sync().expect("sync");
-    assert_eq!(log.durable_lsn(), Lsn(50));
+    assert_eq!(log.durable_slot(), Slot(50));
     assert!(log.bytes_since_snapshot() > 0);
     drop(log);
-    let (mut log, rec) = open(&t, LogOptions::default());
-    expect_entries(&rec.entries, 1..=50);
-    assert!(rec.torn_tail.is_none());
-    assert_eq!(log.durable_lsn(), Lsn(50));
+    let (mut log, opened) = open(d, LogOptions::default());
+    expect_records(&mut log, 1..=50);
+    assert_eq!(opened.torn_tail, None);
+    assert_eq!((log.durable_slot(), log.vote()), (Slot(50), VOTE));
     append_range(&mut log, 51..=60);
     log.flush().expect("flush");
+    // A flushed record survives a process crash (the SimFs keeps it until
+    // it is told to crash).
     drop(log);
-    let (_, rec) = open(&t, LogOptions::default());
-    expect_entries(&rec.entries, 1..=60);
+    let (mut log, _) = open(d, LogOptions::default());
+    expect_records(&mut log, 1..=60);
 }
 
 #[test]
-#[should_panic(expected = "appended lsn must follow")]
+#[should_panic(expected = "appended slot must follow")]
 fn append_with_a_gap_is_refused() {
-    let t = TempDir::new("gap");
-    let (mut log, _) = open(&t, LogOptions::default());
+    let (mut log, _) = open(&SimFs::new(), LogOptions::default());
     append_range(&mut log, 1..=2);
     append_range(&mut log, 4..=4);
 }
 
 /// Record boundaries (file offsets) of the records of 1..=n in one segment.
-fn offsets(n: u64) -> Vec<usize> {
-    let mut at = vec![log::SEGMENT_HEADER_BYTES];
-    let mut buf = Vec::new();
+pub(super) fn offsets(n: u64) -> Vec<usize> {
+    let mut at = vec![segment::SEGMENT_HEADER_BYTES];
     for i in 1..=n {
-        buf.clear();
-        encode_entry(Lsn(i), &entry(i), &mut buf).unwrap();
-        at.push(at[at.len() - 1] + buf.len());
+        at.push(at[at.len() - 1] + frame::RECORD_HEADER_BYTES + payload(i).len());
     }
     at
 }
 
-#[test]
-fn torn_tail_at_every_byte_is_cut_and_reported() {
-    let t = TempDir::new("torn");
-    let (mut log, _) = open(&t, LogOptions::default());
+fn torn_tail_at_every_byte_is_cut_and_reported<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
     append_range(&mut log, 1..=4);
     log.sync().expect("sync");
     drop(log);
-    let seg = t.path(&log::segment_name(Lsn(1)));
-    let whole = std::fs::read(&seg).expect("read");
+    let fs = d.fs();
+    let seg = segment::segment_name(Slot(1));
+    let whole = get(&fs, &seg);
     let at = offsets(4);
     assert_eq!(whole.len(), at[4]);
     for cut in at[3] + 1..at[4] {
-        std::fs::write(&seg, &whole[..cut]).expect("write");
-        let (mut log, rec) = open(&t, LogOptions::default());
-        expect_entries(&rec.entries, 1..=3);
-        let torn = rec.torn_tail.expect("torn tail reported");
-        assert_eq!(torn.file, log::segment_name(Lsn(1)));
+        put(&fs, &seg, &whole[..cut]);
+        let (mut log, opened) = open(d, LogOptions::default());
+        expect_records(&mut log, 1..=3);
+        let torn = opened.torn_tail.expect("torn tail reported");
+        assert_eq!(torn.file, seg);
         assert_eq!(torn.offset, at[3] as u64, "cut at {cut}");
         assert_eq!(torn.bytes_dropped, (cut - at[3]) as u64);
-        assert_eq!(std::fs::metadata(&seg).expect("stat").len(), at[3] as u64);
+        assert_eq!(fs.len(&seg).expect("stat"), at[3] as u64);
         // The log continues cleanly after the cut.
         append_range(&mut log, 4..=5);
         log.sync().expect("sync");
         drop(log);
-        let (_, rec) = open(&t, LogOptions::default());
-        expect_entries(&rec.entries, 1..=5);
-        assert!(rec.torn_tail.is_none());
+        let (mut log, opened) = open(d, LogOptions::default());
+        expect_records(&mut log, 1..=5);
+        assert_eq!(opened.torn_tail, None);
     }
-    // A CRC-failing last record (bytes written out of order) is a torn tail too.
-    let mut bad = whole[..at[4]].to_vec();
-    bad[at[4] - 1] ^= 0xff;
-    std::fs::write(&seg, &bad).expect("write");
-    let (_, rec) = open(&t, LogOptions::default());
-    expect_entries(&rec.entries, 1..=3);
-    assert_eq!(rec.torn_tail.map(|t| t.offset), Some(at[3] as u64));
+    // A CRC-failing last record (bytes written out of order) is a torn tail
+    // too, wherever the bad byte is: in its length, ballot or payload.
+    for flip in [at[3], at[3] + 8, at[3] + 16, at[3] + 24, at[4] - 1] {
+        let mut bad = whole.clone();
+        bad[flip] ^= 0x40;
+        put(&fs, &seg, &bad);
+        let (mut log, opened) = open(d, LogOptions::default());
+        expect_records(&mut log, 1..=3);
+        assert_eq!(
+            opened.torn_tail.map(|t| t.offset),
+            Some(at[3] as u64),
+            "flip at {flip}"
+        );
+    }
 }
 
-#[test]
-fn flipped_byte_in_a_middle_record_is_corrupt() {
-    let t = TempDir::new("flip");
-    let (mut log, _) = open(&t, LogOptions::default());
+fn flipped_byte_in_a_middle_record_is_corrupt<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
     append_range(&mut log, 1..=5);
     log.sync().expect("sync");
     drop(log);
-    let seg = t.path(&log::segment_name(Lsn(1)));
-    let mut bytes = std::fs::read(&seg).expect("read");
+    let fs = d.fs();
+    let seg = segment::segment_name(Slot(1));
+    let mut bytes = get(&fs, &seg);
     let at = offsets(5);
     bytes[at[2] + 20] ^= 0x01;
-    std::fs::write(&seg, &bytes).expect("write");
-    match Log::open(t.dir(), LogOptions::default()) {
-        Err(DurabilityError::Corrupt { file, offset, what }) => {
-            assert_eq!(file, log::segment_name(Lsn(1)));
+    put(&fs, &seg, &bytes);
+    match open_err(d, LogOptions::default()) {
+        DurabilityError::Corrupt { file, offset, what } => {
+            assert_eq!(file, seg);
             assert_eq!(offset, at[2] as u64, "{what}");
         }
-        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+        other => panic!("expected Corrupt, got {other}"),
     }
     // The file was not cut.
-    assert_eq!(std::fs::read(&seg).expect("read").len(), at[5]);
+    assert_eq!(get(&fs, &seg).len(), at[5]);
 }
 
-#[test]
-fn rotation_and_bad_earlier_segment() {
-    let t = TempDir::new("rotate");
-    let opts = LogOptions {
-        segment_bytes_max: 100,
-    };
-    let (mut log, _) = open(&t, opts.clone());
+fn rotation_and_bad_earlier_segment<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, small());
     append_range(&mut log, 1..=30);
     log.sync().expect("sync");
     let files = log.segment_files();
     assert!(files.len() >= 5, "{files:?}");
     drop(log);
-    let (mut log, rec) = open(&t, opts.clone());
-    expect_entries(&rec.entries, 1..=30);
+    let (mut log, _) = open(d, small());
+    expect_records(&mut log, 1..=30);
     append_range(&mut log, 31..=40);
     log.sync().expect("sync");
     drop(log);
-    let (log, rec) = open(&t, opts.clone());
-    expect_entries(&rec.entries, 1..=40);
+    let (mut log, _) = open(d, small());
+    expect_records(&mut log, 1..=40);
     let files = log.segment_files();
     drop(log);
+    let fs = d.fs();
     // A cut at the end of an earlier segment is corruption, not a torn tail.
-    let second = t.path(&files[1]);
-    let bytes = std::fs::read(&second).expect("read");
-    std::fs::write(&second, &bytes[..bytes.len() - 1]).expect("write");
-    match Log::open(t.dir(), opts.clone()) {
-        Err(DurabilityError::Corrupt { file, .. }) => assert_eq!(file, files[1]),
-        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    let bytes = get(&fs, &files[1]);
+    put(&fs, &files[1], &bytes[..bytes.len() - 1]);
+    match open_err(d, small()) {
+        DurabilityError::Corrupt { file, .. } => assert_eq!(file, files[1]),
+        other => panic!("expected Corrupt, got {other}"),
     }
-    std::fs::write(&second, &bytes).expect("write");
+    put(&fs, &files[1], &bytes);
     // A missing middle segment is a gap.
-    std::fs::remove_file(t.path(&files[2])).expect("remove");
-    match Log::open(t.dir(), opts) {
-        Err(DurabilityError::Corrupt {
+    fs.remove(&files[2]).expect("remove");
+    match open_err(d, small()) {
+        DurabilityError::Corrupt {
             file, offset: 0, ..
-        }) => assert_eq!(file, files[3]),
-        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+        } => assert_eq!(file, files[3]),
+        other => panic!("expected Corrupt, got {other}"),
     }
 }
 
-#[test]
-fn bad_segment_header_is_corrupt() {
-    let t = TempDir::new("header");
-    let (mut log, _) = open(&t, LogOptions::default());
+fn bad_segment_header_is_corrupt<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
     append_range(&mut log, 1..=2);
     log.sync().expect("sync");
     drop(log);
-    let seg = t.path(&log::segment_name(Lsn(1)));
-    let mut bytes = std::fs::read(&seg).expect("read");
-    bytes[0] = b'X';
-    std::fs::write(&seg, &bytes).expect("write");
-    let err = Log::open(t.dir(), LogOptions::default())
-        .err()
-        .expect("corrupt");
-    assert!(err.to_string().contains("offset 0"), "{err}");
+    let fs = d.fs();
+    let seg = segment::segment_name(Slot(1));
+    let good = get(&fs, &seg);
+    // A bad magic, an unknown version, another first slot.
+    for (at, flip) in [(0, b'X'), (8, 1), (12, 1)] {
+        let mut bytes = good.clone();
+        bytes[at] ^= flip;
+        put(&fs, &seg, &bytes);
+        let err = open_err(d, LogOptions::default());
+        assert!(err.to_string().contains("offset 0"), "{err}");
+    }
 }
 
-#[test]
-fn huge_length_field_is_corruption_not_allocation() {
-    let t = TempDir::new("huge");
-    let (mut log, _) = open(&t, LogOptions::default());
+fn huge_length_field_is_corruption_not_allocation<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
     append_range(&mut log, 1..=3);
     log.sync().expect("sync");
     drop(log);
-    let seg = t.path(&log::segment_name(Lsn(1)));
-    let mut bytes = std::fs::read(&seg).expect("read");
+    let fs = d.fs();
+    let seg = segment::segment_name(Slot(1));
+    let mut bytes = get(&fs, &seg);
     let at = offsets(3);
     bytes[at[1]..at[1] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    std::fs::write(&seg, &bytes).expect("write");
-    match Log::open(t.dir(), LogOptions::default()) {
-        Err(DurabilityError::Corrupt { offset, what, .. }) => {
+    put(&fs, &seg, &bytes);
+    match open_err(d, LogOptions::default()) {
+        DurabilityError::Corrupt { offset, what, .. } => {
             assert_eq!(offset, at[1] as u64);
             assert!(what.contains("length"), "{what}");
         }
-        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+        other => panic!("expected Corrupt, got {other}"),
     }
 }

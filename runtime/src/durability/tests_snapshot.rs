@@ -1,9 +1,12 @@
-//! Tests of snapshots: restore, compaction, corruption.
+//! Tests of snapshots: the codec (both versions), restore, compaction,
+//! corruption.
 
-use super::tests_log::{append_range, entry, TempDir};
+use super::tests_log::{
+    append_range, expect_records, get, on_both_disks, open, put, read_all, record, Disk, TempDir,
+};
 use super::*;
 use crate::sql::{Engine, QueryResult};
-use crate::types::{TenantId, Value};
+use crate::types::{Ballot, NodeId, Slot, TenantId, Value};
 use std::sync::Arc;
 
 fn rows(e: &mut Engine, sql: &str) -> Vec<Vec<Value>> {
@@ -77,10 +80,28 @@ fn assert_same(a: &mut Engine, b: &mut Engine) {
     assert_eq!(va, vb);
 }
 
+fn meta(slot: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        slot: Slot(slot),
+        ballot: Ballot {
+            round: slot + 100,
+            node: NodeId(2),
+        },
+    }
+}
+
+fn empty_image(e: &Engine) -> [TenantImage<'_>; 1] {
+    [TenantImage {
+        tenant: TenantId(1),
+        engine: e,
+        modules: &[],
+    }]
+}
+
 #[test]
 fn snapshot_restores_schema_rows_views_and_modules() {
     let t = TempDir::new("snap");
-    let (mut log, _) = Log::open(t.dir(), LogOptions::default()).expect("open");
+    let (mut log, _) = open(&t, LogOptions::default());
     append_range(&mut log, 1..=3);
     log.sync().expect("sync");
     let mut original = sample_engine();
@@ -98,21 +119,22 @@ fn snapshot_restores_schema_rows_views_and_modules() {
             modules: &[],
         },
     ];
-    let info = log.write_snapshot(Lsn(3), 77, &images).expect("snapshot");
-    assert_eq!(info.rows, 7);
-    assert_eq!(info.file, "snap-00000000000000000003.snap");
-    assert_eq!(
-        std::fs::metadata(t.path(&info.file)).expect("stat").len(),
-        info.bytes
-    );
+    let bytes = snapshot::encode(meta(3), 77, &images).expect("encode");
+    assert_eq!(snapshot::read_meta(&bytes).expect("meta"), meta(3));
+    log.install_snapshot(meta(3), &bytes).expect("install");
+    let file = "snap-00000000000000000003.snap";
+    assert_eq!(std::fs::read(t.0.join(file)).expect("read"), bytes);
     assert_eq!(log.bytes_since_snapshot(), 0);
     drop(log);
-    let (_, mut rec) = Log::open(t.dir(), LogOptions::default()).expect("reopen");
-    assert!(rec.entries.is_empty());
-    let snap = rec.snapshot.take().expect("snapshot loaded");
+    let (mut log, _) = open(&t, LogOptions::default());
+    assert!(read_all(&mut log).is_empty());
+    assert_eq!(log.snapshot_meta(), Some(meta(3)));
+    let (m, got) = log.read_snapshot().expect("read").expect("a snapshot");
+    assert_eq!((m, &got), (meta(3), &bytes));
+    let snap = snapshot::decode(&got).expect("decode");
     assert_eq!(
-        (snap.lsn, snap.mp_txn_max, snap.tenants.len()),
-        (Lsn(3), 77, 2)
+        (snap.slot, snap.ballot, snap.mp_txn_max, snap.tenants.len()),
+        (Slot(3), meta(3).ballot, 77, 2)
     );
     let mut tenants = snap.tenants.into_iter();
     let mut first = tenants.next().expect("tenant 5");
@@ -132,28 +154,23 @@ fn snapshot_restores_schema_rows_views_and_modules() {
     assert_eq!(second.engine.database().tables().count(), 0);
 }
 
-#[test]
-fn snapshot_compacts_and_later_entries_replay() {
-    let t = TempDir::new("compact");
+on_both_disks!(
+    snapshot_compacts_and_later_records_replay,
+    corrupt_snapshot_is_reported
+);
+
+fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     let opts = LogOptions {
         segment_bytes_max: 120,
     };
-    let (mut log, _) = Log::open(t.dir(), opts.clone()).expect("open");
+    let (mut log, _) = open(d, opts.clone());
     append_range(&mut log, 1..=20);
-    // Not durable yet: refused.
     let e = Engine::new();
-    let img = [TenantImage {
-        tenant: TenantId(1),
-        engine: &e,
-        modules: &[],
-    }];
-    assert!(matches!(
-        log.write_snapshot(Lsn(20), 0, &img),
-        Err(DurabilityError::SnapshotAhead { .. })
-    ));
+    let img = empty_image(&e);
     log.sync().expect("sync");
     let before = log.segment_files();
-    log.write_snapshot(Lsn(12), 4, &img).expect("snapshot");
+    let bytes = snapshot::encode(meta(12), 4, &img).expect("encode");
+    log.install_snapshot(meta(12), &bytes).expect("snapshot");
     let after = log.segment_files();
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
     assert!(after.len() >= 2);
@@ -163,56 +180,152 @@ fn snapshot_compacts_and_later_entries_replay() {
     log.sync().expect("sync");
     assert!(log.bytes_since_snapshot() > since);
     // A second snapshot removes the first.
-    log.write_snapshot(Lsn(15), 5, &img).expect("snapshot");
+    let bytes = snapshot::encode(meta(15), 5, &img).expect("encode");
+    log.install_snapshot(meta(15), &bytes).expect("snapshot");
     drop(log);
-    let names: Vec<String> = std::fs::read_dir(&t.0)
+    let names: Vec<String> = d
+        .fs()
+        .list(100)
         .expect("ls")
-        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .into_iter()
         .filter(|n| n.starts_with("snap-"))
         .collect();
     assert_eq!(names, vec!["snap-00000000000000000015.snap".to_string()]);
-    let (mut log, rec) = Log::open(t.dir(), opts.clone()).expect("reopen");
-    let snap = rec.snapshot.expect("snapshot");
-    assert_eq!((snap.lsn, snap.mp_txn_max), (Lsn(15), 5));
-    let want: Vec<(Lsn, Entry)> = (16..=25).map(|i| (Lsn(i), entry(i))).collect();
-    assert_eq!(rec.entries, want);
+    let (mut log, _) = open(d, opts.clone());
+    let (m, bytes) = log.read_snapshot().expect("read").expect("snapshot");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    assert_eq!((m, snap.slot, snap.mp_txn_max), (meta(15), Slot(15), 5));
+    expect_records(&mut log, 16..=25);
     append_range(&mut log, 26..=26);
     log.sync().expect("sync");
 }
 
-#[test]
-fn corrupt_snapshot_is_reported() {
-    let t = TempDir::new("badsnap");
-    let (mut log, _) = Log::open(t.dir(), LogOptions::default()).expect("open");
+fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
     append_range(&mut log, 1..=2);
     log.sync().expect("sync");
     let e = sample_engine();
-    let img = [TenantImage {
-        tenant: TenantId(1),
-        engine: &e,
-        modules: &[],
-    }];
-    let info = log.write_snapshot(Lsn(2), 0, &img).expect("snapshot");
+    let bytes = snapshot::encode(meta(2), 0, &empty_image(&e)).expect("encode");
+    log.install_snapshot(meta(2), &bytes).expect("snapshot");
     drop(log);
-    let p = t.path(&info.file);
-    let good = std::fs::read(&p).expect("read");
-    let mut bad = good.clone();
-    bad[40] ^= 0x10;
-    std::fs::write(&p, &bad).expect("write");
-    match Log::open(t.dir(), LogOptions::default()) {
-        Err(DurabilityError::Corrupt { file, .. }) => assert_eq!(file, info.file),
-        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    let fs = d.fs();
+    let file = "snap-00000000000000000002.snap";
+    // A flipped byte in the Begin frame is found at open, one later when
+    // the snapshot is read.
+    for (at, at_open) in [
+        (30, true),
+        (bytes.len() / 2, false),
+        (bytes.len() - 1, false),
+    ] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        put(&fs, file, &bad);
+        let err = match Log::open(d.fs(), LogOptions::default()) {
+            Err(e) => {
+                assert!(at_open, "refused at open, byte {at}: {e}");
+                e
+            }
+            Ok((mut log, _)) => log.read_snapshot().expect_err("corrupt snapshot read"),
+        };
+        match err {
+            DurabilityError::Corrupt { file: f, .. } => assert_eq!(f, file),
+            other => panic!("expected Corrupt, got {other}"),
+        }
     }
     // Truncated (no End frame) is corrupt too.
-    std::fs::write(&p, &good[..good.len() - 3]).expect("write");
+    put(&fs, file, &bytes[..bytes.len() - 3]);
+    let (mut log, _) = open(d, LogOptions::default());
     assert!(matches!(
-        Log::open(t.dir(), LogOptions::default()),
+        log.read_snapshot(),
         Err(DurabilityError::Corrupt { .. })
     ));
+    drop(log);
     // A leftover temp file from a crashed snapshot is removed at open.
-    std::fs::write(&p, &good).expect("write");
-    std::fs::write(t.path("snap-00000000000000000009.snap.tmp"), b"junk").expect("write");
-    let (_, rec) = Log::open(t.dir(), LogOptions::default()).expect("open");
-    assert_eq!(rec.snapshot.map(|s| s.lsn), Some(Lsn(2)));
-    assert!(!t.path("snap-00000000000000000009.snap.tmp").exists());
+    put(&fs, file, &bytes);
+    let tmp = "snap-00000000000000000009.snap.tmp";
+    put(&fs, tmp, b"junk");
+    let (mut log, _) = open(d, LogOptions::default());
+    assert_eq!(
+        log.read_snapshot().expect("read").map(|s| s.0),
+        Some(meta(2))
+    );
+    assert!(!fs.list(100).expect("ls").iter().any(|n| n == tmp));
+}
+
+/// `bytes` (a version-2 snapshot) as version 1 wrote it: no ballot in Begin.
+fn to_v1(bytes: &[u8]) -> Vec<u8> {
+    let (header, rest) = bytes.split_at(12);
+    let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+    let (begin, frames) = rest[8..].split_at(n);
+    // kind, slot, then the 12 ballot bytes go; mp_txn_max and tenants stay.
+    let v1_begin = [&begin[..9], &begin[21..]].concat();
+    let mut out = header[..8].to_vec();
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(v1_begin.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&v1_begin).to_le_bytes());
+    out.extend_from_slice(&v1_begin);
+    out.extend_from_slice(frames);
+    out
+}
+
+#[test]
+fn a_version_1_snapshot_loads_with_the_default_ballot() {
+    let sim = SimFs::new();
+    let e = sample_engine();
+    let v2 = snapshot::encode(meta(4), 9, &empty_image(&e)).expect("encode");
+    let v1 = to_v1(&v2);
+    assert_eq!(v1.len(), v2.len() - 12);
+    let old = SnapshotMeta {
+        slot: Slot(4),
+        ballot: Ballot::default(),
+    };
+    assert_eq!(snapshot::read_meta(&v1).expect("meta"), old);
+    let snap = snapshot::decode(&v1).expect("decode");
+    assert_eq!(
+        (snap.slot, snap.ballot, snap.mp_txn_max),
+        (Slot(4), Ballot::default(), 9)
+    );
+    // As a file beside a log: opened, read, and the log continues after it.
+    put(&sim, "snap-00000000000000000004.snap", &v1);
+    let (mut log, _) = open(&sim, LogOptions::default());
+    assert_eq!((log.snapshot_meta(), log.last_slot()), (Some(old), Slot(4)));
+    assert_eq!(log.read_snapshot().expect("read"), Some((old, v1.clone())));
+    append_range(&mut log, 5..=6);
+    log.sync().expect("sync");
+    drop(log);
+    let (mut log, _) = open(&sim, LogOptions::default());
+    expect_records(&mut log, 5..=6);
+    assert_eq!(get(&sim, "snap-00000000000000000004.snap"), v1);
+}
+
+#[test]
+fn hostile_snapshot_bytes_are_errors_not_panics() {
+    let e = sample_engine();
+    let bytes = snapshot::encode(meta(1), 0, &empty_image(&e)).expect("encode");
+    for cut in 0..bytes.len() {
+        assert!(snapshot::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    for at in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x01;
+        assert!(snapshot::decode(&bad).is_err(), "flip at {at}");
+    }
+    // A huge frame length is refused without allocating.
+    let mut bad = bytes.clone();
+    bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let err = snapshot::decode(&bad).unwrap_err();
+    assert!(err.to_string().contains("out of bounds"), "{err}");
+}
+
+#[test]
+fn records_after_a_snapshot_keep_their_ballots() {
+    let sim = SimFs::new();
+    let (mut log, _) = open(&sim, LogOptions::default());
+    append_range(&mut log, 1..=6);
+    let bytes = snapshot::encode(meta(3), 0, &[]).expect("encode");
+    log.install_snapshot(meta(3), &bytes).expect("install");
+    log.sync().expect("sync");
+    drop(log);
+    let (mut log, _) = open(&sim, LogOptions::default());
+    assert_eq!(read_all(&mut log), (4..=6).map(record).collect::<Vec<_>>());
 }

@@ -143,8 +143,10 @@ impl Coordinator {
             let lsn = g[i].next_lsn();
             g[i].mp_txn_max = txn;
             let mut records = Vec::new();
-            durability::encode_entry(lsn, &Entry::Multi { txn, tenant, body }, &mut records)
-                .expect("callers check writes against RECORD_BYTES_MAX before applying them");
+            crate::partition::writer::push_payload(&mut records, |out| {
+                durability::encode_entry(&Entry::Multi { txn, tenant, body }, out)
+            })
+            .expect("callers check writes against PAYLOAD_BYTES_MAX before applying them");
             let (done, wait) = sync_channel(1);
             let msg = WriterMsg::Multi {
                 records,

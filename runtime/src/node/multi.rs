@@ -173,7 +173,7 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), ErrorReply> {
             tenant: TenantId(0),
             body: durability::MultiBody::Writes(share.clone()),
         };
-        durability::encode_entry(durability::Lsn(0), &entry, &mut buf)
+        durability::encode_entry(&entry, &mut buf)
             .map_err(|e| ErrorReply::new(ErrorCode::TooLarge, e.to_string()))?;
     }
     Ok(())

@@ -10,15 +10,21 @@
 //! with it.
 
 use crate::catalog::PartitionId;
-use crate::durability::{Entry, Log, LogOptions, Recovered as LogRecovered};
+use crate::durability::{
+    decode_entry, snapshot, DiskLog, Entry, LoadedSnapshot, Log, LogOptions, Storage,
+};
 use crate::partition::{ModuleCache, PartitionState, TenantPart};
+use crate::types::Slot;
 use crate::wasm::{ProcHost, WasmRuntime};
 use anyhow::{anyhow, Context};
 use std::collections::BTreeSet;
 
+/// Payload bytes read from a log at a time.
+const READ_BYTES: usize = 4 << 20;
+
 pub struct Recovered {
     pub states: Vec<PartitionState>,
-    pub logs: Vec<Log>,
+    pub logs: Vec<DiskLog>,
     /// The highest coordinator transaction id seen anywhere.
     pub last_txn: u64,
     pub cache: ModuleCache,
@@ -40,14 +46,16 @@ pub fn recover(
         let sub = dir
             .open_dir(&name)
             .with_context(|| format!("opening {name}/ in the data directory"))?;
-        let (log, rec) = Log::open(sub, opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
-        if let Some(t) = &rec.torn_tail {
+        let (mut log, found) =
+            Log::open_dir(sub, opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
+        if let Some(t) = &found.torn_tail {
             eprintln!(
                 "ohm: partition {p}: cut a torn record at the end of {}/{} at offset {} ({} bytes): \
                  it was being written when the node stopped and was never acknowledged",
                 name, t.file, t.offset, t.bytes_dropped
             );
         }
+        let rec = load(&mut log).map_err(|e| anyhow!("partition {p}: {e}"))?;
         opened.push((log, rec));
     }
     let logged: Vec<BTreeSet<u64>> = opened
@@ -97,6 +105,29 @@ pub fn recover(
     Ok(out)
 }
 
+/// What one partition's log holds: its snapshot and the entries after it.
+struct LogRecovered {
+    snapshot: Option<LoadedSnapshot>,
+    entries: Vec<(Slot, Entry)>,
+}
+
+fn load(log: &mut DiskLog) -> anyhow::Result<LogRecovered> {
+    let snapshot = match log.read_snapshot()? {
+        Some((_, bytes)) => Some(snapshot::decode(&bytes)?),
+        None => None,
+    };
+    let mut entries = Vec::new();
+    let mut from = log.snapshot_meta().map_or(Slot(0), |m| m.slot).next();
+    while from <= log.last_slot() {
+        for r in log.read(from, READ_BYTES)? {
+            from = r.slot.next();
+            let entry = decode_entry(&r.payload).map_err(|e| anyhow!("slot {}: {e}", r.slot))?;
+            entries.push((r.slot, entry));
+        }
+    }
+    Ok(LogRecovered { snapshot, entries })
+}
+
 fn replay(
     p: u32,
     rec: LogRecovered,
@@ -107,7 +138,7 @@ fn replay(
 ) -> anyhow::Result<PartitionState> {
     let mut state = PartitionState::new(PartitionId(p), runtime.clone());
     if let Some(snap) = rec.snapshot {
-        state.last_lsn = snap.lsn.0;
+        state.last_lsn = snap.slot.0;
         state.mp_txn_max = snap.mp_txn_max;
         for t in snap.tenants {
             let mut part = TenantPart {
@@ -127,14 +158,14 @@ fn replay(
             state.insert_tenant(t.tenant, part);
         }
     }
-    for (lsn, entry) in rec.entries {
-        state.last_lsn = lsn.0;
+    for (slot, entry) in rec.entries {
+        state.last_lsn = slot.0;
         if let Entry::Multi { txn, .. } = &entry {
             if !complete(*txn) {
                 eprintln!(
-                    "ohm: partition {p}: skipping coordinator transaction {txn} at lsn {}: \
+                    "ohm: partition {p}: skipping coordinator transaction {txn} at slot {}: \
                      not every partition logged it, so it was never acknowledged",
-                    lsn.0
+                    slot.0
                 );
                 *skipped_any = true;
                 continue;
@@ -142,7 +173,7 @@ fn replay(
         }
         state
             .replay(&entry, cache)
-            .map_err(|e| anyhow!("partition {p}: lsn {}: {e}", lsn.0))?;
+            .map_err(|e| anyhow!("partition {p}: slot {}: {e}", slot.0))?;
     }
     Ok(state)
 }

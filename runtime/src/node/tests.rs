@@ -6,7 +6,9 @@ use super::coordinator::CoordTask;
 use super::demo::ask;
 use super::{Node, NodeConfig};
 use crate::catalog::{partition_for, Principal};
-use crate::durability::{self, Entry, Log, LogOptions, LoggedOp, LoggedWrites, MultiBody};
+use crate::durability::{
+    self, Entry, Log, LogOptions, LogRecord, LoggedOp, LoggedWrites, MultiBody, Storage,
+};
 use crate::partition::writer::Durability;
 use crate::proto::{ErrorCode, ErrorReply, Reply, SqlResult};
 use crate::types::{TenantId, Value};
@@ -405,7 +407,7 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
     // before partition 1 did: never acknowledged.
     {
         let sub = tmp.dir().open_dir("p0").unwrap();
-        let (mut log, _) = Log::open(
+        let (mut log, _) = Log::open_dir(
             sub,
             LogOptions {
                 segment_bytes_max: 1 << 20,
@@ -424,8 +426,13 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
             tenant: TenantId(who.tenant.0),
             body: MultiBody::Writes(writes),
         };
-        let mut rec = Vec::new();
-        durability::encode_entry(durability::Lsn(last_lsn + 1), &entry, &mut rec).unwrap();
+        let mut payload = Vec::new();
+        durability::encode_entry(&entry, &mut payload).unwrap();
+        let rec = LogRecord {
+            slot: crate::types::Slot(last_lsn + 1),
+            ballot: Default::default(),
+            payload: payload.into(),
+        };
         log.append(&rec).unwrap();
         log.sync().unwrap();
     }

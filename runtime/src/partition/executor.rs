@@ -151,10 +151,13 @@ fn run_call(
         }
     };
     if !outcome.write_set.ops.is_empty() {
-        let lsn = state.next_lsn();
+        state.next_lsn();
         let part = state.tenant(tenant);
         let db = part.engine.database();
-        if let Err(e) = durability::encode_commit(lsn, tenant, db, &outcome.write_set, records) {
+        let encoded = super::writer::push_payload(records, |out| {
+            durability::encode_commit(tenant, db, &outcome.write_set, out)
+        });
+        if let Err(e) = encoded {
             // Committed in memory but too big to log: undo it, so what is
             // in memory stays exactly what the log can rebuild.
             let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();

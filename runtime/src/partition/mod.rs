@@ -111,9 +111,9 @@ impl PartitionState {
     }
 
     /// The next log sequence number (taken).
-    pub fn next_lsn(&mut self) -> durability::Lsn {
+    pub fn next_lsn(&mut self) -> crate::types::Slot {
         self.last_lsn += 1;
-        durability::Lsn(self.last_lsn)
+        crate::types::Slot(self.last_lsn)
     }
 
     /// What a snapshot of this partition holds.

@@ -8,8 +8,9 @@
 
 use super::reply::ReplyFn;
 use super::Partition;
-use crate::durability::{DurabilityError, Log};
+use crate::durability::{snapshot, DiskLog, DurabilityError, SnapshotMeta, Storage};
 use crate::proto::{ErrorReply, Reply};
+use crate::types::{Ballot, Slot};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, TryLockError};
@@ -43,7 +44,8 @@ impl Durability {
 }
 
 pub enum WriterMsg {
-    /// An executor batch: its records (possibly none) and its replies.
+    /// An executor batch: its records (possibly none; each `len u32 |
+    /// payload`, see `push_payload`) and its replies.
     Batch {
         records: Vec<u8>,
         last_lsn: Option<u64>,
@@ -91,7 +93,7 @@ pub struct WriterConfig {
 }
 
 /// Runs until every sender is gone; then syncs and returns.
-pub fn run(part: Arc<Partition>, mut log: Log, msgs: Receiver<WriterMsg>, cfg: WriterConfig) {
+pub fn run(part: Arc<Partition>, mut log: DiskLog, msgs: Receiver<WriterMsg>, cfg: WriterConfig) {
     let mut group: Vec<WriterMsg> = Vec::with_capacity(GROUP_MAX);
     let mut unsynced = false;
     let mut last_sync = Instant::now();
@@ -124,7 +126,7 @@ pub fn run(part: Arc<Partition>, mut log: Log, msgs: Receiver<WriterMsg>, cfg: W
         }
         part.stats
             .durable_lsn
-            .store(log.durable_lsn().0, Ordering::Relaxed);
+            .store(log.durable_slot().0, Ordering::Relaxed);
         part.stats
             .log_bytes
             .store(log.bytes_since_snapshot(), Ordering::Relaxed);
@@ -155,34 +157,59 @@ pub fn run(part: Arc<Partition>, mut log: Log, msgs: Receiver<WriterMsg>, cfg: W
 }
 
 fn append_all(
-    log: &mut Log,
+    log: &mut DiskLog,
     group: &[WriterMsg],
     unsynced: &mut bool,
 ) -> Result<(), DurabilityError> {
     for m in group {
-        let records = match m {
+        let (records, last) = match m {
             WriterMsg::Batch {
                 records,
-                last_lsn: Some(_),
+                last_lsn: Some(last),
                 ..
-            } => records,
-            WriterMsg::Multi { records, .. } => records,
+            } => (records, *last),
+            WriterMsg::Multi {
+                records, last_lsn, ..
+            } if !records.is_empty() => (records, *last_lsn),
             _ => continue,
         };
-        append_records(log, records)?;
+        append_records(log, records, last)?;
         *unsynced = true;
     }
     Ok(())
 }
 
-/// Appends concatenated records one by one (the log checks each lsn).
-fn append_records(log: &mut Log, mut bytes: &[u8]) -> Result<(), DurabilityError> {
-    while !bytes.is_empty() {
-        let len = crate::durability::record_len(bytes);
-        let (one, rest) = bytes.split_at(len);
-        log.append(one)?;
+/// Appends `payload` (what `encode` writes) to a batch of records, after
+/// its length: `len u32 | payload`. On error the batch is as it was.
+pub fn push_payload<E>(
+    records: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = records.len();
+    records.extend_from_slice(&[0; 4]);
+    if let Err(e) = encode(records) {
+        records.truncate(start);
+        return Err(e);
+    }
+    let len = u32::try_from(records.len() - start - 4)
+        .expect("payloads are far below 4 GiB (PAYLOAD_BYTES_MAX)");
+    records[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Appends a batch's payloads at the slots after the log's last; the
+/// sender took the slots in the same order, the last being `last`.
+fn append_records(log: &mut DiskLog, mut bytes: &[u8], last: u64) -> Result<(), DurabilityError> {
+    while let Some((len, rest)) = bytes.split_first_chunk::<4>() {
+        let (payload, rest) = rest.split_at(u32::from_le_bytes(*len) as usize);
+        log.append_payload(log.last_slot().next(), Ballot::default(), payload)?;
         bytes = rest;
     }
+    assert_eq!(
+        log.last_slot(),
+        Slot(last),
+        "the writer and its senders agree on slots"
+    );
     Ok(())
 }
 
@@ -190,7 +217,12 @@ fn append_records(log: &mut Log, mut bytes: &[u8]) -> Result<(), DurabilityError
 /// it. Holding the state lock means every record of what the state holds
 /// was already sent to this writer: they are drained and synced first, so
 /// the snapshot's lsn is durable in the log before the log is cut.
-fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_skip: bool) -> bool {
+fn snapshot(
+    part: &Partition,
+    log: &mut DiskLog,
+    msgs: &Receiver<WriterMsg>,
+    may_skip: bool,
+) -> bool {
     let mut stop = false;
     let state = loop {
         match part.state.try_lock() {
@@ -209,15 +241,18 @@ fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_ski
     if state.last_lsn == 0 || log.bytes_since_snapshot() == 0 {
         return stop;
     }
-    let lsn = crate::durability::Lsn(state.last_lsn);
+    let meta = SnapshotMeta {
+        slot: Slot(state.last_lsn),
+        ballot: Ballot::default(),
+    };
     let started = Instant::now();
-    match log.write_snapshot(lsn, state.mp_txn_max, &state.images()) {
-        Ok(info) => eprintln!(
-            "ohm: partition {}: snapshot at lsn {} ({} rows, {} bytes) in {} ms",
+    let written = snapshot::encode(meta, state.mp_txn_max, &state.images())
+        .and_then(|bytes| log.install_snapshot(meta, &bytes).map(|()| bytes.len()));
+    match written {
+        Ok(bytes) => eprintln!(
+            "ohm: partition {}: snapshot at slot {} ({bytes} bytes) in {} ms",
             part.id.0,
-            lsn.0,
-            info.rows,
-            info.bytes,
+            meta.slot,
             started.elapsed().as_millis()
         ),
         Err(e) => fatal(part, &e),
@@ -228,7 +263,7 @@ fn snapshot(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>, may_ski
 
 /// Appends, syncs and answers everything queued now; true if a stop was
 /// among it.
-fn drain(part: &Partition, log: &mut Log, msgs: &Receiver<WriterMsg>) -> bool {
+fn drain(part: &Partition, log: &mut DiskLog, msgs: &Receiver<WriterMsg>) -> bool {
     let pending: Vec<WriterMsg> = msgs.try_iter().collect();
     if pending.is_empty() {
         return false;

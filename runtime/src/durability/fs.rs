@@ -1,0 +1,145 @@
+//! The file operations the log and the snapshot code need, on one flat
+//! directory: a seam, so the same log runs on the real disk (`DirFs`) and on
+//! the simulated one (`SimFs`), recovery included.
+//!
+//! Owns: the `Fs` and `FsFile` traits and `DirFs`, their implementation over
+//! a `cap_std::fs::Dir`. Must not: grow into a VFS (no subdirectories, no
+//! seeking writes, no metadata beyond a length), or reach any path except
+//! through the `Dir` it holds. Errors are plain `io::Error`s; the log adds
+//! the file name and the operation.
+//!
+//! ```text
+//!   Log<F: Fs> --list/read/read_at/len/create/open_append/rename/remove/sync_dir--> F
+//!              --write_all/sync_data/set_len--> F::File
+//!   DirFs: a cap-std Dir (real disk)     SimFs: memory, crashes on demand
+//! ```
+//!
+//! Durability contract (what the log relies on, and what `SimFs` models):
+//! a file's bytes and length are durable once `sync_data` on it returns;
+//! names created, renamed or removed are durable once `sync_dir` returns.
+
+use cap_std::fs::{Dir, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+/// A file opened for writing at its end (every handle appends, also after
+/// `set_len`).
+pub trait FsFile {
+    /// Appends `bytes` (all of them, or an error).
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes the file's bytes and length durable (fdatasync).
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts (or extends with zeros) the file to `len` bytes; later writes
+    /// go to the new end.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// One flat directory of files.
+pub trait Fs {
+    type File: FsFile;
+
+    /// The names in the directory (UTF-8 ones; others are skipped), in no
+    /// particular order: at most `names_max + 1`, so the caller can tell
+    /// there were more than it accepts without listing them all.
+    fn list(&self, names_max: usize) -> io::Result<Vec<String>>;
+    /// The whole content of `name`.
+    fn read(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Exactly `buf.len()` bytes of `name` from `offset` (an error if the
+    /// file ends before).
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// The length of `name` in bytes.
+    fn len(&self, name: &str) -> io::Result<u64>;
+    /// Creates `name` empty (truncating it if it exists), open for writing.
+    fn create(&self, name: &str) -> io::Result<Self::File>;
+    /// Opens the existing `name` for writing at its end.
+    fn open_append(&self, name: &str) -> io::Result<Self::File>;
+    /// Renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes `name`.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes the names created, renamed and removed so far durable.
+    fn sync_dir(&self) -> io::Result<()>;
+}
+
+/// The real disk: every operation goes through one `cap_std::fs::Dir`.
+pub struct DirFs {
+    dir: Dir,
+}
+
+impl DirFs {
+    pub fn new(dir: Dir) -> DirFs {
+        DirFs { dir }
+    }
+}
+
+impl FsFile for File {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        Write::write_all(self, bytes)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+impl Fs for DirFs {
+    type File = File;
+
+    fn list(&self, names_max: usize) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for ent in self.dir.entries()? {
+            if names.len() > names_max {
+                break;
+            }
+            if let Ok(name) = ent?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.dir.read(name)
+    }
+
+    fn read_at(&self, name: &str, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut f = self.dir.open(name)?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+
+    fn len(&self, name: &str) -> io::Result<u64> {
+        Ok(self.dir.metadata(name)?.len())
+    }
+
+    /// Opened for appending (std refuses append with truncate, so the
+    /// length is cut after).
+    fn create(&self, name: &str) -> io::Result<File> {
+        let f = self
+            .dir
+            .open_with(name, OpenOptions::new().append(true).create(true))?;
+        f.set_len(0)?;
+        Ok(f)
+    }
+
+    fn open_append(&self, name: &str) -> io::Result<File> {
+        self.dir.open_with(name, OpenOptions::new().append(true))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.dir.rename(from, &self.dir, to)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.dir.remove_file(name)
+    }
+
+    /// The `Dir`'s own descriptor may be `O_PATH`, which cannot be fsynced,
+    /// so "." is opened through it.
+    fn sync_dir(&self) -> io::Result<()> {
+        self.dir.open(".")?.sync_all()
+    }
+}

@@ -1,0 +1,310 @@
+//! `Storage` for `Log`: what a replica needs beyond appending. Cutting off
+//! an unchosen suffix, reading records from a slot (a restart, a lagging
+//! peer), installing and reading snapshots as bytes, and the vote.
+//!
+//! Owns: the order of the file operations that keeps every crash point
+//! recoverable. Must not: decode payloads or snapshots (the caller does),
+//! or leave a state recovery would take for corruption.
+//!
+//! ```text
+//!   truncate_after(s): later segments removed (newest first), dir fsynced;
+//!                      then the segment holding s + 1 cut (durable at sync)
+//!   install_snapshot:  snap .tmp written, fsynced, renamed, dir fsynced;
+//!                      then covered segments, older snapshots, stale files removed
+//!   read(from):        segment index --> nearest offset --> records (file, then buffer)
+//! ```
+//!
+//! Crash outcomes (what `tests_crash` checks): a crash inside
+//! `truncate_after`, or after it and before the next `sync`, recovers the
+//! old log, a prefix of it that still reaches the truncation point (when
+//! whole later segments were being removed), or the new one; a crash inside
+//! `install_snapshot` recovers the old state or the new one.
+
+use super::fs::{Fs, FsFile};
+use super::log::{create_segment, Log};
+use super::segment::{corrupt, Cursor, ReadCache, SEGMENT_HEADER_BYTES};
+use super::snapshot::{self, snapshot_name};
+use super::storage::{LogRecord, SnapshotMeta, Storage, Vote};
+use super::{io_err, vote, DurabilityError};
+use crate::types::Slot;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Records one `read` returns at most (a bound for empty payloads, which
+/// `bytes_max` does not limit).
+pub const READ_RECORDS_MAX: usize = 1 << 16;
+
+/// Writes `name` atomically: `<name>.tmp` written and fsynced, renamed, the
+/// directory fsynced.
+pub(super) fn replace_file<F: Fs>(fs: &F, name: &str, bytes: &[u8]) -> Result<(), DurabilityError> {
+    let tmp = format!("{name}.tmp");
+    let mut f = fs.create(&tmp).map_err(io_err(&tmp, "create"))?;
+    f.write_all(bytes).map_err(io_err(&tmp, "write"))?;
+    f.sync_data().map_err(io_err(&tmp, "fsync"))?;
+    drop(f);
+    fs.rename(&tmp, name).map_err(io_err(name, "rename"))?;
+    fs.sync_dir().map_err(io_err(".", "fsync dir"))
+}
+
+impl<F: Fs> Log<F> {
+    /// The index of the segment holding `slot` (after the snapshot, at most
+    /// the last slot).
+    fn segment_of(&self, slot: Slot) -> usize {
+        self.segments
+            .partition_point(|s| s.first <= slot)
+            .checked_sub(1)
+            .expect("the first segment starts by the slot after the snapshot")
+    }
+
+    /// What is buffered for segment `k`: only the last has anything.
+    fn tail_of(&self, k: usize) -> &[u8] {
+        if k + 1 == self.segments.len() {
+            &self.buf
+        } else {
+            &[]
+        }
+    }
+
+    /// Removes the segments after segment `k`, newest first, durably (so a
+    /// crash leaves a contiguous prefix of them, never a gap); `k` becomes
+    /// the current segment. The record bytes dropped.
+    fn remove_after(&mut self, k: usize) -> Result<u64, DurabilityError> {
+        let later: Vec<_> = self.segments.drain(k + 1..).collect();
+        let mut dropped = 0;
+        for seg in later.iter().rev() {
+            self.fs
+                .remove(&seg.name)
+                .map_err(io_err(&seg.name, "remove"))?;
+            dropped += seg.bytes - SEGMENT_HEADER_BYTES as u64;
+        }
+        self.fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
+        self.buf.clear();
+        self.cut_unsynced = false;
+        let name = &self.current().name;
+        self.file = self.fs.open_append(name).map_err(io_err(name, "open"))?;
+        Ok(dropped)
+    }
+
+    /// Empties the log so that it continues at `slot + 1` (a snapshot at
+    /// `slot`, which is durable, covers every record it had).
+    fn restart_at(&mut self, slot: Slot) -> Result<(), DurabilityError> {
+        for seg in &self.segments {
+            self.fs
+                .remove(&seg.name)
+                .map_err(io_err(&seg.name, "remove"))?;
+        }
+        // Syncs the directory, the removals with it.
+        let (file, seg) = create_segment(&self.fs, slot.next())?;
+        self.segments = vec![seg];
+        self.file = file;
+        self.buf.clear();
+        self.cut_unsynced = false;
+        self.last = slot;
+        self.bytes_total = 0;
+        self.bytes_at_snapshot = 0;
+        self.recent = VecDeque::from([0]);
+        self.recent_base = slot.0;
+        Ok(())
+    }
+
+    /// Removes the segments whose records are all at most `slot`, oldest
+    /// first, so a crash part-way leaves a contiguous suffix (not synced
+    /// here).
+    fn remove_covered(&mut self, slot: Slot) -> Result<(), DurabilityError> {
+        while self.segments.len() > 1 && self.segments[1].first <= slot.next() {
+            let seg = self.segments.remove(0);
+            self.fs
+                .remove(&seg.name)
+                .map_err(io_err(&seg.name, "remove"))?;
+        }
+        self.bytes_at_snapshot = self.bytes_at(slot);
+        Ok(())
+    }
+
+    /// Removes snapshots older than `slot` and stale segments, and syncs
+    /// the directory.
+    fn remove_old_files(&mut self, slot: Slot) -> Result<(), DurabilityError> {
+        let (old, keep) = self.snapshots.drain(..).partition(|(s, _)| *s < slot);
+        self.snapshots = keep;
+        let old: Vec<(Slot, String)> = old;
+        let names = old.into_iter().map(|(_, n)| n).chain(self.stale.drain(..));
+        for name in names.collect::<Vec<_>>() {
+            self.fs.remove(&name).map_err(io_err(&name, "remove"))?;
+        }
+        self.fs.sync_dir().map_err(io_err(".", "fsync dir"))
+    }
+}
+
+impl<F: Fs> Storage for Log<F> {
+    fn vote(&self) -> Vote {
+        self.vote
+    }
+
+    fn set_vote(&mut self, vote: Vote) -> Result<(), DurabilityError> {
+        assert!(
+            vote.promised >= self.vote.promised,
+            "a promise never goes back: {} after {}",
+            vote.promised,
+            self.vote.promised
+        );
+        if vote != self.vote {
+            vote::write(&self.fs, vote)?;
+            self.vote = vote;
+        }
+        Ok(())
+    }
+
+    fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.snapshot
+    }
+
+    fn last_slot(&self) -> Slot {
+        self.last
+    }
+
+    fn durable_slot(&self) -> Slot {
+        self.durable
+    }
+
+    fn append(&mut self, record: &LogRecord) -> Result<(), DurabilityError> {
+        self.append_payload(record.slot, record.ballot, &record.payload)
+    }
+
+    fn flush(&mut self) -> Result<(), DurabilityError> {
+        self.flush_buf()
+    }
+
+    fn sync(&mut self) -> Result<(), DurabilityError> {
+        self.sync_all()
+    }
+
+    fn truncate_after(&mut self, slot: Slot) -> Result<(), DurabilityError> {
+        let snap = self.snapshot_slot();
+        assert!(
+            snap <= slot && slot <= self.last,
+            "truncate_after({slot}) outside snapshot slot {snap} ..= last slot {}",
+            self.last
+        );
+        if slot == self.last {
+            return Ok(());
+        }
+        let target = slot.next();
+        let k = self.segment_of(target);
+        let cache = std::mem::take(&mut self.read_cache);
+        let offset = Cursor::seek(&self.fs, &self.segments[k], self.tail_of(k), target, cache)?.pos;
+        let mut dropped = 0;
+        if k + 1 < self.segments.len() {
+            dropped += self.remove_after(k)?;
+        }
+        let seg = &mut self.segments[k];
+        let flushed = seg.bytes - self.buf.len() as u64;
+        dropped += seg.bytes - offset;
+        if offset >= flushed {
+            self.buf.truncate((offset - flushed) as usize);
+        } else {
+            self.buf.clear();
+            self.file
+                .set_len(offset)
+                .map_err(io_err(&seg.name, "truncate"))?;
+            self.cut_unsynced = true;
+        }
+        seg.bytes = offset;
+        seg.cut_index(slot);
+        self.last = slot;
+        self.durable = self.durable.min(slot);
+        self.uncount_after(slot, dropped);
+        Ok(())
+    }
+
+    fn read(&mut self, from: Slot, bytes_max: usize) -> Result<Vec<LogRecord>, DurabilityError> {
+        let snapshot = self.snapshot_slot();
+        if from <= snapshot {
+            return Err(DurabilityError::Compacted { from, snapshot });
+        }
+        let mut out = Vec::new();
+        if from > self.last {
+            return Ok(out);
+        }
+        let (mut k, mut slot, mut bytes) = (self.segment_of(from), from, 0usize);
+        let mut cache = std::mem::take(&mut self.read_cache);
+        while k < self.segments.len() && slot <= self.last {
+            let mut c = Cursor::seek(&self.fs, &self.segments[k], self.tail_of(k), slot, cache)?;
+            let mut full = false;
+            loop {
+                let (at_slot, at_pos) = (c.next, c.pos);
+                let Some((s, ballot, payload)) = c.next_record()? else {
+                    break;
+                };
+                if !out.is_empty()
+                    && (bytes + payload.len() > bytes_max || out.len() >= READ_RECORDS_MAX)
+                {
+                    // Not taken: the next read starts with it.
+                    (c.next, c.pos, full) = (at_slot, at_pos, true);
+                    break;
+                }
+                bytes += payload.len();
+                out.push(LogRecord {
+                    slot: s,
+                    ballot,
+                    payload: Arc::from(payload),
+                });
+                slot = s.next();
+            }
+            cache = c.into_cache();
+            if full {
+                break;
+            }
+            k += 1;
+        }
+        self.read_cache = cache;
+        Ok(out)
+    }
+
+    fn read_snapshot(&mut self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, DurabilityError> {
+        let Some((_, name)) = self.snapshots.last() else {
+            return Ok(None);
+        };
+        let bytes = self.fs.read(name).map_err(io_err(name, "read"))?;
+        let meta = snapshot::check(name, &bytes)?;
+        if Some(meta) != self.snapshot {
+            return Err(corrupt(name, 0, "changed since the log was opened".into()));
+        }
+        Ok(Some((meta, bytes)))
+    }
+
+    fn install_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        bytes: &[u8],
+    ) -> Result<(), DurabilityError> {
+        let name = snapshot_name(meta.slot);
+        let found = snapshot::check(&format!("{name} (to install)"), bytes)?;
+        if found != meta {
+            return Err(DurabilityError::SnapshotMismatch { meta, found });
+        }
+        let snap = self.snapshot_slot();
+        assert!(
+            meta.slot >= snap,
+            "a snapshot at slot {} cannot replace the one at {snap}: records between are gone",
+            meta.slot
+        );
+        replace_file(&self.fs, &name, bytes)?;
+        if meta.slot > self.last {
+            self.restart_at(meta.slot)?;
+        } else {
+            self.remove_covered(meta.slot)?;
+        }
+        self.remove_old_files(meta.slot)?;
+        if self.snapshots.last().map(|(s, _)| *s) != Some(meta.slot) {
+            self.snapshots.push((meta.slot, name));
+        }
+        self.snapshot = Some(meta);
+        self.durable = self.durable.max(meta.slot);
+        self.read_cache = ReadCache::default();
+        Ok(())
+    }
+
+    fn bytes_since_snapshot(&self) -> u64 {
+        self.bytes_total - self.bytes_at_snapshot.min(self.bytes_total)
+    }
+}
