@@ -65,6 +65,14 @@ enum Command {
     /// Manage tenants (admin token).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Run the deterministic simulator: a replica group of real partition
+    /// cores (consensus, SQL, Wasm procedures, the log on a simulated disk)
+    /// under network, disk, crash and clock faults, checked for agreement,
+    /// equal states, the bank's total and linearizable kv histories.
+    ///
+    /// A failing seed is printed with the command that replays it; every
+    /// run prints a trace hash (equal runs, equal hashes).
+    Sim(ohm::sim::cli::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +180,11 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),
         Command::Call(args) => client_runtime()?.block_on(ohm::cli::admin::call(args)),
         Command::Status(args) => client_runtime()?.block_on(ohm::cli::admin::status(args)),
+        Command::Sim(args) => match ohm::sim::cli::run_cli(&args) {
+            Ok(true) => Ok(ExitCode::SUCCESS),
+            Ok(false) => Ok(ExitCode::FAILURE),
+            Err(e) => bail!(e),
+        },
         Command::Tenant(TenantCommand::Create(args)) => {
             client_runtime()?.block_on(ohm::cli::admin::tenant_create(args))
         }

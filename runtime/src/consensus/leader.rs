@@ -179,7 +179,10 @@ impl Paxos {
         let last = self.log.last_slot();
         for p in self.peers().collect::<Vec<_>>() {
             if let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&p)) {
-                if !pr.progressed && pr.inflight > 0 {
+                // Behind, and nothing acknowledged for a whole interval: what
+                // was sent (or its answer) was lost; send again from what it
+                // is known to hold.
+                if !pr.progressed && (pr.inflight > 0 || pr.matched < last) && !pr.reading {
                     if pr.matched < last && pr.snapshot.is_none() {
                         pr.next = pr.matched.next();
                         pr.probing = true;

@@ -169,6 +169,9 @@ pub struct Bugs {
     /// Leases that forget clocks drift: the leader reads alone for the
     /// whole `lease_us`.
     pub lease_ignores_drift: bool,
+    /// Answer a call once its record is durable on the leader, before a
+    /// quorum accepted it (the partition core reads this switch).
+    pub ack_before_chosen: bool,
 }
 
 /// What the shell must do after feeding inputs: persist, send, apply.
@@ -208,6 +211,9 @@ pub struct Ready {
 impl Ready {
     pub fn is_empty(&self) -> bool {
         self.persist_seq.is_none()
+            && self.vote.is_none()
+            && self.truncate_after.is_none()
+            && self.records.is_empty()
             && self.snapshot.is_none()
             && self.messages.is_empty()
             && self.after_persist.is_empty()

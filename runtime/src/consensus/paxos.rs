@@ -215,10 +215,12 @@ impl Paxos {
         self.trim_cache();
     }
 
-    /// Payloads both applied and durable may leave memory (storage has
-    /// them); nothing else may.
+    /// Payloads applied, durable and chosen may leave memory (storage has
+    /// them, and no leadership change can make them unapplied); nothing
+    /// else may.
     fn trim_cache(&mut self) {
-        self.log.trim(self.applied.min(self.persisted_slot));
+        self.log
+            .trim(self.applied.min(self.persisted_slot).min(self.chosen));
     }
 
     /// A snapshot at `meta` was written to storage here; the records it
@@ -264,10 +266,18 @@ impl Paxos {
         let mut out = Vec::new();
         let mut s = from;
         while s <= to {
-            let r = self
-                .log
-                .get(s)
-                .expect("records after the applied watermark stay in memory");
+            let Some(r) = self.log.get(s) else {
+                panic!(
+                    "records after the applied watermark stay in memory: slot {s} of {from}..={to} \
+                     is not (applied {}, chosen {}, persisted {}, last {}, snapshot {}, role {:?})",
+                    self.applied,
+                    self.chosen,
+                    self.persisted_slot,
+                    self.log.last_slot(),
+                    self.log.snapshot().slot,
+                    self.role
+                );
+            };
             out.push(r.clone());
             s = s.next();
         }
@@ -275,6 +285,17 @@ impl Paxos {
     }
 
     // ---- queries -----------------------------------------------------------
+
+    /// Whether a snapshot received from the leader waits in the next
+    /// `Ready` (nothing before it may be applied meanwhile).
+    pub fn snapshot_pending(&self) -> bool {
+        self.out.snapshot.is_some()
+    }
+
+    /// Whether `ready` has something to hand out.
+    pub fn has_ready(&self) -> bool {
+        !self.out.is_empty()
+    }
 
     pub fn role(&self) -> Role {
         self.role
@@ -307,6 +328,22 @@ impl Paxos {
 
     pub fn snapshot_meta(&self) -> SnapshotMeta {
         self.log.snapshot()
+    }
+
+    /// The record at `slot`, if its payload is still in memory.
+    pub fn record(&self, slot: Slot) -> Option<&LogRecord> {
+        self.log.get(slot)
+    }
+
+    /// Our own log is durable up to here.
+    pub fn persisted_slot(&self) -> Slot {
+        self.persisted_slot
+    }
+
+    /// The planted bugs this replica runs with (tests only).
+    #[cfg(test)]
+    pub fn bugs(&self) -> super::Bugs {
+        self.cfg.bugs
     }
 
     /// The ballot of the record at `slot`, if known.

@@ -478,3 +478,55 @@ fn config_is_checked() {
     cfg.lease_us = cfg.election_timeout_us + 1;
     assert!(err(&cfg).unwrap().contains("lease"));
 }
+
+/// With the lease bug planted, a cut-off leader whose clock runs slow still
+/// believes it may read alone after a new leader has chosen something.
+#[test]
+fn a_lease_that_ignores_drift_outlives_a_new_leader() {
+    let run = |bug: bool| -> bool {
+        let mut c = Cluster::new(3);
+        for r in c.nodes.values_mut() {
+            r.px.cfg.clock_drift_ppm = 200_000;
+            r.px.cfg.bugs.lease_ignores_drift = bug;
+        }
+        c.run_ms(3000);
+        let old = c.leader().unwrap();
+        c.isolate(old.0);
+        // Real time passes in 1 ms steps; the old leader's clock runs 20%
+        // slow, the others' 20% fast.
+        let start = c.now;
+        let mut stale = false;
+        for ms in 1..2000u64 {
+            let real = start + ms * 1000;
+            c.now = real;
+            for (id, r) in c.nodes.iter_mut() {
+                let local = if *id == old {
+                    start + ms * 800
+                } else {
+                    start + ms * 1200
+                };
+                r.px.tick(local);
+            }
+            c.settle();
+            let new_leader = c.nodes.iter().find(|(id, r)| {
+                **id != old && r.px.is_leader() && r.px.chosen() > c.nodes[&old].px.chosen()
+            });
+            if new_leader.is_some() {
+                let old_px = &c.nodes[&old].px;
+                let old_now = start + ms * 800;
+                if old_px.is_leader() && old_px.read_allowed(old_now) {
+                    stale = true;
+                }
+            }
+        }
+        stale
+    };
+    assert!(
+        run(true),
+        "the planted bug gives the old leader a stale lease"
+    );
+    assert!(
+        !run(false),
+        "the drift-aware lease never overlaps a new leader's choices"
+    );
+}

@@ -116,7 +116,7 @@ pub use log::{
 };
 pub use log_storage::READ_RECORDS_MAX;
 pub use record::{
-    decode_entry, encode_commit, encode_entry, Entry, LoggedOp, LoggedWrites, MultiBody,
+    decode_entry, encode_commit, encode_entry, multi_txn, Entry, LoggedOp, LoggedWrites, MultiBody,
     RecordTooLarge, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };
 pub use segment::SEGMENT_FILE_BYTES_MAX;

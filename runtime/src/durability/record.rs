@@ -428,6 +428,17 @@ fn writes(r: &mut Reader<'_>) -> DecodeResult<LoggedWrites> {
 }
 
 /// Decodes a record's payload (as `encode_entry` made it).
+/// The coordinator transaction a payload belongs to, read from its first
+/// bytes only (None for a single-partition commit, a no-op, or bytes too
+/// short to say).
+pub fn multi_txn(payload: &[u8]) -> Option<u64> {
+    if payload.first() != Some(&ENTRY_MULTI) {
+        return None;
+    }
+    let txn: [u8; 8] = payload.get(1..9)?.try_into().ok()?;
+    Some(u64::from_le_bytes(txn))
+}
+
 pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader::new(payload);
     let entry = match r.u8("entry tag")? {

@@ -573,6 +573,14 @@ pub fn read_meta(bytes: &[u8]) -> Result<SnapshotMeta, DurabilityError> {
     read_meta_named(BYTES_LABEL, bytes)
 }
 
+/// The slot and ballot a snapshot holds and the highest coordinator
+/// transaction inside it, from its header and first frame only.
+pub fn read_begin(bytes: &[u8]) -> Result<(SnapshotMeta, u64), DurabilityError> {
+    let version = header(BYTES_LABEL, bytes)?;
+    let (meta, mp_txn_max, _) = begin(&mut loader(BYTES_LABEL, bytes), version)?;
+    Ok((meta, mp_txn_max))
+}
+
 pub(super) fn read_meta_named(file: &str, bytes: &[u8]) -> Result<SnapshotMeta, DurabilityError> {
     let version = header(file, bytes)?;
     Ok(begin(&mut loader(file, bytes), version)?.0)

@@ -1,34 +1,34 @@
 //! The coordinator: one thread that runs everything that is not a
 //! single-partition call — multi-partition procedures, ad-hoc SQL, DDL,
 //! deploys, the catalog and tenant creation — one at a time, holding every
-//! partition's lock (VoltDB's rule: serializable without row locks).
+//! partition (VoltDB's rule: serializable without row locks). Holding is
+//! done by messages to the executors (`hold`): each core lends its state.
 //!
-//! A change is applied to every partition's state, then each partition's
-//! share is logged as an `Entry::Multi` with one transaction id in every
-//! partition's log, and the reply waits until all of them are durable. The
-//! locks are held until then, so nothing that reads the change can be
+//! A change is applied to every held state, then each partition's share is
+//! handed back as an `Entry::Multi` (one transaction id in every
+//! partition's log), and the reply waits until all of them are chosen; the
+//! partitions are held until then, so nothing that reads the change is
 //! acknowledged before it is durable everywhere. Recovery applies a
 //! transaction only if every partition logged it (see `node::recovery`).
 
-use super::multi::{self, Guards};
-use super::route;
+use super::executor::{FatalFn, Input};
+use super::hold::{hold_all, Held};
+use super::reply::{self, ReplyFn};
 use super::routes::Routes;
-use super::sqltext::{self, Kind};
 use crate::catalog::Catalog;
 use crate::durability::{self, Entry, LoggedWrites, MultiBody};
-use crate::partition::reply::{self, ReplyFn};
-use crate::partition::writer::WriterMsg;
-use crate::partition::Partition;
-use crate::proto::{
-    CatalogInfo, ErrorCode, ErrorReply, ProcedureInfo, Reply, SqlResult, TableInfo,
-};
+use crate::proto::{CatalogInfo, ErrorCode, ErrorReply, ProcedureInfo, Reply, TableInfo};
+use crate::txn::{self, sqltext};
 use crate::types::{TenantId, Value};
-use crate::wasm::{CompiledModule, ProcHost, TxnContext, WasmRuntime};
+use crate::wasm::{CompiledModule, TxnContext, WasmRuntime};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Work run on every held partition state (`CoordTask::Inspect`).
+pub type InspectFn = Box<dyn FnOnce(&mut [Box<crate::partition::PartitionState>]) + Send>;
 
 /// Requests waiting for the coordinator.
 pub const COORDINATOR_QUEUE_MAX: usize = 1024;
@@ -65,13 +65,18 @@ pub enum CoordTask {
         name: String,
         reply: ReplyFn,
     },
+    /// Run `f` on every held partition state (tests and tools that inspect
+    /// state without a lock), then let them go.
+    Inspect {
+        f: InspectFn,
+        reply: ReplyFn,
+    },
     /// Finish what is queued before this, then exit.
     Stop,
 }
 
 pub struct Coordinator {
-    pub parts: Arc<[Arc<Partition>]>,
-    pub writers: Vec<SyncSender<WriterMsg>>,
+    pub executors: Vec<Sender<Input>>,
     pub runtime: WasmRuntime,
     pub routes: Arc<Routes>,
     pub catalog: Arc<RwLock<Catalog>>,
@@ -80,6 +85,8 @@ pub struct Coordinator {
     pub last_txn: Cell<u64>,
     /// Every deployed module, compiled once: (tenant, module) -> module.
     pub modules: BTreeMap<(TenantId, String), Arc<CompiledModule>>,
+    /// Stops the node (a broken invariant, a bug mid-transaction).
+    pub fatal: FatalFn,
 }
 
 impl Coordinator {
@@ -89,12 +96,14 @@ impl Coordinator {
                 return;
             }
             // A panic here may leave a transaction applied on some
-            // partitions and not others (their logs are intact): stop the
-            // node, and let recovery rebuild a consistent state.
+            // partitions and not others (their logs are intact): the held
+            // states are kept from serving, and the node stops; recovery
+            // rebuilds a consistent state.
             let handled =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(task)));
             if handled.is_err() {
-                fatal("the coordinator hit a bug in the middle of a transaction");
+                (self.fatal)("the coordinator hit a bug in the middle of a transaction".into());
+                return;
             }
         }
     }
@@ -123,246 +132,72 @@ impl Coordinator {
                 tenant,
                 tenant_name,
                 reply,
-            } => reply(Ok(Reply::Catalog(self.catalog_info(tenant, tenant_name)))),
+            } => reply(self.catalog_info(tenant, tenant_name).map(Reply::Catalog)),
             CoordTask::CreateTenant { name, reply } => reply(self.create_tenant(&name)),
+            CoordTask::Inspect { f, reply } => reply(self.inspect(f)),
             CoordTask::Stop => {}
         }
     }
 
-    fn lock_all(&self) -> Guards<'_> {
-        self.parts.iter().map(|p| p.lock()).collect()
+    /// Every partition's state, lent for one transaction.
+    pub(super) fn hold(&self) -> Result<Held<'_>, ErrorReply> {
+        hold_all(&self.executors)
     }
 
-    /// Logs one coordinator transaction (one entry per partition, in one
-    /// id) and waits until every partition has it durable.
-    fn commit(&self, g: &mut Guards<'_>, tenant: TenantId, bodies: Vec<MultiBody>) {
+    /// Hands every state back with its share of one coordinator
+    /// transaction (one entry per partition, in one id) and waits until
+    /// every partition has it chosen.
+    pub(super) fn commit(
+        &self,
+        g: Held<'_>,
+        tenant: TenantId,
+        bodies: Vec<MultiBody>,
+    ) -> Result<(), ErrorReply> {
         let txn = self.last_txn.get() + 1;
         self.last_txn.set(txn);
-        let mut waits = Vec::with_capacity(bodies.len());
+        let mut entries = Vec::with_capacity(bodies.len());
+        let mut g = g;
         for (i, body) in bodies.into_iter().enumerate() {
-            let lsn = g[i].next_lsn();
             g[i].mp_txn_max = txn;
-            let mut records = Vec::new();
-            crate::partition::writer::push_payload(&mut records, |out| {
-                durability::encode_entry(&Entry::Multi { txn, tenant, body }, out)
-            })
-            .expect("callers check writes against PAYLOAD_BYTES_MAX before applying them");
-            let (done, wait) = sync_channel(1);
-            let msg = WriterMsg::Multi {
-                records,
-                last_lsn: lsn.0,
-                done,
-            };
-            if self.writers[i].send(msg).is_ok() {
-                waits.push(wait);
-            }
+            let mut payload = Vec::new();
+            durability::encode_entry(&Entry::Multi { txn, tenant, body }, &mut payload)
+                .map_err(|e| ErrorReply::new(ErrorCode::TooLarge, e.to_string()))?;
+            entries.push(payload);
         }
-        for w in waits {
-            // A writer that stops has stopped the node (it exits on failure).
-            let _ = w.recv();
-        }
+        g.finish(Some(entries))
     }
 
-    /// Waits until everything logged so far on every partition is durable
-    /// (a read must not be answered before what it saw is).
-    fn barrier(&self) {
-        crate::partition::writer::sync_all(&self.writers);
-    }
-
-    fn sql(&self, tenant: TenantId, sql: &str) -> Result<Vec<SqlResult>, ErrorReply> {
-        let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
-        let many = stmts.len() > 1;
-        let mut results = Vec::with_capacity(stmts.len());
-        for (i, stmt) in stmts.iter().enumerate() {
-            match self.statement(tenant, stmt) {
-                Ok(r) => results.push(r),
-                Err(mut e) if many => {
-                    e.message = format!(
-                        "statement {} of {}: {} ({} earlier statement(s) committed)",
-                        i + 1,
-                        stmts.len(),
-                        e.message,
-                        i
-                    );
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(results)
-    }
-
-    fn statement(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
-        let words = sqltext::words(stmt);
-        match sqltext::classify(&words) {
-            Kind::TxnControl => Err(ErrorReply::new(
-                ErrorCode::NotSupported,
-                "each ad-hoc statement is its own transaction: BEGIN/COMMIT/ROLLBACK are not \
-                 supported over the protocol; put statements that must commit together in a \
-                 procedure",
-            )),
-            Kind::Query => self.query(tenant, stmt, &words),
-            Kind::InsertValues => self.write(tenant, stmt, &words, true),
-            Kind::Write => self.write(tenant, stmt, &words, false),
-            Kind::Ddl => self.ddl(tenant, stmt),
-        }
-    }
-
-    fn query(
+    /// `commit` for shares of writes; nothing written: wait for what was
+    /// read instead.
+    pub(super) fn commit_shares(
         &self,
+        g: Held<'_>,
         tenant: TenantId,
-        stmt: &str,
-        words: &[String],
-    ) -> Result<SqlResult, ErrorReply> {
-        let mut g = self.lock_all();
-        let names = multi::needed(&g, tenant, words);
-        let one = if multi::all_replicated(&g, tenant, &names) {
-            Some(0)
-        } else {
-            route::single_partition(&g, tenant, stmt, words, &names).map(|p| p.0 as usize)
-        };
-        let result = if let Some(p) = one {
-            let engine = &mut g[p].tenant(tenant).engine;
-            let prepared = engine.prepare(stmt).map_err(|e| reply::sql_error(&e))?;
-            if prepared.kind() != crate::sql::StatementKind::Query
-                && words.first().is_none_or(|w| w != "explain")
-            {
-                return Err(ErrorReply::new(
-                    ErrorCode::Sql,
-                    "this statement is not a query",
-                ));
-            }
-            engine.execute(stmt)
-        } else {
-            multi::scratch(&g, tenant, &names, false)?.execute(stmt)
-        };
-        drop(g);
-        let r = result.map_err(|e| reply::sql_error(&e))?;
-        self.barrier();
-        Ok(reply::sql_result(r))
-    }
-
-    fn write(
-        &self,
-        tenant: TenantId,
-        stmt: &str,
-        words: &[String],
-        empty: bool,
-    ) -> Result<SqlResult, ErrorReply> {
-        let mut g = self.lock_all();
-        let names = multi::needed(&g, tenant, words);
-        if let Some(p) = route::single_partition(&g, tenant, stmt, words, &names) {
-            if let Some(r) = self.write_on(&mut g, tenant, p.0 as usize, stmt)? {
-                return Ok(r);
-            }
-        }
-        let mut s = multi::scratch(&g, tenant, &names, empty)?;
-        s.begin().map_err(|e| reply::sql_error(&e))?;
-        let r = match s.execute(stmt) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = s.rollback();
-                return Err(reply::sql_error(&e));
-            }
-        };
-        let ws = s.commit().map_err(|e| reply::sql_error(&e))?;
-        self.route_writes(&mut g, tenant, &s, &ws)?;
-        Ok(reply::sql_result(r))
-    }
-
-    /// Runs a write pinned to partition `p` there alone. None (and nothing
-    /// changed) when it moved a row to another partition: the caller then
-    /// takes the general path.
-    fn write_on(
-        &self,
-        g: &mut Guards<'_>,
-        tenant: TenantId,
-        p: usize,
-        stmt: &str,
-    ) -> Result<Option<SqlResult>, ErrorReply> {
-        let engine = &mut g[p].tenant(tenant).engine;
-        engine.begin().map_err(|e| reply::sql_error(&e))?;
-        let r = match engine.execute(stmt) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = engine.rollback();
-                return Err(reply::sql_error(&e));
-            }
-        };
-        let ws = engine.commit().map_err(|e| reply::sql_error(&e))?;
-        let logged = LoggedWrites::from_write_set(engine.database(), &ws);
-        let n = self.parts.len();
-        let shares = multi::split(engine, logged.clone(), n as u32);
-        let stays = shares
-            .iter()
-            .enumerate()
-            .all(|(i, s)| i == p || s.ops.is_empty());
-        let fits = multi::check_size(std::slice::from_ref(&logged));
-        if !stays || fits.is_err() {
-            durability::apply(engine, &logged.inverse())
-                .expect("undoing writes just made under the same lock cannot fail");
-            fits?;
-            return Ok(None);
-        }
-        let mut logged = Some(logged);
-        let bodies = (0..n)
-            .map(|i| {
-                let w = if i == p { logged.take() } else { None };
-                MultiBody::Writes(w.unwrap_or(LoggedWrites { ops: Vec::new() }))
-            })
-            .collect();
-        self.commit(g, tenant, bodies);
-        Ok(Some(reply::sql_result(r)))
-    }
-
-    /// Routes a scratch engine's write-set to the partitions, applies and
-    /// logs it.
-    fn route_writes(
-        &self,
-        g: &mut Guards<'_>,
-        tenant: TenantId,
-        s: &crate::sql::Engine,
-        ws: &crate::storage::WriteSet,
+        shares: Vec<LoggedWrites>,
     ) -> Result<(), ErrorReply> {
-        if ws.ops.is_empty() {
-            self.barrier();
-            return Ok(());
+        if shares.is_empty() {
+            return g.finish(None);
         }
-        let logged = LoggedWrites::from_write_set(s.database(), ws);
-        let shares = multi::split(s, logged, self.parts.len() as u32);
-        multi::check_size(&shares)?;
-        multi::apply_all(g, tenant, &shares)?;
         self.commit(
             g,
             tenant,
             shares.into_iter().map(MultiBody::Writes).collect(),
-        );
-        Ok(())
+        )
     }
 
-    fn ddl(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
-        let mut g = self.lock_all();
-        let first = g[0]
-            .tenant(tenant)
-            .engine
-            .execute(stmt)
-            .map_err(|e| reply::sql_error(&e))?;
-        for (i, p) in g.iter_mut().enumerate().skip(1) {
-            if let Err(e) = p.tenant(tenant).engine.execute(stmt) {
-                // Same schema, same statement: this cannot differ. Stop
-                // rather than serve partitions whose schemas disagree.
-                fatal(&format!(
-                    "DDL {stmt:?} succeeded on partition 0 and failed on partition {i}: {e}"
-                ));
-            }
-        }
-        let n = g.len();
-        self.commit(
-            &mut g,
-            tenant,
-            (0..n).map(|_| MultiBody::Ddl(stmt.to_string())).collect(),
-        );
-        Ok(reply::sql_result(first))
+    /// A broken invariant (partitions that should agree do not): the held
+    /// states never serve again, and the node stops.
+    pub(super) fn broken(&self, g: Held<'_>, what: String) -> ErrorReply {
+        g.abandon();
+        (self.fatal)(format!("stopping: {what}"));
+        reply::internal(what)
+    }
+
+    fn inspect(&self, f: InspectFn) -> Result<Reply, ErrorReply> {
+        let mut g = self.hold()?;
+        f(&mut g);
+        g.finish(None)?;
+        Ok(Reply::Value(Value::Null))
     }
 
     fn call(
@@ -386,49 +221,43 @@ impl Coordinator {
             .get(&(tenant, route.module.clone()))
             .cloned()
             .ok_or_else(|| reply::internal("a routed procedure's module is not compiled"))?;
-        let mut g = self.lock_all();
         let words: Vec<String> = compiled
             .desc()
             .statements
             .iter()
             .flat_map(|s| sqltext::words(&s.sql))
             .collect();
-        let names = multi::needed(&g, tenant, &words);
-        let mut s = multi::scratch(&g, tenant, &names, false)?;
-        let mut host = ProcHost::new(self.runtime.clone());
-        host.deploy(&mut s, compiled)
-            .map_err(|e| reply::deploy_error(&e))?;
         let txn = TxnContext {
             timestamp_us: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
             seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
-        let outcome = host
-            .call(&mut s, procedure, &args, txn)
-            .map_err(|e| reply::proc_error(&e))?;
-        self.route_writes(&mut g, tenant, &s, &outcome.write_set)?;
-        Ok(reply::output(outcome.output))
+        let mut g = self.hold()?;
+        let (output, shares) =
+            txn::call_procedure(&mut g, tenant, &route.module, &words, procedure, &args, txn)
+                .map_err(|e| reply::txn_error(&e))?;
+        self.commit_shares(g, tenant, shares)?;
+        Ok(reply::output(output))
     }
 
     fn deploy(&mut self, tenant: TenantId, name: &str, wasm: Vec<u8>) -> Result<Reply, ErrorReply> {
         let compiled = self
             .runtime
-            .compile(name, &wasm)
+            .compile_cached(name, &wasm)
             .map_err(|e| reply::deploy_error(&e))?;
-        let mut g = self.lock_all();
+        let mut g = self.hold()?;
         let wasm: Arc<[u8]> = Arc::from(wasm);
         let mut info = None;
-        for (i, p) in g.iter_mut().enumerate() {
-            let part = p.tenant(tenant);
-            match part.procs.deploy(&mut part.engine, compiled.clone()) {
+        for i in 0..g.len() {
+            match g[i].tenant(tenant).deploy(name, wasm.clone()) {
                 Ok(d) => info = info.or(Some(d)),
                 Err(e) if i == 0 => return Err(reply::deploy_error(&e)),
-                Err(e) => fatal(&format!(
-                    "module {name} deployed on partition 0 but not on {i}: {e}"
-                )),
+                Err(e) => {
+                    let what = format!("module {name} deployed on partition 0 but not on {i}: {e}");
+                    return Err(self.broken(g, what));
+                }
             }
-            part.remember_module(name, wasm.clone());
         }
         let info = info.ok_or_else(|| reply::internal("a node without partitions"))?;
         let n = g.len();
@@ -436,8 +265,7 @@ impl Coordinator {
             name: name.to_string(),
             wasm: wasm.to_vec(),
         };
-        self.commit(&mut g, tenant, (0..n).map(body).collect());
-        drop(g);
+        self.commit(g, tenant, (0..n).map(body).collect())?;
         self.modules.insert((tenant, name.to_string()), compiled);
         self.rebuild_routes(tenant);
         Ok(Reply::Deployed {
@@ -450,7 +278,7 @@ impl Coordinator {
     fn drop_module(&mut self, tenant: TenantId, name: &str) -> Result<Reply, ErrorReply> {
         let existed = self.modules.contains_key(&(tenant, name.to_string()));
         if existed {
-            let mut g = self.lock_all();
+            let mut g = self.hold()?;
             for p in g.iter_mut() {
                 let part = p.tenant(tenant);
                 part.procs.drop_module(name);
@@ -460,8 +288,7 @@ impl Coordinator {
             let body = |_| MultiBody::DropModule {
                 name: name.to_string(),
             };
-            self.commit(&mut g, tenant, (0..n).map(body).collect());
-            drop(g);
+            self.commit(g, tenant, (0..n).map(body).collect())?;
             self.modules.remove(&(tenant, name.to_string()));
             self.rebuild_routes(tenant);
         }
@@ -480,8 +307,12 @@ impl Coordinator {
         self.routes.rebuild(tenant, mods);
     }
 
-    fn catalog_info(&self, tenant: TenantId, tenant_name: String) -> CatalogInfo {
-        let g = self.lock_all();
+    fn catalog_info(
+        &self,
+        tenant: TenantId,
+        tenant_name: String,
+    ) -> Result<CatalogInfo, ErrorReply> {
+        let g = self.hold()?;
         let mut tables = Vec::new();
         if let Some(p0) = g[0].tenant_ref(tenant) {
             for t in p0.engine.database().tables() {
@@ -535,11 +366,13 @@ impl Coordinator {
             })
             .unwrap_or_default();
         procedures.sort_by(|a, b| a.name.cmp(&b.name));
-        CatalogInfo {
+        // Row counts are answered once what they counted is chosen.
+        g.finish(None)?;
+        Ok(CatalogInfo {
             tenant: tenant_name,
             tables,
             procedures,
-        }
+        })
     }
 
     fn create_tenant(&mut self, name: &str) -> Result<Reply, ErrorReply> {
@@ -559,27 +392,19 @@ impl Coordinator {
     }
 }
 
-/// Modules by tenant, from a recovered partition 0.
+/// Modules by tenant, compiled from a recovered partition's state.
 pub fn modules_of(
     state: &crate::partition::PartitionState,
     tenants: impl Iterator<Item = TenantId>,
-    cache: &mut crate::partition::ModuleCache,
     runtime: &WasmRuntime,
-) -> Result<BTreeMap<(TenantId, String), Arc<CompiledModule>>, crate::partition::ReplayError> {
+) -> Result<BTreeMap<(TenantId, String), Arc<CompiledModule>>, crate::wasm::DeployError> {
     let mut out = BTreeMap::new();
     for t in tenants {
         if let Some(part) = state.tenant_ref(t) {
             for (name, wasm) in &part.modules {
-                out.insert((t, name.clone()), cache.compile(runtime, name, wasm)?);
+                out.insert((t, name.clone()), runtime.compile_cached(name, wasm)?);
             }
         }
     }
     Ok(out)
-}
-
-/// A broken invariant: partitions that should be identical are not.
-/// Serving on would spread the damage; stop the node (the log is intact).
-fn fatal(what: &str) -> ! {
-    eprintln!("ohm: stopping: {what}");
-    std::process::exit(70)
 }

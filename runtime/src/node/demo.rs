@@ -4,12 +4,12 @@
 //! like one; a restart finds it done and does nothing.
 
 use super::coordinator::CoordTask;
+use super::reply::ReplyFn;
 use super::Node;
 use crate::catalog::DEMO_TENANT;
-use crate::partition::reply::ReplyFn;
 use crate::proto::{ErrorReply, Reply};
 use anyhow::{anyhow, bail, Context};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::sync_channel;
 
 /// The example modules: name, schema.
@@ -19,18 +19,7 @@ pub const EXAMPLES: [(&str, &[&str]); 3] = [
     ("kv", ohm_kv::SCHEMA),
 ];
 
-/// Where the example modules are looked for when no directory is given:
-/// `$OHM_WASM_DIR`, then `<target>/wasm32-unknown-unknown/wasm` beside the
-/// running binary (`cargo procs` puts them there).
-pub fn default_procedures_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("OHM_WASM_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    let exe = std::env::current_exe().ok()?;
-    // target/<profile>/ohm -> target/wasm32-unknown-unknown/wasm
-    let target = exe.parent()?.parent()?;
-    Some(target.join("wasm32-unknown-unknown").join("wasm"))
-}
+pub use crate::wasm::default_procedures_dir;
 
 pub(crate) fn ask(
     node: &Node,

@@ -1,11 +1,17 @@
 //! The node: wiring of partitions, writers, the coordinator and the QUIC
 //! service, start-up (recovery) and shutdown. The only place that spawns
-//! threads.
+//! threads. Each partition is a replica group of one on this node (its
+//! consensus core chooses what is durable here); clusters come later.
 //!
 //! ```text
-//!  QUIC (net::server) ─▶ Service::dispatch ─┬─▶ executor p0..pN ─▶ writer p0..pN ─▶ log
-//!                                           └─▶ coordinator (locks all partitions)
+//!  QUIC (net::server) ─▶ Service::dispatch ─┬─▶ executor p0..pN ⇄ writer p0..pN ─▶ log
+//!                                           └─▶ coordinator (holds every partition
+//!                                                by messages to the executors)
 //! ```
+//!
+//! A fatal state (a log that cannot be written, partitions that disagree,
+//! a bug mid-transaction) is reported to the node (`Node::fatal`), which
+//! stops serving; `ohm serve` then exits with an error.
 //!
 //! What survives what (also in README): with `--durability sync` (the
 //! default) a call is acknowledged after its log record is fsynced, so an
@@ -13,31 +19,32 @@
 //! `async` it survives kill -9; an OS crash can lose the last
 //! `ASYNC_SYNC_INTERVAL_MS` of acknowledged calls.
 
+mod adhoc;
 pub mod coordinator;
 pub mod demo;
-pub mod multi;
+pub mod executor;
+pub mod hold;
 pub mod recovery;
-pub mod route;
+pub mod reply;
 pub mod routes;
 pub mod serve;
 pub mod service;
-pub mod sqltext;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;
 
 use crate::catalog::{Catalog, PartitionId, ADMIN_TENANT, DEMO_TENANT};
 use crate::durability::LogOptions;
-use crate::partition::executor::{self, Task, PARTITION_QUEUE_MAX};
-use crate::partition::writer::{self, Durability, WriterConfig, WriterMsg, WRITER_QUEUE_MAX};
-use crate::partition::Partition;
 use anyhow::{bail, Context};
 use coordinator::{CoordTask, Coordinator, COORDINATOR_QUEUE_MAX};
+use executor::{Executor, Input, PartitionStats};
 use routes::Routes;
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
+use writer::{Durability, Writer, WriterMsg, WRITER_QUEUE_MAX};
 
 /// Native stack of executor and coordinator threads: SQL runs inside a
 /// procedure's host calls, on the same stack as the Wasm code (512 KiB).
@@ -57,8 +64,10 @@ pub struct NodeConfig {
 
 /// A running node (everything but the network).
 pub struct Node {
-    pub parts: Arc<[Arc<Partition>]>,
-    pub executors: Vec<SyncSender<Task>>,
+    /// Each partition's executor queue (calls are admitted up to
+    /// `PARTITION_QUEUE_MAX` by its stats' `queued`).
+    pub executors: Vec<Sender<Input>>,
+    pub stats: Vec<Arc<PartitionStats>>,
     pub coordinator: SyncSender<CoordTask>,
     writers: Vec<SyncSender<WriterMsg>>,
     pub routes: Arc<Routes>,
@@ -66,6 +75,8 @@ pub struct Node {
     pub config: NodeConfig,
     pub started: Instant,
     pub connections: AtomicU64,
+    /// Set when the node must stop (see the module doc).
+    pub fatal: Arc<Fatal>,
     /// Held while the node runs: one node per data directory.
     _lock: std::fs::File,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
@@ -140,61 +151,75 @@ impl Node {
         let opts = LogOptions {
             segment_bytes_max: config.segment_bytes_max,
         };
-        let mut rec = recovery::recover(&dir, config.partitions, &runtime, &opts)?;
-        let tenants: Vec<_> = catalog.tenants().map(|t| t.id).collect();
-        let modules = coordinator::modules_of(
-            &rec.states[0],
-            tenants.iter().copied(),
-            &mut rec.cache,
-            &runtime,
+        let started = Instant::now();
+        let procs: Arc<dyn crate::partition::ProcRuntime> = Arc::new(runtime.clone());
+        let mut rec = recovery::recover(
+            &dir,
+            config.partitions,
+            procs,
+            &opts,
+            config.snapshot_log_bytes,
+            executor::now(started),
         )?;
+        let tenants: Vec<_> = catalog.tenants().map(|t| t.id).collect();
+        let p0 = rec
+            .cores
+            .first()
+            .and_then(|c| c.state())
+            .context("a node without partitions")?;
+        let modules = coordinator::modules_of(p0, tenants.iter().copied(), &runtime)?;
 
-        let parts: Arc<[Arc<Partition>]> = rec
-            .states
-            .drain(..)
-            .map(|s| {
-                Arc::new(Partition {
-                    id: s.id,
-                    state: Mutex::new(s),
-                    stats: Default::default(),
-                })
-            })
-            .collect();
+        let fatal = Arc::new(Fatal::default());
+        let fatal_fn: executor::FatalFn = {
+            let f = fatal.clone();
+            Arc::new(move |what: String| f.set(what))
+        };
         let mut executors = Vec::new();
         let mut writers = Vec::new();
+        let mut stats = Vec::new();
         let mut threads = Vec::new();
-        for (i, log) in rec.logs.drain(..).enumerate() {
-            let part = parts[i].clone();
+        for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
+            let (etx, erx) = channel();
             let (wtx, wrx) = sync_channel(WRITER_QUEUE_MAX);
-            let cfg = WriterConfig {
+            let writer = Writer {
+                storage: log,
+                msgs: wrx,
+                executor: etx.clone(),
                 durability: config.durability,
-                snapshot_log_bytes: config.snapshot_log_bytes,
+                partition: i as u32,
             };
-            let p = part.clone();
             threads.push((
                 ThreadRole::Writer,
-                spawn(format!("ohm-log{i}"), move || writer::run(p, log, wrx, cfg))?,
+                spawn(format!("ohm-log{i}"), move || writer.run())?,
             ));
-            let (etx, erx) = sync_channel(PARTITION_QUEUE_MAX);
-            let w = wtx.clone();
+            let st = Arc::new(PartitionStats::default());
+            let exec = Executor {
+                core,
+                inputs: erx,
+                writer: wtx.clone(),
+                stats: st.clone(),
+                started,
+                fatal: fatal_fn.clone(),
+            };
             threads.push((
                 ThreadRole::Executor,
-                spawn(format!("ohm-p{i}"), move || executor::run(part, erx, w))?,
+                spawn(format!("ohm-p{i}"), move || exec.run())?,
             ));
             executors.push(etx);
             writers.push(wtx);
+            stats.push(st);
         }
         let routes = Arc::new(Routes::default());
         let catalog = Arc::new(RwLock::new(catalog));
         let coord = Coordinator {
-            parts: parts.clone(),
-            writers: writers.clone(),
+            executors: executors.clone(),
             runtime,
             routes: routes.clone(),
             catalog: catalog.clone(),
             dir: Arc::new(dir),
             last_txn: std::cell::Cell::new(rec.last_txn),
             modules,
+            fatal: fatal_fn,
         };
         for t in &tenants {
             coord.rebuild_routes(*t);
@@ -205,16 +230,17 @@ impl Node {
             spawn("ohm-coord".to_string(), move || coord.run(crx))?,
         ));
         let node = Arc::new(Node {
-            parts,
             executors,
+            stats,
             coordinator: ctx,
             writers,
             routes,
             catalog,
             config,
-            started: Instant::now(),
+            started,
             connections: AtomicU64::new(0),
             threads: Mutex::new(threads),
+            fatal,
             _lock: lock,
         });
         for (i, skipped) in rec.needs_snapshot.iter().enumerate() {
@@ -225,11 +251,12 @@ impl Node {
         Ok(node)
     }
 
-    /// Takes a snapshot of one partition now and waits for it.
+    /// Takes a snapshot of one partition now and waits until it is
+    /// written.
     pub fn snapshot(&self, p: PartitionId) {
         let (done, wait) = sync_channel(1);
-        if let Some(w) = self.writers.get(p.0 as usize) {
-            if w.send(WriterMsg::Snapshot { done }).is_ok() {
+        if let Some(e) = self.executors.get(p.0 as usize) {
+            if e.send(Input::Snapshot(done)).is_ok() {
                 let _ = wait.recv();
             }
         }
@@ -245,7 +272,7 @@ impl Node {
             .partition(|(role, _)| *role == ThreadRole::Writer);
         let _ = self.coordinator.send(CoordTask::Stop);
         for e in &self.executors {
-            let _ = e.send(Task::Stop);
+            let _ = e.send(Input::Stop);
         }
         for (_, t) in others {
             let _ = t.join();
@@ -323,4 +350,39 @@ fn spawn(
         .stack_size(THREAD_STACK_BYTES)
         .spawn(f)
         .with_context(|| format!("starting thread {name}"))
+}
+
+/// Why the node must stop, once something made it impossible to go on.
+#[derive(Default)]
+pub struct Fatal {
+    what: Mutex<Option<String>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Fatal {
+    /// Records the first reason and wakes whoever waits.
+    pub fn set(&self, what: String) {
+        eprintln!("ohm: {what}");
+        let mut w = self.what.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            *w = Some(what);
+        }
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.what.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves once the node must stop.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.get().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }

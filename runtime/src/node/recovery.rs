@@ -1,44 +1,54 @@
-//! Start-up: every partition's state rebuilt from its last snapshot and the
-//! log after it.
+//! Start-up: every partition's log opened, and its replica (a group of one
+//! on this node) recovered from its snapshot and the records after it.
 //!
 //! A coordinator transaction is applied only if every partition has it: in
 //! its log, or already inside its snapshot (`mp_txn_max`). One that some
 //! partition lacks was never acknowledged (the coordinator answers only
-//! after all partitions logged it); it is skipped everywhere, and the
+//! after all partitions chose it); it is skipped everywhere, and the
 //! partitions that logged it take a snapshot at once, so the skipped
 //! record leaves their log before any later transaction could be confused
 //! with it.
 
+use super::executor::Token;
 use crate::catalog::PartitionId;
-use crate::durability::{
-    decode_entry, snapshot, DiskLog, Entry, LoadedSnapshot, Log, LogOptions, Storage,
-};
-use crate::partition::{ModuleCache, PartitionState, TenantPart};
-use crate::types::Slot;
-use crate::wasm::{ProcHost, WasmRuntime};
+use crate::consensus;
+use crate::durability::{self, DirFs, Log, LogOptions, Storage};
+use crate::partition::{CoreConfig, Now, PartitionCore, ProcRuntime};
+use crate::types::{NodeId, Slot};
 use anyhow::{anyhow, Context};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-/// Payload bytes read from a log at a time.
-const READ_BYTES: usize = 4 << 20;
+/// Payload bytes read from a log at once while scanning it.
+const SCAN_BYTES_MAX: usize = 4 << 20;
 
 pub struct Recovered {
-    pub states: Vec<PartitionState>,
-    pub logs: Vec<DiskLog>,
+    pub cores: Vec<PartitionCore<Token>>,
+    pub logs: Vec<Log<DirFs>>,
     /// The highest coordinator transaction id seen anywhere.
     pub last_txn: u64,
-    pub cache: ModuleCache,
     /// Partitions whose log holds a skipped (never acknowledged) record.
     pub needs_snapshot: Vec<bool>,
+}
+
+/// What one partition's log says about coordinator transactions.
+struct Scan {
+    /// Transactions whose records the log holds.
+    logged: BTreeSet<u64>,
+    /// Every transaction up to this one is inside the snapshot.
+    covered: u64,
 }
 
 pub fn recover(
     dir: &cap_std::fs::Dir,
     partitions: u32,
-    runtime: &WasmRuntime,
+    runtime: Arc<dyn ProcRuntime>,
     opts: &LogOptions,
+    snapshot_log_bytes: u64,
+    now: Now,
 ) -> anyhow::Result<Recovered> {
-    let mut opened = Vec::new();
+    let mut logs = Vec::new();
+    let mut scans = Vec::new();
     for p in 0..partitions {
         let name = format!("p{p}");
         dir.create_dir_all(&name)
@@ -46,134 +56,83 @@ pub fn recover(
         let sub = dir
             .open_dir(&name)
             .with_context(|| format!("opening {name}/ in the data directory"))?;
-        let (mut log, found) =
-            Log::open_dir(sub, opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
-        if let Some(t) = &found.torn_tail {
+        let (mut log, opened) =
+            Log::open(DirFs::new(sub), opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
+        if let Some(t) = &opened.torn_tail {
             eprintln!(
                 "ohm: partition {p}: cut a torn record at the end of {}/{} at offset {} ({} bytes): \
                  it was being written when the node stopped and was never acknowledged",
                 name, t.file, t.offset, t.bytes_dropped
             );
         }
-        let rec = load(&mut log).map_err(|e| anyhow!("partition {p}: {e}"))?;
-        opened.push((log, rec));
+        scans.push(scan(&mut log).map_err(|e| anyhow!("partition {p}: {e}"))?);
+        logs.push(log);
     }
-    let logged: Vec<BTreeSet<u64>> = opened
+    let complete = |txn: u64| {
+        scans
+            .iter()
+            .all(|s| s.logged.contains(&txn) || s.covered >= txn)
+    };
+    let skipped: BTreeSet<u64> = scans
         .iter()
-        .map(|(_, r)| {
-            r.entries
-                .iter()
-                .filter_map(|(_, e)| match e {
-                    Entry::Multi { txn, .. } => Some(*txn),
-                    Entry::Commit { .. } => None,
-                })
-                .collect()
-        })
+        .flat_map(|s| s.logged.iter().copied())
+        .filter(|t| !complete(*t))
         .collect();
-    let covered: Vec<u64> = opened
+    for t in &skipped {
+        eprintln!(
+            "ohm: skipping coordinator transaction {t}: not every partition logged it, so it was \
+             never acknowledged"
+        );
+    }
+    let last_txn = scans
         .iter()
-        .map(|(_, r)| r.snapshot.as_ref().map_or(0, |s| s.mp_txn_max))
-        .collect();
-    let complete =
-        |txn: u64| (0..logged.len()).all(|p| logged[p].contains(&txn) || covered[p] >= txn);
-    let last_txn = logged
-        .iter()
-        .filter_map(|s| s.last().copied())
-        .chain(covered.iter().copied())
+        .flat_map(|s| s.logged.last().copied().into_iter().chain([s.covered]))
         .max()
         .unwrap_or(0);
-
-    let mut out = Recovered {
-        states: Vec::new(),
-        logs: Vec::new(),
+    let needs_snapshot = scans
+        .iter()
+        .map(|s| s.logged.iter().any(|t| skipped.contains(t)))
+        .collect();
+    let skipped = Arc::new(skipped);
+    let mut cores = Vec::new();
+    for (p, log) in logs.iter_mut().enumerate() {
+        let cfg = CoreConfig {
+            partition: PartitionId(p as u32),
+            consensus: consensus::Config::single(NodeId(1)),
+            snapshot_log_bytes,
+        };
+        let seed = (now.wall_us as u64) ^ ((p as u64) << 48);
+        let core = PartitionCore::recover(cfg, runtime.clone(), log, skipped.clone(), now, seed)
+            .map_err(|e| anyhow!("partition {p}: {e}"))?;
+        cores.push(core);
+    }
+    Ok(Recovered {
+        cores,
+        logs,
         last_txn,
-        cache: ModuleCache::default(),
-        needs_snapshot: vec![false; partitions as usize],
+        needs_snapshot,
+    })
+}
+
+/// Reads a partition's log for the coordinator transactions it holds.
+fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
+    let covered = match log.read_snapshot()? {
+        Some((_, bytes)) => durability::snapshot::read_begin(&bytes)?.1,
+        None => 0,
     };
-    for (p, (log, rec)) in opened.into_iter().enumerate() {
-        let state = replay(
-            p as u32,
-            rec,
-            runtime,
-            &mut out.cache,
-            &complete,
-            &mut out.needs_snapshot[p],
-        )?;
-        out.states.push(state);
-        out.logs.push(log);
-    }
-    Ok(out)
-}
-
-/// What one partition's log holds: its snapshot and the entries after it.
-struct LogRecovered {
-    snapshot: Option<LoadedSnapshot>,
-    entries: Vec<(Slot, Entry)>,
-}
-
-fn load(log: &mut DiskLog) -> anyhow::Result<LogRecovered> {
-    let snapshot = match log.read_snapshot()? {
-        Some((_, bytes)) => Some(snapshot::decode(&bytes)?),
-        None => None,
-    };
-    let mut entries = Vec::new();
-    let mut from = log.snapshot_meta().map_or(Slot(0), |m| m.slot).next();
-    while from <= log.last_slot() {
-        for r in log.read(from, READ_BYTES)? {
-            from = r.slot.next();
-            let entry = decode_entry(&r.payload).map_err(|e| anyhow!("slot {}: {e}", r.slot))?;
-            entries.push((r.slot, entry));
-        }
-    }
-    Ok(LogRecovered { snapshot, entries })
-}
-
-fn replay(
-    p: u32,
-    rec: LogRecovered,
-    runtime: &WasmRuntime,
-    cache: &mut ModuleCache,
-    complete: &dyn Fn(u64) -> bool,
-    skipped_any: &mut bool,
-) -> anyhow::Result<PartitionState> {
-    let mut state = PartitionState::new(PartitionId(p), runtime.clone());
-    if let Some(snap) = rec.snapshot {
-        state.last_lsn = snap.slot.0;
-        state.mp_txn_max = snap.mp_txn_max;
-        for t in snap.tenants {
-            let mut part = TenantPart {
-                engine: t.engine,
-                procs: ProcHost::new(runtime.clone()),
-                modules: Vec::new(),
-            };
-            for (name, wasm) in t.modules {
-                let compiled = cache
-                    .compile(runtime, &name, &wasm)
-                    .map_err(|e| anyhow!("partition {p}: snapshot module {name}: {e}"))?;
-                part.procs
-                    .deploy(&mut part.engine, compiled)
-                    .map_err(|e| anyhow!("partition {p}: snapshot module {name}: {e}"))?;
-                part.remember_module(&name, wasm.into());
-            }
-            state.insert_tenant(t.tenant, part);
-        }
-    }
-    for (slot, entry) in rec.entries {
-        state.last_lsn = slot.0;
-        if let Entry::Multi { txn, .. } = &entry {
-            if !complete(*txn) {
-                eprintln!(
-                    "ohm: partition {p}: skipping coordinator transaction {txn} at slot {}: \
-                     not every partition logged it, so it was never acknowledged",
-                    slot.0
-                );
-                *skipped_any = true;
-                continue;
+    let mut logged = BTreeSet::new();
+    let mut next = log.snapshot_meta().map_or(Slot(0), |m| m.slot).next();
+    while next <= log.last_slot() {
+        let recs = log.read(next, SCAN_BYTES_MAX)?;
+        let Some(last) = recs.last().map(|r| r.slot) else {
+            break;
+        };
+        for r in &recs {
+            if let Some(txn) = durability::multi_txn(&r.payload) {
+                logged.insert(txn);
             }
         }
-        state
-            .replay(&entry, cache)
-            .map_err(|e| anyhow!("partition {p}: slot {}: {e}", slot.0))?;
+        next = last.next();
     }
-    Ok(state)
+    Ok(Scan { logged, covered })
 }

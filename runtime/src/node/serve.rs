@@ -2,8 +2,8 @@
 //! sets up TLS (generating a certificate on first start), listens on QUIC
 //! and serves until SIGINT/SIGTERM.
 
+use super::writer::Durability;
 use super::{demo, Node, NodeConfig};
-use crate::partition::writer::Durability;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;

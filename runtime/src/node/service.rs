@@ -4,12 +4,11 @@
 //! `overloaded` error the client may retry.
 
 use super::coordinator::CoordTask;
+use super::executor::{Input, PartitionStats, PARTITION_QUEUE_MAX};
+use super::reply::ReplyFn;
 use super::Node;
 use crate::catalog::{partition_for, Principal};
 use crate::net::server::{Replier, Service};
-use crate::partition::executor::Task;
-use crate::partition::reply::ReplyFn;
-use crate::partition::PartitionStats;
 use crate::proto::{ErrorCode, ErrorReply, PartitionStatus, Reply, Request, StatusInfo};
 use crate::types::{parse_timestamp, Value};
 use ohm_sdk::abi::{ty, ParamDesc};
@@ -100,26 +99,22 @@ impl Node {
                 ),
             )));
         };
-        let p = partition_for(key, self.parts.len() as u32).0 as usize;
-        let stats = &self.parts[p].stats;
-        stats.queued.fetch_add(1, Ordering::Relaxed);
-        let task = Task::Call {
+        let p = partition_for(key, self.executors.len() as u32).0 as usize;
+        let stats = &self.stats[p];
+        if stats.queued.fetch_add(1, Ordering::Relaxed) >= PARTITION_QUEUE_MAX as u64 {
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return reply(Err(overloaded("the partition's queue")));
+        }
+        let input = Input::Call {
             tenant: who.tenant,
             procedure,
             args,
             reply,
         };
-        match self.executors[p].try_send(task) {
-            Ok(()) => {}
-            Err(e) => {
-                stats.queued.fetch_sub(1, Ordering::Relaxed);
-                let (task, err) = match e {
-                    TrySendError::Full(t) => (t, overloaded("the partition's queue")),
-                    TrySendError::Disconnected(t) => (t, stopping()),
-                };
-                if let Task::Call { reply, .. } = task {
-                    reply(Err(err));
-                }
+        if let Err(e) = self.executors[p].send(input) {
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            if let Input::Call { reply, .. } = e.0 {
+                reply(Err(stopping()));
             }
         }
     }
@@ -133,18 +128,19 @@ impl Node {
             durability: self.config.durability.name().to_string(),
             connections: self.connections.load(Ordering::Relaxed),
             partitions: self
-                .parts
+                .stats
                 .iter()
-                .map(|p| PartitionStatus {
-                    id: p.id.0,
-                    committed: get(&p.stats.committed),
-                    failed: get(&p.stats.failed),
-                    queued: get(&p.stats.queued),
-                    durable_lsn: get(&p.stats.durable_lsn),
-                    log_bytes: get(&p.stats.log_bytes),
-                    // Only when the partition is free this instant: status
-                    // must never wait behind a long transaction.
-                    rows: p.state.try_lock().map_or(0, |s| s.tenant_rows(who.tenant)),
+                .enumerate()
+                .map(|(i, st)| PartitionStatus {
+                    id: i as u32,
+                    committed: get(&st.committed),
+                    failed: get(&st.failed),
+                    queued: get(&st.queued),
+                    durable_lsn: get(&st.durable_lsn),
+                    log_bytes: get(&st.log_bytes),
+                    // As the executor last published them: status never
+                    // waits behind a long transaction.
+                    rows: st.rows_of(who.tenant),
                 })
                 .collect(),
         }
@@ -158,7 +154,8 @@ fn reply_of(t: CoordTask) -> ReplyFn {
         | CoordTask::Deploy { reply, .. }
         | CoordTask::Drop { reply, .. }
         | CoordTask::Catalog { reply, .. }
-        | CoordTask::CreateTenant { reply, .. } => reply,
+        | CoordTask::CreateTenant { reply, .. }
+        | CoordTask::Inspect { reply, .. } => reply,
         CoordTask::Stop => Box::new(|_| {}),
     }
 }

@@ -4,12 +4,12 @@
 
 use super::coordinator::CoordTask;
 use super::demo::ask;
+use super::writer::Durability;
 use super::{Node, NodeConfig};
 use crate::catalog::{partition_for, Principal};
 use crate::durability::{
-    self, Entry, Log, LogOptions, LogRecord, LoggedOp, LoggedWrites, MultiBody, Storage,
+    self, DirFs, Entry, Log, LogOptions, LogRecord, LoggedOp, LoggedWrites, MultiBody, Storage,
 };
-use crate::partition::writer::Durability;
 use crate::proto::{ErrorCode, ErrorReply, Reply, SqlResult};
 use crate::types::{TenantId, Value};
 use std::path::PathBuf;
@@ -153,34 +153,54 @@ fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Runs `f` on every partition's state, held (lent by its core) for it.
+fn inspect<R: Send + 'static>(
+    node: &Node,
+    f: impl FnOnce(&mut [Box<crate::partition::PartitionState>]) -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = sync_channel(1);
+    ask(node, |reply| CoordTask::Inspect {
+        f: Box::new(move |states| {
+            let _ = tx.send(f(states));
+        }),
+        reply,
+    })
+    .unwrap();
+    rx.recv().unwrap()
+}
+
 /// Rows of `table` on each partition.
 fn per_partition(node: &Node, who: &Principal, table: &str) -> Vec<usize> {
-    node.parts
-        .iter()
-        .map(|p| {
-            let st = p.lock();
-            let t = st
-                .tenant_ref(who.tenant)
-                .unwrap()
-                .engine
-                .database()
-                .table_by_name(table);
-            t.unwrap().len()
-        })
-        .collect()
+    let (tenant, table) = (who.tenant, table.to_string());
+    inspect(node, move |states| {
+        states
+            .iter()
+            .map(|st| {
+                let t = st
+                    .tenant_ref(tenant)
+                    .unwrap()
+                    .engine
+                    .database()
+                    .table_by_name(&table);
+                t.unwrap().len()
+            })
+            .collect()
+    })
 }
 
 /// Checks every row of `table` sits on the partition its first column
 /// (the partition column) hashes to.
 fn assert_placed(node: &Node, who: &Principal, table: &str) {
-    let n = node.parts.len() as u32;
-    for p in node.parts.iter() {
-        let st = p.lock();
-        let db = st.tenant_ref(who.tenant).unwrap().engine.database();
-        for (_, row) in db.table_by_name(table).unwrap().scan() {
-            assert_eq!(partition_for(&row[0], n), p.id, "{table} row {row:?}");
+    let (tenant, table) = (who.tenant, table.to_string());
+    inspect(node, move |states| {
+        let n = states.len() as u32;
+        for st in states.iter() {
+            let db = st.tenant_ref(tenant).unwrap().engine.database();
+            for (_, row) in db.table_by_name(&table).unwrap().scan() {
+                assert_eq!(partition_for(&row[0], n), st.id, "{table} row {row:?}");
+            }
         }
-    }
+    })
 }
 
 #[test]
@@ -396,10 +416,7 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
     )
     .unwrap();
     sql(&node, &who, "INSERT INTO r VALUES (1, 'kept')").unwrap();
-    let (last_txn, last_lsn) = {
-        let st = node.parts[0].lock();
-        (st.mp_txn_max, st.last_lsn)
-    };
+    let last_txn = inspect(&node, |states| states[0].mp_txn_max);
     node.shutdown();
     drop(node);
 
@@ -407,13 +424,10 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
     // before partition 1 did: never acknowledged.
     {
         let sub = tmp.dir().open_dir("p0").unwrap();
-        let (mut log, _) = Log::open_dir(
-            sub,
-            LogOptions {
-                segment_bytes_max: 1 << 20,
-            },
-        )
-        .unwrap();
+        let opts = LogOptions {
+            segment_bytes_max: 1 << 20,
+        };
+        let (mut log, _) = Log::open(DirFs::new(sub), opts).unwrap();
         let row: crate::storage::Row = vec![Value::Int(2), Value::text("lost")].into();
         let writes = LoggedWrites {
             ops: vec![LoggedOp::Insert {
@@ -428,9 +442,11 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
         };
         let mut payload = Vec::new();
         durability::encode_entry(&entry, &mut payload).unwrap();
+        let slot = log.last_slot().next();
+        let ballot = log.vote().promised;
         let rec = LogRecord {
-            slot: crate::types::Slot(last_lsn + 1),
-            ballot: Default::default(),
+            slot,
+            ballot,
             payload: payload.into(),
         };
         log.append(&rec).unwrap();

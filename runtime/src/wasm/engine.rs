@@ -12,7 +12,8 @@ use super::error::{DeployError, EngineError};
 use super::imports::{self, HostState};
 use super::limits::RuntimeConfig;
 use ohm_sdk::abi::ModuleDesc;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use wasmtime::{Config, InstancePre, Linker, WasmFeatures};
 
 /// The node-wide Wasm engine. Cheap to clone; `Send + Sync`.
@@ -25,7 +26,17 @@ struct Inner {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
     config: RuntimeConfig,
+    /// Modules compiled from given bytes, so that every partition (and a
+    /// replay, or the simulator's next seed) deploying the same module
+    /// compiles it once. A cache, not state: losing it costs only time.
+    cache: Mutex<ModuleCache>,
 }
+
+/// Compiled modules by (name, SHA-256 of the bytes).
+type ModuleCache = BTreeMap<(String, [u8; 32]), Arc<CompiledModule>>;
+
+/// Compiled modules `compile_cached` keeps; past it the cache is emptied.
+pub const MODULE_CACHE_MAX: usize = 256;
 
 impl std::fmt::Debug for WasmRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,12 +110,34 @@ impl WasmRuntime {
                 engine,
                 linker,
                 config,
+                cache: Mutex::new(BTreeMap::new()),
             }),
         })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// `compile`, once per distinct (name, bytes).
+    pub fn compile_cached(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<CompiledModule>, DeployError> {
+        use sha2::Digest;
+        let key = (name.to_string(), sha2::Sha256::digest(bytes).into());
+        let cache = || self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache().get(&key) {
+            return Ok(c.clone());
+        }
+        let compiled = self.compile(name, bytes)?;
+        let mut c = cache();
+        if c.len() >= MODULE_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(key, compiled.clone());
+        Ok(compiled)
     }
 
     /// Compiles and validates module `name`: size, Wasm validity, imports

@@ -51,6 +51,19 @@ use crate::sql::RowSet;
 use crate::storage::WriteSet;
 use crate::types::Value;
 
+/// Where the example modules are looked for when no directory is given:
+/// `$OHM_WASM_DIR`, then `<target>/wasm32-unknown-unknown/wasm` beside the
+/// running binary (`cargo procs` puts them there).
+pub fn default_procedures_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("OHM_WASM_DIR") {
+        return Some(std::path::PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().ok()?;
+    // target/<profile>/ohm -> target/wasm32-unknown-unknown/wasm
+    let target = exe.parent()?.parent()?;
+    Some(target.join("wasm32-unknown-unknown").join("wasm"))
+}
+
 /// What the host gives a transaction besides data: its timestamp and a
 /// seed for deterministic randomness (no clock or entropy otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

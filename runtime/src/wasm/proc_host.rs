@@ -367,3 +367,35 @@ fn run(
         }
     }
 }
+
+impl crate::partition::Procedures for ProcHost {
+    fn call(
+        &mut self,
+        engine: &mut Engine,
+        procedure: &str,
+        args: &[Value],
+        txn: TxnContext,
+    ) -> Result<super::CallOutcome, ProcError> {
+        ProcHost::call(self, engine, procedure, args, txn)
+    }
+
+    fn deploy(
+        &mut self,
+        engine: &mut Engine,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<DeployInfo, DeployError> {
+        let compiled = self.runtime.compile_cached(name, wasm)?;
+        ProcHost::deploy(self, engine, compiled)
+    }
+
+    fn drop_module(&mut self, name: &str) -> bool {
+        ProcHost::drop_module(self, name)
+    }
+}
+
+impl crate::partition::ProcRuntime for WasmRuntime {
+    fn procedures(&self) -> Box<dyn crate::partition::Procedures> {
+        Box::new(ProcHost::new(self.clone()))
+    }
+}

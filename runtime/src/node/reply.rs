@@ -1,7 +1,10 @@
-//! Turning engine and procedure results and errors into protocol replies.
+//! Turning engine, partition and transaction results and errors into
+//! protocol replies (the cores below never name wire types).
 
+use crate::partition::{CallError, CallResult};
 use crate::proto::{Column, ErrorCode, ErrorReply, Reply, Rows, SqlResult};
 use crate::sql::{QueryResult, RowSet, SqlError};
+use crate::txn::TxnError;
 use crate::wasm::{DeployError, ProcError, ProcOutput};
 
 /// The answer to a request, handed to whoever waits for it (a callback, so
@@ -69,4 +72,34 @@ pub fn deploy_error(e: &DeployError) -> ErrorReply {
 
 pub fn internal(what: impl std::fmt::Display) -> ErrorReply {
     ErrorReply::new(ErrorCode::Internal, format!("internal error: {what}"))
+}
+
+/// A partition's answer to a call.
+pub fn call_result(r: CallResult) -> Result<Reply, ErrorReply> {
+    r.map(output).map_err(|e| call_error(&e))
+}
+
+pub fn call_error(e: &CallError) -> ErrorReply {
+    match e {
+        CallError::Proc(p) => proc_error(p),
+        CallError::TooLarge { .. } => ErrorReply::new(ErrorCode::TooLarge, e.to_string()),
+        CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
+        CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
+        CallError::NotLeader { .. } | CallError::OutcomeUnknown => {
+            ErrorReply::new(ErrorCode::Unavailable, e.to_string())
+        }
+    }
+}
+
+pub fn txn_error(e: &TxnError) -> ErrorReply {
+    let code = match e {
+        TxnError::Sql(_) => ErrorCode::Sql,
+        TxnError::NotSupported(_) => ErrorCode::NotSupported,
+        TxnError::TooLarge(_) => ErrorCode::TooLarge,
+        TxnError::UnknownProcedure(_) => ErrorCode::UnknownProcedure,
+        TxnError::Proc(p) => return proc_error(p),
+        TxnError::Deploy(d) => return deploy_error(d),
+        _ => ErrorCode::Internal,
+    };
+    ErrorReply::new(code, e.to_string())
 }

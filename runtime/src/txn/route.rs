@@ -4,7 +4,7 @@
 //! 2125551234 AND ...`). It runs on the owning partition alone instead of
 //! gathering the table.
 
-use super::multi::Guards;
+use super::scratch::Guards;
 use crate::catalog::{partition_for, PartitionId};
 use crate::types::{DataType, Value};
 use sqlparser::ast::{
@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 /// The partition that holds every row `stmt` can read, if there is one.
 pub fn single_partition(
-    g: &Guards<'_>,
+    g: &Guards,
     tenant: crate::types::TenantId,
     stmt: &str,
     words: &[String],

@@ -1,5 +1,6 @@
 //! Multi-partition work, run by the coordinator while it holds every
-//! partition's lock: a cross-partition read or write is run on a scratch
+//! partition (their cores lent it their states): a cross-partition read or
+//! write is run on a scratch
 //! engine holding the rows it needs (gathered from every partition), and
 //! the writes it makes are routed back to the partitions that own them.
 //!
@@ -9,20 +10,25 @@
 //! later issue; single-partition calls never come here.
 
 use super::sqltext;
+use super::TxnError;
 use crate::catalog::partition_for;
 use crate::durability::{self, LoggedOp, LoggedWrites};
-use crate::partition::{reply, PartitionState};
-use crate::proto::{ErrorCode, ErrorReply};
+use crate::partition::PartitionState;
 use crate::sql::Engine;
 use crate::storage::Row;
 use crate::types::TenantId;
 use std::collections::BTreeSet;
-use std::sync::MutexGuard;
 
-pub type Guards<'a> = Vec<MutexGuard<'a, PartitionState>>;
+/// Every partition's state, lent by its core for the transaction, in
+/// partition order.
+pub type Guards = [Box<PartitionState>];
+
+fn internal(e: impl std::fmt::Display) -> TxnError {
+    TxnError::Internal(e.to_string())
+}
 
 /// Lowercase names of the tenant's tables and views.
-pub fn known_names(g: &Guards<'_>, tenant: TenantId) -> BTreeSet<String> {
+pub fn known_names(g: &Guards, tenant: TenantId) -> BTreeSet<String> {
     let Some(p0) = g[0].tenant_ref(tenant) else {
         return BTreeSet::new();
     };
@@ -37,7 +43,7 @@ pub fn known_names(g: &Guards<'_>, tenant: TenantId) -> BTreeSet<String> {
 
 /// The tables and views `words` mention, with the names inside mentioned
 /// views' queries (transitively).
-pub fn needed(g: &Guards<'_>, tenant: TenantId, words: &[String]) -> BTreeSet<String> {
+pub fn needed(g: &Guards, tenant: TenantId, words: &[String]) -> BTreeSet<String> {
     let known = known_names(g, tenant);
     let mut need = sqltext::mentioned(words, &known);
     let Some(p0) = g[0].tenant_ref(tenant) else {
@@ -63,7 +69,7 @@ pub fn needed(g: &Guards<'_>, tenant: TenantId, words: &[String]) -> BTreeSet<St
 
 /// Whether every table in `names` is replicated (so partition 0 has all
 /// of their rows).
-pub fn all_replicated(g: &Guards<'_>, tenant: TenantId, names: &BTreeSet<String>) -> bool {
+pub fn all_replicated(g: &Guards, tenant: TenantId, names: &BTreeSet<String>) -> bool {
     let Some(p0) = g[0].tenant_ref(tenant) else {
         return true;
     };
@@ -77,11 +83,11 @@ pub fn all_replicated(g: &Guards<'_>, tenant: TenantId, names: &BTreeSet<String>
 /// An engine holding the tables (schema, indexes and, unless `empty`, every
 /// row from every partition) and views named in `names`.
 pub fn scratch(
-    g: &Guards<'_>,
+    g: &Guards,
     tenant: TenantId,
     names: &BTreeSet<String>,
     empty: bool,
-) -> Result<Engine, ErrorReply> {
+) -> Result<Engine, TxnError> {
     let mut s = Engine::new();
     let Some(p0) = g[0].tenant_ref(tenant) else {
         return Ok(s);
@@ -92,12 +98,12 @@ pub fn scratch(
             continue;
         }
         let db = s.database_mut();
-        let id = db.create_table(schema.clone()).map_err(reply::internal)?;
+        let id = db.create_table(schema.clone()).map_err(internal)?;
         if empty {
             continue;
         }
-        db.begin().map_err(reply::internal)?;
-        let sources: &[MutexGuard<'_, PartitionState>] = if schema.partition_column.is_some() {
+        db.begin().map_err(internal)?;
+        let sources: &Guards = if schema.partition_column.is_some() {
             g
         } else {
             &g[..1]
@@ -110,17 +116,17 @@ pub fn scratch(
                 continue;
             };
             for (_, row) in t.scan() {
-                db.insert(id, Row::from(row)).map_err(reply::internal)?;
+                db.insert(id, Row::from(row)).map_err(internal)?;
             }
         }
-        db.commit().map_err(reply::internal)?;
+        db.commit().map_err(internal)?;
     }
     for (name, view) in p0.engine.views() {
         if names.contains(&name.to_ascii_lowercase()) {
             let cols = view.columns.join(", ");
             let sql = format!("CREATE VIEW {name} ({cols}) AS {}", view.query);
             s.execute(&sql)
-                .map_err(|e| reply::internal(format!("{sql}: {e}")))?;
+                .map_err(|e| internal(format!("{sql}: {e}")))?;
         }
     }
     Ok(s)
@@ -164,7 +170,7 @@ pub fn split(scratch: &Engine, writes: LoggedWrites, n: u32) -> Vec<LoggedWrites
 
 /// Refuses shares whose log records would be over the limit, before
 /// anything is applied.
-pub fn check_size(shares: &[LoggedWrites]) -> Result<(), ErrorReply> {
+pub fn check_size(shares: &[LoggedWrites]) -> Result<(), TxnError> {
     let mut buf = Vec::new();
     for share in shares {
         buf.clear();
@@ -174,7 +180,7 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), ErrorReply> {
             body: durability::MultiBody::Writes(share.clone()),
         };
         durability::encode_entry(&entry, &mut buf)
-            .map_err(|e| ErrorReply::new(ErrorCode::TooLarge, e.to_string()))?;
+            .map_err(|e| TxnError::TooLarge(e.to_string()))?;
     }
     Ok(())
 }
@@ -182,10 +188,10 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), ErrorReply> {
 /// Applies each partition's share, all or nothing: if one partition refuses
 /// (a unique key that exists there), the shares already applied are undone.
 pub fn apply_all(
-    g: &mut Guards<'_>,
+    g: &mut Guards,
     tenant: TenantId,
     shares: &[LoggedWrites],
-) -> Result<(), ErrorReply> {
+) -> Result<(), TxnError> {
     for i in 0..shares.len() {
         if shares[i].ops.is_empty() {
             continue;
@@ -198,7 +204,7 @@ pub fn apply_all(
                 durability::apply(&mut g[j].tenant(tenant).engine, &shares[j].inverse())
                     .expect("undoing writes just applied under the same lock cannot fail");
             }
-            return Err(ErrorReply::new(ErrorCode::Sql, e.to_string()));
+            return Err(TxnError::Sql(e.to_string()));
         }
     }
     Ok(())

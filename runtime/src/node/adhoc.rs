@@ -1,0 +1,195 @@
+//! Ad-hoc SQL on the coordinator: each statement is its own transaction
+//! over every held partition. A query or write that names one partitioned
+//! table and pins its partition column runs on that partition alone;
+//! anything else runs on a scratch engine (`txn::scratch`); DDL runs on
+//! every partition.
+
+use super::coordinator::Coordinator;
+use super::hold::Held;
+use super::reply;
+use crate::durability::{self, LoggedWrites, MultiBody};
+use crate::proto::{ErrorCode, ErrorReply, SqlResult};
+use crate::txn::{
+    self, route, scratch,
+    sqltext::{self, Kind},
+};
+use crate::types::TenantId;
+
+impl Coordinator {
+    pub(super) fn sql(&self, tenant: TenantId, sql: &str) -> Result<Vec<SqlResult>, ErrorReply> {
+        let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
+        let many = stmts.len() > 1;
+        let mut results = Vec::with_capacity(stmts.len());
+        for (i, stmt) in stmts.iter().enumerate() {
+            match self.statement(tenant, stmt) {
+                Ok(r) => results.push(r),
+                Err(mut e) if many => {
+                    e.message = format!(
+                        "statement {} of {}: {} ({} earlier statement(s) committed)",
+                        i + 1,
+                        stmts.len(),
+                        e.message,
+                        i
+                    );
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(results)
+    }
+
+    fn statement(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
+        let words = sqltext::words(stmt);
+        match sqltext::classify(&words) {
+            Kind::TxnControl => Err(ErrorReply::new(
+                ErrorCode::NotSupported,
+                "each ad-hoc statement is its own transaction: BEGIN/COMMIT/ROLLBACK are not \
+                 supported over the protocol; put statements that must commit together in a \
+                 procedure",
+            )),
+            Kind::Query => self.query(tenant, stmt, &words),
+            Kind::InsertValues => self.write(tenant, stmt, &words, true),
+            Kind::Write => self.write(tenant, stmt, &words, false),
+            Kind::Ddl => self.ddl(tenant, stmt),
+        }
+    }
+
+    fn query(
+        &self,
+        tenant: TenantId,
+        stmt: &str,
+        words: &[String],
+    ) -> Result<SqlResult, ErrorReply> {
+        let mut g = self.hold()?;
+        let names = scratch::needed(&g, tenant, words);
+        let one = if scratch::all_replicated(&g, tenant, &names) {
+            Some(0)
+        } else {
+            route::single_partition(&g, tenant, stmt, words, &names).map(|p| p.0 as usize)
+        };
+        let result = if let Some(p) = one {
+            let engine = &mut g[p].tenant(tenant).engine;
+            let prepared = engine.prepare(stmt).map_err(|e| reply::sql_error(&e))?;
+            if prepared.kind() != crate::sql::StatementKind::Query
+                && words.first().is_none_or(|w| w != "explain")
+            {
+                return Err(ErrorReply::new(
+                    ErrorCode::Sql,
+                    "this statement is not a query",
+                ));
+            }
+            engine.execute(stmt)
+        } else {
+            scratch::scratch(&g, tenant, &names, false)
+                .map_err(|e| reply::txn_error(&e))?
+                .execute(stmt)
+        };
+        let r = result.map_err(|e| reply::sql_error(&e))?;
+        // Answered once everything the query saw is chosen.
+        g.finish(None)?;
+        Ok(reply::sql_result(r))
+    }
+
+    fn write(
+        &self,
+        tenant: TenantId,
+        stmt: &str,
+        words: &[String],
+        empty: bool,
+    ) -> Result<SqlResult, ErrorReply> {
+        let mut g = self.hold()?;
+        let names = scratch::needed(&g, tenant, words);
+        if let Some(p) = route::single_partition(&g, tenant, stmt, words, &names) {
+            if let Some((r, bodies)) = self.write_on(&mut g, tenant, p.0 as usize, stmt)? {
+                self.commit(g, tenant, bodies)?;
+                return Ok(r);
+            }
+        }
+        let mut s =
+            scratch::scratch(&g, tenant, &names, empty).map_err(|e| reply::txn_error(&e))?;
+        s.begin().map_err(|e| reply::sql_error(&e))?;
+        let r = match s.execute(stmt) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = s.rollback();
+                return Err(reply::sql_error(&e));
+            }
+        };
+        let ws = s.commit().map_err(|e| reply::sql_error(&e))?;
+        let shares =
+            txn::route_writes(&mut g, tenant, &s, &ws).map_err(|e| reply::txn_error(&e))?;
+        self.commit_shares(g, tenant, shares)?;
+        Ok(reply::sql_result(r))
+    }
+
+    /// Runs a write pinned to partition `p` there alone: its result and
+    /// every partition's entry body. None (and nothing changed) when it
+    /// moved a row to another partition: the caller then takes the general
+    /// path.
+    fn write_on(
+        &self,
+        g: &mut Held<'_>,
+        tenant: TenantId,
+        p: usize,
+        stmt: &str,
+    ) -> Result<Option<(SqlResult, Vec<MultiBody>)>, ErrorReply> {
+        let n = g.len();
+        let engine = &mut g[p].tenant(tenant).engine;
+        engine.begin().map_err(|e| reply::sql_error(&e))?;
+        let r = match engine.execute(stmt) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = engine.rollback();
+                return Err(reply::sql_error(&e));
+            }
+        };
+        let ws = engine.commit().map_err(|e| reply::sql_error(&e))?;
+        let logged = LoggedWrites::from_write_set(engine.database(), &ws);
+        let shares = scratch::split(engine, logged.clone(), n as u32);
+        let stays = shares
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == p || s.ops.is_empty());
+        let fits = scratch::check_size(std::slice::from_ref(&logged));
+        if !stays || fits.is_err() {
+            durability::apply(engine, &logged.inverse())
+                .expect("undoing writes just made on a held partition cannot fail");
+            fits.map_err(|e| reply::txn_error(&e))?;
+            return Ok(None);
+        }
+        let mut logged = Some(logged);
+        let bodies = (0..n)
+            .map(|i| {
+                let w = if i == p { logged.take() } else { None };
+                MultiBody::Writes(w.unwrap_or(LoggedWrites { ops: Vec::new() }))
+            })
+            .collect();
+        Ok(Some((reply::sql_result(r), bodies)))
+    }
+
+    fn ddl(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
+        let mut g = self.hold()?;
+        let first = g[0]
+            .tenant(tenant)
+            .engine
+            .execute(stmt)
+            .map_err(|e| reply::sql_error(&e))?;
+        for i in 1..g.len() {
+            if let Err(e) = g[i].tenant(tenant).engine.execute(stmt) {
+                // Same schema, same statement: this cannot differ. Stop
+                // rather than serve partitions whose schemas disagree.
+                return Err(self.broken(
+                    g,
+                    format!(
+                        "DDL {stmt:?} succeeded on partition 0 and failed on partition {i}: {e}"
+                    ),
+                ));
+            }
+        }
+        let n = g.len();
+        let bodies = (0..n).map(|_| MultiBody::Ddl(stmt.to_string())).collect();
+        self.commit(g, tenant, bodies)?;
+        Ok(reply::sql_result(first))
+    }
+}

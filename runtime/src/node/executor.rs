@@ -1,0 +1,264 @@
+//! The executor: one thread per partition, the shell around its
+//! `PartitionCore`. It feeds the core what arrives on its queue (calls,
+//! the coordinator's hold/release/resume, the writer's "durable" notices)
+//! and the clock, and acts on the core's `Ready`: batches to the writer,
+//! replies to the network, lent states to the coordinator.
+//!
+//! ```text
+//!  dispatch ──Call──▶ ┌──────────┐ ──WriteBatch──▶ writer ──fsync──┐
+//!  coordinator ─Hold▶ │ executor │                                 │
+//!  writer ─Persisted▶ │  (core)  │ ◀──────────Persisted────────────┘
+//!                     └──────────┘ ──replies──▶ clients (after chosen)
+//! ```
+
+use super::reply::{self, ReplyFn};
+use super::writer::WriterMsg;
+use crate::partition::{CallError, CallResult, Now, PartitionCore, PartitionState, Ready};
+use crate::types::{TenantId, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Calls one partition's queue admits; beyond it callers get `overloaded`.
+pub const PARTITION_QUEUE_MAX: usize = 16_384;
+/// Inputs handed to the core before its `Ready` is acted on.
+pub const EXECUTOR_BATCH_MAX: usize = 512;
+/// How often the core hears the time when nothing arrives.
+const TICK: Duration = Duration::from_millis(10);
+/// How often per-tenant row counts are published for `status`.
+const ROWS_EVERY: Duration = Duration::from_millis(200);
+
+/// The coordinator's side of a hold.
+pub type Lent = Result<Box<PartitionState>, CallError>;
+
+/// Who waits for what the core says.
+pub enum Token {
+    Call(ReplyFn),
+    Hold(SyncSender<Lent>),
+    Release(SyncSender<Result<(), CallError>>),
+}
+
+/// Work for an executor.
+pub enum Input {
+    Call {
+        tenant: TenantId,
+        procedure: String,
+        args: Vec<Value>,
+        reply: ReplyFn,
+    },
+    /// Lend the state (after the calls queued before this).
+    Hold(SyncSender<Lent>),
+    /// The state comes back with this partition's share of the holder's
+    /// transaction; `done` hears once it is chosen.
+    Release {
+        state: Box<PartitionState>,
+        entry: Option<Vec<u8>>,
+        done: SyncSender<Result<(), CallError>>,
+    },
+    /// The holder is done.
+    Resume,
+    /// Take a snapshot now; `done` hears once it is written.
+    Snapshot(SyncSender<()>),
+    /// From the writer: batch `seq` is durable.
+    Persisted { seq: u64, log_bytes: u64 },
+    /// From the writer: the log failed.
+    WriterFailed(String),
+    /// Finish what is queued before this, then exit.
+    Stop,
+}
+
+/// Counters `status` reads without asking the executor.
+#[derive(Default)]
+pub struct PartitionStats {
+    pub committed: AtomicU64,
+    pub failed: AtomicU64,
+    pub queued: AtomicU64,
+    pub durable_lsn: AtomicU64,
+    pub log_bytes: AtomicU64,
+    /// Rows per tenant, as of the last publication.
+    pub rows: Mutex<Arc<BTreeMap<TenantId, u64>>>,
+}
+
+impl PartitionStats {
+    pub fn get(v: &AtomicU64) -> u64 {
+        v.load(Ordering::Relaxed)
+    }
+
+    pub fn rows_of(&self, t: TenantId) -> u64 {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        rows.get(&t).copied().unwrap_or(0)
+    }
+}
+
+/// The wall and monotonic clocks, read once per batch of inputs.
+pub fn now(started: Instant) -> Now {
+    let wall_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Now {
+        mono_us: started.elapsed().as_micros() as u64,
+        wall_us,
+    }
+}
+
+/// What the executor reports when its core can no longer go on.
+pub type FatalFn = Arc<dyn Fn(String) + Send + Sync>;
+
+pub struct Executor {
+    pub core: PartitionCore<Token>,
+    pub inputs: Receiver<Input>,
+    pub writer: SyncSender<WriterMsg>,
+    pub stats: Arc<PartitionStats>,
+    pub started: Instant,
+    pub fatal: FatalFn,
+}
+
+/// Snapshot requests waiting for the log's snapshot to reach a slot.
+type SnapshotWaiters = Vec<(SyncSender<()>, crate::types::Slot)>;
+
+impl Executor {
+    /// Runs until `Stop` (or every sender is gone).
+    pub fn run(mut self) {
+        let mut batch = Vec::with_capacity(EXECUTOR_BATCH_MAX);
+        let mut rows_at = Instant::now();
+        let mut waiters = SnapshotWaiters::new();
+        loop {
+            match self.inputs.recv_timeout(TICK) {
+                Ok(i) => batch.push(i),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            batch.extend(
+                self.inputs
+                    .try_iter()
+                    .take(EXECUTOR_BATCH_MAX - batch.len()),
+            );
+            self.core.tick(now(self.started));
+            let mut stop = false;
+            for input in batch.drain(..) {
+                stop |= self.feed(input, &mut waiters);
+            }
+            if !self.act() || stop {
+                return;
+            }
+            let snap = self.core.paxos().snapshot_meta().slot;
+            waiters.retain(|(done, target)| {
+                let written = snap >= *target;
+                if written {
+                    let _ = done.send(());
+                }
+                !written
+            });
+            if rows_at.elapsed() >= ROWS_EVERY {
+                rows_at = Instant::now();
+                self.publish_rows();
+            }
+        }
+    }
+
+    /// Hands one input to the core; true on `Stop`.
+    fn feed(&mut self, input: Input, waiters: &mut SnapshotWaiters) -> bool {
+        match input {
+            Input::Call {
+                tenant,
+                procedure,
+                args,
+                reply,
+            } => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.core.call(Token::Call(reply), tenant, procedure, args);
+            }
+            Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
+            Input::Release { state, entry, done } => {
+                self.core.release(Token::Release(done), state, entry)
+            }
+            Input::Resume => self.core.resume(),
+            Input::Snapshot(done) => {
+                self.core.request_snapshot();
+                waiters.push((done, self.core.applied()));
+            }
+            Input::Persisted { seq, log_bytes } => {
+                self.stats.log_bytes.store(log_bytes, Ordering::Relaxed);
+                self.core.persisted(seq, log_bytes);
+            }
+            Input::WriterFailed(e) => {
+                (self.fatal)(e);
+                return true;
+            }
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    /// Acts on the core's Ready; false when the partition must stop.
+    fn act(&mut self) -> bool {
+        let ready: Ready<Token> = self.core.ready();
+        if let Some(f) = ready.fatal {
+            (self.fatal)(f);
+            return false;
+        }
+        if ready.rebuild {
+            // One replica per group: nobody else can take leadership.
+            (self.fatal)("a single-replica partition lost its leadership".into());
+            return false;
+        }
+        if let Some(batch) = ready.write {
+            if self.writer.send(WriterMsg::Batch(batch)).is_err() {
+                return false; // the writer stopped: the node is going down
+            }
+        }
+        self.stats
+            .durable_lsn
+            .store(self.core.paxos().chosen().0, Ordering::Relaxed);
+        for (token, result) in ready.replies {
+            self.answer(token, result);
+        }
+        if let Some((Token::Hold(tx), state)) = ready.lent {
+            let _ = tx.send(Ok(state));
+        }
+        if let Some(Token::Release(tx)) = ready.held_chosen {
+            let _ = tx.send(Ok(()));
+        }
+        true
+    }
+
+    fn answer(&self, token: Token, result: CallResult) {
+        match token {
+            Token::Call(f) => {
+                let counter = if result.is_ok() {
+                    &self.stats.committed
+                } else {
+                    &self.stats.failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                f(reply::call_result(result));
+            }
+            Token::Hold(tx) => {
+                // A hold is answered here only when refused (a lent state
+                // comes through `Ready::lent`).
+                let e = result.err().unwrap_or(CallError::Overloaded(
+                    "the partition answered a hold without its state".into(),
+                ));
+                let _ = tx.send(Err(e));
+            }
+            Token::Release(tx) => {
+                let _ = tx.send(result.map(|_| ()));
+            }
+        }
+    }
+
+    fn publish_rows(&self) {
+        let Some(state) = self.core.state() else {
+            return;
+        };
+        let rows: BTreeMap<TenantId, u64> = state.tenants().map(|(t, p)| (t, p.rows())).collect();
+        *self.stats.rows.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(rows);
+    }
+}
+
+/// Sends a stop to an executor.
+pub fn stop(tx: &Sender<Input>) {
+    let _ = tx.send(Input::Stop);
+}

@@ -1,0 +1,130 @@
+//! The writer: one thread per partition that owns its log (`Storage`). It
+//! writes the batches its executor hands it, makes them durable (group
+//! commit: one fsync for everything queued), then tells the executor,
+//! which releases what became chosen.
+//!
+//! A failed write or fsync stops the partition's writing for good and is
+//! reported: after it the log's state is unknown, and nothing written
+//! since the last good fsync may be acknowledged.
+
+use super::executor::Input;
+use crate::durability::{DurabilityError, Storage};
+use crate::partition::WriteBatch;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+/// Batches one writer queue holds (each carries up to a batch of calls).
+pub const WRITER_QUEUE_MAX: usize = 256;
+/// Batches gathered into one group commit.
+const GROUP_MAX: usize = 64;
+/// With `--durability async`, how often the log is fsynced.
+pub const ASYNC_SYNC_INTERVAL_MS: u64 = 100;
+
+/// How acknowledged writes survive failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after fsync: survives a process crash and an OS crash.
+    Sync,
+    /// Acknowledge after write(), fsync every `ASYNC_SYNC_INTERVAL_MS`:
+    /// survives a process crash (kill -9); an OS crash or power loss loses
+    /// up to that interval of acknowledged writes.
+    Async,
+}
+
+impl Durability {
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+        }
+    }
+}
+
+pub enum WriterMsg {
+    Batch(WriteBatch),
+    /// Sync and exit (after everything queued before it).
+    Stop,
+}
+
+pub struct Writer<S: Storage> {
+    pub storage: S,
+    pub msgs: Receiver<WriterMsg>,
+    pub executor: Sender<Input>,
+    pub durability: Durability,
+    pub partition: u32,
+}
+
+impl<S: Storage> Writer<S> {
+    /// Runs until `Stop` (or every sender is gone); then syncs.
+    pub fn run(mut self) {
+        let mut group: Vec<WriteBatch> = Vec::with_capacity(GROUP_MAX);
+        let mut unsynced = false;
+        let mut last_sync = Instant::now();
+        let mut stopping = false;
+        while !stopping {
+            let first = match self.durability {
+                Durability::Sync => self.msgs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Durability::Async => self
+                    .msgs
+                    .recv_timeout(Duration::from_millis(ASYNC_SYNC_INTERVAL_MS)),
+            };
+            match first {
+                Ok(WriterMsg::Batch(b)) => group.push(b),
+                Ok(WriterMsg::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            while !stopping && group.len() < GROUP_MAX {
+                match self.msgs.try_recv() {
+                    Ok(WriterMsg::Batch(b)) => group.push(b),
+                    Ok(WriterMsg::Stop) => stopping = true,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => stopping = true,
+                }
+            }
+            let periodic = last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_INTERVAL_MS);
+            let must_sync = self.durability == Durability::Sync || periodic || stopping;
+            if let Err(e) = self.write_group(&group, &mut unsynced, must_sync) {
+                let _ = self.executor.send(Input::WriterFailed(format!(
+                    "partition {}: the log failed: {e}. Nothing after the last fsync is acknowledged.",
+                    self.partition
+                )));
+                return;
+            }
+            if !unsynced {
+                last_sync = Instant::now();
+            }
+            if let Some(last) = group.last() {
+                let msg = Input::Persisted {
+                    seq: last.seq,
+                    log_bytes: self.storage.bytes_since_snapshot(),
+                };
+                if self.executor.send(msg).is_err() {
+                    return;
+                }
+            }
+            group.clear();
+        }
+    }
+
+    /// Writes a group of batches, then syncs (or, for async durability
+    /// between periodic syncs, only flushes). The vote and snapshots are
+    /// always durable on their own.
+    fn write_group(
+        &mut self,
+        group: &[WriteBatch],
+        unsynced: &mut bool,
+        sync: bool,
+    ) -> Result<(), DurabilityError> {
+        for b in group {
+            crate::partition::write_batch(&mut self.storage, b)?;
+            *unsynced = true;
+        }
+        if sync && *unsynced {
+            self.storage.sync()?;
+            *unsynced = false;
+        } else if *unsynced {
+            self.storage.flush()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! Why a call on a partition did not succeed, as the partition knows it
+//! (the node turns these into protocol errors; the simulator records them
+//! in its histories).
+
+use crate::types::NodeId;
+use crate::wasm::ProcError;
+use thiserror::Error;
+
+/// A failed call. Whether it may have taken effect matters to a client that
+/// retries: see `CallError::outcome_unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The procedure failed; nothing it did is visible.
+    #[error("{0}")]
+    Proc(ProcError),
+    /// The call committed in memory but its record is over the size limit;
+    /// it was undone.
+    #[error("procedure {procedure}: {message}")]
+    TooLarge { procedure: String, message: String },
+    /// A bug in the node while running the call (caught; rolled back).
+    #[error("procedure {procedure} hit a bug in the node (rolled back; the node keeps serving)")]
+    Internal { procedure: String },
+    /// This replica does not lead its group: nothing was done.
+    #[error("this replica is not the partition's leader{}", leader.map_or(String::new(), |l| format!(" (the leader is {l})")))]
+    NotLeader { leader: Option<NodeId> },
+    /// Leadership was lost after the call ran and before its record was
+    /// chosen: it may or may not take effect.
+    #[error("leadership of the partition changed before the call was known to be durable; it may or may not have taken effect")]
+    OutcomeUnknown,
+    /// Too much is waiting on this partition; nothing was done.
+    #[error("the partition is overloaded: {0}; retry shortly")]
+    Overloaded(String),
+}
+
+impl CallError {
+    /// Whether the call may have taken effect.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, CallError::OutcomeUnknown)
+    }
+}

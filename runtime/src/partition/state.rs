@@ -1,0 +1,208 @@
+//! What one partition replica holds: every tenant's engine (tables and
+//! views), procedures and deployed module bytes on this partition, and how
+//! a logged entry changes it.
+
+use super::procs::{ProcRuntime, Procedures};
+use crate::catalog::PartitionId;
+use crate::durability::{self, Entry, LoggedWrites, MultiBody, TenantImage};
+use crate::sql::Engine;
+use crate::types::TenantId;
+use crate::wasm::DeployError;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// One tenant's share of a partition.
+pub struct TenantPart {
+    pub engine: Engine,
+    pub procs: Box<dyn Procedures>,
+    /// Deployed modules' bytes, for snapshots (name order).
+    pub modules: Vec<(String, Arc<[u8]>)>,
+}
+
+impl TenantPart {
+    pub fn new(runtime: &dyn ProcRuntime) -> TenantPart {
+        TenantPart {
+            engine: Engine::new(),
+            procs: runtime.procedures(),
+            modules: Vec::new(),
+        }
+    }
+
+    /// Records a deployed module's bytes (replacing an older version).
+    pub fn remember_module(&mut self, name: &str, wasm: Arc<[u8]>) {
+        self.modules.retain(|(n, _)| n != name);
+        self.modules.push((name.to_string(), wasm));
+        self.modules.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+
+    pub fn forget_module(&mut self, name: &str) {
+        self.modules.retain(|(n, _)| n != name);
+    }
+
+    /// Deploys module bytes here and remembers them.
+    pub fn deploy(
+        &mut self,
+        name: &str,
+        wasm: Arc<[u8]>,
+    ) -> Result<crate::wasm::DeployInfo, DeployError> {
+        let info = self.procs.deploy(&mut self.engine, name, &wasm)?;
+        self.remember_module(name, wasm);
+        Ok(info)
+    }
+
+    /// Rows in all of this tenant's tables here.
+    pub fn rows(&self) -> u64 {
+        self.engine
+            .database()
+            .tables()
+            .map(|t| t.len() as u64)
+            .sum()
+    }
+}
+
+/// Everything one partition replica holds. Owned by its core; lent whole
+/// to the node's coordinator while it holds the partition.
+pub struct PartitionState {
+    pub id: PartitionId,
+    runtime: Arc<dyn ProcRuntime>,
+    tenants: BTreeMap<TenantId, TenantPart>,
+    /// The highest coordinator transaction applied here.
+    pub mp_txn_max: u64,
+    /// Coordinator transactions that not every partition logged (found at
+    /// start-up): never applied.
+    pub skipped: Arc<BTreeSet<u64>>,
+}
+
+impl PartitionState {
+    pub fn new(id: PartitionId, runtime: Arc<dyn ProcRuntime>) -> PartitionState {
+        PartitionState {
+            id,
+            runtime,
+            tenants: BTreeMap::new(),
+            mp_txn_max: 0,
+            skipped: Arc::default(),
+        }
+    }
+
+    /// The tenant's part, created empty on first use.
+    pub fn tenant(&mut self, t: TenantId) -> &mut TenantPart {
+        let runtime = &self.runtime;
+        self.tenants
+            .entry(t)
+            .or_insert_with(|| TenantPart::new(runtime.as_ref()))
+    }
+
+    pub fn tenant_ref(&self, t: TenantId) -> Option<&TenantPart> {
+        self.tenants.get(&t)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = (TenantId, &TenantPart)> + '_ {
+        self.tenants.iter().map(|(t, p)| (*t, p))
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn ProcRuntime> {
+        &self.runtime
+    }
+
+    /// What a snapshot of this partition holds.
+    pub fn images(&self) -> Vec<TenantImage<'_>> {
+        self.tenants
+            .iter()
+            .map(|(t, p)| TenantImage {
+                tenant: *t,
+                engine: &p.engine,
+                modules: &p.modules,
+            })
+            .collect()
+    }
+
+    /// Rows of one tenant here.
+    pub fn tenant_rows(&self, t: TenantId) -> u64 {
+        self.tenants.get(&t).map_or(0, TenantPart::rows)
+    }
+
+    /// Rebuilds a state from a decoded snapshot.
+    pub fn from_snapshot(
+        id: PartitionId,
+        runtime: Arc<dyn ProcRuntime>,
+        snap: durability::LoadedSnapshot,
+    ) -> Result<PartitionState, ReplayError> {
+        let mut state = PartitionState::new(id, runtime);
+        state.mp_txn_max = snap.mp_txn_max;
+        for t in snap.tenants {
+            let mut part = TenantPart {
+                engine: t.engine,
+                procs: state.runtime.procedures(),
+                modules: Vec::new(),
+            };
+            for (name, wasm) in t.modules {
+                part.deploy(&name, Arc::from(wasm))
+                    .map_err(|e| ReplayError::Deploy(format!("snapshot module {name}: {e}")))?;
+            }
+            state.tenants.insert(t.tenant, part);
+        }
+        Ok(state)
+    }
+
+    /// Applies one logged entry (a record's payload, decoded).
+    pub fn replay(&mut self, entry: &Entry) -> Result<(), ReplayError> {
+        match entry {
+            Entry::Commit { tenant, writes } => self.replay_writes(*tenant, writes),
+            Entry::Multi { txn, tenant, body } => {
+                if self.skipped.contains(txn) {
+                    return Ok(());
+                }
+                self.mp_txn_max = self.mp_txn_max.max(*txn);
+                self.replay_multi(*tenant, body)
+            }
+        }
+    }
+
+    fn replay_multi(&mut self, tenant: TenantId, body: &MultiBody) -> Result<(), ReplayError> {
+        let part = self.tenant(tenant);
+        match body {
+            MultiBody::Writes(w) => self.replay_writes(tenant, w),
+            MultiBody::Ddl(sql) => {
+                part.engine
+                    .execute(sql)
+                    .map(|_| ())
+                    .map_err(|e| ReplayError::Ddl {
+                        sql: sql.clone(),
+                        message: e.to_string(),
+                    })
+            }
+            MultiBody::Deploy { name, wasm } => part
+                .deploy(name, Arc::from(wasm.as_slice()))
+                .map(|_| ())
+                .map_err(|e| ReplayError::Deploy(e.to_string())),
+            MultiBody::DropModule { name } => {
+                part.procs.drop_module(name);
+                part.forget_module(name);
+                Ok(())
+            }
+        }
+    }
+
+    fn replay_writes(&mut self, t: TenantId, w: &LoggedWrites) -> Result<(), ReplayError> {
+        durability::apply(&mut self.tenant(t).engine, w)
+            .map(|_| ())
+            .map_err(|e| ReplayError::Apply(e.to_string()))
+    }
+}
+
+/// Why a logged entry could not be applied: the log and the state
+/// disagree, so the replica must not serve.
+#[derive(Debug, Clone, Error)]
+pub enum ReplayError {
+    #[error("replaying writes: {0}")]
+    Apply(String),
+    #[error("replaying DDL {sql:?}: {message}")]
+    Ddl { sql: String, message: String },
+    #[error("replaying a deploy: {0}")]
+    Deploy(String),
+    #[error("decoding a log record: {0}")]
+    Decode(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
