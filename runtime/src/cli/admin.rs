@@ -188,7 +188,7 @@ pub fn render_status(s: &StatusInfo) -> String {
             "committed",
             "failed",
             "queued",
-            "durable lsn",
+            "chosen slot",
             "log bytes",
             "rows",
         ]

@@ -1,6 +1,6 @@
 //! How a partition runs stored procedures, as a trait: the partition core
 //! never names the Wasm engine. The node and the simulator hand it the
-//! sandbox (`wasm::WasmProcs`, over wasmtime); tests may hand it anything
+//! sandbox (`wasm::WasmRuntime`, over wasmtime); tests may hand it anything
 //! that keeps the contract.
 
 use crate::sql::Engine;
