@@ -39,6 +39,9 @@ impl Paxos {
         else {
             return;
         };
+        if !follows_on(prev_slot, prev_ballot, ballot, &records) {
+            return; // not what a leader sends: ignored, like a garbled packet
+        }
         if !self.follow(from, ballot) {
             return;
         }
@@ -127,7 +130,18 @@ impl Paxos {
             return; // a chunk of a transfer we do not have: wait for its start
         };
         let have = inc.data.len() as u64;
-        if offset == have && have as usize + data.len() <= SNAPSHOT_BYTES_MAX {
+        if offset == have && have as usize + data.len() > SNAPSHOT_BYTES_MAX {
+            // It cannot catch up from this leader: say so rather than ask
+            // for the same chunk forever.
+            self.incoming = None;
+            self.out.problem = Some(format!(
+                "the leader's snapshot at slot {} is over {SNAPSHOT_BYTES_MAX} bytes; this replica \
+                 cannot receive it",
+                meta.slot
+            ));
+            return;
+        }
+        if offset == have {
             inc.data.extend_from_slice(&data);
         }
         let received = inc.data.len() as u64;
@@ -175,4 +189,20 @@ impl Paxos {
         };
         self.send_after_persist(from, ack);
     }
+}
+
+/// Whether an accept's records can be a leader's: in slot order from
+/// `prev_slot + 1`, with ballots that never go down from `prev_ballot` and
+/// never exceed the leader's own.
+fn follows_on(prev_slot: Slot, prev_ballot: Ballot, ballot: Ballot, records: &[LogRecord]) -> bool {
+    let mut slot = prev_slot;
+    let mut last = prev_ballot;
+    for r in records {
+        if r.slot != slot.next() || r.ballot < last || r.ballot > ballot {
+            return false;
+        }
+        slot = r.slot;
+        last = r.ballot;
+    }
+    prev_ballot <= ballot
 }

@@ -83,17 +83,6 @@ impl MemLog {
         self.cache.push_back(rec);
     }
 
-    /// Records the ballot of a record whose payload is not kept (restart,
-    /// for records already applied).
-    pub fn append_ballot(&mut self, slot: Slot, ballot: Ballot) {
-        assert_eq!(slot, self.last.next(), "the log is contiguous");
-        if self.runs.last().map(|r| r.1) != Some(ballot) {
-            self.runs.push((slot, ballot));
-        }
-        self.last = slot;
-        self.clear_cache();
-    }
-
     /// Drops every record after `slot` (at least the snapshot's).
     pub fn truncate_after(&mut self, slot: Slot) {
         assert!(slot >= self.snap.slot, "truncating into the snapshot");

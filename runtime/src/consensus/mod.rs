@@ -45,7 +45,7 @@
 //! for `lease_us` after it starts (it may have forgotten a leader). A
 //! leader whose accepts sent at `t` were acknowledged by a quorum may serve
 //! reads alone until `t + lease_us * (1 - ρ) / (1 + ρ)` on its clock, where
-//! ρ = `clock_drift_ppm` / 10^6 bounds how far any two clocks' rates differ
+//! ρ = `clock_drift_ppm` / 10^6 bounds how far any clock's rate may differ
 //! from real time. Reads executed outside a lease wait for a quorum round
 //! that started after them (a read index) instead.
 
@@ -206,6 +206,9 @@ pub struct Ready {
     /// This replica was leader and no longer is: whatever it executed
     /// beyond `chosen` may never be chosen.
     pub stepped_down: bool,
+    /// This replica cannot go on as it is (it cannot catch up): stop it
+    /// and say why.
+    pub problem: Option<String>,
 }
 
 impl Ready {
@@ -220,6 +223,7 @@ impl Ready {
             && self.reads.is_empty()
             && self.snapshot_reads.is_empty()
             && !self.stepped_down
+            && self.problem.is_none()
     }
 }
 

@@ -125,16 +125,6 @@ impl Paxos {
         self.persisted_slot = self.log.last_slot();
     }
 
-    /// A record found at start-up that the caller already applied (only
-    /// its ballot is kept).
-    pub fn restore_applied(&mut self, slot: Slot, ballot: Ballot) {
-        self.note_round(ballot);
-        self.log.append_ballot(slot, ballot);
-        self.persisted_slot = slot;
-        self.applied = slot;
-        self.chosen = self.chosen.max(slot);
-    }
-
     // ---- inputs ------------------------------------------------------------
 
     /// Time passes: heartbeats, elections, check-quorum.
@@ -419,5 +409,9 @@ impl Paxos {
         self.log.truncate_after(slot);
         self.applied = self.applied.min(slot);
         self.persisted_slot = self.persisted_slot.min(slot);
+        // Batches handed out before the cut end where it is, once durable.
+        for w in &mut self.pending {
+            w.last = w.last.min(slot);
+        }
     }
 }

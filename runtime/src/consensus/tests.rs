@@ -530,3 +530,87 @@ fn a_lease_that_ignores_drift_outlives_a_new_leader() {
         "the drift-aware lease never overlaps a new leader's choices"
     );
 }
+
+/// A batch handed out before a truncation is durable only up to the cut:
+/// the records after it belong to an older history.
+#[test]
+fn persisted_stops_at_a_later_truncation() {
+    let rec = |slot: u64, round: u64| LogRecord {
+        slot: Slot(slot),
+        ballot: Ballot {
+            round,
+            node: NodeId(1),
+        },
+        payload: Arc::from(vec![1u8]),
+    };
+    let b = |round| Ballot {
+        round,
+        node: NodeId(1),
+    };
+    let cfg = Config::new(NodeId(2), ids(3));
+    let mut p = Paxos::new(cfg, Vote::default(), SnapshotMeta::default(), 0, 1).unwrap();
+    let accept = |ballot, prev_slot, prev_ballot, records| Message::Accept {
+        ballot,
+        prev_slot: Slot(prev_slot),
+        prev_ballot,
+        records,
+        chosen: Slot(0),
+        sent_us: 0,
+    };
+    p.step(
+        NodeId(1),
+        accept(
+            b(1),
+            0,
+            Ballot::default(),
+            vec![rec(1, 1), rec(2, 1), rec(3, 1)],
+        ),
+    );
+    let first = p.ready();
+    p.step(NodeId(1), accept(b(2), 1, b(1), vec![rec(2, 2)]));
+    let second = p.ready();
+    assert_eq!(second.truncate_after, Some(Slot(1)));
+    p.persisted(first.persist_seq.unwrap());
+    assert_eq!(
+        p.persisted_slot(),
+        Slot(1),
+        "slot 2 of ballot 2 is not durable yet"
+    );
+    p.persisted(second.persist_seq.unwrap());
+    assert_eq!(p.persisted_slot(), Slot(2));
+}
+
+/// Records that do not follow on from `prev` (out of order, or of a
+/// ballot above the leader's) are dropped, not a panic.
+#[test]
+fn a_garbled_accept_is_ignored() {
+    let cfg = Config::new(NodeId(2), ids(3));
+    let mut p = Paxos::new(cfg, Vote::default(), SnapshotMeta::default(), 0, 1).unwrap();
+    let b1 = Ballot {
+        round: 1,
+        node: NodeId(1),
+    };
+    let rec = |slot: u64, round: u64| LogRecord {
+        slot: Slot(slot),
+        ballot: Ballot {
+            round,
+            node: NodeId(1),
+        },
+        payload: Arc::from(vec![1u8]),
+    };
+    for records in [vec![rec(2, 1)], vec![rec(1, 1), rec(3, 1)], vec![rec(1, 5)]] {
+        p.step(
+            NodeId(1),
+            Message::Accept {
+                ballot: b1,
+                prev_slot: Slot(0),
+                prev_ballot: Ballot::default(),
+                records,
+                chosen: Slot(0),
+                sent_us: 0,
+            },
+        );
+        assert_eq!(p.last_slot(), Slot(0));
+        assert!(p.ready().after_persist.is_empty());
+    }
+}

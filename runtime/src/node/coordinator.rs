@@ -154,15 +154,22 @@ impl Coordinator {
         bodies: Vec<MultiBody>,
     ) -> Result<(), ErrorReply> {
         let txn = self.last_txn.get() + 1;
-        self.last_txn.set(txn);
         let mut entries = Vec::with_capacity(bodies.len());
-        let mut g = g;
-        for (i, body) in bodies.into_iter().enumerate() {
-            g[i].mp_txn_max = txn;
+        for body in bodies {
             let mut payload = Vec::new();
-            durability::encode_entry(&Entry::Multi { txn, tenant, body }, &mut payload)
-                .map_err(|e| ErrorReply::new(ErrorCode::TooLarge, e.to_string()))?;
+            let encoded =
+                durability::encode_entry(&Entry::Multi { txn, tenant, body }, &mut payload);
+            if let Err(e) = encoded {
+                // The states already hold the transaction: they must not
+                // serve it unlogged. (Callers check sizes first.)
+                return Err(self.broken(g, format!("a checked entry did not encode: {e}")));
+            }
             entries.push(payload);
+        }
+        self.last_txn.set(txn);
+        let mut g = g;
+        for state in g.iter_mut() {
+            state.mp_txn_max = txn;
         }
         g.finish(Some(entries))
     }

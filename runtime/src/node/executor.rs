@@ -17,14 +17,17 @@ use crate::partition::{CallError, CallResult, Now, PartitionCore, PartitionState
 use crate::types::{TenantId, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Calls one partition's queue admits; beyond it callers get `overloaded`.
 pub const PARTITION_QUEUE_MAX: usize = 16_384;
-/// Inputs handed to the core before its `Ready` is acted on.
+/// Inputs taken off the queue at once.
 pub const EXECUTOR_BATCH_MAX: usize = 512;
+/// Inputs handed to the core before its `Ready` is acted on (so replies
+/// and records flow while a long queue is worked through).
+const ACT_EVERY: usize = 64;
 /// How often the core hears the time when nothing arrives.
 const TICK: Duration = Duration::from_millis(10);
 /// How often per-tenant row counts are published for `status`.
@@ -61,8 +64,8 @@ pub enum Input {
     Resume,
     /// Take a snapshot now; `done` hears once it is written.
     Snapshot(SyncSender<()>),
-    /// From the writer: batch `seq` is durable.
-    Persisted { seq: u64, log_bytes: u64 },
+    /// From the writer: more is durable (see `Durable`).
+    Persisted,
     /// From the writer: the log failed.
     WriterFailed(String),
     /// Finish what is queued before this, then exit.
@@ -106,6 +109,28 @@ pub fn now(started: Instant) -> Now {
 /// What the executor reports when its core can no longer go on.
 pub type FatalFn = Arc<dyn Fn(String) + Send + Sync>;
 
+/// What the writer has made durable, readable by the executor at once (the
+/// `Persisted` message that also says it may wait behind queued calls).
+#[derive(Default)]
+pub struct Durable {
+    seq: AtomicU64,
+    log_bytes: AtomicU64,
+}
+
+impl Durable {
+    /// Batch `seq` (and all before it) is durable; the log holds
+    /// `log_bytes` after its snapshot.
+    pub fn set(&self, seq: u64, log_bytes: u64) {
+        self.log_bytes.store(log_bytes, Ordering::Relaxed);
+        self.seq.store(seq, Ordering::Release);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        let seq = self.seq.load(Ordering::Acquire);
+        (seq, self.log_bytes.load(Ordering::Relaxed))
+    }
+}
+
 pub struct Executor {
     pub core: PartitionCore<Token>,
     pub inputs: Receiver<Input>,
@@ -113,6 +138,9 @@ pub struct Executor {
     pub stats: Arc<PartitionStats>,
     pub started: Instant,
     pub fatal: FatalFn,
+    pub durable: Arc<Durable>,
+    /// The last durable batch handed to the core.
+    pub seen: u64,
 }
 
 /// Snapshot requests waiting for the log's snapshot to reach a slot.
@@ -137,8 +165,13 @@ impl Executor {
             );
             self.core.tick(now(self.started));
             let mut stop = false;
+            let mut fed = 0;
             for input in batch.drain(..) {
+                if fed % ACT_EVERY == 0 && fed > 0 && !self.act() {
+                    return;
+                }
                 stop |= self.feed(input, &mut waiters);
+                fed += 1;
             }
             if !self.act() || stop {
                 return;
@@ -179,10 +212,8 @@ impl Executor {
                 self.core.request_snapshot();
                 waiters.push((done, self.core.applied()));
             }
-            Input::Persisted { seq, log_bytes } => {
-                self.stats.log_bytes.store(log_bytes, Ordering::Relaxed);
-                self.core.persisted(seq, log_bytes);
-            }
+            // A wake-up: what is durable is read from `durable`.
+            Input::Persisted => self.catch_up(),
             Input::WriterFailed(e) => {
                 (self.fatal)(e);
                 return true;
@@ -192,8 +223,22 @@ impl Executor {
         false
     }
 
+    /// Tells the core what the writer made durable since the last time.
+    fn catch_up(&mut self) {
+        let (seq, log_bytes) = self.durable.get();
+        if seq > self.seen {
+            self.seen = seq;
+            self.stats.log_bytes.store(log_bytes, Ordering::Relaxed);
+            self.core.persisted(seq, log_bytes);
+        }
+    }
+
     /// Acts on the core's Ready; false when the partition must stop.
     fn act(&mut self) -> bool {
+        // The clock after the calls ran (their reads are stamped with it),
+        // and what became durable meanwhile.
+        self.core.set_time(now(self.started));
+        self.catch_up();
         let ready: Ready<Token> = self.core.ready();
         if let Some(f) = ready.fatal {
             (self.fatal)(f);
@@ -204,9 +249,19 @@ impl Executor {
             (self.fatal)("a single-replica partition lost its leadership".into());
             return false;
         }
+        // One replica per group: nobody to send to or read for.
+        debug_assert!(ready.messages.is_empty() && ready.reads.is_empty());
+        debug_assert!(ready.snapshot_reads.is_empty());
         if let Some(batch) = ready.write {
+            debug_assert!(batch.then_send.is_empty());
             if self.writer.send(WriterMsg::Batch(batch)).is_err() {
-                return false; // the writer stopped: the node is going down
+                // The writer stopped on an error it reported (or the node
+                // is going down): nothing more may be acknowledged.
+                (self.fatal)(format!(
+                    "partition {}: its log writer stopped",
+                    self.core.partition().0
+                ));
+                return false;
             }
         }
         self.stats
@@ -256,9 +311,4 @@ impl Executor {
         let rows: BTreeMap<TenantId, u64> = state.tenants().map(|(t, p)| (t, p.rows())).collect();
         *self.stats.rows.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(rows);
     }
-}
-
-/// Sends a stop to an executor.
-pub fn stop(tx: &Sender<Input>) {
-    let _ = tx.send(Input::Stop);
 }

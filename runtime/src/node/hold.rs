@@ -93,14 +93,17 @@ impl Held<'_> {
         let states = std::mem::take(&mut self.states);
         let mut entries = entries.map(|e| e.into_iter());
         let mut waits = Vec::with_capacity(states.len());
+        let mut result = Ok(());
         for (exec, state) in self.executors.iter().zip(states) {
             let entry = entries.as_mut().and_then(|e| e.next());
             let (done, rx) = sync_channel(1);
-            if exec.send(Input::Release { state, entry, done }).is_ok() {
-                waits.push(rx);
+            match exec.send(Input::Release { state, entry, done }) {
+                Ok(()) => waits.push(rx),
+                // That partition's executor is gone (the node is stopping):
+                // its share was never logged.
+                Err(_) => result = Err(stopping()),
             }
         }
-        let mut result = Ok(());
         for rx in waits {
             match rx.recv() {
                 Ok(Ok(())) => {}
@@ -142,6 +145,4 @@ fn release_unchanged(exec: &Sender<Input>, state: Box<PartitionState>) {
     let _ = exec.send(Input::Resume);
 }
 
-fn stopping() -> ErrorReply {
-    ErrorReply::new(crate::proto::ErrorCode::Unavailable, "the node is stopping")
-}
+use super::service::stopping;

@@ -179,35 +179,10 @@ impl Node {
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
-            let (etx, erx) = channel();
-            let (wtx, wrx) = sync_channel(WRITER_QUEUE_MAX);
-            let writer = Writer {
-                storage: log,
-                msgs: wrx,
-                executor: etx.clone(),
-                durability: config.durability,
-                partition: i as u32,
-            };
-            threads.push((
-                ThreadRole::Writer,
-                spawn(format!("ohm-log{i}"), move || writer.run())?,
-            ));
-            let st = Arc::new(PartitionStats::default());
-            let exec = Executor {
-                core,
-                inputs: erx,
-                writer: wtx.clone(),
-                stats: st.clone(),
-                started,
-                fatal: fatal_fn.clone(),
-            };
-            threads.push((
-                ThreadRole::Executor,
-                spawn(format!("ohm-p{i}"), move || exec.run())?,
-            ));
-            executors.push(etx);
-            writers.push(wtx);
-            stats.push(st);
+            let p = spawn_partition(i, core, log, &config, started, &fatal_fn, &mut threads)?;
+            executors.push(p.executor);
+            writers.push(p.writer);
+            stats.push(p.stats);
         }
         let routes = Arc::new(Routes::default());
         let catalog = Arc::new(RwLock::new(catalog));
@@ -286,6 +261,60 @@ impl Node {
             let _ = t.join();
         }
     }
+}
+
+/// The channels of one running partition.
+struct Spawned {
+    executor: Sender<Input>,
+    writer: SyncSender<WriterMsg>,
+    stats: Arc<PartitionStats>,
+}
+
+/// Starts partition `i`'s log writer and executor threads.
+fn spawn_partition(
+    i: usize,
+    core: crate::partition::PartitionCore<executor::Token>,
+    log: crate::durability::DiskLog,
+    config: &NodeConfig,
+    started: Instant,
+    fatal: &executor::FatalFn,
+    threads: &mut Vec<(ThreadRole, std::thread::JoinHandle<()>)>,
+) -> anyhow::Result<Spawned> {
+    let (etx, erx) = channel();
+    let (wtx, wrx) = sync_channel(WRITER_QUEUE_MAX);
+    let durable = Arc::new(executor::Durable::default());
+    let writer = Writer {
+        storage: log,
+        msgs: wrx,
+        executor: etx.clone(),
+        durable: durable.clone(),
+        durability: config.durability,
+        partition: i as u32,
+    };
+    threads.push((
+        ThreadRole::Writer,
+        spawn(format!("ohm-log{i}"), move || writer.run())?,
+    ));
+    let stats = Arc::new(PartitionStats::default());
+    let exec = Executor {
+        core,
+        inputs: erx,
+        writer: wtx.clone(),
+        stats: stats.clone(),
+        started,
+        fatal: fatal.clone(),
+        durable,
+        seen: 0,
+    };
+    threads.push((
+        ThreadRole::Executor,
+        spawn(format!("ohm-p{i}"), move || exec.run())?,
+    ));
+    Ok(Spawned {
+        executor: etx,
+        writer: wtx,
+        stats,
+    })
 }
 
 /// Takes the data directory's `LOCK` (an exclusive advisory lock, released

@@ -115,6 +115,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     .context("starting the network runtime")?;
     rt.block_on(serve_quic(node.clone(), identity, &args, &config))?;
     node.shutdown();
+    if let Some(why) = node.fatal.get() {
+        bail!("the node stopped because it could not go on: {why}");
+    }
     eprintln!("ohm: stopped; everything acknowledged is durable");
     Ok(())
 }
@@ -156,7 +159,14 @@ async fn serve_quic(
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    crate::net::server::serve(endpoint, node, shutdown_signal()).await;
+    let fatal = node.fatal.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = fatal.wait() => {}
+        }
+    };
+    crate::net::server::serve(endpoint, node, stop).await;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ fn overloaded(what: &str) -> ErrorReply {
     )
 }
 
-fn stopping() -> ErrorReply {
+pub(super) fn stopping() -> ErrorReply {
     ErrorReply::new(ErrorCode::Unavailable, "the node is stopping")
 }
 

@@ -7,10 +7,11 @@
 //! reported: after it the log's state is unknown, and nothing written
 //! since the last good fsync may be acknowledged.
 
-use super::executor::Input;
+use super::executor::{Durable, Input};
 use crate::durability::{DurabilityError, Storage};
 use crate::partition::WriteBatch;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Batches one writer queue holds (each carries up to a batch of calls).
@@ -50,6 +51,8 @@ pub struct Writer<S: Storage> {
     pub storage: S,
     pub msgs: Receiver<WriterMsg>,
     pub executor: Sender<Input>,
+    /// Where the executor reads what is durable.
+    pub durable: Arc<Durable>,
     pub durability: Durability,
     pub partition: u32,
 }
@@ -94,11 +97,9 @@ impl<S: Storage> Writer<S> {
                 last_sync = Instant::now();
             }
             if let Some(last) = group.last() {
-                let msg = Input::Persisted {
-                    seq: last.seq,
-                    log_bytes: self.storage.bytes_since_snapshot(),
-                };
-                if self.executor.send(msg).is_err() {
+                self.durable
+                    .set(last.seq, self.storage.bytes_since_snapshot());
+                if self.executor.send(Input::Persisted).is_err() {
                     return;
                 }
             }

@@ -22,12 +22,14 @@
 
 use super::error::CallError;
 use super::exec::run_call;
+use super::hold::Hold;
 use super::procs::ProcRuntime;
+use super::recover::apply_record;
 use super::replies::{CallResult, Replies};
-use super::state::{PartitionState, ReplayError};
+use super::state::PartitionState;
 use crate::catalog::PartitionId;
 use crate::consensus::{self, Message, Paxos};
-use crate::durability::{self, LogRecord, SnapshotMeta, Storage, Vote};
+use crate::durability::{LogRecord, SnapshotMeta, Vote};
 use crate::rng;
 use crate::types::{NodeId, Slot, TenantId, Value};
 use crate::wasm::TxnContext;
@@ -37,8 +39,9 @@ use std::sync::Arc;
 /// Calls a core keeps waiting to run (while held, or while too much is
 /// unchosen); beyond it a call is refused as overloaded.
 pub const CALLS_WAITING_MAX: usize = 65_536;
-/// Payload bytes read from storage at once when rebuilding.
-const READ_BYTES_MAX: usize = 4 << 20;
+/// Consensus `Ready`s gathered into one `ready()`: acting on one (applying,
+/// running waiting calls) can make another.
+const READY_ROUNDS_MAX: usize = 4;
 
 /// The time as the shell read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,182 +124,65 @@ impl<T> Default for Ready<T> {
 }
 
 /// A call not yet run.
-struct Queued<T> {
+pub(super) struct Queued<T> {
     token: T,
     tenant: TenantId,
     procedure: String,
     args: Vec<Value>,
 }
 
-/// The coordinator's hold on this partition.
-enum Hold<T> {
-    Free,
-    /// Asked for; lent once the state is here.
-    Asked(T),
-    /// The state is out.
-    Lent,
-    /// The state is back; `dep` (the holder's entry, or the last slot it
-    /// saw) must be chosen before `token` hears.
-    Back {
-        token: T,
-        dep: Slot,
-    },
-    /// Told; calls wait for `resume`.
-    Done,
-}
-
 /// One partition replica. `T` identifies a caller (a reply callback in
 /// the node, an operation id in the simulator).
 pub struct PartitionCore<T> {
-    cfg: CoreConfig,
-    paxos: Paxos,
-    runtime: Arc<dyn ProcRuntime>,
-    state: Option<Box<PartitionState>>,
+    pub(super) cfg: CoreConfig,
+    pub(super) paxos: Paxos,
+    pub(super) runtime: Arc<dyn ProcRuntime>,
+    /// Coordinator transactions not every partition logged (found at
+    /// start-up): never applied, whatever state is rebuilt.
+    pub(super) skipped: Arc<BTreeSet<u64>>,
+    pub(super) state: Option<Box<PartitionState>>,
     /// The last slot the state reflects.
-    applied: Slot,
-    now: Now,
-    txn_last_us: i64,
-    txn_seed: u64,
-    leading: bool,
-    waiting: Replies<T>,
-    queued: VecDeque<Queued<T>>,
-    hold: Hold<T>,
+    pub(super) applied: Slot,
+    pub(super) now: Now,
+    pub(super) txn_last_us: i64,
+    pub(super) txn_seed: u64,
+    pub(super) leading: bool,
+    pub(super) waiting: Replies<T>,
+    pub(super) queued: VecDeque<Queued<T>>,
+    pub(super) hold: Hold<T>,
     /// Log bytes after the newest snapshot, as the shell last reported.
-    log_bytes: u64,
+    pub(super) log_bytes: u64,
     /// A snapshot encoded at a slot not yet chosen.
-    snapshot_pending: Option<(SnapshotMeta, Vec<u8>)>,
+    pub(super) snapshot_pending: Option<(SnapshotMeta, Vec<u8>)>,
     /// Batches handed out: (our seq, consensus seq, local snapshot).
-    batches: VecDeque<(u64, Option<u64>, Option<SnapshotMeta>)>,
-    next_seq: u64,
+    pub(super) batches: VecDeque<(u64, Option<u64>, Option<SnapshotMeta>)>,
+    pub(super) next_seq: u64,
     /// The consensus batch and local snapshot in the batch being built.
-    cur_paxos_seq: Option<u64>,
-    cur_local: Option<SnapshotMeta>,
-    needs_rebuild: bool,
+    pub(super) cur_paxos_seq: Option<u64>,
+    pub(super) cur_local: Option<SnapshotMeta>,
+    pub(super) needs_rebuild: bool,
     /// Snapshot at the next chance, whatever the log's size.
-    snapshot_asked: bool,
-    fatal: Option<String>,
-    out: Ready<T>,
+    pub(super) snapshot_asked: bool,
+    pub(super) fatal: Option<String>,
+    pub(super) out: Ready<T>,
 }
 
 impl<T> PartitionCore<T> {
-    /// Recovers a replica from its storage: the snapshot, then every record
-    /// after it (kept in memory until applied). A group of one elects
-    /// itself and applies its whole log before this returns.
-    pub fn recover(
-        cfg: CoreConfig,
-        runtime: Arc<dyn ProcRuntime>,
-        storage: &mut dyn Storage,
-        skipped: Arc<BTreeSet<u64>>,
-        now: Now,
-        seed: u64,
-    ) -> Result<PartitionCore<T>, ReplayError> {
-        let st = |e: durability::DurabilityError| ReplayError::Storage(e.to_string());
-        let (state, meta) = match storage.read_snapshot().map_err(st)? {
-            Some((meta, bytes)) => {
-                let snap = durability::snapshot::decode(&bytes).map_err(st)?;
-                let s = PartitionState::from_snapshot(cfg.partition, runtime.clone(), snap)?;
-                (s, meta)
-            }
-            None => (
-                PartitionState::new(cfg.partition, runtime.clone()),
-                SnapshotMeta::default(),
-            ),
-        };
-        let mut state = Box::new(state);
-        state.skipped = skipped;
-        let mut records = Vec::new();
-        let mut next = meta.slot.next();
-        while next <= storage.last_slot() {
-            let recs = storage.read(next, READ_BYTES_MAX).map_err(st)?;
-            let Some(last) = recs.last().map(|r| r.slot) else {
-                break;
-            };
-            records.extend(recs);
-            next = last.next();
-        }
-        // Accepting in a ballot promises it: a record of a ballot above the
-        // durable vote means that vote's write was lost; restore it.
-        let mut vote = storage.vote();
-        if let Some(top) = records.iter().map(|r| r.ballot).max() {
-            vote.promised = vote.promised.max(top);
-        }
-        let mut paxos = Paxos::new(cfg.consensus.clone(), vote, meta, now.mono_us, seed)
-            .map_err(|e| ReplayError::Storage(e.to_string()))?;
-        for r in records {
-            paxos.restore(r);
-        }
-        let mut core = PartitionCore {
-            paxos,
-            runtime,
-            state: Some(state),
-            applied: meta.slot,
-            now,
-            txn_last_us: 0,
-            txn_seed: rng::mix(seed ^ u64::from(cfg.partition.0)),
-            leading: false,
-            waiting: Replies::default(),
-            queued: VecDeque::new(),
-            hold: Hold::Free,
-            log_bytes: storage.bytes_since_snapshot(),
-            snapshot_pending: None,
-            batches: VecDeque::new(),
-            next_seq: 1,
-            cur_paxos_seq: None,
-            cur_local: None,
-            needs_rebuild: false,
-            snapshot_asked: false,
-            fatal: None,
-            out: Ready::default(),
-            cfg,
-        };
-        if vote != storage.vote() {
-            core.paxos_raise_vote(vote);
-        }
-        if core.cfg.consensus.members.len() == 1 {
-            core.settle_alone(storage)?;
-        }
-        Ok(core)
-    }
-
-    fn paxos_raise_vote(&mut self, vote: Vote) {
-        // Re-persisted with the first batch.
-        self.out.write.get_or_insert_with(WriteBatch::default).vote = Some(vote);
-    }
-
-    /// A group of one: lead, persist, apply, until the log is all chosen.
-    fn settle_alone(&mut self, storage: &mut dyn Storage) -> Result<(), ReplayError> {
-        let now = self.now;
-        self.tick(now);
-        for _ in 0..8 {
-            let ready = self.ready();
-            if let Some(f) = ready.fatal {
-                return Err(ReplayError::Apply(f));
-            }
-            let Some(batch) = ready.write else { break };
-            persist(storage, &batch).map_err(|e| ReplayError::Storage(e.to_string()))?;
-            self.persisted(batch.seq, storage.bytes_since_snapshot());
-            if self.paxos.chosen() == self.paxos.last_slot() && self.leading {
-                break;
-            }
-        }
-        let ready = self.ready();
-        if let Some(f) = ready.fatal {
-            return Err(ReplayError::Apply(f));
-        }
-        if let Some(batch) = ready.write {
-            persist(storage, &batch).map_err(|e| ReplayError::Storage(e.to_string()))?;
-            self.persisted(batch.seq, storage.bytes_since_snapshot());
-        }
-        Ok(())
-    }
-
     // ---- inputs ------------------------------------------------------------
 
     pub fn tick(&mut self, now: Now) {
+        self.set_time(now);
+        self.after_consensus();
+    }
+
+    /// The time, with nothing else: reads that ran since the last reading
+    /// are stamped with it (a time no earlier than when they read, which
+    /// is what their lease is checked against).
+    pub fn set_time(&mut self, now: Now) {
         self.now.mono_us = self.now.mono_us.max(now.mono_us);
         self.now.wall_us = now.wall_us;
         self.paxos.tick(self.now.mono_us);
-        self.after_consensus();
+        self.waiting.stamp(self.now.mono_us);
     }
 
     pub fn step(&mut self, from: NodeId, msg: Message) {
@@ -359,134 +245,11 @@ impl<T> PartitionCore<T> {
         self.run(q);
     }
 
-    /// The coordinator asks for the state: lent (in `Ready::lent`) after
-    /// the calls that came before; calls after it wait until `resume`.
-    pub fn hold(&mut self, token: T) {
-        if !self.leading || !matches!(self.hold, Hold::Free) {
-            let leader = self.paxos.leader();
-            return self
-                .out
-                .replies
-                .push((token, Err(CallError::NotLeader { leader })));
-        }
-        self.hold = Hold::Asked(token);
-        self.lend();
-    }
-
-    /// The state comes back, with this partition's share of the holder's
-    /// transaction (an encoded entry, already applied to the state), if
-    /// any. `token` hears (`held_chosen`) once it, or whatever the holder
-    /// saw, is chosen.
-    pub fn release(&mut self, token: T, state: Box<PartitionState>, entry: Option<Vec<u8>>) {
-        assert!(
-            matches!(self.hold, Hold::Lent),
-            "release without a lent state"
-        );
-        self.state = Some(state);
-        let dep = match entry {
-            Some(payload) => match self.paxos.propose(Arc::from(payload)) {
-                Ok(slot) => {
-                    self.applied = slot;
-                    slot
-                }
-                Err(e) => {
-                    // Lost leadership while lent: the state holds an entry
-                    // that will never be logged; rebuild it.
-                    self.needs_rebuild = true;
-                    let err = CallError::Overloaded(e.to_string());
-                    self.out.replies.push((token, Err(err)));
-                    self.hold = Hold::Done;
-                    return self.after_consensus();
-                }
-            },
-            None => self.applied,
-        };
-        self.hold = Hold::Back { token, dep };
-        self.after_consensus();
-    }
-
-    /// The holder is done: waiting calls run.
-    pub fn resume(&mut self) {
-        self.hold = Hold::Free;
-        self.run_queued();
-    }
-
-    /// Takes a snapshot of what is applied as soon as it can, whatever the
-    /// log's size (written once its slot is chosen).
-    pub fn request_snapshot(&mut self) {
-        self.snapshot_asked = true;
-        self.after_consensus();
-    }
-
-    /// After `Ready::rebuild`: the state is rebuilt from the snapshot and
-    /// the chosen records in `storage`.
-    pub fn rebuild(&mut self, storage: &mut dyn Storage) {
-        if self.state.is_none() {
-            return; // lent: rebuilt when it comes back
-        }
-        match self.rebuild_from(storage) {
-            Ok(()) => {
-                self.needs_rebuild = false;
-                self.after_consensus();
-            }
-            Err(e) => self.fail(format!("rebuilding after losing leadership: {e}")),
-        }
-    }
-
-    fn rebuild_from(&mut self, storage: &mut dyn Storage) -> Result<(), ReplayError> {
-        let st = |e: durability::DurabilityError| ReplayError::Storage(e.to_string());
-        let skipped = self
-            .state
-            .as_ref()
-            .map(|s| s.skipped.clone())
-            .unwrap_or_default();
-        let (mut state, meta) = match storage.read_snapshot().map_err(st)? {
-            Some((meta, bytes)) => {
-                let snap = durability::snapshot::decode(&bytes).map_err(st)?;
-                let s =
-                    PartitionState::from_snapshot(self.cfg.partition, self.runtime.clone(), snap)?;
-                (s, meta)
-            }
-            None => (
-                PartitionState::new(self.cfg.partition, self.runtime.clone()),
-                SnapshotMeta::default(),
-            ),
-        };
-        state.skipped = skipped;
-        let chosen = self.paxos.chosen();
-        let mut next = meta.slot.next();
-        while next <= chosen {
-            // In memory if recent (and not yet written, it can only be
-            // there); else from the log.
-            if let Some(r) = self.paxos.record(next) {
-                apply_record(&mut state, r)?;
-                next = next.next();
-                continue;
-            }
-            let recs = storage.read(next, READ_BYTES_MAX).map_err(st)?;
-            if recs.first().map(|r| r.slot) != Some(next) {
-                return Err(ReplayError::Storage(format!(
-                    "slot {next} is chosen but neither in memory nor in the log"
-                )));
-            }
-            for r in recs.into_iter().take_while(|r| r.slot <= chosen) {
-                apply_record(&mut state, &r)?;
-                next = r.slot.next();
-            }
-        }
-        self.state = Some(Box::new(state));
-        self.applied = chosen;
-        self.paxos.applied(chosen);
-        Ok(())
-    }
-
     // ---- outputs -----------------------------------------------------------
 
     /// What to do since the last call.
     pub fn ready(&mut self) -> Ready<T> {
-        // Acting on one consensus Ready (applying, running waiting calls)
-        // can make another; a few rounds gather them all.
-        for _ in 0..4 {
+        for _ in 0..READY_ROUNDS_MAX {
             if self.fatal.is_some() {
                 break;
             }
@@ -517,6 +280,10 @@ impl<T> PartitionCore<T> {
 
     // ---- queries -----------------------------------------------------------
 
+    pub fn partition(&self) -> PartitionId {
+        self.cfg.partition
+    }
+
     pub fn paxos(&self) -> &Paxos {
         &self.paxos
     }
@@ -534,14 +301,9 @@ impl<T> PartitionCore<T> {
         self.applied
     }
 
-    /// Calls waiting to run, and replies waiting to be released.
-    pub fn backlog(&self) -> (usize, usize) {
-        (self.queued.len(), self.waiting.len())
-    }
-
     // ---- internals ---------------------------------------------------------
 
-    fn can_run(&self) -> bool {
+    pub(super) fn can_run(&self) -> bool {
         self.leading
             && self.state.is_some()
             && !self.needs_rebuild
@@ -549,7 +311,7 @@ impl<T> PartitionCore<T> {
             && self.paxos.can_propose()
     }
 
-    fn run(&mut self, q: Queued<T>) {
+    pub(super) fn run(&mut self, q: Queued<T>) {
         let txn = self.next_txn();
         let Some(state) = self.state.as_deref_mut() else {
             return self.queued.push_front(q);
@@ -569,41 +331,12 @@ impl<T> PartitionCore<T> {
         if wrote {
             self.applied = dep;
         }
-        self.waiting
-            .push(q.token, done.result, dep, self.now.mono_us, wrote);
-    }
-
-    fn run_queued(&mut self) {
-        while matches!(self.hold, Hold::Free) && self.can_run() {
-            let Some(q) = self.queued.pop_front() else {
-                break;
-            };
-            self.run(q);
-        }
-        if matches!(self.hold, Hold::Asked(_)) {
-            self.lend();
-        }
-    }
-
-    /// Lends the state if a hold is asked and every call before it ran.
-    fn lend(&mut self) {
-        if !self.queued.is_empty() && self.can_run() {
-            return self.run_queued();
-        }
-        if !matches!(self.hold, Hold::Asked(_)) || self.state.is_none() || self.needs_rebuild {
-            return;
-        }
-        if let (Hold::Asked(token), Some(state)) = (
-            std::mem::replace(&mut self.hold, Hold::Lent),
-            self.state.take(),
-        ) {
-            self.out.lent = Some((token, state));
-        }
+        self.waiting.push(q.token, done.result, dep, wrote);
     }
 
     /// Transaction context: the wall clock, never repeating or going back
     /// on this partition, and a seed from this replica's stream.
-    fn next_txn(&mut self) -> TxnContext {
+    pub(super) fn next_txn(&mut self) -> TxnContext {
         self.txn_last_us = self.now.wall_us.max(self.txn_last_us + 1);
         self.txn_seed = self.txn_seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         TxnContext {
@@ -612,14 +345,17 @@ impl<T> PartitionCore<T> {
         }
     }
 
-    fn fail(&mut self, what: String) {
+    pub(super) fn fail(&mut self, what: String) {
         if self.fatal.is_none() {
             self.fatal = Some(format!("partition {}: {what}", self.cfg.partition.0));
         }
     }
 
     /// Turns a consensus `Ready` into this core's outputs.
-    fn take_consensus(&mut self, r: consensus::Ready) {
+    pub(super) fn take_consensus(&mut self, r: consensus::Ready) {
+        if let Some(p) = &r.problem {
+            return self.fail(p.clone());
+        }
         if r.stepped_down {
             self.lose_leadership();
         }
@@ -657,59 +393,32 @@ impl<T> PartitionCore<T> {
         }
     }
 
-    /// A snapshot from the leader replaces the state.
-    fn install_received(&mut self, meta: SnapshotMeta, bytes: &[u8]) {
-        let skipped = self
-            .state
-            .as_ref()
-            .map(|s| s.skipped.clone())
-            .unwrap_or_default();
-        let decoded = durability::snapshot::decode(bytes)
-            .map_err(|e| ReplayError::Decode(e.to_string()))
-            .and_then(|s| {
-                PartitionState::from_snapshot(self.cfg.partition, self.runtime.clone(), s)
-            });
-        match decoded {
-            Ok(mut s) => {
-                s.skipped = skipped;
-                self.state = Some(Box::new(s));
-                self.applied = meta.slot;
-                // Whatever this replica executed as leader is gone with it.
-                self.needs_rebuild = false;
-            }
-            Err(e) => self.fail(format!(
-                "installing the leader's snapshot at slot {}: {e}",
-                meta.slot
-            )),
-        }
-    }
-
     /// Leadership changes, applying, releasing, snapshots, waiting calls.
-    fn after_consensus(&mut self) {
+    pub(super) fn after_consensus(&mut self) {
         if self.fatal.is_some() {
             return;
         }
         let leads = self.paxos.is_leader();
         if leads && !self.leading {
             self.leading = true;
-            // Records we hold beyond what we applied (the new leader's
-            // adopted log and its no-op) come before anything it runs.
-            let last = self.paxos.last_slot();
-            self.apply_up_to(last);
         } else if !leads && self.leading {
             self.lose_leadership();
         }
-        if !self.leading {
-            let chosen = self.paxos.chosen();
-            self.apply_up_to(chosen);
-        }
+        // A leader applies its whole log (what it adopted, and its no-op)
+        // before it runs anything; a follower applies what is chosen.
+        let upto = if self.leading {
+            self.paxos.last_slot()
+        } else {
+            self.paxos.chosen()
+        };
+        self.apply_up_to(upto);
         self.waiting.release(&self.paxos, &mut self.out.replies);
         self.check_hold();
         self.maybe_snapshot();
         self.run_queued();
     }
 
-    fn apply_up_to(&mut self, to: Slot) {
+    pub(super) fn apply_up_to(&mut self, to: Slot) {
         // A snapshot from the leader replaces the state first (`ready`).
         if self.needs_rebuild || to <= self.applied || self.paxos.snapshot_pending() {
             return;
@@ -726,7 +435,7 @@ impl<T> PartitionCore<T> {
         self.paxos.applied(self.applied);
     }
 
-    fn lose_leadership(&mut self) {
+    pub(super) fn lose_leadership(&mut self) {
         if !self.leading {
             return;
         }
@@ -740,10 +449,10 @@ impl<T> PartitionCore<T> {
                 .push((q.token, Err(CallError::NotLeader { leader })));
         }
         match std::mem::replace(&mut self.hold, Hold::Free) {
-            Hold::Asked(t) => self
+            Hold::Asked { token, .. } => self
                 .out
                 .replies
-                .push((t, Err(CallError::NotLeader { leader }))),
+                .push((token, Err(CallError::NotLeader { leader }))),
             Hold::Back { token, .. } => {
                 self.out
                     .replies
@@ -757,112 +466,4 @@ impl<T> PartitionCore<T> {
             self.needs_rebuild = true;
         }
     }
-
-    fn check_hold(&mut self) {
-        let Hold::Back { dep, .. } = &self.hold else {
-            return;
-        };
-        if *dep > self.paxos.chosen() {
-            return;
-        }
-        if let Hold::Back { token, .. } = std::mem::replace(&mut self.hold, Hold::Done) {
-            self.out.held_chosen = Some(token);
-        }
-    }
-
-    /// Takes a snapshot when the log has grown enough: encoded now, at the
-    /// last applied slot, and written once that slot is chosen.
-    fn maybe_snapshot(&mut self) {
-        if let Some((meta, _)) = &self.snapshot_pending {
-            if meta.slot <= self.paxos.chosen() {
-                if let Some((meta, bytes)) = self.snapshot_pending.take() {
-                    self.queue_local_snapshot(meta, bytes);
-                }
-            }
-            return;
-        }
-        let in_flight = self.cur_local.is_some() || self.batches.iter().any(|b| b.2.is_some());
-        let snap_slot = self.paxos.snapshot_meta().slot;
-        let grown = self.snapshot_asked || self.log_bytes >= self.cfg.snapshot_log_bytes;
-        if in_flight || !grown || self.applied <= snap_slot {
-            return;
-        }
-        let Some(state) = self.state.as_deref() else {
-            return;
-        };
-        if self.needs_rebuild {
-            return;
-        }
-        let Some(ballot) = self.paxos.ballot_at(self.applied) else {
-            return;
-        };
-        let meta = SnapshotMeta {
-            slot: self.applied,
-            ballot,
-        };
-        self.snapshot_asked = false;
-        match durability::snapshot::encode(meta, state.mp_txn_max, &state.images()) {
-            Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),
-            Err(e) => self.fail(format!("encoding a snapshot: {e}")),
-        }
-        // Checked again at once: a group of one may have chosen it already.
-        if self
-            .snapshot_pending
-            .as_ref()
-            .is_some_and(|(m, _)| m.slot <= self.paxos.chosen())
-        {
-            self.maybe_snapshot();
-        }
-    }
-
-    fn queue_local_snapshot(&mut self, meta: SnapshotMeta, bytes: Vec<u8>) {
-        let batch = self.out.write.get_or_insert_with(WriteBatch::default);
-        if batch.snapshot.is_some() {
-            return; // a received one is being installed: it wins
-        }
-        batch.records.retain(|r| r.slot > meta.slot);
-        batch.snapshot = Some((meta, bytes));
-        self.cur_local = Some(meta);
-    }
-}
-
-/// Applies one record's payload (an empty one is a no-op).
-fn apply_record(state: &mut PartitionState, r: &LogRecord) -> Result<(), ReplayError> {
-    if r.payload.is_empty() {
-        return Ok(());
-    }
-    let entry = durability::decode_entry(&r.payload).map_err(ReplayError::Decode)?;
-    state.replay(&entry)
-}
-
-/// Persists a batch on `storage` in the required order and syncs.
-pub fn persist(
-    storage: &mut dyn Storage,
-    b: &WriteBatch,
-) -> Result<(), durability::DurabilityError> {
-    write_batch(storage, b)?;
-    storage.sync()
-}
-
-/// Writes a batch in the required order (vote, truncation, snapshot,
-/// records); durable once `sync` returns.
-pub fn write_batch<S: Storage + ?Sized>(
-    storage: &mut S,
-    b: &WriteBatch,
-) -> Result<(), durability::DurabilityError> {
-    if let Some(v) = b.vote {
-        storage.set_vote(v)?;
-    }
-    if let Some(t) = b.truncate_after {
-        if t < storage.last_slot() {
-            storage.truncate_after(t)?;
-        }
-    }
-    if let Some((meta, bytes)) = &b.snapshot {
-        storage.install_snapshot(*meta, bytes)?;
-    }
-    for r in &b.records {
-        storage.append(r)?;
-    }
-    Ok(())
 }

@@ -25,14 +25,16 @@
 pub mod core;
 pub mod error;
 pub mod exec;
+mod hold;
 pub mod procs;
+mod recover;
 pub mod replies;
+mod snapshots;
 pub mod state;
 
-pub use self::core::{
-    persist, write_batch, CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX,
-};
+pub use self::core::{CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX};
 pub use error::CallError;
 pub use procs::{ProcRuntime, Procedures};
+pub use recover::{persist, write_batch};
 pub use replies::CallResult;
 pub use state::{PartitionState, ReplayError, TenantPart};

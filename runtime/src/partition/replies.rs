@@ -21,8 +21,9 @@ struct Waiting<T> {
     result: CallResult,
     /// Released once this slot is chosen.
     dep: Slot,
-    /// When it ran (the replica's clock), for the lease.
-    ran_us: u64,
+    /// A reading of the replica's clock taken after it ran (None until the
+    /// next one), for the lease.
+    ran_us: Option<u64>,
     /// It proposed a record (so if leadership is lost first, its outcome
     /// is unknown); else it only read.
     wrote: bool,
@@ -50,14 +51,24 @@ impl<T> Replies<T> {
         self.waiting.is_empty()
     }
 
-    pub fn push(&mut self, token: T, result: CallResult, dep: Slot, ran_us: u64, wrote: bool) {
+    pub fn push(&mut self, token: T, result: CallResult, dep: Slot, wrote: bool) {
         self.waiting.push_back(Waiting {
             token,
             result,
             dep,
-            ran_us,
+            ran_us: None,
             wrote,
         });
+    }
+
+    /// A clock reading: every reply not yet stamped ran before it.
+    pub fn stamp(&mut self, now_us: u64) {
+        for w in self.waiting.iter_mut().rev() {
+            if w.ran_us.is_some() {
+                break;
+            }
+            w.ran_us = Some(now_us);
+        }
     }
 
     /// Moves every reply whose dependency is met onto `out`, in order.
@@ -69,7 +80,8 @@ impl<T> Replies<T> {
             chosen = chosen.max(paxos.persisted_slot());
         }
         while let Some(w) = self.waiting.front() {
-            let ready = w.dep <= chosen && (w.wrote || paxos.read_allowed(w.ran_us));
+            let led = w.wrote || w.ran_us.is_some_and(|t| paxos.read_allowed(t));
+            let ready = w.dep <= chosen && led;
             if !ready {
                 break;
             }

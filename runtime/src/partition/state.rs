@@ -117,11 +117,6 @@ impl PartitionState {
             .collect()
     }
 
-    /// Rows of one tenant here.
-    pub fn tenant_rows(&self, t: TenantId) -> u64 {
-        self.tenants.get(&t).map_or(0, TenantPart::rows)
-    }
-
     /// Rebuilds a state from a decoded snapshot.
     pub fn from_snapshot(
         id: PartitionId,

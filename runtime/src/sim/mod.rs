@@ -29,11 +29,14 @@ mod client;
 mod faults;
 mod net;
 mod node;
+mod requests;
 mod workload;
 mod world;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_core;
 
 use crate::consensus;
 use crate::lincheck::Operation;
@@ -121,8 +124,9 @@ impl Shared {
 
     /// The group's configuration for replica `id` of `replicas`: fast
     /// timings (10 ms heartbeats, 200 ms elections and leases) and clocks
-    /// that may drift 20% (the simulator's clocks do, up to that bound; a
-    /// wide bound makes a lease that mishandles it fail often).
+    /// that may drift 50% (the simulator's clocks do, up to that bound; a
+    /// wide bound makes a lease that mishandles it fail often, and the
+    /// lease's formula holds for any bound).
     pub fn consensus(&self, id: NodeId, replicas: usize) -> consensus::Config {
         let members = (1..=replicas as u32).map(NodeId).collect();
         let mut c = consensus::Config::new(id, members);

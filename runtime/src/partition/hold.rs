@@ -1,0 +1,159 @@
+//! The coordinator's hold on a partition: the state lent whole (after the
+//! calls queued before the hold have run), handed back with this
+//! partition's share of the coordinator's transaction, and the holder told
+//! once that share — or, for a read, everything it saw — is chosen. Calls
+//! that arrive meanwhile wait until `resume`.
+//!
+//! ```text
+//!   Free ─hold─▶ Asked ─(calls before it ran, room to propose)─▶ Lent
+//!   Lent ─release(state, entry)─▶ Back ─(chosen, read allowed)─▶ Done ─resume─▶ Free
+//! ```
+
+use super::core::PartitionCore;
+use super::error::CallError;
+use super::state::PartitionState;
+use crate::types::Slot;
+use std::sync::Arc;
+
+/// Where a hold is.
+pub(super) enum Hold<T> {
+    Free,
+    /// Asked for when `before` calls were queued: lent once they ran and
+    /// the leader has room to propose the holder's entry.
+    Asked {
+        token: T,
+        before: usize,
+    },
+    /// The state is out.
+    Lent,
+    /// The state is back; `dep` (the holder's entry, or the last slot it
+    /// saw) must be chosen before `token` hears, and for a read (no entry)
+    /// leadership must have held at `read_us`, when the state came back.
+    Back {
+        token: T,
+        dep: Slot,
+        read_us: Option<u64>,
+    },
+    /// Told; calls wait for `resume`.
+    Done,
+}
+
+impl<T> PartitionCore<T> {
+    /// The coordinator asks for the state: lent (in `Ready::lent`) after
+    /// the calls that came before; calls after it wait until `resume`.
+    pub fn hold(&mut self, token: T) {
+        if !self.leading || !matches!(self.hold, Hold::Free) {
+            let leader = self.paxos.leader();
+            let e = CallError::NotLeader { leader };
+            return self.out.replies.push((token, Err(e)));
+        }
+        let before = self.queued.len();
+        self.hold = Hold::Asked { token, before };
+        self.run_queued();
+    }
+
+    /// The state comes back, with this partition's share of the holder's
+    /// transaction (an encoded entry, already applied to the state), if
+    /// any. `token` hears (`held_chosen`) once it, or whatever the holder
+    /// saw, is chosen.
+    pub fn release(&mut self, token: T, state: Box<PartitionState>, entry: Option<Vec<u8>>) {
+        assert!(
+            matches!(self.hold, Hold::Lent),
+            "release without a lent state"
+        );
+        // Leadership was lost while the state was out (or a leader's
+        // snapshot replaced it): what comes back may hold what will never
+        // be chosen. It is dropped; the state is rebuilt or already new.
+        if !self.leading || self.state.is_some() {
+            self.hold = Hold::Done;
+            if self.state.is_none() {
+                self.needs_rebuild = true;
+            }
+            let leader = self.paxos.leader();
+            self.out
+                .replies
+                .push((token, Err(CallError::NotLeader { leader })));
+            return self.after_consensus();
+        }
+        self.state = Some(state);
+        let (dep, read_us) = match entry {
+            Some(payload) => match self.paxos.propose(Arc::from(payload)) {
+                Ok(slot) => {
+                    self.applied = slot;
+                    (slot, None)
+                }
+                Err(e) => {
+                    // Lent only with room to propose, and still leading:
+                    // a broken invariant.
+                    return self.fail(format!("proposing a held transaction's entry failed: {e}"));
+                }
+            },
+            None => (self.applied, Some(self.now.mono_us)),
+        };
+        self.hold = Hold::Back {
+            token,
+            dep,
+            read_us,
+        };
+        self.after_consensus();
+    }
+
+    /// The holder is done: waiting calls run.
+    pub fn resume(&mut self) {
+        self.hold = Hold::Free;
+        self.run_queued();
+    }
+
+    /// Runs the calls that may run: all of them when nobody holds the
+    /// partition, those queued before the hold when one is asked; then
+    /// lends the state if that is its turn.
+    pub(super) fn run_queued(&mut self) {
+        loop {
+            let may = match &self.hold {
+                Hold::Free => true,
+                Hold::Asked { before, .. } => *before > 0,
+                _ => false,
+            };
+            if !may || !self.can_run() {
+                break;
+            }
+            let Some(q) = self.queued.pop_front() else {
+                break;
+            };
+            if let Hold::Asked { before, .. } = &mut self.hold {
+                *before -= 1;
+            }
+            self.run(q);
+        }
+        self.lend();
+    }
+
+    /// Lends the state if a hold is asked, every call before it ran, and
+    /// the leader has room to propose what the holder hands back.
+    fn lend(&mut self) {
+        if !matches!(self.hold, Hold::Asked { before: 0, .. }) || !self.can_run() {
+            return;
+        }
+        if let (Hold::Asked { token, .. }, Some(state)) = (
+            std::mem::replace(&mut self.hold, Hold::Lent),
+            self.state.take(),
+        ) {
+            self.out.lent = Some((token, state));
+        }
+    }
+
+    /// Tells the holder once what it handed back (or saw) is chosen.
+    pub(super) fn check_hold(&mut self) {
+        let Hold::Back { dep, read_us, .. } = &self.hold else {
+            return;
+        };
+        let chosen = *dep <= self.paxos.chosen();
+        let led = read_us.is_none_or(|t| self.paxos.read_allowed(t));
+        if !(chosen && led) {
+            return;
+        }
+        if let Hold::Back { token, .. } = std::mem::replace(&mut self.hold, Hold::Done) {
+            self.out.held_chosen = Some(token);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Snapshots of a partition replica: taken here when the log has grown
+//! (encoded at the last applied slot, written once that slot is chosen,
+//! then the log is compacted), and installed when the leader sends one.
+
+use super::core::{PartitionCore, WriteBatch};
+use super::state::{PartitionState, ReplayError};
+use crate::durability::{self, SnapshotMeta};
+
+impl<T> PartitionCore<T> {
+    /// Takes a snapshot of what is applied as soon as it can, whatever the
+    /// log's size (written once its slot is chosen).
+    pub fn request_snapshot(&mut self) {
+        self.snapshot_asked = true;
+        self.after_consensus();
+    }
+
+    /// A snapshot from the leader replaces the state.
+    pub(super) fn install_received(&mut self, meta: SnapshotMeta, bytes: &[u8]) {
+        let decoded = durability::snapshot::decode(bytes)
+            .map_err(|e| ReplayError::Decode(e.to_string()))
+            .and_then(|s| {
+                PartitionState::from_snapshot(self.cfg.partition, self.runtime.clone(), s)
+            });
+        match decoded {
+            Ok(mut s) => {
+                s.skipped = self.skipped.clone();
+                self.state = Some(Box::new(s));
+                self.applied = meta.slot;
+                // Whatever this replica executed as leader is gone with it.
+                self.needs_rebuild = false;
+            }
+            Err(e) => self.fail(format!(
+                "installing the leader's snapshot at slot {}: {e}",
+                meta.slot
+            )),
+        }
+    }
+
+    /// Takes a snapshot when the log has grown enough: encoded now, at the
+    /// last applied slot, and written once that slot is chosen.
+    pub(super) fn maybe_snapshot(&mut self) {
+        if let Some((meta, _)) = &self.snapshot_pending {
+            if meta.slot <= self.paxos.chosen() {
+                if let Some((meta, bytes)) = self.snapshot_pending.take() {
+                    self.queue_local_snapshot(meta, bytes);
+                }
+            }
+            return;
+        }
+        let in_flight = self.cur_local.is_some() || self.batches.iter().any(|b| b.2.is_some());
+        let snap_slot = self.paxos.snapshot_meta().slot;
+        let grown = self.snapshot_asked || self.log_bytes >= self.cfg.snapshot_log_bytes;
+        if in_flight || !grown || self.applied <= snap_slot || self.needs_rebuild {
+            return;
+        }
+        let Some(state) = self.state.as_deref() else {
+            return;
+        };
+        let Some(ballot) = self.paxos.ballot_at(self.applied) else {
+            return;
+        };
+        let meta = SnapshotMeta {
+            slot: self.applied,
+            ballot,
+        };
+        self.snapshot_asked = false;
+        match durability::snapshot::encode(meta, state.mp_txn_max, &state.images()) {
+            Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),
+            Err(e) => return self.fail(format!("encoding a snapshot: {e}")),
+        }
+        // A group of one may have chosen that slot already.
+        if meta.slot <= self.paxos.chosen() {
+            self.maybe_snapshot();
+        }
+    }
+
+    fn queue_local_snapshot(&mut self, meta: SnapshotMeta, bytes: Vec<u8>) {
+        let batch = self.out.write.get_or_insert_with(WriteBatch::default);
+        if batch.snapshot.is_some() {
+            return; // a received one is being installed: it wins
+        }
+        batch.records.retain(|r| r.slot > meta.slot);
+        batch.snapshot = Some((meta, bytes));
+        self.cur_local = Some(meta);
+    }
+}

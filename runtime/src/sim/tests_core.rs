@@ -1,0 +1,207 @@
+//! The partition core driven by hand (real storage on a simulated disk,
+//! real procedures), for cases the random runs reach too rarely to pin:
+//! a hold while the leader has no room to propose, and a coordinator read
+//! outside the lease.
+
+use super::node::Token;
+use super::requests::{setup_entry, SetupStep};
+use super::world::TENANT;
+use super::Shared;
+use crate::catalog::PartitionId;
+use crate::consensus::{Message, UNCHOSEN_RECORDS_MAX};
+use crate::durability::{Log, LogOptions, SimFs, Storage};
+use crate::partition::{persist, CoreConfig, Now, PartitionCore, Ready};
+use crate::types::{NodeId, Value};
+use std::sync::Arc;
+
+fn shared() -> Shared {
+    let read = |n: &str| std::fs::read(crate::wasm::testing::procedure_wasm(n).unwrap()).unwrap();
+    Shared::new(read("ohm_kv"), read("ohm_bank")).unwrap()
+}
+
+fn now(us: u64) -> Now {
+    Now {
+        mono_us: us,
+        wall_us: 1_800_000_000_000_000 + us as i64,
+    }
+}
+
+fn core_on(shared: &Shared, replicas: usize, log: &mut Log<SimFs>, t: u64) -> PartitionCore<Token> {
+    let cfg = CoreConfig {
+        partition: PartitionId(0),
+        consensus: shared.consensus(NodeId(1), replicas),
+        snapshot_log_bytes: u64::MAX,
+    };
+    PartitionCore::recover(cfg, shared.runtime.clone(), log, Arc::default(), now(t), 1).unwrap()
+}
+
+/// Acts on a Ready as a shell would, persisting at once.
+fn drain(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>) -> Ready<Token> {
+    let r = core.ready();
+    if let Some(b) = &r.write {
+        persist(log, b).unwrap();
+        core.persisted(b.seq, log.bytes_since_snapshot());
+    }
+    r
+}
+
+fn run_setup(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, step: &SetupStep) {
+    core.hold(Token::Setup);
+    let r = drain(core, log);
+    let (_, mut state) = r.lent.expect("lent");
+    let entry = setup_entry(&mut state, step);
+    core.release(Token::Setup, state, Some(entry));
+    for _ in 0..10 {
+        if drain(core, log).held_chosen.is_some() {
+            core.resume();
+            return;
+        }
+    }
+    panic!("set-up step never chosen");
+}
+
+fn kv_rows(core: &PartitionCore<Token>) -> usize {
+    let state = core.state().expect("not lent");
+    let db = state.tenant_ref(TENANT).unwrap().engine.database();
+    db.table_by_name("kv").unwrap().len()
+}
+
+/// A hold asked while the leader cannot propose (too much unchosen) waits
+/// until it can: lent at once, its entry could not be proposed, and the
+/// leader's state would have to be thrown away with acknowledged writes.
+#[test]
+fn a_hold_waits_until_the_leader_has_room_to_propose() {
+    let shared = shared();
+    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
+    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
+    let mut steps: Vec<SetupStep> = ohm_kv::SCHEMA
+        .iter()
+        .chain(ohm_bank::SCHEMA)
+        .map(|s| SetupStep::Ddl(s))
+        .collect();
+    steps.push(SetupStep::Deploy("kv", shared.kv.clone()));
+    for s in &steps {
+        run_setup(&mut core, &mut log, s);
+    }
+    // Fill the window without persisting anything.
+    let mut unpersisted = Vec::new();
+    for i in 0..UNCHOSEN_RECORDS_MAX {
+        let args = vec![
+            Value::text(&format!("k{i}")),
+            Value::Bytes(vec![1u8].into()),
+        ];
+        core.call(Token::Call { client: 0, op: i }, TENANT, "put".into(), args);
+        if i % 4096 == 0 {
+            unpersisted.extend(core.ready().write);
+        }
+    }
+    unpersisted.extend(core.ready().write);
+    assert!(!core.paxos().can_propose(), "the window is full");
+    core.hold(Token::Setup);
+    let r = core.ready();
+    assert!(
+        r.lent.is_none(),
+        "no state is lent while nothing can be proposed"
+    );
+    // The writes become durable, hence chosen: now the hold gets the state.
+    for b in &unpersisted {
+        persist(&mut log, b).unwrap();
+        core.persisted(b.seq, log.bytes_since_snapshot());
+    }
+    let r = drain(&mut core, &mut log);
+    let (_, mut state) = r.lent.expect("lent once there is room");
+    let insert = SetupStep::Insert("INSERT INTO accounts (id, balance) VALUES (999999, 1)".into());
+    let entry = setup_entry(&mut state, &insert);
+    core.release(Token::Setup, state, Some(entry));
+    let mut told = false;
+    for _ in 0..10 {
+        let r = drain(&mut core, &mut log);
+        assert!(!r.rebuild && r.fatal.is_none());
+        told |= r.held_chosen.is_some();
+    }
+    assert!(told, "the holder hears its entry is chosen");
+    assert!(core.is_leader());
+    assert_eq!(
+        kv_rows(&core),
+        UNCHOSEN_RECORDS_MAX as usize,
+        "no acknowledged write is lost"
+    );
+}
+
+/// A coordinator read (a hold handed back with no entry) on a leader past
+/// its lease waits, like a single-partition read, for a quorum round.
+#[test]
+fn a_held_read_outside_the_lease_waits_for_a_quorum() {
+    let shared = shared();
+    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
+    let mut t = 1_000_000u64;
+    let mut core = core_on(&shared, 3, &mut log, t);
+    // Elected with n2's promise.
+    t += 1_000_000;
+    core.tick(now(t));
+    let r = drain(&mut core, &mut log);
+    let ballot = r
+        .messages
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::PreVote { ballot, .. } => Some(*ballot),
+            _ => None,
+        })
+        .expect("a pre-vote");
+    let granted = Message::PreVoteReply {
+        ballot,
+        granted: true,
+        promised: Default::default(),
+    };
+    core.step(NodeId(2), granted);
+    drain(&mut core, &mut log);
+    core.step(NodeId(2), Message::Promise { ballot });
+    drain(&mut core, &mut log);
+    drain(&mut core, &mut log);
+    assert!(core.is_leader());
+    let last = core.paxos().last_slot();
+    let accepted = Message::Accepted {
+        ballot,
+        matched: Some(last),
+        hint: last,
+        sent_us: t,
+    };
+    core.step(NodeId(2), accepted);
+    drain(&mut core, &mut log);
+    assert_eq!(core.paxos().chosen(), last);
+    // Past the lease, before check-quorum.
+    t += 100_000;
+    core.tick(now(t));
+    drain(&mut core, &mut log);
+    assert!(core.is_leader() && !core.paxos().read_allowed(t));
+    core.hold(Token::Multi { client: 0, op: 2 });
+    let r = drain(&mut core, &mut log);
+    let (token, state) = r.lent.expect("lent");
+    core.release(token, state, None);
+    let r = drain(&mut core, &mut log);
+    assert!(r.held_chosen.is_none(), "not answered outside the lease");
+    // A quorum round after it: answered.
+    t += 10_000;
+    core.tick(now(t));
+    let r = drain(&mut core, &mut log);
+    let sent = r
+        .messages
+        .iter()
+        .find_map(|(to, m)| match m {
+            Message::Accept { sent_us, .. } if *to == NodeId(2) => Some(*sent_us),
+            _ => None,
+        })
+        .expect("a heartbeat");
+    let ack = Message::Accepted {
+        ballot,
+        matched: Some(last),
+        hint: last,
+        sent_us: sent,
+    };
+    core.step(NodeId(2), ack);
+    let r = drain(&mut core, &mut log);
+    assert!(
+        r.held_chosen.is_some(),
+        "answered after a quorum confirmed the ballot"
+    );
+}
