@@ -432,11 +432,9 @@ impl Paxos {
     /// (and with it everything before it).
     pub(super) fn advance_chosen(&mut self) {
         let Some(lead) = &mut self.lead else { return };
-        let mut matched: Vec<Slot> = lead.progress.values().map(|p| p.matched).collect();
-        matched.push(self.persisted_slot);
-        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let matched = lead.progress.values().map(|p| p.matched);
         let q = self.cfg.members.len() / 2 + 1;
-        let Some(&candidate) = matched.get(q - 1) else {
+        let Some(candidate) = quorum_th(matched.chain([self.persisted_slot]), q) else {
             return;
         };
         if candidate <= self.chosen || self.log.ballot_at(candidate) != Some(self.promised) {
@@ -455,10 +453,8 @@ impl Paxos {
     /// leading or no quorum has answered yet.
     pub fn quorum_round_us(&self) -> Option<u64> {
         let lead = self.lead.as_ref()?;
-        let mut acks: Vec<u64> = lead.progress.values().map(|p| p.acked_sent_us).collect();
-        acks.push(self.now);
-        acks.sort_unstable_by(|a, b| b.cmp(a));
-        let t = *acks.get(self.quorum() - 1)?;
+        let acks = lead.progress.values().map(|p| p.acked_sent_us);
+        let t = quorum_th(acks.chain([self.now]), self.quorum())?;
         (t >= lead.since_us).then_some(t)
     }
 
@@ -472,4 +468,18 @@ impl Paxos {
             None => false,
         }
     }
+}
+
+/// The `q`-th highest of the members' values (what a quorum has at
+/// least), without allocating: there are at most `MEMBERS_MAX`.
+fn quorum_th<V: Ord + Copy + Default>(values: impl Iterator<Item = V>, q: usize) -> Option<V> {
+    let mut all = [V::default(); super::MEMBERS_MAX];
+    let mut n = 0;
+    for v in values.take(super::MEMBERS_MAX) {
+        all[n] = v;
+        n += 1;
+    }
+    let all = &mut all[..n];
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    all.get(q.checked_sub(1)?).copied()
 }

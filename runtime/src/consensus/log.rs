@@ -4,9 +4,9 @@
 //!
 //! Every record after the `applied` watermark the caller keeps is held
 //! here, so applying never reads the disk; applied records are kept up to
-//! `CACHE_BYTES_MAX` to catch up followers, and read from storage beyond.
+//! `CACHE_BYTES_MAX` to catch up followers (none when the group has no
+//! followers), and read from storage beyond.
 
-use super::CACHE_BYTES_MAX;
 use crate::durability::{LogRecord, SnapshotMeta};
 use crate::types::{Ballot, Slot};
 use std::collections::VecDeque;
@@ -127,9 +127,9 @@ impl MemLog {
         Some(out)
     }
 
-    /// Forgets applied payloads (at or below `applied`) past the cache bound.
-    pub fn trim(&mut self, applied: Slot) {
-        while self.cache_bytes > CACHE_BYTES_MAX {
+    /// Forgets applied payloads (at or below `applied`) past `keep_bytes`.
+    pub fn trim(&mut self, applied: Slot, keep_bytes: u64) {
+        while self.cache_bytes > keep_bytes {
             match self.cache.front() {
                 Some(r) if r.slot <= applied => {
                     self.cache_bytes -= r.payload.len() as u64;

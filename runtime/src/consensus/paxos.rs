@@ -209,8 +209,14 @@ impl Paxos {
     /// them, and no leadership change can make them unapplied); nothing
     /// else may.
     fn trim_cache(&mut self) {
-        self.log
-            .trim(self.applied.min(self.persisted_slot).min(self.chosen));
+        // Alone, nobody is ever caught up from it.
+        let keep = if self.cfg.members.len() == 1 {
+            0
+        } else {
+            super::CACHE_BYTES_MAX
+        };
+        let upto = self.applied.min(self.persisted_slot).min(self.chosen);
+        self.log.trim(upto, keep);
     }
 
     /// A snapshot at `meta` was written to storage here; the records it

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const PARTITION_QUEUE_MAX: usize = 16_384;
 /// Inputs taken off the queue at once.
 pub const EXECUTOR_BATCH_MAX: usize = 512;
-/// Inputs handed to the core before its `Ready` is acted on (so replies
-/// and records flow while a long queue is worked through).
-const ACT_EVERY: usize = 64;
+/// Inputs handed to the core between looks at what the writer made
+/// durable (so replies leave while a long queue is worked through).
+const CHECK_EVERY: usize = 32;
 /// How often the core hears the time when nothing arrives.
 const TICK: Duration = Duration::from_millis(10);
 /// How often per-tenant row counts are published for `status`.
@@ -115,19 +115,29 @@ pub type FatalFn = Arc<dyn Fn(String) + Send + Sync>;
 pub struct Durable {
     seq: AtomicU64,
     log_bytes: AtomicU64,
+    /// The executor is (about to be) waiting for input: the writer must
+    /// wake it. A busy executor reads `seq` at its next step instead.
+    idle: std::sync::atomic::AtomicBool,
 }
 
 impl Durable {
     /// Batch `seq` (and all before it) is durable; the log holds
-    /// `log_bytes` after its snapshot.
-    pub fn set(&self, seq: u64, log_bytes: u64) {
+    /// `log_bytes` after its snapshot. True when the executor must be
+    /// woken to see it.
+    pub fn set(&self, seq: u64, log_bytes: u64) -> bool {
         self.log_bytes.store(log_bytes, Ordering::Relaxed);
-        self.seq.store(seq, Ordering::Release);
+        self.seq.store(seq, Ordering::SeqCst);
+        self.idle.load(Ordering::SeqCst)
     }
 
     fn get(&self) -> (u64, u64) {
-        let seq = self.seq.load(Ordering::Acquire);
+        let seq = self.seq.load(Ordering::SeqCst);
         (seq, self.log_bytes.load(Ordering::Relaxed))
+    }
+
+    /// The executor is about to wait (true) or has work (false).
+    fn idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::SeqCst);
     }
 }
 
@@ -153,7 +163,19 @@ impl Executor {
         let mut rows_at = Instant::now();
         let mut waiters = SnapshotWaiters::new();
         loop {
-            match self.inputs.recv_timeout(TICK) {
+            // Idle first, then look once more: the writer either sees the
+            // flag (and wakes us) or we see what it made durable.
+            self.durable.idle(true);
+            let first = if self.durable.get().0 > self.seen {
+                self.inputs.try_recv().map_err(|e| match e {
+                    std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    std::sync::mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                self.inputs.recv_timeout(TICK)
+            };
+            self.durable.idle(false);
+            match first {
                 Ok(i) => batch.push(i),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -165,13 +187,17 @@ impl Executor {
             );
             self.core.tick(now(self.started));
             let mut stop = false;
-            let mut fed = 0;
-            for input in batch.drain(..) {
-                if fed % ACT_EVERY == 0 && fed > 0 && !self.act() {
-                    return;
+            for (fed, input) in batch.drain(..).enumerate() {
+                // Now and then, if the writer made more durable, answer
+                // what became chosen without waiting for the whole batch.
+                if fed % CHECK_EVERY == 0 && self.durable.get().0 > self.seen {
+                    self.core.set_time(now(self.started));
+                    self.catch_up();
+                    for (token, result) in self.core.take_replies() {
+                        self.answer(token, result);
+                    }
                 }
                 stop |= self.feed(input, &mut waiters);
-                fed += 1;
             }
             if !self.act() || stop {
                 return;

@@ -97,9 +97,10 @@ impl<S: Storage> Writer<S> {
                 last_sync = Instant::now();
             }
             if let Some(last) = group.last() {
-                self.durable
+                let wake = self
+                    .durable
                     .set(last.seq, self.storage.bytes_since_snapshot());
-                if self.executor.send(Input::Persisted).is_err() {
+                if wake && self.executor.send(Input::Persisted).is_err() {
                     return;
                 }
             }

@@ -165,6 +165,8 @@ pub struct PartitionCore<T> {
     pub(super) snapshot_asked: bool,
     pub(super) fatal: Option<String>,
     pub(super) out: Ready<T>,
+    /// Reused for encoding each call's payload.
+    pub(super) scratch: Vec<u8>,
 }
 
 impl<T> PartitionCore<T> {
@@ -278,6 +280,12 @@ impl<T> PartitionCore<T> {
         out
     }
 
+    /// The replies released so far, ahead of the next `ready` (for a shell
+    /// that answers while it works through a long queue).
+    pub fn take_replies(&mut self) -> Vec<(T, CallResult)> {
+        std::mem::take(&mut self.out.replies)
+    }
+
     // ---- queries -----------------------------------------------------------
 
     pub fn partition(&self) -> PartitionId {
@@ -316,9 +324,16 @@ impl<T> PartitionCore<T> {
         let Some(state) = self.state.as_deref_mut() else {
             return self.queued.push_front(q);
         };
-        let done = run_call(state, q.tenant, &q.procedure, &q.args, txn);
+        let done = run_call(
+            state,
+            q.tenant,
+            &q.procedure,
+            &q.args,
+            txn,
+            &mut self.scratch,
+        );
         let (dep, wrote) = match done.payload {
-            Some(payload) => match self.paxos.propose(Arc::from(payload)) {
+            Some(payload) => match self.paxos.propose(payload) {
                 Ok(slot) => (slot, true),
                 Err(e) => {
                     // `can_run` checked leadership and room: unreachable

@@ -9,22 +9,25 @@ use crate::durability;
 use crate::types::{TenantId, Value};
 use crate::wasm::{ProcOutput, TxnContext};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 /// What running a call did.
 pub struct Executed {
     pub result: Result<ProcOutput, CallError>,
     /// The record payload of its writes; None when it wrote nothing (a
     /// read, or a failure).
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<Arc<[u8]>>,
 }
 
-/// Runs `procedure` on `state` for `tenant`.
+/// Runs `procedure` on `state` for `tenant`; `scratch` is a buffer reused
+/// across calls for encoding the payload.
 pub fn run_call(
     state: &mut PartitionState,
     tenant: TenantId,
     procedure: &str,
     args: &[Value],
     txn: TxnContext,
+    scratch: &mut Vec<u8>,
 ) -> Executed {
     let failed = |e| Executed {
         result: Err(e),
@@ -55,8 +58,8 @@ pub fn run_call(
     }
     let part = state.tenant(tenant);
     let db = part.engine.database();
-    let mut payload = Vec::new();
-    if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, &mut payload) {
+    scratch.clear();
+    if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, scratch) {
         // Committed in memory but too big to log: undo it, so what is in
         // memory stays exactly what the log can rebuild.
         let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();
@@ -69,6 +72,6 @@ pub fn run_call(
     }
     Executed {
         result: Ok(outcome.output),
-        payload: Some(payload),
+        payload: Some(Arc::from(scratch.as_slice())),
     }
 }

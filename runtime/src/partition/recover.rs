@@ -104,6 +104,7 @@ impl<T> PartitionCore<T> {
             snapshot_asked: false,
             fatal: None,
             out: Ready::default(),
+            scratch: Vec::new(),
             cfg,
         };
         if vote != stored {
