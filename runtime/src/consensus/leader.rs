@@ -368,7 +368,12 @@ impl Paxos {
         pr.inflight = pr.inflight.saturating_sub(1);
         match matched {
             Some(m) => {
-                pr.progressed = true;
+                // Only an ack that moves `matched` is progress: heartbeat
+                // acks keep coming after a lost accept, and counting them
+                // would keep `broadcast` from ever sending it again.
+                if m.min(last) > pr.matched {
+                    pr.progressed = true;
+                }
                 pr.acked_sent_us = pr.acked_sent_us.max(sent_us);
                 pr.matched = pr.matched.max(m.min(last));
                 pr.next = pr.next.max(pr.matched.next());

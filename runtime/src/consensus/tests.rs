@@ -63,8 +63,12 @@ struct Cluster {
     queue: VecDeque<(NodeId, NodeId, Message)>,
     /// Links that drop everything (both directions are listed).
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Drops the messages it says yes to (a lossy link for some kinds).
+    lose: Option<Lose>,
     now: u64,
 }
+
+type Lose = Box<dyn Fn(NodeId, NodeId, &Message) -> bool>;
 
 fn ids(n: u32) -> Vec<NodeId> {
     (1..=n).map(NodeId).collect()
@@ -98,6 +102,7 @@ impl Cluster {
             nodes,
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
+            lose: None,
             now: 0,
         }
     }
@@ -122,6 +127,9 @@ impl Cluster {
                 return;
             };
             if self.cut.contains(&(from, to)) {
+                continue;
+            }
+            if self.lose.as_ref().is_some_and(|lose| lose(from, to, &msg)) {
                 continue;
             }
             let r = self.nodes.get_mut(&to).unwrap();
@@ -395,6 +403,38 @@ fn a_lagging_follower_catches_up_from_storage_and_from_a_snapshot() {
     let fr = &c.nodes[&f];
     assert_eq!(fr.disk.snapshot.as_ref().map(|s| s.0), Some(meta));
     assert_eq!(fr.px.chosen(), c.nodes[&l].px.chosen());
+}
+
+/// Found by `ohm sim` (seed 5483): the accept carrying a follower's last
+/// records was lost, the heartbeats after it were answered, and those
+/// answers counted as progress, so the leader never sent the records
+/// again; with no new proposals the follower stayed behind for good.
+#[test]
+fn a_lost_accept_is_sent_again_though_heartbeats_get_through() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let f = c.nodes.keys().copied().find(|id| *id != l).unwrap();
+    c.propose(l, b"a").unwrap();
+    c.settle();
+    let before = c.nodes[&f].px.last_slot();
+    // Only the next accept with records to f is lost; heartbeats pass.
+    let lost = std::cell::Cell::new(false);
+    let lost = std::rc::Rc::new(lost);
+    let seen = lost.clone();
+    c.lose = Some(Box::new(move |from, to, m| {
+        let records = matches!(m, Message::Accept { records, .. } if !records.is_empty());
+        let hit = from == l && to == f && records && !seen.get();
+        seen.set(seen.get() || hit);
+        hit
+    }));
+    c.propose(l, b"b").unwrap();
+    c.settle();
+    assert!(lost.get(), "the accept was lost");
+    assert_eq!(c.nodes[&f].px.last_slot(), before);
+    c.run_ms(2000);
+    assert_eq!(c.nodes[&f].px.last_slot(), c.nodes[&l].px.last_slot());
+    assert_eq!(c.nodes[&f].px.chosen(), c.nodes[&l].px.chosen());
 }
 
 #[test]

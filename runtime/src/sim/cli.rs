@@ -36,6 +36,9 @@ pub struct SimArgs {
     pub procedures: Option<PathBuf>,
 }
 
+/// A progress line (on stderr) after every this many seeds of a long run.
+const PROGRESS_EVERY: u64 = 500;
+
 /// Runs the seeds; true when none failed.
 pub fn run_cli(args: &SimArgs) -> Result<bool, String> {
     if args.replicas == 0 || args.replicas > crate::consensus::MEMBERS_MAX {
@@ -103,7 +106,9 @@ fn run_seeds(
     shared: &Shared,
     args: &SimArgs,
 ) -> (u64, Stats) {
+    let started = Instant::now();
     let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let total = Mutex::new(Stats::default());
     std::thread::scope(|s| {
@@ -122,6 +127,14 @@ fn run_seeds(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .add(&out.stats);
+                let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if finished.is_multiple_of(PROGRESS_EVERY) && finished < count {
+                    eprintln!(
+                        "sim: {finished}/{count} seeds, {} failed, {:.0} s",
+                        failed.load(Ordering::Relaxed),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
             });
         }
     });
@@ -170,8 +183,11 @@ fn print_mix(t: &Stats) {
         t.virtual_ms as f64 / 1000.0
     );
     println!(
-        "  faults: {} crashes, {} fsync failures, {} partitions, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas",
+        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas",
         t.crashes,
+        t.unsynced_writes_lost,
+        t.torn_writes,
+        t.garbled_bytes,
         t.storage_failures,
         t.partitions,
         t.dropped,

@@ -149,6 +149,11 @@ pub struct Stats {
     pub virtual_ms: u64,
     pub starts: u64,
     pub crashes: u64,
+    /// Writes a crash took back because they were not yet synced, writes it
+    /// tore, and bytes it garbled at the torn end.
+    pub unsynced_writes_lost: u64,
+    pub torn_writes: u64,
+    pub garbled_bytes: u64,
     pub storage_failures: u64,
     pub partitions: u64,
     pub dropped: u64,
@@ -174,6 +179,9 @@ impl Stats {
         self.virtual_ms += o.virtual_ms;
         self.starts += o.starts;
         self.crashes += o.crashes;
+        self.unsynced_writes_lost += o.unsynced_writes_lost;
+        self.torn_writes += o.torn_writes;
+        self.garbled_bytes += o.garbled_bytes;
         self.storage_failures += o.storage_failures;
         self.partitions += o.partitions;
         self.dropped += o.dropped;

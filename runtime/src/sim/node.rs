@@ -9,7 +9,7 @@
 
 use super::client::Request;
 use crate::consensus::Message;
-use crate::durability::{DurabilityError, Log, LogOptions, SimFs, Storage};
+use crate::durability::{CrashReport, DurabilityError, Log, LogOptions, SimFs, Storage};
 use crate::partition::{CallResult, Now, PartitionCore, WriteBatch};
 use crate::types::{NodeId, Slot};
 use std::collections::VecDeque;
@@ -108,14 +108,15 @@ impl SimNode {
     }
 
     /// Loses everything not on disk (and what the disk had not synced).
-    pub fn crash(&mut self, seed: u64) {
+    pub fn crash(&mut self, seed: u64) -> CrashReport {
         self.live = None;
-        self.disk.crash(seed);
+        let report = self.disk.crash(seed);
         self.epoch += 1;
         self.to_write.clear();
         self.to_sync.clear();
         self.multi = None;
         self.multi_queue.clear();
+        report
     }
 
     /// Writes the oldest waiting batch (not synced); false on a disk error.

@@ -332,8 +332,14 @@ impl<'a> World<'a> {
     /// Crashes a node and restarts it after `down_us`.
     pub(super) fn crash_for(&mut self, n: usize, down_us: u64) {
         let seed = self.rng.next_u64();
-        self.nodes[n].crash(seed);
+        let report = self.nodes[n].crash(seed);
         self.stats.crashes += 1;
+        for file in &report.files {
+            let lost = file.pending_ops.saturating_sub(file.kept_ops) as u64;
+            self.stats.unsynced_writes_lost += lost;
+            self.stats.torn_writes += u64::from(file.torn_bytes.is_some());
+            self.stats.garbled_bytes += u64::from(file.garbled_at.is_some());
+        }
         self.at(down_us, Event::Restart(n));
     }
 
