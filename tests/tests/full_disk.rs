@@ -9,6 +9,7 @@ mod common;
 
 use common::{runtime, Server, TempDir};
 use ohm::driver::ClientError;
+use ohm::proto::ErrorCode;
 use ohm::types::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,7 +27,11 @@ fn mount_tmpfs(dir: &std::path::Path, mib: u32) -> bool {
 fn remount(dir: &std::path::Path, mib: u32) {
     let opts = format!("remount,size={mib}m");
     let ok = Command::new("mount").args(["-o", &opts]).arg(dir).status();
-    assert!(ok.is_ok_and(|s| s.success()), "remounting {}", dir.display());
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "remounting {}",
+        dir.display()
+    );
 }
 
 /// Unmounts on drop (before `TempDir` removes the directory).
@@ -65,8 +70,13 @@ fn a_full_disk_stops_the_node_and_loses_nothing_acknowledged() {
             let args = vec![Value::text(&key), Value::Bytes(value.clone().into())];
             match c.call("put", args).await {
                 Ok(_) => acked.push(key),
+                // The node stopping says so; whatever else is a bug.
+                Err(ClientError::Server(e)) if e.code == ErrorCode::Unavailable => {
+                    assert!(e.message.contains("stopped"), "{e:?}");
+                    break;
+                }
                 Err(ClientError::Server(e)) => panic!("refused before the disk filled: {e:?}"),
-                Err(_) => break, // the node stopped
+                Err(_) => break, // the connection closed as the node stopped
             }
         }
         acked

@@ -86,5 +86,9 @@ fn no_partition_state_behind_a_shared_lock() {
             }
         }
     }
-    assert!(broken.is_empty(), "partition state under a lock:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "partition state under a lock:\n{}",
+        broken.join("\n")
+    );
 }

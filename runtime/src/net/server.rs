@@ -98,9 +98,11 @@ impl Replier {
 
 impl Drop for Replier {
     fn drop(&mut self) {
+        // Only a worker that went away (the node stopping) drops a request
+        // unanswered; whether it ran is not known here.
         self.deliver(Err(ErrorReply::new(
-            ErrorCode::Internal,
-            "the node dropped this request without answering it",
+            ErrorCode::Unavailable,
+            "the node stopped before answering this request; it may or may not have taken effect",
         )));
     }
 }

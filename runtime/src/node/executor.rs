@@ -188,6 +188,10 @@ impl Executor {
             self.core.tick(now(self.started));
             let mut stop = false;
             for (fed, input) in batch.drain(..).enumerate() {
+                if stop {
+                    self.refuse(input);
+                    continue;
+                }
                 // Now and then, if the writer made more durable, answer
                 // what became chosen without waiting for the whole batch.
                 if fed % CHECK_EVERY == 0 && self.durable.get().0 > self.seen {
@@ -200,6 +204,12 @@ impl Executor {
                 stop |= self.feed(input, &mut waiters);
             }
             if !self.act() || stop {
+                // Whatever else is queued gets an answer before the
+                // receiver goes (what arrives after that is answered by
+                // the sender, which finds the partition gone).
+                for input in self.inputs.try_iter().take(PARTITION_QUEUE_MAX) {
+                    self.refuse(input);
+                }
                 return;
             }
             let snap = self.core.paxos().snapshot_meta().slot;
@@ -241,7 +251,7 @@ impl Executor {
             // A wake-up: what is durable is read from `durable`.
             Input::Persisted => self.catch_up(),
             Input::WriterFailed(e) => {
-                (self.fatal)(e);
+                self.stop(e);
                 return true;
             }
             Input::Stop => return true,
@@ -266,13 +276,13 @@ impl Executor {
         self.core.set_time(now(self.started));
         self.catch_up();
         let ready: Ready<Token> = self.core.ready();
-        if let Some(f) = ready.fatal {
-            (self.fatal)(f);
+        if ready.fatal.is_some() {
+            self.stop_with(ready);
             return false;
         }
         if ready.rebuild {
             // One replica per group: nobody else can take leadership.
-            (self.fatal)("a single-replica partition lost its leadership".into());
+            self.stop("a single-replica partition lost its leadership".into());
             return false;
         }
         // One replica per group: nobody to send to or read for.
@@ -283,10 +293,7 @@ impl Executor {
             if self.writer.send(WriterMsg::Batch(batch)).is_err() {
                 // The writer stopped on an error it reported (or the node
                 // is going down): nothing more may be acknowledged.
-                (self.fatal)(format!(
-                    "partition {}: its log writer stopped",
-                    self.core.partition().0
-                ));
+                self.stop("its log writer stopped".into());
                 return false;
             }
         }
@@ -303,6 +310,43 @@ impl Executor {
             let _ = tx.send(Ok(()));
         }
         true
+    }
+
+    /// The partition cannot go on: the core answers every call and hold it
+    /// still has, and the node hears why.
+    fn stop(&mut self, what: String) {
+        self.core.stop(what);
+        let ready = self.core.ready();
+        self.stop_with(ready);
+    }
+
+    fn stop_with(&mut self, ready: Ready<Token>) {
+        for (token, result) in ready.replies {
+            self.answer(token, result);
+        }
+        let why = ready.fatal.unwrap_or_else(|| "stopped".into());
+        (self.fatal)(why);
+    }
+
+    /// Answers an input that arrived after the partition stopped.
+    fn refuse(&self, input: Input) {
+        let e = self.core.refusal().unwrap_or(CallError::Stopped {
+            why: "the partition is stopping".into(),
+            maybe_applied: false,
+        });
+        match input {
+            Input::Call { reply, .. } => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.answer(Token::Call(reply), Err(e));
+            }
+            Input::Hold(tx) => self.answer(Token::Hold(tx), Err(e)),
+            Input::Release { done, .. } => self.answer(Token::Release(done), Err(e)),
+            Input::Snapshot(_)
+            | Input::Resume
+            | Input::Persisted
+            | Input::WriterFailed(_)
+            | Input::Stop => {}
+        }
     }
 
     fn answer(&self, token: Token, result: CallResult) {

@@ -85,7 +85,7 @@ pub fn call_error(e: &CallError) -> ErrorReply {
         CallError::TooLarge { .. } => ErrorReply::new(ErrorCode::TooLarge, e.to_string()),
         CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
         CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
-        CallError::NotLeader { .. } | CallError::OutcomeUnknown => {
+        CallError::NotLeader { .. } | CallError::OutcomeUnknown | CallError::Stopped { .. } => {
             ErrorReply::new(ErrorCode::Unavailable, e.to_string())
         }
     }

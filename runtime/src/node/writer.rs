@@ -88,8 +88,7 @@ impl<S: Storage> Writer<S> {
             let must_sync = self.durability == Durability::Sync || periodic || stopping;
             if let Err(e) = self.write_group(&group, &mut unsynced, must_sync) {
                 let _ = self.executor.send(Input::WriterFailed(format!(
-                    "partition {}: the log failed: {e}. Nothing after the last fsync is acknowledged.",
-                    self.partition
+                    "its log failed: {e}. Nothing after the last fsync is acknowledged."
                 )));
                 return;
             }

@@ -224,6 +224,9 @@ impl<T> PartitionCore<T> {
     /// A single-partition call: runs now if this replica leads and is
     /// free, else waits (or is refused).
     pub fn call(&mut self, token: T, tenant: TenantId, procedure: String, args: Vec<Value>) {
+        if let Some(e) = self.refusal() {
+            return self.out.replies.push((token, Err(e)));
+        }
         let q = Queued {
             token,
             tenant,
@@ -360,10 +363,37 @@ impl<T> PartitionCore<T> {
         }
     }
 
+    /// Once stopped, why a new call, hold or release is refused.
+    pub fn refusal(&self) -> Option<CallError> {
+        self.fatal.as_ref().map(|why| CallError::Stopped {
+            why: why.clone(),
+            maybe_applied: false,
+        })
+    }
+
+    /// The shell cannot go on (its log writer failed, ...): like a fatal
+    /// state found by the core itself.
+    pub fn stop(&mut self, what: String) {
+        self.fail(what);
+    }
+
+    /// The partition cannot go on: every call it still has is answered
+    /// (see `give_up_all`) and it takes no more inputs.
     pub(super) fn fail(&mut self, what: String) {
-        if self.fatal.is_none() {
-            self.fatal = Some(format!("partition {}: {what}", self.cfg.partition.0));
+        if self.fatal.is_some() {
+            return;
         }
+        let why = format!("partition {}: {what}", self.cfg.partition.0);
+        self.fatal = Some(why.clone());
+        let refused = CallError::Stopped {
+            why: why.clone(),
+            maybe_applied: false,
+        };
+        let unknown = CallError::Stopped {
+            why,
+            maybe_applied: true,
+        };
+        self.give_up_all(&refused, &unknown);
     }
 
     /// Turns a consensus `Ready` into this core's outputs.
@@ -455,30 +485,34 @@ impl<T> PartitionCore<T> {
             return;
         }
         self.leading = false;
-        let leader = self.paxos.leader();
-        let chosen = self.paxos.chosen();
-        self.waiting.fail_all(chosen, leader, &mut self.out.replies);
-        for q in self.queued.drain(..) {
-            self.out
-                .replies
-                .push((q.token, Err(CallError::NotLeader { leader })));
+        let refused = CallError::NotLeader {
+            leader: self.paxos.leader(),
+        };
+        self.give_up_all(&refused, &CallError::OutcomeUnknown);
+        self.snapshot_pending = None;
+        if self.applied > self.paxos.chosen() {
+            self.needs_rebuild = true;
         }
+    }
+
+    /// Answers every call and hold the core still has: a write whose record
+    /// is chosen with its result, one written but not chosen with `unknown`,
+    /// everything else with `refused` (nothing was done). A lent state stays
+    /// lent: its holder hands it back or gives up.
+    fn give_up_all(&mut self, refused: &CallError, unknown: &CallError) {
+        let chosen = self.paxos.chosen();
+        let out = &mut self.out.replies;
+        self.waiting.fail_all(chosen, refused, unknown, out);
+        out.extend(
+            self.queued
+                .drain(..)
+                .map(|q| (q.token, Err(refused.clone()))),
+        );
         match std::mem::replace(&mut self.hold, Hold::Free) {
-            Hold::Asked { token, .. } => self
-                .out
-                .replies
-                .push((token, Err(CallError::NotLeader { leader }))),
-            Hold::Back { token, .. } => {
-                self.out
-                    .replies
-                    .push((token, Err(CallError::OutcomeUnknown)));
-            }
+            Hold::Asked { token, .. } => out.push((token, Err(refused.clone()))),
+            Hold::Back { token, .. } => out.push((token, Err(unknown.clone()))),
             Hold::Lent => self.hold = Hold::Lent,
             Hold::Free | Hold::Done => {}
-        }
-        self.snapshot_pending = None;
-        if self.applied > chosen {
-            self.needs_rebuild = true;
         }
     }
 }

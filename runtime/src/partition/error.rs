@@ -28,6 +28,10 @@ pub enum CallError {
     /// chosen: it may or may not take effect.
     #[error("leadership of the partition changed before the call was known to be durable; it may or may not have taken effect")]
     OutcomeUnknown,
+    /// The partition stopped (`why`: its log could not be written, ...)
+    /// before the call was known to be durable.
+    #[error("the partition stopped before this call was known to be durable ({why}); {}", if *maybe_applied { "it may or may not have taken effect" } else { "it was not applied" })]
+    Stopped { why: String, maybe_applied: bool },
     /// Too much is waiting on this partition; nothing was done.
     #[error("the partition is overloaded: {0}; retry shortly")]
     Overloaded(String),
@@ -36,6 +40,13 @@ pub enum CallError {
 impl CallError {
     /// Whether the call may have taken effect.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, CallError::OutcomeUnknown)
+        matches!(
+            self,
+            CallError::OutcomeUnknown
+                | CallError::Stopped {
+                    maybe_applied: true,
+                    ..
+                }
+        )
     }
 }

@@ -42,6 +42,9 @@ impl<T> PartitionCore<T> {
     /// The coordinator asks for the state: lent (in `Ready::lent`) after
     /// the calls that came before; calls after it wait until `resume`.
     pub fn hold(&mut self, token: T) {
+        if let Some(e) = self.refusal() {
+            return self.out.replies.push((token, Err(e)));
+        }
         if !self.leading || !matches!(self.hold, Hold::Free) {
             let leader = self.paxos.leader();
             let e = CallError::NotLeader { leader };
@@ -57,6 +60,9 @@ impl<T> PartitionCore<T> {
     /// any. `token` hears (`held_chosen`) once it, or whatever the holder
     /// saw, is chosen.
     pub fn release(&mut self, token: T, state: Box<PartitionState>, entry: Option<Vec<u8>>) {
+        if let Some(e) = self.refusal() {
+            return self.out.replies.push((token, Err(e)));
+        }
         assert!(
             matches!(self.hold, Hold::Lent),
             "release without a lent state"

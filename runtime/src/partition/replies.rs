@@ -91,20 +91,22 @@ impl<T> Replies<T> {
         }
     }
 
-    /// Leadership is gone: a write whose record is chosen succeeded; one
-    /// whose record is not may or may not take effect; a read is refused
-    /// (it changed nothing, and the client may retry on the new leader).
+    /// Leadership is gone or the partition stops: a write whose record is
+    /// chosen succeeded; one whose record is not gets `unknown` (it may or
+    /// may not take effect); a read gets `refused` (it changed nothing, and
+    /// the client may retry elsewhere).
     pub fn fail_all(
         &mut self,
         chosen: Slot,
-        leader: Option<crate::types::NodeId>,
+        refused: &CallError,
+        unknown: &CallError,
         out: &mut Vec<(T, CallResult)>,
     ) {
         for w in self.waiting.drain(..) {
             let result = match (w.wrote, w.dep <= chosen) {
                 (true, true) => w.result,
-                (true, false) => Err(CallError::OutcomeUnknown),
-                (false, _) => Err(CallError::NotLeader { leader }),
+                (true, false) => Err(unknown.clone()),
+                (false, _) => Err(refused.clone()),
             };
             out.push((w.token, result));
         }

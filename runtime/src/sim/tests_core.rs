@@ -205,3 +205,89 @@ fn a_held_read_outside_the_lease_waits_for_a_quorum() {
         "answered after a quorum confirmed the ballot"
     );
 }
+
+/// A core that must stop (its shell's log failed) answers every call it
+/// still has, each saying whether it may have taken effect, and refuses
+/// what comes after: none is left for a client to wait on.
+#[test]
+fn a_stopped_core_answers_every_call_it_still_has() {
+    use crate::partition::CallError;
+    let shared = shared();
+    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
+    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
+    for s in ohm_kv::SCHEMA {
+        run_setup(&mut core, &mut log, &SetupStep::Ddl(s));
+    }
+    run_setup(
+        &mut core,
+        &mut log,
+        &SetupStep::Deploy("kv", shared.kv.clone()),
+    );
+    let put = |i: u64| {
+        vec![
+            Value::text(&format!("k{i}")),
+            Value::Bytes(vec![1u8].into()),
+        ]
+    };
+    let call = |op| Token::Call { client: 0, op };
+    core.call(call(0), TENANT, "put".into(), put(0));
+    let r = drain(&mut core, &mut log);
+    let r2 = drain(&mut core, &mut log);
+    let acked: Vec<_> = r.replies.iter().chain(&r2.replies).collect();
+    assert!(
+        matches!(acked.as_slice(), [(Token::Call { op: 0, .. }, Ok(_))]),
+        "the first put is durable and answered"
+    );
+    // Two puts written but not durable, then a hold, then a call queued
+    // behind the lent state.
+    core.call(call(1), TENANT, "put".into(), put(1));
+    core.call(call(2), TENANT, "put".into(), put(2));
+    let r = core.ready();
+    assert!(r.write.is_some() && r.replies.is_empty());
+    core.hold(Token::Setup);
+    let (_, state) = core.ready().lent.expect("lent");
+    core.call(call(3), TENANT, "put".into(), put(3));
+    assert!(
+        core.ready().replies.is_empty(),
+        "the call waits for the state"
+    );
+
+    core.stop("its log failed: no space left on device".into());
+    let r = core.ready();
+    let why = r.fatal.expect("fatal");
+    assert!(why.contains("no space left"), "{why}");
+    let mut answered: Vec<(u64, bool)> = r
+        .replies
+        .iter()
+        .map(|(t, res)| match (t, res) {
+            (Token::Call { op, .. }, Err(CallError::Stopped { maybe_applied, why })) => {
+                assert!(why.contains("no space left"), "{why}");
+                (*op, *maybe_applied)
+            }
+            other => panic!("unexpected answer {other:?}"),
+        })
+        .collect();
+    answered.sort();
+    assert_eq!(
+        answered,
+        [(1, true), (2, true), (3, false)],
+        "written puts may have taken effect; the queued one did not"
+    );
+    // After the stop: refused, with the reason.
+    core.release(Token::Setup, state, None);
+    core.call(call(4), TENANT, "put".into(), put(4));
+    let r = core.ready();
+    assert_eq!(r.replies.len(), 2);
+    for (_, res) in &r.replies {
+        assert!(
+            matches!(
+                res,
+                Err(CallError::Stopped {
+                    maybe_applied: false,
+                    ..
+                })
+            ),
+            "{res:?}"
+        );
+    }
+}

@@ -160,7 +160,7 @@ impl World<'_> {
                 self.resend(c, p);
             }
             Err(CallError::Overloaded(_)) => self.resend(c, p),
-            Err(CallError::OutcomeUnknown) => self.unknown(c),
+            Err(e) if e.outcome_unknown() => self.unknown(c),
             Err(CallError::Proc(ProcError::Aborted { .. })) if p.kv.is_none() => {
                 // A transfer refused for want of funds: it changed nothing.
                 self.clients[c].pending = None;
