@@ -98,11 +98,9 @@ impl Replier {
 
 impl Drop for Replier {
     fn drop(&mut self) {
-        // Only a worker that went away (the node stopping) drops a request
-        // unanswered; whether it ran is not known here.
         self.deliver(Err(ErrorReply::new(
-            ErrorCode::Unavailable,
-            "the node stopped before answering this request; it may or may not have taken effect",
+            ErrorCode::Internal,
+            "the node dropped this request without answering it",
         )));
     }
 }

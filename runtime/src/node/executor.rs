@@ -14,6 +14,7 @@
 use super::reply::{self, ReplyFn};
 use super::writer::WriterMsg;
 use crate::partition::{CallError, CallResult, Now, PartitionCore, PartitionState, Ready};
+use crate::proto::{ErrorCode, ErrorReply};
 use crate::types::{TenantId, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,13 +44,40 @@ pub enum Token {
     Release(SyncSender<Result<(), CallError>>),
 }
 
+/// A call's reply while the call waits in an executor's queue. Dropped
+/// there (the partition stopped and its queue went with it), it answers
+/// that the call was not applied: it never ran.
+pub struct QueuedReply(Option<ReplyFn>);
+
+impl QueuedReply {
+    pub fn new(f: ReplyFn) -> QueuedReply {
+        QueuedReply(Some(f))
+    }
+
+    /// The reply, for whoever answers from now on.
+    pub fn take(mut self) -> ReplyFn {
+        self.0.take().expect("a QueuedReply is taken once")
+    }
+}
+
+impl Drop for QueuedReply {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                "the partition stopped before running this call; it was not applied",
+            )));
+        }
+    }
+}
+
 /// Work for an executor.
 pub enum Input {
     Call {
         tenant: TenantId,
         procedure: String,
         args: Vec<Value>,
-        reply: ReplyFn,
+        reply: QueuedReply,
     },
     /// Lend the state (after the calls queued before this).
     Hold(SyncSender<Lent>),
@@ -237,7 +265,8 @@ impl Executor {
                 reply,
             } => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.core.call(Token::Call(reply), tenant, procedure, args);
+                self.core
+                    .call(Token::Call(reply.take()), tenant, procedure, args);
             }
             Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
             Input::Release { state, entry, done } => {
@@ -337,7 +366,7 @@ impl Executor {
         match input {
             Input::Call { reply, .. } => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.answer(Token::Call(reply), Err(e));
+                self.answer(Token::Call(reply.take()), Err(e));
             }
             Input::Hold(tx) => self.answer(Token::Hold(tx), Err(e)),
             Input::Release { done, .. } => self.answer(Token::Release(done), Err(e)),

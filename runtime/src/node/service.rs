@@ -4,7 +4,7 @@
 //! `overloaded` error the client may retry.
 
 use super::coordinator::CoordTask;
-use super::executor::{Input, PartitionStats, PARTITION_QUEUE_MAX};
+use super::executor::{Input, PartitionStats, QueuedReply, PARTITION_QUEUE_MAX};
 use super::reply::ReplyFn;
 use super::Node;
 use crate::catalog::{partition_for, Principal};
@@ -109,12 +109,12 @@ impl Node {
             tenant: who.tenant,
             procedure,
             args,
-            reply,
+            reply: QueuedReply::new(reply),
         };
         if let Err(e) = self.executors[p].send(input) {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
             if let Input::Call { reply, .. } = e.0 {
-                reply(Err(stopping()));
+                reply.take()(Err(stopping()));
             }
         }
     }
