@@ -12,6 +12,7 @@ pub mod lincheck;
 pub mod net;
 pub mod node;
 pub mod partition;
+pub mod peer;
 pub mod proto;
 pub mod rng;
 pub mod sim;

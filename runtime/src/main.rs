@@ -65,6 +65,10 @@ enum Command {
     /// Manage tenants (admin token).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Cluster certificates: a CA, and one certificate per node, as files
+    /// to copy to each machine.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run the deterministic simulator: a replica group of real partition
     /// cores (consensus, SQL, Wasm procedures, the log on a simulated disk)
     /// under network, disk, crash and clock faults, checked for agreement,
@@ -73,6 +77,15 @@ enum Command {
     /// A failing seed is printed with the command that replays it; every
     /// run prints a trace hash (equal runs, equal hashes).
     Sim(ohm::sim::cli::SimArgs),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Create the cluster CA and certificates for nodes 1..=N in a new
+    /// directory (DIR/ca.pem, DIR/ca.key, DIR/n<id>/).
+    Init(ohm::cli::cluster::ClusterInitArgs),
+    /// Sign a certificate for one more node with the CA in DIR.
+    AddNode(ohm::cli::cluster::ClusterAddNodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -185,6 +198,14 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(false) => Ok(ExitCode::FAILURE),
             Err(e) => bail!(e),
         },
+        Command::Cluster(ClusterCommand::Init(args)) => {
+            ohm::cli::cluster::init(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cluster(ClusterCommand::AddNode(args)) => {
+            ohm::cli::cluster::add_node(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tenant(TenantCommand::Create(args)) => {
             client_runtime()?.block_on(ohm::cli::admin::tenant_create(args))
         }

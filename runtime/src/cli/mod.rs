@@ -9,6 +9,7 @@
 //! ```
 
 pub mod admin;
+pub mod cluster;
 pub mod connect;
 pub mod demo;
 pub mod format;

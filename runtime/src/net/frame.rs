@@ -9,8 +9,8 @@ use quinn::{ReadError, ReadExactError, RecvStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {bytes} bytes is over the limit of {FRAME_BYTES_MAX} bytes")]
-    TooLarge { bytes: usize },
+    #[error("frame of {bytes} bytes is over the limit of {max} bytes")]
+    TooLarge { bytes: usize, max: usize },
     #[error("stream ended inside a frame")]
     Truncated,
     #[error("reading the stream: {0}")]
@@ -20,6 +20,15 @@ pub enum FrameError {
 /// Reads one frame body into `buf` (replacing its contents). `Ok(false)`:
 /// the peer finished the stream cleanly between frames.
 pub async fn read_frame(recv: &mut RecvStream, buf: &mut Vec<u8>) -> Result<bool, FrameError> {
+    read_frame_within(recv, buf, FRAME_BYTES_MAX).await
+}
+
+/// `read_frame` with another bound (peer links carry bigger frames).
+pub async fn read_frame_within(
+    recv: &mut RecvStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool, FrameError> {
     let mut prefix = [0u8; PREFIX_BYTES];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -28,8 +37,8 @@ pub async fn read_frame(recv: &mut RecvStream, buf: &mut Vec<u8>) -> Result<bool
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
     let bytes = u32::from_be_bytes(prefix) as usize;
-    if bytes > FRAME_BYTES_MAX {
-        return Err(FrameError::TooLarge { bytes });
+    if bytes > max {
+        return Err(FrameError::TooLarge { bytes, max });
     }
     buf.clear();
     while buf.len() < bytes {

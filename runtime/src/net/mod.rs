@@ -1,16 +1,21 @@
 //! QUIC for client links: TLS identity and configs (`tls`), quinn endpoints
 //! with named transport limits (`endpoint`), length-prefixed frames on
 //! streams (`frame`), and the connection-serving shell generic over the node
-//! (`server`).
+//! (`server`). For peer links: the cluster CA and mutual TLS (`peer_tls`)
+//! and the links themselves (`peer`).
 //!
 //! Must not: know what a request means (that is the `Service`'s business),
 //! or let one connection's input grow memory without a named bound.
 
 pub mod endpoint;
 pub mod frame;
+pub mod peer;
+pub mod peer_tls;
 pub mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_peer;
 pub mod tls;
 
 /// Setting up TLS or an endpoint failed.

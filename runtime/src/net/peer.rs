@@ -1,0 +1,472 @@
+//! Peer links: one QUIC endpoint per node (ALPN `ohm-peer/1`, mutual TLS,
+//! see `peer_tls`) that dials every other node and accepts their dials.
+//! Frames and messages are `peer`'s; docs/PEERS.md documents both.
+//!
+//! Each peer has its own bounded queue (`PEER_QUEUE_MAX` messages,
+//! `PEER_QUEUE_BYTES_MAX` bytes) drained by its own task onto one
+//! unidirectional stream. `send` never waits: when a peer is slow, stopped
+//! or gone, its queue fills and what does not fit is dropped and counted
+//! (consensus sends again what matters); no other peer notices. What was
+//! queued while a peer was unreachable is dropped before redialing, so a
+//! peer coming back does not get a burst of stale messages.
+//!
+//! Must not: deliver a message from a node whose certificate the cluster
+//! CA did not sign, or that is not in the peer list; block the caller of
+//! `send` or `Deliver`; let a peer make this node buffer without bound.
+
+use super::frame::{read_frame_within, FrameError};
+use super::peer_tls::{node_name, node_of_cert, PeerIdentity, PEER_ALPN};
+use super::NetError;
+use crate::peer::{decode, encode, PeerMessage, PEER_FRAME_BYTES_MAX};
+use crate::types::NodeId;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, IdleTimeout, TransportConfig, VarInt};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Messages waiting for one peer.
+pub const PEER_QUEUE_MAX: usize = 8192;
+/// Bytes (`PeerMessage::weight_bytes`) waiting for one peer.
+pub const PEER_QUEUE_BYTES_MAX: usize = 128 << 20;
+/// Peer connections accepted at once (a cluster has few nodes; each dials
+/// once, and again after a failure).
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Unidirectional streams a peer may have open at once on a connection.
+pub const PEER_STREAMS_MAX: u32 = 4;
+/// Bytes of frames coalesced into one stream write.
+pub const PEER_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
+/// A dial that has not completed its handshake by then has failed.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Waits between failed dials: doubling from the first to the last.
+pub const REDIAL_DELAY_MIN: Duration = Duration::from_millis(50);
+pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(1);
+/// A peer silent this long is gone (keep-alives keep a live one open), so
+/// a stopped or cut-off peer is noticed in seconds, not minutes.
+pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PEER_KEEP_ALIVE: Duration = Duration::from_millis(500);
+/// Unread bytes in flight towards the receiver, per stream and in all.
+pub const PEER_STREAM_WINDOW_BYTES: u32 = 16 << 20;
+pub const PEER_CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+
+/// Connection close codes on peer links.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+pub const CLOSE_WRONG_PROTOCOL: u32 = 1;
+pub const CLOSE_UNKNOWN_PEER: u32 = 2;
+pub const CLOSE_BAD_FRAME: u32 = 3;
+
+/// Where messages from peers go. Called on a network task: must not block.
+pub type Deliver = Arc<dyn Fn(NodeId, PeerMessage) + Send + Sync>;
+
+/// This node's place in the cluster.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The UDP address peers dial.
+    pub listen: SocketAddr,
+    /// Every other node and the address it listens on.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+}
+
+/// Why `send` did not queue a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerSendError {
+    #[error("{0} is not in this node's peer list")]
+    UnknownPeer(NodeId),
+    #[error("the queue for {0} is full; the message was dropped")]
+    Full(NodeId),
+}
+
+/// Counters for one peer, read by `status` without asking the tasks.
+#[derive(Default)]
+struct LinkStats {
+    connected: AtomicBool,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    received: AtomicU64,
+    queued_bytes: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+}
+
+impl LinkStats {
+    fn failed(&self, what: String) {
+        self.connected.store(false, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+}
+
+/// What `status` reports about one peer.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub node: NodeId,
+    pub addr: SocketAddr,
+    /// Our link to it is up (its handshake passed and it has not failed).
+    pub connected: bool,
+    pub sent: u64,
+    pub dropped: u64,
+    pub received: u64,
+    pub last_error: Option<String>,
+}
+
+struct Link {
+    addr: SocketAddr,
+    tx: mpsc::Sender<PeerMessage>,
+    stats: Arc<LinkStats>,
+}
+
+/// The handle the node keeps: send, look, shut down.
+pub struct PeerNet {
+    me: NodeId,
+    endpoint: quinn::Endpoint,
+    links: BTreeMap<NodeId, Link>,
+    refused: Arc<AtomicU64>,
+}
+
+impl PeerNet {
+    /// Binds the peer endpoint. The returned future runs the links (dial,
+    /// accept, read) until `shutdown`; the caller spawns it.
+    pub fn start(
+        identity: &PeerIdentity,
+        cfg: PeerConfig,
+        deliver: Deliver,
+    ) -> Result<(PeerNet, impl Future<Output = ()> + Send + 'static), NetError> {
+        if cfg.peers.contains_key(&identity.node) {
+            return Err(NetError::Config(format!(
+                "the peer list names this node ({}) itself",
+                identity.node
+            )));
+        }
+        let server = QuicServerConfig::try_from(identity.server_config()?)
+            .map_err(|e| NetError::Config(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+        server.transport_config(Arc::new(transport()?));
+        let client = QuicClientConfig::try_from(identity.client_config()?)
+            .map_err(|e| NetError::Config(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client));
+        client.transport_config(Arc::new(transport()?));
+        let mut endpoint =
+            quinn::Endpoint::server(server, cfg.listen).map_err(|e| NetError::Io {
+                what: format!("binding the peer address UDP {}", cfg.listen),
+                source: e,
+            })?;
+        endpoint.set_default_client_config(client);
+
+        let mut tasks = JoinSet::new();
+        let mut links = BTreeMap::new();
+        let mut known = BTreeMap::new();
+        for (&node, &addr) in &cfg.peers {
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let stats = Arc::new(LinkStats::default());
+            known.insert(node, stats.clone());
+            tasks.spawn(dial_loop(endpoint.clone(), node, addr, rx, stats.clone()));
+            links.insert(node, Link { addr, tx, stats });
+        }
+        let refused = Arc::new(AtomicU64::new(0));
+        let accept = accept_loop(endpoint.clone(), Arc::new(known), deliver, refused.clone());
+        let run = async move {
+            tasks.spawn(accept);
+            while tasks.join_next().await.is_some() {}
+        };
+        let net = PeerNet {
+            me: identity.node,
+            endpoint,
+            links,
+            refused,
+        };
+        Ok((net, run))
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The address the endpoint is bound to (with the port chosen, if 0
+    /// was asked for).
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.endpoint.local_addr().map_err(|e| NetError::Io {
+            what: "the peer endpoint's address".into(),
+            source: e,
+        })
+    }
+
+    /// Queues `msg` for `to`; never waits.
+    pub fn send(&self, to: NodeId, msg: PeerMessage) -> Result<(), PeerSendError> {
+        let link = self.links.get(&to).ok_or(PeerSendError::UnknownPeer(to))?;
+        let weight = msg.weight_bytes();
+        let queued = link.stats.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        if queued + weight > PEER_QUEUE_BYTES_MAX || link.tx.try_send(msg).is_err() {
+            link.stats.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+            link.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(PeerSendError::Full(to));
+        }
+        Ok(())
+    }
+
+    /// Every peer's link, in node order.
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.links
+            .iter()
+            .map(|(&node, l)| PeerStatus {
+                node,
+                addr: l.addr,
+                connected: l.stats.connected.load(Ordering::Relaxed),
+                sent: l.stats.sent.load(Ordering::Relaxed),
+                dropped: l.stats.dropped.load(Ordering::Relaxed),
+                received: l.stats.received.load(Ordering::Relaxed),
+                last_error: l
+                    .stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            })
+            .collect()
+    }
+
+    /// Handshakes refused so far (another CA, a node not in the list, the
+    /// wrong ALPN).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Closes every link; the future from `start` then ends.
+    pub async fn shutdown(self) {
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"node stopping");
+        drop(self.links);
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn transport() -> Result<TransportConfig, NetError> {
+    let mut t = TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .max_concurrent_uni_streams(VarInt::from_u32(PEER_STREAMS_MAX))
+        .max_idle_timeout(Some(
+            IdleTimeout::try_from(PEER_IDLE_TIMEOUT)
+                .map_err(|e| NetError::Config(e.to_string()))?,
+        ))
+        .keep_alive_interval(Some(PEER_KEEP_ALIVE))
+        .stream_receive_window(VarInt::from_u32(PEER_STREAM_WINDOW_BYTES))
+        .receive_window(VarInt::from_u32(PEER_CONNECTION_WINDOW_BYTES))
+        .send_window(u64::from(PEER_CONNECTION_WINDOW_BYTES));
+    Ok(t)
+}
+
+/// Keeps a link to `to` up for as long as the node sends to it.
+async fn dial_loop(
+    endpoint: quinn::Endpoint,
+    to: NodeId,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<PeerMessage>,
+    stats: Arc<LinkStats>,
+) {
+    let mut delay = REDIAL_DELAY_MIN;
+    loop {
+        match dial(&endpoint, to, addr).await {
+            Ok(conn) => {
+                stats.connected.store(true, Ordering::Relaxed);
+                delay = REDIAL_DELAY_MIN;
+                match pump(&conn, &mut rx, &stats).await {
+                    Ok(()) => return, // the node is done sending
+                    Err(e) => stats.failed(e),
+                }
+            }
+            Err(e) => stats.failed(e),
+        }
+        // Stale by the time the peer is back; consensus sends again.
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    stats
+                        .queued_bytes
+                        .fetch_sub(m.weight_bytes(), Ordering::Relaxed);
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(REDIAL_DELAY_MAX);
+    }
+}
+
+async fn dial(
+    endpoint: &quinn::Endpoint,
+    to: NodeId,
+    addr: SocketAddr,
+) -> Result<Connection, String> {
+    let connecting = endpoint
+        .connect(addr, &node_name(to))
+        .map_err(|e| format!("dialing {to} at {addr}: {e}"))?;
+    match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(format!("dialing {to} at {addr}: {e}")),
+        Err(_) => Err(format!(
+            "dialing {to} at {addr}: no handshake within {DIAL_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// Sends queued messages on one stream until the link fails (`Err`) or
+/// the node drops its handle (`Ok`).
+async fn pump(
+    conn: &Connection,
+    rx: &mut mpsc::Receiver<PeerMessage>,
+    stats: &LinkStats,
+) -> Result<(), String> {
+    let mut send = conn
+        .open_uni()
+        .await
+        .map_err(|e| format!("opening a stream: {e}"))?;
+    let mut buf = Vec::new();
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            e = conn.closed() => return Err(format!("link closed: {e}")),
+        };
+        let Some(first) = first else {
+            let _ = send.finish();
+            return Ok(());
+        };
+        buf.clear();
+        let mut n = 0u64;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            stats
+                .queued_bytes
+                .fetch_sub(m.weight_bytes(), Ordering::Relaxed);
+            encode(&m, &mut buf);
+            n += 1;
+            if buf.len() < PEER_WRITE_BATCH_BYTES_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        send.write_all(&buf)
+            .await
+            .map_err(|e| format!("writing: {e}"))?;
+        stats.sent.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    known: Arc<BTreeMap<NodeId, Arc<LinkStats>>>,
+    deliver: Deliver,
+    refused: Arc<AtomicU64>,
+) {
+    let mut conns = JoinSet::new();
+    while let Some(incoming) = endpoint.accept().await {
+        while conns.try_join_next().is_some() {}
+        if conns.len() >= PEER_CONNECTIONS_MAX {
+            incoming.refuse();
+            continue;
+        }
+        conns.spawn(inbound(
+            incoming,
+            known.clone(),
+            deliver.clone(),
+            refused.clone(),
+        ));
+    }
+    conns.shutdown().await;
+}
+
+/// One peer's dial: who it is (from its certificate), then its streams.
+async fn inbound(
+    incoming: quinn::Incoming,
+    known: Arc<BTreeMap<NodeId, Arc<LinkStats>>>,
+    deliver: Deliver,
+    refused: Arc<AtomicU64>,
+) {
+    let Ok(conn) = incoming.await else {
+        // The TLS handshake failed: no certificate, or another CA's.
+        refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let from = match identify(&conn) {
+        Ok(n) if known.contains_key(&n) => n,
+        Ok(n) => {
+            refused.fetch_add(1, Ordering::Relaxed);
+            let why = format!("{n} is not in this node's peer list");
+            return conn.close(VarInt::from_u32(CLOSE_UNKNOWN_PEER), why.as_bytes());
+        }
+        Err((code, why)) => {
+            refused.fetch_add(1, Ordering::Relaxed);
+            return conn.close(VarInt::from_u32(code), why.as_bytes());
+        }
+    };
+    let stats = known[&from].clone();
+    let mut streams = JoinSet::new();
+    // At most PEER_STREAMS_MAX open at once (the transport's limit).
+    while let Ok(recv) = conn.accept_uni().await {
+        while streams.try_join_next().is_some() {}
+        streams.spawn(read_stream(
+            conn.clone(),
+            recv,
+            from,
+            deliver.clone(),
+            stats.clone(),
+        ));
+    }
+    streams.shutdown().await;
+}
+
+fn identify(conn: &Connection) -> Result<NodeId, (u32, String)> {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() != Some(PEER_ALPN) {
+        return Err((
+            CLOSE_WRONG_PROTOCOL,
+            "peer links speak ohm-peer/1 only".into(),
+        ));
+    }
+    let certs = conn
+        .peer_identity()
+        .and_then(|i| {
+            i.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or((CLOSE_UNKNOWN_PEER, "no client certificate".to_string()))?;
+    let first = certs
+        .first()
+        .ok_or((CLOSE_UNKNOWN_PEER, "no client certificate".to_string()))?;
+    node_of_cert(first).map_err(|e| (CLOSE_UNKNOWN_PEER, e.to_string()))
+}
+
+async fn read_stream(
+    conn: Connection,
+    mut recv: quinn::RecvStream,
+    from: NodeId,
+    deliver: Deliver,
+    stats: Arc<LinkStats>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let why = match read_frame_within(&mut recv, &mut buf, PEER_FRAME_BYTES_MAX).await {
+            Ok(true) => match decode(&buf) {
+                Ok(m) => {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    deliver(from, m);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            Ok(false) | Err(FrameError::Read(_)) => return,
+            Err(e) => e.to_string(),
+        };
+        // Same software on both ends: a bad frame is a bug or an attack.
+        eprintln!("ohm: closing the link from {from}: {why}");
+        let why = format!("bad frame: {why}");
+        let end = why.len().min(200);
+        conn.close(VarInt::from_u32(CLOSE_BAD_FRAME), &why.as_bytes()[..end]);
+        return;
+    }
+}

@@ -1,0 +1,381 @@
+//! The peer wire format: a 4-byte big-endian body length, then a body of
+//! fixed-width big-endian fields (a kind byte first). Both ends run the same
+//! version (ALPN `ohm-peer/1` pins it), so there are no optional fields;
+//! trailing bytes, an unknown kind or a length past the end are errors.
+//!
+//! Encoding is by hand: a leader sends every accept through here.
+
+use super::{Group, PeerMessage};
+use crate::catalog::PartitionId;
+use crate::consensus::{Message, MESSAGE_RECORD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
+use crate::durability::{LogRecord, SnapshotMeta, RECORD_BYTES_MAX};
+use crate::types::{Ballot, NodeId, Slot};
+use std::sync::Arc;
+
+/// Length of the frame prefix.
+pub const PEER_PREFIX_BYTES: usize = 4;
+/// Largest frame body: an accept carries records up to
+/// `MESSAGE_RECORD_BYTES_MAX`, or a single record up to `RECORD_BYTES_MAX`;
+/// a snapshot chunk is `SNAPSHOT_CHUNK_BYTES`.
+pub const PEER_FRAME_BYTES_MAX: usize =
+    RECORD_BYTES_MAX + MESSAGE_RECORD_BYTES_MAX + SNAPSHOT_CHUNK_BYTES;
+/// Bytes of an encoded record besides its payload (slot, ballot, length).
+const RECORD_HEAD_BYTES: usize = 8 + 12 + 4;
+
+const KIND_CONSENSUS: u8 = 1;
+const GROUP_META: u8 = 0;
+const GROUP_PARTITION: u8 = 1;
+
+const MSG_PRE_VOTE: u8 = 1;
+const MSG_PRE_VOTE_REPLY: u8 = 2;
+const MSG_ELECT: u8 = 3;
+const MSG_PROMISE: u8 = 4;
+const MSG_ACCEPT: u8 = 5;
+const MSG_ACCEPTED: u8 = 6;
+const MSG_SNAPSHOT: u8 = 7;
+const MSG_SNAPSHOT_ACK: u8 = 8;
+const MSG_REJECT: u8 = 9;
+
+/// A frame body that is not a valid peer message: what, and at which byte.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer frame, byte {offset}: {message}")]
+pub struct PeerDecodeError {
+    pub offset: usize,
+    pub message: String,
+}
+
+/// Appends one whole frame (prefix and body) for `msg` to `out`. A message
+/// over `PEER_FRAME_BYTES_MAX` is a bug in the sender (consensus bounds what
+/// it puts in one message): it panics rather than send what no peer reads.
+pub fn encode(msg: &PeerMessage, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; PEER_PREFIX_BYTES]);
+    match msg {
+        PeerMessage::Consensus { group, msg } => {
+            out.push(KIND_CONSENSUS);
+            match group {
+                Group::Meta => out.push(GROUP_META),
+                Group::Partition(p) => {
+                    out.push(GROUP_PARTITION);
+                    out.extend_from_slice(&p.0.to_be_bytes());
+                }
+            }
+            encode_consensus(msg, out);
+        }
+    }
+    let body = out.len() - start - PEER_PREFIX_BYTES;
+    assert!(
+        body <= PEER_FRAME_BYTES_MAX,
+        "a peer message of {body} bytes is over PEER_FRAME_BYTES_MAX"
+    );
+    out[start..start + PEER_PREFIX_BYTES].copy_from_slice(&(body as u32).to_be_bytes());
+}
+
+fn encode_consensus(msg: &Message, out: &mut Vec<u8>) {
+    let ballot = |out: &mut Vec<u8>, b: &Ballot| {
+        out.extend_from_slice(&b.round.to_be_bytes());
+        out.extend_from_slice(&b.node.0.to_be_bytes());
+    };
+    let u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_be_bytes());
+    match msg {
+        Message::PreVote {
+            ballot: b,
+            last_slot,
+            last_ballot,
+        }
+        | Message::Elect {
+            ballot: b,
+            last_slot,
+            last_ballot,
+        } => {
+            let pre = matches!(msg, Message::PreVote { .. });
+            out.push(if pre { MSG_PRE_VOTE } else { MSG_ELECT });
+            ballot(out, b);
+            u64(out, last_slot.0);
+            ballot(out, last_ballot);
+        }
+        Message::PreVoteReply {
+            ballot: b,
+            granted,
+            promised,
+        } => {
+            out.push(MSG_PRE_VOTE_REPLY);
+            ballot(out, b);
+            out.push(u8::from(*granted));
+            ballot(out, promised);
+        }
+        Message::Promise { ballot: b } => {
+            out.push(MSG_PROMISE);
+            ballot(out, b);
+        }
+        Message::Accept {
+            ballot: b,
+            prev_slot,
+            prev_ballot,
+            records,
+            chosen,
+            sent_us,
+        } => {
+            out.push(MSG_ACCEPT);
+            ballot(out, b);
+            u64(out, prev_slot.0);
+            ballot(out, prev_ballot);
+            u64(out, chosen.0);
+            u64(out, *sent_us);
+            out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+            for r in records {
+                u64(out, r.slot.0);
+                ballot(out, &r.ballot);
+                out.extend_from_slice(&(r.payload.len() as u32).to_be_bytes());
+                out.extend_from_slice(&r.payload);
+            }
+        }
+        Message::Accepted {
+            ballot: b,
+            matched,
+            hint,
+            sent_us,
+        } => {
+            out.push(MSG_ACCEPTED);
+            ballot(out, b);
+            out.push(u8::from(matched.is_some()));
+            u64(out, matched.map_or(0, |m| m.0));
+            u64(out, hint.0);
+            u64(out, *sent_us);
+        }
+        Message::Snapshot {
+            ballot: b,
+            meta,
+            offset,
+            data,
+            done,
+            sent_us,
+        } => {
+            out.push(MSG_SNAPSHOT);
+            ballot(out, b);
+            u64(out, meta.slot.0);
+            ballot(out, &meta.ballot);
+            u64(out, *offset);
+            out.push(u8::from(*done));
+            u64(out, *sent_us);
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            out.extend_from_slice(data);
+        }
+        Message::SnapshotAck {
+            ballot: b,
+            meta,
+            offset,
+            done,
+            sent_us,
+        } => {
+            out.push(MSG_SNAPSHOT_ACK);
+            ballot(out, b);
+            u64(out, meta.slot.0);
+            ballot(out, &meta.ballot);
+            u64(out, *offset);
+            out.push(u8::from(*done));
+            u64(out, *sent_us);
+        }
+        Message::Reject { promised } => {
+            out.push(MSG_REJECT);
+            ballot(out, promised);
+        }
+    }
+}
+
+/// Decodes one frame body (the prefix has been read and checked against
+/// `PEER_FRAME_BYTES_MAX` by the transport).
+pub fn decode(body: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
+    let mut r = Reader { body, at: 0 };
+    let msg = match r.u8("message kind")? {
+        KIND_CONSENSUS => {
+            let group = match r.u8("group kind")? {
+                GROUP_META => Group::Meta,
+                GROUP_PARTITION => Group::Partition(PartitionId(r.u32("partition")?)),
+                k => return Err(r.error(format!("unknown group kind {k}"))),
+            };
+            let msg = decode_consensus(&mut r)?;
+            PeerMessage::Consensus { group, msg }
+        }
+        k => return Err(r.error(format!("unknown message kind {k}"))),
+    };
+    if r.at != body.len() {
+        return Err(r.error(format!("{} bytes after the message", body.len() - r.at)));
+    }
+    Ok(msg)
+}
+
+fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
+    Ok(match r.u8("consensus message kind")? {
+        k @ (MSG_PRE_VOTE | MSG_ELECT) => {
+            let ballot = r.ballot("ballot")?;
+            let last_slot = Slot(r.u64("last_slot")?);
+            let last_ballot = r.ballot("last_ballot")?;
+            if k == MSG_PRE_VOTE {
+                Message::PreVote {
+                    ballot,
+                    last_slot,
+                    last_ballot,
+                }
+            } else {
+                Message::Elect {
+                    ballot,
+                    last_slot,
+                    last_ballot,
+                }
+            }
+        }
+        MSG_PRE_VOTE_REPLY => Message::PreVoteReply {
+            ballot: r.ballot("ballot")?,
+            granted: r.bool("granted")?,
+            promised: r.ballot("promised")?,
+        },
+        MSG_PROMISE => Message::Promise {
+            ballot: r.ballot("ballot")?,
+        },
+        MSG_ACCEPT => {
+            let ballot = r.ballot("ballot")?;
+            let prev_slot = Slot(r.u64("prev_slot")?);
+            let prev_ballot = r.ballot("prev_ballot")?;
+            let chosen = Slot(r.u64("chosen")?);
+            let sent_us = r.u64("sent_us")?;
+            let count = r.u32("record count")? as usize;
+            // Each record takes at least its head: a count the rest of the
+            // body cannot hold is refused before anything is allocated.
+            if count > r.remaining() / RECORD_HEAD_BYTES {
+                return Err(r.error(format!(
+                    "{count} records do not fit in the {} bytes left",
+                    r.remaining()
+                )));
+            }
+            let mut records = Vec::with_capacity(count);
+            for _ in 0..count {
+                let slot = Slot(r.u64("record slot")?);
+                let ballot = r.ballot("record ballot")?;
+                let payload = r.bytes("record payload")?;
+                records.push(LogRecord {
+                    slot,
+                    ballot,
+                    payload: Arc::from(payload),
+                });
+            }
+            Message::Accept {
+                ballot,
+                prev_slot,
+                prev_ballot,
+                records,
+                chosen,
+                sent_us,
+            }
+        }
+        MSG_ACCEPTED => {
+            let ballot = r.ballot("ballot")?;
+            let has = r.bool("has matched")?;
+            let matched = Slot(r.u64("matched")?);
+            Message::Accepted {
+                ballot,
+                matched: has.then_some(matched),
+                hint: Slot(r.u64("hint")?),
+                sent_us: r.u64("sent_us")?,
+            }
+        }
+        MSG_SNAPSHOT => Message::Snapshot {
+            ballot: r.ballot("ballot")?,
+            meta: r.meta()?,
+            offset: r.u64("offset")?,
+            done: r.bool("done")?,
+            sent_us: r.u64("sent_us")?,
+            data: r.bytes("snapshot data")?.to_vec(),
+        },
+        MSG_SNAPSHOT_ACK => Message::SnapshotAck {
+            ballot: r.ballot("ballot")?,
+            meta: r.meta()?,
+            offset: r.u64("offset")?,
+            done: r.bool("done")?,
+            sent_us: r.u64("sent_us")?,
+        },
+        MSG_REJECT => Message::Reject {
+            promised: r.ballot("promised")?,
+        },
+        k => return Err(r.error(format!("unknown consensus message kind {k}"))),
+    })
+}
+
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, message: String) -> PeerDecodeError {
+        PeerDecodeError {
+            offset: self.at,
+            message,
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.body.len() - self.at
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], PeerDecodeError> {
+        if n > self.remaining() {
+            return Err(self.error(format!(
+                "{what}: needs {n} bytes, {} left",
+                self.remaining()
+            )));
+        }
+        let out = &self.body[self.at..self.at + n];
+        self.at += n;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], PeerDecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, PeerDecodeError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn bool(&mut self, what: &str) -> Result<bool, PeerDecodeError> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => {
+                self.at -= 1;
+                Err(self.error(format!("{what}: {v} is not a boolean (0 or 1)")))
+            }
+        }
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, PeerDecodeError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, PeerDecodeError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    fn ballot(&mut self, what: &str) -> Result<Ballot, PeerDecodeError> {
+        Ok(Ballot {
+            round: self.u64(what)?,
+            node: NodeId(self.u32(what)?),
+        })
+    }
+
+    fn meta(&mut self) -> Result<SnapshotMeta, PeerDecodeError> {
+        Ok(SnapshotMeta {
+            slot: Slot(self.u64("snapshot slot")?),
+            ballot: self.ballot("snapshot ballot")?,
+        })
+    }
+
+    /// A u32 length, then that many bytes.
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8], PeerDecodeError> {
+        let n = self.u32(what)? as usize;
+        self.take(n, what)
+    }
+}

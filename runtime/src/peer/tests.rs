@@ -1,0 +1,234 @@
+use super::*;
+use crate::durability::{LogRecord, SnapshotMeta};
+use crate::types::{Ballot, NodeId, Slot};
+use std::sync::Arc;
+
+fn b(round: u64, node: u32) -> Ballot {
+    Ballot {
+        round,
+        node: NodeId(node),
+    }
+}
+
+/// One of every message, with every field away from its default.
+fn every_message() -> Vec<PeerMessage> {
+    let meta = SnapshotMeta {
+        slot: Slot(90),
+        ballot: b(3, 2),
+    };
+    let msgs = vec![
+        Message::PreVote {
+            ballot: b(7, 1),
+            last_slot: Slot(12),
+            last_ballot: b(6, 3),
+        },
+        Message::PreVoteReply {
+            ballot: b(7, 1),
+            granted: true,
+            promised: b(6, 3),
+        },
+        Message::Elect {
+            ballot: b(8, 2),
+            last_slot: Slot(u64::MAX),
+            last_ballot: b(u64::MAX, u32::MAX),
+        },
+        Message::Promise { ballot: b(8, 2) },
+        Message::Accept {
+            ballot: b(8, 2),
+            prev_slot: Slot(11),
+            prev_ballot: b(7, 1),
+            records: vec![
+                LogRecord {
+                    slot: Slot(12),
+                    ballot: b(8, 2),
+                    payload: Arc::from(&b"write-set"[..]),
+                },
+                LogRecord {
+                    slot: Slot(13),
+                    ballot: b(8, 2),
+                    payload: Arc::from(&[][..]),
+                },
+            ],
+            chosen: Slot(10),
+            sent_us: 123_456,
+        },
+        Message::Accept {
+            ballot: b(8, 2),
+            prev_slot: Slot(13),
+            prev_ballot: b(8, 2),
+            records: vec![],
+            chosen: Slot(13),
+            sent_us: 9,
+        },
+        Message::Accepted {
+            ballot: b(8, 2),
+            matched: Some(Slot(13)),
+            hint: Slot(13),
+            sent_us: 123_456,
+        },
+        Message::Accepted {
+            ballot: b(8, 2),
+            matched: None,
+            hint: Slot(4),
+            sent_us: 1,
+        },
+        Message::Snapshot {
+            ballot: b(8, 2),
+            meta,
+            offset: 1 << 20,
+            data: vec![0xAB; 1000],
+            done: false,
+            sent_us: 77,
+        },
+        Message::SnapshotAck {
+            ballot: b(8, 2),
+            meta,
+            offset: 1 << 20,
+            done: true,
+            sent_us: 77,
+        },
+        Message::Reject { promised: b(9, 3) },
+    ];
+    let groups = [Group::Meta, Group::Partition(PartitionId(41))];
+    msgs.into_iter()
+        .enumerate()
+        .map(|(i, msg)| PeerMessage::Consensus {
+            group: groups[i % 2],
+            msg,
+        })
+        .collect()
+}
+
+fn frame(msg: &PeerMessage) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(msg, &mut out);
+    let len = u32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
+    assert_eq!(
+        len,
+        out.len() - PEER_PREFIX_BYTES,
+        "the prefix is the body length"
+    );
+    out.split_off(PEER_PREFIX_BYTES)
+}
+
+#[test]
+fn every_message_comes_back_as_sent() {
+    for msg in every_message() {
+        let body = frame(&msg);
+        assert_eq!(decode(&body).as_ref(), Ok(&msg));
+    }
+}
+
+#[test]
+fn frames_appended_one_after_another_stay_apart() {
+    let msgs = every_message();
+    let mut out = Vec::new();
+    for m in &msgs {
+        encode(m, &mut out);
+    }
+    let mut at = 0;
+    for m in &msgs {
+        let len = u32::from_be_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        assert_eq!(decode(&out[at..at + len]).as_ref(), Ok(m));
+        at += len;
+    }
+    assert_eq!(at, out.len());
+}
+
+/// Cut anywhere, a body is refused with the offset where it ran out.
+#[test]
+fn a_body_cut_at_any_byte_is_refused() {
+    for msg in every_message() {
+        let body = frame(&msg);
+        for cut in 0..body.len() {
+            let e = decode(&body[..cut]).expect_err("a cut body");
+            assert!(e.offset <= cut, "{e} (cut at {cut})");
+            assert!(
+                e.message.contains("needs") || e.message.contains("do not fit"),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_unknown_kinds_and_bad_booleans_are_named() {
+    let msg = &every_message()[3];
+    let mut body = frame(msg);
+    body.push(0);
+    let e = decode(&body).unwrap_err();
+    assert!(e.message.contains("1 bytes after the message"), "{e}");
+
+    let e = decode(&[9]).unwrap_err();
+    assert_eq!(
+        (e.offset, e.message.as_str()),
+        (1, "unknown message kind 9")
+    );
+    let e = decode(&[1, 7]).unwrap_err();
+    assert!(e.message.contains("unknown group kind 7"), "{e}");
+    let e = decode(&[1, 0, 200]).unwrap_err();
+    assert!(
+        e.message.contains("unknown consensus message kind 200"),
+        "{e}"
+    );
+
+    // PreVoteReply: kind, group, msg kind, ballot (12 bytes), then granted.
+    let reply = &every_message()[1];
+    let mut body = frame(reply);
+    let granted_at = 1 + 1 + 4 + 1 + 12;
+    body[granted_at] = 2;
+    let e = decode(&body).unwrap_err();
+    assert_eq!(e.offset, granted_at);
+    assert!(e.message.contains("not a boolean"), "{e}");
+}
+
+/// A record count or a length that the body cannot hold is refused before
+/// anything is allocated for it.
+#[test]
+fn hostile_counts_and_lengths_are_refused_without_allocating() {
+    let accept = PeerMessage::Consensus {
+        group: Group::Meta,
+        msg: Message::Accept {
+            ballot: b(1, 1),
+            prev_slot: Slot(0),
+            prev_ballot: b(0, 0),
+            records: vec![],
+            chosen: Slot(0),
+            sent_us: 0,
+        },
+    };
+    let mut body = frame(&accept);
+    let count_at = body.len() - 4;
+    body[count_at..].copy_from_slice(&u32::MAX.to_be_bytes());
+    let e = decode(&body).unwrap_err();
+    assert!(e.message.contains("records do not fit"), "{e}");
+
+    let snap = &every_message()[8];
+    let mut body = frame(snap);
+    let len_at = body.len() - 1000 - 4;
+    body[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let e = decode(&body).unwrap_err();
+    assert!(
+        e.message.contains("snapshot data: needs 4294967295 bytes"),
+        "{e}"
+    );
+}
+
+/// Every byte string decodes to a message or an error, never a panic.
+#[test]
+fn random_bodies_never_panic() {
+    let mut rng = crate::rng::Rng::new(7);
+    let seeds: Vec<Vec<u8>> = every_message().iter().map(frame).collect();
+    for i in 0..20_000 {
+        let mut body = seeds[i % seeds.len()].clone();
+        for _ in 0..1 + rng.below(4) {
+            if body.is_empty() {
+                break;
+            }
+            let at = rng.below(body.len() as u64) as usize;
+            body[at] = rng.below(256) as u8;
+        }
+        let _ = decode(&body);
+    }
+}
