@@ -48,13 +48,14 @@ fn naming(dir: &str, word: &str) -> Vec<String> {
 
 #[test]
 fn cores_import_no_io_stack() {
-    let rules: [(&str, &[&str]); 7] = [
+    let rules: [(&str, &[&str]); 8] = [
         ("sql", &["tokio", "quinn", "wasmtime"]),
         ("partition", &["tokio", "quinn", "wasmtime"]),
         ("consensus", &["tokio", "quinn", "wasmtime"]),
         ("txn", &["tokio", "quinn", "wasmtime"]),
         ("durability", &["tokio", "quinn", "wasmtime"]),
         ("storage", &["tokio", "quinn", "wasmtime"]),
+        ("peer", &["tokio", "quinn", "wasmtime", "rustls"]),
         ("sim", &["tokio", "quinn"]),
     ];
     let mut broken = Vec::new();
