@@ -147,34 +147,37 @@ fn encode_consensus(msg: &Message, out: &mut Vec<u8>) {
             ballot: b,
             meta,
             offset,
-            data,
             done,
             sent_us,
-        } => {
-            out.push(MSG_SNAPSHOT);
-            ballot(out, b);
-            u64(out, meta.slot.0);
-            ballot(out, &meta.ballot);
-            u64(out, *offset);
-            out.push(u8::from(*done));
-            u64(out, *sent_us);
-            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            out.extend_from_slice(data);
+            ..
         }
-        Message::SnapshotAck {
+        | Message::SnapshotAck {
             ballot: b,
             meta,
             offset,
             done,
             sent_us,
+            ..
         } => {
-            out.push(MSG_SNAPSHOT_ACK);
+            let data = match msg {
+                Message::Snapshot { data, .. } => Some(data),
+                _ => None,
+            };
+            out.push(if data.is_some() {
+                MSG_SNAPSHOT
+            } else {
+                MSG_SNAPSHOT_ACK
+            });
             ballot(out, b);
             u64(out, meta.slot.0);
             ballot(out, &meta.ballot);
             u64(out, *offset);
             out.push(u8::from(*done));
             u64(out, *sent_us);
+            if let Some(data) = data {
+                out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                out.extend_from_slice(data);
+            }
         }
         Message::Reject { promised } => {
             out.push(MSG_REJECT);
