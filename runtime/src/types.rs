@@ -442,9 +442,10 @@ mod tests {
 pub struct Slot(pub u64);
 
 impl Slot {
-    /// The slot after this one.
+    /// The slot after this one. Saturates: no log gets near 2^64 slots,
+    /// but a slot from a peer's message may be anything.
     pub fn next(self) -> Slot {
-        Slot(self.0 + 1)
+        Slot(self.0.saturating_add(1))
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   DIR/ca.pem  ca.key          the CA (ca.key stays with the operator)
-//!   DIR/n1/ca.pem node.pem node.key   what node 1 needs (--certs DIR/n1)
+//!   DIR/n1/ca.pem node.pem node.key   what node 1 needs
 //! ```
 //!
 //! Must not: overwrite an existing file (a lost CA key cannot be recovered,
@@ -47,14 +47,21 @@ pub struct ClusterAddNodeArgs {
     pub names: Vec<String>,
 }
 
-fn names(extra: &[String]) -> Vec<String> {
+/// The client-facing names for certificates: localhost and 127.0.0.1,
+/// then `extra`. A node name (`*.ohm-cluster`) or a wildcard would let a
+/// certificate pass for another node, so neither is allowed.
+fn names(extra: &[String]) -> anyhow::Result<Vec<String>> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     for n in extra {
+        let lower = n.to_ascii_lowercase();
+        if lower.ends_with(".ohm-cluster") || lower == "ohm-cluster" || n.contains('*') {
+            bail!("--name {n}: node names (*.ohm-cluster) and wildcards are not allowed");
+        }
         if !names.contains(n) {
             names.push(n.clone());
         }
     }
-    names
+    Ok(names)
 }
 
 pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
@@ -69,7 +76,7 @@ pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let cluster = new_cluster(args.nodes, &names(&args.names))?;
+    let cluster = new_cluster(args.nodes, &names(&args.names)?)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     write_new(&args.out.join(CA_CERT_FILE), &cluster.ca_cert_pem, false)?;
@@ -83,7 +90,7 @@ pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     println!(
-        "copy {}/n<id>/ to each node and start it with --certs; keep ca.key offline",
+        "copy {}/n<id>/ to node <id>'s machine; keep ca.key offline (it signs new nodes)",
         args.out.display()
     );
     Ok(())
@@ -96,7 +103,7 @@ pub fn add_node(args: &ClusterAddNodeArgs) -> anyhow::Result<()> {
     };
     let ca_cert = read(CA_CERT_FILE)?;
     let ca_key = read(CA_KEY_FILE)?;
-    let node = new_node(&ca_cert, &ca_key, NodeId(args.node), &names(&args.names))?;
+    let node = new_node(&ca_cert, &ca_key, NodeId(args.node), &names(&args.names)?)?;
     write_node(&args.dir, &ca_cert, &node)?;
     println!(
         "node {} certificate in {}",
@@ -178,6 +185,15 @@ mod tests {
         assert_eq!(PeerIdentity::load(&out.join("n3")).unwrap().node, NodeId(3));
         let e = add_node(&add).unwrap_err().to_string();
         assert!(e.contains("has a certificate"), "{e}");
+        for bad in ["n9.ohm-cluster", "*.example", "N2.OHM-CLUSTER"] {
+            let add = ClusterAddNodeArgs {
+                dir: out.clone(),
+                node: 9,
+                names: vec![bad.into()],
+            };
+            let e = add_node(&add).unwrap_err().to_string();
+            assert!(e.contains("not allowed"), "{bad}: {e}");
+        }
 
         // A node directory holding another cluster's CA is refused at load.
         let other = out.join("other");

@@ -145,7 +145,7 @@ impl Paxos {
             inc.data.extend_from_slice(&data);
         }
         let received = inc.data.len() as u64;
-        if !(done && offset + data.len() as u64 == received) {
+        if !(done && offset.saturating_add(data.len() as u64) == received) {
             let ack = Message::SnapshotAck {
                 ballot,
                 meta,

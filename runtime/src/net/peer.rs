@@ -7,8 +7,10 @@
 //! unidirectional stream. `send` never waits: when a peer is slow, stopped
 //! or gone, its queue fills and what does not fit is dropped and counted
 //! (consensus sends again what matters); no other peer notices. What was
-//! queued while a peer was unreachable is dropped before redialing, so a
-//! peer coming back does not get a burst of stale messages.
+//! queued while a peer was unreachable is dropped before each redial, so
+//! a peer coming back does not get a burst of stale messages. A node has
+//! one inbound link per peer (a newer dial replaces the older link), and
+//! handshakes in progress have their own small budget.
 //!
 //! Must not: deliver a message from a node whose certificate the cluster
 //! CA did not sign, or that is not in the peer list; block the caller of
@@ -27,31 +29,37 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Messages waiting for one peer.
 pub const PEER_QUEUE_MAX: usize = 8192;
 /// Bytes (`PeerMessage::weight_bytes`) waiting for one peer.
 pub const PEER_QUEUE_BYTES_MAX: usize = 128 << 20;
-/// Peer connections accepted at once (a cluster has few nodes; each dials
-/// once, and again after a failure).
+/// Peer connections accepted at once, handshakes included (a cluster has
+/// few nodes, and each has one inbound link).
 pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Handshakes in progress at once (anyone who can reach the port can
+/// start one; a handshake over this is refused).
+pub const PEER_HANDSHAKES_MAX: usize = 16;
 /// Unidirectional streams a peer may have open at once on a connection.
 pub const PEER_STREAMS_MAX: u32 = 4;
 /// Bytes of frames coalesced into one stream write.
 pub const PEER_WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
 /// A dial that has not completed its handshake by then has failed.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Waits between failed dials: doubling from the first to the last.
+/// The first wait after a failed dial; it doubles with each failure.
 pub const REDIAL_DELAY_MIN: Duration = Duration::from_millis(50);
+/// The longest wait between dials.
 pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(1);
 /// A peer silent this long is gone (keep-alives keep a live one open), so
 /// a stopped or cut-off peer is noticed in seconds, not minutes.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pings on an idle link.
 pub const PEER_KEEP_ALIVE: Duration = Duration::from_millis(500);
-/// Unread bytes in flight towards the receiver, per stream and in all.
+/// Unread bytes in flight towards the receiver, per stream.
 pub const PEER_STREAM_WINDOW_BYTES: u32 = 16 << 20;
+/// Unread bytes in flight towards the receiver, over a whole link.
 pub const PEER_CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
 
 /// Connection close codes on peer links.
@@ -59,6 +67,7 @@ pub const CLOSE_SHUTDOWN: u32 = 0;
 pub const CLOSE_WRONG_PROTOCOL: u32 = 1;
 pub const CLOSE_UNKNOWN_PEER: u32 = 2;
 pub const CLOSE_BAD_FRAME: u32 = 3;
+pub const CLOSE_REPLACED: u32 = 4;
 
 /// Where messages from peers go. Called on a network task: must not block.
 pub type Deliver = Arc<dyn Fn(NodeId, PeerMessage) + Send + Sync>;
@@ -103,12 +112,17 @@ impl LinkStats {
 #[derive(Debug, Clone)]
 pub struct PeerStatus {
     pub node: NodeId,
+    /// Where it is dialed.
     pub addr: SocketAddr,
     /// Our link to it is up (its handshake passed and it has not failed).
     pub connected: bool,
+    /// Messages written to its link.
     pub sent: u64,
+    /// Messages dropped: its queue was full, or it was unreachable.
     pub dropped: u64,
+    /// Messages received from it.
     pub received: u64,
+    /// Why its link last failed.
     pub last_error: Option<String>,
 }
 
@@ -180,6 +194,7 @@ impl PeerNet {
         Ok((net, run))
     }
 
+    /// This node's id (from its certificate).
     pub fn me(&self) -> NodeId {
         self.me
     }
@@ -278,6 +293,8 @@ async fn dial_loop(
             }
             Err(e) => stats.failed(e),
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(REDIAL_DELAY_MAX);
         // Stale by the time the peer is back; consensus sends again.
         loop {
             match rx.try_recv() {
@@ -291,8 +308,6 @@ async fn dial_loop(
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(REDIAL_DELAY_MAX);
     }
 }
 
@@ -305,7 +320,19 @@ async fn dial(
         .connect(addr, &node_name(to))
         .map_err(|e| format!("dialing {to} at {addr}: {e}"))?;
     match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
+        // rustls checked the certificate is valid for `node_name(to)`;
+        // it must also name no other node.
+        Ok(Ok(conn)) => match identify(&conn) {
+            Ok(n) if n == to => Ok(conn),
+            Ok(n) => {
+                conn.close(VarInt::from_u32(CLOSE_UNKNOWN_PEER), b"not the node dialed");
+                Err(format!("dialing {to} at {addr}: {n} answered"))
+            }
+            Err((code, why)) => {
+                conn.close(VarInt::from_u32(code), why.as_bytes());
+                Err(format!("dialing {to} at {addr}: {why}"))
+            }
+        },
         Ok(Err(e)) => Err(format!("dialing {to} at {addr}: {e}")),
         Err(_) => Err(format!(
             "dialing {to} at {addr}: no handshake within {DIAL_TIMEOUT:?}"
@@ -354,67 +381,101 @@ async fn pump(
     }
 }
 
+/// The inbound links by sender: a node has one (a newer dial replaces an
+/// older link, which its dialer has given up on).
+type Inbound = Arc<Mutex<BTreeMap<NodeId, Connection>>>;
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     known: Arc<BTreeMap<NodeId, Arc<LinkStats>>>,
     deliver: Deliver,
     refused: Arc<AtomicU64>,
 ) {
+    let handshakes = Arc::new(Semaphore::new(PEER_HANDSHAKES_MAX));
+    let inbound = Inbound::default();
     let mut conns = JoinSet::new();
     while let Some(incoming) = endpoint.accept().await {
         while conns.try_join_next().is_some() {}
-        if conns.len() >= PEER_CONNECTIONS_MAX {
-            incoming.refuse();
-            continue;
-        }
-        conns.spawn(inbound(
-            incoming,
-            known.clone(),
-            deliver.clone(),
-            refused.clone(),
-        ));
+        // Anyone who can reach the port can start a handshake: those get
+        // their own small budget, so they cannot crowd out the peers.
+        let permit = match handshakes.clone().try_acquire_owned() {
+            Ok(p) if conns.len() < PEER_CONNECTIONS_MAX => p,
+            _ => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                incoming.refuse();
+                continue;
+            }
+        };
+        let link = Accepted {
+            known: known.clone(),
+            inbound: inbound.clone(),
+            deliver: deliver.clone(),
+            refused: refused.clone(),
+        };
+        conns.spawn(link.run(incoming, permit));
     }
     conns.shutdown().await;
 }
 
-/// One peer's dial: who it is (from its certificate), then its streams.
-async fn inbound(
-    incoming: quinn::Incoming,
+/// What an accepted link needs from the accept loop.
+struct Accepted {
     known: Arc<BTreeMap<NodeId, Arc<LinkStats>>>,
+    inbound: Inbound,
     deliver: Deliver,
     refused: Arc<AtomicU64>,
-) {
-    let Ok(conn) = incoming.await else {
-        // The TLS handshake failed: no certificate, or another CA's.
-        refused.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    let from = match identify(&conn) {
-        Ok(n) if known.contains_key(&n) => n,
-        Ok(n) => {
-            refused.fetch_add(1, Ordering::Relaxed);
-            let why = format!("{n} is not in this node's peer list");
-            return conn.close(VarInt::from_u32(CLOSE_UNKNOWN_PEER), why.as_bytes());
+}
+
+impl Accepted {
+    /// One peer's dial: who it is (from its certificate), then its streams.
+    async fn run(self, incoming: quinn::Incoming, handshake: OwnedSemaphorePermit) {
+        let Ok(conn) = incoming.await else {
+            // The TLS handshake failed: no certificate, or another CA's.
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        drop(handshake);
+        let from = match identify(&conn) {
+            Ok(n) if self.known.contains_key(&n) => n,
+            Ok(n) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                let why = format!("{n} is not in this node's peer list");
+                return conn.close(VarInt::from_u32(CLOSE_UNKNOWN_PEER), why.as_bytes());
+            }
+            Err((code, why)) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return conn.close(VarInt::from_u32(code), why.as_bytes());
+            }
+        };
+        let older = self.links().insert(from, conn.clone());
+        if let Some(older) = older {
+            older.close(
+                VarInt::from_u32(CLOSE_REPLACED),
+                b"replaced by a newer link",
+            );
         }
-        Err((code, why)) => {
-            refused.fetch_add(1, Ordering::Relaxed);
-            return conn.close(VarInt::from_u32(code), why.as_bytes());
+        let stats = self.known[&from].clone();
+        let mut streams = JoinSet::new();
+        // At most PEER_STREAMS_MAX open at once (the transport's limit).
+        while let Ok(recv) = conn.accept_uni().await {
+            while streams.try_join_next().is_some() {}
+            streams.spawn(read_stream(
+                conn.clone(),
+                recv,
+                from,
+                self.deliver.clone(),
+                stats.clone(),
+            ));
         }
-    };
-    let stats = known[&from].clone();
-    let mut streams = JoinSet::new();
-    // At most PEER_STREAMS_MAX open at once (the transport's limit).
-    while let Ok(recv) = conn.accept_uni().await {
-        while streams.try_join_next().is_some() {}
-        streams.spawn(read_stream(
-            conn.clone(),
-            recv,
-            from,
-            deliver.clone(),
-            stats.clone(),
-        ));
+        streams.shutdown().await;
+        let mut links = self.links();
+        if links.get(&from).map(Connection::stable_id) == Some(conn.stable_id()) {
+            links.remove(&from);
+        }
     }
-    streams.shutdown().await;
+
+    fn links(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Connection>> {
+        self.inbound.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn identify(conn: &Connection) -> Result<NodeId, (u32, String)> {
@@ -434,10 +495,10 @@ fn identify(conn: &Connection) -> Result<NodeId, (u32, String)> {
             i.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                 .ok()
         })
-        .ok_or((CLOSE_UNKNOWN_PEER, "no client certificate".to_string()))?;
+        .ok_or((CLOSE_UNKNOWN_PEER, "no certificate".to_string()))?;
     let first = certs
         .first()
-        .ok_or((CLOSE_UNKNOWN_PEER, "no client certificate".to_string()))?;
+        .ok_or((CLOSE_UNKNOWN_PEER, "no certificate".to_string()))?;
     node_of_cert(first).map_err(|e| (CLOSE_UNKNOWN_PEER, e.to_string()))
 }
 

@@ -30,10 +30,17 @@ pub(crate) fn ask(
         let _ = tx.send(r);
     }));
     node.coordinator.send(task).map_err(|_| {
-        ErrorReply::new(crate::proto::ErrorCode::Unavailable, "coordinator stopped")
+        ErrorReply::new(
+            crate::proto::ErrorCode::Unavailable,
+            "the coordinator stopped; this step was not applied",
+        )
     })?;
-    rx.recv()
-        .map_err(|_| ErrorReply::new(crate::proto::ErrorCode::Unavailable, "coordinator stopped"))?
+    rx.recv().map_err(|_| {
+        ErrorReply::new(
+            crate::proto::ErrorCode::Unavailable,
+            "the coordinator stopped; this step may or may not have taken effect",
+        )
+    })?
 }
 
 /// Creates the example schemas and deploys the example modules into the

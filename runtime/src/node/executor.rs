@@ -33,6 +33,9 @@ const CHECK_EVERY: usize = 32;
 const TICK: Duration = Duration::from_millis(10);
 /// How often per-tenant row counts are published for `status`.
 const ROWS_EVERY: Duration = Duration::from_millis(200);
+/// How long a stopping partition waits for its log to make what it ran
+/// durable, so those calls get their real answers.
+pub const STOP_DRAIN_MAX: Duration = Duration::from_secs(5);
 
 /// The coordinator's side of a hold.
 pub type Lent = Result<Box<PartitionState>, CallError>;
@@ -50,6 +53,7 @@ pub enum Token {
 pub struct QueuedReply(Option<ReplyFn>);
 
 impl QueuedReply {
+    /// Wraps the reply of a call about to be queued.
     pub fn new(f: ReplyFn) -> QueuedReply {
         QueuedReply(Some(f))
     }
@@ -231,10 +235,14 @@ impl Executor {
                 }
                 stop |= self.feed(input, &mut waiters);
             }
-            if !self.act() || stop {
+            let go_on = self.act();
+            if !go_on || stop {
+                if go_on {
+                    self.drain();
+                }
                 // Whatever else is queued gets an answer before the
                 // receiver goes (what arrives after that is answered by
-                // the sender, which finds the partition gone).
+                // `QueuedReply`, or by the sender, which finds it gone).
                 for input in self.inputs.try_iter().take(PARTITION_QUEUE_MAX) {
                     self.refuse(input);
                 }
@@ -280,7 +288,8 @@ impl Executor {
             // A wake-up: what is durable is read from `durable`.
             Input::Persisted => self.catch_up(),
             Input::WriterFailed(e) => {
-                self.stop(e);
+                // `act` reports it and answers what the core holds.
+                self.core.stop(e);
                 return true;
             }
             Input::Stop => return true,
@@ -304,31 +313,43 @@ impl Executor {
         // and what became durable meanwhile.
         self.core.set_time(now(self.started));
         self.catch_up();
-        let ready: Ready<Token> = self.core.ready();
-        if ready.fatal.is_some() {
-            self.stop_with(ready);
-            return false;
-        }
-        if ready.rebuild {
+        let mut ready: Ready<Token> = self.core.ready();
+        let mut stop = ready.fatal.is_some();
+        if !stop && ready.rebuild {
             // One replica per group: nobody else can take leadership.
-            self.stop("a single-replica partition lost its leadership".into());
-            return false;
+            self.core
+                .stop("a single-replica partition lost its leadership".into());
+            stop = true;
         }
         // One replica per group: nobody to send to or read for.
         debug_assert!(ready.messages.is_empty() && ready.reads.is_empty());
         debug_assert!(ready.snapshot_reads.is_empty());
-        if let Some(batch) = ready.write {
+        if let Some(batch) = ready.write.take().filter(|_| !stop) {
             debug_assert!(batch.then_send.is_empty());
             if self.writer.send(WriterMsg::Batch(batch)).is_err() {
                 // The writer stopped on an error it reported (or the node
                 // is going down): nothing more may be acknowledged.
-                self.stop("its log writer stopped".into());
-                return false;
+                self.core.stop("its log writer stopped".into());
+                stop = true;
             }
         }
         self.stats
             .durable_lsn
             .store(self.core.paxos().chosen().0, Ordering::Relaxed);
+        // What this Ready released stands, stopping or not.
+        self.deliver(ready);
+        if stop {
+            // The core answered what it still had; the node hears why.
+            let rest = self.core.ready();
+            let why = rest.fatal.clone();
+            self.deliver(rest);
+            (self.fatal)(why.unwrap_or_else(|| "the partition stopped".into()));
+        }
+        !stop
+    }
+
+    /// Hands out replies, a lent state and a chosen release.
+    fn deliver(&self, ready: Ready<Token>) {
         for (token, result) in ready.replies {
             self.answer(token, result);
         }
@@ -338,23 +359,35 @@ impl Executor {
         if let Some(Token::Release(tx)) = ready.held_chosen {
             let _ = tx.send(Ok(()));
         }
-        true
     }
 
-    /// The partition cannot go on: the core answers every call and hold it
-    /// still has, and the node hears why.
-    fn stop(&mut self, what: String) {
-        self.core.stop(what);
-        let ready = self.core.ready();
-        self.stop_with(ready);
-    }
-
-    fn stop_with(&mut self, ready: Ready<Token>) {
-        for (token, result) in ready.replies {
-            self.answer(token, result);
+    /// After `Stop`: calls whose records are being written get their
+    /// answers (within `STOP_DRAIN_MAX`); anything else arriving is
+    /// refused. What is still not durable then is answered as stopped,
+    /// its outcome unknown.
+    fn drain(&mut self) {
+        let deadline = Instant::now() + STOP_DRAIN_MAX;
+        while self.core.has_waiting() && Instant::now() < deadline {
+            self.durable.idle(true);
+            let input = self.inputs.recv_timeout(TICK);
+            self.durable.idle(false);
+            match input {
+                Ok(Input::WriterFailed(e)) => self.core.stop(e),
+                Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(other) => self.refuse(other),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !self.act() {
+                return;
+            }
         }
-        let why = ready.fatal.unwrap_or_else(|| "stopped".into());
-        (self.fatal)(why);
+        if self.core.has_waiting() {
+            self.core.stop(format!(
+                "the node stopped before its log made this durable (waited {STOP_DRAIN_MAX:?})"
+            ));
+            let rest = self.core.ready();
+            self.deliver(rest);
+        }
     }
 
     /// Answers an input that arrived after the partition stopped.

@@ -17,7 +17,7 @@
 use super::executor::{Input, Lent};
 use super::reply;
 use crate::partition::PartitionState;
-use crate::proto::ErrorReply;
+use crate::proto::{ErrorCode, ErrorReply};
 use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{sync_channel, Sender};
 
@@ -93,28 +93,38 @@ impl Held<'_> {
         let states = std::mem::take(&mut self.states);
         let mut entries = entries.map(|e| e.into_iter());
         let mut waits = Vec::with_capacity(states.len());
-        let mut result = Ok(());
+        // A share some partition never logged means recovery skips the
+        // whole transaction on every partition (see durability's rule for
+        // multi-partition records): not applied. Short of that, a share
+        // whose fate is unknown makes the whole outcome unknown.
+        let mut not_logged = None;
+        let mut unknown = None;
         for (exec, state) in self.executors.iter().zip(states) {
             let entry = entries.as_mut().and_then(|e| e.next());
             let (done, rx) = sync_channel(1);
             match exec.send(Input::Release { state, entry, done }) {
                 Ok(()) => waits.push(rx),
-                // That partition's executor is gone (the node is stopping):
-                // its share was never logged.
-                Err(_) => result = Err(stopping()),
+                // That partition's executor is gone (the node is stopping).
+                Err(_) => not_logged = not_logged.or(Some(stopping())),
             }
         }
         for rx in waits {
             match rx.recv() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => result = result.and(Err(reply::call_error(&e))),
-                Err(_) => result = result.and(Err(stopping())),
+                Ok(Err(e)) if e.outcome_unknown() => {
+                    unknown = unknown.or(Some(reply::call_error(&e)));
+                }
+                Ok(Err(e)) => not_logged = not_logged.or(Some(reply::call_error(&e))),
+                Err(_) => unknown = unknown.or(Some(stopped_unknown())),
             }
         }
         for exec in self.executors {
             let _ = exec.send(Input::Resume);
         }
-        result
+        match not_logged.or(unknown) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -146,3 +156,13 @@ fn release_unchanged(exec: &Sender<Input>, state: Box<PartitionState>) {
 }
 
 use super::service::stopping;
+
+/// A partition went away after taking its share: whether it was logged
+/// is not known here.
+fn stopped_unknown() -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Unavailable,
+        "a partition stopped before its share of this transaction was known to be durable; \
+         it may or may not have taken effect",
+    )
+}

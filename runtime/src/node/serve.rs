@@ -122,6 +122,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long answers given while stopping get to reach clients before the
+/// connections close.
+const ANSWER_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn default_names(listen: &SocketAddr) -> Vec<String> {
     let mut names = vec![
         "localhost".to_string(),
@@ -160,11 +164,17 @@ async fn serve_quic(
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let fatal = node.fatal.clone();
+    let stopping = node.clone();
     let stop = async move {
         tokio::select! {
             _ = shutdown_signal() => {}
             _ = fatal.wait() => {}
         }
+        // Connections stay open while the partitions finish what is in
+        // flight and answer it (new requests are refused meanwhile), and a
+        // moment longer so those answers reach the wire before the close.
+        let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
+        tokio::time::sleep(ANSWER_FLUSH_GRACE).await;
     };
     crate::net::server::serve(endpoint, node, stop).await;
     Ok(())

@@ -24,7 +24,10 @@ fn overloaded(what: &str) -> ErrorReply {
 }
 
 pub(super) fn stopping() -> ErrorReply {
-    ErrorReply::new(ErrorCode::Unavailable, "the node is stopping")
+    ErrorReply::new(
+        ErrorCode::Unavailable,
+        "the node is stopping; this request was not applied",
+    )
 }
 
 /// Converts arguments the wire cannot type exactly (a DECIMAL sent as its

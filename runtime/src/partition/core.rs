@@ -341,7 +341,12 @@ impl<T> PartitionCore<T> {
                 Err(e) => {
                     // `can_run` checked leadership and room: unreachable
                     // unless the core's own rules changed under it.
-                    return self.fail(format!("proposing a checked record failed: {e}"));
+                    self.fail(format!("proposing a checked record failed: {e}"));
+                    // Never logged: after the restart it is not there.
+                    if let Some(refused) = self.refusal() {
+                        self.out.replies.push((q.token, Err(refused)));
+                    }
+                    return;
                 }
             },
             None => (self.applied, false),
@@ -361,6 +366,12 @@ impl<T> PartitionCore<T> {
             timestamp_us: self.txn_last_us,
             seed: rng::mix(self.txn_seed),
         }
+    }
+
+    /// Whether calls or a hold wait for records to be chosen (a shell
+    /// that stops lets them finish first).
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty() || matches!(self.hold, Hold::Back { .. })
     }
 
     /// Once stopped, why a new call, hold or release is refused.

@@ -21,6 +21,9 @@ pub const PEER_FRAME_BYTES_MAX: usize =
     RECORD_BYTES_MAX + MESSAGE_RECORD_BYTES_MAX + SNAPSHOT_CHUNK_BYTES;
 /// Bytes of an encoded record besides its payload (slot, ballot, length).
 const RECORD_HEAD_BYTES: usize = 8 + 12 + 4;
+/// Records room is made for up front (more grow the vector as they come):
+/// a record costs more in memory than its smallest encoding.
+const RECORDS_PREALLOCATED_MAX: usize = 1024;
 
 const KIND_CONSENSUS: u8 = 1;
 const GROUP_META: u8 = 0;
@@ -71,119 +74,145 @@ pub fn encode(msg: &PeerMessage, out: &mut Vec<u8>) {
     out[start..start + PEER_PREFIX_BYTES].copy_from_slice(&(body as u32).to_be_bytes());
 }
 
+/// Appends fixed-width big-endian fields.
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn ballot(&mut self, b: &Ballot) -> &mut Self {
+        self.u64(b.round).u32(b.node.0)
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+        self
+    }
+}
+
 fn encode_consensus(msg: &Message, out: &mut Vec<u8>) {
-    let ballot = |out: &mut Vec<u8>, b: &Ballot| {
-        out.extend_from_slice(&b.round.to_be_bytes());
-        out.extend_from_slice(&b.node.0.to_be_bytes());
-    };
-    let u64 = |out: &mut Vec<u8>, v: u64| out.extend_from_slice(&v.to_be_bytes());
+    let mut w = Writer(out);
     match msg {
         Message::PreVote {
-            ballot: b,
+            ballot,
             last_slot,
             last_ballot,
-        }
-        | Message::Elect {
-            ballot: b,
+        } => w
+            .u8(MSG_PRE_VOTE)
+            .ballot(ballot)
+            .u64(last_slot.0)
+            .ballot(last_ballot),
+        Message::Elect {
+            ballot,
             last_slot,
             last_ballot,
-        } => {
-            let pre = matches!(msg, Message::PreVote { .. });
-            out.push(if pre { MSG_PRE_VOTE } else { MSG_ELECT });
-            ballot(out, b);
-            u64(out, last_slot.0);
-            ballot(out, last_ballot);
-        }
+        } => w
+            .u8(MSG_ELECT)
+            .ballot(ballot)
+            .u64(last_slot.0)
+            .ballot(last_ballot),
         Message::PreVoteReply {
-            ballot: b,
+            ballot,
             granted,
             promised,
-        } => {
-            out.push(MSG_PRE_VOTE_REPLY);
-            ballot(out, b);
-            out.push(u8::from(*granted));
-            ballot(out, promised);
-        }
-        Message::Promise { ballot: b } => {
-            out.push(MSG_PROMISE);
-            ballot(out, b);
-        }
-        Message::Accept {
-            ballot: b,
-            prev_slot,
-            prev_ballot,
-            records,
-            chosen,
-            sent_us,
-        } => {
-            out.push(MSG_ACCEPT);
-            ballot(out, b);
-            u64(out, prev_slot.0);
-            ballot(out, prev_ballot);
-            u64(out, chosen.0);
-            u64(out, *sent_us);
-            out.extend_from_slice(&(records.len() as u32).to_be_bytes());
-            for r in records {
-                u64(out, r.slot.0);
-                ballot(out, &r.ballot);
-                out.extend_from_slice(&(r.payload.len() as u32).to_be_bytes());
-                out.extend_from_slice(&r.payload);
-            }
-        }
+        } => w
+            .u8(MSG_PRE_VOTE_REPLY)
+            .ballot(ballot)
+            .u8(u8::from(*granted))
+            .ballot(promised),
+        Message::Promise { ballot } => w.u8(MSG_PROMISE).ballot(ballot),
+        Message::Accept { .. } => encode_accept(msg, &mut w),
         Message::Accepted {
-            ballot: b,
+            ballot,
             matched,
             hint,
             sent_us,
-        } => {
-            out.push(MSG_ACCEPTED);
-            ballot(out, b);
-            out.push(u8::from(matched.is_some()));
-            u64(out, matched.map_or(0, |m| m.0));
-            u64(out, hint.0);
-            u64(out, *sent_us);
-        }
-        Message::Snapshot {
-            ballot: b,
-            meta,
-            offset,
-            done,
-            sent_us,
-            ..
-        }
-        | Message::SnapshotAck {
-            ballot: b,
-            meta,
-            offset,
-            done,
-            sent_us,
-            ..
-        } => {
-            let data = match msg {
-                Message::Snapshot { data, .. } => Some(data),
-                _ => None,
-            };
-            out.push(if data.is_some() {
-                MSG_SNAPSHOT
-            } else {
-                MSG_SNAPSHOT_ACK
-            });
-            ballot(out, b);
-            u64(out, meta.slot.0);
-            ballot(out, &meta.ballot);
-            u64(out, *offset);
-            out.push(u8::from(*done));
-            u64(out, *sent_us);
-            if let Some(data) = data {
-                out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-                out.extend_from_slice(data);
-            }
-        }
-        Message::Reject { promised } => {
-            out.push(MSG_REJECT);
-            ballot(out, promised);
-        }
+        } => w
+            .u8(MSG_ACCEPTED)
+            .ballot(ballot)
+            .u8(u8::from(matched.is_some()))
+            .u64(matched.map_or(0, |m| m.0))
+            .u64(hint.0)
+            .u64(*sent_us),
+        Message::Snapshot { .. } | Message::SnapshotAck { .. } => encode_snapshot(msg, &mut w),
+        Message::Reject { promised } => w.u8(MSG_REJECT).ballot(promised),
+    };
+}
+
+fn encode_accept<'w, 'a>(msg: &Message, w: &'w mut Writer<'a>) -> &'w mut Writer<'a> {
+    let Message::Accept {
+        ballot,
+        prev_slot,
+        prev_ballot,
+        records,
+        chosen,
+        sent_us,
+    } = msg
+    else {
+        unreachable!("encode_accept is called with an Accept");
+    };
+    w.u8(MSG_ACCEPT)
+        .ballot(ballot)
+        .u64(prev_slot.0)
+        .ballot(prev_ballot)
+        .u64(chosen.0)
+        .u64(*sent_us)
+        .u32(records.len() as u32);
+    for r in records {
+        w.u64(r.slot.0).ballot(&r.ballot).bytes(&r.payload);
     }
+    w
+}
+
+/// A snapshot chunk, or its ack (the same head, no data).
+fn encode_snapshot<'w, 'a>(msg: &Message, w: &'w mut Writer<'a>) -> &'w mut Writer<'a> {
+    let (kind, ballot, meta, offset, done, sent_us, data) = match msg {
+        Message::Snapshot {
+            ballot,
+            meta,
+            offset,
+            data,
+            done,
+            sent_us,
+        } => (
+            MSG_SNAPSHOT,
+            ballot,
+            meta,
+            offset,
+            done,
+            sent_us,
+            Some(data),
+        ),
+        Message::SnapshotAck {
+            ballot,
+            meta,
+            offset,
+            done,
+            sent_us,
+        } => (MSG_SNAPSHOT_ACK, ballot, meta, offset, done, sent_us, None),
+        _ => unreachable!("encode_snapshot is called with a snapshot message"),
+    };
+    w.u8(kind)
+        .ballot(ballot)
+        .u64(meta.slot.0)
+        .ballot(&meta.ballot)
+        .u64(*offset)
+        .u8(u8::from(*done))
+        .u64(*sent_us);
+    if let Some(data) = data {
+        w.bytes(data);
+    }
+    w
 }
 
 /// Decodes one frame body (the prefix has been read and checked against
@@ -236,41 +265,7 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
         MSG_PROMISE => Message::Promise {
             ballot: r.ballot("ballot")?,
         },
-        MSG_ACCEPT => {
-            let ballot = r.ballot("ballot")?;
-            let prev_slot = Slot(r.u64("prev_slot")?);
-            let prev_ballot = r.ballot("prev_ballot")?;
-            let chosen = Slot(r.u64("chosen")?);
-            let sent_us = r.u64("sent_us")?;
-            let count = r.u32("record count")? as usize;
-            // Each record takes at least its head: a count the rest of the
-            // body cannot hold is refused before anything is allocated.
-            if count > r.remaining() / RECORD_HEAD_BYTES {
-                return Err(r.error(format!(
-                    "{count} records do not fit in the {} bytes left",
-                    r.remaining()
-                )));
-            }
-            let mut records = Vec::with_capacity(count);
-            for _ in 0..count {
-                let slot = Slot(r.u64("record slot")?);
-                let ballot = r.ballot("record ballot")?;
-                let payload = r.bytes("record payload")?;
-                records.push(LogRecord {
-                    slot,
-                    ballot,
-                    payload: Arc::from(payload),
-                });
-            }
-            Message::Accept {
-                ballot,
-                prev_slot,
-                prev_ballot,
-                records,
-                chosen,
-                sent_us,
-            }
-        }
+        MSG_ACCEPT => decode_accept(r)?,
         MSG_ACCEPTED => {
             let ballot = r.ballot("ballot")?;
             let has = r.bool("has matched")?;
@@ -301,6 +296,42 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
             promised: r.ballot("promised")?,
         },
         k => return Err(r.error(format!("unknown consensus message kind {k}"))),
+    })
+}
+
+fn decode_accept(r: &mut Reader) -> Result<Message, PeerDecodeError> {
+    let ballot = r.ballot("ballot")?;
+    let prev_slot = Slot(r.u64("prev_slot")?);
+    let prev_ballot = r.ballot("prev_ballot")?;
+    let chosen = Slot(r.u64("chosen")?);
+    let sent_us = r.u64("sent_us")?;
+    let count = r.u32("record count")? as usize;
+    // Each record takes at least its head: a count the rest of the body
+    // cannot hold is refused before anything is allocated.
+    if count > r.remaining() / RECORD_HEAD_BYTES {
+        return Err(r.error(format!(
+            "{count} records do not fit in the {} bytes left",
+            r.remaining()
+        )));
+    }
+    let mut records = Vec::with_capacity(count.min(RECORDS_PREALLOCATED_MAX));
+    for _ in 0..count {
+        let slot = Slot(r.u64("record slot")?);
+        let ballot = r.ballot("record ballot")?;
+        let payload = r.bytes("record payload")?;
+        records.push(LogRecord {
+            slot,
+            ballot,
+            payload: Arc::from(payload),
+        });
+    }
+    Ok(Message::Accept {
+        ballot,
+        prev_slot,
+        prev_ballot,
+        records,
+        chosen,
+        sent_us,
     })
 }
 
