@@ -21,6 +21,10 @@ pub const PEER_FRAME_BYTES_MAX: usize =
     RECORD_BYTES_MAX + MESSAGE_RECORD_BYTES_MAX + SNAPSHOT_CHUNK_BYTES;
 /// Bytes of an encoded record besides its payload (slot, ballot, length).
 const RECORD_HEAD_BYTES: usize = 8 + 12 + 4;
+/// Slots and ballot rounds from a peer are below this: no log or election
+/// history gets near it, and the consensus core may then add to them
+/// without overflow (a value past it is a bug or an attack).
+pub const VALUE_MAX: u64 = 1 << 62;
 /// Records room is made for up front (more grow the vector as they come):
 /// a record costs more in memory than its smallest encoding.
 const RECORDS_PREALLOCATED_MAX: usize = 1024;
@@ -241,7 +245,7 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
     Ok(match r.u8("consensus message kind")? {
         k @ (MSG_PRE_VOTE | MSG_ELECT) => {
             let ballot = r.ballot("ballot")?;
-            let last_slot = Slot(r.u64("last_slot")?);
+            let last_slot = r.slot("last_slot")?;
             let last_ballot = r.ballot("last_ballot")?;
             if k == MSG_PRE_VOTE {
                 Message::PreVote {
@@ -269,11 +273,11 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
         MSG_ACCEPTED => {
             let ballot = r.ballot("ballot")?;
             let has = r.bool("has matched")?;
-            let matched = Slot(r.u64("matched")?);
+            let matched = r.slot("matched")?;
             Message::Accepted {
                 ballot,
                 matched: has.then_some(matched),
-                hint: Slot(r.u64("hint")?),
+                hint: r.slot("hint")?,
                 sent_us: r.u64("sent_us")?,
             }
         }
@@ -301,9 +305,9 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
 
 fn decode_accept(r: &mut Reader) -> Result<Message, PeerDecodeError> {
     let ballot = r.ballot("ballot")?;
-    let prev_slot = Slot(r.u64("prev_slot")?);
+    let prev_slot = r.slot("prev_slot")?;
     let prev_ballot = r.ballot("prev_ballot")?;
-    let chosen = Slot(r.u64("chosen")?);
+    let chosen = r.slot("chosen")?;
     let sent_us = r.u64("sent_us")?;
     let count = r.u32("record count")? as usize;
     // Each record takes at least its head: a count the rest of the body
@@ -316,7 +320,7 @@ fn decode_accept(r: &mut Reader) -> Result<Message, PeerDecodeError> {
     }
     let mut records = Vec::with_capacity(count.min(RECORDS_PREALLOCATED_MAX));
     for _ in 0..count {
-        let slot = Slot(r.u64("record slot")?);
+        let slot = r.slot("record slot")?;
         let ballot = r.ballot("record ballot")?;
         let payload = r.bytes("record payload")?;
         records.push(LogRecord {
@@ -393,16 +397,31 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
+    /// A ballot whose round is below `VALUE_MAX`.
     fn ballot(&mut self, what: &str) -> Result<Ballot, PeerDecodeError> {
         Ok(Ballot {
-            round: self.u64(what)?,
+            round: self.bounded(what)?,
             node: NodeId(self.u32(what)?),
         })
     }
 
+    /// A slot below `VALUE_MAX`.
+    fn slot(&mut self, what: &str) -> Result<Slot, PeerDecodeError> {
+        Ok(Slot(self.bounded(what)?))
+    }
+
+    fn bounded(&mut self, what: &str) -> Result<u64, PeerDecodeError> {
+        let v = self.u64(what)?;
+        if v >= VALUE_MAX {
+            self.at -= 8;
+            return Err(self.error(format!("{what}: {v} is not below {VALUE_MAX}")));
+        }
+        Ok(v)
+    }
+
     fn meta(&mut self) -> Result<SnapshotMeta, PeerDecodeError> {
         Ok(SnapshotMeta {
-            slot: Slot(self.u64("snapshot slot")?),
+            slot: self.slot("snapshot slot")?,
             ballot: self.ballot("snapshot ballot")?,
         })
     }

@@ -13,7 +13,9 @@ mod codec;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{decode, encode, PeerDecodeError, PEER_FRAME_BYTES_MAX, PEER_PREFIX_BYTES};
+pub use codec::{
+    decode, encode, PeerDecodeError, PEER_FRAME_BYTES_MAX, PEER_PREFIX_BYTES, VALUE_MAX,
+};
 
 use crate::catalog::PartitionId;
 use crate::consensus::Message;

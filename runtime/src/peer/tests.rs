@@ -29,8 +29,8 @@ fn every_message() -> Vec<PeerMessage> {
         },
         Message::Elect {
             ballot: b(8, 2),
-            last_slot: Slot(u64::MAX),
-            last_ballot: b(u64::MAX, u32::MAX),
+            last_slot: Slot(VALUE_MAX - 1),
+            last_ballot: b(VALUE_MAX - 1, u32::MAX),
         },
         Message::Promise { ballot: b(8, 2) },
         Message::Accept {
@@ -213,6 +213,33 @@ fn hostile_counts_and_lengths_are_refused_without_allocating() {
         e.message.contains("snapshot data: needs 4294967295 bytes"),
         "{e}"
     );
+}
+
+/// Slots and rounds at or past `VALUE_MAX` are refused, naming the field:
+/// the consensus core may then add to what it gets without overflow.
+#[test]
+fn slots_and_rounds_past_the_bound_are_refused() {
+    let elect = |slot: u64, round: u64| PeerMessage::Consensus {
+        group: Group::Meta,
+        msg: Message::Elect {
+            ballot: b(round, 1),
+            last_slot: Slot(slot),
+            last_ballot: b(0, 0),
+        },
+    };
+    let mut out = Vec::new();
+    encode(&elect(VALUE_MAX, 1), &mut out);
+    let e = decode(&out[PEER_PREFIX_BYTES..]).unwrap_err();
+    assert!(
+        e.message
+            .starts_with("last_slot: 4611686018427387904 is not below"),
+        "{e}"
+    );
+    out.clear();
+    encode(&elect(1, u64::MAX), &mut out);
+    let e = decode(&out[PEER_PREFIX_BYTES..]).unwrap_err();
+    assert_eq!(e.offset, 3, "{e}");
+    assert!(e.message.starts_with("ballot: 18446744073709551615"), "{e}");
 }
 
 /// Every byte string decodes to a message or an error, never a panic.
