@@ -341,12 +341,8 @@ impl<T> PartitionCore<T> {
                 Err(e) => {
                     // `can_run` checked leadership and room: unreachable
                     // unless the core's own rules changed under it.
-                    self.fail(format!("proposing a checked record failed: {e}"));
-                    // Never logged: after the restart it is not there.
-                    if let Some(refused) = self.refusal() {
-                        self.out.replies.push((q.token, Err(refused)));
-                    }
-                    return;
+                    let what = format!("proposing a checked record failed: {e}");
+                    return self.stop_refusing(q.token, what);
                 }
             },
             None => (self.applied, false),
@@ -374,6 +370,15 @@ impl<T> PartitionCore<T> {
         !self.waiting.is_empty() || matches!(self.hold, Hold::Back { .. })
     }
 
+    /// Stops while `token`'s input was being handled: it was never logged,
+    /// so it is refused like what comes after.
+    pub(super) fn stop_refusing(&mut self, token: T, what: String) {
+        self.stop(what);
+        if let Some(refused) = self.refusal() {
+            self.out.replies.push((token, Err(refused)));
+        }
+    }
+
     /// Once stopped, why a new call, hold or release is refused.
     pub fn refusal(&self) -> Option<CallError> {
         self.fatal.as_ref().map(|why| CallError::Stopped {
@@ -382,15 +387,10 @@ impl<T> PartitionCore<T> {
         })
     }
 
-    /// The shell cannot go on (its log writer failed, ...): like a fatal
-    /// state found by the core itself.
-    pub fn stop(&mut self, what: String) {
-        self.fail(what);
-    }
-
-    /// The partition cannot go on: every call it still has is answered
+    /// The partition cannot go on (a broken invariant found here, or the
+    /// shell's log writer failed): every call it still has is answered
     /// (see `give_up_all`) and it takes no more inputs.
-    pub(super) fn fail(&mut self, what: String) {
+    pub fn stop(&mut self, what: String) {
         if self.fatal.is_some() {
             return;
         }
@@ -410,7 +410,7 @@ impl<T> PartitionCore<T> {
     /// Turns a consensus `Ready` into this core's outputs.
     pub(super) fn take_consensus(&mut self, r: consensus::Ready) {
         if let Some(p) = &r.problem {
-            return self.fail(p.clone());
+            return self.stop(p.clone());
         }
         if r.stepped_down {
             self.lose_leadership();
@@ -484,7 +484,7 @@ impl<T> PartitionCore<T> {
         };
         for r in self.paxos.records(self.applied.next(), to) {
             if let Err(e) = apply_record(state, &r) {
-                return self.fail(format!("slot {}: {e}", r.slot));
+                return self.stop(format!("slot {}: {e}", r.slot));
             }
             self.applied = r.slot;
         }

@@ -91,7 +91,8 @@ impl<T> PartitionCore<T> {
                 Err(e) => {
                     // Lent only with room to propose, and still leading:
                     // a broken invariant.
-                    return self.fail(format!("proposing a held transaction's entry failed: {e}"));
+                    let what = format!("proposing a held transaction's entry failed: {e}");
+                    return self.stop_refusing(token, what);
                 }
             },
             None => (self.applied, Some(self.now.mono_us)),

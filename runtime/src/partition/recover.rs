@@ -158,7 +158,7 @@ impl<T> PartitionCore<T> {
                 self.needs_rebuild = false;
                 self.after_consensus();
             }
-            Err(e) => self.fail(format!("rebuilding after losing leadership: {e}")),
+            Err(e) => self.stop(format!("rebuilding after losing leadership: {e}")),
         }
     }
 

@@ -29,7 +29,7 @@ impl<T> PartitionCore<T> {
                 // Whatever this replica executed as leader is gone with it.
                 self.needs_rebuild = false;
             }
-            Err(e) => self.fail(format!(
+            Err(e) => self.stop(format!(
                 "installing the leader's snapshot at slot {}: {e}",
                 meta.slot
             )),
@@ -66,7 +66,7 @@ impl<T> PartitionCore<T> {
         self.snapshot_asked = false;
         match durability::snapshot::encode(meta, state.mp_txn_max, &state.images()) {
             Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),
-            Err(e) => return self.fail(format!("encoding a snapshot: {e}")),
+            Err(e) => return self.stop(format!("encoding a snapshot: {e}")),
         }
         // A group of one may have chosen that slot already.
         if meta.slot <= self.paxos.chosen() {
