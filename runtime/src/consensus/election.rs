@@ -51,6 +51,10 @@ impl Paxos {
 
     /// Phase 1 for `ballot`: promise it ourselves (durably), then ask.
     fn start_election(&mut self, ballot: Ballot) {
+        self.start_election_for(ballot, Ballot::default());
+    }
+
+    fn start_election_for(&mut self, ballot: Ballot, transfer_of: Ballot) {
         self.role = Role::Candidate { pre: false };
         self.leader = None;
         self.promise(ballot);
@@ -68,6 +72,7 @@ impl Paxos {
                     ballot,
                     last_slot,
                     last_ballot,
+                    transfer_of,
                 },
             );
         }
@@ -116,12 +121,27 @@ impl Paxos {
         }
     }
 
+    /// The leader hands over to us: elect now, skipping the pre-vote (our
+    /// log matched the leader's when it asked).
+    pub(super) fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot) {
+        if self.role != Role::Follower || self.leader != Some(from) || self.promised != ballot {
+            return; // stale: from a leader we no longer follow
+        }
+        let next = Ballot {
+            round: self.max_round.max(self.promised.round) + 1,
+            node: self.cfg.id,
+        };
+        self.reset_election_timer();
+        self.start_election_for(next, ballot);
+    }
+
     pub(super) fn on_elect(
         &mut self,
         from: NodeId,
         ballot: Ballot,
         last_slot: Slot,
         last_ballot: Ballot,
+        transfer_of: Ballot,
     ) {
         if ballot < self.promised {
             let promised = self.promised;
@@ -138,7 +158,12 @@ impl Paxos {
         // A leader refuses (its followers will reject it if the candidate
         // wins); a follower loyal to another leader (or to whoever led
         // before it restarted) refuses, and so does one whose log is ahead.
-        let loyal = self.loyal() && self.leader != Some(from);
+        // Loyalty protects the lease of the leader we follow; a leader that
+        // handed over gave its lease up (`transfer_of` is its ballot).
+        let handed_over = transfer_of != Ballot::default()
+            && self.leader == Some(transfer_of.node)
+            && self.promised == transfer_of;
+        let loyal = self.loyal() && self.leader != Some(from) && !handed_over;
         if loyal || self.role == Role::Leader || !self.up_to_date(last_slot, last_ballot) {
             return; // refused: the candidate times out and tries again later
         }

@@ -59,6 +59,21 @@ pub(crate) struct LeaderState {
     quorum_check_due_us: u64,
     /// When this replica became leader (no lease before a quorum answers).
     since_us: u64,
+    /// Handing leadership to a follower: no proposals meanwhile.
+    transfer: Option<Transfer>,
+    /// A `TimeoutNow` went out in this ballot: its receiver's election may
+    /// win over replicas still loyal to us, so our lease is gone for good
+    /// (reads wait for a quorum round instead).
+    lease_forfeited: bool,
+}
+
+/// A leadership transfer in progress.
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    to: NodeId,
+    /// Given up (proposals resume) if not done by then.
+    until_us: u64,
+    sent: bool,
 }
 
 impl Paxos {
@@ -91,6 +106,8 @@ impl Paxos {
             heartbeat_due_us: self.now + self.cfg.heartbeat_us,
             quorum_check_due_us: self.now + self.cfg.election_timeout_us,
             since_us: self.now,
+            transfer: None,
+            lease_forfeited: false,
         });
         // The no-op in our ballot: once it is chosen, so is everything
         // before it (records of older ballots are never counted alone).
@@ -111,6 +128,10 @@ impl Paxos {
                 leader: self.leader,
             });
         };
+        if let Some(t) = lead.transfer {
+            // Leadership is moving there: nothing new in this ballot.
+            return Err(ConsensusError::NotLeader { leader: Some(t.to) });
+        }
         let records = lead.unchosen.len() as u64;
         if records >= UNCHOSEN_RECORDS_MAX || lead.unchosen_bytes >= UNCHOSEN_BYTES_MAX {
             return Err(ConsensusError::Busy {
@@ -140,7 +161,59 @@ impl Paxos {
         self.lead.as_ref().is_some_and(|l| {
             (l.unchosen.len() as u64) < UNCHOSEN_RECORDS_MAX
                 && l.unchosen_bytes < UNCHOSEN_BYTES_MAX
+                && l.transfer.is_none()
         })
+    }
+
+    /// Hands leadership to `to` (a member): proposals stop, and once `to`
+    /// holds our whole log and all of it is chosen, `to` is told to elect
+    /// itself at once. Given up
+    /// after an election timeout. Ignored when not leading, when `to` is
+    /// not a peer, or while a transfer is under way.
+    pub fn transfer_leadership(&mut self, to: NodeId) {
+        let until_us = self.now + self.cfg.election_timeout_us;
+        let is_peer = to != self.cfg.id && self.cfg.members.contains(&to);
+        let Some(lead) = self
+            .lead
+            .as_mut()
+            .filter(|l| is_peer && l.transfer.is_none())
+        else {
+            return;
+        };
+        lead.transfer = Some(Transfer {
+            to,
+            until_us,
+            sent: false,
+        });
+        self.maybe_timeout_now();
+    }
+
+    /// Where leadership is being handed, if it is.
+    pub fn transferring_to(&self) -> Option<NodeId> {
+        self.lead.as_ref()?.transfer.map(|t| t.to)
+    }
+
+    /// Sends `TimeoutNow` once the transfer's target holds our whole log
+    /// and all of it is chosen (so no call waits on a record whose fate a
+    /// change of leader would make unknown).
+    pub(super) fn maybe_timeout_now(&mut self) {
+        let last = self.log.last_slot();
+        if self.chosen < last {
+            return;
+        }
+        let ballot = self.promised;
+        let Some(lead) = self.lead.as_mut() else {
+            return;
+        };
+        let Some(t) = lead.transfer.filter(|t| !t.sent) else {
+            return;
+        };
+        if lead.progress.get(&t.to).is_none_or(|p| p.matched < last) {
+            return;
+        }
+        lead.transfer = Some(Transfer { sent: true, ..t });
+        lead.lease_forfeited = true;
+        self.send(t.to, Message::TimeoutNow { ballot });
     }
 
     fn note_unchosen(&mut self, slot: Slot, bytes: u64) {
@@ -154,6 +227,11 @@ impl Paxos {
         let now = self.now;
         let quorum = self.quorum();
         let Some(lead) = &mut self.lead else { return };
+        if lead.transfer.is_some_and(|t| now >= t.until_us) {
+            // The target did not take over in time: lead on (the lease
+            // stays forfeited if `TimeoutNow` went out).
+            lead.transfer = None;
+        }
         if now >= lead.quorum_check_due_us {
             lead.quorum_check_due_us = now + self.cfg.election_timeout_us;
             let window = self.cfg.election_timeout_us;
@@ -170,6 +248,7 @@ impl Paxos {
             lead.heartbeat_due_us = now + self.cfg.heartbeat_us;
             self.broadcast();
         }
+        self.maybe_timeout_now();
     }
 
     /// Sends every follower what it lacks, or a heartbeat. Called at each
@@ -468,8 +547,9 @@ impl Paxos {
     /// quorum confirmed our ballot after it. (The caller also waits until
     /// everything the read saw is chosen.)
     pub fn read_allowed(&self, exec_us: u64) -> bool {
+        let forfeited = self.lead.as_ref().is_some_and(|l| l.lease_forfeited);
         match self.quorum_round_us() {
-            Some(t) => t >= exec_us || exec_us < t + self.cfg.leader_lease_us(),
+            Some(t) => t >= exec_us || (!forfeited && exec_us < t + self.cfg.leader_lease_us()),
             None => false,
         }
     }

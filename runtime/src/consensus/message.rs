@@ -26,11 +26,19 @@ pub enum Message {
         promised: Ballot,
     },
     /// Phase 1: promise `ballot` to me and accept nothing below it.
+    /// `transfer_of` is the ballot of the leader that handed leadership to
+    /// the sender (`TimeoutNow`), else `Ballot::default()`: a replica loyal
+    /// to exactly that leader may promise anyway, since that leader gave up
+    /// its lease when it asked.
     Elect {
         ballot: Ballot,
         last_slot: Slot,
         last_ballot: Ballot,
+        transfer_of: Ballot,
     },
+    /// From the leader of `ballot` to a follower whose log matches its
+    /// own: start an election now (leadership transfer).
+    TimeoutNow { ballot: Ballot },
     /// Phase 1 answer: promised (durably) to `ballot`.
     Promise { ballot: Ballot },
     /// Phase 2 (and heartbeat, with no records): accept `records`, which
@@ -85,6 +93,7 @@ impl Message {
             | Message::PreVoteReply { ballot, .. }
             | Message::Elect { ballot, .. }
             | Message::Promise { ballot }
+            | Message::TimeoutNow { ballot }
             | Message::Accept { ballot, .. }
             | Message::Accepted { ballot, .. }
             | Message::Snapshot { ballot, .. }

@@ -158,7 +158,9 @@ impl Paxos {
                 ballot,
                 last_slot,
                 last_ballot,
-            } => self.on_elect(from, ballot, last_slot, last_ballot),
+                transfer_of,
+            } => self.on_elect(from, ballot, last_slot, last_ballot, transfer_of),
+            Message::TimeoutNow { ballot } => self.on_timeout_now(from, ballot),
             Message::Promise { ballot } => self.on_promise(from, ballot),
             Message::Reject { promised } => self.on_reject(promised),
             m @ Message::Accept { .. } => self.on_accept(from, m),
@@ -176,6 +178,9 @@ impl Paxos {
                 done,
                 sent_us,
             } => self.on_snapshot_ack(from, ballot, meta, offset, done, sent_us),
+        }
+        if self.role == Role::Leader {
+            self.maybe_timeout_now();
         }
     }
 

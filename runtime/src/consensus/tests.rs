@@ -721,6 +721,7 @@ fn extreme_values_from_a_peer_never_panic() {
                     ballot: b,
                     last_slot: s(&mut rng),
                     last_ballot: ballot(&mut rng, near),
+                    transfer_of: ballot(&mut rng, near),
                 },
                 3 => Message::Promise { ballot: b },
                 4 => {
@@ -795,4 +796,61 @@ fn extreme_values_from_a_peer_never_panic() {
         stepped_count > 1_000,
         "only {stepped_count} messages stepped"
     );
+}
+
+/// A transfer: proposals stop, the target takes over at once (well within
+/// the followers' loyalty, which it may override only for the leader that
+/// handed over), nothing chosen is lost, and the old leader never reads
+/// alone again in its ballot.
+#[test]
+fn leadership_moves_to_the_member_it_is_handed_to() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    for i in 0..20u8 {
+        c.propose(l, &[i]).unwrap();
+    }
+    c.run_ms(100);
+    let to = c.nodes.keys().copied().find(|n| *n != l).unwrap();
+    c.nodes.get_mut(&l).unwrap().px.transfer_leadership(to);
+    assert_eq!(c.nodes[&l].px.transferring_to(), Some(to));
+    let e = c.propose(l, b"during").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConsensusError::Busy { .. } | ConsensusError::NotLeader { .. }
+        ),
+        "{e}"
+    );
+    // Shorter than an election timeout: only the transfer can explain it.
+    c.run_ms(100);
+    assert_eq!(c.leader(), Some(to), "the target leads");
+    assert!(
+        !c.nodes[&l].px.read_allowed(c.now),
+        "the old leader's lease is gone"
+    );
+    c.propose(to, b"after").unwrap();
+    c.run_ms(100);
+    c.check_agreement();
+    let chosen = c.nodes[&to].px.chosen();
+    assert_eq!(c.nodes[&l].px.chosen(), chosen, "the old leader follows");
+
+    // A stale TimeoutNow (from a ballot no longer led) starts nothing.
+    let old = c.nodes[&l].px.promised();
+    let before = c.nodes[&to].px.promised();
+    let other = c
+        .nodes
+        .keys()
+        .copied()
+        .find(|n| *n != l && *n != to)
+        .unwrap();
+    c.nodes.get_mut(&other).unwrap().px.step(
+        l,
+        Message::TimeoutNow {
+            ballot: Ballot { round: 1, node: l },
+        },
+    );
+    c.run_ms(50);
+    assert_eq!(c.leader(), Some(to));
+    assert!(c.nodes[&to].px.promised() >= before && old <= before);
 }

@@ -295,6 +295,12 @@ impl<T> PartitionCore<T> {
         self.cfg.partition
     }
 
+    /// Hands this group's leadership to `to` (see
+    /// `Paxos::transfer_leadership`); calls wait meanwhile.
+    pub fn transfer_leadership(&mut self, to: NodeId) {
+        self.paxos.transfer_leadership(to);
+    }
+
     pub fn paxos(&self) -> &Paxos {
         &self.paxos
     }

@@ -42,6 +42,7 @@ const MSG_ACCEPTED: u8 = 6;
 const MSG_SNAPSHOT: u8 = 7;
 const MSG_SNAPSHOT_ACK: u8 = 8;
 const MSG_REJECT: u8 = 9;
+const MSG_TIMEOUT_NOW: u8 = 10;
 
 /// A frame body that is not a valid peer message: what, and at which byte.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,11 +121,14 @@ fn encode_consensus(msg: &Message, out: &mut Vec<u8>) {
             ballot,
             last_slot,
             last_ballot,
+            transfer_of,
         } => w
             .u8(MSG_ELECT)
             .ballot(ballot)
             .u64(last_slot.0)
-            .ballot(last_ballot),
+            .ballot(last_ballot)
+            .ballot(transfer_of),
+        Message::TimeoutNow { ballot } => w.u8(MSG_TIMEOUT_NOW).ballot(ballot),
         Message::PreVoteReply {
             ballot,
             granted,
@@ -258,6 +262,7 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
                     ballot,
                     last_slot,
                     last_ballot,
+                    transfer_of: r.ballot("transfer_of")?,
                 }
             }
         }
@@ -295,6 +300,9 @@ fn decode_consensus(r: &mut Reader) -> Result<Message, PeerDecodeError> {
             offset: r.u64("offset")?,
             done: r.bool("done")?,
             sent_us: r.u64("sent_us")?,
+        },
+        MSG_TIMEOUT_NOW => Message::TimeoutNow {
+            ballot: r.ballot("ballot")?,
         },
         MSG_REJECT => Message::Reject {
             promised: r.ballot("promised")?,

@@ -31,6 +31,7 @@ fn every_message() -> Vec<PeerMessage> {
             ballot: b(8, 2),
             last_slot: Slot(VALUE_MAX - 1),
             last_ballot: b(VALUE_MAX - 1, u32::MAX),
+            transfer_of: b(7, 1),
         },
         Message::Promise { ballot: b(8, 2) },
         Message::Accept {
@@ -87,6 +88,7 @@ fn every_message() -> Vec<PeerMessage> {
             done: true,
             sent_us: 77,
         },
+        Message::TimeoutNow { ballot: b(7, 1) },
         Message::Reject { promised: b(9, 3) },
     ];
     let groups = [Group::Meta, Group::Partition(PartitionId(41))];
@@ -225,6 +227,7 @@ fn slots_and_rounds_past_the_bound_are_refused() {
             ballot: b(round, 1),
             last_slot: Slot(slot),
             last_ballot: b(0, 0),
+            transfer_of: b(0, 0),
         },
     };
     let mut out = Vec::new();

@@ -183,13 +183,14 @@ fn print_mix(t: &Stats) {
         t.virtual_ms as f64 / 1000.0
     );
     println!(
-        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas",
+        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} leadership transfers asked, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas",
         t.crashes,
         t.unsynced_writes_lost,
         t.torn_writes,
         t.garbled_bytes,
         t.storage_failures,
         t.partitions,
+        t.transfers,
         t.dropped,
         t.duplicated,
         t.starts,

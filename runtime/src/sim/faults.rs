@@ -55,6 +55,20 @@ impl World<'_> {
             80..=89 => {
                 self.nodes[node].disk.fail_next_sync();
             }
+            // The leader hands over to another replica (as the node does
+            // to gather leaders on one node): its lease must end, and a
+            // follower loyal to it may promise the new candidate.
+            90..=96 if n > 1 => {
+                if let Some(leader) = self.leader() {
+                    let to = (leader + 1 + self.rng.below(n as u64 - 1) as usize) % n;
+                    let to = self.nodes[to].id;
+                    if let Some(core) = self.nodes[leader].core() {
+                        core.transfer_leadership(to);
+                        self.stats.transfers += 1;
+                    }
+                    self.act(leader);
+                }
+            }
             _ => {}
         }
         let next = self.rng.range(100_000, 1_500_000);

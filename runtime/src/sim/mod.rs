@@ -156,6 +156,8 @@ pub struct Stats {
     pub garbled_bytes: u64,
     pub storage_failures: u64,
     pub partitions: u64,
+    /// Leadership handed over on request (the leader asked to transfer).
+    pub transfers: u64,
     pub dropped: u64,
     pub duplicated: u64,
     pub rebuilds: u64,
@@ -184,6 +186,7 @@ impl Stats {
         self.garbled_bytes += o.garbled_bytes;
         self.storage_failures += o.storage_failures;
         self.partitions += o.partitions;
+        self.transfers += o.transfers;
         self.dropped += o.dropped;
         self.duplicated += o.duplicated;
         self.rebuilds += o.rebuilds;
