@@ -10,12 +10,15 @@
 //! Must not: overwrite an existing file (a lost CA key cannot be recovered,
 //! and replacing a node's certificate behind its back is an outage).
 
+use crate::catalog::{Catalog, ADMIN_TENANT, DEMO_TENANT};
 use crate::net::peer_tls::{
     new_cluster, new_node, NewNode, CA_CERT_FILE, CA_KEY_FILE, NODE_CERT_FILE, NODE_KEY_FILE,
 };
+use crate::node::cluster::{ClusterConfig, NodeAddrs, CLUSTER_FILE};
 use crate::types::NodeId;
 use anyhow::{bail, Context};
 use clap::Args;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +35,17 @@ pub struct ClusterInitArgs {
     /// always there).
     #[arg(long = "name")]
     pub names: Vec<String>,
+    /// Partitions of the cluster (fixed for its life: rows are placed by it).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// The address every node listens on, for cluster.conf (edit the file
+    /// for nodes on different machines).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Node 1 serves clients on this UDP port and peers on the next; node
+    /// i on `port + 10 * (i - 1)` and the one after.
+    #[arg(long, default_value_t = 7450)]
+    pub port: u16,
 }
 
 #[derive(Args, Debug)]
@@ -76,13 +90,48 @@ pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let mut addrs = BTreeMap::new();
+    for i in 1..=args.nodes {
+        let port = u32::from(args.port) + 10 * (i - 1);
+        if port + 1 > u32::from(u16::MAX) {
+            bail!(
+                "--port {} leaves no room for {} nodes",
+                args.port,
+                args.nodes
+            );
+        }
+        let at = |p: u32| std::net::SocketAddr::new(args.host, p as u16);
+        addrs.insert(
+            NodeId(i),
+            NodeAddrs {
+                client: at(port),
+                peer: at(port + 1),
+            },
+        );
+    }
+    // The file parses as every node will parse it (checks counts).
+    let conf = ClusterConfig::render(args.partitions, args.nodes, &addrs);
+    ClusterConfig::parse(&conf, NodeId(1))?;
+    // The tenants every node starts with: tenant ids and principals must
+    // agree across the cluster.
+    let mut catalog = Catalog::default();
+    let (_, admin) = catalog.create_tenant(ADMIN_TENANT, "admin", true)?;
+    let (_, demo) = catalog.create_tenant(DEMO_TENANT, "demo", false)?;
     let cluster = new_cluster(args.nodes, &names(&args.names)?)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     write_new(&args.out.join(CA_CERT_FILE), &cluster.ca_cert_pem, false)?;
     write_new(&args.out.join(CA_KEY_FILE), &cluster.ca_key_pem, true)?;
+    write_new(&args.out.join("admin.token"), &format!("{admin}\n"), true)?;
+    write_new(&args.out.join("demo.token"), &format!("{demo}\n"), true)?;
+    write_new(&args.out.join(CLUSTER_FILE), &conf, false)?;
     for node in &cluster.nodes {
         write_node(&args.out, &cluster.ca_cert_pem, node)?;
+        let d = args.out.join(format!("n{}", node.node.0));
+        write_new(&d.join(CLUSTER_FILE), &conf, false)?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&d, cap_std::ambient_authority())
+            .with_context(|| format!("opening {}", d.display()))?;
+        catalog.save(&dir)?;
     }
     println!(
         "cluster CA and {} node certificates in {}",
@@ -90,7 +139,9 @@ pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     println!(
-        "copy {}/n<id>/ to node <id>'s machine; keep ca.key offline (it signs new nodes)",
+        "copy {}/n<id>/ to node <id>'s machine and start it with `ohm serve --cluster DIR/n<id>`; \
+         keep ca.key offline (it signs new nodes); admin.token and demo.token log in as the \
+         cluster's admin and demo tenant",
         args.out.display()
     );
     Ok(())
@@ -158,6 +209,9 @@ mod tests {
             out: out.clone(),
             nodes: 2,
             names: vec!["db.example".into()],
+            partitions: 2,
+            host: "127.0.0.1".parse().unwrap(),
+            port: 7450,
         };
         init(&args).unwrap();
         for n in 1..=2 {
@@ -201,6 +255,9 @@ mod tests {
             out: other.clone(),
             nodes: 1,
             names: vec![],
+            partitions: 1,
+            host: "127.0.0.1".parse().unwrap(),
+            port: 7450,
         })
         .unwrap();
         std::fs::copy(other.join(CA_CERT_FILE), out.join("n1").join(CA_CERT_FILE)).unwrap();

@@ -11,6 +11,8 @@
 //! number of tasks may call through clones at once. Must not: spawn per
 //! request, or queue without bound (`QUEUE_PER_STREAM_MAX`).
 
+pub mod cluster;
+
 use crate::net::endpoint;
 use crate::net::frame::read_frame;
 use crate::net::tls::{ClientTrust, PIN_MISMATCH};

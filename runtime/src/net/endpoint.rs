@@ -18,7 +18,11 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 64;
 /// A connection silent this long is closed (keep-alives keep clients open).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Clients ping this often so an idle but live connection stays open.
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// The idle timeout the Rust client asks for (QUIC takes the lower of the
+/// two sides'): a node that died is noticed within this, so requests in
+/// flight to it fail and the cluster client moves on.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unread bytes one stream may have in flight towards the receiver.
 pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// Unread bytes all of a connection's streams may have in flight.
@@ -29,7 +33,12 @@ fn transport(client: bool) -> Result<TransportConfig, NetError> {
     t.max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION_MAX))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| NetError::Config(e.to_string()))?,
+            IdleTimeout::try_from(if client {
+                CLIENT_IDLE_TIMEOUT
+            } else {
+                IDLE_TIMEOUT
+            })
+            .map_err(|e| NetError::Config(e.to_string()))?,
         ))
         .stream_receive_window(VarInt::from_u32(STREAM_WINDOW_BYTES))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))

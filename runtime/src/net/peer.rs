@@ -248,6 +248,12 @@ impl PeerNet {
         self.refused.load(Ordering::Relaxed)
     }
 
+    /// Closes the endpoint (every link) without waiting.
+    pub fn close(&self) {
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_SHUTDOWN), b"node stopping");
+    }
+
     /// Closes every link; the future from `start` then ends.
     pub async fn shutdown(self) {
         self.endpoint

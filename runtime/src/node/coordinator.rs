@@ -84,7 +84,11 @@ pub struct Coordinator {
     /// The last coordinator transaction id used (recovered from the logs).
     pub last_txn: Cell<u64>,
     /// Every deployed module, compiled once: (tenant, module) -> module.
-    pub modules: BTreeMap<(TenantId, String), Arc<CompiledModule>>,
+    pub modules: std::cell::RefCell<BTreeMap<(TenantId, String), Arc<CompiledModule>>>,
+    /// Where clients reach each node (empty on a lone node).
+    pub addrs: super::reply::ClientAddrs,
+    /// Part of a cluster: tenants come from `ohm cluster init` for now.
+    pub clustered: bool,
     /// Stops the node (a broken invariant, a bug mid-transaction).
     pub fatal: FatalFn,
 }
@@ -141,7 +145,38 @@ impl Coordinator {
 
     /// Every partition's state, lent for one transaction.
     pub(super) fn hold(&self) -> Result<Held<'_>, ErrorReply> {
-        hold_all(&self.executors)
+        let g = hold_all(&self.executors, &self.addrs)?;
+        // In a cluster another node may have coordinated since this one
+        // last did (it led every partition then): take up its transaction
+        // ids and the modules it deployed.
+        let seen = g.iter().map(|s| s.mp_txn_max).max().unwrap_or(0);
+        if seen > self.last_txn.get() {
+            self.last_txn.set(seen);
+            if let Some(p0) = g.first() {
+                self.refresh_modules(p0);
+            }
+        }
+        Ok(g)
+    }
+
+    /// Recompiles (from the cache) the modules a partition's state holds
+    /// and rebuilds every tenant's routes from them.
+    fn refresh_modules(&self, p0: &crate::partition::PartitionState) {
+        let tenants: Vec<TenantId> = {
+            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            cat.tenants().map(|t| t.id).collect()
+        };
+        match modules_of(p0, tenants.iter().copied(), &self.runtime) {
+            Ok(m) => {
+                *self.modules.borrow_mut() = m;
+                for t in tenants {
+                    self.rebuild_routes(t);
+                }
+            }
+            // It compiled where it was deployed; the same build must
+            // compile it here.
+            Err(e) => (self.fatal)(format!("a deployed module does not compile here: {e}")),
+        }
     }
 
     /// Hands every state back with its share of one coordinator
@@ -225,6 +260,7 @@ impl Coordinator {
             })?;
         let compiled = self
             .modules
+            .borrow()
             .get(&(tenant, route.module.clone()))
             .cloned()
             .ok_or_else(|| reply::internal("a routed procedure's module is not compiled"))?;
@@ -273,7 +309,9 @@ impl Coordinator {
             wasm: wasm.to_vec(),
         };
         self.commit(g, tenant, (0..n).map(body).collect())?;
-        self.modules.insert((tenant, name.to_string()), compiled);
+        self.modules
+            .borrow_mut()
+            .insert((tenant, name.to_string()), compiled);
         self.rebuild_routes(tenant);
         Ok(Reply::Deployed {
             module: info.module,
@@ -283,9 +321,16 @@ impl Coordinator {
     }
 
     fn drop_module(&mut self, tenant: TenantId, name: &str) -> Result<Reply, ErrorReply> {
-        let existed = self.modules.contains_key(&(tenant, name.to_string()));
-        if existed {
-            let mut g = self.hold()?;
+        // Held first: in a cluster the hold brings this node's modules up to
+        // date.
+        let mut g = self.hold()?;
+        let existed = self
+            .modules
+            .borrow()
+            .contains_key(&(tenant, name.to_string()));
+        if !existed {
+            g.finish(None)?;
+        } else {
             for p in g.iter_mut() {
                 let part = p.tenant(tenant);
                 part.procs.drop_module(name);
@@ -296,7 +341,9 @@ impl Coordinator {
                 name: name.to_string(),
             };
             self.commit(g, tenant, (0..n).map(body).collect())?;
-            self.modules.remove(&(tenant, name.to_string()));
+            self.modules
+                .borrow_mut()
+                .remove(&(tenant, name.to_string()));
             self.rebuild_routes(tenant);
         }
         Ok(Reply::Dropped {
@@ -306,8 +353,8 @@ impl Coordinator {
     }
 
     pub fn rebuild_routes(&self, tenant: TenantId) {
-        let mods = self
-            .modules
+        let modules = self.modules.borrow();
+        let mods = modules
             .range((tenant, String::new())..)
             .take_while(|((t, _), _)| *t == tenant)
             .map(|(_, m)| m);
@@ -383,6 +430,13 @@ impl Coordinator {
     }
 
     fn create_tenant(&mut self, name: &str) -> Result<Reply, ErrorReply> {
+        if self.clustered {
+            return Err(ErrorReply::new(
+                ErrorCode::NotSupported,
+                "creating tenants in a cluster needs the replicated metadata group, which is not \
+                 built yet; a cluster's tenants (system, demo) come from `ohm cluster init`",
+            ));
+        }
         let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
         let mut next = cat.clone();
         let (_, token) = next

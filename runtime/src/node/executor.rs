@@ -11,10 +11,13 @@
 //!                     └──────────┘ ──replies──▶ clients (after chosen)
 //! ```
 
-use super::reply::{self, ReplyFn};
-use super::writer::WriterMsg;
+use super::reply::{self, ClientAddrs, ReplyFn};
+use super::writer::{Outbox, WriterMsg};
+use crate::consensus::{Message, MESSAGE_RECORD_BYTES_MAX};
+use crate::durability::{DiskLog, Storage};
 use crate::partition::{CallError, CallResult, Now, PartitionCore, PartitionState, Ready};
 use crate::proto::{ErrorCode, ErrorReply};
+use crate::types::NodeId;
 use crate::types::{TenantId, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +36,12 @@ const CHECK_EVERY: usize = 32;
 const TICK: Duration = Duration::from_millis(10);
 /// How often per-tenant row counts are published for `status`.
 const ROWS_EVERY: Duration = Duration::from_millis(200);
+/// Messages from peers one partition's queue admits; beyond it they are
+/// dropped (consensus sends again what matters).
+pub const PEER_INPUTS_MAX: u64 = 4096;
+/// Rounds of acting on the core's output (a rebuild or a log read for a
+/// peer makes more) before going back to the queue.
+const ACT_ROUNDS_MAX: usize = 4;
 /// How long a stopping partition waits for its log to make what it ran
 /// durable, so those calls get their real answers.
 pub const STOP_DRAIN_MAX: Duration = Duration::from_secs(5);
@@ -100,6 +109,9 @@ pub enum Input {
     Persisted,
     /// From the writer: the log failed.
     WriterFailed(String),
+    /// A consensus message from a peer replica (admitted up to
+    /// `PEER_INPUTS_MAX` by its stats' `peer_queued`).
+    Peer { from: NodeId, msg: Message },
     /// Finish what is queued before this, then exit.
     Stop,
 }
@@ -110,6 +122,7 @@ pub struct PartitionStats {
     pub committed: AtomicU64,
     pub failed: AtomicU64,
     pub queued: AtomicU64,
+    pub peer_queued: AtomicU64,
     pub durable_lsn: AtomicU64,
     pub log_bytes: AtomicU64,
     /// Rows per tenant, as of the last publication.
@@ -183,6 +196,107 @@ pub struct Executor {
     pub durable: Arc<Durable>,
     /// The last durable batch handed to the core.
     pub seen: u64,
+    /// The partition's log (the writer's), read for lagging peers and to
+    /// rebuild after losing leadership.
+    pub log: Arc<Mutex<DiskLog>>,
+    /// To the other replicas (none on a lone node).
+    pub outbox: Option<Outbox>,
+    pub addrs: ClientAddrs,
+    /// Partition 0's replica in a cluster: keeps the node's routes in step
+    /// with the modules other nodes deploy.
+    pub routes: Option<RoutesRefresh>,
+    /// In a cluster: gathers this partition's leadership on the node that
+    /// leads partition 0.
+    pub anchor: Option<Anchor>,
+}
+
+/// First try, and longest wait, between leadership transfers that did not
+/// take.
+const TRANSFER_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const TRANSFER_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Multi-partition work (and DDL, deploys) runs on one node holding every
+/// partition, so every partition's leadership follows partition 0's: its
+/// replica here publishes who leads it, and the leader of any other
+/// partition hands over to that node (`transfer_leadership`), backing off
+/// when a transfer does not take.
+pub struct Anchor {
+    pub me: NodeId,
+    /// Who leads partition 0, as its replica here knows (0: nobody known).
+    pub p0_leader: Arc<std::sync::atomic::AtomicU32>,
+    pub is_p0: bool,
+    pub next_try: Instant,
+    pub backoff: Duration,
+    /// Leading as of the last look (leadership changes are logged).
+    pub was_leading: bool,
+}
+
+impl Anchor {
+    fn step(&mut self, core: &mut PartitionCore<Token>) {
+        if self.is_p0 {
+            let leader = core.paxos().leader().map_or(0, |n| n.0);
+            self.p0_leader.store(leader, Ordering::Relaxed);
+            return;
+        }
+        if !core.is_leader() {
+            self.backoff = TRANSFER_BACKOFF_MIN;
+            return;
+        }
+        let target = self.p0_leader.load(Ordering::Relaxed);
+        let now = Instant::now();
+        if target == 0
+            || target == self.me.0
+            || core.paxos().transferring_to().is_some()
+            || now < self.next_try
+        {
+            return;
+        }
+        core.transfer_leadership(NodeId(target));
+        self.next_try = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(TRANSFER_BACKOFF_MAX);
+    }
+}
+
+/// The node's procedure routes, rebuilt from this replica's state whenever
+/// a coordinator transaction (a deploy among them) was applied to it.
+pub struct RoutesRefresh {
+    pub routes: Arc<super::routes::Routes>,
+    pub runtime: crate::wasm::WasmRuntime,
+    pub catalog: Arc<std::sync::RwLock<crate::catalog::Catalog>>,
+    /// The last coordinator transaction the routes reflect.
+    pub seen: u64,
+}
+
+impl RoutesRefresh {
+    fn check(&mut self, state: Option<&PartitionState>, fatal: &FatalFn) {
+        let Some(state) = state.filter(|s| s.mp_txn_max != self.seen) else {
+            return;
+        };
+        self.seen = state.mp_txn_max;
+        let tenants: Vec<TenantId> = {
+            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            cat.tenants().map(|t| t.id).collect()
+        };
+        match super::coordinator::modules_of(state, tenants.iter().copied(), &self.runtime) {
+            Ok(modules) => {
+                for t in tenants {
+                    let mods = modules
+                        .range((t, String::new())..)
+                        .take_while(|((tt, _), _)| *tt == t)
+                        .map(|(_, m)| m);
+                    self.routes.rebuild(t, mods);
+                }
+            }
+            Err(e) => fatal(format!("a deployed module does not compile here: {e}")),
+        }
+    }
+}
+
+/// What one round of acting on the core's output left to do.
+enum Acted {
+    Done,
+    Again,
+    Stop,
 }
 
 /// Snapshot requests waiting for the log's snapshot to reach a slot.
@@ -248,6 +362,23 @@ impl Executor {
                 }
                 return;
             }
+            if let Some(r) = &mut self.routes {
+                r.check(self.core.state(), &self.fatal);
+            }
+            if let Some(a) = &mut self.anchor {
+                a.step(&mut self.core);
+                let leading = self.core.is_leader();
+                if leading != a.was_leading {
+                    a.was_leading = leading;
+                    let p = self.core.partition().0;
+                    let ballot = self.core.paxos().promised();
+                    if leading {
+                        eprintln!("ohm: partition {p}: leading (ballot {ballot})");
+                    } else {
+                        eprintln!("ohm: partition {p}: no longer leading (ballot {ballot})");
+                    }
+                }
+            }
             let snap = self.core.paxos().snapshot_meta().slot;
             waiters.retain(|(done, target)| {
                 let written = snap >= *target;
@@ -287,6 +418,10 @@ impl Executor {
             }
             // A wake-up: what is durable is read from `durable`.
             Input::Persisted => self.catch_up(),
+            Input::Peer { from, msg } => {
+                self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
+                self.core.step(from, msg);
+            }
             Input::WriterFailed(e) => {
                 // `act` reports it and answers what the core holds.
                 self.core.stop(e);
@@ -313,19 +448,45 @@ impl Executor {
         // and what became durable meanwhile.
         self.core.set_time(now(self.started));
         self.catch_up();
+        for _ in 0..ACT_ROUNDS_MAX {
+            match self.act_once() {
+                Acted::Stop => return false,
+                Acted::Done => return true,
+                Acted::Again => {}
+            }
+        }
+        true
+    }
+
+    fn act_once(&mut self) -> Acted {
         let mut ready: Ready<Token> = self.core.ready();
         let mut stop = ready.fatal.is_some();
+        let mut again = false;
         if !stop && ready.rebuild {
-            // One replica per group: nobody else can take leadership.
-            self.core
-                .stop("a single-replica partition lost its leadership".into());
-            stop = true;
+            if self.outbox.is_none() {
+                // One replica per group: nobody else can take leadership.
+                self.core
+                    .stop("a single-replica partition lost its leadership".into());
+                stop = true;
+            } else {
+                let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+                self.core.rebuild(&mut *log);
+                again = true;
+            }
         }
-        // One replica per group: nobody to send to or read for.
-        debug_assert!(ready.messages.is_empty() && ready.reads.is_empty());
-        debug_assert!(ready.snapshot_reads.is_empty());
+        if !stop {
+            if let Err(e) = self.read_for_peers(&ready) {
+                self.core.stop(e);
+                stop = true;
+            }
+            again |= !ready.reads.is_empty() || !ready.snapshot_reads.is_empty();
+        }
+        if let Some(out) = &self.outbox {
+            for (to, msg) in ready.messages.drain(..) {
+                out(to, msg);
+            }
+        }
         if let Some(batch) = ready.write.take().filter(|_| !stop) {
-            debug_assert!(batch.then_send.is_empty());
             if self.writer.send(WriterMsg::Batch(batch)).is_err() {
                 // The writer stopped on an error it reported (or the node
                 // is going down): nothing more may be acknowledged.
@@ -344,8 +505,36 @@ impl Executor {
             let why = rest.fatal.clone();
             self.deliver(rest);
             (self.fatal)(why.unwrap_or_else(|| "the partition stopped".into()));
+            return Acted::Stop;
         }
-        !stop
+        if again {
+            Acted::Again
+        } else {
+            Acted::Done
+        }
+    }
+
+    /// Reads what lagging peers need from the log (records the leader no
+    /// longer has in memory, or its snapshot).
+    fn read_for_peers(&mut self, ready: &Ready<Token>) -> Result<(), String> {
+        if ready.reads.is_empty() && ready.snapshot_reads.is_empty() {
+            return Ok(());
+        }
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        for (to, from) in &ready.reads {
+            let recs = log
+                .read(*from, MESSAGE_RECORD_BYTES_MAX)
+                .map_err(|e| format!("reading its log for {to}: {e}"))?;
+            self.core.read_done(*to, *from, recs);
+        }
+        for to in &ready.snapshot_reads {
+            match log.read_snapshot() {
+                Ok(Some((meta, bytes))) => self.core.snapshot_read(*to, meta, bytes),
+                Ok(None) => {}
+                Err(e) => return Err(format!("reading its snapshot for {to}: {e}")),
+            }
+        }
+        Ok(())
     }
 
     /// Hands out replies, a lent state and a chosen release.
@@ -373,6 +562,11 @@ impl Executor {
             self.durable.idle(false);
             match input {
                 Ok(Input::WriterFailed(e)) => self.core.stop(e),
+                // The other replicas' acceptances choose what is waiting.
+                Ok(Input::Peer { from, msg }) => {
+                    self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
+                    self.core.step(from, msg);
+                }
                 Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(other) => self.refuse(other),
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -403,6 +597,9 @@ impl Executor {
             }
             Input::Hold(tx) => self.answer(Token::Hold(tx), Err(e)),
             Input::Release { done, .. } => self.answer(Token::Release(done), Err(e)),
+            Input::Peer { .. } => {
+                self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
+            }
             Input::Snapshot(_)
             | Input::Resume
             | Input::Persisted
@@ -420,7 +617,7 @@ impl Executor {
                     &self.stats.failed
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                f(reply::call_result(result));
+                f(reply::call_result(result, &self.addrs));
             }
             Token::Hold(tx) => {
                 // A hold is answered here only when refused (a lent state

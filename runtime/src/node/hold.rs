@@ -15,7 +15,7 @@
 //! it is answered before it is chosen everywhere.
 
 use super::executor::{Input, Lent};
-use super::reply;
+use super::reply::{self, ClientAddrs};
 use crate::partition::PartitionState;
 use crate::proto::{ErrorCode, ErrorReply};
 use std::ops::{Deref, DerefMut};
@@ -24,6 +24,7 @@ use std::sync::mpsc::{sync_channel, Sender};
 /// Every partition's state, lent to the coordinator.
 pub struct Held<'a> {
     executors: &'a [Sender<Input>],
+    addrs: &'a ClientAddrs,
     // The boxes the cores lent travel back as they came.
     #[allow(clippy::vec_box)]
     states: Vec<Box<PartitionState>>,
@@ -45,7 +46,10 @@ impl DerefMut for Held<'_> {
 }
 
 /// Asks every executor for its state and waits for all of them.
-pub fn hold_all(executors: &[Sender<Input>]) -> Result<Held<'_>, ErrorReply> {
+pub fn hold_all<'a>(
+    executors: &'a [Sender<Input>],
+    addrs: &'a ClientAddrs,
+) -> Result<Held<'a>, ErrorReply> {
     let waits: Vec<_> = executors
         .iter()
         .map(|e| {
@@ -56,6 +60,7 @@ pub fn hold_all(executors: &[Sender<Input>]) -> Result<Held<'_>, ErrorReply> {
         .collect();
     let mut held = Held {
         executors,
+        addrs,
         states: Vec::with_capacity(executors.len()),
         done: false,
     };
@@ -65,7 +70,7 @@ pub fn hold_all(executors: &[Sender<Input>]) -> Result<Held<'_>, ErrorReply> {
         match got {
             Some(Ok(state)) if failed.is_none() => held.states.push(state),
             Some(Ok(state)) => release_unchanged(&executors[i], state),
-            Some(Err(e)) => failed = failed.or(Some(reply::call_error(&e))),
+            Some(Err(e)) => failed = failed.or(Some(refused_hold(&e, addrs))),
             None => failed = failed.or(Some(stopping())),
         }
     }
@@ -112,9 +117,9 @@ impl Held<'_> {
             match rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) if e.outcome_unknown() => {
-                    unknown = unknown.or(Some(reply::call_error(&e)));
+                    unknown = unknown.or(Some(reply::call_error(&e, self.addrs)));
                 }
-                Ok(Err(e)) => not_logged = not_logged.or(Some(reply::call_error(&e))),
+                Ok(Err(e)) => not_logged = not_logged.or(Some(reply::call_error(&e, self.addrs))),
                 Err(_) => unknown = unknown.or(Some(stopped_unknown())),
             }
         }
@@ -159,6 +164,24 @@ use super::service::stopping;
 
 /// A partition went away after taking its share: whether it was logged
 /// is not known here.
+/// A partition would not lend its state. Not leading it here means the
+/// transaction must run on the node that leads every partition.
+fn refused_hold(e: &crate::partition::CallError, addrs: &ClientAddrs) -> ErrorReply {
+    let mut r = reply::call_error(e, addrs);
+    if r.code == ErrorCode::NotLeader {
+        r.message = match &r.leader {
+            Some(a) => format!(
+                "multi-partition work (and DDL, deploys, ad-hoc SQL) runs on the node that leads \
+                 every partition; a partition here is led from {a}: retry there (nothing was done)"
+            ),
+            None => "multi-partition work runs on the node that leads every partition, and a \
+                     partition's leader is being elected: retry shortly (nothing was done)"
+                .into(),
+        };
+    }
+    r
+}
+
 fn stopped_unknown() -> ErrorReply {
     ErrorReply::new(
         ErrorCode::Unavailable,

@@ -20,6 +20,7 @@
 //! `ASYNC_SYNC_INTERVAL_MS` of acknowledged calls.
 
 mod adhoc;
+pub mod cluster;
 pub mod coordinator;
 pub mod demo;
 pub mod executor;
@@ -62,6 +63,16 @@ pub struct NodeConfig {
     pub segment_bytes_max: u64,
 }
 
+/// What a node in a cluster needs beyond `NodeConfig`.
+pub struct ClusterSetup {
+    pub config: Arc<cluster::ClusterConfig>,
+    /// The node's cluster directory (certificates, `cluster.conf`, and the
+    /// catalog `ohm cluster init` wrote for the first start).
+    pub dir: std::path::PathBuf,
+    /// Sends a partition's consensus messages to a peer.
+    pub outbox: Arc<dyn Fn(PartitionId) -> writer::Outbox + Send + Sync>,
+}
+
 /// A running node (everything but the network).
 pub struct Node {
     /// Each partition's executor queue (calls are admitted up to
@@ -73,6 +84,11 @@ pub struct Node {
     pub routes: Arc<Routes>,
     pub catalog: Arc<RwLock<Catalog>>,
     pub config: NodeConfig,
+    /// The cluster this node is part of (none on a lone node).
+    pub cluster: Option<Arc<cluster::ClusterConfig>>,
+    /// Who leads partition 0 (and so coordinates), as this node's replica
+    /// of it knows: a node id, 0 when unknown.
+    pub p0_leader: Arc<std::sync::atomic::AtomicU32>,
     pub started: Instant,
     pub connections: AtomicU64,
     /// Set when the node must stop (see the module doc).
@@ -92,10 +108,43 @@ enum ThreadRole {
 
 /// Reads or writes `node.meta`: the partition count is fixed for the life
 /// of a data directory (rows are placed by it).
-fn check_meta(dir: &cap_std::fs::Dir, partitions: u32) -> anyhow::Result<()> {
+fn check_meta(
+    dir: &cap_std::fs::Dir,
+    partitions: u32,
+    members: &recovery::Members,
+) -> anyhow::Result<()> {
+    let mut want = format!("ohm-node 1\npartitions {partitions}\n");
+    if let Some((me, all)) = members {
+        let all: Vec<String> = all.iter().map(|n| n.0.to_string()).collect();
+        want.push_str(&format!("node {}\nmembers {}\n", me.0, all.join(",")));
+    }
     match dir.read_to_string(META_FILE) {
         Ok(text) => {
-            let want = format!("ohm-node 1\npartitions {partitions}\n");
+            let line = |t: &str, k: &str| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(k).map(str::to_string))
+            };
+            if line(&text, "node ") != line(&want, "node ")
+                || line(&text, "members ") != line(&want, "members ")
+            {
+                let was = match (line(&text, "node "), line(&text, "members ")) {
+                    (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
+                    _ => "a lone node".to_string(),
+                };
+                let now = match members {
+                    Some((me, _)) => format!(
+                        "node {} of a cluster of nodes {}",
+                        me.0,
+                        line(&want, "members ").unwrap_or_default()
+                    ),
+                    None => "a lone node".to_string(),
+                };
+                bail!(
+                    "the data directory belongs to {was}, and this start is for {now}: its log \
+                     and votes are that node's; start it as that node, or use an empty \
+                     directory"
+                );
+            }
             if text != want {
                 let had = text
                     .lines()
@@ -109,8 +158,7 @@ fn check_meta(dir: &cap_std::fs::Dir, partitions: u32) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            dir.write(META_FILE, format!("ohm-node 1\npartitions {partitions}\n"))
-                .context("writing node.meta")?;
+            dir.write(META_FILE, want).context("writing node.meta")?;
             crate::catalog::sync_dir(dir).context("syncing the data directory")?;
             Ok(())
         }
@@ -126,18 +174,48 @@ impl Node {
         config: NodeConfig,
         demo: bool,
     ) -> anyhow::Result<Arc<Node>> {
+        Node::start_in(dir, config, demo, None)
+    }
+
+    /// `start`, as one node of a cluster when `cluster` is given.
+    pub fn start_in(
+        dir: cap_std::fs::Dir,
+        config: NodeConfig,
+        demo: bool,
+        cluster: Option<ClusterSetup>,
+    ) -> anyhow::Result<Arc<Node>> {
         if config.partitions == 0 || config.partitions > PARTITIONS_MAX {
             bail!("--partitions must be 1..={PARTITIONS_MAX}");
         }
+        let members: recovery::Members = cluster.as_ref().map(|c| {
+            let me = c.config.me;
+            (me, c.config.members(PartitionId(0)))
+        });
         let lock = lock_data_dir(&dir)?;
-        check_meta(&dir, config.partitions)?;
+        check_meta(&dir, config.partitions, &members)?;
         let mut new_tokens = Vec::new();
-        let mut catalog = Catalog::load(&dir)?.unwrap_or_default();
+        let mut catalog = match (Catalog::load(&dir)?, &cluster) {
+            (Some(c), _) => c,
+            (None, None) => Catalog::default(),
+            // Every node starts from the catalog `ohm cluster init` wrote,
+            // so tenant ids and principals agree across the cluster.
+            (None, Some(c)) => {
+                let from = cap_std::fs::Dir::open_ambient_dir(&c.dir, cap_std::ambient_authority())
+                    .with_context(|| format!("opening {}", c.dir.display()))?;
+                Catalog::load(&from)?.with_context(|| {
+                    format!(
+                        "{} has no catalog: a cluster's first start takes its tenants from the \
+                         directory `ohm cluster init` wrote",
+                        c.dir.display()
+                    )
+                })?
+            }
+        };
         if catalog.tenant_by_name(ADMIN_TENANT).is_none() {
             let (_, token) = catalog.create_tenant(ADMIN_TENANT, "admin", true)?;
             new_tokens.push(("admin.token".to_string(), token));
         }
-        if demo && catalog.tenant_by_name(DEMO_TENANT).is_none() {
+        if demo && cluster.is_none() && catalog.tenant_by_name(DEMO_TENANT).is_none() {
             let (_, token) = catalog.create_tenant(DEMO_TENANT, "demo", false)?;
             new_tokens.push(("demo.token".to_string(), token));
         }
@@ -156,6 +234,7 @@ impl Node {
         let mut rec = recovery::recover(
             &dir,
             config.partitions,
+            &members,
             procs,
             &opts,
             config.snapshot_log_bytes,
@@ -174,18 +253,56 @@ impl Node {
             let f = fatal.clone();
             Arc::new(move |what: String| f.set(what))
         };
+        let addrs: reply::ClientAddrs =
+            Arc::new(cluster.as_ref().map_or_else(Default::default, |c| {
+                c.config
+                    .nodes
+                    .iter()
+                    .map(|(id, a)| (*id, a.client))
+                    .collect()
+            }));
+        let routes = Arc::new(Routes::default());
+        let catalog = Arc::new(RwLock::new(catalog));
         let mut executors = Vec::new();
         let mut writers = Vec::new();
         let mut stats = Vec::new();
         let mut threads = Vec::new();
+        let p0_leader = Arc::new(std::sync::atomic::AtomicU32::new(0));
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
-            let p = spawn_partition(i, core, log, &config, started, &fatal_fn, &mut threads)?;
+            let links = PartitionLinks {
+                outbox: cluster.as_ref().map(|c| (c.outbox)(PartitionId(i as u32))),
+                addrs: addrs.clone(),
+                // Partition 0's replica keeps this node's routes up to date
+                // with what other nodes deploy.
+                routes: (i == 0 && cluster.is_some()).then(|| executor::RoutesRefresh {
+                    routes: routes.clone(),
+                    runtime: runtime.clone(),
+                    catalog: catalog.clone(),
+                    seen: rec.last_txn,
+                }),
+                anchor: cluster.as_ref().map(|c| executor::Anchor {
+                    me: c.config.me,
+                    p0_leader: p0_leader.clone(),
+                    is_p0: i == 0,
+                    next_try: started,
+                    backoff: std::time::Duration::from_secs(1),
+                    was_leading: false,
+                }),
+            };
+            let p = spawn_partition(
+                i,
+                core,
+                log,
+                &config,
+                started,
+                &fatal_fn,
+                links,
+                &mut threads,
+            )?;
             executors.push(p.executor);
             writers.push(p.writer);
             stats.push(p.stats);
         }
-        let routes = Arc::new(Routes::default());
-        let catalog = Arc::new(RwLock::new(catalog));
         let coord = Coordinator {
             executors: executors.clone(),
             runtime,
@@ -193,7 +310,9 @@ impl Node {
             catalog: catalog.clone(),
             dir: Arc::new(dir),
             last_txn: std::cell::Cell::new(rec.last_txn),
-            modules,
+            modules: std::cell::RefCell::new(modules),
+            addrs,
+            clustered: cluster.is_some(),
             fatal: fatal_fn,
         };
         for t in &tenants {
@@ -212,6 +331,8 @@ impl Node {
             routes,
             catalog,
             config,
+            cluster: cluster.map(|c| c.config),
+            p0_leader,
             started,
             connections: AtomicU64::new(0),
             threads: Mutex::new(threads),
@@ -270,7 +391,16 @@ struct Spawned {
     stats: Arc<PartitionStats>,
 }
 
+/// How a partition's executor reaches the rest of the cluster.
+struct PartitionLinks {
+    outbox: Option<writer::Outbox>,
+    addrs: reply::ClientAddrs,
+    routes: Option<executor::RoutesRefresh>,
+    anchor: Option<executor::Anchor>,
+}
+
 /// Starts partition `i`'s log writer and executor threads.
+#[allow(clippy::too_many_arguments)]
 fn spawn_partition(
     i: usize,
     core: crate::partition::PartitionCore<executor::Token>,
@@ -278,13 +408,16 @@ fn spawn_partition(
     config: &NodeConfig,
     started: Instant,
     fatal: &executor::FatalFn,
+    links: PartitionLinks,
     threads: &mut Vec<(ThreadRole, std::thread::JoinHandle<()>)>,
 ) -> anyhow::Result<Spawned> {
     let (etx, erx) = channel();
     let (wtx, wrx) = sync_channel(WRITER_QUEUE_MAX);
     let durable = Arc::new(executor::Durable::default());
+    let log = Arc::new(Mutex::new(log));
     let writer = Writer {
-        storage: log,
+        storage: log.clone(),
+        outbox: links.outbox.clone(),
         msgs: wrx,
         executor: etx.clone(),
         durable: durable.clone(),
@@ -305,6 +438,11 @@ fn spawn_partition(
         fatal: fatal.clone(),
         durable,
         seen: 0,
+        log,
+        outbox: links.outbox,
+        addrs: links.addrs,
+        routes: links.routes,
+        anchor: links.anchor,
     };
     threads.push((
         ThreadRole::Executor,

@@ -1,5 +1,6 @@
 //! Start-up: every partition's log opened, and its replica (a group of one
-//! on this node) recovered from its snapshot and the records after it.
+//! on a lone node, one of the group's replicas in a cluster) recovered from
+//! its snapshot and the records after it.
 //!
 //! A coordinator transaction is applied only if every partition has it: in
 //! its log, or already inside its snapshot (`mp_txn_max`). One that some
@@ -39,9 +40,14 @@ struct Scan {
     covered: u64,
 }
 
+/// Who this replica is and who the others are: `None` on a lone node
+/// (a group of one, node 1).
+pub type Members = Option<(NodeId, Vec<NodeId>)>;
+
 pub fn recover(
     dir: &cap_std::fs::Dir,
     partitions: u32,
+    members: &Members,
     runtime: Arc<dyn ProcRuntime>,
     opts: &LogOptions,
     snapshot_log_bytes: u64,
@@ -73,10 +79,13 @@ pub fn recover(
             .iter()
             .all(|s| s.logged.contains(&txn) || s.covered >= txn)
     };
+    // In a cluster a replica's log may lag its group's (what it lacks is
+    // chosen elsewhere and comes from the leader): the rule holds only on a
+    // lone node, where the log is the group's.
     let skipped: BTreeSet<u64> = scans
         .iter()
         .flat_map(|s| s.logged.iter().copied())
-        .filter(|t| !complete(*t))
+        .filter(|t| members.is_none() && !complete(*t))
         .collect();
     for t in &skipped {
         eprintln!(
@@ -98,7 +107,10 @@ pub fn recover(
     for (p, log) in logs.iter_mut().enumerate() {
         let cfg = CoreConfig {
             partition: PartitionId(p as u32),
-            consensus: consensus::Config::single(NodeId(1)),
+            consensus: match members {
+                None => consensus::Config::single(NodeId(1)),
+                Some((me, all)) => consensus::Config::new(*me, all.clone()),
+            },
             snapshot_log_bytes,
         };
         let seed = (now.wall_us as u64) ^ ((p as u64) << 48);

@@ -5,11 +5,19 @@ use crate::partition::{CallError, CallResult};
 use crate::proto::{Column, ErrorCode, ErrorReply, Reply, Rows, SqlResult};
 use crate::sql::{QueryResult, RowSet, SqlError};
 use crate::txn::TxnError;
+use crate::types::NodeId;
 use crate::wasm::{DeployError, ProcError, ProcOutput};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The answer to a request, handed to whoever waits for it (a callback, so
 /// this module needs no async runtime). Called exactly once.
 pub type ReplyFn = Box<dyn FnOnce(Result<Reply, ErrorReply>) + Send>;
+
+/// Where clients reach each node of the cluster (empty on a lone node), so
+/// a `not_leader` answer can say where to go.
+pub type ClientAddrs = Arc<BTreeMap<NodeId, SocketAddr>>;
 
 pub fn rows(set: RowSet) -> Rows {
     Rows {
@@ -75,17 +83,25 @@ pub fn internal(what: impl std::fmt::Display) -> ErrorReply {
 }
 
 /// A partition's answer to a call.
-pub fn call_result(r: CallResult) -> Result<Reply, ErrorReply> {
-    r.map(output).map_err(|e| call_error(&e))
+pub fn call_result(r: CallResult, addrs: &ClientAddrs) -> Result<Reply, ErrorReply> {
+    r.map(output).map_err(|e| call_error(&e, addrs))
 }
 
-pub fn call_error(e: &CallError) -> ErrorReply {
+pub fn call_error(e: &CallError, addrs: &ClientAddrs) -> ErrorReply {
     match e {
+        CallError::NotLeader { leader } => {
+            let at = leader.and_then(|l| addrs.get(&l)).map(|a| a.to_string());
+            let message = match (leader, &at) {
+                (Some(l), Some(a)) => format!("this node does not lead the partition; node {} does, at {a}: retry there (nothing was done)", l.0),
+                _ => "this node does not lead the partition and knows no leader yet (an election is under way): retry shortly (nothing was done)".to_string(),
+            };
+            ErrorReply::not_leader(message, at)
+        }
         CallError::Proc(p) => proc_error(p),
         CallError::TooLarge { .. } => ErrorReply::new(ErrorCode::TooLarge, e.to_string()),
         CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
         CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
-        CallError::NotLeader { .. } | CallError::OutcomeUnknown | CallError::Stopped { .. } => {
+        CallError::OutcomeUnknown | CallError::Stopped { .. } => {
             ErrorReply::new(ErrorCode::Unavailable, e.to_string())
         }
     }

@@ -2,12 +2,16 @@
 //! sets up TLS (generating a certificate on first start), listens on QUIC
 //! and serves until SIGINT/SIGTERM.
 
+use super::cluster::{ClusterConfig, PeerRouter};
 use super::writer::Durability;
-use super::{demo, Node, NodeConfig};
+use super::{demo, ClusterSetup, Node, NodeConfig};
+use crate::net::peer::{PeerConfig, PeerNet};
+use crate::net::peer_tls::PeerIdentity;
+use crate::peer::{Group, PeerMessage};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -24,9 +28,16 @@ pub struct ServeArgs {
     /// Data directory (created if missing): logs, snapshots, certificate, tokens.
     #[arg(long, default_value = "ohm-data")]
     pub data: PathBuf,
-    /// UDP address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7450")]
-    pub listen: SocketAddr,
+    /// UDP address to listen on for clients [default: 127.0.0.1:7450; in a
+    /// cluster, this node's `client=` address in cluster.conf].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Run as one node of a cluster: this node's directory from `ohm
+    /// cluster init` (ca.pem, node.pem, node.key, cluster.conf, catalog).
+    /// The node id comes from the certificate; partitions, replicas and
+    /// every node's addresses from cluster.conf.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["demo", "cert"])]
+    pub cluster: Option<PathBuf>,
     /// Partitions (default: one per core; fixed once the data directory exists).
     #[arg(long)]
     pub partitions: Option<u32>,
@@ -71,34 +82,46 @@ fn partitions(args: &ServeArgs, dir: &cap_std::fs::Dir) -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
+/// The default client address of a lone node.
+const LISTEN_DEFAULT: &str = "127.0.0.1:7450";
+
+/// A cluster node's identity, its view of the cluster, and its links.
+struct Joined {
+    identity: PeerIdentity,
+    config: Arc<ClusterConfig>,
+    router: Arc<PeerRouter>,
+    net: Arc<PeerNet>,
+}
+
+/// Loads the node's cluster directory and starts its peer links (inside
+/// the network runtime).
+fn join(dir: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Joined> {
+    let identity = PeerIdentity::load(dir)?;
+    let config = Arc::new(ClusterConfig::load(dir, identity.node)?);
+    let router = Arc::new(PeerRouter::default());
+    let peer_cfg = PeerConfig {
+        listen: config.me().peer,
+        peers: config.peers(),
+    };
+    let (net, links) = {
+        let _in_rt = rt.enter();
+        PeerNet::start(&identity, peer_cfg, router.deliver())
+            .with_context(|| format!("starting the peer links on {}", config.me().peer))?
+    };
+    rt.spawn(links);
+    Ok(Joined {
+        identity,
+        config,
+        router,
+        net: Arc::new(net),
+    })
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating the data directory {}", args.data.display()))?;
     let dir = cap_std::fs::Dir::open_ambient_dir(&args.data, cap_std::ambient_authority())
         .with_context(|| format!("opening the data directory {}", args.data.display()))?;
-    let config = NodeConfig {
-        partitions: partitions(&args, &dir),
-        durability: match args.durability {
-            DurabilityArg::Sync => Durability::Sync,
-            DurabilityArg::Async => Durability::Async,
-        },
-        snapshot_log_bytes: args.snapshot_log_mib.max(1) << 20,
-        segment_bytes_max: 64 << 20,
-    };
-    let tls_dir = dir.try_clone().context("opening the data directory")?;
-    let node = Node::start(dir.try_clone()?, config.clone(), args.demo)?;
-    if args.demo {
-        let procs = args
-            .procedures
-            .clone()
-            .or_else(demo::default_procedures_dir)
-            .context("cannot tell where the example procedures are: pass --procedures DIR")?;
-        demo::setup(&node, &procs)?;
-    }
-    let identity = match (&args.cert, &args.key) {
-        (Some(c), Some(k)) => crate::net::tls::load_files(c, k)?,
-        _ => crate::net::tls::load_or_create(&tls_dir, &default_names(&args.listen))?,
-    };
     // One network thread: tokio's current-thread runtime (no work-stealing
     // hand-offs between threads); more: the multi-thread scheduler.
     let rt = if args.io_threads <= 1 {
@@ -113,8 +136,86 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .build()
     }
     .context("starting the network runtime")?;
-    rt.block_on(serve_quic(node.clone(), identity, &args, &config))?;
+    let joined = match &args.cluster {
+        Some(d) => Some(join(d, &rt)?),
+        None => None,
+    };
+    let partitions = match &joined {
+        Some(j) => {
+            if args.partitions.is_some_and(|p| p != j.config.partitions) {
+                bail!(
+                    "--partitions {} disagrees with cluster.conf (partitions {}); leave it out",
+                    args.partitions.unwrap_or_default(),
+                    j.config.partitions
+                );
+            }
+            j.config.partitions
+        }
+        None => partitions(&args, &dir),
+    };
+    let listen = match (&joined, args.listen) {
+        (_, Some(l)) => l,
+        (Some(j), None) => j.config.me().client,
+        (None, None) => LISTEN_DEFAULT.parse().context("the default address")?,
+    };
+    let config = NodeConfig {
+        partitions,
+        durability: match args.durability {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Async => Durability::Async,
+        },
+        snapshot_log_bytes: args.snapshot_log_mib.max(1) << 20,
+        segment_bytes_max: 64 << 20,
+    };
+    let tls_dir = dir.try_clone().context("opening the data directory")?;
+    let setup = joined.as_ref().map(|j| {
+        let net = j.net.clone();
+        ClusterSetup {
+            config: j.config.clone(),
+            dir: args.cluster.clone().unwrap_or_default(),
+            outbox: Arc::new(move |p| {
+                let net = net.clone();
+                Arc::new(move |to, msg| {
+                    let group = Group::Partition(p);
+                    // A full queue drops it; consensus sends again.
+                    let _ = net.send(to, PeerMessage::Consensus { group, msg });
+                })
+            }),
+        }
+    });
+    let node = Node::start_in(dir.try_clone()?, config.clone(), args.demo, setup)?;
+    if let Some(j) = &joined {
+        j.router.connect(&node);
+        eprintln!(
+            "ohm: node {} of a cluster of {} nodes (replicas {}), peers on {}",
+            j.config.me.0,
+            j.config.nodes.len(),
+            j.config.replicas,
+            j.config.me().peer
+        );
+    }
+    if args.demo {
+        let procs = args
+            .procedures
+            .clone()
+            .or_else(demo::default_procedures_dir)
+            .context("cannot tell where the example procedures are: pass --procedures DIR")?;
+        demo::setup(&node, &procs)?;
+    }
+    // In a cluster, clients are served with the node's certificate (the
+    // cluster CA signed it for the names clients use: they pass --ca).
+    let identity = match (&args.cert, &args.key, &joined) {
+        (Some(c), Some(k), _) => crate::net::tls::load_files(c, k)?,
+        (_, _, Some(j)) => j.identity.server_identity(),
+        _ => crate::net::tls::load_or_create(&tls_dir, &default_names(&listen))?,
+    };
+    rt.block_on(serve_quic(node.clone(), identity, listen, &args, &config))?;
     node.shutdown();
+    if let Some(j) = &joined {
+        // Peers see the links close at once rather than after their idle
+        // timeout.
+        j.net.close();
+    }
     if let Some(why) = node.fatal.get() {
         bail!("the node stopped because it could not go on: {why}");
     }
@@ -141,11 +242,12 @@ fn default_names(listen: &SocketAddr) -> Vec<String> {
 async fn serve_quic(
     node: Arc<Node>,
     identity: crate::net::tls::ServerIdentity,
+    listen: SocketAddr,
     args: &ServeArgs,
     config: &NodeConfig,
 ) -> anyhow::Result<()> {
-    let endpoint = crate::net::endpoint::server(args.listen, &identity)
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let endpoint = crate::net::endpoint::server(listen, &identity)
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = endpoint.local_addr().context("reading the bound address")?;
     if addr.port() == 0 {
         bail!("the endpoint has no port");

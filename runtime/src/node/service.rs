@@ -60,6 +60,19 @@ impl Node {
         }
     }
 
+    /// In a cluster: where clients reach the node that leads partition 0
+    /// (and so coordinates), when that is another node.
+    pub(crate) fn coordinating_elsewhere(&self) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        let leader = self.p0_leader.load(Ordering::Relaxed);
+        if leader == 0 || leader == cluster.me.0 {
+            return None;
+        }
+        cluster
+            .client_addr(crate::types::NodeId(leader))
+            .map(|a| a.to_string())
+    }
+
     pub(crate) fn call(
         &self,
         who: &Principal,
@@ -69,6 +82,17 @@ impl Node {
     ) {
         let routes = self.routes.get(who.tenant);
         let Some(route) = routes.as_ref().and_then(|r| r.get(&procedure)) else {
+            // In a cluster this node may not have applied a deploy yet; the
+            // node that coordinates (it leads partition 0) has.
+            if let Some(at) = self.coordinating_elsewhere() {
+                return reply(Err(ErrorReply::not_leader(
+                    format!(
+                        "this node does not know procedure {procedure} (yet); the node that \
+                         deploys, at {at}, does: retry there (nothing was done)"
+                    ),
+                    Some(at),
+                )));
+            }
             return reply(Err(ErrorReply::new(
                 ErrorCode::UnknownProcedure,
                 format!(
@@ -126,7 +150,7 @@ impl Node {
         let get = PartitionStats::get;
         StatusInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            node_id: 1,
+            node_id: self.cluster.as_ref().map_or(1, |c| u64::from(c.me.0)),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             durability: self.config.durability.name().to_string(),
             connections: self.connections.load(Ordering::Relaxed),

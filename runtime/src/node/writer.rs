@@ -3,15 +3,23 @@
 //! commit: one fsync for everything queued), then tells the executor,
 //! which releases what became chosen.
 //!
+//! In a cluster the log is also read, by the executor, for peers that
+//! lag and to rebuild after losing leadership: it sits behind a mutex that
+//! the writer holds while it writes and syncs a group, and the executor
+//! only for those rare reads. Messages a batch holds back (`then_send`:
+//! promises and acceptances) leave once the batch is durable.
+//!
 //! A failed write or fsync stops the partition's writing for good and is
 //! reported: after it the log's state is unknown, and nothing written
 //! since the last good fsync may be acknowledged.
 
 use super::executor::{Durable, Input};
+use crate::consensus::Message;
 use crate::durability::{DurabilityError, Storage};
 use crate::partition::WriteBatch;
+use crate::types::NodeId;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Batches one writer queue holds (each carries up to a batch of calls).
@@ -47,8 +55,14 @@ pub enum WriterMsg {
     Stop,
 }
 
+/// Sends a consensus message to a peer (never waits; a full queue drops
+/// it, which consensus survives by sending again).
+pub type Outbox = Arc<dyn Fn(NodeId, Message) + Send + Sync>;
+
 pub struct Writer<S: Storage> {
-    pub storage: S,
+    pub storage: Arc<Mutex<S>>,
+    /// Where held-back messages go (none on a lone node).
+    pub outbox: Option<Outbox>,
     pub msgs: Receiver<WriterMsg>,
     pub executor: Sender<Input>,
     /// Where the executor reads what is durable.
@@ -95,10 +109,18 @@ impl<S: Storage> Writer<S> {
             if !unsynced {
                 last_sync = Instant::now();
             }
-            if let Some(last) = group.last() {
-                let wake = self
-                    .durable
-                    .set(last.seq, self.storage.bytes_since_snapshot());
+            if let Some(last) = group.last().map(|b| b.seq) {
+                let log_bytes = self.storage().bytes_since_snapshot();
+                // Durable now (for async durability: written, which is what
+                // it acknowledges): what waited for it may leave.
+                for b in group.iter_mut() {
+                    for (to, msg) in b.then_send.drain(..) {
+                        if let Some(out) = &self.outbox {
+                            out(to, msg);
+                        }
+                    }
+                }
+                let wake = self.durable.set(last, log_bytes);
                 if wake && self.executor.send(Input::Persisted).is_err() {
                     return;
                 }
@@ -116,16 +138,21 @@ impl<S: Storage> Writer<S> {
         unsynced: &mut bool,
         sync: bool,
     ) -> Result<(), DurabilityError> {
+        let mut storage = self.storage();
         for b in group {
-            crate::partition::write_batch(&mut self.storage, b)?;
+            crate::partition::write_batch(&mut *storage, b)?;
             *unsynced = true;
         }
         if sync && *unsynced {
-            self.storage.sync()?;
+            storage.sync()?;
             *unsynced = false;
         } else if *unsynced {
-            self.storage.flush()?;
+            storage.flush()?;
         }
         Ok(())
+    }
+
+    fn storage(&self) -> std::sync::MutexGuard<'_, S> {
+        self.storage.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -174,9 +174,12 @@ pub fn encode_response(
             }
             Err(e) => {
                 w::str(out, "error");
-                w::map(out, 2);
+                w::map(out, if e.leader.is_some() { 3 } else { 2 });
                 w::kv_str(out, "code", e.code.name());
                 w::kv_str(out, "message", &e.message);
+                if let Some(l) = &e.leader {
+                    w::kv_str(out, "leader", l);
+                }
             }
         }
     })
@@ -214,20 +217,23 @@ fn response(body: &[u8]) -> Result<ResponseFrame> {
 }
 
 fn error_reply(r: &mut Reader) -> Result<ErrorReply> {
-    let (mut code, mut message) = (None, None);
+    let (mut code, mut message, mut leader) = (None, None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "code" => code = Some(field(r, "code", Reader::str)?),
             "message" => message = Some(field(r, "message", Reader::str)?),
+            "leader" => leader = Some(field(r, "leader", Reader::str)?.to_string()),
             _ => r.skip(1)?,
         }
     }
     let code = required(code, "code", "an error")?;
     let message = required(message, "message", "an error")?;
-    Ok(match ErrorCode::from_name(code) {
+    let mut e = match ErrorCode::from_name(code) {
         Some(code) => ErrorReply::new(code, message),
         None => ErrorReply::new(ErrorCode::Internal, format!("[{code}] {message}")),
-    })
+    };
+    e.leader = leader;
+    Ok(e)
 }
 
 /// Reads a field's value, naming the field in any error.

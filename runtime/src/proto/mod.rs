@@ -173,6 +173,9 @@ pub struct PartitionStatus {
 pub struct ErrorReply {
     pub code: ErrorCode,
     pub message: String,
+    /// With `not_leader`: where clients reach the node that leads (when
+    /// this node knows), as `ip:port`.
+    pub leader: Option<String>,
 }
 
 /// Error codes on the wire, as snake_case strings (`ErrorCode::name`).
@@ -208,10 +211,14 @@ pub enum ErrorCode {
     /// applied (for a failed log write: the node stops).
     Unavailable,
     Internal,
+    /// This node does not lead what the request needs (a partition, or
+    /// every partition for multi-partition work): nothing was done; retry
+    /// at `leader`.
+    NotLeader,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::AuthFailed,
@@ -228,6 +235,7 @@ impl ErrorCode {
         ErrorCode::NotSupported,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::NotLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -248,6 +256,7 @@ impl ErrorCode {
             ErrorCode::NotSupported => "not_supported",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotLeader => "not_leader",
         }
     }
 
@@ -267,6 +276,16 @@ impl ErrorReply {
         ErrorReply {
             code,
             message: message.into(),
+            leader: None,
+        }
+    }
+
+    /// `not_leader`, naming where the leader is when known.
+    pub fn not_leader(message: impl Into<String>, leader: Option<String>) -> ErrorReply {
+        ErrorReply {
+            code: ErrorCode::NotLeader,
+            message: message.into(),
+            leader,
         }
     }
 }

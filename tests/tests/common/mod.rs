@@ -74,11 +74,17 @@ impl Server {
     /// Starts `ohm serve --data DATA --listen 127.0.0.1:0 ARGS...` and waits
     /// for its `ready` line.
     pub fn start(data: &Path, args: &[&str]) -> anyhow::Result<Server> {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Server::start_with(data, &all)
+    }
+
+    /// Starts `ohm serve --data DATA ARGS...` and waits for its `ready` line.
+    pub fn start_with(data: &Path, args: &[&str]) -> anyhow::Result<Server> {
         let mut child = Command::new(ohm_binary())
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("OHM_WASM_DIR", wasm_dir())
             .stdout(Stdio::piped())

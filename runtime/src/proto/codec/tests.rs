@@ -221,6 +221,10 @@ fn every_reply_and_error_round_trips() {
     for code in ErrorCode::ALL {
         round_response(Err(ErrorReply::new(code, "why")));
     }
+    round_response(Err(ErrorReply::not_leader(
+        "go there",
+        Some("10.0.0.2:7450".into()),
+    )));
 }
 
 /// Builds a body with rmp-serde, as a stranger's stock library would.

@@ -1,0 +1,191 @@
+//! A client of a cluster: connections to the nodes it has heard of, and
+//! the one it believes leads (where requests go). A `not_leader` answer
+//! (nothing was done) moves it to the leader the answer names and the
+//! request is sent again; while a leader is being elected, or the node it
+//! talked to is gone, it waits a little and tries the nodes it knows.
+//! Nothing else is retried: an `unavailable` answer may mean the request
+//! took effect, and only the caller can tell whether to send it again.
+//!
+//! Bounds: `CLUSTER_ATTEMPTS_MAX` tries per request, `CLUSTER_NODES_MAX`
+//! addresses remembered.
+
+use super::{CallResult, Client, ClientConfig, ClientError};
+use crate::proto::{ErrorCode, Reply, Request};
+use crate::types::Value;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Tries of one request (redirects and waits for an election included).
+pub const CLUSTER_ATTEMPTS_MAX: usize = 100;
+/// Addresses a cluster client remembers.
+pub const CLUSTER_NODES_MAX: usize = 64;
+/// The wait before trying again when no leader is known.
+pub const RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How long one node gets to answer a connection attempt (a dead node's
+/// address is not waited on for the template's whole timeout).
+pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A node that did not answer is not tried again (nor followed to, when
+/// another node still names it leader) for this long.
+pub const DOWN_FOR: Duration = Duration::from_secs(2);
+
+pub struct ClusterClient {
+    /// Trust, token and timeouts for every node; `addr` is replaced.
+    template: ClientConfig,
+    /// Every node heard of, in the order first heard.
+    known: Mutex<Vec<String>>,
+    /// Where requests go now.
+    current: Mutex<String>,
+    conns: tokio::sync::Mutex<BTreeMap<String, Client>>,
+    /// Nodes that did not answer, and when.
+    down: Mutex<BTreeMap<String, std::time::Instant>>,
+}
+
+impl ClusterClient {
+    /// Connects to the first of `addrs` that answers (all are remembered).
+    pub async fn connect(template: ClientConfig, addrs: &[String]) -> Result<Self, ClientError> {
+        let first = addrs
+            .first()
+            .ok_or_else(|| ClientError::Config("a cluster client needs an address".into()))?;
+        let c = ClusterClient {
+            template,
+            known: Mutex::new(addrs.iter().take(CLUSTER_NODES_MAX).cloned().collect()),
+            current: Mutex::new(first.clone()),
+            conns: tokio::sync::Mutex::new(BTreeMap::new()),
+            down: Mutex::new(BTreeMap::new()),
+        };
+        let mut last = None;
+        for a in addrs {
+            match c.client(a).await {
+                Ok(_) => {
+                    c.set_current(a);
+                    return Ok(c);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no address".into())))
+    }
+
+    /// The node requests go to now.
+    pub fn current(&self) -> String {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_current(&self, addr: &str) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = addr.to_string();
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if !known.iter().any(|k| k == addr) && known.len() < CLUSTER_NODES_MAX {
+            known.push(addr.to_string());
+        }
+    }
+
+    async fn client(&self, addr: &str) -> Result<Client, ClientError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            return Ok(c.clone());
+        }
+        let mut cfg = self.template.clone();
+        cfg.addr = addr.to_string();
+        cfg.connect_timeout = cfg.connect_timeout.min(NODE_CONNECT_TIMEOUT);
+        let c = Client::connect(cfg).await?;
+        conns.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn forget(&self, addr: &str) {
+        if let Some(c) = self.conns.lock().await.remove(addr) {
+            c.close().await;
+        }
+    }
+
+    fn is_down(&self, addr: &str) -> bool {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.get(addr).is_some_and(|t| t.elapsed() < DOWN_FOR)
+    }
+
+    fn mark_down(&self, addr: &str) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.retain(|_, t| t.elapsed() < DOWN_FOR);
+        if down.len() < CLUSTER_NODES_MAX {
+            down.insert(addr.to_string(), std::time::Instant::now());
+        }
+    }
+
+    /// The next node to try after `addr` failed to answer: the next known
+    /// one that has not failed lately (else simply the next).
+    fn next_after(&self, addr: &str) -> String {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let n = known.len().max(1);
+        let i = known.iter().position(|k| k == addr).map_or(0, |i| i + 1);
+        let order = (0..n).filter_map(|k| known.get((i + k) % n));
+        let mut fallback = None;
+        for a in order {
+            if a != addr && !self.is_down(a) {
+                return a.clone();
+            }
+            fallback = fallback.or(Some(a.clone()));
+        }
+        fallback.unwrap_or_else(|| addr.to_string())
+    }
+
+    /// Sends `request` to the leader, following `not_leader` answers.
+    pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        let mut last = None;
+        for attempt in 0..CLUSTER_ATTEMPTS_MAX {
+            let addr = self.current();
+            let client = match self.client(&addr).await {
+                Ok(c) => c,
+                Err(e @ (ClientError::Unreachable { .. } | ClientError::Closed { .. })) => {
+                    // Never connected: the request was not sent.
+                    self.mark_down(&addr);
+                    last = Some(e);
+                    self.set_current(&self.next_after(&addr));
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match client.request(request.clone()).await {
+                Err(ClientError::Server(e)) if e.code == ErrorCode::NotLeader => {
+                    // A leader that just failed to answer is not followed
+                    // (the others have not noticed yet): ask again shortly.
+                    match &e.leader {
+                        Some(l) if *l != addr && !self.is_down(l) => self.set_current(l),
+                        _ => tokio::time::sleep(RETRY_DELAY).await,
+                    }
+                    // Leaders move while an election or transfer settles:
+                    // after a first redirect, pace the tries.
+                    if attempt > 0 {
+                        tokio::time::sleep(RETRY_DELAY).await;
+                    }
+                    last = Some(ClientError::Server(e));
+                }
+                Err(e @ ClientError::Closed { .. }) => {
+                    // The request may have reached the node: say so.
+                    self.forget(&addr).await;
+                    self.mark_down(&addr);
+                    self.set_current(&self.next_after(&addr));
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no attempt was made".into())))
+    }
+
+    pub async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
+        let request = Request::Call {
+            procedure: procedure.to_string(),
+            args,
+        };
+        match self.request(request).await? {
+            Reply::Value(v) => Ok(CallResult::Value(v)),
+            Reply::Rows(r) => Ok(CallResult::Rows(r)),
+            other => Err(super::unexpected(other)),
+        }
+    }
+}

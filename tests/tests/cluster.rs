@@ -1,0 +1,267 @@
+//! A real 3-node cluster (three `ohm serve` processes, RF=3, mutual-TLS
+//! QUIC between them): schema and modules through any node, calls that
+//! follow `not_leader` to the leader, the leader killed with kill -9 in the
+//! middle of a load with every acknowledged write found afterwards, and
+//! the killed node restarted and caught up.
+
+mod common;
+
+use common::{runtime, wasm, Server, TempDir};
+use ohm::driver::cluster::ClusterClient;
+use ohm::driver::{CallResult, ClientConfig, ClientError, Trust};
+use ohm::proto::{ErrorCode, StatusInfo};
+use ohm::types::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NODES: usize = 3;
+
+struct Cluster {
+    dir: TempDir,
+    servers: Vec<Option<Server>>,
+    addrs: Vec<String>,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Cluster {
+        let dir = TempDir::new(name);
+        // Ports from the process id, so parallel runs do not collide.
+        let port = 20_000 + (std::process::id() % 4000) as u16 * 10;
+        let out = dir.path().join("cluster");
+        let ok = Command::new(common::ohm_binary())
+            .args(["cluster", "init", "--nodes", "3", "--partitions", "4"])
+            .arg("--out")
+            .arg(&out)
+            .args(["--port", &port.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ohm cluster init failed");
+        let mut c = Cluster {
+            dir,
+            servers: (0..NODES).map(|_| None).collect(),
+            addrs: (0..NODES)
+                .map(|i| format!("127.0.0.1:{}", port + 10 * i as u16))
+                .collect(),
+        };
+        for i in 0..NODES {
+            c.start_node(i);
+        }
+        c
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let node_dir = self.cluster_dir().join(format!("n{}", i + 1));
+        let data = self.dir.path().join(format!("data{}", i + 1));
+        let s = Server::start_with(
+            &data,
+            &["--cluster", node_dir.to_str().unwrap(), "--io-threads", "1"],
+        )
+        .unwrap();
+        assert_eq!(
+            s.addr,
+            self.addrs[i],
+            "node {} serves where cluster.conf says",
+            i + 1
+        );
+        self.servers[i] = Some(s);
+    }
+
+    fn cluster_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    fn config(&self) -> ClientConfig {
+        let token = std::fs::read_to_string(self.cluster_dir().join("demo.token")).unwrap();
+        ClientConfig::new(
+            self.addrs[0].clone(),
+            Trust::CaFile(self.cluster_dir().join("ca.pem")),
+            token.trim(),
+        )
+    }
+
+    async fn client(&self) -> ClusterClient {
+        ClusterClient::connect(self.config(), &self.addrs)
+            .await
+            .unwrap()
+    }
+
+    /// One node's own view (no redirects).
+    async fn status_of(&self, i: usize) -> Option<StatusInfo> {
+        let mut cfg = self.config();
+        cfg.addr = self.addrs[i].clone();
+        let c = ohm::driver::Client::connect(cfg).await.ok()?;
+        let s = c.status().await.ok();
+        c.close().await;
+        s
+    }
+}
+
+fn put(key: &str, value: u64) -> (String, Vec<Value>) {
+    (
+        "put".into(),
+        vec![
+            Value::Text(key.into()),
+            Value::Bytes(value.to_be_bytes().to_vec().into()),
+        ],
+    )
+}
+
+async fn get(c: &ClusterClient, key: &str) -> Option<u64> {
+    match c.call("get", vec![Value::Text(key.into())]).await.unwrap() {
+        CallResult::Value(Value::Bytes(b)) => Some(u64::from_be_bytes(b[..].try_into().unwrap())),
+        CallResult::Value(Value::Null) => None,
+        other => panic!("get {key}: {other:?}"),
+    }
+}
+
+async fn set_up(c: &ClusterClient) {
+    for ddl in ohm_kv::SCHEMA {
+        c.request(ohm::proto::Request::Sql {
+            sql: ddl.to_string(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{ddl}: {e}"));
+    }
+    c.request(ohm::proto::Request::Deploy {
+        name: "kv".into(),
+        wasm: wasm("kv"),
+    })
+    .await
+    .unwrap();
+}
+
+/// The node whose client address `c` settled on leads every partition.
+fn leader_index(cluster: &Cluster, c: &ClusterClient) -> usize {
+    let cur = c.current();
+    cluster.addrs.iter().position(|a| *a == cur).unwrap()
+}
+
+#[test]
+fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
+    let rt = runtime();
+    let mut cluster = Cluster::start("cluster-failover");
+    rt.block_on(async {
+        let c = cluster.client().await;
+        let t = Instant::now();
+        set_up(&c).await;
+        eprintln!("cluster: set-up took {:?}", t.elapsed());
+        // Followers compile a deployed module when they apply it, which
+        // can keep them from answering for longer than the leader waits
+        // (check-quorum): leaders may change right after a deploy. Wait
+        // until writes go through again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (p, args) = put("settle", 0);
+            match c.call(&p, args).await {
+                Ok(_) => break,
+                Err(e) => assert!(Instant::now() < deadline, "no leader settled: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Through every node: a call sent to a follower is redirected.
+        for i in 0..NODES {
+            let mut cfg = cluster.config();
+            cfg.addr = cluster.addrs[i].clone();
+            let one = ClusterClient::connect(cfg, &[cluster.addrs[i].clone()])
+                .await
+                .unwrap();
+            let (p, args) = put(&format!("via-{i}"), i as u64);
+            one.call(&p, args).await.unwrap();
+            assert_eq!(get(&one, &format!("via-{i}")).await, Some(i as u64));
+        }
+        // A follower, asked directly, says who leads.
+        let (p, args) = put("find-leader", 0);
+        c.call(&p, args).await.unwrap();
+        let leader = leader_index(&cluster, &c);
+        let follower = (leader + 1) % NODES;
+        let mut cfg = cluster.config();
+        cfg.addr = cluster.addrs[follower].clone();
+        let direct = ohm::driver::Client::connect(cfg).await.unwrap();
+        let (p, args) = put("direct", 1);
+        match direct.call(&p, args).await {
+            Err(ClientError::Server(e)) => {
+                assert_eq!(e.code, ErrorCode::NotLeader, "{e}");
+                assert_eq!(
+                    e.leader.as_deref(),
+                    Some(cluster.addrs[leader].as_str()),
+                    "{e}"
+                );
+            }
+            other => panic!("a follower answered a write itself: {other:?}"),
+        }
+        direct.close().await;
+
+        // Load, then kill -9 the leader in the middle of it.
+        let mut acked = Vec::new();
+        let mut unknown = 0;
+        let mut killed_at = None;
+        let mut resumed_after = None;
+        for k in 0..600u64 {
+            if k == 200 {
+                let l = leader_index(&cluster, &c);
+                cluster.servers[l].as_mut().unwrap().kill9();
+                cluster.servers[l] = None;
+                killed_at = Some((Instant::now(), l));
+            }
+            let (p, args) = put(&format!("k{k}"), k);
+            match c.call(&p, args).await {
+                Ok(_) => {
+                    acked.push(k);
+                    if let (Some((t, _)), None) = (killed_at, resumed_after) {
+                        resumed_after = Some(t.elapsed());
+                    }
+                }
+                // Sent to the node as it died: may or may not have applied.
+                Err(ClientError::Closed { .. }) => unknown += 1,
+                Err(ClientError::Server(e)) if e.code == ErrorCode::Unavailable => unknown += 1,
+                Err(e) => panic!("put k{k}: {e}"),
+            }
+        }
+        let (_, dead) = killed_at.unwrap();
+        eprintln!(
+            "cluster: {} writes acknowledged, {unknown} of unknown outcome; writes resumed {:?} \
+             after the leader (node {}) was killed",
+            acked.len(),
+            resumed_after,
+            dead + 1
+        );
+        assert!(acked.len() >= 590, "writes resumed after failover");
+        assert!(leader_index(&cluster, &c) != dead);
+        for k in &acked {
+            assert_eq!(
+                get(&c, &format!("k{k}")).await,
+                Some(*k),
+                "acknowledged k{k} is present"
+            );
+        }
+
+        // The killed node comes back and catches up with the others.
+        cluster.start_node(dead);
+        let (p, args) = put("after-restart", 7);
+        c.call(&p, args).await.unwrap();
+        let leader = leader_index(&cluster, &c);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let want = cluster.status_of(leader).await.unwrap();
+            if let Some(got) = cluster.status_of(dead).await {
+                let caught_up = want
+                    .partitions
+                    .iter()
+                    .zip(&got.partitions)
+                    .all(|(w, g)| g.durable_lsn >= w.durable_lsn);
+                if caught_up {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not catch up",
+                dead + 1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    for s in cluster.servers.iter_mut().flatten() {
+        s.stop().unwrap();
+    }
+}
