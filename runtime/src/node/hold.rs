@@ -119,6 +119,16 @@ impl Held<'_> {
                 Ok(Err(e)) if e.outcome_unknown() => {
                     unknown = unknown.or(Some(reply::call_error(&e, self.addrs)));
                 }
+                // In a cluster other partitions may already have chosen
+                // their shares: never "nothing was done" (`not_leader`,
+                // which clients resend).
+                Ok(Err(crate::partition::CallError::NotLeader { .. })) => {
+                    unknown = unknown.or(Some(ErrorReply::new(
+                        ErrorCode::Unavailable,
+                        "a partition's leadership changed while the transaction was being \
+                         committed; it may or may not have taken effect",
+                    )));
+                }
                 Ok(Err(e)) => not_logged = not_logged.or(Some(reply::call_error(&e, self.addrs))),
                 Err(_) => unknown = unknown.or(Some(stopped_unknown())),
             }

@@ -296,9 +296,12 @@ impl<T> PartitionCore<T> {
     }
 
     /// Hands this group's leadership to `to` (see
-    /// `Paxos::transfer_leadership`); calls wait meanwhile.
+    /// `Paxos::transfer_leadership`); calls wait meanwhile. Not while the
+    /// state is asked for or lent: the holder's entry must be proposed.
     pub fn transfer_leadership(&mut self, to: NodeId) {
-        self.paxos.transfer_leadership(to);
+        if matches!(self.hold, Hold::Free) {
+            self.paxos.transfer_leadership(to);
+        }
     }
 
     pub fn paxos(&self) -> &Paxos {

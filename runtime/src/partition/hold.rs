@@ -45,8 +45,11 @@ impl<T> PartitionCore<T> {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
         }
-        if !self.leading || !matches!(self.hold, Hold::Free) {
-            let leader = self.paxos.leader();
+        // Handing leadership over: the entry the holder hands back could not
+        // be proposed.
+        let moving = self.paxos.transferring_to();
+        if !self.leading || !matches!(self.hold, Hold::Free) || moving.is_some() {
+            let leader = moving.or(self.paxos.leader());
             let e = CallError::NotLeader { leader };
             return self.out.replies.push((token, Err(e)));
         }
