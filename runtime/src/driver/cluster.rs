@@ -182,10 +182,6 @@ impl ClusterClient {
             procedure: procedure.to_string(),
             args,
         };
-        match self.request(request).await? {
-            Reply::Value(v) => Ok(CallResult::Value(v)),
-            Reply::Rows(r) => Ok(CallResult::Rows(r)),
-            other => Err(super::unexpected(other)),
-        }
+        super::call_result(self.request(request).await?)
     }
 }

@@ -161,6 +161,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A call's reply as its result.
+fn call_result(reply: Reply) -> Result<CallResult, ClientError> {
+    match reply {
+        Reply::Value(v) => Ok(CallResult::Value(v)),
+        Reply::Rows(r) => Ok(CallResult::Rows(r)),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn unexpected(reply: Reply) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {reply:?}"))
 }
@@ -273,11 +282,7 @@ impl Client {
             procedure: procedure.to_string(),
             args,
         };
-        match self.request(request).await? {
-            Reply::Value(v) => Ok(CallResult::Value(v)),
-            Reply::Rows(r) => Ok(CallResult::Rows(r)),
-            other => Err(unexpected(other)),
-        }
+        call_result(self.request(request).await?)
     }
 
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
