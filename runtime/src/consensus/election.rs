@@ -155,13 +155,24 @@ impl Paxos {
             }
             return;
         }
-        // A leader refuses (its followers will reject it if the candidate
-        // wins); a follower loyal to another leader (or to whoever led
-        // before it restarted) refuses, and so does one whose log is ahead.
-        // Loyalty protects the lease of the leader we follow; a leader that
-        // handed over gave its lease up (`transfer_of` is its ballot).
+        // A leader that handed leadership to the candidate (`TimeoutNow`)
+        // steps down and answers like a follower: it gave up its lease, and
+        // when the other replicas are down the candidate cannot win
+        // without it.
+        let handed_to_it = transfer_of != Ballot::default()
+            && transfer_of == self.promised
+            && self.lead.as_ref().and_then(|l| l.handed_to) == Some(from);
+        if handed_to_it {
+            self.step_down();
+        }
+        // Any other leader refuses (its followers will reject the candidate
+        // if it wins); a follower loyal to another leader (or to whoever
+        // led before it restarted) refuses, and so does one whose log is
+        // ahead. Loyalty protects the lease of the leader we follow; a
+        // leader that handed over gave its lease up (`transfer_of` is its
+        // ballot).
         let handed_over = transfer_of != Ballot::default()
-            && self.leader == Some(transfer_of.node)
+            && (self.leader == Some(transfer_of.node) || handed_to_it)
             && self.promised == transfer_of;
         let loyal = self.loyal() && self.leader != Some(from) && !handed_over;
         if loyal || self.role == Role::Leader || !self.up_to_date(last_slot, last_ballot) {

@@ -61,10 +61,11 @@ pub(crate) struct LeaderState {
     since_us: u64,
     /// Handing leadership to a follower: no proposals meanwhile.
     transfer: Option<Transfer>,
-    /// A `TimeoutNow` went out in this ballot: its receiver's election may
-    /// win over replicas still loyal to us, so our lease is gone for good
-    /// (reads wait for a quorum round instead).
-    lease_forfeited: bool,
+    /// A `TimeoutNow` went out in this ballot, to this replica: its
+    /// election may win over replicas still loyal to us (and we promise it
+    /// ourselves), so our lease is gone for good (reads wait for a quorum
+    /// round instead).
+    pub(super) handed_to: Option<NodeId>,
 }
 
 /// A leadership transfer in progress.
@@ -107,7 +108,7 @@ impl Paxos {
             quorum_check_due_us: self.now + self.cfg.election_timeout_us,
             since_us: self.now,
             transfer: None,
-            lease_forfeited: false,
+            handed_to: None,
         });
         // The no-op in our ballot: once it is chosen, so is everything
         // before it (records of older ballots are never counted alone).
@@ -212,7 +213,7 @@ impl Paxos {
             return;
         }
         lead.transfer = Some(Transfer { sent: true, ..t });
-        lead.lease_forfeited = true;
+        lead.handed_to = Some(t.to);
         self.send(t.to, Message::TimeoutNow { ballot });
     }
 
@@ -547,7 +548,7 @@ impl Paxos {
     /// quorum confirmed our ballot after it. (The caller also waits until
     /// everything the read saw is chosen.)
     pub fn read_allowed(&self, exec_us: u64) -> bool {
-        let forfeited = self.lead.as_ref().is_some_and(|l| l.lease_forfeited);
+        let forfeited = self.lead.as_ref().is_some_and(|l| l.handed_to.is_some());
         match self.quorum_round_us() {
             Some(t) => t >= exec_us || (!forfeited && exec_us < t + self.cfg.leader_lease_us()),
             None => false,

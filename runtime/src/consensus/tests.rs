@@ -802,6 +802,28 @@ fn extreme_values_from_a_peer_never_panic() {
 /// the followers' loyalty, which it may override only for the leader that
 /// handed over), nothing chosen is lost, and the old leader never reads
 /// alone again in its ballot.
+/// With one replica of three down, the target's election needs the old
+/// leader's own promise: a leader that handed over must give it.
+#[test]
+fn leadership_moves_with_a_replica_down() {
+    let mut c = Cluster::new(3);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let mut others = c.nodes.keys().copied().filter(|n| *n != l);
+    let (to, down) = (others.next().unwrap(), others.next().unwrap());
+    c.isolate(down.0);
+    c.propose(l, b"before").unwrap();
+    c.run_ms(100);
+    c.nodes.get_mut(&l).unwrap().px.transfer_leadership(to);
+    // Shorter than an election timeout: only the transfer can explain it.
+    c.run_ms(200);
+    assert_eq!(c.leader(), Some(to), "the target leads");
+    c.propose(to, b"after").unwrap();
+    c.run_ms(100);
+    c.check_agreement();
+    assert_eq!(c.nodes[&l].px.chosen(), c.nodes[&to].px.chosen());
+}
+
 #[test]
 fn leadership_moves_to_the_member_it_is_handed_to() {
     let mut c = Cluster::new(3);
