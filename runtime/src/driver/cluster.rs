@@ -25,6 +25,11 @@ pub const RETRY_DELAY: Duration = Duration::from_millis(100);
 /// How long one node gets to answer a connection attempt (a dead node's
 /// address is not waited on for the template's whole timeout).
 pub const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a connection to a node may hear nothing before the node is
+/// taken for dead (at most; the template's may be shorter). A request in
+/// flight to a node killed or cut off fails after this, so it bounds how
+/// long a failover keeps a caller waiting. Keep-alives go 4 times as often.
+pub const NODE_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A node that did not answer is not tried again (nor followed to, when
 /// another node still names it leader) for this long.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -91,6 +96,7 @@ impl ClusterClient {
         let mut cfg = self.template.clone();
         cfg.addr = addr.to_string();
         cfg.connect_timeout = cfg.connect_timeout.min(NODE_CONNECT_TIMEOUT);
+        cfg.idle_timeout = cfg.idle_timeout.min(NODE_IDLE_TIMEOUT);
         let c = Client::connect(cfg).await?;
         conns.insert(addr.to_string(), c.clone());
         Ok(c)

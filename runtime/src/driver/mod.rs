@@ -49,10 +49,15 @@ pub struct ClientConfig {
     /// Long-lived streams requests are spread over (1..=STREAMS_MAX).
     pub streams: usize,
     pub connect_timeout: Duration,
+    /// A connection that hears nothing from the node for this long is
+    /// closed, failing the requests in flight on it (a node killed or cut
+    /// off sends nothing more); keep-alives keep a live one open.
+    pub idle_timeout: Duration,
 }
 
 impl ClientConfig {
-    /// Defaults: server name "localhost", 4 streams, `CONNECT_TIMEOUT`.
+    /// Defaults: server name "localhost", 4 streams, `CONNECT_TIMEOUT`,
+    /// `CLIENT_IDLE_TIMEOUT`.
     pub fn new(addr: impl Into<String>, trust: Trust, token: impl Into<String>) -> ClientConfig {
         ClientConfig {
             addr: addr.into(),
@@ -61,6 +66,7 @@ impl ClientConfig {
             token: token.into(),
             streams: 4,
             connect_timeout: CONNECT_TIMEOUT,
+            idle_timeout: crate::net::endpoint::CLIENT_IDLE_TIMEOUT,
         }
     }
 }
@@ -198,8 +204,8 @@ impl Client {
             .map_err(|e| unreachable(format!("cannot resolve {}: {e}", cfg.addr)))?
             .next()
             .ok_or_else(|| unreachable(format!("{} resolves to no address", cfg.addr)))?;
-        let endpoint =
-            endpoint::client(peer, &trust).map_err(|e| ClientError::Config(e.to_string()))?;
+        let endpoint = endpoint::client_with(peer, &trust, cfg.idle_timeout)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         let timeout_s = cfg.connect_timeout.as_secs_f64();
         let no_answer = || {
             unreachable(format!(

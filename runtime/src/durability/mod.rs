@@ -116,8 +116,8 @@ pub use log::{
 };
 pub use log_storage::READ_RECORDS_MAX;
 pub use record::{
-    decode_entry, encode_commit, encode_entry, multi_txn, Entry, LoggedOp, LoggedWrites, MultiBody,
-    RecordTooLarge, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
+    decode_entry, deployed_module, encode_commit, encode_entry, multi_txn, Entry, LoggedOp,
+    LoggedWrites, MultiBody, RecordTooLarge, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };
 pub use segment::SEGMENT_FILE_BYTES_MAX;
 pub use sim_fs::{CrashReport, CrashedFile, SimFile, SimFs, SimFsStats, GARBLED_TAIL_BYTES};

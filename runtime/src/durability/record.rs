@@ -427,7 +427,6 @@ fn writes(r: &mut Reader<'_>) -> DecodeResult<LoggedWrites> {
     Ok(LoggedWrites { ops })
 }
 
-/// Decodes a record's payload (as `encode_entry` made it).
 /// The coordinator transaction a payload belongs to, read from its first
 /// bytes only (None for a single-partition commit, a no-op, or bytes too
 /// short to say).
@@ -439,6 +438,24 @@ pub fn multi_txn(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(txn))
 }
 
+/// The module a payload deploys, (name, wasm), read without decoding the
+/// rest (None for any other entry or bytes that do not decode).
+pub fn deployed_module(payload: &[u8]) -> Option<(&str, &[u8])> {
+    let mut r = Reader::new(payload);
+    if r.u8("entry tag").ok()? != ENTRY_MULTI {
+        return None;
+    }
+    r.u64("txn").ok()?;
+    r.u32("tenant").ok()?;
+    if r.u8("multi body tag").ok()? != BODY_DEPLOY {
+        return None;
+    }
+    let name = r.str("module name").ok()?;
+    let wasm = r.bytes("wasm").ok()?;
+    r.is_empty().then_some((name, wasm))
+}
+
+/// Decodes a record's payload (as `encode_entry` made it).
 pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader::new(payload);
     let entry = match r.u8("entry tag")? {
@@ -708,5 +725,47 @@ mod tests {
         let err = encode_entry(&big, &mut out).unwrap_err();
         assert!(err.bytes > PAYLOAD_BYTES_MAX);
         assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn deployed_module_reads_only_deploys() {
+        let deploy = Entry::Multi {
+            txn: 9,
+            tenant: TenantId(3),
+            body: MultiBody::Deploy {
+                name: "kv".into(),
+                wasm: vec![0, 97, 115, 109],
+            },
+        };
+        let mut p = Vec::new();
+        encode_entry(&deploy, &mut p).unwrap();
+        assert_eq!(deployed_module(&p), Some(("kv", &[0, 97, 115, 109][..])));
+        for cut in 0..p.len() {
+            assert_eq!(deployed_module(&p[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = p.clone();
+        longer.push(0);
+        assert_eq!(deployed_module(&longer), None);
+        let others = [
+            Entry::Multi {
+                txn: 9,
+                tenant: TenantId(3),
+                body: MultiBody::DropModule { name: "kv".into() },
+            },
+            Entry::Multi {
+                txn: 9,
+                tenant: TenantId(3),
+                body: MultiBody::Ddl("CREATE TABLE t (a INT PRIMARY KEY)".into()),
+            },
+            Entry::Commit {
+                tenant: TenantId(3),
+                writes: LoggedWrites::default(),
+            },
+        ];
+        for e in others {
+            let mut p = Vec::new();
+            encode_entry(&e, &mut p).unwrap();
+            assert_eq!(deployed_module(&p), None, "{e:?}");
+        }
     }
 }

@@ -28,23 +28,27 @@ pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// Unread bytes all of a connection's streams may have in flight.
 pub const CONNECTION_WINDOW_BYTES: u32 = 48 << 20;
 
-fn transport(client: bool) -> Result<TransportConfig, NetError> {
+/// A client's keep-alive: every `KEEP_ALIVE_INTERVAL`, or more often when
+/// its idle timeout is short, so a live connection is never taken for dead.
+pub fn keep_alive_for(idle: Duration) -> Duration {
+    KEEP_ALIVE_INTERVAL.min(idle / 4)
+}
+
+/// Transport settings; a client (with its idle timeout) also sends
+/// keep-alives.
+fn transport(client_idle: Option<Duration>) -> Result<TransportConfig, NetError> {
     let mut t = TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION_MAX))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(if client {
-                CLIENT_IDLE_TIMEOUT
-            } else {
-                IDLE_TIMEOUT
-            })
-            .map_err(|e| NetError::Config(e.to_string()))?,
+            IdleTimeout::try_from(client_idle.unwrap_or(IDLE_TIMEOUT))
+                .map_err(|e| NetError::Config(e.to_string()))?,
         ))
         .stream_receive_window(VarInt::from_u32(STREAM_WINDOW_BYTES))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW_BYTES))
         .send_window(u64::from(CONNECTION_WINDOW_BYTES));
-    if client {
-        t.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
+    if let Some(idle) = client_idle {
+        t.keep_alive_interval(Some(keep_alive_for(idle)));
     }
     Ok(t)
 }
@@ -54,7 +58,7 @@ pub fn server(addr: SocketAddr, identity: &ServerIdentity) -> Result<quinn::Endp
     let crypto = QuicServerConfig::try_from(tls::server_config(identity)?)
         .map_err(|e| NetError::Config(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(transport(false)?));
+    config.transport_config(Arc::new(transport(None)?));
     quinn::Endpoint::server(config, addr).map_err(|e| NetError::Io {
         what: format!("binding UDP {addr}"),
         source: e,
@@ -64,10 +68,20 @@ pub fn server(addr: SocketAddr, identity: &ServerIdentity) -> Result<quinn::Endp
 /// A client endpoint (bound to an ephemeral port of `peer`'s family) whose
 /// connections trust the server as `trust` says.
 pub fn client(peer: SocketAddr, trust: &ClientTrust) -> Result<quinn::Endpoint, NetError> {
+    client_with(peer, trust, CLIENT_IDLE_TIMEOUT)
+}
+
+/// `client` whose connections close after `idle` without a packet from
+/// the server (keep-alives keep a live one open).
+pub fn client_with(
+    peer: SocketAddr,
+    trust: &ClientTrust,
+    idle: Duration,
+) -> Result<quinn::Endpoint, NetError> {
     let crypto = QuicClientConfig::try_from(tls::client_config(trust)?)
         .map_err(|e| NetError::Config(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(transport(true)?));
+    config.transport_config(Arc::new(transport(Some(idle))?));
     let bind: SocketAddr = if peer.is_ipv6() {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     } else {

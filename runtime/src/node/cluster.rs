@@ -21,12 +21,14 @@
 
 use super::executor::{Input, PartitionStats, PEER_INPUTS_MAX};
 use crate::catalog::PartitionId;
+use crate::consensus::Message;
+use crate::durability::deployed_module;
 use crate::peer::{Group, PeerMessage};
 use crate::types::NodeId;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -204,21 +206,39 @@ impl ClusterConfig {
 /// Hands messages from peers to the partitions' executors, each admitted
 /// up to `PEER_INPUTS_MAX` (beyond it dropped: consensus resends). Set up
 /// before the node starts (the peer links run first), filled once it has.
+///
+/// A record that deploys a module starts compiling it on a thread of its
+/// own as it arrives (at most `PRECOMPILES_MAX` at once): a replica applies
+/// the deploy only once it is chosen, a round trip later, and by then the
+/// compile is done or under way, so its executors wait for it (or not at
+/// all) instead of each compiling while their peers hear nothing.
 #[derive(Default)]
 pub struct PeerRouter {
-    partitions: std::sync::OnceLock<Vec<(Sender<Input>, Arc<PartitionStats>)>>,
+    partitions: std::sync::OnceLock<Routed>,
+    precompiling: Arc<AtomicUsize>,
 }
+
+struct Routed {
+    executors: Vec<(Sender<Input>, Arc<PartitionStats>)>,
+    runtime: crate::wasm::WasmRuntime,
+}
+
+/// Modules compiled ahead of their deploy at once; more are left to the
+/// executors that apply them.
+pub const PRECOMPILES_MAX: usize = 2;
 
 impl PeerRouter {
     /// From now on messages reach these executors.
     pub fn connect(&self, node: &super::Node) {
-        let _ = self.partitions.set(
-            node.executors
+        let _ = self.partitions.set(Routed {
+            executors: node
+                .executors
                 .iter()
                 .cloned()
                 .zip(node.stats.iter().cloned())
                 .collect(),
-        );
+            runtime: node.runtime.clone(),
+        });
     }
 
     /// What the peer links call for each message.
@@ -233,15 +253,54 @@ impl PeerRouter {
         let Group::Partition(p) = group else {
             return;
         };
-        let Some((tx, stats)) = self.partitions.get().and_then(|v| v.get(p.0 as usize)) else {
+        let Some(routed) = self.partitions.get() else {
             return;
         };
+        let Some((tx, stats)) = routed.executors.get(p.0 as usize) else {
+            return;
+        };
+        if let Message::Accept { records, .. } = &msg {
+            for r in records {
+                self.precompile(&routed.runtime, &r.payload);
+            }
+        }
         if stats.peer_queued.fetch_add(1, Ordering::Relaxed) >= PEER_INPUTS_MAX {
             stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         if tx.send(Input::Peer { from, msg }).is_err() {
             stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts compiling the module `payload` deploys, if it does and the
+    /// module is not compiled yet. The result lands in the runtime's cache
+    /// (an error is left for the deploy to report, as it would anyway).
+    fn precompile(&self, runtime: &crate::wasm::WasmRuntime, payload: &Arc<[u8]>) {
+        let Some((name, wasm)) = deployed_module(payload) else {
+            return;
+        };
+        if runtime.is_cached(name, wasm) {
+            return;
+        }
+        if self.precompiling.fetch_add(1, Ordering::Relaxed) >= PRECOMPILES_MAX {
+            self.precompiling.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let (runtime, payload, count) =
+            (runtime.clone(), payload.clone(), self.precompiling.clone());
+        let job = move || {
+            if let Some((name, wasm)) = deployed_module(&payload) {
+                let _ = runtime.compile_cached(name, wasm);
+            }
+            count.fetch_sub(1, Ordering::Relaxed);
+        };
+        if std::thread::Builder::new()
+            .name("ohm-precompile".into())
+            .spawn(job)
+            .is_err()
+        {
+            self.precompiling.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -319,5 +378,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not list node 7"), "{e}");
+    }
+
+    #[test]
+    fn a_deploy_arriving_from_a_peer_is_compiled_before_it_is_applied() {
+        use crate::durability::{encode_entry, Entry, LogRecord, MultiBody};
+        use crate::types::{Ballot, Slot, TenantId};
+        let path =
+            crate::wasm::testing::procedure_wasm("ohm_voter").unwrap_or_else(|e| panic!("{e}"));
+        let wasm = std::fs::read(path).unwrap();
+        let runtime = crate::wasm::WasmRuntime::new().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let router = Arc::new(PeerRouter::default());
+        let _ = router.partitions.set(Routed {
+            executors: vec![(tx, Arc::new(PartitionStats::default()))],
+            runtime: runtime.clone(),
+        });
+        let mut payload = Vec::new();
+        let deploy = Entry::Multi {
+            txn: 1,
+            tenant: TenantId(1),
+            body: MultiBody::Deploy {
+                name: "voter".into(),
+                wasm: wasm.clone(),
+            },
+        };
+        encode_entry(&deploy, &mut payload).unwrap();
+        let b = Ballot {
+            round: 1,
+            node: NodeId(2),
+        };
+        let accept = Message::Accept {
+            ballot: b,
+            prev_slot: Slot(0),
+            prev_ballot: Ballot::default(),
+            records: vec![LogRecord {
+                slot: Slot(1),
+                ballot: b,
+                payload: Arc::from(payload),
+            }],
+            chosen: Slot(0),
+            sent_us: 0,
+        };
+        let msg = PeerMessage::Consensus {
+            group: Group::Partition(PartitionId(0)),
+            msg: accept,
+        };
+        (router.deliver())(NodeId(2), msg);
+        // The message is passed on at once, not after the compile.
+        assert!(matches!(rx.try_recv(), Ok(Input::Peer { .. })));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !runtime.is_cached("voter", &wasm) {
+            assert!(std::time::Instant::now() < deadline, "never compiled");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }

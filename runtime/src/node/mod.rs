@@ -89,6 +89,8 @@ pub struct Node {
     /// Who leads partition 0 (and so coordinates), as this node's replica
     /// of it knows: a node id, 0 when unknown.
     pub p0_leader: Arc<std::sync::atomic::AtomicU32>,
+    /// The node's Wasm engine (shared with every partition).
+    pub runtime: crate::wasm::WasmRuntime,
     pub started: Instant,
     pub connections: AtomicU64,
     /// Set when the node must stop (see the module doc).
@@ -305,7 +307,7 @@ impl Node {
         }
         let coord = Coordinator {
             executors: executors.clone(),
-            runtime,
+            runtime: runtime.clone(),
             routes: routes.clone(),
             catalog: catalog.clone(),
             dir: Arc::new(dir),
@@ -333,6 +335,7 @@ impl Node {
             config,
             cluster: cluster.map(|c| c.config),
             p0_leader,
+            runtime,
             started,
             connections: AtomicU64::new(0),
             threads: Mutex::new(threads),

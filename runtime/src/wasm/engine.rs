@@ -32,8 +32,12 @@ struct Inner {
     cache: Mutex<ModuleCache>,
 }
 
-/// Compiled modules by (name, SHA-256 of the bytes).
-type ModuleCache = BTreeMap<(String, [u8; 32]), Arc<CompiledModule>>;
+/// Compiled modules by (name, SHA-256 of the bytes). A slot is filled
+/// once: whoever asks for a module another thread is compiling waits for
+/// that compile instead of starting a second one (every partition of a
+/// node applies a deploy at about the same time).
+type ModuleCache = BTreeMap<(String, [u8; 32]), Arc<CompileSlot>>;
+type CompileSlot = std::sync::OnceLock<Result<Arc<CompiledModule>, DeployError>>;
 
 /// Compiled modules `compile_cached` keeps; past it the cache is emptied.
 pub const MODULE_CACHE_MAX: usize = 256;
@@ -119,7 +123,8 @@ impl WasmRuntime {
         &self.inner.config
     }
 
-    /// `compile`, once per distinct (name, bytes).
+    /// `compile`, once per distinct (name, bytes), also when several
+    /// threads ask at once. A failed compile is not kept.
     pub fn compile_cached(
         &self,
         name: &str,
@@ -128,16 +133,29 @@ impl WasmRuntime {
         use sha2::Digest;
         let key = (name.to_string(), sha2::Sha256::digest(bytes).into());
         let cache = || self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache().get(&key) {
-            return Ok(c.clone());
+        let slot = {
+            let mut c = cache();
+            if !c.contains_key(&key) && c.len() >= MODULE_CACHE_MAX {
+                c.clear();
+            }
+            c.entry(key.clone()).or_default().clone()
+        };
+        let result = slot.get_or_init(|| self.compile(name, bytes)).clone();
+        if result.is_err() {
+            let mut c = cache();
+            if c.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                c.remove(&key);
+            }
         }
-        let compiled = self.compile(name, bytes)?;
-        let mut c = cache();
-        if c.len() >= MODULE_CACHE_MAX {
-            c.clear();
-        }
-        c.insert(key, compiled.clone());
-        Ok(compiled)
+        result
+    }
+
+    /// Whether `compile_cached` has (name, bytes) compiled already.
+    pub fn is_cached(&self, name: &str, bytes: &[u8]) -> bool {
+        use sha2::Digest;
+        let key = (name.to_string(), sha2::Sha256::digest(bytes).into());
+        let c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(&key).is_some_and(|s| matches!(s.get(), Some(Ok(_))))
     }
 
     /// Compiles and validates module `name`: size, Wasm validity, imports
@@ -197,5 +215,27 @@ mod tests {
         // A partition's host may be built on one thread and moved to its own.
         fn assert_send<T: Send>() {}
         assert_send::<super::super::ProcHost>();
+    }
+
+    #[test]
+    fn a_module_asked_for_at_once_is_compiled_once_and_failures_are_not_kept() {
+        let path =
+            crate::wasm::testing::procedure_wasm("ohm_voter").unwrap_or_else(|e| panic!("{e}"));
+        let bytes = std::fs::read(path).unwrap();
+        let runtime = WasmRuntime::new().unwrap();
+        assert!(!runtime.is_cached("voter", &bytes));
+        let got: Vec<Arc<CompiledModule>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| runtime.compile_cached("voter", &bytes).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // One compile: every thread holds the same module.
+        assert!(got.iter().all(|m| Arc::ptr_eq(m, &got[0])));
+        assert!(runtime.is_cached("voter", &bytes));
+        let bad = b"\0asm not really";
+        assert!(runtime.compile_cached("bad", bad).is_err());
+        assert!(!runtime.is_cached("bad", bad));
+        assert_eq!(runtime.inner.cache.lock().unwrap().len(), 1);
     }
 }
