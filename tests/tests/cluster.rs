@@ -114,20 +114,28 @@ async fn get(c: &ClusterClient, key: &str) -> Option<u64> {
     }
 }
 
+/// The kv and voter schemas and modules, and the voter's contestants.
 async fn set_up(c: &ClusterClient) {
-    for ddl in ohm_kv::SCHEMA {
-        c.request(ohm::proto::Request::Sql {
-            sql: ddl.to_string(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{ddl}: {e}"));
+    for (module, schema) in [("kv", ohm_kv::SCHEMA), ("voter", ohm_voter::SCHEMA)] {
+        for ddl in schema {
+            c.sql(ddl).await.unwrap_or_else(|e| panic!("{ddl}: {e}"));
+        }
+        c.deploy(module, wasm(module)).await.unwrap();
     }
-    c.request(ohm::proto::Request::Deploy {
-        name: "kv".into(),
-        wasm: wasm("kv"),
-    })
-    .await
-    .unwrap();
+    let args = vec![Value::Int(3), Value::Text("A,B,C".into())];
+    match c.call("initialize", args).await.unwrap() {
+        CallResult::Value(Value::Int(3)) => {}
+        other => panic!("initialize: {other:?}"),
+    }
+}
+
+/// `results()`, a multi-partition procedure the coordinator runs: its
+/// rows (one per contestant).
+async fn results(c: &ClusterClient) -> usize {
+    match c.call("results", vec![]).await {
+        Ok(CallResult::Rows(r)) => r.rows.len(),
+        other => panic!("results(): {other:?}"),
+    }
 }
 
 /// The node whose client address `c` settled on leads every partition.
@@ -214,6 +222,8 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
         );
         assert!(acked.len() >= 590, "writes resumed after failover");
         assert!(leader_index(&cluster, &c) != dead);
+        // The new coordinator runs procedures another node deployed.
+        assert_eq!(results(&c).await, 3);
         for k in &acked {
             assert_eq!(
                 get(&c, &format!("k{k}")).await,

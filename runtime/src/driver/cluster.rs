@@ -9,8 +9,9 @@
 //! Bounds: `CLUSTER_ATTEMPTS_MAX` tries per request, `CLUSTER_NODES_MAX`
 //! addresses remembered.
 
-use super::{CallResult, Client, ClientConfig, ClientError};
+use super::{CallResult, Client, ClientConfig, ClientError, Deployed};
 use crate::proto::{ErrorCode, Reply, Request};
+use crate::proto::{SqlResult, StatusInfo};
 use crate::types::Value;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -189,5 +190,21 @@ impl ClusterClient {
             args,
         };
         super::call_result(self.request(request).await?)
+    }
+
+    /// Runs SQL on the leader (statements, reads included).
+    pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
+        super::sql_result(self.request(Request::Sql { sql: sql.into() }).await?)
+    }
+
+    pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {
+        let name = name.to_string();
+        super::deploy_result(self.request(Request::Deploy { name, wasm }).await?)
+    }
+
+    /// The status of the node requests go to now (not following
+    /// `not_leader`: every node answers status).
+    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
+        super::status_result(self.request(Request::Status).await?)
     }
 }

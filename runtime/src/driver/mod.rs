@@ -176,6 +176,37 @@ fn call_result(reply: Reply) -> Result<CallResult, ClientError> {
     }
 }
 
+/// An SQL request's reply as its results.
+fn sql_result(reply: Reply) -> Result<Vec<SqlResult>, ClientError> {
+    match reply {
+        Reply::Sql(results) => Ok(results),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A deploy's reply as what was deployed.
+fn deploy_result(reply: Reply) -> Result<Deployed, ClientError> {
+    match reply {
+        Reply::Deployed {
+            module,
+            procedures,
+            replaced,
+        } => Ok(Deployed {
+            module,
+            procedures,
+            replaced,
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn status_result(reply: Reply) -> Result<StatusInfo, ClientError> {
+    match reply {
+        Reply::Status(s) => Ok(s),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn unexpected(reply: Reply) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {reply:?}"))
 }
@@ -292,36 +323,12 @@ impl Client {
     }
 
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
-        match self
-            .request(Request::Sql {
-                sql: sql.to_string(),
-            })
-            .await?
-        {
-            Reply::Sql(results) => Ok(results),
-            other => Err(unexpected(other)),
-        }
+        sql_result(self.request(Request::Sql { sql: sql.into() }).await?)
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {
-        match self
-            .request(Request::Deploy {
-                name: name.to_string(),
-                wasm,
-            })
-            .await?
-        {
-            Reply::Deployed {
-                module,
-                procedures,
-                replaced,
-            } => Ok(Deployed {
-                module,
-                procedures,
-                replaced,
-            }),
-            other => Err(unexpected(other)),
-        }
+        let name = name.to_string();
+        deploy_result(self.request(Request::Deploy { name, wasm }).await?)
     }
 
     /// Removes a module; `false` if there was none of that name.
@@ -345,10 +352,7 @@ impl Client {
     }
 
     pub async fn status(&self) -> Result<StatusInfo, ClientError> {
-        match self.request(Request::Status).await? {
-            Reply::Status(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
+        status_result(self.request(Request::Status).await?)
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<NewTenant, ClientError> {

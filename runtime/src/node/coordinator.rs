@@ -258,6 +258,9 @@ impl Coordinator {
                     format!("no procedure named {procedure} is deployed"),
                 )
             })?;
+        // Held first: in a cluster the hold brings this node's modules (and
+        // transaction ids, which seed the call) up to date.
+        let mut g = self.hold()?;
         let compiled = self
             .modules
             .borrow()
@@ -276,7 +279,6 @@ impl Coordinator {
                 .map_or(0, |d| d.as_micros() as i64),
             seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
-        let mut g = self.hold()?;
         let (output, shares) =
             txn::call_procedure(&mut g, tenant, &route.module, &words, procedure, &args, txn)
                 .map_err(|e| reply::txn_error(&e))?;
