@@ -234,6 +234,15 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
 
         // The killed node comes back and catches up with the others.
         cluster.start_node(dead);
+        // Asked at once, before it has heard who leads or applied the
+        // deploy again, it does not claim the procedure is unknown: it
+        // sends the client on (or asks it to retry).
+        let mut cfg = cluster.config();
+        cfg.addr = cluster.addrs[dead].clone();
+        let fresh = ClusterClient::connect(cfg, &[cluster.addrs[dead].clone()])
+            .await
+            .unwrap();
+        assert_eq!(get(&fresh, "k0").await, Some(0));
         let (p, args) = put("after-restart", 7);
         c.call(&p, args).await.unwrap();
         let leader = leader_index(&cluster, &c);

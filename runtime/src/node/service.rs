@@ -60,17 +60,20 @@ impl Node {
         }
     }
 
-    /// In a cluster: where clients reach the node that leads partition 0
-    /// (and so coordinates), when that is another node.
-    pub(crate) fn coordinating_elsewhere(&self) -> Option<String> {
+    /// In a cluster, when this node is not known to lead partition 0 (and
+    /// so to coordinate): Some, with where clients reach the node that
+    /// does if this one knows (None while it does not, e.g. just after a
+    /// restart or during an election).
+    pub(crate) fn coordinator_elsewhere(&self) -> Option<Option<String>> {
         let cluster = self.cluster.as_ref()?;
         let leader = self.p0_leader.load(Ordering::Relaxed);
-        if leader == 0 || leader == cluster.me.0 {
+        if leader == cluster.me.0 {
             return None;
         }
-        cluster
+        let at = cluster
             .client_addr(crate::types::NodeId(leader))
-            .map(|a| a.to_string())
+            .map(|a| a.to_string());
+        Some(at.filter(|_| leader != 0))
     }
 
     pub(crate) fn call(
@@ -83,15 +86,20 @@ impl Node {
         let routes = self.routes.get(who.tenant);
         let Some(route) = routes.as_ref().and_then(|r| r.get(&procedure)) else {
             // In a cluster this node may not have applied a deploy yet; the
-            // node that coordinates (it leads partition 0) has.
-            if let Some(at) = self.coordinating_elsewhere() {
-                return reply(Err(ErrorReply::not_leader(
-                    format!(
+            // node that coordinates (it leads partition 0) has, and only it
+            // may say a procedure does not exist.
+            if let Some(at) = self.coordinator_elsewhere() {
+                let message = match &at {
+                    Some(at) => format!(
                         "this node does not know procedure {procedure} (yet); the node that \
                          deploys, at {at}, does: retry there (nothing was done)"
                     ),
-                    Some(at),
-                )));
+                    None => format!(
+                        "this node does not know procedure {procedure} (yet), nor which node \
+                         deploys (an election may be under way): retry shortly (nothing was done)"
+                    ),
+                };
+                return reply(Err(ErrorReply::not_leader(message, at)));
             }
             return reply(Err(ErrorReply::new(
                 ErrorCode::UnknownProcedure,
