@@ -52,6 +52,8 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REDIAL_DELAY_MIN: Duration = Duration::from_millis(50);
 /// The longest wait between dials.
 pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(1);
+/// A peer's new dial makes us dial it again at once at most this often.
+pub const REDIAL_NUDGE_GAP: Duration = Duration::from_secs(2);
 /// A peer silent this long is gone (keep-alives keep a live one open), so
 /// a stopped or cut-off peer is noticed in seconds, not minutes.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,10 +92,23 @@ pub enum PeerSendError {
     Full(NodeId),
 }
 
-/// Counters for one peer, read by `status` without asking the tasks.
+/// Counters for one peer, read by `status` without asking the tasks, and
+/// the nudge that makes its dialer dial again.
 #[derive(Default)]
 struct LinkStats {
     connected: AtomicBool,
+    /// The peer dialed us anew while our link to it looked up: it
+    /// restarted, and our link leads to its old process, which will never
+    /// answer (noticed only after `PEER_IDLE_TIMEOUT`). Makes the link
+    /// close and dial again.
+    redial: tokio::sync::Notify,
+    /// The peer dialed us while our link to it was down: it is back, so
+    /// the dialer stops waiting out its redial delay.
+    wake: tokio::sync::Notify,
+    /// When `redial` was last nudged: at most once per `REDIAL_NUDGE_GAP`,
+    /// so two nodes whose links both dropped cannot make each other redial
+    /// forever (each new dial is a new inbound link for the other).
+    last_nudge: Mutex<Option<std::time::Instant>>,
     sent: AtomicU64,
     dropped: AtomicU64,
     received: AtomicU64,
@@ -102,6 +117,15 @@ struct LinkStats {
 }
 
 impl LinkStats {
+    /// Makes the link close and dial again, unless it was made to lately.
+    fn nudge(&self) {
+        let mut last = self.last_nudge.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REDIAL_NUDGE_GAP) {
+            *last = Some(std::time::Instant::now());
+            self.redial.notify_one();
+        }
+    }
+
     fn failed(&self, what: String) {
         self.connected.store(false, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
@@ -299,7 +323,10 @@ async fn dial_loop(
             }
             Err(e) => stats.failed(e),
         }
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stats.wake.notified() => {}
+        }
         delay = (delay * 2).min(REDIAL_DELAY_MAX);
         // Stale by the time the peer is back; consensus sends again.
         loop {
@@ -362,6 +389,10 @@ async fn pump(
         let first = tokio::select! {
             m = rx.recv() => m,
             e = conn.closed() => return Err(format!("link closed: {e}")),
+            _ = stats.redial.notified() => {
+                conn.close(VarInt::from_u32(CLOSE_REPLACED), b"the peer dialed anew");
+                return Err("the peer dialed anew (restarted?): dialing it again".into());
+            }
         };
         let Some(first) = first else {
             let _ = send.finish();
@@ -453,13 +484,18 @@ impl Accepted {
             }
         };
         let older = self.links().insert(from, conn.clone());
+        let stats = self.known[&from].clone();
+        if !stats.connected.load(Ordering::Relaxed) {
+            stats.wake.notify_one();
+        } else if older.is_some() {
+            stats.nudge();
+        }
         if let Some(older) = older {
             older.close(
                 VarInt::from_u32(CLOSE_REPLACED),
                 b"replaced by a newer link",
             );
         }
-        let stats = self.known[&from].clone();
         let mut streams = JoinSet::new();
         // At most PEER_STREAMS_MAX open at once (the transport's limit).
         while let Ok(recv) = conn.accept_uni().await {

@@ -290,3 +290,71 @@ async fn a_peer_that_stops_reading_costs_the_others_nothing() {
     n2.shutdown().await;
     holder.abort();
 }
+
+/// A peer killed (no goodbye) and started again at the same address gets
+/// our messages long before our link to its old process would time out:
+/// its new dial makes us dial it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_hears_from_us_without_waiting_out_the_old_link() {
+    let cluster = new_cluster(2, &[]).unwrap();
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let (a_got, a_deliver) = inbox();
+    let a = start(&identity(&cluster, 1), a_addr, &[(2, b_addr)], a_deliver);
+    // B runs on a runtime of its own, so that it can die without a word:
+    // shutting that runtime down drops its tasks unpolled, sending nothing.
+    let b_id = identity(&cluster, 2);
+    let run_b = |deliver: Deliver| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // The dead runtime lets go of the port in the background.
+        let cfg = PeerConfig {
+            listen: b_addr,
+            peers: [(NodeId(1), a_addr)].into_iter().collect(),
+        };
+        let started = Instant::now();
+        let net = loop {
+            let r = rt.block_on(async { PeerNet::start(&b_id, cfg.clone(), deliver.clone()) });
+            match r {
+                Ok((net, run)) => {
+                    rt.spawn(run);
+                    break net;
+                }
+                Err(e) => assert!(started.elapsed() < Duration::from_secs(10), "{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (rt, net)
+    };
+    let (b_got, b_deliver) = inbox();
+    let (rt, b) = tokio::task::block_in_place(|| run_b(b_deliver));
+    a.send(NodeId(2), ping(1)).unwrap();
+    b.send(NodeId(1), ping(2)).unwrap();
+    wait_for("a first exchange", Duration::from_secs(10), || {
+        b_got.lock().unwrap().len() == 1 && a_got.lock().unwrap().len() == 1
+    })
+    .await;
+    rt.shutdown_background();
+    drop(b); // no driver left to send anything
+
+    let (b2_got, b2_deliver) = inbox();
+    let (rt2, b2) = tokio::task::block_in_place(|| run_b(b2_deliver));
+    // The new B dials A (what any restarted node does first).
+    b2.send(NodeId(1), ping(3)).unwrap();
+    let start = Instant::now();
+    let limit = super::peer::PEER_IDLE_TIMEOUT / 2;
+    while b2_got.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < limit,
+            "the restarted peer heard nothing from us within {limit:?}"
+        );
+        // Consensus resends; so does this.
+        a.send(NodeId(2), ping(4)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+    rt2.shutdown_background();
+    drop(b2);
+}
