@@ -163,6 +163,10 @@ enum BenchCommand {
     /// The voter workload over QUIC against a node, and against PostgreSQL
     /// on loopback in the same run.
     Voter(ohm::bench::voter::VoterArgs),
+    /// Kill -9 the leader of a local cluster again and again under writes:
+    /// how long writes stop (median, max), and every acknowledged write
+    /// read back.
+    Failover(ohm::bench::failover::FailoverArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -188,6 +192,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Voter(args)) => ohm::bench::voter::run(args),
+        Command::Bench(BenchCommand::Failover(args)) => ohm::bench::failover::run(&args),
         Command::Sql(args) => client_runtime()?.block_on(ohm::cli::sql::run(args)),
         Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),

@@ -3,7 +3,8 @@
 //! Owns: the timing loop, the deterministic RNG the workloads draw from, and
 //! the workloads themselves (`sql`: Ohm's engine against SQLite; `proc`: the
 //! voter procedure as Wasm against the same code native; `voter`: the voter
-//! workload over QUIC against a node, beside PostgreSQL). Must not:
+//! workload over QUIC against a node, beside PostgreSQL, or against local
+//! clusters; `failover`: leaders killed under writes). Must not:
 //! be used by the node at run time, or turn a timing into a pass/fail.
 //!
 //! ```text
@@ -13,7 +14,9 @@
 //! ```
 
 mod engines;
+pub mod failover;
 pub mod load;
+pub mod local_cluster;
 pub mod postgres;
 mod proc;
 mod sql;

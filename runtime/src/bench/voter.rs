@@ -15,7 +15,8 @@
 use super::load::{run_load, LoadReport, LoadShape, Outcomes, VoteFn};
 use super::postgres;
 use crate::cli::{ConnectArgs, TokenRole};
-use crate::driver::{CallResult, Client, ClientConfig, Trust};
+use crate::driver::cluster::ClusterClient;
+use crate::driver::{CallResult, Client, ClientConfig, ClientError, Trust};
 use crate::proto::SqlResult;
 use crate::types::Value;
 use anyhow::{bail, Context};
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod cluster;
 pub mod node;
 
 /// The classic demo's contestants.
@@ -103,6 +105,13 @@ pub struct VoterArgs {
     /// Skip Ohm (measure PostgreSQL only).
     #[arg(long, hide = true)]
     pub no_ohm: bool,
+    /// Measure a local cluster of this many node processes (every
+    /// partition replicated on each, RF = N) and, in the same run, a
+    /// cluster of one (RF = 1), both through the cluster client; prints
+    /// `ratio rfN/rf1`. PostgreSQL is not run. Partitions: --partitions,
+    /// else 4.
+    #[arg(long, conflicts_with_all = ["addr", "pg_dsn", "no_ohm"])]
+    pub nodes: Option<u32>,
 }
 
 /// What the invariants are checked against, read back from a database.
@@ -245,7 +254,7 @@ pub fn run(args: VoterArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 || args.in_flight == 0 || args.seconds == 0 {
         bail!("--connections, --in-flight and --seconds must be at least 1");
     }
-    let pg_bin = if args.no_pg || args.pg_dsn.is_some() {
+    let pg_bin = if args.no_pg || args.pg_dsn.is_some() || args.nodes.is_some() {
         None
     } else {
         Some(postgres::find_bin_dir().context(
@@ -257,10 +266,12 @@ pub fn run(args: VoterArgs) -> anyhow::Result<ExitCode> {
     print_header(&args);
     let mut rows = Vec::new();
     let mut failures = Vec::new();
-    if !args.no_ohm {
+    if let Some(nodes) = args.nodes {
+        cluster::run(&args, nodes, &mut rows, &mut failures)?;
+    } else if !args.no_ohm {
         run_ohm(&args, &mut rows, &mut failures)?;
     }
-    if !args.no_pg {
+    if !args.no_pg && args.nodes.is_none() {
         run_pg(&args, pg_bin, &mut rows, &mut failures)?;
     }
     print_rows(&rows);
@@ -333,7 +344,8 @@ fn run_ohm(
         &connect,
     )?;
     rows.push(row);
-    let tallies = build_runtime(RuntimeChoice::Current)?.block_on(ohm_tallies(cfg))?;
+    let tallies = build_runtime(RuntimeChoice::Current)?
+        .block_on(async { ohm_tallies(&Client::connect(cfg).await?).await })?;
     match check_invariants(total.accepted, &tallies) {
         Ok(summary) => println!("ohm invariants {summary}"),
         Err(e) => failures.push(format!("ohm: {e}")),
@@ -349,13 +361,43 @@ struct OhmSetup {
     version: String,
 }
 
-async fn ohm_setup(cfg: ClientConfig) -> anyhow::Result<OhmSetup> {
-    let client = Client::connect(cfg).await?;
+/// What the set-up and the tallies need of an Ohm client: one node's or a
+/// cluster's.
+trait Session {
+    async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError>;
+    async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError>;
+}
+
+impl Session for Client {
+    async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
+        Client::call(self, procedure, args).await
+    }
+    async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
+        Client::sql(self, sql).await
+    }
+}
+
+impl Session for ClusterClient {
+    async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
+        ClusterClient::call(self, procedure, args).await
+    }
+    async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
+        ClusterClient::sql(self, sql).await
+    }
+}
+
+/// `initialize(6, names)`, as the workload starts.
+async fn initialize(client: &impl Session) -> anyhow::Result<()> {
     let args = vec![Value::Int(6), Value::text(CONTESTANT_NAMES)];
     match client.call("initialize", args).await? {
-        CallResult::Value(Value::Int(6)) => {}
+        CallResult::Value(Value::Int(6)) => Ok(()),
         other => bail!("initialize(6, ...) returned {other:?}, expected 6"),
     }
+}
+
+async fn ohm_setup(cfg: ClientConfig) -> anyhow::Result<OhmSetup> {
+    let client = Client::connect(cfg).await?;
+    initialize(&client).await?;
     let status = client.status().await?;
     Ok(OhmSetup {
         partitions: status.partitions.len(),
@@ -403,21 +445,20 @@ fn int_pairs(
         .collect()
 }
 
-async fn ohm_sql_rows(client: &Client, sql: &str) -> anyhow::Result<crate::proto::Rows> {
+async fn ohm_sql_rows(client: &impl Session, sql: &str) -> anyhow::Result<crate::proto::Rows> {
     match client.sql(sql).await?.into_iter().next() {
         Some(SqlResult::Rows(rows)) => Ok(rows),
         other => bail!("{sql}: expected rows, got {other:?}"),
     }
 }
 
-async fn ohm_tallies(cfg: ClientConfig) -> anyhow::Result<Tallies> {
-    let client = Client::connect(cfg).await?;
+async fn ohm_tallies(client: &impl Session) -> anyhow::Result<Tallies> {
     let results = match client.call("results", vec![]).await? {
         CallResult::Rows(rows) => int_pairs(&rows, 1, 2)?,
         other => bail!("results() returned {other:?}, expected rows"),
     };
     let over = ohm_sql_rows(
-        &client,
+        client,
         &format!(
             "SELECT phone_number, COUNT(*) FROM votes GROUP BY phone_number \
              HAVING COUNT(*) > {MAX_VOTES}"
@@ -425,7 +466,7 @@ async fn ohm_tallies(cfg: ClientConfig) -> anyhow::Result<Tallies> {
     )
     .await?;
     let group_by = ohm_sql_rows(
-        &client,
+        client,
         "SELECT contestant_number, COUNT(*) FROM votes GROUP BY contestant_number",
     )
     .await?;
@@ -556,6 +597,20 @@ fn print_rows(rows: &[Row]) {
             ohm / sync.max(1.0),
             ohm / off.max(1.0)
         );
+    }
+    let rf = rows.iter().filter_map(|r| {
+        let n: u32 = r
+            .side
+            .strip_prefix("ohm rf")?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        Some((n, r.report.median_rate()))
+    });
+    let rf: Vec<(u32, f64)> = rf.collect();
+    if let (Some((1, one)), Some(&(n, many))) = (rf.first().copied(), rf.get(1)) {
+        println!("ratio rf{n}/rf1: {:.2} x", many / one.max(1.0));
     }
 }
 

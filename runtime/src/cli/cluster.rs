@@ -79,6 +79,22 @@ fn names(extra: &[String]) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
+    let nodes = init_quiet(args)?;
+    println!(
+        "cluster CA and {nodes} node certificates in {}",
+        args.out.display()
+    );
+    println!(
+        "copy {}/n<id>/ to node <id>'s machine and start it with `ohm serve --cluster DIR/n<id>`; \
+         keep ca.key offline (it signs new nodes); admin.token and demo.token log in as the \
+         cluster's admin and demo tenant",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `init` without telling anyone; the number of node certificates made.
+pub fn init_quiet(args: &ClusterInitArgs) -> anyhow::Result<usize> {
     if args.out.exists()
         && std::fs::read_dir(&args.out)
             .with_context(|| format!("reading {}", args.out.display()))?
@@ -133,18 +149,7 @@ pub fn init(args: &ClusterInitArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", d.display()))?;
         catalog.save(&dir)?;
     }
-    println!(
-        "cluster CA and {} node certificates in {}",
-        cluster.nodes.len(),
-        args.out.display()
-    );
-    println!(
-        "copy {}/n<id>/ to node <id>'s machine and start it with `ohm serve --cluster DIR/n<id>`; \
-         keep ca.key offline (it signs new nodes); admin.token and demo.token log in as the \
-         cluster's admin and demo tenant",
-        args.out.display()
-    );
-    Ok(())
+    Ok(cluster.nodes.len())
 }
 
 pub fn add_node(args: &ClusterAddNodeArgs) -> anyhow::Result<()> {
