@@ -185,6 +185,31 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
             other => panic!("a follower answered a write itself: {other:?}"),
         }
         direct.close().await;
+        // Status, from the leader and from a follower: roles, the leader,
+        // every replica, and the links to the other nodes.
+        // (Leaders gather on partition 0's leader within a second or so.)
+        let me = (leader + 1) as u32;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let st = loop {
+            let st = cluster.status_of(leader).await.unwrap();
+            if st.partitions.iter().all(|p| p.role == "leader") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "leaders never gathered: {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(st.peers.len(), NODES - 1);
+        assert!(st.peers.iter().all(|l| l.connected), "{:?}", st.peers);
+        for p in &st.partitions {
+            assert_eq!((p.role.as_str(), p.leader), ("leader", me), "{p:?}");
+            assert_eq!(p.replicas.len(), NODES, "{p:?}");
+            assert!(p.replicas.iter().all(|r| r.matched.is_some()), "{p:?}");
+        }
+        let st = cluster.status_of(follower).await.unwrap();
+        for p in &st.partitions {
+            assert_eq!(p.role, "follower", "{p:?}");
+            assert!(p.applied <= p.durable_lsn, "{p:?}");
+        }
 
         // Load, then kill -9 the leader in the middle of it.
         let mut acked = Vec::new();
@@ -270,4 +295,24 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
     for s in cluster.servers.iter_mut().flatten() {
         s.stop().unwrap();
     }
+}
+
+/// `ohm bench failover` end to end, one kill: a local cluster started by
+/// the command, its leader killed under writes and restarted, and every
+/// acknowledged write read back (the command fails otherwise).
+#[test]
+fn bench_failover_kills_a_leader_and_loses_nothing() {
+    let out = Command::new(common::ohm_binary())
+        .args(["bench", "failover", "--kills", "1", "--writers", "2"])
+        .env("OHM_WASM_DIR", common::wasm_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("failover over 1 kills: median"), "{stdout}");
+    assert!(
+        stdout.contains("every acknowledged put was read back"),
+        "{stdout}"
+    );
 }

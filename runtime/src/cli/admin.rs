@@ -180,40 +180,59 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The status report: a summary line and a table, one row per partition.
+/// The status report: a summary line, a table with one row per partition
+/// and, in a cluster, the node's links to the others.
 pub fn render_status(s: &StatusInfo) -> String {
     let table = TextTable {
         header: [
             "partition",
+            "role",
+            "leader",
+            "replicas (lag)",
+            "chosen",
+            "applied",
             "committed",
             "failed",
             "queued",
-            "chosen slot",
             "log bytes",
             "rows",
         ]
         .map(String::from)
         .to_vec(),
-        right: vec![true; 7],
+        right: vec![
+            true, false, true, false, true, true, true, true, true, true, true,
+        ],
         rows: s
             .partitions
             .iter()
             .map(|p| {
-                [
-                    p.id as u64,
-                    p.committed,
-                    p.failed,
-                    p.queued,
-                    p.durable_lsn,
-                    p.log_bytes,
-                    p.rows,
-                ]
-                .map(|n| n.to_string())
-                .to_vec()
+                let mut row = vec![
+                    p.id.to_string(),
+                    p.role.clone(),
+                    if p.leader == 0 {
+                        "?".to_string()
+                    } else {
+                        p.leader.to_string()
+                    },
+                    replicas(p),
+                ];
+                row.extend(
+                    [
+                        p.durable_lsn,
+                        p.applied,
+                        p.committed,
+                        p.failed,
+                        p.queued,
+                        p.log_bytes,
+                        p.rows,
+                    ]
+                    .map(|n| n.to_string()),
+                );
+                row
             })
             .collect(),
     };
-    format!(
+    let mut out = format!(
         "node {} (ohm {}), up {:.1} s, durability {}, {} connection(s)\n{}",
         s.node_id,
         s.version,
@@ -221,7 +240,30 @@ pub fn render_status(s: &StatusInfo) -> String {
         s.durability,
         s.connections,
         table.render()
-    )
+    );
+    for l in &s.peers {
+        let state = match (&l.connected, &l.last_error) {
+            (true, _) => "reachable".to_string(),
+            (false, Some(e)) => format!("UNREACHABLE ({e})"),
+            (false, None) => "UNREACHABLE (never connected)".to_string(),
+        };
+        out.push_str(&format!("peer node {} at {}: {state}\n", l.node, l.addr));
+    }
+    out
+}
+
+/// `1 2(0) 3(5)`: each replica, with how many slots its log trails the
+/// leader's (known on the leader only).
+fn replicas(p: &crate::proto::PartitionStatus) -> String {
+    let top = p.replicas.iter().filter_map(|r| r.matched).max();
+    p.replicas
+        .iter()
+        .map(|r| match (r.matched, top) {
+            (Some(m), Some(t)) if p.replicas.len() > 1 => format!("{}({})", r.node, t - m),
+            _ => r.node.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `ohm tenant create`.
@@ -263,7 +305,8 @@ mod tests {
     }
 
     #[test]
-    fn status_renders_one_row_per_partition() {
+    fn status_renders_one_row_per_partition_and_the_peers() {
+        use crate::proto::{PeerLink, ReplicaStatus};
         let s = StatusInfo {
             version: "0.1.0".into(),
             node_id: 1,
@@ -278,11 +321,54 @@ mod tests {
                 durable_lsn: 9,
                 log_bytes: 1234,
                 rows: 5,
+                role: "leader".into(),
+                leader: 1,
+                applied: 9,
+                replicas: vec![
+                    ReplicaStatus {
+                        node: 1,
+                        matched: Some(12),
+                    },
+                    ReplicaStatus {
+                        node: 2,
+                        matched: Some(7),
+                    },
+                    ReplicaStatus {
+                        node: 3,
+                        matched: None,
+                    },
+                ],
             }],
+            peers: vec![
+                PeerLink {
+                    node: 2,
+                    addr: "127.0.0.1:7461".into(),
+                    connected: true,
+                    last_error: None,
+                },
+                PeerLink {
+                    node: 3,
+                    addr: "127.0.0.1:7471".into(),
+                    connected: false,
+                    last_error: Some("no handshake".into()),
+                },
+            ],
         };
         let text = render_status(&s);
         assert!(text.starts_with("node 1 (ohm 0.1.0), up 1.5 s, durability sync"));
+        assert!(
+            text.contains("| leader |      1 | 1(0) 2(5) 3    |"),
+            "{text}"
+        );
         assert!(text.contains("|        10 |      1 |"), "{text}");
-        assert!(text.ends_with("(1 row)\n"));
+        assert!(text.contains("(1 row)\n"), "{text}");
+        assert!(
+            text.contains("peer node 2 at 127.0.0.1:7461: reachable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("peer node 3 at 127.0.0.1:7471: UNREACHABLE (no handshake)"),
+            "{text}"
+        );
     }
 }

@@ -189,6 +189,21 @@ impl Paxos {
         self.maybe_timeout_now();
     }
 
+    /// Each member with the slot up to which its log matches ours, as the
+    /// leader knows it (None for a member it has no word from; all None
+    /// when not leading). Ourselves: our last slot.
+    pub fn members_matched(&self) -> impl Iterator<Item = (NodeId, Option<Slot>)> + '_ {
+        let last = self.log.last_slot();
+        self.cfg.members.iter().map(move |&m| {
+            let matched = match &self.lead {
+                _ if m == self.cfg.id => Some(last),
+                Some(l) => l.progress.get(&m).map(|p| p.matched),
+                None => None,
+            };
+            (m, matched)
+        })
+    }
+
     /// Where leadership is being handed, if it is.
     pub fn transferring_to(&self) -> Option<NodeId> {
         self.lead.as_ref()?.transfer.map(|t| t.to)

@@ -127,7 +127,19 @@ pub struct PartitionStats {
     pub log_bytes: AtomicU64,
     /// Rows per tenant, as of the last publication.
     pub rows: Mutex<Arc<BTreeMap<TenantId, u64>>>,
+    /// `ROLE_*`, as of the last action.
+    pub role: std::sync::atomic::AtomicU8,
+    /// The leader as this replica knows it (0: unknown).
+    pub leader: std::sync::atomic::AtomicU32,
+    pub applied: AtomicU64,
+    /// Every replica and how far its log matches the leader's (known on
+    /// the leader only), as of the last action.
+    pub replicas: Mutex<Vec<(u32, Option<u64>)>>,
 }
+
+pub const ROLE_FOLLOWER: u8 = 0;
+pub const ROLE_CANDIDATE: u8 = 1;
+pub const ROLE_LEADER: u8 = 2;
 
 impl PartitionStats {
     pub fn get(v: &AtomicU64) -> u64 {
@@ -508,9 +520,7 @@ impl Executor {
                 stop = true;
             }
         }
-        self.stats
-            .durable_lsn
-            .store(self.core.paxos().chosen().0, Ordering::Relaxed);
+        self.publish_consensus();
         // What this Ready released stands, stopping or not.
         self.deliver(ready);
         if stop {
@@ -552,6 +562,26 @@ impl Executor {
     }
 
     /// Hands out replies, a lent state and a chosen release.
+    /// What `status` shows of consensus: chosen, applied, role, leader
+    /// and (on the leader) how far each replica's log matches.
+    fn publish_consensus(&self) {
+        let px = self.core.paxos();
+        let st = &self.stats;
+        st.durable_lsn.store(px.chosen().0, Ordering::Relaxed);
+        st.applied.store(self.core.applied().0, Ordering::Relaxed);
+        let role = match px.role() {
+            crate::consensus::Role::Leader => ROLE_LEADER,
+            crate::consensus::Role::Candidate { .. } => ROLE_CANDIDATE,
+            crate::consensus::Role::Follower => ROLE_FOLLOWER,
+        };
+        st.role.store(role, Ordering::Relaxed);
+        st.leader
+            .store(px.leader().map_or(0, |n| n.0), Ordering::Relaxed);
+        let mut replicas = st.replicas.lock().unwrap_or_else(|p| p.into_inner());
+        replicas.clear();
+        replicas.extend(px.members_matched().map(|(n, m)| (n.0, m.map(|s| s.0))));
+    }
+
     fn deliver(&self, ready: Ready<Token>) {
         for (token, result) in ready.replies {
             self.answer(token, result);

@@ -71,7 +71,12 @@ pub struct ClusterSetup {
     pub dir: std::path::PathBuf,
     /// Sends a partition's consensus messages to a peer.
     pub outbox: Arc<dyn Fn(PartitionId) -> writer::Outbox + Send + Sync>,
+    /// The links to the other nodes, for `status`.
+    pub links: PeerLinks,
 }
+
+/// Reports the node's links to its peers.
+pub type PeerLinks = Arc<dyn Fn() -> Vec<crate::net::peer::PeerStatus> + Send + Sync>;
 
 /// A running node (everything but the network).
 pub struct Node {
@@ -86,6 +91,8 @@ pub struct Node {
     pub config: NodeConfig,
     /// The cluster this node is part of (none on a lone node).
     pub cluster: Option<Arc<cluster::ClusterConfig>>,
+    /// Its links to the other nodes (none on a lone node).
+    pub links: Option<PeerLinks>,
     /// Who leads partition 0 (and so coordinates), as this node's replica
     /// of it knows: a node id, 0 when unknown.
     pub p0_leader: Arc<std::sync::atomic::AtomicU32>,
@@ -333,6 +340,7 @@ impl Node {
             routes,
             catalog,
             config,
+            links: cluster.as_ref().map(|c| c.links.clone()),
             cluster: cluster.map(|c| c.config),
             p0_leader,
             runtime,

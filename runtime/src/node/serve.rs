@@ -170,7 +170,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let setup = joined.as_ref().map(|j| {
         let net = j.net.clone();
+        let links_net = j.net.clone();
         ClusterSetup {
+            links: Arc::new(move || links_net.status()),
             config: j.config.clone(),
             dir: args.cluster.clone().unwrap_or_default(),
             outbox: Arc::new(move |p| {

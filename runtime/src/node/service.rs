@@ -4,12 +4,16 @@
 //! `overloaded` error the client may retry.
 
 use super::coordinator::CoordTask;
-use super::executor::{Input, PartitionStats, QueuedReply, PARTITION_QUEUE_MAX};
+use super::executor::{
+    Input, PartitionStats, QueuedReply, PARTITION_QUEUE_MAX, ROLE_CANDIDATE, ROLE_LEADER,
+};
 use super::reply::ReplyFn;
 use super::Node;
 use crate::catalog::{partition_for, Principal};
 use crate::net::server::{Replier, Service};
-use crate::proto::{ErrorCode, ErrorReply, PartitionStatus, Reply, Request, StatusInfo};
+use crate::proto::{
+    ErrorCode, ErrorReply, PartitionStatus, PeerLink, ReplicaStatus, Reply, Request, StatusInfo,
+};
 use crate::types::{parse_timestamp, Value};
 use ohm_sdk::abi::{ty, ParamDesc};
 use std::sync::atomic::Ordering;
@@ -176,8 +180,38 @@ impl Node {
                     // As the executor last published them: status never
                     // waits behind a long transaction.
                     rows: st.rows_of(who.tenant),
+                    role: match st.role.load(Ordering::Relaxed) {
+                        ROLE_LEADER => "leader",
+                        ROLE_CANDIDATE => "candidate",
+                        _ => "follower",
+                    }
+                    .to_string(),
+                    leader: st.leader.load(Ordering::Relaxed),
+                    applied: get(&st.applied),
+                    replicas: st
+                        .replicas
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .map(|&(node, matched)| ReplicaStatus { node, matched })
+                        .collect(),
                 })
                 .collect(),
+            peers: self
+                .links
+                .as_ref()
+                .map(|links| {
+                    links()
+                        .into_iter()
+                        .map(|l| PeerLink {
+                            node: l.node.0,
+                            addr: l.addr.to_string(),
+                            connected: l.connected,
+                            last_error: l.last_error,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

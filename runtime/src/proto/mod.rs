@@ -148,6 +148,30 @@ pub struct StatusInfo {
     pub durability: String,
     pub connections: u64,
     pub partitions: Vec<PartitionStatus>,
+    /// In a cluster: this node's links to the other nodes (empty on a
+    /// lone node).
+    pub peers: Vec<PeerLink>,
+}
+
+/// A node's link to another node of its cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerLink {
+    pub node: u32,
+    /// Where it is dialed (`ip:port`).
+    pub addr: String,
+    /// Our link to it is up.
+    pub connected: bool,
+    /// Why the link last failed, if it has.
+    pub last_error: Option<String>,
+}
+
+/// A replica of a partition as its leader sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaStatus {
+    pub node: u32,
+    /// The slot up to which its log matches the leader's (reported by the
+    /// leader only; None elsewhere).
+    pub matched: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +189,14 @@ pub struct PartitionStatus {
     pub log_bytes: u64,
     /// Rows held for this tenant on this partition.
     pub rows: u64,
+    /// "leader", "follower" or "candidate" ("leader" on a lone node).
+    pub role: String,
+    /// The node leading this partition as this replica knows (0: unknown).
+    pub leader: u32,
+    /// The highest slot applied to this replica's state.
+    pub applied: u64,
+    /// Every replica of the partition (one, itself, on a lone node).
+    pub replicas: Vec<ReplicaStatus>,
 }
 
 /// A typed error: `code` is stable (clients branch on it), `message` says

@@ -200,6 +200,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An unsigned integer or nil.
+    pub(crate) fn opt_uint(&mut self) -> Result<Option<u64>> {
+        if self.buf.get(self.pos) == Some(&0xc0) {
+            self.pos += 1;
+            return Ok(None);
+        }
+        self.uint().map(Some)
+    }
+
     /// A string or nil.
     pub(crate) fn opt_str(&mut self) -> Result<Option<&'a str>> {
         if self.buf.get(self.pos) == Some(&0xc0) {

@@ -6,8 +6,8 @@
 use super::read::{DecodeError, Reader, Result};
 use super::{field, required, values, w};
 use crate::proto::{
-    CatalogInfo, Column, PartitionStatus, ProcedureInfo, Reply, Rows, SqlResult, StatusInfo,
-    TableInfo,
+    CatalogInfo, Column, PartitionStatus, PeerLink, ProcedureInfo, ReplicaStatus, Reply, Rows,
+    SqlResult, StatusInfo, TableInfo,
 };
 use crate::types::Value;
 
@@ -153,7 +153,7 @@ fn encode_catalog(out: &mut Vec<u8>, c: &CatalogInfo) {
 }
 
 fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
-    head(out, "status", 6);
+    head(out, "status", 7);
     w::kv_str(out, "version", &s.version);
     w::kv_uint(out, "node_id", s.node_id);
     w::kv_uint(out, "uptime_ms", s.uptime_ms);
@@ -162,7 +162,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
     w::str(out, "partitions");
     w::array(out, s.partitions.len());
     for p in &s.partitions {
-        w::map(out, 7);
+        w::map(out, 11);
         w::kv_uint(out, "id", u64::from(p.id));
         w::kv_uint(out, "committed", p.committed);
         w::kv_uint(out, "failed", p.failed);
@@ -170,6 +170,30 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
         w::kv_uint(out, "durable_lsn", p.durable_lsn);
         w::kv_uint(out, "log_bytes", p.log_bytes);
         w::kv_uint(out, "rows", p.rows);
+        w::kv_str(out, "role", &p.role);
+        w::kv_uint(out, "leader", u64::from(p.leader));
+        w::kv_uint(out, "applied", p.applied);
+        w::str(out, "replicas");
+        w::array(out, p.replicas.len());
+        for r in &p.replicas {
+            w::map(out, 2);
+            w::kv_uint(out, "node", u64::from(r.node));
+            w::str(out, "matched");
+            match r.matched {
+                Some(m) => w::uint(out, m),
+                None => w::nil(out),
+            }
+        }
+    }
+    w::str(out, "peers");
+    w::array(out, s.peers.len());
+    for l in &s.peers {
+        w::map(out, 4);
+        w::kv_uint(out, "node", u64::from(l.node));
+        w::kv_str(out, "addr", &l.addr);
+        w::kv_bool(out, "connected", l.connected);
+        w::str(out, "last_error");
+        w::opt_str(out, l.last_error.as_deref());
     }
 }
 
@@ -544,6 +568,8 @@ fn partition_of(r: &mut Reader) -> Result<Option<(String, u32)>> {
 fn status(r: &mut Reader) -> Result<StatusInfo> {
     let (mut version, mut durability, mut partitions) = (None, None, None);
     let (mut node_id, mut uptime_ms, mut connections) = (None, None, None);
+    // Absent from nodes older than clusters: none.
+    let mut peers = Vec::new();
     for _ in 0..r.map_len()? {
         match r.str()? {
             "version" => version = Some(field(r, "version", Reader::str)?),
@@ -552,6 +578,7 @@ fn status(r: &mut Reader) -> Result<StatusInfo> {
             "durability" => durability = Some(field(r, "durability", Reader::str)?),
             "connections" => connections = Some(field(r, "connections", Reader::uint)?),
             "partitions" => partitions = Some(field(r, "partitions", |r| list(r, partition))?),
+            "peers" => peers = field(r, "peers", |r| list(r, peer_link))?,
             _ => r.skip(1)?,
         }
     }
@@ -562,6 +589,44 @@ fn status(r: &mut Reader) -> Result<StatusInfo> {
         durability: required(durability, "durability", BY)?.to_string(),
         connections: required(connections, "connections", BY)?,
         partitions: required(partitions, "partitions", BY)?,
+        peers,
+    })
+}
+
+fn peer_link(r: &mut Reader) -> Result<PeerLink> {
+    let (mut node, mut addr, mut connected, mut last_error) = (None, None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "node" => node = Some(field(r, "node", Reader::u32)?),
+            "addr" => addr = Some(field(r, "addr", Reader::str)?.to_string()),
+            "connected" => connected = Some(field(r, "connected", Reader::bool)?),
+            "last_error" => {
+                last_error = field(r, "last_error", Reader::opt_str)?.map(str::to_string)
+            }
+            _ => r.skip(1)?,
+        }
+    }
+    const L: &str = "a peer link";
+    Ok(PeerLink {
+        node: required(node, "node", L)?,
+        addr: required(addr, "addr", L)?,
+        connected: required(connected, "connected", L)?,
+        last_error,
+    })
+}
+
+fn replica(r: &mut Reader) -> Result<ReplicaStatus> {
+    let (mut node, mut matched) = (None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "node" => node = Some(field(r, "node", Reader::u32)?),
+            "matched" => matched = field(r, "matched", Reader::opt_uint)?,
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(ReplicaStatus {
+        node: required(node, "node", "a replica")?,
+        matched,
     })
 }
 
@@ -576,29 +641,42 @@ fn partition(r: &mut Reader) -> Result<PartitionStatus> {
         "log_bytes",
         "rows",
     ];
+    // Absent from nodes older than clusters: a lone leader.
+    let (mut role, mut leader, mut applied, mut replicas) = (None, 0, None, Vec::new());
     for _ in 0..r.map_len()? {
         let key = r.str()?;
-        match NAMES.iter().position(|&n| n == key) {
-            Some(i) => {
-                let v = field(r, key, Reader::uint)?;
-                if let Some(slot) = f.get_mut(i) {
-                    *slot = Some(v);
+        match key {
+            "role" => role = Some(field(r, key, Reader::str)?.to_string()),
+            "leader" => leader = field(r, key, Reader::u32)?,
+            "applied" => applied = Some(field(r, key, Reader::uint)?),
+            "replicas" => replicas = field(r, key, |r| list(r, replica))?,
+            _ => match NAMES.iter().position(|&n| n == key) {
+                Some(i) => {
+                    let v = field(r, key, Reader::uint)?;
+                    if let Some(slot) = f.get_mut(i) {
+                        *slot = Some(v);
+                    }
                 }
-            }
-            None => r.skip(1)?,
+                None => r.skip(1)?,
+            },
         }
     }
     let [id, committed, failed, queued, durable_lsn, log_bytes, rows] = f;
     const P: &str = "a partition";
     let id = required(id, "id", P)?;
+    let durable_lsn = required(durable_lsn, "durable_lsn", P)?;
     Ok(PartitionStatus {
         id: u32::try_from(id)
             .map_err(|_| DecodeError::new(format!("{id} is over {}", u32::MAX)).at("id"))?,
         committed: required(committed, "committed", P)?,
         failed: required(failed, "failed", P)?,
         queued: required(queued, "queued", P)?,
-        durable_lsn: required(durable_lsn, "durable_lsn", P)?,
+        durable_lsn,
         log_bytes: required(log_bytes, "log_bytes", P)?,
         rows: required(rows, "rows", P)?,
+        role: role.unwrap_or_else(|| "leader".to_string()),
+        leader,
+        applied: applied.unwrap_or(durable_lsn),
+        replicas,
     })
 }

@@ -211,7 +211,34 @@ fn every_reply_and_error_round_trips() {
             durable_lsn: 4,
             log_bytes: 5,
             rows: 6,
+            role: "follower".into(),
+            leader: 3,
+            applied: 4,
+            replicas: vec![
+                crate::proto::ReplicaStatus {
+                    node: 1,
+                    matched: None,
+                },
+                crate::proto::ReplicaStatus {
+                    node: 3,
+                    matched: Some(u64::MAX),
+                },
+            ],
         }],
+        peers: vec![
+            crate::proto::PeerLink {
+                node: 3,
+                addr: "127.0.0.1:7471".into(),
+                connected: false,
+                last_error: Some("gone".into()),
+            },
+            crate::proto::PeerLink {
+                node: 2,
+                addr: "[::1]:7461".into(),
+                connected: true,
+                last_error: None,
+            },
+        ],
     })));
     round_response(Ok(Reply::TenantCreated {
         tenant: "t".into(),
