@@ -2,7 +2,9 @@
 //! child process) with the demo tenant and the example procedures, runs the
 //! voter workload against it for a few seconds (`ohm bench voter --no-pg`),
 //! prints the results, then keeps the node serving for `ohm sql` until
-//! Ctrl-C.
+//! Ctrl-C. With `--nodes N`: the same on a local cluster of N processes
+//! (every partition replicated on each), then the leaders and each
+//! replica's lag.
 
 use crate::bench::voter::node::parse_ready;
 use anyhow::{bail, Context};
@@ -26,6 +28,15 @@ pub struct DemoArgs {
     /// Seconds of voter load to show.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Run a local cluster of this many node processes instead of one node
+    /// (RF = N: every partition on each), in --cluster-data.
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Where the local cluster lives (kept between runs): its certificates
+    /// and tokens in cluster/, node i's data in data<i>/, its log in
+    /// n<i>.log.
+    #[arg(long, default_value = "ohm-cluster")]
+    pub cluster_data: PathBuf,
 }
 
 /// Stops the node however `run` ends (SIGTERM: it syncs and exits).
@@ -41,6 +52,9 @@ impl Drop for NodeGuard {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(nodes) = args.nodes {
+        return run_cluster(&args, nodes);
+    }
     let exe = std::env::current_exe().context("finding the ohm binary")?;
     let mut child = Command::new(&exe)
         .arg("serve")
@@ -100,4 +114,90 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `ohm demo --nodes N`.
+fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
+    use crate::bench::local_cluster::{LocalCluster, LocalClusterOptions};
+    let exe = std::env::current_exe().context("finding the ohm binary")?;
+    let first = !args.cluster_data.join("cluster").exists();
+    println!(
+        "starting {nodes} node processes in {}{}...",
+        args.cluster_data.display(),
+        if first {
+            " (first start: a cluster CA, a certificate per node, cluster.conf)"
+        } else {
+            ""
+        }
+    );
+    let cluster = LocalCluster::start(&LocalClusterOptions {
+        nodes,
+        partitions: 4,
+        durability: crate::bench::voter::Durability::Sync,
+        dir: Some(args.cluster_data.clone()),
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let leader = rt.block_on(async {
+        cluster.set_up_examples(&["voter", "bank", "kv"]).await?;
+        let c = cluster.demo_client().await?;
+        // Any call settles the client on the node that leads.
+        c.call("results", vec![]).await?;
+        anyhow::Ok(c.current())
+    })?;
+    let conf = cluster.root().join("cluster");
+    let ca = conf.join(crate::net::peer_tls::CA_CERT_FILE);
+    let conf_s = conf.to_string_lossy().to_string();
+    let ca_s = ca.to_string_lossy().to_string();
+    println!(
+        "cluster ready: nodes at {}; partitions led by {leader}\n",
+        cluster.addrs.join(", ")
+    );
+    let status = Command::new(&exe)
+        .args(["bench", "voter", "--no-pg", "--warmup", "1", "--seconds"])
+        .arg(args.seconds.to_string())
+        .args(["--addr", &leader, "--ca", &ca_s, "--data", &conf_s])
+        .status()
+        .context("running the voter workload")?;
+    if !status.success() {
+        bail!("the voter workload failed");
+    }
+    println!("\nresults() — total votes per contestant:");
+    Command::new(&exe)
+        .args([
+            "call", "results", "--addr", &leader, "--ca", &ca_s, "--data", &conf_s,
+        ])
+        .status()
+        .context("calling results")?;
+    println!("\nthe leading node's view (lag: slots each replica trails the leader):");
+    Command::new(&exe)
+        .args([
+            "status", "--addr", &leader, "--ca", &ca_s, "--data", &conf_s,
+        ])
+        .status()
+        .context("asking for status")?;
+    println!(
+        "\nThe cluster keeps serving. In another terminal, from this directory:\n\
+         \x20 {exe} sql --addr {leader} --ca {ca_s} --data {conf_s}\n\
+         \x20 {exe} status --addr <any node> --ca {ca_s} --data {conf_s}\n\
+         \x20 kill -9 <a node's pid> and watch another take over (node logs: {}/n<i>.log)\n\
+         Ctrl-C stops every node (everything acknowledged is durable on a majority).",
+        cluster.root().display(),
+        exe = exe.display()
+    );
+    let pids: Vec<String> = (0..nodes as usize)
+        .filter_map(|i| cluster.pid(i).map(|p| format!("node {} pid {p}", i + 1)))
+        .collect();
+    println!("{}", pids.join(", "));
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })
+    .context("waiting for Ctrl-C")?;
+    drop(cluster); // SIGTERM to every node; they sync and exit
+    Ok(ExitCode::SUCCESS)
 }
