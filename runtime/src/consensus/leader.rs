@@ -395,6 +395,14 @@ impl Paxos {
         }
     }
 
+    /// The shell could not read what `to` needs (no snapshot yet, say):
+    /// it is asked for again at a later heartbeat.
+    pub fn read_failed(&mut self, to: NodeId) {
+        if let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&to)) {
+            pr.reading = false;
+        }
+    }
+
     /// The snapshot the shell read for `to` (from its `snapshot_reads`).
     pub fn snapshot_read(&mut self, to: NodeId, meta: SnapshotMeta, bytes: Vec<u8>) {
         let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&to)) else {

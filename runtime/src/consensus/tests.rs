@@ -56,6 +56,9 @@ struct Replica {
     up: bool,
     /// Records handed out as chosen, in order (what a partition applies).
     applied: Vec<LogRecord>,
+    /// Snapshot reads storage answers with "no snapshot" before it finds
+    /// one (a snapshot still being written).
+    snapshot_misses: u32,
 }
 
 struct Cluster {
@@ -94,6 +97,7 @@ impl Cluster {
                     disk: Disk::default(),
                     up: true,
                     applied: Vec::new(),
+                    snapshot_misses: 0,
                 };
                 (id, r)
             })
@@ -178,6 +182,11 @@ impl Cluster {
             r.px.read_done(to.0, to.1, recs);
         }
         for to in &ready.snapshot_reads {
+            if r.snapshot_misses > 0 {
+                r.snapshot_misses -= 1;
+                r.px.read_failed(*to);
+                continue;
+            }
             let (meta, bytes) = r.disk.snapshot.clone().unwrap();
             r.px.snapshot_read(*to, meta, bytes);
         }
@@ -398,8 +407,12 @@ fn a_lagging_follower_catches_up_from_storage_and_from_a_snapshot() {
     leader.disk.records.retain(|r| r.slot > meta.slot);
     leader.px.applied(chosen);
     leader.px.compacted(meta);
+    // Storage finds no snapshot the first two times it is asked: the
+    // leader asks again rather than wait for a read that never comes.
+    leader.snapshot_misses = 2;
     c.heal();
     c.run_ms(2000);
+    assert_eq!(c.nodes[&l].snapshot_misses, 0, "asked again");
     let fr = &c.nodes[&f];
     assert_eq!(fr.disk.snapshot.as_ref().map(|s| s.0), Some(meta));
     assert_eq!(fr.px.chosen(), c.nodes[&l].px.chosen());

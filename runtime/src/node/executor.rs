@@ -554,14 +554,14 @@ impl Executor {
         for to in &ready.snapshot_reads {
             match log.read_snapshot() {
                 Ok(Some((meta, bytes))) => self.core.snapshot_read(*to, meta, bytes),
-                Ok(None) => {}
+                // None written yet: asked for again at a later heartbeat.
+                Ok(None) => self.core.read_failed(*to),
                 Err(e) => return Err(format!("reading its snapshot for {to}: {e}")),
             }
         }
         Ok(())
     }
 
-    /// Hands out replies, a lent state and a chosen release.
     /// What `status` shows of consensus: chosen, applied, role, leader
     /// and (on the leader) how far each replica's log matches.
     fn publish_consensus(&self) {
@@ -582,6 +582,7 @@ impl Executor {
         replicas.extend(px.members_matched().map(|(n, m)| (n.0, m.map(|s| s.0))));
     }
 
+    /// Hands out replies, a lent state and a chosen release.
     fn deliver(&self, ready: Ready<Token>) {
         for (token, result) in ready.replies {
             self.answer(token, result);

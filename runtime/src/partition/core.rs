@@ -217,6 +217,11 @@ impl<T> PartitionCore<T> {
         self.paxos.read_done(to, from, records);
     }
 
+    /// Storage could not give what `to` needs; asked for again later.
+    pub fn read_failed(&mut self, to: NodeId) {
+        self.paxos.read_failed(to);
+    }
+
     pub fn snapshot_read(&mut self, to: NodeId, meta: SnapshotMeta, bytes: Vec<u8>) {
         self.paxos.snapshot_read(to, meta, bytes);
     }
