@@ -406,7 +406,7 @@ impl<'a> World<'a> {
             for to in &r.snapshot_reads {
                 match live.log.read_snapshot() {
                     Ok(Some((meta, bytes))) => live.core.snapshot_read(*to, meta, bytes),
-                    Ok(None) => {}
+                    Ok(None) => live.core.read_failed(*to),
                     Err(e) => return self.kill(n, format!("reading its snapshot: {e}")),
                 }
                 self.stats.snapshots_sent += 1;
