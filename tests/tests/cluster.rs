@@ -329,8 +329,10 @@ fn demo_with_three_nodes_runs_and_stops_its_nodes() {
         .arg(dir.path().join("cl"))
         .env("OHM_WASM_DIR", common::wasm_dir())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
         .spawn()
         .unwrap();
+    let err = || std::fs::read_to_string(dir.path().join("demo.err")).unwrap_or_default();
     let stdout = child.stdout.take().unwrap();
     let mut seen = String::new();
     let mut pids = Vec::new();
@@ -345,7 +347,7 @@ fn demo_with_three_nodes_runs_and_stops_its_nodes() {
             break;
         }
     }
-    assert_eq!(pids.len(), 3, "{seen}");
+    assert_eq!(pids.len(), 3, "{seen}\n{}", err());
     assert!(seen.contains("ohm invariants ok"), "{seen}");
     assert!(seen.contains("| leader |"), "{seen}");
     assert!(seen.contains("reachable"), "{seen}");

@@ -412,22 +412,31 @@ async fn ohm_vote_fns(cfg: ClientConfig, connections: usize) -> anyhow::Result<V
         let client = Client::connect(cfg.clone()).await?;
         let f: VoteFn = Arc::new(move |phone, contestant| {
             let client = client.clone();
-            Box::pin(async move {
-                let args = vec![
-                    Value::Int(phone),
-                    Value::Int(contestant as i64),
-                    Value::Int(MAX_VOTES),
-                ];
-                match client.call("vote", args).await {
-                    Ok(CallResult::Value(Value::Int(code))) => Ok(code),
-                    Ok(other) => Err(format!("vote returned {other:?}")),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
+            Box::pin(
+                async move { vote_code(client.call("vote", vote_args(phone, contestant)).await) },
+            )
         });
         fns.push(f);
     }
     Ok(fns)
+}
+
+/// `vote(phone, contestant, MAX_VOTES)`'s arguments.
+fn vote_args(phone: i64, contestant: i32) -> Vec<Value> {
+    vec![
+        Value::Int(phone),
+        Value::Int(contestant as i64),
+        Value::Int(MAX_VOTES),
+    ]
+}
+
+/// A vote's result code, or what went wrong.
+fn vote_code(r: Result<CallResult, ClientError>) -> Result<i64, String> {
+    match r {
+        Ok(CallResult::Value(Value::Int(code))) => Ok(code),
+        Ok(other) => Err(format!("vote returned {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// (first column, second column) of every row, as integers.

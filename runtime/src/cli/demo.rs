@@ -85,20 +85,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ready.data.display()
     );
     let data = args.data.to_string_lossy().to_string();
-    let status = Command::new(&exe)
-        .args(["bench", "voter", "--no-pg", "--warmup", "1", "--seconds"])
-        .arg(args.seconds.to_string())
-        .args(["--addr", &ready.addr, "--data", &data])
-        .status()
-        .context("running the voter workload")?;
-    if !status.success() {
-        bail!("the voter workload failed");
-    }
-    println!("\nresults() — total votes per contestant:");
-    Command::new(&exe)
-        .args(["call", "results", "--addr", &ready.addr, "--data", &data])
-        .status()
-        .context("calling results")?;
+    show_voter(
+        &exe,
+        args.seconds,
+        &["--addr", &ready.addr, "--data", &data],
+    )?;
     println!(
         "\nThe node keeps serving. In another terminal, from this directory:\n\
          \x20 {exe} sql                      # SQL shell on the demo tenant (\\d lists tables and procedures)\n\
@@ -130,15 +121,20 @@ fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Caught from now on (acted on once the demo waits below), so a
+    // SIGTERM never leaves the nodes running.
+    let mut term = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    })?;
     let cluster = LocalCluster::start(&LocalClusterOptions {
         nodes,
         partitions: 4,
         durability: crate::bench::voter::Durability::Sync,
         dir: Some(args.cluster_data.clone()),
     })?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let leader = rt.block_on(async {
         cluster.set_up_examples(&["voter", "bank", "kv"]).await?;
         let c = cluster.demo_client().await?;
@@ -154,27 +150,12 @@ fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
         "cluster ready: nodes at {}; partitions led by {leader}\n",
         cluster.addrs.join(", ")
     );
-    let status = Command::new(&exe)
-        .args(["bench", "voter", "--no-pg", "--warmup", "1", "--seconds"])
-        .arg(args.seconds.to_string())
-        .args(["--addr", &leader, "--ca", &ca_s, "--data", &conf_s])
-        .status()
-        .context("running the voter workload")?;
-    if !status.success() {
-        bail!("the voter workload failed");
-    }
-    println!("\nresults() — total votes per contestant:");
-    Command::new(&exe)
-        .args([
-            "call", "results", "--addr", &leader, "--ca", &ca_s, "--data", &conf_s,
-        ])
-        .status()
-        .context("calling results")?;
+    let connect = ["--addr", leader.as_str(), "--ca", &ca_s, "--data", &conf_s];
+    show_voter(&exe, args.seconds, &connect)?;
     println!("\nthe leading node's view (lag: slots each replica trails the leader):");
     Command::new(&exe)
-        .args([
-            "status", "--addr", &leader, "--ca", &ca_s, "--data", &conf_s,
-        ])
+        .arg("status")
+        .args(connect)
         .status()
         .context("asking for status")?;
     println!(
@@ -191,7 +172,6 @@ fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
         .collect();
     println!("{}", pids.join(", "));
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r,
             _ = term.recv() => Ok(()),
@@ -200,4 +180,25 @@ fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
     .context("waiting for Ctrl-C")?;
     drop(cluster); // SIGTERM to every node; they sync and exit
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the voter workload for `seconds` against the node `connect` (the
+/// connection flags) names, then shows `results()`.
+fn show_voter(exe: &std::path::Path, seconds: u64, connect: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(exe)
+        .args(["bench", "voter", "--no-pg", "--warmup", "1", "--seconds"])
+        .arg(seconds.to_string())
+        .args(connect)
+        .status()
+        .context("running the voter workload")?;
+    if !status.success() {
+        bail!("the voter workload failed");
+    }
+    println!("\nresults() — total votes per contestant:");
+    Command::new(exe)
+        .args(["call", "results"])
+        .args(connect)
+        .status()
+        .context("calling results")?;
+    Ok(())
 }

@@ -385,23 +385,9 @@ impl Executor {
                     let p = self.core.partition().0;
                     let ballot = self.core.paxos().promised();
                     if leading {
-                        eprintln!(
-                            "ohm: partition {p}: leading (ballot {ballot}) DBG{}",
-                            std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .unwrap()
-                                .as_millis()
-                                % 100000
-                        );
+                        eprintln!("ohm: partition {p}: leading (ballot {ballot})");
                     } else {
-                        eprintln!(
-                            "ohm: partition {p}: no longer leading (ballot {ballot}) DBG{}",
-                            std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .unwrap()
-                                .as_millis()
-                                % 100000
-                        );
+                        eprintln!("ohm: partition {p}: no longer leading (ballot {ballot})");
                     }
                 }
             }

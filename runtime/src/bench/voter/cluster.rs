@@ -6,13 +6,13 @@
 //! alone.
 
 use super::{
-    check_invariants, initialize, measure_side, ohm_tallies, Row, VoteFn, VoterArgs, MAX_VOTES,
+    check_invariants, initialize, measure_side, ohm_tallies, vote_args, vote_code, Row, VoteFn,
+    VoterArgs,
 };
 use crate::bench::local_cluster::{LocalCluster, LocalClusterOptions};
 use crate::bench::voter::{build_runtime, RuntimeChoice};
 use crate::driver::cluster::ClusterClient;
-use crate::driver::{CallResult, ClientConfig};
-use crate::types::Value;
+use crate::driver::ClientConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -89,18 +89,9 @@ async fn vote_fns(
         let client = Arc::new(ClusterClient::connect(cfg.clone(), &addrs).await?);
         let f: VoteFn = Arc::new(move |phone, contestant| {
             let client = client.clone();
-            Box::pin(async move {
-                let args = vec![
-                    Value::Int(phone),
-                    Value::Int(contestant as i64),
-                    Value::Int(MAX_VOTES),
-                ];
-                match client.call("vote", args).await {
-                    Ok(CallResult::Value(Value::Int(code))) => Ok(code),
-                    Ok(other) => Err(format!("vote returned {other:?}")),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
+            Box::pin(
+                async move { vote_code(client.call("vote", vote_args(phone, contestant)).await) },
+            )
         });
         fns.push(f);
     }
