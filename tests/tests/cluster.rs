@@ -208,6 +208,7 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
         let st = cluster.status_of(follower).await.unwrap();
         for p in &st.partitions {
             assert_eq!(p.role, "follower", "{p:?}");
+            assert!(p.replicas.iter().all(|r| r.matched.is_none()), "{p:?}");
             assert!(p.applied <= p.durable_lsn, "{p:?}");
         }
 
@@ -323,8 +324,18 @@ fn bench_failover_kills_a_leader_and_loses_nothing() {
 #[test]
 fn demo_with_three_nodes_runs_and_stops_its_nodes() {
     use std::io::{BufRead, BufReader};
+    /// SIGTERM to the demo however the test ends (it stops its nodes).
+    struct Demo(std::process::Child);
+    impl Drop for Demo {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
     let dir = TempDir::new("demo-nodes");
-    let mut child = Command::new(common::ohm_binary())
+    let child = Command::new(common::ohm_binary())
         .args(["demo", "--nodes", "3", "--seconds", "1", "--cluster-data"])
         .arg(dir.path().join("cl"))
         .env("OHM_WASM_DIR", common::wasm_dir())
@@ -332,11 +343,20 @@ fn demo_with_three_nodes_runs_and_stops_its_nodes() {
         .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
         .spawn()
         .unwrap();
+    let mut demo = Demo(child);
     let err = || std::fs::read_to_string(dir.path().join("demo.err")).unwrap_or_default();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = String::new();
     let mut pids = Vec::new();
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(180)) {
         seen.push_str(&line);
         seen.push('\n');
         if line.starts_with("node 1 pid ") {
@@ -352,10 +372,10 @@ fn demo_with_three_nodes_runs_and_stops_its_nodes() {
     assert!(seen.contains("| leader |"), "{seen}");
     assert!(seen.contains("reachable"), "{seen}");
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &demo.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(demo.0.wait().unwrap().success(), "{}", err());
     for pid in pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -159,6 +159,8 @@ struct Row {
     flavour: RuntimeChoice,
     report: LoadReport,
     note: String,
+    /// The replication factor of a local cluster's side (`--nodes`).
+    rf: Option<u32>,
 }
 
 type ConnectFn<'a> =
@@ -245,6 +247,7 @@ fn measure_side(
         flavour,
         report,
         note,
+        rf: None,
     };
     Ok((row, total))
 }
@@ -607,17 +610,10 @@ fn print_rows(rows: &[Row]) {
             ohm / off.max(1.0)
         );
     }
-    let rf = rows.iter().filter_map(|r| {
-        let n: u32 = r
-            .side
-            .strip_prefix("ohm rf")?
-            .split(' ')
-            .next()?
-            .parse()
-            .ok()?;
-        Some((n, r.report.median_rate()))
-    });
-    let rf: Vec<(u32, f64)> = rf.collect();
+    let rf: Vec<(u32, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.rf?, r.report.median_rate())))
+        .collect();
     if let (Some((1, one)), Some(&(n, many))) = (rf.first().copied(), rf.get(1)) {
         println!("ratio rf{n}/rf1: {:.2} x", many / one.max(1.0));
     }

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// How long the node may take to start (recovery of a large data dir).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a cluster's leaders may take to gather on one node.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -138,8 +140,20 @@ fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
     let leader = rt.block_on(async {
         cluster.set_up_examples(&["voter", "bank", "kv"]).await?;
         let c = cluster.demo_client().await?;
-        // Any call settles the client on the node that leads.
-        c.call("results", vec![]).await?;
+        // Any call settles the client on the node that leads; leaders
+        // gather there within a second or two.
+        let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
+        loop {
+            c.call("results", vec![]).await?;
+            let s = c.status().await?;
+            if s.partitions.iter().all(|p| p.role == "leader") {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("no node led every partition within {GATHER_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         anyhow::Ok(c.current())
     })?;
     let conf = cluster.root().join("cluster");

@@ -159,9 +159,13 @@ impl Paxos {
         // steps down and answers like a follower: it gave up its lease, and
         // when the other replicas are down the candidate cannot win
         // without it.
+        // (Not for a late `Elect` from a target that has fallen behind, after
+        // the transfer was dropped and proposals resumed: that one is
+        // refused below without the leader stepping down.)
         let handed_to_it = transfer_of != Ballot::default()
             && transfer_of == self.promised
-            && self.lead.as_ref().and_then(|l| l.handed_to) == Some(from);
+            && self.lead.as_ref().and_then(|l| l.handed_to) == Some(from)
+            && self.up_to_date(last_slot, last_ballot);
         if handed_to_it {
             self.step_down();
         }

@@ -196,9 +196,9 @@ impl Paxos {
         let last = self.log.last_slot();
         self.cfg.members.iter().map(move |&m| {
             let matched = match &self.lead {
-                _ if m == self.cfg.id => Some(last),
-                Some(l) => l.progress.get(&m).map(|p| p.matched),
                 None => None,
+                Some(_) if m == self.cfg.id => Some(last),
+                Some(l) => l.progress.get(&m).map(|p| p.matched),
             };
             (m, matched)
         })

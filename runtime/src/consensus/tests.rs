@@ -811,10 +811,6 @@ fn extreme_values_from_a_peer_never_panic() {
     );
 }
 
-/// A transfer: proposals stop, the target takes over at once (well within
-/// the followers' loyalty, which it may override only for the leader that
-/// handed over), nothing chosen is lost, and the old leader never reads
-/// alone again in its ballot.
 /// With one replica of three down, the target's election needs the old
 /// leader's own promise: a leader that handed over must give it.
 #[test]
@@ -837,6 +833,10 @@ fn leadership_moves_with_a_replica_down() {
     assert_eq!(c.nodes[&l].px.chosen(), c.nodes[&to].px.chosen());
 }
 
+/// A transfer: proposals stop, the target takes over at once (well within
+/// the followers' loyalty, which it may override only for the leader that
+/// handed over), nothing chosen is lost, and the old leader never reads
+/// alone again in its ballot.
 #[test]
 fn leadership_moves_to_the_member_it_is_handed_to() {
     let mut c = Cluster::new(3);

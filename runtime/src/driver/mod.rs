@@ -37,6 +37,10 @@ pub const STREAMS_MAX: usize = 32;
 /// A writer coalesces queued requests up to about this many bytes.
 pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 
+/// The shortest idle timeout a client asks for (shorter ones are raised
+/// to it: keep-alives go 4 times as often).
+pub const IDLE_TIMEOUT_MIN: Duration = Duration::from_millis(200);
+
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -51,7 +55,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// A connection that hears nothing from the node for this long is
     /// closed, failing the requests in flight on it (a node killed or cut
-    /// off sends nothing more); keep-alives keep a live one open.
+    /// off sends nothing more); keep-alives keep a live one open. At least
+    /// `IDLE_TIMEOUT_MIN`. QUIC takes the lower of both sides' timeouts, so
+    /// a client that stalls this long loses its connection too.
     pub idle_timeout: Duration,
 }
 
@@ -235,7 +241,8 @@ impl Client {
             .map_err(|e| unreachable(format!("cannot resolve {}: {e}", cfg.addr)))?
             .next()
             .ok_or_else(|| unreachable(format!("{} resolves to no address", cfg.addr)))?;
-        let endpoint = endpoint::client_with(peer, &trust, cfg.idle_timeout)
+        let idle = cfg.idle_timeout.max(IDLE_TIMEOUT_MIN);
+        let endpoint = endpoint::client_with(peer, &trust, idle)
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let timeout_s = cfg.connect_timeout.as_secs_f64();
         let no_answer = || {

@@ -344,16 +344,19 @@ async fn a_restarted_peer_hears_from_us_without_waiting_out_the_old_link() {
     // The new B dials A (what any restarted node does first).
     b2.send(NodeId(1), ping(3)).unwrap();
     let start = Instant::now();
-    let limit = super::peer::PEER_IDLE_TIMEOUT / 2;
     while b2_got.lock().unwrap().is_empty() {
         assert!(
-            start.elapsed() < limit,
-            "the restarted peer heard nothing from us within {limit:?}"
+            start.elapsed() < Duration::from_secs(60),
+            "the restarted peer never heard from us"
         );
         // Consensus resends; so does this.
-        a.send(NodeId(2), ping(4)).unwrap();
+        let _ = a.send(NodeId(2), ping(4));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Because its new dial made us drop the old link, not because the old
+    // link timed out (after `PEER_IDLE_TIMEOUT`, the slow way round).
+    let why = a.status()[0].last_error.clone().unwrap_or_default();
+    assert!(why.contains("dialed anew"), "{why}");
     a.shutdown().await;
     rt2.shutdown_background();
     drop(b2);

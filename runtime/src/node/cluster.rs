@@ -277,10 +277,9 @@ impl PeerRouter {
     /// module is not compiled yet. The result lands in the runtime's cache
     /// (an error is left for the deploy to report, as it would anyway).
     fn precompile(&self, runtime: &crate::wasm::WasmRuntime, payload: &Arc<[u8]>) {
-        let Some((name, wasm)) = deployed_module(payload) else {
-            return;
-        };
-        if runtime.is_cached(name, wasm) {
+        // The header only, here on the link's task; hashing the module (is
+        // it compiled?) happens on the thread.
+        if deployed_module(payload).is_none() {
             return;
         }
         if self.precompiling.fetch_add(1, Ordering::Relaxed) >= PRECOMPILES_MAX {
@@ -291,6 +290,7 @@ impl PeerRouter {
             (runtime.clone(), payload.clone(), self.precompiling.clone());
         let job = move || {
             if let Some((name, wasm)) = deployed_module(&payload) {
+                // Compiled (or compiling) already: a resend of the record.
                 let _ = runtime.compile_cached(name, wasm);
             }
             count.fetch_sub(1, Ordering::Relaxed);

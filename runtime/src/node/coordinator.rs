@@ -248,6 +248,9 @@ impl Coordinator {
         procedure: &str,
         args: Vec<Value>,
     ) -> Result<Reply, ErrorReply> {
+        // Held first: in a cluster the hold brings this node's modules,
+        // routes and transaction ids (which seed the call) up to date.
+        let mut g = self.hold()?;
         let route = self
             .routes
             .get(tenant)
@@ -258,9 +261,6 @@ impl Coordinator {
                     format!("no procedure named {procedure} is deployed"),
                 )
             })?;
-        // Held first: in a cluster the hold brings this node's modules (and
-        // transaction ids, which seed the call) up to date.
-        let mut g = self.hold()?;
         let compiled = self
             .modules
             .borrow()

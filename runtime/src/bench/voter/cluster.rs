@@ -66,7 +66,8 @@ pub(super) fn run(
                 Box::pin(vote_fns(cfg.clone(), addrs.clone(), connections))
             };
         let side = format!("ohm rf{n} ({n} node{})", if n == 1 { "" } else { "s" });
-        let (row, total) = measure_side(args, &side, args.seed, &connect)?;
+        let (mut row, total) = measure_side(args, &side, args.seed, &connect)?;
+        row.rf = Some(n);
         rows.push(row);
         let tallies = rt.block_on(async { ohm_tallies(&cluster.demo_client().await?).await })?;
         match check_invariants(total.accepted, &tallies) {
