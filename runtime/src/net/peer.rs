@@ -19,7 +19,7 @@
 use super::frame::{read_frame_within, FrameError};
 use super::peer_tls::{node_name, node_of_cert, PeerIdentity, PEER_ALPN};
 use super::NetError;
-use crate::peer::{decode, encode, PeerMessage, PEER_FRAME_BYTES_MAX};
+use crate::peer::{decode, decode_hello, encode, encode_hello, PeerMessage, PEER_FRAME_BYTES_MAX};
 use crate::types::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, IdleTimeout, TransportConfig, VarInt};
@@ -52,8 +52,6 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REDIAL_DELAY_MIN: Duration = Duration::from_millis(50);
 /// The longest wait between dials.
 pub const REDIAL_DELAY_MAX: Duration = Duration::from_secs(1);
-/// A peer's new dial makes us dial it again at once at most this often.
-pub const REDIAL_NUDGE_GAP: Duration = Duration::from_secs(2);
 /// A peer silent this long is gone (keep-alives keep a live one open), so
 /// a stopped or cut-off peer is noticed in seconds, not minutes.
 pub const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,22 +91,22 @@ pub enum PeerSendError {
 }
 
 /// Counters for one peer, read by `status` without asking the tasks, and
-/// the nudge that makes its dialer dial again.
+/// what makes its dialer dial again.
 #[derive(Default)]
 struct LinkStats {
     connected: AtomicBool,
-    /// The peer dialed us anew while our link to it looked up: it
-    /// restarted, and our link leads to its old process, which will never
+    /// The peer restarted (a new incarnation said hello) while our link to
+    /// it looked up: our link leads to its old process, which will never
     /// answer (noticed only after `PEER_IDLE_TIMEOUT`). Makes the link
     /// close and dial again.
     redial: tokio::sync::Notify,
     /// The peer dialed us while our link to it was down: it is back, so
     /// the dialer stops waiting out its redial delay.
     wake: tokio::sync::Notify,
-    /// When `redial` was last nudged: at most once per `REDIAL_NUDGE_GAP`,
-    /// so two nodes whose links both dropped cannot make each other redial
-    /// forever (each new dial is a new inbound link for the other).
-    last_nudge: Mutex<Option<std::time::Instant>>,
+    /// The peer's incarnation, from the hello of its latest stream.
+    incarnation: Mutex<Option<u64>>,
+    /// Restarts of the peer seen so far (new incarnations).
+    restarts: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
     received: AtomicU64,
@@ -117,12 +115,20 @@ struct LinkStats {
 }
 
 impl LinkStats {
-    /// Makes the link close and dial again, unless it was made to lately.
-    fn nudge(&self) {
-        let mut last = self.last_nudge.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= REDIAL_NUDGE_GAP) {
-            *last = Some(std::time::Instant::now());
+    /// The peer said hello as `incarnation`. A new one (it restarted)
+    /// makes our link to it dial again, or stop waiting to.
+    fn hello(&self, incarnation: u64) {
+        let mut seen = self.incarnation.lock().unwrap_or_else(|p| p.into_inner());
+        let restarted = seen.is_some_and(|s| s != incarnation);
+        *seen = Some(incarnation);
+        if !restarted {
+            return;
+        }
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        if self.connected.load(Ordering::Relaxed) {
             self.redial.notify_one();
+        } else {
+            self.wake.notify_one();
         }
     }
 
@@ -148,6 +154,8 @@ pub struct PeerStatus {
     pub received: u64,
     /// Why its link last failed.
     pub last_error: Option<String>,
+    /// Times it was seen to restart (a hello from a new incarnation).
+    pub restarts: u64,
 }
 
 struct Link {
@@ -193,6 +201,7 @@ impl PeerNet {
             })?;
         endpoint.set_default_client_config(client);
 
+        let incarnation = new_incarnation();
         let mut tasks = JoinSet::new();
         let mut links = BTreeMap::new();
         let mut known = BTreeMap::new();
@@ -200,7 +209,14 @@ impl PeerNet {
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             let stats = Arc::new(LinkStats::default());
             known.insert(node, stats.clone());
-            tasks.spawn(dial_loop(endpoint.clone(), node, addr, rx, stats.clone()));
+            tasks.spawn(dial_loop(
+                endpoint.clone(),
+                node,
+                addr,
+                rx,
+                stats.clone(),
+                incarnation,
+            ));
             links.insert(node, Link { addr, tx, stats });
         }
         let refused = Arc::new(AtomicU64::new(0));
@@ -262,6 +278,7 @@ impl PeerNet {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone(),
+                restarts: l.stats.restarts.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -302,6 +319,14 @@ fn transport() -> Result<TransportConfig, NetError> {
     Ok(t)
 }
 
+/// This run of the node, as its hellos name it: the time it started, in
+/// nanoseconds (a restarted node's is another).
+fn new_incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Keeps a link to `to` up for as long as the node sends to it.
 async fn dial_loop(
     endpoint: quinn::Endpoint,
@@ -309,14 +334,16 @@ async fn dial_loop(
     addr: SocketAddr,
     mut rx: mpsc::Receiver<PeerMessage>,
     stats: Arc<LinkStats>,
+    incarnation: u64,
 ) {
     let mut delay = REDIAL_DELAY_MIN;
     loop {
+        let restarts = stats.restarts.load(Ordering::Relaxed);
         match dial(&endpoint, to, addr).await {
             Ok(conn) => {
                 stats.connected.store(true, Ordering::Relaxed);
                 delay = REDIAL_DELAY_MIN;
-                match pump(&conn, &mut rx, &stats).await {
+                match pump(&conn, &mut rx, &stats, incarnation, restarts).await {
                     Ok(()) => return, // the node is done sending
                     Err(e) => stats.failed(e),
                 }
@@ -373,26 +400,52 @@ async fn dial(
     }
 }
 
-/// Sends queued messages on one stream until the link fails (`Err`) or
-/// the node drops its handle (`Ok`).
+/// Says hello as `incarnation`, then sends queued messages on one stream
+/// until the link fails (`Err`), the peer is seen to have restarted since
+/// the dial (`restarts_at_dial`), or the node drops its handle (`Ok`).
+/// A restart ends the link even while a write waits: a link to a dead
+/// process soon has its whole window unacknowledged, and writes block.
 async fn pump(
     conn: &Connection,
     rx: &mut mpsc::Receiver<PeerMessage>,
     stats: &LinkStats,
+    incarnation: u64,
+    restarts_at_dial: u64,
+) -> Result<(), String> {
+    let restarted = async {
+        // A permit left from before this dial is no news.
+        while stats.restarts.load(Ordering::Relaxed) == restarts_at_dial {
+            stats.redial.notified().await;
+        }
+    };
+    tokio::select! {
+        r = send_queued(conn, rx, stats, incarnation) => r,
+        _ = restarted => {
+            conn.close(VarInt::from_u32(CLOSE_REPLACED), b"the peer restarted");
+            Err("the peer restarted (a new incarnation said hello): dialing it again".into())
+        }
+    }
+}
+
+async fn send_queued(
+    conn: &Connection,
+    rx: &mut mpsc::Receiver<PeerMessage>,
+    stats: &LinkStats,
+    incarnation: u64,
 ) -> Result<(), String> {
     let mut send = conn
         .open_uni()
         .await
         .map_err(|e| format!("opening a stream: {e}"))?;
     let mut buf = Vec::new();
+    encode_hello(incarnation, &mut buf);
+    send.write_all(&buf)
+        .await
+        .map_err(|e| format!("writing: {e}"))?;
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,
             e = conn.closed() => return Err(format!("link closed: {e}")),
-            _ = stats.redial.notified() => {
-                conn.close(VarInt::from_u32(CLOSE_REPLACED), b"the peer dialed anew");
-                return Err("the peer dialed anew (restarted?): dialing it again".into());
-            }
         };
         let Some(first) = first else {
             let _ = send.finish();
@@ -487,8 +540,6 @@ impl Accepted {
         let stats = self.known[&from].clone();
         if !stats.connected.load(Ordering::Relaxed) {
             stats.wake.notify_one();
-        } else if older.is_some() {
-            stats.nudge();
         }
         if let Some(older) = older {
             older.close(
@@ -552,8 +603,17 @@ async fn read_stream(
     stats: Arc<LinkStats>,
 ) {
     let mut buf = Vec::new();
+    let mut said_hello = false;
     loop {
         let why = match read_frame_within(&mut recv, &mut buf, PEER_FRAME_BYTES_MAX).await {
+            Ok(true) if !said_hello => match decode_hello(&buf) {
+                Ok(incarnation) => {
+                    said_hello = true;
+                    stats.hello(incarnation);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
             Ok(true) => match decode(&buf) {
                 Ok(m) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,7 @@ pub const VALUE_MAX: u64 = 1 << 62;
 const RECORDS_PREALLOCATED_MAX: usize = 1024;
 
 const KIND_CONSENSUS: u8 = 1;
+const KIND_HELLO: u8 = 2;
 const GROUP_META: u8 = 0;
 const GROUP_PARTITION: u8 = 1;
 
@@ -77,6 +78,31 @@ pub fn encode(msg: &PeerMessage, out: &mut Vec<u8>) {
         "a peer message of {body} bytes is over PEER_FRAME_BYTES_MAX"
     );
     out[start..start + PEER_PREFIX_BYTES].copy_from_slice(&(body as u32).to_be_bytes());
+}
+
+/// Appends the frame that opens every stream: who is sending, as which run
+/// of its process (`incarnation`; see docs/PEERS.md).
+pub fn encode_hello(incarnation: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&9u32.to_be_bytes());
+    Writer(out).u8(KIND_HELLO).u64(incarnation);
+}
+
+/// The incarnation in a stream's first frame body.
+pub fn decode_hello(body: &[u8]) -> Result<u64, PeerDecodeError> {
+    let mut r = Reader { body, at: 0 };
+    match r.u8("message kind")? {
+        KIND_HELLO => {}
+        k => {
+            return Err(r.error(format!(
+                "a stream must open with a hello (kind {KIND_HELLO}), not kind {k}"
+            )))
+        }
+    }
+    let incarnation = r.u64("incarnation")?;
+    if r.at != body.len() {
+        return Err(r.error(format!("{} bytes after the hello", body.len() - r.at)));
+    }
+    Ok(incarnation)
 }
 
 /// Appends fixed-width big-endian fields.

@@ -14,7 +14,8 @@ mod codec;
 mod tests;
 
 pub use codec::{
-    decode, encode, PeerDecodeError, PEER_FRAME_BYTES_MAX, PEER_PREFIX_BYTES, VALUE_MAX,
+    decode, decode_hello, encode, encode_hello, PeerDecodeError, PEER_FRAME_BYTES_MAX,
+    PEER_PREFIX_BYTES, VALUE_MAX,
 };
 
 use crate::catalog::PartitionId;

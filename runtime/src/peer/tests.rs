@@ -262,3 +262,29 @@ fn random_bodies_never_panic() {
         let _ = decode(&body);
     }
 }
+
+#[test]
+fn a_stream_opens_with_a_hello_and_nothing_else_will_do() {
+    let mut out = Vec::new();
+    encode_hello(0x0102_0304_0506_0708, &mut out);
+    let body = &out[PEER_PREFIX_BYTES..];
+    assert_eq!(
+        u32::from_be_bytes(out[..PEER_PREFIX_BYTES].try_into().unwrap()) as usize,
+        body.len()
+    );
+    assert_eq!(decode_hello(body).unwrap(), 0x0102_0304_0506_0708);
+    // Cut short, or with bytes after it.
+    for cut in 0..body.len() {
+        assert!(decode_hello(&body[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut long = body.to_vec();
+    long.push(0);
+    let e = decode_hello(&long).unwrap_err();
+    assert!(e.message.contains("after the hello"), "{e}");
+    // A message where the hello belongs.
+    let msg = frame(&every_message()[0]);
+    let e = decode_hello(&msg).unwrap_err();
+    assert!(e.message.contains("must open with a hello"), "{e}");
+    // And a hello is not a message.
+    assert!(decode(body).is_err());
+}
