@@ -85,6 +85,10 @@ pub struct Coordinator {
     pub last_txn: Cell<u64>,
     /// Every deployed module, compiled once: (tenant, module) -> module.
     pub modules: std::cell::RefCell<BTreeMap<(TenantId, String), Arc<CompiledModule>>>,
+    /// The coordinator transaction (partition 0's `mp_txn_max`) `modules`
+    /// reflect: behind `last_txn` after a restart in a cluster, where the
+    /// logged deploys are applied only once the leader says they are chosen.
+    pub modules_txn: Cell<u64>,
     /// Where clients reach each node (empty on a lone node).
     pub addrs: super::reply::ClientAddrs,
     /// Part of a cluster: tenants come from `ohm cluster init` for now.
@@ -147,14 +151,19 @@ impl Coordinator {
     pub(super) fn hold(&self) -> Result<Held<'_>, ErrorReply> {
         let g = hold_all(&self.executors, &self.addrs)?;
         // In a cluster another node may have coordinated since this one
-        // last did (it led every partition then): take up its transaction
-        // ids and the modules it deployed.
+        // last did (it led every partition then), and what this node
+        // logged before a restart is applied only now: take up the
+        // transaction ids and the modules its states hold.
         let seen = g.iter().map(|s| s.mp_txn_max).max().unwrap_or(0);
         if seen > self.last_txn.get() {
             self.last_txn.set(seen);
-            if let Some(p0) = g.first() {
-                self.refresh_modules(p0);
-            }
+        }
+        if let Some(p0) = g
+            .first()
+            .filter(|p0| p0.mp_txn_max != self.modules_txn.get())
+        {
+            self.refresh_modules(p0);
+            self.modules_txn.set(p0.mp_txn_max);
         }
         Ok(g)
     }
@@ -206,7 +215,13 @@ impl Coordinator {
         for state in g.iter_mut() {
             state.mp_txn_max = txn;
         }
-        g.finish(Some(entries))
+        let done = g.finish(Some(entries));
+        // `modules` are the states' once the transaction is chosen (the
+        // caller adds what it deployed); if it may not be, the next hold
+        // reads them from partition 0 again.
+        self.modules_txn
+            .set(if done.is_ok() { txn } else { u64::MAX });
+        done
     }
 
     /// `commit` for shares of writes; nothing written: wait for what was

@@ -256,6 +256,10 @@ impl Node {
             .and_then(|c| c.state())
             .context("a node without partitions")?;
         let modules = coordinator::modules_of(p0, tenants.iter().copied(), &runtime)?;
+        // In a cluster the state is only the snapshot's until the leader
+        // says what else is chosen: the routes and modules reflect this
+        // transaction, which may be older than the last one logged.
+        let modules_txn = p0.mp_txn_max;
 
         let fatal = Arc::new(Fatal::default());
         let fatal_fn: executor::FatalFn = {
@@ -270,7 +274,17 @@ impl Node {
                     .map(|(id, a)| (*id, a.client))
                     .collect()
             }));
+        // Built before partition 0's replica starts keeping them up to date.
         let routes = Arc::new(Routes::default());
+        for t in &tenants {
+            routes.rebuild(
+                *t,
+                modules
+                    .range((*t, String::new())..)
+                    .take_while(|((tt, _), _)| tt == t)
+                    .map(|(_, m)| m),
+            );
+        }
         let catalog = Arc::new(RwLock::new(catalog));
         let mut executors = Vec::new();
         let mut writers = Vec::new();
@@ -287,7 +301,7 @@ impl Node {
                     routes: routes.clone(),
                     runtime: runtime.clone(),
                     catalog: catalog.clone(),
-                    seen: rec.last_txn,
+                    seen: modules_txn,
                 }),
                 anchor: cluster.as_ref().map(|c| executor::Anchor {
                     me: c.config.me,
@@ -320,13 +334,11 @@ impl Node {
             dir: Arc::new(dir),
             last_txn: std::cell::Cell::new(rec.last_txn),
             modules: std::cell::RefCell::new(modules),
+            modules_txn: std::cell::Cell::new(modules_txn),
             addrs,
             clustered: cluster.is_some(),
             fatal: fatal_fn,
         };
-        for t in &tenants {
-            coord.rebuild_routes(*t);
-        }
         let (ctx, crx) = sync_channel(COORDINATOR_QUEUE_MAX);
         threads.push((
             ThreadRole::Coordinator,
