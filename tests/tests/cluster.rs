@@ -360,6 +360,75 @@ fn a_cluster_restarted_whole_still_runs_what_was_deployed() {
     }
 }
 
+/// A call sent again with its idempotency key is answered as the first
+/// time and applied once: single-partition (kv put, whose answer is the
+/// key's version) and multi-partition (a bank transfer, whose answer is
+/// the payer's new balance), on the leader that ran it and, after that
+/// leader is killed, on the one that takes over.
+#[test]
+fn a_call_sent_again_with_its_key_applies_once_across_a_leader_kill() {
+    let _one = one_at_a_time();
+    let rt = runtime();
+    let mut cluster = Cluster::start("cluster-keys");
+    let int = |r: Result<CallResult, ClientError>| match r {
+        Ok(CallResult::Value(Value::Int(i))) => i,
+        other => panic!("expected an integer: {other:?}"),
+    };
+    let put = |v: u8| vec![Value::Text("ik".into()), Value::Bytes(vec![v].into())];
+    let transfer = || vec![Value::Int(1), Value::Int(2), Value::Int(10)];
+    let leader = rt.block_on(async {
+        let c = cluster.client().await;
+        set_up(&c).await;
+        for ddl in ohm_bank::SCHEMA {
+            c.sql(ddl).await.unwrap();
+        }
+        c.deploy("bank", wasm("bank")).await.unwrap();
+        for id in [1, 2] {
+            c.call("open_account", vec![Value::Int(id), Value::Int(100)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(int(c.call_with_key("put", put(1), "put-1").await), 1);
+        assert_eq!(int(c.call_with_key("put", put(2), "put-1").await), 1);
+        assert_eq!(
+            int(c.call_with_key("transfer", transfer(), "tr-1").await),
+            90
+        );
+        assert_eq!(
+            int(c.call_with_key("transfer", transfer(), "tr-1").await),
+            90
+        );
+        let balance = int(c.call("balance", vec![Value::Int(2)]).await);
+        assert_eq!(balance, 110, "one transfer applied");
+        // The same through a plain client, to the node that leads.
+        let mut cfg = cluster.config();
+        cfg.addr = c.current();
+        let direct = ohm::driver::Client::connect(cfg).await.unwrap();
+        assert_eq!(int(direct.call_with_key("put", put(3), "put-1").await), 1);
+        assert_eq!(int(direct.call("put", put(4)).await), 2, "no key: runs");
+        direct.close().await;
+        leader_index(&cluster, &c)
+    });
+    cluster.servers[leader].take().unwrap().kill9();
+    rt.block_on(async {
+        let c = cluster.client().await;
+        assert_eq!(int(c.call_with_key("put", put(5), "put-1").await), 1);
+        assert_eq!(
+            int(c.call_with_key("transfer", transfer(), "tr-1").await),
+            90
+        );
+        assert_eq!(int(c.call("balance", vec![Value::Int(2)]).await), 110);
+        assert_eq!(int(c.call_with_key("put", put(6), "put-2").await), 3);
+        assert_eq!(
+            int(c.call_with_key("transfer", transfer(), "tr-2").await),
+            80
+        );
+    });
+    for s in cluster.servers.iter_mut().flatten() {
+        s.stop().unwrap();
+    }
+}
+
 /// `ohm bench failover` end to end, one kill: a local cluster started by
 /// the command, its leader killed under writes and restarted, and every
 /// acknowledged write read back (the command fails otherwise).

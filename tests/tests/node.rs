@@ -369,6 +369,7 @@ fn malformed_frames_leave_the_node_serving() {
                     Value::Text("keep".into()),
                     Value::Bytes(b"evil".to_vec().into()),
                 ],
+                key: None,
             },
         );
         cut.truncate(cut.len() - 3);

@@ -3,22 +3,32 @@
 //! (nothing was done) moves it to the leader the answer names and the
 //! request is sent again; while a leader is being elected, or the node it
 //! talked to is gone, it waits a little and tries the nodes it knows.
-//! Nothing else is retried: an `unavailable` answer may mean the request
-//! took effect, and only the caller can tell whether to send it again.
+//! A call goes with an idempotency key (fresh per call, or the caller's):
+//! when its answer is lost (the connection closed, or `unavailable`: a
+//! leader changed under it) it is sent again with the same key, and the
+//! partition answers a call it already applied as the first time instead
+//! of applying it twice. Other requests are not resent: an `unavailable`
+//! answer may mean they took effect, and only the caller can tell whether
+//! to send them again.
 //!
-//! Bounds: `CLUSTER_ATTEMPTS_MAX` tries per request, `CLUSTER_NODES_MAX`
-//! addresses remembered.
+//! Bounds: `CLUSTER_ATTEMPTS_MAX` tries per request, `CALL_RESENDS_MAX`
+//! resends of a call, `CLUSTER_NODES_MAX` addresses remembered.
 
 use super::{CallResult, Client, ClientConfig, ClientError, Deployed};
 use crate::proto::{ErrorCode, Reply, Request};
 use crate::proto::{SqlResult, StatusInfo};
 use crate::types::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Tries of one request (redirects and waits for an election included).
 pub const CLUSTER_ATTEMPTS_MAX: usize = 100;
+/// Times a call whose answer was lost is sent again (same key).
+pub const CALL_RESENDS_MAX: usize = 10;
+/// Random bytes naming a client in its calls' idempotency keys.
+const KEY_PREFIX_BYTES: usize = 16;
 /// Addresses a cluster client remembers.
 pub const CLUSTER_NODES_MAX: usize = 64;
 /// The wait before trying again when no leader is known.
@@ -45,6 +55,9 @@ pub struct ClusterClient {
     conns: tokio::sync::Mutex<BTreeMap<String, Client>>,
     /// Nodes that did not answer, and when.
     down: Mutex<BTreeMap<String, std::time::Instant>>,
+    /// This client's calls' keys are this (random, hex) and a counter.
+    key_prefix: String,
+    keys_made: AtomicU64,
 }
 
 impl ClusterClient {
@@ -59,6 +72,8 @@ impl ClusterClient {
             current: Mutex::new(first.clone()),
             conns: tokio::sync::Mutex::new(BTreeMap::new()),
             down: Mutex::new(BTreeMap::new()),
+            key_prefix: random_hex()?,
+            keys_made: AtomicU64::new(0),
         };
         let mut last = None;
         for a in addrs {
@@ -184,12 +199,37 @@ impl ClusterClient {
         Err(last.unwrap_or_else(|| ClientError::Config("no attempt was made".into())))
     }
 
+    /// Calls `procedure` with a fresh idempotency key (see the module doc).
     pub async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
+        let n = self.keys_made.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}-{n}", self.key_prefix);
+        self.call_with_key(procedure, args, &key).await
+    }
+
+    /// Calls `procedure` with the caller's idempotency `key` (one per
+    /// intended call, 1 to 128 bytes; see PROTOCOL.md), sending it again
+    /// with that key while its answer is lost.
+    pub async fn call_with_key(
+        &self,
+        procedure: &str,
+        args: Vec<Value>,
+        key: &str,
+    ) -> Result<CallResult, ClientError> {
         let request = Request::Call {
             procedure: procedure.to_string(),
             args,
+            key: Some(key.to_string()),
         };
-        super::call_result(self.request(request).await?)
+        let mut resends = 0;
+        loop {
+            match self.request(request.clone()).await {
+                Err(e) if resends < CALL_RESENDS_MAX && answer_lost(&e) => {
+                    resends += 1;
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+                r => return super::call_result(r?),
+            }
+        }
     }
 
     /// Runs SQL on the leader (statements, reads included).
@@ -207,4 +247,24 @@ impl ClusterClient {
     pub async fn status(&self) -> Result<StatusInfo, ClientError> {
         super::status_result(self.request(Request::Status).await?)
     }
+}
+
+/// A call answered so: it may or may not have been applied, and sending it
+/// again with its key is safe.
+fn answer_lost(e: &ClientError) -> bool {
+    match e {
+        ClientError::Closed { .. } => true,
+        ClientError::Server(r) => r.code == ErrorCode::Unavailable,
+        _ => false,
+    }
+}
+
+/// `KEY_PREFIX_BYTES` from the OS's secure RNG, as hex.
+fn random_hex() -> Result<String, ClientError> {
+    let mut bytes = [0u8; KEY_PREFIX_BYTES];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| ClientError::Config("the OS gave no secure random bytes".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -325,6 +325,25 @@ impl Client {
         let request = Request::Call {
             procedure: procedure.to_string(),
             args,
+            key: None,
+        };
+        call_result(self.request(request).await?)
+    }
+
+    /// A call with an idempotency key (see PROTOCOL.md): if a call with
+    /// this key was applied lately, the answer is the first one's and
+    /// nothing is applied again, so a call whose answer was lost may be
+    /// sent again with the same key.
+    pub async fn call_with_key(
+        &self,
+        procedure: &str,
+        args: Vec<Value>,
+        key: &str,
+    ) -> Result<CallResult, ClientError> {
+        let request = Request::Call {
+            procedure: procedure.to_string(),
+            args,
+            key: Some(key.to_string()),
         };
         call_result(self.request(request).await?)
     }

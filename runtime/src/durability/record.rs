@@ -8,8 +8,10 @@
 //! shares. Must not: do I/O. Decoding trusts nothing: every length is checked
 //! against the bytes that remain before anything is allocated.
 
+use crate::sql::{ColumnInfo, RowSet};
 use crate::storage::{Database, Row, WriteOp, WriteSet};
-use crate::types::{TenantId, Value};
+use crate::types::{DataType, TenantId, Value};
+use crate::wasm::ProcOutput;
 use rust_decimal::Decimal;
 use smol_str::SmolStr;
 use std::sync::Arc;
@@ -22,10 +24,15 @@ pub const PAYLOAD_BYTES_MAX: usize = RECORD_BYTES_MAX - super::frame::RECORD_FIE
 
 const ENTRY_COMMIT: u8 = 1;
 const ENTRY_MULTI: u8 = 2;
+const ENTRY_KEPT_COMMIT: u8 = 3;
 const BODY_WRITES: u8 = 1;
 const BODY_DDL: u8 = 2;
 const BODY_DEPLOY: u8 = 3;
 const BODY_DROP_MODULE: u8 = 4;
+const BODY_KEPT_WRITES: u8 = 5;
+const OUTPUT_NOT_KEPT: u8 = 0;
+const OUTPUT_VALUE: u8 = 1;
+const OUTPUT_ROWS: u8 = 2;
 const OP_INSERT: u8 = 1;
 const OP_UPDATE: u8 = 2;
 const OP_DELETE: u8 = 3;
@@ -33,10 +40,12 @@ const OP_DELETE: u8 = 3;
 /// One entry of a partition's log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    /// A single-partition transaction's writes.
+    /// A single-partition transaction's writes (and, for a call that came
+    /// with an idempotency key, the key and its answer).
     Commit {
         tenant: TenantId,
         writes: LoggedWrites,
+        kept: Option<KeptCall>,
     },
     /// This partition's share of coordinator transaction `txn` (every
     /// partition gets one per coordinator txn, possibly with empty writes).
@@ -51,6 +60,12 @@ pub enum Entry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MultiBody {
     Writes(LoggedWrites),
+    /// Partition 0's share of a multi-partition call that came with an
+    /// idempotency key: its writes here, and the key and its answer.
+    KeptWrites {
+        writes: LoggedWrites,
+        kept: KeptCall,
+    },
     /// SQL text of a DDL statement.
     Ddl(String),
     Deploy {
@@ -60,6 +75,16 @@ pub enum MultiBody {
     DropModule {
         name: String,
     },
+}
+
+/// A call's idempotency key and its answer, logged with what the call
+/// wrote, so that every replica answers a retry of it the same way
+/// instead of running it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptCall {
+    pub key: String,
+    /// None: the answer was too big to keep (see `partition::kept`).
+    pub output: Option<ProcOutput>,
 }
 
 /// A transaction's writes with tables named (ids are not stable across a
@@ -231,9 +256,23 @@ fn put_op(out: &mut Vec<u8>, kind: u8, table: &str, row: &[Value], new: Option<&
 pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLarge> {
     let start = out.len();
     match entry {
-        Entry::Commit { tenant, writes } => {
+        Entry::Commit {
+            tenant,
+            writes,
+            kept: None,
+        } => {
             out.push(ENTRY_COMMIT);
             put_u32(out, tenant.0);
+            put_writes(out, writes);
+        }
+        Entry::Commit {
+            tenant,
+            writes,
+            kept: Some(kept),
+        } => {
+            out.push(ENTRY_KEPT_COMMIT);
+            put_u32(out, tenant.0);
+            put_kept(out, &kept.key, kept.output.as_ref());
             put_writes(out, writes);
         }
         Entry::Multi { txn, tenant, body } => {
@@ -244,6 +283,11 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
                 MultiBody::Writes(w) => {
                     out.push(BODY_WRITES);
                     put_writes(out, w);
+                }
+                MultiBody::KeptWrites { writes, kept } => {
+                    out.push(BODY_KEPT_WRITES);
+                    put_kept(out, &kept.key, kept.output.as_ref());
+                    put_writes(out, writes);
                 }
                 MultiBody::Ddl(sql) => {
                     out.push(BODY_DDL);
@@ -265,16 +309,28 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
 }
 
 /// The payload `encode_entry` gives for `Entry::Commit`, straight from a
-/// storage write-set committed on `db` (no intermediate `LoggedWrites`).
+/// storage write-set committed on `db` (no intermediate `LoggedWrites`);
+/// `kept`: the call's idempotency key and the answer to keep (None: too
+/// big to keep).
 pub fn encode_commit(
     tenant: TenantId,
     db: &Database,
     ws: &WriteSet,
+    kept: Option<(&str, Option<&ProcOutput>)>,
     out: &mut Vec<u8>,
 ) -> Result<(), RecordTooLarge> {
     let start = out.len();
-    out.push(ENTRY_COMMIT);
-    put_u32(out, tenant.0);
+    match kept {
+        None => {
+            out.push(ENTRY_COMMIT);
+            put_u32(out, tenant.0);
+        }
+        Some((key, output)) => {
+            out.push(ENTRY_KEPT_COMMIT);
+            put_u32(out, tenant.0);
+            put_kept(out, key, output);
+        }
+    }
     put_len(out, ws.ops.len());
     for op in &ws.ops {
         match op {
@@ -290,6 +346,103 @@ pub fn encode_commit(
         }
     }
     finish_payload(start, out)
+}
+
+fn put_kept(out: &mut Vec<u8>, key: &str, output: Option<&ProcOutput>) {
+    put_str(out, key);
+    put_output(out, output);
+}
+
+/// A call's answer (`OUTPUT_NOT_KEPT` for None); the bytes it takes are
+/// what counts against `partition::kept`'s bounds.
+pub fn put_output(out: &mut Vec<u8>, output: Option<&ProcOutput>) {
+    match output {
+        None => out.push(OUTPUT_NOT_KEPT),
+        Some(ProcOutput::Value(v)) => {
+            out.push(OUTPUT_VALUE);
+            put_value(out, v);
+        }
+        Some(ProcOutput::Rows(rows)) => {
+            out.push(OUTPUT_ROWS);
+            put_len(out, rows.columns.len());
+            for c in rows.columns.iter() {
+                put_str(out, &c.name);
+                match c.ty {
+                    None => out.push(0),
+                    Some(t) => {
+                        out.push(1);
+                        put_type(out, t);
+                    }
+                }
+            }
+            put_len(out, rows.rows.len());
+            for r in &rows.rows {
+                put_row(out, r);
+            }
+        }
+    }
+}
+
+/// The bytes `put_output` writes, counted without writing them.
+pub fn output_bytes(output: Option<&ProcOutput>) -> usize {
+    let value = |v: &Value| {
+        1 + match v {
+            Value::Null | Value::Bool(_) => 0,
+            Value::Int(_) | Value::Double(_) | Value::Timestamp(_) => 8,
+            Value::Decimal(_) => 16,
+            Value::Text(s) => 4 + s.len(),
+            Value::Bytes(b) => 4 + b.len(),
+        }
+    };
+    let ty = |t: DataType| match t {
+        DataType::Decimal { .. } => 3,
+        DataType::Varchar(n) | DataType::Varbinary(n) => 2 + if n.is_some() { 4 } else { 0 },
+        _ => 1,
+    };
+    1 + match output {
+        None => 0,
+        Some(ProcOutput::Value(v)) => value(v),
+        Some(ProcOutput::Rows(rows)) => {
+            let columns: usize = rows
+                .columns
+                .iter()
+                .map(|c| 4 + c.name.len() + 1 + c.ty.map_or(0, ty))
+                .sum();
+            let cells: usize = rows
+                .rows
+                .iter()
+                .map(|r| 4 + r.iter().map(value).sum::<usize>())
+                .sum();
+            4 + columns + 4 + cells
+        }
+    }
+}
+
+pub(super) fn put_type(out: &mut Vec<u8>, t: DataType) {
+    let opt = |out: &mut Vec<u8>, n: Option<u32>| match n {
+        None => out.push(0),
+        Some(n) => {
+            out.push(1);
+            put_u32(out, n);
+        }
+    };
+    match t {
+        DataType::SmallInt => out.push(1),
+        DataType::Integer => out.push(2),
+        DataType::BigInt => out.push(3),
+        DataType::Double => out.push(4),
+        DataType::Decimal { precision, scale } => out.extend_from_slice(&[5, precision, scale]),
+        DataType::Varchar(n) => {
+            out.push(6);
+            opt(out, n)
+        }
+        DataType::Varbinary(n) => {
+            out.push(7);
+            opt(out, n)
+        }
+        DataType::Boolean => out.push(8),
+        DataType::Timestamp => out.push(9),
+    }
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -396,6 +549,69 @@ impl<'a> Reader<'a> {
     }
 }
 
+pub(super) fn get_type(r: &mut Reader<'_>) -> Result<DataType, String> {
+    let opt = |r: &mut Reader<'_>| -> Result<Option<u32>, String> {
+        match r.u8("length flag")? {
+            0 => Ok(None),
+            1 => Ok(Some(r.u32("length")?)),
+            f => Err(format!("bad length flag {f}")),
+        }
+    };
+    Ok(match r.u8("type")? {
+        1 => DataType::SmallInt,
+        2 => DataType::Integer,
+        3 => DataType::BigInt,
+        4 => DataType::Double,
+        5 => DataType::Decimal {
+            precision: r.u8("precision")?,
+            scale: r.u8("scale")?,
+        },
+        6 => DataType::Varchar(opt(r)?),
+        7 => DataType::Varbinary(opt(r)?),
+        8 => DataType::Boolean,
+        9 => DataType::Timestamp,
+        t => return Err(format!("unknown type tag {t}")),
+    })
+}
+
+pub(super) fn get_output(r: &mut Reader<'_>) -> DecodeResult<Option<ProcOutput>> {
+    Ok(match r.u8("answer tag")? {
+        OUTPUT_NOT_KEPT => None,
+        OUTPUT_VALUE => Some(ProcOutput::Value(r.value()?)),
+        OUTPUT_ROWS => {
+            // The smallest column: an empty name and no type.
+            let n = r.count(5, "answer column count")?;
+            let mut columns = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = r.str("answer column name")?.to_string();
+                let ty = match r.u8("answer column type flag")? {
+                    0 => None,
+                    1 => Some(get_type(r)?),
+                    f => return Err(format!("bad answer column type flag {f}")),
+                };
+                columns.push(ColumnInfo { name, ty });
+            }
+            let n = r.count(4, "answer row count")?;
+            let mut rows = Vec::with_capacity(n);
+            for _ in 0..n {
+                rows.push(r.row()?.into_vec());
+            }
+            Some(ProcOutput::Rows(RowSet {
+                columns: columns.into(),
+                rows,
+            }))
+        }
+        t => return Err(format!("unknown answer tag {t}")),
+    })
+}
+
+fn kept(r: &mut Reader<'_>) -> DecodeResult<KeptCall> {
+    Ok(KeptCall {
+        key: r.str("idempotency key")?.to_string(),
+        output: get_output(r)?,
+    })
+}
+
 /// `Decimal::deserialize` accepts any bits; refuse those no `serialize` makes
 /// (scale over 28, unused flag bits set).
 fn decimal(b: [u8; 16]) -> DecodeResult<Decimal> {
@@ -462,12 +678,29 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
         ENTRY_COMMIT => Entry::Commit {
             tenant: TenantId(r.u32("tenant")?),
             writes: writes(&mut r)?,
+            kept: None,
         },
+        ENTRY_KEPT_COMMIT => {
+            let tenant = TenantId(r.u32("tenant")?);
+            let kept = kept(&mut r)?;
+            Entry::Commit {
+                tenant,
+                writes: writes(&mut r)?,
+                kept: Some(kept),
+            }
+        }
         ENTRY_MULTI => {
             let txn = r.u64("txn")?;
             let tenant = TenantId(r.u32("tenant")?);
             let body = match r.u8("multi body tag")? {
                 BODY_WRITES => MultiBody::Writes(writes(&mut r)?),
+                BODY_KEPT_WRITES => {
+                    let kept = kept(&mut r)?;
+                    MultiBody::KeptWrites {
+                        writes: writes(&mut r)?,
+                        kept,
+                    }
+                }
                 BODY_DDL => MultiBody::Ddl(r.str("ddl")?.to_string()),
                 BODY_DEPLOY => MultiBody::Deploy {
                     name: r.str("module name")?.to_string(),
@@ -567,8 +800,9 @@ mod tests {
                     row: row.clone(),
                 }],
             },
+            kept: None,
         };
-        let Entry::Commit { writes, tenant } = one_record(Slot(3), &e) else {
+        let Entry::Commit { writes, tenant, .. } = one_record(Slot(3), &e) else {
             panic!("kind changed");
         };
         assert_eq!(tenant, TenantId(7));
@@ -609,10 +843,12 @@ mod tests {
             Entry::Commit {
                 tenant: t,
                 writes: ops(),
+                kept: None,
             },
             Entry::Commit {
                 tenant: t,
                 writes: LoggedWrites::default(),
+                kept: None,
             },
             Entry::Multi {
                 txn: 9,
@@ -642,10 +878,80 @@ mod tests {
                 tenant: t,
                 body: MultiBody::DropModule { name: "m".into() },
             },
+            Entry::Commit {
+                tenant: t,
+                writes: ops(),
+                kept: Some(KeptCall {
+                    key: "k-1".into(),
+                    output: Some(ProcOutput::Value(Value::Int(-4))),
+                }),
+            },
+            Entry::Commit {
+                tenant: t,
+                writes: ops(),
+                kept: Some(KeptCall {
+                    key: "k-2".into(),
+                    output: None,
+                }),
+            },
+            Entry::Multi {
+                txn: 13,
+                tenant: t,
+                body: MultiBody::KeptWrites {
+                    writes: ops(),
+                    kept: KeptCall {
+                        key: "k-3".into(),
+                        output: Some(ProcOutput::Rows(RowSet {
+                            columns: vec![
+                                ColumnInfo {
+                                    name: "a".into(),
+                                    ty: Some(DataType::Decimal {
+                                        precision: 10,
+                                        scale: 2,
+                                    }),
+                                },
+                                ColumnInfo {
+                                    name: "b".into(),
+                                    ty: None,
+                                },
+                            ]
+                            .into(),
+                            rows: vec![every_value()[..2].to_vec(), vec![Value::Null; 2]],
+                        })),
+                    },
+                },
+            },
         ];
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(&one_record(Slot(i as u64 + 1), e), e);
         }
+        // What the kept-call bounds count is what is written.
+        let kept = entries.iter().filter_map(|e| match e {
+            Entry::Commit { kept: Some(k), .. } => Some(k),
+            Entry::Multi {
+                body: MultiBody::KeptWrites { kept, .. },
+                ..
+            } => Some(kept),
+            _ => None,
+        });
+        let every = ProcOutput::Rows(RowSet {
+            columns: vec![ColumnInfo {
+                name: "v".into(),
+                ty: Some(DataType::Varchar(Some(3))),
+            }]
+            .into(),
+            rows: every_value().into_iter().map(|v| vec![v]).collect(),
+        });
+        let values: Vec<ProcOutput> = every_value().into_iter().map(ProcOutput::Value).collect();
+        let mut outputs: Vec<Option<&ProcOutput>> = kept.map(|k| k.output.as_ref()).collect();
+        outputs.push(Some(&every));
+        outputs.extend(values.iter().map(Some));
+        for output in &outputs {
+            let mut b = Vec::new();
+            put_output(&mut b, *output);
+            assert_eq!(output_bytes(*output), b.len(), "{output:?}");
+        }
+        assert!(outputs.len() > values.len() + 3);
     }
 
     #[test]
@@ -665,11 +971,12 @@ mod tests {
         assert_eq!(ws.ops.len(), 3);
         let db = e.database();
         let mut fast = vec![0xAA];
-        encode_commit(TenantId(3), db, &ws, &mut fast).unwrap();
+        encode_commit(TenantId(3), db, &ws, None, &mut fast).unwrap();
         let mut slow = vec![0xAA];
         let entry = Entry::Commit {
             tenant: TenantId(3),
             writes: LoggedWrites::from_write_set(db, &ws),
+            kept: None,
         };
         encode_entry(&entry, &mut slow).unwrap();
         assert_eq!(fast, slow);
@@ -694,6 +1001,7 @@ mod tests {
             &Entry::Commit {
                 tenant: TenantId(1),
                 writes: ops(),
+                kept: None,
             },
             &mut payload,
         )
@@ -701,6 +1009,56 @@ mod tests {
         for cut in 0..payload.len() {
             assert!(decode_entry(&payload[..cut]).is_err(), "cut at {cut}");
         }
+        // A kept call's answer cut or garbled anywhere: an error.
+        let mut kept = Vec::new();
+        let rows = ProcOutput::Rows(RowSet {
+            columns: vec![ColumnInfo {
+                name: "n".into(),
+                ty: Some(DataType::BigInt),
+            }]
+            .into(),
+            rows: vec![vec![Value::Int(1)], vec![Value::Null]],
+        });
+        let entry = Entry::Commit {
+            tenant: TenantId(1),
+            writes: ops(),
+            kept: Some(KeptCall {
+                key: "k".into(),
+                output: Some(rows),
+            }),
+        };
+        encode_entry(&entry, &mut kept).unwrap();
+        for cut in 0..kept.len() {
+            assert!(decode_entry(&kept[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..kept.len() {
+            let mut bad = kept.clone();
+            bad[at] = 0xff;
+            // Refused, or (a changed value) decoded as something else.
+            if let Ok(e) = decode_entry(&bad) {
+                assert_ne!(e, entry, "byte {at} changed nothing");
+            }
+        }
+        // A huge answer row count is refused without allocating.
+        let mut p = vec![
+            ENTRY_KEPT_COMMIT,
+            1,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            b'k',
+            OUTPUT_ROWS,
+            0,
+            0,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_entry(&p).unwrap_err().contains("answer row count"));
         // A huge op count is refused without allocating.
         let mut p = vec![ENTRY_COMMIT, 1, 0, 0, 0];
         p.extend_from_slice(&u32::MAX.to_le_bytes());
@@ -760,6 +1118,7 @@ mod tests {
             Entry::Commit {
                 tenant: TenantId(3),
                 writes: LoggedWrites::default(),
+                kept: None,
             },
         ];
         for e in others {

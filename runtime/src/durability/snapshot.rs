@@ -14,17 +14,23 @@
 //!   snap-<slot>.snap --read_snapshot--> bytes --decode--> LoadedSnapshot
 //! ```
 
-use super::record::{put_bytes, put_len, put_row, put_str, put_u32, put_u64, put_value, Reader};
+use super::record::KeptCall;
+use super::record::{
+    get_output, get_type, put_bytes, put_len, put_output, put_row, put_str, put_type, put_u32,
+    put_u64, put_value, Reader,
+};
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
 use crate::sql::Engine;
 use crate::storage::{ColumnDef, IndexDef, IndexKind, TableSchema};
-use crate::types::{Ballot, DataType, NodeId, Slot, TenantId};
+use crate::types::{Ballot, NodeId, Slot, TenantId};
+use crate::wasm::ProcOutput;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"OHMSNAP\0";
-/// Version 2 added the ballot to the Begin frame; version 1 still loads.
-const VERSION: u32 = 2;
+/// Version 2 added the ballot to the Begin frame, version 3 the kept
+/// calls (idempotency keys and answers); versions 1 and 2 still load.
+const VERSION: u32 = 3;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -43,12 +49,15 @@ const F_ROWS: u8 = 4;
 const F_VIEW: u8 = 5;
 const F_MODULE: u8 = 6;
 const F_END: u8 = 7;
+const F_KEPT: u8 = 8;
 
 /// One tenant's state, borrowed for `encode`.
 pub struct TenantImage<'a> {
     pub tenant: TenantId,
     pub engine: &'a Engine,
     pub modules: &'a [(String, Arc<[u8]>)],
+    /// Calls kept for their idempotency keys, oldest first.
+    pub kept: Vec<(&'a str, Option<&'a ProcOutput>)>,
 }
 
 /// A snapshot decoded.
@@ -68,6 +77,8 @@ pub struct LoadedTenant {
     /// Tables with schema, indexes, partition column and rows; views.
     pub engine: Engine,
     pub modules: Vec<(String, Vec<u8>)>,
+    /// Calls kept for their idempotency keys, oldest first.
+    pub kept: Vec<KeptCall>,
 }
 
 impl std::fmt::Debug for LoadedTenant {
@@ -76,6 +87,7 @@ impl std::fmt::Debug for LoadedTenant {
             .field("tenant", &self.tenant)
             .field("tables", &self.engine.database().tables().count())
             .field("modules", &self.modules.len())
+            .field("kept", &self.kept.len())
             .finish()
     }
 }
@@ -106,33 +118,6 @@ impl FrameWriter {
         self.out.extend_from_slice(payload);
         payload.clear();
         Ok(())
-    }
-}
-
-fn put_type(out: &mut Vec<u8>, t: DataType) {
-    let opt = |out: &mut Vec<u8>, n: Option<u32>| match n {
-        None => out.push(0),
-        Some(n) => {
-            out.push(1);
-            put_u32(out, n);
-        }
-    };
-    match t {
-        DataType::SmallInt => out.push(1),
-        DataType::Integer => out.push(2),
-        DataType::BigInt => out.push(3),
-        DataType::Double => out.push(4),
-        DataType::Decimal { precision, scale } => out.extend_from_slice(&[5, precision, scale]),
-        DataType::Varchar(n) => {
-            out.push(6);
-            opt(out, n)
-        }
-        DataType::Varbinary(n) => {
-            out.push(7);
-            opt(out, n)
-        }
-        DataType::Boolean => out.push(8),
-        DataType::Timestamp => out.push(9),
     }
 }
 
@@ -190,6 +175,7 @@ fn write_tenant(
     put_len(p, db.tables().count());
     put_len(p, t.engine.views().len());
     put_len(p, t.modules.len());
+    put_len(p, t.kept.len());
     fw.emit(p)?;
     let mut rows = 0u64;
     for table in db.tables() {
@@ -230,6 +216,12 @@ fn write_tenant(
         p.push(F_MODULE);
         put_str(p, name);
         put_bytes(p, wasm);
+        fw.emit(p)?;
+    }
+    for (key, output) in &t.kept {
+        p.push(F_KEPT);
+        put_str(p, key);
+        put_output(p, *output);
         fw.emit(p)?;
     }
     Ok(rows)
@@ -299,31 +291,6 @@ impl<'a> FrameReader<'a> {
         self.offset = at + 8 + n;
         Ok((at, payload))
     }
-}
-
-fn get_type(r: &mut Reader<'_>) -> Result<DataType, String> {
-    let opt = |r: &mut Reader<'_>| -> Result<Option<u32>, String> {
-        match r.u8("length flag")? {
-            0 => Ok(None),
-            1 => Ok(Some(r.u32("length")?)),
-            f => Err(format!("bad length flag {f}")),
-        }
-    };
-    Ok(match r.u8("type")? {
-        1 => DataType::SmallInt,
-        2 => DataType::Integer,
-        3 => DataType::BigInt,
-        4 => DataType::Double,
-        5 => DataType::Decimal {
-            precision: r.u8("precision")?,
-            scale: r.u8("scale")?,
-        },
-        6 => DataType::Varchar(opt(r)?),
-        7 => DataType::Varbinary(opt(r)?),
-        8 => DataType::Boolean,
-        9 => DataType::Timestamp,
-        t => return Err(format!("unknown type tag {t}")),
-    })
 }
 
 fn get_opt_index(r: &mut Reader<'_>, what: &str) -> Result<Option<usize>, String> {
@@ -465,13 +432,18 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn tenant(&mut self) -> Result<LoadedTenant, DurabilityError> {
-        let (tenant, tables, views, modules) = self.frame(F_TENANT, |r| {
+    fn tenant(&mut self, version: u32) -> Result<LoadedTenant, DurabilityError> {
+        let (tenant, tables, views, modules, kept) = self.frame(F_TENANT, |r| {
             Ok((
                 TenantId(r.u32("tenant")?),
                 r.u32("tables")?,
                 r.u32("views")?,
                 r.u32("modules")?,
+                if version >= 3 {
+                    r.u32("kept calls")?
+                } else {
+                    0
+                },
             ))
         })?;
         let mut engine = Engine::new();
@@ -516,10 +488,20 @@ impl Loader<'_> {
                 Ok((r.str("module name")?.to_string(), r.bytes("wasm")?.to_vec()))
             })?);
         }
+        let mut calls = Vec::new();
+        for _ in 0..kept {
+            calls.push(self.frame(F_KEPT, |r| {
+                Ok(KeptCall {
+                    key: r.str("idempotency key")?.to_string(),
+                    output: get_output(r)?,
+                })
+            })?);
+        }
         Ok(LoadedTenant {
             tenant,
             engine,
             modules: mods,
+            kept: calls,
         })
     }
 }
@@ -616,7 +598,7 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
     let (meta, mp_txn_max, n) = begin(&mut l, version)?;
     let mut tenants = Vec::new();
     for _ in 0..n {
-        tenants.push(l.tenant()?);
+        tenants.push(l.tenant(version)?);
     }
     let total = l.frame(F_END, |r| r.u64("total rows"))?;
     if total != l.rows || l.fr.offset != bytes.len() {

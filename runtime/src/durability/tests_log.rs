@@ -99,6 +99,7 @@ pub(super) fn entry(i: u64) -> Entry {
                     row,
                 }],
             },
+            kept: None,
         },
         1 => Entry::Multi {
             txn: i,

@@ -95,6 +95,7 @@ fn empty_image(e: &Engine) -> [TenantImage<'_>; 1] {
         tenant: TenantId(1),
         engine: e,
         modules: &[],
+        kept: Vec::new(),
     }]
 }
 
@@ -112,11 +113,13 @@ fn snapshot_restores_schema_rows_views_and_modules() {
             tenant: TenantId(5),
             engine: &original,
             modules: &modules,
+            kept: Vec::new(),
         },
         TenantImage {
             tenant: TenantId(6),
             engine: &other,
             modules: &[],
+            kept: Vec::new(),
         },
     ];
     let bytes = snapshot::encode(meta(3), 77, &images).expect("encode");
@@ -252,7 +255,8 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
     assert!(!fs.list(100).expect("ls").iter().any(|n| n == tmp));
 }
 
-/// `bytes` (a version-2 snapshot) as version 1 wrote it: no ballot in Begin.
+/// `bytes` (a current snapshot) as version 1 wrote it: no ballot in Begin,
+/// no kept-call count in Tenant frames.
 fn to_v1(bytes: &[u8]) -> Vec<u8> {
     let (header, rest) = bytes.split_at(12);
     let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
@@ -264,7 +268,19 @@ fn to_v1(bytes: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(v1_begin.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&v1_begin).to_le_bytes());
     out.extend_from_slice(&v1_begin);
-    out.extend_from_slice(frames);
+    // Tenant frames lose the kept-call count (version 3).
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let mut payload = rest[8..8 + n].to_vec();
+        if payload[0] == 2 {
+            payload.truncate(payload.len() - 4);
+        }
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        rest = &rest[8 + n..];
+    }
     out
 }
 
@@ -274,7 +290,11 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
     let e = sample_engine();
     let v2 = snapshot::encode(meta(4), 9, &empty_image(&e)).expect("encode");
     let v1 = to_v1(&v2);
-    assert_eq!(v1.len(), v2.len() - 12);
+    assert_eq!(
+        v1.len(),
+        v2.len() - 12 - 4,
+        "ballot and kept-call count gone"
+    );
     let old = SnapshotMeta {
         slot: Slot(4),
         ballot: Ballot::default(),
@@ -328,4 +348,30 @@ fn records_after_a_snapshot_keep_their_ballots() {
     drop(log);
     let (mut log, _) = open(&sim, LogOptions::default());
     assert_eq!(read_all(&mut log), (4..=6).map(record).collect::<Vec<_>>());
+}
+
+#[test]
+fn kept_calls_round_trip_oldest_first() {
+    use crate::wasm::ProcOutput;
+    let e = sample_engine();
+    let one = ProcOutput::Value(Value::Int(1));
+    let text = ProcOutput::Value(Value::text("ok"));
+    let images = [TenantImage {
+        tenant: TenantId(4),
+        engine: &e,
+        modules: &[],
+        kept: vec![("b", Some(&one)), ("a", None), ("c", Some(&text))],
+    }];
+    let bytes = snapshot::encode(meta(2), 0, &images).expect("encode");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    let got: Vec<_> = snap.tenants[0]
+        .kept
+        .iter()
+        .map(|k| (k.key.as_str(), k.output.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [("b", Some(one)), ("a", None), ("c", Some(text))],
+        "every kept call, in order"
+    );
 }

@@ -34,9 +34,11 @@ impl Service for Echo {
     }
     fn dispatch(&self, _: &Arc<()>, request: Request, reply: Replier) {
         match request {
-            Request::Call { procedure, args } if procedure == "echo" => reply.send(Ok(
-                Reply::Value(args.into_iter().next().unwrap_or(Value::Null)),
-            )),
+            Request::Call {
+                procedure, args, ..
+            } if procedure == "echo" => reply.send(Ok(Reply::Value(
+                args.into_iter().next().unwrap_or(Value::Null),
+            ))),
             // Dropped unanswered: the shell must answer `internal`.
             Request::Call { procedure, .. } if procedure == "forget" => drop(reply),
             _ => reply.send(Err(ErrorReply::new(ErrorCode::NotSupported, "toy"))),
@@ -267,6 +269,7 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
             Request::Call {
                 procedure: "echo".into(),
                 args: vec![Value::text("hi")],
+                key: None,
             },
         ),
     )
@@ -282,6 +285,7 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
             Request::Call {
                 procedure: "echo".into(),
                 args: vec![],
+                key: None,
             },
         ),
     )

@@ -119,7 +119,7 @@ impl Coordinator {
         let ws = s.commit().map_err(|e| reply::sql_error(&e))?;
         let shares =
             txn::route_writes(&mut g, tenant, &s, &ws).map_err(|e| reply::txn_error(&e))?;
-        self.commit_shares(g, tenant, shares)?;
+        self.commit_shares(g, tenant, shares, None)?;
         Ok(reply::sql_result(r))
     }
 

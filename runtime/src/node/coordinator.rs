@@ -16,7 +16,8 @@ use super::hold::{hold_all, Held};
 use super::reply::{self, ReplyFn};
 use super::routes::Routes;
 use crate::catalog::Catalog;
-use crate::durability::{self, Entry, LoggedWrites, MultiBody};
+use crate::durability::{self, Entry, KeptCall, LoggedWrites, MultiBody};
+use crate::partition::kept::answer_to_keep;
 use crate::proto::{CatalogInfo, ErrorCode, ErrorReply, ProcedureInfo, Reply, TableInfo};
 use crate::txn::{self, sqltext};
 use crate::types::{TenantId, Value};
@@ -43,6 +44,7 @@ pub enum CoordTask {
         tenant: TenantId,
         procedure: String,
         args: Vec<Value>,
+        key: Option<String>,
         reply: ReplyFn,
     },
     Deploy {
@@ -123,8 +125,9 @@ impl Coordinator {
                 tenant,
                 procedure,
                 args,
+                key,
                 reply,
-            } => reply(self.call(tenant, &procedure, args)),
+            } => reply(self.call(tenant, &procedure, args, key)),
             CoordTask::Deploy {
                 tenant,
                 name,
@@ -224,22 +227,27 @@ impl Coordinator {
         done
     }
 
-    /// `commit` for shares of writes; nothing written: wait for what was
-    /// read instead.
+    /// `commit` for shares of writes (partition 0's with the call's kept
+    /// key, if any); nothing written: wait for what was read instead.
     pub(super) fn commit_shares(
         &self,
         g: Held<'_>,
         tenant: TenantId,
         shares: Vec<LoggedWrites>,
+        kept: Option<KeptCall>,
     ) -> Result<(), ErrorReply> {
         if shares.is_empty() {
             return g.finish(None);
         }
-        self.commit(
-            g,
-            tenant,
-            shares.into_iter().map(MultiBody::Writes).collect(),
-        )
+        let mut kept = kept;
+        let bodies = shares
+            .into_iter()
+            .map(|writes| match kept.take() {
+                Some(kept) => MultiBody::KeptWrites { writes, kept },
+                None => MultiBody::Writes(writes),
+            })
+            .collect();
+        self.commit(g, tenant, bodies)
     }
 
     /// A broken invariant (partitions that should agree do not): the held
@@ -262,10 +270,27 @@ impl Coordinator {
         tenant: TenantId,
         procedure: &str,
         args: Vec<Value>,
+        key: Option<String>,
     ) -> Result<Reply, ErrorReply> {
         // Held first: in a cluster the hold brings this node's modules,
         // routes and transaction ids (which seed the call) up to date.
         let mut g = self.hold()?;
+        // A multi-partition call's key is kept on partition 0.
+        if let Some(k) = &key {
+            if let Some(answer) = g[0].tenant_ref(tenant).and_then(|p| p.kept.get(k)) {
+                let answer = answer.cloned().ok_or_else(|| {
+                    let e = crate::partition::CallError::AnswerNotKept {
+                        procedure: procedure.to_string(),
+                        key: k.clone(),
+                    };
+                    reply::call_error(&e, &self.addrs)
+                });
+                // Answered once what was read (the first run among it) is
+                // chosen.
+                g.finish(None)?;
+                return answer.map(reply::output);
+            }
+        }
         let route = self
             .routes
             .get(tenant)
@@ -297,7 +322,21 @@ impl Coordinator {
         let (output, shares) =
             txn::call_procedure(&mut g, tenant, &route.module, &words, procedure, &args, txn)
                 .map_err(|e| reply::txn_error(&e))?;
-        self.commit_shares(g, tenant, shares)?;
+        let kept = match key {
+            Some(key) if !shares.is_empty() => {
+                let kept = KeptCall {
+                    key,
+                    output: answer_to_keep(&output),
+                };
+                g[0].tenant(tenant)
+                    .kept
+                    .keep(kept.key.clone(), kept.output.clone());
+                Some(kept)
+            }
+            // It wrote nothing: running it again changes nothing either.
+            _ => None,
+        };
+        self.commit_shares(g, tenant, shares, kept)?;
         Ok(reply::output(output))
     }
 

@@ -90,6 +90,8 @@ pub enum Input {
         tenant: TenantId,
         procedure: String,
         args: Vec<Value>,
+        /// The call's idempotency key, if it came with one.
+        key: Option<String>,
         reply: QueuedReply,
     },
     /// Lend the state (after the calls queued before this).
@@ -413,11 +415,12 @@ impl Executor {
                 tenant,
                 procedure,
                 args,
+                key,
                 reply,
             } => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 self.core
-                    .call(Token::Call(reply.take()), tenant, procedure, args);
+                    .call(Token::Call(reply.take()), tenant, procedure, args, key);
             }
             Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
             Input::Release { state, entry, done } => {

@@ -101,6 +101,9 @@ pub fn call_error(e: &CallError, addrs: &ClientAddrs) -> ErrorReply {
         CallError::TooLarge { .. } => ErrorReply::new(ErrorCode::TooLarge, e.to_string()),
         CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
         CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
+        CallError::AnswerNotKept { .. } => {
+            ErrorReply::new(ErrorCode::AlreadyApplied, e.to_string())
+        }
         CallError::OutcomeUnknown | CallError::Stopped { .. } => {
             ErrorReply::new(ErrorCode::Unavailable, e.to_string())
         }

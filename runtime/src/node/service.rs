@@ -85,6 +85,7 @@ impl Node {
         who: &Principal,
         procedure: String,
         mut args: Vec<Value>,
+        key: Option<String>,
         reply: ReplyFn,
     ) {
         let routes = self.routes.get(who.tenant);
@@ -125,10 +126,11 @@ impl Node {
                 tenant,
                 procedure,
                 args,
+                key,
                 reply,
             });
         };
-        let Some(key) = args.get(param) else {
+        let Some(routing) = args.get(param) else {
             return reply(Err(ErrorReply::new(
                 ErrorCode::BadArguments,
                 format!(
@@ -138,7 +140,7 @@ impl Node {
                 ),
             )));
         };
-        let p = partition_for(key, self.executors.len() as u32).0 as usize;
+        let p = partition_for(routing, self.executors.len() as u32).0 as usize;
         let stats = &self.stats[p];
         if stats.queued.fetch_add(1, Ordering::Relaxed) >= PARTITION_QUEUE_MAX as u64 {
             stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -148,6 +150,7 @@ impl Node {
             tenant: who.tenant,
             procedure,
             args,
+            key,
             reply: QueuedReply::new(reply),
         };
         if let Err(e) = self.executors[p].send(input) {
@@ -253,7 +256,11 @@ impl Service for Node {
         let reply: ReplyFn = Box::new(move |r| replier.send(r));
         let tenant = who.tenant;
         match request {
-            Request::Call { procedure, args } => self.call(who, procedure, args, reply),
+            Request::Call {
+                procedure,
+                args,
+                key,
+            } => self.call(who, procedure, args, key, reply),
             Request::Sql { sql } => self.to_coordinator(CoordTask::Sql { tenant, sql, reply }),
             Request::Deploy { name, wasm } => self.to_coordinator(CoordTask::Deploy {
                 tenant,

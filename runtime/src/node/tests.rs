@@ -98,6 +98,7 @@ fn call(node: &Node, who: &Principal, proc: &str, args: Vec<Value>) -> Result<Re
         who,
         proc.to_string(),
         args,
+        None,
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
@@ -489,6 +490,7 @@ fn a_clean_stop_answers_every_call_in_flight() {
             &who,
             "vote".to_string(),
             vec![Value::Int(4_000_000_000 + i), Value::Int(1), Value::Int(2)],
+            None,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),

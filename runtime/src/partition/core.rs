@@ -129,6 +129,8 @@ pub(super) struct Queued<T> {
     tenant: TenantId,
     procedure: String,
     args: Vec<Value>,
+    /// The call's idempotency key, if it came with one.
+    key: Option<String>,
 }
 
 /// One partition replica. `T` identifies a caller (a reply callback in
@@ -227,8 +229,17 @@ impl<T> PartitionCore<T> {
     }
 
     /// A single-partition call: runs now if this replica leads and is
-    /// free, else waits (or is refused).
-    pub fn call(&mut self, token: T, tenant: TenantId, procedure: String, args: Vec<Value>) {
+    /// free, else waits (or is refused). With an idempotency `key` the
+    /// tenant kept here (see `kept`), it is answered as the first time,
+    /// not run again.
+    pub fn call(
+        &mut self,
+        token: T,
+        tenant: TenantId,
+        procedure: String,
+        args: Vec<Value>,
+        key: Option<String>,
+    ) {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
         }
@@ -237,6 +248,7 @@ impl<T> PartitionCore<T> {
             tenant,
             procedure,
             args,
+            key,
         };
         if !matches!(self.hold, Hold::Free) || !self.queued.is_empty() || !self.can_run() {
             if !self.leading {
@@ -341,11 +353,24 @@ impl<T> PartitionCore<T> {
         let Some(state) = self.state.as_deref_mut() else {
             return self.queued.push_front(q);
         };
+        if let Some(key) = &q.key {
+            let kept = state.tenant_ref(q.tenant).and_then(|p| p.kept.get(key));
+            if let Some(answer) = kept {
+                // Applied before: answer as then, once what this state
+                // reflects (the first run's record among it) is chosen.
+                let result = answer.cloned().ok_or_else(|| CallError::AnswerNotKept {
+                    procedure: q.procedure.clone(),
+                    key: key.clone(),
+                });
+                return self.waiting.push(q.token, result, self.applied, false);
+            }
+        }
         let done = run_call(
             state,
             q.tenant,
             &q.procedure,
             &q.args,
+            q.key.as_deref(),
             txn,
             &mut self.scratch,
         );

@@ -32,6 +32,11 @@ pub enum CallError {
     /// before the call was known to be durable.
     #[error("the partition stopped before this call was known to be durable ({why}); {}", if *maybe_applied { "it may or may not have taken effect" } else { "it was not applied" })]
     Stopped { why: String, maybe_applied: bool },
+    /// A call with this idempotency key was applied before; its answer
+    /// was too big to keep (`kept::KEPT_ANSWER_BYTES_MAX`). Nothing was
+    /// done this time.
+    #[error("procedure {procedure}: a call with idempotency key {key:?} was already applied; its answer was too big to keep, so it cannot be repeated (nothing was done this time)")]
+    AnswerNotKept { procedure: String, key: String },
     /// Too much is waiting on this partition; nothing was done.
     #[error("the partition is overloaded: {0}; retry shortly")]
     Overloaded(String),

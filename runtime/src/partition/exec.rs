@@ -4,6 +4,7 @@
 //! for one record is undone.
 
 use super::error::CallError;
+use super::kept::answer_to_keep;
 use super::state::PartitionState;
 use crate::durability;
 use crate::types::{TenantId, Value};
@@ -20,12 +21,15 @@ pub struct Executed {
 }
 
 /// Runs `procedure` on `state` for `tenant`; `scratch` is a buffer reused
-/// across calls for encoding the payload.
+/// across calls for encoding the payload. A call with an idempotency `key`
+/// that writes keeps its answer under it (in the state, and in its record
+/// for the other replicas).
 pub fn run_call(
     state: &mut PartitionState,
     tenant: TenantId,
     procedure: &str,
     args: &[Value],
+    key: Option<&str>,
     txn: TxnContext,
     scratch: &mut Vec<u8>,
 ) -> Executed {
@@ -56,10 +60,12 @@ pub fn run_call(
             payload: None,
         };
     }
+    let kept = key.map(|k| (k, answer_to_keep(&outcome.output)));
     let part = state.tenant(tenant);
     let db = part.engine.database();
     scratch.clear();
-    if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, scratch) {
+    let logged = kept.as_ref().map(|(k, o)| (*k, o.as_ref()));
+    if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, logged, scratch) {
         // Committed in memory but too big to log: undo it, so what is in
         // memory stays exactly what the log can rebuild.
         let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();
@@ -69,6 +75,9 @@ pub fn run_call(
             procedure: procedure.to_string(),
             message: e.to_string(),
         });
+    }
+    if let Some((k, o)) = kept {
+        part.kept.keep(k.to_string(), o);
     }
     Executed {
         result: Ok(outcome.output),

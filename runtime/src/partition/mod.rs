@@ -8,8 +8,8 @@
 //!                                                                 lent state, fatal
 //! ```
 //!
-//! Owns: `PartitionState` (every tenant's engine, procedures and module
-//! bytes here), `PartitionCore` (runs calls when leading, applies chosen
+//! Owns: `PartitionState` (every tenant's engine, procedures, module
+//! bytes and kept calls here), `PartitionCore` (runs calls when leading, applies chosen
 //! records when following, holds replies until chosen, lends its state to
 //! the node's coordinator, snapshots) and the `Procedures` trait through
 //! which it runs procedures.
@@ -26,6 +26,7 @@ pub mod core;
 pub mod error;
 pub mod exec;
 mod hold;
+pub mod kept;
 pub mod procs;
 mod recover;
 pub mod replies;

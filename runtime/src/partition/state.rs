@@ -2,6 +2,7 @@
 //! views), procedures and deployed module bytes on this partition, and how
 //! a logged entry changes it.
 
+use super::kept::KeptCalls;
 use super::procs::{ProcRuntime, Procedures};
 use crate::catalog::PartitionId;
 use crate::durability::{self, Entry, LoggedWrites, MultiBody, TenantImage};
@@ -18,6 +19,8 @@ pub struct TenantPart {
     pub procs: Box<dyn Procedures>,
     /// Deployed modules' bytes, for snapshots (name order).
     pub modules: Vec<(String, Arc<[u8]>)>,
+    /// Recent calls that came with an idempotency key, with their answers.
+    pub kept: KeptCalls,
 }
 
 impl TenantPart {
@@ -26,6 +29,7 @@ impl TenantPart {
             engine: Engine::new(),
             procs: runtime.procedures(),
             modules: Vec::new(),
+            kept: KeptCalls::default(),
         }
     }
 
@@ -113,6 +117,7 @@ impl PartitionState {
                 tenant: *t,
                 engine: &p.engine,
                 modules: &p.modules,
+                kept: p.kept.iter().collect(),
             })
             .collect()
     }
@@ -130,7 +135,11 @@ impl PartitionState {
                 engine: t.engine,
                 procs: state.runtime.procedures(),
                 modules: Vec::new(),
+                kept: KeptCalls::default(),
             };
+            for k in t.kept {
+                part.kept.keep(k.key, k.output);
+            }
             for (name, wasm) in t.modules {
                 part.deploy(&name, Arc::from(wasm))
                     .map_err(|e| ReplayError::Deploy(format!("snapshot module {name}: {e}")))?;
@@ -143,7 +152,19 @@ impl PartitionState {
     /// Applies one logged entry (a record's payload, decoded).
     pub fn replay(&mut self, entry: &Entry) -> Result<(), ReplayError> {
         match entry {
-            Entry::Commit { tenant, writes } => self.replay_writes(*tenant, writes),
+            Entry::Commit {
+                tenant,
+                writes,
+                kept,
+            } => {
+                self.replay_writes(*tenant, writes)?;
+                if let Some(k) = kept {
+                    self.tenant(*tenant)
+                        .kept
+                        .keep(k.key.clone(), k.output.clone());
+                }
+                Ok(())
+            }
             Entry::Multi { txn, tenant, body } => {
                 if self.skipped.contains(txn) {
                     return Ok(());
@@ -158,6 +179,12 @@ impl PartitionState {
         let part = self.tenant(tenant);
         match body {
             MultiBody::Writes(w) => self.replay_writes(tenant, w),
+            MultiBody::KeptWrites { writes, kept } => {
+                self.replay_writes(tenant, writes)?;
+                let k = kept.clone();
+                self.tenant(tenant).kept.keep(k.key, k.output);
+                Ok(())
+            }
             MultiBody::Ddl(sql) => {
                 part.engine
                     .execute(sql)

@@ -56,7 +56,7 @@ pub fn encode_request(
     framed(out, |out| {
         let (op, fields) = match &frame.request {
             Request::Auth { .. } => ("auth", 1),
-            Request::Call { .. } => ("call", 2),
+            Request::Call { key, .. } => ("call", 2 + usize::from(key.is_some())),
             Request::Sql { .. } => ("sql", 1),
             Request::Deploy { .. } => ("deploy", 2),
             Request::Drop { .. } => ("drop", 1),
@@ -71,11 +71,18 @@ pub fn encode_request(
         w::str(out, op);
         match &frame.request {
             Request::Auth { token } => w::kv_str(out, "token", token),
-            Request::Call { procedure, args } => {
+            Request::Call {
+                procedure,
+                args,
+                key,
+            } => {
                 w::kv_str(out, "procedure", procedure);
                 w::str(out, "args");
                 w::array(out, args.len());
                 args.iter().for_each(|v| w::value(out, v));
+                if let Some(k) = key {
+                    w::kv_str(out, "key", k);
+                }
             }
             Request::Sql { sql } => w::kv_str(out, "sql", sql),
             Request::Deploy { name, wasm } => {
@@ -101,7 +108,7 @@ pub fn decode_request(body: &[u8]) -> std::result::Result<RequestFrame, DecodeEr
 fn request(body: &[u8]) -> Result<RequestFrame> {
     let mut r = Reader::new(body);
     let (mut id, mut op, mut token, mut procedure, mut args) = (None, None, None, None, None);
-    let (mut sql, mut name, mut wasm) = (None, None, None);
+    let (mut sql, mut name, mut wasm, mut key) = (None, None, None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
@@ -112,6 +119,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             "sql" => sql = Some(field(&mut r, "sql", Reader::str)?),
             "name" => name = Some(field(&mut r, "name", Reader::str)?),
             "wasm" => wasm = Some(field(&mut r, "wasm", Reader::bin)?),
+            "key" => key = Some(field(&mut r, "key", Reader::str)?),
             _ => r.skip(1)?,
         }
     }
@@ -125,6 +133,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
         "call" => Request::Call {
             procedure: required(procedure, "procedure", "op \"call\"")?.to_string(),
             args: args.unwrap_or_default(),
+            key: key.map(idempotency_key).transpose()?,
         },
         "sql" => Request::Sql {
             sql: required(sql, "sql", "op \"sql\"")?.to_string(),
@@ -243,6 +252,18 @@ fn field<'a, T>(
     f: impl FnOnce(&mut Reader<'a>) -> Result<T>,
 ) -> Result<T> {
     f(r).map_err(|e| e.at(name))
+}
+
+/// A call's idempotency key: 1 to `KEY_BYTES_MAX` bytes.
+fn idempotency_key(k: &str) -> Result<String> {
+    let max = crate::partition::kept::KEY_BYTES_MAX;
+    if k.is_empty() || k.len() > max {
+        return Err(DecodeError::new(format!(
+            "field `key` is {} bytes; an idempotency key takes 1 to {max}",
+            k.len()
+        )));
+    }
+    Ok(k.to_string())
 }
 
 fn required<T>(v: Option<T>, name: &str, by: &str) -> Result<T> {

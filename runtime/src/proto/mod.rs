@@ -32,8 +32,15 @@ pub struct RequestFrame {
 pub enum Request {
     /// Must succeed before anything else on the connection.
     Auth { token: String },
-    /// Run a deployed procedure in its own transaction.
-    Call { procedure: String, args: Vec<Value> },
+    /// Run a deployed procedure in its own transaction. With an
+    /// idempotency `key`, a call the partition already applied under that
+    /// key (recently: see PROTOCOL.md) is answered as the first time and
+    /// not run again.
+    Call {
+        procedure: String,
+        args: Vec<Value>,
+        key: Option<String>,
+    },
     /// Ad-hoc SQL: one or more statements separated by `;`, each in its own
     /// transaction (autocommit). One result per statement.
     Sql { sql: String },
@@ -243,6 +250,9 @@ pub enum ErrorCode {
     /// applied (for a failed log write: the node stops).
     Unavailable,
     Internal,
+    /// A call with this idempotency key was applied before, and its
+    /// answer was too big to keep: nothing was done this time.
+    AlreadyApplied,
     /// This node does not lead what the request needs (a partition, or
     /// every partition for multi-partition work): nothing was done; retry
     /// at `leader`.
@@ -250,7 +260,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::AuthFailed,
@@ -268,6 +278,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::NotLeader,
+        ErrorCode::AlreadyApplied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -289,6 +300,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::NotLeader => "not_leader",
+            ErrorCode::AlreadyApplied => "already_applied",
         }
     }
 

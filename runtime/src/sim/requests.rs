@@ -38,7 +38,13 @@ impl World<'_> {
         }
         if let Some(core) = self.nodes[n].core() {
             let token = Token::Call { client: c, op };
-            core.call(token, TENANT, request.procedure.to_string(), request.args);
+            core.call(
+                token,
+                TENANT,
+                request.procedure.to_string(),
+                request.args,
+                None,
+            );
             self.act(n);
         }
     }

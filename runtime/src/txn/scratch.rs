@@ -181,6 +181,14 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), TxnError> {
         };
         durability::encode_entry(&entry, &mut buf)
             .map_err(|e| TxnError::TooLarge(e.to_string()))?;
+        // Room for an idempotency key and its answer (partition 0's share
+        // may carry them), so the commit cannot fail to encode.
+        let bytes = buf.len() + crate::partition::kept::KEPT_RECORD_BYTES_MAX;
+        if bytes > durability::PAYLOAD_BYTES_MAX {
+            return Err(TxnError::TooLarge(
+                durability::RecordTooLarge { bytes }.to_string(),
+            ));
+        }
     }
     Ok(())
 }

@@ -55,10 +55,17 @@ fn every_request_round_trips() {
     round_request(Request::Call {
         procedure: "vote".into(),
         args: scalars(),
+        key: None,
+    });
+    round_request(Request::Call {
+        procedure: "vote".into(),
+        args: vec![Value::Int(1)],
+        key: Some("retry-7f3a".into()),
     });
     round_request(Request::Call {
         procedure: "p".into(),
         args: vec![],
+        key: None,
     });
     round_request(Request::Sql {
         sql: "SELECT 1; SELECT 2".into(),
@@ -83,6 +90,7 @@ fn decimal_and_timestamp_args_travel_as_text_and_int() {
         request: Request::Call {
             procedure: "p".into(),
             args: vec![Value::Decimal(d), Value::Timestamp(1_700_000_000_000_000)],
+            key: None,
         },
     };
     let mut out = Vec::new();
@@ -285,7 +293,8 @@ fn any_key_order_and_unknown_keys_are_accepted() {
         f.request,
         Request::Call {
             procedure: "p".into(),
-            args: vec![Value::Int(-3), Value::text("x")]
+            args: vec![Value::Int(-3), Value::text("x")],
+            key: None,
         }
     );
 }
@@ -355,6 +364,29 @@ fn bad_requests_name_the_field_and_keep_the_id() {
         args: vec![vec![]],
     }));
     assert!(e.to_string().contains("`args[0]`"), "{e}");
+
+    #[derive(serde::Serialize)]
+    struct K<'a> {
+        id: u64,
+        op: &'a str,
+        procedure: &'a str,
+        key: &'a str,
+    }
+    let long = "k".repeat(crate::partition::kept::KEY_BYTES_MAX + 1);
+    for key in ["", long.as_str()] {
+        let e = err(&stock(&K {
+            id: 9,
+            op: "call",
+            procedure: "p",
+            key,
+        }));
+        assert_eq!(e.id, Some(9));
+        assert!(
+            e.to_string()
+                .contains(&format!("field `key` is {} bytes", key.len())),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -365,6 +397,7 @@ fn hostile_bodies_are_errors_not_panics() {
         request: Request::Call {
             procedure: "p".into(),
             args: scalars(),
+            key: None,
         },
     };
     encode_request(&call, &mut good).unwrap();
