@@ -96,6 +96,15 @@ impl Cluster {
             .unwrap()
     }
 
+    /// A cluster client that knows only node `i` (it follows redirects).
+    async fn client_via(&self, i: usize) -> ClusterClient {
+        let mut cfg = self.config();
+        cfg.addr = self.addrs[i].clone();
+        ClusterClient::connect(cfg, &[self.addrs[i].clone()])
+            .await
+            .unwrap()
+    }
+
     /// One node's own view (no redirects).
     async fn status_of(&self, i: usize) -> Option<StatusInfo> {
         let mut cfg = self.config();
@@ -167,11 +176,7 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
         eprintln!("cluster: set-up took {:?}", t.elapsed());
         // Through every node: a call sent to a follower is redirected.
         for i in 0..NODES {
-            let mut cfg = cluster.config();
-            cfg.addr = cluster.addrs[i].clone();
-            let one = ClusterClient::connect(cfg, &[cluster.addrs[i].clone()])
-                .await
-                .unwrap();
+            let one = cluster.client_via(i).await;
             let (p, args) = put(&format!("via-{i}"), i as u64);
             one.call(&p, args).await.unwrap();
             assert_eq!(get(&one, &format!("via-{i}")).await, Some(i as u64));
@@ -275,11 +280,7 @@ fn a_three_node_cluster_survives_its_leader_killed_mid_load() {
         // Asked at once, before it has heard who leads or applied the
         // deploy again, it does not claim the procedure is unknown: it
         // sends the client on (or asks it to retry).
-        let mut cfg = cluster.config();
-        cfg.addr = cluster.addrs[dead].clone();
-        let fresh = ClusterClient::connect(cfg, &[cluster.addrs[dead].clone()])
-            .await
-            .unwrap();
+        let fresh = cluster.client_via(dead).await;
         assert_eq!(get(&fresh, "k0").await, Some(0));
         let (p, args) = put("after-restart", 7);
         c.call(&p, args).await.unwrap();
@@ -346,11 +347,7 @@ fn a_cluster_restarted_whole_still_runs_what_was_deployed() {
         // Every node, asked through a client that knows only it, serves
         // (or forwards) both kinds of call.
         for i in 0..NODES {
-            let mut cfg = cluster.config();
-            cfg.addr = cluster.addrs[i].clone();
-            let one = ClusterClient::connect(cfg, &[cluster.addrs[i].clone()])
-                .await
-                .unwrap();
+            let one = cluster.client_via(i).await;
             assert_eq!(get(&one, "after").await, Some(1), "through node {}", i + 1);
             assert_eq!(results(&one).await, 3, "through node {}", i + 1);
         }

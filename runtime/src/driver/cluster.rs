@@ -215,11 +215,7 @@ impl ClusterClient {
         args: Vec<Value>,
         key: &str,
     ) -> Result<CallResult, ClientError> {
-        let request = Request::Call {
-            procedure: procedure.to_string(),
-            args,
-            key: Some(key.to_string()),
-        };
+        let request = super::call_request(procedure, args, Some(key));
         let mut resends = 0;
         loop {
             match self.request(request.clone()).await {

@@ -173,6 +173,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// A `call` request.
+pub(crate) fn call_request(procedure: &str, args: Vec<Value>, key: Option<&str>) -> Request {
+    Request::Call {
+        procedure: procedure.to_string(),
+        args,
+        key: key.map(str::to_string),
+    }
+}
+
 /// A call's reply as its result.
 fn call_result(reply: Reply) -> Result<CallResult, ClientError> {
     match reply {
@@ -322,12 +331,7 @@ impl Client {
     }
 
     pub async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
-        let request = Request::Call {
-            procedure: procedure.to_string(),
-            args,
-            key: None,
-        };
-        call_result(self.request(request).await?)
+        call_result(self.request(call_request(procedure, args, None)).await?)
     }
 
     /// A call with an idempotency key (see PROTOCOL.md): if a call with
@@ -340,12 +344,10 @@ impl Client {
         args: Vec<Value>,
         key: &str,
     ) -> Result<CallResult, ClientError> {
-        let request = Request::Call {
-            procedure: procedure.to_string(),
-            args,
-            key: Some(key.to_string()),
-        };
-        call_result(self.request(request).await?)
+        call_result(
+            self.request(call_request(procedure, args, Some(key)))
+                .await?,
+        )
     }
 
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
