@@ -72,10 +72,14 @@ impl<T> PartitionCore<T> {
         );
         // Leadership was lost while the state was out (or a leader's
         // snapshot replaced it): what comes back may hold what will never
-        // be chosen. It is dropped; the state is rebuilt or already new.
+        // be chosen. Unless a new state is here already, it is kept only to
+        // be rebuilt from what is chosen (the shell rebuilds a present
+        // state that needs it; a dropped one was never rebuilt, and the
+        // replica applied nothing again).
         if !self.leading || self.state.is_some() {
             self.hold = Hold::Done;
             if self.state.is_none() {
+                self.state = Some(state);
                 self.needs_rebuild = true;
             }
             let leader = self.paxos.leader();

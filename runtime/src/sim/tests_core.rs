@@ -9,9 +9,9 @@ use super::world::TENANT;
 use super::Shared;
 use crate::catalog::PartitionId;
 use crate::consensus::{Message, UNCHOSEN_RECORDS_MAX};
-use crate::durability::{Log, LogOptions, SimFs, Storage};
+use crate::durability::{Log, LogOptions, LogRecord, SimFs, Storage};
 use crate::partition::{persist, CoreConfig, Now, PartitionCore, Ready};
-use crate::types::{NodeId, Value};
+use crate::types::{Ballot, NodeId, Slot, Value};
 use std::sync::Arc;
 
 fn shared() -> Shared {
@@ -136,6 +136,91 @@ fn a_hold_waits_until_the_leader_has_room_to_propose() {
 
 /// A coordinator read (a hold handed back with no entry) on a leader past
 /// its lease waits, like a single-partition read, for a quorum round.
+/// Elects `core` (node 1 of 3) with node 2's promise and has node 2 accept
+/// its whole log; the ballot.
+fn elect(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, t: u64) -> Ballot {
+    core.tick(now(t));
+    let r = drain(core, log);
+    let ballot = r
+        .messages
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::PreVote { ballot, .. } => Some(*ballot),
+            _ => None,
+        })
+        .expect("a pre-vote");
+    let granted = Message::PreVoteReply {
+        ballot,
+        granted: true,
+        promised: Default::default(),
+    };
+    core.step(NodeId(2), granted);
+    drain(core, log);
+    core.step(NodeId(2), Message::Promise { ballot });
+    drain(core, log);
+    drain(core, log);
+    assert!(core.is_leader());
+    let last = core.paxos().last_slot();
+    let accepted = Message::Accepted {
+        ballot,
+        matched: Some(last),
+        hint: last,
+        sent_us: t,
+    };
+    core.step(NodeId(2), accepted);
+    drain(core, log);
+    assert_eq!(core.paxos().chosen(), last);
+    ballot
+}
+
+/// A leader that loses its leadership while its state is lent to the
+/// coordinator gets the state back, rebuilds it from what is chosen and
+/// goes on applying as a follower. Found by `ohm torture` (a paused
+/// coordinator): the state that came back was dropped, and that replica
+/// applied nothing again until restarted.
+#[test]
+fn a_state_lent_when_leadership_is_lost_is_rebuilt_and_applying_goes_on() {
+    let shared = shared();
+    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
+    let t = 2_000_000u64;
+    let mut core = core_on(&shared, 3, &mut log, 1_000_000);
+    let ballot = elect(&mut core, &mut log, t);
+    core.hold(Token::Multi { client: 0, op: 1 });
+    let (token, state) = drain(&mut core, &mut log).lent.expect("lent");
+    // Node 2 leads a higher ballot and sends two no-ops after our log.
+    let last = core.paxos().last_slot();
+    let higher = Ballot {
+        round: ballot.round + 1,
+        node: NodeId(2),
+    };
+    let noop = |slot: u64| LogRecord {
+        slot: Slot(slot),
+        ballot: higher,
+        payload: Arc::from(&[][..]),
+    };
+    let accept = Message::Accept {
+        ballot: higher,
+        prev_slot: last,
+        prev_ballot: core.paxos().ballot_at(last).expect("our last record"),
+        records: vec![noop(last.0 + 1), noop(last.0 + 2)],
+        chosen: Slot(last.0 + 2),
+        sent_us: t,
+    };
+    core.step(NodeId(2), accept);
+    drain(&mut core, &mut log);
+    assert!(!core.is_leader());
+    core.release(token, state, None);
+    // The shell rebuilds when asked to.
+    for _ in 0..5 {
+        let r = drain(&mut core, &mut log);
+        if r.rebuild {
+            core.rebuild(&mut log);
+        }
+    }
+    assert!(core.state().is_some(), "the state is back");
+    assert_eq!(core.applied(), Slot(last.0 + 2), "applying goes on");
+}
+
 #[test]
 fn a_held_read_outside_the_lease_waits_for_a_quorum() {
     let shared = shared();
