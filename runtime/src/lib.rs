@@ -19,6 +19,7 @@ pub mod sim;
 pub mod slt;
 pub mod sql;
 pub mod storage;
+pub mod torture;
 pub mod txn;
 pub mod types;
 pub mod wasm;

@@ -77,6 +77,12 @@ enum Command {
     /// A failing seed is printed with the command that replays it; every
     /// run prints a trace hash (equal runs, equal hashes).
     Sim(ohm::sim::cli::SimArgs),
+    /// The fault suite on real processes (needs root, iproute2 and
+    /// nftables): per seeded schedule, a fresh cluster of node processes,
+    /// each in its own network namespace, under kv, bank and voter load
+    /// while nodes are killed, paused, cut off and lose packets; then every
+    /// invariant is checked. Exits 1 on any anomaly.
+    Torture(ohm::torture::TortureArgs),
 }
 
 #[derive(Subcommand)]
@@ -198,6 +204,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),
         Command::Call(args) => client_runtime()?.block_on(ohm::cli::admin::call(args)),
         Command::Status(args) => client_runtime()?.block_on(ohm::cli::admin::status(args)),
+        Command::Torture(args) => ohm::torture::run(&args),
         Command::Sim(args) => match ohm::sim::cli::run_cli(&args) {
             Ok(true) => Ok(ExitCode::SUCCESS),
             Ok(false) => Ok(ExitCode::FAILURE),

@@ -137,12 +137,11 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<ExitCode> {
          {:?}, {} writers with one put in flight each, {} kills (kill -9 of the leader)",
         args.nodes, args.partitions, args.durability, args.writers, args.kills
     );
-    let cluster = LocalCluster::start(&LocalClusterOptions {
-        nodes: args.nodes,
-        partitions: args.partitions,
-        durability: args.durability,
-        dir: None,
-    })?;
+    let cluster = LocalCluster::start(&LocalClusterOptions::new(
+        args.nodes,
+        args.partitions,
+        args.durability,
+    ))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

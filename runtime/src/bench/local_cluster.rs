@@ -5,8 +5,10 @@
 //! data.
 //!
 //! Owns: picking free ports, starting the nodes and reading their `ready`
-//! lines, kill -9 and restart of one node, stopping them all (SIGTERM, then
-//! kill), and the example schemas and modules set up through the cluster.
+//! lines, kill -9 and restart of one node, SIGSTOP/SIGCONT, stopping them
+//! all (SIGTERM, then kill), and the example schemas and modules set up
+//! through the cluster. `ohm torture` runs each node in its own network
+//! namespace (`LocalClusterOptions::netns`), on its own address.
 //! Must not: be used by a node, or leave processes behind (drop stops them).
 //!
 //! ```text
@@ -44,13 +46,44 @@ pub struct LocalClusterOptions {
     /// Where the cluster lives; kept afterwards. None: a fresh temporary
     /// directory, removed on drop.
     pub dir: Option<PathBuf>,
+    /// Each node's address, one per node (empty: loopback, free ports).
+    pub hosts: Vec<std::net::IpAddr>,
+    /// Each node's network namespace, one per node (empty: this one): the
+    /// node runs under `ip netns exec`.
+    pub netns: Vec<String>,
+    /// The `ohm` binary the nodes run (None: this one).
+    pub binary: Option<PathBuf>,
+    /// Environment variables set for every node.
+    pub env: Vec<(String, String)>,
 }
+
+impl LocalClusterOptions {
+    /// `nodes` nodes on loopback, in a temporary directory.
+    pub fn new(nodes: u32, partitions: u32, durability: Durability) -> LocalClusterOptions {
+        LocalClusterOptions {
+            nodes,
+            partitions,
+            durability,
+            dir: None,
+            hosts: vec![],
+            netns: vec![],
+            binary: None,
+            env: vec![],
+        }
+    }
+}
+
+/// The first node's client port when every node has its own address.
+const OWN_HOST_PORT: u16 = 7450;
 
 /// The running nodes; stopped (and a temporary directory removed) on drop.
 pub struct LocalCluster {
     root: PathBuf,
     keep: bool,
     durability: Durability,
+    netns: Vec<String>,
+    binary: Option<PathBuf>,
+    env: Vec<(String, String)>,
     nodes: Vec<Option<Child>>,
     /// Node i+1's client address.
     pub addrs: Vec<String>,
@@ -63,6 +96,14 @@ impl LocalCluster {
         if !(1..=LOCAL_NODES_MAX).contains(&opts.nodes) {
             bail!("--nodes must be 1 to {LOCAL_NODES_MAX}");
         }
+        let per_node = |what: &str, n: usize| {
+            if n != 0 && n != opts.nodes as usize {
+                bail!("{n} {what} for {} nodes", opts.nodes);
+            }
+            Ok(())
+        };
+        per_node("hosts", opts.hosts.len())?;
+        per_node("network namespaces", opts.netns.len())?;
         let (root, keep) = match &opts.dir {
             Some(d) => (d.clone(), true),
             None => (super::postgres::fresh_temp_dir("ohm-local-cluster")?, false),
@@ -71,23 +112,36 @@ impl LocalCluster {
         let addrs = if conf.exists() {
             existing_addrs(&conf, opts.nodes)?
         } else {
-            let port = free_ports(opts.nodes)?;
+            let (hosts, port) = if opts.hosts.is_empty() {
+                (
+                    vec![std::net::Ipv4Addr::LOCALHOST.into()],
+                    free_ports(opts.nodes)?,
+                )
+            } else {
+                (opts.hosts.clone(), OWN_HOST_PORT)
+            };
             crate::cli::cluster::init_quiet(&ClusterInitArgs {
                 out: root.join("cluster"),
                 nodes: opts.nodes,
                 names: vec![],
                 partitions: opts.partitions,
-                host: std::net::Ipv4Addr::LOCALHOST.into(),
+                hosts: hosts.clone(),
                 port,
             })?;
-            (0..opts.nodes)
-                .map(|i| format!("127.0.0.1:{}", u32::from(port) + 10 * i))
+            (0..opts.nodes as usize)
+                .map(|i| {
+                    let at = (u32::from(port) + 10 * i as u32) as u16;
+                    std::net::SocketAddr::new(hosts[i % hosts.len()], at).to_string()
+                })
                 .collect()
         };
         let mut c = LocalCluster {
             root,
             keep,
             durability: opts.durability,
+            netns: opts.netns.clone(),
+            binary: opts.binary.clone(),
+            env: opts.env.clone(),
             nodes: (0..opts.nodes).map(|_| None).collect(),
             addrs,
         };
@@ -124,13 +178,24 @@ impl LocalCluster {
         if self.nodes.get(i).is_none_or(|n| n.is_some()) {
             bail!("node {} is running or does not exist", i + 1);
         }
-        let exe = std::env::current_exe().context("finding the ohm binary")?;
+        let exe = match &self.binary {
+            Some(b) => b.clone(),
+            None => std::env::current_exe().context("finding the ohm binary")?,
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path(i))
             .with_context(|| format!("opening {}", self.log_path(i).display()))?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = match self.netns.get(i) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("serve")
             .arg("--cluster")
             .arg(self.cluster_dir().join(format!("n{}", i + 1)))
@@ -190,6 +255,23 @@ impl LocalCluster {
             .with_context(|| format!("node {} is not running", i + 1))?;
         child.kill().context("kill -9")?;
         child.wait().context("waiting for the killed node")?;
+        Ok(())
+    }
+
+    /// SIGSTOP (`stop: true`) or SIGCONT to node i+1: a node that hangs
+    /// without dying, its sockets and connections kept.
+    pub fn signal_stop(&self, i: usize, stop: bool) -> anyhow::Result<()> {
+        let pid = self
+            .pid(i)
+            .with_context(|| format!("node {} is not running", i + 1))?;
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .context("running kill")?;
+        if !ok.success() {
+            bail!("kill {sig} {pid} (node {}) failed", i + 1);
+        }
         Ok(())
     }
 
@@ -261,9 +343,13 @@ impl LocalCluster {
     /// `STOP_TIMEOUT`.
     pub fn stop(&mut self) {
         for child in self.nodes.iter().flatten() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            // CONT after TERM: a stopped node (SIGSTOP) handles neither
+            // until it runs again.
+            for sig in ["-TERM", "-CONT"] {
+                let _ = Command::new("kill")
+                    .args([sig, &child.id().to_string()])
+                    .status();
+            }
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         for (i, slot) in self.nodes.iter_mut().enumerate() {

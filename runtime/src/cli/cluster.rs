@@ -38,10 +38,11 @@ pub struct ClusterInitArgs {
     /// Partitions of the cluster (fixed for its life: rows are placed by it).
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
-    /// The address every node listens on, for cluster.conf (edit the file
-    /// for nodes on different machines).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: std::net::IpAddr,
+    /// The address the nodes listen on, for cluster.conf: once for every
+    /// node, or once per node in id order (or edit the file for nodes on
+    /// different machines).
+    #[arg(long = "host", default_value = "127.0.0.1")]
+    pub hosts: Vec<std::net::IpAddr>,
     /// Node 1 serves clients on this UDP port and peers on the next; node
     /// i on `port + 10 * (i - 1)` and the one after.
     #[arg(long, default_value_t = 7450)]
@@ -106,8 +107,16 @@ pub fn init_quiet(args: &ClusterInitArgs) -> anyhow::Result<usize> {
             args.out.display()
         );
     }
+    if args.hosts.len() != 1 && args.hosts.len() != args.nodes as usize {
+        bail!(
+            "--host given {} times: give it once (every node) or once per node ({})",
+            args.hosts.len(),
+            args.nodes
+        );
+    }
     let mut addrs = BTreeMap::new();
     for i in 1..=args.nodes {
+        let host = args.hosts[(i as usize - 1) % args.hosts.len()];
         let port = u32::from(args.port) + 10 * (i - 1);
         if port + 1 > u32::from(u16::MAX) {
             bail!(
@@ -116,7 +125,7 @@ pub fn init_quiet(args: &ClusterInitArgs) -> anyhow::Result<usize> {
                 args.nodes
             );
         }
-        let at = |p: u32| std::net::SocketAddr::new(args.host, p as u16);
+        let at = |p: u32| std::net::SocketAddr::new(host, p as u16);
         addrs.insert(
             NodeId(i),
             NodeAddrs {
@@ -215,7 +224,7 @@ mod tests {
             nodes: 2,
             names: vec!["db.example".into()],
             partitions: 2,
-            host: "127.0.0.1".parse().unwrap(),
+            hosts: vec!["127.0.0.1".parse().unwrap()],
             port: 7450,
         };
         init(&args).unwrap();
@@ -261,7 +270,7 @@ mod tests {
             nodes: 1,
             names: vec![],
             partitions: 1,
-            host: "127.0.0.1".parse().unwrap(),
+            hosts: vec!["127.0.0.1".parse().unwrap()],
             port: 7450,
         })
         .unwrap();
@@ -271,6 +280,29 @@ mod tests {
             e.contains("is not a certificate ca.pem signed for n1.ohm-cluster"),
             "{e}"
         );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn init_gives_each_node_its_own_host_or_all_one() {
+        let out = std::env::temp_dir().join(format!("ohm-cluster-hosts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut args = ClusterInitArgs {
+            out: out.clone(),
+            nodes: 3,
+            names: vec![],
+            partitions: 2,
+            hosts: vec!["10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()],
+            port: 7450,
+        };
+        let e = init_quiet(&args).unwrap_err().to_string();
+        assert!(e.contains("--host given 2 times"), "{e}");
+        args.hosts.push("10.1.0.3".parse().unwrap());
+        init_quiet(&args).unwrap();
+        let text = std::fs::read_to_string(out.join(CLUSTER_FILE)).unwrap();
+        let conf = ClusterConfig::parse(&text, NodeId(1)).unwrap();
+        let clients: Vec<String> = conf.nodes.values().map(|a| a.client.to_string()).collect();
+        assert_eq!(clients, ["10.1.0.1:7450", "10.1.0.2:7460", "10.1.0.3:7470"]);
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -132,10 +132,8 @@ fn run_cluster(args: &DemoArgs, nodes: u32) -> anyhow::Result<ExitCode> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     })?;
     let cluster = LocalCluster::start(&LocalClusterOptions {
-        nodes,
-        partitions: 4,
-        durability: crate::bench::voter::Durability::Sync,
         dir: Some(args.cluster_data.clone()),
+        ..LocalClusterOptions::new(nodes, 4, crate::bench::voter::Durability::Sync)
     })?;
     let leader = rt.block_on(async {
         cluster.set_up_examples(&["voter", "bank", "kv"]).await?;

@@ -97,8 +97,9 @@ pub struct Config {
     pub lease_us: u64,
     /// The bound ρ on clock rate drift, in parts per million.
     pub clock_drift_ppm: u64,
-    /// Planted bugs, for proving that the simulator finds them.
-    #[cfg(test)]
+    /// Planted bugs, for proving that the simulator and the fault suite
+    /// find them (test and debug builds only).
+    #[cfg(any(test, debug_assertions))]
     pub bugs: Bugs,
 }
 
@@ -118,7 +119,7 @@ impl Config {
             election_timeout_us: 500_000,
             lease_us: 500_000,
             clock_drift_ppm: 20_000,
-            #[cfg(test)]
+            #[cfg(any(test, debug_assertions))]
             bugs: Bugs::default(),
         }
     }
@@ -159,9 +160,15 @@ impl Config {
     }
 }
 
-/// Bugs the simulator must catch (test builds only).
-#[cfg(test)]
-#[derive(Debug, Clone, Copy, Default)]
+/// The environment variable a debug build of `ohm serve` reads its planted
+/// bugs from (`ohm torture --planted-bug`): comma-separated names of
+/// `Bugs` fields. Release builds refuse to start when it is set.
+pub const PLANTED_BUG_ENV: &str = "OHM_PLANTED_BUG";
+
+/// Bugs the simulator and the fault suite must catch (test and debug
+/// builds only).
+#[cfg(any(test, debug_assertions))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bugs {
     /// Send promises and acceptances without waiting for the promised
     /// ballot to be durable.
@@ -172,6 +179,35 @@ pub struct Bugs {
     /// Answer a call once its record is durable on the leader, before a
     /// quorum accepted it (the partition core reads this switch).
     pub ack_before_chosen: bool,
+}
+
+#[cfg(any(test, debug_assertions))]
+impl Bugs {
+    /// The names `parse` takes.
+    pub const NAMES: [&'static str; 3] = [
+        "promise_not_durable",
+        "lease_ignores_drift",
+        "ack_before_chosen",
+    ];
+
+    /// Comma-separated names of bugs to plant (`-` and `_` alike).
+    pub fn parse(text: &str) -> Result<Bugs, String> {
+        let mut bugs = Bugs::default();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.replace('-', "_").as_str() {
+                "promise_not_durable" => bugs.promise_not_durable = true,
+                "lease_ignores_drift" => bugs.lease_ignores_drift = true,
+                "ack_before_chosen" => bugs.ack_before_chosen = true,
+                _ => {
+                    return Err(format!(
+                        "{name:?} is not a planted bug (known: {})",
+                        Bugs::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(bugs)
+    }
 }
 
 /// What the shell must do after feeding inputs: persist, send, apply.

@@ -341,8 +341,8 @@ impl Paxos {
         self.persisted_slot
     }
 
-    /// The planted bugs this replica runs with (tests only).
-    #[cfg(test)]
+    /// The planted bugs this replica runs with (test and debug builds).
+    #[cfg(any(test, debug_assertions))]
     pub fn bugs(&self) -> super::Bugs {
         self.cfg.bugs
     }

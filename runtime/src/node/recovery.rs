@@ -103,13 +103,19 @@ pub fn recover(
         .map(|s| s.logged.iter().any(|t| skipped.contains(t)))
         .collect();
     let skipped = Arc::new(skipped);
+    #[cfg_attr(not(debug_assertions), allow(clippy::let_unit_value, unused_variables))]
+    let planted = planted_bugs()?;
     let mut cores = Vec::new();
     for (p, log) in logs.iter_mut().enumerate() {
         let cfg = CoreConfig {
             partition: PartitionId(p as u32),
-            consensus: match members {
-                None => consensus::Config::single(NodeId(1)),
-                Some((me, all)) => consensus::Config::new(*me, all.clone()),
+            consensus: consensus::Config {
+                #[cfg(debug_assertions)]
+                bugs: planted,
+                ..match members {
+                    None => consensus::Config::single(NodeId(1)),
+                    Some((me, all)) => consensus::Config::new(*me, all.clone()),
+                }
             },
             snapshot_log_bytes,
         };
@@ -147,4 +153,38 @@ fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
         next = last.next();
     }
     Ok(Scan { logged, covered })
+}
+
+/// The bugs `consensus::PLANTED_BUG_ENV` asks a debug build to plant, for
+/// the fault suite to prove it catches them (`ohm torture --planted-bug`).
+#[cfg(debug_assertions)]
+fn planted_bugs() -> anyhow::Result<consensus::Bugs> {
+    let Ok(text) = std::env::var(consensus::PLANTED_BUG_ENV) else {
+        return Ok(consensus::Bugs::default());
+    };
+    let bugs = consensus::Bugs::parse(&text)
+        .map_err(|e| anyhow!("{}: {e}", consensus::PLANTED_BUG_ENV))?;
+    if bugs != consensus::Bugs::default() {
+        eprintln!(
+            "ohm: WARNING: running with planted bugs ({}={text}): this node may lose \
+             acknowledged writes on purpose; never use it for data",
+            consensus::PLANTED_BUG_ENV
+        );
+    }
+    Ok(bugs)
+}
+
+/// Release builds carry no planted bugs; asking for one is refused rather
+/// than ignored, so a fault suite never mistakes a healthy node for a
+/// bugged one that escaped it.
+#[cfg(not(debug_assertions))]
+fn planted_bugs() -> anyhow::Result<()> {
+    match std::env::var_os(consensus::PLANTED_BUG_ENV) {
+        None => Ok(()),
+        Some(_) => Err(anyhow!(
+            "{} is set, but this is a release build: planted bugs exist only in debug builds \
+             (cargo build -p ohm); unset it",
+            consensus::PLANTED_BUG_ENV
+        )),
+    }
 }

@@ -75,7 +75,7 @@ impl<T> Replies<T> {
     pub fn release(&mut self, paxos: &Paxos, out: &mut Vec<(T, CallResult)>) {
         #[allow(unused_mut)]
         let mut chosen = paxos.chosen();
-        #[cfg(test)]
+        #[cfg(any(test, debug_assertions))]
         if paxos.bugs().ack_before_chosen && paxos.is_leader() {
             chosen = chosen.max(paxos.persisted_slot());
         }

@@ -25,7 +25,7 @@
 
 mod check;
 pub mod cli;
-mod client;
+pub(crate) mod client;
 mod faults;
 mod net;
 mod node;

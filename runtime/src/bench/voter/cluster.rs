@@ -33,12 +33,8 @@ pub(super) fn run(
         .partitions
         .map_or(DEFAULT_PARTITIONS, |p| p.min(u32::MAX as usize) as u32);
     for n in [1, nodes] {
-        let cluster = LocalCluster::start(&LocalClusterOptions {
-            nodes: n,
-            partitions,
-            durability: args.durability,
-            dir: None,
-        })?;
+        let cluster =
+            LocalCluster::start(&LocalClusterOptions::new(n, partitions, args.durability))?;
         let rt = build_runtime(RuntimeChoice::Current)?;
         let leader = rt.block_on(async {
             cluster.set_up_examples(&["voter"]).await?;
