@@ -191,7 +191,7 @@ impl Paxos {
 
     fn reply_promise(&mut self, to: NodeId, ballot: Ballot) {
         let msg = Message::Promise { ballot };
-        #[cfg(test)]
+        #[cfg(any(test, debug_assertions))]
         if self.cfg.bugs.promise_not_durable {
             return self.send(to, msg);
         }

@@ -127,7 +127,7 @@ impl Config {
     /// How long after a quorum acknowledged accepts sent at `t` the leader
     /// may read alone: `lease_us * (1 - ρ) / (1 + ρ)`.
     pub fn leader_lease_us(&self) -> u64 {
-        #[cfg(test)]
+        #[cfg(any(test, debug_assertions))]
         if self.bugs.lease_ignores_drift {
             return self.lease_us;
         }

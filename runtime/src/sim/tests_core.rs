@@ -134,8 +134,6 @@ fn a_hold_waits_until_the_leader_has_room_to_propose() {
     );
 }
 
-/// A coordinator read (a hold handed back with no entry) on a leader past
-/// its lease waits, like a single-partition read, for a quorum round.
 /// Elects `core` (node 1 of 3) with node 2's promise and has node 2 accept
 /// its whole log; the ballot.
 fn elect(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, t: u64) -> Ballot {
@@ -221,6 +219,8 @@ fn a_state_lent_when_leadership_is_lost_is_rebuilt_and_applying_goes_on() {
     assert_eq!(core.applied(), Slot(last.0 + 2), "applying goes on");
 }
 
+/// A coordinator read (a hold handed back with no entry) on a leader past
+/// its lease waits, like a single-partition read, for a quorum round.
 #[test]
 fn a_held_read_outside_the_lease_waits_for_a_quorum() {
     let shared = shared();

@@ -355,6 +355,7 @@ impl Run {
         let mut take = |(summary, a): (String, Anomalies), v: &mut Verdict| {
             summaries.push(summary);
             v.safety.extend(a.found);
+            v.liveness.extend(a.unchecked);
         };
         if on(Workload::Kv) {
             let r = workload::kv_check(&checker, &shared, &history).await;

@@ -75,6 +75,9 @@ pub async fn call(client: &ClusterClient, procedure: &str, args: Vec<Value>) -> 
 /// Error codes that say the call changed nothing. `unavailable` and
 /// `internal` are not among them: the first may follow a write that
 /// applied, and the second is a node bug whose effect the checks judge.
+/// Nor are `not_leader`, `overloaded` (the client may have sent the call
+/// before, its answer lost: this try did nothing, the first may have) and
+/// `already_applied` (it was applied).
 fn nothing_applied(code: ErrorCode) -> bool {
     use ErrorCode::*;
     matches!(
@@ -90,25 +93,33 @@ fn nothing_applied(code: ErrorCode) -> bool {
             | Limit
             | Trap
             | TooLarge
-            | Overloaded
             | NotSupported
-            | NotLeader
-            | AlreadyApplied
     )
 }
 
-/// Anomalies found by one workload: the first few in words, and a count.
+/// Anomalies found by one workload: the first few in words, and a count;
+/// apart, checks that could not be made (the cluster did not answer).
 #[derive(Default)]
 pub struct Anomalies {
     pub found: Vec<String>,
     pub count: u64,
+    pub unchecked: Vec<String>,
 }
 
 impl Anomalies {
+    /// A broken invariant.
     pub fn add(&mut self, what: String) {
         self.count += 1;
         if self.found.len() < ANOMALIES_MAX {
             self.found.push(what);
+        }
+    }
+
+    /// A check that could not be made: a liveness failure, not proof of
+    /// a broken invariant.
+    pub fn unchecked(&mut self, what: String) {
+        if self.unchecked.len() < ANOMALIES_MAX {
+            self.unchecked.push(what);
         }
     }
 }
@@ -224,8 +235,8 @@ pub async fn kv_check(
         let started = shared.us();
         match call(client, request.procedure, request.args).await {
             o @ Outcome::Done(_) => record(history, u64::MAX, input, started, shared.us(), o),
-            Outcome::Failed(e) | Outcome::Unknown(e) => anomalies.add(format!(
-                "kv: the final read of k{k} failed after the heal: {e}"
+            Outcome::Failed(e) | Outcome::Unknown(e) => anomalies.unchecked(format!(
+                "liveness: kv: the final read of k{k} failed after the heal: {e}"
             )),
         }
     }
@@ -358,6 +369,12 @@ pub async fn bank_check(client: &ClusterClient, bank: &Mutex<Bank>) -> (String, 
     let mut b = lock(bank);
     let verdict = match outcome {
         Outcome::Done(CallResult::Value(Value::Int(t))) if t == total => "total kept".to_string(),
+        Outcome::Unknown(e) => {
+            b.anomalies.unchecked(format!(
+                "liveness: bank: check_invariant had no answer after the heal: {e}"
+            ));
+            "NOT CHECKED".into()
+        }
         other => {
             b.anomalies.add(format!(
                 "bank: check_invariant({ACCOUNTS}, {total}) after the heal: {other:?}"
@@ -420,8 +437,10 @@ pub async fn voter_check(client: &ClusterClient, votes: &Mutex<Votes>) -> (Strin
     let mut v = lock(votes);
     let mut anomalies = std::mem::take(&mut v.anomalies);
     let (Outcome::Done(CallResult::Rows(results)), Ok(rows)) = (results, rows) else {
-        anomalies.add("voter: results() or the count of vote rows failed after the heal".into());
-        return ("voter: CHECK FAILED".into(), anomalies);
+        anomalies.unchecked(
+            "liveness: voter: results() or the count of vote rows failed after the heal".into(),
+        );
+        return ("voter: NOT CHECKED".into(), anomalies);
     };
     // results(): (contestant_name, contestant_number, total_votes).
     let by_results: BTreeMap<i64, i64> = results
