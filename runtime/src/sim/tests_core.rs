@@ -229,37 +229,8 @@ fn a_held_read_outside_the_lease_waits_for_a_quorum() {
     let mut core = core_on(&shared, 3, &mut log, t);
     // Elected with n2's promise.
     t += 1_000_000;
-    core.tick(now(t));
-    let r = drain(&mut core, &mut log);
-    let ballot = r
-        .messages
-        .iter()
-        .find_map(|(_, m)| match m {
-            Message::PreVote { ballot, .. } => Some(*ballot),
-            _ => None,
-        })
-        .expect("a pre-vote");
-    let granted = Message::PreVoteReply {
-        ballot,
-        granted: true,
-        promised: Default::default(),
-    };
-    core.step(NodeId(2), granted);
-    drain(&mut core, &mut log);
-    core.step(NodeId(2), Message::Promise { ballot });
-    drain(&mut core, &mut log);
-    drain(&mut core, &mut log);
-    assert!(core.is_leader());
+    let ballot = elect(&mut core, &mut log, t);
     let last = core.paxos().last_slot();
-    let accepted = Message::Accepted {
-        ballot,
-        matched: Some(last),
-        hint: last,
-        sent_us: t,
-    };
-    core.step(NodeId(2), accepted);
-    drain(&mut core, &mut log);
-    assert_eq!(core.paxos().chosen(), last);
     // Past the lease, before check-quorum.
     t += 100_000;
     core.tick(now(t));

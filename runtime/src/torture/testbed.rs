@@ -116,14 +116,6 @@ impl Testbed {
         Ipv4Addr::new(10, 88, self.subnet, 254)
     }
 
-    /// Cuts the link between nodes a and b (both directions).
-    pub fn cut(&mut self, a: usize, b: usize) -> anyhow::Result<()> {
-        if a != b {
-            self.cuts.insert((a.min(b), a.max(b)));
-        }
-        self.apply()
-    }
-
     /// Cuts every link between the two sides.
     pub fn cut_between(&mut self, left: &[usize], right: &[usize]) -> anyhow::Result<()> {
         for &a in left {
