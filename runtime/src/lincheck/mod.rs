@@ -35,7 +35,7 @@ mod tests_search;
 mod tests_testdata;
 
 pub use kv::{KvInput, KvModel, KvOp, KvOutput};
-pub use ohm_kv::{OhmKvInput, OhmKvModel, OhmKvOp, OhmKvOutput, Versioned};
+pub use ohm_kv::{OhmKvHistory, OhmKvInput, OhmKvModel, OhmKvOp, OhmKvOutput, Versioned};
 pub use register::{RegisterInput, RegisterModel, RegisterOutput};
 pub use search::{check, check_detailed, Failure, Report, MEMO_BYTES_MAX};
 

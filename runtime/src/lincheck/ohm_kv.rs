@@ -10,6 +10,7 @@
 //! version 1 again.
 
 use super::{partition_by, Model, Operation};
+use crate::types::Value;
 
 /// A call of one kv procedure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +169,72 @@ impl Model for OhmKvModel {
 
 fn mismatch(input: &OhmKvInput, output: &OhmKvOutput) -> ! {
     panic!("OhmKvModel: input {input:?} paired with output {output:?}")
+}
+
+impl OhmKvInput {
+    /// The kv procedure, and its arguments, that performs this operation.
+    pub fn call(&self) -> (&'static str, Vec<Value>) {
+        let key = Value::text(&self.key);
+        let bytes = |b: &[u8]| Value::Bytes(b.into());
+        match &self.op {
+            OhmKvOp::Get => ("get", vec![key]),
+            OhmKvOp::Put { value } => ("put", vec![key, bytes(value)]),
+            OhmKvOp::Cas { expected, new } => (
+                "cas",
+                vec![
+                    key,
+                    expected.as_deref().map_or(Value::Null, bytes),
+                    bytes(new),
+                ],
+            ),
+            OhmKvOp::Delete => ("delete", vec![key]),
+        }
+    }
+}
+
+impl OhmKvOutput {
+    /// What the value a kv procedure returned for `input` means; None when
+    /// it is not of the shape that procedure returns.
+    pub fn from_value(input: &OhmKvInput, v: &Value) -> Option<OhmKvOutput> {
+        Some(match (&input.op, v) {
+            (OhmKvOp::Get, Value::Null) => OhmKvOutput::Get(None),
+            (OhmKvOp::Get, Value::Bytes(b)) => OhmKvOutput::Get(Some(b.to_vec())),
+            (OhmKvOp::Put { .. }, Value::Int(v)) => OhmKvOutput::Put(*v),
+            (OhmKvOp::Cas { .. }, Value::Bool(b)) => OhmKvOutput::Cas(*b),
+            (OhmKvOp::Delete, Value::Bool(b)) => OhmKvOutput::Delete(*b),
+            _ => return None,
+        })
+    }
+}
+
+/// A kv history as clients record it (the simulator's and `ohm
+/// torture`'s), with counts of what was answered and what is unknown.
+#[derive(Debug, Default)]
+pub struct OhmKvHistory {
+    pub ops: Vec<Operation<OhmKvInput, OhmKvOutput>>,
+    pub ok: u64,
+    pub unknown: u64,
+}
+
+impl OhmKvHistory {
+    /// A call that returned `out`.
+    pub fn ok(&mut self, process: u64, input: OhmKvInput, call: u64, out: OhmKvOutput, ret: u64) {
+        self.ok += 1;
+        self.ops
+            .push(Operation::new(process, input, call, out, ret));
+    }
+
+    /// A call whose outcome is unknown. A read changed nothing whatever
+    /// happened, so it constrains nothing and is left out (unknown
+    /// operations are what makes checking slow).
+    pub fn unknown(&mut self, process: u64, input: OhmKvInput, call: u64) {
+        self.unknown += 1;
+        if input.op == OhmKvOp::Get {
+            return;
+        }
+        let out = OhmKvOutput::Unknown;
+        self.ops.push(Operation::unknown(process, input, call, out));
+    }
 }
 
 #[cfg(test)]

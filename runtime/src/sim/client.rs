@@ -9,8 +9,7 @@
 //! goes on under a new process id (Jepsen's rule: that process may still
 //! be "inside" the old call).
 
-use crate::lincheck::Operation;
-use crate::lincheck::{OhmKvInput, OhmKvOp, OhmKvOutput};
+use crate::lincheck::OhmKvInput;
 use crate::rng::Rng;
 use crate::types::Value;
 
@@ -139,73 +138,6 @@ impl Client {
 
 /// The kv procedure call for a history input.
 pub fn kv_request(input: &OhmKvInput) -> Request {
-    let key = Value::text(&input.key);
-    let bytes = |b: &[u8]| Value::Bytes(b.into());
-    match &input.op {
-        OhmKvOp::Get => Request {
-            procedure: "get",
-            args: vec![key],
-        },
-        OhmKvOp::Put { value } => Request {
-            procedure: "put",
-            args: vec![key, bytes(value)],
-        },
-        OhmKvOp::Cas { expected, new } => Request {
-            procedure: "cas",
-            args: vec![
-                key,
-                expected.as_deref().map_or(Value::Null, bytes),
-                bytes(new),
-            ],
-        },
-        OhmKvOp::Delete => Request {
-            procedure: "delete",
-            args: vec![key],
-        },
-    }
-}
-
-/// What a kv procedure's value means for the history; None when it is not
-/// of the shape the procedure returns (a bug the checker reports).
-pub fn kv_output(input: &OhmKvInput, v: &Value) -> Option<OhmKvOutput> {
-    Some(match (&input.op, v.clone()) {
-        (OhmKvOp::Get, Value::Null) => OhmKvOutput::Get(None),
-        (OhmKvOp::Get, Value::Bytes(b)) => OhmKvOutput::Get(Some(b.to_vec())),
-        (OhmKvOp::Put { .. }, Value::Int(v)) => OhmKvOutput::Put(v),
-        (OhmKvOp::Cas { .. }, Value::Bool(b)) => OhmKvOutput::Cas(b),
-        (OhmKvOp::Delete, Value::Bool(b)) => OhmKvOutput::Delete(b),
-        _ => return None,
-    })
-}
-
-/// The kv history.
-#[derive(Default)]
-pub struct History {
-    pub ops: Vec<Operation<OhmKvInput, OhmKvOutput>>,
-    pub ok: u64,
-    pub unknown: u64,
-}
-
-impl History {
-    pub fn ok(&mut self, process: u64, input: OhmKvInput, call: u64, out: OhmKvOutput, ret: u64) {
-        self.ok += 1;
-        self.ops
-            .push(Operation::new(process, input, call, out, ret));
-    }
-
-    /// A call whose outcome is unknown. A read changed nothing whatever
-    /// happened, so it constrains nothing and is left out (unknown
-    /// operations are what makes checking slow).
-    pub fn unknown(&mut self, process: u64, input: OhmKvInput, call: u64) {
-        self.unknown += 1;
-        if input.op == OhmKvOp::Get {
-            return;
-        }
-        self.ops.push(Operation::unknown(
-            process,
-            input,
-            call,
-            OhmKvOutput::Unknown,
-        ));
-    }
+    let (procedure, args) = input.call();
+    Request { procedure, args }
 }

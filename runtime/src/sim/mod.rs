@@ -25,7 +25,7 @@
 
 mod check;
 pub mod cli;
-pub(crate) mod client;
+mod client;
 mod faults;
 mod net;
 mod node;

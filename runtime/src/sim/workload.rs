@@ -3,7 +3,7 @@
 
 use super::client::{self, Client, Kind, Pending, Request};
 use super::world::{Addr, Event, Msg, World};
-use crate::lincheck::OhmKvInput;
+use crate::lincheck::{OhmKvInput, OhmKvOutput};
 use crate::partition::{CallError, CallResult};
 use crate::types::Value;
 use crate::wasm::{ProcError, ProcOutput};
@@ -195,7 +195,7 @@ impl World<'_> {
         };
         if let Some(input) = &p.kv {
             let process = self.clients[c].process;
-            match client::kv_output(input, &value) {
+            match OhmKvOutput::from_value(input, &value) {
                 Some(o) => self
                     .history
                     .ok(process, input.clone(), p.call_us, o, self.now),

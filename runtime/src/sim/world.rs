@@ -72,7 +72,7 @@ pub struct World<'a> {
     pub(super) setup: Vec<SetupStep>,
     /// The node running the set-up.
     pub(super) setup_node: Option<usize>,
-    pub(super) history: client::History,
+    pub(super) history: crate::lincheck::OhmKvHistory,
     pub(super) checker: Checker,
     pub(super) trace: u64,
     pub(super) next_op: u64,
@@ -134,7 +134,7 @@ impl<'a> World<'a> {
             disk_sync_us,
             setup,
             setup_node: None,
-            history: client::History::default(),
+            history: crate::lincheck::OhmKvHistory::default(),
             checker: Checker::default(),
             trace: 0x5eed,
             next_op: 1,
