@@ -29,21 +29,21 @@ use crate::driver::cluster::ClusterClient;
 use crate::driver::{Client, ClientConfig};
 use crate::proto::StatusInfo;
 use crate::rng::Rng;
-use crate::sim::client::History;
 use anyhow::{bail, Context};
 use schedule::{Fault, Step, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testbed::Testbed;
-use workload::{Anomalies, Shared};
 
 /// Schedules one run may have.
 pub const SCHEDULES_MAX: u32 = 10_000;
 /// Longest fault phase of one schedule.
 pub const SECONDS_MAX: u64 = 3600;
+/// How long setting up the schemas, modules, accounts and contestants may
+/// take (modules compile on every node).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a node may take to answer `status` before it counts as down.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 /// After the heal, how long the workloads go on before they stop.
@@ -206,11 +206,15 @@ fn schedule_once(
         env,
         ..LocalClusterOptions::new(args.nodes, args.partitions, Durability::Sync)
     })?;
-    rt.block_on(cluster.set_up_examples(&["kv", "bank", "voter"]))?;
+    rt.block_on(within(
+        SETUP_TIMEOUT,
+        "creating the example schemas and deploying their modules",
+        cluster.set_up_examples(&["kv", "bank", "voter"]),
+    ))?;
     let started = Instant::now();
     let mut run = Run {
-        net,
         cluster: Arc::new(Mutex::new(cluster)),
+        net,
         rng: Rng::new(seed ^ 0x7a3f_0000_0000_0000),
         killed: vec![],
         paused: vec![],
@@ -245,10 +249,11 @@ fn schedule_once(
     Ok(verdict)
 }
 
-/// One schedule's live state.
+/// One schedule's live state. The cluster is declared (so dropped)
+/// before the network its nodes run in.
 struct Run {
-    net: Testbed,
     cluster: Arc<Mutex<LocalCluster>>,
+    net: Testbed,
     /// Draws the nodes a fault picks (leaders are looked up, not drawn).
     rng: Rng,
     killed: Vec<usize>,
@@ -277,71 +282,19 @@ impl Run {
             (c.demo_config()?, c.addrs.clone())
         };
         let admin = ClusterClient::connect(cfg.clone(), &addrs).await?;
-        workload::set_up(&admin).await?;
-
-        let shared = Arc::new(Shared {
-            start: Instant::now(),
-            stop: Default::default(),
-        });
-        let history = Arc::new(Mutex::new(History::default()));
-        let bank = Arc::new(Mutex::new(workload::Bank::default()));
-        let votes = Arc::new(Mutex::new(workload::Votes::default()));
-        let mut tasks = Vec::new();
-        let mut seeds = Rng::new(seed);
-        let on = |w: Workload| workloads.contains(&w);
-        let count = |w: Workload, n: usize| if on(w) { n } else { 0 };
-        for p in 0..count(Workload::Kv, workload::KV_CLIENTS) {
-            let c = ClusterClient::connect(cfg.clone(), &addrs).await?;
-            let t = workload::kv_client(
-                p as u64,
-                c,
-                seeds.next_u64(),
-                shared.clone(),
-                history.clone(),
-            );
-            tasks.push(tokio::spawn(t));
-        }
-        for _ in 0..count(Workload::Bank, workload::BANK_CLIENTS) {
-            let c = ClusterClient::connect(cfg.clone(), &addrs).await?;
-            tasks.push(tokio::spawn(workload::bank_client(
-                c,
-                seeds.next_u64(),
-                shared.clone(),
-                bank.clone(),
-            )));
-        }
-        for n in 0..count(Workload::Voter, workload::VOTER_CLIENTS) {
-            let c = ClusterClient::connect(cfg.clone(), &addrs).await?;
-            tasks.push(tokio::spawn(workload::voter_client(
-                n,
-                c,
-                seeds.next_u64(),
-                shared.clone(),
-                votes.clone(),
-            )));
-        }
-
+        within(
+            SETUP_TIMEOUT,
+            "creating the accounts and contestants",
+            workload::set_up(&admin),
+        )
+        .await?;
+        let load = workload::Load::start(&cfg, &addrs, seed, workloads).await?;
         for step in steps {
-            sleep_until(shared.start, step.start_ms).await;
-            let mut what = Vec::new();
-            for f in &step.faults {
-                what.push(self.inject(f, &cfg, &addrs).await?);
-            }
-            self.done.push(format!(
-                "[{:.1} s +{:.1} s] {}",
-                step.start_ms as f64 / 1000.0,
-                step.hold_ms as f64 / 1000.0,
-                what.join(" + ")
-            ));
-            sleep_until(shared.start, step.start_ms + step.hold_ms).await;
-            self.heal().await?;
+            self.step(step, load.shared.start, &cfg, &addrs).await?;
         }
         self.heal().await?;
         tokio::time::sleep(AFTER_HEAL).await;
-        shared.stop.store(true, Ordering::SeqCst);
-        for t in tasks {
-            t.await?;
-        }
+        load.stop();
 
         let mut verdict = Verdict {
             safety: vec![],
@@ -352,20 +305,10 @@ impl Run {
             verdict.liveness.push(e);
         }
         let mut summaries = Vec::new();
-        let mut take = |(summary, a): (String, Anomalies), v: &mut Verdict| {
+        for (summary, a) in load.check(&checker).await {
             summaries.push(summary);
-            v.safety.extend(a.found);
-            v.liveness.extend(a.unchecked);
-        };
-        if on(Workload::Kv) {
-            let r = workload::kv_check(&checker, &shared, &history).await;
-            take(r, &mut verdict);
-        }
-        if on(Workload::Bank) {
-            take(workload::bank_check(&checker, &bank).await, &mut verdict);
-        }
-        if on(Workload::Voter) {
-            take(workload::voter_check(&checker, &votes).await, &mut verdict);
+            verdict.safety.extend(a.found);
+            verdict.liveness.extend(a.unchecked);
         }
         match converge(&cfg, &addrs).await {
             Ok(s) => summaries.push(s),
@@ -373,6 +316,29 @@ impl Run {
             Err(Divergence::Slots(e)) => verdict.liveness.push(e),
         }
         Ok((summaries, verdict))
+    }
+
+    /// One step: its faults at its start, healed at its end.
+    async fn step(
+        &mut self,
+        step: &Step,
+        start: Instant,
+        cfg: &ClientConfig,
+        addrs: &[String],
+    ) -> anyhow::Result<()> {
+        sleep_until(start, step.start_ms).await;
+        let mut what = Vec::new();
+        for f in &step.faults {
+            what.push(self.inject(f, cfg, addrs).await?);
+        }
+        self.done.push(format!(
+            "[{:.1} s +{:.1} s] {}",
+            step.start_ms as f64 / 1000.0,
+            step.hold_ms as f64 / 1000.0,
+            what.join(" + ")
+        ));
+        sleep_until(start, step.start_ms + step.hold_ms).await;
+        self.heal().await
     }
 
     /// Starts fault `f`; what was done, in words.
@@ -471,6 +437,18 @@ impl Run {
             .await??;
         }
         Ok(())
+    }
+}
+
+/// `f`, or an error naming `what` if it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => bail!("{what} took longer than {limit:?}"),
     }
 }
 

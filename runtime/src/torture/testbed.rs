@@ -9,10 +9,13 @@
 //! it did not make. Needs root, `ip` (iproute2) and `nft` (nftables).
 //!
 //! ```text
-//!   ohm-t<pid>-n1 [10.88.S.1]──veth──┐
-//!   ohm-t<pid>-n2 [10.88.S.2]──veth──┤ bridge ohb<pid> [10.88.S.254] (clients)
-//!   ohm-t<pid>-n3 [10.88.S.3]──veth──┘
+//!   ohm-t<pid>-n1 [198.18.S.1]──veth──┐
+//!   ohm-t<pid>-n2 [198.18.S.2]──veth──┤ bridge ohb<pid> [198.18.S.254] (clients)
+//!   ohm-t<pid>-n3 [198.18.S.3]──veth──┘
 //! ```
+//!
+//! 198.18.0.0/15 is set aside for benchmarking networks (RFC 2544); a /24
+//! already in use on this machine is skipped.
 //!
 //! A cut drops packets between two nodes' addresses in both nodes'
 //! namespaces; clients on the bridge still reach every node, so a node
@@ -65,8 +68,7 @@ impl Testbed {
         let id = std::process::id();
         let t = Testbed {
             id,
-            // 1..=250: one /24 per run, from the process id.
-            subnet: (id % 250 + 1) as u8,
+            subnet: free_subnet(id)?,
             nodes,
             cuts: BTreeSet::new(),
             loss_percent: 0,
@@ -108,12 +110,12 @@ impl Testbed {
 
     /// Node i's address.
     pub fn node_ip(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 88, self.subnet, (i + 1) as u8)
+        Ipv4Addr::new(198, 18, self.subnet, (i + 1) as u8)
     }
 
     /// This namespace's address on the bridge (the clients').
     pub fn host_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 88, self.subnet, 254)
+        Ipv4Addr::new(198, 18, self.subnet, 254)
     }
 
     /// Cuts every link between the two sides.
@@ -205,13 +207,41 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
-        // Deleting a namespace deletes its end of each veth, and with it
-        // the other end.
         for i in 0..self.nodes {
-            let _ = ip(&["netns", "del", &self.netns(i)]);
+            remove_netns(&self.netns(i));
         }
         let _ = ip(&["link", "del", &self.bridge()]);
     }
+}
+
+/// Kills what still runs in namespace `ns` (nodes of a run that was itself
+/// killed), then deletes it, and with it its end of each veth (and so the
+/// other end).
+fn remove_netns(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    let _ = ip(&["netns", "del", ns]);
+}
+
+/// A /24 of 198.18.0.0/16 no interface here has an address in, tried from
+/// one the process id picks.
+fn free_subnet(id: u32) -> anyhow::Result<u8> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .context("running ip addr")?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    for k in 0..250 {
+        // 1..=250.
+        let s = ((id + k) % 250 + 1) as u8;
+        if !used.contains(&format!(" 198.18.{s}.")) {
+            return Ok(s);
+        }
+    }
+    bail!("every 198.18.S.0/24 has an address on this machine: remove stale testbeds")
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
@@ -253,7 +283,7 @@ fn remove_stale() {
                 continue;
             };
             if pid.bytes().all(|b| b.is_ascii_digit()) && !alive(pid) {
-                let _ = ip(&["netns", "del", name]);
+                remove_netns(name);
             }
         }
     }
@@ -297,12 +327,12 @@ mod tests {
         t.cuts.insert((0, 2));
         t.loss_percent = 12;
         let n1 = t.rules(0);
-        assert!(n1.contains("ip saddr { 10.88.8.3 } drop"), "{n1}");
-        assert!(n1.contains("ip daddr { 10.88.8.3 } drop"), "{n1}");
+        assert!(n1.contains("ip saddr { 198.18.8.3 } drop"), "{n1}");
+        assert!(n1.contains("ip daddr { 198.18.8.3 } drop"), "{n1}");
         assert!(n1.contains("numgen random mod 100 < 12 drop"), "{n1}");
         let n2 = t.rules(1);
         assert!(!n2.contains("saddr"), "n2 is cut from nobody: {n2}");
-        assert!(t.rules(2).contains("ip saddr { 10.88.8.1 } drop"));
+        assert!(t.rules(2).contains("ip saddr { 198.18.8.1 } drop"));
         // std::mem::forget: the namespaces were never made.
         std::mem::forget(t);
     }

@@ -15,12 +15,14 @@
 //!   voter clients ──vote (fresh phone each)──▶ acked[c] <= rows[c] <= acked[c] + unknown
 //! ```
 
+use super::Workload;
 use crate::driver::cluster::ClusterClient;
-use crate::driver::{CallResult, ClientError};
-use crate::lincheck::{self, OhmKvInput, OhmKvModel, OhmKvOp, OhmKvOutput, Verdict};
+use crate::driver::{CallResult, ClientConfig, ClientError};
+use crate::lincheck::{
+    self, OhmKvHistory as History, OhmKvInput, OhmKvModel, OhmKvOp, OhmKvOutput, Verdict,
+};
 use crate::proto::{ErrorCode, SqlResult};
 use crate::rng::Rng;
-use crate::sim::client::{kv_output, History};
 use crate::types::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +49,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const THINK: Duration = Duration::from_millis(5);
 /// How long the linearizability search may take per schedule.
 const LINCHECK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Operations one kv history may hold: past it the kv clients stop, so
+/// a long `--seconds` cannot outgrow what the checker can search.
+const HISTORY_OPS_MAX: usize = 100_000;
 /// Anomalies kept per workload (the rest are counted).
 const ANOMALIES_MAX: usize = 20;
 
@@ -140,6 +145,87 @@ impl Shared {
     }
 }
 
+/// The running workloads: their clients' tasks and what they record.
+pub struct Load {
+    pub shared: Arc<Shared>,
+    workloads: Vec<Workload>,
+    history: Arc<Mutex<History>>,
+    bank: Arc<Mutex<Bank>>,
+    votes: Arc<Mutex<Votes>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the clients of `workloads`, each with its own cluster client
+    /// and a seed drawn from `seed`.
+    pub async fn start(
+        cfg: &ClientConfig,
+        addrs: &[String],
+        seed: u64,
+        workloads: &[Workload],
+    ) -> anyhow::Result<Load> {
+        let mut load = Load {
+            shared: Arc::new(Shared {
+                start: Instant::now(),
+                stop: AtomicBool::new(false),
+            }),
+            workloads: workloads.to_vec(),
+            history: Arc::default(),
+            bank: Arc::default(),
+            votes: Arc::default(),
+            tasks: Vec::new(),
+        };
+        let mut seeds = Rng::new(seed);
+        let clients = |w: Workload, n: usize| if workloads.contains(&w) { n } else { 0 };
+        for p in 0..clients(Workload::Kv, KV_CLIENTS) {
+            let c = ClusterClient::connect(cfg.clone(), addrs).await?;
+            let (shared, history) = (load.shared.clone(), load.history.clone());
+            let t = kv_client(p as u64, c, seeds.next_u64(), shared, history);
+            load.tasks.push(tokio::spawn(t));
+        }
+        for _ in 0..clients(Workload::Bank, BANK_CLIENTS) {
+            let c = ClusterClient::connect(cfg.clone(), addrs).await?;
+            let (shared, bank) = (load.shared.clone(), load.bank.clone());
+            load.tasks
+                .push(tokio::spawn(bank_client(c, seeds.next_u64(), shared, bank)));
+        }
+        for n in 0..clients(Workload::Voter, VOTER_CLIENTS) {
+            let c = ClusterClient::connect(cfg.clone(), addrs).await?;
+            let (shared, votes) = (load.shared.clone(), load.votes.clone());
+            let t = voter_client(n, c, seeds.next_u64(), shared, votes);
+            load.tasks.push(tokio::spawn(t));
+        }
+        Ok(load)
+    }
+
+    /// Tells the clients to stop after the calls they have in flight
+    /// (each ends within `CALL_TIMEOUT`).
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the clients, then checks each workload: a summary line and
+    /// what it found, per workload.
+    pub async fn check(self, checker: &ClusterClient) -> Vec<(String, Anomalies)> {
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                let mut a = Anomalies::default();
+                a.unchecked(format!("a workload client failed: {e}"));
+                return vec![("workloads: NOT CHECKED".into(), a)];
+            }
+        }
+        let mut out = Vec::new();
+        for w in &self.workloads {
+            out.push(match w {
+                Workload::Kv => kv_check(checker, &self.shared, &self.history).await,
+                Workload::Bank => bank_check(checker, &self.bank).await,
+                Workload::Voter => voter_check(checker, &self.votes).await,
+            });
+        }
+        out
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -170,7 +256,7 @@ pub async fn kv_client(
 ) {
     let mut rng = Rng::new(seed);
     let mut written = 0u64;
-    while shared.running() {
+    while shared.running() && lock(&history).ops.len() < HISTORY_OPS_MAX {
         let key = format!("k{}", rng.below(KV_KEYS));
         let value = |n: u64| format!("p{process}-{n}").into_bytes();
         let input = match rng.below(10) {
@@ -190,9 +276,9 @@ pub async fn kv_client(
             }
             _ => OhmKvInput::delete(key),
         };
-        let request = crate::sim::client::kv_request(&input);
+        let (procedure, args) = input.call();
         let started = shared.us();
-        let outcome = call(&client, request.procedure, request.args).await;
+        let outcome = call(&client, procedure, args).await;
         let ended = shared.us();
         record(&history, process, input, started, ended, outcome);
         tokio::time::sleep(THINK).await;
@@ -209,7 +295,7 @@ fn record(
 ) {
     let mut h = lock(history);
     match outcome {
-        Outcome::Done(CallResult::Value(v)) => match kv_output(&input, &v) {
+        Outcome::Done(CallResult::Value(v)) => match OhmKvOutput::from_value(&input, &v) {
             Some(out) => h.ok(process, input, call, out, ret),
             // A value of the wrong shape: recorded as impossible, so the
             // checker reports the history.
@@ -231,9 +317,9 @@ pub async fn kv_check(
     let mut anomalies = Anomalies::default();
     for k in 0..KV_KEYS {
         let input = OhmKvInput::get(format!("k{k}"));
-        let request = crate::sim::client::kv_request(&input);
+        let (procedure, args) = input.call();
         let started = shared.us();
-        match call(client, request.procedure, request.args).await {
+        match call(client, procedure, args).await {
             o @ Outcome::Done(_) => record(history, u64::MAX, input, started, shared.us(), o),
             Outcome::Failed(e) | Outcome::Unknown(e) => anomalies.unchecked(format!(
                 "liveness: kv: the final read of k{k} failed after the heal: {e}"
@@ -246,7 +332,14 @@ pub async fn kv_check(
     let took = started.elapsed().as_secs_f64();
     let verdict = match report.verdict {
         Verdict::Linearizable => "linearizable".to_string(),
-        Verdict::Unknown => format!("not decided within {LINCHECK_TIMEOUT:?}"),
+        Verdict::Unknown => {
+            anomalies.unchecked(format!(
+                "kv: the linearizability search did not finish within {LINCHECK_TIMEOUT:?} \
+                 ({} operations)",
+                h.ops.len()
+            ));
+            format!("NOT decided within {LINCHECK_TIMEOUT:?}")
+        }
         Verdict::NotLinearizable => {
             let ops = report
                 .failure
@@ -431,9 +524,11 @@ pub async fn voter_client(
 /// against what was acknowledged.
 pub async fn voter_check(client: &ClusterClient, votes: &Mutex<Votes>) -> (String, Anomalies) {
     let results = call(client, "results", vec![]).await;
-    let rows = client
-        .sql("SELECT contestant_number, COUNT(*) FROM votes GROUP BY contestant_number")
-        .await;
+    let count = "SELECT contestant_number, COUNT(*) FROM votes GROUP BY contestant_number";
+    let rows = match tokio::time::timeout(CALL_TIMEOUT, client.sql(count)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    };
     let mut v = lock(votes);
     let mut anomalies = std::mem::take(&mut v.anomalies);
     let (Outcome::Done(CallResult::Rows(results)), Ok(rows)) = (results, rows) else {
