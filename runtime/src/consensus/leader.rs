@@ -6,8 +6,8 @@
 
 use super::paxos::{Paxos, Role};
 use super::{
-    ConsensusError, Message, INFLIGHT_MAX, MESSAGE_RECORD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES,
-    UNCHOSEN_BYTES_MAX, UNCHOSEN_RECORDS_MAX,
+    ConsensusError, Message, CATCH_UP_BURST_BYTES, INFLIGHT_MAX, MESSAGE_RECORD_BYTES_MAX,
+    SNAPSHOT_CHUNK_BYTES, UNCHOSEN_BYTES_MAX, UNCHOSEN_RECORDS_MAX,
 };
 use crate::durability::{LogRecord, SnapshotMeta};
 use crate::types::{Ballot, NodeId, Slot};
@@ -66,6 +66,44 @@ pub(crate) struct LeaderState {
     /// ourselves), so our lease is gone for good (reads wait for a quorum
     /// round instead).
     pub(super) handed_to: Option<NodeId>,
+    /// Paces catch-up from storage and snapshots.
+    pace: Pace,
+}
+
+/// A token bucket on the leader's clock for the bytes it sends to
+/// followers catching up from storage or a snapshot: the shell reads those
+/// on the partition's thread, between calls, so an unpaced catch-up of a
+/// long-gone replica would starve live traffic. Records still in memory
+/// (live replication) are not paced.
+#[derive(Debug)]
+struct Pace {
+    /// Bytes that may be sent now; below zero after a message larger than
+    /// what was left (paid back before the next).
+    credit: i64,
+    at_us: u64,
+}
+
+impl Pace {
+    fn new(now_us: u64) -> Pace {
+        Pace {
+            credit: CATCH_UP_BURST_BYTES as i64,
+            at_us: now_us,
+        }
+    }
+
+    /// Whether a catch-up message may go now.
+    fn allows(&mut self, now_us: u64, bytes_per_s: u64) -> bool {
+        let earned =
+            u128::from(now_us.saturating_sub(self.at_us)) * u128::from(bytes_per_s) / 1_000_000;
+        let burst = CATCH_UP_BURST_BYTES as i64;
+        self.credit = (self.credit as i128 + earned as i128).min(burst as i128) as i64;
+        self.at_us = now_us;
+        self.credit > 0
+    }
+
+    fn charge(&mut self, bytes: usize) {
+        self.credit = self.credit.saturating_sub(bytes as i64);
+    }
 }
 
 /// A leadership transfer in progress.
@@ -109,6 +147,7 @@ impl Paxos {
             since_us: self.now,
             transfer: None,
             handed_to: None,
+            pace: Pace::new(self.now),
         });
         // The no-op in our ballot: once it is chosen, so is everything
         // before it (records of older ballots are never counted alone).
@@ -324,7 +363,11 @@ impl Paxos {
     pub(super) fn send_to(&mut self, to: NodeId) -> bool {
         let last = self.log.last_slot();
         let snap = self.log.snapshot();
-        let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&to)) else {
+        let (now, rate) = (self.now, self.cfg.catch_up_bytes_per_s);
+        let Some(lead) = self.lead.as_mut() else {
+            return false;
+        };
+        let Some(pr) = lead.progress.get_mut(&to) else {
             return false;
         };
         if pr.reading || pr.snapshot.is_some() {
@@ -333,18 +376,27 @@ impl Paxos {
         if pr.next > last || pr.inflight >= INFLIGHT_MAX || (pr.probing && pr.inflight > 0) {
             return false;
         }
-        if pr.next <= snap.slot {
-            pr.reading = true;
-            self.out.snapshot_reads.push(to);
-            return true;
-        }
         let next = pr.next;
-        let Some(records) = self.log.cached_from(next, MESSAGE_RECORD_BYTES_MAX) else {
-            pr.reading = true;
-            self.out.reads.push((to, next));
-            return true;
+        let cached = if next <= snap.slot {
+            None
+        } else {
+            self.log.cached_from(next, MESSAGE_RECORD_BYTES_MAX)
         };
-        self.send_records(to, next, records)
+        if let Some(records) = cached {
+            return self.send_records(to, next, records);
+        }
+        // Catching up from storage or a snapshot: paced (a heartbeat
+        // instead until the pace allows).
+        if !lead.pace.allows(now, rate) {
+            return false;
+        }
+        pr.reading = true;
+        if next <= snap.slot {
+            self.out.snapshot_reads.push(to);
+        } else {
+            self.out.reads.push((to, next));
+        }
+        true
     }
 
     fn send_records(&mut self, to: NodeId, next: Slot, records: Vec<LogRecord>) -> bool {
@@ -391,6 +443,10 @@ impl Paxos {
             .iter()
             .all(|r| self.log.ballot_at(r.slot) == Some(r.ballot));
         if ok {
+            let bytes = records.iter().map(|r| r.payload.len()).sum();
+            if let Some(lead) = self.lead.as_mut() {
+                lead.pace.charge(bytes);
+            }
             self.send_records(to, from, records);
         }
     }
@@ -424,8 +480,11 @@ impl Paxos {
     /// Sends the chunk after what the follower acknowledged, unless one is
     /// in flight.
     fn send_chunk(&mut self, to: NodeId) -> bool {
-        let (ballot, now) = (self.promised, self.now);
-        let Some(pr) = self.lead.as_mut().and_then(|l| l.progress.get_mut(&to)) else {
+        let (ballot, now, rate) = (self.promised, self.now, self.cfg.catch_up_bytes_per_s);
+        let Some(lead) = self.lead.as_mut() else {
+            return false;
+        };
+        let Some(pr) = lead.progress.get_mut(&to) else {
             return false;
         };
         let Some(out) = &pr.snapshot else {
@@ -433,6 +492,9 @@ impl Paxos {
         };
         if pr.inflight > 0 {
             return true;
+        }
+        if !lead.pace.allows(now, rate) {
+            return false;
         }
         let start = usize::try_from(out.acked)
             .unwrap_or(usize::MAX)
@@ -447,6 +509,7 @@ impl Paxos {
             sent_us: now,
         };
         pr.inflight = 1;
+        lead.pace.charge(end - start);
         self.send(to, msg);
         true
     }

@@ -79,6 +79,9 @@ pub const CACHE_BYTES_MAX: u64 = 16 << 20;
 pub const INFLIGHT_MAX: usize = 8;
 /// Replicas in one group.
 pub const MEMBERS_MAX: usize = 7;
+/// The most catch-up bytes a leader may send at once after a pause (see
+/// `Config::catch_up_bytes_per_s`); at least one message's worth.
+pub const CATCH_UP_BURST_BYTES: usize = 4 << 20;
 
 /// How one replica runs. Times are microseconds of the replica's own clock.
 #[derive(Debug, Clone)]
@@ -97,6 +100,9 @@ pub struct Config {
     pub lease_us: u64,
     /// The bound ρ on clock rate drift, in parts per million.
     pub clock_drift_ppm: u64,
+    /// Bytes per second a leader sends to followers catching up from its
+    /// storage or a snapshot (live replication is not paced).
+    pub catch_up_bytes_per_s: u64,
     /// Planted bugs, for proving that the simulator and the fault suite
     /// find them (test and debug builds only).
     #[cfg(any(test, debug_assertions))]
@@ -110,7 +116,7 @@ impl Config {
     }
 
     /// Default timings: heartbeats every 50 ms, elections after 500–1000 ms
-    /// of silence, 2% clock drift.
+    /// of silence, 2% clock drift; catch-up paced at 32 MiB/s.
     pub fn new(id: NodeId, members: Vec<NodeId>) -> Config {
         Config {
             id,
@@ -119,6 +125,7 @@ impl Config {
             election_timeout_us: 500_000,
             lease_us: 500_000,
             clock_drift_ppm: 20_000,
+            catch_up_bytes_per_s: 32 << 20,
             #[cfg(any(test, debug_assertions))]
             bugs: Bugs::default(),
         }
@@ -155,6 +162,9 @@ impl Config {
         }
         if self.lease_us > self.election_timeout_us {
             return bad("the lease cannot outlast the election timeout".into());
+        }
+        if self.catch_up_bytes_per_s == 0 {
+            return bad("catch-up needs a pace above zero".into());
         }
         Ok(())
     }

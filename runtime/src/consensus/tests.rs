@@ -59,6 +59,8 @@ struct Replica {
     /// Snapshot reads storage answers with "no snapshot" before it finds
     /// one (a snapshot still being written).
     snapshot_misses: u32,
+    /// Payload bytes read from storage for lagging followers.
+    read_bytes: usize,
 }
 
 struct Cluster {
@@ -79,11 +81,17 @@ fn ids(n: u32) -> Vec<NodeId> {
 
 impl Cluster {
     fn new(n: u32) -> Cluster {
+        Cluster::with(n, |_| {})
+    }
+
+    /// `n` replicas whose configuration `f` adjusts.
+    fn with(n: u32, f: impl Fn(&mut Config)) -> Cluster {
         let members = ids(n);
         let nodes = members
             .iter()
             .map(|&id| {
-                let cfg = Config::new(id, members.clone());
+                let mut cfg = Config::new(id, members.clone());
+                f(&mut cfg);
                 let px = Paxos::new(
                     cfg,
                     Vote::default(),
@@ -98,6 +106,7 @@ impl Cluster {
                     up: true,
                     applied: Vec::new(),
                     snapshot_misses: 0,
+                    read_bytes: 0,
                 };
                 (id, r)
             })
@@ -179,6 +188,7 @@ impl Cluster {
             .collect::<Vec<_>>()
         {
             let recs = r.disk.read(to.1);
+            r.read_bytes += recs.iter().map(|x| x.payload.len()).sum::<usize>();
             r.px.read_done(to.0, to.1, recs);
         }
         for to in &ready.snapshot_reads {
@@ -416,6 +426,48 @@ fn a_lagging_follower_catches_up_from_storage_and_from_a_snapshot() {
     let fr = &c.nodes[&f];
     assert_eq!(fr.disk.snapshot.as_ref().map(|s| s.0), Some(meta));
     assert_eq!(fr.px.chosen(), c.nodes[&l].px.chosen());
+}
+
+/// Catch-up from storage is paced (`Config::catch_up_bytes_per_s`): a
+/// follower far behind gets the old records at that rate, not all at once
+/// on the leader's thread, and proposals go on meanwhile.
+#[test]
+fn catch_up_from_storage_is_paced() {
+    const RATE: u64 = 8 << 20;
+    let mut c = Cluster::with(3, |cfg| cfg.catch_up_bytes_per_s = RATE);
+    c.run_ms(3000);
+    let l = c.leader().unwrap();
+    let f = c.nodes.keys().copied().find(|id| *id != l).unwrap();
+    c.isolate(f.0);
+    // 24 MiB more than the leader's memory cache holds.
+    let big = vec![7u8; 1 << 20];
+    for _ in 0..(CACHE_BYTES_MAX >> 20) + 24 {
+        c.propose(l, &big).unwrap();
+        c.run_ms(10);
+    }
+    c.heal();
+    c.run_ms(1000);
+    // A second's pace and the burst, plus the one read (three records
+    // here) charged after it was made.
+    let read = c.nodes[&l].read_bytes;
+    let most = CATCH_UP_BURST_BYTES + RATE as usize + 3 * big.len();
+    assert!(read > CATCH_UP_BURST_BYTES, "catch-up goes on: {read}");
+    assert!(
+        read <= most,
+        "{read} bytes read in a second, more than {most}"
+    );
+    assert!(c.nodes[&f].px.chosen() < c.nodes[&l].px.chosen());
+    // Live work goes on meanwhile.
+    c.propose(l, b"live").unwrap();
+    c.run_ms(100);
+    assert_eq!(
+        c.nodes[&l].px.chosen(),
+        c.nodes[&l].px.last_slot(),
+        "chosen by the leader and the third replica"
+    );
+    c.run_ms(4000);
+    assert_eq!(c.nodes[&f].px.chosen(), c.nodes[&l].px.chosen());
+    c.check_agreement();
 }
 
 /// Found by `ohm sim` (seed 5483): the accept carrying a follower's last
