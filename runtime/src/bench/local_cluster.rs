@@ -325,14 +325,14 @@ impl LocalCluster {
                 )
             })?;
             for stmt in schema {
-                match client.sql(stmt).await {
+                match resent(|| client.sql(stmt)).await {
                     Ok(_) => {}
+                    // Made before, or by an earlier try whose answer was lost.
                     Err(e) if e.to_string().contains("already exists") => {}
                     Err(e) => bail!("the {module} schema: {stmt}: {e}"),
                 }
             }
-            client
-                .deploy(module, wasm)
+            resent(|| client.deploy(module, wasm.clone()))
                 .await
                 .with_context(|| format!("deploying {module}"))?;
         }
@@ -382,6 +382,29 @@ impl Drop for LocalCluster {
         self.stop();
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// Set-up requests sent again after an answer was lost (a cluster that
+/// just started moves its leaders); each is safe to repeat.
+const SETUP_RESENDS_MAX: u32 = 10;
+
+/// `f()`, sent again while its answer is lost, up to `SETUP_RESENDS_MAX`
+/// times.
+async fn resent<T, F, Fut>(f: F) -> Result<T, crate::driver::ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::driver::ClientError>>,
+{
+    let mut resends = 0;
+    loop {
+        match f().await {
+            Err(e) if resends < SETUP_RESENDS_MAX && crate::driver::cluster::answer_lost(&e) => {
+                resends += 1;
+                tokio::time::sleep(crate::driver::cluster::RETRY_DELAY).await;
+            }
+            r => return r,
         }
     }
 }

@@ -247,7 +247,7 @@ impl ClusterClient {
 
 /// A call answered so: it may or may not have been applied, and sending it
 /// again with its key is safe.
-fn answer_lost(e: &ClientError) -> bool {
+pub fn answer_lost(e: &ClientError) -> bool {
     match e {
         ClientError::Closed { .. } => true,
         ClientError::Server(r) => r.code == ErrorCode::Unavailable,

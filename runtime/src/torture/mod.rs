@@ -29,7 +29,7 @@ use crate::driver::cluster::ClusterClient;
 use crate::driver::{Client, ClientConfig};
 use crate::proto::StatusInfo;
 use crate::rng::Rng;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use schedule::{Fault, Step, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -143,8 +143,15 @@ pub fn run(args: &TortureArgs) -> anyhow::Result<ExitCode> {
     let (mut failed, mut caught) = (0u32, None);
     for k in 0..args.schedules {
         let seed = args.seed + u64::from(k);
-        let v =
-            schedule_once(&rt, args, seed).with_context(|| format!("schedule with seed {seed}"))?;
+        // A schedule the suite itself could not run (its cluster would not
+        // start or set up) fails, and the run goes on.
+        let v = schedule_once(&rt, args, seed).unwrap_or_else(|e| {
+            println!("schedule seed {seed}: ERROR {e:#}");
+            Verdict {
+                safety: vec![],
+                liveness: vec![format!("the schedule could not run: {e:#}")],
+            }
+        });
         if !v.safety.is_empty() || !v.liveness.is_empty() {
             failed += 1;
         }

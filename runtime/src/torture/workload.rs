@@ -206,8 +206,8 @@ impl Load {
 
     /// Waits for the clients, then checks each workload: a summary line and
     /// what it found, per workload.
-    pub async fn check(self, checker: &ClusterClient) -> Vec<(String, Anomalies)> {
-        for t in self.tasks {
+    pub async fn check(mut self, checker: &ClusterClient) -> Vec<(String, Anomalies)> {
+        for t in std::mem::take(&mut self.tasks) {
             if let Err(e) = t.await {
                 let mut a = Anomalies::default();
                 a.unchecked(format!("a workload client failed: {e}"));
@@ -223,6 +223,16 @@ impl Load {
             });
         }
         out
+    }
+}
+
+impl Drop for Load {
+    /// A schedule that ends early (an error) leaves no client running.
+    fn drop(&mut self) {
+        self.stop();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
