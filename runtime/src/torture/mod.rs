@@ -135,6 +135,7 @@ pub fn run(args: &TortureArgs) -> anyhow::Result<ExitCode> {
             "; planted bug: {b} (must be caught)"
         ))
     );
+    testbed::check_tools()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -50,20 +50,7 @@ impl Testbed {
         if !(1..=TESTBED_NODES_MAX).contains(&nodes) {
             bail!("a testbed holds 1 to {TESTBED_NODES_MAX} nodes, not {nodes}");
         }
-        for tool in [["ip", "-V"], ["nft", "--version"]] {
-            let ok = Command::new(tool[0])
-                .arg(tool[1])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if !ok.is_ok_and(|s| s.success()) {
-                bail!(
-                    "`{}` is not installed: the fault suite needs iproute2 and nftables \
-                     (apt-get install iproute2 nftables)",
-                    tool[0]
-                );
-            }
-        }
+        check_tools()?;
         remove_stale();
         let id = std::process::id();
         let t = Testbed {
@@ -242,6 +229,25 @@ fn free_subnet(id: u32) -> anyhow::Result<u8> {
         }
     }
     bail!("every 198.18.S.0/24 has an address on this machine: remove stale testbeds")
+}
+
+/// Whether `ip` (iproute2) and `nft` (nftables) are installed.
+pub fn check_tools() -> anyhow::Result<()> {
+    for tool in [["ip", "-V"], ["nft", "--version"]] {
+        let ok = Command::new(tool[0])
+            .arg(tool[1])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !ok.is_ok_and(|s| s.success()) {
+            bail!(
+                "`{}` is not installed: the fault suite needs iproute2 and nftables \
+                 (apt-get install iproute2 nftables)",
+                tool[0]
+            );
+        }
+    }
+    Ok(())
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
