@@ -44,6 +44,7 @@
 //!             1 Writes: writes | 2 Ddl: str | 3 Deploy: str name, bytes wasm | 4 DropModule: str
 //!             | 5 KeptWrites: kept, writes
 //!   3 KeptCommit: tenant u32, kept, writes   (a call that came with an idempotency key)
+//!   4 Decide: txn u64, outcome u8 (0 abort, 1 commit)   (of coordinator transaction txn)
 //!   kept   = str key, answer;  answer = u8 0 (not kept: too big) | 1 value |
 //!            2 columns u32 + (str name, u8 0 | 1 type), rows u32 + rows
 //!   writes = count u32, ops;  op = kind u8 (1 insert, 2 update, 3 delete), str table,
@@ -65,11 +66,13 @@
 //! crc u32 (CRC-32 of the bytes before it)`. None means the default vote.
 //!
 //! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`,
-//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (3;
-//! 1 and 2 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
+//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (4;
+//! 1 to 3 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
 //! payload`, each payload a `kind u8` and its fields, in this order:
 //! ```text
 //!   1 Begin:  slot u64, ballot round u64, ballot node u32 (version 2 only), mp_txn_max u64, tenants u32
+//!   9 Committed (version 4): floor u64, count u32, txns u64 (partition 0's
+//!            committed coordinator transactions from floor on; see partition::decide)
 //!   per tenant:  2 Tenant: tenant u32, tables u32, views u32, modules u32, kept u32 (version 3)
 //!     per table: 3 Table: schema, rows u64;  then 4 Rows: count u32, rows ... until all rows
 //!     per view:  5 View: str name, columns u32 + strs, str query (SQL)
@@ -121,7 +124,7 @@ pub use log::{
 };
 pub use log_storage::READ_RECORDS_MAX;
 pub use record::{
-    decode_entry, deployed_module, encode_commit, encode_entry, multi_txn, output_bytes,
+    decision, decode_entry, deployed_module, encode_commit, encode_entry, multi_txn, output_bytes,
     put_output, Entry, KeptCall, LoggedOp, LoggedWrites, MultiBody, RecordTooLarge,
     PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };

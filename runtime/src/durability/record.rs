@@ -25,6 +25,7 @@ pub const PAYLOAD_BYTES_MAX: usize = RECORD_BYTES_MAX - super::frame::RECORD_FIE
 const ENTRY_COMMIT: u8 = 1;
 const ENTRY_MULTI: u8 = 2;
 const ENTRY_KEPT_COMMIT: u8 = 3;
+const ENTRY_DECIDE: u8 = 4;
 const BODY_WRITES: u8 = 1;
 const BODY_DDL: u8 = 2;
 const BODY_DEPLOY: u8 = 3;
@@ -54,6 +55,11 @@ pub enum Entry {
         tenant: TenantId,
         body: MultiBody,
     },
+    /// The outcome of coordinator transaction `txn`, whose shares were
+    /// logged before it (two-phase commit: see `partition::decide`).
+    /// Partition 0 logs only aborts (its share is the commit); the other
+    /// partitions log both.
+    Decide { txn: u64, commit: bool },
 }
 
 /// What a coordinator transaction did on this partition.
@@ -303,6 +309,11 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
                     put_str(out, name);
                 }
             }
+        }
+        Entry::Decide { txn, commit } => {
+            out.push(ENTRY_DECIDE);
+            put_u64(out, *txn);
+            out.push(u8::from(*commit));
         }
     }
     finish_payload(start, out)
@@ -654,6 +665,21 @@ pub fn multi_txn(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(txn))
 }
 
+/// The coordinator transaction a payload decides and whether it commits
+/// (None for any other entry or bytes that do not decode as a decision).
+pub fn decision(payload: &[u8]) -> Option<(u64, bool)> {
+    if payload.len() != 10 || payload[0] != ENTRY_DECIDE {
+        return None;
+    }
+    let txn: [u8; 8] = payload[1..9].try_into().ok()?;
+    let commit = match payload[9] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    Some((u64::from_le_bytes(txn), commit))
+}
+
 /// The module a payload deploys, (name, wasm), read without decoding the
 /// rest (None for any other entry or bytes that do not decode).
 pub fn deployed_module(payload: &[u8]) -> Option<(&str, &[u8])> {
@@ -712,6 +738,19 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
                 t => return Err(format!("unknown multi body tag {t}")),
             };
             Entry::Multi { txn, tenant, body }
+        }
+        ENTRY_DECIDE => {
+            let txn = r.u64("txn")?;
+            let commit = match r.u8("outcome")? {
+                0 => false,
+                1 => true,
+                o => {
+                    return Err(format!(
+                        "unknown outcome {o} of coordinator transaction {txn}"
+                    ))
+                }
+            };
+            Entry::Decide { txn, commit }
         }
         t => return Err(format!("unknown entry tag {t}")),
     };
@@ -921,10 +960,46 @@ mod tests {
                     },
                 },
             },
+            Entry::Decide {
+                txn: 14,
+                commit: true,
+            },
+            Entry::Decide {
+                txn: u64::MAX,
+                commit: false,
+            },
         ];
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(&one_record(Slot(i as u64 + 1), e), e);
+            // The quick readers agree with the decoder.
+            let mut payload = Vec::new();
+            encode_entry(e, &mut payload).unwrap();
+            let want_txn = match e {
+                Entry::Multi { txn, .. } => Some(*txn),
+                _ => None,
+            };
+            assert_eq!(multi_txn(&payload), want_txn);
+            let want_decision = match e {
+                Entry::Decide { txn, commit } => Some((*txn, *commit)),
+                _ => None,
+            };
+            assert_eq!(decision(&payload), want_decision);
         }
+        // An outcome byte other than 0 or 1 is refused, not read as one.
+        let mut bad = Vec::new();
+        encode_entry(
+            &Entry::Decide {
+                txn: 3,
+                commit: true,
+            },
+            &mut bad,
+        )
+        .unwrap();
+        bad[9] = 2;
+        assert_eq!(decision(&bad), None);
+        assert!(decode_entry(&bad)
+            .unwrap_err()
+            .contains("unknown outcome 2"));
         // What the kept-call bounds count is what is written.
         let kept = entries.iter().filter_map(|e| match e {
             Entry::Commit { kept: Some(k), .. } => Some(k),

@@ -29,8 +29,9 @@ use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"OHMSNAP\0";
 /// Version 2 added the ballot to the Begin frame, version 3 the kept
-/// calls (idempotency keys and answers); versions 1 and 2 still load.
-const VERSION: u32 = 3;
+/// calls (idempotency keys and answers), version 4 the Committed frame;
+/// versions 1 to 3 still load.
+const VERSION: u32 = 4;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -50,6 +51,18 @@ const F_VIEW: u8 = 5;
 const F_MODULE: u8 = 6;
 const F_END: u8 = 7;
 const F_KEPT: u8 = 8;
+const F_COMMITTED: u8 = 9;
+/// Committed transactions a snapshot holds at most (a bigger count is
+/// corruption, never an allocation).
+const COMMITTED_MAX: usize = 1 << 20;
+
+/// The coordinator transactions partition 0 knows were committed (see
+/// `partition::decide`): every one from `floor` on is in `txns`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub floor: u64,
+    pub txns: Vec<u64>,
+}
 
 /// One tenant's state, borrowed for `encode`.
 pub struct TenantImage<'a> {
@@ -68,6 +81,8 @@ pub struct LoadedSnapshot {
     /// ...whose record was accepted in this ballot (default for version 1).
     pub ballot: Ballot,
     pub mp_txn_max: u64,
+    /// Empty before version 4.
+    pub committed: Committed,
     pub tenants: Vec<LoadedTenant>,
 }
 
@@ -231,6 +246,7 @@ fn write_tenant(
 pub fn encode(
     meta: SnapshotMeta,
     mp_txn_max: u64,
+    committed: &Committed,
     tenants: &[TenantImage<'_>],
 ) -> Result<Vec<u8>, DurabilityError> {
     let mut fw = FrameWriter {
@@ -245,6 +261,13 @@ pub fn encode(
     put_u32(&mut p, meta.ballot.node.0);
     put_u64(&mut p, mp_txn_max);
     put_len(&mut p, tenants.len());
+    fw.emit(&mut p)?;
+    p.push(F_COMMITTED);
+    put_u64(&mut p, committed.floor);
+    put_len(&mut p, committed.txns.len());
+    for t in &committed.txns {
+        put_u64(&mut p, *t);
+    }
     fw.emit(&mut p)?;
     let mut rows = 0;
     for t in tenants {
@@ -596,6 +619,25 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
     let version = header(file, bytes)?;
     let mut l = loader(file, bytes);
     let (meta, mp_txn_max, n) = begin(&mut l, version)?;
+    let committed = if version >= 4 {
+        l.frame(F_COMMITTED, |r| {
+            let floor = r.u64("committed floor")?;
+            let n = r.u32("committed count")? as usize;
+            if n > COMMITTED_MAX {
+                return Err(format!("{n} committed transactions, over {COMMITTED_MAX}"));
+            }
+            let txns = (0..n)
+                .map(|_| r.u64("committed transaction"))
+                .collect::<Result<_, _>>()?;
+            Ok(Committed { floor, txns })
+        })?
+    } else {
+        // Not recorded then: nothing up to mp_txn_max is known.
+        Committed {
+            floor: mp_txn_max.saturating_add(1),
+            txns: Vec::new(),
+        }
+    };
     let mut tenants = Vec::new();
     for _ in 0..n {
         tenants.push(l.tenant(version)?);
@@ -614,6 +656,7 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
         slot: meta.slot,
         ballot: meta.ballot,
         mp_txn_max,
+        committed,
         tenants,
     })
 }

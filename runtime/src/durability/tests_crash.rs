@@ -166,7 +166,8 @@ impl Run {
             slot,
             ballot: self.ballot,
         };
-        let bytes = snapshot::encode(meta, slot.0, &[]).expect("encode");
+        let bytes =
+            snapshot::encode(meta, slot.0, &snapshot::Committed::default(), &[]).expect("encode");
         self.log.install_snapshot(meta, &bytes).expect("install");
         if slot > self.m.last() {
             self.m.records.clear();
@@ -440,8 +441,11 @@ fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
             slot: Slot(4),
             ballot: rec(4, 1).ballot,
         };
-        log.install_snapshot(first, &snapshot::encode(first, 0, &[]).expect("encode"))
-            .expect("install");
+        log.install_snapshot(
+            first,
+            &snapshot::encode(first, 0, &snapshot::Committed::default(), &[]).expect("encode"),
+        )
+        .expect("install");
         let slot = Slot(rng.range(4, 45));
         let meta = SnapshotMeta {
             slot,
@@ -450,7 +454,8 @@ fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
                 node: NodeId(2),
             },
         };
-        let bytes = snapshot::encode(meta, 0, &[]).expect("encode");
+        let bytes =
+            snapshot::encode(meta, 0, &snapshot::Committed::default(), &[]).expect("encode");
         arm(&fs, &mut rng);
         let done = log.install_snapshot(meta, &bytes);
         drop(log);

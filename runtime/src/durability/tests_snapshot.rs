@@ -122,7 +122,8 @@ fn snapshot_restores_schema_rows_views_and_modules() {
             kept: Vec::new(),
         },
     ];
-    let bytes = snapshot::encode(meta(3), 77, &images).expect("encode");
+    let bytes =
+        snapshot::encode(meta(3), 77, &snapshot::Committed::default(), &images).expect("encode");
     assert_eq!(snapshot::read_meta(&bytes).expect("meta"), meta(3));
     log.install_snapshot(meta(3), &bytes).expect("install");
     let file = "snap-00000000000000000003.snap";
@@ -172,7 +173,8 @@ fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     let img = empty_image(&e);
     log.sync().expect("sync");
     let before = log.segment_files();
-    let bytes = snapshot::encode(meta(12), 4, &img).expect("encode");
+    let bytes =
+        snapshot::encode(meta(12), 4, &snapshot::Committed::default(), &img).expect("encode");
     log.install_snapshot(meta(12), &bytes).expect("snapshot");
     let after = log.segment_files();
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
@@ -183,7 +185,8 @@ fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     log.sync().expect("sync");
     assert!(log.bytes_since_snapshot() > since);
     // A second snapshot removes the first.
-    let bytes = snapshot::encode(meta(15), 5, &img).expect("encode");
+    let bytes =
+        snapshot::encode(meta(15), 5, &snapshot::Committed::default(), &img).expect("encode");
     log.install_snapshot(meta(15), &bytes).expect("snapshot");
     drop(log);
     let names: Vec<String> = d
@@ -208,7 +211,13 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
     append_range(&mut log, 1..=2);
     log.sync().expect("sync");
     let e = sample_engine();
-    let bytes = snapshot::encode(meta(2), 0, &empty_image(&e)).expect("encode");
+    let bytes = snapshot::encode(
+        meta(2),
+        0,
+        &snapshot::Committed::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
     log.install_snapshot(meta(2), &bytes).expect("snapshot");
     drop(log);
     let fs = d.fs();
@@ -256,7 +265,7 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
 }
 
 /// `bytes` (a current snapshot) as version 1 wrote it: no ballot in Begin,
-/// no kept-call count in Tenant frames.
+/// no kept-call count in Tenant frames, no Committed frame.
 fn to_v1(bytes: &[u8]) -> Vec<u8> {
     let (header, rest) = bytes.split_at(12);
     let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
@@ -273,6 +282,11 @@ fn to_v1(bytes: &[u8]) -> Vec<u8> {
     while !rest.is_empty() {
         let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
         let mut payload = rest[8..8 + n].to_vec();
+        // No Committed frame (version 4).
+        if payload[0] == 9 {
+            rest = &rest[8 + n..];
+            continue;
+        }
         if payload[0] == 2 {
             payload.truncate(payload.len() - 4);
         }
@@ -288,12 +302,18 @@ fn to_v1(bytes: &[u8]) -> Vec<u8> {
 fn a_version_1_snapshot_loads_with_the_default_ballot() {
     let sim = SimFs::new();
     let e = sample_engine();
-    let v2 = snapshot::encode(meta(4), 9, &empty_image(&e)).expect("encode");
+    let v2 = snapshot::encode(
+        meta(4),
+        9,
+        &snapshot::Committed::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
     let v1 = to_v1(&v2);
     assert_eq!(
         v1.len(),
-        v2.len() - 12 - 4,
-        "ballot and kept-call count gone"
+        v2.len() - 12 - 4 - (8 + 1 + 8 + 4),
+        "ballot, kept-call count and the empty Committed frame gone"
     );
     let old = SnapshotMeta {
         slot: Slot(4),
@@ -321,7 +341,13 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
 #[test]
 fn hostile_snapshot_bytes_are_errors_not_panics() {
     let e = sample_engine();
-    let bytes = snapshot::encode(meta(1), 0, &empty_image(&e)).expect("encode");
+    let bytes = snapshot::encode(
+        meta(1),
+        0,
+        &snapshot::Committed::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
     for cut in 0..bytes.len() {
         assert!(snapshot::decode(&bytes[..cut]).is_err(), "cut at {cut}");
     }
@@ -342,7 +368,7 @@ fn records_after_a_snapshot_keep_their_ballots() {
     let sim = SimFs::new();
     let (mut log, _) = open(&sim, LogOptions::default());
     append_range(&mut log, 1..=6);
-    let bytes = snapshot::encode(meta(3), 0, &[]).expect("encode");
+    let bytes = snapshot::encode(meta(3), 0, &snapshot::Committed::default(), &[]).expect("encode");
     log.install_snapshot(meta(3), &bytes).expect("install");
     log.sync().expect("sync");
     drop(log);
@@ -362,7 +388,8 @@ fn kept_calls_round_trip_oldest_first() {
         modules: &[],
         kept: vec![("b", Some(&one)), ("a", None), ("c", Some(&text))],
     }];
-    let bytes = snapshot::encode(meta(2), 0, &images).expect("encode");
+    let bytes =
+        snapshot::encode(meta(2), 0, &snapshot::Committed::default(), &images).expect("encode");
     let snap = snapshot::decode(&bytes).expect("decode");
     let got: Vec<_> = snap.tenants[0]
         .kept
@@ -373,5 +400,28 @@ fn kept_calls_round_trip_oldest_first() {
         got,
         [("b", Some(one)), ("a", None), ("c", Some(text))],
         "every kept call, in order"
+    );
+}
+
+#[test]
+fn partition_0s_committed_transactions_round_trip_and_older_snapshots_claim_none() {
+    let e = sample_engine();
+    let committed = snapshot::Committed {
+        floor: 3,
+        txns: vec![3, 5, 8],
+    };
+    let bytes = snapshot::encode(meta(6), 8, &committed, &empty_image(&e)).expect("encode");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    assert_eq!((snap.mp_txn_max, &snap.committed), (8, &committed));
+    // A version 1 snapshot did not record them: nothing up to its
+    // mp_txn_max is known, rather than every one taken for aborted.
+    let v1 = to_v1(&bytes);
+    let old = snapshot::decode(&v1).expect("decode v1");
+    assert_eq!(
+        old.committed,
+        snapshot::Committed {
+            floor: 9,
+            txns: vec![]
+        }
     );
 }

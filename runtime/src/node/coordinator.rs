@@ -215,10 +215,13 @@ impl Coordinator {
         }
         self.last_txn.set(txn);
         let mut g = g;
-        for state in g.iter_mut() {
+        for (i, state) in g.iter_mut().enumerate() {
             state.mp_txn_max = txn;
+            // Partition 0's share is the commit; the others hold theirs
+            // until told.
+            state.undecided = (i > 0).then_some(txn);
         }
-        let done = g.finish(Some(entries));
+        let done = g.finish(Some((txn, entries)));
         // `modules` are the states' once the transaction is chosen (the
         // caller adds what it deployed); if it may not be, the next hold
         // reads them from partition 0 again.

@@ -46,6 +46,9 @@ const ACT_ROUNDS_MAX: usize = 4;
 /// durable, so those calls get their real answers.
 pub const STOP_DRAIN_MAX: Duration = Duration::from_secs(5);
 
+/// The node's executors, by partition (set once they all exist).
+pub type Siblings = std::sync::Weak<std::sync::OnceLock<Vec<std::sync::mpsc::Sender<Input>>>>;
+
 /// The coordinator's side of a hold.
 pub type Lent = Result<Box<PartitionState>, CallError>;
 
@@ -101,8 +104,16 @@ pub enum Input {
     Release {
         state: Box<PartitionState>,
         entry: Option<Vec<u8>>,
+        /// The entry is an abort in place of a share the state holds: the
+        /// state is rebuilt from the log.
+        discard: bool,
         done: SyncSender<Result<(), CallError>>,
     },
+    /// A coordinator transaction's outcome (from the coordinator, or
+    /// partition 0's replica answering an ask).
+    Decided { txn: u64, commit: bool },
+    /// Partition 0: a partition here asks for a transaction's outcome.
+    Resolve { txn: u64 },
     /// The holder is done.
     Resume,
     /// Take a snapshot now; `done` hears once it is written.
@@ -215,6 +226,9 @@ pub struct Executor {
     pub log: Arc<Mutex<DiskLog>>,
     /// To the other replicas (none on a lone node).
     pub outbox: Option<Outbox>,
+    /// In a cluster: the node's executors, for asking partition 0 about a
+    /// coordinator transaction's outcome and passing its answers on.
+    pub siblings: Option<Siblings>,
     pub addrs: ClientAddrs,
     /// Partition 0's replica in a cluster: keeps the node's routes in step
     /// with the modules other nodes deploy.
@@ -423,9 +437,16 @@ impl Executor {
                     .call(Token::Call(reply.take()), tenant, procedure, args, key);
             }
             Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
-            Input::Release { state, entry, done } => {
-                self.core.release(Token::Release(done), state, entry)
-            }
+            Input::Release {
+                state,
+                entry,
+                discard,
+                done,
+            } => self
+                .core
+                .release(Token::Release(done), state, entry, discard),
+            Input::Decided { txn, commit } => self.core.decided(txn, commit),
+            Input::Resolve { txn } => self.core.resolve(txn),
             Input::Resume => self.core.resume(),
             Input::Snapshot(done) => {
                 self.core.request_snapshot();
@@ -478,7 +499,8 @@ impl Executor {
         let mut stop = ready.fatal.is_some();
         let mut again = false;
         if !stop && ready.rebuild {
-            if self.outbox.is_none() {
+            // Alone, a leader rebuilds only to drop an aborted share.
+            if self.outbox.is_none() && !self.core.is_leader() {
                 // One replica per group: nobody else can take leadership.
                 self.core
                     .stop("a single-replica partition lost its leadership".into());
@@ -509,6 +531,7 @@ impl Executor {
                 stop = true;
             }
         }
+        self.pass_outcomes(&mut ready);
         self.publish_consensus();
         // What this Ready released stands, stopping or not.
         self.deliver(ready);
@@ -549,6 +572,32 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// Asks partition 0's replica here for outcomes this partition waits
+    /// for; hands partition 0's answers to the others.
+    fn pass_outcomes(&self, ready: &mut Ready<Token>) {
+        let asks = std::mem::take(&mut ready.asks);
+        let answers = std::mem::take(&mut ready.answers);
+        if asks.is_empty() && answers.is_empty() {
+            return;
+        }
+        let Some(all) = self.siblings.as_ref().and_then(|s| s.upgrade()) else {
+            return;
+        };
+        let Some(all) = all.get() else {
+            return;
+        };
+        if let Some(p0) = all.first() {
+            for txn in asks {
+                let _ = p0.send(Input::Resolve { txn });
+            }
+        }
+        for (txn, commit) in answers {
+            for e in all.iter().skip(1) {
+                let _ = e.send(Input::Decided { txn, commit });
+            }
+        }
     }
 
     /// What `status` shows of consensus: chosen, applied, role, leader
@@ -636,6 +685,8 @@ impl Executor {
             }
             Input::Snapshot(_)
             | Input::Resume
+            | Input::Decided { .. }
+            | Input::Resolve { .. }
             | Input::Persisted
             | Input::WriterFailed(_)
             | Input::Stop => {}

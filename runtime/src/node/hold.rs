@@ -16,10 +16,12 @@
 
 use super::executor::{Input, Lent};
 use super::reply::{self, ClientAddrs};
+use crate::durability::{self, Entry};
+use crate::partition::CallError;
 use crate::partition::PartitionState;
 use crate::proto::{ErrorCode, ErrorReply};
 use std::ops::{Deref, DerefMut};
-use std::sync::mpsc::{sync_channel, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, Sender};
 
 /// Every partition's state, lent to the coordinator.
 pub struct Held<'a> {
@@ -90,57 +92,175 @@ impl Held<'_> {
         self.states.clear();
     }
 
-    /// Hands every state back with its partition's entry (`entries[i]`;
-    /// none for a read), waits until each is chosen — for a read, until
-    /// everything the coordinator saw is — then lets the partitions go on.
-    pub fn finish(mut self, entries: Option<Vec<Vec<u8>>>) -> Result<(), ErrorReply> {
+    /// Hands every state back and lets the partitions go on. A read
+    /// (`write` None) waits until everything the coordinator saw is chosen.
+    /// A write — transaction `txn`, `entries[i]` partition i's share, the
+    /// states already holding them — commits in two phases (see
+    /// `partition::decide`): every share but partition 0's, and once all
+    /// are chosen, partition 0's, which is the commit; if a share could not
+    /// be chosen, partition 0 logs an abort in its place.
+    pub fn finish(mut self, write: Option<(u64, Vec<Vec<u8>>)>) -> Result<(), ErrorReply> {
         self.done = true;
         let states = std::mem::take(&mut self.states);
-        let mut entries = entries.map(|e| e.into_iter());
-        let mut waits = Vec::with_capacity(states.len());
-        // A share some partition never logged means recovery skips the
-        // whole transaction on every partition (see durability's rule for
-        // multi-partition records): not applied. Short of that, a share
-        // whose fate is unknown makes the whole outcome unknown.
-        let mut not_logged = None;
-        let mut unknown = None;
-        for (exec, state) in self.executors.iter().zip(states) {
-            let entry = entries.as_mut().and_then(|e| e.next());
-            let (done, rx) = sync_channel(1);
-            match exec.send(Input::Release { state, entry, done }) {
-                Ok(()) => waits.push(rx),
-                // That partition's executor is gone (the node is stopping).
-                Err(_) => not_logged = not_logged.or(Some(stopping())),
-            }
-        }
-        for rx in waits {
-            match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if e.outcome_unknown() => {
-                    unknown = unknown.or(Some(reply::call_error(&e, self.addrs)));
-                }
-                // In a cluster other partitions may already have chosen
-                // their shares: never "nothing was done" (`not_leader`,
-                // which clients resend).
-                Ok(Err(crate::partition::CallError::NotLeader { .. })) => {
-                    unknown = unknown.or(Some(ErrorReply::new(
-                        ErrorCode::Unavailable,
-                        "a partition's leadership changed while the transaction was being \
-                         committed; it may or may not have taken effect",
-                    )));
-                }
-                Ok(Err(e)) => not_logged = not_logged.or(Some(reply::call_error(&e, self.addrs))),
-                Err(_) => unknown = unknown.or(Some(stopped_unknown())),
-            }
-        }
+        let result = match write {
+            None => self.read(states),
+            Some((txn, entries)) => self.commit(txn, states, entries),
+        };
         for exec in self.executors {
             let _ = exec.send(Input::Resume);
         }
-        match not_logged.or(unknown) {
-            Some(e) => Err(e),
-            None => Ok(()),
+        result
+    }
+
+    #[allow(clippy::vec_box)]
+    fn read(&self, states: Vec<Box<PartitionState>>) -> Result<(), ErrorReply> {
+        let waits: Vec<_> = self
+            .executors
+            .iter()
+            .zip(states)
+            .map(|(exec, state)| release(exec, state, None, false))
+            .collect();
+        let mut failed = None;
+        for w in waits {
+            if let Err(e) = self.chosen(w) {
+                failed = failed.or(Some(ErrorReply::from(e)));
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    #[allow(clippy::vec_box)]
+    fn commit(
+        &self,
+        txn: u64,
+        states: Vec<Box<PartitionState>>,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(), ErrorReply> {
+        let mut states = states.into_iter();
+        let mut entries = entries.into_iter();
+        let (Some(state0), Some(share0)) = (states.next(), entries.next()) else {
+            return Err(reply::internal(format!(
+                "coordinator transaction {txn} came without partition 0's share"
+            )));
+        };
+        // Prepare: every other partition's share, until chosen.
+        let waits: Vec<_> = self.executors[1..]
+            .iter()
+            .zip(states.zip(entries))
+            .map(|(exec, (state, share))| release(exec, state, Some(share), false))
+            .collect();
+        let mut failed = None;
+        for w in waits {
+            if let Err(e) = self.chosen(w) {
+                failed = failed.or(Some(e));
+            }
+        }
+        let p0 = &self.executors[0];
+        let Some(why) = failed else {
+            // Commit: partition 0's share.
+            return match self.chosen(release(p0, state0, Some(share0), false)) {
+                Ok(()) => {
+                    self.tell(txn, true);
+                    Ok(())
+                }
+                // Refused before it was proposed: never to commit.
+                Err(Settled::NotDone(e)) => {
+                    self.tell(txn, false);
+                    Err(aborted(txn, &e))
+                }
+                // The other partitions ask partition 0 for the outcome.
+                Err(Settled::Unknown(e)) => Err(e),
+            };
+        };
+        // Abort, logged on partition 0 in place of its share (which is in
+        // its state: rebuilt). Its share never proposed, the transaction
+        // can never commit, whether or not the abort is chosen.
+        let mut abort = Vec::new();
+        let decide = Entry::Decide { txn, commit: false };
+        if let Err(e) = durability::encode_entry(&decide, &mut abort) {
+            return Err(reply::internal(format!("encoding an abort: {e}")));
+        }
+        let _ = self.chosen(release(p0, state0, Some(abort), true));
+        self.tell(txn, false);
+        Err(aborted(txn, why.reply()))
+    }
+
+    /// Tells every partition but 0 the outcome of `txn` (their leaders log
+    /// it; one that held its share in memory keeps or drops it).
+    fn tell(&self, txn: u64, commit: bool) {
+        for exec in &self.executors[1..] {
+            let _ = exec.send(Input::Decided { txn, commit });
         }
     }
+
+    /// Waits for a released state's entry (or what was read) to be chosen.
+    fn chosen(&self, wait: Option<Receiver<Result<(), CallError>>>) -> Result<(), Settled> {
+        // That partition's executor is gone (the node is stopping).
+        let Some(rx) = wait else {
+            return Err(Settled::NotDone(stopping()));
+        };
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.outcome_unknown() => {
+                Err(Settled::Unknown(reply::call_error(&e, self.addrs)))
+            }
+            Ok(Err(e)) => Err(Settled::NotDone(reply::call_error(&e, self.addrs))),
+            Err(_) => Err(Settled::Unknown(stopped_unknown())),
+        }
+    }
+}
+
+/// Why a released entry is not known to be chosen.
+enum Settled {
+    /// Refused before it was proposed.
+    NotDone(ErrorReply),
+    /// Proposed; whether it will be chosen is not known.
+    Unknown(ErrorReply),
+}
+
+impl Settled {
+    fn reply(&self) -> &ErrorReply {
+        match self {
+            Settled::NotDone(e) | Settled::Unknown(e) => e,
+        }
+    }
+}
+
+impl From<Settled> for ErrorReply {
+    fn from(s: Settled) -> ErrorReply {
+        match s {
+            Settled::NotDone(e) | Settled::Unknown(e) => e,
+        }
+    }
+}
+
+/// Sends a state back; the receiver hears once its entry is chosen (None:
+/// the executor is gone).
+fn release(
+    exec: &Sender<Input>,
+    state: Box<PartitionState>,
+    entry: Option<Vec<u8>>,
+    discard: bool,
+) -> Option<Receiver<Result<(), CallError>>> {
+    let (done, rx) = sync_channel(1);
+    let input = Input::Release {
+        state,
+        entry,
+        discard,
+        done,
+    };
+    exec.send(input).ok().map(|()| rx)
+}
+
+/// A transaction aborted because `why` kept a share from being chosen.
+fn aborted(txn: u64, why: &ErrorReply) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::Unavailable,
+        format!(
+            "multi-partition transaction {txn} was aborted and not applied ({}); retry",
+            why.message
+        ),
+    )
 }
 
 impl Drop for Held<'_> {
@@ -165,6 +285,7 @@ fn release_unchanged(exec: &Sender<Input>, state: Box<PartitionState>) {
     let _ = exec.send(Input::Release {
         state,
         entry: None,
+        discard: false,
         done,
     });
     let _ = exec.send(Input::Resume);

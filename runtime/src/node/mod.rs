@@ -103,6 +103,9 @@ pub struct Node {
     /// Set when the node must stop (see the module doc).
     pub fatal: Arc<Fatal>,
     /// Held while the node runs: one node per data directory.
+    /// Every executor's queue, for the partitions to reach each other
+    /// (they hold it weakly: it goes with the node).
+    _siblings: Arc<std::sync::OnceLock<Vec<Sender<Input>>>>,
     _lock: std::fs::File,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
@@ -291,9 +294,11 @@ impl Node {
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         let p0_leader = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let siblings = Arc::new(std::sync::OnceLock::new());
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
             let links = PartitionLinks {
                 outbox: cluster.as_ref().map(|c| (c.outbox)(PartitionId(i as u32))),
+                siblings: cluster.as_ref().map(|_| Arc::downgrade(&siblings)),
                 addrs: addrs.clone(),
                 // Partition 0's replica keeps this node's routes up to date
                 // with what other nodes deploy.
@@ -326,6 +331,7 @@ impl Node {
             writers.push(p.writer);
             stats.push(p.stats);
         }
+        let _ = siblings.set(executors.clone());
         let coord = Coordinator {
             executors: executors.clone(),
             runtime: runtime.clone(),
@@ -360,6 +366,7 @@ impl Node {
             connections: AtomicU64::new(0),
             threads: Mutex::new(threads),
             fatal,
+            _siblings: siblings,
             _lock: lock,
         });
         for (i, skipped) in rec.needs_snapshot.iter().enumerate() {
@@ -417,6 +424,7 @@ struct Spawned {
 /// How a partition's executor reaches the rest of the cluster.
 struct PartitionLinks {
     outbox: Option<writer::Outbox>,
+    siblings: Option<executor::Siblings>,
     addrs: reply::ClientAddrs,
     routes: Option<executor::RoutesRefresh>,
     anchor: Option<executor::Anchor>,
@@ -463,6 +471,7 @@ fn spawn_partition(
         seen: 0,
         log,
         outbox: links.outbox,
+        siblings: links.siblings,
         addrs: links.addrs,
         routes: links.routes,
         anchor: links.anchor,

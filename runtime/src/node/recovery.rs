@@ -2,10 +2,12 @@
 //! on a lone node, one of the group's replicas in a cluster) recovered from
 //! its snapshot and the records after it.
 //!
-//! A coordinator transaction is applied only if every partition has it: in
-//! its log, or already inside its snapshot (`mp_txn_max`). One that some
-//! partition lacks was never acknowledged (the coordinator answers only
-//! after all partitions chose it); it is skipped everywhere, and the
+//! On a lone node a coordinator transaction is applied only if every
+//! partition has it — in its log, or already inside its snapshot
+//! (`mp_txn_max`) — and no log says it was aborted. One that some
+//! partition lacks was never acknowledged (partition 0's share, the
+//! commit, is logged only after every other share is; see
+//! `partition::decide`); it is skipped everywhere, and the
 //! partitions that logged it take a snapshot at once, so the skipped
 //! record leaves their log before any later transaction could be confused
 //! with it.
@@ -34,8 +36,10 @@ pub struct Recovered {
 
 /// What one partition's log says about coordinator transactions.
 struct Scan {
-    /// Transactions whose records the log holds.
+    /// Transactions whose shares the log holds.
     logged: BTreeSet<u64>,
+    /// Transactions the log says were aborted.
+    aborted: BTreeSet<u64>,
     /// Every transaction up to this one is inside the snapshot.
     covered: u64,
 }
@@ -86,11 +90,17 @@ pub fn recover(
         .iter()
         .flat_map(|s| s.logged.iter().copied())
         .filter(|t| members.is_none() && !complete(*t))
+        .chain(
+            scans
+                .iter()
+                .flat_map(|s| s.aborted.iter().copied())
+                .filter(|_| members.is_none()),
+        )
         .collect();
     for t in &skipped {
         eprintln!(
-            "ohm: skipping coordinator transaction {t}: not every partition logged it, so it was \
-             never acknowledged"
+            "ohm: skipping coordinator transaction {t}: it was aborted, or not every partition \
+             logged it; it was never acknowledged"
         );
     }
     let last_txn = scans
@@ -139,6 +149,7 @@ fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
         None => 0,
     };
     let mut logged = BTreeSet::new();
+    let mut aborted = BTreeSet::new();
     let mut next = log.snapshot_meta().map_or(Slot(0), |m| m.slot).next();
     while next <= log.last_slot() {
         let recs = log.read(next, SCAN_BYTES_MAX)?;
@@ -149,10 +160,17 @@ fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
             if let Some(txn) = durability::multi_txn(&r.payload) {
                 logged.insert(txn);
             }
+            if let Some((txn, false)) = durability::decision(&r.payload) {
+                aborted.insert(txn);
+            }
         }
         next = last.next();
     }
-    Ok(Scan { logged, covered })
+    Ok(Scan {
+        logged,
+        aborted,
+        covered,
+    })
 }
 
 /// The bugs `consensus::PLANTED_BUG_ENV` asks a debug build to plant, for

@@ -104,7 +104,7 @@ pub fn call_error(e: &CallError, addrs: &ClientAddrs) -> ErrorReply {
         CallError::AnswerNotKept { .. } => {
             ErrorReply::new(ErrorCode::AlreadyApplied, e.to_string())
         }
-        CallError::OutcomeUnknown | CallError::Stopped { .. } => {
+        CallError::OutcomeUnknown | CallError::Stopped { .. } | CallError::InDoubt { .. } => {
             ErrorReply::new(ErrorCode::Unavailable, e.to_string())
         }
     }

@@ -20,6 +20,7 @@
 //! seed), do I/O except through the `Storage` handed to `recover` and
 //! `rebuild`, spawn, or name wire types.
 
+use super::decide::{Decisions, Gate};
 use super::error::CallError;
 use super::exec::run_call;
 use super::hold::Hold;
@@ -29,7 +30,7 @@ use super::replies::{CallResult, Replies};
 use super::state::PartitionState;
 use crate::catalog::PartitionId;
 use crate::consensus::{self, Message, Paxos};
-use crate::durability::{LogRecord, SnapshotMeta, Vote};
+use crate::durability::{self, LogRecord, SnapshotMeta, Vote};
 use crate::rng;
 use crate::types::{NodeId, Slot, TenantId, Value};
 use crate::wasm::TxnContext;
@@ -100,8 +101,15 @@ pub struct Ready<T> {
     pub reads: Vec<(NodeId, Slot)>,
     /// Read the newest snapshot for that peer (`snapshot_read`).
     pub snapshot_reads: Vec<NodeId>,
-    /// Leadership was lost: call `rebuild` with the storage.
+    /// Leadership was lost (or the state holds an aborted share): call
+    /// `rebuild` with the storage.
     pub rebuild: bool,
+    /// Partitions other than 0: ask partition 0's replica on this node for
+    /// these coordinator transactions' outcomes (its `resolve`).
+    pub asks: Vec<u64>,
+    /// Partition 0: outcomes asked for, for the node's other partitions
+    /// (their `decided`).
+    pub answers: Vec<(u64, bool)>,
     /// The replica cannot go on (its log and state disagree, or storage
     /// failed): stop it. Every later input is ignored.
     pub fatal: Option<String>,
@@ -118,6 +126,8 @@ impl<T> Default for Ready<T> {
             reads: Vec::new(),
             snapshot_reads: Vec::new(),
             rebuild: false,
+            asks: Vec::new(),
+            answers: Vec::new(),
             fatal: None,
         }
     }
@@ -152,6 +162,8 @@ pub struct PartitionCore<T> {
     pub(super) waiting: Replies<T>,
     pub(super) queued: VecDeque<Queued<T>>,
     pub(super) hold: Hold<T>,
+    /// Coordinator transactions' outcomes (see `decide`).
+    pub(super) dec: Decisions,
     /// Log bytes after the newest snapshot, as the shell last reported.
     pub(super) log_bytes: u64,
     /// A snapshot encoded at a slot not yet chosen.
@@ -346,6 +358,7 @@ impl<T> PartitionCore<T> {
             && !self.needs_rebuild
             && self.fatal.is_none()
             && self.paxos.can_propose()
+            && self.awaiting().is_none()
     }
 
     pub(super) fn run(&mut self, q: Queued<T>) {
@@ -507,6 +520,7 @@ impl<T> PartitionCore<T> {
             self.paxos.chosen()
         };
         self.apply_up_to(upto);
+        self.settle_decisions();
         self.waiting.release(&self.paxos, &mut self.out.replies);
         self.check_hold();
         self.maybe_snapshot();
@@ -515,15 +529,49 @@ impl<T> PartitionCore<T> {
 
     pub(super) fn apply_up_to(&mut self, to: Slot) {
         // A snapshot from the leader replaces the state first (`ready`).
-        if self.needs_rebuild || to <= self.applied || self.paxos.snapshot_pending() {
+        if self.needs_rebuild
+            || to <= self.applied
+            || self.paxos.snapshot_pending()
+            || self.state.is_none()
+        {
             return;
         }
-        let Some(state) = self.state.as_deref_mut() else {
+        if self.paxos.record(self.applied.next()).is_none() {
+            // A rebuild stopped at a share whose later records memory no
+            // longer holds: rebuilt again once its outcome is known.
+            if self.dec.stalled.and_then(|t| self.dec.get(t)).is_some() {
+                self.needs_rebuild = true;
+            }
             return;
-        };
+        }
+        self.dec.stalled = None;
+        let last = self.paxos.last_slot();
         for r in self.paxos.records(self.applied.next(), to) {
-            if let Err(e) = apply_record(state, &r) {
-                return self.stop(format!("slot {}: {e}", r.slot));
+            // An outcome logged after a share, in what this replica has.
+            let logged = |txn: u64| {
+                (r.slot.0 + 1..=last.0)
+                    .filter_map(|s| self.paxos.record(Slot(s)))
+                    .find_map(|l| durability::decision(&l.payload).filter(|d| d.0 == txn))
+                    .map(|d| d.1)
+            };
+            let gate = self.gate(&r, logged);
+            let Some(state) = self.state.as_deref_mut() else {
+                return;
+            };
+            match gate {
+                Gate::Stall(txn) => {
+                    self.dec.stalled = Some(txn);
+                    break;
+                }
+                Gate::Skip(txn) => state.mp_txn_max = state.mp_txn_max.max(txn),
+                Gate::Apply => {
+                    if let Err(e) = apply_record(state, &r) {
+                        return self.stop(format!("slot {}: {e}", r.slot));
+                    }
+                    if let Some((txn, commit)) = durability::decision(&r.payload) {
+                        self.dec.logged(txn, commit, state.undecided);
+                    }
+                }
             }
             self.applied = r.slot;
         }

@@ -37,6 +37,11 @@ pub enum CallError {
     /// done this time.
     #[error("procedure {procedure}: a call with idempotency key {key:?} was already applied; its answer was too big to keep, so it cannot be repeated (nothing was done this time)")]
     AnswerNotKept { procedure: String, key: String },
+    /// The partition waits for the outcome of a coordinator transaction
+    /// whose coordinator went away (see `partition::decide`); nothing was
+    /// done.
+    #[error("partition {partition} is settling the outcome of multi-partition transaction {txn}, whose coordinator changed; nothing was done: retry shortly")]
+    InDoubt { partition: u32, txn: u64 },
     /// Too much is waiting on this partition; nothing was done.
     #[error("the partition is overloaded: {0}; retry shortly")]
     Overloaded(String),

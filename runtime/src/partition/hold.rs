@@ -12,6 +12,7 @@
 use super::core::PartitionCore;
 use super::error::CallError;
 use super::state::PartitionState;
+use crate::durability;
 use crate::types::Slot;
 use std::sync::Arc;
 
@@ -45,6 +46,11 @@ impl<T> PartitionCore<T> {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
         }
+        // Waiting for an outcome: not lent until it is known (partition 0
+        // may have to decide it, which it does only while not held).
+        if let Some(e) = self.in_doubt().filter(|_| self.leading) {
+            return self.out.replies.push((token, Err(e)));
+        }
         // Handing leadership over: the entry the holder hands back could not
         // be proposed.
         let moving = self.paxos.transferring_to();
@@ -61,8 +67,16 @@ impl<T> PartitionCore<T> {
     /// The state comes back, with this partition's share of the holder's
     /// transaction (an encoded entry, already applied to the state), if
     /// any. `token` hears (`held_chosen`) once it, or whatever the holder
-    /// saw, is chosen.
-    pub fn release(&mut self, token: T, state: Box<PartitionState>, entry: Option<Vec<u8>>) {
+    /// saw, is chosen. `discard`: the entry is not what the state holds
+    /// (an abort, logged in place of a share already applied to it): the
+    /// state is rebuilt from the log.
+    pub fn release(
+        &mut self,
+        token: T,
+        state: Box<PartitionState>,
+        entry: Option<Vec<u8>>,
+        discard: bool,
+    ) {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
         }
@@ -88,6 +102,13 @@ impl<T> PartitionCore<T> {
                 .push((token, Err(CallError::NotLeader { leader })));
             return self.after_consensus();
         }
+        let mut state = state;
+        // Partition 0's share is the commit (see `decide`): remembered as
+        // applying it from the log would.
+        let share = entry.as_deref().and_then(durability::multi_txn);
+        if let (Some(txn), 0, false) = (share, self.cfg.partition.0, discard) {
+            state.committed.insert(txn);
+        }
         self.state = Some(state);
         let (dep, read_us) = match entry {
             Some(payload) => match self.paxos.propose(Arc::from(payload)) {
@@ -109,6 +130,9 @@ impl<T> PartitionCore<T> {
             dep,
             read_us,
         };
+        if discard {
+            self.needs_rebuild = true;
+        }
         self.after_consensus();
     }
 

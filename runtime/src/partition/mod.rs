@@ -23,6 +23,7 @@
 //! never run Wasm.
 
 pub mod core;
+pub mod decide;
 pub mod error;
 pub mod exec;
 mod hold;
@@ -34,6 +35,7 @@ mod snapshots;
 pub mod state;
 
 pub use self::core::{CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX};
+pub use decide::Committed;
 pub use error::CallError;
 pub use procs::{ProcRuntime, Procedures};
 pub use recover::{persist, write_batch};

@@ -3,6 +3,7 @@
 //! batch of writes reaches storage, in the order consensus requires.
 
 use super::core::{CoreConfig, Now, PartitionCore, Ready, WriteBatch};
+use super::decide::{Decisions, Gate};
 use super::hold::Hold;
 use super::procs::ProcRuntime;
 use super::replies::Replies;
@@ -10,7 +11,8 @@ use super::state::{PartitionState, ReplayError};
 use crate::consensus::Paxos;
 use crate::durability::{self, DurabilityError, LogRecord, SnapshotMeta, Storage, Vote};
 use crate::rng;
-use std::collections::{BTreeSet, VecDeque};
+use crate::types::Slot;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Payload bytes read from storage at once.
@@ -94,6 +96,7 @@ impl<T> PartitionCore<T> {
             waiting: Replies::default(),
             queued: VecDeque::new(),
             hold: Hold::Free,
+            dec: Decisions::default(),
             log_bytes: storage.bytes_since_snapshot(),
             snapshot_pending: None,
             batches: VecDeque::new(),
@@ -165,31 +168,79 @@ impl<T> PartitionCore<T> {
     fn rebuild_from(&mut self, storage: &mut dyn Storage) -> Result<(), ReplayError> {
         let (mut state, meta) = load_snapshot(&self.cfg, &self.runtime, &self.skipped, storage)?;
         let chosen = self.paxos.chosen();
-        let mut next = meta.slot.next();
-        while next <= chosen {
-            // In memory if recent (and not yet written, it can only be
-            // there); else from the log.
-            if let Some(r) = self.paxos.record(next) {
-                apply_record(&mut state, r)?;
-                next = next.next();
-                continue;
+        // First the outcomes logged after the snapshot (a share's comes
+        // after it), then the chosen records applied in order.
+        let mut outcomes = BTreeMap::new();
+        each_record(
+            &self.paxos,
+            storage,
+            meta.slot,
+            self.paxos.last_slot(),
+            |r| {
+                if let Some((txn, commit)) = durability::decision(&r.payload) {
+                    outcomes.insert(txn, commit);
+                }
+                Ok(true)
+            },
+        )?;
+        let mut applied = meta.slot;
+        let mut stalled = None;
+        each_record(&self.paxos, storage, meta.slot, chosen, |r| {
+            match self.gate(r, |txn| outcomes.get(&txn).copied()) {
+                Gate::Stall(txn) => {
+                    stalled = Some(txn);
+                    return Ok(false);
+                }
+                Gate::Skip(txn) => state.mp_txn_max = state.mp_txn_max.max(txn),
+                Gate::Apply => apply_record(&mut state, r)?,
             }
-            let recs = storage.read(next, READ_BYTES_MAX).map_err(storage_err)?;
-            if recs.first().map(|r| r.slot) != Some(next) {
-                return Err(ReplayError::Storage(format!(
-                    "slot {next} is chosen but neither in memory nor in the log"
-                )));
-            }
-            for r in recs.into_iter().take_while(|r| r.slot <= chosen) {
-                apply_record(&mut state, &r)?;
-                next = r.slot.next();
-            }
+            applied = r.slot;
+            Ok(true)
+        })?;
+        for (txn, commit) in outcomes {
+            self.dec.logged(txn, commit, None);
         }
+        self.dec.stalled = stalled;
         self.state = Some(Box::new(state));
-        self.applied = chosen;
-        self.paxos.applied(chosen);
+        self.applied = applied;
+        self.paxos.applied(applied);
         Ok(())
     }
+}
+
+/// Calls `f` on each record after `after` up to `to`, in order, from
+/// memory if recent (and not yet written, it can only be there), else
+/// from the log, until `f` says false.
+fn each_record(
+    paxos: &Paxos,
+    storage: &mut dyn Storage,
+    after: Slot,
+    to: Slot,
+    mut f: impl FnMut(&LogRecord) -> Result<bool, ReplayError>,
+) -> Result<(), ReplayError> {
+    let mut next = after.next();
+    while next <= to {
+        if let Some(r) = paxos.record(next) {
+            if !f(r)? {
+                return Ok(());
+            }
+            next = next.next();
+            continue;
+        }
+        let recs = storage.read(next, READ_BYTES_MAX).map_err(storage_err)?;
+        if recs.first().map(|r| r.slot) != Some(next) {
+            return Err(ReplayError::Storage(format!(
+                "slot {next} is in this replica's log but neither in memory nor in storage"
+            )));
+        }
+        for r in recs.into_iter().take_while(|r| r.slot <= to) {
+            if !f(&r)? {
+                return Ok(());
+            }
+            next = r.slot.next();
+        }
+    }
+    Ok(())
 }
 
 /// Applies one record's payload (an empty one is a no-op).

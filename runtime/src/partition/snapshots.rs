@@ -28,6 +28,7 @@ impl<T> PartitionCore<T> {
                 self.applied = meta.slot;
                 // Whatever this replica executed as leader is gone with it.
                 self.needs_rebuild = false;
+                self.dec.stalled = None;
             }
             Err(e) => self.stop(format!(
                 "installing the leader's snapshot at slot {}: {e}",
@@ -53,7 +54,8 @@ impl<T> PartitionCore<T> {
         if in_flight || !grown || self.applied <= snap_slot || self.needs_rebuild {
             return;
         }
-        let Some(state) = self.state.as_deref() else {
+        // A share held in memory, its outcome unknown, never goes into one.
+        let Some(state) = self.state.as_deref().filter(|s| s.undecided.is_none()) else {
             return;
         };
         let Some(ballot) = self.paxos.ballot_at(self.applied) else {
@@ -64,7 +66,8 @@ impl<T> PartitionCore<T> {
             ballot,
         };
         self.snapshot_asked = false;
-        match durability::snapshot::encode(meta, state.mp_txn_max, &state.images()) {
+        let committed = state.committed.image();
+        match durability::snapshot::encode(meta, state.mp_txn_max, &committed, &state.images()) {
             Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),
             Err(e) => return self.stop(format!("encoding a snapshot: {e}")),
         }

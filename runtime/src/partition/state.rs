@@ -2,6 +2,7 @@
 //! views), procedures and deployed module bytes on this partition, and how
 //! a logged entry changes it.
 
+use super::decide::Committed;
 use super::kept::KeptCalls;
 use super::procs::{ProcRuntime, Procedures};
 use crate::catalog::PartitionId;
@@ -76,6 +77,12 @@ pub struct PartitionState {
     /// Coordinator transactions that not every partition logged (found at
     /// start-up): never applied.
     pub skipped: Arc<BTreeSet<u64>>,
+    /// The coordinator transaction whose share this state holds applied in
+    /// memory, its outcome not known yet (set by the coordinator that ran
+    /// it; see `decide`). A state holding one is never snapshotted.
+    pub undecided: Option<u64>,
+    /// Partition 0: coordinator transactions it committed (see `decide`).
+    pub committed: Committed,
 }
 
 impl PartitionState {
@@ -86,6 +93,8 @@ impl PartitionState {
             tenants: BTreeMap::new(),
             mp_txn_max: 0,
             skipped: Arc::default(),
+            undecided: None,
+            committed: Committed::default(),
         }
     }
 
@@ -130,6 +139,7 @@ impl PartitionState {
     ) -> Result<PartitionState, ReplayError> {
         let mut state = PartitionState::new(id, runtime);
         state.mp_txn_max = snap.mp_txn_max;
+        state.committed = Committed::from_image(snap.committed);
         for t in snap.tenants {
             let mut part = TenantPart {
                 engine: t.engine,
@@ -170,7 +180,16 @@ impl PartitionState {
                     return Ok(());
                 }
                 self.mp_txn_max = self.mp_txn_max.max(*txn);
+                if self.id.0 == 0 {
+                    self.committed.insert(*txn);
+                }
                 self.replay_multi(*tenant, body)
+            }
+            // Shares are applied or passed over by their outcome before
+            // this (see `decide`).
+            Entry::Decide { txn, .. } => {
+                self.mp_txn_max = self.mp_txn_max.max(*txn);
+                Ok(())
             }
         }
     }

@@ -36,6 +36,8 @@ mod world;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_2pc;
+#[cfg(test)]
 mod tests_core;
 
 use crate::consensus;

@@ -99,7 +99,7 @@ impl World<'_> {
             m.result = Some(result);
         }
         if let Some(core) = self.nodes[n].core() {
-            core.release(token, state, entry);
+            core.release(token, state, entry, false);
         }
     }
 

@@ -50,7 +50,7 @@ fn run_setup(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, step: &Setup
     let r = drain(core, log);
     let (_, mut state) = r.lent.expect("lent");
     let entry = setup_entry(&mut state, step);
-    core.release(Token::Setup, state, Some(entry));
+    core.release(Token::Setup, state, Some(entry), false);
     for _ in 0..10 {
         if drain(core, log).held_chosen.is_some() {
             core.resume();
@@ -118,7 +118,7 @@ fn a_hold_waits_until_the_leader_has_room_to_propose() {
     let (_, mut state) = r.lent.expect("lent once there is room");
     let insert = SetupStep::Insert("INSERT INTO accounts (id, balance) VALUES (999999, 1)".into());
     let entry = setup_entry(&mut state, &insert);
-    core.release(Token::Setup, state, Some(entry));
+    core.release(Token::Setup, state, Some(entry), false);
     let mut told = false;
     for _ in 0..10 {
         let r = drain(&mut core, &mut log);
@@ -207,7 +207,7 @@ fn a_state_lent_when_leadership_is_lost_is_rebuilt_and_applying_goes_on() {
     core.step(NodeId(2), accept);
     drain(&mut core, &mut log);
     assert!(!core.is_leader());
-    core.release(token, state, None);
+    core.release(token, state, None, false);
     // The shell rebuilds when asked to.
     for _ in 0..5 {
         let r = drain(&mut core, &mut log);
@@ -239,7 +239,7 @@ fn a_held_read_outside_the_lease_waits_for_a_quorum() {
     core.hold(Token::Multi { client: 0, op: 2 });
     let r = drain(&mut core, &mut log);
     let (token, state) = r.lent.expect("lent");
-    core.release(token, state, None);
+    core.release(token, state, None, false);
     let r = drain(&mut core, &mut log);
     assert!(r.held_chosen.is_none(), "not answered outside the lease");
     // A quorum round after it: answered.
@@ -336,7 +336,7 @@ fn a_stopped_core_answers_every_call_it_still_has() {
         "written puts may have taken effect; the queued one did not"
     );
     // After the stop: refused, with the reason.
-    core.release(Token::Setup, state, None);
+    core.release(Token::Setup, state, None, false);
     core.call(call(4), TENANT, "put".into(), put(4), None);
     let r = core.ready();
     assert_eq!(r.replies.len(), 2);
