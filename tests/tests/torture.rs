@@ -72,14 +72,7 @@ fn torture(args: &[&str]) -> Option<(String, bool)> {
 /// which the bank found in about one schedule in ten.
 #[test]
 fn a_short_fault_suite_finds_no_anomaly() {
-    let Some((text, ok)) = torture(&[
-        "--schedules",
-        "2",
-        "--seconds",
-        "10",
-        "--seed",
-        "1",
-    ]) else {
+    let Some((text, ok)) = torture(&["--schedules", "2", "--seconds", "10", "--seed", "1"]) else {
         return;
     };
     assert!(ok, "the fault suite found anomalies:\n{text}");

@@ -563,13 +563,23 @@ impl<T> PartitionCore<T> {
                     self.dec.stalled = Some(txn);
                     break;
                 }
-                Gate::Skip(txn) => state.mp_txn_max = state.mp_txn_max.max(txn),
+                Gate::Skip(txn) => {
+                    state.mp_txn_max = state.mp_txn_max.max(txn);
+                    self.dec.forget(txn);
+                }
                 Gate::Apply => {
                     if let Err(e) = apply_record(state, &r) {
                         return self.stop(format!("slot {}: {e}", r.slot));
                     }
-                    if let Some((txn, commit)) = durability::decision(&r.payload) {
-                        self.dec.logged(txn, commit, state.undecided);
+                    if let Some(txn) = durability::multi_txn(&r.payload) {
+                        self.dec.forget(txn);
+                    }
+                    // The outcome of a share this state holds in memory.
+                    match durability::decision(&r.payload) {
+                        Some((txn, commit)) if state.undecided == Some(txn) => {
+                            self.dec.learn(txn, commit)
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -128,14 +128,15 @@ impl Decisions {
         self.known.get(&txn).copied()
     }
 
-    /// An outcome applied from the log: kept only for a state that holds
-    /// the transaction's share in memory (`settle_decisions` acts on it).
-    pub(super) fn logged(&mut self, txn: u64, commit: bool, undecided: Option<u64>) {
-        if undecided == Some(txn) {
-            self.learn(txn, commit);
-        } else {
-            self.known.remove(&txn);
-        }
+    /// Passed: a share applied or passed over, an outcome acted on.
+    pub(super) fn forget(&mut self, txn: u64) {
+        self.known.remove(&txn);
+    }
+
+    /// After a rebuild: only what the new state waits for is kept.
+    pub(super) fn rebuilt(&mut self, stalled: Option<u64>) {
+        self.stalled = stalled;
+        self.known.retain(|t, _| Some(*t) == stalled);
     }
 }
 
@@ -152,21 +153,25 @@ impl<T> PartitionCore<T> {
     /// Input: coordinator transaction `txn`'s outcome, from the node's
     /// coordinator (which ran it) or partition 0's replica here (asked).
     /// A leader that holds or waits at its share logs it.
+    ///
+    /// Heard only for a share this replica holds or waits at: an outcome
+    /// kept for another could be taken for that of a later transaction
+    /// given the same id (a coordinator whose shares were never chosen
+    /// leaves its ids to the next one).
     pub fn decided(&mut self, txn: u64, commit: bool) {
         if self.fatal.is_some() || self.cfg.partition.0 == 0 {
             return;
         }
-        self.dec.learn(txn, commit);
         let holds = self
             .state
             .as_ref()
             .is_some_and(|s| s.undecided == Some(txn));
+        if !holds && self.dec.stalled != Some(txn) {
+            return;
+        }
+        self.dec.learn(txn, commit);
         let queued = self.dec.to_log.iter().any(|(t, _)| *t == txn);
-        if self.leading
-            && (holds || self.dec.stalled == Some(txn))
-            && !queued
-            && self.dec.to_log.len() < DECISIONS_TO_LOG_MAX
-        {
+        if self.leading && !queued && self.dec.to_log.len() < DECISIONS_TO_LOG_MAX {
             self.dec.to_log.push_back((txn, commit));
         }
         self.after_consensus();
@@ -246,11 +251,19 @@ impl<T> PartitionCore<T> {
     /// log, a question to ask.
     pub(super) fn settle_decisions(&mut self) {
         if let Some(state) = self.state.as_deref_mut() {
-            if let Some(commit) = state.undecided.and_then(|t| self.dec.get(t)) {
-                state.undecided = None;
-                if !commit {
-                    // Its share is in the state: rebuilt without it.
-                    self.needs_rebuild = true;
+            if let Some(t) = state.undecided {
+                match self.dec.get(t) {
+                    Some(true) => {
+                        state.undecided = None;
+                        self.dec.forget(t);
+                    }
+                    // Its share is in the state: rebuilt without it (the
+                    // rebuild finds the outcome here, then forgets it).
+                    Some(false) => {
+                        state.undecided = None;
+                        self.needs_rebuild = true;
+                    }
+                    None => {}
                 }
             }
         }

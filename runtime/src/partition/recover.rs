@@ -168,25 +168,26 @@ impl<T> PartitionCore<T> {
     fn rebuild_from(&mut self, storage: &mut dyn Storage) -> Result<(), ReplayError> {
         let (mut state, meta) = load_snapshot(&self.cfg, &self.runtime, &self.skipped, storage)?;
         let chosen = self.paxos.chosen();
-        // First the outcomes logged after the snapshot (a share's comes
-        // after it), then the chosen records applied in order.
+        // First the outcomes logged after the snapshot (a share's is the
+        // first with its id after it), then the chosen records in order.
         let mut outcomes = BTreeMap::new();
-        each_record(
-            &self.paxos,
-            storage,
-            meta.slot,
-            self.paxos.last_slot(),
-            |r| {
-                if let Some((txn, commit)) = durability::decision(&r.payload) {
-                    outcomes.insert(txn, commit);
-                }
-                Ok(true)
-            },
-        )?;
+        let last = self.paxos.last_slot();
+        each_record(&self.paxos, storage, meta.slot, last, |r| {
+            if let Some((txn, commit)) = durability::decision(&r.payload) {
+                outcomes.insert((txn, r.slot), commit);
+            }
+            Ok(true)
+        })?;
+        let logged_after = |txn: u64, share: Slot| {
+            outcomes
+                .range((txn, share)..=(txn, Slot(u64::MAX)))
+                .next()
+                .map(|(_, c)| *c)
+        };
         let mut applied = meta.slot;
         let mut stalled = None;
         each_record(&self.paxos, storage, meta.slot, chosen, |r| {
-            match self.gate(r, |txn| outcomes.get(&txn).copied()) {
+            match self.gate(r, |txn| logged_after(txn, r.slot)) {
                 Gate::Stall(txn) => {
                     stalled = Some(txn);
                     return Ok(false);
@@ -197,10 +198,7 @@ impl<T> PartitionCore<T> {
             applied = r.slot;
             Ok(true)
         })?;
-        for (txn, commit) in outcomes {
-            self.dec.logged(txn, commit, None);
-        }
-        self.dec.stalled = stalled;
+        self.dec.rebuilt(stalled);
         self.state = Some(Box::new(state));
         self.applied = applied;
         self.paxos.applied(applied);
