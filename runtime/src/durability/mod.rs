@@ -45,6 +45,7 @@
 //!             | 5 KeptWrites: kept, writes
 //!   3 KeptCommit: tenant u32, kept, writes   (a call that came with an idempotency key)
 //!   4 Decide: txn u64, outcome u8 (0 abort, 1 commit)   (of coordinator transaction txn)
+//!   5 Share:  as 2 Multi: a share of a two-phase commit, applied once its outcome is known
 //!   kept   = str key, answer;  answer = u8 0 (not kept: too big) | 1 value |
 //!            2 columns u32 + (str name, u8 0 | 1 type), rows u32 + rows
 //!   writes = count u32, ops;  op = kind u8 (1 insert, 2 update, 3 delete), str table,
@@ -124,9 +125,9 @@ pub use log::{
 };
 pub use log_storage::READ_RECORDS_MAX;
 pub use record::{
-    decision, decode_entry, deployed_module, encode_commit, encode_entry, multi_txn, output_bytes,
-    put_output, Entry, KeptCall, LoggedOp, LoggedWrites, MultiBody, RecordTooLarge,
-    PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
+    decision, decode_entry, deployed_module, encode_commit, encode_entry, mark_share, multi_txn,
+    output_bytes, put_output, share_txn, Entry, KeptCall, LoggedOp, LoggedWrites, MultiBody,
+    RecordTooLarge, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };
 pub use segment::SEGMENT_FILE_BYTES_MAX;
 pub use sim_fs::{CrashReport, CrashedFile, SimFile, SimFs, SimFsStats, GARBLED_TAIL_BYTES};

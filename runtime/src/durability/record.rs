@@ -26,6 +26,9 @@ const ENTRY_COMMIT: u8 = 1;
 const ENTRY_MULTI: u8 = 2;
 const ENTRY_KEPT_COMMIT: u8 = 3;
 const ENTRY_DECIDE: u8 = 4;
+/// A `Multi` entry that is a share of a two-phase commit (applied once its
+/// outcome is known); tag 2 is one from before, applied once chosen.
+const ENTRY_SHARE: u8 = 5;
 const BODY_WRITES: u8 = 1;
 const BODY_DDL: u8 = 2;
 const BODY_DEPLOY: u8 = 3;
@@ -658,11 +661,32 @@ fn writes(r: &mut Reader<'_>) -> DecodeResult<LoggedWrites> {
 /// bytes only (None for a single-partition commit, a no-op, or bytes too
 /// short to say).
 pub fn multi_txn(payload: &[u8]) -> Option<u64> {
-    if payload.first() != Some(&ENTRY_MULTI) {
+    if !matches!(payload.first(), Some(&(ENTRY_MULTI | ENTRY_SHARE))) {
         return None;
     }
     let txn: [u8; 8] = payload.get(1..9)?.try_into().ok()?;
     Some(u64::from_le_bytes(txn))
+}
+
+/// The coordinator transaction of a two-phase share (see `mark_share`).
+pub fn share_txn(payload: &[u8]) -> Option<u64> {
+    if payload.first() != Some(&ENTRY_SHARE) {
+        return None;
+    }
+    multi_txn(payload)
+}
+
+/// Marks an encoded `Entry::Multi` as a share of a two-phase commit
+/// (partition::decide): it decodes the same, and a replica applies it only
+/// once its outcome is known. False (unchanged) for any other payload.
+pub fn mark_share(payload: &mut [u8]) -> bool {
+    match payload.first_mut() {
+        Some(tag) if *tag == ENTRY_MULTI => {
+            *tag = ENTRY_SHARE;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The coordinator transaction a payload decides and whether it commits
@@ -684,7 +708,7 @@ pub fn decision(payload: &[u8]) -> Option<(u64, bool)> {
 /// rest (None for any other entry or bytes that do not decode).
 pub fn deployed_module(payload: &[u8]) -> Option<(&str, &[u8])> {
     let mut r = Reader::new(payload);
-    if r.u8("entry tag").ok()? != ENTRY_MULTI {
+    if !matches!(r.u8("entry tag").ok()?, ENTRY_MULTI | ENTRY_SHARE) {
         return None;
     }
     r.u64("txn").ok()?;
@@ -715,7 +739,7 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
                 kept: Some(kept),
             }
         }
-        ENTRY_MULTI => {
+        ENTRY_MULTI | ENTRY_SHARE => {
             let txn = r.u64("txn")?;
             let tenant = TenantId(r.u32("tenant")?);
             let body = match r.u8("multi body tag")? {
@@ -985,6 +1009,16 @@ mod tests {
             };
             assert_eq!(decision(&payload), want_decision);
         }
+        // A share marked for two-phase commit decodes the same.
+        let multi = &entries[2];
+        let mut share = Vec::new();
+        encode_entry(multi, &mut share).unwrap();
+        assert_eq!(share_txn(&share), None);
+        assert!(mark_share(&mut share));
+        assert_eq!(share_txn(&share), Some(9));
+        assert_eq!(multi_txn(&share), Some(9));
+        assert_eq!(&decode_entry(&share).unwrap(), multi);
+        assert!(!mark_share(&mut share), "marked once");
         // An outcome byte other than 0 or 1 is refused, not read as one.
         let mut bad = Vec::new();
         encode_entry(

@@ -200,9 +200,12 @@ impl Coordinator {
         tenant: TenantId,
         bodies: Vec<MultiBody>,
     ) -> Result<(), ErrorReply> {
-        let txn = self.last_txn.get() + 1;
+        // Above every id this node saw, and every id an earlier leader of
+        // partition 0 could have given (see `decide::txn_floor`).
+        let floor = g.first().map_or(0, |p0| p0.txn_floor);
+        let txn = (self.last_txn.get() + 1).max(floor);
         let mut entries = Vec::with_capacity(bodies.len());
-        for body in bodies {
+        for (i, body) in bodies.into_iter().enumerate() {
             let mut payload = Vec::new();
             let encoded =
                 durability::encode_entry(&Entry::Multi { txn, tenant, body }, &mut payload);
@@ -210,6 +213,10 @@ impl Coordinator {
                 // The states already hold the transaction: they must not
                 // serve it unlogged. (Callers check sizes first.)
                 return Err(self.broken(g, format!("a checked entry did not encode: {e}")));
+            }
+            // Partition 0's share is the commit; the others wait for it.
+            if i > 0 {
+                durability::mark_share(&mut payload);
             }
             entries.push(payload);
         }

@@ -538,9 +538,15 @@ impl<T> PartitionCore<T> {
         }
         if self.paxos.record(self.applied.next()).is_none() {
             // A rebuild stopped at a share whose later records memory no
-            // longer holds: rebuilt again once its outcome is known.
-            if self.dec.stalled.and_then(|t| self.dec.get(t)).is_some() {
-                self.needs_rebuild = true;
+            // longer holds: rebuilt again once its outcome is known (told,
+            // or logged since).
+            if let Some(t) = self.dec.stalled {
+                let logged = (self.applied.0 + 1..=self.paxos.last_slot().0)
+                    .filter_map(|s| self.paxos.record(Slot(s)))
+                    .any(|l| durability::decision(&l.payload).is_some_and(|d| d.0 == t));
+                if logged || self.dec.get(t).is_some() {
+                    self.needs_rebuild = true;
+                }
             }
             return;
         }
@@ -593,6 +599,7 @@ impl<T> PartitionCore<T> {
             return;
         }
         self.leading = false;
+        self.dec.lost_leadership();
         let refused = CallError::NotLeader {
             leader: self.paxos.leader(),
         };

@@ -40,6 +40,7 @@ use super::core::PartitionCore;
 use super::error::CallError;
 use super::hold::Hold;
 use crate::durability::{self, Entry, LogRecord};
+use crate::types::{Ballot, Slot};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -114,6 +115,9 @@ pub(super) struct Decisions {
     asked_us: Option<u64>,
     /// Outcomes this replica's leader has still to log.
     to_log: VecDeque<(u64, bool)>,
+    /// Partition 0's leader: questions it can answer once its log is
+    /// chosen up to the slot (what its state held when asked).
+    to_answer: BTreeMap<u64, Slot>,
 }
 
 impl Decisions {
@@ -138,6 +142,22 @@ impl Decisions {
         self.stalled = stalled;
         self.known.retain(|t, _| Some(*t) == stalled);
     }
+
+    /// Leadership lost: what it was to log or answer is for the next leader.
+    pub(super) fn lost_leadership(&mut self) {
+        self.to_log.clear();
+        self.to_answer.clear();
+    }
+}
+
+/// The lowest coordinator transaction id the leader of partition 0 in
+/// ballot `b` gives: ids are unique across leaders (a coordinator none of
+/// whose shares was chosen leaves no trace for the next to count from),
+/// ballots order them, and each leadership has 2^32 ids. Rounds above
+/// 2^24 share the last range.
+pub fn txn_floor(b: Ballot) -> u64 {
+    const ROUND_MAX: u64 = (1 << 24) - 1;
+    (b.round.min(ROUND_MAX) << 40) | (u64::from(b.node.0 & 0xff) << 32)
 }
 
 /// What applying does with one record.
@@ -169,19 +189,24 @@ impl<T> PartitionCore<T> {
         if !holds && self.dec.stalled != Some(txn) {
             return;
         }
-        self.dec.learn(txn, commit);
         let queued = self.dec.to_log.iter().any(|(t, _)| *t == txn);
-        if self.leading && !queued && self.dec.to_log.len() < DECISIONS_TO_LOG_MAX {
+        if self.leading && !queued {
+            if self.dec.to_log.len() >= DECISIONS_TO_LOG_MAX {
+                return; // not taken: asked again, and answered again
+            }
             self.dec.to_log.push_back((txn, commit));
         }
+        self.dec.learn(txn, commit);
         self.after_consensus();
     }
 
     /// Input (partition 0): a replica on this node asks for `txn`'s
-    /// outcome. Answered (`Ready::answers`) when this replica's state
-    /// knows it and all it applied is chosen; a leader with nothing of its
+    /// outcome. Answered (`Ready::answers`) from this replica's state once
+    /// what it applied up to now is chosen; a leader with nothing of its
     /// own coordinator in flight aborts a transaction it never committed.
-    /// Otherwise nothing: the asker asks again.
+    /// Otherwise nothing (the asker asks again), and nothing for one older
+    /// than every commit it remembers (`Committed`): the asker then waits
+    /// for the outcome its own log will hold.
     pub fn resolve(&mut self, txn: u64) {
         if self.fatal.is_some() || self.cfg.partition.0 != 0 {
             return;
@@ -190,20 +215,42 @@ impl<T> PartitionCore<T> {
             return; // lent: its holder may be deciding it
         };
         if txn <= state.mp_txn_max {
-            if self.applied > self.paxos.chosen() {
-                return; // a leader ahead of what is chosen: not yet
-            }
-            match state.committed.outcome(txn) {
-                Some(commit) => self.out.answers.push((txn, commit)),
-                None => self.stop(format!(
-                    "asked for the outcome of coordinator transaction {txn}, older than every \
-                     one it still remembers ({COMMITS_KEPT_MAX} commits kept)"
-                )),
+            if self.applied <= self.paxos.chosen() {
+                self.out
+                    .answers
+                    .extend(state.committed.outcome(txn).map(|c| (txn, c)));
+            } else if self.dec.to_answer.len() < DECISIONS_KNOWN_MAX {
+                // A leader ahead of what is chosen: once it is.
+                self.dec.to_answer.insert(txn, self.applied);
             }
             return;
         }
         if matches!(self.hold, Hold::Free) && self.can_run() {
             self.propose_decision(txn, false);
+        }
+    }
+
+    /// Partition 0: answers the questions whose basis is now chosen.
+    fn answer_chosen(&mut self) {
+        let chosen = self.paxos.chosen();
+        if self.dec.to_answer.is_empty() {
+            return;
+        }
+        let Some(state) = self.state.as_deref() else {
+            return;
+        };
+        let ready: Vec<u64> = self
+            .dec
+            .to_answer
+            .iter()
+            .filter(|(_, at)| **at <= chosen)
+            .map(|(t, _)| *t)
+            .collect();
+        for txn in ready {
+            self.dec.to_answer.remove(&txn);
+            if let Some(commit) = state.committed.outcome(txn) {
+                self.out.answers.push((txn, commit));
+            }
         }
     }
 
@@ -230,7 +277,8 @@ impl<T> PartitionCore<T> {
         if self.cfg.partition.0 == 0 {
             return Gate::Apply; // its share is the commit
         }
-        let Some(txn) = durability::multi_txn(&r.payload) else {
+        // Shares logged before two-phase commit apply once chosen.
+        let Some(txn) = durability::share_txn(&r.payload) else {
             return Gate::Apply;
         };
         if self.skipped.contains(&txn) {
@@ -250,6 +298,7 @@ impl<T> PartitionCore<T> {
     /// After applying: an outcome for what the state holds, outcomes to
     /// log, a question to ask.
     pub(super) fn settle_decisions(&mut self) {
+        self.answer_chosen();
         if let Some(state) = self.state.as_deref_mut() {
             if let Some(t) = state.undecided {
                 match self.dec.get(t) {

@@ -172,10 +172,13 @@ impl<T> PartitionCore<T> {
         if !matches!(self.hold, Hold::Asked { before: 0, .. }) || !self.can_run() {
             return;
         }
-        if let (Hold::Asked { token, .. }, Some(state)) = (
+        if let (Hold::Asked { token, .. }, Some(mut state)) = (
             std::mem::replace(&mut self.hold, Hold::Lent),
             self.state.take(),
         ) {
+            if self.cfg.partition.0 == 0 {
+                state.txn_floor = super::decide::txn_floor(self.paxos.promised());
+            }
             self.out.lent = Some((token, state));
         }
     }

@@ -83,6 +83,9 @@ pub struct PartitionState {
     pub undecided: Option<u64>,
     /// Partition 0: coordinator transactions it committed (see `decide`).
     pub committed: Committed,
+    /// Partition 0, as lent: the lowest id its holder may give a new
+    /// coordinator transaction (`decide::txn_floor`).
+    pub txn_floor: u64,
 }
 
 impl PartitionState {
@@ -95,6 +98,7 @@ impl PartitionState {
             skipped: Arc::default(),
             undecided: None,
             committed: Committed::default(),
+            txn_floor: 0,
         }
     }
 

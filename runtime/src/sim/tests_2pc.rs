@@ -134,7 +134,8 @@ impl Pair {
         self.r[l].core.hold(Token::Setup);
         let (_, ready) = self.r[l].drain();
         let (token, mut state) = ready.lent.expect("lent");
-        let entry = setup_entry(&mut state, &step);
+        let mut entry = setup_entry(&mut state, &step);
+        assert!(crate::durability::mark_share(&mut entry));
         let txn = state.mp_txn_max;
         state.undecided = Some(txn);
         self.r[l].core.release(token, state, Some(entry), false);
