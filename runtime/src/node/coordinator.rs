@@ -6,10 +6,12 @@
 //!
 //! A change is applied to every held state, then each partition's share is
 //! handed back as an `Entry::Multi` (one transaction id in every
-//! partition's log), and the reply waits until all of them are chosen; the
+//! partition's log), committed in two phases (`partition::decide`), and the
+//! reply waits until partition 0's share, the commit, is chosen; the
 //! partitions are held until then, so nothing that reads the change is
-//! acknowledged before it is durable everywhere. Recovery applies a
-//! transaction only if every partition logged it (see `node::recovery`).
+//! acknowledged before it is durable everywhere. On a lone node recovery
+//! applies a transaction only if every partition logged it (see
+//! `node::recovery`).
 
 use super::executor::{FatalFn, Input};
 use super::hold::{hold_all, Held};
@@ -192,8 +194,8 @@ impl Coordinator {
     }
 
     /// Hands every state back with its share of one coordinator
-    /// transaction (one entry per partition, in one id) and waits until
-    /// every partition has it chosen.
+    /// transaction (one entry per partition, in one id) and waits until it
+    /// is committed (two phases: see `Held::finish`).
     pub(super) fn commit(
         &self,
         g: Held<'_>,

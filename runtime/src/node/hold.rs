@@ -1,13 +1,16 @@
 //! Holding every partition for one coordinator transaction, by messages to
 //! their executors (no lock is shared): each core lends its state once the
 //! calls queued before the hold have run; the coordinator works on the
-//! states, then hands each back with its share of the transaction, waits
-//! until every share (or, for a read, everything it saw) is chosen, and
-//! lets the partitions go on.
+//! states, then hands each back with its share of the transaction in two
+//! phases (partitions 1.., then partition 0's share, the commit; see
+//! `partition::decide`) — for a read, once everything it saw is chosen —
+//! and lets the partitions go on.
 //!
 //! ```text
 //!   coordinator ──Hold──▶ executor p  ──lent state──▶ coordinator (runs the txn)
-//!   coordinator ──Release(state, entry)──▶ p ──chosen──▶ coordinator ──Resume──▶ p
+//!   coordinator ──Release(state, share)──▶ p1..pn ──chosen──▶ coordinator
+//!   coordinator ──Release(state, share or abort)──▶ p0 ──chosen──▶ coordinator
+//!   coordinator ──Decided, Resume──▶ p1..pn; Resume ──▶ p0
 //! ```
 //!
 //! Calls that arrive meanwhile wait in each core, so a transaction is seen

@@ -102,10 +102,10 @@ pub struct Node {
     pub connections: AtomicU64,
     /// Set when the node must stop (see the module doc).
     pub fatal: Arc<Fatal>,
-    /// Held while the node runs: one node per data directory.
     /// Every executor's queue, for the partitions to reach each other
     /// (they hold it weakly: it goes with the node).
     _siblings: Arc<std::sync::OnceLock<Vec<Sender<Input>>>>,
+    /// Held while the node runs: one node per data directory.
     _lock: std::fs::File,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,

@@ -161,7 +161,7 @@ impl<T> PartitionCore<T> {
                 self.needs_rebuild = false;
                 self.after_consensus();
             }
-            Err(e) => self.stop(format!("rebuilding after losing leadership: {e}")),
+            Err(e) => self.stop(format!("rebuilding its state from the log: {e}")),
         }
     }
 
