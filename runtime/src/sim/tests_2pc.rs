@@ -10,26 +10,15 @@
 
 use super::node::Token;
 use super::requests::{setup_entry, SetupStep};
+use super::tests_core::{now, shared};
 use super::world::TENANT;
 use super::Shared;
 use crate::catalog::PartitionId;
 use crate::consensus::Message;
 use crate::durability::{Log, LogOptions, SimFs, Storage};
-use crate::partition::{persist, CallError, CoreConfig, Now, PartitionCore, Ready};
+use crate::partition::{persist, CallError, CoreConfig, PartitionCore, Ready};
 use crate::types::NodeId;
 use std::sync::Arc;
-
-fn shared() -> Shared {
-    let read = |n: &str| std::fs::read(crate::wasm::testing::procedure_wasm(n).unwrap()).unwrap();
-    Shared::new(read("ohm_kv"), read("ohm_bank")).unwrap()
-}
-
-fn now(us: u64) -> Now {
-    Now {
-        mono_us: us,
-        wall_us: 1_800_000_000_000_000 + us as i64,
-    }
-}
 
 /// One replica: its core and its log.
 struct Replica {
@@ -166,15 +155,22 @@ fn pair(shared: &Shared) -> Pair {
     p
 }
 
-#[test]
-fn a_share_is_applied_by_a_follower_only_once_its_outcome_is_logged() {
-    let shared = shared();
-    let mut p = pair(&shared);
+/// `pair`, with the kv table created by a committed share.
+fn pair_with_kv(shared: &Shared) -> Pair {
+    let mut p = pair(shared);
     let l = p.leader();
-    let f = 1 - l;
     let ddl = p.share(SetupStep::Ddl(ohm_kv::SCHEMA[0]));
     p.r[l].core.decided(ddl, true);
     p.run(5);
+    p
+}
+
+#[test]
+fn a_share_is_applied_by_a_follower_only_once_its_outcome_is_logged() {
+    let shared = shared();
+    let mut p = pair_with_kv(&shared);
+    let l = p.leader();
+    let f = 1 - l;
     let insert = "INSERT INTO kv (k, v, version) VALUES ('a', x'01', 1)".to_string();
     let txn = p.share(SetupStep::Insert(insert));
     assert_eq!(p.r[l].rows("kv"), 1, "the leader's state holds its share");
@@ -206,12 +202,9 @@ fn a_share_is_applied_by_a_follower_only_once_its_outcome_is_logged() {
 #[test]
 fn an_aborted_share_is_dropped_by_the_leader_and_passed_over_by_the_follower() {
     let shared = shared();
-    let mut p = pair(&shared);
+    let mut p = pair_with_kv(&shared);
     let l = p.leader();
     let f = 1 - l;
-    let ddl = p.share(SetupStep::Ddl(ohm_kv::SCHEMA[0]));
-    p.r[l].core.decided(ddl, true);
-    p.run(5);
     let txn = p.share(SetupStep::Insert(
         "INSERT INTO kv (k, v, version) VALUES ('b', x'02', 1)".into(),
     ));
@@ -235,11 +228,8 @@ fn an_aborted_share_is_dropped_by_the_leader_and_passed_over_by_the_follower() {
 #[test]
 fn a_new_leader_that_finds_a_share_without_an_outcome_asks_partition_0_and_waits() {
     let shared = shared();
-    let mut p = pair(&shared);
+    let mut p = pair_with_kv(&shared);
     let l = p.leader();
-    let ddl = p.share(SetupStep::Ddl(ohm_kv::SCHEMA[0]));
-    p.r[l].core.decided(ddl, true);
-    p.run(5);
     let txn = p.share(SetupStep::Insert(
         "INSERT INTO kv (k, v, version) VALUES ('d', x'04', 1)".into(),
     ));

@@ -14,12 +14,12 @@ use crate::partition::{persist, CoreConfig, Now, PartitionCore, Ready};
 use crate::types::{Ballot, NodeId, Slot, Value};
 use std::sync::Arc;
 
-fn shared() -> Shared {
+pub(super) fn shared() -> Shared {
     let read = |n: &str| std::fs::read(crate::wasm::testing::procedure_wasm(n).unwrap()).unwrap();
     Shared::new(read("ohm_kv"), read("ohm_bank")).unwrap()
 }
 
-fn now(us: u64) -> Now {
+pub(super) fn now(us: u64) -> Now {
     Now {
         mono_us: us,
         wall_us: 1_800_000_000_000_000 + us as i64,
