@@ -8,6 +8,7 @@
 //! crc <crc32 of every byte above, hex>
 //! ```
 
+pub use crate::durability::TenantRecord;
 use crate::types::TenantId;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +53,8 @@ pub enum CatalogError {
     Full,
     #[error("could not draw random bytes for a token")]
     Random,
+    #[error("the replicated tenants disagree with this node's catalog: {0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +266,20 @@ impl Catalog {
         principal: &str,
         admin: bool,
     ) -> Result<(TenantId, String), CatalogError> {
+        let (record, token) = self.new_tenant(name, principal, admin)?;
+        self.adopt(&record)?;
+        Ok((record.id, token))
+    }
+
+    /// A tenant that could be added next, with one principal, and the
+    /// principal's token; nothing is added (a cluster logs the record
+    /// first, and every node `adopt`s it once applied).
+    pub fn new_tenant(
+        &self,
+        name: &str,
+        principal: &str,
+        admin: bool,
+    ) -> Result<(TenantRecord, String), CatalogError> {
         if !valid_name(name) {
             return Err(CatalogError::BadName(name.to_string()));
         }
@@ -274,20 +291,52 @@ impl Catalog {
         }
         let id = TenantId(self.tenants.keys().next_back().map_or(0, |t| t.0 + 1));
         let token = new_token()?;
-        self.tenants.insert(
+        let record = TenantRecord {
             id,
+            name: name.to_string(),
+            principal: principal.to_string(),
+            admin,
+            token_sha256: sha256(&token),
+        };
+        Ok((record, token))
+    }
+
+    /// Adds a tenant and its principal as `new_tenant` made them; one
+    /// already here with the same name is left as it is (true: added).
+    pub fn adopt(&mut self, t: &TenantRecord) -> Result<bool, CatalogError> {
+        match self.tenants.get(&t.id) {
+            Some(have) if have.name == t.name => return Ok(false),
+            Some(have) => {
+                return Err(CatalogError::Conflict(format!(
+                    "tenant {} is {:?} here but {:?} in the record",
+                    t.id.0, have.name, t.name
+                )))
+            }
+            None => {}
+        }
+        if let Some(have) = self.tenant_by_name(&t.name) {
+            return Err(CatalogError::Conflict(format!(
+                "tenant {:?} is id {} here but {} in the record",
+                t.name, have.id.0, t.id.0
+            )));
+        }
+        if self.tenants.len() >= TENANTS_MAX {
+            return Err(CatalogError::Full);
+        }
+        self.tenants.insert(
+            t.id,
             Tenant {
-                id,
-                name: name.to_string(),
+                id: t.id,
+                name: t.name.clone(),
             },
         );
         self.add_record(PrincipalRecord {
-            tenant: id,
-            name: principal.to_string(),
-            admin,
-            token_sha256: sha256(&token),
+            tenant: t.id,
+            name: t.principal.clone(),
+            admin: t.admin,
+            token_sha256: t.token_sha256,
         });
-        Ok((id, token))
+        Ok(true)
     }
 
     /// The principal a token belongs to.
@@ -360,5 +409,34 @@ mod tests {
         let back = Catalog::load(&dir).unwrap().unwrap();
         assert_eq!(back.authenticate(&tok).unwrap().name, "p");
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_record_made_on_one_node_authenticates_on_another_once_adopted() {
+        let mut seed = Catalog::default();
+        seed.create_tenant(ADMIN_TENANT, "admin", true).unwrap();
+        seed.create_tenant(DEMO_TENANT, "demo", false).unwrap();
+        let (mut leader, mut follower) = (seed.clone(), seed.clone());
+        let (rec, token) = leader.new_tenant("acme", "owner", false).unwrap();
+        assert!(leader.authenticate(&token).is_none(), "nothing added yet");
+        assert_eq!(rec.id, TenantId(2));
+        assert!(leader.adopt(&rec).unwrap());
+        assert!(follower.adopt(&rec).unwrap());
+        assert!(!follower.adopt(&rec).unwrap(), "adopting twice adds once");
+        let p = follower.authenticate(&token).unwrap();
+        assert_eq!((p.tenant, p.tenant_name.as_str()), (TenantId(2), "acme"));
+        // A record that disagrees with what is here is refused, not merged.
+        let mut clash = rec.clone();
+        clash.name = "other".into();
+        assert!(matches!(
+            follower.adopt(&clash),
+            Err(CatalogError::Conflict(_))
+        ));
+        let mut moved = rec;
+        moved.id = TenantId(9);
+        assert!(matches!(
+            follower.adopt(&moved),
+            Err(CatalogError::Conflict(_))
+        ));
     }
 }

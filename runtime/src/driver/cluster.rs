@@ -1,7 +1,9 @@
 //! A client of a cluster: connections to the nodes it has heard of, and
-//! the one it believes leads (where requests go). A `not_leader` answer
-//! (nothing was done) moves it to the leader the answer names and the
-//! request is sent again; while a leader is being elected, or the node it
+//! the one it believes leads (where requests go). Any node takes any
+//! request (one that does not lead passes it on); an answer that names the
+//! leader moves the client there for the next request. A `not_leader`
+//! answer (nothing was done) moves it to the leader the answer names and
+//! the request is sent again; while a leader is being elected, or the node it
 //! talked to is gone, it waits a little and tries the nodes it knows.
 //! A call goes with an idempotency key (fresh per call, or the caller's):
 //! when its answer is lost (the connection closed, or `unavailable`: a
@@ -193,7 +195,15 @@ impl ClusterClient {
                     self.set_current(&self.next_after(&addr));
                     return Err(e);
                 }
-                other => return other,
+                other => {
+                    // The node passed it on to the leader: go there next.
+                    if let Some(l) = client.leader_hint() {
+                        if l != addr && !self.is_down(&l) {
+                            self.set_current(&l);
+                        }
+                    }
+                    return other;
+                }
             }
         }
         Err(last.unwrap_or_else(|| ClientError::Config("no attempt was made".into())))
@@ -236,6 +246,12 @@ impl ClusterClient {
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {
         let name = name.to_string();
         super::deploy_result(self.request(Request::Deploy { name, wasm }).await?)
+    }
+
+    /// Creates a tenant (an admin's token); in a cluster it is logged
+    /// through partition 0 and known to every node once chosen.
+    pub async fn create_tenant(&self, name: &str) -> Result<super::NewTenant, ClientError> {
+        super::tenant_result(self.request(super::create_tenant_request(name)).await?)
     }
 
     /// The status of the node requests go to now (not following

@@ -148,7 +148,11 @@ struct Inner {
     streams: Vec<Stream>,
     next_id: AtomicU64,
     session: Session,
+    /// The latest `leader` a response named (see `Client::leader_hint`).
+    leader_hint: LeaderHint,
 }
+
+type LeaderHint = Arc<std::sync::Mutex<Option<String>>>;
 
 impl Drop for Inner {
     /// The last clone gone: tell the node now rather than letting it wait
@@ -215,6 +219,27 @@ fn deploy_result(reply: Reply) -> Result<Deployed, ClientError> {
     }
 }
 
+fn create_tenant_request(name: &str) -> Request {
+    Request::CreateTenant {
+        name: name.to_string(),
+    }
+}
+
+fn tenant_result(reply: Reply) -> Result<NewTenant, ClientError> {
+    match reply {
+        Reply::TenantCreated {
+            tenant,
+            principal,
+            token,
+        } => Ok(NewTenant {
+            tenant,
+            principal,
+            token,
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn status_result(reply: Reply) -> Result<StatusInfo, ClientError> {
     match reply {
         Reply::Status(s) => Ok(s),
@@ -270,6 +295,7 @@ impl Client {
             Ok(Ok(c)) => c,
         };
         let mut streams = Vec::with_capacity(cfg.streams);
+        let leader_hint = LeaderHint::default();
         for _ in 0..cfg.streams {
             let (send, recv) = connection
                 .open_bi()
@@ -278,7 +304,7 @@ impl Client {
             let pending: Pending = Arc::default();
             let (queue, rx) = mpsc::channel(QUEUE_PER_STREAM_MAX);
             tokio::spawn(writer(send, rx, pending.clone()));
-            tokio::spawn(reader(recv, pending.clone()));
+            tokio::spawn(reader(recv, pending.clone(), leader_hint.clone()));
             streams.push(Stream { queue, pending });
         }
         let mut inner = Inner {
@@ -286,6 +312,7 @@ impl Client {
             connection,
             streams,
             next_id: AtomicU64::new(1),
+            leader_hint,
             session: Session {
                 tenant: String::new(),
                 principal: String::new(),
@@ -328,6 +355,17 @@ impl Client {
     /// `ClientError::Server`).
     pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
         send(&self.inner, request).await
+    }
+
+    /// In a cluster: where the node that leads is, as named by the latest
+    /// answer this node passed on from it (a forwarded request); taken, so
+    /// the next call says only what is newer.
+    pub fn leader_hint(&self) -> Option<String> {
+        self.inner
+            .leader_hint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub async fn call(&self, procedure: &str, args: Vec<Value>) -> Result<CallResult, ClientError> {
@@ -384,23 +422,7 @@ impl Client {
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<NewTenant, ClientError> {
-        match self
-            .request(Request::CreateTenant {
-                name: name.to_string(),
-            })
-            .await?
-        {
-            Reply::TenantCreated {
-                tenant,
-                principal,
-                token,
-            } => Ok(NewTenant {
-                tenant,
-                principal,
-                token,
-            }),
-            other => Err(unexpected(other)),
-        }
+        tenant_result(self.request(create_tenant_request(name)).await?)
     }
 
     /// Closes the connection (requests in flight fail with `Closed`) and
@@ -518,12 +540,15 @@ fn encode(frame: RequestFrame, buf: &mut Vec<u8>, pending: &Pending) {
     }
 }
 
-async fn reader(mut recv: quinn::RecvStream, pending: Pending) {
+async fn reader(mut recv: quinn::RecvStream, pending: Pending, leader_hint: LeaderHint) {
     let mut buf = Vec::new();
     while let Ok(true) = read_frame(&mut recv, &mut buf).await {
         let Ok(frame) = codec::decode_response(&buf) else {
             break;
         };
+        if frame.leader.is_some() {
+            *leader_hint.lock().unwrap_or_else(|p| p.into_inner()) = frame.leader;
+        }
         if let Some(tx) = lock(&pending).remove(&frame.id) {
             let _ = tx.send(frame.response);
         }

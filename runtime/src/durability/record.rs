@@ -34,6 +34,7 @@ const BODY_DDL: u8 = 2;
 const BODY_DEPLOY: u8 = 3;
 const BODY_DROP_MODULE: u8 = 4;
 const BODY_KEPT_WRITES: u8 = 5;
+const BODY_CREATE_TENANT: u8 = 6;
 const OUTPUT_NOT_KEPT: u8 = 0;
 const OUTPUT_VALUE: u8 = 1;
 const OUTPUT_ROWS: u8 = 2;
@@ -84,6 +85,21 @@ pub enum MultiBody {
     DropModule {
         name: String,
     },
+    /// Partition 0's share of creating a tenant in a cluster (the other
+    /// partitions' shares are empty): partition 0's group is the cluster's
+    /// metadata group.
+    CreateTenant(TenantRecord),
+}
+
+/// A tenant and its first principal, as partition 0 logs its creation
+/// (the token itself is never logged, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub id: TenantId,
+    pub name: String,
+    pub principal: String,
+    pub admin: bool,
+    pub token_sha256: [u8; 32],
 }
 
 /// A call's idempotency key and its answer, logged with what the call
@@ -310,6 +326,10 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
                 MultiBody::DropModule { name } => {
                     out.push(BODY_DROP_MODULE);
                     put_str(out, name);
+                }
+                MultiBody::CreateTenant(t) => {
+                    out.push(BODY_CREATE_TENANT);
+                    put_tenant_record(out, t);
                 }
             }
         }
@@ -722,6 +742,36 @@ pub fn deployed_module(payload: &[u8]) -> Option<(&str, &[u8])> {
 }
 
 /// Decodes a record's payload (as `encode_entry` made it).
+pub(super) fn put_tenant_record(out: &mut Vec<u8>, t: &TenantRecord) {
+    put_u32(out, t.id.0);
+    put_str(out, &t.name);
+    put_str(out, &t.principal);
+    out.push(u8::from(t.admin));
+    out.extend_from_slice(&t.token_sha256);
+}
+
+pub(super) fn tenant_record(r: &mut Reader<'_>) -> DecodeResult<TenantRecord> {
+    let id = TenantId(r.u32("tenant id")?);
+    let name = r.str("tenant name")?.to_string();
+    let principal = r.str("principal name")?.to_string();
+    let admin = match r.u8("principal kind")? {
+        0 => false,
+        1 => true,
+        k => return Err(format!("unknown principal kind {k} of tenant {name}")),
+    };
+    let token_sha256 = r
+        .take(32, "token hash")?
+        .try_into()
+        .map_err(|_| "token hash is not 32 bytes".to_string())?;
+    Ok(TenantRecord {
+        id,
+        name,
+        principal,
+        admin,
+        token_sha256,
+    })
+}
+
 pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader::new(payload);
     let entry = match r.u8("entry tag")? {
@@ -759,6 +809,7 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
                 BODY_DROP_MODULE => MultiBody::DropModule {
                     name: r.str("module name")?.to_string(),
                 },
+                BODY_CREATE_TENANT => MultiBody::CreateTenant(tenant_record(&mut r)?),
                 t => return Err(format!("unknown multi body tag {t}")),
             };
             Entry::Multi { txn, tenant, body }

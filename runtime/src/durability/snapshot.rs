@@ -16,8 +16,8 @@
 
 use super::record::KeptCall;
 use super::record::{
-    get_output, get_type, put_bytes, put_len, put_output, put_row, put_str, put_type, put_u32,
-    put_u64, put_value, Reader,
+    get_output, get_type, put_bytes, put_len, put_output, put_row, put_str, put_tenant_record,
+    put_type, put_u32, put_u64, put_value, tenant_record, Reader, TenantRecord,
 };
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
@@ -29,9 +29,9 @@ use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"OHMSNAP\0";
 /// Version 2 added the ballot to the Begin frame, version 3 the kept
-/// calls (idempotency keys and answers), version 4 the Committed frame;
-/// versions 1 to 3 still load.
-const VERSION: u32 = 4;
+/// calls (idempotency keys and answers), version 4 the Committed frame,
+/// version 5 the Tenants frame; versions 1 to 4 still load.
+const VERSION: u32 = 5;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -52,6 +52,7 @@ const F_MODULE: u8 = 6;
 const F_END: u8 = 7;
 const F_KEPT: u8 = 8;
 const F_COMMITTED: u8 = 9;
+const F_TENANTS: u8 = 10;
 /// Committed transactions a snapshot holds at most (a bigger count is
 /// corruption, never an allocation).
 const COMMITTED_MAX: usize = 1 << 20;
@@ -83,6 +84,9 @@ pub struct LoadedSnapshot {
     pub mp_txn_max: u64,
     /// Empty before version 4.
     pub committed: Committed,
+    /// Partition 0 in a cluster: the tenants created there (empty before
+    /// version 5).
+    pub created_tenants: Vec<TenantRecord>,
     pub tenants: Vec<LoadedTenant>,
 }
 
@@ -247,6 +251,7 @@ pub fn encode(
     meta: SnapshotMeta,
     mp_txn_max: u64,
     committed: &Committed,
+    created_tenants: &[TenantRecord],
     tenants: &[TenantImage<'_>],
 ) -> Result<Vec<u8>, DurabilityError> {
     let mut fw = FrameWriter {
@@ -267,6 +272,12 @@ pub fn encode(
     put_len(&mut p, committed.txns.len());
     for t in &committed.txns {
         put_u64(&mut p, *t);
+    }
+    fw.emit(&mut p)?;
+    p.push(F_TENANTS);
+    put_len(&mut p, created_tenants.len());
+    for t in created_tenants {
+        put_tenant_record(&mut p, t);
     }
     fw.emit(&mut p)?;
     let mut rows = 0;
@@ -638,6 +649,15 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
             txns: Vec::new(),
         }
     };
+    let created_tenants = if version >= 5 {
+        l.frame(F_TENANTS, |r| {
+            // A record is at least 45 bytes.
+            let n = r.count(45, "tenant records")?;
+            (0..n).map(|_| tenant_record(r)).collect()
+        })?
+    } else {
+        Vec::new()
+    };
     let mut tenants = Vec::new();
     for _ in 0..n {
         tenants.push(l.tenant(version)?);
@@ -657,6 +677,7 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
         ballot: meta.ballot,
         mp_txn_max,
         committed,
+        created_tenants,
         tenants,
     })
 }

@@ -122,8 +122,8 @@ fn snapshot_restores_schema_rows_views_and_modules() {
             kept: Vec::new(),
         },
     ];
-    let bytes =
-        snapshot::encode(meta(3), 77, &snapshot::Committed::default(), &images).expect("encode");
+    let bytes = snapshot::encode(meta(3), 77, &snapshot::Committed::default(), &[], &images)
+        .expect("encode");
     assert_eq!(snapshot::read_meta(&bytes).expect("meta"), meta(3));
     log.install_snapshot(meta(3), &bytes).expect("install");
     let file = "snap-00000000000000000003.snap";
@@ -174,7 +174,7 @@ fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     log.sync().expect("sync");
     let before = log.segment_files();
     let bytes =
-        snapshot::encode(meta(12), 4, &snapshot::Committed::default(), &img).expect("encode");
+        snapshot::encode(meta(12), 4, &snapshot::Committed::default(), &[], &img).expect("encode");
     log.install_snapshot(meta(12), &bytes).expect("snapshot");
     let after = log.segment_files();
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
@@ -186,7 +186,7 @@ fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     assert!(log.bytes_since_snapshot() > since);
     // A second snapshot removes the first.
     let bytes =
-        snapshot::encode(meta(15), 5, &snapshot::Committed::default(), &img).expect("encode");
+        snapshot::encode(meta(15), 5, &snapshot::Committed::default(), &[], &img).expect("encode");
     log.install_snapshot(meta(15), &bytes).expect("snapshot");
     drop(log);
     let names: Vec<String> = d
@@ -215,6 +215,7 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
         meta(2),
         0,
         &snapshot::Committed::default(),
+        &[],
         &empty_image(&e),
     )
     .expect("encode");
@@ -282,8 +283,8 @@ fn to_v1(bytes: &[u8]) -> Vec<u8> {
     while !rest.is_empty() {
         let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
         let mut payload = rest[8..8 + n].to_vec();
-        // No Committed frame (version 4).
-        if payload[0] == 9 {
+        // No Committed frame (version 4) nor Tenants frame (version 5).
+        if payload[0] == 9 || payload[0] == 10 {
             rest = &rest[8 + n..];
             continue;
         }
@@ -306,14 +307,15 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
         meta(4),
         9,
         &snapshot::Committed::default(),
+        &[],
         &empty_image(&e),
     )
     .expect("encode");
     let v1 = to_v1(&v2);
     assert_eq!(
         v1.len(),
-        v2.len() - 12 - 4 - (8 + 1 + 8 + 4),
-        "ballot, kept-call count and the empty Committed frame gone"
+        v2.len() - 12 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4),
+        "ballot, kept-call count and the empty Committed and Tenants frames gone"
     );
     let old = SnapshotMeta {
         slot: Slot(4),
@@ -345,6 +347,7 @@ fn hostile_snapshot_bytes_are_errors_not_panics() {
         meta(1),
         0,
         &snapshot::Committed::default(),
+        &[],
         &empty_image(&e),
     )
     .expect("encode");
@@ -368,7 +371,8 @@ fn records_after_a_snapshot_keep_their_ballots() {
     let sim = SimFs::new();
     let (mut log, _) = open(&sim, LogOptions::default());
     append_range(&mut log, 1..=6);
-    let bytes = snapshot::encode(meta(3), 0, &snapshot::Committed::default(), &[]).expect("encode");
+    let bytes =
+        snapshot::encode(meta(3), 0, &snapshot::Committed::default(), &[], &[]).expect("encode");
     log.install_snapshot(meta(3), &bytes).expect("install");
     log.sync().expect("sync");
     drop(log);
@@ -388,8 +392,8 @@ fn kept_calls_round_trip_oldest_first() {
         modules: &[],
         kept: vec![("b", Some(&one)), ("a", None), ("c", Some(&text))],
     }];
-    let bytes =
-        snapshot::encode(meta(2), 0, &snapshot::Committed::default(), &images).expect("encode");
+    let bytes = snapshot::encode(meta(2), 0, &snapshot::Committed::default(), &[], &images)
+        .expect("encode");
     let snap = snapshot::decode(&bytes).expect("decode");
     let got: Vec<_> = snap.tenants[0]
         .kept
@@ -410,7 +414,7 @@ fn partition_0s_committed_transactions_round_trip_and_older_snapshots_claim_none
         floor: 3,
         txns: vec![3, 5, 8],
     };
-    let bytes = snapshot::encode(meta(6), 8, &committed, &empty_image(&e)).expect("encode");
+    let bytes = snapshot::encode(meta(6), 8, &committed, &[], &empty_image(&e)).expect("encode");
     let snap = snapshot::decode(&bytes).expect("decode");
     assert_eq!((snap.mp_txn_max, &snap.committed), (8, &committed));
     // A version 1 snapshot did not record them: nothing up to its
@@ -424,4 +428,37 @@ fn partition_0s_committed_transactions_round_trip_and_older_snapshots_claim_none
             txns: vec![]
         }
     );
+}
+
+#[test]
+fn partition_0s_created_tenants_round_trip_and_older_snapshots_hold_none() {
+    let e = sample_engine();
+    let created = vec![
+        TenantRecord {
+            id: TenantId(2),
+            name: "acme".into(),
+            principal: "owner".into(),
+            admin: false,
+            token_sha256: [7; 32],
+        },
+        TenantRecord {
+            id: TenantId(3),
+            name: "ops".into(),
+            principal: "root".into(),
+            admin: true,
+            token_sha256: [9; 32],
+        },
+    ];
+    let committed = snapshot::Committed::default();
+    let bytes =
+        snapshot::encode(meta(6), 8, &committed, &created, &empty_image(&e)).expect("encode");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    assert_eq!(snap.created_tenants, created);
+    assert_eq!(
+        snap.tenants.len(),
+        1,
+        "the tenant images follow the records"
+    );
+    let old = snapshot::decode(&to_v1(&bytes)).expect("decode v1");
+    assert!(old.created_tenants.is_empty());
 }

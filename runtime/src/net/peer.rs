@@ -1,4 +1,4 @@
-//! Peer links: one QUIC endpoint per node (ALPN `ohm-peer/1`, mutual TLS,
+//! Peer links: one QUIC endpoint per node (ALPN `ohm-peer/2`, mutual TLS,
 //! see `peer_tls`) that dials every other node and accepts their dials.
 //! Frames and messages are `peer`'s; docs/PEERS.md documents both.
 //!
@@ -259,6 +259,14 @@ impl PeerNet {
             return Err(PeerSendError::Full(to));
         }
         Ok(())
+    }
+
+    /// Whether our link to `node` is up (its handshake passed and it has
+    /// not failed since).
+    pub fn connected(&self, node: NodeId) -> bool {
+        self.links
+            .get(&node)
+            .is_some_and(|l| l.stats.connected.load(Ordering::Relaxed))
     }
 
     /// Every peer's link, in node order.
@@ -579,7 +587,7 @@ fn identify(conn: &Connection) -> Result<NodeId, (u32, String)> {
     if alpn.as_deref() != Some(PEER_ALPN) {
         return Err((
             CLOSE_WRONG_PROTOCOL,
-            "peer links speak ohm-peer/1 only".into(),
+            "peer links speak ohm-peer/2 only".into(),
         ));
     }
     let certs = conn

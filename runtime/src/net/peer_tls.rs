@@ -1,7 +1,7 @@
 //! TLS for peer links: the cluster CA and one certificate per node
 //! (`new_cluster`, `new_node`, used by `ohm cluster`), a node's identity as
 //! loaded from its certificate directory, and the mutual-TLS rustls configs
-//! (TLS 1.3 only, ALPN `ohm-peer/1`, client certificates required).
+//! (TLS 1.3 only, ALPN `ohm-peer/2`, client certificates required).
 //!
 //! A node's id is in its certificate: the DNS name `n<id>.ohm-cluster`
 //! (`node_name`). A dialing node checks the certificate is valid for the
@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The ALPN of peer links; the version in it pins the message format.
-pub const PEER_ALPN: &[u8] = b"ohm-peer/1";
+pub const PEER_ALPN: &[u8] = b"ohm-peer/2";
 /// Files in a node's certificate directory, and the CA's in the cluster's.
 pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
@@ -263,7 +263,7 @@ impl PeerIdentity {
         }
     }
 
-    /// Accepting peers: TLS 1.3, ALPN `ohm-peer/1`, a client certificate the
+    /// Accepting peers: TLS 1.3, ALPN `ohm-peer/2`, a client certificate the
     /// cluster CA signed is required.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, NetError> {
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(

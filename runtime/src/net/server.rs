@@ -76,14 +76,21 @@ impl Replier {
     }
 
     pub fn send(mut self, response: Result<Reply, ErrorReply>) {
-        self.deliver(response);
+        self.deliver(response, None);
     }
 
-    fn deliver(&mut self, response: Result<Reply, ErrorReply>) {
+    /// `send`, saying the answer came from the node that leads, which
+    /// clients reach at `leader` (a forwarded request).
+    pub fn send_from_leader(mut self, response: Result<Reply, ErrorReply>, leader: Option<String>) {
+        self.deliver(response, leader);
+    }
+
+    fn deliver(&mut self, response: Result<Reply, ErrorReply>, leader: Option<String>) {
         if let Some((tx, permit)) = self.slot.take() {
             let frame = ResponseFrame {
                 id: self.id,
                 response,
+                leader,
             };
             // Never full: every queued response holds one of the
             // connection's permits and the queue has room for all of them.
@@ -96,12 +103,40 @@ impl Replier {
     }
 }
 
+/// A replier whose answer is read back by the test (`TestAnswer::take`).
+#[cfg(test)]
+pub fn test_replier(id: u64) -> (Replier, TestAnswer) {
+    let (tx, rx) = mpsc::channel(1);
+    let permit = Arc::new(Semaphore::new(1))
+        .try_acquire_owned()
+        .expect("a fresh semaphore has a permit");
+    let replier = Replier {
+        id,
+        slot: Some((tx, permit)),
+    };
+    (replier, TestAnswer(rx))
+}
+
+#[cfg(test)]
+pub struct TestAnswer(mpsc::Receiver<Outgoing>);
+
+#[cfg(test)]
+impl TestAnswer {
+    /// The answer, if one was sent.
+    pub fn take(&mut self) -> Option<ResponseFrame> {
+        self.0.try_recv().ok().map(|o| o.frame)
+    }
+}
+
 impl Drop for Replier {
     fn drop(&mut self) {
-        self.deliver(Err(ErrorReply::new(
-            ErrorCode::Internal,
-            "the node dropped this request without answering it",
-        )));
+        self.deliver(
+            Err(ErrorReply::new(
+                ErrorCode::Internal,
+                "the node dropped this request without answering it",
+            )),
+            None,
+        );
     }
 }
 
@@ -318,6 +353,7 @@ fn encode(out: Outgoing, buf: &mut Vec<u8>) {
                 ErrorCode::TooLarge,
                 format!("the result is {bytes} bytes, over the frame limit; ask for fewer rows"),
             )),
+            leader: out.frame.leader,
         };
         // A short error always fits.
         let _ = codec::encode_response(&frame, buf);

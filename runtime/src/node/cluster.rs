@@ -44,7 +44,7 @@ pub const CLUSTER_NODES_MAX: usize = crate::consensus::MEMBERS_MAX;
 /// Where one node listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeAddrs {
-    /// Other nodes dial this (QUIC, `ohm-peer/1`).
+    /// Other nodes dial this (QUIC, `ohm-peer/2`).
     pub peer: SocketAddr,
     /// Clients dial this (QUIC, `ohm/1`).
     pub client: SocketAddr,
@@ -216,6 +216,7 @@ impl ClusterConfig {
 pub struct PeerRouter {
     partitions: std::sync::OnceLock<Routed>,
     precompiling: Arc<AtomicUsize>,
+    forwarder: std::sync::OnceLock<Arc<super::forward::Forwarder>>,
 }
 
 struct Routed {
@@ -228,8 +229,12 @@ struct Routed {
 pub const PRECOMPILES_MAX: usize = 2;
 
 impl PeerRouter {
-    /// From now on messages reach these executors.
-    pub fn connect(&self, node: &super::Node) {
+    /// From now on messages reach this node's executors and forwarder.
+    pub fn connect(&self, node: &Arc<super::Node>) {
+        if let Some(f) = &node.forwarder {
+            f.connect(node);
+            let _ = self.forwarder.set(f.clone());
+        }
         let _ = self.partitions.set(Routed {
             executors: node
                 .executors
@@ -248,7 +253,27 @@ impl PeerRouter {
     }
 
     fn route(&self, from: NodeId, msg: PeerMessage) {
-        let PeerMessage::Consensus { group, msg } = msg;
+        let (group, msg) = match msg {
+            PeerMessage::Consensus { group, msg } => (group, msg),
+            PeerMessage::Forward {
+                id,
+                tenant,
+                principal,
+                admin,
+                request,
+            } => {
+                if let Some(f) = self.forwarder.get() {
+                    f.run_forwarded(from, id, tenant, principal, admin, &request);
+                }
+                return;
+            }
+            PeerMessage::Forwarded { id, response } => {
+                if let Some(f) = self.forwarder.get() {
+                    f.answered(from, id, &response);
+                }
+                return;
+            }
+        };
         // The metadata group does not exist yet; its messages go nowhere.
         let Group::Partition(p) = group else {
             return;

@@ -95,7 +95,7 @@ pub struct Coordinator {
     pub modules_txn: Cell<u64>,
     /// Where clients reach each node (empty on a lone node).
     pub addrs: super::reply::ClientAddrs,
-    /// Part of a cluster: tenants come from `ohm cluster init` for now.
+    /// Part of a cluster: tenants are created through partition 0's log.
     pub clustered: bool,
     /// Stops the node (a broken invariant, a bug mid-transaction).
     pub fatal: FatalFn,
@@ -498,27 +498,62 @@ impl Coordinator {
     }
 
     fn create_tenant(&mut self, name: &str) -> Result<Reply, ErrorReply> {
-        if self.clustered {
-            return Err(ErrorReply::new(
-                ErrorCode::NotSupported,
-                "creating tenants in a cluster needs the replicated metadata group, which is not \
-                 built yet; a cluster's tenants (system, demo) come from `ohm cluster init`",
-            ));
+        let bad = |e: crate::catalog::CatalogError| match e {
+            crate::catalog::CatalogError::Random => reply::internal(e.to_string()),
+            e => ErrorReply::new(ErrorCode::BadArguments, e.to_string()),
+        };
+        if !self.clustered {
+            let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = cat.clone();
+            let (_, token) = next.create_tenant(name, "owner", false).map_err(bad)?;
+            next.save(&self.dir)
+                .map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string()))?;
+            *cat = next;
+            return Ok(created(name, token));
         }
+        // In a cluster partition 0's group is the metadata group: the
+        // tenant is logged there and every node adds it once applied.
+        let mut g = self.hold()?;
+        let mut cat = self
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        adopt_created(&mut cat, &g[0].created_tenants)
+            .map_err(|e| reply::internal(e.to_string()))?;
+        let (record, token) = cat.new_tenant(name, "owner", false).map_err(bad)?;
+        g[0].created_tenants.push(record.clone());
+        let n = g.len();
+        let body = |i| match i {
+            0 => MultiBody::CreateTenant(record.clone()),
+            _ => MultiBody::Writes(LoggedWrites::default()),
+        };
+        self.commit(g, record.id, (0..n).map(body).collect())?;
         let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = cat.clone();
-        let (_, token) = next
-            .create_tenant(name, "owner", false)
-            .map_err(|e| ErrorReply::new(ErrorCode::BadArguments, e.to_string()))?;
-        next.save(&self.dir)
-            .map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string()))?;
-        *cat = next;
-        Ok(Reply::TenantCreated {
-            tenant: name.to_string(),
-            principal: "owner".to_string(),
-            token,
-        })
+        cat.adopt(&record)
+            .map_err(|e| reply::internal(e.to_string()))?;
+        Ok(created(name, token))
     }
+}
+
+fn created(name: &str, token: String) -> Reply {
+    Reply::TenantCreated {
+        tenant: name.to_string(),
+        principal: "owner".to_string(),
+        token,
+    }
+}
+
+/// Adds to `catalog` the tenants a cluster's partition 0 holds (those
+/// created since `ohm cluster init`) that it lacks.
+pub fn adopt_created(
+    catalog: &mut Catalog,
+    created: &[durability::TenantRecord],
+) -> Result<(), crate::catalog::CatalogError> {
+    for t in created {
+        catalog.adopt(t)?;
+    }
+    Ok(())
 }
 
 /// Modules by tenant, compiled from a recovered partition's state.

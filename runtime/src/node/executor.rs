@@ -285,8 +285,9 @@ impl Anchor {
     }
 }
 
-/// The node's procedure routes, rebuilt from this replica's state whenever
-/// a coordinator transaction (a deploy among them) was applied to it.
+/// The node's procedure routes and tenants, brought up to this replica's
+/// state whenever a coordinator transaction (a deploy or a new tenant among
+/// them) was applied to it.
 pub struct RoutesRefresh {
     pub routes: Arc<super::routes::Routes>,
     pub runtime: crate::wasm::WasmRuntime,
@@ -302,7 +303,11 @@ impl RoutesRefresh {
         };
         self.seen = state.mp_txn_max;
         let tenants: Vec<TenantId> = {
-            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+            // Tenants created on another node (or before a restart).
+            if let Err(e) = super::coordinator::adopt_created(&mut cat, &state.created_tenants) {
+                return fatal(e.to_string());
+            }
             cat.tenants().map(|t| t.id).collect()
         };
         match super::coordinator::modules_of(state, tenants.iter().copied(), &self.runtime) {

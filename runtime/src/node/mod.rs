@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod coordinator;
 pub mod demo;
 pub mod executor;
+pub mod forward;
 pub mod hold;
 pub mod recovery;
 pub mod reply;
@@ -73,6 +74,9 @@ pub struct ClusterSetup {
     pub outbox: Arc<dyn Fn(PartitionId) -> writer::Outbox + Send + Sync>,
     /// The links to the other nodes, for `status`.
     pub links: PeerLinks,
+    /// Passes client requests to the node that coordinates, and runs those
+    /// passed here.
+    pub forwarder: Arc<forward::Forwarder>,
 }
 
 /// Reports the node's links to its peers.
@@ -93,6 +97,8 @@ pub struct Node {
     pub cluster: Option<Arc<cluster::ClusterConfig>>,
     /// Its links to the other nodes (none on a lone node).
     pub links: Option<PeerLinks>,
+    /// In a cluster: requests passed to and from the node that coordinates.
+    pub forwarder: Option<Arc<forward::Forwarder>>,
     /// Who leads partition 0 (and so coordinates), as this node's replica
     /// of it knows: a node id, 0 when unknown.
     pub p0_leader: Arc<std::sync::atomic::AtomicU32>,
@@ -252,6 +258,11 @@ impl Node {
             config.snapshot_log_bytes,
             executor::now(started),
         )?;
+        // In a cluster, the tenants created since `ohm cluster init` live in
+        // partition 0's log and snapshot, not in the catalog file.
+        if let Some(p0) = rec.cores.first().and_then(|c| c.state()) {
+            coordinator::adopt_created(&mut catalog, &p0.created_tenants)?;
+        }
         let tenants: Vec<_> = catalog.tenants().map(|t| t.id).collect();
         let p0 = rec
             .cores
@@ -359,6 +370,7 @@ impl Node {
             catalog,
             config,
             links: cluster.as_ref().map(|c| c.links.clone()),
+            forwarder: cluster.as_ref().map(|c| c.forwarder.clone()),
             cluster: cluster.map(|c| c.config),
             p0_leader,
             runtime,

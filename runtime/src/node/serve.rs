@@ -3,6 +3,7 @@
 //! and serves until SIGINT/SIGTERM.
 
 use super::cluster::{ClusterConfig, PeerRouter};
+use super::forward::{Forwarder, FORWARD_SWEEP_EVERY};
 use super::writer::Durability;
 use super::{demo, ClusterSetup, Node, NodeConfig};
 use crate::net::peer::{PeerConfig, PeerNet};
@@ -171,8 +172,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let setup = joined.as_ref().map(|j| {
         let net = j.net.clone();
         let links_net = j.net.clone();
+        let forward_net = j.net.clone();
         ClusterSetup {
             links: Arc::new(move || links_net.status()),
+            forwarder: {
+                let up_net = j.net.clone();
+                Arc::new(Forwarder::new(
+                    Arc::new(move |to, msg| forward_net.send(to, msg).is_ok()),
+                    Arc::new(move |to| up_net.connected(to)),
+                ))
+            },
             config: j.config.clone(),
             dir: args.cluster.clone().unwrap_or_default(),
             outbox: Arc::new(move |p| {
@@ -188,6 +197,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let node = Node::start_in(dir.try_clone()?, config.clone(), args.demo, setup)?;
     if let Some(j) = &joined {
         j.router.connect(&node);
+        if let Some(f) = node.forwarder.clone() {
+            // Forwards whose leader never answered are answered in the end.
+            rt.spawn(async move {
+                let mut every = tokio::time::interval(FORWARD_SWEEP_EVERY);
+                loop {
+                    every.tick().await;
+                    f.expire(std::time::Instant::now());
+                }
+            });
+        }
         eprintln!(
             "ohm: node {} of a cluster of {} nodes (replicas {}), peers on {}",
             j.config.me.0,

@@ -7,6 +7,7 @@ use super::coordinator::CoordTask;
 use super::executor::{
     Input, PartitionStats, QueuedReply, PARTITION_QUEUE_MAX, ROLE_CANDIDATE, ROLE_LEADER,
 };
+use super::forward::forwarded_kind;
 use super::reply::ReplyFn;
 use super::Node;
 use crate::catalog::{partition_for, Principal};
@@ -14,7 +15,7 @@ use crate::net::server::{Replier, Service};
 use crate::proto::{
     ErrorCode, ErrorReply, PartitionStatus, PeerLink, ReplicaStatus, Reply, Request, StatusInfo,
 };
-use crate::types::{parse_timestamp, Value};
+use crate::types::{parse_timestamp, NodeId, Value};
 use ohm_sdk::abi::{ty, ParamDesc};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TrySendError;
@@ -253,7 +254,40 @@ impl Service for Node {
     }
 
     fn dispatch(&self, who: &Arc<Principal>, request: Request, replier: Replier) {
+        if let Some(f) = &self.forwarder {
+            if let Some((to, at)) = self.coordinator_node().filter(|_| forwarded_kind(&request)) {
+                return f.forward(to, at, who, request, replier);
+            }
+        }
         let reply: ReplyFn = Box::new(move |r| replier.send(r));
+        self.dispatch_here(who, request, reply);
+    }
+
+    fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Node {
+    /// In a cluster, when another node is known to lead partition 0 (and so
+    /// to coordinate): that node, and where its clients reach it.
+    fn coordinator_node(&self) -> Option<(NodeId, Option<String>)> {
+        let cluster = self.cluster.as_ref()?;
+        let leader = self.p0_leader.load(Ordering::Relaxed);
+        if leader == 0 || leader == cluster.me.0 {
+            return None;
+        }
+        let at = cluster.client_addr(NodeId(leader)).map(|a| a.to_string());
+        Some((NodeId(leader), at))
+    }
+
+    /// Runs `request` on this node (it came from a client here, or was
+    /// forwarded by another node: never forwarded again).
+    pub(crate) fn dispatch_here(&self, who: &Principal, request: Request, reply: ReplyFn) {
         let tenant = who.tenant;
         match request {
             Request::Call {
@@ -291,14 +325,6 @@ impl Service for Node {
                 "this connection is already authenticated",
             ))),
         }
-    }
-
-    fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

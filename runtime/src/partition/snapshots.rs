@@ -67,7 +67,13 @@ impl<T> PartitionCore<T> {
         };
         self.snapshot_asked = false;
         let committed = state.committed.image();
-        match durability::snapshot::encode(meta, state.mp_txn_max, &committed, &state.images()) {
+        match durability::snapshot::encode(
+            meta,
+            state.mp_txn_max,
+            &committed,
+            &state.created_tenants,
+            &state.images(),
+        ) {
             Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),
             Err(e) => return self.stop(format!("encoding a snapshot: {e}")),
         }

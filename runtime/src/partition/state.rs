@@ -86,6 +86,10 @@ pub struct PartitionState {
     /// Partition 0, as lent: the lowest id its holder may give a new
     /// coordinator transaction (`decide::txn_floor`).
     pub txn_floor: u64,
+    /// Partition 0 in a cluster: the tenants created since `ohm cluster
+    /// init`, in order (its group is the cluster's metadata group; the node
+    /// adds them to its catalog as they are applied).
+    pub created_tenants: Vec<durability::TenantRecord>,
 }
 
 impl PartitionState {
@@ -99,6 +103,7 @@ impl PartitionState {
             undecided: None,
             committed: Committed::default(),
             txn_floor: 0,
+            created_tenants: Vec::new(),
         }
     }
 
@@ -144,6 +149,7 @@ impl PartitionState {
         let mut state = PartitionState::new(id, runtime);
         state.mp_txn_max = snap.mp_txn_max;
         state.committed = Committed::from_image(snap.committed);
+        state.created_tenants = snap.created_tenants;
         for t in snap.tenants {
             let mut part = TenantPart {
                 engine: t.engine,
@@ -224,6 +230,10 @@ impl PartitionState {
             MultiBody::DropModule { name } => {
                 part.procs.drop_module(name);
                 part.forget_module(name);
+                Ok(())
+            }
+            MultiBody::CreateTenant(t) => {
+                self.created_tenants.push(t.clone());
                 Ok(())
             }
         }

@@ -1,6 +1,6 @@
 //! The peer wire format: a 4-byte big-endian body length, then a body of
 //! fixed-width big-endian fields (a kind byte first). Both ends run the same
-//! version (ALPN `ohm-peer/1` pins it), so there are no optional fields;
+//! version (ALPN `ohm-peer/2` pins it), so there are no optional fields;
 //! trailing bytes, an unknown kind or a length past the end are errors.
 //!
 //! Encoding is by hand: a leader sends every accept through here.
@@ -9,7 +9,7 @@ use super::{Group, PeerMessage};
 use crate::catalog::PartitionId;
 use crate::consensus::{Message, MESSAGE_RECORD_BYTES_MAX, SNAPSHOT_CHUNK_BYTES};
 use crate::durability::{LogRecord, SnapshotMeta, RECORD_BYTES_MAX};
-use crate::types::{Ballot, NodeId, Slot};
+use crate::types::{Ballot, NodeId, Slot, TenantId};
 use std::sync::Arc;
 
 /// Length of the frame prefix.
@@ -28,9 +28,13 @@ pub const VALUE_MAX: u64 = 1 << 62;
 /// Records room is made for up front (more grow the vector as they come):
 /// a record costs more in memory than its smallest encoding.
 const RECORDS_PREALLOCATED_MAX: usize = 1024;
+/// Longest principal name in a forwarded request.
+pub const PRINCIPAL_BYTES_MAX: usize = 255;
 
 const KIND_CONSENSUS: u8 = 1;
 const KIND_HELLO: u8 = 2;
+const KIND_FORWARD: u8 = 3;
+const KIND_FORWARDED: u8 = 4;
 const GROUP_META: u8 = 0;
 const GROUP_PARTITION: u8 = 1;
 
@@ -70,6 +74,24 @@ pub fn encode(msg: &PeerMessage, out: &mut Vec<u8>) {
                 }
             }
             encode_consensus(msg, out);
+        }
+        PeerMessage::Forward {
+            id,
+            tenant,
+            principal,
+            admin,
+            request,
+        } => {
+            Writer(out)
+                .u8(KIND_FORWARD)
+                .u64(*id)
+                .u32(tenant.0)
+                .u8(u8::from(*admin))
+                .bytes(principal.as_bytes())
+                .bytes(request);
+        }
+        PeerMessage::Forwarded { id, response } => {
+            Writer(out).u8(KIND_FORWARDED).u64(*id).bytes(response);
         }
     }
     let body = out.len() - start - PEER_PREFIX_BYTES;
@@ -263,6 +285,17 @@ pub fn decode(body: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
             let msg = decode_consensus(&mut r)?;
             PeerMessage::Consensus { group, msg }
         }
+        KIND_FORWARD => PeerMessage::Forward {
+            id: r.u64("forward id")?,
+            tenant: TenantId(r.u32("tenant")?),
+            admin: r.bool("admin")?,
+            principal: r.text("principal", PRINCIPAL_BYTES_MAX)?,
+            request: r.client_body("request")?,
+        },
+        KIND_FORWARDED => PeerMessage::Forwarded {
+            id: r.u64("forward id")?,
+            response: r.client_body("response")?,
+        },
         k => return Err(r.error(format!("unknown message kind {k}"))),
     };
     if r.at != body.len() {
@@ -464,5 +497,26 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self, what: &str) -> Result<&'a [u8], PeerDecodeError> {
         let n = self.u32(what)? as usize;
         self.take(n, what)
+    }
+
+    /// `bytes` of UTF-8, at most `max` of them.
+    fn text(&mut self, what: &str, max: usize) -> Result<String, PeerDecodeError> {
+        let b = self.bytes(what)?;
+        if b.len() > max {
+            return Err(self.error(format!("{what}: {} bytes, over {max}", b.len())));
+        }
+        std::str::from_utf8(b)
+            .map(str::to_string)
+            .map_err(|e| self.error(format!("{what}: not UTF-8: {e}")))
+    }
+
+    /// `bytes` holding a client-protocol frame body (not decoded here).
+    fn client_body(&mut self, what: &str) -> Result<Vec<u8>, PeerDecodeError> {
+        let b = self.bytes(what)?;
+        if b.len() > crate::proto::FRAME_BYTES_MAX {
+            let max = crate::proto::FRAME_BYTES_MAX;
+            return Err(self.error(format!("{what}: {} bytes, over {max}", b.len())));
+        }
+        Ok(b.to_vec())
     }
 }

@@ -15,16 +15,19 @@ mod tests;
 
 pub use codec::{
     decode, decode_hello, encode, encode_hello, PeerDecodeError, PEER_FRAME_BYTES_MAX,
-    PEER_PREFIX_BYTES, VALUE_MAX,
+    PEER_PREFIX_BYTES, PRINCIPAL_BYTES_MAX, VALUE_MAX,
 };
 
 use crate::catalog::PartitionId;
 use crate::consensus::Message;
+use crate::types::TenantId;
 
 /// The replica group a message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Group {
-    /// The cluster's metadata group (tenants, schemas, modules, the map).
+    /// Reserved for a metadata group of its own; unused: a cluster's
+    /// tenants are logged by partition 0's group (schemas and modules by
+    /// every partition's), and the map is `cluster.conf`.
     Meta,
     /// One data partition's group.
     Partition(PartitionId),
@@ -45,6 +48,18 @@ impl std::fmt::Display for Group {
 pub enum PeerMessage {
     /// A consensus message for one replica group.
     Consensus { group: Group, msg: Message },
+    /// A client's request, passed by the node it reached to the node that
+    /// coordinates (see `node::forward`): who asked, and the request as
+    /// the client sent it (a client-protocol frame body, docs/PROTOCOL.md).
+    Forward {
+        id: u64,
+        tenant: TenantId,
+        principal: String,
+        admin: bool,
+        request: Vec<u8>,
+    },
+    /// The answer to `Forward` `id`: a client-protocol response body.
+    Forwarded { id: u64, response: Vec<u8> },
 }
 
 impl PeerMessage {
@@ -58,6 +73,8 @@ impl PeerMessage {
                 Message::Snapshot { data, .. } => 64 + data.len(),
                 _ => 64,
             },
+            PeerMessage::Forward { request, .. } => 64 + request.len(),
+            PeerMessage::Forwarded { response, .. } => 64 + response.len(),
         }
     }
 }

@@ -92,13 +92,26 @@ fn every_message() -> Vec<PeerMessage> {
         Message::Reject { promised: b(9, 3) },
     ];
     let groups = [Group::Meta, Group::Partition(PartitionId(41))];
-    msgs.into_iter()
+    let mut all: Vec<PeerMessage> = msgs
+        .into_iter()
         .enumerate()
         .map(|(i, msg)| PeerMessage::Consensus {
             group: groups[i % 2],
             msg,
         })
-        .collect()
+        .collect();
+    all.push(PeerMessage::Forward {
+        id: u64::MAX,
+        tenant: crate::types::TenantId(7),
+        principal: "owner".into(),
+        admin: true,
+        request: b"a client request body".to_vec(),
+    });
+    all.push(PeerMessage::Forwarded {
+        id: 3,
+        response: Vec::new(),
+    });
+    all
 }
 
 fn frame(msg: &PeerMessage) -> Vec<u8> {
@@ -287,4 +300,32 @@ fn a_stream_opens_with_a_hello_and_nothing_else_will_do() {
     assert!(e.message.contains("must open with a hello"), "{e}");
     // And a hello is not a message.
     assert!(decode(body).is_err());
+}
+
+/// A forwarded request's principal must be short UTF-8, and its admin flag
+/// a boolean; the client bodies inside are not read here.
+#[test]
+fn a_forward_with_a_bad_principal_or_flag_is_refused() {
+    let forward = |principal: &str| PeerMessage::Forward {
+        id: 1,
+        tenant: crate::types::TenantId(2),
+        principal: principal.into(),
+        admin: false,
+        request: vec![1, 2, 3],
+    };
+    // kind, id, tenant, then the admin flag.
+    let mut body = frame(&forward("p"));
+    let admin_at = 1 + 8 + 4;
+    body[admin_at] = 2;
+    let e = decode(&body).unwrap_err();
+    assert!(e.message.contains("admin: 2 is not a boolean"), "{e}");
+
+    let mut body = frame(&forward("p"));
+    body[admin_at + 1 + 4] = 0xff;
+    let e = decode(&body).unwrap_err();
+    assert!(e.message.contains("principal: not UTF-8"), "{e}");
+
+    let long = "x".repeat(PRINCIPAL_BYTES_MAX + 1);
+    let e = decode(&frame(&forward(&long))).unwrap_err();
+    assert!(e.message.contains("principal: 256 bytes, over 255"), "{e}");
 }

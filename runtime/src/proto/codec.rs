@@ -173,9 +173,12 @@ pub fn encode_response(
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), FrameTooLarge> {
     framed(out, |out| {
-        w::map(out, 2);
+        w::map(out, if frame.leader.is_some() { 3 } else { 2 });
         w::str(out, "id");
         w::uint(out, frame.id);
+        if let Some(l) = &frame.leader {
+            w::kv_str(out, "leader", l);
+        }
         match &frame.response {
             Ok(reply) => {
                 w::str(out, "ok");
@@ -205,10 +208,11 @@ pub fn decode_response(body: &[u8]) -> std::result::Result<ResponseFrame, Decode
 
 fn response(body: &[u8]) -> Result<ResponseFrame> {
     let mut r = Reader::new(body);
-    let (mut id, mut ok, mut error) = (None, None, None);
+    let (mut id, mut ok, mut error, mut leader) = (None, None, None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
+            "leader" => leader = Some(field(&mut r, "leader", Reader::str)?.to_string()),
             "ok" => ok = Some(field(&mut r, "ok", reply::decode)?),
             "error" => error = Some(field(&mut r, "error", error_reply)?),
             _ => r.skip(1)?,
@@ -222,7 +226,11 @@ fn response(body: &[u8]) -> Result<ResponseFrame> {
         (Some(_), Some(_)) => return Err(DecodeError::new("both `ok` and `error` present")),
         (None, None) => return Err(DecodeError::new("missing field `ok` or `error`")),
     };
-    Ok(ResponseFrame { id, response })
+    Ok(ResponseFrame {
+        id,
+        response,
+        leader,
+    })
 }
 
 fn error_reply(r: &mut Reader) -> Result<ErrorReply> {

@@ -61,6 +61,9 @@ pub enum Request {
 pub struct ResponseFrame {
     pub id: u64,
     pub response: Result<Reply, ErrorReply>,
+    /// In a cluster: this node passed the request to the node that leads,
+    /// which clients reach here (send there next time).
+    pub leader: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

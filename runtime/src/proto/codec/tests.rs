@@ -135,10 +135,14 @@ fn rows() -> Rows {
 }
 
 fn round_response(response: std::result::Result<Reply, ErrorReply>) {
-    let frame = ResponseFrame {
+    round_frame(ResponseFrame {
         id: u64::MAX,
         response,
-    };
+        leader: None,
+    });
+}
+
+fn round_frame(frame: ResponseFrame) {
     let mut out = Vec::new();
     encode_response(&frame, &mut out).unwrap();
     let back = decode_response(body(&out)).unwrap();
@@ -151,6 +155,20 @@ fn round_response(response: std::result::Result<Reply, ErrorReply>) {
     if let (Ok(Reply::Value(a)), Ok(Reply::Value(b))) = (&frame.response, &back.response) {
         assert!(same(a, b), "{a:?} vs {b:?}");
     }
+}
+
+#[test]
+fn a_forwarded_answer_says_where_the_leader_is() {
+    round_frame(ResponseFrame {
+        id: 7,
+        response: Ok(Reply::Value(Value::Int(1))),
+        leader: Some("10.0.0.2:7450".into()),
+    });
+    round_frame(ResponseFrame {
+        id: 8,
+        response: Err(ErrorReply::new(ErrorCode::Overloaded, "busy")),
+        leader: Some("10.0.0.2:7450".into()),
+    });
 }
 
 #[test]
