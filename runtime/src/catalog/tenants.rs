@@ -302,10 +302,24 @@ impl Catalog {
     }
 
     /// Adds a tenant and its principal as `new_tenant` made them; one
-    /// already here with the same name is left as it is (true: added).
+    /// already here just so is left as it is (true: added).
     pub fn adopt(&mut self, t: &TenantRecord) -> Result<bool, CatalogError> {
         match self.tenants.get(&t.id) {
-            Some(have) if have.name == t.name => return Ok(false),
+            Some(have) if have.name == t.name => {
+                let same = self.principals.iter().any(|p| {
+                    p.tenant == t.id
+                        && p.name == t.principal
+                        && p.admin == t.admin
+                        && p.token_sha256 == t.token_sha256
+                });
+                if same {
+                    return Ok(false);
+                }
+                return Err(CatalogError::Conflict(format!(
+                    "tenant {:?} has another principal or token here than in the record",
+                    t.name
+                )));
+            }
             Some(have) => {
                 return Err(CatalogError::Conflict(format!(
                     "tenant {} is {:?} here but {:?} in the record",
@@ -423,6 +437,12 @@ mod tests {
         assert!(leader.adopt(&rec).unwrap());
         assert!(follower.adopt(&rec).unwrap());
         assert!(!follower.adopt(&rec).unwrap(), "adopting twice adds once");
+        let mut other_token = rec.clone();
+        other_token.token_sha256 = [0; 32];
+        assert!(matches!(
+            follower.adopt(&other_token),
+            Err(CatalogError::Conflict(_))
+        ));
         let p = follower.authenticate(&token).unwrap();
         assert_eq!((p.tenant, p.tenant_name.as_str()), (TenantId(2), "acme"));
         // A record that disagrees with what is here is refused, not merged.

@@ -173,7 +173,11 @@ impl ClusterClient {
                 }
                 Err(e) => return Err(e),
             };
-            match client.request(request.clone()).await {
+            let answer = client.request(request.clone()).await;
+            // Taken whatever the answer, so a stale one never moves a later
+            // request.
+            let hint = client.leader_hint();
+            match answer {
                 Err(ClientError::Server(e)) if e.code == ErrorCode::NotLeader => {
                     // A leader that just failed to answer is not followed
                     // (the others have not noticed yet): ask again shortly.
@@ -197,10 +201,8 @@ impl ClusterClient {
                 }
                 other => {
                     // The node passed it on to the leader: go there next.
-                    if let Some(l) = client.leader_hint() {
-                        if l != addr && !self.is_down(&l) {
-                            self.set_current(&l);
-                        }
+                    if let Some(l) = hint.filter(|l| *l != addr && !self.is_down(l)) {
+                        self.set_current(&l);
                     }
                     return other;
                 }

@@ -741,7 +741,7 @@ pub fn deployed_module(payload: &[u8]) -> Option<(&str, &[u8])> {
     r.is_empty().then_some((name, wasm))
 }
 
-/// Decodes a record's payload (as `encode_entry` made it).
+/// Appends a tenant record (layout in the module doc of `durability`).
 pub(super) fn put_tenant_record(out: &mut Vec<u8>, t: &TenantRecord) {
     put_u32(out, t.id.0);
     put_str(out, &t.name);
@@ -750,6 +750,7 @@ pub(super) fn put_tenant_record(out: &mut Vec<u8>, t: &TenantRecord) {
     out.extend_from_slice(&t.token_sha256);
 }
 
+/// Reads what `put_tenant_record` wrote.
 pub(super) fn tenant_record(r: &mut Reader<'_>) -> DecodeResult<TenantRecord> {
     let id = TenantId(r.u32("tenant id")?);
     let name = r.str("tenant name")?.to_string();
@@ -772,6 +773,7 @@ pub(super) fn tenant_record(r: &mut Reader<'_>) -> DecodeResult<TenantRecord> {
     })
 }
 
+/// Decodes a record's payload (as `encode_entry` made it).
 pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader::new(payload);
     let entry = match r.u8("entry tag")? {

@@ -274,7 +274,8 @@ impl PeerRouter {
                 return;
             }
         };
-        // The metadata group does not exist yet; its messages go nowhere.
+        // Group 0 is reserved (metadata is logged by partition 0's group);
+        // its messages go nowhere.
         let Group::Partition(p) = group else {
             return;
         };

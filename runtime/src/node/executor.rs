@@ -292,6 +292,13 @@ pub struct RoutesRefresh {
     pub routes: Arc<super::routes::Routes>,
     pub runtime: crate::wasm::WasmRuntime,
     pub catalog: Arc<std::sync::RwLock<crate::catalog::Catalog>>,
+    /// The catalog `ohm cluster init` made (the node's file): the node's is
+    /// this plus the tenants partition 0's state holds.
+    pub base: crate::catalog::Catalog,
+    /// The tenants of partition 0's state the node's catalog holds, in
+    /// order. A state rebuilt without one (never chosen) has a list this is
+    /// not a prefix of, and the catalog is made again from `base`.
+    pub adopted: Vec<TenantId>,
     /// The last coordinator transaction the routes reflect.
     pub seen: u64,
 }
@@ -302,12 +309,11 @@ impl RoutesRefresh {
             return;
         };
         self.seen = state.mp_txn_max;
+        if let Err(e) = self.adopt_tenants(&state.created_tenants) {
+            return fatal(format!("partition 0's tenants: {e}"));
+        }
         let tenants: Vec<TenantId> = {
-            let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-            // Tenants created on another node (or before a restart).
-            if let Err(e) = super::coordinator::adopt_created(&mut cat, &state.created_tenants) {
-                return fatal(e.to_string());
-            }
+            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
             cat.tenants().map(|t| t.id).collect()
         };
         match super::coordinator::modules_of(state, tenants.iter().copied(), &self.runtime) {
@@ -322,6 +328,30 @@ impl RoutesRefresh {
             }
             Err(e) => fatal(format!("a deployed module does not compile here: {e}")),
         }
+    }
+
+    /// Brings the node's catalog to `base` plus `created` (partition 0's
+    /// tenants, applied here; on a leader, possibly not chosen yet: nobody
+    /// holds such a tenant's token before it is).
+    fn adopt_tenants(
+        &mut self,
+        created: &[crate::durability::TenantRecord],
+    ) -> Result<(), crate::catalog::CatalogError> {
+        let ids: Vec<TenantId> = created.iter().map(|t| t.id).collect();
+        if ids == self.adopted {
+            return Ok(());
+        }
+        let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        if ids.starts_with(&self.adopted) {
+            let new = created.get(self.adopted.len()..).unwrap_or_default();
+            super::coordinator::adopt_created(&mut cat, new)?;
+        } else {
+            let mut fresh = self.base.clone();
+            super::coordinator::adopt_created(&mut fresh, created)?;
+            *cat = fresh;
+        }
+        self.adopted = ids;
+        Ok(())
     }
 }
 

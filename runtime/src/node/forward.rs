@@ -76,6 +76,56 @@ pub struct Forwarder {
     node: std::sync::OnceLock<Weak<Node>>,
 }
 
+/// Sends the answer to a forwarded request back to the node that passed
+/// it on; dropped unanswered (a queue dropped as the node stops), it still
+/// answers, so that node's client hears at once.
+struct AnswerBack {
+    send: SendPeer,
+    to: NodeId,
+    id: u64,
+    sent: bool,
+}
+
+impl AnswerBack {
+    fn answer(&mut self, response: Result<Reply, ErrorReply>) {
+        self.sent = true;
+        let id = self.id;
+        let mut framed = Vec::new();
+        let frame = ResponseFrame {
+            id,
+            response,
+            leader: None,
+        };
+        if let Err(e) = encode_response(&frame, &mut framed) {
+            framed.clear();
+            let too_large = ResponseFrame {
+                id,
+                response: Err(ErrorReply::new(
+                    ErrorCode::TooLarge,
+                    format!("the result: {e}; ask for fewer rows"),
+                )),
+                leader: None,
+            };
+            // A short error always fits.
+            let _ = encode_response(&too_large, &mut framed);
+        }
+        let response = framed.split_off(PREFIX_BYTES);
+        // A full link drops it: the forwarding node times it out.
+        let _ = (self.send)(self.to, PeerMessage::Forwarded { id, response });
+    }
+}
+
+impl Drop for AnswerBack {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.answer(Err(ErrorReply::new(
+                ErrorCode::Internal,
+                "the node that leads dropped this request without answering it",
+            )));
+        }
+    }
+}
+
 /// Whether a request is passed to the coordinating node (`status` is
 /// answered where it is asked; `auth` never reaches dispatch).
 pub fn forwarded_kind(request: &Request) -> bool {
@@ -84,10 +134,17 @@ pub fn forwarded_kind(request: &Request) -> bool {
 
 impl Forwarder {
     pub fn new(send: SendPeer, link_up: LinkUp) -> Forwarder {
+        // Ids go on from the clock's nanoseconds, so those of a restarted
+        // process are above any its previous run gave (one forward takes
+        // far longer than a nanosecond): an answer the leader still owes
+        // the old process never matches a new request.
+        let first = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
         Forwarder {
             send,
             link_up,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first),
             table: Mutex::default(),
             node: std::sync::OnceLock::new(),
         }
@@ -120,7 +177,7 @@ impl Forwarder {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut framed = Vec::new();
         if let Err(e) = encode_request(&RequestFrame { id, request }, &mut framed) {
-            // It arrived within the frame limit, so it encodes within it.
+            // Only a request within a few bytes of the limit (its id grows).
             let e = ErrorReply::new(ErrorCode::TooLarge, format!("forwarding it: {e}"));
             return replier.send(Err(e));
         }
@@ -205,7 +262,8 @@ impl Forwarder {
     }
 
     /// Answers every forward older than `FORWARD_TIMEOUT`, or sent to a
-    /// node whose link is down now (its answer could not come back).
+    /// node this node's link to is down now (the path between the two is
+    /// broken: its answer is not to be waited for).
     pub fn expire(&self, now: Instant) {
         let late: Vec<(Waiting, bool)> = {
             let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
@@ -251,31 +309,13 @@ impl Forwarder {
         admin: bool,
         request: &[u8],
     ) {
-        let send = self.send.clone();
-        let reply: ReplyFn = Box::new(move |response: Result<Reply, ErrorReply>| {
-            let mut framed = Vec::new();
-            let frame = ResponseFrame {
-                id,
-                response,
-                leader: None,
-            };
-            if let Err(e) = encode_response(&frame, &mut framed) {
-                framed.clear();
-                let too_large = ResponseFrame {
-                    id,
-                    response: Err(ErrorReply::new(
-                        ErrorCode::TooLarge,
-                        format!("the result: {e}; ask for fewer rows"),
-                    )),
-                    leader: None,
-                };
-                // A short error always fits.
-                let _ = encode_response(&too_large, &mut framed);
-            }
-            let response = framed.split_off(PREFIX_BYTES);
-            // A full link drops it: the forwarding node times it out.
-            let _ = send(from, PeerMessage::Forwarded { id, response });
-        });
+        let mut back = AnswerBack {
+            send: self.send.clone(),
+            to: from,
+            id,
+            sent: false,
+        };
+        let reply: ReplyFn = Box::new(move |response| back.answer(response));
         let Some(node) = self.node.get().and_then(Weak::upgrade) else {
             return reply(Err(super::service::stopping()));
         };
@@ -436,6 +476,84 @@ mod tests {
         f.expire(Instant::now());
         let e = a2.take().unwrap().response.unwrap_err();
         assert!(e.message.contains("link to node 2 went down"), "{e:?}");
+    }
+
+    #[test]
+    fn bytes_in_flight_are_bounded() {
+        let (f, sent, _) = forwarder();
+        let big = || Request::Sql {
+            sql: "x".repeat(FORWARD_BYTES_IN_FLIGHT_MAX / 2),
+        };
+        let (r1, mut a1) = test_replier(1);
+        f.forward(LEADER, None, &who(), big(), r1);
+        let (r2, mut a2) = test_replier(2);
+        f.forward(LEADER, None, &who(), big(), r2);
+        assert!(a1.take().is_none(), "the first fits");
+        let e = a2.take().unwrap().response.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded, "{e:?}");
+        assert_eq!(sent.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_forwarded_request_is_answered_even_when_the_leader_cannot_run_it() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let s = sent.clone();
+        let leader = Forwarder::new(
+            Arc::new(move |to, msg| {
+                s.lock().unwrap().push((to, msg));
+                true
+            }),
+            Arc::new(|_| true),
+        );
+        // No node behind it (as while it stops): the request is dropped.
+        let mut req = Vec::new();
+        encode_request(
+            &RequestFrame {
+                id: 5,
+                request: Request::Catalog,
+            },
+            &mut req,
+        )
+        .unwrap();
+        leader.run_forwarded(
+            NodeId(1),
+            5,
+            TenantId(3),
+            "owner".into(),
+            false,
+            &req[PREFIX_BYTES..],
+        );
+        let (to, msg) = sent.lock().unwrap().pop().expect("an answer went back");
+        assert_eq!(to, NodeId(1));
+        let PeerMessage::Forwarded { id, response } = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(id, 5);
+        let e = decode_response(&response).unwrap().response.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+        // A reply dropped on the way (a queue dropped as the node stops)
+        // still sends an answer back.
+        let s = sent.clone();
+        let back = AnswerBack {
+            send: Arc::new(move |to, msg| {
+                s.lock().unwrap().push((to, msg));
+                true
+            }),
+            to: NodeId(1),
+            id: 6,
+            sent: false,
+        };
+        let reply: ReplyFn = Box::new(move |r| {
+            let mut back = back;
+            back.answer(r)
+        });
+        drop(reply);
+        let (_, msg) = sent.lock().unwrap().pop().expect("an answer went back");
+        let PeerMessage::Forwarded { id: 6, response } = msg else {
+            panic!("{msg:?}")
+        };
+        let e = decode_response(&response).unwrap().response.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal, "{e:?}");
     }
 
     #[test]

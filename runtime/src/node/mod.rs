@@ -260,8 +260,11 @@ impl Node {
         )?;
         // In a cluster, the tenants created since `ohm cluster init` live in
         // partition 0's log and snapshot, not in the catalog file.
+        let base_catalog = catalog.clone();
+        let mut adopted = Vec::new();
         if let Some(p0) = rec.cores.first().and_then(|c| c.state()) {
             coordinator::adopt_created(&mut catalog, &p0.created_tenants)?;
+            adopted = p0.created_tenants.iter().map(|t| t.id).collect();
         }
         let tenants: Vec<_> = catalog.tenants().map(|t| t.id).collect();
         let p0 = rec
@@ -317,6 +320,8 @@ impl Node {
                     routes: routes.clone(),
                     runtime: runtime.clone(),
                     catalog: catalog.clone(),
+                    base: base_catalog.clone(),
+                    adopted: adopted.clone(),
                     seen: modules_txn,
                 }),
                 anchor: cluster.as_ref().map(|c| executor::Anchor {

@@ -71,14 +71,53 @@ impl Node {
     /// restart or during an election).
     pub(crate) fn coordinator_elsewhere(&self) -> Option<Option<String>> {
         let cluster = self.cluster.as_ref()?;
-        let leader = self.p0_leader.load(Ordering::Relaxed);
-        if leader == cluster.me.0 {
+        if self.p0_leader.load(Ordering::Relaxed) == cluster.me.0 {
             return None;
         }
-        let at = cluster
-            .client_addr(crate::types::NodeId(leader))
-            .map(|a| a.to_string());
-        Some(at.filter(|_| leader != 0))
+        Some(self.coordinator_node().and_then(|(_, at)| at))
+    }
+
+    /// In a cluster, when another node is known to lead partition 0 (and so
+    /// to coordinate): that node, and where its clients reach it.
+    fn coordinator_node(&self) -> Option<(NodeId, Option<String>)> {
+        let cluster = self.cluster.as_ref()?;
+        let leader = self.p0_leader.load(Ordering::Relaxed);
+        if leader == 0 || leader == cluster.me.0 {
+            return None;
+        }
+        let at = cluster.client_addr(NodeId(leader)).map(|a| a.to_string());
+        Some((NodeId(leader), at))
+    }
+
+    /// A single-partition call whose partition this node leads (while
+    /// leaders gather on partition 0's, some may still be here): run here
+    /// rather than passed to a node that would send it back.
+    fn leads_call(&self, who: &Principal, request: &Request) -> bool {
+        let Request::Call {
+            procedure, args, ..
+        } = request
+        else {
+            return false;
+        };
+        let routes = self.routes.get(who.tenant);
+        let Some(route) = routes.as_ref().and_then(|r| r.get(procedure)) else {
+            return false;
+        };
+        let Some((param, arg)) = route
+            .partition_param
+            .and_then(|i| Some((route.params.get(i)?, args.get(i)?)))
+        else {
+            return false;
+        };
+        // Placed by the value as the call will see it.
+        let mut routing = [arg.clone()];
+        if coerce(std::slice::from_ref(param), &mut routing).is_err() {
+            return false;
+        }
+        let p = partition_for(&routing[0], self.executors.len() as u32).0 as usize;
+        self.stats
+            .get(p)
+            .is_some_and(|s| s.role.load(Ordering::Relaxed) == ROLE_LEADER)
     }
 
     pub(crate) fn call(
@@ -255,8 +294,10 @@ impl Service for Node {
 
     fn dispatch(&self, who: &Arc<Principal>, request: Request, replier: Replier) {
         if let Some(f) = &self.forwarder {
-            if let Some((to, at)) = self.coordinator_node().filter(|_| forwarded_kind(&request)) {
-                return f.forward(to, at, who, request, replier);
+            if let Some((to, at)) = self.coordinator_node() {
+                if forwarded_kind(&request) && !self.leads_call(who, &request) {
+                    return f.forward(to, at, who, request, replier);
+                }
             }
         }
         let reply: ReplyFn = Box::new(move |r| replier.send(r));
@@ -273,18 +314,6 @@ impl Service for Node {
 }
 
 impl Node {
-    /// In a cluster, when another node is known to lead partition 0 (and so
-    /// to coordinate): that node, and where its clients reach it.
-    fn coordinator_node(&self) -> Option<(NodeId, Option<String>)> {
-        let cluster = self.cluster.as_ref()?;
-        let leader = self.p0_leader.load(Ordering::Relaxed);
-        if leader == 0 || leader == cluster.me.0 {
-            return None;
-        }
-        let at = cluster.client_addr(NodeId(leader)).map(|a| a.to_string());
-        Some((NodeId(leader), at))
-    }
-
     /// Runs `request` on this node (it came from a client here, or was
     /// forwarded by another node: never forwarded again).
     pub(crate) fn dispatch_here(&self, who: &Principal, request: Request, reply: ReplyFn) {
