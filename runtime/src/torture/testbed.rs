@@ -53,6 +53,14 @@ impl Testbed {
         check_tools()?;
         remove_stale();
         let id = std::process::id();
+        // This run's earlier testbed, if its removal has not finished (a
+        // node process that outlived its kill keeps its namespace, and the
+        // namespace its veth): names are reused per run.
+        let _ = ip(&["link", "del", &format!("ohb{id}")]);
+        for i in 0..TESTBED_NODES_MAX {
+            remove_netns(&format!("{NS_PREFIX}{id}-n{}", i + 1));
+            let _ = ip(&["link", "del", &format!("oh{id}a{i}")]);
+        }
         let t = Testbed {
             id,
             subnet: free_subnet(id)?,
