@@ -119,6 +119,7 @@ pub fn recover(
     for (p, log) in logs.iter_mut().enumerate() {
         let cfg = CoreConfig {
             partition: PartitionId(p as u32),
+            partitions,
             consensus: consensus::Config {
                 #[cfg(debug_assertions)]
                 bugs: planted,

@@ -99,6 +99,9 @@ pub fn call_error(e: &CallError, addrs: &ClientAddrs) -> ErrorReply {
         }
         CallError::Proc(p) => proc_error(p),
         CallError::TooLarge { .. } => ErrorReply::new(ErrorCode::TooLarge, e.to_string()),
+        CallError::WrongPartition { .. } => {
+            ErrorReply::new(ErrorCode::WrongPartition, e.to_string())
+        }
         CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
         CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
         CallError::AnswerNotKept { .. } => {

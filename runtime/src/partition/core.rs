@@ -57,6 +57,9 @@ pub struct Now {
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     pub partition: PartitionId,
+    /// Partitions of the node (rows are placed by `partition_for` over
+    /// this many).
+    pub partitions: u32,
     pub consensus: consensus::Config,
     /// Log bytes after which a snapshot is taken.
     pub snapshot_log_bytes: u64,
@@ -380,6 +383,7 @@ impl<T> PartitionCore<T> {
         }
         let done = run_call(
             state,
+            self.cfg.partitions,
             q.tenant,
             &q.procedure,
             &q.args,

@@ -45,6 +45,10 @@ pub enum CallError {
     /// Too much is waiting on this partition; nothing was done.
     #[error("the partition is overloaded: {0}; retry shortly")]
     Overloaded(String),
+    /// A single-partition call wrote where its partition may not (a row
+    /// another partition owns, or a replicated table); rolled back.
+    #[error("procedure {procedure} runs on one partition and {what}; nothing it did was kept (write that from a multi-partition procedure, or route the call by the row's partition column)")]
+    WrongPartition { procedure: String, what: String },
 }
 
 impl CallError {

@@ -26,6 +26,7 @@ pub struct Executed {
 /// for the other replicas).
 pub fn run_call(
     state: &mut PartitionState,
+    partitions: u32,
     tenant: TenantId,
     procedure: &str,
     args: &[Value],
@@ -61,8 +62,20 @@ pub fn run_call(
         };
     }
     let kept = key.map(|k| (k, answer_to_keep(&outcome.output)));
+    let here = state.id;
     let part = state.tenant(tenant);
     let db = part.engine.database();
+    if let Some(what) = misplaced_write(db, &outcome.write_set, here, partitions) {
+        // Committed in memory, but another partition owns it (or every
+        // partition holds it): undo it, nothing is logged.
+        let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();
+        durability::apply(&mut part.engine, &undo)
+            .expect("undoing a transaction just committed on this partition cannot fail");
+        return failed(CallError::WrongPartition {
+            procedure: procedure.to_string(),
+            what,
+        });
+    }
     scratch.clear();
     let logged = kept.as_ref().map(|(k, o)| (*k, o.as_ref()));
     if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, logged, scratch) {
@@ -82,5 +95,116 @@ pub fn run_call(
     Executed {
         result: Ok(outcome.output),
         payload: Some(Arc::from(scratch.as_slice())),
+    }
+}
+
+/// The first write of `ws` that partition `here` (of `partitions`) may not
+/// make in a single-partition call, said as "<what it did>": a row whose
+/// partition column hashes to another partition (inserted, or updated to
+/// or from such a value), or any row of a replicated table (every
+/// partition holds a copy, and one partition's call would change only its
+/// own).
+fn misplaced_write(
+    db: &crate::storage::Database,
+    ws: &crate::storage::WriteSet,
+    here: crate::catalog::PartitionId,
+    partitions: u32,
+) -> Option<String> {
+    use crate::storage::WriteOp;
+    for op in &ws.ops {
+        let (table, rows, verb) = match op {
+            WriteOp::Insert { table, row } => (table, [Some(row), None], "inserted"),
+            WriteOp::Update { table, old, new } => (table, [Some(old), Some(new)], "updated"),
+            WriteOp::Delete { table, row } => (table, [Some(row), None], "deleted"),
+        };
+        let Some(t) = db.table(*table) else { continue };
+        let schema = t.schema();
+        let Some(col) = schema.partition_column else {
+            return Some(format!(
+                "{verb} a row of {}, a replicated table (every partition holds it)",
+                schema.name
+            ));
+        };
+        for row in rows.into_iter().flatten() {
+            let Some(v) = row.get(col) else { continue };
+            let owner = crate::catalog::partition_for(v, partitions);
+            if owner != here {
+                return Some(format!(
+                    "{verb} a row of {} whose {} is {v:?}, which partition {} owns, not {}",
+                    schema.name,
+                    schema
+                        .columns
+                        .get(col)
+                        .map_or("partition column", |c| c.name.as_str()),
+                    owner.0,
+                    here.0
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{partition_for, PartitionId};
+    use crate::storage::{WriteOp, WriteSet};
+
+    /// Which writes partition 0 of 2 may make in a single-partition call.
+    #[test]
+    fn only_rows_this_partition_owns_and_no_replicated_table() {
+        let mut e = crate::sql::Engine::new();
+        e.execute("CREATE TABLE t (k BIGINT PRIMARY KEY, v BIGINT)")
+            .unwrap();
+        e.execute("PARTITION TABLE t ON COLUMN k").unwrap();
+        e.execute("CREATE TABLE shared (k BIGINT PRIMARY KEY)")
+            .unwrap();
+        let db = e.database();
+        let (t, shared) = (db.table_id("t").unwrap(), db.table_id("shared").unwrap());
+        let key = |p: u32| {
+            (0..)
+                .find(|k| partition_for(&Value::Int(*k), 2).0 == p)
+                .unwrap()
+        };
+        let row = |k: i64| -> crate::storage::Row { vec![Value::Int(k), Value::Int(1)].into() };
+        let (ours, theirs) = (row(key(0)), row(key(1)));
+        let check =
+            |op: WriteOp| misplaced_write(db, &WriteSet { ops: vec![op] }, PartitionId(0), 2);
+        assert_eq!(
+            check(WriteOp::Insert {
+                table: t,
+                row: ours.clone()
+            }),
+            None
+        );
+        let what = check(WriteOp::Insert {
+            table: t,
+            row: theirs.clone(),
+        })
+        .unwrap();
+        assert!(what.contains("inserted a row of t whose k is"), "{what}");
+        assert!(what.contains("which partition 1 owns, not 0"), "{what}");
+        // An update may not move a row to another partition (nor from one).
+        let moved = check(WriteOp::Update {
+            table: t,
+            old: ours.clone(),
+            new: theirs.clone(),
+        });
+        assert!(moved.unwrap().starts_with("updated"));
+        assert!(check(WriteOp::Delete {
+            table: t,
+            row: theirs
+        })
+        .is_some());
+        let what = check(WriteOp::Insert {
+            table: shared,
+            row: vec![Value::Int(1)].into(),
+        })
+        .unwrap();
+        assert!(
+            what.contains("a row of shared, a replicated table"),
+            "{what}"
+        );
     }
 }

@@ -260,10 +260,13 @@ pub enum ErrorCode {
     /// every partition for multi-partition work): nothing was done; retry
     /// at `leader`.
     NotLeader,
+    /// A single-partition call wrote a row its partition does not own, or
+    /// a replicated table: rolled back.
+    WrongPartition,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::AuthFailed,
@@ -282,6 +285,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NotLeader,
         ErrorCode::AlreadyApplied,
+        ErrorCode::WrongPartition,
     ];
 
     pub fn name(self) -> &'static str {
@@ -304,6 +308,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::AlreadyApplied => "already_applied",
+            ErrorCode::WrongPartition => "wrong_partition",
         }
     }
 

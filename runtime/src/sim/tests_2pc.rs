@@ -34,6 +34,8 @@ impl Replica {
         let (mut log, _) = Log::open(fs.clone(), LogOptions::default()).unwrap();
         let cfg = CoreConfig {
             partition: PartitionId(partition),
+            // Partitions 0 and 1.
+            partitions: 2,
             consensus: shared.consensus(NodeId(id), replicas),
             snapshot_log_bytes: u64::MAX,
         };

@@ -27,8 +27,20 @@ pub(super) fn now(us: u64) -> Now {
 }
 
 fn core_on(shared: &Shared, replicas: usize, log: &mut Log<SimFs>, t: u64) -> PartitionCore<Token> {
+    core_of(shared, replicas, log, t, (0, 1))
+}
+
+/// `core_on` for partition `of.0` of a node of `of.1` partitions.
+fn core_of(
+    shared: &Shared,
+    replicas: usize,
+    log: &mut Log<SimFs>,
+    t: u64,
+    of: (u32, u32),
+) -> PartitionCore<Token> {
     let cfg = CoreConfig {
-        partition: PartitionId(0),
+        partition: PartitionId(of.0),
+        partitions: of.1,
         consensus: shared.consensus(NodeId(1), replicas),
         snapshot_log_bytes: u64::MAX,
     };
@@ -430,4 +442,71 @@ fn a_kept_key_is_answered_not_run_again_across_restarts_and_snapshots() {
     );
     assert_eq!(version(&mut core, &mut log, "b"), 2);
     assert_eq!(version(&mut core, &mut log, "c"), 3);
+}
+
+/// A single-partition call may write only rows its partition owns: a put
+/// run on partition 0 of 2 for a key partition 1 owns is refused
+/// (`WrongPartition`), rolled back and not logged, and the key's owner
+/// stays the only place it can be. Before, it was accepted: the row sat
+/// where lookups by key never look, and a put through normal routing then
+/// stored the key a second time.
+#[test]
+fn a_single_partition_call_writes_only_rows_its_partition_owns() {
+    use crate::durability::Storage as _;
+    use crate::partition::CallError;
+    let shared = shared();
+    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
+    // Partition 0 of 2 (its set-up entries need no outcome from another).
+    let mut core = core_of(&shared, 1, &mut log, 1_000_000, (0, 2));
+    for s in ohm_kv::SCHEMA {
+        run_setup(&mut core, &mut log, &SetupStep::Ddl(s));
+    }
+    run_setup(
+        &mut core,
+        &mut log,
+        &SetupStep::Deploy("kv", shared.kv.clone()),
+    );
+    let owned_by = |p: u32| {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| crate::catalog::partition_for(&Value::text(k), 2).0 == p)
+            .unwrap()
+    };
+    let put = |k: &str| vec![Value::text(k), Value::Bytes(vec![1u8].into())];
+    let slot_before = log.last_slot();
+    core.call(
+        Token::Call { client: 0, op: 0 },
+        TENANT,
+        "put".into(),
+        put(&owned_by(1)),
+        None,
+    );
+    // Nothing was written: the refusal is answered as a read is, under
+    // the leader's lease (a tick later).
+    let mut replies = drain(&mut core, &mut log).replies;
+    core.tick(now(1_010_000));
+    replies.extend(drain(&mut core, &mut log).replies);
+    match replies.as_slice() {
+        [(_, Err(e @ CallError::WrongPartition { .. }))] => {
+            let m = e.to_string();
+            assert!(m.contains("which partition 1 owns, not 0"), "{m}");
+        }
+        other => panic!("a put for another partition's key: {other:?}"),
+    }
+    assert_eq!(kv_rows(&core), 0, "rolled back");
+    assert_eq!(log.last_slot(), slot_before, "nothing logged");
+    core.call(
+        Token::Call { client: 0, op: 1 },
+        TENANT,
+        "put".into(),
+        put(&owned_by(0)),
+        None,
+    );
+    let mut replies = drain(&mut core, &mut log).replies;
+    replies.extend(drain(&mut core, &mut log).replies);
+    assert!(
+        matches!(replies.as_slice(), [(_, Ok(_))]),
+        "its own key: {replies:?}"
+    );
+    assert_eq!(kv_rows(&core), 1);
 }

@@ -293,6 +293,7 @@ impl<'a> World<'a> {
         };
         let cfg = CoreConfig {
             partition: crate::catalog::PartitionId(0),
+            partitions: 1,
             consensus: self.shared.consensus(self.nodes[n].id, self.cfg.replicas),
             snapshot_log_bytes: self.cfg.snapshot_log_bytes,
         };
