@@ -360,13 +360,12 @@ mod tests {
     const LEADER: NodeId = NodeId(2);
     const LEADER_AT: &str = "10.0.0.2:7450";
 
+    /// What a forwarder under test sent, to whom.
+    type Sent = Arc<Mutex<Vec<(NodeId, PeerMessage)>>>;
+
     /// A forwarder whose sent messages are kept, with a switch for its
     /// link to the leader.
-    fn forwarder() -> (
-        Forwarder,
-        Arc<Mutex<Vec<(NodeId, PeerMessage)>>>,
-        Arc<AtomicBool>,
-    ) {
+    fn forwarder() -> (Forwarder, Sent, Arc<AtomicBool>) {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let up = Arc::new(AtomicBool::new(true));
         let (s, u) = (sent.clone(), up.clone());

@@ -22,7 +22,7 @@
 
 use super::decide::{Decisions, Gate};
 use super::error::CallError;
-use super::exec::run_call;
+use super::exec::{run_call, CallSpec};
 use super::hold::Hold;
 use super::procs::ProcRuntime;
 use super::recover::apply_record;
@@ -381,16 +381,13 @@ impl<T> PartitionCore<T> {
                 return self.waiting.push(q.token, result, self.applied, false);
             }
         }
-        let done = run_call(
-            state,
-            self.cfg.partitions,
-            q.tenant,
-            &q.procedure,
-            &q.args,
-            q.key.as_deref(),
-            txn,
-            &mut self.scratch,
-        );
+        let call = CallSpec {
+            tenant: q.tenant,
+            procedure: &q.procedure,
+            args: &q.args,
+            key: q.key.as_deref(),
+        };
+        let done = run_call(state, self.cfg.partitions, call, txn, &mut self.scratch);
         let (dep, wrote) = match done.payload {
             Some(payload) => match self.paxos.propose(payload) {
                 Ok(slot) => (slot, true),

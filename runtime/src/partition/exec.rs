@@ -1,12 +1,15 @@
 //! Running one single-partition call on a partition's state: the
 //! procedure, its commit or rollback, and its write-set encoded as a log
 //! payload. A panic inside is caught and rolled back; a write-set too big
-//! for one record is undone.
+//! for one record, or writing where the partition may not (a row another
+//! partition owns, a replicated table), is undone.
 
 use super::error::CallError;
 use super::kept::answer_to_keep;
 use super::state::PartitionState;
+use crate::catalog::{partition_for, PartitionId};
 use crate::durability;
+use crate::storage::{Database, WriteOp, WriteSet};
 use crate::types::{TenantId, Value};
 use crate::wasm::{ProcOutput, TxnContext};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,20 +23,31 @@ pub struct Executed {
     pub payload: Option<Arc<[u8]>>,
 }
 
-/// Runs `procedure` on `state` for `tenant`; `scratch` is a buffer reused
-/// across calls for encoding the payload. A call with an idempotency `key`
-/// that writes keeps its answer under it (in the state, and in its record
-/// for the other replicas).
+/// One call to run: whose, what, with what, under which idempotency key.
+pub struct CallSpec<'a> {
+    pub tenant: TenantId,
+    pub procedure: &'a str,
+    pub args: &'a [Value],
+    pub key: Option<&'a str>,
+}
+
+/// Runs `call` on `state`, a partition of a node of `partitions`;
+/// `scratch` is a buffer reused across calls for encoding the payload. A
+/// call with an idempotency `key` that writes keeps its answer under it
+/// (in the state, and in its record for the other replicas).
 pub fn run_call(
     state: &mut PartitionState,
     partitions: u32,
-    tenant: TenantId,
-    procedure: &str,
-    args: &[Value],
-    key: Option<&str>,
+    call: CallSpec<'_>,
     txn: TxnContext,
     scratch: &mut Vec<u8>,
 ) -> Executed {
+    let CallSpec {
+        tenant,
+        procedure,
+        args,
+        key,
+    } = call;
     let failed = |e| Executed {
         result: Err(e),
         payload: None,
@@ -61,29 +75,25 @@ pub fn run_call(
             payload: None,
         };
     }
-    let kept = key.map(|k| (k, answer_to_keep(&outcome.output)));
     let here = state.id;
     let part = state.tenant(tenant);
     let db = part.engine.database();
     if let Some(what) = misplaced_write(db, &outcome.write_set, here, partitions) {
         // Committed in memory, but another partition owns it (or every
         // partition holds it): undo it, nothing is logged.
-        let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();
-        durability::apply(&mut part.engine, &undo)
-            .expect("undoing a transaction just committed on this partition cannot fail");
+        undo(&mut part.engine, &outcome.write_set);
         return failed(CallError::WrongPartition {
             procedure: procedure.to_string(),
             what,
         });
     }
+    let kept = key.map(|k| (k, answer_to_keep(&outcome.output)));
     scratch.clear();
     let logged = kept.as_ref().map(|(k, o)| (*k, o.as_ref()));
     if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, logged, scratch) {
         // Committed in memory but too big to log: undo it, so what is in
         // memory stays exactly what the log can rebuild.
-        let undo = durability::LoggedWrites::from_write_set(db, &outcome.write_set).inverse();
-        durability::apply(&mut part.engine, &undo)
-            .expect("undoing a transaction just committed on this partition cannot fail");
+        undo(&mut part.engine, &outcome.write_set);
         return failed(CallError::TooLarge {
             procedure: procedure.to_string(),
             message: e.to_string(),
@@ -98,6 +108,13 @@ pub fn run_call(
     }
 }
 
+/// Undoes `ws`, a transaction just committed on `engine`.
+fn undo(engine: &mut crate::sql::Engine, ws: &WriteSet) {
+    let undo = durability::LoggedWrites::from_write_set(engine.database(), ws).inverse();
+    durability::apply(engine, &undo)
+        .expect("undoing a transaction just committed on this partition cannot fail");
+}
+
 /// The first write of `ws` that partition `here` (of `partitions`) may not
 /// make in a single-partition call, said as "<what it did>": a row whose
 /// partition column hashes to another partition (inserted, or updated to
@@ -105,19 +122,24 @@ pub fn run_call(
 /// partition holds a copy, and one partition's call would change only its
 /// own).
 fn misplaced_write(
-    db: &crate::storage::Database,
-    ws: &crate::storage::WriteSet,
-    here: crate::catalog::PartitionId,
+    db: &Database,
+    ws: &WriteSet,
+    here: PartitionId,
     partitions: u32,
 ) -> Option<String> {
-    use crate::storage::WriteOp;
     for op in &ws.ops {
         let (table, rows, verb) = match op {
             WriteOp::Insert { table, row } => (table, [Some(row), None], "inserted"),
             WriteOp::Update { table, old, new } => (table, [Some(old), Some(new)], "updated"),
             WriteOp::Delete { table, row } => (table, [Some(row), None], "deleted"),
         };
-        let Some(t) = db.table(*table) else { continue };
+        // A procedure runs no DDL, so its tables are there; if not, the
+        // write is refused rather than let through unchecked.
+        let Some(t) = db.table(*table) else {
+            return Some(format!(
+                "{verb} a row of a table this partition does not hold"
+            ));
+        };
         let schema = t.schema();
         let Some(col) = schema.partition_column else {
             return Some(format!(
@@ -126,8 +148,13 @@ fn misplaced_write(
             ));
         };
         for row in rows.into_iter().flatten() {
-            let Some(v) = row.get(col) else { continue };
-            let owner = crate::catalog::partition_for(v, partitions);
+            let Some(v) = row.get(col) else {
+                return Some(format!(
+                    "{verb} a row of {} without its partition column",
+                    schema.name
+                ));
+            };
+            let owner = partition_for(v, partitions);
             if owner != here {
                 return Some(format!(
                     "{verb} a row of {} whose {} is {v:?}, which partition {} owns, not {}",
@@ -148,8 +175,6 @@ fn misplaced_write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{partition_for, PartitionId};
-    use crate::storage::{WriteOp, WriteSet};
 
     /// Which writes partition 0 of 2 may make in a single-partition call.
     #[test]
@@ -192,6 +217,27 @@ mod tests {
             new: theirs.clone(),
         });
         assert!(moved.unwrap().starts_with("updated"));
+        let back = check(WriteOp::Update {
+            table: t,
+            old: theirs.clone(),
+            new: ours.clone(),
+        });
+        assert!(back.unwrap().starts_with("updated"));
+        let mut ours_again = ours.to_vec();
+        ours_again[1] = Value::Int(2);
+        let in_place = WriteOp::Update {
+            table: t,
+            old: ours.clone(),
+            new: ours_again.into(),
+        };
+        assert_eq!(check(in_place), None, "an update that stays is fine");
+        assert_eq!(
+            check(WriteOp::Delete {
+                table: t,
+                row: ours
+            }),
+            None
+        );
         assert!(check(WriteOp::Delete {
             table: t,
             row: theirs

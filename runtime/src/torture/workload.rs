@@ -99,6 +99,7 @@ fn nothing_applied(code: ErrorCode) -> bool {
             | Trap
             | TooLarge
             | NotSupported
+            | WrongPartition
     )
 }
 
