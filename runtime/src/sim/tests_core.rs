@@ -472,20 +472,26 @@ fn a_single_partition_call_writes_only_rows_its_partition_owns() {
             .find(|k| crate::catalog::partition_for(&Value::text(k), 2).0 == p)
             .unwrap()
     };
-    let put = |k: &str| vec![Value::text(k), Value::Bytes(vec![1u8].into())];
+    // A put of `key`, answered: after its record is chosen, or (nothing
+    // written) as a read is, under the leader's lease a tick later.
+    let mut t = 1_000_000;
+    let mut put = |core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, key: &str| {
+        let args = vec![Value::text(key), Value::Bytes(vec![1u8].into())];
+        core.call(
+            Token::Call { client: 0, op: 0 },
+            TENANT,
+            "put".into(),
+            args,
+            None,
+        );
+        let mut replies = drain(core, log).replies;
+        t += 10_000;
+        core.tick(now(t));
+        replies.extend(drain(core, log).replies);
+        replies
+    };
     let slot_before = log.last_slot();
-    core.call(
-        Token::Call { client: 0, op: 0 },
-        TENANT,
-        "put".into(),
-        put(&owned_by(1)),
-        None,
-    );
-    // Nothing was written: the refusal is answered as a read is, under
-    // the leader's lease (a tick later).
-    let mut replies = drain(&mut core, &mut log).replies;
-    core.tick(now(1_010_000));
-    replies.extend(drain(&mut core, &mut log).replies);
+    let replies = put(&mut core, &mut log, &owned_by(1));
     match replies.as_slice() {
         [(_, Err(e @ CallError::WrongPartition { .. }))] => {
             let m = e.to_string();
@@ -495,15 +501,7 @@ fn a_single_partition_call_writes_only_rows_its_partition_owns() {
     }
     assert_eq!(kv_rows(&core), 0, "rolled back");
     assert_eq!(log.last_slot(), slot_before, "nothing logged");
-    core.call(
-        Token::Call { client: 0, op: 1 },
-        TENANT,
-        "put".into(),
-        put(&owned_by(0)),
-        None,
-    );
-    let mut replies = drain(&mut core, &mut log).replies;
-    replies.extend(drain(&mut core, &mut log).replies);
+    let replies = put(&mut core, &mut log, &owned_by(0));
     assert!(
         matches!(replies.as_slice(), [(_, Ok(_))]),
         "its own key: {replies:?}"
