@@ -337,12 +337,14 @@ impl RoutesRefresh {
         &mut self,
         created: &[crate::durability::TenantRecord],
     ) -> Result<(), crate::catalog::CatalogError> {
-        let ids: Vec<TenantId> = created.iter().map(|t| t.id).collect();
-        if ids == self.adopted {
+        // What the catalog holds is the start of `created`: add the rest.
+        let grown = created.len() >= self.adopted.len()
+            && created.iter().zip(&self.adopted).all(|(t, id)| t.id == *id);
+        if grown && created.len() == self.adopted.len() {
             return Ok(());
         }
         let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-        if ids.starts_with(&self.adopted) {
+        if grown {
             let new = created.get(self.adopted.len()..).unwrap_or_default();
             super::coordinator::adopt_created(&mut cat, new)?;
         } else {
@@ -350,6 +352,7 @@ impl RoutesRefresh {
             super::coordinator::adopt_created(&mut fresh, created)?;
             *cat = fresh;
         }
+        let ids = created.iter().map(|t| t.id).collect();
         self.adopted = ids;
         Ok(())
     }

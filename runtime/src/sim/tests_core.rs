@@ -72,6 +72,14 @@ fn run_setup(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, step: &Setup
     panic!("set-up step never chosen");
 }
 
+/// The kv schema and module, set up through holds.
+fn set_up_kv(shared: &Shared, core: &mut PartitionCore<Token>, log: &mut Log<SimFs>) {
+    for s in ohm_kv::SCHEMA {
+        run_setup(core, log, &SetupStep::Ddl(s));
+    }
+    run_setup(core, log, &SetupStep::Deploy("kv", shared.kv.clone()));
+}
+
 fn kv_rows(core: &PartitionCore<Token>) -> usize {
     let state = core.state().expect("not lent");
     let db = state.tenant_ref(TENANT).unwrap().engine.database();
@@ -289,14 +297,7 @@ fn a_stopped_core_answers_every_call_it_still_has() {
     let shared = shared();
     let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
     let mut core = core_on(&shared, 1, &mut log, 1_000_000);
-    for s in ohm_kv::SCHEMA {
-        run_setup(&mut core, &mut log, &SetupStep::Ddl(s));
-    }
-    run_setup(
-        &mut core,
-        &mut log,
-        &SetupStep::Deploy("kv", shared.kv.clone()),
-    );
+    set_up_kv(&shared, &mut core, &mut log);
     let put = |i: u64| {
         vec![
             Value::text(&format!("k{i}")),
@@ -377,14 +378,7 @@ fn a_kept_key_is_answered_not_run_again_across_restarts_and_snapshots() {
     let fs = SimFs::new();
     let (mut log, _) = Log::open(fs.clone(), LogOptions::default()).unwrap();
     let mut core = core_on(&shared, 1, &mut log, 1_000_000);
-    for ddl in ohm_kv::SCHEMA {
-        run_setup(&mut core, &mut log, &SetupStep::Ddl(ddl));
-    }
-    run_setup(
-        &mut core,
-        &mut log,
-        &SetupStep::Deploy("kv", shared.kv.clone()),
-    );
+    set_up_kv(&shared, &mut core, &mut log);
     let put = || vec![Value::text("k"), Value::Bytes(vec![7u8].into())];
     let mut op = 0;
     // One put, answered: the key's version.
@@ -458,14 +452,7 @@ fn a_single_partition_call_writes_only_rows_its_partition_owns() {
     let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
     // Partition 0 of 2 (its set-up entries need no outcome from another).
     let mut core = core_of(&shared, 1, &mut log, 1_000_000, (0, 2));
-    for s in ohm_kv::SCHEMA {
-        run_setup(&mut core, &mut log, &SetupStep::Ddl(s));
-    }
-    run_setup(
-        &mut core,
-        &mut log,
-        &SetupStep::Deploy("kv", shared.kv.clone()),
-    );
+    set_up_kv(&shared, &mut core, &mut log);
     let owned_by = |p: u32| {
         (0..)
             .map(|i| format!("k{i}"))
