@@ -10,7 +10,9 @@
 //! of its token; the token itself is shown once, when it is created.
 
 mod partition_map;
+pub mod quota;
 mod tenants;
 
 pub use partition_map::{partition_for, PartitionId};
+pub use quota::{Quota, QuotaError};
 pub use tenants::{sync_dir, Catalog, CatalogError, Principal, Tenant, ADMIN_TENANT, DEMO_TENANT};

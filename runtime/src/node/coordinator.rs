@@ -97,6 +97,8 @@ pub struct Coordinator {
     pub addrs: super::reply::ClientAddrs,
     /// Part of a cluster: tenants are created through partition 0's log.
     pub clustered: bool,
+    /// What each tenant may deploy.
+    pub quota: crate::catalog::Quota,
     /// Stops the node (a broken invariant, a bug mid-transaction).
     pub fatal: FatalFn,
 }
@@ -183,6 +185,7 @@ impl Coordinator {
         match modules_of(p0, tenants.iter().copied(), &self.runtime) {
             Ok(m) => {
                 *self.modules.borrow_mut() = m;
+                note_failed(p0, tenants.iter().copied(), &self.routes);
                 for t in tenants {
                     self.rebuild_routes(t);
                 }
@@ -358,6 +361,16 @@ impl Coordinator {
             .compile_cached(name, &wasm)
             .map_err(|e| reply::deploy_error(&e))?;
         let mut g = self.hold()?;
+        if let Some(part) = g[0].tenant_ref(tenant) {
+            let deployed = part
+                .modules
+                .iter()
+                .map(|(n, b)| (n.as_str(), b.len() as u64));
+            if let Err(e) = self.quota.check_deploy(deployed, name, wasm.len() as u64) {
+                g.finish(None)?;
+                return Err(ErrorReply::new(ErrorCode::QuotaExceeded, e.to_string()));
+            }
+        }
         let wasm: Arc<[u8]> = Arc::from(wasm);
         let mut info = None;
         for i in 0..g.len() {
@@ -371,6 +384,7 @@ impl Coordinator {
             }
         }
         let info = info.ok_or_else(|| reply::internal("a node without partitions"))?;
+        note_failed(&g[0], std::iter::once(tenant), &self.routes);
         let n = g.len();
         let body = |_| MultiBody::Deploy {
             name: name.to_string(),
@@ -392,10 +406,14 @@ impl Coordinator {
         // Held first: in a cluster the hold brings this node's modules up to
         // date.
         let mut g = self.hold()?;
+        // A module that failed to load is deployed too (its bytes are kept).
         let existed = self
             .modules
             .borrow()
-            .contains_key(&(tenant, name.to_string()));
+            .contains_key(&(tenant, name.to_string()))
+            || g[0]
+                .tenant_ref(tenant)
+                .is_some_and(|p| p.failed.contains_key(name));
         if !existed {
             g.finish(None)?;
         } else {
@@ -404,6 +422,7 @@ impl Coordinator {
                 part.procs.drop_module(name);
                 part.forget_module(name);
             }
+            note_failed(&g[0], std::iter::once(tenant), &self.routes);
             let n = g.len();
             let body = |_| MultiBody::DropModule {
                 name: name.to_string(),
@@ -565,10 +584,28 @@ pub fn modules_of(
     let mut out = BTreeMap::new();
     for t in tenants {
         if let Some(part) = state.tenant_ref(t) {
-            for (name, wasm) in &part.modules {
+            // A module that failed to load in the state has no procedures.
+            let loaded = part
+                .modules
+                .iter()
+                .filter(|(n, _)| !part.failed.contains_key(n));
+            for (name, wasm) in loaded {
                 out.insert((t, name.clone()), runtime.compile_cached(name, wasm)?);
             }
         }
     }
     Ok(out)
+}
+
+/// Tells `routes` which of each tenant's modules failed to load in `state`.
+pub fn note_failed(
+    state: &crate::partition::PartitionState,
+    tenants: impl Iterator<Item = TenantId>,
+    routes: &Routes,
+) {
+    let none = BTreeMap::new();
+    for t in tenants {
+        let failed = state.tenant_ref(t).map_or(&none, |p| &p.failed);
+        routes.set_failed(t, failed);
+    }
 }

@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub durability: Durability,
     pub snapshot_log_bytes: u64,
     pub segment_bytes_max: u64,
+    /// What each tenant may hold (the same for every tenant).
+    pub quota: crate::catalog::Quota,
 }
 
 /// What a node in a cluster needs beyond `NodeConfig`.
@@ -293,6 +295,7 @@ impl Node {
             }));
         // Built before partition 0's replica starts keeping them up to date.
         let routes = Arc::new(Routes::default());
+        coordinator::note_failed(p0, tenants.iter().copied(), &routes);
         for t in &tenants {
             routes.rebuild(
                 *t,
@@ -359,6 +362,7 @@ impl Node {
             modules_txn: std::cell::Cell::new(modules_txn),
             addrs,
             clustered: cluster.is_some(),
+            quota: config.quota,
             fatal: fatal_fn,
         };
         let (ctx, crx) = sync_channel(COORDINATOR_QUEUE_MAX);

@@ -22,6 +22,9 @@ pub type TenantRoutes = HashMap<String, ProcRoute>;
 #[derive(Default)]
 pub struct Routes {
     map: RwLock<HashMap<TenantId, Arc<TenantRoutes>>>,
+    /// Modules whose logged deploy could not be applied on this node, by
+    /// tenant: (module, why). Their procedures have no route.
+    failed: RwLock<HashMap<TenantId, Vec<(String, String)>>>,
 }
 
 impl Routes {
@@ -31,6 +34,27 @@ impl Routes {
             .unwrap_or_else(|p| p.into_inner())
             .get(&tenant)
             .cloned()
+    }
+
+    /// A tenant's modules that failed to load here: (module, why).
+    pub fn failed(&self, tenant: TenantId) -> Vec<(String, String)> {
+        let failed = self.failed.read().unwrap_or_else(|p| p.into_inner());
+        failed.get(&tenant).cloned().unwrap_or_default()
+    }
+
+    /// Says which of a tenant's modules failed to load (from its state).
+    pub fn set_failed(
+        &self,
+        tenant: TenantId,
+        failed: &std::collections::BTreeMap<String, String>,
+    ) {
+        let mut map = self.failed.write().unwrap_or_else(|p| p.into_inner());
+        if failed.is_empty() {
+            map.remove(&tenant);
+        } else {
+            let list = failed.iter().map(|(m, w)| (m.clone(), w.clone())).collect();
+            map.insert(tenant, list);
+        }
     }
 
     /// Replaces a tenant's routes with those of `modules`.

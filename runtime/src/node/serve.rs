@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Take a partition's snapshot once its log has grown by this many MiB.
     #[arg(long, default_value_t = 256)]
     pub snapshot_log_mib: u64,
+    /// Modules each tenant may have deployed at once (its quota).
+    #[arg(long, default_value_t = crate::catalog::quota::MODULES_PER_TENANT_DEFAULT)]
+    pub quota_modules: u32,
+    /// MiB of module code each tenant may have deployed, over all modules.
+    #[arg(long, default_value_t = crate::catalog::quota::MODULE_BYTES_PER_TENANT_DEFAULT >> 20)]
+    pub quota_module_mib: u64,
     /// Create the `demo` tenant with the example procedures (voter, bank, kv)
     /// and write its token to DATA/demo.token.
     #[arg(long)]
@@ -167,6 +173,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         snapshot_log_bytes: args.snapshot_log_mib.max(1) << 20,
         segment_bytes_max: 64 << 20,
+        quota: crate::catalog::Quota {
+            modules_max: args.quota_modules,
+            module_bytes_max: args.quota_module_mib.saturating_mul(1 << 20),
+        },
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let setup = joined.as_ref().map(|j| {

@@ -146,13 +146,17 @@ impl Node {
                 };
                 return reply(Err(ErrorReply::not_leader(message, at)));
             }
-            return reply(Err(ErrorReply::new(
-                ErrorCode::UnknownProcedure,
-                format!(
-                    "no procedure named {procedure} is deployed in tenant {}",
-                    who.tenant_name
-                ),
-            )));
+            let mut message = format!(
+                "no procedure named {procedure} is deployed in tenant {}",
+                who.tenant_name
+            );
+            for (module, why) in self.routes.failed(who.tenant) {
+                message.push_str(&format!(
+                    "; module {module} is deployed but failed to load on this node \
+                     (deploy it again, or drop it): {why}"
+                ));
+            }
+            return reply(Err(ErrorReply::new(ErrorCode::UnknownProcedure, message)));
         };
         if let Err(m) = coerce(&route.params, &mut args) {
             return reply(Err(ErrorReply::new(

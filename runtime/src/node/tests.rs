@@ -42,6 +42,7 @@ fn config(partitions: u32) -> NodeConfig {
         durability: Durability::Sync,
         snapshot_log_bytes: 1 << 40,
         segment_bytes_max: 1 << 20,
+        quota: crate::catalog::Quota::default(),
     }
 }
 
@@ -516,5 +517,65 @@ fn a_clean_stop_answers_every_call_in_flight() {
         votes >= acked,
         "{acked} votes acknowledged, {votes} after the restart"
     );
+    node.shutdown();
+}
+
+fn deploy(node: &Node, who: &Principal, name: &str, wasm: Vec<u8>) -> Result<Reply, ErrorReply> {
+    let (tenant, name) = (who.tenant, name.to_string());
+    ask(node, |reply| CoordTask::Deploy {
+        tenant,
+        name,
+        wasm,
+        reply,
+    })
+}
+
+/// Finding 1 of issue 11: a tenant deploying module after module took the
+/// node down (address space, mappings) and the directory then could not
+/// start. A deploy past the tenant's quota is refused before anything is
+/// logged, and the node serves and restarts.
+#[test]
+fn a_deploy_past_the_tenants_quota_is_refused_and_the_node_serves_and_restarts() {
+    use crate::wasm::tests::footprint::tiny_module;
+    let tmp = TempDir::new("quota");
+    let cfg = || NodeConfig {
+        quota: crate::catalog::Quota {
+            modules_max: 3,
+            module_bytes_max: 1 << 30,
+        },
+        ..config(2)
+    };
+    let mut tokens = Vec::new();
+    let node = Node::start(tmp.dir(), cfg(), false).unwrap();
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    deploy_voter(&node, &a);
+    for i in 0..2 {
+        deploy(&node, &a, &format!("m{i}"), tiny_module(i)).unwrap();
+    }
+    let e = deploy(&node, &a, "m2", tiny_module(2)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    assert!(e.message.contains("modules_max"), "{}", e.message);
+    // A redeploy replaces, so it fits; another tenant has its own quota.
+    deploy(&node, &a, "m1", tiny_module(1)).unwrap();
+    for i in 0..3 {
+        deploy(&node, &b, &format!("m{i}"), tiny_module(i)).unwrap();
+    }
+    let vote = vec![Value::Int(2_125_550_001), Value::Int(1), Value::Int(2)];
+    call(&node, &a, "vote", vote.clone()).unwrap();
+    node.shutdown();
+    drop(node);
+    // Nothing of the refused deploy was logged: the directory starts, and
+    // serves every tenant.
+    let node = Node::start(tmp.dir(), cfg(), false).unwrap();
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    assert_eq!(
+        call(&node, &a, "p2", vec![]).unwrap_err().code,
+        ErrorCode::UnknownProcedure
+    );
+    call(&node, &a, "p1", vec![]).unwrap();
+    call(&node, &b, "p2", vec![]).unwrap();
+    assert_eq!(totals(&node, &a).iter().map(|t| t.1).sum::<i64>(), 1);
     node.shutdown();
 }

@@ -22,6 +22,11 @@ pub struct TenantPart {
     pub modules: Vec<(String, Arc<[u8]>)>,
     /// Recent calls that came with an idempotency key, with their answers.
     pub kept: KeptCalls,
+    /// Modules whose logged deploy could not be applied here (e.g. this
+    /// build's sandbox refuses what an older one took), with why: their
+    /// bytes stay in `modules` (and in snapshots), their procedures are
+    /// not served, and everything else is.
+    pub failed: BTreeMap<String, String>,
 }
 
 impl TenantPart {
@@ -31,6 +36,7 @@ impl TenantPart {
             procs: runtime.procedures(),
             modules: Vec::new(),
             kept: KeptCalls::default(),
+            failed: BTreeMap::new(),
         }
     }
 
@@ -43,6 +49,25 @@ impl TenantPart {
 
     pub fn forget_module(&mut self, name: &str) {
         self.modules.retain(|(n, _)| n != name);
+        self.failed.remove(name);
+    }
+
+    /// Applies a deploy that was logged (so chosen): one that fails here
+    /// is kept and marked failed rather than stopping the replica, since
+    /// the log cannot be taken back and every other module and tenant
+    /// must still be served.
+    pub fn deploy_logged(&mut self, name: &str, wasm: Arc<[u8]>) {
+        match self.procs.deploy(&mut self.engine, name, &wasm) {
+            Ok(_) => {
+                self.failed.remove(name);
+            }
+            Err(e) => {
+                // The previous version, if any, is gone as the log says.
+                self.procs.drop_module(name);
+                self.failed.insert(name.to_string(), e.to_string());
+            }
+        }
+        self.remember_module(name, wasm);
     }
 
     /// Deploys module bytes here and remembers them.
@@ -52,6 +77,7 @@ impl TenantPart {
         wasm: Arc<[u8]>,
     ) -> Result<crate::wasm::DeployInfo, DeployError> {
         let info = self.procs.deploy(&mut self.engine, name, &wasm)?;
+        self.failed.remove(name);
         self.remember_module(name, wasm);
         Ok(info)
     }
@@ -156,13 +182,13 @@ impl PartitionState {
                 procs: state.runtime.procedures(),
                 modules: Vec::new(),
                 kept: KeptCalls::default(),
+                failed: BTreeMap::new(),
             };
             for k in t.kept {
                 part.kept.keep(k.key, k.output);
             }
             for (name, wasm) in t.modules {
-                part.deploy(&name, Arc::from(wasm))
-                    .map_err(|e| ReplayError::Deploy(format!("snapshot module {name}: {e}")))?;
+                part.deploy_logged(&name, Arc::from(wasm));
             }
             state.tenants.insert(t.tenant, part);
         }
@@ -223,10 +249,10 @@ impl PartitionState {
                         message: e.to_string(),
                     })
             }
-            MultiBody::Deploy { name, wasm } => part
-                .deploy(name, Arc::from(wasm.as_slice()))
-                .map(|_| ())
-                .map_err(|e| ReplayError::Deploy(e.to_string())),
+            MultiBody::Deploy { name, wasm } => {
+                part.deploy_logged(name, Arc::from(wasm.as_slice()));
+                Ok(())
+            }
             MultiBody::DropModule { name } => {
                 part.procs.drop_module(name);
                 part.forget_module(name);
@@ -254,10 +280,57 @@ pub enum ReplayError {
     Apply(String),
     #[error("replaying DDL {sql:?}: {message}")]
     Ddl { sql: String, message: String },
-    #[error("replaying a deploy: {0}")]
-    Deploy(String),
     #[error("decoding a log record: {0}")]
     Decode(String),
     #[error("storage: {0}")]
     Storage(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deploy(txn: u64, tenant: u32, name: &str, wasm: Vec<u8>) -> Entry {
+        Entry::Multi {
+            txn,
+            tenant: TenantId(tenant),
+            body: MultiBody::Deploy {
+                name: name.to_string(),
+                wasm,
+            },
+        }
+    }
+
+    fn tiny(i: usize) -> Vec<u8> {
+        crate::wasm::tests::footprint::tiny_module(i)
+    }
+
+    /// Finding 1 of issue 11: a logged deploy that cannot be applied (here
+    /// bytes this build refuses) stopped the replica, so the directory
+    /// could not start. It is now kept, marked failed, and everything
+    /// else is served.
+    #[test]
+    fn a_logged_deploy_that_cannot_load_is_marked_failed_and_the_rest_loads() {
+        let runtime: Arc<dyn ProcRuntime> = Arc::new(crate::wasm::testing::shared_runtime());
+        let mut state = PartitionState::new(PartitionId(0), runtime);
+        state.replay(&deploy(1, 1, "good", tiny(1))).unwrap();
+        state
+            .replay(&deploy(2, 1, "bad", b"\0asm\x01\0\0\0 not wasm".to_vec()))
+            .unwrap();
+        state.replay(&deploy(3, 2, "other", tiny(2))).unwrap();
+        let part = state.tenant_ref(TenantId(1)).unwrap();
+        assert!(part.failed["bad"].contains("bad"), "{:?}", part.failed);
+        // The bytes are kept for snapshots: the log said they were deployed.
+        assert!(part.modules.iter().any(|(n, _)| n == "bad"));
+        let txn = crate::wasm::TxnContext::default();
+        for (t, p) in [(1, "p1"), (2, "p2")] {
+            let part = state.tenant(TenantId(t));
+            part.procs.call(&mut part.engine, p, &[], txn).unwrap();
+        }
+        // A later deploy of the name that loads clears the mark.
+        state.replay(&deploy(4, 1, "bad", tiny(3))).unwrap();
+        let part = state.tenant(TenantId(1));
+        assert!(part.failed.is_empty());
+        part.procs.call(&mut part.engine, "p3", &[], txn).unwrap();
+    }
 }

@@ -263,10 +263,13 @@ pub enum ErrorCode {
     /// A single-partition call wrote a row its partition does not own, or
     /// a replicated table: rolled back.
     WrongPartition,
+    /// The tenant is at one of its quotas (the message names it): nothing
+    /// was done.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::AuthFailed,
@@ -286,6 +289,7 @@ impl ErrorCode {
         ErrorCode::NotLeader,
         ErrorCode::AlreadyApplied,
         ErrorCode::WrongPartition,
+        ErrorCode::QuotaExceeded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -309,6 +313,7 @@ impl ErrorCode {
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::AlreadyApplied => "already_applied",
             ErrorCode::WrongPartition => "wrong_partition",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 

@@ -80,8 +80,22 @@ impl CompiledModule {
     }
 }
 
+/// Unmapped bytes after each linear memory's reservation: an access just
+/// past the end faults instead of being checked, for small offsets.
+pub const MEMORY_GUARD_BYTES: u64 = 64 << 10;
+
 fn wasmtime_config(config: &RuntimeConfig) -> Config {
     let mut c = Config::new();
+    // wasmtime's default reserves 4 GiB of address space (plus guards) per
+    // linear memory so that it can skip bounds checks; a node holding
+    // thousands of instances ran out of address space and mappings that
+    // way. An instance may never grow past `memory_bytes_max`, so reserve
+    // exactly that: bounds checks cost a little on memory-heavy guests.
+    let reservation = u64::try_from(config.memory_bytes_max).unwrap_or(u64::MAX);
+    c.memory_reservation(reservation)
+        .memory_guard_size(MEMORY_GUARD_BYTES)
+        .memory_reservation_for_growth(0)
+        .guard_before_linear_memory(false);
     c.consume_fuel(true)
         .cranelift_nan_canonicalization(true)
         .relaxed_simd_deterministic(true)

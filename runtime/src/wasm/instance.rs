@@ -133,6 +133,14 @@ impl Live {
         }
     }
 
+    /// Bytes of linear memory the instance holds now.
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
     /// The payload of the last call's `ohm.result`.
     pub fn result(&self) -> &[u8] {
         self.store.data().call.result()

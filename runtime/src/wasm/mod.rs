@@ -40,7 +40,7 @@ mod proc_host;
 pub mod testing;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use engine::{CompiledModule, WasmRuntime};
 pub use error::{DeployError, EngineError, Fault, ProcError};

@@ -50,6 +50,8 @@ struct Deployed {
     code: Code,
     /// Prepared against this partition's schema, in declaration order.
     statements: Vec<Prepared>,
+    /// `ProcHost::calls` when it was last called (for eviction).
+    last_call: u64,
 }
 
 impl Deployed {
@@ -76,7 +78,16 @@ pub struct ProcHost {
     procedures: BTreeMap<String, ProcRef>,
     /// Scratch for encoded arguments, reused across calls.
     args: Vec<u8>,
+    /// Calls made, a clock for "least recently called".
+    calls: u64,
 }
+
+/// Wasm instances one tenant keeps live on one partition between calls;
+/// instantiating another first drops the least recently called one.
+pub const INSTANCES_LIVE_MAX: usize = 8;
+/// Linear memory an instance may keep between calls: one that has grown
+/// past it is dropped after its call and instantiated afresh by the next.
+pub const INSTANCE_IDLE_BYTES_MAX: usize = 8 << 20;
 
 impl ProcHost {
     pub fn new(runtime: WasmRuntime) -> ProcHost {
@@ -86,6 +97,7 @@ impl ProcHost {
             modules: BTreeMap::new(),
             procedures: BTreeMap::new(),
             args: Vec::new(),
+            calls: 0,
         }
     }
 
@@ -124,14 +136,12 @@ impl ProcHost {
         let name = compiled.name.clone();
         let statements = deploy::prepare_module(engine, &name, &compiled.desc)?;
         self.check_names_free(&name, &compiled.desc)?;
-        let live =
-            Live::new(&compiled.pre, &self.limits).map_err(|f| DeployError::Instantiate {
-                module: name.clone(),
-                message: f.to_string(),
-            })?;
+        // Instantiated by its first call: an idle module costs no memory
+        // or mappings (compiling ran the module once already, so its start
+        // function and memory are known to fit).
         let code = Code::Wasm {
             compiled,
-            live: Some(live),
+            live: None,
         };
         Ok(self.install(name, code, statements))
     }
@@ -180,7 +190,11 @@ impl ProcHost {
     /// Swaps the module in, replacing a previous version and its procedures.
     fn install(&mut self, name: String, code: Code, statements: Vec<Prepared>) -> DeployInfo {
         let replaced = self.drop_module(&name);
-        let deployed = Deployed { code, statements };
+        let deployed = Deployed {
+            code,
+            statements,
+            last_call: 0,
+        };
         let procedures: Vec<String> = deployed
             .desc()
             .procedures
@@ -248,11 +262,15 @@ impl ProcHost {
             .ok_or_else(|| ProcError::UnknownProcedure {
                 procedure: procedure.to_string(),
             })?;
+        let module = r.module.clone();
+        let index = r.index;
+        self.calls += 1;
+        self.make_room_for(&module);
         let deployed = self
             .modules
-            .get_mut(&r.module)
+            .get_mut(&module)
             .expect("every procedure entry points at a deployed module");
-        let index = r.index;
+        deployed.last_call = self.calls;
         let limits = self.limits;
         let decl = deployed
             .desc()
@@ -276,6 +294,42 @@ impl ProcHost {
         };
         let out = run(deployed, engine, &call);
         end_txn(engine, out)
+    }
+}
+
+impl ProcHost {
+    /// Before module `calling` runs: if it has no instance and
+    /// `INSTANCES_LIVE_MAX` others are live, drops the least recently
+    /// called one.
+    fn make_room_for(&mut self, calling: &str) {
+        let is_live = |d: &Deployed| matches!(d.code, Code::Wasm { live: Some(_), .. });
+        if self.modules.get(calling).is_none_or(is_live) {
+            return;
+        }
+        let live = self.modules.values().filter(|d| is_live(d)).count();
+        if live < INSTANCES_LIVE_MAX {
+            return;
+        }
+        let oldest = self
+            .modules
+            .values_mut()
+            .filter(|d| is_live(d))
+            .min_by_key(|d| d.last_call);
+        if let Some(Deployed {
+            code: Code::Wasm { live, .. },
+            ..
+        }) = oldest
+        {
+            *live = None;
+        }
+    }
+
+    /// Live Wasm instances (for tests and status).
+    pub fn instances_live(&self) -> usize {
+        self.modules
+            .values()
+            .filter(|d| matches!(d.code, Code::Wasm { live: Some(_), .. }))
+            .count()
     }
 }
 
@@ -351,7 +405,14 @@ fn run(
             };
             let ran = instance.call(engine, &mut d.statements, c.index, c.args, c.limits, c.txn);
             match ran {
-                Ok((status, fuel)) => Ok((finish(status, instance.result())?, fuel)),
+                Ok((status, fuel)) => {
+                    let out = finish(status, instance.result());
+                    if instance.memory_bytes() > INSTANCE_IDLE_BYTES_MAX {
+                        // Not kept holding what it grew to between calls.
+                        *live = None;
+                    }
+                    Ok((out?, fuel))
+                }
                 Err(f) => {
                     // A trapped guest may have left its memory half-updated.
                     *live = None;

@@ -4,7 +4,8 @@
 
 mod calls;
 mod deploy;
-mod guest;
+pub(crate) mod footprint;
+pub(crate) mod guest;
 mod hostile;
 mod native;
 
