@@ -390,3 +390,197 @@ fn malformed_frames_leave_the_node_serving() {
         assert_eq!(st.partitions.len(), 2);
     });
 }
+
+/// Issue 11, finding 7: an integer argument outside BIGINT's range closed
+/// the stream and dropped every request pipelined after it. It is now a
+/// `bad_arguments` answer to that request alone.
+#[test]
+fn an_out_of_range_integer_is_refused_for_its_request_alone() {
+    let tmp = TempDir::new("bigint");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let conn = raw::connect(&server.addr, &server.fingerprint).await;
+        let token = server.token("demo.token");
+        let auth = raw::frame(1, ohm::proto::Request::Auth { token });
+        assert!(raw::exchange(&conn, &auth).await.unwrap().response.is_ok());
+        // {"id": 5, "op": "call", "procedure": "get", "args": [2^63]}
+        let body = [
+            &[0x84, 0xa2, b'i', b'd', 0x05, 0xa2, b'o', b'p', 0xa4][..],
+            b"call",
+            &[0xa9],
+            b"procedure",
+            &[0xa3],
+            b"get",
+            &[0xa4],
+            b"args",
+            &[0x91, 0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0],
+        ]
+        .concat();
+        let mut bytes = [&(body.len() as u32).to_be_bytes()[..], &body].concat();
+        bytes.extend(raw::frame(6, ohm::proto::Request::Status));
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        let _ = send.finish();
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let mut len = [0u8; 4];
+            recv.read_exact(&mut len)
+                .await
+                .expect("the stream was closed before both answers");
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            recv.read_exact(&mut body).await.unwrap();
+            answers.push(ohm::proto::codec::decode_response(&body).unwrap());
+        }
+        answers.sort_by_key(|a| a.id);
+        let e = answers[0].response.clone().unwrap_err();
+        assert_eq!(
+            (answers[0].id, e.code),
+            (5, ErrorCode::BadArguments),
+            "{e:?}"
+        );
+        assert!(
+            e.message.contains("args[0]") && e.message.contains("BIGINT"),
+            "{}",
+            e.message
+        );
+        assert_eq!(answers[1].id, 6);
+        assert!(answers[1].response.is_ok(), "{:?}", answers[1]);
+    });
+}
+
+/// Issue 11, finding 7: the failed-auth cap was counted after each check,
+/// so guesses sent at once (20 streams) were all checked. Now at most
+/// `AUTH_ATTEMPTS_MAX` tokens are checked per connection; the rest are
+/// refused unchecked, the right token among them too.
+#[test]
+fn no_connection_checks_more_tokens_than_the_cap() {
+    use ohm::net::server::AUTH_ATTEMPTS_MAX;
+    let tmp = TempDir::new("guesses");
+    let server = Server::start(tmp.path(), &["--partitions", "1", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let conn = raw::connect(&server.addr, &server.fingerprint).await;
+        let guesses = (0..20u64).map(|i| {
+            let conn = conn.clone();
+            let token = format!("ohm_{:064x}", i);
+            async move {
+                raw::exchange(&conn, &raw::frame(i, ohm::proto::Request::Auth { token })).await
+            }
+        });
+        let answers = futures_join_all(guesses).await;
+        let checked = answers
+            .iter()
+            .flatten()
+            .filter(|a| {
+                let e = a.response.as_ref().unwrap_err();
+                assert_eq!(e.code, ErrorCode::AuthFailed, "{e:?}");
+                !e.message.contains("not checked")
+            })
+            .count();
+        assert!(
+            checked <= AUTH_ATTEMPTS_MAX as usize,
+            "{checked} tokens checked"
+        );
+        let token = server.token("demo.token");
+        let right =
+            raw::exchange(&conn, &raw::frame(99, ohm::proto::Request::Auth { token })).await;
+        assert!(
+            right.as_ref().is_none_or(|r| r.response.is_err()),
+            "a token after the cap was accepted: {right:?}"
+        );
+    });
+}
+
+/// Runs every future to its end, concurrently.
+async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+/// Issue 11, finding 7: request ids are per stream. Two streams using the
+/// same id each get their own answer on their own stream.
+#[test]
+fn the_same_request_id_on_two_streams_is_answered_on_each() {
+    let tmp = TempDir::new("same-id");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let conn = raw::connect(&server.addr, &server.fingerprint).await;
+        let token = server.token("demo.token");
+        assert!(
+            raw::exchange(&conn, &raw::frame(7, ohm::proto::Request::Auth { token }))
+                .await
+                .unwrap()
+                .response
+                .is_ok()
+        );
+        let ask = |sql: &str| {
+            let (conn, sql) = (conn.clone(), sql.to_string());
+            tokio::spawn(async move {
+                let frame = raw::frame(7, ohm::proto::Request::Sql { sql });
+                tokio::time::timeout(Duration::from_secs(60), raw::exchange(&conn, &frame))
+                    .await
+                    .expect("a stream waited forever for its answer")
+            })
+        };
+        let (one, two) = (ask("SELECT 1"), ask("SELECT 2"));
+        for (answer, want) in [(one.await.unwrap(), 1), (two.await.unwrap(), 2)] {
+            let answer = answer.expect("answered");
+            assert_eq!(answer.id, 7);
+            match answer.response {
+                Ok(ohm::proto::Reply::Sql(mut r)) => match r.pop() {
+                    Some(SqlResult::Rows(rows)) => {
+                        assert_eq!(rows.rows, vec![vec![Value::Int(want)]])
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
+/// Issue 11, finding 7: the documented ALPN close code did not match the
+/// node. A client that does not offer `ohm/1` fails the handshake with
+/// CRYPTO_ERROR 0x178 (docs/PROTOCOL.md).
+#[test]
+fn a_client_without_ohm_alpn_is_refused_as_documented() {
+    use ohm::net::tls;
+    let tmp = TempDir::new("alpn");
+    let server = Server::start(tmp.path(), &["--partitions", "1"]).unwrap();
+    runtime().block_on(async {
+        let peer: std::net::SocketAddr = server.addr.parse().unwrap();
+        let dial = |alpn: Vec<Vec<u8>>| {
+            let trust = tls::ClientTrust::Fingerprint(server.fingerprint.clone());
+            let mut crypto = tls::client_config(&trust).unwrap();
+            crypto.alpn_protocols = alpn;
+            let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+            let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            ep.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+            async move {
+                let conn = ep.connect(peer, "localhost").unwrap().await?;
+                // Accepted by the handshake: wait for the node's close.
+                let (mut send, _recv) = conn.open_bi().await?;
+                send.write_all(&[0])
+                    .await
+                    .map_err(|_| conn.close_reason().unwrap())?;
+                Err::<(), _>(conn.closed().await)
+            }
+        };
+        // QUIC makes ALPN mandatory (RFC 9001 8.1): offering none fails too.
+        for alpn in [vec![b"h3".to_vec()], vec![]] {
+            match dial(alpn.clone()).await {
+                Err(quinn::ConnectionError::ConnectionClosed(c)) => {
+                    assert_eq!(u64::from(c.error_code), 0x178, "{alpn:?}: {c:?}")
+                }
+                other => panic!("{alpn:?}: {other:?}"),
+            }
+        }
+    });
+}

@@ -22,12 +22,13 @@ use crate::proto::{
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-/// Failed `auth` requests before the connection is closed.
+/// `auth` requests one connection may make; the last of them failing
+/// closes the connection, and any more are refused unchecked.
 pub const AUTH_ATTEMPTS_MAX: u32 = 5;
 /// Malformed or oversized frames before the connection is closed.
 pub const BAD_FRAMES_MAX: u32 = 8;
@@ -67,12 +68,21 @@ struct Outgoing {
 pub struct Replier {
     id: u64,
     slot: Option<(mpsc::Sender<Outgoing>, OwnedSemaphorePermit)>,
+    /// Set once the client stopped the stream or the connection is lost:
+    /// nobody will read the answer, so work for it may stop.
+    gone: Arc<AtomicBool>,
 }
 
 impl Replier {
     /// The id of the request this answers.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// A flag set once nobody can receive this answer any more (the
+    /// client stopped the stream or the connection is lost).
+    pub fn gone(&self) -> Arc<AtomicBool> {
+        self.gone.clone()
     }
 
     pub fn send(mut self, response: Result<Reply, ErrorReply>) {
@@ -113,6 +123,7 @@ pub fn test_replier(id: u64) -> (Replier, TestAnswer) {
     let replier = Replier {
         id,
         slot: Some((tx, permit)),
+        gone: Arc::new(AtomicBool::new(false)),
     };
     (replier, TestAnswer(rx))
 }
@@ -172,7 +183,9 @@ struct Conn<S: Service> {
     connection: Connection,
     session: OnceLock<Arc<S::Session>>,
     in_flight: Arc<Semaphore>,
-    auth_failures: AtomicU32,
+    /// `auth` requests taken so far, counted before the token is checked,
+    /// so pipelined or parallel guesses cannot check more than the cap.
+    auth_attempts: AtomicU32,
     bad_frames: AtomicU32,
 }
 
@@ -207,7 +220,7 @@ async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
         connection: connection.clone(),
         session: OnceLock::new(),
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX)),
-        auth_failures: AtomicU32::new(0),
+        auth_attempts: AtomicU32::new(0),
         bad_frames: AtomicU32::new(0),
     });
     // Streams are bounded by the transport's STREAMS_PER_CONNECTION_MAX.
@@ -221,6 +234,19 @@ async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
 async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: RecvStream) {
     // Room for every permit, so a `Replier` never finds the queue full.
     let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
+    // The client stopping this stream, or the connection going, cancels
+    // what is still running for it (`Replier::gone`).
+    let gone = Arc::new(AtomicBool::new(false));
+    let stopped = send.stopped();
+    let gone_watch = {
+        let gone = gone.clone();
+        tokio::spawn(async move {
+            // Ok(None): we finished and the client read everything.
+            if !matches!(stopped.await, Ok(None)) {
+                gone.store(true, Ordering::Relaxed);
+            }
+        })
+    };
     let writer = tokio::spawn(writer(send, rx));
     let mut buf = Vec::new();
     loop {
@@ -235,11 +261,22 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
                     let replier = Replier {
                         id: frame.id,
                         slot: Some((tx.clone(), permit)),
+                        gone: gone.clone(),
                     };
                     if handle(&conn, frame.request, replier).await {
                         continue;
                     }
                     break;
+                }
+                // Only a value was wrong: answer that request, keep reading.
+                Err(e) if e.bad_value && e.id.is_some() => {
+                    Replier {
+                        id: e.id.unwrap_or(0),
+                        slot: Some((tx.clone(), permit)),
+                        gone: gone.clone(),
+                    }
+                    .send(Err(ErrorReply::new(ErrorCode::BadArguments, e.to_string())));
+                    continue;
                 }
                 Err(e) => (
                     e.id.unwrap_or(0),
@@ -258,12 +295,14 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
         Replier {
             id,
             slot: Some((tx.clone(), permit)),
+            gone: gone.clone(),
         }
         .send(Err(error));
         let _ = recv.stop(VarInt::from_u32(STOP_BAD_FRAME));
         if conn.bad_frames.fetch_add(1, Ordering::Relaxed) + 1 >= BAD_FRAMES_MAX {
             drop(tx);
             let _ = writer.await;
+            gone_watch.abort();
             conn.connection.close(
                 VarInt::from_u32(CLOSE_BAD_FRAMES),
                 b"too many malformed frames",
@@ -274,6 +313,7 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
     }
     drop(tx);
     let _ = writer.await;
+    gone_watch.abort();
 }
 
 /// Routes one decoded request. `false`: stop reading this stream (the
@@ -296,6 +336,19 @@ async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) 
         )));
         return true;
     }
+    let attempt = conn.auth_attempts.fetch_add(1, Ordering::Relaxed) + 1;
+    if attempt > AUTH_ATTEMPTS_MAX {
+        // The connection is closing (or about to): this token is not
+        // looked at, so no connection checks more than the cap.
+        replier.send(Err(ErrorReply::new(
+            ErrorCode::AuthFailed,
+            format!(
+                "more than {AUTH_ATTEMPTS_MAX} auth attempts on this connection: this token was \
+                 not checked; open a new connection"
+            ),
+        )));
+        return false;
+    }
     match conn.service.authenticate(&token) {
         Ok((session, reply)) => {
             let answer = match conn.session.set(Arc::new(session)) {
@@ -310,8 +363,7 @@ async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) 
         }
         Err(e) => {
             replier.send(Err(e));
-            let failures = conn.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if failures >= AUTH_ATTEMPTS_MAX {
+            if attempt >= AUTH_ATTEMPTS_MAX {
                 // Let the writer flush the answer before the close.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 conn.connection.close(

@@ -9,19 +9,32 @@ use super::hold::Held;
 use super::reply;
 use crate::durability::{self, LoggedWrites, MultiBody};
 use crate::proto::{ErrorCode, ErrorReply, SqlResult};
+use crate::sql::interrupt;
 use crate::txn::{
     self, route, scratch,
     sqltext::{self, Kind},
 };
 use crate::types::TenantId;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 impl Coordinator {
-    pub(super) fn sql(&self, tenant: TenantId, sql: &str) -> Result<Vec<SqlResult>, ErrorReply> {
+    /// Runs `sql`'s statements in order, each under its own time limit;
+    /// all stop once `client` is set (the client is gone).
+    pub(super) fn sql(
+        &self,
+        tenant: TenantId,
+        sql: &str,
+        client: Option<Arc<AtomicBool>>,
+    ) -> Result<Vec<SqlResult>, ErrorReply> {
         let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
         let many = stmts.len() > 1;
         let mut results = Vec::with_capacity(stmts.len());
         for (i, stmt) in stmts.iter().enumerate() {
-            match self.statement(tenant, stmt) {
+            let work = interrupt::Work::begin(None, client.clone());
+            let done = self.statement(tenant, stmt);
+            drop(work);
+            match done {
                 Ok(r) => results.push(r),
                 Err(mut e) if many => {
                     e.message = format!(

@@ -21,11 +21,13 @@ use crate::catalog::Catalog;
 use crate::durability::{self, Entry, KeptCall, LoggedWrites, MultiBody};
 use crate::partition::kept::answer_to_keep;
 use crate::proto::{CatalogInfo, ErrorCode, ErrorReply, ProcedureInfo, Reply, TableInfo};
+use crate::sql::interrupt;
 use crate::txn::{self, sqltext};
 use crate::types::{TenantId, Value};
 use crate::wasm::{CompiledModule, TxnContext, WasmRuntime};
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,6 +42,8 @@ pub enum CoordTask {
     Sql {
         tenant: TenantId,
         sql: String,
+        /// Set when the client is gone: the running statement stops.
+        client: Option<Arc<AtomicBool>>,
         reply: ReplyFn,
     },
     Call {
@@ -99,6 +103,9 @@ pub struct Coordinator {
     pub clustered: bool,
     /// What each tenant may deploy.
     pub quota: crate::catalog::Quota,
+    /// Time limit of a multi-partition call (an ad-hoc statement's is the
+    /// default of the coordinator thread's watch).
+    pub call_timeout_ms: u64,
     /// Stops the node (a broken invariant, a bug mid-transaction).
     pub fatal: FatalFn,
 }
@@ -124,7 +131,12 @@ impl Coordinator {
 
     fn handle(&mut self, task: CoordTask) {
         match task {
-            CoordTask::Sql { tenant, sql, reply } => reply(self.sql(tenant, &sql).map(Reply::Sql)),
+            CoordTask::Sql {
+                tenant,
+                sql,
+                client,
+                reply,
+            } => reply(self.sql(tenant, &sql, client).map(Reply::Sql)),
             CoordTask::Call {
                 tenant,
                 procedure,
@@ -334,9 +346,11 @@ impl Coordinator {
                 .map_or(0, |d| d.as_micros() as i64),
             seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
+        let work = interrupt::Work::begin(Some(self.call_timeout_ms), None);
         let (output, shares) =
             txn::call_procedure(&mut g, tenant, &route.module, &words, procedure, &args, txn)
                 .map_err(|e| reply::txn_error(&e))?;
+        drop(work);
         let kept = match key {
             Some(key) if !shares.is_empty() => {
                 let kept = KeptCall {

@@ -72,7 +72,12 @@ pub fn setup(node: &Node, dir: &Path) -> anyhow::Result<()> {
         })?;
         for stmt in schema {
             let sql = stmt.to_string();
-            match ask(node, |reply| CoordTask::Sql { tenant, sql, reply }) {
+            match ask(node, |reply| CoordTask::Sql {
+                tenant,
+                sql,
+                client: None,
+                reply,
+            }) {
                 Ok(_) => {}
                 // A restart after a partial setup: the schema is there.
                 Err(e) if e.message.contains("already exists") => {}

@@ -347,7 +347,9 @@ impl Forwarder {
             name: principal,
             admin,
         };
-        node.dispatch_here(&who, request, reply);
+        // Not cancelled when the client leaves the other node: that node
+        // answers it `unavailable` when the link or the stream goes.
+        node.dispatch_here(&who, request, None, reply);
     }
 }
 

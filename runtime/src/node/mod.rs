@@ -31,6 +31,7 @@ pub mod reply;
 pub mod routes;
 pub mod serve;
 pub mod service;
+pub mod watchdog;
 pub mod writer;
 
 #[cfg(test)]
@@ -64,7 +65,16 @@ pub struct NodeConfig {
     pub segment_bytes_max: u64,
     /// What each tenant may hold (the same for every tenant).
     pub quota: crate::catalog::Quota,
+    /// Time limit of a procedure call, then it is rolled back (`timeout`).
+    pub call_timeout_ms: u64,
+    /// Time limit of one ad-hoc SQL statement.
+    pub sql_timeout_ms: u64,
 }
+
+/// Default time limit of a procedure call.
+pub const CALL_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default time limit of one ad-hoc SQL statement.
+pub const SQL_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// What a node in a cluster needs beyond `NodeConfig`.
 pub struct ClusterSetup {
@@ -124,6 +134,7 @@ enum ThreadRole {
     Executor,
     Coordinator,
     Writer,
+    Watchdog,
 }
 
 /// Reads or writes `node.meta`: the partition count is fixed for the life
@@ -312,8 +323,10 @@ impl Node {
         let mut threads = Vec::new();
         let p0_leader = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let siblings = Arc::new(std::sync::OnceLock::new());
+        let mut watchdog = watchdog::Watchdog::default();
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
             let links = PartitionLinks {
+                watch: watchdog.watch(config.call_timeout_ms),
                 outbox: cluster.as_ref().map(|c| (c.outbox)(PartitionId(i as u32))),
                 siblings: cluster.as_ref().map(|_| Arc::downgrade(&siblings)),
                 addrs: addrs.clone(),
@@ -363,12 +376,23 @@ impl Node {
             addrs,
             clustered: cluster.is_some(),
             quota: config.quota,
+            call_timeout_ms: config.call_timeout_ms,
             fatal: fatal_fn,
         };
         let (ctx, crx) = sync_channel(COORDINATOR_QUEUE_MAX);
+        let coord_watch = watchdog.watch(config.sql_timeout_ms);
+        // Ends once the executors and the coordinator have (their watches
+        // go with their threads).
+        threads.push((
+            ThreadRole::Watchdog,
+            spawn("ohm-watchdog".to_string(), move || watchdog.run())?,
+        ));
         threads.push((
             ThreadRole::Coordinator,
-            spawn("ohm-coord".to_string(), move || coord.run(crx))?,
+            spawn("ohm-coord".to_string(), move || {
+                crate::sql::interrupt::install(coord_watch);
+                coord.run(crx)
+            })?,
         ));
         let node = Arc::new(Node {
             executors,
@@ -444,6 +468,8 @@ struct Spawned {
 
 /// How a partition's executor reaches the rest of the cluster.
 struct PartitionLinks {
+    /// Times the executor's calls.
+    watch: Arc<crate::sql::interrupt::Watch>,
     outbox: Option<writer::Outbox>,
     siblings: Option<executor::Siblings>,
     addrs: reply::ClientAddrs,
@@ -465,6 +491,7 @@ fn spawn_partition(
 ) -> anyhow::Result<Spawned> {
     let (etx, erx) = channel();
     let (wtx, wrx) = sync_channel(WRITER_QUEUE_MAX);
+    let watch = links.watch;
     let durable = Arc::new(executor::Durable::default());
     let log = Arc::new(Mutex::new(log));
     let writer = Writer {
@@ -499,7 +526,10 @@ fn spawn_partition(
     };
     threads.push((
         ThreadRole::Executor,
-        spawn(format!("ohm-p{i}"), move || exec.run())?,
+        spawn(format!("ohm-p{i}"), move || {
+            crate::sql::interrupt::install(watch);
+            exec.run()
+        })?,
     ));
     Ok(Spawned {
         executor: etx,

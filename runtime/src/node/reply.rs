@@ -51,6 +51,7 @@ pub fn sql_result(r: QueryResult) -> SqlResult {
 pub fn sql_error(e: &SqlError) -> ErrorReply {
     let code = match e {
         SqlError::Unsupported(_) => ErrorCode::NotSupported,
+        SqlError::Stopped(_) => ErrorCode::Timeout,
         _ => ErrorCode::Sql,
     };
     ErrorReply::new(code, e.to_string())
@@ -69,6 +70,7 @@ pub fn proc_error(e: &ProcError) -> ErrorReply {
         ProcError::Panicked { .. } | ProcError::Trap { .. } | ProcError::Abi { .. } => {
             ErrorCode::Trap
         }
+        ProcError::Stopped { .. } => ErrorCode::Timeout,
         _ => ErrorCode::Internal,
     };
     ErrorReply::new(code, e.to_string())

@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// MiB of module code each tenant may have deployed, over all modules.
     #[arg(long, default_value_t = crate::catalog::quota::MODULE_BYTES_PER_TENANT_DEFAULT >> 20)]
     pub quota_module_mib: u64,
+    /// Time limit of a procedure call (ms); past it the call is rolled
+    /// back and answered `timeout`.
+    #[arg(long, default_value_t = super::CALL_TIMEOUT_MS_DEFAULT)]
+    pub call_timeout_ms: u64,
+    /// Time limit of one ad-hoc SQL statement (ms).
+    #[arg(long, default_value_t = super::SQL_TIMEOUT_MS_DEFAULT)]
+    pub sql_timeout_ms: u64,
     /// Create the `demo` tenant with the example procedures (voter, bank, kv)
     /// and write its token to DATA/demo.token.
     #[arg(long)]
@@ -177,6 +184,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             modules_max: args.quota_modules,
             module_bytes_max: args.quota_module_mib.saturating_mul(1 << 20),
         },
+        call_timeout_ms: args.call_timeout_ms.max(1),
+        sql_timeout_ms: args.sql_timeout_ms.max(1),
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let setup = joined.as_ref().map(|j| {

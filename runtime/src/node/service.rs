@@ -205,14 +205,23 @@ impl Node {
         }
     }
 
+    /// The node's status as `who` may see it. The node-wide counters
+    /// (committed, failed, queued, log positions and bytes, slots,
+    /// connections) move with every tenant's work, so only an admin sees
+    /// them; anyone else gets 0 there, and its own rows.
     pub(crate) fn status(&self, who: &Principal) -> StatusInfo {
-        let get = PartitionStats::get;
+        let admin = who.admin;
+        let get = |a: &std::sync::atomic::AtomicU64| if admin { PartitionStats::get(a) } else { 0 };
         StatusInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             node_id: self.cluster.as_ref().map_or(1, |c| u64::from(c.me.0)),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             durability: self.config.durability.name().to_string(),
-            connections: self.connections.load(Ordering::Relaxed),
+            connections: if admin {
+                self.connections.load(Ordering::Relaxed)
+            } else {
+                0
+            },
             partitions: self
                 .stats
                 .iter()
@@ -240,7 +249,10 @@ impl Node {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .iter()
-                        .map(|&(node, matched)| ReplicaStatus { node, matched })
+                        .map(|&(node, matched)| ReplicaStatus {
+                            node,
+                            matched: matched.filter(|_| admin),
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -304,8 +316,9 @@ impl Service for Node {
                 }
             }
         }
+        let client = Some(replier.gone());
         let reply: ReplyFn = Box::new(move |r| replier.send(r));
-        self.dispatch_here(who, request, reply);
+        self.dispatch_here(who, request, client, reply);
     }
 
     fn connection_opened(&self) {
@@ -320,7 +333,14 @@ impl Service for Node {
 impl Node {
     /// Runs `request` on this node (it came from a client here, or was
     /// forwarded by another node: never forwarded again).
-    pub(crate) fn dispatch_here(&self, who: &Principal, request: Request, reply: ReplyFn) {
+    /// `client` is set once the client is gone (its work may stop).
+    pub(crate) fn dispatch_here(
+        &self,
+        who: &Principal,
+        request: Request,
+        client: Option<Arc<std::sync::atomic::AtomicBool>>,
+        reply: ReplyFn,
+    ) {
         let tenant = who.tenant;
         match request {
             Request::Call {
@@ -328,7 +348,12 @@ impl Node {
                 args,
                 key,
             } => self.call(who, procedure, args, key, reply),
-            Request::Sql { sql } => self.to_coordinator(CoordTask::Sql { tenant, sql, reply }),
+            Request::Sql { sql } => self.to_coordinator(CoordTask::Sql {
+                tenant,
+                sql,
+                client,
+                reply,
+            }),
             Request::Deploy { name, wasm } => self.to_coordinator(CoordTask::Deploy {
                 tenant,
                 name,

@@ -43,6 +43,8 @@ fn config(partitions: u32) -> NodeConfig {
         snapshot_log_bytes: 1 << 40,
         segment_bytes_max: 1 << 20,
         quota: crate::catalog::Quota::default(),
+        call_timeout_ms: super::CALL_TIMEOUT_MS_DEFAULT,
+        sql_timeout_ms: super::SQL_TIMEOUT_MS_DEFAULT,
     }
 }
 
@@ -80,7 +82,12 @@ fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Princi
 
 fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlResult>, ErrorReply> {
     let (tenant, sql) = (who.tenant, text.to_string());
-    match ask(node, |reply| CoordTask::Sql { tenant, sql, reply })? {
+    match ask(node, |reply| CoordTask::Sql {
+        tenant,
+        sql,
+        client: None,
+        reply,
+    })? {
         Reply::Sql(r) => Ok(r),
         other => panic!("{other:?}"),
     }
@@ -577,5 +584,61 @@ fn a_deploy_past_the_tenants_quota_is_refused_and_the_node_serves_and_restarts()
     call(&node, &a, "p1", vec![]).unwrap();
     call(&node, &b, "p2", vec![]).unwrap();
     assert_eq!(totals(&node, &a).iter().map(|t| t.1).sum::<i64>(), 1);
+    node.shutdown();
+}
+
+/// Finding 8 of issue 11: `status` showed every tenant the node-wide
+/// counters, which move with other tenants' work. A tenant now sees only
+/// its own rows move; an admin sees the counters.
+#[test]
+fn status_shows_a_tenant_nothing_of_another_tenants_work() {
+    let tmp = TempDir::new("status");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    let admin = Principal {
+        admin: true,
+        ..a.clone()
+    };
+    // What moves with work (role and leader settle as the node starts).
+    let activity = |who: &Principal| -> Vec<[u64; 7]> {
+        let st = node.status(who).partitions;
+        st.iter()
+            .map(|p| {
+                let q = [p.committed, p.failed, p.queued, p.durable_lsn];
+                [q[0], q[1], q[2], q[3], p.log_bytes, p.applied, p.rows]
+            })
+            .collect()
+    };
+    let seen_by_a = activity(&a);
+    let seen_by_admin: u64 = node
+        .status(&admin)
+        .partitions
+        .iter()
+        .map(|p| p.committed)
+        .sum();
+    deploy_voter(&node, &b);
+    for i in 0..20 {
+        let args = vec![Value::Int(2_125_550_000 + i), Value::Int(1), Value::Int(2)];
+        call(&node, &b, "vote", args).unwrap();
+    }
+    assert_eq!(activity(&a), seen_by_a);
+    assert_eq!(node.status(&a).connections, 0);
+    let now: u64 = node
+        .status(&admin)
+        .partitions
+        .iter()
+        .map(|p| p.committed)
+        .sum();
+    assert!(now >= seen_by_admin + 20, "{seen_by_admin} -> {now}");
+    // Rows are published by the partitions a moment later.
+    let rows_b = || -> u64 { node.status(&b).partitions.iter().map(|p| p.rows).sum() };
+    let waited = std::time::Instant::now();
+    while rows_b() < 20 {
+        assert!(waited.elapsed().as_secs() < 30, "b never saw its own rows");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(activity(&a), seen_by_a);
     node.shutdown();
 }

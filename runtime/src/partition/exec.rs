@@ -53,6 +53,8 @@ pub fn run_call(
         payload: None,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // Timed by the thread's watch, if it has one (a node's executor).
+        let _work = crate::sql::interrupt::Work::begin(None, None);
         let part = state.tenant(tenant);
         part.procs.call(&mut part.engine, procedure, args, txn)
     }));

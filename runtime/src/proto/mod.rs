@@ -266,10 +266,13 @@ pub enum ErrorCode {
     /// The tenant is at one of its quotas (the message names it): nothing
     /// was done.
     QuotaExceeded,
+    /// A statement or call ran past its time limit (the message names it)
+    /// and was rolled back.
+    Timeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::AuthFailed,
@@ -290,6 +293,7 @@ impl ErrorCode {
         ErrorCode::AlreadyApplied,
         ErrorCode::WrongPartition,
         ErrorCode::QuotaExceeded,
+        ErrorCode::Timeout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -314,6 +318,7 @@ impl ErrorCode {
             ErrorCode::AlreadyApplied => "already_applied",
             ErrorCode::WrongPartition => "wrong_partition",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::Timeout => "timeout",
         }
     }
 

@@ -29,6 +29,9 @@ pub enum SqlError {
     /// A constraint or catalog rule enforced by storage.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Ran past its time limit, or its client left (`interrupt`).
+    #[error(transparent)]
+    Stopped(#[from] super::interrupt::Stopped),
 }
 
 impl SqlError {

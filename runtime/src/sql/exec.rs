@@ -7,6 +7,7 @@
 
 use super::error::SqlError;
 use super::expr::{Ctx, Expr};
+use super::interrupt;
 use super::ops::{self, ArithOp};
 use super::plan::*;
 use crate::storage::{RowId, Table};
@@ -363,6 +364,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             };
             let mut map: HashMap<Vec<Value>, Vec<u32>> = HashMap::new();
             'rows: for (id, row) in self.access_rows(&st, usize::MAX, level.source, from, &[])? {
+                interrupt::tick()?;
                 for f in &level.local_filter {
                     if !f.eval_pred(self.ctx, row)? {
                         continue 'rows;
@@ -398,6 +400,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let mut matched = false;
         let skip = self.exact_probe(level, buf)?;
         'rows: for (_, row) in self.candidates(st, lvl, buf)? {
+            // Also where a join finds nothing: it can still run for long.
+            interrupt::tick()?;
             if !hashed && !self.local_ok(level, skip, row)? {
                 continue 'rows;
             }
@@ -517,6 +521,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             return Ok(None);
         };
         let pass = |row: &[Value], skip: bool| -> Result<bool, SqlError> {
+            interrupt::tick()?;
             if !self.local_ok(level, skip, row)? {
                 return Ok(false);
             }

@@ -17,6 +17,7 @@ mod dml;
 pub mod error;
 mod exec;
 pub mod expr;
+pub mod interrupt;
 pub mod ops;
 pub mod plan;
 mod select;
@@ -300,6 +301,7 @@ impl Engine {
         };
         let mut last = QueryResult::Done("EMPTY");
         for st in &stmts {
+            interrupt::check()?;
             let plan = self.plan(st)?;
             last = self.run(&plan, params)?;
         }
@@ -333,6 +335,7 @@ impl Engine {
         stmt: &Prepared,
         params: &[Value],
     ) -> Result<QueryResult, SqlError> {
+        interrupt::check()?;
         if params.len() != stmt.params {
             return Err(SqlError::exec(format!(
                 "statement takes {} parameters but {} were given",

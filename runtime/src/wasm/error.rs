@@ -44,6 +44,11 @@ pub enum ProcError {
     },
     #[error("procedure {procedure} cannot start: a transaction is already open on this engine")]
     TxnOpen { procedure: String },
+    #[error("procedure {procedure} {why}")]
+    Stopped {
+        procedure: String,
+        why: crate::sql::interrupt::Stopped,
+    },
 }
 
 impl ProcError {
@@ -61,7 +66,8 @@ impl ProcError {
             | ProcError::Trap { procedure, .. }
             | ProcError::Abi { procedure, .. }
             | ProcError::Limit { procedure, .. }
-            | ProcError::TxnOpen { procedure } => procedure,
+            | ProcError::TxnOpen { procedure }
+            | ProcError::Stopped { procedure, .. } => procedure,
         }
     }
 }
@@ -87,6 +93,8 @@ pub enum Fault {
     Abi(String),
     #[error("over the limit of {limit} {what}")]
     Limit { what: &'static str, limit: u64 },
+    #[error("{0}")]
+    Stopped(crate::sql::interrupt::Stopped),
 }
 
 impl Fault {
@@ -106,6 +114,7 @@ impl Fault {
                 what,
                 limit,
             },
+            Fault::Stopped(why) => ProcError::Stopped { procedure, why },
         }
     }
 }

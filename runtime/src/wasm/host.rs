@@ -250,6 +250,8 @@ impl CallState {
         }
         match engine.execute_prepared(stmt, params) {
             Ok(res) => self.write_outcome(&res, w).map_err(fatal),
+            // Not the guest's to handle: the call ends, rolled back.
+            Err(SqlError::Stopped(why)) => Err(fatal(Fault::Stopped(why))),
             Err(e) => Err(BatchFailure::Statement(BatchError {
                 code: error_code(&e),
                 statement: i as u32,

@@ -22,6 +22,10 @@ pub struct DecodeError {
     /// the frame itself.
     pub field: String,
     pub message: String,
+    /// The frame is well-formed MessagePack and only a value in it is not
+    /// acceptable (an integer outside BIGINT's range): the server answers
+    /// that request `bad_arguments` and goes on reading the stream.
+    pub bad_value: bool,
 }
 
 impl DecodeError {
@@ -30,6 +34,7 @@ impl DecodeError {
             id: None,
             field: String::new(),
             message: message.into(),
+            bad_value: false,
         }
     }
 
@@ -272,9 +277,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn value(&mut self) -> Result<Value> {
         let m = self.marker()?;
         if let Some(v) = self.int_after(m)? {
-            return i64::try_from(v)
-                .map(Value::Int)
-                .map_err(|_| DecodeError::new(format!("integer {v} is outside BIGINT's range")));
+            return i64::try_from(v).map(Value::Int).map_err(|_| DecodeError {
+                bad_value: true,
+                ..DecodeError::new(format!("integer {v} is outside BIGINT's range"))
+            });
         }
         Ok(match m {
             Marker::Null => Value::Null,

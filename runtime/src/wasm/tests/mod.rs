@@ -3,6 +3,7 @@
 //! modules.
 
 mod calls;
+mod deadline;
 mod deploy;
 pub(crate) mod footprint;
 pub(crate) mod guest;

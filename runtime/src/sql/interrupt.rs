@@ -1,0 +1,246 @@
+//! Stopping work that runs past its time, or whose client has gone: the
+//! engine's side (checks inside scans, joins and between statements) and
+//! the watchdog's (a pure `scan` the node runs on its own thread).
+//!
+//! Owns: `Watch` (one per thread that runs statements or calls, shared
+//! with the watchdog), the thread's current piece of work (`Work`), and
+//! `check`/`tick`, which say whether to stop.
+//! Must not: read a clock on the working thread. The thread only counts
+//! its work (a generation number); the watchdog reads the clock and stops
+//! a generation that ran past its budget. A thread without a watch (the
+//! simulator, tests, tools) is never stopped, so a seed still replays.
+//!
+//! ```text
+//!   executor / coordinator thread            watchdog thread (every 5 ms)
+//!   Work::begin ── gen += 1 (odd: running)   scan: a gen seen running for
+//!   tick()/check() ── tripped == gen? ◀──────      its budget → tripped = gen
+//!   drop(Work) ── gen += 1 (even: idle)
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Rows visited between two looks at the flags (`tick`).
+pub const CHECK_EVERY_ROWS: u32 = 1024;
+
+/// Why work was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Stopped {
+    #[error("stopped after its time limit of {budget_ms} ms; everything it did was rolled back")]
+    Deadline { budget_ms: u64 },
+    #[error(
+        "cancelled: its client closed the stream or connection; everything it did was rolled back"
+    )]
+    Cancelled,
+}
+
+/// The timing of one thread's work, shared with the watchdog.
+#[derive(Debug)]
+pub struct Watch {
+    /// Bumped when work begins (odd: running) and ends (even: idle).
+    gen: AtomicU64,
+    /// A generation the watchdog stopped (0: none yet).
+    tripped: AtomicU64,
+    /// The running work's budget.
+    budget_ms: AtomicU64,
+    /// The budget of work that names none.
+    default_ms: u64,
+}
+
+impl Watch {
+    pub fn new(default_ms: u64) -> Arc<Watch> {
+        Arc::new(Watch {
+            gen: AtomicU64::new(0),
+            tripped: AtomicU64::new(0),
+            budget_ms: AtomicU64::new(default_ms),
+            default_ms,
+        })
+    }
+}
+
+/// What the watchdog remembers of one watch between scans.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    gen: u64,
+    since_ms: u64,
+}
+
+/// The watchdog's step for one watch, `now_ms` from its monotonic clock:
+/// stops the watch's work once one generation has run for its budget.
+pub fn scan(w: &Watch, seen: &mut Seen, now_ms: u64) {
+    let gen = w.gen.load(Ordering::Acquire);
+    if gen.is_multiple_of(2) {
+        return;
+    }
+    if gen != seen.gen {
+        *seen = Seen {
+            gen,
+            since_ms: now_ms,
+        };
+    } else if now_ms.saturating_sub(seen.since_ms) >= w.budget_ms.load(Ordering::Relaxed) {
+        w.tripped.store(gen, Ordering::Release);
+    }
+}
+
+/// The work this thread is running.
+struct Current {
+    watch: Arc<Watch>,
+    /// The generation of the work running (0: none).
+    gen: u64,
+    client: Option<Arc<AtomicBool>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+    static TICKS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Makes `watch` time the work this thread begins from now on.
+pub fn install(watch: Arc<Watch>) {
+    CURRENT.with(|c| {
+        *c.borrow_mut() = Some(Current {
+            watch,
+            gen: 0,
+            client: None,
+        })
+    });
+}
+
+/// One piece of timed work (a statement, a call) on this thread, until
+/// dropped. Work begun inside other work is part of it.
+#[must_use = "the work ends when this is dropped"]
+pub struct Work {
+    outer: bool,
+}
+
+impl Work {
+    /// Begins work with `budget_ms` (None: the watch's default), stopped
+    /// early if `client` is set (its stream or connection closed).
+    pub fn begin(budget_ms: Option<u64>, client: Option<Arc<AtomicBool>>) -> Work {
+        let outer = CURRENT.with(|c| {
+            let mut c = c.borrow_mut();
+            let Some(cur) = c.as_mut().filter(|cur| cur.gen == 0) else {
+                return false;
+            };
+            let w = &cur.watch;
+            w.budget_ms
+                .store(budget_ms.unwrap_or(w.default_ms), Ordering::Relaxed);
+            cur.gen = w.gen.fetch_add(1, Ordering::AcqRel) + 1;
+            cur.client = client;
+            true
+        });
+        Work { outer }
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        if !self.outer {
+            return;
+        }
+        CURRENT.with(|c| {
+            if let Some(cur) = c.borrow_mut().as_mut() {
+                cur.watch.gen.fetch_add(1, Ordering::AcqRel);
+                cur.gen = 0;
+                cur.client = None;
+            }
+        });
+    }
+}
+
+/// Whether this thread's work must stop now.
+pub fn check() -> Result<(), Stopped> {
+    CURRENT.with(|c| {
+        let c = c.borrow();
+        let Some(cur) = c.as_ref().filter(|cur| cur.gen != 0) else {
+            return Ok(());
+        };
+        if cur.watch.tripped.load(Ordering::Acquire) == cur.gen {
+            return Err(Stopped::Deadline {
+                budget_ms: cur.watch.budget_ms.load(Ordering::Relaxed),
+            });
+        }
+        if cur
+            .client
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Relaxed))
+        {
+            return Err(Stopped::Cancelled);
+        }
+        Ok(())
+    })
+}
+
+/// Counts one row of work; looks at the flags every `CHECK_EVERY_ROWS`.
+#[inline]
+pub fn tick() -> Result<(), Stopped> {
+    let n = TICKS.with(|t| {
+        let n = t.get().wrapping_add(1);
+        t.set(n);
+        n
+    });
+    if n.is_multiple_of(CHECK_EVERY_ROWS) {
+        check()
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_past_its_budget_is_stopped_and_the_next_work_is_not() {
+        let watch = Watch::new(100);
+        let w = watch.clone();
+        let mut seen = Seen::default();
+        std::thread::spawn(move || {
+            install(watch);
+            let work = Work::begin(None, None);
+            scan(&w, &mut seen, 1_000);
+            scan(&w, &mut seen, 1_099);
+            assert_eq!(check(), Ok(()));
+            scan(&w, &mut seen, 1_100);
+            assert_eq!(check(), Err(Stopped::Deadline { budget_ms: 100 }));
+            // Nested work is part of the outer work.
+            drop(Work::begin(Some(5), None));
+            assert!(check().is_err());
+            drop(work);
+            // A stale trip does not stop the next piece of work.
+            let _next = Work::begin(Some(50), None);
+            assert_eq!(check(), Ok(()));
+            scan(&w, &mut seen, 1_120);
+            scan(&w, &mut seen, 1_169);
+            assert_eq!(check(), Ok(()));
+            scan(&w, &mut seen, 1_170);
+            assert_eq!(check(), Err(Stopped::Deadline { budget_ms: 50 }));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_gone_client_cancels_and_a_thread_without_a_watch_never_stops() {
+        std::thread::spawn(|| {
+            let gone = Arc::new(AtomicBool::new(false));
+            let _w = Work::begin(None, Some(gone.clone()));
+            gone.store(true, Ordering::Relaxed);
+            assert_eq!(check(), Ok(()), "no watch installed");
+            install(Watch::new(1));
+            let _w = Work::begin(None, Some(gone.clone()));
+            assert_eq!(check(), Err(Stopped::Cancelled));
+            for _ in 0..CHECK_EVERY_ROWS * 2 {
+                if tick().is_err() {
+                    return;
+                }
+            }
+            panic!("tick never looked at the flags");
+        })
+        .join()
+        .unwrap();
+    }
+}
