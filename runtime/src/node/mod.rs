@@ -69,7 +69,13 @@ pub struct NodeConfig {
     pub call_timeout_ms: u64,
     /// Time limit of one ad-hoc SQL statement.
     pub sql_timeout_ms: u64,
+    /// Longest a deployed module may take to compile; slower ones are
+    /// refused (`deploy`).
+    pub compile_time_max_ms: u64,
 }
+
+/// Default compile-time budget of a deployed module.
+pub const COMPILE_TIME_MAX_MS_DEFAULT: u64 = 10_000;
 
 /// Default time limit of a procedure call.
 pub const CALL_TIMEOUT_MS_DEFAULT: u64 = 2_000;
@@ -118,6 +124,8 @@ pub struct Node {
     pub runtime: crate::wasm::WasmRuntime,
     pub started: Instant,
     pub connections: AtomicU64,
+    /// Modules being compiled for deploys (`service::COMPILES_IN_FLIGHT_MAX`).
+    pub compiling: Arc<std::sync::atomic::AtomicUsize>,
     /// Set when the node must stop (see the module doc).
     pub fatal: Arc<Fatal>,
     /// Every executor's queue, for the partitions to reach each other
@@ -409,6 +417,7 @@ impl Node {
             runtime,
             started,
             connections: AtomicU64::new(0),
+            compiling: Arc::default(),
             threads: Mutex::new(threads),
             fatal,
             _siblings: siblings,

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Time limit of one ad-hoc SQL statement (ms).
     #[arg(long, default_value_t = super::SQL_TIMEOUT_MS_DEFAULT)]
     pub sql_timeout_ms: u64,
+    /// Longest a deployed module may take to compile (ms); a slower one is
+    /// refused.
+    #[arg(long, default_value_t = super::COMPILE_TIME_MAX_MS_DEFAULT)]
+    pub compile_time_max_ms: u64,
     /// Create the `demo` tenant with the example procedures (voter, bank, kv)
     /// and write its token to DATA/demo.token.
     #[arg(long)]
@@ -186,6 +190,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         call_timeout_ms: args.call_timeout_ms.max(1),
         sql_timeout_ms: args.sql_timeout_ms.max(1),
+        compile_time_max_ms: args.compile_time_max_ms,
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let setup = joined.as_ref().map(|j| {

@@ -10,6 +10,10 @@ use super::executor::{
 use super::forward::forwarded_kind;
 use super::reply::ReplyFn;
 use super::Node;
+
+/// Modules a node compiles at once for deploys; more are `overloaded`.
+pub const COMPILES_IN_FLIGHT_MAX: usize = 2;
+
 use crate::catalog::{partition_for, Principal};
 use crate::net::server::{Replier, Service};
 use crate::proto::{
@@ -62,6 +66,73 @@ impl Node {
             Ok(()) => {}
             Err(TrySendError::Full(t)) => reply_of(t)(Err(overloaded("the coordinator's queue"))),
             Err(TrySendError::Disconnected(t)) => reply_of(t)(Err(stopping())),
+        }
+    }
+
+    /// Compiles a module on a thread of its own, then hands the deploy to
+    /// the coordinator, which finds it compiled: a slow compile holds
+    /// neither the coordinator nor any partition. At most
+    /// `COMPILES_IN_FLIGHT_MAX` at once; one that takes longer than the
+    /// node's `compile_time_max_ms` is refused (and forgotten) once it ends.
+    fn deploy(&self, tenant: crate::types::TenantId, name: String, wasm: Vec<u8>, reply: ReplyFn) {
+        if self.compiling.fetch_add(1, Ordering::AcqRel) >= COMPILES_IN_FLIGHT_MAX {
+            self.compiling.fetch_sub(1, Ordering::AcqRel);
+            return reply(Err(ErrorReply::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "the node is compiling {COMPILES_IN_FLIGHT_MAX} modules for deploys already; \
+                     retry shortly (nothing was done)"
+                ),
+            )));
+        }
+        let (runtime, coordinator) = (self.runtime.clone(), self.coordinator.clone());
+        let compiling = self.compiling.clone();
+        let budget = std::time::Duration::from_millis(self.config.compile_time_max_ms);
+        let job = move || {
+            let started = std::time::Instant::now();
+            let compiled = runtime.compile_cached(&name, &wasm);
+            let took = started.elapsed();
+            compiling.fetch_sub(1, Ordering::AcqRel);
+            let refused = match compiled {
+                Err(e) => Some(super::reply::deploy_error(&e)),
+                Ok(_) if took > budget => {
+                    runtime.forget(&name, &wasm);
+                    Some(ErrorReply::new(
+                        ErrorCode::Deploy,
+                        format!(
+                            "module {name} took {:.1} s to compile, over the {:.1} s budget: \
+                             make it smaller (fewer or smaller functions, fewer locals)",
+                            took.as_secs_f64(),
+                            budget.as_secs_f64()
+                        ),
+                    ))
+                }
+                Ok(_) => None,
+            };
+            if let Some(e) = refused {
+                return reply(Err(e));
+            }
+            let task = CoordTask::Deploy {
+                tenant,
+                name,
+                wasm,
+                reply,
+            };
+            match coordinator.try_send(task) {
+                Ok(()) => {}
+                Err(TrySendError::Full(t)) => {
+                    reply_of(t)(Err(overloaded("the coordinator's queue")))
+                }
+                Err(TrySendError::Disconnected(t)) => reply_of(t)(Err(stopping())),
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("ohm-compile".into())
+            .spawn(job);
+        if spawned.is_err() {
+            // The job went with the failed spawn; its reply, dropped
+            // unanswered, answers `internal`.
+            self.compiling.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -354,12 +425,7 @@ impl Node {
                 client,
                 reply,
             }),
-            Request::Deploy { name, wasm } => self.to_coordinator(CoordTask::Deploy {
-                tenant,
-                name,
-                wasm,
-                reply,
-            }),
+            Request::Deploy { name, wasm } => self.deploy(tenant, name, wasm, reply),
             Request::Drop { name } => self.to_coordinator(CoordTask::Drop {
                 tenant,
                 name,

@@ -45,6 +45,7 @@ fn config(partitions: u32) -> NodeConfig {
         quota: crate::catalog::Quota::default(),
         call_timeout_ms: super::CALL_TIMEOUT_MS_DEFAULT,
         sql_timeout_ms: super::SQL_TIMEOUT_MS_DEFAULT,
+        compile_time_max_ms: super::COMPILE_TIME_MAX_MS_DEFAULT,
     }
 }
 
@@ -640,5 +641,95 @@ fn status_shows_a_tenant_nothing_of_another_tenants_work() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(activity(&a), seen_by_a);
+    node.shutdown();
+}
+
+/// A module with `functions` extra functions: slow to compile, cheap to run.
+fn slow_to_compile(functions: usize) -> Vec<u8> {
+    use crate::wasm::tests::guest::{return_const, Guest, UNIT};
+    let mut g = Guest::new();
+    let unit = g.constant(&UNIT);
+    g.procedure(
+        "big",
+        vec![],
+        ohm_sdk::abi::ty::UNIT,
+        None,
+        &return_const(unit, 0),
+    );
+    g.extra = (0..functions)
+        .map(|i| {
+            format!(
+                "(func $f{i} (param i64) (result i64) (i64.mul (local.get 0) (i64.const {i})))\n"
+            )
+        })
+        .collect();
+    g.wasm()
+}
+
+/// Finding 3 of issue 11: a deploy compiled on the coordinator, so a slow
+/// compile stalled every tenant's ad-hoc and multi-partition work. It is
+/// compiled on a thread of its own now: other work is answered meanwhile.
+#[test]
+fn a_slow_compile_holds_up_no_other_tenants_work() {
+    let tmp = TempDir::new("compile");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    let wasm = slow_to_compile(8_000);
+    let started = std::time::Instant::now();
+    let (tx, deployed) = sync_channel(1);
+    node.dispatch_here(
+        &b,
+        crate::proto::Request::Deploy {
+            name: "big".into(),
+            wasm,
+        },
+        None,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    // Asked after the deploy, answered before it.
+    assert_eq!(rows(&node, &a, "SELECT 1"), vec![vec![Value::Int(1)]]);
+    let answered_sql = started.elapsed();
+    assert!(
+        deployed.try_recv().is_err(),
+        "the deploy was answered before the query asked after it"
+    );
+    let r = deployed.recv().unwrap();
+    let compiled = started.elapsed();
+    assert!(matches!(r, Ok(Reply::Deployed { .. })), "{r:?}");
+    eprintln!("query answered after {answered_sql:?}; the deploy after {compiled:?}");
+    call(&node, &b, "big", vec![]).unwrap();
+    node.shutdown();
+}
+
+/// Finding 3: a module slower to compile than the node's budget is refused
+/// (and nothing of it is deployed).
+#[test]
+fn a_module_slower_to_compile_than_the_budget_is_refused() {
+    let tmp = TempDir::new("compile-budget");
+    let mut tokens = Vec::new();
+    let cfg = NodeConfig {
+        compile_time_max_ms: 1,
+        ..config(1)
+    };
+    let node = Node::start(tmp.dir(), cfg, false).unwrap();
+    let b = tenant(&node, "b", &mut tokens);
+    let (tx, deployed) = sync_channel(1);
+    let request = crate::proto::Request::Deploy {
+        name: "big".into(),
+        wasm: slow_to_compile(2_000),
+    };
+    let reply = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    node.dispatch_here(&b, request, None, reply);
+    let e = deployed.recv().unwrap().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Deploy, "{e:?}");
+    assert!(e.message.contains("budget"), "{}", e.message);
+    let e = call(&node, &b, "big", vec![]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownProcedure);
     node.shutdown();
 }

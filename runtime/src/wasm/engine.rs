@@ -164,6 +164,15 @@ impl WasmRuntime {
         result
     }
 
+    /// Drops (name, bytes) from the cache (a module refused after it
+    /// compiled, so that no later deploy finds it there).
+    pub fn forget(&self, name: &str, bytes: &[u8]) {
+        use sha2::Digest;
+        let key = (name.to_string(), sha2::Sha256::digest(bytes).into());
+        let mut c = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.remove(&key);
+    }
+
     /// Whether `compile_cached` has (name, bytes) compiled already.
     pub fn is_cached(&self, name: &str, bytes: &[u8]) -> bool {
         use sha2::Digest;
