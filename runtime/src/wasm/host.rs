@@ -196,6 +196,11 @@ impl CallState {
         let count = r
             .count(abi::BATCH_STATEMENTS_MAX, "statement count")
             .map_err(|e| fatal(malformed(&e)))?;
+        if count == 0 {
+            return Err(fatal(Fault::Abi(
+                "malformed batch request: it has no statements (1 to 1000)".into(),
+            )));
+        }
         self.statements_run += count as u64;
         if self.statements_run > self.limits.statements_max {
             return Err(fatal(Fault::Limit {
@@ -244,6 +249,13 @@ impl CallState {
         let n = r
             .count(abi::STATEMENT_PARAMS_MAX, "parameter count")
             .map_err(|e| fatal(malformed(&e)))?;
+        if n != stmt.param_count() {
+            return Err(fatal(Fault::Abi(format!(
+                "malformed batch request: statement {i} (number {index}) takes {} parameters, \
+                 the request gives {n}",
+                stmt.param_count()
+            ))));
+        }
         params.clear();
         for _ in 0..n {
             params.push(codec::read_value(r).map_err(|e| fatal(malformed(&e)))?);

@@ -147,6 +147,18 @@ fn memory(caller: &mut Ctx<'_>, func: &str) -> wasmtime::Result<Memory> {
     }
 }
 
+/// Traps unless a call is in progress: before the instance exists (its
+/// start function) there is no transaction to read a time or seed of.
+fn in_call(caller: &mut Ctx<'_>, name: &str) -> wasmtime::Result<()> {
+    if caller.data().memory.is_some() {
+        return Ok(());
+    }
+    let f = Fault::Abi(format!(
+        "ohm.{name} called from the start function: there is no call in progress"
+    ));
+    Err(trap(&mut caller.data_mut().call, f))
+}
+
 /// Charges fuel for a host call that copies `bytes`.
 fn charge(caller: &mut Ctx<'_>, bytes: usize) -> wasmtime::Result<()> {
     let cost = HOST_CALL_FUEL + bytes as u64 / BYTES_PER_FUEL;
@@ -265,12 +277,14 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(m, abi::FN_PANIC, |mut c: Ctx<'_>, p: i32, l: i32| {
         panic(&mut c, p, l)
     })?;
-    linker.func_wrap(m, abi::FN_NOW, |c: Ctx<'_>| {
-        c.data().call.txn().timestamp_us
+    linker.func_wrap(m, abi::FN_NOW, |mut c: Ctx<'_>| {
+        in_call(&mut c, abi::FN_NOW)?;
+        Ok(c.data().call.txn().timestamp_us)
     })?;
     // The seed is a u64 carried in an i64's bits.
-    linker.func_wrap(m, abi::FN_SEED, |c: Ctx<'_>| {
-        c.data().call.txn().seed as i64
+    linker.func_wrap(m, abi::FN_SEED, |mut c: Ctx<'_>| {
+        in_call(&mut c, abi::FN_SEED)?;
+        Ok(c.data().call.txn().seed as i64)
     })?;
     Ok(())
 }

@@ -127,7 +127,12 @@ impl Live {
                 // A fault the guest could not have seen, e.g. one recorded
                 // by the limiter after a refused growth it survived.
                 Some(f) => Err(f),
-                None => Ok((status, used)),
+                // A guest that panicked and then returned anyway: the
+                // panic stands, the call does not commit.
+                None => match self.store.data().call.panic_message() {
+                    Some(m) => Err(Fault::Panicked(m.to_string())),
+                    None => Ok((status, used)),
+                },
             },
             Err(e) => Err(classify(&e, self.store.data_mut(), fuel)),
         }

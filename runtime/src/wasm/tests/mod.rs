@@ -2,6 +2,7 @@
 //! a `TestDb`, well-behaved and hostile, plus deploy rejections and native
 //! modules.
 
+mod abi_edges;
 mod calls;
 mod deadline;
 mod deploy;
