@@ -523,7 +523,8 @@ fn the_same_request_id_on_two_streams_is_answered_on_each() {
         let ask = |sql: &str| {
             let (conn, sql) = (conn.clone(), sql.to_string());
             tokio::spawn(async move {
-                let frame = raw::frame(7, ohm::proto::Request::Sql { sql });
+                let params = Vec::new();
+                let frame = raw::frame(7, ohm::proto::Request::Sql { sql, params });
                 tokio::time::timeout(Duration::from_secs(60), raw::exchange(&conn, &frame))
                     .await
                     .expect("a stream waited forever for its answer")
@@ -582,5 +583,41 @@ fn a_client_without_ohm_alpn_is_refused_as_documented() {
                 other => panic!("{alpn:?}: {other:?}"),
             }
         }
+    });
+}
+
+/// Issue 11, finding 7: ad-hoc `sql` had no parameters, so clients spliced
+/// values into SQL text. `params` carry them apart from the text.
+#[test]
+fn sql_params_are_values_never_sql() {
+    let tmp = TempDir::new("params");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        c.sql("CREATE TABLE p (id BIGINT PRIMARY KEY, name VARCHAR(100)); PARTITION TABLE p ON COLUMN id")
+            .await
+            .unwrap();
+        let evil = "x'); DROP TABLE p; --";
+        for id in 1..=3i64 {
+            let r = c
+                .sql_with("INSERT INTO p VALUES ($1, $2)", vec![Value::Int(id), Value::Text(evil.into())])
+                .await
+                .unwrap();
+            assert_eq!(r, vec![SqlResult::Affected(1)]);
+        }
+        for text in ["SELECT name FROM p WHERE id = $1", "SELECT name FROM p WHERE id = ?"] {
+            let rows = match c.sql_with(text, vec![Value::Int(2)]).await.unwrap().pop() {
+                Some(SqlResult::Rows(r)) => r.rows,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(rows, vec![vec![Value::Text(evil.into())]], "{text}");
+        }
+        let r = c.sql_with("UPDATE p SET name = $2 WHERE id = $1", vec![Value::Int(3), Value::Text("n".into())]);
+        assert_eq!(r.await.unwrap(), vec![SqlResult::Affected(1)]);
+        assert_eq!(query(&c, "SELECT COUNT(*) FROM p").await, vec![vec![Value::Int(3)]]);
+        let two = c.sql_with("SELECT 1; SELECT $1", vec![Value::Int(1)]).await.unwrap_err();
+        assert!(matches!(&two, ClientError::Server(e) if e.code == ErrorCode::BadArguments), "{two}");
+        let short = c.sql_with("SELECT $1, $2", vec![Value::Int(1)]).await.unwrap_err();
+        assert!(short.to_string().contains('2'), "{short}");
     });
 }

@@ -242,7 +242,8 @@ impl ClusterClient {
 
     /// Runs SQL on the leader (statements, reads included).
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
-        super::sql_result(self.request(Request::Sql { sql: sql.into() }).await?)
+        let (sql, params) = (sql.into(), Vec::new());
+        super::sql_result(self.request(Request::Sql { sql, params }).await?)
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {

@@ -389,7 +389,18 @@ impl Client {
     }
 
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
-        sql_result(self.request(Request::Sql { sql: sql.into() }).await?)
+        self.sql_with(sql, Vec::new()).await
+    }
+
+    /// Runs one statement with the values of its `$1`, `$2`, ... (or `?`s,
+    /// in order): values are never spliced into the text.
+    pub async fn sql_with(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Vec<SqlResult>, ClientError> {
+        let sql = sql.into();
+        sql_result(self.request(Request::Sql { sql, params }).await?)
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {

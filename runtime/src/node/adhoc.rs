@@ -14,7 +14,7 @@ use crate::txn::{
     self, route, scratch,
     sqltext::{self, Kind},
 };
-use crate::types::TenantId;
+use crate::types::{TenantId, Value};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -25,14 +25,24 @@ impl Coordinator {
         &self,
         tenant: TenantId,
         sql: &str,
+        params: &[Value],
         client: Option<Arc<AtomicBool>>,
     ) -> Result<Vec<SqlResult>, ErrorReply> {
         let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
         let many = stmts.len() > 1;
+        if many && !params.is_empty() {
+            return Err(ErrorReply::new(
+                ErrorCode::BadArguments,
+                format!(
+                    "params go with exactly one statement; this sql has {} (nothing was done)",
+                    stmts.len()
+                ),
+            ));
+        }
         let mut results = Vec::with_capacity(stmts.len());
         for (i, stmt) in stmts.iter().enumerate() {
             let work = interrupt::Work::begin(None, client.clone());
-            let done = self.statement(tenant, stmt);
+            let done = self.statement(tenant, stmt, params);
             drop(work);
             match done {
                 Ok(r) => results.push(r),
@@ -52,7 +62,12 @@ impl Coordinator {
         Ok(results)
     }
 
-    fn statement(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
+    fn statement(
+        &self,
+        tenant: TenantId,
+        stmt: &str,
+        params: &[Value],
+    ) -> Result<SqlResult, ErrorReply> {
         let words = sqltext::words(stmt);
         match sqltext::classify(&words) {
             Kind::TxnControl => Err(ErrorReply::new(
@@ -61,9 +76,13 @@ impl Coordinator {
                  supported over the protocol; put statements that must commit together in a \
                  procedure",
             )),
-            Kind::Query => self.query(tenant, stmt, &words),
-            Kind::InsertValues => self.write(tenant, stmt, &words, true),
-            Kind::Write => self.write(tenant, stmt, &words, false),
+            Kind::Query => self.query(tenant, stmt, params, &words),
+            Kind::InsertValues => self.write(tenant, stmt, params, &words, true),
+            Kind::Write => self.write(tenant, stmt, params, &words, false),
+            Kind::Ddl if !params.is_empty() => Err(ErrorReply::new(
+                ErrorCode::BadArguments,
+                "DDL takes no params (nothing was done)",
+            )),
             Kind::Ddl => self.ddl(tenant, stmt),
         }
     }
@@ -72,6 +91,7 @@ impl Coordinator {
         &self,
         tenant: TenantId,
         stmt: &str,
+        params: &[Value],
         words: &[String],
     ) -> Result<SqlResult, ErrorReply> {
         let mut g = self.hold()?;
@@ -79,7 +99,7 @@ impl Coordinator {
         let one = if scratch::all_replicated(&g, tenant, &names) {
             Some(0)
         } else {
-            route::single_partition(&g, tenant, stmt, words, &names).map(|p| p.0 as usize)
+            route::single_partition(&g, tenant, stmt, params, words, &names).map(|p| p.0 as usize)
         };
         let result = if let Some(p) = one {
             let engine = &mut g[p].tenant(tenant).engine;
@@ -92,11 +112,11 @@ impl Coordinator {
                     "this statement is not a query",
                 ));
             }
-            engine.execute(stmt)
+            engine.execute_with(stmt, params)
         } else {
             scratch::scratch(&g, tenant, &names, false)
                 .map_err(|e| reply::txn_error(&e))?
-                .execute(stmt)
+                .execute_with(stmt, params)
         };
         let r = result.map_err(|e| reply::sql_error(&e))?;
         // Answered once everything the query saw is chosen.
@@ -108,13 +128,15 @@ impl Coordinator {
         &self,
         tenant: TenantId,
         stmt: &str,
+        params: &[Value],
         words: &[String],
         empty: bool,
     ) -> Result<SqlResult, ErrorReply> {
         let mut g = self.hold()?;
         let names = scratch::needed(&g, tenant, words);
-        if let Some(p) = route::single_partition(&g, tenant, stmt, words, &names) {
-            if let Some((r, bodies)) = self.write_on(&mut g, tenant, p.0 as usize, stmt)? {
+        if let Some(p) = route::single_partition(&g, tenant, stmt, params, words, &names) {
+            let on = (p.0 as usize, stmt, params);
+            if let Some((r, bodies)) = self.write_on(&mut g, tenant, on)? {
                 self.commit(g, tenant, bodies)?;
                 return Ok(r);
             }
@@ -122,7 +144,7 @@ impl Coordinator {
         let mut s =
             scratch::scratch(&g, tenant, &names, empty).map_err(|e| reply::txn_error(&e))?;
         s.begin().map_err(|e| reply::sql_error(&e))?;
-        let r = match s.execute(stmt) {
+        let r = match s.execute_with(stmt, params) {
             Ok(r) => r,
             Err(e) => {
                 let _ = s.rollback();
@@ -144,13 +166,12 @@ impl Coordinator {
         &self,
         g: &mut Held<'_>,
         tenant: TenantId,
-        p: usize,
-        stmt: &str,
+        (p, stmt, params): (usize, &str, &[Value]),
     ) -> Result<Option<(SqlResult, Vec<MultiBody>)>, ErrorReply> {
         let n = g.len();
         let engine = &mut g[p].tenant(tenant).engine;
         engine.begin().map_err(|e| reply::sql_error(&e))?;
-        let r = match engine.execute(stmt) {
+        let r = match engine.execute_with(stmt, params) {
             Ok(r) => r,
             Err(e) => {
                 let _ = engine.rollback();

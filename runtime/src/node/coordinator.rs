@@ -42,6 +42,8 @@ pub enum CoordTask {
     Sql {
         tenant: TenantId,
         sql: String,
+        /// Values of the statement's `$n`s (then it has exactly one).
+        params: Vec<Value>,
         /// Set when the client is gone: the running statement stops.
         client: Option<Arc<AtomicBool>>,
         reply: ReplyFn,
@@ -134,9 +136,10 @@ impl Coordinator {
             CoordTask::Sql {
                 tenant,
                 sql,
+                params,
                 client,
                 reply,
-            } => reply(self.sql(tenant, &sql, client).map(Reply::Sql)),
+            } => reply(self.sql(tenant, &sql, &params, client).map(Reply::Sql)),
             CoordTask::Call {
                 tenant,
                 procedure,

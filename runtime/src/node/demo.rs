@@ -75,6 +75,7 @@ pub fn setup(node: &Node, dir: &Path) -> anyhow::Result<()> {
             match ask(node, |reply| CoordTask::Sql {
                 tenant,
                 sql,
+                params: Vec::new(),
                 client: None,
                 reply,
             }) {

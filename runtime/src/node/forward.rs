@@ -406,7 +406,8 @@ mod tests {
         let (f, sent, _) = forwarder();
         let (replier, mut answer) = test_replier(41);
         let sql = Request::Sql {
-            sql: "SELECT 1".into(),
+            sql: "SELECT $1".into(),
+            params: vec![crate::types::Value::Int(1)],
         };
         f.forward(LEADER, Some(LEADER_AT.into()), &who(), sql.clone(), replier);
         let (to, msg) = sent.lock().unwrap().pop().unwrap();
@@ -484,6 +485,7 @@ mod tests {
         let (f, sent, _) = forwarder();
         let big = || Request::Sql {
             sql: "x".repeat(FORWARD_BYTES_IN_FLIGHT_MAX / 2),
+            params: Vec::new(),
         };
         let (r1, mut a1) = test_replier(1);
         f.forward(LEADER, None, &who(), big(), r1);

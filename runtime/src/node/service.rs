@@ -419,9 +419,10 @@ impl Node {
                 args,
                 key,
             } => self.call(who, procedure, args, key, reply),
-            Request::Sql { sql } => self.to_coordinator(CoordTask::Sql {
+            Request::Sql { sql, params } => self.to_coordinator(CoordTask::Sql {
                 tenant,
                 sql,
+                params,
                 client,
                 reply,
             }),

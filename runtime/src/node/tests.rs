@@ -86,6 +86,7 @@ fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlResult>, Error
     match ask(node, |reply| CoordTask::Sql {
         tenant,
         sql,
+        params: Vec::new(),
         client: None,
         reply,
     })? {

@@ -57,7 +57,7 @@ pub fn encode_request(
         let (op, fields) = match &frame.request {
             Request::Auth { .. } => ("auth", 1),
             Request::Call { key, .. } => ("call", 2 + usize::from(key.is_some())),
-            Request::Sql { .. } => ("sql", 1),
+            Request::Sql { params, .. } => ("sql", 1 + usize::from(!params.is_empty())),
             Request::Deploy { .. } => ("deploy", 2),
             Request::Drop { .. } => ("drop", 1),
             Request::Catalog => ("catalog", 0),
@@ -84,7 +84,14 @@ pub fn encode_request(
                     w::kv_str(out, "key", k);
                 }
             }
-            Request::Sql { sql } => w::kv_str(out, "sql", sql),
+            Request::Sql { sql, params } => {
+                w::kv_str(out, "sql", sql);
+                if !params.is_empty() {
+                    w::str(out, "params");
+                    w::array(out, params.len());
+                    params.iter().for_each(|v| w::value(out, v));
+                }
+            }
             Request::Deploy { name, wasm } => {
                 w::kv_str(out, "name", name);
                 w::str(out, "wasm");
@@ -109,6 +116,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
     let mut r = Reader::new(body);
     let (mut id, mut op, mut token, mut procedure, mut args) = (None, None, None, None, None);
     let (mut sql, mut name, mut wasm, mut key) = (None, None, None, None);
+    let mut params = None;
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
@@ -117,6 +125,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             "procedure" => procedure = Some(field(&mut r, "procedure", Reader::str)?),
             "args" => args = Some(field(&mut r, "args", values)?),
             "sql" => sql = Some(field(&mut r, "sql", Reader::str)?),
+            "params" => params = Some(field(&mut r, "params", values)?),
             "name" => name = Some(field(&mut r, "name", Reader::str)?),
             "wasm" => wasm = Some(field(&mut r, "wasm", Reader::bin)?),
             "key" => key = Some(field(&mut r, "key", Reader::str)?),
@@ -137,6 +146,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
         },
         "sql" => Request::Sql {
             sql: required(sql, "sql", "op \"sql\"")?.to_string(),
+            params: params.unwrap_or_default(),
         },
         "deploy" => Request::Deploy {
             name: required(name, "name", "op \"deploy\"")?.to_string(),

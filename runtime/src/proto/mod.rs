@@ -42,8 +42,10 @@ pub enum Request {
         key: Option<String>,
     },
     /// Ad-hoc SQL: one or more statements separated by `;`, each in its own
-    /// transaction (autocommit). One result per statement.
-    Sql { sql: String },
+    /// transaction (autocommit). One result per statement. `params` are the
+    /// values of `$1`, `$2`, ... (or `?`s in order); a request with params
+    /// has exactly one statement.
+    Sql { sql: String, params: Vec<Value> },
     /// Deploy (or atomically replace) a procedure module.
     Deploy { name: String, wasm: Vec<u8> },
     /// Remove a module and its procedures.

@@ -19,6 +19,7 @@ pub fn single_partition(
     g: &Guards,
     tenant: crate::types::TenantId,
     stmt: &str,
+    params: &[Value],
     words: &[String],
     names: &BTreeSet<String>,
 ) -> Option<PartitionId> {
@@ -67,7 +68,7 @@ pub fn single_partition(
     if !names_only(from, &table) {
         return None;
     }
-    let key = pinned(selection, &column.name, column.ty)?;
+    let key = pinned(selection, &column.name, column.ty, params)?;
     Some(partition_for(&key, g.len() as u32))
 }
 
@@ -80,14 +81,14 @@ fn names_only(from: &TableWithJoins, table: &str) -> bool {
 }
 
 /// The literal a top-level `column = literal` conjunct gives the column.
-fn pinned(e: &Expr, column: &str, ty: DataType) -> Option<Value> {
+fn pinned(e: &Expr, column: &str, ty: DataType, params: &[Value]) -> Option<Value> {
     match e {
         Expr::BinaryOp {
             left,
             op: BinaryOperator::And,
             right,
-        } => pinned(left, column, ty).or_else(|| pinned(right, column, ty)),
-        Expr::Nested(inner) => pinned(inner, column, ty),
+        } => pinned(left, column, ty, params).or_else(|| pinned(right, column, ty, params)),
+        Expr::Nested(inner) => pinned(inner, column, ty, params),
         Expr::BinaryOp {
             left,
             op: BinaryOperator::Eq,
@@ -105,16 +106,25 @@ fn pinned(e: &Expr, column: &str, ty: DataType) -> Option<Value> {
             if !name.eq_ignore_ascii_case(column) {
                 return None;
             }
-            literal(lit, ty)
+            literal(lit, ty, params)
         }
         _ => None,
     }
 }
 
-/// The value a literal has in a column of type `ty`, when that is exact.
-fn literal(v: &sqlparser::ast::Value, ty: DataType) -> Option<Value> {
+/// The value a literal (or a `$n` parameter) has in a column of type
+/// `ty`, when that is exact.
+fn literal(v: &sqlparser::ast::Value, ty: DataType, params: &[Value]) -> Option<Value> {
     use sqlparser::ast::Value as L;
     match v {
+        L::Placeholder(p) => {
+            let n: usize = p.strip_prefix('$')?.parse().ok()?;
+            match params.get(n.checked_sub(1)?)? {
+                Value::Int(i) if ty.is_integer() => Some(Value::Int(*i)),
+                Value::Text(s) if ty.is_text() => Some(Value::Text(s.clone())),
+                _ => None,
+            }
+        }
         L::Number(n, _) if ty.is_integer() => n.parse().ok().map(Value::Int),
         L::SingleQuotedString(s) if ty.is_text() => Some(Value::text(s)),
         _ => None,

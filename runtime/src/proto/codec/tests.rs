@@ -69,6 +69,11 @@ fn every_request_round_trips() {
     });
     round_request(Request::Sql {
         sql: "SELECT 1; SELECT 2".into(),
+        params: vec![],
+    });
+    round_request(Request::Sql {
+        sql: "SELECT $1, $2".into(),
+        params: vec![Value::Int(7), Value::text("x'); DROP TABLE t; --")],
     });
     round_request(Request::Deploy {
         name: "m".into(),
