@@ -138,8 +138,11 @@ impl Cluster {
     }
 
     /// One node's own view (no redirects).
+    /// Node `i`'s status as the admin sees it (a tenant sees no node-wide
+    /// counters).
     async fn status_of(&self, i: usize) -> Option<StatusInfo> {
         let mut cfg = self.config();
+        cfg.token = self.admin_token();
         cfg.addr = self.addrs[i].clone();
         let c = ohm::driver::Client::connect(cfg).await.ok()?;
         let s = c.status().await.ok();

@@ -119,3 +119,140 @@ fn a_dropped_client_has_its_running_query_cancelled() {
         assert_eq!(count(b.sql("SELECT COUNT(*) FROM t2").await.unwrap()), 0);
     });
 }
+
+/// A module with one procedure, `p<i>`, that returns nothing: written in
+/// WAT against docs/ABI.md (procedure names are unique per tenant).
+fn tiny_module(i: usize) -> Vec<u8> {
+    use ohm_sdk::abi::{self, ModuleDesc, ProcedureDesc};
+    let desc = ModuleDesc {
+        statements: vec![],
+        procedures: vec![ProcedureDesc {
+            name: format!("p{i}"),
+            params: vec![],
+            returns: abi::ty::UNIT,
+            partition: None,
+        }],
+    }
+    .encode();
+    let bytes = |b: &[u8]| b.iter().map(|b| format!("\\{b:02x}")).collect::<String>();
+    let unit = [abi::result_kind::VALUE, abi::tag::NULL];
+    let wat = format!(
+        r#"(module
+  (import "ohm" "result" (func $result (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{desc}")
+  (data (i32.const 512) "{unit}")
+  (func (export "ohm_describe") (result i64) (i64.const {packed}))
+  (func (export "ohm_call") (param i32 i32) (result i32)
+    (call $result (i32.const 512) (i32.const 2)) (i32.const 0)))"#,
+        desc = bytes(&desc),
+        unit = bytes(&unit),
+        packed = (1024u64 << 32) | desc.len() as u64,
+    );
+    wat::parse_str(&wat).expect("the tiny module assembles")
+}
+
+/// Deploys, retrying while the node answers `overloaded` (it compiles two
+/// modules at a time), as a client should.
+async fn deploy(c: &Client, name: &str, wasm: Vec<u8>) -> Result<(), ClientError> {
+    for _ in 0..6000 {
+        match c.deploy(name, wasm.clone()).await {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::Overloaded => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+    panic!("deploy {name}: overloaded for a minute");
+}
+
+/// The node's resident memory and memory mappings, from /proc.
+fn footprint(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |key: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    (kib("VmRSS:") << 10, maps.lines().count())
+}
+
+/// "Done" for issue 11: a node with 100 tenants, each at its module quota,
+/// starts, serves and restarts; prints RSS and mappings per idle module.
+/// CI deploys 8 modules per tenant; OHM_TENANCY_MODULES=64 runs the whole
+/// default quota.
+#[test]
+fn a_hundred_tenants_at_their_module_quota_start_serve_and_restart() {
+    let per_tenant: usize = std::env::var("OHM_TENANCY_MODULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let tenants = 100;
+    let tmp = TempDir::new("hundred");
+    let quota = per_tenant.to_string();
+    let args = ["--partitions", "2", "--quota-modules", &quota];
+    let mut server = Server::start(tmp.path(), &args).unwrap();
+    let mut tokens = Vec::new();
+    let (before, after) = runtime().block_on(async {
+        let admin = server.client("admin.token").await;
+        let mut clients = Vec::new();
+        for t in 0..tenants {
+            let created = admin.create_tenant(&format!("t{t}")).await.unwrap();
+            clients.push(
+                Client::connect(server.config(&created.token))
+                    .await
+                    .unwrap(),
+            );
+            tokens.push(created.token);
+        }
+        let before = footprint(server.child.id());
+        let deploys = clients.iter().cloned().map(|c| {
+            tokio::spawn(async move {
+                for i in 0..per_tenant {
+                    deploy(&c, &format!("m{i}"), tiny_module(i)).await.unwrap();
+                }
+                let over = deploy(&c, "over", tiny_module(per_tenant)).await.unwrap_err();
+                assert!(
+                    matches!(&over, ClientError::Server(e) if e.code == ErrorCode::QuotaExceeded),
+                    "{over}"
+                );
+            })
+        });
+        for d in deploys.collect::<Vec<_>>() {
+            d.await.unwrap();
+        }
+        let after = footprint(server.child.id());
+        for c in &clients {
+            c.call("p0", vec![]).await.unwrap();
+        }
+        (before, after)
+    });
+    let modules = (tenants * per_tenant) as u64;
+    let rss = after.0.saturating_sub(before.0) / modules;
+    let maps = after.1.saturating_sub(before.1) as f64 / modules as f64;
+    eprintln!(
+        "{tenants} tenants x {per_tenant} modules: RSS {} -> {} MiB ({rss} bytes per idle module), \
+         mappings {} -> {} ({maps:.2} per idle module)",
+        before.0 >> 20,
+        after.0 >> 20,
+        before.1,
+        after.1
+    );
+    server.stop().unwrap();
+    let started = std::time::Instant::now();
+    let server = Server::start(tmp.path(), &args).unwrap();
+    eprintln!(
+        "restarted and ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    runtime().block_on(async {
+        for token in &tokens {
+            let c = Client::connect(server.config(token)).await.unwrap();
+            let last = format!("p{}", per_tenant - 1);
+            match c.call(&last, vec![]).await.unwrap() {
+                CallResult::Value(Value::Null) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}

@@ -291,6 +291,14 @@ impl LocalCluster {
         Ok(t.trim().to_string())
     }
 
+    /// A client configuration for the admin principal, trusting the
+    /// cluster CA (`status` shows the node-wide counters to admins only).
+    pub fn admin_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut cfg = self.demo_config()?;
+        cfg.token = self.token("admin.token")?;
+        Ok(cfg)
+    }
+
     /// A client configuration for the demo tenant, trusting the cluster CA.
     pub fn demo_config(&self) -> anyhow::Result<ClientConfig> {
         Ok(ClientConfig::new(

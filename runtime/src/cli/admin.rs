@@ -172,7 +172,8 @@ pub async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `ohm status`.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let client = args.connect.connect(TokenRole::Demo).await?;
+    // The node-wide counters are shown to the admin only.
+    let client = args.connect.connect(TokenRole::Admin).await?;
     match client.status().await {
         Ok(s) => print!("{}", render_status(&s)),
         Err(e) => return Ok(report(e, &args.connect.addr)),

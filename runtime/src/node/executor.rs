@@ -159,6 +159,12 @@ impl PartitionStats {
         v.load(Ordering::Relaxed)
     }
 
+    /// Rows of every tenant here.
+    pub fn rows_total(&self) -> u64 {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.values().sum()
+    }
+
     pub fn rows_of(&self, t: TenantId) -> u64 {
         let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner()).clone();
         rows.get(&t).copied().unwrap_or(0)

@@ -306,7 +306,11 @@ impl Node {
                     log_bytes: get(&st.log_bytes),
                     // As the executor last published them: status never
                     // waits behind a long transaction.
-                    rows: st.rows_of(who.tenant),
+                    rows: if admin {
+                        st.rows_total()
+                    } else {
+                        st.rows_of(who.tenant)
+                    },
                     role: match st.role.load(Ordering::Relaxed) {
                         ROLE_LEADER => "leader",
                         ROLE_CANDIDATE => "candidate",
