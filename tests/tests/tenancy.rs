@@ -193,20 +193,21 @@ fn a_hundred_tenants_at_their_module_quota_start_serve_and_restart() {
     let args = ["--partitions", "2", "--quota-modules", &quota];
     let mut server = Server::start(tmp.path(), &args).unwrap();
     let mut tokens = Vec::new();
-    let (before, after) = runtime().block_on(async {
-        let admin = server.client("admin.token").await;
-        let mut clients = Vec::new();
-        for t in 0..tenants {
-            let created = admin.create_tenant(&format!("t{t}")).await.unwrap();
-            clients.push(
-                Client::connect(server.config(&created.token))
-                    .await
-                    .unwrap(),
-            );
-            tokens.push(created.token);
-        }
-        let before = footprint(server.child.id());
-        let deploys = clients.iter().cloned().map(|c| {
+    let (before, after) =
+        runtime().block_on(async {
+            let admin = server.client("admin.token").await;
+            let mut clients = Vec::new();
+            for t in 0..tenants {
+                let created = admin.create_tenant(&format!("t{t}")).await.unwrap();
+                clients.push(
+                    Client::connect(server.config(&created.token))
+                        .await
+                        .unwrap(),
+                );
+                tokens.push(created.token);
+            }
+            let before = footprint(server.child.id());
+            let deploys = clients.iter().cloned().map(|c| {
             tokio::spawn(async move {
                 for i in 0..per_tenant {
                     deploy(&c, &format!("m{i}"), tiny_module(i)).await.unwrap();
@@ -218,15 +219,15 @@ fn a_hundred_tenants_at_their_module_quota_start_serve_and_restart() {
                 );
             })
         });
-        for d in deploys.collect::<Vec<_>>() {
-            d.await.unwrap();
-        }
-        let after = footprint(server.child.id());
-        for c in &clients {
-            c.call("p0", vec![]).await.unwrap();
-        }
-        (before, after)
-    });
+            for d in deploys.collect::<Vec<_>>() {
+                d.await.unwrap();
+            }
+            let after = footprint(server.child.id());
+            for c in &clients {
+                c.call("p0", vec![]).await.unwrap();
+            }
+            (before, after)
+        });
     let modules = (tenants * per_tenant) as u64;
     let rss = after.0.saturating_sub(before.0) / modules;
     let maps = after.1.saturating_sub(before.1) as f64 / modules as f64;

@@ -234,19 +234,7 @@ async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
 async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: RecvStream) {
     // Room for every permit, so a `Replier` never finds the queue full.
     let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
-    // The client stopping this stream, or the connection going, cancels
-    // what is still running for it (`Replier::gone`).
-    let gone = Arc::new(AtomicBool::new(false));
-    let stopped = send.stopped();
-    let gone_watch = {
-        let gone = gone.clone();
-        tokio::spawn(async move {
-            // Ok(None): we finished and the client read everything.
-            if !matches!(stopped.await, Ok(None)) {
-                gone.store(true, Ordering::Relaxed);
-            }
-        })
-    };
+    let gone = watch_gone(&send);
     let writer = tokio::spawn(writer(send, rx));
     let mut buf = Vec::new();
     loop {
@@ -302,7 +290,6 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
         if conn.bad_frames.fetch_add(1, Ordering::Relaxed) + 1 >= BAD_FRAMES_MAX {
             drop(tx);
             let _ = writer.await;
-            gone_watch.abort();
             conn.connection.close(
                 VarInt::from_u32(CLOSE_BAD_FRAMES),
                 b"too many malformed frames",
@@ -313,7 +300,22 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
     }
     drop(tx);
     let _ = writer.await;
-    gone_watch.abort();
+}
+
+/// A flag set once the client stops this stream or the connection is lost:
+/// what still runs for it may stop (`Replier::gone`). The task watching
+/// ends when the stream does (the client read everything, or it is gone).
+fn watch_gone(send: &SendStream) -> Arc<AtomicBool> {
+    let gone = Arc::new(AtomicBool::new(false));
+    let stopped = send.stopped();
+    let flag = gone.clone();
+    tokio::spawn(async move {
+        // Ok(None): we finished and the client read everything.
+        if !matches!(stopped.await, Ok(None)) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    gone
 }
 
 /// Routes one decoded request. `false`: stop reading this stream (the

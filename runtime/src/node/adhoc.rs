@@ -41,7 +41,11 @@ impl Coordinator {
         }
         let mut results = Vec::with_capacity(stmts.len());
         for (i, stmt) in stmts.iter().enumerate() {
-            let work = interrupt::Work::begin(None, client.clone());
+            // DDL is applied partition by partition and must reach them
+            // all once begun (stopping it half-way would stop the node):
+            // it runs without a time limit.
+            let ddl = sqltext::classify(&sqltext::words(stmt)) == Kind::Ddl;
+            let work = (!ddl).then(|| interrupt::Work::begin(None, client.clone()));
             let done = self.statement(tenant, stmt, params);
             drop(work);
             match done {

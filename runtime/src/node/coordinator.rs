@@ -59,6 +59,8 @@ pub enum CoordTask {
         tenant: TenantId,
         name: String,
         wasm: Vec<u8>,
+        /// `wasm` compiled already (off this thread); None: compile here.
+        compiled: Option<Arc<CompiledModule>>,
         reply: ReplyFn,
     },
     Drop {
@@ -151,8 +153,9 @@ impl Coordinator {
                 tenant,
                 name,
                 wasm,
+                compiled,
                 reply,
-            } => reply(self.deploy(tenant, &name, wasm)),
+            } => reply(self.deploy(tenant, &name, wasm, compiled)),
             CoordTask::Drop {
                 tenant,
                 name,
@@ -372,21 +375,31 @@ impl Coordinator {
         Ok(reply::output(output))
     }
 
-    fn deploy(&mut self, tenant: TenantId, name: &str, wasm: Vec<u8>) -> Result<Reply, ErrorReply> {
-        let compiled = self
-            .runtime
-            .compile_cached(name, &wasm)
-            .map_err(|e| reply::deploy_error(&e))?;
+    fn deploy(
+        &mut self,
+        tenant: TenantId,
+        name: &str,
+        wasm: Vec<u8>,
+        compiled: Option<Arc<CompiledModule>>,
+    ) -> Result<Reply, ErrorReply> {
+        let compiled = match compiled {
+            Some(c) => c,
+            None => self
+                .runtime
+                .compile_cached(name, &wasm)
+                .map_err(|e| reply::deploy_error(&e))?,
+        };
         let mut g = self.hold()?;
-        if let Some(part) = g[0].tenant_ref(tenant) {
-            let deployed = part
-                .modules
-                .iter()
-                .map(|(n, b)| (n.as_str(), b.len() as u64));
-            if let Err(e) = self.quota.check_deploy(deployed, name, wasm.len() as u64) {
-                g.finish(None)?;
-                return Err(ErrorReply::new(ErrorCode::QuotaExceeded, e.to_string()));
-            }
+        // A tenant with nothing deployed yet has no part: an empty list.
+        let deployed = g[0]
+            .tenant_ref(tenant)
+            .map_or(&[][..], |p| p.modules.as_slice());
+        let deployed = deployed.iter().map(|(n, b)| (n.as_str(), b.len() as u64));
+        if let Err(e) = self.quota.check_deploy(deployed, name, wasm.len() as u64) {
+            g.finish(None)?;
+            // Not kept compiled for a deploy that did not happen.
+            self.runtime.forget(name, &wasm);
+            return Err(ErrorReply::new(ErrorCode::QuotaExceeded, e.to_string()));
         }
         let wasm: Arc<[u8]> = Arc::from(wasm);
         let mut info = None;

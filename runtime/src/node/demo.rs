@@ -90,6 +90,7 @@ pub fn setup(node: &Node, dir: &Path) -> anyhow::Result<()> {
             tenant,
             name,
             wasm,
+            compiled: None,
             reply,
         })
         .map_err(|e| anyhow!("deploying the demo module {module}: {e}"))?;

@@ -190,7 +190,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         call_timeout_ms: args.call_timeout_ms.max(1),
         sql_timeout_ms: args.sql_timeout_ms.max(1),
-        compile_time_max_ms: args.compile_time_max_ms,
+        compile_time_max_ms: args.compile_time_max_ms.max(1),
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let setup = joined.as_ref().map(|j| {

@@ -11,6 +11,15 @@ use super::forward::forwarded_kind;
 use super::reply::ReplyFn;
 use super::Node;
 
+/// A compile slot of `Node::compiling`, given back when dropped.
+struct CompileSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CompileSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Modules a node compiles at once for deploys; more are `overloaded`.
 pub const COMPILES_IN_FLIGHT_MAX: usize = 2;
 
@@ -86,18 +95,20 @@ impl Node {
             )));
         }
         let (runtime, coordinator) = (self.runtime.clone(), self.coordinator.clone());
-        let compiling = self.compiling.clone();
+        // Gives the slot back however the job ends (a compile that panics
+        // included), or with the job if it never starts.
+        let slot = CompileSlot(self.compiling.clone());
         let budget = std::time::Duration::from_millis(self.config.compile_time_max_ms);
         let job = move || {
             let started = std::time::Instant::now();
             let compiled = runtime.compile_cached(&name, &wasm);
             let took = started.elapsed();
-            compiling.fetch_sub(1, Ordering::AcqRel);
-            let refused = match compiled {
-                Err(e) => Some(super::reply::deploy_error(&e)),
+            drop(slot);
+            let compiled = match compiled {
+                Err(e) => return reply(Err(super::reply::deploy_error(&e))),
                 Ok(_) if took > budget => {
                     runtime.forget(&name, &wasm);
-                    Some(ErrorReply::new(
+                    return reply(Err(ErrorReply::new(
                         ErrorCode::Deploy,
                         format!(
                             "module {name} took {:.1} s to compile, over the {:.1} s budget: \
@@ -105,17 +116,15 @@ impl Node {
                             took.as_secs_f64(),
                             budget.as_secs_f64()
                         ),
-                    ))
+                    )));
                 }
-                Ok(_) => None,
+                Ok(c) => c,
             };
-            if let Some(e) = refused {
-                return reply(Err(e));
-            }
             let task = CoordTask::Deploy {
                 tenant,
                 name,
                 wasm,
+                compiled: Some(compiled),
                 reply,
             };
             match coordinator.try_send(task) {
@@ -129,11 +138,9 @@ impl Node {
         let spawned = std::thread::Builder::new()
             .name("ohm-compile".into())
             .spawn(job);
-        if spawned.is_err() {
-            // The job went with the failed spawn; its reply, dropped
-            // unanswered, answers `internal`.
-            self.compiling.fetch_sub(1, Ordering::AcqRel);
-        }
+        // On failure the job went with the spawn: its slot was given back,
+        // and its reply, dropped unanswered, answers `internal`.
+        drop(spawned);
     }
 
     /// In a cluster, when this node is not known to lead partition 0 (and

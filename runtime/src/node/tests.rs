@@ -131,6 +131,7 @@ fn deploy_voter(node: &Node, who: &Principal) {
         tenant,
         name,
         wasm,
+        compiled: None,
         reply,
     })
     .unwrap();
@@ -535,6 +536,7 @@ fn deploy(node: &Node, who: &Principal, name: &str, wasm: Vec<u8>) -> Result<Rep
         tenant,
         name,
         wasm,
+        compiled: None,
         reply,
     })
 }
@@ -626,7 +628,6 @@ fn status_shows_a_tenant_nothing_of_another_tenants_work() {
         call(&node, &b, "vote", args).unwrap();
     }
     assert_eq!(activity(&a), seen_by_a);
-    assert_eq!(node.status(&a).connections, 0);
     let now: u64 = node
         .status(&admin)
         .partitions
@@ -732,5 +733,27 @@ fn a_module_slower_to_compile_than_the_budget_is_refused() {
     assert!(e.message.contains("budget"), "{}", e.message);
     let e = call(&node, &b, "big", vec![]).unwrap_err();
     assert_eq!(e.code, ErrorCode::UnknownProcedure);
+    node.shutdown();
+}
+
+/// Review of finding 1's fix: a tenant's first deploy was not checked
+/// against its byte quota (a fresh tenant has no part yet).
+#[test]
+fn a_tenants_first_deploy_is_held_to_its_quota_too() {
+    use crate::wasm::tests::footprint::tiny_module;
+    let tmp = TempDir::new("quota-first");
+    let mut tokens = Vec::new();
+    let cfg = NodeConfig {
+        quota: crate::catalog::Quota {
+            modules_max: 8,
+            module_bytes_max: 16,
+        },
+        ..config(1)
+    };
+    let node = Node::start(tmp.dir(), cfg, false).unwrap();
+    let fresh = tenant(&node, "fresh", &mut tokens);
+    let e = deploy(&node, &fresh, "m0", tiny_module(0)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    assert!(e.message.contains("module_bytes_max"), "{}", e.message);
     node.shutdown();
 }

@@ -517,6 +517,7 @@ fn update(db: &mut Database, p: &UpdatePlan, params: &[Value]) -> Result<u64, Sq
             .unwrap_or_default();
         let mut out = Vec::new();
         for (id, old) in exec::matching_row_ids(&p.scan, &ctx)? {
+            super::interrupt::tick()?;
             let mut row = old.clone();
             for (c, e) in &p.assignments {
                 row[*c] = e.eval(&ctx, &old)?;

@@ -594,6 +594,7 @@ pub fn matching_row_ids(
     let level = &plan.levels[0];
     let mut out = Vec::new();
     'rows: for (id, row) in runner.candidates(&st, 0, &[])? {
+        interrupt::tick()?;
         for f in level.local_filter.iter().chain(&level.join_filter) {
             if !f.eval_pred(ctx, row)? {
                 continue 'rows;
