@@ -21,6 +21,24 @@ async fn numbers(c: &Client, rows: i64) {
         .unwrap();
 }
 
+/// A node with the demo tenant whose ad-hoc statements stop after `ms`.
+fn start(name: &str, ms: &str) -> (TempDir, Server) {
+    let tmp = TempDir::new(name);
+    let args = ["--partitions", "2", "--demo", "--sql-timeout-ms", ms];
+    let server = Server::start(tmp.path(), &args).unwrap();
+    (tmp, server)
+}
+
+/// A new tenant `acme` on `server` with 2,000 numbers in `t`: a client
+/// of it, and its token.
+async fn acme(server: &Server) -> (Client, String) {
+    let admin = server.client("admin.token").await;
+    let acme = admin.create_tenant("acme").await.unwrap();
+    let c = Client::connect(server.config(&acme.token)).await.unwrap();
+    numbers(&c, 2000).await;
+    (c, acme.token)
+}
+
 /// A write that would visit 8e9 row combinations and insert nothing.
 const ENDLESS_WRITE: &str =
     "INSERT INTO t2 SELECT a.x FROM t a, t b, t c WHERE a.x + b.x + c.x < 0";
@@ -40,17 +58,9 @@ fn count(r: Vec<SqlResult>) -> i64 {
 /// rolled back, and the other tenant's calls are all served.
 #[test]
 fn a_statement_past_its_time_limit_is_rolled_back_while_another_tenant_is_served() {
-    let tmp = TempDir::new("deadline");
-    let server = Server::start(
-        tmp.path(),
-        &["--partitions", "2", "--demo", "--sql-timeout-ms", "300"],
-    )
-    .unwrap();
+    let (_tmp, server) = start("deadline", "300");
     runtime().block_on(async {
-        let admin = server.client("admin.token").await;
-        let acme = admin.create_tenant("acme").await.unwrap();
-        let b = Client::connect(server.config(&acme.token)).await.unwrap();
-        numbers(&b, 2000).await;
+        let (b, _) = acme(&server).await;
         let a = server.client("demo.token").await;
         let names = "Alice,Bob".to_string();
         a.call("initialize", vec![Value::Int(2), Value::Text(names.into())])
@@ -90,17 +100,9 @@ fn a_statement_past_its_time_limit_is_rolled_back_while_another_tenant_is_served
 /// long before the statement's time limit.
 #[test]
 fn a_dropped_client_has_its_running_query_cancelled() {
-    let tmp = TempDir::new("cancel");
-    let server = Server::start(
-        tmp.path(),
-        &["--partitions", "2", "--demo", "--sql-timeout-ms", "3600000"],
-    )
-    .unwrap();
+    let (_tmp, server) = start("cancel", "3600000");
     runtime().block_on(async {
-        let admin = server.client("admin.token").await;
-        let acme = admin.create_tenant("acme").await.unwrap();
-        let b = Client::connect(server.config(&acme.token)).await.unwrap();
-        numbers(&b, 2000).await;
+        let (b, token) = acme(&server).await;
         let running = {
             let b = b.clone();
             tokio::spawn(async move { b.sql(ENDLESS_WRITE).await })
@@ -115,7 +117,7 @@ fn a_dropped_client_has_its_running_query_cancelled() {
             .await
             .expect("the dropped client's query is still running");
         next.unwrap();
-        let b = Client::connect(server.config(&acme.token)).await.unwrap();
+        let b = Client::connect(server.config(&token)).await.unwrap();
         assert_eq!(count(b.sql("SELECT COUNT(*) FROM t2").await.unwrap()), 0);
     });
 }
