@@ -757,3 +757,54 @@ fn a_tenants_first_deploy_is_held_to_its_quota_too() {
     assert!(e.message.contains("module_bytes_max"), "{}", e.message);
     node.shutdown();
 }
+
+/// Review of findings 2 and 6: DDL is applied partition by partition, and
+/// a time limit passing between two of them stopped the node. DDL runs
+/// without one; the next statement still has its limit.
+#[test]
+fn ddl_is_not_stopped_half_way_by_the_time_limit() {
+    let tmp = TempDir::new("ddl-limit");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t", &mut tokens);
+    sql(
+        &node,
+        &who,
+        "CREATE TABLE big (k BIGINT PRIMARY KEY, v BIGINT)",
+    )
+    .unwrap();
+    sql(&node, &who, "PARTITION TABLE big ON COLUMN k").unwrap();
+    for chunk in 0..20 {
+        let values: Vec<String> = (0..5_000)
+            .map(|i| format!("({}, {i})", chunk * 5_000 + i))
+            .collect();
+        sql(
+            &node,
+            &who,
+            &format!("INSERT INTO big VALUES {}", values.join(",")),
+        )
+        .unwrap();
+    }
+    node.shutdown();
+    drop(node);
+    let cfg = NodeConfig {
+        sql_timeout_ms: 1,
+        ..config(2)
+    };
+    let node = Node::start(tmp.dir(), cfg, false).unwrap();
+    let who = tenant(&node, "t", &mut tokens);
+    // Building an index over 100,000 rows on each partition takes longer
+    // than 1 ms: it would have been stopped between two partitions.
+    sql(&node, &who, "CREATE INDEX big_v ON big (v)").unwrap();
+    let e = sql(
+        &node,
+        &who,
+        "SELECT COUNT(*) FROM big a, big b WHERE a.v + b.v < 0",
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Timeout, "{e:?}");
+    // A point read fits in the limit, and the data is whole.
+    let got = rows(&node, &who, "SELECT v FROM big WHERE k = 99999");
+    assert_eq!(got, vec![vec![Value::Int(4_999)]]);
+    node.shutdown();
+}
