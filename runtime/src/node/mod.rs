@@ -36,6 +36,8 @@ pub mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tenancy;
 
 use crate::catalog::{Catalog, PartitionId, ADMIN_TENANT, DEMO_TENANT};
 use crate::durability::LogOptions;

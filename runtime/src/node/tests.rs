@@ -16,16 +16,16 @@ use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(super) fn new(name: &str) -> TempDir {
         let p = std::env::temp_dir().join(format!("ohm-node-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
-    fn dir(&self) -> cap_std::fs::Dir {
+    pub(super) fn dir(&self) -> cap_std::fs::Dir {
         cap_std::fs::Dir::open_ambient_dir(&self.0, cap_std::ambient_authority()).unwrap()
     }
 }
@@ -36,7 +36,7 @@ impl Drop for TempDir {
     }
 }
 
-fn config(partitions: u32) -> NodeConfig {
+pub(super) fn config(partitions: u32) -> NodeConfig {
     NodeConfig {
         partitions,
         durability: Durability::Sync,
@@ -49,7 +49,7 @@ fn config(partitions: u32) -> NodeConfig {
     }
 }
 
-fn start(tmp: &TempDir, partitions: u32) -> Arc<Node> {
+pub(super) fn start(tmp: &TempDir, partitions: u32) -> Arc<Node> {
     Node::start(tmp.dir(), config(partitions), false).unwrap()
 }
 
@@ -64,7 +64,7 @@ fn start_snapshotting(tmp: &TempDir, partitions: u32) -> Arc<Node> {
 }
 
 /// A tenant and its principal (created on first use, found afterwards).
-fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Principal {
+pub(super) fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Principal {
     if let Some((_, tok)) = tokens.iter().find(|(n, _)| n == name) {
         return node.catalog.read().unwrap().authenticate(tok).unwrap();
     }
@@ -81,7 +81,7 @@ fn tenant(node: &Node, name: &str, tokens: &mut Vec<(String, String)>) -> Princi
     node.catalog.read().unwrap().authenticate(&token).unwrap()
 }
 
-fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlResult>, ErrorReply> {
+pub(super) fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlResult>, ErrorReply> {
     let (tenant, sql) = (who.tenant, text.to_string());
     match ask(node, |reply| CoordTask::Sql {
         tenant,
@@ -95,14 +95,19 @@ fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlResult>, Error
     }
 }
 
-fn rows(node: &Node, who: &Principal, text: &str) -> Vec<Vec<Value>> {
+pub(super) fn rows(node: &Node, who: &Principal, text: &str) -> Vec<Vec<Value>> {
     match sql(node, who, text).unwrap().pop() {
         Some(SqlResult::Rows(r)) => r.rows,
         other => panic!("{text}: {other:?}"),
     }
 }
 
-fn call(node: &Node, who: &Principal, proc: &str, args: Vec<Value>) -> Result<Reply, ErrorReply> {
+pub(super) fn call(
+    node: &Node,
+    who: &Principal,
+    proc: &str,
+    args: Vec<Value>,
+) -> Result<Reply, ErrorReply> {
     let (tx, rx) = sync_channel(1);
     node.call(
         who,
@@ -121,7 +126,7 @@ fn voter_wasm() -> Vec<u8> {
     std::fs::read(path).expect("run `cargo procs` first: the voter module is missing")
 }
 
-fn deploy_voter(node: &Node, who: &Principal) {
+pub(super) fn deploy_voter(node: &Node, who: &Principal) {
     for stmt in ohm_voter::SCHEMA {
         sql(node, who, stmt).unwrap();
     }
@@ -152,7 +157,7 @@ fn int(v: &Value) -> i64 {
     }
 }
 
-fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
+pub(super) fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
     let Reply::Rows(r) = call(node, who, "results", vec![]).unwrap() else {
         panic!()
     };
@@ -527,284 +532,5 @@ fn a_clean_stop_answers_every_call_in_flight() {
         votes >= acked,
         "{acked} votes acknowledged, {votes} after the restart"
     );
-    node.shutdown();
-}
-
-fn deploy(node: &Node, who: &Principal, name: &str, wasm: Vec<u8>) -> Result<Reply, ErrorReply> {
-    let (tenant, name) = (who.tenant, name.to_string());
-    ask(node, |reply| CoordTask::Deploy {
-        tenant,
-        name,
-        wasm,
-        compiled: None,
-        reply,
-    })
-}
-
-/// Finding 1 of issue 11: a tenant deploying module after module took the
-/// node down (address space, mappings) and the directory then could not
-/// start. A deploy past the tenant's quota is refused before anything is
-/// logged, and the node serves and restarts.
-#[test]
-fn a_deploy_past_the_tenants_quota_is_refused_and_the_node_serves_and_restarts() {
-    use crate::wasm::tests::footprint::tiny_module;
-    let tmp = TempDir::new("quota");
-    let cfg = || NodeConfig {
-        quota: crate::catalog::Quota {
-            modules_max: 3,
-            module_bytes_max: 1 << 30,
-        },
-        ..config(2)
-    };
-    let mut tokens = Vec::new();
-    let node = Node::start(tmp.dir(), cfg(), false).unwrap();
-    let a = tenant(&node, "a", &mut tokens);
-    let b = tenant(&node, "b", &mut tokens);
-    deploy_voter(&node, &a);
-    for i in 0..2 {
-        deploy(&node, &a, &format!("m{i}"), tiny_module(i)).unwrap();
-    }
-    let e = deploy(&node, &a, "m2", tiny_module(2)).unwrap_err();
-    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
-    assert!(e.message.contains("modules_max"), "{}", e.message);
-    // A redeploy replaces, so it fits; another tenant has its own quota.
-    deploy(&node, &a, "m1", tiny_module(1)).unwrap();
-    for i in 0..3 {
-        deploy(&node, &b, &format!("m{i}"), tiny_module(i)).unwrap();
-    }
-    let vote = vec![Value::Int(2_125_550_001), Value::Int(1), Value::Int(2)];
-    call(&node, &a, "vote", vote.clone()).unwrap();
-    node.shutdown();
-    drop(node);
-    // Nothing of the refused deploy was logged: the directory starts, and
-    // serves every tenant.
-    let node = Node::start(tmp.dir(), cfg(), false).unwrap();
-    let a = tenant(&node, "a", &mut tokens);
-    let b = tenant(&node, "b", &mut tokens);
-    assert_eq!(
-        call(&node, &a, "p2", vec![]).unwrap_err().code,
-        ErrorCode::UnknownProcedure
-    );
-    call(&node, &a, "p1", vec![]).unwrap();
-    call(&node, &b, "p2", vec![]).unwrap();
-    assert_eq!(totals(&node, &a).iter().map(|t| t.1).sum::<i64>(), 1);
-    node.shutdown();
-}
-
-/// Finding 8 of issue 11: `status` showed every tenant the node-wide
-/// counters, which move with other tenants' work. A tenant now sees only
-/// its own rows move; an admin sees the counters.
-#[test]
-fn status_shows_a_tenant_nothing_of_another_tenants_work() {
-    let tmp = TempDir::new("status");
-    let mut tokens = Vec::new();
-    let node = start(&tmp, 2);
-    let a = tenant(&node, "a", &mut tokens);
-    let b = tenant(&node, "b", &mut tokens);
-    let admin = Principal {
-        admin: true,
-        ..a.clone()
-    };
-    // What moves with work (role and leader settle as the node starts).
-    let activity = |who: &Principal| -> Vec<[u64; 7]> {
-        let st = node.status(who).partitions;
-        st.iter()
-            .map(|p| {
-                let q = [p.committed, p.failed, p.queued, p.durable_lsn];
-                [q[0], q[1], q[2], q[3], p.log_bytes, p.applied, p.rows]
-            })
-            .collect()
-    };
-    let seen_by_a = activity(&a);
-    let seen_by_admin: u64 = node
-        .status(&admin)
-        .partitions
-        .iter()
-        .map(|p| p.committed)
-        .sum();
-    deploy_voter(&node, &b);
-    for i in 0..20 {
-        let args = vec![Value::Int(2_125_550_000 + i), Value::Int(1), Value::Int(2)];
-        call(&node, &b, "vote", args).unwrap();
-    }
-    assert_eq!(activity(&a), seen_by_a);
-    let now: u64 = node
-        .status(&admin)
-        .partitions
-        .iter()
-        .map(|p| p.committed)
-        .sum();
-    assert!(now >= seen_by_admin + 20, "{seen_by_admin} -> {now}");
-    // Rows are published by the partitions a moment later.
-    let rows_b = || -> u64 { node.status(&b).partitions.iter().map(|p| p.rows).sum() };
-    let waited = std::time::Instant::now();
-    while rows_b() < 20 {
-        assert!(waited.elapsed().as_secs() < 30, "b never saw its own rows");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(activity(&a), seen_by_a);
-    node.shutdown();
-}
-
-/// A module with `functions` extra functions: slow to compile, cheap to run.
-fn slow_to_compile(functions: usize) -> Vec<u8> {
-    use crate::wasm::tests::guest::{return_const, Guest, UNIT};
-    let mut g = Guest::new();
-    let unit = g.constant(&UNIT);
-    g.procedure(
-        "big",
-        vec![],
-        ohm_sdk::abi::ty::UNIT,
-        None,
-        &return_const(unit, 0),
-    );
-    g.extra = (0..functions)
-        .map(|i| {
-            format!(
-                "(func $f{i} (param i64) (result i64) (i64.mul (local.get 0) (i64.const {i})))\n"
-            )
-        })
-        .collect();
-    g.wasm()
-}
-
-/// Finding 3 of issue 11: a deploy compiled on the coordinator, so a slow
-/// compile stalled every tenant's ad-hoc and multi-partition work. It is
-/// compiled on a thread of its own now: other work is answered meanwhile.
-#[test]
-fn a_slow_compile_holds_up_no_other_tenants_work() {
-    let tmp = TempDir::new("compile");
-    let mut tokens = Vec::new();
-    let node = start(&tmp, 2);
-    let a = tenant(&node, "a", &mut tokens);
-    let b = tenant(&node, "b", &mut tokens);
-    let wasm = slow_to_compile(8_000);
-    let started = std::time::Instant::now();
-    let (tx, deployed) = sync_channel(1);
-    node.dispatch_here(
-        &b,
-        crate::proto::Request::Deploy {
-            name: "big".into(),
-            wasm,
-        },
-        None,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    // Asked after the deploy, answered before it.
-    assert_eq!(rows(&node, &a, "SELECT 1"), vec![vec![Value::Int(1)]]);
-    let answered_sql = started.elapsed();
-    assert!(
-        deployed.try_recv().is_err(),
-        "the deploy was answered before the query asked after it"
-    );
-    let r = deployed.recv().unwrap();
-    let compiled = started.elapsed();
-    assert!(matches!(r, Ok(Reply::Deployed { .. })), "{r:?}");
-    eprintln!("query answered after {answered_sql:?}; the deploy after {compiled:?}");
-    call(&node, &b, "big", vec![]).unwrap();
-    node.shutdown();
-}
-
-/// Finding 3: a module slower to compile than the node's budget is refused
-/// (and nothing of it is deployed).
-#[test]
-fn a_module_slower_to_compile_than_the_budget_is_refused() {
-    let tmp = TempDir::new("compile-budget");
-    let mut tokens = Vec::new();
-    let cfg = NodeConfig {
-        compile_time_max_ms: 1,
-        ..config(1)
-    };
-    let node = Node::start(tmp.dir(), cfg, false).unwrap();
-    let b = tenant(&node, "b", &mut tokens);
-    let (tx, deployed) = sync_channel(1);
-    let request = crate::proto::Request::Deploy {
-        name: "big".into(),
-        wasm: slow_to_compile(2_000),
-    };
-    let reply = Box::new(move |r| {
-        let _ = tx.send(r);
-    });
-    node.dispatch_here(&b, request, None, reply);
-    let e = deployed.recv().unwrap().unwrap_err();
-    assert_eq!(e.code, ErrorCode::Deploy, "{e:?}");
-    assert!(e.message.contains("budget"), "{}", e.message);
-    let e = call(&node, &b, "big", vec![]).unwrap_err();
-    assert_eq!(e.code, ErrorCode::UnknownProcedure);
-    node.shutdown();
-}
-
-/// Review of finding 1's fix: a tenant's first deploy was not checked
-/// against its byte quota (a fresh tenant has no part yet).
-#[test]
-fn a_tenants_first_deploy_is_held_to_its_quota_too() {
-    use crate::wasm::tests::footprint::tiny_module;
-    let tmp = TempDir::new("quota-first");
-    let mut tokens = Vec::new();
-    let cfg = NodeConfig {
-        quota: crate::catalog::Quota {
-            modules_max: 8,
-            module_bytes_max: 16,
-        },
-        ..config(1)
-    };
-    let node = Node::start(tmp.dir(), cfg, false).unwrap();
-    let fresh = tenant(&node, "fresh", &mut tokens);
-    let e = deploy(&node, &fresh, "m0", tiny_module(0)).unwrap_err();
-    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
-    assert!(e.message.contains("module_bytes_max"), "{}", e.message);
-    node.shutdown();
-}
-
-/// Review of findings 2 and 6: DDL is applied partition by partition, and
-/// a time limit passing between two of them stopped the node. DDL runs
-/// without one; the next statement still has its limit.
-#[test]
-fn ddl_is_not_stopped_half_way_by_the_time_limit() {
-    let tmp = TempDir::new("ddl-limit");
-    let mut tokens = Vec::new();
-    let node = start(&tmp, 2);
-    let who = tenant(&node, "t", &mut tokens);
-    sql(
-        &node,
-        &who,
-        "CREATE TABLE big (k BIGINT PRIMARY KEY, v BIGINT)",
-    )
-    .unwrap();
-    sql(&node, &who, "PARTITION TABLE big ON COLUMN k").unwrap();
-    for chunk in 0..20 {
-        let values: Vec<String> = (0..5_000)
-            .map(|i| format!("({}, {i})", chunk * 5_000 + i))
-            .collect();
-        sql(
-            &node,
-            &who,
-            &format!("INSERT INTO big VALUES {}", values.join(",")),
-        )
-        .unwrap();
-    }
-    node.shutdown();
-    drop(node);
-    let cfg = NodeConfig {
-        sql_timeout_ms: 1,
-        ..config(2)
-    };
-    let node = Node::start(tmp.dir(), cfg, false).unwrap();
-    let who = tenant(&node, "t", &mut tokens);
-    // Building an index over 100,000 rows on each partition takes longer
-    // than 1 ms: it would have been stopped between two partitions.
-    sql(&node, &who, "CREATE INDEX big_v ON big (v)").unwrap();
-    let e = sql(
-        &node,
-        &who,
-        "SELECT COUNT(*) FROM big a, big b WHERE a.v + b.v < 0",
-    )
-    .unwrap_err();
-    assert_eq!(e.code, ErrorCode::Timeout, "{e:?}");
-    // A point read fits in the limit, and the data is whole.
-    let got = rows(&node, &who, "SELECT v FROM big WHERE k = 99999");
-    assert_eq!(got, vec![vec![Value::Int(4_999)]]);
     node.shutdown();
 }
