@@ -41,14 +41,7 @@ impl Coordinator {
         }
         let mut results = Vec::with_capacity(stmts.len());
         for (i, stmt) in stmts.iter().enumerate() {
-            // DDL is applied partition by partition and must reach them
-            // all once begun (stopping it half-way would stop the node):
-            // it runs without a time limit.
-            let ddl = sqltext::classify(&sqltext::words(stmt)) == Kind::Ddl;
-            let work = (!ddl).then(|| interrupt::Work::begin(None, client.clone()));
-            let done = self.statement(tenant, stmt, params);
-            drop(work);
-            match done {
+            match self.statement(tenant, stmt, params, &client) {
                 Ok(r) => results.push(r),
                 Err(mut e) if many => {
                     e.message = format!(
@@ -66,14 +59,20 @@ impl Coordinator {
         Ok(results)
     }
 
+    /// One statement, under its time limit unless it is DDL: DDL is
+    /// applied partition by partition and must reach them all once begun
+    /// (stopping it half-way would stop the node).
     fn statement(
         &self,
         tenant: TenantId,
         stmt: &str,
         params: &[Value],
+        client: &Option<Arc<AtomicBool>>,
     ) -> Result<SqlResult, ErrorReply> {
         let words = sqltext::words(stmt);
-        match sqltext::classify(&words) {
+        let kind = sqltext::classify(&words);
+        let _work = (kind != Kind::Ddl).then(|| interrupt::Work::begin(None, client.clone()));
+        match kind {
             Kind::TxnControl => Err(ErrorReply::new(
                 ErrorCode::NotSupported,
                 "each ad-hoc statement is its own transaction: BEGIN/COMMIT/ROLLBACK are not \

@@ -398,7 +398,8 @@ impl Service for Node {
                 }
             }
         }
-        let client = Some(replier.gone());
+        // Only ad-hoc SQL is cancelled when its client goes.
+        let client = matches!(request, Request::Sql { .. }).then(|| replier.gone());
         let reply: ReplyFn = Box::new(move |r| replier.send(r));
         self.dispatch_here(who, request, client, reply);
     }
