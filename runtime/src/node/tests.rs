@@ -126,12 +126,14 @@ fn voter_wasm() -> Vec<u8> {
     std::fs::read(path).expect("run `cargo procs` first: the voter module is missing")
 }
 
-pub(super) fn deploy_voter(node: &Node, who: &Principal) {
-    for stmt in ohm_voter::SCHEMA {
-        sql(node, who, stmt).unwrap();
-    }
-    let (tenant, wasm) = (who.tenant, voter_wasm());
-    let name = "voter".to_string();
+/// Deploys `wasm` as module `name` through the coordinator.
+pub(super) fn deploy(
+    node: &Node,
+    who: &Principal,
+    name: &str,
+    wasm: Vec<u8>,
+) -> Result<Reply, ErrorReply> {
+    let (tenant, name) = (who.tenant, name.to_string());
     ask(node, |reply| CoordTask::Deploy {
         tenant,
         name,
@@ -139,7 +141,13 @@ pub(super) fn deploy_voter(node: &Node, who: &Principal) {
         compiled: None,
         reply,
     })
-    .unwrap();
+}
+
+pub(super) fn deploy_voter(node: &Node, who: &Principal) {
+    for stmt in ohm_voter::SCHEMA {
+        sql(node, who, stmt).unwrap();
+    }
+    deploy(node, who, "voter", voter_wasm()).unwrap();
     let r = call(
         node,
         who,

@@ -2,24 +2,31 @@
 //! status cannot take the node from the others (quotas, compiles off the
 //! coordinator, time limits, what `status` shows).
 
-use super::coordinator::CoordTask;
-use super::demo::ask;
-use super::tests::{call, config, deploy_voter, rows, sql, start, tenant, totals, TempDir};
+use super::tests::{call, config, deploy, deploy_voter, rows, sql, start, tenant, totals, TempDir};
 use super::{Node, NodeConfig};
 use crate::catalog::Principal;
 use crate::proto::{ErrorCode, ErrorReply, Reply};
 use crate::types::Value;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, Receiver};
 
-fn deploy(node: &Node, who: &Principal, name: &str, wasm: Vec<u8>) -> Result<Reply, ErrorReply> {
-    let (tenant, name) = (who.tenant, name.to_string());
-    ask(node, |reply| CoordTask::Deploy {
-        tenant,
-        name,
+/// Deploys through the node's request path (compiled off the
+/// coordinator); the answer arrives on the receiver.
+fn deploy_as_client(
+    node: &Node,
+    who: &Principal,
+    name: &str,
+    wasm: Vec<u8>,
+) -> Receiver<Result<Reply, ErrorReply>> {
+    let (tx, answer) = sync_channel(1);
+    let request = crate::proto::Request::Deploy {
+        name: name.into(),
         wasm,
-        compiled: None,
-        reply,
-    })
+    };
+    let reply = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    node.dispatch_here(who, request, None, reply);
+    answer
 }
 
 /// Finding 1 of issue 11: a tenant deploying module after module took the
@@ -161,18 +168,7 @@ fn a_slow_compile_holds_up_no_other_tenants_work() {
     let b = tenant(&node, "b", &mut tokens);
     let wasm = slow_to_compile(8_000);
     let started = std::time::Instant::now();
-    let (tx, deployed) = sync_channel(1);
-    node.dispatch_here(
-        &b,
-        crate::proto::Request::Deploy {
-            name: "big".into(),
-            wasm,
-        },
-        None,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
+    let deployed = deploy_as_client(&node, &b, "big", wasm);
     // Asked after the deploy, answered before it.
     assert_eq!(rows(&node, &a, "SELECT 1"), vec![vec![Value::Int(1)]]);
     let answered_sql = started.elapsed();
@@ -200,15 +196,7 @@ fn a_module_slower_to_compile_than_the_budget_is_refused() {
     };
     let node = Node::start(tmp.dir(), cfg, false).unwrap();
     let b = tenant(&node, "b", &mut tokens);
-    let (tx, deployed) = sync_channel(1);
-    let request = crate::proto::Request::Deploy {
-        name: "big".into(),
-        wasm: slow_to_compile(2_000),
-    };
-    let reply = Box::new(move |r| {
-        let _ = tx.send(r);
-    });
-    node.dispatch_here(&b, request, None, reply);
+    let deployed = deploy_as_client(&node, &b, "big", slow_to_compile(2_000));
     let e = deployed.recv().unwrap().unwrap_err();
     assert_eq!(e.code, ErrorCode::Deploy, "{e:?}");
     assert!(e.message.contains("budget"), "{}", e.message);
