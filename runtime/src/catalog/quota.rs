@@ -1,9 +1,11 @@
 //! What one tenant may hold and use on a node: its quota. Checked where
-//! the thing is spent (the coordinator for deploys), always before
+//! the thing is spent (the coordinator for deploys; a partition, or the
+//! coordinator for multi-partition work, for rows), always before
 //! anything is logged, so going over is a typed `quota_exceeded` answer
 //! and never a stopped node or a directory that cannot start.
 //!
-//! Owns: the named defaults and the check of a deploy against them.
+//! Owns: the named defaults and the checks of a deploy and of rows against
+//! them.
 //! Must not: enforce per-call sandbox limits (`wasm::Limits` does).
 
 use thiserror::Error;
@@ -12,6 +14,8 @@ use thiserror::Error;
 pub const MODULES_PER_TENANT_DEFAULT: u32 = 64;
 /// Bytes of module code one tenant may have deployed, over all its modules.
 pub const MODULE_BYTES_PER_TENANT_DEFAULT: u64 = 128 << 20;
+/// Rows one tenant may hold on one partition (about 8.4 million).
+pub const ROWS_PER_PARTITION_DEFAULT: u64 = 8 << 20;
 
 /// One tenant's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +24,9 @@ pub struct Quota {
     pub modules_max: u32,
     /// Bytes of all deployed modules' code.
     pub module_bytes_max: u64,
+    /// Rows in all the tenant's tables on one partition (a replicated
+    /// table's rows count on every partition, each holding a copy).
+    pub rows_max: u64,
 }
 
 impl Default for Quota {
@@ -27,6 +34,7 @@ impl Default for Quota {
         Quota {
             modules_max: MODULES_PER_TENANT_DEFAULT,
             module_bytes_max: MODULE_BYTES_PER_TENANT_DEFAULT,
+            rows_max: ROWS_PER_PARTITION_DEFAULT,
         }
     }
 }
@@ -46,6 +54,16 @@ pub enum QuotaError {
          (nothing was done)"
     )]
     ModuleBytes { would: u64, max: u64 },
+    #[error(
+        "quota rows_max: the tenant would hold {would} rows on partition {partition} and may \
+         hold {max} per partition; delete rows first, or ask the node's administrator to raise \
+         the quota (rolled back: nothing was written)"
+    )]
+    Rows {
+        partition: u32,
+        would: u64,
+        max: u64,
+    },
 }
 
 impl Quota {
@@ -78,6 +96,22 @@ impl Quota {
         }
         Ok(())
     }
+
+    /// Whether a tenant holding `rows` rows on `partition` may end a
+    /// transaction there with `grown` more (net of its deletes). A
+    /// transaction that does not add rows always may, so a tenant over its
+    /// quota (lowered, say) can still delete and update.
+    pub fn check_rows(&self, partition: u32, rows: u64, grown: i64) -> Result<(), QuotaError> {
+        let would = rows.saturating_add_signed(grown);
+        if grown > 0 && would > self.rows_max {
+            return Err(QuotaError::Rows {
+                partition,
+                would,
+                max: self.rows_max,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +123,7 @@ mod tests {
         let q = Quota {
             modules_max: 2,
             module_bytes_max: 100,
+            ..Quota::default()
         };
         let one = [("a", 40u64)];
         assert_eq!(q.check_deploy(one.iter().copied(), "b", 60), Ok(()));
@@ -108,5 +143,30 @@ mod tests {
         assert_eq!(q.check_deploy(two.iter().copied(), "b", 60), Ok(()));
         let e = q.check_deploy(two.iter().copied(), "c", 1).unwrap_err();
         assert!(e.to_string().contains("modules_max"), "{e}");
+    }
+
+    #[test]
+    fn rows_may_grow_up_to_the_quota_and_shrink_past_it() {
+        let q = Quota {
+            rows_max: 10,
+            ..Quota::default()
+        };
+        assert_eq!(q.check_rows(0, 8, 2), Ok(()));
+        assert_eq!(
+            q.check_rows(3, 8, 3),
+            Err(QuotaError::Rows {
+                partition: 3,
+                would: 11,
+                max: 10
+            })
+        );
+        // Over the quota (it was lowered): deletes and updates still go.
+        assert_eq!(q.check_rows(0, 50, -1), Ok(()));
+        assert_eq!(q.check_rows(0, 50, 0), Ok(()));
+        let e = q.check_rows(1, 10, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("quota rows_max") && e.contains("partition 1"),
+            "{e}"
+        );
     }
 }

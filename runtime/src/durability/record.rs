@@ -145,6 +145,15 @@ fn table_name(db: &Database, id: crate::storage::TableId) -> &str {
 }
 
 impl LoggedWrites {
+    /// Rows these writes add, net of the rows they delete.
+    pub fn rows_added(&self) -> i64 {
+        self.ops.iter().fold(0i64, |n, op| match op {
+            LoggedOp::Insert { .. } => n.saturating_add(1),
+            LoggedOp::Delete { .. } => n.saturating_sub(1),
+            LoggedOp::Update { .. } => n,
+        })
+    }
+
     /// Names the tables of `ws`, a write-set committed on `db`.
     pub fn from_write_set(db: &Database, ws: &WriteSet) -> LoggedWrites {
         let ops = ws

@@ -155,8 +155,8 @@ impl Coordinator {
             }
         };
         let ws = s.commit().map_err(|e| reply::sql_error(&e))?;
-        let shares =
-            txn::route_writes(&mut g, tenant, &s, &ws).map_err(|e| reply::txn_error(&e))?;
+        let shares = txn::route_writes(&mut g, (tenant, &self.quota), &s, &ws)
+            .map_err(|e| reply::txn_error(&e))?;
         self.commit_shares(g, tenant, shares, None)?;
         Ok(reply::sql_result(r))
     }
@@ -188,8 +188,16 @@ impl Coordinator {
             .iter()
             .enumerate()
             .all(|(i, s)| i == p || s.ops.is_empty());
-        let fits = scratch::check_size(std::slice::from_ref(&logged));
+        let fits = scratch::check_size(std::slice::from_ref(&logged)).and_then(|()| {
+            // The rows are in already: checked as they were before.
+            let added = logged.rows_added();
+            let rows = g[p].tenant(tenant).rows();
+            let before = rows.saturating_add_signed(added.saturating_neg());
+            let quota = self.quota.check_rows(p as u32, before, added);
+            quota.map_err(txn::TxnError::Quota)
+        });
         if !stays || fits.is_err() {
+            let engine = &mut g[p].tenant(tenant).engine;
             durability::apply(engine, &logged.inverse())
                 .expect("undoing writes just made on a held partition cannot fail");
             fits.map_err(|e| reply::txn_error(&e))?;

@@ -353,9 +353,16 @@ impl Coordinator {
             seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
         let work = interrupt::Work::begin(Some(self.call_timeout_ms), None);
-        let (output, shares) =
-            txn::call_procedure(&mut g, tenant, &route.module, &words, procedure, &args, txn)
-                .map_err(|e| reply::txn_error(&e))?;
+        let (output, shares) = txn::call_procedure(
+            &mut g,
+            (tenant, &self.quota),
+            &route.module,
+            &words,
+            procedure,
+            &args,
+            txn,
+        )
+        .map_err(|e| reply::txn_error(&e))?;
         drop(work);
         let kept = match key {
             Some(key) if !shares.is_empty() => {

@@ -278,7 +278,7 @@ impl Node {
             &members,
             procs,
             &opts,
-            config.snapshot_log_bytes,
+            (config.snapshot_log_bytes, config.quota),
             executor::now(started),
         )?;
         // In a cluster, the tenants created since `ohm cluster init` live in

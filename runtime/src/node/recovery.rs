@@ -54,7 +54,7 @@ pub fn recover(
     members: &Members,
     runtime: Arc<dyn ProcRuntime>,
     opts: &LogOptions,
-    snapshot_log_bytes: u64,
+    (snapshot_log_bytes, quota): (u64, crate::catalog::Quota),
     now: Now,
 ) -> anyhow::Result<Recovered> {
     let mut logs = Vec::new();
@@ -129,6 +129,7 @@ pub fn recover(
                 }
             },
             snapshot_log_bytes,
+            quota,
         };
         let seed = (now.wall_us as u64) ^ ((p as u64) << 48);
         let core = PartitionCore::recover(cfg, runtime.clone(), log, skipped.clone(), now, seed)

@@ -104,6 +104,7 @@ pub fn call_error(e: &CallError, addrs: &ClientAddrs) -> ErrorReply {
         CallError::WrongPartition { .. } => {
             ErrorReply::new(ErrorCode::WrongPartition, e.to_string())
         }
+        CallError::Quota { .. } => ErrorReply::new(ErrorCode::QuotaExceeded, e.to_string()),
         CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
         CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
         CallError::AnswerNotKept { .. } => {
@@ -120,6 +121,7 @@ pub fn txn_error(e: &TxnError) -> ErrorReply {
         TxnError::Sql(_) => ErrorCode::Sql,
         TxnError::NotSupported(_) => ErrorCode::NotSupported,
         TxnError::TooLarge(_) => ErrorCode::TooLarge,
+        TxnError::Quota(_) => ErrorCode::QuotaExceeded,
         TxnError::UnknownProcedure(_) => ErrorCode::UnknownProcedure,
         TxnError::Proc(p) => return proc_error(p),
         TxnError::Deploy(d) => return deploy_error(d),

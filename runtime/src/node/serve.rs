@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// MiB of module code each tenant may have deployed, over all modules.
     #[arg(long, default_value_t = crate::catalog::quota::MODULE_BYTES_PER_TENANT_DEFAULT >> 20)]
     pub quota_module_mib: u64,
+    /// Rows each tenant may hold on one partition (a replicated table's
+    /// rows count on every partition).
+    #[arg(long, default_value_t = crate::catalog::quota::ROWS_PER_PARTITION_DEFAULT)]
+    pub quota_rows: u64,
     /// Time limit of a procedure call (ms); past it the call is rolled
     /// back and answered `timeout`.
     #[arg(long, default_value_t = super::CALL_TIMEOUT_MS_DEFAULT)]
@@ -187,6 +191,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         quota: crate::catalog::Quota {
             modules_max: args.quota_modules,
             module_bytes_max: args.quota_module_mib.saturating_mul(1 << 20),
+            rows_max: args.quota_rows,
         },
         call_timeout_ms: args.call_timeout_ms.max(1),
         sql_timeout_ms: args.sql_timeout_ms.max(1),

@@ -41,6 +41,7 @@ fn a_deploy_past_the_tenants_quota_is_refused_and_the_node_serves_and_restarts()
         quota: crate::catalog::Quota {
             modules_max: 3,
             module_bytes_max: 1 << 30,
+            ..crate::catalog::Quota::default()
         },
         ..config(2)
     };
@@ -216,6 +217,7 @@ fn a_tenants_first_deploy_is_held_to_its_quota_too() {
         quota: crate::catalog::Quota {
             modules_max: 8,
             module_bytes_max: 16,
+            ..crate::catalog::Quota::default()
         },
         ..config(1)
     };
@@ -281,5 +283,80 @@ fn ddl_is_not_stopped_half_way_by_the_time_limit() {
     assert_eq!(got, vec![vec![Value::Int(100_000), Value::Int(4_999)]]);
     let again = sql(&node, &who, "CREATE INDEX big_v ON big (v)").unwrap_err();
     assert!(again.message.contains("big_v"), "{}", again.message);
+    node.shutdown();
+}
+
+/// Finding 4 of issue 11: nothing bounded a tenant's rows, so one tenant
+/// could fill the node's memory. Past `rows_max` on a partition, a call,
+/// a pinned statement and a multi-partition statement are each rolled back
+/// with `quota_exceeded`; deletes still go, and other tenants are not held
+/// to the first one's rows.
+#[test]
+fn writes_past_the_tenants_rows_quota_are_rolled_back_and_deletes_still_go() {
+    let tmp = TempDir::new("rows-quota");
+    // Every partition holds the replicated contestants and area codes.
+    let base = 3 + ohm_voter::AREA_CODES.len() as u64;
+    let room = 5;
+    let cfg = NodeConfig {
+        quota: crate::catalog::Quota {
+            rows_max: base + room,
+            ..crate::catalog::Quota::default()
+        },
+        ..config(2)
+    };
+    let mut tokens = Vec::new();
+    let node = Node::start(tmp.dir(), cfg, false).unwrap();
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    deploy_voter(&node, &a);
+    deploy_voter(&node, &b);
+    // Phone numbers partition 0 owns (area code 212).
+    let on_p0: Vec<i64> = (2_125_550_000..)
+        .filter(|p| crate::catalog::partition_for(&Value::Int(*p), 2).0 == 0)
+        .take(room as usize + 3)
+        .collect();
+    let vote = |who, phone: i64| {
+        call(
+            &node,
+            who,
+            "vote",
+            vec![Value::Int(phone), Value::Int(1), Value::Int(2)],
+        )
+    };
+    for phone in &on_p0[..room as usize] {
+        assert_eq!(vote(&a, *phone).unwrap(), Reply::Value(Value::Int(0)));
+    }
+    let full = on_p0[room as usize];
+    let e = vote(&a, full).unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    assert!(
+        e.message.contains("rows_max") && e.message.contains("partition 0"),
+        "{}",
+        e.message
+    );
+    // A statement pinned to the partition, and one over both partitions.
+    let pinned = format!("INSERT INTO votes VALUES ({full}, 'NY', 1)");
+    let e = sql(&node, &a, &pinned).unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    let spread = "INSERT INTO votes SELECT phone_number + 1, state, contestant_number FROM votes";
+    let e = sql(&node, &a, spread).unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    let count = "SELECT COUNT(*) FROM votes";
+    assert_eq!(rows(&node, &a, count), vec![vec![Value::Int(room as i64)]]);
+    // Another tenant has its own rows.
+    assert_eq!(vote(&b, full).unwrap(), Reply::Value(Value::Int(0)));
+    // Deletes go, and make room again.
+    sql(
+        &node,
+        &a,
+        &format!("DELETE FROM votes WHERE phone_number = {}", on_p0[0]),
+    )
+    .unwrap();
+    assert_eq!(vote(&a, full).unwrap(), Reply::Value(Value::Int(0)));
+    assert_eq!(
+        vote(&a, on_p0[room as usize + 1]).unwrap_err().code,
+        ErrorCode::QuotaExceeded
+    );
+    assert_eq!(rows(&node, &a, count), vec![vec![Value::Int(room as i64)]]);
     node.shutdown();
 }

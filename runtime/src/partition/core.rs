@@ -63,6 +63,8 @@ pub struct CoreConfig {
     pub consensus: consensus::Config,
     /// Log bytes after which a snapshot is taken.
     pub snapshot_log_bytes: u64,
+    /// What each tenant may hold (its rows here are checked by each call).
+    pub quota: crate::catalog::Quota,
 }
 
 /// A batch to make durable, in this order, then report with `persisted`.
@@ -387,7 +389,13 @@ impl<T> PartitionCore<T> {
             args: &q.args,
             key: q.key.as_deref(),
         };
-        let done = run_call(state, self.cfg.partitions, call, txn, &mut self.scratch);
+        let done = run_call(
+            state,
+            (self.cfg.partitions, &self.cfg.quota),
+            call,
+            txn,
+            &mut self.scratch,
+        );
         let (dep, wrote) = match done.payload {
             Some(payload) => match self.paxos.propose(payload) {
                 Ok(slot) => (slot, true),

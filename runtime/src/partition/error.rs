@@ -49,6 +49,13 @@ pub enum CallError {
     /// another partition owns, or a replicated table); rolled back.
     #[error("procedure {procedure} runs on one partition and {what}; nothing it did was kept (write that from a multi-partition procedure, or route the call by the row's partition column)")]
     WrongPartition { procedure: String, what: String },
+    /// The call would take the tenant past a quota (rows on this
+    /// partition); rolled back.
+    #[error("procedure {procedure}: {quota}")]
+    Quota {
+        procedure: String,
+        quota: crate::catalog::QuotaError,
+    },
 }
 
 impl CallError {

@@ -7,7 +7,7 @@
 use super::error::CallError;
 use super::kept::answer_to_keep;
 use super::state::PartitionState;
-use crate::catalog::{partition_for, PartitionId};
+use crate::catalog::{partition_for, PartitionId, Quota};
 use crate::durability;
 use crate::storage::{Database, WriteOp, WriteSet};
 use crate::types::{TenantId, Value};
@@ -31,13 +31,14 @@ pub struct CallSpec<'a> {
     pub key: Option<&'a str>,
 }
 
-/// Runs `call` on `state`, a partition of a node of `partitions`;
-/// `scratch` is a buffer reused across calls for encoding the payload. A
+/// Runs `call` on `state`, a partition of a node of `partitions` whose
+/// tenants each hold at most `quota`'s rows here; `scratch` is a buffer
+/// reused across calls for encoding the payload. A
 /// call with an idempotency `key` that writes keeps its answer under it
 /// (in the state, and in its record for the other replicas).
 pub fn run_call(
     state: &mut PartitionState,
-    partitions: u32,
+    (partitions, quota): (u32, &Quota),
     call: CallSpec<'_>,
     txn: TxnContext,
     scratch: &mut Vec<u8>,
@@ -87,6 +88,16 @@ pub fn run_call(
         return failed(CallError::WrongPartition {
             procedure: procedure.to_string(),
             what,
+        });
+    }
+    // The rows are in already: checked as they were before.
+    let added = outcome.write_set.rows_added();
+    let before = part.rows().saturating_add_signed(added.saturating_neg());
+    if let Err(quota) = quota.check_rows(here.0, before, added) {
+        undo(&mut part.engine, &outcome.write_set);
+        return failed(CallError::Quota {
+            procedure: procedure.to_string(),
+            quota,
         });
     }
     let kept = key.map(|k| (k, answer_to_keep(&outcome.output)));

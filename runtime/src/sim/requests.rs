@@ -266,7 +266,7 @@ fn run_multi(
     let held = std::slice::from_mut(state);
     let ran = crate::txn::call_procedure(
         held,
-        TENANT,
+        (TENANT, &crate::catalog::Quota::default()),
         "bank",
         &shared.bank_words,
         req.procedure,

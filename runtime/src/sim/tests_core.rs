@@ -43,6 +43,7 @@ fn core_of(
         partitions: of.1,
         consensus: shared.consensus(NodeId(1), replicas),
         snapshot_log_bytes: u64::MAX,
+        quota: crate::catalog::Quota::default(),
     };
     PartitionCore::recover(cfg, shared.runtime.clone(), log, Arc::default(), now(t), 1).unwrap()
 }

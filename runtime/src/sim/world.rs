@@ -296,6 +296,7 @@ impl<'a> World<'a> {
             partitions: 1,
             consensus: self.shared.consensus(self.nodes[n].id, self.cfg.replicas),
             snapshot_log_bytes: self.cfg.snapshot_log_bytes,
+            quota: crate::catalog::Quota::default(),
         };
         let now = self.nodes[n].clock(self.now);
         let seed = self.rng.next_u64();

@@ -179,6 +179,17 @@ pub struct WriteSet {
     pub ops: Vec<WriteOp>,
 }
 
+impl WriteSet {
+    /// Rows these writes add, net of the rows they delete.
+    pub fn rows_added(&self) -> i64 {
+        self.ops.iter().fold(0i64, |n, op| match op {
+            WriteOp::Insert { .. } => n.saturating_add(1),
+            WriteOp::Delete { .. } => n.saturating_sub(1),
+            WriteOp::Update { .. } => n,
+        })
+    }
+}
+
 /// A position in the open transaction's undo list (statement atomicity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Savepoint(pub usize);

@@ -100,6 +100,7 @@ fn nothing_applied(code: ErrorCode) -> bool {
             | TooLarge
             | NotSupported
             | WrongPartition
+            | QuotaExceeded
     )
 }
 

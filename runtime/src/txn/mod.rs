@@ -21,6 +21,7 @@ pub mod route;
 pub mod scratch;
 pub mod sqltext;
 
+use crate::catalog::Quota;
 use crate::durability::LoggedWrites;
 use crate::types::{TenantId, Value};
 use crate::wasm::{DeployError, ProcError, ProcOutput, TxnContext};
@@ -37,6 +38,9 @@ pub enum TxnError {
     NotSupported(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The transaction would take the tenant past a quota.
+    #[error("{0}")]
+    Quota(crate::catalog::QuotaError),
     #[error("no procedure named {0} is deployed")]
     UnknownProcedure(String),
     #[error("{0}")]
@@ -52,10 +56,11 @@ pub enum TxnError {
 /// statements mention (`words`: the statements' words, lowercase); its
 /// writes are split by owner and applied to every partition. Returns the
 /// output and each partition's share (empty shares where it wrote nothing;
-/// no shares at all when it wrote nothing anywhere).
+/// no shares at all when it wrote nothing anywhere). Writes that would
+/// take the tenant past `quota`'s rows on a partition are refused.
 pub fn call_procedure(
     g: &mut Guards,
-    tenant: TenantId,
+    (tenant, quota): (TenantId, &Quota),
     module: &str,
     words: &[String],
     procedure: &str,
@@ -81,15 +86,16 @@ pub fn call_procedure(
     let outcome = procs
         .call(&mut s, procedure, args, txn)
         .map_err(TxnError::Proc)?;
-    let shares = route_writes(g, tenant, &s, &outcome.write_set)?;
+    let shares = route_writes(g, (tenant, quota), &s, &outcome.write_set)?;
     Ok((outcome.output, shares))
 }
 
 /// Splits a scratch engine's write-set by owning partition and applies
-/// each share (all or nothing). No shares when nothing was written.
+/// each share (all or nothing), unless one would take the tenant past
+/// `quota`'s rows on its partition. No shares when nothing was written.
 pub fn route_writes(
     g: &mut Guards,
-    tenant: TenantId,
+    (tenant, quota): (TenantId, &Quota),
     s: &crate::sql::Engine,
     ws: &crate::storage::WriteSet,
 ) -> Result<Vec<LoggedWrites>, TxnError> {
@@ -99,6 +105,7 @@ pub fn route_writes(
     let logged = LoggedWrites::from_write_set(s.database(), ws);
     let shares = scratch::split(s, logged, g.len() as u32);
     scratch::check_size(&shares)?;
+    scratch::check_rows(g, (tenant, quota), &shares)?;
     scratch::apply_all(g, tenant, &shares)?;
     Ok(shares)
 }

@@ -11,7 +11,7 @@
 
 use super::sqltext;
 use super::TxnError;
-use crate::catalog::partition_for;
+use crate::catalog::{partition_for, Quota};
 use crate::durability::{self, LoggedOp, LoggedWrites};
 use crate::partition::PartitionState;
 use crate::sql::Engine;
@@ -189,6 +189,26 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), TxnError> {
                 durability::RecordTooLarge { bytes }.to_string(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Whether each partition's share keeps the tenant within `quota`'s rows
+/// there.
+pub fn check_rows(
+    g: &Guards,
+    (tenant, quota): (TenantId, &Quota),
+    shares: &[LoggedWrites],
+) -> Result<(), TxnError> {
+    for (i, share) in shares.iter().enumerate() {
+        let added = share.rows_added();
+        if added <= 0 {
+            continue;
+        }
+        let rows = g[i].tenant_ref(tenant).map_or(0, |p| p.rows());
+        quota
+            .check_rows(i as u32, rows, added)
+            .map_err(TxnError::Quota)?;
     }
     Ok(())
 }
