@@ -11,6 +11,7 @@
 //!                     └──────────┘ ──replies──▶ clients (after chosen)
 //! ```
 
+use super::fair::Fair;
 use super::reply::{self, ClientAddrs, ReplyFn};
 use super::writer::{Outbox, WriterMsg};
 use crate::consensus::{Message, MESSAGE_RECORD_BYTES_MAX};
@@ -27,8 +28,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Calls one partition's queue admits; beyond it callers get `overloaded`.
 pub const PARTITION_QUEUE_MAX: usize = 16_384;
-/// Inputs taken off the queue at once.
+/// Inputs taken off the queue at once, and calls run between two looks at
+/// the queue.
 pub const EXECUTOR_BATCH_MAX: usize = 512;
+/// How long calls run between two looks at the queue (the first always
+/// runs): a call that arrives meanwhile waits at most this, plus one call,
+/// before it takes its fair turn.
+const ROUND_TIME_MAX: Duration = Duration::from_millis(2);
 /// Inputs handed to the core between looks at what the writer made
 /// durable (so replies leave while a long queue is worked through).
 const CHECK_EVERY: usize = 32;
@@ -97,7 +103,8 @@ pub enum Input {
         key: Option<String>,
         reply: QueuedReply,
     },
-    /// Lend the state (after the calls queued before this).
+    /// Lend the state (after the calls queued before this, in their
+    /// tenants' fair order).
     Hold(SyncSender<Lent>),
     /// The state comes back with this partition's share of the holder's
     /// transaction; `done` hears once it is chosen.
@@ -242,6 +249,28 @@ pub struct Executor {
     /// In a cluster: gathers this partition's leadership on the node that
     /// leads partition 0.
     pub anchor: Option<Anchor>,
+    /// Calls taken off the queue, waiting for their tenant's fair turn.
+    pub waiting: Fair<Waiting>,
+}
+
+/// A call in `Executor::waiting`.
+pub struct Waiting {
+    procedure: String,
+    args: Vec<Value>,
+    key: Option<String>,
+    reply: QueuedReply,
+}
+
+impl Waiting {
+    fn into_input(self, tenant: TenantId) -> Input {
+        Input::Call {
+            tenant,
+            procedure: self.procedure,
+            args: self.args,
+            key: self.key,
+            reply: self.reply,
+        }
+    }
 }
 
 /// First try, and longest wait, between leadership transfers that did not
@@ -383,9 +412,11 @@ impl Executor {
         let mut waiters = SnapshotWaiters::new();
         loop {
             // Idle first, then look once more: the writer either sees the
-            // flag (and wakes us) or we see what it made durable.
+            // flag (and wakes us) or we see what it made durable. Calls
+            // waiting that the core would take now: no wait either.
             self.durable.idle(true);
-            let first = if self.durable.get().0 > self.seen {
+            let runnable = !self.waiting.is_empty() && !self.core.would_queue();
+            let first = if runnable || self.durable.get().0 > self.seen {
                 self.inputs.try_recv().map_err(|e| match e {
                     std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
                     std::sync::mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
@@ -422,10 +453,16 @@ impl Executor {
                 }
                 stop |= self.feed(input, &mut waiters);
             }
+            if !stop {
+                self.run_waiting();
+            }
             let go_on = self.act();
             if !go_on || stop {
                 if go_on {
                     self.drain();
+                }
+                for (tenant, w) in self.waiting.drain() {
+                    self.refuse(w.into_input(tenant));
                 }
                 // Whatever else is queued gets an answer before the
                 // receiver goes (what arrives after that is answered by
@@ -477,11 +514,22 @@ impl Executor {
                 key,
                 reply,
             } => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                self.core
-                    .call(Token::Call(reply.take()), tenant, procedure, args, key);
+                let w = Waiting {
+                    procedure,
+                    args,
+                    key,
+                    reply,
+                };
+                self.waiting.push(tenant, w);
             }
-            Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
+            Input::Hold(lent) => {
+                // The calls that arrived before a hold run before it lends
+                // the state (the core keeps that order).
+                for (tenant, w) in self.waiting.drain() {
+                    self.call(tenant, w);
+                }
+                self.core.hold(Token::Hold(lent))
+            }
             Input::Release {
                 state,
                 entry,
@@ -508,9 +556,61 @@ impl Executor {
                 self.core.stop(e);
                 return true;
             }
-            Input::Stop => return true,
+            Input::Stop => {
+                // What was queued before runs first.
+                for (tenant, w) in self.waiting.drain() {
+                    self.call(tenant, w);
+                }
+                return true;
+            }
         }
         false
+    }
+
+    /// Runs waiting calls in their tenants' fair order, each charged the
+    /// time it took, until `EXECUTOR_BATCH_MAX` calls or `ROUND_TIME_MAX`
+    /// have gone by, or the core would keep them waiting (it is held).
+    fn run_waiting(&mut self) {
+        let round = Instant::now();
+        let mut at = round;
+        for ran in 0..EXECUTOR_BATCH_MAX {
+            if self.waiting.is_empty()
+                || self.core.would_queue()
+                || (ran > 0 && at.duration_since(round) >= ROUND_TIME_MAX)
+            {
+                return;
+            }
+            // Now and then, if the writer made more durable, answer what
+            // became chosen without waiting for the whole round.
+            if ran % CHECK_EVERY == CHECK_EVERY - 1 && self.durable.get().0 > self.seen {
+                self.core.set_time(now(self.started));
+                self.catch_up();
+                for (token, result) in self.core.take_replies() {
+                    self.answer(token, result);
+                }
+            }
+            let Some((tenant, w)) = self.waiting.take() else {
+                return;
+            };
+            self.call(tenant, w);
+            let end = Instant::now();
+            let cost = end.duration_since(at).as_micros();
+            self.waiting.ran(u64::try_from(cost).unwrap_or(u64::MAX));
+            at = end;
+        }
+    }
+
+    /// Hands a call to the core.
+    fn call(&mut self, tenant: TenantId, w: Waiting) {
+        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        let Waiting {
+            procedure,
+            args,
+            key,
+            reply,
+        } = w;
+        self.core
+            .call(Token::Call(reply.take()), tenant, procedure, args, key);
     }
 
     /// Tells the core what the writer made durable since the last time.

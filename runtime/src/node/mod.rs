@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod coordinator;
 pub mod demo;
 pub mod executor;
+pub mod fair;
 pub mod forward;
 pub mod hold;
 pub mod recovery;
@@ -534,6 +535,7 @@ fn spawn_partition(
         addrs: links.addrs,
         routes: links.routes,
         anchor: links.anchor,
+        waiting: Default::default(),
     };
     threads.push((
         ThreadRole::Executor,

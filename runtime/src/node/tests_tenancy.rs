@@ -360,3 +360,74 @@ fn writes_past_the_tenants_rows_quota_are_rolled_back_and_deletes_still_go() {
     assert_eq!(rows(&node, &a, count), vec![vec![Value::Int(room as i64)]]);
     node.shutdown();
 }
+
+/// A module with one single-partition procedure `name(k)` that counts
+/// down from `spins` (about 8 fuel per spin) and returns nothing.
+fn spin_module(name: &str, spins: u64) -> Vec<u8> {
+    use crate::wasm::tests::guest::{on, param, return_const, Guest, UNIT};
+    use ohm_sdk::abi::ty;
+    let mut g = Guest::new();
+    let unit = g.constant(&UNIT);
+    let body = format!(
+        "(local.set $r (i64.const {spins}))
+    (block $out (loop $l
+      (br_if $out (i64.eqz (local.get $r)))
+      (local.set $r (i64.sub (local.get $r) (i64.const 1)))
+      (br $l)))
+    {}",
+        return_const(unit, 0)
+    );
+    let params = vec![param("k", ty::I64)];
+    g.procedure(name, params, ty::UNIT, on("kv", "k", 0), &body);
+    g.wasm()
+}
+
+/// Fair scheduling (issue 11): a partition served its queue in arrival
+/// order, so a tenant's cheap call waited behind every expensive call
+/// another tenant had queued. Calls now take turns by tenant, each charged
+/// what it cost: the cheap call is answered before most of the flood.
+#[test]
+fn a_tenants_cheap_call_is_not_queued_behind_another_tenants_flood() {
+    let tmp = TempDir::new("fair");
+    let node = start(&tmp, 1);
+    let mut tokens = Vec::new();
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    for (who, name, spins) in [(&a, "quick", 1), (&b, "slow", 1_000_000)] {
+        sql(
+            &node,
+            who,
+            "CREATE TABLE kv (k BIGINT PRIMARY KEY, v VARCHAR(10))",
+        )
+        .unwrap();
+        sql(&node, who, "PARTITION TABLE kv ON COLUMN k").unwrap();
+        deploy(&node, who, name, spin_module(name, spins)).unwrap();
+        call(&node, who, name, vec![Value::Int(0)]).unwrap();
+    }
+    const FLOOD: usize = 40;
+    let (tx, answers) = std::sync::mpsc::channel();
+    let send = |who: &Principal, name: &str, tag: &'static str| {
+        let tx = tx.clone();
+        let reply = Box::new(move |r: Result<Reply, ErrorReply>| {
+            let _ = tx.send((tag, r));
+        });
+        node.call(who, name.into(), vec![Value::Int(1)], None, reply);
+    };
+    for _ in 0..FLOOD {
+        send(&b, "slow", "b");
+    }
+    send(&a, "quick", "a");
+    let order: Vec<&str> = (0..=FLOOD)
+        .map(|_| {
+            let (tag, r) = answers.recv().unwrap();
+            r.unwrap_or_else(|e| panic!("{tag}: {e:?}"));
+            tag
+        })
+        .collect();
+    let a_at = order.iter().position(|t| *t == "a").unwrap();
+    assert!(
+        a_at <= 3,
+        "tenant a was answered after {a_at} of b's calls: {order:?}"
+    );
+    node.shutdown();
+}

@@ -284,6 +284,16 @@ impl<T> PartitionCore<T> {
         self.run(q);
     }
 
+    /// Whether a call handed over now would wait here (this replica leads
+    /// but is held, has calls waiting, or cannot run yet) rather than run
+    /// or be refused at once. A shell that orders calls itself keeps them
+    /// meanwhile.
+    pub fn would_queue(&self) -> bool {
+        self.fatal.is_none()
+            && self.leading
+            && (!matches!(self.hold, Hold::Free) || !self.queued.is_empty() || !self.can_run())
+    }
+
     // ---- outputs -----------------------------------------------------------
 
     /// What to do since the last call.
