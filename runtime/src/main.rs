@@ -173,6 +173,10 @@ enum BenchCommand {
     /// how long writes stop (median, max), and every acknowledged write
     /// read back.
     Failover(ohm::bench::failover::FailoverArgs),
+    /// One tenant's latency alone, then while another tenant runs its
+    /// worst (expensive calls, compile bombs, module floods, memory-hungry
+    /// instances) on the same node: p50/p99/max and the p99 ratios.
+    Isolation(ohm::bench::isolation::IsolationArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -199,6 +203,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Voter(args)) => ohm::bench::voter::run(args),
         Command::Bench(BenchCommand::Failover(args)) => ohm::bench::failover::run(&args),
+        Command::Bench(BenchCommand::Isolation(args)) => ohm::bench::isolation::run(&args),
         Command::Sql(args) => client_runtime()?.block_on(ohm::cli::sql::run(args)),
         Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),

@@ -4,7 +4,8 @@
 //! the workloads themselves (`sql`: Ohm's engine against SQLite; `proc`: the
 //! voter procedure as Wasm against the same code native; `voter`: the voter
 //! workload over QUIC against a node, beside PostgreSQL, or against local
-//! clusters; `failover`: leaders killed under writes). Must not:
+//! clusters; `failover`: leaders killed under writes; `isolation`: one
+//! tenant's latency while another runs its worst). Must not:
 //! be used by the node at run time, or turn a timing into a pass/fail.
 //!
 //! ```text
@@ -15,6 +16,7 @@
 
 mod engines;
 pub mod failover;
+pub mod isolation;
 pub mod load;
 pub mod local_cluster;
 pub mod postgres;

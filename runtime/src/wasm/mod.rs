@@ -38,6 +38,7 @@ mod limits;
 pub mod native;
 mod proc_host;
 pub mod testing;
+pub mod wat_guest;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -7,7 +7,7 @@ mod calls;
 mod deadline;
 mod deploy;
 pub(crate) mod footprint;
-pub(crate) mod guest;
+pub(crate) use super::wat_guest as guest;
 mod hostile;
 mod native;
 

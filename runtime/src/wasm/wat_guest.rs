@@ -1,6 +1,9 @@
 //! Guest modules written by hand in WAT, speaking the ABI without the SDK:
 //! a builder that lays out memory, embeds the description as a data
 //! segment and dispatches `ohm_call` to one WAT function per procedure.
+//! The host's tests use it for well-behaved and hostile guests, and `ohm
+//! bench isolation` for the modules a hostile tenant floods and bombs the
+//! node with.
 
 use ohm_sdk::abi::{self, ModuleDesc, ParamDesc, PartitionDesc, ProcedureDesc, StatementDesc};
 
@@ -132,7 +135,7 @@ impl Guest {
         let wat = self.wat();
         match wat::parse_str(&wat) {
             Ok(b) => b,
-            Err(e) => panic!("test WAT does not assemble: {e}\n{wat}"),
+            Err(e) => panic!("a guest's WAT does not assemble (a bug in its builder): {e}\n{wat}"),
         }
     }
 }
