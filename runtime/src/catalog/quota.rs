@@ -8,6 +8,7 @@
 //! them.
 //! Must not: enforce per-call sandbox limits (`wasm::Limits` does).
 
+use super::PartitionId;
 use thiserror::Error;
 
 /// Modules one tenant may have deployed at once.
@@ -15,7 +16,7 @@ pub const MODULES_PER_TENANT_DEFAULT: u32 = 64;
 /// Bytes of module code one tenant may have deployed, over all its modules.
 pub const MODULE_BYTES_PER_TENANT_DEFAULT: u64 = 128 << 20;
 /// Rows one tenant may hold on one partition (about 8.4 million).
-pub const ROWS_PER_PARTITION_DEFAULT: u64 = 8 << 20;
+pub const ROWS_PER_TENANT_PARTITION_DEFAULT: u64 = 8 << 20;
 
 /// One tenant's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ impl Default for Quota {
         Quota {
             modules_max: MODULES_PER_TENANT_DEFAULT,
             module_bytes_max: MODULE_BYTES_PER_TENANT_DEFAULT,
-            rows_max: ROWS_PER_PARTITION_DEFAULT,
+            rows_max: ROWS_PER_TENANT_PARTITION_DEFAULT,
         }
     }
 }
@@ -101,16 +102,33 @@ impl Quota {
     /// transaction there with `grown` more (net of its deletes). A
     /// transaction that does not add rows always may, so a tenant over its
     /// quota (lowered, say) can still delete and update.
-    pub fn check_rows(&self, partition: u32, rows: u64, grown: i64) -> Result<(), QuotaError> {
+    pub fn check_rows(
+        &self,
+        partition: PartitionId,
+        rows: u64,
+        grown: i64,
+    ) -> Result<(), QuotaError> {
         let would = rows.saturating_add_signed(grown);
         if grown > 0 && would > self.rows_max {
             return Err(QuotaError::Rows {
-                partition,
+                partition: partition.0,
                 would,
                 max: self.rows_max,
             });
         }
         Ok(())
+    }
+
+    /// `check_rows` for a transaction already applied: the tenant holds
+    /// `rows` on `partition` with its `grown` rows in.
+    pub fn check_rows_applied(
+        &self,
+        partition: PartitionId,
+        rows: u64,
+        grown: i64,
+    ) -> Result<(), QuotaError> {
+        let before = rows.saturating_add_signed(grown.saturating_neg());
+        self.check_rows(partition, before, grown)
     }
 }
 
@@ -151,9 +169,9 @@ mod tests {
             rows_max: 10,
             ..Quota::default()
         };
-        assert_eq!(q.check_rows(0, 8, 2), Ok(()));
+        assert_eq!(q.check_rows(PartitionId(0), 8, 2), Ok(()));
         assert_eq!(
-            q.check_rows(3, 8, 3),
+            q.check_rows(PartitionId(3), 8, 3),
             Err(QuotaError::Rows {
                 partition: 3,
                 would: 11,
@@ -161,9 +179,15 @@ mod tests {
             })
         );
         // Over the quota (it was lowered): deletes and updates still go.
-        assert_eq!(q.check_rows(0, 50, -1), Ok(()));
-        assert_eq!(q.check_rows(0, 50, 0), Ok(()));
-        let e = q.check_rows(1, 10, 1).unwrap_err().to_string();
+        assert_eq!(q.check_rows(PartitionId(0), 50, -1), Ok(()));
+        assert_eq!(q.check_rows(PartitionId(0), 50, 0), Ok(()));
+        assert_eq!(
+            q.check_rows_applied(PartitionId(0), 10, 2),
+            Ok(()),
+            "8 before, 10 with the call's 2"
+        );
+        assert!(q.check_rows_applied(PartitionId(0), 11, 2).is_err());
+        let e = q.check_rows(PartitionId(1), 10, 1).unwrap_err().to_string();
         assert!(
             e.contains("quota rows_max") && e.contains("partition 1"),
             "{e}"

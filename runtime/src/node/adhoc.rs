@@ -7,6 +7,7 @@
 use super::coordinator::Coordinator;
 use super::hold::Held;
 use super::reply;
+use crate::catalog::PartitionId;
 use crate::durability::{self, LoggedWrites, MultiBody};
 use crate::proto::{ErrorCode, ErrorReply, SqlResult};
 use crate::sql::interrupt;
@@ -189,11 +190,15 @@ impl Coordinator {
             .enumerate()
             .all(|(i, s)| i == p || s.ops.is_empty());
         let fits = scratch::check_size(std::slice::from_ref(&logged)).and_then(|()| {
-            // The rows are in already: checked as they were before.
-            let added = logged.rows_added();
-            let rows = g[p].tenant(tenant).rows();
-            let before = rows.saturating_add_signed(added.saturating_neg());
-            let quota = self.quota.check_rows(p as u32, before, added);
+            // Rows that move to other partitions: the general path checks
+            // them against the quota where they land.
+            if !stays {
+                return Ok(());
+            }
+            let (rows, added) = (g[p].tenant(tenant).rows(), logged.rows_added());
+            let quota = self
+                .quota
+                .check_rows_applied(PartitionId(p as u32), rows, added);
             quota.map_err(txn::TxnError::Quota)
         });
         if !stays || fits.is_err() {

@@ -28,13 +28,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Calls one partition's queue admits; beyond it callers get `overloaded`.
 pub const PARTITION_QUEUE_MAX: usize = 16_384;
-/// Inputs taken off the queue at once, and calls run between two looks at
-/// the queue.
-pub const EXECUTOR_BATCH_MAX: usize = 512;
+/// Inputs taken off the queue at once (calls among them go to their
+/// tenants' lanes).
+pub const EXECUTOR_BATCH_MAX: usize = PARTITION_QUEUE_MAX;
+/// Calls run between two looks at the queue.
+const ROUND_CALLS_MAX: usize = 512;
+/// Calls one tenant may have waiting in its lane on one partition; beyond
+/// it, that tenant's calls are answered `overloaded` (the partition's queue
+/// stays open to the others).
+pub const LANE_CALLS_MAX: usize = PARTITION_QUEUE_MAX / 4;
 /// How long calls run between two looks at the queue (the first always
 /// runs): a call that arrives meanwhile waits at most this, plus one call,
 /// before it takes its fair turn.
 const ROUND_TIME_MAX: Duration = Duration::from_millis(2);
+/// Inputs other than calls handed to the core between two rounds of calls.
+const OTHER_INPUTS_MAX: usize = 512;
 /// Inputs handed to the core between looks at what the writer made
 /// durable (so replies leave while a long queue is worked through).
 const CHECK_EVERY: usize = 32;
@@ -103,8 +111,8 @@ pub enum Input {
         key: Option<String>,
         reply: QueuedReply,
     },
-    /// Lend the state (after the calls queued before this, in their
-    /// tenants' fair order).
+    /// Lend the state (after the calls the core has started or queued;
+    /// calls still waiting in the executor's lanes run after the holder).
     Hold(SyncSender<Lent>),
     /// The state comes back with this partition's share of the holder's
     /// transaction; `done` hears once it is chosen.
@@ -250,18 +258,18 @@ pub struct Executor {
     /// leads partition 0.
     pub anchor: Option<Anchor>,
     /// Calls taken off the queue, waiting for their tenant's fair turn.
-    pub waiting: Fair<Waiting>,
+    pub turns: Fair<PendingCall>,
 }
 
-/// A call in `Executor::waiting`.
-pub struct Waiting {
+/// A call in `Executor::turns`.
+pub struct PendingCall {
     procedure: String,
     args: Vec<Value>,
     key: Option<String>,
     reply: QueuedReply,
 }
 
-impl Waiting {
+impl PendingCall {
     fn into_input(self, tenant: TenantId) -> Input {
         Input::Call {
             tenant,
@@ -407,7 +415,7 @@ type SnapshotWaiters = Vec<(SyncSender<()>, crate::types::Slot)>;
 impl Executor {
     /// Runs until `Stop` (or every sender is gone).
     pub fn run(mut self) {
-        let mut batch = Vec::with_capacity(EXECUTOR_BATCH_MAX);
+        let mut batch = Vec::with_capacity(OTHER_INPUTS_MAX);
         let mut rows_at = Instant::now();
         let mut waiters = SnapshotWaiters::new();
         loop {
@@ -415,7 +423,7 @@ impl Executor {
             // flag (and wakes us) or we see what it made durable. Calls
             // waiting that the core would take now: no wait either.
             self.durable.idle(true);
-            let runnable = !self.waiting.is_empty() && !self.core.would_queue();
+            let runnable = !self.turns.is_empty() && !self.core.would_queue();
             let first = if runnable || self.durable.get().0 > self.seen {
                 self.inputs.try_recv().map_err(|e| match e {
                     std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
@@ -426,15 +434,15 @@ impl Executor {
             };
             self.durable.idle(false);
             match first {
-                Ok(i) => batch.push(i),
+                Ok(i) => self.pull(i, &mut batch),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    for (tenant, w) in self.turns.drain() {
+                        self.refuse(w.into_input(tenant));
+                    }
+                    return;
+                }
             }
-            batch.extend(
-                self.inputs
-                    .try_iter()
-                    .take(EXECUTOR_BATCH_MAX - batch.len()),
-            );
             self.core.tick(now(self.started));
             let mut stop = false;
             for (fed, input) in batch.drain(..).enumerate() {
@@ -444,24 +452,20 @@ impl Executor {
                 }
                 // Now and then, if the writer made more durable, answer
                 // what became chosen without waiting for the whole batch.
-                if fed % CHECK_EVERY == 0 && self.durable.get().0 > self.seen {
-                    self.core.set_time(now(self.started));
-                    self.catch_up();
-                    for (token, result) in self.core.take_replies() {
-                        self.answer(token, result);
-                    }
+                if fed % CHECK_EVERY == 0 {
+                    self.answer_chosen();
                 }
                 stop |= self.feed(input, &mut waiters);
             }
             if !stop {
-                self.run_waiting();
+                self.run_turns();
             }
             let go_on = self.act();
             if !go_on || stop {
                 if go_on {
                     self.drain();
                 }
-                for (tenant, w) in self.waiting.drain() {
+                for (tenant, w) in self.turns.drain() {
                     self.refuse(w.into_input(tenant));
                 }
                 // Whatever else is queued gets an answer before the
@@ -514,22 +518,16 @@ impl Executor {
                 key,
                 reply,
             } => {
-                let w = Waiting {
+                let w = PendingCall {
                     procedure,
                     args,
                     key,
                     reply,
                 };
-                self.waiting.push(tenant, w);
+                self.admit(tenant, w);
             }
-            Input::Hold(lent) => {
-                // The calls that arrived before a hold run before it lends
-                // the state (the core keeps that order).
-                for (tenant, w) in self.waiting.drain() {
-                    self.call(tenant, w);
-                }
-                self.core.hold(Token::Hold(lent))
-            }
+            // Calls waiting in lanes run once the holder is done.
+            Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
             Input::Release {
                 state,
                 entry,
@@ -558,7 +556,7 @@ impl Executor {
             }
             Input::Stop => {
                 // What was queued before runs first.
-                for (tenant, w) in self.waiting.drain() {
+                for (tenant, w) in self.turns.drain() {
                     self.call(tenant, w);
                 }
                 return true;
@@ -567,14 +565,75 @@ impl Executor {
         false
     }
 
+    /// If the writer made more durable, answers what became chosen.
+    fn answer_chosen(&mut self) {
+        if self.durable.get().0 > self.seen {
+            self.core.set_time(now(self.started));
+            self.catch_up();
+            for (token, result) in self.core.take_replies() {
+                self.answer(token, result);
+            }
+        }
+    }
+
+    /// Sorts `first` and what else is queued (up to `EXECUTOR_BATCH_MAX`
+    /// inputs, and up to a `Stop`): calls to their tenants' lanes, the rest
+    /// to `batch` (up to `OTHER_INPUTS_MAX`).
+    fn pull(&mut self, first: Input, batch: &mut Vec<Input>) {
+        let mut next = Some(first);
+        for _ in 0..EXECUTOR_BATCH_MAX {
+            let Some(input) = next.take().or_else(|| self.inputs.try_recv().ok()) else {
+                return;
+            };
+            match input {
+                Input::Call {
+                    tenant,
+                    procedure,
+                    args,
+                    key,
+                    reply,
+                } => {
+                    let w = PendingCall {
+                        procedure,
+                        args,
+                        key,
+                        reply,
+                    };
+                    self.admit(tenant, w);
+                }
+                Input::Stop => return batch.push(Input::Stop),
+                other => {
+                    batch.push(other);
+                    if batch.len() >= OTHER_INPUTS_MAX {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a call in its tenant's lane, or answers `overloaded` when the
+    /// lane is full.
+    fn admit(&mut self, tenant: TenantId, w: PendingCall) {
+        if self.turns.lane_len(tenant) < LANE_CALLS_MAX {
+            return self.turns.push(tenant, w);
+        }
+        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        let e = CallError::Overloaded(format!(
+            "the tenant has {LANE_CALLS_MAX} calls waiting on partition {}",
+            self.core.partition().0
+        ));
+        self.answer(Token::Call(w.reply.take()), Err(e));
+    }
+
     /// Runs waiting calls in their tenants' fair order, each charged the
-    /// time it took, until `EXECUTOR_BATCH_MAX` calls or `ROUND_TIME_MAX`
+    /// time it took, until `ROUND_CALLS_MAX` calls or `ROUND_TIME_MAX`
     /// have gone by, or the core would keep them waiting (it is held).
-    fn run_waiting(&mut self) {
+    fn run_turns(&mut self) {
         let round = Instant::now();
         let mut at = round;
-        for ran in 0..EXECUTOR_BATCH_MAX {
-            if self.waiting.is_empty()
+        for ran in 0..ROUND_CALLS_MAX {
+            if self.turns.is_empty()
                 || self.core.would_queue()
                 || (ran > 0 && at.duration_since(round) >= ROUND_TIME_MAX)
             {
@@ -582,28 +641,25 @@ impl Executor {
             }
             // Now and then, if the writer made more durable, answer what
             // became chosen without waiting for the whole round.
-            if ran % CHECK_EVERY == CHECK_EVERY - 1 && self.durable.get().0 > self.seen {
-                self.core.set_time(now(self.started));
-                self.catch_up();
-                for (token, result) in self.core.take_replies() {
-                    self.answer(token, result);
-                }
+            if ran % CHECK_EVERY == CHECK_EVERY - 1 {
+                self.answer_chosen();
             }
-            let Some((tenant, w)) = self.waiting.take() else {
+            let Some((tenant, w)) = self.turns.take() else {
                 return;
             };
+            let started = Instant::now();
             self.call(tenant, w);
             let end = Instant::now();
-            let cost = end.duration_since(at).as_micros();
-            self.waiting.ran(u64::try_from(cost).unwrap_or(u64::MAX));
+            let cost = end.duration_since(started).as_micros();
+            self.turns.ran(u64::try_from(cost).unwrap_or(u64::MAX));
             at = end;
         }
     }
 
     /// Hands a call to the core.
-    fn call(&mut self, tenant: TenantId, w: Waiting) {
+    fn call(&mut self, tenant: TenantId, w: PendingCall) {
         self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-        let Waiting {
+        let PendingCall {
             procedure,
             args,
             key,

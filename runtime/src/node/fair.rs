@@ -37,8 +37,9 @@ pub struct Fair<C> {
     lanes: BTreeMap<TenantId, Lane<C>>,
     /// Lanes with calls, by their virtual start.
     order: BTreeSet<(u64, TenantId)>,
-    /// The virtual start of the call last taken.
-    now: u64,
+    /// The virtual time: the virtual start of the call last taken (not a
+    /// clock: it moves by what calls cost).
+    vtime: u64,
     /// The lane of the call taken and not yet charged.
     taken: Option<(TenantId, u64)>,
     len: usize,
@@ -49,7 +50,7 @@ impl<C> Default for Fair<C> {
         Fair {
             lanes: BTreeMap::new(),
             order: BTreeSet::new(),
-            now: 0,
+            vtime: 0,
             taken: None,
             len: 0,
         }
@@ -57,6 +58,7 @@ impl<C> Default for Fair<C> {
 }
 
 impl<C> Fair<C> {
+    /// Calls waiting, over every lane.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -65,9 +67,14 @@ impl<C> Fair<C> {
         self.len == 0
     }
 
+    /// Calls waiting in `tenant`'s lane.
+    pub fn lane_len(&self, tenant: TenantId) -> usize {
+        self.lanes.get(&tenant).map_or(0, |l| l.calls.len())
+    }
+
     /// Queues `call` of `tenant` behind its earlier ones.
     pub fn push(&mut self, tenant: TenantId, call: C) {
-        let now = self.now;
+        let now = self.vtime;
         let lane = self.lanes.entry(tenant).or_insert(Lane {
             calls: VecDeque::new(),
             start: now,
@@ -88,10 +95,12 @@ impl<C> Fair<C> {
             self.ran(0);
         }
         let (start, tenant) = self.order.pop_first()?;
-        let lane = self.lanes.get_mut(&tenant)?;
-        let call = lane.calls.pop_front()?;
+        let lane = self.lanes.get_mut(&tenant);
+        let lane = lane.expect("a lane in `order` is kept");
+        let call = lane.calls.pop_front();
+        let call = call.expect("a lane in `order` has calls");
         self.len -= 1;
-        self.now = self.now.max(start);
+        self.vtime = self.vtime.max(start);
         self.taken = Some((tenant, start));
         Some((tenant, call))
     }
@@ -102,16 +111,15 @@ impl<C> Fair<C> {
         let Some((tenant, start)) = self.taken.take() else {
             return;
         };
-        let Some(lane) = self.lanes.get_mut(&tenant) else {
-            return;
-        };
+        let lane = self.lanes.get_mut(&tenant);
+        let lane = lane.expect("the lane of a call taken is kept until charged");
         lane.start = start.saturating_add(cost_us.max(COST_MIN_US));
         if !lane.calls.is_empty() {
             self.order.insert((lane.start, tenant));
         }
         // Lanes that neither wait nor owe time are forgotten, now and then.
         if self.lanes.len() > self.order.len() + LANES_IDLE_MAX {
-            let now = self.now;
+            let now = self.vtime;
             self.lanes
                 .retain(|_, l| !l.calls.is_empty() || l.start > now);
         }

@@ -535,7 +535,7 @@ fn spawn_partition(
         addrs: links.addrs,
         routes: links.routes,
         anchor: links.anchor,
-        waiting: Default::default(),
+        turns: Default::default(),
     };
     threads.push((
         ThreadRole::Executor,

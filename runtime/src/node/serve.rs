@@ -55,7 +55,7 @@ pub struct ServeArgs {
     pub quota_module_mib: u64,
     /// Rows each tenant may hold on one partition (a replicated table's
     /// rows count on every partition).
-    #[arg(long, default_value_t = crate::catalog::quota::ROWS_PER_PARTITION_DEFAULT)]
+    #[arg(long, default_value_t = crate::catalog::quota::ROWS_PER_TENANT_PARTITION_DEFAULT)]
     pub quota_rows: u64,
     /// Time limit of a procedure call (ms); past it the call is rolled
     /// back and answered `timeout`.

@@ -529,6 +529,8 @@ fn a_clean_stop_answers_every_call_in_flight() {
         match a {
             Ok(Reply::Value(Value::Int(0))) => acked += 1,
             Err(e) if e.code == ErrorCode::Unavailable => {}
+            // Past the tenant's lane (`LANE_CALLS_MAX`) on a partition.
+            Err(e) if e.code == ErrorCode::Overloaded => {}
             other => panic!("unexpected answer {other:?}"),
         }
     }

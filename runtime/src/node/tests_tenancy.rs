@@ -305,7 +305,7 @@ fn writes_past_the_tenants_rows_quota_are_rolled_back_and_deletes_still_go() {
         ..config(2)
     };
     let mut tokens = Vec::new();
-    let node = Node::start(tmp.dir(), cfg, false).unwrap();
+    let node = Node::start(tmp.dir(), cfg.clone(), false).unwrap();
     let a = tenant(&node, "a", &mut tokens);
     let b = tenant(&node, "b", &mut tokens);
     deploy_voter(&node, &a);
@@ -357,6 +357,12 @@ fn writes_past_the_tenants_rows_quota_are_rolled_back_and_deletes_still_go() {
         vote(&a, on_p0[room as usize + 1]).unwrap_err().code,
         ErrorCode::QuotaExceeded
     );
+    assert_eq!(rows(&node, &a, count), vec![vec![Value::Int(room as i64)]]);
+    node.shutdown();
+    drop(node);
+    // Nothing refused was logged: the same rows after a restart.
+    let node = Node::start(tmp.dir(), cfg, false).unwrap();
+    let a = tenant(&node, "a", &mut tokens);
     assert_eq!(rows(&node, &a, count), vec![vec![Value::Int(room as i64)]]);
     node.shutdown();
 }
@@ -428,6 +434,58 @@ fn a_tenants_cheap_call_is_not_queued_behind_another_tenants_flood() {
     assert!(
         a_at <= 3,
         "tenant a was answered after {a_at} of b's calls: {order:?}"
+    );
+    node.shutdown();
+}
+
+/// One tenant may fill only its own lane of a partition's queue: past
+/// `LANE_CALLS_MAX` waiting calls its calls are `overloaded`, and another
+/// tenant's call is still taken and answered.
+#[test]
+fn a_tenant_past_its_lane_is_overloaded_and_others_are_still_taken() {
+    use super::executor::LANE_CALLS_MAX;
+    let tmp = TempDir::new("lane");
+    let node = start(&tmp, 1);
+    let mut tokens = Vec::new();
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    for (who, name, spins) in [(&a, "quick", 1), (&b, "slow", 100_000)] {
+        sql(
+            &node,
+            who,
+            "CREATE TABLE kv (k BIGINT PRIMARY KEY, v VARCHAR(10))",
+        )
+        .unwrap();
+        sql(&node, who, "PARTITION TABLE kv ON COLUMN k").unwrap();
+        deploy(&node, who, name, spin_module(name, spins)).unwrap();
+    }
+    let flood = LANE_CALLS_MAX + 2_000;
+    let (tx, answers) = std::sync::mpsc::channel();
+    for _ in 0..flood {
+        let tx = tx.clone();
+        let reply = Box::new(move |r: Result<Reply, ErrorReply>| {
+            let _ = tx.send(r.err().map(|e| e.code));
+        });
+        node.call(&b, "slow".into(), vec![Value::Int(1)], None, reply);
+    }
+    call(&node, &a, "quick", vec![Value::Int(1)]).unwrap();
+    let codes: Vec<Option<ErrorCode>> = (0..flood).map(|_| answers.recv().unwrap()).collect();
+    let overloaded = codes
+        .iter()
+        .filter(|c| **c == Some(ErrorCode::Overloaded))
+        .count();
+    let ok = codes.iter().filter(|c| c.is_none()).count();
+    assert_eq!(
+        ok + overloaded,
+        flood,
+        "{:?}",
+        codes
+            .iter()
+            .find(|c| c.is_some_and(|c| c != ErrorCode::Overloaded))
+    );
+    assert!(
+        overloaded > 0 && ok >= LANE_CALLS_MAX,
+        "{ok} ran, {overloaded} overloaded"
     );
     node.shutdown();
 }

@@ -90,10 +90,8 @@ pub fn run_call(
             what,
         });
     }
-    // The rows are in already: checked as they were before.
     let added = outcome.write_set.rows_added();
-    let before = part.rows().saturating_add_signed(added.saturating_neg());
-    if let Err(quota) = quota.check_rows(here.0, before, added) {
+    if let Err(quota) = quota.check_rows_applied(here, part.rows(), added) {
         undo(&mut part.engine, &outcome.write_set);
         return failed(CallError::Quota {
             procedure: procedure.to_string(),

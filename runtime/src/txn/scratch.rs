@@ -11,7 +11,7 @@
 
 use super::sqltext;
 use super::TxnError;
-use crate::catalog::{partition_for, Quota};
+use crate::catalog::{partition_for, PartitionId, Quota};
 use crate::durability::{self, LoggedOp, LoggedWrites};
 use crate::partition::PartitionState;
 use crate::sql::Engine;
@@ -207,7 +207,7 @@ pub fn check_rows(
         }
         let rows = g[i].tenant_ref(tenant).map_or(0, |p| p.rows());
         quota
-            .check_rows(i as u32, rows, added)
+            .check_rows(PartitionId(i as u32), rows, added)
             .map_err(TxnError::Quota)?;
     }
     Ok(())
