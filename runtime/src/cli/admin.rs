@@ -138,6 +138,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         Ok(d) => {
             let verb = if d.replaced { "replaced" } else { "deployed" };
             println!("{verb} module {}: {}", d.module, d.procedures.join(", "));
+            for w in &d.warnings {
+                eprintln!("warning: {w}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(report(e, &args.connect.addr)),

@@ -125,6 +125,8 @@ pub struct Deployed {
     pub module: String,
     pub procedures: Vec<String>,
     pub replaced: bool,
+    /// What the deploy warns of (it deployed anyway).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,10 +212,12 @@ fn deploy_result(reply: Reply) -> Result<Deployed, ClientError> {
             module,
             procedures,
             replaced,
+            warnings,
         } => Ok(Deployed {
             module,
             procedures,
             replaced,
+            warnings,
         }),
         other => Err(unexpected(other)),
     }

@@ -436,6 +436,7 @@ impl Coordinator {
             module: info.module,
             procedures: info.procedures,
             replaced: info.replaced,
+            warnings: info.warnings,
         })
     }
 

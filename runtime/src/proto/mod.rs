@@ -85,6 +85,9 @@ pub enum Reply {
         module: String,
         procedures: Vec<String>,
         replaced: bool,
+        /// What the deploy warns of (it deployed anyway): statements a
+        /// single-partition call could not run (docs/PROTOCOL.md).
+        warnings: Vec<String>,
     },
     Dropped {
         module: String,

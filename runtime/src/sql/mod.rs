@@ -160,6 +160,25 @@ impl Prepared {
         self.params
     }
 
+    /// For INSERT, UPDATE and DELETE: the table written, and the columns
+    /// set in rows already there (UPDATE's, and those of INSERT's `ON
+    /// CONFLICT DO UPDATE`).
+    pub fn written(&self) -> Option<(crate::storage::TableId, Vec<usize>)> {
+        let sets = |a: &[(usize, expr::Expr)]| a.iter().map(|(c, _)| *c).collect();
+        match &*self.plan.borrow().plan {
+            StmtPlan::Dml(plan::DmlPlan::Insert(i)) => {
+                let set = i
+                    .do_update
+                    .as_ref()
+                    .map_or(Vec::new(), |d| sets(&d.assignments));
+                Some((i.table, set))
+            }
+            StmtPlan::Dml(plan::DmlPlan::Update(u)) => Some((u.table, sets(&u.assignments))),
+            StmtPlan::Dml(plan::DmlPlan::Delete(d)) => Some((d.table, Vec::new())),
+            StmtPlan::Query(..) | StmtPlan::Other(_) => None,
+        }
+    }
+
     /// Whether the statement reads, writes, or does something else.
     pub fn kind(&self) -> StatementKind {
         match &*self.plan.borrow().plan {

@@ -137,6 +137,52 @@ pub fn prepare_module(
     Ok(prepared)
 }
 
+/// What a deploy warns of (it deploys anyway): when every procedure of the
+/// module runs on one partition, each statement that writes a replicated
+/// table or sets the column its table is partitioned on (a call running it
+/// fails with `wrong_partition`). With a multi-partition procedure in the
+/// module such a statement may be its, and nothing is said.
+pub fn partition_warnings(
+    engine: &Engine,
+    module: &str,
+    desc: &ModuleDesc,
+    prepared: &[Prepared],
+) -> Vec<String> {
+    let single = |p: &ProcedureDesc| p.partition.is_some();
+    if desc.procedures.is_empty() || !desc.procedures.iter().all(single) {
+        return Vec::new();
+    }
+    let db = engine.database();
+    let mut warnings = Vec::new();
+    for (s, p) in desc.statements.iter().zip(prepared) {
+        let Some((table, sets)) = p.written() else {
+            continue;
+        };
+        let Some(schema) = db.table(table).map(|t| t.schema()) else {
+            continue;
+        };
+        let why = match schema.partition_column {
+            None => format!("writes {}, a replicated table", schema.name),
+            Some(col) if sets.contains(&col) => {
+                let column = schema.columns.get(col).map_or("?", |c| c.name.as_str());
+                format!(
+                    "sets {}.{column}, the column {} is partitioned on (a row it moves leaves the \
+                     partition)",
+                    schema.name, schema.name
+                )
+            }
+            Some(_) => continue,
+        };
+        warnings.push(format!(
+            "module {module}: statement {} {why}; every procedure of the module runs on one \
+             partition, so a call that runs it fails with wrong_partition (write it from a \
+             multi-partition procedure)",
+            s.name
+        ));
+    }
+    warnings
+}
+
 fn check_partition(engine: &Engine, p: &ProcedureDesc, part: &PartitionDesc) -> Result<(), String> {
     let (t, c) = (&part.table, &part.column);
     let table = engine

@@ -103,4 +103,6 @@ pub struct DeployInfo {
     pub statements: usize,
     /// Whether a previous version of the module was replaced.
     pub replaced: bool,
+    /// What the deploy warns of (`deploy::partition_warnings`).
+    pub warnings: Vec<String>,
 }

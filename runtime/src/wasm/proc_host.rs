@@ -136,6 +136,7 @@ impl ProcHost {
         let name = compiled.name.clone();
         let statements = deploy::prepare_module(engine, &name, &compiled.desc)?;
         self.check_names_free(&name, &compiled.desc)?;
+        let warnings = deploy::partition_warnings(engine, &name, &compiled.desc, &statements);
         // Instantiated by its first call: an idle module costs no memory
         // or mappings (compiling ran the module once already, so its start
         // function and memory are known to fit).
@@ -143,7 +144,7 @@ impl ProcHost {
             compiled,
             live: None,
         };
-        Ok(self.install(name, code, statements))
+        Ok(self.install(name, code, statements, warnings))
     }
 
     /// Deploys a native module (trusted code compiled into the host).
@@ -161,13 +162,14 @@ impl ProcHost {
         let desc = module.desc();
         let statements = deploy::prepare_module(engine, name, &desc)?;
         self.check_names_free(name, &desc)?;
+        let warnings = deploy::partition_warnings(engine, name, &desc, &statements);
         let state = Box::new(CallState::new(self.limits, TxnContext::default()));
         let code = Code::Native {
             module,
             desc,
             state,
         };
-        Ok(self.install(name.to_string(), code, statements))
+        Ok(self.install(name.to_string(), code, statements, warnings))
     }
 
     /// A procedure name belongs to one module at a time.
@@ -188,7 +190,13 @@ impl ProcHost {
     }
 
     /// Swaps the module in, replacing a previous version and its procedures.
-    fn install(&mut self, name: String, code: Code, statements: Vec<Prepared>) -> DeployInfo {
+    fn install(
+        &mut self,
+        name: String,
+        code: Code,
+        statements: Vec<Prepared>,
+        warnings: Vec<String>,
+    ) -> DeployInfo {
         let replaced = self.drop_module(&name);
         let deployed = Deployed {
             code,
@@ -213,6 +221,7 @@ impl ProcHost {
             procedures,
             statements: deployed.statements.len(),
             replaced,
+            warnings,
         };
         self.modules.insert(name, deployed);
         info

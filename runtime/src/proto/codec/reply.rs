@@ -52,13 +52,19 @@ pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
             module,
             procedures,
             replaced,
+            warnings,
         } => {
-            head(out, "deployed", 3);
+            head(out, "deployed", 3 + usize::from(!warnings.is_empty()));
             w::kv_str(out, "module", module);
             w::str(out, "procedures");
             w::array(out, procedures.len());
             procedures.iter().for_each(|p| w::str(out, p));
             w::kv_bool(out, "replaced", *replaced);
+            if !warnings.is_empty() {
+                w::str(out, "warnings");
+                w::array(out, warnings.len());
+                warnings.iter().for_each(|x| w::str(out, x));
+            }
         }
         Reply::Dropped { module, existed } => {
             head(out, "dropped", 2);
@@ -253,12 +259,13 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
             Reply::Sql(required(results, "results", BY)?)
         }
         "deployed" => {
-            let (mut m, mut procedures) = (Fields::default(), None);
+            let (mut m, mut procedures, mut warnings) = (Fields::default(), None, None);
             for _ in 0..r.map_len()? {
                 match r.str()? {
                     "module" => m.a = Some(field(r, "module", Reader::str)?),
                     "procedures" => procedures = Some(field(r, "procedures", strings)?),
                     "replaced" => m.flag = Some(field(r, "replaced", Reader::bool)?),
+                    "warnings" => warnings = Some(field(r, "warnings", strings)?),
                     _ => r.skip(1)?,
                 }
             }
@@ -266,6 +273,7 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                 module: required(m.a, "module", BY)?.to_string(),
                 procedures: required(procedures, "procedures", BY)?,
                 replaced: required(m.flag, "replaced", BY)?,
+                warnings: warnings.unwrap_or_default(),
             }
         }
         "dropped" => {

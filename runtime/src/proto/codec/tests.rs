@@ -199,6 +199,13 @@ fn every_reply_and_error_round_trips() {
         module: "m".into(),
         procedures: vec!["a".into(), "b".into()],
         replaced: false,
+        warnings: vec![],
+    }));
+    round_response(Ok(Reply::Deployed {
+        module: "m".into(),
+        procedures: vec!["a".into()],
+        replaced: true,
+        warnings: vec!["statement s writes t, a replicated table".into()],
     }));
     round_response(Ok(Reply::Dropped {
         module: "m".into(),

@@ -341,3 +341,63 @@ fn a_description_is_checked_without_a_schema_at_compile() {
         "{e}"
     );
 }
+
+/// Issue 11: a deploy warns when every procedure of a module runs on one
+/// partition and a statement writes a replicated table or sets a partition
+/// column (a call running it fails with `wrong_partition`); it still
+/// deploys. With a multi-partition procedure in the module nothing is said.
+#[test]
+fn a_single_partition_module_is_warned_of_statements_it_cannot_run() {
+    let statements = |g: &mut Guest| {
+        g.statement("put", "INSERT INTO kv VALUES (?, ?)")
+            .statement("tidy", "DELETE FROM kv WHERE k = ?")
+            .statement("rename", "UPDATE names SET name = ? WHERE id = ?")
+            .statement("move", "UPDATE kv SET k = k + 1 WHERE k = ?")
+            .statement("touch", "UPDATE kv SET v = ? WHERE k = ?");
+    };
+    let unit_body = |g: &mut Guest| return_const(g.constant(&UNIT), 0);
+    let mut single = Guest::new();
+    statements(&mut single);
+    let body = unit_body(&mut single);
+    single.procedure("p", kv(), ty::UNIT, on("kv", "k", 0), &body);
+    let info = db().deploy_wasm("m", &single.wasm()).unwrap();
+    assert_eq!(info.warnings.len(), 2, "{:?}", info.warnings);
+    assert!(
+        info.warnings[0].contains("statement rename writes names, a replicated table"),
+        "{}",
+        info.warnings[0]
+    );
+    assert!(
+        info.warnings[1].contains("statement move sets kv.k, the column kv is partitioned on"),
+        "{}",
+        info.warnings[1]
+    );
+    assert!(info.warnings.iter().all(|w| w.contains("wrong_partition")));
+    let mut mixed = Guest::new();
+    statements(&mut mixed);
+    let body = unit_body(&mut mixed);
+    mixed.procedure("p", kv(), ty::UNIT, on("kv", "k", 0), &body);
+    mixed.procedure("all", vec![], ty::UNIT, None, &body);
+    assert_eq!(
+        db().deploy_wasm("m", &mixed.wasm()).unwrap().warnings,
+        Vec::<String>::new()
+    );
+}
+
+/// The example modules deploy without a partition warning.
+#[test]
+fn the_example_modules_deploy_without_warnings() {
+    let examples: [(&str, &[&str], &'static ohm_sdk::Module); 3] = [
+        ("voter", ohm_voter::SCHEMA, ohm_voter::module()),
+        ("bank", ohm_bank::SCHEMA, ohm_bank::module()),
+        ("kv", ohm_kv::SCHEMA, ohm_kv::module()),
+    ];
+    for (name, schema, module) in examples {
+        let mut db = TestDb::new();
+        for s in schema {
+            db.sql(s);
+        }
+        let info = db.deploy_native(name, module).unwrap();
+        assert_eq!(info.warnings, Vec::<String>::new(), "{name}");
+    }
+}
