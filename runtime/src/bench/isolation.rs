@@ -147,19 +147,63 @@ pub fn run(args: &IsolationArgs) -> anyhow::Result<ExitCode> {
         let idle = measure_a(&a_cfg, args, phase).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Outcomes::default();
+        // B runs on a thread and runtime of its own, so its loops do not
+        // delay A's on the client side.
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let b_side = {
+            let (stop, outcomes, args) = (stop.clone(), outcomes.clone(), args.clone());
+            std::thread::spawn(move || run_b(b_cfg, &args, (stop, outcomes), started_tx))
+        };
+        started.await.context("B's loops did not start")??;
+        let loaded = measure_a(&a_cfg, args, phase).await?;
+        stop.store(true, Ordering::Relaxed);
+        if let Ok(Err(e)) = b_side.join() {
+            eprintln!("warning: B's loops: {e:#}");
+        }
+        report(&idle, &loaded, &outcomes);
+        anyhow::Ok(())
+    })?;
+    drop(node);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// B's loops, each kind `b_loops` times, until `stop`; `started` hears
+/// once they all run (or why they could not start).
+fn run_b(
+    cfg: ClientConfig,
+    args: &IsolationArgs,
+    (stop, outcomes): (Arc<AtomicBool>, Outcomes),
+    started: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
         let mut hogs = tokio::task::JoinSet::new();
-        for &kind in &args.b {
+        let mut connected = Ok(());
+        'kinds: for &kind in &args.b {
             for i in 0..args.b_loops.max(1) {
-                let client = Client::connect(b_cfg.clone()).await?;
+                let client = match Client::connect(cfg.clone()).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        connected = Err(anyhow::Error::new(e).context("connecting B"));
+                        break 'kinds;
+                    }
+                };
                 let (stop, outcomes) = (stop.clone(), outcomes.clone());
                 let seed = args.seed ^ ((kind as u64) << 32) ^ i as u64;
-                // Assembled now, not while A is measured on this thread.
                 let bomb = (kind == Hog::Bombs).then(|| bomb(&format!("bomb{i}")));
                 hogs.spawn(hog(kind, i, client, (stop, outcomes), bomb, seed));
             }
         }
-        let loaded = measure_a(&a_cfg, args, phase).await?;
-        stop.store(true, Ordering::Relaxed);
+        let failed = connected.is_err();
+        let _ = started.send(connected);
+        if failed {
+            stop.store(true, Ordering::Relaxed);
+        }
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let ended = tokio::time::timeout(B_STOP_WAIT, async {
             while hogs.join_next().await.is_some() {}
         })
@@ -168,11 +212,8 @@ pub fn run(args: &IsolationArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: some of B's loops did not end within {B_STOP_WAIT:?}");
             hogs.abort_all();
         }
-        report(&idle, &loaded, &outcomes);
         anyhow::Ok(())
-    })?;
-    drop(node);
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// B's table, its rows and the sandbox guest.

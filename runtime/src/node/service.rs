@@ -22,6 +22,22 @@ impl Drop for CompileSlot {
 
 /// Modules a node compiles at once for deploys; more are `overloaded`.
 pub const COMPILES_IN_FLIGHT_MAX: usize = 2;
+/// The nice value compile threads run at: a compile takes the CPU only when
+/// the executors and the network leave it (Linux: nice is per thread).
+const COMPILE_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to `COMPILE_NICE`. Best effort:
+/// a compile at normal priority is still bounded by its budget.
+pub(super) fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take plain integers and touch no
+    // memory of ours; on Linux `PRIO_PROCESS` with a thread id sets that
+    // thread's nice value.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, COMPILE_NICE);
+    }
+}
 
 use crate::catalog::{partition_for, Principal};
 use crate::net::server::{Replier, Service};
@@ -100,6 +116,7 @@ impl Node {
         let slot = CompileSlot(self.compiling.clone());
         let budget = std::time::Duration::from_millis(self.config.compile_time_max_ms);
         let job = move || {
+            lower_priority();
             let started = std::time::Instant::now();
             let compiled = runtime.compile_cached(&name, &wasm);
             let took = started.elapsed();

@@ -489,3 +489,28 @@ fn a_tenant_past_its_lane_is_overloaded_and_others_are_still_taken() {
     );
     node.shutdown();
 }
+
+/// A compile thread yields the CPU to the executors (issue 11: compile
+/// bombs took both cores of a 2-core node from every tenant's calls).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_compile_thread_runs_at_a_lower_priority() {
+    let nice = || {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name (in parentheses); nice is the 19th
+        // field of the line, the 17th after the name.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+    };
+    let before = std::thread::spawn(nice).join().unwrap();
+    let after = std::thread::spawn(move || {
+        super::service::lower_priority();
+        nice()
+    })
+    .join()
+    .unwrap();
+    assert!(
+        after >= 10 && after >= before,
+        "nice before {before}, after {after}"
+    );
+}
