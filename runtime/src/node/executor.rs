@@ -510,22 +510,12 @@ impl Executor {
 
     /// Hands one input to the core; true on `Stop`.
     fn feed(&mut self, input: Input, waiters: &mut SnapshotWaiters) -> bool {
+        let Some(input) = self.admit_call(input) else {
+            return false;
+        };
         match input {
-            Input::Call {
-                tenant,
-                procedure,
-                args,
-                key,
-                reply,
-            } => {
-                let w = PendingCall {
-                    procedure,
-                    args,
-                    key,
-                    reply,
-                };
-                self.admit(tenant, w);
-            }
+            // Admitted above.
+            Input::Call { .. } => {}
             // Calls waiting in lanes run once the holder is done.
             Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
             Input::Release {
@@ -585,24 +575,10 @@ impl Executor {
             let Some(input) = next.take().or_else(|| self.inputs.try_recv().ok()) else {
                 return;
             };
-            match input {
-                Input::Call {
-                    tenant,
-                    procedure,
-                    args,
-                    key,
-                    reply,
-                } => {
-                    let w = PendingCall {
-                        procedure,
-                        args,
-                        key,
-                        reply,
-                    };
-                    self.admit(tenant, w);
-                }
-                Input::Stop => return batch.push(Input::Stop),
-                other => {
+            match self.admit_call(input) {
+                None => {}
+                Some(Input::Stop) => return batch.push(Input::Stop),
+                Some(other) => {
                     batch.push(other);
                     if batch.len() >= OTHER_INPUTS_MAX {
                         return;
@@ -610,6 +586,28 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// A call goes to its tenant's lane (None); any other input comes back.
+    fn admit_call(&mut self, input: Input) -> Option<Input> {
+        let Input::Call {
+            tenant,
+            procedure,
+            args,
+            key,
+            reply,
+        } = input
+        else {
+            return Some(input);
+        };
+        let w = PendingCall {
+            procedure,
+            args,
+            key,
+            reply,
+        };
+        self.admit(tenant, w);
+        None
     }
 
     /// Puts a call in its tenant's lane, or answers `overloaded` when the

@@ -388,6 +388,20 @@ fn spin_module(name: &str, spins: u64) -> Vec<u8> {
     g.wasm()
 }
 
+/// Tenants a, with `quick(k)` (one spin), and b, with `slow(k)` (`spins`).
+fn quick_and_slow(node: &Node, spins: u64) -> (Principal, Principal) {
+    let mut tokens = Vec::new();
+    let a = tenant(node, "a", &mut tokens);
+    let b = tenant(node, "b", &mut tokens);
+    for (who, name, spins) in [(&a, "quick", 1), (&b, "slow", spins)] {
+        let table = "CREATE TABLE kv (k BIGINT PRIMARY KEY, v VARCHAR(10))";
+        sql(node, who, table).unwrap();
+        sql(node, who, "PARTITION TABLE kv ON COLUMN k").unwrap();
+        deploy(node, who, name, spin_module(name, spins)).unwrap();
+    }
+    (a, b)
+}
+
 /// Fair scheduling (issue 11): a partition served its queue in arrival
 /// order, so a tenant's cheap call waited behind every expensive call
 /// another tenant had queued. Calls now take turns by tenant, each charged
@@ -396,18 +410,8 @@ fn spin_module(name: &str, spins: u64) -> Vec<u8> {
 fn a_tenants_cheap_call_is_not_queued_behind_another_tenants_flood() {
     let tmp = TempDir::new("fair");
     let node = start(&tmp, 1);
-    let mut tokens = Vec::new();
-    let a = tenant(&node, "a", &mut tokens);
-    let b = tenant(&node, "b", &mut tokens);
-    for (who, name, spins) in [(&a, "quick", 1), (&b, "slow", 1_000_000)] {
-        sql(
-            &node,
-            who,
-            "CREATE TABLE kv (k BIGINT PRIMARY KEY, v VARCHAR(10))",
-        )
-        .unwrap();
-        sql(&node, who, "PARTITION TABLE kv ON COLUMN k").unwrap();
-        deploy(&node, who, name, spin_module(name, spins)).unwrap();
+    let (a, b) = quick_and_slow(&node, 1_000_000);
+    for (who, name) in [(&a, "quick"), (&b, "slow")] {
         call(&node, who, name, vec![Value::Int(0)]).unwrap();
     }
     const FLOOD: usize = 40;
@@ -446,19 +450,7 @@ fn a_tenant_past_its_lane_is_overloaded_and_others_are_still_taken() {
     use super::executor::LANE_CALLS_MAX;
     let tmp = TempDir::new("lane");
     let node = start(&tmp, 1);
-    let mut tokens = Vec::new();
-    let a = tenant(&node, "a", &mut tokens);
-    let b = tenant(&node, "b", &mut tokens);
-    for (who, name, spins) in [(&a, "quick", 1), (&b, "slow", 100_000)] {
-        sql(
-            &node,
-            who,
-            "CREATE TABLE kv (k BIGINT PRIMARY KEY, v VARCHAR(10))",
-        )
-        .unwrap();
-        sql(&node, who, "PARTITION TABLE kv ON COLUMN k").unwrap();
-        deploy(&node, who, name, spin_module(name, spins)).unwrap();
-    }
+    let (a, b) = quick_and_slow(&node, 100_000);
     let flood = LANE_CALLS_MAX + 2_000;
     let (tx, answers) = std::sync::mpsc::channel();
     for _ in 0..flood {
