@@ -315,6 +315,7 @@ impl PeerRouter {
         let (runtime, payload, count) =
             (runtime.clone(), payload.clone(), self.precompiling.clone());
         let job = move || {
+            super::priority::lower_priority();
             if let Some((name, wasm)) = deployed_module(&payload) {
                 // Compiled (or compiling) already: a resend of the record.
                 let _ = runtime.compile_cached(name, wasm);

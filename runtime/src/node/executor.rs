@@ -59,6 +59,9 @@ const ACT_ROUNDS_MAX: usize = 4;
 /// How long a stopping partition waits for its log to make what it ran
 /// durable, so those calls get their real answers.
 pub const STOP_DRAIN_MAX: Duration = Duration::from_secs(5);
+/// How long a stopping partition runs the calls waiting in its lanes before
+/// it refuses the rest (not applied).
+const STOP_RUN_MAX: Duration = Duration::from_secs(5);
 
 /// The node's executors, by partition (set once they all exist).
 pub type Siblings = std::sync::Weak<std::sync::OnceLock<Vec<std::sync::mpsc::Sender<Input>>>>;
@@ -516,8 +519,12 @@ impl Executor {
         match input {
             // Admitted above.
             Input::Call { .. } => {}
-            // Calls waiting in lanes run once the holder is done.
-            Input::Hold(lent) => self.core.hold(Token::Hold(lent)),
+            // A round of waiting calls first (so back-to-back holds cannot
+            // starve them); the rest run once the holder is done.
+            Input::Hold(lent) => {
+                self.run_turns();
+                self.core.hold(Token::Hold(lent))
+            }
             Input::Release {
                 state,
                 entry,
@@ -545,8 +552,14 @@ impl Executor {
                 return true;
             }
             Input::Stop => {
-                // What was queued before runs first.
-                for (tenant, w) in self.turns.drain() {
+                // What was queued before runs first, for up to
+                // `STOP_RUN_MAX` and while the core takes calls; the rest
+                // are refused, not applied (by the caller, at exit).
+                let deadline = Instant::now() + STOP_RUN_MAX;
+                while !self.core.would_queue() && Instant::now() < deadline {
+                    let Some((tenant, w)) = self.turns.take() else {
+                        break;
+                    };
                     self.call(tenant, w);
                 }
                 return true;

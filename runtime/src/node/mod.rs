@@ -27,6 +27,7 @@ pub mod executor;
 pub mod fair;
 pub mod forward;
 pub mod hold;
+pub mod priority;
 pub mod recovery;
 pub mod reply;
 pub mod routes;

@@ -64,8 +64,8 @@ pub struct ServeArgs {
     /// Time limit of one ad-hoc SQL statement (ms).
     #[arg(long, default_value_t = super::SQL_TIMEOUT_MS_DEFAULT)]
     pub sql_timeout_ms: u64,
-    /// Longest a deployed module may take to compile (ms); a slower one is
-    /// refused.
+    /// CPU time a deployed module may take to compile (ms); a costlier one
+    /// is refused.
     #[arg(long, default_value_t = super::COMPILE_TIME_MAX_MS_DEFAULT)]
     pub compile_time_max_ms: u64,
     /// Create the `demo` tenant with the example procedures (voter, bank, kv)

@@ -8,6 +8,7 @@ use super::executor::{
     Input, PartitionStats, QueuedReply, PARTITION_QUEUE_MAX, ROLE_CANDIDATE, ROLE_LEADER,
 };
 use super::forward::forwarded_kind;
+use super::priority;
 use super::reply::ReplyFn;
 use super::Node;
 
@@ -22,22 +23,6 @@ impl Drop for CompileSlot {
 
 /// Modules a node compiles at once for deploys; more are `overloaded`.
 pub const COMPILES_IN_FLIGHT_MAX: usize = 2;
-/// The nice value compile threads run at: a compile takes the CPU only when
-/// the executors and the network leave it (Linux: nice is per thread).
-const COMPILE_NICE: i32 = 10;
-
-/// Lowers the calling thread's CPU priority to `COMPILE_NICE`. Best effort:
-/// a compile at normal priority is still bounded by its budget.
-pub(super) fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take plain integers and touch no
-    // memory of ours; on Linux `PRIO_PROCESS` with a thread id sets that
-    // thread's nice value.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, COMPILE_NICE);
-    }
-}
 
 use crate::catalog::{partition_for, Principal};
 use crate::net::server::{Replier, Service};
@@ -116,10 +101,16 @@ impl Node {
         let slot = CompileSlot(self.compiling.clone());
         let budget = std::time::Duration::from_millis(self.config.compile_time_max_ms);
         let job = move || {
-            lower_priority();
-            let started = std::time::Instant::now();
+            super::priority::lower_priority();
+            // The budget is CPU time where the OS tells it: at a lower
+            // priority on a busy node, wall time would refuse modules for
+            // the load, not for what they cost.
+            let (started, cpu) = (std::time::Instant::now(), priority::thread_cpu_time());
             let compiled = runtime.compile_cached(&name, &wasm);
-            let took = started.elapsed();
+            let took = match (cpu, priority::thread_cpu_time()) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => started.elapsed(),
+            };
             drop(slot);
             let compiled = match compiled {
                 Err(e) => return reply(Err(super::reply::deploy_error(&e))),
@@ -128,7 +119,7 @@ impl Node {
                     return reply(Err(ErrorReply::new(
                         ErrorCode::Deploy,
                         format!(
-                            "module {name} took {:.1} s to compile, over the {:.1} s budget: \
+                            "module {name} took {:.1} s of CPU to compile, over the {:.1} s budget: \
                              make it smaller (fewer or smaller functions, fewer locals)",
                             took.as_secs_f64(),
                             budget.as_secs_f64()

@@ -496,7 +496,7 @@ fn a_compile_thread_runs_at_a_lower_priority() {
     };
     let before = std::thread::spawn(nice).join().unwrap();
     let after = std::thread::spawn(move || {
-        super::service::lower_priority();
+        super::priority::lower_priority();
         nice()
     })
     .join()

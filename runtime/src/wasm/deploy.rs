@@ -139,9 +139,10 @@ pub fn prepare_module(
 
 /// What a deploy warns of (it deploys anyway): when every procedure of the
 /// module runs on one partition, each statement that writes a replicated
-/// table or sets the column its table is partitioned on (a call running it
-/// fails with `wrong_partition`). With a multi-partition procedure in the
-/// module such a statement may be its, and nothing is said.
+/// table (a call that writes a row with it fails with `wrong_partition`)
+/// or sets the column its table is partitioned on (a call that moves a row
+/// to another partition with it fails). With a multi-partition procedure
+/// in the module such a statement may be its, and nothing is said.
 pub fn partition_warnings(
     engine: &Engine,
     module: &str,
@@ -162,21 +163,24 @@ pub fn partition_warnings(
             continue;
         };
         let why = match schema.partition_column {
-            None => format!("writes {}, a replicated table", schema.name),
+            None => format!(
+                "writes {}, a replicated table: a call that writes a row with it",
+                schema.name
+            ),
             Some(col) if sets.contains(&col) => {
                 let column = schema.columns.get(col).map_or("?", |c| c.name.as_str());
                 format!(
-                    "sets {}.{column}, the column {} is partitioned on (a row it moves leaves the \
-                     partition)",
+                    "sets {}.{column}, the column {} is partitioned on: a call that moves a row \
+                     to another partition with it",
                     schema.name, schema.name
                 )
             }
             Some(_) => continue,
         };
         warnings.push(format!(
-            "module {module}: statement {} {why}; every procedure of the module runs on one \
-             partition, so a call that runs it fails with wrong_partition (write it from a \
-             multi-partition procedure)",
+            "module {module}: statement {} {why} fails with wrong_partition, since every \
+             procedure of the module runs on one partition (write that from a multi-partition \
+             procedure)",
             s.name
         ));
     }

@@ -363,12 +363,12 @@ fn a_single_partition_module_is_warned_of_statements_it_cannot_run() {
     let info = db().deploy_wasm("m", &single.wasm()).unwrap();
     assert_eq!(info.warnings.len(), 2, "{:?}", info.warnings);
     assert!(
-        info.warnings[0].contains("statement rename writes names, a replicated table"),
+        info.warnings[0].contains("statement rename writes names, a replicated table: a call"),
         "{}",
         info.warnings[0]
     );
     assert!(
-        info.warnings[1].contains("statement move sets kv.k, the column kv is partitioned on"),
+        info.warnings[1].contains("statement move sets kv.k, the column kv is partitioned on: a"),
         "{}",
         info.warnings[1]
     );
