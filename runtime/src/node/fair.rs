@@ -126,7 +126,7 @@ impl<C> Fair<C> {
     }
 
     /// Every waiting call, in the order they would be taken if each cost
-    /// the same (to finish them before stopping).
+    /// nothing (to answer them when the partition stops).
     pub fn drain(&mut self) -> Vec<(TenantId, C)> {
         let mut out = Vec::with_capacity(self.len);
         while let Some(c) = self.take() {
