@@ -156,7 +156,7 @@ impl Coordinator {
             }
         };
         let ws = s.commit().map_err(|e| reply::sql_error(&e))?;
-        let shares = txn::route_writes(&mut g, (tenant, &self.quota), &s, &ws)
+        let shares = txn::route_writes(&mut g, tenant, &self.quota, &s, &ws)
             .map_err(|e| reply::txn_error(&e))?;
         self.commit_shares(g, tenant, shares, None)?;
         Ok(reply::sql_result(r))

@@ -267,7 +267,7 @@ impl<T> PartitionCore<T> {
             args,
             key,
         };
-        if !matches!(self.hold, Hold::Free) || !self.queued.is_empty() || !self.can_run() {
+        if !self.runs_now() {
             if !self.leading {
                 let leader = self.paxos.leader();
                 return self
@@ -289,9 +289,13 @@ impl<T> PartitionCore<T> {
     /// or be refused at once. A shell that orders calls itself keeps them
     /// meanwhile.
     pub fn would_queue(&self) -> bool {
-        self.fatal.is_none()
-            && self.leading
-            && (!matches!(self.hold, Hold::Free) || !self.queued.is_empty() || !self.can_run())
+        self.fatal.is_none() && self.leading && !self.runs_now()
+    }
+
+    /// Whether a call handed over now runs at once: nobody holds the
+    /// partition, no call waits before it, and this replica can run one.
+    fn runs_now(&self) -> bool {
+        matches!(self.hold, Hold::Free) && self.queued.is_empty() && self.can_run()
     }
 
     // ---- outputs -----------------------------------------------------------
@@ -401,7 +405,8 @@ impl<T> PartitionCore<T> {
         };
         let done = run_call(
             state,
-            (self.cfg.partitions, &self.cfg.quota),
+            self.cfg.partitions,
+            &self.cfg.quota,
             call,
             txn,
             &mut self.scratch,

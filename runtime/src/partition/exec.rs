@@ -38,7 +38,8 @@ pub struct CallSpec<'a> {
 /// (in the state, and in its record for the other replicas).
 pub fn run_call(
     state: &mut PartitionState,
-    (partitions, quota): (u32, &Quota),
+    partitions: u32,
+    quota: &Quota,
     call: CallSpec<'_>,
     txn: TxnContext,
     scratch: &mut Vec<u8>,

@@ -86,7 +86,7 @@ pub fn call_procedure(
     let outcome = procs
         .call(&mut s, procedure, args, txn)
         .map_err(TxnError::Proc)?;
-    let shares = route_writes(g, (tenant, quota), &s, &outcome.write_set)?;
+    let shares = route_writes(g, tenant, quota, &s, &outcome.write_set)?;
     Ok((outcome.output, shares))
 }
 
@@ -95,7 +95,8 @@ pub fn call_procedure(
 /// `quota`'s rows on its partition. No shares when nothing was written.
 pub fn route_writes(
     g: &mut Guards,
-    (tenant, quota): (TenantId, &Quota),
+    tenant: TenantId,
+    quota: &Quota,
     s: &crate::sql::Engine,
     ws: &crate::storage::WriteSet,
 ) -> Result<Vec<LoggedWrites>, TxnError> {
@@ -105,7 +106,7 @@ pub fn route_writes(
     let logged = LoggedWrites::from_write_set(s.database(), ws);
     let shares = scratch::split(s, logged, g.len() as u32);
     scratch::check_size(&shares)?;
-    scratch::check_rows(g, (tenant, quota), &shares)?;
+    scratch::check_rows(g, tenant, quota, &shares)?;
     scratch::apply_all(g, tenant, &shares)?;
     Ok(shares)
 }

@@ -197,7 +197,8 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), TxnError> {
 /// there.
 pub fn check_rows(
     g: &Guards,
-    (tenant, quota): (TenantId, &Quota),
+    tenant: TenantId,
+    quota: &Quota,
     shares: &[LoggedWrites],
 ) -> Result<(), TxnError> {
     for (i, share) in shares.iter().enumerate() {
