@@ -13,16 +13,19 @@
 
 use super::fair::Fair;
 use super::reply::{self, ClientAddrs, ReplyFn};
+use super::runner::{Job, Runners};
 use super::writer::{Outbox, WriterMsg};
 use crate::consensus::{Message, MESSAGE_RECORD_BYTES_MAX};
 use crate::durability::{DiskLog, Storage};
-use crate::partition::{CallError, CallResult, Now, PartitionCore, PartitionState, Ready};
+use crate::partition::{
+    CallError, CallResult, Lease, LentCall, Now, PartitionCore, PartitionState, Ran, Ready,
+};
 use crate::proto::{ErrorCode, ErrorReply};
 use crate::types::NodeId;
 use crate::types::{TenantId, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -143,6 +146,11 @@ pub enum Input {
     /// A consensus message from a peer replica (admitted up to
     /// `PEER_INPUTS_MAX` by its stats' `peer_queued`).
     Peer { from: NodeId, msg: Message },
+    /// From a runner: a call ran on its tenant's lent part.
+    Ran { ran: Ran, reply: QueuedReply },
+    /// From a runner: the lent part comes home, with the calls it was
+    /// handed and did not start (they go back to the front of the lane).
+    PartHome { lease: Box<Lease>, unrun: Vec<Job> },
     /// Finish what is queued before this, then exit.
     Stop,
 }
@@ -262,6 +270,10 @@ pub struct Executor {
     pub anchor: Option<Anchor>,
     /// Calls taken off the queue, waiting for their tenant's fair turn.
     pub turns: Fair<PendingCall>,
+    /// Heavy tenants' lent parts, on their own threads.
+    pub runners: Runners,
+    /// This executor's own queue, for its runners' answers.
+    pub own: Sender<Input>,
 }
 
 /// A call in `Executor::turns`.
@@ -273,6 +285,16 @@ pub struct PendingCall {
 }
 
 impl PendingCall {
+    /// A call handed to a runner and given back unrun.
+    fn from_job(job: Job) -> PendingCall {
+        PendingCall {
+            procedure: job.call.procedure,
+            args: job.call.args,
+            key: job.call.key,
+            reply: job.reply,
+        }
+    }
+
     fn into_input(self, tenant: TenantId) -> Input {
         Input::Call {
             tenant,
@@ -362,6 +384,9 @@ impl RoutesRefresh {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
             cat.tenants().map(|t| t.id).collect()
         };
+        // A tenant whose part is lent out changed no module since (a
+        // deploy holds the state with every part home): left as it is.
+        let tenants: Vec<TenantId> = tenants.into_iter().filter(|t| !state.is_away(*t)).collect();
         match super::coordinator::modules_of(state, tenants.iter().copied(), &self.runtime) {
             Ok(modules) => {
                 super::coordinator::note_failed(state, tenants.iter().copied(), &self.routes);
@@ -426,7 +451,7 @@ impl Executor {
             // flag (and wakes us) or we see what it made durable. Calls
             // waiting that the core would take now: no wait either.
             self.durable.idle(true);
-            let runnable = !self.turns.is_empty() && !self.core.would_queue();
+            let runnable = self.runnable();
             let first = if runnable || self.durable.get().0 > self.seen {
                 self.inputs.try_recv().map_err(|e| match e {
                     std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
@@ -479,6 +504,7 @@ impl Executor {
                 }
                 return;
             }
+            self.recall_runners();
             if let Some(r) = &mut self.routes {
                 r.check(self.core.state(), &self.fatal);
             }
@@ -536,6 +562,8 @@ impl Executor {
             Input::Decided { txn, commit } => self.core.decided(txn, commit),
             Input::Resolve { txn } => self.core.resolve(txn),
             Input::Resume => self.core.resume(),
+            Input::Ran { ran, reply } => self.lent_ran(ran, reply),
+            Input::PartHome { lease, unrun } => self.part_home(lease, unrun),
             Input::Snapshot(done) => {
                 self.core.request_snapshot();
                 waiters.push((done, self.core.applied()));
@@ -557,11 +585,13 @@ impl Executor {
                 // are refused, not applied (by the caller, at exit).
                 let deadline = Instant::now() + STOP_RUN_MAX;
                 while !self.core.would_queue() && Instant::now() < deadline {
-                    let Some((tenant, w)) = self.turns.take() else {
+                    let runners = &self.runners;
+                    let Some((tenant, w)) = self.turns.take_where(|t| !runners.is_out(t)) else {
                         break;
                     };
                     self.call(tenant, w);
                 }
+                self.bring_parts_home(deadline);
                 return true;
             }
         }
@@ -639,8 +669,11 @@ impl Executor {
 
     /// Runs waiting calls in their tenants' fair order, each charged the
     /// time it took, until `ROUND_CALLS_MAX` calls or `ROUND_TIME_MAX`
-    /// have gone by, or the core would keep them waiting (it is held).
+    /// have gone by, or the core would keep them waiting (it is held). A
+    /// heavy tenant's calls go to a runner with its part instead (see
+    /// `runner`).
     fn run_turns(&mut self) {
+        self.feed_runners();
         let round = Instant::now();
         let mut at = round;
         for ran in 0..ROUND_CALLS_MAX {
@@ -655,15 +688,145 @@ impl Executor {
             if ran % CHECK_EVERY == CHECK_EVERY - 1 {
                 self.answer_chosen();
             }
-            let Some((tenant, w)) = self.turns.take() else {
+            let runners = &self.runners;
+            let Some((tenant, w)) = self.turns.take_where(|t| !runners.is_out(t)) else {
                 return;
+            };
+            let w = match self.lend(tenant, w, at) {
+                Ok(()) => {
+                    self.turns.ran(0);
+                    continue;
+                }
+                Err(w) => w,
             };
             let started = Instant::now();
             self.call(tenant, w);
             let end = Instant::now();
-            let cost = end.duration_since(started).as_micros();
-            self.turns.ran(u64::try_from(cost).unwrap_or(u64::MAX));
+            let cost = end.duration_since(started);
+            self.turns
+                .ran(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
+            self.runners.ran(tenant, cost, end);
             at = end;
+        }
+    }
+
+    /// Whether a call waits that could run now: on the executor (the core
+    /// takes calls), or on a runner with room.
+    fn runnable(&self) -> bool {
+        if self.turns.is_empty() {
+            return false;
+        }
+        let out = |t: &TenantId| self.turns.lane_len(*t);
+        let feedable: usize = self
+            .runners
+            .tenants_out()
+            .filter(|t| self.runners.has_room(*t))
+            .map(|t| out(&t))
+            .sum();
+        let away: usize = self.runners.tenants_out().map(|t| out(&t)).sum();
+        feedable > 0 || (self.turns.len() > away && !self.core.would_queue())
+    }
+
+    /// Lends `tenant`'s part to a runner and hands it `w`, if the tenant is
+    /// heavy, a runner slot is free and the core can lend; else `w` comes
+    /// back to run here.
+    fn lend(&mut self, tenant: TenantId, w: PendingCall, now: Instant) -> Result<(), PendingCall> {
+        if !self.runners.wants_lease(tenant, now) {
+            return Err(w);
+        }
+        let Some(lease) = self.core.lend_part(tenant) else {
+            return Err(w);
+        };
+        if let Err(lease) = self.runners.start(lease, self.own.clone()) {
+            self.core.part_home(lease);
+            return Err(w);
+        }
+        self.hand_to_runner(tenant, w);
+        Ok(())
+    }
+
+    /// Hands the calls waiting in the lanes of tenants out on runners to
+    /// those runners, up to their room.
+    fn feed_runners(&mut self) {
+        let out: Vec<TenantId> = self.runners.tenants_out().collect();
+        for t in out {
+            while self.runners.has_room(t) {
+                let Some(w) = self.turns.take_from(t) else {
+                    break;
+                };
+                self.hand_to_runner(t, w);
+            }
+        }
+    }
+
+    /// Sends `w` to `tenant`'s runner, or back to the front of its lane.
+    fn hand_to_runner(&mut self, tenant: TenantId, w: PendingCall) {
+        let PendingCall {
+            procedure,
+            args,
+            key,
+            reply,
+        } = w;
+        let txn = self.core.lent_txn();
+        let call = LentCall {
+            procedure,
+            args,
+            key,
+            txn,
+        };
+        match self.runners.send(tenant, Job { call, reply }) {
+            Ok(()) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            Err(job) => self.turns.push_front(tenant, PendingCall::from_job(job)),
+        }
+    }
+
+    /// A runner's call ran: the core proposes and answers it.
+    fn lent_ran(&mut self, ran: Ran, reply: QueuedReply) {
+        self.runners.answered(ran.tenant());
+        self.core.lent_ran(Token::Call(reply.take()), ran);
+    }
+
+    /// A runner brought its part home: the calls it did not start go back
+    /// to the front of the lane, in order.
+    fn part_home(&mut self, lease: Box<Lease>, unrun: Vec<Job>) {
+        let tenant = lease.tenant();
+        self.runners.home(tenant);
+        for job in unrun.into_iter().rev() {
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            self.turns.push_front(tenant, PendingCall::from_job(job));
+        }
+        self.core.part_home(lease);
+    }
+
+    /// Recalls every runner when the core wants its parts home (a snapshot
+    /// or a hold waits for them, or they went stale), else those idle.
+    fn recall_runners(&mut self) {
+        if !self.runners.any_out() {
+            return;
+        }
+        if self.core.wants_parts_home() {
+            return self.runners.recall_all();
+        }
+        let turns = &self.turns;
+        self.runners
+            .recall_idle(Instant::now(), |t| turns.lane_len(t) > 0);
+    }
+
+    /// On `Stop`: recalls every runner and waits (until `deadline`) for
+    /// their parts and answers; anything else arriving meanwhile is
+    /// refused.
+    fn bring_parts_home(&mut self, deadline: Instant) {
+        self.runners.recall_all();
+        while self.runners.any_out() && Instant::now() < deadline {
+            match self.inputs.recv_timeout(TICK) {
+                Ok(Input::Ran { ran, reply }) => self.lent_ran(ran, reply),
+                Ok(Input::PartHome { lease, unrun }) => self.part_home(lease, unrun),
+                Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(other) => self.refuse(other),
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 
@@ -892,6 +1055,13 @@ impl Executor {
             }
             Input::Hold(tx) => self.answer(Token::Hold(tx), Err(e)),
             Input::Release { done, .. } => self.answer(Token::Release(done), Err(e)),
+            // Its record was never proposed: not applied.
+            Input::Ran { reply, .. } => self.answer(Token::Call(reply.take()), Err(e)),
+            Input::PartHome { unrun, .. } => {
+                for job in unrun {
+                    self.answer(Token::Call(job.reply.take()), Err(e.clone()));
+                }
+            }
             Input::Peer { .. } => {
                 self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
             }
@@ -934,7 +1104,14 @@ impl Executor {
         let Some(state) = self.core.state() else {
             return;
         };
-        let rows: BTreeMap<TenantId, u64> = state.tenants().map(|(t, p)| (t, p.rows())).collect();
-        *self.stats.rows.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(rows);
+        let mut published = self.stats.rows.lock().unwrap_or_else(|p| p.into_inner());
+        // A part lent out keeps the count it had when last here.
+        let mut rows: BTreeMap<TenantId, u64> = published
+            .iter()
+            .filter(|(t, _)| state.is_away(**t))
+            .map(|(t, n)| (*t, *n))
+            .collect();
+        rows.extend(state.tenants().map(|(t, p)| (t, p.rows())));
+        *published = Arc::new(rows);
     }
 }

@@ -74,6 +74,16 @@ impl<C> Fair<C> {
 
     /// Queues `call` of `tenant` behind its earlier ones.
     pub fn push(&mut self, tenant: TenantId, call: C) {
+        self.enqueue(tenant, call, false);
+    }
+
+    /// Queues `call` of `tenant` before its others (a call handed out and
+    /// given back unrun).
+    pub fn push_front(&mut self, tenant: TenantId, call: C) {
+        self.enqueue(tenant, call, true);
+    }
+
+    fn enqueue(&mut self, tenant: TenantId, call: C, front: bool) {
         let now = self.vtime;
         let lane = self.lanes.entry(tenant).or_insert(Lane {
             calls: VecDeque::new(),
@@ -84,17 +94,29 @@ impl<C> Fair<C> {
             lane.start = lane.start.max(now);
             self.order.insert((lane.start, tenant));
         }
-        lane.calls.push_back(call);
+        if front {
+            lane.calls.push_front(call);
+        } else {
+            lane.calls.push_back(call);
+        }
         self.len += 1;
     }
 
     /// The next call to run: the first of the lane with the earliest start.
     /// Its cost is reported with `ran` before the next `take`.
     pub fn take(&mut self) -> Option<(TenantId, C)> {
+        self.take_where(|_| true)
+    }
+
+    /// As `take`, among the lanes of tenants `ok` accepts (the others keep
+    /// their place).
+    pub fn take_where(&mut self, ok: impl Fn(TenantId) -> bool) -> Option<(TenantId, C)> {
         if self.taken.is_some() {
             self.ran(0);
         }
-        let (start, tenant) = self.order.pop_first()?;
+        let first = self.order.iter().find(|(_, t)| ok(*t)).copied()?;
+        self.order.remove(&first);
+        let (start, tenant) = first;
         let lane = self.lanes.get_mut(&tenant);
         let lane = lane.expect("a lane in `order` is kept");
         let call = lane.calls.pop_front();
@@ -103,6 +125,19 @@ impl<C> Fair<C> {
         self.vtime = self.vtime.max(start);
         self.taken = Some((tenant, start));
         Some((tenant, call))
+    }
+
+    /// The first call of `tenant`'s lane, out of turn and charged nothing
+    /// (it runs elsewhere, taking none of the partition's time).
+    pub fn take_from(&mut self, tenant: TenantId) -> Option<C> {
+        let lane = self.lanes.get_mut(&tenant)?;
+        let call = lane.calls.pop_front()?;
+        self.len -= 1;
+        let taken = self.taken.is_some_and(|(t, _)| t == tenant);
+        if lane.calls.is_empty() && !taken {
+            self.order.remove(&(lane.start, tenant));
+        }
+        Some(call)
     }
 
     /// The call last taken cost `cost_us`: its lane's next call starts that

@@ -31,6 +31,7 @@ pub mod priority;
 pub mod recovery;
 pub mod reply;
 pub mod routes;
+pub mod runner;
 pub mod serve;
 pub mod service;
 pub mod watchdog;
@@ -339,6 +340,9 @@ impl Node {
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
             let links = PartitionLinks {
                 watch: watchdog.watch(config.call_timeout_ms),
+                runner_watches: (0..runner::LENT_PARTS_MAX)
+                    .map(|_| watchdog.watch(config.call_timeout_ms))
+                    .collect(),
                 outbox: cluster.as_ref().map(|c| (c.outbox)(PartitionId(i as u32))),
                 siblings: cluster.as_ref().map(|_| Arc::downgrade(&siblings)),
                 addrs: addrs.clone(),
@@ -483,6 +487,8 @@ struct Spawned {
 struct PartitionLinks {
     /// Times the executor's calls.
     watch: Arc<crate::sql::interrupt::Watch>,
+    /// Time the calls of its runners (`runner`), one each.
+    runner_watches: Vec<Arc<crate::sql::interrupt::Watch>>,
     outbox: Option<writer::Outbox>,
     siblings: Option<executor::Siblings>,
     addrs: reply::ClientAddrs,
@@ -537,6 +543,8 @@ fn spawn_partition(
         routes: links.routes,
         anchor: links.anchor,
         turns: Default::default(),
+        runners: runner::Runners::new(i as u32, links.runner_watches),
+        own: etx.clone(),
     };
     threads.push((
         ThreadRole::Executor,

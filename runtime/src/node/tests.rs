@@ -158,7 +158,7 @@ pub(super) fn deploy_voter(node: &Node, who: &Principal) {
     assert_eq!(r, Reply::Value(Value::Int(3)));
 }
 
-fn int(v: &Value) -> i64 {
+pub(super) fn int(v: &Value) -> i64 {
     match v {
         Value::Int(i) => *i,
         other => panic!("not an int: {other:?}"),

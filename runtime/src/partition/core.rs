@@ -186,6 +186,12 @@ pub struct PartitionCore<T> {
     pub(super) out: Ready<T>,
     /// Reused for encoding each call's payload.
     pub(super) scratch: Vec<u8>,
+    /// The generation of the state's parts: leases of an older one are
+    /// stale (see `lease`).
+    pub(super) part_gen: u64,
+    /// Calls that ran on lent parts, in order, waiting to be proposed.
+    /// Bounded by what the shell hands to leases.
+    pub(super) ran_waiting: VecDeque<(T, super::lease::Ran)>,
 }
 
 impl<T> PartitionCore<T> {
@@ -294,7 +300,7 @@ impl<T> PartitionCore<T> {
 
     /// Whether a call handed over now runs at once: nobody holds the
     /// partition, no call waits before it, and this replica can run one.
-    fn runs_now(&self) -> bool {
+    pub(super) fn runs_now(&self) -> bool {
         matches!(self.hold, Hold::Free) && self.queued.is_empty() && self.can_run()
     }
 
@@ -385,6 +391,13 @@ impl<T> PartitionCore<T> {
         let Some(state) = self.state.as_deref_mut() else {
             return self.queued.push_front(q);
         };
+        if state.is_away(q.tenant) {
+            // The shell hands such a call to the tenant's lease instead.
+            let e = CallError::Overloaded(
+                "the tenant's part of this partition is lent out; the call was not applied".into(),
+            );
+            return self.out.replies.push((q.token, Err(e)));
+        }
         if let Some(key) = &q.key {
             let kept = state.tenant_ref(q.tenant).and_then(|p| p.kept.get(key));
             if let Some(answer) = kept {
@@ -547,6 +560,7 @@ impl<T> PartitionCore<T> {
         self.settle_decisions();
         self.waiting.release(&self.paxos, &mut self.out.replies);
         self.check_hold();
+        self.propose_ran();
         self.maybe_snapshot();
         self.run_queued();
     }
@@ -624,6 +638,11 @@ impl<T> PartitionCore<T> {
         }
         self.leading = false;
         self.dec.lost_leadership();
+        // Lent parts go stale; a state missing them must not follow.
+        self.new_part_generation();
+        if self.parts_away() > 0 {
+            self.needs_rebuild = true;
+        }
         let refused = CallError::NotLeader {
             leader: self.paxos.leader(),
         };

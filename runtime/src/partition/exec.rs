@@ -6,7 +6,7 @@
 
 use super::error::CallError;
 use super::kept::answer_to_keep;
-use super::state::PartitionState;
+use super::state::{PartitionState, TenantPart};
 use crate::catalog::{partition_for, PartitionId, Quota};
 use crate::durability;
 use crate::storage::{Database, WriteOp, WriteSet};
@@ -44,6 +44,34 @@ pub fn run_call(
     txn: TxnContext,
     scratch: &mut Vec<u8>,
 ) -> Executed {
+    let here = state.id;
+    let part = state.tenant(call.tenant);
+    run_on_part(
+        part,
+        Placement { here, partitions },
+        quota,
+        call,
+        txn,
+        scratch,
+    )
+}
+
+/// Where a partition is: which one, of how many.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    pub here: PartitionId,
+    pub partitions: u32,
+}
+
+/// Runs `call` on its tenant's `part` of partition `at` (see `run_call`).
+pub fn run_on_part(
+    part: &mut TenantPart,
+    at: Placement,
+    quota: &Quota,
+    call: CallSpec<'_>,
+    txn: TxnContext,
+    scratch: &mut Vec<u8>,
+) -> Executed {
     let CallSpec {
         tenant,
         procedure,
@@ -55,16 +83,15 @@ pub fn run_call(
         payload: None,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // Timed by the thread's watch, if it has one (a node's executor).
+        // Timed by the thread's watch, if it has one (a node's executor,
+        // or the runner a lent part is on).
         let _work = crate::sql::interrupt::Work::begin(None, None);
-        let part = state.tenant(tenant);
         part.procs.call(&mut part.engine, procedure, args, txn)
     }));
     let outcome = match outcome {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => return failed(CallError::Proc(e)),
         Err(_) => {
-            let part = state.tenant(tenant);
             if part.engine.in_txn() {
                 let _ = part.engine.rollback();
             }
@@ -79,8 +106,7 @@ pub fn run_call(
             payload: None,
         };
     }
-    let here = state.id;
-    let part = state.tenant(tenant);
+    let Placement { here, partitions } = at;
     let db = part.engine.database();
     if let Some(what) = misplaced_write(db, &outcome.write_set, here, partitions) {
         // Committed in memory, but another partition owns it (or every
@@ -102,6 +128,7 @@ pub fn run_call(
     let kept = key.map(|k| (k, answer_to_keep(&outcome.output)));
     scratch.clear();
     let logged = kept.as_ref().map(|(k, o)| (*k, o.as_ref()));
+    let db = part.engine.database();
     if let Err(e) = durability::encode_commit(tenant, db, &outcome.write_set, logged, scratch) {
         // Committed in memory but too big to log: undo it, so what is in
         // memory stays exactly what the log can rebuild.

@@ -166,10 +166,14 @@ impl<T> PartitionCore<T> {
         self.lend();
     }
 
-    /// Lends the state if a hold is asked, every call before it ran, and
-    /// the leader has room to propose what the holder hands back.
+    /// Lends the state if a hold is asked, every call before it ran, every
+    /// lent part is home, and the leader has room to propose what the
+    /// holder hands back.
     fn lend(&mut self) {
-        if !matches!(self.hold, Hold::Asked { before: 0, .. }) || !self.can_run() {
+        if !matches!(self.hold, Hold::Asked { before: 0, .. })
+            || !self.can_run()
+            || self.parts_away() > 0
+        {
             return;
         }
         if let (Hold::Asked { token, .. }, Some(mut state)) = (

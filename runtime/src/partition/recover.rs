@@ -108,6 +108,8 @@ impl<T> PartitionCore<T> {
             fatal: None,
             out: Ready::default(),
             scratch: Vec::new(),
+            part_gen: 0,
+            ran_waiting: VecDeque::new(),
             cfg,
         };
         if vote != stored {
@@ -159,6 +161,7 @@ impl<T> PartitionCore<T> {
         match self.rebuild_from(storage) {
             Ok(()) => {
                 self.needs_rebuild = false;
+                self.new_part_generation();
                 self.after_consensus();
             }
             Err(e) => self.stop(format!("rebuilding its state from the log: {e}")),

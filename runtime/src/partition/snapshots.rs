@@ -29,12 +29,25 @@ impl<T> PartitionCore<T> {
                 // Whatever this replica executed as leader is gone with it.
                 self.needs_rebuild = false;
                 self.dec.stalled = None;
+                self.new_part_generation();
             }
             Err(e) => self.stop(format!(
                 "installing the leader's snapshot at slot {}: {e}",
                 meta.slot
             )),
         }
+    }
+
+    /// Whether a snapshot would be taken now but for the state: one is
+    /// asked for or the log has grown enough, none is being written, and
+    /// there is something new to put in it. (It waits for lent parts.)
+    pub(super) fn snapshot_due(&self) -> bool {
+        let grown = self.snapshot_asked || self.log_bytes >= self.cfg.snapshot_log_bytes;
+        let in_flight = self.snapshot_pending.is_some()
+            || self.cur_local.is_some()
+            || self.batches.iter().any(|b| b.2.is_some());
+        let snap_slot = self.paxos.snapshot_meta().slot;
+        grown && !in_flight && self.applied > snap_slot && !self.needs_rebuild
     }
 
     /// Takes a snapshot when the log has grown enough: encoded now, at the
@@ -48,14 +61,13 @@ impl<T> PartitionCore<T> {
             }
             return;
         }
-        let in_flight = self.cur_local.is_some() || self.batches.iter().any(|b| b.2.is_some());
-        let snap_slot = self.paxos.snapshot_meta().slot;
-        let grown = self.snapshot_asked || self.log_bytes >= self.cfg.snapshot_log_bytes;
-        if in_flight || !grown || self.applied <= snap_slot || self.needs_rebuild {
+        if !self.snapshot_due() {
             return;
         }
-        // A share held in memory, its outcome unknown, never goes into one.
-        let Some(state) = self.state.as_deref().filter(|s| s.undecided.is_none()) else {
+        // A share held in memory, its outcome unknown, never goes into one,
+        // nor a state with parts lent out (they come home first).
+        let whole = |s: &&PartitionState| s.undecided.is_none() && s.away_count() == 0;
+        let Some(state) = self.state.as_deref().filter(whole) else {
             return;
         };
         let Some(ballot) = self.paxos.ballot_at(self.applied) else {

@@ -98,6 +98,9 @@ pub struct PartitionState {
     pub id: PartitionId,
     runtime: Arc<dyn ProcRuntime>,
     tenants: BTreeMap<TenantId, TenantPart>,
+    /// Tenants whose part is lent out to run their calls on another thread
+    /// (`partition::lease`): not here until it comes back.
+    away: BTreeSet<TenantId>,
     /// The highest coordinator transaction applied here.
     pub mp_txn_max: u64,
     /// Coordinator transactions that not every partition logged (found at
@@ -124,6 +127,7 @@ impl PartitionState {
             id,
             runtime,
             tenants: BTreeMap::new(),
+            away: BTreeSet::new(),
             mp_txn_max: 0,
             skipped: Arc::default(),
             undecided: None,
@@ -133,8 +137,16 @@ impl PartitionState {
         }
     }
 
-    /// The tenant's part, created empty on first use.
+    /// The tenant's part, created empty on first use. Never one that is
+    /// away (lent out): its holder has it, and a new empty one here would
+    /// be a second, diverging copy.
     pub fn tenant(&mut self, t: TenantId) -> &mut TenantPart {
+        assert!(
+            !self.away.contains(&t),
+            "tenant {} of partition {} is away: its part is lent out",
+            t.0,
+            self.id.0
+        );
         let runtime = &self.runtime;
         self.tenants
             .entry(t)
@@ -145,6 +157,37 @@ impl PartitionState {
         self.tenants.get(&t)
     }
 
+    /// Takes the tenant's part out (created empty if it has none yet) to
+    /// lend it; the tenant is away until `put_part`.
+    pub(super) fn take_part(&mut self, t: TenantId) -> TenantPart {
+        let part = self
+            .tenants
+            .remove(&t)
+            .unwrap_or_else(|| TenantPart::new(self.runtime.as_ref()));
+        self.away.insert(t);
+        part
+    }
+
+    /// A part taken with `take_part` comes back; false (and dropped) when
+    /// the tenant is not away from this state.
+    pub(super) fn put_part(&mut self, t: TenantId, part: TenantPart) -> bool {
+        if !self.away.remove(&t) {
+            return false;
+        }
+        self.tenants.insert(t, part);
+        true
+    }
+
+    /// Whether the tenant's part is lent out.
+    pub fn is_away(&self, t: TenantId) -> bool {
+        self.away.contains(&t)
+    }
+
+    /// How many tenants' parts are lent out.
+    pub fn away_count(&self) -> usize {
+        self.away.len()
+    }
+
     pub fn tenants(&self) -> impl Iterator<Item = (TenantId, &TenantPart)> + '_ {
         self.tenants.iter().map(|(t, p)| (*t, p))
     }
@@ -153,8 +196,9 @@ impl PartitionState {
         &self.runtime
     }
 
-    /// What a snapshot of this partition holds.
+    /// What a snapshot of this partition holds (every part must be here).
     pub fn images(&self) -> Vec<TenantImage<'_>> {
+        assert!(self.away.is_empty(), "a snapshot with parts lent out");
         self.tenants
             .iter()
             .map(|(t, p)| TenantImage {

@@ -1,0 +1,270 @@
+//! Runners: threads that run a heavy tenant's calls on its lent part of a
+//! partition (`partition::lease`), so the executor goes on with the other
+//! tenants' calls meanwhile. A tenant is heavy once one of its calls took
+//! `HEAVY_CALL_MIN` of the executor's time, and stays so for `HEAVY_FOR`;
+//! cheap tenants never pay the hop to another thread.
+//!
+//! ```text
+//!  executor ──lend_part──▶ Lease ──▶ runner thread (nice 10, its own watch)
+//!  executor ──Job──▶ runner ──Input::Ran──▶ executor ──lent_ran──▶ core
+//!  runner (recalled: idle, or the core wants it) ──Input::PartHome(lease, calls not run)──▶ executor
+//! ```
+//!
+//! Owns: which tenants are heavy, the runner threads of one partition and
+//! their watches. Must not: touch the core (the executor hands what runners
+//! send to it), or keep a part once recalled beyond the call it is running.
+
+use super::executor::{Input, QueuedReply};
+use crate::partition::{Lease, LentCall};
+use crate::sql::interrupt::{self, Watch};
+use crate::types::TenantId;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Parts one partition lends out at once (so runner threads per
+/// partition); a heavy tenant beyond them runs on the executor.
+pub const LENT_PARTS_MAX: usize = 4;
+/// Calls handed to one runner and not answered yet; the rest wait in the
+/// tenant's lane.
+pub const LEASE_JOBS_MAX: usize = 64;
+/// How long a runner may have no call before it is recalled (its part
+/// comes home).
+pub const RUNNER_IDLE_MAX: Duration = Duration::from_millis(20);
+/// A call that takes at least this much of the executor's time makes its
+/// tenant heavy.
+pub const HEAVY_CALL_MIN: Duration = Duration::from_micros(250);
+/// How long a tenant stays heavy after its last heavy call.
+const HEAVY_FOR: Duration = Duration::from_secs(1);
+/// Heavy tenants remembered per partition; past it the ones no longer
+/// heavy are forgotten (then the oldest).
+const HEAVY_TENANTS_MAX: usize = 1024;
+
+/// A call for a runner, with who hears its answer.
+pub struct Job {
+    pub call: LentCall,
+    pub reply: QueuedReply,
+}
+
+/// One runner thread, as its executor sees it.
+struct Runner {
+    /// Closed (None) once recalled.
+    jobs: Option<SyncSender<Job>>,
+    recalled: Arc<AtomicBool>,
+    /// Calls sent and not yet answered (`Input::Ran`).
+    in_flight: usize,
+    /// When it was last sent a call or answered one.
+    busy_at: Instant,
+    /// Which of the partition's watches times it.
+    slot: usize,
+}
+
+/// One partition's runners and heavy tenants.
+pub struct Runners {
+    partition: u32,
+    /// One per runner slot, made with the node's watchdog.
+    watches: Vec<Arc<Watch>>,
+    free: Vec<usize>,
+    out: BTreeMap<TenantId, Runner>,
+    heavy: BTreeMap<TenantId, Instant>,
+}
+
+impl Runners {
+    /// Runners of `partition`, timed by `watches` (at most
+    /// `LENT_PARTS_MAX` of them are used).
+    pub fn new(partition: u32, watches: Vec<Arc<Watch>>) -> Runners {
+        let free = (0..watches.len().min(LENT_PARTS_MAX)).rev().collect();
+        Runners {
+            partition,
+            watches,
+            free,
+            out: BTreeMap::new(),
+            heavy: BTreeMap::new(),
+        }
+    }
+
+    /// Notes that a call of `tenant` took `cost` on the executor.
+    pub fn ran(&mut self, tenant: TenantId, cost: Duration, now: Instant) {
+        if cost < HEAVY_CALL_MIN {
+            return;
+        }
+        if self.heavy.len() >= HEAVY_TENANTS_MAX && !self.heavy.contains_key(&tenant) {
+            self.heavy
+                .retain(|_, at| now.duration_since(*at) < HEAVY_FOR);
+            if self.heavy.len() >= HEAVY_TENANTS_MAX {
+                let oldest = self
+                    .heavy
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(t, _)| *t);
+                if let Some(t) = oldest {
+                    self.heavy.remove(&t);
+                }
+            }
+        }
+        self.heavy.insert(tenant, now);
+    }
+
+    /// Whether `tenant`'s calls should run on a runner: it is heavy, and a
+    /// runner slot is free.
+    pub fn wants_lease(&self, tenant: TenantId, now: Instant) -> bool {
+        !self.free.is_empty()
+            && self
+                .heavy
+                .get(&tenant)
+                .is_some_and(|at| now.duration_since(*at) < HEAVY_FOR)
+    }
+
+    /// Whether `tenant`'s part is out on a runner (its calls go there).
+    pub fn is_out(&self, tenant: TenantId) -> bool {
+        self.out.contains_key(&tenant)
+    }
+
+    /// Whether a runner is out with `tenant`'s part and takes another call.
+    pub fn has_room(&self, tenant: TenantId) -> bool {
+        self.out
+            .get(&tenant)
+            .is_some_and(|r| r.jobs.is_some() && r.in_flight < LEASE_JOBS_MAX)
+    }
+
+    /// Tenants out on runners.
+    pub fn tenants_out(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.out.keys().copied()
+    }
+
+    pub fn any_out(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Starts a runner thread with `lease`, sending what it does to
+    /// `back`. The lease comes back when no slot is free or the thread
+    /// cannot start.
+    pub fn start(&mut self, lease: Box<Lease>, back: Sender<Input>) -> Result<(), Box<Lease>> {
+        let Some(slot) = self.free.pop() else {
+            return Err(lease);
+        };
+        let tenant = lease.tenant();
+        let (tx, rx) = sync_channel(LEASE_JOBS_MAX);
+        let recalled = Arc::new(AtomicBool::new(false));
+        let watch = self.watches[slot].clone();
+        // The lease travels to the thread through this, and comes back
+        // through it if the thread cannot start.
+        let handoff = Arc::new(std::sync::Mutex::new(Some(lease)));
+        let thread = {
+            let (handoff, recalled) = (handoff.clone(), recalled.clone());
+            std::thread::Builder::new()
+                .name(format!("ohm-p{}-t{}", self.partition, tenant.0))
+                .spawn(move || {
+                    let lease = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(lease) = lease {
+                        run(lease, rx, back, watch, recalled);
+                    }
+                })
+        };
+        if thread.is_err() {
+            self.free.push(slot);
+            let lease = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
+            return lease.map_or(Ok(()), Err);
+        }
+        let runner = Runner {
+            jobs: Some(tx),
+            recalled,
+            in_flight: 0,
+            busy_at: Instant::now(),
+            slot,
+        };
+        self.out.insert(tenant, runner);
+        Ok(())
+    }
+
+    /// Hands `job` to `tenant`'s runner; it comes back when the runner has
+    /// no room, was recalled, or has gone home meanwhile.
+    pub fn send(&mut self, tenant: TenantId, job: Job) -> Result<(), Job> {
+        let Some(r) = self.out.get_mut(&tenant) else {
+            return Err(job);
+        };
+        let Some(tx) = r.jobs.as_ref().filter(|_| r.in_flight < LEASE_JOBS_MAX) else {
+            return Err(job);
+        };
+        match tx.try_send(job) {
+            Ok(()) => {
+                r.in_flight += 1;
+                r.busy_at = Instant::now();
+                Ok(())
+            }
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(job),
+        }
+    }
+
+    /// A call of `tenant`'s runner was answered.
+    pub fn answered(&mut self, tenant: TenantId) {
+        if let Some(r) = self.out.get_mut(&tenant) {
+            r.in_flight = r.in_flight.saturating_sub(1);
+            r.busy_at = Instant::now();
+        }
+    }
+
+    /// `tenant`'s runner brought its part home (and ended).
+    pub fn home(&mut self, tenant: TenantId) {
+        if let Some(r) = self.out.remove(&tenant) {
+            self.free.push(r.slot);
+        }
+    }
+
+    /// Recalls the runners that have had no call for `RUNNER_IDLE_MAX`
+    /// and whose tenant has none waiting (`waiting`).
+    pub fn recall_idle(&mut self, now: Instant, waiting: impl Fn(TenantId) -> bool) {
+        for (t, r) in self.out.iter_mut() {
+            let idle = r.in_flight == 0 && now.duration_since(r.busy_at) >= RUNNER_IDLE_MAX;
+            if idle && r.jobs.is_some() && !waiting(*t) {
+                r.recalled.store(true, Ordering::Relaxed);
+                r.jobs = None;
+            }
+        }
+    }
+
+    /// Asks every runner to bring its part home after the call it runs
+    /// (the calls it has not started come back with it).
+    pub fn recall_all(&mut self) {
+        for r in self.out.values_mut() {
+            r.recalled.store(true, Ordering::Relaxed);
+            r.jobs = None;
+        }
+    }
+}
+
+/// A runner thread: runs the calls it gets on the lent part, each answered
+/// through `back`, until its executor recalls it (closing `jobs`); then
+/// sends the part home with the calls it did not start.
+fn run(
+    mut lease: Box<Lease>,
+    jobs: Receiver<Job>,
+    back: Sender<Input>,
+    watch: Arc<Watch>,
+    recalled: Arc<AtomicBool>,
+) {
+    interrupt::install(watch);
+    // Behind the executors: a heavy tenant takes what CPU they leave.
+    super::priority::lower_priority();
+    let mut unrun = Vec::new();
+    // Ends once the executor has dropped its sender and every call it
+    // sent is taken, so none is lost with the channel.
+    for job in jobs.iter() {
+        if recalled.load(Ordering::Relaxed) {
+            unrun.push(job);
+            continue;
+        }
+        let ran = lease.run(&job.call);
+        let answer = Input::Ran {
+            ran,
+            reply: job.reply,
+        };
+        if let Err(gone) = back.send(answer) {
+            drop(gone); // the executor is gone, and the part with it
+            return;
+        }
+    }
+    let _ = back.send(Input::PartHome { lease, unrun });
+}
