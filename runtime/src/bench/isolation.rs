@@ -175,6 +175,9 @@ fn run_b(
     (stop, outcomes): (Arc<AtomicBool>, Outcomes),
     started: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    // B's clients stand for other machines: on this one they would take
+    // CPU from the node being measured (and from A's client) at par.
+    crate::node::priority::lower_priority();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

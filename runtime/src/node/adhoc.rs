@@ -98,7 +98,7 @@ impl Coordinator {
         params: &[Value],
         words: &[String],
     ) -> Result<SqlResult, ErrorReply> {
-        let mut g = self.hold()?;
+        let mut g = self.hold(Some(tenant))?;
         let names = scratch::needed(&g, tenant, words);
         let one = if scratch::all_replicated(&g, tenant, &names) {
             Some(0)
@@ -136,7 +136,7 @@ impl Coordinator {
         words: &[String],
         empty: bool,
     ) -> Result<SqlResult, ErrorReply> {
-        let mut g = self.hold()?;
+        let mut g = self.hold(Some(tenant))?;
         let names = scratch::needed(&g, tenant, words);
         if let Some(p) = route::single_partition(&g, tenant, stmt, params, words, &names) {
             let on = (p.0 as usize, stmt, params);
@@ -219,7 +219,7 @@ impl Coordinator {
     }
 
     fn ddl(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
-        let mut g = self.hold()?;
+        let mut g = self.hold(Some(tenant))?;
         let first = g[0]
             .tenant(tenant)
             .engine

@@ -172,9 +172,10 @@ impl Coordinator {
         }
     }
 
-    /// Every partition's state, lent for one transaction.
-    pub(super) fn hold(&self) -> Result<Held<'_>, ErrorReply> {
-        let g = hold_all(&self.executors, &self.addrs)?;
+    /// Every partition's state, lent for one transaction on `tenant`'s
+    /// data (None: on anyone's; see `hold_all`).
+    pub(super) fn hold(&self, tenant: Option<TenantId>) -> Result<Held<'_>, ErrorReply> {
+        let g = hold_all(&self.executors, &self.addrs, tenant)?;
         // In a cluster another node may have coordinated since this one
         // last did (it led every partition then), and what this node
         // logged before a restart is applied only now: take up the
@@ -194,15 +195,23 @@ impl Coordinator {
     }
 
     /// Recompiles (from the cache) the modules a partition's state holds
-    /// and rebuilds every tenant's routes from them.
+    /// and rebuilds every tenant's routes from them. A tenant whose part is
+    /// lent out changed no module since it went (a deploy holds its part):
+    /// it keeps what it has.
     fn refresh_modules(&self, p0: &crate::partition::PartitionState) {
         let tenants: Vec<TenantId> = {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
-            cat.tenants().map(|t| t.id).collect()
+            cat.tenants()
+                .map(|t| t.id)
+                .filter(|t| !p0.is_away(*t))
+                .collect()
         };
         match modules_of(p0, tenants.iter().copied(), &self.runtime) {
             Ok(m) => {
-                *self.modules.borrow_mut() = m;
+                let mut modules = self.modules.borrow_mut();
+                modules.retain(|(t, _), _| p0.is_away(*t));
+                modules.extend(m);
+                drop(modules);
                 note_failed(p0, tenants.iter().copied(), &self.routes);
                 for t in tenants {
                     self.rebuild_routes(t);
@@ -292,7 +301,7 @@ impl Coordinator {
     }
 
     fn inspect(&self, f: InspectFn) -> Result<Reply, ErrorReply> {
-        let mut g = self.hold()?;
+        let mut g = self.hold(None)?;
         f(&mut g);
         g.finish(None)?;
         Ok(Reply::Value(Value::Null))
@@ -307,7 +316,7 @@ impl Coordinator {
     ) -> Result<Reply, ErrorReply> {
         // Held first: in a cluster the hold brings this node's modules,
         // routes and transaction ids (which seed the call) up to date.
-        let mut g = self.hold()?;
+        let mut g = self.hold(Some(tenant))?;
         // A multi-partition call's key is kept on partition 0.
         if let Some(k) = &key {
             if let Some(answer) = g[0].tenant_ref(tenant).and_then(|p| p.kept.get(k)) {
@@ -396,7 +405,7 @@ impl Coordinator {
                 .compile_cached(name, &wasm)
                 .map_err(|e| reply::deploy_error(&e))?,
         };
-        let mut g = self.hold()?;
+        let mut g = self.hold(Some(tenant))?;
         // A tenant with nothing deployed yet has no part: an empty list.
         let deployed = g[0]
             .tenant_ref(tenant)
@@ -443,7 +452,7 @@ impl Coordinator {
     fn drop_module(&mut self, tenant: TenantId, name: &str) -> Result<Reply, ErrorReply> {
         // Held first: in a cluster the hold brings this node's modules up to
         // date.
-        let mut g = self.hold()?;
+        let mut g = self.hold(Some(tenant))?;
         // A module that failed to load is deployed too (its bytes are kept).
         let existed = self
             .modules
@@ -491,7 +500,7 @@ impl Coordinator {
         tenant: TenantId,
         tenant_name: String,
     ) -> Result<CatalogInfo, ErrorReply> {
-        let g = self.hold()?;
+        let g = self.hold(Some(tenant))?;
         let mut tables = Vec::new();
         if let Some(p0) = g[0].tenant_ref(tenant) {
             for t in p0.engine.database().tables() {
@@ -570,7 +579,7 @@ impl Coordinator {
         }
         // In a cluster partition 0's group is the metadata group: the
         // tenant is logged there and every node adds it once applied.
-        let mut g = self.hold()?;
+        let mut g = self.hold(None)?;
         let mut cat = self
             .catalog
             .read()

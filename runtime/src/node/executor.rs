@@ -118,8 +118,13 @@ pub enum Input {
         reply: QueuedReply,
     },
     /// Lend the state (after the calls the core has started or queued;
-    /// calls still waiting in the executor's lanes run after the holder).
-    Hold(SyncSender<Lent>),
+    /// calls still waiting in the executor's lanes run after the holder)
+    /// for work on `tenant`'s data only (None: anyone's): other tenants'
+    /// parts lent to runners stay out.
+    Hold {
+        tenant: Option<TenantId>,
+        lent: SyncSender<Lent>,
+    },
     /// The state comes back with this partition's share of the holder's
     /// transaction; `done` hears once it is chosen.
     Release {
@@ -147,7 +152,12 @@ pub enum Input {
     /// `PEER_INPUTS_MAX` by its stats' `peer_queued`).
     Peer { from: NodeId, msg: Message },
     /// From a runner: a call ran on its tenant's lent part.
-    Ran { ran: Ran, reply: QueuedReply },
+    /// It took `cost` there.
+    Ran {
+        ran: Ran,
+        reply: QueuedReply,
+        cost: Duration,
+    },
     /// From a runner: the lent part comes home, with the calls it was
     /// handed and did not start (they go back to the front of the lane).
     PartHome { lease: Box<Lease>, unrun: Vec<Job> },
@@ -274,6 +284,11 @@ pub struct Executor {
     pub runners: Runners,
     /// This executor's own queue, for its runners' answers.
     pub own: Sender<Input>,
+    /// Holds waiting for the parts they need to come home from runners
+    /// before they go to the core, in arrival order (meanwhile the other
+    /// tenants' calls run). The node's one coordinator asks one at a time,
+    /// so there is at most one.
+    pub held_back: std::collections::VecDeque<(Option<TenantId>, SyncSender<Lent>)>,
 }
 
 /// A call in `Executor::turns`.
@@ -496,6 +511,9 @@ impl Executor {
                 for (tenant, w) in self.turns.drain() {
                     self.refuse(w.into_input(tenant));
                 }
+                while let Some((tenant, lent)) = self.held_back.pop_front() {
+                    self.refuse(Input::Hold { tenant, lent });
+                }
                 // Whatever else is queued gets an answer before the
                 // receiver goes (what arrives after that is answered by
                 // `QueuedReply`, or by the sender, which finds it gone).
@@ -547,9 +565,9 @@ impl Executor {
             Input::Call { .. } => {}
             // A round of waiting calls first (so back-to-back holds cannot
             // starve them); the rest run once the holder is done.
-            Input::Hold(lent) => {
-                self.run_turns();
-                self.core.hold(Token::Hold(lent))
+            Input::Hold { tenant, lent } => {
+                self.held_back.push_back((tenant, lent));
+                self.pass_holds();
             }
             Input::Release {
                 state,
@@ -562,7 +580,7 @@ impl Executor {
             Input::Decided { txn, commit } => self.core.decided(txn, commit),
             Input::Resolve { txn } => self.core.resolve(txn),
             Input::Resume => self.core.resume(),
-            Input::Ran { ran, reply } => self.lent_ran(ran, reply),
+            Input::Ran { ran, reply, cost } => self.lent_ran(ran, reply, cost),
             Input::PartHome { lease, unrun } => self.part_home(lease, unrun),
             Input::Snapshot(done) => {
                 self.core.request_snapshot();
@@ -731,7 +749,7 @@ impl Executor {
     /// heavy, a runner slot is free and the core can lend; else `w` comes
     /// back to run here.
     fn lend(&mut self, tenant: TenantId, w: PendingCall, now: Instant) -> Result<(), PendingCall> {
-        if !self.runners.wants_lease(tenant, now) {
+        if !self.runners.wants_lease(tenant, now) || self.hold_waits_for(tenant) {
             return Err(w);
         }
         let Some(lease) = self.core.lend_part(tenant) else {
@@ -783,8 +801,8 @@ impl Executor {
     }
 
     /// A runner's call ran: the core proposes and answers it.
-    fn lent_ran(&mut self, ran: Ran, reply: QueuedReply) {
-        self.runners.answered(ran.tenant());
+    fn lent_ran(&mut self, ran: Ran, reply: QueuedReply, cost: Duration) {
+        self.runners.answered(ran.tenant(), cost);
         self.core.lent_ran(Token::Call(reply.take()), ran);
     }
 
@@ -798,6 +816,36 @@ impl Executor {
             self.turns.push_front(tenant, PendingCall::from_job(job));
         }
         self.core.part_home(lease);
+        self.pass_holds();
+    }
+
+    /// Hands the core the holds whose parts are home, in order; recalls
+    /// (stopping the call it runs) the runner of the first that waits.
+    fn pass_holds(&mut self) {
+        while let Some((tenant, _)) = self.held_back.front() {
+            let tenant = *tenant;
+            let out = match tenant {
+                Some(t) => self.runners.is_out(t),
+                None => self.runners.any_out(),
+            };
+            if out {
+                return self.runners.preempt(tenant);
+            }
+            let Some((tenant, lent)) = self.held_back.pop_front() else {
+                return;
+            };
+            // A round of waiting calls first (so back-to-back holds cannot
+            // starve them); the rest run once the holder is done.
+            self.run_turns();
+            self.core.hold_for(Token::Hold(lent), tenant);
+        }
+    }
+
+    /// Whether a hold waits for `tenant`'s part (so it must not go out).
+    fn hold_waits_for(&self, tenant: TenantId) -> bool {
+        self.held_back
+            .iter()
+            .any(|(t, _)| t.is_none_or(|t| t == tenant))
     }
 
     /// Recalls every runner when the core wants its parts home (a snapshot
@@ -821,7 +869,7 @@ impl Executor {
         self.runners.recall_all();
         while self.runners.any_out() && Instant::now() < deadline {
             match self.inputs.recv_timeout(TICK) {
-                Ok(Input::Ran { ran, reply }) => self.lent_ran(ran, reply),
+                Ok(Input::Ran { ran, reply, cost }) => self.lent_ran(ran, reply, cost),
                 Ok(Input::PartHome { lease, unrun }) => self.part_home(lease, unrun),
                 Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(other) => self.refuse(other),
@@ -1053,7 +1101,7 @@ impl Executor {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 self.answer(Token::Call(reply.take()), Err(e));
             }
-            Input::Hold(tx) => self.answer(Token::Hold(tx), Err(e)),
+            Input::Hold { lent, .. } => self.answer(Token::Hold(lent), Err(e)),
             Input::Release { done, .. } => self.answer(Token::Release(done), Err(e)),
             // Its record was never proposed: not applied.
             Input::Ran { reply, .. } => self.answer(Token::Call(reply.take()), Err(e)),

@@ -23,6 +23,7 @@ use crate::durability::{self, Entry};
 use crate::partition::CallError;
 use crate::partition::PartitionState;
 use crate::proto::{ErrorCode, ErrorReply};
+use crate::types::TenantId;
 use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{sync_channel, Receiver, Sender};
 
@@ -50,16 +51,19 @@ impl DerefMut for Held<'_> {
     }
 }
 
-/// Asks every executor for its state and waits for all of them.
+/// Asks every executor for its state and waits for all of them; for work
+/// on `tenant`'s data only (None: anyone's), other tenants' parts lent out
+/// stay out (`Input::Hold`).
 pub fn hold_all<'a>(
     executors: &'a [Sender<Input>],
     addrs: &'a ClientAddrs,
+    tenant: Option<TenantId>,
 ) -> Result<Held<'a>, ErrorReply> {
     let waits: Vec<_> = executors
         .iter()
         .map(|e| {
             let (tx, rx) = sync_channel::<Lent>(1);
-            let sent = e.send(Input::Hold(tx)).is_ok();
+            let sent = e.send(Input::Hold { tenant, lent: tx }).is_ok();
             (sent, rx)
         })
         .collect();

@@ -545,6 +545,7 @@ fn spawn_partition(
         turns: Default::default(),
         runners: runner::Runners::new(i as u32, links.runner_watches),
         own: etx.clone(),
+        held_back: Default::default(),
     };
     threads.push((
         ThreadRole::Executor,

@@ -52,7 +52,7 @@ pub struct Job {
 struct Runner {
     /// Closed (None) once recalled.
     jobs: Option<SyncSender<Job>>,
-    recalled: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     /// Calls sent and not yet answered (`Input::Ran`).
     in_flight: usize,
     /// When it was last sent a call or answered one.
@@ -85,7 +85,8 @@ impl Runners {
         }
     }
 
-    /// Notes that a call of `tenant` took `cost` on the executor.
+    /// Notes that a call of `tenant` took `cost` (on the executor, or on
+    /// its runner).
     pub fn ran(&mut self, tenant: TenantId, cost: Duration, now: Instant) {
         if cost < HEAVY_CALL_MIN {
             return;
@@ -147,19 +148,19 @@ impl Runners {
         };
         let tenant = lease.tenant();
         let (tx, rx) = sync_channel(LEASE_JOBS_MAX);
-        let recalled = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(Flags::default());
         let watch = self.watches[slot].clone();
         // The lease travels to the thread through this, and comes back
         // through it if the thread cannot start.
         let handoff = Arc::new(std::sync::Mutex::new(Some(lease)));
         let thread = {
-            let (handoff, recalled) = (handoff.clone(), recalled.clone());
+            let (handoff, flags) = (handoff.clone(), flags.clone());
             std::thread::Builder::new()
                 .name(format!("ohm-p{}-t{}", self.partition, tenant.0))
                 .spawn(move || {
                     let lease = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
                     if let Some(lease) = lease {
-                        run(lease, rx, back, watch, recalled);
+                        run(lease, rx, back, watch, flags);
                     }
                 })
         };
@@ -170,7 +171,7 @@ impl Runners {
         }
         let runner = Runner {
             jobs: Some(tx),
-            recalled,
+            flags,
             in_flight: 0,
             busy_at: Instant::now(),
             slot,
@@ -198,8 +199,9 @@ impl Runners {
         }
     }
 
-    /// A call of `tenant`'s runner was answered.
-    pub fn answered(&mut self, tenant: TenantId) {
+    /// A call of `tenant`'s runner was answered; it took `cost`.
+    pub fn answered(&mut self, tenant: TenantId, cost: Duration) {
+        self.ran(tenant, cost, Instant::now());
         if let Some(r) = self.out.get_mut(&tenant) {
             r.in_flight = r.in_flight.saturating_sub(1);
             r.busy_at = Instant::now();
@@ -219,8 +221,7 @@ impl Runners {
         for (t, r) in self.out.iter_mut() {
             let idle = r.in_flight == 0 && now.duration_since(r.busy_at) >= RUNNER_IDLE_MAX;
             if idle && r.jobs.is_some() && !waiting(*t) {
-                r.recalled.store(true, Ordering::Relaxed);
-                r.jobs = None;
+                r.recall();
             }
         }
     }
@@ -229,21 +230,50 @@ impl Runners {
     /// (the calls it has not started come back with it).
     pub fn recall_all(&mut self) {
         for r in self.out.values_mut() {
-            r.recalled.store(true, Ordering::Relaxed);
-            r.jobs = None;
+            r.recall();
+        }
+    }
+
+    /// Recalls `tenant`'s runner (every runner: None) at once: the call it
+    /// runs is stopped, rolled back, and comes home unrun with the part,
+    /// to run again after what needs the part (a hold, which every other
+    /// tenant's multi-partition work waits behind).
+    pub fn preempt(&mut self, tenant: Option<TenantId>) {
+        for (t, r) in self.out.iter_mut() {
+            if tenant.is_none_or(|x| x == *t) {
+                r.flags.preempted.store(true, Ordering::Release);
+                r.recall();
+                self.watches[r.slot].stop_running();
+            }
         }
     }
 }
 
+impl Runner {
+    fn recall(&mut self) {
+        self.flags.recalled.store(true, Ordering::Release);
+        self.jobs = None;
+    }
+}
+
+/// What a runner's executor tells it besides its calls.
+#[derive(Default)]
+struct Flags {
+    /// Bring the part home; start no more calls.
+    recalled: AtomicBool,
+    /// And the call running was stopped to make way: it goes home unrun.
+    preempted: AtomicBool,
+}
+
 /// A runner thread: runs the calls it gets on the lent part, each answered
 /// through `back`, until its executor recalls it (closing `jobs`); then
-/// sends the part home with the calls it did not start.
+/// sends the part home with the calls it did not start (or was stopped in).
 fn run(
     mut lease: Box<Lease>,
     jobs: Receiver<Job>,
     back: Sender<Input>,
     watch: Arc<Watch>,
-    recalled: Arc<AtomicBool>,
+    flags: Arc<Flags>,
 ) {
     interrupt::install(watch);
     // Behind the executors: a heavy tenant takes what CPU they leave.
@@ -252,14 +282,22 @@ fn run(
     // Ends once the executor has dropped its sender and every call it
     // sent is taken, so none is lost with the channel.
     for job in jobs.iter() {
-        if recalled.load(Ordering::Relaxed) {
+        if flags.recalled.load(Ordering::Acquire) {
             unrun.push(job);
             continue;
         }
+        let started = Instant::now();
         let ran = lease.run(&job.call);
+        // Stopped to make way (it failed, so nothing of it stays): it
+        // runs again once the part is back.
+        if flags.preempted.load(Ordering::Acquire) && !ran.succeeded() {
+            unrun.push(job);
+            continue;
+        }
         let answer = Input::Ran {
             ran,
             reply: job.reply,
+            cost: started.elapsed(),
         };
         if let Err(gone) = back.send(answer) {
             drop(gone); // the executor is gone, and the part with it

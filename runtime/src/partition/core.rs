@@ -192,6 +192,9 @@ pub struct PartitionCore<T> {
     /// Calls that ran on lent parts, in order, waiting to be proposed.
     /// Bounded by what the shell hands to leases.
     pub(super) ran_waiting: VecDeque<(T, super::lease::Ran)>,
+    /// Lent parts that came back while the state was lent to a holder (at
+    /// most one per tenant away).
+    pub(super) homecoming: Vec<Box<super::lease::Lease>>,
 }
 
 impl<T> PartitionCore<T> {

@@ -13,17 +13,21 @@ use super::core::PartitionCore;
 use super::error::CallError;
 use super::state::PartitionState;
 use crate::durability;
-use crate::types::Slot;
+use crate::types::{Slot, TenantId};
 use std::sync::Arc;
 
 /// Where a hold is.
 pub(super) enum Hold<T> {
     Free,
-    /// Asked for when `before` calls were queued: lent once they ran and
-    /// the leader has room to propose the holder's entry.
+    /// Asked for when `before` calls were queued: lent once they ran, the
+    /// parts it needs are home, and the leader has room to propose the
+    /// holder's entry.
     Asked {
         token: T,
         before: usize,
+        /// The one tenant the holder works on (None: it needs them all):
+        /// other tenants' parts may stay lent out (see `lease`).
+        tenant: Option<TenantId>,
     },
     /// The state is out.
     Lent,
@@ -40,9 +44,17 @@ pub(super) enum Hold<T> {
 }
 
 impl<T> PartitionCore<T> {
-    /// The coordinator asks for the state: lent (in `Ready::lent`) after
-    /// the calls that came before; calls after it wait until `resume`.
+    /// The coordinator asks for the whole state: lent (in `Ready::lent`)
+    /// after the calls that came before and once every lent part is home;
+    /// calls after it wait until `resume`.
     pub fn hold(&mut self, token: T) {
+        self.hold_for(token, None)
+    }
+
+    /// As `hold`, for a holder that works on `tenant` only (None: on
+    /// them all): other tenants' parts lent out stay out, and the state
+    /// goes without them (`PartitionState::is_away`).
+    pub fn hold_for(&mut self, token: T, tenant: Option<TenantId>) {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
         }
@@ -60,7 +72,11 @@ impl<T> PartitionCore<T> {
             return self.out.replies.push((token, Err(e)));
         }
         let before = self.queued.len();
-        self.hold = Hold::Asked { token, before };
+        self.hold = Hold::Asked {
+            token,
+            before,
+            tenant,
+        };
         self.run_queued();
     }
 
@@ -96,6 +112,7 @@ impl<T> PartitionCore<T> {
                 self.state = Some(state);
                 self.needs_rebuild = true;
             }
+            self.homecoming.clear();
             let leader = self.paxos.leader();
             self.out
                 .replies
@@ -110,6 +127,7 @@ impl<T> PartitionCore<T> {
             state.committed.insert(txn);
         }
         self.state = Some(state);
+        self.parts_came_home();
         let (dep, read_us) = match entry {
             Some(payload) => match self.paxos.propose(Arc::from(payload)) {
                 Ok(slot) => {
@@ -166,13 +184,13 @@ impl<T> PartitionCore<T> {
         self.lend();
     }
 
-    /// Lends the state if a hold is asked, every call before it ran, every
-    /// lent part is home, and the leader has room to propose what the
-    /// holder hands back.
+    /// Lends the state if a hold is asked, every call before it ran, the
+    /// parts the holder needs are home, and the leader has room to propose
+    /// what it hands back.
     fn lend(&mut self) {
         if !matches!(self.hold, Hold::Asked { before: 0, .. })
             || !self.can_run()
-            || self.parts_away() > 0
+            || self.hold_waits_for_parts()
         {
             return;
         }
@@ -184,6 +202,21 @@ impl<T> PartitionCore<T> {
                 state.txn_floor = super::decide::txn_floor(self.paxos.promised());
             }
             self.out.lent = Some((token, state));
+        }
+    }
+
+    /// Whether an asked hold waits for lent parts: it needs every part and
+    /// some are out, or it needs its tenant's and that is out.
+    pub(super) fn hold_waits_for_parts(&self) -> bool {
+        let Hold::Asked { tenant, .. } = &self.hold else {
+            return false;
+        };
+        let Some(state) = self.state.as_deref() else {
+            return false;
+        };
+        match tenant {
+            None => state.away_count() > 0,
+            Some(t) => state.is_away(*t),
         }
     }
 

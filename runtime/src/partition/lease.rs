@@ -62,6 +62,11 @@ impl Ran {
     pub fn tenant(&self) -> TenantId {
         self.tenant
     }
+
+    /// Whether the call succeeded (a failed one changed nothing).
+    pub fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
 }
 
 impl Lease {
@@ -214,16 +219,27 @@ impl<T> PartitionCore<T> {
             && self.state.is_some()
     }
 
-    /// A lent part comes back. One of an older generation (or whose tenant
-    /// is not away) is dropped.
+    /// A lent part comes back (kept until the state does, if that is lent
+    /// to a holder). One of an older generation is dropped.
     pub fn part_home(&mut self, lease: Box<Lease>) {
         if lease.gen == self.part_gen {
-            if let Some(state) = self.state.as_deref_mut() {
+            self.homecoming.push(lease);
+            self.parts_came_home();
+        }
+        self.after_consensus();
+    }
+
+    /// Puts the parts that came home back in the state, if it is here.
+    pub(super) fn parts_came_home(&mut self) {
+        let Some(state) = self.state.as_deref_mut() else {
+            return;
+        };
+        for lease in self.homecoming.drain(..) {
+            if lease.gen == self.part_gen {
                 let Lease { tenant, part, .. } = *lease;
                 state.put_part(tenant, part);
             }
         }
-        self.after_consensus();
     }
 
     /// Whether lent parts should come home: a snapshot is due, a hold
@@ -233,7 +249,7 @@ impl<T> PartitionCore<T> {
         let away = self.state.as_deref().map_or(0, |s| s.away_count());
         away > 0
             && (self.snapshot_due()
-                || matches!(self.hold, super::hold::Hold::Asked { .. })
+                || self.hold_waits_for_parts()
                 || !self.leading
                 || self.needs_rebuild
                 || self.fatal.is_some())
@@ -249,6 +265,7 @@ impl<T> PartitionCore<T> {
     /// applied.
     pub(super) fn new_part_generation(&mut self) {
         self.part_gen += 1;
+        self.homecoming.clear();
         if self.ran_waiting.is_empty() {
             return;
         }

@@ -110,6 +110,7 @@ impl<T> PartitionCore<T> {
             scratch: Vec::new(),
             part_gen: 0,
             ran_waiting: VecDeque::new(),
+            homecoming: Vec::new(),
             cfg,
         };
         if vote != stored {

@@ -61,6 +61,17 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Stops the work running now, if any (as if its time were up): for a
+    /// thread whose work must give way.
+    pub fn stop_running(&self) {
+        let gen = self.gen.load(Ordering::Acquire);
+        if !gen.is_multiple_of(2) {
+            self.tripped.store(gen, Ordering::Release);
+        }
+    }
+}
+
 /// What the watchdog remembers of one watch between scans.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seen {
