@@ -284,11 +284,61 @@ pub struct Executor {
     pub runners: Runners,
     /// This executor's own queue, for its runners' answers.
     pub own: Sender<Input>,
-    /// Holds waiting for the parts they need to come home from runners
-    /// before they go to the core, in arrival order (meanwhile the other
-    /// tenants' calls run). The node's one coordinator asks one at a time,
-    /// so there is at most one.
-    pub held_back: std::collections::VecDeque<(Option<TenantId>, SyncSender<Lent>)>,
+    /// Holds waiting for a round of calls and for the parts they need to
+    /// come home from runners before they go to the core, in arrival order
+    /// (meanwhile the other tenants' calls run). The node's one
+    /// coordinator asks one at a time, so there is at most one.
+    pub held_back: std::collections::VecDeque<HeldBack>,
+    /// What the loop keeps between steps.
+    pub looping: Looping,
+    /// Where another thread takes the loop over while a call runs long.
+    pub relief: Arc<super::relief::Relief>,
+}
+
+/// A hold at the executor, not yet handed to the core.
+pub struct HeldBack {
+    tenant: Option<TenantId>,
+    lent: SyncSender<Lent>,
+    /// A round of calls ran since it arrived.
+    after_round: bool,
+}
+
+/// What the executor's loop keeps between two steps.
+pub struct Looping {
+    batch: Vec<Input>,
+    rows_at: Instant,
+    waiters: SnapshotWaiters,
+    /// The round of calls under way, if one is.
+    round: Option<Round>,
+}
+
+impl Default for Looping {
+    fn default() -> Self {
+        Looping {
+            batch: Vec::with_capacity(OTHER_INPUTS_MAX),
+            rows_at: Instant::now(),
+            waiters: SnapshotWaiters::new(),
+            round: None,
+        }
+    }
+}
+
+/// A round of calls: when it began, when its last call ended, how many
+/// ran.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    began: Instant,
+    at: Instant,
+    ran: usize,
+}
+
+/// What the loop does after a step.
+pub enum Flow {
+    Again,
+    /// The partition stopped; the loop ends.
+    Exit,
+    /// Run this call on the lent part, where the loop can be taken over.
+    Run(Box<Lease>, Job),
 }
 
 /// A call in `Executor::turns`.
@@ -456,119 +506,170 @@ enum Acted {
 type SnapshotWaiters = Vec<(SyncSender<()>, crate::types::Slot)>;
 
 impl Executor {
-    /// Runs until `Stop` (or every sender is gone).
-    pub fn run(mut self) {
-        let mut batch = Vec::with_capacity(OTHER_INPUTS_MAX);
-        let mut rows_at = Instant::now();
-        let mut waiters = SnapshotWaiters::new();
-        loop {
-            // Idle first, then look once more: the writer either sees the
-            // flag (and wakes us) or we see what it made durable. Calls
-            // waiting that the core would take now: no wait either.
-            self.durable.idle(true);
-            let runnable = self.runnable();
-            let first = if runnable || self.durable.get().0 > self.seen {
-                self.inputs.try_recv().map_err(|e| match e {
-                    std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    std::sync::mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
-            } else {
-                self.inputs.recv_timeout(TICK)
-            };
-            self.durable.idle(false);
-            match first {
-                Ok(i) => self.pull(i, &mut batch),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    for (tenant, w) in self.turns.drain() {
-                        self.refuse(w.into_input(tenant));
-                    }
-                    return;
-                }
+    /// Runs until `Stop` (or every sender is gone), on this thread and,
+    /// if a call it runs takes long, on the one that takes over
+    /// (`relief`).
+    pub fn run(self) {
+        super::relief::run_loop(Box::new(self))
+    }
+
+    /// One step of the executor's loop: takes what arrived and feeds the
+    /// core, then runs a round of calls, handing back the next one that
+    /// is to run where it can be taken over (`Flow::Run`; the round goes
+    /// on at the next step), then acts on what the core says.
+    pub(super) fn step(&mut self) -> Flow {
+        if self.looping.round.is_none() {
+            if let Some(exit) = self.take_inputs() {
+                return exit;
             }
-            self.core.tick(now(self.started));
-            let mut stop = false;
-            for (fed, input) in batch.drain(..).enumerate() {
-                if stop {
-                    self.refuse(input);
-                    continue;
-                }
-                // Now and then, if the writer made more durable, answer
-                // what became chosen without waiting for the whole batch.
-                if fed % CHECK_EVERY == 0 {
-                    self.answer_chosen();
-                }
-                stop |= self.feed(input, &mut waiters);
-            }
-            if !stop {
-                self.run_turns();
-            }
-            let go_on = self.act();
-            if !go_on || stop {
-                if go_on {
-                    self.drain();
-                }
+            let now = Instant::now();
+            self.looping.round = Some(Round {
+                began: now,
+                at: now,
+                ran: 0,
+            });
+        }
+        if let Some((lease, job)) = self.run_turns() {
+            return Flow::Run(lease, job);
+        }
+        self.looping.round = None;
+        self.after_round()
+    }
+
+    /// Waits for input (unless calls are runnable), takes what is queued
+    /// and feeds the core; `Flow::Exit` once the partition has stopped.
+    fn take_inputs(&mut self) -> Option<Flow> {
+        // Idle first, then look once more: the writer either sees the flag
+        // (and wakes us) or we see what it made durable. Calls waiting that
+        // the core would take now: no wait either.
+        self.durable.idle(true);
+        let runnable = self.runnable();
+        let first = if runnable || self.durable.get().0 > self.seen {
+            self.inputs.try_recv().map_err(|e| match e {
+                std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                std::sync::mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else {
+            self.inputs.recv_timeout(TICK)
+        };
+        self.durable.idle(false);
+        let mut batch = std::mem::take(&mut self.looping.batch);
+        match first {
+            Ok(i) => self.pull(i, &mut batch),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
                 for (tenant, w) in self.turns.drain() {
                     self.refuse(w.into_input(tenant));
                 }
-                while let Some((tenant, lent)) = self.held_back.pop_front() {
-                    self.refuse(Input::Hold { tenant, lent });
-                }
-                // Whatever else is queued gets an answer before the
-                // receiver goes (what arrives after that is answered by
-                // `QueuedReply`, or by the sender, which finds it gone).
-                for input in self.inputs.try_iter().take(PARTITION_QUEUE_MAX) {
-                    self.refuse(input);
-                }
-                return;
+                return Some(Flow::Exit);
             }
-            self.recall_runners();
-            if let Some(r) = &mut self.routes {
-                r.check(self.core.state(), &self.fatal);
+        }
+        self.core.tick(now(self.started));
+        let mut stop = false;
+        for (fed, input) in batch.drain(..).enumerate() {
+            if stop {
+                self.refuse(input);
+                continue;
             }
-            if let Some(a) = &mut self.anchor {
-                a.step(&mut self.core);
-                let leading = self.core.is_leader();
-                if leading != a.was_leading {
-                    a.was_leading = leading;
-                    let p = self.core.partition().0;
-                    let ballot = self.core.paxos().promised();
-                    if leading {
-                        eprintln!("ohm: partition {p}: leading (ballot {ballot})");
-                    } else {
-                        eprintln!("ohm: partition {p}: no longer leading (ballot {ballot})");
-                    }
+            // Now and then, if the writer made more durable, answer what
+            // became chosen without waiting for the whole batch.
+            if fed % CHECK_EVERY == 0 {
+                self.answer_chosen();
+            }
+            stop |= self.feed(input);
+        }
+        self.looping.batch = batch;
+        if stop {
+            let go_on = self.act();
+            self.exit(go_on);
+            return Some(Flow::Exit);
+        }
+        None
+    }
+
+    /// After a round of calls: holds that waited for one go to the core,
+    /// the core's output is acted on, and the rest of the loop's chores.
+    fn after_round(&mut self) -> Flow {
+        for h in self.held_back.iter_mut() {
+            h.after_round = true;
+        }
+        self.pass_holds();
+        if !self.act() {
+            self.exit(false);
+            return Flow::Exit;
+        }
+        self.recall_runners();
+        if let Some(r) = &mut self.routes {
+            r.check(self.core.state(), &self.fatal);
+        }
+        if let Some(a) = &mut self.anchor {
+            a.step(&mut self.core);
+            let leading = self.core.is_leader();
+            if leading != a.was_leading {
+                a.was_leading = leading;
+                let p = self.core.partition().0;
+                let ballot = self.core.paxos().promised();
+                if leading {
+                    eprintln!("ohm: partition {p}: leading (ballot {ballot})");
+                } else {
+                    eprintln!("ohm: partition {p}: no longer leading (ballot {ballot})");
                 }
             }
-            let snap = self.core.paxos().snapshot_meta().slot;
-            waiters.retain(|(done, target)| {
-                let written = snap >= *target;
-                if written {
-                    let _ = done.send(());
-                }
-                !written
+        }
+        let snap = self.core.paxos().snapshot_meta().slot;
+        self.looping.waiters.retain(|(done, target)| {
+            let written = snap >= *target;
+            if written {
+                let _ = done.send(());
+            }
+            !written
+        });
+        if self.looping.rows_at.elapsed() >= ROWS_EVERY {
+            self.looping.rows_at = Instant::now();
+            self.publish_rows();
+        }
+        Flow::Again
+    }
+
+    /// The partition stops: (when the core can still act) what is being
+    /// made durable gets its answers, then everything else is refused.
+    fn exit(&mut self, go_on: bool) {
+        if go_on {
+            self.drain();
+        }
+        for (tenant, w) in self.turns.drain() {
+            self.refuse(w.into_input(tenant));
+        }
+        while let Some(h) = self.held_back.pop_front() {
+            self.refuse(Input::Hold {
+                tenant: h.tenant,
+                lent: h.lent,
             });
-            if rows_at.elapsed() >= ROWS_EVERY {
-                rows_at = Instant::now();
-                self.publish_rows();
-            }
+        }
+        // Whatever else is queued gets an answer before the receiver goes
+        // (what arrives after that is answered by `QueuedReply`, or by the
+        // sender, which finds it gone).
+        for input in self.inputs.try_iter().take(PARTITION_QUEUE_MAX) {
+            self.refuse(input);
         }
     }
 
     /// Hands one input to the core; true on `Stop`.
-    fn feed(&mut self, input: Input, waiters: &mut SnapshotWaiters) -> bool {
+    fn feed(&mut self, input: Input) -> bool {
         let Some(input) = self.admit_call(input) else {
             return false;
         };
         match input {
             // Admitted above.
             Input::Call { .. } => {}
-            // A round of waiting calls first (so back-to-back holds cannot
-            // starve them); the rest run once the holder is done.
-            Input::Hold { tenant, lent } => {
-                self.held_back.push_back((tenant, lent));
-                self.pass_holds();
-            }
+            // Passed to the core after a round of waiting calls (so
+            // back-to-back holds cannot starve them) and once the parts it
+            // needs are home; the rest run once the holder is done.
+            Input::Hold { tenant, lent } => self.held_back.push_back(HeldBack {
+                tenant,
+                lent,
+                after_round: false,
+            }),
             Input::Release {
                 state,
                 entry,
@@ -584,7 +685,8 @@ impl Executor {
             Input::PartHome { lease, unrun } => self.part_home(lease, unrun),
             Input::Snapshot(done) => {
                 self.core.request_snapshot();
-                waiters.push((done, self.core.applied()));
+                let applied = self.core.applied();
+                self.looping.waiters.push((done, applied));
             }
             // A wake-up: what is durable is read from `durable`.
             Input::Persisted => self.catch_up(),
@@ -689,27 +791,29 @@ impl Executor {
     /// time it took, until `ROUND_CALLS_MAX` calls or `ROUND_TIME_MAX`
     /// have gone by, or the core would keep them waiting (it is held). A
     /// heavy tenant's calls go to a runner with its part instead (see
-    /// `runner`).
-    fn run_turns(&mut self) {
+    /// `runner`); any other call comes back with its tenant's part lent,
+    /// to run where it can be taken over if it runs long (`relief`),
+    /// unless the core cannot lend now: then it runs here.
+    fn run_turns(&mut self) -> Option<(Box<Lease>, Job)> {
         self.feed_runners();
-        let round = Instant::now();
-        let mut at = round;
-        for ran in 0..ROUND_CALLS_MAX {
-            if self.turns.is_empty()
+        loop {
+            let round = self.looping.round.as_mut()?;
+            let Round { began, at, ran } = *round;
+            if ran >= ROUND_CALLS_MAX
+                || self.turns.is_empty()
                 || self.core.would_queue()
-                || (ran > 0 && at.duration_since(round) >= ROUND_TIME_MAX)
+                || (ran > 0 && at.duration_since(began) >= ROUND_TIME_MAX)
             {
-                return;
+                return None;
             }
+            round.ran += 1;
             // Now and then, if the writer made more durable, answer what
             // became chosen without waiting for the whole round.
             if ran % CHECK_EVERY == CHECK_EVERY - 1 {
                 self.answer_chosen();
             }
             let runners = &self.runners;
-            let Some((tenant, w)) = self.turns.take_where(|t| !runners.is_out(t)) else {
-                return;
-            };
+            let (tenant, w) = self.turns.take_where(|t| !runners.is_out(t))?;
             let w = match self.lend(tenant, w, at) {
                 Ok(()) => {
                     self.turns.ran(0);
@@ -717,14 +821,45 @@ impl Executor {
                 }
                 Err(w) => w,
             };
+            if let Some(lease) = self.core.lend_part(tenant) {
+                return Some((lease, self.job(w)));
+            }
             let started = Instant::now();
             self.call(tenant, w);
-            let end = Instant::now();
-            let cost = end.duration_since(started);
-            self.turns
-                .ran(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
-            self.runners.ran(tenant, cost, end);
-            at = end;
+            self.charge(tenant, started.elapsed());
+        }
+    }
+
+    /// The call of `lease` ran here (its executor was not taken over
+    /// meanwhile): the core proposes and answers it, and has the part
+    /// back.
+    pub(super) fn ran_here(
+        &mut self,
+        lease: Box<Lease>,
+        reply: QueuedReply,
+        ran: Ran,
+        cost: Duration,
+    ) {
+        let tenant = lease.tenant();
+        self.core.lent_ran(Token::Call(reply.take()), ran);
+        self.core.part_home(lease);
+        self.charge(tenant, cost);
+    }
+
+    /// The loop was taken over while a call of `tenant` ran here for
+    /// `cost` so far (`relief`): the call goes on as its runner's.
+    pub(super) fn took_over(&mut self, tenant: TenantId, cost: Duration) {
+        self.charge(tenant, cost);
+    }
+
+    /// Charges `tenant`'s fair turn the `cost` of the call just run here.
+    fn charge(&mut self, tenant: TenantId, cost: Duration) {
+        let end = Instant::now();
+        self.turns
+            .ran(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
+        self.runners.ran(tenant, cost, end);
+        if let Some(r) = &mut self.looping.round {
+            r.at = end;
         }
     }
 
@@ -779,25 +914,29 @@ impl Executor {
 
     /// Sends `w` to `tenant`'s runner, or back to the front of its lane.
     fn hand_to_runner(&mut self, tenant: TenantId, w: PendingCall) {
+        let job = self.job(w);
+        if let Err(job) = self.runners.send(tenant, job) {
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            self.turns.push_front(tenant, PendingCall::from_job(job));
+        }
+    }
+
+    /// `w` as a call to run on a lent part (out of the queue).
+    fn job(&mut self, w: PendingCall) -> Job {
+        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         let PendingCall {
             procedure,
             args,
             key,
             reply,
         } = w;
-        let txn = self.core.lent_txn();
         let call = LentCall {
             procedure,
             args,
             key,
-            txn,
+            txn: self.core.lent_txn(),
         };
-        match self.runners.send(tenant, Job { call, reply }) {
-            Ok(()) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            }
-            Err(job) => self.turns.push_front(tenant, PendingCall::from_job(job)),
-        }
+        Job { call, reply }
     }
 
     /// A runner's call ran: the core proposes and answers it.
@@ -819,11 +958,12 @@ impl Executor {
         self.pass_holds();
     }
 
-    /// Hands the core the holds whose parts are home, in order; recalls
-    /// (stopping the call it runs) the runner of the first that waits.
+    /// Hands the core the holds that waited a round and whose parts are
+    /// home, in order; recalls (stopping the call it runs) the runner of
+    /// the first whose part is out.
     fn pass_holds(&mut self) {
-        while let Some((tenant, _)) = self.held_back.front() {
-            let tenant = *tenant;
+        while let Some(h) = self.held_back.front() {
+            let tenant = h.tenant;
             let out = match tenant {
                 Some(t) => self.runners.is_out(t),
                 None => self.runners.any_out(),
@@ -831,13 +971,13 @@ impl Executor {
             if out {
                 return self.runners.preempt(tenant);
             }
-            let Some((tenant, lent)) = self.held_back.pop_front() else {
+            if !h.after_round {
+                return;
+            }
+            let Some(h) = self.held_back.pop_front() else {
                 return;
             };
-            // A round of waiting calls first (so back-to-back holds cannot
-            // starve them); the rest run once the holder is done.
-            self.run_turns();
-            self.core.hold_for(Token::Hold(lent), tenant);
+            self.core.hold_for(Token::Hold(h.lent), h.tenant);
         }
     }
 
@@ -845,7 +985,7 @@ impl Executor {
     fn hold_waits_for(&self, tenant: TenantId) -> bool {
         self.held_back
             .iter()
-            .any(|(t, _)| t.is_none_or(|t| t == tenant))
+            .any(|h| h.tenant.is_none_or(|t| t == tenant))
     }
 
     /// Recalls every runner when the core wants its parts home (a snapshot

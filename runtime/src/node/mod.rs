@@ -29,6 +29,7 @@ pub mod forward;
 pub mod hold;
 pub mod priority;
 pub mod recovery;
+pub mod relief;
 pub mod reply;
 pub mod routes;
 pub mod runner;
@@ -337,12 +338,18 @@ impl Node {
         let p0_leader = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let siblings = Arc::new(std::sync::OnceLock::new());
         let mut watchdog = watchdog::Watchdog::default();
+        let mut reliefs = Vec::new();
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
             let links = PartitionLinks {
                 watch: watchdog.watch(config.call_timeout_ms),
                 runner_watches: (0..runner::LENT_PARTS_MAX)
                     .map(|_| watchdog.watch(config.call_timeout_ms))
                     .collect(),
+                relief: {
+                    let r = relief::Relief::new(i as u32);
+                    reliefs.push(Arc::downgrade(&r));
+                    r
+                },
                 outbox: cluster.as_ref().map(|c| (c.outbox)(PartitionId(i as u32))),
                 siblings: cluster.as_ref().map(|_| Arc::downgrade(&siblings)),
                 addrs: addrs.clone(),
@@ -402,6 +409,11 @@ impl Node {
         threads.push((
             ThreadRole::Watchdog,
             spawn("ohm-watchdog".to_string(), move || watchdog.run())?,
+        ));
+        // Ends once the executors have.
+        threads.push((
+            ThreadRole::Watchdog,
+            spawn("ohm-relief".to_string(), move || relief::monitor(reliefs))?,
         ));
         threads.push((
             ThreadRole::Coordinator,
@@ -489,6 +501,7 @@ struct PartitionLinks {
     watch: Arc<crate::sql::interrupt::Watch>,
     /// Time the calls of its runners (`runner`), one each.
     runner_watches: Vec<Arc<crate::sql::interrupt::Watch>>,
+    relief: Arc<relief::Relief>,
     outbox: Option<writer::Outbox>,
     siblings: Option<executor::Siblings>,
     addrs: reply::ClientAddrs,
@@ -510,7 +523,10 @@ fn spawn_partition(
 ) -> anyhow::Result<Spawned> {
     let (etx, erx) = channel();
     let (wtx, wrx) = sync_channel(WRITER_QUEUE_MAX);
-    let watch = links.watch;
+    let mut watches = links.runner_watches;
+    watches.push(links.watch);
+    let runners = runner::Runners::new(i as u32, watches);
+    let watch = runners.exec_watch();
     let durable = Arc::new(executor::Durable::default());
     let log = Arc::new(Mutex::new(log));
     let writer = Writer {
@@ -543,9 +559,11 @@ fn spawn_partition(
         routes: links.routes,
         anchor: links.anchor,
         turns: Default::default(),
-        runners: runner::Runners::new(i as u32, links.runner_watches),
+        runners,
         own: etx.clone(),
         held_back: Default::default(),
+        looping: Default::default(),
+        relief: links.relief,
     };
     threads.push((
         ThreadRole::Executor,

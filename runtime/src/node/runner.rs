@@ -37,10 +37,19 @@ pub const RUNNER_IDLE_MAX: Duration = Duration::from_millis(20);
 /// tenant heavy.
 pub const HEAVY_CALL_MIN: Duration = Duration::from_micros(250);
 /// How long a tenant stays heavy after its last heavy call.
-const HEAVY_FOR: Duration = Duration::from_secs(1);
+pub const HEAVY_FOR: Duration = Duration::from_secs(1);
 /// Heavy tenants remembered per partition; past it the ones no longer
 /// heavy are forgotten (then the oldest).
 const HEAVY_TENANTS_MAX: usize = 1024;
+
+/// What `adopt` gives: the new runner's side (for the thread that was the
+/// executor's) and the watch the executor's new thread installs.
+pub struct Adopted {
+    pub jobs: Receiver<Job>,
+    pub flags: Arc<Flags>,
+    pub runner_watch: Arc<Watch>,
+    pub exec_watch: Arc<Watch>,
+}
 
 /// A call for a runner, with who hears its answer.
 pub struct Job {
@@ -64,25 +73,65 @@ struct Runner {
 /// One partition's runners and heavy tenants.
 pub struct Runners {
     partition: u32,
-    /// One per runner slot, made with the node's watchdog.
+    /// The executor's and one per runner, made with the node's watchdog.
+    /// A thread keeps its watch when its role changes (`adopt`).
     watches: Vec<Arc<Watch>>,
+    /// Which of them times the executor's thread.
+    exec_watch: usize,
     free: Vec<usize>,
     out: BTreeMap<TenantId, Runner>,
     heavy: BTreeMap<TenantId, Instant>,
 }
 
 impl Runners {
-    /// Runners of `partition`, timed by `watches` (at most
-    /// `LENT_PARTS_MAX` of them are used).
+    /// Runners of `partition`: the last of `watches` times the executor's
+    /// thread, each other one a runner's (`LENT_PARTS_MAX` + 1 of them).
     pub fn new(partition: u32, watches: Vec<Arc<Watch>>) -> Runners {
-        let free = (0..watches.len().min(LENT_PARTS_MAX)).rev().collect();
+        assert_eq!(watches.len(), LENT_PARTS_MAX + 1, "a watch per thread");
+        let free = (0..LENT_PARTS_MAX).rev().collect();
         Runners {
             partition,
             watches,
+            exec_watch: LENT_PARTS_MAX,
             free,
             out: BTreeMap::new(),
             heavy: BTreeMap::new(),
         }
+    }
+
+    /// The watch of the executor's thread.
+    pub fn exec_watch(&self) -> Arc<Watch> {
+        self.watches[self.exec_watch].clone()
+    }
+
+    /// Whether a runner slot is free.
+    pub fn can_adopt(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// The executor's thread, running a call of `tenant` on its lent part,
+    /// becomes that tenant's runner (keeping its watch, its call counted
+    /// in flight); the executor's loop goes on with a free slot's watch,
+    /// which comes back with the rest.
+    pub fn adopt(&mut self, tenant: TenantId) -> Option<Adopted> {
+        let next = self.free.pop()?;
+        let (tx, jobs) = sync_channel(LEASE_JOBS_MAX);
+        let flags = Arc::new(Flags::default());
+        let runner = Runner {
+            jobs: Some(tx),
+            flags: flags.clone(),
+            in_flight: 1,
+            busy_at: Instant::now(),
+            slot: self.exec_watch,
+        };
+        self.out.insert(tenant, runner);
+        let old = std::mem::replace(&mut self.exec_watch, next);
+        Some(Adopted {
+            jobs,
+            flags,
+            runner_watch: self.watches[old].clone(),
+            exec_watch: self.watches[next].clone(),
+        })
     }
 
     /// Notes that a call of `tenant` took `cost` (on the executor, or on
@@ -160,7 +209,7 @@ impl Runners {
                 .spawn(move || {
                     let lease = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
                     if let Some(lease) = lease {
-                        run(lease, rx, back, watch, flags);
+                        serve(lease, rx, back, (watch, flags), Vec::new());
                     }
                 })
         };
@@ -258,27 +307,34 @@ impl Runner {
 
 /// What a runner's executor tells it besides its calls.
 #[derive(Default)]
-struct Flags {
+pub struct Flags {
     /// Bring the part home; start no more calls.
     recalled: AtomicBool,
     /// And the call running was stopped to make way: it goes home unrun.
     preempted: AtomicBool,
 }
 
-/// A runner thread: runs the calls it gets on the lent part, each answered
-/// through `back`, until its executor recalls it (closing `jobs`); then
-/// sends the part home with the calls it did not start (or was stopped in).
-fn run(
+impl Flags {
+    /// Whether the call that just ran was stopped to make way.
+    pub fn preempted(&self) -> bool {
+        self.preempted.load(Ordering::Acquire)
+    }
+}
+
+/// A runner thread's work: runs the calls it gets on the lent part, each
+/// answered through `back`, until its executor recalls it (closing
+/// `jobs`); then sends the part home with `unrun` and the calls it did not
+/// start (or was stopped in).
+pub fn serve(
     mut lease: Box<Lease>,
     jobs: Receiver<Job>,
     back: Sender<Input>,
-    watch: Arc<Watch>,
-    flags: Arc<Flags>,
+    (watch, flags): (Arc<Watch>, Arc<Flags>),
+    mut unrun: Vec<Job>,
 ) {
     interrupt::install(watch);
     // Behind the executors: a heavy tenant takes what CPU they leave.
     super::priority::lower_priority();
-    let mut unrun = Vec::new();
     // Ends once the executor has dropped its sender and every call it
     // sent is taken, so none is lost with the channel.
     for job in jobs.iter() {

@@ -193,7 +193,8 @@ pub struct PartitionCore<T> {
     /// Bounded by what the shell hands to leases.
     pub(super) ran_waiting: VecDeque<(T, super::lease::Ran)>,
     /// Lent parts that came back while the state was lent to a holder (at
-    /// most one per tenant away).
+    /// most one per tenant away; boxed as they travel).
+    #[allow(clippy::vec_box)]
     pub(super) homecoming: Vec<Box<super::lease::Lease>>,
 }
 

@@ -1,0 +1,245 @@
+//! Relief for a partition's executor: a call runs on its tenant's part
+//! lent out of the state, on the executor's thread, with the executor
+//! itself parked meanwhile. If the call runs past `HANDOFF_AFTER`, the
+//! monitor thread starts a new thread that takes the executor's loop over,
+//! and the thread running the call becomes its tenant's runner
+//! (`runner`). No tenant's call then waits behind another tenant's long
+//! call for more than about `HANDOFF_AFTER`, the first one included, and
+//! a call that ends in time costs two lock round trips.
+//!
+//! ```text
+//!  thread 1: executor loop ── park(executor) ── call ────────────── unpark ─▶ executor loop
+//!  monitor:                    (ran HANDOFF_AFTER) take executor ─▶ thread 2: executor loop
+//!  thread 1:                                            call ends ─▶ tenant's runner ─▶ part home
+//! ```
+//!
+//! Owns: the parked executor and the hand-over. Must not: run calls or
+//! touch the core (the executor's loop does); keep an executor it took
+//! over (it goes to the new thread at once).
+
+use super::executor::{Executor, Flow, Input};
+use super::runner::{self, Adopted, Job};
+use crate::partition::Lease;
+use crate::types::TenantId;
+use std::sync::mpsc::{sync_channel, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a call runs on the executor's thread before another thread
+/// takes the executor's loop over.
+pub const HANDOFF_AFTER: Duration = Duration::from_millis(2);
+/// How often the monitor looks at the parked executors.
+const MONITOR_PERIOD: Duration = Duration::from_millis(1);
+
+/// One partition's executor, as the monitor sees it.
+pub struct Relief {
+    partition: u32,
+    /// The call running with the executor parked, if one is.
+    current: Mutex<Option<Arc<Parking>>>,
+    epoch: Instant,
+}
+
+/// One call run with the executor parked. Its own, so the thread that
+/// takes the loop over can park the executor again while this call still
+/// runs.
+struct Parking {
+    /// When the call began (µs since the relief's epoch).
+    since_us: u64,
+    slot: Mutex<Slot>,
+}
+
+enum Slot {
+    Empty,
+    /// Parked while its thread runs a call of `tenant`.
+    Parked {
+        exec: Box<Executor>,
+        tenant: TenantId,
+    },
+    /// Taken over while the call ran.
+    TakenOver(TakenOver),
+}
+
+/// What the thread whose executor was taken over goes on with.
+struct TakenOver {
+    adopted: Adopted,
+    back: Sender<Input>,
+    /// The thread now running the executor's loop: joined once this one
+    /// is done, so joining the executor's first thread joins its last.
+    next: JoinHandle<()>,
+}
+
+impl Relief {
+    pub fn new(partition: u32) -> Arc<Relief> {
+        Arc::new(Relief {
+            partition,
+            current: Mutex::new(None),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn park(&self, exec: Box<Executor>, tenant: TenantId) -> Arc<Parking> {
+        let parking = Arc::new(Parking {
+            since_us: self.now_us(),
+            slot: Mutex::new(Slot::Parked { exec, tenant }),
+        });
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(parking.clone());
+        parking
+    }
+
+    fn unpark(&self, parking: &Arc<Parking>) -> Result<Box<Executor>, TakenOver> {
+        {
+            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, parking)) {
+                *current = None;
+            }
+        }
+        let mut slot = parking.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Parked { exec, .. } => Ok(exec),
+            Slot::TakenOver(t) => Err(t),
+            Slot::Empty => unreachable!("unparked twice"),
+        }
+    }
+
+    /// The monitor's look: takes the loop over from a call that has run
+    /// for `HANDOFF_AFTER` (if a runner slot is free for its thread).
+    fn look(&self) {
+        let after = u64::try_from(HANDOFF_AFTER.as_micros()).unwrap_or(u64::MAX);
+        let parking = {
+            let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            match current.as_ref() {
+                Some(p) if self.now_us().saturating_sub(p.since_us) >= after => p.clone(),
+                _ => return,
+            }
+        };
+        let mut slot = parking.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut exec, tenant) = match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Parked { exec, tenant } if exec.runners.can_adopt() => (exec, tenant),
+            other => {
+                *slot = other;
+                return;
+            }
+        };
+        // The new thread gets the executor once it is known to run.
+        let (hand, taken) = sync_channel::<(Box<Executor>, Arc<crate::sql::interrupt::Watch>)>(1);
+        let next = std::thread::Builder::new()
+            .name(format!("ohm-p{}", self.partition))
+            .spawn(move || {
+                if let Ok((exec, watch)) = taken.recv() {
+                    crate::sql::interrupt::install(watch);
+                    run_loop(exec);
+                }
+            });
+        let Ok(next) = next else {
+            // No thread: the call runs to its end where it is.
+            *slot = Slot::Parked { exec, tenant };
+            return;
+        };
+        let Some(adopted) = exec.runners.adopt(tenant) else {
+            unreachable!("a free runner slot was checked above");
+        };
+        exec.took_over(tenant, HANDOFF_AFTER);
+        let back = exec.own.clone();
+        let watch = adopted.exec_watch.clone();
+        if let Err(e) = hand.send((exec, watch)) {
+            // Unreachable (the thread waits for it); the executor goes
+            // back where it was rather than be lost.
+            let (exec, _) = e.0;
+            *slot = Slot::Parked { exec, tenant };
+            return;
+        }
+        *slot = Slot::TakenOver(TakenOver {
+            adopted,
+            back,
+            next,
+        });
+        drop(slot);
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &parking)) {
+            *current = None;
+        }
+    }
+}
+
+/// The executor's loop, on whichever thread runs it.
+pub fn run_loop(mut exec: Box<Executor>) {
+    loop {
+        match exec.step() {
+            Flow::Again => {}
+            Flow::Exit => return,
+            Flow::Run(lease, job) => match run_parked(exec, lease, job) {
+                Some(e) => exec = e,
+                None => return,
+            },
+        }
+    }
+}
+
+/// Runs `job` on `lease` with `exec` parked: the executor back if it was
+/// not taken over meanwhile; else this thread serves as the tenant's
+/// runner until recalled (None).
+fn run_parked(exec: Box<Executor>, mut lease: Box<Lease>, job: Job) -> Option<Box<Executor>> {
+    let relief = exec.relief.clone();
+    let parking = relief.park(exec, lease.tenant());
+    let started = Instant::now();
+    let ran = lease.run(&job.call);
+    let cost = started.elapsed();
+    match relief.unpark(&parking) {
+        Ok(mut exec) => {
+            exec.ran_here(lease, job.reply, ran, cost);
+            Some(exec)
+        }
+        Err(t) => {
+            drop(relief);
+            let TakenOver {
+                adopted,
+                back,
+                next,
+            } = t;
+            let mut unrun = Vec::new();
+            if adopted.flags.preempted() && !ran.succeeded() {
+                // Stopped to make way: it runs again after what needed
+                // the part.
+                unrun.push(job);
+            } else {
+                let _ = back.send(Input::Ran {
+                    ran,
+                    reply: job.reply,
+                    cost,
+                });
+            }
+            let Adopted {
+                jobs,
+                flags,
+                runner_watch,
+                ..
+            } = adopted;
+            runner::serve(lease, jobs, back, (runner_watch, flags), unrun);
+            let _ = next.join();
+            None
+        }
+    }
+}
+
+/// The monitor: looks at every partition's executor each
+/// `MONITOR_PERIOD`, until they are all gone.
+pub fn monitor(reliefs: Vec<Weak<Relief>>) {
+    loop {
+        std::thread::sleep(MONITOR_PERIOD);
+        let mut any = false;
+        for r in &reliefs {
+            if let Some(r) = r.upgrade() {
+                any = true;
+                r.look();
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
