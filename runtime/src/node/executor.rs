@@ -812,8 +812,10 @@ impl Executor {
             if ran % CHECK_EVERY == CHECK_EVERY - 1 {
                 self.answer_chosen();
             }
-            let runners = &self.runners;
-            let (tenant, w) = self.turns.take_where(|t| !runners.is_out(t))?;
+            let (runners, core) = (&self.runners, &self.core);
+            let (tenant, w) = self
+                .turns
+                .take_where(|t| !runners.is_out(t) && !core.is_away(t))?;
             let w = match self.lend(tenant, w, at) {
                 Ok(()) => {
                     self.turns.ran(0);
@@ -876,8 +878,14 @@ impl Executor {
             .filter(|t| self.runners.has_room(*t))
             .map(|t| out(&t))
             .sum();
-        let away: usize = self.runners.tenants_out().map(|t| out(&t)).sum();
-        feedable > 0 || (self.turns.len() > away && !self.core.would_queue())
+        // Calls of tenants whose part is out (on a runner, or back and not
+        // in the state yet) cannot run here.
+        let mut away: Vec<TenantId> = self.runners.tenants_out().collect();
+        if let Some(s) = self.core.state() {
+            away.extend(s.away().filter(|t| !self.runners.is_out(*t)));
+        }
+        let waiting_away: usize = away.iter().map(out).sum();
+        feedable > 0 || (self.turns.len() > waiting_away && !self.core.would_queue())
     }
 
     /// Lends `tenant`'s part to a runner and hands it `w`, if the tenant is
@@ -994,9 +1002,10 @@ impl Executor {
         if !self.runners.any_out() {
             return;
         }
-        if self.core.wants_parts_home() {
+        if self.core.wants_parts_home() || !self.core.is_leader() {
             return self.runners.recall_all();
         }
+        self.runners.recall_stale(self.core.part_generation());
         let turns = &self.turns;
         self.runners
             .recall_idle(Instant::now(), |t| turns.lane_len(t) > 0);

@@ -51,10 +51,12 @@ struct Parking {
 
 enum Slot {
     Empty,
-    /// Parked while its thread runs a call of `tenant`.
+    /// Parked while its thread runs a call of `tenant` on a part lent
+    /// from the state's generation `gen`.
     Parked {
         exec: Box<Executor>,
         tenant: TenantId,
+        gen: u64,
     },
     /// Taken over while the call ran.
     TakenOver(TakenOver),
@@ -82,10 +84,11 @@ impl Relief {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    fn park(&self, exec: Box<Executor>, tenant: TenantId) -> Arc<Parking> {
+    fn park(&self, exec: Box<Executor>, lease: &Lease) -> Arc<Parking> {
+        let (tenant, gen) = (lease.tenant(), lease.generation());
         let parking = Arc::new(Parking {
             since_us: self.now_us(),
-            slot: Mutex::new(Slot::Parked { exec, tenant }),
+            slot: Mutex::new(Slot::Parked { exec, tenant, gen }),
         });
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(parking.clone());
         parking
@@ -118,8 +121,8 @@ impl Relief {
             }
         };
         let mut slot = parking.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut exec, tenant) = match std::mem::replace(&mut *slot, Slot::Empty) {
-            Slot::Parked { exec, tenant } if exec.runners.can_adopt() => (exec, tenant),
+        let (mut exec, tenant, gen) = match std::mem::replace(&mut *slot, Slot::Empty) {
+            Slot::Parked { exec, tenant, gen } if exec.runners.can_adopt() => (exec, tenant, gen),
             other => {
                 *slot = other;
                 return;
@@ -137,10 +140,10 @@ impl Relief {
             });
         let Ok(next) = next else {
             // No thread: the call runs to its end where it is.
-            *slot = Slot::Parked { exec, tenant };
+            *slot = Slot::Parked { exec, tenant, gen };
             return;
         };
-        let Some(adopted) = exec.runners.adopt(tenant) else {
+        let Some(adopted) = exec.runners.adopt(tenant, gen) else {
             unreachable!("a free runner slot was checked above");
         };
         exec.took_over(tenant, HANDOFF_AFTER);
@@ -150,7 +153,7 @@ impl Relief {
             // Unreachable (the thread waits for it); the executor goes
             // back where it was rather than be lost.
             let (exec, _) = e.0;
-            *slot = Slot::Parked { exec, tenant };
+            *slot = Slot::Parked { exec, tenant, gen };
             return;
         }
         *slot = Slot::TakenOver(TakenOver {
@@ -185,7 +188,7 @@ pub fn run_loop(mut exec: Box<Executor>) {
 /// runner until recalled (None).
 fn run_parked(exec: Box<Executor>, mut lease: Box<Lease>, job: Job) -> Option<Box<Executor>> {
     let relief = exec.relief.clone();
-    let parking = relief.park(exec, lease.tenant());
+    let parking = relief.park(exec, &lease);
     let started = Instant::now();
     let ran = lease.run(&job.call);
     let cost = started.elapsed();

@@ -68,6 +68,8 @@ struct Runner {
     busy_at: Instant,
     /// Which of the partition's watches times it.
     slot: usize,
+    /// The generation of the state its part was lent from.
+    gen: u64,
 }
 
 /// One partition's runners and heavy tenants.
@@ -113,7 +115,7 @@ impl Runners {
     /// becomes that tenant's runner (keeping its watch, its call counted
     /// in flight); the executor's loop goes on with a free slot's watch,
     /// which comes back with the rest.
-    pub fn adopt(&mut self, tenant: TenantId) -> Option<Adopted> {
+    pub fn adopt(&mut self, tenant: TenantId, gen: u64) -> Option<Adopted> {
         let next = self.free.pop()?;
         let (tx, jobs) = sync_channel(LEASE_JOBS_MAX);
         let flags = Arc::new(Flags::default());
@@ -123,6 +125,7 @@ impl Runners {
             in_flight: 1,
             busy_at: Instant::now(),
             slot: self.exec_watch,
+            gen,
         };
         self.out.insert(tenant, runner);
         let old = std::mem::replace(&mut self.exec_watch, next);
@@ -195,7 +198,7 @@ impl Runners {
         let Some(slot) = self.free.pop() else {
             return Err(lease);
         };
-        let tenant = lease.tenant();
+        let (tenant, gen) = (lease.tenant(), lease.generation());
         let (tx, rx) = sync_channel(LEASE_JOBS_MAX);
         let flags = Arc::new(Flags::default());
         let watch = self.watches[slot].clone();
@@ -224,6 +227,7 @@ impl Runners {
             in_flight: 0,
             busy_at: Instant::now(),
             slot,
+            gen,
         };
         self.out.insert(tenant, runner);
         Ok(())
@@ -270,6 +274,16 @@ impl Runners {
         for (t, r) in self.out.iter_mut() {
             let idle = r.in_flight == 0 && now.duration_since(r.busy_at) >= RUNNER_IDLE_MAX;
             if idle && r.jobs.is_some() && !waiting(*t) {
+                r.recall();
+            }
+        }
+    }
+
+    /// Recalls the runners whose part is of another generation than `gen`
+    /// (the state was replaced: what they run is not applied).
+    pub fn recall_stale(&mut self, gen: u64) {
+        for r in self.out.values_mut() {
+            if r.gen != gen && r.jobs.is_some() {
                 r.recall();
             }
         }

@@ -74,6 +74,12 @@ impl Lease {
         self.tenant
     }
 
+    /// The generation of the state it was lent from (see
+    /// `PartitionCore::part_generation`).
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
+
     /// Runs `call` on the part: as `run_call` does on a whole state, or
     /// answered as the first time when its key was kept.
     pub fn run(&mut self, call: &LentCall) -> Ran {
@@ -183,7 +189,8 @@ impl<T> PartitionCore<T> {
         )
     }
 
-    /// Proposes what lent parts ran, in order, while the core may.
+    /// Proposes what lent parts ran, in order, while the core may (then
+    /// parts that came home meanwhile go back in the state).
     pub(super) fn propose_ran(&mut self) {
         while !self.ran_waiting.is_empty() && self.may_propose_ran() {
             let Some((token, ran)) = self.ran_waiting.pop_front() else {
@@ -203,6 +210,9 @@ impl<T> PartitionCore<T> {
                 None => (self.applied, false),
             };
             self.waiting.push(token, ran.result, dep, wrote);
+        }
+        if !self.homecoming.is_empty() {
+            self.parts_came_home();
         }
     }
 
@@ -226,20 +236,37 @@ impl<T> PartitionCore<T> {
             self.homecoming.push(lease);
             self.parts_came_home();
         }
-        self.after_consensus();
+        // Only a hold or a snapshot can have waited for it.
+        if !matches!(self.hold, super::hold::Hold::Free) || self.snapshot_due() {
+            self.after_consensus();
+        }
     }
 
-    /// Puts the parts that came home back in the state, if it is here.
+    /// Puts the parts that came home back in the state, if it is here —
+    /// each once what it ran is proposed (until then the state would hold
+    /// writes its log does not).
     pub(super) fn parts_came_home(&mut self) {
         let Some(state) = self.state.as_deref_mut() else {
             return;
         };
-        for lease in self.homecoming.drain(..) {
-            if lease.gen == self.part_gen {
-                let Lease { tenant, part, .. } = *lease;
-                state.put_part(tenant, part);
-            }
+        let gen = self.part_gen;
+        let waiting = &self.ran_waiting;
+        self.homecoming.retain(|l| l.gen == gen);
+        let (back, wait): (Vec<_>, Vec<_>) = self
+            .homecoming
+            .drain(..)
+            .partition(|l| waiting.iter().all(|(_, r)| r.tenant != l.tenant));
+        self.homecoming = wait;
+        for lease in back {
+            let Lease { tenant, part, .. } = *lease;
+            state.put_part(tenant, part);
         }
+    }
+
+    /// Whether `tenant`'s part is lent out (or back but not in the state
+    /// yet): its calls must wait, not go to `call`.
+    pub fn is_away(&self, tenant: TenantId) -> bool {
+        self.state.as_deref().is_some_and(|s| s.is_away(tenant))
     }
 
     /// Whether lent parts should come home: a snapshot is due, a hold
@@ -253,6 +280,20 @@ impl<T> PartitionCore<T> {
                 || !self.leading
                 || self.needs_rebuild
                 || self.fatal.is_some())
+    }
+
+    /// The generation of the state's parts: a lease of another one is
+    /// stale (what it runs is not applied), and should come home.
+    pub fn part_generation(&self) -> u64 {
+        self.part_gen
+    }
+
+    /// The state, if it reflects exactly the records up to `applied`:
+    /// every part is home, and nothing a lent part ran waits to be
+    /// proposed.
+    pub fn exact_state(&self) -> Option<&super::state::PartitionState> {
+        let state = self.state.as_deref()?;
+        (state.away_count() == 0 && self.ran_waiting.is_empty()).then_some(state)
     }
 
     /// How many parts are out.

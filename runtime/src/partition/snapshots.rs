@@ -65,7 +65,11 @@ impl<T> PartitionCore<T> {
             return;
         }
         // A share held in memory, its outcome unknown, never goes into one,
-        // nor a state with parts lent out (they come home first).
+        // nor a state with parts lent out (they come home first) or holding
+        // what lent parts ran and is not proposed yet.
+        if !self.ran_waiting.is_empty() {
+            return;
+        }
         let whole = |s: &&PartitionState| s.undecided.is_none() && s.away_count() == 0;
         let Some(state) = self.state.as_deref().filter(whole) else {
             return;

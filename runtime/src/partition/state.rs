@@ -183,6 +183,11 @@ impl PartitionState {
         self.away.contains(&t)
     }
 
+    /// The tenants whose parts are lent out.
+    pub fn away(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.away.iter().copied()
+    }
+
     /// How many tenants' parts are lent out.
     pub fn away_count(&self) -> usize {
         self.away.len()

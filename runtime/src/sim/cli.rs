@@ -183,7 +183,7 @@ fn print_mix(t: &Stats) {
         t.virtual_ms as f64 / 1000.0
     );
     println!(
-        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} leadership transfers asked, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas",
+        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} leadership transfers asked, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas; {} parts lent",
         t.crashes,
         t.unsynced_writes_lost,
         t.torn_writes,
@@ -196,7 +196,8 @@ fn print_mix(t: &Stats) {
         t.starts,
         t.rebuilds,
         t.snapshots_written,
-        t.snapshots_sent
+        t.snapshots_sent,
+        t.leases
     );
     println!(
         "  checks: kv histories checked in {:.1} s; {} too long to check within the time bound",

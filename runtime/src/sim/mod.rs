@@ -163,6 +163,8 @@ pub struct Stats {
     pub dropped: u64,
     pub duplicated: u64,
     pub rebuilds: u64,
+    /// Times the tenant's part was lent out (see `partition::lease`).
+    pub leases: u64,
     pub snapshots_written: u64,
     pub snapshots_sent: u64,
     pub retries: u64,
@@ -192,6 +194,7 @@ impl Stats {
         self.dropped += o.dropped;
         self.duplicated += o.duplicated;
         self.rebuilds += o.rebuilds;
+        self.leases += o.leases;
         self.snapshots_written += o.snapshots_written;
         self.snapshots_sent += o.snapshots_sent;
         self.retries += o.retries;

@@ -38,6 +38,15 @@ pub struct MultiCall {
 pub struct Live {
     pub core: PartitionCore<Token>,
     pub log: Log<SimFs>,
+    /// The tenant's part lent out, as the node lends a heavy tenant's to a
+    /// runner thread: its calls, in order, run one per `LentRun` event.
+    pub lease: Option<SimLease>,
+}
+
+/// A lent part and the calls handed to it.
+pub struct SimLease {
+    pub lease: Box<crate::partition::Lease>,
+    pub jobs: VecDeque<(Token, crate::partition::LentCall)>,
 }
 
 pub struct SimNode {

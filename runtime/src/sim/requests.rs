@@ -4,14 +4,21 @@
 //! set-up steps (DDL, deploys, the bank's accounts), run the same way.
 
 use super::client::Request;
-use super::node::{MultiCall, Token};
-use super::world::{Addr, Msg, World, TENANT};
+use super::node::{MultiCall, SimLease, Token};
+use super::world::{Addr, Event, Msg, World, TENANT};
 use super::Shared;
 use crate::durability::{self, Entry, MultiBody};
-use crate::partition::{CallError, CallResult, PartitionState};
+use crate::partition::{CallError, CallResult, LentCall, PartitionState};
 use crate::types::Value;
 use crate::wasm::{ProcOutput, TxnContext};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+/// One in this many single-partition calls that find no part lent lends
+/// the tenant's part (its calls then run one per `LentRun` event).
+const LEND_ONE_IN: u64 = 8;
+/// The delay before a lent part's next call runs (µs, uniform).
+const LENT_RUN_US: (u64, u64) = (100, 5_000);
 
 /// A set-up step, run on the leader through the holding path.
 pub(super) enum SetupStep {
@@ -36,17 +43,81 @@ impl World<'_> {
             });
             return self.start_multi(n);
         }
-        if let Some(core) = self.nodes[n].core() {
-            let token = Token::Call { client: c, op };
-            core.call(
-                token,
-                TENANT,
-                request.procedure.to_string(),
-                request.args,
-                None,
-            );
-            self.act(n);
+        let token = Token::Call { client: c, op };
+        let lend = self.rng.range(0, LEND_ONE_IN) == 0;
+        let Some(live) = self.nodes[n].live.as_mut() else {
+            return;
+        };
+        let core = &mut live.core;
+        if live.lease.is_none() && lend {
+            // As the node lends a heavy tenant's part to a runner.
+            live.lease = core.lend_part(TENANT).map(|lease| SimLease {
+                lease,
+                jobs: VecDeque::new(),
+            });
+            if live.lease.is_some() {
+                self.stats.leases += 1;
+                self.lent_run_later(n);
+            }
         }
+        let Some(live) = self.nodes[n].live.as_mut() else {
+            return;
+        };
+        match &mut live.lease {
+            Some(l) => {
+                let call = LentCall {
+                    procedure: request.procedure.to_string(),
+                    args: request.args,
+                    key: None,
+                    txn: live.core.lent_txn(),
+                };
+                l.jobs.push_back((token, call));
+            }
+            None => {
+                let procedure = request.procedure.to_string();
+                live.core.call(token, TENANT, procedure, request.args, None);
+                self.act(n);
+            }
+        }
+    }
+
+    fn lent_run_later(&mut self, n: usize) {
+        let d = self.rng.range(LENT_RUN_US.0, LENT_RUN_US.1);
+        let epoch = self.nodes[n].epoch;
+        self.at(d, Event::LentRun { node: n, epoch });
+    }
+
+    /// A lent part runs its next call; with none left, or once the core
+    /// wants it (a hold, a snapshot) or it went stale, it goes home and
+    /// the calls it did not run go to the core, in order.
+    pub(super) fn lent_run(&mut self, n: usize, epoch: u64) {
+        if self.nodes[n].epoch != epoch {
+            return;
+        }
+        let Some(live) = self.nodes[n].live.as_mut() else {
+            return;
+        };
+        let Some(l) = live.lease.as_mut() else {
+            return;
+        };
+        let core = &mut live.core;
+        let stale = l.lease.generation() != core.part_generation() || !core.is_leader();
+        if l.jobs.is_empty() || core.wants_parts_home() || stale {
+            let Some(SimLease { lease, jobs }) = live.lease.take() else {
+                return;
+            };
+            core.part_home(lease);
+            for (token, call) in jobs {
+                core.call(token, TENANT, call.procedure, call.args, call.key);
+            }
+            return self.act(n);
+        }
+        if let Some((token, call)) = l.jobs.pop_front() {
+            let ran = l.lease.run(&call);
+            core.lent_ran(token, ran);
+        }
+        self.act(n);
+        self.lent_run_later(n);
     }
 
     fn start_multi(&mut self, n: usize) {

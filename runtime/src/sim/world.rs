@@ -41,16 +41,37 @@ pub(super) enum Msg {
 
 #[derive(Debug)]
 pub(super) enum Event {
-    Deliver { to: Addr, from: Addr, msg: Msg },
+    Deliver {
+        to: Addr,
+        from: Addr,
+        msg: Msg,
+    },
     Tick(usize),
-    DiskWrite { node: usize, epoch: u64 },
-    DiskSync { node: usize, epoch: u64 },
+    DiskWrite {
+        node: usize,
+        epoch: u64,
+    },
+    DiskSync {
+        node: usize,
+        epoch: u64,
+    },
     ClientStart(usize),
-    ClientTimeout { client: usize, op: u64 },
-    Crash { node: usize, epoch: u64 },
+    ClientTimeout {
+        client: usize,
+        op: u64,
+    },
+    Crash {
+        node: usize,
+        epoch: u64,
+    },
     Restart(usize),
     Fault,
     Heal(u64),
+    /// A lent part runs its next call (or goes home).
+    LentRun {
+        node: usize,
+        epoch: u64,
+    },
 }
 
 pub struct World<'a> {
@@ -229,6 +250,7 @@ impl<'a> World<'a> {
             Event::Restart(n) => self.start_node(n),
             Event::Fault => self.fault(),
             Event::Heal(id) => self.net.heal(id),
+            Event::LentRun { node, epoch } => self.lent_run(node, epoch),
         }
         true
     }
@@ -271,6 +293,7 @@ impl<'a> World<'a> {
             Event::Restart(n) => (8, *n as u64, 0),
             Event::Fault => (9, 0, 0),
             Event::Heal(id) => (10, 0, *id),
+            Event::LentRun { node, epoch } => (11, *node as u64, *epoch),
         };
         self.trace = crate::rng::mix(self.trace ^ t ^ (kind << 56) ^ (who << 40) ^ extra);
     }
@@ -304,7 +327,11 @@ impl<'a> World<'a> {
         match PartitionCore::recover(cfg, runtime, &mut log, Arc::default(), now, seed) {
             Ok(core) => {
                 self.checker.restarted(n, core.paxos().promised());
-                self.nodes[n].live = Some(Live { core, log });
+                self.nodes[n].live = Some(Live {
+                    core,
+                    log,
+                    lease: None,
+                });
                 self.stats.starts += 1;
                 self.act(n);
             }
@@ -509,7 +536,9 @@ impl<'a> World<'a> {
         }
         node.checked = Slot(s.0 - 1);
         if live.core.applied() == chosen {
-            if let Some(state) = live.core.state() {
+            // A state with a part lent out (or what it ran not yet
+            // proposed) is compared once that is settled.
+            if let Some(state) = live.core.exact_state() {
                 self.checker.state(n, chosen, state);
             }
         }
