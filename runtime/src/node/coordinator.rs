@@ -189,15 +189,18 @@ impl Coordinator {
             .filter(|p0| p0.mp_txn_max != self.modules_txn.get())
         {
             self.refresh_modules(p0);
-            self.modules_txn.set(p0.mp_txn_max);
+            // Tenants lent out were left as they were: refreshed by a
+            // later hold that has them.
+            if p0.away_count() == 0 {
+                self.modules_txn.set(p0.mp_txn_max);
+            }
         }
         Ok(g)
     }
 
     /// Recompiles (from the cache) the modules a partition's state holds
-    /// and rebuilds every tenant's routes from them. A tenant whose part is
-    /// lent out changed no module since it went (a deploy holds its part):
-    /// it keeps what it has.
+    /// and rebuilds every tenant's routes from them, but for tenants whose
+    /// part is lent out: they keep what they have.
     fn refresh_modules(&self, p0: &crate::partition::PartitionState) {
         let tenants: Vec<TenantId> = {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());

@@ -347,6 +347,8 @@ pub struct PendingCall {
     args: Vec<Value>,
     key: Option<String>,
     reply: QueuedReply,
+    /// Times it was stopped on a runner to make way (see `runner::Job`).
+    preempts: u8,
 }
 
 impl PendingCall {
@@ -357,6 +359,7 @@ impl PendingCall {
             args: job.call.args,
             key: job.call.key,
             reply: job.reply,
+            preempts: job.preempts,
         }
     }
 
@@ -438,7 +441,9 @@ pub struct RoutesRefresh {
 
 impl RoutesRefresh {
     fn check(&mut self, state: Option<&PartitionState>, fatal: &FatalFn) {
-        let Some(state) = state.filter(|s| s.mp_txn_max != self.seen) else {
+        // With a part lent out, looked at once every part is home (a
+        // leader's coordinator keeps its own node's routes meanwhile).
+        let Some(state) = state.filter(|s| s.mp_txn_max != self.seen && s.away_count() == 0) else {
             return;
         };
         self.seen = state.mp_txn_max;
@@ -449,9 +454,6 @@ impl RoutesRefresh {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
             cat.tenants().map(|t| t.id).collect()
         };
-        // A tenant whose part is lent out changed no module since (a
-        // deploy holds the state with every part home): left as it is.
-        let tenants: Vec<TenantId> = tenants.into_iter().filter(|t| !state.is_away(*t)).collect();
         match super::coordinator::modules_of(state, tenants.iter().copied(), &self.runtime) {
             Ok(modules) => {
                 super::coordinator::note_failed(state, tenants.iter().copied(), &self.routes);
@@ -705,8 +707,9 @@ impl Executor {
                 // are refused, not applied (by the caller, at exit).
                 let deadline = Instant::now() + STOP_RUN_MAX;
                 while !self.core.would_queue() && Instant::now() < deadline {
-                    let runners = &self.runners;
-                    let Some((tenant, w)) = self.turns.take_where(|t| !runners.is_out(t)) else {
+                    let (runners, core) = (&self.runners, &self.core);
+                    let here = |t| !runners.is_out(t) && !core.is_away(t);
+                    let Some((tenant, w)) = self.turns.take_where(here) else {
                         break;
                     };
                     self.call(tenant, w);
@@ -768,6 +771,7 @@ impl Executor {
             args,
             key,
             reply,
+            preempts: 0,
         };
         self.admit(tenant, w);
         None
@@ -848,6 +852,15 @@ impl Executor {
         self.charge(tenant, cost);
     }
 
+    /// Whether a call of `tenant` that runs long should move off this
+    /// thread: another tenant waits or was active lately, and a runner
+    /// slot is free for it.
+    pub(super) fn needs_relief(&self, tenant: TenantId) -> bool {
+        self.runners.can_adopt()
+            && (self.turns.others_waiting(tenant)
+                || self.runners.others_active(tenant, Instant::now()))
+    }
+
     /// The loop was taken over while a call of `tenant` ran here for
     /// `cost` so far (`relief`): the call goes on as its runner's.
     pub(super) fn took_over(&mut self, tenant: TenantId, cost: Duration) {
@@ -892,7 +905,10 @@ impl Executor {
     /// heavy, a runner slot is free and the core can lend; else `w` comes
     /// back to run here.
     fn lend(&mut self, tenant: TenantId, w: PendingCall, now: Instant) -> Result<(), PendingCall> {
-        if !self.runners.wants_lease(tenant, now) || self.hold_waits_for(tenant) {
+        if !self.runners.wants_lease(tenant, now)
+            || self.hold_waits_for(tenant)
+            || self.core.snapshot_due()
+        {
             return Err(w);
         }
         let Some(lease) = self.core.lend_part(tenant) else {
@@ -909,6 +925,11 @@ impl Executor {
     /// Hands the calls waiting in the lanes of tenants out on runners to
     /// those runners, up to their room.
     fn feed_runners(&mut self) {
+        // Not while the core keeps calls waiting: what runners run would
+        // wait too, unproposed (this bounds it to what they were handed).
+        if self.core.would_queue() {
+            return;
+        }
         let out: Vec<TenantId> = self.runners.tenants_out().collect();
         for t in out {
             while self.runners.has_room(t) {
@@ -937,6 +958,7 @@ impl Executor {
             args,
             key,
             reply,
+            preempts,
         } = w;
         let call = LentCall {
             procedure,
@@ -944,7 +966,11 @@ impl Executor {
             key,
             txn: self.core.lent_txn(),
         };
-        Job { call, reply }
+        Job {
+            call,
+            reply,
+            preempts,
+        }
     }
 
     /// A runner's call ran: the core proposes and answers it.
@@ -1020,6 +1046,11 @@ impl Executor {
             match self.inputs.recv_timeout(TICK) {
                 Ok(Input::Ran { ran, reply, cost }) => self.lent_ran(ran, reply, cost),
                 Ok(Input::PartHome { lease, unrun }) => self.part_home(lease, unrun),
+                Ok(Input::WriterFailed(e)) => self.core.stop(e),
+                Ok(Input::Peer { from, msg }) => {
+                    self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
+                    self.core.step(from, msg);
+                }
                 Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(other) => self.refuse(other),
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -1035,6 +1066,7 @@ impl Executor {
             args,
             key,
             reply,
+            ..
         } = w;
         self.core
             .call(Token::Call(reply.take()), tenant, procedure, args, key);

@@ -72,6 +72,11 @@ impl<C> Fair<C> {
         self.lanes.get(&tenant).map_or(0, |l| l.calls.len())
     }
 
+    /// Whether a tenant other than `tenant` has calls waiting.
+    pub fn others_waiting(&self, tenant: TenantId) -> bool {
+        self.len > self.lane_len(tenant)
+    }
+
     /// Queues `call` of `tenant` behind its earlier ones.
     pub fn push(&mut self, tenant: TenantId, call: C) {
         self.enqueue(tenant, call, false);

@@ -141,6 +141,8 @@ pub struct Node {
     _lock: std::fs::File,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
+    /// Threads that took an executor's loop over (`relief`).
+    handovers: relief::Handovers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +341,7 @@ impl Node {
         let siblings = Arc::new(std::sync::OnceLock::new());
         let mut watchdog = watchdog::Watchdog::default();
         let mut reliefs = Vec::new();
+        let handovers = relief::Handovers::default();
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
             let links = PartitionLinks {
                 watch: watchdog.watch(config.call_timeout_ms),
@@ -346,7 +349,7 @@ impl Node {
                     .map(|_| watchdog.watch(config.call_timeout_ms))
                     .collect(),
                 relief: {
-                    let r = relief::Relief::new(i as u32);
+                    let r = relief::Relief::new(i as u32, handovers.clone());
                     reliefs.push(Arc::downgrade(&r));
                     r
                 },
@@ -439,6 +442,7 @@ impl Node {
             connections: AtomicU64::new(0),
             compiling: Arc::default(),
             threads: Mutex::new(threads),
+            handovers,
             fatal,
             _siblings: siblings,
             _lock: lock,
@@ -476,6 +480,17 @@ impl Node {
         }
         for (_, t) in others {
             let _ = t.join();
+        }
+        // An executor whose loop another thread took over ends there.
+        loop {
+            let taken =
+                std::mem::take(&mut *self.handovers.lock().unwrap_or_else(|p| p.into_inner()));
+            if taken.is_empty() {
+                break;
+            }
+            for t in taken {
+                let _ = t.join();
+            }
         }
         // Every executor and the coordinator are gone: nothing more can be
         // queued behind these stops.

@@ -32,9 +32,15 @@ pub const HANDOFF_AFTER: Duration = Duration::from_millis(2);
 /// How often the monitor looks at the parked executors.
 const MONITOR_PERIOD: Duration = Duration::from_millis(1);
 
+/// Threads that took an executor's loop over, for the node to join at
+/// shutdown (finished ones are dropped as new ones come: at most one per
+/// partition runs).
+pub type Handovers = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
 /// One partition's executor, as the monitor sees it.
 pub struct Relief {
     partition: u32,
+    handovers: Handovers,
     /// The call running with the executor parked, if one is.
     current: Mutex<Option<Arc<Parking>>>,
     epoch: Instant,
@@ -66,15 +72,13 @@ enum Slot {
 struct TakenOver {
     adopted: Adopted,
     back: Sender<Input>,
-    /// The thread now running the executor's loop: joined once this one
-    /// is done, so joining the executor's first thread joins its last.
-    next: JoinHandle<()>,
 }
 
 impl Relief {
-    pub fn new(partition: u32) -> Arc<Relief> {
+    pub fn new(partition: u32, handovers: Handovers) -> Arc<Relief> {
         Arc::new(Relief {
             partition,
+            handovers,
             current: Mutex::new(None),
             epoch: Instant::now(),
         })
@@ -110,7 +114,9 @@ impl Relief {
     }
 
     /// The monitor's look: takes the loop over from a call that has run
-    /// for `HANDOFF_AFTER` (if a runner slot is free for its thread).
+    /// for `HANDOFF_AFTER`, if another tenant is waiting or was active
+    /// lately (else nobody waits for the loop) and a runner slot is free
+    /// for the call's thread.
     fn look(&self) {
         let after = u64::try_from(HANDOFF_AFTER.as_micros()).unwrap_or(u64::MAX);
         let parking = {
@@ -122,7 +128,7 @@ impl Relief {
         };
         let mut slot = parking.slot.lock().unwrap_or_else(|p| p.into_inner());
         let (mut exec, tenant, gen) = match std::mem::replace(&mut *slot, Slot::Empty) {
-            Slot::Parked { exec, tenant, gen } if exec.runners.can_adopt() => (exec, tenant, gen),
+            Slot::Parked { exec, tenant, gen } if exec.needs_relief(tenant) => (exec, tenant, gen),
             other => {
                 *slot = other;
                 return;
@@ -156,11 +162,11 @@ impl Relief {
             *slot = Slot::Parked { exec, tenant, gen };
             return;
         }
-        *slot = Slot::TakenOver(TakenOver {
-            adopted,
-            back,
-            next,
-        });
+        *slot = Slot::TakenOver(TakenOver { adopted, back });
+        let mut handovers = self.handovers.lock().unwrap_or_else(|p| p.into_inner());
+        handovers.retain(|h| !h.is_finished());
+        handovers.push(next);
+        drop(handovers);
         drop(slot);
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &parking)) {
@@ -199,13 +205,10 @@ fn run_parked(exec: Box<Executor>, mut lease: Box<Lease>, job: Job) -> Option<Bo
         }
         Err(t) => {
             drop(relief);
-            let TakenOver {
-                adopted,
-                back,
-                next,
-            } = t;
+            let TakenOver { adopted, back } = t;
             let mut unrun = Vec::new();
-            if adopted.flags.preempted() && !ran.succeeded() {
+            let mut job = job;
+            if job.put_back(&adopted.flags, &ran) {
                 // Stopped to make way: it runs again after what needed
                 // the part.
                 unrun.push(job);
@@ -223,7 +226,6 @@ fn run_parked(exec: Box<Executor>, mut lease: Box<Lease>, job: Job) -> Option<Bo
                 ..
             } = adopted;
             runner::serve(lease, jobs, back, (runner_watch, flags), unrun);
-            let _ = next.join();
             None
         }
     }

@@ -38,9 +38,31 @@ pub const RUNNER_IDLE_MAX: Duration = Duration::from_millis(20);
 pub const HEAVY_CALL_MIN: Duration = Duration::from_micros(250);
 /// How long a tenant stays heavy after its last heavy call.
 pub const HEAVY_FOR: Duration = Duration::from_secs(1);
-/// Heavy tenants remembered per partition; past it the ones no longer
-/// heavy are forgotten (then the oldest).
+/// Tenants remembered per partition (heavy, or with a recent call); past
+/// it the ones neither heavy nor recent are forgotten (then the oldest).
 const HEAVY_TENANTS_MAX: usize = 1024;
+/// A tenant with a call within this long is active: another tenant's long
+/// call is moved off the executor's thread only if one is (`relief`).
+const ACTIVE_FOR: Duration = Duration::from_secs(1);
+/// Times a runner's call is stopped to make way for its own tenant's
+/// multi-partition work and run again; the next time it runs to its end
+/// (or its time limit) and is answered.
+const PREEMPTS_MAX: u8 = 3;
+
+/// Notes `tenant` at `now` in `map`, whose entries older than `keep` are
+/// forgotten (then the oldest) when it is full (`HEAVY_TENANTS_MAX`).
+fn remember(map: &mut BTreeMap<TenantId, Instant>, tenant: TenantId, now: Instant, keep: Duration) {
+    if map.len() >= HEAVY_TENANTS_MAX && !map.contains_key(&tenant) {
+        map.retain(|_, at| now.duration_since(*at) < keep);
+        if map.len() >= HEAVY_TENANTS_MAX {
+            let oldest = map.iter().min_by_key(|(_, at)| **at).map(|(t, _)| *t);
+            if let Some(t) = oldest {
+                map.remove(&t);
+            }
+        }
+    }
+    map.insert(tenant, now);
+}
 
 /// What `adopt` gives: the new runner's side (for the thread that was the
 /// executor's) and the watch the executor's new thread installs.
@@ -55,6 +77,21 @@ pub struct Adopted {
 pub struct Job {
     pub call: LentCall,
     pub reply: QueuedReply,
+    /// Times it was stopped to make way and put back (`PREEMPTS_MAX`).
+    pub preempts: u8,
+}
+
+impl Job {
+    /// Whether the call that ran as `ran`, under `flags`, goes back unrun:
+    /// it was stopped to make way (so it failed, and nothing of it stays)
+    /// and may be put back once more.
+    pub fn put_back(&mut self, flags: &Flags, ran: &crate::partition::Ran) -> bool {
+        let back = flags.preempted() && !ran.succeeded() && self.preempts < PREEMPTS_MAX;
+        if back {
+            self.preempts += 1;
+        }
+        back
+    }
 }
 
 /// One runner thread, as its executor sees it.
@@ -83,6 +120,8 @@ pub struct Runners {
     free: Vec<usize>,
     out: BTreeMap<TenantId, Runner>,
     heavy: BTreeMap<TenantId, Instant>,
+    /// When each tenant's last call here ended.
+    last_call: BTreeMap<TenantId, Instant>,
 }
 
 impl Runners {
@@ -98,6 +137,7 @@ impl Runners {
             free,
             out: BTreeMap::new(),
             heavy: BTreeMap::new(),
+            last_call: BTreeMap::new(),
         }
     }
 
@@ -140,24 +180,18 @@ impl Runners {
     /// Notes that a call of `tenant` took `cost` (on the executor, or on
     /// its runner).
     pub fn ran(&mut self, tenant: TenantId, cost: Duration, now: Instant) {
-        if cost < HEAVY_CALL_MIN {
-            return;
+        remember(&mut self.last_call, tenant, now, ACTIVE_FOR);
+        if cost >= HEAVY_CALL_MIN {
+            remember(&mut self.heavy, tenant, now, HEAVY_FOR);
         }
-        if self.heavy.len() >= HEAVY_TENANTS_MAX && !self.heavy.contains_key(&tenant) {
-            self.heavy
-                .retain(|_, at| now.duration_since(*at) < HEAVY_FOR);
-            if self.heavy.len() >= HEAVY_TENANTS_MAX {
-                let oldest = self
-                    .heavy
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(t, _)| *t);
-                if let Some(t) = oldest {
-                    self.heavy.remove(&t);
-                }
-            }
-        }
-        self.heavy.insert(tenant, now);
+    }
+
+    /// Whether a tenant other than `tenant` had a call here within
+    /// `ACTIVE_FOR` (so `tenant`'s long call would hold it up).
+    pub fn others_active(&self, tenant: TenantId, now: Instant) -> bool {
+        self.last_call
+            .iter()
+            .any(|(t, at)| *t != tenant && now.duration_since(*at) < ACTIVE_FOR)
     }
 
     /// Whether `tenant`'s calls should run on a runner: it is heavy, and a
@@ -356,11 +390,11 @@ pub fn serve(
             unrun.push(job);
             continue;
         }
+        let mut job = job;
         let started = Instant::now();
         let ran = lease.run(&job.call);
-        // Stopped to make way (it failed, so nothing of it stays): it
-        // runs again once the part is back.
-        if flags.preempted.load(Ordering::Acquire) && !ran.succeeded() {
+        // Stopped to make way: it runs again once the part is back.
+        if job.put_back(&flags, &ran) {
             unrun.push(job);
             continue;
         }

@@ -189,8 +189,8 @@ pub struct PartitionCore<T> {
     /// The generation of the state's parts: leases of an older one are
     /// stale (see `lease`).
     pub(super) part_gen: u64,
-    /// Calls that ran on lent parts, in order, waiting to be proposed.
-    /// Bounded by what the shell hands to leases.
+    /// Calls that ran on lent parts, in order, waiting to be proposed:
+    /// at most what the shell handed to leases while the core took calls.
     pub(super) ran_waiting: VecDeque<(T, super::lease::Ran)>,
     /// Lent parts that came back while the state was lent to a holder (at
     /// most one per tenant away; boxed as they travel).
@@ -669,6 +669,12 @@ impl<T> PartitionCore<T> {
             self.queued
                 .drain(..)
                 .map(|q| (q.token, Err(refused.clone()))),
+        );
+        // Never proposed: not applied.
+        out.extend(
+            self.ran_waiting
+                .drain(..)
+                .map(|(token, _)| (token, Err(refused.clone()))),
         );
         match std::mem::replace(&mut self.hold, Hold::Free) {
             Hold::Asked { token, .. } => out.push((token, Err(refused.clone()))),

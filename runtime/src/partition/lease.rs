@@ -17,8 +17,9 @@
 //! replaced (rebuilt from the log, a leader's snapshot installed) or this
 //! replica stops leading, the generation moves on, and what a lease of an
 //! older one ran is answered as not applied (its payload was never
-//! proposed) and its part dropped. A snapshot, and a hold, wait until
-//! every part is home.
+//! proposed) and its part dropped. A snapshot waits until every part is
+//! home, a hold until the parts it needs are (`hold_for`); a part that
+//! comes home before what it ran is proposed waits outside the state.
 
 use super::core::PartitionCore;
 use super::error::CallError;
@@ -128,11 +129,12 @@ fn kept_result(answer: Option<&ProcOutput>, procedure: &str, key: &str) -> CallR
 
 impl<T> PartitionCore<T> {
     /// Lends `tenant`'s part, if the core could run a call of it now (it
-    /// leads, nothing holds it or waits in it), no snapshot is due, and
-    /// the part is not out already. Until it comes back (`part_home`), the
+    /// leads, nothing holds it or waits in it) and the part is not out
+    /// already. (A shell that keeps a part out for long lends none while a
+    /// snapshot is due: it waits for them.) Until it comes back (`part_home`), the
     /// tenant's calls go to the lease, not to `call`.
     pub fn lend_part(&mut self, tenant: TenantId) -> Option<Box<Lease>> {
-        if !self.runs_now() || self.snapshot_due() {
+        if !self.runs_now() {
             return None;
         }
         let state = self.state.as_deref_mut()?;
@@ -218,10 +220,12 @@ impl<T> PartitionCore<T> {
 
     /// Whether a lent part's record may be proposed now: as a call's may
     /// run, except that a hold need not be free (the holder's tenant is
-    /// not away), only not lent (its entry needs the room it was lent
-    /// with).
+    /// not away), only not asked (it goes first) or lent (its entry needs
+    /// the room it was lent with).
     fn may_propose_ran(&self) -> bool {
-        self.leading
+        // An asked hold goes first: it may wait for exactly this room.
+        !matches!(self.hold, super::hold::Hold::Asked { .. })
+            && self.leading
             && !self.needs_rebuild
             && self.fatal.is_none()
             && self.paxos.can_propose()
@@ -259,7 +263,8 @@ impl<T> PartitionCore<T> {
         self.homecoming = wait;
         for lease in back {
             let Lease { tenant, part, .. } = *lease;
-            state.put_part(tenant, part);
+            let put = state.put_part(tenant, part);
+            debug_assert!(put, "a lease of this generation whose tenant is not away");
         }
     }
 

@@ -41,7 +41,7 @@ impl<T> PartitionCore<T> {
     /// Whether a snapshot would be taken now but for the state: one is
     /// asked for or the log has grown enough, none is being written, and
     /// there is something new to put in it. (It waits for lent parts.)
-    pub(super) fn snapshot_due(&self) -> bool {
+    pub fn snapshot_due(&self) -> bool {
         let grown = self.snapshot_asked || self.log_bytes >= self.cfg.snapshot_log_bytes;
         let in_flight = self.snapshot_pending.is_some()
             || self.cur_local.is_some()
