@@ -905,7 +905,9 @@ impl Executor {
     /// heavy, a runner slot is free and the core can lend; else `w` comes
     /// back to run here.
     fn lend(&mut self, tenant: TenantId, w: PendingCall, now: Instant) -> Result<(), PendingCall> {
-        if !self.runners.wants_lease(tenant, now)
+        let others = self.turns.others_waiting(tenant) || self.runners.others_active(tenant, now);
+        if !others
+            || !self.runners.wants_lease(tenant, now)
             || self.hold_waits_for(tenant)
             || self.core.snapshot_due()
         {

@@ -1,8 +1,10 @@
 //! Runners: threads that run a heavy tenant's calls on its lent part of a
 //! partition (`partition::lease`), so the executor goes on with the other
-//! tenants' calls meanwhile. A tenant is heavy once one of its calls took
-//! `HEAVY_CALL_MIN` of the executor's time, and stays so for `HEAVY_FOR`;
-//! cheap tenants never pay the hop to another thread.
+//! tenants' calls meanwhile. A tenant is heavy once two of its calls in a
+//! row took `HEAVY_CALL_MIN` (wall time: one alone may have waited for the
+//! CPU), and stays so for `HEAVY_FOR`; its calls go to a runner only while
+//! another tenant is active here. Cheap tenants, and a tenant alone, never
+//! pay the hop to another thread.
 //!
 //! ```text
 //!  executor ──lend_part──▶ Lease ──▶ runner thread (nice 10, its own watch)
@@ -33,9 +35,9 @@ pub const LEASE_JOBS_MAX: usize = 64;
 /// How long a runner may have no call before it is recalled (its part
 /// comes home).
 pub const RUNNER_IDLE_MAX: Duration = Duration::from_millis(20);
-/// A call that takes at least this much of the executor's time makes its
-/// tenant heavy.
-pub const HEAVY_CALL_MIN: Duration = Duration::from_micros(250);
+/// Two calls in a row that take at least this long make their tenant
+/// heavy.
+pub const HEAVY_CALL_MIN: Duration = Duration::from_millis(1);
 /// How long a tenant stays heavy after its last heavy call.
 pub const HEAVY_FOR: Duration = Duration::from_secs(1);
 /// Tenants remembered per partition (heavy, or with a recent call); past
@@ -49,19 +51,27 @@ const ACTIVE_FOR: Duration = Duration::from_secs(1);
 /// (or its time limit) and is answered.
 const PREEMPTS_MAX: u8 = 3;
 
-/// Notes `tenant` at `now` in `map`, whose entries older than `keep` are
-/// forgotten (then the oldest) when it is full (`HEAVY_TENANTS_MAX`).
-fn remember(map: &mut BTreeMap<TenantId, Instant>, tenant: TenantId, now: Instant, keep: Duration) {
+/// Notes `tenant` in `map` as `v` (its time is `at(v)`); entries older
+/// than `keep` are forgotten (then the oldest) when it is full
+/// (`HEAVY_TENANTS_MAX`).
+fn remember<V: Copy>(
+    map: &mut BTreeMap<TenantId, V>,
+    tenant: TenantId,
+    v: V,
+    keep: Duration,
+    at: impl Fn(&V) -> Instant,
+) {
     if map.len() >= HEAVY_TENANTS_MAX && !map.contains_key(&tenant) {
-        map.retain(|_, at| now.duration_since(*at) < keep);
+        let now = at(&v);
+        map.retain(|_, x| now.duration_since(at(x)) < keep);
         if map.len() >= HEAVY_TENANTS_MAX {
-            let oldest = map.iter().min_by_key(|(_, at)| **at).map(|(t, _)| *t);
+            let oldest = map.iter().min_by_key(|(_, x)| at(x)).map(|(t, _)| *t);
             if let Some(t) = oldest {
                 map.remove(&t);
             }
         }
     }
-    map.insert(tenant, now);
+    map.insert(tenant, v);
 }
 
 /// What `adopt` gives: the new runner's side (for the thread that was the
@@ -120,8 +130,9 @@ pub struct Runners {
     free: Vec<usize>,
     out: BTreeMap<TenantId, Runner>,
     heavy: BTreeMap<TenantId, Instant>,
-    /// When each tenant's last call here ended.
-    last_call: BTreeMap<TenantId, Instant>,
+    /// When each tenant's last call here ended, and whether it took
+    /// `HEAVY_CALL_MIN`.
+    last_call: BTreeMap<TenantId, (Instant, bool)>,
 }
 
 impl Runners {
@@ -180,9 +191,13 @@ impl Runners {
     /// Notes that a call of `tenant` took `cost` (on the executor, or on
     /// its runner).
     pub fn ran(&mut self, tenant: TenantId, cost: Duration, now: Instant) {
-        remember(&mut self.last_call, tenant, now, ACTIVE_FOR);
-        if cost >= HEAVY_CALL_MIN {
-            remember(&mut self.heavy, tenant, now, HEAVY_FOR);
+        let long = cost >= HEAVY_CALL_MIN;
+        let after_long = self.last_call.get(&tenant).is_some_and(|(_, l)| *l);
+        remember(&mut self.last_call, tenant, (now, long), ACTIVE_FOR, |v| {
+            v.0
+        });
+        if long && after_long {
+            remember(&mut self.heavy, tenant, now, HEAVY_FOR, |at| *at);
         }
     }
 
@@ -191,7 +206,7 @@ impl Runners {
     pub fn others_active(&self, tenant: TenantId, now: Instant) -> bool {
         self.last_call
             .iter()
-            .any(|(t, at)| *t != tenant && now.duration_since(*at) < ACTIVE_FOR)
+            .any(|(t, (at, _))| *t != tenant && now.duration_since(*at) < ACTIVE_FOR)
     }
 
     /// Whether `tenant`'s calls should run on a runner: it is heavy, and a

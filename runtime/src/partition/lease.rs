@@ -151,7 +151,7 @@ impl<T> PartitionCore<T> {
                 partitions: self.cfg.partitions,
             },
             quota: self.cfg.quota,
-            scratch: Vec::new(),
+            scratch: std::mem::take(&mut self.scratch),
         }))
     }
 
@@ -235,8 +235,18 @@ impl<T> PartitionCore<T> {
 
     /// A lent part comes back (kept until the state does, if that is lent
     /// to a holder). One of an older generation is dropped.
-    pub fn part_home(&mut self, lease: Box<Lease>) {
-        if lease.gen == self.part_gen {
+    pub fn part_home(&mut self, mut lease: Box<Lease>) {
+        if self.scratch.capacity() < lease.scratch.capacity() {
+            std::mem::swap(&mut self.scratch, &mut lease.scratch);
+        }
+        let waits = |t: TenantId| self.ran_waiting.iter().any(|(_, r)| r.tenant == t);
+        if lease.gen == self.part_gen && !waits(lease.tenant) && self.state.is_some() {
+            if let Some(state) = self.state.as_deref_mut() {
+                let Lease { tenant, part, .. } = *lease;
+                let put = state.put_part(tenant, part);
+                debug_assert!(put, "a lease of this generation whose tenant is not away");
+            }
+        } else if lease.gen == self.part_gen {
             self.homecoming.push(lease);
             self.parts_came_home();
         }
@@ -250,6 +260,9 @@ impl<T> PartitionCore<T> {
     /// each once what it ran is proposed (until then the state would hold
     /// writes its log does not).
     pub(super) fn parts_came_home(&mut self) {
+        if self.homecoming.is_empty() {
+            return;
+        }
         let Some(state) = self.state.as_deref_mut() else {
             return;
         };

@@ -100,7 +100,9 @@ pub struct PartitionState {
     tenants: BTreeMap<TenantId, TenantPart>,
     /// Tenants whose part is lent out to run their calls on another thread
     /// (`partition::lease`): not here until it comes back.
-    away: BTreeSet<TenantId>,
+    /// (A few at most, and kept in a Vec so that lending one for each
+    /// call allocates nothing.)
+    away: Vec<TenantId>,
     /// The highest coordinator transaction applied here.
     pub mp_txn_max: u64,
     /// Coordinator transactions that not every partition logged (found at
@@ -127,7 +129,7 @@ impl PartitionState {
             id,
             runtime,
             tenants: BTreeMap::new(),
-            away: BTreeSet::new(),
+            away: Vec::new(),
             mp_txn_max: 0,
             skipped: Arc::default(),
             undecided: None,
@@ -164,16 +166,17 @@ impl PartitionState {
             .tenants
             .remove(&t)
             .unwrap_or_else(|| TenantPart::new(self.runtime.as_ref()));
-        self.away.insert(t);
+        self.away.push(t);
         part
     }
 
     /// A part taken with `take_part` comes back; false (and dropped) when
     /// the tenant is not away from this state.
     pub(super) fn put_part(&mut self, t: TenantId, part: TenantPart) -> bool {
-        if !self.away.remove(&t) {
+        let Some(i) = self.away.iter().position(|a| *a == t) else {
             return false;
-        }
+        };
+        self.away.swap_remove(i);
         self.tenants.insert(t, part);
         true
     }
