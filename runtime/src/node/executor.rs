@@ -1048,13 +1048,8 @@ impl Executor {
             match self.inputs.recv_timeout(TICK) {
                 Ok(Input::Ran { ran, reply, cost }) => self.lent_ran(ran, reply, cost),
                 Ok(Input::PartHome { lease, unrun }) => self.part_home(lease, unrun),
-                Ok(Input::WriterFailed(e)) => self.core.stop(e),
-                Ok(Input::Peer { from, msg }) => {
-                    self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
-                    self.core.step(from, msg);
-                }
-                Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
-                Ok(other) => self.refuse(other),
+                Ok(other) => self.while_stopping(other),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
@@ -1250,14 +1245,8 @@ impl Executor {
             let input = self.inputs.recv_timeout(TICK);
             self.durable.idle(false);
             match input {
-                Ok(Input::WriterFailed(e)) => self.core.stop(e),
-                // The other replicas' acceptances choose what is waiting.
-                Ok(Input::Peer { from, msg }) => {
-                    self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
-                    self.core.step(from, msg);
-                }
-                Ok(Input::Persisted) | Err(RecvTimeoutError::Timeout) => {}
-                Ok(other) => self.refuse(other),
+                Ok(other) => self.while_stopping(other),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if !self.act() {
@@ -1270,6 +1259,22 @@ impl Executor {
             ));
             let rest = self.core.ready();
             self.deliver(rest);
+        }
+    }
+
+    /// An input that arrives while the partition stops: a failed log stops
+    /// the core, peers' messages still reach it (their acceptances choose
+    /// what is waiting), what is durable is read anyway, the rest is
+    /// refused.
+    fn while_stopping(&mut self, input: Input) {
+        match input {
+            Input::WriterFailed(e) => self.core.stop(e),
+            Input::Peer { from, msg } => {
+                self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
+                self.core.step(from, msg);
+            }
+            Input::Persisted => {}
+            other => self.refuse(other),
         }
     }
 

@@ -497,6 +497,20 @@ fn a_single_partition_call_writes_only_rows_its_partition_owns() {
     assert_eq!(kv_rows(&core), 1);
 }
 
+/// A leader with the kv module, and its tenant's part lent.
+fn kv_lent() -> (
+    PartitionCore<Token>,
+    Log<SimFs>,
+    Box<crate::partition::Lease>,
+) {
+    let shared = shared();
+    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
+    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
+    set_up_kv(&shared, &mut core, &mut log);
+    let lease = core.lend_part(TENANT).expect("a free leader lends");
+    (core, log, lease)
+}
+
 /// Runs `put(k{i})` on `lease` and hands what it did to the core.
 fn lent_put(core: &mut PartitionCore<Token>, lease: &mut crate::partition::Lease, i: u64) {
     let call = crate::partition::LentCall {
@@ -581,11 +595,7 @@ fn a_lent_parts_writes_are_logged_and_a_snapshot_waits_for_it() {
 /// holder sees the whole state.
 #[test]
 fn a_hold_waits_for_a_lent_part() {
-    let shared = shared();
-    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
-    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
-    set_up_kv(&shared, &mut core, &mut log);
-    let mut lease = core.lend_part(TENANT).unwrap();
+    let (mut core, mut log, mut lease) = kv_lent();
     lent_put(&mut core, &mut lease, 0);
     core.hold(Token::Setup);
     assert!(
@@ -609,11 +619,7 @@ fn a_hold_waits_for_a_lent_part() {
 /// it comes back; the rebuilt state serves the tenant.
 #[test]
 fn what_a_stale_lease_ran_is_not_applied() {
-    let shared = shared();
-    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
-    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
-    set_up_kv(&shared, &mut core, &mut log);
-    let mut lease = core.lend_part(TENANT).unwrap();
+    let (mut core, mut log, mut lease) = kv_lent();
     lent_put(&mut core, &mut lease, 0);
     answers(&mut core, &mut log, 1)[0].1.as_ref().unwrap();
     core.rebuild(&mut log);
@@ -646,11 +652,7 @@ fn what_a_stale_lease_ran_is_not_applied() {
 /// replica later failed replaying the same insert.
 #[test]
 fn a_part_home_before_its_writes_are_proposed_waits_for_them() {
-    let shared = shared();
-    let (mut log, _) = Log::open(SimFs::new(), LogOptions::default()).unwrap();
-    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
-    set_up_kv(&shared, &mut core, &mut log);
-    let mut lease = core.lend_part(TENANT).unwrap();
+    let (mut core, mut log, mut lease) = kv_lent();
     // Nothing persisted: the last put finds no room to be proposed.
     let n = UNCHOSEN_RECORDS_MAX as usize + 1;
     for i in 0..n as u64 {
