@@ -220,11 +220,14 @@ impl<T> PartitionCore<T> {
 
     /// Whether a lent part's record may be proposed now: as a call's may
     /// run, except that a hold need not be free (the holder's tenant is
-    /// not away), only not asked (it goes first) or lent (its entry needs
-    /// the room it was lent with).
+    /// not away), only not asked (it goes first, unless it waits for a
+    /// part, which waits for these) or lent (its entry needs the room it
+    /// was lent with).
     fn may_propose_ran(&self) -> bool {
-        // An asked hold goes first: it may wait for exactly this room.
-        !matches!(self.hold, super::hold::Hold::Asked { .. })
+        // An asked hold goes first (it may wait for exactly this room),
+        // unless it waits for a part that waits for these records.
+        let asked = matches!(self.hold, super::hold::Hold::Asked { .. });
+        (!asked || self.hold_waits_for_parts())
             && self.leading
             && !self.needs_rebuild
             && self.fatal.is_none()

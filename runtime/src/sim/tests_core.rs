@@ -669,3 +669,26 @@ fn a_part_home_before_its_writes_are_proposed_waits_for_them() {
     assert_eq!(kv_rows(&core), n);
     assert!(core.exact_state().is_some());
 }
+
+/// A hold that waits for a part which came home before what it ran was
+/// proposed does not keep those records from being proposed (each waited
+/// for the other: found by the fault suite as a partition that never
+/// served again).
+#[test]
+fn a_hold_waiting_for_a_part_lets_its_records_be_proposed() {
+    let (mut core, mut log, mut lease) = kv_lent();
+    let n = UNCHOSEN_RECORDS_MAX as usize + 1;
+    for i in 0..n as u64 {
+        lent_put(&mut core, &mut lease, i);
+    }
+    core.part_home(lease);
+    core.hold(Token::Setup);
+    let mut lent = None;
+    for t in 0..20 {
+        core.tick(now(6_000_000 + t));
+        lent = lent.or(drain(&mut core, &mut log).lent);
+    }
+    let (_, state) = lent.expect("lent once the part's records are proposed");
+    let db = state.tenant_ref(TENANT).unwrap().engine.database();
+    assert_eq!(db.table_by_name("kv").unwrap().len(), n);
+}
