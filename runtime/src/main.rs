@@ -98,6 +98,9 @@ enum ClusterCommand {
 enum TenantCommand {
     /// Create a tenant and print its first token (once).
     Create(ohm::cli::TenantCreateArgs),
+    /// Show a tenant's quotas, after setting those given (NAME=VALUE, or
+    /// NAME=default).
+    Quota(ohm::cli::TenantQuotaArgs),
 }
 
 #[derive(Args)]
@@ -225,6 +228,9 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Tenant(TenantCommand::Create(args)) => {
             client_runtime()?.block_on(ohm::cli::admin::tenant_create(args))
+        }
+        Command::Tenant(TenantCommand::Quota(args)) => {
+            client_runtime()?.block_on(ohm::cli::admin::tenant_quota(args))
         }
     }
 }

@@ -398,10 +398,40 @@ async fn assert_no_table(c: &ClusterClient, who: &str) {
     }
 }
 
+/// Node `i` takes one connection with `token` and refuses a second as over
+/// the tenant's `connections_max` (within a few seconds: a follower applies
+/// the quota with its next heartbeat).
+async fn holds_to_one_connection(cluster: &Cluster, i: usize, token: &str) {
+    let first = cluster.connect_as(i, token, Duration::from_secs(30)).await;
+    let mut cfg = cluster.config();
+    cfg.addr = cluster.addrs[i].clone();
+    cfg.token = token.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match ohm::driver::Client::connect(cfg.clone()).await {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::QuotaExceeded => {
+                assert!(e.message.contains("connections_max"), "{e:?}");
+                break;
+            }
+            Ok(second) if Instant::now() < deadline => {
+                second.close().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!(
+                "node {}: a second connection: {:?}",
+                i + 1,
+                other.map(|_| ())
+            ),
+        }
+    }
+    first.close().await;
+}
+
 /// A tenant created in a cluster is logged through partition 0 (the
 /// metadata group): its token works on every node at once and after the
 /// whole cluster restarts, its name cannot be taken twice, and it sees only
-/// its own tables.
+/// its own tables. The quotas an administrator sets for it hold on every
+/// node, also after the restart.
 #[test]
 fn a_tenant_created_through_one_node_is_known_to_every_node() {
     let _one = one_at_a_time();
@@ -433,6 +463,12 @@ fn a_tenant_created_through_one_node_is_known_to_every_node() {
             .unwrap();
         let demo = cluster.client().await;
         assert_no_table(&demo, "the demo tenant").await;
+        acme.close().await;
+        let one = [("connections_max".to_string(), Some(1))];
+        admin.tenant_quota("acme", &one).await.unwrap();
+        for i in 0..NODES {
+            holds_to_one_connection(&cluster, i, &t.token).await;
+        }
         t.token
     });
     for s in cluster.servers.iter_mut() {
@@ -443,8 +479,7 @@ fn a_tenant_created_through_one_node_is_known_to_every_node() {
     }
     rt.block_on(async {
         for i in 0..NODES {
-            let c = cluster.connect_as(i, &token, Duration::from_secs(30)).await;
-            c.close().await;
+            holds_to_one_connection(&cluster, i, &token).await;
         }
         let acme = cluster.client_as(&token).await;
         let rows = acme.sql("SELECT v FROM secret").await.unwrap();

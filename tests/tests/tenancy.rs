@@ -259,3 +259,163 @@ fn a_hundred_tenants_at_their_module_quota_start_serve_and_restart() {
         }
     });
 }
+
+/// `ohm tenant quota ARGS...` against `server` as its admin: what it printed.
+fn quota_cli(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(common::ohm_binary())
+        .args(["tenant", "quota", "--addr", &server.addr, "--data"])
+        .arg(&server.data)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ohm tenant quota {args:?}: {text}{err}"
+    );
+    text
+}
+
+fn over_quota(e: &ClientError, name: &str) -> bool {
+    matches!(e, ClientError::Server(r) if r.code == ErrorCode::QuotaExceeded && r.message.contains(name))
+}
+
+/// Issue 11, "quotas per tenant, set by the admin": an administrator
+/// sets one tenant's connections, requests in flight, call rate and rows
+/// (`ohm tenant quota`); going over any is a `quota_exceeded` answer
+/// naming it, for that tenant alone, and the quotas survive a restart.
+/// Before, every tenant had the node's flags and nothing bounded one
+/// tenant's connections, requests or call rate.
+#[test]
+fn an_admin_sets_a_tenants_quotas_and_only_that_tenant_is_held_to_them() {
+    let tmp = TempDir::new("set-quota");
+    let args = ["--partitions", "2", "--demo"];
+    let mut server = Server::start(tmp.path(), &args).unwrap();
+    let acme_token = runtime().block_on(async {
+        let (acme, token) = acme(&server).await;
+        let admin = server.client("admin.token").await;
+        // Only an admin sees or sets quotas; a bad one changes nothing.
+        let e = acme.tenant_quota("acme", &[]).await.unwrap_err();
+        assert!(matches!(&e, ClientError::Server(r) if r.code == ErrorCode::Forbidden), "{e}");
+        let bad = [("rows_max".to_string(), Some(1)), ("nope".to_string(), Some(1))];
+        let e = admin.tenant_quota("acme", &bad).await.unwrap_err();
+        assert!(matches!(&e, ClientError::Server(r) if r.code == ErrorCode::BadArguments && r.message.contains("nope")), "{e}");
+        let e = admin.tenant_quota("nobody", &[]).await.unwrap_err();
+        assert!(matches!(&e, ClientError::Server(r) if r.code == ErrorCode::BadArguments), "{e}");
+        let q = admin.tenant_quota("acme", &[]).await.unwrap();
+        assert!(q.iter().all(|v| !v.set), "{q:?}");
+        let demo = server.client("demo.token").await;
+        let names = "Alice,Bob".to_string();
+        demo.call("initialize", vec![Value::Int(2), Value::Text(names.into())])
+            .await
+            .unwrap();
+        // Closed before this runtime stops: a connection that goes
+        // without a close counts until the node's idle timeout ends it.
+        acme.close().await;
+        token
+    });
+    let shown = quota_cli(
+        &server,
+        &[
+            "acme",
+            "connections_max=2",
+            "in_flight_max=2",
+            "calls_per_sec=20",
+            "rows_max=5000",
+        ],
+    );
+    assert!(
+        shown.contains("rows_max") && shown.contains("5000"),
+        "{shown}"
+    );
+    let check = |server: &Server| {
+        runtime().block_on(async {
+            let a = Client::connect(server.config(&acme_token)).await.unwrap();
+            let b = Client::connect(server.config(&acme_token)).await.unwrap();
+            match Client::connect(server.config(&acme_token)).await {
+                Err(e) => assert!(over_quota(&e, "connections_max"), "{e}"),
+                Ok(_) => panic!("a third connection of a tenant allowed two"),
+            }
+            // The demo tenant still connects and calls at will.
+            let demo = server.client("demo.token").await;
+            // Two statements run (or wait) at once; the rest of six sent
+            // together are refused at once.
+            let slow = "SELECT count(*) FROM t a, t b WHERE a.x + b.x < 0";
+            let sent: Vec<_> = (0..6)
+                .map(|_| {
+                    let a = a.clone();
+                    tokio::spawn(async move { a.sql(slow).await })
+                })
+                .collect();
+            let mut refused = 0;
+            for s in sent {
+                match s.await.unwrap() {
+                    Ok(r) => assert_eq!(count(r), 0),
+                    Err(e) if over_quota(&e, "in_flight_max") => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(
+                refused >= 1,
+                "six statements at once, two in flight allowed"
+            );
+            // 20 calls a second (a second's worth at once): of 60 sent
+            // back to back, most are refused; none of demo's are.
+            let (mut taken, mut limited) = (0, 0);
+            for _ in 0..60 {
+                match b.sql("SELECT 1").await {
+                    Ok(_) => taken += 1,
+                    Err(e) if over_quota(&e, "calls_per_sec") => limited += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(
+                limited > 0 && taken < 60,
+                "taken {taken}, refused {limited}"
+            );
+            for i in 0..60i64 {
+                let args = vec![
+                    Value::Int(2_125_550_000 + i),
+                    Value::Int(1),
+                    Value::Int(100),
+                ];
+                demo.call("vote", args).await.unwrap();
+            }
+            // Rows: 2,000 held, 5,000 allowed (on one partition).
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let more: Vec<String> = (2000..12_000).map(|i| format!("({i})")).collect();
+            let e = b
+                .sql(&format!("INSERT INTO t VALUES {}", more.join(",")))
+                .await
+                .unwrap_err();
+            assert!(over_quota(&e, "rows_max"), "{e}");
+            assert_eq!(count(b.sql("SELECT count(*) FROM t").await.unwrap()), 2000);
+            a.close().await;
+            b.close().await;
+        })
+    };
+    check(&server);
+    server.stop().unwrap();
+    let server = Server::start(tmp.path(), &args).unwrap();
+    check(&server);
+    // Back to the node's default.
+    let shown = quota_cli(&server, &["acme", "connections_max=default"]);
+    assert!(
+        shown.contains("connections_max") && shown.contains("1000"),
+        "{shown}"
+    );
+    runtime().block_on(async {
+        let clients = connect_n(&server, &acme_token, 3).await;
+        assert_eq!(clients.len(), 3);
+    });
+}
+
+/// `n` clients of the tenant whose token is `token`.
+async fn connect_n(server: &Server, token: &str, n: usize) -> Vec<Client> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Client::connect(server.config(token)).await.unwrap());
+    }
+    out
+}

@@ -14,5 +14,5 @@ pub mod quota;
 mod tenants;
 
 pub use partition_map::{partition_for, PartitionId};
-pub use quota::{Quota, QuotaError};
+pub use quota::{Quota, QuotaError, QuotaField, QuotaSet, QuotaSetError};
 pub use tenants::{sync_dir, Catalog, CatalogError, Principal, Tenant, ADMIN_TENANT, DEMO_TENANT};

@@ -4,11 +4,18 @@
 //! anything is logged, so going over is a typed `quota_exceeded` answer
 //! and never a stopped node or a directory that cannot start.
 //!
-//! Owns: the named defaults and the checks of a deploy and of rows against
-//! them.
-//! Must not: enforce per-call sandbox limits (`wasm::Limits` does).
+//! The node's `ohm serve --quota-*` flags give every tenant's defaults;
+//! an administrator sets one tenant's values over them (`QuotaSet`, logged
+//! on every partition so that every replica and every restart agrees).
+//!
+//! Owns: the named defaults, the names and bounds of each quota, and the
+//! checks of a deploy and of rows against them.
+//! Must not: enforce per-call sandbox limits (`wasm::Limits` does), or
+//! count connections, requests and calls (`node::usage` does, against
+//! these values).
 
 use super::PartitionId;
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Modules one tenant may have deployed at once.
@@ -17,6 +24,17 @@ pub const MODULES_PER_TENANT_DEFAULT: u32 = 64;
 pub const MODULE_BYTES_PER_TENANT_DEFAULT: u64 = 128 << 20;
 /// Rows one tenant may hold on one partition (about 8.4 million).
 pub const ROWS_PER_TENANT_PARTITION_DEFAULT: u64 = 8 << 20;
+/// Client connections one tenant may have open on one node.
+pub const CONNECTIONS_PER_TENANT_DEFAULT: u64 = 1_000;
+/// Requests of one tenant a node holds unanswered at once (over all its
+/// connections; one connection holds at most
+/// `proto::IN_FLIGHT_PER_CONNECTION_MAX`).
+pub const IN_FLIGHT_PER_TENANT_DEFAULT: u64 = 16_384;
+/// Calls and ad-hoc SQL requests one tenant may start per second on one
+/// node (a burst of up to one second's worth is taken at once). High
+/// enough that only an administrator's lower value ever binds on today's
+/// hardware: fair turns, not this, share a busy partition.
+pub const CALLS_PER_SEC_PER_TENANT_DEFAULT: u64 = 1_000_000;
 
 /// One tenant's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +46,12 @@ pub struct Quota {
     /// Rows in all the tenant's tables on one partition (a replicated
     /// table's rows count on every partition, each holding a copy).
     pub rows_max: u64,
+    /// Client connections open on one node.
+    pub connections_max: u64,
+    /// Requests unanswered on one node, over all connections.
+    pub in_flight_max: u64,
+    /// Calls and `sql` requests started per second on one node.
+    pub calls_per_sec: u64,
 }
 
 impl Default for Quota {
@@ -36,7 +60,162 @@ impl Default for Quota {
             modules_max: MODULES_PER_TENANT_DEFAULT,
             module_bytes_max: MODULE_BYTES_PER_TENANT_DEFAULT,
             rows_max: ROWS_PER_TENANT_PARTITION_DEFAULT,
+            connections_max: CONNECTIONS_PER_TENANT_DEFAULT,
+            in_flight_max: IN_FLIGHT_PER_TENANT_DEFAULT,
+            calls_per_sec: CALLS_PER_SEC_PER_TENANT_DEFAULT,
         }
+    }
+}
+
+/// One quota, by the name the protocol, the CLI and the log use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QuotaField {
+    ModulesMax,
+    ModuleBytesMax,
+    RowsMax,
+    ConnectionsMax,
+    InFlightMax,
+    CallsPerSec,
+}
+
+impl QuotaField {
+    pub const ALL: [QuotaField; 6] = [
+        QuotaField::ModulesMax,
+        QuotaField::ModuleBytesMax,
+        QuotaField::RowsMax,
+        QuotaField::ConnectionsMax,
+        QuotaField::InFlightMax,
+        QuotaField::CallsPerSec,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QuotaField::ModulesMax => "modules_max",
+            QuotaField::ModuleBytesMax => "module_bytes_max",
+            QuotaField::RowsMax => "rows_max",
+            QuotaField::ConnectionsMax => "connections_max",
+            QuotaField::InFlightMax => "in_flight_max",
+            QuotaField::CallsPerSec => "calls_per_sec",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<QuotaField> {
+        QuotaField::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The largest value an administrator may set: past it the quota
+    /// would stop bounding anything the node can hold (a module costs
+    /// address space and mappings, a connection a task, and so on).
+    pub fn ceiling(self) -> u64 {
+        match self {
+            QuotaField::ModulesMax => 4_096,
+            QuotaField::ModuleBytesMax => 16 << 30,
+            QuotaField::RowsMax => 1 << 40,
+            QuotaField::ConnectionsMax => crate::net::server::CONNECTIONS_MAX as u64,
+            QuotaField::InFlightMax => 1 << 20,
+            QuotaField::CallsPerSec => 1_000_000_000,
+        }
+    }
+}
+
+impl std::fmt::Display for QuotaField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The quotas an administrator set for one tenant, over the node's
+/// defaults; what is not set follows the defaults (also when they change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaSet(BTreeMap<QuotaField, u64>);
+
+/// Why a quota could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum QuotaSetError {
+    #[error("unknown quota {0:?} (known: modules_max, module_bytes_max, rows_max, connections_max, in_flight_max, calls_per_sec)")]
+    Unknown(String),
+    #[error("quota {field} may be at most {ceiling}; {value} is too high")]
+    TooHigh {
+        field: QuotaField,
+        value: u64,
+        ceiling: u64,
+    },
+}
+
+impl QuotaSet {
+    pub const fn new() -> QuotaSet {
+        QuotaSet(BTreeMap::new())
+    }
+
+    /// Sets `field` (None: back to the node's default). Refuses a value
+    /// over the field's ceiling.
+    pub fn set(&mut self, field: QuotaField, value: Option<u64>) -> Result<(), QuotaSetError> {
+        match value {
+            Some(v) if v > field.ceiling() => Err(QuotaSetError::TooHigh {
+                field,
+                value: v,
+                ceiling: field.ceiling(),
+            }),
+            Some(v) => {
+                self.0.insert(field, v);
+                Ok(())
+            }
+            None => {
+                self.0.remove(&field);
+                Ok(())
+            }
+        }
+    }
+
+    /// `set`, by the quota's name.
+    pub fn set_named(&mut self, name: &str, value: Option<u64>) -> Result<(), QuotaSetError> {
+        let field = QuotaField::by_name(name).ok_or_else(|| QuotaSetError::Unknown(name.into()))?;
+        self.set(field, value)
+    }
+
+    pub fn get(&self, field: QuotaField) -> Option<u64> {
+        self.0.get(&field).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What is set, in field order.
+    pub fn iter(&self) -> impl Iterator<Item = (QuotaField, u64)> + '_ {
+        self.0.iter().map(|(f, v)| (*f, *v))
+    }
+}
+
+impl Quota {
+    /// One quota's value.
+    pub fn get(&self, field: QuotaField) -> u64 {
+        match field {
+            QuotaField::ModulesMax => u64::from(self.modules_max),
+            QuotaField::ModuleBytesMax => self.module_bytes_max,
+            QuotaField::RowsMax => self.rows_max,
+            QuotaField::ConnectionsMax => self.connections_max,
+            QuotaField::InFlightMax => self.in_flight_max,
+            QuotaField::CallsPerSec => self.calls_per_sec,
+        }
+    }
+
+    /// These defaults with a tenant's own values over them.
+    pub fn with(&self, set: Option<&QuotaSet>) -> Quota {
+        let mut q = *self;
+        for (field, v) in set.into_iter().flat_map(QuotaSet::iter) {
+            match field {
+                // Set values are at most their ceiling, which fits.
+                QuotaField::ModulesMax => q.modules_max = u32::try_from(v).unwrap_or(u32::MAX),
+                QuotaField::ModuleBytesMax => q.module_bytes_max = v,
+                QuotaField::RowsMax => q.rows_max = v,
+                QuotaField::ConnectionsMax => q.connections_max = v,
+                QuotaField::InFlightMax => q.in_flight_max = v,
+                QuotaField::CallsPerSec => q.calls_per_sec = v,
+            }
+        }
+        q
     }
 }
 
@@ -65,6 +244,21 @@ pub enum QuotaError {
         would: u64,
         max: u64,
     },
+    #[error(
+        "quota connections_max: the tenant has {max} connections open on this node and may \
+         have {max}; close one first, or ask the node's administrator to raise the quota"
+    )]
+    Connections { max: u64 },
+    #[error(
+        "quota in_flight_max: the tenant has {max} requests unanswered on this node and may \
+         have {max}; wait for answers before sending more (this request was not run)"
+    )]
+    InFlight { max: u64 },
+    #[error(
+        "quota calls_per_sec: the tenant started {max} calls and SQL requests on this node in \
+         the last second and may start {max} a second; retry shortly (this request was not run)"
+    )]
+    CallsPerSec { max: u64 },
 }
 
 impl Quota {

@@ -69,6 +69,85 @@ pub struct TenantCreateArgs {
     pub name: String,
 }
 
+/// Flags of `ohm tenant quota`.
+#[derive(Debug, Clone, Args)]
+pub struct TenantQuotaArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The tenant's name.
+    pub name: String,
+    /// Quotas to set, as NAME=VALUE, or NAME=default for the node's
+    /// default (names: modules_max, module_bytes_max, rows_max,
+    /// connections_max, in_flight_max, calls_per_sec). None: show them.
+    #[arg(value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// `NAME=VALUE` (or `NAME=default`) as a quota change.
+fn quota_change(arg: &str) -> Result<(String, Option<u64>), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?}: write NAME=VALUE, e.g. rows_max=1000000"))?;
+    if crate::catalog::QuotaField::by_name(name).is_none() {
+        let names: Vec<_> = crate::catalog::QuotaField::ALL
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        return Err(format!(
+            "{arg:?}: unknown quota {name:?} (known: {})",
+            names.join(", ")
+        ));
+    }
+    let value = match value {
+        "default" => None,
+        v => Some(
+            v.replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("{arg:?}: {v:?} is not a whole number (or `default`)"))?,
+        ),
+    };
+    Ok((name.to_string(), value))
+}
+
+/// Runs `ohm tenant quota`: shows a tenant's quotas, after setting those
+/// given.
+pub async fn tenant_quota(args: TenantQuotaArgs) -> anyhow::Result<ExitCode> {
+    let set = match args
+        .set
+        .iter()
+        .map(|a| quota_change(a))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let client = args.connect.connect(TokenRole::Admin).await?;
+    match client.tenant_quota(&args.name, &set).await {
+        Ok(quota) => {
+            print!("{}", render_quota(&args.name, &quota));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report(e, &args.connect.addr)),
+    }
+}
+
+/// A tenant's quotas, one a line: name, value, and where it comes from.
+pub fn render_quota(tenant: &str, quota: &[crate::proto::QuotaValue]) -> String {
+    let mut out = format!("tenant {tenant}\n");
+    for q in quota {
+        let from = if q.set {
+            "set for this tenant"
+        } else {
+            "node default"
+        };
+        out.push_str(&format!("  {:<17} {:>14}  ({from})\n", q.name, q.value));
+    }
+    out
+}
+
 /// A command-line argument as a value: `null`, `true`/`false`, an integer,
 /// a float, or else text. `as_text` keeps everything text.
 pub fn parse_arg(arg: &str, as_text: bool) -> Value {
@@ -291,6 +370,37 @@ pub async fn tenant_create(args: TenantCreateArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::proto::PartitionStatus;
+
+    #[test]
+    fn quota_changes_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            quota_change("rows_max=1_000").unwrap(),
+            ("rows_max".to_string(), Some(1000))
+        );
+        assert_eq!(
+            quota_change("calls_per_sec=default").unwrap(),
+            ("calls_per_sec".to_string(), None)
+        );
+        assert!(quota_change("rows_max").unwrap_err().contains("NAME=VALUE"));
+        assert!(quota_change("rows=5")
+            .unwrap_err()
+            .contains("unknown quota"));
+        assert!(quota_change("rows_max=-1")
+            .unwrap_err()
+            .contains("whole number"));
+        let shown = render_quota(
+            "acme",
+            &[crate::proto::QuotaValue {
+                name: "rows_max".into(),
+                value: 10,
+                set: true,
+            }],
+        );
+        assert!(
+            shown.contains("rows_max") && shown.contains("set for this tenant"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn arguments_parse_by_shape() {

@@ -15,6 +15,6 @@ pub mod demo;
 pub mod format;
 pub mod sql;
 
-pub use admin::{CallArgs, DeployArgs, DropArgs, StatusArgs, TenantCreateArgs};
+pub use admin::{CallArgs, DeployArgs, DropArgs, StatusArgs, TenantCreateArgs, TenantQuotaArgs};
 pub use connect::{ConnectArgs, TokenRole};
 pub use sql::SqlArgs;

@@ -90,6 +90,17 @@ impl ClusterClient {
         Err(last.unwrap_or_else(|| ClientError::Config("no address".into())))
     }
 
+    /// Closes every connection this client opened (requests in flight
+    /// fail with `Closed`). A connection that goes without a close (its
+    /// process died, or its runtime stopped first) counts against the
+    /// tenant's `connections_max` until the node's idle timeout ends it.
+    pub async fn close(&self) {
+        let conns = std::mem::take(&mut *self.conns.lock().await);
+        for c in conns.values() {
+            c.close().await;
+        }
+    }
+
     /// The node requests go to now.
     pub fn current(&self) -> String {
         self.current
@@ -255,6 +266,15 @@ impl ClusterClient {
     /// through partition 0 and known to every node once chosen.
     pub async fn create_tenant(&self, name: &str) -> Result<super::NewTenant, ClientError> {
         super::tenant_result(self.request(super::create_tenant_request(name)).await?)
+    }
+
+    /// `Client::tenant_quota`, on whichever node answers.
+    pub async fn tenant_quota(
+        &self,
+        tenant: &str,
+        set: &[(String, Option<u64>)],
+    ) -> Result<Vec<crate::proto::QuotaValue>, ClientError> {
+        super::quota_result(self.request(super::quota_request(tenant, set)).await?)
     }
 
     /// The status of the node requests go to now (not following

@@ -244,6 +244,20 @@ fn tenant_result(reply: Reply) -> Result<NewTenant, ClientError> {
     }
 }
 
+fn quota_request(tenant: &str, set: &[(String, Option<u64>)]) -> Request {
+    Request::TenantQuota {
+        tenant: tenant.to_string(),
+        set: set.to_vec(),
+    }
+}
+
+fn quota_result(reply: Reply) -> Result<Vec<crate::proto::QuotaValue>, ClientError> {
+    match reply {
+        Reply::Quota { quota, .. } => Ok(quota),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn status_result(reply: Reply) -> Result<StatusInfo, ClientError> {
     match reply {
         Reply::Status(s) => Ok(s),
@@ -438,6 +452,16 @@ impl Client {
 
     pub async fn create_tenant(&self, name: &str) -> Result<NewTenant, ClientError> {
         tenant_result(self.request(create_tenant_request(name)).await?)
+    }
+
+    /// Admin only: `tenant`'s quotas, after setting each of `set` (a
+    /// value, or None: back to the node's default).
+    pub async fn tenant_quota(
+        &self,
+        tenant: &str,
+        set: &[(String, Option<u64>)],
+    ) -> Result<Vec<crate::proto::QuotaValue>, ClientError> {
+        quota_result(self.request(quota_request(tenant, set)).await?)
     }
 
     /// Closes the connection (requests in flight fail with `Closed`) and

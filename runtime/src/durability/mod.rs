@@ -44,10 +44,12 @@
 //!             1 Writes: writes | 2 Ddl: str | 3 Deploy: str name, bytes wasm | 4 DropModule: str
 //!             | 5 KeptWrites: kept, writes
 //!             | 6 CreateTenant: tenant record (partition 0, in a cluster)
+//!             | 7 SetQuota: quotas (every partition; the tenant's whole set)
 //!   3 KeptCommit: tenant u32, kept, writes   (a call that came with an idempotency key)
 //!   4 Decide: txn u64, outcome u8 (0 abort, 1 commit)   (of coordinator transaction txn)
 //!   5 Share:  as 2 Multi: a share of a two-phase commit, applied once its outcome is known
 //!   tenant record = id u32, str name, str principal, admin u8, token SHA-256 (32 bytes)
+//!   quotas = count u32, then (str name, value u64) each (`catalog::QuotaField` names)
 //!   kept   = str key, answer;  answer = u8 0 (not kept: too big) | 1 value |
 //!            2 columns u32 + (str name, u8 0 | 1 type), rows u32 + rows
 //!   writes = count u32, ops;  op = kind u8 (1 insert, 2 update, 3 delete), str table,
@@ -69,8 +71,8 @@
 //! crc u32 (CRC-32 of the bytes before it)`. None means the default vote.
 //!
 //! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`,
-//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (5;
-//! 1 to 4 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
+//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (6;
+//! 1 to 5 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
 //! payload`, each payload a `kind u8` and its fields, in this order:
 //! ```text
 //!   1 Begin:  slot u64, ballot round u64, ballot node u32 (version 2 only), mp_txn_max u64, tenants u32
@@ -78,7 +80,8 @@
 //!            committed coordinator transactions from floor on; see partition::decide)
 //!   10 Tenants (version 5): count u32, tenant records (partition 0 in a cluster: the
 //!            tenants created since `ohm cluster init`)
-//!   per tenant:  2 Tenant: tenant u32, tables u32, views u32, modules u32, kept u32 (version 3)
+//!   per tenant:  2 Tenant: tenant u32, tables u32, views u32, modules u32, kept u32 (version 3),
+//!                quotas (version 6; as in a record)
 //!     per table: 3 Table: schema, rows u64;  then 4 Rows: count u32, rows ... until all rows
 //!     per view:  5 View: str name, columns u32 + strs, str query (SQL)
 //!     per module: 6 Module: str name, bytes wasm

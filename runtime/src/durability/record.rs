@@ -35,6 +35,7 @@ const BODY_DEPLOY: u8 = 3;
 const BODY_DROP_MODULE: u8 = 4;
 const BODY_KEPT_WRITES: u8 = 5;
 const BODY_CREATE_TENANT: u8 = 6;
+const BODY_SET_QUOTA: u8 = 7;
 const OUTPUT_NOT_KEPT: u8 = 0;
 const OUTPUT_VALUE: u8 = 1;
 const OUTPUT_ROWS: u8 = 2;
@@ -89,6 +90,9 @@ pub enum MultiBody {
     /// partitions' shares are empty): partition 0's group is the cluster's
     /// metadata group.
     CreateTenant(TenantRecord),
+    /// An administrator set the tenant's quotas (the whole set, replacing
+    /// the one before), on every partition.
+    SetQuota(crate::catalog::QuotaSet),
 }
 
 /// A tenant and its first principal, as partition 0 logs its creation
@@ -335,6 +339,10 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
                 MultiBody::DropModule { name } => {
                     out.push(BODY_DROP_MODULE);
                     put_str(out, name);
+                }
+                MultiBody::SetQuota(q) => {
+                    out.push(BODY_SET_QUOTA);
+                    put_quota_set(out, q);
                 }
                 MultiBody::CreateTenant(t) => {
                     out.push(BODY_CREATE_TENANT);
@@ -782,6 +790,29 @@ pub(super) fn tenant_record(r: &mut Reader<'_>) -> DecodeResult<TenantRecord> {
     })
 }
 
+/// Appends a tenant's quota set (layout in the module doc of `durability`).
+pub(super) fn put_quota_set(out: &mut Vec<u8>, q: &crate::catalog::QuotaSet) {
+    put_len(out, q.iter().count());
+    for (field, value) in q.iter() {
+        put_str(out, field.name());
+        put_u64(out, value);
+    }
+}
+
+/// Reads what `put_quota_set` wrote; a name this build does not know, or a
+/// value over its ceiling, is an error (never dropped).
+pub(super) fn quota_set(r: &mut Reader<'_>) -> DecodeResult<crate::catalog::QuotaSet> {
+    // An entry is at least 12 bytes (an empty name and a value).
+    let n = r.count(12, "quotas")?;
+    let mut q = crate::catalog::QuotaSet::default();
+    for _ in 0..n {
+        let name = r.str("quota name")?;
+        let value = r.u64("quota value")?;
+        q.set_named(name, Some(value)).map_err(|e| e.to_string())?;
+    }
+    Ok(q)
+}
+
 /// Decodes a record's payload (as `encode_entry` made it).
 pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader::new(payload);
@@ -821,6 +852,7 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
                     name: r.str("module name")?.to_string(),
                 },
                 BODY_CREATE_TENANT => MultiBody::CreateTenant(tenant_record(&mut r)?),
+                BODY_SET_QUOTA => MultiBody::SetQuota(quota_set(&mut r)?),
                 t => return Err(format!("unknown multi body tag {t}")),
             };
             Entry::Multi { txn, tenant, body }
@@ -961,6 +993,40 @@ mod tests {
         }
     }
 
+    fn quotas() -> crate::catalog::QuotaSet {
+        let mut q = crate::catalog::QuotaSet::default();
+        q.set_named("rows_max", Some(5)).unwrap();
+        q.set_named("calls_per_sec", Some(1_000_000_000)).unwrap();
+        q
+    }
+
+    #[test]
+    fn a_quota_this_build_does_not_know_is_refused_not_dropped() {
+        let entry = Entry::Multi {
+            txn: 1,
+            tenant: TenantId(3),
+            body: MultiBody::SetQuota(quotas()),
+        };
+        let mut payload = Vec::new();
+        encode_entry(&entry, &mut payload).unwrap();
+        let at = payload
+            .windows(8)
+            .position(|w| w == b"rows_max")
+            .expect("the name is in the payload");
+        let mut unknown = payload.clone();
+        unknown[at..at + 8].copy_from_slice(b"rows_mix");
+        let e = decode_entry(&unknown).unwrap_err();
+        assert!(e.contains("unknown quota \"rows_mix\""), "{e}");
+        // A value over its ceiling is corruption too.
+        let value_at = payload
+            .windows(8)
+            .position(|w| w == 1_000_000_000u64.to_le_bytes())
+            .expect("the value is in the payload");
+        let mut high = payload;
+        high[value_at..value_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_entry(&high).unwrap_err().contains("at most"));
+    }
+
     #[test]
     fn every_entry_kind_round_trips() {
         let t = TenantId(u32::MAX);
@@ -1053,6 +1119,16 @@ mod tests {
             Entry::Decide {
                 txn: u64::MAX,
                 commit: false,
+            },
+            Entry::Multi {
+                txn: 15,
+                tenant: t,
+                body: MultiBody::SetQuota(quotas()),
+            },
+            Entry::Multi {
+                txn: 16,
+                tenant: t,
+                body: MultiBody::SetQuota(crate::catalog::QuotaSet::default()),
             },
         ];
         for (i, e) in entries.iter().enumerate() {

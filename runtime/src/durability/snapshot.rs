@@ -16,8 +16,9 @@
 
 use super::record::KeptCall;
 use super::record::{
-    get_output, get_type, put_bytes, put_len, put_output, put_row, put_str, put_tenant_record,
-    put_type, put_u32, put_u64, put_value, tenant_record, Reader, TenantRecord,
+    get_output, get_type, put_bytes, put_len, put_output, put_quota_set, put_row, put_str,
+    put_tenant_record, put_type, put_u32, put_u64, put_value, quota_set, tenant_record, Reader,
+    TenantRecord,
 };
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
@@ -30,8 +31,9 @@ use std::sync::Arc;
 const MAGIC: &[u8; 8] = b"OHMSNAP\0";
 /// Version 2 added the ballot to the Begin frame, version 3 the kept
 /// calls (idempotency keys and answers), version 4 the Committed frame,
-/// version 5 the Tenants frame; versions 1 to 4 still load.
-const VERSION: u32 = 5;
+/// version 5 the Tenants frame, version 6 each tenant's quotas; versions
+/// 1 to 5 still load.
+const VERSION: u32 = 6;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -72,6 +74,8 @@ pub struct TenantImage<'a> {
     pub modules: &'a [(String, Arc<[u8]>)],
     /// Calls kept for their idempotency keys, oldest first.
     pub kept: Vec<(&'a str, Option<&'a ProcOutput>)>,
+    /// The quotas an administrator set for the tenant.
+    pub quota: &'a crate::catalog::QuotaSet,
 }
 
 /// A snapshot decoded.
@@ -98,6 +102,8 @@ pub struct LoadedTenant {
     pub modules: Vec<(String, Vec<u8>)>,
     /// Calls kept for their idempotency keys, oldest first.
     pub kept: Vec<KeptCall>,
+    /// The quotas an administrator set (none before version 6).
+    pub quota: crate::catalog::QuotaSet,
 }
 
 impl std::fmt::Debug for LoadedTenant {
@@ -195,6 +201,7 @@ fn write_tenant(
     put_len(p, t.engine.views().len());
     put_len(p, t.modules.len());
     put_len(p, t.kept.len());
+    put_quota_set(p, t.quota);
     fw.emit(p)?;
     let mut rows = 0u64;
     for table in db.tables() {
@@ -467,7 +474,7 @@ impl Loader<'_> {
     }
 
     fn tenant(&mut self, version: u32) -> Result<LoadedTenant, DurabilityError> {
-        let (tenant, tables, views, modules, kept) = self.frame(F_TENANT, |r| {
+        let (tenant, tables, views, modules, kept, quota) = self.frame(F_TENANT, |r| {
             Ok((
                 TenantId(r.u32("tenant")?),
                 r.u32("tables")?,
@@ -477,6 +484,11 @@ impl Loader<'_> {
                     r.u32("kept calls")?
                 } else {
                     0
+                },
+                if version >= 6 {
+                    quota_set(r)?
+                } else {
+                    crate::catalog::QuotaSet::default()
                 },
             ))
         })?;
@@ -536,6 +548,7 @@ impl Loader<'_> {
             engine,
             modules: mods,
             kept: calls,
+            quota,
         })
     }
 }

@@ -90,12 +90,15 @@ fn meta(slot: u64) -> SnapshotMeta {
     }
 }
 
+static NO_QUOTA: crate::catalog::QuotaSet = crate::catalog::QuotaSet::new();
+
 fn empty_image(e: &Engine) -> [TenantImage<'_>; 1] {
     [TenantImage {
         tenant: TenantId(1),
         engine: e,
         modules: &[],
         kept: Vec::new(),
+        quota: &NO_QUOTA,
     }]
 }
 
@@ -108,18 +111,23 @@ fn snapshot_restores_schema_rows_views_and_modules() {
     let mut original = sample_engine();
     let modules: Vec<(String, Arc<[u8]>)> = vec![("bank".into(), Arc::from(&b"\0asm\x01"[..]))];
     let other = Engine::new();
+    let mut quota = crate::catalog::QuotaSet::default();
+    quota.set_named("rows_max", Some(12)).unwrap();
+    quota.set_named("calls_per_sec", Some(0)).unwrap();
     let images = [
         TenantImage {
             tenant: TenantId(5),
             engine: &original,
             modules: &modules,
             kept: Vec::new(),
+            quota: &quota,
         },
         TenantImage {
             tenant: TenantId(6),
             engine: &other,
             modules: &[],
             kept: Vec::new(),
+            quota: &NO_QUOTA,
         },
     ];
     let bytes = snapshot::encode(meta(3), 77, &snapshot::Committed::default(), &[], &images)
@@ -143,6 +151,7 @@ fn snapshot_restores_schema_rows_views_and_modules() {
     let mut tenants = snap.tenants.into_iter();
     let mut first = tenants.next().expect("tenant 5");
     assert_eq!(first.tenant, TenantId(5));
+    assert_eq!(first.quota, quota, "the quotas an administrator set");
     assert_eq!(
         first.modules,
         vec![("bank".to_string(), b"\0asm\x01".to_vec())]
@@ -265,8 +274,9 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
     assert!(!fs.list(100).expect("ls").iter().any(|n| n == tmp));
 }
 
-/// `bytes` (a current snapshot) as version 1 wrote it: no ballot in Begin,
-/// no kept-call count in Tenant frames, no Committed frame.
+/// `bytes` (a current snapshot whose tenants have no quotas set) as
+/// version 1 wrote it: no ballot in Begin, no kept-call count nor quotas in
+/// Tenant frames, no Committed frame.
 fn to_v1(bytes: &[u8]) -> Vec<u8> {
     let (header, rest) = bytes.split_at(12);
     let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
@@ -289,7 +299,9 @@ fn to_v1(bytes: &[u8]) -> Vec<u8> {
             continue;
         }
         if payload[0] == 2 {
-            payload.truncate(payload.len() - 4);
+            // The kept-call count (version 3), then no quotas (version 6).
+            assert_eq!(payload[payload.len() - 4..], [0; 4], "no quotas");
+            payload.truncate(payload.len() - 8);
         }
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -314,8 +326,8 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
     let v1 = to_v1(&v2);
     assert_eq!(
         v1.len(),
-        v2.len() - 12 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4),
-        "ballot, kept-call count and the empty Committed and Tenants frames gone"
+        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4),
+        "ballot, kept-call count, quotas and the empty Committed and Tenants frames gone"
     );
     let old = SnapshotMeta {
         slot: Slot(4),
@@ -391,6 +403,7 @@ fn kept_calls_round_trip_oldest_first() {
         engine: &e,
         modules: &[],
         kept: vec![("b", Some(&one)), ("a", None), ("c", Some(&text))],
+        quota: &NO_QUOTA,
     }];
     let bytes = snapshot::encode(meta(2), 0, &snapshot::Committed::default(), &[], &images)
         .expect("encode");

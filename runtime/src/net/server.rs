@@ -71,9 +71,18 @@ pub struct Replier {
     /// Set once the client stopped the stream or the connection is lost:
     /// nobody will read the answer, so work for it may stop.
     gone: Arc<AtomicBool>,
+    /// Dropped once the answer is sent (`holding`).
+    held: Option<Box<dyn Send>>,
 }
 
 impl Replier {
+    /// This replier, keeping `guard` until the answer is sent (e.g. the
+    /// request's place in a quota).
+    pub fn holding(mut self, guard: impl Send + 'static) -> Replier {
+        self.held = Some(Box::new(guard));
+        self
+    }
+
     /// The id of the request this answers.
     pub fn id(&self) -> u64 {
         self.id
@@ -110,6 +119,7 @@ impl Replier {
                 _permit: permit,
             });
         }
+        self.held = None;
     }
 }
 
@@ -124,6 +134,7 @@ pub fn test_replier(id: u64) -> (Replier, TestAnswer) {
         id,
         slot: Some((tx, permit)),
         gone: Arc::new(AtomicBool::new(false)),
+        held: None,
     };
     (replier, TestAnswer(rx))
 }
@@ -250,6 +261,7 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
                         id: frame.id,
                         slot: Some((tx.clone(), permit)),
                         gone: gone.clone(),
+                        held: None,
                     };
                     if handle(&conn, frame.request, replier).await {
                         continue;
@@ -262,6 +274,7 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
                         id: e.id.unwrap_or(0),
                         slot: Some((tx.clone(), permit)),
                         gone: gone.clone(),
+                        held: None,
                     }
                     .send(Err(ErrorReply::new(ErrorCode::BadArguments, e.to_string())));
                     continue;
@@ -284,6 +297,7 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
             id,
             slot: Some((tx.clone(), permit)),
             gone: gone.clone(),
+            held: None,
         }
         .send(Err(error));
         let _ = recv.stop(VarInt::from_u32(STOP_BAD_FRAME));

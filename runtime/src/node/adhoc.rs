@@ -196,9 +196,11 @@ impl Coordinator {
                 return Ok(());
             }
             let (rows, added) = (g[p].tenant(tenant).rows(), logged.rows_added());
-            let quota = self
-                .quota
-                .check_rows_applied(PartitionId(p as u32), rows, added);
+            let quota = g[p].quota_of(tenant, &self.quota).check_rows_applied(
+                PartitionId(p as u32),
+                rows,
+                added,
+            );
             quota.map_err(txn::TxnError::Quota)
         });
         if !stays || fits.is_err() {

@@ -77,6 +77,12 @@ pub enum CoordTask {
         name: String,
         reply: ReplyFn,
     },
+    /// Sets (then answers) a tenant's quotas.
+    TenantQuota {
+        tenant: String,
+        set: Vec<(String, Option<u64>)>,
+        reply: ReplyFn,
+    },
     /// Run `f` on every held partition state (tests and tools that inspect
     /// state without a lock), then let them go.
     Inspect {
@@ -167,6 +173,9 @@ impl Coordinator {
                 reply,
             } => reply(self.catalog_info(tenant, tenant_name).map(Reply::Catalog)),
             CoordTask::CreateTenant { name, reply } => reply(self.create_tenant(&name)),
+            CoordTask::TenantQuota { tenant, set, reply } => {
+                reply(self.tenant_quota(&tenant, &set))
+            }
             CoordTask::Inspect { f, reply } => reply(self.inspect(f)),
             CoordTask::Stop => {}
         }
@@ -215,7 +224,7 @@ impl Coordinator {
                 modules.retain(|(t, _), _| p0.is_away(*t));
                 modules.extend(m);
                 drop(modules);
-                note_failed(p0, tenants.iter().copied(), &self.routes);
+                note_tenants(p0, tenants.iter().copied(), &self.routes);
                 for t in tenants {
                     self.rebuild_routes(t);
                 }
@@ -414,7 +423,8 @@ impl Coordinator {
             .tenant_ref(tenant)
             .map_or(&[][..], |p| p.modules.as_slice());
         let deployed = deployed.iter().map(|(n, b)| (n.as_str(), b.len() as u64));
-        if let Err(e) = self.quota.check_deploy(deployed, name, wasm.len() as u64) {
+        let quota = g[0].quota_of(tenant, &self.quota);
+        if let Err(e) = quota.check_deploy(deployed, name, wasm.len() as u64) {
             g.finish(None)?;
             // Not kept compiled for a deploy that did not happen.
             self.runtime.forget(name, &wasm);
@@ -433,7 +443,7 @@ impl Coordinator {
             }
         }
         let info = info.ok_or_else(|| reply::internal("a node without partitions"))?;
-        note_failed(&g[0], std::iter::once(tenant), &self.routes);
+        note_tenants(&g[0], std::iter::once(tenant), &self.routes);
         let n = g.len();
         let body = |_| MultiBody::Deploy {
             name: name.to_string(),
@@ -472,7 +482,7 @@ impl Coordinator {
                 part.procs.drop_module(name);
                 part.forget_module(name);
             }
-            note_failed(&g[0], std::iter::once(tenant), &self.routes);
+            note_tenants(&g[0], std::iter::once(tenant), &self.routes);
             let n = g.len();
             let body = |_| MultiBody::DropModule {
                 name: name.to_string(),
@@ -605,6 +615,63 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// Sets each of `changes` in tenant `name`'s quotas (None: back to the
+    /// node's default) and answers them all. The whole set is logged on
+    /// every partition, so every replica holds it and a restart keeps it;
+    /// a bad name or value refuses the request before anything is logged.
+    fn tenant_quota(
+        &mut self,
+        name: &str,
+        changes: &[(String, Option<u64>)],
+    ) -> Result<Reply, ErrorReply> {
+        let tenant = {
+            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            cat.tenant_by_name(name).map(|t| t.id)
+        };
+        let Some(tenant) = tenant else {
+            let message = format!("no tenant named {name:?} (nothing was done)");
+            return Err(ErrorReply::new(ErrorCode::BadArguments, message));
+        };
+        // Held for the tenant: its parts lent to runners come home first,
+        // so no call runs on a part that misses the change.
+        let mut g = self.hold(Some(tenant))?;
+        let before = g[0]
+            .tenant_ref(tenant)
+            .map(|p| p.quota.clone())
+            .unwrap_or_default();
+        let mut set = before.clone();
+        for (field, value) in changes {
+            if let Err(e) = set.set_named(field, *value) {
+                g.finish(None)?;
+                let message = format!("{e} (nothing was done)");
+                return Err(ErrorReply::new(ErrorCode::BadArguments, message));
+            }
+        }
+        if set == before {
+            g.finish(None)?;
+        } else {
+            for p in g.iter_mut() {
+                p.tenant(tenant).quota = set.clone();
+            }
+            let n = g.len();
+            let bodies = (0..n).map(|_| MultiBody::SetQuota(set.clone())).collect();
+            self.commit(g, tenant, bodies)?;
+            self.routes.set_quota(tenant, Some(&set));
+        }
+        let quota = self.quota.with(Some(&set));
+        let values = crate::catalog::QuotaField::ALL.map(|f| crate::proto::QuotaValue {
+            name: f.name().to_string(),
+            value: quota.get(f),
+            set: set.get(f).is_some(),
+        });
+        Ok(Reply::Quota {
+            tenant: name.to_string(),
+            quota: values.to_vec(),
+        })
+    }
+}
+
 fn created(name: &str, token: String) -> Reply {
     Reply::TenantCreated {
         tenant: name.to_string(),
@@ -647,15 +714,17 @@ pub fn modules_of(
     Ok(out)
 }
 
-/// Tells `routes` which of each tenant's modules failed to load in `state`.
-pub fn note_failed(
+/// Tells `routes` which of each tenant's modules failed to load in `state`,
+/// and the quotas an administrator set for it there.
+pub fn note_tenants(
     state: &crate::partition::PartitionState,
     tenants: impl Iterator<Item = TenantId>,
     routes: &Routes,
 ) {
     let none = BTreeMap::new();
     for t in tenants {
-        let failed = state.tenant_ref(t).map_or(&none, |p| &p.failed);
-        routes.set_failed(t, failed);
+        let part = state.tenant_ref(t);
+        routes.set_failed(t, part.map_or(&none, |p| &p.failed));
+        routes.set_quota(t, part.map(|p| &p.quota));
     }
 }

@@ -456,7 +456,7 @@ impl RoutesRefresh {
         };
         match super::coordinator::modules_of(state, tenants.iter().copied(), &self.runtime) {
             Ok(modules) => {
-                super::coordinator::note_failed(state, tenants.iter().copied(), &self.routes);
+                super::coordinator::note_tenants(state, tenants.iter().copied(), &self.routes);
                 for t in tenants {
                     let mods = modules
                         .range((t, String::new())..)

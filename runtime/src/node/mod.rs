@@ -35,6 +35,7 @@ pub mod routes;
 pub mod runner;
 pub mod serve;
 pub mod service;
+pub mod usage;
 pub mod watchdog;
 pub mod writer;
 
@@ -69,7 +70,8 @@ pub struct NodeConfig {
     pub durability: Durability,
     pub snapshot_log_bytes: u64,
     pub segment_bytes_max: u64,
-    /// What each tenant may hold (the same for every tenant).
+    /// What each tenant may hold and use, unless an administrator set
+    /// the tenant's own (`tenant_quota`).
     pub quota: crate::catalog::Quota,
     /// Time limit of a procedure call, then it is rolled back (`timeout`).
     pub call_timeout_ms: u64,
@@ -130,6 +132,8 @@ pub struct Node {
     pub runtime: crate::wasm::WasmRuntime,
     pub started: Instant,
     pub connections: AtomicU64,
+    /// Each tenant's connections, requests and call rate, against its quota.
+    pub usage: usage::Usage,
     /// Modules being compiled for deploys (`service::COMPILES_IN_FLIGHT_MAX`).
     pub compiling: Arc<std::sync::atomic::AtomicUsize>,
     /// Set when the node must stop (see the module doc).
@@ -322,7 +326,7 @@ impl Node {
             }));
         // Built before partition 0's replica starts keeping them up to date.
         let routes = Arc::new(Routes::default());
-        coordinator::note_failed(p0, tenants.iter().copied(), &routes);
+        coordinator::note_tenants(p0, tenants.iter().copied(), &routes);
         for t in &tenants {
             routes.rebuild(
                 *t,
@@ -440,6 +444,7 @@ impl Node {
             runtime,
             started,
             connections: AtomicU64::new(0),
+            usage: usage::Usage::default(),
             compiling: Arc::default(),
             threads: Mutex::new(threads),
             handovers,

@@ -1,6 +1,8 @@
-//! Where a tenant's procedures run: read by every dispatch (under a read
-//! lock), rewritten by the coordinator after a deploy or drop.
+//! Where a tenant's procedures run, and its quotas: read by every dispatch
+//! (under a read lock), rewritten by the coordinator after a deploy, drop
+//! or quota change (and on a follower, from partition 0's state).
 
+use crate::catalog::{Quota, QuotaSet};
 use crate::types::TenantId;
 use crate::wasm::CompiledModule;
 use ohm_sdk::abi::ParamDesc;
@@ -25,6 +27,9 @@ pub struct Routes {
     /// Modules whose logged deploy could not be applied on this node, by
     /// tenant: (module, why). Their procedures have no route.
     failed: RwLock<HashMap<TenantId, Vec<(String, String)>>>,
+    /// The quotas an administrator set, by tenant (none: the node's
+    /// defaults).
+    quotas: RwLock<HashMap<TenantId, QuotaSet>>,
 }
 
 impl Routes {
@@ -55,6 +60,21 @@ impl Routes {
             let list = failed.iter().map(|(m, w)| (m.clone(), w.clone())).collect();
             map.insert(tenant, list);
         }
+    }
+
+    /// The quotas an administrator set for a tenant, over `defaults`.
+    pub fn quota(&self, tenant: TenantId, defaults: &Quota) -> Quota {
+        let quotas = self.quotas.read().unwrap_or_else(|p| p.into_inner());
+        defaults.with(quotas.get(&tenant))
+    }
+
+    /// Says which quotas an administrator set for a tenant (from its state).
+    pub fn set_quota(&self, tenant: TenantId, set: Option<&QuotaSet>) {
+        let mut map = self.quotas.write().unwrap_or_else(|p| p.into_inner());
+        match set.filter(|s| !s.is_empty()) {
+            Some(s) => map.insert(tenant, s.clone()),
+            None => map.remove(&tenant),
+        };
     }
 
     /// Replaces a tenant's routes with those of `modules`.

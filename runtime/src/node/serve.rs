@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// rows count on every partition).
     #[arg(long, default_value_t = crate::catalog::quota::ROWS_PER_TENANT_PARTITION_DEFAULT)]
     pub quota_rows: u64,
+    /// Client connections each tenant may have open on this node.
+    #[arg(long, default_value_t = crate::catalog::quota::CONNECTIONS_PER_TENANT_DEFAULT)]
+    pub quota_connections: u64,
+    /// Requests of each tenant this node holds unanswered at once.
+    #[arg(long, default_value_t = crate::catalog::quota::IN_FLIGHT_PER_TENANT_DEFAULT)]
+    pub quota_in_flight: u64,
+    /// Calls and SQL requests each tenant may start per second on this node.
+    #[arg(long, default_value_t = crate::catalog::quota::CALLS_PER_SEC_PER_TENANT_DEFAULT)]
+    pub quota_calls_per_sec: u64,
     /// Time limit of a procedure call (ms); past it the call is rolled
     /// back and answered `timeout`.
     #[arg(long, default_value_t = super::CALL_TIMEOUT_MS_DEFAULT)]
@@ -192,6 +201,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             modules_max: args.quota_modules,
             module_bytes_max: args.quota_module_mib.saturating_mul(1 << 20),
             rows_max: args.quota_rows,
+            connections_max: args.quota_connections,
+            in_flight_max: args.quota_in_flight,
+            calls_per_sec: args.quota_calls_per_sec,
         },
         call_timeout_ms: args.call_timeout_ms.max(1),
         sql_timeout_ms: args.sql_timeout_ms.max(1),

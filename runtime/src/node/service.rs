@@ -24,6 +24,7 @@ impl Drop for CompileSlot {
 /// Modules a node compiles at once for deploys; more are `overloaded`.
 pub const COMPILES_IN_FLIGHT_MAX: usize = 2;
 
+use super::usage::{Connected, TenantUsage};
 use crate::catalog::{partition_for, Principal};
 use crate::net::server::{Replier, Service};
 use crate::proto::{
@@ -373,32 +374,65 @@ fn reply_of(t: CoordTask) -> ReplyFn {
         | CoordTask::Drop { reply, .. }
         | CoordTask::Catalog { reply, .. }
         | CoordTask::CreateTenant { reply, .. }
+        | CoordTask::TenantQuota { reply, .. }
         | CoordTask::Inspect { reply, .. } => reply,
         CoordTask::Stop => Box::new(|_| {}),
     }
 }
 
-impl Service for Node {
-    type Session = Principal;
+/// An authenticated connection: its principal, and its place in the
+/// tenant's connections quota (given back when the connection goes).
+pub struct Session {
+    pub who: Principal,
+    usage: Arc<TenantUsage>,
+    _connected: Connected,
+}
 
-    fn authenticate(&self, token: &str) -> Result<(Principal, Reply), ErrorReply> {
-        let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
-        let who = cat.authenticate(token).ok_or_else(|| {
+fn quota_exceeded(e: &crate::catalog::QuotaError) -> ErrorReply {
+    ErrorReply::new(ErrorCode::QuotaExceeded, e.to_string())
+}
+
+impl Service for Node {
+    type Session = Session;
+
+    fn authenticate(&self, token: &str) -> Result<(Session, Reply), ErrorReply> {
+        let who = {
+            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            cat.authenticate(token)
+        };
+        let who = who.ok_or_else(|| {
             ErrorReply::new(
                 ErrorCode::AuthFailed,
                 "the token was not accepted by this node (check --token / OHM_TOKEN, or the \
                  data directory's token files)",
             )
         })?;
+        let usage = self.usage.of(who.tenant);
+        let quota = self.routes.quota(who.tenant, &self.config.quota);
+        let connected = usage.connect(&quota).map_err(|e| quota_exceeded(&e))?;
         let reply = Reply::Authenticated {
             tenant: who.tenant_name.clone(),
             principal: who.name.clone(),
             admin: who.admin,
         };
-        Ok((who, reply))
+        let session = Session {
+            who,
+            usage,
+            _connected: connected,
+        };
+        Ok((session, reply))
     }
 
-    fn dispatch(&self, who: &Arc<Principal>, request: Request, replier: Replier) {
+    fn dispatch(&self, session: &Arc<Session>, request: Request, replier: Replier) {
+        let who = &session.who;
+        // Counted here, where the client is, also when the request is
+        // passed to another node: its quota is this node's.
+        let quota = self.routes.quota(who.tenant, &self.config.quota);
+        let call = matches!(request, Request::Call { .. } | Request::Sql { .. });
+        let replier = match session.usage.begin(&quota, call) {
+            Ok(in_flight) => replier.holding(in_flight),
+            Err(e) => return replier.send(Err(quota_exceeded(&e))),
+        };
         if let Some(f) = &self.forwarder {
             if let Some((to, at)) = self.coordinator_node() {
                 if forwarded_kind(&request) && !self.leads_call(who, &request) {
@@ -464,6 +498,14 @@ impl Node {
             Request::CreateTenant { .. } => reply(Err(ErrorReply::new(
                 ErrorCode::Forbidden,
                 "creating tenants needs an admin token (the data directory's admin.token)",
+            ))),
+            Request::TenantQuota { tenant, set } if who.admin => {
+                self.to_coordinator(CoordTask::TenantQuota { tenant, set, reply })
+            }
+            Request::TenantQuota { .. } => reply(Err(ErrorReply::new(
+                ErrorCode::Forbidden,
+                "tenant quotas are seen and set with an admin token (the data directory's \
+                 admin.token)",
             ))),
             Request::Auth { .. } => reply(Err(ErrorReply::new(
                 ErrorCode::BadRequest,

@@ -367,6 +367,111 @@ fn writes_past_the_tenants_rows_quota_are_rolled_back_and_deletes_still_go() {
     node.shutdown();
 }
 
+/// Sets `set` in tenant `name`'s quotas as the node's administrator.
+fn set_quota(
+    node: &Node,
+    name: &str,
+    set: &[(&str, Option<u64>)],
+) -> Result<Vec<crate::proto::QuotaValue>, ErrorReply> {
+    let (tx, answer) = sync_channel(1);
+    let admin = Principal {
+        tenant: crate::types::TenantId(0),
+        tenant_name: crate::catalog::ADMIN_TENANT.into(),
+        name: "admin".into(),
+        admin: true,
+    };
+    let request = crate::proto::Request::TenantQuota {
+        tenant: name.into(),
+        set: set.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+    };
+    node.dispatch_here(
+        &admin,
+        request,
+        None,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    match answer.recv().unwrap()? {
+        Reply::Quota { quota, .. } => Ok(quota),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 11, quotas set by the admin: one tenant's rows and modules
+/// quotas are its own, apply to its single-partition calls (on whichever
+/// thread its part runs) and deploys, and hold through snapshots and a
+/// restart. Before, every tenant had the node's flags.
+#[test]
+fn a_tenants_own_quota_holds_its_calls_and_deploys_through_snapshots_and_restarts() {
+    use crate::wasm::tests::footprint::tiny_module;
+    let tmp = TempDir::new("own-quota");
+    let base = 3 + ohm_voter::AREA_CODES.len() as u64;
+    let room = 4;
+    // Snapshots after every commit they can: the quota must travel in them.
+    let cfg = || NodeConfig {
+        snapshot_log_bytes: 1,
+        ..config(2)
+    };
+    let mut tokens = Vec::new();
+    let node = Node::start(tmp.dir(), cfg(), false).unwrap();
+    let a = tenant(&node, "a", &mut tokens);
+    let b = tenant(&node, "b", &mut tokens);
+    deploy_voter(&node, &a);
+    deploy_voter(&node, &b);
+    let e = set_quota(&node, "a", &[("rows_max", Some(u64::MAX))]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadArguments, "{e:?}");
+    let q = set_quota(
+        &node,
+        "a",
+        &[("rows_max", Some(base + room)), ("modules_max", Some(1))],
+    )
+    .unwrap();
+    let rows_max = q.iter().find(|v| v.name == "rows_max").unwrap();
+    assert!(rows_max.set && rows_max.value == base + room, "{q:?}");
+    let on_p0: Vec<i64> = (2_125_550_000..)
+        .filter(|p| crate::catalog::partition_for(&Value::Int(*p), 2).0 == 0)
+        .take(room as usize + 1)
+        .collect();
+    let vote = |node: &Node, who, phone: i64| {
+        call(
+            node,
+            who,
+            "vote",
+            vec![Value::Int(phone), Value::Int(1), Value::Int(2)],
+        )
+    };
+    for phone in &on_p0[..room as usize] {
+        vote(&node, &a, *phone).unwrap();
+    }
+    let full = on_p0[room as usize];
+    let check = |node: &Node, a, b| {
+        let e = vote(node, a, full).unwrap_err();
+        assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+        assert!(e.message.contains("rows_max"), "{}", e.message);
+        let e = deploy(node, a, "more", tiny_module(0)).unwrap_err();
+        assert!(e.message.contains("modules_max"), "{}", e.message);
+        // The other tenant has the node's defaults.
+        vote(node, b, full).unwrap();
+        deploy(node, b, "more", tiny_module(0)).unwrap();
+    };
+    check(&node, &a, &b);
+    node.shutdown();
+    drop(node);
+    let node = Node::start(tmp.dir(), cfg(), false).unwrap();
+    let (a, b) = (
+        tenant(&node, "a", &mut tokens),
+        tenant(&node, "b", &mut tokens),
+    );
+    sql(&node, &b, "DELETE FROM votes").unwrap();
+    sql(&node, &b, "SELECT 1").unwrap();
+    check(&node, &a, &b);
+    // Back to the default: the call goes.
+    set_quota(&node, "a", &[("rows_max", None)]).unwrap();
+    vote(&node, &a, full).unwrap();
+    node.shutdown();
+}
+
 /// A module with one single-partition procedure `name(k)` that counts
 /// down from `spins` (about 8 fuel per spin) and returns nothing.
 fn spin_module(name: &str, spins: u64) -> Vec<u8> {

@@ -32,7 +32,8 @@ pub struct CallSpec<'a> {
 }
 
 /// Runs `call` on `state`, a partition of a node of `partitions` whose
-/// tenants each hold at most `quota`'s rows here; `scratch` is a buffer
+/// tenants each hold at most `quota`'s rows here (the node's default; a
+/// tenant's own quota is over it); `scratch` is a buffer
 /// reused across calls for encoding the payload. A
 /// call with an idempotency `key` that writes keeps its answer under it
 /// (in the state, and in its record for the other replicas).
@@ -118,6 +119,7 @@ pub fn run_on_part(
         });
     }
     let added = outcome.write_set.rows_added();
+    let quota = quota.with(Some(&part.quota));
     if let Err(quota) = quota.check_rows_applied(here, part.rows(), added) {
         undo(&mut part.engine, &outcome.write_set);
         return failed(CallError::Quota {

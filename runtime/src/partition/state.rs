@@ -27,6 +27,9 @@ pub struct TenantPart {
     /// bytes stay in `modules` (and in snapshots), their procedures are
     /// not served, and everything else is.
     pub failed: BTreeMap<String, String>,
+    /// The quotas an administrator set for the tenant, over the node's
+    /// defaults (`PartitionCore::quota_of`).
+    pub quota: crate::catalog::QuotaSet,
 }
 
 impl TenantPart {
@@ -37,6 +40,7 @@ impl TenantPart {
             modules: Vec::new(),
             kept: KeptCalls::default(),
             failed: BTreeMap::new(),
+            quota: crate::catalog::QuotaSet::default(),
         }
     }
 
@@ -200,6 +204,16 @@ impl PartitionState {
         self.tenants.iter().map(|(t, p)| (*t, p))
     }
 
+    /// A tenant's quota here: the node's `defaults` with what an
+    /// administrator set for the tenant over them.
+    pub fn quota_of(
+        &self,
+        tenant: TenantId,
+        defaults: &crate::catalog::Quota,
+    ) -> crate::catalog::Quota {
+        defaults.with(self.tenant_ref(tenant).map(|p| &p.quota))
+    }
+
     pub fn runtime(&self) -> &Arc<dyn ProcRuntime> {
         &self.runtime
     }
@@ -214,6 +228,7 @@ impl PartitionState {
                 engine: &p.engine,
                 modules: &p.modules,
                 kept: p.kept.iter().collect(),
+                quota: &p.quota,
             })
             .collect()
     }
@@ -235,6 +250,7 @@ impl PartitionState {
                 modules: Vec::new(),
                 kept: KeptCalls::default(),
                 failed: BTreeMap::new(),
+                quota: t.quota,
             };
             for k in t.kept {
                 part.kept.keep(k.key, k.output);
@@ -312,6 +328,10 @@ impl PartitionState {
             }
             MultiBody::CreateTenant(t) => {
                 self.created_tenants.push(t.clone());
+                Ok(())
+            }
+            MultiBody::SetQuota(q) => {
+                part.quota = q.clone();
                 Ok(())
             }
         }

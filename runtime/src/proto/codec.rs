@@ -37,7 +37,7 @@ pub struct FrameTooLarge {
 }
 
 /// The request ops, as named on the wire.
-pub const OPS: [&str; 8] = [
+pub const OPS: [&str; 9] = [
     "auth",
     "call",
     "sql",
@@ -46,6 +46,7 @@ pub const OPS: [&str; 8] = [
     "catalog",
     "status",
     "create_tenant",
+    "tenant_quota",
 ];
 
 /// Appends one request frame to `out`.
@@ -63,6 +64,7 @@ pub fn encode_request(
             Request::Catalog => ("catalog", 0),
             Request::Status => ("status", 0),
             Request::CreateTenant { .. } => ("create_tenant", 1),
+            Request::TenantQuota { .. } => ("tenant_quota", 2),
         };
         w::map(out, 2 + fields);
         w::str(out, "id");
@@ -99,6 +101,18 @@ pub fn encode_request(
             }
             Request::Drop { name } | Request::CreateTenant { name } => w::kv_str(out, "name", name),
             Request::Catalog | Request::Status => {}
+            Request::TenantQuota { tenant, set } => {
+                w::kv_str(out, "name", tenant);
+                w::str(out, "set");
+                w::map(out, set.len());
+                for (name, value) in set {
+                    w::str(out, name);
+                    match value {
+                        Some(v) => w::uint(out, *v),
+                        None => w::nil(out),
+                    }
+                }
+            }
         }
     })
 }
@@ -116,7 +130,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
     let mut r = Reader::new(body);
     let (mut id, mut op, mut token, mut procedure, mut args) = (None, None, None, None, None);
     let (mut sql, mut name, mut wasm, mut key) = (None, None, None, None);
-    let mut params = None;
+    let (mut params, mut set) = (None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
@@ -129,6 +143,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             "name" => name = Some(field(&mut r, "name", Reader::str)?),
             "wasm" => wasm = Some(field(&mut r, "wasm", Reader::bin)?),
             "key" => key = Some(field(&mut r, "key", Reader::str)?),
+            "set" => set = Some(field(&mut r, "set", quota_changes)?),
             _ => r.skip(1)?,
         }
     }
@@ -159,6 +174,10 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
         "status" => Request::Status,
         "create_tenant" => Request::CreateTenant {
             name: required(name, "name", "op \"create_tenant\"")?.to_string(),
+        },
+        "tenant_quota" => Request::TenantQuota {
+            tenant: required(name, "name", "op \"tenant_quota\"")?.to_string(),
+            set: set.unwrap_or_default(),
         },
         other => {
             return Err(DecodeError::new(format!(
@@ -286,6 +305,25 @@ fn idempotency_key(k: &str) -> Result<String> {
 
 fn required<T>(v: Option<T>, name: &str, by: &str) -> Result<T> {
     v.ok_or_else(|| DecodeError::new(format!("missing field `{name}` (required by {by})")))
+}
+
+/// `tenant_quota`'s `set`: a map of quota name to a value, or nil (back to
+/// the node's default); at most `QUOTA_CHANGES_MAX` entries.
+fn quota_changes(r: &mut Reader) -> Result<Vec<(String, Option<u64>)>> {
+    let n = r.map_len()?;
+    if n > crate::proto::QUOTA_CHANGES_MAX {
+        return Err(DecodeError::new(format!(
+            "{n} quota changes, over {}",
+            crate::proto::QUOTA_CHANGES_MAX
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.str()?.to_string();
+        let value = r.opt_uint().map_err(|e| e.at(&name))?;
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// An array of scalar values.

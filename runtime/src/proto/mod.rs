@@ -56,6 +56,24 @@ pub enum Request {
     Status,
     /// Admin principals only: create a tenant and its first principal.
     CreateTenant { name: String },
+    /// Admin principals only: a tenant's quotas, after setting each of
+    /// `set` (a value, or None: back to the node's default).
+    TenantQuota {
+        tenant: String,
+        set: Vec<(String, Option<u64>)>,
+    },
+}
+
+/// Quota changes one `tenant_quota` request may carry.
+pub const QUOTA_CHANGES_MAX: usize = 64;
+
+/// One of a tenant's quotas, as `tenant_quota` answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaValue {
+    pub name: String,
+    pub value: u64,
+    /// An administrator set it for this tenant (false: the node's default).
+    pub set: bool,
 }
 
 /// What the node answers to a request with this id.
@@ -99,6 +117,11 @@ pub enum Reply {
         tenant: String,
         principal: String,
         token: String,
+    },
+    /// A tenant's quotas (every one, in a fixed order).
+    Quota {
+        tenant: String,
+        quota: Vec<QuotaValue>,
     },
 }
 

@@ -193,8 +193,8 @@ pub fn check_size(shares: &[LoggedWrites]) -> Result<(), TxnError> {
     Ok(())
 }
 
-/// Whether each partition's share keeps the tenant within `quota`'s rows
-/// there.
+/// Whether each partition's share keeps the tenant within its rows quota
+/// there (`quota` is the node's default, the tenant's own is over it).
 pub fn check_rows(
     g: &Guards,
     tenant: TenantId,
@@ -207,7 +207,7 @@ pub fn check_rows(
             continue;
         }
         let rows = g[i].tenant_ref(tenant).map_or(0, |p| p.rows());
-        quota
+        g[i].quota_of(tenant, quota)
             .check_rows(PartitionId(i as u32), rows, added)
             .map_err(TxnError::Quota)?;
     }

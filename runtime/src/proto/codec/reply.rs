@@ -6,8 +6,8 @@
 use super::read::{DecodeError, Reader, Result};
 use super::{field, required, values, w};
 use crate::proto::{
-    CatalogInfo, Column, PartitionStatus, PeerLink, ProcedureInfo, ReplicaStatus, Reply, Rows,
-    SqlResult, StatusInfo, TableInfo,
+    CatalogInfo, Column, PartitionStatus, PeerLink, ProcedureInfo, QuotaValue, ReplicaStatus,
+    Reply, Rows, SqlResult, StatusInfo, TableInfo,
 };
 use crate::types::Value;
 
@@ -82,6 +82,18 @@ pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
             w::kv_str(out, "tenant", tenant);
             w::kv_str(out, "principal", principal);
             w::kv_str(out, "token", token);
+        }
+        Reply::Quota { tenant, quota } => {
+            head(out, "quota", 2);
+            w::kv_str(out, "tenant", tenant);
+            w::str(out, "quota");
+            w::array(out, quota.len());
+            for q in quota {
+                w::map(out, 3);
+                w::kv_str(out, "name", &q.name);
+                w::kv_uint(out, "value", q.value);
+                w::kv_bool(out, "set", q.set);
+            }
         }
     }
 }
@@ -204,7 +216,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
 }
 
 /// The kinds of reply, as named on the wire.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "authenticated",
     "value",
     "rows",
@@ -213,6 +225,7 @@ pub const KINDS: [&str; 9] = [
     "dropped",
     "catalog",
     "status",
+    "quota",
     "tenant_created",
 ];
 
@@ -308,6 +321,20 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                 token: required(m.c, "token", BY)?.to_string(),
             }
         }
+        "quota" => {
+            let (mut tenant, mut quota) = (None, None);
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tenant" => tenant = Some(field(r, "tenant", Reader::str)?),
+                    "quota" => quota = Some(field(r, "quota", quota_values)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Quota {
+                tenant: required(tenant, "tenant", BY)?.to_string(),
+                quota: required(quota, "quota", BY)?,
+            }
+        }
         other => {
             return Err(DecodeError::new(format!(
                 "unknown reply kind {other:?} (expected one of {})",
@@ -319,6 +346,29 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
 }
 
 const BY: &str = "this reply kind";
+
+fn quota_values(r: &mut Reader) -> Result<Vec<QuotaValue>> {
+    let n = r.array_len()?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut m = Fields::default();
+        let mut value = None;
+        for _ in 0..r.map_len().map_err(|e| e.at_index(i))? {
+            match r.str()? {
+                "name" => m.a = Some(field(r, "name", Reader::str)?),
+                "value" => value = Some(field(r, "value", Reader::uint)?),
+                "set" => m.flag = Some(field(r, "set", Reader::bool)?),
+                _ => r.skip(1)?,
+            }
+        }
+        out.push(QuotaValue {
+            name: required(m.a, "name", "a quota")?.to_string(),
+            value: required(value, "value", "a quota")?,
+            set: required(m.flag, "set", "a quota")?,
+        });
+    }
+    Ok(out)
+}
 
 /// Scratch slots for the small reply maps.
 #[derive(Default)]

@@ -85,6 +85,32 @@ fn every_request_round_trips() {
     round_request(Request::CreateTenant {
         name: "acme".into(),
     });
+    round_request(Request::TenantQuota {
+        tenant: "acme".into(),
+        set: vec![],
+    });
+    round_request(Request::TenantQuota {
+        tenant: "acme".into(),
+        set: vec![("rows_max".into(), Some(5)), ("calls_per_sec".into(), None)],
+    });
+}
+
+#[test]
+fn a_tenant_quota_request_with_too_many_changes_is_refused() {
+    let frame = RequestFrame {
+        id: 4,
+        request: Request::TenantQuota {
+            tenant: "acme".into(),
+            set: (0..=crate::proto::QUOTA_CHANGES_MAX)
+                .map(|i| (format!("q{i}"), Some(1)))
+                .collect(),
+        },
+    };
+    let mut buf = Vec::new();
+    encode_request(&frame, &mut buf).unwrap();
+    let e = decode_request(&buf[4..]).unwrap_err();
+    assert!(e.to_string().contains("quota changes"), "{e}");
+    assert_eq!(e.id, Some(4));
 }
 
 #[test]
@@ -282,6 +308,21 @@ fn every_reply_and_error_round_trips() {
         tenant: "t".into(),
         principal: "admin".into(),
         token: "secret".into(),
+    }));
+    round_response(Ok(Reply::Quota {
+        tenant: "t".into(),
+        quota: vec![
+            crate::proto::QuotaValue {
+                name: "rows_max".into(),
+                value: 5,
+                set: true,
+            },
+            crate::proto::QuotaValue {
+                name: "calls_per_sec".into(),
+                value: u64::MAX,
+                set: false,
+            },
+        ],
     }));
     for code in ErrorCode::ALL {
         round_response(Err(ErrorReply::new(code, "why")));
