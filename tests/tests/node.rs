@@ -526,7 +526,12 @@ fn the_same_request_id_on_two_streams_is_answered_on_each() {
             let (conn, sql) = (conn.clone(), sql.to_string());
             tokio::spawn(async move {
                 let params = Vec::new();
-                let frame = raw::frame(7, ohm::proto::Request::Sql { sql, params });
+                let request = ohm::proto::Request::Sql {
+                    sql,
+                    params,
+                    timeout_ms: None,
+                };
+                let frame = raw::frame(7, request);
                 tokio::time::timeout(Duration::from_secs(60), raw::exchange(&conn, &frame))
                     .await
                     .expect("a stream waited forever for its answer")

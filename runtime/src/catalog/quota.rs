@@ -35,6 +35,10 @@ pub const IN_FLIGHT_PER_TENANT_DEFAULT: u64 = 16_384;
 /// enough that only an administrator's lower value ever binds on today's
 /// hardware: fair turns, not this, share a busy partition.
 pub const CALLS_PER_SEC_PER_TENANT_DEFAULT: u64 = 1_000_000;
+/// Time limit of a procedure call (ms); past it the call is rolled back.
+pub const CALL_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Time limit of one ad-hoc SQL statement (ms).
+pub const SQL_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// One tenant's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,10 @@ pub struct Quota {
     pub in_flight_max: u64,
     /// Calls and `sql` requests started per second on one node.
     pub calls_per_sec: u64,
+    /// Time limit of one procedure call (ms).
+    pub call_timeout_ms: u64,
+    /// Time limit of one ad-hoc statement (ms); a request may ask for less.
+    pub sql_timeout_ms: u64,
 }
 
 impl Default for Quota {
@@ -63,6 +71,8 @@ impl Default for Quota {
             connections_max: CONNECTIONS_PER_TENANT_DEFAULT,
             in_flight_max: IN_FLIGHT_PER_TENANT_DEFAULT,
             calls_per_sec: CALLS_PER_SEC_PER_TENANT_DEFAULT,
+            call_timeout_ms: CALL_TIMEOUT_MS_DEFAULT,
+            sql_timeout_ms: SQL_TIMEOUT_MS_DEFAULT,
         }
     }
 }
@@ -76,16 +86,20 @@ pub enum QuotaField {
     ConnectionsMax,
     InFlightMax,
     CallsPerSec,
+    CallTimeoutMs,
+    SqlTimeoutMs,
 }
 
 impl QuotaField {
-    pub const ALL: [QuotaField; 6] = [
+    pub const ALL: [QuotaField; 8] = [
         QuotaField::ModulesMax,
         QuotaField::ModuleBytesMax,
         QuotaField::RowsMax,
         QuotaField::ConnectionsMax,
         QuotaField::InFlightMax,
         QuotaField::CallsPerSec,
+        QuotaField::CallTimeoutMs,
+        QuotaField::SqlTimeoutMs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +110,8 @@ impl QuotaField {
             QuotaField::ConnectionsMax => "connections_max",
             QuotaField::InFlightMax => "in_flight_max",
             QuotaField::CallsPerSec => "calls_per_sec",
+            QuotaField::CallTimeoutMs => "call_timeout_ms",
+            QuotaField::SqlTimeoutMs => "sql_timeout_ms",
         }
     }
 
@@ -114,6 +130,10 @@ impl QuotaField {
             QuotaField::ConnectionsMax => crate::net::server::CONNECTIONS_MAX as u64,
             QuotaField::InFlightMax => 1 << 20,
             QuotaField::CallsPerSec => 1_000_000_000,
+            // A long call runs beside the others (`node::runner`), but
+            // holds its tenant's part and multi-partition work meanwhile.
+            QuotaField::CallTimeoutMs => 600_000,
+            QuotaField::SqlTimeoutMs => 3_600_000,
         }
     }
 }
@@ -133,7 +153,7 @@ pub struct QuotaSet(BTreeMap<QuotaField, u64>);
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum QuotaSetError {
-    #[error("unknown quota {0:?} (known: modules_max, module_bytes_max, rows_max, connections_max, in_flight_max, calls_per_sec)")]
+    #[error("unknown quota {0:?} (known: modules_max, module_bytes_max, rows_max, connections_max, in_flight_max, calls_per_sec, call_timeout_ms, sql_timeout_ms)")]
     Unknown(String),
     #[error("quota {field} may be at most {ceiling}; {value} is too high")]
     TooHigh {
@@ -141,6 +161,8 @@ pub enum QuotaSetError {
         value: u64,
         ceiling: u64,
     },
+    #[error("quota {0} is a time limit and may not be 0")]
+    Zero(QuotaField),
 }
 
 impl QuotaSet {
@@ -157,6 +179,9 @@ impl QuotaSet {
                 value: v,
                 ceiling: field.ceiling(),
             }),
+            Some(0) if matches!(field, QuotaField::CallTimeoutMs | QuotaField::SqlTimeoutMs) => {
+                Err(QuotaSetError::Zero(field))
+            }
             Some(v) => {
                 self.0.insert(field, v);
                 Ok(())
@@ -198,6 +223,8 @@ impl Quota {
             QuotaField::ConnectionsMax => self.connections_max,
             QuotaField::InFlightMax => self.in_flight_max,
             QuotaField::CallsPerSec => self.calls_per_sec,
+            QuotaField::CallTimeoutMs => self.call_timeout_ms,
+            QuotaField::SqlTimeoutMs => self.sql_timeout_ms,
         }
     }
 
@@ -213,6 +240,8 @@ impl Quota {
                 QuotaField::ConnectionsMax => q.connections_max = v,
                 QuotaField::InFlightMax => q.in_flight_max = v,
                 QuotaField::CallsPerSec => q.calls_per_sec = v,
+                QuotaField::CallTimeoutMs => q.call_timeout_ms = v,
+                QuotaField::SqlTimeoutMs => q.sql_timeout_ms = v,
             }
         }
         q

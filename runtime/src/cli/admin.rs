@@ -78,7 +78,8 @@ pub struct TenantQuotaArgs {
     pub name: String,
     /// Quotas to set, as NAME=VALUE, or NAME=default for the node's
     /// default (names: modules_max, module_bytes_max, rows_max,
-    /// connections_max, in_flight_max, calls_per_sec). None: show them.
+    /// connections_max, in_flight_max, calls_per_sec, call_timeout_ms,
+    /// sql_timeout_ms). None: show them.
     #[arg(value_name = "NAME=VALUE")]
     pub set: Vec<String>,
 }

@@ -254,7 +254,12 @@ impl ClusterClient {
     /// Runs SQL on the leader (statements, reads included).
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {
         let (sql, params) = (sql.into(), Vec::new());
-        super::sql_result(self.request(Request::Sql { sql, params }).await?)
+        let request = Request::Sql {
+            sql,
+            params,
+            timeout_ms: None,
+        };
+        super::sql_result(self.request(request).await?)
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {

@@ -417,8 +417,25 @@ impl Client {
         sql: &str,
         params: Vec<Value>,
     ) -> Result<Vec<SqlResult>, ClientError> {
+        self.sql_within(sql, params, None).await
+    }
+
+    /// `sql_with`, each statement stopped and rolled back after
+    /// `timeout_ms` (None, or more than the tenant's limit: the tenant's
+    /// `sql_timeout_ms`).
+    pub async fn sql_within(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        timeout_ms: Option<u64>,
+    ) -> Result<Vec<SqlResult>, ClientError> {
         let sql = sql.into();
-        sql_result(self.request(Request::Sql { sql, params }).await?)
+        let request = Request::Sql {
+            sql,
+            params,
+            timeout_ms,
+        };
+        sql_result(self.request(request).await?)
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {

@@ -27,7 +27,7 @@ impl Coordinator {
         tenant: TenantId,
         sql: &str,
         params: &[Value],
-        client: Option<Arc<AtomicBool>>,
+        (limit_ms, client): (u64, Option<Arc<AtomicBool>>),
     ) -> Result<Vec<SqlResult>, ErrorReply> {
         let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
         let many = stmts.len() > 1;
@@ -42,7 +42,7 @@ impl Coordinator {
         }
         let mut results = Vec::with_capacity(stmts.len());
         for (i, stmt) in stmts.iter().enumerate() {
-            match self.statement(tenant, stmt, params, &client) {
+            match self.statement(tenant, stmt, params, (limit_ms, &client)) {
                 Ok(r) => results.push(r),
                 Err(mut e) if many => {
                     e.message = format!(
@@ -68,11 +68,12 @@ impl Coordinator {
         tenant: TenantId,
         stmt: &str,
         params: &[Value],
-        client: &Option<Arc<AtomicBool>>,
+        (limit_ms, client): (u64, &Option<Arc<AtomicBool>>),
     ) -> Result<SqlResult, ErrorReply> {
         let words = sqltext::words(stmt);
         let kind = sqltext::classify(&words);
-        let _work = (kind != Kind::Ddl).then(|| interrupt::Work::begin(None, client.clone()));
+        let _work =
+            (kind != Kind::Ddl).then(|| interrupt::Work::begin(Some(limit_ms), client.clone()));
         match kind {
             Kind::TxnControl => Err(ErrorReply::new(
                 ErrorCode::NotSupported,

@@ -44,6 +44,8 @@ pub enum CoordTask {
         sql: String,
         /// Values of the statement's `$n`s (then it has exactly one).
         params: Vec<Value>,
+        /// Each statement's time limit, when less than the tenant's.
+        timeout_ms: Option<u64>,
         /// Set when the client is gone: the running statement stops.
         client: Option<Arc<AtomicBool>>,
         reply: ReplyFn,
@@ -113,9 +115,6 @@ pub struct Coordinator {
     pub clustered: bool,
     /// What each tenant may deploy.
     pub quota: crate::catalog::Quota,
-    /// Time limit of a multi-partition call (an ad-hoc statement's is the
-    /// default of the coordinator thread's watch).
-    pub call_timeout_ms: u64,
     /// Stops the node (a broken invariant, a bug mid-transaction).
     pub fatal: FatalFn,
 }
@@ -145,9 +144,18 @@ impl Coordinator {
                 tenant,
                 sql,
                 params,
+                timeout_ms,
                 client,
                 reply,
-            } => reply(self.sql(tenant, &sql, &params, client).map(Reply::Sql)),
+            } => {
+                // The tenant's limit caps what the request asks for.
+                let cap = self.routes.quota(tenant, &self.quota).sql_timeout_ms;
+                let limit = timeout_ms.map_or(cap, |t| t.clamp(1, cap));
+                reply(
+                    self.sql(tenant, &sql, &params, (limit, client))
+                        .map(Reply::Sql),
+                )
+            }
             CoordTask::Call {
                 tenant,
                 procedure,
@@ -373,7 +381,10 @@ impl Coordinator {
                 .map_or(0, |d| d.as_micros() as i64),
             seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
-        let work = interrupt::Work::begin(Some(self.call_timeout_ms), None);
+        // The tenant's time limit for calls (an ad-hoc statement's is
+        // named where it begins).
+        let limit = self.routes.quota(tenant, &self.quota).call_timeout_ms;
+        let work = interrupt::Work::begin(Some(limit), None);
         let (output, shares) = txn::call_procedure(
             &mut g,
             (tenant, &self.quota),

@@ -76,6 +76,7 @@ pub fn setup(node: &Node, dir: &Path) -> anyhow::Result<()> {
                 tenant,
                 sql,
                 params: Vec::new(),
+                timeout_ms: None,
                 client: None,
                 reply,
             }) {

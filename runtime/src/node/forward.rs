@@ -408,6 +408,7 @@ mod tests {
         let sql = Request::Sql {
             sql: "SELECT $1".into(),
             params: vec![crate::types::Value::Int(1)],
+            timeout_ms: None,
         };
         f.forward(LEADER, Some(LEADER_AT.into()), &who(), sql.clone(), replier);
         let (to, msg) = sent.lock().unwrap().pop().unwrap();
@@ -486,6 +487,7 @@ mod tests {
         let big = || Request::Sql {
             sql: "x".repeat(FORWARD_BYTES_IN_FLIGHT_MAX / 2),
             params: Vec::new(),
+            timeout_ms: None,
         };
         let (r1, mut a1) = test_replier(1);
         f.forward(LEADER, None, &who(), big(), r1);

@@ -73,10 +73,6 @@ pub struct NodeConfig {
     /// What each tenant may hold and use, unless an administrator set
     /// the tenant's own (`tenant_quota`).
     pub quota: crate::catalog::Quota,
-    /// Time limit of a procedure call, then it is rolled back (`timeout`).
-    pub call_timeout_ms: u64,
-    /// Time limit of one ad-hoc SQL statement.
-    pub sql_timeout_ms: u64,
     /// Longest a deployed module may take to compile; slower ones are
     /// refused (`deploy`).
     pub compile_time_max_ms: u64,
@@ -85,10 +81,7 @@ pub struct NodeConfig {
 /// Default compile-time budget of a deployed module.
 pub const COMPILE_TIME_MAX_MS_DEFAULT: u64 = 10_000;
 
-/// Default time limit of a procedure call.
-pub const CALL_TIMEOUT_MS_DEFAULT: u64 = 2_000;
-/// Default time limit of one ad-hoc SQL statement.
-pub const SQL_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub use crate::catalog::quota::{CALL_TIMEOUT_MS_DEFAULT, SQL_TIMEOUT_MS_DEFAULT};
 
 /// What a node in a cluster needs beyond `NodeConfig`.
 pub struct ClusterSetup {
@@ -348,9 +341,9 @@ impl Node {
         let handovers = relief::Handovers::default();
         for (i, (core, log)) in rec.cores.drain(..).zip(rec.logs.drain(..)).enumerate() {
             let links = PartitionLinks {
-                watch: watchdog.watch(config.call_timeout_ms),
+                watch: watchdog.watch(config.quota.call_timeout_ms),
                 runner_watches: (0..runner::LENT_PARTS_MAX)
-                    .map(|_| watchdog.watch(config.call_timeout_ms))
+                    .map(|_| watchdog.watch(config.quota.call_timeout_ms))
                     .collect(),
                 relief: {
                     let r = relief::Relief::new(i as u32, handovers.clone());
@@ -406,11 +399,10 @@ impl Node {
             addrs,
             clustered: cluster.is_some(),
             quota: config.quota,
-            call_timeout_ms: config.call_timeout_ms,
             fatal: fatal_fn,
         };
         let (ctx, crx) = sync_channel(COORDINATOR_QUEUE_MAX);
-        let coord_watch = watchdog.watch(config.sql_timeout_ms);
+        let coord_watch = watchdog.watch(config.quota.sql_timeout_ms);
         // Ends once the executors and the coordinator have (their watches
         // go with their threads).
         threads.push((

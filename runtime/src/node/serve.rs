@@ -204,9 +204,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             connections_max: args.quota_connections,
             in_flight_max: args.quota_in_flight,
             calls_per_sec: args.quota_calls_per_sec,
+            call_timeout_ms: args.call_timeout_ms.max(1),
+            sql_timeout_ms: args.sql_timeout_ms.max(1),
         },
-        call_timeout_ms: args.call_timeout_ms.max(1),
-        sql_timeout_ms: args.sql_timeout_ms.max(1),
         compile_time_max_ms: args.compile_time_max_ms.max(1),
     };
     let tls_dir = dir.try_clone().context("opening the data directory")?;

@@ -473,10 +473,15 @@ impl Node {
                 args,
                 key,
             } => self.call(who, procedure, args, key, reply),
-            Request::Sql { sql, params } => self.to_coordinator(CoordTask::Sql {
+            Request::Sql {
+                sql,
+                params,
+                timeout_ms,
+            } => self.to_coordinator(CoordTask::Sql {
                 tenant,
                 sql,
                 params,
+                timeout_ms,
                 client,
                 reply,
             }),

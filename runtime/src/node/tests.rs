@@ -43,8 +43,6 @@ pub(super) fn config(partitions: u32) -> NodeConfig {
         snapshot_log_bytes: 1 << 40,
         segment_bytes_max: 1 << 20,
         quota: crate::catalog::Quota::default(),
-        call_timeout_ms: super::CALL_TIMEOUT_MS_DEFAULT,
-        sql_timeout_ms: super::SQL_TIMEOUT_MS_DEFAULT,
         compile_time_max_ms: super::COMPILE_TIME_MAX_MS_DEFAULT,
     }
 }
@@ -87,6 +85,7 @@ pub(super) fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlRes
         tenant,
         sql,
         params: Vec::new(),
+        timeout_ms: None,
         client: None,
         reply,
     })? {

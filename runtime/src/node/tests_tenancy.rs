@@ -259,7 +259,10 @@ fn ddl_is_not_stopped_half_way_by_the_time_limit() {
     node.shutdown();
     drop(node);
     let cfg = NodeConfig {
-        sql_timeout_ms: 1,
+        quota: crate::catalog::Quota {
+            sql_timeout_ms: 1,
+            ..crate::catalog::Quota::default()
+        },
         ..config(2)
     };
     let node = Node::start(tmp.dir(), cfg, false).unwrap();
@@ -631,6 +634,63 @@ fn slow_put_module() -> Vec<u8> {
     g.wasm()
 }
 
+/// Issue 11, time limits "configurable per tenant and per request up to
+/// a cap": the administrator sets one tenant's call and statement limits,
+/// and a `sql` request may ask for less than its tenant's limit, never
+/// more. Before, the node's two limits held for every tenant and request.
+#[test]
+fn a_tenants_time_limits_are_its_own_and_a_request_may_ask_for_less() {
+    let tmp = TempDir::new("limits");
+    let node = start(&tmp, 1);
+    let (a, b) = quick_and_slow(&node, 1);
+    let values: Vec<String> = (1000..3000).map(|k| format!("({k}, 'x')")).collect();
+    for who in [&a, &b] {
+        deploy(&node, who, "slow_put", slow_put_module()).unwrap();
+        let insert = format!("INSERT INTO kv VALUES {}", values.join(", "));
+        sql(&node, who, &insert).unwrap();
+    }
+    let limits = [("call_timeout_ms", Some(20)), ("sql_timeout_ms", Some(30))];
+    set_quota(&node, "b", &limits).unwrap();
+    // A's own, longer than the node's 2 s: its call is never cut short by
+    // a busy machine here.
+    set_quota(&node, "a", &[("call_timeout_ms", Some(120_000))]).unwrap();
+    let put = |k: i64| vec![Value::Int(k), Value::text("v")];
+    let timed_out = |r: Result<_, ErrorReply>, ms: &str| {
+        let e = r.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Timeout, "{e:?}");
+        assert!(e.message.contains(&format!("{ms} ms")), "{}", e.message);
+    };
+    // A 2,000 x 2,000 join in a call.
+    timed_out(call(&node, &b, "slow_put", put(0)), "20");
+    call(&node, &a, "slow_put", put(0)).unwrap();
+    let join = "SELECT COUNT(*) FROM kv x, kv y WHERE x.k + y.k < 0";
+    let within = |who: &Principal, timeout_ms| {
+        let (tx, answer) = sync_channel(1);
+        let request = crate::proto::Request::Sql {
+            sql: join.into(),
+            params: vec![],
+            timeout_ms,
+        };
+        node.dispatch_here(
+            who,
+            request,
+            None,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        answer.recv().unwrap()
+    };
+    timed_out(within(&b, None), "30");
+    timed_out(within(&b, Some(60_000)), "30");
+    timed_out(within(&a, Some(25)), "25");
+    assert!(within(&a, None).is_ok());
+    // Nothing of B's stopped call was written.
+    let kept = rows(&node, &b, "SELECT COUNT(*) FROM kv WHERE k < 1000");
+    assert_eq!(kept, vec![vec![Value::Int(0)]]);
+    node.shutdown();
+}
+
 /// Issue 11's isolation criterion: a call, once running, is never
 /// stopped to let another run, so another tenant's call waited out the
 /// whole of a long one (a p99 of B's call length). A call that runs long
@@ -644,7 +704,10 @@ fn a_tenants_call_is_answered_while_another_tenants_long_call_runs() {
     // B's calls run on a thread at nice 10: on a busy machine they may take
     // far longer than alone, which is not what this test is about.
     let cfg = || NodeConfig {
-        call_timeout_ms: 120_000,
+        quota: crate::catalog::Quota {
+            call_timeout_ms: 120_000,
+            ..crate::catalog::Quota::default()
+        },
         ..config(1)
     };
     let node = Node::start(tmp.dir(), cfg(), false).unwrap();

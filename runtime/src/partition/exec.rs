@@ -83,10 +83,12 @@ pub fn run_on_part(
         result: Err(e),
         payload: None,
     };
+    // The node's defaults with the tenant's own quota over them.
+    let quota = quota.with(Some(&part.quota));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // Timed by the thread's watch, if it has one (a node's executor,
-        // or the runner a lent part is on).
-        let _work = crate::sql::interrupt::Work::begin(None, None);
+        // or the runner a lent part is on), to the tenant's limit.
+        let _work = crate::sql::interrupt::Work::begin(Some(quota.call_timeout_ms), None);
         part.procs.call(&mut part.engine, procedure, args, txn)
     }));
     let outcome = match outcome {
@@ -119,7 +121,6 @@ pub fn run_on_part(
         });
     }
     let added = outcome.write_set.rows_added();
-    let quota = quota.with(Some(&part.quota));
     if let Err(quota) = quota.check_rows_applied(here, part.rows(), added) {
         undo(&mut part.engine, &outcome.write_set);
         return failed(CallError::Quota {

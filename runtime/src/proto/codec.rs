@@ -58,7 +58,12 @@ pub fn encode_request(
         let (op, fields) = match &frame.request {
             Request::Auth { .. } => ("auth", 1),
             Request::Call { key, .. } => ("call", 2 + usize::from(key.is_some())),
-            Request::Sql { params, .. } => ("sql", 1 + usize::from(!params.is_empty())),
+            Request::Sql {
+                params, timeout_ms, ..
+            } => (
+                "sql",
+                1 + usize::from(!params.is_empty()) + usize::from(timeout_ms.is_some()),
+            ),
             Request::Deploy { .. } => ("deploy", 2),
             Request::Drop { .. } => ("drop", 1),
             Request::Catalog => ("catalog", 0),
@@ -86,12 +91,19 @@ pub fn encode_request(
                     w::kv_str(out, "key", k);
                 }
             }
-            Request::Sql { sql, params } => {
+            Request::Sql {
+                sql,
+                params,
+                timeout_ms,
+            } => {
                 w::kv_str(out, "sql", sql);
                 if !params.is_empty() {
                     w::str(out, "params");
                     w::array(out, params.len());
                     params.iter().for_each(|v| w::value(out, v));
+                }
+                if let Some(t) = timeout_ms {
+                    w::kv_uint(out, "timeout_ms", *t);
                 }
             }
             Request::Deploy { name, wasm } => {
@@ -130,7 +142,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
     let mut r = Reader::new(body);
     let (mut id, mut op, mut token, mut procedure, mut args) = (None, None, None, None, None);
     let (mut sql, mut name, mut wasm, mut key) = (None, None, None, None);
-    let (mut params, mut set) = (None, None);
+    let (mut params, mut set, mut timeout_ms) = (None, None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
@@ -144,6 +156,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             "wasm" => wasm = Some(field(&mut r, "wasm", Reader::bin)?),
             "key" => key = Some(field(&mut r, "key", Reader::str)?),
             "set" => set = Some(field(&mut r, "set", quota_changes)?),
+            "timeout_ms" => timeout_ms = Some(field(&mut r, "timeout_ms", time_limit)?),
             _ => r.skip(1)?,
         }
     }
@@ -162,6 +175,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
         "sql" => Request::Sql {
             sql: required(sql, "sql", "op \"sql\"")?.to_string(),
             params: params.unwrap_or_default(),
+            timeout_ms,
         },
         "deploy" => Request::Deploy {
             name: required(name, "name", "op \"deploy\"")?.to_string(),
@@ -305,6 +319,17 @@ fn idempotency_key(k: &str) -> Result<String> {
 
 fn required<T>(v: Option<T>, name: &str, by: &str) -> Result<T> {
     v.ok_or_else(|| DecodeError::new(format!("missing field `{name}` (required by {by})")))
+}
+
+/// A request's `timeout_ms`: at least 1.
+fn time_limit(r: &mut Reader) -> Result<u64> {
+    match r.uint()? {
+        0 => Err(DecodeError {
+            bad_value: true,
+            ..DecodeError::new("a time limit of 0 ms: send at least 1")
+        }),
+        ms => Ok(ms),
+    }
 }
 
 /// `tenant_quota`'s `set`: a map of quota name to a value, or nil (back to

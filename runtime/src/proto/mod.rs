@@ -44,8 +44,13 @@ pub enum Request {
     /// Ad-hoc SQL: one or more statements separated by `;`, each in its own
     /// transaction (autocommit). One result per statement. `params` are the
     /// values of `$1`, `$2`, ... (or `?`s in order); a request with params
-    /// has exactly one statement.
-    Sql { sql: String, params: Vec<Value> },
+    /// has exactly one statement. `timeout_ms`: each statement's time
+    /// limit, if less than the tenant's (`sql_timeout_ms`).
+    Sql {
+        sql: String,
+        params: Vec<Value>,
+        timeout_ms: Option<u64>,
+    },
     /// Deploy (or atomically replace) a procedure module.
     Deploy { name: String, wasm: Vec<u8> },
     /// Remove a module and its procedures.

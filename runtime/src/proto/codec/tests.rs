@@ -70,10 +70,12 @@ fn every_request_round_trips() {
     round_request(Request::Sql {
         sql: "SELECT 1; SELECT 2".into(),
         params: vec![],
+        timeout_ms: None,
     });
     round_request(Request::Sql {
         sql: "SELECT $1, $2".into(),
         params: vec![Value::Int(7), Value::text("x'); DROP TABLE t; --")],
+        timeout_ms: Some(250),
     });
     round_request(Request::Deploy {
         name: "m".into(),
