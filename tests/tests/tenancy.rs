@@ -323,6 +323,8 @@ fn an_admin_sets_a_tenants_quotas_and_only_that_tenant_is_held_to_them() {
             "in_flight_max=2",
             "calls_per_sec=20",
             "rows_max=5000",
+            // The slow statements below are never cut short by a busy machine.
+            "sql_timeout_ms=120000",
         ],
     );
     assert!(
@@ -361,8 +363,9 @@ fn an_admin_sets_a_tenants_quotas_and_only_that_tenant_is_held_to_them() {
                 "six statements at once, two in flight allowed"
             );
             // 20 calls a second (a second's worth at once): of 60 sent
-            // back to back, most are refused; none of demo's are.
+            // back to back, those past the rate are refused; none of demo's are.
             let (mut taken, mut limited) = (0, 0);
+            let started = std::time::Instant::now();
             for _ in 0..60 {
                 match b.sql("SELECT 1").await {
                     Ok(_) => taken += 1,
@@ -370,10 +373,10 @@ fn an_admin_sets_a_tenants_quotas_and_only_that_tenant_is_held_to_them() {
                     Err(e) => panic!("{e}"),
                 }
             }
-            assert!(
-                limited > 0 && taken < 60,
-                "taken {taken}, refused {limited}"
-            );
+            // At most the burst and what the time taken let through,
+            // however slow the machine.
+            let most = 20.0 + 20.0 * started.elapsed().as_secs_f64() + 1.0;
+            assert!(f64::from(taken) <= most, "taken {taken}, refused {limited}");
             for i in 0..60i64 {
                 let args = vec![
                     Value::Int(2_125_550_000 + i),

@@ -77,6 +77,9 @@ impl Default for Quota {
     }
 }
 
+/// The most connections_max may be: every connection a node serves.
+pub const CONNECTIONS_CEILING: u64 = 10_000;
+
 /// One quota, by the name the protocol, the CLI and the log use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum QuotaField {
@@ -91,6 +94,7 @@ pub enum QuotaField {
 }
 
 impl QuotaField {
+    /// Every quota, in the order answers list them.
     pub const ALL: [QuotaField; 8] = [
         QuotaField::ModulesMax,
         QuotaField::ModuleBytesMax,
@@ -102,6 +106,7 @@ impl QuotaField {
         QuotaField::SqlTimeoutMs,
     ];
 
+    /// The quota's name on the wire, in the CLI and in the log.
     pub fn name(self) -> &'static str {
         match self {
             QuotaField::ModulesMax => "modules_max",
@@ -115,6 +120,12 @@ impl QuotaField {
         }
     }
 
+    /// Every quota's name, comma-separated (for messages and help).
+    pub fn names() -> String {
+        QuotaField::ALL.map(QuotaField::name).join(", ")
+    }
+
+    /// The quota named `name`, if this build has one.
     pub fn by_name(name: &str) -> Option<QuotaField> {
         QuotaField::ALL.into_iter().find(|f| f.name() == name)
     }
@@ -127,7 +138,8 @@ impl QuotaField {
             QuotaField::ModulesMax => 4_096,
             QuotaField::ModuleBytesMax => 16 << 30,
             QuotaField::RowsMax => 1 << 40,
-            QuotaField::ConnectionsMax => crate::net::server::CONNECTIONS_MAX as u64,
+            // The most a node serves in all (`net::server::CONNECTIONS_MAX`).
+            QuotaField::ConnectionsMax => CONNECTIONS_CEILING,
             QuotaField::InFlightMax => 1 << 20,
             QuotaField::CallsPerSec => 1_000_000_000,
             // A long call runs beside the others (`node::runner`), but
@@ -153,7 +165,7 @@ pub struct QuotaSet(BTreeMap<QuotaField, u64>);
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum QuotaSetError {
-    #[error("unknown quota {0:?} (known: modules_max, module_bytes_max, rows_max, connections_max, in_flight_max, calls_per_sec, call_timeout_ms, sql_timeout_ms)")]
+    #[error("unknown quota {name:?} (known: {known})", name = .0, known = QuotaField::names())]
     Unknown(String),
     #[error("quota {field} may be at most {ceiling}; {value} is too high")]
     TooHigh {
@@ -163,9 +175,15 @@ pub enum QuotaSetError {
     },
     #[error("quota {0} is a time limit and may not be 0")]
     Zero(QuotaField),
+    #[error(
+        "the {0} tenant's quotas are the node's defaults and cannot be set (a mistake there \
+         could lock the administrators out)"
+    )]
+    AdminTenant(&'static str),
 }
 
 impl QuotaSet {
+    /// Nothing set: the node's defaults throughout.
     pub const fn new() -> QuotaSet {
         QuotaSet(BTreeMap::new())
     }
@@ -199,10 +217,22 @@ impl QuotaSet {
         self.set(field, value)
     }
 
+    /// A value as it was logged: taken as is (ceilings are checked when an
+    /// administrator sets a value, and a later build's may differ; what
+    /// was logged must still load). Only a name this build does not know
+    /// is refused.
+    pub fn insert_logged(&mut self, name: &str, value: u64) -> Result<(), QuotaSetError> {
+        let field = QuotaField::by_name(name).ok_or_else(|| QuotaSetError::Unknown(name.into()))?;
+        self.0.insert(field, value);
+        Ok(())
+    }
+
+    /// What is set for `field`, if anything.
     pub fn get(&self, field: QuotaField) -> Option<u64> {
         self.0.get(&field).copied()
     }
 
+    /// Whether nothing is set.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -240,8 +270,9 @@ impl Quota {
                 QuotaField::ConnectionsMax => q.connections_max = v,
                 QuotaField::InFlightMax => q.in_flight_max = v,
                 QuotaField::CallsPerSec => q.calls_per_sec = v,
-                QuotaField::CallTimeoutMs => q.call_timeout_ms = v,
-                QuotaField::SqlTimeoutMs => q.sql_timeout_ms = v,
+                // A time limit of 0 would stop everything at once.
+                QuotaField::CallTimeoutMs => q.call_timeout_ms = v.max(1),
+                QuotaField::SqlTimeoutMs => q.sql_timeout_ms = v.max(1),
             }
         }
         q
@@ -273,21 +304,31 @@ pub enum QuotaError {
         would: u64,
         max: u64,
     },
-    #[error(
-        "quota connections_max: the tenant has {max} connections open on this node and may \
-         have {max}; close one first, or ask the node's administrator to raise the quota"
-    )]
+    #[error("{}", at_usage_quota("connections_max", *max, "connections open on this node",
+        "close one first"))]
     Connections { max: u64 },
-    #[error(
-        "quota in_flight_max: the tenant has {max} requests unanswered on this node and may \
-         have {max}; wait for answers before sending more (this request was not run)"
-    )]
+    #[error("{}", at_usage_quota("in_flight_max", *max, "requests unanswered on this node",
+        "wait for answers before sending more; this request was not run"))]
     InFlight { max: u64 },
-    #[error(
-        "quota calls_per_sec: the tenant started {max} calls and SQL requests on this node in \
-         the last second and may start {max} a second; retry shortly (this request was not run)"
-    )]
+    #[error("{}", at_usage_quota("calls_per_sec", *max,
+        "calls and SQL requests started a second on this node (a second's worth at once)",
+        "retry shortly; this request was not run"))]
     CallsPerSec { max: u64 },
+}
+
+/// The message of a usage quota reached: what to do differs when the
+/// administrator set it to 0 (waiting never helps then).
+fn at_usage_quota(name: &str, max: u64, what: &str, then: &str) -> String {
+    if max == 0 {
+        return format!(
+            "quota {name}: the tenant may have no {what} (its quota is 0); ask the node's \
+             administrator"
+        );
+    }
+    format!(
+        "quota {name}: the tenant is at its {max} {what}; {then}, or ask the node's \
+         administrator to raise the quota"
+    )
 }
 
 impl Quota {

@@ -799,8 +799,8 @@ pub(super) fn put_quota_set(out: &mut Vec<u8>, q: &crate::catalog::QuotaSet) {
     }
 }
 
-/// Reads what `put_quota_set` wrote; a name this build does not know, or a
-/// value over its ceiling, is an error (never dropped).
+/// Reads what `put_quota_set` wrote; a name this build does not know is
+/// an error (never dropped), a value is taken as logged.
 pub(super) fn quota_set(r: &mut Reader<'_>) -> DecodeResult<crate::catalog::QuotaSet> {
     // An entry is at least 12 bytes (an empty name and a value).
     let n = r.count(12, "quotas")?;
@@ -808,7 +808,7 @@ pub(super) fn quota_set(r: &mut Reader<'_>) -> DecodeResult<crate::catalog::Quot
     for _ in 0..n {
         let name = r.str("quota name")?;
         let value = r.u64("quota value")?;
-        q.set_named(name, Some(value)).map_err(|e| e.to_string())?;
+        q.insert_logged(name, value).map_err(|e| e.to_string())?;
     }
     Ok(q)
 }
@@ -1001,7 +1001,7 @@ mod tests {
     }
 
     #[test]
-    fn a_quota_this_build_does_not_know_is_refused_not_dropped() {
+    fn a_quota_this_build_does_not_know_is_refused_not_dropped_and_a_value_loads_as_logged() {
         let entry = Entry::Multi {
             txn: 1,
             tenant: TenantId(3),
@@ -1017,14 +1017,25 @@ mod tests {
         unknown[at..at + 8].copy_from_slice(b"rows_mix");
         let e = decode_entry(&unknown).unwrap_err();
         assert!(e.contains("unknown quota \"rows_mix\""), "{e}");
-        // A value over its ceiling is corruption too.
+        // A value over this build's ceiling was logged under another's:
+        // it loads as logged.
         let value_at = payload
             .windows(8)
             .position(|w| w == 1_000_000_000u64.to_le_bytes())
             .expect("the value is in the payload");
         let mut high = payload;
         high[value_at..value_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode_entry(&high).unwrap_err().contains("at most"));
+        let Entry::Multi {
+            body: MultiBody::SetQuota(q),
+            ..
+        } = decode_entry(&high).unwrap()
+        else {
+            panic!("not a quota record")
+        };
+        assert_eq!(
+            q.get(crate::catalog::QuotaField::CallsPerSec),
+            Some(u64::MAX)
+        );
     }
 
     #[test]

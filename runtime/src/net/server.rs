@@ -105,6 +105,9 @@ impl Replier {
     }
 
     fn deliver(&mut self, response: Result<Reply, ErrorReply>, leader: Option<String>) {
+        // Given back before the answer goes: a client that waits for it
+        // before its next request finds the place free.
+        self.held = None;
         if let Some((tx, permit)) = self.slot.take() {
             let frame = ResponseFrame {
                 id: self.id,
@@ -119,7 +122,6 @@ impl Replier {
                 _permit: permit,
             });
         }
-        self.held = None;
     }
 }
 

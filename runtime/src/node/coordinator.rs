@@ -113,7 +113,8 @@ pub struct Coordinator {
     pub addrs: super::reply::ClientAddrs,
     /// Part of a cluster: tenants are created through partition 0's log.
     pub clustered: bool,
-    /// What each tenant may deploy.
+    /// What each tenant may hold and use, unless an administrator set its
+    /// own (`routes` and each partition's state hold those).
     pub quota: crate::catalog::Quota,
     /// Stops the node (a broken invariant, a bug mid-transaction).
     pub fatal: FatalFn,
@@ -150,7 +151,7 @@ impl Coordinator {
             } => {
                 // The tenant's limit caps what the request asks for.
                 let cap = self.routes.quota(tenant, &self.quota).sql_timeout_ms;
-                let limit = timeout_ms.map_or(cap, |t| t.clamp(1, cap));
+                let limit = timeout_ms.map_or(cap, |t| t.min(cap)).max(1);
                 reply(
                     self.sql(tenant, &sql, &params, (limit, client))
                         .map(Reply::Sql),
@@ -644,6 +645,11 @@ impl Coordinator {
             let message = format!("no tenant named {name:?} (nothing was done)");
             return Err(ErrorReply::new(ErrorCode::BadArguments, message));
         };
+        if name == crate::catalog::ADMIN_TENANT && !changes.is_empty() {
+            let e = crate::catalog::QuotaSetError::AdminTenant(crate::catalog::ADMIN_TENANT);
+            let message = format!("{e} (nothing was done)");
+            return Err(ErrorReply::new(ErrorCode::BadArguments, message));
+        }
         // Held for the tenant: its parts lent to runners come home first,
         // so no call runs on a part that misses the change.
         let mut g = self.hold(Some(tenant))?;

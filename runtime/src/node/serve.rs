@@ -66,11 +66,13 @@ pub struct ServeArgs {
     /// Calls and SQL requests each tenant may start per second on this node.
     #[arg(long, default_value_t = crate::catalog::quota::CALLS_PER_SEC_PER_TENANT_DEFAULT)]
     pub quota_calls_per_sec: u64,
-    /// Time limit of a procedure call (ms); past it the call is rolled
-    /// back and answered `timeout`.
+    /// Time limit of a procedure call (ms), each tenant's unless its own
+    /// is set (`ohm tenant quota`); past it the call is rolled back and
+    /// answered `timeout`.
     #[arg(long, default_value_t = super::CALL_TIMEOUT_MS_DEFAULT)]
     pub call_timeout_ms: u64,
-    /// Time limit of one ad-hoc SQL statement (ms).
+    /// Time limit of one ad-hoc SQL statement (ms), each tenant's unless
+    /// its own is set.
     #[arg(long, default_value_t = super::SQL_TIMEOUT_MS_DEFAULT)]
     pub sql_timeout_ms: u64,
     /// CPU time a deployed module may take to compile (ms); a costlier one

@@ -383,6 +383,7 @@ fn reply_of(t: CoordTask) -> ReplyFn {
 /// An authenticated connection: its principal, and its place in the
 /// tenant's connections quota (given back when the connection goes).
 pub struct Session {
+    /// Who authenticated.
     pub who: Principal,
     usage: Arc<TenantUsage>,
     _connected: Connected,

@@ -402,9 +402,8 @@ fn set_quota(
 }
 
 /// Issue 11, quotas set by the admin: one tenant's rows and modules
-/// quotas are its own, apply to its single-partition calls (on whichever
-/// thread its part runs) and deploys, and hold through snapshots and a
-/// restart. Before, every tenant had the node's flags.
+/// quotas are its own, apply to its single-partition calls and deploys,
+/// and hold through snapshots and a restart. Before, every tenant had the node's flags.
 #[test]
 fn a_tenants_own_quota_holds_its_calls_and_deploys_through_snapshots_and_restarts() {
     use crate::wasm::tests::footprint::tiny_module;
@@ -651,9 +650,17 @@ fn a_tenants_time_limits_are_its_own_and_a_request_may_ask_for_less() {
     }
     let limits = [("call_timeout_ms", Some(20)), ("sql_timeout_ms", Some(30))];
     set_quota(&node, "b", &limits).unwrap();
-    // A's own, longer than the node's 2 s: its call is never cut short by
-    // a busy machine here.
-    set_quota(&node, "a", &[("call_timeout_ms", Some(120_000))]).unwrap();
+    // A's own, longer than the node's: its call and statement are never
+    // cut short by a busy machine here.
+    let long = [
+        ("call_timeout_ms", Some(120_000)),
+        ("sql_timeout_ms", Some(120_000)),
+    ];
+    set_quota(&node, "a", &long).unwrap();
+    // The system tenant's are the node's defaults: setting them could lock
+    // the administrators out.
+    let e = set_quota(&node, crate::catalog::ADMIN_TENANT, &long).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadArguments, "{e:?}");
     let put = |k: i64| vec![Value::Int(k), Value::text("v")];
     let timed_out = |r: Result<_, ErrorReply>, ms: &str| {
         let e = r.unwrap_err();

@@ -5,9 +5,9 @@
 //! going over is a `quota_exceeded` answer for that request or connection
 //! alone, and other tenants never notice.
 //!
-//! Owns: the counters and their checks. Must not: block or take a lock a
-//! request waits on (a dispatch must not block): every counter is an
-//! atomic.
+//! Owns: the counters and their checks. Must not: block (a dispatch must
+//! not): every counter is an atomic, and the map of tenants is locked only
+//! to find or add one, at `auth`.
 //!
 //! Bounds: one entry per tenant that authenticated, so at most
 //! `catalog::TENANTS_MAX` (a tenant is never removed while the node runs).
@@ -98,7 +98,7 @@ impl TenantUsage {
             });
         }
         let guard = InFlight(self.clone());
-        if call && !self.take_call(quota.calls_per_sec) {
+        if call && !self.take_call(quota.calls_per_sec, self.started.elapsed()) {
             return Err(QuotaError::CallsPerSec {
                 max: quota.calls_per_sec,
             });
@@ -106,13 +106,13 @@ impl TenantUsage {
         Ok(guard)
     }
 
-    /// Whether a call may start now at `per_sec` calls a second (with a
-    /// second's worth at once).
-    fn take_call(&self, per_sec: u64) -> bool {
+    /// Whether a call may start at `now` (since the node's start) at
+    /// `per_sec` calls a second, with a second's worth at once.
+    fn take_call(&self, per_sec: u64, now: std::time::Duration) -> bool {
         if per_sec == 0 {
             return false;
         }
-        let now = self.started.elapsed().as_nanos() as u64;
+        let now = now.as_nanos() as u64;
         let each = (SECOND_NS / per_sec).max(1);
         self.calls_due_ns
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |due| {
@@ -190,21 +190,29 @@ mod tests {
     fn calls_are_taken_at_the_rate_with_a_seconds_burst() {
         let usage = Usage::default();
         let a = usage.of(TenantId(1));
-        let q = quota(10, 100, 5);
-        let taken = (0..20).filter(|_| a.begin(&q, true).is_ok()).count();
-        assert_eq!(taken, 5, "one second's worth at once");
-        let e = a.begin(&q, true).err().unwrap();
+        let at = |ms: u64| std::time::Duration::from_millis(1_000 + ms);
+        let taken = |t| (0..20).filter(|_| a.take_call(5, at(t))).count();
+        assert_eq!(taken(0), 5, "one second's worth at once");
+        assert_eq!(taken(100), 0, "the next is due 200 ms after the burst");
+        assert_eq!(taken(450), 2, "one every 200 ms");
+        assert_eq!(taken(5_000), 5, "no more than a second's worth saved up");
+        // Through `begin`: a request refused by the rate gives its place
+        // in flight back; requests that are not calls do not count.
+        let b = usage.of(TenantId(2));
+        let q = quota(10, 100, 2);
+        let held: Vec<_> = (0..2).map(|_| b.begin(&q, true).unwrap()).collect();
+        let e = b.begin(&q, true).err().unwrap();
         assert!(e.to_string().contains("calls_per_sec"), "{e}");
-        // Requests that are not calls do not count against the rate.
-        assert!(a.begin(&q, false).is_ok());
-        let t0 = Instant::now();
-        std::thread::sleep(std::time::Duration::from_millis(450));
-        let later = (0..20).filter(|_| a.begin(&q, true).is_ok()).count();
-        // 5 a second: 2 are due after 0.45 s, and no more than the time
-        // that passed (however long the sleep took) allows.
-        let most = (t0.elapsed().as_secs_f64() * 5.0).ceil() as usize + 1;
-        assert!((2..=most).contains(&later), "{later} taken, at most {most}");
-        assert!(usage.of(TenantId(2)).begin(&q, true).is_ok());
-        assert!(usage.of(TenantId(3)).begin(&quota(1, 1, 0), true).is_err());
+        assert_eq!(b.counts(), (0, 2));
+        let other = b.begin(&q, false).unwrap();
+        assert_eq!(b.counts(), (0, 3));
+        drop((held, other));
+        assert_eq!(b.counts(), (0, 0));
+        let e = usage
+            .of(TenantId(3))
+            .begin(&quota(1, 1, 0), true)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("its quota is 0"), "{e}");
     }
 }

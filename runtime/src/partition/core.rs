@@ -63,7 +63,8 @@ pub struct CoreConfig {
     pub consensus: consensus::Config,
     /// Log bytes after which a snapshot is taken.
     pub snapshot_log_bytes: u64,
-    /// What each tenant may hold (its rows here are checked by each call).
+    /// Each tenant's quota by default (a tenant's own, in its part, is
+    /// over it): its rows here and its time limit, checked by each call.
     pub quota: crate::catalog::Quota,
 }
 

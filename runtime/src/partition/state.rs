@@ -28,7 +28,7 @@ pub struct TenantPart {
     /// not served, and everything else is.
     pub failed: BTreeMap<String, String>,
     /// The quotas an administrator set for the tenant, over the node's
-    /// defaults (`PartitionCore::quota_of`).
+    /// defaults (`PartitionState::quota_of`).
     pub quota: crate::catalog::QuotaSet,
 }
 

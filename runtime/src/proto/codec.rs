@@ -337,10 +337,13 @@ fn time_limit(r: &mut Reader) -> Result<u64> {
 fn quota_changes(r: &mut Reader) -> Result<Vec<(String, Option<u64>)>> {
     let n = r.map_len()?;
     if n > crate::proto::QUOTA_CHANGES_MAX {
-        return Err(DecodeError::new(format!(
-            "{n} quota changes, over {}",
-            crate::proto::QUOTA_CHANGES_MAX
-        )));
+        let max = crate::proto::QUOTA_CHANGES_MAX;
+        // Too many is this request's fault alone: it is answered
+        // `bad_arguments` and the stream goes on (frames are delimited).
+        return Err(DecodeError {
+            bad_value: true,
+            ..DecodeError::new(format!("{n} quota changes, over {max}"))
+        });
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {

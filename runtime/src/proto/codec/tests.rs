@@ -112,7 +112,7 @@ fn a_tenant_quota_request_with_too_many_changes_is_refused() {
     encode_request(&frame, &mut buf).unwrap();
     let e = decode_request(&buf[4..]).unwrap_err();
     assert!(e.to_string().contains("quota changes"), "{e}");
-    assert_eq!(e.id, Some(4));
+    assert_eq!((e.id, e.bad_value), (Some(4), true));
 }
 
 #[test]
