@@ -492,6 +492,49 @@ fn no_connection_checks_more_tokens_than_the_cap() {
     });
 }
 
+/// Issue 11, quotas: a right token refused because its tenant is at its
+/// `connections_max` is not a failed guess. Before, the 5th such refusal
+/// closed the connection as "too many failed auth attempts"; now the
+/// connection stays open, and takes the token once there is room.
+#[test]
+fn a_token_refused_for_its_tenants_connections_quota_is_not_a_failed_attempt() {
+    use ohm::net::server::AUTH_ATTEMPTS_MAX;
+    let tmp = TempDir::new("auth-quota");
+    let args = ["--partitions", "1", "--demo", "--quota-connections", "1"];
+    let server = Server::start(tmp.path(), &args).unwrap();
+    runtime().block_on(async {
+        let first = server.client("demo.token").await;
+        let conn = raw::connect(&server.addr, &server.fingerprint).await;
+        let auth = |id| {
+            let token = server.token("demo.token");
+            raw::frame(id, ohm::proto::Request::Auth { token })
+        };
+        for id in 1..=u64::from(AUTH_ATTEMPTS_MAX) + 2 {
+            let answer = raw::exchange(&conn, &auth(id)).await;
+            let e = answer
+                .expect("the connection stays open")
+                .response
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+            assert!(e.message.contains("connections_max"), "{}", e.message);
+        }
+        first.close().await;
+        // The node lets the closed connection go shortly after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for id in 100.. {
+            let answer = raw::exchange(&conn, &auth(id)).await.expect("open");
+            match answer.response {
+                Ok(_) => break,
+                Err(e) if e.code == ErrorCode::QuotaExceeded => {
+                    assert!(std::time::Instant::now() < deadline, "never taken");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    });
+}
+
 /// Runs every future to its end, concurrently.
 async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
 where

@@ -48,7 +48,9 @@ pub const STOP_BAD_FRAME: u32 = 1;
 pub trait Service: Send + Sync + 'static {
     type Session: Send + Sync + 'static;
     /// Checks a token. Err is answered as is; the connection stays open for
-    /// another try, up to `AUTH_ATTEMPTS_MAX`.
+    /// another try, up to `AUTH_ATTEMPTS_MAX`. An Err of `quota_exceeded`
+    /// says the token is right but its tenant may not connect now: it does
+    /// not count as a failed attempt.
     fn authenticate(&self, token: &str) -> Result<(Self::Session, Reply), ErrorReply>;
     /// Starts a request (never `Auth`); must not block. The answer goes
     /// through `reply` exactly once; dropping it answers `internal`.
@@ -377,6 +379,13 @@ async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) 
                 )),
             };
             replier.send(answer);
+            true
+        }
+        Err(e) if e.code == ErrorCode::QuotaExceeded => {
+            // Not a guess: the client may try again once it is under
+            // its quota, on this connection.
+            conn.auth_attempts.fetch_sub(1, Ordering::Relaxed);
+            replier.send(Err(e));
             true
         }
         Err(e) => {
