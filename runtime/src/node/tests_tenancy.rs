@@ -403,7 +403,8 @@ fn set_quota(
 
 /// Issue 11, quotas set by the admin: one tenant's rows and modules
 /// quotas are its own, apply to its single-partition calls and deploys,
-/// and hold through snapshots and a restart. Before, every tenant had the node's flags.
+/// and hold through snapshots and a restart. Before, every tenant had the
+/// node's flags.
 #[test]
 fn a_tenants_own_quota_holds_its_calls_and_deploys_through_snapshots_and_restarts() {
     use crate::wasm::tests::footprint::tiny_module;
