@@ -263,7 +263,8 @@ impl Quota {
         let mut q = *self;
         for (field, v) in set.into_iter().flat_map(QuotaSet::iter) {
             match field {
-                // Set values are at most their ceiling, which fits.
+                // A value over what a u32 holds (logged by another build)
+                // is the most it holds.
                 QuotaField::ModulesMax => q.modules_max = u32::try_from(v).unwrap_or(u32::MAX),
                 QuotaField::ModuleBytesMax => q.module_bytes_max = v,
                 QuotaField::RowsMax => q.rows_max = v,
