@@ -101,6 +101,20 @@ enum TenantCommand {
     /// Show a tenant's quotas, after setting those given (NAME=VALUE, or
     /// NAME=default).
     Quota(ohm::cli::TenantQuotaArgs),
+    /// Create, revoke and list a tenant's principals (tokens with roles).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a principal with a role and print its token (once).
+    Create(ohm::cli::admin::TokenCreateArgs),
+    /// Revoke a principal: its token is refused from now on, also on
+    /// connections already open.
+    Revoke(ohm::cli::admin::TokenRevokeArgs),
+    /// List a tenant's principals and their roles (never their tokens).
+    List(ohm::cli::admin::TokenListArgs),
 }
 
 #[derive(Args)]
@@ -231,6 +245,15 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Tenant(TenantCommand::Quota(args)) => {
             client_runtime()?.block_on(ohm::cli::admin::tenant_quota(args))
+        }
+        Command::Tenant(TenantCommand::Token(TokenCommand::Create(args))) => {
+            client_runtime()?.block_on(ohm::cli::admin::token_create(args))
+        }
+        Command::Tenant(TenantCommand::Token(TokenCommand::Revoke(args))) => {
+            client_runtime()?.block_on(ohm::cli::admin::token_revoke(args))
+        }
+        Command::Tenant(TenantCommand::Token(TokenCommand::List(args))) => {
+            client_runtime()?.block_on(ohm::cli::admin::token_list(args))
         }
     }
 }

@@ -506,6 +506,103 @@ fn a_tenant_created_through_one_node_is_known_to_every_node() {
     }
 }
 
+/// Connects to node `i` alone with `token` until it is refused (a
+/// follower applies a revocation within its next heartbeat or so).
+async fn refused_on(cluster: &Cluster, i: usize, token: &str, within: Duration) {
+    let mut cfg = cluster.config();
+    cfg.addr = cluster.addrs[i].clone();
+    cfg.token = token.to_string();
+    let deadline = Instant::now() + within;
+    loop {
+        match ohm::driver::Client::connect(cfg.clone()).await {
+            Err(ClientError::Auth { .. }) => return,
+            Ok(c) if Instant::now() < deadline => {
+                c.close().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("node {}: {e}; trying again", i + 1);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!("node {}: a revoked token: {:?}", i + 1, other.map(|_| ())),
+        }
+    }
+}
+
+/// Issue 11, roles: a principal created through one node is logged on
+/// partition 0 and its token works on every node; a request it sends
+/// through a follower is held to its role on the leader; once revoked its
+/// token is refused on every node, also after the whole cluster restarts.
+#[test]
+fn a_token_created_or_revoked_through_one_node_holds_on_every_node() {
+    let _one = one_at_a_time();
+    let rt = runtime();
+    let mut cluster = Cluster::start("cluster-tokens");
+    let (reader, deployer) = rt.block_on(async {
+        let admin = cluster.client_as(&cluster.admin_token()).await;
+        let t = admin.create_tenant("acme").await.unwrap();
+        let owner = cluster.client_as(&t.token).await;
+        owner
+            .sql("CREATE TABLE notes (id BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
+        let reader = owner.create_token(None, "ro", "reader", &[]).await.unwrap();
+        let deployer = owner
+            .create_token(None, "ci", "deployer", &[])
+            .await
+            .unwrap();
+        for i in 0..NODES {
+            let c = cluster
+                .connect_as(i, &reader.token, Duration::from_secs(5))
+                .await;
+            assert_eq!(c.session().role, "reader");
+            // Through a follower too, the reader only reads.
+            c.sql("SELECT count(*) FROM notes").await.unwrap();
+            match c.sql("INSERT INTO notes VALUES (1)").await {
+                Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::Forbidden, "{e:?}"),
+                other => panic!("node {}: a reader's insert: {other:?}", i + 1),
+            }
+            c.close().await;
+        }
+        let revoke = ohm::proto::Request::TokenRevoke {
+            tenant: None,
+            name: "ro".into(),
+        };
+        owner.request(revoke).await.unwrap();
+        for i in 0..NODES {
+            refused_on(&cluster, i, &reader.token, Duration::from_secs(5)).await;
+        }
+        owner.close().await;
+        (reader.token, deployer.token)
+    });
+    for s in cluster.servers.iter_mut() {
+        s.take().unwrap().kill9();
+    }
+    // One node alone (no quorum, so no leader to say what is chosen):
+    // its state holds only its snapshot, but a revocation in its log is
+    // taken at its word.
+    cluster.start_node(0);
+    rt.block_on(refused_on(&cluster, 0, &reader, Duration::ZERO));
+    for i in 1..NODES {
+        cluster.start_node(i);
+    }
+    rt.block_on(async {
+        for i in 0..NODES {
+            refused_on(&cluster, i, &reader, Duration::from_secs(5)).await;
+        }
+        for i in 0..NODES {
+            let c = cluster
+                .connect_as(i, &deployer, Duration::from_secs(30))
+                .await;
+            assert_eq!(c.session().role, "deployer");
+            c.close().await;
+        }
+    });
+    for s in cluster.servers.iter_mut().flatten() {
+        s.stop().unwrap();
+    }
+}
+
 /// Any node takes any request: a plain `Client` (it follows nothing) that
 /// knows only a follower runs single- and multi-partition calls, SQL and a
 /// deploy through it, the follower passing each to the leader; answers

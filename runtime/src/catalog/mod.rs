@@ -15,4 +15,8 @@ mod tenants;
 
 pub use partition_map::{partition_for, PartitionId};
 pub use quota::{Quota, QuotaError, QuotaField, QuotaSet, QuotaSetError};
-pub use tenants::{sync_dir, Catalog, CatalogError, Principal, Tenant, ADMIN_TENANT, DEMO_TENANT};
+pub use tenants::{
+    sync_dir, token_sha256, Catalog, CatalogError, Principal, PrincipalChange, PrincipalEntry,
+    PrincipalInfo, PrincipalOverlay, Role, Tenant, ADMIN_TENANT, DEMO_TENANT, GRANTS_MAX,
+    PRINCIPALS_PER_TENANT_MAX,
+};

@@ -2,11 +2,15 @@
 //!
 //! File `catalog` (text, one record per line, ending in a CRC line):
 //! ```text
-//! ohm-catalog 1
+//! ohm-catalog 2
 //! tenant <id> <name>
-//! principal <tenant id> <name> <admin|user> <sha256 of token, hex>
+//! principal <tenant id> <name> <role> <sha256 of token, hex> [<grants>]
 //! crc <crc32 of every byte above, hex>
 //! ```
+//! `<role>` is `admin`, `owner`, `deployer`, `caller` or `reader`; a
+//! caller's `<grants>` are the procedures it may call, comma-separated
+//! (`*`: every one). Version 1 files (roles `admin` and `user`, a user
+//! being an owner) still load; the next save writes version 2.
 
 pub use crate::durability::TenantRecord;
 use crate::types::TenantId;
@@ -22,13 +26,17 @@ pub const DEMO_TENANT: &str = "demo";
 
 const FILE: &str = "catalog";
 const FILE_TMP: &str = "catalog.tmp";
-const HEADER: &str = "ohm-catalog 1";
+const HEADER: &str = "ohm-catalog 2";
 /// Longest catalog file read (a bound on outside input).
 const FILE_BYTES_MAX: u64 = 16 << 20;
 /// Tenants one node holds.
 pub const TENANTS_MAX: usize = 10_000;
 /// Bytes of randomness in a token.
 const TOKEN_BYTES: usize = 32;
+/// Principals (tokens) one tenant may have.
+pub const PRINCIPALS_PER_TENANT_MAX: usize = 100;
+/// Procedures one caller may be granted by name.
+pub const GRANTS_MAX: usize = 256;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -55,7 +63,127 @@ pub enum CatalogError {
     Random,
     #[error("the replicated tenants disagree with this node's catalog: {0}")]
     Conflict(String),
+    #[error("principal name {0:?} is not valid: use 1-63 letters, digits, '_' or '-', starting with a letter")]
+    BadPrincipal(String),
+    #[error("tenant {tenant:?} already has a principal named {name:?} (revoke it first to replace its token)")]
+    PrincipalExists { tenant: String, name: String },
+    #[error("tenant {tenant:?} has no principal named {name:?}")]
+    NoPrincipal { tenant: String, name: String },
+    #[error("tenant {0:?} already has {PRINCIPALS_PER_TENANT_MAX} principals: revoke one first")]
+    TooManyPrincipals(String),
+    #[error("{0}")]
+    BadRole(String),
+    #[error("{name:?} is the last admin of tenant {ADMIN_TENANT:?}: create another admin token before revoking it")]
+    LastAdmin { name: String },
 }
+
+/// What a principal may do inside its tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The node's administrators (tenant `system` only): create tenants,
+    /// set quotas, manage every tenant's tokens, see the whole status.
+    Admin,
+    /// Everything inside the tenant, its tokens included.
+    Owner,
+    /// Deploy and drop modules, call every procedure, run any SQL.
+    Deployer,
+    /// Call the procedures named (`*`: every one); nothing else but the
+    /// catalog and status.
+    Caller(Vec<String>),
+    /// Ad-hoc queries (SELECT) only, the catalog and status.
+    Reader,
+}
+
+impl Role {
+    /// The role's name, as the catalog file and the protocol spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+            Role::Deployer => "deployer",
+            Role::Caller(_) => "caller",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// A caller's grants (empty for every other role).
+    pub fn grants(&self) -> &[String] {
+        match self {
+            Role::Caller(g) => g,
+            _ => &[],
+        }
+    }
+
+    /// The role named `name` with `grants` (a caller's only), checked: a
+    /// caller needs 1 to `GRANTS_MAX` procedure names or `*`.
+    pub fn parse(name: &str, grants: &[String]) -> Result<Role, CatalogError> {
+        let bad = |m: String| Err(CatalogError::BadRole(m));
+        let role = match name {
+            "admin" => Role::Admin,
+            "owner" => Role::Owner,
+            "deployer" => Role::Deployer,
+            "reader" => Role::Reader,
+            "caller" => {
+                if grants.is_empty() {
+                    return bad(
+                        "a caller needs the procedures it may call (or `*` for every one)".into(),
+                    );
+                }
+                if grants.len() > GRANTS_MAX {
+                    return bad(format!("a caller may be granted at most {GRANTS_MAX} procedures by name; {} were given", grants.len()));
+                }
+                if let Some(g) = grants
+                    .iter()
+                    .find(|g| *g != "*" && !ohm_sdk::abi::valid_name(g))
+                {
+                    return bad(format!("{g:?} is not a procedure name"));
+                }
+                let mut g = grants.to_vec();
+                g.sort();
+                g.dedup();
+                return Ok(Role::Caller(g));
+            }
+            other => {
+                return bad(format!(
+                    "no role named {other:?}: use owner, deployer, caller or reader"
+                ))
+            }
+        };
+        if !grants.is_empty() {
+            return bad(format!("only a caller has grants, not a {name}"));
+        }
+        Ok(role)
+    }
+
+    /// Whether this role may call `procedure`.
+    pub fn may_call(&self, procedure: &str) -> bool {
+        match self {
+            Role::Admin | Role::Owner | Role::Deployer => true,
+            Role::Caller(g) => g.iter().any(|g| g == "*" || g == procedure),
+            Role::Reader => false,
+        }
+    }
+}
+
+/// A principal as a cluster's partition 0 logs it: its role and the
+/// SHA-256 of its token (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalEntry {
+    pub role: Role,
+    pub token_sha256: [u8; 32],
+}
+
+/// One principal created (`Some`) or revoked (`None`), as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalChange {
+    pub tenant: TenantId,
+    pub name: String,
+    pub entry: Option<PrincipalEntry>,
+}
+
+/// Principals created or revoked in a cluster since `ohm cluster init`,
+/// by tenant and name (None: revoked), as partition 0 holds them.
+pub type PrincipalOverlay = BTreeMap<(TenantId, String), Option<PrincipalEntry>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -69,15 +197,29 @@ pub struct Principal {
     pub tenant: TenantId,
     pub tenant_name: String,
     pub name: String,
-    /// May create tenants and see the node's status.
-    pub admin: bool,
+    pub role: Role,
+}
+
+impl Principal {
+    /// One of the node's administrators (create tenants, set quotas, see
+    /// the whole status).
+    pub fn admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// One principal's name, role and token (a tenant's tokens, as listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalInfo {
+    pub name: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Clone)]
 struct PrincipalRecord {
     tenant: TenantId,
     name: String,
-    admin: bool,
+    role: Role,
     token_sha256: [u8; 32],
 }
 
@@ -85,8 +227,8 @@ struct PrincipalRecord {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     tenants: BTreeMap<TenantId, Tenant>,
-    principals: Vec<PrincipalRecord>,
-    by_token: HashMap<[u8; 32], usize>,
+    principals: BTreeMap<(TenantId, String), PrincipalRecord>,
+    by_token: HashMap<[u8; 32], (TenantId, String)>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -96,7 +238,8 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn sha256(token: &str) -> [u8; 32] {
+/// The SHA-256 of a token, as the catalog keeps it.
+pub fn token_sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -165,16 +308,24 @@ impl Catalog {
             return Err(corrupt(0, "checksum mismatch"));
         }
         let mut cat = Catalog::default();
+        let mut version = 0;
         for (i, line) in body.lines().enumerate() {
             let n = i + 1;
             let f: Vec<&str> = line.split(' ').collect();
             match f.as_slice() {
                 [h] if n == 1 && *h == "ohm-catalog" => return Err(corrupt(n, "no version")),
                 ["ohm-catalog", v] if n == 1 => {
-                    if *v != "1" {
-                        return Err(corrupt(n, &format!("format version {v} is not 1")));
-                    }
+                    version = match *v {
+                        "1" => 1,
+                        "2" => 2,
+                        _ => {
+                            let what =
+                                format!("format version {v} is not 1 or 2 (a later Ohm wrote it?)");
+                            return Err(corrupt(n, &what));
+                        }
+                    };
                 }
+                _ if version == 0 => return Err(corrupt(n, "no header line")),
                 ["tenant", id, name] => {
                     let id = id.parse().map_err(|_| corrupt(n, "bad tenant id"))?;
                     cat.tenants.insert(
@@ -185,16 +336,33 @@ impl Catalog {
                         },
                     );
                 }
-                ["principal", t, name, kind, hash] => {
+                ["principal", t, name, kind, hash, grants @ ..] if grants.len() <= 1 => {
                     let tenant = TenantId(t.parse().map_err(|_| corrupt(n, "bad tenant id"))?);
                     if !cat.tenants.contains_key(&tenant) {
                         return Err(corrupt(n, "principal of an unknown tenant"));
                     }
                     let token_sha256 = unhex32(hash).ok_or_else(|| corrupt(n, "bad hash"))?;
+                    let grants: Vec<String> = grants
+                        .first()
+                        .map(|g| g.split(',').map(str::to_string).collect())
+                        .unwrap_or_default();
+                    let role = match (version, *kind) {
+                        (1, "admin") => Role::Admin,
+                        (1, "user") => Role::Owner,
+                        (1, _) => return Err(corrupt(n, "role is not admin or user")),
+                        (_, kind) => {
+                            Role::parse(kind, &grants).map_err(|e| corrupt(n, &e.to_string()))?
+                        }
+                    };
+                    if cat.by_token.contains_key(&token_sha256)
+                        || cat.principals.contains_key(&(tenant, name.to_string()))
+                    {
+                        return Err(corrupt(n, "a principal or token twice"));
+                    }
                     cat.add_record(PrincipalRecord {
                         tenant,
                         name: name.to_string(),
-                        admin: *kind == "admin",
+                        role,
                         token_sha256,
                     });
                 }
@@ -209,14 +377,19 @@ impl Catalog {
         for t in self.tenants.values() {
             s.push_str(&format!("tenant {} {}\n", t.id.0, t.name));
         }
-        for p in &self.principals {
-            let kind = if p.admin { "admin" } else { "user" };
+        for p in self.principals.values() {
             s.push_str(&format!(
-                "principal {} {} {kind} {}\n",
+                "principal {} {} {} {}",
                 p.tenant.0,
                 p.name,
+                p.role.name(),
                 hex(&p.token_sha256)
             ));
+            if let Role::Caller(g) = &p.role {
+                s.push(' ');
+                s.push_str(&g.join(","));
+            }
+            s.push('\n');
         }
         let crc = crc32fast::hash(s.as_bytes());
         s.push_str(&format!("crc {crc:08x}\n"));
@@ -241,9 +414,26 @@ impl Catalog {
     }
 
     fn add_record(&mut self, rec: PrincipalRecord) {
-        self.by_token
-            .insert(rec.token_sha256, self.principals.len());
-        self.principals.push(rec);
+        let key = (rec.tenant, rec.name.clone());
+        self.by_token.insert(rec.token_sha256, key.clone());
+        if let Some(old) = self.principals.insert(key, rec) {
+            self.by_token.remove(&old.token_sha256);
+        }
+    }
+
+    fn remove_record(&mut self, tenant: TenantId, name: &str) -> Option<PrincipalRecord> {
+        let rec = self.principals.remove(&(tenant, name.to_string()))?;
+        self.by_token.remove(&rec.token_sha256);
+        Some(rec)
+    }
+
+    fn principal_of(&self, rec: &PrincipalRecord) -> Option<Principal> {
+        Some(Principal {
+            tenant: rec.tenant,
+            tenant_name: self.tenants.get(&rec.tenant)?.name.clone(),
+            name: rec.name.clone(),
+            role: rec.role.clone(),
+        })
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Tenant> {
@@ -296,30 +486,18 @@ impl Catalog {
             name: name.to_string(),
             principal: principal.to_string(),
             admin,
-            token_sha256: sha256(&token),
+            token_sha256: token_sha256(&token),
         };
         Ok((record, token))
     }
 
-    /// Adds a tenant and its principal as `new_tenant` made them; one
-    /// already here just so is left as it is (true: added).
+    /// Adds a tenant and its principal as `new_tenant` made them; a tenant
+    /// already here under this id and name is left as it is (true: added).
     pub fn adopt(&mut self, t: &TenantRecord) -> Result<bool, CatalogError> {
         match self.tenants.get(&t.id) {
-            Some(have) if have.name == t.name => {
-                let same = self.principals.iter().any(|p| {
-                    p.tenant == t.id
-                        && p.name == t.principal
-                        && p.admin == t.admin
-                        && p.token_sha256 == t.token_sha256
-                });
-                if same {
-                    return Ok(false);
-                }
-                return Err(CatalogError::Conflict(format!(
-                    "tenant {:?} has another principal or token here than in the record",
-                    t.name
-                )));
-            }
+            // Here already; its principals may have changed since (a
+            // cluster's overlay is applied over the created tenants).
+            Some(have) if have.name == t.name => return Ok(false),
             Some(have) => {
                 return Err(CatalogError::Conflict(format!(
                     "tenant {} is {:?} here but {:?} in the record",
@@ -347,7 +525,7 @@ impl Catalog {
         self.add_record(PrincipalRecord {
             tenant: t.id,
             name: t.principal.clone(),
-            admin: t.admin,
+            role: first_role(t.admin),
             token_sha256: t.token_sha256,
         });
         Ok(true)
@@ -355,13 +533,155 @@ impl Catalog {
 
     /// The principal a token belongs to.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
-        let rec = self.principals.get(*self.by_token.get(&sha256(token))?)?;
-        Some(Principal {
-            tenant: rec.tenant,
-            tenant_name: self.tenants.get(&rec.tenant)?.name.clone(),
-            name: rec.name.clone(),
-            admin: rec.admin,
+        self.principal_of(
+            self.principals
+                .get(self.by_token.get(&token_sha256(token))?)?,
+        )
+    }
+
+    /// Whether a token with this SHA-256 still names a principal (false
+    /// once it is revoked).
+    pub fn holds_token(&self, token_sha256: &[u8; 32]) -> bool {
+        self.by_token.contains_key(token_sha256)
+    }
+
+    /// Principal `name` of `tenant`.
+    pub fn principal(&self, tenant: TenantId, name: &str) -> Option<Principal> {
+        self.principal_of(self.principals.get(&(tenant, name.to_string()))?)
+    }
+
+    /// Tenant `tenant`'s principals, by name.
+    pub fn principals_of(&self, tenant: TenantId) -> Vec<PrincipalInfo> {
+        let from = (tenant, String::new());
+        self.principals
+            .range(from..)
+            .take_while(|((t, _), _)| *t == tenant)
+            .map(|(_, p)| PrincipalInfo {
+                name: p.name.clone(),
+                role: p.role.clone(),
+            })
+            .collect()
+    }
+
+    /// A new principal `name` of `tenant` with `role`, and its token; nothing
+    /// is added (`apply` adds it: in a cluster, once partition 0 logged it).
+    pub fn new_principal(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        role: Role,
+    ) -> Result<(PrincipalChange, String), CatalogError> {
+        let t = self.tenants.get(&tenant).ok_or_else(|| {
+            CatalogError::Conflict(format!("tenant {} is not in the catalog", tenant.0))
+        })?;
+        if !valid_name(name) {
+            return Err(CatalogError::BadPrincipal(name.to_string()));
+        }
+        if (role == Role::Admin) != (t.name == ADMIN_TENANT) {
+            return Err(CatalogError::BadRole(format!(
+                "the admin role is for tenant {ADMIN_TENANT:?} alone, and every principal there is an admin"
+            )));
+        }
+        if self.principals.contains_key(&(tenant, name.to_string())) {
+            return Err(CatalogError::PrincipalExists {
+                tenant: t.name.clone(),
+                name: name.to_string(),
+            });
+        }
+        if self.principals_of(tenant).len() >= PRINCIPALS_PER_TENANT_MAX {
+            return Err(CatalogError::TooManyPrincipals(t.name.clone()));
+        }
+        let token = new_token()?;
+        let change = PrincipalChange {
+            tenant,
+            name: name.to_string(),
+            entry: Some(PrincipalEntry {
+                role,
+                token_sha256: token_sha256(&token),
+            }),
+        };
+        Ok((change, token))
+    }
+
+    /// Revoking principal `name` of `tenant`, checked; nothing is removed
+    /// (`apply` removes it). The last admin of the system tenant stays.
+    pub fn revoke_principal(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<PrincipalChange, CatalogError> {
+        let t = self.tenants.get(&tenant).ok_or_else(|| {
+            CatalogError::Conflict(format!("tenant {} is not in the catalog", tenant.0))
+        })?;
+        let Some(rec) = self.principals.get(&(tenant, name.to_string())) else {
+            return Err(CatalogError::NoPrincipal {
+                tenant: t.name.clone(),
+                name: name.to_string(),
+            });
+        };
+        if rec.role == Role::Admin && self.principals_of(tenant).len() == 1 {
+            return Err(CatalogError::LastAdmin {
+                name: name.to_string(),
+            });
+        }
+        Ok(PrincipalChange {
+            tenant,
+            name: name.to_string(),
+            entry: None,
         })
+    }
+
+    /// Makes `change` so here: a principal added (or its entry replaced),
+    /// or removed. Its tenant must be here.
+    pub fn apply(&mut self, change: &PrincipalChange) -> Result<(), CatalogError> {
+        if !self.tenants.contains_key(&change.tenant) {
+            return Err(CatalogError::Conflict(format!(
+                "a principal of tenant {}, which is not here",
+                change.tenant.0
+            )));
+        }
+        self.remove_record(change.tenant, &change.name);
+        if let Some(e) = &change.entry {
+            if let Some(other) = self.by_token.get(&e.token_sha256) {
+                return Err(CatalogError::Conflict(format!(
+                    "principal {:?}'s token is principal {:?}'s too",
+                    change.name, other.1
+                )));
+            }
+            self.add_record(PrincipalRecord {
+                tenant: change.tenant,
+                name: change.name.clone(),
+                role: e.role.clone(),
+                token_sha256: e.token_sha256,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes principal `name` of `tenant`, if here.
+    pub fn forget_principal(&mut self, tenant: TenantId, name: &str) {
+        self.remove_record(tenant, name);
+    }
+
+    /// Applies a cluster's principal overlay (partition 0's) over this.
+    pub fn apply_overlay(&mut self, overlay: &PrincipalOverlay) -> Result<(), CatalogError> {
+        for ((tenant, name), entry) in overlay {
+            self.apply(&PrincipalChange {
+                tenant: *tenant,
+                name: name.clone(),
+                entry: entry.clone(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The role of a tenant's first principal, as its record says.
+fn first_role(admin: bool) -> Role {
+    if admin {
+        Role::Admin
+    } else {
+        Role::Owner
     }
 }
 
@@ -381,8 +701,8 @@ mod tests {
         let (demo, demo_token) = c.create_tenant(DEMO_TENANT, "app", false).unwrap();
         assert_ne!(admin, demo);
         assert_eq!(c.authenticate(&demo_token).unwrap().tenant, demo);
-        assert!(c.authenticate(&admin_token).unwrap().admin);
-        assert!(!c.authenticate(&demo_token).unwrap().admin);
+        assert!(c.authenticate(&admin_token).unwrap().admin());
+        assert!(!c.authenticate(&demo_token).unwrap().admin());
         assert!(c.authenticate("ohm_guess").is_none());
         assert!(matches!(
             c.create_tenant(DEMO_TENANT, "x", false),
@@ -391,6 +711,125 @@ mod tests {
         assert!(matches!(
             c.create_tenant("no spaces", "x", false),
             Err(CatalogError::BadName(_))
+        ));
+    }
+
+    #[test]
+    fn roles_bound_calls_and_a_caller_needs_grants() {
+        let caller = Role::parse("caller", &["vote".into(), "vote".into()]).unwrap();
+        assert_eq!(caller, Role::Caller(vec!["vote".into()]), "deduplicated");
+        assert!(caller.may_call("vote") && !caller.may_call("results"));
+        assert!(Role::parse("caller", &["*".into()])
+            .unwrap()
+            .may_call("any"));
+        assert!(!Role::Reader.may_call("vote"));
+        assert!(Role::Deployer.may_call("vote"));
+        for (role, grants, says) in [
+            ("caller", vec![], "needs the procedures"),
+            (
+                "caller",
+                vec!["no-dash".to_string()],
+                "not a procedure name",
+            ),
+            (
+                "reader",
+                vec!["vote".to_string()],
+                "only a caller has grants",
+            ),
+            ("root", vec![], "no role named"),
+        ] {
+            let e = Role::parse(role, &grants).unwrap_err().to_string();
+            assert!(e.contains(says), "{role} {grants:?}: {e}");
+        }
+        let many = vec!["p".to_string(); GRANTS_MAX + 1];
+        assert!(Role::parse("caller", &many).is_err());
+    }
+
+    #[test]
+    fn principals_are_created_revoked_and_kept_in_the_file() {
+        let mut c = Catalog::default();
+        let (sys, admin_token) = c.create_tenant(ADMIN_TENANT, "admin", true).unwrap();
+        let (t, _) = c.create_tenant("acme", "owner", false).unwrap();
+        let grants = vec!["vote".to_string(), "results".to_string()];
+        let role = Role::parse("caller", &grants).unwrap();
+        let (change, token) = c.new_principal(t, "app", role.clone()).unwrap();
+        assert!(c.authenticate(&token).is_none(), "made, not added");
+        c.apply(&change).unwrap();
+        let p = c.authenticate(&token).unwrap();
+        assert_eq!((p.name.as_str(), &p.role), ("app", &role));
+        assert!(matches!(
+            c.new_principal(t, "app", Role::Reader),
+            Err(CatalogError::PrincipalExists { .. })
+        ));
+        assert!(matches!(
+            c.new_principal(t, "root", Role::Admin),
+            Err(CatalogError::BadRole(_))
+        ));
+        assert!(matches!(
+            c.new_principal(sys, "ops", Role::Owner),
+            Err(CatalogError::BadRole(_))
+        ));
+        assert!(matches!(
+            c.new_principal(t, "no spaces", Role::Reader),
+            Err(CatalogError::BadPrincipal(_))
+        ));
+        // Written as version 2, grants and all; read back the same.
+        let text = c.render();
+        assert!(
+            text.contains(" caller ") && text.contains(" results,vote"),
+            "{text}"
+        );
+        let back = Catalog::parse(&text).unwrap();
+        assert_eq!(back.authenticate(&token).unwrap().role, role);
+        assert_eq!(back.render(), text);
+        // Revoked: the token names nobody.
+        let sha = token_sha256(&token);
+        let gone = c.revoke_principal(t, "app").unwrap();
+        c.apply(&gone).unwrap();
+        assert!(c.authenticate(&token).is_none() && !c.holds_token(&sha));
+        assert!(matches!(
+            c.revoke_principal(t, "app"),
+            Err(CatalogError::NoPrincipal { .. })
+        ));
+        // The system tenant keeps one admin at least.
+        assert!(matches!(
+            c.revoke_principal(sys, "admin"),
+            Err(CatalogError::LastAdmin { .. })
+        ));
+        let (second, _) = c.new_principal(sys, "ops", Role::Admin).unwrap();
+        c.apply(&second).unwrap();
+        c.apply(&c.revoke_principal(sys, "admin").unwrap()).unwrap();
+        assert!(c.authenticate(&admin_token).is_none());
+        // A tenant's principals are bounded.
+        for i in c.principals_of(t).len()..PRINCIPALS_PER_TENANT_MAX {
+            let (ch, _) = c.new_principal(t, &format!("p{i}"), Role::Reader).unwrap();
+            c.apply(&ch).unwrap();
+        }
+        assert!(matches!(
+            c.new_principal(t, "one_more", Role::Reader),
+            Err(CatalogError::TooManyPrincipals(_))
+        ));
+    }
+
+    /// A version 1 file (roles `admin` and `user`) loads: a user is its
+    /// tenant's owner.
+    #[test]
+    fn a_version_1_catalog_loads_with_its_users_as_owners() {
+        let body = format!(
+            "ohm-catalog 1\ntenant 0 system\ntenant 1 demo\nprincipal 0 admin admin {}\nprincipal 1 demo user {}\n",
+            hex(&token_sha256("a")),
+            hex(&token_sha256("d"))
+        );
+        let text = format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
+        let c = Catalog::parse(&text).unwrap();
+        assert_eq!(c.authenticate("a").unwrap().role, Role::Admin);
+        assert_eq!(c.authenticate("d").unwrap().role, Role::Owner);
+        assert!(c.render().starts_with("ohm-catalog 2\n"));
+        let bad = body.replace(" user ", " owner ");
+        let bad = format!("{bad}crc {:08x}\n", crc32fast::hash(bad.as_bytes()));
+        assert!(matches!(
+            Catalog::parse(&bad),
+            Err(CatalogError::Corrupt { line: 5, .. })
         ));
     }
 
@@ -437,12 +876,6 @@ mod tests {
         assert!(leader.adopt(&rec).unwrap());
         assert!(follower.adopt(&rec).unwrap());
         assert!(!follower.adopt(&rec).unwrap(), "adopting twice adds once");
-        let mut other_token = rec.clone();
-        other_token.token_sha256 = [0; 32];
-        assert!(matches!(
-            follower.adopt(&other_token),
-            Err(CatalogError::Conflict(_))
-        ));
         let p = follower.authenticate(&token).unwrap();
         assert_eq!((p.tenant, p.tenant_name.as_str()), (TenantId(2), "acme"));
         // A record that disagrees with what is here is refused, not merged.

@@ -84,6 +84,117 @@ pub struct TenantQuotaArgs {
     pub set: Vec<String>,
 }
 
+/// Flags of `ohm tenant token create`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The tenant's name.
+    pub tenant: String,
+    /// The new principal's name (letters, digits, '_' or '-').
+    pub name: String,
+    /// What it may do: owner (everything in the tenant, its tokens too),
+    /// deployer (deploy, drop, call, any SQL), caller (call the procedures
+    /// granted), reader (SQL queries only); admin in tenant system.
+    #[arg(long)]
+    pub role: String,
+    /// A procedure a caller may call (repeatable; `*`: every one).
+    #[arg(long = "grant", value_name = "PROCEDURE")]
+    pub grants: Vec<String>,
+}
+
+/// Flags of `ohm tenant token revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The tenant's name.
+    pub tenant: String,
+    /// The principal to revoke: its token is refused from now on.
+    pub name: String,
+}
+
+/// Flags of `ohm tenant token list`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The tenant's name.
+    pub tenant: String,
+}
+
+/// Creates a principal and prints its token (once). An admin's token by
+/// default; a tenant's owner gives its own (`--token`).
+pub async fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Admin).await?;
+    let made = client
+        .create_token(Some(&args.tenant), &args.name, &args.role, &args.grants)
+        .await;
+    match made {
+        Ok(t) => {
+            println!(
+                "created principal {} of tenant {} with role {}{}",
+                t.principal.name,
+                t.tenant,
+                t.principal.role,
+                grants_text(&t.principal.grants)
+            );
+            println!("token (shown once; keep it safe): {}", t.token);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report(e, &args.connect.addr)),
+    }
+}
+
+/// Revokes a principal.
+pub async fn token_revoke(args: TokenRevokeArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Admin).await?;
+    match client.revoke_token(Some(&args.tenant), &args.name).await {
+        Ok(()) => {
+            println!(
+                "revoked principal {} of tenant {}: its token is refused from now on",
+                args.name, args.tenant
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report(e, &args.connect.addr)),
+    }
+}
+
+/// Lists a tenant's principals and their roles.
+pub async fn token_list(args: TokenListArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connect.connect(TokenRole::Admin).await?;
+    match client.tokens(Some(&args.tenant)).await {
+        Ok(ps) => {
+            print!("{}", render_principals(&args.tenant, &ps));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report(e, &args.connect.addr)),
+    }
+}
+
+fn grants_text(grants: &[String]) -> String {
+    if grants.is_empty() {
+        String::new()
+    } else {
+        format!(" (may call {})", grants.join(", "))
+    }
+}
+
+/// A tenant's principals, one a line: name, role, and a caller's grants.
+pub fn render_principals(tenant: &str, ps: &[crate::proto::PrincipalDesc]) -> String {
+    let mut out = format!("tenant {tenant}: {} principal(s)\n", ps.len());
+    for p in ps {
+        out.push_str(&format!(
+            "  {:<24} {:<9}{}\n",
+            p.name,
+            p.role,
+            grants_text(&p.grants)
+        ));
+    }
+    out
+}
+
 /// `NAME=VALUE` (or `NAME=default`) as a quota change.
 fn quota_change(arg: &str) -> Result<(String, Option<u64>), String> {
     let (name, value) = arg

@@ -273,6 +273,18 @@ impl ClusterClient {
         super::tenant_result(self.request(super::create_tenant_request(name)).await?)
     }
 
+    /// `Client::create_token`, on whichever node answers.
+    pub async fn create_token(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        role: &str,
+        grants: &[String],
+    ) -> Result<super::NewToken, ClientError> {
+        let request = super::token_create_request(tenant, name, role, grants);
+        super::token_result(self.request(request).await?)
+    }
+
     /// `Client::tenant_quota`, on whichever node answers.
     pub async fn tenant_quota(
         &self,

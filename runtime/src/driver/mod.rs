@@ -112,6 +112,8 @@ pub struct Session {
     pub tenant: String,
     pub principal: String,
     pub admin: bool,
+    /// `admin`, `owner`, `deployer`, `caller` or `reader`.
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +246,44 @@ fn tenant_result(reply: Reply) -> Result<NewTenant, ClientError> {
     }
 }
 
+/// A principal created, and its token (shown this once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToken {
+    pub tenant: String,
+    pub principal: crate::proto::PrincipalDesc,
+    pub token: String,
+}
+
+/// What `ohm tenant token` asks: `tenant` None is the token's own tenant.
+pub fn token_create_request(
+    tenant: Option<&str>,
+    name: &str,
+    role: &str,
+    grants: &[String],
+) -> Request {
+    Request::TokenCreate {
+        tenant: tenant.map(str::to_string),
+        name: name.to_string(),
+        role: role.to_string(),
+        grants: grants.to_vec(),
+    }
+}
+
+fn token_result(reply: Reply) -> Result<NewToken, ClientError> {
+    match reply {
+        Reply::Token {
+            tenant,
+            principal,
+            token,
+        } => Ok(NewToken {
+            tenant,
+            principal,
+            token,
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
 fn quota_request(tenant: &str, set: &[(String, Option<u64>)]) -> Request {
     Request::TenantQuota {
         tenant: tenant.to_string(),
@@ -335,6 +375,7 @@ impl Client {
                 tenant: String::new(),
                 principal: String::new(),
                 admin: false,
+                role: String::new(),
             },
         };
         let auth = Request::Auth {
@@ -351,11 +392,13 @@ impl Client {
                 tenant,
                 principal,
                 admin,
+                role,
             })) => {
                 inner.session = Session {
                     tenant,
                     principal,
                     admin,
+                    role,
                 };
                 Ok(Client {
                     inner: Arc::new(inner),
@@ -479,6 +522,48 @@ impl Client {
         set: &[(String, Option<u64>)],
     ) -> Result<Vec<crate::proto::QuotaValue>, ClientError> {
         quota_result(self.request(quota_request(tenant, set)).await?)
+    }
+
+    /// Creates principal `name` of `tenant` (None: this token's own) with
+    /// `role` (a caller's `grants`: procedure names, or `*`) and answers
+    /// its token. An admin's or the tenant's owner's token.
+    pub async fn create_token(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        role: &str,
+        grants: &[String],
+    ) -> Result<NewToken, ClientError> {
+        token_result(
+            self.request(token_create_request(tenant, name, role, grants))
+                .await?,
+        )
+    }
+
+    /// Revokes principal `name` of `tenant` (None: this token's own).
+    pub async fn revoke_token(&self, tenant: Option<&str>, name: &str) -> Result<(), ClientError> {
+        let request = Request::TokenRevoke {
+            tenant: tenant.map(str::to_string),
+            name: name.to_string(),
+        };
+        match self.request(request).await? {
+            Reply::Revoked { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The principals of `tenant` (None: this token's own).
+    pub async fn tokens(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<crate::proto::PrincipalDesc>, ClientError> {
+        let request = Request::Tokens {
+            tenant: tenant.map(str::to_string),
+        };
+        match self.request(request).await? {
+            Reply::Principals { principals, .. } => Ok(principals),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Closes the connection (requests in flight fail with `Closed`) and

@@ -45,11 +45,15 @@
 //!             | 5 KeptWrites: kept, writes
 //!             | 6 CreateTenant: tenant record (partition 0, in a cluster)
 //!             | 7 SetQuota: quotas (every partition; the tenant's whole set)
+//!             | 8 Principal: principal change (partition 0, in a cluster)
 //!   3 KeptCommit: tenant u32, kept, writes   (a call that came with an idempotency key)
 //!   4 Decide: txn u64, outcome u8 (0 abort, 1 commit)   (of coordinator transaction txn)
 //!   5 Share:  as 2 Multi: a share of a two-phase commit, applied once its outcome is known
 //!   tenant record = id u32, str name, str principal, admin u8, token SHA-256 (32 bytes)
 //!   quotas = count u32, then (str name, value u64) each (`catalog::QuotaField` names)
+//!   principal change = tenant u32, str name, role u8 (0: revoked, and nothing
+//!            follows; 1 admin, 2 owner, 3 deployer, 4 caller, 5 reader), token
+//!            SHA-256 (32 bytes), and for a caller: count u32, str procedure each
 //!   kept   = str key, answer;  answer = u8 0 (not kept: too big) | 1 value |
 //!            2 columns u32 + (str name, u8 0 | 1 type), rows u32 + rows
 //!   writes = count u32, ops;  op = kind u8 (1 insert, 2 update, 3 delete), str table,
@@ -133,8 +137,8 @@ pub use log::{
 pub use log_storage::READ_RECORDS_MAX;
 pub use record::{
     decision, decode_entry, deployed_module, encode_commit, encode_entry, mark_share, multi_txn,
-    output_bytes, put_output, share_txn, Entry, KeptCall, LoggedOp, LoggedWrites, MultiBody,
-    RecordTooLarge, TenantRecord, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
+    output_bytes, put_output, revoked_principal, share_txn, Entry, KeptCall, LoggedOp,
+    LoggedWrites, MultiBody, RecordTooLarge, TenantRecord, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };
 pub use segment::SEGMENT_FILE_BYTES_MAX;
 pub use sim_fs::{CrashReport, CrashedFile, SimFile, SimFs, SimFsStats, GARBLED_TAIL_BYTES};

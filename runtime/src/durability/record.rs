@@ -36,6 +36,7 @@ const BODY_DROP_MODULE: u8 = 4;
 const BODY_KEPT_WRITES: u8 = 5;
 const BODY_CREATE_TENANT: u8 = 6;
 const BODY_SET_QUOTA: u8 = 7;
+const BODY_PRINCIPAL: u8 = 8;
 const OUTPUT_NOT_KEPT: u8 = 0;
 const OUTPUT_VALUE: u8 = 1;
 const OUTPUT_ROWS: u8 = 2;
@@ -93,6 +94,9 @@ pub enum MultiBody {
     /// An administrator set the tenant's quotas (the whole set, replacing
     /// the one before), on every partition.
     SetQuota(crate::catalog::QuotaSet),
+    /// Partition 0's share of creating or revoking a principal (a token)
+    /// in a cluster; the other partitions' shares are empty.
+    Principal(crate::catalog::PrincipalChange),
 }
 
 /// A tenant and its first principal, as partition 0 logs its creation
@@ -347,6 +351,10 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
                 MultiBody::CreateTenant(t) => {
                     out.push(BODY_CREATE_TENANT);
                     put_tenant_record(out, t);
+                }
+                MultiBody::Principal(c) => {
+                    out.push(BODY_PRINCIPAL);
+                    put_principal_change(out, c);
                 }
             }
         }
@@ -705,6 +713,19 @@ pub fn multi_txn(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(txn))
 }
 
+/// The principal a payload revokes (a cluster's partition 0), read
+/// without decoding anything else.
+pub fn revoked_principal(payload: &[u8]) -> Option<(TenantId, String)> {
+    multi_txn(payload)?;
+    let mut r = Reader::new(payload.get(9..)?);
+    r.u32("tenant").ok()?;
+    if r.u8("multi body tag").ok()? != BODY_PRINCIPAL {
+        return None;
+    }
+    let c = principal_change(&mut r).ok()?;
+    c.entry.is_none().then_some((c.tenant, c.name))
+}
+
 /// The coordinator transaction of a two-phase share (see `mark_share`).
 pub fn share_txn(payload: &[u8]) -> Option<u64> {
     if payload.first() != Some(&ENTRY_SHARE) {
@@ -790,6 +811,72 @@ pub(super) fn tenant_record(r: &mut Reader<'_>) -> DecodeResult<TenantRecord> {
     })
 }
 
+/// Appends a principal created or revoked (layout in the module doc of
+/// `durability`).
+pub(super) fn put_principal_change(out: &mut Vec<u8>, c: &crate::catalog::PrincipalChange) {
+    use crate::catalog::Role;
+    put_u32(out, c.tenant.0);
+    put_str(out, &c.name);
+    let Some(e) = &c.entry else {
+        out.push(0);
+        return;
+    };
+    out.push(match e.role {
+        Role::Admin => 1,
+        Role::Owner => 2,
+        Role::Deployer => 3,
+        Role::Caller(_) => 4,
+        Role::Reader => 5,
+    });
+    out.extend_from_slice(&e.token_sha256);
+    if let Role::Caller(grants) = &e.role {
+        put_len(out, grants.len());
+        for g in grants {
+            put_str(out, g);
+        }
+    }
+}
+
+/// Reads what `put_principal_change` wrote.
+pub(super) fn principal_change(
+    r: &mut Reader<'_>,
+) -> DecodeResult<crate::catalog::PrincipalChange> {
+    use crate::catalog::{PrincipalEntry, Role};
+    let tenant = TenantId(r.u32("tenant id")?);
+    let name = r.str("principal name")?.to_string();
+    let role = match r.u8("principal role")? {
+        0 => None,
+        1 => Some(Role::Admin),
+        2 => Some(Role::Owner),
+        3 => Some(Role::Deployer),
+        4 => Some(Role::Caller(Vec::new())),
+        5 => Some(Role::Reader),
+        k => return Err(format!("unknown role {k} of principal {name}")),
+    };
+    let entry = match role {
+        None => None,
+        Some(mut role) => {
+            let token_sha256 = r
+                .take(32, "token hash")?
+                .try_into()
+                .map_err(|_| "token hash is not 32 bytes".to_string())?;
+            if let Role::Caller(grants) = &mut role {
+                // A grant is at least its 4-byte length.
+                let n = r.count(4, "grants")?;
+                for _ in 0..n {
+                    grants.push(r.str("grant")?.to_string());
+                }
+            }
+            Some(PrincipalEntry { role, token_sha256 })
+        }
+    };
+    Ok(crate::catalog::PrincipalChange {
+        tenant,
+        name,
+        entry,
+    })
+}
+
 /// Appends a tenant's quota set (layout in the module doc of `durability`).
 pub(super) fn put_quota_set(out: &mut Vec<u8>, q: &crate::catalog::QuotaSet) {
     put_len(out, q.iter().count());
@@ -853,6 +940,7 @@ pub fn decode_entry(payload: &[u8]) -> Result<Entry, String> {
                 },
                 BODY_CREATE_TENANT => MultiBody::CreateTenant(tenant_record(&mut r)?),
                 BODY_SET_QUOTA => MultiBody::SetQuota(quota_set(&mut r)?),
+                BODY_PRINCIPAL => MultiBody::Principal(principal_change(&mut r)?),
                 t => return Err(format!("unknown multi body tag {t}")),
             };
             Entry::Multi { txn, tenant, body }
@@ -1009,6 +1097,7 @@ mod tests {
         };
         let mut payload = Vec::new();
         encode_entry(&entry, &mut payload).unwrap();
+        assert_eq!(revoked_principal(&payload), None);
         let at = payload
             .windows(8)
             .position(|w| w == b"rows_max")
@@ -1140,6 +1229,39 @@ mod tests {
                 txn: 16,
                 tenant: t,
                 body: MultiBody::SetQuota(crate::catalog::QuotaSet::default()),
+            },
+            Entry::Multi {
+                txn: 17,
+                tenant: t,
+                body: MultiBody::Principal(crate::catalog::PrincipalChange {
+                    tenant: t,
+                    name: "app".into(),
+                    entry: Some(crate::catalog::PrincipalEntry {
+                        role: crate::catalog::Role::Caller(vec!["*".into(), "vote".into()]),
+                        token_sha256: [3; 32],
+                    }),
+                }),
+            },
+            Entry::Multi {
+                txn: 18,
+                tenant: t,
+                body: MultiBody::Principal(crate::catalog::PrincipalChange {
+                    tenant: t,
+                    name: "ro".into(),
+                    entry: Some(crate::catalog::PrincipalEntry {
+                        role: crate::catalog::Role::Reader,
+                        token_sha256: [4; 32],
+                    }),
+                }),
+            },
+            Entry::Multi {
+                txn: 19,
+                tenant: t,
+                body: MultiBody::Principal(crate::catalog::PrincipalChange {
+                    tenant: t,
+                    name: "app".into(),
+                    entry: None,
+                }),
             },
         ];
         for (i, e) in entries.iter().enumerate() {

@@ -16,9 +16,9 @@
 
 use super::record::KeptCall;
 use super::record::{
-    get_output, get_type, put_bytes, put_len, put_output, put_quota_set, put_row, put_str,
-    put_tenant_record, put_type, put_u32, put_u64, put_value, quota_set, tenant_record, Reader,
-    TenantRecord,
+    get_output, get_type, principal_change, put_bytes, put_len, put_output, put_principal_change,
+    put_quota_set, put_row, put_str, put_tenant_record, put_type, put_u32, put_u64, put_value,
+    quota_set, tenant_record, Reader, TenantRecord,
 };
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
@@ -31,9 +31,9 @@ use std::sync::Arc;
 const MAGIC: &[u8; 8] = b"OHMSNAP\0";
 /// Version 2 added the ballot to the Begin frame, version 3 the kept
 /// calls (idempotency keys and answers), version 4 the Committed frame,
-/// version 5 the Tenants frame, version 6 each tenant's quotas; versions
-/// 1 to 5 still load.
-const VERSION: u32 = 6;
+/// version 5 the Tenants frame, version 6 each tenant's quotas, version 7
+/// the principals in the Tenants frame; versions 1 to 6 still load.
+const VERSION: u32 = 7;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -91,6 +91,9 @@ pub struct LoadedSnapshot {
     /// Partition 0 in a cluster: the tenants created there (empty before
     /// version 5).
     pub created_tenants: Vec<TenantRecord>,
+    /// Partition 0 in a cluster: the principals created or revoked there
+    /// (empty before version 7).
+    pub principals: crate::catalog::PrincipalOverlay,
     pub tenants: Vec<LoadedTenant>,
 }
 
@@ -259,6 +262,7 @@ pub fn encode(
     mp_txn_max: u64,
     committed: &Committed,
     created_tenants: &[TenantRecord],
+    principals: &crate::catalog::PrincipalOverlay,
     tenants: &[TenantImage<'_>],
 ) -> Result<Vec<u8>, DurabilityError> {
     let mut fw = FrameWriter {
@@ -285,6 +289,15 @@ pub fn encode(
     put_len(&mut p, created_tenants.len());
     for t in created_tenants {
         put_tenant_record(&mut p, t);
+    }
+    put_len(&mut p, principals.len());
+    for ((tenant, name), entry) in principals {
+        let change = crate::catalog::PrincipalChange {
+            tenant: *tenant,
+            name: name.clone(),
+            entry: entry.clone(),
+        };
+        put_principal_change(&mut p, &change);
     }
     fw.emit(&mut p)?;
     let mut rows = 0;
@@ -662,14 +675,23 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
             txns: Vec::new(),
         }
     };
-    let created_tenants = if version >= 5 {
+    let (created_tenants, principals) = if version >= 5 {
         l.frame(F_TENANTS, |r| {
             // A record is at least 45 bytes.
             let n = r.count(45, "tenant records")?;
-            (0..n).map(|_| tenant_record(r)).collect()
+            let created = (0..n).map(|_| tenant_record(r)).collect::<Result<_, _>>()?;
+            let mut principals = crate::catalog::PrincipalOverlay::new();
+            if version >= 7 {
+                // A change is at least 9 bytes (tenant, empty name, role).
+                for _ in 0..r.count(9, "principals")? {
+                    let c = principal_change(r)?;
+                    principals.insert((c.tenant, c.name), c.entry);
+                }
+            }
+            Ok((created, principals))
         })?
     } else {
-        Vec::new()
+        Default::default()
     };
     let mut tenants = Vec::new();
     for _ in 0..n {
@@ -691,6 +713,7 @@ pub(super) fn decode_named(file: &str, bytes: &[u8]) -> Result<LoadedSnapshot, D
         mp_txn_max,
         committed,
         created_tenants,
+        principals,
         tenants,
     })
 }

@@ -166,8 +166,15 @@ impl Run {
             slot,
             ballot: self.ballot,
         };
-        let bytes = snapshot::encode(meta, slot.0, &snapshot::Committed::default(), &[], &[])
-            .expect("encode");
+        let bytes = snapshot::encode(
+            meta,
+            slot.0,
+            &snapshot::Committed::default(),
+            &[],
+            &Default::default(),
+            &[],
+        )
+        .expect("encode");
         self.log.install_snapshot(meta, &bytes).expect("install");
         if slot > self.m.last() {
             self.m.records.clear();
@@ -443,7 +450,15 @@ fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
         };
         log.install_snapshot(
             first,
-            &snapshot::encode(first, 0, &snapshot::Committed::default(), &[], &[]).expect("encode"),
+            &snapshot::encode(
+                first,
+                0,
+                &snapshot::Committed::default(),
+                &[],
+                &Default::default(),
+                &[],
+            )
+            .expect("encode"),
         )
         .expect("install");
         let slot = Slot(rng.range(4, 45));
@@ -454,8 +469,15 @@ fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
                 node: NodeId(2),
             },
         };
-        let bytes =
-            snapshot::encode(meta, 0, &snapshot::Committed::default(), &[], &[]).expect("encode");
+        let bytes = snapshot::encode(
+            meta,
+            0,
+            &snapshot::Committed::default(),
+            &[],
+            &Default::default(),
+            &[],
+        )
+        .expect("encode");
         arm(&fs, &mut rng);
         let done = log.install_snapshot(meta, &bytes);
         drop(log);

@@ -130,8 +130,15 @@ fn snapshot_restores_schema_rows_views_and_modules() {
             quota: &NO_QUOTA,
         },
     ];
-    let bytes = snapshot::encode(meta(3), 77, &snapshot::Committed::default(), &[], &images)
-        .expect("encode");
+    let bytes = snapshot::encode(
+        meta(3),
+        77,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &images,
+    )
+    .expect("encode");
     assert_eq!(snapshot::read_meta(&bytes).expect("meta"), meta(3));
     log.install_snapshot(meta(3), &bytes).expect("install");
     let file = "snap-00000000000000000003.snap";
@@ -182,8 +189,15 @@ fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     let img = empty_image(&e);
     log.sync().expect("sync");
     let before = log.segment_files();
-    let bytes =
-        snapshot::encode(meta(12), 4, &snapshot::Committed::default(), &[], &img).expect("encode");
+    let bytes = snapshot::encode(
+        meta(12),
+        4,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &img,
+    )
+    .expect("encode");
     log.install_snapshot(meta(12), &bytes).expect("snapshot");
     let after = log.segment_files();
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
@@ -194,8 +208,15 @@ fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     log.sync().expect("sync");
     assert!(log.bytes_since_snapshot() > since);
     // A second snapshot removes the first.
-    let bytes =
-        snapshot::encode(meta(15), 5, &snapshot::Committed::default(), &[], &img).expect("encode");
+    let bytes = snapshot::encode(
+        meta(15),
+        5,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &img,
+    )
+    .expect("encode");
     log.install_snapshot(meta(15), &bytes).expect("snapshot");
     drop(log);
     let names: Vec<String> = d
@@ -225,6 +246,7 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
         0,
         &snapshot::Committed::default(),
         &[],
+        &Default::default(),
         &empty_image(&e),
     )
     .expect("encode");
@@ -320,13 +342,14 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
         9,
         &snapshot::Committed::default(),
         &[],
+        &Default::default(),
         &empty_image(&e),
     )
     .expect("encode");
     let v1 = to_v1(&v2);
     assert_eq!(
         v1.len(),
-        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4),
+        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4 + 4),
         "ballot, kept-call count, quotas and the empty Committed and Tenants frames gone"
     );
     let old = SnapshotMeta {
@@ -360,6 +383,7 @@ fn hostile_snapshot_bytes_are_errors_not_panics() {
         0,
         &snapshot::Committed::default(),
         &[],
+        &Default::default(),
         &empty_image(&e),
     )
     .expect("encode");
@@ -383,8 +407,15 @@ fn records_after_a_snapshot_keep_their_ballots() {
     let sim = SimFs::new();
     let (mut log, _) = open(&sim, LogOptions::default());
     append_range(&mut log, 1..=6);
-    let bytes =
-        snapshot::encode(meta(3), 0, &snapshot::Committed::default(), &[], &[]).expect("encode");
+    let bytes = snapshot::encode(
+        meta(3),
+        0,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &[],
+    )
+    .expect("encode");
     log.install_snapshot(meta(3), &bytes).expect("install");
     log.sync().expect("sync");
     drop(log);
@@ -405,8 +436,15 @@ fn kept_calls_round_trip_oldest_first() {
         kept: vec![("b", Some(&one)), ("a", None), ("c", Some(&text))],
         quota: &NO_QUOTA,
     }];
-    let bytes = snapshot::encode(meta(2), 0, &snapshot::Committed::default(), &[], &images)
-        .expect("encode");
+    let bytes = snapshot::encode(
+        meta(2),
+        0,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &images,
+    )
+    .expect("encode");
     let snap = snapshot::decode(&bytes).expect("decode");
     let got: Vec<_> = snap.tenants[0]
         .kept
@@ -427,7 +465,15 @@ fn partition_0s_committed_transactions_round_trip_and_older_snapshots_claim_none
         floor: 3,
         txns: vec![3, 5, 8],
     };
-    let bytes = snapshot::encode(meta(6), 8, &committed, &[], &empty_image(&e)).expect("encode");
+    let bytes = snapshot::encode(
+        meta(6),
+        8,
+        &committed,
+        &[],
+        &Default::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
     let snap = snapshot::decode(&bytes).expect("decode");
     assert_eq!((snap.mp_txn_max, &snap.committed), (8, &committed));
     // A version 1 snapshot did not record them: nothing up to its
@@ -463,15 +509,65 @@ fn partition_0s_created_tenants_round_trip_and_older_snapshots_hold_none() {
         },
     ];
     let committed = snapshot::Committed::default();
-    let bytes =
-        snapshot::encode(meta(6), 8, &committed, &created, &empty_image(&e)).expect("encode");
+    let mut principals = crate::catalog::PrincipalOverlay::new();
+    principals.insert(
+        (TenantId(2), "app".into()),
+        Some(crate::catalog::PrincipalEntry {
+            role: crate::catalog::Role::Caller(vec!["vote".into()]),
+            token_sha256: [5; 32],
+        }),
+    );
+    principals.insert((TenantId(2), "owner".into()), None);
+    let bytes = snapshot::encode(
+        meta(6),
+        8,
+        &committed,
+        &created,
+        &principals,
+        &empty_image(&e),
+    )
+    .expect("encode");
     let snap = snapshot::decode(&bytes).expect("decode");
     assert_eq!(snap.created_tenants, created);
+    assert_eq!(snap.principals, principals);
     assert_eq!(
         snap.tenants.len(),
         1,
         "the tenant images follow the records"
     );
     let old = snapshot::decode(&to_v1(&bytes)).expect("decode v1");
-    assert!(old.created_tenants.is_empty());
+    assert!(old.created_tenants.is_empty() && old.principals.is_empty());
+    // Version 6 wrote no principals after the tenant records.
+    let bytes = snapshot::encode(
+        meta(6),
+        8,
+        &committed,
+        &created,
+        &Default::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
+    let v6 = snapshot::decode(&to_v6(&bytes)).expect("decode v6");
+    assert_eq!(v6.created_tenants, created);
+    assert!(v6.principals.is_empty());
+}
+
+/// A version 7 snapshot with no principals as version 6 wrote it.
+fn to_v6(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes[..8].to_vec();
+    out.extend_from_slice(&6u32.to_le_bytes());
+    let mut rest = &bytes[12..];
+    while !rest.is_empty() {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let mut payload = rest[8..8 + n].to_vec();
+        if payload[0] == 10 {
+            assert_eq!(payload[payload.len() - 4..], [0; 4], "no principals");
+            payload.truncate(payload.len() - 4);
+        }
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        rest = &rest[8 + n..];
+    }
+    out
 }

@@ -22,7 +22,15 @@ fn meta(slot: u64) -> SnapshotMeta {
 }
 
 fn snap(slot: u64) -> Vec<u8> {
-    snapshot::encode(meta(slot), 0, &snapshot::Committed::default(), &[], &[]).expect("encode")
+    snapshot::encode(
+        meta(slot),
+        0,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &[],
+    )
+    .expect("encode")
 }
 
 /// A version-1 segment holding records `slots` (as the old code wrote them).

@@ -26,6 +26,7 @@ impl Service for Echo {
                     tenant: "t".into(),
                     principal: "p".into(),
                     admin: false,
+                    role: "owner".into(),
                 },
             ))
         } else {

@@ -21,15 +21,34 @@ use std::sync::Arc;
 
 impl Coordinator {
     /// Runs `sql`'s statements in order, each under its own time limit;
-    /// all stop once `client` is set (the client is gone).
+    /// all stop once `client` is set (the client is gone). `read_only`:
+    /// queries alone, checked before any statement runs.
     pub(super) fn sql(
         &self,
         tenant: TenantId,
         sql: &str,
         params: &[Value],
-        (limit_ms, client): (u64, Option<Arc<AtomicBool>>),
+        (limit_ms, client, read_only): (u64, Option<Arc<AtomicBool>>, bool),
     ) -> Result<Vec<SqlResult>, ErrorReply> {
         let stmts = sqltext::split(sql).map_err(|m| ErrorReply::new(ErrorCode::Sql, m))?;
+        if read_only {
+            // The query path never keeps a write (a `WITH ... DELETE` runs
+            // on a scratch copy or is refused as not a query).
+            let writes = stmts
+                .iter()
+                .position(|s| sqltext::classify(&sqltext::words(s)) != Kind::Query);
+            if let Some(i) = writes {
+                return Err(ErrorReply::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "statement {} of {} is not a query, and this principal's role (reader) \
+                         may only query (nothing was done)",
+                        i + 1,
+                        stmts.len()
+                    ),
+                ));
+            }
+        }
         let many = stmts.len() > 1;
         if many && !params.is_empty() {
             return Err(ErrorReply::new(

@@ -46,6 +46,9 @@ pub enum CoordTask {
         params: Vec<Value>,
         /// Each statement's time limit, when less than the tenant's.
         timeout_ms: Option<u64>,
+        /// Queries only (a reader's request): any other statement refuses
+        /// the request before any statement runs.
+        read_only: bool,
         /// Set when the client is gone: the running statement stops.
         client: Option<Arc<AtomicBool>>,
         reply: ReplyFn,
@@ -83,6 +86,12 @@ pub enum CoordTask {
     TenantQuota {
         tenant: String,
         set: Vec<(String, Option<u64>)>,
+        reply: ReplyFn,
+    },
+    /// Creates, revokes or lists a tenant's principals (tokens).
+    Token {
+        tenant: String,
+        op: super::tokens::TokenOp,
         reply: ReplyFn,
     },
     /// Run `f` on every held partition state (tests and tools that inspect
@@ -146,6 +155,7 @@ impl Coordinator {
                 sql,
                 params,
                 timeout_ms,
+                read_only,
                 client,
                 reply,
             } => {
@@ -153,7 +163,7 @@ impl Coordinator {
                 let cap = self.routes.quota(tenant, &self.quota).sql_timeout_ms;
                 let limit = timeout_ms.map_or(cap, |t| t.min(cap)).max(1);
                 reply(
-                    self.sql(tenant, &sql, &params, (limit, client))
+                    self.sql(tenant, &sql, &params, (limit, client, read_only))
                         .map(Reply::Sql),
                 )
             }
@@ -185,6 +195,7 @@ impl Coordinator {
             CoordTask::TenantQuota { tenant, set, reply } => {
                 reply(self.tenant_quota(&tenant, &set))
             }
+            CoordTask::Token { tenant, op, reply } => reply(self.token(&tenant, op)),
             CoordTask::Inspect { f, reply } => reply(self.inspect(f)),
             CoordTask::Stop => {}
         }

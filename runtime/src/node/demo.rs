@@ -77,6 +77,7 @@ pub fn setup(node: &Node, dir: &Path) -> anyhow::Result<()> {
                 sql,
                 params: Vec::new(),
                 timeout_ms: None,
+                read_only: false,
                 client: None,
                 reply,
             }) {

@@ -435,6 +435,9 @@ pub struct RoutesRefresh {
     /// order. A state rebuilt without one (never chosen) has a list this is
     /// not a prefix of, and the catalog is made again from `base`.
     pub adopted: Vec<TenantId>,
+    /// The principals overlay of partition 0's state the node's catalog
+    /// holds (another one, by pointer: the catalog is made again).
+    pub principals: Arc<crate::catalog::PrincipalOverlay>,
     /// The last coordinator transaction the routes reflect.
     pub seen: u64,
 }
@@ -447,8 +450,8 @@ impl RoutesRefresh {
             return;
         };
         self.seen = state.mp_txn_max;
-        if let Err(e) = self.adopt_tenants(&state.created_tenants) {
-            return fatal(format!("partition 0's tenants: {e}"));
+        if let Err(e) = self.adopt_tenants(state) {
+            return fatal(format!("partition 0's tenants and principals: {e}"));
         }
         let tenants: Vec<TenantId> = {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
@@ -469,30 +472,34 @@ impl RoutesRefresh {
         }
     }
 
-    /// Brings the node's catalog to `base` plus `created` (partition 0's
-    /// tenants, applied here; on a leader, possibly not chosen yet: nobody
-    /// holds such a tenant's token before it is).
+    /// Brings the node's catalog to `base` plus partition 0's tenants
+    /// and principals (applied here; on a leader, possibly not chosen yet:
+    /// nobody holds such a tenant's or principal's token before it is).
     fn adopt_tenants(
         &mut self,
-        created: &[crate::durability::TenantRecord],
+        state: &PartitionState,
     ) -> Result<(), crate::catalog::CatalogError> {
+        let created = &state.created_tenants;
         // What the catalog holds is the start of `created`: add the rest.
         let grown = created.len() >= self.adopted.len()
             && created.iter().zip(&self.adopted).all(|(t, id)| t.id == *id);
-        if grown && created.len() == self.adopted.len() {
+        let same_principals = Arc::ptr_eq(&state.principals, &self.principals);
+        if grown && same_principals && created.len() == self.adopted.len() {
             return Ok(());
         }
         let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-        if grown {
+        if grown && same_principals {
             let new = created.get(self.adopted.len()..).unwrap_or_default();
             super::coordinator::adopt_created(&mut cat, new)?;
         } else {
             let mut fresh = self.base.clone();
             super::coordinator::adopt_created(&mut fresh, created)?;
+            fresh.apply_overlay(&state.principals)?;
             *cat = fresh;
         }
         let ids = created.iter().map(|t| t.id).collect();
         self.adopted = ids;
+        self.principals = state.principals.clone();
         Ok(())
     }
 }

@@ -215,7 +215,7 @@ impl Forwarder {
             id,
             tenant: who.tenant,
             principal: who.name.clone(),
-            admin: who.admin,
+            admin: who.admin(),
             request: body,
         };
         if !(self.send)(to, msg) {
@@ -326,26 +326,39 @@ impl Forwarder {
                 return reply(Err(e));
             }
         };
-        let tenant_name = {
+        // The principal's role is this node's to know: the sender named
+        // who it is (`admin` is how it saw it; the role decides here).
+        let _ = admin;
+        let who = {
             let cat = node.catalog.read().unwrap_or_else(|p| p.into_inner());
-            cat.tenant(tenant).map(|t| t.name.clone())
+            cat.tenant(tenant)
+                .map(|_| cat.principal(tenant, &principal))
         };
-        let Some(tenant_name) = tenant_name else {
+        let who = match who {
+            Some(Some(who)) => who,
             // Only a new leader that has not applied the tenant's record
             // yet can lack it.
-            return reply(Err(ErrorReply::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "tenant {} is not known yet on the node that leads; nothing was done: retry",
-                    tenant.0
-                ),
-            )));
-        };
-        let who = Principal {
-            tenant,
-            tenant_name,
-            name: principal,
-            admin,
+            None => {
+                return reply(Err(ErrorReply::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "tenant {} is not known yet on the node that leads; nothing was done: \
+                         retry",
+                        tenant.0
+                    ),
+                )))
+            }
+            // Revoked (the leader applies a revocation first).
+            Some(None) => {
+                return reply(Err(ErrorReply::new(
+                    ErrorCode::AuthFailed,
+                    format!(
+                        "the node that leads has no principal {principal:?} of tenant {}: it \
+                         was revoked (nothing was done)",
+                        tenant.0
+                    ),
+                )))
+            }
         };
         // Not cancelled when the client leaves the other node: that node
         // answers it `unavailable` when the link or the stream goes.
@@ -386,7 +399,7 @@ mod tests {
             tenant: TenantId(3),
             tenant_name: "acme".into(),
             name: "owner".into(),
-            admin: false,
+            role: crate::catalog::Role::Owner,
         }
     }
 

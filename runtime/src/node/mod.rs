@@ -35,6 +35,7 @@ pub mod routes;
 pub mod runner;
 pub mod serve;
 pub mod service;
+pub mod tokens;
 pub mod usage;
 pub mod watchdog;
 pub mod writer;
@@ -288,9 +289,17 @@ impl Node {
         // partition 0's log and snapshot, not in the catalog file.
         let base_catalog = catalog.clone();
         let mut adopted = Vec::new();
+        let mut principals = Arc::default();
         if let Some(p0) = rec.cores.first().and_then(|c| c.state()) {
             coordinator::adopt_created(&mut catalog, &p0.created_tenants)?;
+            catalog.apply_overlay(&p0.principals)?;
+            // Refused until the state says (a revocation never chosen
+            // holds until the catalog is next made again).
+            for (tenant, name) in &rec.revoked {
+                catalog.forget_principal(*tenant, name);
+            }
             adopted = p0.created_tenants.iter().map(|t| t.id).collect();
+            principals = p0.principals.clone();
         }
         let tenants: Vec<_> = catalog.tenants().map(|t| t.id).collect();
         let p0 = rec
@@ -361,6 +370,7 @@ impl Node {
                     catalog: catalog.clone(),
                     base: base_catalog.clone(),
                     adopted: adopted.clone(),
+                    principals: principals.clone(),
                     seen: modules_txn,
                 }),
                 anchor: cluster.as_ref().map(|c| executor::Anchor {

@@ -32,6 +32,10 @@ pub struct Recovered {
     pub last_txn: u64,
     /// Partitions whose log holds a skipped (never acknowledged) record.
     pub needs_snapshot: Vec<bool>,
+    /// Principals partition 0's log revokes past its snapshot, chosen or
+    /// not: in a cluster the state holds them only once the leader says
+    /// they are chosen, and a revoked token must not work meanwhile.
+    pub revoked: Vec<(crate::types::TenantId, String)>,
 }
 
 /// What one partition's log says about coordinator transactions.
@@ -42,6 +46,8 @@ struct Scan {
     aborted: BTreeSet<u64>,
     /// Every transaction up to this one is inside the snapshot.
     covered: u64,
+    /// Principals the log revokes (a cluster's partition 0), chosen or not.
+    revoked: Vec<(crate::types::TenantId, String)>,
 }
 
 /// Who this replica is and who the others are: `None` on a lone node
@@ -112,6 +118,7 @@ pub fn recover(
         .iter()
         .map(|s| s.logged.iter().any(|t| skipped.contains(t)))
         .collect();
+    let revoked = scans.first().map(|s| s.revoked.clone()).unwrap_or_default();
     let skipped = Arc::new(skipped);
     #[cfg_attr(not(debug_assertions), allow(clippy::let_unit_value, unused_variables))]
     let planted = planted_bugs()?;
@@ -141,6 +148,7 @@ pub fn recover(
         logs,
         last_txn,
         needs_snapshot,
+        revoked,
     })
 }
 
@@ -152,6 +160,7 @@ fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
     };
     let mut logged = BTreeSet::new();
     let mut aborted = BTreeSet::new();
+    let mut revoked = Vec::new();
     let mut next = log.snapshot_meta().map_or(Slot(0), |m| m.slot).next();
     while next <= log.last_slot() {
         let recs = log.read(next, SCAN_BYTES_MAX)?;
@@ -165,6 +174,7 @@ fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
             if let Some((txn, false)) = durability::decision(&r.payload) {
                 aborted.insert(txn);
             }
+            revoked.extend(durability::revoked_principal(&r.payload));
         }
         next = last.next();
     }
@@ -172,6 +182,7 @@ fn scan(log: &mut Log<DirFs>) -> Result<Scan, durability::DurabilityError> {
         logged,
         aborted,
         covered,
+        revoked,
     })
 }
 

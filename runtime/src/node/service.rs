@@ -24,8 +24,9 @@ impl Drop for CompileSlot {
 /// Modules a node compiles at once for deploys; more are `overloaded`.
 pub const COMPILES_IN_FLIGHT_MAX: usize = 2;
 
+use super::tokens::{TokenChange, TokenOp};
 use super::usage::{Connected, TenantUsage};
-use crate::catalog::{partition_for, Principal};
+use crate::catalog::{partition_for, Principal, Role};
 use crate::net::server::{Replier, Service};
 use crate::proto::{
     ErrorCode, ErrorReply, PartitionStatus, PeerLink, ReplicaStatus, Reply, Request, StatusInfo,
@@ -297,7 +298,7 @@ impl Node {
     /// connections) move with every tenant's work, so only an admin sees
     /// them; anyone else gets 0 there, and its own rows.
     pub(crate) fn status(&self, who: &Principal) -> StatusInfo {
-        let admin = who.admin;
+        let admin = who.admin();
         let get = |a: &std::sync::atomic::AtomicU64| if admin { PartitionStats::get(a) } else { 0 };
         StatusInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -375,6 +376,7 @@ fn reply_of(t: CoordTask) -> ReplyFn {
         | CoordTask::Catalog { reply, .. }
         | CoordTask::CreateTenant { reply, .. }
         | CoordTask::TenantQuota { reply, .. }
+        | CoordTask::Token { reply, .. }
         | CoordTask::Inspect { reply, .. } => reply,
         CoordTask::Stop => Box::new(|_| {}),
     }
@@ -385,6 +387,9 @@ fn reply_of(t: CoordTask) -> ReplyFn {
 pub struct Session {
     /// Who authenticated.
     pub who: Principal,
+    /// The SHA-256 of its token: once revoked, the connection's requests
+    /// are refused.
+    token_sha256: [u8; 32],
     usage: Arc<TenantUsage>,
     _connected: Connected,
 }
@@ -414,10 +419,12 @@ impl Service for Node {
         let reply = Reply::Authenticated {
             tenant: who.tenant_name.clone(),
             principal: who.name.clone(),
-            admin: who.admin,
+            admin: who.admin(),
+            role: who.role.name().to_string(),
         };
         let session = Session {
             who,
+            token_sha256: crate::catalog::token_sha256(token),
             usage,
             _connected: connected,
         };
@@ -426,6 +433,20 @@ impl Service for Node {
 
     fn dispatch(&self, session: &Arc<Session>, request: Request, replier: Replier) {
         let who = &session.who;
+        let revoked = {
+            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+            !cat.holds_token(&session.token_sha256)
+        };
+        if revoked {
+            return replier.send(Err(ErrorReply::new(
+                ErrorCode::AuthFailed,
+                format!(
+                    "principal {:?} of tenant {:?} was revoked: its token is no longer accepted \
+                     (nothing was done)",
+                    who.name, who.tenant_name
+                ),
+            )));
+        }
         // Counted here, where the client is, also when the request is
         // passed to another node: its quota is this node's.
         let quota = self.routes.quota(who.tenant, &self.config.quota);
@@ -468,6 +489,9 @@ impl Node {
         reply: ReplyFn,
     ) {
         let tenant = who.tenant;
+        if let Err(e) = may(who, &request) {
+            return reply(Err(e));
+        }
         match request {
             Request::Call {
                 procedure,
@@ -483,6 +507,7 @@ impl Node {
                 sql,
                 params,
                 timeout_ms,
+                read_only: who.role == Role::Reader,
                 client,
                 reply,
             }),
@@ -498,26 +523,85 @@ impl Node {
                 reply,
             }),
             Request::Status => reply(Ok(Reply::Status(self.status(who)))),
-            Request::CreateTenant { name } if who.admin => {
+            Request::CreateTenant { name } => {
                 self.to_coordinator(CoordTask::CreateTenant { name, reply })
             }
-            Request::CreateTenant { .. } => reply(Err(ErrorReply::new(
-                ErrorCode::Forbidden,
-                "creating tenants needs an admin token (the data directory's admin.token)",
-            ))),
-            Request::TenantQuota { tenant, set } if who.admin => {
+            Request::TenantQuota { tenant, set } => {
                 self.to_coordinator(CoordTask::TenantQuota { tenant, set, reply })
             }
-            Request::TenantQuota { .. } => reply(Err(ErrorReply::new(
-                ErrorCode::Forbidden,
-                "tenant quotas are seen and set with an admin token (the data directory's \
-                 admin.token)",
-            ))),
+            Request::TokenCreate {
+                tenant,
+                name,
+                role,
+                grants,
+            } => match Role::parse(&role, &grants) {
+                Ok(role) => self.to_coordinator(CoordTask::Token {
+                    tenant: tenant.unwrap_or_else(|| who.tenant_name.clone()),
+                    op: TokenOp::Change(TokenChange::Create { name, role }),
+                    reply,
+                }),
+                Err(e) => reply(Err(ErrorReply::new(
+                    ErrorCode::BadArguments,
+                    format!("{e} (nothing was done)"),
+                ))),
+            },
+            Request::TokenRevoke { tenant, name } => self.to_coordinator(CoordTask::Token {
+                tenant: tenant.unwrap_or_else(|| who.tenant_name.clone()),
+                op: TokenOp::Change(TokenChange::Revoke { name }),
+                reply,
+            }),
+            Request::Tokens { tenant } => self.to_coordinator(CoordTask::Token {
+                tenant: tenant.unwrap_or_else(|| who.tenant_name.clone()),
+                op: TokenOp::List,
+                reply,
+            }),
             Request::Auth { .. } => reply(Err(ErrorReply::new(
                 ErrorCode::BadRequest,
                 "this connection is already authenticated",
             ))),
         }
+    }
+}
+
+/// Whether `who`'s role lets it make `request` (docs/OPERATIONS.md,
+/// "Roles"); the answer names what it lacks.
+fn may(who: &Principal, request: &Request) -> Result<(), ErrorReply> {
+    let role = &who.role;
+    let needs = |what: &str| {
+        Err(ErrorReply::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{what}; principal {:?} of tenant {:?} has role {} (nothing was done)",
+                who.name,
+                who.tenant_name,
+                role.name()
+            ),
+        ))
+    };
+    let runs_all = matches!(role, Role::Admin | Role::Owner | Role::Deployer);
+    match request {
+        Request::Call { procedure, .. } if !role.may_call(procedure) => needs(&format!(
+            "calling {procedure} needs a grant of it (role caller) or role owner or deployer"
+        )),
+        Request::Sql { .. } if !runs_all && *role != Role::Reader => {
+            needs("ad-hoc SQL needs role owner, deployer or reader (queries only)")
+        }
+        Request::Deploy { .. } | Request::Drop { .. } if !runs_all => {
+            needs("deploying and dropping modules needs role owner or deployer")
+        }
+        Request::CreateTenant { .. } | Request::TenantQuota { .. } if !who.admin() => needs(
+            "creating tenants and setting their quotas needs an admin token (the data \
+             directory's admin.token)",
+        ),
+        Request::TokenCreate { tenant, .. }
+        | Request::TokenRevoke { tenant, .. }
+        | Request::Tokens { tenant } => match role {
+            Role::Admin => Ok(()),
+            Role::Owner if tenant.as_ref().is_none_or(|t| *t == who.tenant_name) => Ok(()),
+            Role::Owner => needs("a tenant's owner manages its own tenant's tokens alone"),
+            _ => needs("managing tokens needs role owner (or an admin token)"),
+        },
+        _ => Ok(()),
     }
 }
 

@@ -86,6 +86,7 @@ pub(super) fn sql(node: &Node, who: &Principal, text: &str) -> Result<Vec<SqlRes
         sql,
         params: Vec::new(),
         timeout_ms: None,
+        read_only: false,
         client: None,
         reply,
     })? {

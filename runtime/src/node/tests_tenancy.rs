@@ -91,7 +91,7 @@ fn status_shows_a_tenant_nothing_of_another_tenants_work() {
     let a = tenant(&node, "a", &mut tokens);
     let b = tenant(&node, "b", &mut tokens);
     let admin = Principal {
-        admin: true,
+        role: crate::catalog::Role::Admin,
         ..a.clone()
     };
     // What moves with work (role and leader settle as the node starts).
@@ -381,7 +381,7 @@ fn set_quota(
         tenant: crate::types::TenantId(0),
         tenant_name: crate::catalog::ADMIN_TENANT.into(),
         name: "admin".into(),
-        admin: true,
+        role: crate::catalog::Role::Admin,
     };
     let request = crate::proto::Request::TenantQuota {
         tenant: name.into(),

@@ -88,6 +88,7 @@ impl<T> PartitionCore<T> {
             state.mp_txn_max,
             &committed,
             &state.created_tenants,
+            &state.principals,
             &state.images(),
         ) {
             Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),

@@ -125,6 +125,10 @@ pub struct PartitionState {
     /// init`, in order (its group is the cluster's metadata group; the node
     /// adds them to its catalog as they are applied).
     pub created_tenants: Vec<durability::TenantRecord>,
+    /// Partition 0 in a cluster: the principals created or revoked since
+    /// `ohm cluster init`, applied over `created_tenants`. Shared, and
+    /// copied when changed: a node sees that it changed by pointer.
+    pub principals: Arc<crate::catalog::PrincipalOverlay>,
 }
 
 impl PartitionState {
@@ -140,6 +144,7 @@ impl PartitionState {
             committed: Committed::default(),
             txn_floor: 0,
             created_tenants: Vec::new(),
+            principals: Arc::default(),
         }
     }
 
@@ -233,6 +238,11 @@ impl PartitionState {
             .collect()
     }
 
+    /// Partition 0 in a cluster: records a principal created or revoked.
+    pub fn set_principal(&mut self, c: &crate::catalog::PrincipalChange) {
+        Arc::make_mut(&mut self.principals).insert((c.tenant, c.name.clone()), c.entry.clone());
+    }
+
     /// Rebuilds a state from a decoded snapshot.
     pub fn from_snapshot(
         id: PartitionId,
@@ -243,6 +253,7 @@ impl PartitionState {
         state.mp_txn_max = snap.mp_txn_max;
         state.committed = Committed::from_image(snap.committed);
         state.created_tenants = snap.created_tenants;
+        state.principals = Arc::new(snap.principals);
         for t in snap.tenants {
             let mut part = TenantPart {
                 engine: t.engine,
@@ -332,6 +343,10 @@ impl PartitionState {
             }
             MultiBody::SetQuota(q) => {
                 part.quota = q.clone();
+                Ok(())
+            }
+            MultiBody::Principal(c) => {
+                self.set_principal(c);
                 Ok(())
             }
         }

@@ -37,7 +37,7 @@ pub struct FrameTooLarge {
 }
 
 /// The request ops, as named on the wire.
-pub const OPS: [&str; 9] = [
+pub const OPS: [&str; 12] = [
     "auth",
     "call",
     "sql",
@@ -47,6 +47,9 @@ pub const OPS: [&str; 9] = [
     "status",
     "create_tenant",
     "tenant_quota",
+    "token_create",
+    "token_revoke",
+    "tokens",
 ];
 
 /// Appends one request frame to `out`.
@@ -70,6 +73,14 @@ pub fn encode_request(
             Request::Status => ("status", 0),
             Request::CreateTenant { .. } => ("create_tenant", 1),
             Request::TenantQuota { .. } => ("tenant_quota", 2),
+            Request::TokenCreate { tenant, grants, .. } => (
+                "token_create",
+                2 + usize::from(tenant.is_some()) + usize::from(!grants.is_empty()),
+            ),
+            Request::TokenRevoke { tenant, .. } => {
+                ("token_revoke", 1 + usize::from(tenant.is_some()))
+            }
+            Request::Tokens { tenant } => ("tokens", usize::from(tenant.is_some())),
         };
         w::map(out, 2 + fields);
         w::str(out, "id");
@@ -125,6 +136,34 @@ pub fn encode_request(
                     }
                 }
             }
+            Request::TokenCreate {
+                tenant,
+                name,
+                role,
+                grants,
+            } => {
+                if let Some(t) = tenant {
+                    w::kv_str(out, "tenant", t);
+                }
+                w::kv_str(out, "name", name);
+                w::kv_str(out, "role", role);
+                if !grants.is_empty() {
+                    w::str(out, "grants");
+                    w::array(out, grants.len());
+                    grants.iter().for_each(|g| w::str(out, g));
+                }
+            }
+            Request::TokenRevoke { tenant, name } => {
+                if let Some(t) = tenant {
+                    w::kv_str(out, "tenant", t);
+                }
+                w::kv_str(out, "name", name);
+            }
+            Request::Tokens { tenant } => {
+                if let Some(t) = tenant {
+                    w::kv_str(out, "tenant", t);
+                }
+            }
         }
     })
 }
@@ -143,6 +182,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
     let (mut id, mut op, mut token, mut procedure, mut args) = (None, None, None, None, None);
     let (mut sql, mut name, mut wasm, mut key) = (None, None, None, None);
     let (mut params, mut set, mut timeout_ms) = (None, None, None);
+    let (mut tenant, mut role, mut grants) = (None, None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
@@ -157,6 +197,9 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             "key" => key = Some(field(&mut r, "key", Reader::str)?),
             "set" => set = Some(field(&mut r, "set", quota_changes)?),
             "timeout_ms" => timeout_ms = Some(field(&mut r, "timeout_ms", time_limit)?),
+            "tenant" => tenant = Some(field(&mut r, "tenant", Reader::str)?),
+            "role" => role = Some(field(&mut r, "role", Reader::str)?),
+            "grants" => grants = Some(field(&mut r, "grants", grant_list)?),
             _ => r.skip(1)?,
         }
     }
@@ -192,6 +235,19 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
         "tenant_quota" => Request::TenantQuota {
             tenant: required(name, "name", "op \"tenant_quota\"")?.to_string(),
             set: set.unwrap_or_default(),
+        },
+        "token_create" => Request::TokenCreate {
+            tenant: tenant.map(str::to_string),
+            name: required(name, "name", "op \"token_create\"")?.to_string(),
+            role: required(role, "role", "op \"token_create\"")?.to_string(),
+            grants: grants.unwrap_or_default(),
+        },
+        "token_revoke" => Request::TokenRevoke {
+            tenant: tenant.map(str::to_string),
+            name: required(name, "name", "op \"token_revoke\"")?.to_string(),
+        },
+        "tokens" => Request::Tokens {
+            tenant: tenant.map(str::to_string),
         },
         other => {
             return Err(DecodeError::new(format!(
@@ -350,6 +406,23 @@ fn quota_changes(r: &mut Reader) -> Result<Vec<(String, Option<u64>)>> {
         let name = r.str()?.to_string();
         let value = r.opt_uint().map_err(|e| e.at(&name))?;
         out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// `token_create`'s `grants`: procedure names, at most `GRANTS_MAX`.
+fn grant_list(r: &mut Reader) -> Result<Vec<String>> {
+    let n = r.array_len()?;
+    let max = crate::catalog::GRANTS_MAX;
+    if n > max {
+        return Err(DecodeError {
+            bad_value: true,
+            ..DecodeError::new(format!("{n} grants, over {max}"))
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(r.str().map_err(|e| e.at_index(i))?.to_string());
     }
     Ok(out)
 }

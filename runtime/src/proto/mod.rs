@@ -67,6 +67,23 @@ pub enum Request {
         tenant: String,
         set: Vec<(String, Option<u64>)>,
     },
+    /// Create principal `name` with `role` (a caller's `grants`: the
+    /// procedures it may call, or `*`) and answer its token. `tenant`: the
+    /// tenant's name, for an admin; a tenant's owner names none (its own).
+    TokenCreate {
+        tenant: Option<String>,
+        name: String,
+        role: String,
+        grants: Vec<String>,
+    },
+    /// Revoke principal `name`: its token is refused from then on, also on
+    /// connections it already opened.
+    TokenRevoke {
+        tenant: Option<String>,
+        name: String,
+    },
+    /// A tenant's principals and their roles (never their tokens).
+    Tokens { tenant: Option<String> },
 }
 
 /// Quota changes one `tenant_quota` request may carry.
@@ -97,6 +114,9 @@ pub enum Reply {
         tenant: String,
         principal: String,
         admin: bool,
+        /// The principal's role (`admin`, `owner`, `deployer`, `caller`,
+        /// `reader`).
+        role: String,
     },
     /// A procedure's single value (NULL for a procedure that returns nothing).
     Value(Value),
@@ -128,6 +148,30 @@ pub enum Reply {
         tenant: String,
         quota: Vec<QuotaValue>,
     },
+    /// A principal created, and its token (the only time it is shown).
+    Token {
+        tenant: String,
+        principal: PrincipalDesc,
+        token: String,
+    },
+    /// A principal revoked.
+    Revoked {
+        tenant: String,
+        principal: String,
+    },
+    /// A tenant's principals, by name.
+    Principals {
+        tenant: String,
+        principals: Vec<PrincipalDesc>,
+    },
+}
+
+/// A principal's name and role, and a caller's grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalDesc {
+    pub name: String,
+    pub role: String,
+    pub grants: Vec<String>,
 }
 
 /// A result column: its name and SQL type name (`BIGINT`, `VARCHAR(2)`,

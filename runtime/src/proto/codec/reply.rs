@@ -6,8 +6,8 @@
 use super::read::{DecodeError, Reader, Result};
 use super::{field, required, values, w};
 use crate::proto::{
-    CatalogInfo, Column, PartitionStatus, PeerLink, ProcedureInfo, QuotaValue, ReplicaStatus,
-    Reply, Rows, SqlResult, StatusInfo, TableInfo,
+    CatalogInfo, Column, PartitionStatus, PeerLink, PrincipalDesc, ProcedureInfo, QuotaValue,
+    ReplicaStatus, Reply, Rows, SqlResult, StatusInfo, TableInfo,
 };
 use crate::types::Value;
 
@@ -17,11 +17,13 @@ pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
             tenant,
             principal,
             admin,
+            role,
         } => {
-            head(out, "authenticated", 3);
+            head(out, "authenticated", 4);
             w::kv_str(out, "tenant", tenant);
             w::kv_str(out, "principal", principal);
             w::kv_bool(out, "admin", *admin);
+            w::kv_str(out, "role", role);
         }
         Reply::Value(v) => {
             head(out, "value", 2);
@@ -95,7 +97,56 @@ pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
                 w::kv_bool(out, "set", q.set);
             }
         }
+        Reply::Token {
+            tenant,
+            principal,
+            token,
+        } => {
+            head(out, "token", 3);
+            w::kv_str(out, "tenant", tenant);
+            w::str(out, "principal");
+            encode_principal(out, principal);
+            w::kv_str(out, "token", token);
+        }
+        Reply::Revoked { tenant, principal } => {
+            head(out, "revoked", 2);
+            w::kv_str(out, "tenant", tenant);
+            w::kv_str(out, "principal", principal);
+        }
+        Reply::Principals { tenant, principals } => {
+            head(out, "principals", 2);
+            w::kv_str(out, "tenant", tenant);
+            w::str(out, "principals");
+            w::array(out, principals.len());
+            principals.iter().for_each(|p| encode_principal(out, p));
+        }
     }
+}
+
+fn encode_principal(out: &mut Vec<u8>, p: &PrincipalDesc) {
+    w::map(out, 3);
+    w::kv_str(out, "name", &p.name);
+    w::kv_str(out, "role", &p.role);
+    w::str(out, "grants");
+    w::array(out, p.grants.len());
+    p.grants.iter().for_each(|g| w::str(out, g));
+}
+
+fn principal(r: &mut Reader) -> Result<PrincipalDesc> {
+    let (mut m, mut grants) = (Fields::default(), None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "name" => m.a = Some(field(r, "name", Reader::str)?),
+            "role" => m.b = Some(field(r, "role", Reader::str)?),
+            "grants" => grants = Some(field(r, "grants", strings)?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(PrincipalDesc {
+        name: required(m.a, "name", "a principal")?.to_string(),
+        role: required(m.b, "role", "a principal")?.to_string(),
+        grants: grants.unwrap_or_default(),
+    })
 }
 
 /// Opens a reply map of `fields` fields plus `kind`.
@@ -216,7 +267,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
 }
 
 /// The kinds of reply, as named on the wire.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 13] = [
     "authenticated",
     "value",
     "rows",
@@ -227,6 +278,9 @@ pub const KINDS: [&str; 10] = [
     "status",
     "quota",
     "tenant_created",
+    "token",
+    "revoked",
+    "principals",
 ];
 
 pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
@@ -239,6 +293,7 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                     "tenant" => m.a = Some(field(r, "tenant", Reader::str)?),
                     "principal" => m.b = Some(field(r, "principal", Reader::str)?),
                     "admin" => m.flag = Some(field(r, "admin", Reader::bool)?),
+                    "role" => m.c = Some(field(r, "role", Reader::str)?),
                     _ => r.skip(1)?,
                 }
             }
@@ -246,6 +301,7 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                 tenant: required(m.a, "tenant", BY)?.to_string(),
                 principal: required(m.b, "principal", BY)?.to_string(),
                 admin: required(m.flag, "admin", BY)?,
+                role: required(m.c, "role", BY)?.to_string(),
             }
         }
         "value" => {
@@ -333,6 +389,50 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
             Reply::Quota {
                 tenant: required(tenant, "tenant", BY)?.to_string(),
                 quota: required(quota, "quota", BY)?,
+            }
+        }
+        "token" => {
+            let (mut m, mut p) = (Fields::default(), None);
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tenant" => m.a = Some(field(r, "tenant", Reader::str)?),
+                    "principal" => p = Some(field(r, "principal", principal)?),
+                    "token" => m.c = Some(field(r, "token", Reader::str)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Token {
+                tenant: required(m.a, "tenant", BY)?.to_string(),
+                principal: required(p, "principal", BY)?,
+                token: required(m.c, "token", BY)?.to_string(),
+            }
+        }
+        "revoked" => {
+            let mut m = Fields::default();
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tenant" => m.a = Some(field(r, "tenant", Reader::str)?),
+                    "principal" => m.b = Some(field(r, "principal", Reader::str)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Revoked {
+                tenant: required(m.a, "tenant", BY)?.to_string(),
+                principal: required(m.b, "principal", BY)?.to_string(),
+            }
+        }
+        "principals" => {
+            let (mut tenant, mut ps) = (None, None);
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "tenant" => tenant = Some(field(r, "tenant", Reader::str)?),
+                    "principals" => ps = Some(field(r, "principals", |r| list(r, principal))?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Principals {
+                tenant: required(tenant, "tenant", BY)?.to_string(),
+                principals: required(ps, "principals", BY)?,
             }
         }
         other => {

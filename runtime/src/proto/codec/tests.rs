@@ -95,6 +95,52 @@ fn every_request_round_trips() {
         tenant: "acme".into(),
         set: vec![("rows_max".into(), Some(5)), ("calls_per_sec".into(), None)],
     });
+    round_request(Request::TokenCreate {
+        tenant: None,
+        name: "ro".into(),
+        role: "reader".into(),
+        grants: vec![],
+    });
+    round_request(Request::TokenCreate {
+        tenant: Some("acme".into()),
+        name: "app".into(),
+        role: "caller".into(),
+        grants: vec!["vote".into(), "*".into()],
+    });
+    round_request(Request::TokenRevoke {
+        tenant: Some("acme".into()),
+        name: "app".into(),
+    });
+    round_request(Request::TokenRevoke {
+        tenant: None,
+        name: "app".into(),
+    });
+    round_request(Request::Tokens { tenant: None });
+    round_request(Request::Tokens {
+        tenant: Some("acme".into()),
+    });
+}
+
+/// More grants than a principal may hold is that request's fault alone:
+/// it is answered `bad_value`, and the stream goes on.
+#[test]
+fn too_many_grants_is_a_bad_value() {
+    let grants = vec!["p".to_string(); crate::catalog::GRANTS_MAX + 1];
+    let frame = RequestFrame {
+        id: 9,
+        request: Request::TokenCreate {
+            tenant: None,
+            name: "app".into(),
+            role: "caller".into(),
+            grants,
+        },
+    };
+    let mut out = Vec::new();
+    encode_request(&frame, &mut out).unwrap();
+    let e = decode_request(&out[PREFIX_BYTES..]).unwrap_err();
+    assert!(e.bad_value, "{e:?}");
+    assert_eq!(e.id, Some(9));
+    assert!(e.message.contains("grants, over"), "{e}");
 }
 
 #[test]
@@ -210,6 +256,25 @@ fn every_reply_and_error_round_trips() {
         tenant: "t".into(),
         principal: "p".into(),
         admin: true,
+        role: "admin".into(),
+    }));
+    let desc = |name: &str, role: &str, grants: &[&str]| crate::proto::PrincipalDesc {
+        name: name.into(),
+        role: role.into(),
+        grants: grants.iter().map(|g| g.to_string()).collect(),
+    };
+    round_response(Ok(Reply::Token {
+        tenant: "acme".into(),
+        principal: desc("app", "caller", &["vote", "results"]),
+        token: "ohm_00".into(),
+    }));
+    round_response(Ok(Reply::Revoked {
+        tenant: "acme".into(),
+        principal: "app".into(),
+    }));
+    round_response(Ok(Reply::Principals {
+        tenant: "acme".into(),
+        principals: vec![desc("owner", "owner", &[]), desc("ro", "reader", &[])],
     }));
     let mut values = scalars();
     values.push(Value::Decimal("-0.001".parse().unwrap()));
