@@ -145,7 +145,8 @@ impl Role {
             }
             other => {
                 return bad(format!(
-                    "no role named {other:?}: use owner, deployer, caller or reader"
+                    "no role named {other:?}: use owner, deployer, caller or reader (admin in \
+                     tenant {ADMIN_TENANT:?})"
                 ))
             }
         };

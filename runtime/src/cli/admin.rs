@@ -185,12 +185,9 @@ fn grants_text(grants: &[String]) -> String {
 pub fn render_principals(tenant: &str, ps: &[crate::proto::PrincipalDesc]) -> String {
     let mut out = format!("tenant {tenant}: {} principal(s)\n", ps.len());
     for p in ps {
-        out.push_str(&format!(
-            "  {:<24} {:<9}{}\n",
-            p.name,
-            p.role,
-            grants_text(&p.grants)
-        ));
+        let line = format!("  {:<24} {:<9}{}", p.name, p.role, grants_text(&p.grants));
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -482,6 +479,26 @@ pub async fn tenant_create(args: TenantCreateArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::proto::PartitionStatus;
+
+    #[test]
+    fn principals_render_a_line_each_with_a_callers_grants() {
+        let p = |name: &str, role: &str, grants: &[&str]| crate::proto::PrincipalDesc {
+            name: name.into(),
+            role: role.into(),
+            grants: grants.iter().map(|g| g.to_string()).collect(),
+        };
+        let text = render_principals(
+            "acme",
+            &[
+                p("app", "caller", &["results", "vote"]),
+                p("owner", "owner", &[]),
+            ],
+        );
+        assert_eq!(
+            text,
+            "tenant acme: 2 principal(s)\n  app                      caller    (may call results, vote)\n  owner                    owner\n"
+        );
+    }
 
     #[test]
     fn quota_changes_parse_and_bad_ones_say_why() {

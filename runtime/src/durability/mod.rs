@@ -75,15 +75,16 @@
 //! crc u32 (CRC-32 of the bytes before it)`. None means the default vote.
 //!
 //! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`,
-//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (6;
-//! 1 to 5 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
+//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (7;
+//! 1 to 6 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
 //! payload`, each payload a `kind u8` and its fields, in this order:
 //! ```text
 //!   1 Begin:  slot u64, ballot round u64, ballot node u32 (version 2 only), mp_txn_max u64, tenants u32
 //!   9 Committed (version 4): floor u64, count u32, txns u64 (partition 0's
 //!            committed coordinator transactions from floor on; see partition::decide)
 //!   10 Tenants (version 5): count u32, tenant records (partition 0 in a cluster: the
-//!            tenants created since `ohm cluster init`)
+//!            tenants created since `ohm cluster init`); then (version 7) count u32,
+//!            principal changes (the principals created or revoked since then)
 //!   per tenant:  2 Tenant: tenant u32, tables u32, views u32, modules u32, kept u32 (version 3),
 //!                quotas (version 6; as in a record)
 //!     per table: 3 Table: schema, rows u64;  then 4 Rows: count u32, rows ... until all rows

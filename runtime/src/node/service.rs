@@ -564,7 +564,7 @@ impl Node {
 }
 
 /// Whether `who`'s role lets it make `request` (docs/OPERATIONS.md,
-/// "Roles"); the answer names what it lacks.
+/// "Roles and tokens"); the answer names what it lacks.
 fn may(who: &Principal, request: &Request) -> Result<(), ErrorReply> {
     let role = &who.role;
     let needs = |what: &str| {

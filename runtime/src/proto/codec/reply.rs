@@ -301,7 +301,19 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                 tenant: required(m.a, "tenant", BY)?.to_string(),
                 principal: required(m.b, "principal", BY)?.to_string(),
                 admin: required(m.flag, "admin", BY)?,
-                role: required(m.c, "role", BY)?.to_string(),
+                // A node before roles sends none: its principals were
+                // admins or their tenant's owners.
+                role: m.c.map_or_else(
+                    || {
+                        if m.flag == Some(true) {
+                            "admin"
+                        } else {
+                            "owner"
+                        }
+                        .to_string()
+                    },
+                    str::to_string,
+                ),
             }
         }
         "value" => {
