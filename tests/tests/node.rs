@@ -372,6 +372,7 @@ fn malformed_frames_leave_the_node_serving() {
                     Value::Bytes(b"evil".to_vec().into()),
                 ],
                 key: None,
+                timeout_ms: None,
             },
         );
         cut.truncate(cut.len() - 3);

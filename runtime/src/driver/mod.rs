@@ -187,6 +187,7 @@ pub(crate) fn call_request(procedure: &str, args: Vec<Value>, key: Option<&str>)
         procedure: procedure.to_string(),
         args,
         key: key.map(str::to_string),
+        timeout_ms: None,
     }
 }
 
@@ -447,6 +448,21 @@ impl Client {
             self.request(call_request(procedure, args, Some(key)))
                 .await?,
         )
+    }
+
+    /// A call stopped (and rolled back) past `timeout_ms` (at least 1),
+    /// when that is less than its tenant's time limit for calls.
+    pub async fn call_within(
+        &self,
+        procedure: &str,
+        args: Vec<Value>,
+        timeout_ms: u64,
+    ) -> Result<CallResult, ClientError> {
+        let mut request = call_request(procedure, args, None);
+        if let Request::Call { timeout_ms: t, .. } = &mut request {
+            *t = Some(timeout_ms);
+        }
+        call_result(self.request(request).await?)
     }
 
     pub async fn sql(&self, sql: &str) -> Result<Vec<SqlResult>, ClientError> {

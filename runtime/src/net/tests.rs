@@ -271,6 +271,7 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
                 procedure: "echo".into(),
                 args: vec![Value::text("hi")],
                 key: None,
+                timeout_ms: None,
             },
         ),
     )
@@ -287,6 +288,7 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
                 procedure: "echo".into(),
                 args: vec![],
                 key: None,
+                timeout_ms: None,
             },
         ),
     )

@@ -58,6 +58,8 @@ pub enum CoordTask {
         procedure: String,
         args: Vec<Value>,
         key: Option<String>,
+        /// The call's time limit, when less than the tenant's.
+        timeout_ms: Option<u64>,
         reply: ReplyFn,
     },
     Deploy {
@@ -172,8 +174,9 @@ impl Coordinator {
                 procedure,
                 args,
                 key,
+                timeout_ms,
                 reply,
-            } => reply(self.call(tenant, &procedure, args, key)),
+            } => reply(self.call(tenant, &procedure, args, (key, timeout_ms))),
             CoordTask::Deploy {
                 tenant,
                 name,
@@ -344,7 +347,7 @@ impl Coordinator {
         tenant: TenantId,
         procedure: &str,
         args: Vec<Value>,
-        key: Option<String>,
+        (key, timeout_ms): (Option<String>, Option<u64>),
     ) -> Result<Reply, ErrorReply> {
         // Held first: in a cluster the hold brings this node's modules,
         // routes and transaction ids (which seed the call) up to date.
@@ -393,9 +396,10 @@ impl Coordinator {
                 .map_or(0, |d| d.as_micros() as i64),
             seed: (self.last_txn.get() + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
-        // The tenant's time limit for calls (an ad-hoc statement's is
-        // named where it begins).
-        let limit = self.routes.quota(tenant, &self.quota).call_timeout_ms;
+        // The tenant's time limit for calls, or the call's own if less
+        // (an ad-hoc statement's is named where it begins).
+        let cap = self.routes.quota(tenant, &self.quota).call_timeout_ms;
+        let limit = timeout_ms.map_or(cap, |t| t.min(cap)).max(1);
         let work = interrupt::Work::begin(Some(limit), None);
         let (output, shares) = txn::call_procedure(
             &mut g,

@@ -115,6 +115,8 @@ pub enum Input {
         args: Vec<Value>,
         /// The call's idempotency key, if it came with one.
         key: Option<String>,
+        /// Its time limit, if less than the tenant's (`call_timeout_ms`).
+        timeout_ms: Option<u64>,
         reply: QueuedReply,
     },
     /// Lend the state (after the calls the core has started or queued;
@@ -346,6 +348,7 @@ pub struct PendingCall {
     procedure: String,
     args: Vec<Value>,
     key: Option<String>,
+    timeout_ms: Option<u64>,
     reply: QueuedReply,
     /// Times it was stopped on a runner to make way (see `runner::Job`).
     preempts: u8,
@@ -358,6 +361,7 @@ impl PendingCall {
             procedure: job.call.procedure,
             args: job.call.args,
             key: job.call.key,
+            timeout_ms: job.call.timeout_ms,
             reply: job.reply,
             preempts: job.preempts,
         }
@@ -369,6 +373,7 @@ impl PendingCall {
             procedure: self.procedure,
             args: self.args,
             key: self.key,
+            timeout_ms: self.timeout_ms,
             reply: self.reply,
         }
     }
@@ -768,6 +773,7 @@ impl Executor {
             procedure,
             args,
             key,
+            timeout_ms,
             reply,
         } = input
         else {
@@ -777,6 +783,7 @@ impl Executor {
             procedure,
             args,
             key,
+            timeout_ms,
             reply,
             preempts: 0,
         };
@@ -966,6 +973,7 @@ impl Executor {
             procedure,
             args,
             key,
+            timeout_ms,
             reply,
             preempts,
         } = w;
@@ -973,6 +981,7 @@ impl Executor {
             procedure,
             args,
             key,
+            timeout_ms,
             txn: self.core.lent_txn(),
         };
         Job {
@@ -1069,11 +1078,13 @@ impl Executor {
             procedure,
             args,
             key,
+            timeout_ms,
             reply,
             ..
         } = w;
+        let token = Token::Call(reply.take());
         self.core
-            .call(Token::Call(reply.take()), tenant, procedure, args, key);
+            .call(token, tenant, procedure, args, (key, timeout_ms));
     }
 
     /// Tells the core what the writer made durable since the last time.

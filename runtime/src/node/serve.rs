@@ -211,6 +211,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         compile_time_max_ms: args.compile_time_max_ms.max(1),
     };
+    check_quota_flags(&config.quota)?;
     let tls_dir = dir.try_clone().context("opening the data directory")?;
     let setup = joined.as_ref().map(|j| {
         let net = j.net.clone();
@@ -361,4 +362,59 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Refuses a `--quota-*` or time limit flag over the ceiling an
+/// administrator could set for that quota (`QuotaField::ceiling`): past
+/// it the default would stop bounding what the node can hold.
+fn check_quota_flags(quota: &crate::catalog::Quota) -> anyhow::Result<()> {
+    use crate::catalog::QuotaField;
+    for field in QuotaField::ALL {
+        let (value, ceiling) = (quota.get(field), field.ceiling());
+        if value > ceiling {
+            let flag = match field {
+                QuotaField::ModulesMax => "--quota-modules",
+                QuotaField::ModuleBytesMax => "--quota-module-mib (in bytes)",
+                QuotaField::RowsMax => "--quota-rows",
+                QuotaField::ConnectionsMax => "--quota-connections",
+                QuotaField::InFlightMax => "--quota-in-flight",
+                QuotaField::CallsPerSec => "--quota-calls-per-sec",
+                QuotaField::CallTimeoutMs => "--call-timeout-ms",
+                QuotaField::SqlTimeoutMs => "--sql-timeout-ms",
+            };
+            bail!(
+                "{flag} {value} is over the most {} may be ({ceiling}): give at most that",
+                field.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A default over the ceiling was taken as given before (a node with
+    /// `--quota-modules 100000` bounded nothing the node can hold).
+    #[test]
+    fn a_quota_flag_over_its_ceiling_is_refused_naming_the_flag() {
+        let quota = crate::catalog::Quota::default();
+        check_quota_flags(&quota).unwrap();
+        let over = crate::catalog::Quota {
+            modules_max: 4_097,
+            ..quota
+        };
+        let e = check_quota_flags(&over).unwrap_err().to_string();
+        assert!(
+            e.contains("--quota-modules 4097") && e.contains("4096"),
+            "{e}"
+        );
+        let over = crate::catalog::Quota {
+            sql_timeout_ms: 3_600_001,
+            ..quota
+        };
+        let e = check_quota_flags(&over).unwrap_err().to_string();
+        assert!(e.contains("--sql-timeout-ms"), "{e}");
+    }
 }

@@ -213,7 +213,7 @@ impl Node {
         who: &Principal,
         procedure: String,
         mut args: Vec<Value>,
-        key: Option<String>,
+        (key, timeout_ms): (Option<String>, Option<u64>),
         reply: ReplyFn,
     ) {
         let routes = self.routes.get(who.tenant);
@@ -259,6 +259,7 @@ impl Node {
                 procedure,
                 args,
                 key,
+                timeout_ms,
                 reply,
             });
         };
@@ -283,6 +284,7 @@ impl Node {
             procedure,
             args,
             key,
+            timeout_ms,
             reply: QueuedReply::new(reply),
         };
         if let Err(e) = self.executors[p].send(input) {
@@ -497,7 +499,8 @@ impl Node {
                 procedure,
                 args,
                 key,
-            } => self.call(who, procedure, args, key, reply),
+                timeout_ms,
+            } => self.call(who, procedure, args, (key, timeout_ms), reply),
             Request::Sql {
                 sql,
                 params,

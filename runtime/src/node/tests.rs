@@ -113,7 +113,7 @@ pub(super) fn call(
         who,
         proc.to_string(),
         args,
-        None,
+        (None, None),
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
@@ -514,7 +514,7 @@ fn a_clean_stop_answers_every_call_in_flight() {
             &who,
             "vote".to_string(),
             vec![Value::Int(4_000_000_000 + i), Value::Int(1), Value::Int(2)],
-            None,
+            (None, None),
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),

@@ -529,7 +529,7 @@ fn a_tenants_cheap_call_is_not_queued_behind_another_tenants_flood() {
         let reply = Box::new(move |r: Result<Reply, ErrorReply>| {
             let _ = tx.send((tag, r));
         });
-        node.call(who, name.into(), vec![Value::Int(1)], None, reply);
+        node.call(who, name.into(), vec![Value::Int(1)], (None, None), reply);
     };
     for _ in 0..FLOOD {
         send(&b, "slow", "b");
@@ -566,7 +566,7 @@ fn a_tenant_past_its_lane_is_overloaded_and_others_are_still_taken() {
         let reply = Box::new(move |r: Result<Reply, ErrorReply>| {
             let _ = tx.send(r.err().map(|e| e.code));
         });
-        node.call(&b, "slow".into(), vec![Value::Int(1)], None, reply);
+        node.call(&b, "slow".into(), vec![Value::Int(1)], (None, None), reply);
     }
     call(&node, &a, "quick", vec![Value::Int(1)]).unwrap();
     let codes: Vec<Option<ErrorCode>> = (0..flood).map(|_| answers.recv().unwrap()).collect();
@@ -636,8 +636,9 @@ fn slow_put_module() -> Vec<u8> {
 
 /// Issue 11, time limits "configurable per tenant and per request up to
 /// a cap": the administrator sets one tenant's call and statement limits,
-/// and a `sql` request may ask for less than its tenant's limit, never
-/// more. Before, the node's two limits held for every tenant and request.
+/// and a `sql` or `call` request may ask for less than its tenant's limit,
+/// never more. Before, the node's two limits held for every tenant and
+/// request.
 #[test]
 fn a_tenants_time_limits_are_its_own_and_a_request_may_ask_for_less() {
     let tmp = TempDir::new("limits");
@@ -693,6 +694,28 @@ fn a_tenants_time_limits_are_its_own_and_a_request_may_ask_for_less() {
     timed_out(within(&b, Some(60_000)), "30");
     timed_out(within(&a, Some(25)), "25");
     assert!(within(&a, None).is_ok());
+    // A call may ask for less too, never more.
+    let call_within = |who: &Principal, k: i64, timeout_ms| {
+        let (tx, answer) = sync_channel(1);
+        let request = crate::proto::Request::Call {
+            procedure: "slow_put".into(),
+            args: put(k),
+            key: None,
+            timeout_ms,
+        };
+        node.dispatch_here(
+            who,
+            request,
+            None,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        answer.recv().unwrap()
+    };
+    timed_out(call_within(&a, 1, Some(25)), "25");
+    timed_out(call_within(&b, 1, Some(60_000)), "20");
+    assert!(call_within(&a, 2, Some(120_000)).is_ok());
     // Nothing of B's stopped call was written.
     let kept = rows(&node, &b, "SELECT COUNT(*) FROM kv WHERE k < 1000");
     assert_eq!(kept, vec![vec![Value::Int(0)]]);
@@ -744,7 +767,7 @@ fn a_tenants_call_is_answered_while_another_tenants_long_call_runs() {
         let reply = Box::new(move |r: Result<Reply, ErrorReply>| {
             let _ = tx.send((tag, r));
         });
-        node.call(who, name.into(), args, None, reply);
+        node.call(who, name.into(), args, (None, None), reply);
     };
     for k in 1..=3 {
         send(&b, "slow_put", put(k), "b");

@@ -147,6 +147,8 @@ pub(super) struct Queued<T> {
     args: Vec<Value>,
     /// The call's idempotency key, if it came with one.
     key: Option<String>,
+    /// Its time limit, if less than the tenant's.
+    timeout_ms: Option<u64>,
 }
 
 /// One partition replica. `T` identifies a caller (a reply callback in
@@ -259,14 +261,15 @@ impl<T> PartitionCore<T> {
     /// A single-partition call: runs now if this replica leads and is
     /// free, else waits (or is refused). With an idempotency `key` the
     /// tenant kept here (see `kept`), it is answered as the first time,
-    /// not run again.
+    /// not run again. `timeout_ms`: its time limit, if less than the
+    /// tenant's (`call_timeout_ms`).
     pub fn call(
         &mut self,
         token: T,
         tenant: TenantId,
         procedure: String,
         args: Vec<Value>,
-        key: Option<String>,
+        (key, timeout_ms): (Option<String>, Option<u64>),
     ) {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
@@ -277,6 +280,7 @@ impl<T> PartitionCore<T> {
             procedure,
             args,
             key,
+            timeout_ms,
         };
         if !self.runs_now() {
             if !self.leading {
@@ -420,6 +424,7 @@ impl<T> PartitionCore<T> {
             procedure: &q.procedure,
             args: &q.args,
             key: q.key.as_deref(),
+            timeout_ms: q.timeout_ms,
         };
         let done = run_call(
             state,

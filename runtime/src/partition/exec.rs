@@ -29,6 +29,8 @@ pub struct CallSpec<'a> {
     pub procedure: &'a str,
     pub args: &'a [Value],
     pub key: Option<&'a str>,
+    /// Its time limit, if less than the tenant's (`call_timeout_ms`).
+    pub timeout_ms: Option<u64>,
 }
 
 /// Runs `call` on `state`, a partition of a node of `partitions` whose
@@ -78,6 +80,7 @@ pub fn run_on_part(
         procedure,
         args,
         key,
+        timeout_ms,
     } = call;
     let failed = |e| Executed {
         result: Err(e),
@@ -87,8 +90,11 @@ pub fn run_on_part(
     let quota = quota.with(Some(&part.quota));
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // Timed by the thread's watch, if it has one (a node's executor,
-        // or the runner a lent part is on), to the tenant's limit.
-        let _work = crate::sql::interrupt::Work::begin(Some(quota.call_timeout_ms), None);
+        // or the runner a lent part is on), to the tenant's limit or the
+        // call's own, if less.
+        let cap = quota.call_timeout_ms;
+        let limit = timeout_ms.map_or(cap, |t| t.min(cap)).max(1);
+        let _work = crate::sql::interrupt::Work::begin(Some(limit), None);
         part.procs.call(&mut part.engine, procedure, args, txn)
     }));
     let outcome = match outcome {

@@ -47,6 +47,8 @@ pub struct LentCall {
     pub procedure: String,
     pub args: Vec<Value>,
     pub key: Option<String>,
+    /// Its time limit, if less than the tenant's (`call_timeout_ms`).
+    pub timeout_ms: Option<u64>,
     pub txn: TxnContext,
 }
 
@@ -97,6 +99,7 @@ impl Lease {
             procedure: &call.procedure,
             args: &call.args,
             key: call.key.as_deref(),
+            timeout_ms: call.timeout_ms,
         };
         let Executed { result, payload } = run_on_part(
             &mut self.part,

@@ -60,7 +60,12 @@ pub fn encode_request(
     framed(out, |out| {
         let (op, fields) = match &frame.request {
             Request::Auth { .. } => ("auth", 1),
-            Request::Call { key, .. } => ("call", 2 + usize::from(key.is_some())),
+            Request::Call {
+                key, timeout_ms, ..
+            } => (
+                "call",
+                2 + usize::from(key.is_some()) + usize::from(timeout_ms.is_some()),
+            ),
             Request::Sql {
                 params, timeout_ms, ..
             } => (
@@ -93,6 +98,7 @@ pub fn encode_request(
                 procedure,
                 args,
                 key,
+                timeout_ms,
             } => {
                 w::kv_str(out, "procedure", procedure);
                 w::str(out, "args");
@@ -100,6 +106,9 @@ pub fn encode_request(
                 args.iter().for_each(|v| w::value(out, v));
                 if let Some(k) = key {
                     w::kv_str(out, "key", k);
+                }
+                if let Some(t) = timeout_ms {
+                    w::kv_uint(out, "timeout_ms", *t);
                 }
             }
             Request::Sql {
@@ -214,6 +223,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             procedure: required(procedure, "procedure", "op \"call\"")?.to_string(),
             args: args.unwrap_or_default(),
             key: key.map(idempotency_key).transpose()?,
+            timeout_ms,
         },
         "sql" => Request::Sql {
             sql: required(sql, "sql", "op \"sql\"")?.to_string(),

@@ -40,6 +40,9 @@ pub enum Request {
         procedure: String,
         args: Vec<Value>,
         key: Option<String>,
+        /// The call's time limit, if less than the tenant's
+        /// (`call_timeout_ms`).
+        timeout_ms: Option<u64>,
     },
     /// Ad-hoc SQL: one or more statements separated by `;`, each in its own
     /// transaction (autocommit). One result per statement. `params` are the

@@ -69,13 +69,15 @@ impl World<'_> {
                     procedure: request.procedure.to_string(),
                     args: request.args,
                     key: None,
+                    timeout_ms: None,
                     txn: live.core.lent_txn(),
                 };
                 l.jobs.push_back((token, call));
             }
             None => {
                 let procedure = request.procedure.to_string();
-                live.core.call(token, TENANT, procedure, request.args, None);
+                live.core
+                    .call(token, TENANT, procedure, request.args, (None, None));
                 self.act(n);
             }
         }
@@ -108,7 +110,7 @@ impl World<'_> {
             };
             core.part_home(lease);
             for (token, call) in jobs {
-                core.call(token, TENANT, call.procedure, call.args, call.key);
+                core.call(token, TENANT, call.procedure, call.args, (call.key, None));
             }
             return self.act(n);
         }

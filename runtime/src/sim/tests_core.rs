@@ -116,7 +116,7 @@ fn a_hold_waits_until_the_leader_has_room_to_propose() {
             TENANT,
             "put".into(),
             args,
-            None,
+            (None, None),
         );
         if i % 4096 == 0 {
             unpersisted.extend(core.ready().write);
@@ -306,7 +306,7 @@ fn a_stopped_core_answers_every_call_it_still_has() {
         ]
     };
     let call = |op| Token::Call { client: 0, op };
-    core.call(call(0), TENANT, "put".into(), put(0), None);
+    core.call(call(0), TENANT, "put".into(), put(0), (None, None));
     let r = drain(&mut core, &mut log);
     let r2 = drain(&mut core, &mut log);
     let acked: Vec<_> = r.replies.iter().chain(&r2.replies).collect();
@@ -316,13 +316,13 @@ fn a_stopped_core_answers_every_call_it_still_has() {
     );
     // Two puts written but not durable, then a hold, then a call queued
     // behind the lent state.
-    core.call(call(1), TENANT, "put".into(), put(1), None);
-    core.call(call(2), TENANT, "put".into(), put(2), None);
+    core.call(call(1), TENANT, "put".into(), put(1), (None, None));
+    core.call(call(2), TENANT, "put".into(), put(2), (None, None));
     let r = core.ready();
     assert!(r.write.is_some() && r.replies.is_empty());
     core.hold(Token::Setup);
     let (_, state) = core.ready().lent.expect("lent");
-    core.call(call(3), TENANT, "put".into(), put(3), None);
+    core.call(call(3), TENANT, "put".into(), put(3), (None, None));
     assert!(
         core.ready().replies.is_empty(),
         "the call waits for the state"
@@ -351,7 +351,7 @@ fn a_stopped_core_answers_every_call_it_still_has() {
     );
     // After the stop: refused, with the reason.
     core.release(Token::Setup, state, None, false);
-    core.call(call(4), TENANT, "put".into(), put(4), None);
+    core.call(call(4), TENANT, "put".into(), put(4), (None, None));
     let r = core.ready();
     assert_eq!(r.replies.len(), 2);
     for (_, res) in &r.replies {
@@ -390,7 +390,7 @@ fn a_kept_key_is_answered_not_run_again_across_restarts_and_snapshots() {
             TENANT,
             "put".into(),
             put(),
-            Some(key.to_string()),
+            (Some(key.to_string()), None),
         );
         for _ in 0..10 {
             // A repeat is answered like a read: after a clock reading
@@ -470,7 +470,7 @@ fn a_single_partition_call_writes_only_rows_its_partition_owns() {
             TENANT,
             "put".into(),
             args,
-            None,
+            (None, None),
         );
         let mut replies = drain(core, log).replies;
         t += 10_000;
@@ -520,6 +520,7 @@ fn lent_put(core: &mut PartitionCore<Token>, lease: &mut crate::partition::Lease
             Value::Bytes(vec![1u8].into()),
         ],
         key: None,
+        timeout_ms: None,
         txn: core.lent_txn(),
     };
     let ran = lease.run(&call);
@@ -639,7 +640,7 @@ fn what_a_stale_lease_ran_is_not_applied() {
         TENANT,
         "put".into(),
         vec![Value::text("k2"), Value::Bytes(vec![1u8].into())],
-        None,
+        (None, None),
     );
     answers(&mut core, &mut log, 1)[0].1.as_ref().unwrap();
     assert_eq!(kv_rows(&core), 2);

@@ -56,16 +56,19 @@ fn every_request_round_trips() {
         procedure: "vote".into(),
         args: scalars(),
         key: None,
+        timeout_ms: None,
     });
     round_request(Request::Call {
         procedure: "vote".into(),
         args: vec![Value::Int(1)],
         key: Some("retry-7f3a".into()),
+        timeout_ms: Some(250),
     });
     round_request(Request::Call {
         procedure: "p".into(),
         args: vec![],
         key: None,
+        timeout_ms: None,
     });
     round_request(Request::Sql {
         sql: "SELECT 1; SELECT 2".into(),
@@ -170,6 +173,7 @@ fn decimal_and_timestamp_args_travel_as_text_and_int() {
             procedure: "p".into(),
             args: vec![Value::Decimal(d), Value::Timestamp(1_700_000_000_000_000)],
             key: None,
+            timeout_ms: None,
         },
     };
     let mut out = Vec::new();
@@ -433,6 +437,7 @@ fn any_key_order_and_unknown_keys_are_accepted() {
             procedure: "p".into(),
             args: vec![Value::Int(-3), Value::text("x")],
             key: None,
+            timeout_ms: None,
         }
     );
 }
@@ -536,6 +541,7 @@ fn hostile_bodies_are_errors_not_panics() {
             procedure: "p".into(),
             args: scalars(),
             key: None,
+            timeout_ms: None,
         },
     };
     encode_request(&call, &mut good).unwrap();
