@@ -14,7 +14,7 @@ pub mod quota;
 mod tenants;
 
 pub use partition_map::{partition_for, PartitionId};
-pub use quota::{Quota, QuotaError, QuotaField, QuotaSet, QuotaSetError};
+pub use quota::{FuelDue, Quota, QuotaError, QuotaField, QuotaSet, QuotaSetError};
 pub use tenants::{
     sync_dir, token_sha256, Catalog, CatalogError, Principal, PrincipalChange, PrincipalEntry,
     PrincipalInfo, PrincipalOverlay, Role, Tenant, ADMIN_TENANT, DEMO_TENANT, GRANTS_MAX,

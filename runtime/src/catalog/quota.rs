@@ -35,6 +35,12 @@ pub const IN_FLIGHT_PER_TENANT_DEFAULT: u64 = 16_384;
 /// enough that only an administrator's lower value ever binds on today's
 /// hardware: fair turns, not this, share a busy partition.
 pub const CALLS_PER_SEC_PER_TENANT_DEFAULT: u64 = 1_000_000;
+/// Wasm fuel (about one per instruction) one tenant's calls may burn per
+/// second on one partition (a burst of one second's worth at once). As
+/// high as a partition's thread could burn in about 30 s: only an
+/// administrator's lower value ever binds; fair turns share a busy
+/// partition.
+pub const FUEL_PER_SEC_PER_TENANT_DEFAULT: u64 = 100_000_000_000;
 /// Time limit of a procedure call (ms); past it the call is rolled back.
 pub const CALL_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 /// Time limit of one ad-hoc SQL statement (ms).
@@ -56,6 +62,8 @@ pub struct Quota {
     pub in_flight_max: u64,
     /// Calls and `sql` requests started per second on one node.
     pub calls_per_sec: u64,
+    /// Wasm fuel its calls burn per second on one partition.
+    pub fuel_per_sec: u64,
     /// Time limit of one procedure call (ms).
     pub call_timeout_ms: u64,
     /// Time limit of one ad-hoc statement (ms); a request may ask for less.
@@ -71,6 +79,7 @@ impl Default for Quota {
             connections_max: CONNECTIONS_PER_TENANT_DEFAULT,
             in_flight_max: IN_FLIGHT_PER_TENANT_DEFAULT,
             calls_per_sec: CALLS_PER_SEC_PER_TENANT_DEFAULT,
+            fuel_per_sec: FUEL_PER_SEC_PER_TENANT_DEFAULT,
             call_timeout_ms: CALL_TIMEOUT_MS_DEFAULT,
             sql_timeout_ms: SQL_TIMEOUT_MS_DEFAULT,
         }
@@ -91,11 +100,12 @@ pub enum QuotaField {
     CallsPerSec,
     CallTimeoutMs,
     SqlTimeoutMs,
+    FuelPerSec,
 }
 
 impl QuotaField {
     /// Every quota, in the order answers list them.
-    pub const ALL: [QuotaField; 8] = [
+    pub const ALL: [QuotaField; 9] = [
         QuotaField::ModulesMax,
         QuotaField::ModuleBytesMax,
         QuotaField::RowsMax,
@@ -104,6 +114,7 @@ impl QuotaField {
         QuotaField::CallsPerSec,
         QuotaField::CallTimeoutMs,
         QuotaField::SqlTimeoutMs,
+        QuotaField::FuelPerSec,
     ];
 
     /// The quota's name on the wire, in the CLI and in the log.
@@ -117,6 +128,7 @@ impl QuotaField {
             QuotaField::CallsPerSec => "calls_per_sec",
             QuotaField::CallTimeoutMs => "call_timeout_ms",
             QuotaField::SqlTimeoutMs => "sql_timeout_ms",
+            QuotaField::FuelPerSec => "fuel_per_sec",
         }
     }
 
@@ -146,6 +158,7 @@ impl QuotaField {
             // holds its tenant's part and multi-partition work meanwhile.
             QuotaField::CallTimeoutMs => 600_000,
             QuotaField::SqlTimeoutMs => 3_600_000,
+            QuotaField::FuelPerSec => 1_000_000_000_000,
         }
     }
 }
@@ -255,6 +268,7 @@ impl Quota {
             QuotaField::CallsPerSec => self.calls_per_sec,
             QuotaField::CallTimeoutMs => self.call_timeout_ms,
             QuotaField::SqlTimeoutMs => self.sql_timeout_ms,
+            QuotaField::FuelPerSec => self.fuel_per_sec,
         }
     }
 
@@ -274,6 +288,7 @@ impl Quota {
                 // A time limit of 0 would stop everything at once.
                 QuotaField::CallTimeoutMs => q.call_timeout_ms = v.max(1),
                 QuotaField::SqlTimeoutMs => q.sql_timeout_ms = v.max(1),
+                QuotaField::FuelPerSec => q.fuel_per_sec = v,
             }
         }
         q
@@ -315,6 +330,56 @@ pub enum QuotaError {
         "calls and SQL requests started a second on this node (a second's worth at once)",
         "retry shortly; this request was not run"))]
     CallsPerSec { max: u64 },
+    #[error("{}", at_usage_quota("fuel_per_sec", *max,
+        "Wasm fuel a second on this partition (a second's worth at once)",
+        &format!("retry in about {wait_ms} ms; this call was not run")))]
+    FuelPerSec { max: u64, wait_ms: u64 },
+}
+
+/// Wasm fuel one tenant may still burn on one partition: a bucket that
+/// fills at `fuel_per_sec` up to one second's worth. A call starts while
+/// it is not empty and takes out what it burned, so the bucket may go
+/// below empty; a lower or higher quota fills it at its own rate from
+/// then on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FuelDue {
+    /// Fuel left (below 0: owed).
+    balance: i64,
+    /// When it was last filled (the caller's clock, microseconds).
+    at_us: i64,
+}
+
+impl FuelDue {
+    fn fill(&mut self, now_us: i64, per_sec: u64) {
+        if now_us > self.at_us {
+            let gained = (now_us - self.at_us) as u128 * u128::from(per_sec) / 1_000_000;
+            let full = i64::try_from(per_sec).unwrap_or(i64::MAX);
+            let gained = i64::try_from(gained).unwrap_or(i64::MAX);
+            self.balance = self.balance.saturating_add(gained).min(full);
+            self.at_us = now_us;
+        }
+    }
+
+    /// Whether a call may start at `now_us` under `per_sec`.
+    pub fn check(&mut self, now_us: i64, per_sec: u64) -> Result<(), QuotaError> {
+        self.fill(now_us, per_sec);
+        if per_sec == 0 || self.balance < 0 {
+            let owed = u128::from(self.balance.unsigned_abs());
+            let wait_ms = owed * 1_000 / u128::from(per_sec.max(1)) + 1;
+            return Err(QuotaError::FuelPerSec {
+                max: per_sec,
+                wait_ms: u64::try_from(wait_ms).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes out `fuel` burned at `now_us`.
+    pub fn charge(&mut self, fuel: u64, now_us: i64, per_sec: u64) {
+        self.fill(now_us, per_sec);
+        let fuel = i64::try_from(fuel).unwrap_or(i64::MAX);
+        self.balance = self.balance.saturating_sub(fuel);
+    }
 }
 
 /// The message of a usage quota reached: what to do differs when the
@@ -400,6 +465,41 @@ impl Quota {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuel_fills_at_its_rate_up_to_a_seconds_worth_and_a_call_may_overdraw_it() {
+        let mut f = FuelDue::default();
+        let s = 1_000_000i64;
+        // Full at the start: a second's worth.
+        f.check(10 * s, 1_000).unwrap();
+        f.charge(4_000, 10 * s, 1_000);
+        // 3,000 owed: 3 s at 1,000 a second.
+        match f.check(10 * s, 1_000) {
+            Err(QuotaError::FuelPerSec {
+                max: 1_000,
+                wait_ms,
+            }) => {
+                assert_eq!(wait_ms, 3_001)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(f.check(12 * s, 1_000).is_err(), "1,000 still owed");
+        f.check(13 * s, 1_000).unwrap();
+        // A long quiet spell fills it to a second's worth, no more.
+        f.check(100 * s, 1_000).unwrap();
+        f.charge(1_000, 100 * s, 1_000);
+        f.check(100 * s, 1_000).unwrap();
+        f.charge(1, 100 * s, 1_000);
+        assert!(f.check(100 * s, 1_000).is_err());
+        // A higher quota pays what is owed off at its own rate.
+        f.check(100 * s + 1_000, 1_000_000).unwrap();
+        // A quota of 0 refuses every call.
+        let e = FuelDue::default().check(s, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("fuel_per_sec") && e.contains("quota is 0"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_deploy_fits_until_a_quota_is_reached_and_a_redeploy_replaces() {

@@ -79,7 +79,7 @@ pub struct TenantQuotaArgs {
     /// Quotas to set, as NAME=VALUE, or NAME=default for the node's
     /// default (names: modules_max, module_bytes_max, rows_max,
     /// connections_max, in_flight_max, calls_per_sec, call_timeout_ms,
-    /// sql_timeout_ms). None: show them.
+    /// sql_timeout_ms, fuel_per_sec). None: show them.
     #[arg(value_name = "NAME=VALUE")]
     pub set: Vec<String>,
 }

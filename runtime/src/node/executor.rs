@@ -962,7 +962,7 @@ impl Executor {
         let job = self.job(w);
         if let Err(job) = self.runners.send(tenant, job) {
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
-            self.turns.push_front(tenant, PendingCall::from_job(job));
+            self.turns.push_front(tenant, PendingCall::from_job(*job));
         }
     }
 

@@ -283,13 +283,14 @@ impl Runners {
     }
 
     /// Hands `job` to `tenant`'s runner; it comes back when the runner has
-    /// no room, was recalled, or has gone home meanwhile.
-    pub fn send(&mut self, tenant: TenantId, job: Job) -> Result<(), Job> {
+    /// no room, was recalled, or has gone home meanwhile (boxed: it is
+    /// large, and that is the rare case).
+    pub fn send(&mut self, tenant: TenantId, job: Job) -> Result<(), Box<Job>> {
         let Some(r) = self.out.get_mut(&tenant) else {
-            return Err(job);
+            return Err(Box::new(job));
         };
         let Some(tx) = r.jobs.as_ref().filter(|_| r.in_flight < LEASE_JOBS_MAX) else {
-            return Err(job);
+            return Err(Box::new(job));
         };
         match tx.try_send(job) {
             Ok(()) => {
@@ -297,7 +298,7 @@ impl Runners {
                 r.busy_at = Instant::now();
                 Ok(())
             }
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(job),
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(Box::new(job)),
         }
     }
 

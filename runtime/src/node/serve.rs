@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Calls and SQL requests each tenant may start per second on this node.
     #[arg(long, default_value_t = crate::catalog::quota::CALLS_PER_SEC_PER_TENANT_DEFAULT)]
     pub quota_calls_per_sec: u64,
+    /// Wasm fuel (about one per instruction) each tenant's calls may burn
+    /// per second on one partition.
+    #[arg(long, default_value_t = crate::catalog::quota::FUEL_PER_SEC_PER_TENANT_DEFAULT)]
+    pub quota_fuel_per_sec: u64,
     /// Time limit of a procedure call (ms), each tenant's unless its own
     /// is set (`ohm tenant quota`); past it the call is rolled back and
     /// answered `timeout`.
@@ -206,6 +210,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             connections_max: args.quota_connections,
             in_flight_max: args.quota_in_flight,
             calls_per_sec: args.quota_calls_per_sec,
+            fuel_per_sec: args.quota_fuel_per_sec,
             call_timeout_ms: args.call_timeout_ms.max(1),
             sql_timeout_ms: args.sql_timeout_ms.max(1),
         },
@@ -381,6 +386,7 @@ fn check_quota_flags(quota: &crate::catalog::Quota) -> anyhow::Result<()> {
                 QuotaField::CallsPerSec => "--quota-calls-per-sec",
                 QuotaField::CallTimeoutMs => "--call-timeout-ms",
                 QuotaField::SqlTimeoutMs => "--sql-timeout-ms",
+                QuotaField::FuelPerSec => "--quota-fuel-per-sec",
             };
             bail!(
                 "{flag} {value} is over the most {} may be ({ceiling}): give at most that",

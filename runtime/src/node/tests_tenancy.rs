@@ -510,6 +510,34 @@ fn quick_and_slow(node: &Node, spins: u64) -> (Principal, Principal) {
     (a, b)
 }
 
+/// Issue 11, quotas "fuel per second": nothing bounded the Wasm a tenant
+/// could run but each call's fuel. A tenant whose calls burned its
+/// `fuel_per_sec` on a partition is answered `quota_exceeded` naming it
+/// (nothing run) until its bucket fills again; another tenant's calls go
+/// on, and raising the quota lets it call again at once.
+#[test]
+fn a_tenant_past_its_fuel_per_second_is_refused_and_another_is_not() {
+    let tmp = TempDir::new("fuel");
+    let node = start(&tmp, 1);
+    // About 3.2 million fuel a call.
+    let (a, b) = quick_and_slow(&node, 400_000);
+    set_quota(&node, "b", &[("fuel_per_sec", Some(1_000_000))]).unwrap();
+    call(&node, &b, "slow", vec![Value::Int(1)]).unwrap();
+    let e = call(&node, &b, "slow", vec![Value::Int(2)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    assert!(
+        e.message.contains("fuel_per_sec") && e.message.contains("retry in about"),
+        "{}",
+        e.message
+    );
+    for k in 0..20 {
+        call(&node, &a, "quick", vec![Value::Int(k)]).unwrap();
+    }
+    set_quota(&node, "b", &[("fuel_per_sec", None)]).unwrap();
+    call(&node, &b, "slow", vec![Value::Int(3)]).unwrap();
+    node.shutdown();
+}
+
 /// Fair scheduling (issue 11): a partition served its queue in arrival
 /// order, so a tenant's cheap call waited behind every expensive call
 /// another tenant had queued. Calls now take turns by tenant, each charged

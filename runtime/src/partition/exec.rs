@@ -88,6 +88,14 @@ pub fn run_on_part(
     };
     // The node's defaults with the tenant's own quota over them.
     let quota = quota.with(Some(&part.quota));
+    // Refused before it runs while the fuel the tenant's calls burned
+    // here is more than a second's worth ahead (`fuel_per_sec`).
+    if let Err(quota) = part.fuel.check(txn.timestamp_us, quota.fuel_per_sec) {
+        return failed(CallError::Quota {
+            procedure: procedure.to_string(),
+            quota,
+        });
+    }
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // Timed by the thread's watch, if it has one (a node's executor,
         // or the runner a lent part is on), to the tenant's limit or the
@@ -97,6 +105,8 @@ pub fn run_on_part(
         let _work = crate::sql::interrupt::Work::begin(Some(limit), None);
         part.procs.call(&mut part.engine, procedure, args, txn)
     }));
+    let fuel = part.procs.fuel_used_last();
+    part.fuel.charge(fuel, txn.timestamp_us, quota.fuel_per_sec);
     let outcome = match outcome {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => return failed(CallError::Proc(e)),

@@ -30,6 +30,12 @@ pub trait Procedures: Send {
 
     /// Removes a module and its procedures; false if it was not deployed.
     fn drop_module(&mut self, name: &str) -> bool;
+
+    /// Wasm fuel the last `call` burned, also when it failed (0 for
+    /// procedures that are not Wasm).
+    fn fuel_used_last(&self) -> u64 {
+        0
+    }
 }
 
 /// Makes `Procedures` for each tenant of each partition (one per node,

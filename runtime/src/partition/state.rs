@@ -30,6 +30,9 @@ pub struct TenantPart {
     /// The quotas an administrator set for the tenant, over the node's
     /// defaults (`PartitionState::quota_of`).
     pub quota: crate::catalog::QuotaSet,
+    /// Wasm fuel its calls burned here lately (`fuel_per_sec`); not
+    /// logged: a new leader starts it afresh.
+    pub fuel: crate::catalog::FuelDue,
 }
 
 impl TenantPart {
@@ -41,6 +44,7 @@ impl TenantPart {
             kept: KeptCalls::default(),
             failed: BTreeMap::new(),
             quota: crate::catalog::QuotaSet::default(),
+            fuel: crate::catalog::FuelDue::default(),
         }
     }
 
@@ -262,6 +266,7 @@ impl PartitionState {
                 kept: KeptCalls::default(),
                 failed: BTreeMap::new(),
                 quota: t.quota,
+                fuel: crate::catalog::FuelDue::default(),
             };
             for k in t.kept {
                 part.kept.keep(k.key, k.output);

@@ -83,9 +83,25 @@ pub fn call_procedure(
     procs
         .deploy(&mut s, module, &wasm)
         .map_err(TxnError::Deploy)?;
-    let outcome = procs
-        .call(&mut s, procedure, args, txn)
-        .map_err(TxnError::Proc)?;
+    // Its fuel is counted on partition 0, where multi-partition calls run
+    // one at a time (`fuel_per_sec`).
+    let per_sec = g.first().map_or(quota.fuel_per_sec, |p| {
+        p.quota_of(tenant, quota).fuel_per_sec
+    });
+    if let Some(p0) = g.first_mut() {
+        p0.tenant(tenant)
+            .fuel
+            .check(txn.timestamp_us, per_sec)
+            .map_err(TxnError::Quota)?;
+    }
+    let called = procs.call(&mut s, procedure, args, txn);
+    if let Some(p0) = g.first_mut() {
+        let fuel = procs.fuel_used_last();
+        p0.tenant(tenant)
+            .fuel
+            .charge(fuel, txn.timestamp_us, per_sec);
+    }
+    let outcome = called.map_err(TxnError::Proc)?;
     let shares = route_writes(g, tenant, quota, &s, &outcome.write_set)?;
     Ok((outcome.output, shares))
 }

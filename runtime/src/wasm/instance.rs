@@ -20,6 +20,8 @@ use wasmtime::{InstancePre, Store, Trap, TypedFunc};
 pub struct Live {
     store: Store<HostState>,
     call: TypedFunc<(i32, i32), i32>,
+    /// Fuel the last call burned, also when it failed.
+    pub fuel_used: u64,
 }
 
 /// While alive, the store holds the partition's engine and the module's
@@ -93,7 +95,11 @@ impl Live {
             .get_memory(&mut store, abi::EXPORT_MEMORY)
             .ok_or_else(|| Fault::Abi("export memory is not a memory".into()))?;
         store.data_mut().memory = Some(memory);
-        Ok(Live { store, call })
+        Ok(Live {
+            store,
+            call,
+            fuel_used: 0,
+        })
     }
 
     /// Runs procedure number `index` with encoded `args`; returns the status
@@ -122,6 +128,7 @@ impl Live {
             .call(&mut *lend.store, (index as i32, args.len() as i32));
         drop(lend);
         let used = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        self.fuel_used = used;
         match out {
             Ok(status) => match self.store.data_mut().take_fault() {
                 // A fault the guest could not have seen, e.g. one recorded

@@ -80,6 +80,8 @@ pub struct ProcHost {
     args: Vec<u8>,
     /// Calls made, a clock for "least recently called".
     calls: u64,
+    /// Fuel the last call burned, also when it failed.
+    fuel_used: u64,
 }
 
 /// Wasm instances one tenant keeps live on one partition between calls;
@@ -98,6 +100,7 @@ impl ProcHost {
             procedures: BTreeMap::new(),
             args: Vec::new(),
             calls: 0,
+            fuel_used: 0,
         }
     }
 
@@ -301,7 +304,8 @@ impl ProcHost {
             limits: &limits,
             txn,
         };
-        let out = run(deployed, engine, &call);
+        self.fuel_used = 0;
+        let out = run(deployed, engine, &call, &mut self.fuel_used);
         end_txn(engine, out)
     }
 }
@@ -396,11 +400,13 @@ struct Call<'a> {
     txn: TxnContext,
 }
 
-/// Runs a call on a deployed module; the output and the fuel it used.
+/// Runs a call on a deployed module; the output and the fuel it used
+/// (also in `fuel_used`, set when it failed too).
 fn run(
     d: &mut Deployed,
     engine: &mut Engine,
     c: &Call<'_>,
+    fuel_used: &mut u64,
 ) -> Result<(ProcOutput, u64), ProcError> {
     let finish =
         |status, payload: &[u8]| host::finish(c.procedure, c.returns, status, payload, c.limits);
@@ -413,6 +419,7 @@ fn run(
                 ),
             };
             let ran = instance.call(engine, &mut d.statements, c.index, c.args, c.limits, c.txn);
+            *fuel_used = instance.fuel_used;
             match ran {
                 Ok((status, fuel)) => {
                     let out = finish(status, instance.result());
@@ -461,6 +468,10 @@ impl crate::partition::Procedures for ProcHost {
 
     fn drop_module(&mut self, name: &str) -> bool {
         ProcHost::drop_module(self, name)
+    }
+
+    fn fuel_used_last(&self) -> u64 {
+        self.fuel_used
     }
 }
 
