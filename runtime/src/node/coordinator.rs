@@ -643,6 +643,15 @@ impl Coordinator {
 }
 
 impl Coordinator {
+    /// The id of the tenant named `name`, or an answer saying there is none.
+    pub(super) fn tenant_named(&self, name: &str) -> Result<TenantId, ErrorReply> {
+        let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        cat.tenant_by_name(name).map(|t| t.id).ok_or_else(|| {
+            let message = format!("no tenant named {name:?} (nothing was done)");
+            ErrorReply::new(ErrorCode::BadArguments, message)
+        })
+    }
+
     /// Sets each of `changes` in tenant `name`'s quotas (None: back to the
     /// node's default) and answers them all. The whole set is logged on
     /// every partition, so every replica holds it and a restart keeps it;
@@ -652,14 +661,7 @@ impl Coordinator {
         name: &str,
         changes: &[(String, Option<u64>)],
     ) -> Result<Reply, ErrorReply> {
-        let tenant = {
-            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
-            cat.tenant_by_name(name).map(|t| t.id)
-        };
-        let Some(tenant) = tenant else {
-            let message = format!("no tenant named {name:?} (nothing was done)");
-            return Err(ErrorReply::new(ErrorCode::BadArguments, message));
-        };
+        let tenant = self.tenant_named(name)?;
         if name == crate::catalog::ADMIN_TENANT && !changes.is_empty() {
             let e = crate::catalog::QuotaSetError::AdminTenant(crate::catalog::ADMIN_TENANT);
             let message = format!("{e} (nothing was done)");

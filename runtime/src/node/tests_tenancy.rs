@@ -371,12 +371,30 @@ fn writes_past_the_tenants_rows_quota_are_rolled_back_and_deletes_still_go() {
 }
 
 /// Sets `set` in tenant `name`'s quotas as the node's administrator.
+/// What the node answers `request` from `who`, as if it came from a
+/// client of this node.
+fn ask_as(
+    node: &Node,
+    who: &Principal,
+    request: crate::proto::Request,
+) -> Result<Reply, ErrorReply> {
+    let (tx, answer) = sync_channel(1);
+    node.dispatch_here(
+        who,
+        request,
+        None,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    answer.recv().unwrap()
+}
+
 fn set_quota(
     node: &Node,
     name: &str,
     set: &[(&str, Option<u64>)],
 ) -> Result<Vec<crate::proto::QuotaValue>, ErrorReply> {
-    let (tx, answer) = sync_channel(1);
     let admin = Principal {
         tenant: crate::types::TenantId(0),
         tenant_name: crate::catalog::ADMIN_TENANT.into(),
@@ -387,15 +405,7 @@ fn set_quota(
         tenant: name.into(),
         set: set.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
     };
-    node.dispatch_here(
-        &admin,
-        request,
-        None,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    match answer.recv().unwrap()? {
+    match ask_as(node, &admin, request)? {
         Reply::Quota { quota, .. } => Ok(quota),
         other => panic!("{other:?}"),
     }
@@ -702,21 +712,12 @@ fn a_tenants_time_limits_are_its_own_and_a_request_may_ask_for_less() {
     call(&node, &a, "slow_put", put(0)).unwrap();
     let join = "SELECT COUNT(*) FROM kv x, kv y WHERE x.k + y.k < 0";
     let within = |who: &Principal, timeout_ms| {
-        let (tx, answer) = sync_channel(1);
         let request = crate::proto::Request::Sql {
             sql: join.into(),
             params: vec![],
             timeout_ms,
         };
-        node.dispatch_here(
-            who,
-            request,
-            None,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        answer.recv().unwrap()
+        ask_as(&node, who, request)
     };
     timed_out(within(&b, None), "30");
     timed_out(within(&b, Some(60_000)), "30");
@@ -724,22 +725,13 @@ fn a_tenants_time_limits_are_its_own_and_a_request_may_ask_for_less() {
     assert!(within(&a, None).is_ok());
     // A call may ask for less too, never more.
     let call_within = |who: &Principal, k: i64, timeout_ms| {
-        let (tx, answer) = sync_channel(1);
         let request = crate::proto::Request::Call {
             procedure: "slow_put".into(),
             args: put(k),
             key: None,
             timeout_ms,
         };
-        node.dispatch_here(
-            who,
-            request,
-            None,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        answer.recv().unwrap()
+        ask_as(&node, who, request)
     };
     timed_out(call_within(&a, 1, Some(25)), "25");
     timed_out(call_within(&b, 1, Some(60_000)), "20");

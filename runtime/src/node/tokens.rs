@@ -59,14 +59,7 @@ impl Coordinator {
     /// Does `op` on tenant `tenant_name`'s principals (the caller checked
     /// that its principal may).
     pub(super) fn token(&mut self, tenant_name: &str, op: TokenOp) -> Result<Reply, ErrorReply> {
-        let tenant = {
-            let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
-            cat.tenant_by_name(tenant_name).map(|t| t.id)
-        };
-        let Some(tenant) = tenant else {
-            let message = format!("no tenant named {tenant_name:?} (nothing was done)");
-            return Err(ErrorReply::new(ErrorCode::BadArguments, message));
-        };
+        let tenant = self.tenant_named(tenant_name)?;
         let tenant_name = tenant_name.to_string();
         let TokenOp::Change(op) = op else {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
