@@ -18,5 +18,5 @@ pub use quota::{FuelDue, Quota, QuotaError, QuotaField, QuotaSet, QuotaSetError}
 pub use tenants::{
     sync_dir, token_sha256, Catalog, CatalogError, Principal, PrincipalChange, PrincipalEntry,
     PrincipalInfo, PrincipalOverlay, Role, Tenant, ADMIN_TENANT, DEMO_TENANT, GRANTS_MAX,
-    PRINCIPALS_PER_TENANT_MAX,
+    PRINCIPALS_PER_TENANT_MAX, PRINCIPAL_NAMES_PER_TENANT_MAX,
 };

@@ -337,34 +337,41 @@ pub enum QuotaError {
 }
 
 /// Wasm fuel one tenant may still burn on one partition: a bucket that
-/// fills at `fuel_per_sec` up to one second's worth. A call starts while
-/// it is not empty and takes out what it burned, so the bucket may go
-/// below empty; a lower or higher quota fills it at its own rate from
-/// then on.
+/// fills at `fuel_per_sec` up to one second's worth, full at first. A
+/// call starts unless it is below empty, and takes out what it burned, so
+/// the bucket may go below empty; a lower or higher quota fills it at its
+/// own rate from then on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FuelDue {
-    /// Fuel left (below 0: owed).
-    balance: i64,
-    /// When it was last filled (the caller's clock, microseconds).
-    at_us: i64,
+    /// Fuel taken out more than filled in since it was full (below 0:
+    /// room left; it never holds more than a second's worth).
+    owed: i64,
+    /// When it was last filled (the caller's clock, microseconds); None:
+    /// never used, full.
+    at_us: Option<i64>,
 }
 
 impl FuelDue {
+    /// Fills the bucket for the time since it was last filled. A clock
+    /// that went back fills nothing and counts on from its new reading.
     fn fill(&mut self, now_us: i64, per_sec: u64) {
-        if now_us > self.at_us {
-            let gained = (now_us - self.at_us) as u128 * u128::from(per_sec) / 1_000_000;
-            let full = i64::try_from(per_sec).unwrap_or(i64::MAX);
-            let gained = i64::try_from(gained).unwrap_or(i64::MAX);
-            self.balance = self.balance.saturating_add(gained).min(full);
-            self.at_us = now_us;
-        }
+        let full = i64::try_from(per_sec).unwrap_or(i64::MAX);
+        let Some(at) = self.at_us else {
+            self.owed = -full;
+            self.at_us = Some(now_us);
+            return;
+        };
+        let gained = (now_us.saturating_sub(at).max(0) as u128) * u128::from(per_sec) / 1_000_000;
+        let gained = i64::try_from(gained).unwrap_or(i64::MAX);
+        self.owed = self.owed.saturating_sub(gained).max(-full);
+        self.at_us = Some(now_us);
     }
 
     /// Whether a call may start at `now_us` under `per_sec`.
     pub fn check(&mut self, now_us: i64, per_sec: u64) -> Result<(), QuotaError> {
         self.fill(now_us, per_sec);
-        if per_sec == 0 || self.balance < 0 {
-            let owed = u128::from(self.balance.unsigned_abs());
+        if per_sec == 0 || self.owed > 0 {
+            let owed = u128::from(self.owed.unsigned_abs());
             let wait_ms = owed * 1_000 / u128::from(per_sec.max(1)) + 1;
             return Err(QuotaError::FuelPerSec {
                 max: per_sec,
@@ -378,7 +385,7 @@ impl FuelDue {
     pub fn charge(&mut self, fuel: u64, now_us: i64, per_sec: u64) {
         self.fill(now_us, per_sec);
         let fuel = i64::try_from(fuel).unwrap_or(i64::MAX);
-        self.balance = self.balance.saturating_sub(fuel);
+        self.owed = self.owed.saturating_add(fuel);
     }
 }
 
@@ -493,6 +500,11 @@ mod tests {
         assert!(f.check(100 * s, 1_000).is_err());
         // A higher quota pays what is owed off at its own rate.
         f.check(100 * s + 1_000, 1_000_000).unwrap();
+        // A clock that went back an hour neither fills it nor stalls it.
+        let mut f = FuelDue::default();
+        f.charge(3_000, 10 * s, 1_000);
+        assert!(f.check(10 * s - 3_600 * s, 1_000).is_err());
+        f.check(10 * s - 3_600 * s + 2 * s + 1, 1_000).unwrap();
         // A quota of 0 refuses every call.
         let e = FuelDue::default().check(s, 0).unwrap_err().to_string();
         assert!(

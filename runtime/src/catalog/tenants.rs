@@ -35,6 +35,10 @@ pub const TENANTS_MAX: usize = 10_000;
 const TOKEN_BYTES: usize = 32;
 /// Principals (tokens) one tenant may have.
 pub const PRINCIPALS_PER_TENANT_MAX: usize = 100;
+/// Principal names one tenant's changes may have named in a cluster since
+/// `ohm cluster init` (partition 0 keeps each revoked name, to keep it
+/// revoked): past it only a name already used may be made again.
+pub const PRINCIPAL_NAMES_PER_TENANT_MAX: usize = 1_000;
 /// Procedures one caller may be granted by name.
 pub const GRANTS_MAX: usize = 256;
 
@@ -65,7 +69,7 @@ pub enum CatalogError {
     Conflict(String),
     #[error("principal name {0:?} is not valid: use 1-63 letters, digits, '_' or '-', starting with a letter")]
     BadPrincipal(String),
-    #[error("tenant {tenant:?} already has a principal named {name:?} (revoke it first to replace its token)")]
+    #[error("tenant {tenant:?} already has a principal named {name:?} (choose another name; to replace its token, make one under another name and revoke this one)")]
     PrincipalExists { tenant: String, name: String },
     #[error("tenant {tenant:?} has no principal named {name:?}")]
     NoPrincipal { tenant: String, name: String },
@@ -75,6 +79,8 @@ pub enum CatalogError {
     BadRole(String),
     #[error("{name:?} is the last admin of tenant {ADMIN_TENANT:?}: create another admin token before revoking it")]
     LastAdmin { name: String },
+    #[error("tenant {0:?} has had {PRINCIPAL_NAMES_PER_TENANT_MAX} principal names in this cluster: make a principal under a name it had before")]
+    TooManyNames(String),
 }
 
 /// What a principal may do inside its tenant.
@@ -199,6 +205,10 @@ pub struct Principal {
     pub tenant_name: String,
     pub name: String,
     pub role: Role,
+    /// The SHA-256 of its token: a request runs as the principal that
+    /// token names (a principal revoked and made again under its name
+    /// has another token).
+    pub token_sha256: [u8; 32],
 }
 
 impl Principal {
@@ -209,7 +219,7 @@ impl Principal {
     }
 }
 
-/// One principal's name, role and token (a tenant's tokens, as listed).
+/// One principal's name and role (a tenant's tokens, as listed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalInfo {
     pub name: String,
@@ -360,6 +370,16 @@ impl Catalog {
                     {
                         return Err(corrupt(n, "a principal or token twice"));
                     }
+                    let system = cat
+                        .tenants
+                        .get(&tenant)
+                        .is_some_and(|t| t.name == ADMIN_TENANT);
+                    if (role == Role::Admin) != system {
+                        return Err(corrupt(
+                            n,
+                            "the admin role outside tenant system, or another role in it",
+                        ));
+                    }
                     cat.add_record(PrincipalRecord {
                         tenant,
                         name: name.to_string(),
@@ -415,11 +435,10 @@ impl Catalog {
     }
 
     fn add_record(&mut self, rec: PrincipalRecord) {
+        self.remove_record(rec.tenant, &rec.name);
         let key = (rec.tenant, rec.name.clone());
         self.by_token.insert(rec.token_sha256, key.clone());
-        if let Some(old) = self.principals.insert(key, rec) {
-            self.by_token.remove(&old.token_sha256);
-        }
+        self.principals.insert(key, rec);
     }
 
     fn remove_record(&mut self, tenant: TenantId, name: &str) -> Option<PrincipalRecord> {
@@ -434,6 +453,7 @@ impl Catalog {
             tenant_name: self.tenants.get(&rec.tenant)?.name.clone(),
             name: rec.name.clone(),
             role: rec.role.clone(),
+            token_sha256: rec.token_sha256,
         })
     }
 
@@ -479,6 +499,12 @@ impl Catalog {
         }
         if self.tenants.len() >= TENANTS_MAX {
             return Err(CatalogError::Full);
+        }
+        if admin != (name == ADMIN_TENANT) {
+            return Err(CatalogError::BadRole(format!(
+                "the admin role is for tenant {ADMIN_TENANT:?} alone, and every principal there \
+                 is an admin"
+            )));
         }
         let id = TenantId(self.tenants.keys().next_back().map_or(0, |t| t.0 + 1));
         let token = new_token()?;
@@ -544,6 +570,11 @@ impl Catalog {
     /// once it is revoked).
     pub fn holds_token(&self, token_sha256: &[u8; 32]) -> bool {
         self.by_token.contains_key(token_sha256)
+    }
+
+    /// The principal the token with this SHA-256 names.
+    pub fn principal_by_token(&self, token_sha256: &[u8; 32]) -> Option<Principal> {
+        self.principal_of(self.principals.get(self.by_token.get(token_sha256)?)?)
     }
 
     /// Principal `name` of `tenant`.
@@ -635,20 +666,33 @@ impl Catalog {
     /// Makes `change` so here: a principal added (or its entry replaced),
     /// or removed. Its tenant must be here.
     pub fn apply(&mut self, change: &PrincipalChange) -> Result<(), CatalogError> {
-        if !self.tenants.contains_key(&change.tenant) {
+        let Some(t) = self.tenants.get(&change.tenant) else {
             return Err(CatalogError::Conflict(format!(
                 "a principal of tenant {}, which is not here",
                 change.tenant.0
             )));
-        }
-        self.remove_record(change.tenant, &change.name);
+        };
+        // Checked before anything changes: an error leaves it as it was.
         if let Some(e) = &change.entry {
-            if let Some(other) = self.by_token.get(&e.token_sha256) {
+            if (e.role == Role::Admin) != (t.name == ADMIN_TENANT) {
+                return Err(CatalogError::Conflict(format!(
+                    "principal {:?} of tenant {:?} has role {}: the admin role is for tenant \
+                     {ADMIN_TENANT:?} alone, and every principal there is an admin",
+                    change.name,
+                    t.name,
+                    e.role.name()
+                )));
+            }
+            let other = self.by_token.get(&e.token_sha256);
+            if let Some(other) = other.filter(|o| **o != (change.tenant, change.name.clone())) {
                 return Err(CatalogError::Conflict(format!(
                     "principal {:?}'s token is principal {:?}'s too",
                     change.name, other.1
                 )));
             }
+        }
+        self.remove_record(change.tenant, &change.name);
+        if let Some(e) = &change.entry {
             self.add_record(PrincipalRecord {
                 tenant: change.tenant,
                 name: change.name.clone(),
@@ -792,6 +836,22 @@ mod tests {
             c.revoke_principal(t, "app"),
             Err(CatalogError::NoPrincipal { .. })
         ));
+        // A change that cannot be applied leaves the catalog as it was.
+        let (rec, _) = c.new_principal(t, "dup", Role::Reader).unwrap();
+        let mut clash = rec.clone();
+        clash.entry.as_mut().unwrap().token_sha256 = token_sha256(&token);
+        c.apply(&rec).unwrap();
+        let (ro, ro_token) = c.new_principal(t, "ro", Role::Reader).unwrap();
+        c.apply(&ro).unwrap();
+        let mut steal = clash.clone();
+        steal.entry.as_mut().unwrap().token_sha256 = token_sha256(&ro_token);
+        assert!(matches!(c.apply(&steal), Err(CatalogError::Conflict(_))));
+        assert_eq!(c.principal(t, "dup").unwrap().role, Role::Reader, "kept");
+        let mut admin = rec.clone();
+        admin.entry.as_mut().unwrap().role = Role::Admin;
+        assert!(matches!(c.apply(&admin), Err(CatalogError::Conflict(_))));
+        c.apply(&c.revoke_principal(t, "dup").unwrap()).unwrap();
+        c.apply(&c.revoke_principal(t, "ro").unwrap()).unwrap();
         // The system tenant keeps one admin at least.
         assert!(matches!(
             c.revoke_principal(sys, "admin"),
@@ -838,13 +898,17 @@ mod tests {
     fn round_trips_and_detects_damage() {
         let mut c = Catalog::default();
         c.create_tenant("a", "p", false).unwrap();
-        let (_, tok) = c.create_tenant("b", "q", true).unwrap();
+        let (_, tok) = c.create_tenant(ADMIN_TENANT, "q", true).unwrap();
+        assert!(matches!(
+            c.create_tenant("b", "q", true),
+            Err(CatalogError::BadRole(_))
+        ));
         let text = c.render();
         assert!(!text.contains(&tok), "tokens are never stored");
         let back = Catalog::parse(&text).unwrap();
-        assert_eq!(back.authenticate(&tok).unwrap().tenant_name, "b");
+        assert_eq!(back.authenticate(&tok).unwrap().tenant_name, ADMIN_TENANT);
         assert_eq!(back.render(), text);
-        let damaged = text.replacen("tenant 1 b", "tenant 1 c", 1);
+        let damaged = text.replacen("tenant 1 system", "tenant 1 c", 1);
         assert!(matches!(
             Catalog::parse(&damaged),
             Err(CatalogError::Corrupt { .. })

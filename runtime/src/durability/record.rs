@@ -713,17 +713,17 @@ pub fn multi_txn(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(txn))
 }
 
-/// The principal a payload revokes (a cluster's partition 0), read
-/// without decoding anything else.
-pub fn revoked_principal(payload: &[u8]) -> Option<(TenantId, String)> {
-    multi_txn(payload)?;
+/// The principal a payload revokes (a cluster's partition 0), with the
+/// coordinator transaction that does, read without decoding anything else.
+pub fn revoked_principal(payload: &[u8]) -> Option<(u64, TenantId, String)> {
+    let txn = multi_txn(payload)?;
     let mut r = Reader::new(payload.get(9..)?);
     r.u32("tenant").ok()?;
     if r.u8("multi body tag").ok()? != BODY_PRINCIPAL {
         return None;
     }
     let c = principal_change(&mut r).ok()?;
-    c.entry.is_none().then_some((c.tenant, c.name))
+    c.entry.is_none().then_some((txn, c.tenant, c.name))
 }
 
 /// The coordinator transaction of a two-phase share (see `mark_share`).
@@ -866,6 +866,9 @@ pub(super) fn principal_change(
                 for _ in 0..n {
                     grants.push(r.str("grant")?.to_string());
                 }
+                // Held to what a new one may be (1 to GRANTS_MAX names).
+                role =
+                    Role::parse("caller", grants).map_err(|e| format!("principal {name}: {e}"))?;
             }
             Some(PrincipalEntry { role, token_sha256 })
         }
@@ -1098,6 +1101,32 @@ mod tests {
         let mut payload = Vec::new();
         encode_entry(&entry, &mut payload).unwrap();
         assert_eq!(revoked_principal(&payload), None);
+        let revoke = |entry| Entry::Multi {
+            txn: 41,
+            tenant: TenantId(3),
+            body: MultiBody::Principal(crate::catalog::PrincipalChange {
+                tenant: TenantId(3),
+                name: "app".into(),
+                entry,
+            }),
+        };
+        let mut revoked = Vec::new();
+        encode_entry(&revoke(None), &mut revoked).unwrap();
+        assert_eq!(
+            revoked_principal(&revoked),
+            Some((41, TenantId(3), "app".to_string()))
+        );
+        let made = Some(crate::catalog::PrincipalEntry {
+            role: crate::catalog::Role::Reader,
+            token_sha256: [1; 32],
+        });
+        let mut created = Vec::new();
+        encode_entry(&revoke(made), &mut created).unwrap();
+        assert_eq!(
+            revoked_principal(&created),
+            None,
+            "a principal made is not revoked"
+        );
         let at = payload
             .windows(8)
             .position(|w| w == b"rows_max")

@@ -259,11 +259,11 @@ impl PeerRouter {
                 id,
                 tenant,
                 principal,
-                admin,
+                token_sha256,
                 request,
             } => {
                 if let Some(f) = self.forwarder.get() {
-                    f.run_forwarded(from, id, tenant, principal, admin, &request);
+                    f.run_forwarded(from, id, tenant, principal, token_sha256, &request);
                 }
                 return;
             }

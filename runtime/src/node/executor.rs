@@ -443,6 +443,11 @@ pub struct RoutesRefresh {
     /// The principals overlay of partition 0's state the node's catalog
     /// holds (another one, by pointer: the catalog is made again).
     pub principals: Arc<crate::catalog::PrincipalOverlay>,
+    /// Revocations this node's partition 0 log held at start past what
+    /// its state applied (the coordinator transaction, the principal):
+    /// each is taken out of every catalog made again until the state has
+    /// applied its transaction (then the state says what holds).
+    pub revoked: Vec<(u64, TenantId, String)>,
     /// The last coordinator transaction the routes reflect.
     pub seen: u64,
 }
@@ -500,6 +505,10 @@ impl RoutesRefresh {
             let mut fresh = self.base.clone();
             super::coordinator::adopt_created(&mut fresh, created)?;
             fresh.apply_overlay(&state.principals)?;
+            self.revoked.retain(|(txn, _, _)| *txn > state.mp_txn_max);
+            for (_, tenant, name) in &self.revoked {
+                fresh.forget_principal(*tenant, name);
+            }
             *cat = fresh;
         }
         let ids = created.iter().map(|t| t.id).collect();

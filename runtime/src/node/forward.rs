@@ -215,7 +215,7 @@ impl Forwarder {
             id,
             tenant: who.tenant,
             principal: who.name.clone(),
-            admin: who.admin(),
+            token_sha256: who.token_sha256,
             request: body,
         };
         if !(self.send)(to, msg) {
@@ -306,7 +306,7 @@ impl Forwarder {
         id: u64,
         tenant: TenantId,
         principal: String,
-        admin: bool,
+        token_sha256: [u8; 32],
         request: &[u8],
     ) {
         let mut back = AnswerBack {
@@ -326,43 +326,59 @@ impl Forwarder {
                 return reply(Err(e));
             }
         };
-        // The principal's role is this node's to know: the sender named
-        // who it is (`admin` is how it saw it; the role decides here).
-        let _ = admin;
         let who = {
             let cat = node.catalog.read().unwrap_or_else(|p| p.into_inner());
-            cat.tenant(tenant)
-                .map(|_| cat.principal(tenant, &principal))
+            run_as(&cat, tenant, &principal, &token_sha256)
         };
         let who = match who {
-            Some(Some(who)) => who,
-            // Only a new leader that has not applied the tenant's record
-            // yet can lack it.
-            None => {
-                return reply(Err(ErrorReply::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "tenant {} is not known yet on the node that leads; nothing was done: \
-                         retry",
-                        tenant.0
-                    ),
-                )))
-            }
-            // Revoked (the leader applies a revocation first).
-            Some(None) => {
-                return reply(Err(ErrorReply::new(
-                    ErrorCode::AuthFailed,
-                    format!(
-                        "the node that leads has no principal {principal:?} of tenant {}: it \
-                         was revoked (nothing was done)",
-                        tenant.0
-                    ),
-                )))
-            }
+            Ok(who) => who,
+            Err(e) => return reply(Err(e)),
         };
         // Not cancelled when the client leaves the other node: that node
         // answers it `unavailable` when the link or the stream goes.
         node.dispatch_here(&who, request, None, reply);
+    }
+}
+
+/// The principal a forwarded request runs as: the one its token names
+/// here, which must be the one the sender named. The role is this node's
+/// to know (it applies partition 0's records first).
+fn run_as(
+    cat: &crate::catalog::Catalog,
+    tenant: TenantId,
+    principal: &str,
+    token_sha256: &[u8; 32],
+) -> Result<Principal, ErrorReply> {
+    match cat.principal_by_token(token_sha256) {
+        Some(who) if who.tenant == tenant && who.name == principal => Ok(who),
+        Some(_) => Err(ErrorReply::new(
+            ErrorCode::AuthFailed,
+            format!(
+                "the node that leads has principal {principal:?}'s token under another name \
+                 (nothing was done)"
+            ),
+        )),
+        // Revoked here, and under that name there is another principal
+        // now (made again after the revocation): never run as that one.
+        None if cat.principal(tenant, principal).is_some() => Err(ErrorReply::new(
+            ErrorCode::AuthFailed,
+            format!(
+                "principal {principal:?} of tenant {} was revoked (the name has another token \
+                 now); nothing was done",
+                tenant.0
+            ),
+        )),
+        // Only a node that has not applied the tenant's or principal's
+        // record yet (a new leader), or one that revoked it, lacks it:
+        // the sender refuses the token once it applies a revocation.
+        None => Err(ErrorReply::new(
+            ErrorCode::Unavailable,
+            format!(
+                "principal {principal:?} of tenant {} is not known on the node that leads (made \
+                 a moment ago, or revoked); nothing was done: retry",
+                tenant.0
+            ),
+        )),
     }
 }
 
@@ -400,7 +416,39 @@ mod tests {
             tenant_name: "acme".into(),
             name: "owner".into(),
             role: crate::catalog::Role::Owner,
+            token_sha256: [3; 32],
         }
+    }
+
+    /// A request passed on runs as the principal its token names on the
+    /// node that leads: before, it ran as whoever had the name there, so
+    /// a reader revoked and made again as a deployer under the same name
+    /// had its old connections' requests run as the deployer.
+    #[test]
+    fn a_forwarded_request_runs_as_its_tokens_principal_and_never_another_of_its_name() {
+        use crate::catalog::{Catalog, Role};
+        let mut cat = Catalog::default();
+        let (t, _) = cat.create_tenant("acme", "owner", false).unwrap();
+        let (made, _) = cat.new_principal(t, "app", Role::Reader).unwrap();
+        cat.apply(&made).unwrap();
+        let old = made.entry.as_ref().unwrap().token_sha256;
+        let who = run_as(&cat, t, "app", &old).unwrap();
+        assert_eq!(who.role, Role::Reader);
+        // Revoked, and made again under its name as a deployer.
+        cat.apply(&cat.revoke_principal(t, "app").unwrap()).unwrap();
+        let (again, _) = cat.new_principal(t, "app", Role::Deployer).unwrap();
+        cat.apply(&again).unwrap();
+        let e = run_as(&cat, t, "app", &old).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AuthFailed, "{e:?}");
+        assert!(e.message.contains("was revoked"), "{}", e.message);
+        // A token the node does not know (yet): retry, nothing done.
+        let e = run_as(&cat, t, "ghost", &[9; 32]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}");
+        // The right token under another name is not taken either.
+        let new = again.entry.as_ref().unwrap().token_sha256;
+        let e = run_as(&cat, t, "owner", &new).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AuthFailed, "{e:?}");
+        assert_eq!(run_as(&cat, t, "app", &new).unwrap().role, Role::Deployer);
     }
 
     fn response_body(id: u64, response: Result<Reply, ErrorReply>) -> Vec<u8> {
@@ -430,15 +478,15 @@ mod tests {
             id,
             tenant,
             principal,
-            admin,
+            token_sha256,
             request,
         } = msg
         else {
             panic!("{msg:?}")
         };
         assert_eq!(
-            (tenant, principal.as_str(), admin),
-            (TenantId(3), "owner", false)
+            (tenant, principal.as_str(), token_sha256),
+            (TenantId(3), "owner", [3; 32])
         );
         assert_eq!(decode_request(&request).unwrap().request, sql);
         assert!(answer.take().is_none(), "not answered before the leader");
@@ -538,7 +586,7 @@ mod tests {
             5,
             TenantId(3),
             "owner".into(),
-            false,
+            [3; 32],
             &req[PREFIX_BYTES..],
         );
         let (to, msg) = sent.lock().unwrap().pop().expect("an answer went back");

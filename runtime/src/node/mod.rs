@@ -293,9 +293,8 @@ impl Node {
         if let Some(p0) = rec.cores.first().and_then(|c| c.state()) {
             coordinator::adopt_created(&mut catalog, &p0.created_tenants)?;
             catalog.apply_overlay(&p0.principals)?;
-            // Refused until the state says (a revocation never chosen
-            // holds until the catalog is next made again).
-            for (tenant, name) in &rec.revoked {
+            // Refused until the state holds them (`RoutesRefresh`).
+            for (_, tenant, name) in &rec.revoked {
                 catalog.forget_principal(*tenant, name);
             }
             adopted = p0.created_tenants.iter().map(|t| t.id).collect();
@@ -371,6 +370,7 @@ impl Node {
                     base: base_catalog.clone(),
                     adopted: adopted.clone(),
                     principals: principals.clone(),
+                    revoked: rec.revoked.clone(),
                     seen: modules_txn,
                 }),
                 anchor: cluster.as_ref().map(|c| executor::Anchor {

@@ -33,9 +33,10 @@ pub struct Recovered {
     /// Partitions whose log holds a skipped (never acknowledged) record.
     pub needs_snapshot: Vec<bool>,
     /// Principals partition 0's log revokes past its snapshot, chosen or
-    /// not: in a cluster the state holds them only once the leader says
-    /// they are chosen, and a revoked token must not work meanwhile.
-    pub revoked: Vec<(crate::types::TenantId, String)>,
+    /// not, with the coordinator transaction that does: in a cluster the
+    /// state holds them only once the leader says they are chosen, and a
+    /// revoked token must not work meanwhile.
+    pub revoked: Vec<(u64, crate::types::TenantId, String)>,
 }
 
 /// What one partition's log says about coordinator transactions.
@@ -46,8 +47,9 @@ struct Scan {
     aborted: BTreeSet<u64>,
     /// Every transaction up to this one is inside the snapshot.
     covered: u64,
-    /// Principals the log revokes (a cluster's partition 0), chosen or not.
-    revoked: Vec<(crate::types::TenantId, String)>,
+    /// Principals the log revokes (a cluster's partition 0), chosen or
+    /// not, with the transaction that does.
+    revoked: Vec<(u64, crate::types::TenantId, String)>,
 }
 
 /// Who this replica is and who the others are: `None` on a lone node
@@ -118,7 +120,18 @@ pub fn recover(
         .iter()
         .map(|s| s.logged.iter().any(|t| skipped.contains(t)))
         .collect();
-    let revoked = scans.first().map(|s| s.revoked.clone()).unwrap_or_default();
+    // A revocation the log says was aborted never holds.
+    let revoked = scans
+        .first()
+        .map(|s| {
+            let aborted = &s.aborted;
+            s.revoked
+                .iter()
+                .filter(|r| !aborted.contains(&r.0))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let skipped = Arc::new(skipped);
     #[cfg_attr(not(debug_assertions), allow(clippy::let_unit_value, unused_variables))]
     let planted = planted_bugs()?;

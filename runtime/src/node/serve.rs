@@ -379,7 +379,7 @@ fn check_quota_flags(quota: &crate::catalog::Quota) -> anyhow::Result<()> {
         if value > ceiling {
             let flag = match field {
                 QuotaField::ModulesMax => "--quota-modules",
-                QuotaField::ModuleBytesMax => "--quota-module-mib (in bytes)",
+                QuotaField::ModuleBytesMax => "--quota-module-mib",
                 QuotaField::RowsMax => "--quota-rows",
                 QuotaField::ConnectionsMax => "--quota-connections",
                 QuotaField::InFlightMax => "--quota-in-flight",
@@ -388,9 +388,19 @@ fn check_quota_flags(quota: &crate::catalog::Quota) -> anyhow::Result<()> {
                 QuotaField::SqlTimeoutMs => "--sql-timeout-ms",
                 QuotaField::FuelPerSec => "--quota-fuel-per-sec",
             };
+            // That flag is in MiB.
+            let mib = |v: u64| {
+                if field == QuotaField::ModuleBytesMax {
+                    v >> 20
+                } else {
+                    v
+                }
+            };
             bail!(
-                "{flag} {value} is over the most {} may be ({ceiling}): give at most that",
-                field.name()
+                "{flag} {} is over the most {} may be ({}): give at most that",
+                mib(value),
+                field.name(),
+                mib(ceiling)
             );
         }
     }

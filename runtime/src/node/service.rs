@@ -389,9 +389,6 @@ fn reply_of(t: CoordTask) -> ReplyFn {
 pub struct Session {
     /// Who authenticated.
     pub who: Principal,
-    /// The SHA-256 of its token: once revoked, the connection's requests
-    /// are refused.
-    token_sha256: [u8; 32],
     usage: Arc<TenantUsage>,
     _connected: Connected,
 }
@@ -426,7 +423,6 @@ impl Service for Node {
         };
         let session = Session {
             who,
-            token_sha256: crate::catalog::token_sha256(token),
             usage,
             _connected: connected,
         };
@@ -437,7 +433,7 @@ impl Service for Node {
         let who = &session.who;
         let revoked = {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
-            !cat.holds_token(&session.token_sha256)
+            !cat.holds_token(&who.token_sha256)
         };
         if revoked {
             return replier.send(Err(ErrorReply::new(
@@ -611,6 +607,69 @@ fn may(who: &Principal, request: &Request) -> Result<(), ErrorReply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What each role may ask, request kind by request kind.
+    #[test]
+    fn each_role_may_make_only_its_requests() {
+        let who = |role: Role, tenant: &str| Principal {
+            tenant: crate::types::TenantId(1),
+            tenant_name: tenant.into(),
+            name: "p".into(),
+            role,
+            token_sha256: [0; 32],
+        };
+        let call = |p: &str| Request::Call {
+            procedure: p.into(),
+            args: vec![],
+            key: None,
+            timeout_ms: None,
+        };
+        let sql = Request::Sql {
+            sql: "SELECT 1".into(),
+            params: vec![],
+            timeout_ms: None,
+        };
+        let deploy = Request::Drop { name: "m".into() };
+        let tokens = |t: Option<&str>| Request::Tokens {
+            tenant: t.map(str::to_string),
+        };
+        let admin_only = Request::CreateTenant { name: "x".into() };
+        let caller = Role::Caller(vec!["vote".into()]);
+        // (role, request, allowed)
+        let cases = [
+            (Role::Owner, call("any"), true),
+            (Role::Owner, sql.clone(), true),
+            (Role::Owner, deploy.clone(), true),
+            (Role::Owner, tokens(None), true),
+            (Role::Owner, tokens(Some("acme")), true),
+            (Role::Owner, tokens(Some("other")), false),
+            (Role::Owner, admin_only.clone(), false),
+            (Role::Deployer, call("any"), true),
+            (Role::Deployer, sql.clone(), true),
+            (Role::Deployer, deploy.clone(), true),
+            (Role::Deployer, tokens(None), false),
+            (caller.clone(), call("vote"), true),
+            (caller.clone(), call("results"), false),
+            (caller.clone(), sql.clone(), false),
+            (caller.clone(), deploy.clone(), false),
+            (caller.clone(), Request::Catalog, true),
+            (caller.clone(), Request::Status, true),
+            (Role::Reader, sql.clone(), true),
+            (Role::Reader, call("vote"), false),
+            (Role::Reader, deploy.clone(), false),
+            (Role::Reader, tokens(None), false),
+            (Role::Admin, admin_only.clone(), true),
+            (Role::Admin, tokens(Some("acme")), true),
+        ];
+        for (role, request, allowed) in cases {
+            let r = may(&who(role.clone(), "acme"), &request);
+            assert_eq!(r.is_ok(), allowed, "{role:?} {request:?}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.code, ErrorCode::Forbidden);
+                assert!(e.message.contains(role.name()), "{}", e.message);
+            }
+        }
+    }
 
     #[test]
     fn coerces_wire_values_to_declared_types() {

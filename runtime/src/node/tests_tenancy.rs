@@ -400,6 +400,7 @@ fn set_quota(
         tenant_name: crate::catalog::ADMIN_TENANT.into(),
         name: "admin".into(),
         role: crate::catalog::Role::Admin,
+        token_sha256: [0; 32],
     };
     let request = crate::proto::Request::TenantQuota {
         tenant: name.into(),
@@ -531,7 +532,10 @@ fn a_tenant_past_its_fuel_per_second_is_refused_and_another_is_not() {
     let node = start(&tmp, 1);
     // About 3.2 million fuel a call.
     let (a, b) = quick_and_slow(&node, 400_000);
-    set_quota(&node, "b", &[("fuel_per_sec", Some(1_000_000))]).unwrap();
+    // The same quota for both: each tenant has its own bucket.
+    for t in ["a", "b"] {
+        set_quota(&node, t, &[("fuel_per_sec", Some(1_000_000))]).unwrap();
+    }
     call(&node, &b, "slow", vec![Value::Int(1)]).unwrap();
     let e = call(&node, &b, "slow", vec![Value::Int(2)]).unwrap_err();
     assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");

@@ -74,13 +74,18 @@ impl Coordinator {
             });
         };
         let (change, token) = if !self.clustered {
-            let mut cat = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-            let (change, token) = op.made(&cat, tenant).map_err(refused)?;
-            let mut next = cat.clone();
+            // Saved with only a read lock held: requests check tokens
+            // meanwhile (this thread alone changes the catalog).
+            let mut next = self
+                .catalog
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let (change, token) = op.made(&next, tenant).map_err(refused)?;
             next.apply(&change).map_err(refused)?;
             next.save(&self.dir)
                 .map_err(|e| ErrorReply::new(ErrorCode::Unavailable, e.to_string()))?;
-            *cat = next;
+            *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = next;
             (change, token)
         } else {
             // Held for the tenant alone: another tenant's work goes on.
@@ -95,7 +100,19 @@ impl Coordinator {
             let checked = adopt_created(&mut cat, &g[0].created_tenants)
                 .and_then(|()| cat.apply_overlay(&g[0].principals))
                 .map_err(|e| reply::internal(e.to_string()))
-                .and_then(|()| op.made(&cat, tenant).map_err(refused));
+                .and_then(|()| op.made(&cat, tenant).map_err(refused))
+                .and_then(|made| {
+                    // Partition 0 keeps every name changed (a revoked one
+                    // stays revoked): bounded per tenant.
+                    let overlay = &g[0].principals;
+                    let known = overlay.contains_key(&(tenant, made.0.name.clone()));
+                    let names = overlay.range((tenant, String::new())..);
+                    let used = names.take_while(|((t, _), _)| *t == tenant).count();
+                    if !known && used >= crate::catalog::PRINCIPAL_NAMES_PER_TENANT_MAX {
+                        return Err(refused(CatalogError::TooManyNames(tenant_name.clone())));
+                    }
+                    Ok(made)
+                });
             let (change, token) = match checked {
                 Ok(c) => c,
                 Err(e) => {

@@ -79,14 +79,14 @@ pub fn encode(msg: &PeerMessage, out: &mut Vec<u8>) {
             id,
             tenant,
             principal,
-            admin,
+            token_sha256,
             request,
         } => {
             Writer(out)
                 .u8(KIND_FORWARD)
                 .u64(*id)
                 .u32(tenant.0)
-                .u8(u8::from(*admin))
+                .raw(token_sha256)
                 .bytes(principal.as_bytes())
                 .bytes(request);
         }
@@ -145,6 +145,10 @@ impl Writer<'_> {
     }
     fn ballot(&mut self, b: &Ballot) -> &mut Self {
         self.u64(b.round).u32(b.node.0)
+    }
+    fn raw(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
     }
     fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.u32(b.len() as u32);
@@ -288,7 +292,7 @@ pub fn decode(body: &[u8]) -> Result<PeerMessage, PeerDecodeError> {
         KIND_FORWARD => PeerMessage::Forward {
             id: r.u64("forward id")?,
             tenant: TenantId(r.u32("tenant")?),
-            admin: r.bool("admin")?,
+            token_sha256: r.array("token hash")?,
             principal: r.text("principal", PRINCIPAL_BYTES_MAX)?,
             request: r.client_body("request")?,
         },

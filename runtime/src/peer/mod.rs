@@ -55,7 +55,10 @@ pub enum PeerMessage {
         id: u64,
         tenant: TenantId,
         principal: String,
-        admin: bool,
+        /// The SHA-256 of the token the client authenticated with: the
+        /// node that coordinates runs the request as that token's
+        /// principal, never as another of the same name.
+        token_sha256: [u8; 32],
         request: Vec<u8>,
     },
     /// The answer to `Forward` `id`: a client-protocol response body.

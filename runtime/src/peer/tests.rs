@@ -104,7 +104,7 @@ fn every_message() -> Vec<PeerMessage> {
         id: u64::MAX,
         tenant: crate::types::TenantId(7),
         principal: "owner".into(),
-        admin: true,
+        token_sha256: [0xab; 32],
         request: b"a client request body".to_vec(),
     });
     all.push(PeerMessage::Forwarded {
@@ -302,26 +302,24 @@ fn a_stream_opens_with_a_hello_and_nothing_else_will_do() {
     assert!(decode(body).is_err());
 }
 
-/// A forwarded request's principal must be short UTF-8, and its admin flag
-/// a boolean; the client bodies inside are not read here.
+/// A forwarded request's principal must be short UTF-8, after its token's
+/// 32-byte hash; the client bodies inside are not read here.
 #[test]
-fn a_forward_with_a_bad_principal_or_flag_is_refused() {
+fn a_forward_with_a_bad_principal_or_a_short_hash_is_refused() {
     let forward = |principal: &str| PeerMessage::Forward {
         id: 1,
         tenant: crate::types::TenantId(2),
         principal: principal.into(),
-        admin: false,
+        token_sha256: [7; 32],
         request: vec![1, 2, 3],
     };
-    // kind, id, tenant, then the admin flag.
-    let mut body = frame(&forward("p"));
-    let admin_at = 1 + 8 + 4;
-    body[admin_at] = 2;
-    let e = decode(&body).unwrap_err();
-    assert!(e.message.contains("admin: 2 is not a boolean"), "{e}");
+    // kind, id, tenant, then the token's hash.
+    let hash_at = 1 + 8 + 4;
+    let body = frame(&forward("p"));
+    assert!(decode(&body[..hash_at + 20]).is_err(), "a hash cut short");
 
     let mut body = frame(&forward("p"));
-    body[admin_at + 1 + 4] = 0xff;
+    body[hash_at + 32 + 4] = 0xff;
     let e = decode(&body).unwrap_err();
     assert!(e.message.contains("principal: not UTF-8"), "{e}");
 

@@ -73,6 +73,17 @@ pub fn call_procedure(
         .and_then(|t| t.modules.iter().find(|(n, _)| n == module))
         .map(|(_, w)| w.clone())
         .ok_or_else(|| TxnError::UnknownProcedure(procedure.to_string()))?;
+    // Its fuel is counted on partition 0, where multi-partition calls run
+    // one at a time (`fuel_per_sec`); refused before anything is built.
+    let per_sec = g.first().map_or(quota.fuel_per_sec, |p| {
+        p.quota_of(tenant, quota).fuel_per_sec
+    });
+    if let Some(p0) = g.first_mut() {
+        p0.tenant(tenant)
+            .fuel
+            .check(txn.timestamp_us, per_sec)
+            .map_err(TxnError::Quota)?;
+    }
     let names = scratch::needed(g, tenant, words);
     let mut s = scratch::scratch(g, tenant, &names, false)?;
     let runtime = g
@@ -83,17 +94,6 @@ pub fn call_procedure(
     procs
         .deploy(&mut s, module, &wasm)
         .map_err(TxnError::Deploy)?;
-    // Its fuel is counted on partition 0, where multi-partition calls run
-    // one at a time (`fuel_per_sec`).
-    let per_sec = g.first().map_or(quota.fuel_per_sec, |p| {
-        p.quota_of(tenant, quota).fuel_per_sec
-    });
-    if let Some(p0) = g.first_mut() {
-        p0.tenant(tenant)
-            .fuel
-            .check(txn.timestamp_us, per_sec)
-            .map_err(TxnError::Quota)?;
-    }
     let called = procs.call(&mut s, procedure, args, txn);
     if let Some(p0) = g.first_mut() {
         let fuel = procs.fuel_used_last();

@@ -118,6 +118,7 @@ impl Live {
         data.limiter.memory_bytes_max = limits.memory_bytes_max;
         data.limiter.hit = None;
         let fuel = limits.fuel_max;
+        self.fuel_used = 0;
         self.store
             .set_fuel(fuel)
             .map_err(|e| Fault::Trap(format!("{e:#}")))?;

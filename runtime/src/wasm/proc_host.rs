@@ -268,6 +268,8 @@ impl ProcHost {
         args: &[Value],
         txn: TxnContext,
     ) -> Result<CallOutcome, ProcError> {
+        // A call refused before it runs burned nothing.
+        self.fuel_used = 0;
         let r = self
             .procedures
             .get(procedure)
@@ -304,7 +306,6 @@ impl ProcHost {
             limits: &limits,
             txn,
         };
-        self.fuel_used = 0;
         let out = run(deployed, engine, &call, &mut self.fuel_used);
         end_txn(engine, out)
     }
