@@ -293,7 +293,10 @@ impl Node {
         if let Some(p0) = rec.cores.first().and_then(|c| c.state()) {
             coordinator::adopt_created(&mut catalog, &p0.created_tenants)?;
             catalog.apply_overlay(&p0.principals)?;
-            // Refused until the state holds them (`RoutesRefresh`).
+            // Refused until the state holds them (`RoutesRefresh`); those
+            // it applied already it holds (a principal made again after
+            // one of them is not taken out).
+            rec.revoked.retain(|(txn, _, _)| *txn > p0.mp_txn_max);
             for (_, tenant, name) in &rec.revoked {
                 catalog.forget_principal(*tenant, name);
             }
