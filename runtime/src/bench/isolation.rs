@@ -46,8 +46,6 @@ const BOMB_FUNCTIONS: usize = 8_000;
 /// Modules one flood deploys before it drops them all again; past the
 /// tenant's quota they are refused.
 const FLOOD_MODULES_MAX: usize = 100;
-/// A's pause between two `results` calls.
-const RESULTS_PAUSE: Duration = Duration::from_millis(5);
 /// How long B's loops get to end after the loaded phase (a compile or a
 /// statement may run to its limit) before they are abandoned.
 const B_STOP_WAIT: Duration = Duration::from_secs(20);
@@ -95,6 +93,11 @@ pub struct IsolationArgs {
     /// A's connections calling `vote` back to back.
     #[arg(long, default_value_t = 2)]
     pub a_connections: usize,
+    /// A's pause between two `results` calls (ms); 0: A runs no
+    /// multi-partition calls at all, so its `vote` latency is B's doing
+    /// alone.
+    #[arg(long, default_value_t = 5)]
+    pub results_pause_ms: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
@@ -264,18 +267,21 @@ async fn measure_a(
             p
         });
     }
-    let client = Client::connect(cfg.clone()).await?;
-    loops.spawn(async move {
-        let mut p = Phase::default();
-        while Instant::now() < end {
-            let t = Instant::now();
-            let r = client.call("results", vec![]).await;
-            p.multi.record(t.elapsed().as_micros() as u64);
-            note_error(&mut p, r);
-            tokio::time::sleep(RESULTS_PAUSE).await;
-        }
-        p
-    });
+    if args.results_pause_ms > 0 {
+        let pause = Duration::from_millis(args.results_pause_ms);
+        let client = Client::connect(cfg.clone()).await?;
+        loops.spawn(async move {
+            let mut p = Phase::default();
+            while Instant::now() < end {
+                let t = Instant::now();
+                let r = client.call("results", vec![]).await;
+                p.multi.record(t.elapsed().as_micros() as u64);
+                note_error(&mut p, r);
+                tokio::time::sleep(pause).await;
+            }
+            p
+        });
+    }
     let mut all = Phase::default();
     while let Some(p) = loops.join_next().await {
         let p = p.context("one of A's loops")?;

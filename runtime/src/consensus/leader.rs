@@ -163,6 +163,23 @@ impl Paxos {
 
     /// Appends a record in our ballot and sends it; its slot.
     pub fn propose(&mut self, payload: Arc<[u8]>) -> Result<Slot, ConsensusError> {
+        self.propose_within(payload, true)
+    }
+
+    /// `propose` for a record whose room was taken when `can_propose` last
+    /// said yes for it (a coordinator's share, lent the state then; other
+    /// records may have filled the room since). It takes the unchosen
+    /// records and bytes past their bounds by this one record at most: a
+    /// holder holds one share at a time.
+    pub fn propose_reserved(&mut self, payload: Arc<[u8]>) -> Result<Slot, ConsensusError> {
+        self.propose_within(payload, false)
+    }
+
+    fn propose_within(
+        &mut self,
+        payload: Arc<[u8]>,
+        bounded: bool,
+    ) -> Result<Slot, ConsensusError> {
         let Some(lead) = &self.lead else {
             return Err(ConsensusError::NotLeader {
                 leader: self.leader,
@@ -173,7 +190,8 @@ impl Paxos {
             return Err(ConsensusError::NotLeader { leader: Some(t.to) });
         }
         let records = lead.unchosen.len() as u64;
-        if records >= UNCHOSEN_RECORDS_MAX || lead.unchosen_bytes >= UNCHOSEN_BYTES_MAX {
+        if bounded && (records >= UNCHOSEN_RECORDS_MAX || lead.unchosen_bytes >= UNCHOSEN_BYTES_MAX)
+        {
             return Err(ConsensusError::Busy {
                 records,
                 bytes: lead.unchosen_bytes,

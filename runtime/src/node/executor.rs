@@ -121,8 +121,8 @@ pub enum Input {
     },
     /// Lend the state (after the calls the core has started or queued;
     /// calls still waiting in the executor's lanes run after the holder)
-    /// for work on `tenant`'s data only (None: anyone's): other tenants'
-    /// parts lent to runners stay out.
+    /// for work on `tenant`'s data only (None: anyone's): a shell with that
+    /// tenant's part alone, while the other tenants' calls go on.
     Hold {
         tenant: Option<TenantId>,
         lent: SyncSender<Lent>,
@@ -916,10 +916,10 @@ impl Executor {
             .sum();
         // Calls of tenants whose part is out (on a runner, or back and not
         // in the state yet) cannot run here.
+        // (And those a holder works on: they wait for it.)
         let mut away: Vec<TenantId> = self.runners.tenants_out().collect();
-        if let Some(s) = self.core.state() {
-            away.extend(s.away().filter(|t| !self.runners.is_out(*t)));
-        }
+        let home = self.core.away_tenants().into_iter();
+        away.extend(home.filter(|t| !self.runners.is_out(*t)));
         let waiting_away: usize = away.iter().map(out).sum();
         feedable > 0 || (self.turns.len() > waiting_away && !self.core.would_queue())
     }

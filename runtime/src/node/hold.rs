@@ -13,9 +13,11 @@
 //!   coordinator ──Decided, Resume──▶ p1..pn; Resume ──▶ p0
 //! ```
 //!
-//! Calls that arrive meanwhile wait in each core, so a transaction is seen
-//! by every partition at one point of its order, and nothing that reads
-//! it is answered before it is chosen everywhere.
+//! Calls that arrive meanwhile wait in each core — for a hold on one
+//! tenant's work, only that tenant's calls: the others' run on beside its
+//! shell (`partition::hold`) — so a transaction is seen by every partition
+//! at one point of its tenant's order, and nothing that reads it is
+//! answered before it is chosen everywhere.
 
 use super::executor::{Input, Lent};
 use super::reply::{self, ClientAddrs};
@@ -27,7 +29,8 @@ use crate::types::TenantId;
 use std::ops::{Deref, DerefMut};
 use std::sync::mpsc::{sync_channel, Receiver, Sender};
 
-/// Every partition's state, lent to the coordinator.
+/// Every partition's state (or its shell for one tenant), lent to the
+/// coordinator.
 pub struct Held<'a> {
     executors: &'a [Sender<Input>],
     addrs: &'a ClientAddrs,
@@ -52,8 +55,9 @@ impl DerefMut for Held<'_> {
 }
 
 /// Asks every executor for its state and waits for all of them; for work
-/// on `tenant`'s data only (None: anyone's), other tenants' parts lent out
-/// stay out (`Input::Hold`).
+/// on `tenant`'s data only (None: anyone's), each lends a shell with that
+/// tenant's part alone and goes on with the other tenants' calls
+/// (`Input::Hold`).
 pub fn hold_all<'a>(
     executors: &'a [Sender<Input>],
     addrs: &'a ClientAddrs,

@@ -142,7 +142,7 @@ impl<T> Default for Ready<T> {
 /// A call not yet run.
 pub(super) struct Queued<T> {
     token: T,
-    tenant: TenantId,
+    pub(super) tenant: TenantId,
     procedure: String,
     args: Vec<Value>,
     /// The call's idempotency key, if it came with one.
@@ -282,7 +282,8 @@ impl<T> PartitionCore<T> {
             key,
             timeout_ms,
         };
-        if !self.runs_now() {
+        // The holder's tenant's calls wait for it even where others run.
+        if !self.runs_now() || self.hold.held_tenant() == Some(tenant) {
             if !self.leading {
                 let leader = self.paxos.leader();
                 return self
@@ -308,9 +309,11 @@ impl<T> PartitionCore<T> {
     }
 
     /// Whether a call handed over now runs at once: nobody holds the
-    /// partition, no call waits before it, and this replica can run one.
+    /// partition (or the holder works on one tenant's shell, and the call
+    /// is another's: see `is_away`), no call waits before it, and this
+    /// replica can run one.
     pub(super) fn runs_now(&self) -> bool {
-        matches!(self.hold, Hold::Free) && self.queued.is_empty() && self.can_run()
+        self.hold.lets_others_run() && self.queued.is_empty() && self.can_run()
     }
 
     // ---- outputs -----------------------------------------------------------
@@ -685,8 +688,8 @@ impl<T> PartitionCore<T> {
         match std::mem::replace(&mut self.hold, Hold::Free) {
             Hold::Asked { token, .. } => out.push((token, Err(refused.clone()))),
             Hold::Back { token, .. } => out.push((token, Err(unknown.clone()))),
-            Hold::Lent => self.hold = Hold::Lent,
-            Hold::Free | Hold::Done => {}
+            lent @ Hold::Lent { .. } => self.hold = lent,
+            Hold::Free | Hold::Done { .. } => {}
         }
     }
 }

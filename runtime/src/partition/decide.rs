@@ -214,6 +214,9 @@ impl<T> PartitionCore<T> {
         let Some(state) = self.state.as_deref() else {
             return; // lent: its holder may be deciding it
         };
+        if matches!(self.hold, Hold::Lent { .. }) {
+            return; // a shell is lent: the same
+        }
         if txn <= state.mp_txn_max {
             if self.applied <= self.paxos.chosen() {
                 self.out

@@ -1,8 +1,15 @@
-//! The coordinator's hold on a partition: the state lent whole (after the
-//! calls queued before the hold have run), handed back with this
-//! partition's share of the coordinator's transaction, and the holder told
-//! once that share — or, for a read, everything it saw — is chosen. Calls
-//! that arrive meanwhile wait until `resume`.
+//! The coordinator's hold on a partition: the state lent (after the calls
+//! queued before the hold have run), handed back with this partition's
+//! share of the coordinator's transaction, and the holder told once that
+//! share — or, for a read, everything it saw — is chosen. Calls that arrive
+//! meanwhile wait until `resume`.
+//!
+//! A holder that works on one tenant's data gets a shell with that
+//! tenant's part only (`PartitionState::shell_for`): the other tenants'
+//! calls go on running here all along, and only that tenant's wait. Their
+//! records may come between the holder's share and its outcome, as a lent
+//! part's do; the share is proposed in the room it was lent with
+//! (`Paxos::propose_reserved`).
 //!
 //! ```text
 //!   Free ─hold─▶ Asked ─(calls before it ran, room to propose)─▶ Lent
@@ -29,8 +36,12 @@ pub(super) enum Hold<T> {
         /// other tenants' parts may stay lent out (see `lease`).
         tenant: Option<TenantId>,
     },
-    /// The state is out.
-    Lent,
+    /// The state is out: all of it, or (`tenant` Some) a shell with that
+    /// tenant's part, lent from the parts' generation `gen`.
+    Lent {
+        tenant: Option<TenantId>,
+        gen: u64,
+    },
     /// The state is back; `dep` (the holder's entry, or the last slot it
     /// saw) must be chosen before `token` hears, and for a read (no entry)
     /// leadership must have held at `read_us`, when the state came back.
@@ -38,9 +49,31 @@ pub(super) enum Hold<T> {
         token: T,
         dep: Slot,
         read_us: Option<u64>,
+        tenant: Option<TenantId>,
     },
-    /// Told; calls wait for `resume`.
-    Done,
+    /// Told; calls (of `tenant`, when Some) wait for `resume`.
+    Done {
+        tenant: Option<TenantId>,
+    },
+}
+
+impl<T> Hold<T> {
+    /// The one tenant whose calls wait while the rest run: the holder's,
+    /// from the moment its shell is lent until `resume`.
+    pub(super) fn held_tenant(&self) -> Option<TenantId> {
+        match self {
+            Hold::Lent { tenant, .. } | Hold::Back { tenant, .. } | Hold::Done { tenant } => {
+                *tenant
+            }
+            Hold::Free | Hold::Asked { .. } => None,
+        }
+    }
+
+    /// Whether calls of tenants other than the holder's run meanwhile: no
+    /// hold, or one on a single tenant's shell.
+    pub(super) fn lets_others_run(&self) -> bool {
+        matches!(self, Hold::Free) || self.held_tenant().is_some()
+    }
 }
 
 impl<T> PartitionCore<T> {
@@ -96,10 +129,12 @@ impl<T> PartitionCore<T> {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
         }
-        assert!(
-            matches!(self.hold, Hold::Lent),
-            "release without a lent state"
-        );
+        let Hold::Lent { tenant, gen } = self.hold else {
+            panic!("release without a lent state");
+        };
+        if let Some(t) = tenant {
+            return self.release_shell(token, *state, entry, discard, (t, gen));
+        }
         // Leadership was lost while the state was out (or a leader's
         // snapshot replaced it): what comes back may hold what will never
         // be chosen. Unless a new state is here already, it is kept only to
@@ -107,7 +142,7 @@ impl<T> PartitionCore<T> {
         // state that needs it; a dropped one was never rebuilt, and the
         // replica applied nothing again).
         if !self.leading || self.state.is_some() {
-            self.hold = Hold::Done;
+            self.hold = Hold::Done { tenant: None };
             if self.state.is_none() {
                 self.state = Some(state);
                 self.needs_rebuild = true;
@@ -119,17 +154,70 @@ impl<T> PartitionCore<T> {
                 .push((token, Err(CallError::NotLeader { leader })));
             return self.after_consensus();
         }
-        let mut state = state;
+        self.state = Some(state);
+        self.parts_came_home();
+        self.propose_released(token, entry, discard, None);
+    }
+
+    /// `release` of a shell (`hold_for` a tenant): its part and what it
+    /// changed go back in the state, which served the other tenants
+    /// meanwhile. If the state was replaced since (its parts' generation
+    /// moved on), the shell is stale and dropped; if leadership was lost,
+    /// the state is rebuilt from what is chosen.
+    fn release_shell(
+        &mut self,
+        token: T,
+        shell: PartitionState,
+        entry: Option<Vec<u8>>,
+        discard: bool,
+        (t, gen): (TenantId, u64),
+    ) {
+        let tenant = Some(t);
+        let home = self.state.as_deref_mut().filter(|_| gen == self.part_gen);
+        let Some(home) = home else {
+            self.hold = Hold::Done { tenant };
+            let e = self.stale_error();
+            self.out.replies.push((token, Err(e)));
+            return self.after_consensus();
+        };
+        home.merge_shell(shell);
+        if !self.leading {
+            // What came back may hold what will never be chosen.
+            self.hold = Hold::Done { tenant };
+            self.needs_rebuild = true;
+            let leader = self.paxos.leader();
+            self.out
+                .replies
+                .push((token, Err(CallError::NotLeader { leader })));
+            return self.after_consensus();
+        }
+        self.propose_released(token, entry, discard, tenant);
+    }
+
+    /// The state (with what the holder did) is back while leading: the
+    /// holder's entry, if any, is proposed in the room it was lent with,
+    /// and the holder waits for it — or, for a read, for what it saw — to
+    /// be chosen.
+    fn propose_released(
+        &mut self,
+        token: T,
+        entry: Option<Vec<u8>>,
+        discard: bool,
+        tenant: Option<TenantId>,
+    ) {
         // Partition 0's share is the commit (see `decide`): remembered as
         // applying it from the log would.
         let share = entry.as_deref().and_then(durability::multi_txn);
-        if let (Some(txn), 0, false) = (share, self.cfg.partition.0, discard) {
+        if let (Some(txn), 0, false, Some(state)) = (
+            share,
+            self.cfg.partition.0,
+            discard,
+            self.state.as_deref_mut(),
+        ) {
             state.committed.insert(txn);
         }
-        self.state = Some(state);
-        self.parts_came_home();
         let (dep, read_us) = match entry {
-            Some(payload) => match self.paxos.propose(Arc::from(payload)) {
+            Some(payload) => match self.paxos.propose_reserved(Arc::from(payload)) {
                 Ok(slot) => {
                     self.applied = slot;
                     (slot, None)
@@ -147,6 +235,7 @@ impl<T> PartitionCore<T> {
             token,
             dep,
             read_us,
+            tenant,
         };
         if discard {
             self.needs_rebuild = true;
@@ -165,10 +254,13 @@ impl<T> PartitionCore<T> {
     /// lends the state if that is its turn.
     pub(super) fn run_queued(&mut self) {
         loop {
+            let held = self.hold.held_tenant();
             let may = match &self.hold {
                 Hold::Free => true,
                 Hold::Asked { before, .. } => *before > 0,
-                _ => false,
+                // The holder's tenant's calls wait (in order, and so does
+                // what queued behind them).
+                _ => held.is_some() && self.queued.front().is_some_and(|q| Some(q.tenant) != held),
             };
             if !may || !self.can_run() {
                 break;
@@ -194,10 +286,20 @@ impl<T> PartitionCore<T> {
         {
             return;
         }
-        if let (Hold::Asked { token, .. }, Some(mut state)) = (
-            std::mem::replace(&mut self.hold, Hold::Lent),
-            self.state.take(),
-        ) {
+        let Hold::Asked { tenant, .. } = self.hold else {
+            return;
+        };
+        let lent = Hold::Lent {
+            tenant,
+            gen: self.part_gen,
+        };
+        let state = match (tenant, self.state.as_deref_mut()) {
+            (Some(t), Some(home)) => Some(Box::new(home.shell_for(t))),
+            _ => self.state.take(),
+        };
+        if let (Hold::Asked { token, .. }, Some(mut state)) =
+            (std::mem::replace(&mut self.hold, lent), state)
+        {
             if self.cfg.partition.0 == 0 {
                 state.txn_floor = super::decide::txn_floor(self.paxos.promised());
             }
@@ -230,7 +332,8 @@ impl<T> PartitionCore<T> {
         if !(chosen && led) {
             return;
         }
-        if let Hold::Back { token, .. } = std::mem::replace(&mut self.hold, Hold::Done) {
+        let tenant = self.hold.held_tenant();
+        if let Hold::Back { token, .. } = std::mem::replace(&mut self.hold, Hold::Done { tenant }) {
             self.out.held_chosen = Some(token);
         }
     }

@@ -140,10 +140,10 @@ impl<T> PartitionCore<T> {
         if !self.runs_now() {
             return None;
         }
-        let state = self.state.as_deref_mut()?;
-        if state.is_away(tenant) {
+        if self.is_away(tenant) {
             return None;
         }
+        let state = self.state.as_deref_mut()?;
         let part = state.take_part(tenant);
         Some(Box::new(Lease {
             tenant,
@@ -182,7 +182,7 @@ impl<T> PartitionCore<T> {
     }
 
     /// Why a call that ran on a stale lease is not applied.
-    fn stale_error(&self) -> CallError {
+    pub(super) fn stale_error(&self) -> CallError {
         if !self.leading {
             let leader = self.paxos.leader();
             return CallError::NotLeader { leader };
@@ -288,9 +288,23 @@ impl<T> PartitionCore<T> {
     }
 
     /// Whether `tenant`'s part is lent out (or back but not in the state
-    /// yet): its calls must wait, not go to `call`.
+    /// yet), or a holder works on it (`hold_for` it, until `resume`): its
+    /// calls must wait, not go to `call`.
     pub fn is_away(&self, tenant: TenantId) -> bool {
-        self.state.as_deref().is_some_and(|s| s.is_away(tenant))
+        self.hold.held_tenant() == Some(tenant)
+            || self.state.as_deref().is_some_and(|s| s.is_away(tenant))
+    }
+
+    /// The tenants `is_away` says so of.
+    pub fn away_tenants(&self) -> Vec<TenantId> {
+        let mut away: Vec<TenantId> = self
+            .state
+            .as_deref()
+            .map_or(Vec::new(), |s| s.away().collect());
+        if let Some(t) = self.hold.held_tenant().filter(|t| !away.contains(t)) {
+            away.push(t);
+        }
+        away
     }
 
     /// Whether lent parts should come home: a snapshot is due, a hold

@@ -111,6 +111,9 @@ pub struct PartitionState {
     /// (A few at most, and kept in a Vec so that lending one for each
     /// call allocates nothing.)
     away: Vec<TenantId>,
+    /// A state lent to a holder that works on one tenant (`shell_for`):
+    /// that tenant's part alone is here, every other tenant is away.
+    only: Option<TenantId>,
     /// The highest coordinator transaction applied here.
     pub mp_txn_max: u64,
     /// Coordinator transactions that not every partition logged (found at
@@ -142,6 +145,7 @@ impl PartitionState {
             runtime,
             tenants: BTreeMap::new(),
             away: Vec::new(),
+            only: None,
             mp_txn_max: 0,
             skipped: Arc::default(),
             undecided: None,
@@ -157,7 +161,7 @@ impl PartitionState {
     /// be a second, diverging copy.
     pub fn tenant(&mut self, t: TenantId) -> &mut TenantPart {
         assert!(
-            !self.away.contains(&t),
+            !self.is_away(t),
             "tenant {} of partition {} is away: its part is lent out",
             t.0,
             self.id.0
@@ -194,9 +198,10 @@ impl PartitionState {
         true
     }
 
-    /// Whether the tenant's part is lent out.
+    /// Whether the tenant's part is lent out (or, in a shell, is not the
+    /// tenant the shell was made for).
     pub fn is_away(&self, t: TenantId) -> bool {
-        self.away.contains(&t)
+        self.away.contains(&t) || self.only.is_some_and(|o| o != t)
     }
 
     /// The tenants whose parts are lent out.
@@ -204,9 +209,62 @@ impl PartitionState {
         self.away.iter().copied()
     }
 
-    /// How many tenants' parts are lent out.
+    /// How many tenants' parts are lent out (a shell counts its other
+    /// tenants as one: it is never whole).
     pub fn away_count(&self) -> usize {
-        self.away.len()
+        self.away.len() + usize::from(self.only.is_some())
+    }
+
+    /// A shell for a holder that works on tenant `t` alone: `t`'s part
+    /// (taken out of this state, where `t` is away until `merge_shell`)
+    /// and a copy of what is not any tenant's (transaction ids, outcomes,
+    /// tenants and principals created). This state goes on serving the
+    /// other tenants meanwhile.
+    pub(super) fn shell_for(&mut self, t: TenantId) -> PartitionState {
+        let part = self.take_part(t);
+        PartitionState {
+            id: self.id,
+            runtime: self.runtime.clone(),
+            tenants: BTreeMap::from([(t, part)]),
+            away: Vec::new(),
+            only: Some(t),
+            mp_txn_max: self.mp_txn_max,
+            skipped: self.skipped.clone(),
+            undecided: self.undecided,
+            committed: self.committed.clone(),
+            txn_floor: self.txn_floor,
+            created_tenants: self.created_tenants.clone(),
+            principals: self.principals.clone(),
+        }
+    }
+
+    /// A shell made by `shell_for` comes back: its tenant's part goes in,
+    /// and what is not any tenant's is taken as the holder left it (only
+    /// the holder changes it: calls on parts change none of it).
+    pub(super) fn merge_shell(&mut self, shell: PartitionState) {
+        let PartitionState {
+            mut tenants,
+            only,
+            mp_txn_max,
+            undecided,
+            committed,
+            txn_floor,
+            created_tenants,
+            principals,
+            ..
+        } = shell;
+        let t = only.expect("merge_shell of a state that is not a shell");
+        let part = tenants
+            .remove(&t)
+            .unwrap_or_else(|| TenantPart::new(self.runtime.as_ref()));
+        let put = self.put_part(t, part);
+        assert!(put, "a shell's tenant that is not away from its state");
+        self.mp_txn_max = mp_txn_max;
+        self.undecided = undecided;
+        self.committed = committed;
+        self.txn_floor = txn_floor;
+        self.created_tenants = created_tenants;
+        self.principals = principals;
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = (TenantId, &TenantPart)> + '_ {

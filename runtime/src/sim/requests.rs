@@ -9,7 +9,7 @@ use super::world::{Addr, Event, Msg, World, TENANT};
 use super::Shared;
 use crate::durability::{self, Entry, MultiBody};
 use crate::partition::{CallError, CallResult, LentCall, PartitionState};
-use crate::types::Value;
+use crate::types::{TenantId, Value};
 use crate::wasm::{ProcOutput, TxnContext};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -135,8 +135,11 @@ impl World<'_> {
             op: m.op,
         };
         node.multi = Some(m);
-        if let Some(core) = node.core() {
-            core.hold(token);
+        // Half of them on the tenant's shell alone (`hold_for`), as the
+        // node's coordinator holds for one tenant's work.
+        let scope = self.rng.next_u64().is_multiple_of(2).then_some(TENANT);
+        if let Some(core) = self.nodes[n].core() {
+            core.hold_for(token, scope);
         }
         self.act(n);
     }
@@ -278,9 +281,18 @@ impl World<'_> {
 
 /// Applies a set-up step to a held state; its entry.
 pub(super) fn setup_entry(state: &mut PartitionState, step: &SetupStep) -> Vec<u8> {
+    setup_entry_for(state, TENANT, step)
+}
+
+/// `setup_entry` for tenant `tenant`.
+pub(super) fn setup_entry_for(
+    state: &mut PartitionState,
+    tenant: TenantId,
+    step: &SetupStep,
+) -> Vec<u8> {
     let body = match step {
         SetupStep::Insert(sql) => {
-            let engine = &mut state.tenant(TENANT).engine;
+            let engine = &mut state.tenant(tenant).engine;
             let ws = engine
                 .begin()
                 .and_then(|()| engine.execute(sql).map(|_| ()))
@@ -293,7 +305,7 @@ pub(super) fn setup_entry(state: &mut PartitionState, step: &SetupStep) -> Vec<u
         }
         SetupStep::Ddl(sql) => {
             state
-                .tenant(TENANT)
+                .tenant(tenant)
                 .engine
                 .execute(sql)
                 .unwrap_or_else(|e| panic!("set-up statement {sql}: {e}"));
@@ -301,7 +313,7 @@ pub(super) fn setup_entry(state: &mut PartitionState, step: &SetupStep) -> Vec<u
         }
         SetupStep::Deploy(name, wasm) => {
             state
-                .tenant(TENANT)
+                .tenant(tenant)
                 .deploy(name, wasm.clone())
                 .unwrap_or_else(|e| panic!("set-up deploy {name}: {e}"));
             MultiBody::Deploy {
@@ -310,22 +322,19 @@ pub(super) fn setup_entry(state: &mut PartitionState, step: &SetupStep) -> Vec<u
             }
         }
     };
-    encode_multi(state, body)
+    encode_multi_for(state, tenant, body)
 }
 
 fn encode_multi(state: &mut PartitionState, body: MultiBody) -> Vec<u8> {
+    encode_multi_for(state, TENANT, body)
+}
+
+fn encode_multi_for(state: &mut PartitionState, tenant: TenantId, body: MultiBody) -> Vec<u8> {
     let txn = state.mp_txn_max + 1;
     state.mp_txn_max = txn;
     let mut out = Vec::new();
-    durability::encode_entry(
-        &Entry::Multi {
-            txn,
-            tenant: TENANT,
-            body,
-        },
-        &mut out,
-    )
-    .expect("the simulator's entries are small");
+    durability::encode_entry(&Entry::Multi { txn, tenant, body }, &mut out)
+        .expect("the simulator's entries are small");
     out
 }
 

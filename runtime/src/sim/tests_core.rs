@@ -4,14 +4,14 @@
 //! outside the lease.
 
 use super::node::Token;
-use super::requests::{setup_entry, SetupStep};
+use super::requests::{setup_entry, setup_entry_for, SetupStep};
 use super::world::TENANT;
 use super::Shared;
 use crate::catalog::PartitionId;
 use crate::consensus::{Message, UNCHOSEN_RECORDS_MAX};
 use crate::durability::{Log, LogOptions, LogRecord, SimFs, Storage};
 use crate::partition::{persist, CoreConfig, Now, PartitionCore, Ready};
-use crate::types::{Ballot, NodeId, Slot, Value};
+use crate::types::{Ballot, NodeId, Slot, TenantId, Value};
 use std::sync::Arc;
 
 pub(super) fn shared() -> Shared {
@@ -79,6 +79,165 @@ fn set_up_kv(shared: &Shared, core: &mut PartitionCore<Token>, log: &mut Log<Sim
         run_setup(core, log, &SetupStep::Ddl(s));
     }
     run_setup(core, log, &SetupStep::Deploy("kv", shared.kv.clone()));
+}
+
+/// A second tenant of the node.
+const OTHER: TenantId = TenantId(8);
+
+/// `set_up_kv` for `OTHER`, through whole holds.
+fn set_up_kv_for_other(shared: &Shared, core: &mut PartitionCore<Token>, log: &mut Log<SimFs>) {
+    let steps = ohm_kv::SCHEMA.iter().map(|s| SetupStep::Ddl(s));
+    for step in steps.chain([SetupStep::Deploy("kv", shared.kv.clone())]) {
+        core.hold(Token::Setup);
+        let (_, mut state) = drain(core, log).lent.expect("lent");
+        let entry = setup_entry_for(&mut state, OTHER, &step);
+        core.release(Token::Setup, state, Some(entry), false);
+        let chosen = (0..10).any(|_| drain(core, log).held_chosen.is_some());
+        assert!(chosen, "set-up step never chosen");
+        core.resume();
+    }
+}
+
+/// Rows of `tenant`'s kv table.
+fn kv_rows_of(core: &PartitionCore<Token>, tenant: TenantId) -> usize {
+    let state = core.state().expect("not lent");
+    let db = state.tenant_ref(tenant).unwrap().engine.database();
+    db.table_by_name("kv").unwrap().len()
+}
+
+/// `put(key)` of `tenant`, as call `op`.
+fn put(core: &mut PartitionCore<Token>, tenant: TenantId, op: u64, key: &str) {
+    let args = vec![Value::text(key), Value::Bytes(vec![1u8].into())];
+    let token = Token::Call { client: 0, op };
+    core.call(token, tenant, "put".into(), args, (None, None));
+}
+
+/// The ops of the calls answered in `replies`, each checked to be a
+/// success.
+fn answered_ops(replies: &[(Token, crate::partition::CallResult)]) -> Vec<u64> {
+    let op = |(t, r): &(Token, crate::partition::CallResult)| match t {
+        Token::Call { op, .. } => {
+            assert!(r.is_ok(), "call {op}: {r:?}");
+            Some(*op)
+        }
+        _ => None,
+    };
+    replies.iter().filter_map(op).collect()
+}
+
+/// A leader with the kv module for `TENANT` and `OTHER`, and its log's
+/// disk.
+fn kv_two_tenants() -> (Shared, PartitionCore<Token>, Log<SimFs>, SimFs) {
+    let shared = shared();
+    let fs = SimFs::new();
+    let (mut log, _) = Log::open(fs.clone(), LogOptions::default()).unwrap();
+    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
+    set_up_kv(&shared, &mut core, &mut log);
+    set_up_kv_for_other(&shared, &mut core, &mut log);
+    (shared, core, log, fs)
+}
+
+/// A hold for one tenant lends a shell with that tenant's part alone: the
+/// other tenant's calls run and are answered while the shell is out and
+/// while its share waits to be chosen; the tenant's own calls wait until
+/// `resume`, then run. Before, every call of every tenant waited for any
+/// coordinator transaction (one tenant's deploys stalled the others). (A
+/// shell hands the core no call of a tenant `is_away` says so of: one
+/// handed anyway waits, and so does every call queued behind it.)
+#[test]
+fn a_hold_for_one_tenant_lets_the_others_calls_run_and_holds_its_own() {
+    let (shared, mut core, mut log, fs) = kv_two_tenants();
+    core.hold_for(Token::Setup, Some(TENANT));
+    let (_, mut shell) = drain(&mut core, &mut log).lent.expect("lent");
+    assert!(shell.tenant_ref(TENANT).is_some(), "the tenant's part");
+    assert!(shell.is_away(OTHER) && shell.tenant_ref(OTHER).is_none());
+    assert!(core.is_away(TENANT) && !core.is_away(OTHER));
+    put(&mut core, OTHER, 1, "o1");
+    let got = answers(&mut core, &mut log, 1);
+    assert_eq!(answered_ops(&got), vec![1], "the other tenant's call runs");
+    let entry = setup_entry_for(
+        &mut shell,
+        TENANT,
+        &SetupStep::Ddl("CREATE TABLE extra (id BIGINT PRIMARY KEY)"),
+    );
+    core.release(Token::Setup, shell, Some(entry), false);
+    put(&mut core, OTHER, 3, "o3");
+    let mut got = Vec::new();
+    let mut chosen = false;
+    for _ in 0..10 {
+        let r = drain(&mut core, &mut log);
+        chosen |= r.held_chosen.is_some();
+        got.extend(r.replies);
+    }
+    assert!(chosen, "the holder hears its share is chosen");
+    assert_eq!(answered_ops(&got), vec![3], "the other tenant's call runs");
+    assert!(core.is_away(TENANT), "held until resume");
+    put(&mut core, TENANT, 2, "t2");
+    for _ in 0..3 {
+        let r = drain(&mut core, &mut log);
+        assert!(r.replies.is_empty(), "its own call waits: {:?}", r.replies);
+    }
+    core.resume();
+    let got = answers(&mut core, &mut log, 1);
+    assert_eq!(answered_ops(&got), vec![2]);
+    assert_eq!(
+        (kv_rows_of(&core, TENANT), kv_rows_of(&core, OTHER)),
+        (1, 2)
+    );
+    drop(core);
+    drop(log);
+    let (mut log, _) = Log::open(fs, LogOptions::default()).unwrap();
+    let core = core_on(&shared, 1, &mut log, 2_000_000);
+    assert_eq!(
+        (kv_rows_of(&core, TENANT), kv_rows_of(&core, OTHER)),
+        (1, 2)
+    );
+    let extra = core
+        .state()
+        .unwrap()
+        .tenant_ref(TENANT)
+        .unwrap()
+        .engine
+        .database();
+    assert!(
+        extra.table_by_name("extra").is_some(),
+        "the share is logged"
+    );
+}
+
+/// A shell handed back after the state it came from was rebuilt (as after
+/// an abort or a lost leadership) is dropped, its holder refused, and the
+/// rebuilt state serves its tenant as the log says.
+#[test]
+fn a_shell_handed_back_after_a_rebuild_is_dropped() {
+    let (_shared, mut core, mut log, _fs) = kv_two_tenants();
+    put(&mut core, TENANT, 1, "t1");
+    answers(&mut core, &mut log, 1);
+    core.hold_for(Token::Setup, Some(TENANT));
+    let (_, mut shell) = drain(&mut core, &mut log).lent.expect("lent");
+    core.rebuild(&mut log);
+    let entry = setup_entry_for(
+        &mut shell,
+        TENANT,
+        &SetupStep::Insert("INSERT INTO kv (k, v, version) VALUES ('lost', x'01', 1)".into()),
+    );
+    core.release(Token::Setup, shell, Some(entry), false);
+    let r = drain(&mut core, &mut log);
+    let refused = r
+        .replies
+        .iter()
+        .any(|(t, res)| matches!(t, Token::Setup) && res.is_err());
+    assert!(refused, "the holder is refused: {:?}", r.replies);
+    assert!(r.held_chosen.is_none());
+    core.resume();
+    assert_eq!(
+        kv_rows_of(&core, TENANT),
+        1,
+        "the shell's write is not applied"
+    );
+    put(&mut core, TENANT, 2, "t2");
+    assert_eq!(answered_ops(&answers(&mut core, &mut log, 1)), vec![2]);
+    assert_eq!(kv_rows_of(&core, TENANT), 2);
 }
 
 fn kv_rows(core: &PartitionCore<Token>) -> usize {
