@@ -463,6 +463,8 @@ fn a_tenant_created_through_one_node_is_known_to_every_node() {
             .unwrap();
         let demo = cluster.client().await;
         assert_no_table(&demo, "the demo tenant").await;
+        // The demo tenant's modules, for after the restart.
+        set_up(&demo).await;
         acme.close().await;
         let one = [("connections_max".to_string(), Some(1))];
         admin.tenant_quota("acme", &one).await.unwrap();
@@ -488,6 +490,12 @@ fn a_tenant_created_through_one_node_is_known_to_every_node() {
             .tenant_quota("acme", &[("connections_max".to_string(), None)])
             .await
             .unwrap();
+        // The first coordinator transaction since the restart was acme's
+        // alone (on its shell): the demo tenant's modules, logged before,
+        // are still found for its own (before, they were taken as up to
+        // date, and its multi-partition calls found no module).
+        let demo = cluster.client().await;
+        assert_eq!(results(&demo).await, 3);
         for i in 0..NODES {
             let c = cluster.connect_as(i, &token, Duration::from_secs(30)).await;
             c.close().await;

@@ -168,9 +168,10 @@ impl Paxos {
 
     /// `propose` for a record whose room was taken when `can_propose` last
     /// said yes for it (a coordinator's share, lent the state then; other
-    /// records may have filled the room since). It takes the unchosen
-    /// records and bytes past their bounds by this one record at most: a
-    /// holder holds one share at a time.
+    /// records may have filled the room since). It may take the unchosen
+    /// records and bytes past their bounds by this one record (a whole
+    /// share: up to a deploy's module) at most, since a holder hands back
+    /// one share at a time.
     pub fn propose_reserved(&mut self, payload: Arc<[u8]>) -> Result<Slot, ConsensusError> {
         self.propose_within(payload, false)
     }

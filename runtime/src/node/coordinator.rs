@@ -120,6 +120,11 @@ pub struct Coordinator {
     /// reflect: behind `last_txn` after a restart in a cluster, where the
     /// logged deploys are applied only once the leader says they are chosen.
     pub modules_txn: Cell<u64>,
+    /// While `modules_txn` is behind: the tenants whose modules in
+    /// `modules` reflect partition 0 at that transaction (a hold for one
+    /// tenant sees, and refreshes, that tenant alone). One per tenant at
+    /// most; emptied once a hold of every tenant catches `modules_txn` up.
+    pub modules_synced: std::cell::RefCell<BTreeMap<TenantId, u64>>,
     /// Where clients reach each node (empty on a lone node).
     pub addrs: super::reply::ClientAddrs,
     /// Part of a cluster: tenants are created through partition 0's log.
@@ -220,11 +225,24 @@ impl Coordinator {
             .first()
             .filter(|p0| p0.mp_txn_max != self.modules_txn.get())
         {
-            self.refresh_modules(p0);
-            // Tenants lent out were left as they were: refreshed by a
-            // later hold that has them.
-            if p0.away_count() == 0 {
-                self.modules_txn.set(p0.mp_txn_max);
+            let at = p0.mp_txn_max;
+            match tenant {
+                // A shell: its tenant alone is refreshed (once per
+                // transaction seen); the others by a later hold of theirs.
+                Some(t) => {
+                    if self.modules_synced.borrow().get(&t) != Some(&at) {
+                        self.refresh_modules(p0);
+                        self.modules_synced.borrow_mut().insert(t, at);
+                    }
+                }
+                // Every part is home for a hold of every tenant.
+                None => {
+                    self.refresh_modules(p0);
+                    if p0.away_count() == 0 {
+                        self.modules_txn.set(at);
+                        self.modules_synced.borrow_mut().clear();
+                    }
+                }
             }
         }
         Ok(g)
@@ -288,6 +306,7 @@ impl Coordinator {
             entries.push(payload);
         }
         self.last_txn.set(txn);
+        let before = g.first().map_or(0, |p0| p0.mp_txn_max);
         let mut g = g;
         for (i, state) in g.iter_mut().enumerate() {
             state.mp_txn_max = txn;
@@ -297,10 +316,20 @@ impl Coordinator {
         }
         let done = g.finish(Some((txn, entries)));
         // `modules` are the states' once the transaction is chosen (the
-        // caller adds what it deployed); if it may not be, the next hold
-        // reads them from partition 0 again.
-        self.modules_txn
-            .set(if done.is_ok() { txn } else { u64::MAX });
+        // caller adds what it deployed): what was up to date before it is
+        // still. If it may not be chosen, the next holds read them from
+        // partition 0 again.
+        if done.is_err() {
+            self.modules_txn.set(u64::MAX);
+            self.modules_synced.borrow_mut().clear();
+        } else if self.modules_txn.get() == before {
+            self.modules_txn.set(txn);
+        } else {
+            let mut synced = self.modules_synced.borrow_mut();
+            for at in synced.values_mut().filter(|at| **at == before) {
+                *at = txn;
+            }
+        }
         done
     }
 

@@ -120,9 +120,10 @@ pub enum Input {
         reply: QueuedReply,
     },
     /// Lend the state (after the calls the core has started or queued;
-    /// calls still waiting in the executor's lanes run after the holder)
-    /// for work on `tenant`'s data only (None: anyone's): a shell with that
-    /// tenant's part alone, while the other tenants' calls go on.
+    /// that tenant's calls still waiting in the executor's lanes run after
+    /// the holder) for work on `tenant`'s data only (None: anyone's, and
+    /// every call waits): a shell with that tenant's part alone, while the
+    /// other tenants' calls go on.
     Hold {
         tenant: Option<TenantId>,
         lent: SyncSender<Lent>,

@@ -409,6 +409,7 @@ impl Node {
             last_txn: std::cell::Cell::new(rec.last_txn),
             modules: std::cell::RefCell::new(modules),
             modules_txn: std::cell::Cell::new(modules_txn),
+            modules_synced: std::cell::RefCell::default(),
             addrs,
             clustered: cluster.is_some(),
             quota: config.quota,

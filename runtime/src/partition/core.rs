@@ -301,8 +301,9 @@ impl<T> PartitionCore<T> {
     }
 
     /// Whether a call handed over now would wait here (this replica leads
-    /// but is held, has calls waiting, or cannot run yet) rather than run
-    /// or be refused at once. A shell that orders calls itself keeps them
+    /// but is held for every tenant, has calls waiting, or cannot run yet)
+    /// rather than run or be refused at once (a call of a tenant
+    /// `is_away` says so of waits too). A shell that orders calls itself keeps them
     /// meanwhile.
     pub fn would_queue(&self) -> bool {
         self.fatal.is_none() && self.leading && !self.runs_now()
@@ -378,7 +379,8 @@ impl<T> PartitionCore<T> {
         self.leading
     }
 
-    /// The state, unless it is lent.
+    /// The state, unless it is lent whole (while a shell is lent, the
+    /// state without that tenant's part).
     pub fn state(&self) -> Option<&PartitionState> {
         self.state.as_deref()
     }

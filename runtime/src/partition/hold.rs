@@ -6,10 +6,11 @@
 //!
 //! A holder that works on one tenant's data gets a shell with that
 //! tenant's part only (`PartitionState::shell_for`): the other tenants'
-//! calls go on running here all along, and only that tenant's wait. Their
-//! records may come between the holder's share and its outcome, as a lent
-//! part's do; the share is proposed in the room it was lent with
-//! (`Paxos::propose_reserved`).
+//! calls go on running here while the holder works, and for a read until
+//! `resume`; only that tenant's wait throughout. (A write's share on a
+//! partition other than 0 holds every call from its release until its
+//! outcome is known, as before: see `decide`.) The share is proposed in the
+//! room the hold was lent with (`Paxos::propose_reserved`).
 //!
 //! ```text
 //!   Free ─hold─▶ Asked ─(calls before it ran, room to propose)─▶ Lent
@@ -85,8 +86,9 @@ impl<T> PartitionCore<T> {
     }
 
     /// As `hold`, for a holder that works on `tenant` only (None: on
-    /// them all): other tenants' parts lent out stay out, and the state
-    /// goes without them (`PartitionState::is_away`).
+    /// them all): it gets a shell with that tenant's part alone
+    /// (`PartitionState::shell_for`), and the other tenants' calls and
+    /// parts lent out go on meanwhile.
     pub fn hold_for(&mut self, token: T, tenant: Option<TenantId>) {
         if let Some(e) = self.refusal() {
             return self.out.replies.push((token, Err(e)));
@@ -161,9 +163,8 @@ impl<T> PartitionCore<T> {
 
     /// `release` of a shell (`hold_for` a tenant): its part and what it
     /// changed go back in the state, which served the other tenants
-    /// meanwhile. If the state was replaced since (its parts' generation
-    /// moved on), the shell is stale and dropped; if leadership was lost,
-    /// the state is rebuilt from what is chosen.
+    /// meanwhile. If the state was replaced or leadership lost since, the
+    /// shell is stale: dropped, and its holder refused.
     fn release_shell(
         &mut self,
         token: T,
@@ -173,24 +174,20 @@ impl<T> PartitionCore<T> {
         (t, gen): (TenantId, u64),
     ) {
         let tenant = Some(t);
-        let home = self.state.as_deref_mut().filter(|_| gen == self.part_gen);
-        let Some(home) = home else {
+        let fresh = self.leading && gen == self.part_gen;
+        let Some(home) = self.state.as_deref_mut().filter(|_| fresh) else {
+            // Leadership was lost or the state replaced since (either moves
+            // the generation on): what the shell holds may never be
+            // chosen. A state still missing the part is rebuilt.
             self.hold = Hold::Done { tenant };
+            if self.state.as_deref().is_some_and(|s| s.is_away(t)) {
+                self.needs_rebuild = true;
+            }
             let e = self.stale_error();
             self.out.replies.push((token, Err(e)));
             return self.after_consensus();
         };
         home.merge_shell(shell);
-        if !self.leading {
-            // What came back may hold what will never be chosen.
-            self.hold = Hold::Done { tenant };
-            self.needs_rebuild = true;
-            let leader = self.paxos.leader();
-            self.out
-                .replies
-                .push((token, Err(CallError::NotLeader { leader })));
-            return self.after_consensus();
-        }
         self.propose_released(token, entry, discard, tenant);
     }
 

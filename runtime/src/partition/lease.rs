@@ -224,8 +224,8 @@ impl<T> PartitionCore<T> {
     /// Whether a lent part's record may be proposed now: as a call's may
     /// run, except that a hold need not be free (the holder's tenant is
     /// not away), only not asked (it goes first, unless it waits for a
-    /// part, which waits for these) or lent (its entry needs the room it
-    /// was lent with).
+    /// part, which waits for these) or lent whole (the state is out; a
+    /// shell's share is proposed past the bounds, `propose_reserved`).
     fn may_propose_ran(&self) -> bool {
         // An asked hold goes first (it may wait for exactly this room),
         // unless it waits for a part that waits for these records.

@@ -101,7 +101,8 @@ impl TenantPart {
 }
 
 /// Everything one partition replica holds. Owned by its core; lent whole
-/// to the node's coordinator while it holds the partition.
+/// to the node's coordinator while it holds the partition for every
+/// tenant, or as a shell (`shell_for`) while it holds it for one.
 pub struct PartitionState {
     pub id: PartitionId,
     runtime: Arc<dyn ProcRuntime>,
@@ -242,24 +243,28 @@ impl PartitionState {
     /// and what is not any tenant's is taken as the holder left it (only
     /// the holder changes it: calls on parts change none of it).
     pub(super) fn merge_shell(&mut self, shell: PartitionState) {
+        // Every field named: a new one must be decided on here.
         let PartitionState {
+            id: _,
+            runtime: _,
             mut tenants,
+            away: _,
             only,
             mp_txn_max,
+            skipped: _,
             undecided,
             committed,
             txn_floor,
             created_tenants,
             principals,
-            ..
         } = shell;
         let t = only.expect("merge_shell of a state that is not a shell");
         let part = tenants
             .remove(&t)
-            .unwrap_or_else(|| TenantPart::new(self.runtime.as_ref()));
+            .expect("a shell without the part it was made with");
         let put = self.put_part(t, part);
         assert!(put, "a shell's tenant that is not away from its state");
-        self.mp_txn_max = mp_txn_max;
+        self.mp_txn_max = self.mp_txn_max.max(mp_txn_max);
         self.undecided = undecided;
         self.committed = committed;
         self.txn_floor = txn_floor;
