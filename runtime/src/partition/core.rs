@@ -302,8 +302,8 @@ impl<T> PartitionCore<T> {
 
     /// Whether a call handed over now would wait here (this replica leads
     /// but is held for every tenant, has calls waiting, or cannot run yet)
-    /// rather than run or be refused at once (a call of a tenant
-    /// `is_away` says so of waits too). A shell that orders calls itself keeps them
+    /// rather than run or be refused at once (a call of a tenant `is_away`
+    /// says so of waits too). A shell that orders calls itself keeps them
     /// meanwhile.
     pub fn would_queue(&self) -> bool {
         self.fatal.is_none() && self.leading && !self.runs_now()
