@@ -919,7 +919,7 @@ impl Executor {
         // in the state yet) cannot run here.
         // (And those a holder works on: they wait for it.)
         let mut away: Vec<TenantId> = self.runners.tenants_out().collect();
-        let home = self.core.away_tenants().into_iter();
+        let home = self.core.away_tenants();
         away.extend(home.filter(|t| !self.runners.is_out(*t)));
         let waiting_away: usize = away.iter().map(out).sum();
         feedable > 0 || (self.turns.len() > waiting_away && !self.core.would_queue())

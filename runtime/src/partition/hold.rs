@@ -277,15 +277,15 @@ impl<T> PartitionCore<T> {
     /// parts the holder needs are home, and the leader has room to propose
     /// what it hands back.
     fn lend(&mut self) {
-        if !matches!(self.hold, Hold::Asked { before: 0, .. })
-            || !self.can_run()
-            || self.hold_waits_for_parts()
-        {
-            return;
-        }
-        let Hold::Asked { tenant, .. } = self.hold else {
+        let Hold::Asked {
+            before: 0, tenant, ..
+        } = self.hold
+        else {
             return;
         };
+        if !self.can_run() || self.hold_waits_for_parts() {
+            return;
+        }
         let lent = Hold::Lent {
             tenant,
             gen: self.part_gen,

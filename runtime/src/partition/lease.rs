@@ -296,15 +296,14 @@ impl<T> PartitionCore<T> {
     }
 
     /// The tenants `is_away` says so of.
-    pub fn away_tenants(&self) -> Vec<TenantId> {
-        let mut away: Vec<TenantId> = self
-            .state
-            .as_deref()
-            .map_or(Vec::new(), |s| s.away().collect());
-        if let Some(t) = self.hold.held_tenant().filter(|t| !away.contains(t)) {
-            away.push(t);
-        }
-        away
+    pub fn away_tenants(&self) -> impl Iterator<Item = TenantId> + '_ {
+        let state = self.state.as_deref();
+        // A shell's tenant is away from the state too: named once.
+        let held = self
+            .hold
+            .held_tenant()
+            .filter(move |t| !state.is_some_and(|s| s.is_away(*t)));
+        state.into_iter().flat_map(|s| s.away()).chain(held)
     }
 
     /// Whether lent parts should come home: a snapshot is due, a hold

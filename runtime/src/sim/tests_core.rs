@@ -59,10 +59,20 @@ fn drain(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>) -> Ready<Token> 
 }
 
 fn run_setup(core: &mut PartitionCore<Token>, log: &mut Log<SimFs>, step: &SetupStep) {
+    run_setup_for(core, log, TENANT, step)
+}
+
+/// `run_setup` for `tenant`'s data.
+fn run_setup_for(
+    core: &mut PartitionCore<Token>,
+    log: &mut Log<SimFs>,
+    tenant: TenantId,
+    step: &SetupStep,
+) {
     core.hold(Token::Setup);
     let r = drain(core, log);
     let (_, mut state) = r.lent.expect("lent");
-    let entry = setup_entry(&mut state, step);
+    let entry = setup_entry_for(&mut state, tenant, step);
     core.release(Token::Setup, state, Some(entry), false);
     for _ in 0..10 {
         if drain(core, log).held_chosen.is_some() {
@@ -88,13 +98,7 @@ const OTHER: TenantId = TenantId(8);
 fn set_up_kv_for_other(shared: &Shared, core: &mut PartitionCore<Token>, log: &mut Log<SimFs>) {
     let steps = ohm_kv::SCHEMA.iter().map(|s| SetupStep::Ddl(s));
     for step in steps.chain([SetupStep::Deploy("kv", shared.kv.clone())]) {
-        core.hold(Token::Setup);
-        let (_, mut state) = drain(core, log).lent.expect("lent");
-        let entry = setup_entry_for(&mut state, OTHER, &step);
-        core.release(Token::Setup, state, Some(entry), false);
-        let chosen = (0..10).any(|_| drain(core, log).held_chosen.is_some());
-        assert!(chosen, "set-up step never chosen");
-        core.resume();
+        run_setup_for(core, log, OTHER, &step);
     }
 }
 
@@ -241,9 +245,7 @@ fn a_shell_handed_back_after_a_rebuild_is_dropped() {
 }
 
 fn kv_rows(core: &PartitionCore<Token>) -> usize {
-    let state = core.state().expect("not lent");
-    let db = state.tenant_ref(TENANT).unwrap().engine.database();
-    db.table_by_name("kv").unwrap().len()
+    kv_rows_of(core, TENANT)
 }
 
 /// A hold asked while the leader cannot propose (too much unchosen) waits
