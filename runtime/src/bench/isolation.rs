@@ -5,12 +5,21 @@
 //! calls that burn their whole fuel, calls of 10,000 statements that run to
 //! their time limit, calls that take 48 MiB of memory, compile bombs, and a
 //! module flood up to its quota and back (and, when asked, ad-hoc
-//! statements that run to their time limit). Prints A's p50/p99/max in both
-//! phases and their ratios; a timing is printed, never asserted.
+//! statements that run to their time limit). Prints A's p50/p99/max on both
+//! sides and their ratios; a timing is printed, never asserted.
+//!
+//! A runs without pause from start to end; B is paused and resumed so that
+//! windows of A alone and of A beside B alternate (ABBA: alone, beside,
+//! beside, alone, ...). `results` reads every vote, so it grows slower as A
+//! votes: measured one side after the other, the second side would be
+//! measured on a larger table and charged A's own growth. Interleaved, both
+//! sides see the same table sizes. A window alone starts only once none of
+//! B's requests is in flight, and a sample that spans a switch counts on
+//! neither side.
 //!
 //! ```text
-//!   ohm serve --demo (child) <--QUIC-- A: vote x N, results x 1   (both phases)
-//!                            <--QUIC-- B: one loop per kind x K    (second phase)
+//!   ohm serve --demo (child) <--QUIC-- A: vote x N, results x 1   (always)
+//!                            <--QUIC-- B: one loop per kind x K    (its windows)
 //! ```
 
 use super::load::{Histogram, VoteGen};
@@ -23,7 +32,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +60,12 @@ const FLOOD_MODULES_MAX: usize = 100;
 const B_STOP_WAIT: Duration = Duration::from_secs(20);
 /// Where B's calls write their first row (above the rows it loaded).
 const B_KEYS_FROM: i64 = 1 << 40;
+/// The shortest window the bench takes (shorter ones would be mostly
+/// switching).
+const WINDOW_MIN: Duration = Duration::from_millis(100);
+/// How often a paused loop of B, or the bench waiting for B's requests to
+/// end, looks again.
+const PAUSE_POLL: Duration = Duration::from_millis(5);
 
 /// What tenant B runs meanwhile, each kind in its own loops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -73,13 +88,18 @@ pub enum Hog {
 /// Options of `ohm bench isolation`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct IsolationArgs {
-    /// Seconds of each phase (A alone, then A beside B).
+    /// Seconds A is measured on each side (alone, beside B).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Length of one window (ms); the sides alternate window by window.
+    /// `--window-ms` of `--seconds` x 1000 measures A alone, then beside B,
+    /// once each.
+    #[arg(long, default_value_t = 1000)]
+    pub window_ms: u64,
     /// Partitions of the node the bench starts (default: the node's).
     #[arg(long)]
     pub partitions: Option<usize>,
-    /// What B runs in the second phase.
+    /// What B runs in its windows.
     #[arg(
         long,
         value_enum,
@@ -87,7 +107,9 @@ pub struct IsolationArgs {
         default_value = "spin,statements,grab,bombs,flood"
     )]
     pub b: Vec<Hog>,
-    /// Loops per kind of B's work, each with one request in flight.
+    /// Loops per kind of B's work, each with one request in flight; 0: B
+    /// runs nothing, so both sides are A alone and their ratio is the
+    /// bench's own noise.
     #[arg(long, default_value_t = 2)]
     pub b_loops: usize,
     /// A's connections calling `vote` back to back.
@@ -102,12 +124,82 @@ pub struct IsolationArgs {
     pub seed: u64,
 }
 
-/// A's latencies in one phase.
+/// A's latencies on one side.
 #[derive(Default)]
 struct Phase {
     single: Histogram,
     multi: Histogram,
     errors: BTreeMap<String, u64>,
+}
+
+/// Which side A's samples count on: one side, or `SETTLING` (neither)
+/// while B's requests end before a window alone.
+type Side = u64;
+const ALONE: Side = 0;
+const BESIDE_B: Side = 1;
+const SETTLING: Side = 2;
+
+/// The side now (the word's low 2 bits) and how many switches there were
+/// (the rest), so a sample read the same word at its start and end only
+/// if no switch fell inside it. One writer: the bench's windows.
+#[derive(Default)]
+struct Switch(AtomicU64);
+
+impl Switch {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, side: Side) {
+        let switches = (self.now() >> 2) + 1;
+        self.0.store(switches << 2 | side, Ordering::SeqCst);
+    }
+}
+
+/// A's side of the run: each sample goes to the side it started and ended
+/// on, or is dropped.
+#[derive(Default)]
+struct Sides {
+    alone: Phase,
+    beside: Phase,
+    dropped: u64,
+}
+
+impl Sides {
+    fn phase(&mut self, start: u64, end: u64) -> Option<&mut Phase> {
+        match (start == end).then_some(start & 3) {
+            Some(ALONE) => Some(&mut self.alone),
+            Some(BESIDE_B) => Some(&mut self.beside),
+            _ => {
+                self.dropped += 1;
+                None
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Sides) {
+        for (mine, theirs) in [
+            (&mut self.alone, other.alone),
+            (&mut self.beside, other.beside),
+        ] {
+            mine.single.merge(&theirs.single);
+            mine.multi.merge(&theirs.multi);
+            for (k, n) in theirs.errors {
+                *mine.errors.entry(k).or_default() += n;
+            }
+        }
+        self.dropped += other.dropped;
+    }
+}
+
+/// B's loops' controls: `paused` keeps them from starting requests,
+/// `in_flight` counts the requests they have started and not seen end,
+/// `stop` ends them.
+#[derive(Default)]
+struct BControl {
+    stop: AtomicBool,
+    paused: AtomicBool,
+    in_flight: AtomicUsize,
 }
 
 /// What B's requests came to, by kind and outcome.
@@ -141,41 +233,88 @@ pub fn run(args: &IsolationArgs) -> anyhow::Result<ExitCode> {
         let b_cfg = ClientConfig::new(addr.clone(), trust, b_token);
         let b = Client::connect(b_cfg.clone()).await?;
         set_up_b(&b, sandbox).await?;
+        let side = Duration::from_secs(args.seconds.max(1));
+        let window = Duration::from_millis(args.window_ms).clamp(WINDOW_MIN, side);
+        let windows = side.as_millis().div_ceil(window.as_millis()) as usize;
         println!(
             "ohm: node pid {} at {addr}, {partitions} partitions; A: {} vote connections and \
-             one results loop; B: {:?} x {} loops, {} s per phase",
-            pid, args.a_connections, args.b, args.b_loops, args.seconds
+             one results loop; B: {:?} x {} loops; {windows} windows of {} ms per side, \
+             alone and beside B alternating",
+            pid,
+            args.a_connections,
+            args.b,
+            args.b_loops,
+            window.as_millis()
         );
-        let phase = Duration::from_secs(args.seconds.max(1));
-        let idle = measure_a(&a_cfg, args, phase).await?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(BControl::default());
+        control.paused.store(true, Ordering::SeqCst);
         let outcomes = Outcomes::default();
         // B runs on a thread and runtime of its own, so its loops do not
         // delay A's on the client side.
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let b_side = {
-            let (stop, outcomes, args) = (stop.clone(), outcomes.clone(), args.clone());
-            std::thread::spawn(move || run_b(b_cfg, &args, (stop, outcomes), started_tx))
+            let (control, outcomes, args) = (control.clone(), outcomes.clone(), args.clone());
+            std::thread::spawn(move || run_b(b_cfg, &args, (control, outcomes), started_tx))
         };
         started.await.context("B's loops did not start")??;
-        let loaded = measure_a(&a_cfg, args, phase).await?;
-        stop.store(true, Ordering::Relaxed);
+        let switch = Arc::new(Switch::default());
+        switch.set(SETTLING);
+        let a_done = Arc::new(AtomicBool::new(false));
+        let a_side = measure_a(&a_cfg, args, (switch.clone(), a_done.clone())).await?;
+        for w in 0..windows {
+            // ABBA: each side as often first as second, so a trend in
+            // A's latency (its table grows) weighs on both alike.
+            let order = if w % 2 == 0 {
+                [ALONE, BESIDE_B]
+            } else {
+                [BESIDE_B, ALONE]
+            };
+            for s in order {
+                switch.set(SETTLING);
+                if s == ALONE {
+                    pause_b(&control).await;
+                } else {
+                    control.paused.store(false, Ordering::SeqCst);
+                }
+                switch.set(s);
+                tokio::time::sleep(window).await;
+            }
+        }
+        switch.set(SETTLING);
+        a_done.store(true, Ordering::SeqCst);
+        let sides = a_side.await?;
+        control.stop.store(true, Ordering::SeqCst);
         if let Ok(Err(e)) = b_side.join() {
             eprintln!("warning: B's loops: {e:#}");
         }
-        report(&idle, &loaded, &outcomes);
+        report(&sides, &outcomes);
         anyhow::Ok(())
     })?;
     drop(node);
     Ok(ExitCode::SUCCESS)
 }
 
+/// Pauses B's loops and waits (up to `B_STOP_WAIT`) until none of their
+/// requests is in flight.
+async fn pause_b(control: &BControl) {
+    control.paused.store(true, Ordering::SeqCst);
+    let quiet = tokio::time::timeout(B_STOP_WAIT, async {
+        while control.in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(PAUSE_POLL).await;
+        }
+    })
+    .await;
+    if quiet.is_err() {
+        eprintln!("warning: B still had requests in flight {B_STOP_WAIT:?} after its pause");
+    }
+}
+
 /// B's loops, each kind `b_loops` times, until `stop`; `started` hears
-/// once they all run (or why they could not start).
+/// once they all are connected (or why they could not be).
 fn run_b(
     cfg: ClientConfig,
     args: &IsolationArgs,
-    (stop, outcomes): (Arc<AtomicBool>, Outcomes),
+    (control, outcomes): (Arc<BControl>, Outcomes),
     started: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     // B's clients stand for other machines: on this one they would take
@@ -188,7 +327,7 @@ fn run_b(
         let mut hogs = tokio::task::JoinSet::new();
         let mut connected = Ok(());
         'kinds: for &kind in &args.b {
-            for i in 0..args.b_loops.max(1) {
+            for i in 0..args.b_loops {
                 let client = match Client::connect(cfg.clone()).await {
                     Ok(c) => c,
                     Err(e) => {
@@ -196,18 +335,18 @@ fn run_b(
                         break 'kinds;
                     }
                 };
-                let (stop, outcomes) = (stop.clone(), outcomes.clone());
+                let (control, outcomes) = (control.clone(), outcomes.clone());
                 let seed = args.seed ^ ((kind as u64) << 32) ^ i as u64;
                 let bomb = (kind == Hog::Bombs).then(|| bomb(&format!("bomb{i}")));
-                hogs.spawn(hog(kind, i, client, (stop, outcomes), bomb, seed));
+                hogs.spawn(hog(kind, i, client, (control, outcomes), bomb, seed));
             }
         }
         let failed = connected.is_err();
         let _ = started.send(connected);
         if failed {
-            stop.store(true, Ordering::Relaxed);
+            control.stop.store(true, Ordering::SeqCst);
         }
-        while !stop.load(Ordering::Relaxed) {
+        while !control.stop.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let ended = tokio::time::timeout(B_STOP_WAIT, async {
@@ -238,60 +377,65 @@ async fn set_up_b(b: &Client, sandbox: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A's load for `phase`: `a_connections` loops of `vote` and one of
-/// `results`, each latency recorded.
+/// A's load until `done`: `a_connections` loops of `vote` and one of
+/// `results`, each latency counted on the side `switch` showed at its
+/// start and end. Connects, then runs on; its result is the two sides.
 async fn measure_a(
     cfg: &ClientConfig,
     args: &IsolationArgs,
-    phase: Duration,
-) -> anyhow::Result<Phase> {
-    let end = Instant::now() + phase;
+    (switch, done): (Arc<Switch>, Arc<AtomicBool>),
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<Sides>>> {
     let mut loops = tokio::task::JoinSet::new();
     for i in 0..args.a_connections.max(1) {
         let client = Client::connect(cfg.clone()).await?;
         let mut votes = VoteGen::new(args.seed ^ (i as u64 + 1));
+        let (switch, done) = (switch.clone(), done.clone());
         loops.spawn(async move {
-            let mut p = Phase::default();
-            while Instant::now() < end {
+            let mut sides = Sides::default();
+            while !done.load(Ordering::SeqCst) {
                 let (phone, contestant) = votes.next_vote();
                 let vote = vec![
                     Value::Int(phone),
                     Value::Int(contestant as i64),
                     Value::Int(MAX_VOTES),
                 ];
-                let t = Instant::now();
+                let (s, t) = (switch.now(), Instant::now());
                 let r = client.call("vote", vote).await;
-                p.single.record(t.elapsed().as_micros() as u64);
-                note_error(&mut p, r);
+                let us = t.elapsed().as_micros() as u64;
+                if let Some(p) = sides.phase(s, switch.now()) {
+                    p.single.record(us);
+                    note_error(p, r);
+                }
             }
-            p
+            sides
         });
     }
     if args.results_pause_ms > 0 {
         let pause = Duration::from_millis(args.results_pause_ms);
         let client = Client::connect(cfg.clone()).await?;
+        let (switch, done) = (switch.clone(), done.clone());
         loops.spawn(async move {
-            let mut p = Phase::default();
-            while Instant::now() < end {
-                let t = Instant::now();
+            let mut sides = Sides::default();
+            while !done.load(Ordering::SeqCst) {
+                let (s, t) = (switch.now(), Instant::now());
                 let r = client.call("results", vec![]).await;
-                p.multi.record(t.elapsed().as_micros() as u64);
-                note_error(&mut p, r);
+                let us = t.elapsed().as_micros() as u64;
+                if let Some(p) = sides.phase(s, switch.now()) {
+                    p.multi.record(us);
+                    note_error(p, r);
+                }
                 tokio::time::sleep(pause).await;
             }
-            p
+            sides
         });
     }
-    let mut all = Phase::default();
-    while let Some(p) = loops.join_next().await {
-        let p = p.context("one of A's loops")?;
-        all.single.merge(&p.single);
-        all.multi.merge(&p.multi);
-        for (k, n) in p.errors {
-            *all.errors.entry(k).or_default() += n;
+    Ok(async move {
+        let mut all = Sides::default();
+        while let Some(sides) = loops.join_next().await {
+            all.merge(sides.context("one of A's loops")?);
         }
-    }
-    Ok(all)
+        Ok(all)
+    })
 }
 
 fn note_error(p: &mut Phase, r: Result<CallResult, ClientError>) {
@@ -312,14 +456,23 @@ async fn hog(
     kind: Hog,
     loop_no: usize,
     b: Client,
-    (stop, outcomes): (Arc<AtomicBool>, Outcomes),
+    (control, outcomes): (Arc<BControl>, Outcomes),
     bomb: Option<Vec<u8>>,
     seed: u64,
 ) {
     let mut rng = super::load::SplitMix::new(seed);
     let mut round = 0usize;
     let mut flooded: Vec<String> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !control.stop.load(Ordering::SeqCst) {
+        // Counted in flight before `paused` is read: the bench sets
+        // `paused` before it reads `in_flight`, so one of the two sees
+        // the other.
+        control.in_flight.fetch_add(1, Ordering::SeqCst);
+        if control.paused.load(Ordering::SeqCst) {
+            control.in_flight.fetch_sub(1, Ordering::SeqCst);
+            tokio::time::sleep(PAUSE_POLL).await;
+            continue;
+        }
         round += 1;
         let k = B_KEYS_FROM + rng.below(1 << 40) as i64;
         let outcome: Result<(), ClientError> = match kind {
@@ -369,6 +522,8 @@ async fn hog(
         };
         let mut o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
         *o.entry((kind, name)).or_default() += 1;
+        drop(o);
+        control.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -409,7 +564,8 @@ fn custom_section(n: u64) -> Vec<u8> {
     s
 }
 
-fn report(idle: &Phase, loaded: &Phase, outcomes: &Outcomes) {
+fn report(sides: &Sides, outcomes: &Outcomes) {
+    let (idle, loaded) = (&sides.alone, &sides.beside);
     let ms = |us: Option<u64>| us.map_or("-".to_string(), |u| format!("{:.2}", u as f64 / 1e3));
     let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if a > 0 => format!("{:.2}x", b as f64 / a as f64),
@@ -443,6 +599,10 @@ fn report(idle: &Phase, loaded: &Phase, outcomes: &Outcomes) {
             println!("A's errors {phase}: {:?}", p.errors);
         }
     }
+    println!(
+        "A's calls that spanned a switch of sides (counted on neither): {}",
+        sides.dropped
+    );
     let o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
     println!("B's requests by kind and outcome:");
     for ((kind, outcome), n) in o.iter() {
