@@ -12,6 +12,7 @@
 //! ```
 
 use super::fair::Fair;
+use super::priority::CallTimer;
 use super::reply::{self, ClientAddrs, ReplyFn};
 use super::runner::{Job, Runners};
 use super::writer::{Outbox, WriterMsg};
@@ -340,8 +341,9 @@ pub enum Flow {
     Again,
     /// The partition stopped; the loop ends.
     Exit,
-    /// Run this call on the lent part, where the loop can be taken over.
-    Run(Box<Lease>, Job),
+    /// Run this call on the lent part, where the loop can be taken over;
+    /// timed by CPU if true (`priority::CallTimer`).
+    Run(Box<Lease>, Job, bool),
 }
 
 /// A call in `Executor::turns`.
@@ -553,8 +555,8 @@ impl Executor {
                 ran: 0,
             });
         }
-        if let Some((lease, job)) = self.run_turns() {
-            return Flow::Run(lease, job);
+        if let Some((lease, job, by_cpu)) = self.run_turns() {
+            return Flow::Run(lease, job, by_cpu);
         }
         self.looping.round = None;
         self.after_round()
@@ -821,8 +823,10 @@ impl Executor {
     /// heavy tenant's calls go to a runner with its part instead (see
     /// `runner`); any other call comes back with its tenant's part lent,
     /// to run where it can be taken over if it runs long (`relief`),
-    /// unless the core cannot lend now: then it runs here.
-    fn run_turns(&mut self) -> Option<(Box<Lease>, Job)> {
+    /// unless the core cannot lend now: then it runs here. A call is timed
+    /// by the CPU it used while another tenant waits or was active (then
+    /// its wall time may be mostly a wait for the CPU), else by wall time.
+    fn run_turns(&mut self) -> Option<(Box<Lease>, Job, bool)> {
         self.feed_runners();
         loop {
             let round = self.looping.round.as_mut()?;
@@ -844,7 +848,9 @@ impl Executor {
             let (tenant, w) = self
                 .turns
                 .take_where(|t| !runners.is_out(t) && !core.is_away(t))?;
-            let w = match self.lend(tenant, w, at) {
+            let others =
+                self.turns.others_waiting(tenant) || self.runners.others_active(tenant, at);
+            let w = match self.lend(tenant, w, at, others) {
                 Ok(()) => {
                     self.turns.ran(0);
                     continue;
@@ -852,11 +858,11 @@ impl Executor {
                 Err(w) => w,
             };
             if let Some(lease) = self.core.lend_part(tenant) {
-                return Some((lease, self.job(w)));
+                return Some((lease, self.job(w), others));
             }
-            let started = Instant::now();
+            let timer = CallTimer::start(others);
             self.call(tenant, w);
-            self.charge(tenant, started.elapsed());
+            self.charge(tenant, timer.cost());
         }
     }
 
@@ -925,11 +931,16 @@ impl Executor {
         feedable > 0 || (self.turns.len() > waiting_away && !self.core.would_queue())
     }
 
-    /// Lends `tenant`'s part to a runner and hands it `w`, if the tenant is
-    /// heavy, a runner slot is free and the core can lend; else `w` comes
-    /// back to run here.
-    fn lend(&mut self, tenant: TenantId, w: PendingCall, now: Instant) -> Result<(), PendingCall> {
-        let others = self.turns.others_waiting(tenant) || self.runners.others_active(tenant, now);
+    /// Lends `tenant`'s part to a runner and hands it `w`, if `others`
+    /// (another tenant waits or was active), the tenant is heavy, a runner
+    /// slot is free and the core can lend; else `w` comes back to run here.
+    fn lend(
+        &mut self,
+        tenant: TenantId,
+        w: PendingCall,
+        now: Instant,
+        others: bool,
+    ) -> Result<(), PendingCall> {
         if !others
             || !self.runners.wants_lease(tenant, now)
             || self.hold_waits_for(tenant)

@@ -5,7 +5,11 @@
 //! and the thread running the call becomes its tenant's runner
 //! (`runner`). No tenant's call then waits behind another tenant's long
 //! call for more than about `HANDOFF_AFTER`, the first one included, and
-//! a call that ends in time costs two lock round trips.
+//! a call that ends in time costs two lock round trips. A call timed by
+//! CPU (another tenant is active) runs past `HANDOFF_AFTER` when it has
+//! used that much CPU, or `HANDOFF_WALL_MAX` of wall time: a cheap call
+//! that waited for the CPU (the node is busy) is not a long call, and
+//! made a runner (nice 10) it would wait for the CPU behind the dear ones.
 //!
 //! ```text
 //!  thread 1: executor loop ── park(executor) ── call ────────────── unpark ─▶ executor loop
@@ -18,6 +22,7 @@
 //! over (it goes to the new thread at once).
 
 use super::executor::{Executor, Flow, Input};
+use super::priority::CallTimer;
 use super::runner::{self, Adopted, Job};
 use crate::partition::Lease;
 use crate::types::TenantId;
@@ -27,8 +32,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a call runs on the executor's thread before another thread
-/// takes the executor's loop over.
+/// takes the executor's loop over (CPU time when the call is timed by CPU,
+/// else wall time).
 pub const HANDOFF_AFTER: Duration = Duration::from_millis(2);
+/// How long in wall time a call timed by CPU runs on the executor's thread
+/// before the loop is taken over however little CPU it used (it may wait
+/// for something other than the CPU: memory being paged in).
+pub const HANDOFF_WALL_MAX: Duration = Duration::from_millis(20);
 /// How often the monitor looks at the parked executors.
 const MONITOR_PERIOD: Duration = Duration::from_millis(1);
 
@@ -52,7 +62,16 @@ pub struct Relief {
 struct Parking {
     /// When the call began (µs since the relief's epoch).
     since_us: u64,
+    /// What the call has cost so far, readable from the monitor's thread.
+    timer: CallTimer,
     slot: Mutex<Slot>,
+}
+
+impl Parking {
+    /// Whether the call has run long enough to take the loop over from it.
+    fn ran_long(&self) -> bool {
+        self.timer.wall() >= HANDOFF_WALL_MAX || self.timer.cost() >= HANDOFF_AFTER
+    }
 }
 
 enum Slot {
@@ -88,10 +107,11 @@ impl Relief {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    fn park(&self, exec: Box<Executor>, lease: &Lease) -> Arc<Parking> {
+    fn park(&self, exec: Box<Executor>, lease: &Lease, timer: CallTimer) -> Arc<Parking> {
         let (tenant, gen) = (lease.tenant(), lease.generation());
         let parking = Arc::new(Parking {
             since_us: self.now_us(),
+            timer,
             slot: Mutex::new(Slot::Parked { exec, tenant, gen }),
         });
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(parking.clone());
@@ -114,9 +134,9 @@ impl Relief {
     }
 
     /// The monitor's look: takes the loop over from a call that has run
-    /// for `HANDOFF_AFTER`, if another tenant is waiting or was active
-    /// lately (else nobody waits for the loop) and a runner slot is free
-    /// for the call's thread.
+    /// for `HANDOFF_AFTER` (`Parking::ran_long`), if another tenant is
+    /// waiting or was active lately (else nobody waits for the loop) and
+    /// a runner slot is free for the call's thread.
     fn look(&self) {
         let after = u64::try_from(HANDOFF_AFTER.as_micros()).unwrap_or(u64::MAX);
         let parking = {
@@ -126,6 +146,10 @@ impl Relief {
                 _ => return,
             }
         };
+        // Its CPU clock is read outside the lock the call's end takes.
+        if !parking.ran_long() {
+            return;
+        }
         let mut slot = parking.slot.lock().unwrap_or_else(|p| p.into_inner());
         let (mut exec, tenant, gen) = match std::mem::replace(&mut *slot, Slot::Empty) {
             Slot::Parked { exec, tenant, gen } if exec.needs_relief(tenant) => (exec, tenant, gen),
@@ -181,7 +205,7 @@ pub fn run_loop(mut exec: Box<Executor>) {
         match exec.step() {
             Flow::Again => {}
             Flow::Exit => return,
-            Flow::Run(lease, job) => match run_parked(exec, lease, job) {
+            Flow::Run(lease, job, by_cpu) => match run_parked(exec, lease, job, by_cpu) {
                 Some(e) => exec = e,
                 None => return,
             },
@@ -189,15 +213,20 @@ pub fn run_loop(mut exec: Box<Executor>) {
     }
 }
 
-/// Runs `job` on `lease` with `exec` parked: the executor back if it was
-/// not taken over meanwhile; else this thread serves as the tenant's
-/// runner until recalled (None).
-fn run_parked(exec: Box<Executor>, mut lease: Box<Lease>, job: Job) -> Option<Box<Executor>> {
+/// Runs `job` on `lease` with `exec` parked, timed by CPU if `by_cpu`:
+/// the executor back if it was not taken over meanwhile; else this thread
+/// serves as the tenant's runner until recalled (None).
+fn run_parked(
+    exec: Box<Executor>,
+    mut lease: Box<Lease>,
+    job: Job,
+    by_cpu: bool,
+) -> Option<Box<Executor>> {
     let relief = exec.relief.clone();
-    let parking = relief.park(exec, &lease);
-    let started = Instant::now();
+    let timer = CallTimer::start(by_cpu);
+    let parking = relief.park(exec, &lease, timer);
     let ran = lease.run(&job.call);
-    let cost = started.elapsed();
+    let cost = timer.cost();
     match relief.unpark(&parking) {
         Ok(mut exec) => {
             exec.ran_here(lease, job.reply, ran, cost);
@@ -246,5 +275,28 @@ pub fn monitor(reliefs: Vec<Weak<Relief>>) {
         if !any {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_waited_rather_than_worked_is_not_taken_over() {
+        let parking = |by_cpu| Parking {
+            since_us: 0,
+            timer: CallTimer::start(by_cpu),
+            slot: Mutex::new(Slot::Empty),
+        };
+        let (by_cpu, by_wall) = (parking(true), parking(false));
+        // A wait (here asleep; on a busy node, for the CPU) past
+        // HANDOFF_AFTER: long in wall time, not in CPU time.
+        std::thread::sleep(HANDOFF_AFTER * 3);
+        assert!(by_wall.ran_long());
+        assert!(!by_cpu.ran_long(), "{:?}", by_cpu.timer.cost());
+        // Past HANDOFF_WALL_MAX it is taken over whatever it used.
+        std::thread::sleep(HANDOFF_WALL_MAX);
+        assert!(by_cpu.ran_long());
     }
 }

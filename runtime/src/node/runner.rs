@@ -1,10 +1,11 @@
 //! Runners: threads that run a heavy tenant's calls on its lent part of a
 //! partition (`partition::lease`), so the executor goes on with the other
 //! tenants' calls meanwhile. A tenant is heavy once two of its calls in a
-//! row took `HEAVY_CALL_MIN` (wall time: one alone may have waited for the
-//! CPU), and stays so for `HEAVY_FOR`; its calls go to a runner only while
-//! another tenant is active here. Cheap tenants, and a tenant alone, never
-//! pay the hop to another thread.
+//! row cost `HEAVY_CALL_MIN` (CPU time while another tenant is active: a
+//! cheap call that waited for the CPU behind dear ones is not dear itself;
+//! else wall time), and stays so for `HEAVY_FOR`; its calls go to a runner
+//! only while another tenant is active here. Cheap tenants, and a tenant
+//! alone, never pay the hop to another thread.
 //!
 //! ```text
 //!  executor ──lend_part──▶ Lease ──▶ runner thread (nice 10, its own watch)
@@ -17,6 +18,7 @@
 //! send to it), or keep a part once recalled beyond the call it is running.
 
 use super::executor::{Input, QueuedReply};
+use super::priority::CallTimer;
 use crate::partition::{Lease, LentCall};
 use crate::sql::interrupt::{self, Watch};
 use crate::types::TenantId;
@@ -407,7 +409,8 @@ pub fn serve(
             continue;
         }
         let mut job = job;
-        let started = Instant::now();
+        // A runner exists only while another tenant is active here.
+        let timer = CallTimer::start(true);
         let ran = lease.run(&job.call);
         // Stopped to make way: it runs again once the part is back.
         if job.put_back(&flags, &ran) {
@@ -417,7 +420,7 @@ pub fn serve(
         let answer = Input::Ran {
             ran,
             reply: job.reply,
-            cost: started.elapsed(),
+            cost: timer.cost(),
         };
         if let Err(gone) = back.send(answer) {
             drop(gone); // the executor is gone, and the part with it
