@@ -9,13 +9,15 @@
 //! sides and their ratios; a timing is printed, never asserted.
 //!
 //! A runs without pause from start to end; B is paused and resumed so that
-//! windows of A alone and of A beside B alternate (ABBA: alone, beside,
-//! beside, alone, ...). `results` reads every vote, so it grows slower as A
-//! votes: measured one side after the other, the second side would be
-//! measured on a larger table and charged A's own growth. Interleaved, both
-//! sides see the same table sizes. A window alone starts only once none of
-//! B's requests is in flight, and a sample that spans a switch counts on
-//! neither side.
+//! windows of A alone and of A beside B alternate in ABBA order (alone,
+//! beside, beside, alone, ...). `results` reads every vote, so it grows
+//! slower as A votes: measured one side after the other, the second side
+//! would be measured on a larger table and charged A's own growth.
+//! Interleaved, both sides see the same table sizes. A window alone starts
+//! once none of B's requests is in flight and the node has stopped counting
+//! B as active (`SETTLE`); a call that overlaps B's work (it spans a switch
+//! to or from a window beside B) counts beside B, and one that spans
+//! neither (the settling) counts on neither side.
 //!
 //! ```text
 //!   ohm serve --demo (child) <--QUIC-- A: vote x N, results x 1   (always)
@@ -55,8 +57,9 @@ const BOMB_FUNCTIONS: usize = 8_000;
 /// Modules one flood deploys before it drops them all again; past the
 /// tenant's quota they are refused.
 const FLOOD_MODULES_MAX: usize = 100;
-/// How long B's loops get to end after the loaded phase (a compile or a
-/// statement may run to its limit) before they are abandoned.
+/// How long B's requests get to end when B is paused or stopped (a compile
+/// or a statement may run to its limit); past it the window alone is
+/// skipped, or the loops abandoned.
 const B_STOP_WAIT: Duration = Duration::from_secs(20);
 /// Where B's calls write their first row (above the rows it loaded).
 const B_KEYS_FROM: i64 = 1 << 40;
@@ -66,6 +69,10 @@ const WINDOW_MIN: Duration = Duration::from_millis(100);
 /// How often a paused loop of B, or the bench waiting for B's requests to
 /// end, looks again.
 const PAUSE_POLL: Duration = Duration::from_millis(5);
+/// How long after B's last request ended a window alone starts: until
+/// then the node still counts B as active, or heavy (`node::runner`), and
+/// times A's calls as it does beside another tenant.
+const SETTLE: Duration = Duration::from_millis(1100);
 
 /// What tenant B runs meanwhile, each kind in its own loops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -91,9 +98,9 @@ pub struct IsolationArgs {
     /// Seconds A is measured on each side (alone, beside B).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Length of one window (ms); the sides alternate window by window.
-    /// `--window-ms` of `--seconds` x 1000 measures A alone, then beside B,
-    /// once each.
+    /// Length of one window (ms); windows alone and beside B alternate in
+    /// ABBA order. `--window-ms` of `--seconds` x 1000 measures A alone,
+    /// then beside B, once each.
     #[arg(long, default_value_t = 1000)]
     pub window_ms: u64,
     /// Partitions of the node the bench starts (default: the node's).
@@ -126,7 +133,7 @@ pub struct IsolationArgs {
 
 /// A's latencies on one side.
 #[derive(Default)]
-struct Phase {
+struct Latencies {
     single: Histogram,
     multi: Histogram,
     errors: BTreeMap<String, u64>,
@@ -156,24 +163,31 @@ impl Switch {
     }
 }
 
-/// A's side of the run: each sample goes to the side it started and ended
-/// on, or is dropped.
+/// A's side of the run, by where each call fell (`Sides::of`).
 #[derive(Default)]
 struct Sides {
-    alone: Phase,
-    beside: Phase,
+    alone: Latencies,
+    beside: Latencies,
+    /// Calls that fell on neither side, and the longest of them (µs).
     dropped: u64,
+    dropped_max_us: u64,
 }
 
 impl Sides {
-    fn phase(&mut self, start: u64, end: u64) -> Option<&mut Phase> {
-        match (start == end).then_some(start & 3) {
-            Some(ALONE) => Some(&mut self.alone),
-            Some(BESIDE_B) => Some(&mut self.beside),
-            _ => {
-                self.dropped += 1;
-                None
-            }
+    /// Where a call of `us` that read `start` and `end` from `Switch`
+    /// counts: alone if both say alone with no switch between; beside B
+    /// if either says beside B (it overlapped B's work); else (it fell in
+    /// the settling) on neither side.
+    fn of(&mut self, (start, end): (u64, u64), us: u64) -> Option<&mut Latencies> {
+        let beside = [start, end].iter().any(|w| w & 3 == BESIDE_B);
+        if start == end && start & 3 == ALONE {
+            Some(&mut self.alone)
+        } else if beside {
+            Some(&mut self.beside)
+        } else {
+            self.dropped += 1;
+            self.dropped_max_us = self.dropped_max_us.max(us);
+            None
         }
     }
 
@@ -189,6 +203,7 @@ impl Sides {
             }
         }
         self.dropped += other.dropped;
+        self.dropped_max_us = self.dropped_max_us.max(other.dropped_max_us);
     }
 }
 
@@ -239,7 +254,7 @@ pub fn run(args: &IsolationArgs) -> anyhow::Result<ExitCode> {
         println!(
             "ohm: node pid {} at {addr}, {partitions} partitions; A: {} vote connections and \
              one results loop; B: {:?} x {} loops; {windows} windows of {} ms per side, \
-             alone and beside B alternating",
+             alone and beside B in ABBA order",
             pid,
             args.a_connections,
             args.b,
@@ -256,47 +271,76 @@ pub fn run(args: &IsolationArgs) -> anyhow::Result<ExitCode> {
             let (control, outcomes, args) = (control.clone(), outcomes.clone(), args.clone());
             std::thread::spawn(move || run_b(b_cfg, &args, (control, outcomes), started_tx))
         };
+        // B stops however this ends, an error on A's side included.
+        let stop_b = StopOnDrop(control.clone());
         started.await.context("B's loops did not start")??;
         let switch = Arc::new(Switch::default());
         switch.set(SETTLING);
         let a_done = Arc::new(AtomicBool::new(false));
         let a_side = measure_a(&a_cfg, args, (switch.clone(), a_done.clone())).await?;
-        for w in 0..windows {
-            // ABBA: each side as often first as second, so a trend in
-            // A's latency (its table grows) weighs on both alike.
-            let order = if w % 2 == 0 {
-                [ALONE, BESIDE_B]
-            } else {
-                [BESIDE_B, ALONE]
-            };
-            for s in order {
-                switch.set(SETTLING);
-                if s == ALONE {
-                    pause_b(&control).await;
-                } else {
-                    control.paused.store(false, Ordering::SeqCst);
-                }
-                switch.set(s);
-                tokio::time::sleep(window).await;
-            }
-        }
-        switch.set(SETTLING);
+        let skipped = run_windows(&control, &switch, windows, window).await;
         a_done.store(true, Ordering::SeqCst);
         let sides = a_side.await?;
-        control.stop.store(true, Ordering::SeqCst);
+        drop(stop_b);
         if let Ok(Err(e)) = b_side.join() {
             eprintln!("warning: B's loops: {e:#}");
         }
         report(&sides, &outcomes);
+        if skipped > 0 {
+            println!("windows alone skipped (B's requests did not end in time): {skipped}");
+        }
         anyhow::Ok(())
     })?;
     drop(node);
     Ok(ExitCode::SUCCESS)
 }
 
+/// Sets B's `stop` when dropped.
+struct StopOnDrop(Arc<BControl>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `windows` windows of `window` per side, alone and beside B in ABBA
+/// order (each side as often first as second, so a trend in A's latency,
+/// its table growing, weighs on both alike); then `SETTLING`. Returns how
+/// many windows alone were skipped because B's requests did not end.
+async fn run_windows(control: &BControl, switch: &Switch, windows: usize, window: Duration) -> u64 {
+    let mut skipped = 0;
+    let mut side = SETTLING;
+    for w in 0..windows {
+        let order = if w % 2 == 0 {
+            [ALONE, BESIDE_B]
+        } else {
+            [BESIDE_B, ALONE]
+        };
+        for s in order {
+            // Two windows of a side in a row are one longer window.
+            if s != side {
+                switch.set(SETTLING);
+                if s == ALONE && !pause_b(control).await {
+                    skipped += 1;
+                    side = SETTLING;
+                    tokio::time::sleep(window).await;
+                    continue;
+                }
+                control.paused.store(s == ALONE, Ordering::SeqCst);
+                switch.set(s);
+                side = s;
+            }
+            tokio::time::sleep(window).await;
+        }
+    }
+    switch.set(SETTLING);
+    skipped
+}
+
 /// Pauses B's loops and waits (up to `B_STOP_WAIT`) until none of their
-/// requests is in flight.
-async fn pause_b(control: &BControl) {
+/// requests is in flight, then `SETTLE`. False if they did not end.
+async fn pause_b(control: &BControl) -> bool {
     control.paused.store(true, Ordering::SeqCst);
     let quiet = tokio::time::timeout(B_STOP_WAIT, async {
         while control.in_flight.load(Ordering::SeqCst) > 0 {
@@ -306,6 +350,26 @@ async fn pause_b(control: &BControl) {
     .await;
     if quiet.is_err() {
         eprintln!("warning: B still had requests in flight {B_STOP_WAIT:?} after its pause");
+        return false;
+    }
+    tokio::time::sleep(SETTLE).await;
+    true
+}
+
+/// One of B's requests counted in `BControl::in_flight` until dropped (a
+/// loop that panics takes its count back too).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -402,7 +466,7 @@ async fn measure_a(
                 let (s, t) = (switch.now(), Instant::now());
                 let r = client.call("vote", vote).await;
                 let us = t.elapsed().as_micros() as u64;
-                if let Some(p) = sides.phase(s, switch.now()) {
+                if let Some(p) = sides.of((s, switch.now()), us) {
                     p.single.record(us);
                     note_error(p, r);
                 }
@@ -420,7 +484,7 @@ async fn measure_a(
                 let (s, t) = (switch.now(), Instant::now());
                 let r = client.call("results", vec![]).await;
                 let us = t.elapsed().as_micros() as u64;
-                if let Some(p) = sides.phase(s, switch.now()) {
+                if let Some(p) = sides.of((s, switch.now()), us) {
                     p.multi.record(us);
                     note_error(p, r);
                 }
@@ -438,7 +502,7 @@ async fn measure_a(
     })
 }
 
-fn note_error(p: &mut Phase, r: Result<CallResult, ClientError>) {
+fn note_error(p: &mut Latencies, r: Result<CallResult, ClientError>) {
     if let Err(e) = r {
         *p.errors.entry(error_name(&e)).or_default() += 1;
     }
@@ -467,9 +531,9 @@ async fn hog(
         // Counted in flight before `paused` is read: the bench sets
         // `paused` before it reads `in_flight`, so one of the two sees
         // the other.
-        control.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight::enter(&control.in_flight);
         if control.paused.load(Ordering::SeqCst) {
-            control.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(in_flight);
             tokio::time::sleep(PAUSE_POLL).await;
             continue;
         }
@@ -523,7 +587,7 @@ async fn hog(
         let mut o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
         *o.entry((kind, name)).or_default() += 1;
         drop(o);
-        control.in_flight.fetch_sub(1, Ordering::SeqCst);
+        drop(in_flight);
     }
 }
 
@@ -565,7 +629,7 @@ fn custom_section(n: u64) -> Vec<u8> {
 }
 
 fn report(sides: &Sides, outcomes: &Outcomes) {
-    let (idle, loaded) = (&sides.alone, &sides.beside);
+    let (alone, beside) = (&sides.alone, &sides.beside);
     let ms = |us: Option<u64>| us.map_or("-".to_string(), |u| format!("{:.2}", u as f64 / 1e3));
     let ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) if a > 0 => format!("{:.2}x", b as f64 / a as f64),
@@ -577,8 +641,8 @@ fn report(sides: &Sides, outcomes: &Outcomes) {
         "A's latency (ms)", "calls", "p50", "p99", "max", "calls+B", "p50+B", "p99+B"
     );
     for (what, i, l) in [
-        ("vote (one partition)", &idle.single, &loaded.single),
-        ("results (all partitions)", &idle.multi, &loaded.multi),
+        ("vote (one partition)", &alone.single, &beside.single),
+        ("results (all partitions)", &alone.multi, &beside.multi),
     ] {
         println!(
             "{:<26} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   p99 ratio {}, max+B {}",
@@ -594,14 +658,15 @@ fn report(sides: &Sides, outcomes: &Outcomes) {
             ms(l.quantile(1.0)),
         );
     }
-    for (phase, p) in [("alone", idle), ("beside B", loaded)] {
+    for (side, p) in [("alone", alone), ("beside B", beside)] {
         if !p.errors.is_empty() {
-            println!("A's errors {phase}: {:?}", p.errors);
+            println!("A's errors {side}: {:?}", p.errors);
         }
     }
     println!(
-        "A's calls that spanned a switch of sides (counted on neither): {}",
-        sides.dropped
+        "A's calls while B settled (counted on neither side): {}, the longest {} ms",
+        sides.dropped,
+        ms(Some(sides.dropped_max_us))
     );
     let o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
     println!("B's requests by kind and outcome:");
@@ -624,5 +689,40 @@ mod tests {
             assert_eq!(m.desc().procedures.len(), 1);
         }
         assert_ne!(tiny("a"), tiny("b"));
+    }
+
+    #[test]
+    fn a_call_counts_alone_only_if_it_saw_nothing_but_a_window_alone() {
+        let switch = Switch::default();
+        let mut words = Vec::new();
+        for side in [SETTLING, ALONE, SETTLING, BESIDE_B, SETTLING] {
+            switch.set(side);
+            words.push(switch.now());
+        }
+        let [settling, alone, before_b, beside, after_b] = words[..] else {
+            unreachable!()
+        };
+        let mut sides = Sides::default();
+        assert!(sides.of((alone, alone), 1).is_some_and(|p| {
+            p.single.record(1);
+            true
+        }));
+        assert_eq!(sides.alone.single.count(), 1);
+        // Overlapping B's start or end, or inside it: beside B.
+        for span in [(alone, beside), (beside, after_b), (beside, beside)] {
+            sides.of(span, 1).unwrap().single.record(1);
+        }
+        assert_eq!(sides.beside.single.count(), 3);
+        // The settling, or a switch with no window beside B in it: neither.
+        for span in [(settling, alone), (alone, before_b), (after_b, after_b)] {
+            assert!(sides.of(span, 7).is_none());
+        }
+        assert_eq!((sides.dropped, sides.dropped_max_us), (3, 7));
+    }
+
+    #[test]
+    fn a_window_alone_waits_until_the_node_stops_counting_b_active() {
+        use crate::node::runner::{ACTIVE_FOR, HEAVY_FOR};
+        assert!(SETTLE > ACTIVE_FOR && SETTLE > HEAVY_FOR);
     }
 }

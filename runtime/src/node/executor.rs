@@ -341,9 +341,9 @@ pub enum Flow {
     Again,
     /// The partition stopped; the loop ends.
     Exit,
-    /// Run this call on the lent part, where the loop can be taken over;
-    /// timed by CPU if true (`priority::CallTimer`).
-    Run(Box<Lease>, Job, bool),
+    /// Run this call on the lent part, where the loop can be taken over,
+    /// timed from now (on this thread) by the timer.
+    Run(Box<Lease>, Job, CallTimer),
 }
 
 /// A call in `Executor::turns`.
@@ -555,8 +555,8 @@ impl Executor {
                 ran: 0,
             });
         }
-        if let Some((lease, job, by_cpu)) = self.run_turns() {
-            return Flow::Run(lease, job, by_cpu);
+        if let Some((lease, job, timer)) = self.run_turns() {
+            return Flow::Run(lease, job, timer);
         }
         self.looping.round = None;
         self.after_round()
@@ -826,7 +826,7 @@ impl Executor {
     /// unless the core cannot lend now: then it runs here. A call is timed
     /// by the CPU it used while another tenant waits or was active (then
     /// its wall time may be mostly a wait for the CPU), else by wall time.
-    fn run_turns(&mut self) -> Option<(Box<Lease>, Job, bool)> {
+    fn run_turns(&mut self) -> Option<(Box<Lease>, Job, CallTimer)> {
         self.feed_runners();
         loop {
             let round = self.looping.round.as_mut()?;
@@ -858,7 +858,7 @@ impl Executor {
                 Err(w) => w,
             };
             if let Some(lease) = self.core.lend_part(tenant) {
-                return Some((lease, self.job(w), others));
+                return Some((lease, self.job(w), CallTimer::start(others)));
             }
             let timer = CallTimer::start(others);
             self.call(tenant, w);

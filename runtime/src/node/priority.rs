@@ -45,8 +45,10 @@ impl CpuClock {
         None
     }
 
-    /// CPU time the thread has used; None once it has ended. A system call
-    /// (about 0.65 µs on this project's CI machines).
+    /// CPU time the thread has used. A system call (about 0.65 µs on this
+    /// project's CI machines). Once the thread has ended it is None, or,
+    /// if Linux gave its id to a newer thread of this process, that
+    /// thread's time: read it only while the thread is known to run.
     pub fn read(&self) -> Option<std::time::Duration> {
         #[cfg(target_os = "linux")]
         {
@@ -55,8 +57,8 @@ impl CpuClock {
                 tv_nsec: 0,
             };
             // SAFETY: `t` is a valid, writable timespec for the call's
-            // duration; a clock id of an ended thread is refused (EINVAL),
-            // not undefined.
+            // duration; any clock id is safe to pass (an ended thread's is
+            // refused with EINVAL, or names whichever thread has its id).
             let rc = unsafe { libc::clock_gettime(self.0, &mut t) };
             if rc == 0 {
                 let secs = u64::try_from(t.tv_sec).ok()?;

@@ -3,13 +3,14 @@
 //! itself parked meanwhile. If the call runs past `HANDOFF_AFTER`, the
 //! monitor thread starts a new thread that takes the executor's loop over,
 //! and the thread running the call becomes its tenant's runner
-//! (`runner`). No tenant's call then waits behind another tenant's long
-//! call for more than about `HANDOFF_AFTER`, the first one included, and
-//! a call that ends in time costs two lock round trips. A call timed by
-//! CPU (another tenant is active) runs past `HANDOFF_AFTER` when it has
-//! used that much CPU, or `HANDOFF_WALL_MAX` of wall time: a cheap call
-//! that waited for the CPU (the node is busy) is not a long call, and
-//! made a runner (nice 10) it would wait for the CPU behind the dear ones.
+//! (`runner`). A call timed by CPU (another tenant is active) runs past
+//! `HANDOFF_AFTER` when it has used that much CPU, or `HANDOFF_WALL_MAX` of
+//! wall time: a cheap call that waited for the CPU (the node is busy) is
+//! not a long call, and made a runner (nice 10) it would wait for the CPU
+//! behind the dear ones. No tenant's call then waits behind another
+//! tenant's long call for more than about `HANDOFF_AFTER` of that call's
+//! CPU time (at most `HANDOFF_WALL_MAX`), the first one included, and a
+//! call that ends in time costs two lock round trips.
 //!
 //! ```text
 //!  thread 1: executor loop ── park(executor) ── call ────────────── unpark ─▶ executor loop
@@ -70,8 +71,14 @@ struct Parking {
 impl Parking {
     /// Whether the call has run long enough to take the loop over from it.
     fn ran_long(&self) -> bool {
-        self.timer.wall() >= HANDOFF_WALL_MAX || self.timer.cost() >= HANDOFF_AFTER
+        ran_long(self.timer.wall(), || self.timer.cost())
     }
+}
+
+/// Whether a call that has run for `wall`, at a cost of `cost()` (read
+/// only if needed: it may be a system call), has run long.
+fn ran_long(wall: Duration, cost: impl FnOnce() -> Duration) -> bool {
+    wall >= HANDOFF_WALL_MAX || (wall >= HANDOFF_AFTER && cost() >= HANDOFF_AFTER)
 }
 
 enum Slot {
@@ -205,7 +212,7 @@ pub fn run_loop(mut exec: Box<Executor>) {
         match exec.step() {
             Flow::Again => {}
             Flow::Exit => return,
-            Flow::Run(lease, job, by_cpu) => match run_parked(exec, lease, job, by_cpu) {
+            Flow::Run(lease, job, timer) => match run_parked(exec, lease, job, timer) {
                 Some(e) => exec = e,
                 None => return,
             },
@@ -213,17 +220,16 @@ pub fn run_loop(mut exec: Box<Executor>) {
     }
 }
 
-/// Runs `job` on `lease` with `exec` parked, timed by CPU if `by_cpu`:
-/// the executor back if it was not taken over meanwhile; else this thread
-/// serves as the tenant's runner until recalled (None).
+/// Runs `job` on `lease` with `exec` parked, timed by `timer` (started on
+/// this thread): the executor back if it was not taken over meanwhile;
+/// else this thread serves as the tenant's runner until recalled (None).
 fn run_parked(
     exec: Box<Executor>,
     mut lease: Box<Lease>,
     job: Job,
-    by_cpu: bool,
+    timer: CallTimer,
 ) -> Option<Box<Executor>> {
     let relief = exec.relief.clone();
-    let timer = CallTimer::start(by_cpu);
     let parking = relief.park(exec, &lease, timer);
     let ran = lease.run(&job.call);
     let cost = timer.cost();
@@ -284,19 +290,24 @@ mod tests {
 
     #[test]
     fn a_call_that_waited_rather_than_worked_is_not_taken_over() {
-        let parking = |by_cpu| Parking {
+        let ms = Duration::from_millis;
+        // Waited (for the CPU) past HANDOFF_AFTER, used little of it.
+        assert!(!ran_long(ms(6), || ms(1)));
+        // Timed by wall time (a lone tenant): its cost is its wall time.
+        assert!(ran_long(ms(6), || ms(6)));
+        assert!(ran_long(HANDOFF_AFTER, || HANDOFF_AFTER));
+        assert!(!ran_long(ms(1), || panic!(
+            "no clock read before HANDOFF_AFTER"
+        )));
+        // Past HANDOFF_WALL_MAX it is taken over whatever it used.
+        assert!(ran_long(HANDOFF_WALL_MAX, || ms(0)));
+        // A parked call reads its timer: here asleep, so nearly no CPU.
+        let parking = Parking {
             since_us: 0,
-            timer: CallTimer::start(by_cpu),
+            timer: CallTimer::start(false),
             slot: Mutex::new(Slot::Empty),
         };
-        let (by_cpu, by_wall) = (parking(true), parking(false));
-        // A wait (here asleep; on a busy node, for the CPU) past
-        // HANDOFF_AFTER: long in wall time, not in CPU time.
-        std::thread::sleep(HANDOFF_AFTER * 3);
-        assert!(by_wall.ran_long());
-        assert!(!by_cpu.ran_long(), "{:?}", by_cpu.timer.cost());
-        // Past HANDOFF_WALL_MAX it is taken over whatever it used.
-        std::thread::sleep(HANDOFF_WALL_MAX);
-        assert!(by_cpu.ran_long());
+        std::thread::sleep(HANDOFF_AFTER);
+        assert!(parking.ran_long());
     }
 }

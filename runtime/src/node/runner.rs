@@ -47,7 +47,7 @@ pub const HEAVY_FOR: Duration = Duration::from_secs(1);
 const HEAVY_TENANTS_MAX: usize = 1024;
 /// A tenant with a call within this long is active: another tenant's long
 /// call is moved off the executor's thread only if one is (`relief`).
-const ACTIVE_FOR: Duration = Duration::from_secs(1);
+pub const ACTIVE_FOR: Duration = Duration::from_secs(1);
 /// Times a runner's call is stopped to make way for its own tenant's
 /// multi-partition work and run again; the next time it runs to its end
 /// (or its time limit) and is answered.

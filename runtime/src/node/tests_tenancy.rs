@@ -584,9 +584,14 @@ fn a_tenants_cheap_call_is_not_queued_behind_another_tenants_flood() {
             tag
         })
         .collect();
+    // In arrival order it would come last (40). It comes once it is in
+    // its lane: after the calls that ran before the executor's next look,
+    // which on a loaded machine (b's calls then cost about 1 ms of CPU each,
+    // too little to send b to a runner) may be several if this thread is
+    // slow to send it.
     let a_at = order.iter().position(|t| *t == "a").unwrap();
     assert!(
-        a_at <= 3,
+        a_at <= FLOOD / 4,
         "tenant a was answered after {a_at} of b's calls: {order:?}"
     );
     node.shutdown();
