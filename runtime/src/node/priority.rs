@@ -114,22 +114,7 @@ impl CallTimer {
 
 /// CPU time the calling thread has used (Linux; elsewhere None).
 pub fn thread_cpu_time() -> Option<std::time::Duration> {
-    #[cfg(target_os = "linux")]
-    {
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `t` is a valid, writable timespec for the call's
-        // duration; the clock id is a constant.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        if rc == 0 {
-            let secs = u64::try_from(t.tv_sec).ok()?;
-            let nanos = u32::try_from(t.tv_nsec).ok()?;
-            return Some(std::time::Duration::new(secs, nanos));
-        }
-    }
-    None
+    CpuClock::this_thread()?.read()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::types::TenantId;
 use std::sync::mpsc::{sync_channel, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a call runs on the executor's thread before another thread
 /// takes the executor's loop over (CPU time when the call is timed by CPU,
@@ -54,15 +54,12 @@ pub struct Relief {
     handovers: Handovers,
     /// The call running with the executor parked, if one is.
     current: Mutex<Option<Arc<Parking>>>,
-    epoch: Instant,
 }
 
 /// One call run with the executor parked. Its own, so the thread that
 /// takes the loop over can park the executor again while this call still
 /// runs.
 struct Parking {
-    /// When the call began (µs since the relief's epoch).
-    since_us: u64,
     /// What the call has cost so far, readable from the monitor's thread.
     timer: CallTimer,
     slot: Mutex<Slot>,
@@ -106,18 +103,12 @@ impl Relief {
             partition,
             handovers,
             current: Mutex::new(None),
-            epoch: Instant::now(),
         })
-    }
-
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     fn park(&self, exec: Box<Executor>, lease: &Lease, timer: CallTimer) -> Arc<Parking> {
         let (tenant, gen) = (lease.tenant(), lease.generation());
         let parking = Arc::new(Parking {
-            since_us: self.now_us(),
             timer,
             slot: Mutex::new(Slot::Parked { exec, tenant, gen }),
         });
@@ -145,13 +136,13 @@ impl Relief {
     /// waiting or was active lately (else nobody waits for the loop) and
     /// a runner slot is free for the call's thread.
     fn look(&self) {
-        let after = u64::try_from(HANDOFF_AFTER.as_micros()).unwrap_or(u64::MAX);
-        let parking = {
-            let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-            match current.as_ref() {
-                Some(p) if self.now_us().saturating_sub(p.since_us) >= after => p.clone(),
-                _ => return,
-            }
+        let Some(parking) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
         };
         // Its CPU clock is read outside the lock the call's end takes.
         if !parking.ran_long() {
@@ -303,7 +294,6 @@ mod tests {
         assert!(ran_long(HANDOFF_WALL_MAX, || ms(0)));
         // A parked call reads its timer: here asleep, so nearly no CPU.
         let parking = Parking {
-            since_us: 0,
             timer: CallTimer::start(false),
             slot: Mutex::new(Slot::Empty),
         };
