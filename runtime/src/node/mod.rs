@@ -22,6 +22,7 @@
 mod adhoc;
 pub mod cluster;
 pub mod coordinator;
+pub mod datadir;
 pub mod demo;
 pub mod executor;
 pub mod fair;
@@ -60,7 +61,6 @@ use writer::{Durability, Writer, WriterMsg, WRITER_QUEUE_MAX};
 /// Native stack of executor and coordinator threads: SQL runs inside a
 /// procedure's host calls, on the same stack as the Wasm code (512 KiB).
 const THREAD_STACK_BYTES: usize = 16 << 20;
-const META_FILE: &str = "node.meta";
 /// Partitions one node may run.
 pub const PARTITIONS_MAX: u32 = 256;
 
@@ -151,66 +151,6 @@ enum ThreadRole {
     Watchdog,
 }
 
-/// Reads or writes `node.meta`: the partition count is fixed for the life
-/// of a data directory (rows are placed by it).
-fn check_meta(
-    dir: &cap_std::fs::Dir,
-    partitions: u32,
-    members: &recovery::Members,
-) -> anyhow::Result<()> {
-    let mut want = format!("ohm-node 1\npartitions {partitions}\n");
-    if let Some((me, all)) = members {
-        let all: Vec<String> = all.iter().map(|n| n.0.to_string()).collect();
-        want.push_str(&format!("node {}\nmembers {}\n", me.0, all.join(",")));
-    }
-    match dir.read_to_string(META_FILE) {
-        Ok(text) => {
-            let line = |t: &str, k: &str| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix(k).map(str::to_string))
-            };
-            if line(&text, "node ") != line(&want, "node ")
-                || line(&text, "members ") != line(&want, "members ")
-            {
-                let was = match (line(&text, "node "), line(&text, "members ")) {
-                    (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
-                    _ => "a lone node".to_string(),
-                };
-                let now = match members {
-                    Some((me, _)) => format!(
-                        "node {} of a cluster of nodes {}",
-                        me.0,
-                        line(&want, "members ").unwrap_or_default()
-                    ),
-                    None => "a lone node".to_string(),
-                };
-                bail!(
-                    "the data directory belongs to {was}, and this start is for {now}: its log \
-                     and votes are that node's; start it as that node, or use an empty \
-                     directory"
-                );
-            }
-            if text != want {
-                let had = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("partitions "))
-                    .unwrap_or("?");
-                bail!(
-                    "the data directory was created with {had} partitions; start with \
-                     --partitions {had} (rows are placed by the partition count)"
-                );
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            dir.write(META_FILE, want).context("writing node.meta")?;
-            crate::catalog::sync_dir(dir).context("syncing the data directory")?;
-            Ok(())
-        }
-        Err(e) => Err(e).context("reading node.meta"),
-    }
-}
-
 impl Node {
     /// Opens the data directory, recovers every partition and starts the
     /// executor, writer and coordinator threads.
@@ -236,10 +176,14 @@ impl Node {
             let me = c.config.me;
             (me, c.config.members(PartitionId(0)))
         });
-        let lock = lock_data_dir(&dir)?;
-        check_meta(&dir, config.partitions, &members)?;
+        let lock = datadir::lock(&dir)?;
+        let seen = datadir::open_meta(&dir, config.partitions, &members)?;
         let mut new_tokens = Vec::new();
-        let mut catalog = match (Catalog::load(&dir)?, &cluster) {
+        let loaded = Catalog::load(&dir)?;
+        if loaded.is_none() {
+            datadir::refuse_missing_catalog(seen)?;
+        }
+        let mut catalog = match (loaded, &cluster) {
             (Some(c), _) => c,
             (None, None) => Catalog::default(),
             // Every node starts from the catalog `ohm cluster init` wrote,
@@ -277,7 +221,7 @@ impl Node {
         let started = Instant::now();
         let procs: Arc<dyn crate::partition::ProcRuntime> = Arc::new(runtime.clone());
         let mut rec = recovery::recover(
-            &dir,
+            (&dir, seen),
             config.partitions,
             &members,
             procs,
@@ -285,6 +229,10 @@ impl Node {
             (config.snapshot_log_bytes, config.quota),
             executor::now(started),
         )?;
+        if seen == datadir::Started::First {
+            // The catalog and every partition exist: from now on each must.
+            datadir::finish(&dir, config.partitions, &members)?;
+        }
         // In a cluster, the tenants created since `ohm cluster init` live in
         // partition 0's log and snapshot, not in the catalog file.
         let base_catalog = catalog.clone();
@@ -603,41 +551,6 @@ fn spawn_partition(
         writer: wtx,
         stats,
     })
-}
-
-/// Takes the data directory's `LOCK` (an exclusive advisory lock, released
-/// when the process ends, however it ends): two nodes writing one log would
-/// destroy it.
-fn lock_data_dir(dir: &cap_std::fs::Dir) -> anyhow::Result<std::fs::File> {
-    use std::io::{Read, Seek, Write};
-    let file = dir
-        .open_with(
-            "LOCK",
-            cap_std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true),
-        )
-        .context("opening LOCK in the data directory")?;
-    let mut file = file.into_std();
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            bail!(
-                "another node (pid {}) is using this data directory; stop it first",
-                pid.trim()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).context("locking the data directory");
-        }
-    }
-    file.set_len(0).context("writing LOCK")?;
-    file.rewind().context("writing LOCK")?;
-    write!(file, "{}", std::process::id()).context("writing LOCK")?;
-    Ok(file)
 }
 
 /// Writes a token file readable by its owner only, durably.

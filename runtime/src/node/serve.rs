@@ -108,7 +108,7 @@ fn partitions(args: &ServeArgs, dir: &cap_std::fs::Dir) -> u32 {
     if let Some(n) = args.partitions {
         return n;
     }
-    if let Ok(meta) = dir.read_to_string(super::META_FILE) {
+    if let Ok(meta) = dir.read_to_string(super::datadir::META_FILE) {
         if let Some(n) = meta
             .lines()
             .find_map(|l| l.strip_prefix("partitions ")?.parse().ok())

@@ -1,0 +1,181 @@
+//! End-to-end: an operator's accidents with a stopped node's data
+//! directory (issue 12). A directory that has served must keep its
+//! `node.meta`, `catalog` and every partition's log; a start that finds
+//! one missing refuses, naming it, and recreates nothing, so putting the
+//! file back brings every row back. Removing `LOCK` from under a running
+//! node does not let a second node open the directory.
+
+mod common;
+
+use common::{ohm_binary, runtime, wasm_dir, Server, TempDir};
+use ohm::proto::SqlResult;
+use ohm::types::Value;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Rows the node is given before the accident.
+const ROWS: i64 = 200;
+/// How long a refused start may take to exit.
+const REFUSAL_WAIT: Duration = Duration::from_secs(60);
+
+/// A stopped 4-partition node's directory, holding `ROWS` rows of the demo
+/// tenant's table `secret` (written by ad-hoc SQL, so on every partition).
+fn node_with_rows(tmp: &TempDir) -> std::path::PathBuf {
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &["--partitions", "4", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        c.sql("CREATE TABLE secret (k BIGINT PRIMARY KEY, v TEXT)")
+            .await
+            .unwrap();
+        c.sql("PARTITION TABLE secret ON COLUMN k").await.unwrap();
+        let values: Vec<String> = (0..ROWS).map(|k| format!("({k}, 'row {k}')")).collect();
+        c.sql(&format!("INSERT INTO secret VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+    });
+    server.stop().unwrap();
+    data
+}
+
+/// The demo tenant's rows in `secret`, on a node started on `data`.
+fn rows_after_restart(data: &Path, args: &[&str]) -> i64 {
+    let mut server = Server::start(data, args).unwrap();
+    let n = runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        match c.sql("SELECT COUNT(*) FROM secret").await.unwrap().pop() {
+            Some(SqlResult::Rows(r)) => match r.rows.first().and_then(|r| r.first()) {
+                Some(Value::Int(n)) => *n,
+                other => panic!("a count, not {other:?}"),
+            },
+            other => panic!("rows, not {other:?}"),
+        }
+    });
+    server.stop().unwrap();
+    n
+}
+
+/// Starts `ohm serve` on `data`, which must refuse: its exit and what it
+/// printed on stderr.
+fn refused_start(data: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(ohm_binary())
+        .arg("serve")
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("OHM_WASM_DIR", wasm_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ohm serve");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for ohm serve") {
+            break s;
+        }
+        if began.elapsed() > REFUSAL_WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ohm serve on a damaged directory was still running after {REFUSAL_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+    assert!(
+        !status.success() && !out.contains("ready "),
+        "ohm serve started on a damaged directory: {status}, stdout {out:?}, stderr {err:?}"
+    );
+    err
+}
+
+#[test]
+fn a_missing_partition_directory_is_refused_not_recreated() {
+    let tmp = TempDir::new("dd-partition");
+    let data = node_with_rows(&tmp);
+    let aside = tmp.path().join("p3-aside");
+    std::fs::rename(data.join("p3"), &aside).unwrap();
+    let err = refused_start(&data, &["--demo"]);
+    assert!(err.contains("p3/ is missing"), "{err}");
+    assert!(!data.join("p3").exists(), "p3/ was recreated");
+    std::fs::rename(&aside, data.join("p3")).unwrap();
+    assert_eq!(rows_after_restart(&data, &["--demo"]), ROWS);
+}
+
+#[test]
+fn a_partition_directory_without_its_log_is_refused() {
+    let tmp = TempDir::new("dd-segments");
+    let data = node_with_rows(&tmp);
+    let aside = tmp.path().join("p1-files");
+    std::fs::create_dir(&aside).unwrap();
+    for entry in std::fs::read_dir(data.join("p1")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), aside.join(entry.file_name())).unwrap();
+    }
+    let err = refused_start(&data, &["--demo"]);
+    assert!(
+        err.contains("p1/") && err.contains("no log segment"),
+        "{err}"
+    );
+    for entry in std::fs::read_dir(&aside).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), data.join("p1").join(entry.file_name())).unwrap();
+    }
+    assert_eq!(rows_after_restart(&data, &["--demo"]), ROWS);
+}
+
+#[test]
+fn a_missing_catalog_is_refused_and_no_tenant_is_made_again() {
+    let tmp = TempDir::new("dd-catalog");
+    let data = node_with_rows(&tmp);
+    let tokens = |f: &str| std::fs::read_to_string(data.join(f)).unwrap();
+    let (admin, demo) = (tokens("admin.token"), tokens("demo.token"));
+    std::fs::rename(data.join("catalog"), tmp.path().join("catalog-aside")).unwrap();
+    let err = refused_start(&data, &["--demo"]);
+    assert!(err.contains("catalog is missing"), "{err}");
+    assert!(!data.join("catalog").exists(), "a new catalog was written");
+    assert_eq!(tokens("admin.token"), admin, "a new admin token was made");
+    assert_eq!(tokens("demo.token"), demo, "a new demo token was made");
+    std::fs::rename(tmp.path().join("catalog-aside"), data.join("catalog")).unwrap();
+    assert_eq!(rows_after_restart(&data, &["--demo"]), ROWS);
+}
+
+#[test]
+fn a_missing_node_meta_is_refused_not_rewritten() {
+    let tmp = TempDir::new("dd-meta");
+    let data = node_with_rows(&tmp);
+    let meta = std::fs::read(data.join("node.meta")).unwrap();
+    std::fs::remove_file(data.join("node.meta")).unwrap();
+    // Without --partitions, and with another count: neither may guess.
+    for args in [&["--demo"][..], &["--demo", "--partitions", "2"][..]] {
+        let err = refused_start(&data, args);
+        assert!(err.contains("node.meta is missing"), "{args:?}: {err}");
+        assert!(!data.join("node.meta").exists(), "node.meta was rewritten");
+    }
+    std::fs::write(data.join("node.meta"), meta).unwrap();
+    assert_eq!(rows_after_restart(&data, &["--demo"]), ROWS);
+}
+
+#[test]
+fn removing_lock_does_not_let_a_second_node_in() {
+    let tmp = TempDir::new("dd-lock");
+    let data = node_with_rows(&tmp);
+    let mut first = Server::start(&data, &["--demo"]).unwrap();
+    std::fs::remove_file(data.join("LOCK")).unwrap();
+    let err = refused_start(&data, &["--demo"]);
+    assert!(err.contains("another node"), "{err}");
+    // The first node goes on serving what it has.
+    let n = runtime().block_on(async {
+        let c = first.client("demo.token").await;
+        match c.sql("SELECT COUNT(*) FROM secret").await.unwrap().pop() {
+            Some(SqlResult::Rows(r)) => r.rows.first().and_then(|r| r.first()).cloned(),
+            _ => None,
+        }
+    });
+    assert_eq!(n, Some(Value::Int(ROWS)));
+    first.stop().unwrap();
+}
