@@ -121,6 +121,8 @@ fn a_partition_directory_without_its_log_is_refused() {
         err.contains("p1/") && err.contains("no log segment"),
         "{err}"
     );
+    let made = std::fs::read_dir(data.join("p1")).unwrap().count();
+    assert_eq!(made, 0, "files were made in p1/ over the missing log");
     for entry in std::fs::read_dir(&aside).unwrap() {
         let entry = entry.unwrap();
         std::fs::rename(entry.path(), data.join("p1").join(entry.file_name())).unwrap();

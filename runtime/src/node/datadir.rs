@@ -19,6 +19,10 @@
 //!   complete                    ──▶ catalog and p0..pN must exist, else refused
 //! ```
 //!
+//! Every check runs before the start writes anything (the catalog, a
+//! token, a log), so a refused start leaves the directory as it found it
+//! (but for `LOCK`'s pid).
+//!
 //! Owns: `LOCK`, `node.meta`. Must not: read or write the catalog or the
 //! partitions' logs (`catalog`, `recovery` do; this only checks they
 //! exist).
@@ -31,9 +35,9 @@ pub const META_FILE: &str = "node.meta";
 const LOCK_FILE: &str = "LOCK";
 /// The line that marks a first start not yet finished.
 const INITIALIZING: &str = "initializing";
-/// Entries of the data directory looked at for a node's files when
-/// `node.meta` is missing (a directory with more is refused anyway).
-const DIR_ENTRIES_MAX: usize = 4096;
+/// Entries the data directory may hold (a node writes a few dozen); one
+/// with more is refused rather than half looked at.
+const DATA_DIR_ENTRIES_MAX: usize = 4096;
 
 /// Whether the directory has been started before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +125,8 @@ pub fn open_meta(
 /// The first start is done (the catalog and every partition exist):
 /// `node.meta` loses its `initializing` mark.
 pub fn finish(dir: &cap_std::fs::Dir, partitions: u32, members: &Members) -> anyhow::Result<()> {
+    // The partitions' directories are durable before the mark goes.
+    crate::catalog::sync_dir(dir).context("syncing the data directory")?;
     write_meta(dir, &meta_text(partitions, members))
 }
 
@@ -141,10 +147,13 @@ fn write_meta(dir: &cap_std::fs::Dir, text: &str) -> anyhow::Result<()> {
 
 /// Names in the data directory that only a node that started writes.
 fn is_node_file(name: &str) -> bool {
-    let partition = name
-        .strip_prefix('p')
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-    partition || name == "catalog" || name.ends_with(".token")
+    is_partition_dir(name) || name == "catalog" || name.ends_with(".token")
+}
+
+/// `p<N>`: a partition's directory.
+fn is_partition_dir(name: &str) -> bool {
+    name.strip_prefix('p')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A directory without `node.meta` must not hold what a started node
@@ -153,7 +162,13 @@ fn refuse_node_files_without_meta(dir: &cap_std::fs::Dir) -> anyhow::Result<()> 
     let mut found = Vec::new();
     let mut cluster_dir = false;
     let entries = dir.entries().context("listing the data directory")?;
-    for entry in entries.take(DIR_ENTRIES_MAX) {
+    for (n, entry) in entries.enumerate() {
+        if n >= DATA_DIR_ENTRIES_MAX {
+            bail!(
+                "the data directory holds more than {DATA_DIR_ENTRIES_MAX} entries: it is \
+                 not a node's; use an empty directory"
+            );
+        }
         let name = entry.context("listing the data directory")?.file_name();
         let name = name.to_string_lossy().into_owned();
         cluster_dir |= name == super::cluster::CLUSTER_FILE;
@@ -170,7 +185,7 @@ fn refuse_node_files_without_meta(dir: &cap_std::fs::Dir) -> anyhow::Result<()> 
         return Ok(());
     }
     found.sort();
-    let partitions: Vec<&String> = found.iter().filter(|n| n.starts_with('p')).collect();
+    let partitions = found.iter().filter(|n| is_partition_dir(n)).count();
     bail!(
         "node.meta is missing from the data directory, which holds a node's files ({}): \
          it records the partition count rows are placed by, and the node does not guess \
@@ -179,30 +194,86 @@ fn refuse_node_files_without_meta(dir: &cap_std::fs::Dir) -> anyhow::Result<()> 
          created with; it holds {} partition directories), and for a cluster node also \
          `node ID` and `members ID,ID,...`",
         found.join(", "),
-        partitions.len()
+        partitions
     )
 }
 
-/// Refuses a directory started before that lacks its catalog: a new one
-/// would give new tokens and hand the old tenants' ids, and so their
-/// tables, to whoever is created next.
-pub fn refuse_missing_catalog(started: Started) -> anyhow::Result<()> {
-    if started == Started::Before {
+/// Checks a directory started before: its catalog (a new one would give
+/// new tokens and hand the old tenants' ids, and so their tables, to
+/// whoever is created next) and every partition's directory with its log
+/// (recreated, the rows it held would be lost, and the other partitions
+/// would drop the multi-partition transactions it no longer has). Every
+/// partition has a segment or a snapshot from the first start on.
+pub fn check_started(
+    dir: &cap_std::fs::Dir,
+    partitions: u32,
+    started: Started,
+) -> anyhow::Result<()> {
+    if started == Started::First {
+        return Ok(());
+    }
+    let restore = "restore it from a backup (or from where it was moved); the node does not \
+                   recreate it";
+    if !dir.exists("catalog") {
         bail!(
             "catalog is missing from the data directory (node.meta says the node has \
              started here before): it holds the tenants, their ids and token hashes, and \
-             a new one would hand the old tenants' tables to new tenants. Restore catalog \
-             from a backup; the node does not recreate it"
+             a new one would hand the old tenants' tables to new tenants; {restore} (a \
+             cluster node may take the one in its cluster directory)"
         );
+    }
+    for p in 0..partitions {
+        let name = format!("p{p}");
+        let sub = match dir.open_dir(&name) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{name}/ is missing from the data directory (node.meta names {partitions} \
+                 partitions): it holds partition {p}'s log; {restore}"
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening {name}/ in the data directory"))
+            }
+        };
+        if !holds_log(&sub).with_context(|| format!("listing {name}/ in the data directory"))? {
+            bail!(
+                "{name}/ in the data directory holds no log segment and no snapshot (every \
+                 partition has one from the node's first start on): partition {p}'s log \
+                 files were removed; restore them from a backup; the node does not recreate \
+                 them"
+            );
+        }
     }
     Ok(())
 }
 
+/// Whether a partition's directory holds a log segment or a snapshot (the
+/// log's own listing checks their names and bounds their count).
+fn holds_log(sub: &cap_std::fs::Dir) -> std::io::Result<bool> {
+    for entry in sub.entries()?.take(crate::durability::DIR_ENTRIES_MAX + 1) {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if (name.starts_with("log-") && name.ends_with(".seg"))
+            || (name.starts_with("snap-") && name.ends_with(".snap"))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The data directory's locks, held while the node runs.
+#[derive(Debug)]
+pub struct Lock {
+    _dir: std::fs::File,
+    _file: std::fs::File,
+}
+
 /// Takes the data directory's lock: an exclusive advisory lock on the
-/// directory itself (so removing `LOCK` cannot let a second node in),
-/// released when the process ends, however it ends; `LOCK` names the pid.
-/// Two nodes writing one log would destroy it.
-pub fn lock(dir: &cap_std::fs::Dir) -> anyhow::Result<std::fs::File> {
+/// directory itself (so removing `LOCK` cannot let a second node in) and
+/// on `LOCK` (which older builds lock), released when the process ends,
+/// however it ends; `LOCK` names the pid. Two nodes writing one log would
+/// destroy it.
+pub fn lock(dir: &cap_std::fs::Dir) -> anyhow::Result<Lock> {
     use std::io::{Seek, Write};
     // Its own descriptor (the `Dir`'s may be `O_PATH`, which cannot be
     // locked).
@@ -231,10 +302,20 @@ pub fn lock(dir: &cap_std::fs::Dir) -> anyhow::Result<std::fs::File> {
         )
         .context("opening LOCK in the data directory")?
         .into_std();
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another node (an older build) is using this data directory; stop it first")
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("locking LOCK"),
+    }
     file.set_len(0).context("writing LOCK")?;
     file.rewind().context("writing LOCK")?;
     write!(file, "{}", std::process::id()).context("writing LOCK")?;
-    Ok(held)
+    Ok(Lock {
+        _dir: held,
+        _file: file,
+    })
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ pub struct Node {
     /// (they hold it weakly: it goes with the node).
     _siblings: Arc<std::sync::OnceLock<Vec<Sender<Input>>>>,
     /// Held while the node runs: one node per data directory.
-    _lock: std::fs::File,
+    _lock: datadir::Lock,
     /// Executor, coordinator and writer threads, joined by `shutdown`.
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
     /// Threads that took an executor's loop over (`relief`).
@@ -179,11 +179,8 @@ impl Node {
         let lock = datadir::lock(&dir)?;
         let seen = datadir::open_meta(&dir, config.partitions, &members)?;
         let mut new_tokens = Vec::new();
-        let loaded = Catalog::load(&dir)?;
-        if loaded.is_none() {
-            datadir::refuse_missing_catalog(seen)?;
-        }
-        let mut catalog = match (loaded, &cluster) {
+        datadir::check_started(&dir, config.partitions, seen)?;
+        let mut catalog = match (Catalog::load(&dir)?, &cluster) {
             (Some(c), _) => c,
             (None, None) => Catalog::default(),
             // Every node starts from the catalog `ohm cluster init` wrote,

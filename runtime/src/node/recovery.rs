@@ -19,7 +19,7 @@ use crate::consensus;
 use crate::durability::{self, DirFs, Log, LogOptions, Storage};
 use crate::partition::{CoreConfig, Now, PartitionCore, ProcRuntime};
 use crate::types::{NodeId, Slot};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -57,53 +57,6 @@ struct Scan {
 /// (a group of one, node 1).
 pub type Members = Option<(NodeId, Vec<NodeId>)>;
 
-/// Partition `p`'s directory, which must exist and, unless this is the
-/// directory's first start, hold its log (every partition's has a segment
-/// from then on): recreated, the rows and transactions it held would be
-/// lost, and the other partitions' multi-partition transactions judged
-/// incomplete.
-fn open_partition_dir(
-    dir: &cap_std::fs::Dir,
-    (p, partitions): (u32, u32),
-    seen: Started,
-) -> anyhow::Result<cap_std::fs::Dir> {
-    let name = format!("p{p}");
-    let restore = "restore it from a backup (or from where it was moved); the node does not \
-                   recreate it";
-    let sub = match dir.open_dir(&name) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "{name}/ is missing from the data directory (node.meta names {partitions} \
-             partitions): it holds partition {p}'s log; {restore}"
-        ),
-        Err(e) => return Err(e).with_context(|| format!("opening {name}/ in the data directory")),
-    };
-    if seen == Started::First {
-        return Ok(sub);
-    }
-    let mut has_log = false;
-    for entry in sub
-        .entries()
-        .with_context(|| format!("listing {name}/"))?
-        .take(durability::DIR_ENTRIES_MAX)
-    {
-        let file = entry
-            .with_context(|| format!("listing {name}/"))?
-            .file_name();
-        let file = file.to_string_lossy();
-        has_log |= file.starts_with("log-") && file.ends_with(".seg")
-            || file.starts_with("snap-") && file.ends_with(".snap");
-    }
-    if !has_log {
-        bail!(
-            "{name}/ in the data directory holds no log segment and no snapshot (every \
-             partition has one from the node's first start on): partition {p}'s log files \
-             were removed; restore them from a backup; the node does not recreate them"
-        );
-    }
-    Ok(sub)
-}
-
 pub fn recover(
     (dir, seen): (&cap_std::fs::Dir, Started),
     partitions: u32,
@@ -121,7 +74,10 @@ pub fn recover(
             dir.create_dir_all(&name)
                 .with_context(|| format!("creating {name}/ in the data directory"))?;
         }
-        let sub = open_partition_dir(dir, (p, partitions), seen)?;
+        // Checked before anything was written (`datadir::check_partitions`).
+        let sub = dir
+            .open_dir(&name)
+            .with_context(|| format!("opening {name}/ in the data directory"))?;
         let (mut log, opened) =
             Log::open(DirFs::new(sub), opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
         if let Some(t) = &opened.torn_tail {
