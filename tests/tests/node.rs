@@ -672,3 +672,74 @@ fn sql_params_are_values_never_sql() {
         assert!(short.to_string().contains('2'), "{short}");
     });
 }
+
+/// The node's resident memory (VmRSS), in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib / 1024
+}
+
+/// Issue 12, finding 8: an unauthenticated client declared big frames on
+/// many streams and sent all but their last byte; the node read each into
+/// a buffer and held them all (24 streams: about +1 GB). A frame over
+/// 64 KiB is now read only once the connection has authenticated, and a
+/// connection that does not within `AUTH_WAIT` is closed; the node keeps
+/// serving.
+#[test]
+fn an_unauthenticated_client_cannot_make_the_node_hold_its_frames() {
+    const STREAMS: usize = 24;
+    const FRAME_BYTES: usize = 30 << 20;
+    /// What the node may grow by: QUIC's receive window for the
+    /// connection (48 MiB) and room for the allocator; far below the
+    /// 720 MiB the frames would take.
+    const GROWTH_MIB_MAX: u64 = 200;
+    let tmp = TempDir::new("hostile-streams");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    let pid = server.child.id();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        let before = rss_mib(pid);
+        let hostile = raw::connect(&server.addr, &server.fingerprint).await;
+        let body = vec![0x90u8; FRAME_BYTES - 1];
+        let mut senders = Vec::new();
+        for _ in 0..STREAMS {
+            let (mut send, recv) = hostile.open_bi().await.unwrap();
+            let body = body.clone();
+            senders.push(tokio::spawn(async move {
+                let _ = send.write_all(&(FRAME_BYTES as u32).to_be_bytes()).await;
+                let _ = send.write_all(&body).await;
+                // Never the last byte: the frame stays half read.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop((send, recv));
+            }));
+        }
+        drop(body);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let grown = rss_mib(pid).saturating_sub(before);
+        eprintln!("node RSS {before} MiB, +{grown} MiB under {STREAMS} half-sent frames");
+        assert!(
+            grown <= GROWTH_MIB_MAX,
+            "the node grew by {grown} MiB for an unauthenticated client's frames"
+        );
+        // Not authenticated in time: closed, with its own code.
+        let why = tokio::time::timeout(Duration::from_secs(30), hostile.closed())
+            .await
+            .expect("the connection is closed once AUTH_WAIT has passed");
+        match why {
+            quinn::ConnectionError::ApplicationClosed(a) => {
+                assert_eq!(a.error_code, quinn::VarInt::from_u32(4), "{a:?}")
+            }
+            other => panic!("closed for another reason: {other:?}"),
+        }
+        for s in senders {
+            s.abort();
+        }
+        let st = c.status().await.unwrap();
+        assert_eq!(st.partitions.len(), 2, "the node still serves");
+    });
+}

@@ -29,10 +29,19 @@ pub async fn read_frame_within(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<bool, FrameError> {
+    match read_length(recv, max).await? {
+        Some(bytes) => read_body(recv, buf, bytes).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Reads a frame's length prefix: None when the peer finished the stream
+/// cleanly between frames; a length over `max` is refused.
+pub async fn read_length(recv: &mut RecvStream, max: usize) -> Result<Option<usize>, FrameError> {
     let mut prefix = [0u8; PREFIX_BYTES];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(0)) => return Ok(false),
+        Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(ReadExactError::FinishedEarly(_)) => return Err(FrameError::Truncated),
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
@@ -40,6 +49,16 @@ pub async fn read_frame_within(
     if bytes > max {
         return Err(FrameError::TooLarge { bytes, max });
     }
+    Ok(Some(bytes))
+}
+
+/// Reads a body of `bytes` (as `read_length` gave) into `buf`, replacing
+/// its contents.
+pub async fn read_body(
+    recv: &mut RecvStream,
+    buf: &mut Vec<u8>,
+    bytes: usize,
+) -> Result<(), FrameError> {
     buf.clear();
     while buf.len() < bytes {
         match recv.read_chunk(bytes - buf.len(), true).await? {
@@ -47,5 +66,5 @@ pub async fn read_frame_within(
             None => return Err(FrameError::Truncated),
         }
     }
-    Ok(true)
+    Ok(())
 }

@@ -11,20 +11,27 @@
 //!
 //! Bounds: requests in flight per connection (`IN_FLIGHT_PER_CONNECTION_MAX`,
 //! a semaphore: when it is empty the readers stop reading, which is
-//! backpressure through QUIC flow control), failed auth attempts, malformed
-//! frames per connection, connections per endpoint, bytes per write batch.
+//! backpressure through QUIC flow control), frame size and time before
+//! authentication (`UNAUTHENTICATED_FRAME_BYTES_MAX`, `AUTH_WAIT`), the
+//! room a stream's buffer keeps (`READ_BUFFER_KEEP_BYTES`), failed auth
+//! attempts, malformed frames per connection, connections per endpoint,
+//! bytes per write batch. (No byte budget is shared by a connection's
+//! streams: a stream waiting for one would hold its unread bytes in the
+//! connection's flow-control window, and enough of them would starve the
+//! streams holding the budget.)
 //! Must not: block in `Service` calls, or let one connection affect another.
 
-use super::frame::{read_frame, FrameError};
+use super::frame::{read_body, read_length, FrameError};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
-    ErrorCode, ErrorReply, Reply, Request, ResponseFrame, ALPN, IN_FLIGHT_PER_CONNECTION_MAX,
+    ErrorCode, ErrorReply, Reply, Request, ResponseFrame, ALPN, FRAME_BYTES_MAX,
+    IN_FLIGHT_PER_CONNECTION_MAX,
 };
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// `auth` requests one connection may make; the last of them failing
@@ -36,11 +43,21 @@ pub const BAD_FRAMES_MAX: u32 = 8;
 pub const CONNECTIONS_MAX: usize = 10_000;
 /// A writer coalesces ready responses up to about this many bytes.
 pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
+/// The largest frame read before the connection has authenticated; a
+/// bigger one waits (unread, held back by QUIC flow control) until it has.
+pub const UNAUTHENTICATED_FRAME_BYTES_MAX: usize = 64 << 10;
+/// How long a connection may go without a successful `auth` before it is
+/// closed (`CLOSE_AUTH_TIMEOUT`).
+pub const AUTH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A stream's read buffer keeps up to this much room between frames; a
+/// bigger one (it held a big frame) is given back.
+pub const READ_BUFFER_KEEP_BYTES: usize = 64 << 10;
 /// Application close codes (QUIC CONNECTION_CLOSE) the node uses.
 pub const CLOSE_SHUTDOWN: u32 = 0;
 pub const CLOSE_WRONG_PROTOCOL: u32 = 1;
 pub const CLOSE_AUTH_ATTEMPTS: u32 = 2;
 pub const CLOSE_BAD_FRAMES: u32 = 3;
+pub const CLOSE_AUTH_TIMEOUT: u32 = 4;
 /// STOP_SENDING code on a stream closed after `bad_request` / `too_large`.
 pub const STOP_BAD_FRAME: u32 = 1;
 
@@ -198,6 +215,8 @@ struct Conn<S: Service> {
     connection: Connection,
     session: OnceLock<Arc<S::Session>>,
     in_flight: Arc<Semaphore>,
+    /// Told when `session` is set: big frames wait for it.
+    authenticated: Notify,
     /// `auth` requests taken so far, counted before the token is checked,
     /// so pipelined or parallel guesses cannot check more than the cap.
     auth_attempts: AtomicU32,
@@ -235,9 +254,11 @@ async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
         connection: connection.clone(),
         session: OnceLock::new(),
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX)),
+        authenticated: Notify::new(),
         auth_attempts: AtomicU32::new(0),
         bad_frames: AtomicU32::new(0),
     });
+    tokio::spawn(close_unless_authenticated(conn.clone()));
     // Streams are bounded by the transport's STREAMS_PER_CONNECTION_MAX.
     let mut streams = JoinSet::new();
     while let Ok((send, recv)) = connection.accept_bi().await {
@@ -257,9 +278,20 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
         let Ok(permit) = conn.in_flight.clone().acquire_owned().await else {
             break;
         };
-        let read = read_frame(&mut recv, &mut buf).await;
-        let (id, error) = match read {
-            Ok(true) => match codec::decode_request(&buf) {
+        let read = read_request(&conn, &mut recv, &mut buf).await;
+        let decoded = match read {
+            Ok(true) => {
+                let decoded = codec::decode_request(&buf);
+                if buf.capacity() > READ_BUFFER_KEEP_BYTES {
+                    buf = Vec::new();
+                }
+                Ok(Some(decoded))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let (id, error) = match decoded {
+            Ok(Some(decoded)) => match decoded {
                 Ok(frame) => {
                     let replier = Replier {
                         id: frame.id,
@@ -288,13 +320,24 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
                     ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
                 ),
             },
-            Ok(false) | Err(FrameError::Read(_)) => break,
-            Err(e @ FrameError::TooLarge { .. }) => {
+            Ok(None) | Err(ReadError::Frame(FrameError::Read(_))) => break,
+            Err(ReadError::Frame(e @ FrameError::TooLarge { .. })) => {
                 (0, ErrorReply::new(ErrorCode::TooLarge, e.to_string()))
             }
-            Err(e @ FrameError::Truncated) => {
+            Err(ReadError::Frame(e @ FrameError::Truncated)) => {
                 (0, ErrorReply::new(ErrorCode::BadRequest, e.to_string()))
             }
+            Err(ReadError::Unauthenticated(bytes)) => (
+                0,
+                ErrorReply::new(
+                    ErrorCode::Unauthenticated,
+                    format!(
+                        "a frame of {bytes} bytes before `auth` (over \
+                         {UNAUTHENTICATED_FRAME_BYTES_MAX} bytes) is read only once the \
+                         connection has authenticated, and it did not within {AUTH_WAIT:?}"
+                    ),
+                ),
+            ),
         };
         // A frame we could not read: answer it, then close this stream.
         Replier {
@@ -318,6 +361,73 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Why a request frame was not read.
+enum ReadError {
+    Frame(FrameError),
+    /// A frame of this many bytes, over `UNAUTHENTICATED_FRAME_BYTES_MAX`,
+    /// and the connection did not authenticate within `AUTH_WAIT`.
+    Unauthenticated(usize),
+}
+
+/// Reads one request frame into `buf`: false when the client finished
+/// the stream between frames. Before the connection has authenticated, a
+/// frame over `UNAUTHENTICATED_FRAME_BYTES_MAX` waits (unread: QUIC flow
+/// control holds the client back) until it has.
+async fn read_request<S: Service>(
+    conn: &Conn<S>,
+    recv: &mut RecvStream,
+    buf: &mut Vec<u8>,
+) -> Result<bool, ReadError> {
+    let Some(bytes) = read_length(recv, FRAME_BYTES_MAX)
+        .await
+        .map_err(ReadError::Frame)?
+    else {
+        return Ok(false);
+    };
+    if bytes > UNAUTHENTICATED_FRAME_BYTES_MAX && !wait_authenticated(conn).await {
+        return Err(ReadError::Unauthenticated(bytes));
+    }
+    read_body(recv, buf, bytes)
+        .await
+        .map_err(ReadError::Frame)?;
+    Ok(true)
+}
+
+/// Whether the connection is authenticated, waiting for it up to
+/// `AUTH_WAIT` from now.
+async fn wait_authenticated<S: Service>(conn: &Conn<S>) -> bool {
+    let deadline = tokio::time::Instant::now() + AUTH_WAIT;
+    loop {
+        let told = conn.authenticated.notified();
+        tokio::pin!(told);
+        // Registered before the look, so a `notify_waiters` after it is
+        // not missed.
+        told.as_mut().enable();
+        if conn.session.get().is_some() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, told).await.is_err() {
+            return conn.session.get().is_some();
+        }
+    }
+}
+
+/// Closes the connection if it has not authenticated within `AUTH_WAIT`
+/// (it holds a slot of `CONNECTIONS_MAX` and its streams' buffers).
+async fn close_unless_authenticated<S: Service>(conn: Arc<Conn<S>>) {
+    tokio::select! {
+        _ = conn.connection.closed() => {}
+        authenticated = wait_authenticated(&conn) => {
+            if !authenticated {
+                conn.connection.close(
+                    VarInt::from_u32(CLOSE_AUTH_TIMEOUT),
+                    b"no successful auth in time",
+                );
+            }
+        }
+    }
 }
 
 /// A flag set once the client stops this stream or the connection is lost:
@@ -372,7 +482,10 @@ async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) 
     match conn.service.authenticate(&token) {
         Ok((session, reply)) => {
             let answer = match conn.session.set(Arc::new(session)) {
-                Ok(()) => Ok(reply),
+                Ok(()) => {
+                    conn.authenticated.notify_waiters();
+                    Ok(reply)
+                }
                 Err(_) => Err(ErrorReply::new(
                     ErrorCode::NotSupported,
                     "this connection was authenticated on another stream meanwhile",
