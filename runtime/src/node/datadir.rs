@@ -77,30 +77,19 @@ pub fn open_meta(
         }
         Err(e) => return Err(e).context("reading node.meta in the data directory"),
     };
-    let first = text.lines().any(|l| l == INITIALIZING);
-    let text: String = text
-        .lines()
-        .filter(|l| *l != INITIALIZING)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let line = |t: &str, k: &str| {
-        t.lines()
-            .find_map(|l| l.strip_prefix(k).map(str::to_string))
-    };
-    if line(&text, "node ") != line(&want, "node ")
-        || line(&text, "members ") != line(&want, "members ")
+    let first = text.lines().any(|l| l.trim() == INITIALIZING);
+    let (had, wanted) = (fields(&text), fields(&want));
+    let field = |f: &Fields, k: &str| f.get(k).cloned();
+    if field(&had, "node") != field(&wanted, "node")
+        || field(&had, "members") != field(&wanted, "members")
     {
-        let was = match (line(&text, "node "), line(&text, "members ")) {
+        let was = match (field(&had, "node"), field(&had, "members")) {
             (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
             _ => "a lone node".to_string(),
         };
-        let now = match members {
-            Some((me, _)) => format!(
-                "node {} of a cluster of nodes {}",
-                me.0,
-                line(&want, "members ").unwrap_or_default()
-            ),
-            None => "a lone node".to_string(),
+        let now = match (field(&wanted, "node"), field(&wanted, "members")) {
+            (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
+            _ => "a lone node".to_string(),
         };
         bail!(
             "the data directory belongs to {was}, and this start is for {now}: its log \
@@ -108,11 +97,17 @@ pub fn open_meta(
              directory"
         );
     }
-    if text != want {
-        let had = line(&text, "partitions ").unwrap_or_else(|| "?".into());
+    if field(&had, "partitions") != field(&wanted, "partitions") {
+        let had = field(&had, "partitions").unwrap_or_else(|| "?".into());
         bail!(
             "the data directory was created with {had} partitions; start with \
              --partitions {had} (rows are placed by the partition count)"
+        );
+    }
+    if had != wanted {
+        bail!(
+            "node.meta in the data directory reads {text:?}, which this build does not \
+             take for {want:?}: restore it from a backup, or write those lines"
         );
     }
     Ok(if first {
@@ -120,6 +115,30 @@ pub fn open_meta(
     } else {
         Started::Before
     })
+}
+
+/// `node.meta`'s lines as key and value, as an operator may have written
+/// them (spaces and blank lines aside, in any order; members in any
+/// order), without the `initializing` mark.
+type Fields = std::collections::BTreeMap<String, String>;
+
+fn fields(text: &str) -> Fields {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != INITIALIZING)
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            let v = v.trim();
+            let v = if k == "members" {
+                let mut ids: Vec<&str> = v.split(',').map(str::trim).collect();
+                ids.sort_by_key(|id| (id.len(), *id));
+                ids.join(",")
+            } else {
+                v.to_string()
+            };
+            (k.to_string(), v)
+        })
+        .collect()
 }
 
 /// The first start is done (the catalog and every partition exist):
@@ -341,6 +360,27 @@ mod tests {
         assert_eq!(open_meta(&d, 4, &None).unwrap(), Started::Before);
         let e = open_meta(&d, 2, &None).unwrap_err().to_string();
         assert!(e.contains("created with 4 partitions"), "{e}");
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn a_node_meta_written_by_hand_is_read_by_its_fields() {
+        let (p, d) = temp("byhand");
+        let members = Some((
+            crate::types::NodeId(2),
+            (1..=3).map(crate::types::NodeId).collect(),
+        ));
+        std::fs::write(
+            p.join(META_FILE),
+            "members 3, 1,2\n\n  partitions 4 \nnode 2\nohm-node 1\n",
+        )
+        .unwrap();
+        assert_eq!(open_meta(&d, 4, &members).unwrap(), Started::Before);
+        let e = open_meta(&d, 4, &None).unwrap_err().to_string();
+        assert!(e.contains("belongs to node 2 of a cluster"), "{e}");
+        std::fs::write(p.join(META_FILE), "ohm-node 2\npartitions 4\n").unwrap();
+        let e = open_meta(&d, 4, &None).unwrap_err().to_string();
+        assert!(e.contains("does not take"), "{e}");
         std::fs::remove_dir_all(&p).unwrap();
     }
 
