@@ -279,47 +279,43 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
             break;
         };
         let read = read_request(&conn, &mut recv, &mut buf).await;
-        let decoded = match read {
-            Ok(true) => {
+        let decoded = read.map(|more| {
+            more.then(|| {
                 let decoded = codec::decode_request(&buf);
                 if buf.capacity() > READ_BUFFER_KEEP_BYTES {
                     buf = Vec::new();
                 }
-                Ok(Some(decoded))
-            }
-            Ok(false) => Ok(None),
-            Err(e) => Err(e),
-        };
+                decoded
+            })
+        });
         let (id, error) = match decoded {
-            Ok(Some(decoded)) => match decoded {
-                Ok(frame) => {
-                    let replier = Replier {
-                        id: frame.id,
-                        slot: Some((tx.clone(), permit)),
-                        gone: gone.clone(),
-                        held: None,
-                    };
-                    if handle(&conn, frame.request, replier).await {
-                        continue;
-                    }
-                    break;
-                }
-                // Only a value was wrong: answer that request, keep reading.
-                Err(e) if e.bad_value && e.id.is_some() => {
-                    Replier {
-                        id: e.id.unwrap_or(0),
-                        slot: Some((tx.clone(), permit)),
-                        gone: gone.clone(),
-                        held: None,
-                    }
-                    .send(Err(ErrorReply::new(ErrorCode::BadArguments, e.to_string())));
+            Ok(Some(Ok(frame))) => {
+                let replier = Replier {
+                    id: frame.id,
+                    slot: Some((tx.clone(), permit)),
+                    gone: gone.clone(),
+                    held: None,
+                };
+                if handle(&conn, frame.request, replier).await {
                     continue;
                 }
-                Err(e) => (
-                    e.id.unwrap_or(0),
-                    ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
-                ),
-            },
+                break;
+            }
+            // Only a value was wrong: answer that request, keep reading.
+            Ok(Some(Err(e))) if e.bad_value && e.id.is_some() => {
+                Replier {
+                    id: e.id.unwrap_or(0),
+                    slot: Some((tx.clone(), permit)),
+                    gone: gone.clone(),
+                    held: None,
+                }
+                .send(Err(ErrorReply::new(ErrorCode::BadArguments, e.to_string())));
+                continue;
+            }
+            Ok(Some(Err(e))) => (
+                e.id.unwrap_or(0),
+                ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
+            ),
             Ok(None) | Err(ReadError::Frame(FrameError::Read(_))) => break,
             Err(ReadError::Frame(e @ FrameError::TooLarge { .. })) => {
                 (0, ErrorReply::new(ErrorCode::TooLarge, e.to_string()))

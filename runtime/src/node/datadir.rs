@@ -83,14 +83,11 @@ pub fn open_meta(
     if field(&had, "node") != field(&wanted, "node")
         || field(&had, "members") != field(&wanted, "members")
     {
-        let was = match (field(&had, "node"), field(&had, "members")) {
+        let whose = |f: &Fields| match (field(f, "node"), field(f, "members")) {
             (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
             _ => "a lone node".to_string(),
         };
-        let now = match (field(&wanted, "node"), field(&wanted, "members")) {
-            (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
-            _ => "a lone node".to_string(),
-        };
+        let (was, now) = (whose(&had), whose(&wanted));
         bail!(
             "the data directory belongs to {was}, and this start is for {now}: its log \
              and votes are that node's; start it as that node, or use an empty \
