@@ -139,7 +139,15 @@ pub struct NewTenant {
 }
 
 type Answer = Result<Reply, ErrorReply>;
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
+type Pending = Arc<Mutex<Waiting>>;
+
+/// The requests of one stream waiting for their answers.
+#[derive(Default)]
+struct Waiting {
+    answers: HashMap<u64, oneshot::Sender<Answer>>,
+    /// The stream's reader ended: no answer comes any more.
+    ended: bool,
+}
 
 struct Stream {
     queue: mpsc::Sender<RequestFrame>,
@@ -598,14 +606,20 @@ async fn send(inner: &Inner, request: Request) -> Result<Reply, ClientError> {
         return Err(ClientError::Config("no streams".into()));
     };
     let (tx, rx) = oneshot::channel();
-    lock(&stream.pending).insert(id, tx);
+    {
+        let mut waiting = lock(&stream.pending);
+        if waiting.ended {
+            return Err(closed(&inner.connection));
+        }
+        waiting.answers.insert(id, tx);
+    }
     if stream
         .queue
         .send(RequestFrame { id, request })
         .await
         .is_err()
     {
-        lock(&stream.pending).remove(&id);
+        lock(&stream.pending).answers.remove(&id);
         return Err(closed(&inner.connection));
     }
     match rx.await {
@@ -614,7 +628,7 @@ async fn send(inner: &Inner, request: Request) -> Result<Reply, ClientError> {
     }
 }
 
-fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, Waiting> {
     // A panic while holding this lock cannot leave the map inconsistent
     // (single insert/remove calls), so a poisoned lock is still usable.
     p.lock().unwrap_or_else(|e| e.into_inner())
@@ -685,32 +699,53 @@ async fn writer(
             break;
         }
     }
-    // Dropping the receiver fails later sends; fail what is waiting too.
-    lock(&pending).clear();
+    // Dropping the receiver fails later sends. What was sent waits for the
+    // reader: the node may still answer it (a stopping node stops reading
+    // but delivers every answer), and the reader fails the rest as it
+    // ends.
 }
 
 fn encode(frame: RequestFrame, buf: &mut Vec<u8>, pending: &Pending) {
     if let Err(e @ FrameTooLarge { .. }) = codec::encode_request(&frame, buf) {
-        if let Some(tx) = lock(pending).remove(&frame.id) {
+        if let Some(tx) = lock(pending).answers.remove(&frame.id) {
             let _ = tx.send(Err(ErrorReply::new(ErrorCode::TooLarge, e.to_string())));
         }
     }
 }
 
+/// Hands each answer to its request. When the stream ends, the requests
+/// still waiting fail: `unavailable` (not applied) if the node finished
+/// the stream cleanly (it does so only once it has answered every request
+/// it read, as it stops), else `Closed` (their outcome is unknown).
 async fn reader(mut recv: quinn::RecvStream, pending: Pending, leader_hint: LeaderHint) {
     let mut buf = Vec::new();
-    while let Ok(true) = read_frame(&mut recv, &mut buf).await {
+    let finished = loop {
+        match read_frame(&mut recv, &mut buf).await {
+            Ok(true) => {}
+            Ok(false) => break true,
+            Err(_) => break false,
+        }
         let Ok(frame) = codec::decode_response(&buf) else {
-            break;
+            break false;
         };
         if frame.leader.is_some() {
             *leader_hint.lock().unwrap_or_else(|p| p.into_inner()) = frame.leader;
         }
-        if let Some(tx) = lock(&pending).remove(&frame.id) {
+        if let Some(tx) = lock(&pending).answers.remove(&frame.id) {
             let _ = tx.send(frame.response);
         }
+    };
+    let mut waiting = lock(&pending);
+    waiting.ended = true;
+    for (_, tx) in waiting.answers.drain() {
+        if finished {
+            let _ = tx.send(Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                "the node finished the stream without reading this request (it is \
+                 stopping); it was not applied",
+            )));
+        }
     }
-    lock(&pending).clear();
 }
 
 #[cfg(test)]

@@ -15,10 +15,18 @@
 //! authentication (`UNAUTHENTICATED_FRAME_BYTES_MAX`, `AUTH_WAIT`), the
 //! room a stream's buffer keeps (`READ_BUFFER_KEEP_BYTES`), failed auth
 //! attempts, malformed frames per connection, connections per endpoint,
-//! bytes per write batch. (No byte budget is shared by a connection's
+//! bytes per write batch, and the time a stopping node gives its answers to
+//! reach clients (`FLUSH_MAX`). (No byte budget is shared by a connection's
 //! streams: a stream waiting for one would hold its unread bytes in the
 //! connection's flow-control window, and enough of them would starve the
 //! streams holding the budget.)
+//!
+//! Stopping (`serve`): once `signal` fires, new connections are refused
+//! and `drain` runs while the open ones are served (the node answers what
+//! arrives `unavailable`). Once it is done, every request read has its
+//! answer queued: each stream stops reading, writes its answers, finishes,
+//! and waits for the client to acknowledge them; then the connection
+//! closes with `CLOSE_SHUTDOWN`.
 //! Must not: block in `Service` calls, or let one connection affect another.
 
 use super::frame::{read_body, read_length, FrameError};
@@ -31,7 +39,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// `auth` requests one connection may make; the last of them failing
@@ -52,6 +60,10 @@ pub const AUTH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A stream's read buffer keeps up to this much room between frames; a
 /// bigger one (it held a big frame) is given back.
 pub const READ_BUFFER_KEEP_BYTES: usize = 64 << 10;
+/// Once a stopping node has answered everything, how long its streams get
+/// to deliver those answers (written, and acknowledged by the client)
+/// before the connections close.
+pub const FLUSH_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// Application close codes (QUIC CONNECTION_CLOSE) the node uses.
 pub const CLOSE_SHUTDOWN: u32 = 0;
 pub const CLOSE_WRONG_PROTOCOL: u32 = 1;
@@ -183,30 +195,48 @@ impl Drop for Replier {
     }
 }
 
-/// Serves `endpoint` until `shutdown` completes, then closes every
-/// connection with `CLOSE_SHUTDOWN`.
+/// Serves `endpoint` until `signal` fires; then refuses new connections
+/// while `drain` runs (the node finishes and answers what it has), delivers
+/// every answer (up to `FLUSH_MAX`) and closes every connection with
+/// `CLOSE_SHUTDOWN`.
 pub async fn serve<S: Service>(
     endpoint: quinn::Endpoint,
     service: Arc<S>,
-    shutdown: impl Future<Output = ()>,
+    signal: impl Future<Output = ()>,
+    drain: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
+    tokio::pin!(signal);
+    tokio::pin!(drain);
+    let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut draining = false;
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut signal, if !draining => draining = true,
+            _ = &mut drain, if draining => break,
             incoming = endpoint.accept() => match incoming {
                 None => break,
-                Some(incoming) if connections.len() >= CONNECTIONS_MAX => incoming.refuse(),
+                Some(incoming) if draining || connections.len() >= CONNECTIONS_MAX => {
+                    incoming.refuse()
+                }
                 Some(incoming) => {
-                    connections.spawn(connection(incoming, service.clone()));
+                    connections.spawn(connection(incoming, service.clone(), stopped.clone()));
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    // Every request read has its answer queued (or on its way from a
+    // task the node no longer waits for): the streams deliver them.
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(FLUSH_MAX, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     endpoint.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"node stopping");
     connections.shutdown().await;
+    // Lets the closes reach the clients.
+    let _ = tokio::time::timeout(FLUSH_MAX, endpoint.wait_idle()).await;
 }
 
 /// State shared by a connection's streams.
@@ -232,7 +262,11 @@ impl<S: Service> Drop for Opened<S> {
     }
 }
 
-async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
+async fn connection<S: Service>(
+    incoming: quinn::Incoming,
+    service: Arc<S>,
+    mut stop: watch::Receiver<bool>,
+) {
     let Ok(connection) = incoming.await else {
         return;
     };
@@ -261,24 +295,55 @@ async fn connection<S: Service>(incoming: quinn::Incoming, service: Arc<S>) {
     tokio::spawn(close_unless_authenticated(conn.clone()));
     // Streams are bounded by the transport's STREAMS_PER_CONNECTION_MAX.
     let mut streams = JoinSet::new();
-    while let Ok((send, recv)) = connection.accept_bi().await {
-        streams.spawn(stream(conn.clone(), send, recv));
+    let for_streams = stop.clone();
+    loop {
+        tokio::select! {
+            accepted = connection.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    streams.spawn(stream(conn.clone(), send, recv, for_streams.clone()));
+                }
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        }
         while streams.try_join_next().is_some() {}
     }
+    // The node is stopping: each stream delivers its answers and finishes.
+    while streams.join_next().await.is_some() {}
+    connection.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"node stopping");
 }
 
-async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: RecvStream) {
+async fn stream<S: Service>(
+    conn: Arc<Conn<S>>,
+    send: SendStream,
+    mut recv: RecvStream,
+    mut stop: watch::Receiver<bool>,
+) {
     // Room for every permit, so a `Replier` never finds the queue full.
     let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
     let gone = watch_gone(&send);
     let writer = tokio::spawn(writer(send, rx));
     let mut buf = Vec::new();
+    let mut stopping = false;
     loop {
-        // Take the permit first: with none left, this stream stops reading.
-        let Ok(permit) = conn.in_flight.clone().acquire_owned().await else {
-            break;
+        let next = async {
+            // Take the permit first: with none left, this stream stops
+            // reading.
+            let permit = conn.in_flight.clone().acquire_owned().await.ok()?;
+            Some((permit, read_request(&conn, &mut recv, &mut buf).await))
         };
-        let read = read_request(&conn, &mut recv, &mut buf).await;
+        let (permit, read) = tokio::select! {
+            next = next => match next {
+                Some(next) => next,
+                None => break,
+            },
+            // A frame half read is dropped: the client sent it after the
+            // node stopped taking requests, and it was not run.
+            _ = stop.wait_for(|s| *s) => {
+                stopping = true;
+                break;
+            }
+        };
         let decoded = read.map(|more| {
             more.then(|| {
                 let decoded = codec::decode_request(&buf);
@@ -356,7 +421,12 @@ async fn stream<S: Service>(conn: Arc<Conn<S>>, send: SendStream, mut recv: Recv
         break;
     }
     drop(tx);
-    let _ = writer.await;
+    let finished = writer.await;
+    if let (true, Ok(Some(send))) = (stopping, finished) {
+        // `recv` stays open meanwhile, so the client's writes wait rather
+        // than fail and its reader takes every answer.
+        let _ = send.stopped().await;
+    }
 }
 
 /// Why a request frame was not read.
@@ -513,8 +583,10 @@ async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) 
     }
 }
 
-/// Writes responses as they become ready, coalescing what is queued.
-async fn writer(mut send: SendStream, mut rx: mpsc::Receiver<Outgoing>) {
+/// Writes responses as they become ready, coalescing what is queued; once
+/// every sender is gone, finishes the stream and gives it back (None: the
+/// stream failed).
+async fn writer(mut send: SendStream, mut rx: mpsc::Receiver<Outgoing>) -> Option<SendStream> {
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();
@@ -526,10 +598,11 @@ async fn writer(mut send: SendStream, mut rx: mpsc::Receiver<Outgoing>) {
             }
         }
         if send.write_all(&buf).await.is_err() {
-            return;
+            return None;
         }
     }
-    let _ = send.finish();
+    send.finish().ok()?;
+    Some(send)
 }
 
 /// Encodes one response; one over the frame limit becomes `too_large`.

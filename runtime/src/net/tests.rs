@@ -75,9 +75,14 @@ fn start() -> Node {
     let ep = endpoint::server("127.0.0.1:0".parse().unwrap(), &id).unwrap();
     let addr = ep.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(ep, Arc::new(Echo), async move {
-        let _ = rx.await;
-    }));
+    tokio::spawn(serve(
+        ep,
+        Arc::new(Echo),
+        async move {
+            let _ = rx.await;
+        },
+        async {},
+    ));
     Node {
         addr,
         fingerprint: id.fingerprint(),

@@ -140,6 +140,11 @@ impl Coordinator {
     pub fn run(mut self, tasks: Receiver<CoordTask>) {
         while let Ok(task) = tasks.recv() {
             if matches!(task, CoordTask::Stop) {
+                // What was queued behind the stop is refused (not applied)
+                // before the receiver goes.
+                for t in tasks.try_iter().take(COORDINATOR_QUEUE_MAX) {
+                    super::service::reply_of(t)(Err(super::service::stopping()));
+                }
                 return;
             }
             // A panic here may leave a transaction applied on some

@@ -63,9 +63,6 @@ const ACT_ROUNDS_MAX: usize = 4;
 /// How long a stopping partition waits for its log to make what it ran
 /// durable, so those calls get their real answers.
 pub const STOP_DRAIN_MAX: Duration = Duration::from_secs(5);
-/// How long a stopping partition runs the calls waiting in its lanes before
-/// it refuses the rest (not applied).
-const STOP_RUN_MAX: Duration = Duration::from_secs(5);
 
 /// The node's executors, by partition (set once they all exist).
 pub type Siblings = std::sync::Weak<std::sync::OnceLock<Vec<std::sync::mpsc::Sender<Input>>>>;
@@ -727,9 +724,10 @@ impl Executor {
             }
             Input::Stop => {
                 // What was queued before runs first, for up to
-                // `STOP_RUN_MAX` and while the core takes calls; the rest
-                // are refused, not applied (by the caller, at exit).
-                let deadline = Instant::now() + STOP_RUN_MAX;
+                // `STOP_WORK_MAX` (then the watchdog cuts what runs) and
+                // while the core takes calls; the rest are refused, not
+                // applied (by the caller, at exit).
+                let deadline = Instant::now() + super::watchdog::STOP_WORK_MAX;
                 while !self.core.would_queue() && Instant::now() < deadline {
                     let (runners, core) = (&self.runners, &self.core);
                     let here = |t| !runners.is_out(t) && !core.is_away(t);

@@ -52,7 +52,7 @@ use anyhow::{bail, Context};
 use coordinator::{CoordTask, Coordinator, COORDINATOR_QUEUE_MAX};
 use executor::{Executor, Input, PartitionStats};
 use routes::Routes;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -141,6 +141,9 @@ pub struct Node {
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
     /// Threads that took an executor's loop over (`relief`).
     handovers: relief::Handovers,
+    /// Set as the node begins to stop; the watchdog cuts work still
+    /// running `watchdog::STOP_WORK_MAX` later.
+    stopping: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +365,7 @@ impl Node {
         };
         let (ctx, crx) = sync_channel(COORDINATOR_QUEUE_MAX);
         let coord_watch = watchdog.watch(config.quota.sql_timeout_ms);
+        let stopping = watchdog.stopping();
         // Ends once the executors and the coordinator have (their watches
         // go with their threads).
         threads.push((
@@ -399,6 +403,7 @@ impl Node {
             compiling: Arc::default(),
             threads: Mutex::new(threads),
             handovers,
+            stopping,
             fatal,
             _siblings: siblings,
             _lock: lock,
@@ -426,6 +431,9 @@ impl Node {
     /// then the writers sync and close their logs. Requests after this get
     /// `unavailable`.
     pub fn shutdown(&self) {
+        // Work still running `STOP_WORK_MAX` from now is cut (rolled back,
+        // answered `unavailable`), so a long statement cannot hold the stop.
+        self.stopping.store(true, Ordering::Release);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let (writers, others): (Vec<_>, Vec<_>) = threads
             .into_iter()

@@ -3,6 +3,7 @@
 
 use crate::partition::{CallError, CallResult};
 use crate::proto::{Column, ErrorCode, ErrorReply, Reply, Rows, SqlResult};
+use crate::sql::interrupt::Stopped;
 use crate::sql::{QueryResult, RowSet, SqlError};
 use crate::txn::TxnError;
 use crate::types::NodeId;
@@ -51,6 +52,7 @@ pub fn sql_result(r: QueryResult) -> SqlResult {
 pub fn sql_error(e: &SqlError) -> ErrorReply {
     let code = match e {
         SqlError::Unsupported(_) => ErrorCode::NotSupported,
+        SqlError::Stopped(Stopped::Shutdown) => ErrorCode::Unavailable,
         SqlError::Stopped(_) => ErrorCode::Timeout,
         _ => ErrorCode::Sql,
     };
@@ -70,6 +72,10 @@ pub fn proc_error(e: &ProcError) -> ErrorReply {
         ProcError::Panicked { .. } | ProcError::Trap { .. } | ProcError::Abi { .. } => {
             ErrorCode::Trap
         }
+        ProcError::Stopped {
+            why: Stopped::Shutdown,
+            ..
+        } => ErrorCode::Unavailable,
         ProcError::Stopped { .. } => ErrorCode::Timeout,
         _ => ErrorCode::Internal,
     };

@@ -293,9 +293,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long answers given while stopping get to reach clients before the
-/// connections close.
-const ANSWER_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a stopping node may take before it exits anyway.
+const STOP_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+/// The exit code when it does.
+const EXIT_STOP_OVERRUN: i32 = 75;
 
 fn default_names(listen: &SocketAddr) -> Vec<String> {
     let mut names = vec![
@@ -336,19 +337,30 @@ async fn serve_quic(
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let fatal = node.fatal.clone();
-    let stopping = node.clone();
-    let stop = async move {
+    let signal = async move {
         tokio::select! {
             _ = shutdown_signal() => {}
             _ = fatal.wait() => {}
         }
-        // Connections stay open while the partitions finish what is in
-        // flight and answer it (new requests are refused meanwhile), and a
-        // moment longer so those answers reach the wire before the close.
-        let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
-        tokio::time::sleep(ANSWER_FLUSH_GRACE).await;
+        // Each step of the stop is bounded; this is the backstop should a
+        // thread not end (nothing acknowledged is lost by exiting: every
+        // acknowledged write is in the log).
+        let _ = std::thread::Builder::new()
+            .name("ohm-stop-backstop".into())
+            .spawn(|| {
+                std::thread::sleep(STOP_MAX);
+                eprintln!("ohm: the node did not stop within {STOP_MAX:?}; exiting now");
+                std::process::exit(EXIT_STOP_OVERRUN);
+            });
     };
-    crate::net::server::serve(endpoint, node, stop).await;
+    // Connections stay open while the partitions finish what is in flight
+    // and answer it (new requests are refused meanwhile); then the server
+    // delivers those answers and closes them.
+    let stopping = node.clone();
+    let drain = async move {
+        let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
+    };
+    crate::net::server::serve(endpoint, node, signal, drain).await;
     Ok(())
 }
 

@@ -74,6 +74,10 @@ fn coerce(params: &[ParamDesc], args: &mut [Value]) -> Result<(), String> {
 
 impl Node {
     pub(crate) fn to_coordinator(&self, task: CoordTask) {
+        // Queued behind the coordinator's `Stop`, it would only be refused.
+        if self.stopping.load(Ordering::Acquire) {
+            return reply_of(task)(Err(stopping()));
+        }
         match self.coordinator.try_send(task) {
             Ok(()) => {}
             Err(TrySendError::Full(t)) => reply_of(t)(Err(overloaded("the coordinator's queue"))),
@@ -369,7 +373,7 @@ impl Node {
     }
 }
 
-fn reply_of(t: CoordTask) -> ReplyFn {
+pub(super) fn reply_of(t: CoordTask) -> ReplyFn {
     match t {
         CoordTask::Sql { reply, .. }
         | CoordTask::Call { reply, .. }

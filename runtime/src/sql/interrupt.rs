@@ -35,6 +35,8 @@ pub enum Stopped {
         "cancelled: its client closed the stream or connection; everything it did was rolled back"
     )]
     Cancelled,
+    #[error("cancelled: the node is stopping; everything it did was rolled back")]
+    Shutdown,
 }
 
 /// The timing of one thread's work, shared with the watchdog.
@@ -48,6 +50,9 @@ pub struct Watch {
     budget_ms: AtomicU64,
     /// The budget of work that names none.
     default_ms: u64,
+    /// Set once the node stops: work running now and begun later stops
+    /// at its next look (`Stopped::Shutdown`).
+    cut: AtomicBool,
 }
 
 impl Watch {
@@ -57,6 +62,7 @@ impl Watch {
             tripped: AtomicU64::new(0),
             budget_ms: AtomicU64::new(default_ms),
             default_ms,
+            cut: AtomicBool::new(false),
         })
     }
 }
@@ -69,6 +75,11 @@ impl Watch {
         if !gen.is_multiple_of(2) {
             self.tripped.store(gen, Ordering::Release);
         }
+    }
+
+    /// Stops the work running now and any begun later, as the node stops.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
     }
 }
 
@@ -169,6 +180,9 @@ pub fn check() -> Result<(), Stopped> {
         let Some(cur) = c.as_ref().filter(|cur| cur.gen != 0) else {
             return Ok(());
         };
+        if cur.watch.cut.load(Ordering::Acquire) {
+            return Err(Stopped::Shutdown);
+        }
         if cur.watch.tripped.load(Ordering::Acquire) == cur.gen {
             return Err(Stopped::Deadline {
                 budget_ms: cur.watch.budget_ms.load(Ordering::Relaxed),
@@ -229,6 +243,27 @@ mod tests {
             assert_eq!(check(), Ok(()));
             scan(&w, &mut seen, 1_170);
             assert_eq!(check(), Err(Stopped::Deadline { budget_ms: 50 }));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A statement running as the node stops is cancelled (a node with a
+    /// long query running did not stop on SIGTERM), and so is one begun
+    /// after.
+    #[test]
+    fn a_cut_watch_stops_the_running_work_and_any_begun_later() {
+        let watch = Watch::new(60_000);
+        let w = watch.clone();
+        std::thread::spawn(move || {
+            install(watch);
+            let work = Work::begin(None, None);
+            assert_eq!(check(), Ok(()));
+            w.cut();
+            assert_eq!(check(), Err(Stopped::Shutdown));
+            drop(work);
+            let _next = Work::begin(Some(10), None);
+            assert_eq!(check(), Err(Stopped::Shutdown));
         })
         .join()
         .unwrap();

@@ -185,3 +185,39 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// A client that speaks the protocol's frames directly (for what the
+/// driver would never send, or reads differently).
+pub mod raw {
+    use ohm::net::{endpoint, tls};
+    use ohm::proto::{codec, Request, RequestFrame, ResponseFrame};
+
+    pub async fn connect(addr: &str, fingerprint: &str) -> quinn::Connection {
+        let peer = addr.parse().unwrap();
+        let ep = endpoint::client(
+            peer,
+            &tls::ClientTrust::Fingerprint(fingerprint.to_string()),
+        )
+        .unwrap();
+        ep.connect(peer, "localhost").unwrap().await.unwrap()
+    }
+
+    pub fn frame(id: u64, request: Request) -> Vec<u8> {
+        let mut out = Vec::new();
+        codec::encode_request(&RequestFrame { id, request }, &mut out).unwrap();
+        out
+    }
+
+    /// Sends `bytes` on a new stream; the first response frame, or None if
+    /// the stream ended without one.
+    pub async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Option<ResponseFrame> {
+        let (mut send, mut recv) = conn.open_bi().await.ok()?;
+        send.write_all(bytes).await.ok()?;
+        let _ = send.finish();
+        let mut len = [0u8; 4];
+        recv.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        recv.read_exact(&mut body).await.ok()?;
+        Some(codec::decode_response(&body).unwrap())
+    }
+}
