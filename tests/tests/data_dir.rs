@@ -181,3 +181,104 @@ fn removing_lock_does_not_let_a_second_node_in() {
     assert_eq!(n, Some(Value::Int(ROWS)));
     first.stop().unwrap();
 }
+
+/// The files of `dir` whose names start with `prefix`, sorted.
+fn files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Before: after a clean stop, a flipped byte in the last record, a
+/// truncation at half the file or a zeroed last page each started "fine",
+/// cut the records as "never acknowledged", and served without them.
+#[test]
+fn damage_at_the_end_of_the_log_after_a_clean_stop_is_refused() {
+    let tmp = TempDir::new("dd-tail");
+    let data = node_with_rows(&tmp);
+    let newest = files(&data.join("p0"), "log-").pop().expect("a segment");
+    let whole = std::fs::read(&newest).unwrap();
+    let mut flipped = whole.clone();
+    *flipped.last_mut().unwrap() ^= 0x40;
+    let mut zeroed = whole.clone();
+    let page = zeroed.len().saturating_sub(4096).max(64);
+    zeroed[page..].fill(0);
+    let half = whole[..whole.len() / 2].to_vec();
+    for (kind, damaged) in [("flipped", flipped), ("zeroed", zeroed), ("half", half)] {
+        std::fs::write(&newest, &damaged).unwrap();
+        let err = refused_start(&data, &["--demo"]);
+        assert!(
+            err.contains("partition 0") && err.contains("cleanly"),
+            "{kind}: {err}"
+        );
+        assert!(!err.contains("never acknowledged"), "{kind}: {err}");
+        assert_eq!(
+            std::fs::read(&newest).unwrap(),
+            damaged,
+            "{kind}: the file was changed"
+        );
+    }
+    std::fs::write(&newest, &whole).unwrap();
+    assert_eq!(rows_after_restart(&data, &["--demo"]), ROWS);
+}
+
+/// Rows (of ~1 KB) that make each of 2 partitions take a snapshot at
+/// `--snapshot-log-mib 1`.
+const SNAPSHOT_ROWS: i64 = 3000;
+
+/// Before: with the segments deleted and the snapshot kept, the node
+/// started from the snapshot alone and the writes after it were gone.
+#[test]
+fn a_log_cut_back_to_its_snapshot_is_refused() {
+    let tmp = TempDir::new("dd-snapshot-only");
+    let data = tmp.path().join("data");
+    let args = ["--partitions", "2", "--demo", "--snapshot-log-mib", "1"];
+    let mut server = Server::start(&data, &args).unwrap();
+    let pad = "x".repeat(1000);
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        c.sql("CREATE TABLE secret (k BIGINT PRIMARY KEY, v TEXT)")
+            .await
+            .unwrap();
+        c.sql("PARTITION TABLE secret ON COLUMN k").await.unwrap();
+        // Enough log for a snapshot of each partition (~1.5 MiB each), then
+        // more after it.
+        for chunk in 0..SNAPSHOT_ROWS / 100 {
+            let values: Vec<String> = (chunk * 100..chunk * 100 + 100)
+                .map(|k| format!("({k}, '{pad}{k}')"))
+                .collect();
+            c.sql(&format!("INSERT INTO secret VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+            if chunk == SNAPSHOT_ROWS / 100 - 2 {
+                // Snapshots are taken between calls: give them a moment.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    server.stop().unwrap();
+    let p0 = data.join("p0");
+    assert!(!files(&p0, "snap-").is_empty(), "no snapshot was taken");
+    let aside = tmp.path().join("segments");
+    std::fs::create_dir(&aside).unwrap();
+    for seg in files(&p0, "log-") {
+        std::fs::rename(&seg, aside.join(seg.file_name().unwrap())).unwrap();
+    }
+    let err = refused_start(&data, &args);
+    assert!(
+        err.contains("partition 0") && err.contains("missing or cut"),
+        "{err}"
+    );
+    for seg in files(&aside, "log-") {
+        std::fs::rename(&seg, p0.join(seg.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(rows_after_restart(&data, &args), SNAPSHOT_ROWS);
+}

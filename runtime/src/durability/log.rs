@@ -17,6 +17,7 @@
 
 use super::frame::{put_record, RECORD_HEADER_BYTES};
 use super::fs::{DirFs, Fs, FsFile};
+use super::mark::{self, Mark, MARK_FILE, MARK_TMP};
 use super::record::PAYLOAD_BYTES_MAX;
 use super::segment::{
     corrupt, read_whole, scan, segment_header, ReadCache, Segment, SEGMENT_VERSION,
@@ -84,6 +85,8 @@ pub struct Log<F: Fs> {
     pub(super) last: Slot,
     pub(super) durable: Slot,
     pub(super) vote: Vote,
+    /// What the durable mark file says (`mark`); None before the first.
+    pub(super) mark: Option<Mark>,
     pub(super) snapshot: Option<SnapshotMeta>,
     /// Snapshot files, oldest first (only the newest counts).
     pub(super) snapshots: Vec<(Slot, String)>,
@@ -127,6 +130,7 @@ struct Listing {
     segments: Vec<(Slot, String)>,
     snapshots: Vec<(Slot, String)>,
     vote: bool,
+    mark: bool,
 }
 
 /// Lists the directory; leftover temporary files (a write a crash
@@ -146,7 +150,10 @@ fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
             out.snapshots.push((slot, name));
         } else if name == VOTE_FILE {
             out.vote = true;
+        } else if name == MARK_FILE {
+            out.mark = true;
         } else if name == VOTE_TMP
+            || name == MARK_TMP
             || (name.ends_with(TMP_SUFFIX)
                 && (name.starts_with("snap-") || name.starts_with("log-")))
         {
@@ -244,6 +251,30 @@ fn recover<F: Fs>(
     Ok(rec)
 }
 
+/// Refuses a log that lost records its durable mark says were durable: it
+/// ends before the mark, or it was closed cleanly and still has a torn
+/// tail (nothing was being written when it was closed).
+fn check_mark(m: Mark, rec: &Recovery) -> Result<(), DurabilityError> {
+    if let (true, Some((torn, _))) = (m.clean, &rec.torn) {
+        let what = format!(
+            "the log was closed cleanly at slot {}, so no write was under way, yet the \
+             last {} bytes from here are not whole records: the file was damaged after \
+             the stop (nothing was changed; restore it from a backup)",
+            m.slot, torn.bytes_dropped
+        );
+        return Err(corrupt(&torn.file, torn.offset, what));
+    }
+    let end = Slot(rec.next.0 - 1);
+    if end < m.slot {
+        return Err(DurabilityError::LogShort {
+            end,
+            mark: m.slot,
+            clean: m.clean,
+        });
+    }
+    Ok(())
+}
+
 /// Cuts segment `seg` to `len` bytes (a fresh header if even that was torn)
 /// and syncs it.
 fn cut_torn<F: Fs>(fs: &F, seg: &mut Segment, len: u64) -> Result<(), DurabilityError> {
@@ -304,6 +335,14 @@ impl<F: Fs> Log<F> {
                 ballot: *ballot,
             });
         }
+        let found_mark = if files.mark {
+            Some(mark::read(&fs)?)
+        } else {
+            None
+        };
+        if let Some(m) = found_mark {
+            check_mark(m, &rec)?;
+        }
         // Checked; now the changes: cut a torn tail, start a segment.
         let mut opened = Opened::default();
         if let Some((torn, end)) = rec.torn.take() {
@@ -340,6 +379,7 @@ impl<F: Fs> Log<F> {
             last,
             durable: last,
             vote: vote.unwrap_or_default(),
+            mark: found_mark,
             snapshot,
             snapshots: files.snapshots,
             stale: rec.stale,
@@ -352,7 +392,22 @@ impl<F: Fs> Log<F> {
         for size in rec.sizes {
             log.count(size);
         }
+        // What was just found durable stays so: a later start that finds
+        // less refuses.
+        log.set_mark(Mark {
+            slot: last,
+            clean: false,
+        })?;
         Ok((log, opened))
+    }
+
+    /// Replaces the durable mark, unless it says that already.
+    pub(super) fn set_mark(&mut self, mark: Mark) -> Result<(), DurabilityError> {
+        if self.mark != Some(mark) {
+            mark::write(&self.fs, mark)?;
+            self.mark = Some(mark);
+        }
+        Ok(())
     }
 
     /// Remembers the size of the next record (slot `recent_base + len`).
@@ -408,6 +463,14 @@ impl<F: Fs> Log<F> {
         if payload.len() > PAYLOAD_BYTES_MAX {
             let bytes = payload.len();
             return Err(DurabilityError::TooLarge { slot, bytes });
+        }
+        if let Some(m) = self.mark.filter(|m| m.clean) {
+            // Closed cleanly, and written to after all: a crash from now
+            // on may tear what follows the mark.
+            self.set_mark(Mark {
+                slot: m.slot,
+                clean: false,
+            })?;
         }
         let cur = self.current();
         let full = cur.bytes >= self.opts.segment_bytes_max && cur.has_records(self.last);

@@ -178,6 +178,14 @@ impl<F: Fs> Storage for Log<F> {
         self.sync_all()
     }
 
+    fn close_clean(&mut self) -> Result<(), DurabilityError> {
+        self.sync_all()?;
+        self.set_mark(super::mark::Mark {
+            slot: self.last,
+            clean: true,
+        })
+    }
+
     fn truncate_after(&mut self, slot: Slot) -> Result<(), DurabilityError> {
         let snap = self.snapshot_slot();
         assert!(
@@ -187,6 +195,11 @@ impl<F: Fs> Storage for Log<F> {
         );
         if slot == self.last {
             return Ok(());
+        }
+        // First the mark, so a crash part-way never finds the log short of
+        // it.
+        if self.mark.is_some_and(|m| m.slot > slot) {
+            self.set_mark(super::mark::Mark { slot, clean: false })?;
         }
         let target = slot.next();
         let k = self.segment_of(target);

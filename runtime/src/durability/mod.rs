@@ -114,6 +114,7 @@ mod frame;
 mod fs;
 mod log;
 mod log_storage;
+mod mark;
 mod record;
 mod segment;
 mod sim_fs;
@@ -176,6 +177,16 @@ pub enum DurabilityError {
     /// promised could let two values be chosen.
     #[error("no vote file, but {file} holds a record accepted in ballot {ballot}: the promise this replica made is lost; restore the vote file, or empty this replica's directory and let it catch up from its peers")]
     VoteMissing { file: String, ballot: Ballot },
+    /// The log ends before the slot its durable mark says was durable:
+    /// segments or records that were durable are gone.
+    #[error(
+        "the log ends at slot {end}, but every record up to slot {mark} was durable when the \
+         node last {when}: segment files or records after slot {end} are missing or cut. \
+         Nothing was changed; restore them from a backup (in a cluster, or empty this \
+         replica's directory to have it catch up from its peers)",
+        when = if *clean { "stopped cleanly" } else { "started" }
+    )]
+    LogShort { end: Slot, mark: Slot, clean: bool },
     /// A payload over `PAYLOAD_BYTES_MAX` was appended; the log is unchanged.
     #[error("record at slot {slot} has a payload of {bytes} bytes, over the limit of {PAYLOAD_BYTES_MAX}")]
     TooLarge { slot: Slot, bytes: usize },

@@ -85,6 +85,14 @@ pub trait Storage {
     /// truncation) survives a crash once this returns.
     fn sync(&mut self) -> Result<(), DurabilityError>;
 
+    /// `sync`, then records that the log was closed here (on disk: the
+    /// durable mark), so a later open refuses a log that lost records up
+    /// to its last slot or has any torn tail. An append after it takes the
+    /// record back first.
+    fn close_clean(&mut self) -> Result<(), DurabilityError> {
+        self.sync()
+    }
+
     /// Drops every record after `slot` (which must be at least the
     /// snapshot's slot and at most `last_slot()`, asserted); appends
     /// continue at `slot + 1`. Durable with the next `sync`; a crash before

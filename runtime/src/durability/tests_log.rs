@@ -200,6 +200,9 @@ fn small() -> LogOptions {
 on_both_disks!(
     append_sync_reopen_returns_everything,
     torn_tail_at_every_byte_is_cut_and_reported,
+    a_log_closed_cleanly_refuses_a_torn_tail_or_a_lost_segment,
+    a_torn_tail_is_cut_only_past_the_mark,
+    a_truncation_below_the_mark_takes_the_mark_down,
     flipped_byte_in_a_middle_record_is_corrupt,
     rotation_and_bad_earlier_segment,
     bad_segment_header_is_corrupt,
@@ -256,8 +259,21 @@ fn torn_tail_at_every_byte_is_cut_and_reported<D: Disk>(d: &D) {
     let whole = get(&fs, &seg);
     let at = offsets(4);
     assert_eq!(whole.len(), at[4]);
+    // Each round tears a log as a crash would, so before the durable mark
+    // the open after slot 5 left (`a_torn_tail_is_cut_only_past_the_mark`).
+    let mark_at_3 = |fs: &D::F| {
+        super::mark::write(
+            fs,
+            super::mark::Mark {
+                slot: Slot(3),
+                clean: false,
+            },
+        )
+        .expect("mark")
+    };
     for cut in at[3] + 1..at[4] {
         put(&fs, &seg, &whole[..cut]);
+        mark_at_3(&fs);
         let (mut log, opened) = open(d, LogOptions::default());
         expect_records(&mut log, 1..=3);
         let torn = opened.torn_tail.expect("torn tail reported");
@@ -279,6 +295,7 @@ fn torn_tail_at_every_byte_is_cut_and_reported<D: Disk>(d: &D) {
         let mut bad = whole.clone();
         bad[flip] ^= 0x40;
         put(&fs, &seg, &bad);
+        mark_at_3(&fs);
         let (mut log, opened) = open(d, LogOptions::default());
         expect_records(&mut log, 1..=3);
         assert_eq!(
@@ -287,6 +304,105 @@ fn torn_tail_at_every_byte_is_cut_and_reported<D: Disk>(d: &D) {
             "flip at {flip}"
         );
     }
+}
+
+/// Before: after a clean stop, a torn or cut tail, or a deleted newest
+/// segment, was cut as "never acknowledged" and the log opened short.
+fn a_log_closed_cleanly_refuses_a_torn_tail_or_a_lost_segment<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, small());
+    append_range(&mut log, 1..=12);
+    log.close_clean().expect("close");
+    let segments = log.segment_files();
+    assert!(segments.len() >= 3, "{segments:?}");
+    drop(log);
+    let fs = d.fs();
+    let newest = segments.last().expect("a segment").clone();
+    let whole = get(&fs, &newest);
+    // A flipped byte in the last record, or its last bytes cut.
+    let mut flipped = whole.clone();
+    *flipped.last_mut().expect("bytes") ^= 0x40;
+    for damaged in [flipped, whole[..whole.len() - 3].to_vec()] {
+        put(&fs, &newest, &damaged);
+        let e = open_err(d, small()).to_string();
+        assert!(
+            e.contains(&newest) && e.contains("closed cleanly at slot 12"),
+            "{e}"
+        );
+    }
+    // The newest segment gone: the log ends early, at a whole record.
+    fs.remove(&newest).expect("remove");
+    let e = open_err(d, small());
+    assert!(
+        matches!(
+            e,
+            DurabilityError::LogShort {
+                mark: Slot(12),
+                clean: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("stopped cleanly"), "{e}");
+    // Put back, it opens whole.
+    put(&fs, &newest, &whole);
+    let (mut log, opened) = open(d, small());
+    assert_eq!(opened.torn_tail, None);
+    expect_records(&mut log, 1..=12);
+}
+
+/// After a crash, what the last open found is still there or the open is
+/// refused; only what was appended after it may be cut as torn.
+fn a_torn_tail_is_cut_only_past_the_mark<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
+    append_range(&mut log, 1..=4);
+    log.sync().expect("sync");
+    drop(log);
+    // The next open marks slot 4; then 5 and 6 are appended, and the
+    // process dies.
+    let (mut log, _) = open(d, LogOptions::default());
+    append_range(&mut log, 5..=6);
+    log.sync().expect("sync");
+    drop(log);
+    let fs = d.fs();
+    let seg = segment::segment_name(Slot(1));
+    let whole = get(&fs, &seg);
+    let at = offsets(6);
+    // Slot 6 torn: cut.
+    put(&fs, &seg, &whole[..at[6] - 1]);
+    let (mut log, opened) = open(d, LogOptions::default());
+    assert_eq!(opened.torn_tail.map(|t| t.offset), Some(at[5] as u64));
+    expect_records(&mut log, 1..=5);
+    drop(log);
+    // Slot 4 torn: it was found durable, so this is damage.
+    put(&fs, &seg, &whole[..at[4] - 1]);
+    let e = open_err(d, LogOptions::default());
+    assert!(
+        matches!(
+            e,
+            DurabilityError::LogShort {
+                end: Slot(3),
+                mark: Slot(5),
+                clean: false
+            }
+        ),
+        "{e}"
+    );
+}
+
+/// Consensus may drop records past the chosen ones: the mark follows the
+/// log down, so the next open does not take that for damage.
+fn a_truncation_below_the_mark_takes_the_mark_down<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
+    append_range(&mut log, 1..=5);
+    log.sync().expect("sync");
+    drop(log);
+    let (mut log, _) = open(d, LogOptions::default());
+    log.truncate_after(Slot(2)).expect("truncate");
+    log.sync().expect("sync");
+    drop(log);
+    let (mut log, _) = open(d, LogOptions::default());
+    expect_records(&mut log, 1..=2);
 }
 
 fn flipped_byte_in_a_middle_record_is_corrupt<D: Disk>(d: &D) {

@@ -82,8 +82,10 @@ pub fn recover(
             Log::open(DirFs::new(sub), opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
         if let Some(t) = &opened.torn_tail {
             eprintln!(
-                "ohm: partition {p}: cut a torn record at the end of {}/{} at offset {} ({} bytes): \
-                 it was being written when the node stopped and was never acknowledged",
+                "ohm: partition {p}: cut a half-written record at the end of {}/{} at offset {} \
+                 ({} bytes). It follows everything the log's last start found durable, so it is \
+                 most likely a write the crash interrupted (not acknowledged); it cannot be told \
+                 from damage to the file since the crash",
                 name, t.file, t.offset, t.bytes_dropped
             );
         }

@@ -127,6 +127,16 @@ impl<S: Storage> Writer<S> {
             }
             group.clear();
         }
+        // Stopped without an error: the log is marked closed, so a start
+        // that finds records missing from it, or a torn tail, refuses.
+        if let Err(e) = self.storage().close_clean() {
+            eprintln!(
+                "ohm: partition {}: could not mark its log closed cleanly: {e}. \
+                 Everything acknowledged is durable; the next start checks the log \
+                 against its last mark only",
+                self.partition
+            );
+        }
     }
 
     /// Writes a group of batches, then syncs (or, for async durability

@@ -1,0 +1,122 @@
+//! The durable mark: a slot the log is known to hold durably, kept beside
+//! it, so damage at the end of the log that cuts durable records is told
+//! from a torn write (issue 12: a deleted newest segment, a truncated or
+//! zeroed tail after a clean stop each started "fine" and lost
+//! acknowledged writes).
+//!
+//! Owns: the file's format and its atomic replacement. `Log` writes it at
+//! each open (the slot it recovered, `clean` false), before a truncation
+//! takes the log below it, and at a clean close (the last slot, `clean`
+//! true); `Log::open` refuses a log that ends before it, or, after a clean
+//! close, one with any torn tail. Between those points a crash can only
+//! tear what followed the mark, and such a tail is cut as before.
+//! Must not: be written on the append path (it costs two fsyncs).
+//!
+//! Layout (little-endian, 25 bytes): `magic "OHMMARK\0" | version u32 (1)
+//! | slot u64 | clean u8 (0 or 1) | crc u32 (CRC-32 of the bytes before
+//! it)`.
+
+use super::fs::Fs;
+use super::log_storage::replace_file;
+use super::record::Reader;
+use super::{io_err, DurabilityError};
+use crate::types::Slot;
+
+pub(super) const MARK_FILE: &str = "durable";
+/// `replace_file`'s temporary name for it.
+pub(super) const MARK_TMP: &str = "durable.tmp";
+const MAGIC: &[u8; 8] = b"OHMMARK\0";
+const VERSION: u32 = 1;
+const MARK_FILE_BYTES: usize = 25;
+
+/// What the mark says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Every record up to this slot was durable when the mark was written.
+    pub slot: Slot,
+    /// Written by a clean close: nothing was appended after it.
+    pub clean: bool,
+}
+
+fn encode(mark: Mark) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MARK_FILE_BYTES);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&mark.slot.0.to_le_bytes());
+    out.push(u8::from(mark.clean));
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn corrupt(offset: usize, what: String) -> DurabilityError {
+    DurabilityError::Corrupt {
+        file: MARK_FILE.to_string(),
+        offset: offset as u64,
+        what,
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Mark, DurabilityError> {
+    if bytes.len() != MARK_FILE_BYTES {
+        let what = format!("{} bytes, expected {MARK_FILE_BYTES}", bytes.len());
+        return Err(corrupt(0, what));
+    }
+    let mut r = Reader::new(bytes);
+    let field = |w: String| corrupt(0, w);
+    let magic = r.take(8, "magic").map_err(field)?;
+    let version = r.u32("version").map_err(field)?;
+    if magic != MAGIC || version != VERSION {
+        return Err(corrupt(0, "bad mark header (magic or version)".into()));
+    }
+    let slot = r.u64("slot").map_err(field)?;
+    let clean = match r.take(1, "clean").map_err(field)? {
+        [0] => false,
+        [1] => true,
+        _ => return Err(corrupt(16, "clean flag is neither 0 nor 1".into())),
+    };
+    let at = r.pos();
+    let crc = r.u32("crc").map_err(field)?;
+    if crc32fast::hash(&bytes[..at]) != crc {
+        return Err(corrupt(at, "mark CRC mismatch".into()));
+    }
+    Ok(Mark {
+        slot: Slot(slot),
+        clean,
+    })
+}
+
+/// Reads the mark file (which exists).
+pub(super) fn read<F: Fs>(fs: &F) -> Result<Mark, DurabilityError> {
+    decode(&fs.read(MARK_FILE).map_err(io_err(MARK_FILE, "read"))?)
+}
+
+/// Replaces the mark file atomically and durably.
+pub(super) fn write<F: Fs>(fs: &F, mark: Mark) -> Result<(), DurabilityError> {
+    replace_file(fs, MARK_FILE, &encode(mark))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_every_flipped_byte_is_refused() {
+        for clean in [false, true] {
+            let mark = Mark {
+                slot: Slot(1_234_567),
+                clean,
+            };
+            let bytes = encode(mark);
+            assert_eq!(bytes.len(), MARK_FILE_BYTES);
+            assert_eq!(decode(&bytes).expect("decodes"), mark);
+            for i in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[i] ^= 0x40;
+                let err = decode(&bad).expect_err("a flipped byte is refused");
+                assert!(err.to_string().contains("corrupt durable"), "{err}");
+            }
+            assert!(decode(&bytes[..MARK_FILE_BYTES - 1]).is_err());
+        }
+    }
+}
