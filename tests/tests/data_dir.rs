@@ -182,6 +182,22 @@ fn removing_lock_does_not_let_a_second_node_in() {
     first.stop().unwrap();
 }
 
+/// `ohm check DATA`: whether it found the directory whole, and its output
+/// (stdout, then stderr).
+fn ohm_check(data: &Path) -> (bool, String) {
+    let out = Command::new(ohm_binary())
+        .arg("check")
+        .arg(data)
+        .output()
+        .expect("running ohm check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// The files of `dir` whose names start with `prefix`, sorted.
 fn files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
@@ -212,8 +228,16 @@ fn damage_at_the_end_of_the_log_after_a_clean_stop_is_refused() {
     let page = zeroed.len().saturating_sub(4096).max(64);
     zeroed[page..].fill(0);
     let half = whole[..whole.len() / 2].to_vec();
+    let (whole_ok, report) = ohm_check(&data);
+    assert!(whole_ok, "{report}");
+    assert!(
+        report.contains("p0/: ok:") && report.contains("closed cleanly"),
+        "{report}"
+    );
     for (kind, damaged) in [("flipped", flipped), ("zeroed", zeroed), ("half", half)] {
         std::fs::write(&newest, &damaged).unwrap();
+        let (ok, report) = ohm_check(&data);
+        assert!(!ok && report.contains("p0/: DAMAGED"), "{kind}: {report}");
         let err = refused_start(&data, &["--demo"]);
         assert!(
             err.contains("partition 0") && err.contains("cleanly"),
@@ -228,6 +252,14 @@ fn damage_at_the_end_of_the_log_after_a_clean_stop_is_refused() {
     }
     std::fs::write(&newest, &whole).unwrap();
     assert_eq!(rows_after_restart(&data, &["--demo"]), ROWS);
+    // `ohm check` leaves a running node alone.
+    let mut server = Server::start(&data, &["--demo"]).unwrap();
+    let (ok, report) = ohm_check(&data);
+    assert!(
+        !ok && report.contains("is using this data directory"),
+        "{report}"
+    );
+    server.stop().unwrap();
 }
 
 /// Rows (of ~1 KB) that make each of 2 partitions take a snapshot at

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod admin;
+pub mod check;
 pub mod cluster;
 pub mod connect;
 pub mod demo;

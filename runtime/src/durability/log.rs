@@ -131,12 +131,15 @@ struct Listing {
     snapshots: Vec<(Slot, String)>,
     vote: bool,
     mark: bool,
+    /// Temporary files left (only when not tidying).
+    leftovers: Vec<String>,
 }
 
 /// Lists the directory; leftover temporary files (a write a crash
 /// interrupted) are removed. The names listed are made durable: a process
-/// that died may have left a rename or a removal unsynced.
-fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
+/// that died may have left a rename or a removal unsynced. With `tidy`
+/// false nothing is changed (the leftovers are named in `leftovers`).
+fn list<F: Fs>(fs: &F, tidy: bool) -> Result<Listing, DurabilityError> {
     let names = fs.list(DIR_ENTRIES_MAX).map_err(io_err(".", "list"))?;
     if names.len() > DIR_ENTRIES_MAX {
         let what = format!("more than {DIR_ENTRIES_MAX} files");
@@ -157,10 +160,16 @@ fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
             || (name.ends_with(TMP_SUFFIX)
                 && (name.starts_with("snap-") || name.starts_with("log-")))
         {
-            fs.remove(&name).map_err(io_err(&name, "remove"))?;
+            if tidy {
+                fs.remove(&name).map_err(io_err(&name, "remove"))?;
+            } else {
+                out.leftovers.push(name);
+            }
         }
     }
-    fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
+    if tidy {
+        fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
+    }
     out.segments.sort();
     out.snapshots.sort();
     Ok(out)
@@ -251,6 +260,78 @@ fn recover<F: Fs>(
     Ok(rec)
 }
 
+/// What `check` found in one log's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheck {
+    /// Segment files holding records after the snapshot.
+    pub segments: usize,
+    /// Segment files wholly covered by the snapshot (a start removes them).
+    pub stale: usize,
+    /// The newest snapshot, every byte of it checked.
+    pub snapshot: Option<SnapshotMeta>,
+    /// The last slot a whole record (or the snapshot) holds.
+    pub last: Slot,
+    pub vote: Option<Vote>,
+    /// The durable mark: its slot, and whether the log was closed cleanly.
+    pub mark: Option<(Slot, bool)>,
+    /// A half-written record a start would cut (it follows the mark).
+    pub torn_tail: Option<TornTail>,
+    /// Temporary files a start would remove.
+    pub leftovers: Vec<String>,
+}
+
+/// Checks a stopped log's directory without changing anything: every
+/// record's CRC and slot sequence, the newest snapshot whole, the vote and
+/// the durable mark — what `open` checks, and the snapshot beyond its
+/// first frame. Err is what `open` would refuse on.
+pub fn check<F: Fs>(fs: &F) -> Result<LogCheck, DurabilityError> {
+    let files = list(fs, false)?;
+    let vote = if files.vote {
+        Some(vote::read(fs)?)
+    } else {
+        None
+    };
+    let snapshot = match files.snapshots.last() {
+        Some((slot, name)) => {
+            let bytes = fs.read(name).map_err(io_err(name, "read"))?;
+            let meta = snapshot::check(name, &bytes)?;
+            if meta.slot != *slot {
+                let what = format!("holds slot {}, which its name does not", meta.slot);
+                return Err(corrupt(name, 0, what));
+            }
+            Some(meta)
+        }
+        None => None,
+    };
+    let snap = snapshot.map_or(Slot(0), |m| m.slot);
+    let rec = recover(fs, &files.segments, snap)?;
+    let (ballot, file) = &rec.ballot_max;
+    if vote.is_none() && *ballot > Ballot::default() {
+        return Err(DurabilityError::VoteMissing {
+            file: file.clone(),
+            ballot: *ballot,
+        });
+    }
+    let mark = if files.mark {
+        Some(mark::read(fs)?)
+    } else {
+        None
+    };
+    if let Some(m) = mark {
+        check_mark(m, &rec)?;
+    }
+    Ok(LogCheck {
+        segments: rec.live.len(),
+        stale: rec.stale.len(),
+        snapshot,
+        last: Slot(rec.next.0 - 1),
+        vote,
+        mark: mark.map(|m| (m.slot, m.clean)),
+        torn_tail: rec.torn.map(|(t, _)| t),
+        leftovers: files.leftovers,
+    })
+}
+
 /// Refuses a log that lost records its durable mark says were durable: it
 /// ends before the mark, or it was closed cleanly and still has a torn
 /// tail (nothing was being written when it was closed).
@@ -316,7 +397,7 @@ impl<F: Fs> Log<F> {
     /// snapshot's meta, checks every record after it, cuts a torn tail.
     /// Records and the snapshot are then read through `Storage`.
     pub fn open(fs: F, opts: LogOptions) -> Result<(Log<F>, Opened), DurabilityError> {
-        let files = list(&fs)?;
+        let files = list(&fs, true)?;
         let vote = if files.vote {
             Some(vote::read(&fs)?)
         } else {

@@ -134,7 +134,8 @@ mod tests_storage;
 pub use apply::{apply, ApplyError};
 pub use fs::{DirFs, Fs, FsFile};
 pub use log::{
-    DiskLog, Log, LogOptions, Opened, TornTail, APPEND_BUFFER_BYTES_MAX, DIR_ENTRIES_MAX,
+    check as check_log, DiskLog, Log, LogCheck, LogOptions, Opened, TornTail,
+    APPEND_BUFFER_BYTES_MAX, DIR_ENTRIES_MAX,
 };
 pub use log_storage::READ_RECORDS_MAX;
 pub use record::{

@@ -203,6 +203,7 @@ on_both_disks!(
     a_log_closed_cleanly_refuses_a_torn_tail_or_a_lost_segment,
     a_torn_tail_is_cut_only_past_the_mark,
     a_truncation_below_the_mark_takes_the_mark_down,
+    check_reports_what_open_would_do_and_changes_nothing,
     flipped_byte_in_a_middle_record_is_corrupt,
     rotation_and_bad_earlier_segment,
     bad_segment_header_is_corrupt,
@@ -388,6 +389,38 @@ fn a_torn_tail_is_cut_only_past_the_mark<D: Disk>(d: &D) {
         ),
         "{e}"
     );
+}
+
+fn check_reports_what_open_would_do_and_changes_nothing<D: Disk>(d: &D) {
+    let (mut log, _) = open(d, LogOptions::default());
+    append_range(&mut log, 1..=4);
+    log.sync().expect("sync");
+    drop(log);
+    let fs = d.fs();
+    let seg = segment::segment_name(Slot(1));
+    let whole = get(&fs, &seg);
+    let at = offsets(4);
+    put(&fs, &seg, &whole[..at[4] - 2]);
+    put(&fs, "log-00000000000000000009.seg.tmp", b"left over");
+    let c = super::check_log(&fs).expect("check");
+    assert_eq!((c.last, c.segments), (Slot(3), 1));
+    assert_eq!(c.mark, Some((Slot(0), false)));
+    assert_eq!(c.torn_tail.map(|t| t.offset), Some(at[3] as u64));
+    assert_eq!(
+        c.leftovers,
+        vec!["log-00000000000000000009.seg.tmp".to_string()]
+    );
+    assert_eq!(
+        get(&fs, &seg),
+        whole[..at[4] - 2].to_vec(),
+        "check changed the log"
+    );
+    // Damage before the end is what open refuses, and so does check.
+    let mut bad = whole.clone();
+    bad[at[1] + 20] ^= 0x40;
+    put(&fs, &seg, &bad);
+    let e = super::check_log(&fs).expect_err("a middle record is damaged");
+    assert!(e.to_string().contains(&seg), "{e}");
 }
 
 /// Consensus may drop records past the chosen ones: the mark follows the

@@ -291,26 +291,7 @@ pub struct Lock {
 /// destroy it.
 pub fn lock(dir: &cap_std::fs::Dir) -> anyhow::Result<Lock> {
     use std::io::{Seek, Write};
-    // Its own descriptor (the `Dir`'s may be `O_PATH`, which cannot be
-    // locked).
-    let held = dir
-        .open(".")
-        .context("opening the data directory to lock it")?
-        .into_std();
-    match held.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = dir.read_to_string(LOCK_FILE).unwrap_or_default();
-            let pid = match pid.trim() {
-                "" => "unknown".to_string(),
-                p => p.to_string(),
-            };
-            bail!("another node (pid {pid}) is using this data directory; stop it first");
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).context("locking the data directory");
-        }
-    }
+    let held = lock_dir(dir)?;
     let mut file = dir
         .open_with(
             LOCK_FILE,
@@ -332,6 +313,63 @@ pub fn lock(dir: &cap_std::fs::Dir) -> anyhow::Result<Lock> {
         _dir: held,
         _file: file,
     })
+}
+
+/// What `node.meta` says, for a tool that reads a stopped node's directory
+/// (`ohm check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaSeen {
+    pub partitions: u32,
+    /// The first start never finished.
+    pub initializing: bool,
+    /// `node N of a cluster of nodes ...`, or None for a lone node.
+    pub cluster: Option<String>,
+}
+
+/// Reads `node.meta` without writing anything.
+pub fn read_meta(dir: &cap_std::fs::Dir) -> anyhow::Result<MetaSeen> {
+    let text = dir
+        .read_to_string(META_FILE)
+        .context("reading node.meta in the data directory")?;
+    let f = fields(&text);
+    let partitions = f
+        .get("partitions")
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("node.meta reads {text:?}: no `partitions N` line"))?;
+    Ok(MetaSeen {
+        partitions,
+        initializing: text.lines().any(|l| l.trim() == INITIALIZING),
+        cluster: match (f.get("node"), f.get("members")) {
+            (Some(n), Some(m)) => Some(format!("node {n} of a cluster of nodes {m}")),
+            _ => None,
+        },
+    })
+}
+
+/// Takes the lock on the data directory itself (not `LOCK`): refused while
+/// a node runs on it.
+pub fn lock_dir(dir: &cap_std::fs::Dir) -> anyhow::Result<std::fs::File> {
+    // Its own descriptor (the `Dir`'s may be `O_PATH`, which cannot be
+    // locked).
+    let held = dir
+        .open(".")
+        .context("opening the data directory to lock it")?
+        .into_std();
+    match held.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = dir.read_to_string(LOCK_FILE).unwrap_or_default();
+            let pid = match pid.trim() {
+                "" => "unknown".to_string(),
+                p => p.to_string(),
+            };
+            bail!("another node (pid {pid}) is using this data directory; stop it first");
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).context("locking the data directory");
+        }
+    }
+    Ok(held)
 }
 
 #[cfg(test)]
