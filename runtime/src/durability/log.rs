@@ -285,13 +285,43 @@ pub struct LogCheck {
 /// the durable mark — what `open` checks, and the snapshot beyond its
 /// first frame. Err is what `open` would refuse on.
 pub fn check<F: Fs>(fs: &F) -> Result<LogCheck, DurabilityError> {
-    let files = list(fs, false)?;
+    let found = examine(fs, false)?;
+    let rec = found.rec;
+    Ok(LogCheck {
+        segments: rec.live.len(),
+        stale: rec.stale.len(),
+        snapshot: found.snapshot,
+        last: Slot(rec.next.0 - 1),
+        vote: found.vote,
+        mark: found.mark.map(|m| (m.slot, m.clean)),
+        torn_tail: rec.torn.map(|(t, _)| t),
+        leftovers: found.files.leftovers,
+    })
+}
+
+/// What a log's directory holds, checked and not yet changed: what `open`
+/// and `check` share.
+struct Found {
+    files: Listing,
+    vote: Option<Vote>,
+    snapshot: Option<SnapshotMeta>,
+    mark: Option<Mark>,
+    rec: Recovery,
+}
+
+/// Lists and checks the directory: the vote, the newest snapshot (its
+/// first frame to `open`, every byte to `check`), the segments after it and
+/// the durable mark. Opening (`open`) it tidies the listing; checking it
+/// changes nothing.
+fn examine<F: Fs>(fs: &F, opening: bool) -> Result<Found, DurabilityError> {
+    let files = list(fs, opening)?;
     let vote = if files.vote {
         Some(vote::read(fs)?)
     } else {
         None
     };
     let snapshot = match files.snapshots.last() {
+        Some((slot, name)) if opening => Some(snapshot_meta(fs, *slot, name)?),
         Some((slot, name)) => {
             let bytes = fs.read(name).map_err(io_err(name, "read"))?;
             let meta = snapshot::check(name, &bytes)?;
@@ -320,15 +350,12 @@ pub fn check<F: Fs>(fs: &F) -> Result<LogCheck, DurabilityError> {
     if let Some(m) = mark {
         check_mark(m, &rec)?;
     }
-    Ok(LogCheck {
-        segments: rec.live.len(),
-        stale: rec.stale.len(),
-        snapshot,
-        last: Slot(rec.next.0 - 1),
+    Ok(Found {
+        files,
         vote,
-        mark: mark.map(|m| (m.slot, m.clean)),
-        torn_tail: rec.torn.map(|(t, _)| t),
-        leftovers: files.leftovers,
+        snapshot,
+        mark,
+        rec,
     })
 }
 
@@ -397,33 +424,14 @@ impl<F: Fs> Log<F> {
     /// snapshot's meta, checks every record after it, cuts a torn tail.
     /// Records and the snapshot are then read through `Storage`.
     pub fn open(fs: F, opts: LogOptions) -> Result<(Log<F>, Opened), DurabilityError> {
-        let files = list(&fs, true)?;
-        let vote = if files.vote {
-            Some(vote::read(&fs)?)
-        } else {
-            None
-        };
-        let snapshot = match files.snapshots.last() {
-            Some((slot, name)) => Some(snapshot_meta(&fs, *slot, name)?),
-            None => None,
-        };
+        let Found {
+            files,
+            vote,
+            snapshot,
+            mark: found_mark,
+            mut rec,
+        } = examine(&fs, true)?;
         let snap = snapshot.map_or(Slot(0), |m| m.slot);
-        let mut rec = recover(&fs, &files.segments, snap)?;
-        let (ballot, file) = &rec.ballot_max;
-        if vote.is_none() && *ballot > Ballot::default() {
-            return Err(DurabilityError::VoteMissing {
-                file: file.clone(),
-                ballot: *ballot,
-            });
-        }
-        let found_mark = if files.mark {
-            Some(mark::read(&fs)?)
-        } else {
-            None
-        };
-        if let Some(m) = found_mark {
-            check_mark(m, &rec)?;
-        }
         // Checked; now the changes: cut a torn tail, start a segment.
         let mut opened = Opened::default();
         if let Some((torn, end)) = rec.torn.take() {

@@ -3,12 +3,14 @@
 //! peer), installing and reading snapshots as bytes, and the vote.
 //!
 //! Owns: the order of the file operations that keeps every crash point
-//! recoverable. Must not: decode payloads or snapshots (the caller does),
+//! recoverable, and the small sealed files (`seal`, `replace_file`) the
+//! vote and the durable mark are. Must not: decode payloads or snapshots (the caller does),
 //! or leave a state recovery would take for corruption.
 //!
 //! ```text
-//!   truncate_after(s): later segments removed (newest first), dir fsynced;
-//!                      then the segment holding s + 1 cut (durable at sync)
+//!   truncate_after(s): the durable mark lowered to s if above it (replaced,
+//!                      durable); later segments removed (newest first), dir
+//!                      fsynced; then the segment holding s + 1 cut (durable at sync)
 //!   install_snapshot:  snap .tmp written, fsynced, renamed, dir fsynced;
 //!                      then covered segments, older snapshots, stale files removed
 //!   read(from):        segment index --> nearest offset --> records (file, then buffer)
@@ -33,6 +35,64 @@ use std::sync::Arc;
 /// Records one `read` returns at most (a bound for empty payloads, which
 /// `bytes_max` does not limit).
 pub const READ_RECORDS_MAX: usize = 1 << 16;
+
+/// A small file replaced whole (`replace_file`), little-endian: `magic |
+/// version u32 | body | crc u32` (CRC-32 of the bytes before it).
+pub(super) fn seal(magic: &[u8; 8], version: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(body);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The `body_bytes` of sealed file `file`, its length, header and CRC
+/// checked.
+pub(super) fn unseal<'a>(
+    file: &str,
+    bytes: &'a [u8],
+    (magic, version): (&[u8; 8], u32),
+    body_bytes: usize,
+) -> Result<&'a [u8], DurabilityError> {
+    let corrupt = |offset: usize, what: String| DurabilityError::Corrupt {
+        file: file.to_string(),
+        offset: offset as u64,
+        what,
+    };
+    let len = 16 + body_bytes;
+    if bytes.len() != len {
+        return Err(corrupt(0, format!("{} bytes, expected {len}", bytes.len())));
+    }
+    if bytes[..8] != magic[..] || bytes[8..12] != version.to_le_bytes() {
+        return Err(corrupt(0, "bad header (magic or version)".into()));
+    }
+    let at = len - 4;
+    let crc = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    if crc32fast::hash(&bytes[..at]) != crc {
+        return Err(corrupt(at, "CRC mismatch".into()));
+    }
+    Ok(&bytes[12..at])
+}
+
+/// Reads sealed file `name`, which must be `bytes` long (checked before it
+/// is read, so a file grown by damage is not read whole).
+pub(super) fn read_sealed<F: Fs>(
+    fs: &F,
+    name: &str,
+    bytes: usize,
+) -> Result<Vec<u8>, DurabilityError> {
+    let len = fs.len(name).map_err(io_err(name, "stat"))?;
+    if len != bytes as u64 {
+        return Err(DurabilityError::Corrupt {
+            file: name.to_string(),
+            offset: 0,
+            what: format!("{len} bytes, expected {bytes}"),
+        });
+    }
+    fs.read(name).map_err(io_err(name, "read"))
+}
 
 /// Writes `name` atomically: `<name>.tmp` written and fsynced, renamed, the
 /// directory fsynced.

@@ -17,9 +17,8 @@
 //! it)`.
 
 use super::fs::Fs;
-use super::log_storage::replace_file;
-use super::record::Reader;
-use super::{io_err, DurabilityError};
+use super::log_storage::{read_sealed, replace_file, seal, unseal};
+use super::DurabilityError;
 use crate::types::Slot;
 
 pub(super) const MARK_FILE: &str = "durable";
@@ -28,6 +27,8 @@ pub(super) const MARK_TMP: &str = "durable.tmp";
 const MAGIC: &[u8; 8] = b"OHMMARK\0";
 const VERSION: u32 = 1;
 const MARK_FILE_BYTES: usize = 25;
+/// Slot u64 and clean u8.
+const MARK_BODY_BYTES: usize = 9;
 
 /// What the mark says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,56 +40,35 @@ pub struct Mark {
 }
 
 fn encode(mark: Mark) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MARK_FILE_BYTES);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&mark.slot.0.to_le_bytes());
-    out.push(u8::from(mark.clean));
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-fn corrupt(offset: usize, what: String) -> DurabilityError {
-    DurabilityError::Corrupt {
-        file: MARK_FILE.to_string(),
-        offset: offset as u64,
-        what,
-    }
+    let mut body = Vec::with_capacity(MARK_BODY_BYTES);
+    body.extend_from_slice(&mark.slot.0.to_le_bytes());
+    body.push(u8::from(mark.clean));
+    seal(MAGIC, VERSION, &body)
 }
 
 fn decode(bytes: &[u8]) -> Result<Mark, DurabilityError> {
-    if bytes.len() != MARK_FILE_BYTES {
-        let what = format!("{} bytes, expected {MARK_FILE_BYTES}", bytes.len());
-        return Err(corrupt(0, what));
-    }
-    let mut r = Reader::new(bytes);
-    let field = |w: String| corrupt(0, w);
-    let magic = r.take(8, "magic").map_err(field)?;
-    let version = r.u32("version").map_err(field)?;
-    if magic != MAGIC || version != VERSION {
-        return Err(corrupt(0, "bad mark header (magic or version)".into()));
-    }
-    let slot = r.u64("slot").map_err(field)?;
-    let clean = match r.take(1, "clean").map_err(field)? {
+    let body = unseal(MARK_FILE, bytes, (MAGIC, VERSION), MARK_BODY_BYTES)?;
+    let (slot, clean) = body.split_at(8);
+    let clean = match clean {
         [0] => false,
         [1] => true,
-        _ => return Err(corrupt(16, "clean flag is neither 0 nor 1".into())),
+        _ => {
+            return Err(DurabilityError::Corrupt {
+                file: MARK_FILE.to_string(),
+                offset: 20,
+                what: "the clean flag is neither 0 nor 1".into(),
+            })
+        }
     };
-    let at = r.pos();
-    let crc = r.u32("crc").map_err(field)?;
-    if crc32fast::hash(&bytes[..at]) != crc {
-        return Err(corrupt(at, "mark CRC mismatch".into()));
-    }
     Ok(Mark {
-        slot: Slot(slot),
+        slot: Slot(u64::from_le_bytes(slot.try_into().expect("8 bytes"))),
         clean,
     })
 }
 
 /// Reads the mark file (which exists).
 pub(super) fn read<F: Fs>(fs: &F) -> Result<Mark, DurabilityError> {
-    decode(&fs.read(MARK_FILE).map_err(io_err(MARK_FILE, "read"))?)
+    decode(&read_sealed(fs, MARK_FILE, MARK_FILE_BYTES)?)
 }
 
 /// Replaces the mark file atomically and durably.

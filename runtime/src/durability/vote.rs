@@ -13,10 +13,9 @@
 //! ballot round u64 | ballot node u32 | crc u32 (CRC-32 of the bytes before it)`.
 
 use super::fs::Fs;
-use super::log_storage::replace_file;
-use super::record::Reader;
+use super::log_storage::{read_sealed, replace_file, seal, unseal};
 use super::storage::Vote;
-use super::{io_err, DurabilityError};
+use super::DurabilityError;
 use crate::types::{Ballot, NodeId};
 
 pub(super) const VOTE_FILE: &str = "vote";
@@ -25,63 +24,30 @@ pub(super) const VOTE_TMP: &str = "vote.tmp";
 const MAGIC: &[u8; 8] = b"OHMVOTE\0";
 const VERSION: u32 = 1;
 const VOTE_FILE_BYTES: usize = 28;
+/// Ballot round u64 and node u32.
+const VOTE_BODY_BYTES: usize = 12;
 
 fn encode(vote: Vote) -> Vec<u8> {
-    let mut out = Vec::with_capacity(VOTE_FILE_BYTES);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&vote.promised.round.to_le_bytes());
-    out.extend_from_slice(&vote.promised.node.0.to_le_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-fn corrupt(offset: usize, what: String) -> DurabilityError {
-    DurabilityError::Corrupt {
-        file: VOTE_FILE.to_string(),
-        offset: offset as u64,
-        what,
-    }
+    let mut body = Vec::with_capacity(VOTE_BODY_BYTES);
+    body.extend_from_slice(&vote.promised.round.to_le_bytes());
+    body.extend_from_slice(&vote.promised.node.0.to_le_bytes());
+    seal(MAGIC, VERSION, &body)
 }
 
 fn decode(bytes: &[u8]) -> Result<Vote, DurabilityError> {
-    if bytes.len() != VOTE_FILE_BYTES {
-        let what = format!("{} bytes, expected {VOTE_FILE_BYTES}", bytes.len());
-        return Err(corrupt(0, what));
-    }
-    let mut r = Reader::new(bytes);
-    let field = |w: String| corrupt(0, w);
-    let magic = r.take(8, "magic").map_err(field)?;
-    let version = r.u32("version").map_err(field)?;
-    if magic != MAGIC || version != VERSION {
-        return Err(corrupt(0, "bad vote header (magic or version)".into()));
-    }
-    let round = r.u64("ballot round").map_err(field)?;
-    let node = r.u32("ballot node").map_err(field)?;
-    let at = r.pos();
-    let crc = r.u32("crc").map_err(field)?;
-    if crc32fast::hash(&bytes[..at]) != crc {
-        return Err(corrupt(at, "vote CRC mismatch".into()));
-    }
+    let body = unseal(VOTE_FILE, bytes, (MAGIC, VERSION), VOTE_BODY_BYTES)?;
+    let (round, node) = body.split_at(8);
     Ok(Vote {
         promised: Ballot {
-            round,
-            node: NodeId(node),
+            round: u64::from_le_bytes(round.try_into().expect("8 bytes")),
+            node: NodeId(u32::from_le_bytes(node.try_into().expect("4 bytes"))),
         },
     })
 }
 
 /// Reads the vote file (which exists).
 pub(super) fn read<F: Fs>(fs: &F) -> Result<Vote, DurabilityError> {
-    let len = fs.len(VOTE_FILE).map_err(io_err(VOTE_FILE, "stat"))?;
-    if len != VOTE_FILE_BYTES as u64 {
-        return Err(corrupt(
-            0,
-            format!("{len} bytes, expected {VOTE_FILE_BYTES}"),
-        ));
-    }
-    decode(&fs.read(VOTE_FILE).map_err(io_err(VOTE_FILE, "read"))?)
+    decode(&read_sealed(fs, VOTE_FILE, VOTE_FILE_BYTES)?)
 }
 
 /// Replaces the vote file atomically and durably.
