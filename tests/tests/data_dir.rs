@@ -299,6 +299,21 @@ fn a_log_cut_back_to_its_snapshot_is_refused() {
     server.stop().unwrap();
     let p0 = data.join("p0");
     assert!(!files(&p0, "snap-").is_empty(), "no snapshot was taken");
+    // Records follow the snapshot, so the mark is past it.
+    let (ok, report) = ohm_check(&data);
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("p0/: ok:"))
+        .unwrap_or_else(|| panic!("{ok} {report}"));
+    let number_after = |what: &str| -> u64 {
+        let rest = &line[line.find(what).unwrap_or_else(|| panic!("{line}")) + what.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap()
+    };
+    assert!(
+        number_after("last slot ") > number_after("snapshot at slot "),
+        "{line}"
+    );
     let aside = tmp.path().join("segments");
     std::fs::create_dir(&aside).unwrap();
     for seg in files(&p0, "log-") {

@@ -21,7 +21,7 @@ const CLIENTS: usize = 2;
 /// How long the load runs before the SIGTERM.
 const LOAD_BEFORE_STOP: Duration = Duration::from_millis(1500);
 /// Past this, a stopped node counts as hung (its own backstop is 30 s;
-/// the stop itself is bounded by about 12 s).
+/// the stop's steps are bounded by about 14 s).
 const EXIT_WAIT: Duration = Duration::from_secs(25);
 
 /// What a request got.
@@ -30,6 +30,8 @@ enum Outcome {
     Ok,
     /// `unavailable`: the node says it did not apply it.
     NotApplied,
+    /// `unavailable`, "may or may not have taken effect".
+    MaybeApplied,
     /// No answer (the connection closed first).
     NoAnswer(String),
 }
@@ -81,6 +83,12 @@ fn sigterm_answers_every_request_it_read_and_loses_nothing_acknowledged() {
                     ];
                     let outcome = match c.call("put", args).await {
                         Ok(_) => Outcome::Ok,
+                        Err(ClientError::Server(e))
+                            if e.code == ErrorCode::Unavailable
+                                && e.message.contains("may or may not") =>
+                        {
+                            Outcome::MaybeApplied
+                        }
                         Err(ClientError::Server(e)) if e.code == ErrorCode::Unavailable => {
                             Outcome::NotApplied
                         }
@@ -122,6 +130,12 @@ fn sigterm_answers_every_request_it_read_and_loses_nothing_acknowledged() {
         unanswered.len()
     );
     assert!(acked > 500, "the load ran: {acked} puts acknowledged");
+    // A lone node reads a request only to answer it, and this client reads
+    // every answer.
+    assert!(
+        unanswered.is_empty(),
+        "requests left unanswered: {unanswered:?}"
+    );
 
     let server = Server::start(tmp.path(), &args).unwrap();
     let present: BTreeSet<String> = rt.block_on(async {
@@ -141,6 +155,7 @@ fn sigterm_answers_every_request_it_read_and_loses_nothing_acknowledged() {
     for (key, outcome) in &outcomes {
         match outcome {
             Outcome::Ok => assert!(present.contains(key), "acknowledged put {key} lost"),
+            Outcome::MaybeApplied => {}
             Outcome::NotApplied => assert!(
                 !present.contains(key),
                 "put {key} was answered `unavailable` (not applied) but is there"

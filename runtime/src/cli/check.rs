@@ -47,6 +47,17 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<bool> {
         }
     );
     let mut problems = 0;
+    // What a start checks before it writes anything: the catalog and every
+    // partition's directory, with a segment or snapshot in it.
+    let started = if meta.initializing {
+        datadir::Started::First
+    } else {
+        datadir::Started::Before
+    };
+    if let Err(e) = datadir::check_started(&dir, meta.partitions, started) {
+        problems += 1;
+        println!("data directory: MISSING: {e:#}");
+    }
     match crate::catalog::Catalog::load(&dir) {
         Ok(Some(_)) => println!("catalog: ok"),
         Ok(None) if meta.initializing => println!("catalog: not written yet"),
@@ -63,6 +74,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<bool> {
         let name = format!("p{p}");
         let sub = match dir.open_dir(&name) {
             Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && meta.initializing => {
+                println!("{name}/: not created yet (a start creates it)");
+                continue;
+            }
             Err(e) => {
                 problems += 1;
                 println!("{name}/: MISSING: {e}");

@@ -629,8 +629,9 @@ async fn send(inner: &Inner, request: Request) -> Result<Reply, ClientError> {
 }
 
 fn lock(p: &Pending) -> std::sync::MutexGuard<'_, Waiting> {
-    // A panic while holding this lock cannot leave the map inconsistent
-    // (single insert/remove calls), so a poisoned lock is still usable.
+    // A panic while holding this lock cannot leave it inconsistent (each
+    // holder makes one insert, remove, or sets `ended` and drains), so a
+    // poisoned lock is still usable.
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -741,8 +742,8 @@ async fn reader(mut recv: quinn::RecvStream, pending: Pending, leader_hint: Lead
         if finished {
             let _ = tx.send(Err(ErrorReply::new(
                 ErrorCode::Unavailable,
-                "the node finished the stream without reading this request (it is \
-                 stopping); it was not applied",
+                "the node finished the stream without reading this request (it \
+                 answers every request it reads first); it was not applied",
             )));
         }
     }

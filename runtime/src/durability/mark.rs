@@ -10,7 +10,8 @@
 //! true); `Log::open` refuses a log that ends before it, or, after a clean
 //! close, one with any torn tail. Between those points a crash can only
 //! tear what followed the mark, and such a tail is cut as before.
-//! Must not: be written on the append path (it costs two fsyncs).
+//! Must not: be written on the append path but once, at the first append
+//! after a clean close (it costs two fsyncs).
 //!
 //! Layout (little-endian, 25 bytes): `magic "OHMMARK\0" | version u32 (1)
 //! | slot u64 | clean u8 (0 or 1) | crc u32 (CRC-32 of the bytes before

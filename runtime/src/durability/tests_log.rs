@@ -415,6 +415,14 @@ fn check_reports_what_open_would_do_and_changes_nothing<D: Disk>(d: &D) {
         whole[..at[4] - 2].to_vec(),
         "check changed the log"
     );
+    // What an open would change is still there: the leftover, and the mark
+    // an open would move to slot 3.
+    assert_eq!(
+        get(&fs, "log-00000000000000000009.seg.tmp"),
+        b"left over".to_vec()
+    );
+    let mark = super::mark::read(&fs).expect("the mark");
+    assert_eq!((mark.slot, mark.clean), (Slot(0), false));
     // Damage before the end is what open refuses, and so does check.
     let mut bad = whole.clone();
     bad[at[1] + 20] ^= 0x40;

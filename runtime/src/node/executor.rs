@@ -724,7 +724,7 @@ impl Executor {
             }
             Input::Stop => {
                 // What was queued before runs first, for up to
-                // `STOP_WORK_MAX` (then the watchdog cuts what runs) and
+                // `STOP_WORK_MAX` (then the watchdog halts what runs) and
                 // while the core takes calls; the rest are refused, not
                 // applied (by the caller, at exit).
                 let deadline = Instant::now() + super::watchdog::STOP_WORK_MAX;

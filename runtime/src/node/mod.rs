@@ -141,7 +141,7 @@ pub struct Node {
     threads: Mutex<Vec<(ThreadRole, std::thread::JoinHandle<()>)>>,
     /// Threads that took an executor's loop over (`relief`).
     handovers: relief::Handovers,
-    /// Set as the node begins to stop; the watchdog cuts work still
+    /// Set as the node begins to stop; the watchdog halts work still
     /// running `watchdog::STOP_WORK_MAX` later.
     stopping: Arc<AtomicBool>,
 }
@@ -431,7 +431,7 @@ impl Node {
     /// then the writers sync and close their logs. Requests after this get
     /// `unavailable`.
     pub fn shutdown(&self) {
-        // Work still running `STOP_WORK_MAX` from now is cut (rolled back,
+        // Work still running `STOP_WORK_MAX` from now is halted (rolled back,
         // answered `unavailable`), so a long statement cannot hold the stop.
         self.stopping.store(true, Ordering::Release);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));

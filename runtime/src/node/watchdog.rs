@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// How often the watchdog looks: a deadline is met within about this.
 pub const WATCHDOG_PERIOD: Duration = Duration::from_millis(5);
 /// Once the node stops, how long work may still run (what was running and
-/// what was queued before the stop) before every watch is cut and what
+/// what was queued before the stop) before every watch is halted and what
 /// runs is rolled back (`Stopped::Shutdown`).
 pub const STOP_WORK_MAX: Duration = Duration::from_secs(5);
 
@@ -36,7 +36,7 @@ impl Watchdog {
     }
 
     /// The flag that says the node is stopping: set it, and every watch
-    /// is cut `STOP_WORK_MAX` later.
+    /// is halted `STOP_WORK_MAX` later.
     pub fn stopping(&self) -> Arc<AtomicBool> {
         self.stopping.clone()
     }
@@ -45,20 +45,20 @@ impl Watchdog {
     pub fn run(self) {
         let start = Instant::now();
         let mut seen = vec![Seen::default(); self.watches.len()];
-        let mut cut_at_ms = None;
+        let mut halt_at_ms = None;
         loop {
             std::thread::sleep(WATCHDOG_PERIOD);
             let now_ms = start.elapsed().as_millis() as u64;
-            if cut_at_ms.is_none() && self.stopping.load(Ordering::Acquire) {
-                cut_at_ms = Some(now_ms + STOP_WORK_MAX.as_millis() as u64);
+            if halt_at_ms.is_none() && self.stopping.load(Ordering::Acquire) {
+                halt_at_ms = Some(now_ms + STOP_WORK_MAX.as_millis() as u64);
             }
-            let cut = cut_at_ms.is_some_and(|at| now_ms >= at);
+            let halt = halt_at_ms.is_some_and(|at| now_ms >= at);
             let mut any = false;
             for (w, s) in self.watches.iter().zip(seen.iter_mut()) {
                 if let Some(w) = w.upgrade() {
                     any = true;
-                    if cut {
-                        w.cut();
+                    if halt {
+                        w.halt();
                     }
                     interrupt::scan(&w, s, now_ms);
                 }

@@ -52,7 +52,7 @@ pub struct Watch {
     default_ms: u64,
     /// Set once the node stops: work running now and begun later stops
     /// at its next look (`Stopped::Shutdown`).
-    cut: AtomicBool,
+    halted: AtomicBool,
 }
 
 impl Watch {
@@ -62,7 +62,7 @@ impl Watch {
             tripped: AtomicU64::new(0),
             budget_ms: AtomicU64::new(default_ms),
             default_ms,
-            cut: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
         })
     }
 }
@@ -78,8 +78,8 @@ impl Watch {
     }
 
     /// Stops the work running now and any begun later, as the node stops.
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::Release);
+    pub fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
     }
 }
 
@@ -180,7 +180,7 @@ pub fn check() -> Result<(), Stopped> {
         let Some(cur) = c.as_ref().filter(|cur| cur.gen != 0) else {
             return Ok(());
         };
-        if cur.watch.cut.load(Ordering::Acquire) {
+        if cur.watch.halted.load(Ordering::Acquire) {
             return Err(Stopped::Shutdown);
         }
         if cur.watch.tripped.load(Ordering::Acquire) == cur.gen {
@@ -252,14 +252,14 @@ mod tests {
     /// long query running did not stop on SIGTERM), and so is one begun
     /// after.
     #[test]
-    fn a_cut_watch_stops_the_running_work_and_any_begun_later() {
+    fn a_halted_watch_stops_the_running_work_and_any_begun_later() {
         let watch = Watch::new(60_000);
         let w = watch.clone();
         std::thread::spawn(move || {
             install(watch);
             let work = Work::begin(None, None);
             assert_eq!(check(), Ok(()));
-            w.cut();
+            w.halt();
             assert_eq!(check(), Err(Stopped::Shutdown));
             drop(work);
             let _next = Work::begin(Some(10), None);
