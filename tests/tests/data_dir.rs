@@ -220,7 +220,8 @@ fn files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
 fn damage_at_the_end_of_the_log_after_a_clean_stop_is_refused() {
     let tmp = TempDir::new("dd-tail");
     let data = node_with_rows(&tmp);
-    let newest = files(&data.join("p0"), "log-").pop().expect("a segment");
+    // The last partition: a start examines p0..p2 before it is refused.
+    let newest = files(&data.join("p3"), "log-").pop().expect("a segment");
     let whole = std::fs::read(&newest).unwrap();
     let mut flipped = whole.clone();
     *flipped.last_mut().unwrap() ^= 0x40;
@@ -231,17 +232,25 @@ fn damage_at_the_end_of_the_log_after_a_clean_stop_is_refused() {
     let (whole_ok, report) = ohm_check(&data);
     assert!(whole_ok, "{report}");
     assert!(
-        report.contains("p0/: ok:") && report.contains("closed cleanly"),
+        report.contains("p3/: ok:") && report.contains("closed cleanly"),
         "{report}"
     );
     for (kind, damaged) in [("flipped", flipped), ("zeroed", zeroed), ("half", half)] {
         std::fs::write(&newest, &damaged).unwrap();
         let (ok, report) = ohm_check(&data);
-        assert!(!ok && report.contains("p0/: DAMAGED"), "{kind}: {report}");
+        assert!(!ok && report.contains("p3/: DAMAGED"), "{kind}: {report}");
         let err = refused_start(&data, &["--demo"]);
         assert!(
-            err.contains("partition 0") && err.contains("cleanly"),
+            err.contains("partition 3") && err.contains("cleanly"),
             "{kind}: {err}"
+        );
+        // Nothing was changed, in the other partitions either: p0's log is
+        // still marked closed cleanly.
+        let (_, report) = ohm_check(&data);
+        let p0 = report.lines().find(|l| l.starts_with("p0/:"));
+        assert!(
+            p0.is_some_and(|l| l.contains("closed cleanly")),
+            "{kind}: {report}"
         );
         assert!(!err.contains("never acknowledged"), "{kind}: {err}");
         assert_eq!(

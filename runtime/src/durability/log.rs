@@ -131,15 +131,13 @@ struct Listing {
     snapshots: Vec<(Slot, String)>,
     vote: bool,
     mark: bool,
-    /// Temporary files left (only when not tidying).
+    /// Temporary files a write a crash interrupted left.
     leftovers: Vec<String>,
 }
 
-/// Lists the directory; leftover temporary files (a write a crash
-/// interrupted) are removed. The names listed are made durable: a process
-/// that died may have left a rename or a removal unsynced. With `tidy`
-/// false nothing is changed (the leftovers are named in `leftovers`).
-fn list<F: Fs>(fs: &F, tidy: bool) -> Result<Listing, DurabilityError> {
+/// Lists the directory, changing nothing (`Log::open_examined` removes the
+/// leftovers).
+fn list<F: Fs>(fs: &F) -> Result<Listing, DurabilityError> {
     let names = fs.list(DIR_ENTRIES_MAX).map_err(io_err(".", "list"))?;
     if names.len() > DIR_ENTRIES_MAX {
         let what = format!("more than {DIR_ENTRIES_MAX} files");
@@ -160,15 +158,8 @@ fn list<F: Fs>(fs: &F, tidy: bool) -> Result<Listing, DurabilityError> {
             || (name.ends_with(TMP_SUFFIX)
                 && (name.starts_with("snap-") || name.starts_with("log-")))
         {
-            if tidy {
-                fs.remove(&name).map_err(io_err(&name, "remove"))?;
-            } else {
-                out.leftovers.push(name);
-            }
+            out.leftovers.push(name);
         }
-    }
-    if tidy {
-        fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
     }
     out.segments.sort();
     out.snapshots.sort();
@@ -285,7 +276,7 @@ pub struct LogCheck {
 /// the durable mark — what `open` checks, and the snapshot beyond its
 /// first frame. Err is what `open` would refuse on.
 pub fn check<F: Fs>(fs: &F) -> Result<LogCheck, DurabilityError> {
-    let found = examine(fs, false)?;
+    let found = examine(fs, SnapshotRead::Whole)?;
     let rec = found.rec;
     Ok(LogCheck {
         segments: rec.live.len(),
@@ -309,19 +300,28 @@ struct Found {
     rec: Recovery,
 }
 
-/// Lists and checks the directory: the vote, the newest snapshot (its
-/// first frame to `open`, every byte to `check`), the segments after it and
-/// the durable mark. Opening (`open`) it tidies the listing; checking it
-/// changes nothing.
-fn examine<F: Fs>(fs: &F, opening: bool) -> Result<Found, DurabilityError> {
-    let files = list(fs, opening)?;
+/// How much of the newest snapshot `examine` reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SnapshotRead {
+    /// Its first frame (a start: the rest is read as it is loaded).
+    Meta,
+    /// Every byte (`check`).
+    Whole,
+}
+
+/// Lists and checks the directory, changing nothing: the vote, the newest
+/// snapshot, the segments after it and the durable mark.
+fn examine<F: Fs>(fs: &F, snapshot_read: SnapshotRead) -> Result<Found, DurabilityError> {
+    let files = list(fs)?;
     let vote = if files.vote {
         Some(vote::read(fs)?)
     } else {
         None
     };
     let snapshot = match files.snapshots.last() {
-        Some((slot, name)) if opening => Some(snapshot_meta(fs, *slot, name)?),
+        Some((slot, name)) if snapshot_read == SnapshotRead::Meta => {
+            Some(snapshot_meta(fs, *slot, name)?)
+        }
         Some((slot, name)) => {
             let bytes = fs.read(name).map_err(io_err(name, "read"))?;
             let meta = snapshot::check(name, &bytes)?;
@@ -419,20 +419,53 @@ pub(super) fn create_segment<F: Fs>(
     Ok((file, seg))
 }
 
+/// A log's directory checked by `Log::examine` and not yet changed.
+pub struct Examined<F: Fs> {
+    fs: F,
+    found: Found,
+}
+
 impl<F: Fs> Log<F> {
-    /// Opens (creating if empty) and recovers: reads the vote and the newest
-    /// snapshot's meta, checks every record after it, cuts a torn tail.
-    /// Records and the snapshot are then read through `Storage`.
+    /// Opens (creating if empty) and recovers: `examine`, then
+    /// `open_examined`.
     pub fn open(fs: F, opts: LogOptions) -> Result<(Log<F>, Opened), DurabilityError> {
-        let Found {
-            files,
-            vote,
-            snapshot,
-            mark: found_mark,
-            mut rec,
-        } = examine(&fs, true)?;
+        Self::open_examined(Self::examine(fs)?, opts)
+    }
+
+    /// Reads the vote and the newest snapshot's meta and checks every
+    /// record after it and the durable mark, changing nothing: a node
+    /// examines every partition's log before it opens any, so a refused
+    /// start leaves them all as they were.
+    pub fn examine(fs: F) -> Result<Examined<F>, DurabilityError> {
+        let found = examine(&fs, SnapshotRead::Meta)?;
+        Ok(Examined { fs, found })
+    }
+
+    /// Opens an examined log: removes leftover temporary files, cuts a torn
+    /// tail, starts a segment if there is none, and marks what it found
+    /// durable. Records and the snapshot are then read through `Storage`.
+    pub fn open_examined(
+        examined: Examined<F>,
+        opts: LogOptions,
+    ) -> Result<(Log<F>, Opened), DurabilityError> {
+        let Examined {
+            fs,
+            found:
+                Found {
+                    files,
+                    vote,
+                    snapshot,
+                    mark: found_mark,
+                    mut rec,
+                },
+        } = examined;
         let snap = snapshot.map_or(Slot(0), |m| m.slot);
-        // Checked; now the changes: cut a torn tail, start a segment.
+        for name in &files.leftovers {
+            fs.remove(name).map_err(io_err(name, "remove"))?;
+        }
+        // The names listed are made durable: a process that died may have
+        // left a rename or a removal unsynced.
+        fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
         let mut opened = Opened::default();
         if let Some((torn, end)) = rec.torn.take() {
             let seg = rec

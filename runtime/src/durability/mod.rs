@@ -134,7 +134,7 @@ mod tests_storage;
 pub use apply::{apply, ApplyError};
 pub use fs::{DirFs, Fs, FsFile};
 pub use log::{
-    check as check_log, DiskLog, Log, LogCheck, LogOptions, Opened, TornTail,
+    check as check_log, DiskLog, Examined, Log, LogCheck, LogOptions, Opened, TornTail,
     APPEND_BUFFER_BYTES_MAX, DIR_ENTRIES_MAX,
 };
 pub use log_storage::READ_RECORDS_MAX;

@@ -66,8 +66,9 @@ pub fn recover(
     (snapshot_log_bytes, quota): (u64, crate::catalog::Quota),
     now: Now,
 ) -> anyhow::Result<Recovered> {
-    let mut logs = Vec::new();
-    let mut scans = Vec::new();
+    // Every log is examined before any is changed: a start refused for one
+    // partition leaves the others as they were too.
+    let mut examined = Vec::new();
     for p in 0..partitions {
         let name = format!("p{p}");
         if seen == Started::First {
@@ -78,8 +79,14 @@ pub fn recover(
         let sub = dir
             .open_dir(&name)
             .with_context(|| format!("opening {name}/ in the data directory"))?;
-        let (mut log, opened) =
-            Log::open(DirFs::new(sub), opts.clone()).map_err(|e| anyhow!("partition {p}: {e}"))?;
+        examined.push(Log::examine(DirFs::new(sub)).map_err(|e| anyhow!("partition {p}: {e}"))?);
+    }
+    let mut logs = Vec::new();
+    let mut scans = Vec::new();
+    for (p, examined) in examined.into_iter().enumerate() {
+        let name = format!("p{p}");
+        let (mut log, opened) = Log::open_examined(examined, opts.clone())
+            .map_err(|e| anyhow!("partition {p}: {e}"))?;
         if let Some(t) = &opened.torn_tail {
             eprintln!(
                 "ohm: partition {p}: cut a half-written record at the end of {}/{} at offset {} \
