@@ -39,7 +39,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<bool> {
     println!(
         "node.meta: {} partitions, {}{}",
         meta.partitions,
-        meta.cluster.as_deref().unwrap_or("a lone node"),
+        meta.owner,
         if meta.initializing {
             " (its first start never finished)"
         } else {

@@ -193,6 +193,13 @@ struct Recovery {
     ballot_max: (Ballot, String),
 }
 
+impl Recovery {
+    /// The last slot a whole record (or the snapshot) holds.
+    fn last(&self) -> Slot {
+        Slot(self.next.0 - 1)
+    }
+}
+
 /// Checks the segments that may hold records after `snap` (read only).
 fn recover<F: Fs>(
     fs: &F,
@@ -223,7 +230,7 @@ fn recover<F: Fs>(
         if !follows {
             let what = format!(
                 "segment starts at slot {first}, but the log (or snapshot) before it ends at {}",
-                rec.next.0 - 1
+                rec.last()
             );
             return Err(corrupt(name, 0, what));
         }
@@ -282,7 +289,7 @@ pub fn check<F: Fs>(fs: &F) -> Result<LogCheck, DurabilityError> {
         segments: rec.live.len(),
         stale: rec.stale.len(),
         snapshot: found.snapshot,
-        last: Slot(rec.next.0 - 1),
+        last: rec.last(),
         vote: found.vote,
         mark: found.mark.map(|m| (m.slot, m.clean)),
         torn_tail: rec.torn.map(|(t, _)| t),
@@ -372,7 +379,7 @@ fn check_mark(m: Mark, rec: &Recovery) -> Result<(), DurabilityError> {
         );
         return Err(corrupt(&torn.file, torn.offset, what));
     }
-    let end = Slot(rec.next.0 - 1);
+    let end = rec.last();
     if end < m.slot {
         return Err(DurabilityError::LogShort {
             end,
@@ -490,7 +497,7 @@ impl<F: Fs> Log<F> {
                 f
             }
         };
-        let last = Slot(rec.next.0 - 1);
+        let last = rec.last();
         let mut log = Log {
             fs,
             opts,

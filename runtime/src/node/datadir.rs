@@ -83,11 +83,7 @@ pub fn open_meta(
     if field(&had, "node") != field(&wanted, "node")
         || field(&had, "members") != field(&wanted, "members")
     {
-        let whose = |f: &Fields| match (field(f, "node"), field(f, "members")) {
-            (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
-            _ => "a lone node".to_string(),
-        };
-        let (was, now) = (whose(&had), whose(&wanted));
+        let (was, now) = (owner(&had), owner(&wanted));
         bail!(
             "the data directory belongs to {was}, and this start is for {now}: its log \
              and votes are that node's; start it as that node, or use an empty \
@@ -118,6 +114,14 @@ pub fn open_meta(
 /// them (spaces and blank lines aside, in any order; members in any
 /// order), without the `initializing` mark.
 type Fields = std::collections::BTreeMap<String, String>;
+
+/// Whose directory `node.meta`'s fields say it is.
+fn owner(f: &Fields) -> String {
+    match (f.get("node"), f.get("members")) {
+        (Some(n), Some(m)) => format!("node {n} of a cluster of nodes {m}"),
+        _ => "a lone node".to_string(),
+    }
+}
 
 fn fields(text: &str) -> Fields {
     text.lines()
@@ -322,8 +326,8 @@ pub struct MetaSeen {
     pub partitions: u32,
     /// The first start never finished.
     pub initializing: bool,
-    /// `node N of a cluster of nodes ...`, or None for a lone node.
-    pub cluster: Option<String>,
+    /// `node N of a cluster of nodes ...`, or `a lone node`.
+    pub owner: String,
 }
 
 /// Reads `node.meta` without writing anything.
@@ -339,10 +343,7 @@ pub fn read_meta(dir: &cap_std::fs::Dir) -> anyhow::Result<MetaSeen> {
     Ok(MetaSeen {
         partitions,
         initializing: text.lines().any(|l| l.trim() == INITIALIZING),
-        cluster: match (f.get("node"), f.get("members")) {
-            (Some(n), Some(m)) => Some(format!("node {n} of a cluster of nodes {m}")),
-            _ => None,
-        },
+        owner: owner(&f),
     })
 }
 
