@@ -709,3 +709,101 @@ fn an_unauthenticated_client_cannot_make_the_node_hold_its_frames() {
         assert_eq!(st.partitions.len(), 2, "the node still serves");
     });
 }
+
+/// Issue 12, finding 8, the authenticated half: a client that has
+/// authenticated declared big frames on many streams and sent all but
+/// their last byte; the node read each into its own buffer (48 streams of
+/// 30 MiB: about +1.4 GB). A connection now has `CONNECTION_FRAME_BYTES_MAX`
+/// (64 MiB) of frames being read or run: the frames past it are answered
+/// `overloaded` at once, by id, and their bodies dropped as they arrive.
+#[test]
+fn an_authenticated_client_has_a_byte_budget_for_its_frames() {
+    const STREAMS: usize = 48;
+    const FRAME_BYTES: usize = 30 << 20;
+    /// Two frames fit in the budget; the rest are refused.
+    const ADMITTED: usize = 2;
+    /// The budget (64 MiB), QUIC's receive window for the connection
+    /// (48 MiB) and room for the allocator; far below the 1.4 GB the
+    /// frames would take.
+    const GROWTH_MIB_MAX: u64 = 250;
+    let tmp = TempDir::new("hostile-authenticated");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    let pid = server.child.id();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        let before = rss_mib(pid);
+        let hostile = raw::connect(&server.addr, &server.fingerprint).await;
+        let token = server.token("demo.token");
+        let auth = raw::frame(1, ohm::proto::Request::Auth { token });
+        let r = raw::exchange(&hostile, &auth).await.expect("auth answered");
+        assert!(r.response.is_ok(), "{r:?}");
+        let mut senders = Vec::new();
+        for id in 0..STREAMS as u64 {
+            let (mut send, mut recv) = hostile.open_bi().await.unwrap();
+            let sql = format!("-- {}", "x".repeat(FRAME_BYTES - 64));
+            let request = ohm::proto::Request::Sql {
+                sql,
+                params: vec![],
+                timeout_ms: None,
+            };
+            let mut frame = raw::frame(100 + id, request);
+            frame.pop(); // never the last byte: the frame stays half read
+            senders.push(tokio::spawn(async move {
+                let _ = send.write_all(&frame).await;
+                drop(frame);
+                let mut len = [0u8; 4];
+                let answer = tokio::time::timeout(Duration::from_secs(20), async {
+                    recv.read_exact(&mut len).await.ok()?;
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                    recv.read_exact(&mut body).await.ok()?;
+                    Some(ohm::proto::codec::decode_response(&body).unwrap())
+                })
+                .await
+                .ok()
+                .flatten();
+                (id, answer, send)
+            }));
+        }
+        let mut refused = 0;
+        let mut unanswered = 0;
+        let mut streams = Vec::new();
+        for s in senders {
+            let (id, answer, send) = s.await.unwrap();
+            streams.push(send);
+            match answer {
+                None => unanswered += 1,
+                Some(r) => {
+                    assert_eq!(r.id, 100 + id, "answered by its id: {r:?}");
+                    let e = r.response.expect_err("a half-sent frame is not run");
+                    assert_eq!(e.code, ErrorCode::Overloaded, "{e:?}");
+                    assert!(e.message.contains("limit of"), "{e:?}");
+                    refused += 1;
+                }
+            }
+        }
+        let grown = rss_mib(pid).saturating_sub(before);
+        eprintln!(
+            "node RSS {before} MiB, +{grown} MiB under {STREAMS} half-sent frames of an \
+             authenticated client ({refused} refused, {unanswered} read)"
+        );
+        assert!(
+            grown <= GROWTH_MIB_MAX,
+            "the node grew by {grown} MiB for one connection's frames"
+        );
+        assert_eq!(
+            (refused, unanswered),
+            (STREAMS - ADMITTED, ADMITTED),
+            "frames past the budget are refused, the others wait for their last byte"
+        );
+        // What is left of the budget still serves small requests on this
+        // connection, and other connections are untouched.
+        let status = raw::frame(2, ohm::proto::Request::Status);
+        let r = raw::exchange(&hostile, &status)
+            .await
+            .expect("status answered");
+        assert!(r.response.is_ok(), "{r:?}");
+        let st = c.status().await.unwrap();
+        assert_eq!(st.partitions.len(), 2, "the node still serves");
+        drop(streams);
+    });
+}

@@ -13,13 +13,17 @@
 //! a semaphore: when it is empty the readers stop reading, which is
 //! backpressure through QUIC flow control), frame size and time before
 //! authentication (`UNAUTHENTICATED_FRAME_BYTES_MAX`, `AUTH_WAIT`), the
-//! room a stream's buffer keeps (`READ_BUFFER_KEEP_BYTES`), failed auth
-//! attempts, malformed frames per connection, connections per endpoint,
-//! bytes per write batch, and the time a stopping node gives its answers to
-//! reach clients (`FLUSH_MAX`). (No byte budget is shared by a connection's
-//! streams: a stream waiting for one would hold its unread bytes in the
+//! bytes of request frames a connection has being read or run
+//! (`CONNECTION_FRAME_BYTES_MAX`), the room a stream's buffer keeps
+//! (`READ_BUFFER_KEEP_BYTES`), failed auth attempts, malformed frames per
+//! connection, connections per endpoint, bytes per write batch, and the
+//! time a stopping node gives its answers to reach clients (`FLUSH_MAX`).
+//!
+//! A frame the connection's byte budget cannot take is answered
+//! `overloaded` at once and its body read and dropped, not waited for: a
+//! stream waiting for the budget would hold its unread bytes in the
 //! connection's flow-control window, and enough of them would starve the
-//! streams holding the budget.)
+//! streams holding the budget, which need their bodies' bytes to finish.
 //!
 //! Stopping (`serve`): once `signal` fires, new connections are refused
 //! and `drain` runs while the open ones are served (the node answers what
@@ -60,6 +64,15 @@ pub const AUTH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A stream's read buffer keeps up to this much room between frames; a
 /// bigger one (it held a big frame) is given back.
 pub const READ_BUFFER_KEEP_BYTES: usize = 64 << 10;
+/// Bytes of request frames one connection may have at once, from the
+/// length prefix until the request is answered (being read, decoded, or
+/// run). A frame that does not fit is answered `overloaded` (nothing was
+/// done) and its body dropped as it arrives. Room for the biggest frame.
+pub const CONNECTION_FRAME_BYTES_MAX: usize = 64 << 20;
+const _: () = assert!(CONNECTION_FRAME_BYTES_MAX >= FRAME_BYTES_MAX);
+/// Of a frame refused for the budget, the bytes kept to find its `id`
+/// (the rest is dropped unread by anything).
+const REFUSED_ID_BYTES: usize = 1 << 10;
 /// Once a stopping node has answered everything, how long its streams get
 /// to deliver those answers (written, and acknowledged by the client)
 /// before the connections close.
@@ -99,6 +112,9 @@ struct Outgoing {
 pub struct Replier {
     id: u64,
     slot: Option<(mpsc::Sender<Outgoing>, OwnedSemaphorePermit)>,
+    /// The request frame's bytes in the connection's budget
+    /// (`CONNECTION_FRAME_BYTES_MAX`), given back with the answer.
+    frame_bytes: Option<OwnedSemaphorePermit>,
     /// Set once the client stopped the stream or the connection is lost:
     /// nobody will read the answer, so work for it may stop.
     gone: Arc<AtomicBool>,
@@ -139,6 +155,7 @@ impl Replier {
         // Given back before the answer goes: a client that waits for it
         // before its next request finds the place free.
         self.held = None;
+        self.frame_bytes = None;
         if let Some((tx, permit)) = self.slot.take() {
             let frame = ResponseFrame {
                 id: self.id,
@@ -166,6 +183,7 @@ pub fn test_replier(id: u64) -> (Replier, TestAnswer) {
     let replier = Replier {
         id,
         slot: Some((tx, permit)),
+        frame_bytes: None,
         gone: Arc::new(AtomicBool::new(false)),
         held: None,
     };
@@ -245,6 +263,8 @@ struct Conn<S: Service> {
     connection: Connection,
     session: OnceLock<Arc<S::Session>>,
     in_flight: Arc<Semaphore>,
+    /// Bytes of request frames being read or run (`CONNECTION_FRAME_BYTES_MAX`).
+    frame_bytes: Arc<Semaphore>,
     /// Told when `session` is set: big frames wait for it.
     authenticated: Notify,
     /// `auth` requests taken so far, counted before the token is checked,
@@ -288,6 +308,7 @@ async fn connection<S: Service>(
         connection: connection.clone(),
         session: OnceLock::new(),
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX)),
+        frame_bytes: Arc::new(Semaphore::new(CONNECTION_FRAME_BYTES_MAX)),
         authenticated: Notify::new(),
         auth_attempts: AtomicU32::new(0),
         bad_frames: AtomicU32::new(0),
@@ -345,19 +366,20 @@ async fn stream<S: Service>(
             }
         };
         let decoded = read.map(|more| {
-            more.then(|| {
+            more.map(|frame_bytes| {
                 let decoded = codec::decode_request(&buf);
                 if buf.capacity() > READ_BUFFER_KEEP_BYTES {
                     buf = Vec::new();
                 }
-                decoded
+                (decoded, frame_bytes)
             })
         });
         let (id, error) = match decoded {
-            Ok(Some(Ok(frame))) => {
+            Ok(Some((Ok(frame), frame_bytes))) => {
                 let replier = Replier {
                     id: frame.id,
                     slot: Some((tx.clone(), permit)),
+                    frame_bytes: Some(frame_bytes),
                     gone: gone.clone(),
                     held: None,
                 };
@@ -367,17 +389,44 @@ async fn stream<S: Service>(
                 break;
             }
             // Only a value was wrong: answer that request, keep reading.
-            Ok(Some(Err(e))) if e.bad_value && e.id.is_some() => {
+            Ok(Some((Err(e), _))) if e.bad_value && e.id.is_some() => {
                 Replier {
                     id: e.id.unwrap_or(0),
                     slot: Some((tx.clone(), permit)),
+                    frame_bytes: None,
                     gone: gone.clone(),
                     held: None,
                 }
                 .send(Err(ErrorReply::new(ErrorCode::BadArguments, e.to_string())));
                 continue;
             }
-            Ok(Some(Err(e))) => (
+            // The connection's other frames hold its byte budget: this one
+            // is answered now and its body dropped as it arrives; the
+            // stream goes on.
+            Err(ReadError::OverBudget { bytes, id, rest }) => {
+                Replier {
+                    id: id.unwrap_or(0),
+                    slot: Some((tx.clone(), permit)),
+                    frame_bytes: None,
+                    gone: gone.clone(),
+                    held: None,
+                }
+                .send(Err(ErrorReply::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "this connection has {} bytes of requests being read or run, and a \
+                         frame of {bytes} bytes would take it over its limit of \
+                         {CONNECTION_FRAME_BYTES_MAX}: it was not read or run; retry once \
+                         answers come back",
+                        CONNECTION_FRAME_BYTES_MAX - conn.frame_bytes.available_permits()
+                    ),
+                )));
+                if drop_body(&mut recv, rest).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Ok(Some((Err(e), _))) => (
                 e.id.unwrap_or(0),
                 ErrorReply::new(ErrorCode::BadRequest, e.to_string()),
             ),
@@ -404,6 +453,7 @@ async fn stream<S: Service>(
         Replier {
             id,
             slot: Some((tx.clone(), permit)),
+            frame_bytes: None,
             gone: gone.clone(),
             held: None,
         }
@@ -435,30 +485,64 @@ enum ReadError {
     /// A frame of this many bytes, over `UNAUTHENTICATED_FRAME_BYTES_MAX`,
     /// and the connection did not authenticate within `AUTH_WAIT`.
     Unauthenticated(usize),
+    /// A frame of `bytes` over what is left of the connection's byte
+    /// budget: its `id` (when the first `REFUSED_ID_BYTES` show it) and
+    /// the `rest` of its body, still to be dropped.
+    OverBudget {
+        bytes: usize,
+        id: Option<u64>,
+        rest: usize,
+    },
 }
 
-/// Reads one request frame into `buf`: false when the client finished
-/// the stream between frames. Before the connection has authenticated, a
-/// frame over `UNAUTHENTICATED_FRAME_BYTES_MAX` waits (unread: QUIC flow
-/// control holds the client back) until it has.
+/// Reads one request frame into `buf`, with its bytes taken from the
+/// connection's budget (None when the client finished the stream between
+/// frames). Before the connection has authenticated, a frame over
+/// `UNAUTHENTICATED_FRAME_BYTES_MAX` waits (unread: QUIC flow control
+/// holds the client back) until it has.
 async fn read_request<S: Service>(
     conn: &Conn<S>,
     recv: &mut RecvStream,
     buf: &mut Vec<u8>,
-) -> Result<bool, ReadError> {
+) -> Result<Option<OwnedSemaphorePermit>, ReadError> {
     let Some(bytes) = read_length(recv, FRAME_BYTES_MAX)
         .await
         .map_err(ReadError::Frame)?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     if bytes > UNAUTHENTICATED_FRAME_BYTES_MAX && !wait_authenticated(conn).await {
         return Err(ReadError::Unauthenticated(bytes));
     }
+    // At most FRAME_BYTES_MAX (40 MiB): fits in u32.
+    let Ok(frame_bytes) = conn
+        .frame_bytes
+        .clone()
+        .try_acquire_many_owned(bytes as u32)
+    else {
+        let head = bytes.min(REFUSED_ID_BYTES);
+        read_body(recv, buf, head).await.map_err(ReadError::Frame)?;
+        return Err(ReadError::OverBudget {
+            bytes,
+            id: codec::peek_id(buf),
+            rest: bytes - head,
+        });
+    };
     read_body(recv, buf, bytes)
         .await
         .map_err(ReadError::Frame)?;
-    Ok(true)
+    Ok(Some(frame_bytes))
+}
+
+/// Reads `bytes` of a frame's body and keeps none of them.
+async fn drop_body(recv: &mut RecvStream, mut bytes: usize) -> Result<(), FrameError> {
+    while bytes > 0 {
+        match recv.read_chunk(bytes, true).await? {
+            Some(chunk) => bytes -= chunk.bytes.len(),
+            None => return Err(FrameError::Truncated),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the connection is authenticated, waiting for it up to

@@ -270,8 +270,9 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
     Ok(RequestFrame { id, request })
 }
 
-/// The top-level `id` of a body that failed to decode, if it can be read.
-fn peek_id(body: &[u8]) -> Option<u64> {
+/// The top-level `id` of a frame's body (one that failed to decode, or
+/// only its first bytes), if it can be read before any field cut short.
+pub fn peek_id(body: &[u8]) -> Option<u64> {
     let mut r = Reader::new(body).find_key("id").ok()??;
     r.uint().ok()
 }
