@@ -44,7 +44,8 @@ pub struct ServeArgs {
     pub partitions: Option<u32>,
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
     pub durability: DurabilityArg,
-    /// Take a partition's snapshot once its log has grown by this many MiB.
+    /// Take a partition's snapshot once its log has grown by this many MiB,
+    /// or by its last snapshot's size if that is more.
     #[arg(long, default_value_t = 256)]
     pub snapshot_log_mib: u64,
     /// Modules each tenant may have deployed at once (its quota).

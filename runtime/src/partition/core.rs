@@ -176,6 +176,10 @@ pub struct PartitionCore<T> {
     pub(super) log_bytes: u64,
     /// A snapshot encoded at a slot not yet chosen.
     pub(super) snapshot_pending: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Bytes of the newest snapshot this replica loaded, encoded or
+    /// installed: the log grows by as much again before the next one
+    /// (`snapshot_due`).
+    pub(super) snapshot_bytes: u64,
     /// Batches handed out: (our seq, consensus seq, local snapshot).
     pub(super) batches: VecDeque<(u64, Option<u64>, Option<SnapshotMeta>)>,
     pub(super) next_seq: u64,

@@ -25,27 +25,28 @@ fn storage_err(e: DurabilityError) -> ReplayError {
     ReplayError::Storage(e.to_string())
 }
 
-/// The state in `storage`'s newest snapshot (or an empty one), and where
-/// the log continues from.
+/// The state in `storage`'s newest snapshot (or an empty one), where the
+/// log continues from, and the snapshot's size in bytes.
 fn load_snapshot(
     cfg: &CoreConfig,
     runtime: &Arc<dyn ProcRuntime>,
     skipped: &Arc<BTreeSet<u64>>,
     storage: &mut dyn Storage,
-) -> Result<(PartitionState, SnapshotMeta), ReplayError> {
-    let (mut state, meta) = match storage.read_snapshot().map_err(storage_err)? {
+) -> Result<(PartitionState, SnapshotMeta, u64), ReplayError> {
+    let (mut state, meta, size) = match storage.read_snapshot().map_err(storage_err)? {
         Some((meta, bytes)) => {
             let snap = durability::snapshot::decode(&bytes).map_err(storage_err)?;
             let s = PartitionState::from_snapshot(cfg.partition, runtime.clone(), snap)?;
-            (s, meta)
+            (s, meta, bytes.len() as u64)
         }
         None => (
             PartitionState::new(cfg.partition, runtime.clone()),
             SnapshotMeta::default(),
+            0,
         ),
     };
     state.skipped = skipped.clone();
-    Ok((state, meta))
+    Ok((state, meta, size))
 }
 
 impl<T> PartitionCore<T> {
@@ -60,7 +61,7 @@ impl<T> PartitionCore<T> {
         now: Now,
         seed: u64,
     ) -> Result<PartitionCore<T>, ReplayError> {
-        let (state, meta) = load_snapshot(&cfg, &runtime, &skipped, storage)?;
+        let (state, meta, snapshot_bytes) = load_snapshot(&cfg, &runtime, &skipped, storage)?;
         let mut records = Vec::new();
         let mut next = meta.slot.next();
         while next <= storage.last_slot() {
@@ -99,6 +100,7 @@ impl<T> PartitionCore<T> {
             dec: Decisions::default(),
             log_bytes: storage.bytes_since_snapshot(),
             snapshot_pending: None,
+            snapshot_bytes,
             batches: VecDeque::new(),
             next_seq: 1,
             cur_paxos_seq: None,
@@ -170,7 +172,7 @@ impl<T> PartitionCore<T> {
     }
 
     fn rebuild_from(&mut self, storage: &mut dyn Storage) -> Result<(), ReplayError> {
-        let (mut state, meta) = load_snapshot(&self.cfg, &self.runtime, &self.skipped, storage)?;
+        let (mut state, meta, _) = load_snapshot(&self.cfg, &self.runtime, &self.skipped, storage)?;
         let chosen = self.paxos.chosen();
         // First the outcomes logged after the snapshot (a share's is the
         // first with its id after it), then the chosen records in order.

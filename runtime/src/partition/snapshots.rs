@@ -25,6 +25,7 @@ impl<T> PartitionCore<T> {
             Ok(mut s) => {
                 s.skipped = self.skipped.clone();
                 self.state = Some(Box::new(s));
+                self.snapshot_bytes = bytes.len() as u64;
                 self.applied = meta.slot;
                 // Whatever this replica executed as leader is gone with it.
                 self.needs_rebuild = false;
@@ -41,8 +42,16 @@ impl<T> PartitionCore<T> {
     /// Whether a snapshot would be taken now but for the state: one is
     /// asked for or the log has grown enough, none is being written, and
     /// there is something new to put in it. (It waits for lent parts.)
+    ///
+    /// Enough is `snapshot_log_bytes`, or the newest snapshot's size if
+    /// that is more: each snapshot writes the whole state, so with a fixed
+    /// threshold the bytes snapshots write grow with the square of the
+    /// data's size; with this one they stay within about twice what the log
+    /// wrote (a snapshot is at most the one before plus what the log added
+    /// since, and the log added at least the one before).
     pub fn snapshot_due(&self) -> bool {
-        let grown = self.snapshot_asked || self.log_bytes >= self.cfg.snapshot_log_bytes;
+        let enough = self.cfg.snapshot_log_bytes.max(self.snapshot_bytes);
+        let grown = self.snapshot_asked || self.log_bytes >= enough;
         let in_flight = self.snapshot_pending.is_some()
             || self.cur_local.is_some()
             || self.batches.iter().any(|b| b.2.is_some());
@@ -91,7 +100,10 @@ impl<T> PartitionCore<T> {
             &state.principals,
             &state.images(),
         ) {
-            Ok(bytes) => self.snapshot_pending = Some((meta, bytes)),
+            Ok(bytes) => {
+                self.snapshot_bytes = bytes.len() as u64;
+                self.snapshot_pending = Some((meta, bytes));
+            }
             Err(e) => return self.stop(format!("encoding a snapshot: {e}")),
         }
         // A group of one may have chosen that slot already.
