@@ -2,7 +2,8 @@
 //! rows), views and modules as of one slot, as bytes in CRC-checked frames
 //! (layout in the module doc of `durability`).
 //!
-//! Owns: the codec only: `encode` (state to bytes), `decode` (bytes to fresh
+//! Owns: the codec only: `Encoder` (state to bytes a piece at a time, rows
+//! as the caller hands them over), `encode` (all at once), `decode` (bytes to fresh
 //! engines), `read_meta` (the slot and ballot, from the first frame) and
 //! `check` (every frame's CRC, without rebuilding anything). Must not: do
 //! I/O (`Log::install_snapshot` writes the bytes atomically, `read_snapshot`
@@ -23,7 +24,7 @@ use super::record::{
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
 use crate::sql::Engine;
-use crate::storage::{ColumnDef, IndexDef, IndexKind, TableSchema};
+use crate::storage::{ColumnDef, IndexDef, IndexKind, TableId, TableSchema};
 use crate::types::{Ballot, NodeId, Slot, TenantId};
 use crate::wasm::ProcOutput;
 use std::sync::Arc;
@@ -188,11 +189,149 @@ fn put_schema(out: &mut Vec<u8>, s: &TableSchema) {
     put_opt_index(out, s.partition_column);
 }
 
-fn write_tenant(
+/// A piece of a snapshot in order: frames encoded when it began, or the
+/// rows of one table, handed over later (`Encoder::row`).
+pub enum Piece {
+    Frames(Vec<u8>),
+    Rows { tenant: TenantId, table: TableId },
+}
+
+/// A snapshot encoded a piece at a time, so that the partition can go on
+/// serving between pieces (`partition::snapshots`): `begin` encodes all but
+/// the tables' rows at once (they are small) and returns the pieces in
+/// file order; the rows follow, table by table, as the caller hands them
+/// over (as they were when it began: `storage::Table::snapshot_rows`).
+pub struct Encoder {
+    fw: FrameWriter,
+    /// The open Rows frame's payload.
+    p: Vec<u8>,
+    in_frame: u32,
+    rows: u64,
+}
+
+impl Encoder {
+    /// The snapshot of `tenants` as of `meta`: its first frames, and the
+    /// pieces that follow them.
+    pub fn begin(
+        meta: SnapshotMeta,
+        mp_txn_max: u64,
+        committed: &Committed,
+        created_tenants: &[TenantRecord],
+        principals: &crate::catalog::PrincipalOverlay,
+        tenants: &[TenantImage<'_>],
+    ) -> Result<(Encoder, Vec<Piece>), DurabilityError> {
+        let file = snapshot_name(meta.slot);
+        let mut fw = FrameWriter {
+            out: MAGIC.to_vec(),
+            file: file.clone(),
+        };
+        put_u32(&mut fw.out, VERSION);
+        let mut p = Vec::new();
+        p.push(F_BEGIN);
+        put_u64(&mut p, meta.slot.0);
+        put_u64(&mut p, meta.ballot.round);
+        put_u32(&mut p, meta.ballot.node.0);
+        put_u64(&mut p, mp_txn_max);
+        put_len(&mut p, tenants.len());
+        fw.emit(&mut p)?;
+        p.push(F_COMMITTED);
+        put_u64(&mut p, committed.floor);
+        put_len(&mut p, committed.txns.len());
+        for t in &committed.txns {
+            put_u64(&mut p, *t);
+        }
+        fw.emit(&mut p)?;
+        p.push(F_TENANTS);
+        put_len(&mut p, created_tenants.len());
+        for t in created_tenants {
+            put_tenant_record(&mut p, t);
+        }
+        put_len(&mut p, principals.len());
+        for ((tenant, name), entry) in principals {
+            let change = crate::catalog::PrincipalChange {
+                tenant: *tenant,
+                name: name.clone(),
+                entry: entry.clone(),
+            };
+            put_principal_change(&mut p, &change);
+        }
+        fw.emit(&mut p)?;
+        let mut pieces = Vec::new();
+        let mut frames = FrameWriter {
+            out: Vec::new(),
+            file,
+        };
+        for t in tenants {
+            tenant_pieces(&mut frames, &mut p, t, &mut pieces)?;
+        }
+        let encoder = Encoder {
+            fw,
+            p,
+            in_frame: 0,
+            rows: 0,
+        };
+        Ok((encoder, pieces))
+    }
+
+    /// Bytes encoded so far.
+    pub fn encoded_bytes(&self) -> usize {
+        self.fw.out.len() + self.p.len()
+    }
+
+    /// Appends frames encoded by `begin` (a `Piece::Frames`).
+    pub fn frames(&mut self, bytes: &[u8]) {
+        debug_assert_eq!(self.in_frame, 0, "frames inside a table's rows");
+        self.fw.out.extend_from_slice(bytes);
+    }
+
+    /// One row of the table whose rows are being handed over.
+    pub fn row(&mut self, row: &[crate::types::Value]) -> Result<(), DurabilityError> {
+        if self.in_frame == 0 {
+            self.p.clear();
+            self.p.extend_from_slice(&[F_ROWS, 0, 0, 0, 0]);
+        }
+        put_row(&mut self.p, row);
+        self.in_frame += 1;
+        self.rows += 1;
+        if self.p.len() >= ROWS_FRAME_BYTES {
+            self.close_rows()?;
+        }
+        Ok(())
+    }
+
+    /// The table's rows are all handed over.
+    pub fn end_rows(&mut self) -> Result<(), DurabilityError> {
+        self.close_rows()
+    }
+
+    fn close_rows(&mut self) -> Result<(), DurabilityError> {
+        if self.in_frame > 0 {
+            self.p[1..5].copy_from_slice(&self.in_frame.to_le_bytes());
+            self.fw.emit(&mut self.p)?;
+            self.in_frame = 0;
+        }
+        Ok(())
+    }
+
+    /// The whole content of the snapshot file.
+    pub fn finish(mut self) -> Result<Vec<u8>, DurabilityError> {
+        self.close_rows()?;
+        self.p.clear();
+        self.p.push(F_END);
+        put_u64(&mut self.p, self.rows);
+        self.fw.emit(&mut self.p)?;
+        Ok(self.fw.out)
+    }
+}
+
+/// A tenant's pieces: its frame, each table's frame and rows, then its
+/// views, modules and kept calls.
+fn tenant_pieces(
     fw: &mut FrameWriter,
     p: &mut Vec<u8>,
     t: &TenantImage<'_>,
-) -> Result<u64, DurabilityError> {
+    pieces: &mut Vec<Piece>,
+) -> Result<(), DurabilityError> {
     assert!(
         !t.engine.database().in_txn(),
         "snapshot of an engine with an open transaction"
@@ -206,30 +345,16 @@ fn write_tenant(
     put_len(p, t.kept.len());
     put_quota_set(p, t.quota);
     fw.emit(p)?;
-    let mut rows = 0u64;
     for table in db.tables() {
         p.push(F_TABLE);
         put_schema(p, table.schema());
         put_u64(p, table.len() as u64);
         fw.emit(p)?;
-        let mut in_frame = 0u32;
-        p.extend_from_slice(&[F_ROWS, 0, 0, 0, 0]);
-        for (_, row) in table.scan() {
-            put_row(p, row);
-            in_frame += 1;
-            rows += 1;
-            if p.len() >= ROWS_FRAME_BYTES {
-                p[1..5].copy_from_slice(&in_frame.to_le_bytes());
-                fw.emit(p)?;
-                in_frame = 0;
-                p.extend_from_slice(&[F_ROWS, 0, 0, 0, 0]);
-            }
-        }
-        if in_frame > 0 {
-            p[1..5].copy_from_slice(&in_frame.to_le_bytes());
-            fw.emit(p)?;
-        }
-        p.clear();
+        pieces.push(Piece::Frames(std::mem::take(&mut fw.out)));
+        pieces.push(Piece::Rows {
+            tenant: t.tenant,
+            table: table.id(),
+        });
     }
     for view in t.engine.views().values() {
         p.push(F_VIEW);
@@ -253,10 +378,14 @@ fn write_tenant(
         put_output(p, *output);
         fw.emit(p)?;
     }
-    Ok(rows)
+    if !fw.out.is_empty() {
+        pieces.push(Piece::Frames(std::mem::take(&mut fw.out)));
+    }
+    Ok(())
 }
 
-/// The whole content of a snapshot file holding `tenants` as of `meta`.
+/// The whole content of a snapshot file holding `tenants` as of `meta`,
+/// encoded at once.
 pub fn encode(
     meta: SnapshotMeta,
     mp_txn_max: u64,
@@ -265,49 +394,28 @@ pub fn encode(
     principals: &crate::catalog::PrincipalOverlay,
     tenants: &[TenantImage<'_>],
 ) -> Result<Vec<u8>, DurabilityError> {
-    let mut fw = FrameWriter {
-        out: MAGIC.to_vec(),
-        file: snapshot_name(meta.slot),
-    };
-    put_u32(&mut fw.out, VERSION);
-    let mut p = Vec::new();
-    p.push(F_BEGIN);
-    put_u64(&mut p, meta.slot.0);
-    put_u64(&mut p, meta.ballot.round);
-    put_u32(&mut p, meta.ballot.node.0);
-    put_u64(&mut p, mp_txn_max);
-    put_len(&mut p, tenants.len());
-    fw.emit(&mut p)?;
-    p.push(F_COMMITTED);
-    put_u64(&mut p, committed.floor);
-    put_len(&mut p, committed.txns.len());
-    for t in &committed.txns {
-        put_u64(&mut p, *t);
+    let (mut enc, pieces) = Encoder::begin(
+        meta,
+        mp_txn_max,
+        committed,
+        created_tenants,
+        principals,
+        tenants,
+    )?;
+    for piece in pieces {
+        match piece {
+            Piece::Frames(bytes) => enc.frames(&bytes),
+            Piece::Rows { tenant, table } => {
+                let image = tenants.iter().find(|t| t.tenant == tenant);
+                let table = image.and_then(|t| t.engine.database().table(table));
+                for (_, row) in table.into_iter().flat_map(|t| t.scan()) {
+                    enc.row(row)?;
+                }
+                enc.end_rows()?;
+            }
+        }
     }
-    fw.emit(&mut p)?;
-    p.push(F_TENANTS);
-    put_len(&mut p, created_tenants.len());
-    for t in created_tenants {
-        put_tenant_record(&mut p, t);
-    }
-    put_len(&mut p, principals.len());
-    for ((tenant, name), entry) in principals {
-        let change = crate::catalog::PrincipalChange {
-            tenant: *tenant,
-            name: name.clone(),
-            entry: entry.clone(),
-        };
-        put_principal_change(&mut p, &change);
-    }
-    fw.emit(&mut p)?;
-    let mut rows = 0;
-    for t in tenants {
-        rows += write_tenant(&mut fw, &mut p, t)?;
-    }
-    p.push(F_END);
-    put_u64(&mut p, rows);
-    fw.emit(&mut p)?;
-    Ok(fw.out)
+    enc.finish()
 }
 
 /// Reads frames from a snapshot's bytes, never past their end.

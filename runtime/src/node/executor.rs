@@ -564,9 +564,10 @@ impl Executor {
     fn take_inputs(&mut self) -> Option<Flow> {
         // Idle first, then look once more: the writer either sees the flag
         // (and wakes us) or we see what it made durable. Calls waiting that
-        // the core would take now: no wait either.
+        // the core would take now, or a snapshot being built (a step of it
+        // at each tick): no wait either.
         self.durable.idle(true);
-        let runnable = self.runnable();
+        let runnable = self.runnable() || self.core.snapshot_can_step();
         let first = if runnable || self.durable.get().0 > self.seen {
             self.inputs.try_recv().map_err(|e| match e {
                 std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,

@@ -162,6 +162,7 @@ pub fn recover(
                 }
             },
             snapshot_log_bytes,
+            snapshot_step_bytes: crate::partition::SNAPSHOT_STEP_BYTES,
             quota,
         };
         let seed = (now.wall_us as u64) ^ ((p as u64) << 48);

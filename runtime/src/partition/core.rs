@@ -53,6 +53,11 @@ pub struct Now {
     pub wall_us: i64,
 }
 
+/// Bytes of a snapshot a node's partition encodes before it goes back to
+/// serving calls (a few milliseconds' work: that is the longest a snapshot
+/// holds its partition up at a time).
+pub const SNAPSHOT_STEP_BYTES: usize = 1 << 20;
+
 /// How a replica of a partition runs.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -63,6 +68,9 @@ pub struct CoreConfig {
     pub consensus: consensus::Config,
     /// Log bytes after which a snapshot is taken.
     pub snapshot_log_bytes: u64,
+    /// Bytes of a snapshot encoded at a time before the partition goes
+    /// back to serving (`SNAPSHOT_STEP_BYTES` on a node).
+    pub snapshot_step_bytes: usize,
     /// Each tenant's quota by default (a tenant's own, in its part, is
     /// over it): its rows here and its time limit, checked by each call.
     pub quota: crate::catalog::Quota,
@@ -176,6 +184,8 @@ pub struct PartitionCore<T> {
     pub(super) log_bytes: u64,
     /// A snapshot encoded at a slot not yet chosen.
     pub(super) snapshot_pending: Option<(SnapshotMeta, Vec<u8>)>,
+    /// A snapshot being encoded, a step at a time.
+    pub(super) building: Option<Box<super::snapshots::Building>>,
     /// Bytes of the newest snapshot this replica loaded, encoded or
     /// installed: the log grows by as much again before the next one
     /// (`snapshot_due`).
@@ -524,6 +534,7 @@ impl<T> PartitionCore<T> {
             self.lose_leadership();
         }
         if let Some((meta, bytes)) = &r.snapshot {
+            self.abandon_snapshot();
             self.install_received(*meta, bytes);
             self.snapshot_pending = None;
         }
@@ -666,6 +677,7 @@ impl<T> PartitionCore<T> {
             leader: self.paxos.leader(),
         };
         self.give_up_all(&refused, &CallError::OutcomeUnknown);
+        self.abandon_snapshot();
         self.snapshot_pending = None;
         if self.applied > self.paxos.chosen() {
             self.needs_rebuild = true;

@@ -257,7 +257,8 @@ impl<T> PartitionCore<T> {
             self.parts_came_home();
         }
         // Only a hold or a snapshot can have waited for it.
-        if !matches!(self.hold, super::hold::Hold::Free) || self.snapshot_due() {
+        let snapshot_waits = self.snapshot_due() || self.building.is_some();
+        if !matches!(self.hold, super::hold::Hold::Free) || snapshot_waits {
             self.after_consensus();
         }
     }

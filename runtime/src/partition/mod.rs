@@ -35,7 +35,9 @@ pub mod replies;
 mod snapshots;
 pub mod state;
 
-pub use self::core::{CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX};
+pub use self::core::{
+    CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX, SNAPSHOT_STEP_BYTES,
+};
 pub use decide::Committed;
 pub use error::CallError;
 pub use lease::{Lease, LentCall, Ran};

@@ -100,6 +100,7 @@ impl<T> PartitionCore<T> {
             dec: Decisions::default(),
             log_bytes: storage.bytes_since_snapshot(),
             snapshot_pending: None,
+            building: None,
             snapshot_bytes,
             batches: VecDeque::new(),
             next_seq: 1,
@@ -205,6 +206,7 @@ impl<T> PartitionCore<T> {
             Ok(true)
         })?;
         self.dec.rebuilt(stalled);
+        self.abandon_snapshot();
         self.state = Some(Box::new(state));
         self.applied = applied;
         self.paxos.applied(applied);

@@ -4,7 +4,21 @@
 
 use super::core::{PartitionCore, WriteBatch};
 use super::state::{PartitionState, ReplayError};
+use crate::durability::snapshot::{Encoder, Piece};
 use crate::durability::{self, SnapshotMeta};
+use crate::storage::SnapshotToken;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A snapshot being encoded a step at a time while the partition serves.
+pub(super) struct Building {
+    meta: SnapshotMeta,
+    /// The tables' copies on write for it; cleared when it is over.
+    token: SnapshotToken,
+    encoder: Encoder,
+    /// What is left to encode, in file order.
+    pieces: VecDeque<Piece>,
+}
 
 impl<T> PartitionCore<T> {
     /// Takes a snapshot of what is applied as soon as it can, whatever the
@@ -53,14 +67,16 @@ impl<T> PartitionCore<T> {
         let enough = self.cfg.snapshot_log_bytes.max(self.snapshot_bytes);
         let grown = self.snapshot_asked || self.log_bytes >= enough;
         let in_flight = self.snapshot_pending.is_some()
+            || self.building.is_some()
             || self.cur_local.is_some()
             || self.batches.iter().any(|b| b.2.is_some());
         let snap_slot = self.paxos.snapshot_meta().slot;
         grown && !in_flight && self.applied > snap_slot && !self.needs_rebuild
     }
 
-    /// Takes a snapshot when the log has grown enough: encoded now, at the
-    /// last applied slot, and written once that slot is chosen.
+    /// Takes a snapshot when the log has grown enough: begun now, at the
+    /// last applied slot, encoded a step at a time (`build_snapshot`), and
+    /// written once that slot is chosen.
     pub(super) fn maybe_snapshot(&mut self) {
         if let Some((meta, _)) = &self.snapshot_pending {
             if meta.slot <= self.paxos.chosen() {
@@ -69,6 +85,9 @@ impl<T> PartitionCore<T> {
                 }
             }
             return;
+        }
+        if self.building.is_some() {
+            return self.build_snapshot();
         }
         if !self.snapshot_due() {
             return;
@@ -79,8 +98,8 @@ impl<T> PartitionCore<T> {
         if !self.ran_waiting.is_empty() {
             return;
         }
-        let whole = |s: &&PartitionState| s.undecided.is_none() && s.away_count() == 0;
-        let Some(state) = self.state.as_deref().filter(whole) else {
+        let whole = |s: &&mut PartitionState| s.undecided.is_none() && s.away_count() == 0;
+        let Some(state) = self.state.as_deref_mut().filter(whole) else {
             return;
         };
         let Some(ballot) = self.paxos.ballot_at(self.applied) else {
@@ -92,14 +111,106 @@ impl<T> PartitionCore<T> {
         };
         self.snapshot_asked = false;
         let committed = state.committed.image();
-        match durability::snapshot::encode(
+        let begun = durability::snapshot::Encoder::begin(
             meta,
             state.mp_txn_max,
             &committed,
             &state.created_tenants,
             &state.principals,
             &state.images(),
-        ) {
+        );
+        let (encoder, pieces) = match begun {
+            Ok(b) => b,
+            Err(e) => return self.stop(format!("encoding a snapshot: {e}")),
+        };
+        let token = SnapshotToken::new(AtomicBool::new(true));
+        state.begin_snapshot(&token);
+        self.building = Some(Box::new(Building {
+            meta,
+            token,
+            encoder,
+            pieces: pieces.into(),
+        }));
+        self.build_snapshot();
+    }
+
+    /// Whether a snapshot is being encoded and can take a step now (its
+    /// next table's part is here): the shell should step the core (`tick`)
+    /// without waiting for input. (While it waits for a part, input brings
+    /// the part home.)
+    pub fn snapshot_can_step(&self) -> bool {
+        let (Some(b), Some(state)) = (self.building.as_deref(), self.state.as_deref()) else {
+            return false;
+        };
+        match b.pieces.front() {
+            Some(Piece::Rows { tenant, .. }) => !state.is_away(*tenant),
+            _ => true,
+        }
+    }
+
+    /// Encodes up to `snapshot_step_bytes` more of the snapshot being
+    /// built, then returns to serving; once it is whole, it waits for its
+    /// slot to be chosen. Rows come as they were when it began (the tables
+    /// keep what changes before the snapshot reads it). A table whose
+    /// tenant's part is lent out waits for it; one dropped since the
+    /// snapshot began ends it (it is begun again).
+    fn build_snapshot(&mut self) {
+        let (Some(b), Some(state)) = (self.building.as_deref_mut(), self.state.as_deref_mut())
+        else {
+            return;
+        };
+        let until = b
+            .encoder
+            .encoded_bytes()
+            .saturating_add(self.cfg.snapshot_step_bytes);
+        while let Some(piece) = b.pieces.front() {
+            match piece {
+                Piece::Frames(bytes) => b.encoder.frames(bytes),
+                Piece::Rows { tenant, table } => {
+                    if state.is_away(*tenant) {
+                        return;
+                    }
+                    let (encoder, token) = (&mut b.encoder, &b.token);
+                    let mut failed = None;
+                    let done = state.snapshot_table(*tenant, *table).and_then(|t| {
+                        t.snapshot_rows(token, |row| match encoder.row(row) {
+                            Ok(()) => encoder.encoded_bytes() < until,
+                            Err(e) => {
+                                failed = Some(e);
+                                false
+                            }
+                        })
+                    });
+                    if let Some(e) = failed {
+                        return self.stop(format!("encoding a snapshot: {e}"));
+                    }
+                    match done {
+                        Some(true) => {
+                            if let Err(e) = b.encoder.end_rows() {
+                                return self.stop(format!("encoding a snapshot: {e}"));
+                            }
+                        }
+                        Some(false) => return,
+                        None => return self.abandon_snapshot(),
+                    }
+                }
+            }
+            b.pieces.pop_front();
+            if b.encoder.encoded_bytes() >= until {
+                return;
+            }
+        }
+        let Some(b) = self.building.take() else {
+            return;
+        };
+        let Building {
+            meta,
+            encoder,
+            token,
+            ..
+        } = *b;
+        token.store(false, Ordering::Relaxed);
+        match encoder.finish() {
             Ok(bytes) => {
                 self.snapshot_bytes = bytes.len() as u64;
                 self.snapshot_pending = Some((meta, bytes));
@@ -109,6 +220,19 @@ impl<T> PartitionCore<T> {
         // A group of one may have chosen that slot already.
         if meta.slot <= self.paxos.chosen() {
             self.maybe_snapshot();
+        }
+    }
+
+    /// Gives up the snapshot being built (the state it reads is replaced,
+    /// or was changed under it): the tables here drop what they kept for
+    /// it, and lent ones at their next change.
+    pub(super) fn abandon_snapshot(&mut self) {
+        let Some(b) = self.building.take() else {
+            return;
+        };
+        b.token.store(false, Ordering::Relaxed);
+        if let Some(state) = self.state.as_deref_mut() {
+            state.end_snapshot();
         }
     }
 

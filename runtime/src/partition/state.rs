@@ -305,6 +305,36 @@ impl PartitionState {
             .collect()
     }
 
+    /// A snapshot begins: every table will hand it its rows as they are
+    /// now (`storage::Table::begin_snapshot`). Every part must be here.
+    pub(super) fn begin_snapshot(&mut self, token: &crate::storage::SnapshotToken) {
+        assert!(self.away_count() == 0, "a snapshot with parts lent out");
+        for part in self.tenants.values_mut() {
+            part.engine.database_mut().begin_snapshot(token);
+        }
+    }
+
+    /// Table `table` of `tenant`, for the snapshot reading it (None if
+    /// either is gone, or the part is away).
+    pub(super) fn snapshot_table(
+        &mut self,
+        tenant: TenantId,
+        table: crate::storage::TableId,
+    ) -> Option<&mut crate::storage::Table> {
+        if self.is_away(tenant) {
+            return None;
+        }
+        let part = self.tenants.get_mut(&tenant)?;
+        part.engine.database_mut().snapshot_table(table)
+    }
+
+    /// The tables here drop what they kept for an abandoned snapshot.
+    pub(super) fn end_snapshot(&mut self) {
+        for part in self.tenants.values_mut() {
+            part.engine.database_mut().end_snapshot();
+        }
+    }
+
     /// Partition 0 in a cluster: records a principal created or revoked.
     pub fn set_principal(&mut self, c: &crate::catalog::PrincipalChange) {
         Arc::make_mut(&mut self.principals).insert((c.tenant, c.name.clone()), c.entry.clone());

@@ -38,6 +38,7 @@ impl Replica {
             partitions: 2,
             consensus: shared.consensus(NodeId(id), replicas),
             snapshot_log_bytes: u64::MAX,
+            snapshot_step_bytes: crate::partition::SNAPSHOT_STEP_BYTES,
             quota: crate::catalog::Quota::default(),
         };
         let core = PartitionCore::recover(

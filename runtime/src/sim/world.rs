@@ -319,6 +319,9 @@ impl<'a> World<'a> {
             partitions: 1,
             consensus: self.shared.consensus(self.nodes[n].id, self.cfg.replicas),
             snapshot_log_bytes: self.cfg.snapshot_log_bytes,
+            // Small, so that a snapshot is built over many steps with
+            // writes, crashes and elections between them.
+            snapshot_step_bytes: 256,
             quota: crate::catalog::Quota::default(),
         };
         let now = self.nodes[n].clock(self.now);

@@ -200,6 +200,27 @@ impl Database {
         self.tables.iter().flatten()
     }
 
+    /// A snapshot begins: every table will hand it its rows as they are
+    /// now (`Table::begin_snapshot`). No transaction may be open.
+    pub(crate) fn begin_snapshot(&mut self, token: &super::SnapshotToken) {
+        assert!(!self.in_txn, "a snapshot begun inside a transaction");
+        for t in self.tables.iter_mut().flatten() {
+            t.begin_snapshot(token);
+        }
+    }
+
+    /// Table `id` for the snapshot reading it (None once it is dropped).
+    pub(crate) fn snapshot_table(&mut self, id: TableId) -> Option<&mut Table> {
+        self.tables.get_mut(id.0 as usize)?.as_mut()
+    }
+
+    /// Every table drops what it kept for a snapshot (one abandoned).
+    pub(crate) fn end_snapshot(&mut self) {
+        for t in self.tables.iter_mut().flatten() {
+            t.end_snapshot();
+        }
+    }
+
     fn table_mut(&mut self, id: TableId) -> Result<&mut Table, StorageError> {
         self.tables
             .get_mut(id.0 as usize)

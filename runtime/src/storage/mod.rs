@@ -34,7 +34,7 @@ mod tests_ddl;
 mod tests_model;
 
 pub use db::Database;
-pub use table::Table;
+pub use table::{SnapshotToken, Table};
 
 use crate::types::{DataType, Value};
 use thiserror::Error;

@@ -11,15 +11,41 @@
 //! lookup touches the row's cells directly and an insert allocates nothing
 //! per row once the arena has grown. Dead slots hold `Value::Null`.
 //!
+//! A snapshot reads a table a slice at a time while writes go on
+//! (`snapshot_rows`): from `begin_snapshot` until its cursor has passed a
+//! slot, the first change to that slot keeps what it held (copy on write,
+//! `SnapshotCow`), so the snapshot sees every row as it was when it began.
+//!
 //! ```text
 //!   Database --insert_row/update_row/delete_row--> Table --> cells, indexes
 //!   Database --undo_insert/undo_update/undo_delete--> Table (reverse order)
+//!   snapshot --begin_snapshot, snapshot_rows*--> rows as of the begin
 //! ```
 
 use super::index::Index;
 use super::{Row, RowId, StorageError, TableId, TableSchema};
 use crate::types::{DataType, Value};
+use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Which snapshot a table's copy-on-write serves: live until that snapshot
+/// is finished or abandoned (a table lent to another thread then drops its
+/// copy at its next write).
+pub type SnapshotToken = Arc<AtomicBool>;
+
+/// A snapshot reading this table: the slots it covers (those the table had
+/// when it began), how far it has read, and what the slots it has not read
+/// yet held then, where they changed since (None: the slot was empty).
+/// Each slot is kept at most once, so this holds at most the table's rows
+/// as of the begin.
+struct SnapshotCow {
+    token: SnapshotToken,
+    slots: u32,
+    cursor: u32,
+    kept: HashMap<u32, Option<Row>>,
+}
 
 /// A table's rows and indexes.
 pub struct Table {
@@ -37,6 +63,8 @@ pub struct Table {
     live: usize,
     /// Parallel to `schema.indexes`.
     indexes: Vec<Index>,
+    /// A snapshot reading the rows as they were when it began.
+    cow: Option<Box<SnapshotCow>>,
 }
 
 /// Where an inserted row went; undo needs to know whether the slot is new.
@@ -64,6 +92,7 @@ impl Table {
             free: Vec::new(),
             live: 0,
             indexes,
+            cow: None,
         }
     }
 
@@ -227,6 +256,7 @@ impl Table {
         self.check(row, None)?;
         let placed = match self.free.pop() {
             Some(slot) => {
+                self.keep_for_snapshot(slot as usize);
                 let r = self.range(slot as usize);
                 self.cells[r].clone_from_slice(row);
                 self.alive.set(slot as usize, true);
@@ -239,6 +269,8 @@ impl Table {
                 let Ok(slot) = u32::try_from(self.alive.len()) else {
                     return Err(StorageError::TableFull(self.schema.name.clone()));
                 };
+                // Past what any snapshot reads; drops an old one's copy.
+                self.keep_for_snapshot(slot as usize);
                 // Vec growth is geometric, so this amortizes to no allocation.
                 self.cells.extend_from_slice(row);
                 self.alive.push(true);
@@ -261,6 +293,7 @@ impl Table {
             return Err(StorageError::NoSuchRow(id));
         }
         self.check(row, Some(id))?;
+        self.keep_for_snapshot(id.0 as usize);
         let r = self.range(id.0 as usize);
         let old = &self.cells[r.clone()];
         for ix in &mut self.indexes {
@@ -283,6 +316,7 @@ impl Table {
             return Err(StorageError::NoSuchRow(id));
         }
         let slot = id.0 as usize;
+        self.keep_for_snapshot(slot);
         let r = self.range(slot);
         for ix in &mut self.indexes {
             ix.remove(&self.cells[r.clone()], id);
@@ -298,6 +332,7 @@ impl Table {
     pub(crate) fn undo_insert(&mut self, placed: Placed) {
         let slot = placed.id.0 as usize;
         assert!(self.alive.is_set(slot), "undo: inserted row is live");
+        self.keep_for_snapshot(slot);
         let r = self.range(slot);
         for ix in &mut self.indexes {
             ix.remove(&self.cells[r.clone()], placed.id);
@@ -318,6 +353,7 @@ impl Table {
     pub(crate) fn undo_update(&mut self, id: RowId, old: Row) {
         let slot = id.0 as usize;
         assert!(self.alive.is_set(slot), "undo: updated row is live");
+        self.keep_for_snapshot(slot);
         let r = self.range(slot);
         let new = &self.cells[r.clone()];
         for ix in &mut self.indexes {
@@ -338,6 +374,7 @@ impl Table {
         );
         let slot = id.0 as usize;
         assert!(!self.alive.is_set(slot), "undo: deleted slot is empty");
+        self.keep_for_snapshot(slot);
         for ix in &mut self.indexes {
             ix.insert(&row, id);
         }
@@ -345,6 +382,86 @@ impl Table {
         put_cells(&mut self.cells[r], row);
         self.alive.set(slot, true);
         self.live += 1;
+    }
+
+    /// A snapshot begins reading this table: it will see every row as it
+    /// is now, whatever changes before `snapshot_rows` reaches it. (It
+    /// replaces the copy of any earlier snapshot.)
+    pub(crate) fn begin_snapshot(&mut self, token: &SnapshotToken) {
+        self.cow = Some(Box::new(SnapshotCow {
+            token: token.clone(),
+            slots: u32::try_from(self.alive.len()).expect("slots fit a RowId"),
+            cursor: 0,
+            kept: HashMap::new(),
+        }));
+    }
+
+    /// Before slot `slot` changes: keeps what it holds for the snapshot
+    /// reading this table, if that one has not read it yet. Drops the copy
+    /// of a snapshot that is over.
+    #[inline]
+    fn keep_for_snapshot(&mut self, slot: usize) {
+        let Some(cow) = self.cow.as_deref_mut() else {
+            return;
+        };
+        if !cow.token.load(Ordering::Relaxed) {
+            self.cow = None;
+            return;
+        }
+        let Ok(s) = u32::try_from(slot) else {
+            return;
+        };
+        if s < cow.cursor || s >= cow.slots || cow.kept.contains_key(&s) {
+            return;
+        }
+        let was = self
+            .alive
+            .is_set(slot)
+            .then(|| self.cells[slot * self.width..(slot + 1) * self.width].into());
+        cow.kept.insert(s, was);
+    }
+
+    /// Hands the rows of the snapshot `token` to `more`, in slot order from
+    /// where the last call stopped, each as it was when the snapshot began,
+    /// until `more` returns false. Some(true) once every row is handed
+    /// (the table's copy is dropped then), Some(false) if `more` stopped
+    /// first, None if this table has no copy for that snapshot.
+    pub(crate) fn snapshot_rows(
+        &mut self,
+        token: &SnapshotToken,
+        mut more: impl FnMut(&[Value]) -> bool,
+    ) -> Option<bool> {
+        let cow = self
+            .cow
+            .as_deref_mut()
+            .filter(|c| Arc::ptr_eq(&c.token, token))?;
+        if !cow.token.load(Ordering::Relaxed) {
+            self.cow = None;
+            return None;
+        }
+        let mut go = true;
+        while go && cow.cursor < cow.slots {
+            let slot = cow.cursor as usize;
+            match cow.kept.remove(&cow.cursor) {
+                Some(Some(was)) => go = more(&was),
+                Some(None) => {}
+                None if self.alive.get(slot) == Some(true) => {
+                    go = more(&self.cells[slot * self.width..(slot + 1) * self.width]);
+                }
+                None => {}
+            }
+            cow.cursor += 1;
+        }
+        let done = cow.cursor >= cow.slots;
+        if done {
+            self.cow = None;
+        }
+        Some(done)
+    }
+
+    /// Drops the copy kept for a snapshot, if any (one that was abandoned).
+    pub(crate) fn end_snapshot(&mut self) {
+        self.cow = None;
     }
 
     /// The unique-violation error for `row` against index `ix`, naming the
