@@ -192,13 +192,15 @@ fn put_schema(out: &mut Vec<u8>, s: &TableSchema) {
 /// A piece of a snapshot in order: frames encoded when it began, or the
 /// rows of one table, handed over later (`Encoder::row`).
 pub enum Piece {
+    /// Frames encoded when the snapshot began, to append as they are.
     Frames(Vec<u8>),
+    /// The rows of `tenant`'s table `table`, as they were then.
     Rows { tenant: TenantId, table: TableId },
 }
 
 /// A snapshot encoded a piece at a time, so that the partition can go on
 /// serving between pieces (`partition::snapshots`): `begin` encodes all but
-/// the tables' rows at once (they are small) and returns the pieces in
+/// the tables' rows at once (schemas, views, modules, kept calls) and returns the pieces in
 /// file order; the rows follow, table by table, as the caller hands them
 /// over (as they were when it began: `storage::Table::snapshot_rows`).
 pub struct Encoder {

@@ -944,6 +944,7 @@ impl Executor {
             || !self.runners.wants_lease(tenant, now)
             || self.hold_waits_for(tenant)
             || self.core.snapshot_due()
+            || self.core.snapshot_will_read(tenant)
         {
             return Err(w);
         }

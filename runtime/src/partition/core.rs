@@ -66,7 +66,8 @@ pub struct CoreConfig {
     /// this many).
     pub partitions: u32,
     pub consensus: consensus::Config,
-    /// Log bytes after which a snapshot is taken.
+    /// Log bytes after which a snapshot is taken (or the newest
+    /// snapshot's size, if more: `PartitionCore::snapshot_due`).
     pub snapshot_log_bytes: u64,
     /// Bytes of a snapshot encoded at a time before the partition goes
     /// back to serving (`SNAPSHOT_STEP_BYTES` on a node).

@@ -307,13 +307,15 @@ impl<T> PartitionCore<T> {
         state.into_iter().flat_map(|s| s.away()).chain(held)
     }
 
-    /// Whether lent parts should come home: a snapshot is due, a hold
+    /// Whether lent parts should come home: a snapshot is due or waits for
+    /// one, a hold
     /// waits for them, or they are stale (no longer leading, or the state
     /// is to be rebuilt).
     pub fn wants_parts_home(&self) -> bool {
         let away = self.state.as_deref().map_or(0, |s| s.away_count());
         away > 0
             && (self.snapshot_due()
+                || self.snapshot_waits_for_part()
                 || self.hold_waits_for_parts()
                 || !self.leading
                 || self.needs_rebuild

@@ -1,12 +1,14 @@
 //! Snapshots of a partition replica: taken here when the log has grown
-//! (encoded at the last applied slot, written once that slot is chosen,
-//! then the log is compacted), and installed when the leader sends one.
+//! (begun at the last applied slot, encoded a step at a time while the
+//! partition serves, written once that slot is chosen, then the log is
+//! compacted), and installed when the leader sends one.
 
 use super::core::{PartitionCore, WriteBatch};
 use super::state::{PartitionState, ReplayError};
 use crate::durability::snapshot::{Encoder, Piece};
 use crate::durability::{self, SnapshotMeta};
 use crate::storage::SnapshotToken;
+use crate::types::TenantId;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,6 +20,8 @@ pub(super) struct Building {
     encoder: Encoder,
     /// What is left to encode, in file order.
     pieces: VecDeque<Piece>,
+    /// It was asked for (`request_snapshot`): asked again if abandoned.
+    asked: bool,
 }
 
 impl<T> PartitionCore<T> {
@@ -109,7 +113,7 @@ impl<T> PartitionCore<T> {
             slot: self.applied,
             ballot,
         };
-        self.snapshot_asked = false;
+        let asked = std::mem::take(&mut self.snapshot_asked);
         let committed = state.committed.image();
         let begun = durability::snapshot::Encoder::begin(
             meta,
@@ -130,6 +134,7 @@ impl<T> PartitionCore<T> {
             token,
             encoder,
             pieces: pieces.into(),
+            asked,
         }));
         self.build_snapshot();
     }
@@ -231,9 +236,27 @@ impl<T> PartitionCore<T> {
             return;
         };
         b.token.store(false, Ordering::Relaxed);
+        self.snapshot_asked |= b.asked;
         if let Some(state) = self.state.as_deref_mut() {
             state.end_snapshot();
         }
+    }
+
+    /// Whether the snapshot being built has yet to read `tenant`'s rows:
+    /// its part is not lent meanwhile (a busy tenant's part could stay out
+    /// for as long as it has calls, and the snapshot with it).
+    pub fn snapshot_will_read(&self, tenant: TenantId) -> bool {
+        self.building.as_deref().is_some_and(|b| {
+            b.pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Rows { tenant: t, .. } if *t == tenant))
+        })
+    }
+
+    /// Whether the snapshot being built waits for a part that is lent out
+    /// (it should come home).
+    pub(super) fn snapshot_waits_for_part(&self) -> bool {
+        self.building.is_some() && self.state.is_some() && !self.snapshot_can_step()
     }
 
     fn queue_local_snapshot(&mut self, meta: SnapshotMeta, bytes: Vec<u8>) {

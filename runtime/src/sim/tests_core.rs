@@ -949,7 +949,13 @@ fn a_snapshot_is_built_in_steps_while_calls_are_answered() {
     let mut op = BEFORE;
     let written = loop {
         // New keys, and puts again to keys the snapshot holds.
-        let key = if op.is_multiple_of(2) { op } else { op % BEFORE };
+        // Overwrites from the last key down: slots the snapshot has not
+        // read yet, so each must be kept as it was.
+        let key = if op.is_multiple_of(2) {
+            op
+        } else {
+            BEFORE - 1 - op % BEFORE
+        };
         put(&mut core, TENANT, op, &format!("key-{key:06}"));
         op += 1;
         let r = drain(&mut core, &mut log);

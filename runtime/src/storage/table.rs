@@ -22,13 +22,16 @@
 //!   snapshot --begin_snapshot, snapshot_rows*--> rows as of the begin
 //! ```
 
+use super::hash::FxHashMap;
 use super::index::Index;
 use super::{Row, RowId, StorageError, TableId, TableSchema};
 use crate::types::{DataType, Value};
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Slots one `snapshot_rows` call passes at most (rows or empty).
+const SNAPSHOT_SLOTS_PER_CALL: u32 = 1 << 16;
 
 /// Which snapshot a table's copy-on-write serves: live until that snapshot
 /// is finished or abandoned (a table lent to another thread then drops its
@@ -44,7 +47,7 @@ struct SnapshotCow {
     token: SnapshotToken,
     slots: u32,
     cursor: u32,
-    kept: HashMap<u32, Option<Row>>,
+    kept: FxHashMap<u32, Option<Row>>,
 }
 
 /// A table's rows and indexes.
@@ -392,7 +395,7 @@ impl Table {
             token: token.clone(),
             slots: u32::try_from(self.alive.len()).expect("slots fit a RowId"),
             cursor: 0,
-            kept: HashMap::new(),
+            kept: FxHashMap::default(),
         }));
     }
 
@@ -440,9 +443,17 @@ impl Table {
             return None;
         }
         let mut go = true;
-        while go && cow.cursor < cow.slots {
+        // Empty slots cost no bytes: bounded apart, so a sparse table's
+        // step stays short too.
+        let stop_at = cow.cursor.saturating_add(SNAPSHOT_SLOTS_PER_CALL);
+        while go && cow.cursor < cow.slots && cow.cursor < stop_at {
             let slot = cow.cursor as usize;
-            match cow.kept.remove(&cow.cursor) {
+            let kept = if cow.kept.is_empty() {
+                None
+            } else {
+                cow.kept.remove(&cow.cursor)
+            };
+            match kept {
                 Some(Some(was)) => go = more(&was),
                 Some(None) => {}
                 None if self.alive.get(slot) == Some(true) => {
@@ -457,6 +468,11 @@ impl Table {
             self.cow = None;
         }
         Some(done)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn holds_snapshot_copy(&self) -> bool {
+        self.cow.is_some()
     }
 
     /// Drops the copy kept for a snapshot, if any (one that was abandoned).
