@@ -308,9 +308,8 @@ impl<T> PartitionCore<T> {
     }
 
     /// Whether lent parts should come home: a snapshot is due or waits for
-    /// one, a hold
-    /// waits for them, or they are stale (no longer leading, or the state
-    /// is to be rebuilt).
+    /// one, a hold waits for them, or they are stale (no longer leading, or
+    /// the state is to be rebuilt).
     pub fn wants_parts_home(&self) -> bool {
         let away = self.state.as_deref().map_or(0, |s| s.away_count());
         away > 0
