@@ -201,6 +201,10 @@ enum BenchCommand {
     /// worst (expensive calls, compile bombs, module floods, memory-hungry
     /// instances) on the same node: p50/p99/max and the p99 ratios.
     Isolation(ohm::bench::isolation::IsolationArgs),
+    /// Load a few GiB into one partition while a prober gets and puts:
+    /// its longest call and the snapshots' bytes, with snapshots encoded
+    /// in one go and in steps, in the same run.
+    Snapshot(ohm::bench::snapshot::SnapshotArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -228,6 +232,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Voter(args)) => ohm::bench::voter::run(args),
         Command::Bench(BenchCommand::Failover(args)) => ohm::bench::failover::run(&args),
         Command::Bench(BenchCommand::Isolation(args)) => ohm::bench::isolation::run(&args),
+        Command::Bench(BenchCommand::Snapshot(args)) => ohm::bench::snapshot::run(&args),
         Command::Sql(args) => client_runtime()?.block_on(ohm::cli::sql::run(args)),
         Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),

@@ -5,7 +5,8 @@
 //! voter procedure as Wasm against the same code native; `voter`: the voter
 //! workload over QUIC against a node, beside PostgreSQL, or against local
 //! clusters; `failover`: leaders killed under writes; `isolation`: one
-//! tenant's latency while another runs its worst). Must not:
+//! tenant's latency while another runs its worst; `snapshot`: how long a
+//! partition stops answering while a large state is snapshotted). Must not:
 //! be used by the node at run time, or turn a timing into a pass/fail.
 //!
 //! ```text
@@ -21,6 +22,7 @@ pub mod load;
 pub mod local_cluster;
 pub mod postgres;
 mod proc;
+pub mod snapshot;
 mod sql;
 pub mod voter;
 

@@ -58,6 +58,10 @@ pub trait Fs {
     fn remove(&self, name: &str) -> io::Result<()>;
     /// Makes the names created, renamed and removed so far durable.
     fn sync_dir(&self) -> io::Result<()>;
+    /// Another handle on the same directory (for another thread).
+    fn try_clone(&self) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 /// The real disk: every operation goes through one `cap_std::fs::Dir`.
@@ -141,5 +145,11 @@ impl Fs for DirFs {
     /// so "." is opened through it.
     fn sync_dir(&self) -> io::Result<()> {
         self.dir.open(".")?.sync_all()
+    }
+
+    fn try_clone(&self) -> io::Result<DirFs> {
+        Ok(DirFs {
+            dir: self.dir.try_clone()?,
+        })
     }
 }

@@ -13,6 +13,9 @@
 //!                      fsynced; then the segment holding s + 1 cut (durable at sync)
 //!   install_snapshot:  snap .tmp written, fsynced, renamed, dir fsynced;
 //!                      then covered segments, older snapshots, stale files removed
+//!   Stager::stage:     snap .staged.tmp written, fsynced (another thread, no
+//!                      lock on the log: the slow part of a snapshot taken here)
+//!   install_staged:    that file renamed, dir fsynced; then as install_snapshot
 //!   read(from):        segment index --> nearest offset --> records (file, then buffer)
 //! ```
 //!
@@ -25,12 +28,19 @@
 use super::fs::{Fs, FsFile};
 use super::log::{create_segment, Log};
 use super::segment::{corrupt, Cursor, ReadCache, SEGMENT_HEADER_BYTES};
-use super::snapshot::{self, snapshot_name};
+use super::snapshot::{self, snapshot_name, staged_name};
 use super::storage::{LogRecord, SnapshotMeta, Storage, Vote};
 use super::{io_err, vote, DurabilityError};
 use crate::types::Slot;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Bytes a stager writes between two looks at its `cancel` flag, and
+/// between two fsyncs: the disk never holds more than this of the
+/// snapshot unwritten, so the log's own fsyncs meanwhile wait behind at
+/// most that much (one fsync at the end had them wait for the whole file).
+const STAGE_CHUNK_BYTES: usize = 32 << 20;
 
 /// Records one `read` returns at most (a bound for empty payloads, which
 /// `bytes_max` does not limit).
@@ -355,13 +365,54 @@ impl<F: Fs> Storage for Log<F> {
         if found != meta {
             return Err(DurabilityError::SnapshotMismatch { meta, found });
         }
+        self.assert_not_older(meta);
+        replace_file(&self.fs, &name, bytes)?;
+        self.adopt_snapshot(meta, name)
+    }
+
+    fn install_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError> {
+        self.assert_not_older(meta);
+        let (staged, name) = (staged_name(meta.slot), snapshot_name(meta.slot));
+        self.fs
+            .rename(&staged, &name)
+            .map_err(io_err(&staged, "rename (a snapshot staged to install)"))?;
+        self.fs.sync_dir().map_err(io_err(".", "fsync dir"))?;
+        self.adopt_snapshot(meta, name)
+    }
+
+    fn discard_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError> {
+        let staged = staged_name(meta.slot);
+        match self.fs.remove(&staged) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&staged, "remove")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn bytes_since_snapshot(&self) -> u64 {
+        self.bytes_total - self.bytes_at_snapshot.min(self.bytes_total)
+    }
+}
+
+impl<F: Fs> Log<F> {
+    /// What writes snapshot files aside for this log from another thread
+    /// (`Stager::stage`), for `install_staged`.
+    pub fn stager(&self) -> Result<Stager<F>, DurabilityError> {
+        let fs = self.fs.try_clone().map_err(io_err(".", "open again"))?;
+        Ok(Stager { fs })
+    }
+
+    fn assert_not_older(&self, meta: SnapshotMeta) {
         let snap = self.snapshot_slot();
         assert!(
             meta.slot >= snap,
             "a snapshot at slot {} cannot replace the one at {snap}: records between are gone",
             meta.slot
         );
-        replace_file(&self.fs, &name, bytes)?;
+    }
+
+    /// Makes the durable snapshot file `name` (holding `meta`) the log's:
+    /// drops the records it covers and the files it makes old.
+    fn adopt_snapshot(&mut self, meta: SnapshotMeta, name: String) -> Result<(), DurabilityError> {
         if meta.slot > self.last {
             self.restart_at(meta.slot)?;
         } else {
@@ -376,8 +427,41 @@ impl<F: Fs> Storage for Log<F> {
         self.read_cache = ReadCache::default();
         Ok(())
     }
+}
 
-    fn bytes_since_snapshot(&self) -> u64 {
-        self.bytes_total - self.bytes_at_snapshot.min(self.bytes_total)
+/// Writes a log's snapshot files aside (`staged_name`), on the log's
+/// directory but without its state, so a thread other than the one
+/// appending can: writing a large snapshot takes seconds, and the log
+/// goes on taking records meanwhile.
+pub struct Stager<F: Fs> {
+    fs: F,
+}
+
+impl<F: Fs> Stager<F> {
+    /// Checks `bytes` (from `snapshot::encode`, holding `meta`) and writes
+    /// them durably to the file `install_staged(meta)` takes, a chunk at a
+    /// time; gives up (an error) once `cancel` is set. A crash leaves at
+    /// most a file the next open removes.
+    pub fn stage(
+        &self,
+        meta: SnapshotMeta,
+        bytes: &[u8],
+        cancel: &AtomicBool,
+    ) -> Result<(), DurabilityError> {
+        let name = staged_name(meta.slot);
+        let found = snapshot::check(&format!("{name} (to stage)"), bytes)?;
+        if found != meta {
+            return Err(DurabilityError::SnapshotMismatch { meta, found });
+        }
+        let mut f = self.fs.create(&name).map_err(io_err(&name, "create"))?;
+        for chunk in bytes.chunks(STAGE_CHUNK_BYTES) {
+            if cancel.load(Ordering::Relaxed) {
+                let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled");
+                return Err(io_err(&name, "write")(e));
+            }
+            f.write_all(chunk).map_err(io_err(&name, "write"))?;
+            f.sync_data().map_err(io_err(&name, "fsync"))?;
+        }
+        f.sync_data().map_err(io_err(&name, "fsync"))
     }
 }

@@ -519,6 +519,10 @@ impl Fs for SimFs {
         st.collect_garbage();
         Ok(())
     }
+
+    fn try_clone(&self) -> io::Result<SimFs> {
+        Ok(self.clone())
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,13 @@ pub(super) fn snapshot_name(slot: Slot) -> String {
     format!("snap-{:020}.snap", slot.0)
 }
 
+/// The file a snapshot is written to aside (`Stager`) before
+/// `install_staged` renames it to `snapshot_name`; one left by a crash is
+/// removed at open (a `snap-….tmp` leftover).
+pub(super) fn staged_name(slot: Slot) -> String {
+    format!("{}.staged.tmp", snapshot_name(slot))
+}
+
 /// Frames onto the snapshot's bytes.
 struct FrameWriter {
     out: Vec<u8>,

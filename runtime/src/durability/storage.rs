@@ -124,6 +124,14 @@ pub trait Storage {
     fn install_snapshot(&mut self, meta: SnapshotMeta, bytes: &[u8])
         -> Result<(), DurabilityError>;
 
+    /// `install_snapshot` of the snapshot a stager (`Log::stager`) wrote
+    /// aside for `meta`: only the rename and what follows it, quick
+    /// however large the snapshot. An error if none was staged.
+    fn install_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError>;
+
+    /// Removes the file staged for `meta`, if any (a snapshot given up).
+    fn discard_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError>;
+
     /// Record bytes after the newest snapshot: what a restart would replay.
     fn bytes_since_snapshot(&self) -> u64;
 }

@@ -25,7 +25,7 @@ use crate::proto::{ErrorCode, ErrorReply};
 use crate::types::NodeId;
 use crate::types::{TenantId, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -149,6 +149,12 @@ pub enum Input {
     Persisted,
     /// From the writer: the log failed.
     WriterFailed(String),
+    /// From the stager thread: the snapshot's file is written aside (or
+    /// could not be).
+    Staged {
+        meta: crate::durability::SnapshotMeta,
+        written: Result<(), String>,
+    },
     /// A consensus message from a peer replica (admitted up to
     /// `PEER_INPUTS_MAX` by its stats' `peer_queued`).
     Peer { from: NodeId, msg: Message },
@@ -311,6 +317,8 @@ pub struct Looping {
     waiters: SnapshotWaiters,
     /// The round of calls under way, if one is.
     round: Option<Round>,
+    /// The thread writing a snapshot aside, and what cancels it.
+    stager: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
 impl Default for Looping {
@@ -320,6 +328,7 @@ impl Default for Looping {
             rows_at: Instant::now(),
             waiters: SnapshotWaiters::new(),
             round: None,
+            stager: None,
         }
     }
 }
@@ -661,6 +670,12 @@ impl Executor {
         if go_on {
             self.drain();
         }
+        // A snapshot being written aside is given up (a later start finds
+        // its file and removes it); its thread ends within a chunk.
+        if let Some((thread, cancel)) = self.looping.stager.take() {
+            cancel.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
         for (tenant, w) in self.turns.drain() {
             self.refuse(w.into_input(tenant));
         }
@@ -714,6 +729,7 @@ impl Executor {
             }
             // A wake-up: what is durable is read from `durable`.
             Input::Persisted => self.catch_up(),
+            Input::Staged { meta, written } => self.staged(meta, written),
             Input::Peer { from, msg } => {
                 self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
                 self.core.step(from, msg);
@@ -1171,6 +1187,9 @@ impl Executor {
                 stop = true;
             }
         }
+        if let Some((meta, bytes)) = ready.stage_snapshot.take().filter(|_| !stop) {
+            self.stage(meta, bytes);
+        }
         self.pass_outcomes(&mut ready);
         self.publish_consensus();
         // What this Ready released stands, stopping or not.
@@ -1188,6 +1207,48 @@ impl Executor {
         } else {
             Acted::Done
         }
+    }
+
+    /// Writes a snapshot's file aside on a thread of its own: for a large
+    /// state that takes seconds, and the writer goes on with the log
+    /// meanwhile (the core installs it once it hears, `Input::Staged`).
+    /// The core hands out one at a time.
+    fn stage(&mut self, meta: crate::durability::SnapshotMeta, bytes: Vec<u8>) {
+        if let Some((thread, _)) = self.looping.stager.take() {
+            let _ = thread.join(); // it reported already
+        }
+        let stager = self.log.lock().unwrap_or_else(|p| p.into_inner()).stager();
+        let stager = match stager {
+            Ok(s) => s,
+            Err(e) => return self.staged(meta, Err(e.to_string())),
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (own, stop) = (self.own.clone(), cancel.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("ohm-p{}-snapshot", self.core.partition().0))
+            .spawn(move || {
+                let written = stager.stage(meta, &bytes, &stop);
+                drop(bytes);
+                let written = written.map_err(|e| e.to_string());
+                let _ = own.send(Input::Staged { meta, written });
+            });
+        match spawned {
+            Ok(thread) => self.looping.stager = Some((thread, cancel)),
+            Err(e) => self.staged(meta, Err(format!("starting its thread: {e}"))),
+        }
+    }
+
+    fn staged(&mut self, meta: crate::durability::SnapshotMeta, written: Result<(), String>) {
+        if let Err(e) = &written {
+            eprintln!(
+                "ohm: partition {}: its snapshot at slot {} could not be written: {e}. The log \
+                 keeps every record; the next snapshot is tried in {} s",
+                self.core.partition().0,
+                meta.slot.0,
+                crate::partition::SNAPSHOT_RETRY_US / 1_000_000
+            );
+        }
+        self.core.snapshot_staged(meta, written);
     }
 
     /// Reads what lagging peers need from the log (records the leader no
@@ -1312,7 +1373,7 @@ impl Executor {
                 self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
                 self.core.step(from, msg);
             }
-            Input::Persisted => {}
+            Input::Persisted | Input::Staged { .. } => {}
             other => self.refuse(other),
         }
     }
@@ -1346,6 +1407,7 @@ impl Executor {
             | Input::Resolve { .. }
             | Input::Persisted
             | Input::WriterFailed(_)
+            | Input::Staged { .. }
             | Input::Stop => {}
         }
     }

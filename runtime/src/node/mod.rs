@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub partitions: u32,
     pub durability: Durability,
     pub snapshot_log_bytes: u64,
+    /// Bytes of a snapshot encoded between two turns at calls
+    /// (`partition::SNAPSHOT_STEP_BYTES`; `usize::MAX`: all in one go).
+    pub snapshot_step_bytes: usize,
     pub segment_bytes_max: u64,
     /// What each tenant may hold and use, unless an administrator set
     /// the tenant's own (`tenant_quota`).
@@ -226,7 +229,10 @@ impl Node {
             &members,
             procs,
             &opts,
-            (config.snapshot_log_bytes, config.quota),
+            (
+                (config.snapshot_log_bytes, config.snapshot_step_bytes),
+                config.quota,
+            ),
             executor::now(started),
         )?;
         if seen == datadir::Started::First {

@@ -63,7 +63,7 @@ pub fn recover(
     members: &Members,
     runtime: Arc<dyn ProcRuntime>,
     opts: &LogOptions,
-    (snapshot_log_bytes, quota): (u64, crate::catalog::Quota),
+    ((snapshot_log_bytes, snapshot_step_bytes), quota): ((u64, usize), crate::catalog::Quota),
     now: Now,
 ) -> anyhow::Result<Recovered> {
     // Every log is examined before any is changed: a start refused for one
@@ -162,7 +162,7 @@ pub fn recover(
                 }
             },
             snapshot_log_bytes,
-            snapshot_step_bytes: crate::partition::SNAPSHOT_STEP_BYTES,
+            snapshot_step_bytes,
             quota,
         };
         let seed = (now.wall_us as u64) ^ ((p as u64) << 48);

@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// or by its last snapshot's size if that is more.
     #[arg(long, default_value_t = 256)]
     pub snapshot_log_mib: u64,
+    /// KiB of a snapshot encoded between two turns at calls; 0: the whole
+    /// snapshot in one go, as before stepped snapshots (for `ohm bench
+    /// snapshot`'s baseline).
+    #[arg(long, hide = true, default_value_t = (crate::partition::SNAPSHOT_STEP_BYTES >> 10) as u64)]
+    pub snapshot_step_kib: u64,
     /// Modules each tenant may have deployed at once (its quota).
     #[arg(long, default_value_t = crate::catalog::quota::MODULES_PER_TENANT_DEFAULT)]
     pub quota_modules: u32,
@@ -203,6 +208,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             DurabilityArg::Async => Durability::Async,
         },
         snapshot_log_bytes: args.snapshot_log_mib.max(1) << 20,
+        snapshot_step_bytes: match args.snapshot_step_kib {
+            0 => usize::MAX,
+            kib => usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX),
+        },
         segment_bytes_max: 64 << 20,
         quota: crate::catalog::Quota {
             modules_max: args.quota_modules,

@@ -41,6 +41,7 @@ pub(super) fn config(partitions: u32) -> NodeConfig {
         partitions,
         durability: Durability::Sync,
         snapshot_log_bytes: 1 << 40,
+        snapshot_step_bytes: crate::partition::SNAPSHOT_STEP_BYTES,
         segment_bytes_max: 1 << 20,
         quota: crate::catalog::Quota::default(),
         compile_time_max_ms: super::COMPILE_TIME_MAX_MS_DEFAULT,

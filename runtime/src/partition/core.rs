@@ -57,6 +57,9 @@ pub struct Now {
 /// serving calls (a few milliseconds' work: that is the longest a snapshot
 /// holds its partition up at a time).
 pub const SNAPSHOT_STEP_BYTES: usize = 1 << 20;
+/// After a snapshot's file could not be written (a full disk, say), the
+/// next one waits this long (the log keeps every record meanwhile).
+pub const SNAPSHOT_RETRY_US: u64 = 10_000_000;
 
 /// How a replica of a partition runs.
 #[derive(Debug, Clone)]
@@ -84,8 +87,13 @@ pub struct WriteBatch {
     pub vote: Option<Vote>,
     /// Drop every record after this slot (if the log goes past it).
     pub truncate_after: Option<Slot>,
-    /// Install this snapshot (received from the leader, or taken here).
+    /// Install this snapshot (received from the leader).
     pub snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Install the snapshot taken here and staged for this meta
+    /// (`Ready::stage_snapshot`, `Storage::install_staged`).
+    pub install_staged: Option<SnapshotMeta>,
+    /// Remove the file staged for this meta: that snapshot was given up.
+    pub discard_staged: Option<SnapshotMeta>,
     pub records: Vec<LogRecord>,
     /// Send once all of the above is durable.
     pub then_send: Vec<(NodeId, Message)>,
@@ -96,6 +104,8 @@ impl WriteBatch {
         self.vote.is_some()
             || self.truncate_after.is_some()
             || self.snapshot.is_some()
+            || self.install_staged.is_some()
+            || self.discard_staged.is_some()
             || !self.records.is_empty()
     }
 }
@@ -116,6 +126,9 @@ pub struct Ready<T> {
     pub reads: Vec<(NodeId, Slot)>,
     /// Read the newest snapshot for that peer (`snapshot_read`).
     pub snapshot_reads: Vec<NodeId>,
+    /// A snapshot taken here: write it aside (`Log::stager`), off the
+    /// thread that writes the log, then report with `snapshot_staged`.
+    pub stage_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
     /// Leadership was lost (or the state holds an aborted share): call
     /// `rebuild` with the storage.
     pub rebuild: bool,
@@ -140,6 +153,7 @@ impl<T> Default for Ready<T> {
             held_chosen: None,
             reads: Vec::new(),
             snapshot_reads: Vec::new(),
+            stage_snapshot: None,
             rebuild: false,
             asks: Vec::new(),
             answers: Vec::new(),
@@ -183,8 +197,12 @@ pub struct PartitionCore<T> {
     pub(super) dec: Decisions,
     /// Log bytes after the newest snapshot, as the shell last reported.
     pub(super) log_bytes: u64,
-    /// A snapshot encoded at a slot not yet chosen.
-    pub(super) snapshot_pending: Option<(SnapshotMeta, Vec<u8>)>,
+    /// A snapshot taken here, being written aside or written (see
+    /// `snapshots::Staging`).
+    pub(super) staging: Option<super::snapshots::Staging>,
+    /// No snapshot is begun before this (`SNAPSHOT_RETRY_US` after one
+    /// could not be written).
+    pub(super) snapshot_retry_at_us: u64,
     /// A snapshot being encoded, a step at a time.
     pub(super) building: Option<Box<super::snapshots::Building>>,
     /// Bytes of the newest snapshot this replica loaded, encoded or
@@ -219,8 +237,10 @@ pub struct PartitionCore<T> {
 impl<T> PartitionCore<T> {
     // ---- inputs ------------------------------------------------------------
 
+    /// Time passes; a step of the snapshot being built is taken.
     pub fn tick(&mut self, now: Now) {
         self.set_time(now);
+        self.snapshot_step();
         self.after_consensus();
     }
 
@@ -349,8 +369,8 @@ impl<T> PartitionCore<T> {
         }
         if let Some(batch) = &mut self.out.write {
             // A snapshot in the batch covers the records up to its slot.
-            if let Some((meta, _)) = &batch.snapshot {
-                let covered = meta.slot;
+            let snapshot = batch.snapshot.as_ref().map(|(meta, _)| meta);
+            if let Some(covered) = snapshot.or(batch.install_staged.as_ref()).map(|m| m.slot) {
                 batch.records.retain(|r| r.slot > covered);
             }
             let seq = self.next_seq;
@@ -535,9 +555,8 @@ impl<T> PartitionCore<T> {
             self.lose_leadership();
         }
         if let Some((meta, bytes)) = &r.snapshot {
-            self.abandon_snapshot();
+            self.drop_local_snapshot();
             self.install_received(*meta, bytes);
-            self.snapshot_pending = None;
         }
         self.out.messages.extend(r.messages);
         self.out.reads.extend(r.reads);
@@ -678,8 +697,7 @@ impl<T> PartitionCore<T> {
             leader: self.paxos.leader(),
         };
         self.give_up_all(&refused, &CallError::OutcomeUnknown);
-        self.abandon_snapshot();
-        self.snapshot_pending = None;
+        self.drop_local_snapshot();
         if self.applied > self.paxos.chosen() {
             self.needs_rebuild = true;
         }

@@ -36,7 +36,8 @@ mod snapshots;
 pub mod state;
 
 pub use self::core::{
-    CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX, SNAPSHOT_STEP_BYTES,
+    CoreConfig, Now, PartitionCore, Ready, WriteBatch, CALLS_WAITING_MAX, SNAPSHOT_RETRY_US,
+    SNAPSHOT_STEP_BYTES,
 };
 pub use decide::Committed;
 pub use error::CallError;

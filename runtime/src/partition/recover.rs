@@ -99,7 +99,8 @@ impl<T> PartitionCore<T> {
             hold: Hold::Free,
             dec: Decisions::default(),
             log_bytes: storage.bytes_since_snapshot(),
-            snapshot_pending: None,
+            staging: None,
+            snapshot_retry_at_us: 0,
             building: None,
             snapshot_bytes,
             batches: VecDeque::new(),
@@ -278,13 +279,19 @@ pub fn write_batch<S: Storage + ?Sized>(
             storage.truncate_after(t)?;
             // A snapshot is durable at once: the cut must be too, or a
             // crash could leave records of an older history after it.
-            if b.snapshot.is_some() {
+            if b.snapshot.is_some() || b.install_staged.is_some() {
                 storage.sync()?;
             }
         }
     }
     if let Some((meta, bytes)) = &b.snapshot {
         storage.install_snapshot(*meta, bytes)?;
+    }
+    if let Some(meta) = b.install_staged {
+        storage.install_staged(meta)?;
+    }
+    if let Some(meta) = b.discard_staged {
+        storage.discard_staged(meta)?;
     }
     for r in &b.records {
         storage.append(r)?;

@@ -1,9 +1,18 @@
 //! Snapshots of a partition replica: taken here when the log has grown
 //! (begun at the last applied slot, encoded a step at a time while the
-//! partition serves, written once that slot is chosen, then the log is
+//! partition serves, written aside by the shell off the log's thread,
+//! installed once written and that slot is chosen, then the log is
 //! compacted), and installed when the leader sends one.
+//!
+//! ```text
+//!   due -> Building (steps) -> Ready::stage_snapshot -> Staging::Writing
+//!     -> snapshot_staged(ok) -> Staged -> (slot chosen) WriteBatch::install_staged
+//!     -> persisted: compacted
+//!   given up (leadership lost, leader's snapshot installed): Writing is
+//!   voided (its file discarded when it is reported), Staged discarded
+//! ```
 
-use super::core::{PartitionCore, WriteBatch};
+use super::core::{PartitionCore, WriteBatch, SNAPSHOT_RETRY_US};
 use super::state::{PartitionState, ReplayError};
 use crate::durability::snapshot::{Encoder, Piece};
 use crate::durability::{self, SnapshotMeta};
@@ -11,6 +20,16 @@ use crate::storage::SnapshotToken;
 use crate::types::TenantId;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A snapshot taken here, once encoded: at most one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Staging {
+    /// The shell writes its file; `void`: given up meanwhile (its file is
+    /// discarded when the shell reports).
+    Writing { meta: SnapshotMeta, void: bool },
+    /// Its file is written; installed once its slot is chosen.
+    Staged(SnapshotMeta),
+}
 
 /// A snapshot being encoded a step at a time while the partition serves.
 pub(super) struct Building {
@@ -70,28 +89,38 @@ impl<T> PartitionCore<T> {
     pub fn snapshot_due(&self) -> bool {
         let enough = self.cfg.snapshot_log_bytes.max(self.snapshot_bytes);
         let grown = self.snapshot_asked || self.log_bytes >= enough;
-        let in_flight = self.snapshot_pending.is_some()
+        let in_flight = self.staging.is_some()
             || self.building.is_some()
             || self.cur_local.is_some()
             || self.batches.iter().any(|b| b.2.is_some());
         let snap_slot = self.paxos.snapshot_meta().slot;
-        grown && !in_flight && self.applied > snap_slot && !self.needs_rebuild
+        let waits = self.now.mono_us < self.snapshot_retry_at_us;
+        grown && !in_flight && !waits && self.applied > snap_slot && !self.needs_rebuild
+    }
+
+    /// Encodes the next step of the snapshot being built, if one is
+    /// (`tick` does, once per turn of the shell's loop: a step per input
+    /// would let a queue of calls wait for a step each).
+    pub fn snapshot_step(&mut self) {
+        if self.building.is_some() && self.fatal.is_none() {
+            self.build_snapshot();
+        }
     }
 
     /// Takes a snapshot when the log has grown enough: begun now, at the
-    /// last applied slot, encoded a step at a time (`build_snapshot`), and
-    /// written once that slot is chosen.
+    /// last applied slot, encoded a step at a time (`snapshot_step`), and
+    /// written aside once whole.
     pub(super) fn maybe_snapshot(&mut self) {
-        if let Some((meta, _)) = &self.snapshot_pending {
-            if meta.slot <= self.paxos.chosen() {
-                if let Some((meta, bytes)) = self.snapshot_pending.take() {
-                    self.queue_local_snapshot(meta, bytes);
-                }
+        match self.staging {
+            Some(Staging::Staged(meta)) if meta.slot <= self.paxos.chosen() => {
+                self.staging = None;
+                return self.queue_local_snapshot(meta);
             }
-            return;
+            Some(_) => return,
+            None => {}
         }
         if self.building.is_some() {
-            return self.build_snapshot();
+            return; // a step at each `snapshot_step`
         }
         if !self.snapshot_due() {
             return;
@@ -136,7 +165,6 @@ impl<T> PartitionCore<T> {
             pieces: pieces.into(),
             asked,
         }));
-        self.build_snapshot();
     }
 
     /// Whether a snapshot is being encoded and can take a step now (its
@@ -218,14 +246,57 @@ impl<T> PartitionCore<T> {
         match encoder.finish() {
             Ok(bytes) => {
                 self.snapshot_bytes = bytes.len() as u64;
-                self.snapshot_pending = Some((meta, bytes));
+                self.out.stage_snapshot = Some((meta, bytes));
+                self.staging = Some(Staging::Writing { meta, void: false });
             }
-            Err(e) => return self.stop(format!("encoding a snapshot: {e}")),
+            Err(e) => self.stop(format!("encoding a snapshot: {e}")),
         }
-        // A group of one may have chosen that slot already.
-        if meta.slot <= self.paxos.chosen() {
-            self.maybe_snapshot();
+    }
+
+    /// The shell wrote (or failed to write) the file of the snapshot it
+    /// was handed in `Ready::stage_snapshot`. Once its slot is chosen it
+    /// is installed; a failed one is given up, and the next is begun
+    /// `SNAPSHOT_RETRY_US` later (the log keeps its records meanwhile).
+    pub fn snapshot_staged(&mut self, meta: SnapshotMeta, written: Result<(), String>) {
+        let Some(Staging::Writing { meta: m, void }) = self.staging else {
+            return;
+        };
+        if m != meta {
+            return;
         }
+        self.staging = None;
+        match written {
+            Ok(()) if !void => {
+                self.staging = Some(Staging::Staged(meta));
+                self.after_consensus();
+            }
+            Ok(()) => self.discard_staged(meta),
+            Err(_) => {
+                self.snapshot_retry_at_us = self.now.mono_us.saturating_add(SNAPSHOT_RETRY_US);
+                self.discard_staged(meta);
+            }
+        }
+    }
+
+    /// Gives up the snapshot taken here, wherever it is (the state it
+    /// holds may not be what gets chosen, or the leader's replaces it).
+    pub(super) fn drop_local_snapshot(&mut self) {
+        self.abandon_snapshot();
+        match self.staging {
+            Some(Staging::Writing { meta, .. }) => {
+                self.staging = Some(Staging::Writing { meta, void: true });
+            }
+            Some(Staging::Staged(meta)) => {
+                self.staging = None;
+                self.discard_staged(meta);
+            }
+            None => {}
+        }
+    }
+
+    fn discard_staged(&mut self, meta: SnapshotMeta) {
+        let batch = self.out.write.get_or_insert_with(WriteBatch::default);
+        batch.discard_staged = Some(meta);
     }
 
     /// Gives up the snapshot being built (the state it reads is replaced,
@@ -259,13 +330,15 @@ impl<T> PartitionCore<T> {
         self.building.is_some() && self.state.is_some() && !self.snapshot_can_step()
     }
 
-    fn queue_local_snapshot(&mut self, meta: SnapshotMeta, bytes: Vec<u8>) {
+    fn queue_local_snapshot(&mut self, meta: SnapshotMeta) {
         let batch = self.out.write.get_or_insert_with(WriteBatch::default);
         if batch.snapshot.is_some() {
-            return; // a received one is being installed: it wins
+            // A received one is being installed: it wins.
+            batch.discard_staged = Some(meta);
+            return;
         }
         batch.records.retain(|r| r.slot > meta.slot);
-        batch.snapshot = Some((meta, bytes));
+        batch.install_staged = Some(meta);
         self.cur_local = Some(meta);
     }
 }

@@ -183,7 +183,7 @@ fn print_mix(t: &Stats) {
         t.virtual_ms as f64 / 1000.0
     );
     println!(
-        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} leadership transfers asked, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written, {} sent to lagging replicas; {} parts lent",
+        "  faults: {} crashes ({} unsynced writes lost, {} torn, {} bytes garbled), {} fsync failures, {} partitions, {} leadership transfers asked, {} messages dropped, {} duplicated; {} replica starts, {} rebuilds after losing leadership, {} snapshots written ({} not: their file failed), {} sent to lagging replicas; {} parts lent",
         t.crashes,
         t.unsynced_writes_lost,
         t.torn_writes,
@@ -196,6 +196,7 @@ fn print_mix(t: &Stats) {
         t.starts,
         t.rebuilds,
         t.snapshots_written,
+        t.snapshots_failed,
         t.snapshots_sent,
         t.leases
     );

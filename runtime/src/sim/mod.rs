@@ -166,6 +166,9 @@ pub struct Stats {
     /// Times the tenant's part was lent out (see `partition::lease`).
     pub leases: u64,
     pub snapshots_written: u64,
+    /// Snapshots whose file could not be written aside (an injected
+    /// fsync failure): given up, tried again later, no crash.
+    pub snapshots_failed: u64,
     pub snapshots_sent: u64,
     pub retries: u64,
     pub kv_ok: u64,
@@ -196,6 +199,7 @@ impl Stats {
         self.rebuilds += o.rebuilds;
         self.leases += o.leases;
         self.snapshots_written += o.snapshots_written;
+        self.snapshots_failed += o.snapshots_failed;
         self.snapshots_sent += o.snapshots_sent;
         self.retries += o.retries;
         self.kv_ok += o.kv_ok;

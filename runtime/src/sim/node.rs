@@ -64,6 +64,9 @@ pub struct SimNode {
     pub to_write: VecDeque<WriteBatch>,
     /// Written, not yet synced: their seq and the messages they hold back.
     pub to_sync: Vec<(u64, Vec<(NodeId, Message)>)>,
+    /// A snapshot to write aside (`Event::Stage`), as the node's stager
+    /// thread does while its log goes on.
+    pub to_stage: Option<(crate::durability::SnapshotMeta, Vec<u8>)>,
     pub multi: Option<MultiCall>,
     pub multi_queue: VecDeque<MultiCall>,
     /// Chosen slots already compared across nodes.
@@ -84,6 +87,7 @@ impl SimNode {
             base_local_us: start_us,
             to_write: VecDeque::new(),
             to_sync: Vec::new(),
+            to_stage: None,
             multi: None,
             multi_queue: VecDeque::new(),
             checked: Slot(0),
@@ -122,6 +126,7 @@ impl SimNode {
         let report = self.disk.crash(seed);
         self.epoch += 1;
         self.to_write.clear();
+        self.to_stage = None;
         self.to_sync.clear();
         self.multi = None;
         self.multi_queue.clear();

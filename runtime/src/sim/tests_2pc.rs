@@ -61,6 +61,7 @@ impl Replica {
     /// Acts on the core's Ready as the node's executor does (persisting at
     /// once, rebuilding when asked); what it sends, and the Ready.
     fn drain(&mut self) -> (Vec<(NodeId, Message)>, Ready<Token>) {
+        self.core.snapshot_step();
         let mut r = self.core.ready();
         let mut sent = std::mem::take(&mut r.messages);
         if let Some(b) = r.write.take() {
@@ -68,6 +69,7 @@ impl Replica {
             self.core.persisted(b.seq, self.log.bytes_since_snapshot());
             sent.extend(b.then_send);
         }
+        super::tests_core::stage(&mut self.core, &self.log, &r);
         if r.rebuild {
             self.core.rebuild(&mut self.log);
         }

@@ -23,6 +23,8 @@ const TICK_US: u64 = 5_000;
 /// Readies acted on for one input at most: acting on one (a storage read,
 /// a lent state) feeds the core again.
 const ACT_ROUNDS_MAX: usize = 16;
+/// Writing a snapshot aside takes up to this many times a batch's write.
+const STAGE_SLOWER: u64 = 20;
 /// The tenant every run works in.
 pub(super) const TENANT: TenantId = TenantId(7);
 
@@ -69,6 +71,11 @@ pub(super) enum Event {
     Heal(u64),
     /// A lent part runs its next call (or goes home).
     LentRun {
+        node: usize,
+        epoch: u64,
+    },
+    /// The snapshot handed out is written aside (`SimNode::to_stage`).
+    Stage {
         node: usize,
         epoch: u64,
     },
@@ -251,6 +258,7 @@ impl<'a> World<'a> {
             Event::Fault => self.fault(),
             Event::Heal(id) => self.net.heal(id),
             Event::LentRun { node, epoch } => self.lent_run(node, epoch),
+            Event::Stage { node, epoch } => self.stage(node, epoch),
         }
         true
     }
@@ -294,6 +302,7 @@ impl<'a> World<'a> {
             Event::Fault => (9, 0, 0),
             Event::Heal(id) => (10, 0, *id),
             Event::LentRun { node, epoch } => (11, *node as u64, *epoch),
+            Event::Stage { node, epoch } => (12, *node as u64, *epoch),
         };
         self.trace = crate::rng::mix(self.trace ^ t ^ (kind << 56) ^ (who << 40) ^ extra);
     }
@@ -404,6 +413,26 @@ impl<'a> World<'a> {
         }
     }
 
+    /// Writes the snapshot handed out aside and tells the core (an
+    /// injected fsync failure is an error it survives: no crash).
+    fn stage(&mut self, n: usize, epoch: u64) {
+        let node = &mut self.nodes[n];
+        let (Some(live), Some((meta, bytes))) = (node.live.as_mut(), node.to_stage.take()) else {
+            return;
+        };
+        if node.epoch != epoch {
+            return;
+        }
+        let no = std::sync::atomic::AtomicBool::new(false);
+        let written = live.log.stager().and_then(|s| s.stage(meta, &bytes, &no));
+        if written.is_err() {
+            self.stats.snapshots_failed += 1;
+        }
+        live.core
+            .snapshot_staged(meta, written.map_err(|e| e.to_string()));
+        self.act(n);
+    }
+
     /// The node's storage failed (an injected fsync error): like the real
     /// node, it stops; it restarts from its disk.
     fn storage_failed(&mut self, n: usize, _why: String) {
@@ -413,6 +442,10 @@ impl<'a> World<'a> {
 
     /// Acts on a node's Ready until it has nothing more to say.
     pub(super) fn act(&mut self, n: usize) {
+        // A turn of the node's loop: a step of a snapshot being built.
+        if let Some(live) = self.nodes[n].live.as_mut() {
+            live.core.snapshot_step();
+        }
         for _ in 0..ACT_ROUNDS_MAX {
             let Some(live) = self.nodes[n].live.as_mut() else {
                 return;
@@ -444,8 +477,17 @@ impl<'a> World<'a> {
                 self.stats.snapshots_sent += 1;
                 again = true;
             }
+            if let Some(s) = r.stage_snapshot {
+                self.nodes[n].to_stage = Some(s);
+                // Writing a snapshot takes longer than a batch: the log
+                // goes on meanwhile.
+                let (lo, hi) = self.disk_write_us;
+                let d = self.rng.range(lo, hi.saturating_mul(STAGE_SLOWER));
+                let epoch = self.nodes[n].epoch;
+                self.at(d, Event::Stage { node: n, epoch });
+            }
             if let Some(b) = r.write {
-                if b.snapshot.is_some() {
+                if b.snapshot.is_some() || b.install_staged.is_some() {
                     self.stats.snapshots_written += 1;
                 }
                 self.nodes[n].to_write.push_back(b);

@@ -54,9 +54,23 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start(durability: Durability, partitions: Option<usize>) -> anyhow::Result<NodeProcess> {
+        NodeProcess::start_with(durability, partitions, None, &[])
+    }
+
+    /// `start` with more `serve` arguments, of binary `exe` (None: this
+    /// one).
+    pub fn start_with(
+        durability: Durability,
+        partitions: Option<usize>,
+        exe: Option<&std::path::Path>,
+        more: &[String],
+    ) -> anyhow::Result<NodeProcess> {
         let dir = fresh_temp_dir("ohm-bench-node")?;
         let log = std::fs::File::create(dir.join("node.log"))?;
-        let exe = std::env::current_exe().context("finding the ohm binary")?;
+        let exe = match exe {
+            Some(e) => e.to_path_buf(),
+            None => std::env::current_exe().context("finding the ohm binary")?,
+        };
         let mut cmd = Command::new(exe);
         cmd.arg("serve").arg("--data").arg(dir.join("data"));
         cmd.args(["--listen", "127.0.0.1:0", "--demo", "--durability"]);
@@ -67,6 +81,7 @@ impl NodeProcess {
         if let Some(n) = partitions {
             cmd.args(["--partitions", &n.to_string()]);
         }
+        cmd.args(more);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
         let stdout = child.stdout.take().context("the node's stdout")?;
@@ -97,6 +112,11 @@ impl NodeProcess {
             }
         }
         Ok(node)
+    }
+
+    /// The node's stderr, written to a file beside its data.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("node.log")
     }
 
     pub fn pid(&self) -> u32 {
@@ -136,7 +156,11 @@ impl Drop for NodeProcess {
                 }
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("OHM_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {}", self.dir.display());
+        }
     }
 }
 
