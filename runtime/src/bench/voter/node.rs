@@ -156,11 +156,7 @@ impl Drop for NodeProcess {
                 }
             }
         }
-        if std::env::var_os("OHM_BENCH_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("kept {}", self.dir.display());
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
