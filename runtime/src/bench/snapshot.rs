@@ -3,9 +3,9 @@
 //! GiB (issue 12). Each side is a fresh `ohm serve --demo` child with one
 //! partition: loaders put `--gib` of values through the kv example, so the
 //! node takes its snapshots as its log grows (each once the log has grown
-//! by the threshold or by the newest snapshot, the last one near the end
-//! holding about the whole state); after the load the bench waits for the
-//! snapshot that holds it all. Meanwhile a prober on its own connection
+//! by the threshold or by the newest snapshot); after the load the
+//! loaders overwrite keys until the snapshot that holds the whole state
+//! is written, so the largest one is taken under load too. Meanwhile a prober on its own connection
 //! reads a key and writes another, one call at a time: a call's time is
 //! from its first send until it succeeds (an error is counted and sent
 //! again), so a pause shows as one long call. The sides are the snapshot
@@ -47,6 +47,8 @@ const RESEND_DELAY: Duration = Duration::from_millis(10);
 const WHOLE_STATE_SHARE: f64 = 0.9;
 /// Calls of the prober this slow or slower are counted as pauses.
 const PAUSE_US: u64 = 100_000;
+/// Lines of the node's log shown when a side fails.
+const NODE_LOG_TAIL_LINES: usize = 20;
 /// The longest calls of each kind printed, with when they began.
 const LONGEST_KEPT: usize = 5;
 
@@ -102,6 +104,8 @@ struct Measured {
     gets: Probe,
     puts: Probe,
     errors: u64,
+    /// Puts to loaded keys after the load, until the last snapshot.
+    overwrites: u64,
     /// The node's peak resident memory (VmHWM), KiB.
     peak_rss_kib: Option<u64>,
 }
@@ -210,13 +214,17 @@ fn measure_side(args: &SnapshotArgs, side: StepSide) -> anyhow::Result<Measured>
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
     let peak_rss_kib = peak_rss_kib(node.pid());
+    // The node's directory goes with it: what it said is kept here.
     let outcome = outcome.with_context(|| {
+        let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(NODE_LOG_TAIL_LINES).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!(
-            "side {side:?} (the node's log: {})",
-            node.log_path().display()
+            "side {side:?}; the end of the node's log:\n{}",
+            tail.join("\n")
         )
     });
-    let (load, loaded_bytes, gets, puts, errors) = outcome?;
+    let (load, loaded_bytes, (gets, puts), (errors, overwrites)) = outcome?;
     drop(node);
     let snapshots = std::mem::take(&mut *lock(&seen));
     Ok(Measured {
@@ -227,11 +235,13 @@ fn measure_side(args: &SnapshotArgs, side: StepSide) -> anyhow::Result<Measured>
         gets,
         puts,
         errors,
+        overwrites,
         peak_rss_kib,
     })
 }
 
-type Outcome = (Duration, u64, Probe, Probe, u64);
+/// Load time, bytes, the prober's (gets, puts), (errors, overwrites).
+type Outcome = (Duration, u64, (Probe, Probe), (u64, u64));
 /// The snapshot files seen: name -> (bytes, first seen ms).
 type Seen = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
 
@@ -247,36 +257,49 @@ async fn drive(
     let errors = Arc::new(AtomicU64::new(0));
     let probing = tokio::spawn(probe(prober, (stop.clone(), node_started), errors.clone()));
     let keys = ((args.gib * (1u64 << 30) as f64) / args.value_bytes as f64).ceil() as u64;
-    let next = Arc::new(AtomicU64::new(0));
+    // Puts handed out (past `keys`: overwrites), and puts of new keys done.
+    let (next, loaded) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loading = Arc::new(AtomicBool::new(true));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.loaders {
         let client = Client::connect(cfg.clone()).await?;
         for _ in 0..args.in_flight {
-            let (client, next, errors) = (client.clone(), next.clone(), errors.clone());
+            let (client, errors) = (client.clone(), errors.clone());
+            let (next, loaded, loading) = (next.clone(), loaded.clone(), loading.clone());
             let value_bytes = args.value_bytes;
             tasks.push(tokio::spawn(async move {
-                loop {
+                while loading.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= keys {
-                        return anyhow::Ok(());
-                    }
                     let value: Vec<u8> = (0..value_bytes).map(|b| (i as usize + b) as u8).collect();
-                    put_resent(&client, &format!("k{i:012}"), value, &errors).await?;
+                    let key = format!("k{:012}", i % keys);
+                    put_resent(&client, &key, value, &errors).await?;
+                    if i < keys {
+                        loaded.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                anyhow::Ok(())
             }));
         }
     }
-    for t in tasks {
-        t.await??;
-    }
-    let load = started.elapsed();
     let loaded_bytes = keys * args.value_bytes as u64;
     let whole = (loaded_bytes as f64 * WHOLE_STATE_SHARE) as u64;
-    let deadline = Instant::now() + Duration::from_secs(args.settle_seconds);
+    let mut load = None;
+    let mut deadline = None;
+    // Loaded, the loaders overwrite keys until the snapshot holding the
+    // whole state is written (whether the log grows enough for it by the
+    // end of the load depends on where the snapshots before fell).
     while !lock(seen).values().any(|&(size, _)| size >= whole) {
-        if Instant::now() >= deadline {
+        if load.is_none() && loaded.load(Ordering::Relaxed) >= keys {
+            load = Some(started.elapsed());
+            deadline = Some(Instant::now() + Duration::from_secs(args.settle_seconds));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) || tasks.iter().any(|t| t.is_finished()) {
             stop.store(true, Ordering::SeqCst);
+            loading.store(false, Ordering::SeqCst);
+            for t in tasks {
+                t.await??;
+            }
             bail!(
                 "no snapshot of {whole} bytes or more within {} s of the load (seen: {:?})",
                 args.settle_seconds,
@@ -286,13 +309,17 @@ async fn drive(
         tokio::time::sleep(WATCH_EVERY).await;
     }
     stop.store(true, Ordering::SeqCst);
+    loading.store(false, Ordering::SeqCst);
+    for t in tasks {
+        t.await??;
+    }
     let (gets, puts) = probing.await??;
+    let overwrites = next.load(Ordering::SeqCst).saturating_sub(keys);
     Ok((
-        load,
+        load.unwrap_or_else(|| started.elapsed()),
         loaded_bytes,
-        gets,
-        puts,
-        errors.load(Ordering::SeqCst),
+        (gets, puts),
+        (errors.load(Ordering::SeqCst), overwrites),
     ))
 }
 
@@ -308,10 +335,18 @@ async fn probe(
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         let sent = Instant::now();
+        let mut resends = 0;
         loop {
             match client.call("get", vec![Value::text("probe-read")]).await {
                 Ok(_) => break,
-                Err(e) => note_error(&errors, &e, &stop)?,
+                Err(e) if resends < RESENDS_MAX && !stop.load(Ordering::SeqCst) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    if resends == 0 {
+                        eprintln!("warning: the prober's get: {e} (sent again)");
+                    }
+                    resends += 1;
+                }
+                Err(e) => bail!("the prober's get, sent {resends} times: {e}"),
             }
             tokio::time::sleep(RESEND_DELAY).await;
         }
@@ -353,21 +388,6 @@ async fn put(client: &Client, key: &str, value: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn note_error(
-    errors: &AtomicU64,
-    e: &crate::driver::ClientError,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let n = errors.fetch_add(1, Ordering::Relaxed);
-    if n < RESENDS_MAX as u64 {
-        eprintln!("warning: prober get: {e} (sent again)");
-    }
-    if stop.load(Ordering::SeqCst) {
-        bail!("the prober's get failed at the end: {e}");
-    }
-    Ok(())
-}
-
 /// Records the size of every `snap-*.snap` in `dir` until `stop`: a
 /// snapshot file appears whole (written aside, then renamed).
 fn watch(
@@ -403,10 +423,12 @@ fn print_side(m: &Measured) {
     let written: u64 = m.snapshots.values().map(|s| s.0).sum();
     println!("\nside {:?}:", m.side);
     println!(
-        "  load: {:.1} MiB in {:.1} s ({:.1} MiB/s); errors sent again: {}; node peak RSS: {}",
+        "  load: {:.1} MiB in {:.1} s ({:.1} MiB/s), then {} overwrites until the last \
+         snapshot; errors sent again: {}; node peak RSS: {}",
         mib(m.loaded_bytes),
         m.load.as_secs_f64(),
         mib(m.loaded_bytes) / m.load.as_secs_f64().max(1e-9),
+        m.overwrites,
         m.errors,
         m.peak_rss_kib.map_or("unknown".into(), |k| format!(
             "{:.0} MiB",

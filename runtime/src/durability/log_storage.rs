@@ -380,14 +380,6 @@ impl<F: Fs> Storage for Log<F> {
         self.adopt_snapshot(meta, name)
     }
 
-    fn discard_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError> {
-        let staged = staged_name(meta.slot);
-        match self.fs.remove(&staged) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&staged, "remove")(e)),
-            _ => Ok(()),
-        }
-    }
-
     fn bytes_since_snapshot(&self) -> u64 {
         self.bytes_total - self.bytes_at_snapshot.min(self.bytes_total)
     }
@@ -438,6 +430,21 @@ pub struct Stager<F: Fs> {
 }
 
 impl<F: Fs> Stager<F> {
+    /// Another stager for the same directory (for another thread).
+    pub fn try_clone(&self) -> Result<Stager<F>, DurabilityError> {
+        let fs = self.fs.try_clone().map_err(io_err(".", "open again"))?;
+        Ok(Stager { fs })
+    }
+
+    /// Removes the file staged for `meta`, if any (a snapshot given up).
+    pub fn discard(&self, meta: SnapshotMeta) -> Result<(), DurabilityError> {
+        let staged = staged_name(meta.slot);
+        match self.fs.remove(&staged) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&staged, "remove")(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `bytes` (from `snapshot::encode`, holding `meta`) and writes
     /// them durably to the file `install_staged(meta)` takes, a chunk at a
     /// time; gives up (an error) once `cancel` is set. A crash leaves at
@@ -456,12 +463,12 @@ impl<F: Fs> Stager<F> {
         let mut f = self.fs.create(&name).map_err(io_err(&name, "create"))?;
         for chunk in bytes.chunks(STAGE_CHUNK_BYTES) {
             if cancel.load(Ordering::Relaxed) {
-                let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled");
+                let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "given up");
                 return Err(io_err(&name, "write")(e));
             }
             f.write_all(chunk).map_err(io_err(&name, "write"))?;
             f.sync_data().map_err(io_err(&name, "fsync"))?;
         }
-        f.sync_data().map_err(io_err(&name, "fsync"))
+        Ok(()) // every chunk synced after it was written (`check` saw frames)
     }
 }

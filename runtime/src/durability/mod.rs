@@ -74,8 +74,8 @@
 //! `magic "OHMVOTE\0" | version u32 (1) | ballot round u64 | ballot node u32 |
 //! crc u32 (CRC-32 of the bytes before it)`. None means the default vote.
 //!
-//! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`,
-//! synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (7;
+//! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`, or
+//! for one taken here as `.snap.staged.tmp` by a `Stager`, synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (7;
 //! 1 to 6 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
 //! payload`, each payload a `kind u8` and its fields, in this order:
 //! ```text

@@ -129,9 +129,6 @@ pub trait Storage {
     /// however large the snapshot. An error if none was staged.
     fn install_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError>;
 
-    /// Removes the file staged for `meta`, if any (a snapshot given up).
-    fn discard_staged(&mut self, meta: SnapshotMeta) -> Result<(), DurabilityError>;
-
     /// Record bytes after the newest snapshot: what a restart would replay.
     fn bytes_since_snapshot(&self) -> u64;
 }

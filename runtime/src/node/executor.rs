@@ -2,13 +2,16 @@
 //! `PartitionCore`. It feeds the core what arrives on its queue (calls,
 //! the coordinator's hold/release/resume, the writer's "durable" notices)
 //! and the clock, and acts on the core's `Ready`: batches to the writer,
-//! replies to the network, lent states to the coordinator.
+//! replies to the network, lent states to the coordinator, a snapshot to
+//! a thread of its own that writes it aside.
 //!
 //! ```text
 //!  dispatch ──Call──▶ ┌──────────┐ ──WriteBatch──▶ writer ──fsync──┐
 //!  coordinator ─Hold▶ │ executor │                                 │
 //!  writer ─Persisted▶ │  (core)  │ ◀──────────Persisted────────────┘
 //!                     └──────────┘ ──replies──▶ clients (after chosen)
+//!                        │   ▲
+//!     stage_snapshot ────┘   └──── Staged ── snapshot thread (Stager)
 //! ```
 
 use super::fair::Fair;
@@ -17,7 +20,7 @@ use super::reply::{self, ClientAddrs, ReplyFn};
 use super::runner::{Job, Runners};
 use super::writer::{Outbox, WriterMsg};
 use crate::consensus::{Message, MESSAGE_RECORD_BYTES_MAX};
-use crate::durability::{DiskLog, Storage};
+use crate::durability::{DirFs, DiskLog, SnapshotMeta, Stager, Storage};
 use crate::partition::{
     CallError, CallResult, Lease, LentCall, Now, PartitionCore, PartitionState, Ran, Ready,
 };
@@ -152,7 +155,7 @@ pub enum Input {
     /// From the stager thread: the snapshot's file is written aside (or
     /// could not be).
     Staged {
-        meta: crate::durability::SnapshotMeta,
+        meta: SnapshotMeta,
         written: Result<(), String>,
     },
     /// A consensus message from a peer replica (admitted up to
@@ -319,6 +322,9 @@ pub struct Looping {
     round: Option<Round>,
     /// The thread writing a snapshot aside, and what cancels it.
     stager: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
+    /// What writes snapshots aside, opened on the log's directory at the
+    /// first (so later ones need not wait for the log's lock).
+    stager_fs: Option<Stager<DirFs>>,
 }
 
 impl Default for Looping {
@@ -329,6 +335,7 @@ impl Default for Looping {
             waiters: SnapshotWaiters::new(),
             round: None,
             stager: None,
+            stager_fs: None,
         }
     }
 }
@@ -1187,8 +1194,18 @@ impl Executor {
                 stop = true;
             }
         }
+        if let Some(meta) = ready.discard_staged.take() {
+            self.discard_staged(meta);
+        }
         if let Some((meta, bytes)) = ready.stage_snapshot.take().filter(|_| !stop) {
             self.stage(meta, bytes);
+        }
+        if !self.core.stage_wanted() {
+            // Given up: its writing need not go on (it reports, and the
+            // core discards what it wrote).
+            if let Some((_, cancel)) = &self.looping.stager {
+                cancel.store(true, Ordering::Relaxed);
+            }
         }
         self.pass_outcomes(&mut ready);
         self.publish_consensus();
@@ -1213,12 +1230,11 @@ impl Executor {
     /// state that takes seconds, and the writer goes on with the log
     /// meanwhile (the core installs it once it hears, `Input::Staged`).
     /// The core hands out one at a time.
-    fn stage(&mut self, meta: crate::durability::SnapshotMeta, bytes: Vec<u8>) {
+    fn stage(&mut self, meta: SnapshotMeta, bytes: Vec<u8>) {
         if let Some((thread, _)) = self.looping.stager.take() {
             let _ = thread.join(); // it reported already
         }
-        let stager = self.log.lock().unwrap_or_else(|p| p.into_inner()).stager();
-        let stager = match stager {
+        let stager = match self.stager_fs().and_then(|s| s.try_clone()) {
             Ok(s) => s,
             Err(e) => return self.staged(meta, Err(e.to_string())),
         };
@@ -1227,9 +1243,15 @@ impl Executor {
         let spawned = std::thread::Builder::new()
             .name(format!("ohm-p{}-snapshot", self.core.partition().0))
             .spawn(move || {
-                let written = stager.stage(meta, &bytes, &stop);
+                // A panic is reported too: the core would wait for ever.
+                let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    stager.stage(meta, &bytes, &stop)
+                }));
                 drop(bytes);
-                let written = written.map_err(|e| e.to_string());
+                let written = match written {
+                    Ok(w) => w.map_err(|e| e.to_string()),
+                    Err(_) => Err("its writing thread panicked".to_string()),
+                };
                 let _ = own.send(Input::Staged { meta, written });
             });
         match spawned {
@@ -1238,11 +1260,36 @@ impl Executor {
         }
     }
 
-    fn staged(&mut self, meta: crate::durability::SnapshotMeta, written: Result<(), String>) {
+    /// The stager of this partition's log directory, opened at first use.
+    fn stager_fs(&mut self) -> Result<&Stager<DirFs>, crate::durability::DurabilityError> {
+        if self.looping.stager_fs.is_none() {
+            let s = self
+                .log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .stager()?;
+            self.looping.stager_fs = Some(s);
+        }
+        Ok(self.looping.stager_fs.as_ref().expect("set above"))
+    }
+
+    /// Removes the file of a snapshot given up (a failure leaves a file
+    /// the next start removes: reported, not fatal).
+    fn discard_staged(&mut self, meta: SnapshotMeta) {
+        if let Err(e) = self.stager_fs().and_then(|s| s.discard(meta)) {
+            eprintln!(
+                "ohm: partition {}: removing the file of a snapshot given up: {e}. The next \
+                 start removes it",
+                self.core.partition().0
+            );
+        }
+    }
+
+    fn staged(&mut self, meta: SnapshotMeta, written: Result<(), String>) {
         if let Err(e) = &written {
             eprintln!(
                 "ohm: partition {}: its snapshot at slot {} could not be written: {e}. The log \
-                 keeps every record; the next snapshot is tried in {} s",
+                 keeps every record; the next snapshot is begun {} s from now at the soonest",
                 self.core.partition().0,
                 meta.slot.0,
                 crate::partition::SNAPSHOT_RETRY_US / 1_000_000

@@ -8,12 +8,14 @@
 //! ```text
 //!  call(token, ..) hold/release/resume   tick(now) step(from, msg)
 //!  persisted(seq, log bytes) read_done/snapshot_read  rebuild(storage)
+//!  snapshot_step (from tick)  snapshot_staged(meta, written)
 //!                   │
 //!          ┌────────▼────────┐  ready() ─▶ Ready { write: batch to persist (vote,
-//!          │ PartitionCore   │              truncation, snapshot, records, then
-//!          │  state + Paxos  │              messages to send), messages, replies,
-//!          └─────────────────┘              lent state, held_chosen, reads,
-//!                                           rebuild, fatal }
+//!          │ PartitionCore   │              truncation, snapshot, install_staged,
+//!          │  state + Paxos  │              records, then messages to send),
+//!          └─────────────────┘              messages, replies, lent state,
+//!                                           held_chosen, reads, stage_snapshot,
+//!                                           discard_staged, rebuild, fatal }
 //! ```
 //!
 //! Must not: read a clock or draw randomness (both come in: `Now` and a
@@ -92,8 +94,6 @@ pub struct WriteBatch {
     /// Install the snapshot taken here and staged for this meta
     /// (`Ready::stage_snapshot`, `Storage::install_staged`).
     pub install_staged: Option<SnapshotMeta>,
-    /// Remove the file staged for this meta: that snapshot was given up.
-    pub discard_staged: Option<SnapshotMeta>,
     pub records: Vec<LogRecord>,
     /// Send once all of the above is durable.
     pub then_send: Vec<(NodeId, Message)>,
@@ -105,7 +105,6 @@ impl WriteBatch {
             || self.truncate_after.is_some()
             || self.snapshot.is_some()
             || self.install_staged.is_some()
-            || self.discard_staged.is_some()
             || !self.records.is_empty()
     }
 }
@@ -129,6 +128,9 @@ pub struct Ready<T> {
     /// A snapshot taken here: write it aside (`Log::stager`), off the
     /// thread that writes the log, then report with `snapshot_staged`.
     pub stage_snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Remove the file staged for this snapshot, given up (before any
+    /// `stage_snapshot` of the same Ready: the slot may be the same).
+    pub discard_staged: Option<SnapshotMeta>,
     /// Leadership was lost (or the state holds an aborted share): call
     /// `rebuild` with the storage.
     pub rebuild: bool,
@@ -154,6 +156,7 @@ impl<T> Default for Ready<T> {
             reads: Vec::new(),
             snapshot_reads: Vec::new(),
             stage_snapshot: None,
+            discard_staged: None,
             rebuild: false,
             asks: Vec::new(),
             answers: Vec::new(),
@@ -579,6 +582,12 @@ impl<T> PartitionCore<T> {
         }
         if let Some(s) = r.snapshot {
             batch.records.retain(|x| x.slot > s.0.slot);
+            // A snapshot of ours queued to install is older: the
+            // leader's replaces it.
+            if let Some(ours) = batch.install_staged.take() {
+                self.cur_local = None;
+                self.out.discard_staged = Some(ours);
+            }
             batch.snapshot = Some(s);
         }
         batch.records.extend(r.records);

@@ -290,9 +290,7 @@ pub fn write_batch<S: Storage + ?Sized>(
     if let Some(meta) = b.install_staged {
         storage.install_staged(meta)?;
     }
-    if let Some(meta) = b.discard_staged {
-        storage.discard_staged(meta)?;
-    }
+
     for r in &b.records {
         storage.append(r)?;
     }

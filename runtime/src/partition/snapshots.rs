@@ -21,14 +21,21 @@ use crate::types::TenantId;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A snapshot taken here, once encoded: at most one at a time.
+/// A snapshot taken here, once encoded: at most one at a time. `bytes`:
+/// its size (the newest snapshot's once installed); `asked`: it was asked
+/// for, so one given up is asked again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Staging {
     /// The shell writes its file; `void`: given up meanwhile (its file is
     /// discarded when the shell reports).
-    Writing { meta: SnapshotMeta, void: bool },
+    Writing {
+        meta: SnapshotMeta,
+        bytes: u64,
+        asked: bool,
+        void: bool,
+    },
     /// Its file is written; installed once its slot is chosen.
-    Staged(SnapshotMeta),
+    Staged { meta: SnapshotMeta, bytes: u64 },
 }
 
 /// A snapshot being encoded a step at a time while the partition serves.
@@ -112,9 +119,9 @@ impl<T> PartitionCore<T> {
     /// written aside once whole.
     pub(super) fn maybe_snapshot(&mut self) {
         match self.staging {
-            Some(Staging::Staged(meta)) if meta.slot <= self.paxos.chosen() => {
+            Some(Staging::Staged { meta, bytes }) if meta.slot <= self.paxos.chosen() => {
                 self.staging = None;
-                return self.queue_local_snapshot(meta);
+                return self.queue_local_snapshot(meta, bytes);
             }
             Some(_) => return,
             None => {}
@@ -240,14 +247,19 @@ impl<T> PartitionCore<T> {
             meta,
             encoder,
             token,
+            asked,
             ..
         } = *b;
         token.store(false, Ordering::Relaxed);
         match encoder.finish() {
             Ok(bytes) => {
-                self.snapshot_bytes = bytes.len() as u64;
+                self.staging = Some(Staging::Writing {
+                    meta,
+                    bytes: bytes.len() as u64,
+                    asked,
+                    void: false,
+                });
                 self.out.stage_snapshot = Some((meta, bytes));
-                self.staging = Some(Staging::Writing { meta, void: false });
             }
             Err(e) => self.stop(format!("encoding a snapshot: {e}")),
         }
@@ -258,24 +270,34 @@ impl<T> PartitionCore<T> {
     /// is installed; a failed one is given up, and the next is begun
     /// `SNAPSHOT_RETRY_US` later (the log keeps its records meanwhile).
     pub fn snapshot_staged(&mut self, meta: SnapshotMeta, written: Result<(), String>) {
-        let Some(Staging::Writing { meta: m, void }) = self.staging else {
+        let Some(Staging::Writing {
+            meta: m,
+            bytes,
+            asked,
+            void,
+        }) = self.staging
+        else {
             return;
         };
         if m != meta {
             return;
         }
         self.staging = None;
-        match written {
-            Ok(()) if !void => {
-                self.staging = Some(Staging::Staged(meta));
-                self.after_consensus();
-            }
-            Ok(()) => self.discard_staged(meta),
-            Err(_) => {
-                self.snapshot_retry_at_us = self.now.mono_us.saturating_add(SNAPSHOT_RETRY_US);
-                self.discard_staged(meta);
-            }
+        if written.is_ok() && !void {
+            self.staging = Some(Staging::Staged { meta, bytes });
+            return self.after_consensus();
         }
+        if written.is_err() {
+            self.snapshot_retry_at_us = self.now.mono_us.saturating_add(SNAPSHOT_RETRY_US);
+        }
+        self.snapshot_asked |= asked;
+        self.out.discard_staged = Some(meta);
+    }
+
+    /// Whether the snapshot being written aside is still wanted: once it
+    /// is given up the shell may cancel its writing.
+    pub fn stage_wanted(&self) -> bool {
+        matches!(self.staging, Some(Staging::Writing { void: false, .. }))
     }
 
     /// Gives up the snapshot taken here, wherever it is (the state it
@@ -283,20 +305,23 @@ impl<T> PartitionCore<T> {
     pub(super) fn drop_local_snapshot(&mut self) {
         self.abandon_snapshot();
         match self.staging {
-            Some(Staging::Writing { meta, .. }) => {
-                self.staging = Some(Staging::Writing { meta, void: true });
+            Some(Staging::Writing {
+                meta, bytes, asked, ..
+            }) => {
+                let void = true;
+                self.staging = Some(Staging::Writing {
+                    meta,
+                    bytes,
+                    asked,
+                    void,
+                });
             }
-            Some(Staging::Staged(meta)) => {
+            Some(Staging::Staged { meta, .. }) => {
                 self.staging = None;
-                self.discard_staged(meta);
+                self.out.discard_staged = Some(meta);
             }
             None => {}
         }
-    }
-
-    fn discard_staged(&mut self, meta: SnapshotMeta) {
-        let batch = self.out.write.get_or_insert_with(WriteBatch::default);
-        batch.discard_staged = Some(meta);
     }
 
     /// Gives up the snapshot being built (the state it reads is replaced,
@@ -330,15 +355,16 @@ impl<T> PartitionCore<T> {
         self.building.is_some() && self.state.is_some() && !self.snapshot_can_step()
     }
 
-    fn queue_local_snapshot(&mut self, meta: SnapshotMeta) {
+    fn queue_local_snapshot(&mut self, meta: SnapshotMeta, bytes: u64) {
         let batch = self.out.write.get_or_insert_with(WriteBatch::default);
         if batch.snapshot.is_some() {
             // A received one is being installed: it wins.
-            batch.discard_staged = Some(meta);
+            self.out.discard_staged = Some(meta);
             return;
         }
         batch.records.retain(|r| r.slot > meta.slot);
         batch.install_staged = Some(meta);
         self.cur_local = Some(meta);
+        self.snapshot_bytes = bytes;
     }
 }

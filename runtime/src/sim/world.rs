@@ -417,12 +417,12 @@ impl<'a> World<'a> {
     /// injected fsync failure is an error it survives: no crash).
     fn stage(&mut self, n: usize, epoch: u64) {
         let node = &mut self.nodes[n];
+        if node.epoch != epoch {
+            return; // of an earlier life: its snapshot went with it
+        }
         let (Some(live), Some((meta, bytes))) = (node.live.as_mut(), node.to_stage.take()) else {
             return;
         };
-        if node.epoch != epoch {
-            return;
-        }
         let no = std::sync::atomic::AtomicBool::new(false);
         let written = live.log.stager().and_then(|s| s.stage(meta, &bytes, &no));
         if written.is_err() {
@@ -476,6 +476,9 @@ impl<'a> World<'a> {
                 }
                 self.stats.snapshots_sent += 1;
                 again = true;
+            }
+            if let Some(meta) = r.discard_staged {
+                let _ = live.log.stager().and_then(|s| s.discard(meta));
             }
             if let Some(s) = r.stage_snapshot {
                 self.nodes[n].to_stage = Some(s);
