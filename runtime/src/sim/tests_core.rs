@@ -1008,6 +1008,18 @@ fn a_snapshot_is_built_in_steps_while_calls_are_answered() {
     assert_eq!(kv_rows(&core), live, "the snapshot and the log after it");
 }
 
+/// The only partition of a group of one, with these snapshot settings.
+fn lone_cfg(shared: &Shared, log_bytes: u64, step_bytes: usize) -> CoreConfig {
+    CoreConfig {
+        partition: PartitionId(0),
+        partitions: 1,
+        consensus: shared.consensus(NodeId(1), 1),
+        snapshot_log_bytes: log_bytes,
+        snapshot_step_bytes: step_bytes,
+        quota: crate::catalog::Quota::default(),
+    }
+}
+
 /// A leader on `fs` whose snapshots are due once its log has `log_bytes`.
 fn kv_leader_on(
     shared: &Shared,
@@ -1016,14 +1028,7 @@ fn kv_leader_on(
     t: u64,
 ) -> (PartitionCore<Token>, Log<SimFs>) {
     let (mut log, _) = Log::open(fs.clone(), LogOptions::default()).unwrap();
-    let cfg = CoreConfig {
-        partition: PartitionId(0),
-        partitions: 1,
-        consensus: shared.consensus(NodeId(1), 1),
-        snapshot_log_bytes: log_bytes,
-        snapshot_step_bytes: crate::partition::SNAPSHOT_STEP_BYTES,
-        quota: crate::catalog::Quota::default(),
-    };
+    let cfg = lone_cfg(shared, log_bytes, crate::partition::SNAPSHOT_STEP_BYTES);
     let runtime = shared.runtime.clone();
     let core = PartitionCore::recover(cfg, runtime, &mut log, Arc::default(), now(t), 1).unwrap();
     (core, log)
@@ -1049,6 +1054,23 @@ fn drain_unstaged(
     r
 }
 
+/// Puts (from call `op` on) until the core hands out a snapshot to write
+/// aside; that snapshot.
+fn put_until_handed_out(
+    core: &mut PartitionCore<Token>,
+    log: &mut Log<SimFs>,
+    op: &mut u64,
+) -> (crate::durability::SnapshotMeta, Vec<u8>) {
+    let mut held = None;
+    while held.is_none() {
+        put(core, TENANT, *op, &format!("key-{op:06}"));
+        *op += 1;
+        drain_unstaged(core, log, &mut held);
+        assert!(*op < 10_000, "no snapshot was handed out");
+    }
+    held.expect("handed out")
+}
+
 /// A snapshot's file is written aside (by the node's stager thread) while
 /// the log goes on: calls are answered and made durable meanwhile, and it
 /// is installed once written. Before, the snapshot travelled in a write
@@ -1066,15 +1088,9 @@ fn a_snapshot_is_written_aside_while_the_log_goes_on() {
         drain(&mut core, &mut log);
     }
     core.request_snapshot();
-    let mut held = None;
     let mut op = 500;
-    while held.is_none() {
-        put(&mut core, TENANT, op, &format!("key-{op:06}"));
-        op += 1;
-        drain_unstaged(&mut core, &mut log, &mut held);
-        assert!(op < 10_000, "no snapshot was handed out");
-    }
-    let (meta, bytes) = held.clone().unwrap();
+    let (meta, bytes) = put_until_handed_out(&mut core, &mut log, &mut op);
+    let mut held = Some((meta, bytes.clone()));
     let last_before = log.last_slot();
     let mut answered = 0;
     for _ in 0..200 {
@@ -1117,15 +1133,9 @@ fn a_snapshot_that_cannot_be_written_is_given_up_and_tried_again_later() {
     let (mut core, mut log) = kv_leader_on(&shared, &fs, u64::MAX, 1);
     set_up_kv(&shared, &mut core, &mut log);
     core.request_snapshot();
-    let mut held = None;
     let mut op = 0;
-    while held.is_none() {
-        put(&mut core, TENANT, op, &format!("key-{op:06}"));
-        op += 1;
-        drain_unstaged(&mut core, &mut log, &mut held);
-        assert!(op < 10_000, "no snapshot was handed out");
-    }
-    let (meta, bytes) = held.take().unwrap();
+    let (meta, bytes) = put_until_handed_out(&mut core, &mut log, &mut op);
+    let mut held = None;
     // Part of it was written before the disk filled.
     let no = std::sync::atomic::AtomicBool::new(false);
     log.stager().unwrap().stage(meta, &bytes, &no).unwrap();
@@ -1182,14 +1192,7 @@ fn a_snapshot_takes_a_step_per_turn_not_per_input() {
     let shared = shared();
     let fs = SimFs::new();
     let (mut log, _) = Log::open(fs, LogOptions::default()).unwrap();
-    let cfg = CoreConfig {
-        partition: PartitionId(0),
-        partitions: 1,
-        consensus: shared.consensus(NodeId(1), 1),
-        snapshot_log_bytes: u64::MAX,
-        snapshot_step_bytes: 512,
-        quota: crate::catalog::Quota::default(),
-    };
+    let cfg = lone_cfg(&shared, u64::MAX, 512);
     let runtime = shared.runtime.clone();
     let mut core =
         PartitionCore::recover(cfg, runtime, &mut log, Arc::default(), now(1), 1).unwrap();
