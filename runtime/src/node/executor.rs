@@ -1286,7 +1286,9 @@ impl Executor {
     }
 
     fn staged(&mut self, meta: SnapshotMeta, written: Result<(), String>) {
-        if let Err(e) = &written {
+        // One given up meanwhile was cancelled: nothing to report.
+        let wanted = self.core.stage_wanted();
+        if let (Err(e), true) = (&written, wanted) {
             eprintln!(
                 "ohm: partition {}: its snapshot at slot {} could not be written: {e}. The log \
                  keeps every record; the next snapshot is begun {} s from now at the soonest",

@@ -287,7 +287,8 @@ impl<T> PartitionCore<T> {
             self.staging = Some(Staging::Staged { meta, bytes });
             return self.after_consensus();
         }
-        if written.is_err() {
+        // Not for one given up meanwhile (its writing was cancelled).
+        if written.is_err() && !void {
             self.snapshot_retry_at_us = self.now.mono_us.saturating_add(SNAPSHOT_RETRY_US);
         }
         self.snapshot_asked |= asked;
