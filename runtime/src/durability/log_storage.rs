@@ -389,8 +389,7 @@ impl<F: Fs> Log<F> {
     /// What writes snapshot files aside for this log from another thread
     /// (`Stager::stage`), for `install_staged`.
     pub fn stager(&self) -> Result<Stager<F>, DurabilityError> {
-        let fs = self.fs.try_clone().map_err(io_err(".", "open again"))?;
-        Ok(Stager { fs })
+        Stager::on(&self.fs)
     }
 
     fn assert_not_older(&self, meta: SnapshotMeta) {
@@ -430,10 +429,14 @@ pub struct Stager<F: Fs> {
 }
 
 impl<F: Fs> Stager<F> {
+    fn on(fs: &F) -> Result<Stager<F>, DurabilityError> {
+        let fs = fs.try_clone().map_err(io_err(".", "open again"))?;
+        Ok(Stager { fs })
+    }
+
     /// Another stager for the same directory (for another thread).
     pub fn try_clone(&self) -> Result<Stager<F>, DurabilityError> {
-        let fs = self.fs.try_clone().map_err(io_err(".", "open again"))?;
-        Ok(Stager { fs })
+        Stager::on(&self.fs)
     }
 
     /// Removes the file staged for `meta`, if any (a snapshot given up).

@@ -225,14 +225,10 @@ impl Node {
         let procs: Arc<dyn crate::partition::ProcRuntime> = Arc::new(runtime.clone());
         let mut rec = recovery::recover(
             (&dir, seen),
-            config.partitions,
+            &config,
             &members,
             procs,
             &opts,
-            (
-                (config.snapshot_log_bytes, config.snapshot_step_bytes),
-                config.quota,
-            ),
             executor::now(started),
         )?;
         if seen == datadir::Started::First {

@@ -59,16 +59,16 @@ pub type Members = Option<(NodeId, Vec<NodeId>)>;
 
 pub fn recover(
     (dir, seen): (&cap_std::fs::Dir, Started),
-    partitions: u32,
+    config: &super::NodeConfig,
     members: &Members,
     runtime: Arc<dyn ProcRuntime>,
     opts: &LogOptions,
-    ((snapshot_log_bytes, snapshot_step_bytes), quota): ((u64, usize), crate::catalog::Quota),
     now: Now,
 ) -> anyhow::Result<Recovered> {
     // Every log is examined before any is changed: a start refused for one
     // partition leaves the others as they were too.
     let mut examined = Vec::new();
+    let partitions = config.partitions;
     for p in 0..partitions {
         let name = format!("p{p}");
         if seen == Started::First {
@@ -161,9 +161,9 @@ pub fn recover(
                     Some((me, all)) => consensus::Config::new(*me, all.clone()),
                 }
             },
-            snapshot_log_bytes,
-            snapshot_step_bytes,
-            quota,
+            snapshot_log_bytes: config.snapshot_log_bytes,
+            snapshot_step_bytes: config.snapshot_step_bytes,
+            quota: config.quota,
         };
         let seed = (now.wall_us as u64) ^ ((p as u64) << 48);
         let core = PartitionCore::recover(cfg, runtime.clone(), log, skipped.clone(), now, seed)

@@ -305,21 +305,11 @@ impl<T> PartitionCore<T> {
     /// holds may not be what gets chosen, or the leader's replaces it).
     pub(super) fn drop_local_snapshot(&mut self) {
         self.abandon_snapshot();
-        match self.staging {
-            Some(Staging::Writing {
-                meta, bytes, asked, ..
-            }) => {
-                let void = true;
-                self.staging = Some(Staging::Writing {
-                    meta,
-                    bytes,
-                    asked,
-                    void,
-                });
-            }
+        match &mut self.staging {
+            Some(Staging::Writing { void, .. }) => *void = true,
             Some(Staging::Staged { meta, .. }) => {
+                self.out.discard_staged = Some(*meta);
                 self.staging = None;
-                self.out.discard_staged = Some(meta);
             }
             None => {}
         }
