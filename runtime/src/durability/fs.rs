@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!   Log<F: Fs> --list/read/read_at/len/create/open_append/rename/remove/sync_dir--> F
-//!              --write_all/sync_data/set_len--> F::File
+//!              --write_all/sync_data/set_len/reserve/unreserve--> F::File
 //!   DirFs: a cap-std Dir (real disk)     SimFs: memory, crashes on demand
 //! ```
 //!
@@ -31,6 +31,54 @@ pub trait FsFile {
     /// Cuts (or extends with zeros) the file to `len` bytes; later writes
     /// go to the new end.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Sets aside disk space for `len` bytes from `offset`, without
+    /// changing the file's length, so that writing there later cannot
+    /// run out of space (`fallocate` with `FALLOC_FL_KEEP_SIZE`). A full
+    /// disk is `ENOSPC` (or `EDQUOT`: see `is_no_space`); a file system
+    /// that cannot do it is `Unsupported`.
+    fn reserve(&mut self, offset: u64, len: u64) -> io::Result<()>;
+    /// Gives back space `reserve` set aside from `offset` (past the
+    /// file's end) for `len` bytes.
+    fn unreserve(&mut self, offset: u64, len: u64) -> io::Result<()>;
+}
+
+/// Whether `e` says the disk (or the user's quota on it) is full.
+pub fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.raw_os_error()
+            .is_some_and(|c| c == libc::ENOSPC || c == libc::EDQUOT)
+}
+
+/// `fallocate(2)` on `f`, keeping its length: setting space aside, or
+/// (`punch`) giving it back. An `EOPNOTSUPP` is `Unsupported`.
+#[cfg(target_os = "linux")]
+fn fallocate(f: &File, punch: bool, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mode = if punch {
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+    } else {
+        libc::FALLOC_FL_KEEP_SIZE
+    };
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a range past what the file system can address",
+        ));
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    // SAFETY: the descriptor is open for as long as `f` is borrowed; the
+    // call reads no memory of ours.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, off, n) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Err(io::Error::new(io::ErrorKind::Unsupported, e)),
+        _ => Err(e),
+    }
 }
 
 /// One flat directory of files.
@@ -75,6 +123,15 @@ impl DirFs {
     }
 }
 
+/// Elsewhere space is not set aside (see `Reserve`).
+#[cfg(not(target_os = "linux"))]
+fn fallocate(_: &File, _: bool, _: u64, _: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "setting space aside needs Linux's fallocate",
+    ))
+}
+
 impl FsFile for File {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         Write::write_all(self, bytes)
@@ -86,6 +143,14 @@ impl FsFile for File {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
+    }
+
+    fn reserve(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        fallocate(self, false, offset, len)
+    }
+
+    fn unreserve(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        fallocate(self, true, offset, len)
     }
 }
 

@@ -19,6 +19,7 @@ use super::frame::{put_record, RECORD_HEADER_BYTES};
 use super::fs::{DirFs, Fs, FsFile};
 use super::mark::{self, Mark, MARK_FILE, MARK_TMP};
 use super::record::PAYLOAD_BYTES_MAX;
+use super::reserve::{Reserve, LOG_RESERVE_BYTES};
 use super::segment::{
     corrupt, read_whole, scan, segment_header, ReadCache, Segment, SEGMENT_VERSION,
 };
@@ -44,12 +45,16 @@ const TMP_SUFFIX: &str = ".tmp";
 pub struct LogOptions {
     /// A segment is closed and a new one started once it holds this much.
     pub segment_bytes_max: u64,
+    /// Disk space kept set aside past the log's end (`Reserve`;
+    /// `LOG_RESERVE_BYTES` on a node).
+    pub reserve_bytes: u64,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_bytes_max: 64 << 20,
+            reserve_bytes: LOG_RESERVE_BYTES,
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct Log<F: Fs> {
     pub(super) recent_base: u64,
     /// Where the last `read` stopped (reset when segment bytes change).
     pub(super) read_cache: ReadCache,
+    /// Disk space set aside past the current segment's end.
+    pub(super) reserve: Reserve,
 }
 
 /// The log of a node: on the real disk.
@@ -394,7 +401,7 @@ fn check_mark(m: Mark, rec: &Recovery) -> Result<(), DurabilityError> {
 /// and syncs it.
 fn cut_torn<F: Fs>(fs: &F, seg: &mut Segment, len: u64) -> Result<(), DurabilityError> {
     if len == 0 {
-        *seg = create_segment(fs, seg.first)?.1;
+        *seg = create_segment(fs, seg.first, 0)?.1;
         return Ok(());
     }
     let name = seg.name.as_str();
@@ -406,15 +413,31 @@ fn cut_torn<F: Fs>(fs: &F, seg: &mut Segment, len: u64) -> Result<(), Durability
 /// Creates an empty version-2 segment starting at `first` (replacing one
 /// of that name): written and synced under a temporary name, renamed into
 /// place, the directory synced, so the name never shows a torn header.
+/// With `reserve` > 0, that much space is set aside in it first (see
+/// `Reserve`): if the disk has no room, nothing is created and the error
+/// says so (`is_no_space`). Also returns the bytes set aside.
 pub(super) fn create_segment<F: Fs>(
     fs: &F,
     first: Slot,
-) -> Result<(F::File, Segment), DurabilityError> {
+    reserve: u64,
+) -> Result<(F::File, Segment, u64), DurabilityError> {
     let seg = Segment::new(first, SEGMENT_VERSION);
     let tmp = format!("{}{TMP_SUFFIX}", seg.name);
     let mut f = fs.create(&tmp).map_err(io_err(&tmp, "create"))?;
-    f.write_all(&segment_header(first, SEGMENT_VERSION))
-        .map_err(io_err(&tmp, "write"))?;
+    let header = f.write_all(&segment_header(first, SEGMENT_VERSION));
+    let set_aside = header.and_then(|()| match f.reserve(0, reserve) {
+        Ok(()) => Ok(reserve),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(0),
+        Err(e) => Err(e),
+    });
+    let reserved = match set_aside {
+        Ok(r) => r,
+        Err(e) => {
+            drop(f);
+            let _ = fs.remove(&tmp);
+            return Err(io_err(&tmp, "write")(e));
+        }
+    };
     f.sync_data().map_err(io_err(&tmp, "fsync"))?;
     drop(f);
     fs.rename(&tmp, &seg.name)
@@ -423,7 +446,7 @@ pub(super) fn create_segment<F: Fs>(
     let file = fs
         .open_append(&seg.name)
         .map_err(io_err(&seg.name, "open"))?;
-    Ok((file, seg))
+    Ok((file, seg, reserved))
 }
 
 /// A log's directory checked by `Log::examine` and not yet changed.
@@ -492,12 +515,13 @@ impl<F: Fs> Log<F> {
                 f
             }
             None => {
-                let (f, seg) = create_segment(&fs, rec.next)?;
+                let (f, seg, _) = create_segment(&fs, rec.next, 0)?;
                 rec.live.push(seg);
                 f
             }
         };
         let last = rec.last();
+        let reserve = Reserve::new(opts.reserve_bytes);
         let mut log = Log {
             fs,
             opts,
@@ -517,6 +541,7 @@ impl<F: Fs> Log<F> {
             recent: VecDeque::from([0]),
             recent_base: snap.0,
             read_cache: ReadCache::default(),
+            reserve,
         };
         for size in rec.sizes {
             log.count(size);
@@ -630,9 +655,32 @@ impl<F: Fs> Log<F> {
 
     /// Closes the current segment (written and fsynced) and starts one at
     /// `first`; an empty version-1 segment is replaced by a version-2 one.
+    /// On a full disk a version-2 segment goes on past its size instead,
+    /// into the space set aside for it.
     fn rotate(&mut self, first: Slot) -> Result<(), DurabilityError> {
         self.sync_all()?;
-        let (file, seg) = create_segment(&self.fs, first)?;
+        let reserve = if self.reserve.supported() {
+            self.opts.reserve_bytes
+        } else {
+            0
+        };
+        let (file, seg, reserved) = match create_segment(&self.fs, first, reserve) {
+            Ok(made) => made,
+            // Only before the new name exists (creating or writing it).
+            Err(
+                e @ DurabilityError::Io {
+                    op: "create" | "write",
+                    ..
+                },
+            ) if e.is_no_space() && self.current().version == SEGMENT_VERSION => {
+                self.reserve.note_short(e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let end = self.current().bytes;
+        self.reserve.give_back(&mut self.file, end);
+        self.reserve.took_over(reserved);
         if self.current().first == first {
             self.segments.pop();
         }
@@ -641,11 +689,27 @@ impl<F: Fs> Log<F> {
         Ok(())
     }
 
+    /// Sets space aside past the current segment's end, if it has less
+    /// than `LogOptions::reserve_bytes` there and the disk has room.
+    pub(super) fn reserve_ahead(&mut self) -> Result<(), DurabilityError> {
+        let cur = self
+            .segments
+            .last()
+            .expect("the log always has a current segment");
+        self.reserve.ahead(&mut self.file, &cur.name, cur.bytes)
+    }
+
+    /// Why the disk has no room for more of the log, while so.
+    pub fn space_short(&self) -> Option<&str> {
+        self.reserve.short()
+    }
+
     /// Writes what is buffered, without fsync.
     pub(super) fn flush_buf(&mut self) -> Result<(), DurabilityError> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.reserve_ahead()?;
         if let Err(e) = self.file.write_all(&self.buf) {
             return Err(io_err(&self.current().name, "write")(e));
         }

@@ -152,6 +152,7 @@ impl<F: Fs> Log<F> {
         self.cut_unsynced = false;
         let name = &self.current().name;
         self.file = self.fs.open_append(name).map_err(io_err(name, "open"))?;
+        self.reserve.reset();
         Ok(dropped)
     }
 
@@ -164,9 +165,10 @@ impl<F: Fs> Log<F> {
                 .map_err(io_err(&seg.name, "remove"))?;
         }
         // Syncs the directory, the removals with it.
-        let (file, seg) = create_segment(&self.fs, slot.next())?;
+        let (file, seg, _) = create_segment(&self.fs, slot.next(), 0)?;
         self.segments = vec![seg];
         self.file = file;
+        self.reserve.reset();
         self.buf.clear();
         self.cut_unsynced = false;
         self.last = slot;
@@ -248,6 +250,14 @@ impl<F: Fs> Storage for Log<F> {
         self.sync_all()
     }
 
+    fn space_short(&self) -> Option<String> {
+        Log::space_short(self).map(str::to_string)
+    }
+
+    fn retry_reserve(&mut self) -> Result<(), DurabilityError> {
+        self.reserve_ahead()
+    }
+
     fn close_clean(&mut self) -> Result<(), DurabilityError> {
         self.sync_all()?;
         self.set_mark(super::mark::Mark {
@@ -290,6 +300,7 @@ impl<F: Fs> Storage for Log<F> {
                 .set_len(offset)
                 .map_err(io_err(&seg.name, "truncate"))?;
             self.cut_unsynced = true;
+            self.reserve.reset();
         }
         seg.bytes = offset;
         seg.cut_index(slot);

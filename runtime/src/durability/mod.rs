@@ -116,6 +116,7 @@ mod log;
 mod log_storage;
 mod mark;
 mod record;
+mod reserve;
 mod segment;
 mod sim_fs;
 pub mod snapshot;
@@ -132,7 +133,7 @@ mod tests_snapshot;
 mod tests_storage;
 
 pub use apply::{apply, ApplyError};
-pub use fs::{DirFs, Fs, FsFile};
+pub use fs::{is_no_space, DirFs, Fs, FsFile};
 pub use log::{
     check as check_log, DiskLog, Examined, Log, LogCheck, LogOptions, Opened, TornTail,
     APPEND_BUFFER_BYTES_MAX, DIR_ENTRIES_MAX,
@@ -143,6 +144,7 @@ pub use record::{
     output_bytes, put_output, revoked_principal, share_txn, Entry, KeptCall, LoggedOp,
     LoggedWrites, MultiBody, RecordTooLarge, TenantRecord, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
 };
+pub use reserve::LOG_RESERVE_BYTES;
 pub use segment::SEGMENT_FILE_BYTES_MAX;
 pub use sim_fs::{CrashReport, CrashedFile, SimFile, SimFs, SimFsStats, GARBLED_TAIL_BYTES};
 pub use snapshot::{LoadedSnapshot, LoadedTenant, TenantImage, FRAME_BYTES_MAX};
@@ -200,6 +202,13 @@ pub enum DurabilityError {
         meta: SnapshotMeta,
         found: SnapshotMeta,
     },
+}
+
+impl DurabilityError {
+    /// Whether this is the disk (or a quota on it) being full.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, DurabilityError::Io { source, .. } if fs::is_no_space(source))
+    }
 }
 
 /// Shorthand for an I/O error on `file`.

@@ -29,7 +29,8 @@
 //! at the end is what in-order write-back gives, and what log recovery
 //! assumes (a bad record with a good one after it is corruption).
 //!
-//! Faults on demand: `fail_next_sync` makes the next file fsync return EIO
+//! Faults on demand: `set_full` fills the disk (only space set aside with
+//! `reserve` can be written); `fail_next_sync` makes the next file fsync return EIO
 //! (whether it made the data durable is decided at the next crash, either way
 //! allowed); `fail_next_dir_sync` the same for the directory;
 //! `corrupt_at_rest` flips a durable bit (bit rot). After a crash, handles
@@ -113,6 +114,8 @@ struct State {
     /// File fsyncs (directory fsyncs) to let pass before one fails.
     fail_sync: Option<u32>,
     fail_dir_sync: Option<u32>,
+    /// The disk is full (`set_full`).
+    full: bool,
     stats: SimFsStats,
 }
 
@@ -125,6 +128,8 @@ enum NsOp {
 #[derive(Default)]
 struct Inode {
     data: Vec<u8>,
+    /// Bytes set aside for it by `reserve` (its length may be less).
+    reserved: u64,
     synced: Vec<u8>,
     /// Operations since the last fsync, oldest first.
     pending: Vec<Pending>,
@@ -290,6 +295,13 @@ impl SimFs {
         report
     }
 
+    /// Fills the disk (or frees it): while full, `reserve` past what a
+    /// file has set aside fails with ENOSPC, and so does a write past it
+    /// (after writing what fits).
+    pub fn set_full(&self, full: bool) {
+        self.state.borrow_mut().full = full;
+    }
+
     /// The next `sync_data` of any file fails with EIO.
     pub fn fail_next_sync(&self) {
         self.fail_sync_after(0);
@@ -379,13 +391,26 @@ impl FsFile for SimFile {
         self.with(|st, id| {
             st.stats.writes += 1;
             st.stats.bytes_written += bytes.len() as u64;
+            let full = st.full;
             let inode = live(st, id);
             let offset = inode.data.len() as u64;
-            inode.data.extend_from_slice(bytes);
+            // On a full disk only space set aside can be written: the
+            // write stops where that ends, as a real one would.
+            let room = inode.reserved.saturating_sub(offset) as usize;
+            let fits = if full {
+                bytes.len().min(room)
+            } else {
+                bytes.len()
+            };
+            let bytes_in = &bytes[..fits];
+            inode.data.extend_from_slice(bytes_in);
             inode.pending.push(Pending::Write {
                 offset,
-                bytes: bytes.to_vec(),
+                bytes: bytes_in.to_vec(),
             });
+            if fits < bytes.len() {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
             Ok(())
         })
     }
@@ -415,6 +440,33 @@ impl FsFile for SimFile {
             let inode = live(st, id);
             inode.data.resize(len as usize, 0);
             inode.pending.push(Pending::SetLen(len));
+            // As on a real file system, cutting a file frees what was set
+            // aside past its new end.
+            inode.reserved = inode.reserved.min(len);
+            Ok(())
+        })
+    }
+
+    fn reserve(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        self.with(|st, id| {
+            let full = st.full;
+            let inode = live(st, id);
+            let end = offset + len;
+            if end <= inode.reserved.max(inode.data.len() as u64) {
+                return Ok(());
+            }
+            if full {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            inode.reserved = end;
+            Ok(())
+        })
+    }
+
+    fn unreserve(&mut self, offset: u64, _len: u64) -> io::Result<()> {
+        self.with(|st, id| {
+            let inode = live(st, id);
+            inode.reserved = inode.reserved.min(offset.max(inode.data.len() as u64));
             Ok(())
         })
     }

@@ -131,4 +131,13 @@ pub trait Storage {
 
     /// Record bytes after the newest snapshot: what a restart would replay.
     fn bytes_since_snapshot(&self) -> u64;
+
+    /// Why the disk has no room for more of the log, while so: what is
+    /// appended still fits in the space set aside before (`Reserve`), but
+    /// no more should be asked of it (see `node::writer`).
+    fn space_short(&self) -> Option<String>;
+
+    /// Tries again to set space aside, so `space_short` clears once the
+    /// disk has room. An error is an I/O failure other than a full disk.
+    fn retry_reserve(&mut self) -> Result<(), DurabilityError>;
 }

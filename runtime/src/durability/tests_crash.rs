@@ -86,6 +86,7 @@ impl Run {
         let fs = SimFs::new();
         let opts = LogOptions {
             segment_bytes_max: rng.range(64, 600),
+            ..LogOptions::default()
         };
         let (log, _) = Log::open(fs.clone(), opts.clone()).expect("open an empty log");
         Run {
@@ -357,6 +358,7 @@ fn rec(slot: u64, round: u64) -> LogRecord {
 fn old_log(fs: &SimFs) -> Log<SimFs> {
     let opts = LogOptions {
         segment_bytes_max: 150,
+        ..LogOptions::default()
     };
     let (mut log, _) = Log::open(fs.clone(), opts).expect("open");
     log.set_vote(Vote {

@@ -194,6 +194,7 @@ fn open_err<D: Disk>(d: &D, opts: LogOptions) -> DurabilityError {
 fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 100,
+        ..LogOptions::default()
     }
 }
 
@@ -539,4 +540,83 @@ fn huge_length_field_is_corruption_not_allocation<D: Disk>(d: &D) {
         }
         other => panic!("expected Corrupt, got {other}"),
     }
+}
+
+/// Appends record `i` and writes it out.
+fn append_flushed(log: &mut Log<SimFs>, i: u64) -> Result<(), DurabilityError> {
+    log.append(&record(i))?;
+    log.flush()
+}
+
+/// A disk that fills up: the log notices while it still has the space it
+/// set aside, takes records into it (in its current segment, not a new
+/// one it could not fill), and starts segments again once there is room;
+/// nothing is lost. Past what was set aside, a write fails as the disk's
+/// would.
+#[test]
+fn a_full_disk_is_noticed_while_the_space_set_aside_lasts() {
+    let d = SimFs::new();
+    let reserve = 8 << 10;
+    let opts = LogOptions {
+        segment_bytes_max: 1 << 10,
+        reserve_bytes: reserve,
+    };
+    let (mut log, _) = open(&d, opts.clone());
+    append_range(&mut log, 1..=40);
+    log.sync().expect("sync");
+    assert_eq!(log.space_short(), None);
+
+    d.set_full(true);
+    // Noticed once more must be set aside: within a quarter of the reserve.
+    let mut i = 40;
+    let before = log.bytes_since_snapshot();
+    while log.space_short().is_none() {
+        i += 1;
+        append_flushed(&mut log, i).expect("written into the space set aside");
+        let written = log.bytes_since_snapshot() - before;
+        assert!(
+            written <= reserve / 4 + 200,
+            "not noticed after {written} bytes"
+        );
+    }
+    let why = log.space_short().unwrap().to_string();
+    assert!(why.contains("No space left"), "{why}");
+    // What was set aside takes more (half the reserve), in one segment.
+    let segments = log.segment_files();
+    let noticed = log.bytes_since_snapshot();
+    while log.bytes_since_snapshot() - noticed < reserve / 2 {
+        i += 1;
+        append_flushed(&mut log, i).expect("written into the space set aside");
+    }
+    log.sync().expect("sync");
+    assert_eq!(
+        log.segment_files(),
+        segments,
+        "no segment begun on a full disk"
+    );
+    assert!(log.space_short().is_some());
+
+    // Room again: noticed when tried, and segments are begun again.
+    d.set_full(false);
+    Storage::retry_reserve(&mut log).expect("retry");
+    assert_eq!(log.space_short(), None);
+    let full_until = i;
+    for _ in 0..40 {
+        i += 1;
+        append_flushed(&mut log, i).expect("append");
+    }
+    log.sync().expect("sync");
+    assert!(log.segment_files().len() > segments.len() + 1);
+    drop(log);
+    d.crash(7);
+    let (mut log, opened) = open(&d, opts.clone());
+    assert_eq!(opened.torn_tail, None);
+    expect_records(&mut log, 1..=i);
+    assert!(full_until > 40);
+
+    // Past what was set aside the disk refuses the write, and says so.
+    d.set_full(true);
+    let failed = (i + 1..i + 10_000).find_map(|j| append_flushed(&mut log, j).err());
+    let e = failed.expect("a full disk refuses writes past the space set aside");
+    assert!(e.is_no_space(), "{e}");
 }

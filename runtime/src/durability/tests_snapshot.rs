@@ -182,6 +182,7 @@ on_both_disks!(
 fn snapshot_compacts_and_later_records_replay<D: Disk>(d: &D) {
     let opts = LogOptions {
         segment_bytes_max: 120,
+        ..LogOptions::default()
     };
     let (mut log, _) = open(d, opts.clone());
     append_range(&mut log, 1..=20);

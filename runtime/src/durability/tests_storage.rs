@@ -11,6 +11,7 @@ use crate::types::{Ballot, NodeId, Slot};
 fn small() -> LogOptions {
     LogOptions {
         segment_bytes_max: 150,
+        ..LogOptions::default()
     }
 }
 

@@ -152,6 +152,9 @@ pub enum Input {
     Persisted,
     /// From the writer: the log failed.
     WriterFailed(String),
+    /// From the writer: the disk has no room for more of the log (why),
+    /// or has again (None).
+    Space(Option<String>),
     /// From the stager thread: the snapshot's file is written aside (or
     /// could not be).
     Staged {
@@ -746,6 +749,7 @@ impl Executor {
                 self.core.stop(e);
                 return true;
             }
+            Input::Space(why) => self.disk_space(why),
             Input::Stop => {
                 // What was queued before runs first, for up to
                 // `STOP_WORK_MAX` (then the watchdog halts what runs) and
@@ -1285,6 +1289,21 @@ impl Executor {
         }
     }
 
+    /// The writer says the disk is full (or has room again).
+    fn disk_space(&mut self, why: Option<String>) {
+        let p = self.core.partition().0;
+        match &why {
+            Some(w) => eprintln!(
+                "ohm: partition {p}: the disk is full ({w}). Calls that write are refused with \
+                 disk_full and reads go on; what ran before is written into the space set aside \
+                 for the log. Writing resumes once there is room (checked every {} s)",
+                super::writer::SPACE_RETRY.as_secs()
+            ),
+            None => eprintln!("ohm: partition {p}: the disk has room again: writes resume"),
+        }
+        self.core.set_disk_full(why);
+    }
+
     fn staged(&mut self, meta: SnapshotMeta, written: Result<(), String>) {
         // One given up meanwhile was cancelled: nothing to report.
         let wanted = self.core.stage_wanted();
@@ -1422,7 +1441,7 @@ impl Executor {
                 self.stats.peer_queued.fetch_sub(1, Ordering::Relaxed);
                 self.core.step(from, msg);
             }
-            Input::Persisted | Input::Staged { .. } => {}
+            Input::Persisted | Input::Staged { .. } | Input::Space(_) => {}
             other => self.refuse(other),
         }
     }
@@ -1456,6 +1475,7 @@ impl Executor {
             | Input::Resolve { .. }
             | Input::Persisted
             | Input::WriterFailed(_)
+            | Input::Space(_)
             | Input::Staged { .. }
             | Input::Stop => {}
         }

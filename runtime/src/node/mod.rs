@@ -220,6 +220,7 @@ impl Node {
         let runtime = crate::wasm::WasmRuntime::new()?;
         let opts = LogOptions {
             segment_bytes_max: config.segment_bytes_max,
+            ..LogOptions::default()
         };
         let started = Instant::now();
         let procs: Arc<dyn crate::partition::ProcRuntime> = Arc::new(runtime.clone());

@@ -113,6 +113,7 @@ pub fn call_error(e: &CallError, addrs: &ClientAddrs) -> ErrorReply {
         CallError::Quota { .. } => ErrorReply::new(ErrorCode::QuotaExceeded, e.to_string()),
         CallError::Internal { .. } => ErrorReply::new(ErrorCode::Internal, e.to_string()),
         CallError::Overloaded(_) => ErrorReply::new(ErrorCode::Overloaded, e.to_string()),
+        CallError::DiskFull { .. } => ErrorReply::new(ErrorCode::DiskFull, e.to_string()),
         CallError::AnswerNotKept { .. } => {
             ErrorReply::new(ErrorCode::AlreadyApplied, e.to_string())
         }

@@ -452,6 +452,7 @@ fn a_coordinator_transaction_only_some_partitions_logged_is_skipped() {
         let sub = tmp.dir().open_dir("p0").unwrap();
         let opts = LogOptions {
             segment_bytes_max: 1 << 20,
+            ..LogOptions::default()
         };
         let (mut log, _) = Log::open(DirFs::new(sub), opts).unwrap();
         let row: crate::storage::Row = vec![Value::Int(2), Value::text("lost")].into();

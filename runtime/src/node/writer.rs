@@ -9,6 +9,13 @@
 //! only for those rare reads. Messages a batch holds back (`then_send`:
 //! promises and acceptances) leave once the batch is durable.
 //!
+//! A full disk is a state, not a failure: the log sets space aside ahead
+//! of its end (`durability::LOG_RESERVE_BYTES`), and when the disk has no
+//! room for more the writer says so (`Input::Space`): the partition
+//! refuses writes, goes on with reads, and writes what it ran before into
+//! the space set aside. The writer tries again every `SPACE_RETRY` and says
+//! when there is room again.
+//!
 //! A failed write or fsync stops the partition's writing for good and is
 //! reported: after it the log's state is unknown, and nothing written
 //! since the last good fsync may be acknowledged.
@@ -28,6 +35,9 @@ pub const WRITER_QUEUE_MAX: usize = 256;
 const GROUP_MAX: usize = 64;
 /// With `--durability async`, how often the log is fsynced.
 pub const ASYNC_SYNC_INTERVAL_MS: u64 = 100;
+/// While the disk is full, how often the writer tries again to set space
+/// aside for the log.
+pub const SPACE_RETRY: Duration = Duration::from_secs(1);
 
 /// How acknowledged writes survive failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +88,17 @@ impl<S: Storage> Writer<S> {
         let mut unsynced = false;
         let mut last_sync = Instant::now();
         let mut stopping = false;
+        // Why the disk is full, as last told to the executor.
+        let mut short: Option<String> = None;
+        let mut retried = Instant::now();
         while !stopping {
-            let first = match self.durability {
-                Durability::Sync => self.msgs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Durability::Async => self
-                    .msgs
-                    .recv_timeout(Duration::from_millis(ASYNC_SYNC_INTERVAL_MS)),
+            let wait = match self.durability {
+                Durability::Async => Some(Duration::from_millis(ASYNC_SYNC_INTERVAL_MS)),
+                Durability::Sync => short.as_ref().map(|_| SPACE_RETRY),
+            };
+            let first = match wait {
+                None => self.msgs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(d) => self.msgs.recv_timeout(d),
             };
             match first {
                 Ok(WriterMsg::Batch(b)) => group.push(b),
@@ -100,10 +115,24 @@ impl<S: Storage> Writer<S> {
             }
             let periodic = last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_INTERVAL_MS);
             let must_sync = self.durability == Durability::Sync || periodic || stopping;
-            if let Err(e) = self.write_group(&group, &mut unsynced, must_sync) {
-                let _ = self.executor.send(Input::WriterFailed(format!(
-                    "its log failed: {e}. Nothing after the last fsync is acknowledged."
-                )));
+            let retry = short.is_some() && retried.elapsed() >= SPACE_RETRY;
+            if retry {
+                retried = Instant::now();
+            }
+            let written = self
+                .write_group(&group, &mut unsynced, must_sync)
+                .and_then(|()| self.tell_space(&mut short, retry));
+            if let Err(e) = written {
+                let why = if e.is_no_space() {
+                    format!(
+                        "its disk is full and the {} MiB set aside for its log ran out: {e}. \
+                         Nothing after the last fsync is acknowledged.",
+                        crate::durability::LOG_RESERVE_BYTES >> 20
+                    )
+                } else {
+                    format!("its log failed: {e}. Nothing after the last fsync is acknowledged.")
+                };
+                let _ = self.executor.send(Input::WriterFailed(why));
                 return;
             }
             if !unsynced {
@@ -158,6 +187,27 @@ impl<S: Storage> Writer<S> {
             *unsynced = false;
         } else if *unsynced {
             storage.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Tells the executor when the disk fills up or has room again (after
+    /// trying again to set space aside, when `retry`).
+    fn tell_space(
+        &mut self,
+        short: &mut Option<String>,
+        retry: bool,
+    ) -> Result<(), DurabilityError> {
+        let mut storage = self.storage();
+        if retry {
+            storage.retry_reserve()?;
+        }
+        let now = storage.space_short();
+        drop(storage);
+        // Told when it fills or has room again (not each new reason).
+        if now.is_some() != short.is_some() {
+            *short = now.clone();
+            let _ = self.executor.send(Input::Space(now));
         }
         Ok(())
     }

@@ -219,6 +219,9 @@ pub struct PartitionCore<T> {
     pub(super) cur_paxos_seq: Option<u64>,
     pub(super) cur_local: Option<SnapshotMeta>,
     pub(super) needs_rebuild: bool,
+    /// Why the disk has no room for more of the log, while so
+    /// (`set_disk_full`): calls that write are refused, reads go on.
+    pub(super) disk_full: Option<String>,
     /// Snapshot at the next chance, whatever the log's size.
     pub(super) snapshot_asked: bool,
     pub(super) fatal: Option<String>,
@@ -468,6 +471,7 @@ impl<T> PartitionCore<T> {
             args: &q.args,
             key: q.key.as_deref(),
             timeout_ms: q.timeout_ms,
+            refuse_writes: self.disk_full.as_deref(),
         };
         let done = run_call(
             state,
@@ -547,6 +551,35 @@ impl<T> PartitionCore<T> {
             maybe_applied: true,
         };
         self.give_up_all(&refused, &unknown);
+    }
+
+    /// The shell's log has no room for more (`Some(why)`: the disk is
+    /// full), or has again (`None`). While full, a call that writes is
+    /// undone and refused (`CallError::DiskFull`), and so is a holder's
+    /// entry; reads go on, and so does what the core logs itself
+    /// (elections, outcomes, snapshots, which may free space). What ran
+    /// before is written into the space the log set aside for it. Parts
+    /// lent out then may hold writes that will not be logged: their calls
+    /// are refused and the state is rebuilt from the log.
+    pub fn set_disk_full(&mut self, why: Option<String>) {
+        let filled = why.is_some() && self.disk_full.is_none();
+        self.disk_full = why.map(|w| format!("partition {}: {w}", self.cfg.partition.0));
+        if filled {
+            let lent = self.parts_away() > 0;
+            if lent || !self.ran_waiting.is_empty() || !self.homecoming.is_empty() {
+                self.new_part_generation();
+            }
+            if lent {
+                self.needs_rebuild = true;
+            }
+        }
+        self.after_consensus();
+    }
+
+    /// Why a write is refused now, if it is.
+    pub(super) fn disk_full_error(&self) -> Option<CallError> {
+        let why = self.disk_full.as_ref()?;
+        Some(CallError::DiskFull { why: why.clone() })
     }
 
     /// Turns a consensus `Ready` into this core's outputs.

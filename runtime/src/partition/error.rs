@@ -42,6 +42,10 @@ pub enum CallError {
     /// done.
     #[error("partition {partition} is settling the outcome of multi-partition transaction {txn}, whose coordinator changed; nothing was done: retry shortly")]
     InDoubt { partition: u32, txn: u64 },
+    /// The partition's disk has no room for its log (`why` says which
+    /// file): a call that writes is refused while so; nothing was done.
+    #[error("{why}: the disk is full, so writes are refused until there is room again; nothing was done (reads go on)")]
+    DiskFull { why: String },
     /// Too much is waiting on this partition; nothing was done.
     #[error("the partition is overloaded: {0}; retry shortly")]
     Overloaded(String),

@@ -31,6 +31,9 @@ pub struct CallSpec<'a> {
     pub key: Option<&'a str>,
     /// Its time limit, if less than the tenant's (`call_timeout_ms`).
     pub timeout_ms: Option<u64>,
+    /// Why a call that writes is undone and refused now (the disk is
+    /// full: `CallError::DiskFull`); a read runs.
+    pub refuse_writes: Option<&'a str>,
 }
 
 /// Runs `call` on `state`, a partition of a node of `partitions` whose
@@ -81,6 +84,7 @@ pub fn run_on_part(
         args,
         key,
         timeout_ms,
+        refuse_writes,
     } = call;
     let failed = |e| Executed {
         result: Err(e),
@@ -124,6 +128,13 @@ pub fn run_on_part(
             result: Ok(outcome.output),
             payload: None,
         };
+    }
+    if let Some(why) = refuse_writes {
+        // No room to log it: undone, as if it had failed.
+        undo(&mut part.engine, &outcome.write_set);
+        return failed(CallError::DiskFull {
+            why: why.to_string(),
+        });
     }
     let Placement { here, partitions } = at;
     let db = part.engine.database();

@@ -137,6 +137,21 @@ impl<T> PartitionCore<T> {
         if let Some(t) = tenant {
             return self.release_shell(token, *state, entry, discard, (t, gen));
         }
+        // The disk is full: the holder's entry cannot be logged, and the
+        // state holds it: refused, and the state rebuilt from the log.
+        if let Some(e) = self
+            .disk_full_error()
+            .filter(|_| entry.is_some() && self.leading)
+        {
+            if self.state.is_none() {
+                self.state = Some(state);
+                self.needs_rebuild = true;
+            }
+            self.hold = Hold::Done { tenant: None };
+            self.homecoming.clear();
+            self.out.replies.push((token, Err(e)));
+            return self.after_consensus();
+        }
         // Leadership was lost while the state was out (or a leader's
         // snapshot replaced it): what comes back may hold what will never
         // be chosen. Unless a new state is here already, it is kept only to
@@ -175,7 +190,10 @@ impl<T> PartitionCore<T> {
     ) {
         let tenant = Some(t);
         let fresh = self.leading && gen == self.part_gen;
-        let Some(home) = self.state.as_deref_mut().filter(|_| fresh) else {
+        // On a full disk, an entry to log is refused (the shell's part,
+        // which holds it, is dropped like a stale one).
+        let refused = entry.is_some() && self.disk_full.is_some();
+        let Some(home) = self.state.as_deref_mut().filter(|_| fresh && !refused) else {
             // Leadership was lost or the state replaced since (either moves
             // the generation on): what the shell holds may never be
             // chosen. A state still missing the part is rebuilt.

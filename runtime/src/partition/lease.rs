@@ -100,6 +100,9 @@ impl Lease {
             args: &call.args,
             key: call.key.as_deref(),
             timeout_ms: call.timeout_ms,
+            // Not lent while the disk is full (`lend_part`); a lease lent
+            // before is refused when it ran (`set_disk_full`).
+            refuse_writes: None,
         };
         let Executed { result, payload } = run_on_part(
             &mut self.part,
@@ -137,7 +140,8 @@ impl<T> PartitionCore<T> {
     /// snapshot is due: it waits for them.) Until it comes back (`part_home`), the
     /// tenant's calls go to the lease, not to `call`.
     pub fn lend_part(&mut self, tenant: TenantId) -> Option<Box<Lease>> {
-        if !self.runs_now() {
+        // While the disk is full calls run here, where a write is refused.
+        if !self.runs_now() || self.disk_full.is_some() {
             return None;
         }
         if self.is_away(tenant) {
@@ -186,6 +190,9 @@ impl<T> PartitionCore<T> {
         if !self.leading {
             let leader = self.paxos.leader();
             return CallError::NotLeader { leader };
+        }
+        if let Some(e) = self.disk_full_error() {
+            return e;
         }
         CallError::Overloaded(
             "the partition's state was rebuilt from its log while this call ran; it was not \

@@ -108,6 +108,7 @@ impl<T> PartitionCore<T> {
             cur_paxos_seq: None,
             cur_local: None,
             needs_rebuild: false,
+            disk_full: None,
             snapshot_asked: false,
             fatal: None,
             out: Ready::default(),

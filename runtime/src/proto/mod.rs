@@ -349,10 +349,13 @@ pub enum ErrorCode {
     /// A statement or call ran past its time limit (the message names it)
     /// and was rolled back.
     Timeout,
+    /// The partition's disk is full: the request would write, and was
+    /// refused (nothing was done); reads go on. Retry once there is room.
+    DiskFull,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::AuthFailed,
@@ -374,6 +377,7 @@ impl ErrorCode {
         ErrorCode::WrongPartition,
         ErrorCode::QuotaExceeded,
         ErrorCode::Timeout,
+        ErrorCode::DiskFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -399,6 +403,7 @@ impl ErrorCode {
             ErrorCode::WrongPartition => "wrong_partition",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::DiskFull => "disk_full",
         }
     }
 

@@ -1232,3 +1232,123 @@ fn a_snapshot_takes_a_step_per_turn_not_per_input() {
         "{turns} turns for about 30 KB in 512-byte steps"
     );
 }
+
+/// Drives the core as a shell would (rebuilding when asked) until `n`
+/// answers came.
+fn answers_rebuilt(
+    core: &mut PartitionCore<Token>,
+    log: &mut Log<SimFs>,
+    n: usize,
+) -> Vec<(Token, crate::partition::CallResult)> {
+    let mut got = Vec::new();
+    for t in 0..10 {
+        core.tick(now(5_000_000 + t));
+        let r = drain(core, log);
+        got.extend(r.replies);
+        if r.rebuild {
+            core.rebuild(log);
+        }
+        if got.len() >= n {
+            return got;
+        }
+    }
+    panic!("{} of {n} calls answered: {got:?}", got.len());
+}
+
+/// `kv` call `op` of `TENANT`.
+fn kv_call(core: &mut PartitionCore<Token>, op: u64, procedure: &str, args: Vec<Value>) {
+    let token = Token::Call { client: 0, op };
+    core.call(token, TENANT, procedure.into(), args, (None, None));
+}
+
+/// A full disk (the shell's log has no room for more) refuses writes and
+/// serves reads: a call that writes is undone and answered `DiskFull`, so
+/// is a holder's entry (its state is rebuilt from the log), and what a
+/// part lent out before ran is not applied (the part is dropped); a read
+/// is answered. With room again, writes go on, and the log holds exactly
+/// what was acknowledged. Before, the node exited on a full disk: no
+/// answers, and no reads either.
+#[test]
+fn a_full_disk_refuses_writes_and_serves_reads() {
+    use crate::partition::CallError;
+    let full = |r: &crate::partition::CallResult| matches!(r, Err(CallError::DiskFull { .. }));
+    let shared = shared();
+    let fs = SimFs::new();
+    let (mut log, _) = Log::open(fs.clone(), LogOptions::default()).unwrap();
+    let mut core = core_on(&shared, 1, &mut log, 1_000_000);
+    set_up_kv(&shared, &mut core, &mut log);
+    let mut lease = core.lend_part(TENANT).expect("a free leader lends");
+    lent_put(&mut core, &mut lease, 0);
+    answers(&mut core, &mut log, 1)[0].1.as_ref().unwrap();
+
+    core.set_disk_full(Some(
+        "setting aside space in 00000001.seg: disk full".into(),
+    ));
+    assert!(core.lend_part(OTHER).is_none(), "no part lent while full");
+    lent_put(&mut core, &mut lease, 1);
+    let (_, late) = answers_rebuilt(&mut core, &mut log, 1).remove(0);
+    assert!(full(&late), "a lent part's write: {late:?}");
+    core.part_home(lease);
+    kv_call(
+        &mut core,
+        2,
+        "put",
+        vec![Value::text("k2"), Value::Bytes(vec![2u8].into())],
+    );
+    kv_call(&mut core, 3, "get", vec![Value::text("k0")]);
+    let got = answers_rebuilt(&mut core, &mut log, 2);
+    let e = got[0].1.as_ref().unwrap_err();
+    assert!(full(&got[0].1), "a write: {e:?}");
+    assert!(
+        e.to_string().contains("partition 0: setting aside space"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("nothing was done"), "{e}");
+    let read = got[1].1.as_ref().expect("a read is served");
+    assert!(
+        format!("{read:?}").contains("[1]"),
+        "k0 read back: {read:?}"
+    );
+    assert_eq!(kv_rows(&core), 1);
+
+    // A holder's entry (DDL here) is refused too; its state is rebuilt.
+    core.hold(Token::Setup);
+    let (_, mut state) = drain(&mut core, &mut log)
+        .lent
+        .expect("lent for a read or a write");
+    let ddl = SetupStep::Ddl("CREATE TABLE extra (a BIGINT PRIMARY KEY)");
+    let entry = setup_entry(&mut state, &ddl);
+    core.release(Token::Setup, state, Some(entry), false);
+    let (token, refused) = answers_rebuilt(&mut core, &mut log, 1).remove(0);
+    assert!(
+        matches!(token, Token::Setup) && full(&refused),
+        "{refused:?}"
+    );
+    core.resume();
+    answers_rebuilt(&mut core, &mut log, 0);
+    let db = |c: &PartitionCore<Token>| {
+        c.state()
+            .unwrap()
+            .tenant_ref(TENANT)
+            .map(|p| p.engine.database().table_by_name("extra").is_some())
+    };
+    assert_eq!(db(&core), Some(false), "the refused DDL was undone");
+
+    core.set_disk_full(None);
+    kv_call(
+        &mut core,
+        4,
+        "put",
+        vec![Value::text("k4"), Value::Bytes(vec![4u8].into())],
+    );
+    answers_rebuilt(&mut core, &mut log, 1)[0]
+        .1
+        .as_ref()
+        .unwrap();
+    assert!(core.lend_part(TENANT).is_some(), "parts are lent again");
+    drop(core);
+    drop(log);
+    let (mut log, _) = Log::open(fs, LogOptions::default()).unwrap();
+    let core = core_on(&shared, 1, &mut log, 9_000_000);
+    assert_eq!(kv_rows(&core), 2, "k0 and k4, from the log");
+}

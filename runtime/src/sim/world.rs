@@ -147,6 +147,7 @@ impl<'a> World<'a> {
         World {
             opts: LogOptions {
                 segment_bytes_max: rng.range(4 << 10, 64 << 10),
+                ..LogOptions::default()
             },
             cfg,
             shared,
