@@ -115,6 +115,8 @@ fn a_full_disk_refuses_writes_serves_reads_and_resumes_with_room() {
         all_there(&c, &acked).await;
         let e = put(&c, "refused").await.unwrap_err();
         assert!(is_full(&e), "{e:?}");
+        let status = c.status().await.unwrap();
+        assert!(status.partitions[0].disk_full, "status says so: {status:?}");
     });
     assert!(
         server.child.try_wait().unwrap().is_none(),
@@ -140,6 +142,8 @@ fn a_full_disk_refuses_writes_serves_reads_and_resumes_with_room() {
             }
         }
         acked.push("after".into());
+        let status = c.status().await.unwrap();
+        assert!(!status.partitions[0].disk_full, "{status:?}");
         for i in 0..50 {
             let key = format!("more{i}");
             put(&c, &key).await.unwrap();

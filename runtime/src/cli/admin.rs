@@ -441,6 +441,12 @@ pub fn render_status(s: &StatusInfo) -> String {
         };
         out.push_str(&format!("peer node {} at {}: {state}\n", l.node, l.addr));
     }
+    for p in s.partitions.iter().filter(|p| p.disk_full) {
+        out.push_str(&format!(
+            "partition {}: DISK FULL: writes are refused until there is room (reads go on)\n",
+            p.id
+        ));
+    }
     out
 }
 
@@ -581,6 +587,7 @@ mod tests {
                         matched: None,
                     },
                 ],
+                disk_full: true,
             }],
             peers: vec![
                 PeerLink {
@@ -599,6 +606,10 @@ mod tests {
         };
         let text = render_status(&s);
         assert!(text.starts_with("node 1 (ohm 0.1.0), up 1.5 s, durability sync"));
+        assert!(
+            text.contains("partition 0: DISK FULL: writes are refused"),
+            "{text}"
+        );
         assert!(
             text.contains("| leader |      1 | 1(0) 2(5) 3    |"),
             "{text}"

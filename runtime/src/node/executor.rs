@@ -191,6 +191,8 @@ pub struct PartitionStats {
     pub rows: Mutex<Arc<BTreeMap<TenantId, u64>>>,
     /// `ROLE_*`, as of the last action.
     pub role: std::sync::atomic::AtomicU8,
+    /// The disk has no room for the log: writes are refused.
+    pub disk_full: AtomicBool,
     /// The leader as this replica knows it (0: unknown).
     pub leader: std::sync::atomic::AtomicU32,
     pub applied: AtomicU64,
@@ -1301,6 +1303,7 @@ impl Executor {
             ),
             None => eprintln!("ohm: partition {p}: the disk has room again: writes resume"),
         }
+        self.stats.disk_full.store(why.is_some(), Ordering::Relaxed);
         self.core.set_disk_full(why);
     }
 

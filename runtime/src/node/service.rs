@@ -352,6 +352,7 @@ impl Node {
                             matched: matched.filter(|_| admin),
                         })
                         .collect(),
+                    disk_full: st.disk_full.load(Ordering::Relaxed),
                 })
                 .collect(),
             peers: self

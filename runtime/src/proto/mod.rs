@@ -287,6 +287,9 @@ pub struct PartitionStatus {
     pub applied: u64,
     /// Every replica of the partition (one, itself, on a lone node).
     pub replicas: Vec<ReplicaStatus>,
+    /// This replica's disk has no room for its log: writes are refused
+    /// (`disk_full`) until it has.
+    pub disk_full: bool,
 }
 
 /// A typed error: `code` is stable (clients branch on it), `message` says

@@ -231,7 +231,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
     w::str(out, "partitions");
     w::array(out, s.partitions.len());
     for p in &s.partitions {
-        w::map(out, 11);
+        w::map(out, 12);
         w::kv_uint(out, "id", u64::from(p.id));
         w::kv_uint(out, "committed", p.committed);
         w::kv_uint(out, "failed", p.failed);
@@ -242,6 +242,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
         w::kv_str(out, "role", &p.role);
         w::kv_uint(out, "leader", u64::from(p.leader));
         w::kv_uint(out, "applied", p.applied);
+        w::kv_bool(out, "disk_full", p.disk_full);
         w::str(out, "replicas");
         w::array(out, p.replicas.len());
         for r in &p.replicas {
@@ -813,6 +814,8 @@ fn partition(r: &mut Reader) -> Result<PartitionStatus> {
     ];
     // Absent from nodes older than clusters: a lone leader.
     let (mut role, mut leader, mut applied, mut replicas) = (None, 0, None, Vec::new());
+    // Absent from nodes older than refusing writes on a full disk.
+    let mut disk_full = false;
     for _ in 0..r.map_len()? {
         let key = r.str()?;
         match key {
@@ -820,6 +823,7 @@ fn partition(r: &mut Reader) -> Result<PartitionStatus> {
             "leader" => leader = field(r, key, Reader::u32)?,
             "applied" => applied = Some(field(r, key, Reader::uint)?),
             "replicas" => replicas = field(r, key, |r| list(r, replica))?,
+            "disk_full" => disk_full = field(r, key, Reader::bool)?,
             _ => match NAMES.iter().position(|&n| n == key) {
                 Some(i) => {
                     let v = field(r, key, Reader::uint)?;
@@ -848,5 +852,6 @@ fn partition(r: &mut Reader) -> Result<PartitionStatus> {
         leader,
         applied: applied.unwrap_or(durable_lsn),
         replicas,
+        disk_full,
     })
 }

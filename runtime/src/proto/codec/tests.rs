@@ -359,6 +359,7 @@ fn every_reply_and_error_round_trips() {
                     matched: Some(u64::MAX),
                 },
             ],
+            disk_full: true,
         }],
         peers: vec![
             crate::proto::PeerLink {
