@@ -108,6 +108,9 @@ pub struct Log<F: Fs> {
     pub(super) read_cache: ReadCache,
     /// Disk space set aside past the current segment's end.
     pub(super) reserve: Reserve,
+    /// Files a snapshot made old, left for another thread to remove
+    /// (`defer_removals`, `take_removals`); None: removed at once.
+    pub(super) deferred: Option<Vec<String>>,
 }
 
 /// The log of a node: on the real disk.
@@ -542,6 +545,7 @@ impl<F: Fs> Log<F> {
             recent_base: snap.0,
             read_cache: ReadCache::default(),
             reserve,
+            deferred: None,
         };
         for size in rec.sizes {
             log.count(size);

@@ -16,6 +16,8 @@
 //!   Stager::stage:     snap .staged.tmp written, fsynced (another thread, no
 //!                      lock on the log: the slow part of a snapshot taken here)
 //!   install_staged:    that file renamed, dir fsynced; then as install_snapshot
+//!                      (after `defer_removals`, the files made old are handed
+//!                      out by `take_removals` for a `Remover` instead)
 //!   read(from):        segment index --> nearest offset --> records (file, then buffer)
 //! ```
 //!
@@ -185,23 +187,73 @@ impl<F: Fs> Log<F> {
     fn remove_covered(&mut self, slot: Slot) -> Result<(), DurabilityError> {
         while self.segments.len() > 1 && self.segments[1].first <= slot.next() {
             let seg = self.segments.remove(0);
-            self.fs
-                .remove(&seg.name)
-                .map_err(io_err(&seg.name, "remove"))?;
+            self.remove_old(seg.name)?;
         }
         self.bytes_at_snapshot = self.bytes_at(slot);
         Ok(())
     }
 
     /// Removes snapshots older than `slot` and stale segments, and syncs
-    /// the directory.
+    /// the directory (or leaves them to `take_removals`).
     fn remove_old_files(&mut self, slot: Slot) -> Result<(), DurabilityError> {
         let (old, keep) = self.snapshots.drain(..).partition(|(s, _)| *s < slot);
         self.snapshots = keep;
         let old: Vec<(Slot, String)> = old;
         let names = old.into_iter().map(|(_, n)| n).chain(self.stale.drain(..));
         for name in names.collect::<Vec<_>>() {
-            self.fs.remove(&name).map_err(io_err(&name, "remove"))?;
+            self.remove_old(name)?;
+        }
+        if self.deferred.is_some() {
+            return Ok(());
+        }
+        self.fs.sync_dir().map_err(io_err(".", "fsync dir"))
+    }
+
+    /// Removes a file a snapshot made old, or leaves it to be removed
+    /// (`defer_removals`). Either way the log no longer needs it: a crash
+    /// before it is gone leaves a file the next open knows as old.
+    fn remove_old(&mut self, name: String) -> Result<(), DurabilityError> {
+        match &mut self.deferred {
+            Some(later) => later.push(name),
+            None => self.fs.remove(&name).map_err(io_err(&name, "remove"))?,
+        }
+        Ok(())
+    }
+
+    /// From now on the files a snapshot makes old (covered segments, older
+    /// snapshots, stale files) are not removed here but handed out by
+    /// `take_removals`, for a `Remover` on another thread: removing
+    /// gigabytes of files takes a second, which the log's writer would
+    /// otherwise hold every write up for.
+    pub fn defer_removals(&mut self) {
+        self.deferred.get_or_insert_with(Vec::new);
+    }
+
+    /// A remover of this log's old files, for another thread.
+    pub fn remover(&self) -> Result<Remover<F>, DurabilityError> {
+        let fs = self.fs.try_clone().map_err(io_err(".", "open again"))?;
+        Ok(Remover { fs })
+    }
+}
+
+/// Removes files a log no longer needs (`Log::take_removals`), on the
+/// log's directory but without its state, from another thread.
+pub struct Remover<F: Fs> {
+    fs: F,
+}
+
+impl<F: Fs> Remover<F> {
+    /// Removes `names` in order (oldest first, so a crash part-way leaves
+    /// the newest segments, as removing them in place would), then syncs
+    /// the directory. One already gone is skipped.
+    pub fn remove(&self, names: &[String]) -> Result<(), DurabilityError> {
+        for name in names {
+            match self.fs.remove(name) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(name, "remove")(e))
+                }
+                _ => {}
+            }
         }
         self.fs.sync_dir().map_err(io_err(".", "fsync dir"))
     }
@@ -248,6 +300,13 @@ impl<F: Fs> Storage for Log<F> {
 
     fn sync(&mut self) -> Result<(), DurabilityError> {
         self.sync_all()
+    }
+
+    fn take_removals(&mut self) -> Vec<String> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     fn space_short(&self) -> Option<String> {

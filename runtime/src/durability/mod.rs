@@ -138,7 +138,7 @@ pub use log::{
     check as check_log, DiskLog, Examined, Log, LogCheck, LogOptions, Opened, TornTail,
     APPEND_BUFFER_BYTES_MAX, DIR_ENTRIES_MAX,
 };
-pub use log_storage::{Stager, READ_RECORDS_MAX};
+pub use log_storage::{Remover, Stager, READ_RECORDS_MAX};
 pub use record::{
     decision, decode_entry, deployed_module, encode_commit, encode_entry, mark_share, multi_txn,
     output_bytes, put_output, revoked_principal, share_txn, Entry, KeptCall, LoggedOp,

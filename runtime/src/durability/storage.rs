@@ -132,6 +132,10 @@ pub trait Storage {
     /// Record bytes after the newest snapshot: what a restart would replay.
     fn bytes_since_snapshot(&self) -> u64;
 
+    /// Files that installing a snapshot made old and left to remove (see
+    /// `Log::defer_removals`), oldest first; empty unless deferred.
+    fn take_removals(&mut self) -> Vec<String>;
+
     /// Why the disk has no room for more of the log, while so: what is
     /// appended still fits in the space set aside before (`Reserve`), but
     /// no more should be asked of it (see `node::writer`).

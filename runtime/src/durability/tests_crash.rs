@@ -456,10 +456,13 @@ fn install(
 }
 
 /// Both ways in: `install_snapshot` and a staged file's `install_staged`
-/// (a crash while it is staged leaves a file the next open removes).
+/// (a crash while it is staged leaves a file the next open removes); and
+/// the latter with the files it makes old left to a `Remover`, as on a
+/// node, of which a crash may have removed any first ones.
 #[test]
 fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
     let (mut olds, mut news) = (0, 0);
+    let mut left_to_remove = 0;
     for seed in 0..400 {
         let mut rng = Rng::new(seed);
         let fs = SimFs::new();
@@ -499,7 +502,22 @@ fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
         )
         .expect("encode");
         arm(&fs, &mut rng);
-        let done = install(&mut log, meta, &bytes, seed % 2 == 1);
+        let deferred = seed % 3 == 2;
+        if deferred {
+            log.defer_removals();
+        }
+        let done = install(&mut log, meta, &bytes, seed % 3 != 0);
+        if deferred && done.is_ok() {
+            let old = log.take_removals();
+            left_to_remove += old.len();
+            let there = fs.list(64).expect("list");
+            for name in &old {
+                assert!(there.contains(name), "seed {seed}: {name} removed in place");
+            }
+            let k = rng.below(old.len() as u64 + 1) as usize;
+            // An armed fault may fail the directory's sync: as a crash would.
+            let _ = log.remover().and_then(|r| r.remove(&old[..k]));
+        }
         drop(log);
         fs.crash(rng.next_u64());
         let (mut log, _) = Log::open(fs.clone(), LogOptions::default())
@@ -530,5 +548,9 @@ fn a_crash_inside_install_snapshot_recovers_the_old_or_the_new_state() {
             assert_eq!(log.read_snapshot().expect("read").map(|s| s.1), Some(bytes));
         }
     }
+    assert!(
+        left_to_remove > 100,
+        "{left_to_remove} files left to a remover"
+    );
     assert!(olds > 20 && news > 20, "old {olds}, new {news}");
 }

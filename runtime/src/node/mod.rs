@@ -510,6 +510,11 @@ fn spawn_partition(
     let runners = runner::Runners::new(i as u32, watches);
     let watch = runners.exec_watch();
     let durable = Arc::new(executor::Durable::default());
+    // Old files are removed on a thread of the writer's, not by it.
+    let remover = log.remover()?;
+    let mut log = log;
+    log.defer_removals();
+    let remove: writer::RemoveFn = Box::new(move |names| remover.remove(names));
     let log = Arc::new(Mutex::new(log));
     let writer = Writer {
         storage: log.clone(),
@@ -519,6 +524,7 @@ fn spawn_partition(
         durable: durable.clone(),
         durability: config.durability,
         partition: i as u32,
+        remove: Some(remove),
     };
     threads.push((
         ThreadRole::Writer,

@@ -69,6 +69,13 @@ pub enum WriterMsg {
 /// it, which consensus survives by sending again).
 pub type Outbox = Arc<dyn Fn(NodeId, Message) + Send + Sync>;
 
+/// Removes files the log no longer needs (`Storage::take_removals`), on a
+/// thread of the writer's (`durability::Remover::remove`).
+pub type RemoveFn = Box<dyn Fn(&[String]) -> Result<(), DurabilityError> + Send>;
+/// Lists of files waiting for the remover thread (one per snapshot
+/// installed); a full queue makes the writer wait.
+const REMOVALS_QUEUE_MAX: usize = 8;
+
 pub struct Writer<S: Storage> {
     pub storage: Arc<Mutex<S>>,
     /// Where held-back messages go (none on a lone node).
@@ -79,6 +86,25 @@ pub struct Writer<S: Storage> {
     pub durable: Arc<Durable>,
     pub durability: Durability,
     pub partition: u32,
+    /// Removes old files off this thread (the log defers them); None:
+    /// the log removes them itself.
+    pub remove: Option<RemoveFn>,
+}
+
+/// The writer's remover thread, once started; dropped, it finishes what
+/// it was handed and is joined.
+struct RemoverThread {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RemoverThread {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl<S: Storage> Writer<S> {
@@ -91,6 +117,7 @@ impl<S: Storage> Writer<S> {
         // Why the disk is full, as last told to the executor.
         let mut short: Option<String> = None;
         let mut retried = Instant::now();
+        let mut remover: Option<RemoverThread> = None;
         while !stopping {
             let wait = match self.durability {
                 Durability::Async => Some(Duration::from_millis(ASYNC_SYNC_INTERVAL_MS)),
@@ -153,9 +180,14 @@ impl<S: Storage> Writer<S> {
                 if wake && self.executor.send(Input::Persisted).is_err() {
                     return;
                 }
+                let old = self.storage().take_removals();
+                if !old.is_empty() {
+                    self.hand_to_remover(&mut remover, old);
+                }
             }
             group.clear();
         }
+        drop(remover);
         // Stopped without an error: the log is marked closed, so a start
         // that finds records missing from it, or a torn tail, refuses.
         if let Err(e) = self.storage().close_clean() {
@@ -189,6 +221,48 @@ impl<S: Storage> Writer<S> {
             storage.flush()?;
         }
         Ok(())
+    }
+
+    /// Has the files a snapshot made old removed on the remover thread
+    /// (started at the first), so writing goes on meanwhile.
+    fn hand_to_remover(&mut self, remover: &mut Option<RemoverThread>, old: Vec<String>) {
+        if remover.is_none() {
+            let Some(remove) = self.remove.take() else {
+                return;
+            };
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<String>>(REMOVALS_QUEUE_MAX);
+            let p = self.partition;
+            let spawned = std::thread::Builder::new()
+                .name(format!("ohm-p{p}-remove"))
+                .spawn(move || {
+                    for names in rx {
+                        if let Err(e) = remove(&names) {
+                            eprintln!(
+                                "ohm: partition {p}: removing files a snapshot made old: {e}. \
+                                 Nothing is lost; the next snapshot or start removes them"
+                            );
+                        }
+                    }
+                });
+            match spawned {
+                Ok(thread) => {
+                    *remover = Some(RemoverThread {
+                        tx: Some(tx),
+                        thread: Some(thread),
+                    })
+                }
+                Err(e) => {
+                    eprintln!(
+                        "ohm: partition {p}: cannot start a thread to remove old files ({e}); \
+                         they stay until the next start"
+                    );
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = remover.as_ref().and_then(|r| r.tx.as_ref()) {
+            let _ = tx.send(old);
+        }
     }
 
     /// Tells the executor when the disk fills up or has room again (after
