@@ -84,7 +84,16 @@ fn a_full_disk_refuses_writes_serves_reads_and_resumes_with_room() {
         return;
     }
     let _mounted = Mounted(data.clone());
-    let args = ["--partitions", "1", "--demo", "--snapshot-log-mib", "4096"];
+    // Segments of 8 MiB: one is due to be begun while the disk is full.
+    let args = [
+        "--partitions",
+        "1",
+        "--demo",
+        "--snapshot-log-mib",
+        "4096",
+        "--segment-mib",
+        "8",
+    ];
     let mut server = Server::start(&data, &args).unwrap();
     let rt = runtime();
     let mut acked = rt.block_on(async {
@@ -117,6 +126,12 @@ fn a_full_disk_refuses_writes_serves_reads_and_resumes_with_room() {
         assert!(is_full(&e), "{e:?}");
         let status = c.status().await.unwrap();
         assert!(status.partitions[0].disk_full, "status says so: {status:?}");
+        // Through the coordinator too: DDL and DML refused, queries served.
+        for sql in ["CREATE TABLE more (a BIGINT PRIMARY KEY)", "DELETE FROM kv"] {
+            let e = c.sql(sql).await.unwrap_err();
+            assert!(is_full(&e), "{sql}: {e:?}");
+        }
+        c.sql("SELECT COUNT(*) FROM kv").await.unwrap();
     });
     assert!(
         server.child.try_wait().unwrap().is_none(),

@@ -49,6 +49,10 @@ pub fn is_no_space(e: &io::Error) -> bool {
             .is_some_and(|c| c == libc::ENOSPC || c == libc::EDQUOT)
 }
 
+/// Times `fallocate` is called again after a signal interrupted it.
+#[cfg(target_os = "linux")]
+const FALLOCATE_TRIES_MAX: u32 = 8;
+
 /// `fallocate(2)` on `f`, keeping its length: setting space aside, or
 /// (`punch`) giving it back. An `EOPNOTSUPP` is `Unsupported`.
 #[cfg(target_os = "linux")]
@@ -68,16 +72,23 @@ fn fallocate(f: &File, punch: bool, offset: u64, len: u64) -> io::Result<()> {
     if n == 0 {
         return Ok(());
     }
-    // SAFETY: the descriptor is open for as long as `f` is borrowed; the
-    // call reads no memory of ours.
-    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, off, n) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EOPNOTSUPP) => Err(io::Error::new(io::ErrorKind::Unsupported, e)),
-        _ => Err(e),
+    let mut tries = 0;
+    loop {
+        // SAFETY: the descriptor is open for as long as `f` is borrowed;
+        // the call reads no memory of ours.
+        let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, off, n) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        tries += 1;
+        match e.raw_os_error() {
+            Some(libc::EINTR) if tries < FALLOCATE_TRIES_MAX => {}
+            Some(libc::EOPNOTSUPP | libc::ENOSYS) => {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, e))
+            }
+            _ => return Err(e),
+        }
     }
 }
 

@@ -21,7 +21,8 @@ use super::mark::{self, Mark, MARK_FILE, MARK_TMP};
 use super::record::PAYLOAD_BYTES_MAX;
 use super::reserve::{Reserve, LOG_RESERVE_BYTES};
 use super::segment::{
-    corrupt, read_whole, scan, segment_header, ReadCache, Segment, SEGMENT_VERSION,
+    corrupt, read_whole, scan, segment_header, ReadCache, Segment, SEGMENT_FILE_BYTES_MAX,
+    SEGMENT_VERSION,
 };
 use super::snapshot;
 use super::storage::{SnapshotMeta, Vote};
@@ -404,7 +405,7 @@ fn check_mark(m: Mark, rec: &Recovery) -> Result<(), DurabilityError> {
 /// and syncs it.
 fn cut_torn<F: Fs>(fs: &F, seg: &mut Segment, len: u64) -> Result<(), DurabilityError> {
     if len == 0 {
-        *seg = create_segment(fs, seg.first, 0)?.1;
+        *seg = create_segment(fs, seg.first, 0)??.1;
         return Ok(());
     }
     let name = seg.name.as_str();
@@ -417,28 +418,40 @@ fn cut_torn<F: Fs>(fs: &F, seg: &mut Segment, len: u64) -> Result<(), Durability
 /// of that name): written and synced under a temporary name, renamed into
 /// place, the directory synced, so the name never shows a torn header.
 /// With `reserve` > 0, that much space is set aside in it first (see
-/// `Reserve`): if the disk has no room, nothing is created and the error
-/// says so (`is_no_space`). Also returns the bytes set aside.
+/// `Reserve`). The inner error: the disk had no room for it
+/// (`is_no_space`), and nothing was created; the outer, any other failure.
+/// Also returns the bytes set aside.
+#[allow(clippy::type_complexity)]
 pub(super) fn create_segment<F: Fs>(
     fs: &F,
     first: Slot,
     reserve: u64,
-) -> Result<(F::File, Segment, u64), DurabilityError> {
+) -> Result<Result<(F::File, Segment, u64), DurabilityError>, DurabilityError> {
     let seg = Segment::new(first, SEGMENT_VERSION);
     let tmp = format!("{}{TMP_SUFFIX}", seg.name);
-    let mut f = fs.create(&tmp).map_err(io_err(&tmp, "create"))?;
-    let header = f.write_all(&segment_header(first, SEGMENT_VERSION));
-    let set_aside = header.and_then(|()| match f.reserve(0, reserve) {
-        Ok(()) => Ok(reserve),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(0),
-        Err(e) => Err(e),
-    });
-    let reserved = match set_aside {
-        Ok(r) => r,
+    let no_room = |e: std::io::Error, op| {
+        let _ = fs.remove(&tmp);
+        let e = io_err(&tmp, op)(e);
+        if e.is_no_space() {
+            Ok(Err(e))
+        } else {
+            Err(e)
+        }
+    };
+    let mut f = match fs.create(&tmp) {
+        Ok(f) => f,
+        Err(e) => return no_room(e, "create"),
+    };
+    if let Err(e) = f.write_all(&segment_header(first, SEGMENT_VERSION)) {
+        drop(f);
+        return no_room(e, "write");
+    }
+    let reserved = match f.reserve(0, reserve) {
+        Ok(()) => reserve,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => 0,
         Err(e) => {
             drop(f);
-            let _ = fs.remove(&tmp);
-            return Err(io_err(&tmp, "write")(e));
+            return no_room(e, "set aside space in");
         }
     };
     f.sync_data().map_err(io_err(&tmp, "fsync"))?;
@@ -449,7 +462,7 @@ pub(super) fn create_segment<F: Fs>(
     let file = fs
         .open_append(&seg.name)
         .map_err(io_err(&seg.name, "open"))?;
-    Ok((file, seg, reserved))
+    Ok(Ok((file, seg, reserved)))
 }
 
 /// A log's directory checked by `Log::examine` and not yet changed.
@@ -518,7 +531,7 @@ impl<F: Fs> Log<F> {
                 f
             }
             None => {
-                let (f, seg, _) = create_segment(&fs, rec.next, 0)?;
+                let (f, seg, _) = create_segment(&fs, rec.next, 0)??;
                 rec.live.push(seg);
                 f
             }
@@ -632,7 +645,11 @@ impl<F: Fs> Log<F> {
         }
         let cur = self.current();
         let full = cur.bytes >= self.opts.segment_bytes_max && cur.has_records(self.last);
-        if cur.version != SEGMENT_VERSION || full {
+        // A disk too full to begin one is tried again by `retry_space`
+        // (the writer's, each second), not at every record; unless the
+        // segment nears the most a segment may hold.
+        let must = cur.bytes >= SEGMENT_FILE_BYTES_MAX / 2;
+        if cur.version != SEGMENT_VERSION || (full && (!self.reserve.blocked() || must)) {
             self.rotate(slot)?;
         }
         let len = (RECORD_HEADER_BYTES + payload.len()) as u64;
@@ -663,26 +680,23 @@ impl<F: Fs> Log<F> {
     /// into the space set aside for it.
     fn rotate(&mut self, first: Slot) -> Result<(), DurabilityError> {
         self.sync_all()?;
-        let reserve = if self.reserve.supported() {
-            self.opts.reserve_bytes
-        } else {
-            0
-        };
-        let (file, seg, reserved) = match create_segment(&self.fs, first, reserve) {
+        // The current segment keeps its space until the new one has its
+        // own: it goes on in it if the new one cannot be begun.
+        let end = self.current().bytes;
+        let reserve = self.reserve.for_new_segment();
+        let (file, seg, reserved) = match create_segment(&self.fs, first, reserve)? {
             Ok(made) => made,
-            // Only before the new name exists (creating or writing it).
-            Err(
-                e @ DurabilityError::Io {
-                    op: "create" | "write",
-                    ..
-                },
-            ) if e.is_no_space() && self.current().version == SEGMENT_VERSION => {
-                self.reserve.note_short(e.to_string());
+            // Where space can be set aside, and the segment may grow.
+            Err(e)
+                if reserve > 0
+                    && self.current().version == SEGMENT_VERSION
+                    && end < SEGMENT_FILE_BYTES_MAX / 2 =>
+            {
+                self.reserve.block(e.to_string());
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
-        let end = self.current().bytes;
         self.reserve.give_back(&mut self.file, end);
         self.reserve.took_over(reserved);
         if self.current().first == first {
@@ -706,6 +720,22 @@ impl<F: Fs> Log<F> {
     /// Why the disk has no room for more of the log, while so.
     pub fn space_short(&self) -> Option<&str> {
         self.reserve.short()
+    }
+
+    /// Tries again to set space aside, and to begin the segment a full
+    /// disk kept from being begun.
+    pub(super) fn retry_space(&mut self) -> Result<(), DurabilityError> {
+        self.reserve_ahead()?;
+        let cur = self.current();
+        if self.reserve.blocked() && cur.has_records(self.last) {
+            self.rotate(self.last.next())?;
+        }
+        Ok(())
+    }
+
+    /// Why space cannot be set aside on this file system, once found.
+    pub fn space_unsupported(&self) -> Option<&str> {
+        self.reserve.unsupported()
     }
 
     /// Writes what is buffered, without fsync.

@@ -16,8 +16,8 @@
 //!   Stager::stage:     snap .staged.tmp written, fsynced (another thread, no
 //!                      lock on the log: the slow part of a snapshot taken here)
 //!   install_staged:    that file renamed, dir fsynced; then as install_snapshot
-//!                      (after `defer_removals`, the files made old are handed
-//!                      out by `take_removals` for a `Remover` instead)
+//!   (either install, after `defer_removals`: the files made old are handed
+//!    out by `take_removals`, for a `Remover` on another thread, instead)
 //!   read(from):        segment index --> nearest offset --> records (file, then buffer)
 //! ```
 //!
@@ -167,7 +167,7 @@ impl<F: Fs> Log<F> {
                 .map_err(io_err(&seg.name, "remove"))?;
         }
         // Syncs the directory, the removals with it.
-        let (file, seg, _) = create_segment(&self.fs, slot.next(), 0)?;
+        let (file, seg, _) = create_segment(&self.fs, slot.next(), 0)??;
         self.segments = vec![seg];
         self.file = file;
         self.reserve.reset();
@@ -245,17 +245,20 @@ pub struct Remover<F: Fs> {
 impl<F: Fs> Remover<F> {
     /// Removes `names` in order (oldest first, so a crash part-way leaves
     /// the newest segments, as removing them in place would), then syncs
-    /// the directory. One already gone is skipped.
+    /// the directory. One already gone is skipped; one that cannot be
+    /// removed does not keep the others: the first such error is returned.
     pub fn remove(&self, names: &[String]) -> Result<(), DurabilityError> {
+        let mut first = None;
         for name in names {
             match self.fs.remove(name) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err(name, "remove")(e))
+                    first = first.or(Some(io_err(name, "remove")(e)));
                 }
                 _ => {}
             }
         }
-        self.fs.sync_dir().map_err(io_err(".", "fsync dir"))
+        let synced = self.fs.sync_dir().map_err(io_err(".", "fsync dir"));
+        first.map_or(synced, Err)
     }
 }
 
@@ -314,7 +317,7 @@ impl<F: Fs> Storage for Log<F> {
     }
 
     fn retry_reserve(&mut self) -> Result<(), DurabilityError> {
-        self.reserve_ahead()
+        self.retry_space()
     }
 
     fn close_clean(&mut self) -> Result<(), DurabilityError> {

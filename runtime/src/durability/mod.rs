@@ -8,7 +8,9 @@
 //! allocation-free `encode_commit`, `decode_entry`) and the record frame
 //! (`frame`),
 //! segment files with append, sync, truncation, reads and recovery (`log`,
-//! `segment`, `log_storage`), the vote file (`vote`), the snapshot codec
+//! `segment`, `log_storage`), the space set aside ahead of the log
+//! (`reserve`), removing files a snapshot made old (inline, or by a
+//! `Remover` on another thread), the vote file (`vote`), the snapshot codec
 //! (`snapshot`: `encode`/`decode` of bytes), the `Storage` trait the
 //! consensus core drives (`storage`), the `Fs` seam (`fs`, `sim_fs`), and
 //! replaying logged writes into an engine (`apply`).
@@ -22,6 +24,7 @@
 //!   Storage::append --> buffer --flush (write) / sync (write + fsync)--> log-<first slot>.seg
 //!   Storage::set_vote --> vote (durable on return)
 //!   snapshot::encode --bytes--> Storage::install_snapshot --> snap-<slot>.snap, covered segments removed
+//!                               (or handed out by take_removals, for a Remover)
 //!   Log::open --> vote, newest snapshot's meta, segments checked (torn tail cut)
 //!   Storage::read / read_snapshot --> records and snapshot bytes (restart, lagging peer)
 //! ```
@@ -105,7 +108,7 @@
 //! A segment missing between the snapshot and the rest is refused, never
 //! guessed around. Segments holding only records the snapshot covers (a
 //! compaction or an install a crash interrupted; a log that ends before the
-//! snapshot) are not read, and go at the next `install_snapshot`. Leftover
+//! snapshot) are not read, and go at the next snapshot installed. Leftover
 //! `.tmp` files are removed. A missing vote file while a segment holds a
 //! record of a ballot above the default is refused (`VoteMissing`).
 

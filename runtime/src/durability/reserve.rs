@@ -5,15 +5,17 @@
 //! Owns: `Reserve`, the space set aside in the log's current segment
 //! (`FsFile::reserve`: `fallocate` with `FALLOC_FL_KEEP_SIZE`, so the
 //! file's length, and recovery, are as without it), and whether the disk
-//! refused more (`short`). Must not: write records, or decide anything for
-//! the partition: the writer reports `short`, and the partition refuses
-//! writes until it clears (see `node::writer`).
+//! refused more (`short`) or a new segment (`blocked`). Must not: write
+//! records, print, or decide anything for the partition: the writer reports
+//! `Log::space_short`, and the partition refuses writes until it clears
+//! (see `node::writer`).
 //!
 //! ```text
 //!   flush (write up to end) ─▶ ahead(end): set aside up to end + reserve bytes
 //!        ok  → short = None          ENOSPC/EDQUOT → short = Some(why)
-//!   rotate: the new segment is set aside before it is used (else the
-//!           current one goes on past its size); the old one's rest given back
+//!   rotate: the new segment is set aside before it is used, then the old
+//!           one's rest given back; no room → blocked: the current segment
+//!           goes on past its size until the writer's retry begins one
 //! ```
 
 use super::fs::{is_no_space, FsFile};
@@ -25,6 +27,7 @@ use super::{io_err, DurabilityError};
 /// (a burst past this reserve at that moment still stops the partition,
 /// as any write error does, with nothing acknowledged lost).
 pub const LOG_RESERVE_BYTES: u64 = 64 << 20;
+
 /// The space set aside in the log's current segment.
 #[derive(Debug)]
 pub(super) struct Reserve {
@@ -32,43 +35,48 @@ pub(super) struct Reserve {
     /// more is set aside at a time, so most flushes need no call to the
     /// file system.
     bytes: u64,
-    /// Set aside up to this offset of the current segment.
-    to: u64,
+    /// The byte offset of the current segment up to which space is set
+    /// aside.
+    reserved_to: u64,
     /// Why no more could be set aside (the disk is full), while so.
     short: Option<String>,
-    /// The file system cannot set space aside: not tried again.
-    unsupported: bool,
+    /// Why a new segment could not be begun (the disk is full), while so:
+    /// the current one goes on past its size until one can be.
+    blocked: Option<String>,
+    /// Why the file system cannot set space aside, once found (then it is
+    /// not tried again).
+    unsupported: Option<String>,
 }
 
 impl Reserve {
+    /// Keeps `bytes` set aside (0: none, as on a file system without it).
     pub(super) fn new(bytes: u64) -> Reserve {
         Reserve {
             bytes,
-            to: 0,
+            reserved_to: 0,
             short: None,
-            unsupported: bytes == 0,
+            blocked: None,
+            unsupported: (bytes == 0).then(|| "no space is to be set aside".to_string()),
         }
     }
 
     /// Before the current segment (`file`, named `name`) is written up to
-    /// `end`: space set aside to `bytes` past it, if the disk
-    /// has it (if not, `short` says so, and what was set aside before is
-    /// what is left).
+    /// `end`: space set aside to `bytes` past it, if it has less and the
+    /// disk has room (if not, `short` says so, and what was set aside
+    /// before is what is left; the next call asks again).
     pub(super) fn ahead<F: FsFile>(
         &mut self,
         file: &mut F,
         name: &str,
         end: u64,
     ) -> Result<(), DurabilityError> {
-        // While short, more is asked for each time: that is how room
-        // coming back (or a segment that could not be begun) is noticed.
-        if self.unsupported || (self.short.is_none() && self.to >= end + self.bytes) {
+        if self.unsupported.is_some() || self.reserved_to >= end + self.bytes {
             return Ok(());
         }
-        let target = (end + self.bytes).max(self.to) + self.bytes / 4;
-        match file.reserve(self.to, target - self.to) {
+        let target = end + self.bytes + self.bytes / 4;
+        match file.reserve(self.reserved_to, target - self.reserved_to) {
             Ok(()) => {
-                self.to = target;
+                self.reserved_to = target;
                 self.short = None;
                 Ok(())
             }
@@ -77,49 +85,63 @@ impl Reserve {
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                self.unsupported = true;
-                eprintln!(
-                    "ohm: {name}: this file system cannot set space aside ({e}); \
-                     if the disk fills, the node stops rather than refusing writes"
-                );
+                self.unsupported = Some(format!("{name}: {e}"));
                 Ok(())
             }
             Err(e) => Err(io_err(name, "set aside space in")(e)),
         }
     }
 
-    /// The current segment ends at `end` and another takes over: what was
+    /// The current segment ends at `end` and another took over: what was
     /// set aside past `end` is given back (a failure only leaves it used).
     pub(super) fn give_back<F: FsFile>(&mut self, file: &mut F, end: u64) {
-        if self.to > end {
-            let _ = file.unreserve(end, self.to - end);
+        if self.reserved_to > end {
+            let _ = file.unreserve(end, self.reserved_to - end);
         }
-        self.to = 0;
+        self.reserved_to = 0;
     }
 
-    /// A new current segment, with `to` bytes set aside (`create_segment`).
-    pub(super) fn took_over(&mut self, to: u64) {
-        self.to = to;
+    /// A new current segment, with `reserved` bytes set aside
+    /// (`create_segment`): segments can be begun again.
+    pub(super) fn took_over(&mut self, reserved: u64) {
+        self.reserved_to = reserved;
+        self.blocked = None;
     }
 
     /// The current segment was replaced or cut (which frees what was set
     /// aside past the cut): set aside again at the next write.
     pub(super) fn reset(&mut self) {
-        self.to = 0;
+        self.reserved_to = 0;
     }
 
     /// Why the disk has no room for more of the log, while so.
     pub(super) fn short(&self) -> Option<&str> {
-        self.short.as_deref()
+        self.short.as_deref().or(self.blocked.as_deref())
     }
 
-    /// A new segment could not be set aside: the current one goes on.
-    pub(super) fn note_short(&mut self, why: String) {
-        self.short = Some(why);
+    /// A new segment could not be begun for want of room: the current one
+    /// goes on (`blocked`).
+    pub(super) fn block(&mut self, why: String) {
+        self.blocked = Some(why);
     }
 
-    /// Whether space can be set aside on this file system at all.
-    pub(super) fn supported(&self) -> bool {
-        !self.unsupported
+    /// Whether beginning a new segment failed for want of room, and has
+    /// not been tried again since.
+    pub(super) fn blocked(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// Bytes to set aside in a new segment (0 where that cannot be done).
+    pub(super) fn for_new_segment(&self) -> u64 {
+        if self.unsupported.is_some() {
+            0
+        } else {
+            self.bytes
+        }
+    }
+
+    /// Why space cannot be set aside on this file system, if it cannot.
+    pub(super) fn unsupported(&self) -> Option<&str> {
+        self.unsupported.as_deref()
     }
 }

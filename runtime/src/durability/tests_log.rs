@@ -549,16 +549,15 @@ fn append_flushed(log: &mut Log<SimFs>, i: u64) -> Result<(), DurabilityError> {
 }
 
 /// A disk that fills up: the log notices while it still has the space it
-/// set aside, takes records into it (in its current segment, not a new
-/// one it could not fill), and starts segments again once there is room;
-/// nothing is lost. Past what was set aside, a write fails as the disk's
-/// would.
+/// set aside (within a quarter of it), and takes records into it; with
+/// room again it says so when asked. Past what was set aside, a write
+/// fails as the disk's would.
 #[test]
 fn a_full_disk_is_noticed_while_the_space_set_aside_lasts() {
     let d = SimFs::new();
     let reserve = 8 << 10;
     let opts = LogOptions {
-        segment_bytes_max: 1 << 10,
+        segment_bytes_max: 1 << 20,
         reserve_bytes: reserve,
     };
     let (mut log, _) = open(&d, opts.clone());
@@ -567,7 +566,6 @@ fn a_full_disk_is_noticed_while_the_space_set_aside_lasts() {
     assert_eq!(log.space_short(), None);
 
     d.set_full(true);
-    // Noticed once more must be set aside: within a quarter of the reserve.
     let mut i = 40;
     let before = log.bytes_since_snapshot();
     while log.space_short().is_none() {
@@ -580,43 +578,76 @@ fn a_full_disk_is_noticed_while_the_space_set_aside_lasts() {
         );
     }
     let why = log.space_short().unwrap().to_string();
+    assert!(why.starts_with("setting aside space in log-"), "{why}");
     assert!(why.contains("No space left"), "{why}");
-    // What was set aside takes more (half the reserve), in one segment.
-    let segments = log.segment_files();
+    // What was set aside takes more: nearly all of the reserve.
     let noticed = log.bytes_since_snapshot();
-    while log.bytes_since_snapshot() - noticed < reserve / 2 {
+    while log.bytes_since_snapshot() - noticed < reserve - 200 {
         i += 1;
         append_flushed(&mut log, i).expect("written into the space set aside");
     }
     log.sync().expect("sync");
-    assert_eq!(
-        log.segment_files(),
-        segments,
-        "no segment begun on a full disk"
-    );
-    assert!(log.space_short().is_some());
 
-    // Room again: noticed when tried, and segments are begun again.
     d.set_full(false);
     Storage::retry_reserve(&mut log).expect("retry");
     assert_eq!(log.space_short(), None);
-    let full_until = i;
-    for _ in 0..40 {
-        i += 1;
-        append_flushed(&mut log, i).expect("append");
-    }
+    append_range(&mut log, i + 1..=i + 40);
     log.sync().expect("sync");
-    assert!(log.segment_files().len() > segments.len() + 1);
     drop(log);
     d.crash(7);
     let (mut log, opened) = open(&d, opts.clone());
     assert_eq!(opened.torn_tail, None);
-    expect_records(&mut log, 1..=i);
-    assert!(full_until > 40);
+    expect_records(&mut log, 1..=i + 40);
 
-    // Past what was set aside the disk refuses the write, and says so.
     d.set_full(true);
-    let failed = (i + 1..i + 10_000).find_map(|j| append_flushed(&mut log, j).err());
+    let failed = (i + 41..i + 10_000).find_map(|j| append_flushed(&mut log, j).err());
     let e = failed.expect("a full disk refuses writes past the space set aside");
     assert!(e.is_no_space(), "{e}");
+}
+
+/// A segment due to be closed on a full disk goes on past its size, in
+/// the space set aside for it, rather than a new one begun with none; the
+/// log says the disk is full, tries again only when asked (not at every
+/// record), and begins the next segment once there is room.
+#[test]
+fn a_segment_is_not_begun_on_a_full_disk_until_there_is_room() {
+    let d = SimFs::new();
+    let opts = LogOptions {
+        segment_bytes_max: 1 << 10,
+        reserve_bytes: 8 << 10,
+    };
+    let (mut log, _) = open(&d, opts.clone());
+    append_range(&mut log, 1..=20);
+    log.sync().expect("sync");
+    d.set_full(true);
+    let mut i = 20;
+    while log.space_short().is_none() {
+        i += 1;
+        append_flushed(&mut log, i).expect("written into the space set aside");
+        assert!(i < 200, "never noticed");
+    }
+    let why = log.space_short().unwrap().to_string();
+    assert!(why.contains(".seg.tmp"), "the segment not begun: {why}");
+    let segments = log.segment_files();
+    let syncs = d.stats().syncs;
+    for _ in 0..20 {
+        i += 1;
+        append_flushed(&mut log, i).expect("written into the space set aside");
+    }
+    assert_eq!(log.segment_files(), segments, "none begun while full");
+    assert_eq!(d.stats().syncs, syncs, "not tried again at every record");
+    assert!(!d.list(64).unwrap().iter().any(|n| n.ends_with(".tmp")));
+
+    Storage::retry_reserve(&mut log).expect("retry on a full disk");
+    assert!(log.space_short().is_some());
+    d.set_full(false);
+    Storage::retry_reserve(&mut log).expect("retry");
+    assert_eq!(log.space_short(), None);
+    assert_eq!(log.segment_files().len(), segments.len() + 1, "begun");
+    append_range(&mut log, i + 1..=i + 20);
+    log.sync().expect("sync");
+    drop(log);
+    d.crash(3);
+    let (mut log, _) = open(&d, opts);
+    expect_records(&mut log, 1..=i + 20);
 }

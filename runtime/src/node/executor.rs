@@ -8,7 +8,7 @@
 //! ```text
 //!  dispatch ──Call──▶ ┌──────────┐ ──WriteBatch──▶ writer ──fsync──┐
 //!  coordinator ─Hold▶ │ executor │                                 │
-//!  writer ─Persisted▶ │  (core)  │ ◀──────────Persisted────────────┘
+//!  writer ─Persisted▶ │  (core)  │ ◀──Persisted, Space (disk full)─┘
 //!                     └──────────┘ ──replies──▶ clients (after chosen)
 //!                        │   ▲
 //!     stage_snapshot ────┘   └──── Staged ── snapshot thread (Stager)
@@ -1295,6 +1295,12 @@ impl Executor {
     fn disk_space(&mut self, why: Option<String>) {
         let p = self.core.partition().0;
         match &why {
+            Some(w) if !self.core.is_leader() => eprintln!(
+                "ohm: partition {p}: the disk is full ({w}). This replica follows: it writes \
+                 what its leader sends into the space set aside for the log, and stops if \
+                 that runs out; it goes on once there is room (checked every {} s)",
+                super::writer::SPACE_RETRY.as_secs()
+            ),
             Some(w) => eprintln!(
                 "ohm: partition {p}: the disk is full ({w}). Calls that write are refused with \
                  disk_full and reads go on; what ran before is written into the space set aside \

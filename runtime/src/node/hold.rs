@@ -265,8 +265,14 @@ fn release(
 
 /// A transaction aborted because `why` kept a share from being chosen.
 fn aborted(txn: u64, why: &ErrorReply) -> ErrorReply {
+    // A full disk keeps its code: the client waits for room, not for the
+    // node to come back.
+    let code = match why.code {
+        ErrorCode::DiskFull => ErrorCode::DiskFull,
+        _ => ErrorCode::Unavailable,
+    };
     ErrorReply::new(
-        ErrorCode::Unavailable,
+        code,
         format!(
             "multi-partition transaction {txn} was aborted and not applied ({}); retry",
             why.message

@@ -514,7 +514,16 @@ fn spawn_partition(
     let remover = log.remover()?;
     let mut log = log;
     log.defer_removals();
-    let remove: writer::RemoveFn = Box::new(move |names| remover.remove(names));
+    // Space is set aside for the log now: a full disk is known at once.
+    crate::durability::Storage::retry_reserve(&mut log)
+        .with_context(|| format!("partition {i}: setting aside space for its log"))?;
+    if let Some(why) = log.space_unsupported() {
+        eprintln!(
+            "ohm: partition {i}: this file system cannot set space aside for the log ({why}); \
+             if the disk fills, the partition stops rather than refusing writes"
+        );
+    }
+    let remove: writer::RemoveFn = Arc::new(move |names| remover.remove(names));
     let log = Arc::new(Mutex::new(log));
     let writer = Writer {
         storage: log.clone(),

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// snapshot`'s baseline).
     #[arg(long, hide = true, default_value_t = (crate::partition::SNAPSHOT_STEP_BYTES >> 10) as u64)]
     pub snapshot_step_kib: u64,
+    /// MiB a log segment holds before the next is begun (hidden: for
+    /// tests that need segments begun while the disk is full).
+    #[arg(long, hide = true, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub segment_mib: u64,
     /// Modules each tenant may have deployed at once (its quota).
     #[arg(long, default_value_t = crate::catalog::quota::MODULES_PER_TENANT_DEFAULT)]
     pub quota_modules: u32,
@@ -212,7 +216,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             0 => usize::MAX,
             kib => usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX),
         },
-        segment_bytes_max: 64 << 20,
+        segment_bytes_max: args.segment_mib << 20,
         quota: crate::catalog::Quota {
             modules_max: args.quota_modules,
             module_bytes_max: args.quota_module_mib.saturating_mul(1 << 20),

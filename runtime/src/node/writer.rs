@@ -71,7 +71,7 @@ pub type Outbox = Arc<dyn Fn(NodeId, Message) + Send + Sync>;
 
 /// Removes files the log no longer needs (`Storage::take_removals`), on a
 /// thread of the writer's (`durability::Remover::remove`).
-pub type RemoveFn = Box<dyn Fn(&[String]) -> Result<(), DurabilityError> + Send>;
+pub type RemoveFn = Arc<dyn Fn(&[String]) -> Result<(), DurabilityError> + Send + Sync>;
 /// Lists of files waiting for the remover thread (one per snapshot
 /// installed); a full queue makes the writer wait.
 const REMOVALS_QUEUE_MAX: usize = 8;
@@ -89,6 +89,19 @@ pub struct Writer<S: Storage> {
     /// Removes old files off this thread (the log defers them); None:
     /// the log removes them itself.
     pub remove: Option<RemoveFn>,
+}
+
+/// Why the partition stops after `e`, a failed write or sync.
+fn failure(e: &DurabilityError) -> String {
+    if e.is_no_space() {
+        return format!(
+            "its disk is full and a write needed room it did not have (past the {} MiB set \
+             aside for the log, or a file with none set aside): {e}. Nothing after the last \
+             fsync is acknowledged.",
+            crate::durability::LOG_RESERVE_BYTES >> 20
+        );
+    }
+    format!("its log failed: {e}. Nothing after the last fsync is acknowledged.")
 }
 
 /// The writer's remover thread, once started; dropped, it finishes what
@@ -118,6 +131,13 @@ impl<S: Storage> Writer<S> {
         let mut short: Option<String> = None;
         let mut retried = Instant::now();
         let mut remover: Option<RemoverThread> = None;
+        // A disk full already (found at start) is told at once.
+        if let Err(e) = self.tell_space(&mut short, false) {
+            let _ = self
+                .executor
+                .send(Input::WriterFailed(format!("its log failed: {e}")));
+            return;
+        }
         while !stopping {
             let wait = match self.durability {
                 Durability::Async => Some(Duration::from_millis(ASYNC_SYNC_INTERVAL_MS)),
@@ -150,40 +170,14 @@ impl<S: Storage> Writer<S> {
                 .write_group(&group, &mut unsynced, must_sync)
                 .and_then(|()| self.tell_space(&mut short, retry));
             if let Err(e) = written {
-                let why = if e.is_no_space() {
-                    format!(
-                        "its disk is full and the {} MiB set aside for its log ran out: {e}. \
-                         Nothing after the last fsync is acknowledged.",
-                        crate::durability::LOG_RESERVE_BYTES >> 20
-                    )
-                } else {
-                    format!("its log failed: {e}. Nothing after the last fsync is acknowledged.")
-                };
-                let _ = self.executor.send(Input::WriterFailed(why));
+                let _ = self.executor.send(Input::WriterFailed(failure(&e)));
                 return;
             }
             if !unsynced {
                 last_sync = Instant::now();
             }
-            if let Some(last) = group.last().map(|b| b.seq) {
-                let log_bytes = self.storage().bytes_since_snapshot();
-                // Durable now (for async durability: written, which is what
-                // it acknowledges): what waited for it may leave.
-                for b in group.iter_mut() {
-                    for (to, msg) in b.then_send.drain(..) {
-                        if let Some(out) = &self.outbox {
-                            out(to, msg);
-                        }
-                    }
-                }
-                let wake = self.durable.set(last, log_bytes);
-                if wake && self.executor.send(Input::Persisted).is_err() {
-                    return;
-                }
-                let old = self.storage().take_removals();
-                if !old.is_empty() {
-                    self.hand_to_remover(&mut remover, old);
-                }
+            if !self.after_durable(&mut group, &mut remover) {
+                return;
             }
             group.clear();
         }
@@ -198,6 +192,37 @@ impl<S: Storage> Writer<S> {
                 self.partition
             );
         }
+    }
+
+    /// The group is durable (for async durability: written, which is what
+    /// it acknowledges): what waited for it may leave, the executor hears,
+    /// and the files it made old go to the remover. False: the executor
+    /// is gone.
+    fn after_durable(
+        &mut self,
+        group: &mut [WriteBatch],
+        remover: &mut Option<RemoverThread>,
+    ) -> bool {
+        let Some(last) = group.last().map(|b| b.seq) else {
+            return true;
+        };
+        let log_bytes = self.storage().bytes_since_snapshot();
+        for b in group.iter_mut() {
+            for (to, msg) in b.then_send.drain(..) {
+                if let Some(out) = &self.outbox {
+                    out(to, msg);
+                }
+            }
+        }
+        let wake = self.durable.set(last, log_bytes);
+        if wake && self.executor.send(Input::Persisted).is_err() {
+            return false;
+        }
+        let old = self.storage().take_removals();
+        if !old.is_empty() {
+            self.hand_to_remover(remover, old);
+        }
+        true
     }
 
     /// Writes a group of batches, then syncs (or, for async durability
@@ -224,23 +249,27 @@ impl<S: Storage> Writer<S> {
     }
 
     /// Has the files a snapshot made old removed on the remover thread
-    /// (started at the first), so writing goes on meanwhile.
+    /// (started at the first), so writing goes on meanwhile; where no
+    /// thread can be started, they are removed here.
     fn hand_to_remover(&mut self, remover: &mut Option<RemoverThread>, old: Vec<String>) {
+        let Some(remove) = self.remove.clone() else {
+            return;
+        };
+        let p = self.partition;
+        let report = move |e: DurabilityError| {
+            eprintln!(
+                "ohm: partition {p}: removing files a snapshot made old: {e}. Nothing is \
+                 lost; those left are removed at the first snapshot after the next start"
+            )
+        };
         if remover.is_none() {
-            let Some(remove) = self.remove.take() else {
-                return;
-            };
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<String>>(REMOVALS_QUEUE_MAX);
-            let p = self.partition;
             let spawned = std::thread::Builder::new()
                 .name(format!("ohm-p{p}-remove"))
                 .spawn(move || {
                     for names in rx {
                         if let Err(e) = remove(&names) {
-                            eprintln!(
-                                "ohm: partition {p}: removing files a snapshot made old: {e}. \
-                                 Nothing is lost; the next snapshot or start removes them"
-                            );
+                            report(e);
                         }
                     }
                 });
@@ -251,17 +280,23 @@ impl<S: Storage> Writer<S> {
                         thread: Some(thread),
                     })
                 }
-                Err(e) => {
-                    eprintln!(
-                        "ohm: partition {p}: cannot start a thread to remove old files ({e}); \
-                         they stay until the next start"
-                    );
-                    return;
-                }
+                Err(e) => eprintln!(
+                    "ohm: partition {p}: cannot start a thread to remove old files ({e}); \
+                     the log's writer removes them"
+                ),
             }
         }
-        if let Some(tx) = remover.as_ref().and_then(|r| r.tx.as_ref()) {
-            let _ = tx.send(old);
+        match remover.as_ref().and_then(|r| r.tx.as_ref()) {
+            Some(tx) => {
+                let _ = tx.send(old);
+            }
+            None => {
+                if let Some(remove) = &self.remove {
+                    if let Err(e) = remove(&old) {
+                        report(e);
+                    }
+                }
+            }
         }
     }
 

@@ -8,7 +8,7 @@
 //! ```text
 //!  call(token, ..) hold/release/resume   tick(now) step(from, msg)
 //!  persisted(seq, log bytes) read_done/snapshot_read  rebuild(storage)
-//!  snapshot_step (from tick)  snapshot_staged(meta, written)
+//!  snapshot_step (from tick)  snapshot_staged(meta, written)  set_disk_full(why)
 //!                   │
 //!          ┌────────▼────────┐  ready() ─▶ Ready { write: batch to persist (vote,
 //!          │ PartitionCore   │              truncation, snapshot, install_staged,
