@@ -710,15 +710,30 @@ fn answers(
     log: &mut Log<SimFs>,
     ops: usize,
 ) -> Vec<(Token, crate::partition::CallResult)> {
+    drive(core, log, ops, false)
+}
+
+/// `answers`, rebuilding when the core asks (as a shell does) if
+/// `rebuild`.
+fn drive(
+    core: &mut PartitionCore<Token>,
+    log: &mut Log<SimFs>,
+    n: usize,
+    rebuild: bool,
+) -> Vec<(Token, crate::partition::CallResult)> {
     let mut got = Vec::new();
     for t in 0..10 {
         core.tick(now(5_000_000 + t));
-        got.extend(drain(core, log).replies);
-        if got.len() >= ops {
+        let r = drain(core, log);
+        got.extend(r.replies);
+        if rebuild && r.rebuild {
+            core.rebuild(log);
+        }
+        if got.len() >= n {
             return got;
         }
     }
-    panic!("{} of {ops} calls answered: {got:?}", got.len());
+    panic!("{} of {n} calls answered: {got:?}", got.len());
 }
 
 /// A tenant's part lent out (to run its calls on another thread): what its
@@ -1240,19 +1255,7 @@ fn answers_rebuilt(
     log: &mut Log<SimFs>,
     n: usize,
 ) -> Vec<(Token, crate::partition::CallResult)> {
-    let mut got = Vec::new();
-    for t in 0..10 {
-        core.tick(now(5_000_000 + t));
-        let r = drain(core, log);
-        got.extend(r.replies);
-        if r.rebuild {
-            core.rebuild(log);
-        }
-        if got.len() >= n {
-            return got;
-        }
-    }
-    panic!("{} of {n} calls answered: {got:?}", got.len());
+    drive(core, log, n, true)
 }
 
 /// `kv` call `op` of `TENANT`.
