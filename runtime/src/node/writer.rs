@@ -206,7 +206,10 @@ impl<S: Storage> Writer<S> {
         let Some(last) = group.last().map(|b| b.seq) else {
             return true;
         };
-        let log_bytes = self.storage().bytes_since_snapshot();
+        let (log_bytes, old) = {
+            let mut storage = self.storage();
+            (storage.bytes_since_snapshot(), storage.take_removals())
+        };
         for b in group.iter_mut() {
             for (to, msg) in b.then_send.drain(..) {
                 if let Some(out) = &self.outbox {
@@ -218,7 +221,6 @@ impl<S: Storage> Writer<S> {
         if wake && self.executor.send(Input::Persisted).is_err() {
             return false;
         }
-        let old = self.storage().take_removals();
         if !old.is_empty() {
             self.hand_to_remover(remover, old);
         }

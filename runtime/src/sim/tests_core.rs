@@ -1248,16 +1248,6 @@ fn a_snapshot_takes_a_step_per_turn_not_per_input() {
     );
 }
 
-/// Drives the core as a shell would (rebuilding when asked) until `n`
-/// answers came.
-fn answers_rebuilt(
-    core: &mut PartitionCore<Token>,
-    log: &mut Log<SimFs>,
-    n: usize,
-) -> Vec<(Token, crate::partition::CallResult)> {
-    drive(core, log, n, true)
-}
-
 /// `kv` call `op` of `TENANT`.
 fn kv_call(core: &mut PartitionCore<Token>, op: u64, procedure: &str, args: Vec<Value>) {
     let token = Token::Call { client: 0, op };
@@ -1289,7 +1279,7 @@ fn a_full_disk_refuses_writes_and_serves_reads() {
     ));
     assert!(core.lend_part(OTHER).is_none(), "no part lent while full");
     lent_put(&mut core, &mut lease, 1);
-    let (_, late) = answers_rebuilt(&mut core, &mut log, 1).remove(0);
+    let (_, late) = drive(&mut core, &mut log, 1, true).remove(0);
     assert!(full(&late), "a lent part's write: {late:?}");
     core.part_home(lease);
     kv_call(
@@ -1299,7 +1289,7 @@ fn a_full_disk_refuses_writes_and_serves_reads() {
         vec![Value::text("k2"), Value::Bytes(vec![2u8].into())],
     );
     kv_call(&mut core, 3, "get", vec![Value::text("k0")]);
-    let got = answers_rebuilt(&mut core, &mut log, 2);
+    let got = drive(&mut core, &mut log, 2, true);
     let e = got[0].1.as_ref().unwrap_err();
     assert!(full(&got[0].1), "a write: {e:?}");
     assert!(
@@ -1322,13 +1312,13 @@ fn a_full_disk_refuses_writes_and_serves_reads() {
     let ddl = SetupStep::Ddl("CREATE TABLE extra (a BIGINT PRIMARY KEY)");
     let entry = setup_entry(&mut state, &ddl);
     core.release(Token::Setup, state, Some(entry), false);
-    let (token, refused) = answers_rebuilt(&mut core, &mut log, 1).remove(0);
+    let (token, refused) = drive(&mut core, &mut log, 1, true).remove(0);
     assert!(
         matches!(token, Token::Setup) && full(&refused),
         "{refused:?}"
     );
     core.resume();
-    answers_rebuilt(&mut core, &mut log, 0);
+    drive(&mut core, &mut log, 0, true);
     let db = |c: &PartitionCore<Token>| {
         c.state()
             .unwrap()
@@ -1344,10 +1334,7 @@ fn a_full_disk_refuses_writes_and_serves_reads() {
         "put",
         vec![Value::text("k4"), Value::Bytes(vec![4u8].into())],
     );
-    answers_rebuilt(&mut core, &mut log, 1)[0]
-        .1
-        .as_ref()
-        .unwrap();
+    drive(&mut core, &mut log, 1, true)[0].1.as_ref().unwrap();
     assert!(core.lend_part(TENANT).is_some(), "parts are lent again");
     drop(core);
     drop(log);
