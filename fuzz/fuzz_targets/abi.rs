@@ -84,6 +84,11 @@ fn results(bytes: &[u8]) {
         abi::ty::TIMESTAMP,
         abi::ty::I32,
         abi::ty::I16,
+        abi::ty::TIMESTAMPTZ,
+        abi::ty::DATE,
+        abi::ty::TIME,
+        abi::ty::INTERVAL,
+        abi::ty::UUID,
     ];
     let types = base
         .iter()

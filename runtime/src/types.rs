@@ -8,6 +8,9 @@
 //! what may be stored. Text and bytes are reference-counted so copying a row
 //! into a result set does not copy the payload.
 
+pub mod datetime;
+
+pub use datetime::Interval;
 use rust_decimal::Decimal;
 use smol_str::SmolStr;
 use std::cmp::Ordering;
@@ -31,8 +34,17 @@ pub enum DataType {
     Varchar(Option<u32>),
     Varbinary(Option<u32>),
     Boolean,
-    /// Microseconds since 1970-01-01 00:00:00 UTC, no time zone.
+    /// Microseconds since 1970-01-01 00:00:00, no time zone.
     Timestamp,
+    /// TIMESTAMP WITH TIME ZONE: microseconds since 1970-01-01 00:00:00
+    /// UTC; input with an offset is converted, output is in UTC.
+    TimestampTz,
+    /// Days since 1970-01-01.
+    Date,
+    /// Microseconds since midnight (no time zone).
+    Time,
+    Interval,
+    Uuid,
 }
 
 impl DataType {
@@ -57,6 +69,15 @@ impl DataType {
     pub fn is_text(self) -> bool {
         matches!(self, DataType::Varchar(_))
     }
+
+    /// DATE, TIMESTAMP and TIMESTAMP WITH TIME ZONE: points in time that
+    /// compare with one another.
+    pub fn is_datetime(self) -> bool {
+        matches!(
+            self,
+            DataType::Date | DataType::Timestamp | DataType::TimestampTz
+        )
+    }
 }
 
 impl fmt::Display for DataType {
@@ -73,6 +94,11 @@ impl fmt::Display for DataType {
             DataType::Varbinary(None) => write!(f, "VARBINARY"),
             DataType::Boolean => write!(f, "BOOLEAN"),
             DataType::Timestamp => write!(f, "TIMESTAMP"),
+            DataType::TimestampTz => write!(f, "TIMESTAMPTZ"),
+            DataType::Date => write!(f, "DATE"),
+            DataType::Time => write!(f, "TIME"),
+            DataType::Interval => write!(f, "INTERVAL"),
+            DataType::Uuid => write!(f, "UUID"),
         }
     }
 }
@@ -96,6 +122,14 @@ pub enum Value {
     Bytes(Arc<[u8]>),
     /// Microseconds since the Unix epoch.
     Timestamp(i64),
+    /// Microseconds since the Unix epoch, UTC.
+    TimestampTz(i64),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight.
+    Time(i64),
+    Interval(Interval),
+    Uuid([u8; 16]),
 }
 
 /// The type of a value as named in error messages.
@@ -109,6 +143,11 @@ pub enum ValueKind {
     Text,
     Bytes,
     Timestamp,
+    TimestampTz,
+    Date,
+    Time,
+    Interval,
+    Uuid,
 }
 
 impl fmt::Display for ValueKind {
@@ -122,7 +161,27 @@ impl fmt::Display for ValueKind {
             ValueKind::Text => "TEXT",
             ValueKind::Bytes => "VARBINARY",
             ValueKind::Timestamp => "TIMESTAMP",
+            ValueKind::TimestampTz => "TIMESTAMPTZ",
+            ValueKind::Date => "DATE",
+            ValueKind::Time => "TIME",
+            ValueKind::Interval => "INTERVAL",
+            ValueKind::Uuid => "UUID",
         })
+    }
+}
+
+impl ValueKind {
+    /// Kinds whose values text converts to in a comparison (`d = '2020-01-01'`).
+    pub fn parses_from_text(self) -> bool {
+        matches!(
+            self,
+            ValueKind::Timestamp
+                | ValueKind::TimestampTz
+                | ValueKind::Date
+                | ValueKind::Time
+                | ValueKind::Interval
+                | ValueKind::Uuid
+        )
     }
 }
 
@@ -141,6 +200,11 @@ impl Value {
             Value::Text(_) => ValueKind::Text,
             Value::Bytes(_) => ValueKind::Bytes,
             Value::Timestamp(_) => ValueKind::Timestamp,
+            Value::TimestampTz(_) => ValueKind::TimestampTz,
+            Value::Date(_) => ValueKind::Date,
+            Value::Time(_) => ValueKind::Time,
+            Value::Interval(_) => ValueKind::Interval,
+            Value::Uuid(_) => ValueKind::Uuid,
         }
     }
 
@@ -149,7 +213,9 @@ impl Value {
     }
 
     /// Rank of the value's family in the total order: NULL sorts first (as
-    /// the smallest value), then booleans, numbers, text, bytes, timestamps.
+    /// the smallest value), then booleans, numbers, text, bytes, timestamps
+    /// (with and without zone: both count from the epoch in UTC, the
+    /// session's zone), dates, times, intervals, UUIDs.
     fn family(&self) -> u8 {
         match self {
             Value::Null => 0,
@@ -157,7 +223,11 @@ impl Value {
             Value::Int(_) | Value::Double(_) | Value::Decimal(_) => 2,
             Value::Text(_) => 3,
             Value::Bytes(_) => 4,
-            Value::Timestamp(_) => 5,
+            Value::Timestamp(_) | Value::TimestampTz(_) => 5,
+            Value::Date(_) => 6,
+            Value::Time(_) => 7,
+            Value::Interval(_) => 8,
+            Value::Uuid(_) => 9,
         }
     }
 
@@ -173,7 +243,14 @@ impl Value {
             (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b),
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
-            (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+            (
+                Value::Timestamp(a) | Value::TimestampTz(a),
+                Value::Timestamp(b) | Value::TimestampTz(b),
+            ) => a.cmp(b),
+            (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            (Value::Time(a), Value::Time(b)) => a.cmp(b),
+            (Value::Interval(a), Value::Interval(b)) => a.span().cmp(&b.span()),
+            (Value::Uuid(a), Value::Uuid(b)) => a.cmp(b),
             (Value::Null, Value::Null) => Ordering::Equal,
             (a, b) if a.family() == 2 && b.family() == 2 => numeric_cmp(a, b),
             (a, b) => a.family().cmp(&b.family()),
@@ -275,7 +352,10 @@ impl Hash for Value {
             }
             Value::Text(s) => s.hash(state),
             Value::Bytes(b) => b.hash(state),
-            Value::Timestamp(t) => t.hash(state),
+            Value::Timestamp(t) | Value::TimestampTz(t) | Value::Time(t) => t.hash(state),
+            Value::Date(d) => d.hash(state),
+            Value::Interval(i) => i.span().hash(state),
+            Value::Uuid(u) => u.hash(state),
         }
     }
 }
@@ -297,103 +377,26 @@ impl fmt::Display for Value {
                 }
                 Ok(())
             }
-            Value::Timestamp(t) => f.write_str(&crate::types::format_timestamp(*t)),
+            Value::Timestamp(t) => f.write_str(&datetime::format_timestamp_as(*t, false)),
+            Value::TimestampTz(t) => f.write_str(&datetime::format_timestamp_as(*t, true)),
+            Value::Date(d) => f.write_str(&datetime::format_date(i64::from(*d))),
+            Value::Time(t) => f.write_str(&datetime::format_time(*t)),
+            Value::Interval(i) => write!(f, "{i}"),
+            Value::Uuid(u) => f.write_str(&datetime::format_uuid(u)),
         }
     }
 }
 
-/// Formats microseconds since the epoch as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+/// Formats microseconds since the epoch as `YYYY-MM-DD HH:MM:SS[.ffffff]`
+/// (trailing zeros of the fraction trimmed, as PostgreSQL prints).
 pub fn format_timestamp(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let base = format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    );
-    if frac == 0 {
-        base
-    } else {
-        format!("{base}.{frac:06}")
-    }
+    datetime::format_timestamp_as(micros, false)
 }
 
-/// Parses `YYYY-MM-DD[ HH:MM:SS[.f{1,6}]]` (a `T` separator is accepted).
+/// Parses a TIMESTAMP: `YYYY-MM-DD[ HH:MM[:SS[.f]]]` (a `T` separator is
+/// accepted; a zone is ignored, as PostgreSQL's `timestamp` ignores it).
 pub fn parse_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, time) = match s.find([' ', 'T']) {
-        Some(i) => (&s[..i], s[i + 1..].trim()),
-        None => (s, ""),
-    };
-    let mut dp = date.splitn(3, '-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let m: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    let mut micros = 0i64;
-    if !time.is_empty() {
-        let (hms, frac) = match time.split_once('.') {
-            Some((a, b)) => (a, b),
-            None => (time, ""),
-        };
-        let mut tp = hms.splitn(3, ':');
-        let h: i64 = tp.next()?.parse().ok()?;
-        let mi: i64 = tp.next()?.parse().ok()?;
-        let se: i64 = tp.next().unwrap_or("0").parse().ok()?;
-        if h > 23 || mi > 59 || se > 59 {
-            return None;
-        }
-        if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let frac_us: i64 = if frac.is_empty() {
-            0
-        } else {
-            format!("{frac:0<6}").parse().ok()?
-        };
-        micros = ((h * 60 + mi) * 60 + se) * 1_000_000 + frac_us;
-    }
-    let days = days_from_civil(y, m, d);
-    days.checked_mul(86_400_000_000)?.checked_add(micros)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-// Howard Hinnant's civil-date algorithms.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    datetime::parse_timestamp_text(s).ok()
 }
 
 #[cfg(test)]
@@ -421,6 +424,22 @@ mod tests {
     }
 
     #[test]
+    fn a_value_stays_three_words() {
+        assert!(std::mem::size_of::<Value>() <= 24);
+    }
+
+    #[test]
+    fn zoned_and_plain_timestamps_order_and_hash_alike() {
+        assert_eq!(Value::Timestamp(5), Value::TimestampTz(5));
+        assert_eq!(h(&Value::Timestamp(5)), h(&Value::TimestampTz(5)));
+        let month = Value::Interval(Interval::new(1, 0, 0));
+        let days = Value::Interval(Interval::new(0, 30, 0));
+        assert_eq!(month, days);
+        assert_eq!(h(&month), h(&days));
+        assert!(Value::Interval(Interval::new(0, 0, -1)) < Value::Interval(Interval::ZERO));
+    }
+
+    #[test]
     fn timestamps_round_trip() {
         for s in [
             "1970-01-01 00:00:00",
@@ -430,6 +449,10 @@ mod tests {
             let t = parse_timestamp(s).unwrap();
             assert_eq!(format_timestamp(t), s);
         }
+        assert_eq!(
+            format_timestamp(parse_timestamp("2024-01-01 00:00:00.5").unwrap()),
+            "2024-01-01 00:00:00.5"
+        );
         assert_eq!(parse_timestamp("2023-02-29"), None);
         assert_eq!(parse_timestamp("2023-13-01"), None);
     }

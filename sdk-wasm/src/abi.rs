@@ -171,10 +171,25 @@ pub mod tag {
     pub const BYTES: u8 = 6;
     /// `i64` microseconds since 1970-01-01 00:00:00 UTC.
     pub const TIMESTAMP: u8 = 7;
+    /// TIMESTAMP WITH TIME ZONE: `i64` microseconds since 1970-01-01
+    /// 00:00:00 UTC (the instant; no zone is carried).
+    pub const TIMESTAMPTZ: u8 = 8;
+    /// `i32` days since 1970-01-01.
+    pub const DATE: u8 = 9;
+    /// `i64` microseconds since midnight, 0..=`TIME_MICROS_MAX` (24:00:00
+    /// included, as in PostgreSQL).
+    pub const TIME: u8 = 10;
+    /// `i32` months, `i32` days, `i64` microseconds, kept apart as
+    /// PostgreSQL keeps them (a month is not a fixed number of days).
+    pub const INTERVAL: u8 = 11;
+    /// 16 bytes, in the order the canonical text prints them.
+    pub const UUID: u8 = 12;
 }
 
 /// Largest decimal scale.
 pub const DECIMAL_SCALE_MAX: u8 = 28;
+/// Largest TIME: 24:00:00, in microseconds since midnight.
+pub const TIME_MICROS_MAX: i64 = 86_400_000_000;
 
 /// Declared types of procedure parameters and results (`u8`). The low
 /// bits name the type; `NULLABLE` set means NULL is allowed too.
@@ -195,6 +210,16 @@ pub mod ty {
     pub const UNIT: u8 = 10;
     /// Result only: the procedure returns a row set.
     pub const ROWS: u8 = 11;
+    /// TIMESTAMP WITH TIME ZONE: a `tag::TIMESTAMPTZ` value.
+    pub const TIMESTAMPTZ: u8 = 12;
+    /// A `tag::DATE` value.
+    pub const DATE: u8 = 13;
+    /// A `tag::TIME` value.
+    pub const TIME: u8 = 14;
+    /// A `tag::INTERVAL` value.
+    pub const INTERVAL: u8 = 15;
+    /// A `tag::UUID` value.
+    pub const UUID: u8 = 16;
     /// Flag: NULL is also allowed.
     pub const NULLABLE: u8 = 0x80;
 
@@ -207,7 +232,19 @@ pub mod ty {
     pub fn is_param(t: u8) -> bool {
         matches!(
             base(t),
-            BOOL | I64 | F64 | DECIMAL | TEXT | BYTES | TIMESTAMP | I32 | I16
+            BOOL | I64
+                | F64
+                | DECIMAL
+                | TEXT
+                | BYTES
+                | TIMESTAMP
+                | I32
+                | I16
+                | TIMESTAMPTZ
+                | DATE
+                | TIME
+                | INTERVAL
+                | UUID
         )
     }
 
@@ -230,6 +267,11 @@ pub mod ty {
             I16 => "SMALLINT",
             UNIT => "NOTHING",
             ROWS => "ROWS",
+            TIMESTAMPTZ => "TIMESTAMPTZ",
+            DATE => "DATE",
+            TIME => "TIME",
+            INTERVAL => "INTERVAL",
+            UUID => "UUID",
             _ => "UNKNOWN",
         };
         if t & NULLABLE != 0 {
@@ -302,6 +344,9 @@ impl Writer {
     pub fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
+    pub fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
@@ -357,6 +402,29 @@ impl Writer {
         self.u8(tag::TIMESTAMP);
         self.i64(micros);
     }
+    pub fn timestamptz_value(&mut self, micros: i64) {
+        self.u8(tag::TIMESTAMPTZ);
+        self.i64(micros);
+    }
+    pub fn date_value(&mut self, days: i32) {
+        self.u8(tag::DATE);
+        self.i32(days);
+    }
+    /// `micros` must be in 0..=`TIME_MICROS_MAX` (a reader refuses others).
+    pub fn time_value(&mut self, micros: i64) {
+        self.u8(tag::TIME);
+        self.i64(micros);
+    }
+    pub fn interval_value(&mut self, months: i32, days: i32, micros: i64) {
+        self.u8(tag::INTERVAL);
+        self.i32(months);
+        self.i32(days);
+        self.i64(micros);
+    }
+    pub fn uuid_value(&mut self, bytes: &[u8; 16]) {
+        self.u8(tag::UUID);
+        self.buf.extend_from_slice(bytes);
+    }
 }
 
 /// A value as decoded from the wire, borrowing text and bytes.
@@ -366,10 +434,24 @@ pub enum RawValue<'a> {
     Bool(bool),
     Int(i64),
     Double(f64),
-    Decimal { mantissa: i128, scale: u8 },
+    Decimal {
+        mantissa: i128,
+        scale: u8,
+    },
     Text(&'a str),
     Bytes(&'a [u8]),
     Timestamp(i64),
+    TimestampTz(i64),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since midnight, 0..=`TIME_MICROS_MAX`.
+    Time(i64),
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
+    Uuid([u8; 16]),
 }
 
 impl RawValue<'_> {
@@ -384,6 +466,11 @@ impl RawValue<'_> {
             RawValue::Text(_) => "TEXT",
             RawValue::Bytes(_) => "VARBINARY",
             RawValue::Timestamp(_) => "TIMESTAMP",
+            RawValue::TimestampTz(_) => "TIMESTAMPTZ",
+            RawValue::Date(_) => "DATE",
+            RawValue::Time(_) => "TIME",
+            RawValue::Interval { .. } => "INTERVAL",
+            RawValue::Uuid(_) => "UUID",
         }
     }
 
@@ -398,6 +485,15 @@ impl RawValue<'_> {
             RawValue::Text(v) => w.text_value(v),
             RawValue::Bytes(v) => w.bytes_value(v),
             RawValue::Timestamp(v) => w.timestamp_value(v),
+            RawValue::TimestampTz(v) => w.timestamptz_value(v),
+            RawValue::Date(v) => w.date_value(v),
+            RawValue::Time(v) => w.time_value(v),
+            RawValue::Interval {
+                months,
+                days,
+                micros,
+            } => w.interval_value(months, days, micros),
+            RawValue::Uuid(ref v) => w.uuid_value(v),
         }
     }
 }
@@ -490,6 +586,9 @@ impl<'a> Reader<'a> {
     pub fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }
+    pub fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
+        Ok(i32::from_le_bytes(self.array(what)?))
+    }
     pub fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
@@ -553,6 +652,28 @@ impl<'a> Reader<'a> {
             tag::TEXT => RawValue::Text(self.str("text")?),
             tag::BYTES => RawValue::Bytes(self.bytes("bytes")?),
             tag::TIMESTAMP => RawValue::Timestamp(self.i64("timestamp")?),
+            tag::TIMESTAMPTZ => RawValue::TimestampTz(self.i64("timestamptz")?),
+            tag::DATE => RawValue::Date(self.i32("date")?),
+            tag::TIME => {
+                let at = self.pos;
+                let micros = self.i64("time")?;
+                if !(0..=TIME_MICROS_MAX).contains(&micros) {
+                    return Err(DecodeError {
+                        offset: at,
+                        message: format!(
+                            "time is {micros} microseconds since midnight, \
+                             outside 0..={TIME_MICROS_MAX}"
+                        ),
+                    });
+                }
+                RawValue::Time(micros)
+            }
+            tag::INTERVAL => RawValue::Interval {
+                months: self.i32("interval months")?,
+                days: self.i32("interval days")?,
+                micros: self.i64("interval microseconds")?,
+            },
+            tag::UUID => RawValue::Uuid(self.array("uuid")?),
             t => {
                 return Err(DecodeError {
                     offset: at,
@@ -728,6 +849,15 @@ mod tests {
             RawValue::Text("héllo"),
             RawValue::Bytes(&[0, 255]),
             RawValue::Timestamp(1_700_000_000_000_000),
+            RawValue::TimestampTz(-1),
+            RawValue::Date(-719_528),
+            RawValue::Time(TIME_MICROS_MAX),
+            RawValue::Interval {
+                months: -14,
+                days: 3,
+                micros: i64::MIN,
+            },
+            RawValue::Uuid(*b"0123456789abcdef"),
         ];
         let mut w = Writer::new();
         for v in &vals {
@@ -747,8 +877,8 @@ mod tests {
         let e = r.value().unwrap_err();
         assert!(e.message.contains("truncated text"), "{e}");
         assert_eq!(e.offset, 5);
-        let e = Reader::new(&[9]).value().unwrap_err();
-        assert_eq!(e.to_string(), "unknown value tag 9 (at byte 0)");
+        let e = Reader::new(&[13]).value().unwrap_err();
+        assert_eq!(e.to_string(), "unknown value tag 13 (at byte 0)");
         let e = Reader::new(&[tag::TEXT, 1, 0, 0, 0, 0xff])
             .value()
             .unwrap_err();
@@ -766,6 +896,55 @@ mod tests {
     }
 
     #[test]
+    fn dates_and_times_have_fixed_layouts() {
+        let mut w = Writer::new();
+        w.date_value(-2);
+        w.interval_value(1, -2, 3);
+        w.uuid_value(&[0xab; 16]);
+        w.time_value(5);
+        let mut want = vec![tag::DATE, 0xfe, 0xff, 0xff, 0xff, tag::INTERVAL];
+        want.extend([1, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 3, 0, 0, 0, 0, 0, 0, 0]);
+        want.push(tag::UUID);
+        want.extend([0xab; 16]);
+        want.extend([tag::TIME, 5, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(w.buf, want);
+    }
+
+    #[test]
+    fn time_out_of_range_and_truncated_values_are_refused() {
+        for micros in [-1, TIME_MICROS_MAX + 1, i64::MIN] {
+            let mut w = Writer::new();
+            w.time_value(micros);
+            let e = Reader::new(&w.buf).value().unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "time is {micros} microseconds since midnight, \
+                     outside 0..=86400000000 (at byte 1)"
+                )
+            );
+        }
+        let mut w = Writer::new();
+        w.interval_value(1, 2, 3);
+        // Months and days present, microseconds cut short.
+        let e = Reader::new(&w.buf[..12]).value().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "truncated interval microseconds: needs 8 bytes, 3 left (at byte 9)"
+        );
+        for cut in 0..w.buf.len() {
+            assert!(Reader::new(&w.buf[..cut]).value().is_err(), "cut at {cut}");
+        }
+        let e = Reader::new(&[tag::UUID, 1, 2]).value().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "truncated uuid: needs 16 bytes, 2 left (at byte 1)"
+        );
+        let e = Reader::new(&[tag::DATE, 1, 2]).value().unwrap_err();
+        assert!(e.message.starts_with("truncated date"), "{e}");
+    }
+
+    #[test]
     fn description_round_trips_and_rejects_versions() {
         let d = ModuleDesc {
             statements: vec![StatementDesc {
@@ -774,10 +953,20 @@ mod tests {
             }],
             procedures: vec![ProcedureDesc {
                 name: "get".into(),
-                params: vec![ParamDesc {
-                    name: "key".into(),
-                    ty: ty::TEXT,
-                }],
+                params: vec![
+                    ParamDesc {
+                        name: "key".into(),
+                        ty: ty::TEXT,
+                    },
+                    ParamDesc {
+                        name: "on".into(),
+                        ty: ty::DATE | ty::NULLABLE,
+                    },
+                    ParamDesc {
+                        name: "id".into(),
+                        ty: ty::UUID,
+                    },
+                ],
                 returns: ty::BYTES | ty::NULLABLE,
                 partition: Some(PartitionDesc {
                     table: "kv".into(),
@@ -810,5 +999,19 @@ mod tests {
         assert_eq!(ErrorCode::from_u32(0), None);
         assert_eq!(unpack_batch_return(pack_batch_return(3, 77)), (3, 77));
         assert_eq!(ty::name(ty::TEXT | ty::NULLABLE), "TEXT NULL");
+        let new = [
+            (ty::TIMESTAMPTZ, "TIMESTAMPTZ"),
+            (ty::DATE, "DATE"),
+            (ty::TIME, "TIME"),
+            (ty::INTERVAL, "INTERVAL"),
+            (ty::UUID, "UUID"),
+        ];
+        for (t, name) in new {
+            assert!(ty::is_param(t) && ty::is_param(t | ty::NULLABLE), "{t}");
+            assert!(ty::is_result(t), "{t}");
+            assert_eq!(ty::name(t), name);
+        }
+        assert!(!ty::is_param(ty::UNIT) && !ty::is_param(ty::ROWS) && !ty::is_param(17));
+        assert!(!ty::is_result(17) && !ty::is_result(ty::ROWS | ty::NULLABLE));
     }
 }

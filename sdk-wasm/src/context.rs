@@ -16,9 +16,9 @@ use std::cell::Cell;
 
 use crate::abi::{self, Writer};
 use crate::convert::Params;
+use crate::datetime::Timestamp;
 use crate::error::{Error, Result};
 use crate::rows::{decode_batch_response, Rows};
-use crate::value::Timestamp;
 use crate::{Backend, Statement};
 
 /// Request and response buffers up to this capacity are kept for the next

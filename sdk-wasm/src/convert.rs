@@ -7,14 +7,15 @@
 //! which have their own, stricter declared types.
 
 use crate::abi::Writer;
+use crate::datetime::{Date, Interval, Time, Timestamp, TimestampTz, Uuid};
 use crate::error::{Error, Result};
-use crate::value::{Decimal, Timestamp, Value};
+use crate::value::{Decimal, Value};
 
 /// A Rust value usable as a statement parameter. Encodes straight into the
 /// batch request (no `Value` is built on the way).
 pub trait IntoValue {
     /// Appends this value's ABI encoding; fails only for a value the ABI
-    /// cannot carry (a decimal scale over 28).
+    /// cannot carry (a decimal scale over 28, a time past 24:00:00).
     fn encode(&self, w: &mut Writer) -> Result<()>;
     /// An owned `Value` of it.
     fn to_value(&self) -> Value;
@@ -125,14 +126,36 @@ impl IntoValue for Decimal {
     }
 }
 
-impl IntoValue for Timestamp {
-    #[inline]
+macro_rules! into_plain {
+    ($($t:ident => |$v:ident, $w:ident| $enc:expr;)*) => {$(
+        impl IntoValue for $t {
+            #[inline]
+            fn encode(&self, $w: &mut Writer) -> Result<()> {
+                let $v = self;
+                $enc;
+                Ok(())
+            }
+            fn to_value(&self) -> Value {
+                Value::$t(*self)
+            }
+        }
+    )*};
+}
+
+into_plain! {
+    Timestamp => |v, w| w.timestamp_value(v.0);
+    TimestampTz => |v, w| w.timestamptz_value(v.0);
+    Date => |v, w| w.date_value(v.0);
+    Interval => |v, w| w.interval_value(v.months, v.days, v.micros);
+    Uuid => |v, w| w.uuid_value(&v.0);
+}
+
+impl IntoValue for Time {
     fn encode(&self, w: &mut Writer) -> Result<()> {
-        w.timestamp_value(self.0);
-        Ok(())
+        Time::encode(self, w)
     }
     fn to_value(&self) -> Value {
-        Value::Timestamp(*self)
+        Value::Time(*self)
     }
 }
 
@@ -352,14 +375,29 @@ impl FromValue for Decimal {
     }
 }
 
-impl FromValue for Timestamp {
-    fn from_value(v: &Value) -> Result<Timestamp> {
-        match v {
-            Value::Timestamp(t) => Ok(*t),
-            other => mismatch("TIMESTAMP", other),
+macro_rules! from_exact {
+    ($($t:ident => $sql:literal),*) => {$(
+        impl FromValue for $t {
+            fn from_value(v: &Value) -> Result<$t> {
+                match v {
+                    Value::$t(x) => Ok(*x),
+                    other => mismatch($sql, other),
+                }
+            }
         }
-    }
+    )*};
 }
+
+// Exactly their own type: a TIMESTAMP is not read as a TIMESTAMPTZ (that
+// would need a zone), nor a DATE as a TIMESTAMP.
+from_exact!(
+    Timestamp => "TIMESTAMP",
+    TimestampTz => "TIMESTAMPTZ",
+    Date => "DATE",
+    Time => "TIME",
+    Interval => "INTERVAL",
+    Uuid => "UUID"
+);
 
 /// Any value, NULL included.
 impl FromValue for Value {
@@ -459,5 +497,40 @@ mod tests {
         );
         assert_eq!(Value::from_value(&Value::Null).unwrap(), Value::Null);
         assert!(bool::from_value(&Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn dates_and_times_encode_and_read_back() {
+        let iv = Interval::new(1, -2, 3);
+        let u = Uuid([9; 16]);
+        let p = (TimestampTz(1), Date(-2), Time(3), iv, Some(u), None::<Date>);
+        let mut w = Writer::new();
+        p.encode(&mut w).unwrap();
+        let got = decode_all(&w.buf);
+        assert_eq!(
+            got,
+            [
+                Value::TimestampTz(TimestampTz(1)),
+                Value::Date(Date(-2)),
+                Value::Time(Time(3)),
+                Value::Interval(iv),
+                Value::Uuid(u),
+                Value::Null,
+            ]
+        );
+        assert_eq!(TimestampTz::from_value(&got[0]).unwrap(), TimestampTz(1));
+        assert_eq!(Date::from_value(&got[1]).unwrap(), Date(-2));
+        assert_eq!(Time::from_value(&got[2]).unwrap(), Time(3));
+        assert_eq!(Interval::from_value(&got[3]).unwrap(), iv);
+        assert_eq!(Option::<Uuid>::from_value(&got[4]).unwrap(), Some(u));
+        assert_eq!(Option::<Date>::from_value(&got[5]).unwrap(), None);
+        assert_eq!(Date(4).to_value(), Value::Date(Date(4)));
+        let e = Date::from_value(&Value::Timestamp(Timestamp(0))).unwrap_err();
+        assert_eq!(e.to_string(), "expected DATE, found TIMESTAMP");
+        let e = TimestampTz::from_value(&Value::Timestamp(Timestamp(0))).unwrap_err();
+        assert_eq!(e.to_string(), "expected TIMESTAMPTZ, found TIMESTAMP");
+        assert!(Uuid::from_value(&Value::Text("x".into())).is_err());
+        let mut w = Writer::new();
+        assert!((Time(-1),).encode(&mut w).is_err());
     }
 }

@@ -47,6 +47,7 @@ pub mod abi;
 mod alloc;
 mod context;
 mod convert;
+mod datetime;
 mod error;
 mod invoke;
 mod module;
@@ -68,20 +69,21 @@ static GUEST_ALLOC: alloc::GuestAlloc = alloc::GuestAlloc::new();
 
 pub use context::{Context, Rng, SPARE_BUFFER_BYTES_MAX};
 pub use convert::{FromValue, IntoValue, Params};
+pub use datetime::{Date, Interval, Time, Timestamp, TimestampTz, Uuid};
 pub use error::{abort, Error, Result};
 pub use invoke::{encode_args, Reply};
 pub use module::{Backend, BatchError, CallOutput, Module, Param, Partition, Procedure, Statement};
 pub use ohm_sdk_macros::{export, procedure};
 pub use proc_types::{ProcParam, ProcReturn};
 pub use rows::{Row, Rows};
-pub use value::{Decimal, Timestamp, Value};
+pub use value::{Decimal, Value};
 
 /// What a procedure file needs: `use ohm_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::abi::ErrorCode;
     pub use crate::{
-        abort, export, procedure, statements, Context, Decimal, Error, FromValue, IntoValue,
-        Result, Rng, Row, Rows, Statement, Timestamp, Value,
+        abort, export, procedure, statements, Context, Date, Decimal, Error, FromValue, Interval,
+        IntoValue, Result, Rng, Row, Rows, Statement, Time, Timestamp, TimestampTz, Uuid, Value,
     };
 }
 

@@ -7,14 +7,15 @@
 //! statuses (`invoke`).
 
 use crate::abi::{result_kind, ty, RawValue, Writer};
+use crate::datetime::{Date, Interval, Time, Timestamp, TimestampTz, Uuid};
 use crate::error::Result;
 use crate::rows::Rows;
-use crate::value::{Decimal, Timestamp, Value};
+use crate::value::{Decimal, Value};
 
 /// A type a procedure parameter may have.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a procedure parameter",
-    note = "use i64, i32, i16, f64, bool, String, Vec<u8>, Decimal, Timestamp, or an Option of one"
+    note = "use i64, i32, i16, f64, bool, String, Vec<u8>, Decimal, Timestamp, TimestampTz, Date, Time, Interval, Uuid, or an Option of one"
 )]
 pub trait ProcParam: Sized {
     /// The declared type, an `abi::ty` code.
@@ -27,7 +28,7 @@ pub trait ProcParam: Sized {
 /// A type a procedure may return inside its `Result`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a procedure result",
-    note = "use (), Rows, i64, i32, i16, f64, bool, String, Vec<u8>, Decimal, Timestamp, or an Option of one"
+    note = "use (), Rows, i64, i32, i16, f64, bool, String, Vec<u8>, Decimal, Timestamp, TimestampTz, Date, Time, Interval, Uuid, or an Option of one"
 )]
 pub trait ProcReturn {
     /// The declared type, an `abi::ty` code (`ty::UNIT`, `ty::ROWS` too).
@@ -144,6 +145,70 @@ proc_type!(
     |v, w| w.timestamp_value(v.0)
 );
 
+proc_type!(
+    TimestampTz,
+    ty::TIMESTAMPTZ,
+    |raw| match raw {
+        RawValue::TimestampTz(t) => Ok(TimestampTz(t)),
+        other => Err(wrong(ty::TIMESTAMPTZ, &other)),
+    },
+    |v, w| w.timestamptz_value(v.0)
+);
+
+proc_type!(
+    Date,
+    ty::DATE,
+    |raw| match raw {
+        RawValue::Date(d) => Ok(Date(d)),
+        other => Err(wrong(ty::DATE, &other)),
+    },
+    |v, w| w.date_value(v.0)
+);
+
+proc_type!(
+    Interval,
+    ty::INTERVAL,
+    |raw| match raw {
+        RawValue::Interval {
+            months,
+            days,
+            micros,
+        } => Ok(Interval::new(months, days, micros)),
+        other => Err(wrong(ty::INTERVAL, &other)),
+    },
+    |v, w| w.interval_value(v.months, v.days, v.micros)
+);
+
+proc_type!(
+    Uuid,
+    ty::UUID,
+    |raw| match raw {
+        RawValue::Uuid(b) => Ok(Uuid(b)),
+        other => Err(wrong(ty::UUID, &other)),
+    },
+    |v, w| w.uuid_value(&v.0)
+);
+
+/// The reader refuses a TIME outside 00:00:00..=24:00:00, so only the
+/// result side can fail: a `Time` built from its public field.
+impl ProcParam for Time {
+    const TY: u8 = ty::TIME;
+    fn from_raw(raw: RawValue<'_>) -> core::result::Result<Time, String> {
+        match raw {
+            RawValue::Time(t) => Ok(Time(t)),
+            other => Err(wrong(ty::TIME, &other)),
+        }
+    }
+}
+
+impl ProcReturn for Time {
+    const TY: u8 = ty::TIME;
+    fn encode_result(&self, w: &mut Writer) -> Result<()> {
+        w.u8(result_kind::VALUE);
+        self.encode(w)
+    }
+}
+
 impl ProcParam for Decimal {
     const TY: u8 = ty::DECIMAL;
     fn from_raw(raw: RawValue<'_>) -> core::result::Result<Decimal, String> {
@@ -230,6 +295,77 @@ mod tests {
         ] {
             assert!(ty::is_param(t), "{t}");
         }
+        let new = [
+            (
+                <TimestampTz as ProcParam>::TY,
+                <TimestampTz as ProcReturn>::TY,
+            ),
+            (<Date as ProcParam>::TY, <Date as ProcReturn>::TY),
+            (<Time as ProcParam>::TY, <Time as ProcReturn>::TY),
+            (<Interval as ProcParam>::TY, <Interval as ProcReturn>::TY),
+            (<Uuid as ProcParam>::TY, <Uuid as ProcReturn>::TY),
+        ];
+        assert_eq!(
+            new,
+            [
+                (ty::TIMESTAMPTZ, ty::TIMESTAMPTZ),
+                (ty::DATE, ty::DATE),
+                (ty::TIME, ty::TIME),
+                (ty::INTERVAL, ty::INTERVAL),
+                (ty::UUID, ty::UUID)
+            ]
+        );
+        assert_eq!(<Option<Date> as ProcParam>::TY, ty::DATE | ty::NULLABLE);
+    }
+
+    #[test]
+    fn dates_and_times_decode_strictly_and_return() {
+        assert_eq!(Date::from_raw(RawValue::Date(3)), Ok(Date(3)));
+        assert_eq!(
+            Date::from_raw(RawValue::Timestamp(3)).unwrap_err(),
+            "expected DATE, got TIMESTAMP"
+        );
+        assert_eq!(
+            TimestampTz::from_raw(RawValue::Timestamp(3)).unwrap_err(),
+            "expected TIMESTAMPTZ, got TIMESTAMP"
+        );
+        assert_eq!(Time::from_raw(RawValue::Time(5)), Ok(Time(5)));
+        assert_eq!(
+            Time::from_raw(RawValue::Int(5)).unwrap_err(),
+            "expected TIME, got INTEGER"
+        );
+        let raw = RawValue::Interval {
+            months: 1,
+            days: 2,
+            micros: 3,
+        };
+        assert_eq!(Interval::from_raw(raw), Ok(Interval::new(1, 2, 3)));
+        assert_eq!(Uuid::from_raw(RawValue::Uuid([1; 16])), Ok(Uuid([1; 16])));
+        assert_eq!(
+            Uuid::from_raw(RawValue::Text("x")).unwrap_err(),
+            "expected UUID, got TEXT"
+        );
+        assert_eq!(Option::<Uuid>::from_raw(RawValue::Null), Ok(None));
+
+        let mut w = Writer::new();
+        Date(-1).encode_result(&mut w).unwrap();
+        assert_eq!(w.buf, [result_kind::VALUE, 9, 0xff, 0xff, 0xff, 0xff]);
+        let mut w = Writer::new();
+        assert!(Time(-1).encode_result(&mut w).is_err());
+        let mut w = Writer::new();
+        Some(Time(7)).encode_result(&mut w).unwrap();
+        TimestampTz(8).encode_result(&mut w).unwrap();
+        Interval::new(1, 2, 3).encode_result(&mut w).unwrap();
+        Uuid([4; 16]).encode_result(&mut w).unwrap();
+        let mut r = crate::abi::Reader::new(&w.buf);
+        let mut next = || {
+            assert_eq!(r.u8("kind").unwrap(), result_kind::VALUE);
+            r.value().unwrap()
+        };
+        assert_eq!(next(), RawValue::Time(7));
+        assert_eq!(next(), RawValue::TimestampTz(8));
+        assert_eq!(next(), raw);
+        assert_eq!(next(), RawValue::Uuid([4; 16]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! SQL values as a procedure holds them: `Value`, the exact `Decimal` and
-//! the microsecond `Timestamp`.
+//! SQL values as a procedure holds them: `Value` and the exact `Decimal`
+//! (dates, times, intervals and UUIDs are in `datetime`).
 //!
-//! Owns: the owned value types, their display, and their ABI encoding and
+//! Owns: the owned value type, its display, and its ABI encoding and
 //! decoding (to and from `abi::RawValue`). Must not: convert between Rust
 //! types and values (that is `convert`), or know about rows.
 
@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::abi::{self, RawValue, Writer};
+use crate::datetime::{Date, Interval, Time, Timestamp, TimestampTz, Uuid};
 use crate::error::{Error, Result};
 
 /// One SQL value.
@@ -30,6 +31,16 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// TIMESTAMP.
     Timestamp(Timestamp),
+    /// TIMESTAMP WITH TIME ZONE (TIMESTAMPTZ).
+    TimestampTz(TimestampTz),
+    /// DATE.
+    Date(Date),
+    /// TIME (without time zone).
+    Time(Time),
+    /// INTERVAL.
+    Interval(Interval),
+    /// UUID.
+    Uuid(Uuid),
 }
 
 impl Value {
@@ -44,6 +55,11 @@ impl Value {
             Value::Text(_) => "TEXT",
             Value::Bytes(_) => "VARBINARY",
             Value::Timestamp(_) => "TIMESTAMP",
+            Value::TimestampTz(_) => "TIMESTAMPTZ",
+            Value::Date(_) => "DATE",
+            Value::Time(_) => "TIME",
+            Value::Interval(_) => "INTERVAL",
+            Value::Uuid(_) => "UUID",
         }
     }
 
@@ -53,7 +69,7 @@ impl Value {
     }
 
     /// Appends the ABI encoding; fails only for a decimal whose scale is
-    /// over `abi::DECIMAL_SCALE_MAX`.
+    /// over `abi::DECIMAL_SCALE_MAX` or a time outside 00:00:00..=24:00:00.
     pub fn encode(&self, w: &mut Writer) -> Result<()> {
         match self {
             Value::Null => w.null(),
@@ -64,6 +80,11 @@ impl Value {
             Value::Text(v) => w.text_value(v),
             Value::Bytes(v) => w.bytes_value(v),
             Value::Timestamp(t) => w.timestamp_value(t.0),
+            Value::TimestampTz(t) => w.timestamptz_value(t.0),
+            Value::Date(d) => w.date_value(d.0),
+            Value::Time(t) => t.encode(w)?,
+            Value::Interval(i) => w.interval_value(i.months, i.days, i.micros),
+            Value::Uuid(u) => w.uuid_value(&u.0),
         }
         Ok(())
     }
@@ -79,13 +100,23 @@ impl Value {
             RawValue::Text(v) => Value::Text(v.to_string()),
             RawValue::Bytes(v) => Value::Bytes(v.to_vec()),
             RawValue::Timestamp(v) => Value::Timestamp(Timestamp(v)),
+            RawValue::TimestampTz(v) => Value::TimestampTz(TimestampTz(v)),
+            RawValue::Date(v) => Value::Date(Date(v)),
+            RawValue::Time(v) => Value::Time(Time(v)),
+            RawValue::Interval {
+                months,
+                days,
+                micros,
+            } => Value::Interval(Interval::new(months, days, micros)),
+            RawValue::Uuid(v) => Value::Uuid(Uuid(v)),
         }
     }
 }
 
 impl fmt::Display for Value {
-    /// SQL-ish: NULL, true, 42, 1.5, 12.34, text as is, bytes as `x'0aff'`,
-    /// timestamps as `2024-01-02 03:04:05.000006`.
+    /// SQL-ish: NULL, true, 42, 1.5, 12.34, text as is, bytes as `x'0aff'`;
+    /// dates, times, intervals and UUIDs as PostgreSQL prints them
+    /// (`2024-01-02 03:04:05.5`, `2024-01-02`, `1 day 02:00:00`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Null => f.write_str("NULL"),
@@ -102,6 +133,11 @@ impl fmt::Display for Value {
                 f.write_str("'")
             }
             Value::Timestamp(t) => write!(f, "{t}"),
+            Value::TimestampTz(t) => write!(f, "{t}"),
+            Value::Date(d) => write!(f, "{d}"),
+            Value::Time(t) => write!(f, "{t}"),
+            Value::Interval(i) => write!(f, "{i}"),
+            Value::Uuid(u) => write!(f, "{u}"),
         }
     }
 }
@@ -128,6 +164,11 @@ value_from! {
     f64 => |v| Value::Double(v);
     Decimal => |v| Value::Decimal(v);
     Timestamp => |v| Value::Timestamp(v);
+    TimestampTz => |v| Value::TimestampTz(v);
+    Date => |v| Value::Date(v);
+    Time => |v| Value::Time(v);
+    Interval => |v| Value::Interval(v);
+    Uuid => |v| Value::Uuid(v);
     String => |v| Value::Text(v);
     &str => |v| Value::Text(v.to_string());
     Vec<u8> => |v| Value::Bytes(v);
@@ -264,62 +305,6 @@ impl FromStr for Decimal {
     }
 }
 
-/// A point in time: microseconds since 1970-01-01 00:00:00 UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub i64);
-
-/// Microseconds in a day.
-const DAY_MICROS: i64 = 86_400_000_000;
-
-impl Timestamp {
-    /// From microseconds since the epoch.
-    pub const fn from_micros(micros: i64) -> Timestamp {
-        Timestamp(micros)
-    }
-
-    /// Microseconds since the epoch.
-    pub const fn micros(self) -> i64 {
-        self.0
-    }
-
-    /// From whole seconds since the epoch, or None if out of range.
-    pub const fn from_secs(secs: i64) -> Option<Timestamp> {
-        match secs.checked_mul(1_000_000) {
-            Some(m) => Some(Timestamp(m)),
-            None => None,
-        }
-    }
-}
-
-/// (year, month, day) of a day number counted from 1970-01-01
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-impl fmt::Display for Timestamp {
-    /// `YYYY-MM-DD HH:MM:SS`, with `.ffffff` when there are microseconds (UTC).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, mo, d) = civil_from_days(self.0.div_euclid(DAY_MICROS));
-        let in_day = self.0.rem_euclid(DAY_MICROS);
-        let secs = in_day / 1_000_000;
-        let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-        write!(f, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")?;
-        match in_day % 1_000_000 {
-            0 => Ok(()),
-            us => write!(f, ".{us:06}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,26 +352,6 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_display() {
-        assert_eq!(Timestamp(0).to_string(), "1970-01-01 00:00:00");
-        assert_eq!(
-            Timestamp(1_700_000_000_000_006).to_string(),
-            "2023-11-14 22:13:20.000006"
-        );
-        assert_eq!(Timestamp(-1).to_string(), "1969-12-31 23:59:59.999999");
-        assert_eq!(
-            Timestamp::from_secs(951_782_400).unwrap().to_string(),
-            "2000-02-29 00:00:00"
-        );
-        assert_eq!(Timestamp::from_secs(i64::MAX), None);
-        // The extremes must not overflow.
-        let _ = (
-            Timestamp(i64::MIN).to_string(),
-            Timestamp(i64::MAX).to_string(),
-        );
-    }
-
-    #[test]
     fn values_round_trip_through_raw() {
         let vals = [
             Value::Null,
@@ -397,6 +362,12 @@ mod tests {
             Value::Text("é".into()),
             Value::Bytes(vec![0, 0xff]),
             Value::Timestamp(Timestamp(9)),
+            Value::TimestampTz(TimestampTz(-9)),
+            Value::Date(Date(-1)),
+            Value::Time(Time(0)),
+            Value::Time(Time(abi::TIME_MICROS_MAX)),
+            Value::Interval(Interval::new(-1, 2, -3)),
+            Value::Uuid(Uuid([7; 16])),
         ];
         let mut w = Writer::new();
         for v in &vals {
@@ -409,5 +380,44 @@ mod tests {
         assert_eq!(Value::Bytes(vec![10, 255]).to_string(), "x'0aff'");
         assert_eq!(Value::from(Some(3i32)), Value::Int(3));
         assert_eq!(Value::from(None::<String>), Value::Null);
+    }
+
+    #[test]
+    fn dates_and_times_display_and_refuse_bad_times() {
+        let cases = [
+            (
+                Value::from(TimestampTz(500_000)),
+                "1970-01-01 00:00:00.5+00",
+            ),
+            (Value::from(Date(19_724)), "2024-01-02"),
+            (Value::from(Time(11_045_500_000)), "03:04:05.5"),
+            (
+                Value::from(Interval::new(1, 2, 3_000_000)),
+                "1 mon 2 days 00:00:03",
+            ),
+            (
+                Value::from(Uuid([0xab; 16])),
+                "abababab-abab-abab-abab-abababababab",
+            ),
+        ];
+        for (v, text) in cases {
+            assert_eq!(v.to_string(), text);
+        }
+        let names: Vec<&str> = [
+            Value::from(TimestampTz(0)),
+            Value::from(Date(0)),
+            Value::from(Time(0)),
+            Value::from(Interval::default()),
+            Value::from(Uuid([0; 16])),
+        ]
+        .iter()
+        .map(Value::type_name)
+        .collect();
+        assert_eq!(names, ["TIMESTAMPTZ", "DATE", "TIME", "INTERVAL", "UUID"]);
+        let mut w = Writer::new();
+        let e = Value::Time(Time(abi::TIME_MICROS_MAX + 1))
+            .encode(&mut w)
+            .unwrap_err();
+        assert!(e.to_string().contains("outside 00:00:00..=24:00:00"), "{e}");
     }
 }

@@ -117,9 +117,31 @@ pub fn fail(ctx: &mut Context, how: String) -> Result<Option<String>> {
     }
 }
 
+/// Dates, times, intervals and UUIDs through the macros: moves `at` and
+/// `day` on by `by` and hands everything back.
+#[procedure]
+pub fn later(
+    _ctx: &mut Context,
+    at: TimestampTz,
+    day: Date,
+    time: Option<Time>,
+    by: Interval,
+    id: Uuid,
+) -> Result<Rows> {
+    let mut out = Rows::new(["at", "day", "time", "by", "id"]);
+    out.push(vec![
+        TimestampTz(at.0 + by.micros).into(),
+        Date(day.0 + by.days).into(),
+        time.into(),
+        by.into(),
+        id.into(),
+    ]);
+    Ok(out)
+}
+
 ohm_sdk::export!(
     statements = STATEMENTS,
-    procedures = [vote, results, echo, fail]
+    procedures = [vote, results, echo, fail, later]
 );
 
 /// The test host: contestants, votes, and an optional failure for the
@@ -431,6 +453,49 @@ fn sdk_errors_become_aborts_with_their_message() {
     };
     assert!(m.starts_with("more than 1000 statements queued"), "{m}");
     assert_eq!(host.batches, 1, "the over-full batch never crossed");
+}
+
+#[test]
+fn dates_times_intervals_and_uuids_round_trip() {
+    let mut host = Host::voter();
+    let id: Uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".parse().unwrap();
+    let day = Date::from_ymd(2024, 2, 28).unwrap();
+    let by = Interval::new(0, 2, 1_500_000);
+    let args = (TimestampTz(0), day, Time::from_hms(24, 0, 0), by, id);
+    let Reply::Rows(rows) = host.reply("later", args) else {
+        panic!("not rows")
+    };
+    let row = rows.first().unwrap();
+    let text: Vec<String> = row.values().iter().map(Value::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            "1970-01-01 00:00:01.5+00",
+            "2024-03-01",
+            "24:00:00",
+            "2 days 00:00:01.5",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        ]
+    );
+    assert_eq!(row.get::<Uuid>(4).unwrap(), id);
+    let desc = module().desc();
+    let later = &desc.procedures[4];
+    let types: Vec<u8> = later.params.iter().map(|p| p.ty).collect();
+    assert_eq!(
+        types,
+        [
+            ty::TIMESTAMPTZ,
+            ty::DATE,
+            ty::TIME | ty::NULLABLE,
+            ty::INTERVAL,
+            ty::UUID
+        ]
+    );
+    // A DATE argument for the TIMESTAMPTZ parameter is refused by the SDK.
+    let Reply::BadArgs(m) = host.reply("later", (day, day, None::<Time>, by, id)) else {
+        panic!("not refused")
+    };
+    assert!(m.contains("expected TIMESTAMPTZ, got DATE"), "{m}");
 }
 
 #[test]

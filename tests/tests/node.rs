@@ -807,3 +807,68 @@ fn an_authenticated_client_has_a_byte_budget_for_its_frames() {
         drop(streams);
     });
 }
+
+/// Issue 13: dates, times, zoned timestamps, intervals and UUIDs cross the
+/// protocol typed (each column's type says how to read its cells), route by
+/// a UUID partition column, and come back from the log after a restart as
+/// they went in.
+#[test]
+fn dates_intervals_and_uuids_cross_the_wire_and_a_restart() {
+    use ohm::types::{datetime, Interval};
+    let tmp = TempDir::new("datetypes");
+    let uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let want = vec![
+        vec![
+            Value::Uuid(datetime::parse_uuid("00000000-0000-0000-0000-000000000001").unwrap()),
+            Value::Date(datetime::parse_date("1998-09-02").unwrap() as i32),
+            Value::Null,
+            Value::Interval(Interval::new(1, 0, 0)),
+        ],
+        vec![
+            Value::Uuid(datetime::parse_uuid(uuid).unwrap()),
+            Value::Date(datetime::parse_date("2024-02-29").unwrap() as i32),
+            Value::Time(datetime::parse_time("23:59:59.5").unwrap()),
+            Value::Interval(Interval::new(14, 3, 3_600_000_000)),
+        ],
+    ];
+    let select = "SELECT id, d, t, iv FROM ev ORDER BY d";
+    {
+        let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+        runtime().block_on(async {
+            let c = server.client("demo.token").await;
+            c.sql(
+                "CREATE TABLE ev (id UUID PRIMARY KEY, d DATE, t TIME, at TIMESTAMPTZ, iv INTERVAL); \
+                 PARTITION TABLE ev ON COLUMN id",
+            )
+            .await
+            .unwrap();
+            let params = vec![
+                Value::text(uuid),
+                Value::text("2024-02-29"),
+                Value::text("23:59:59.5"),
+                Value::text("2024-02-29 10:00:00+05"),
+                Value::Interval(Interval::new(14, 3, 3_600_000_000)),
+            ];
+            let r = c.sql_with("INSERT INTO ev VALUES ($1, $2, $3, $4, $5)", params);
+            assert_eq!(r.await.unwrap(), vec![SqlResult::Affected(1)]);
+            c.sql(
+                "INSERT INTO ev VALUES ('00000000-0000-0000-0000-000000000001', \
+                 DATE '1998-12-01' - INTERVAL '90' DAY (3), NULL, now(), INTERVAL '1' MONTH)",
+            )
+            .await
+            .unwrap();
+            assert_eq!(query(&c, select).await, want);
+            let at = query(&c, &format!("SELECT at FROM ev WHERE id = '{uuid}'")).await;
+            let utc = datetime::parse_timestamptz("2024-02-29 05:00:00Z").unwrap();
+            assert_eq!(at, vec![vec![Value::TimestampTz(utc)]]);
+            let bad = c.sql("INSERT INTO ev (id, d) VALUES ('not-a-uuid', NULL)").await;
+            let e = bad.unwrap_err().to_string();
+            assert!(e.contains("invalid input syntax for type uuid"), "{e}");
+        });
+    }
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        assert_eq!(query(&c, select).await, want, "after a restart");
+    });
+}

@@ -106,6 +106,34 @@ fn ohm_passes_the_conformance_suite() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ohm's own files (tests/slt): dates, times, time zones, intervals and
+/// UUIDs, whose expected answers were written by PostgreSQL
+/// (tests/slt/pg_expect.py). Every record must pass: there is no
+/// expected-failures list for these.
+#[test]
+fn ohm_answers_its_own_files_as_postgresql_does() -> anyhow::Result<()> {
+    let dir = workspace_root().join("tests/slt");
+    let output = ohm(&[
+        "slt",
+        "--fail-detail",
+        "20",
+        dir.to_str().context("non-UTF-8 path")?,
+    ])?;
+    let stdout = stdout_of(&output);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let summary = stdout.lines().last().unwrap_or("");
+    assert!(output.status.success(), "ohm slt failed: {summary}");
+    // A file that stopped parsing would pass nothing: count what ran.
+    let passed: usize = summary
+        .strip_prefix("slt: ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no pass count in {summary:?}"))?;
+    assert!(passed >= 150, "only {passed} records passed: {summary}");
+    Ok(())
+}
+
 /// The corpus's answers are SQLite's: against SQLite, the runner itself
 /// must agree on every record (formatting, sorting, hashing, conditions).
 #[test]

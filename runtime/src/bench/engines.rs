@@ -232,7 +232,10 @@ impl BenchDb for SqliteDb {
 /// A cheap fold of one Ohm value, matching what the SQLite side reads.
 fn checksum(v: &Value) -> u64 {
     match v {
-        Value::Int(i) | Value::Timestamp(i) => *i as u64,
+        Value::Int(i) | Value::Timestamp(i) | Value::TimestampTz(i) | Value::Time(i) => *i as u64,
+        Value::Date(d) => *d as u64,
+        Value::Interval(i) => i.span() as u64,
+        Value::Uuid(u) => u64::from_le_bytes([u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]]),
         Value::Text(s) => s.len() as u64,
         Value::Bytes(b) => b.len() as u64,
         Value::Double(d) => d.to_bits(),

@@ -32,7 +32,11 @@ fn hash_value(v: &Value) -> u64 {
     match v {
         Value::Null => fnv(0, &[]),
         Value::Bool(b) => fnv(1, &i64::from(*b).to_le_bytes()),
-        Value::Int(i) | Value::Timestamp(i) => fnv(1, &i.to_le_bytes()),
+        Value::Int(i) | Value::Timestamp(i) | Value::TimestampTz(i) => fnv(1, &i.to_le_bytes()),
+        Value::Date(d) => fnv(6, &i64::from(*d).to_le_bytes()),
+        Value::Time(t) => fnv(7, &t.to_le_bytes()),
+        Value::Interval(i) => fnv(8, &i.span().to_le_bytes()),
+        Value::Uuid(u) => fnv(9, u),
         Value::Double(d) => {
             if d.fract() == 0.0 && d.abs() < 9.0e15 {
                 fnv(1, &(*d as i64).to_le_bytes())

@@ -64,7 +64,10 @@
 //!   row    = count u32, values;  str, bytes = len u32, then the bytes (str is UTF-8)
 //!   value  = tag u8: 0 Null | 1 false | 2 true | 3 Int i64 | 4 Double (f64 bits) |
 //!            5 Decimal (16 bytes, rust_decimal::Decimal::serialize) | 6 Text str |
-//!            7 Bytes bytes | 8 Timestamp i64
+//!            7 Bytes bytes | 8 Timestamp i64 | 9 TimestampTz i64 (UTC) |
+//!            10 Date i32 (days since 1970-01-01) | 11 Time i64 (µs since
+//!            midnight, 0..=86400000000) | 12 Interval (months i32, days i32,
+//!            µs i64) | 13 Uuid (16 bytes)
 //! ```
 //! Segment file `log-<first slot, 20 digits>.seg` (created as `.seg.tmp`,
 //! synced, renamed): a 20-byte header `magic "OHMLOG\0\0" | version u32 (2;

@@ -244,6 +244,28 @@ pub(super) fn put_value(out: &mut Vec<u8>, v: &Value) {
             out.push(8);
             out.extend_from_slice(&t.to_le_bytes());
         }
+        Value::TimestampTz(t) => {
+            out.push(9);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Date(d) => {
+            out.push(10);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Value::Time(t) => {
+            out.push(11);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Interval(i) => {
+            out.push(12);
+            out.extend_from_slice(&i.months.to_le_bytes());
+            out.extend_from_slice(&i.days.to_le_bytes());
+            out.extend_from_slice(&i.micros.to_le_bytes());
+        }
+        Value::Uuid(u) => {
+            out.push(13);
+            out.extend_from_slice(u);
+        }
     }
 }
 
@@ -447,8 +469,13 @@ pub fn output_bytes(output: Option<&ProcOutput>) -> usize {
     let value = |v: &Value| {
         1 + match v {
             Value::Null | Value::Bool(_) => 0,
-            Value::Int(_) | Value::Double(_) | Value::Timestamp(_) => 8,
-            Value::Decimal(_) => 16,
+            Value::Int(_)
+            | Value::Double(_)
+            | Value::Timestamp(_)
+            | Value::TimestampTz(_)
+            | Value::Time(_) => 8,
+            Value::Date(_) => 4,
+            Value::Decimal(_) | Value::Interval(_) | Value::Uuid(_) => 16,
             Value::Text(s) => 4 + s.len(),
             Value::Bytes(b) => 4 + b.len(),
         }
@@ -501,6 +528,11 @@ pub(super) fn put_type(out: &mut Vec<u8>, t: DataType) {
         }
         DataType::Boolean => out.push(8),
         DataType::Timestamp => out.push(9),
+        DataType::TimestampTz => out.push(10),
+        DataType::Date => out.push(11),
+        DataType::Time => out.push(12),
+        DataType::Interval => out.push(13),
+        DataType::Uuid => out.push(14),
     }
 }
 
@@ -594,6 +626,21 @@ impl<'a> Reader<'a> {
             6 => Value::Text(SmolStr::new(self.str("text")?)),
             7 => Value::Bytes(Arc::from(self.bytes("bytes")?)),
             8 => Value::Timestamp(self.i64("timestamp")?),
+            9 => Value::TimestampTz(self.i64("timestamp with time zone")?),
+            10 => Value::Date(i32::from_le_bytes(self.array("date")?)),
+            11 => {
+                let t = self.i64("time")?;
+                if !(0..=crate::types::datetime::USECS_PER_DAY).contains(&t) {
+                    return Err(format!("time {t} is not within a day"));
+                }
+                Value::Time(t)
+            }
+            12 => Value::Interval(crate::types::Interval {
+                months: i32::from_le_bytes(self.array("interval months")?),
+                days: i32::from_le_bytes(self.array("interval days")?),
+                micros: self.i64("interval microseconds")?,
+            }),
+            13 => Value::Uuid(self.array("uuid")?),
             t => return Err(format!("unknown value tag {t}")),
         })
     }
@@ -629,6 +676,11 @@ pub(super) fn get_type(r: &mut Reader<'_>) -> Result<DataType, String> {
         7 => DataType::Varbinary(opt(r)?),
         8 => DataType::Boolean,
         9 => DataType::Timestamp,
+        10 => DataType::TimestampTz,
+        11 => DataType::Date,
+        12 => DataType::Time,
+        13 => DataType::Interval,
+        14 => DataType::Uuid,
         t => return Err(format!("unknown type tag {t}")),
     })
 }
@@ -1034,6 +1086,13 @@ mod tests {
             Value::Bytes(Arc::from(&[0u8, 255, 7][..])),
             Value::Timestamp(i64::MIN),
             Value::Timestamp(i64::MAX),
+            Value::TimestampTz(-1),
+            Value::Date(i32::MIN),
+            Value::Date(19_000),
+            Value::Time(0),
+            Value::Time(86_400_000_000),
+            Value::Interval(crate::types::Interval::new(-1, i32::MAX, i64::MIN)),
+            Value::Uuid([0xa5; 16]),
         ]
     }
 

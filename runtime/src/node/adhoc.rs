@@ -91,6 +91,11 @@ impl Coordinator {
     ) -> Result<SqlResult, ErrorReply> {
         let words = sqltext::words(stmt);
         let kind = sqltext::classify(&words);
+        // One timestamp per statement, its transaction's: what now() gives
+        // on every partition it touches.
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
         let _work =
             (kind != Kind::Ddl).then(|| interrupt::Work::begin(Some(limit_ms), client.clone()));
         match kind {
@@ -100,21 +105,21 @@ impl Coordinator {
                  supported over the protocol; put statements that must commit together in a \
                  procedure",
             )),
-            Kind::Query => self.query(tenant, stmt, params, &words),
-            Kind::InsertValues => self.write(tenant, stmt, params, &words, true),
-            Kind::Write => self.write(tenant, stmt, params, &words, false),
+            Kind::Query => self.query(tenant, (stmt, now_us), params, &words),
+            Kind::InsertValues => self.write(tenant, (stmt, now_us), params, &words, true),
+            Kind::Write => self.write(tenant, (stmt, now_us), params, &words, false),
             Kind::Ddl if !params.is_empty() => Err(ErrorReply::new(
                 ErrorCode::BadArguments,
                 "DDL takes no params (nothing was done)",
             )),
-            Kind::Ddl => self.ddl(tenant, stmt),
+            Kind::Ddl => self.ddl(tenant, stmt, now_us),
         }
     }
 
     fn query(
         &self,
         tenant: TenantId,
-        stmt: &str,
+        (stmt, now_us): (&str, i64),
         params: &[Value],
         words: &[String],
     ) -> Result<SqlResult, ErrorReply> {
@@ -127,6 +132,7 @@ impl Coordinator {
         };
         let result = if let Some(p) = one {
             let engine = &mut g[p].tenant(tenant).engine;
+            engine.set_now(now_us);
             let prepared = engine.prepare(stmt).map_err(|e| reply::sql_error(&e))?;
             if prepared.kind() != crate::sql::StatementKind::Query
                 && words.first().is_none_or(|w| w != "explain")
@@ -138,9 +144,10 @@ impl Coordinator {
             }
             engine.execute_with(stmt, params)
         } else {
-            scratch::scratch(&g, tenant, &names, false)
-                .map_err(|e| reply::txn_error(&e))?
-                .execute_with(stmt, params)
+            let mut s =
+                scratch::scratch(&g, tenant, &names, false).map_err(|e| reply::txn_error(&e))?;
+            s.set_now(now_us);
+            s.execute_with(stmt, params)
         };
         let r = result.map_err(|e| reply::sql_error(&e))?;
         // Answered once everything the query saw is chosen.
@@ -151,7 +158,7 @@ impl Coordinator {
     fn write(
         &self,
         tenant: TenantId,
-        stmt: &str,
+        (stmt, now_us): (&str, i64),
         params: &[Value],
         words: &[String],
         empty: bool,
@@ -159,7 +166,7 @@ impl Coordinator {
         let mut g = self.hold(Some(tenant))?;
         let names = scratch::needed(&g, tenant, words);
         if let Some(p) = route::single_partition(&g, tenant, stmt, params, words, &names) {
-            let on = (p.0 as usize, stmt, params);
+            let on = (p.0 as usize, stmt, params, now_us);
             if let Some((r, bodies)) = self.write_on(&mut g, tenant, on)? {
                 self.commit(g, tenant, bodies)?;
                 return Ok(r);
@@ -167,6 +174,7 @@ impl Coordinator {
         }
         let mut s =
             scratch::scratch(&g, tenant, &names, empty).map_err(|e| reply::txn_error(&e))?;
+        s.set_now(now_us);
         s.begin().map_err(|e| reply::sql_error(&e))?;
         let r = match s.execute_with(stmt, params) {
             Ok(r) => r,
@@ -190,10 +198,11 @@ impl Coordinator {
         &self,
         g: &mut Held<'_>,
         tenant: TenantId,
-        (p, stmt, params): (usize, &str, &[Value]),
+        (p, stmt, params, now_us): (usize, &str, &[Value], i64),
     ) -> Result<Option<(SqlResult, Vec<MultiBody>)>, ErrorReply> {
         let n = g.len();
         let engine = &mut g[p].tenant(tenant).engine;
+        engine.set_now(now_us);
         engine.begin().map_err(|e| reply::sql_error(&e))?;
         let r = match engine.execute_with(stmt, params) {
             Ok(r) => r,
@@ -240,8 +249,11 @@ impl Coordinator {
         Ok(Some((reply::sql_result(r), bodies)))
     }
 
-    fn ddl(&self, tenant: TenantId, stmt: &str) -> Result<SqlResult, ErrorReply> {
+    fn ddl(&self, tenant: TenantId, stmt: &str, now_us: i64) -> Result<SqlResult, ErrorReply> {
         let mut g = self.hold(Some(tenant))?;
+        for i in 0..g.len() {
+            g[i].tenant(tenant).engine.set_now(now_us);
+        }
         let first = g[0]
             .tenant(tenant)
             .engine

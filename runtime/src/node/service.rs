@@ -31,8 +31,9 @@ use crate::net::server::{Replier, Service};
 use crate::proto::{
     ErrorCode, ErrorReply, PartitionStatus, PeerLink, ReplicaStatus, Reply, Request, StatusInfo,
 };
+use crate::types::datetime as dt;
 use crate::types::{parse_timestamp, NodeId, Value};
-use ohm_sdk::abi::{ty, ParamDesc};
+use ohm_sdk::abi::{ty, ParamDesc, TIME_MICROS_MAX};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
@@ -51,25 +52,63 @@ pub(super) fn stopping() -> ErrorReply {
     )
 }
 
-/// Converts arguments the wire cannot type exactly (a DECIMAL sent as its
-/// string, a TIMESTAMP as microseconds or text) to the declared type.
+/// Converts arguments the wire cannot type exactly to the declared type:
+/// a DECIMAL sent as its string, a date or time as its number or its text,
+/// a UUID as text or 16 bytes. Anything else is left for the type check.
 fn coerce(params: &[ParamDesc], args: &mut [Value]) -> Result<(), String> {
     for (p, a) in params.iter().zip(args.iter_mut()) {
-        let new = match (ty::base(p.ty), &*a) {
-            (ty::DECIMAL, Value::Text(s)) => Value::Decimal(
-                s.parse()
-                    .map_err(|_| format!("argument {}: {s:?} is not a decimal number", p.name))?,
-            ),
-            (ty::TIMESTAMP, Value::Int(us)) => Value::Timestamp(*us),
-            (ty::TIMESTAMP, Value::Text(s)) => Value::Timestamp(
-                parse_timestamp(s)
-                    .ok_or_else(|| format!("argument {}: {s:?} is not a timestamp", p.name))?,
-            ),
-            _ => continue,
-        };
-        *a = new;
+        if let Some(new) = retype(p.ty, a).map_err(|m| format!("argument {}: {m}", p.name))? {
+            *a = new;
+        }
     }
     Ok(())
+}
+
+/// `v` as declared type `t`, if the wire sends that type as another.
+fn retype(t: u8, v: &Value) -> Result<Option<Value>, String> {
+    Ok(Some(match (ty::base(t), v) {
+        (ty::DECIMAL, Value::Text(s)) => Value::Decimal(
+            s.parse()
+                .map_err(|_| format!("{s:?} is not a decimal number"))?,
+        ),
+        (ty::TIMESTAMP, Value::Int(us)) => Value::Timestamp(*us),
+        (ty::TIMESTAMP, Value::Text(s)) => {
+            Value::Timestamp(parse_timestamp(s).ok_or_else(|| format!("{s:?} is not a timestamp"))?)
+        }
+        (ty::TIMESTAMPTZ, Value::Int(us)) => Value::TimestampTz(*us),
+        (ty::TIMESTAMPTZ, Value::Text(s)) => Value::TimestampTz(
+            dt::parse_timestamptz(s).map_err(|e| e.message("timestamp with time zone", s))?,
+        ),
+        (ty::DATE, Value::Int(days)) => Value::Date(i32::try_from(*days).map_err(|_| {
+            format!("{days} is out of range for DATE (days since 1970-01-01, a 32-bit number)")
+        })?),
+        (ty::DATE, Value::Text(s)) => {
+            let days = dt::parse_date(s).map_err(|e| e.message("date", s))?;
+            // parse_date keeps to PostgreSQL's dates, all within i32.
+            Value::Date(i32::try_from(days).map_err(|_| format!("date out of range: {s:?}"))?)
+        }
+        (ty::TIME, Value::Int(us)) if (0..=TIME_MICROS_MAX).contains(us) => Value::Time(*us),
+        (ty::TIME, Value::Int(us)) => {
+            return Err(format!(
+                "{us} is out of range for TIME (0..={TIME_MICROS_MAX} microseconds since midnight)"
+            ))
+        }
+        (ty::TIME, Value::Text(s)) => {
+            Value::Time(dt::parse_time(s).map_err(|e| e.message("time", s))?)
+        }
+        (ty::INTERVAL, Value::Text(s)) => Value::Interval(
+            dt::parse_interval(s, None, false).map_err(|e| e.message("interval", s))?,
+        ),
+        (ty::UUID, Value::Text(s)) => Value::Uuid(
+            dt::parse_uuid(s)
+                .ok_or_else(|| format!("invalid input syntax for type uuid: {s:?}"))?,
+        ),
+        (ty::UUID, Value::Bytes(b)) => Value::Uuid(
+            <[u8; 16]>::try_from(&b[..])
+                .map_err(|_| format!("a UUID is 16 bytes; this bin has {}", b.len()))?,
+        ),
+        _ => return Ok(None),
+    }))
 }
 
 impl Node {
@@ -691,5 +730,117 @@ mod tests {
         assert!(coerce(&[p(ty::DECIMAL)], &mut bad)
             .unwrap_err()
             .contains("argument x"));
+    }
+
+    /// Dates, times, intervals and UUIDs from their wire numbers and text.
+    #[test]
+    fn coerces_dates_times_intervals_and_uuids() {
+        let p = |ty| ParamDesc {
+            name: "x".into(),
+            ty,
+        };
+        let one = |t: u8, v: Value| {
+            let mut args = [v];
+            coerce(&[p(t)], &mut args).map(|()| args[0].clone())
+        };
+        let uuid = *b"\xa0\xee\xbc\x99\x9c\x0b\x4e\xf8\xbb\x6d\x6b\xb9\xbd\x38\x0a\x11";
+        let iv = crate::types::Interval::new(14, 3, 4_000_000);
+        let good = [
+            (ty::TIMESTAMPTZ, Value::Int(-7), Value::TimestampTz(-7)),
+            (
+                ty::TIMESTAMPTZ,
+                Value::text("1970-01-01 01:00:00+01"),
+                Value::TimestampTz(0),
+            ),
+            (ty::DATE | ty::NULLABLE, Value::Int(-1), Value::Date(-1)),
+            (ty::DATE, Value::text("2024-01-02"), Value::Date(19_724)),
+            (
+                ty::TIME,
+                Value::Int(TIME_MICROS_MAX),
+                Value::Time(TIME_MICROS_MAX),
+            ),
+            (ty::TIME, Value::text("00:00:01.5"), Value::Time(1_500_000)),
+            (ty::INTERVAL, Value::Interval(iv), Value::Interval(iv)),
+            (
+                ty::INTERVAL,
+                Value::text("1 year 2 mons 3 days 00:00:04"),
+                Value::Interval(iv),
+            ),
+            (
+                ty::UUID,
+                Value::text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
+                Value::Uuid(uuid),
+            ),
+            (
+                ty::UUID,
+                Value::Bytes(Arc::from(&uuid[..])),
+                Value::Uuid(uuid),
+            ),
+            (ty::DATE | ty::NULLABLE, Value::Null, Value::Null),
+            // Left for the type check, which names the mismatch.
+            (ty::DATE, Value::Bool(true), Value::Bool(true)),
+        ];
+        for (t, wire, want) in good {
+            assert_eq!(
+                one(t, wire.clone()),
+                Ok(want),
+                "{wire:?} as {}",
+                ty::name(t)
+            );
+        }
+        let bad = [
+            (
+                ty::DATE,
+                Value::Int(1 << 40),
+                "argument x: 1099511627776 is out of range for DATE \
+                 (days since 1970-01-01, a 32-bit number)",
+            ),
+            (
+                ty::DATE,
+                Value::text("2024-02-30"),
+                "argument x: date/time field value out of range for type date: \"2024-02-30\"",
+            ),
+            (
+                ty::TIME,
+                Value::Int(-1),
+                "argument x: -1 is out of range for TIME \
+                 (0..=86400000000 microseconds since midnight)",
+            ),
+            (
+                ty::TIME,
+                Value::Int(TIME_MICROS_MAX + 1),
+                "argument x: 86400000001 is out of range for TIME \
+                 (0..=86400000000 microseconds since midnight)",
+            ),
+            (
+                ty::TIME,
+                Value::text("noon-ish"),
+                "argument x: invalid input syntax for type time: \"noon-ish\"",
+            ),
+            (
+                ty::TIMESTAMPTZ,
+                Value::text("yesterday-ish"),
+                "argument x: invalid input syntax for type timestamp with time zone: \
+                 \"yesterday-ish\"",
+            ),
+            (
+                ty::INTERVAL,
+                Value::text("3 fortnights"),
+                "argument x: invalid input syntax for type interval: \"3 fortnights\"",
+            ),
+            (
+                ty::UUID,
+                Value::text("not-a-uuid"),
+                "argument x: invalid input syntax for type uuid: \"not-a-uuid\"",
+            ),
+            (
+                ty::UUID,
+                Value::Bytes(Arc::from(&[1u8, 2, 3][..])),
+                "argument x: a UUID is 16 bytes; this bin has 3",
+            ),
+        ];
+        for (t, wire, want) in bad {
+            assert_eq!(one(t, wire.clone()), Err(want.to_string()), "{wire:?}");
+        }
     }
 }

@@ -518,9 +518,19 @@ mod w {
             Value::Bool(b) => {
                 let _ = e::write_bool(out, *b);
             }
-            Value::Int(i) | Value::Timestamp(i) => {
+            Value::Int(i) | Value::Timestamp(i) | Value::TimestampTz(i) | Value::Time(i) => {
                 let _ = e::write_sint(out, *i);
             }
+            Value::Date(d) => {
+                let _ = e::write_sint(out, i64::from(*d));
+            }
+            Value::Interval(i) => {
+                array(out, 3);
+                let _ = e::write_sint(out, i64::from(i.months));
+                let _ = e::write_sint(out, i64::from(i.days));
+                let _ = e::write_sint(out, i.micros);
+            }
+            Value::Uuid(u) => str(out, &crate::types::datetime::format_uuid(u)),
             Value::Double(d) => {
                 let _ = e::write_f64(out, *d);
             }

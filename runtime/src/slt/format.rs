@@ -58,6 +58,8 @@ fn as_i64(value: &Value) -> i64 {
         Value::Text(s) => leading_int(s),
         Value::Bytes(b) => leading_int(&String::from_utf8_lossy(b)),
         Value::Timestamp(t) => *t,
+        // As SQLite would read their text.
+        other => leading_int(&other.to_string()),
     }
 }
 
@@ -72,6 +74,7 @@ fn as_f64(value: &Value) -> f64 {
         Value::Text(s) => leading_float(s),
         Value::Bytes(b) => leading_float(&String::from_utf8_lossy(b)),
         Value::Timestamp(t) => *t as f64,
+        other => leading_float(&other.to_string()),
     }
 }
 

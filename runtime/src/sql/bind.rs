@@ -674,6 +674,17 @@ impl<'c> Binder<'c> {
                 },
                 Some(DataType::BigInt),
             ),
+            A::Interval(iv) => (interval_literal(iv)?, Some(DataType::Interval)),
+            A::Extract { field, expr, .. } => {
+                let (x, _) = b(expr)?;
+                (
+                    Expr::Func {
+                        name: "extract".into(),
+                        args: vec![Expr::Const(Value::text(&extract_field(field))), x],
+                    },
+                    ops::scalar_return_type("extract", &[]),
+                )
+            }
             A::TypedString(ts) => {
                 let ty = super::ddl::map_type(&ts.data_type)?;
                 let text = match &ts.value.value {
@@ -741,6 +752,27 @@ impl<'c> Binder<'c> {
             ))
         };
         let arith = |op: ArithOp, sym: &str| -> Result<(Expr, Option<DataType>), SqlError> {
+            let temporal = |t: Option<DataType>| {
+                t.is_some_and(|t| {
+                    t.is_datetime() || matches!(t, DataType::Time | DataType::Interval)
+                })
+            };
+            if temporal(lt) || temporal(rt) {
+                // A quoted literal beside a date/time is read as the type
+                // PostgreSQL resolves it to: `ts + '1 day'` an interval,
+                // `ts - '2020-01-01'` a timestamp.
+                let (lx, lt) = coerce_literal(lx.clone(), lt, literal_partner(op, rt))?;
+                let (rx, rt) = coerce_literal(rx.clone(), rt, literal_partner(op, lt))?;
+                let ty = ops::datetime::return_type(op, lt, rt).ok_or_else(|| {
+                    let name = |t: Option<DataType>| t.map_or("unknown".into(), |t| t.to_string());
+                    SqlError::plan(format!(
+                        "operator does not exist: {} {sym} {}",
+                        name(lt),
+                        name(rt)
+                    ))
+                })?;
+                return Ok((Expr::Arith(op, Box::new(lx), Box::new(rx)), Some(ty)));
+            }
             let ty = arith_type(lt, rt, sym)?;
             Ok((
                 Expr::Arith(op, Box::new(lx.clone()), Box::new(rx.clone())),
@@ -887,6 +919,9 @@ impl<'c> Binder<'c> {
         if f.over.is_some() {
             return Err(SqlError::unsupported("window functions"));
         }
+        if let Some(ty) = clock_function(&name, args.len())? {
+            return Ok((Expr::Now(ty), Some(ty)));
+        }
         let name = match name.as_str() {
             "min" => "least".to_string(),
             "max" => "greatest".to_string(),
@@ -1023,6 +1058,122 @@ fn literal(v: &ast::Value, b: &Binder) -> Result<(Expr, Option<DataType>), SqlEr
     })
 }
 
+/// `now()` and its kin: the type each gives of the transaction's
+/// timestamp, None for any other name; an error for clocks Ohm does not
+/// have (every reading inside a transaction is the transaction's).
+fn clock_function(name: &str, args: usize) -> Result<Option<DataType>, SqlError> {
+    let ty = match name {
+        "now" | "current_timestamp" | "transaction_timestamp" | "statement_timestamp" => {
+            DataType::TimestampTz
+        }
+        "current_date" => DataType::Date,
+        "localtimestamp" => DataType::Timestamp,
+        "localtime" => DataType::Time,
+        "current_time" => {
+            return Err(SqlError::unsupported(
+                "CURRENT_TIME (a time with time zone); use LOCALTIME, or CURRENT_TIMESTAMP",
+            ))
+        }
+        "clock_timestamp" | "timeofday" => {
+            return Err(SqlError::unsupported(format!(
+                "{name}(): a statement reads one clock, the transaction's timestamp, so that \
+                 every replica computes the same; use now()"
+            )))
+        }
+        _ => return Ok(None),
+    };
+    if args != 0 {
+        return Err(SqlError::plan(format!(
+            "function {name} takes no arguments"
+        )));
+    }
+    Ok(Some(ty))
+}
+
+/// An EXTRACT field in PostgreSQL's spelling (`YEARS` is `year`).
+fn extract_field(f: &ast::DateTimeField) -> String {
+    use ast::DateTimeField as F;
+    match f {
+        F::Custom(id) => id.value.to_ascii_lowercase(),
+        F::Week(_) | F::Weeks | F::IsoWeek => "week".into(),
+        F::DayOfWeek => "dow".into(),
+        F::DayOfYear => "doy".into(),
+        F::Microsecond => "microseconds".into(),
+        F::Millisecond => "milliseconds".into(),
+        other => {
+            let s = other.to_string().to_ascii_lowercase();
+            match s.strip_suffix('s') {
+                Some(one) if one != "microsecond" && one != "millisecond" => one.to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
+/// `INTERVAL '3' MONTH`, `INTERVAL '1-2' YEAR TO MONTH`, `INTERVAL '1 day'`:
+/// a constant read now, so a bad one fails the statement's planning.
+fn interval_literal(iv: &ast::Interval) -> Result<Expr, SqlError> {
+    use crate::types::datetime::{parse_interval, IntervalUnit};
+    let text = match iv.value.as_ref() {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => s.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            other => {
+                return Err(SqlError::plan(format!(
+                    "INTERVAL {other}: expected a quoted interval"
+                )))
+            }
+        },
+        other => {
+            return Err(SqlError::unsupported(format!(
+                "INTERVAL of expression {other}: write CAST(... AS INTERVAL)"
+            )))
+        }
+    };
+    let unit = |f: &Option<ast::DateTimeField>| -> Result<Option<IntervalUnit>, SqlError> {
+        match f {
+            None => Ok(None),
+            Some(f) => IntervalUnit::parse(&extract_field(f))
+                .map(Some)
+                .ok_or_else(|| SqlError::plan(format!("INTERVAL field {f} is not a unit of time"))),
+        }
+    };
+    let lead = unit(&iv.leading_field)?;
+    let last = unit(&iv.last_field)?;
+    let year_month = lead == Some(IntervalUnit::Year) && last == Some(IntervalUnit::Month);
+    let v = parse_interval(&text, lead, year_month).map_err(|e| {
+        let m = e.message("interval", &text);
+        match e {
+            crate::types::datetime::DateTimeError::OutOfRange => SqlError::OutOfRange(m),
+            _ => SqlError::plan(m),
+        }
+    })?;
+    Ok(Expr::Const(Value::Interval(truncate_interval(
+        v,
+        last.or(lead),
+    ))))
+}
+
+/// PostgreSQL drops what lies below an interval's last named field:
+/// `INTERVAL '1 day 3 hours' DAY` is 1 day.
+fn truncate_interval(
+    v: crate::types::Interval,
+    last: Option<crate::types::datetime::IntervalUnit>,
+) -> crate::types::Interval {
+    use crate::types::datetime::{IntervalUnit as U, USECS_PER_HOUR, USECS_PER_MINUTE};
+    let keep = |unit: i64| v.micros - v.micros % unit;
+    match last {
+        Some(U::Year | U::Decade | U::Century | U::Millennium) => {
+            crate::types::Interval::new(v.months - v.months % 12, 0, 0)
+        }
+        Some(U::Month) => crate::types::Interval::new(v.months, 0, 0),
+        Some(U::Day | U::Week) => crate::types::Interval::new(v.months, v.days, 0),
+        Some(U::Hour) => crate::types::Interval::new(v.months, v.days, keep(USECS_PER_HOUR)),
+        Some(U::Minute) => crate::types::Interval::new(v.months, v.days, keep(USECS_PER_MINUTE)),
+        _ => v,
+    }
+}
+
 fn decode_hex(h: &str) -> Option<Vec<u8>> {
     if !h.len().is_multiple_of(2) {
         return None;
@@ -1074,6 +1225,21 @@ pub fn coerce_literal(
     }
 }
 
+/// The type a text literal beside a date/time operand is read as: the
+/// same type in a subtraction (`ts - '2020-01-01'`, as PostgreSQL prefers
+/// the operand's own type), otherwise an interval (`ts + '1 day'`).
+fn literal_partner(op: ArithOp, other: Option<DataType>) -> Option<DataType> {
+    match (op, other) {
+        (ArithOp::Sub, Some(t)) if t.is_datetime() || t == DataType::Time => Some(t),
+        (ArithOp::Add | ArithOp::Sub, Some(t))
+            if t.is_datetime() || matches!(t, DataType::Time | DataType::Interval) =>
+        {
+            Some(DataType::Interval)
+        }
+        _ => None,
+    }
+}
+
 fn family(t: DataType) -> u8 {
     match t {
         DataType::SmallInt
@@ -1084,14 +1250,18 @@ fn family(t: DataType) -> u8 {
         DataType::Varchar(_) => 2,
         DataType::Varbinary(_) => 3,
         DataType::Boolean => 4,
-        DataType::Timestamp => 5,
+        DataType::Timestamp | DataType::TimestampTz | DataType::Date => 5,
+        DataType::Time => 6,
+        DataType::Interval => 7,
+        DataType::Uuid => 8,
     }
 }
 
 fn check_comparable(a: Option<DataType>, b: Option<DataType>, op: &str) -> Result<(), SqlError> {
     if let (Some(x), Some(y)) = (a, b) {
         let (fx, fy) = (family(x), family(y));
-        let text_ts = (fx == 2 && fy == 5) || (fx == 5 && fy == 2);
+        // Text converts to the date/time types and UUID (`d < '2020-01-01'`).
+        let text_ts = (fx == 2 && fy >= 5) || (fx >= 5 && fy == 2);
         let bool_num = (fx == 4 && fy == 1) || (fx == 1 && fy == 4);
         if fx != fy && !text_ts && !bool_num {
             return Err(SqlError::plan(format!(

@@ -59,14 +59,48 @@ pub fn map_type(t: &ast::DataType) -> Result<DataType, SqlError> {
         | T::Char(l)
         | T::Character(l) => DataType::Varchar(len(l)?),
         T::Text | T::String(_) | T::Clob(_) => DataType::Varchar(None),
-        T::Varbinary(_) | T::Binary(_) | T::Blob(_) | T::Bytea | T::Bytes(_) => {
-            DataType::Varbinary(None)
-        }
+        T::Varbinary(l) => DataType::Varbinary(binary_len(l, t)?),
+        T::Binary(l) | T::Bytes(l) => DataType::Varbinary(match l {
+            Some(n) => Some(positive_len(*n, t)?),
+            None => None,
+        }),
+        T::Blob(_) | T::Bytea => DataType::Varbinary(None),
         T::Bool | T::Boolean => DataType::Boolean,
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            DataType::TimestampTz
+        }
         T::Timestamp(_, _) | T::Datetime(_) => DataType::Timestamp,
+        T::TimestampNtz(_) => DataType::Timestamp,
+        T::Date => DataType::Date,
+        T::Time(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            return Err(SqlError::unsupported(
+                "type TIME WITH TIME ZONE (PostgreSQL advises against it too): use TIME, or \
+                 TIMESTAMP WITH TIME ZONE",
+            ))
+        }
+        T::Time(_, _) => DataType::Time,
+        T::Interval { .. } => DataType::Interval,
+        T::Uuid => DataType::Uuid,
         T::Signed | T::SignedInteger => DataType::BigInt,
         other => return Err(SqlError::unsupported(format!("type {other}"))),
     })
+}
+
+fn positive_len(n: u64, t: &ast::DataType) -> Result<u32, SqlError> {
+    match u32::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(SqlError::plan(format!(
+            "length for type {t} must be between 1 and {}",
+            u32::MAX
+        ))),
+    }
+}
+
+fn binary_len(l: &Option<ast::BinaryLength>, t: &ast::DataType) -> Result<Option<u32>, SqlError> {
+    match l {
+        None | Some(ast::BinaryLength::Max) => Ok(None),
+        Some(ast::BinaryLength::IntegerLength { length }) => positive_len(*length, t).map(Some),
+    }
 }
 
 fn decimal(info: &ast::ExactNumberInfo, t: &ast::DataType) -> Result<DataType, SqlError> {
@@ -102,8 +136,15 @@ fn const_value(
     let x = b
         .bind(e, Mode::NoColumns)
         .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))?;
+    if x.reads_clock() {
+        // A default is computed once, here; now() must be each insert's.
+        return Err(SqlError::unsupported(format!(
+            "DEFAULT {e} for column \"{column}\": a default that reads the clock (now(), \
+             current_timestamp) is not supported yet; set the value in the INSERT"
+        )));
+    }
     let cache = RefCell::new(Default::default());
-    let ctx = Ctx::new(&engine.db, &[], &cache);
+    let ctx = Ctx::new(&engine.db, &[], engine.now_us, &cache);
     let v = x.eval(&ctx, &[])?;
     ops::coerce_to_column(&v, ty)
         .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))

@@ -334,14 +334,20 @@ fn column_name(db: &Database, table: crate::storage::TableId, i: usize) -> Strin
 }
 
 /// Applies a DML plan inside the open transaction; returns rows affected.
-pub fn apply(db: &mut Database, plan: &DmlPlan, params: &[Value]) -> Result<u64, SqlError> {
+/// `now_us`: the transaction's timestamp, for `now()` and its kin.
+pub fn apply(
+    db: &mut Database,
+    plan: &DmlPlan,
+    params: &[Value],
+    now_us: i64,
+) -> Result<u64, SqlError> {
     match plan {
-        DmlPlan::Insert(p) => insert(db, p, params),
-        DmlPlan::Update(p) => update(db, p, params),
+        DmlPlan::Insert(p) => insert(db, p, params, now_us),
+        DmlPlan::Update(p) => update(db, p, params, now_us),
         DmlPlan::Delete(p) => {
             let ids = {
                 let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx::new(db, params, &cache);
+                let ctx = Ctx::new(db, params, now_us, &cache);
                 exec::matching_row_ids(&p.scan, &ctx)?
             };
             for (id, _) in &ids {
@@ -352,10 +358,15 @@ pub fn apply(db: &mut Database, plan: &DmlPlan, params: &[Value]) -> Result<u64,
     }
 }
 
-fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, SqlError> {
+fn insert(
+    db: &mut Database,
+    p: &InsertPlan,
+    params: &[Value],
+    now_us: i64,
+) -> Result<u64, SqlError> {
     let rows = {
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx::new(db, params, &cache);
+        let ctx = Ctx::new(db, params, now_us, &cache);
         let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
             let mut full: Vec<Value> = Vec::with_capacity(p.defaults.len());
             if p.all_columns_in_order {
@@ -401,7 +412,7 @@ fn insert(db: &mut Database, p: &InsertPlan, params: &[Value]) -> Result<u64, Sq
     };
     let mut n = 0;
     for row in rows {
-        if insert_one(db, p, row, params)? {
+        if insert_one(db, p, row, params, now_us)? {
             n += 1;
         }
     }
@@ -442,10 +453,11 @@ fn insert_one(
     p: &InsertPlan,
     row: Vec<Value>,
     params: &[Value],
+    now_us: i64,
 ) -> Result<bool, SqlError> {
     if let Some(du) = &p.do_update {
         if let Some(&existing) = conflicts(db, p, du.index, &row).first() {
-            return do_update(db, p, du, existing, &row, params);
+            return do_update(db, p, du, existing, &row, (params, now_us));
         }
     }
     match p.conflict {
@@ -476,7 +488,7 @@ fn do_update(
     du: &DoUpdatePlan,
     id: RowId,
     new: &[Value],
-    params: &[Value],
+    (params, now_us): (&[Value], i64),
 ) -> Result<bool, SqlError> {
     let updated: Option<Row> = {
         let old = db
@@ -486,7 +498,7 @@ fn do_update(
         let mut both: Vec<Value> = old.to_vec();
         both.extend_from_slice(new);
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx::new(db, params, &cache);
+        let ctx = Ctx::new(db, params, now_us, &cache);
         if let Some(f) = &du.filter {
             if !f.eval_pred(&ctx, &both)? {
                 return Ok(false);
@@ -507,10 +519,15 @@ fn do_update(
     Ok(true)
 }
 
-fn update(db: &mut Database, p: &UpdatePlan, params: &[Value]) -> Result<u64, SqlError> {
+fn update(
+    db: &mut Database,
+    p: &UpdatePlan,
+    params: &[Value],
+    now_us: i64,
+) -> Result<u64, SqlError> {
     let changes = {
         let cache = RefCell::new(SubqueryCache::default());
-        let ctx = Ctx::new(db, params, &cache);
+        let ctx = Ctx::new(db, params, now_us, &cache);
         let tname = db
             .table(p.table)
             .map(|t| t.schema().name.clone())

@@ -146,6 +146,10 @@ pub enum Expr {
         name: String,
         args: Vec<Expr>,
     },
+    /// The transaction's timestamp as this type: TIMESTAMPTZ (`now()`,
+    /// `current_timestamp`), DATE (`current_date`), TIMESTAMP
+    /// (`localtimestamp`) or TIME (`localtime`).
+    Now(DataType),
 }
 
 /// Results of uncorrelated subqueries, computed once per statement execution.
@@ -174,6 +178,11 @@ pub struct Outer<'a> {
 pub struct Ctx<'a> {
     pub db: &'a Database,
     pub params: &'a [Value],
+    /// The transaction's timestamp (µs since the epoch, UTC): what
+    /// `now()`, `current_date` and their kin read. Set by whoever runs the
+    /// statement (a procedure's call, the coordinator), never a clock read
+    /// here, so a procedure sees the same value as `ctx.now()`.
+    pub now_us: i64,
     pub outer: Option<&'a Outer<'a>>,
     pub cache: &'a RefCell<SubqueryCache>,
 }
@@ -183,11 +192,13 @@ impl<'a> Ctx<'a> {
     pub fn new(
         db: &'a Database,
         params: &'a [Value],
+        now_us: i64,
         cache: &'a RefCell<SubqueryCache>,
     ) -> Ctx<'a> {
         Ctx {
             db,
             params,
+            now_us,
             outer: None,
             cache,
         }
@@ -209,7 +220,11 @@ impl<'a> Ctx<'a> {
 macro_rules! for_each_child {
     ($e:expr, $f:ident, $iter:ident) => {
         match $e {
-            Expr::Const(_) | Expr::Column(_) | Expr::Outer { .. } | Expr::Param(_) => {}
+            Expr::Const(_)
+            | Expr::Column(_)
+            | Expr::Outer { .. }
+            | Expr::Param(_)
+            | Expr::Now(_) => {}
             Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
             Expr::Arith(_, a, b)
             | Expr::Concat(a, b)
@@ -477,12 +492,20 @@ impl Expr {
                 ops::call_scalar(name, &vals)?
                     .ok_or_else(|| SqlError::exec(format!("function {name} does not exist")))
             }
+            Expr::Now(ty) => Ok(now_as(ctx.now_us, *ty)),
         }
     }
 
     /// Calls `f` on every direct child expression (not into subqueries).
     pub fn children(&self, f: &mut dyn FnMut(&Expr)) {
         for_each_child!(self, f, iter)
+    }
+
+    /// Whether evaluation reads the transaction's timestamp (`now()`).
+    pub fn reads_clock(&self) -> bool {
+        let mut found = matches!(self, Expr::Now(_));
+        self.children(&mut |c| found = found || c.reads_clock());
+        found
     }
 
     /// The row offsets this expression reads (of the row it is evaluated on).
@@ -522,6 +545,17 @@ impl Expr {
 
     fn children_mut(&mut self, f: &mut dyn FnMut(&mut Expr)) {
         for_each_child!(self, f, iter_mut)
+    }
+}
+
+/// The transaction's timestamp as `ty` (the session's zone is UTC).
+fn now_as(now_us: i64, ty: DataType) -> Value {
+    let day = crate::types::datetime::USECS_PER_DAY;
+    match ty {
+        DataType::Date => Value::Date(now_us.div_euclid(day) as i32),
+        DataType::Timestamp => Value::Timestamp(now_us),
+        DataType::Time => Value::Time(now_us.rem_euclid(day)),
+        _ => Value::TimestampTz(now_us),
     }
 }
 
@@ -597,6 +631,7 @@ fn run_sub(
     let sub_ctx = Ctx {
         db: ctx.db,
         params: ctx.params,
+        now_us: ctx.now_us,
         outer: Some(&outer),
         cache: ctx.cache,
     };

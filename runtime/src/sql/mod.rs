@@ -197,6 +197,9 @@ pub struct Engine {
     schema_version: u64,
     /// An explicit BEGIN is open.
     explicit_txn: bool,
+    /// The running transaction's timestamp, µs since the epoch (UTC):
+    /// `now()` and `current_date` read it. Set by the caller (`set_now`).
+    now_us: i64,
 }
 
 impl Default for Engine {
@@ -268,7 +271,21 @@ impl Engine {
             views: BTreeMap::new(),
             schema_version: 0,
             explicit_txn: false,
+            now_us: 0,
         }
+    }
+
+    /// Sets the timestamp `now()`, `current_timestamp` and `current_date`
+    /// give until it is set again: the transaction's, so that a procedure's
+    /// statements see the value its `ctx.now()` does, and a replica the
+    /// same as the leader. The engine never reads a clock itself.
+    pub fn set_now(&mut self, now_us: i64) {
+        self.now_us = now_us;
+    }
+
+    /// The timestamp `now()` gives (see `set_now`).
+    pub fn now(&self) -> i64 {
+        self.now_us
     }
 
     pub fn database(&self) -> &Database {
@@ -443,16 +460,17 @@ impl Engine {
         match plan {
             StmtPlan::Query(q, columns) => {
                 let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx::new(&self.db, params, &cache);
+                let ctx = Ctx::new(&self.db, params, self.now_us, &cache);
                 let rows = exec::run_query(q, &ctx, None)?;
                 Ok(QueryResult::Rows(RowSet {
                     columns: columns.clone(),
                     rows,
                 }))
             }
-            StmtPlan::Dml(d) => Ok(QueryResult::Affected(
-                self.write(|db| dml::apply(db, d, params))?,
-            )),
+            StmtPlan::Dml(d) => Ok(QueryResult::Affected({
+                let now_us = self.now_us;
+                self.write(|db| dml::apply(db, d, params, now_us))?
+            })),
             StmtPlan::Other(st) => self.run_other(st),
         }
     }

@@ -352,7 +352,7 @@ fn decimal_timestamp_boolean_and_bytes_round_trip() {
     );
     assert!(
         err(&mut e, "INSERT INTO m (k, at) VALUES (3, '2023-02-30')")
-            .contains("invalid input syntax for type timestamp")
+            .contains("date/time field value out of range for type timestamp")
     );
 }
 
@@ -546,5 +546,123 @@ fn parameters_are_numbered_as_written_not_as_bound() {
             vec![Value::Int(2), Value::Int(25), Value::Text("w".into())],
             vec![Value::Int(3), Value::Int(10), Value::Text("z".into())],
         ]
+    );
+}
+
+fn columns(e: &mut Engine, sql: &str) -> Vec<String> {
+    match e.execute(sql) {
+        Ok(QueryResult::Rows(r)) => r
+            .columns
+            .iter()
+            .map(|c| c.ty.map_or("?".into(), |t| t.to_string()))
+            .collect(),
+        other => panic!("{sql}: expected rows, got {other:?}"),
+    }
+}
+
+#[test]
+fn result_columns_carry_the_declared_types() {
+    let mut e = engine(
+        "CREATE TABLE ty(i INTEGER, s SMALLINT, v VARCHAR(5), b VARBINARY(4), d DATE, \
+         tz TIMESTAMP WITH TIME ZONE, t TIME, iv INTERVAL, u UUID, n NUMERIC(10,2))",
+    );
+    assert_eq!(
+        columns(&mut e, "SELECT * FROM ty"),
+        [
+            "INTEGER",
+            "SMALLINT",
+            "VARCHAR(5)",
+            "VARBINARY(4)",
+            "DATE",
+            "TIMESTAMPTZ",
+            "TIME",
+            "INTERVAL",
+            "UUID",
+            "DECIMAL(10,2)"
+        ]
+    );
+    assert_eq!(
+        columns(
+            &mut e,
+            "SELECT d + 1, d - d, d + INTERVAL '1 day', tz - tz, now(), current_date, \
+             EXTRACT(YEAR FROM d) FROM ty"
+        ),
+        [
+            "DATE",
+            "INTEGER",
+            "TIMESTAMP",
+            "INTERVAL",
+            "TIMESTAMPTZ",
+            "DATE",
+            "DECIMAL(28,6)"
+        ]
+    );
+}
+
+#[test]
+fn binary_lengths_are_enforced_as_declared() {
+    let mut e = engine("CREATE TABLE bin(b VARBINARY(4), c BINARY(2), v VARCHAR(3))");
+    e.execute("INSERT INTO bin VALUES (X'01020304', X'0102', 'abc')")
+        .unwrap();
+    assert!(
+        err(&mut e, "INSERT INTO bin VALUES (X'0102030405', NULL, NULL)")
+            .contains("value too long for type varbinary(4)")
+    );
+    assert!(err(&mut e, "INSERT INTO bin VALUES (NULL, X'010203', NULL)").contains("too long"));
+    assert!(err(&mut e, "INSERT INTO bin VALUES (NULL, NULL, 'abcd')").contains("too long"));
+    assert_eq!(rows(&mut e, "SELECT count(*) FROM bin"), vec![ints(&[1])]);
+}
+
+#[test]
+fn now_is_the_timestamp_the_caller_set() {
+    let mut e = engine("CREATE TABLE log(at TIMESTAMPTZ)");
+    let at = crate::types::datetime::parse_timestamptz("2024-05-06 07:08:09.5").unwrap();
+    e.set_now(at);
+    assert_eq!(
+        rows(
+            &mut e,
+            "SELECT now(), current_timestamp, current_date, localtimestamp, localtime"
+        ),
+        vec![vec![
+            Value::TimestampTz(at),
+            Value::TimestampTz(at),
+            Value::Date(19849),
+            Value::Timestamp(at),
+            Value::Time(at.rem_euclid(crate::types::datetime::USECS_PER_DAY)),
+        ]]
+    );
+    e.execute("INSERT INTO log VALUES (now())").unwrap();
+    assert_eq!(
+        rows(
+            &mut e,
+            "SELECT at FROM log WHERE at = '2024-05-06 07:08:09.5+00'"
+        ),
+        vec![vec![Value::TimestampTz(at)]]
+    );
+    assert!(err(&mut e, "SELECT clock_timestamp()").contains("use now()"));
+    assert!(err(&mut e, "SELECT CURRENT_TIME").contains("LOCALTIME"));
+    assert!(err(&mut e, "CREATE TABLE d(at TIMESTAMP DEFAULT now())").contains("not supported yet"));
+    assert!(err(&mut e, "CREATE TABLE d(at TIME WITH TIME ZONE)").contains("TIME WITH TIME ZONE"));
+}
+
+#[test]
+fn tpch_interval_literals_parse_as_written() {
+    let mut e = Engine::new();
+    assert_eq!(
+        rows(&mut e, "SELECT DATE '1998-12-01' - INTERVAL '90' DAY (3)"),
+        vec![vec![Value::Timestamp(
+            crate::types::parse_timestamp("1998-09-02").unwrap()
+        )]]
+    );
+    assert_eq!(
+        rows(&mut e, "SELECT INTERVAL '1 day 3 hours' DAY"),
+        vec![vec![Value::Interval(crate::types::Interval::new(0, 1, 0))]]
+    );
+    assert!(err(&mut e, "SELECT INTERVAL 'soon' DAY")
+        .contains("invalid input syntax for type interval"));
+    assert!(err(&mut e, "SELECT DATE '2023-02-29'").contains("date"));
+    assert!(
+        err(&mut e, "SELECT TIMESTAMPTZ '2020-01-01 10:00 Mars/Olympus'")
+            .contains("no time-zone database")
     );
 }

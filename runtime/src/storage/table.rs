@@ -683,7 +683,12 @@ fn check_value(v: &Value, ty: DataType, nullable: bool) -> Option<Check> {
         (Value::Double(_), DataType::Double)
         | (Value::Decimal(_), DataType::Decimal { .. })
         | (Value::Bool(_), DataType::Boolean)
-        | (Value::Timestamp(_), DataType::Timestamp) => true,
+        | (Value::Timestamp(_), DataType::Timestamp)
+        | (Value::TimestampTz(_), DataType::TimestampTz)
+        | (Value::Date(_), DataType::Date)
+        | (Value::Interval(_), DataType::Interval)
+        | (Value::Uuid(_), DataType::Uuid) => true,
+        (Value::Time(t), DataType::Time) => (0..=crate::types::datetime::USECS_PER_DAY).contains(t),
         _ => false,
     };
     (!fits).then_some(Check::Type)

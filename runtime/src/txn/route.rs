@@ -122,11 +122,35 @@ fn literal(v: &sqlparser::ast::Value, ty: DataType, params: &[Value]) -> Option<
             match params.get(n.checked_sub(1)?)? {
                 Value::Int(i) if ty.is_integer() => Some(Value::Int(*i)),
                 Value::Text(s) if ty.is_text() => Some(Value::Text(s.clone())),
+                Value::Text(s) => as_typed(s, ty),
                 _ => None,
             }
         }
         L::Number(n, _) if ty.is_integer() => n.parse().ok().map(Value::Int),
         L::SingleQuotedString(s) if ty.is_text() => Some(Value::text(s)),
+        L::SingleQuotedString(s) => as_typed(s, ty),
         _ => None,
+    }
+}
+
+/// Text for a date/time or UUID column, as the column will hold it
+/// (`'2024-01-02'` is a DATE there): what the row's partition is hashed
+/// from. None for other types and for text that does not parse.
+fn as_typed(s: &str, ty: DataType) -> Option<Value> {
+    let typed = matches!(
+        ty,
+        DataType::Date
+            | DataType::Time
+            | DataType::Timestamp
+            | DataType::TimestampTz
+            | DataType::Interval
+            | DataType::Uuid
+    );
+    if !typed {
+        return None;
+    }
+    match crate::sql::ops::cast(&Value::text(s), ty) {
+        Ok(v) => Some(v),
+        Err(_) => None,
     }
 }

@@ -9,7 +9,7 @@
 
 use super::ProcOutput;
 use crate::sql::{ColumnInfo, RowSet};
-use crate::types::{DataType, Value};
+use crate::types::{DataType, Interval, Value};
 use ohm_sdk::abi::{self, ty, DecodeError, ParamDesc, RawValue, Reader, Writer};
 use rust_decimal::Decimal;
 use std::sync::Arc;
@@ -30,6 +30,12 @@ pub fn write_value(w: &mut Writer, v: &Value) {
         Value::Text(s) => w.text_value(s),
         Value::Bytes(b) => w.bytes_value(b),
         Value::Timestamp(t) => w.timestamp_value(*t),
+        Value::TimestampTz(t) => w.timestamptz_value(*t),
+        Value::Date(d) => w.date_value(*d),
+        // The SQL layer keeps TIME in 0..=24:00:00, the range the ABI allows.
+        Value::Time(t) => w.time_value(*t),
+        Value::Interval(i) => w.interval_value(i.months, i.days, i.micros),
+        Value::Uuid(u) => w.uuid_value(u),
     }
 }
 
@@ -47,6 +53,15 @@ pub fn from_raw(raw: RawValue<'_>) -> Result<Value, String> {
         RawValue::Text(s) => Value::text(s),
         RawValue::Bytes(b) => Value::Bytes(Arc::from(b)),
         RawValue::Timestamp(t) => Value::Timestamp(t),
+        RawValue::TimestampTz(t) => Value::TimestampTz(t),
+        RawValue::Date(d) => Value::Date(d),
+        RawValue::Time(t) => Value::Time(t),
+        RawValue::Interval {
+            months,
+            days,
+            micros,
+        } => Value::Interval(Interval::new(months, days, micros)),
+        RawValue::Uuid(u) => Value::Uuid(u),
     })
 }
 
@@ -135,12 +150,19 @@ fn value_type(v: &Value) -> Option<DataType> {
         Value::Text(_) => DataType::Varchar(None),
         Value::Bytes(_) => DataType::Varbinary(None),
         Value::Timestamp(_) => DataType::Timestamp,
+        Value::TimestampTz(_) => DataType::TimestampTz,
+        Value::Date(_) => DataType::Date,
+        Value::Time(_) => DataType::Time,
+        Value::Interval(_) => DataType::Interval,
+        Value::Uuid(_) => DataType::Uuid,
     })
 }
 
 /// Encodes call arguments (`u32` count, then the values) after checking
 /// each against its parameter's declared type. Integers widen to DOUBLE
-/// (when exact) and DECIMAL; nothing else converts.
+/// (when exact) and DECIMAL; nothing else converts (a DATE is not a
+/// TIMESTAMP, nor a TIMESTAMP a TIMESTAMPTZ: the caller retypes wire values
+/// by the declared types first).
 pub fn encode_args(params: &[ParamDesc], args: &[Value], w: &mut Writer) -> Result<(), String> {
     if args.len() != params.len() {
         return Err(format!(
@@ -170,11 +192,15 @@ fn write_typed(w: &mut Writer, t: u8, v: &Value) -> Result<(), String> {
             w.double_value(*i as f64)
         }
         (ty::DECIMAL, Value::Int(i)) => write_value(w, &Value::Decimal(Decimal::from(*i))),
-        (ty::BOOL, Value::Bool(_))
-        | (ty::DECIMAL, Value::Decimal(_))
-        | (ty::TEXT, Value::Text(_))
-        | (ty::BYTES, Value::Bytes(_))
-        | (ty::TIMESTAMP, Value::Timestamp(_)) => write_value(w, v),
+        (ty::TIME, Value::Time(us)) => {
+            if !(0..=abi::TIME_MICROS_MAX).contains(us) {
+                return Err(format!(
+                    "TIME of {us} microseconds is outside 00:00:00..=24:00:00"
+                ));
+            }
+            w.time_value(*us)
+        }
+        (base, v) if same_type(base, v) => write_value(w, v),
         _ => return Err(mismatch()),
     }
     Ok(())
@@ -198,14 +224,27 @@ fn value_has_type(t: u8, v: &Value) -> bool {
     match (ty::base(t), v) {
         (_, Value::Null) => t & ty::NULLABLE != 0 || t == ty::UNIT,
         (ty::I64 | ty::I32 | ty::I16, Value::Int(i)) => check_int_range(t, *i).is_ok(),
-        (ty::BOOL, Value::Bool(_))
-        | (ty::F64, Value::Double(_))
-        | (ty::DECIMAL, Value::Decimal(_))
-        | (ty::TEXT, Value::Text(_))
-        | (ty::BYTES, Value::Bytes(_))
-        | (ty::TIMESTAMP, Value::Timestamp(_)) => true,
-        _ => false,
+        (base, v) => same_type(base, v),
     }
+}
+
+/// Whether a non-integer, non-NULL `v` is of the type base code `base`
+/// names: one type code per value variant, no conversions.
+fn same_type(base: u8, v: &Value) -> bool {
+    matches!(
+        (base, v),
+        (ty::BOOL, Value::Bool(_))
+            | (ty::F64, Value::Double(_))
+            | (ty::DECIMAL, Value::Decimal(_))
+            | (ty::TEXT, Value::Text(_))
+            | (ty::BYTES, Value::Bytes(_))
+            | (ty::TIMESTAMP, Value::Timestamp(_))
+            | (ty::TIMESTAMPTZ, Value::TimestampTz(_))
+            | (ty::DATE, Value::Date(_))
+            | (ty::TIME, Value::Time(_))
+            | (ty::INTERVAL, Value::Interval(_))
+            | (ty::UUID, Value::Uuid(_))
+    )
 }
 
 /// Decodes a `CALL_OK` payload and checks it against the declared result
@@ -278,9 +317,65 @@ mod tests {
             Value::text("héllo wörld, longer than twenty-three bytes"),
             Value::Bytes(Arc::from(&[0u8, 1, 255][..])),
             Value::Timestamp(1_700_000_000_000_000),
+            Value::TimestampTz(-1),
+            Value::Date(i32::MIN),
+            Value::Time(0),
+            Value::Time(abi::TIME_MICROS_MAX),
+            Value::Interval(Interval::new(-14, 3, i64::MAX)),
+            Value::Uuid(*b"0123456789abcdef"),
         ] {
             assert_eq!(round_trip(v.clone()), v);
         }
+    }
+
+    #[test]
+    fn dates_and_times_are_typed_exactly() {
+        let mut w = Writer::new();
+        let e = encode_args(&[param(ty::TIMESTAMP)], &[Value::Date(1)], &mut w).unwrap_err();
+        assert_eq!(e, "argument p: expected TIMESTAMP, got DATE");
+        let e = encode_args(&[param(ty::TIMESTAMPTZ)], &[Value::Timestamp(1)], &mut w).unwrap_err();
+        assert_eq!(e, "argument p: expected TIMESTAMPTZ, got TIMESTAMP");
+        let e = encode_args(&[param(ty::UUID)], &[Value::text("x")], &mut w).unwrap_err();
+        assert_eq!(e, "argument p: expected UUID, got TEXT");
+        let e = encode_args(&[param(ty::TIME)], &[Value::Time(-1)], &mut w).unwrap_err();
+        assert_eq!(
+            e,
+            "argument p: TIME of -1 microseconds is outside 00:00:00..=24:00:00"
+        );
+        let params = [
+            param(ty::TIMESTAMPTZ),
+            param(ty::DATE),
+            param(ty::TIME | ty::NULLABLE),
+            param(ty::INTERVAL),
+            param(ty::UUID),
+        ];
+        let args = [
+            Value::TimestampTz(5),
+            Value::Date(-3),
+            Value::Null,
+            Value::Interval(Interval::new(1, 2, 3)),
+            Value::Uuid([7; 16]),
+        ];
+        let mut w = Writer::new();
+        encode_args(&params, &args, &mut w).unwrap();
+        let mut r = Reader::new(&w.buf);
+        assert_eq!(r.u32("n").unwrap(), 5);
+        for a in &args {
+            assert_eq!(read_value(&mut r).unwrap(), *a);
+        }
+        r.finish().unwrap();
+        let mut w = Writer::new();
+        w.u8(abi::result_kind::VALUE);
+        w.date_value(7);
+        let out = decode_result(ty::DATE | ty::NULLABLE, &w.buf, 10);
+        assert_eq!(out, Ok(ProcOutput::Value(Value::Date(7))));
+        let e = decode_result(ty::TIMESTAMP, &w.buf, 10).unwrap_err();
+        assert_eq!(e, "result is DATE but the procedure declares TIMESTAMP");
+        let mut w = Writer::new();
+        w.u8(abi::result_kind::VALUE);
+        w.time_value(abi::TIME_MICROS_MAX + 1);
+        let e = decode_result(ty::TIME, &w.buf, 10).unwrap_err();
+        assert!(e.contains("outside 0..=86400000000 (at byte 2)"), "{e}");
     }
 
     #[test]
@@ -358,11 +453,15 @@ mod tests {
                     name: "b".into(),
                     ty: Some(DataType::Varchar(None)),
                 },
+                ColumnInfo {
+                    name: "c".into(),
+                    ty: Some(DataType::Uuid),
+                },
             ]
             .into(),
             rows: vec![
-                vec![Value::Int(1), Value::Null],
-                vec![Value::Int(2), Value::text("x")],
+                vec![Value::Int(1), Value::Null, Value::Uuid([1; 16])],
+                vec![Value::Int(2), Value::text("x"), Value::Null],
             ],
         };
         let mut w = Writer::new();

@@ -240,6 +240,35 @@ fn type_fits(t: u8, col: DataType) -> bool {
         ty::F64 => col == DataType::Double,
         ty::DECIMAL => matches!(col, DataType::Decimal { .. }),
         ty::TIMESTAMP => col == DataType::Timestamp,
+        ty::TIMESTAMPTZ => col == DataType::TimestampTz,
+        ty::DATE => col == DataType::Date,
+        ty::TIME => col == DataType::Time,
+        ty::INTERVAL => col == DataType::Interval,
+        ty::UUID => col == DataType::Uuid,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_and_time_parameters_match_only_their_own_columns() {
+        let cases = [
+            (ty::TIMESTAMPTZ, DataType::TimestampTz),
+            (ty::DATE, DataType::Date),
+            (ty::TIME, DataType::Time),
+            (ty::INTERVAL, DataType::Interval),
+            (ty::UUID, DataType::Uuid),
+            (ty::TIMESTAMP, DataType::Timestamp),
+        ];
+        for (t, col) in cases {
+            for (other, other_col) in cases {
+                assert_eq!(type_fits(t, other_col), t == other, "{t} on {col}");
+            }
+            assert!(!type_fits(t, DataType::BigInt) && !type_fits(t, DataType::Varchar(None)));
+        }
+        assert!(!type_fits(ty::TEXT, DataType::Uuid) && !type_fits(ty::I64, DataType::Date));
     }
 }

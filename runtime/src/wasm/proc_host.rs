@@ -293,6 +293,8 @@ impl ProcHost {
             .expect("procedure indexes come from the module's own list");
         let returns = decl.returns;
         encode_args(&mut self.args, decl, args, &limits).map_err(|f| f.into_error(procedure))?;
+        // The statements' now() is the call's `ctx.now()`.
+        engine.set_now(txn.timestamp_us);
         if engine.in_txn() || engine.begin().is_err() {
             return Err(ProcError::TxnOpen {
                 procedure: procedure.to_string(),

@@ -272,8 +272,10 @@ impl<'a> Reader<'a> {
         u32::try_from(v).map_err(|_| DecodeError::new(format!("{v} is over {}", u32::MAX)))
     }
 
-    /// One scalar: nil, bool, int, float, str or bin. A DECIMAL arrives as
-    /// text and a TIMESTAMP as an integer; the caller retypes them.
+    /// One value: nil, bool, int, float, str or bin, or an INTERVAL's
+    /// `[months, days, microseconds]`. A DECIMAL or UUID arrives as text
+    /// and a TIMESTAMP, TIMESTAMPTZ, DATE or TIME as an integer; the caller
+    /// retypes them.
     pub(crate) fn value(&mut self) -> Result<Value> {
         let m = self.marker()?;
         if let Some(v) = self.int_after(m)? {
@@ -295,7 +297,39 @@ impl<'a> Reader<'a> {
                 let n = self.len_of(m, false)?;
                 Value::Bytes(Arc::from(self.take(n)?))
             }
-            m => return Err(expected("a value (nil, bool, int, float, str or bin)", m)),
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+                let n = self.len_of(m, true)?;
+                if n != 3 {
+                    return Err(DecodeError::new(format!(
+                        "an array value is an INTERVAL [months, days, microseconds]; \
+                         this one has {n} items"
+                    )));
+                }
+                let part = |r: &mut Self, what: &str| -> Result<i64> {
+                    let m = r.marker()?;
+                    let v = r.int_after(m)?.ok_or_else(|| {
+                        DecodeError::new(format!("INTERVAL {what} must be an integer"))
+                    })?;
+                    i64::try_from(v).map_err(|_| {
+                        DecodeError::new(format!("INTERVAL {what} {v} is out of range"))
+                    })
+                };
+                let month_or_day = |v: i64, what: &str| {
+                    i32::try_from(v).map_err(|_| {
+                        DecodeError::new(format!("INTERVAL {what} {v} is out of range"))
+                    })
+                };
+                let months = month_or_day(part(self, "months")?, "months")?;
+                let days = month_or_day(part(self, "days")?, "days")?;
+                let micros = part(self, "microseconds")?;
+                Value::Interval(crate::types::Interval::new(months, days, micros))
+            }
+            m => {
+                return Err(expected(
+                    "a value (nil, bool, int, float, str, bin or [int, int, int])",
+                    m,
+                ))
+            }
         })
     }
 

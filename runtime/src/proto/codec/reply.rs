@@ -508,6 +508,10 @@ enum Cell {
     Plain,
     Decimal,
     Timestamp,
+    TimestampTz,
+    Date,
+    Time,
+    Uuid,
 }
 
 impl Cell {
@@ -516,10 +520,19 @@ impl Cell {
             ty.and_then(|t| t.get(..p.len()))
                 .is_some_and(|h| h.eq_ignore_ascii_case(p))
         };
+        let is = |p: &str| ty.is_some_and(|t| t.eq_ignore_ascii_case(p));
         if starts("DECIMAL") || starts("NUMERIC") {
             Cell::Decimal
+        } else if is("TIMESTAMPTZ") {
+            Cell::TimestampTz
         } else if starts("TIMESTAMP") {
             Cell::Timestamp
+        } else if is("DATE") {
+            Cell::Date
+        } else if is("TIME") {
+            Cell::Time
+        } else if is("UUID") {
+            Cell::Uuid
         } else {
             Cell::Plain
         }
@@ -533,6 +546,15 @@ fn retype(v: Value, cell: Cell) -> Result<Value> {
                 .map_err(|e| DecodeError::new(format!("{s:?} is not a DECIMAL: {e}")))?,
         ),
         (Cell::Timestamp, Value::Int(us)) => Value::Timestamp(us),
+        (Cell::TimestampTz, Value::Int(us)) => Value::TimestampTz(us),
+        (Cell::Time, Value::Int(us)) => Value::Time(us),
+        (Cell::Date, Value::Int(d)) => Value::Date(
+            i32::try_from(d).map_err(|_| DecodeError::new(format!("DATE {d} is out of range")))?,
+        ),
+        (Cell::Uuid, Value::Text(s)) => Value::Uuid(
+            crate::types::datetime::parse_uuid(&s)
+                .ok_or_else(|| DecodeError::new(format!("{s:?} is not a UUID")))?,
+        ),
         (_, v) => v,
     })
 }

@@ -283,6 +283,15 @@ fn every_reply_and_error_round_trips() {
     let mut values = scalars();
     values.push(Value::Decimal("-0.001".parse().unwrap()));
     values.push(Value::Timestamp(1_700_000_000_000_000));
+    values.push(Value::TimestampTz(-1_700_000_000_000_000));
+    values.push(Value::Date(-719_528));
+    values.push(Value::Time(86_400_000_000));
+    values.push(Value::Interval(crate::types::Interval::new(
+        -14,
+        3,
+        i64::MIN,
+    )));
+    values.push(Value::Uuid([7; 16]));
     for v in values {
         round_response(Ok(Reply::Value(v)));
     }

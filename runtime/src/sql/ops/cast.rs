@@ -6,7 +6,8 @@
 //! column is refused.
 
 use super::SqlError;
-use crate::types::{format_timestamp, parse_timestamp, DataType, Value};
+use crate::types::datetime::{self as dt, DateTimeError, USECS_PER_DAY};
+use crate::types::{format_timestamp, DataType, Interval, Value};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::str::FromStr;
@@ -45,6 +46,11 @@ pub fn cast(v: &Value, ty: DataType) -> Result<Value, SqlError> {
         }
         DataType::Boolean => to_bool(v).map(Value::Bool),
         DataType::Timestamp => to_timestamp(v).map(Value::Timestamp),
+        DataType::TimestampTz => to_timestamptz(v).map(Value::TimestampTz),
+        DataType::Date => to_date(v).map(Value::Date),
+        DataType::Time => to_time(v).map(Value::Time),
+        DataType::Interval => to_interval(v).map(Value::Interval),
+        DataType::Uuid => to_uuid(v).map(Value::Uuid),
     }
 }
 
@@ -78,6 +84,11 @@ fn fits_column(v: &Value, ty: DataType) -> bool {
         (Value::Double(_), DataType::Double)
         | (Value::Bool(_), DataType::Boolean)
         | (Value::Timestamp(_), DataType::Timestamp)
+        | (Value::TimestampTz(_), DataType::TimestampTz)
+        | (Value::Date(_), DataType::Date)
+        | (Value::Time(_), DataType::Time)
+        | (Value::Interval(_), DataType::Interval)
+        | (Value::Uuid(_), DataType::Uuid)
         | (Value::Text(_), DataType::Varchar(None)) => true,
         // Bytes bound characters from above: within n bytes is within n chars.
         (Value::Text(t), DataType::Varchar(Some(n))) => t.len() <= n as usize,
@@ -86,8 +97,23 @@ fn fits_column(v: &Value, ty: DataType) -> bool {
 }
 
 fn coerce_slow(v: &Value, ty: DataType) -> Result<Value, SqlError> {
+    let numeric = matches!(v, Value::Int(_) | Value::Double(_) | Value::Decimal(_));
     match (v, ty) {
-        (Value::Bool(_) | Value::Bytes(_) | Value::Timestamp(_), _) if ty.is_numeric() => {
+        (_, _) if ty.is_numeric() && !numeric && !matches!(v, Value::Text(_)) => {
+            Err(mismatch(v, ty))
+        }
+        // Text, and the date/time values PostgreSQL assigns between
+        // (a DATE into a TIMESTAMP column, say), convert; nothing else.
+        (
+            Value::Int(_) | Value::Double(_) | Value::Decimal(_) | Value::Bool(_) | Value::Bytes(_),
+            DataType::TimestampTz
+            | DataType::Date
+            | DataType::Time
+            | DataType::Interval
+            | DataType::Uuid,
+        ) => Err(mismatch(v, ty)),
+        (Value::Uuid(_), _) if ty != DataType::Uuid && !ty.is_text() => Err(mismatch(v, ty)),
+        (Value::Interval(_), _) if !matches!(ty, DataType::Time) && !ty.is_text() => {
             Err(mismatch(v, ty))
         }
         (_, DataType::Varchar(n)) => match v {
@@ -354,13 +380,89 @@ fn parse_bool(s: &str) -> Result<bool, SqlError> {
     }
 }
 
+/// A date/time text that does not parse, worded as PostgreSQL does.
+fn datetime_error(e: DateTimeError, ty: &str, s: &str) -> SqlError {
+    match e {
+        DateTimeError::OutOfRange => SqlError::OutOfRange(e.message(ty, s)),
+        _ => SqlError::exec(e.message(ty, s)),
+    }
+}
+
+/// A DATE's midnight as microseconds since the epoch.
+pub(crate) fn date_micros(days: i32) -> i64 {
+    i64::from(days) * USECS_PER_DAY
+}
+
 fn to_timestamp(v: &Value) -> Result<i64, SqlError> {
     match v {
-        Value::Timestamp(t) => Ok(*t),
-        Value::Text(s) => parse_timestamp(s).ok_or_else(|| {
-            SqlError::exec(format!("invalid input syntax for type timestamp: \"{s}\""))
-        }),
+        Value::Timestamp(t) | Value::TimestampTz(t) => Ok(*t),
+        Value::Date(d) => Ok(date_micros(*d)),
+        Value::Text(s) => {
+            dt::parse_timestamp_text(s).map_err(|e| datetime_error(e, "timestamp", s))
+        }
         _ => Err(cannot_cast(v, DataType::Timestamp)),
+    }
+}
+
+/// The session's zone is UTC, so a TIMESTAMP converts to and from a
+/// TIMESTAMP WITH TIME ZONE unchanged.
+fn to_timestamptz(v: &Value) -> Result<i64, SqlError> {
+    match v {
+        Value::Timestamp(t) | Value::TimestampTz(t) => Ok(*t),
+        Value::Date(d) => Ok(date_micros(*d)),
+        Value::Text(s) => {
+            dt::parse_timestamptz(s).map_err(|e| datetime_error(e, "timestamp with time zone", s))
+        }
+        _ => Err(cannot_cast(v, DataType::TimestampTz)),
+    }
+}
+
+fn to_date(v: &Value) -> Result<i32, SqlError> {
+    let days = match v {
+        Value::Date(d) => return Ok(*d),
+        Value::Timestamp(t) | Value::TimestampTz(t) => t.div_euclid(USECS_PER_DAY),
+        Value::Text(s) => dt::parse_date(s).map_err(|e| datetime_error(e, "date", s))?,
+        _ => return Err(cannot_cast(v, DataType::Date)),
+    };
+    date_from_days(days)
+}
+
+/// Days as a DATE, if within PostgreSQL's range.
+pub(crate) fn date_from_days(days: i64) -> Result<i32, SqlError> {
+    if !dt::date_in_range(days) {
+        return Err(SqlError::OutOfRange("date out of range".into()));
+    }
+    i32::try_from(days).map_err(|_| SqlError::OutOfRange("date out of range".into()))
+}
+
+fn to_time(v: &Value) -> Result<i64, SqlError> {
+    match v {
+        Value::Time(t) => Ok(*t),
+        Value::Timestamp(t) | Value::TimestampTz(t) => Ok(t.rem_euclid(USECS_PER_DAY)),
+        // PostgreSQL keeps the time of day the interval's time part names.
+        Value::Interval(i) => Ok(i.micros.rem_euclid(USECS_PER_DAY)),
+        Value::Text(s) => dt::parse_time(s).map_err(|e| datetime_error(e, "time", s)),
+        _ => Err(cannot_cast(v, DataType::Time)),
+    }
+}
+
+fn to_interval(v: &Value) -> Result<Interval, SqlError> {
+    match v {
+        Value::Interval(i) => Ok(*i),
+        Value::Time(t) => Ok(Interval::new(0, 0, *t)),
+        Value::Text(s) => {
+            dt::parse_interval(s, None, false).map_err(|e| datetime_error(e, "interval", s))
+        }
+        _ => Err(cannot_cast(v, DataType::Interval)),
+    }
+}
+
+fn to_uuid(v: &Value) -> Result<[u8; 16], SqlError> {
+    match v {
+        Value::Uuid(u) => Ok(*u),
+        Value::Text(s) => dt::parse_uuid(s)
+            .ok_or_else(|| SqlError::exec(format!("invalid input syntax for type uuid: \"{s}\""))),
+        _ => Err(cannot_cast(v, DataType::Uuid)),
     }
 }
 
@@ -599,7 +701,7 @@ mod tests {
         assert_eq!(t(Value::Double(f64::NEG_INFINITY)), "-Infinity");
         assert_eq!(t(dec("1.50")), "1.50");
         assert_eq!(t(Value::Bool(false)), "false");
-        assert_eq!(t(Value::Timestamp(1_500_000)), "1970-01-01 00:00:01.500000");
+        assert_eq!(t(Value::Timestamp(1_500_000)), "1970-01-01 00:00:01.5");
         assert_eq!(t(Value::Bytes(Arc::from(&[0xde, 0x01][..]))), "\\xde01");
         same(
             ok(Value::text("héllo"), Varchar(Some(2))),

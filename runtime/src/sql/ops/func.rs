@@ -18,7 +18,7 @@ fn arity(name: &str) -> Option<(usize, Option<usize>)> {
         "replace" => (3, Some(3)),
         "left" | "right" | "repeat" | "position" | "strpos" | "nullif" => (2, Some(2)),
         "concat" | "greatest" | "least" | "coalesce" => (1, None),
-        _ => return None,
+        _ => return super::func_time::arity(name),
     };
     Some(a)
 }
@@ -75,7 +75,10 @@ pub fn call_scalar(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError
         "mod" => arith(ArithOp::Mod, &args[0], &args[1])?,
         _ => match func_num::call(name, args)? {
             Some(v) => v,
-            None => func_text::call(name, args)?,
+            None => match super::func_time::call(name, args)? {
+                Some(v) => v,
+                None => func_text::call(name, args)?,
+            },
         },
     };
     Ok(Some(v))
@@ -149,7 +152,7 @@ pub fn scalar_return_type(name: &str, args: &[Option<DataType>]) -> Option<DataT
         | "replace" | "reverse" | "left" | "right" | "repeat" | "concat" | "lpad" | "rpad" => text,
         "greatest" | "least" | "coalesce" => common_type(args).unwrap_or(text),
         "nullif" => first.unwrap_or(text),
-        _ => return None,
+        _ => return super::func_time::return_type(name, args),
     };
     Some(ty)
 }

@@ -9,15 +9,18 @@
 //! ```text
 //!   mod.rs      arith, negate, compare, truthy
 //!   cast.rs     cast (explicit), coerce_to_column (assignment), rendering
+//!   datetime.rs date/time/interval arithmetic
 //!   like.rs     LIKE / ILIKE matching
 //!   func.rs     call_scalar dispatch, arity, return types
-//!   func_num.rs / func_text.rs   the function bodies
+//!   func_num.rs / func_text.rs / func_time.rs   the function bodies
 //! ```
 
 mod cast;
+pub mod datetime;
 mod func;
 mod func_num;
 mod func_text;
+mod func_time;
 mod like;
 
 pub use cast::{cast, coerce_owned, coerce_to_column, format_double, render_text};
@@ -67,8 +70,9 @@ pub(crate) fn double_range() -> SqlError {
 /// `a op b`. NULL in, NULL out. Int op Int stays Int (division truncates
 /// toward zero); overflow is an error ("bigint out of range"); division or
 /// modulo by zero is an error ("division by zero"). Int with Double -> Double;
-/// Decimal with Int -> Decimal; Decimal with Double -> Double. Bool, Text,
-/// Bytes, Timestamp operands -> a type error naming the operator and both types.
+/// Decimal with Int -> Decimal; Decimal with Double -> Double. Dates, times
+/// and intervals as `datetime` says; any other operands -> a type error
+/// naming the operator and both types.
 pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value, SqlError> {
     match (a, b) {
         (Value::Null, _) | (_, Value::Null) => Ok(Value::Null),
@@ -79,12 +83,15 @@ pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value, SqlError> {
         _ if is_number(a) && is_number(b) => {
             decimal_arith(op, to_decimal(a)?, to_decimal(b)?).map(Value::Decimal)
         }
-        _ => Err(SqlError::exec(format!(
-            "operator does not exist: {} {} {}",
-            a.kind(),
-            op.symbol(),
-            b.kind()
-        ))),
+        _ => match datetime::arith(op, a, b) {
+            Some(r) => r,
+            None => Err(SqlError::exec(format!(
+                "operator does not exist: {} {} {}",
+                a.kind(),
+                op.symbol(),
+                b.kind()
+            ))),
+        },
     }
 }
 
@@ -190,6 +197,7 @@ pub fn negate(v: &Value) -> Result<Value, SqlError> {
         Value::Int(i) => i.checked_neg().map(Value::Int).ok_or_else(bigint_range),
         Value::Double(d) => Ok(Value::Double(-d)),
         Value::Decimal(d) => Ok(Value::Decimal(-*d)),
+        Value::Interval(i) => datetime::negate(*i),
         other => Err(SqlError::exec(format!(
             "operator does not exist: - {}",
             other.kind()
@@ -199,8 +207,9 @@ pub fn negate(v: &Value) -> Result<Value, SqlError> {
 
 /// SQL comparison: `Ok(None)` if either side is NULL. Numbers compare by value
 /// across Int/Double/Decimal (NaN equals NaN and is above every number, as in
-/// PostgreSQL); text by bytes; bool, bytes, timestamps with their own kind;
-/// text with a timestamp parses the text. Comparing different families (text
+/// PostgreSQL); text by bytes; bool, bytes, UUIDs, times and intervals
+/// with their own kind; dates and both timestamps with one another (a date
+/// is its midnight, UTC); text with a date/time or UUID parses the text. Comparing different families (text
 /// with a number) is a type error naming both types.
 pub fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, SqlError> {
     let ord = match (a, b) {
@@ -213,8 +222,14 @@ pub fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, SqlError> {
                 _ => a.total_cmp(b),
             }
         }
-        (Value::Text(s), Value::Timestamp(t)) => parse_ts_operand(s)?.cmp(t),
-        (Value::Timestamp(t), Value::Text(s)) => t.cmp(&parse_ts_operand(s)?),
+        (Value::Text(_), x) | (x, Value::Text(_)) if x.kind().parses_from_text() => {
+            let (x, y) = (text_as(a, b)?, text_as(b, a)?);
+            return compare(&x, &y);
+        }
+        (
+            Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_),
+            Value::Date(_) | Value::Timestamp(_) | Value::TimestampTz(_),
+        ) => point_micros(a).cmp(&point_micros(b)),
         _ if a.kind() == b.kind() => a.total_cmp(b),
         _ => {
             return Err(SqlError::exec(format!(
@@ -227,9 +242,36 @@ pub fn compare(a: &Value, b: &Value) -> Result<Option<Ordering>, SqlError> {
     Ok(Some(ord))
 }
 
-fn parse_ts_operand(s: &str) -> Result<i64, SqlError> {
-    crate::types::parse_timestamp(s)
-        .ok_or_else(|| SqlError::exec(format!("invalid input syntax for type timestamp: \"{s}\"")))
+/// `v`, read as `other`'s type if it is text and `other` is a type text
+/// converts to (`ts < '2020-01-01'`).
+fn text_as(v: &Value, other: &Value) -> Result<Value, SqlError> {
+    match (v, other) {
+        (Value::Text(_), Value::Text(_)) => Ok(v.clone()),
+        (Value::Text(_), o) => cast(v, kind_type(o)),
+        _ => Ok(v.clone()),
+    }
+}
+
+/// The type a value of this kind casts to, for date/time kinds and UUID.
+fn kind_type(v: &Value) -> DataType {
+    match v {
+        Value::Date(_) => DataType::Date,
+        Value::Time(_) => DataType::Time,
+        Value::TimestampTz(_) => DataType::TimestampTz,
+        Value::Interval(_) => DataType::Interval,
+        Value::Uuid(_) => DataType::Uuid,
+        _ => DataType::Timestamp,
+    }
+}
+
+/// A date or timestamp as microseconds since the epoch (a date is its
+/// midnight; the session's zone is UTC).
+fn point_micros(v: &Value) -> i64 {
+    match v {
+        Value::Date(d) => cast::date_micros(*d),
+        Value::Timestamp(t) | Value::TimestampTz(t) => *t,
+        _ => 0,
+    }
 }
 
 /// SQL boolean interpretation of a value in WHERE/AND/OR/NOT: NULL is
@@ -242,7 +284,7 @@ pub fn truthy(v: &Value) -> Result<Option<bool>, SqlError> {
         Value::Int(i) => Ok(Some(*i != 0)),
         Value::Double(d) => Ok(Some(*d != 0.0)),
         Value::Decimal(d) => Ok(Some(!d.is_zero())),
-        Value::Text(_) | Value::Bytes(_) | Value::Timestamp(_) => Err(SqlError::exec(format!(
+        _ => Err(SqlError::exec(format!(
             "argument of WHERE/AND/OR/NOT must be type boolean, not {}",
             v.kind()
         ))),
