@@ -213,9 +213,9 @@ impl Value {
     }
 
     /// Rank of the value's family in the total order: NULL sorts first (as
-    /// the smallest value), then booleans, numbers, text, bytes, timestamps
-    /// (with and without zone: both count from the epoch in UTC, the
-    /// session's zone), dates, times, intervals, UUIDs.
+    /// the smallest value), then booleans, numbers, text, bytes, dates and
+    /// timestamps (with and without zone: all count from the epoch in UTC,
+    /// the session's zone), times, intervals, UUIDs.
     fn family(&self) -> u8 {
         match self {
             Value::Null => 0,
@@ -223,8 +223,9 @@ impl Value {
             Value::Int(_) | Value::Double(_) | Value::Decimal(_) => 2,
             Value::Text(_) => 3,
             Value::Bytes(_) => 4,
-            Value::Timestamp(_) | Value::TimestampTz(_) => 5,
-            Value::Date(_) => 6,
+            // A date is its midnight (UTC, the session's zone): equal to
+            // that timestamp in SQL, so in hashing and indexes too.
+            Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_) => 5,
             Value::Time(_) => 7,
             Value::Interval(_) => 8,
             Value::Uuid(_) => 9,
@@ -248,6 +249,10 @@ impl Value {
                 Value::Timestamp(b) | Value::TimestampTz(b),
             ) => a.cmp(b),
             (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            (Value::Date(_), Value::Timestamp(_) | Value::TimestampTz(_))
+            | (Value::Timestamp(_) | Value::TimestampTz(_), Value::Date(_)) => {
+                point_micros(self).cmp(&point_micros(other))
+            }
             (Value::Time(a), Value::Time(b)) => a.cmp(b),
             (Value::Interval(a), Value::Interval(b)) => a.span().cmp(&b.span()),
             (Value::Uuid(a), Value::Uuid(b)) => a.cmp(b),
@@ -255,6 +260,16 @@ impl Value {
             (a, b) if a.family() == 2 && b.family() == 2 => numeric_cmp(a, b),
             (a, b) => a.family().cmp(&b.family()),
         }
+    }
+}
+
+/// A date or timestamp as microseconds since the epoch, wide enough for
+/// every date (a date is its midnight).
+fn point_micros(v: &Value) -> i128 {
+    match v {
+        Value::Date(d) => i128::from(*d) * i128::from(datetime::USECS_PER_DAY),
+        Value::Timestamp(t) | Value::TimestampTz(t) => i128::from(*t),
+        _ => 0,
     }
 }
 
@@ -352,8 +367,10 @@ impl Hash for Value {
             }
             Value::Text(s) => s.hash(state),
             Value::Bytes(b) => b.hash(state),
-            Value::Timestamp(t) | Value::TimestampTz(t) | Value::Time(t) => t.hash(state),
-            Value::Date(d) => d.hash(state),
+            Value::Timestamp(_) | Value::TimestampTz(_) | Value::Date(_) => {
+                point_micros(self).hash(state)
+            }
+            Value::Time(t) => t.hash(state),
             Value::Interval(i) => i.span().hash(state),
             Value::Uuid(u) => u.hash(state),
         }
@@ -432,6 +449,10 @@ mod tests {
     fn zoned_and_plain_timestamps_order_and_hash_alike() {
         assert_eq!(Value::Timestamp(5), Value::TimestampTz(5));
         assert_eq!(h(&Value::Timestamp(5)), h(&Value::TimestampTz(5)));
+        let midnight = Value::Timestamp(86_400_000_000);
+        assert_eq!(Value::Date(1), midnight);
+        assert_eq!(h(&Value::Date(1)), h(&midnight));
+        assert!(Value::Date(i32::MAX) > Value::Timestamp(i64::MAX));
         let month = Value::Interval(Interval::new(1, 0, 0));
         let days = Value::Interval(Interval::new(0, 30, 0));
         assert_eq!(month, days);

@@ -95,7 +95,7 @@ impl Coordinator {
         // on every partition it touches.
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let _work =
             (kind != Kind::Ddl).then(|| interrupt::Work::begin(Some(limit_ms), client.clone()));
         match kind {

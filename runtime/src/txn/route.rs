@@ -149,8 +149,5 @@ fn as_typed(s: &str, ty: DataType) -> Option<Value> {
     if !typed {
         return None;
     }
-    match crate::sql::ops::cast(&Value::text(s), ty) {
-        Ok(v) => Some(v),
-        Err(_) => None,
-    }
+    crate::sql::ops::cast(&Value::text(s), ty).ok()
 }

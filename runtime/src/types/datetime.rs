@@ -5,8 +5,8 @@
 //! Owns: the representations (`days` since 1970-01-01 for a DATE,
 //! microseconds since midnight for a TIME, microseconds since 1970-01-01
 //! 00:00:00 UTC for both timestamps, `Interval` as PostgreSQL keeps it) and
-//! their ranges. Must not: know about SQL expressions or errors beyond
-//! "this text is not a date" (`None`): callers name the type and value.
+//! their ranges. Must not: know about SQL expressions; errors say only why
+//! text is not a value (`DateTimeError`): callers name the type and value.
 //!
 //! Ohm keeps no time-zone database: a session's zone is always UTC, and a
 //! zone in input must be a UTC offset (`+02`, `-05:30`, `Z`, `UTC`).
@@ -293,6 +293,10 @@ impl DateTimeError {
 /// `epoch` is 1970-01-01 00:00:00 UTC.
 fn parse_parts(s: &str) -> Result<Parsed, DateTimeError> {
     let t = s.trim();
+    // Every form is ASCII; checking once makes the slicing below safe.
+    if !t.is_ascii() {
+        return Err(DateTimeError::Syntax);
+    }
     let lower = t.to_ascii_lowercase();
     if lower == "epoch" {
         return Ok(Parsed {
@@ -415,6 +419,9 @@ fn parse_clock(s: &str) -> Result<i64, DateTimeError> {
 /// A zone as microseconds east of UTC.
 fn parse_zone(z: &str) -> Result<i64, DateTimeError> {
     let t = z.trim();
+    if !t.is_ascii() {
+        return Err(DateTimeError::UnknownZone(t.to_string()));
+    }
     if ["z", "utc", "gmt", "zulu", "ut"].contains(&t.to_ascii_lowercase().as_str()) {
         return Ok(0);
     }
@@ -616,7 +623,8 @@ pub fn parse_interval(
     year_month: bool,
 ) -> Result<Interval, DateTimeError> {
     let t = s.trim();
-    if t.is_empty() {
+    // Every form is ASCII; checking once makes the slicing below safe.
+    if t.is_empty() || !t.is_ascii() {
         return Err(DateTimeError::Syntax);
     }
     if let Some(iso) = t.strip_prefix(['P', 'p']) {
@@ -933,6 +941,10 @@ mod tests {
             Interval::new(14, 0, 0)
         );
         assert!(parse_interval("3 fortnights", None, false).is_err());
+        assert!(parse_interval("é", Some(IntervalUnit::Year), true).is_err());
+        assert!(parse_interval("1-é", Some(IntervalUnit::Year), true).is_err());
+        assert!(parse_timestamptz("2020-01-01 10:00+1é1").is_err());
+        assert!(parse_date("2020-01-0é").is_err());
         assert!(parse_interval("", None, false).is_err());
         assert_eq!(
             parse_interval("300000000 years", None, false),

@@ -388,15 +388,19 @@ fn datetime_error(e: DateTimeError, ty: &str, s: &str) -> SqlError {
     }
 }
 
-/// A DATE's midnight as microseconds since the epoch.
-pub(crate) fn date_micros(days: i32) -> i64 {
-    i64::from(days) * USECS_PER_DAY
+/// A DATE's midnight as microseconds since the epoch; a date past what a
+/// timestamp holds (after 294247, or any from outside) is an error.
+pub(crate) fn date_micros(days: i32) -> Result<i64, SqlError> {
+    i64::from(days)
+        .checked_mul(USECS_PER_DAY)
+        .filter(|us| dt::timestamp_in_range(*us))
+        .ok_or_else(|| SqlError::OutOfRange("date out of range for timestamp".into()))
 }
 
 fn to_timestamp(v: &Value) -> Result<i64, SqlError> {
     match v {
         Value::Timestamp(t) | Value::TimestampTz(t) => Ok(*t),
-        Value::Date(d) => Ok(date_micros(*d)),
+        Value::Date(d) => date_micros(*d),
         Value::Text(s) => {
             dt::parse_timestamp_text(s).map_err(|e| datetime_error(e, "timestamp", s))
         }
@@ -409,7 +413,7 @@ fn to_timestamp(v: &Value) -> Result<i64, SqlError> {
 fn to_timestamptz(v: &Value) -> Result<i64, SqlError> {
     match v {
         Value::Timestamp(t) | Value::TimestampTz(t) => Ok(*t),
-        Value::Date(d) => Ok(date_micros(*d)),
+        Value::Date(d) => date_micros(*d),
         Value::Text(s) => {
             dt::parse_timestamptz(s).map_err(|e| datetime_error(e, "timestamp with time zone", s))
         }

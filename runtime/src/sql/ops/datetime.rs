@@ -43,9 +43,9 @@ pub fn return_type(op: ArithOp, a: Option<DataType>, b: Option<DataType>) -> Opt
         (Add, Some(T::Date), Some(T::Time)) | (Add, Some(T::Time), Some(T::Date)) => T::Timestamp,
         (Add | Sub, Some(t @ (T::Timestamp | T::TimestampTz)), x) if is(x, T::Interval) => t,
         (Add, x, Some(t @ (T::Timestamp | T::TimestampTz))) if is(x, T::Interval) => t,
-        (Sub, Some(T::Timestamp | T::TimestampTz), Some(T::Timestamp | T::TimestampTz)) => {
-            T::Interval
-        }
+        (Sub, Some(T::Timestamp | T::TimestampTz), Some(T::Timestamp | T::TimestampTz))
+        | (Sub, Some(T::Date), Some(T::Timestamp | T::TimestampTz))
+        | (Sub, Some(T::Timestamp | T::TimestampTz), Some(T::Date)) => T::Interval,
         (Sub, Some(T::Time), Some(T::Time)) => T::Interval,
         (Add | Sub, Some(T::Time), x) if is(x, T::Interval) => T::Time,
         (Add, x, Some(T::Time)) if is(x, T::Interval) => T::Time,
@@ -71,16 +71,30 @@ pub fn arith(op: ArithOp, a: &Value, b: &Value) -> Option<Result<Value, SqlError
         },
         (Sub, V::Date(x), V::Date(y)) => Ok(V::Int(i64::from(*x) - i64::from(*y))),
         (Add, V::Date(d), V::Interval(i)) | (Add, V::Interval(i), V::Date(d)) => {
-            shift(date_micros(*d), *i).map(V::Timestamp)
+            date_micros(*d).and_then(|t| shift(t, *i)).map(V::Timestamp)
         }
         (Sub, V::Date(d), V::Interval(i)) => neg(*i)
-            .and_then(|n| shift(date_micros(*d), n))
+            .and_then(|n| shift(date_micros(*d)?, n))
             .map(V::Timestamp),
-        (Add, V::Date(d), V::Time(t)) | (Add, V::Time(t), V::Date(d)) => date_micros(*d)
-            .checked_add(*t)
-            .filter(|x| dt::timestamp_in_range(*x))
-            .map(V::Timestamp)
-            .ok_or_else(timestamp_range),
+        (Add, V::Date(d), V::Time(t)) | (Add, V::Time(t), V::Date(d)) => {
+            date_micros(*d).and_then(|day| {
+                day.checked_add(*t)
+                    .filter(|x| dt::timestamp_in_range(*x))
+                    .map(V::Timestamp)
+                    .ok_or_else(timestamp_range)
+            })
+        }
+        // A date meets a timestamp as its midnight.
+        (Sub, V::Date(d), V::Timestamp(y) | V::TimestampTz(y)) => date_micros(*d).and_then(|x| {
+            dt::timestamp_diff(x, *y)
+                .map(V::Interval)
+                .ok_or_else(interval_range)
+        }),
+        (Sub, V::Timestamp(x) | V::TimestampTz(x), V::Date(d)) => date_micros(*d).and_then(|y| {
+            dt::timestamp_diff(*x, y)
+                .map(V::Interval)
+                .ok_or_else(interval_range)
+        }),
         (Add, V::Timestamp(t), V::Interval(i)) | (Add, V::Interval(i), V::Timestamp(t)) => {
             shift(*t, *i).map(V::Timestamp)
         }

@@ -111,7 +111,7 @@ fn extract(field: &str, v: &Value, name: &str) -> Result<Value, SqlError> {
             if f == "epoch" {
                 return Ok(int(i64::from(*d) * 86_400));
             }
-            extract_point(&f, field, date_micros(*d), "date")
+            extract_point(&f, field, date_micros(*d)?, "date")
         }
         Value::Timestamp(t) => extract_point(&f, field, *t, "timestamp without time zone"),
         Value::TimestampTz(t) => match f.as_str() {
@@ -142,20 +142,22 @@ fn extract_point(f: &str, field: &str, us: i64, ty: &str) -> Result<Value, SqlEr
         "doy" => int(days - days_from_civil(y, 1, 1) + 1),
         "week" => int(dt::iso_week(days).1),
         "isoyear" => int(pg_year(dt::iso_week(days).0)),
-        "decade" => int(if year >= 0 {
-            year / 10
+        // These count from the astronomical year (1 BC is year 0), as
+        // PostgreSQL's do; only `year` itself skips 0.
+        "decade" => int(if y >= 0 {
+            y / 10
         } else {
-            -((8 - (year - 1)) / 10)
+            -((8 - (y - 1)) / 10)
         }),
-        "century" => int(if year > 0 {
-            (year + 99) / 100
+        "century" => int(if y > 0 {
+            (y + 99) / 100
         } else {
-            -((99 - (year - 1)) / 100)
+            -((99 - (y - 1)) / 100)
         }),
-        "millennium" => int(if year > 0 {
-            (year + 999) / 1000
+        "millennium" => int(if y > 0 {
+            (y + 999) / 1000
         } else {
-            -((999 - (year - 1)) / 1000)
+            -((999 - (y - 1)) / 1000)
         }),
         "epoch" => scaled(i128::from(us), 6)?,
         "julian" => {
@@ -175,10 +177,7 @@ fn extract_clock(f: &str, field: &str, tod: i64, ty: &str) -> Result<Value, SqlE
         "hour" => int(tod / USECS_PER_HOUR),
         "minute" => int((tod / USECS_PER_MINUTE) % 60),
         "second" => scaled(sec_us, 6)?,
-        "milliseconds" => scaled(sec_us, 3).map(|v| match v {
-            Value::Decimal(d) => Value::Decimal(d * Decimal::from(1000)),
-            v => v,
-        })?,
+        "milliseconds" => Value::Decimal(Decimal::from_i128_with_scale(sec_us, 3)),
         "microseconds" => int(sec_us as i64),
         _ => return Err(unit_error(field, ty)),
     })
@@ -215,10 +214,7 @@ fn extract_interval(f: &str, field: &str, i: Interval) -> Result<Value, SqlError
             let sec_us = i128::from(i.micros % USECS_PER_MINUTE);
             match f {
                 "second" => scaled(sec_us, 6)?,
-                "milliseconds" => match scaled(sec_us, 3)? {
-                    Value::Decimal(d) => Value::Decimal(d * Decimal::from(1000)),
-                    v => v,
-                },
+                "milliseconds" => Value::Decimal(Decimal::from_i128_with_scale(sec_us, 3)),
                 _ => int(sec_us as i64),
             }
         }
@@ -232,7 +228,7 @@ fn date_trunc(field: &str, v: &Value) -> Result<Value, SqlError> {
         Value::Timestamp(t) => trunc_point(&f, field, *t).map(Value::Timestamp),
         Value::TimestampTz(t) => trunc_point(&f, field, *t).map(Value::TimestampTz),
         // PostgreSQL takes a date as a timestamp with time zone here.
-        Value::Date(d) => trunc_point(&f, field, date_micros(*d)).map(Value::TimestampTz),
+        Value::Date(d) => trunc_point(&f, field, date_micros(*d)?).map(Value::TimestampTz),
         Value::Interval(i) => trunc_interval(&f, field, *i).map(Value::Interval),
         other => Err(no_such_signature(
             "date_trunc",
@@ -245,14 +241,14 @@ fn trunc_point(f: &str, field: &str, us: i64) -> Result<i64, SqlError> {
     let days = us.div_euclid(USECS_PER_DAY);
     let tod = us.rem_euclid(USECS_PER_DAY);
     let (y, m, _) = civil_from_days(days);
-    let floor = |unit: i64| tod - tod.rem_euclid(unit);
-    let day_start = |d: i64| d * USECS_PER_DAY;
+    let floor = |unit: i64| i128::from(tod - tod.rem_euclid(unit));
+    // Wide: the start of a far year may lie before what a timestamp holds.
+    let day_start = |d: i64| i128::from(d) * i128::from(USECS_PER_DAY);
     let year_start = |y: i64| day_start(days_from_civil(y, 1, 1));
-    // Decades, centuries and millennia in PostgreSQL's numbering.
-    let year = pg_year(y);
-    let to_civil = |pgy: i64| if pgy < 0 { pgy + 1 } else { pgy };
-    Ok(match f {
-        "microseconds" => us,
+    // Decades, centuries and millennia from the astronomical year (1 BC
+    // is 0), as PostgreSQL's date_trunc counts them.
+    let t: i128 = match f {
+        "microseconds" => i128::from(us),
         "milliseconds" => day_start(days) + floor(1000),
         "second" => day_start(days) + floor(USECS_PER_SEC),
         "minute" => day_start(days) + floor(USECS_PER_MINUTE),
@@ -262,23 +258,27 @@ fn trunc_point(f: &str, field: &str, us: i64) -> Result<i64, SqlError> {
         "month" => day_start(days_from_civil(y, m, 1)),
         "quarter" => day_start(days_from_civil(y, (m - 1) / 3 * 3 + 1, 1)),
         "year" => year_start(y),
-        "decade" => year_start(to_civil(if year > 0 {
-            year / 10 * 10
+        "decade" => year_start(if y > 0 {
+            y / 10 * 10
         } else {
-            -((8 - year) / 10 * 10)
-        })),
-        "century" => year_start(to_civil(if year > 0 {
-            (year - 1) / 100 * 100 + 1
+            -((8 - (y - 1)) / 10) * 10
+        }),
+        "century" => year_start(if y > 0 {
+            (y + 99) / 100 * 100 - 99
         } else {
-            -((99 - year) / 100 * 100) + 1
-        })),
-        "millennium" => year_start(to_civil(if year > 0 {
-            (year - 1) / 1000 * 1000 + 1
+            -((99 - (y - 1)) / 100) * 100 + 1
+        }),
+        "millennium" => year_start(if y > 0 {
+            (y + 999) / 1000 * 1000 - 999
         } else {
-            -((999 - year) / 1000 * 1000) + 1
-        })),
+            -((999 - (y - 1)) / 1000) * 1000 + 1
+        }),
         _ => return Err(unit_error(field, "timestamp")),
-    })
+    };
+    i64::try_from(t)
+        .ok()
+        .filter(|t| dt::timestamp_in_range(*t))
+        .ok_or_else(|| SqlError::OutOfRange("timestamp out of range".into()))
 }
 
 fn trunc_interval(f: &str, field: &str, i: Interval) -> Result<Interval, SqlError> {
@@ -307,7 +307,7 @@ fn make_date(args: &[Value]) -> Result<Value, SqlError> {
     };
     let (y, m, d) = (part(&args[0])?, part(&args[1])?, part(&args[2])?);
     let bad = || SqlError::OutOfRange(format!("date field value out of range: {y}-{m:02}-{d:02}"));
-    if y == 0 || !(1..=12).contains(&m) || d < 1 || y.abs() > 5_874_897 {
+    if y == 0 || !(1..=12).contains(&m) || d < 1 || y.unsigned_abs() > 5_874_897 {
         return Err(bad());
     }
     // Negative years are BC: -1 is 1 BC, civil year 0.
@@ -345,7 +345,7 @@ fn to_timestamp(v: &Value) -> Result<Value, SqlError> {
 fn age(a: &Value, b: &Value) -> Result<Value, SqlError> {
     let point = |v: &Value| match v {
         Value::Timestamp(t) | Value::TimestampTz(t) => Ok(*t),
-        Value::Date(d) => Ok(date_micros(*d)),
+        Value::Date(d) => date_micros(*d),
         other => Err(no_such_signature("age", std::slice::from_ref(other))),
     };
     let (x, y) = (point(a)?, point(b)?);

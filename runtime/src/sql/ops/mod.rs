@@ -265,11 +265,11 @@ fn kind_type(v: &Value) -> DataType {
 }
 
 /// A date or timestamp as microseconds since the epoch (a date is its
-/// midnight; the session's zone is UTC).
-fn point_micros(v: &Value) -> i64 {
+/// midnight; the session's zone is UTC), wide enough for any date.
+fn point_micros(v: &Value) -> i128 {
     match v {
-        Value::Date(d) => cast::date_micros(*d),
-        Value::Timestamp(t) | Value::TimestampTz(t) => *t,
+        Value::Date(d) => i128::from(*d) * i128::from(crate::types::datetime::USECS_PER_DAY),
+        Value::Timestamp(t) | Value::TimestampTz(t) => i128::from(*t),
         _ => 0,
     }
 }
