@@ -474,29 +474,24 @@ pub fn parse_time(s: &str) -> Result<i64, DateTimeError> {
 /// Parses a TIMESTAMP (without time zone): a zone given is ignored, as in
 /// PostgreSQL.
 pub fn parse_timestamp_text(s: &str) -> Result<i64, DateTimeError> {
-    let p = parse_parts(s)?;
-    let days = p.days.ok_or(DateTimeError::Syntax)?;
-    let us = days
-        .checked_mul(USECS_PER_DAY)
-        .and_then(|d| d.checked_add(p.time_us.unwrap_or(0)))
-        .ok_or(DateTimeError::OutOfRange)?;
-    timestamp_in_range(us)
-        .then_some(us)
-        .ok_or(DateTimeError::OutOfRange)
+    timestamp_of(parse_parts(s)?, false)
 }
 
 /// Parses a TIMESTAMP WITH TIME ZONE to UTC microseconds: without a zone
 /// the time is the session's, UTC.
 pub fn parse_timestamptz(s: &str) -> Result<i64, DateTimeError> {
-    let p = parse_parts(s)?;
+    timestamp_of(parse_parts(s)?, true)
+}
+
+/// The microseconds a parsed date and time name, moved to UTC by their
+/// zone when `zoned`; a date is required.
+fn timestamp_of(p: Parsed, zoned: bool) -> Result<i64, DateTimeError> {
     let days = p.days.ok_or(DateTimeError::Syntax)?;
-    let us = days
-        .checked_mul(USECS_PER_DAY)
+    let offset = if zoned { p.offset_us.unwrap_or(0) } else { 0 };
+    days.checked_mul(USECS_PER_DAY)
         .and_then(|d| d.checked_add(p.time_us.unwrap_or(0)))
-        .and_then(|t| t.checked_sub(p.offset_us.unwrap_or(0)))
-        .ok_or(DateTimeError::OutOfRange)?;
-    timestamp_in_range(us)
-        .then_some(us)
+        .and_then(|t| t.checked_sub(offset))
+        .filter(|us| timestamp_in_range(*us))
         .ok_or(DateTimeError::OutOfRange)
 }
 
