@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod connect;
 pub mod demo;
 pub mod format;
+pub mod script;
 pub mod sql;
 
 pub use admin::{CallArgs, DeployArgs, DropArgs, StatusArgs, TenantCreateArgs, TenantQuotaArgs};

@@ -1,24 +1,25 @@
 //! `ohm sql`: the interactive SQL shell and script runner. Owns reading
-//! input (rustyline on a terminal; `-c`, `-f` or piped stdin otherwise),
-//! cutting it into statements at `;`, the backslash meta-commands, and
-//! the exit status of scripts. Rendering lives in `format.rs`; the
-//! network in `driver`.
+//! input (rustyline on a terminal; `-c`, `-f` or piped stdin otherwise, cut
+//! into items by `script.rs`, pg_dump's plain dumps included), the
+//! backslash meta-commands, sending COPY rows, and the exit status of
+//! scripts. Rendering lives in `format.rs`; the network in `driver`.
 
 use super::connect::{ConnectArgs, TokenRole};
 use super::format::{render_error, render_result, TextTable};
+use super::script::{CopyBatch, Item, Script};
 use crate::driver::{Client, ClientError};
 use crate::proto::CatalogInfo;
+use crate::types::Value;
 use anyhow::Context;
 use clap::Args;
-use std::io::{IsTerminal, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 /// Lines kept in `$HOME/.ohm_history`.
 const HISTORY_LINES_MAX: usize = 1000;
-/// Largest script `-f` or stdin may hand the shell.
-const SCRIPT_BYTES_MAX: u64 = 64 << 20;
 
 /// Flags of `ohm sql`.
 #[derive(Debug, Clone, Args)]
@@ -36,7 +37,8 @@ pub struct SqlArgs {
     /// Run the statements in this file and exit.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// In a script, go on after a failed statement (exit status still 1).
+    /// In a script, go on after a failed statement or COPY row (exit
+    /// status still 1).
     #[arg(long = "continue")]
     pub keep_going: bool,
 }
@@ -136,38 +138,27 @@ Statements end with ';' and may span lines.";
 /// Runs `ohm sql`.
 pub async fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let client = args.connect.connect(TokenRole::Demo).await?;
-    let script = if let Some(sql) = &args.command {
-        Some(sql.clone())
-    } else if let Some(path) = &args.file {
-        Some(read_limited(std::fs::File::open(path), path.display())?)
-    } else if !std::io::stdin().is_terminal() {
-        Some(read_limited(Ok(std::io::stdin()), "stdin")?)
-    } else {
-        None
-    };
     let mut shell = Shell {
         client,
         timing: false,
     };
-    match script {
-        Some(text) => shell.run_script(&text, args.keep_going).await,
-        None => shell.interactive().await,
+    let keep = args.keep_going;
+    if let Some(sql) = &args.command {
+        shell
+            .run_script(Script::new(sql.as_bytes()), "-c", keep)
+            .await
+    } else if let Some(path) = &args.file {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let input = std::io::BufReader::new(file);
+        let name = path.display().to_string();
+        shell.run_script(Script::new(input), &name, keep).await
+    } else if !std::io::stdin().is_terminal() {
+        let input = std::io::stdin().lock();
+        shell.run_script(Script::new(input), "stdin", keep).await
+    } else {
+        shell.interactive().await
     }
-}
-
-fn read_limited(
-    src: std::io::Result<impl Read>,
-    name: impl std::fmt::Display,
-) -> anyhow::Result<String> {
-    let mut text = String::new();
-    src.with_context(|| format!("opening {name}"))?
-        .take(SCRIPT_BYTES_MAX + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading {name}"))?;
-    if text.len() as u64 > SCRIPT_BYTES_MAX {
-        anyhow::bail!("{name} is larger than {SCRIPT_BYTES_MAX} bytes");
-    }
-    Ok(text)
 }
 
 struct Shell {
@@ -182,32 +173,98 @@ enum Flow {
 }
 
 impl Shell {
-    async fn run_script(&mut self, text: &str, keep_going: bool) -> anyhow::Result<ExitCode> {
+    /// Runs a script item by item, streaming it: statements, backslash
+    /// commands, and COPY rows. Errors name the script and line; at the end
+    /// one line per kind of statement skipped, and rows copied per table.
+    async fn run_script<R: BufRead>(
+        &mut self,
+        mut script: Script<R>,
+        name: &str,
+        keep_going: bool,
+    ) -> anyhow::Result<ExitCode> {
         let mut failed = false;
-        let mut buffer = StatementBuffer::default();
-        let mut items = Vec::new();
-        for line in text.lines() {
-            if line.trim_start().starts_with('\\') && !buffer.is_pending() {
-                items.push(Err(line.to_string()));
-            } else {
-                items.extend(buffer.push_line(line).into_iter().map(Ok));
-            }
-        }
-        items.extend(buffer.finish().map(Ok));
-        for item in items {
+        let mut copied: BTreeMap<String, u64> = BTreeMap::new();
+        loop {
+            let item = match script.next_item() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("{name}:{}: {}", e.line, e.message);
+                    failed = true;
+                    break;
+                }
+            };
             let ok = match item {
-                Ok(sql) => self.statement(&sql).await?,
-                Err(meta) => match self.meta(&meta).await? {
-                    (Flow::Quit, ok) => return Ok(exit_code(failed || !ok)),
+                Item::Statement { sql, line } => self.statement(&sql, Some((name, line))).await?,
+                Item::Meta { text, .. } => match self.meta(&text).await? {
+                    (Flow::Quit, ok) => {
+                        failed |= !ok;
+                        break;
+                    }
                     (Flow::Continue, ok) => ok,
                 },
+                Item::Rows(batch) => {
+                    let (n, ok) = self.copy_rows(&batch, name, keep_going).await?;
+                    *copied.entry(batch.table.clone()).or_default() += n;
+                    ok
+                }
             };
             failed |= !ok;
             if !ok && !keep_going {
                 break;
             }
         }
+        for (table, rows) in &copied {
+            println!("COPY {table} {rows}");
+        }
+        for (kind, n) in &script.skipped {
+            eprintln!("{name}: skipped {n} {kind} (nothing to do in Ohm)");
+        }
         Ok(exit_code(failed))
+    }
+
+    /// Sends a batch of COPY rows as one INSERT. If the node refuses it,
+    /// the rows go one at a time to find the one at fault, which is named
+    /// by its line (the rows before it are loaded; with `keep_going` those
+    /// after it too). Returns the rows loaded and whether all were.
+    async fn copy_rows(
+        &mut self,
+        batch: &CopyBatch,
+        name: &str,
+        keep_going: bool,
+    ) -> anyhow::Result<(u64, bool)> {
+        let params = |b: &CopyBatch| -> Vec<Value> {
+            b.values
+                .iter()
+                .map(|v| v.as_deref().map_or(Value::Null, Value::text))
+                .collect()
+        };
+        match self.client.sql_with(&batch.sql, params(batch)).await {
+            Ok(_) => return Ok((batch.lines.len() as u64, true)),
+            Err(ClientError::Server(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (mut loaded, mut all) = (0, true);
+        for i in 0..batch.lines.len() {
+            let one = batch.row(i);
+            match self.client.sql_with(&one.sql, params(&one)).await {
+                Ok(_) => loaded += 1,
+                Err(ClientError::Server(e)) => {
+                    eprintln!(
+                        "{name}:{}: COPY {}: {}",
+                        one.lines[0],
+                        batch.table,
+                        render_error(&e)
+                    );
+                    all = false;
+                    if !keep_going {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((loaded, all))
     }
 
     async fn interactive(&mut self) -> anyhow::Result<ExitCode> {
@@ -249,7 +306,7 @@ impl Shell {
                 continue;
             }
             for sql in buffer.push_line(&line) {
-                self.statement(&sql).await?;
+                self.statement(&sql, None).await?;
             }
         }
         if let Some(path) = &history {
@@ -258,10 +315,10 @@ impl Shell {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Runs one statement and prints its result or error; Ok(false) when
-    /// the node refused it. A lost connection is an Err (nothing to go on
-    /// with).
-    async fn statement(&mut self, sql: &str) -> anyhow::Result<bool> {
+    /// Runs one statement and prints its result or error (after the
+    /// script's name and line, `at`, when there is one); Ok(false) when the
+    /// node refused it. A lost connection is an Err (nothing to go on with).
+    async fn statement(&mut self, sql: &str, at: Option<(&str, usize)>) -> anyhow::Result<bool> {
         let started = Instant::now();
         let result = self.client.sql(sql).await;
         let elapsed = started.elapsed();
@@ -275,7 +332,10 @@ impl Shell {
             }
             Err(ClientError::Server(e)) => {
                 out.flush()?;
-                eprintln!("{}", render_error(&e));
+                match at {
+                    Some((name, line)) => eprintln!("{name}:{line}: {}", render_error(&e)),
+                    None => eprintln!("{}", render_error(&e)),
+                }
                 false
             }
             Err(e) => return Err(e.into()),

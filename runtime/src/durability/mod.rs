@@ -102,7 +102,8 @@
 //!            primary key u32 (u32::MAX = none), indexes u32 + (str name, columns u32 + u32s,
 //!            unique u8, kind u8 (1 hash, 2 ordered)), partition column u32 (u32::MAX = none)
 //!   type   = u8: 1 SMALLINT 2 INTEGER 3 BIGINT 4 DOUBLE 5 DECIMAL(p u8, s u8)
-//!            6 VARCHAR(opt) 7 VARBINARY(opt) 8 BOOLEAN 9 TIMESTAMP;  opt = u8 0 | 1 u32
+//!            6 VARCHAR(opt) 7 VARBINARY(opt) 8 BOOLEAN 9 TIMESTAMP 10 TIMESTAMPTZ
+//!            11 DATE 12 TIME 13 INTERVAL 14 UUID;  opt = u8 0 | 1 u32
 //! ```
 //!
 //! Recovery: a partial or CRC-failing record at the end of the last segment,

@@ -79,11 +79,27 @@ pub fn lower(id: &ast::Ident) -> String {
     }
 }
 
+/// The one schema a tenant has. Names qualified with it (`public.t`, as
+/// every pg_dump writes them) are the plain names.
+pub const SCHEMA_PUBLIC: &str = "public";
+
 pub fn object_name(name: &ast::ObjectName) -> Result<String, SqlError> {
-    match name.0.last() {
-        Some(ast::ObjectNamePart::Identifier(id)) if name.0.len() == 1 => Ok(lower(id)),
+    let part = |p: &ast::ObjectNamePart| match p {
+        ast::ObjectNamePart::Identifier(id) => Some(lower(id)),
+        _ => None,
+    };
+    match name.0.as_slice() {
+        [one] => part(one).ok_or_else(|| SqlError::unsupported(format!("name {name}"))),
+        [schema, one] => match (part(schema), part(one)) {
+            (Some(s), Some(n)) if s == SCHEMA_PUBLIC => Ok(n),
+            (Some(s), Some(_)) => Err(SqlError::plan(format!(
+                "schema \"{s}\" does not exist: a tenant has one schema, public \
+                 ({name} names another)"
+            ))),
+            _ => Err(SqlError::unsupported(format!("name {name}"))),
+        },
         _ => Err(SqlError::unsupported(format!(
-            "qualified name {name} (schemas are not supported)"
+            "name {name} with a database part: a tenant has one schema, public"
         ))),
     }
 }

@@ -180,6 +180,14 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
     if ct.query.is_some() {
         return Err(SqlError::unsupported("CREATE TABLE ... AS SELECT"));
     }
+    if ct.temporary {
+        // Ohm has no session-scoped tables: one made here would be every
+        // session's, which a temporary table must never be.
+        return Err(SqlError::unsupported(format!(
+            "CREATE TEMPORARY TABLE {name}: tables are shared by every session; create an \
+             ordinary table and drop it when done"
+        )));
+    }
     if engine.db.table_id(&name).is_some() || engine.views.contains_key(&name) {
         if ct.if_not_exists {
             return Ok(());
@@ -454,5 +462,81 @@ pub fn partition(engine: &mut Engine, table: &str, column: &str) -> Result<(), S
         ))
     })?;
     engine.db.set_partition_column(id, c)?;
+    Ok(())
+}
+
+/// `CREATE SCHEMA`: a tenant has one schema, `public`, so only `CREATE
+/// SCHEMA IF NOT EXISTS public` (a no-op) is accepted.
+pub fn create_schema(name: &ast::SchemaName, if_not_exists: bool) -> Result<(), SqlError> {
+    let named = match name {
+        ast::SchemaName::Simple(n) | ast::SchemaName::NamedAuthorization(n, _) => n.to_string(),
+        ast::SchemaName::UnnamedAuthorization(id) => id.value.clone(),
+    };
+    let public = named.eq_ignore_ascii_case(super::bind::SCHEMA_PUBLIC);
+    match (public, if_not_exists) {
+        (true, true) => Ok(()),
+        (true, false) => Err(SqlError::plan("schema \"public\" already exists")),
+        (false, _) => Err(SqlError::unsupported(format!(
+            "CREATE SCHEMA {named}: a tenant has one schema, public; create the tables there \
+             (a tenant is Ohm's unit of separation)"
+        ))),
+    }
+}
+
+/// `ALTER TABLE`: adding a PRIMARY KEY or UNIQUE constraint (pg_dump adds
+/// them after the data). Each operation is checked and applied in order;
+/// DDL is not transactional, so a later one failing leaves the earlier done.
+pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlError> {
+    let name = object_name(&at.name)?;
+    let Some(id) = engine.db.table_id(&name) else {
+        if at.if_exists {
+            return Ok(());
+        }
+        return Err(SqlError::plan(format!(
+            "relation \"{name}\" does not exist"
+        )));
+    };
+    for op in &at.operations {
+        let schema = engine
+            .db
+            .table(id)
+            .ok_or_else(|| SqlError::exec("internal: table vanished"))?
+            .schema()
+            .clone();
+        match op {
+            ast::AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+                ast::TableConstraint::PrimaryKey(p) => {
+                    let cols = index_columns(&schema, &p.columns)?;
+                    let iname = p
+                        .name
+                        .as_ref()
+                        .map_or_else(|| format!("{name}_pkey"), lower);
+                    engine.db.add_primary_key(id, &iname, cols)?;
+                }
+                ast::TableConstraint::Unique(u) => {
+                    let cols = index_columns(&schema, &u.columns)?;
+                    let iname = u
+                        .name
+                        .as_ref()
+                        .map_or_else(|| key_name(&name, &schema, &cols, "key"), lower);
+                    engine.db.create_index(
+                        id,
+                        IndexDef {
+                            name: iname,
+                            columns: cols,
+                            unique: true,
+                            kind: IndexKind::Hash,
+                        },
+                    )?;
+                }
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "ALTER TABLE {name} ADD {other}"
+                    )))
+                }
+            },
+            other => return Err(SqlError::unsupported(format!("ALTER TABLE {name} {other}"))),
+        }
+    }
     Ok(())
 }

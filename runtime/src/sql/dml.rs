@@ -395,8 +395,16 @@ fn insert(
                     && p.source.offset.is_none() =>
             {
                 let mut out = Vec::with_capacity(list.len());
-                for r in list {
-                    out.push(full_row(&mut r.iter().map(|e| e.eval(&ctx, &[])))?);
+                for (i, r) in list.iter().enumerate() {
+                    let row = full_row(&mut r.iter().map(|e| e.eval(&ctx, &[])));
+                    // In a long VALUES list, say which row.
+                    out.push(row.map_err(|e| {
+                        if list.len() > 1 {
+                            e.in_row(i + 1, list.len())
+                        } else {
+                            e
+                        }
+                    })?);
                 }
                 out
             }

@@ -45,6 +45,20 @@ impl SqlError {
         SqlError::Unsupported(msg.into())
     }
 
+    /// The error of row `row` (1-based) of a `VALUES` list of `rows`: the
+    /// same kind, with the row named first. Storage's constraint errors name
+    /// the key that clashed and keep their kind (procedures see its code).
+    pub fn in_row(self, row: usize, rows: usize) -> SqlError {
+        let at = |m: String| format!("row {row} of {rows} in VALUES: {m}");
+        match self {
+            SqlError::TooLong(m) => SqlError::TooLong(at(m)),
+            SqlError::OutOfRange(m) => SqlError::OutOfRange(at(m)),
+            SqlError::Plan(m) => SqlError::Plan(at(m)),
+            SqlError::Exec(m) => SqlError::Exec(at(m)),
+            other => other,
+        }
+    }
+
     /// The error of storing a value into `column` of `table`: the same kind,
     /// with the place named first.
     pub fn in_column(self, column: &str, table: &str) -> SqlError {

@@ -532,6 +532,19 @@ impl Engine {
                 ddl::create_view(self, cv)?;
                 "CREATE VIEW"
             }
+            S::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
+                ddl::create_schema(schema_name, *if_not_exists)?;
+                return Ok(QueryResult::Done("CREATE SCHEMA"));
+            }
+            S::AlterTable(at) => {
+                self.ddl_guard("ALTER TABLE")?;
+                ddl::alter_table(self, at)?;
+                "ALTER TABLE"
+            }
             S::Drop {
                 object_type,
                 if_exists,

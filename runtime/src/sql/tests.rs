@@ -666,3 +666,63 @@ fn tpch_interval_literals_parse_as_written() {
             .contains("no time-zone database")
     );
 }
+
+#[test]
+fn a_bad_row_in_a_values_list_is_named() {
+    let mut e = engine("CREATE TABLE v(id INTEGER PRIMARY KEY, d DATE, s VARCHAR(2))");
+    let msg = err(
+        &mut e,
+        "INSERT INTO v VALUES (1, '2020-01-01', 'a'), (2, '2020-02-30', 'b'), (3, NULL, 'c')",
+    );
+    assert!(msg.starts_with("row 2 of 3 in VALUES:"), "{msg}");
+    assert!(msg.contains("2020-02-30"), "{msg}");
+    let msg = err(
+        &mut e,
+        "INSERT INTO v VALUES (1, NULL, 'a'), (2, NULL, 'long')",
+    );
+    assert!(
+        msg.starts_with("row 2 of 2 in VALUES: column \"s\""),
+        "{msg}"
+    );
+    assert!(err(&mut e, "INSERT INTO v VALUES (1, NULL, 'long')").starts_with("column \"s\""));
+    assert_eq!(rows(&mut e, "SELECT count(*) FROM v"), vec![ints(&[0])]);
+}
+
+#[test]
+fn pg_dump_names_and_constraints_are_taken() {
+    let mut e = engine(
+        "CREATE TABLE public.album (album_id integer NOT NULL, title character varying(160)); \
+         INSERT INTO public.album VALUES (1, 'a'), (2, 'b')",
+    );
+    e.execute("ALTER TABLE ONLY public.album ADD CONSTRAINT album_pkey PRIMARY KEY (album_id)")
+        .unwrap();
+    assert!(err(&mut e, "INSERT INTO album VALUES (1, 'again')").contains("album_pkey"));
+    assert!(
+        err(&mut e, "ALTER TABLE album ADD PRIMARY KEY (title)").contains("multiple primary keys")
+    );
+    e.execute("ALTER TABLE album ADD CONSTRAINT album_title_key UNIQUE (title)")
+        .unwrap();
+    assert!(err(&mut e, "INSERT INTO album VALUES (3, 'a')").contains("album_title_key"));
+    assert_eq!(
+        rows(&mut e, "SELECT title FROM public.album WHERE album_id = 2"),
+        vec![vec![Value::text("b")]]
+    );
+    assert!(err(&mut e, "SELECT * FROM other.album").contains("schema \"other\" does not exist"));
+    e.execute("CREATE SCHEMA IF NOT EXISTS public").unwrap();
+    assert!(err(&mut e, "CREATE SCHEMA sales").contains("one schema"));
+    assert!(err(&mut e, "CREATE TEMPORARY TABLE tmp (a INT)").contains("shared by every session"));
+    assert!(err(&mut e, "SELECT * FROM tmp").contains("does not exist"));
+    // A key over a column with NULLs or duplicates is refused, changing nothing.
+    let mut e =
+        engine("CREATE TABLE t(a INTEGER, b INTEGER); INSERT INTO t VALUES (1, NULL), (1, 2)");
+    assert!(err(&mut e, "ALTER TABLE t ADD PRIMARY KEY (b)").contains("contains null values"));
+    assert!(err(&mut e, "ALTER TABLE t ADD PRIMARY KEY (a)").contains("t_pkey"));
+    e.execute("DELETE FROM t WHERE b IS NULL").unwrap();
+    e.execute("ALTER TABLE t ADD PRIMARY KEY (a)").unwrap();
+    assert!(err(&mut e, "INSERT INTO t VALUES (NULL, 3)").contains("not-null"));
+    assert!(err(
+        &mut e,
+        "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (b) REFERENCES t (a)"
+    )
+    .contains("not supported"));
+}

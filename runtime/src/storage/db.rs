@@ -14,7 +14,8 @@
 
 use super::table::{Placed, Table};
 use super::{
-    IndexDef, Row, RowId, Savepoint, StorageError, TableId, TableSchema, WriteOp, WriteSet,
+    IndexDef, IndexKind, Row, RowId, Savepoint, StorageError, TableId, TableSchema, WriteOp,
+    WriteSet,
 };
 use std::collections::BTreeMap;
 
@@ -235,6 +236,61 @@ impl Database {
         let schema = self.table(table).ok_or_else(|| unknown(table))?.schema();
         self.check_index_def(schema, &def)?;
         self.table_mut(table)?.add_index(def)?;
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// `ALTER TABLE ... ADD PRIMARY KEY (cols)` on a table that may hold
+    /// rows: its columns become NOT NULL and a unique index `name` (and an
+    /// ordered one beside it, as `CREATE TABLE` makes) backs the key. Fails,
+    /// changing nothing, if the table has a key already, or a row has NULL
+    /// or a duplicate there.
+    pub fn add_primary_key(
+        &mut self,
+        table: TableId,
+        name: &str,
+        cols: Vec<usize>,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table(table).ok_or_else(|| unknown(table))?;
+        let schema = t.schema();
+        if schema.primary_key.is_some() {
+            return Err(invalid(format!(
+                "multiple primary keys for table \"{}\" are not allowed",
+                schema.name
+            )));
+        }
+        let unique = IndexDef {
+            name: name.to_string(),
+            columns: cols.clone(),
+            unique: true,
+            kind: IndexKind::Hash,
+        };
+        let range = IndexDef {
+            name: format!("{name}_range"),
+            columns: cols.clone(),
+            unique: false,
+            kind: IndexKind::Ordered,
+        };
+        self.check_index_def(schema, &unique)?;
+        self.check_index_def(schema, &range)?;
+        for &c in &cols {
+            if t.scan().any(|(_, row)| row[c].is_null()) {
+                return Err(invalid(format!(
+                    "column \"{}\" of relation \"{}\" contains null values",
+                    schema.columns[c].name, schema.name
+                )));
+            }
+        }
+        let t = self.table_mut(table)?;
+        t.add_index(unique)?;
+        let pk = t.schema().indexes.len() - 1;
+        t.add_index(range)?;
+        let schema = t.schema_mut();
+        schema.primary_key = Some(pk);
+        for c in cols {
+            schema.columns[c].nullable = false;
+        }
         self.schema_version += 1;
         Ok(())
     }

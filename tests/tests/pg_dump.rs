@@ -1,0 +1,181 @@
+//! PostgreSQL's plain dumps through `ohm sql -f`, end to end: the real
+//! binary against a real `ohm serve`, on Chinook as `pg_dump` wrote it
+//! (../shared/testdata/migration/chinook, not edited), with its
+//! `expected_invariants.txt` checked after loading and after a restart.
+
+mod common;
+
+use common::{ohm_binary, runtime, Server, TempDir};
+use ohm::driver::Client;
+use ohm::proto::SqlResult;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The Chinook files, or None (skipped) when the test data is absent
+/// outside CI.
+fn chinook() -> Option<PathBuf> {
+    let root = match std::env::var_os("OHM_TESTDATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
+    };
+    let dir = root.join("migration/chinook");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "OHM_TESTDATA: {} not found, and CI=true requires it",
+        dir.display()
+    );
+    eprintln!("skipping: {} not found (set OHM_TESTDATA)", dir.display());
+    None
+}
+
+/// `ohm sql ARGS...` against `server` as the demo tenant.
+fn ohm_sql(server: &Server, args: &[&str]) -> Output {
+    Command::new(ohm_binary())
+        .arg("sql")
+        .args(["--addr", &server.addr, "--fingerprint", &server.fingerprint])
+        .args(["--token", &server.token("demo.token")])
+        .args(args)
+        .output()
+        .expect("running ohm sql")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+async fn one_value(c: &Client, sql: &str) -> String {
+    match c
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .pop()
+    {
+        Some(SqlResult::Rows(r)) => {
+            let cells: Vec<String> = r.rows[0].iter().map(|v| v.to_string()).collect();
+            cells.join(":")
+        }
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+/// Each line of `expected_invariants.txt` as the query that computes it.
+fn invariant_query(key: &str) -> String {
+    let parts: Vec<&str> = key.splitn(3, '.').collect();
+    match parts.as_slice() {
+        ["rows", t] => format!("SELECT count(*) FROM {t}"),
+        ["sum", t, e] => format!("SELECT sum({e}) FROM {t}"),
+        ["nulls", t, c] => format!("SELECT count(*) FROM {t} WHERE {c} IS NULL"),
+        ["nonascii", t, c] => {
+            format!("SELECT count(*) FROM {t} WHERE length({c}) <> octet_length({c})")
+        }
+        ["min", t, c] => format!("SELECT min({c}) FROM {t}"),
+        ["max", t, c] => format!("SELECT max({c}) FROM {t}"),
+        ["top_country_by_sales"] => "SELECT billing_country, sum(total) FROM invoice \
+             GROUP BY billing_country ORDER BY 2 DESC LIMIT 1"
+            .into(),
+        _ => panic!("an invariant this test does not know: {key}"),
+    }
+}
+
+async fn check_invariants(c: &Client, dir: &Path) {
+    let want = std::fs::read_to_string(dir.join("expected_invariants.txt")).unwrap();
+    let mut checked = 0;
+    for line in want.lines().filter(|l| !l.trim().is_empty()) {
+        let (key, value) = line.split_once('|').expect("key | value");
+        let got = one_value(c, &invariant_query(key.trim())).await;
+        assert_eq!(got, value.trim(), "{key}");
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} invariants");
+}
+
+/// Issue 13: the schema dump loads as written, except its FOREIGN KEYs,
+/// each refused on its own line as not supported (they are not enforced
+/// yet, and a constraint taken but not enforced would be a silent lie);
+/// the data loads from both COPY and INSERT dumps; the invariants hold, and
+/// still do after a restart (the keys added by ALTER TABLE are logged).
+#[test]
+fn chinook_plain_dumps_load_and_hold_their_invariants() {
+    let Some(dir) = chinook() else { return };
+    let f = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    for data in ["chinook_data_copy.sql", "chinook_data_inserts.sql"] {
+        let tmp = TempDir::new("pgdump");
+        let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+        let out = ohm_sql(&server, &["--continue", "-f", &f("chinook_schema.sql")]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "the foreign keys fail: {err}");
+        let refused: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(refused.len(), 11, "{err}");
+        assert!(
+            refused
+                .iter()
+                .all(|l| l.contains("chinook_schema.sql:") && l.contains("FOREIGN KEY")),
+            "{err}"
+        );
+        assert!(err.contains("skipped 11 SET"), "{err}");
+        let out = ohm_sql(&server, &["-f", &f(data)]);
+        assert!(out.status.success(), "{data}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        if data.contains("copy") {
+            assert!(
+                stdout.contains("COPY public.playlist_track 8715"),
+                "{stdout}"
+            );
+        }
+        runtime().block_on(async {
+            let c = server.client("demo.token").await;
+            check_invariants(&c, &dir).await;
+            let dup = c.sql("INSERT INTO album VALUES (1, 'again', 1)").await;
+            assert!(dup.unwrap_err().to_string().contains("album_pkey"));
+        });
+        drop(server);
+        let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+        runtime().block_on(async {
+            let c = server.client("demo.token").await;
+            check_invariants(&c, &dir).await;
+        });
+    }
+}
+
+/// A bad row in a COPY is named by its line; without `--continue` the
+/// script stops there (rows before it are loaded), with it the rest load.
+#[test]
+fn a_bad_copy_row_is_named_by_its_line() {
+    let tmp = TempDir::new("pgdump-bad");
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    let script = tmp.path().join("bad.sql");
+    let rows: String = (1..=20)
+        .map(|i| {
+            if i == 7 {
+                "7\t2021-02-30\n".to_string()
+            } else {
+                format!("{i}\t2021-01-{i:02}\n")
+            }
+        })
+        .collect();
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE public.d (id integer PRIMARY KEY, day date);\n\
+             COPY public.d (id, day) FROM stdin;\n{rows}\\.\nSELECT count(*) FROM d;\n"
+        ),
+    )
+    .unwrap();
+    let path = script.to_string_lossy().into_owned();
+    let out = ohm_sql(&server, &["-f", &path]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad.sql:9: COPY public.d"), "{err}");
+    assert!(err.contains("2021-02-30"), "{err}");
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        assert_eq!(one_value(&c, "SELECT count(*) FROM d").await, "6");
+        c.sql("DROP TABLE d").await.unwrap();
+    });
+    let out = ohm_sql(&server, &["--continue", "-f", &path]);
+    assert!(!out.status.success());
+    assert!(text(&out.stdout).contains("19"), "{}", text(&out.stdout));
+}
