@@ -141,7 +141,8 @@ fn chinook_plain_dumps_load_and_hold_their_invariants() {
 }
 
 /// A bad row in a COPY is named by its line; without `--continue` the
-/// script stops there (rows before it are loaded), with it the rest load.
+/// script stops there (rows before it are loaded), with it the rest load,
+/// and a function whose `$$` body holds `;` fails once, on its line.
 #[test]
 fn a_bad_copy_row_is_named_by_its_line() {
     let tmp = TempDir::new("pgdump-bad");
@@ -160,7 +161,7 @@ fn a_bad_copy_row_is_named_by_its_line() {
         &script,
         format!(
             "CREATE TABLE public.d (id integer PRIMARY KEY, day date);\n\
-             COPY public.d (id, day) FROM stdin;\n{rows}\\.\nSELECT count(*) FROM d;\n"
+             COPY public.d (id, day) FROM stdin;\n{rows}\\.\nCREATE FUNCTION f() RETURNS integer AS $$ SELECT 1; $$ LANGUAGE sql;\n"
         ),
     )
     .unwrap();
@@ -177,5 +178,13 @@ fn a_bad_copy_row_is_named_by_its_line() {
     });
     let out = ohm_sql(&server, &["--continue", "-f", &path]);
     assert!(!out.status.success());
-    assert!(text(&out.stdout).contains("19"), "{}", text(&out.stdout));
+    // The function's body, `;` and all, is one statement refused once.
+    let err = text(&out.stderr);
+    let refused: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(refused.len(), 2, "{err}");
+    assert!(refused[1].starts_with(&format!("{path}:24: ")), "{err}");
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        assert_eq!(one_value(&c, "SELECT count(*) FROM d").await, "19");
+    });
 }

@@ -16,6 +16,8 @@
 //!                         \-- `\cmd` --> Item::Meta     \-> COPY: Item::Rows ...
 //! ```
 
+use crate::sql::TABLE_COLUMNS_MAX;
+use crate::txn::sqltext::dollar_tag;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
@@ -113,6 +115,8 @@ pub struct ScriptError {
 enum Quote {
     None,
     Single,
+    /// `E'...'`: a backslash escapes the next character.
+    Escaped,
     Double,
     Dollar(String),
     Block(u32),
@@ -267,12 +271,15 @@ impl<R: BufRead> Script<R> {
         let mut cut = 0;
         let mut stmts = Vec::with_capacity(ends.len());
         for end in ends {
-            stmts.push(self.text[cut..end].trim().to_string());
+            let piece = &self.text[cut..end];
+            // The statement's line: the first after its blank and comment lines.
+            let lead = piece.len() - strip_blank_lines(piece).len();
+            let line = self.start_line + self.text[..cut + lead].matches('\n').count();
+            stmts.push((piece.trim().to_string(), line));
             cut = end + 1;
         }
         let rest = self.text[last + 1..].to_string();
-        let start = self.start_line;
-        for stmt in stmts.into_iter().filter(|s| !is_blank(s)) {
+        for (stmt, start) in stmts.into_iter().filter(|s| !is_blank(&s.0)) {
             if self.copy.is_some() {
                 return Err(self.error(
                     "a statement follows COPY ... FROM stdin on its line; its rows must start \
@@ -297,8 +304,14 @@ impl<R: BufRead> Script<R> {
 
     /// A complete statement: skipped, opening a COPY, or yielded.
     fn statement(&mut self, sql: String) -> Result<(), ScriptError> {
-        let words = leading_words(&sql, 12);
+        let words = leading_words(&sql, 64);
         let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        if let Some(why) = changes_how_text_reads(&w) {
+            return Err(ScriptError {
+                line: self.start_line,
+                message: format!("{why}: {sql}"),
+            });
+        }
         if let Some(kind) = skip_kind(&w) {
             *self.skipped.entry(kind).or_default() += 1;
             return Ok(());
@@ -360,7 +373,7 @@ impl<R: BufRead> Script<R> {
             return Ok(());
         };
         if line == "\\." {
-            self.flush_copy(true);
+            self.flush_copy();
             self.copy = None;
             self.text.clear();
             return Ok(());
@@ -370,11 +383,12 @@ impl<R: BufRead> Script<R> {
             message: format!("COPY {}: {m}", copy.table),
         })?;
         let width = *copy.width.get_or_insert(fields.len());
-        if fields.len() != width {
+        if fields.len() != width || width > TABLE_COLUMNS_MAX {
             return Err(ScriptError {
                 line: at,
                 message: format!(
-                    "COPY {}: this row has {} columns, the COPY {}",
+                    "COPY {}: this row has {} field(s) where the COPY has {} column(s) \
+                     (at most {TABLE_COLUMNS_MAX})",
                     copy.table,
                     fields.len(),
                     width
@@ -386,12 +400,12 @@ impl<R: BufRead> Script<R> {
         copy.lines.push(at);
         let rows_max = COPY_BATCH_ROWS.min(PARAMS_MAX / width).max(1);
         if copy.lines.len() >= rows_max || copy.bytes >= COPY_BATCH_BYTES {
-            self.flush_copy(false);
+            self.flush_copy();
         }
         Ok(())
     }
 
-    fn flush_copy(&mut self, _last: bool) {
+    fn flush_copy(&mut self) {
         let Some(copy) = self.copy.as_mut() else {
             return;
         };
@@ -422,7 +436,12 @@ fn scan(b: &[u8], from: usize, quote: &mut Quote) -> Vec<usize> {
         let next = match std::mem::replace(quote, Quote::None) {
             Quote::Single if c == b'\'' => Quote::None,
             Quote::Double if c == b'"' => Quote::None,
-            q @ (Quote::Single | Quote::Double) => q,
+            Quote::Escaped if c == b'\\' => {
+                i += 1;
+                Quote::Escaped
+            }
+            Quote::Escaped if c == b'\'' => Quote::None,
+            q @ (Quote::Single | Quote::Double | Quote::Escaped) => q,
             Quote::Dollar(tag) => {
                 if b[i..].starts_with(tag.as_bytes()) {
                     i += tag.len() - 1;
@@ -447,6 +466,14 @@ fn scan(b: &[u8], from: usize, quote: &mut Quote) -> Vec<usize> {
                 }
             }
             Quote::None => match c {
+                // `E'...'` (not the end of a longer word such as `type'`).
+                b'\''
+                    if i > 0
+                        && matches!(b[i - 1], b'E' | b'e')
+                        && (i < 2 || !(b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_')) =>
+                {
+                    Quote::Escaped
+                }
                 b'\'' => Quote::Single,
                 b'"' => Quote::Double,
                 b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -480,6 +507,24 @@ fn scan(b: &[u8], from: usize, quote: &mut Quote) -> Vec<usize> {
     ends
 }
 
+/// `text` from its first line that is not blank or a `--` comment.
+fn strip_blank_lines(text: &str) -> &str {
+    let mut rest = text;
+    loop {
+        let t = rest.trim_start_matches([' ', '\t', '\r']);
+        if let Some(after) = t.strip_prefix('\n') {
+            rest = after;
+        } else if t.starts_with("--") {
+            match t.find('\n') {
+                Some(nl) => rest = &t[nl + 1..],
+                None => return "",
+            }
+        } else {
+            return t;
+        }
+    }
+}
+
 fn is_blank(text: &str) -> bool {
     text.lines().all(|l| {
         let t = l.trim();
@@ -487,23 +532,12 @@ fn is_blank(text: &str) -> bool {
     })
 }
 
-/// `$tag$` (or `$$`) at the start of `b`, if it opens a dollar quote.
-fn dollar_tag(b: &[u8]) -> Option<String> {
-    let end = b[1..].iter().position(|&c| c == b'$')? + 1;
-    let tag = &b[1..end];
-    let ok = tag
-        .iter()
-        .enumerate()
-        .all(|(k, &c)| c == b'_' || c.is_ascii_alphabetic() || (k > 0 && c.is_ascii_digit()));
-    ok.then(|| String::from_utf8_lossy(&b[..=end]).into_owned())
-}
-
 /// The first `n` words of a statement, lower-cased, comments skipped.
 fn leading_words(sql: &str, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for line in sql.lines() {
         let line = line.split("--").next().unwrap_or("");
-        for w in line.split(|c: char| c.is_whitespace() || c == '(' || c == ';') {
+        for w in line.split(|c: char| c.is_whitespace() || c == '(' || c == ';' || c == '=') {
             if !w.is_empty() {
                 out.push(w.to_ascii_lowercase());
                 if out.len() >= n {
@@ -525,10 +559,33 @@ fn skip_kind(w: &[&str]) -> Option<&'static str> {
         ["comment", "on", ..] => "COMMENT ON",
         ["grant", ..] => "GRANT",
         ["revoke", ..] => "REVOKE",
-        ["alter", ..] if w.windows(2).any(|p| p == ["owner", "to"]) => "ALTER ... OWNER TO",
+        // `ALTER <object> <name> OWNER TO <role>`, as pg_dump writes it.
+        // (`RENAME [COLUMN] owner TO x` ends the same way and is real.)
+        ["alter", .., "owner", "to", _] if !w.contains(&"rename") => "ALTER ... OWNER TO",
         ["alter", "default", "privileges", ..] => "ALTER DEFAULT PRIVILEGES",
         _ => return None,
     })
+}
+
+/// A `SET` that would change how the rest of the script's text must be
+/// read: refused rather than skipped.
+fn changes_how_text_reads(w: &[&str]) -> Option<&'static str> {
+    let ["set", name, rest @ ..] = w else {
+        return None;
+    };
+    // `SET x = v`, `SET x TO v` ('=' is not a word here).
+    let value = rest.last().map(|v| v.trim_matches('\''))?;
+    match *name {
+        "standard_conforming_strings" if matches!(value, "off" | "false") => Some(
+            "SET standard_conforming_strings = off: backslashes in strings are not read as \
+             escapes here; dump with standard_conforming_strings on (pg_dump's default)",
+        ),
+        "client_encoding" if !matches!(value, "utf8" | "utf-8" | "unicode") => Some(
+            "SET client_encoding other than UTF8: scripts are read as UTF-8; dump with \
+             --encoding=UTF8",
+        ),
+        _ => None,
+    }
 }
 
 /// Splits a COPY text-format line into its fields: tab-separated, `\N` is
@@ -696,7 +753,7 @@ mod tests {
         let mut s = Script::new("COPY t (a, b) FROM stdin;\n1\t2\n3\n\\.\n".as_bytes());
         let e = s.next_item().unwrap_err();
         assert_eq!(e.line, 3);
-        assert!(e.message.contains("1 columns"), "{}", e.message);
+        assert!(e.message.contains("1 field(s)"), "{}", e.message);
         let mut s = Script::new("COPY t FROM stdin;\n1\n".as_bytes());
         let e = s.next_item().unwrap_err();
         assert_eq!(e.line, 1);
@@ -717,6 +774,47 @@ mod tests {
             ]
         );
         assert!(copy_fields("trailing\\").is_err());
+    }
+
+    #[test]
+    fn escape_strings_parameters_and_second_statements_cut_right() {
+        let text = "SELECT E'it\\'s; x', 'a''b;c';\nINSERT INTO t VALUES ($1, $2); -- c;\n\n  SELECT 3; SELECT\n4;\n";
+        let (got, _) = items(text);
+        assert_eq!(
+            got,
+            vec![
+                stmt("SELECT E'it\\'s; x', 'a''b;c'", 1),
+                stmt("INSERT INTO t VALUES ($1, $2)", 2),
+                stmt("SELECT 3", 4),
+                stmt("SELECT\n4", 4),
+            ]
+        );
+        let (got, _) = items("INSERT INTO t VALUES\n(1); SELECT 2;\n");
+        assert_eq!(
+            got,
+            vec![stmt("INSERT INTO t VALUES\n(1)", 1), stmt("SELECT 2", 2)]
+        );
+    }
+
+    #[test]
+    fn only_what_means_nothing_is_skipped() {
+        let (got, skipped) = items(
+            "ALTER TABLE t RENAME COLUMN owner TO x;\nALTER TABLE public.t OWNER TO postgres;\n",
+        );
+        assert_eq!(got, vec![stmt("ALTER TABLE t RENAME COLUMN owner TO x", 1)]);
+        assert_eq!(skipped["ALTER ... OWNER TO"], 1);
+        for bad in [
+            "SET standard_conforming_strings = off;",
+            "SET client_encoding = 'LATIN1';",
+            "SET client_encoding TO 'SQL_ASCII';",
+        ] {
+            let mut s = Script::new(bad.as_bytes());
+            let e = s.next_item().unwrap_err();
+            assert_eq!(e.line, 1, "{bad}");
+        }
+        let (got, _) =
+            items("SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n");
+        assert!(got.is_empty());
     }
 
     #[test]

@@ -484,8 +484,9 @@ pub fn create_schema(name: &ast::SchemaName, if_not_exists: bool) -> Result<(), 
 }
 
 /// `ALTER TABLE`: adding a PRIMARY KEY or UNIQUE constraint (pg_dump adds
-/// them after the data). Each operation is checked and applied in order;
-/// DDL is not transactional, so a later one failing leaves the earlier done.
+/// them after the data), one change per statement, on a table not
+/// partitioned (whose every partition holds the same rows, so the change
+/// succeeds or fails alike on each).
 pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlError> {
     let name = object_name(&at.name)?;
     let Some(id) = engine.db.table_id(&name) else {
@@ -496,13 +497,31 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
             "relation \"{name}\" does not exist"
         )));
     };
-    for op in &at.operations {
+    // One change per statement: DDL is not transactional, so a second one
+    // failing would leave the first applied on one partition alone.
+    let [op] = at.operations.as_slice() else {
+        return Err(SqlError::unsupported(format!(
+            "ALTER TABLE {name} with {} changes: give one change per ALTER TABLE",
+            at.operations.len()
+        )));
+    };
+    {
         let schema = engine
             .db
             .table(id)
             .ok_or_else(|| SqlError::exec("internal: table vanished"))?
             .schema()
             .clone();
+        if schema.partition_column.is_some()
+            && matches!(op, ast::AlterTableOperation::AddConstraint { .. })
+        {
+            // Each partition holds other rows: whether the key holds could
+            // differ between them, and partitions must never disagree.
+            return Err(SqlError::unsupported(format!(
+                "ALTER TABLE {name} ADD CONSTRAINT on a partitioned table: declare the key in \
+                 CREATE TABLE, before PARTITION TABLE"
+            )));
+        }
         match op {
             ast::AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
                 ast::TableConstraint::PrimaryKey(p) => {

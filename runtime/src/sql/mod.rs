@@ -22,6 +22,7 @@ pub mod ops;
 pub mod plan;
 mod select;
 
+pub use ddl::TABLE_COLUMNS_MAX;
 pub use error::SqlError;
 
 use crate::storage::{Database, Savepoint, WriteSet};

@@ -725,4 +725,13 @@ fn pg_dump_names_and_constraints_are_taken() {
         "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (b) REFERENCES t (a)"
     )
     .contains("not supported"));
+    let mut e = engine("CREATE TABLE p(a INTEGER, b INTEGER); PARTITION TABLE p ON COLUMN a");
+    assert!(err(&mut e, "ALTER TABLE p ADD PRIMARY KEY (a)").contains("partitioned table"));
+    e.execute("CREATE TABLE r(a INTEGER, b INTEGER)").unwrap();
+    assert!(err(&mut e, "ALTER TABLE r ADD UNIQUE (b), ADD UNIQUE (a)").contains("one change"));
+    assert_eq!(
+        rows(&mut e, "SELECT count(*) FROM r").len(),
+        1,
+        "r is untouched and still there"
+    );
 }

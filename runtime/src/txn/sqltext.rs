@@ -48,10 +48,34 @@ pub fn split(sql: &str) -> Result<Vec<&str>, String> {
                     i += 1;
                 }
             }
-            b'/' if b.get(i + 1) == Some(&b'*') => match sql[i + 2..].find("*/") {
-                Some(end) => i += end + 3,
-                None => return Err("unterminated /* comment".to_string()),
-            },
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                // Comments nest, as in PostgreSQL.
+                let mut depth = 1;
+                i += 2;
+                while depth > 0 {
+                    if i + 1 >= b.len() {
+                        return Err("unterminated /* comment".to_string());
+                    }
+                    if b[i] == b'*' && b[i + 1] == b'/' {
+                        depth -= 1;
+                        i += 1;
+                    } else if b[i] == b'/' && b[i + 1] == b'*' {
+                        depth += 1;
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            b'$' => {
+                // `$tag$ ... $tag$` (or `$$`): a body whose `;` are its own.
+                if let Some(tag) = dollar_tag(&b[i..]) {
+                    match sql[i + tag.len()..].find(tag.as_str()) {
+                        Some(end) => i += tag.len() + end + tag.len() - 1,
+                        None => return Err(format!("unterminated {tag} quote")),
+                    }
+                }
+            }
             b';' => {
                 push(&mut out, &sql[start..i])?;
                 start = i + 1;
@@ -62,6 +86,18 @@ pub fn split(sql: &str) -> Result<Vec<&str>, String> {
     }
     push(&mut out, &sql[start.min(sql.len())..])?;
     Ok(out)
+}
+
+/// `$tag$` (or `$$`) at the start of `b`, if it opens a dollar quote (a
+/// `$1` parameter does not: a tag starts with a letter or `_`).
+pub fn dollar_tag(b: &[u8]) -> Option<String> {
+    let end = b.get(1..)?.iter().position(|&c| c == b'$')? + 1;
+    let tag = &b[1..end];
+    let ok = tag
+        .iter()
+        .enumerate()
+        .all(|(k, &c)| c == b'_' || c.is_ascii_alphabetic() || (k > 0 && c.is_ascii_digit()));
+    ok.then(|| String::from_utf8_lossy(&b[..=end]).into_owned())
 }
 
 fn push<'a>(out: &mut Vec<&'a str>, s: &'a str) -> Result<(), String> {
@@ -137,6 +173,18 @@ mod tests {
         assert_eq!(parts[1], "INSERT INTO t VALUES ('x;y')");
         assert!(split("SELECT 'open").is_err());
         assert!(split("  ;; -- nothing\n").unwrap().is_empty());
+        let parts =
+            split("SELECT $$a;b$$; SELECT $t$ $$; $t$, $1; /* a /* b; */ ; */ SELECT 3").unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                "SELECT $$a;b$$",
+                "SELECT $t$ $$; $t$, $1",
+                "/* a /* b; */ ; */ SELECT 3"
+            ]
+        );
+        assert!(split("SELECT $$open").is_err());
+        assert!(split("SELECT 1 /* open /* */").is_err());
     }
 
     #[test]
