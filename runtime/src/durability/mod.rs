@@ -81,8 +81,8 @@
 //! crc u32 (CRC-32 of the bytes before it)`. None means the default vote.
 //!
 //! Snapshot file `snap-<slot, 20 digits>.snap` (written as `.snap.tmp`, or
-//! for one taken here as `.snap.staged.tmp` by a `Stager`, synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (7;
-//! 1 to 6 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
+//! for one taken here as `.snap.staged.tmp` by a `Stager`, synced, renamed): a 12-byte header `magic "OHMSNAP\0" | version u32 (8;
+//! 1 to 7 are still read)`, then frames `len u32 | crc u32 (CRC-32 of payload) |
 //! payload`, each payload a `kind u8` and its fields, in this order:
 //! ```text
 //!   1 Begin:  slot u64, ballot round u64, ballot node u32 (version 2 only), mp_txn_max u64, tenants u32
@@ -100,7 +100,9 @@
 //!   7 End: total rows u64
 //!   schema = str name, columns u32 + (str name, type, nullable u8, default: u8 0 | 1 value),
 //!            primary key u32 (u32::MAX = none), indexes u32 + (str name, columns u32 + u32s,
-//!            unique u8, kind u8 (1 hash, 2 ordered)), partition column u32 (u32::MAX = none)
+//!            unique u8, kind u8 (1 hash, 2 ordered)), partition column u32 (u32::MAX = none),
+//!            (version 8) foreign keys u32 + (str name, columns u32 + u32s, str parent,
+//!            parent columns u32 + u32s)
 //!   type   = u8: 1 SMALLINT 2 INTEGER 3 BIGINT 4 DOUBLE 5 DECIMAL(p u8, s u8)
 //!            6 VARCHAR(opt) 7 VARBINARY(opt) 8 BOOLEAN 9 TIMESTAMP 10 TIMESTAMPTZ
 //!            11 DATE 12 TIME 13 INTERVAL 14 UUID;  opt = u8 0 | 1 u32

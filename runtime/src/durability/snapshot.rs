@@ -24,7 +24,7 @@ use super::record::{
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
 use crate::sql::Engine;
-use crate::storage::{ColumnDef, IndexDef, IndexKind, TableId, TableSchema};
+use crate::storage::{ColumnDef, ForeignKey, IndexDef, IndexKind, TableId, TableSchema};
 use crate::types::{Ballot, NodeId, Slot, TenantId};
 use crate::wasm::ProcOutput;
 use std::sync::Arc;
@@ -33,8 +33,9 @@ const MAGIC: &[u8; 8] = b"OHMSNAP\0";
 /// Version 2 added the ballot to the Begin frame, version 3 the kept
 /// calls (idempotency keys and answers), version 4 the Committed frame,
 /// version 5 the Tenants frame, version 6 each tenant's quotas, version 7
-/// the principals in the Tenants frame; versions 1 to 6 still load.
-const VERSION: u32 = 7;
+/// the principals in the Tenants frame, version 8 each table's foreign
+/// keys; versions 1 to 7 still load.
+const VERSION: u32 = 8;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -194,6 +195,19 @@ fn put_schema(out: &mut Vec<u8>, s: &TableSchema) {
         });
     }
     put_opt_index(out, s.partition_column);
+    put_len(out, s.foreign_keys.len());
+    for fk in &s.foreign_keys {
+        put_str(out, &fk.name);
+        put_len(out, fk.columns.len());
+        for &c in &fk.columns {
+            put_opt_index(out, Some(c));
+        }
+        put_str(out, &fk.parent);
+        put_len(out, fk.parent_columns.len());
+        for &c in &fk.parent_columns {
+            put_opt_index(out, Some(c));
+        }
+    }
 }
 
 /// A piece of a snapshot in order: frames encoded when it began, or the
@@ -477,7 +491,7 @@ fn get_bool(r: &mut Reader<'_>, what: &str) -> Result<bool, String> {
     }
 }
 
-fn get_schema(r: &mut Reader<'_>) -> Result<TableSchema, String> {
+fn get_schema(r: &mut Reader<'_>, version: u32) -> Result<TableSchema, String> {
     let name = r.str("table name")?.to_string();
     let n = r.count(7, "column count")?;
     let mut columns = Vec::with_capacity(n);
@@ -521,12 +535,35 @@ fn get_schema(r: &mut Reader<'_>) -> Result<TableSchema, String> {
         });
     }
     let partition_column = get_opt_index(r, "partition column")?;
+    let mut foreign_keys = Vec::new();
+    if version >= 8 {
+        let n = r.count(14, "foreign key count")?;
+        for _ in 0..n {
+            let name = r.str("foreign key name")?.to_string();
+            let k = r.count(4, "foreign key column count")?;
+            let columns = (0..k)
+                .map(|_| r.u32("foreign key column").map(|c| c as usize))
+                .collect::<Result<Vec<_>, _>>()?;
+            let parent = r.str("foreign key parent")?.to_string();
+            let k = r.count(4, "foreign key parent column count")?;
+            let parent_columns = (0..k)
+                .map(|_| r.u32("foreign key parent column").map(|c| c as usize))
+                .collect::<Result<Vec<_>, _>>()?;
+            foreign_keys.push(ForeignKey {
+                name,
+                columns,
+                parent,
+                parent_columns,
+            });
+        }
+    }
     Ok(TableSchema {
         name,
         columns,
         primary_key,
         indexes,
         partition_column,
+        foreign_keys,
     })
 }
 
@@ -570,9 +607,10 @@ impl Loader<'_> {
         }
     }
 
-    fn table(&mut self, engine: &mut Engine) -> Result<(), DurabilityError> {
-        let (schema, mut left) =
-            self.frame(F_TABLE, |r| Ok((get_schema(r)?, r.u64("row count")?)))?;
+    fn table(&mut self, engine: &mut Engine, version: u32) -> Result<(), DurabilityError> {
+        let (schema, mut left) = self.frame(F_TABLE, |r| {
+            Ok((get_schema(r, version)?, r.u64("row count")?))
+        })?;
         let name = schema.name.clone();
         let db = engine.database_mut();
         let id = db
@@ -624,7 +662,7 @@ impl Loader<'_> {
         })?;
         let mut engine = Engine::new();
         for _ in 0..tables {
-            self.table(&mut engine)?;
+            self.table(&mut engine, version)?;
         }
         let mut pending = Vec::new();
         for _ in 0..views {

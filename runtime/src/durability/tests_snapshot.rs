@@ -297,9 +297,10 @@ fn corrupt_snapshot_is_reported<D: Disk>(d: &D) {
     assert!(!fs.list(100).expect("ls").iter().any(|n| n == tmp));
 }
 
-/// `bytes` (a current snapshot whose tenants have no quotas set) as
-/// version 1 wrote it: no ballot in Begin, no kept-call count nor quotas in
-/// Tenant frames, no Committed frame.
+/// `bytes` (a current snapshot whose tenants have no quotas set and whose
+/// tables no foreign keys) as version 1 wrote it: no ballot in Begin, no
+/// kept-call count nor quotas in Tenant frames, no foreign keys in Table
+/// frames, no Committed frame.
 fn to_v1(bytes: &[u8]) -> Vec<u8> {
     let (header, rest) = bytes.split_at(12);
     let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
@@ -321,6 +322,7 @@ fn to_v1(bytes: &[u8]) -> Vec<u8> {
             rest = &rest[8 + n..];
             continue;
         }
+        drop_foreign_key_count(&mut payload);
         if payload[0] == 2 {
             // The kept-call count (version 3), then no quotas (version 6).
             assert_eq!(payload[payload.len() - 4..], [0; 4], "no quotas");
@@ -348,10 +350,12 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
     )
     .expect("encode");
     let v1 = to_v1(&v2);
+    let tables = e.database().tables().count();
     assert_eq!(
         v1.len(),
-        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4 + 4),
-        "ballot, kept-call count, quotas and the empty Committed and Tenants frames gone"
+        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4 + 4) - 4 * tables,
+        "ballot, kept-call count, quotas, foreign-key counts and the empty Committed and \
+         Tenants frames gone"
     );
     let old = SnapshotMeta {
         slot: Slot(4),
@@ -553,7 +557,18 @@ fn partition_0s_created_tenants_round_trip_and_older_snapshots_hold_none() {
     assert!(v6.principals.is_empty());
 }
 
-/// A version 7 snapshot with no principals as version 6 wrote it.
+/// A Table frame's payload as versions before 8 wrote it: no foreign-key
+/// count (zero here) before the row count.
+fn drop_foreign_key_count(payload: &mut Vec<u8>) {
+    if payload[0] == 3 {
+        let at = payload.len() - 12;
+        assert_eq!(payload[at..at + 4], [0; 4], "no foreign keys");
+        payload.drain(at..at + 4);
+    }
+}
+
+/// A version 7 snapshot (with no principals, and tables without foreign
+/// keys) as version 6 wrote it.
 fn to_v6(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes[..8].to_vec();
     out.extend_from_slice(&6u32.to_le_bytes());
@@ -565,10 +580,45 @@ fn to_v6(bytes: &[u8]) -> Vec<u8> {
             assert_eq!(payload[payload.len() - 4..], [0; 4], "no principals");
             payload.truncate(payload.len() - 4);
         }
+        drop_foreign_key_count(&mut payload);
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         out.extend_from_slice(&payload);
         rest = &rest[8 + n..];
     }
     out
+}
+
+#[test]
+fn foreign_keys_survive_a_snapshot() {
+    let mut e = Engine::new();
+    for sql in [
+        "CREATE TABLE kind (k INT PRIMARY KEY, name TEXT UNIQUE)",
+        "CREATE TABLE bag (a INT REFERENCES kind (k), b TEXT, FOREIGN KEY (b) REFERENCES kind (name))",
+        "INSERT INTO kind VALUES (1, 'one')",
+        "INSERT INTO bag VALUES (1, 'one'), (NULL, NULL)",
+    ] {
+        e.execute(sql).expect(sql);
+    }
+    let bytes = snapshot::encode(
+        meta(3),
+        1,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    let mut back = snap.tenants.into_iter().next().expect("a tenant").engine;
+    let schemas =
+        |e: &Engine| -> Vec<_> { e.database().tables().map(|t| t.schema().clone()).collect() };
+    assert_eq!(schemas(&e), schemas(&back));
+    assert_eq!(sorted(&mut e, "bag"), sorted(&mut back, "bag"));
+    let bag = back.database().table_by_name("bag").expect("bag");
+    assert_eq!(bag.schema().foreign_keys.len(), 2);
+    let m = back
+        .execute("INSERT INTO bag VALUES (2, NULL)")
+        .expect_err("no kind 2");
+    assert!(m.to_string().contains("bag_a_fkey"), "{m}");
 }

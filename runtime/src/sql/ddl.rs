@@ -207,9 +207,11 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         primary_key: None,
         indexes: Vec::new(),
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let mut pk: Option<Vec<usize>> = None;
     let mut uniques: Vec<Vec<usize>> = Vec::new();
+    let mut fks: Vec<ast::ForeignKeyConstraint> = Vec::new();
     for (i, c) in ct.columns.iter().enumerate() {
         let cname = lower(&c.name);
         if schema.column_index(&cname).is_some() {
@@ -239,6 +241,11 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
                     }
                 }
                 ast::ColumnOption::Unique(_) => uniques.push(vec![i]),
+                ast::ColumnOption::ForeignKey(f) => {
+                    let mut f = f.clone();
+                    f.columns = vec![c.name.clone()];
+                    fks.push(f);
+                }
                 other => return Err(SqlError::unsupported(format!("column option {other}"))),
             }
         }
@@ -255,6 +262,7 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
                 }
             }
             ast::TableConstraint::Unique(u) => uniques.push(index_columns(&schema, &u.columns)?),
+            ast::TableConstraint::ForeignKey(f) => fks.push(f.clone()),
             other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
         }
     }
@@ -285,6 +293,19 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
             unique: true,
             kind: IndexKind::Hash,
         });
+    }
+    for f in &fks {
+        let parent_name = object_name(&f.foreign_table)?;
+        let parent = if parent_name == name {
+            None
+        } else {
+            let p = engine.db.table_by_name(&parent_name).ok_or_else(|| {
+                SqlError::plan(format!("relation \"{parent_name}\" does not exist"))
+            })?;
+            Some(p.schema())
+        };
+        let fk = super::fk::declare(&schema, f, parent)?;
+        schema.foreign_keys.push(fk);
     }
     engine.db.create_table(schema)?;
     Ok(())
@@ -390,6 +411,25 @@ pub fn drop(
     if_exists: bool,
     names: &[ast::ObjectName],
 ) -> Result<(), SqlError> {
+    if *object_type == ast::ObjectType::Table {
+        // A table another one's foreign key references stays (as
+        // PostgreSQL's DROP without CASCADE), unless both go now.
+        let dropped = names
+            .iter()
+            .map(object_name)
+            .collect::<Result<Vec<_>, _>>()?;
+        for name in &dropped {
+            let by = super::fk::referencing(&engine.db, name)
+                .find(|(child, _)| !dropped.iter().any(|d| d.eq_ignore_ascii_case(&child.name)));
+            if let Some((child, fk)) = by {
+                return Err(SqlError::plan(format!(
+                    "cannot drop table \"{name}\" because foreign key \"{}\" of table \"{}\" \
+                     references it: drop that table or its foreign key first",
+                    fk.name, child.name
+                )));
+            }
+        }
+    }
     for n in names {
         let name = object_name(n)?;
         match object_type {
@@ -461,6 +501,29 @@ pub fn partition(engine: &mut Engine, table: &str, column: &str) -> Result<(), S
             "column \"{column}\" does not exist in table \"{table}\""
         ))
     })?;
+    // Its foreign keys, and those that reference it, must stay checkable
+    // within a partition once it is partitioned.
+    let mut after = t.schema().clone();
+    after.partition_column = Some(c);
+    for fk in &after.foreign_keys {
+        let parent = if fk.parent.eq_ignore_ascii_case(&after.name) {
+            &after
+        } else {
+            match engine.db.table_by_name(&fk.parent) {
+                Some(p) => p.schema(),
+                None => continue,
+            }
+        };
+        super::fk::enforceable(&after, fk, parent)?;
+    }
+    for (child, fk) in super::fk::referencing(&engine.db, &after.name) {
+        let child = if child.name.eq_ignore_ascii_case(&after.name) {
+            &after
+        } else {
+            child
+        };
+        super::fk::enforceable(child, fk, &after)?;
+    }
     engine.db.set_partition_column(id, c)?;
     Ok(())
 }
@@ -547,6 +610,21 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
                             kind: IndexKind::Hash,
                         },
                     )?;
+                }
+                ast::TableConstraint::ForeignKey(f) => {
+                    let parent_name = object_name(&f.foreign_table)?;
+                    let parent = if parent_name == name {
+                        None
+                    } else {
+                        let p = engine.db.table_by_name(&parent_name).ok_or_else(|| {
+                            SqlError::plan(format!("relation \"{parent_name}\" does not exist"))
+                        })?;
+                        Some(p.schema())
+                    };
+                    let fk = super::fk::declare(&schema, f, parent)?;
+                    // pg_dump adds its keys after the data: the rows must hold.
+                    super::fk::validate(&engine.db, &schema, &fk)?;
+                    engine.db.add_foreign_key(id, fk)?;
                 }
                 other => {
                     return Err(SqlError::unsupported(format!(

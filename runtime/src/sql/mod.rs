@@ -17,6 +17,7 @@ mod dml;
 pub mod error;
 mod exec;
 pub mod expr;
+mod fk;
 pub mod interrupt;
 pub mod ops;
 pub mod plan;
@@ -487,7 +488,15 @@ impl Engine {
             self.db.begin()?;
         }
         let sp = self.db.savepoint();
-        match f(&mut self.db) {
+        // Foreign keys are checked once the statement's rows are all
+        // written (a row may reference one inserted after it).
+        let checked = f(&mut self.db).and_then(|n| {
+            if fk::any(&self.db) {
+                fk::check(&self.db, sp)?;
+            }
+            Ok(n)
+        });
+        match checked {
             Ok(n) => {
                 if auto {
                     // Nothing consumes autocommit write-sets yet; the node's log will.

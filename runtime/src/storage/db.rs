@@ -240,6 +240,42 @@ impl Database {
         Ok(())
     }
 
+    /// The writes the open transaction made after `sp`, in order.
+    pub fn ops_since(&self, sp: Savepoint) -> &[WriteOp] {
+        self.ops.get(sp.0..).unwrap_or(&[])
+    }
+
+    /// Records a FOREIGN KEY of `table` (the SQL layer has checked it and
+    /// the rows already there).
+    pub fn add_foreign_key(
+        &mut self,
+        table: TableId,
+        fk: super::ForeignKey,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table_mut(table)?;
+        let s = t.schema();
+        if s.foreign_keys
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(&fk.name))
+        {
+            return Err(invalid(format!(
+                "constraint \"{}\" for relation \"{}\" already exists",
+                fk.name, s.name
+            )));
+        }
+        let width = s.columns.len();
+        if fk.columns.iter().any(|&c| c >= width) {
+            return Err(invalid(format!(
+                "foreign key \"{}\" names a column past table \"{}\"'s {width}",
+                fk.name, s.name
+            )));
+        }
+        t.schema_mut().foreign_keys.push(fk);
+        self.schema_version += 1;
+        Ok(())
+    }
+
     /// `ALTER TABLE ... ADD PRIMARY KEY (cols)` on a table that may hold
     /// rows: its columns become NOT NULL and a unique index `name` (and an
     /// ordered one beside it, as `CREATE TABLE` makes) backs the key. Fails,

@@ -88,6 +88,23 @@ pub struct TableSchema {
     pub indexes: Vec<IndexDef>,
     /// `PARTITION TABLE t ON COLUMN c`: recorded now, used by the node later.
     pub partition_column: Option<usize>,
+    /// FOREIGN KEY constraints this table's rows must satisfy.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// `FOREIGN KEY (columns) REFERENCES parent (parent_columns)`: a row whose
+/// `columns` are all non-NULL must match a row of `parent` there (NO
+/// ACTION: checked at the end of each statement).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignKey {
+    pub name: String,
+    /// Positions in this table.
+    pub columns: Vec<usize>,
+    /// The referenced table's name, lower-cased.
+    pub parent: String,
+    /// Positions in the parent, in the same order; a PRIMARY KEY or UNIQUE
+    /// index covers exactly these.
+    pub parent_columns: Vec<usize>,
 }
 
 impl TableSchema {

@@ -64,6 +64,7 @@ fn typed_db() -> (Database, TableId) {
         primary_key: Some(0),
         indexes: vec![idx("t_pkey", &[0], true, IndexKind::Hash)],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let id = db.create_table(schema).unwrap();
     (db, id)
@@ -315,6 +316,7 @@ pub(super) fn multi_db() -> (Database, TableId) {
             idx("p_c", &[2], false, IndexKind::Ordered),
         ],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let id = db.create_table(schema).unwrap();
     (db, id)
@@ -439,6 +441,7 @@ fn grid() -> (Database, TableId, Vec<(RowId, i64, i64)>) {
         primary_key: None,
         indexes: vec![idx("g_ab", &[0, 1], false, IndexKind::Ordered)],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();
@@ -540,6 +543,7 @@ fn hash_index_non_unique_lookup_and_fallbacks() {
         primary_key: None,
         indexes: vec![idx("h_ab", &[1, 0], false, IndexKind::Hash)],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();
@@ -662,6 +666,7 @@ fn write_set_lists_every_change_in_order_with_its_rows() {
         primary_key: None,
         indexes: vec![],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let g = db.create_table(other).unwrap();
     db.begin().unwrap();

@@ -23,6 +23,7 @@ fn transaction_state_rules() {
         primary_key: None,
         indexes: vec![],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     assert_eq!(db.create_table(other), Err(StorageError::TxnOpen));
     assert_eq!(db.drop_table(t), Err(StorageError::TxnOpen));
@@ -165,6 +166,7 @@ fn drop_index_keeps_the_primary_key_position_right() {
             idx("d_pkey", &[0], true, IndexKind::Hash),
         ],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();

@@ -67,6 +67,7 @@ fn model_db() -> (Database, TableId) {
             idx("m_b_hash", vec![2], false, IndexKind::Hash),
         ],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     let mut db = Database::new();
     let t = db.create_table(schema).unwrap();
@@ -491,6 +492,7 @@ fn a_snapshot_read_in_steps_sees_the_rows_as_they_were_when_it_began() {
         primary_key: None,
         indexes: vec![],
         partition_column: None,
+        foreign_keys: Vec::new(),
     };
     for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);

@@ -51,6 +51,27 @@ pub fn needed(g: &Guards, tenant: TenantId, words: &[String]) -> BTreeSet<String
     };
     let mut todo: Vec<String> = need.iter().cloned().collect();
     while let Some(n) = todo.pop() {
+        // A foreign key is checked against its parent and children: they
+        // come along (and theirs, so a chain is checked whole).
+        for t in p0.engine.database().tables() {
+            let s = t.schema();
+            let linked = s
+                .foreign_keys
+                .iter()
+                .any(|fk| fk.parent.eq_ignore_ascii_case(&n))
+                || (s.name.eq_ignore_ascii_case(&n) && !s.foreign_keys.is_empty());
+            if !linked {
+                continue;
+            }
+            let mut names: Vec<String> =
+                s.foreign_keys.iter().map(|fk| fk.parent.clone()).collect();
+            names.push(s.name.to_ascii_lowercase());
+            for m in names {
+                if need.insert(m.clone()) {
+                    todo.push(m);
+                }
+            }
+        }
         if let Some(v) = p0
             .engine
             .views()
@@ -92,6 +113,12 @@ pub fn scratch(
     let Some(p0) = g[0].tenant_ref(tenant) else {
         return Ok(s);
     };
+    // A foreign key is checked against the rows there: they must be there.
+    let empty = empty
+        && !p0.engine.database().tables().any(|t| {
+            names.contains(&t.schema().name.to_ascii_lowercase())
+                && !t.schema().foreign_keys.is_empty()
+        });
     for table in p0.engine.database().tables() {
         let schema = table.schema();
         if !names.contains(&schema.name.to_ascii_lowercase()) {
