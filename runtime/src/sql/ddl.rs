@@ -454,6 +454,9 @@ pub fn drop(
                             .any(|ix| ix.name.eq_ignore_ascii_case(&name))
                     })
                     .map(|t| t.id());
+                if let Some(id) = owner {
+                    super::fk::index_unneeded(&engine.db, id, &name)?;
+                }
                 match owner {
                     Some(id) => engine.db.drop_index(id, &name)?,
                     None if if_exists => {}

@@ -10,7 +10,7 @@
 
 use super::bind::{lower, object_name};
 use super::error::SqlError;
-use crate::storage::{Database, ForeignKey, Savepoint, TableSchema, WriteOp};
+use crate::storage::{Database, ForeignKey, Savepoint, TableId, TableSchema, WriteOp};
 use crate::types::Value;
 use sqlparser::ast;
 use std::collections::HashSet;
@@ -155,6 +155,26 @@ pub fn referencing<'a>(
             .filter(move |fk| fk.parent.eq_ignore_ascii_case(table))
             .map(move |fk| (s, fk))
     })
+}
+
+/// Refuses to drop index `index` of `table` while a foreign key checks its
+/// parent through it (PostgreSQL's "other objects depend on it").
+pub fn index_unneeded(db: &Database, table: TableId, index: &str) -> Result<(), SqlError> {
+    let Some(t) = db.table(table) else {
+        return Ok(());
+    };
+    let s = t.schema();
+    for (child, fk) in referencing(db, &s.name) {
+        let used = parent_index(s, fk).map(|(i, _)| &s.indexes[i].name);
+        if used.is_some_and(|n| n.eq_ignore_ascii_case(index)) {
+            return Err(SqlError::plan(format!(
+                "cannot drop index \"{index}\" because foreign key \"{}\" of table \"{}\" \
+                 needs it: drop that foreign key's table first",
+                fk.name, child.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Whether any table has a foreign key (else there is nothing to check).

@@ -768,6 +768,7 @@ fn foreign_keys_are_checked_at_the_end_of_each_statement() {
         vec![ints(&[1])]
     );
     assert!(err(&mut e, "DROP TABLE artist").contains("album_artist_id_fkey"));
+    assert!(err(&mut e, "DROP INDEX artist_pkey").contains("album_artist_id_fkey"));
     // ALTER TABLE ADD FOREIGN KEY checks the rows already there.
     e.execute("CREATE TABLE track (id INTEGER PRIMARY KEY, album_id INTEGER)")
         .unwrap();
