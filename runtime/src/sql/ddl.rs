@@ -295,16 +295,7 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         });
     }
     for f in &fks {
-        let parent_name = object_name(&f.foreign_table)?;
-        let parent = if parent_name == name {
-            None
-        } else {
-            let p = engine.db.table_by_name(&parent_name).ok_or_else(|| {
-                SqlError::plan(format!("relation \"{parent_name}\" does not exist"))
-            })?;
-            Some(p.schema())
-        };
-        let fk = super::fk::declare(&schema, f, parent)?;
+        let fk = super::fk::declare(&engine.db, &schema, f)?;
         schema.foreign_keys.push(fk);
     }
     engine.db.create_table(schema)?;
@@ -615,16 +606,7 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
                     )?;
                 }
                 ast::TableConstraint::ForeignKey(f) => {
-                    let parent_name = object_name(&f.foreign_table)?;
-                    let parent = if parent_name == name {
-                        None
-                    } else {
-                        let p = engine.db.table_by_name(&parent_name).ok_or_else(|| {
-                            SqlError::plan(format!("relation \"{parent_name}\" does not exist"))
-                        })?;
-                        Some(p.schema())
-                    };
-                    let fk = super::fk::declare(&schema, f, parent)?;
+                    let fk = super::fk::declare(&engine.db, &schema, f)?;
                     // pg_dump adds its keys after the data: the rows must hold.
                     super::fk::validate(&engine.db, &schema, &fk)?;
                     engine.db.add_foreign_key(id, fk)?;

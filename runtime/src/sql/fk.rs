@@ -16,15 +16,20 @@ use sqlparser::ast;
 use std::collections::HashSet;
 
 /// Builds the foreign key `c` of `child` (the table being created or
-/// altered); `parent` is the referenced table's schema, or None when the
-/// key refers to `child` itself.
+/// altered), whose parent is `child` itself or a table of `db`.
 pub fn declare(
+    db: &Database,
     child: &TableSchema,
     c: &ast::ForeignKeyConstraint,
-    parent: Option<&TableSchema>,
 ) -> Result<ForeignKey, SqlError> {
     let parent_name = object_name(&c.foreign_table)?;
-    let parent = parent.unwrap_or(child);
+    let parent = if parent_name.eq_ignore_ascii_case(&child.name) {
+        child
+    } else {
+        db.table_by_name(&parent_name)
+            .map(|t| t.schema())
+            .ok_or_else(|| SqlError::plan(format!("relation \"{parent_name}\" does not exist")))?
+    };
     for (what, action) in [("DELETE", &c.on_delete), ("UPDATE", &c.on_update)] {
         match action {
             None | Some(ast::ReferentialAction::NoAction | ast::ReferentialAction::Restrict) => {}
