@@ -55,6 +55,9 @@ pub struct CopyBatch {
     pub lines: Vec<usize>,
     /// The table, for messages.
     pub table: String,
+    /// What the INSERT names: the table and its column list, as the COPY
+    /// gave them.
+    pub target: String,
     /// Columns per row.
     pub width: usize,
 }
@@ -65,21 +68,13 @@ impl CopyBatch {
     pub fn row(&self, i: usize) -> CopyBatch {
         let vals = self.values[i * self.width..(i + 1) * self.width].to_vec();
         CopyBatch {
-            sql: insert_sql(&self.table_sql(), self.width, 1),
+            sql: insert_sql(&self.target, self.width, 1),
             values: vals,
             lines: vec![self.lines[i]],
             table: self.table.clone(),
+            target: self.target.clone(),
             width: self.width,
         }
-    }
-
-    fn table_sql(&self) -> String {
-        // `INSERT INTO <target> VALUES ...`: the target is what precedes VALUES.
-        self.sql
-            .strip_prefix("INSERT INTO ")
-            .and_then(|s| s.split(" VALUES ").next())
-            .unwrap_or(&self.table)
-            .to_string()
     }
 }
 
@@ -419,6 +414,7 @@ impl<R: BufRead> Script<R> {
             values: std::mem::take(&mut copy.values),
             lines: std::mem::take(&mut copy.lines),
             table: copy.table.clone(),
+            target: copy.target.clone(),
             width,
         }));
         copy.bytes = 0;

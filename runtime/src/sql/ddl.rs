@@ -167,6 +167,15 @@ fn index_columns(schema: &TableSchema, cols: &[ast::IndexColumn]) -> Result<Vec<
         .collect()
 }
 
+/// A copy of table `id`'s schema, to plan a change against.
+fn schema_of(engine: &Engine, id: crate::storage::TableId) -> Result<TableSchema, SqlError> {
+    engine
+        .db
+        .table(id)
+        .map(|t| t.schema().clone())
+        .ok_or_else(|| SqlError::exec("internal: table vanished"))
+}
+
 fn key_name(table: &str, schema: &TableSchema, cols: &[usize], suffix: &str) -> String {
     let names: Vec<&str> = cols
         .iter()
@@ -308,12 +317,7 @@ pub fn create_index(engine: &mut Engine, ci: &ast::CreateIndex) -> Result<(), Sq
         .db
         .table_id(&tname)
         .ok_or_else(|| SqlError::plan(format!("relation \"{tname}\" does not exist")))?;
-    let schema = engine
-        .db
-        .table(id)
-        .ok_or_else(|| SqlError::exec("internal: table vanished"))?
-        .schema()
-        .clone();
+    let schema = schema_of(engine, id)?;
     let cols = index_columns(&schema, &ci.columns)?;
     let name = match &ci.name {
         Some(n) => object_name(n)?,
@@ -563,12 +567,7 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
         )));
     };
     {
-        let schema = engine
-            .db
-            .table(id)
-            .ok_or_else(|| SqlError::exec("internal: table vanished"))?
-            .schema()
-            .clone();
+        let schema = schema_of(engine, id)?;
         if schema.partition_column.is_some()
             && matches!(op, ast::AlterTableOperation::AddConstraint { .. })
         {
