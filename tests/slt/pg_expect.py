@@ -72,6 +72,13 @@ def main():
         out = []
         text = open(path).read()
         for block in records(text):
+            # Comment lines directly above a record belong to it.
+            notes = []
+            while block and block[0].startswith("#"):
+                notes.append(block.pop(0))
+            if not block:
+                out.append("\n".join(notes))
+                continue
             head = block[0].split()
             if head[0] in ("statement", "query"):
                 try:
@@ -85,12 +92,12 @@ def main():
                     if ok != want_ok:
                         sys.exit(f"{path}: {' '.join(head)} but PostgreSQL says "
                                  f"{'ok' if ok else err.strip()}:\n{sql}")
-                    out.append("\n".join(block))
+                    out.append("\n".join(notes + block))
                     continue
                 if head[1] == "error":
                     if ok:
                         sys.exit(f"{path}: query error but PostgreSQL answers:\n{sql}")
-                    out.append("\n".join(block))
+                    out.append("\n".join(notes + block))
                     continue
                 if not ok:
                     sys.exit(f"{path}: query fails in PostgreSQL: {err.strip()}\n{sql}")
@@ -109,9 +116,9 @@ def main():
                 values = [v for r in rows for v in r]
                 if sort == "valuesort":
                     values.sort()
-                out.append("\n".join(block[:sep] + ["----"] + values))
-            elif block[0].startswith("#") or head[0] in ("hash-threshold", "halt", "skipif", "onlyif"):
-                out.append("\n".join(block))
+                out.append("\n".join(notes + block[:sep] + ["----"] + values))
+            elif head[0] in ("hash-threshold", "halt", "skipif", "onlyif"):
+                out.append("\n".join(notes + block))
             # Anything else is left over from an older answer: dropped.
         open(path, "w").write("\n\n".join(out) + "\n")
         print(f"{path}: {len(out)} records checked against PostgreSQL")

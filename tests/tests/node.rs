@@ -872,3 +872,75 @@ fn dates_intervals_and_uuids_cross_the_wire_and_a_restart() {
         assert_eq!(query(&c, select).await, want, "after a restart");
     });
 }
+
+/// ALTER TABLE on a partitioned and an unpartitioned table, CHECKs and a
+/// `DEFAULT now()`, across two partitions and a restart (the DDL replayed
+/// from the log must give every partition the same shape again).
+#[test]
+fn altered_tables_and_checks_survive_a_restart() {
+    let tmp = TempDir::new("altertable");
+    let select = "SELECT id, cost, qty, at IS NOT NULL FROM item ORDER BY id";
+    let want = vec![
+        vec![
+            Value::Int(1),
+            Value::Int(5),
+            Value::Int(3),
+            Value::Bool(true),
+        ],
+        vec![
+            Value::Int(2),
+            Value::Int(6),
+            Value::Int(3),
+            Value::Bool(true),
+        ],
+        vec![
+            Value::Int(3),
+            Value::Int(7),
+            Value::Int(4),
+            Value::Bool(true),
+        ],
+    ];
+    {
+        let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+        runtime().block_on(async {
+            let c = server.client("demo.token").await;
+            for sql in [
+                "CREATE TABLE item (id INTEGER PRIMARY KEY, price INTEGER CHECK (price > 0), \
+                   note VARCHAR(10), at TIMESTAMPTZ DEFAULT now())",
+                "PARTITION TABLE item ON COLUMN id",
+                "CREATE TABLE kind (k INTEGER PRIMARY KEY, name VARCHAR(10))",
+                "INSERT INTO item (id, price) VALUES (1, 5), (2, 6)",
+                "INSERT INTO kind VALUES (1, 'a')",
+                "ALTER TABLE item ADD COLUMN qty INTEGER NOT NULL DEFAULT 3",
+                "ALTER TABLE item DROP COLUMN note",
+                "ALTER TABLE item RENAME COLUMN price TO cost",
+                "ALTER TABLE kind ADD CONSTRAINT short CHECK (length(name) < 3)",
+                "INSERT INTO item (id, cost, qty) VALUES (3, 7, 4)",
+            ] {
+                c.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            let e = c.sql("INSERT INTO item (id, cost) VALUES (4, 0)").await;
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("item_price_check"), "{e}");
+            let e = c
+                .sql("ALTER TABLE item ADD CONSTRAINT c CHECK (qty > 3)")
+                .await;
+            assert!(e.unwrap_err().to_string().contains("partitioned table"));
+            assert_eq!(query(&c, select).await, want);
+        });
+    }
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        assert_eq!(query(&c, select).await, want, "after a restart");
+        let e = c.sql("INSERT INTO kind VALUES (2, 'long')").await;
+        assert!(e.unwrap_err().to_string().contains("\"short\""));
+        let e = c.sql("INSERT INTO item (id, cost) VALUES (5, -1)").await;
+        assert!(e.unwrap_err().to_string().contains("item_price_check"));
+        c.sql("INSERT INTO item (id, cost) VALUES (5, 1)")
+            .await
+            .unwrap();
+        let r = query(&c, "SELECT qty FROM item WHERE id = 5").await;
+        assert_eq!(r, vec![vec![Value::Int(3)]]);
+    });
+}

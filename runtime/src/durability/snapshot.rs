@@ -24,7 +24,10 @@ use super::record::{
 use super::storage::SnapshotMeta;
 use super::DurabilityError;
 use crate::sql::Engine;
-use crate::storage::{ColumnDef, ForeignKey, IndexDef, IndexKind, TableId, TableSchema};
+use crate::storage::{
+    CheckConstraint, ColumnDef, ColumnDefault, ForeignKey, IndexDef, IndexKind, TableId,
+    TableSchema,
+};
 use crate::types::{Ballot, NodeId, Slot, TenantId};
 use crate::wasm::ProcOutput;
 use std::sync::Arc;
@@ -34,8 +37,9 @@ const MAGIC: &[u8; 8] = b"OHMSNAP\0";
 /// calls (idempotency keys and answers), version 4 the Committed frame,
 /// version 5 the Tenants frame, version 6 each tenant's quotas, version 7
 /// the principals in the Tenants frame, version 8 each table's foreign
-/// keys; versions 1 to 7 still load.
-const VERSION: u32 = 8;
+/// keys, version 9 CHECK constraints and defaults computed per insert;
+/// versions 1 to 8 still load.
+const VERSION: u32 = 9;
 const HEADER_BYTES: usize = 12;
 /// Enough of a snapshot's start to hold its header and Begin frame.
 pub(super) const META_PREFIX_BYTES: usize = HEADER_BYTES + 8 + 64;
@@ -174,9 +178,13 @@ fn put_schema(out: &mut Vec<u8>, s: &TableSchema) {
         out.push(c.nullable as u8);
         match &c.default {
             None => out.push(0),
-            Some(v) => {
+            Some(ColumnDefault::Value(v)) => {
                 out.push(1);
                 put_value(out, v);
+            }
+            Some(ColumnDefault::Expr(sql)) => {
+                out.push(2);
+                put_str(out, sql);
             }
         }
     }
@@ -207,6 +215,11 @@ fn put_schema(out: &mut Vec<u8>, s: &TableSchema) {
         for &c in &fk.parent_columns {
             put_opt_index(out, Some(c));
         }
+    }
+    put_len(out, s.checks.len());
+    for c in &s.checks {
+        put_str(out, &c.name);
+        put_str(out, &c.expr);
     }
 }
 
@@ -499,10 +512,13 @@ fn get_schema(r: &mut Reader<'_>, version: u32) -> Result<TableSchema, String> {
         let name = r.str("column name")?.to_string();
         let ty = get_type(r)?;
         let nullable = get_bool(r, "nullable")?;
-        let default = if get_bool(r, "default")? {
-            Some(r.value()?)
-        } else {
-            None
+        let default = match r.u8("default kind")? {
+            0 => None,
+            1 => Some(ColumnDefault::Value(r.value()?)),
+            2 => Some(ColumnDefault::Expr(
+                r.str("default expression")?.to_string(),
+            )),
+            k => return Err(format!("unknown default kind {k}")),
         };
         columns.push(ColumnDef {
             name,
@@ -557,6 +573,15 @@ fn get_schema(r: &mut Reader<'_>, version: u32) -> Result<TableSchema, String> {
             });
         }
     }
+    let mut checks = Vec::new();
+    if version >= 9 {
+        let n = r.count(8, "check count")?;
+        for _ in 0..n {
+            let name = r.str("check name")?.to_string();
+            let expr = r.str("check expression")?.to_string();
+            checks.push(CheckConstraint { name, expr });
+        }
+    }
     Ok(TableSchema {
         name,
         columns,
@@ -564,6 +589,7 @@ fn get_schema(r: &mut Reader<'_>, version: u32) -> Result<TableSchema, String> {
         indexes,
         partition_column,
         foreign_keys,
+        checks,
     })
 }
 

@@ -353,8 +353,8 @@ fn a_version_1_snapshot_loads_with_the_default_ballot() {
     let tables = e.database().tables().count();
     assert_eq!(
         v1.len(),
-        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4 + 4) - 4 * tables,
-        "ballot, kept-call count, quotas, foreign-key counts and the empty Committed and \
+        v2.len() - 12 - 4 - 4 - (8 + 1 + 8 + 4) - (8 + 1 + 4 + 4) - 8 * tables,
+        "ballot, kept-call count, quotas, foreign-key and check counts and the empty Committed and \
          Tenants frames gone"
     );
     let old = SnapshotMeta {
@@ -559,11 +559,13 @@ fn partition_0s_created_tenants_round_trip_and_older_snapshots_hold_none() {
 
 /// A Table frame's payload as versions before 8 wrote it: no foreign-key
 /// count (zero here) before the row count.
+/// A Table frame of a table with no foreign keys and no checks loses both
+/// counts (versions 8 and 9), which sit just before its last 8 bytes.
 fn drop_foreign_key_count(payload: &mut Vec<u8>) {
     if payload[0] == 3 {
-        let at = payload.len() - 12;
-        assert_eq!(payload[at..at + 4], [0; 4], "no foreign keys");
-        payload.drain(at..at + 4);
+        let at = payload.len() - 16;
+        assert_eq!(payload[at..at + 8], [0; 8], "no foreign keys, no checks");
+        payload.drain(at..at + 8);
     }
 }
 
@@ -621,4 +623,51 @@ fn foreign_keys_survive_a_snapshot() {
         .execute("INSERT INTO bag VALUES (2, NULL)")
         .expect_err("no kind 2");
     assert!(m.to_string().contains("bag_a_fkey"), "{m}");
+}
+
+#[test]
+fn checks_defaults_and_altered_tables_survive_a_snapshot() {
+    let mut e = Engine::new();
+    for sql in [
+        "CREATE TABLE item (id INT PRIMARY KEY, price INT CHECK (price > 0), \
+           at TIMESTAMPTZ DEFAULT now(), note TEXT DEFAULT 'none', CHECK (id < 100))",
+        "INSERT INTO item (id, price) VALUES (1, 5), (2, 6)",
+        "ALTER TABLE item ADD COLUMN qty INT NOT NULL DEFAULT 3",
+        "ALTER TABLE item DROP COLUMN note",
+        "ALTER TABLE item RENAME COLUMN price TO cost",
+    ] {
+        e.execute(sql).expect(sql);
+    }
+    let bytes = snapshot::encode(
+        meta(3),
+        1,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &empty_image(&e),
+    )
+    .expect("encode");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    let mut back = snap.tenants.into_iter().next().expect("a tenant").engine;
+    let schemas =
+        |e: &Engine| -> Vec<_> { e.database().tables().map(|t| t.schema().clone()).collect() };
+    assert_eq!(schemas(&e), schemas(&back));
+    assert_eq!(sorted(&mut e, "item"), sorted(&mut back, "item"));
+    let m = back
+        .execute("INSERT INTO item (id, cost) VALUES (3, 0)")
+        .expect_err("cost must be positive");
+    assert!(m.to_string().contains("item_price_check"), "{m}");
+    back.set_now(86_400_000_000);
+    back.execute("INSERT INTO item (id, cost) VALUES (3, 1)")
+        .expect("a good row");
+    let r = back
+        .execute("SELECT at, qty FROM item WHERE id = 3")
+        .expect("select");
+    let QueryResult::Rows(r) = r else {
+        panic!("rows")
+    };
+    assert_eq!(
+        r.rows,
+        vec![vec![Value::TimestampTz(86_400_000_000), Value::Int(3)]]
+    );
 }

@@ -3,12 +3,14 @@
 //! Owns: translating column types and constraints into a `TableSchema`.
 //! Must not: run inside an open transaction (the engine refuses that).
 
-use super::bind::{lower, object_name, Binder, Mode};
+use super::bind::{lower, object_name, Binder};
+use super::constraint;
 use super::error::SqlError;
 use super::expr::Ctx;
-use super::ops;
 use super::{Engine, View};
-use crate::storage::{ColumnDef, IndexDef, IndexKind, TableSchema};
+use crate::storage::{
+    CheckConstraint, ColumnDef, ColumnDefault, IndexDef, IndexKind, TableId, TableSchema,
+};
 use crate::types::{DataType, Value};
 use sqlparser::ast;
 use std::cell::RefCell;
@@ -125,29 +127,35 @@ fn decimal(info: &ast::ExactNumberInfo, t: &ast::DataType) -> Result<DataType, S
     })
 }
 
-fn const_value(
+/// `DEFAULT e` for column `column` of type `ty` (see
+/// `constraint::declare_default`).
+fn default_of(
     engine: &Engine,
     e: &ast::Expr,
     ty: DataType,
     column: &str,
-) -> Result<Value, SqlError> {
+) -> Result<ColumnDefault, SqlError> {
     let catalog = engine.catalog();
     let b = Binder::new(&catalog);
-    let x = b
-        .bind(e, Mode::NoColumns)
-        .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))?;
-    if x.reads_clock() {
-        // A default is computed once, here; now() must be each insert's.
-        return Err(SqlError::unsupported(format!(
-            "DEFAULT {e} for column \"{column}\": a default that reads the clock (now(), \
-             current_timestamp) is not supported yet; set the value in the INSERT"
-        )));
-    }
     let cache = RefCell::new(Default::default());
     let ctx = Ctx::new(&engine.db, &[], engine.now_us, &cache);
-    let v = x.eval(&ctx, &[])?;
-    ops::coerce_to_column(&v, ty)
-        .map_err(|err| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}")))
+    constraint::declare_default(&b, &ctx, e, ty, column)
+}
+
+/// `CHECK (...)` constraints for a table shaped as `schema`, named.
+fn checks_of(
+    engine: &Engine,
+    schema: &TableSchema,
+    list: &[ast::CheckConstraint],
+) -> Result<Vec<CheckConstraint>, SqlError> {
+    let catalog = engine.catalog();
+    let mut b = Binder::new(&catalog);
+    let mut out: Vec<CheckConstraint> = Vec::new();
+    for c in list {
+        let taken: Vec<String> = out.iter().map(|c| c.name.clone()).collect();
+        out.push(constraint::declare_check(&mut b, schema, c, &taken)?);
+    }
+    Ok(out)
 }
 
 fn index_columns(schema: &TableSchema, cols: &[ast::IndexColumn]) -> Result<Vec<usize>, SqlError> {
@@ -168,7 +176,7 @@ fn index_columns(schema: &TableSchema, cols: &[ast::IndexColumn]) -> Result<Vec<
 }
 
 /// A copy of table `id`'s schema, to plan a change against.
-fn schema_of(engine: &Engine, id: crate::storage::TableId) -> Result<TableSchema, SqlError> {
+fn schema_of(engine: &Engine, id: TableId) -> Result<TableSchema, SqlError> {
     engine
         .db
         .table(id)
@@ -217,10 +225,12 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         indexes: Vec::new(),
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let mut pk: Option<Vec<usize>> = None;
     let mut uniques: Vec<Vec<usize>> = Vec::new();
     let mut fks: Vec<ast::ForeignKeyConstraint> = Vec::new();
+    let mut checks: Vec<ast::CheckConstraint> = Vec::new();
     for (i, c) in ct.columns.iter().enumerate() {
         let cname = lower(&c.name);
         if schema.column_index(&cname).is_some() {
@@ -240,8 +250,9 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
                 ast::ColumnOption::Null => {}
                 ast::ColumnOption::NotNull => col.nullable = false,
                 ast::ColumnOption::Default(e) => {
-                    col.default = Some(const_value(engine, e, ty, &cname)?)
+                    col.default = Some(default_of(engine, e, ty, &cname)?)
                 }
+                ast::ColumnOption::Check(c) => checks.push(c.clone()),
                 ast::ColumnOption::PrimaryKey(_) => {
                     if pk.replace(vec![i]).is_some() {
                         return Err(SqlError::plan(format!(
@@ -272,6 +283,7 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
             }
             ast::TableConstraint::Unique(u) => uniques.push(index_columns(&schema, &u.columns)?),
             ast::TableConstraint::ForeignKey(f) => fks.push(f.clone()),
+            ast::TableConstraint::Check(c) => checks.push(c.clone()),
             other => return Err(SqlError::unsupported(format!("table constraint {other}"))),
         }
     }
@@ -307,6 +319,7 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         let fk = super::fk::declare(&engine.db, &schema, f)?;
         schema.foreign_keys.push(fk);
     }
+    schema.checks = checks_of(engine, &schema, &checks)?;
     engine.db.create_table(schema)?;
     Ok(())
 }
@@ -544,11 +557,17 @@ pub fn create_schema(name: &ast::SchemaName, if_not_exists: bool) -> Result<(), 
     }
 }
 
-/// `ALTER TABLE`: adding a PRIMARY KEY or UNIQUE constraint (pg_dump adds
-/// them after the data), one change per statement, on a table not
-/// partitioned (whose every partition holds the same rows, so the change
-/// succeeds or fails alike on each).
+/// `ALTER TABLE`, one change per statement: ADD/DROP CONSTRAINT (PRIMARY
+/// KEY, UNIQUE, FOREIGN KEY, CHECK), ADD/DROP/RENAME COLUMN and ALTER
+/// COLUMN SET/DROP DEFAULT and NOT NULL.
+///
+/// DDL runs on every partition, each holding its own rows of a partitioned
+/// table, and must succeed or fail alike on all of them. So a change whose
+/// outcome depends on the rows (a new key or CHECK must hold, SET NOT NULL
+/// must find no NULL) is refused on a partitioned table; on a table not
+/// partitioned every partition holds the same rows.
 pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlError> {
+    use ast::AlterTableOperation as Op;
     let name = object_name(&at.name)?;
     let Some(id) = engine.db.table_id(&name) else {
         if at.if_exists {
@@ -559,65 +578,301 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
         )));
     };
     // One change per statement: DDL is not transactional, so a second one
-    // failing would leave the first applied on one partition alone.
+    // failing would leave the first applied.
     let [op] = at.operations.as_slice() else {
         return Err(SqlError::unsupported(format!(
             "ALTER TABLE {name} with {} changes: give one change per ALTER TABLE",
             at.operations.len()
         )));
     };
-    {
-        let schema = schema_of(engine, id)?;
-        if schema.partition_column.is_some()
-            && matches!(op, ast::AlterTableOperation::AddConstraint { .. })
-        {
-            // Each partition holds other rows: whether the key holds could
-            // differ between them, and partitions must never disagree.
-            return Err(SqlError::unsupported(format!(
-                "ALTER TABLE {name} ADD CONSTRAINT on a partitioned table: declare the key in \
-                 CREATE TABLE, before PARTITION TABLE"
-            )));
+    let schema = schema_of(engine, id)?;
+    let partitioned = schema.partition_column.is_some();
+    let rows_decide = matches!(
+        op,
+        Op::AddConstraint { .. }
+            | Op::AlterColumn {
+                op: ast::AlterColumnOperation::SetNotNull,
+                ..
+            }
+    );
+    if partitioned && rows_decide {
+        return Err(SqlError::unsupported(format!(
+            "ALTER TABLE {name} {op} on a partitioned table: whether it holds depends on each \
+             partition's rows, and partitions must never disagree; declare it in CREATE TABLE, \
+             before PARTITION TABLE"
+        )));
+    }
+    let column = |id: &ast::Ident| {
+        let c = lower(id);
+        schema
+            .column_index(&c)
+            .map(|i| (i, c.clone()))
+            .ok_or_else(|| {
+                SqlError::plan(format!(
+                    "column \"{c}\" of relation \"{name}\" does not exist"
+                ))
+            })
+    };
+    match op {
+        Op::AddConstraint { constraint, .. } => add_constraint(engine, id, &schema, constraint)?,
+        Op::DropConstraint {
+            if_exists,
+            name: cname,
+            drop_behavior,
+        } => {
+            no_cascade(drop_behavior.as_ref(), "DROP CONSTRAINT")?;
+            drop_constraint(engine, id, &schema, &lower(cname), *if_exists)?
         }
-        match op {
-            ast::AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
-                ast::TableConstraint::PrimaryKey(p) => {
-                    let cols = index_columns(&schema, &p.columns)?;
-                    let iname = p
-                        .name
-                        .as_ref()
-                        .map_or_else(|| format!("{name}_pkey"), lower);
-                    engine.db.add_primary_key(id, &iname, cols)?;
+        Op::AddColumn {
+            if_not_exists,
+            column_def,
+            column_position,
+            ..
+        } => {
+            if column_position.is_some() {
+                return Err(SqlError::unsupported(
+                    "ADD COLUMN ... FIRST/AFTER: a new column goes last",
+                ));
+            }
+            if *if_not_exists && schema.column_index(&lower(&column_def.name)).is_some() {
+                return Ok(());
+            }
+            add_column(engine, id, &schema, column_def)?
+        }
+        Op::DropColumn {
+            column_names,
+            if_exists,
+            drop_behavior,
+            ..
+        } => {
+            no_cascade(drop_behavior.as_ref(), "DROP COLUMN")?;
+            let [c] = column_names.as_slice() else {
+                return Err(SqlError::unsupported(
+                    "DROP COLUMN of several columns: drop one per ALTER TABLE",
+                ));
+            };
+            if *if_exists && schema.column_index(&lower(c)).is_none() {
+                return Ok(());
+            }
+            let (i, c) = column(c)?;
+            let checks = constraint::without_column(&schema, &c)?;
+            engine.db.drop_column(id, i, checks)?;
+        }
+        Op::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => {
+            let (i, from) = column(old_column_name)?;
+            let to = lower(new_column_name);
+            let checks = constraint::rename_column(&schema, &from, &to)?;
+            engine.db.rename_column(id, i, &to, checks)?;
+        }
+        Op::AlterColumn { column_name, op } => {
+            let (i, c) = column(column_name)?;
+            use ast::AlterColumnOperation as A;
+            match op {
+                A::SetNotNull => engine.db.set_column_nullable(id, i, false)?,
+                A::DropNotNull => engine.db.set_column_nullable(id, i, true)?,
+                A::SetDefault { value } => {
+                    let d = default_of(engine, value, schema.columns[i].ty, &c)?;
+                    engine.db.set_column_default(id, i, Some(d))?
                 }
-                ast::TableConstraint::Unique(u) => {
-                    let cols = index_columns(&schema, &u.columns)?;
-                    let iname = u
-                        .name
-                        .as_ref()
-                        .map_or_else(|| key_name(&name, &schema, &cols, "key"), lower);
-                    engine.db.create_index(
-                        id,
-                        IndexDef {
-                            name: iname,
-                            columns: cols,
-                            unique: true,
-                            kind: IndexKind::Hash,
-                        },
-                    )?;
-                }
-                ast::TableConstraint::ForeignKey(f) => {
-                    let fk = super::fk::declare(&engine.db, &schema, f)?;
-                    // pg_dump adds its keys after the data: the rows must hold.
-                    super::fk::validate(&engine.db, &schema, &fk)?;
-                    engine.db.add_foreign_key(id, fk)?;
+                A::DropDefault => engine.db.set_column_default(id, i, None)?,
+                A::SetDataType { .. } => {
+                    return Err(SqlError::unsupported(format!(
+                        "ALTER COLUMN {c} TYPE: add a column of the new type, UPDATE it from \
+                         \"{c}\", then drop \"{c}\""
+                    )))
                 }
                 other => {
                     return Err(SqlError::unsupported(format!(
-                        "ALTER TABLE {name} ADD {other}"
+                        "ALTER TABLE {name} ALTER COLUMN {c} {other}"
                     )))
                 }
-            },
-            other => return Err(SqlError::unsupported(format!("ALTER TABLE {name} {other}"))),
+            }
+        }
+        other => return Err(SqlError::unsupported(format!("ALTER TABLE {name} {other}"))),
+    }
+    Ok(())
+}
+
+fn no_cascade(b: Option<&ast::DropBehavior>, what: &str) -> Result<(), SqlError> {
+    match b {
+        Some(ast::DropBehavior::Cascade) => Err(SqlError::unsupported(format!(
+            "{what} ... CASCADE: drop what depends on it first"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn add_constraint(
+    engine: &mut Engine,
+    id: TableId,
+    schema: &TableSchema,
+    constraint: &ast::TableConstraint,
+) -> Result<(), SqlError> {
+    let name = &schema.name;
+    match constraint {
+        ast::TableConstraint::PrimaryKey(p) => {
+            let cols = index_columns(schema, &p.columns)?;
+            let iname = p
+                .name
+                .as_ref()
+                .map_or_else(|| format!("{name}_pkey"), lower);
+            engine.db.add_primary_key(id, &iname, cols)?;
+        }
+        ast::TableConstraint::Unique(u) => {
+            let cols = index_columns(schema, &u.columns)?;
+            let iname = u
+                .name
+                .as_ref()
+                .map_or_else(|| key_name(name, schema, &cols, "key"), lower);
+            engine.db.create_index(
+                id,
+                IndexDef {
+                    name: iname,
+                    columns: cols,
+                    unique: true,
+                    kind: IndexKind::Hash,
+                },
+            )?;
+        }
+        ast::TableConstraint::ForeignKey(f) => {
+            let fk = super::fk::declare(&engine.db, schema, f)?;
+            // pg_dump adds its keys after the data: the rows must hold.
+            super::fk::validate(&engine.db, schema, &fk)?;
+            engine.db.add_foreign_key(id, fk)?;
+        }
+        ast::TableConstraint::Check(c) => {
+            let check = {
+                let catalog = engine.catalog();
+                let mut b = Binder::new(&catalog);
+                let check = constraint::declare_check(&mut b, schema, c, &[])?;
+                let bound = constraint::bind_checks(
+                    &mut b,
+                    &TableSchema {
+                        checks: vec![check.clone()],
+                        ..schema.clone()
+                    },
+                )?;
+                let cache = RefCell::new(Default::default());
+                let ctx = Ctx::new(&engine.db, &[], engine.now_us, &cache);
+                let t = engine
+                    .db
+                    .table(id)
+                    .ok_or_else(|| SqlError::exec("internal: table vanished"))?;
+                for (_, row) in t.scan() {
+                    super::interrupt::tick()?;
+                    if constraint::check_row(&bound, &ctx, row, name).is_err() {
+                        return Err(SqlError::plan(format!(
+                            "check constraint \"{}\" of relation \"{name}\" is violated by \
+                             some row",
+                            check.name
+                        )));
+                    }
+                }
+                check
+            };
+            engine.db.add_check(id, check)?;
+        }
+        other => {
+            return Err(SqlError::unsupported(format!(
+                "ALTER TABLE {name} ADD {other}"
+            )))
         }
     }
+    Ok(())
+}
+
+/// `DROP CONSTRAINT cname`: a CHECK or FOREIGN KEY, or the index behind a
+/// UNIQUE or PRIMARY KEY (with the ordered index beside a primary key's).
+fn drop_constraint(
+    engine: &mut Engine,
+    id: TableId,
+    schema: &TableSchema,
+    cname: &str,
+    if_exists: bool,
+) -> Result<(), SqlError> {
+    if engine.db.drop_constraint(id, cname)? {
+        return Ok(());
+    }
+    let unique = schema
+        .indexes
+        .iter()
+        .position(|ix| ix.unique && ix.name.eq_ignore_ascii_case(cname));
+    let Some(pos) = unique else {
+        if if_exists {
+            return Ok(());
+        }
+        return Err(SqlError::plan(format!(
+            "constraint \"{cname}\" of relation \"{}\" does not exist",
+            schema.name
+        )));
+    };
+    super::fk::index_unneeded(&engine.db, id, cname)?;
+    let range = format!("{cname}_range");
+    let companion = schema.primary_key == Some(pos)
+        && schema
+            .indexes
+            .iter()
+            .any(|ix| !ix.unique && ix.name.eq_ignore_ascii_case(&range));
+    engine.db.drop_index(id, cname)?;
+    if companion {
+        engine.db.drop_index(id, &range)?;
+    }
+    Ok(())
+}
+
+/// `ADD COLUMN name type [NULL | NOT NULL | DEFAULT e]`: existing rows take
+/// the default (or NULL).
+fn add_column(
+    engine: &mut Engine,
+    id: TableId,
+    schema: &TableSchema,
+    def: &ast::ColumnDef,
+) -> Result<(), SqlError> {
+    let cname = lower(&def.name);
+    let ty = map_type(&def.data_type)?;
+    let mut col = ColumnDef {
+        name: cname.clone(),
+        ty,
+        nullable: true,
+        default: None,
+    };
+    for opt in &def.options {
+        match &opt.option {
+            ast::ColumnOption::Null => {}
+            ast::ColumnOption::NotNull => col.nullable = false,
+            ast::ColumnOption::Default(e) => col.default = Some(default_of(engine, e, ty, &cname)?),
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "ADD COLUMN {cname} ... {other}: add the column, then ALTER TABLE {} ADD \
+                     CONSTRAINT",
+                    schema.name
+                )))
+            }
+        }
+    }
+    let fill = match &col.default {
+        None => Value::Null,
+        Some(ColumnDefault::Value(v)) => v.clone(),
+        Some(ColumnDefault::Expr(e)) => {
+            // The rows there would take this statement's time, which a
+            // replica replaying the DDL does not have.
+            return Err(SqlError::unsupported(format!(
+                "ADD COLUMN {cname} ... DEFAULT {e}: a default that reads the clock cannot fill \
+                 the rows already there; add the column, SET DEFAULT {e}, then UPDATE {} SET \
+                 {cname} = now()",
+                schema.name
+            )));
+        }
+    };
+    if schema.partition_column.is_some() && !col.nullable && fill.is_null() {
+        return Err(SqlError::unsupported(format!(
+            "ADD COLUMN {cname} ... NOT NULL without a DEFAULT on a partitioned table: whether \
+             it succeeds would depend on each partition's rows; give it a DEFAULT"
+        )));
+    }
+    engine.db.add_column(id, col, fill, TABLE_COLUMNS_MAX)?;
     Ok(())
 }

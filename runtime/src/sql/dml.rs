@@ -8,6 +8,7 @@
 //! transaction; any error rolls the whole statement back (the engine's job).
 
 use super::bind::{lower, object_name, Binder, Mode, Scope, ScopeTable};
+use super::constraint;
 use super::error::SqlError;
 use super::exec;
 use super::expr::{Ctx, Expr, SubqueryCache};
@@ -91,8 +92,9 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
     let defaults = schema
         .columns
         .iter()
-        .map(|c| Expr::Const(c.default.clone().unwrap_or(Value::Null)))
-        .collect();
+        .map(|c| constraint::bind_default(b, c.default.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let checks = constraint::bind_checks(b, &schema)?;
     let mut conflict = match (&ins.or, ins.replace_into) {
         (_, true) | (Some(ast::SqliteOnConflict::Replace), _) => Conflict::Replace,
         (Some(ast::SqliteOnConflict::Ignore), _) => Conflict::Ignore,
@@ -128,6 +130,7 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         column_types,
         conflict,
         do_update,
+        checks,
     }))
 }
 
@@ -276,11 +279,13 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
         assignments_out.push((c, x));
     }
     let column_types = schema.columns.iter().map(|c| c.ty).collect();
+    let checks = constraint::bind_checks(b, &schema)?;
     Ok(DmlPlan::Update(UpdatePlan {
         table: id,
         scan: Box::new(scan),
         assignments: assignments_out,
         column_types,
+        checks,
     }))
 }
 
@@ -385,6 +390,7 @@ fn insert(
                 }
             }
             coerce_row(&mut full, &p.column_types, &p.table_name, |i| column_name(db, p.table, i))?;
+            constraint::check_row(&p.checks, &ctx, &full, &p.table_name)?;
             Ok(full)
         };
         match &p.source.node {
@@ -519,6 +525,7 @@ fn do_update(
         coerce_row(&mut row, &p.column_types, &p.table_name, |i| {
             column_name(db, p.table, i)
         })?;
+        constraint::check_row(&p.checks, &ctx, &row, &p.table_name)?;
         Some(row.into_boxed_slice())
     };
     if let Some(row) = updated {
@@ -550,6 +557,7 @@ fn update(
             coerce_row(&mut row, &p.column_types, &tname, |i| {
                 column_name(db, p.table, i)
             })?;
+            constraint::check_row(&p.checks, &ctx, &row, &tname)?;
             out.push((id, row));
         }
         out

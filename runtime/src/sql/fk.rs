@@ -174,7 +174,7 @@ pub fn index_unneeded(db: &Database, table: TableId, index: &str) -> Result<(), 
         if used.is_some_and(|n| n.eq_ignore_ascii_case(index)) {
             return Err(SqlError::plan(format!(
                 "cannot drop index \"{index}\" because foreign key \"{}\" of table \"{}\" \
-                 needs it: drop that foreign key's table first",
+                 needs it: drop that foreign key first",
                 fk.name, child.name
             )));
         }

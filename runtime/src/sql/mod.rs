@@ -12,6 +12,7 @@
 
 mod access;
 mod bind;
+mod constraint;
 mod ddl;
 mod dml;
 pub mod error;

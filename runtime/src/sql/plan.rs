@@ -8,6 +8,7 @@
 //! source at a fixed `offset`); `levels` say in which order sources are
 //! visited (nested loops, outermost first) and how each is accessed.
 
+pub use super::constraint::BoundCheck;
 use super::expr::Expr;
 use super::ColumnInfo;
 use crate::storage::TableId;
@@ -212,6 +213,8 @@ pub struct InsertPlan {
     /// `ON CONFLICT (cols) DO UPDATE SET ...`: the arbiter index and the
     /// assignments over the row [existing columns..., excluded columns...].
     pub do_update: Option<DoUpdatePlan>,
+    /// The table's CHECKs, over its row.
+    pub checks: Vec<BoundCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +231,8 @@ pub struct UpdatePlan {
     pub scan: Box<SelectPlan>,
     pub assignments: Vec<(usize, Expr)>,
     pub column_types: Vec<DataType>,
+    /// The table's CHECKs, over its row.
+    pub checks: Vec<BoundCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

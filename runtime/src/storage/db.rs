@@ -14,9 +14,10 @@
 
 use super::table::{Placed, Table};
 use super::{
-    IndexDef, IndexKind, Row, RowId, Savepoint, StorageError, TableId, TableSchema, WriteOp,
-    WriteSet,
+    CheckConstraint, ColumnDef, ColumnDefault, IndexDef, IndexKind, Row, RowId, Savepoint,
+    StorageError, TableId, TableSchema, WriteOp, WriteSet,
 };
+use crate::types::Value;
 use std::collections::BTreeMap;
 
 /// What `ops[i]` alone does not say but undo needs: the row's slot and, for
@@ -327,6 +328,261 @@ impl Database {
         for c in cols {
             schema.columns[c].nullable = false;
         }
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// Records a CHECK of `table` (the SQL layer has checked the rows
+    /// already there).
+    pub fn add_check(
+        &mut self,
+        table: TableId,
+        check: CheckConstraint,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table_mut(table)?;
+        if t.schema().has_constraint(&check.name) {
+            return Err(invalid(format!(
+                "constraint \"{}\" for relation \"{}\" already exists",
+                check.name,
+                t.schema().name
+            )));
+        }
+        t.schema_mut().checks.push(check);
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// Drops the CHECK or FOREIGN KEY of `table` named `name`
+    /// (case-insensitive); false if it has none by that name.
+    pub fn drop_constraint(&mut self, table: TableId, name: &str) -> Result<bool, StorageError> {
+        self.no_ddl_in_txn()?;
+        let s = self.table_mut(table)?.schema_mut();
+        let (checks, fks) = (s.checks.len(), s.foreign_keys.len());
+        s.checks.retain(|c| !c.name.eq_ignore_ascii_case(name));
+        s.foreign_keys
+            .retain(|f| !f.name.eq_ignore_ascii_case(name));
+        let dropped = s.checks.len() != checks || s.foreign_keys.len() != fks;
+        if dropped {
+            self.schema_version += 1;
+        }
+        Ok(dropped)
+    }
+
+    /// `ALTER TABLE ... ADD COLUMN`: `column` goes last, holding `fill` in
+    /// every row there is (its default, or NULL). Fails, changing nothing,
+    /// if the name is taken, the table is at `columns_max`, or `fill` does
+    /// not fit the column (NULL in a NOT NULL column of a table with rows).
+    pub fn add_column(
+        &mut self,
+        table: TableId,
+        column: ColumnDef,
+        fill: Value,
+        columns_max: usize,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table(table).ok_or_else(|| unknown(table))?;
+        let mut schema = t.schema().clone();
+        if schema.column_index(&column.name).is_some() {
+            return Err(invalid(format!(
+                "column \"{}\" of relation \"{}\" already exists",
+                column.name, schema.name
+            )));
+        }
+        if schema.columns.len() >= columns_max {
+            return Err(invalid(format!(
+                "table \"{}\" has {columns_max} columns, the most it may have",
+                schema.name
+            )));
+        }
+        if !t.is_empty() {
+            if let Some(e) = super::table::fill_error(&schema.name, &column, &fill) {
+                return Err(e);
+            }
+        }
+        schema.columns.push(column);
+        let t = self.table_mut(table)?;
+        t.reshape(schema, &|row: &[Value], out: &mut Vec<Value>| {
+            out.extend_from_slice(row);
+            out.push(fill.clone());
+        });
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// `ALTER TABLE ... DROP COLUMN`: removes column `col` and, as
+    /// PostgreSQL does, every index and FOREIGN KEY of this table that
+    /// names it; `checks` replaces the table's CHECKs (the SQL layer knows
+    /// which read the column). Refused for the partition column, the last
+    /// column, and a column another table's FOREIGN KEY references.
+    pub fn drop_column(
+        &mut self,
+        table: TableId,
+        col: usize,
+        checks: Vec<CheckConstraint>,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table(table).ok_or_else(|| unknown(table))?;
+        let mut schema = t.schema().clone();
+        let Some(name) = schema.columns.get(col).map(|c| c.name.clone()) else {
+            return Err(invalid(format!(
+                "column {col} is out of range for table \"{}\"",
+                schema.name
+            )));
+        };
+        if schema.columns.len() == 1 {
+            return Err(invalid(format!(
+                "cannot drop column \"{name}\": it is the last column of table \"{}\"",
+                schema.name
+            )));
+        }
+        if schema.partition_column == Some(col) {
+            return Err(invalid(format!(
+                "cannot drop column \"{name}\": table \"{}\" is partitioned on it",
+                schema.name
+            )));
+        }
+        for other in self.tables() {
+            for fk in &other.schema().foreign_keys {
+                let own = other.id() == table && fk.columns.contains(&col);
+                if fk.parent.eq_ignore_ascii_case(&schema.name)
+                    && fk.parent_columns.contains(&col)
+                    && !own
+                {
+                    return Err(invalid(format!(
+                        "cannot drop column \"{name}\" of table \"{}\": foreign key \"{}\" \
+                         of table \"{}\" references it",
+                        schema.name,
+                        fk.name,
+                        other.schema().name
+                    )));
+                }
+            }
+        }
+        let shift = |c: usize| if c > col { c - 1 } else { c };
+        let pk_name = schema.primary_key.map(|i| schema.indexes[i].name.clone());
+        schema.columns.remove(col);
+        schema.indexes.retain(|ix| !ix.columns.contains(&col));
+        for ix in &mut schema.indexes {
+            ix.columns.iter_mut().for_each(|c| *c = shift(*c));
+        }
+        schema.primary_key = pk_name.and_then(|n| {
+            schema
+                .indexes
+                .iter()
+                .position(|ix| ix.name.eq_ignore_ascii_case(&n))
+        });
+        schema.foreign_keys.retain(|fk| !fk.columns.contains(&col));
+        let self_name = schema.name.clone();
+        for fk in &mut schema.foreign_keys {
+            fk.columns.iter_mut().for_each(|c| *c = shift(*c));
+            if fk.parent.eq_ignore_ascii_case(&self_name) {
+                fk.parent_columns.iter_mut().for_each(|c| *c = shift(*c));
+            }
+        }
+        schema.partition_column = schema.partition_column.map(shift);
+        schema.checks = checks;
+        for t in self.tables.iter_mut().flatten() {
+            if t.id() == table {
+                continue;
+            }
+            for fk in &mut t.schema_mut().foreign_keys {
+                if fk.parent.eq_ignore_ascii_case(&self_name) {
+                    fk.parent_columns.iter_mut().for_each(|c| *c = shift(*c));
+                }
+            }
+        }
+        let t = self.table_mut(table)?;
+        t.reshape(schema, &|row: &[Value], out: &mut Vec<Value>| {
+            out.extend_from_slice(&row[..col]);
+            out.extend_from_slice(&row[col + 1..]);
+        });
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// `ALTER TABLE ... RENAME COLUMN`: column `col` is called `name` from
+    /// now on; `checks` replaces the table's CHECKs (rewritten by the SQL
+    /// layer to the new name).
+    pub fn rename_column(
+        &mut self,
+        table: TableId,
+        col: usize,
+        name: &str,
+        checks: Vec<CheckConstraint>,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let s = self.table_mut(table)?.schema_mut();
+        if s.column_index(name).is_some_and(|c| c != col) {
+            return Err(invalid(format!(
+                "column \"{name}\" of relation \"{}\" already exists",
+                s.name
+            )));
+        }
+        let Some(c) = s.columns.get_mut(col) else {
+            return Err(invalid(format!(
+                "column {col} is out of range for table \"{}\"",
+                s.name
+            )));
+        };
+        c.name = name.to_string();
+        s.checks = checks;
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// `ALTER COLUMN ... SET DEFAULT` / `DROP DEFAULT`.
+    pub fn set_column_default(
+        &mut self,
+        table: TableId,
+        col: usize,
+        default: Option<ColumnDefault>,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let s = self.table_mut(table)?.schema_mut();
+        let name = s.name.clone();
+        let c = s
+            .columns
+            .get_mut(col)
+            .ok_or_else(|| invalid(format!("column {col} is out of range for table \"{name}\"")))?;
+        c.default = default;
+        self.schema_version += 1;
+        Ok(())
+    }
+
+    /// `ALTER COLUMN ... SET NOT NULL` (fails, changing nothing, if a row
+    /// holds NULL there) / `DROP NOT NULL` (refused on a PRIMARY KEY column).
+    pub fn set_column_nullable(
+        &mut self,
+        table: TableId,
+        col: usize,
+        nullable: bool,
+    ) -> Result<(), StorageError> {
+        self.no_ddl_in_txn()?;
+        let t = self.table(table).ok_or_else(|| unknown(table))?;
+        let s = t.schema();
+        let Some(c) = s.columns.get(col) else {
+            return Err(invalid(format!(
+                "column {col} is out of range for table \"{}\"",
+                s.name
+            )));
+        };
+        if nullable {
+            if let Some(pk) = s.primary_key.map(|i| &s.indexes[i]) {
+                if pk.columns.contains(&col) {
+                    return Err(invalid(format!(
+                        "column \"{}\" is in a primary key",
+                        c.name
+                    )));
+                }
+            }
+        } else if t.scan().any(|(_, row)| row[col].is_null()) {
+            return Err(invalid(format!(
+                "column \"{}\" of relation \"{}\" contains null values",
+                c.name, s.name
+            )));
+        }
+        self.table_mut(table)?.schema_mut().columns[col].nullable = nullable;
         self.schema_version += 1;
         Ok(())
     }

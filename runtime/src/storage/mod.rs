@@ -58,7 +58,26 @@ pub struct ColumnDef {
     pub ty: DataType,
     pub nullable: bool,
     /// Applied by the SQL layer when an INSERT omits the column.
-    pub default: Option<Value>,
+    pub default: Option<ColumnDefault>,
+}
+
+/// A column's DEFAULT.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnDefault {
+    /// A constant, computed once when the default was declared.
+    Value(Value),
+    /// SQL text evaluated at each insert, for a default that reads the
+    /// transaction's timestamp (`now()`); the SQL layer binds it.
+    Expr(String),
+}
+
+/// `CHECK (expr)`: a row for which `expr` is false is refused; NULL passes.
+/// `expr` is SQL text over the table's column names, which the SQL layer
+/// binds and evaluates on each row it writes (storage does not parse SQL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckConstraint {
+    pub name: String,
+    pub expr: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +109,8 @@ pub struct TableSchema {
     pub partition_column: Option<usize>,
     /// FOREIGN KEY constraints this table's rows must satisfy.
     pub foreign_keys: Vec<ForeignKey>,
+    /// CHECK constraints, in the order they were declared.
+    pub checks: Vec<CheckConstraint>,
 }
 
 /// `FOREIGN KEY (columns) REFERENCES parent (parent_columns)`: a row whose
@@ -112,6 +133,23 @@ impl TableSchema {
         self.columns
             .iter()
             .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a CHECK, FOREIGN KEY or index (backing PRIMARY KEY or
+    /// UNIQUE) of this table is named `name` (case-insensitive): one table's
+    /// constraints share a namespace, as in PostgreSQL.
+    pub fn has_constraint(&self, name: &str) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(name))
+            || self
+                .foreign_keys
+                .iter()
+                .any(|f| f.name.eq_ignore_ascii_case(name))
+            || self
+                .indexes
+                .iter()
+                .any(|i| i.name.eq_ignore_ascii_case(name))
     }
 }
 

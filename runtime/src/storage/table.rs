@@ -24,7 +24,7 @@
 
 use super::hash::FxHashMap;
 use super::index::Index;
-use super::{Row, RowId, StorageError, TableId, TableSchema};
+use super::{ColumnDef, Row, RowId, StorageError, TableId, TableSchema};
 use crate::types::{DataType, Value};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +54,7 @@ struct SnapshotCow {
 pub struct Table {
     id: TableId,
     schema: TableSchema,
-    /// Values per row (the column count; no DDL changes it).
+    /// Values per row: the column count (`reshape` changes it).
     width: usize,
     /// Slot `s` is `cells[s * width..(s + 1) * width]`; a dead slot is all Null.
     cells: Vec<Value>,
@@ -225,30 +225,46 @@ impl Table {
     }
 
     fn value_error(&self, fail: Check, col: usize, v: &Value) -> StorageError {
-        let table = self.schema.name.clone();
-        let c = &self.schema.columns[col];
-        let column = c.name.clone();
-        match fail {
-            Check::Type => StorageError::TypeMismatch {
-                table,
-                column,
-                ty: c.ty,
-                found: v.kind().to_string(),
-            },
-            Check::Range => StorageError::OutOfRange {
-                table,
-                column,
-                ty: c.ty,
-                value: v.to_string(),
-            },
-            Check::Length(len, max) => StorageError::TooLong {
-                table,
-                column,
-                ty: c.ty,
-                len,
-                max,
-            },
-            Check::NotNull => StorageError::NotNull { table, column },
+        value_error(&self.schema.name, &self.schema.columns[col], fail, v)
+    }
+
+    /// Gives the table `schema` (its column list changed by `ALTER TABLE`):
+    /// each live row becomes what `map` writes for it, and every index is
+    /// rebuilt. Slots keep their RowIds. A snapshot reading the table keeps
+    /// every row it has not read yet as it was, in the old shape.
+    pub(crate) fn reshape(&mut self, schema: TableSchema, map: &dyn Fn(&[Value], &mut Vec<Value>)) {
+        if let Some((from, to)) = self.cow.as_deref().map(|c| (c.cursor, c.slots)) {
+            for slot in from..to {
+                self.keep_for_snapshot(slot as usize);
+            }
+        }
+        let width = schema.columns.len();
+        let slots = self.alive.len();
+        let mut cells = Vec::with_capacity(slots * width);
+        let mut row = Vec::with_capacity(width);
+        for slot in 0..slots {
+            if self.alive.is_set(slot) {
+                row.clear();
+                map(&self.cells[self.range(slot)], &mut row);
+                assert_eq!(row.len(), width, "reshape: a row of the new width");
+                cells.append(&mut row);
+            } else {
+                cells.resize(cells.len() + width, Value::Null);
+            }
+        }
+        self.cells = cells;
+        self.width = width;
+        self.indexes = schema
+            .indexes
+            .iter()
+            .map(|d| Index::new(d, &schema.columns))
+            .collect();
+        self.schema = schema;
+        for slot in self.alive.ones().collect::<Vec<_>>() {
+            let r = self.range(slot);
+            for ix in &mut self.indexes {
+                ix.insert(&self.cells[r.clone()], RowId(slot as u32));
+            }
         }
     }
 
@@ -660,6 +676,47 @@ impl Check {
 
 /// Checks one value against its column; `None` if it is acceptable.
 #[inline]
+/// The error for a value of column `c` that failed `fail`.
+fn value_error(table: &str, c: &ColumnDef, fail: Check, v: &Value) -> StorageError {
+    let table = table.to_string();
+    let column = c.name.clone();
+    match fail {
+        Check::Type => StorageError::TypeMismatch {
+            table,
+            column,
+            ty: c.ty,
+            found: v.kind().to_string(),
+        },
+        Check::Range => StorageError::OutOfRange {
+            table,
+            column,
+            ty: c.ty,
+            value: v.to_string(),
+        },
+        Check::Length(len, max) => StorageError::TooLong {
+            table,
+            column,
+            ty: c.ty,
+            len,
+            max,
+        },
+        Check::NotNull => StorageError::NotNull { table, column },
+    }
+}
+
+/// Why `fill` cannot go in every row of a new column `c` of table `table`.
+pub(crate) fn fill_error(table: &str, c: &ColumnDef, fill: &Value) -> Option<StorageError> {
+    let fail = check_value(fill, c.ty, c.nullable)?;
+    Some(match fail {
+        // PostgreSQL's words for ADD COLUMN ... NOT NULL without a default.
+        Check::NotNull => StorageError::InvalidSchema(format!(
+            "column \"{}\" of relation \"{table}\" contains null values: give it a DEFAULT",
+            c.name
+        )),
+        other => value_error(table, c, other, fill),
+    })
+}
+
 fn check_value(v: &Value, ty: DataType, nullable: bool) -> Option<Check> {
     let fits = match (v, ty) {
         (Value::Null, _) => return (!nullable).then_some(Check::NotNull),

@@ -65,6 +65,7 @@ fn typed_db() -> (Database, TableId) {
         indexes: vec![idx("t_pkey", &[0], true, IndexKind::Hash)],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let id = db.create_table(schema).unwrap();
     (db, id)
@@ -317,6 +318,7 @@ pub(super) fn multi_db() -> (Database, TableId) {
         ],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let id = db.create_table(schema).unwrap();
     (db, id)
@@ -442,6 +444,7 @@ fn grid() -> (Database, TableId, Vec<(RowId, i64, i64)>) {
         indexes: vec![idx("g_ab", &[0, 1], false, IndexKind::Ordered)],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();
@@ -544,6 +547,7 @@ fn hash_index_non_unique_lookup_and_fallbacks() {
         indexes: vec![idx("h_ab", &[1, 0], false, IndexKind::Hash)],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let t = db.create_table(schema).unwrap();
     db.begin().unwrap();
@@ -667,6 +671,7 @@ fn write_set_lists_every_change_in_order_with_its_rows() {
         indexes: vec![],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let g = db.create_table(other).unwrap();
     db.begin().unwrap();

@@ -68,6 +68,7 @@ fn model_db() -> (Database, TableId) {
         ],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     let mut db = Database::new();
     let t = db.create_table(schema).unwrap();
@@ -493,6 +494,7 @@ fn a_snapshot_read_in_steps_sees_the_rows_as_they_were_when_it_began() {
         indexes: vec![],
         partition_column: None,
         foreign_keys: Vec::new(),
+        checks: Vec::new(),
     };
     for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);

@@ -1,0 +1,309 @@
+//! CHECK constraints and column defaults kept as SQL text: declaring them
+//! (validated, named as PostgreSQL names them), binding them into a DML
+//! plan, checking each written row, and rewriting them when a column is
+//! renamed or dropped.
+//!
+//! Owns: the text form storage keeps (`CheckConstraint::expr`,
+//! `ColumnDefault::Expr`) and what may appear in it: columns of the row,
+//! constants and functions; no subqueries, aggregates, parameters or clock
+//! in a CHECK (a row must pass or fail the same whenever it is checked, on
+//! every replica). Must not: touch rows (ddl.rs and dml.rs do).
+
+use super::bind::{lower, Binder, Mode, Scope, ScopeTable};
+use super::error::SqlError;
+use super::expr::{Ctx, Expr};
+use super::ops;
+use crate::storage::{CheckConstraint, ColumnDefault, TableSchema};
+use crate::types::{DataType, Value};
+use sqlparser::ast;
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+use std::ops::ControlFlow;
+
+/// Nesting the parser accepts in a stored expression (as for statements).
+const STORED_EXPR_DEPTH_MAX: usize = 64;
+
+/// A CHECK bound to a table's row (column `i` is offset `i`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundCheck {
+    pub name: String,
+    pub expr: Expr,
+}
+
+/// Parses an expression kept as text in the schema.
+pub fn parse_stored(text: &str) -> Result<ast::Expr, SqlError> {
+    Parser::new(&SQLiteDialect {})
+        .with_recursion_limit(STORED_EXPR_DEPTH_MAX)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| SqlError::exec(format!("internal: stored expression {text:?}: {e}")))
+}
+
+/// Binds `e` against one row of `schema` (columns named bare or as
+/// `table.column`).
+fn bind_on_row(
+    b: &mut Binder,
+    schema: &TableSchema,
+    e: &ast::Expr,
+) -> Result<(Expr, Option<DataType>), SqlError> {
+    let mut scope = Scope::default();
+    scope.tables.push(ScopeTable {
+        alias: schema.name.clone(),
+        columns: schema
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), Some(c.ty)))
+            .collect(),
+        offset: 0,
+    });
+    b.scopes.push(scope);
+    let r = b.bind_typed(e, Mode::Plain);
+    b.scopes.pop();
+    r
+}
+
+/// The CHECKs of `schema`, bound for a DML plan on its rows.
+pub fn bind_checks(b: &mut Binder, schema: &TableSchema) -> Result<Vec<BoundCheck>, SqlError> {
+    schema
+        .checks
+        .iter()
+        .map(|c| {
+            let e = parse_stored(&c.expr)?;
+            let (expr, _) = bind_on_row(b, schema, &e).map_err(|err| {
+                SqlError::exec(format!(
+                    "check constraint \"{}\" of table \"{}\" no longer binds: {err}",
+                    c.name, schema.name
+                ))
+            })?;
+            Ok(BoundCheck {
+                name: c.name.clone(),
+                expr,
+            })
+        })
+        .collect()
+}
+
+/// A column's default as an expression evaluated per inserted row.
+pub fn bind_default(b: &Binder, d: Option<&ColumnDefault>) -> Result<Expr, SqlError> {
+    match d {
+        None => Ok(Expr::Const(Value::Null)),
+        Some(ColumnDefault::Value(v)) => Ok(Expr::Const(v.clone())),
+        Some(ColumnDefault::Expr(text)) => b.bind(&parse_stored(text)?, Mode::NoColumns),
+    }
+}
+
+/// Refuses `row` (already of the table's column types) if a CHECK is
+/// false for it, naming the constraint and the row as PostgreSQL does.
+pub fn check_row(
+    checks: &[BoundCheck],
+    ctx: &Ctx,
+    row: &[Value],
+    table: &str,
+) -> Result<(), SqlError> {
+    for c in checks {
+        if let Value::Bool(false) = c.expr.eval(ctx, row)? {
+            let values: Vec<String> = row
+                .iter()
+                .map(|v| match v {
+                    Value::Null => "null".to_string(),
+                    v => v.to_string(),
+                })
+                .collect();
+            return Err(SqlError::exec(format!(
+                "new row for relation \"{table}\" violates check constraint \"{}\": failing row \
+                 contains ({})",
+                c.name,
+                values.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The column names `e` reads, lower-cased, first use first (a qualified
+/// name counts by its last part).
+pub fn columns_named(e: &ast::Expr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let _ = ast::visit_expressions(e, |x| {
+        let name = match x {
+            ast::Expr::Identifier(id) => Some(lower(id)),
+            ast::Expr::CompoundIdentifier(ids) => ids.last().map(lower),
+            _ => None,
+        };
+        if let Some(n) = name {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// Validates `CHECK (expr)` for a table shaped as `schema` and gives it a
+/// name: the one written, or PostgreSQL's (`t_col_check` when it reads
+/// one column, else `t_check`, numbered past names taken).
+pub fn declare_check(
+    b: &mut Binder,
+    schema: &TableSchema,
+    c: &ast::CheckConstraint,
+    taken: &[String],
+) -> Result<CheckConstraint, SqlError> {
+    let text = c.expr.to_string();
+    let has_subquery = ast::visit_expressions(c.expr.as_ref(), |x| match x {
+        ast::Expr::Subquery(_)
+        | ast::Expr::Exists { .. }
+        | ast::Expr::In {
+            target: ast::InTarget::Subquery(_),
+            ..
+        } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break();
+    if has_subquery {
+        return Err(SqlError::plan(format!(
+            "cannot use subquery in check constraint: CHECK ({text})"
+        )));
+    }
+    let params_before = b.param_count();
+    let (expr, ty) = bind_on_row(b, schema, &c.expr)
+        .map_err(|e| SqlError::plan(format!("CHECK ({text}): {e}")))?;
+    if b.param_count() != params_before {
+        return Err(SqlError::plan(format!(
+            "CHECK ({text}): a check constraint cannot use parameters"
+        )));
+    }
+    if expr.reads_clock() {
+        return Err(SqlError::unsupported(format!(
+            "CHECK ({text}) reads the clock: a row must pass or fail a check the same whenever it \
+             is checked"
+        )));
+    }
+    if !matches!(ty, None | Some(DataType::Boolean)) {
+        return Err(SqlError::plan(format!(
+            "argument of CHECK must be type boolean, not type {}: CHECK ({text})",
+            ty.map_or("unknown".to_string(), |t| t.to_string())
+        )));
+    }
+    let name = match &c.name {
+        Some(n) => {
+            let n = lower(n);
+            if schema.has_constraint(&n) || taken.iter().any(|t| t.eq_ignore_ascii_case(&n)) {
+                return Err(SqlError::plan(format!(
+                    "constraint \"{n}\" for relation \"{}\" already exists",
+                    schema.name
+                )));
+            }
+            n
+        }
+        None => {
+            let base = match columns_named(&c.expr).as_slice() {
+                [one] => format!("{}_{one}_check", schema.name),
+                _ => format!("{}_check", schema.name),
+            };
+            let free = |n: &str| {
+                !schema.has_constraint(n) && !taken.iter().any(|t| t.eq_ignore_ascii_case(n))
+            };
+            let mut name = base.clone();
+            let mut i = 0u32;
+            while !free(&name) {
+                i += 1;
+                name = format!("{base}{i}");
+            }
+            name
+        }
+    };
+    Ok(CheckConstraint { name, expr: text })
+}
+
+/// Validates `DEFAULT e` for a column of type `ty`: a constant is computed
+/// now; one that reads the transaction's timestamp is kept as text and
+/// computed at each insert.
+pub fn declare_default(
+    b: &Binder,
+    ctx: &Ctx,
+    e: &ast::Expr,
+    ty: DataType,
+    column: &str,
+) -> Result<ColumnDefault, SqlError> {
+    let at = |err: SqlError| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}"));
+    let x = b.bind(e, Mode::NoColumns).map_err(at)?;
+    if b.param_count() > 0 {
+        return Err(at(SqlError::plan("a default cannot use parameters")));
+    }
+    if x.reads_clock() {
+        // Its type must still fit the column: try it on this instant.
+        ops::coerce_to_column(&x.eval(ctx, &[])?, ty).map_err(at)?;
+        return Ok(ColumnDefault::Expr(e.to_string()));
+    }
+    let v = x.eval(ctx, &[])?;
+    ops::coerce_to_column(&v, ty)
+        .map(ColumnDefault::Value)
+        .map_err(at)
+}
+
+/// The CHECKs of `schema` with column `from` called `to`.
+pub fn rename_column(
+    schema: &TableSchema,
+    from: &str,
+    to: &str,
+) -> Result<Vec<CheckConstraint>, SqlError> {
+    let ident = |old: &ast::Ident| {
+        // Quote a name that would not read back as itself bare.
+        let plain = to
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !to.starts_with(|c: char| c.is_ascii_digit());
+        ast::Ident {
+            value: to.to_string(),
+            quote_style: if plain { None } else { Some('"') },
+            span: old.span,
+        }
+    };
+    schema
+        .checks
+        .iter()
+        .map(|c| {
+            let mut e = parse_stored(&c.expr)?;
+            let _ = ast::visit_expressions_mut(&mut e, |x| {
+                match x {
+                    ast::Expr::Identifier(id) if lower(id).eq_ignore_ascii_case(from) => {
+                        *id = ident(id);
+                    }
+                    ast::Expr::CompoundIdentifier(ids) => {
+                        if let Some(last) = ids.last_mut() {
+                            if lower(last).eq_ignore_ascii_case(from) {
+                                *last = ident(last);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            Ok(CheckConstraint {
+                name: c.name.clone(),
+                expr: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The CHECKs of `schema` that do not read column `column` (those that do
+/// go with it, as in PostgreSQL).
+pub fn without_column(
+    schema: &TableSchema,
+    column: &str,
+) -> Result<Vec<CheckConstraint>, SqlError> {
+    let mut out = Vec::new();
+    for c in &schema.checks {
+        let e = parse_stored(&c.expr)?;
+        if !columns_named(&e)
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(column))
+        {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
+}
