@@ -944,3 +944,59 @@ fn altered_tables_and_checks_survive_a_restart() {
         assert_eq!(r, vec![vec![Value::Int(3)]]);
     });
 }
+
+/// SERIAL values are unique across partitions (each partition gives only
+/// values it owns), across setval, and across a restart (the sequence's
+/// state is rows, logged as any write).
+#[test]
+fn serial_values_are_unique_across_partitions_and_a_restart() {
+    let tmp = TempDir::new("serial");
+    let count = "SELECT count(*), count(DISTINCT id), min(id) FROM item";
+    let insert_ten =
+        "INSERT INTO item (v) VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)";
+    {
+        let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+        runtime().block_on(async {
+            let c = server.client("demo.token").await;
+            for sql in [
+                "CREATE TABLE item (id SERIAL PRIMARY KEY, v INTEGER)",
+                "PARTITION TABLE item ON COLUMN id",
+                "CREATE TABLE tag (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name TEXT)",
+            ] {
+                c.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            for _ in 0..3 {
+                c.sql(insert_ten).await.unwrap();
+            }
+            assert_eq!(
+                query(&c, count).await,
+                vec![vec![Value::Int(30), Value::Int(30), Value::Int(1)]]
+            );
+            let r = query(&c, "SELECT setval('item_id_seq', 1000)").await;
+            assert_eq!(r, vec![vec![Value::Int(1000)]]);
+            c.sql(insert_ten).await.unwrap();
+            let r = query(&c, "SELECT count(*) FROM item WHERE id > 1000").await;
+            assert_eq!(r, vec![vec![Value::Int(10)]]);
+            c.sql("INSERT INTO tag (name) VALUES ('a'), ('b'), ('c')")
+                .await
+                .unwrap();
+            let e = c.sql("INSERT INTO tag (id, name) VALUES (9, 'x')").await;
+            assert!(e.unwrap_err().to_string().contains("GENERATED ALWAYS"));
+        });
+    }
+    let server = Server::start(tmp.path(), &["--partitions", "2", "--demo"]).unwrap();
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        c.sql(insert_ten).await.unwrap();
+        assert_eq!(
+            query(&c, count).await,
+            vec![vec![Value::Int(50), Value::Int(50), Value::Int(1)]],
+            "after a restart"
+        );
+        let r = query(&c, "SELECT count(*) FROM item WHERE id > 1000").await;
+        assert_eq!(r, vec![vec![Value::Int(20)]]);
+        c.sql("INSERT INTO tag (name) VALUES ('d')").await.unwrap();
+        let r = query(&c, "SELECT count(DISTINCT id), max(name) FROM tag").await;
+        assert_eq!(r, vec![vec![Value::Int(4), Value::text("d")]]);
+    });
+}

@@ -48,7 +48,7 @@ pub enum Item {
 /// A batch of COPY rows ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CopyBatch {
-    /// `INSERT INTO t (cols) VALUES ($1, ...), (...)`.
+    /// `INSERT INTO t (cols) OVERRIDING SYSTEM VALUE VALUES ($1, ...), (...)`.
     pub sql: String,
     pub values: Vec<Option<String>>,
     /// The file line of each row.
@@ -78,8 +78,10 @@ impl CopyBatch {
     }
 }
 
+/// COPY takes the values as given, an identity column's too (as
+/// PostgreSQL's COPY does): hence OVERRIDING SYSTEM VALUE.
 fn insert_sql(target: &str, width: usize, rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {target} VALUES ");
+    let mut sql = format!("INSERT INTO {target} OVERRIDING SYSTEM VALUE VALUES ");
     let mut n = 0;
     for r in 0..rows {
         if r > 0 {
@@ -729,9 +731,9 @@ mod tests {
         };
         assert_eq!(first.lines.len(), COPY_BATCH_ROWS);
         assert_eq!(first.lines[0], 2);
-        assert!(first
-            .sql
-            .starts_with("INSERT INTO public.t (a, b) VALUES ($1, $2), ($3, $4)"));
+        assert!(first.sql.starts_with(
+            "INSERT INTO public.t (a, b) OVERRIDING SYSTEM VALUE VALUES ($1, $2), ($3, $4)"
+        ));
         assert_eq!(first.values[1].as_deref(), Some("v\t0"));
         let Item::Rows(second) = &got[1] else {
             panic!("{:?}", got[1])
@@ -739,7 +741,10 @@ mod tests {
         assert_eq!(second.lines.len(), 3);
         assert_eq!(second.values.last(), Some(&None));
         let one = second.row(2);
-        assert_eq!(one.sql, "INSERT INTO public.t (a, b) VALUES ($1, $2)");
+        assert_eq!(
+            one.sql,
+            "INSERT INTO public.t (a, b) OVERRIDING SYSTEM VALUE VALUES ($1, $2)"
+        );
         assert_eq!(one.lines, vec![COPY_BATCH_ROWS + 4]);
         assert_eq!(got[2], stmt("SELECT 1", COPY_BATCH_ROWS + 6));
     }

@@ -203,6 +203,10 @@ impl Coordinator {
         let n = g.len();
         let engine = &mut g[p].tenant(tenant).engine;
         engine.set_now(now_us);
+        engine.set_placement(crate::storage::Placement {
+            partition: Some(p as u32),
+            partitions: n as u32,
+        });
         engine.begin().map_err(|e| reply::sql_error(&e))?;
         let r = match engine.execute_with(stmt, params) {
             Ok(r) => r,

@@ -107,6 +107,11 @@ pub fn run_on_part(
         let cap = quota.call_timeout_ms;
         let limit = timeout_ms.map_or(cap, |t| t.min(cap)).max(1);
         let _work = crate::sql::interrupt::Work::begin(Some(limit), None);
+        // nextval() gives values this partition owns.
+        part.engine.set_placement(crate::storage::Placement {
+            partition: Some(at.here.0),
+            partitions: at.partitions,
+        });
         part.procs.call(&mut part.engine, procedure, args, txn)
     }));
     let fuel = part.procs.fuel_used_last();

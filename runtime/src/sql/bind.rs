@@ -905,6 +905,9 @@ impl<'c> Binder<'c> {
                 "aggregate function {name} is not allowed here"
             )));
         }
+        if let Some(bound) = super::sequence::bind_call(self, f, mode)? {
+            return Ok(bound);
+        }
         let args: Vec<(Expr, Option<DataType>)> = match &f.args {
             ast::FunctionArguments::None => Vec::new(),
             ast::FunctionArguments::List(l) => {

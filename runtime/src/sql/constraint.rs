@@ -173,10 +173,10 @@ pub fn declare_check(
             "CHECK ({text}): a check constraint cannot use parameters"
         )));
     }
-    if expr.reads_clock() {
+    if expr.reads_clock() || expr.uses_sequence() {
         return Err(SqlError::unsupported(format!(
-            "CHECK ({text}) reads the clock: a row must pass or fail a check the same whenever it \
-             is checked"
+            "CHECK ({text}) reads the clock or a sequence: a row must pass or fail a check the \
+             same whenever it is checked"
         )));
     }
     if !matches!(ty, None | Some(DataType::Boolean)) {
@@ -230,6 +230,10 @@ pub fn declare_default(
     let x = b.bind(e, Mode::NoColumns).map_err(at)?;
     if b.param_count() > 0 {
         return Err(at(SqlError::plan("a default cannot use parameters")));
+    }
+    if x.uses_sequence() {
+        // Computed per insert; evaluating it here would take a value.
+        return Ok(ColumnDefault::Expr(e.to_string()));
     }
     if x.reads_clock() {
         // Its type must still fit the column: try it on this instant.

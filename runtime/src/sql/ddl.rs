@@ -7,6 +7,7 @@ use super::bind::{lower, object_name, Binder};
 use super::constraint;
 use super::error::SqlError;
 use super::expr::Ctx;
+use super::sequence;
 use super::{Engine, View};
 use crate::storage::{
     CheckConstraint, ColumnDef, ColumnDefault, IndexDef, IndexKind, TableId, TableSchema,
@@ -205,12 +206,20 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
              ordinary table and drop it when done"
         )));
     }
-    if engine.db.table_id(&name).is_some() || engine.views.contains_key(&name) {
+    if engine.db.table_id(&name).is_some()
+        || engine.views.contains_key(&name)
+        || sequence::find(&engine.db, &name).is_some()
+    {
         if ct.if_not_exists {
             return Ok(());
         }
         return Err(SqlError::plan(format!(
             "relation \"{name}\" already exists"
+        )));
+    }
+    if sequence::is_internal(&name) {
+        return Err(SqlError::plan(format!(
+            "the name \"{name}\" is Ohm's own (it keeps sequences there)"
         )));
     }
     if ct.columns.is_empty() || ct.columns.len() > TABLE_COLUMNS_MAX {
@@ -231,6 +240,7 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
     let mut uniques: Vec<Vec<usize>> = Vec::new();
     let mut fks: Vec<ast::ForeignKeyConstraint> = Vec::new();
     let mut checks: Vec<ast::CheckConstraint> = Vec::new();
+    let mut seqs: Vec<sequence::SeqDef> = Vec::new();
     for (i, c) in ct.columns.iter().enumerate() {
         let cname = lower(&c.name);
         if schema.column_index(&cname).is_some() {
@@ -238,13 +248,23 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
                 "column \"{cname}\" specified more than once"
             )));
         }
-        let ty = map_type(&c.data_type)?;
+        let serial = sequence::serial(&name, &cname, &c.data_type);
+        let ty = match &serial {
+            Some((ty, _)) => *ty,
+            None => map_type(&c.data_type)?,
+        };
         let mut col = ColumnDef {
             name: cname.clone(),
             ty,
             nullable: true,
             default: None,
         };
+        if let Some((_, def)) = serial {
+            // SERIAL: NOT NULL DEFAULT nextval('t_c_seq'), as in PostgreSQL.
+            col.nullable = false;
+            col.default = Some(ColumnDefault::Expr(sequence::default_text(&def.name)));
+            seqs.push(def);
+        }
         for opt in &c.options {
             match &opt.option {
                 ast::ColumnOption::Null => {}
@@ -253,6 +273,27 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
                     col.default = Some(default_of(engine, e, ty, &cname)?)
                 }
                 ast::ColumnOption::Check(c) => checks.push(c.clone()),
+                ast::ColumnOption::Generated {
+                    generated_as,
+                    sequence_options,
+                    generation_expr: None,
+                    ..
+                } => {
+                    let always = match generated_as {
+                        ast::GeneratedAs::Always => true,
+                        ast::GeneratedAs::ByDefault => false,
+                        ast::GeneratedAs::ExpStored => {
+                            return Err(SqlError::unsupported(format!(
+                                "column \"{cname}\": GENERATED ... STORED columns"
+                            )))
+                        }
+                    };
+                    let opts = sequence_options.as_deref().unwrap_or(&[]);
+                    let def = sequence::identity(&name, &cname, ty, always, opts)?;
+                    col.nullable = false;
+                    col.default = Some(ColumnDefault::Expr(sequence::default_text(&def.name)));
+                    seqs.push(def);
+                }
                 ast::ColumnOption::PrimaryKey(_) => {
                     if pk.replace(vec![i]).is_some() {
                         return Err(SqlError::plan(format!(
@@ -320,7 +361,19 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         schema.foreign_keys.push(fk);
     }
     schema.checks = checks_of(engine, &schema, &checks)?;
+    for d in &seqs {
+        if sequence::find(&engine.db, &d.name).is_some() || engine.db.table_id(&d.name).is_some() {
+            return Err(SqlError::plan(format!(
+                "relation \"{}\" already exists: a SERIAL or identity column of \"{name}\" \
+                 needs that name for its sequence",
+                d.name
+            )));
+        }
+    }
     engine.db.create_table(schema)?;
+    for d in seqs {
+        sequence::create(&mut engine.db, d, false)?;
+    }
     Ok(())
 }
 
@@ -441,11 +494,22 @@ pub fn drop(
     for n in names {
         let name = object_name(n)?;
         match object_type {
+            ast::ObjectType::Table if sequence::is_internal(&name) => {
+                return Err(SqlError::plan(format!(
+                    "table \"{name}\" is Ohm's own (it keeps sequences there): DROP SEQUENCE \
+                     drops a sequence"
+                )))
+            }
             ast::ObjectType::Table => match engine.db.table_id(&name) {
-                Some(id) => engine.db.drop_table(id)?,
+                Some(id) => {
+                    engine.db.drop_table(id)?;
+                    // A SERIAL's sequence goes with its table.
+                    sequence::drop_owned(&mut engine.db, &name, None)?;
+                }
                 None if if_exists => {}
                 None => return Err(SqlError::plan(format!("table \"{name}\" does not exist"))),
             },
+            ast::ObjectType::Sequence => sequence::drop(&mut engine.db, &name, if_exists)?,
             ast::ObjectType::View => {
                 if engine.views.remove(&name).is_none() && !if_exists {
                     return Err(SqlError::plan(format!("view \"{name}\" does not exist")));
@@ -657,6 +721,7 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
             let (i, c) = column(c)?;
             let checks = constraint::without_column(&schema, &c)?;
             engine.db.drop_column(id, i, checks)?;
+            sequence::drop_owned(&mut engine.db, &name, Some(&c))?;
         }
         Op::RenameColumn {
             old_column_name,
@@ -666,6 +731,15 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
             let to = lower(new_column_name);
             let checks = constraint::rename_column(&schema, &from, &to)?;
             engine.db.rename_column(id, i, &to, checks)?;
+            let owner = format!("{name}.{from}");
+            for d in sequence::all(&engine.db) {
+                if d.owner
+                    .as_deref()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(&owner))
+                {
+                    sequence::set_owner(&mut engine.db, &d.name, Some(format!("{name}.{to}")))?;
+                }
+            }
         }
         Op::AlterColumn { column_name, op } => {
             let (i, c) = column(column_name)?;
@@ -839,6 +913,12 @@ fn add_column(
         nullable: true,
         default: None,
     };
+    if sequence::serial(&schema.name, &cname, &def.data_type).is_some() {
+        return Err(SqlError::unsupported(format!(
+            "ADD COLUMN {cname} SERIAL: the rows already there would each need a value; add an \
+             INTEGER column, CREATE SEQUENCE, SET DEFAULT nextval(...), then fill it with UPDATE"
+        )));
+    }
     for opt in &def.options {
         match &opt.option {
             ast::ColumnOption::Null => {}
@@ -857,12 +937,13 @@ fn add_column(
         None => Value::Null,
         Some(ColumnDefault::Value(v)) => v.clone(),
         Some(ColumnDefault::Expr(e)) => {
-            // The rows there would take this statement's time, which a
-            // replica replaying the DDL does not have.
+            // The rows there would take this statement's time or sequence
+            // values, which a replica replaying the DDL could not give
+            // them alike.
             return Err(SqlError::unsupported(format!(
-                "ADD COLUMN {cname} ... DEFAULT {e}: a default that reads the clock cannot fill \
-                 the rows already there; add the column, SET DEFAULT {e}, then UPDATE {} SET \
-                 {cname} = now()",
+                "ADD COLUMN {cname} ... DEFAULT {e}: a default computed per row (one that reads \
+                 the clock or a sequence) cannot fill the rows already there; add the column, \
+                 SET DEFAULT {e}, then UPDATE {} SET {cname} = ...",
                 schema.name
             )));
         }
@@ -875,4 +956,26 @@ fn add_column(
     }
     engine.db.add_column(id, col, fill, TABLE_COLUMNS_MAX)?;
     Ok(())
+}
+
+/// `ALTER SEQUENCE name OWNED BY table.column | NONE`: the sequence is
+/// dropped with that column (or its table) from now on.
+pub fn sequence_owned_by(
+    engine: &mut Engine,
+    name: &str,
+    owner: Option<(String, String)>,
+) -> Result<(), SqlError> {
+    if let Some((t, c)) = &owner {
+        let schema = engine
+            .db
+            .table_by_name(t)
+            .ok_or_else(|| SqlError::plan(format!("relation \"{t}\" does not exist")))?
+            .schema();
+        if schema.column_index(c).is_none() {
+            return Err(SqlError::plan(format!(
+                "column \"{c}\" of relation \"{t}\" does not exist"
+            )));
+        }
+    }
+    sequence::set_owner(&mut engine.db, name, owner.map(|(t, c)| format!("{t}.{c}")))
 }

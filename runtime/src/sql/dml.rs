@@ -26,6 +26,12 @@ fn table_of(
     name: &ast::ObjectName,
 ) -> Result<(crate::storage::TableId, String, crate::storage::TableSchema), SqlError> {
     let n = object_name(name)?;
+    if super::sequence::is_internal(&n) {
+        return Err(SqlError::plan(format!(
+            "table \"{n}\" is Ohm's own record of sequences: change a sequence with setval() \
+             or DDL"
+        )));
+    }
     if b.catalog.views.contains_key(&n) {
         return Err(SqlError::plan(format!(
             "cannot change view \"{n}\": views are read-only"
@@ -74,6 +80,20 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         }
         t
     };
+    // GENERATED ALWAYS AS IDENTITY: the sequence gives the value, unless
+    // the INSERT says OVERRIDING SYSTEM VALUE (as pg_dump's do).
+    if !matches!(ins.overriding, Some(ast::InsertOverriding::System)) {
+        for &t in &targets {
+            let col = &schema.columns[t].name;
+            if super::sequence::always_identity(b.catalog.db, &tname, col).is_some() {
+                return Err(SqlError::plan(format!(
+                    "cannot insert a non-DEFAULT value into column \"{col}\": it is an \
+                     identity column defined as GENERATED ALWAYS (use OVERRIDING SYSTEM VALUE \
+                     to override)"
+                )));
+            }
+        }
+    }
     let source = match ins.source.as_deref() {
         Some(q) => match q.body.as_ref() {
             ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() => {
@@ -89,10 +109,16 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         ));
     }
     let targets = targets[..source.columns.len()].to_vec();
+    // A column the INSERT gives is not defaulted: its default (perhaps a
+    // sequence's nextval) is never evaluated.
     let defaults = schema
         .columns
         .iter()
-        .map(|c| constraint::bind_default(b, c.default.as_ref()))
+        .enumerate()
+        .map(|(i, c)| match targets.contains(&i) {
+            true => Ok(Expr::Const(Value::Null)),
+            false => constraint::bind_default(b, c.default.as_ref()),
+        })
         .collect::<Result<_, _>>()?;
     let checks = constraint::bind_checks(b, &schema)?;
     let mut conflict = match (&ins.or, ins.replace_into) {
@@ -276,6 +302,13 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
     let mut assignments_out = Vec::with_capacity(up.assignments.len());
     for (a, (x, _)) in up.assignments.iter().zip(bound) {
         let c = assignment_column(&schema, a, &assignments_out)?;
+        let col = &schema.columns[c].name;
+        if super::sequence::always_identity(b.catalog.db, &schema.name, col).is_some() {
+            return Err(SqlError::plan(format!(
+                "column \"{col}\" can only be updated to DEFAULT: it is an identity column \
+                 defined as GENERATED ALWAYS"
+            )));
+        }
         assignments_out.push((c, x));
     }
     let column_types = schema.columns.iter().map(|c| c.ty).collect();

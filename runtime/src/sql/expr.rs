@@ -150,6 +150,13 @@ pub enum Expr {
     /// `current_timestamp`), DATE (`current_date`), TIMESTAMP
     /// (`localtimestamp`) or TIME (`localtime`).
     Now(DataType),
+    /// `nextval('name')`: this partition's next value of the sequence.
+    NextVal(String),
+    /// `setval('name', value [, called])`.
+    SetVal {
+        name: String,
+        args: Vec<Expr>,
+    },
 }
 
 /// Results of uncorrelated subqueries, computed once per statement execution.
@@ -224,7 +231,8 @@ macro_rules! for_each_child {
             | Expr::Column(_)
             | Expr::Outer { .. }
             | Expr::Param(_)
-            | Expr::Now(_) => {}
+            | Expr::Now(_)
+            | Expr::NextVal(_) => {}
             Expr::Exists { .. } | Expr::ScalarSubquery(_) => {}
             Expr::Arith(_, a, b)
             | Expr::Concat(a, b)
@@ -274,9 +282,9 @@ macro_rules! for_each_child {
                     $f(o)
                 }
             }
-            Expr::Coalesce(list) | Expr::Func { args: list, .. } => {
-                list.$iter().for_each(|x| $f(x))
-            }
+            Expr::Coalesce(list)
+            | Expr::Func { args: list, .. }
+            | Expr::SetVal { args: list, .. } => list.$iter().for_each(|x| $f(x)),
         }
     };
 }
@@ -493,6 +501,29 @@ impl Expr {
                     .ok_or_else(|| SqlError::exec(format!("function {name} does not exist")))
             }
             Expr::Now(ty) => Ok(now_as(ctx.now_us, *ty)),
+            Expr::NextVal(name) => Ok(Value::Int(super::sequence::next(ctx.db, name)?)),
+            Expr::SetVal { name, args } => {
+                let v = match args.first().map(|a| a.eval(ctx, row)).transpose()? {
+                    Some(Value::Int(v)) => v,
+                    Some(Value::Null) | None => return Ok(Value::Null),
+                    Some(other) => {
+                        return Err(SqlError::exec(format!(
+                            "setval: value {other} is not a whole number"
+                        )))
+                    }
+                };
+                let called = match args.get(1).map(|a| a.eval(ctx, row)).transpose()? {
+                    None => true,
+                    Some(Value::Bool(b)) => b,
+                    Some(Value::Null) => return Ok(Value::Null),
+                    Some(other) => {
+                        return Err(SqlError::exec(format!(
+                            "setval: is_called {other} is not a boolean"
+                        )))
+                    }
+                };
+                Ok(Value::Int(super::sequence::set(ctx.db, name, v, called)?))
+            }
         }
     }
 
@@ -505,6 +536,15 @@ impl Expr {
     pub fn reads_clock(&self) -> bool {
         let mut found = matches!(self, Expr::Now(_));
         self.children(&mut |c| found = found || c.reads_clock());
+        found
+    }
+
+    /// Whether evaluation takes values from a sequence (`nextval`,
+    /// `setval`): it changes state, so it is never computed once for many
+    /// rows, nor kept as a constant.
+    pub fn uses_sequence(&self) -> bool {
+        let mut found = matches!(self, Expr::NextVal(_) | Expr::SetVal { .. });
+        self.children(&mut |c| found = found || c.uses_sequence());
         found
     }
 
@@ -522,6 +562,8 @@ impl Expr {
         let mut ok = !matches!(
             self,
             Expr::Column(_)
+                | Expr::NextVal(_)
+                | Expr::SetVal { .. }
                 | Expr::Outer { .. }
                 | Expr::InSubquery { .. }
                 | Expr::Exists { .. }

@@ -23,9 +23,11 @@ pub mod interrupt;
 pub mod ops;
 pub mod plan;
 mod select;
+mod sequence;
 
 pub use ddl::TABLE_COLUMNS_MAX;
 pub use error::SqlError;
+pub use sequence::is_internal as is_sequence_table;
 
 use crate::storage::{Database, Savepoint, WriteSet};
 use crate::types::{DataType, Value};
@@ -286,6 +288,12 @@ impl Engine {
         self.now_us = now_us;
     }
 
+    /// Which partition this engine's database is (see `Placement`):
+    /// where `nextval()` takes its values from.
+    pub fn set_placement(&mut self, placement: crate::storage::Placement) {
+        self.db.set_placement(placement);
+    }
+
     /// The timestamp `now()` gives (see `set_now`).
     pub fn now(&self) -> i64 {
         self.now_us
@@ -333,6 +341,13 @@ impl Engine {
             ddl::partition(self, &t, &c)?;
             self.schema_version += 1;
             return Ok(QueryResult::Done("PARTITION TABLE"));
+        }
+        if let Some(o) = sequence::parse_owned_by(sql) {
+            let (name, owner) = o?;
+            self.ddl_guard("ALTER SEQUENCE")?;
+            ddl::sequence_owned_by(self, &name, owner)?;
+            self.schema_version += 1;
+            return Ok(QueryResult::Done("ALTER SEQUENCE"));
         }
         let stmts = match rewrite_upsert(sql) {
             Some(s) => parse(&s)?,
@@ -460,11 +475,19 @@ impl Engine {
     }
 
     fn run(&mut self, plan: &StmtPlan, params: &[Value]) -> Result<QueryResult, SqlError> {
+        // Sequence values a failed statement took are not kept.
+        self.db.sequence_cursor().borrow_mut().last.clear();
         match plan {
             StmtPlan::Query(q, columns) => {
-                let cache = RefCell::new(SubqueryCache::default());
-                let ctx = Ctx::new(&self.db, params, self.now_us, &cache);
-                let rows = exec::run_query(q, &ctx, None)?;
+                let rows = {
+                    let cache = RefCell::new(SubqueryCache::default());
+                    let ctx = Ctx::new(&self.db, params, self.now_us, &cache);
+                    exec::run_query(q, &ctx, None)?
+                };
+                // `SELECT nextval(...)`: the values it took are a write.
+                if !self.db.sequence_cursor().borrow().last.is_empty() {
+                    self.write(|_| Ok(0))?;
+                }
                 Ok(QueryResult::Rows(RowSet {
                     columns: columns.clone(),
                     rows,
@@ -492,6 +515,7 @@ impl Engine {
         // Foreign keys are checked once the statement's rows are all
         // written (a row may reference one inserted after it).
         let checked = f(&mut self.db).and_then(|n| {
+            sequence::flush(&mut self.db)?;
             if fk::any(&self.db) {
                 fk::check(&self.db, sp)?;
             }
@@ -550,6 +574,21 @@ impl Engine {
             } => {
                 ddl::create_schema(schema_name, *if_not_exists)?;
                 return Ok(QueryResult::Done("CREATE SCHEMA"));
+            }
+            S::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                sequence_options,
+            } => {
+                self.ddl_guard("CREATE SEQUENCE")?;
+                if *temporary {
+                    return Err(SqlError::unsupported(
+                        "CREATE TEMPORARY SEQUENCE: sequences are shared by every session",
+                    ));
+                }
+                sequence::create_statement(&mut self.db, name, sequence_options, *if_not_exists)?;
+                "CREATE SEQUENCE"
             }
             S::AlterTable(at) => {
                 self.ddl_guard("ALTER TABLE")?;

@@ -936,3 +936,108 @@ fn foreign_keys_are_checked_at_the_end_of_each_statement() {
     p.execute("PARTITION TABLE cust ON COLUMN id").unwrap();
     assert!(err(&mut p, "PARTITION TABLE ord ON COLUMN id").contains("different partitions"));
 }
+
+#[test]
+fn each_partition_gives_only_sequence_values_it_owns() {
+    use crate::catalog::partition_for;
+    use crate::storage::Placement;
+    let setup = "CREATE SEQUENCE s; CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v INTEGER)";
+    let int = |v: &Value| match v {
+        Value::Int(i) => *i,
+        other => panic!("not an int: {other:?}"),
+    };
+    // One partition of four: every value it gives hashes to it, increasing.
+    let mut e = engine(setup);
+    e.set_placement(Placement {
+        partition: Some(2),
+        partitions: 4,
+    });
+    let mut last = 0;
+    for _ in 0..20 {
+        let v = int(&rows(&mut e, "SELECT nextval('s')")[0][0]);
+        assert_eq!(partition_for(&Value::Int(v), 4).0, 2, "{v}");
+        assert!(v > last, "{v} after {last}");
+        last = v;
+    }
+    e.execute("INSERT INTO t (v) VALUES (1), (2), (3)").unwrap();
+    for r in rows(&mut e, "SELECT id FROM t") {
+        assert_eq!(partition_for(&r[0], 4).0, 2);
+    }
+    // Its state row is keyed to land on it too.
+    let state = rows(
+        &mut e,
+        "SELECT name, part_key FROM ohm_sequence_state ORDER BY name",
+    );
+    assert_eq!(state.len(), 2);
+    for r in &state {
+        assert_eq!(partition_for(&r[1], 4).0, 2, "{r:?}");
+    }
+    // setval moves every partition: not from one partition's call.
+    assert!(err(&mut e, "SELECT setval('s', 100)").contains("every partition"));
+    // A database holding every partition (the coordinator's scratch copy)
+    // takes each value from the partition furthest behind; no value comes
+    // twice, and each partition gives its share.
+    let mut all = engine(setup);
+    all.set_placement(Placement {
+        partition: None,
+        partitions: 3,
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let mut owners = [0; 3];
+    for _ in 0..60 {
+        let v = int(&rows(&mut all, "SELECT nextval('s')")[0][0]);
+        assert!(seen.insert(v), "{v} given twice");
+        owners[partition_for(&Value::Int(v), 3).0 as usize] += 1;
+    }
+    assert!(owners.iter().all(|n| *n >= 10), "{owners:?}");
+    all.execute("SELECT setval('s', 1000)").unwrap();
+    let v = int(&rows(&mut all, "SELECT nextval('s')")[0][0]);
+    assert!(v > 1000, "{v}");
+}
+
+#[test]
+fn sequences_roll_back_with_the_statement_and_refuse_what_ohm_cannot_do() {
+    let mut e = engine(
+        "CREATE TABLE t (id SERIAL PRIMARY KEY, v INTEGER CHECK (v > 0)); \
+         INSERT INTO t (v) VALUES (1)",
+    );
+    // A failed statement gives its values back (the sequence's row is
+    // written in the statement's transaction; PostgreSQL's are not).
+    assert!(err(&mut e, "INSERT INTO t (v) VALUES (5), (-1)").contains("t_v_check"));
+    e.execute("INSERT INTO t (v) VALUES (2)").unwrap();
+    assert_eq!(
+        rows(&mut e, "SELECT id FROM t ORDER BY id"),
+        vec![ints(&[1]), ints(&[2])]
+    );
+    assert!(err(&mut e, "SELECT currval('t_id_seq')").contains("no session state"));
+    assert!(err(&mut e, "SELECT nextval(?)").contains("quoted literal"));
+    assert!(err(&mut e, "UPDATE ohm_sequence_state SET last = 0").contains("setval()"));
+    assert!(err(&mut e, "DELETE FROM ohm_sequences").contains("setval()"));
+    assert!(err(&mut e, "DROP TABLE ohm_sequences").contains("Ohm's own"));
+    assert!(err(&mut e, "CREATE TABLE ohm_sequence_state (a INTEGER)").contains("already exists"));
+    assert!(err(&mut e, "CREATE SEQUENCE c CYCLE").contains("CYCLE"));
+    assert!(err(&mut e, "CREATE SEQUENCE t").contains("already exists"));
+    assert!(err(&mut e, "CREATE TABLE t_id_seq (a INTEGER)").contains("already exists"));
+    e.execute("CREATE SEQUENCE v_id_seq").unwrap();
+    assert!(err(&mut e, "CREATE TABLE v (id SERIAL)").contains("needs that name"));
+    assert!(err(&mut e, "SELECT * FROM v").contains("does not exist"));
+    assert!(err(
+        &mut e,
+        "CREATE TABLE q (a INTEGER CHECK (a < nextval('t_id_seq')))"
+    )
+    .contains("sequence"));
+    let m = err(&mut e, "ALTER TABLE t ADD COLUMN n SERIAL");
+    assert!(m.contains("SERIAL"), "{m}");
+    let m = err(
+        &mut e,
+        "ALTER TABLE t ADD COLUMN n INTEGER DEFAULT nextval('t_id_seq')",
+    );
+    assert!(m.contains("cannot fill"), "{m}");
+    // RENAME COLUMN keeps the sequence owned; DROP COLUMN drops it.
+    e.execute("ALTER TABLE t RENAME COLUMN id TO ident")
+        .unwrap();
+    e.execute("ALTER TABLE t ALTER COLUMN ident DROP DEFAULT")
+        .unwrap();
+    e.execute("ALTER TABLE t DROP COLUMN ident").unwrap();
+    assert!(err(&mut e, "SELECT nextval('t_id_seq')").contains("does not exist"));
+}

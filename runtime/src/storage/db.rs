@@ -40,6 +40,29 @@ pub struct Database {
     /// Parallel to `ops`.
     undo: Vec<UndoMeta>,
     schema_version: u64,
+    /// Which partition this database is, for values that must stay on it.
+    placement: Placement,
+    /// Sequence values the running statement has taken (see `SeqCursor`).
+    sequences: std::cell::RefCell<SeqCursor>,
+}
+
+/// Which of `partitions` partitions a database is: `partition` None for
+/// one holding every partition's rows (the coordinator's scratch copy).
+/// A database on its own is partition 0 of 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub partition: Option<u32>,
+    pub partitions: u32,
+}
+
+/// What the running statement has taken from sequences and not yet
+/// written to their rows: `last[(sequence, partition)]` is the value it
+/// gave last. Readers hold `&Database` while they evaluate, so this is
+/// kept behind a `RefCell`; the SQL layer writes it out at the end of the
+/// statement (and clears it at the start of the next).
+#[derive(Debug, Default)]
+pub struct SeqCursor {
+    pub last: BTreeMap<(String, u32), i64>,
 }
 
 impl Default for Database {
@@ -65,7 +88,30 @@ impl Database {
             ops: Vec::new(),
             undo: Vec::new(),
             schema_version: 0,
+            placement: Placement {
+                partition: Some(0),
+                partitions: 1,
+            },
+            sequences: std::cell::RefCell::new(SeqCursor::default()),
         }
+    }
+
+    /// Which partition this database is (see `Placement`).
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    pub fn set_placement(&mut self, placement: Placement) {
+        assert!(
+            placement.partitions > 0,
+            "a node has at least one partition"
+        );
+        self.placement = placement;
+    }
+
+    /// The sequence values the running statement has taken.
+    pub fn sequence_cursor(&self) -> &std::cell::RefCell<SeqCursor> {
+        &self.sequences
     }
 
     /// Bumped by every successful DDL statement: a plan made at an older

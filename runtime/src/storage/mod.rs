@@ -33,7 +33,7 @@ mod tests_ddl;
 #[cfg(test)]
 mod tests_model;
 
-pub use db::Database;
+pub use db::{Database, Placement, SeqCursor};
 pub use table::{SnapshotToken, Table};
 
 use crate::types::{DataType, Value};

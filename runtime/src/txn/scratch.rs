@@ -110,6 +110,11 @@ pub fn scratch(
     empty: bool,
 ) -> Result<Engine, TxnError> {
     let mut s = Engine::new();
+    // It holds every partition: nextval() takes turns among them.
+    s.set_placement(crate::storage::Placement {
+        partition: None,
+        partitions: g.len() as u32,
+    });
     let Some(p0) = g[0].tenant_ref(tenant) else {
         return Ok(s);
     };
@@ -121,12 +126,14 @@ pub fn scratch(
         });
     for table in p0.engine.database().tables() {
         let schema = table.schema();
-        if !names.contains(&schema.name.to_ascii_lowercase()) {
+        // Sequences come along, rows and all: any write may take a value.
+        let sequences = crate::sql::is_sequence_table(&schema.name);
+        if !names.contains(&schema.name.to_ascii_lowercase()) && !sequences {
             continue;
         }
         let db = s.database_mut();
         let id = db.create_table(schema.clone()).map_err(internal)?;
-        if empty {
+        if empty && !sequences {
             continue;
         }
         db.begin().map_err(internal)?;

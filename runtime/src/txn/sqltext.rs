@@ -141,7 +141,10 @@ pub fn words(sql: &str) -> Vec<String> {
 
 pub fn classify(words: &[String]) -> Kind {
     let first = words.first().map(String::as_str).unwrap_or("");
+    // nextval()/setval() change a sequence: a query that calls one writes.
+    let takes_values = || words.iter().any(|w| w == "nextval" || w == "setval");
     match first {
+        "select" | "values" | "with" | "table" if takes_values() => Kind::Write,
         "select" | "values" | "with" | "explain" | "show" | "table" => Kind::Query,
         "insert" | "replace" if !words.iter().any(|w| w == "select") => Kind::InsertValues,
         "insert" | "replace" | "update" | "delete" => Kind::Write,
@@ -196,6 +199,12 @@ mod tests {
         assert_eq!(k("update t set a = 1"), Kind::Write);
         assert_eq!(k("BEGIN"), Kind::TxnControl);
         assert_eq!(k("PARTITION TABLE t ON COLUMN a"), Kind::Ddl);
+        assert_eq!(k("SELECT nextval('s')"), Kind::Write);
+        assert_eq!(
+            k("SELECT pg_catalog.setval('public.s', 200, true)"),
+            Kind::Write
+        );
+        assert_eq!(k("EXPLAIN SELECT nextval('s')"), Kind::Query);
         let known: BTreeSet<String> = ["votes".to_string(), "t".to_string()].into();
         let m = mentioned(&words("SELECT COUNT(*) FROM Votes"), &known);
         assert_eq!(m.into_iter().collect::<Vec<_>>(), vec!["votes".to_string()]);
