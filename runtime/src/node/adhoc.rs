@@ -130,9 +130,14 @@ impl Coordinator {
         } else {
             route::single_partition(&g, tenant, stmt, params, words, &names).map(|p| p.0 as usize)
         };
+        let n = g.len() as u32;
         let result = if let Some(p) = one {
             let engine = &mut g[p].tenant(tenant).engine;
             engine.set_now(now_us);
+            engine.set_placement(crate::storage::Placement {
+                partition: Some(p as u32),
+                partitions: n,
+            });
             let prepared = engine.prepare(stmt).map_err(|e| reply::sql_error(&e))?;
             if prepared.kind() != crate::sql::StatementKind::Query
                 && words.first().is_none_or(|w| w != "explain")

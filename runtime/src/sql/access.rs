@@ -15,9 +15,10 @@ use super::expr::{CmpOp, Expr};
 use super::plan::*;
 use crate::storage::IndexKind;
 
-/// Which sources a predicate reads; a correlated subquery counts as all.
+/// Which sources a predicate reads; a correlated subquery counts as all,
+/// and so does `nextval()` (evaluated per row, never once as a key).
 pub fn sources_of(e: &Expr, sources: &[Source]) -> Vec<usize> {
-    if bind::expr_has_correlated_sub(e) {
+    if bind::expr_has_correlated_sub(e) || e.uses_sequence() {
         return (0..sources.len()).collect();
     }
     let mut cols = Vec::new();

@@ -92,6 +92,21 @@ pub fn bind_default(b: &Binder, d: Option<&ColumnDefault>) -> Result<Expr, SqlEr
     }
 }
 
+/// The first CHECK that is false for `row` (NULL passes); an error in
+/// evaluating one is that error.
+pub fn failing<'c>(
+    checks: &'c [BoundCheck],
+    ctx: &Ctx,
+    row: &[Value],
+) -> Result<Option<&'c BoundCheck>, SqlError> {
+    for c in checks {
+        if let Value::Bool(false) = c.expr.eval(ctx, row)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
 /// Refuses `row` (already of the table's column types) if a CHECK is
 /// false for it, naming the constraint and the row as PostgreSQL does.
 pub fn check_row(
@@ -100,24 +115,22 @@ pub fn check_row(
     row: &[Value],
     table: &str,
 ) -> Result<(), SqlError> {
-    for c in checks {
-        if let Value::Bool(false) = c.expr.eval(ctx, row)? {
-            let values: Vec<String> = row
-                .iter()
-                .map(|v| match v {
-                    Value::Null => "null".to_string(),
-                    v => v.to_string(),
-                })
-                .collect();
-            return Err(SqlError::exec(format!(
-                "new row for relation \"{table}\" violates check constraint \"{}\": failing row \
-                 contains ({})",
-                c.name,
-                values.join(", ")
-            )));
-        }
-    }
-    Ok(())
+    let Some(c) = failing(checks, ctx, row)? else {
+        return Ok(());
+    };
+    let values: Vec<String> = row
+        .iter()
+        .map(|v| match v {
+            Value::Null => "null".to_string(),
+            v => v.to_string(),
+        })
+        .collect();
+    Err(SqlError::exec(format!(
+        "new row for relation \"{table}\" violates check constraint \"{}\": failing row \
+         contains ({})",
+        c.name,
+        values.join(", ")
+    )))
 }
 
 /// The column names `e` reads, lower-cased, first use first (a qualified
@@ -140,6 +153,20 @@ pub fn columns_named(e: &ast::Expr) -> Vec<String> {
     out
 }
 
+/// Whether `e` holds a subquery anywhere.
+fn has_subquery(e: &ast::Expr) -> bool {
+    ast::visit_expressions(e, |x| match x {
+        ast::Expr::Subquery(_)
+        | ast::Expr::Exists { .. }
+        | ast::Expr::In {
+            target: ast::InTarget::Subquery(_),
+            ..
+        } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// Validates `CHECK (expr)` for a table shaped as `schema` and gives it a
 /// name: the one written, or PostgreSQL's (`t_col_check` when it reads
 /// one column, else `t_check`, numbered past names taken).
@@ -150,17 +177,7 @@ pub fn declare_check(
     taken: &[String],
 ) -> Result<CheckConstraint, SqlError> {
     let text = c.expr.to_string();
-    let has_subquery = ast::visit_expressions(c.expr.as_ref(), |x| match x {
-        ast::Expr::Subquery(_)
-        | ast::Expr::Exists { .. }
-        | ast::Expr::In {
-            target: ast::InTarget::Subquery(_),
-            ..
-        } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break();
-    if has_subquery {
+    if has_subquery(&c.expr) {
         return Err(SqlError::plan(format!(
             "cannot use subquery in check constraint: CHECK ({text})"
         )));
@@ -216,9 +233,15 @@ pub fn declare_check(
     Ok(CheckConstraint { name, expr: text })
 }
 
+/// The instant a clock-reading default is tried on when declared, to see
+/// that its type fits: fixed, so that DDL replayed without the clock
+/// comes out the same.
+const DEFAULT_TRIAL_US: i64 = 0;
+
 /// Validates `DEFAULT e` for a column of type `ty`: a constant is computed
-/// now; one that reads the transaction's timestamp is kept as text and
-/// computed at each insert.
+/// now; one that reads the transaction's timestamp or takes a sequence's
+/// value is kept as text and computed at each insert. A subquery is
+/// refused (as in PostgreSQL): its answer would differ between partitions.
 pub fn declare_default(
     b: &Binder,
     ctx: &Ctx,
@@ -227,6 +250,9 @@ pub fn declare_default(
     column: &str,
 ) -> Result<ColumnDefault, SqlError> {
     let at = |err: SqlError| SqlError::plan(format!("DEFAULT for column \"{column}\": {err}"));
+    if has_subquery(e) {
+        return Err(at(SqlError::plan("cannot use a subquery in a DEFAULT")));
+    }
     let x = b.bind(e, Mode::NoColumns).map_err(at)?;
     if b.param_count() > 0 {
         return Err(at(SqlError::plan("a default cannot use parameters")));
@@ -236,8 +262,9 @@ pub fn declare_default(
         return Ok(ColumnDefault::Expr(e.to_string()));
     }
     if x.reads_clock() {
-        // Its type must still fit the column: try it on this instant.
-        ops::coerce_to_column(&x.eval(ctx, &[])?, ty).map_err(at)?;
+        // Its type must still fit the column: try it on a fixed instant.
+        let trial = Ctx::new(ctx.db, &[], DEFAULT_TRIAL_US, ctx.cache);
+        ops::coerce_to_column(&x.eval(&trial, &[])?, ty).map_err(at)?;
         return Ok(ColumnDefault::Expr(e.to_string()));
     }
     let v = x.eval(ctx, &[])?;
@@ -252,17 +279,12 @@ pub fn rename_column(
     from: &str,
     to: &str,
 ) -> Result<Vec<CheckConstraint>, SqlError> {
-    let ident = |old: &ast::Ident| {
-        // Quote a name that would not read back as itself bare.
-        let plain = to
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && !to.starts_with(|c: char| c.is_ascii_digit());
-        ast::Ident {
-            value: to.to_string(),
-            quote_style: if plain { None } else { Some('"') },
-            span: old.span,
-        }
+    // Always quoted: a bare name might read back as a keyword (`null`,
+    // `current_date`) and change what the check means.
+    let ident = |old: &ast::Ident| ast::Ident {
+        value: to.to_string(),
+        quote_style: Some('"'),
+        span: old.span,
     };
     schema
         .checks

@@ -85,7 +85,15 @@ pub fn map_type(t: &ast::DataType) -> Result<DataType, SqlError> {
         T::Interval { .. } => DataType::Interval,
         T::Uuid => DataType::Uuid,
         T::Signed | T::SignedInteger => DataType::BigInt,
-        other => return Err(SqlError::unsupported(format!("type {other}"))),
+        other => {
+            let custom = matches!(other, T::Custom(..));
+            return Err(SqlError::unsupported(
+                match super::unsupported::type_advice(&other.to_string(), custom) {
+                    Some(todo) => format!("type {other}: {todo}"),
+                    None => format!("type {other}"),
+                },
+            ));
+        }
     })
 }
 
@@ -377,8 +385,19 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
     Ok(())
 }
 
+/// Refuses DDL on the tables Ohm keeps sequences in.
+fn not_internal(name: &str) -> Result<(), SqlError> {
+    if sequence::is_internal(name) {
+        return Err(SqlError::plan(format!(
+            "table \"{name}\" is Ohm's own (it keeps sequences there); DDL may not change it"
+        )));
+    }
+    Ok(())
+}
+
 pub fn create_index(engine: &mut Engine, ci: &ast::CreateIndex) -> Result<(), SqlError> {
     let tname = object_name(&ci.table_name)?;
+    not_internal(&tname)?;
     let id = engine
         .db
         .table_id(&tname)
@@ -436,6 +455,12 @@ pub fn create_view(engine: &mut Engine, cv: &ast::CreateView) -> Result<(), SqlE
         }
         return Err(SqlError::plan(format!(
             "relation \"{name}\" already exists"
+        )));
+    }
+    if sequence::query_takes_values(&cv.query) {
+        // A read through the view would take values no log records.
+        return Err(SqlError::unsupported(format!(
+            "view \"{name}\" calls nextval() or setval(): call it in the statement itself"
         )));
     }
     let columns: Vec<String> = cv.columns.iter().map(|c| lower(&c.name)).collect();
@@ -502,6 +527,7 @@ pub fn drop(
             }
             ast::ObjectType::Table => match engine.db.table_id(&name) {
                 Some(id) => {
+                    sequence::owned_droppable(&engine.db, &name, None)?;
                     engine.db.drop_table(id)?;
                     // A SERIAL's sequence goes with its table.
                     sequence::drop_owned(&mut engine.db, &name, None)?;
@@ -527,6 +553,9 @@ pub fn drop(
                     })
                     .map(|t| t.id());
                 if let Some(id) = owner {
+                    if let Some(t) = engine.db.table(id) {
+                        not_internal(&t.schema().name)?;
+                    }
                     super::fk::index_unneeded(&engine.db, id, &name)?;
                 }
                 match owner {
@@ -563,6 +592,7 @@ pub fn parse_partition(sql: &str) -> Option<Result<(String, String), SqlError>> 
 }
 
 pub fn partition(engine: &mut Engine, table: &str, column: &str) -> Result<(), SqlError> {
+    not_internal(table)?;
     let id = engine
         .db
         .table_id(table)
@@ -633,6 +663,7 @@ pub fn create_schema(name: &ast::SchemaName, if_not_exists: bool) -> Result<(), 
 pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlError> {
     use ast::AlterTableOperation as Op;
     let name = object_name(&at.name)?;
+    not_internal(&name)?;
     let Some(id) = engine.db.table_id(&name) else {
         if at.if_exists {
             return Ok(());
@@ -720,6 +751,7 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
             }
             let (i, c) = column(c)?;
             let checks = constraint::without_column(&schema, &c)?;
+            sequence::owned_droppable(&engine.db, &name, Some(&c))?;
             engine.db.drop_column(id, i, checks)?;
             sequence::drop_owned(&mut engine.db, &name, Some(&c))?;
         }
@@ -731,15 +763,7 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
             let to = lower(new_column_name);
             let checks = constraint::rename_column(&schema, &from, &to)?;
             engine.db.rename_column(id, i, &to, checks)?;
-            let owner = format!("{name}.{from}");
-            for d in sequence::all(&engine.db) {
-                if d.owner
-                    .as_deref()
-                    .is_some_and(|o| o.eq_ignore_ascii_case(&owner))
-                {
-                    sequence::set_owner(&mut engine.db, &d.name, Some(format!("{name}.{to}")))?;
-                }
-            }
+            sequence::rename_owner(&mut engine.db, &name, &from, &to)?;
         }
         Op::AlterColumn { column_name, op } => {
             let (i, c) = column(column_name)?;
@@ -837,7 +861,7 @@ fn add_constraint(
                     .ok_or_else(|| SqlError::exec("internal: table vanished"))?;
                 for (_, row) in t.scan() {
                     super::interrupt::tick()?;
-                    if constraint::check_row(&bound, &ctx, row, name).is_err() {
+                    if constraint::failing(&bound, &ctx, row)?.is_some() {
                         return Err(SqlError::plan(format!(
                             "check constraint \"{}\" of relation \"{name}\" is violated by \
                              some row",

@@ -80,20 +80,6 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         }
         t
     };
-    // GENERATED ALWAYS AS IDENTITY: the sequence gives the value, unless
-    // the INSERT says OVERRIDING SYSTEM VALUE (as pg_dump's do).
-    if !matches!(ins.overriding, Some(ast::InsertOverriding::System)) {
-        for &t in &targets {
-            let col = &schema.columns[t].name;
-            if super::sequence::always_identity(b.catalog.db, &tname, col).is_some() {
-                return Err(SqlError::plan(format!(
-                    "cannot insert a non-DEFAULT value into column \"{col}\": it is an \
-                     identity column defined as GENERATED ALWAYS (use OVERRIDING SYSTEM VALUE \
-                     to override)"
-                )));
-            }
-        }
-    }
     let source = match ins.source.as_deref() {
         Some(q) => match q.body.as_ref() {
             ast::SetExpr::Values(v) if q.order_by.is_none() && q.limit_clause.is_none() => {
@@ -109,6 +95,20 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
         ));
     }
     let targets = targets[..source.columns.len()].to_vec();
+    // GENERATED ALWAYS AS IDENTITY: the sequence gives the value, unless
+    // the INSERT says OVERRIDING SYSTEM VALUE (as pg_dump's do).
+    if !matches!(ins.overriding, Some(ast::InsertOverriding::System)) {
+        for &t in &targets {
+            let col = &schema.columns[t].name;
+            if super::sequence::always_identity(b.catalog.db, &tname, col).is_some() {
+                return Err(SqlError::plan(format!(
+                    "cannot insert a non-DEFAULT value into column \"{col}\": it is an \
+                     identity column defined as GENERATED ALWAYS (use OVERRIDING SYSTEM VALUE \
+                     to override)"
+                )));
+            }
+        }
+    }
     // A column the INSERT gives is not defaulted: its default (perhaps a
     // sequence's nextval) is never evaluated.
     let defaults = schema

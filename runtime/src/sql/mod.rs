@@ -24,6 +24,7 @@ pub mod ops;
 pub mod plan;
 mod select;
 mod sequence;
+mod unsupported;
 
 pub use ddl::TABLE_COLUMNS_MAX;
 pub use error::SqlError;
@@ -349,10 +350,13 @@ impl Engine {
             self.schema_version += 1;
             return Ok(QueryResult::Done("ALTER SEQUENCE"));
         }
-        let stmts = match rewrite_upsert(sql) {
-            Some(s) => parse(&s)?,
-            None => parse(sql)?,
+        let parsed = match rewrite_upsert(sql) {
+            Some(s) => parse(&s),
+            None => parse(sql),
         };
+        // A PostgreSQL statement Ohm does not have: say what to do, not
+        // where the parser stopped.
+        let stmts = parsed.map_err(|e| unsupported::statement(sql).unwrap_or(e))?;
         let mut last = QueryResult::Done("EMPTY");
         for st in &stmts {
             interrupt::check()?;
@@ -626,6 +630,9 @@ impl Engine {
             } => return self.explain(statement),
             other => {
                 let text = other.to_string();
+                if let Some(e) = unsupported::statement(&text) {
+                    return Err(e);
+                }
                 let head: String = text
                     .split_whitespace()
                     .take(3)

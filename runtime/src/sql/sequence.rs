@@ -29,6 +29,12 @@
 //! for reading: the values are noted in `Database::sequence_cursor` and
 //! written to the state rows by `flush` at the end of the statement, in
 //! its transaction (so a rolled-back statement gives its values back).
+//!
+//! Must not: let anything but DDL and `nextval`/`setval` change the two
+//! tables (ddl.rs and dml.rs refuse them by `is_internal`), or give a
+//! value outside a statement the node logs as a write (`nextval` is
+//! refused in views, so only statements that name it call it, and those
+//! are classified as writes).
 
 use super::bind::{lower, object_name, Binder, Mode};
 use super::error::SqlError;
@@ -48,6 +54,8 @@ pub const STATE: &str = "ohm_sequence_state";
 /// Values `nextval` steps over, per partition, looking for one its
 /// partition owns (it needs `partitions` steps on average).
 const PROBES_PER_PARTITION: u64 = 64;
+/// Sequences a tenant may have.
+pub const SEQUENCES_MAX: usize = 10_000;
 
 /// Whether `name` is one of the tables Ohm keeps sequences in.
 pub fn is_internal(name: &str) -> bool {
@@ -152,19 +160,44 @@ fn text_of(v: &Value) -> Option<&str> {
 }
 
 fn row_def(row: &[Value]) -> Option<SeqDef> {
-    let int = |v: &Value| match v {
-        Value::Int(i) => Some(*i),
+    let int = |i: usize| match row.get(i)? {
+        Value::Int(v) => Some(*v),
         _ => None,
     };
     Some(SeqDef {
-        name: text_of(&row[0])?.to_string(),
-        start: int(&row[1])?,
-        increment: int(&row[2])?,
-        min: int(&row[3])?,
-        max: int(&row[4])?,
-        owner: text_of(&row[5]).map(str::to_string),
-        always: matches!(row[6], Value::Bool(true)),
+        name: text_of(row.first()?)?.to_string(),
+        start: int(1)?,
+        increment: int(2)?,
+        min: int(3)?,
+        max: int(4)?,
+        owner: text_of(row.get(5)?).map(str::to_string),
+        always: matches!(row.get(6)?, Value::Bool(true)),
     })
+}
+
+/// `def` as its row of `ohm_sequences`.
+fn def_row(def: &SeqDef) -> crate::storage::Row {
+    vec![
+        Value::text(&def.name),
+        Value::Int(def.start),
+        Value::Int(def.increment),
+        Value::Int(def.min),
+        Value::Int(def.max),
+        def.owner.as_deref().map_or(Value::Null, Value::text),
+        Value::Bool(def.always),
+    ]
+    .into()
+}
+
+/// Whether `def` is owned by column `column` of `table` (any of its
+/// columns if None).
+fn owned_by(def: &SeqDef, table: &str, column: Option<&str>) -> bool {
+    def.owner
+        .as_deref()
+        .and_then(|o| o.split_once('.'))
+        .is_some_and(|(t, c)| {
+            t.eq_ignore_ascii_case(table) && column.is_none_or(|col| c.eq_ignore_ascii_case(col))
+        })
 }
 
 /// The definition of sequence `name`, if there is one.
@@ -288,8 +321,9 @@ pub fn set(db: &Database, name: &str, v: i64, called: bool) -> Result<i64, SqlEr
     let place = db.placement();
     if place.partition.is_some() && place.partitions > 1 {
         return Err(SqlError::exec(format!(
-            "setval(\"{name}\") sets every partition's place in the sequence: run it as ad-hoc \
-             SQL or in a multi-partition procedure"
+            "setval(\"{name}\") sets every partition's place in the sequence, and this \
+             statement runs on one partition: run it on its own (SELECT setval(...)) or in a \
+             multi-partition procedure"
         )));
     }
     let before = if called {
@@ -438,17 +472,24 @@ pub fn create(db: &mut Database, def: SeqDef, if_not_exists: bool) -> Result<(),
             def.name
         )));
     }
+    if all(db).len() >= SEQUENCES_MAX {
+        return Err(SqlError::plan(format!(
+            "a tenant may have {SEQUENCES_MAX} sequences; drop one first"
+        )));
+    }
+    if let Some(owner) = &def.owner {
+        let (t, c) = owner.split_once('.').unwrap_or((owner, ""));
+        let known = db
+            .table_by_name(t)
+            .is_some_and(|t| t.schema().column_index(c).is_some());
+        if !known {
+            return Err(SqlError::plan(format!(
+                "OWNED BY {owner}: no such table and column"
+            )));
+        }
+    }
     let (defs, _) = ensure_tables(db)?;
-    let row: crate::storage::Row = vec![
-        Value::text(&def.name),
-        Value::Int(def.start),
-        Value::Int(def.increment),
-        Value::Int(def.min),
-        Value::Int(def.max),
-        def.owner.as_deref().map_or(Value::Null, Value::text),
-        Value::Bool(def.always),
-    ]
-    .into();
+    let row = def_row(&def);
     in_own_txn(db, |db| db.insert(defs, row).map(|_| ()))
 }
 
@@ -554,20 +595,35 @@ fn remove(db: &mut Database, name: &str) -> Result<(), SqlError> {
     })
 }
 
+/// Refuses dropping `table` (or its column `column`) while a sequence it
+/// owns feeds another column's default (PostgreSQL wants CASCADE then).
+pub fn owned_droppable(db: &Database, table: &str, column: Option<&str>) -> Result<(), SqlError> {
+    let owned: Vec<String> = all(db)
+        .into_iter()
+        .filter(|d| owned_by(d, table, column))
+        .map(|d| d.name)
+        .collect();
+    let going = |t: &str, c: &str| {
+        t.eq_ignore_ascii_case(table) && column.is_none_or(|col| c.eq_ignore_ascii_case(col))
+    };
+    match uses(db)
+        .into_iter()
+        .find(|(s, t, c)| owned.contains(s) && !going(t, c))
+    {
+        Some((s, t, c)) => Err(SqlError::plan(format!(
+            "sequence \"{s}\", which goes with it, feeds the default of column \"{c}\" of \
+             table \"{t}\": drop that default first"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Drops the sequences owned by `table` (or by its column `column`), as a
-/// SERIAL's sequence goes with its table.
+/// SERIAL's sequence goes with its table (`owned_droppable` said yes).
 pub fn drop_owned(db: &mut Database, table: &str, column: Option<&str>) -> Result<(), SqlError> {
     let owned: Vec<String> = all(db)
         .into_iter()
-        .filter(|d| {
-            d.owner.as_deref().is_some_and(|o| match o.split_once('.') {
-                Some((t, c)) => {
-                    t.eq_ignore_ascii_case(table)
-                        && column.is_none_or(|col| c.eq_ignore_ascii_case(col))
-                }
-                None => false,
-            })
-        })
+        .filter(|d| owned_by(d, table, column))
         .map(|d| d.name)
         .collect();
     for name in owned {
@@ -576,24 +632,26 @@ pub fn drop_owned(db: &mut Database, table: &str, column: Option<&str>) -> Resul
     Ok(())
 }
 
+/// Sequences owned by column `from` of `table` are owned by `to` now.
+pub fn rename_owner(db: &mut Database, table: &str, from: &str, to: &str) -> Result<(), SqlError> {
+    for d in all(db) {
+        if owned_by(&d, table, Some(from)) {
+            set_owner(db, &d.name, Some(format!("{table}.{to}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Sets or clears the owner (`table.column`) of sequence `name`.
 pub fn set_owner(db: &mut Database, name: &str, owner: Option<String>) -> Result<(), SqlError> {
-    let def = get(db, name)?;
+    let mut def = get(db, name)?;
     let (defs, _) = ensure_tables(db)?;
     let id = db
         .table(defs)
         .and_then(|t| t.index_get(0, &[Value::text(name)]))
         .ok_or_else(|| SqlError::exec("internal: sequence row vanished"))?;
-    let row: crate::storage::Row = vec![
-        Value::text(&def.name),
-        Value::Int(def.start),
-        Value::Int(def.increment),
-        Value::Int(def.min),
-        Value::Int(def.max),
-        owner.as_deref().map_or(Value::Null, Value::text),
-        Value::Bool(def.always),
-    ]
-    .into();
+    def.owner = owner;
+    let row = def_row(&def);
     in_own_txn(db, |db| db.update(defs, id, row))
 }
 
@@ -665,6 +723,17 @@ fn literal_arg(f: &ast::Function) -> Result<Option<String>, SqlError> {
     }
 }
 
+/// Whether `q` calls `nextval` or `setval` anywhere.
+pub fn query_takes_values(q: &ast::Query) -> bool {
+    ast::visit_expressions(q, |x| match x {
+        ast::Expr::Function(f) if is_fn(f, "nextval") || is_fn(f, "setval") => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// Binds `nextval('s')`, `setval('s', v [, called])`, and refuses
 /// `currval`/`lastval`; None if `f` is none of them.
 pub fn bind_call(
@@ -727,9 +796,7 @@ pub fn serial(table: &str, column: &str, t: &ast::DataType) -> Option<(DataType,
         "smallserial" | "serial2" => DataType::SmallInt,
         _ => return None,
     };
-    let name = format!("{table}_{column}_seq");
-    let mut def = define(&name, &[], ty).ok()?;
-    def.owner = Some(format!("{table}.{column}"));
+    let def = identity(table, column, ty, false, &[]).ok()?;
     Some((ty, def))
 }
 
@@ -756,15 +823,9 @@ pub fn identity(
 /// The sequence of an identity column declared `GENERATED ALWAYS`, if
 /// column `column` of `table` is one.
 pub fn always_identity(db: &Database, table: &str, column: &str) -> Option<String> {
-    let owner = format!("{table}.{column}");
     all(db)
         .into_iter()
-        .find(|d| {
-            d.always
-                && d.owner
-                    .as_deref()
-                    .is_some_and(|o| o.eq_ignore_ascii_case(&owner))
-        })
+        .find(|d| d.always && owned_by(d, table, Some(column)))
         .map(|d| d.name)
 }
 

@@ -197,6 +197,14 @@ impl Database {
                 schema.columns[c].nullable = false;
             }
         }
+        if schema.checks.len() > super::TABLE_CHECKS_MAX {
+            return Err(invalid(format!(
+                "table \"{}\" has {} CHECK constraints, over the {} a table may have",
+                schema.name,
+                schema.checks.len(),
+                super::TABLE_CHECKS_MAX
+            )));
+        }
         if let Some(c) = schema
             .partition_column
             .filter(|&c| c >= schema.columns.len())
@@ -387,6 +395,13 @@ impl Database {
     ) -> Result<(), StorageError> {
         self.no_ddl_in_txn()?;
         let t = self.table_mut(table)?;
+        if t.schema().checks.len() >= super::TABLE_CHECKS_MAX {
+            return Err(invalid(format!(
+                "table \"{}\" has {} CHECK constraints, the most it may have",
+                t.schema().name,
+                super::TABLE_CHECKS_MAX
+            )));
+        }
         if t.schema().has_constraint(&check.name) {
             return Err(invalid(format!(
                 "constraint \"{}\" for relation \"{}\" already exists",

@@ -67,9 +67,14 @@ pub enum ColumnDefault {
     /// A constant, computed once when the default was declared.
     Value(Value),
     /// SQL text evaluated at each insert, for a default that reads the
-    /// transaction's timestamp (`now()`); the SQL layer binds it.
+    /// transaction's timestamp (`now()`) or takes a sequence's value
+    /// (`nextval('s')`, SERIAL); the SQL layer binds it.
     Expr(String),
 }
+
+/// CHECK constraints a table may have (each is evaluated on every row
+/// written).
+pub const TABLE_CHECKS_MAX: usize = 256;
 
 /// `CHECK (expr)`: a row for which `expr` is false is refused; NULL passes.
 /// `expr` is SQL text over the table's column names, which the SQL layer

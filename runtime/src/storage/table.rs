@@ -674,8 +674,6 @@ impl Check {
     }
 }
 
-/// Checks one value against its column; `None` if it is acceptable.
-#[inline]
 /// The error for a value of column `c` that failed `fail`.
 fn value_error(table: &str, c: &ColumnDef, fail: Check, v: &Value) -> StorageError {
     let table = table.to_string();
@@ -717,6 +715,8 @@ pub(crate) fn fill_error(table: &str, c: &ColumnDef, fill: &Value) -> Option<Sto
     })
 }
 
+/// Checks one value against its column; `None` if it is acceptable.
+#[inline]
 fn check_value(v: &Value, ty: DataType, nullable: bool) -> Option<Check> {
     let fits = match (v, ty) {
         (Value::Null, _) => return (!nullable).then_some(Check::NotNull),
