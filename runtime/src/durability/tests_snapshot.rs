@@ -591,6 +591,25 @@ fn to_v6(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `e`'s one tenant through a snapshot and back, its schemas the same.
+fn round_trip(e: &Engine) -> Engine {
+    let bytes = snapshot::encode(
+        meta(3),
+        1,
+        &snapshot::Committed::default(),
+        &[],
+        &Default::default(),
+        &empty_image(e),
+    )
+    .expect("encode");
+    let snap = snapshot::decode(&bytes).expect("decode");
+    let back = snap.tenants.into_iter().next().expect("a tenant").engine;
+    let schemas =
+        |e: &Engine| -> Vec<_> { e.database().tables().map(|t| t.schema().clone()).collect() };
+    assert_eq!(schemas(e), schemas(&back));
+    back
+}
+
 #[test]
 fn foreign_keys_survive_a_snapshot() {
     let mut e = Engine::new();
@@ -602,20 +621,7 @@ fn foreign_keys_survive_a_snapshot() {
     ] {
         e.execute(sql).expect(sql);
     }
-    let bytes = snapshot::encode(
-        meta(3),
-        1,
-        &snapshot::Committed::default(),
-        &[],
-        &Default::default(),
-        &empty_image(&e),
-    )
-    .expect("encode");
-    let snap = snapshot::decode(&bytes).expect("decode");
-    let mut back = snap.tenants.into_iter().next().expect("a tenant").engine;
-    let schemas =
-        |e: &Engine| -> Vec<_> { e.database().tables().map(|t| t.schema().clone()).collect() };
-    assert_eq!(schemas(&e), schemas(&back));
+    let mut back = round_trip(&e);
     assert_eq!(sorted(&mut e, "bag"), sorted(&mut back, "bag"));
     let bag = back.database().table_by_name("bag").expect("bag");
     assert_eq!(bag.schema().foreign_keys.len(), 2);
@@ -638,20 +644,7 @@ fn checks_defaults_and_altered_tables_survive_a_snapshot() {
     ] {
         e.execute(sql).expect(sql);
     }
-    let bytes = snapshot::encode(
-        meta(3),
-        1,
-        &snapshot::Committed::default(),
-        &[],
-        &Default::default(),
-        &empty_image(&e),
-    )
-    .expect("encode");
-    let snap = snapshot::decode(&bytes).expect("decode");
-    let mut back = snap.tenants.into_iter().next().expect("a tenant").engine;
-    let schemas =
-        |e: &Engine| -> Vec<_> { e.database().tables().map(|t| t.schema().clone()).collect() };
-    assert_eq!(schemas(&e), schemas(&back));
+    let mut back = round_trip(&e);
     assert_eq!(sorted(&mut e, "item"), sorted(&mut back, "item"));
     let m = back
         .execute("INSERT INTO item (id, cost) VALUES (3, 0)")
