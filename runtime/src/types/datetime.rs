@@ -635,6 +635,19 @@ pub fn parse_interval(
     if words.is_empty() {
         return Err(DateTimeError::Syntax);
     }
+    // Each field may be given once (`1 day 2 days` is an error, as in
+    // PostgreSQL): a bit per unit, hours to seconds for a clock part.
+    let mut seen = 0u16;
+    let mut once = |bits: u16| {
+        let repeated = seen & bits != 0;
+        seen |= bits;
+        if repeated {
+            Err(DateTimeError::Syntax)
+        } else {
+            Ok(())
+        }
+    };
+    let bit = |u: IntervalUnit| 1u16 << (u as u16);
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
@@ -644,6 +657,7 @@ pub fn parse_interval(
                 b'+' => (false, &w[1..]),
                 _ => (false, w),
             };
+            once(bit(IntervalUnit::Hour) | bit(IntervalUnit::Minute) | bit(IntervalUnit::Second))?;
             let us = parse_interval_clock(body)?;
             acc.micros += if neg { -us } else { us };
             i += 1;
@@ -656,6 +670,7 @@ pub fn parse_interval(
                 _ => (false, w),
             };
             let (y, m) = body.split_once('-').ok_or(DateTimeError::Syntax)?;
+            once(bit(IntervalUnit::Year) | bit(IntervalUnit::Month))?;
             let months = digits(y)? as i128 * 12 + digits(m)? as i128;
             acc.months += if neg { -months } else { months };
             i += 1;
@@ -676,6 +691,7 @@ pub fn parse_interval(
         } else {
             bare.unwrap_or(IntervalUnit::Second)
         };
+        once(bit(unit))?;
         acc.add(unit, value);
         i += 1;
     }
@@ -907,6 +923,35 @@ mod tests {
             parse_timestamptz("2020-01-01 10:00 Europe/Paris"),
             Err(DateTimeError::UnknownZone("Europe/Paris".into()))
         );
+    }
+
+    #[test]
+    fn an_interval_field_given_twice_is_an_error() {
+        for bad in [
+            "1 day 2 days",
+            "1 hour 02:00:00",
+            "02:00 03:00",
+            "1 year 1 mon 2 years",
+            "1 minute 3 min",
+        ] {
+            assert_eq!(
+                parse_interval(bad, None, false),
+                Err(DateTimeError::Syntax),
+                "{bad}"
+            );
+        }
+        // Distinct fields add up, as in PostgreSQL.
+        for (ok, days, us) in [
+            ("1 week 2 days", 9, 0),
+            ("1 day 1 week", 8, 0),
+            ("1 second 2 ms", 0, 1_002_000),
+            ("1 day 5", 1, 5_000_000),
+        ] {
+            let iv = parse_interval(ok, None, false).unwrap();
+            assert_eq!((iv.days, iv.micros), (days, us), "{ok}");
+        }
+        let iv = parse_interval("1 decade 2 years", None, false).unwrap();
+        assert_eq!(iv.months, 144);
     }
 
     #[test]
