@@ -369,6 +369,13 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         schema.foreign_keys.push(fk);
     }
     schema.checks = checks_of(engine, &schema, &checks)?;
+    if sequence::all(&engine.db).len() + seqs.len() > sequence::SEQUENCES_MAX {
+        return Err(SqlError::plan(format!(
+            "table \"{name}\" needs {} sequences, past the {} a tenant may have",
+            seqs.len(),
+            sequence::SEQUENCES_MAX
+        )));
+    }
     for d in &seqs {
         if sequence::find(&engine.db, &d.name).is_some() || engine.db.table_id(&d.name).is_some() {
             return Err(SqlError::plan(format!(
@@ -446,6 +453,7 @@ pub fn create_index(engine: &mut Engine, ci: &ast::CreateIndex) -> Result<(), Sq
 
 pub fn create_view(engine: &mut Engine, cv: &ast::CreateView) -> Result<(), SqlError> {
     let name = object_name(&cv.name)?;
+    not_internal(&name)?;
     if cv.materialized {
         return Err(SqlError::unsupported("materialized views"));
     }
@@ -505,6 +513,9 @@ pub fn drop(
             .map(object_name)
             .collect::<Result<Vec<_>, _>>()?;
         for name in &dropped {
+            // A SERIAL's sequence goes with its table: not while another
+            // table's default takes values from it.
+            sequence::owned_droppable(&engine.db, name, None, &dropped)?;
             let by = super::fk::referencing(&engine.db, name)
                 .find(|(child, _)| !dropped.iter().any(|d| d.eq_ignore_ascii_case(&child.name)));
             if let Some((child, fk)) = by {
@@ -527,7 +538,6 @@ pub fn drop(
             }
             ast::ObjectType::Table => match engine.db.table_id(&name) {
                 Some(id) => {
-                    sequence::owned_droppable(&engine.db, &name, None)?;
                     engine.db.drop_table(id)?;
                     // A SERIAL's sequence goes with its table.
                     sequence::drop_owned(&mut engine.db, &name, None)?;
@@ -751,7 +761,7 @@ pub fn alter_table(engine: &mut Engine, at: &ast::AlterTable) -> Result<(), SqlE
             }
             let (i, c) = column(c)?;
             let checks = constraint::without_column(&schema, &c)?;
-            sequence::owned_droppable(&engine.db, &name, Some(&c))?;
+            sequence::owned_droppable(&engine.db, &name, Some(&c), &[])?;
             engine.db.drop_column(id, i, checks)?;
             sequence::drop_owned(&mut engine.db, &name, Some(&c))?;
         }

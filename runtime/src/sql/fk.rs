@@ -23,6 +23,12 @@ pub fn declare(
     c: &ast::ForeignKeyConstraint,
 ) -> Result<ForeignKey, SqlError> {
     let parent_name = object_name(&c.foreign_table)?;
+    if super::sequence::is_internal(&parent_name) {
+        // Ohm changes those rows outside any statement's key checks.
+        return Err(SqlError::plan(format!(
+            "a foreign key may not reference \"{parent_name}\", Ohm's own table"
+        )));
+    }
     let parent = if parent_name.eq_ignore_ascii_case(&child.name) {
         child
     } else {

@@ -457,6 +457,12 @@ pub fn define(
 
 /// Records a new sequence (DDL: every partition writes the same row).
 pub fn create(db: &mut Database, def: SeqDef, if_not_exists: bool) -> Result<(), SqlError> {
+    if is_internal(&def.name) {
+        return Err(SqlError::plan(format!(
+            "the name \"{}\" is Ohm's own (it keeps sequences there)",
+            def.name
+        )));
+    }
     if find(db, &def.name).is_some() {
         if if_not_exists {
             return Ok(());
@@ -596,15 +602,22 @@ fn remove(db: &mut Database, name: &str) -> Result<(), SqlError> {
 }
 
 /// Refuses dropping `table` (or its column `column`) while a sequence it
-/// owns feeds another column's default (PostgreSQL wants CASCADE then).
-pub fn owned_droppable(db: &Database, table: &str, column: Option<&str>) -> Result<(), SqlError> {
+/// owns feeds the default of a column that stays (PostgreSQL wants
+/// CASCADE then); tables in `also_dropped` go in the same statement.
+pub fn owned_droppable(
+    db: &Database,
+    table: &str,
+    column: Option<&str>,
+    also_dropped: &[String],
+) -> Result<(), SqlError> {
     let owned: Vec<String> = all(db)
         .into_iter()
         .filter(|d| owned_by(d, table, column))
         .map(|d| d.name)
         .collect();
     let going = |t: &str, c: &str| {
-        t.eq_ignore_ascii_case(table) && column.is_none_or(|col| c.eq_ignore_ascii_case(col))
+        (t.eq_ignore_ascii_case(table) && column.is_none_or(|col| c.eq_ignore_ascii_case(col)))
+            || also_dropped.iter().any(|d| d.eq_ignore_ascii_case(t))
     };
     match uses(db)
         .into_iter()

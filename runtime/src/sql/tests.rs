@@ -1094,6 +1094,15 @@ fn sequences_are_only_changed_where_a_write_is_logged() {
         vec![ints(&[3])],
         "ids 1, 2, 3 meet nextval 1, 2, 3 row by row"
     );
+    let m = err(
+        &mut e,
+        "CREATE TABLE r (n TEXT REFERENCES ohm_sequences (name))",
+    );
+    assert!(m.contains("Ohm's own"), "{m}");
+    assert!(err(&mut e, "CREATE VIEW ohm_sequence_state AS SELECT 1").contains("Ohm's own"));
+    // Dropped together, a and the default that used its sequence go.
+    e.execute("DROP TABLE a, b").unwrap();
+    assert!(err(&mut e, "SELECT nextval('a_id_seq')").contains("does not exist"));
 }
 
 #[test]
@@ -1154,5 +1163,14 @@ fn postgresql_statements_ohm_lacks_get_one_line_saying_what_to_do() {
         let m = err(&mut e, sql);
         assert!(m.contains(want), "{sql}: {m}");
         assert!(!m.contains("Expected:"), "{sql}: {m}");
+    }
+    // Inside a string or a window, the same words are no such thing: the
+    // statement's own error stands.
+    for sql in [
+        "CREATE TABLE t (id INT PRIMARY KEY, tags TEXT DEFAULT '[]' NOT NUL)",
+        "CREATE TABLE t (id INT, g INT CHECK (rank() OVER (PARTITION BY g) > 0) NOT NUL)",
+    ] {
+        let m = err(&mut e, sql);
+        assert!(m.contains("syntax error"), "{sql}: {m}");
     }
 }

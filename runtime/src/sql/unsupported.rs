@@ -10,28 +10,37 @@ use super::error::SqlError;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-/// Words of a statement looked at to recognize it.
+/// Words of a statement looked at to tell what it is.
 const HEAD_WORDS: usize = 8;
+/// Tokens of the first statement looked at, at most (a longer one gets
+/// no advice, only its own error).
+const STATEMENT_TOKENS_MAX: usize = 16_384;
 
-/// The first words of `sql`, lower-cased (keywords and names alike).
-fn head(sql: &str) -> Vec<String> {
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+/// The first statement's tokens, without whitespace and comments (so
+/// nothing inside a string or a comment is mistaken for syntax).
+fn tokens(sql: &str) -> Vec<Token> {
+    let Ok(all) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return Vec::new();
     };
-    tokens
-        .into_iter()
-        .filter_map(|t| match t {
-            Token::Word(w) => Some(w.value.to_ascii_lowercase()),
-            _ => None,
-        })
-        .take(HEAD_WORDS)
+    all.into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take_while(|t| *t != Token::SemiColon)
+        .take(STATEMENT_TOKENS_MAX)
         .collect()
+}
+
+fn word(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    }
 }
 
 /// The advice for `sql` if it is a statement Ohm does not run, as an
 /// error; None otherwise (the caller's own error stands).
 pub fn statement(sql: &str) -> Option<SqlError> {
-    let w = head(sql);
+    let toks = tokens(sql);
+    let w: Vec<String> = toks.iter().filter_map(word).take(HEAD_WORDS).collect();
     let w: Vec<&str> = w.iter().map(String::as_str).collect();
     // CREATE [OR REPLACE] [CONSTRAINT|EVENT] <kind> ...
     let kind: &[&str] = match w.as_slice() {
@@ -76,18 +85,35 @@ pub fn statement(sql: &str) -> Option<SqlError> {
             "Ohm has no row-level security; a tenant is its unit of separation",
         ),
         ["text", "search", ..] => say("CREATE TEXT SEARCH", "full-text search is not supported"),
-        _ => partitioning(&w, sql),
+        _ => partitioning(&w, &toks),
     }
 }
 
-/// PostgreSQL's declarative partitioning (`PARTITION BY`, `ATTACH
-/// PARTITION`, `PARTITION OF`).
-fn partitioning(w: &[&str], sql: &str) -> Option<SqlError> {
-    let upper = sql.to_ascii_uppercase();
-    let declarative = matches!(w, ["create", "table", ..])
-        && (upper.contains("PARTITION BY") || upper.contains("PARTITION OF"))
-        || matches!(w, ["alter", "table", ..])
-            && (upper.contains("ATTACH PARTITION") || upper.contains("DETACH PARTITION"));
+/// PostgreSQL's declarative partitioning (`PARTITION BY`/`OF` outside any
+/// parentheses, where a window's `PARTITION BY` never is; `ATTACH` or
+/// `DETACH PARTITION`), and array columns (`type[]`).
+fn partitioning(w: &[&str], toks: &[Token]) -> Option<SqlError> {
+    let create = matches!(w, ["create", "table", ..]);
+    let alter = matches!(w, ["alter", "table", ..]);
+    let mut depth = 0i32;
+    let (mut declarative, mut array) = (false, false);
+    for pair in toks.windows(2) {
+        match &pair[0] {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::LBracket if pair[1] == Token::RBracket => array = true,
+            t => {
+                let (a, b) = (word(t), word(&pair[1]));
+                let (a, b) = (a.as_deref(), b.as_deref());
+                declarative |= create
+                    && depth == 0
+                    && a == Some("partition")
+                    && matches!(b, Some("by" | "of"));
+                declarative |=
+                    alter && matches!(a, Some("attach" | "detach")) && b == Some("partition");
+            }
+        }
+    }
     if declarative {
         return Some(SqlError::unsupported(
             "PostgreSQL's declarative partitioning (PARTITION BY/OF, ATTACH PARTITION): create \
@@ -95,7 +121,7 @@ fn partitioning(w: &[&str], sql: &str) -> Option<SqlError> {
              load every partition's rows into it",
         ));
     }
-    if matches!(w, ["create", "table", ..]) && upper.contains("[]") {
+    if create && array {
         return Some(SqlError::unsupported(
             "array types (type[]): store the values in a child table, or as TEXT",
         ));

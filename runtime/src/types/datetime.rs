@@ -499,6 +499,7 @@ fn timestamp_of(p: Parsed, zoned: bool) -> Result<i64, DateTimeError> {
 /// `'3 months'`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntervalUnit {
+    // One bit each in `parse_interval`'s set of fields given: at most 16.
     Millennium,
     Century,
     Decade,
@@ -512,6 +513,11 @@ pub enum IntervalUnit {
     Millisecond,
     Microsecond,
 }
+
+const _: () = assert!(
+    (IntervalUnit::Microsecond as u16) < 16,
+    "a unit per bit of a u16"
+);
 
 impl IntervalUnit {
     /// Reads a unit name in any of PostgreSQL's spellings.
@@ -648,6 +654,9 @@ pub fn parse_interval(
         }
     };
     let bit = |u: IntervalUnit| 1u16 << (u as u16);
+    // A clock, or seconds with a fraction, fills every field below a minute.
+    let seconds =
+        bit(IntervalUnit::Second) | bit(IntervalUnit::Millisecond) | bit(IntervalUnit::Microsecond);
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
@@ -657,7 +666,7 @@ pub fn parse_interval(
                 b'+' => (false, &w[1..]),
                 _ => (false, w),
             };
-            once(bit(IntervalUnit::Hour) | bit(IntervalUnit::Minute) | bit(IntervalUnit::Second))?;
+            once(bit(IntervalUnit::Hour) | bit(IntervalUnit::Minute) | seconds)?;
             let us = parse_interval_clock(body)?;
             acc.micros += if neg { -us } else { us };
             i += 1;
@@ -670,7 +679,8 @@ pub fn parse_interval(
                 _ => (false, w),
             };
             let (y, m) = body.split_once('-').ok_or(DateTimeError::Syntax)?;
-            once(bit(IntervalUnit::Year) | bit(IntervalUnit::Month))?;
+            // PostgreSQL counts `1-2` as the month field alone.
+            once(bit(IntervalUnit::Month))?;
             let months = digits(y)? as i128 * 12 + digits(m)? as i128;
             acc.months += if neg { -months } else { months };
             i += 1;
@@ -688,10 +698,16 @@ pub fn parse_interval(
         } else if let Some(u) = words.get(i + 1).and_then(|n| IntervalUnit::parse(n)) {
             i += 1;
             u
+        } else if words.get(i + 1).is_some_and(|n| n.contains(':')) {
+            // `5 02:00:00` is 5 days and a clock (SQL standard style).
+            IntervalUnit::Day
         } else {
             bare.unwrap_or(IntervalUnit::Second)
         };
-        once(bit(unit))?;
+        once(match unit {
+            IntervalUnit::Second if value.fract() != 0.0 => seconds,
+            u => bit(u),
+        })?;
         acc.add(unit, value);
         i += 1;
     }
@@ -933,6 +949,8 @@ mod tests {
             "02:00 03:00",
             "1 year 1 mon 2 years",
             "1 minute 3 min",
+            "02:00:00 5 ms",
+            "1.5 seconds 3 ms",
         ] {
             assert_eq!(
                 parse_interval(bad, None, false),
@@ -946,12 +964,17 @@ mod tests {
             ("1 day 1 week", 8, 0),
             ("1 second 2 ms", 0, 1_002_000),
             ("1 day 5", 1, 5_000_000),
+            ("5 02:00:00", 5, 7_200_000_000),
+            ("1 2:03", 1, 7_380_000_000),
+            ("-5 -02:00", -5, -7_200_000_000),
         ] {
             let iv = parse_interval(ok, None, false).unwrap();
             assert_eq!((iv.days, iv.micros), (days, us), "{ok}");
         }
         let iv = parse_interval("1 decade 2 years", None, false).unwrap();
         assert_eq!(iv.months, 144);
+        let iv = parse_interval("1 year 1-2", None, true).unwrap();
+        assert_eq!(iv.months, 26);
     }
 
     #[test]
