@@ -169,13 +169,14 @@ fn has_subquery(e: &ast::Expr) -> bool {
 
 /// Validates `CHECK (expr)` for a table shaped as `schema` and gives it a
 /// name: the one written, or PostgreSQL's (`t_col_check` when it reads
-/// one column, else `t_check`, numbered past names taken).
+/// one column, else `t_check`, numbered past names taken); with it, the
+/// check bound to the table's row.
 pub fn declare_check(
     b: &mut Binder,
     schema: &TableSchema,
     c: &ast::CheckConstraint,
     taken: &[String],
-) -> Result<CheckConstraint, SqlError> {
+) -> Result<(CheckConstraint, BoundCheck), SqlError> {
     let text = c.expr.to_string();
     if has_subquery(&c.expr) {
         return Err(SqlError::plan(format!(
@@ -230,7 +231,11 @@ pub fn declare_check(
             name
         }
     };
-    Ok(CheckConstraint { name, expr: text })
+    let bound = BoundCheck {
+        name: name.clone(),
+        expr,
+    };
+    Ok((CheckConstraint { name, expr: text }, bound))
 }
 
 /// The instant a clock-reading default is tried on when declared, to see

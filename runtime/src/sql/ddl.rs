@@ -162,7 +162,7 @@ fn checks_of(
     let mut out: Vec<CheckConstraint> = Vec::new();
     for c in list {
         let taken: Vec<String> = out.iter().map(|c| c.name.clone()).collect();
-        out.push(constraint::declare_check(&mut b, schema, c, &taken)?);
+        out.push(constraint::declare_check(&mut b, schema, c, &taken)?.0);
     }
     Ok(out)
 }
@@ -855,14 +855,8 @@ fn add_constraint(
             let check = {
                 let catalog = engine.catalog();
                 let mut b = Binder::new(&catalog);
-                let check = constraint::declare_check(&mut b, schema, c, &[])?;
-                let bound = constraint::bind_checks(
-                    &mut b,
-                    &TableSchema {
-                        checks: vec![check.clone()],
-                        ..schema.clone()
-                    },
-                )?;
+                let (check, bound) = constraint::declare_check(&mut b, schema, c, &[])?;
+                let bound = [bound];
                 let cache = RefCell::new(Default::default());
                 let ctx = Ctx::new(&engine.db, &[], engine.now_us, &cache);
                 let t = engine

@@ -98,9 +98,10 @@ pub fn plan_insert(b: &mut Binder, ins: &ast::Insert) -> Result<DmlPlan, SqlErro
     // GENERATED ALWAYS AS IDENTITY: the sequence gives the value, unless
     // the INSERT says OVERRIDING SYSTEM VALUE (as pg_dump's do).
     if !matches!(ins.overriding, Some(ast::InsertOverriding::System)) {
+        let always = super::sequence::always_identity(b.catalog.db, &tname);
         for &t in &targets {
             let col = &schema.columns[t].name;
-            if super::sequence::always_identity(b.catalog.db, &tname, col).is_some() {
+            if always(col) {
                 return Err(SqlError::plan(format!(
                     "cannot insert a non-DEFAULT value into column \"{col}\": it is an \
                      identity column defined as GENERATED ALWAYS (use OVERRIDING SYSTEM VALUE \
@@ -300,10 +301,11 @@ pub fn plan_update(b: &mut Binder, up: &ast::Update) -> Result<DmlPlan, SqlError
     let values: Vec<&ast::Expr> = up.assignments.iter().map(|a| &a.value).collect();
     let (scan, bound) = select::plan_table_scan(b, id, &alias, up.selection.as_ref(), &values)?;
     let mut assignments_out = Vec::with_capacity(up.assignments.len());
+    let always = super::sequence::always_identity(b.catalog.db, &schema.name);
     for (a, (x, _)) in up.assignments.iter().zip(bound) {
         let c = assignment_column(&schema, a, &assignments_out)?;
         let col = &schema.columns[c].name;
-        if super::sequence::always_identity(b.catalog.db, &schema.name, col).is_some() {
+        if always(col) {
             return Err(SqlError::plan(format!(
                 "column \"{col}\" can only be updated to DEFAULT: it is an identity column \
                  defined as GENERATED ALWAYS"

@@ -833,13 +833,16 @@ pub fn identity(
     Ok(def)
 }
 
-/// The sequence of an identity column declared `GENERATED ALWAYS`, if
-/// column `column` of `table` is one.
-pub fn always_identity(db: &Database, table: &str, column: &str) -> Option<String> {
-    all(db)
+/// Whether some column of `table` is an identity declared `GENERATED
+/// ALWAYS`: the predicate says which (one read of the definitions per
+/// plan, not one per column).
+pub fn always_identity(db: &Database, table: &str) -> impl Fn(&str) -> bool {
+    let owners: Vec<SeqDef> = all(db)
         .into_iter()
-        .find(|d| d.always && owned_by(d, table, Some(column)))
-        .map(|d| d.name)
+        .filter(|d| d.always && owned_by(d, table, None))
+        .collect();
+    let table = table.to_string();
+    move |column| owners.iter().any(|d| owned_by(d, &table, Some(column)))
 }
 
 /// `CREATE SEQUENCE` as written.
