@@ -205,6 +205,10 @@ enum BenchCommand {
     /// its longest call and the snapshots' bytes, with snapshots encoded
     /// in one go and in steps, in the same run.
     Snapshot(ohm::bench::snapshot::SnapshotArgs),
+    /// The 22 TPC-H queries as written on the official schema: Ohm's
+    /// engine beside SQLite in memory, per-query times, and Ohm's answers
+    /// checked against a reference engine's (`--answers`).
+    Tpch(ohm::bench::tpch::TpchArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -233,6 +237,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Failover(args)) => ohm::bench::failover::run(&args),
         Command::Bench(BenchCommand::Isolation(args)) => ohm::bench::isolation::run(&args),
         Command::Bench(BenchCommand::Snapshot(args)) => ohm::bench::snapshot::run(&args),
+        Command::Bench(BenchCommand::Tpch(args)) => ohm::bench::tpch::run(&args),
         Command::Sql(args) => client_runtime()?.block_on(ohm::cli::sql::run(args)),
         Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),

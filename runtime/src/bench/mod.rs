@@ -6,7 +6,8 @@
 //! workload over QUIC against a node, beside PostgreSQL, or against local
 //! clusters; `failover`: leaders killed under writes; `isolation`: one
 //! tenant's latency while another runs its worst; `snapshot`: how long a
-//! partition stops answering while a large state is snapshotted). Must not:
+//! partition stops answering while a large state is snapshotted; `tpch`:
+//! the 22 TPC-H queries as written, Ohm's engine beside SQLite). Must not:
 //! be used by the node at run time, or turn a timing into a pass/fail.
 //!
 //! ```text
@@ -24,6 +25,7 @@ pub mod postgres;
 mod proc;
 pub mod snapshot;
 mod sql;
+pub mod tpch;
 pub mod voter;
 
 pub use proc::{run as run_proc, ProcBenchOptions};
