@@ -117,6 +117,9 @@ pub struct TpchArgs {
     /// Run Ohm alone (no SQLite times).
     #[arg(long)]
     pub no_sqlite: bool,
+    /// Print Ohm's plan (EXPLAIN) of each query before timing it.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 pub fn run(args: &TpchArgs) -> anyhow::Result<ExitCode> {
@@ -134,19 +137,25 @@ pub fn run(args: &TpchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let tables = read_tables(dir)?;
-    let answers = args
-        .answers
-        .as_deref()
-        .map(read_answers)
-        .transpose()?;
+    let answers = args.answers.as_deref().map(read_answers).transpose()?;
     let queries: Vec<usize> = if args.queries.is_empty() {
         (1..=22).collect()
     } else {
         args.queries.iter().map(|&q| q as usize).collect()
     };
 
-    println!("tpch sf {} ({} lineitem rows), {} run(s) per query, fastest shown", args.sf,
-        tables.iter().find(|t| t.name == "lineitem").map_or(0, |t| t.rows.len()), args.runs);
+    let lineitems = tables
+        .iter()
+        .find(|t| t.name == "lineitem")
+        .map_or(0, |t| t.rows.len());
+    let source = match &args.data {
+        Some(d) => format!("data from {}", d.display()),
+        None => format!("sf {}", args.sf),
+    };
+    println!(
+        "tpch {source} ({lineitems} lineitem rows), {} run(s) per query, fastest shown",
+        args.runs
+    );
     let mut ohm = OhmDb::new();
     let started = Instant::now();
     load(&mut ohm, &tables, Keys::AsWritten)?;
@@ -168,6 +177,9 @@ pub fn run(args: &TpchArgs) -> anyhow::Result<ExitCode> {
     let (mut ohm_total, mut sqlite_total) = (Duration::ZERO, Duration::ZERO);
     let mut wrong = 0;
     for &q in &queries {
+        if args.explain {
+            explain(&mut ohm, q)?;
+        }
         let (ohm_time, rows) = time_query(&mut ohm, QUERIES[q - 1], args.runs)
             .with_context(|| format!("Q{q} on ohm"))?;
         ohm_total += ohm_time;
@@ -206,8 +218,16 @@ pub fn run(args: &TpchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "| total | {} | {} | {} | | |",
         ms(ohm_total),
-        if sqlite.is_some() { ms(sqlite_total) } else { "-".to_string() },
-        if sqlite.is_some() { ratio(ohm_total, sqlite_total) } else { "-".to_string() },
+        if sqlite.is_some() {
+            ms(sqlite_total)
+        } else {
+            "-".to_string()
+        },
+        if sqlite.is_some() {
+            ratio(ohm_total, sqlite_total)
+        } else {
+            "-".to_string()
+        },
     );
     if answers.is_some() {
         if wrong > 0 {
@@ -317,8 +337,8 @@ fn statements(script: &str) -> impl Iterator<Item = String> + '_ {
             .lines()
             .filter(|l| !l.trim_start().starts_with("--"))
             .collect();
-        let body = body.join("\n");
-        (!body.trim().is_empty()).then_some(body)
+        let body = body.join("\n").trim().to_string();
+        (!body.is_empty()).then_some(body)
     })
 }
 
@@ -358,7 +378,9 @@ fn unique_index_for(stmt: &str) -> Option<String> {
     let words: Vec<&str> = stmt.split_whitespace().collect();
     let table = words.get(2)?;
     let cols = stmt.split_once("PRIMARY KEY")?.1.trim();
-    Some(format!("CREATE UNIQUE INDEX {table}_pkey ON {table} {cols}"))
+    Some(format!(
+        "CREATE UNIQUE INDEX {table}_pkey ON {table} {cols}"
+    ))
 }
 
 /// Runs a query's statements `runs` times; the fastest run's time and the
@@ -386,6 +408,24 @@ fn time_query<D: BenchDb>(
     Ok((best, rows))
 }
 
+/// Prints Ohm's plan of query `q`, its other statements (Q15's view) run
+/// around it.
+fn explain(db: &mut OhmDb, q: usize) -> anyhow::Result<()> {
+    let stmts: Vec<String> = statements(QUERIES[q - 1]).collect();
+    for stmt in &stmts {
+        if stmt.trim_start().to_ascii_lowercase().starts_with("select") {
+            let plan = db.prepare(&format!("EXPLAIN {stmt}"))?;
+            println!("Q{q} plan:");
+            for row in db.rows(&plan, &[])? {
+                println!("  {}", row[0]);
+            }
+        } else {
+            db.execute(stmt)?;
+        }
+    }
+    Ok(())
+}
+
 /// One query's reference answer: each row's values as text (NULL as None).
 struct Answer {
     query: usize,
@@ -411,7 +451,11 @@ fn read_answers(path: &Path) -> anyhow::Result<Vec<Answer>> {
             continue;
         }
         let Some(current) = answers.last_mut() else {
-            bail!("{}:{}: a row before any '-- qN' line", path.display(), i + 1);
+            bail!(
+                "{}:{}: a row before any '-- qN' line",
+                path.display(),
+                i + 1
+            );
         };
         let row = line
             .split('\t')
@@ -477,9 +521,7 @@ fn same(got: &Value, expected: Option<&str>) -> bool {
         _ => None,
     };
     match (number, expected.parse::<f64>()) {
-        (Some(g), Ok(e)) => {
-            g == e || (g - e).abs() <= NUMBER_TOLERANCE * g.abs().max(e.abs())
-        }
+        (Some(g), Ok(e)) => g == e || (g - e).abs() <= NUMBER_TOLERANCE * g.abs().max(e.abs()),
         _ => got.to_string().trim_end() == expected.trim_end(),
     }
 }
@@ -491,13 +533,15 @@ mod tests {
     #[test]
     fn scripts_split_into_statements_without_comments() {
         let got: Vec<String> = statements("-- a\nselect 1;\n\n-- b\nselect 2;\n").collect();
-        assert_eq!(got, vec!["select 1".to_string(), "\nselect 2".to_string()]);
+        assert_eq!(got, vec!["select 1".to_string(), "select 2".to_string()]);
         assert_eq!(statements(QUERIES[14]).count(), 3, "Q15: view, query, drop");
     }
 
     #[test]
     fn every_primary_key_becomes_a_unique_index() {
-        let indexes: Vec<String> = statements(KEYS).filter_map(|s| unique_index_for(&s)).collect();
+        let indexes: Vec<String> = statements(KEYS)
+            .filter_map(|s| unique_index_for(&s))
+            .collect();
         assert_eq!(indexes.len(), 8, "{indexes:?}");
         assert!(indexes.contains(
             &"CREATE UNIQUE INDEX LINEITEM_pkey ON LINEITEM (L_ORDERKEY,L_LINENUMBER)".to_string()

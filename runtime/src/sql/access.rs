@@ -14,6 +14,7 @@ use super::error::SqlError;
 use super::expr::{CmpOp, Expr};
 use super::plan::*;
 use crate::storage::IndexKind;
+use crate::types::DataType;
 
 /// Which sources a predicate reads; a correlated subquery counts as all,
 /// and so does `nextval()` (evaluated per row, never once as a key).
@@ -36,6 +37,163 @@ pub fn sources_of(e: &Expr, sources: &[Source]) -> Vec<usize> {
     out
 }
 
+/// Branches of one OR, and conjuncts of one branch, the OR rewrites look
+/// at; a larger OR is left as written.
+const OR_TERMS_MAX: usize = 64;
+
+/// Rewrites each OR among the WHERE conjuncts so joins and filters can use
+/// its parts (TPC-H Q19 is the model):
+/// - a conjunct every branch has is pulled out of the OR:
+///   `(a AND b) OR (a AND c)` is `a AND (b OR c)`, and `a OR (a AND b)` is
+///   `a` (both hold in SQL's three-valued logic), so a join condition
+///   inside every branch becomes a join condition;
+/// - for each source, when every remaining branch has conjuncts reading only
+///   that source, the OR of those is added as a filter on it, beside the
+///   OR itself (as PostgreSQL's `extract_restriction_or_clauses`): the OR
+///   being true makes some branch, and so that filter, true.
+///
+/// An OR that takes values from a sequence is left alone: its evaluations
+/// are its effects.
+fn rewrite_ors(where_conj: Vec<Expr>, sources: &[Source]) -> Vec<Expr> {
+    let mut out = Vec::with_capacity(where_conj.len());
+    for e in where_conj {
+        if !matches!(e, Expr::Or(..)) || e.uses_sequence() {
+            out.push(e);
+            continue;
+        }
+        let mut ors = Vec::new();
+        e.clone().into_disjuncts(&mut ors);
+        let mut branches: Vec<Vec<Expr>> = ors
+            .into_iter()
+            .map(|d| {
+                let mut parts = Vec::new();
+                d.into_conjuncts(&mut parts);
+                parts
+            })
+            .collect();
+        if branches.len() > OR_TERMS_MAX || branches.iter().any(|b| b.len() > OR_TERMS_MAX) {
+            out.push(e);
+            continue;
+        }
+        let mut common: Vec<Expr> = Vec::new();
+        for part in &branches[0] {
+            if !common.contains(part) && branches[1..].iter().all(|b| b.contains(part)) {
+                common.push(part.clone());
+            }
+        }
+        for b in &mut branches {
+            b.retain(|part| !common.contains(part));
+        }
+        out.extend(common);
+        if branches.iter().any(Vec::is_empty) {
+            continue;
+        }
+        let mut read: Vec<usize> = Vec::new();
+        for part in branches.iter().flatten() {
+            read.extend(sources_of(part, sources));
+        }
+        read.sort_unstable();
+        read.dedup();
+        if read.len() > 1 {
+            for &si in &read {
+                let restriction: Option<Vec<Expr>> = branches
+                    .iter()
+                    .map(|b| {
+                        let own: Vec<Expr> = b
+                            .iter()
+                            .filter(|part| sources_of(part, sources) == [si])
+                            .cloned()
+                            .collect();
+                        (!own.is_empty()).then(|| Expr::and_all(own))
+                    })
+                    .collect();
+                if let Some(restriction) = restriction {
+                    out.push(Expr::or_all(restriction));
+                }
+            }
+        }
+        out.push(Expr::or_all(
+            branches.into_iter().map(Expr::and_all).collect(),
+        ));
+    }
+    out
+}
+
+/// Columns in one class of equal columns the planner closes over; a
+/// larger class is left as written.
+const EQUAL_COLUMNS_MAX: usize = 16;
+
+/// Adds `a = c` where the WHERE says `a = b` and `b = c` for columns of
+/// other sources (inner joins only), so a join order need not follow the
+/// chain as written: TPC-H Q9 equates `ps_partkey` and `p_partkey` only
+/// through `lineitem`, and Q5 `c_nationkey` and `n_nationkey` only through
+/// `supplier`. Only columns of one type family are joined into a class, so
+/// the implied equality compares as the written ones do; an implied
+/// equality is true whenever the written ones are, so it filters nothing
+/// more.
+fn implied_equalities(b: &Binder, sources: &[Source], conj: &mut Vec<Expr>) {
+    let source_of = |col: usize| {
+        sources
+            .iter()
+            .position(|s| col >= s.offset && col < s.offset + s.width)
+    };
+    let family = |col: usize| -> Option<DataType> {
+        let si = source_of(col)?;
+        let c = col - sources[si].offset;
+        let ty = match &sources[si].kind {
+            SourceKind::Table { id, .. } => b.catalog.db.table(*id)?.schema().columns.get(c)?.ty,
+            SourceKind::Derived { plan, .. } => plan.columns.get(c)?.ty?,
+            SourceKind::Unit => return None,
+        };
+        Some(match ty {
+            DataType::SmallInt | DataType::Integer | DataType::BigInt => DataType::BigInt,
+            DataType::Varchar(_) => DataType::Varchar(None),
+            other => other,
+        })
+    };
+    let mut classes: Vec<Vec<usize>> = Vec::new();
+    let mut written: Vec<(usize, usize)> = Vec::new();
+    for e in conj.iter() {
+        let Expr::Cmp(CmpOp::Eq, l, r) = e else {
+            continue;
+        };
+        let (Expr::Column(x), Expr::Column(y)) = (l.as_ref(), r.as_ref()) else {
+            continue;
+        };
+        let (x, y) = (*x, *y);
+        if x == y || family(x).is_none() || family(x) != family(y) {
+            continue;
+        }
+        written.push((x.min(y), x.max(y)));
+        let cx = classes.iter().position(|c| c.contains(&x));
+        let cy = classes.iter().position(|c| c.contains(&y));
+        match (cx, cy) {
+            (Some(a), Some(b)) if a != b => {
+                let moved = classes.swap_remove(a.max(b));
+                classes[a.min(b)].extend(moved);
+            }
+            (Some(_), Some(_)) => {}
+            (Some(a), None) => classes[a].push(y),
+            (None, Some(b)) => classes[b].push(x),
+            (None, None) => classes.push(vec![x, y]),
+        }
+    }
+    for class in classes.iter().filter(|c| c.len() <= EQUAL_COLUMNS_MAX) {
+        for (i, &x) in class.iter().enumerate() {
+            for &y in &class[i + 1..] {
+                let pair = (x.min(y), x.max(y));
+                if source_of(x) != source_of(y) && !written.contains(&pair) {
+                    conj.push(Expr::Cmp(
+                        CmpOp::Eq,
+                        Box::new(Expr::Column(pair.0)),
+                        Box::new(Expr::Column(pair.1)),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 struct Pred {
     expr: Expr,
     srcs: Vec<usize>,
@@ -50,6 +208,11 @@ pub fn plan_levels(
 ) -> Result<(Vec<Level>, Vec<Expr>), SqlError> {
     let mut pre = Vec::new();
     let mut preds = Vec::new();
+    let mut where_conj = rewrite_ors(where_conj, sources);
+    let any_outer = sources.iter().any(|s| s.outer);
+    if !any_outer {
+        implied_equalities(b, sources, &mut where_conj);
+    }
     for e in where_conj {
         let srcs = sources_of(&e, sources);
         if srcs.is_empty() {
@@ -62,7 +225,6 @@ pub fn plan_levels(
             });
         }
     }
-    let any_outer = sources.iter().any(|s| s.outer);
     let order: Vec<usize> = if any_outer {
         (0..sources.len()).collect()
     } else {
@@ -133,16 +295,19 @@ pub fn plan_levels(
 }
 
 /// Join order for inner joins. Without statistics, rows are estimated from
-/// table sizes and predicate shapes; each source is tried as the outermost,
-/// the rest added greedily by cheapest next step, and the cheapest whole
-/// order wins.
+/// table sizes, keys and predicate shapes (`Estimator`). Up to
+/// `JOIN_EXHAUSTIVE_MAX` sources every order is costed (dynamic programming
+/// over subsets, as System R); past that, each of the smallest few sources
+/// starts a greedy order and the cheapest wins.
 fn join_order(b: &Binder, sources: &[Source], preds: &[Pred]) -> Vec<usize> {
     let n = sources.len();
     if n <= 1 {
         return (0..n).collect();
     }
     let est = Estimator::new(b, sources, preds);
-    // Trying every start is quadratic; past a few sources, try the smallest.
+    if n <= JOIN_EXHAUSTIVE_MAX {
+        return est.best_order();
+    }
     let mut starts: Vec<usize> = (0..n).collect();
     starts.sort_by(|x, y| est.local[*x].total_cmp(&est.local[*y]));
     starts.truncate(JOIN_START_CANDIDATES);
@@ -156,34 +321,60 @@ fn join_order(b: &Binder, sources: &[Source], preds: &[Pred]) -> Vec<usize> {
     best.map(|(_, o)| o).unwrap_or_else(|| (0..n).collect())
 }
 
-/// Start tables the join planner tries.
+/// Sources ordered by costing every order (2^n subsets, n steps each).
+const JOIN_EXHAUSTIVE_MAX: usize = 10;
+/// Start tables the greedy join planner tries past that.
 const JOIN_START_CANDIDATES: usize = 8;
+/// Rows one value of a key that is not unique is taken to match: with no
+/// statistics, the same guess as SQLite's before ANALYZE.
+const ROWS_PER_KEY: f64 = 10.0;
+/// Share of rows an equality on a column passes, and any other predicate.
+const EQ_SELECTIVITY: f64 = 0.1;
+const OTHER_SELECTIVITY: f64 = 0.5;
+const RANGE_SELECTIVITY: f64 = 0.3;
+
+/// What the estimator knows of one index: its columns (within the source),
+/// whether it is unique, and whether it is ordered (a prefix can probe it).
+struct IndexShape {
+    columns: Vec<usize>,
+    unique: bool,
+    ordered: bool,
+}
 
 struct Estimator<'p> {
     sources: &'p [Source],
     preds: &'p [Pred],
+    /// Rows of each source.
+    total: Vec<f64>,
     /// Rows of each source after its own predicates.
     local: Vec<f64>,
-    /// For each source: (column within source, unique) of each index's first column.
-    index_cols: Vec<Vec<(usize, bool)>>,
+    /// What reading a source alone costs: its rows, or fewer when an index
+    /// serves one of its own equalities.
+    first_cost: Vec<f64>,
+    indexes: Vec<Vec<IndexShape>>,
 }
 
 impl<'p> Estimator<'p> {
     fn new(b: &Binder, sources: &'p [Source], preds: &'p [Pred]) -> Self {
-        let mut local = Vec::with_capacity(sources.len());
-        let mut index_cols = Vec::with_capacity(sources.len());
+        let n = sources.len();
+        let (mut total, mut local, mut first_cost, mut indexes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for (i, s) in sources.iter().enumerate() {
-            let (rows, ixs) = match &s.kind {
+            let (rows, shapes) = match &s.kind {
                 SourceKind::Table { id, .. } => match b.catalog.db.table(*id) {
                     Some(t) => (
                         t.len() as f64,
                         t.schema()
                             .indexes
                             .iter()
-                            .filter_map(|ix| {
-                                ix.columns
-                                    .first()
-                                    .map(|c| (*c, ix.unique && ix.columns.len() == 1))
+                            .map(|ix| IndexShape {
+                                columns: ix.columns.clone(),
+                                unique: ix.unique,
+                                ordered: ix.kind == IndexKind::Ordered,
                             })
                             .collect(),
                     ),
@@ -192,32 +383,49 @@ impl<'p> Estimator<'p> {
                 SourceKind::Derived { .. } => (1000.0, Vec::new()),
                 SourceKind::Unit => (1.0, Vec::new()),
             };
-            let mut r = rows.max(1.0);
+            let rows = rows.max(1.0);
+            let mut r = rows;
+            let mut indexed_eq = false;
             for p in preds.iter().filter(|p| p.srcs == [i]) {
                 r *= match eq_column(&p.expr, sources, i) {
-                    Some((c, _, CmpOp::Eq)) if ixs.iter().any(|(ic, u)| *ic == c && *u) => 1.0 / r,
-                    Some((_, _, CmpOp::Eq)) => 0.1,
-                    Some(_) => 0.3,
-                    None if matches!(p.expr, Expr::Between { .. }) => 0.1,
-                    None => 0.5,
+                    Some((c, _, CmpOp::Eq)) => {
+                        let key = |ix: &&IndexShape| ix.columns.first() == Some(&c);
+                        indexed_eq |= shapes.iter().any(|ix| key(&ix));
+                        if shapes.iter().any(|ix| ix.unique && ix.columns == [c]) {
+                            1.0 / rows
+                        } else {
+                            EQ_SELECTIVITY
+                        }
+                    }
+                    Some(_) => RANGE_SELECTIVITY,
+                    None if matches!(p.expr, Expr::Between { .. }) => EQ_SELECTIVITY,
+                    None => OTHER_SELECTIVITY,
                 };
             }
-            local.push(r.max(1.0));
-            index_cols.push(ixs);
+            let r = r.max(1.0);
+            total.push(rows);
+            local.push(r);
+            first_cost.push(if indexed_eq { r } else { rows });
+            indexes.push(shapes);
         }
         Estimator {
             sources,
             preds,
+            total,
             local,
-            index_cols,
+            first_cost,
+            indexes,
         }
     }
 
     /// Cost of adding `t` after `placed` with `rows` rows so far, and the
-    /// rows after it.
+    /// rows after it. The cost counts index probes, rows read and rows
+    /// produced, so an order that multiplies rows early pays for them.
     fn step(&self, placed: &[usize], rows: f64, t: usize) -> (f64, f64) {
-        let mut lookup: Option<bool> = None; // Some(unique) when an index serves the join
-        let mut hashable = false;
+        let mut eq_cols: Vec<usize> = Vec::new();
+        // Columns of placed sources `t`'s columns are equated to.
+        let mut equated: Vec<(usize, usize)> = Vec::new();
+        let mut other = 1.0;
         for p in self.preds {
             if !p.srcs.contains(&t)
                 || p.srcs.len() < 2
@@ -225,27 +433,100 @@ impl<'p> Estimator<'p> {
             {
                 continue;
             }
-            if let Some((c, _, CmpOp::Eq)) = eq_column(&p.expr, self.sources, t) {
-                match self.index_cols[t].iter().find(|(ic, _)| *ic == c) {
-                    Some((_, u)) => lookup = Some(lookup.unwrap_or(false) || *u),
-                    None => hashable = true,
+            match eq_column(&p.expr, self.sources, t) {
+                Some((c, e, CmpOp::Eq)) => {
+                    eq_cols.push(c);
+                    if let Expr::Column(x) = e {
+                        if let Some(si) = self
+                            .sources
+                            .iter()
+                            .position(|s| x >= s.offset && x < s.offset + s.width)
+                        {
+                            equated.push((si, x - self.sources[si].offset));
+                        }
+                    }
+                }
+                Some(_) => other *= RANGE_SELECTIVITY,
+                None => other *= OTHER_SELECTIVITY,
+            }
+        }
+        eq_cols.sort_unstable();
+        eq_cols.dedup();
+        let (total, local) = (self.total[t], self.local[t]);
+        let share = local / total;
+        let covers = |ix: &IndexShape| ix.columns.iter().all(|c| eq_cols.contains(c));
+        let unique_key = self.indexes[t].iter().any(|ix| ix.unique && covers(ix));
+        let probe_index = self.indexes[t]
+            .iter()
+            .any(|ix| covers(ix) || (ix.ordered && eq_cols.contains(&ix.columns[0])));
+        // Equalities past the one key the access path uses narrow further.
+        let extra = |used: usize| EQ_SELECTIVITY.powi(eq_cols.len().saturating_sub(used) as i32);
+        // Equated to a unique key of a placed source, as a foreign key to
+        // the row it references: its rows spread over that source's keys.
+        let mut referenced: Option<f64> = None;
+        for &(p, _) in &equated {
+            let cols: Vec<usize> = equated
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .map(|(_, c)| *c)
+                .collect();
+            if self.indexes[p]
+                .iter()
+                .any(|ix| ix.unique && ix.columns.iter().all(|c| cols.contains(c)))
+            {
+                let spread = total / self.total[p];
+                referenced = Some(referenced.map_or(spread, |r: f64| r.min(spread)));
+            }
+        }
+        let per_key = (referenced.unwrap_or(ROWS_PER_KEY) * share).min(local);
+        let (read, fanout) = if eq_cols.is_empty() {
+            // Nested loop: the whole source for each row so far.
+            (rows * total, local)
+        } else if unique_key {
+            (rows, share)
+        } else if probe_index {
+            (rows * (1.0 + ROWS_PER_KEY), per_key * extra(1))
+        } else {
+            // Hash join on every equality: built once, probed per row.
+            (total + rows, per_key)
+        };
+        let out = (rows * fanout * other).max(1.0);
+        (read + out, out)
+    }
+
+    /// The cheapest order by costing every subset of sources once.
+    fn best_order(&self) -> Vec<usize> {
+        let n = self.sources.len();
+        // For each subset (bit i = source i placed): cost, rows, order.
+        let mut best: Vec<Option<(f64, f64, Vec<usize>)>> = vec![None; 1 << n];
+        for i in 0..n {
+            best[1 << i] = Some((self.first_cost[i], self.local[i], vec![i]));
+        }
+        for mask in 1..(1usize << n) {
+            let Some((cost, rows, order)) = best[mask].clone() else {
+                continue;
+            };
+            for t in (0..n).filter(|t| mask & (1 << t) == 0) {
+                let (c, r) = self.step(&order, rows, t);
+                let next = mask | (1 << t);
+                if best[next].as_ref().is_none_or(|(bc, _, _)| cost + c < *bc) {
+                    let mut o = order.clone();
+                    o.push(t);
+                    best[next] = Some((cost + c, r, o));
                 }
             }
         }
-        let local = self.local[t];
-        match (lookup, hashable) {
-            (Some(true), _) => (rows * 2.0, rows),
-            (Some(false), _) => (rows * 4.0, rows * (local / 10.0).max(1.0)),
-            (None, true) => (local + rows, rows * (local / 10.0).max(1.0)),
-            (None, false) => (rows * local, rows * local),
-        }
+        best[(1 << n) - 1]
+            .take()
+            .map(|(_, _, o)| o)
+            .unwrap_or_else(|| (0..n).collect())
     }
 
     fn greedy_from(&self, first: usize) -> (f64, Vec<usize>) {
         let n = self.sources.len();
         let mut placed = vec![first];
         let mut rows = self.local[first];
-        let mut cost = rows;
+        let mut cost = self.first_cost[first];
         while placed.len() < n {
             let mut best: Option<(f64, f64, usize)> = None;
             for t in (0..n).filter(|t| !placed.contains(t)) {
@@ -350,6 +631,9 @@ fn choose_access(
             keys,
         };
     }
+    if let Some(kept) = kept_hash(sources, si, indexes, local) {
+        return kept;
+    }
     // Joined to earlier levels by equality but not through an index: hash
     // join, building from this table's own best access path.
     if placed.len() > 1 {
@@ -361,6 +645,8 @@ fn choose_access(
                 build,
                 probe,
                 from: Box::new(from),
+                kept: false,
+                recheck: Vec::new(),
             };
         }
     }
@@ -467,6 +753,46 @@ fn local_access(
     Access::Scan
 }
 
+/// A correlated subquery's table equated to the enclosing row with no index
+/// to serve it (`lineitem.l_partkey = part.p_partkey` in TPC-H Q17): a hash
+/// table on those columns, built once per statement from the rows that pass
+/// the filters not reading the enclosing row, and probed for each outer
+/// row, instead of a scan of the table for each.
+fn kept_hash(
+    sources: &[Source],
+    si: usize,
+    indexes: &[crate::storage::IndexDef],
+    local: &[Expr],
+) -> Option<Access> {
+    let reads_outer = |e: &Expr| e.reads_outer() || bind::expr_has_correlated_sub(e);
+    let mut build = Vec::new();
+    let mut probe = Vec::new();
+    for e in local {
+        if let Some((c, other, CmpOp::Eq)) = eq_column(e, sources, si) {
+            if other.reads_outer() && !bind::expr_has_correlated_sub(&other) {
+                build.push(Expr::Column(c + sources[si].offset));
+                probe.push(other);
+            }
+        }
+    }
+    if build.is_empty() {
+        return None;
+    }
+    let from = local_access(sources, si, indexes, local, &[], &|x| {
+        sources_of(x, sources).is_empty() && !reads_outer(x)
+    });
+    let recheck = (0..local.len())
+        .filter(|&i| reads_outer(&local[i]))
+        .collect();
+    Some(Access::HashJoin {
+        build,
+        probe,
+        from: Box::new(from),
+        kept: true,
+        recheck,
+    })
+}
+
 fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
     let mut build = Vec::new();
     let mut probe = Vec::new();
@@ -478,10 +804,12 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
         if bind::expr_has_correlated_sub(e) {
             continue;
         }
-        if ls == [si] && !rs.contains(&si) && !rs.is_empty() {
+        // A column equated to two earlier ones (as implied equalities
+        // make it) is one key: the other equality stays a filter.
+        if ls == [si] && !rs.contains(&si) && !rs.is_empty() && !build.contains(&**l) {
             build.push((**l).clone());
             probe.push((**r).clone());
-        } else if rs == [si] && !ls.contains(&si) && !ls.is_empty() {
+        } else if rs == [si] && !ls.contains(&si) && !ls.is_empty() && !build.contains(&**r) {
             build.push((**r).clone());
             probe.push((**l).clone());
         }
@@ -493,6 +821,8 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
             build,
             probe,
             from: Box::new(Access::Scan),
+            kept: false,
+            recheck: Vec::new(),
         })
     }
 }

@@ -12,9 +12,11 @@ use super::ops::{self, ArithOp};
 use super::plan::*;
 use crate::storage::{RowId, Table};
 use crate::types::Value;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 /// Rows a query may produce before it is stopped: bounds memory on hostile
 /// input such as a 64-way cross join.
@@ -186,8 +188,25 @@ fn set_op(op: SetOp, all: bool, left: Vec<Vec<Value>>, right: Vec<Vec<Value>>) -
 /// (which hold row numbers: RowIds for tables, positions for derived rows).
 struct State {
     derived: Vec<Vec<Vec<Value>>>,
-    hash: Vec<Option<HashMap<Vec<Value>, Vec<u32>>>>,
+    hash: Vec<Option<Arc<HashTable>>>,
+    /// A buffer of row ids per level, for index probes.
+    ids: RefCell<Vec<Vec<RowId>>>,
 }
+
+/// Where a level's candidate rows come from (`Runner::probe`).
+enum Probe<'s> {
+    /// Nothing can match (a NULL key, a key not in the hash table).
+    Nothing,
+    /// Every row of the source.
+    Scan,
+    /// The rows whose ids the probe wrote to the level's buffer.
+    Ids,
+    /// The rows a hash table holds for the key.
+    Hashed(&'s [u32]),
+}
+
+/// A hash join's table: key values to the row numbers holding them.
+pub type HashTable = HashMap<Vec<Value>, Vec<u32>>;
 
 struct Runner<'p, 'c, 'a> {
     plan: &'p SelectPlan,
@@ -350,6 +369,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let mut st = State {
             derived: Vec::with_capacity(self.plan.sources.len()),
             hash: Vec::new(),
+            ids: RefCell::new(vec![Vec::new(); self.plan.levels.len()]),
         };
         for src in &self.plan.sources {
             st.derived.push(match &src.kind {
@@ -358,15 +378,29 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             });
         }
         for level in &self.plan.levels {
-            let Access::HashJoin { build, from, .. } = &level.access else {
+            let Access::HashJoin {
+                build,
+                from,
+                kept,
+                recheck,
+                ..
+            } = &level.access
+            else {
                 st.hash.push(None);
                 continue;
             };
-            let mut map: HashMap<Vec<Value>, Vec<u32>> = HashMap::new();
+            let key = level as *const Level as usize;
+            if *kept {
+                if let Some(map) = self.ctx.cache.borrow().kept.get(&key) {
+                    st.hash.push(Some(map.clone()));
+                    continue;
+                }
+            }
+            let mut map = HashTable::new();
             'rows: for (id, row) in self.access_rows(&st, usize::MAX, level.source, from, &[])? {
                 interrupt::tick()?;
-                for f in &level.local_filter {
-                    if !f.eval_pred(self.ctx, row)? {
+                for (i, f) in level.local_filter.iter().enumerate() {
+                    if !recheck.contains(&i) && !f.eval_pred(self.ctx, row)? {
                         continue 'rows;
                     }
                 }
@@ -378,9 +412,188 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     map.entry(key).or_default().push(id);
                 }
             }
+            let map = Arc::new(map);
+            if *kept {
+                self.ctx.cache.borrow_mut().kept.insert(key, map.clone());
+            }
             st.hash.push(Some(map));
         }
         Ok(st)
+    }
+
+    /// Where a level's candidate rows come from, given the combined row so
+    /// far: index results are written into `ids` (a buffer kept per level,
+    /// so probing allocates nothing once it has grown).
+    fn probe<'s>(
+        &self,
+        st: &'s State,
+        lvl: usize,
+        buf: &[Value],
+        ids: &mut Vec<RowId>,
+    ) -> Result<Probe<'s>, SqlError> {
+        let level = &self.plan.levels[lvl];
+        let src = &self.plan.sources[level.source];
+        let ctx = self.ctx;
+        match &level.access {
+            Access::Scan => Ok(Probe::Scan),
+            Access::IndexEq { index, keys, .. } => {
+                let Some(t) = self.table(src)? else {
+                    return Ok(Probe::Nothing);
+                };
+                let one;
+                let many;
+                let key: &[Value] = if let [k] = keys.as_slice() {
+                    one = k.eval(ctx, buf)?;
+                    std::slice::from_ref(&one)
+                } else {
+                    many = keys
+                        .iter()
+                        .map(|k| k.eval(ctx, buf))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    &many
+                };
+                if key.iter().any(Value::is_null) {
+                    return Ok(Probe::Nothing);
+                }
+                let unique = t
+                    .schema()
+                    .indexes
+                    .get(*index)
+                    .is_some_and(|ix| ix.unique && ix.columns.len() == key.len());
+                if unique {
+                    ids.extend(t.index_get(*index, key));
+                } else {
+                    t.index_lookup_into(*index, key, ids);
+                }
+                Ok(Probe::Ids)
+            }
+            Access::IndexIn { index, values, .. } => {
+                let Some(t) = self.table(src)? else {
+                    return Ok(Probe::Nothing);
+                };
+                for v in values {
+                    let v = v.eval(ctx, buf)?;
+                    if !v.is_null() {
+                        t.index_lookup_into(*index, std::slice::from_ref(&v), ids);
+                    }
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                Ok(Probe::Ids)
+            }
+            Access::IndexRange {
+                index,
+                lower,
+                upper,
+                ..
+            } => {
+                let Some(t) = self.table(src)? else {
+                    return Ok(Probe::Nothing);
+                };
+                let bound = |b: &Option<(Expr, bool)>| -> Result<Option<Bound<Value>>, SqlError> {
+                    Ok(match b {
+                        None => Some(Bound::Unbounded),
+                        Some((e, incl)) => match e.eval(ctx, buf)? {
+                            Value::Null => None,
+                            v if *incl => Some(Bound::Included(v)),
+                            v => Some(Bound::Excluded(v)),
+                        },
+                    })
+                };
+                let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else {
+                    return Ok(Probe::Nothing);
+                };
+                t.index_range_into(*index, one_value_bound(&lo), one_value_bound(&hi), ids);
+                Ok(Probe::Ids)
+            }
+            Access::HashJoin { probe, .. } => {
+                let one;
+                let many;
+                let key: &[Value] = if let [k] = probe.as_slice() {
+                    one = k.eval(ctx, buf)?;
+                    std::slice::from_ref(&one)
+                } else {
+                    many = probe
+                        .iter()
+                        .map(|k| k.eval(ctx, buf))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    &many
+                };
+                if key.iter().any(Value::is_null) {
+                    return Ok(Probe::Nothing);
+                }
+                let table = st
+                    .hash
+                    .get(lvl)
+                    .and_then(|h| h.as_ref())
+                    .ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
+                Ok(match table.get(key) {
+                    Some(found) => Probe::Hashed(found),
+                    None => Probe::Nothing,
+                })
+            }
+        }
+    }
+
+    /// Calls `each` on every candidate row of `probe`, read in place from
+    /// the table (or the derived rows); stops when `each` returns false, and
+    /// returns false then.
+    fn each_row(
+        &self,
+        st: &State,
+        source: usize,
+        probe: &Probe<'_>,
+        ids: &[RowId],
+        each: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>,
+    ) -> Result<bool, SqlError> {
+        let src = &self.plan.sources[source];
+        let table = self.table(src)?;
+        let at = |id: u32| -> Option<&[Value]> {
+            match table {
+                Some(t) => t.get(RowId(id)),
+                None => st.derived[source].get(id as usize).map(|r| &r[..]),
+            }
+        };
+        match probe {
+            Probe::Nothing => {}
+            Probe::Scan => match (&src.kind, table) {
+                (SourceKind::Table { .. }, Some(t)) => {
+                    for (_, row) in t.scan() {
+                        if !each(row)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+                (SourceKind::Derived { .. }, _) => {
+                    for row in &st.derived[source] {
+                        if !each(row)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+                (SourceKind::Unit, _) => return each(&[]),
+                (SourceKind::Table { .. }, None) => {}
+            },
+            Probe::Ids => {
+                for id in ids {
+                    if let Some(row) = at(id.0) {
+                        if !each(row)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+            Probe::Hashed(found) => {
+                for &id in found.iter() {
+                    if let Some(row) = at(id) {
+                        if !each(row)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     fn visit(
@@ -395,29 +608,53 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         }
         let level = &self.plan.levels[lvl];
         let src = &self.plan.sources[level.source];
-        // Hash tables were built from rows that passed the local filter.
-        let hashed = matches!(level.access, Access::HashJoin { .. });
+        // Hash tables were built from rows that passed the local filter,
+        // but for those that read the enclosing row.
+        let recheck = match &level.access {
+            Access::HashJoin { recheck, .. } => Some(recheck),
+            _ => None,
+        };
         let mut matched = false;
         let skip = self.exact_probe(level, buf)?;
-        'rows: for (_, row) in self.candidates(st, lvl, buf)? {
+        let mut ids = std::mem::take(&mut st.ids.borrow_mut()[lvl]);
+        ids.clear();
+        let probe = self.probe(st, lvl, buf, &mut ids)?;
+        // One candidate row: false when the sink wants no more rows.
+        let mut each = |row: &[Value]| -> Result<bool, SqlError> {
             // Also where a join finds nothing: it can still run for long.
             interrupt::tick()?;
-            if !hashed && !self.local_ok(level, skip, row)? {
-                continue 'rows;
+            let pass = match recheck {
+                Some(recheck) => {
+                    let mut ok = true;
+                    for &i in recheck {
+                        if !level.local_filter[i].eval_pred(self.ctx, row)? {
+                            ok = false;
+                            break;
+                        }
+                    }
+                    ok
+                }
+                None => self.local_ok(level, skip, row)?,
+            };
+            if !pass {
+                return Ok(true);
             }
             buf[src.offset..src.offset + src.width].clone_from_slice(row);
             for f in &level.join_filter {
                 if !f.eval_pred(self.ctx, buf)? {
-                    continue 'rows;
+                    return Ok(true);
                 }
             }
             matched = true;
             if !self.post_ok(level, buf)? {
-                continue;
+                return Ok(true);
             }
-            if !self.visit(st, lvl + 1, buf, sink)? {
-                return Ok(false);
-            }
+            self.visit(st, lvl + 1, buf, sink)
+        };
+        let more = self.each_row(st, level.source, &probe, &ids, &mut each);
+        st.ids.borrow_mut()[lvl] = ids;
+        if !more? {
+            return Ok(false);
         }
         if src.outer && !matched {
             for v in &mut buf[src.offset..src.offset + src.width] {
@@ -520,6 +757,9 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let Some(t) = self.table(src)? else {
             return Ok(None);
         };
+        if matches!(level.access, Access::HashJoin { .. }) {
+            return Ok(None);
+        }
         let pass = |row: &[Value], skip: bool| -> Result<bool, SqlError> {
             interrupt::tick()?;
             if !self.local_ok(level, skip, row)? {
@@ -568,13 +808,14 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let st = State {
             derived: Vec::new(),
             hash: Vec::new(),
+            ids: RefCell::new(Vec::new()),
         };
         let skip = self.exact_probe(level, &[])?;
-        for (_, row) in self.candidates(&st, 0, &[])? {
-            if pass(row, skip)? && !sink(row)? {
-                break;
-            }
-        }
+        let mut ids = Vec::new();
+        let probe = self.probe(&st, 0, &[], &mut ids)?;
+        self.each_row(&st, level.source, &probe, &ids, &mut |row| {
+            Ok(!pass(row, skip)? || sink(row)?)
+        })?;
         Ok(Some(()))
     }
 }
@@ -603,6 +844,15 @@ pub fn matching_row_ids(
         out.push((RowId(id), row.to_vec()));
     }
     Ok(out)
+}
+
+/// A bound on one value as a bound on a one-value key.
+fn one_value_bound(b: &Bound<Value>) -> Bound<&[Value]> {
+    match b {
+        Bound::Included(v) => Bound::Included(std::slice::from_ref(v)),
+        Bound::Excluded(v) => Bound::Excluded(std::slice::from_ref(v)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
 }
 
 fn as_ref_bound(b: &Bound<Vec<Value>>) -> Bound<&[Value]> {
@@ -699,6 +949,8 @@ struct Groups {
     keys: Vec<Vec<Value>>,
     accs: Vec<Vec<Acc>>,
     distinct: Vec<Vec<HashSet<Value>>>,
+    /// The key of the row being added, reused from row to row.
+    key: Vec<Value>,
 }
 
 impl Groups {
@@ -708,21 +960,22 @@ impl Groups {
             keys: Vec::new(),
             accs: Vec::new(),
             distinct: Vec::new(),
+            key: Vec::new(),
         };
         if agg.keys.is_empty() {
             // Without GROUP BY there is exactly one group, even over no rows.
-            g.group(agg, Vec::new());
+            g.group(agg, &[]);
         }
         g
     }
 
-    fn group(&mut self, agg: &AggPlan, key: Vec<Value>) -> usize {
-        if let Some(&i) = self.index.get(&key) {
+    fn group(&mut self, agg: &AggPlan, key: &[Value]) -> usize {
+        if let Some(&i) = self.index.get(key) {
             return i;
         }
         let i = self.keys.len();
-        self.index.insert(key.clone(), i);
-        self.keys.push(key);
+        self.index.insert(key.to_vec(), i);
+        self.keys.push(key.to_vec());
         self.accs
             .push(agg.calls.iter().map(|c| initial(c.func)).collect());
         self.distinct
@@ -736,8 +989,16 @@ impl Groups {
         let g = if agg.keys.is_empty() {
             0
         } else {
-            let key = project(&agg.keys, ctx, row)?;
-            self.group(agg, key)
+            // Evaluated into a kept buffer: a row of a group already seen
+            // allocates nothing for its key.
+            let mut key = std::mem::take(&mut self.key);
+            key.clear();
+            for e in &agg.keys {
+                key.push(e.eval(ctx, row)?);
+            }
+            let g = self.group(agg, &key);
+            self.key = key;
+            g
         };
         for (j, call) in agg.calls.iter().enumerate() {
             let v = match &call.arg {

@@ -167,6 +167,11 @@ pub struct SubqueryCache {
     scalars: BTreeMap<usize, Value>,
     sets: BTreeMap<usize, Arc<InSet>>,
     exists: BTreeMap<usize, bool>,
+    /// Hash tables of correlated subqueries kept across outer rows
+    /// (`Access::HashJoin { kept: true }`), keyed by the address of their
+    /// plan level: plans neither move nor drop while the statement runs,
+    /// and the same level always builds the same table.
+    pub(super) kept: BTreeMap<usize, Arc<exec::HashTable>>,
 }
 
 /// The values of an IN subquery, ready for membership tests.
@@ -527,6 +532,42 @@ impl Expr {
         }
     }
 
+    /// Splits an AND into its parts, nested ANDs too.
+    pub fn into_conjuncts(self, out: &mut Vec<Expr>) {
+        match self {
+            Expr::And(a, b) => {
+                a.into_conjuncts(out);
+                b.into_conjuncts(out);
+            }
+            other => out.push(other),
+        }
+    }
+
+    /// Splits an OR into its branches, nested ORs too.
+    pub fn into_disjuncts(self, out: &mut Vec<Expr>) {
+        match self {
+            Expr::Or(a, b) => {
+                a.into_disjuncts(out);
+                b.into_disjuncts(out);
+            }
+            other => out.push(other),
+        }
+    }
+
+    /// The AND of `parts` (at least one).
+    pub fn and_all(parts: Vec<Expr>) -> Expr {
+        let mut it = parts.into_iter();
+        let first = it.next().expect("and_all of at least one part");
+        it.fold(first, |acc, e| Expr::And(Box::new(acc), Box::new(e)))
+    }
+
+    /// The OR of `parts` (at least one).
+    pub fn or_all(parts: Vec<Expr>) -> Expr {
+        let mut it = parts.into_iter();
+        let first = it.next().expect("or_all of at least one part");
+        it.fold(first, |acc, e| Expr::Or(Box::new(acc), Box::new(e)))
+    }
+
     /// Calls `f` on every direct child expression (not into subqueries).
     pub fn children(&self, f: &mut dyn FnMut(&Expr)) {
         for_each_child!(self, f, iter)
@@ -545,6 +586,25 @@ impl Expr {
     pub fn uses_sequence(&self) -> bool {
         let mut found = matches!(self, Expr::NextVal(_) | Expr::SetVal { .. });
         self.children(&mut |c| found = found || c.uses_sequence());
+        found
+    }
+
+    /// Calls `f` on each subquery in this expression, outermost first (not
+    /// into the subqueries' own plans).
+    pub fn subqueries(&self, f: &mut dyn FnMut(&Subquery)) {
+        match self {
+            Expr::ScalarSubquery(sub) | Expr::Exists { sub, .. } => f(sub),
+            Expr::InSubquery { sub, .. } => f(sub),
+            _ => {}
+        }
+        self.children(&mut |c| c.subqueries(f));
+    }
+
+    /// Whether evaluation reads an enclosing query's row (not counting
+    /// what subqueries inside read).
+    pub fn reads_outer(&self) -> bool {
+        let mut found = matches!(self, Expr::Outer { .. });
+        self.children(&mut |c| found = found || c.reads_outer());
         found
     }
 

@@ -146,6 +146,14 @@ pub enum Access {
         build: Vec<Expr>,
         probe: Vec<Expr>,
         from: Box<Access>,
+        /// Keyed by the enclosing query's row (a correlated subquery's
+        /// `t.k = outer.k`): built once per statement and kept for every
+        /// outer row, from the rows that pass the local filters not in
+        /// `recheck`.
+        kept: bool,
+        /// Positions in `local_filter` checked per row found, not when
+        /// building: those that read the enclosing row.
+        recheck: Vec<usize>,
     },
 }
 
@@ -325,7 +333,9 @@ impl SelectPlan {
                 Access::IndexRange { name: ix, .. } => {
                     format!("Index range scan {name} using {ix}")
                 }
-                Access::HashJoin { build, from, .. } => {
+                Access::HashJoin {
+                    build, from, kept, ..
+                } => {
                     let src = match from.as_ref() {
                         Access::IndexRange { name: ix, .. } => {
                             format!(", built from range on {ix}")
@@ -335,7 +345,12 @@ impl SelectPlan {
                         }
                         _ => String::new(),
                     };
-                    format!("Hash join {name} on {} keys{src}", build.len())
+                    let kept = if *kept {
+                        ", kept across outer rows"
+                    } else {
+                        ""
+                    };
+                    format!("Hash join {name} on {} keys{src}{kept}", build.len())
                 }
             };
             let filt = level.local_filter.len() + level.join_filter.len() + level.post_filter.len();
@@ -345,6 +360,38 @@ impl SelectPlan {
                 String::new()
             };
             let _ = writeln!(out, "{pad}{}{join}{access}{filt}", "  ".repeat(n));
+            if let SourceKind::Derived { plan, .. } = &src.kind {
+                plan.explain_into(out, depth + n + 1);
+            }
+        }
+        // Subqueries in expressions, each once, after the levels they filter.
+        let mut subs: Vec<(Arc<QueryPlan>, bool)> = Vec::new();
+        let exprs = self
+            .pre_filter
+            .iter()
+            .chain(self.levels.iter().flat_map(|l| {
+                l.local_filter
+                    .iter()
+                    .chain(&l.join_filter)
+                    .chain(&l.post_filter)
+            }))
+            .chain(self.having.iter())
+            .chain(&self.projection);
+        for e in exprs {
+            e.subqueries(&mut |s| {
+                if !subs.iter().any(|(p, _)| Arc::ptr_eq(p, &s.plan)) {
+                    subs.push((s.plan.clone(), s.correlated));
+                }
+            });
+        }
+        for (plan, correlated) in subs {
+            let kind = if correlated {
+                "Subquery, per outer row"
+            } else {
+                "Subquery, once"
+            };
+            let _ = writeln!(out, "{pad}{kind}");
+            plan.explain_into(out, depth + 1);
         }
     }
 }

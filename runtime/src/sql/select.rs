@@ -441,17 +441,6 @@ fn rename_columns(plan: &mut QueryPlan, names: &[String]) -> Result<(), SqlError
     Ok(())
 }
 
-/// Splits a bound predicate into its AND-ed parts.
-fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
-    match e {
-        Expr::And(a, b) => {
-            conjuncts(*a, out);
-            conjuncts(*b, out);
-        }
-        other => out.push(other),
-    }
-}
-
 fn plan_select(
     b: &mut Binder,
     s: &ast::Select,
@@ -505,16 +494,16 @@ fn plan_select_in_scope(
 ) -> Result<QueryPlan, SqlError> {
     let mut where_conj = Vec::new();
     for on in &inner_on {
-        conjuncts(bind_pred(b, on, "JOIN conditions")?, &mut where_conj);
+        bind_pred(b, on, "JOIN conditions")?.into_conjuncts(&mut where_conj);
     }
     if let Some(w) = &s.selection {
-        conjuncts(bind_pred(b, w, "WHERE")?, &mut where_conj);
+        bind_pred(b, w, "WHERE")?.into_conjuncts(&mut where_conj);
     }
     let mut on_conj: Vec<Vec<Expr>> = Vec::with_capacity(items.len());
     for it in &items {
         let mut v = Vec::new();
         if let Some(on) = &it.on {
-            conjuncts(bind_pred(b, on, "JOIN conditions")?, &mut v);
+            bind_pred(b, on, "JOIN conditions")?.into_conjuncts(&mut v);
         }
         on_conj.push(v);
     }
@@ -748,7 +737,7 @@ pub fn plan_table_scan(
     let r = (|| {
         let mut conj = Vec::new();
         if let Some(w) = selection {
-            conjuncts(bind_pred(b, w, "WHERE")?, &mut conj);
+            bind_pred(b, w, "WHERE")?.into_conjuncts(&mut conj);
         }
         let sources = vec![Source {
             kind: SourceKind::Table { id: table, name },
