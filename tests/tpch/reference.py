@@ -62,7 +62,7 @@ def main():
 
     data = args.out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tpchgen-cli", "-s", str(args.sf), "-o", str(data), "--overwrite"], check=True)
+    subprocess.run(["tpchgen-cli", "-s", str(args.sf), "-o", str(data)], check=True)
 
     db = duckdb.connect()
     for stmt in statements((TEXTS / "dss.ddl").read_text()):

@@ -40,6 +40,10 @@ const RUNS_MAX: usize = 100;
 /// Relative difference under which two numbers are the same answer: the
 /// reference averages in binary floating point, Ohm in decimal.
 const NUMBER_TOLERANCE: f64 = 1e-9;
+/// Rows read from one `.tbl` file (sf 10's lineitem has 60 million), and
+/// lines read from an answers file.
+const TABLE_ROWS_MAX: usize = 100_000_000;
+const ANSWER_LINES_MAX: usize = 10_000_000;
 /// Mismatching cells shown per query before the rest are counted.
 const MISMATCHES_SHOWN: usize = 5;
 
@@ -99,7 +103,7 @@ pub struct TpchArgs {
     #[arg(long, default_value_t = 0.01)]
     pub sf: f64,
     /// A directory holding the 8 `.tbl` files already (`region.tbl`, ...),
-    /// instead of generating them; `--sf` is then only printed.
+    /// instead of generating them; `--sf` is then ignored.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// The reference answers (`tests/tpch/reference.py` writes them): Ohm's
@@ -302,6 +306,11 @@ fn read_tables(dir: &Path) -> anyhow::Result<Vec<TableData>> {
             let mut rows = Vec::new();
             let mut width = None;
             for (i, line) in text.lines().enumerate() {
+                ensure!(
+                    i < TABLE_ROWS_MAX,
+                    "{}: more than {TABLE_ROWS_MAX} rows",
+                    path.display()
+                );
                 // dbgen ends every field, the last one too, with '|'.
                 let Some(body) = line.strip_suffix('|') else {
                     bail!("{}:{}: a dbgen row ends with '|'", path.display(), i + 1);
@@ -439,6 +448,11 @@ fn read_answers(path: &Path) -> anyhow::Result<Vec<Answer>> {
         .with_context(|| format!("reading the answers {}", path.display()))?;
     let mut answers: Vec<Answer> = Vec::new();
     for (i, line) in text.lines().enumerate() {
+        ensure!(
+            i < ANSWER_LINES_MAX,
+            "{}: more than {ANSWER_LINES_MAX} lines",
+            path.display()
+        );
         if let Some(q) = line.strip_prefix("-- q") {
             let query = q
                 .trim()

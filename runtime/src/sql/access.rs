@@ -75,14 +75,15 @@ fn rewrite_ors(where_conj: Vec<Expr>, sources: &[Source]) -> Vec<Expr> {
             out.push(e);
             continue;
         }
+        let has = |list: &[Expr], e: &Expr| list.iter().any(|x| same_expr(x, e));
         let mut common: Vec<Expr> = Vec::new();
         for part in &branches[0] {
-            if !common.contains(part) && branches[1..].iter().all(|b| b.contains(part)) {
+            if !has(&common, part) && branches[1..].iter().all(|b| has(b, part)) {
                 common.push(part.clone());
             }
         }
         for b in &mut branches {
-            b.retain(|part| !common.contains(part));
+            b.retain(|part| !has(&common, part));
         }
         out.extend(common);
         if branches.iter().any(Vec::is_empty) {
@@ -192,6 +193,12 @@ fn implied_equalities(b: &Binder, sources: &[Source], conj: &mut Vec<Expr>) {
             }
         }
     }
+}
+
+/// The same expression, constants of the same kind and form: `Expr`'s own
+/// equality takes `2` and `2.0` as one value, but `a/2` and `a/2.0` differ.
+fn same_expr(a: &Expr, b: &Expr) -> bool {
+    a == b && format!("{a:?}") == format!("{b:?}")
 }
 
 struct Pred {
@@ -764,6 +771,11 @@ fn kept_hash(
     indexes: &[crate::storage::IndexDef],
     local: &[Expr],
 ) -> Option<Access> {
+    // A filter taking values from a sequence runs once per row it is asked
+    // of: never once for all outer rows.
+    if local.iter().any(Expr::uses_sequence) {
+        return None;
+    }
     let reads_outer = |e: &Expr| e.reads_outer() || bind::expr_has_correlated_sub(e);
     let mut build = Vec::new();
     let mut probe = Vec::new();

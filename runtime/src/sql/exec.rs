@@ -11,7 +11,7 @@ use super::interrupt;
 use super::ops::{self, ArithOp};
 use super::plan::*;
 use crate::storage::{RowId, Table};
-use crate::types::Value;
+use crate::types::{Value, ValueKind};
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -203,10 +203,34 @@ enum Probe<'s> {
     Ids,
     /// The rows a hash table holds for the key.
     Hashed(&'s [u32]),
+    /// Every row a hash table holds: the key is not of the kind hashed
+    /// (`HashTable::hashable`); the level's filters decide.
+    EveryHashed(&'s HashTable),
 }
 
-/// A hash join's table: key values to the row numbers holding them.
-pub type HashTable = HashMap<Vec<Value>, Vec<u32>>;
+/// A hash join's table: key values to the row numbers holding them, and
+/// the kind of each key column's values as built.
+#[derive(Default)]
+pub struct HashTable {
+    map: HashMap<Vec<Value>, Vec<u32>>,
+    kinds: Vec<Option<ValueKind>>,
+}
+
+impl HashTable {
+    /// Whether `key` can be looked up by hashing: `=` between text and a
+    /// date, time, interval or uuid parses the text, which hashing cannot,
+    /// so such a key is matched against every row instead.
+    fn hashable(&self, key: &[Value]) -> bool {
+        key.iter().zip(&self.kinds).all(|(v, built)| match built {
+            Some(b) => {
+                let k = v.kind();
+                !((k == ValueKind::Text && b.parses_from_text())
+                    || (*b == ValueKind::Text && k.parses_from_text()))
+            }
+            None => true,
+        })
+    }
+}
 
 struct Runner<'p, 'c, 'a> {
     plan: &'p SelectPlan,
@@ -357,7 +381,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     .get(lvl)
                     .and_then(|h| h.as_ref())
                     .ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
-                match table.get(&key) {
+                if !table.hashable(&key) {
+                    let all: Vec<u32> = table.map.values().flatten().copied().collect();
+                    return self.fetch(st, source, &all);
+                }
+                match table.map.get(&key) {
                     Some(ids) => self.fetch(st, source, ids),
                     None => Ok(Vec::new()),
                 }
@@ -396,7 +424,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     continue;
                 }
             }
-            let mut map = HashTable::new();
+            let mut table = HashTable {
+                map: HashMap::new(),
+                kinds: vec![None; build.len()],
+            };
             'rows: for (id, row) in self.access_rows(&st, usize::MAX, level.source, from, &[])? {
                 interrupt::tick()?;
                 for (i, f) in level.local_filter.iter().enumerate() {
@@ -409,10 +440,13 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     .map(|k| k.eval(self.ctx, row))
                     .collect::<Result<Vec<_>, _>>()?;
                 if !key.iter().any(Value::is_null) {
-                    map.entry(key).or_default().push(id);
+                    for (kind, v) in table.kinds.iter_mut().zip(&key) {
+                        kind.get_or_insert(v.kind());
+                    }
+                    table.map.entry(key).or_default().push(id);
                 }
             }
-            let map = Arc::new(map);
+            let map = Arc::new(table);
             if *kept {
                 self.ctx.cache.borrow_mut().kept.insert(key, map.clone());
             }
@@ -527,7 +561,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     .get(lvl)
                     .and_then(|h| h.as_ref())
                     .ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
-                Ok(match table.get(key) {
+                if !table.hashable(key) {
+                    return Ok(Probe::EveryHashed(table));
+                }
+                Ok(match table.map.get(key) {
                     Some(found) => Probe::Hashed(found),
                     None => Probe::Nothing,
                 })
@@ -577,6 +614,15 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Probe::Ids => {
                 for id in ids {
                     if let Some(row) = at(id.0) {
+                        if !each(row)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+            }
+            Probe::EveryHashed(table) => {
+                for &id in table.map.values().flatten() {
+                    if let Some(row) = at(id) {
                         if !each(row)? {
                             return Ok(false);
                         }

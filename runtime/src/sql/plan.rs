@@ -364,7 +364,8 @@ impl SelectPlan {
                 plan.explain_into(out, depth + n + 1);
             }
         }
-        // Subqueries in expressions, each once, after the levels they filter.
+        // Subqueries in filters, HAVING and the select list, each once,
+        // after all levels (not those inside aggregate arguments).
         let mut subs: Vec<(Arc<QueryPlan>, bool)> = Vec::new();
         let exprs = self
             .pre_filter
