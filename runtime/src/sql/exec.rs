@@ -193,6 +193,33 @@ struct State {
     ids: RefCell<Vec<Vec<RowId>>>,
 }
 
+/// The values of an index or hash key: one without allocating, or several.
+enum Key {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl Key {
+    fn eval(exprs: &[Expr], ctx: &Ctx, row: &[Value]) -> Result<Key, SqlError> {
+        Ok(match exprs {
+            [k] => Key::One(k.eval(ctx, row)?),
+            _ => Key::Many(
+                exprs
+                    .iter()
+                    .map(|k| k.eval(ctx, row))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        })
+    }
+
+    fn values(&self) -> &[Value] {
+        match self {
+            Key::One(v) => std::slice::from_ref(v),
+            Key::Many(v) => v,
+        }
+    }
+}
+
 /// Where a level's candidate rows come from (`Runner::probe`).
 enum Probe<'s> {
     /// Nothing can match (a NULL key, a key not in the hash table).
@@ -474,18 +501,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 let Some(t) = self.table(src)? else {
                     return Ok(Probe::Nothing);
                 };
-                let one;
-                let many;
-                let key: &[Value] = if let [k] = keys.as_slice() {
-                    one = k.eval(ctx, buf)?;
-                    std::slice::from_ref(&one)
-                } else {
-                    many = keys
-                        .iter()
-                        .map(|k| k.eval(ctx, buf))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    &many
-                };
+                let key = Key::eval(keys, ctx, buf)?;
+                let key = key.values();
                 if key.iter().any(Value::is_null) {
                     return Ok(Probe::Nothing);
                 }
@@ -541,18 +558,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 Ok(Probe::Ids)
             }
             Access::HashJoin { probe, .. } => {
-                let one;
-                let many;
-                let key: &[Value] = if let [k] = probe.as_slice() {
-                    one = k.eval(ctx, buf)?;
-                    std::slice::from_ref(&one)
-                } else {
-                    many = probe
-                        .iter()
-                        .map(|k| k.eval(ctx, buf))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    &many
-                };
+                let key = Key::eval(probe, ctx, buf)?;
+                let key = key.values();
                 if key.iter().any(Value::is_null) {
                     return Ok(Probe::Nothing);
                 }
@@ -825,18 +832,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 .get(*index)
                 .is_some_and(|ix| ix.unique && ix.columns.len() == keys.len());
             if unique {
-                let one;
-                let many;
-                let key: &[Value] = if let [k] = keys.as_slice() {
-                    one = k.eval(self.ctx, &[])?;
-                    std::slice::from_ref(&one)
-                } else {
-                    many = keys
-                        .iter()
-                        .map(|k| k.eval(self.ctx, &[]))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    &many
-                };
+                let key = Key::eval(keys, self.ctx, &[])?;
+                let key = key.values();
                 if key.iter().any(Value::is_null) {
                     return Ok(Some(()));
                 }
