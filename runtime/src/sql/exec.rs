@@ -264,8 +264,6 @@ struct Runner<'p, 'c, 'a> {
     ctx: &'c Ctx<'a>,
 }
 
-type Cand<'s> = Vec<(u32, &'s [Value])>;
-
 impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     fn table(&self, src: &Source) -> Result<Option<&'a Table>, SqlError> {
         match &src.kind {
@@ -275,148 +273,6 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 ))
             }),
             _ => Ok(None),
-        }
-    }
-
-    /// Every row of a source (scan order).
-    fn all_rows<'s>(&self, st: &'s State, source: usize) -> Result<Cand<'s>, SqlError>
-    where
-        'a: 's,
-    {
-        let src = &self.plan.sources[source];
-        Ok(match &src.kind {
-            SourceKind::Table { .. } => match self.table(src)? {
-                Some(t) => t.scan().map(|(id, r)| (id.0, r)).collect(),
-                None => Vec::new(),
-            },
-            SourceKind::Derived { .. } => st.derived[source]
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (i as u32, &r[..]))
-                .collect(),
-            SourceKind::Unit => vec![(0, &[][..])],
-        })
-    }
-
-    fn fetch<'s>(&self, st: &'s State, source: usize, ids: &[u32]) -> Result<Cand<'s>, SqlError>
-    where
-        'a: 's,
-    {
-        let src = &self.plan.sources[source];
-        Ok(match self.table(src)? {
-            Some(t) => ids
-                .iter()
-                .filter_map(|id| t.get(RowId(*id)).map(|r| (*id, r)))
-                .collect(),
-            None => ids
-                .iter()
-                .filter_map(|i| st.derived[source].get(*i as usize).map(|r| (*i, &r[..])))
-                .collect(),
-        })
-    }
-
-    fn ids(v: Vec<RowId>) -> Vec<u32> {
-        v.into_iter().map(|r| r.0).collect()
-    }
-
-    /// The candidate rows of a level given the current combined row.
-    fn candidates<'s>(&self, st: &'s State, lvl: usize, buf: &[Value]) -> Result<Cand<'s>, SqlError>
-    where
-        'a: 's,
-    {
-        let level = &self.plan.levels[lvl];
-        self.access_rows(st, lvl, level.source, &level.access, buf)
-    }
-
-    fn access_rows<'s>(
-        &self,
-        st: &'s State,
-        lvl: usize,
-        source: usize,
-        access: &Access,
-        buf: &[Value],
-    ) -> Result<Cand<'s>, SqlError>
-    where
-        'a: 's,
-    {
-        let src = &self.plan.sources[source];
-        let ctx = self.ctx;
-        let eval_key = |keys: &[Expr]| {
-            keys.iter()
-                .map(|k| k.eval(ctx, buf))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        match access {
-            Access::Scan => self.all_rows(st, source),
-            Access::IndexEq { index, keys, .. } => {
-                let Some(t) = self.table(src)? else {
-                    return Ok(Vec::new());
-                };
-                let key = eval_key(keys)?;
-                if key.iter().any(Value::is_null) {
-                    return Ok(Vec::new());
-                }
-                self.fetch(st, source, &Self::ids(t.index_lookup(*index, &key)))
-            }
-            Access::IndexIn { index, values, .. } => {
-                let Some(t) = self.table(src)? else {
-                    return Ok(Vec::new());
-                };
-                let mut ids = Vec::new();
-                for v in eval_key(values)? {
-                    if !v.is_null() {
-                        ids.extend(Self::ids(t.index_lookup(*index, std::slice::from_ref(&v))));
-                    }
-                }
-                ids.sort_unstable();
-                ids.dedup();
-                self.fetch(st, source, &ids)
-            }
-            Access::IndexRange {
-                index,
-                lower,
-                upper,
-                ..
-            } => {
-                let Some(t) = self.table(src)? else {
-                    return Ok(Vec::new());
-                };
-                let bound =
-                    |b: &Option<(Expr, bool)>| -> Result<Option<Bound<Vec<Value>>>, SqlError> {
-                        Ok(match b {
-                            None => Some(Bound::Unbounded),
-                            Some((e, incl)) => match e.eval(ctx, buf)? {
-                                Value::Null => None,
-                                v if *incl => Some(Bound::Included(vec![v])),
-                                v => Some(Bound::Excluded(vec![v])),
-                            },
-                        })
-                    };
-                let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else {
-                    return Ok(Vec::new());
-                };
-                let ids = t.index_range(*index, as_ref_bound(&lo), as_ref_bound(&hi));
-                self.fetch(st, source, &Self::ids(ids))
-            }
-            Access::HashJoin { probe, .. } => {
-                let key = eval_key(probe)?;
-                if key.iter().any(Value::is_null) {
-                    return Ok(Vec::new());
-                }
-                let table = st
-                    .hash
-                    .get(lvl)
-                    .and_then(|h| h.as_ref())
-                    .ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
-                if !table.hashable(&key) {
-                    let all: Vec<u32> = table.map.values().flatten().copied().collect();
-                    return self.fetch(st, source, &all);
-                }
-                match table.map.get(&key) {
-                    Some(ids) => self.fetch(st, source, ids),
-                    None => Ok(Vec::new()),
-                }
-            }
         }
     }
 
@@ -455,11 +311,14 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 map: HashMap::new(),
                 kinds: vec![None; build.len()],
             };
-            'rows: for (id, row) in self.access_rows(&st, usize::MAX, level.source, from, &[])? {
+            let mut ids = Vec::new();
+            // `from` is never a hash join: no level's table is looked up.
+            let probe = self.probe(&st, (usize::MAX, level.source, from), &[], &mut ids)?;
+            self.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
                 interrupt::tick()?;
                 for (i, f) in level.local_filter.iter().enumerate() {
                     if !recheck.contains(&i) && !f.eval_pred(self.ctx, row)? {
-                        continue 'rows;
+                        return Ok(true);
                     }
                 }
                 let key = build
@@ -472,7 +331,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     }
                     table.map.entry(key).or_default().push(id);
                 }
-            }
+                Ok(true)
+            })?;
             let map = Arc::new(table);
             if *kept {
                 self.ctx.cache.borrow_mut().kept.insert(key, map.clone());
@@ -482,20 +342,20 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         Ok(st)
     }
 
-    /// Where a level's candidate rows come from, given the combined row so
-    /// far: index results are written into `ids` (a buffer kept per level,
+    /// Where the candidate rows of source `source` read by `access` (level
+    /// `lvl`'s, or a hash table's `from`) come from, given the combined row
+    /// so far: index results are written into `ids` (a buffer kept per level,
     /// so probing allocates nothing once it has grown).
     fn probe<'s>(
         &self,
         st: &'s State,
-        lvl: usize,
+        (lvl, source, access): (usize, usize, &Access),
         buf: &[Value],
         ids: &mut Vec<RowId>,
     ) -> Result<Probe<'s>, SqlError> {
-        let level = &self.plan.levels[lvl];
-        let src = &self.plan.sources[level.source];
+        let src = &self.plan.sources[source];
         let ctx = self.ctx;
-        match &level.access {
+        match access {
             Access::Scan => Ok(Probe::Scan),
             Access::IndexEq { index, keys, .. } => {
                 let Some(t) = self.table(src)? else {
@@ -588,7 +448,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         source: usize,
         probe: &Probe<'_>,
         ids: &[RowId],
-        each: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>,
+        each: &mut dyn FnMut(u32, &[Value]) -> Result<bool, SqlError>,
     ) -> Result<bool, SqlError> {
         let src = &self.plan.sources[source];
         let table = self.table(src)?;
@@ -602,26 +462,26 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Probe::Nothing => {}
             Probe::Scan => match (&src.kind, table) {
                 (SourceKind::Table { .. }, Some(t)) => {
-                    for (_, row) in t.scan() {
-                        if !each(row)? {
+                    for (id, row) in t.scan() {
+                        if !each(id.0, row)? {
                             return Ok(false);
                         }
                     }
                 }
                 (SourceKind::Derived { .. }, _) => {
-                    for row in &st.derived[source] {
-                        if !each(row)? {
+                    for (i, row) in st.derived[source].iter().enumerate() {
+                        if !each(i as u32, row)? {
                             return Ok(false);
                         }
                     }
                 }
-                (SourceKind::Unit, _) => return each(&[]),
+                (SourceKind::Unit, _) => return each(0, &[]),
                 (SourceKind::Table { .. }, None) => {}
             },
             Probe::Ids => {
                 for id in ids {
                     if let Some(row) = at(id.0) {
-                        if !each(row)? {
+                        if !each(id.0, row)? {
                             return Ok(false);
                         }
                     }
@@ -630,7 +490,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Probe::EveryHashed(table) => {
                 for &id in table.map.values().flatten() {
                     if let Some(row) = at(id) {
-                        if !each(row)? {
+                        if !each(id, row)? {
                             return Ok(false);
                         }
                     }
@@ -639,7 +499,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Probe::Hashed(found) => {
                 for &id in found.iter() {
                     if let Some(row) = at(id) {
-                        if !each(row)? {
+                        if !each(id, row)? {
                             return Ok(false);
                         }
                     }
@@ -671,9 +531,9 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let skip = self.exact_probe(level, buf)?;
         let mut ids = std::mem::take(&mut st.ids.borrow_mut()[lvl]);
         ids.clear();
-        let probe = self.probe(st, lvl, buf, &mut ids)?;
+        let probe = self.probe(st, (lvl, level.source, &level.access), buf, &mut ids)?;
         // One candidate row: false when the sink wants no more rows.
-        let mut each = |row: &[Value]| -> Result<bool, SqlError> {
+        let mut each = |_: u32, row: &[Value]| -> Result<bool, SqlError> {
             // Also where a join finds nothing: it can still run for long.
             interrupt::tick()?;
             let pass = match recheck {
@@ -855,8 +715,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         };
         let skip = self.exact_probe(level, &[])?;
         let mut ids = Vec::new();
-        let probe = self.probe(&st, 0, &[], &mut ids)?;
-        self.each_row(&st, level.source, &probe, &ids, &mut |row| {
+        let probe = self.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
+        self.each_row(&st, level.source, &probe, &ids, &mut |_, row| {
             Ok(!pass(row, skip)? || sink(row)?)
         })?;
         Ok(Some(()))
@@ -877,15 +737,18 @@ pub fn matching_row_ids(
     let st = runner.build_state()?;
     let level = &plan.levels[0];
     let mut out = Vec::new();
-    'rows: for (id, row) in runner.candidates(&st, 0, &[])? {
+    let mut ids = Vec::new();
+    let probe = runner.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
+    runner.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
         interrupt::tick()?;
         for f in level.local_filter.iter().chain(&level.join_filter) {
             if !f.eval_pred(ctx, row)? {
-                continue 'rows;
+                return Ok(true);
             }
         }
         out.push((RowId(id), row.to_vec()));
-    }
+        Ok(true)
+    })?;
     Ok(out)
 }
 
@@ -894,14 +757,6 @@ fn one_value_bound(b: &Bound<Value>) -> Bound<&[Value]> {
     match b {
         Bound::Included(v) => Bound::Included(std::slice::from_ref(v)),
         Bound::Excluded(v) => Bound::Excluded(std::slice::from_ref(v)),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-fn as_ref_bound(b: &Bound<Vec<Value>>) -> Bound<&[Value]> {
-    match b {
-        Bound::Included(v) => Bound::Included(&v[..]),
-        Bound::Excluded(v) => Bound::Excluded(&v[..]),
         Bound::Unbounded => Bound::Unbounded,
     }
 }
