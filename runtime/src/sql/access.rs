@@ -249,6 +249,7 @@ pub fn plan_levels(
             join_filter: Vec::new(),
             post_filter: Vec::new(),
             exact_filters: Vec::new(),
+            exact_join: Vec::new(),
         };
         // ON conjuncts of an outer source decide matching.
         let mut on_local = Vec::new();
@@ -280,7 +281,8 @@ pub fn plan_levels(
             }
         }
         level.access = choose_access(b, sources, si, &placed, &local, &join);
-        level.exact_filters = exact_filters(b, &sources[si], &level.access, &local);
+        (level.exact_filters, level.exact_join) =
+            exact_filters(b, &sources[si], &level.access, &local, &join);
         let off = src.offset;
         level.local_filter = local
             .into_iter()
@@ -839,15 +841,24 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
     }
 }
 
-/// Which local predicates the chosen index access answers by itself for
-/// integer probes: `col = key` for each key of an index lookup, and the
-/// bounds of a range, on integer columns.
-fn exact_filters(b: &Binder, src: &Source, access: &Access, local: &[Expr]) -> Vec<usize> {
+/// Which predicates the chosen access answers by itself for integer
+/// probes: `col = key` for each key of an index lookup (in `local`, or in
+/// `join` when the key reads earlier levels), the bounds of a range, and a
+/// hash join's key equalities (in `join`), on integer columns. For a hash
+/// join the local positions are those its `from` access answers while the
+/// table is built. Returns (positions in `local`, positions in `join`).
+fn exact_filters(
+    b: &Binder,
+    src: &Source,
+    access: &Access,
+    local: &[Expr],
+    join: &[Expr],
+) -> (Vec<usize>, Vec<usize>) {
     let SourceKind::Table { id, .. } = &src.kind else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let Some(table) = b.catalog.db.table(*id) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let schema = table.schema();
     let int_col = |c: usize| schema.columns.get(c).is_some_and(|col| col.ty.is_integer());
@@ -860,10 +871,11 @@ fn exact_filters(b: &Binder, src: &Source, access: &Access, local: &[Expr]) -> V
         _ => false,
     };
     let mut out = Vec::new();
+    let mut out_join = Vec::new();
     match access {
         Access::IndexEq { index, keys, .. } => {
             let Some(ix) = schema.indexes.get(*index) else {
-                return out;
+                return (out, out_join);
             };
             for (c, k) in ix.columns.iter().zip(keys) {
                 if !int_col(*c) {
@@ -871,8 +883,24 @@ fn exact_filters(b: &Binder, src: &Source, access: &Access, local: &[Expr]) -> V
                 }
                 if let Some(i) = local.iter().position(|e| is_cmp(e, CmpOp::Eq, *c, k)) {
                     out.push(i);
+                } else if let Some(i) = join.iter().position(|e| is_cmp(e, CmpOp::Eq, *c, k)) {
+                    out_join.push(i);
                 }
             }
+        }
+        Access::HashJoin {
+            build, probe, from, ..
+        } => {
+            for (k, p) in build.iter().zip(probe) {
+                let Expr::Column(c) = k else { continue };
+                let Some(c) = c.checked_sub(src.offset).filter(|c| int_col(*c)) else {
+                    continue;
+                };
+                if let Some(i) = join.iter().position(|e| is_cmp(e, CmpOp::Eq, c, p)) {
+                    out_join.push(i);
+                }
+            }
+            out = exact_filters(b, src, from, local, &[]).0;
         }
         Access::IndexRange {
             index,
@@ -881,10 +909,10 @@ fn exact_filters(b: &Binder, src: &Source, access: &Access, local: &[Expr]) -> V
             ..
         } => {
             let Some(&c) = schema.indexes.get(*index).and_then(|ix| ix.columns.first()) else {
-                return out;
+                return (out, out_join);
             };
             if !int_col(c) {
-                return out;
+                return (out, out_join);
             }
             for (i, e) in local.iter().enumerate() {
                 let exact = match e {
@@ -917,5 +945,5 @@ fn exact_filters(b: &Binder, src: &Source, access: &Access, local: &[Expr]) -> V
         }
         _ => {}
     }
-    out
+    (out, out_join)
 }

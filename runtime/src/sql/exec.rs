@@ -10,11 +10,12 @@ use super::expr::{Ctx, Expr};
 use super::interrupt;
 use super::ops::{self, ArithOp};
 use super::plan::*;
+use crate::storage::FxHashMap;
 use crate::storage::{RowId, Table};
 use crate::types::{Value, ValueKind};
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -158,7 +159,7 @@ fn set_op(op: SetOp, all: bool, left: Vec<Vec<Value>>, right: Vec<Vec<Value>>) -
                 .collect()
         }
         (SetOp::Intersect, _) | (SetOp::Except, _) => {
-            let mut counts: HashMap<Vec<Value>, usize> = HashMap::new();
+            let mut counts: FxHashMap<Vec<Value>, usize> = FxHashMap::default();
             for r in right {
                 *counts.entry(r).or_default() += 1;
             }
@@ -239,7 +240,7 @@ enum Probe<'s> {
 /// the kind of each key column's values as built.
 #[derive(Default)]
 pub struct HashTable {
-    map: HashMap<Vec<Value>, Vec<u32>>,
+    map: FxHashMap<Vec<Value>, Vec<u32>>,
     kinds: Vec<Option<ValueKind>>,
 }
 
@@ -308,28 +309,37 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 }
             }
             let mut table = HashTable {
-                map: HashMap::new(),
+                map: FxHashMap::default(),
                 kinds: vec![None; build.len()],
             };
             let mut ids = Vec::new();
             // `from` is never a hash join: no level's table is looked up.
             let probe = self.probe(&st, (usize::MAX, level.source, from), &[], &mut ids)?;
+            let skip = !level.exact_filters.is_empty() && self.int_keys(from, &[])?;
             self.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
                 interrupt::tick()?;
                 for (i, f) in level.local_filter.iter().enumerate() {
-                    if !recheck.contains(&i) && !f.eval_pred(self.ctx, row)? {
+                    if recheck.contains(&i) || (skip && level.exact_filters.contains(&i)) {
+                        continue;
+                    }
+                    if !f.eval_pred(self.ctx, row)? {
                         return Ok(true);
                     }
                 }
-                let key = build
-                    .iter()
-                    .map(|k| k.eval(self.ctx, row))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if !key.iter().any(Value::is_null) {
-                    for (kind, v) in table.kinds.iter_mut().zip(&key) {
-                        kind.get_or_insert(v.kind());
+                let key = Key::eval(build, self.ctx, row)?;
+                let key = key.values();
+                if key.iter().any(Value::is_null) {
+                    return Ok(true);
+                }
+                for (kind, v) in table.kinds.iter_mut().zip(key) {
+                    kind.get_or_insert(v.kind());
+                }
+                // Most rows join a key already seen: no key is copied then.
+                match table.map.get_mut(key) {
+                    Some(ids) => ids.push(id),
+                    None => {
+                        table.map.insert(key.to_vec(), vec![id]);
                     }
-                    table.map.entry(key).or_default().push(id);
                 }
                 Ok(true)
             })?;
@@ -528,7 +538,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             _ => None,
         };
         let mut matched = false;
-        let skip = self.exact_probe(level, buf)?;
+        let skip = (!level.exact_filters.is_empty() || !level.exact_join.is_empty())
+            && self.int_keys(&level.access, buf)?;
         let mut ids = std::mem::take(&mut st.ids.borrow_mut()[lvl]);
         ids.clear();
         let probe = self.probe(st, (lvl, level.source, &level.access), buf, &mut ids)?;
@@ -553,7 +564,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 return Ok(true);
             }
             buf[src.offset..src.offset + src.width].clone_from_slice(row);
-            for f in &level.join_filter {
+            for (i, f) in level.join_filter.iter().enumerate() {
+                if skip && level.exact_join.contains(&i) {
+                    continue;
+                }
                 if !f.eval_pred(self.ctx, buf)? {
                     return Ok(true);
                 }
@@ -580,17 +594,20 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         Ok(true)
     }
 
-    /// True when the level's index keys and bounds all evaluate to integers,
-    /// so its `exact_filters` are already guaranteed by the index.
-    fn exact_probe(&self, level: &Level, buf: &[Value]) -> Result<bool, SqlError> {
-        if level.exact_filters.is_empty() {
-            return Ok(false);
-        }
+    /// True when the access's index keys and bounds, or hash probe keys,
+    /// all evaluate to integers, so the level's `exact_filters` and
+    /// `exact_join` are already guaranteed by the access.
+    fn int_keys(&self, access: &Access, buf: &[Value]) -> Result<bool, SqlError> {
         let is_int = |e: &Expr| -> Result<bool, SqlError> {
             Ok(matches!(e.eval(self.ctx, buf)?, Value::Int(_)))
         };
-        match &level.access {
-            Access::IndexEq { keys, .. } => {
+        match access {
+            Access::IndexEq { keys, .. }
+            | Access::HashJoin {
+                probe: keys,
+                kept: false,
+                ..
+            } => {
                 for k in keys {
                     if !is_int(k)? {
                         return Ok(false);
@@ -713,7 +730,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             hash: Vec::new(),
             ids: RefCell::new(Vec::new()),
         };
-        let skip = self.exact_probe(level, &[])?;
+        let skip = !level.exact_filters.is_empty() && self.int_keys(&level.access, &[])?;
         let mut ids = Vec::new();
         let probe = self.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
         self.each_row(&st, level.source, &probe, &ids, &mut |_, row| {
@@ -843,7 +860,7 @@ enum Acc {
 }
 
 struct Groups {
-    index: HashMap<Vec<Value>, usize>,
+    index: FxHashMap<Vec<Value>, usize>,
     keys: Vec<Vec<Value>>,
     accs: Vec<Vec<Acc>>,
     distinct: Vec<Vec<HashSet<Value>>>,
@@ -854,7 +871,7 @@ struct Groups {
 impl Groups {
     fn new(agg: &AggPlan) -> Groups {
         let mut g = Groups {
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             keys: Vec::new(),
             accs: Vec::new(),
             distinct: Vec::new(),
