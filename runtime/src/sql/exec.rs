@@ -714,7 +714,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 if key.iter().any(Value::is_null) {
                     return Ok(Some(()));
                 }
-                // Same rule as `exact_probe`, on the key already evaluated.
+                // Same rule as `int_keys`, on the key already evaluated.
                 let skip = !level.exact_filters.is_empty()
                     && key.iter().all(|v| matches!(v, Value::Int(_)));
                 if let Some(row) = t.index_get(*index, key).and_then(|id| t.get(id)) {
