@@ -406,7 +406,7 @@ impl<'c> Binder<'c> {
         };
         if func == AggFunc::Sum || func == AggFunc::Avg {
             if let Some(t) = args[0].1 {
-                if !t.is_numeric() {
+                if !t.is_numeric() && t != DataType::Interval {
                     return Err(SqlError::plan(format!(
                         "function {name}({t}) does not exist"
                     )));
@@ -1160,7 +1160,9 @@ fn interval_literal(iv: &ast::Interval) -> Result<Expr, SqlError> {
     let lead = unit(&iv.leading_field)?;
     let last = unit(&iv.last_field)?;
     let year_month = lead == Some(IntervalUnit::Year) && last == Some(IntervalUnit::Month);
-    let v = parse_interval(&text, lead, year_month).map_err(|e| {
+    // A number with no unit counts in the last field named, as PostgreSQL
+    // reads it: `INTERVAL '5' DAY TO SECOND` is 5 seconds.
+    let v = parse_interval(&text, last.or(lead), year_month).map_err(|e| {
         let m = e.message("interval", &text);
         match e {
             crate::types::datetime::DateTimeError::OutOfRange => SqlError::OutOfRange(m),
@@ -1339,7 +1341,7 @@ fn sum_type(t: Option<DataType>) -> Option<DataType> {
 
 fn avg_type(t: Option<DataType>) -> Option<DataType> {
     t.map(|t| match t {
-        DataType::Decimal { .. } => t,
+        DataType::Decimal { .. } | DataType::Interval => t,
         _ => DataType::Double,
     })
 }

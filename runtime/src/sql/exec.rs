@@ -966,7 +966,7 @@ fn initial(f: AggFunc) -> Acc {
 fn add_values(acc: Option<Value>, v: Value, what: &str) -> Result<Value, SqlError> {
     match acc {
         None => match v {
-            Value::Int(_) | Value::Double(_) | Value::Decimal(_) => Ok(v),
+            Value::Int(_) | Value::Double(_) | Value::Decimal(_) | Value::Interval(_) => Ok(v),
             other => Err(SqlError::exec(format!(
                 "function {what}({}) does not exist",
                 other.kind()

@@ -473,6 +473,20 @@ fn decimal_timestamp_boolean_and_bytes_round_trip() {
     assert_eq!(r[0][0].to_string(), "2024-02-29 12:00:00");
     assert_eq!(r[0][1], Value::Bool(true));
     assert_eq!(r[0][2].to_string(), "\\x00ff");
+    // Text reads into bytes as PostgreSQL's bytea input does (what pg_dump's
+    // COPY blocks hold): hex after \x, else escapes; printing reads back.
+    e.execute("INSERT INTO m (k, raw) VALUES (3, '\\x00ff'), (4, 'a\\\\\\001'), (5, '\\xDE01')")
+        .unwrap();
+    let r = rows(
+        &mut e,
+        "SELECT raw, length(raw) FROM m WHERE k >= 3 ORDER BY k",
+    );
+    let shown: Vec<String> = r.iter().map(|r| format!("{} {}", r[0], r[1])).collect();
+    assert_eq!(shown, ["\\x00ff 2", "\\x615c01 3", "\\xde01 2"]);
+    let r = rows(&mut e, "SELECT k FROM m WHERE raw = '\\x00ff'");
+    assert_eq!(r, vec![ints(&[1]), ints(&[3])]);
+    assert!(err(&mut e, "INSERT INTO m (k, raw) VALUES (6, '\\x0g')")
+        .contains("invalid hexadecimal digit: \"g\""));
     assert!(err(&mut e, "INSERT INTO m (k) VALUES (40000)").contains("smallint out of range"));
     assert!(
         err(&mut e, "INSERT INTO m (k, amount) VALUES (3, 123456789.5)")

@@ -121,7 +121,10 @@ fn coerce_slow(v: &Value, ty: DataType) -> Result<Value, SqlError> {
             _ => fit_text(render_text(v), n),
         },
         (_, DataType::Varbinary(n)) => {
-            let b = to_bytes(v, ty).map_err(|_| mismatch(v, ty))?;
+            let b = match v {
+                Value::Text(_) | Value::Bytes(_) => to_bytes(v, ty)?,
+                _ => return Err(mismatch(v, ty)),
+            };
             if let Some(n) = n.filter(|n| b.len() > *n as usize) {
                 return Err(SqlError::TooLong(format!(
                     "value too long for type varbinary({n})"
@@ -355,10 +358,59 @@ pub(crate) fn parse_decimal(s: &str) -> Result<Decimal, SqlError> {
 
 fn to_bytes(v: &Value, ty: DataType) -> Result<Vec<u8>, SqlError> {
     match v {
-        Value::Text(s) => Ok(s.as_bytes().to_vec()),
+        Value::Text(s) => parse_bytea(s),
         Value::Bytes(b) => Ok(b.to_vec()),
         _ => Err(cannot_cast(v, ty)),
     }
+}
+
+/// Text as PostgreSQL reads it into bytea: `\x` then hex digit pairs
+/// (whitespace between pairs allowed), the form Ohm and PostgreSQL print and
+/// pg_dump writes; otherwise the escape form, where `\\` is a backslash,
+/// `\ooo` an octal byte and any other byte stands for itself.
+fn parse_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
+    let b = s.as_bytes();
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let digit = |c: u8| -> Result<u8, SqlError> {
+            (c as char).to_digit(16).map(|d| d as u8).ok_or_else(|| {
+                SqlError::exec(format!("invalid hexadecimal digit: \"{}\"", c as char))
+            })
+        };
+        let mut out = Vec::with_capacity(hex.len() / 2);
+        let mut digits = hex.bytes().filter(|c| !c.is_ascii_whitespace());
+        while let Some(hi) = digits.next() {
+            let Some(lo) = digits.next() else {
+                return Err(SqlError::exec(
+                    "invalid hexadecimal data: odd number of digits",
+                ));
+            };
+            out.push(digit(hi)? << 4 | digit(lo)?);
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = b
+                .get(i + 1..i + 4)
+                .filter(|o| o[0] <= b'3' && o.iter().all(|d| (b'0'..=b'7').contains(d)));
+            let Some(o) = octal else {
+                return Err(SqlError::exec(
+                    "invalid input syntax for type bytea: a backslash must begin \\\\, \\ooo (octal) or, first, \\x (hex)",
+                ));
+            };
+            out.push((o[0] - b'0') << 6 | (o[1] - b'0') << 3 | (o[2] - b'0'));
+            i += 4;
+        }
+    }
+    Ok(out)
 }
 
 fn to_bool(v: &Value) -> Result<bool, SqlError> {
@@ -718,6 +770,29 @@ mod tests {
     fn to_bytes_bool_timestamp() {
         let b = |s: &[u8]| Value::Bytes(Arc::from(s));
         same(ok(Value::text("ab"), Varbinary(None)), b(b"ab"));
+        // PostgreSQL's bytea input: hex after \x, else escapes.
+        same(
+            ok(Value::text("\\x00fF 10"), Varbinary(None)),
+            b(&[0, 0xff, 0x10]),
+        );
+        same(
+            ok(Value::text("a\\\\b\\001\\377"), Varbinary(None)),
+            b(b"a\\b\x01\xff"),
+        );
+        same(ok(Value::text("\\x"), Varbinary(None)), b(b""));
+        assert_eq!(
+            bad(Value::text("\\x0"), Varbinary(None)),
+            "invalid hexadecimal data: odd number of digits"
+        );
+        assert_eq!(
+            bad(Value::text("\\xzz"), Varbinary(None)),
+            "invalid hexadecimal digit: \"z\""
+        );
+        assert!(bad(Value::text("a\\9"), Varbinary(None)).contains("type bytea"));
+        assert!(bad(Value::text("\\400"), Varbinary(None)).contains("type bytea"));
+        // Printing and reading back are inverse.
+        let v = b(&[0xde, 0x01, b'\\']);
+        same(ok(Value::text(&v.to_string()), Varbinary(None)), v);
         same(ok(b(b"abc"), Varbinary(Some(2))), b(b"ab"));
         assert_eq!(
             bad(Value::Int(1), Varbinary(None)),
