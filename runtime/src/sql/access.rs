@@ -281,8 +281,8 @@ pub fn plan_levels(
             }
         }
         level.access = choose_access(b, sources, si, &placed, &local, &join);
-        (level.exact_filters, level.exact_join) =
-            exact_filters(b, &sources[si], &level.access, &local, &join);
+        let exact = exact_filters(b, &sources[si], &level.access, &local, &join);
+        (level.exact_filters, level.exact_join) = (exact.local, exact.join);
         let off = src.offset;
         level.local_filter = local
             .into_iter()
@@ -841,109 +841,132 @@ fn hash_join(sources: &[Source], si: usize, join: &[Expr]) -> Option<Access> {
     }
 }
 
-/// Which predicates the chosen access answers by itself for integer
-/// probes: `col = key` for each key of an index lookup (in `local`, or in
-/// `join` when the key reads earlier levels), the bounds of a range, and a
-/// hash join's key equalities (in `join`), on integer columns. For a hash
-/// join the local positions are those its `from` access answers while the
-/// table is built. Returns (positions in `local`, positions in `join`).
+/// The predicates an access answers by itself when probed with integers
+/// (`Level::exact_filters`, `Level::exact_join`): positions in the level's
+/// local and join predicates.
+#[derive(Default)]
+struct Exact {
+    local: Vec<usize>,
+    join: Vec<usize>,
+}
+
+/// Which predicates the chosen access answers by itself for integer probes
+/// of integer columns: `col = key` for each key of an index lookup (in
+/// `local`, or in `join` when the key reads earlier levels), the bounds of a
+/// range, and a hash join's key equalities (in `join`). For a hash join the
+/// local positions are those its `from` access answers while the table is
+/// built.
 fn exact_filters(
     b: &Binder,
     src: &Source,
     access: &Access,
     local: &[Expr],
     join: &[Expr],
-) -> (Vec<usize>, Vec<usize>) {
+) -> Exact {
     let SourceKind::Table { id, .. } = &src.kind else {
-        return (Vec::new(), Vec::new());
+        return Exact::default();
     };
     let Some(table) = b.catalog.db.table(*id) else {
-        return (Vec::new(), Vec::new());
+        return Exact::default();
     };
     let schema = table.schema();
     let int_col = |c: usize| schema.columns.get(c).is_some_and(|col| col.ty.is_integer());
-    let col = |c: usize| Expr::Column(src.offset + c);
-    let is_cmp = |e: &Expr, op: CmpOp, c: usize, k: &Expr| match e {
-        Expr::Cmp(o, l, r) => {
-            (*o == op && **l == col(c) && **r == *k)
-                || (o.flip() == op && **r == col(c) && **l == *k)
-        }
-        _ => false,
-    };
-    let mut out = Vec::new();
-    let mut out_join = Vec::new();
+    let cmp = Cmp { offset: src.offset };
     match access {
         Access::IndexEq { index, keys, .. } => {
-            let Some(ix) = schema.indexes.get(*index) else {
-                return (out, out_join);
-            };
-            for (c, k) in ix.columns.iter().zip(keys) {
-                if !int_col(*c) {
-                    continue;
-                }
-                if let Some(i) = local.iter().position(|e| is_cmp(e, CmpOp::Eq, *c, k)) {
-                    out.push(i);
-                } else if let Some(i) = join.iter().position(|e| is_cmp(e, CmpOp::Eq, *c, k)) {
-                    out_join.push(i);
+            let mut exact = Exact::default();
+            let columns = schema.indexes.get(*index).map_or(&[][..], |ix| &ix.columns);
+            for (&c, k) in columns.iter().zip(keys).filter(|(c, _)| int_col(**c)) {
+                let is_key = |e: &Expr| cmp.is(e, CmpOp::Eq, c, k);
+                if let Some(i) = local.iter().position(is_key) {
+                    exact.local.push(i);
+                } else if let Some(i) = join.iter().position(is_key) {
+                    exact.join.push(i);
                 }
             }
+            exact
         }
         Access::HashJoin {
             build, probe, from, ..
         } => {
+            let mut exact = exact_filters(b, src, from, local, &[]);
             for (k, p) in build.iter().zip(probe) {
+                // Build keys still read the combined row here.
                 let Expr::Column(c) = k else { continue };
                 let Some(c) = c.checked_sub(src.offset).filter(|c| int_col(*c)) else {
                     continue;
                 };
-                if let Some(i) = join.iter().position(|e| is_cmp(e, CmpOp::Eq, c, p)) {
-                    out_join.push(i);
+                if let Some(i) = join.iter().position(|e| cmp.is(e, CmpOp::Eq, c, p)) {
+                    exact.join.push(i);
                 }
             }
-            out = exact_filters(b, src, from, local, &[]).0;
+            exact
         }
         Access::IndexRange {
             index,
             lower,
             upper,
             ..
-        } => {
-            let Some(&c) = schema.indexes.get(*index).and_then(|ix| ix.columns.first()) else {
-                return (out, out_join);
-            };
-            if !int_col(c) {
-                return (out, out_join);
-            }
-            for (i, e) in local.iter().enumerate() {
-                let exact = match e {
-                    Expr::Between {
-                        expr,
-                        low,
-                        high,
-                        negated: false,
-                    } => {
-                        **expr == col(c)
-                            && lower.as_ref().is_some_and(|(x, incl)| *incl && *x == **low)
-                            && upper
-                                .as_ref()
-                                .is_some_and(|(x, incl)| *incl && *x == **high)
-                    }
-                    _ => {
-                        let lo = lower.as_ref().is_some_and(|(x, incl)| {
-                            is_cmp(e, if *incl { CmpOp::GtEq } else { CmpOp::Gt }, c, x)
-                        });
-                        let hi = upper.as_ref().is_some_and(|(x, incl)| {
-                            is_cmp(e, if *incl { CmpOp::LtEq } else { CmpOp::Lt }, c, x)
-                        });
-                        lo || hi
-                    }
-                };
-                if exact {
-                    out.push(i);
-                }
-            }
-        }
-        _ => {}
+        } => match schema.indexes.get(*index).and_then(|ix| ix.columns.first()) {
+            Some(&c) if int_col(c) => Exact {
+                local: range_bounds(&cmp, c, lower.as_ref(), upper.as_ref(), local),
+                join: Vec::new(),
+            },
+            _ => Exact::default(),
+        },
+        _ => Exact::default(),
     }
-    (out, out_join)
+}
+
+/// Comparisons of a column of the source at `offset` with a key, as
+/// written (either side) and with the key the same expression exactly.
+struct Cmp {
+    offset: usize,
+}
+
+impl Cmp {
+    fn is(&self, e: &Expr, op: CmpOp, c: usize, k: &Expr) -> bool {
+        let col = Expr::Column(self.offset + c);
+        match e {
+            Expr::Cmp(o, l, r) => {
+                (*o == op && **l == col && same_expr(r, k))
+                    || (o.flip() == op && **r == col && same_expr(l, k))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Positions in `local` of the predicates an integer range on column `c`
+/// answers: `c BETWEEN lower AND upper` (both inclusive) and `c >= lower`,
+/// `c > lower`, `c <= upper`, `c < upper` as the range reads them.
+fn range_bounds(
+    cmp: &Cmp,
+    c: usize,
+    lower: Option<&(Expr, bool)>,
+    upper: Option<&(Expr, bool)>,
+    local: &[Expr],
+) -> Vec<usize> {
+    let answered = |e: &Expr| match e {
+        Expr::Between {
+            expr,
+            low,
+            high,
+            negated: false,
+        } => {
+            **expr == Expr::Column(cmp.offset + c)
+                && lower.is_some_and(|(x, incl)| *incl && same_expr(x, low))
+                && upper.is_some_and(|(x, incl)| *incl && same_expr(x, high))
+        }
+        _ => {
+            let lo = lower.is_some_and(|(x, incl)| {
+                cmp.is(e, if *incl { CmpOp::GtEq } else { CmpOp::Gt }, c, x)
+            });
+            let hi = upper.is_some_and(|(x, incl)| {
+                cmp.is(e, if *incl { CmpOp::LtEq } else { CmpOp::Lt }, c, x)
+            });
+            lo || hi
+        }
+    };
+    (0..local.len()).filter(|&i| answered(&local[i])).collect()
 }

@@ -10,12 +10,18 @@ use super::expr::{Ctx, Expr};
 use super::interrupt;
 use super::ops::{self, ArithOp};
 use super::plan::*;
-use crate::storage::FxHashMap;
 use crate::storage::{RowId, Table};
 use crate::types::{Value, ValueKind};
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashSet;
+
+/// The hash map of a statement's hash-join, GROUP BY and INTERSECT/EXCEPT
+/// tables. Their keys are the tenant's data, which may come from anyone:
+/// foldhash seeds every table from a per-process secret, so no list of keys
+/// collides in every table (std's SipHash would too, at twice the cost per
+/// key). Nothing iterates these maps, so results never depend on the seed.
+type SeededMap<K, V> = foldhash::HashMap<K, V>;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -63,7 +69,7 @@ pub fn run_query(
             *all,
             run_query(left, ctx, None)?,
             run_query(right, ctx, None)?,
-        ),
+        )?,
     };
     if !plan.order_by.is_empty() {
         sort_rows(&mut rows, &plan.order_by);
@@ -144,8 +150,15 @@ fn sort_rows(rows: &mut [Vec<Value>], keys: &[SortKey]) {
     rows.sort_by(|a, b| compare_rows(a, b, keys));
 }
 
-fn set_op(op: SetOp, all: bool, left: Vec<Vec<Value>>, right: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
-    match (op, all) {
+/// UNION, INTERSECT and EXCEPT of two row lists; the deadline is checked
+/// as rows are hashed.
+fn set_op(
+    op: SetOp,
+    all: bool,
+    left: Vec<Vec<Value>>,
+    right: Vec<Vec<Value>>,
+) -> Result<Vec<Vec<Value>>, SqlError> {
+    Ok(match (op, all) {
         (SetOp::Union, true) => {
             let mut out = left;
             out.extend(right);
@@ -153,19 +166,25 @@ fn set_op(op: SetOp, all: bool, left: Vec<Vec<Value>>, right: Vec<Vec<Value>>) -
         }
         (SetOp::Union, false) => {
             let mut seen = HashSet::new();
-            left.into_iter()
-                .chain(right)
-                .filter(|r| seen.insert(r.clone()))
-                .collect()
+            let mut out = Vec::new();
+            for r in left.into_iter().chain(right) {
+                interrupt::tick()?;
+                if seen.insert(r.clone()) {
+                    out.push(r);
+                }
+            }
+            out
         }
         (SetOp::Intersect, _) | (SetOp::Except, _) => {
-            let mut counts: FxHashMap<Vec<Value>, usize> = FxHashMap::default();
+            let mut counts: SeededMap<Vec<Value>, usize> = SeededMap::default();
             for r in right {
+                interrupt::tick()?;
                 *counts.entry(r).or_default() += 1;
             }
             let mut seen = HashSet::new();
             let mut out = Vec::new();
             for r in left {
+                interrupt::tick()?;
                 let in_right = match counts.get_mut(&r) {
                     Some(c) if *c > 0 => {
                         if all {
@@ -182,7 +201,7 @@ fn set_op(op: SetOp, all: bool, left: Vec<Vec<Value>>, right: Vec<Vec<Value>>) -
             }
             out
         }
-    }
+    })
 }
 
 /// Per-execution state: materialized derived tables and hash-join tables
@@ -236,11 +255,14 @@ enum Probe<'s> {
     EveryHashed(&'s HashTable),
 }
 
-/// A hash join's table: key values to the row numbers holding them, and
-/// the kind of each key column's values as built.
+/// A hash join's table: key values to the row numbers holding them (in
+/// `rows`, in the order keys were first seen, which is the order a probe
+/// that must try every row reads them), and the kind of each key column's
+/// values as built.
 #[derive(Default)]
 pub struct HashTable {
-    map: FxHashMap<Vec<Value>, Vec<u32>>,
+    map: SeededMap<Vec<Value>, usize>,
+    rows: Vec<Vec<u32>>,
     kinds: Vec<Option<ValueKind>>,
 }
 
@@ -309,13 +331,19 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 }
             }
             let mut table = HashTable {
-                map: FxHashMap::default(),
                 kinds: vec![None; build.len()],
+                ..HashTable::default()
             };
             let mut ids = Vec::new();
             // `from` is never a hash join: no level's table is looked up.
-            let probe = self.probe(&st, (usize::MAX, level.source, from), &[], &mut ids)?;
-            let skip = !level.exact_filters.is_empty() && self.int_keys(from, &[])?;
+            let mut skip = false;
+            let probe = self.probe(
+                &st,
+                (usize::MAX, level.source, from),
+                &[],
+                &mut ids,
+                &mut skip,
+            )?;
             self.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
                 interrupt::tick()?;
                 for (i, f) in level.local_filter.iter().enumerate() {
@@ -335,10 +363,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     kind.get_or_insert(v.kind());
                 }
                 // Most rows join a key already seen: no key is copied then.
-                match table.map.get_mut(key) {
-                    Some(ids) => ids.push(id),
+                match table.map.get(key) {
+                    Some(&at) => table.rows[at].push(id),
                     None => {
-                        table.map.insert(key.to_vec(), vec![id]);
+                        table.map.insert(key.to_vec(), table.rows.len());
+                        table.rows.push(vec![id]);
                     }
                 }
                 Ok(true)
@@ -355,16 +384,22 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     /// Where the candidate rows of source `source` read by `access` (level
     /// `lvl`'s, or a hash table's `from`) come from, given the combined row
     /// so far: index results are written into `ids` (a buffer kept per level,
-    /// so probing allocates nothing once it has grown).
+    /// so probing allocates nothing once it has grown). Each key is
+    /// evaluated once, here; `ints` is set when an index lookup's keys, a
+    /// range's bounds or a (not kept) hash probe's keys are all integers,
+    /// which is when the level's exact positions need no re-check.
     fn probe<'s>(
         &self,
         st: &'s State,
         (lvl, source, access): (usize, usize, &Access),
         buf: &[Value],
         ids: &mut Vec<RowId>,
+        ints: &mut bool,
     ) -> Result<Probe<'s>, SqlError> {
         let src = &self.plan.sources[source];
         let ctx = self.ctx;
+        let all_int = |key: &[Value]| key.iter().all(|v| matches!(v, Value::Int(_)));
+        *ints = false;
         match access {
             Access::Scan => Ok(Probe::Scan),
             Access::IndexEq { index, keys, .. } => {
@@ -376,6 +411,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 if key.iter().any(Value::is_null) {
                     return Ok(Probe::Nothing);
                 }
+                *ints = all_int(key);
                 let unique = t
                     .schema()
                     .indexes
@@ -424,15 +460,22 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else {
                     return Ok(Probe::Nothing);
                 };
+                let bound_int = |b: &Bound<Value>| match b {
+                    Bound::Included(v) | Bound::Excluded(v) => matches!(v, Value::Int(_)),
+                    Bound::Unbounded => true,
+                };
+                *ints = bound_int(&lo) && bound_int(&hi);
                 t.index_range_into(*index, one_value_bound(&lo), one_value_bound(&hi), ids);
                 Ok(Probe::Ids)
             }
-            Access::HashJoin { probe, .. } => {
+            Access::HashJoin { probe, kept, .. } => {
                 let key = Key::eval(probe, ctx, buf)?;
                 let key = key.values();
                 if key.iter().any(Value::is_null) {
                     return Ok(Probe::Nothing);
                 }
+                // A kept table's key equalities are local filters, re-checked.
+                *ints = !kept && all_int(key);
                 let table = st
                     .hash
                     .get(lvl)
@@ -442,7 +485,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     return Ok(Probe::EveryHashed(table));
                 }
                 Ok(match table.map.get(key) {
-                    Some(found) => Probe::Hashed(found),
+                    Some(&at) => Probe::Hashed(&table.rows[at]),
                     None => Probe::Nothing,
                 })
             }
@@ -498,7 +541,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 }
             }
             Probe::EveryHashed(table) => {
-                for &id in table.map.values().flatten() {
+                for &id in table.rows.iter().flatten() {
                     if let Some(row) = at(id) {
                         if !each(id, row)? {
                             return Ok(false);
@@ -538,11 +581,16 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             _ => None,
         };
         let mut matched = false;
-        let skip = (!level.exact_filters.is_empty() || !level.exact_join.is_empty())
-            && self.int_keys(&level.access, buf)?;
+        let mut skip = false;
         let mut ids = std::mem::take(&mut st.ids.borrow_mut()[lvl]);
         ids.clear();
-        let probe = self.probe(st, (lvl, level.source, &level.access), buf, &mut ids)?;
+        let probe = self.probe(
+            st,
+            (lvl, level.source, &level.access),
+            buf,
+            &mut ids,
+            &mut skip,
+        )?;
         // One candidate row: false when the sink wants no more rows.
         let mut each = |_: u32, row: &[Value]| -> Result<bool, SqlError> {
             // Also where a join finds nothing: it can still run for long.
@@ -592,39 +640,6 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             }
         }
         Ok(true)
-    }
-
-    /// True when the access's index keys and bounds, or hash probe keys,
-    /// all evaluate to integers, so the level's `exact_filters` and
-    /// `exact_join` are already guaranteed by the access.
-    fn int_keys(&self, access: &Access, buf: &[Value]) -> Result<bool, SqlError> {
-        let is_int = |e: &Expr| -> Result<bool, SqlError> {
-            Ok(matches!(e.eval(self.ctx, buf)?, Value::Int(_)))
-        };
-        match access {
-            Access::IndexEq { keys, .. }
-            | Access::HashJoin {
-                probe: keys,
-                kept: false,
-                ..
-            } => {
-                for k in keys {
-                    if !is_int(k)? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            Access::IndexRange { lower, upper, .. } => {
-                for (e, _) in lower.iter().chain(upper.iter()) {
-                    if !is_int(e)? {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
     }
 
     /// The level's own predicates on a candidate row, minus those the index
@@ -714,9 +729,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 if key.iter().any(Value::is_null) {
                     return Ok(Some(()));
                 }
-                // Same rule as `int_keys`, on the key already evaluated.
-                let skip = !level.exact_filters.is_empty()
-                    && key.iter().all(|v| matches!(v, Value::Int(_)));
+                // Same rule as `probe`'s `ints`.
+                let skip = key.iter().all(|v| matches!(v, Value::Int(_)));
                 if let Some(row) = t.index_get(*index, key).and_then(|id| t.get(id)) {
                     if pass(row, skip)? {
                         sink(row)?;
@@ -730,9 +744,15 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             hash: Vec::new(),
             ids: RefCell::new(Vec::new()),
         };
-        let skip = !level.exact_filters.is_empty() && self.int_keys(&level.access, &[])?;
         let mut ids = Vec::new();
-        let probe = self.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
+        let mut skip = false;
+        let probe = self.probe(
+            &st,
+            (0, level.source, &level.access),
+            &[],
+            &mut ids,
+            &mut skip,
+        )?;
         self.each_row(&st, level.source, &probe, &ids, &mut |_, row| {
             Ok(!pass(row, skip)? || sink(row)?)
         })?;
@@ -755,7 +775,15 @@ pub fn matching_row_ids(
     let level = &plan.levels[0];
     let mut out = Vec::new();
     let mut ids = Vec::new();
-    let probe = runner.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
+    // UPDATE and DELETE re-check every filter: `ints` goes unused.
+    let mut ints = false;
+    let probe = runner.probe(
+        &st,
+        (0, level.source, &level.access),
+        &[],
+        &mut ids,
+        &mut ints,
+    )?;
     runner.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
         interrupt::tick()?;
         for f in level.local_filter.iter().chain(&level.join_filter) {
@@ -860,7 +888,7 @@ enum Acc {
 }
 
 struct Groups {
-    index: FxHashMap<Vec<Value>, usize>,
+    index: SeededMap<Vec<Value>, usize>,
     keys: Vec<Vec<Value>>,
     accs: Vec<Vec<Acc>>,
     distinct: Vec<Vec<HashSet<Value>>>,
@@ -871,7 +899,7 @@ struct Groups {
 impl Groups {
     fn new(agg: &AggPlan) -> Groups {
         let mut g = Groups {
-            index: FxHashMap::default(),
+            index: SeededMap::default(),
             keys: Vec::new(),
             accs: Vec::new(),
             distinct: Vec::new(),

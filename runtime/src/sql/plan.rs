@@ -114,11 +114,13 @@ pub struct Level {
     /// its keys and bounds evaluate to integers (an integer index probed with
     /// integers): those need no re-check per row. Any other probe value
     /// re-checks them, so type errors and numeric subtleties still surface.
-    /// For a hash join: those its `from` access answers while building.
+    /// For a hash join these are what its `from` access (an index range)
+    /// answers while the table is built; every other local filter is
+    /// applied while building, and none is evaluated per probe.
     pub exact_filters: Vec<usize>,
     /// Positions in `join_filter` the access answers exactly under the same
-    /// rule: the equalities an index lookup or a hash join takes its keys
-    /// from.
+    /// rule: the equalities an index lookup or a (not kept) hash join takes
+    /// its keys from.
     pub exact_join: Vec<usize>,
 }
 

@@ -624,95 +624,105 @@ fn select_levels(p: &Prepared) -> Vec<plan::Level> {
 }
 
 #[test]
-fn join_keys_an_index_or_hash_table_answers_are_not_rechecked_but_agree_with_sql() {
+fn join_keys_an_index_or_hash_table_answers_agree_with_sql() {
     let mut e = engine(
         "CREATE TABLE b (id INTEGER PRIMARY KEY, region VARCHAR(8));
+         CREATE TABLE c (id INTEGER PRIMARY KEY, region VARCHAR(8));
          CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER, x DOUBLE)",
     );
-    for i in 1..=20 {
-        e.execute(&format!("INSERT INTO b VALUES ({i}, 'r{}')", i % 3))
+    // b is small: scanned first, it probes a hash table built from a's id
+    // window. c is large: a's window is read first and looks c up by key.
+    for (t, n) in [("b", 20), ("c", 2000)] {
+        let values: Vec<String> = (1..=n).map(|i| format!("({i}, 'r{}')", i % 3)).collect();
+        e.execute(&format!("INSERT INTO {t} VALUES {}", values.join(", ")))
             .unwrap();
     }
-    for i in 1..=2000 {
-        e.execute(&format!(
-            "INSERT INTO a VALUES ({i}, {}, {})",
-            i % 25,
-            f64::from(i % 25) + if i % 2 == 0 { 0.0 } else { 0.5 },
-        ))
+    // b_id 0 joins nothing (nor do 21..24 in b); x is b_id for even ids,
+    // b_id + 0.5 for odd ones.
+    let values: Vec<String> = (1..=2000)
+        .map(|i| {
+            let half = if i % 2 == 0 { 0.0 } else { 0.5 };
+            format!("({i}, {}, {})", i % 25, f64::from(i % 25) + half)
+        })
+        .collect();
+    e.execute(&format!("INSERT INTO a VALUES {}", values.join(", ")))
         .unwrap();
-    }
-    // The bench's join + GROUP BY: a hash join building from the id range
-    // (exact: the range is not re-checked while building) probed by the
-    // 20 branches, or index lookups of the branch; either way the key
-    // equality is answered by the access, not re-evaluated per row.
-    let q = "SELECT b.region, COUNT(*), SUM(a.id) FROM a JOIN b ON a.b_id = b.id \
-             WHERE a.id BETWEEN ? AND ? GROUP BY b.region ORDER BY b.region";
-    let p = e.prepare(q).unwrap();
-    let got = match e
-        .execute_prepared(&p, &[Value::Int(101), Value::Int(600)])
-        .unwrap()
-    {
-        QueryResult::Rows(r) => r.rows,
-        other => panic!("{other:?}"),
-    };
-    let mut want = std::collections::BTreeMap::<String, (i64, i64)>::new();
-    for i in 101..=600i64 {
-        let bid = i % 25;
-        if (1..=20).contains(&bid) {
-            let g = want.entry(format!("r{}", bid % 3)).or_default();
+    // What SQL says: per region, the count and id sum of a's rows in the
+    // window whose row among `n` exists and that pass `keep(id, b_id, x)`.
+    let want = |n: i64, lo: i64, hi: i64, keep: &dyn Fn(i64, i64, f64) -> Option<i64>| {
+        let mut groups = std::collections::BTreeMap::<String, (i64, i64)>::new();
+        for i in lo..=hi {
+            let x = (i % 25) as f64 + if i % 2 == 0 { 0.0 } else { 0.5 };
+            let Some(bid) = keep(i, i % 25, x).filter(|b| (1..=n).contains(b)) else {
+                continue;
+            };
+            let g = groups.entry(format!("r{}", bid % 3)).or_default();
             g.0 += 1;
             g.1 += i;
         }
-    }
-    let want: Vec<Vec<Value>> = want
-        .into_iter()
-        .map(|(r, (n, sum))| vec![Value::text(&r), Value::Int(n), Value::Int(sum)])
-        .collect();
-    assert_eq!(got, want);
-    let levels = select_levels(&p);
-    let joined = levels.iter().find(|l| !l.join_filter.is_empty()).unwrap();
-    assert_eq!(joined.exact_join, vec![0], "{levels:#?}");
-    if let plan::Access::HashJoin { .. } = joined.access {
-        assert!(!joined.exact_filters.is_empty(), "{levels:#?}");
-    }
-    // A DOUBLE key equated to an integer column is never exact: 7.0 = 7
-    // joins, 7.5 does not, as SQL's `=` says.
-    let r = rows(
-        &mut e,
-        "SELECT COUNT(*) FROM a JOIN b ON a.x = b.id WHERE a.id BETWEEN 1 AND 100",
-    );
-    let want = (1..=100)
-        .filter(|i| i % 2 == 0 && (1..=20).contains(&(i % 25)))
-        .count() as i64;
-    assert_eq!(r, vec![ints(&[want])]);
-    let p = e
-        .prepare("SELECT COUNT(*) FROM a JOIN b ON a.x = b.id WHERE a.id BETWEEN ? AND ?")
-        .unwrap();
-    let r = match e
-        .execute_prepared(&p, &[Value::Int(1), Value::Int(100)])
-        .unwrap()
-    {
-        QueryResult::Rows(r) => r.rows,
-        other => panic!("{other:?}"),
+        groups
+            .into_iter()
+            .map(|(r, (n, sum))| vec![Value::text(&r), Value::Int(n), Value::Int(sum)])
+            .collect::<Vec<_>>()
     };
-    assert_eq!(r, vec![ints(&[want])]);
-    let levels = select_levels(&p);
-    assert!(
-        levels.iter().any(|l| !l.join_filter.is_empty()),
-        "{levels:#?}"
-    );
-    assert!(
-        levels.iter().all(|l| l.exact_join.is_empty()),
-        "a DOUBLE key is re-checked: {levels:#?}"
-    );
-    let r = rows(
-        &mut e,
-        "SELECT COUNT(*) FROM b JOIN a ON a.b_id = b.id AND a.x = b.id WHERE a.id < 60",
-    );
-    let want = (1..60)
-        .filter(|i| i % 2 == 0 && (1..=20).contains(&(i % 25)))
-        .count() as i64;
-    assert_eq!(r, vec![ints(&[want])]);
+    // The key equality, plus one that is not a key (`a.x > b.id` holds for
+    // odd ids only): the access answers the first, never the second.
+    let key_and_more = |_: i64, bid: i64, x: f64| Some(bid).filter(|b| x > *b as f64);
+    // A DOUBLE key: 7.0 = 7 joins, 7.5 does not.
+    let double_key = |_: i64, _: i64, x: f64| Some(x as i64).filter(|b| *b as f64 == x);
+    let mut shapes = std::collections::BTreeSet::new();
+    let cases = [
+        (
+            "a JOIN b",
+            "a.b_id = b.id AND a.x > b.id",
+            &key_and_more as &dyn Fn(_, _, _) -> _,
+        ),
+        ("b JOIN a", "a.b_id = b.id AND a.x > b.id", &key_and_more),
+        ("a JOIN b", "a.x = b.id", &double_key),
+        ("b JOIN a", "b.id = a.x", &double_key),
+    ];
+    for ((from, on, keep), (t, n)) in cases
+        .into_iter()
+        .flat_map(|case| [(case, ("b", 20)), (case, ("c", 2000))])
+    {
+        let (from, on) = (from.replace('b', t), on.replace("b.", &format!("{t}.")));
+        let q = format!(
+            "SELECT {t}.region, COUNT(*), SUM(a.id) FROM {from} ON {on} \
+             WHERE a.id BETWEEN ? AND ? GROUP BY {t}.region ORDER BY {t}.region"
+        );
+        let p = e.prepare(&q).unwrap();
+        for (lo, hi) in [(3, 9), (101, 1900)] {
+            let got = match e
+                .execute_prepared(&p, &[Value::Int(lo), Value::Int(hi)])
+                .unwrap()
+            {
+                QueryResult::Rows(r) => r.rows,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, want(n, lo, hi, keep), "{q} with {lo}..{hi}");
+            let levels = select_levels(&p);
+            let joined = levels.iter().find(|l| !l.join_filter.is_empty()).unwrap();
+            let shape = match joined.access {
+                plan::Access::IndexEq { .. } => "index",
+                plan::Access::HashJoin { .. } => "hash",
+                _ => "other",
+            };
+            let keyed = !joined.exact_join.is_empty();
+            shapes.insert((shape, keyed));
+            // The key equality (position 0) is answered by an integer
+            // index whatever the probe (a DOUBLE probe value re-checks it
+            // when run), by a hash table only when it is built on an
+            // integer column; `a.x > b.id` never is.
+            let want_exact = match shape {
+                "index" => vec![0],
+                "hash" if on.starts_with("a.b_id") => vec![0],
+                _ => vec![],
+            };
+            assert_eq!(joined.exact_join, want_exact, "{q}: {levels:#?}");
+        }
+    }
+    assert!(shapes.contains(&("index", true)), "{shapes:?}");
+    assert!(shapes.contains(&("hash", true)), "{shapes:?}");
 }
 
 #[test]

@@ -3,10 +3,8 @@
 //! Owns: `FxHasher` (the rustc "Fx" multiply-rotate scheme) and the
 //! `FxHashMap` alias. Must not: be used where an adversary picks keys to
 //! force collisions across a network boundary without a bound on work; index
-//! keys are bounded by table size, a query's hash-join and GROUP BY tables
-//! by its statement's row limits and deadline (the keys are the tenant's own
-//! data), and a fixed hasher keeps iteration and simulation replay
-//! deterministic.
+//! keys are bounded by table size, and a fixed hasher keeps iteration and
+//! simulation replay deterministic.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -34,7 +34,6 @@ mod tests_ddl;
 mod tests_model;
 
 pub use db::{Database, Placement, SeqCursor};
-pub use hash::FxHashMap;
 pub use table::{SnapshotToken, Table};
 
 use crate::types::{DataType, Value};
