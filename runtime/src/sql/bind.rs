@@ -701,6 +701,34 @@ impl<'c> Binder<'c> {
                     ops::scalar_return_type("extract", &[]),
                 )
             }
+            A::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => {
+                let (ts, ty) = b(timestamp)?;
+                let (zone, _) = b(time_zone)?;
+                // An untyped literal is read as an instant, as PostgreSQL does.
+                let (ts, ty) = coerce_literal(ts, ty, Some(DataType::TimestampTz))?;
+                if let Some(other) = ty.filter(|t| {
+                    !matches!(
+                        t,
+                        DataType::Timestamp | DataType::TimestampTz | DataType::Date
+                    )
+                }) {
+                    return Err(SqlError::plan(format!(
+                        "AT TIME ZONE of {other}: it takes a TIMESTAMP, a TIMESTAMP \
+                         WITH TIME ZONE or a DATE"
+                    )));
+                }
+                let args = [None, ty];
+                (
+                    Expr::Func {
+                        name: "timezone".into(),
+                        args: vec![zone, ts],
+                    },
+                    ops::scalar_return_type("timezone", &args),
+                )
+            }
             A::TypedString(ts) => {
                 let ty = super::ddl::map_type(&ts.data_type)?;
                 let text = match &ts.value.value {

@@ -416,6 +416,22 @@ fn parse_clock(s: &str) -> Result<i64, DateTimeError> {
     Ok(us)
 }
 
+/// The zone of `AT TIME ZONE 'z'` as microseconds east of UTC. PostgreSQL
+/// reads a numeric zone there as POSIX does, counting hours *west*:
+/// `'+05'` and `'UTC+5'` are five hours behind UTC, `'-03:30'` is ahead.
+pub fn posix_zone_east(z: &str) -> Result<i64, DateTimeError> {
+    let t = z.trim();
+    let lower = t.to_ascii_lowercase();
+    let offset = ["utc", "gmt"]
+        .iter()
+        .find_map(|p| lower.strip_prefix(p).filter(|r| r.starts_with(['+', '-'])))
+        .map_or(t, |r| &t[t.len() - r.len()..]);
+    if !offset.starts_with(['+', '-']) {
+        return parse_zone(t);
+    }
+    Ok(-parse_zone(offset)?)
+}
+
 /// A zone as microseconds east of UTC.
 fn parse_zone(z: &str) -> Result<i64, DateTimeError> {
     let t = z.trim();
@@ -939,6 +955,27 @@ mod tests {
             parse_timestamptz("2020-01-01 10:00 Europe/Paris"),
             Err(DateTimeError::UnknownZone("Europe/Paris".into()))
         );
+    }
+
+    #[test]
+    fn at_time_zone_reads_numeric_zones_as_posix_does() {
+        let h = USECS_PER_HOUR;
+        for (zone, east) in [
+            ("UTC", 0),
+            (" z ", 0),
+            ("+05", -5 * h),
+            ("UTC+5", -5 * h),
+            ("gmt-3", 3 * h),
+            ("-03:30", 3 * h + 30 * USECS_PER_MINUTE),
+        ] {
+            assert_eq!(posix_zone_east(zone), Ok(east), "{zone}");
+        }
+        assert_eq!(
+            posix_zone_east("Europe/Paris"),
+            Err(DateTimeError::UnknownZone("Europe/Paris".into()))
+        );
+        assert_eq!(posix_zone_east("UTC+16"), Err(DateTimeError::OutOfRange));
+        assert!(posix_zone_east("UTCx").is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Date and time functions: `EXTRACT` (and `date_part`), `date_trunc`,
-//! `make_date`, `to_timestamp`, `age`. PostgreSQL's definitions, with the
+//! `make_date`, `to_timestamp`, `age`, `timezone` (`AT TIME ZONE`). PostgreSQL's definitions, with the
 //! session's zone fixed at UTC. `now()` and its kin are not here: they read
 //! the transaction's timestamp, which the expression evaluator holds.
 
@@ -18,7 +18,7 @@ pub fn arity(name: &str) -> Option<(usize, Option<usize>)> {
         "extract" | "date_part" | "date_trunc" => (2, Some(2)),
         "make_date" => (3, Some(3)),
         "to_timestamp" => (1, Some(1)),
-        "age" => (2, Some(2)),
+        "age" | "timezone" => (2, Some(2)),
         _ => return None,
     })
 }
@@ -36,6 +36,10 @@ pub fn return_type(name: &str, args: &[Option<DataType>]) -> Option<DataType> {
         "make_date" => DataType::Date,
         "to_timestamp" => DataType::TimestampTz,
         "age" => DataType::Interval,
+        "timezone" => match args.get(1).copied().flatten() {
+            Some(DataType::Timestamp) => DataType::TimestampTz,
+            _ => DataType::Timestamp,
+        },
         _ => return None,
     })
 }
@@ -58,6 +62,7 @@ pub fn call(name: &str, args: &[Value]) -> Result<Option<Value>, SqlError> {
         "make_date" => make_date(args)?,
         "to_timestamp" => to_timestamp(&args[0])?,
         "age" => age(&args[0], &args[1])?,
+        "timezone" => at_time_zone(&args[0], &args[1])?,
         _ => return Ok(None),
     };
     Ok(Some(v))
@@ -338,6 +343,47 @@ fn to_timestamp(v: &Value) -> Result<Value, SqlError> {
         )));
     }
     Ok(Value::TimestampTz(us as i64))
+}
+
+/// `ts AT TIME ZONE zone` (`timezone(zone, ts)`): a TIMESTAMP read as local
+/// time in `zone` becomes the instant (TIMESTAMPTZ); an instant (or a DATE,
+/// midnight UTC) becomes the local time in `zone`. The zone is UTC, a POSIX
+/// offset (`'+05'` is five hours *west*, as PostgreSQL reads it) or an
+/// INTERVAL east of UTC; named zones need a zone database Ohm does not keep.
+fn at_time_zone(zone: &Value, ts: &Value) -> Result<Value, SqlError> {
+    let east = match zone {
+        Value::Text(z) => dt::posix_zone_east(z).map_err(|e| match e {
+            dt::DateTimeError::OutOfRange => {
+                SqlError::OutOfRange(format!("time zone offset out of range: \"{z}\""))
+            }
+            _ => SqlError::exec(format!(
+                "time zone \"{z}\" not recognized: Ohm keeps no time-zone database; \
+                 give 'UTC', INTERVAL '+05:00' (hours east of UTC) or a POSIX offset \
+                 such as 'UTC+5' (which, as in PostgreSQL, is five hours west)"
+            )),
+        })?,
+        Value::Interval(iv) if iv.months == 0 && iv.days == 0 => iv.micros,
+        Value::Interval(_) => {
+            return Err(SqlError::exec(format!(
+                "interval time zone \"{zone}\" must not include months or days"
+            )))
+        }
+        other => return Err(no_such_signature("timezone", &[other.clone(), ts.clone()])),
+    };
+    let shifted = |us: i64, by: i64| {
+        us.checked_add(by)
+            .filter(|t| dt::timestamp_in_range(*t))
+            .ok_or_else(|| SqlError::OutOfRange("timestamp out of range".into()))
+    };
+    match ts {
+        Value::Timestamp(local) => shifted(*local, -east).map(Value::TimestampTz),
+        Value::TimestampTz(utc) => shifted(*utc, east).map(Value::Timestamp),
+        Value::Date(d) => shifted(date_micros(*d)?, east).map(Value::Timestamp),
+        other => Err(no_such_signature(
+            "timezone",
+            &[zone.clone(), other.clone()],
+        )),
+    }
 }
 
 /// `age(a, b)`: `a - b` in years, months and days as a calendar counts
