@@ -45,6 +45,9 @@ const ROWS_MAX: usize = 50_000_000;
 /// Point selects (and a few scans) compared row for row between engines.
 const VERIFY_SAMPLES: usize = 200;
 const WARMUP_MAX: Duration = Duration::from_millis(500);
+/// Slices each operation is measured in, the engines taking turns, so that
+/// a burst of load from a neighbour on a shared machine falls on both.
+const ROUNDS: usize = 5;
 const SEED: u64 = 0x0_4D5E_ED;
 
 /// The measured operations, in the order the table prints them.
@@ -189,23 +192,62 @@ fn verify(a: &mut impl BenchDb, b: &mut impl BenchDb, rows: usize) -> anyhow::Re
     Ok(())
 }
 
-/// Measures every operation on `db`; returns ops/s in `Op::ALL` order.
-fn measure_all<D: BenchDb>(db: &mut D, opts: &SqlBenchOptions) -> anyhow::Result<Vec<f64>> {
-    let measured = Duration::from_secs_f64(opts.seconds);
-    let warmup = (measured / 10).min(WARMUP_MAX);
-    let mut rates = vec![0.0; Op::ALL.len()];
+/// One operation's rates: each engine's median ops/s over the rounds, and
+/// the median of the rounds' ratios (a over b).
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    a: f64,
+    b: f64,
+    ratio: f64,
+}
+
+/// Measures every operation on both engines, alternating them in `ROUNDS`
+/// slices of `seconds / ROUNDS` each; returns rates in `Op::ALL` order.
+fn measure_both<A: BenchDb, B: BenchDb>(
+    a: &mut A,
+    b: &mut B,
+    opts: &SqlBenchOptions,
+) -> anyhow::Result<Vec<Rates>> {
+    let slice = Duration::from_secs_f64(opts.seconds / ROUNDS as f64);
+    let warmup = (slice / 10).min(WARMUP_MAX);
+    let mut rates = vec![
+        Rates {
+            a: 0.0,
+            b: 0.0,
+            ratio: 0.0
+        };
+        Op::ALL.len()
+    ];
     // Inserts go last so that the reads see the table as loaded, the same
     // size on both engines whatever their insert rates.
     for (i, op) in Op::ALL.into_iter().enumerate().rev() {
-        let stmt = db.prepare(op.sql())?;
-        let mut workload = Workload::new(opts.rows);
-        rates[i] = measure(warmup, measured, || {
-            let params = workload.params(op);
-            db.run(&stmt, &params)
-        })
-        .with_context(|| format!("{}: measuring {}", db.name(), op.label()))?;
+        let (stmt_a, stmt_b) = (a.prepare(op.sql())?, b.prepare(op.sql())?);
+        // Each engine draws the same parameter sequence across its slices.
+        let (mut work_a, mut work_b) = (Workload::new(opts.rows), Workload::new(opts.rows));
+        let (mut ra, mut rb) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+        for _ in 0..ROUNDS {
+            ra.push(
+                measure(warmup, slice, || a.run(&stmt_a, &work_a.params(op)))
+                    .with_context(|| format!("{}: measuring {}", a.name(), op.label()))?,
+            );
+            rb.push(
+                measure(warmup, slice, || b.run(&stmt_b, &work_b.params(op)))
+                    .with_context(|| format!("{}: measuring {}", b.name(), op.label()))?,
+            );
+        }
+        let mut ratios: Vec<f64> = ra.iter().zip(&rb).map(|(x, y)| x / y).collect();
+        rates[i] = Rates {
+            a: median(&mut ra),
+            b: median(&mut rb),
+            ratio: median(&mut ratios),
+        };
     }
     Ok(rates)
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 fn check_options(opts: &SqlBenchOptions) -> anyhow::Result<()> {
@@ -255,20 +297,25 @@ pub(super) fn run(opts: &SqlBenchOptions) -> anyhow::Result<()> {
     verify(&mut ohm, &mut sqlite, opts.rows)?;
     println!("verified: both engines agree on COUNT(*), SUM(balance) and sampled queries");
 
-    let ohm_rates = measure_all(&mut ohm, opts)?;
-    let sqlite_rates = measure_all(&mut sqlite, opts)?;
+    let rates = measure_both(&mut ohm, &mut sqlite, opts)?;
     println!();
+    println!(
+        "each operation: {ROUNDS} rounds of {:.2} s per engine, taking turns; \
+         medians of the rounds' rates and of their ratios",
+        opts.seconds / ROUNDS as f64
+    );
     println!(
         "{:<28} | {:>12} | {:>12} | {:>10}",
         "operation", "ohm ops/s", "sqlite ops/s", "ohm/sqlite"
     );
     println!("{:-<28}-+-{:->12}-+-{:->12}-+-{:->10}", "", "", "", "");
-    for (i, op) in Op::ALL.into_iter().enumerate() {
-        let (o, s) = (ohm_rates[i], sqlite_rates[i]);
+    for (op, r) in Op::ALL.into_iter().zip(&rates) {
         println!(
-            "{:<28} | {o:>12.0} | {s:>12.0} | {:>10.2}",
+            "{:<28} | {:>12.0} | {:>12.0} | {:>10.2}",
             op.label(),
-            o / s
+            r.a,
+            r.b,
+            r.ratio
         );
     }
     Ok(())
@@ -293,8 +340,13 @@ mod tests {
         load(&mut a, opts.rows).unwrap();
         load(&mut b, opts.rows).unwrap();
         verify(&mut a, &mut b, opts.rows).unwrap();
-        let rates = measure_all(&mut a, &opts).unwrap();
-        assert!(rates.iter().all(|r| *r > 0.0), "{rates:?}");
+        let rates = measure_both(&mut a, &mut b, &opts).unwrap();
+        assert!(
+            rates
+                .iter()
+                .all(|r| r.a > 0.0 && r.b > 0.0 && r.ratio > 0.0),
+            "{rates:?}"
+        );
         // The range scan really returns its 100 rows.
         let stmt = a.prepare(RANGE_SCAN).unwrap();
         let rows = a.rows(&stmt, &[Value::Int(1), Value::Int(100)]).unwrap();
