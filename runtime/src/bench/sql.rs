@@ -48,6 +48,8 @@ const WARMUP_MAX: Duration = Duration::from_millis(500);
 /// Slices each operation is measured in, the engines taking turns, so that
 /// a burst of load from a neighbour on a shared machine falls on both.
 const ROUNDS: usize = 5;
+// `median` takes the middle one.
+const _: () = assert!(ROUNDS % 2 == 1);
 const SEED: u64 = 0x0_4D5E_ED;
 
 /// The measured operations, in the order the table prints them.
@@ -341,10 +343,11 @@ mod tests {
         load(&mut b, opts.rows).unwrap();
         verify(&mut a, &mut b, opts.rows).unwrap();
         let rates = measure_both(&mut a, &mut b, &opts).unwrap();
+        assert_eq!(rates.len(), Op::ALL.len());
         assert!(
             rates
                 .iter()
-                .all(|r| r.a > 0.0 && r.b > 0.0 && r.ratio > 0.0),
+                .all(|r| r.a.is_finite() && r.b.is_finite() && r.ratio.is_finite()),
             "{rates:?}"
         );
         // The range scan really returns its 100 rows.

@@ -871,7 +871,7 @@ fn exact_filters(
     };
     let schema = table.schema();
     let int_col = |c: usize| schema.columns.get(c).is_some_and(|col| col.ty.is_integer());
-    let cmp = Cmp { offset: src.offset };
+    let cmp = ColumnCmp { offset: src.offset };
     match access {
         Access::IndexEq { index, keys, .. } => {
             let mut exact = Exact::default();
@@ -909,7 +909,7 @@ fn exact_filters(
             ..
         } => match schema.indexes.get(*index).and_then(|ix| ix.columns.first()) {
             Some(&c) if int_col(c) => Exact {
-                local: range_bounds(&cmp, c, lower.as_ref(), upper.as_ref(), local),
+                local: answered_by_range(&cmp, c, lower.as_ref(), upper.as_ref(), local),
                 join: Vec::new(),
             },
             _ => Exact::default(),
@@ -920,11 +920,11 @@ fn exact_filters(
 
 /// Comparisons of a column of the source at `offset` with a key, as
 /// written (either side) and with the key the same expression exactly.
-struct Cmp {
+struct ColumnCmp {
     offset: usize,
 }
 
-impl Cmp {
+impl ColumnCmp {
     fn is(&self, e: &Expr, op: CmpOp, c: usize, k: &Expr) -> bool {
         let col = Expr::Column(self.offset + c);
         match e {
@@ -940,8 +940,8 @@ impl Cmp {
 /// Positions in `local` of the predicates an integer range on column `c`
 /// answers: `c BETWEEN lower AND upper` (both inclusive) and `c >= lower`,
 /// `c > lower`, `c <= upper`, `c < upper` as the range reads them.
-fn range_bounds(
-    cmp: &Cmp,
+fn answered_by_range(
+    cmp: &ColumnCmp,
     c: usize,
     lower: Option<&(Expr, bool)>,
     upper: Option<&(Expr, bool)>,

@@ -706,18 +706,25 @@ impl<'c> Binder<'c> {
                 time_zone,
             } => {
                 let (ts, ty) = b(timestamp)?;
-                let (zone, _) = b(time_zone)?;
+                let (zone, zone_ty) = b(time_zone)?;
                 // An untyped literal is read as an instant, as PostgreSQL does.
                 let (ts, ty) = coerce_literal(ts, ty, Some(DataType::TimestampTz))?;
-                if let Some(other) = ty.filter(|t| {
-                    !matches!(
-                        t,
-                        DataType::Timestamp | DataType::TimestampTz | DataType::Date
-                    )
-                }) {
+                let wrong = match ty {
+                    Some(DataType::Timestamp | DataType::TimestampTz | DataType::Date) => None,
+                    // The result's type depends on the argument's.
+                    None if matches!(ts, Expr::Param(_)) => Some("a parameter".to_string()),
+                    None => None,
+                    Some(other) => Some(other.to_string()),
+                };
+                if let Some(what) = wrong {
                     return Err(SqlError::plan(format!(
-                        "AT TIME ZONE of {other}: it takes a TIMESTAMP, a TIMESTAMP \
-                         WITH TIME ZONE or a DATE"
+                        "AT TIME ZONE of {what}: it takes a TIMESTAMP, a TIMESTAMP WITH \
+                         TIME ZONE or a DATE (for a parameter, CAST it to one)"
+                    )));
+                }
+                if let Some(t) = zone_ty.filter(|t| !t.is_text() && *t != DataType::Interval) {
+                    return Err(SqlError::plan(format!(
+                        "AT TIME ZONE {t}: a zone is text ('UTC', 'UTC+5') or an INTERVAL"
                     )));
                 }
                 let args = [None, ty];

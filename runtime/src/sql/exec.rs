@@ -15,15 +15,17 @@ use crate::types::{Value, ValueKind};
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashSet;
-
-/// The hash map of a statement's hash-join, GROUP BY and INTERSECT/EXCEPT
-/// tables. Their keys are the tenant's data, which may come from anyone:
-/// foldhash seeds every table from a per-process secret, so no list of keys
-/// collides in every table (std's SipHash would too, at twice the cost per
-/// key). Nothing iterates these maps, so results never depend on the seed.
-type SeededMap<K, V> = foldhash::HashMap<K, V>;
 use std::ops::Bound;
 use std::sync::Arc;
+
+/// The hash map of a statement's hash-join, GROUP BY and INTERSECT/EXCEPT
+/// tables, whose keys are the tenant's data and may come from anyone.
+/// foldhash seeds each table differently (from a per-process secret), so a
+/// list of keys made to collide in one table does not collide in the next;
+/// it is not proof against an attacker who learns the secret, and what
+/// bounds a statement's work is its deadline (`interrupt::tick`). Nothing
+/// iterates these maps, so no result depends on the seed.
+type SeededMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Rows a query may produce before it is stopped: bounds memory on hostile
 /// input such as a 64-way cross join.
@@ -336,14 +338,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             };
             let mut ids = Vec::new();
             // `from` is never a hash join: no level's table is looked up.
-            let mut skip = false;
-            let probe = self.probe(
-                &st,
-                (usize::MAX, level.source, from),
-                &[],
-                &mut ids,
-                &mut skip,
-            )?;
+            let (probe, skip) = self.probe(&st, (usize::MAX, level.source, from), &[], &mut ids)?;
             self.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
                 interrupt::tick()?;
                 for (i, f) in level.local_filter.iter().enumerate() {
@@ -385,33 +380,31 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     /// `lvl`'s, or a hash table's `from`) come from, given the combined row
     /// so far: index results are written into `ids` (a buffer kept per level,
     /// so probing allocates nothing once it has grown). Each key is
-    /// evaluated once, here; `ints` is set when an index lookup's keys, a
-    /// range's bounds or a (not kept) hash probe's keys are all integers,
-    /// which is when the level's exact positions need no re-check.
+    /// evaluated once, here. The flag returned is true when an index
+    /// lookup's keys, a range's bounds or a (not kept) hash probe's keys are
+    /// all integers and rows were looked up by them: then the level's exact
+    /// positions need no re-check.
     fn probe<'s>(
         &self,
         st: &'s State,
         (lvl, source, access): (usize, usize, &Access),
         buf: &[Value],
         ids: &mut Vec<RowId>,
-        ints: &mut bool,
-    ) -> Result<Probe<'s>, SqlError> {
+    ) -> Result<(Probe<'s>, bool), SqlError> {
         let src = &self.plan.sources[source];
         let ctx = self.ctx;
         let all_int = |key: &[Value]| key.iter().all(|v| matches!(v, Value::Int(_)));
-        *ints = false;
         match access {
-            Access::Scan => Ok(Probe::Scan),
+            Access::Scan => Ok((Probe::Scan, false)),
             Access::IndexEq { index, keys, .. } => {
                 let Some(t) = self.table(src)? else {
-                    return Ok(Probe::Nothing);
+                    return Ok((Probe::Nothing, false));
                 };
                 let key = Key::eval(keys, ctx, buf)?;
                 let key = key.values();
                 if key.iter().any(Value::is_null) {
-                    return Ok(Probe::Nothing);
+                    return Ok((Probe::Nothing, false));
                 }
-                *ints = all_int(key);
                 let unique = t
                     .schema()
                     .indexes
@@ -422,11 +415,11 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 } else {
                     t.index_lookup_into(*index, key, ids);
                 }
-                Ok(Probe::Ids)
+                Ok((Probe::Ids, all_int(key)))
             }
             Access::IndexIn { index, values, .. } => {
                 let Some(t) = self.table(src)? else {
-                    return Ok(Probe::Nothing);
+                    return Ok((Probe::Nothing, false));
                 };
                 for v in values {
                     let v = v.eval(ctx, buf)?;
@@ -436,7 +429,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 }
                 ids.sort_unstable();
                 ids.dedup();
-                Ok(Probe::Ids)
+                Ok((Probe::Ids, false))
             }
             Access::IndexRange {
                 index,
@@ -445,7 +438,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 ..
             } => {
                 let Some(t) = self.table(src)? else {
-                    return Ok(Probe::Nothing);
+                    return Ok((Probe::Nothing, false));
                 };
                 let bound = |b: &Option<(Expr, bool)>| -> Result<Option<Bound<Value>>, SqlError> {
                     Ok(match b {
@@ -458,35 +451,33 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                     })
                 };
                 let (Some(lo), Some(hi)) = (bound(lower)?, bound(upper)?) else {
-                    return Ok(Probe::Nothing);
+                    return Ok((Probe::Nothing, false));
                 };
                 let bound_int = |b: &Bound<Value>| match b {
                     Bound::Included(v) | Bound::Excluded(v) => matches!(v, Value::Int(_)),
                     Bound::Unbounded => true,
                 };
-                *ints = bound_int(&lo) && bound_int(&hi);
                 t.index_range_into(*index, one_value_bound(&lo), one_value_bound(&hi), ids);
-                Ok(Probe::Ids)
+                Ok((Probe::Ids, bound_int(&lo) && bound_int(&hi)))
             }
             Access::HashJoin { probe, kept, .. } => {
                 let key = Key::eval(probe, ctx, buf)?;
                 let key = key.values();
                 if key.iter().any(Value::is_null) {
-                    return Ok(Probe::Nothing);
+                    return Ok((Probe::Nothing, false));
                 }
-                // A kept table's key equalities are local filters, re-checked.
-                *ints = !kept && all_int(key);
                 let table = st
                     .hash
                     .get(lvl)
                     .and_then(|h| h.as_ref())
                     .ok_or_else(|| SqlError::exec("internal: hash table not built"))?;
                 if !table.hashable(key) {
-                    return Ok(Probe::EveryHashed(table));
+                    return Ok((Probe::EveryHashed(table), false));
                 }
+                // A kept table's key equalities are local filters, re-checked.
                 Ok(match table.map.get(key) {
-                    Some(&at) => Probe::Hashed(&table.rows[at]),
-                    None => Probe::Nothing,
+                    Some(&at) => (Probe::Hashed(&table.rows[at]), !kept && all_int(key)),
+                    None => (Probe::Nothing, false),
                 })
             }
         }
@@ -581,16 +572,9 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             _ => None,
         };
         let mut matched = false;
-        let mut skip = false;
         let mut ids = std::mem::take(&mut st.ids.borrow_mut()[lvl]);
         ids.clear();
-        let probe = self.probe(
-            st,
-            (lvl, level.source, &level.access),
-            buf,
-            &mut ids,
-            &mut skip,
-        )?;
+        let (probe, skip) = self.probe(st, (lvl, level.source, &level.access), buf, &mut ids)?;
         // One candidate row: false when the sink wants no more rows.
         let mut each = |_: u32, row: &[Value]| -> Result<bool, SqlError> {
             // Also where a join finds nothing: it can still run for long.
@@ -745,14 +729,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             ids: RefCell::new(Vec::new()),
         };
         let mut ids = Vec::new();
-        let mut skip = false;
-        let probe = self.probe(
-            &st,
-            (0, level.source, &level.access),
-            &[],
-            &mut ids,
-            &mut skip,
-        )?;
+        let (probe, skip) = self.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
         self.each_row(&st, level.source, &probe, &ids, &mut |_, row| {
             Ok(!pass(row, skip)? || sink(row)?)
         })?;
@@ -775,15 +752,8 @@ pub fn matching_row_ids(
     let level = &plan.levels[0];
     let mut out = Vec::new();
     let mut ids = Vec::new();
-    // UPDATE and DELETE re-check every filter: `ints` goes unused.
-    let mut ints = false;
-    let probe = runner.probe(
-        &st,
-        (0, level.source, &level.access),
-        &[],
-        &mut ids,
-        &mut ints,
-    )?;
+    // UPDATE and DELETE re-check every filter.
+    let (probe, _) = runner.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
     runner.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
         interrupt::tick()?;
         for f in level.local_filter.iter().chain(&level.join_filter) {

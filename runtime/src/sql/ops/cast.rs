@@ -364,30 +364,16 @@ fn to_bytes(v: &Value, ty: DataType) -> Result<Vec<u8>, SqlError> {
     }
 }
 
-/// Text as PostgreSQL reads it into bytea: `\x` then hex digit pairs
-/// (whitespace between pairs allowed), the form Ohm and PostgreSQL print and
-/// pg_dump writes; otherwise the escape form, where `\\` is a backslash,
-/// `\ooo` an octal byte and any other byte stands for itself.
+/// Text as PostgreSQL reads it into bytea: `\\x` then hex digit pairs
+/// (spaces, tabs and newlines allowed before a pair), the form Ohm and
+/// PostgreSQL print and pg_dump writes; otherwise the escape form, where
+/// `\\\\` is a backslash, `\\ooo` an octal byte and any other byte stands
+/// for itself.
 fn parse_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
-    let b = s.as_bytes();
     if let Some(hex) = s.strip_prefix("\\x") {
-        let digit = |c: u8| -> Result<u8, SqlError> {
-            (c as char).to_digit(16).map(|d| d as u8).ok_or_else(|| {
-                SqlError::exec(format!("invalid hexadecimal digit: \"{}\"", c as char))
-            })
-        };
-        let mut out = Vec::with_capacity(hex.len() / 2);
-        let mut digits = hex.bytes().filter(|c| !c.is_ascii_whitespace());
-        while let Some(hi) = digits.next() {
-            let Some(lo) = digits.next() else {
-                return Err(SqlError::exec(
-                    "invalid hexadecimal data: odd number of digits",
-                ));
-            };
-            out.push(digit(hi)? << 4 | digit(lo)?);
-        }
-        return Ok(out);
+        return parse_bytea_hex(hex);
     }
+    let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -403,12 +389,37 @@ fn parse_bytea(s: &str) -> Result<Vec<u8>, SqlError> {
                 .filter(|o| o[0] <= b'3' && o.iter().all(|d| (b'0'..=b'7').contains(d)));
             let Some(o) = octal else {
                 return Err(SqlError::exec(
-                    "invalid input syntax for type bytea: a backslash must begin \\\\, \\ooo (octal) or, first, \\x (hex)",
+                    "invalid input syntax for type bytea: a backslash starts \\\\ (a \
+                     backslash) or \\ooo (an octal byte), or \\x (hex) at the start",
                 ));
             };
             out.push((o[0] - b'0') << 6 | (o[1] - b'0') << 3 | (o[2] - b'0'));
             i += 4;
         }
+    }
+    Ok(out)
+}
+
+/// The digits after `\\x`, as PostgreSQL's `hex_decode` reads them.
+fn parse_bytea_hex(hex: &str) -> Result<Vec<u8>, SqlError> {
+    let digit = |c: char| -> Result<u8, SqlError> {
+        c.to_digit(16)
+            .map(|d| d as u8)
+            .ok_or_else(|| SqlError::exec(format!("invalid hexadecimal digit: \"{c}\"")))
+    };
+    let mut out = Vec::with_capacity(hex.len() / 2);
+    let mut chars = hex.chars();
+    while let Some(hi) = chars.next() {
+        if matches!(hi, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        let hi = digit(hi)?;
+        let Some(lo) = chars.next() else {
+            return Err(SqlError::exec(
+                "invalid hexadecimal data: odd number of digits",
+            ));
+        };
+        out.push(hi << 4 | digit(lo)?);
     }
     Ok(out)
 }
@@ -788,6 +799,19 @@ mod tests {
             bad(Value::text("\\xzz"), Varbinary(None)),
             "invalid hexadecimal digit: \"z\""
         );
+        // Whitespace only between pairs, as PostgreSQL's hex_decode.
+        for (text, digit) in [
+            ("\\x6 869", " "),
+            ("\\x 6 ", " "),
+            ("\\x68\x0c69", "\x0c"),
+            ("\\x6é", "é"),
+        ] {
+            assert_eq!(
+                bad(Value::text(text), Varbinary(None)),
+                format!("invalid hexadecimal digit: \"{digit}\""),
+                "{text:?}"
+            );
+        }
         assert!(bad(Value::text("a\\9"), Varbinary(None)).contains("type bytea"));
         assert!(bad(Value::text("\\400"), Varbinary(None)).contains("type bytea"));
         // Printing and reading back are inverse.

@@ -1,7 +1,8 @@
 //! Date and time functions: `EXTRACT` (and `date_part`), `date_trunc`,
-//! `make_date`, `to_timestamp`, `age`, `timezone` (`AT TIME ZONE`). PostgreSQL's definitions, with the
-//! session's zone fixed at UTC. `now()` and its kin are not here: they read
-//! the transaction's timestamp, which the expression evaluator holds.
+//! `make_date`, `to_timestamp`, `age`, `timezone` (`AT TIME ZONE`).
+//! PostgreSQL's definitions, with the session's zone fixed at UTC. `now()`
+//! and its kin are not here: they read the transaction's timestamp, which
+//! the expression evaluator holds.
 
 use super::func::no_such_signature;
 use super::{cast::date_from_days, cast::date_micros, SqlError};
@@ -348,21 +349,22 @@ fn to_timestamp(v: &Value) -> Result<Value, SqlError> {
 /// `ts AT TIME ZONE zone` (`timezone(zone, ts)`): a TIMESTAMP read as local
 /// time in `zone` becomes the instant (TIMESTAMPTZ); an instant (or a DATE,
 /// midnight UTC) becomes the local time in `zone`. The zone is UTC, a POSIX
-/// offset (`'+05'` is five hours *west*, as PostgreSQL reads it) or an
-/// INTERVAL east of UTC; named zones need a zone database Ohm does not keep.
+/// zone (`'+05'` is five hours *west*, as PostgreSQL reads it:
+/// `dt::posix_zone_east`) or an INTERVAL east of UTC, whole seconds of it
+/// (PostgreSQL drops the fraction); named zones need a zone database Ohm
+/// does not keep.
 fn at_time_zone(zone: &Value, ts: &Value) -> Result<Value, SqlError> {
     let east = match zone {
-        Value::Text(z) => dt::posix_zone_east(z).map_err(|e| match e {
-            dt::DateTimeError::OutOfRange => {
-                SqlError::OutOfRange(format!("time zone offset out of range: \"{z}\""))
-            }
-            _ => SqlError::exec(format!(
+        Value::Text(z) => dt::posix_zone_east(z).map_err(|_| {
+            SqlError::exec(format!(
                 "time zone \"{z}\" not recognized: Ohm keeps no time-zone database; \
-                 give 'UTC', INTERVAL '+05:00' (hours east of UTC) or a POSIX offset \
+                 give 'UTC', INTERVAL '+05:00' (hours east of UTC) or a POSIX zone \
                  such as 'UTC+5' (which, as in PostgreSQL, is five hours west)"
-            )),
+            ))
         })?,
-        Value::Interval(iv) if iv.months == 0 && iv.days == 0 => iv.micros,
+        Value::Interval(iv) if iv.months == 0 && iv.days == 0 => {
+            iv.micros / USECS_PER_SEC * USECS_PER_SEC
+        }
         Value::Interval(_) => {
             return Err(SqlError::exec(format!(
                 "interval time zone \"{zone}\" must not include months or days"
@@ -370,15 +372,14 @@ fn at_time_zone(zone: &Value, ts: &Value) -> Result<Value, SqlError> {
         }
         other => return Err(no_such_signature("timezone", &[other.clone(), ts.clone()])),
     };
-    let shifted = |us: i64, by: i64| {
-        us.checked_add(by)
-            .filter(|t| dt::timestamp_in_range(*t))
+    let in_range = |us: Option<i64>| {
+        us.filter(|t| dt::timestamp_in_range(*t))
             .ok_or_else(|| SqlError::OutOfRange("timestamp out of range".into()))
     };
     match ts {
-        Value::Timestamp(local) => shifted(*local, -east).map(Value::TimestampTz),
-        Value::TimestampTz(utc) => shifted(*utc, east).map(Value::Timestamp),
-        Value::Date(d) => shifted(date_micros(*d)?, east).map(Value::Timestamp),
+        Value::Timestamp(local) => in_range(local.checked_sub(east)).map(Value::TimestampTz),
+        Value::TimestampTz(utc) => in_range(utc.checked_add(east)).map(Value::Timestamp),
+        Value::Date(d) => in_range(date_micros(*d)?.checked_add(east)).map(Value::Timestamp),
         other => Err(no_such_signature(
             "timezone",
             &[zone.clone(), other.clone()],
