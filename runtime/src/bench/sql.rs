@@ -196,7 +196,7 @@ fn verify(a: &mut impl BenchDb, b: &mut impl BenchDb, rows: usize) -> anyhow::Re
 
 /// One operation's rates: each engine's median ops/s over the rounds, and
 /// the median of the rounds' ratios (a over b).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Rates {
     a: f64,
     b: f64,
@@ -212,14 +212,7 @@ fn measure_both<A: BenchDb, B: BenchDb>(
 ) -> anyhow::Result<Vec<Rates>> {
     let slice = Duration::from_secs_f64(opts.seconds / ROUNDS as f64);
     let warmup = (slice / 10).min(WARMUP_MAX);
-    let mut rates = vec![
-        Rates {
-            a: 0.0,
-            b: 0.0,
-            ratio: 0.0
-        };
-        Op::ALL.len()
-    ];
+    let mut rates = vec![Rates::default(); Op::ALL.len()];
     // Inserts go last so that the reads see the table as loaded, the same
     // size on both engines whatever their insert rates.
     for (i, op) in Op::ALL.into_iter().enumerate().rev() {

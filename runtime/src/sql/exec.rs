@@ -393,7 +393,6 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
     ) -> Result<(Probe<'s>, bool), SqlError> {
         let src = &self.plan.sources[source];
         let ctx = self.ctx;
-        let all_int = |key: &[Value]| key.iter().all(|v| matches!(v, Value::Int(_)));
         match access {
             Access::Scan => Ok((Probe::Scan, false)),
             Access::IndexEq { index, keys, .. } => {
@@ -713,8 +712,8 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 if key.iter().any(Value::is_null) {
                     return Ok(Some(()));
                 }
-                // Same rule as `probe`'s `ints`.
-                let skip = key.iter().all(|v| matches!(v, Value::Int(_)));
+                // Same rule as `probe`'s flag.
+                let skip = all_int(key);
                 if let Some(row) = t.index_get(*index, key).and_then(|id| t.get(id)) {
                     if pass(row, skip)? {
                         sink(row)?;
@@ -765,6 +764,12 @@ pub fn matching_row_ids(
         Ok(true)
     })?;
     Ok(out)
+}
+
+/// Whether every value of a key is an integer: then an integer index or
+/// hash table found exactly the rows `=` would (`Level::exact_filters`).
+fn all_int(key: &[Value]) -> bool {
+    key.iter().all(|v| matches!(v, Value::Int(_)))
 }
 
 /// A bound on one value as a bound on a one-value key.

@@ -416,6 +416,9 @@ fn parse_clock(s: &str) -> Result<i64, DateTimeError> {
     Ok(us)
 }
 
+/// Zone names that are UTC (lower case).
+const UTC_NAMES: [&str; 5] = ["z", "utc", "gmt", "zulu", "ut"];
+
 /// The zone of `AT TIME ZONE 'z'` as microseconds east of UTC: `UTC`,
 /// `GMT`, `Z`, `Zulu` or `UT`, or a POSIX zone, as PostgreSQL reads one: an
 /// optional name of three or more letters, then an offset `[+-]h[h[h]]
@@ -426,10 +429,7 @@ fn parse_clock(s: &str) -> Result<i64, DateTimeError> {
 pub fn posix_zone_east(z: &str) -> Result<i64, DateTimeError> {
     const HOURS_MAX: i64 = 167;
     let unknown = || DateTimeError::UnknownZone(z.to_string());
-    if ["utc", "gmt", "z", "zulu", "ut"]
-        .iter()
-        .any(|n| z.eq_ignore_ascii_case(n))
-    {
+    if UTC_NAMES.iter().any(|n| z.eq_ignore_ascii_case(n)) {
         return Ok(0);
     }
     let name = z.bytes().take_while(u8::is_ascii_alphabetic).count();
@@ -445,22 +445,19 @@ pub fn posix_zone_east(z: &str) -> Result<i64, DateTimeError> {
     };
     let mut secs = 0;
     for (i, part) in body.split(':').enumerate() {
-        let (max_len, max) = match i {
-            0 => (3, HOURS_MAX),
-            1 | 2 => (2, 59),
+        // (digits at most, value at most, seconds per unit)
+        let (max_len, max, unit) = match i {
+            0 => (3, HOURS_MAX, 3600),
+            1 => (2, 59, 60),
+            2 => (2, 59, 1),
             _ => return Err(unknown()),
         };
-        if part.len() > max_len {
-            return Err(unknown());
-        }
         let n = digits(part).map_err(|_| unknown())?;
-        if n > max {
+        if part.len() > max_len || n > max {
             return Err(unknown());
         }
-        secs = secs * 60 + n;
+        secs += n * unit;
     }
-    // Fewer than three parts: the missing ones are zero.
-    secs *= 60i64.pow(3 - body.split(':').count() as u32);
     Ok(-west * secs * USECS_PER_SEC)
 }
 
@@ -470,7 +467,7 @@ fn parse_zone(z: &str) -> Result<i64, DateTimeError> {
     if !t.is_ascii() {
         return Err(DateTimeError::UnknownZone(t.to_string()));
     }
-    if ["z", "utc", "gmt", "zulu", "ut"].contains(&t.to_ascii_lowercase().as_str()) {
+    if UTC_NAMES.contains(&t.to_ascii_lowercase().as_str()) {
         return Ok(0);
     }
     let (sign, body) = match t.as_bytes().first() {
