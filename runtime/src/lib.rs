@@ -9,6 +9,7 @@ pub mod consensus;
 pub mod driver;
 pub mod durability;
 pub mod lincheck;
+pub mod loader;
 pub mod net;
 pub mod node;
 pub mod partition;

@@ -61,6 +61,11 @@ enum Command {
     Demo(ohm::cli::demo::DemoArgs),
     /// SQL shell (interactive), or run statements from -c, -f or stdin.
     Sql(ohm::cli::SqlArgs),
+    /// Bulk-load rows into a table from a CSV file or PostgreSQL's COPY
+    /// text format: chunks in parallel, bad lines to a reject file, a
+    /// progress line, and --resume after an interruption.
+    #[command(subcommand)]
+    Load(LoadCommand),
     /// Deploy (or replace) a procedure module.
     Deploy(ohm::cli::DeployArgs),
     /// Remove a module and its procedures.
@@ -99,6 +104,16 @@ enum ClusterCommand {
     Init(ohm::cli::cluster::ClusterInitArgs),
     /// Sign a certificate for one more node with the CA in DIR.
     AddNode(ohm::cli::cluster::ClusterAddNodeArgs),
+}
+
+#[derive(Subcommand)]
+enum LoadCommand {
+    /// CSV (RFC 4180, as PostgreSQL's COPY ... CSV reads it): a header
+    /// line naming the columns unless --no-header.
+    Csv(ohm::cli::load::LoadArgs),
+    /// PostgreSQL's COPY text format (tab-separated, \N for NULL,
+    /// backslash escapes), as `COPY ... TO STDOUT` and pg_dump write it.
+    Text(ohm::cli::load::LoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -239,6 +254,12 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Snapshot(args)) => ohm::bench::snapshot::run(&args),
         Command::Bench(BenchCommand::Tpch(args)) => ohm::bench::tpch::run(&args),
         Command::Sql(args) => client_runtime()?.block_on(ohm::cli::sql::run(args)),
+        Command::Load(LoadCommand::Csv(args)) => {
+            client_runtime()?.block_on(ohm::cli::load::run(args, true))
+        }
+        Command::Load(LoadCommand::Text(args)) => {
+            client_runtime()?.block_on(ohm::cli::load::run(args, false))
+        }
         Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),
         Command::Call(args) => client_runtime()?.block_on(ohm::cli::admin::call(args)),

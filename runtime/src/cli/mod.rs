@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod connect;
 pub mod demo;
 pub mod format;
+pub mod load;
 pub mod script;
 pub mod sql;
 

@@ -18,7 +18,8 @@ use crate::net::frame::read_frame;
 use crate::net::tls::{ClientTrust, PIN_MISMATCH};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
-    CatalogInfo, ErrorCode, ErrorReply, Reply, Request, RequestFrame, Rows, SqlResult, StatusInfo,
+    CatalogInfo, ErrorCode, ErrorReply, Loaded, Reply, Request, RequestFrame, Rows, SqlResult,
+    StatusInfo,
 };
 use crate::types::Value;
 use std::collections::HashMap;
@@ -503,6 +504,17 @@ impl Client {
             timeout_ms,
         };
         sql_result(self.request(request).await?)
+    }
+
+    /// Loads one chunk of rows into a table (docs/PROTOCOL.md, `load`):
+    /// all of it, but for rows skipped under `max_errors`, or none. With
+    /// an idempotency key, a chunk applied before under it is not applied
+    /// again (the answer says `again`).
+    pub async fn load(&self, load: crate::proto::LoadRequest) -> Result<Loaded, ClientError> {
+        match self.request(Request::Load(load)).await? {
+            Reply::Loaded(l) => Ok(l),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {

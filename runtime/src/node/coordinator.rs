@@ -20,7 +20,10 @@ use super::routes::Routes;
 use crate::catalog::Catalog;
 use crate::durability::{self, Entry, KeptCall, LoggedWrites, MultiBody};
 use crate::partition::kept::answer_to_keep;
-use crate::proto::{CatalogInfo, ErrorCode, ErrorReply, ProcedureInfo, Reply, TableInfo};
+use crate::proto::{
+    CatalogInfo, ErrorCode, ErrorReply, LoadRequest, Loaded, ProcedureInfo, RejectedRow, Reply,
+    TableInfo,
+};
 use crate::sql::interrupt;
 use crate::txn::{self, sqltext};
 use crate::types::{TenantId, Value};
@@ -60,6 +63,12 @@ pub enum CoordTask {
         key: Option<String>,
         /// The call's time limit, when less than the tenant's.
         timeout_ms: Option<u64>,
+        reply: ReplyFn,
+    },
+    /// A bulk-load chunk (`load`).
+    Load {
+        tenant: TenantId,
+        load: LoadRequest,
         reply: ReplyFn,
     },
     Deploy {
@@ -187,6 +196,11 @@ impl Coordinator {
                 timeout_ms,
                 reply,
             } => reply(self.call(tenant, &procedure, args, (key, timeout_ms))),
+            CoordTask::Load {
+                tenant,
+                load,
+                reply,
+            } => reply(self.load(tenant, load)),
             CoordTask::Deploy {
                 tenant,
                 name,
@@ -464,6 +478,74 @@ impl Coordinator {
         Ok(reply::output(output))
     }
 
+    /// A `load` chunk: every partition holding the tenant's part, so the
+    /// chunk commits in one coordinator transaction (one record per
+    /// partition). With a key already kept on partition 0, the first
+    /// answer, and nothing loaded again.
+    fn load(&self, tenant: TenantId, l: LoadRequest) -> Result<Reply, ErrorReply> {
+        let mut g = self.hold(Some(tenant))?;
+        if let Some(k) = &l.key {
+            if let Some(answer) = g[0].tenant_ref(tenant).and_then(|p| p.kept.get(k)) {
+                let answer = answer.cloned();
+                g.finish(None)?;
+                return match answer.as_ref().and_then(loaded_from_kept) {
+                    Some(loaded) => Ok(Reply::Loaded(loaded)),
+                    None => Err(ErrorReply::new(
+                        ErrorCode::AlreadyApplied,
+                        format!(
+                            "a load with key {k:?} was applied before and its answer was not \
+                             kept; nothing was loaded this time"
+                        ),
+                    )),
+                };
+            }
+        }
+        let cap = self.routes.quota(tenant, &self.quota).sql_timeout_ms;
+        let limit = l.timeout_ms.map_or(cap, |t| t.min(cap)).max(1);
+        let work = interrupt::Work::begin(Some(limit), None);
+        let chunk = txn::load::Chunk {
+            table: &l.table,
+            columns: &l.columns,
+            rows: l.rows,
+            max_errors: l.max_errors,
+            now_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+        };
+        let (outcome, shares) =
+            txn::load::load(&mut g, tenant, &self.quota, chunk).map_err(|e| load_error(&e))?;
+        drop(work);
+        let loaded = Loaded {
+            loaded: outcome.loaded,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|r| RejectedRow {
+                    row: r.row,
+                    column: r.column,
+                    message: r.message,
+                })
+                .collect(),
+            again: false,
+        };
+        let kept = match l.key {
+            Some(key) if !shares.is_empty() => {
+                let kept = KeptCall {
+                    key,
+                    output: answer_to_keep(&kept_of_loaded(&loaded)),
+                };
+                g[0].tenant(tenant)
+                    .kept
+                    .keep(kept.key.clone(), kept.output.clone());
+                Some(kept)
+            }
+            // Nothing loaded: sending it again loads nothing either.
+            _ => None,
+        };
+        self.commit_shares(g, tenant, shares, kept)?;
+        Ok(Reply::Loaded(loaded))
+    }
+
     fn deploy(
         &mut self,
         tenant: TenantId,
@@ -738,6 +820,86 @@ impl Coordinator {
             quota: values.to_vec(),
         })
     }
+}
+
+fn load_error(e: &txn::load::LoadError) -> ErrorReply {
+    use txn::load::LoadError;
+    match e {
+        LoadError::Sql(e) => reply::sql_error(e),
+        LoadError::Txn(e) => reply::txn_error(e),
+        LoadError::TooManyRejected { .. } => ErrorReply::new(ErrorCode::Sql, e.to_string()),
+    }
+}
+
+/// Column names of a kept `load` answer: its first row holds `loaded`
+/// alone, each next one a rejected row.
+const KEPT_LOAD_COLUMNS: [&str; 4] = ["loaded", "row", "column", "message"];
+
+/// A `load` answer as an idempotency key keeps it (a row set, so the kept
+/// answers of calls and loads are one kind of thing in the log).
+fn kept_of_loaded(l: &Loaded) -> crate::wasm::ProcOutput {
+    let columns: Vec<crate::sql::ColumnInfo> = KEPT_LOAD_COLUMNS
+        .iter()
+        .map(|n| crate::sql::ColumnInfo {
+            name: n.to_string(),
+            ty: None,
+        })
+        .collect();
+    let first = vec![
+        Value::Int(l.loaded as i64),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    ];
+    let rows = std::iter::once(first)
+        .chain(l.rejected.iter().map(|r| {
+            vec![
+                Value::Null,
+                Value::Int(r.row as i64),
+                r.column.as_deref().map_or(Value::Null, Value::text),
+                Value::text(&r.message),
+            ]
+        }))
+        .collect();
+    crate::wasm::ProcOutput::Rows(crate::sql::RowSet {
+        columns: columns.into(),
+        rows,
+    })
+}
+
+/// The `load` answer `kept_of_loaded` kept; None if the key was kept by
+/// something else (a call given the same key).
+fn loaded_from_kept(out: &crate::wasm::ProcOutput) -> Option<Loaded> {
+    let crate::wasm::ProcOutput::Rows(set) = out else {
+        return None;
+    };
+    let names: Vec<&str> = set.columns.iter().map(|c| c.name.as_str()).collect();
+    if names != KEPT_LOAD_COLUMNS {
+        return None;
+    }
+    let (first, rest) = set.rows.split_first()?;
+    let Some(Value::Int(loaded)) = first.first() else {
+        return None;
+    };
+    let mut rejected = Vec::with_capacity(rest.len());
+    for r in rest {
+        let [_, Value::Int(row), column, Value::Text(message)] = r.as_slice() else {
+            return None;
+        };
+        rejected.push(RejectedRow {
+            row: *row as u64,
+            column: match column {
+                Value::Text(c) => Some(c.to_string()),
+                _ => None,
+            },
+            message: message.to_string(),
+        });
+    }
+    Some(Loaded {
+        loaded: *loaded as u64,
+        rejected,
+        again: true,
+    })
 }
 
 fn created(name: &str, token: String) -> Reply {

@@ -44,6 +44,8 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_load;
+#[cfg(test)]
 mod tests_tenancy;
 
 use crate::catalog::{Catalog, PartitionId, ADMIN_TENANT, DEMO_TENANT};

@@ -417,6 +417,7 @@ pub(super) fn reply_of(t: CoordTask) -> ReplyFn {
     match t {
         CoordTask::Sql { reply, .. }
         | CoordTask::Call { reply, .. }
+        | CoordTask::Load { reply, .. }
         | CoordTask::Deploy { reply, .. }
         | CoordTask::Drop { reply, .. }
         | CoordTask::Catalog { reply, .. }
@@ -492,7 +493,10 @@ impl Service for Node {
         // Counted here, where the client is, also when the request is
         // passed to another node: its quota is this node's.
         let quota = self.routes.quota(who.tenant, &self.config.quota);
-        let call = matches!(request, Request::Call { .. } | Request::Sql { .. });
+        let call = matches!(
+            request,
+            Request::Call { .. } | Request::Sql { .. } | Request::Load(_)
+        );
         let replier = match session.usage.begin(&quota, call) {
             Ok(in_flight) => replier.holding(in_flight),
             Err(e) => return replier.send(Err(quota_exceeded(&e))),
@@ -552,6 +556,11 @@ impl Node {
                 timeout_ms,
                 read_only: who.role == Role::Reader,
                 client,
+                reply,
+            }),
+            Request::Load(load) => self.to_coordinator(CoordTask::Load {
+                tenant,
+                load,
                 reply,
             }),
             Request::Deploy { name, wasm } => self.deploy(tenant, name, wasm, reply),
@@ -629,6 +638,7 @@ fn may(who: &Principal, request: &Request) -> Result<(), ErrorReply> {
         Request::Sql { .. } if !runs_all && *role != Role::Reader => {
             needs("ad-hoc SQL needs role owner, deployer or reader (queries only)")
         }
+        Request::Load(_) if !runs_all => needs("loading rows needs role owner or deployer"),
         Request::Deploy { .. } | Request::Drop { .. } if !runs_all => {
             needs("deploying and dropping modules needs role owner or deployer")
         }

@@ -180,7 +180,7 @@ pub(super) fn totals(node: &Node, who: &Principal) -> Vec<(String, i64)> {
 }
 
 /// Runs `f` on every partition's state, held (lent by its core) for it.
-fn inspect<R: Send + 'static>(
+pub(super) fn inspect<R: Send + 'static>(
     node: &Node,
     f: impl FnOnce(&mut [Box<crate::partition::PartitionState>]) -> R + Send + 'static,
 ) -> R {
@@ -196,7 +196,7 @@ fn inspect<R: Send + 'static>(
 }
 
 /// Rows of `table` on each partition.
-fn per_partition(node: &Node, who: &Principal, table: &str) -> Vec<usize> {
+pub(super) fn per_partition(node: &Node, who: &Principal, table: &str) -> Vec<usize> {
     let (tenant, table) = (who.tenant, table.to_string());
     inspect(node, move |states| {
         states
@@ -216,7 +216,7 @@ fn per_partition(node: &Node, who: &Principal, table: &str) -> Vec<usize> {
 
 /// Checks every row of `table` sits on the partition its first column
 /// (the partition column) hashes to.
-fn assert_placed(node: &Node, who: &Principal, table: &str) {
+pub(super) fn assert_placed(node: &Node, who: &Principal, table: &str) {
     let (tenant, table) = (who.tenant, table.to_string());
     inspect(node, move |states| {
         let n = states.len() as u32;

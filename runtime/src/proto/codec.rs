@@ -37,10 +37,11 @@ pub struct FrameTooLarge {
 }
 
 /// The request ops, as named on the wire.
-pub const OPS: [&str; 12] = [
+pub const OPS: [&str; 13] = [
     "auth",
     "call",
     "sql",
+    "load",
     "deploy",
     "drop",
     "catalog",
@@ -71,6 +72,13 @@ pub fn encode_request(
             } => (
                 "sql",
                 1 + usize::from(!params.is_empty()) + usize::from(timeout_ms.is_some()),
+            ),
+            Request::Load(l) => (
+                "load",
+                2 + usize::from(!l.columns.is_empty())
+                    + usize::from(l.key.is_some())
+                    + usize::from(l.max_errors > 0)
+                    + usize::from(l.timeout_ms.is_some()),
             ),
             Request::Deploy { .. } => ("deploy", 2),
             Request::Drop { .. } => ("drop", 1),
@@ -124,6 +132,29 @@ pub fn encode_request(
                 }
                 if let Some(t) = timeout_ms {
                     w::kv_uint(out, "timeout_ms", *t);
+                }
+            }
+            Request::Load(l) => {
+                w::kv_str(out, "table", &l.table);
+                if !l.columns.is_empty() {
+                    w::str(out, "columns");
+                    w::array(out, l.columns.len());
+                    l.columns.iter().for_each(|c| w::str(out, c));
+                }
+                w::str(out, "rows");
+                w::array(out, l.rows.len());
+                for row in &l.rows {
+                    w::array(out, row.len());
+                    row.iter().for_each(|v| w::value(out, v));
+                }
+                if let Some(k) = &l.key {
+                    w::kv_str(out, "key", k);
+                }
+                if l.max_errors > 0 {
+                    w::kv_uint(out, "max_errors", l.max_errors);
+                }
+                if let Some(t) = l.timeout_ms {
+                    w::kv_uint(out, "timeout_ms", t);
                 }
             }
             Request::Deploy { name, wasm } => {
@@ -192,6 +223,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
     let (mut sql, mut name, mut wasm, mut key) = (None, None, None, None);
     let (mut params, mut set, mut timeout_ms) = (None, None, None);
     let (mut tenant, mut role, mut grants) = (None, None, None);
+    let (mut table, mut columns, mut rows, mut max_errors) = (None, None, None, None);
     for _ in 0..r.map_len()? {
         match r.str()? {
             "id" => id = Some(field(&mut r, "id", Reader::uint)?),
@@ -209,6 +241,10 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             "tenant" => tenant = Some(field(&mut r, "tenant", Reader::str)?),
             "role" => role = Some(field(&mut r, "role", Reader::str)?),
             "grants" => grants = Some(field(&mut r, "grants", grant_list)?),
+            "table" => table = Some(field(&mut r, "table", Reader::str)?),
+            "columns" => columns = Some(field(&mut r, "columns", column_list)?),
+            "rows" => rows = Some(field(&mut r, "rows", load_rows)?),
+            "max_errors" => max_errors = Some(field(&mut r, "max_errors", Reader::uint)?),
             _ => r.skip(1)?,
         }
     }
@@ -230,6 +266,14 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
             params: params.unwrap_or_default(),
             timeout_ms,
         },
+        "load" => Request::Load(crate::proto::LoadRequest {
+            table: required(table, "table", "op \"load\"")?.to_string(),
+            columns: columns.unwrap_or_default(),
+            rows: required(rows, "rows", "op \"load\"")?,
+            key: key.map(idempotency_key).transpose()?,
+            max_errors: max_errors.unwrap_or(0),
+            timeout_ms,
+        }),
         "deploy" => Request::Deploy {
             name: required(name, "name", "op \"deploy\"")?.to_string(),
             wasm: required(wasm, "wasm", "op \"deploy\"")?.to_vec(),
@@ -434,6 +478,61 @@ fn grant_list(r: &mut Reader) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         out.push(r.str().map_err(|e| e.at_index(i))?.to_string());
+    }
+    Ok(out)
+}
+
+/// `load`'s `columns`: at most `sql::TABLE_COLUMNS_MAX` names.
+fn column_list(r: &mut Reader) -> Result<Vec<String>> {
+    let n = r.array_len()?;
+    let max = crate::sql::TABLE_COLUMNS_MAX;
+    if n > max {
+        return Err(DecodeError {
+            bad_value: true,
+            ..DecodeError::new(format!("{n} columns, over {max}"))
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(r.str().map_err(|e| e.at_index(i))?.to_string());
+    }
+    Ok(out)
+}
+
+/// `load`'s `rows`: at most `LOAD_ROWS_MAX` arrays of values, and at most
+/// `ITEMS_MAX` values in all (each takes far more memory decoded than its
+/// one byte on the wire).
+fn load_rows(r: &mut Reader) -> Result<Vec<Vec<Value>>> {
+    let n = r.array_len()?;
+    let max = crate::proto::LOAD_ROWS_MAX;
+    if n > max {
+        return Err(DecodeError {
+            bad_value: true,
+            ..DecodeError::new(format!("{n} rows, over {max} per request"))
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut values_left = ITEMS_MAX;
+    for i in 0..n {
+        let row = (|| {
+            let len = r.array_len()?;
+            if len > values_left {
+                return Err(DecodeError {
+                    bad_value: true,
+                    ..DecodeError::new(format!(
+                        "the rows hold over {ITEMS_MAX} values; send fewer rows per request"
+                    ))
+                });
+            }
+            values_left -= len;
+            let mut row = Vec::with_capacity(len);
+            for j in 0..len {
+                row.push(r.value().map_err(|e| e.at_index(j))?);
+            }
+            Ok(row)
+        })()
+        .map_err(|e| e.at_index(i))?;
+        out.push(row);
     }
     Ok(out)
 }

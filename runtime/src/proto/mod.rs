@@ -54,6 +54,9 @@ pub enum Request {
         params: Vec<Value>,
         timeout_ms: Option<u64>,
     },
+    /// Bulk load: rows for one table, applied all or nothing (but for
+    /// rows skipped under `max_errors`), one log record per partition.
+    Load(LoadRequest),
     /// Deploy (or atomically replace) a procedure module.
     Deploy { name: String, wasm: Vec<u8> },
     /// Remove a module and its procedures.
@@ -157,6 +160,8 @@ pub enum Reply {
         principal: PrincipalDesc,
         token: String,
     },
+    /// What a `load` did.
+    Loaded(Loaded),
     /// A principal revoked.
     Revoked {
         tenant: String,
@@ -167,6 +172,51 @@ pub enum Reply {
         tenant: String,
         principals: Vec<PrincipalDesc>,
     },
+}
+
+/// `load`: one chunk of rows for one table. The node routes each row to
+/// the partition that owns it and applies the chunk in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRequest {
+    pub table: String,
+    /// The columns each row gives, in order; empty: every column of the
+    /// table, in table order.
+    pub columns: Vec<String>,
+    /// Values as the wire sends them, retyped by each column's type (as
+    /// call arguments are by their parameters').
+    pub rows: Vec<Vec<Value>>,
+    /// Idempotency key: a chunk already applied under it is answered as
+    /// the first time and not applied again.
+    pub key: Option<String>,
+    /// Rows that may fail (and are skipped, each reported) before the
+    /// whole chunk is refused.
+    pub max_errors: u64,
+    /// The chunk's time limit, if less than the tenant's `sql_timeout_ms`.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Rows one `load` request may carry.
+pub const LOAD_ROWS_MAX: usize = 1 << 20;
+
+/// What a `load` did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Loaded {
+    /// Rows inserted.
+    pub loaded: u64,
+    /// Rows skipped, each with why (at most `max_errors` of them).
+    pub rejected: Vec<RejectedRow>,
+    /// The chunk was applied before under this key: this is that answer.
+    pub again: bool,
+}
+
+/// A row a `load` could not insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRow {
+    /// Its place in the request's `rows`, from 1.
+    pub row: u64,
+    /// The column at fault, when one is.
+    pub column: Option<String>,
+    pub message: String,
 }
 
 /// A principal's name and role, and a caller's grants.

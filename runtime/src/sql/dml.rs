@@ -407,26 +407,8 @@ fn insert(
     let rows = {
         let cache = RefCell::new(SubqueryCache::default());
         let ctx = Ctx::new(db, params, now_us, &cache);
-        let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| -> Result<Vec<Value>, SqlError> {
-            let mut full: Vec<Value> = Vec::with_capacity(p.defaults.len());
-            if p.all_columns_in_order {
-                // Every column given, in table order: no defaults to place.
-                for v in values {
-                    full.push(v?);
-                }
-            } else {
-                for d in &p.defaults {
-                    full.push(d.eval(&ctx, &[])?);
-                }
-                for &t in &p.targets {
-                    if let Some(v) = values.next() {
-                        full[t] = v?;
-                    }
-                }
-            }
-            coerce_row(&mut full, &p.column_types, &p.table_name, |i| column_name(db, p.table, i))?;
-            constraint::check_row(&p.checks, &ctx, &full, &p.table_name)?;
-            Ok(full)
+        let full_row = |values: &mut dyn Iterator<Item = Result<Value, SqlError>>| {
+            full_row(db, p, &ctx, values)
         };
         match &p.source.node {
             // VALUES: evaluate straight into the table row, no intermediate result.
@@ -466,6 +448,53 @@ fn insert(
         }
     }
     Ok(n)
+}
+
+/// The table row for one source row (values in `p.targets` order):
+/// defaults placed, values coerced to the column types, CHECKs checked.
+fn full_row(
+    db: &Database,
+    p: &InsertPlan,
+    ctx: &Ctx,
+    values: &mut dyn Iterator<Item = Result<Value, SqlError>>,
+) -> Result<Vec<Value>, SqlError> {
+    let mut full: Vec<Value> = Vec::with_capacity(p.defaults.len());
+    if p.all_columns_in_order {
+        // Every column given, in table order: no defaults to place.
+        for v in values {
+            full.push(v?);
+        }
+    } else {
+        for d in &p.defaults {
+            full.push(d.eval(ctx, &[])?);
+        }
+        for &t in &p.targets {
+            if let Some(v) = values.next() {
+                full[t] = v?;
+            }
+        }
+    }
+    coerce_row(&mut full, &p.column_types, &p.table_name, |i| {
+        column_name(db, p.table, i)
+    })?;
+    constraint::check_row(&p.checks, ctx, &full, &p.table_name)?;
+    Ok(full)
+}
+
+/// Inserts one row whose values are given (in `p.targets` order, one per
+/// target): a loaded row, with no expressions of its own to evaluate.
+pub fn insert_given(
+    db: &mut Database,
+    p: &InsertPlan,
+    values: Vec<Value>,
+    now_us: i64,
+) -> Result<u64, SqlError> {
+    let row = {
+        let cache = RefCell::new(SubqueryCache::default());
+        let ctx = Ctx::new(db, &[], now_us, &cache);
+        full_row(db, p, &ctx, &mut values.into_iter().map(Ok))?
+    };
+    Ok(u64::from(insert_one(db, p, row, &[], now_us)?))
 }
 
 /// Rows of `table` that conflict with `row` on unique index `index`.

@@ -20,6 +20,7 @@ mod exec;
 pub mod expr;
 mod fk;
 pub mod interrupt;
+pub mod load;
 pub mod ops;
 pub mod plan;
 mod select;

@@ -17,6 +17,7 @@
 //! with its share); name wire types. Two-phase commit across nodes comes
 //! later and replaces the "hold every partition" rule.
 
+pub mod load;
 pub mod route;
 pub mod scratch;
 pub mod sqltext;

@@ -6,8 +6,8 @@
 use super::read::{DecodeError, Reader, Result};
 use super::{field, required, values, w};
 use crate::proto::{
-    CatalogInfo, Column, PartitionStatus, PeerLink, PrincipalDesc, ProcedureInfo, QuotaValue,
-    ReplicaStatus, Reply, Rows, SqlResult, StatusInfo, TableInfo,
+    CatalogInfo, Column, Loaded, PartitionStatus, PeerLink, PrincipalDesc, ProcedureInfo,
+    QuotaValue, RejectedRow, ReplicaStatus, Reply, Rows, SqlResult, StatusInfo, TableInfo,
 };
 use crate::types::Value;
 
@@ -119,6 +119,20 @@ pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
             w::str(out, "principals");
             w::array(out, principals.len());
             principals.iter().for_each(|p| encode_principal(out, p));
+        }
+        Reply::Loaded(l) => {
+            head(out, "loaded", 3);
+            w::kv_uint(out, "loaded", l.loaded);
+            w::str(out, "rejected");
+            w::array(out, l.rejected.len());
+            for r in &l.rejected {
+                w::map(out, 3);
+                w::kv_uint(out, "row", r.row);
+                w::str(out, "column");
+                w::opt_str(out, r.column.as_deref());
+                w::kv_str(out, "message", &r.message);
+            }
+            w::kv_bool(out, "again", l.again);
         }
     }
 }
@@ -268,7 +282,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
 }
 
 /// The kinds of reply, as named on the wire.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "authenticated",
     "value",
     "rows",
@@ -282,6 +296,7 @@ pub const KINDS: [&str; 13] = [
     "token",
     "revoked",
     "principals",
+    "loaded",
 ];
 
 pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
@@ -448,6 +463,22 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                 principals: required(ps, "principals", BY)?,
             }
         }
+        "loaded" => {
+            let (mut loaded, mut rejected, mut again) = (None, None, None);
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "loaded" => loaded = Some(field(r, "loaded", Reader::uint)?),
+                    "rejected" => rejected = Some(field(r, "rejected", |r| list(r, rejected_row))?),
+                    "again" => again = Some(field(r, "again", Reader::bool)?),
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Loaded(Loaded {
+                loaded: required(loaded, "loaded", BY)?,
+                rejected: rejected.unwrap_or_default(),
+                again: again.unwrap_or(false),
+            })
+        }
         other => {
             return Err(DecodeError::new(format!(
                 "unknown reply kind {other:?} (expected one of {})",
@@ -459,6 +490,23 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
 }
 
 const BY: &str = "this reply kind";
+
+fn rejected_row(r: &mut Reader) -> Result<RejectedRow> {
+    let (mut row, mut column, mut message) = (None, None, None);
+    for _ in 0..r.map_len()? {
+        match r.str()? {
+            "row" => row = Some(field(r, "row", Reader::uint)?),
+            "column" => column = Some(field(r, "column", Reader::opt_str)?),
+            "message" => message = Some(field(r, "message", Reader::str)?),
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(RejectedRow {
+        row: required(row, "row", "a rejected row")?,
+        column: column.flatten().map(str::to_string),
+        message: required(message, "message", "a rejected row")?.to_string(),
+    })
+}
 
 fn quota_values(r: &mut Reader) -> Result<Vec<QuotaValue>> {
     let n = r.array_len()?;

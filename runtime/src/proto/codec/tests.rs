@@ -80,6 +80,25 @@ fn every_request_round_trips() {
         params: vec![Value::Int(7), Value::text("x'); DROP TABLE t; --")],
         timeout_ms: Some(250),
     });
+    round_request(Request::Load(crate::proto::LoadRequest {
+        table: "t".into(),
+        columns: vec!["a".into(), "b".into()],
+        rows: vec![
+            vec![Value::Int(1), Value::Null],
+            vec![Value::text("x"), Value::Bool(true)],
+        ],
+        key: Some("load:1".into()),
+        max_errors: 3,
+        timeout_ms: Some(9),
+    }));
+    round_request(Request::Load(crate::proto::LoadRequest {
+        table: "t".into(),
+        columns: vec![],
+        rows: vec![],
+        key: None,
+        max_errors: 0,
+        timeout_ms: None,
+    }));
     round_request(Request::Deploy {
         name: "m".into(),
         wasm: vec![0, 97, 115, 109],
@@ -276,6 +295,22 @@ fn every_reply_and_error_round_trips() {
         tenant: "acme".into(),
         principal: "app".into(),
     }));
+    round_response(Ok(Reply::Loaded(crate::proto::Loaded {
+        loaded: 9,
+        rejected: vec![
+            crate::proto::RejectedRow {
+                row: 2,
+                column: Some("price".into()),
+                message: "not a number".into(),
+            },
+            crate::proto::RejectedRow {
+                row: 7,
+                column: None,
+                message: "duplicate key".into(),
+            },
+        ],
+        again: true,
+    })));
     round_response(Ok(Reply::Principals {
         tenant: "acme".into(),
         principals: vec![desc("owner", "owner", &[]), desc("ro", "reader", &[])],
@@ -632,4 +667,34 @@ fn oversized_bodies_are_refused_on_encode() {
     let mut out = vec![9];
     assert!(encode_request(&frame, &mut out).is_err());
     assert_eq!(out, vec![9], "nothing appended");
+}
+
+#[test]
+fn load_rows_are_bounded_and_their_bad_values_named() {
+    // A row that is not an array, and a value nested too far, name where.
+    let mut out = Vec::new();
+    w::map(&mut out, 4);
+    w::kv_uint(&mut out, "id", 5);
+    w::kv_str(&mut out, "op", "load");
+    w::kv_str(&mut out, "table", "t");
+    w::str(&mut out, "rows");
+    w::array(&mut out, 2);
+    w::array(&mut out, 1);
+    w::uint(&mut out, 1);
+    w::uint(&mut out, 2);
+    let e = decode_request(&out).unwrap_err();
+    assert_eq!(e.id, Some(5));
+    assert!(e.to_string().contains("rows[1]"), "{e}");
+    // Over LOAD_ROWS_MAX rows is refused before any is read.
+    let mut out = Vec::new();
+    w::map(&mut out, 4);
+    w::kv_uint(&mut out, "id", 6);
+    w::kv_str(&mut out, "op", "load");
+    w::kv_str(&mut out, "table", "t");
+    w::str(&mut out, "rows");
+    out.push(0xdd);
+    out.extend_from_slice(&(crate::proto::LOAD_ROWS_MAX as u32 + 1).to_be_bytes());
+    out.resize(out.len() + crate::proto::LOAD_ROWS_MAX + 1, 0x90);
+    let e = decode_request(&out).unwrap_err();
+    assert!(e.to_string().contains("per request"), "{e}");
 }

@@ -1,0 +1,392 @@
+//! Cutting a byte stream into records and fields: CSV (RFC 4180 as
+//! PostgreSQL's `COPY ... CSV` reads it: a delimiter, a quote, an escape
+//! inside quotes, an unquoted NULL string) and PostgreSQL's COPY text
+//! format (tab-delimited, `\N` for NULL, backslash escapes).
+//!
+//! Sans-IO: `next_record` takes the bytes buffered so far and says how many
+//! a whole record used, or that it needs more. Fields come back as byte
+//! strings (None for NULL); the caller checks the encoding.
+
+/// Which format, and its characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    Csv {
+        delimiter: u8,
+        quote: u8,
+        /// Escapes a quote inside a quoted field (default: the quote
+        /// itself, so `""` is one `"`).
+        escape: u8,
+        /// An unquoted field equal to this is NULL (default: empty).
+        null: Vec<u8>,
+    },
+    /// COPY text: `delimiter` between fields, `null` (default `\N`) for
+    /// NULL, backslash escapes.
+    Text { delimiter: u8, null: Vec<u8> },
+}
+
+/// A field's value: None is NULL.
+pub type Field = Option<Vec<u8>>;
+
+/// Why a record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// The input ended inside a quoted field.
+    UnterminatedQuote,
+    /// A character after a closing quote that is not a delimiter or the
+    /// end of the line.
+    AfterQuote(u8),
+    /// A record over `RECORD_BYTES_MAX`.
+    TooLong,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::UnterminatedQuote => write!(f, "a quoted field is never closed"),
+            RecordError::AfterQuote(c) => write!(
+                f,
+                "{:?} after a closing quote (expected the delimiter or the end of the line)",
+                *c as char
+            ),
+            RecordError::TooLong => write!(f, "a record over {RECORD_BYTES_MAX} bytes"),
+        }
+    }
+}
+
+/// The longest record read: a quote left open must not buffer the whole
+/// file.
+pub const RECORD_BYTES_MAX: usize = 16 << 20;
+
+/// One record: its fields, and the bytes it used (newline included).
+#[derive(Debug)]
+pub struct Record {
+    pub fields: Vec<Field>,
+    pub used: usize,
+    /// Newlines inside it (a quoted field may span lines).
+    pub newlines: u64,
+}
+
+/// The next record in `buf`. `at_end`: no more bytes will come (a last
+/// line without a newline is a record). `Ok(None)`: more bytes are needed
+/// (or `buf` is empty at the end). An error consumes the record's bytes up
+/// to the end of its line (`Err((error, used))`), so reading goes on.
+pub fn next_record(
+    fmt: &Format,
+    buf: &[u8],
+    at_end: bool,
+) -> Result<Option<Record>, (RecordError, usize)> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let r = match fmt {
+        Format::Csv {
+            delimiter,
+            quote,
+            escape,
+            null,
+        } => csv(buf, at_end, (*delimiter, *quote, *escape), null),
+        Format::Text { delimiter, null } => text(buf, at_end, *delimiter, null),
+    };
+    match r {
+        Ok(None) if buf.len() > RECORD_BYTES_MAX => {
+            let used = line_end(buf).unwrap_or(buf.len());
+            Err((RecordError::TooLong, used))
+        }
+        other => other,
+    }
+}
+
+/// Bytes up to and including the first newline.
+fn line_end(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n').map(|i| i + 1)
+}
+
+/// Strips one `\r` before a line's newline.
+fn trim_cr(field: &mut Vec<u8>) {
+    if field.last() == Some(&b'\r') {
+        field.pop();
+    }
+}
+
+fn csv(
+    buf: &[u8],
+    at_end: bool,
+    (delim, quote, escape): (u8, u8, u8),
+    null: &[u8],
+) -> Result<Option<Record>, (RecordError, usize)> {
+    let mut fields = Vec::new();
+    let mut field = Vec::new();
+    let mut quoted = false;
+    let mut i = 0;
+    let mut newlines = 0;
+    let end_field = |field: &mut Vec<u8>, quoted: bool, fields: &mut Vec<Field>| {
+        let f = std::mem::take(field);
+        fields.push(if !quoted && f == null { None } else { Some(f) });
+    };
+    loop {
+        // Unquoted part of a field.
+        while i < buf.len() {
+            let b = buf[i];
+            if b == delim {
+                end_field(&mut field, quoted, &mut fields);
+                quoted = false;
+                i += 1;
+            } else if b == b'\n' {
+                trim_cr(&mut field);
+                end_field(&mut field, quoted, &mut fields);
+                return Ok(Some(Record {
+                    fields,
+                    used: i + 1,
+                    newlines: newlines + 1,
+                }));
+            } else if b == quote && field.is_empty() && !quoted {
+                quoted = true;
+                i += 1;
+                break;
+            } else {
+                field.push(b);
+                i += 1;
+            }
+        }
+        if i >= buf.len() {
+            if !at_end {
+                return Ok(None);
+            }
+            trim_cr(&mut field);
+            end_field(&mut field, quoted, &mut fields);
+            return Ok(Some(Record {
+                fields,
+                used: buf.len(),
+                newlines,
+            }));
+        }
+        // Inside quotes, up to the closing quote.
+        loop {
+            let Some(&b) = buf.get(i) else {
+                if at_end {
+                    return Err((RecordError::UnterminatedQuote, buf.len()));
+                }
+                return Ok(None);
+            };
+            if b == escape
+                && escape != quote
+                && buf.get(i + 1).is_some_and(|&n| n == quote || n == escape)
+            {
+                field.push(buf[i + 1]);
+                i += 2;
+            } else if b == quote {
+                if escape == quote && buf.get(i + 1) == Some(&quote) {
+                    field.push(quote);
+                    i += 2;
+                } else if escape == quote && i + 1 == buf.len() && !at_end {
+                    // A doubled quote may be cut at the buffer's end.
+                    return Ok(None);
+                } else {
+                    i += 1;
+                    break;
+                }
+            } else {
+                if b == b'\n' {
+                    newlines += 1;
+                }
+                field.push(b);
+                i += 1;
+            }
+        }
+        // After the closing quote: a delimiter, the line's end, or the end.
+        match buf.get(i) {
+            None if !at_end => return Ok(None),
+            None => {}
+            Some(&b) if b == delim || b == b'\n' => {}
+            Some(b'\r') if buf.get(i + 1) == Some(&b'\n') => i += 1,
+            Some(b'\r') if i + 1 == buf.len() && !at_end => return Ok(None),
+            Some(&b) => {
+                // The record is skipped to its line's end: wait for it.
+                return match line_end(&buf[i..]) {
+                    Some(n) => Err((RecordError::AfterQuote(b), i + n)),
+                    None if at_end => Err((RecordError::AfterQuote(b), buf.len())),
+                    None => Ok(None),
+                };
+            }
+        }
+    }
+}
+
+fn text(
+    buf: &[u8],
+    at_end: bool,
+    delim: u8,
+    null: &[u8],
+) -> Result<Option<Record>, (RecordError, usize)> {
+    let Some(len) = line_end(buf).or(at_end.then_some(buf.len())) else {
+        return Ok(None);
+    };
+    let mut line = &buf[..len];
+    if line.last() == Some(&b'\n') {
+        line = &line[..line.len() - 1];
+    }
+    if line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    let mut fields = Vec::new();
+    // Split on the delimiter first (escapes never make one), then read
+    // each field's escapes; the NULL marker is matched before them.
+    for raw in line.split(|&b| b == delim) {
+        if raw == null {
+            fields.push(None);
+            continue;
+        }
+        let mut f = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] != b'\\' || i + 1 == raw.len() {
+                f.push(raw[i]);
+                i += 1;
+                continue;
+            }
+            let c = raw[i + 1];
+            i += 2;
+            match c {
+                b'b' => f.push(8),
+                b'f' => f.push(12),
+                b'n' => f.push(b'\n'),
+                b'r' => f.push(b'\r'),
+                b't' => f.push(b'\t'),
+                b'v' => f.push(11),
+                b'0'..=b'7' => {
+                    let mut v = u32::from(c - b'0');
+                    for _ in 0..2 {
+                        match raw.get(i) {
+                            Some(&d @ b'0'..=b'7') => {
+                                v = v * 8 + u32::from(d - b'0');
+                                i += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                    f.push(v as u8);
+                }
+                b'x' if raw.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                    let mut v = 0u32;
+                    for _ in 0..2 {
+                        match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                            Some(d) => {
+                                v = v * 16 + d;
+                                i += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    f.push(v as u8);
+                }
+                other => f.push(other),
+            }
+        }
+        fields.push(Some(f));
+    }
+    Ok(Some(Record {
+        fields,
+        used: len,
+        newlines: u64::from(buf[..len].last() == Some(&b'\n')),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv_fmt() -> Format {
+        Format::Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'"',
+            null: Vec::new(),
+        }
+    }
+
+    fn all(fmt: &Format, input: &[u8]) -> Vec<Result<Vec<Field>, RecordError>> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        // Fed one byte more at a time, as a reader's buffer fills: the
+        // records must not depend on where the buffer is cut.
+        let mut end = 0;
+        while at < input.len() {
+            end = (end + 1).min(input.len());
+            match next_record(fmt, &input[at..end], end == input.len()) {
+                Ok(Some(r)) => {
+                    at += r.used;
+                    out.push(Ok(r.fields));
+                }
+                Ok(None) => {}
+                Err((e, used)) => {
+                    at += used;
+                    out.push(Err(e));
+                }
+            }
+            end = end.max(at);
+        }
+        out
+    }
+
+    fn s(v: &str) -> Field {
+        Some(v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn csv_quotes_escapes_nulls_and_line_ends() {
+        let got = all(
+            &csv_fmt(),
+            b"1,\"a,b\",,\"\"\r\n2,\"say \"\"hi\"\"\",x\n3,\"two\nlines\",\"\"\"\"\n4,last",
+        );
+        assert_eq!(
+            got,
+            vec![
+                Ok(vec![s("1"), s("a,b"), None, s("")]),
+                Ok(vec![s("2"), s("say \"hi\""), s("x")]),
+                Ok(vec![s("3"), s("two\nlines"), s("\"")]),
+                Ok(vec![s("4"), s("last")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_errors_skip_to_the_next_line() {
+        let got = all(&csv_fmt(), b"1,\"a\"b,c\n2,ok\n3,\"open");
+        assert_eq!(
+            got,
+            vec![
+                Err(RecordError::AfterQuote(b'b')),
+                Ok(vec![s("2"), s("ok")]),
+                Err(RecordError::UnterminatedQuote),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_with_a_backslash_escape_and_a_null_string() {
+        let fmt = Format::Csv {
+            delimiter: b';',
+            quote: b'\'',
+            escape: b'\\',
+            null: b"NULL".to_vec(),
+        };
+        let got = all(&fmt, b"'it\\'s';NULL;'NULL'\n");
+        assert_eq!(got, vec![Ok(vec![s("it's"), None, s("NULL")])]);
+    }
+
+    #[test]
+    fn copy_text_escapes_and_nulls() {
+        let fmt = Format::Text {
+            delimiter: b'\t',
+            null: b"\\N".to_vec(),
+        };
+        let got = all(&fmt, b"1\t\\N\ta\\tb\\\\c\\n\t\\101\\x42\n2\t\t\\N\n");
+        assert_eq!(
+            got,
+            vec![
+                Ok(vec![s("1"), None, s("a\tb\\c\n"), s("AB")]),
+                Ok(vec![s("2"), s(""), None]),
+            ]
+        );
+    }
+}
