@@ -208,6 +208,10 @@ enum BenchCommand {
     /// The voter workload over QUIC against a node, and against PostgreSQL
     /// on loopback in the same run.
     Voter(ohm::bench::voter::VoterArgs),
+    /// Bulk load: a generated CSV of 1,000,000 rows loaded with `ohm load`
+    /// into a node it starts and with COPY into a PostgreSQL it starts,
+    /// both durable; rows/s of each, the ratio, Ohm's bytes per row.
+    Load(ohm::bench::bulk::BulkArgs),
     /// Kill -9 the leader of a local cluster again and again under writes:
     /// how long writes stop (median, max), and every acknowledged write
     /// read back.
@@ -249,6 +253,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Voter(args)) => ohm::bench::voter::run(args),
+        Command::Bench(BenchCommand::Load(args)) => ohm::bench::bulk::run(&args),
         Command::Bench(BenchCommand::Failover(args)) => ohm::bench::failover::run(&args),
         Command::Bench(BenchCommand::Isolation(args)) => ohm::bench::isolation::run(&args),
         Command::Bench(BenchCommand::Snapshot(args)) => ohm::bench::snapshot::run(&args),

@@ -16,6 +16,7 @@
 //!                                       table of ops/s <-+
 //! ```
 
+pub mod bulk;
 mod engines;
 pub mod failover;
 pub mod isolation;
