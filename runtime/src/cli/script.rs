@@ -600,61 +600,8 @@ pub fn copy_fields(line: &str) -> Result<Vec<Option<String>>, String> {
             out.push(Some(raw.to_string()));
             continue;
         }
-        let mut bytes: Vec<u8> = Vec::with_capacity(raw.len());
-        let b = raw.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] != b'\\' {
-                bytes.push(b[i]);
-                i += 1;
-                continue;
-            }
-            let Some(&e) = b.get(i + 1) else {
-                return Err("a field ends in a lone backslash".into());
-            };
-            i += 2;
-            match e {
-                b'b' => bytes.push(8),
-                b'f' => bytes.push(12),
-                b'n' => bytes.push(b'\n'),
-                b'r' => bytes.push(b'\r'),
-                b't' => bytes.push(b'\t'),
-                b'v' => bytes.push(11),
-                b'0'..=b'7' => {
-                    let mut v = u32::from(e - b'0');
-                    for _ in 0..2 {
-                        match b.get(i) {
-                            Some(&d @ b'0'..=b'7') => {
-                                v = v * 8 + u32::from(d - b'0');
-                                i += 1;
-                            }
-                            _ => break,
-                        }
-                    }
-                    bytes.push((v & 0xff) as u8);
-                }
-                b'x' => {
-                    let mut v = 0u32;
-                    let mut digits = 0;
-                    while digits < 2 {
-                        match b.get(i).and_then(|c| (*c as char).to_digit(16)) {
-                            Some(d) => {
-                                v = v * 16 + d;
-                                i += 1;
-                                digits += 1;
-                            }
-                            None => break,
-                        }
-                    }
-                    if digits == 0 {
-                        bytes.extend_from_slice(b"x");
-                    } else {
-                        bytes.push(v as u8);
-                    }
-                }
-                other => bytes.push(other),
-            }
-        }
+        let bytes =
+            crate::loader::records::unescape_copy(raw.as_bytes()).map_err(|e| e.to_string())?;
         let s =
             String::from_utf8(bytes).map_err(|_| "an escape makes invalid UTF-8".to_string())?;
         out.push(Some(s));

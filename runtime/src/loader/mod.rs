@@ -53,6 +53,10 @@ const SEND_TRIES_MAX: u32 = 10;
 /// `RETRY_WAIT_MAX`.
 const RETRY_WAIT_FIRST: Duration = Duration::from_millis(50);
 const RETRY_WAIT_MAX: Duration = Duration::from_secs(2);
+/// Bytes of input one chunk may hold: a chunk closes at this or at
+/// `chunk_rows`, whichever comes first, so wide rows stay well inside a
+/// frame (`proto::FRAME_BYTES_MAX`, 40 MiB).
+const CHUNK_BYTES_MAX: u64 = 16 << 20;
 /// Bytes read from the input at a time.
 const READ_BYTES: usize = 1 << 20;
 /// Rejected lines printed on the terminal (all go to the reject file).
@@ -233,7 +237,10 @@ pub async fn load(
             };
             match (&opts.columns, header) {
                 (Some(c), _) => c.clone(),
-                (None, Some(h)) => h.into_iter().map(|n| n.trim().to_string()).collect(),
+                (None, Some(h)) => h
+                    .into_iter()
+                    .map(|n| n.trim_start_matches('\u{feff}').trim().to_string())
+                    .collect(),
                 (None, None) => table_cols.iter().map(|(n, _)| n.clone()).collect(),
             }
         }
@@ -290,6 +297,9 @@ pub async fn load(
     // The reader thread: chunks into a bounded channel.
     let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<Chunk>(opts.parallel);
     let stop_reading = Arc::new(AtomicBool::new(false));
+    // Rows rejected so far, acknowledged in order: each chunk is sent with
+    // what is left of --max-errors.
+    let rejected_so_far = Arc::new(std::sync::atomic::AtomicU64::new(summary.rejected));
     let reader_thread = {
         let stop = stop_reading.clone();
         let opts = opts.clone();
@@ -317,6 +327,7 @@ pub async fn load(
     for _ in 0..opts.parallel {
         let (rx, tx) = (chunk_rx.clone(), done_tx.clone());
         let halt = stop_reading.clone();
+        let rejected_so_far = rejected_so_far.clone();
         let client = client.clone();
         let (table, columns, id) = (opts.table.clone(), columns.clone(), load_id.clone());
         let max_errors = opts.max_errors;
@@ -336,9 +347,9 @@ pub async fn load(
                     columns: columns.clone(),
                     rows,
                     key: Some(format!("ohm-load:{id}:{}", chunk.index)),
-                    // The budget is checked again, over every chunk, as
-                    // answers come in order.
-                    max_errors,
+                    // Chunks in flight share what is left; the total is
+                    // checked again as answers come in order.
+                    max_errors: max_errors.saturating_sub(rejected_so_far.load(Ordering::Relaxed)),
                     timeout_ms: None,
                 };
                 let answer = send(&client, req).await;
@@ -406,14 +417,17 @@ pub async fn load(
             };
             let mut rejects = chunk.rejects;
             for r in &loaded.rejected {
-                let Some((line, raw)) = chunk.sent.get(r.row as usize - 1) else {
-                    continue;
-                };
+                // The node numbers rows from 1; a number out of range is
+                // still a rejected row, without its line.
+                let sent = (r.row as usize)
+                    .checked_sub(1)
+                    .and_then(|i| chunk.sent.get(i));
+                let (line, raw) = sent.cloned().unwrap_or((0, Vec::new()));
                 rejects.push(Reject {
-                    line: *line,
+                    line,
                     column: r.column.clone(),
                     why: r.message.clone(),
-                    raw: raw.clone(),
+                    raw,
                 });
             }
             rejects.sort_by_key(|r| r.line);
@@ -437,6 +451,7 @@ pub async fn load(
             summary.read += chunk.records;
             summary.loaded += loaded.loaded;
             summary.rejected += rejects.len() as u64;
+            rejected_so_far.store(summary.rejected, Ordering::Relaxed);
             summary.bytes += chunk.bytes;
             if let Some(st) = &mut st {
                 st.next_chunk = chunk.index + 1;
@@ -609,7 +624,7 @@ fn read_chunks(
             bytes: 0,
             end: (offset, line),
         };
-        while chunk.records < opts.chunk_rows as u64 {
+        while chunk.records < opts.chunk_rows as u64 && chunk.bytes < CHUNK_BYTES_MAX {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }

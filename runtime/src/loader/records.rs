@@ -37,6 +37,8 @@ pub enum RecordError {
     AfterQuote(u8),
     /// A record over `RECORD_BYTES_MAX`.
     TooLong,
+    /// COPY text: a field ends in a backslash that escapes nothing.
+    LoneBackslash,
 }
 
 impl std::fmt::Display for RecordError {
@@ -49,6 +51,7 @@ impl std::fmt::Display for RecordError {
                 *c as char
             ),
             RecordError::TooLong => write!(f, "a record over {RECORD_BYTES_MAX} bytes"),
+            RecordError::LoneBackslash => write!(f, "a field ends in a lone backslash"),
         }
     }
 }
@@ -132,7 +135,11 @@ fn csv(
                 quoted = false;
                 i += 1;
             } else if b == b'\n' {
-                trim_cr(&mut field);
+                // A quoted field's own CR is data; its line's CR was
+                // taken after the closing quote.
+                if !quoted {
+                    trim_cr(&mut field);
+                }
                 end_field(&mut field, quoted, &mut fields);
                 return Ok(Some(Record {
                     fields,
@@ -152,7 +159,9 @@ fn csv(
             if !at_end {
                 return Ok(None);
             }
-            trim_cr(&mut field);
+            if !quoted {
+                trim_cr(&mut field);
+            }
             end_field(&mut field, quoted, &mut fields);
             return Ok(Some(Record {
                 fields,
@@ -229,66 +238,80 @@ fn text(
         line = &line[..line.len() - 1];
     }
     let mut fields = Vec::new();
-    // Split on the delimiter first (escapes never make one), then read
+    // Split on the delimiter first (PostgreSQL writes a delimiter in data
+    // as an escape such as \t, not as a backslash before a raw one), then read
     // each field's escapes; the NULL marker is matched before them.
     for raw in line.split(|&b| b == delim) {
         if raw == null {
             fields.push(None);
             continue;
         }
-        let mut f = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            if raw[i] != b'\\' || i + 1 == raw.len() {
-                f.push(raw[i]);
-                i += 1;
-                continue;
-            }
-            let c = raw[i + 1];
-            i += 2;
-            match c {
-                b'b' => f.push(8),
-                b'f' => f.push(12),
-                b'n' => f.push(b'\n'),
-                b'r' => f.push(b'\r'),
-                b't' => f.push(b'\t'),
-                b'v' => f.push(11),
-                b'0'..=b'7' => {
-                    let mut v = u32::from(c - b'0');
-                    for _ in 0..2 {
-                        match raw.get(i) {
-                            Some(&d @ b'0'..=b'7') => {
-                                v = v * 8 + u32::from(d - b'0');
-                                i += 1;
-                            }
-                            _ => break,
-                        }
-                    }
-                    f.push(v as u8);
-                }
-                b'x' if raw.get(i).is_some_and(u8::is_ascii_hexdigit) => {
-                    let mut v = 0u32;
-                    for _ in 0..2 {
-                        match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
-                            Some(d) => {
-                                v = v * 16 + d;
-                                i += 1;
-                            }
-                            None => break,
-                        }
-                    }
-                    f.push(v as u8);
-                }
-                other => f.push(other),
-            }
+        match unescape_copy(raw) {
+            Ok(f) => fields.push(Some(f)),
+            Err(e) => return Err((e, len)),
         }
-        fields.push(Some(f));
     }
     Ok(Some(Record {
         fields,
         used: len,
         newlines: u64::from(buf[..len].last() == Some(&b'\n')),
     }))
+}
+
+/// A COPY text field's bytes with its backslash escapes read, as
+/// PostgreSQL writes them: `\b \f \n \r \t \v`, `\123` (octal, up to
+/// three digits), `\x4F` (hex, up to two), and `\` before anything else
+/// is that character.
+pub fn unescape_copy(raw: &[u8]) -> Result<Vec<u8>, RecordError> {
+    let mut f = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            f.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let Some(&c) = raw.get(i + 1) else {
+            return Err(RecordError::LoneBackslash);
+        };
+        i += 2;
+        match c {
+            b'b' => f.push(8),
+            b'f' => f.push(12),
+            b'n' => f.push(b'\n'),
+            b'r' => f.push(b'\r'),
+            b't' => f.push(b'\t'),
+            b'v' => f.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match raw.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                f.push((v & 0xff) as u8);
+            }
+            b'x' if raw.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                let mut v = 0u32;
+                for _ in 0..2 {
+                    match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+                f.push(v as u8);
+            }
+            other => f.push(other),
+        }
+    }
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -347,6 +370,12 @@ mod tests {
                 Ok(vec![s("4"), s("last")]),
             ]
         );
+    }
+
+    #[test]
+    fn a_carriage_return_inside_quotes_is_data() {
+        let got = all(&csv_fmt(), b"\"a\r\"\r\nb\r\n");
+        assert_eq!(got, vec![Ok(vec![s("a\r")]), Ok(vec![s("b")])]);
     }
 
     #[test]

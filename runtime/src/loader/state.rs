@@ -53,8 +53,9 @@ fn identity(f: &mut std::fs::File) -> anyhow::Result<(u64, String)> {
 /// The options that decide how records are cut into chunks and sent.
 fn settings(o: &Options) -> String {
     format!(
-        "table={:?} columns={:?} header={} format={:?} encoding={:?} formats={:?} chunk_rows={}",
-        o.table, o.columns, o.header, o.format, o.encoding, o.formats, o.chunk_rows
+        "table={:?} columns={:?} header={} format={:?} encoding={:?} formats={:?} chunk_rows={} \
+         reject_file={:?}",
+        o.table, o.columns, o.header, o.format, o.encoding, o.formats, o.chunk_rows, o.reject_file
     )
 }
 

@@ -684,6 +684,14 @@ mod tests {
             timeout_ms: None,
         };
         let deploy = Request::Drop { name: "m".into() };
+        let load = Request::Load(crate::proto::LoadRequest {
+            table: "t".into(),
+            columns: vec![],
+            rows: vec![],
+            key: None,
+            max_errors: 0,
+            timeout_ms: None,
+        });
         let tokens = |t: Option<&str>| Request::Tokens {
             tenant: t.map(str::to_string),
         };
@@ -694,6 +702,10 @@ mod tests {
             (Role::Owner, call("any"), true),
             (Role::Owner, sql.clone(), true),
             (Role::Owner, deploy.clone(), true),
+            (Role::Owner, load.clone(), true),
+            (Role::Deployer, load.clone(), true),
+            (caller.clone(), load.clone(), false),
+            (Role::Reader, load.clone(), false),
             (Role::Owner, tokens(None), true),
             (Role::Owner, tokens(Some("acme")), true),
             (Role::Owner, tokens(Some("other")), false),

@@ -187,7 +187,9 @@ pub fn load(
             }
         }
         if let Some(mut e) = failed {
-            let _ = engine.rollback();
+            engine
+                .rollback()
+                .expect("the transaction begun for this chunk is open");
             undo(g, &done, &shares);
             if let LoadError::TooManyRejected { rejected, .. } = &mut e {
                 refused.sort_by_key(|r| r.row);
