@@ -10,6 +10,7 @@ pub mod driver;
 pub mod durability;
 pub mod lincheck;
 pub mod loader;
+pub mod migrate;
 pub mod net;
 pub mod node;
 pub mod partition;

@@ -66,6 +66,11 @@ enum Command {
     /// progress line, and --resume after an interruption.
     #[command(subcommand)]
     Load(LoadCommand),
+    /// Move a PostgreSQL schema and its data into a tenant: translate the
+    /// schema (--plan FILE to review it, with each table's placement and a
+    /// report), then --apply: create it, copy the data in parallel (resumable),
+    /// and verify row counts and checksums on both sides.
+    Migrate(ohm::cli::migrate::MigrateArgs),
     /// Deploy (or replace) a procedure module.
     Deploy(ohm::cli::DeployArgs),
     /// Remove a module and its procedures.
@@ -265,6 +270,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Load(LoadCommand::Text(args)) => {
             client_runtime()?.block_on(ohm::cli::load::run(args, false))
         }
+        Command::Migrate(args) => client_runtime()?.block_on(ohm::cli::migrate::run(args)),
         Command::Deploy(args) => client_runtime()?.block_on(ohm::cli::admin::deploy(args)),
         Command::Drop(args) => client_runtime()?.block_on(ohm::cli::admin::drop_module(args)),
         Command::Call(args) => client_runtime()?.block_on(ohm::cli::admin::call(args)),

@@ -5,31 +5,8 @@
 
 mod common;
 
-use common::{ohm_binary, runtime, Server, TempDir};
-use ohm::driver::Client;
-use ohm::proto::SqlResult;
-use std::path::{Path, PathBuf};
+use common::{check_invariants, chinook, ohm_binary, one_value, runtime, Server, TempDir};
 use std::process::{Command, Output};
-
-/// The Chinook files, or None (skipped) when the test data is absent
-/// outside CI.
-fn chinook() -> Option<PathBuf> {
-    let root = match std::env::var_os("OHM_TESTDATA") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
-    };
-    let dir = root.join("migration/chinook");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "OHM_TESTDATA: {} not found, and CI=true requires it",
-        dir.display()
-    );
-    eprintln!("skipping: {} not found (set OHM_TESTDATA)", dir.display());
-    None
-}
 
 /// `ohm sql ARGS...` against `server` as the demo tenant.
 fn ohm_sql(server: &Server, args: &[&str]) -> Output {
@@ -44,52 +21,6 @@ fn ohm_sql(server: &Server, args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-async fn one_value(c: &Client, sql: &str) -> String {
-    match c
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .pop()
-    {
-        Some(SqlResult::Rows(r)) => {
-            let cells: Vec<String> = r.rows[0].iter().map(|v| v.to_string()).collect();
-            cells.join(":")
-        }
-        other => panic!("{sql}: {other:?}"),
-    }
-}
-
-/// Each line of `expected_invariants.txt` as the query that computes it.
-fn invariant_query(key: &str) -> String {
-    let parts: Vec<&str> = key.splitn(3, '.').collect();
-    match parts.as_slice() {
-        ["rows", t] => format!("SELECT count(*) FROM {t}"),
-        ["sum", t, e] => format!("SELECT sum({e}) FROM {t}"),
-        ["nulls", t, c] => format!("SELECT count(*) FROM {t} WHERE {c} IS NULL"),
-        ["nonascii", t, c] => {
-            format!("SELECT count(*) FROM {t} WHERE length({c}) <> octet_length({c})")
-        }
-        ["min", t, c] => format!("SELECT min({c}) FROM {t}"),
-        ["max", t, c] => format!("SELECT max({c}) FROM {t}"),
-        ["top_country_by_sales"] => "SELECT billing_country, sum(total) FROM invoice \
-             GROUP BY billing_country ORDER BY 2 DESC LIMIT 1"
-            .into(),
-        _ => panic!("an invariant this test does not know: {key}"),
-    }
-}
-
-async fn check_invariants(c: &Client, dir: &Path) {
-    let want = std::fs::read_to_string(dir.join("expected_invariants.txt")).unwrap();
-    let mut checked = 0;
-    for line in want.lines().filter(|l| !l.trim().is_empty()) {
-        let (key, value) = line.split_once('|').expect("key | value");
-        let got = one_value(c, &invariant_query(key.trim())).await;
-        assert_eq!(got, value.trim(), "{key}");
-        checked += 1;
-    }
-    assert!(checked >= 20, "only {checked} invariants");
 }
 
 /// Issue 13: the schema dump loads as written (its keys and foreign keys

@@ -15,6 +15,7 @@ pub mod connect;
 pub mod demo;
 pub mod format;
 pub mod load;
+pub mod migrate;
 pub mod script;
 pub mod sql;
 

@@ -1,0 +1,361 @@
+//! `ohm migrate` end to end: a real PostgreSQL started by the test (as
+//! `ohm bench voter` starts one), the real `ohm` binary, a real `ohm
+//! serve`. Chinook (../shared/testdata/migration, restored from its
+//! pg_dump custom file) migrates with zero differences and its
+//! `expected_invariants.txt` holding; a change in Ohm is found by
+//! `--verify` and named by its key. A schema of the issue's types and
+//! objects (tests/tests/data/migrate_extras.sql) migrates with every value
+//! equal, and its migration, cut by kill -9 of `ohm migrate` and then of
+//! the node, resumes to exactly the source's rows.
+
+mod common;
+
+use common::{check_invariants, chinook, ohm_binary, one_value, runtime, Server, TempDir};
+use ohm::bench::postgres::{find_bin_dir, PgServer};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a migration may take to get some chunks of a table loaded.
+const PROGRESS_WAIT: Duration = Duration::from_secs(120);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A PostgreSQL server, or None (skipped) outside CI when none is
+/// installed.
+fn postgres() -> Option<PgServer> {
+    let Some(bin) = find_bin_dir() else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true needs PostgreSQL's server (.ci/run installs it)"
+        );
+        eprintln!("skipping: PostgreSQL's server is not installed");
+        return None;
+    };
+    Some(PgServer::start(&bin).expect("starting PostgreSQL"))
+}
+
+/// A database `db` on `pg`, its URL, and the client programs' directory.
+fn database(pg: &PgServer, db: &str) -> (String, PathBuf) {
+    let bin = find_bin_dir().unwrap();
+    let out = Command::new(bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!("CREATE DATABASE {db}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (
+        format!("postgres://postgres@127.0.0.1:{}/{db}", pg.port),
+        bin,
+    )
+}
+
+fn psql_file(pg: &PgServer, bin: &Path, db: &str, file: &Path) {
+    let out = Command::new(bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-f"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn migrate(server: &Server, url: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(ohm_binary());
+    c.arg("migrate")
+        .arg(url)
+        .args(args)
+        .args(["--addr", &server.addr, "--fingerprint", &server.fingerprint])
+        .args(["--token", &server.token("demo.token")]);
+    c
+}
+
+fn run(server: &Server, url: &str, args: &[&str]) -> Output {
+    migrate(server, url, args)
+        .output()
+        .expect("running ohm migrate")
+}
+
+#[test]
+fn chinook_migrates_with_zero_differences() {
+    let Some(dir) = chinook() else { return };
+    let Some(pg) = postgres() else { return };
+    let (url, bin) = database(&pg, "chinook");
+    let out = Command::new(bin.join("pg_restore"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-d", "chinook", "--no-owner"])
+        .arg(dir.join("chinook.pgdump"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tmp = TempDir::new("migrate-chinook");
+    let server = Server::start(&tmp.path().join("data"), &["--partitions", "2", "--demo"]).unwrap();
+    let plan = tmp.path().join("plan.sql");
+    let work = tmp.path().join("work");
+    let (plan_s, work_s) = (plan.to_str().unwrap(), work.to_str().unwrap());
+
+    // The plan alone changes nothing in the tenant.
+    let out = run(&server, &url, &["--plan", plan_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("nothing applied"),
+        "{}",
+        text(&out.stdout)
+    );
+    let planned = std::fs::read_to_string(&plan).unwrap();
+    for want in [
+        "CREATE TABLE invoice_line (",
+        "PARTITION TABLE invoice_line ON COLUMN invoice_line_id;",
+        "CONSTRAINT playlist_track_pkey PRIMARY KEY (playlist_id, track_id)",
+        // The self reference waits for the data.
+        "ALTER TABLE employee ADD CONSTRAINT employee_reports_to_fkey",
+        "track: replicated: invoice_line (2240 rows) references it",
+    ] {
+        assert!(planned.contains(want), "{want}\n{planned}");
+    }
+
+    let out = run(
+        &server,
+        &url,
+        &["--plan", plan_s, "--apply", "--work-dir", work_s],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("migrated and verified: 11 tables, 15607 rows"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("  equal").count(), 11, "{stdout}");
+    assert!(!work.exists(), "the work directory is removed once done");
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        check_invariants(&c, &dir).await;
+        // Keys are in force, the deferred one too.
+        let e = c
+            .sql("INSERT INTO album VALUES (9999, 'orphan', 9999)")
+            .await;
+        assert!(e.unwrap_err().to_string().contains("album_artist_id_fkey"));
+        let e = c
+            .sql("UPDATE employee SET reports_to = 99 WHERE employee_id = 2")
+            .await;
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("employee_reports_to_fkey"));
+        assert_eq!(
+            one_value(
+                &c,
+                "SELECT count(*) FROM invoice_line WHERE invoice_id = 98"
+            )
+            .await,
+            "2"
+        );
+        c.sql(
+            "UPDATE track SET unit_price = 1.00 WHERE track_id = 7; \
+             DELETE FROM playlist_track WHERE playlist_id = 1 AND track_id = 3402",
+        )
+        .await
+        .unwrap();
+    });
+    // A difference is an error naming the first differing keys.
+    let out = run(&server, &url, &["--verify"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("differs: (track_id)=(7)"), "{stderr}");
+    assert!(
+        stderr.contains("missing in Ohm: (playlist_id, track_id)=(1, 3402)"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.matches("DIFFERENT").count(), 2, "{stdout}");
+    // A second migration into the same tenant is refused, naming a table.
+    let out = run(&server, &url, &["--apply", "--work-dir", work_s]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already has table(s) artist, album"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The chunks the loader acknowledged for a table, from its state file.
+fn acknowledged(state: &Path) -> u64 {
+    std::fs::read_to_string(state)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("next_chunk="))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn wait_for_chunks(child: &mut Child, state: &Path, chunks: u64) {
+    let start = Instant::now();
+    while acknowledged(state) < chunks {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the migration ended ({status}) before the kill");
+        }
+        assert!(start.elapsed() < PROGRESS_WAIT, "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn count(server: &Server, table: &str) -> u64 {
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        one_value(&c, &format!("SELECT count(*) FROM {table}"))
+            .await
+            .parse()
+            .unwrap()
+    })
+}
+
+#[test]
+fn every_type_migrates_equal_and_a_killed_migration_resumes() {
+    let Some(pg) = postgres() else { return };
+    let (url, bin) = database(&pg, "extras");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/migrate_extras.sql");
+    psql_file(&pg, &bin, "extras", &schema);
+    let tmp = TempDir::new("migrate-extras");
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &["--partitions", "2", "--demo"]).unwrap();
+    let plan = tmp.path().join("plan.sql");
+    let work = tmp.path().join("work");
+    let state = work.join("events.ohm-load");
+    let args = [
+        "--plan",
+        plan.to_str().unwrap(),
+        "--apply",
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--chunk-rows",
+        "2000",
+        "--parallel",
+        "1",
+    ];
+
+    // kill -9 of ohm migrate while `events` loads.
+    let mut child = migrate(&server, &url, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&mut child, &state, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let part = count(&server, "events");
+    assert!(part > 0 && part < 300_000, "{part}");
+    // Started again without --resume: refused, and says how.
+    let out = run(&server, &url, &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Resumed, then kill -9 of the node while `events` loads.
+    let mut resume_args = args.to_vec();
+    resume_args.push("--resume");
+    let mut child = migrate(&server, &url, &resume_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let from = acknowledged(&state);
+    wait_for_chunks(&mut child, &state, from + 3);
+    server.kill9();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The node back, the migration resumed to its end: every table equal.
+    let server = Server::start(&data, &["--partitions", "2", "--demo"]).unwrap();
+    let out = run(&server, &url, &resume_args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("(resumed)"), "{stdout}");
+    assert!(
+        stdout.contains("migrated and verified: 3 tables, 300007 rows"),
+        "{stdout}"
+    );
+    let planned = std::fs::read_to_string(&plan).unwrap();
+    for want in [
+        "NOT CARRIED function touch()",
+        "NOT CARRIED trigger kinds_touch ON kinds",
+        "NOT CARRIED index events_lower_idx",
+        "changed     column kinds.tags: text[] becomes TEXT",
+        "changed     column kinds.doc: jsonb becomes TEXT",
+        "changed     column kinds.feeling: enum mood becomes TEXT with a CHECK",
+        "changed     foreign key events.events_kind_id_fkey: ON DELETE CASCADE is not carried",
+        "CHECK ((price >= (0)::numeric))",
+        "rank INTEGER",
+        "CREATE VIEW happy AS",
+    ] {
+        assert!(planned.contains(want), "{want}\n{planned}");
+    }
+    runtime().block_on(async {
+        let c = server.client("demo.token").await;
+        // The enum's labels and the domain's check hold in Ohm.
+        let e = c
+            .sql("INSERT INTO kinds (code, feeling) VALUES ('e0eebc99-9c0b-4ef8-bb6d-6bb9bd380a15', 'glad')")
+            .await;
+        assert!(e.unwrap_err().to_string().contains("kinds_feeling_enum"));
+        let e = c
+            .sql("INSERT INTO kinds (code, rank) VALUES ('e0eebc99-9c0b-4ef8-bb6d-6bb9bd380a15', 0)")
+            .await;
+        assert!(e.unwrap_err().to_string().contains("kinds_rank_domain"));
+        // Sequences go on from the source's last value.
+        c.sql("INSERT INTO kinds (code) VALUES ('e0eebc99-9c0b-4ef8-bb6d-6bb9bd380a15')")
+            .await
+            .unwrap();
+        assert_eq!(
+            one_value(&c, "SELECT id FROM kinds WHERE code = 'e0eebc99-9c0b-4ef8-bb6d-6bb9bd380a15'").await,
+            "5"
+        );
+        c.sql("INSERT INTO events (kind_id, payload) VALUES (1, 'new')")
+            .await
+            .unwrap();
+        let id: i64 = one_value(&c, "SELECT event_id FROM events WHERE payload = 'new'")
+            .await
+            .parse()
+            .unwrap();
+        assert!(id > 300_000, "{id}");
+        assert_eq!(one_value(&c, "SELECT note FROM happy").await, "tab\there\nnewline \\ back");
+    });
+}
