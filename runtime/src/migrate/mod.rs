@@ -14,9 +14,10 @@
 //!
 //! Every step is recorded in DIR/migrate.state once done (written to a
 //! temporary file, synced, renamed), so `--resume` continues after the last
-//! one: a statement of the schema, a table copied, a table loaded (the
-//! loader resumes a table part-loaded from its own state). The copies come
-//! from one snapshot of the source (`pg_export_snapshot`), as pg_dump's do.
+//! one: a statement of the schema, a table loaded. A table part-loaded
+//! resumes from its copy and the loader's own state (`table_data` says how
+//! the files on disk tell how far it got). The copies come from one
+//! snapshot of the source (`pg_export_snapshot`), as pg_dump's do.
 //!
 //! Owns: the order of the steps and their record. Must not: write to the
 //! source (every source query is a read).
@@ -113,9 +114,14 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     } else {
         format!("{base}?{}", rest.join("&"))
     };
-    let config: tokio_postgres::Config = plain_url
+    let mut config: tokio_postgres::Config = plain_url
         .parse()
         .with_context(|| format!("reading the source URL {}", redact(url)))?;
+    if config.get_password().is_none() {
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            config.password(p);
+        }
+    }
     let local = config.get_hosts().iter().all(|h| match h {
         tokio_postgres::config::Host::Tcp(name) => {
             matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
@@ -176,7 +182,6 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
         .context("TLS versions")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut config = config;
     config.ssl_mode(tokio_postgres::config::SslMode::Require);
     let (client, conn) = config
         .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config))
