@@ -5,23 +5,28 @@
 //!   source catalog ─read─▶ Source ─translate─▶ Plan ──--plan──▶ FILE (DDL + report)
 //!                                               │ --apply
 //!   1 schema: each statement of the plan, in order, through `sql`
-//!   2 data:   per table, parents first, up to --jobs at once:
-//!             COPY (SELECT ...) TO STDOUT in the source's snapshot ─▶ DIR/t.copy
-//!             ─▶ loader (chunks, keys, reject file, resume) ─▶ `load`
-//!   3 after:  foreign keys that wait for the data; sequences set to the source's
-//!   4 verify: per table, row count and checksum on both sides (`verify`)
+//!   2 copies: every table, --jobs at once, from one snapshot of the source
+//!             (`pg_export_snapshot`, as pg_dump's copies are):
+//!             COPY (SELECT ...) TO STDOUT ─▶ DIR/<n>-<table>.copy
+//!   3 loads:  per table, parents first, --jobs at once: the copy ─▶ loader
+//!             (chunks, keys, reject file, resume) ─▶ `load`
+//!   4 after:  foreign keys that wait for the data; sequences set to the source's
+//!   5 verify: per table, row count and checksum on both sides (`verify`)
 //! ```
 //!
-//! Every step is recorded in DIR/migrate.state once done (written to a
-//! temporary file, synced, renamed), so `--resume` continues after the last
-//! one: a statement of the schema, a table loaded. A table part-loaded
-//! resumes from its copy and the loader's own state (`table_data` says how
-//! the files on disk tell how far it got). The copies come from one
-//! snapshot of the source (`pg_export_snapshot`), as pg_dump's do.
+//! Every step is recorded once done (`record`), so `--resume` continues
+//! after the last one: a statement of the schema, the copies, a table
+//! loaded. A table part-loaded resumes from its copy and the loader's own
+//! state (`load_table` says how the files on disk tell how far it got).
+//! Every copy is made before any load, so all are of one moment of the
+//! source; copies cut short are all made again, from a new snapshot.
 //!
 //! Owns: the order of the steps and their record. Must not: write to the
 //! source (every source query is a read).
 
+mod connect;
+mod propose;
+mod record;
 pub mod source;
 pub mod translate;
 pub mod verify;
@@ -32,30 +37,31 @@ use crate::loader::records::Format;
 use crate::loader::{self, Input};
 use crate::proto::SqlResult;
 use anyhow::{bail, Context};
+pub use connect::{connect, redact};
 use futures_util::StreamExt;
+use record::{hex, sync_dir, Record};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::task::JoinSet;
 use translate::{ident, Plan, Settings, TablePlan};
 
 /// Tables copied and loaded at once unless told.
 pub const JOBS_DEFAULT: usize = 2;
 /// The most tables at once.
 pub const JOBS_MAX: usize = 16;
-/// The first line of the state file.
-const STATE_MAGIC: &str = "ohm-migrate-state 1";
-/// The largest state file read.
-const STATE_BYTES_MAX: u64 = 16 << 20;
 
 /// What to do.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// `postgres://user@host:port/db?sslmode=...&sslrootcert=FILE`.
     pub url: String,
+    /// The source schema migrated.
     pub schema: String,
+    /// How tables are placed (the proposal's inputs and overrides).
     pub settings: Settings,
     /// Write the plan (DDL and report) here.
     pub plan_file: Option<PathBuf>,
@@ -65,9 +71,12 @@ pub struct Options {
     pub resume: bool,
     /// Where the copies, resume state and reject files go.
     pub work_dir: PathBuf,
+    /// Tables copied, and loaded, at once.
     pub jobs: usize,
+    /// The loader's chunk size and chunks in flight, per table.
     pub chunk_rows: usize,
     pub parallel: usize,
+    /// Rows each table may have rejected.
     pub max_errors: u64,
 }
 
@@ -78,221 +87,8 @@ pub struct Outcome {
     pub checks: Vec<verify::TableCheck>,
     /// Why it stopped before the end (None: it reached the end).
     pub stopped: Option<String>,
+    /// Rows the loads rejected (in DIR/<n>-<table>.rejected).
     pub rejected: u64,
-}
-
-/// The URL without its password, for messages and the state file.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (auth, tail) = match rest.split_once('@') {
-        Some((a, t)) => (a, t),
-        None => return url.to_string(),
-    };
-    let user = auth.split(':').next().unwrap_or("");
-    format!("{scheme}://{user}@{tail}")
-}
-
-/// Connects to the source. TLS unless `sslmode=disable`, or no sslmode
-/// and the host is this machine (loopback or a socket): verified against
-/// `sslrootcert` (a PEM file) or the system's roots.
-pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut mode: Option<String> = None;
-    let mut root: Option<PathBuf> = None;
-    let mut rest = Vec::new();
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
-        match kv.split_once('=') {
-            Some(("sslmode", v)) => mode = Some(v.to_string()),
-            Some(("sslrootcert", v)) => root = Some(PathBuf::from(v)),
-            _ => rest.push(kv),
-        }
-    }
-    let plain_url = if rest.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    let mut config: tokio_postgres::Config = plain_url
-        .parse()
-        .with_context(|| format!("reading the source URL {}", redact(url)))?;
-    if config.get_password().is_none() {
-        if let Ok(p) = std::env::var("PGPASSWORD") {
-            config.password(p);
-        }
-    }
-    let local = config.get_hosts().iter().all(|h| match h {
-        tokio_postgres::config::Host::Tcp(name) => {
-            matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1")
-        }
-        tokio_postgres::config::Host::Unix(_) => true,
-    });
-    let tls = match mode.as_deref() {
-        Some("disable") => false,
-        None => !local,
-        Some("prefer" | "require" | "verify-ca" | "verify-full") => true,
-        Some(other) => bail!(
-            "sslmode={other}: use disable, require or verify-full (every TLS mode verifies the \
-             server's certificate)"
-        ),
-    };
-    let target = redact(url);
-    if !tls {
-        let (client, conn) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .with_context(|| format!("connecting to {target}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                eprintln!("source connection: {e}");
-            }
-        });
-        return Ok(client);
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &root {
-        Some(path) => {
-            use rustls::pki_types::pem::PemObject;
-            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("sslrootcert {}", path.display()))?
-            {
-                let cert = cert.with_context(|| format!("sslrootcert {}", path.display()))?;
-                roots
-                    .add(cert)
-                    .with_context(|| format!("sslrootcert {}", path.display()))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                bail!(
-                    "no trusted roots on this system to check {target}'s certificate: give \
-                     ?sslrootcert=FILE, or sslmode=disable on a trusted network"
-                );
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.ssl_mode(tokio_postgres::config::SslMode::Require);
-    let (client, conn) = config
-        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config))
-        .await
-        .with_context(|| format!("connecting to {target} over TLS"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            eprintln!("source connection: {e}");
-        }
-    });
-    Ok(client)
-}
-
-/// Session settings every source connection reads with: text forms the
-/// loader and the checksums expect.
-const SESSION: &str = "SET DateStyle = ISO, YMD; SET IntervalStyle = postgres; \
-     SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = hex; \
-     SET client_encoding = 'UTF8'";
-
-/// The steps done, as recorded in DIR/migrate.state.
-#[derive(Debug, Clone, PartialEq)]
-struct Record {
-    path: PathBuf,
-    /// What the migration is of: the source (redacted), the schema, and
-    /// the hash of the plan's statements.
-    identity: String,
-    done: BTreeSet<String>,
-}
-
-impl Record {
-    fn path(dir: &Path) -> PathBuf {
-        dir.join("migrate.state")
-    }
-
-    fn open(dir: &Path, identity: String, resume: bool) -> anyhow::Result<Record> {
-        let path = Record::path(dir);
-        if !resume {
-            if path.exists() {
-                bail!(
-                    "{} holds a migration that did not finish: continue it with --resume, or \
-                     remove {} to start again (into a tenant without these tables)",
-                    path.display(),
-                    dir.display()
-                );
-            }
-            let r = Record {
-                path,
-                identity,
-                done: BTreeSet::new(),
-            };
-            r.write()?;
-            return Ok(r);
-        }
-        let meta = std::fs::metadata(&path).with_context(|| {
-            format!(
-                "--resume: no migration state at {} (was --work-dir the same?)",
-                path.display()
-            )
-        })?;
-        if meta.len() > STATE_BYTES_MAX {
-            bail!(
-                "{}: over {STATE_BYTES_MAX} bytes, not a migration state",
-                path.display()
-            );
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let mut lines = text.lines();
-        if lines.next() != Some(STATE_MAGIC) {
-            bail!("{}: not a migration state (first line)", path.display());
-        }
-        let was = lines.next().unwrap_or("").to_string();
-        if was != identity {
-            bail!(
-                "--resume: {} is of another migration, or the source's schema changed since \
-                 ({was} vs now {identity}); start again into a fresh tenant",
-                path.display()
-            );
-        }
-        Ok(Record {
-            path,
-            identity,
-            done: lines.map(|l| l.to_string()).collect(),
-        })
-    }
-
-    fn has(&self, step: &str) -> bool {
-        self.done.contains(step)
-    }
-
-    fn mark(&mut self, step: String) -> anyhow::Result<()> {
-        self.done.insert(step);
-        self.write()
-    }
-
-    fn write(&self) -> anyhow::Result<()> {
-        let mut text = format!("{STATE_MAGIC}\n{}\n", self.identity);
-        for s in &self.done {
-            text.push_str(s);
-            text.push('\n');
-        }
-        let tmp = self.path.with_extension("state.tmp");
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("renaming {} into place", tmp.display()))?;
-        Ok(())
-    }
 }
 
 fn plan_hash(plan: &Plan) -> String {
@@ -309,6 +105,24 @@ fn plan_hash(plan: &Plan) -> String {
         .collect()
 }
 
+/// The files of table number `n` of the plan in the work directory:
+/// `<n>-<name as far as it is plain>.<suffix>` (a name is not a path).
+fn file(dir: &Path, n: usize, name: &str, suffix: &str) -> PathBuf {
+    let plain: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
+    dir.join(format!("{n}-{plain}.{suffix}"))
+}
+
+/// The source relation a table's rows are read from: `ONLY` for a plain
+/// table (so rows of tables that inherit from it are not read twice).
+pub fn relation(schema: &str, t: &TablePlan) -> String {
+    let only = if t.source_partitioned { "" } else { "ONLY " };
+    format!("{only}{}.{}", ident(schema), ident(&t.name))
+}
+
 /// Reads, translates, and does what `opts` says.
 pub async fn run(
     client: &Client,
@@ -319,11 +133,25 @@ pub async fn run(
         bail!("--jobs must be 1 to {JOBS_MAX}");
     }
     let mut pg = connect(&opts.url).await?;
-    pg.batch_execute(SESSION)
+    pg.batch_execute(connect::SESSION)
         .await
         .context("setting the source session's formats")?;
     let src = source::read(&mut pg, &opts.schema).await?;
-    let plan = translate::translate(&src, &opts.settings)?;
+    // A resumed migration keeps the placements its first run chose.
+    let mut settings = opts.settings.clone();
+    if opts.apply && opts.resume {
+        for (t, placed) in Record::placements(&opts.work_dir)? {
+            match placed {
+                Some(c) => {
+                    settings.partition.insert(t, c);
+                }
+                None => {
+                    settings.replicate.insert(t);
+                }
+            }
+        }
+    }
+    let plan = translate::translate(&src, &settings)?;
     if let Some(f) = &opts.plan_file {
         std::fs::write(f, plan.render(&redact(&opts.url)))
             .with_context(|| format!("writing the plan to {}", f.display()))?;
@@ -333,27 +161,19 @@ pub async fn run(
         ..Outcome::default()
     };
     if opts.apply {
-        let identity = format!(
-            "source={} schema={} plan={}",
-            redact(&opts.url),
-            opts.schema,
-            plan_hash(&out.plan)
-        );
-        std::fs::create_dir_all(&opts.work_dir)
-            .with_context(|| format!("creating {}", opts.work_dir.display()))?;
-        let mut record = Record::open(&opts.work_dir, identity, opts.resume)?;
-        if !opts.resume {
-            refuse_existing(client, &out.plan).await?;
-        }
-        apply_schema(client, &out.plan, &mut record).await?;
-        let (stopped, rejected) =
-            copy_data(client, &pg, opts, &out.plan, &mut record, interrupt.clone()).await?;
-        out.rejected = rejected;
-        if let Some(why) = stopped {
+        if let Some(why) = apply(
+            client,
+            &pg,
+            opts,
+            &out.plan,
+            interrupt.clone(),
+            &mut out.rejected,
+        )
+        .await?
+        {
             out.stopped = Some(why);
             return Ok(out);
         }
-        after_data(client, &pg, &opts.schema, &out.plan, &mut record).await?;
     }
     if opts.apply || opts.verify_only {
         for t in &out.plan.tables {
@@ -368,23 +188,92 @@ pub async fn run(
     Ok(out)
 }
 
-/// A fresh migration goes into a tenant without the plan's tables.
+/// `--apply`: the schema, the copies, the loads, what waits for the data.
+/// Returns why it stopped, if it did.
+async fn apply(
+    client: &Client,
+    pg: &tokio_postgres::Client,
+    opts: &Options,
+    plan: &Plan,
+    interrupt: Arc<AtomicBool>,
+    rejected: &mut u64,
+) -> anyhow::Result<Option<String>> {
+    // A fresh migration goes into a tenant without its objects; checked
+    // before the record exists, so that on a resume, an object of the plan
+    // already there is one this migration made.
+    if !opts.resume {
+        let state = Record::path(&opts.work_dir);
+        if state.exists() {
+            bail!(
+                "{} holds a migration that did not finish: continue it with --resume, or \
+                 remove {} to start again (into a tenant without its tables)",
+                state.display(),
+                opts.work_dir.display()
+            );
+        }
+        refuse_existing(client, plan).await?;
+    }
+    let identity = format!(
+        "source={} schema={} plan={}",
+        redact(&opts.url),
+        opts.schema,
+        plan_hash(plan)
+    );
+    std::fs::create_dir_all(&opts.work_dir)
+        .with_context(|| format!("creating {}", opts.work_dir.display()))?;
+    let mut record = Record::open(&opts.work_dir, identity, opts.resume, plan)?;
+    apply_schema(client, plan, &mut record).await?;
+    if !record.has("copies") {
+        copy_all(pg, opts, plan, &record).await?;
+        record.mark("copies".into())?;
+    }
+    let (stopped, rej) = load_all(client, opts, plan, &mut record, interrupt).await?;
+    *rejected = rej;
+    if stopped.is_some() {
+        return Ok(stopped);
+    }
+    after_data(client, pg, &opts.schema, plan, &mut record).await?;
+    Ok(None)
+}
+
+/// Whether an error says its object is there already (a statement that ran
+/// before the record of it was written).
+fn already_exists(e: &crate::driver::ClientError) -> bool {
+    e.to_string().contains("already exists")
+}
+
+/// The plan's tables and sequences that the tenant has already.
 async fn refuse_existing(client: &Client, plan: &Plan) -> anyhow::Result<()> {
     let cat = client
         .catalog()
         .await
         .context("reading the tenant's catalog")?;
     let have: BTreeSet<&str> = cat.tables.iter().map(|t| t.name.as_str()).collect();
-    let clash: Vec<&str> = plan
+    let mut clash: Vec<String> = plan
         .tables
         .iter()
-        .map(|t| t.name.as_str())
-        .filter(|t| have.contains(t))
+        .map(|t| t.name.clone())
+        .filter(|t| have.contains(t.as_str()))
         .collect();
+    // The sequences table comes with the tenant's first sequence.
+    let seqs = match client.sql("SELECT name FROM ohm_sequences").await {
+        Ok(mut r) => r.pop(),
+        Err(e) if e.to_string().contains("\"ohm_sequences\" does not exist") => None,
+        Err(e) => return Err(e).context("reading the tenant's sequences"),
+    };
+    if let Some(SqlResult::Rows(r)) = seqs {
+        let seqs: BTreeSet<String> = r.rows.iter().map(|row| row[0].to_string()).collect();
+        clash.extend(
+            plan.setvals
+                .iter()
+                .map(|(_, ohm)| ohm.clone())
+                .filter(|s| seqs.contains(s))
+                .map(|s| format!("sequence {s}")),
+        );
+    }
     if !clash.is_empty() {
         bail!(
-            "the tenant already has table(s) {}: migrate into a tenant without them (or drop \
-             them), or continue an earlier migration with --resume",
+            "the tenant already has {}: migrate into a tenant without them (or drop them)",
             clash.join(", ")
         );
     }
@@ -392,21 +281,17 @@ async fn refuse_existing(client: &Client, plan: &Plan) -> anyhow::Result<()> {
 }
 
 async fn apply_schema(client: &Client, plan: &Plan, record: &mut Record) -> anyhow::Result<()> {
-    let script = plan.schema_script();
     let mut first_pending = true;
-    for (i, sql) in script.iter().enumerate() {
+    for (i, sql) in plan.schema_script().iter().enumerate() {
         let step = format!("ddl {i}");
         if record.has(&step) {
             continue;
         }
         match client.sql(sql).await {
             Ok(_) => {}
-            // The statement ran before the record of it was written.
-            Err(e)
-                if first_pending
-                    && record.done.iter().any(|s| s.starts_with("ddl "))
-                    && e.to_string().contains("already exists") => {}
-            Err(e) if first_pending && i == 0 && e.to_string().contains("already exists") => {}
+            // It ran before the record of it was written (the tenant had
+            // none of the plan's objects when the record began).
+            Err(e) if first_pending && already_exists(&e) => {}
             Err(e) => bail!("applying the schema: {sql}: {e}"),
         }
         first_pending = false;
@@ -426,10 +311,9 @@ async fn copy_out(
 ) -> anyhow::Result<u64> {
     let exprs: Vec<&str> = t.columns.iter().map(|c| c.copy_expr.as_str()).collect();
     let sql = format!(
-        "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+        "COPY (SELECT {} FROM {}) TO STDOUT",
         exprs.join(", "),
-        ident(schema),
-        ident(&t.name)
+        relation(schema, t)
     );
     let tmp = path.with_extension("copy.tmp");
     let mut f = std::io::BufWriter::new(
@@ -451,13 +335,14 @@ async fn copy_out(
     f.sync_all()
         .with_context(|| format!("syncing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    sync_dir(path)?;
     Ok(bytes)
 }
 
 /// A connection reading in the exported snapshot `snapshot`.
 async fn snapshot_reader(url: &str, snapshot: &str) -> anyhow::Result<tokio_postgres::Client> {
     let pg = connect(url).await?;
-    pg.batch_execute(SESSION).await?;
+    pg.batch_execute(connect::SESSION).await?;
     pg.batch_execute(&format!(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
         snapshot.replace('\'', "")
@@ -467,52 +352,97 @@ async fn snapshot_reader(url: &str, snapshot: &str) -> anyhow::Result<tokio_post
     Ok(pg)
 }
 
-/// One table's data: copied from the source (unless a whole copy is
-/// there), then loaded (resuming a load cut short). Returns why it
-/// stopped, if it did, and the rows rejected.
+/// Copies every table not loaded yet, `jobs` at once, from one snapshot
+/// held open by `pg` until the last copy is made (then released, so the
+/// source's vacuum is not held back while the loads run).
+async fn copy_all(
+    pg: &tokio_postgres::Client,
+    opts: &Options,
+    plan: &Plan,
+    record: &Record,
+) -> anyhow::Result<()> {
+    pg.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .context("starting the source's snapshot")?;
+    let snapshot: String = pg
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .context("exporting the source's snapshot")?
+        .get(0);
+    let mut waiting: Vec<(usize, &TablePlan)> = plan
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !record.has(&format!("loaded {}", hex(&t.name))))
+        .collect();
+    waiting.reverse();
+    let mut running = JoinSet::new();
+    let mut failed: Option<anyhow::Error> = None;
+    loop {
+        while failed.is_none() && running.len() < opts.jobs {
+            let Some((n, t)) = waiting.pop() else { break };
+            let (url, snapshot, schema, t) = (
+                opts.url.clone(),
+                snapshot.clone(),
+                opts.schema.clone(),
+                t.clone(),
+            );
+            let path = file(&opts.work_dir, n, &t.name, "copy");
+            running.spawn(async move {
+                let started = Instant::now();
+                let pg = snapshot_reader(&url, &snapshot).await?;
+                let bytes = copy_out(&pg, &schema, &t, &path).await?;
+                println!(
+                    "{}: copied {:.1} MB from the source in {:.1} s",
+                    t.name,
+                    bytes as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
+                anyhow::Ok(())
+            });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        if let Err(e) = done.context("a table's copy")? {
+            failed.get_or_insert(e);
+        }
+    }
+    pg.batch_execute("COMMIT").await.ok();
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One table's load from its copy (resuming a load cut short). Returns
+/// why it stopped, if it did, and the rows rejected.
 ///
 /// What is on disk says how far it got: the loader writes its state
 /// before it sends anything and removes it only once the load is
-/// complete, and the copy is removed after that. So with no load state, a
-/// table with rows was loaded; with one, the load resumes from the copy.
-async fn table_data(
+/// complete, and the copy is removed only after the table is recorded
+/// loaded. So with no load state, a table with rows was loaded.
+async fn load_table(
     client: Client,
-    url: String,
-    snapshot: Option<String>,
     opts: Options,
+    n: usize,
     t: TablePlan,
     interrupt: Arc<AtomicBool>,
-) -> anyhow::Result<(String, Option<String>, u64)> {
+) -> anyhow::Result<(Option<String>, u64)> {
     let dir = &opts.work_dir;
-    let spool = dir.join(format!("{}.copy", t.name));
-    let state = dir.join(format!("{}.ohm-load", t.name));
-    let started = Instant::now();
+    let copy = file(dir, n, &t.name, "copy");
+    let state = file(dir, n, &t.name, "ohm-load");
+    let rejects = file(dir, n, &t.name, "rejected");
     let resume = state.exists();
-    if !resume {
-        if count(&client, &t.name).await? > 0 {
-            std::fs::remove_file(&spool).ok();
-            return Ok((t.name, None, 0));
-        }
-        if !spool.exists() {
-            let Some(snapshot) = snapshot else {
-                bail!("internal: a table to copy without a snapshot");
-            };
-            let pg = snapshot_reader(&url, &snapshot).await?;
-            let bytes = copy_out(&pg, &opts.schema, &t, &spool).await?;
-            println!(
-                "{}: copied {:.1} MB from the source in {:.1} s",
-                t.name,
-                bytes as f64 / 1e6,
-                started.elapsed().as_secs_f64()
-            );
-        }
-    } else if !spool.exists() {
+    if !resume && count(&client, &t.name).await? > 0 {
+        return Ok((None, 0));
+    }
+    if !copy.exists() {
         bail!(
-            "{}: the load's state {} is there but its copy {} is not; the copy cannot be made \
-             again to match it. Remove the state, empty the table in Ohm, and --resume",
+            "{}: its copy {} is gone, and the table is not loaded; start the migration again \
+             into a fresh tenant",
             t.name,
-            state.display(),
-            spool.display()
+            copy.display()
         );
     }
     let lopts = loader::Options {
@@ -528,13 +458,10 @@ async fn table_data(
         chunk_rows: opts.chunk_rows,
         parallel: opts.parallel,
         max_errors: opts.max_errors,
-        reject_file: Some(dir.join(format!("{}.rejected", t.name))),
+        reject_file: Some(rejects.clone()),
         progress: false,
     };
-    let input = Input::File {
-        path: spool.clone(),
-        state,
-    };
+    let input = Input::File { path: copy, state };
     let s = loader::load(&client, &input, &lopts, resume, interrupt).await?;
     let secs = s.elapsed.as_secs_f64().max(0.001);
     println!(
@@ -542,11 +469,7 @@ async fn table_data(
         t.name,
         s.loaded,
         if s.rejected > 0 {
-            format!(
-                ", rejected {} (see {})",
-                s.rejected,
-                dir.join(format!("{}.rejected", t.name)).display()
-            )
+            format!(", rejected {} (see {})", s.rejected, rejects.display())
         } else {
             String::new()
         },
@@ -554,13 +477,10 @@ async fn table_data(
         s.loaded as f64 / secs,
         if resume { " (resumed)" } else { "" }
     );
-    if s.stopped.is_none() {
-        std::fs::remove_file(&spool).ok();
-        if s.rejected == 0 {
-            std::fs::remove_file(dir.join(format!("{}.rejected", t.name))).ok();
-        }
+    if s.stopped.is_none() && s.rejected == 0 {
+        std::fs::remove_file(&rejects).ok();
     }
-    Ok((t.name, s.stopped, s.rejected))
+    Ok((s.stopped, s.rejected))
 }
 
 async fn count(client: &Client, table: &str) -> anyhow::Result<u64> {
@@ -577,99 +497,61 @@ async fn count(client: &Client, table: &str) -> anyhow::Result<u64> {
     }
 }
 
-/// Every table's data, parents before children, up to `jobs` at once.
-async fn copy_data(
+/// Every table's load, parents before children, `jobs` at once. Returns
+/// why it stopped, if it did, and the rows rejected.
+async fn load_all(
     client: &Client,
-    pg: &tokio_postgres::Client,
     opts: &Options,
     plan: &Plan,
     record: &mut Record,
     interrupt: Arc<AtomicBool>,
 ) -> anyhow::Result<(Option<String>, u64)> {
-    let pending: Vec<&TablePlan> = plan
+    let loaded = |record: &Record, t: &str| record.has(&format!("loaded {}", hex(t)));
+    let mut waiting: Vec<(usize, &TablePlan)> = plan
         .tables
         .iter()
-        .filter(|t| !record.has(&format!("loaded {}", t.name)))
+        .enumerate()
+        .filter(|(_, t)| !loaded(record, &t.name))
         .collect();
-    if pending.is_empty() {
-        return Ok((None, 0));
-    }
-    // One snapshot for every copy still to make, held open by `pg` until
-    // they are all made.
-    let needs_copy = pending.iter().any(|t| {
-        !opts.work_dir.join(format!("{}.copy", t.name)).exists()
-            && !opts.work_dir.join(format!("{}.ohm-load", t.name)).exists()
-    });
-    let snapshot = if needs_copy {
-        pg.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .context("starting the source's snapshot")?;
-        let s: String = pg
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .await
-            .context("exporting the source's snapshot")?
-            .get(0);
-        Some(s)
-    } else {
-        None
-    };
-    // Parents (by foreign keys added with the table) before children.
-    let parents = |t: &TablePlan| -> Vec<String> {
-        plan.tables
-            .iter()
-            .filter(|p| {
-                p.name != t.name
-                    && t.create
-                        .contains(&format!("REFERENCES {} (", ident(&p.name)))
-            })
-            .map(|p| p.name.clone())
-            .collect()
-    };
-    let mut waiting: Vec<&TablePlan> = pending;
-    let mut running = tokio::task::JoinSet::new();
+    let mut running = JoinSet::new();
     let mut stopped: Option<String> = None;
     let mut rejected = 0u64;
     loop {
         while stopped.is_none() && running.len() < opts.jobs {
-            let ready = waiting.iter().position(|t| {
-                parents(t)
-                    .iter()
-                    .all(|p| record.has(&format!("loaded {p}")))
-            });
+            let ready = waiting
+                .iter()
+                .position(|(_, t)| t.parents.iter().all(|p| loaded(record, p)));
             let Some(i) = ready else { break };
-            let t = waiting.remove(i);
-            running.spawn(table_data(
-                client.clone(),
-                opts.url.clone(),
-                snapshot.clone(),
-                opts.clone(),
-                t.clone(),
-                interrupt.clone(),
-            ));
+            let (n, t) = waiting.remove(i);
+            let (client, opts, t2, interrupt) =
+                (client.clone(), opts.clone(), t.clone(), interrupt.clone());
+            running.spawn(async move {
+                let r = load_table(client, opts, n, t2, interrupt).await;
+                (n, r)
+            });
         }
         let Some(done) = running.join_next().await else {
             break;
         };
-        let (name, why, rej) = match done.context("a table's copy")? {
-            Ok(r) => r,
+        let (n, result) = done.context("a table's load")?;
+        let t = &plan.tables[n];
+        match result {
+            Ok((None, rej)) => {
+                rejected += rej;
+                record.mark(format!("loaded {}", hex(&t.name)))?;
+                std::fs::remove_file(file(&opts.work_dir, n, &t.name, "copy")).ok();
+            }
+            Ok((Some(why), rej)) => {
+                rejected += rej;
+                stopped.get_or_insert(format!("{}: {why}", t.name));
+            }
             Err(e) => {
-                stopped.get_or_insert(format!("{e:#}"));
-                continue;
+                stopped.get_or_insert(format!("{}: {e:#}", t.name));
             }
-        };
-        rejected += rej;
-        match why {
-            Some(why) => {
-                stopped.get_or_insert(format!("{name}: {why}"));
-            }
-            None => record.mark(format!("loaded {name}"))?,
         }
     }
-    if snapshot.is_some() {
-        pg.batch_execute("COMMIT").await.ok();
-    }
     if stopped.is_none() && !waiting.is_empty() {
-        stopped = Some("internal: tables left waiting for parents".into());
+        stopped = Some("internal: tables left waiting for their parents".into());
     }
     Ok((stopped, rejected))
 }
@@ -683,16 +565,20 @@ async fn after_data(
     plan: &Plan,
     record: &mut Record,
 ) -> anyhow::Result<()> {
+    let mut first_pending = true;
     for t in &plan.tables {
         for (i, sql) in t.deferred.iter().enumerate() {
-            let step = format!("deferred {} {i}", t.name);
+            let step = format!("deferred {} {i}", hex(&t.name));
             if record.has(&step) {
                 continue;
             }
-            client
-                .sql(sql)
-                .await
-                .with_context(|| format!("adding a foreign key after the data: {sql}"))?;
+            match client.sql(sql).await {
+                Ok(_) => {}
+                // Added before the record of it was written.
+                Err(e) if first_pending && already_exists(&e) => {}
+                Err(e) => bail!("adding a foreign key after the data: {sql}: {e}"),
+            }
+            first_pending = false;
             record.mark(step)?;
         }
     }
@@ -701,11 +587,9 @@ async fn after_data(
         let Some(Some(v)) = values.get(src) else {
             continue;
         };
+        let name = ident(ohm).replace('\'', "''");
         client
-            .sql(&format!(
-                "SELECT setval('{}', {v}, true)",
-                ohm.replace('\'', "''")
-            ))
+            .sql(&format!("SELECT setval('{name}', {v}, true)"))
             .await
             .with_context(|| format!("setting sequence {ohm} to {v}"))?;
     }

@@ -27,15 +27,14 @@ use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 
 /// Buckets rows are summed into by their key's hash.
 const BUCKETS: usize = 4096;
 /// Rows read from Ohm by the first query (keyset pages, ordered by the
-/// key); later pages hold about `PAGE_BYTES` of canonical text, between
-/// `PAGE_ROWS_MIN` and `PAGE_ROWS_MAX` rows (an answer must fit a frame).
-const PAGE_ROWS_FIRST: usize = 10_000;
-const PAGE_ROWS_MIN: usize = 1_000;
+/// key); later pages hold about `PAGE_BYTES` of canonical text, at most
+/// `PAGE_ROWS_MAX` rows (an answer must fit a frame, 40 MiB: a page of
+/// wide rows is small).
+const PAGE_ROWS_FIRST: usize = 100;
 const PAGE_ROWS_MAX: usize = 100_000;
 const PAGE_BYTES: usize = 8 << 20;
 /// Differing buckets read again to name keys.
@@ -125,7 +124,9 @@ pub fn canon_source(canon: Canon, text: &str) -> String {
             Ok(f) => float_bits(f, canon == Canon::Float4),
             Err(_) => text.to_string(),
         },
-        Canon::Decimal => match Decimal::from_str(text) {
+        // Exact: a value with more digits than a Decimal holds is not
+        // rounded into agreeing with one Ohm rounded the same way.
+        Canon::Decimal => match Decimal::from_str_exact(text) {
             Ok(d) => d.normalize().to_string(),
             Err(_) => text.to_string(),
         },
@@ -211,10 +212,9 @@ async fn read_source(
             .map(|&i| format!("{}::text", ident(&t.columns[i].name))),
     );
     let sql = format!(
-        "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+        "COPY (SELECT {} FROM {}) TO STDOUT",
         exprs.join(", "),
-        ident(schema),
-        ident(&t.name)
+        super::relation(schema, t)
     );
     let stream = pg
         .copy_out(sql.as_str())
@@ -325,6 +325,14 @@ async fn read_ohm(client: &Client, t: &TablePlan, sink: &mut dyn Sink) -> anyhow
         let got = rows.len();
         let mut bytes = 0usize;
         for row in &rows {
+            if row.len() != t.columns.len() {
+                anyhow::bail!(
+                    "reading {} from Ohm: a row of {} values, expected {}",
+                    t.name,
+                    row.len(),
+                    t.columns.len()
+                );
+            }
             let fields: Canonical = t
                 .columns
                 .iter()
@@ -347,7 +355,7 @@ async fn read_ohm(client: &Client, t: &TablePlan, sink: &mut dyn Sink) -> anyhow
             return Ok(());
         }
         offset += got;
-        page = (PAGE_BYTES / (bytes / got.max(1)).max(1)).clamp(PAGE_ROWS_MIN, PAGE_ROWS_MAX);
+        page = (PAGE_BYTES / (bytes / got.max(1)).max(1)).clamp(1, PAGE_ROWS_MAX);
         if let Some(r) = rows.last() {
             last = Some(key.iter().map(|&i| r[i].clone()).collect());
         }
@@ -473,6 +481,7 @@ pub async fn table(
 mod tests {
     use super::*;
     use crate::types::Interval;
+    use std::str::FromStr;
 
     /// Each canonical form as the source's SQL writes it and as Ohm's
     /// value gives it: equal when the values are.
@@ -540,6 +549,13 @@ mod tests {
             canon_ohm(Canon::Float8, &Value::Double(0.1)).unwrap()
         );
         assert_eq!(canon_ohm(Canon::Text, &Value::Null), None);
+        // 30 digits: not rounded into agreeing with a value Ohm rounded.
+        let long = "123456789012345678901234567.891";
+        let rounded = Value::Decimal(Decimal::from_str("123456789012345678901234567.89").unwrap());
+        assert_ne!(
+            Some(canon_source(Canon::Decimal, long)),
+            canon_ohm(Canon::Decimal, &rounded)
+        );
     }
 
     /// Order does not change a table's sums; a duplicate, a changed value

@@ -49,3 +49,8 @@ CREATE VIEW happy AS SELECT id, note FROM kinds WHERE feeling = 'happy';
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER kinds_touch BEFORE UPDATE ON kinds FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE INDEX events_lower_idx ON events (lower(payload));
+-- Legacy inheritance: the parent's own rows only, once each.
+CREATE TABLE base_items (id integer PRIMARY KEY, name text);
+CREATE TABLE special_items (extra text) INHERITS (base_items);
+INSERT INTO base_items VALUES (1, 'plain'), (2, 'plain too');
+INSERT INTO special_items VALUES (3, 'special', 'x');
