@@ -6,7 +6,8 @@
 //! `--verify` and named by its key. A schema of the issue's types and
 //! objects (tests/tests/data/migrate_extras.sql) migrates with every value
 //! equal, and its migration, cut by kill -9 of `ohm migrate` and then of
-//! the node, resumes to exactly the source's rows.
+//! the node, resumes to exactly the source's rows. The link to the source
+//! is TLS, its certificate checked, unless the URL says sslmode=disable.
 
 mod common;
 
@@ -202,6 +203,15 @@ fn chinook_migrates_with_zero_differences() {
         "{stderr}"
     );
     assert_eq!(stdout.matches("DIFFERENT").count(), 2, "{stdout}");
+    // Without sslmode, TLS is required: this server has none.
+    let plain = url.replace("?sslmode=disable", "");
+    let out = run(&server, &plain, &["--plan", plan_s]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("over TLS"),
+        "{}",
+        text(&out.stderr)
+    );
     // A second migration into the same tenant is refused, naming a table.
     let out = run(&server, &url, &["--apply", "--work-dir", work_s]);
     assert_eq!(out.status.code(), Some(1));
@@ -368,4 +378,162 @@ fn every_type_migrates_equal_and_a_killed_migration_resumes() {
         assert!(id > 300_000, "{id}");
         assert_eq!(one_value(&c, "SELECT note FROM happy").await, "tab\there\nnewline \\ back");
     });
+}
+
+/// `openssl` with `args`, in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1, for the source.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    // PostgreSQL reads its key only when no one else may.
+    let mut perms = std::fs::metadata(dir.join("server.key"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(dir.join("server.key"), perms).unwrap();
+    let root = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
+        let out = Command::new("chown")
+            .arg("-R")
+            .arg("postgres:postgres")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+}
+
+/// A source with TLS: migrated over it with the CA given; refused with no
+/// CA that signed the server's certificate.
+#[test]
+fn the_link_to_the_source_is_tls_with_its_certificate_checked() {
+    let Some(bin) = find_bin_dir() else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true needs PostgreSQL"
+        );
+        eprintln!("skipping: PostgreSQL's server is not installed");
+        return;
+    };
+    let tmp = TempDir::new("migrate-tls");
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    certificates(&certs);
+    let pg = PgServer::start_with(
+        &bin,
+        &format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            certs.join("server.pem").display(),
+            certs.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let (url, bin) = database(&pg, "tls");
+    let schema = tmp.path().join("tls.sql");
+    std::fs::write(
+        &schema,
+        "CREATE TABLE secret (id integer PRIMARY KEY, what text);\n\
+         INSERT INTO secret VALUES (1, 'a'), (2, 'b'), (3, 'c');\n",
+    )
+    .unwrap();
+    psql_file(&pg, &bin, "tls", &schema);
+    let server = Server::start(&tmp.path().join("data"), &["--demo"]).unwrap();
+    let base = url.replace("?sslmode=disable", "");
+    // No root that signed it: refused, before anything is read.
+    let out = run(
+        &server,
+        &base,
+        &["--plan", tmp.path().join("p.sql").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("over TLS") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+    let with_ca = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        certs.join("ca.pem").display()
+    );
+    let work = tmp.path().join("work");
+    let out = run(
+        &server,
+        &with_ca,
+        &["--apply", "--work-dir", work.to_str().unwrap()],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("migrated and verified: 1 tables, 3 rows"),
+        "{stdout}"
+    );
 }

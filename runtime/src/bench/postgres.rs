@@ -75,6 +75,11 @@ impl PgServer {
     /// `synchronous_commit=on`. As root, runs everything as user
     /// `postgres` (initdb refuses root).
     pub fn start(bin: &Path) -> anyhow::Result<PgServer> {
+        PgServer::start_with(bin, "")
+    }
+
+    /// `start`, with more server options (`-c ssl=on -c ...`).
+    pub fn start_with(bin: &Path, options: &str) -> anyhow::Result<PgServer> {
         let as_postgres = is_root();
         let dir = fresh_temp_dir("ohm-bench-pg")?;
         let mut server = PgServer {
@@ -114,7 +119,8 @@ impl PgServer {
             .to_string();
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories={} \
-             -c fsync=on -c synchronous_commit=on -c max_connections={PG_MAX_CONNECTIONS}",
+             -c fsync=on -c synchronous_commit=on -c max_connections={PG_MAX_CONNECTIONS} \
+             {options}",
             server.port,
             server.dir.display()
         );
