@@ -7,6 +7,8 @@
 //!
 //! ```text
 //!   Hash:    FxHashMap<key, One(RowId) | Many(sorted RowIds)>; NULL keys absent
+//!            (a unique index on one integer column: FxHashMap<i64, RowId>,
+//!            16 bytes an entry where a posting list makes it 32)
 //!   Ordered: BTreeSet<(key, RowId)>; NULL keys present (NULL sorts lowest)
 //!   key = i64 for one integer column (index_int.rs), the Value for one
 //!   other column (hash only), else Box<[Value]>
@@ -222,6 +224,8 @@ enum Store {
     Hash(FxHashMap<Box<[Value]>, Postings>),
     HashValue(FxHashMap<Value, Postings>),
     HashInt(FxHashMap<i64, Postings>),
+    /// A unique index on one integer column: one row a key, no list.
+    HashIntUnique(FxHashMap<i64, RowId>),
     Ordered(BTreeSet<Entry>),
     OrderedInt(IntOrdered),
 }
@@ -287,6 +291,7 @@ impl Index {
                 .get(columns[0])
                 .is_some_and(|c| c.ty.is_integer());
         let store = match (def.kind, single, int) {
+            (IndexKind::Hash, _, true) if def.unique => Store::HashIntUnique(FxHashMap::default()),
             (IndexKind::Hash, _, true) => Store::HashInt(FxHashMap::default()),
             (IndexKind::Hash, true, false) => Store::HashValue(FxHashMap::default()),
             (IndexKind::Hash, false, _) => Store::Hash(FxHashMap::default()),
@@ -329,6 +334,7 @@ impl Index {
         }
         let found = match &self.store {
             Store::HashInt(map) => map.get(&stored_key(self.single(row))?)?.first(),
+            Store::HashIntUnique(map) => *map.get(&stored_key(self.single(row))?)?,
             Store::HashValue(map) => match self.single(row) {
                 Value::Null => return None,
                 v => map.get(v)?.first(),
@@ -368,6 +374,15 @@ impl Index {
                     hash_insert(map, k, id, unique);
                 }
             }
+            Store::HashIntUnique(map) => {
+                if let Some(k) = stored_key(single) {
+                    let before = map.insert(k, id);
+                    assert!(
+                        before.is_none(),
+                        "unique index insert after a conflict check"
+                    );
+                }
+            }
             Store::HashValue(map) => {
                 if !single.is_null() {
                     hash_insert(map, single.clone(), id, unique);
@@ -395,6 +410,13 @@ impl Index {
             Store::HashInt(map) => {
                 if let Some(k) = stored_key(single) {
                     hash_remove(map, &k, id);
+                }
+            }
+            Store::HashIntUnique(map) => {
+                if let Some(k) = stored_key(single) {
+                    if map.get(&k) == Some(&id) {
+                        map.remove(&k);
+                    }
                 }
             }
             Store::HashValue(map) => hash_remove(map, single, id),
@@ -425,6 +447,10 @@ impl Index {
                 return self.range_into(Bound::Included(key), Bound::Included(key), out)
             }
             _ if key.len() < arity => return self.hash_prefix_into(key, out),
+            Store::HashIntUnique(map) => {
+                out.extend(probe_key(&key[0]).and_then(|k| map.get(&k)));
+                return;
+            }
             Store::Hash(map) => map.get(key),
             Store::HashValue(map) => map.get(&key[0]),
             Store::HashInt(map) => probe_key(&key[0]).and_then(|k| map.get(&k)),
@@ -446,6 +472,7 @@ impl Index {
             // A single-column key: the prefix is empty.
             Store::HashValue(map) => map.values().for_each(|p| p.extend_into(out)),
             Store::HashInt(map) => map.values().for_each(|p| p.extend_into(out)),
+            Store::HashIntUnique(map) => out.extend(map.values()),
             Store::Ordered(_) | Store::OrderedInt(_) => unreachable!("hash stores only"),
         }
         out[start..].sort_unstable();
@@ -459,6 +486,7 @@ impl Index {
         }
         match &self.store {
             Store::HashInt(map) => map.get(&probe_key(&key[0])?).map(Postings::first),
+            Store::HashIntUnique(map) => map.get(&probe_key(&key[0])?).copied(),
             Store::HashValue(map) => map.get(&key[0]).map(Postings::first),
             Store::Hash(map) => map.get(key).map(Postings::first),
             Store::OrderedInt(ix) => {
@@ -492,7 +520,21 @@ impl Index {
                     out.extend(ix.rows_in(lo, hi));
                 }
             }
-            Store::HashInt(map) => int_hash_range(map, lower, upper, out),
+            Store::HashInt(map) => {
+                let entries = map.iter().flat_map(|(&k, p)| {
+                    let (one, many) = match p {
+                        Postings::One(r) => (Some(*r), &[][..]),
+                        Postings::Many(rs) => (None, &rs[..]),
+                    };
+                    one.into_iter()
+                        .chain(many.iter().copied())
+                        .map(move |r| (k, r))
+                });
+                int_hash_range(entries, lower, upper, out)
+            }
+            Store::HashIntUnique(map) => {
+                int_hash_range(map.iter().map(|(&k, &r)| (k, r)), lower, upper, out)
+            }
             Store::HashValue(map) => {
                 let entries = map.iter().map(|(k, p)| (std::slice::from_ref(k), p));
                 hash_range(entries, lower, upper, out)
@@ -518,6 +560,7 @@ impl Index {
             Store::Hash(map) => rows(map.values()),
             Store::HashValue(map) => rows(map.values()),
             Store::HashInt(map) => rows(map.values()),
+            Store::HashIntUnique(map) => map.len(),
             Store::Ordered(set) => set.len(),
             Store::OrderedInt(ix) => ix.len(),
         }
@@ -599,7 +642,7 @@ fn ordered_range(
 
 /// `range_into` over an integer hash index: a scan and a sort.
 fn int_hash_range(
-    map: &FxHashMap<i64, Postings>,
+    entries: impl Iterator<Item = (i64, RowId)>,
     lower: Bound<&[Value]>,
     upper: Bound<&[Value]>,
     out: &mut Vec<RowId>,
@@ -607,13 +650,7 @@ fn int_hash_range(
     let Some((lo, hi)) = key_range(lower, upper) else {
         return;
     };
-    let mut hits: Vec<(i64, RowId)> = Vec::new();
-    for (&k, p) in map.iter().filter(|(k, _)| (lo..=hi).contains(*k)) {
-        match p {
-            Postings::One(r) => hits.push((k, *r)),
-            Postings::Many(rs) => hits.extend(rs.iter().map(|r| (k, *r))),
-        }
-    }
+    let mut hits: Vec<(i64, RowId)> = entries.filter(|(k, _)| (lo..=hi).contains(k)).collect();
     hits.sort_unstable();
     out.extend(hits.into_iter().map(|(_, r)| r));
 }
