@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ohm_binary, runtime, Server, TempDir};
+use common::{acknowledged_chunks, ohm_binary, runtime, Server, TempDir};
 use ohm::proto::SqlResult;
 use ohm::types::Value;
 use std::path::Path;
@@ -162,18 +162,6 @@ fn write_rows(path: &Path, rows: i64) -> i64 {
     rows * (rows + 1) / 2
 }
 
-/// The acknowledged chunks a load's state file records.
-fn acknowledged(state: &Path) -> u64 {
-    std::fs::read_to_string(state)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("next_chunk="))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Starts a load and waits until `chunks` chunks are acknowledged (the
 /// loader must still be running then: the kill lands mid-load).
 fn start_and_wait(
@@ -188,7 +176,7 @@ fn start_and_wait(
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while acknowledged(state) < chunks {
+    while acknowledged_chunks(state) < chunks {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the load ended before the kill"

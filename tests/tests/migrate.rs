@@ -11,7 +11,9 @@
 
 mod common;
 
-use common::{check_invariants, chinook, ohm_binary, one_value, runtime, Server, TempDir};
+use common::{
+    acknowledged_chunks, check_invariants, chinook, ohm_binary, one_value, runtime, Server, TempDir,
+};
 use ohm::bench::postgres::{find_bin_dir, PgServer};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -231,14 +233,7 @@ fn acknowledged(work: &Path, table: &str) -> u64 {
             .map(|e| e.path())
             .find(|p| p.to_string_lossy().ends_with(&suffix))
     });
-    state
-        .and_then(|s| std::fs::read_to_string(s).ok())
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("next_chunk="))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    state.map_or(0, |s| acknowledged_chunks(&s))
 }
 
 fn wait_for_chunks(child: &mut Child, work: &Path, table: &str, chunks: u64) {

@@ -184,22 +184,27 @@ pub fn options(args: &LoadArgs, csv: bool) -> anyhow::Result<(Input, Options)> {
     Ok((input, opts))
 }
 
+/// A flag set by Ctrl-C: a load (or migration) stops sending and waits
+/// for the chunks in flight to be answered, so it can be resumed.
+pub fn interrupt_on_ctrl_c() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping: waiting for the chunks in flight to be answered");
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    interrupt
+}
+
 /// `ohm load csv|text`. Exit status: 0 when every line was loaded or
 /// rejected within --max-errors; 1 when the load stopped (it says how to
 /// resume); 130 when interrupted.
 pub async fn run(args: LoadArgs, csv: bool) -> anyhow::Result<ExitCode> {
     let (input, opts) = options(&args, csv)?;
     let client = args.connect.connect(TokenRole::Demo).await?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    {
-        let interrupt = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping: waiting for the chunks in flight to be answered");
-                interrupt.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+    let interrupt = interrupt_on_ctrl_c();
     let s = loader::load(&client, &input, &opts, args.resume, interrupt.clone()).await?;
     let secs = s.elapsed.as_secs_f64().max(0.001);
     println!(

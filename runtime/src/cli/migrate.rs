@@ -8,8 +8,7 @@ use anyhow::bail;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Flags of `ohm migrate`.
 #[derive(Debug, Clone, Args)]
@@ -160,16 +159,7 @@ fn print_checks(checks: &[verify::TableCheck]) -> bool {
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let opts = options(&args)?;
     let client = args.connect.connect(TokenRole::Demo).await?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    {
-        let interrupt = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping: waiting for the chunks in flight to be answered");
-                interrupt.store(true, Ordering::Relaxed);
-            }
-        });
-    }
+    let interrupt = super::load::interrupt_on_ctrl_c();
     let out = migrate::run(&client, &opts, interrupt.clone()).await?;
     let plan = &out.plan;
     println!("{} tables from schema {}:", plan.tables.len(), plan.schema);

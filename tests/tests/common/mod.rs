@@ -288,3 +288,16 @@ pub async fn check_invariants(c: &Client, dir: &Path) {
     }
     assert!(checked >= 20, "only {checked} invariants");
 }
+
+/// The chunks a load's state file records as acknowledged (0 while there
+/// is none).
+pub fn acknowledged_chunks(state: &Path) -> u64 {
+    std::fs::read_to_string(state)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("next_chunk="))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
