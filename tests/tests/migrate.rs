@@ -91,6 +91,24 @@ fn psql_file(pg: &PgServer, bin: &Path, db: &str, file: &Path) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+fn psql_command(pg: &PgServer, bin: &Path, db: &str, sql: &str) {
+    let out = Command::new(bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 fn migrate(server: &Server, url: &str, args: &[&str]) -> Command {
     let mut c = Command::new(ohm_binary());
     c.arg("migrate")
@@ -112,6 +130,8 @@ fn chinook_migrates_with_zero_differences() {
     let Some(dir) = chinook() else { return };
     let Some(pg) = postgres() else { return };
     let (url, bin) = database(&pg, "chinook");
+    // Trust authentication ignores it; it must be written nowhere.
+    let url = format!("{url}&password=s3cret-word");
     let out = Command::new(bin.join("pg_restore"))
         .args([
             "-h",
@@ -141,6 +161,7 @@ fn chinook_migrates_with_zero_differences() {
         text(&out.stdout)
     );
     let planned = std::fs::read_to_string(&plan).unwrap();
+    assert!(!planned.contains("s3cret"), "{planned}");
     for want in [
         "CREATE TABLE invoice_line (",
         "PARTITION TABLE invoice_line ON COLUMN invoice_line_id;",
@@ -206,7 +227,7 @@ fn chinook_migrates_with_zero_differences() {
     );
     assert_eq!(stdout.matches("DIFFERENT").count(), 2, "{stdout}");
     // Without sslmode, TLS is required: this server has none.
-    let plain = url.replace("?sslmode=disable", "");
+    let plain = url.replace("sslmode=disable&", "");
     let out = run(&server, &plain, &["--plan", plan_s]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -261,6 +282,7 @@ fn count(server: &Server, table: &str) -> u64 {
 fn every_type_migrates_equal_and_a_killed_migration_resumes() {
     let Some(pg) = postgres() else { return };
     let (url, bin) = database(&pg, "extras");
+    let url = format!("{url}&password=hunter2-word");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/migrate_extras.sql");
     psql_file(&pg, &bin, "extras", &schema);
     let tmp = TempDir::new("migrate-extras");
@@ -291,6 +313,18 @@ fn every_type_migrates_equal_and_a_killed_migration_resumes() {
     child.wait().unwrap();
     let part = count(&server, "events");
     assert!(part > 0 && part < 300_000, "{part}");
+    let state = std::fs::read_to_string(work.join("migrate.state")).unwrap();
+    assert!(!state.contains("hunter2"), "{state}");
+    // The source moves while the migration is cut: the resume keeps the
+    // copies of the first run (all of one moment) and its placements
+    // (tiny, grown past --replicate-below, stays replicated).
+    psql_command(
+        &pg,
+        &bin,
+        "extras",
+        "INSERT INTO tiny SELECT generate_series(6, 2005); \
+         INSERT INTO events (kind_id, payload) SELECT 1, 'late' FROM generate_series(1, 10)",
+    );
     // Started again without --resume: refused, and says how.
     let out = run(&server, &url, &args);
     assert_eq!(out.status.code(), Some(1));
@@ -319,17 +353,31 @@ fn every_type_migrates_equal_and_a_killed_migration_resumes() {
         text(&out.stderr)
     );
 
-    // The node back, the migration resumed to its end: every table equal.
+    // The source as it was, the node back, the migration resumed to its
+    // end: every table equal (had a resume copied the moved source, events
+    // would hold the late rows).
+    psql_command(
+        &pg,
+        &bin,
+        "extras",
+        "DELETE FROM tiny WHERE id > 5; DELETE FROM events WHERE payload = 'late'",
+    );
     let server = Server::start(&data, &["--partitions", "2", "--demo"]).unwrap();
     let out = run(&server, &url, &resume_args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("(resumed)"), "{stdout}");
     assert!(
-        stdout.contains("migrated and verified: 5 tables, 300010 rows"),
+        stdout.contains("migrated and verified: 6 tables, 300015 rows"),
         "{stdout}"
     );
     let planned = std::fs::read_to_string(&plan).unwrap();
+    assert!(!planned.contains("hunter2"), "{planned}");
+    let tiny = planned
+        .lines()
+        .find(|l| l.starts_with("--   tiny "))
+        .unwrap();
+    assert!(tiny.contains("replicated"), "{tiny}");
     for want in [
         "NOT CARRIED function touch()",
         "NOT CARRIED trigger kinds_touch ON kinds",
@@ -449,6 +497,12 @@ fn certificates(dir: &Path) {
             "server.pem",
         ],
     );
+    // TCP only over TLS: a connection that fell back to plain text fails.
+    std::fs::write(
+        dir.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+    )
+    .unwrap();
     // PostgreSQL reads its key only when no one else may.
     let mut perms = std::fs::metadata(dir.join("server.key"))
         .unwrap()
@@ -486,9 +540,10 @@ fn the_link_to_the_source_is_tls_with_its_certificate_checked() {
     let pg = PgServer::start_with(
         &bin,
         &format!(
-            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c hba_file={}",
             certs.join("server.pem").display(),
-            certs.join("server.key").display()
+            certs.join("server.key").display(),
+            certs.join("pg_hba.conf").display()
         ),
     )
     .unwrap();
@@ -503,6 +558,18 @@ fn the_link_to_the_source_is_tls_with_its_certificate_checked() {
     psql_file(&pg, &bin, "tls", &schema);
     let server = Server::start(&tmp.path().join("data"), &["--demo"]).unwrap();
     let base = url.replace("?sslmode=disable", "");
+    // This server refuses plain text.
+    let out = run(
+        &server,
+        &url,
+        &["--plan", tmp.path().join("p0.sql").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no encryption"),
+        "{}",
+        text(&out.stderr)
+    );
     // No root that signed it: refused, before anything is read.
     let out = run(
         &server,

@@ -200,12 +200,25 @@ impl State {
             f.sync_all().with_context(what)?;
         }
         std::fs::rename(&tmp, &self.path).with_context(what)?;
-        Ok(())
+        self.sync_dir()
     }
 
     /// The load completed: nothing to resume.
     pub fn remove(&self) -> anyhow::Result<()> {
         std::fs::remove_file(&self.path)
-            .with_context(|| format!("removing the resume state {}", self.path.display()))
+            .with_context(|| format!("removing the resume state {}", self.path.display()))?;
+        self.sync_dir()
+    }
+
+    /// Syncs the state file's directory, so its rename or removal lasts
+    /// through a power loss (the chunks it counts are durable on the node).
+    fn sync_dir(&self) -> anyhow::Result<()> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))
     }
 }

@@ -91,6 +91,34 @@ pub struct Outcome {
     pub rejected: u64,
 }
 
+/// What a migration is of, for its record: the source database (its URL
+/// without the password or the query: a moved sslrootcert is the same
+/// source) and the schema.
+fn source_identity(opts: &Options) -> String {
+    let url = redact(&opts.url);
+    let base = url.split('?').next().unwrap_or("");
+    format!("source={base} schema={}", opts.schema)
+}
+
+/// Files an earlier, abandoned migration left in the work directory:
+/// copies, load states, reject files. A fresh migration does not start
+/// over them (a load state would be resumed into the wrong rows).
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            [".copy", ".ohm-load", ".rejected", ".tmp"]
+                .iter()
+                .any(|s| name.ends_with(s))
+        })
+        .collect()
+}
+
 fn plan_hash(plan: &Plan) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -140,7 +168,7 @@ pub async fn run(
     // A resumed migration keeps the placements its first run chose.
     let mut settings = opts.settings.clone();
     if opts.apply && opts.resume {
-        for (t, placed) in Record::placements(&opts.work_dir)? {
+        for (t, placed) in Record::placements(&opts.work_dir, &source_identity(opts))? {
             match placed {
                 Some(c) => {
                     settings.partition.insert(t, c);
@@ -211,18 +239,23 @@ async fn apply(
                 opts.work_dir.display()
             );
         }
+        let left = leftovers(&opts.work_dir);
+        if let Some(first) = left.first() {
+            bail!(
+                "{} holds {} files of an earlier migration ({} ...): remove them, or use another \
+                 --work-dir",
+                opts.work_dir.display(),
+                left.len(),
+                first.display()
+            );
+        }
         refuse_existing(client, plan).await?;
     }
-    let identity = format!(
-        "source={} schema={} plan={}",
-        redact(&opts.url),
-        opts.schema,
-        plan_hash(plan)
-    );
+    let identity = format!("{} plan={}", source_identity(opts), plan_hash(plan));
     std::fs::create_dir_all(&opts.work_dir)
         .with_context(|| format!("creating {}", opts.work_dir.display()))?;
     let mut record = Record::open(&opts.work_dir, identity, opts.resume, plan)?;
-    apply_schema(client, plan, &mut record).await?;
+    apply_schema(client, plan, &mut record, opts.resume).await?;
     if !record.has("copies") {
         copy_all(pg, opts, plan, &record).await?;
         record.mark("copies".into())?;
@@ -232,7 +265,7 @@ async fn apply(
     if stopped.is_some() {
         return Ok(stopped);
     }
-    after_data(client, pg, &opts.schema, plan, &mut record).await?;
+    after_data(client, pg, &opts.schema, plan, &mut record, opts.resume).await?;
     Ok(None)
 }
 
@@ -280,8 +313,14 @@ async fn refuse_existing(client: &Client, plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn apply_schema(client: &Client, plan: &Plan, record: &mut Record) -> anyhow::Result<()> {
-    let mut first_pending = true;
+async fn apply_schema(
+    client: &Client,
+    plan: &Plan,
+    record: &mut Record,
+    resume: bool,
+) -> anyhow::Result<()> {
+    // Only a resume may find its first pending statement done already.
+    let mut first_pending = resume;
     for (i, sql) in plan.schema_script().iter().enumerate() {
         let step = format!("ddl {i}");
         if record.has(&step) {
@@ -419,9 +458,11 @@ async fn copy_all(
 /// why it stopped, if it did, and the rows rejected.
 ///
 /// What is on disk says how far it got: the loader writes its state
-/// before it sends anything and removes it only once the load is
-/// complete, and the copy is removed only after the table is recorded
-/// loaded. So with no load state, a table with rows was loaded.
+/// before it sends anything and removes it (durably) only once the load
+/// is complete, and the copy is removed only after the table is recorded
+/// loaded. So with no load state, a table with rows was loaded: checked
+/// against the copy (one row a line in COPY's text format), less the
+/// rows its reject file holds.
 async fn load_table(
     client: Client,
     opts: Options,
@@ -434,9 +475,6 @@ async fn load_table(
     let state = file(dir, n, &t.name, "ohm-load");
     let rejects = file(dir, n, &t.name, "rejected");
     let resume = state.exists();
-    if !resume && count(&client, &t.name).await? > 0 {
-        return Ok((None, 0));
-    }
     if !copy.exists() {
         bail!(
             "{}: its copy {} is gone, and the table is not loaded; start the migration again \
@@ -444,6 +482,23 @@ async fn load_table(
             t.name,
             copy.display()
         );
+    }
+    if !resume {
+        let have = count(&client, &t.name).await?;
+        if have > 0 {
+            let lines = count_lines(&copy)?;
+            let rejected = count_lines(&rejects).map_or(0, |n| n.saturating_sub(1));
+            if have + rejected != lines {
+                bail!(
+                    "{}: the table has {have} rows and no load state, but its copy {} has {lines} \
+                     ({rejected} rejected): it was not loaded by this migration alone. Empty the \
+                     table in Ohm and --resume",
+                    t.name,
+                    copy.display()
+                );
+            }
+            return Ok((None, rejected));
+        }
     }
     let lopts = loader::Options {
         table: t.name.clone(),
@@ -481,6 +536,23 @@ async fn load_table(
         std::fs::remove_file(&rejects).ok();
     }
     Ok((s.stopped, s.rejected))
+}
+
+/// Lines in `path` (bounded by the file: read in blocks).
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let got = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if got == 0 {
+            return Ok(n);
+        }
+        n += buf[..got].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
 }
 
 async fn count(client: &Client, table: &str) -> anyhow::Result<u64> {
@@ -564,8 +636,10 @@ async fn after_data(
     schema: &str,
     plan: &Plan,
     record: &mut Record,
+    resume: bool,
 ) -> anyhow::Result<()> {
-    let mut first_pending = true;
+    // Only a resume may find its first pending key added already.
+    let mut first_pending = resume;
     for t in &plan.tables {
         for (i, sql) in t.deferred.iter().enumerate() {
             let step = format!("deferred {} {i}", hex(&t.name));

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The first line of the state file.
-const STATE_MAGIC: &str = "ohm-migrate-state 1";
+const STATE_MAGIC: &str = "ohm-migrate-state 2";
 /// The largest state file read.
 const STATE_BYTES_MAX: u64 = 16 << 20;
 
@@ -24,14 +24,16 @@ pub(super) fn hex(s: &str) -> String {
 
 fn unhex(s: &str, path: &Path) -> anyhow::Result<String> {
     let bad = || anyhow::anyhow!("{}: a damaged name {s:?}", path.display());
-    if !s.len().is_multiple_of(2) {
+    let digits = s.as_bytes();
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(bad());
     }
-    let bytes: Result<Vec<u8>, _> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
+    let value = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+    let bytes: Vec<u8> = digits
+        .chunks(2)
+        .map(|p| (value(p[0]) << 4) | value(p[1]))
         .collect();
-    String::from_utf8(bytes.map_err(|_| bad())?).map_err(|_| bad())
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 /// Syncs the directory holding `path`, so a rename into it lasts.
@@ -59,12 +61,20 @@ impl Record {
 
     /// The placements an earlier run of this migration recorded: table →
     /// partition column (None: replicated). Empty when there is none.
-    pub fn placements(dir: &Path) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    /// `source` is what the identity line must begin with (the source and
+    /// the schema): another migration's placements are refused.
+    pub fn placements(dir: &Path, source: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
         let path = Record::path(dir);
         if !path.exists() {
             return Ok(Vec::new());
         }
-        let (_, done) = Record::read(&path)?;
+        let (identity, done) = Record::read(&path)?;
+        if !identity.starts_with(source) {
+            bail!(
+                "--resume: {} is of another migration ({identity}, not {source})",
+                path.display()
+            );
+        }
         let mut out = Vec::new();
         for line in done {
             let Some(rest) = line.strip_prefix("place ") else {

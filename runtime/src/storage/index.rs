@@ -376,11 +376,14 @@ impl Index {
             }
             Store::HashIntUnique(map) => {
                 if let Some(k) = stored_key(single) {
-                    let before = map.insert(k, id);
-                    assert!(
-                        before.is_none(),
-                        "unique index insert after a conflict check"
-                    );
+                    match map.entry(k) {
+                        HashEntry::Vacant(v) => {
+                            v.insert(id);
+                        }
+                        HashEntry::Occupied(_) => {
+                            panic!("unique index insert after a conflict check")
+                        }
+                    }
                 }
             }
             Store::HashValue(map) => {

@@ -54,3 +54,6 @@ CREATE TABLE base_items (id integer PRIMARY KEY, name text);
 CREATE TABLE special_items (extra text) INHERITS (base_items);
 INSERT INTO base_items VALUES (1, 'plain'), (2, 'plain too');
 INSERT INTO special_items VALUES (3, 'special', 'x');
+-- Small now (replicated); the test grows it while the migration is cut.
+CREATE TABLE tiny (id integer PRIMARY KEY);
+INSERT INTO tiny SELECT generate_series(1, 5);
