@@ -169,11 +169,32 @@ async fn get(c: &ClusterClient, key: &str) -> Option<u64> {
     }
 }
 
+/// Set-up DDL runs while the new cluster may still be settling its
+/// leaders: a statement answered `unavailable` (its outcome unknown) is
+/// sent again, and "already exists" then means the first one took.
+const SET_UP_TRIES: u32 = 10;
+
+async fn set_up_ddl(c: &ClusterClient, ddl: &str) {
+    let mut unknown = false;
+    for _ in 0..SET_UP_TRIES {
+        match c.sql(ddl).await {
+            Ok(_) => return,
+            Err(ClientError::Server(e)) if e.code == ErrorCode::Unavailable => {
+                unknown = true;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) if unknown && e.to_string().contains("already exists") => return,
+            Err(e) => panic!("{ddl}: {e}"),
+        }
+    }
+    panic!("{ddl}: unavailable {SET_UP_TRIES} times");
+}
+
 /// The kv and voter schemas and modules, and the voter's contestants.
 async fn set_up(c: &ClusterClient) {
     for (module, schema) in [("kv", ohm_kv::SCHEMA), ("voter", ohm_voter::SCHEMA)] {
         for ddl in schema {
-            c.sql(ddl).await.unwrap_or_else(|e| panic!("{ddl}: {e}"));
+            set_up_ddl(c, ddl).await;
         }
         c.deploy(module, wasm(module)).await.unwrap();
     }
