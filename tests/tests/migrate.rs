@@ -377,7 +377,10 @@ fn every_type_migrates_equal_and_a_killed_migration_resumes() {
         .lines()
         .find(|l| l.starts_with("--   tiny "))
         .unwrap();
-    assert!(tiny.contains("replicated"), "{tiny}");
+    assert!(
+        tiny.contains("replicated: as placed when this migration began"),
+        "{tiny}"
+    );
     for want in [
         "NOT CARRIED function touch()",
         "NOT CARRIED trigger kinds_touch ON kinds",

@@ -168,6 +168,7 @@ pub async fn run(
     // A resumed migration keeps the placements its first run chose.
     let mut settings = opts.settings.clone();
     if opts.apply && opts.resume {
+        settings.recorded = true;
         for (t, placed) in Record::placements(&opts.work_dir, &source_identity(opts))? {
             match placed {
                 Some(c) => {

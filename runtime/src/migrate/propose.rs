@@ -94,7 +94,12 @@ pub(super) fn propose(
     let mut forced: BTreeMap<usize, String> = BTreeMap::new();
     for (i, t) in tables.iter().enumerate() {
         if settings.replicate.contains(&t.name) {
-            forced.insert(i, "replicated: as told (--replicate)".into());
+            let why = if settings.recorded {
+                "replicated: as placed when this migration began"
+            } else {
+                "replicated: as told (--replicate)"
+            };
+            forced.insert(i, why.into());
         } else if settings.partition.contains_key(&t.name) {
             // told where
         } else if t.rows < settings.replicate_below {
@@ -257,6 +262,9 @@ pub(super) fn propose(
             let pk_first = t.primary_key.as_ref().and_then(|(_, k)| k.first()) == Some(&best);
             let with_parent = parents.iter().find(|(_, _, need)| *need == Some(&best));
             let why = match (settings.partition.contains_key(&t.name), with_parent) {
+                (true, _) if settings.recorded => {
+                    format!("partitioned on {best}: as placed when this migration began")
+                }
                 (true, _) => format!("partitioned on {best}: as told (--partition)"),
                 (false, Some((p, fk, _))) => format!(
                     "partitioned on {best} ({} rows): its foreign key {} to {} (partitioned on \

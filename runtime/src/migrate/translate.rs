@@ -123,6 +123,9 @@ pub struct Settings {
     pub partition: BTreeMap<String, String>,
     /// Tables to replicate whatever their size.
     pub replicate: BTreeSet<String>,
+    /// `partition` and `replicate` are the placements a resumed
+    /// migration's first run recorded (said so in the reasons).
+    pub recorded: bool,
 }
 
 /// PostgreSQL's reserved words (and those reserved in some contexts):

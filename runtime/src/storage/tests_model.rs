@@ -248,7 +248,7 @@ fn check_int_indexes(tb: &Table, model: &Model, rng: &mut Rng, at: &str) {
             assert_eq!(got, want.first().copied(), "{at}: ix {ix} get {p:?}");
         }
     }
-    for (ix, col) in [(4, 1), (5, 0), (3, 1), (6, 2)] {
+    for (ix, col) in [(4, 1), (5, 0), (3, 1), (6, 2), (0, 0)] {
         let full = tb.index_range(ix, Unbounded, Unbounded);
         let mut want = model_range1(model, col, Unbounded, Unbounded);
         if ix == 3 || ix == 6 {
@@ -263,8 +263,8 @@ fn check_int_indexes(tb: &Table, model: &Model, rng: &mut Rng, at: &str) {
             lo.as_ref().map(Vec::as_slice),
             hi.as_ref().map(Vec::as_slice),
         );
-        for (ix, col) in [(4, 1), (5, 0), (3, 1)] {
-            if ix == 3 && matches!((lo, hi), (Unbounded, Unbounded)) {
+        for (ix, col) in [(4, 1), (5, 0), (3, 1), (0, 0)] {
+            if (ix == 3 || ix == 0) && matches!((lo, hi), (Unbounded, Unbounded)) {
                 continue; // checked above, without NULLs
             }
             assert_eq!(
