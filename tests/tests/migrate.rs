@@ -15,7 +15,7 @@ use common::{
     acknowledged_chunks, check_invariants, chinook, ohm_binary, one_value, runtime, Server, TempDir,
 };
 use ohm::bench::postgres::{find_bin_dir, PgServer};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,73 +40,46 @@ fn postgres() -> Option<PgServer> {
     Some(PgServer::start(&bin).expect("starting PostgreSQL"))
 }
 
-/// A database `db` on `pg`, its URL, and the client programs' directory.
-fn database(pg: &PgServer, db: &str) -> (String, PathBuf) {
+/// `psql` as the server's superuser, over TCP, stopping at the first
+/// error; `db` None: the default database.
+fn psql(pg: &PgServer, db: Option<&str>, args: &[&str]) {
     let bin = find_bin_dir().unwrap();
-    let out = Command::new(bin.join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-        ])
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-q",
-            "-c",
-            &format!("CREATE DATABASE {db}"),
-        ])
+    let mut c = Command::new(bin.join("psql"));
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &pg.port.to_string(),
+        "-U",
+        "postgres",
+    ]);
+    if let Some(db) = db {
+        c.args(["-d", db]);
+    }
+    let out = c
+        .args(["-v", "ON_ERROR_STOP=1", "-q"])
+        .args(args)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A database `db` on `pg`, and its URL.
+fn database(pg: &PgServer, db: &str) -> String {
+    psql(pg, None, &["-c", &format!("CREATE DATABASE {db}")]);
     // The test's server has no TLS: the URL says so, as a user's must.
-    (
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            pg.port
-        ),
-        bin,
+    format!(
+        "postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+        pg.port
     )
 }
 
-fn psql_file(pg: &PgServer, bin: &Path, db: &str, file: &Path) {
-    let out = Command::new(bin.join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-        ])
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-f"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+fn psql_file(pg: &PgServer, db: &str, file: &Path) {
+    psql(pg, Some(db), &["-f", file.to_str().unwrap()]);
 }
 
-fn psql_command(pg: &PgServer, bin: &Path, db: &str, sql: &str) {
-    let out = Command::new(bin.join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-        ])
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+fn psql_command(pg: &PgServer, db: &str, sql: &str) {
+    psql(pg, Some(db), &["-c", sql]);
 }
 
 fn migrate(server: &Server, url: &str, args: &[&str]) -> Command {
@@ -129,10 +102,10 @@ fn run(server: &Server, url: &str, args: &[&str]) -> Output {
 fn chinook_migrates_with_zero_differences() {
     let Some(dir) = chinook() else { return };
     let Some(pg) = postgres() else { return };
-    let (url, bin) = database(&pg, "chinook");
+    let url = database(&pg, "chinook");
     // Trust authentication ignores it; it must be written nowhere.
     let url = format!("{url}&password=s3cret-word");
-    let out = Command::new(bin.join("pg_restore"))
+    let out = Command::new(find_bin_dir().unwrap().join("pg_restore"))
         .args([
             "-h",
             "127.0.0.1",
@@ -281,10 +254,10 @@ fn count(server: &Server, table: &str) -> u64 {
 #[test]
 fn every_type_migrates_equal_and_a_killed_migration_resumes() {
     let Some(pg) = postgres() else { return };
-    let (url, bin) = database(&pg, "extras");
+    let url = database(&pg, "extras");
     let url = format!("{url}&password=hunter2-word");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/migrate_extras.sql");
-    psql_file(&pg, &bin, "extras", &schema);
+    psql_file(&pg, "extras", &schema);
     let tmp = TempDir::new("migrate-extras");
     let data = tmp.path().join("data");
     let mut server = Server::start(&data, &["--partitions", "2", "--demo"]).unwrap();
@@ -320,7 +293,6 @@ fn every_type_migrates_equal_and_a_killed_migration_resumes() {
     // (tiny, grown past --replicate-below, stays replicated).
     psql_command(
         &pg,
-        &bin,
         "extras",
         "INSERT INTO tiny SELECT generate_series(6, 2005); \
          INSERT INTO events (kind_id, payload) SELECT 1, 'late' FROM generate_series(1, 10)",
@@ -358,7 +330,6 @@ fn every_type_migrates_equal_and_a_killed_migration_resumes() {
     // would hold the late rows).
     psql_command(
         &pg,
-        &bin,
         "extras",
         "DELETE FROM tiny WHERE id > 5; DELETE FROM events WHERE payload = 'late'",
     );
@@ -550,7 +521,7 @@ fn the_link_to_the_source_is_tls_with_its_certificate_checked() {
         ),
     )
     .unwrap();
-    let (url, bin) = database(&pg, "tls");
+    let url = database(&pg, "tls");
     let schema = tmp.path().join("tls.sql");
     std::fs::write(
         &schema,
@@ -558,7 +529,7 @@ fn the_link_to_the_source_is_tls_with_its_certificate_checked() {
          INSERT INTO secret VALUES (1, 'a'), (2, 'b'), (3, 'c');\n",
     )
     .unwrap();
-    psql_file(&pg, &bin, "tls", &schema);
+    psql_file(&pg, "tls", &schema);
     let server = Server::start(&tmp.path().join("data"), &["--demo"]).unwrap();
     let base = url.replace("?sslmode=disable", "");
     // This server refuses plain text.

@@ -460,20 +460,7 @@ impl Coordinator {
         )
         .map_err(|e| reply::txn_error(&e))?;
         drop(work);
-        let kept = match key {
-            Some(key) if !shares.is_empty() => {
-                let kept = KeptCall {
-                    key,
-                    output: answer_to_keep(&output),
-                };
-                g[0].tenant(tenant)
-                    .kept
-                    .keep(kept.key.clone(), kept.output.clone());
-                Some(kept)
-            }
-            // It wrote nothing: running it again changes nothing either.
-            _ => None,
-        };
+        let kept = keep_answer(&mut g, tenant, key, !shares.is_empty(), || output.clone());
         self.commit_shares(g, tenant, shares, kept)?;
         Ok(reply::output(output))
     }
@@ -528,20 +515,9 @@ impl Coordinator {
                 .collect(),
             again: false,
         };
-        let kept = match l.key {
-            Some(key) if !shares.is_empty() => {
-                let kept = KeptCall {
-                    key,
-                    output: answer_to_keep(&kept_of_loaded(&loaded)),
-                };
-                g[0].tenant(tenant)
-                    .kept
-                    .keep(kept.key.clone(), kept.output.clone());
-                Some(kept)
-            }
-            // Nothing loaded: sending it again loads nothing either.
-            _ => None,
-        };
+        let kept = keep_answer(&mut g, tenant, l.key, !shares.is_empty(), || {
+            kept_of_loaded(&loaded)
+        });
         self.commit_shares(g, tenant, shares, kept)?;
         Ok(Reply::Loaded(loaded))
     }
@@ -837,6 +813,27 @@ const KEPT_LOAD_COLUMNS: [&str; 4] = ["loaded", "row", "column", "message"];
 
 /// A `load` answer as an idempotency key keeps it (a row set, so the kept
 /// answers of calls and loads are one kind of thing in the log).
+/// A multi-partition transaction's answer kept under its key on partition
+/// 0 (and returned, to be logged with partition 0's share). Nothing is
+/// kept when it wrote nothing: sending it again changes nothing either.
+fn keep_answer(
+    g: &mut Held<'_>,
+    tenant: TenantId,
+    key: Option<String>,
+    wrote: bool,
+    output: impl FnOnce() -> crate::wasm::ProcOutput,
+) -> Option<KeptCall> {
+    let key = key.filter(|_| wrote)?;
+    let kept = KeptCall {
+        key,
+        output: answer_to_keep(&output()),
+    };
+    g[0].tenant(tenant)
+        .kept
+        .keep(kept.key.clone(), kept.output.clone());
+    Some(kept)
+}
+
 fn kept_of_loaded(l: &Loaded) -> crate::wasm::ProcOutput {
     let columns: Vec<crate::sql::ColumnInfo> = KEPT_LOAD_COLUMNS
         .iter()
