@@ -150,8 +150,9 @@ pub use log::{
 pub use log_storage::{Remover, Stager, READ_RECORDS_MAX};
 pub use record::{
     decision, decode_entry, deployed_module, encode_commit, encode_entry, mark_share, multi_txn,
-    output_bytes, put_output, revoked_principal, share_txn, Entry, KeptCall, LoggedOp,
-    LoggedWrites, MultiBody, RecordTooLarge, TenantRecord, PAYLOAD_BYTES_MAX, RECORD_BYTES_MAX,
+    multi_writes_bytes, output_bytes, put_output, revoked_principal, share_txn, Entry, KeptCall,
+    LoggedOp, LoggedWrites, MultiBody, RecordTooLarge, TenantRecord, PAYLOAD_BYTES_MAX,
+    RECORD_BYTES_MAX,
 };
 pub use reserve::LOG_RESERVE_BYTES;
 pub use segment::SEGMENT_FILE_BYTES_MAX;

@@ -389,6 +389,23 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), RecordTooLar
     finish_payload(start, out)
 }
 
+/// The payload bytes `encode_entry` gives for an `Entry::Multi` carrying
+/// `writes` (no key), measured in `scratch` without copying them; over
+/// `PAYLOAD_BYTES_MAX` is refused as `encode_entry` would.
+pub fn multi_writes_bytes(
+    writes: &LoggedWrites,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, RecordTooLarge> {
+    scratch.clear();
+    scratch.push(ENTRY_MULTI);
+    put_u64(scratch, 0);
+    put_u32(scratch, 0);
+    scratch.push(BODY_WRITES);
+    put_writes(scratch, writes);
+    finish_payload(0, scratch)?;
+    Ok(scratch.len())
+}
+
 /// The payload `encode_entry` gives for `Entry::Commit`, straight from a
 /// storage write-set committed on `db` (no intermediate `LoggedWrites`);
 /// `kept`: the call's idempotency key and the answer to keep (None: too
@@ -1551,6 +1568,44 @@ mod tests {
         let err = encode_entry(&big, &mut out).unwrap_err();
         assert!(err.bytes > PAYLOAD_BYTES_MAX);
         assert_eq!(out, vec![1, 2, 3]);
+    }
+
+    /// The size check of a load chunk's shares measures without copying
+    /// them: it must agree with what the commit then encodes.
+    #[test]
+    fn multi_writes_bytes_is_the_encoded_share_size() {
+        let writes = LoggedWrites {
+            ops: vec![
+                LoggedOp::Insert {
+                    table: "t".into(),
+                    row: vec![Value::Int(1), Value::Text("a".into())].into(),
+                },
+                LoggedOp::Delete {
+                    table: "other".into(),
+                    row: vec![Value::Null].into(),
+                },
+            ],
+        };
+        let entry = Entry::Multi {
+            txn: u64::MAX,
+            tenant: TenantId(u32::MAX),
+            body: MultiBody::Writes(writes.clone()),
+        };
+        let mut out = Vec::new();
+        encode_entry(&entry, &mut out).unwrap();
+        let mut scratch = vec![9; 3];
+        assert_eq!(
+            multi_writes_bytes(&writes, &mut scratch).unwrap(),
+            out.len()
+        );
+        let big = LoggedWrites {
+            ops: vec![LoggedOp::Insert {
+                table: "t".into(),
+                row: vec![Value::Bytes(vec![0u8; PAYLOAD_BYTES_MAX].into())].into(),
+            }],
+        };
+        let err = multi_writes_bytes(&big, &mut scratch).unwrap_err();
+        assert!(err.bytes > PAYLOAD_BYTES_MAX);
     }
 
     #[test]

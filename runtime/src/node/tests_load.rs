@@ -179,6 +179,58 @@ fn a_chunk_with_more_bad_rows_than_max_errors_loads_nothing() {
     node.shutdown();
 }
 
+/// Each partition's rows go in on a thread of their own: one partition
+/// refusing its share (here, too many bad rows there alone) leaves
+/// nothing on the others, whose shares had gone in by then; and bad rows
+/// under the limit on each partition but over it in sum refuse the chunk.
+#[test]
+fn a_share_refused_on_one_partition_leaves_nothing_on_the_others() {
+    let tmp = TempDir::new("load-share");
+    let mut tokens = Vec::new();
+    let node = start(&tmp, 2);
+    let who = tenant(&node, "t1", &mut tokens);
+    sql(&node, &who, SCHEMA).unwrap();
+    let on = |p: u32| {
+        (1..)
+            .filter(move |&k| crate::catalog::partition_for(&Value::Int(k), 2).0 == p)
+            .map(good)
+    };
+    // 500 rows on each partition; two bad ones on partition 1.
+    let mut rs: Vec<Vec<Value>> = on(0).take(500).chain(on(1).take(500)).collect();
+    rs[600][2] = Value::text("x");
+    rs[700][2] = Value::text("y");
+    let mut l = chunk("acct", &[], rs.clone());
+    l.max_errors = 1;
+    let e = load(&node, &who, l).unwrap_err();
+    assert!(
+        e.message.contains("row 601") && e.message.contains("row 701"),
+        "{e:?}"
+    );
+    assert!(e.message.contains("max_errors (1)"), "{e:?}");
+    assert_eq!(per_partition(&node, &who, "acct"), vec![0, 0]);
+    // One bad row on each partition: each is within the limit of 1, the
+    // chunk is not.
+    rs[700] = rs[699].clone();
+    rs[700][0] = Value::Int(900_001);
+    rs[100][2] = Value::text("z");
+    let mut l = chunk("acct", &[], rs.clone());
+    l.max_errors = 1;
+    let e = load(&node, &who, l).unwrap_err();
+    assert!(
+        e.message.contains("row 101") && e.message.contains("row 601"),
+        "{e:?}"
+    );
+    assert_eq!(per_partition(&node, &who, "acct"), vec![0, 0]);
+    // Within the limit in sum: both partitions keep their good rows.
+    let mut l = chunk("acct", &[], rs);
+    l.max_errors = 2;
+    let done = load(&node, &who, l).unwrap();
+    assert_eq!((done.loaded, done.rejected.len()), (998, 2));
+    assert_eq!(count(&node, &who, "acct"), 998);
+    assert_placed(&node, &who, "acct");
+    node.shutdown();
+}
+
 #[test]
 fn what_a_load_cannot_start_with_is_named() {
     let tmp = TempDir::new("load-names");

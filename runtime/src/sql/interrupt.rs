@@ -173,6 +173,48 @@ impl Drop for Work {
     }
 }
 
+/// The work a thread is running, for helper threads to take part in: a
+/// helper that `join`s it stops when that work is stopped (its time, its
+/// client, the node stopping), and never otherwise.
+#[derive(Clone, Default)]
+pub struct Shared(Option<(Arc<Watch>, u64, Option<Arc<AtomicBool>>)>);
+
+/// This thread's running work, to share with helpers (empty when none).
+pub fn shared() -> Shared {
+    CURRENT.with(|c| {
+        Shared(
+            c.borrow()
+                .as_ref()
+                .filter(|cur| cur.gen != 0)
+                .map(|cur| (cur.watch.clone(), cur.gen, cur.client.clone())),
+        )
+    })
+}
+
+impl Shared {
+    /// Makes this (helper) thread's checks those of the shared work until
+    /// the returned guard drops; the work's owner still begins and ends it.
+    pub fn join(&self) -> Joined {
+        let Some((watch, gen, client)) = self.0.clone() else {
+            return Joined(None);
+        };
+        let before = CURRENT.with(|c| c.borrow_mut().replace(Current { watch, gen, client }));
+        Joined(Some(before))
+    }
+}
+
+/// A helper thread's part in shared work (`Shared::join`), until dropped.
+#[must_use = "the helper's part ends when this is dropped"]
+pub struct Joined(Option<Option<Current>>);
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        if let Some(before) = self.0.take() {
+            CURRENT.with(|c| *c.borrow_mut() = before);
+        }
+    }
+}
+
 /// Whether this thread's work must stop now.
 pub fn check() -> Result<(), Stopped> {
     CURRENT.with(|c| {
@@ -264,6 +306,49 @@ mod tests {
             drop(work);
             let _next = Work::begin(Some(10), None);
             assert_eq!(check(), Err(Stopped::Shutdown));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A load chunk's shares run on helper threads: they stop when the
+    /// coordinator's work runs out of time, and not after it ended.
+    #[test]
+    fn a_helper_that_joined_shared_work_stops_with_it() {
+        let watch = Watch::new(100);
+        let w = watch.clone();
+        std::thread::spawn(move || {
+            install(watch);
+            assert!(shared().0.is_none(), "no work running: nothing to share");
+            let work = Work::begin(None, None);
+            let share = shared();
+            let mut seen = Seen::default();
+            scan(&w, &mut seen, 0);
+            let helper = |share: Shared| {
+                std::thread::spawn(move || {
+                    let _joined = share.join();
+                    check()
+                })
+                .join()
+                .unwrap()
+            };
+            assert_eq!(helper(share.clone()), Ok(()));
+            scan(&w, &mut seen, 100);
+            assert_eq!(
+                helper(share.clone()),
+                Err(Stopped::Deadline { budget_ms: 100 })
+            );
+            drop(work);
+            // The next work on the owner is not the one the helper shared.
+            let _next = Work::begin(None, None);
+            assert_eq!(check(), Ok(()));
+            // A helper's own thread forgets the work when its part ends.
+            std::thread::spawn(move || {
+                drop(share.join());
+                assert_eq!(check(), Ok(()));
+            })
+            .join()
+            .unwrap();
         })
         .join()
         .unwrap();

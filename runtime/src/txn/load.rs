@@ -20,7 +20,7 @@ use super::TxnError;
 use crate::catalog::{partition_for, PartitionId, Quota};
 use crate::durability::{self, LoggedWrites};
 use crate::sql::load::RowError;
-use crate::sql::SqlError;
+use crate::sql::{interrupt, Engine, SqlError};
 use crate::types::{TenantId, Value};
 
 /// Rejected rows a refusal names in its message (the rest are counted).
@@ -111,6 +111,11 @@ fn rejected(row: usize, e: RowError) -> Rejected {
 /// Applies `chunk` to `tenant`'s part of every held partition and returns
 /// what it did and each partition's share of writes (none at all when it
 /// wrote nothing). On error every held state is as it was.
+///
+/// Each partition's rows go in on a thread of their own (the partitions'
+/// states are disjoint), so a chunk takes the cores the partitions have
+/// rather than the coordinator's one; what comes back does not depend on
+/// which thread finishes first.
 pub fn load(
     g: &mut Guards,
     tenant: TenantId,
@@ -135,86 +140,73 @@ pub fn load(
             Some(Err(e)) => refused.push(rejected(i, e)),
         }
     }
+    if refused.len() as u64 > chunk.max_errors {
+        return Err(LoadError::TooManyRejected {
+            rejected: refused,
+            max_errors: chunk.max_errors,
+        });
+    }
     let replicated = plan.partition_value(&[]).is_none();
+    let share = ShareOf {
+        tenant,
+        table: chunk.table,
+        columns: chunk.columns,
+        now_us: chunk.now_us,
+        partitions: n as u32,
+        // A share stops once it alone is past the chunk's limit; the sum
+        // is checked once all are done.
+        max_errors: chunk.max_errors - refused.len() as u64,
+    };
+    let ran = run_shares(g, &share, buckets);
     let mut shares: Vec<LoggedWrites> = (0..n).map(|_| LoggedWrites::default()).collect();
     let mut done = Vec::new();
+    let mut failed = None;
+    for (p, r) in ran.into_iter().enumerate() {
+        match r {
+            None => {}
+            Some(Ok(applied)) => {
+                out.loaded += applied.loaded;
+                refused.extend(applied.refused);
+                shares[p] = applied.writes;
+                done.push(p);
+            }
+            Some(Err((e, why))) => {
+                refused.extend(why);
+                // A partition that could not run outranks one with too
+                // many bad rows: its error says more.
+                let too_many = matches!(e, LoadError::TooManyRejected { .. });
+                match &failed {
+                    None => failed = Some(e),
+                    Some(LoadError::TooManyRejected { .. }) if !too_many => failed = Some(e),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
     let undo = |g: &mut Guards, done: &[usize], shares: &[LoggedWrites]| {
         for &p in done.iter().rev() {
             durability::apply(&mut g[p].tenant(tenant).engine, &shares[p].inverse())
                 .expect("undoing writes just made on a held partition cannot fail");
         }
     };
-    for (p, bucket) in buckets.into_iter().enumerate() {
-        if bucket.is_empty() {
-            continue;
-        }
-        let engine = &mut g[p].tenant(tenant).engine;
-        engine.set_now(chunk.now_us);
-        engine.set_placement(crate::storage::Placement {
-            partition: Some(p as u32),
-            partitions: n as u32,
-        });
-        // Table ids may differ between partitions: each plans its own.
-        let plan = match engine.load_plan(chunk.table, chunk.columns) {
-            Ok(plan) => plan,
-            Err(e) => {
-                undo(g, &done, &shares);
-                return Err(LoadError::Sql(e));
-            }
-        };
-        if let Err(e) = engine.begin() {
-            undo(g, &done, &shares);
-            return Err(LoadError::Sql(e));
-        }
-        let mut failed = None;
-        for (i, row) in bucket {
-            match engine.load_row(&plan, row) {
-                Ok(()) => out.loaded += 1,
-                Err(e) if matches!(e.error, SqlError::Stopped(_)) => {
-                    failed = Some(LoadError::Sql(e.error));
-                    break;
-                }
-                Err(e) => {
-                    refused.push(rejected(i, e));
-                    if refused.len() as u64 > chunk.max_errors {
-                        failed = Some(LoadError::TooManyRejected {
-                            rejected: Vec::new(),
-                            max_errors: chunk.max_errors,
-                        });
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(mut e) = failed {
-            engine
-                .rollback()
-                .expect("the transaction begun for this chunk is open");
-            undo(g, &done, &shares);
-            if let LoadError::TooManyRejected { rejected, .. } = &mut e {
-                refused.sort_by_key(|r| r.row);
-                *rejected = refused;
-            }
-            return Err(e);
-        }
-        let ws = match engine.commit() {
-            Ok(ws) => ws,
-            Err(e) => {
-                undo(g, &done, &shares);
-                return Err(LoadError::Sql(e));
-            }
-        };
-        shares[p] = LoggedWrites::from_write_set(engine.database(), &ws);
-        done.push(p);
-    }
     refused.sort_by_key(|r| r.row);
-    if refused.len() as u64 > chunk.max_errors {
-        // Rows refused while routing, before any partition ran.
-        undo(g, &done, &shares);
-        return Err(LoadError::TooManyRejected {
-            rejected: refused,
+    if failed.is_none() && refused.len() as u64 > chunk.max_errors {
+        failed = Some(LoadError::TooManyRejected {
+            rejected: Vec::new(),
             max_errors: chunk.max_errors,
         });
+    }
+    if let Some(mut e) = failed {
+        undo(g, &done, &shares);
+        if let LoadError::TooManyRejected {
+            rejected,
+            max_errors,
+        } = &mut e
+        {
+            *rejected = refused;
+            *max_errors = chunk.max_errors;
+        }
+        return Err(e);
     }
     out.rejected = refused;
     if replicated && !shares[0].ops.is_empty() {
@@ -232,25 +224,164 @@ pub fn load(
             done.push(p);
         }
     }
-    let checked = scratch::check_size(&shares).and_then(|()| {
-        for (p, share) in shares.iter().enumerate() {
-            let added = share.rows_added();
-            if added <= 0 {
-                continue;
-            }
-            let rows = g[p].tenant_ref(tenant).map_or(0, |t| t.rows());
-            g[p].quota_of(tenant, quota)
-                .check_rows_applied(PartitionId(p as u32), rows, added)
-                .map_err(TxnError::Quota)?;
+    // Each share's size was checked where it was made (a replicated
+    // table's copies are partition 0's share).
+    for (p, share) in shares.iter().enumerate() {
+        let added = share.rows_added();
+        if added <= 0 {
+            continue;
         }
-        Ok(())
-    });
-    if let Err(e) = checked {
-        undo(g, &done, &shares);
-        return Err(LoadError::Txn(e));
+        let rows = g[p].tenant_ref(tenant).map_or(0, |t| t.rows());
+        let fits =
+            g[p].quota_of(tenant, quota)
+                .check_rows_applied(PartitionId(p as u32), rows, added);
+        if let Err(e) = fits {
+            undo(g, &done, &shares);
+            return Err(LoadError::Txn(TxnError::Quota(e)));
+        }
     }
     if done.is_empty() {
         shares.clear();
     }
     Ok((out, shares))
+}
+
+/// What every partition's share of one chunk has in common.
+struct ShareOf<'a> {
+    tenant: TenantId,
+    table: &'a str,
+    columns: &'a [String],
+    now_us: i64,
+    partitions: u32,
+    /// Bad rows one share may skip before it gives up.
+    max_errors: u64,
+}
+
+/// One partition's share, applied and committed to its engine.
+struct Applied {
+    loaded: u64,
+    refused: Vec<Rejected>,
+    writes: LoggedWrites,
+}
+
+/// A share that was not applied (its engine is as it was), and the rows it
+/// refused before it stopped.
+type NotApplied = (LoadError, Vec<Rejected>);
+
+/// Runs each non-empty bucket on its partition, all at once: one helper
+/// thread per partition but the last, which runs on this thread. Results
+/// come back by partition (None: nothing to load there).
+fn run_shares(
+    g: &mut Guards,
+    share: &ShareOf<'_>,
+    buckets: Vec<Vec<(usize, Vec<Value>)>>,
+) -> Vec<Option<Result<Applied, NotApplied>>> {
+    let work = interrupt::shared();
+    let mut results: Vec<Option<Result<Applied, NotApplied>>> =
+        (0..g.len()).map(|_| None).collect();
+    let mut jobs: Vec<(usize, &mut Engine, Vec<(usize, Vec<Value>)>)> = g
+        .iter_mut()
+        .zip(buckets)
+        .enumerate()
+        .filter(|(_, (_, bucket))| !bucket.is_empty())
+        .map(|(p, (state, bucket))| (p, &mut state.tenant(share.tenant).engine, bucket))
+        .collect();
+    let Some((last_p, last_engine, last_bucket)) = jobs.pop() else {
+        return results;
+    };
+    std::thread::scope(|s| {
+        let mut helpers = Vec::with_capacity(jobs.len());
+        for (p, engine, bucket) in jobs {
+            let work = &work;
+            let spawned = std::thread::Builder::new()
+                .name(format!("ohm-load-p{p}"))
+                .spawn_scoped(s, move || {
+                    let _joined = work.join();
+                    apply_share(engine, p, share, bucket)
+                });
+            match spawned {
+                Ok(h) => helpers.push((p, h)),
+                // Nothing of this share ran; the others are undone.
+                Err(e) => {
+                    let why = TxnError::Internal(format!(
+                        "could not start a thread for partition {p}'s rows: {e}"
+                    ));
+                    results[p] = Some(Err((LoadError::Txn(why), Vec::new())));
+                }
+            }
+        }
+        results[last_p] = Some(apply_share(last_engine, last_p, share, last_bucket));
+        for (p, h) in helpers {
+            // A helper's panic is the coordinator's (a bug mid-transaction).
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            results[p] = Some(r);
+        }
+    });
+    results
+}
+
+/// Loads one partition's rows in one transaction of its engine: committed
+/// (its writes returned), or rolled back when a row could not run or more
+/// than `share.max_errors` rows failed.
+fn apply_share(
+    engine: &mut Engine,
+    p: usize,
+    share: &ShareOf<'_>,
+    bucket: Vec<(usize, Vec<Value>)>,
+) -> Result<Applied, NotApplied> {
+    engine.set_now(share.now_us);
+    engine.set_placement(crate::storage::Placement {
+        partition: Some(p as u32),
+        partitions: share.partitions,
+    });
+    // Table ids may differ between partitions: each plans its own.
+    let plan = engine
+        .load_plan(share.table, share.columns)
+        .map_err(|e| (LoadError::Sql(e), Vec::new()))?;
+    engine
+        .begin()
+        .map_err(|e| (LoadError::Sql(e), Vec::new()))?;
+    let mut loaded = 0;
+    let mut refused = Vec::new();
+    let mut failed = None;
+    for (i, row) in bucket {
+        match engine.load_row(&plan, row) {
+            Ok(()) => loaded += 1,
+            Err(e) if matches!(e.error, SqlError::Stopped(_)) => {
+                failed = Some(LoadError::Sql(e.error));
+                break;
+            }
+            Err(e) => {
+                refused.push(rejected(i, e));
+                if refused.len() as u64 > share.max_errors {
+                    failed = Some(LoadError::TooManyRejected {
+                        rejected: Vec::new(),
+                        max_errors: share.max_errors,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(e) = failed {
+        engine
+            .rollback()
+            .expect("the transaction begun for this share is open");
+        return Err((e, refused));
+    }
+    let ws = engine
+        .commit()
+        .map_err(|e| (LoadError::Sql(e), Vec::new()))?;
+    let writes = LoggedWrites::from_write_set(engine.database(), &ws);
+    // Measured here, beside the other partitions' shares.
+    if let Err(e) = scratch::check_share_size(&writes, &mut Vec::new()) {
+        durability::apply(engine, &writes.inverse())
+            .expect("undoing writes just made on a held partition cannot fail");
+        return Err((LoadError::Txn(e), refused));
+    }
+    Ok(Applied {
+        loaded,
+        refused,
+        writes,
+    })
 }

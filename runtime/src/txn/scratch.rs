@@ -206,23 +206,22 @@ pub fn split(scratch: &Engine, writes: LoggedWrites, n: u32) -> Vec<LoggedWrites
 /// anything is applied.
 pub fn check_size(shares: &[LoggedWrites]) -> Result<(), TxnError> {
     let mut buf = Vec::new();
-    for share in shares {
-        buf.clear();
-        let entry = durability::Entry::Multi {
-            txn: 0,
-            tenant: TenantId(0),
-            body: durability::MultiBody::Writes(share.clone()),
-        };
-        durability::encode_entry(&entry, &mut buf)
-            .map_err(|e| TxnError::TooLarge(e.to_string()))?;
-        // Room for an idempotency key and its answer (partition 0's share
-        // may carry them), so the commit cannot fail to encode.
-        let bytes = buf.len() + crate::partition::kept::KEPT_RECORD_BYTES_MAX;
-        if bytes > durability::PAYLOAD_BYTES_MAX {
-            return Err(TxnError::TooLarge(
-                durability::RecordTooLarge { bytes }.to_string(),
-            ));
-        }
+    shares
+        .iter()
+        .try_for_each(|share| check_share_size(share, &mut buf))
+}
+
+/// `check_size` for one share, measured in `scratch`.
+pub fn check_share_size(share: &LoggedWrites, scratch: &mut Vec<u8>) -> Result<(), TxnError> {
+    let bytes = durability::multi_writes_bytes(share, scratch)
+        .map_err(|e| TxnError::TooLarge(e.to_string()))?;
+    // Room for an idempotency key and its answer (partition 0's share may
+    // carry them), so the commit cannot fail to encode.
+    let bytes = bytes + crate::partition::kept::KEPT_RECORD_BYTES_MAX;
+    if bytes > durability::PAYLOAD_BYTES_MAX {
+        return Err(TxnError::TooLarge(
+            durability::RecordTooLarge { bytes }.to_string(),
+        ));
     }
     Ok(())
 }
