@@ -132,7 +132,7 @@ pub fn load(
     let mut refused = Vec::new();
     // Rows by partition; a replicated table's rows are loaded on partition
     // 0 and its writes copied to the others.
-    let mut buckets: Vec<Vec<(usize, Vec<Value>)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut buckets: Vec<Bucket> = (0..n).map(|_| Vec::new()).collect();
     for (i, row) in chunk.rows.into_iter().enumerate() {
         match plan.partition_value(&row) {
             None => buckets[0].push((i, row)),
@@ -246,6 +246,9 @@ pub fn load(
     Ok((out, shares))
 }
 
+/// One partition's rows of a chunk, each with its place in the chunk.
+type Bucket = Vec<(usize, Vec<Value>)>;
+
 /// What every partition's share of one chunk has in common.
 struct ShareOf<'a> {
     tenant: TenantId,
@@ -274,12 +277,12 @@ type NotApplied = (LoadError, Vec<Rejected>);
 fn run_shares(
     g: &mut Guards,
     share: &ShareOf<'_>,
-    buckets: Vec<Vec<(usize, Vec<Value>)>>,
+    buckets: Vec<Bucket>,
 ) -> Vec<Option<Result<Applied, NotApplied>>> {
     let work = interrupt::shared();
     let mut results: Vec<Option<Result<Applied, NotApplied>>> =
         (0..g.len()).map(|_| None).collect();
-    let mut jobs: Vec<(usize, &mut Engine, Vec<(usize, Vec<Value>)>)> = g
+    let mut jobs: Vec<(usize, &mut Engine, Bucket)> = g
         .iter_mut()
         .zip(buckets)
         .enumerate()
@@ -327,7 +330,7 @@ fn apply_share(
     engine: &mut Engine,
     p: usize,
     share: &ShareOf<'_>,
-    bucket: Vec<(usize, Vec<Value>)>,
+    bucket: Bucket,
 ) -> Result<Applied, NotApplied> {
     engine.set_now(share.now_us);
     engine.set_placement(crate::storage::Placement {
