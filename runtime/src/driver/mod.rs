@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  request() ─id, oneshot─▶ pending[stream] ◀─resolve by id── reader task
-//!      └──RequestFrame──▶ mpsc ─▶ writer task (coalesces) ─▶ QUIC stream
+//!      └──(id, request)──▶ mpsc ─▶ writer task (coalesces) ─▶ QUIC stream
 //! ```
 //!
 //! Ids come from one counter, so they are unique on the connection; a
@@ -18,8 +18,7 @@ use crate::net::frame::read_frame;
 use crate::net::tls::{ClientTrust, PIN_MISMATCH};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
-    CatalogInfo, ErrorCode, ErrorReply, Loaded, Reply, Request, RequestFrame, Rows, SqlResult,
-    StatusInfo,
+    CatalogInfo, ErrorCode, ErrorReply, Loaded, Reply, Request, Rows, SqlResult, StatusInfo,
 };
 use crate::types::Value;
 use std::collections::HashMap;
@@ -151,8 +150,30 @@ struct Waiting {
 }
 
 struct Stream {
-    queue: mpsc::Sender<RequestFrame>,
+    queue: mpsc::Sender<Queued>,
     pending: Pending,
+}
+
+/// A request on its way to the writer.
+struct Queued {
+    id: u64,
+    request: Outgoing,
+}
+
+/// A request as its caller gave it: owned, or shared with a caller that
+/// may send it again (a load chunk is not copied for each try).
+enum Outgoing {
+    Owned(Request),
+    Shared(Arc<Request>),
+}
+
+impl Outgoing {
+    fn get(&self) -> &Request {
+        match self {
+            Outgoing::Owned(r) => r,
+            Outgoing::Shared(r) => r,
+        }
+    }
 }
 
 struct Inner {
@@ -391,7 +412,8 @@ impl Client {
         let auth = Request::Auth {
             token: cfg.token.clone(),
         };
-        let answer = tokio::time::timeout(cfg.connect_timeout, send(&inner, auth)).await;
+        let answer =
+            tokio::time::timeout(cfg.connect_timeout, send(&inner, Outgoing::Owned(auth))).await;
         match answer {
             Err(_) => Err(no_answer()),
             Ok(Err(ClientError::Server(e))) if e.code == ErrorCode::AuthFailed => {
@@ -425,7 +447,13 @@ impl Client {
     /// Sends any request and waits for its answer (`ErrorReply` becomes
     /// `ClientError::Server`).
     pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
-        send(&self.inner, request).await
+        send(&self.inner, Outgoing::Owned(request)).await
+    }
+
+    /// `request` of a request the caller keeps (to send it again after
+    /// `overloaded`, say) without a copy of it for each send.
+    pub async fn request_shared(&self, request: Arc<Request>) -> Result<Reply, ClientError> {
+        send(&self.inner, Outgoing::Shared(request)).await
     }
 
     /// In a cluster: where the node that leads is, as named by the latest
@@ -612,7 +640,7 @@ impl Client {
     }
 }
 
-async fn send(inner: &Inner, request: Request) -> Result<Reply, ClientError> {
+async fn send(inner: &Inner, request: Outgoing) -> Result<Reply, ClientError> {
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let Some(stream) = inner.streams.get(id as usize % inner.streams.len().max(1)) else {
         return Err(ClientError::Config("no streams".into()));
@@ -625,12 +653,7 @@ async fn send(inner: &Inner, request: Request) -> Result<Reply, ClientError> {
         }
         waiting.answers.insert(id, tx);
     }
-    if stream
-        .queue
-        .send(RequestFrame { id, request })
-        .await
-        .is_err()
-    {
+    if stream.queue.send(Queued { id, request }).await.is_err() {
         lock(&stream.pending).answers.remove(&id);
         return Err(closed(&inner.connection));
     }
@@ -693,11 +716,7 @@ fn is_crypto_code(code: u64) -> bool {
     (0x100..=0x1ff).contains(&code)
 }
 
-async fn writer(
-    mut send: quinn::SendStream,
-    mut rx: mpsc::Receiver<RequestFrame>,
-    pending: Pending,
-) {
+async fn writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Queued>, pending: Pending) {
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();
@@ -718,9 +737,9 @@ async fn writer(
     // ends.
 }
 
-fn encode(frame: RequestFrame, buf: &mut Vec<u8>, pending: &Pending) {
-    if let Err(e @ FrameTooLarge { .. }) = codec::encode_request(&frame, buf) {
-        if let Some(tx) = lock(pending).answers.remove(&frame.id) {
+fn encode(q: Queued, buf: &mut Vec<u8>, pending: &Pending) {
+    if let Err(e @ FrameTooLarge { .. }) = codec::encode_request_parts(q.id, q.request.get(), buf) {
+        if let Some(tx) = lock(pending).answers.remove(&q.id) {
             let _ = tx.send(Err(ErrorReply::new(ErrorCode::TooLarge, e.to_string())));
         }
     }

@@ -57,16 +57,16 @@ impl Encoding {
     }
 
     /// The field's text; an error says where the first bad byte is.
-    pub fn decode(self, bytes: Vec<u8>) -> Result<String, String> {
+    pub fn decode(self, bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
         match self {
-            Encoding::Utf8 => String::from_utf8(bytes).map_err(|e| {
+            Encoding::Utf8 => std::str::from_utf8(bytes).map(Into::into).map_err(|e| {
                 format!(
                     "not valid UTF-8 (byte {} of the field); give --encoding if the file is \
                      in another",
-                    e.utf8_error().valid_up_to() + 1
+                    e.valid_up_to() + 1
                 )
             }),
-            Encoding::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect()),
+            Encoding::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect::<String>().into()),
         }
     }
 }
@@ -166,11 +166,11 @@ pub struct Formats {
 }
 
 /// The value sent for `text` in a column of `kind`.
-pub fn convert(kind: Kind, text: String, formats: &Formats) -> Result<Value, String> {
+pub fn convert(kind: Kind, text: &str, formats: &Formats) -> Result<Value, String> {
     let s = text.trim();
     let bad = |what: &str| format!("{text:?} is not {what}");
     Ok(match kind {
-        Kind::Text => Value::Text(text.into()),
+        Kind::Text => Value::text(text),
         Kind::Int => Value::Int(s.parse().map_err(|_| bad("an integer"))?),
         Kind::Double => Value::Double(s.parse().map_err(|_| bad("a number"))?),
         Kind::Date => match &formats.date {
@@ -219,33 +219,30 @@ mod tests {
             date: Some(DateFormat::new("%d/%m/%Y").unwrap()),
             timestamp: Some(DateFormat::new("%d.%m.%Y %H:%M:%S.%f").unwrap()),
         };
+        assert_eq!(convert(Kind::Date, "02/01/1970", &f), Ok(Value::Int(1)));
         assert_eq!(
-            convert(Kind::Date, "02/01/1970".into(), &f),
-            Ok(Value::Int(1))
-        );
-        assert_eq!(
-            convert(Kind::Timestamp, "01.01.1970 00:00:01.5".into(), &f),
+            convert(Kind::Timestamp, "01.01.1970 00:00:01.5", &f),
             Ok(Value::Int(1_500_000))
         );
-        let e = convert(Kind::Date, "31/02/2024".into(), &f).unwrap_err();
+        let e = convert(Kind::Date, "31/02/2024", &f).unwrap_err();
         assert!(e.contains("not a date in format \"%d/%m/%Y\""), "{e}");
         assert!(DateFormat::new("%Q").is_err());
         // Without a format, as PostgreSQL reads them.
         let none = Formats::default();
         assert_eq!(
-            convert(Kind::Timestamp, "1970-01-01 00:00:02".into(), &none),
+            convert(Kind::Timestamp, "1970-01-01 00:00:02", &none),
             Ok(Value::Int(2_000_000))
         );
-        assert!(convert(Kind::Int, "12x".into(), &none)
+        assert!(convert(Kind::Int, "12x", &none)
             .unwrap_err()
             .contains("not an integer"));
-        assert_eq!(convert(Kind::Int, " 42 ".into(), &none), Ok(Value::Int(42)));
+        assert_eq!(convert(Kind::Int, " 42 ", &none), Ok(Value::Int(42)));
     }
 
     #[test]
     fn encodings() {
-        assert_eq!(Encoding::Latin1.decode(vec![0xe9]), Ok("é".to_string()));
-        let e = Encoding::Utf8.decode(vec![b'a', 0xe9]).unwrap_err();
+        assert_eq!(Encoding::Latin1.decode(&[0xe9]).as_deref(), Ok("é"));
+        let e = Encoding::Utf8.decode(&[b'a', 0xe9]).unwrap_err();
         assert!(e.contains("byte 2"), "{e}");
         assert!(Encoding::parse("UTF-8").is_ok() && Encoding::parse("koi8").is_err());
     }

@@ -23,7 +23,7 @@ pub mod records;
 mod state;
 
 use crate::driver::{Client, ClientError};
-use crate::proto::{ErrorCode, LoadRequest, Loaded};
+use crate::proto::{ErrorCode, LoadRequest, Loaded, Reply, Request};
 use crate::types::Value;
 use anyhow::{bail, Context};
 use convert::{Encoding, Formats, Kind};
@@ -129,15 +129,43 @@ struct Reject {
 struct Chunk {
     index: u64,
     rows: Vec<Vec<Value>>,
-    /// For each row sent: its first line and its bytes (for the reject
-    /// file, should the node refuse it).
-    sent: Vec<(u64, Vec<u8>)>,
+    /// The rows sent, as read (for the reject file, should the node
+    /// refuse one).
+    sent: Sent,
     /// Records the reader refused.
     rejects: Vec<Reject>,
     records: u64,
     bytes: u64,
     /// Where the next chunk starts: byte offset and line number.
     end: (u64, u64),
+}
+
+/// Each row of a chunk as read: its first line and its bytes, all the
+/// rows' bytes in one buffer.
+#[derive(Default)]
+struct Sent {
+    /// Each row's first line and where its bytes end in `bytes`.
+    rows: Vec<(u64, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl Sent {
+    fn push(&mut self, line: u64, raw: &[u8]) {
+        self.bytes.extend_from_slice(raw);
+        self.rows.push((line, self.bytes.len()));
+    }
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn first_line(&self) -> Option<u64> {
+        self.rows.first().map(|r| r.0)
+    }
+    /// Row `i` (from 0): its first line and its bytes.
+    fn get(&self, i: usize) -> Option<(u64, &[u8])> {
+        let &(line, end) = self.rows.get(i)?;
+        let start = i.checked_sub(1).map_or(0, |p| self.rows[p].1);
+        Some((line, &self.bytes[start..end]))
+    }
 }
 
 /// A chunk's answer.
@@ -222,14 +250,15 @@ pub async fn load(
                 let rec = reader
                     .next(&mut source)?
                     .ok_or_else(|| anyhow::anyhow!("the input is empty: no header line"))?;
-                let (rec, raw) =
-                    rec.map_err(|(e, _)| anyhow::anyhow!("line 1 (the header): {e}"))?;
+                let (rec, raw) = match rec {
+                    RawRecord::Read(rec, raw) => (rec, raw),
+                    RawRecord::Bad(e, _) => anyhow::bail!("line 1 (the header): {e}"),
+                };
                 offset += raw.len() as u64;
                 line += rec.newlines;
                 let names: Result<Vec<String>, String> = rec
-                    .fields
-                    .into_iter()
-                    .map(|f| opts.encoding.decode(f.unwrap_or_default()))
+                    .fields()
+                    .map(|f| opts.encoding.decode(f.unwrap_or_default()).map(Into::into))
                     .collect();
                 Some(names.map_err(|e| anyhow::anyhow!("line 1 (the header): {e}"))?)
             } else {
@@ -407,7 +436,7 @@ pub async fn load(
                     stopped = Some(format!(
                         "chunk {} (from line {}) was not loaded: {}",
                         chunk.index,
-                        chunk.sent.first().map_or(0, |s| s.0),
+                        chunk.sent.first_line().unwrap_or(0),
                         e
                     ));
                     stop_reading.store(true, Ordering::Relaxed);
@@ -422,12 +451,12 @@ pub async fn load(
                 let sent = (r.row as usize)
                     .checked_sub(1)
                     .and_then(|i| chunk.sent.get(i));
-                let (line, raw) = sent.cloned().unwrap_or((0, Vec::new()));
+                let (line, raw) = sent.unwrap_or((0, &[]));
                 rejects.push(Reject {
                     line,
                     column: r.column.clone(),
                     why: r.message.clone(),
-                    raw,
+                    raw: raw.to_vec(),
                 });
             }
             rejects.sort_by_key(|r| r.line);
@@ -508,12 +537,19 @@ pub async fn load(
 /// Sends one chunk until it is answered, sending it again (with its key)
 /// while the node says it is busy or passing leadership on.
 async fn send(client: &Client, req: LoadRequest) -> Result<Answer, ClientError> {
+    // Kept for a retry without a copy of the rows for each try.
+    let req = Arc::new(Request::Load(req));
     let mut wait = RETRY_WAIT_FIRST;
     let mut tries = 0;
     loop {
         tries += 1;
-        match client.load(req.clone()).await {
-            Ok(l) => return Ok(Answer::Loaded(l)),
+        match client.request_shared(req.clone()).await {
+            Ok(Reply::Loaded(l)) => return Ok(Answer::Loaded(l)),
+            Ok(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "the node answered a load with {other:?}"
+                )))
+            }
             Err(ClientError::Server(e)) if e.code == ErrorCode::AlreadyApplied => {
                 return Ok(Answer::AppliedBefore)
             }
@@ -559,9 +595,16 @@ struct RecordReader {
     buf: Vec<u8>,
     at: usize,
     eof: bool,
+    /// Filled again for each record.
+    rec: Record,
 }
 
-type RawRecord = Result<(Record, Vec<u8>), (records::RecordError, Vec<u8>)>;
+/// A record read, with its raw bytes; or why it could not be read, with
+/// the bytes skipped.
+enum RawRecord<'a> {
+    Read(&'a Record, &'a [u8]),
+    Bad(records::RecordError, &'a [u8]),
+}
 
 impl RecordReader {
     fn new(format: Format) -> RecordReader {
@@ -570,26 +613,26 @@ impl RecordReader {
             buf: Vec::with_capacity(READ_BYTES),
             at: 0,
             eof: false,
+            rec: Record::default(),
         }
     }
 
-    /// The next record and its raw bytes (or why it could not be read,
-    /// with the bytes skipped); None at the end.
-    fn next(&mut self, src: &mut dyn Read) -> anyhow::Result<Option<RawRecord>> {
+    /// The next record; None at the end.
+    fn next(&mut self, src: &mut dyn Read) -> anyhow::Result<Option<RawRecord<'_>>> {
         loop {
-            match records::next_record(&self.format, &self.buf[self.at..], self.eof) {
-                Ok(Some(r)) => {
-                    let raw = self.buf[self.at..self.at + r.used].to_vec();
-                    self.at += r.used;
-                    return Ok(Some(Ok((r, raw))));
+            let start = self.at;
+            match records::next_record(&self.format, &self.buf[start..], self.eof, &mut self.rec) {
+                Ok(true) => {
+                    self.at += self.rec.used;
+                    let raw = &self.buf[start..self.at];
+                    return Ok(Some(RawRecord::Read(&self.rec, raw)));
                 }
                 Err((e, used)) => {
-                    let raw = self.buf[self.at..self.at + used].to_vec();
                     self.at += used;
-                    return Ok(Some(Err((e, raw))));
+                    return Ok(Some(RawRecord::Bad(e, &self.buf[start..self.at])));
                 }
-                Ok(None) if self.eof => return Ok(None),
-                Ok(None) => {
+                Ok(false) if self.eof => return Ok(None),
+                Ok(false) => {
                     self.buf.drain(..self.at);
                     self.at = 0;
                     let len = self.buf.len();
@@ -605,7 +648,6 @@ impl RecordReader {
     }
 }
 
-/// The reader thread: records into chunks until the input ends or `stop`.
 fn read_chunks(
     mut reader: RecordReader,
     mut src: Box<dyn Read + Send>,
@@ -618,7 +660,7 @@ fn read_chunks(
         let mut chunk = Chunk {
             index,
             rows: Vec::with_capacity(opts.chunk_rows),
-            sent: Vec::with_capacity(opts.chunk_rows),
+            sent: Sent::default(),
             rejects: Vec::new(),
             records: 0,
             bytes: 0,
@@ -634,15 +676,15 @@ fn read_chunks(
             chunk.records += 1;
             let at_line = line;
             let (rec, raw) = match rec {
-                Ok(r) => r,
-                Err((e, raw)) => {
+                RawRecord::Read(rec, raw) => (rec, raw),
+                RawRecord::Bad(e, raw) => {
                     line += raw.iter().filter(|&&b| b == b'\n').count() as u64;
                     chunk.bytes += raw.len() as u64;
                     chunk.rejects.push(Reject {
                         line: at_line,
                         column: None,
                         why: e.to_string(),
-                        raw,
+                        raw: raw.to_vec(),
                     });
                     continue;
                 }
@@ -652,13 +694,13 @@ fn read_chunks(
             match row_of(rec, columns, kinds, opts) {
                 Ok(row) => {
                     chunk.rows.push(row);
-                    chunk.sent.push((at_line, raw));
+                    chunk.sent.push(at_line, raw);
                 }
                 Err((column, why)) => chunk.rejects.push(Reject {
                     line: at_line,
                     column,
                     why,
-                    raw,
+                    raw: raw.to_vec(),
                 }),
             }
         }
@@ -676,30 +718,30 @@ fn read_chunks(
 
 /// A record's values for the load's columns, or the column at fault and why.
 fn row_of(
-    rec: Record,
+    rec: &Record,
     columns: &[String],
     kinds: &[Kind],
     opts: &Options,
 ) -> Result<Vec<Value>, (Option<String>, String)> {
-    if rec.fields.len() != columns.len() {
+    if rec.len() != columns.len() {
         return Err((
             None,
             format!(
                 "{} fields; the load gives {} columns ({})",
-                rec.fields.len(),
+                rec.len(),
                 columns.len(),
                 columns.join(", ")
             ),
         ));
     }
     let mut row = Vec::with_capacity(columns.len());
-    for ((f, kind), name) in rec.fields.into_iter().zip(kinds).zip(columns) {
+    for ((f, kind), name) in rec.fields().zip(kinds).zip(columns) {
         let v = match f {
             None => Value::Null,
             Some(bytes) => opts
                 .encoding
                 .decode(bytes)
-                .and_then(|text| convert::convert(*kind, text, &opts.formats))
+                .and_then(|text| convert::convert(*kind, &text, &opts.formats))
                 .map_err(|why| (Some(name.clone()), why))?,
         };
         row.push(v);

@@ -5,7 +5,9 @@
 //!
 //! Sans-IO: `next_record` takes the bytes buffered so far and says how many
 //! a whole record used, or that it needs more. Fields come back as byte
-//! strings (None for NULL); the caller checks the encoding.
+//! strings (None for NULL); the caller checks the encoding. A `Record` is
+//! filled again for each record (its fields' bytes in one buffer), so
+//! reading allocates nothing per record once the buffers have grown.
 
 /// Which format, and its characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +25,6 @@ pub enum Format {
     /// NULL, backslash escapes.
     Text { delimiter: u8, null: Vec<u8> },
 }
-
-/// A field's value: None is NULL.
-pub type Field = Option<Vec<u8>>;
 
 /// Why a record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,25 +60,60 @@ impl std::fmt::Display for RecordError {
 pub const RECORD_BYTES_MAX: usize = 16 << 20;
 
 /// One record: its fields, and the bytes it used (newline included).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Record {
-    pub fields: Vec<Field>,
+    /// Every field's bytes, one after another.
+    data: Vec<u8>,
+    /// Where each field's bytes are in `data` (None: NULL).
+    fields: Vec<Option<(usize, usize)>>,
     pub used: usize,
     /// Newlines inside it (a quoted field may span lines).
     pub newlines: u64,
 }
 
-/// The next record in `buf`. `at_end`: no more bytes will come (a last
-/// line without a newline is a record). `Ok(None)`: more bytes are needed
-/// (or `buf` is empty at the end). An error consumes the record's bytes up
-/// to the end of its line (`Err((error, used))`), so reading goes on.
+impl Record {
+    /// How many fields it has.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+    /// Its fields in order: their bytes, or None for NULL.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = Option<&[u8]>> + '_ {
+        self.fields.iter().map(|f| f.map(|(a, b)| &self.data[a..b]))
+    }
+    fn clear(&mut self) {
+        self.data.clear();
+        self.fields.clear();
+        self.used = 0;
+        self.newlines = 0;
+    }
+    /// Ends the field begun at `start` in `data`: NULL when `null` says so.
+    fn end_field(&mut self, start: usize, null: bool) {
+        if null {
+            self.data.truncate(start);
+            self.fields.push(None);
+        } else {
+            self.fields.push(Some((start, self.data.len())));
+        }
+    }
+}
+
+/// The next record in `buf`, read into `rec`. `at_end`: no more bytes will
+/// come (a last line without a newline is a record). `Ok(false)`: more
+/// bytes are needed (or `buf` is empty at the end). An error consumes the
+/// record's bytes up to the end of its line (`Err((error, used))`), so
+/// reading goes on.
 pub fn next_record(
     fmt: &Format,
     buf: &[u8],
     at_end: bool,
-) -> Result<Option<Record>, (RecordError, usize)> {
+    rec: &mut Record,
+) -> Result<bool, (RecordError, usize)> {
+    rec.clear();
     if buf.is_empty() {
-        return Ok(None);
+        return Ok(false);
     }
     let r = match fmt {
         Format::Csv {
@@ -87,11 +121,11 @@ pub fn next_record(
             quote,
             escape,
             null,
-        } => csv(buf, at_end, (*delimiter, *quote, *escape), null),
-        Format::Text { delimiter, null } => text(buf, at_end, *delimiter, null),
+        } => csv(buf, at_end, (*delimiter, *quote, *escape), null, rec),
+        Format::Text { delimiter, null } => text(buf, at_end, *delimiter, null, rec),
     };
     match r {
-        Ok(None) if buf.len() > RECORD_BYTES_MAX => {
+        Ok(false) if buf.len() > RECORD_BYTES_MAX => {
             let used = line_end(buf).unwrap_or(buf.len());
             Err((RecordError::TooLong, used))
         }
@@ -104,10 +138,10 @@ fn line_end(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|&b| b == b'\n').map(|i| i + 1)
 }
 
-/// Strips one `\r` before a line's newline.
-fn trim_cr(field: &mut Vec<u8>) {
-    if field.last() == Some(&b'\r') {
-        field.pop();
+/// Strips one `\r` before a line's newline from the field begun at `start`.
+fn trim_cr(data: &mut Vec<u8>, start: usize) {
+    if data.len() > start && data.last() == Some(&b'\r') {
+        data.pop();
     }
 }
 
@@ -116,58 +150,61 @@ fn csv(
     at_end: bool,
     (delim, quote, escape): (u8, u8, u8),
     null: &[u8],
-) -> Result<Option<Record>, (RecordError, usize)> {
-    let mut fields = Vec::new();
-    let mut field = Vec::new();
+    rec: &mut Record,
+) -> Result<bool, (RecordError, usize)> {
+    let mut start = 0;
     let mut quoted = false;
     let mut i = 0;
     let mut newlines = 0;
-    let end_field = |field: &mut Vec<u8>, quoted: bool, fields: &mut Vec<Field>| {
-        let f = std::mem::take(field);
-        fields.push(if !quoted && f == null { None } else { Some(f) });
-    };
+    let is_null = |rec: &Record, start: usize, quoted: bool| !quoted && rec.data[start..] == *null;
     loop {
-        // Unquoted part of a field.
+        // Unquoted part of a field: its plain bytes are copied in runs.
         while i < buf.len() {
-            let b = buf[i];
+            let run = buf[i..]
+                .iter()
+                .position(|&b| b == delim || b == b'\n' || b == quote)
+                .unwrap_or(buf.len() - i);
+            rec.data.extend_from_slice(&buf[i..i + run]);
+            i += run;
+            let Some(&b) = buf.get(i) else {
+                break;
+            };
             if b == delim {
-                end_field(&mut field, quoted, &mut fields);
+                rec.end_field(start, is_null(rec, start, quoted));
+                start = rec.data.len();
                 quoted = false;
                 i += 1;
             } else if b == b'\n' {
                 // A quoted field's own CR is data; its line's CR was
                 // taken after the closing quote.
                 if !quoted {
-                    trim_cr(&mut field);
+                    trim_cr(&mut rec.data, start);
                 }
-                end_field(&mut field, quoted, &mut fields);
-                return Ok(Some(Record {
-                    fields,
-                    used: i + 1,
-                    newlines: newlines + 1,
-                }));
-            } else if b == quote && field.is_empty() && !quoted {
+                rec.end_field(start, is_null(rec, start, quoted));
+                rec.used = i + 1;
+                rec.newlines = newlines + 1;
+                return Ok(true);
+            } else if rec.data.len() == start && !quoted {
                 quoted = true;
                 i += 1;
                 break;
             } else {
-                field.push(b);
+                // A quote inside an unquoted field is data.
+                rec.data.push(b);
                 i += 1;
             }
         }
         if i >= buf.len() {
             if !at_end {
-                return Ok(None);
+                return Ok(false);
             }
             if !quoted {
-                trim_cr(&mut field);
+                trim_cr(&mut rec.data, start);
             }
-            end_field(&mut field, quoted, &mut fields);
-            return Ok(Some(Record {
-                fields,
-                used: buf.len(),
-                newlines,
-            }));
+            rec.end_field(start, is_null(rec, start, quoted));
+            rec.used = buf.len();
+            rec.newlines = newlines;
+            return Ok(true);
         }
         // Inside quotes, up to the closing quote.
         loop {
@@ -175,21 +212,21 @@ fn csv(
                 if at_end {
                     return Err((RecordError::UnterminatedQuote, buf.len()));
                 }
-                return Ok(None);
+                return Ok(false);
             };
             if b == escape
                 && escape != quote
                 && buf.get(i + 1).is_some_and(|&n| n == quote || n == escape)
             {
-                field.push(buf[i + 1]);
+                rec.data.push(buf[i + 1]);
                 i += 2;
             } else if b == quote {
                 if escape == quote && buf.get(i + 1) == Some(&quote) {
-                    field.push(quote);
+                    rec.data.push(quote);
                     i += 2;
                 } else if escape == quote && i + 1 == buf.len() && !at_end {
                     // A doubled quote may be cut at the buffer's end.
-                    return Ok(None);
+                    return Ok(false);
                 } else {
                     i += 1;
                     break;
@@ -198,23 +235,23 @@ fn csv(
                 if b == b'\n' {
                     newlines += 1;
                 }
-                field.push(b);
+                rec.data.push(b);
                 i += 1;
             }
         }
         // After the closing quote: a delimiter, the line's end, or the end.
         match buf.get(i) {
-            None if !at_end => return Ok(None),
+            None if !at_end => return Ok(false),
             None => {}
             Some(&b) if b == delim || b == b'\n' => {}
             Some(b'\r') if buf.get(i + 1) == Some(&b'\n') => i += 1,
-            Some(b'\r') if i + 1 == buf.len() && !at_end => return Ok(None),
+            Some(b'\r') if i + 1 == buf.len() && !at_end => return Ok(false),
             Some(&b) => {
                 // The record is skipped to its line's end: wait for it.
                 return match line_end(&buf[i..]) {
                     Some(n) => Err((RecordError::AfterQuote(b), i + n)),
                     None if at_end => Err((RecordError::AfterQuote(b), buf.len())),
-                    None => Ok(None),
+                    None => Ok(false),
                 };
             }
         }
@@ -226,9 +263,10 @@ fn text(
     at_end: bool,
     delim: u8,
     null: &[u8],
-) -> Result<Option<Record>, (RecordError, usize)> {
+    rec: &mut Record,
+) -> Result<bool, (RecordError, usize)> {
     let Some(len) = line_end(buf).or(at_end.then_some(buf.len())) else {
-        return Ok(None);
+        return Ok(false);
     };
     let mut line = &buf[..len];
     if line.last() == Some(&b'\n') {
@@ -237,25 +275,23 @@ fn text(
     if line.last() == Some(&b'\r') {
         line = &line[..line.len() - 1];
     }
-    let mut fields = Vec::new();
     // Split on the delimiter first (PostgreSQL writes a delimiter in data
     // as an escape such as \t, not as a backslash before a raw one), then read
     // each field's escapes; the NULL marker is matched before them.
     for raw in line.split(|&b| b == delim) {
+        let start = rec.data.len();
         if raw == null {
-            fields.push(None);
+            rec.end_field(start, true);
             continue;
         }
-        match unescape_copy(raw) {
-            Ok(f) => fields.push(Some(f)),
-            Err(e) => return Err((e, len)),
+        if let Err(e) = unescape_copy_into(raw, &mut rec.data) {
+            return Err((e, len));
         }
+        rec.end_field(start, false);
     }
-    Ok(Some(Record {
-        fields,
-        used: len,
-        newlines: u64::from(buf[..len].last() == Some(&b'\n')),
-    }))
+    rec.used = len;
+    rec.newlines = u64::from(buf[..len].last() == Some(&b'\n'));
+    Ok(true)
 }
 
 /// A COPY text field's bytes with its backslash escapes read, as
@@ -264,6 +300,13 @@ fn text(
 /// is that character.
 pub fn unescape_copy(raw: &[u8]) -> Result<Vec<u8>, RecordError> {
     let mut f = Vec::with_capacity(raw.len());
+    unescape_copy_into(raw, &mut f)?;
+    Ok(f)
+}
+
+/// `unescape_copy` onto the end of `f`.
+fn unescape_copy_into(raw: &[u8], f: &mut Vec<u8>) -> Result<(), RecordError> {
+    f.reserve(raw.len());
     let mut i = 0;
     while i < raw.len() {
         if raw[i] != b'\\' {
@@ -311,7 +354,7 @@ pub fn unescape_copy(raw: &[u8]) -> Result<Vec<u8>, RecordError> {
             other => f.push(other),
         }
     }
-    Ok(f)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -327,20 +370,24 @@ mod tests {
         }
     }
 
+    type Field = Option<Vec<u8>>;
+
     fn all(fmt: &Format, input: &[u8]) -> Vec<Result<Vec<Field>, RecordError>> {
         let mut out = Vec::new();
         let mut at = 0;
         // Fed one byte more at a time, as a reader's buffer fills: the
-        // records must not depend on where the buffer is cut.
+        // records must not depend on where the buffer is cut. One record
+        // is filled again each time, as the loader does.
         let mut end = 0;
+        let mut r = Record::default();
         while at < input.len() {
             end = (end + 1).min(input.len());
-            match next_record(fmt, &input[at..end], end == input.len()) {
-                Ok(Some(r)) => {
+            match next_record(fmt, &input[at..end], end == input.len(), &mut r) {
+                Ok(true) => {
                     at += r.used;
-                    out.push(Ok(r.fields));
+                    out.push(Ok(r.fields().map(|f| f.map(<[u8]>::to_vec)).collect()));
                 }
-                Ok(None) => {}
+                Ok(false) => {}
                 Err((e, used)) => {
                     at += used;
                     out.push(Err(e));

@@ -19,7 +19,7 @@
 
 use super::translate::{ident, Canon, TablePlan};
 use crate::driver::Client;
-use crate::loader::records::{next_record, Format};
+use crate::loader::records::{next_record, Format, Record};
 use crate::proto::SqlResult;
 use crate::types::Value;
 use anyhow::Context;
@@ -228,36 +228,40 @@ async fn read_source(
     let mut buf: Vec<u8> = Vec::new();
     let mut at_end = false;
     let n = t.columns.len();
+    let mut rec = Record::default();
     loop {
+        // Records are read from `at` on; what they used is dropped once
+        // the buffer has none left whole.
+        let mut at = 0;
         loop {
-            let rec = match next_record(&fmt, &buf, at_end) {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
+            match next_record(&fmt, &buf[at..], at_end, &mut rec) {
+                Ok(true) => at += rec.used,
+                Ok(false) => break,
                 Err((e, _)) => anyhow::bail!("the source's COPY of {}: {e}", t.name),
-            };
-            buf.drain(..rec.used);
-            if rec.fields.len() != n + shown_cols.len() {
+            }
+            if rec.len() != n + shown_cols.len() {
                 anyhow::bail!(
                     "the source's COPY of {}: {} fields, expected {}",
                     t.name,
-                    rec.fields.len(),
+                    rec.len(),
                     n + shown_cols.len()
                 );
             }
-            let text =
-                |f: &Option<Vec<u8>>| f.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+            let text = |f: Option<&[u8]>| f.map(|b| String::from_utf8_lossy(b).into_owned());
             let fields: Canonical = t
                 .columns
                 .iter()
-                .zip(&rec.fields[..n])
+                .zip(rec.fields())
                 .map(|(c, f)| text(f).map(|s| canon_source(c.canon, &s)))
                 .collect();
-            let shown: Vec<String> = rec.fields[n..]
-                .iter()
+            let shown: Vec<String> = rec
+                .fields()
+                .skip(n)
                 .map(|f| text(f).unwrap_or_else(|| "NULL".into()))
                 .collect();
             sink.row(fields, display_key(t, &shown))?;
         }
+        buf.drain(..at);
         if at_end {
             return Ok(());
         }

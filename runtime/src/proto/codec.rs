@@ -58,8 +58,18 @@ pub fn encode_request(
     frame: &RequestFrame,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), FrameTooLarge> {
+    encode_request_parts(frame.id, &frame.request, out)
+}
+
+/// `encode_request` of request `id` (a client that keeps its requests
+/// for a retry need not copy them into a frame).
+pub fn encode_request_parts(
+    id: u64,
+    request: &Request,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), FrameTooLarge> {
     framed(out, |out| {
-        let (op, fields) = match &frame.request {
+        let (op, fields) = match request {
             Request::Auth { .. } => ("auth", 1),
             Request::Call {
                 key, timeout_ms, ..
@@ -97,10 +107,10 @@ pub fn encode_request(
         };
         w::map(out, 2 + fields);
         w::str(out, "id");
-        w::uint(out, frame.id);
+        w::uint(out, id);
         w::str(out, "op");
         w::str(out, op);
-        match &frame.request {
+        match request {
             Request::Auth { token } => w::kv_str(out, "token", token),
             Request::Call {
                 procedure,
