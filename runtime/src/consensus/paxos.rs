@@ -195,12 +195,16 @@ impl Paxos {
                 self.durable_vote = self.durable_vote.max(v);
             }
         }
-        self.trim_cache();
         match self.role {
             Role::Candidate { pre: false } => self.check_election_won(),
             Role::Leader => self.advance_chosen(),
             _ => {}
         }
+        // After `chosen` moved: a leader applies what it adopted before it
+        // is chosen, so what it applied may leave memory only now (else a
+        // restarted lone node kept its whole replayed log until its next
+        // write).
+        self.trim_cache();
     }
 
     /// The caller has applied everything up to `slot` (payloads before it
