@@ -636,6 +636,10 @@ impl Paxos {
                 lead.unchosen_bytes -= b;
             }
         }
+        // A leader applies what it adopted before it is chosen: what it
+        // applied may leave memory only now (a restarted leader kept its
+        // whole replayed log until its next write).
+        self.trim_cache();
     }
 
     /// The start of the newest quorum round: accepts sent at this time (on

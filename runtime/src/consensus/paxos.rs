@@ -200,10 +200,7 @@ impl Paxos {
             Role::Leader => self.advance_chosen(),
             _ => {}
         }
-        // After `chosen` moved: a leader applies what it adopted before it
-        // is chosen, so what it applied may leave memory only now (else a
-        // restarted lone node kept its whole replayed log until its next
-        // write).
+        // `chosen` may have moved (`advance_chosen` trims then too).
         self.trim_cache();
     }
 
@@ -217,7 +214,7 @@ impl Paxos {
     /// Payloads applied, durable and chosen may leave memory (storage has
     /// them, and no leadership change can make them unapplied); nothing
     /// else may.
-    fn trim_cache(&mut self) {
+    pub(super) fn trim_cache(&mut self) {
         // Alone, nobody is ever caught up from it.
         let keep = if self.cfg.members.len() == 1 {
             0

@@ -154,6 +154,23 @@ struct Stream {
     pending: Pending,
 }
 
+/// A `load` chunk kept for sending again (`Client::load_shared`).
+#[derive(Debug, Clone)]
+pub struct SharedLoad(Arc<Request>);
+
+impl SharedLoad {
+    pub fn new(load: crate::proto::LoadRequest) -> SharedLoad {
+        SharedLoad(Arc::new(Request::Load(load)))
+    }
+}
+
+fn loaded_result(reply: Reply) -> Result<Loaded, ClientError> {
+    match reply {
+        Reply::Loaded(l) => Ok(l),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// A request on its way to the writer.
 struct Queued {
     id: u64,
@@ -450,12 +467,6 @@ impl Client {
         send(&self.inner, Outgoing::Owned(request)).await
     }
 
-    /// `request` of a request the caller keeps (to send it again after
-    /// `overloaded`, say) without a copy of it for each send.
-    pub async fn request_shared(&self, request: Arc<Request>) -> Result<Reply, ClientError> {
-        send(&self.inner, Outgoing::Shared(request)).await
-    }
-
     /// In a cluster: where the node that leads is, as named by the latest
     /// answer this node passed on from it (a forwarded request); taken, so
     /// the next call says only what is newer.
@@ -539,10 +550,13 @@ impl Client {
     /// an idempotency key, a chunk applied before under it is not applied
     /// again (the answer says `again`).
     pub async fn load(&self, load: crate::proto::LoadRequest) -> Result<Loaded, ClientError> {
-        match self.request(Request::Load(load)).await? {
-            Reply::Loaded(l) => Ok(l),
-            other => Err(unexpected(other)),
-        }
+        loaded_result(self.request(Request::Load(load)).await?)
+    }
+
+    /// `load` of a chunk the caller keeps, to send it again (after
+    /// `overloaded`, say) without a copy of its rows for each send.
+    pub async fn load_shared(&self, load: &SharedLoad) -> Result<Loaded, ClientError> {
+        loaded_result(send(&self.inner, Outgoing::Shared(load.0.clone())).await?)
     }
 
     pub async fn deploy(&self, name: &str, wasm: Vec<u8>) -> Result<Deployed, ClientError> {

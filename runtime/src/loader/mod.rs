@@ -22,8 +22,8 @@ pub mod convert;
 pub mod records;
 mod state;
 
-use crate::driver::{Client, ClientError};
-use crate::proto::{ErrorCode, LoadRequest, Loaded, Reply, Request};
+use crate::driver::{Client, ClientError, SharedLoad};
+use crate::proto::{ErrorCode, LoadRequest, Loaded};
 use crate::types::Value;
 use anyhow::{bail, Context};
 use convert::{Encoding, Formats, Kind};
@@ -538,18 +538,13 @@ pub async fn load(
 /// while the node says it is busy or passing leadership on.
 async fn send(client: &Client, req: LoadRequest) -> Result<Answer, ClientError> {
     // Kept for a retry without a copy of the rows for each try.
-    let req = Arc::new(Request::Load(req));
+    let req = SharedLoad::new(req);
     let mut wait = RETRY_WAIT_FIRST;
     let mut tries = 0;
     loop {
         tries += 1;
-        match client.request_shared(req.clone()).await {
-            Ok(Reply::Loaded(l)) => return Ok(Answer::Loaded(l)),
-            Ok(other) => {
-                return Err(ClientError::Protocol(format!(
-                    "the node answered a load with {other:?}"
-                )))
-            }
+        match client.load_shared(&req).await {
+            Ok(l) => return Ok(Answer::Loaded(l)),
             Err(ClientError::Server(e)) if e.code == ErrorCode::AlreadyApplied => {
                 return Ok(Answer::AppliedBefore)
             }
@@ -648,6 +643,7 @@ impl RecordReader {
     }
 }
 
+/// The reader thread: records into chunks until the input ends or `stop`.
 fn read_chunks(
     mut reader: RecordReader,
     mut src: Box<dyn Read + Send>,
@@ -660,7 +656,10 @@ fn read_chunks(
         let mut chunk = Chunk {
             index,
             rows: Vec::with_capacity(opts.chunk_rows),
-            sent: Sent::default(),
+            sent: Sent {
+                rows: Vec::with_capacity(opts.chunk_rows),
+                bytes: Vec::new(),
+            },
             rejects: Vec::new(),
             records: 0,
             bytes: 0,

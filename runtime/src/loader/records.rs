@@ -76,6 +76,7 @@ impl Record {
     pub fn len(&self) -> usize {
         self.fields.len()
     }
+    /// Whether it has no fields (it always has one once read).
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
@@ -423,6 +424,21 @@ mod tests {
     fn a_carriage_return_inside_quotes_is_data() {
         let got = all(&csv_fmt(), b"\"a\r\"\r\nb\r\n");
         assert_eq!(got, vec![Ok(vec![s("a\r")]), Ok(vec![s("b")])]);
+    }
+
+    /// A quote inside an unquoted field is data; a line's CR is taken
+    /// from its last field only, never from the quoted field before it.
+    #[test]
+    fn a_quote_inside_a_field_and_a_cr_before_an_empty_last_field() {
+        let got = all(&csv_fmt(), b"ab\"c,d\n\"a\r\",\r\n\"x\r\",\n");
+        assert_eq!(
+            got,
+            vec![
+                Ok(vec![s("ab\"c"), s("d")]),
+                Ok(vec![s("a\r"), None]),
+                Ok(vec![s("x\r"), None]),
+            ]
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ use writer::{Durability, Writer, WriterMsg, WRITER_QUEUE_MAX};
 
 /// Native stack of executor and coordinator threads: SQL runs inside a
 /// procedure's host calls, on the same stack as the Wasm code (512 KiB).
-const THREAD_STACK_BYTES: usize = 16 << 20;
+pub(crate) const THREAD_STACK_BYTES: usize = 16 << 20;
 /// Partitions one node may run.
 pub const PARTITIONS_MAX: u32 = 256;
 

@@ -208,6 +208,19 @@ fn a_share_refused_on_one_partition_leaves_nothing_on_the_others() {
     );
     assert!(e.message.contains("max_errors (1)"), "{e:?}");
     assert_eq!(per_partition(&node, &who, "acct"), vec![0, 0]);
+    // The same on partition 0 (its rows on a thread of their own).
+    let mut l = chunk("acct", &[], rs.clone());
+    l.rows[600] = good(1_000_001);
+    l.rows[700] = good(1_000_002);
+    l.rows[200][2] = Value::text("x");
+    l.rows[300][2] = Value::text("y");
+    l.max_errors = 1;
+    let e = load(&node, &who, l).unwrap_err();
+    assert!(
+        e.message.contains("row 201") && e.message.contains("row 301"),
+        "{e:?}"
+    );
+    assert_eq!(per_partition(&node, &who, "acct"), vec![0, 0]);
     // One bad row on each partition: each is within the limit of 1, the
     // chunk is not.
     rs[700] = rs[699].clone();

@@ -177,12 +177,12 @@ impl Drop for Work {
 /// helper that `join`s it stops when that work is stopped (its time, its
 /// client, the node stopping), and never otherwise.
 #[derive(Clone, Default)]
-pub struct Shared(Option<(Arc<Watch>, u64, Option<Arc<AtomicBool>>)>);
+pub struct SharedWork(Option<(Arc<Watch>, u64, Option<Arc<AtomicBool>>)>);
 
 /// This thread's running work, to share with helpers (empty when none).
-pub fn shared() -> Shared {
+pub fn current_work() -> SharedWork {
     CURRENT.with(|c| {
-        Shared(
+        SharedWork(
             c.borrow()
                 .as_ref()
                 .filter(|cur| cur.gen != 0)
@@ -191,7 +191,7 @@ pub fn shared() -> Shared {
     })
 }
 
-impl Shared {
+impl SharedWork {
     /// Makes this (helper) thread's checks those of the shared work until
     /// the returned guard drops; the work's owner still begins and ends it.
     pub fn join(&self) -> Joined {
@@ -203,7 +203,7 @@ impl Shared {
     }
 }
 
-/// A helper thread's part in shared work (`Shared::join`), until dropped.
+/// A helper thread's part in shared work (`SharedWork::join`), until dropped.
 #[must_use = "the helper's part ends when this is dropped"]
 pub struct Joined(Option<Option<Current>>);
 
@@ -319,12 +319,15 @@ mod tests {
         let w = watch.clone();
         std::thread::spawn(move || {
             install(watch);
-            assert!(shared().0.is_none(), "no work running: nothing to share");
+            assert!(
+                current_work().0.is_none(),
+                "no work running: nothing to share"
+            );
             let work = Work::begin(None, None);
-            let share = shared();
+            let share = current_work();
             let mut seen = Seen::default();
             scan(&w, &mut seen, 0);
-            let helper = |share: Shared| {
+            let helper = |share: SharedWork| {
                 std::thread::spawn(move || {
                     let _joined = share.join();
                     check()

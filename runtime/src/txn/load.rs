@@ -9,11 +9,19 @@
 //! ```text
 //!   rows ──partition_for(partition column)──▶ bucket per partition
 //!     bucket p ──Engine::load_row (each its own statement)──▶ write-set p ──▶ share p
+//!       (buckets on up to LOAD_THREADS_MAX threads at once)
 //!     a row that fails: undone, reported (row, column, why)
 //! ```
 //!
-//! Owns: routing and applying a chunk. Must not: log, wait, or talk to
-//! cores (the coordinator commits the shares).
+//! The partitions' shares run at once on scoped threads (the lent states
+//! are disjoint; at most `LOAD_THREADS_MAX`, the coordinator's among
+//! them), each joined to the coordinator's time limit; their results are
+//! merged in partition order, so what comes back does not depend on which
+//! finished first.
+//!
+//! Owns: routing and applying a chunk, and the threads it runs on (begun
+//! and joined within `load`). Must not: log, or talk to cores (the
+//! coordinator commits the shares).
 
 use super::scratch::{self, Guards};
 use super::TxnError;
@@ -22,6 +30,7 @@ use crate::durability::{self, LoggedWrites};
 use crate::sql::load::RowError;
 use crate::sql::{interrupt, Engine, SqlError};
 use crate::types::{TenantId, Value};
+use std::sync::Mutex;
 
 /// Rejected rows a refusal names in its message (the rest are counted).
 const REFUSAL_ROWS_SHOWN: usize = 10;
@@ -61,7 +70,8 @@ pub enum LoadError {
     /// The load cannot start (no such table or column), or ran past its
     /// time limit.
     Sql(SqlError),
-    /// Over `max_errors` rows failed: the first of them, by row.
+    /// Over `max_errors` rows failed: those each partition saw before it
+    /// stopped (at most `max_errors` + 1 a partition), by row.
     TooManyRejected {
         rejected: Vec<Rejected>,
         max_errors: u64,
@@ -157,32 +167,10 @@ pub fn load(
         // is checked once all are done.
         max_errors: chunk.max_errors - refused.len() as u64,
     };
-    let ran = run_shares(g, &share, buckets);
-    let mut shares: Vec<LoggedWrites> = (0..n).map(|_| LoggedWrites::default()).collect();
-    let mut done = Vec::new();
-    let mut failed = None;
-    for (p, r) in ran.into_iter().enumerate() {
-        match r {
-            None => {}
-            Some(Ok(applied)) => {
-                out.loaded += applied.loaded;
-                refused.extend(applied.refused);
-                shares[p] = applied.writes;
-                done.push(p);
-            }
-            Some(Err((e, why))) => {
-                refused.extend(why);
-                // A partition that could not run outranks one with too
-                // many bad rows: its error says more.
-                let too_many = matches!(e, LoadError::TooManyRejected { .. });
-                match &failed {
-                    None => failed = Some(e),
-                    Some(LoadError::TooManyRejected { .. }) if !too_many => failed = Some(e),
-                    Some(_) => {}
-                }
-            }
-        }
-    }
+    let merged = merge(run_shares(g, &share, buckets), n);
+    out.loaded = merged.loaded;
+    refused.extend(merged.refused);
+    let (mut shares, mut done, mut failed) = (merged.shares, merged.done, merged.failed);
     let undo = |g: &mut Guards, done: &[usize], shares: &[LoggedWrites]| {
         for &p in done.iter().rev() {
             durability::apply(&mut g[p].tenant(tenant).engine, &shares[p].inverse())
@@ -209,36 +197,17 @@ pub fn load(
         return Err(e);
     }
     out.rejected = refused;
-    if replicated && !shares[0].ops.is_empty() {
-        // Every partition holds the same copy: the same writes apply.
-        for p in 1..n {
-            shares[p] = shares[0].clone();
-            if let Err(e) = durability::apply(&mut g[p].tenant(tenant).engine, &shares[p]) {
-                undo(g, &done, &shares);
-                return Err(LoadError::Txn(TxnError::Internal(format!(
-                    "partition {p}'s copy of replicated table \"{}\" differs from partition \
-                     0's: {e}",
-                    chunk.table
-                ))));
-            }
-            done.push(p);
-        }
-    }
+    let placed = if replicated {
+        copy_replicated(g, tenant, chunk.table, &mut shares, &mut done)
+    } else {
+        Ok(())
+    };
     // Each share's size was checked where it was made (a replicated
     // table's copies are partition 0's share).
-    for (p, share) in shares.iter().enumerate() {
-        let added = share.rows_added();
-        if added <= 0 {
-            continue;
-        }
-        let rows = g[p].tenant_ref(tenant).map_or(0, |t| t.rows());
-        let fits =
-            g[p].quota_of(tenant, quota)
-                .check_rows_applied(PartitionId(p as u32), rows, added);
-        if let Err(e) = fits {
-            undo(g, &done, &shares);
-            return Err(LoadError::Txn(TxnError::Quota(e)));
-        }
+    let fits = placed.and_then(|()| check_rows(g, tenant, quota, &shares));
+    if let Err(e) = fits {
+        undo(g, &done, &shares);
+        return Err(e);
     }
     if done.is_empty() {
         shares.clear();
@@ -248,6 +217,97 @@ pub fn load(
 
 /// One partition's rows of a chunk, each with its place in the chunk.
 type Bucket = Vec<(usize, Vec<Value>)>;
+
+/// A replicated table's rows went in on partition 0: the same writes go
+/// to every other partition (each holds the same copy).
+fn copy_replicated(
+    g: &mut Guards,
+    tenant: TenantId,
+    table: &str,
+    shares: &mut [LoggedWrites],
+    done: &mut Vec<usize>,
+) -> Result<(), LoadError> {
+    if shares[0].ops.is_empty() {
+        return Ok(());
+    }
+    for p in 1..shares.len() {
+        shares[p] = shares[0].clone();
+        if let Err(e) = durability::apply(&mut g[p].tenant(tenant).engine, &shares[p]) {
+            return Err(LoadError::Txn(TxnError::Internal(format!(
+                "partition {p}'s copy of replicated table \"{table}\" differs from partition \
+                 0's: {e}"
+            ))));
+        }
+        done.push(p);
+    }
+    Ok(())
+}
+
+/// Whether each partition's share keeps the tenant within its rows there.
+fn check_rows(
+    g: &Guards,
+    tenant: TenantId,
+    quota: &Quota,
+    shares: &[LoggedWrites],
+) -> Result<(), LoadError> {
+    for (p, share) in shares.iter().enumerate() {
+        let added = share.rows_added();
+        if added <= 0 {
+            continue;
+        }
+        let rows = g[p].tenant_ref(tenant).map_or(0, |t| t.rows());
+        g[p].quota_of(tenant, quota)
+            .check_rows_applied(PartitionId(p as u32), rows, added)
+            .map_err(|e| LoadError::Txn(TxnError::Quota(e)))?;
+    }
+    Ok(())
+}
+
+/// The shares' results taken together, in partition order.
+struct Merged {
+    loaded: u64,
+    /// Every share's refused rows (a failed share's up to where it stopped).
+    refused: Vec<Rejected>,
+    /// By partition; empty where nothing was applied.
+    shares: Vec<LoggedWrites>,
+    /// The partitions whose share went in (to undo should the chunk fail).
+    done: Vec<usize>,
+    /// Why a share was not applied: one that could not run outranks one
+    /// with too many bad rows, whose error says less; then the lowest
+    /// partition's.
+    failed: Option<LoadError>,
+}
+
+fn merge(ran: Vec<Option<Result<Applied, NotApplied>>>, n: usize) -> Merged {
+    let mut m = Merged {
+        loaded: 0,
+        refused: Vec::new(),
+        shares: (0..n).map(|_| LoggedWrites::default()).collect(),
+        done: Vec::new(),
+        failed: None,
+    };
+    for (p, r) in ran.into_iter().enumerate() {
+        match r {
+            None => {}
+            Some(Ok(applied)) => {
+                m.loaded += applied.loaded;
+                m.refused.extend(applied.refused);
+                m.shares[p] = applied.writes;
+                m.done.push(p);
+            }
+            Some(Err((e, why))) => {
+                m.refused.extend(why);
+                let too_many = matches!(e, LoadError::TooManyRejected { .. });
+                match &m.failed {
+                    None => m.failed = Some(e),
+                    Some(LoadError::TooManyRejected { .. }) if !too_many => m.failed = Some(e),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    m
+}
 
 /// What every partition's share of one chunk has in common.
 struct ShareOf<'a> {
@@ -271,53 +331,85 @@ struct Applied {
 /// refused before it stopped.
 type NotApplied = (LoadError, Vec<Rejected>);
 
-/// Runs each non-empty bucket on its partition, all at once: one helper
-/// thread per partition but the last, which runs on this thread. Results
-/// come back by partition (None: nothing to load there).
+/// Threads one chunk's shares run on at most, the coordinator's own
+/// among them (fewer when the machine has fewer cores).
+const LOAD_THREADS_MAX: usize = 16;
+
+/// A share to run: its partition, that partition's engine, its rows.
+type Job<'a> = (usize, &'a mut Engine, Bucket);
+
+/// Runs each non-empty bucket on its partition, at once: the shares are
+/// dealt round-robin to at most `LOAD_THREADS_MAX` (and the core count)
+/// threads, the last group on this thread. Results come back by partition
+/// (None: nothing to load there).
 fn run_shares(
     g: &mut Guards,
     share: &ShareOf<'_>,
     buckets: Vec<Bucket>,
 ) -> Vec<Option<Result<Applied, NotApplied>>> {
-    let work = interrupt::shared();
+    let work = interrupt::current_work();
     let mut results: Vec<Option<Result<Applied, NotApplied>>> =
         (0..g.len()).map(|_| None).collect();
-    let mut jobs: Vec<(usize, &mut Engine, Bucket)> = g
+    let jobs: Vec<Job<'_>> = g
         .iter_mut()
         .zip(buckets)
         .enumerate()
         .filter(|(_, (_, bucket))| !bucket.is_empty())
         .map(|(p, (state, bucket))| (p, &mut state.tenant(share.tenant).engine, bucket))
         .collect();
-    let Some((last_p, last_engine, last_bucket)) = jobs.pop() else {
-        return results;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(LOAD_THREADS_MAX)
+        .min(jobs.len())
+        .max(1);
+    let mut groups: Vec<Vec<Job<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        groups[i % threads].push(job);
+    }
+    let mine = groups.pop().unwrap_or_default();
+    let run = |group: Vec<Job<'_>>| -> Vec<(usize, Result<Applied, NotApplied>)> {
+        group
+            .into_iter()
+            .map(|(p, engine, bucket)| (p, apply_share(engine, p, share, bucket)))
+            .collect()
     };
+    // Each helper takes its group from here; what is still here once this
+    // thread has run its own group (a thread that could not start, or has
+    // not begun) runs on this thread.
+    let slots: Vec<Mutex<Option<Vec<Job<'_>>>>> =
+        groups.into_iter().map(|g| Mutex::new(Some(g))).collect();
+    fn take<'a>(slot: &Mutex<Option<Vec<Job<'a>>>>) -> Vec<Job<'a>> {
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.take().unwrap_or_default()
+    }
     std::thread::scope(|s| {
-        let mut helpers = Vec::with_capacity(jobs.len());
-        for (p, engine, bucket) in jobs {
-            let work = &work;
-            let spawned = std::thread::Builder::new()
-                .name(format!("ohm-load-p{p}"))
-                .spawn_scoped(s, move || {
-                    let _joined = work.join();
-                    apply_share(engine, p, share, bucket)
-                });
-            match spawned {
-                Ok(h) => helpers.push((p, h)),
-                // Nothing of this share ran; the others are undone.
-                Err(e) => {
-                    let why = TxnError::Internal(format!(
-                        "could not start a thread for partition {p}'s rows: {e}"
-                    ));
-                    results[p] = Some(Err((LoadError::Txn(why), Vec::new())));
-                }
-            }
-        }
-        results[last_p] = Some(apply_share(last_engine, last_p, share, last_bucket));
-        for (p, h) in helpers {
-            // A helper's panic is the coordinator's (a bug mid-transaction).
-            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let helpers: Vec<_> = slots
+            .iter()
+            .filter_map(|slot| {
+                let (work, run) = (&work, &run);
+                std::thread::Builder::new()
+                    .name("ohm-load".into())
+                    .stack_size(crate::node::THREAD_STACK_BYTES)
+                    .spawn_scoped(s, move || {
+                        let _joined = work.join();
+                        run(take(slot))
+                    })
+                    .ok()
+            })
+            .collect();
+        let mut ran = run(mine);
+        ran.extend(run(slots.iter().flat_map(take).collect()));
+        for (p, r) in ran {
             results[p] = Some(r);
+        }
+        for h in helpers {
+            // A helper's panic is the coordinator's (a bug mid-transaction).
+            let ran = h
+                .join()
+                .unwrap_or_else(|payload| std::panic::resume_unwind(payload));
+            for (p, r) in ran {
+                results[p] = Some(r);
+            }
         }
     });
     results
