@@ -25,7 +25,7 @@
 
 use super::scratch::{self, Guards};
 use super::TxnError;
-use crate::catalog::{partition_for, PartitionId, Quota};
+use crate::catalog::{partition_for, Quota};
 use crate::durability::{self, LoggedWrites};
 use crate::sql::load::RowError;
 use crate::sql::{interrupt, Engine, SqlError};
@@ -204,7 +204,9 @@ pub fn load(
     };
     // Each share's size was checked where it was made (a replicated
     // table's copies are partition 0's share).
-    let fits = placed.and_then(|()| check_rows(g, tenant, quota, &shares));
+    let fits = placed.and_then(|()| {
+        scratch::check_rows_applied(g, tenant, quota, &shares).map_err(LoadError::Txn)
+    });
     if let Err(e) = fits {
         undo(g, &done, &shares);
         return Err(e);
@@ -239,26 +241,6 @@ fn copy_replicated(
             ))));
         }
         done.push(p);
-    }
-    Ok(())
-}
-
-/// Whether each partition's share keeps the tenant within its rows there.
-fn check_rows(
-    g: &Guards,
-    tenant: TenantId,
-    quota: &Quota,
-    shares: &[LoggedWrites],
-) -> Result<(), LoadError> {
-    for (p, share) in shares.iter().enumerate() {
-        let added = share.rows_added();
-        if added <= 0 {
-            continue;
-        }
-        let rows = g[p].tenant_ref(tenant).map_or(0, |t| t.rows());
-        g[p].quota_of(tenant, quota)
-            .check_rows_applied(PartitionId(p as u32), rows, added)
-            .map_err(|e| LoadError::Txn(TxnError::Quota(e)))?;
     }
     Ok(())
 }

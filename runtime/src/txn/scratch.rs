@@ -234,15 +234,39 @@ pub fn check_rows(
     quota: &Quota,
     shares: &[LoggedWrites],
 ) -> Result<(), TxnError> {
+    rows_fit(g, (tenant, quota), shares, false)
+}
+
+/// `check_rows` for shares the states hold already.
+pub fn check_rows_applied(
+    g: &Guards,
+    tenant: TenantId,
+    quota: &Quota,
+    shares: &[LoggedWrites],
+) -> Result<(), TxnError> {
+    rows_fit(g, (tenant, quota), shares, true)
+}
+
+fn rows_fit(
+    g: &Guards,
+    (tenant, quota): (TenantId, &Quota),
+    shares: &[LoggedWrites],
+    applied: bool,
+) -> Result<(), TxnError> {
     for (i, share) in shares.iter().enumerate() {
         let added = share.rows_added();
         if added <= 0 {
             continue;
         }
         let rows = g[i].tenant_ref(tenant).map_or(0, |p| p.rows());
-        g[i].quota_of(tenant, quota)
-            .check_rows(PartitionId(i as u32), rows, added)
-            .map_err(TxnError::Quota)?;
+        let q = g[i].quota_of(tenant, quota);
+        let at = PartitionId(i as u32);
+        let fits = if applied {
+            q.check_rows_applied(at, rows, added)
+        } else {
+            q.check_rows(at, rows, added)
+        };
+        fits.map_err(TxnError::Quota)?;
     }
     Ok(())
 }
