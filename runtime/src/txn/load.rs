@@ -122,10 +122,10 @@ fn rejected(row: usize, e: RowError) -> Rejected {
 /// what it did and each partition's share of writes (none at all when it
 /// wrote nothing). On error every held state is as it was.
 ///
-/// Each partition's rows go in on a thread of their own (the partitions'
-/// states are disjoint), so a chunk takes the cores the partitions have
-/// rather than the coordinator's one; what comes back does not depend on
-/// which thread finishes first.
+/// The partitions' rows go in at once, on up to `LOAD_THREADS_MAX`
+/// threads (the partitions' states are disjoint), so a chunk takes the
+/// node's cores rather than the coordinator's one; what comes back does
+/// not depend on which thread finishes first.
 pub fn load(
     g: &mut Guards,
     tenant: TenantId,
