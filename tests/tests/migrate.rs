@@ -43,16 +43,7 @@ fn postgres() -> Option<PgServer> {
 /// `psql` as the server's superuser, over TCP, stopping at the first
 /// error; `db` None: the default database.
 fn psql(pg: &PgServer, db: Option<&str>, args: &[&str]) {
-    let bin = find_bin_dir().unwrap();
-    let mut c = Command::new(bin.join("psql"));
-    c.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &pg.port.to_string(),
-        "-U",
-        "postgres",
-    ]);
+    let mut c = pg_tool(pg, "psql");
     if let Some(db) = db {
         c.args(["-d", db]);
     }
@@ -62,6 +53,15 @@ fn psql(pg: &PgServer, db: Option<&str>, args: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// PostgreSQL's client tool `name`, connecting to `pg` as its superuser
+/// over TCP.
+fn pg_tool(pg: &PgServer, name: &str) -> Command {
+    let mut c = Command::new(find_bin_dir().unwrap().join(name));
+    let port = pg.port.to_string();
+    c.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"]);
+    c
 }
 
 /// A database `db` on `pg`, and its URL.
@@ -105,15 +105,7 @@ fn chinook_migrates_with_zero_differences() {
     let url = database(&pg, "chinook");
     // Trust authentication ignores it; it must be written nowhere.
     let url = format!("{url}&password=s3cret-word");
-    let out = Command::new(find_bin_dir().unwrap().join("pg_restore"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "postgres",
-        ])
+    let out = pg_tool(&pg, "pg_restore")
         .args(["-d", "chinook", "--no-owner"])
         .arg(dir.join("chinook.pgdump"))
         .output()

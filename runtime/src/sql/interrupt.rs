@@ -176,7 +176,7 @@ impl Drop for Work {
 /// The work a thread is running, for helper threads to take part in: a
 /// helper that `join`s it stops when that work is stopped (its time, its
 /// client, the node stopping), and never otherwise.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SharedWork(Option<(Arc<Watch>, u64, Option<Arc<AtomicBool>>)>);
 
 /// This thread's running work, to share with helpers (empty when none).

@@ -339,11 +339,10 @@ fn run_shares(
         .filter(|(_, (_, bucket))| !bucket.is_empty())
         .map(|(p, (state, bucket))| (p, &mut state.tenant(share.tenant).engine, bucket))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(LOAD_THREADS_MAX)
-        .min(jobs.len())
-        .max(1);
+    // Read once: on Linux asking reads cgroup files, too much for a chunk.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = cores.min(LOAD_THREADS_MAX).min(jobs.len()).max(1);
     let mut groups: Vec<Vec<Job<'_>>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, job) in jobs.into_iter().enumerate() {
         groups[i % threads].push(job);
