@@ -86,9 +86,15 @@ fn find(table: &Table, row: &[Value]) -> Option<RowId> {
             .filter_map(|&c| row.get(c).cloned())
             .collect();
         let id = table.index_get(i, &key)?;
-        return (table.get(id)? == row).then_some(id);
+        return (*table.get(id)? == *row).then_some(id);
     }
-    table.scan().find(|(_, r)| *r == row).map(|(id, _)| id)
+    let mut rows = table.rows();
+    while let Some((id, r)) = rows.next() {
+        if r == row {
+            return Some(id);
+        }
+    }
+    None
 }
 
 fn kind(op: &LoggedOp) -> &'static str {

@@ -444,8 +444,11 @@ pub fn encode(
             Piece::Rows { tenant, table } => {
                 let image = tenants.iter().find(|t| t.tenant == tenant);
                 let table = image.and_then(|t| t.engine.database().table(table));
-                for (_, row) in table.into_iter().flat_map(|t| t.scan()) {
-                    enc.row(row)?;
+                if let Some(t) = table {
+                    let mut rows = t.rows();
+                    while let Some((_, row)) = rows.next() {
+                        enc.row(row)?;
+                    }
                 }
                 enc.end_rows()?;
             }

@@ -340,20 +340,11 @@ pub fn create_table(engine: &mut Engine, ct: &ast::CreateTable) -> Result<(), Sq
         for c in &cols {
             schema.columns[*c].nullable = false;
         }
-        schema.indexes.push(IndexDef {
-            name: format!("{name}_pkey"),
-            columns: cols.clone(),
-            unique: true,
-            kind: IndexKind::Hash,
-        });
+        schema.indexes.push(crate::storage::primary_key_index(
+            &format!("{name}_pkey"),
+            cols,
+        ));
         schema.primary_key = Some(0);
-        // Hash for point access and the constraint; ordered for ranges and ORDER BY.
-        schema.indexes.push(IndexDef {
-            name: format!("{name}_pkey_range"),
-            columns: cols,
-            unique: false,
-            kind: IndexKind::Ordered,
-        });
     }
     for cols in uniques {
         let iname = key_name(&name, &schema, &cols, "key");
@@ -863,7 +854,8 @@ fn add_constraint(
                     .db
                     .table(id)
                     .ok_or_else(|| SqlError::exec("internal: table vanished"))?;
-                for (_, row) in t.scan() {
+                let mut rows = t.rows();
+                while let Some((_, row)) = rows.next() {
                     super::interrupt::tick()?;
                     if constraint::failing(&bound, &ctx, row)?.is_some() {
                         return Err(SqlError::plan(format!(

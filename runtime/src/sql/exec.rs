@@ -491,21 +491,28 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         source: usize,
         probe: &Probe<'_>,
         ids: &[RowId],
-        each: &mut dyn FnMut(u32, &[Value]) -> Result<bool, SqlError>,
+        each: &mut EachRow<'_>,
     ) -> Result<bool, SqlError> {
         let src = &self.plan.sources[source];
         let table = self.table(src)?;
-        let at = |id: u32| -> Option<&[Value]> {
+        // A table's rows are decoded into `buf`; derived rows are read in place.
+        let mut buf = Vec::new();
+        let mut at = |id: u32, each: &mut EachRow<'_>| -> Result<bool, SqlError> {
             match table {
-                Some(t) => t.get(RowId(id)),
-                None => st.derived[source].get(id as usize).map(|r| &r[..]),
+                Some(t) if t.read(RowId(id), &mut buf) => each(id, &buf),
+                Some(_) => Ok(true),
+                None => match st.derived[source].get(id as usize) {
+                    Some(r) => each(id, r),
+                    None => Ok(true),
+                },
             }
         };
         match probe {
             Probe::Nothing => {}
             Probe::Scan => match (&src.kind, table) {
                 (SourceKind::Table { .. }, Some(t)) => {
-                    for (id, row) in t.scan() {
+                    let mut rows = t.rows();
+                    while let Some((id, row)) = rows.next() {
                         if !each(id.0, row)? {
                             return Ok(false);
                         }
@@ -523,28 +530,22 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             },
             Probe::Ids => {
                 for id in ids {
-                    if let Some(row) = at(id.0) {
-                        if !each(id.0, row)? {
-                            return Ok(false);
-                        }
+                    if !at(id.0, each)? {
+                        return Ok(false);
                     }
                 }
             }
             Probe::EveryHashed(table) => {
                 for &id in table.rows.iter().flatten() {
-                    if let Some(row) = at(id) {
-                        if !each(id, row)? {
-                            return Ok(false);
-                        }
+                    if !at(id, each)? {
+                        return Ok(false);
                     }
                 }
             }
             Probe::Hashed(found) => {
                 for &id in found.iter() {
-                    if let Some(row) = at(id) {
-                        if !each(id, row)? {
-                            return Ok(false);
-                        }
+                    if !at(id, each)? {
+                        return Ok(false);
                     }
                 }
             }
@@ -714,10 +715,12 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 }
                 // Same rule as `probe`'s flag.
                 let skip = all_int(key);
-                if let Some(row) = t.index_get(*index, key).and_then(|id| t.get(id)) {
-                    if pass(row, skip)? {
-                        sink(row)?;
-                    }
+                let mut row = Vec::new();
+                if t.index_get(*index, key)
+                    .is_some_and(|id| t.read(id, &mut row))
+                    && pass(&row, skip)?
+                {
+                    sink(&row)?;
                 }
                 return Ok(Some(()));
             }
@@ -735,6 +738,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         Ok(Some(()))
     }
 }
+
+/// What `each_row` calls with each candidate row (its id, its values);
+/// false stops the walk.
+type EachRow<'a> = dyn FnMut(u32, &[Value]) -> Result<bool, SqlError> + 'a;
 
 /// The RowIds of a single-table plan's matching rows (UPDATE / DELETE).
 pub fn matching_row_ids(

@@ -304,7 +304,8 @@ fn still_referenced(
     let Some(t) = db.table_by_name(child) else {
         return Ok(());
     };
-    for (_, row) in t.scan() {
+    let mut rows = t.rows();
+    while let Some((_, row)) = rows.next() {
         super::interrupt::tick()?;
         if let Some(key) = key_of(row, &fk.columns) {
             if missing.contains(&key) {
@@ -342,7 +343,8 @@ pub fn validate(db: &Database, child: &TableSchema, fk: &ForeignKey) -> Result<(
     let Some(t) = db.table_by_name(&child.name) else {
         return Ok(());
     };
-    for (_, row) in t.scan() {
+    let mut rows = t.rows();
+    while let Some((_, row)) = rows.next() {
         super::interrupt::tick()?;
         if let Some(key) = key_of(row, &fk.columns) {
             if !parent_has(db, fk, &key)? {

@@ -40,9 +40,7 @@ use super::bind::{lower, object_name, Binder, Mode};
 use super::error::SqlError;
 use super::expr::Expr;
 use crate::catalog::partition_for;
-use crate::storage::{
-    ColumnDef, ColumnDefault, Database, IndexDef, IndexKind, TableId, TableSchema,
-};
+use crate::storage::{ColumnDef, ColumnDefault, Database, IndexDef, TableId, TableSchema};
 use crate::types::{DataType, Value};
 use sqlparser::ast;
 use std::ops::ControlFlow;
@@ -86,12 +84,7 @@ fn column(name: &str, ty: DataType, nullable: bool) -> ColumnDef {
 }
 
 fn pk(name: &str, columns: Vec<usize>) -> IndexDef {
-    IndexDef {
-        name: format!("{name}_pkey"),
-        columns,
-        unique: true,
-        kind: IndexKind::Hash,
-    }
+    crate::storage::primary_key_index(&format!("{name}_pkey"), columns)
 }
 
 /// Creates the two tables if this database has none yet.
@@ -204,13 +197,13 @@ fn owned_by(def: &SeqDef, table: &str, column: Option<&str>) -> bool {
 pub fn find(db: &Database, name: &str) -> Option<SeqDef> {
     let t = db.table_by_name(DEFS)?;
     let id = t.index_get(0, &[Value::text(name)])?;
-    row_def(t.get(id)?)
+    row_def(&t.get(id)?)
 }
 
 /// Every sequence's definition.
 pub fn all(db: &Database) -> Vec<SeqDef> {
     db.table_by_name(DEFS)
-        .map(|t| t.scan().filter_map(|(_, r)| row_def(r)).collect())
+        .map(|t| t.scan().filter_map(|(_, r)| row_def(&r)).collect())
         .unwrap_or_default()
 }
 

@@ -14,8 +14,8 @@
 
 use super::table::{Placed, Table};
 use super::{
-    CheckConstraint, ColumnDef, ColumnDefault, IndexDef, IndexKind, Row, RowId, Savepoint,
-    StorageError, TableId, TableSchema, WriteOp, WriteSet,
+    CheckConstraint, ColumnDef, ColumnDefault, IndexDef, Row, RowId, Savepoint, StorageError,
+    TableId, TableSchema, WriteOp, WriteSet,
 };
 use crate::types::Value;
 use std::collections::BTreeMap;
@@ -332,8 +332,8 @@ impl Database {
     }
 
     /// `ALTER TABLE ... ADD PRIMARY KEY (cols)` on a table that may hold
-    /// rows: its columns become NOT NULL and a unique index `name` (and an
-    /// ordered one beside it, as `CREATE TABLE` makes) backs the key. Fails,
+    /// rows: its columns become NOT NULL and an ordered unique index `name`
+    /// (as `CREATE TABLE` makes) backs the key. Fails,
     /// changing nothing, if the table has a key already, or a row has NULL
     /// or a duplicate there.
     pub fn add_primary_key(
@@ -351,20 +351,8 @@ impl Database {
                 schema.name
             )));
         }
-        let unique = IndexDef {
-            name: name.to_string(),
-            columns: cols.clone(),
-            unique: true,
-            kind: IndexKind::Hash,
-        };
-        let range = IndexDef {
-            name: format!("{name}_range"),
-            columns: cols.clone(),
-            unique: false,
-            kind: IndexKind::Ordered,
-        };
+        let unique = super::primary_key_index(name, cols.clone());
         self.check_index_def(schema, &unique)?;
-        self.check_index_def(schema, &range)?;
         for &c in &cols {
             if t.scan().any(|(_, row)| row[c].is_null()) {
                 return Err(invalid(format!(
@@ -376,7 +364,6 @@ impl Database {
         let t = self.table_mut(table)?;
         t.add_index(unique)?;
         let pk = t.schema().indexes.len() - 1;
-        t.add_index(range)?;
         let schema = t.schema_mut();
         schema.primary_key = Some(pk);
         for c in cols {

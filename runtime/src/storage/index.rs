@@ -10,6 +10,7 @@
 //!            (a unique index on one integer column: FxHashMap<i64, RowId>,
 //!            16 bytes an entry where a posting list makes it 32)
 //!   Ordered: BTreeSet<(key, RowId)>; NULL keys present (NULL sorts lowest)
+//!            (unique on one integer column: BTreeMap<i64, RowId>)
 //!   key = i64 for one integer column (index_int.rs), the Value for one
 //!   other column (hash only), else Box<[Value]>
 //!   range/lookup probes: (prefix, Low|High) compare as prefix ++ [-inf|+inf]
@@ -295,7 +296,7 @@ impl Index {
             (IndexKind::Hash, _, true) => Store::HashInt(FxHashMap::default()),
             (IndexKind::Hash, true, false) => Store::HashValue(FxHashMap::default()),
             (IndexKind::Hash, false, _) => Store::Hash(FxHashMap::default()),
-            (IndexKind::Ordered, _, true) => Store::OrderedInt(IntOrdered::default()),
+            (IndexKind::Ordered, _, true) => Store::OrderedInt(IntOrdered::new(def.unique)),
             (IndexKind::Ordered, _, false) => Store::Ordered(BTreeSet::new()),
         };
         Index {

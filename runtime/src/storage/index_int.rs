@@ -10,7 +10,8 @@
 //! every number, text above every number, booleans below).
 //!
 //! ```text
-//!   IntOrdered: BTreeSet<(i64, RowId)> + BTreeSet<RowId> of NULL keys
+//!   IntOrdered: BTreeMap<i64, RowId> (unique) or BTreeSet<(i64, RowId)>,
+//!               + BTreeSet<RowId> of NULL keys
 //!   probe Value --first_int--> smallest i64 at or above it (binary search
 //!                              over total_cmp when the probe is not an Int)
 //!   (Bound<&Value>, Bound<&Value>) --int_range--> lo..=hi | empty
@@ -19,7 +20,7 @@
 use super::RowId;
 use crate::types::Value;
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{btree_map, btree_set, BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// The key a stored integer-column value has: `None` for NULL.
@@ -119,44 +120,107 @@ fn column_bound(b: Bound<&[Value]>) -> Option<Bound<&Value>> {
 
 /// An ordered index over one integer column: `(key, row)` pairs in order,
 /// and the rows whose key is NULL (which sort below every key).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct IntOrdered {
-    keys: BTreeSet<(i64, RowId)>,
+    keys: IntKeys,
     nulls: BTreeSet<RowId>,
 }
 
+/// A unique index maps each key to its one row: 12 bytes an entry where a
+/// `(key, row)` pair takes 16 (a primary key's index is unique).
+#[derive(Debug)]
+enum IntKeys {
+    Unique(BTreeMap<i64, RowId>),
+    Many(BTreeSet<(i64, RowId)>),
+}
+
+/// The rows of `IntOrdered::rows_in`.
+pub(super) enum RowsIn<'a> {
+    Unique(btree_map::Range<'a, i64, RowId>),
+    Many(btree_set::Range<'a, (i64, RowId)>),
+}
+
+impl Iterator for RowsIn<'_> {
+    type Item = RowId;
+    #[inline]
+    fn next(&mut self) -> Option<RowId> {
+        match self {
+            RowsIn::Unique(r) => r.next().map(|(_, &id)| id),
+            RowsIn::Many(r) => r.next().map(|&(_, id)| id),
+        }
+    }
+}
+
 impl IntOrdered {
+    pub(super) fn new(unique: bool) -> IntOrdered {
+        IntOrdered {
+            keys: if unique {
+                IntKeys::Unique(BTreeMap::new())
+            } else {
+                IntKeys::Many(BTreeSet::new())
+            },
+            nulls: BTreeSet::new(),
+        }
+    }
+
+    /// Adds `id` under `key`; a unique index must have been checked (a
+    /// key already there is a bug, and panics).
     pub(super) fn insert(&mut self, key: Option<i64>, id: RowId) {
-        match key {
-            Some(k) => self.keys.insert((k, id)),
-            None => self.nulls.insert(id),
-        };
+        match (key, &mut self.keys) {
+            (Some(k), IntKeys::Unique(map)) => {
+                let was = map.insert(k, id);
+                assert!(was.is_none(), "unique index insert after a conflict check");
+            }
+            (Some(k), IntKeys::Many(set)) => {
+                set.insert((k, id));
+            }
+            (None, _) => {
+                self.nulls.insert(id);
+            }
+        }
     }
 
     pub(super) fn remove(&mut self, key: Option<i64>, id: RowId) {
-        match key {
-            Some(k) => self.keys.remove(&(k, id)),
-            None => self.nulls.remove(&id),
-        };
+        match (key, &mut self.keys) {
+            (Some(k), IntKeys::Unique(map)) => {
+                if map.get(&k) == Some(&id) {
+                    map.remove(&k);
+                }
+            }
+            (Some(k), IntKeys::Many(set)) => {
+                set.remove(&(k, id));
+            }
+            (None, _) => {
+                self.nulls.remove(&id);
+            }
+        }
     }
 
     /// Rows with keys in `lo..=hi`, in key order then RowId.
     #[inline]
-    pub(super) fn rows_in(&self, lo: i64, hi: i64) -> impl Iterator<Item = RowId> + '_ {
-        self.keys
-            .range((lo, RowId(0))..=(hi, RowId(u32::MAX)))
-            .map(|&(_, r)| r)
+    pub(super) fn rows_in(&self, lo: i64, hi: i64) -> RowsIn<'_> {
+        match &self.keys {
+            IntKeys::Unique(map) => RowsIn::Unique(map.range(lo..=hi)),
+            IntKeys::Many(set) => RowsIn::Many(set.range((lo, RowId(0))..=(hi, RowId(u32::MAX)))),
+        }
     }
 
     /// Every row: NULL keys first (by RowId), then keys in order.
     pub(super) fn all_into(&self, out: &mut Vec<RowId>) {
         out.extend(self.nulls.iter().copied());
-        out.extend(self.keys.iter().map(|&(_, r)| r));
+        match &self.keys {
+            IntKeys::Unique(map) => out.extend(map.values()),
+            IntKeys::Many(set) => out.extend(set.iter().map(|&(_, r)| r)),
+        }
     }
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.keys.len() + self.nulls.len()
+        let keys = match &self.keys {
+            IntKeys::Unique(map) => map.len(),
+            IntKeys::Many(set) => set.len(),
+        };
+        keys + self.nulls.len()
     }
 }
 

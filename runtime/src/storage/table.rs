@@ -1,15 +1,22 @@
 //! One table: row slots with a free list, its indexes, and the constraint
 //! checks every insert and update passes.
 //!
-//! Owns: `Table` (schema; a flat arena of `width` cells per slot, where
-//! RowId = slot and width = column count; a liveness flag per slot; the free
-//! list; indexes kept in step with `schema.indexes`). Must not: know about
-//! transactions; `Database` logs each change and calls the `undo_*` methods
-//! in reverse to restore exactly the prior state (slots, free list, indexes).
+//! Owns: `Table` (schema; a byte arena holding each slot's row packed,
+//! where RowId = slot; a liveness flag per slot; the free list; indexes kept
+//! in step with `schema.indexes`). Must not: know about transactions;
+//! `Database` logs each change and calls the `undo_*` methods in reverse to
+//! restore exactly the prior state (slots, free list, indexes).
 //!
-//! Rows live inline in one `Vec<Value>` rather than one box each, so a point
-//! lookup touches the row's cells directly and an insert allocates nothing
-//! per row once the arena has grown. Dead slots hold `Value::Null`.
+//! Rows are kept as bytes (packed.rs), not as one 24-byte `Value` per cell:
+//! about 40 bytes instead of 96 for a row of four columns. Readers get the
+//! values decoded into a buffer they own (`read`, `rows`), or a fresh row
+//! (`get`, `scan`). Each slot's region in the arena starts with its
+//! capacity; a row rewritten no longer than that stays in place, a longer
+//! one moves to the end. When the bytes no live row uses pass
+//! `ARENA_SLACK_BYTES` and the live ones, the arena is rewritten without
+//! them (`compact`): linear in the table's bytes, amortized over at least as
+//! many bytes of writes. An insert allocates nothing per row once the arena
+//! has grown.
 //!
 //! A snapshot reads a table a slice at a time while writes go on
 //! (`snapshot_rows`): from `begin_snapshot` until its cursor has passed a
@@ -24,6 +31,7 @@
 
 use super::hash::FxHashMap;
 use super::index::Index;
+use super::packed;
 use super::{ColumnDef, Row, RowId, StorageError, TableId, TableSchema};
 use crate::types::{DataType, Value};
 use std::ops::Bound;
@@ -32,6 +40,38 @@ use std::sync::Arc;
 
 /// Slots one `snapshot_rows` call passes at most (rows or empty).
 const SNAPSHOT_SLOTS_PER_CALL: u32 = 1 << 16;
+
+/// Bytes of the arena no live row uses that are always tolerated; past
+/// this, the arena is compacted once they outgrow the live rows' bytes.
+/// (Small under test, so the model tests compact often.)
+pub(super) const ARENA_SLACK_BYTES: usize = if cfg!(test) { 256 } else { 1 << 20 };
+
+/// The most bytes a table's arena holds (one partition's share of it):
+/// what a 5-byte `Offset` addresses, 1 TiB.
+const ARENA_BYTES_MAX: usize = (1 << 40) - 1;
+
+/// Where a slot's region starts in the arena, in 5 bytes rather than 8
+/// (3 bytes a row). All ones: the slot has no region.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Offset([u8; 5]);
+
+const NO_REGION: Offset = Offset([0xff; 5]);
+
+impl Offset {
+    fn new(at: usize) -> Offset {
+        assert!(
+            at < ARENA_BYTES_MAX,
+            "a table's arena is past {ARENA_BYTES_MAX} bytes"
+        );
+        let b = (at as u64).to_le_bytes();
+        Offset([b[0], b[1], b[2], b[3], b[4]])
+    }
+    #[inline]
+    fn get(self) -> Option<usize> {
+        let [a, b, c, d, e] = self.0;
+        (self != NO_REGION).then(|| u64::from_le_bytes([a, b, c, d, e, 0, 0, 0]) as usize)
+    }
+}
 
 /// Which snapshot a table's copy-on-write serves: live until that snapshot
 /// is finished or abandoned (a table lent to another thread then drops its
@@ -56,8 +96,16 @@ pub struct Table {
     schema: TableSchema,
     /// Values per row: the column count (`reshape` changes it).
     width: usize,
-    /// Slot `s` is `cells[s * width..(s + 1) * width]`; a dead slot is all Null.
-    cells: Vec<Value>,
+    /// The rows: at `at[s]`, slot `s`'s region, a varint capacity then its
+    /// row (packed.rs) padded to that capacity. A dead slot may keep its
+    /// region for the next row placed there.
+    bytes: Vec<u8>,
+    /// Where each slot's region starts in `bytes` (`NO_REGION`: none).
+    at: Vec<Offset>,
+    /// Bytes of `bytes` in live slots' regions (headers included).
+    used: usize,
+    /// A row being encoded before it is placed.
+    enc: Vec<u8>,
     /// Whether each slot holds a row; its length is the slot count.
     alive: Bitmap,
     /// Free slots, reused last-freed first; undo pops and pushes in exact
@@ -90,7 +138,10 @@ impl Table {
             id,
             width: schema.columns.len(),
             schema,
-            cells: Vec::new(),
+            bytes: Vec::new(),
+            at: Vec::new(),
+            used: 0,
+            enc: Vec::new(),
             alive: Bitmap::default(),
             free: Vec::new(),
             live: 0,
@@ -111,25 +162,116 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The values of row `id` (one per column), or None if the slot is not live.
+    /// Whether row `id` is live.
     #[inline]
-    pub fn get(&self, id: RowId) -> Option<&[Value]> {
-        let slot = id.0 as usize;
-        if !self.alive.get(slot)? {
-            return None;
+    pub fn contains(&self, id: RowId) -> bool {
+        self.alive.get(id.0 as usize) == Some(true)
+    }
+    /// The values of row `id` (one per column), or None if the slot is not
+    /// live. Allocates the row; `read` reuses a buffer.
+    pub fn get(&self, id: RowId) -> Option<Row> {
+        let mut out = Vec::with_capacity(self.width);
+        self.read(id, &mut out).then(|| out.into_boxed_slice())
+    }
+    /// Puts the values of row `id` in `out` (cleared first); false, with
+    /// `out` empty, if the slot is not live.
+    #[inline]
+    pub fn read(&self, id: RowId, out: &mut Vec<Value>) -> bool {
+        out.clear();
+        if !self.contains(id) {
+            return false;
         }
-        Some(&self.cells[self.range(slot)])
+        self.decode(id.0 as usize, out);
+        true
     }
-    /// All live rows, in slot order.
-    pub fn scan(&self) -> impl Iterator<Item = (RowId, &[Value])> + '_ {
-        self.alive
-            .ones()
-            .map(|i| (RowId(i as u32), &self.cells[self.range(i)]))
+    /// All live rows, in slot order, each allocated; `rows` reuses a buffer.
+    pub fn scan(&self) -> impl Iterator<Item = (RowId, Row)> + '_ {
+        self.alive.ones().map(|i| {
+            let mut out = Vec::with_capacity(self.width);
+            self.decode(i, &mut out);
+            (RowId(i as u32), out.into_boxed_slice())
+        })
     }
-    /// The cells of slot `slot` in the arena.
+    /// A cursor over the live rows in slot order, decoding each into one
+    /// buffer it owns.
+    pub fn rows(&self) -> Rows<'_> {
+        Rows {
+            table: self,
+            next: 0,
+            buf: Vec::with_capacity(self.width),
+        }
+    }
+    /// Appends the values of slot `slot`, which holds a region, to `out`.
     #[inline]
-    fn range(&self, slot: usize) -> std::ops::Range<usize> {
-        slot * self.width..(slot + 1) * self.width
+    fn decode(&self, slot: usize, out: &mut Vec<Value>) {
+        let (start, _) = self.region(slot).expect("a live slot has a region");
+        packed::decode_into(&self.bytes[start..], self.width, out);
+    }
+    /// Where slot `slot`'s row starts in `bytes` and the bytes its region
+    /// holds after the header, if it has a region.
+    #[inline]
+    fn region(&self, slot: usize) -> Option<(usize, usize)> {
+        let at = self.at.get(slot)?.get()?;
+        Some(region_at(&self.bytes, at))
+    }
+    /// The bytes of the region starting at `at`, header included.
+    fn region_len_at(&self, at: usize) -> usize {
+        let (start, cap) = region_at(&self.bytes, at);
+        start + cap - at
+    }
+    /// The bytes slot `slot`'s region takes, header included (0: none).
+    fn region_bytes(&self, slot: usize) -> usize {
+        self.region(slot).map_or(0, |(start, cap)| {
+            start + cap - self.at[slot].get().expect("a region")
+        })
+    }
+    /// Writes `row` into slot `slot` (whose entry in `at` exists): in its
+    /// region if the row fits, else in a new region at the end. Keeps
+    /// `used` right given whether the slot was live before and is after.
+    fn put(&mut self, slot: usize, row: &[Value], was_live: bool) {
+        self.enc.clear();
+        packed::encode(row, &mut self.enc);
+        let n = self.enc.len();
+        let before = if was_live { self.region_bytes(slot) } else { 0 };
+        match self.region(slot) {
+            Some((start, cap)) if n <= cap => {
+                self.bytes[start..start + n].copy_from_slice(&self.enc);
+            }
+            _ => {
+                self.at[slot] = Offset::new(self.bytes.len());
+                packed::put_varint(&mut self.bytes, n as u64);
+                self.bytes.extend_from_slice(&self.enc);
+            }
+        }
+        self.used = self.used - before + self.region_bytes(slot);
+        if self.bytes.len() - self.used > ARENA_SLACK_BYTES.max(self.used) {
+            self.compact(slot);
+        }
+    }
+    /// Slot `slot` stops being live: its region's bytes are reclaimable.
+    fn release(&mut self, slot: usize) {
+        self.used -= self.region_bytes(slot);
+    }
+    /// Rewrites the arena with only the regions of live slots and of
+    /// `writing` (the slot `put` just wrote, which may not be marked live
+    /// yet), in slot order, each no larger than its row; other slots lose
+    /// their regions.
+    fn compact(&mut self, writing: usize) {
+        let mut bytes = Vec::with_capacity(self.used);
+        for slot in 0..self.at.len() {
+            let keep = slot == writing || self.alive.get(slot) == Some(true);
+            match self.region(slot) {
+                Some((start, _)) if keep => {
+                    let len = packed::encoded_len(&self.bytes[start..], self.width);
+                    self.at[slot] = Offset::new(bytes.len());
+                    packed::put_varint(&mut bytes, len as u64);
+                    bytes.extend_from_slice(&self.bytes[start..start + len]);
+                }
+                _ => self.at[slot] = NO_REGION,
+            }
+        }
+        self.used = bytes.len();
+        self.bytes = bytes;
     }
     /// Position of the index named `name` (case-insensitive) in `schema().indexes`.
     pub fn index_position(&self, name: &str) -> Option<usize> {
@@ -239,33 +381,38 @@ impl Table {
             }
         }
         let width = schema.columns.len();
-        let slots = self.alive.len();
-        let mut cells = Vec::with_capacity(slots * width);
-        let mut row = Vec::with_capacity(width);
-        for slot in 0..slots {
-            if self.alive.is_set(slot) {
-                row.clear();
-                map(&self.cells[self.range(slot)], &mut row);
-                assert_eq!(row.len(), width, "reshape: a row of the new width");
-                cells.append(&mut row);
-            } else {
-                cells.resize(cells.len() + width, Value::Null);
-            }
-        }
-        self.cells = cells;
-        self.width = width;
-        self.indexes = schema
+        let mut indexes: Vec<Index> = schema
             .indexes
             .iter()
             .map(|d| Index::new(d, &schema.columns))
             .collect();
-        self.schema = schema;
-        for slot in self.alive.ones().collect::<Vec<_>>() {
-            let r = self.range(slot);
-            for ix in &mut self.indexes {
-                ix.insert(&self.cells[r.clone()], RowId(slot as u32));
+        let mut bytes = Vec::with_capacity(self.used);
+        let mut old = Vec::with_capacity(self.width);
+        let mut row = Vec::with_capacity(width);
+        for slot in 0..self.at.len() {
+            if !self.alive.is_set(slot) {
+                self.at[slot] = NO_REGION;
+                continue;
             }
+            old.clear();
+            self.decode(slot, &mut old);
+            row.clear();
+            map(&old, &mut row);
+            assert_eq!(row.len(), width, "reshape: a row of the new width");
+            for ix in &mut indexes {
+                ix.insert(&row, RowId(slot as u32));
+            }
+            self.enc.clear();
+            packed::encode(&row, &mut self.enc);
+            self.at[slot] = Offset::new(bytes.len());
+            packed::put_varint(&mut bytes, self.enc.len() as u64);
+            bytes.extend_from_slice(&self.enc);
         }
+        self.used = bytes.len();
+        self.bytes = bytes;
+        self.width = width;
+        self.indexes = indexes;
+        self.schema = schema;
     }
 
     /// Validates `row` and copies it into a slot (the caller keeps `row`,
@@ -276,8 +423,7 @@ impl Table {
         let placed = match self.free.pop() {
             Some(slot) => {
                 self.keep_for_snapshot(slot as usize);
-                let r = self.range(slot as usize);
-                self.cells[r].clone_from_slice(row);
+                self.put(slot as usize, row, false);
                 self.alive.set(slot as usize, true);
                 Placed {
                     id: RowId(slot),
@@ -291,7 +437,8 @@ impl Table {
                 // Past what any snapshot reads; drops an old one's copy.
                 self.keep_for_snapshot(slot as usize);
                 // Vec growth is geometric, so this amortizes to no allocation.
-                self.cells.extend_from_slice(row);
+                self.at.push(NO_REGION);
+                self.put(slot as usize, row, false);
                 self.alive.push(true);
                 Placed {
                     id: RowId(slot),
@@ -308,39 +455,32 @@ impl Table {
 
     /// Validates `row` and puts it in place of row `id`; returns the old row.
     pub(crate) fn update_row(&mut self, id: RowId, row: &[Value]) -> Result<Row, StorageError> {
-        if self.get(id).is_none() {
+        let Some(old) = self.get(id) else {
             return Err(StorageError::NoSuchRow(id));
-        }
+        };
         self.check(row, Some(id))?;
         self.keep_for_snapshot(id.0 as usize);
-        let r = self.range(id.0 as usize);
-        let old = &self.cells[r.clone()];
         for ix in &mut self.indexes {
-            if ix.key_changed(old, row) {
-                ix.remove(old, id);
+            if ix.key_changed(&old, row) {
+                ix.remove(&old, id);
                 ix.insert(row, id);
             }
         }
-        let old: Row = self.cells[r]
-            .iter_mut()
-            .zip(row)
-            .map(|(cell, v)| std::mem::replace(cell, v.clone()))
-            .collect();
+        self.put(id.0 as usize, row, true);
         Ok(old)
     }
 
     /// Removes row `id`; returns it.
     pub(crate) fn delete_row(&mut self, id: RowId) -> Result<Row, StorageError> {
-        if self.get(id).is_none() {
+        let Some(row) = self.get(id) else {
             return Err(StorageError::NoSuchRow(id));
-        }
+        };
         let slot = id.0 as usize;
         self.keep_for_snapshot(slot);
-        let r = self.range(slot);
         for ix in &mut self.indexes {
-            ix.remove(&self.cells[r.clone()], id);
+            ix.remove(&row, id);
         }
-        let row: Row = self.cells[r].iter_mut().map(take_cell).collect();
+        self.release(slot);
         self.alive.set(slot, false);
         self.free.push(id.0);
         self.live -= 1;
@@ -352,16 +492,20 @@ impl Table {
         let slot = placed.id.0 as usize;
         assert!(self.alive.is_set(slot), "undo: inserted row is live");
         self.keep_for_snapshot(slot);
-        let r = self.range(slot);
+        let row = self.get(placed.id).expect("undo: inserted row is live");
         for ix in &mut self.indexes {
-            ix.remove(&self.cells[r.clone()], placed.id);
+            ix.remove(&row, placed.id);
         }
+        self.release(slot);
         if placed.fresh {
             assert_eq!(slot + 1, self.alive.len(), "undo: fresh slot is the last");
             self.alive.pop();
-            self.cells.truncate(r.start);
+            let at = self.at.pop().expect("a fresh slot has an entry").get();
+            // The usual case: its region is the last; give the bytes back.
+            if let Some(at) = at.filter(|&at| at + self.region_len_at(at) == self.bytes.len()) {
+                self.bytes.truncate(at);
+            }
         } else {
-            self.cells[r].iter_mut().for_each(|c| *c = Value::Null);
             self.alive.set(slot, false);
             self.free.push(placed.id.0);
         }
@@ -373,15 +517,15 @@ impl Table {
         let slot = id.0 as usize;
         assert!(self.alive.is_set(slot), "undo: updated row is live");
         self.keep_for_snapshot(slot);
-        let r = self.range(slot);
-        let new = &self.cells[r.clone()];
+        let new = self.get(id).expect("undo: updated row is live");
         for ix in &mut self.indexes {
-            if ix.key_changed(new, &old) {
-                ix.remove(new, id);
+            if ix.key_changed(&new, &old) {
+                ix.remove(&new, id);
                 ix.insert(&old, id);
             }
         }
-        put_cells(&mut self.cells[r], old);
+        assert_eq!(old.len(), self.width, "undo: row has the table's width");
+        self.put(slot, &old, true);
     }
 
     /// Reverses `delete_row`, putting `row` back in its own slot.
@@ -397,8 +541,8 @@ impl Table {
         for ix in &mut self.indexes {
             ix.insert(&row, id);
         }
-        let r = self.range(slot);
-        put_cells(&mut self.cells[r], row);
+        assert_eq!(row.len(), self.width, "undo: row has the table's width");
+        self.put(slot, &row, false);
         self.alive.set(slot, true);
         self.live += 1;
     }
@@ -433,11 +577,10 @@ impl Table {
         if s < cow.cursor || s >= cow.slots || cow.kept.contains_key(&s) {
             return;
         }
-        let was = self
-            .alive
-            .is_set(slot)
-            .then(|| self.cells[slot * self.width..(slot + 1) * self.width].into());
-        cow.kept.insert(s, was);
+        let was = self.get(RowId(s));
+        if let Some(cow) = self.cow.as_deref_mut() {
+            cow.kept.insert(s, was);
+        }
     }
 
     /// Hands the rows of the snapshot `token` to `more`, in slot order from
@@ -459,6 +602,7 @@ impl Table {
             return None;
         }
         let mut go = true;
+        let mut buf = Vec::with_capacity(self.width);
         // Empty slots cost no bytes: bounded apart, so a sparse table's
         // step stays short too.
         let stop_at = cow.cursor.saturating_add(SNAPSHOT_SLOTS_PER_CALL);
@@ -473,7 +617,10 @@ impl Table {
                 Some(Some(was)) => go = more(&was),
                 Some(None) => {}
                 None if self.alive.get(slot) == Some(true) => {
-                    go = more(&self.cells[slot * self.width..(slot + 1) * self.width]);
+                    buf.clear();
+                    let (start, _) = region_of(&self.at, &self.bytes, slot);
+                    packed::decode_into(&self.bytes[start..], self.width, &mut buf);
+                    go = more(&buf);
                 }
                 None => {}
             }
@@ -518,7 +665,8 @@ impl Table {
     /// error and the table is unchanged.
     pub(crate) fn add_index(&mut self, def: super::IndexDef) -> Result<(), StorageError> {
         let mut ix = Index::new(&def, &self.schema.columns);
-        for (id, row) in self.scan() {
+        let mut rows = self.rows();
+        while let Some((id, row)) = rows.next() {
             if ix.conflict(row, None).is_some() {
                 return Err(self.unique_error(&ix, &def.name, row));
             }
@@ -555,25 +703,46 @@ impl Table {
     #[cfg(test)]
     pub(crate) fn check_arena(&self) -> usize {
         let slots = self.alive.len();
-        assert_eq!(self.cells.len(), slots * self.width, "arena size");
+        assert_eq!(self.at.len(), slots, "one region entry a slot");
         let mut dead: Vec<u32> = Vec::new();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        let mut used = 0;
         for i in 0..slots {
             let id = RowId(i as u32);
+            if let Some((start, cap)) = self.region(i) {
+                assert!(
+                    start + cap <= self.bytes.len(),
+                    "slot {i}'s region past the arena"
+                );
+                let len = packed::encoded_len(&self.bytes[start..], self.width);
+                assert!(len <= cap, "slot {i}'s row overflows its region");
+                spans.push((self.at[i].get().expect("a region"), start + cap));
+            }
             if self.alive.is_set(i) {
-                assert_eq!(self.get(id), Some(&self.cells[self.range(i)]));
+                used += self.region_bytes(i);
+                let row = self.get(id).expect("a live slot reads");
+                assert_eq!(row.len(), self.width, "slot {i}'s width");
             } else {
                 dead.push(id.0);
                 assert_eq!(self.get(id), None, "dead slot {i} visible");
-                let cells = &self.cells[self.range(i)];
-                assert!(cells.iter().all(Value::is_null), "dead slot {i} not Null");
             }
         }
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "regions overlap: {w:?}");
+        }
+        assert_eq!(self.used, used, "bytes in live regions");
         let mut free = self.free.clone();
         free.sort_unstable();
         assert_eq!(free, dead, "free list is exactly the dead slots");
         assert_eq!(self.live, slots - dead.len(), "live count");
         assert_eq!(self.get(RowId(slots as u32)), None, "past the end");
         slots
+    }
+    /// The arena's size in bytes and the bytes live rows' regions use.
+    #[cfg(test)]
+    pub(crate) fn arena_bytes(&self) -> (usize, usize) {
+        (self.bytes.len(), self.used)
     }
 }
 
@@ -640,16 +809,43 @@ impl Bitmap {
     }
 }
 
-/// Moves a cell's value out, leaving the Null a dead slot holds.
-fn take_cell(cell: &mut Value) -> Value {
-    std::mem::replace(cell, Value::Null)
+/// Where the row of the region starting at `at` begins, and the capacity
+/// its header gives.
+#[inline]
+fn region_at(bytes: &[u8], at: usize) -> (usize, usize) {
+    let (cap, n) = packed::get_varint(&bytes[at..]);
+    (at + n, cap as usize)
 }
 
-/// Moves `row`'s values into `cells` (same length; no reallocation).
-fn put_cells(cells: &mut [Value], row: Row) {
-    assert_eq!(cells.len(), row.len(), "undo: row has the table's width");
-    for (cell, v) in cells.iter_mut().zip(row.into_vec()) {
-        *cell = v;
+/// The row and capacity of live slot `slot` (for readers that hold a
+/// field of the table mutably).
+fn region_of(at: &[Offset], bytes: &[u8], slot: usize) -> (usize, usize) {
+    region_at(bytes, at[slot].get().expect("a live slot has a region"))
+}
+
+/// A cursor over a table's live rows (`Table::rows`): each row is decoded
+/// into one buffer, so reading allocates nothing once it has grown.
+pub struct Rows<'a> {
+    table: &'a Table,
+    next: usize,
+    buf: Vec<Value>,
+}
+
+impl Rows<'_> {
+    /// The next live row in slot order, valid until the next call.
+    #[allow(clippy::should_implement_trait)] // lends its buffer: not an Iterator
+    pub fn next(&mut self) -> Option<(RowId, &[Value])> {
+        let t = self.table;
+        while self.next < t.alive.len() {
+            let slot = self.next;
+            self.next += 1;
+            if t.alive.is_set(slot) {
+                self.buf.clear();
+                t.decode(slot, &mut self.buf);
+                return Some((RowId(slot as u32), &self.buf));
+            }
+        }
+        None
     }
 }
 
@@ -787,5 +983,27 @@ mod bitmap_tests {
             b.pop();
         }
         assert!(b.words.is_empty() && b.ones().next().is_none());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offset_keeps_every_position_up_to_a_tebibyte() {
+        for at in [
+            0,
+            1,
+            255,
+            256,
+            u32::MAX as usize,
+            1 << 32,
+            ARENA_BYTES_MAX - 1,
+        ] {
+            assert_eq!(Offset::new(at).get(), Some(at));
+        }
+        assert_eq!(NO_REGION.get(), None);
+        assert!(std::panic::catch_unwind(|| Offset::new(ARENA_BYTES_MAX)).is_err());
     }
 }

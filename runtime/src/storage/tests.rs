@@ -719,3 +719,178 @@ fn write_set_lists_every_change_in_order_with_its_rows() {
     db.begin().unwrap();
     assert_eq!(db.commit().unwrap(), WriteSet::default());
 }
+
+/// `t(id BIGINT PRIMARY KEY, s VARCHAR)`.
+fn text_db() -> (Database, TableId) {
+    let mut db = Database::new();
+    let t = db
+        .create_table(TableSchema {
+            name: "t".into(),
+            columns: vec![
+                col("id", DataType::BigInt, false),
+                col("s", DataType::Varchar(None), true),
+            ],
+            primary_key: Some(0),
+            indexes: vec![primary_key_index("t_pkey", vec![0])],
+            partition_column: None,
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+        })
+        .unwrap();
+    (db, t)
+}
+
+#[test]
+fn rows_that_grow_move_and_the_arena_compacts_what_they_left() {
+    let (mut db, t) = text_db();
+    db.begin().unwrap();
+    let ids: Vec<RowId> = (0..50)
+        .map(|i| db.insert(t, row(&[int(i), text("a")])).unwrap())
+        .collect();
+    let (_, first) = db.table(t).unwrap().arena_bytes();
+    for round in 1..40usize {
+        for (i, &id) in ids.iter().enumerate() {
+            let s = format!("{i}:{}", "x".repeat(round));
+            db.update(t, id, row(&[int(i as i64), text(&s)])).unwrap();
+        }
+        let tb = db.table(t).unwrap();
+        tb.check_arena();
+        let (bytes, used) = tb.arena_bytes();
+        assert!(
+            bytes - used <= super::table::ARENA_SLACK_BYTES.max(used),
+            "round {round}: {bytes} bytes in the arena for {used} live"
+        );
+    }
+    let tb = db.table(t).unwrap();
+    for (i, &id) in ids.iter().enumerate() {
+        let want = format!("{i}:{}", "x".repeat(39));
+        assert_eq!(
+            tb.get(id).as_deref(),
+            Some(&[int(i as i64), text(&want)][..])
+        );
+    }
+    assert!(tb.arena_bytes().1 > first * 5, "the rows grew");
+    // Shrinking rows stay where they are: nothing moves, nothing is added.
+    let before = tb.arena_bytes();
+    for (i, &id) in ids.iter().enumerate() {
+        db.update(t, id, row(&[int(i as i64), Value::Null]))
+            .unwrap();
+    }
+    assert_eq!(db.table(t).unwrap().arena_bytes(), before);
+    db.table(t).unwrap().check_arena();
+    db.commit().unwrap();
+}
+
+#[test]
+fn rows_placed_in_freed_slots_survive_the_compaction_they_cause() {
+    let (mut db, t) = text_db();
+    db.begin().unwrap();
+    let ids: Vec<RowId> = (0..40)
+        .map(|i| db.insert(t, row(&[int(i), text(&"a".repeat(20))])).unwrap())
+        .collect();
+    for round in 0..10i64 {
+        // Free every other slot, then fill them again with longer rows:
+        // each goes to the end, and the freed regions pile up until a
+        // placement compacts them away.
+        for &id in ids.iter().step_by(2) {
+            db.delete(t, id).unwrap();
+        }
+        for (i, _) in ids.iter().enumerate().step_by(2) {
+            let s = "b".repeat(30 + round as usize * 10);
+            db.insert(t, row(&[int(i as i64), text(&s)])).unwrap();
+        }
+        let tb = db.table(t).unwrap();
+        tb.check_arena();
+        assert_eq!(tb.len(), 40);
+        // Freed slots are reused last-freed first: the same slots, in
+        // another order.
+        let mut got: Vec<Row> = tb.scan().map(|(_, r)| r).collect();
+        got.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        let want: Vec<Row> = (0..40)
+            .map(|i| {
+                let s = if i % 2 == 0 {
+                    "b".repeat(30 + round as usize * 10)
+                } else {
+                    "a".repeat(20)
+                };
+                row(&[int(i), text(&s)])
+            })
+            .collect();
+        assert_eq!(got, want, "round {round}");
+        assert!(ids.iter().all(|&id| tb.contains(id)));
+    }
+    db.commit().unwrap();
+}
+
+#[test]
+fn a_rolled_back_insert_gives_its_bytes_back_and_undo_restores_moved_rows() {
+    let (mut db, t) = text_db();
+    db.begin().unwrap();
+    let a = db.insert(t, row(&[int(1), text("short")])).unwrap();
+    db.commit().unwrap();
+    let before = snapshot(&db, t);
+    let bytes = db.table(t).unwrap().arena_bytes();
+    db.begin().unwrap();
+    db.insert(t, row(&[int(2), text(&"y".repeat(100))]))
+        .unwrap();
+    db.rollback().unwrap();
+    assert_eq!(
+        db.table(t).unwrap().arena_bytes(),
+        bytes,
+        "the fresh row's bytes went back"
+    );
+    // A row that moved (it grew) and was deleted comes back as it was.
+    db.begin().unwrap();
+    db.update(t, a, row(&[int(1), text(&"z".repeat(60))]))
+        .unwrap();
+    db.delete(t, a).unwrap();
+    db.insert(t, row(&[int(3), text(&"w".repeat(70))])).unwrap();
+    db.rollback().unwrap();
+    assert_eq!(snapshot(&db, t), before);
+    assert_eq!(
+        db.table(t).unwrap().get(a).as_deref(),
+        Some(&[int(1), text("short")][..])
+    );
+}
+
+#[test]
+fn the_load_benchmarks_row_is_stored_in_under_forty_bytes() {
+    let mut db = Database::new();
+    let t = db
+        .create_table(TableSchema {
+            name: "bench_load".into(),
+            columns: vec![
+                col("id", DataType::BigInt, false),
+                col("name", DataType::Varchar(Some(40)), false),
+                col(
+                    "amount",
+                    DataType::Decimal {
+                        precision: 12,
+                        scale: 2,
+                    },
+                    false,
+                ),
+                col("at", DataType::Timestamp, false),
+            ],
+            primary_key: None,
+            indexes: Vec::new(),
+            partition_column: None,
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+        })
+        .unwrap();
+    db.begin().unwrap();
+    for i in 0..1000 {
+        let r = row(&[
+            int(i * 1000),
+            text(&format!("golf {}", 10_000 + i)),
+            Value::Decimal(Decimal::new(5_433_012 + i, 2)),
+            Value::Timestamp(1_709_128_858_000_000 + i),
+        ]);
+        db.insert(t, r).unwrap();
+    }
+    db.commit().unwrap();
+    let (bytes, used) = db.table(t).unwrap().arena_bytes();
+    assert_eq!(bytes, used);
+    assert!(used <= 40 * 1000, "{used} bytes for 1000 rows");
+}
