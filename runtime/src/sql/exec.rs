@@ -339,7 +339,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             let mut ids = Vec::new();
             // `from` is never a hash join: no level's table is looked up.
             let (probe, skip) = self.probe(&st, (usize::MAX, level.source, from), &[], &mut ids)?;
-            self.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
+            self.each_row(&st, level.source, &probe, &ids, None, &mut |id, row| {
                 interrupt::tick()?;
                 for (i, f) in level.local_filter.iter().enumerate() {
                     if recheck.contains(&i) || (skip && level.exact_filters.contains(&i)) {
@@ -491,6 +491,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         source: usize,
         probe: &Probe<'_>,
         ids: &[RowId],
+        cols: Option<&[bool]>,
         each: &mut EachRow<'_>,
     ) -> Result<bool, SqlError> {
         let src = &self.plan.sources[source];
@@ -499,7 +500,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let mut buf = Vec::new();
         let mut at = |id: u32, each: &mut EachRow<'_>| -> Result<bool, SqlError> {
             match table {
-                Some(t) if t.read(RowId(id), &mut buf) => each(id, &buf),
+                Some(t) if read(t, RowId(id), cols, &mut buf) => each(id, &buf),
                 Some(_) => Ok(true),
                 None => match st.derived[source].get(id as usize) {
                     Some(r) => each(id, r),
@@ -511,7 +512,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Probe::Nothing => {}
             Probe::Scan => match (&src.kind, table) {
                 (SourceKind::Table { .. }, Some(t)) => {
-                    let mut rows = t.rows();
+                    let mut rows = match cols {
+                        Some(cols) => t.rows_cols(cols),
+                        None => t.rows(),
+                    };
                     while let Some((id, row)) = rows.next() {
                         if !each(id.0, row)? {
                             return Ok(false);
@@ -610,7 +614,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             }
             self.visit(st, lvl + 1, buf, sink)
         };
-        let more = self.each_row(st, level.source, &probe, &ids, &mut each);
+        let more = self.each_row(st, level.source, &probe, &ids, None, &mut each);
         st.ids.borrow_mut()[lvl] = ids;
         if !more? {
             return Ok(false);
@@ -689,6 +693,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         if matches!(level.access, Access::HashJoin { .. }) {
             return Ok(None);
         }
+        let cols = columns_read(self.plan, level);
         let pass = |row: &[Value], skip: bool| -> Result<bool, SqlError> {
             interrupt::tick()?;
             if !self.local_ok(level, skip, row)? {
@@ -717,7 +722,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 let skip = all_int(key);
                 let mut row = Vec::new();
                 if t.index_get(*index, key)
-                    .is_some_and(|id| t.read(id, &mut row))
+                    .is_some_and(|id| read(t, id, cols.as_deref(), &mut row))
                     && pass(&row, skip)?
                 {
                     sink(&row)?;
@@ -732,11 +737,73 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         };
         let mut ids = Vec::new();
         let (probe, skip) = self.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
-        self.each_row(&st, level.source, &probe, &ids, &mut |_, row| {
-            Ok(!pass(row, skip)? || sink(row)?)
-        })?;
+        self.each_row(
+            &st,
+            level.source,
+            &probe,
+            &ids,
+            cols.as_deref(),
+            &mut |_, row| Ok(!pass(row, skip)? || sink(row)?),
+        )?;
         Ok(Some(()))
     }
+}
+
+/// Reads row `id` of `t` into `out`: the columns `cols` marks, or all.
+#[inline]
+fn read(t: &Table, id: RowId, cols: Option<&[bool]>, out: &mut Vec<Value>) -> bool {
+    match cols {
+        Some(cols) => t.read_cols(id, cols, out),
+        None => t.read(id, out),
+    }
+}
+
+/// The columns of a one-table plan's row that its filters, aggregate and
+/// projection read (the rest need not be decoded), or None when every
+/// column must be: a subquery may read the row through its own plan.
+fn columns_read(plan: &SelectPlan, level: &Level) -> Option<Vec<bool>> {
+    // Marks the columns `e` reads; false if it holds a subquery.
+    fn mark(e: &Expr, cols: &mut [bool]) -> bool {
+        match e {
+            Expr::ScalarSubquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                return false
+            }
+            Expr::Column(c) => match cols.get_mut(*c) {
+                Some(flag) => *flag = true,
+                None => return false,
+            },
+            _ => {}
+        }
+        let mut ok = true;
+        e.children(&mut |c| ok = ok && mark(c, cols));
+        ok
+    }
+    let mut cols = vec![false; plan.width];
+    let filters = level.local_filter.iter().chain(&level.join_filter);
+    let row_exprs = filters.chain(&level.post_filter).chain(&plan.pre_filter);
+    let mut ok = row_exprs.into_iter().all(|e| mark(e, &mut cols));
+    match &plan.aggregate {
+        Some(agg) => {
+            ok = ok
+                && agg.keys.iter().all(|e| mark(e, &mut cols))
+                && agg
+                    .calls
+                    .iter()
+                    .flat_map(|c| c.arg.iter().chain(&c.separator))
+                    .all(|e| mark(e, &mut cols));
+            // Over the group row: they read no stored column, but may hold
+            // a subquery.
+            let mut group_row = vec![false; plan.width.max(agg.keys.len() + agg.calls.len())];
+            ok = ok
+                && plan
+                    .having
+                    .iter()
+                    .chain(&plan.projection)
+                    .all(|e| mark(e, &mut group_row));
+        }
+        None => ok = ok && plan.projection.iter().all(|e| mark(e, &mut cols)),
+    }
+    ok.then_some(cols)
 }
 
 /// What `each_row` calls with each candidate row (its id, its values);
@@ -760,7 +827,7 @@ pub fn matching_row_ids(
     let mut ids = Vec::new();
     // UPDATE and DELETE re-check every filter.
     let (probe, _) = runner.probe(&st, (0, level.source, &level.access), &[], &mut ids)?;
-    runner.each_row(&st, level.source, &probe, &ids, &mut |id, row| {
+    runner.each_row(&st, level.source, &probe, &ids, None, &mut |id, row| {
         interrupt::tick()?;
         for f in level.local_filter.iter().chain(&level.join_filter) {
             if !f.eval_pred(ctx, row)? {

@@ -1455,3 +1455,59 @@ fn postgresql_statements_ohm_lacks_get_one_line_saying_what_to_do() {
         assert!(m.contains("syntax error"), "{sql}: {m}");
     }
 }
+
+/// A one-table query decodes only the columns it reads from the stored
+/// rows: each place a column can be read from still sees its value.
+#[test]
+fn a_query_reading_some_columns_sees_each_one_it_reads() {
+    let mut e = engine(
+        "CREATE TABLE p(id INTEGER PRIMARY KEY, a INTEGER, b VARCHAR(10), c INTEGER, d INTEGER);
+         INSERT INTO p VALUES (1, 10, 'x', 100, 7), (2, 20, 'y', 200, 8), (3, 20, 'z', 300, 9)",
+    );
+    let text = |s: &str| Value::text(s);
+    // Projection, filter, ORDER BY a column not shown.
+    assert_eq!(
+        rows(&mut e, "SELECT b FROM p WHERE c > 100 ORDER BY d DESC"),
+        vec![vec![text("z")], vec![text("y")]]
+    );
+    // Point lookup by the key.
+    assert_eq!(
+        rows(&mut e, "SELECT c, b FROM p WHERE id = 2"),
+        vec![vec![Value::Int(200), text("y")]]
+    );
+    // Aggregate keys and arguments, HAVING over the group row.
+    assert_eq!(
+        rows(
+            &mut e,
+            "SELECT a, SUM(c), GROUP_CONCAT(b, '-') FROM p GROUP BY a HAVING COUNT(*) > 1"
+        ),
+        vec![vec![Value::Int(20), Value::Int(500), text("y-z")]]
+    );
+    // A correlated subquery reads the outer row through its own plan.
+    assert_eq!(
+        rows(
+            &mut e,
+            "SELECT id FROM p WHERE EXISTS (SELECT 1 FROM p AS q WHERE q.d = p.d + 1) ORDER BY id"
+        ),
+        vec![ints(&[1]), ints(&[2])]
+    );
+    assert_eq!(
+        rows(
+            &mut e,
+            "SELECT id, (SELECT MAX(q.c) FROM p AS q WHERE q.a = p.a) FROM p ORDER BY id"
+        ),
+        vec![ints(&[1, 100]), ints(&[2, 300]), ints(&[3, 300])]
+    );
+    // UPDATE and DELETE read whole rows: nothing else is lost.
+    e.execute("UPDATE p SET c = c + 1 WHERE a = 20").unwrap();
+    assert_eq!(
+        rows(&mut e, "SELECT * FROM p WHERE id = 3"),
+        vec![vec![
+            Value::Int(3),
+            Value::Int(20),
+            text("z"),
+            Value::Int(301),
+            Value::Int(9)
+        ]]
+    );
+}

@@ -136,6 +136,8 @@ enum IntKeys {
 
 /// The rows of `IntOrdered::rows_in`.
 pub(super) enum RowsIn<'a> {
+    /// One key of a unique index: one descent, no range cursor.
+    One(Option<RowId>),
     Unique(btree_map::Range<'a, i64, RowId>),
     Many(btree_set::Range<'a, (i64, RowId)>),
 }
@@ -145,6 +147,7 @@ impl Iterator for RowsIn<'_> {
     #[inline]
     fn next(&mut self) -> Option<RowId> {
         match self {
+            RowsIn::One(id) => id.take(),
             RowsIn::Unique(r) => r.next().map(|(_, &id)| id),
             RowsIn::Many(r) => r.next().map(|&(_, id)| id),
         }
@@ -200,6 +203,7 @@ impl IntOrdered {
     #[inline]
     pub(super) fn rows_in(&self, lo: i64, hi: i64) -> RowsIn<'_> {
         match &self.keys {
+            IntKeys::Unique(map) if lo == hi => RowsIn::One(map.get(&lo).copied()),
             IntKeys::Unique(map) => RowsIn::Unique(map.range(lo..=hi)),
             IntKeys::Many(set) => RowsIn::Many(set.range((lo, RowId(0))..=(hi, RowId(u32::MAX)))),
         }

@@ -140,6 +140,22 @@ pub(super) fn decode_into(bytes: &[u8], width: usize, out: &mut Vec<Value>) -> u
     r.at
 }
 
+/// `decode_into` for the columns `cols` marks; the others come back as
+/// NULL without being decoded (a query that reads two columns of ten pays
+/// for two).
+pub(super) fn decode_cols_into(bytes: &[u8], cols: &[bool], out: &mut Vec<Value>) {
+    let mut r = Reader { bytes, at: 0 };
+    out.reserve(cols.len());
+    for &wanted in cols {
+        if wanted {
+            out.push(r.value());
+        } else {
+            r.skip();
+            out.push(Value::Null);
+        }
+    }
+}
+
 /// The bytes the `width` values at the start of `bytes` take (nothing is
 /// decoded).
 pub(super) fn encoded_len(bytes: &[u8], width: usize) -> usize {
@@ -202,45 +218,58 @@ impl Reader<'_> {
         self.at += fixed;
     }
 
-    #[inline]
+    #[inline(always)]
     fn value(&mut self) -> Value {
-        let tag = self.take::<1>()[0];
-        match tag {
-            NULL => Value::Null,
-            FALSE => Value::Bool(false),
-            TRUE => Value::Bool(true),
-            INT8 => Value::Int(i8::from_le_bytes(self.take()).into()),
-            INT16 => Value::Int(i16::from_le_bytes(self.take()).into()),
-            INT32 => Value::Int(i32::from_le_bytes(self.take()).into()),
-            INT64 => Value::Int(i64::from_le_bytes(self.take())),
-            DOUBLE => Value::Double(f64::from_bits(u64::from_le_bytes(self.take()))),
+        let b = &self.bytes[self.at..];
+        // Each arm reads its fixed bytes from `b` and says how many it took.
+        let (v, n) = match b[0] {
+            NULL => (Value::Null, 1),
+            FALSE => (Value::Bool(false), 1),
+            TRUE => (Value::Bool(true), 1),
+            INT8 => (Value::Int(i64::from(b[1] as i8)), 2),
+            INT16 => (Value::Int(i16::from_le_bytes([b[1], b[2]]).into()), 3),
+            INT32 => (Value::Int(i32::from_le_bytes(fixed(&b[1..])).into()), 5),
+            INT64 => (Value::Int(i64::from_le_bytes(fixed(&b[1..]))), 9),
+            DOUBLE => (Value::Double(f64::from_le_bytes(fixed(&b[1..]))), 9),
             DECIMAL64 => {
-                let scale = self.take::<1>()[0];
-                let m = i64::from_le_bytes(self.take());
-                Value::Decimal(Decimal::from_i128_with_scale(m.into(), scale.into()))
+                let m = i64::from_le_bytes(fixed(&b[2..]));
+                let d = Decimal::from_i128_with_scale(m.into(), b[1].into());
+                (Value::Decimal(d), 10)
             }
-            DECIMAL128 => Value::Decimal(Decimal::deserialize(self.take())),
+            DECIMAL128 => (Value::Decimal(Decimal::deserialize(fixed(&b[1..]))), 17),
             TEXT => {
+                self.at += 1;
                 let s = std::str::from_utf8(self.slice()).expect("stored text is UTF-8");
-                Value::Text(SmolStr::new(s))
+                return Value::Text(SmolStr::new(s));
             }
-            BYTES => Value::Bytes(Arc::from(self.slice())),
-            TIMESTAMP => Value::Timestamp(i64::from_le_bytes(self.take())),
-            TIMESTAMPTZ => Value::TimestampTz(i64::from_le_bytes(self.take())),
-            DATE => Value::Date(i32::from_le_bytes(self.take())),
-            TIME => Value::Time(i64::from_le_bytes(self.take())),
-            INTERVAL => Value::Interval(Interval {
-                months: i32::from_le_bytes(self.take()),
-                days: i32::from_le_bytes(self.take()),
-                micros: i64::from_le_bytes(self.take()),
-            }),
-            UUID => Value::Uuid(self.take()),
-            other => panic!(
-                "stored row: unknown value tag {other} at byte {}",
-                self.at - 1
-            ),
-        }
+            BYTES => {
+                self.at += 1;
+                return Value::Bytes(Arc::from(self.slice()));
+            }
+            TIMESTAMP => (Value::Timestamp(i64::from_le_bytes(fixed(&b[1..]))), 9),
+            TIMESTAMPTZ => (Value::TimestampTz(i64::from_le_bytes(fixed(&b[1..]))), 9),
+            DATE => (Value::Date(i32::from_le_bytes(fixed(&b[1..]))), 5),
+            TIME => (Value::Time(i64::from_le_bytes(fixed(&b[1..]))), 9),
+            INTERVAL => {
+                let iv = Interval {
+                    months: i32::from_le_bytes(fixed(&b[1..])),
+                    days: i32::from_le_bytes(fixed(&b[5..])),
+                    micros: i64::from_le_bytes(fixed(&b[9..])),
+                };
+                (Value::Interval(iv), 17)
+            }
+            UUID => (Value::Uuid(fixed(&b[1..])), 17),
+            other => panic!("stored row: unknown value tag {other} at byte {}", self.at),
+        };
+        self.at += n;
+        v
     }
+}
+
+/// The first `N` bytes of `b`.
+#[inline(always)]
+fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
+    b[..N].try_into().expect("N bytes")
 }
 
 /// LEB128: seven bits a byte, low first.

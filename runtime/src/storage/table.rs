@@ -184,6 +184,21 @@ impl Table {
         self.decode(id.0 as usize, out);
         true
     }
+    /// `read`, decoding only the columns `cols` marks (one flag a column);
+    /// the others read as NULL.
+    #[inline]
+    pub fn read_cols(&self, id: RowId, cols: &[bool], out: &mut Vec<Value>) -> bool {
+        out.clear();
+        if !self.contains(id) {
+            return false;
+        }
+        assert_eq!(cols.len(), self.width, "a flag for each column");
+        let (start, _) = self
+            .region(id.0 as usize)
+            .expect("a live slot has a region");
+        packed::decode_cols_into(&self.bytes[start..], cols, out);
+        true
+    }
     /// All live rows, in slot order, each allocated; `rows` reuses a buffer.
     pub fn scan(&self) -> impl Iterator<Item = (RowId, Row)> + '_ {
         self.alive.ones().map(|i| {
@@ -197,8 +212,17 @@ impl Table {
     pub fn rows(&self) -> Rows<'_> {
         Rows {
             table: self,
+            cols: None,
             next: 0,
             buf: Vec::with_capacity(self.width),
+        }
+    }
+    /// `rows`, decoding only the columns `cols` marks (as `read_cols`).
+    pub fn rows_cols<'a>(&'a self, cols: &'a [bool]) -> Rows<'a> {
+        assert_eq!(cols.len(), self.width, "a flag for each column");
+        Rows {
+            cols: Some(cols),
+            ..self.rows()
         }
     }
     /// Appends the values of slot `slot`, which holds a region, to `out`.
@@ -827,6 +851,8 @@ fn region_of(at: &[Offset], bytes: &[u8], slot: usize) -> (usize, usize) {
 /// into one buffer, so reading allocates nothing once it has grown.
 pub struct Rows<'a> {
     table: &'a Table,
+    /// The columns to decode (None: all).
+    cols: Option<&'a [bool]>,
     next: usize,
     buf: Vec<Value>,
 }
@@ -841,7 +867,13 @@ impl Rows<'_> {
             self.next += 1;
             if t.alive.is_set(slot) {
                 self.buf.clear();
-                t.decode(slot, &mut self.buf);
+                match self.cols {
+                    Some(cols) => {
+                        let (start, _) = region_of(&t.at, &t.bytes, slot);
+                        packed::decode_cols_into(&t.bytes[start..], cols, &mut self.buf);
+                    }
+                    None => t.decode(slot, &mut self.buf),
+                }
                 return Some((RowId(slot as u32), &self.buf));
             }
         }
