@@ -879,7 +879,8 @@ fn add_constraint(
 }
 
 /// `DROP CONSTRAINT cname`: a CHECK or FOREIGN KEY, or the index behind a
-/// UNIQUE or PRIMARY KEY (with the ordered index beside a primary key's).
+/// UNIQUE or PRIMARY KEY (with the `_range` index a primary key made before
+/// it became one ordered index, in catalogs that still hold one).
 fn drop_constraint(
     engine: &mut Engine,
     id: TableId,

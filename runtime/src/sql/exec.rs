@@ -482,9 +482,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         }
     }
 
-    /// Calls `each` on every candidate row of `probe`, read in place from
-    /// the table (or the derived rows); stops when `each` returns false, and
-    /// returns false then.
+    /// Calls `each` on every candidate row of `probe`, decoded from the
+    /// table into one buffer (only the columns `cols` marks, if given) or
+    /// read in place from the derived rows; stops when `each` returns
+    /// false, and returns false then.
     fn each_row(
         &self,
         st: &State,
@@ -673,9 +674,10 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         Ok(())
     }
 
-    /// One base table that fills the whole combined row: evaluate on the
-    /// stored rows in place, with no copying and, for a unique key lookup,
-    /// no allocation. Returns None when the plan is not of that shape.
+    /// One base table that fills the whole combined row: evaluate on each
+    /// stored row as decoded, only the columns the plan reads
+    /// (`columns_read`), with no combined row built. Returns None when the
+    /// plan is not of that shape.
     fn single_table(
         &self,
         sink: &mut dyn FnMut(&[Value]) -> Result<bool, SqlError>,

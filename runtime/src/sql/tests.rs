@@ -1470,6 +1470,18 @@ fn a_query_reading_some_columns_sees_each_one_it_reads() {
         rows(&mut e, "SELECT b FROM p WHERE c > 100 ORDER BY d DESC"),
         vec![vec![text("z")], vec![text("y")]]
     );
+    // Rows found through the key's index: an IN list, a range.
+    assert_eq!(
+        rows(&mut e, "SELECT b FROM p WHERE id IN (1, 3) ORDER BY d"),
+        vec![vec![text("x")], vec![text("z")]]
+    );
+    assert_eq!(
+        rows(&mut e, "SELECT b, c FROM p WHERE id > 1 ORDER BY d DESC"),
+        vec![
+            vec![text("z"), Value::Int(300)],
+            vec![text("y"), Value::Int(200)]
+        ]
+    );
     // Point lookup by the key.
     assert_eq!(
         rows(&mut e, "SELECT c, b FROM p WHERE id = 2"),

@@ -444,7 +444,7 @@ impl Database {
             )));
         }
         if !t.is_empty() {
-            if let Some(e) = super::table::fill_error(&schema.name, &column, &fill) {
+            if let Some(e) = super::check::fill_error(&schema.name, &column, &fill) {
                 return Err(e);
             }
         }

@@ -21,6 +21,8 @@
 // The contract types live here; `Table` is in table.rs (with its indexes in
 // index.rs) and `Database` (catalog + transaction) in db.rs.
 
+mod bitmap;
+mod check;
 mod db;
 mod hash;
 mod index;

@@ -24,11 +24,13 @@
 //! `SnapshotCow`), so the snapshot sees every row as it was when it began.
 //!
 //! ```text
-//!   Database --insert_row/update_row/delete_row--> Table --> cells, indexes
+//!   Database --insert_row/update_row/delete_row--> Table --> arena, indexes
 //!   Database --undo_insert/undo_update/undo_delete--> Table (reverse order)
 //!   snapshot --begin_snapshot, snapshot_rows*--> rows as of the begin
 //! ```
 
+use super::bitmap::Bitmap;
+use super::check::{check_value, value_error, Check};
 use super::hash::FxHashMap;
 use super::index::Index;
 use super::packed;
@@ -721,9 +723,11 @@ impl Table {
     pub(crate) fn free_slots(&self) -> &[u32] {
         &self.free
     }
-    /// Asserts the arena's invariants and returns its slot count: `width`
-    /// cells per slot, dead slots all Null and exactly those on the free
-    /// list, `get` agreeing with liveness, `len` counting live slots.
+    /// Asserts the arena's invariants and returns its slot count: regions
+    /// inside the arena and apart, each row within its region and of the
+    /// table's width, `used` the bytes of live slots' regions, dead slots
+    /// exactly those on the free list, `get` agreeing with liveness, `len`
+    /// counting live slots.
     #[cfg(test)]
     pub(crate) fn check_arena(&self) -> usize {
         let slots = self.alive.len();
@@ -767,69 +771,6 @@ impl Table {
     #[cfg(test)]
     pub(crate) fn arena_bytes(&self) -> (usize, usize) {
         (self.bytes.len(), self.used)
-    }
-}
-
-/// One bit per slot (set = live): small enough to stay in cache for the
-/// point lookups that check it.
-#[derive(Default)]
-struct Bitmap {
-    words: Vec<u64>,
-    /// Number of slots (bits in use).
-    len: usize,
-}
-
-impl Bitmap {
-    fn len(&self) -> usize {
-        self.len
-    }
-    /// Bit `i`, or None past the end.
-    #[inline]
-    fn get(&self, i: usize) -> Option<bool> {
-        (i < self.len).then(|| (self.words[i / 64] >> (i % 64)) & 1 == 1)
-    }
-    /// Bit `i`, which must be in range.
-    fn is_set(&self, i: usize) -> bool {
-        self.get(i).expect("slot within the table")
-    }
-    fn set(&mut self, i: usize, on: bool) {
-        assert!(i < self.len, "slot within the table");
-        let (w, b) = (i / 64, 1u64 << (i % 64));
-        if on {
-            self.words[w] |= b;
-        } else {
-            self.words[w] &= !b;
-        }
-    }
-    fn push(&mut self, on: bool) {
-        if self.len.is_multiple_of(64) {
-            self.words.push(0);
-        }
-        self.len += 1;
-        self.set(self.len - 1, on);
-    }
-    /// Drops the last bit (which the caller has cleared or is discarding).
-    fn pop(&mut self) {
-        assert!(self.len > 0, "pop from an empty bitmap");
-        self.set(self.len - 1, false);
-        self.len -= 1;
-        if self.len.is_multiple_of(64) {
-            self.words.pop();
-        }
-    }
-    /// Positions of set bits, ascending.
-    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
-            let mut rest = word;
-            std::iter::from_fn(move || {
-                if rest == 0 {
-                    return None;
-                }
-                let b = rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                Some(w * 64 + b)
-            })
-        })
     }
 }
 
@@ -878,143 +819,6 @@ impl Rows<'_> {
             }
         }
         None
-    }
-}
-
-/// A failed value check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
-    Type,
-    Range,
-    Length(usize, u32),
-    NotNull,
-}
-
-impl Check {
-    /// Which kind of failure is reported first (lowest).
-    fn rank(self) -> u8 {
-        match self {
-            Check::Type => 0,
-            Check::Range => 1,
-            Check::Length(..) => 2,
-            Check::NotNull => 3,
-        }
-    }
-}
-
-/// The error for a value of column `c` that failed `fail`.
-fn value_error(table: &str, c: &ColumnDef, fail: Check, v: &Value) -> StorageError {
-    let table = table.to_string();
-    let column = c.name.clone();
-    match fail {
-        Check::Type => StorageError::TypeMismatch {
-            table,
-            column,
-            ty: c.ty,
-            found: v.kind().to_string(),
-        },
-        Check::Range => StorageError::OutOfRange {
-            table,
-            column,
-            ty: c.ty,
-            value: v.to_string(),
-        },
-        Check::Length(len, max) => StorageError::TooLong {
-            table,
-            column,
-            ty: c.ty,
-            len,
-            max,
-        },
-        Check::NotNull => StorageError::NotNull { table, column },
-    }
-}
-
-/// Why `fill` cannot go in every row of a new column `c` of table `table`.
-pub(crate) fn fill_error(table: &str, c: &ColumnDef, fill: &Value) -> Option<StorageError> {
-    let fail = check_value(fill, c.ty, c.nullable)?;
-    Some(match fail {
-        // PostgreSQL's words for ADD COLUMN ... NOT NULL without a default.
-        Check::NotNull => StorageError::InvalidSchema(format!(
-            "column \"{}\" of relation \"{table}\" contains null values: give it a DEFAULT",
-            c.name
-        )),
-        other => value_error(table, c, other, fill),
-    })
-}
-
-/// Checks one value against its column; `None` if it is acceptable.
-#[inline]
-fn check_value(v: &Value, ty: DataType, nullable: bool) -> Option<Check> {
-    let fits = match (v, ty) {
-        (Value::Null, _) => return (!nullable).then_some(Check::NotNull),
-        (Value::Int(i), DataType::SmallInt | DataType::Integer | DataType::BigInt) => {
-            let (lo, hi) = ty.int_range()?;
-            return (*i < lo || *i > hi).then_some(Check::Range);
-        }
-        (Value::Text(s), DataType::Varchar(max)) => {
-            let max = max?;
-            // Byte length bounds char count from above: count only if needed.
-            if s.len() <= max as usize {
-                return None;
-            }
-            let len = s.chars().count();
-            return (len > max as usize).then_some(Check::Length(len, max));
-        }
-        (Value::Bytes(b), DataType::Varbinary(max)) => {
-            let max = max?;
-            return (b.len() > max as usize).then_some(Check::Length(b.len(), max));
-        }
-        (Value::Double(_), DataType::Double)
-        | (Value::Decimal(_), DataType::Decimal { .. })
-        | (Value::Bool(_), DataType::Boolean)
-        | (Value::Timestamp(_), DataType::Timestamp)
-        | (Value::TimestampTz(_), DataType::TimestampTz)
-        | (Value::Date(_), DataType::Date)
-        | (Value::Interval(_), DataType::Interval)
-        | (Value::Uuid(_), DataType::Uuid) => true,
-        (Value::Time(t), DataType::Time) => (0..=crate::types::datetime::USECS_PER_DAY).contains(t),
-        _ => false,
-    };
-    (!fits).then_some(Check::Type)
-}
-
-#[cfg(test)]
-mod bitmap_tests {
-    use super::Bitmap;
-
-    #[test]
-    fn bitmap_tracks_bits_across_words_and_pops_back_to_empty() {
-        let mut b = Bitmap::default();
-        let on = |i: usize| i.is_multiple_of(3) || i == 64 || i == 129;
-        for i in 0..130 {
-            b.push(on(i));
-        }
-        let want: Vec<usize> = (0..130).filter(|&i| on(i)).collect();
-        assert_eq!(b.ones().collect::<Vec<_>>(), want);
-        assert_eq!((b.len(), b.words.len()), (130, 3));
-        assert_eq!(
-            (b.get(129), b.get(128), b.get(130)),
-            (Some(true), Some(false), None)
-        );
-        b.set(129, false);
-        b.set(1, true);
-        assert!(b.is_set(1) && !b.is_set(129));
-        b.set(129, true);
-        b.pop();
-        b.push(false);
-        assert_eq!(
-            b.get(129),
-            Some(false),
-            "a popped set bit does not come back"
-        );
-        b.pop();
-        b.pop();
-        assert_eq!((b.len(), b.words.len()), (128, 2));
-        while b.len() > 0 {
-            b.pop();
-        }
-        assert!(b.words.is_empty() && b.ones().next().is_none());
     }
 }
 

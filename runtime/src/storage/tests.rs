@@ -788,6 +788,7 @@ fn rows_placed_in_freed_slots_survive_the_compaction_they_cause() {
     let ids: Vec<RowId> = (0..40)
         .map(|i| db.insert(t, row(&[int(i), text(&"a".repeat(20))])).unwrap())
         .collect();
+    let (mut last, mut compacted) = (0, false);
     for round in 0..10i64 {
         // Free every other slot, then fill them again with longer rows:
         // each goes to the end, and the freed regions pile up until a
@@ -802,6 +803,9 @@ fn rows_placed_in_freed_slots_survive_the_compaction_they_cause() {
         let tb = db.table(t).unwrap();
         tb.check_arena();
         assert_eq!(tb.len(), 40);
+        let (bytes, _) = tb.arena_bytes();
+        compacted |= bytes < last;
+        last = bytes;
         // Freed slots are reused last-freed first: the same slots, in
         // another order.
         let mut got: Vec<Row> = tb.scan().map(|(_, r)| r).collect();
@@ -819,6 +823,7 @@ fn rows_placed_in_freed_slots_survive_the_compaction_they_cause() {
         assert_eq!(got, want, "round {round}");
         assert!(ids.iter().all(|&id| tb.contains(id)));
     }
+    assert!(compacted, "the arena was compacted at least once");
     db.commit().unwrap();
 }
 

@@ -58,13 +58,14 @@ fn model_db() -> (Database, TableId) {
         ],
         primary_key: Some(0),
         indexes: vec![
-            idx("m_pkey", vec![0], true, IndexKind::Hash),
+            primary_key_index("m_pkey", vec![0]),
             idx("m_ab", vec![1, 2], false, IndexKind::Ordered),
             idx("m_b", vec![2], true, IndexKind::Ordered),
             idx("m_a", vec![1], false, IndexKind::Hash),
             idx("m_a_ord", vec![1], false, IndexKind::Ordered),
             idx("m_id_range", vec![0], false, IndexKind::Ordered),
             idx("m_b_hash", vec![2], false, IndexKind::Hash),
+            idx("m_id_hash", vec![0], true, IndexKind::Hash),
         ],
         partition_column: None,
         foreign_keys: Vec::new(),
@@ -241,7 +242,7 @@ fn check_int_indexes(tb: &Table, model: &Model, rng: &mut Rng, at: &str) {
     for _ in 0..4 {
         let p = random_probe(rng);
         let key = std::slice::from_ref(&p);
-        for (ix, col) in [(0, 0), (3, 1), (4, 1), (5, 0)] {
+        for (ix, col) in [(0, 0), (3, 1), (4, 1), (5, 0), (7, 0)] {
             let want = with(col, &p);
             assert_eq!(tb.index_lookup(ix, key), want, "{at}: ix {ix} = {p:?}");
             let got = tb.index_get(ix, key);
