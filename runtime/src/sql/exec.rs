@@ -501,7 +501,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
         let mut buf = Vec::new();
         let mut at = |id: u32, each: &mut EachRow<'_>| -> Result<bool, SqlError> {
             match table {
-                Some(t) if read(t, RowId(id), cols, &mut buf) => each(id, &buf),
+                Some(t) if t.read_cols(RowId(id), cols, &mut buf) => each(id, &buf),
                 Some(_) => Ok(true),
                 None => match st.derived[source].get(id as usize) {
                     Some(r) => each(id, r),
@@ -513,10 +513,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             Probe::Nothing => {}
             Probe::Scan => match (&src.kind, table) {
                 (SourceKind::Table { .. }, Some(t)) => {
-                    let mut rows = match cols {
-                        Some(cols) => t.rows_cols(cols),
-                        None => t.rows(),
-                    };
+                    let mut rows = t.rows_cols(cols);
                     while let Some((id, row)) = rows.next() {
                         if !each(id.0, row)? {
                             return Ok(false);
@@ -724,7 +721,7 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
                 let skip = all_int(key);
                 let mut row = Vec::new();
                 if t.index_get(*index, key)
-                    .is_some_and(|id| read(t, id, cols.as_deref(), &mut row))
+                    .is_some_and(|id| t.read_cols(id, cols.as_deref(), &mut row))
                     && pass(&row, skip)?
                 {
                     sink(&row)?;
@@ -748,15 +745,6 @@ impl<'p, 'c, 'a> Runner<'p, 'c, 'a> {
             &mut |_, row| Ok(!pass(row, skip)? || sink(row)?),
         )?;
         Ok(Some(()))
-    }
-}
-
-/// Reads row `id` of `t` into `out`: the columns `cols` marks, or all.
-#[inline]
-fn read(t: &Table, id: RowId, cols: Option<&[bool]>, out: &mut Vec<Value>) -> bool {
-    match cols {
-        Some(cols) => t.read_cols(id, cols, out),
-        None => t.read(id, out),
     }
 }
 

@@ -179,59 +179,56 @@ impl Table {
     /// `out` empty, if the slot is not live.
     #[inline]
     pub fn read(&self, id: RowId, out: &mut Vec<Value>) -> bool {
-        out.clear();
-        if !self.contains(id) {
-            return false;
-        }
-        self.decode(id.0 as usize, out);
-        true
+        self.read_cols(id, None, out)
     }
-    /// `read`, decoding only the columns `cols` marks (one flag a column);
-    /// the others read as NULL.
+    /// `read`, decoding only the columns `cols` marks (one flag a column;
+    /// None: all); the others read as NULL.
     #[inline]
-    pub fn read_cols(&self, id: RowId, cols: &[bool], out: &mut Vec<Value>) -> bool {
+    pub fn read_cols(&self, id: RowId, cols: Option<&[bool]>, out: &mut Vec<Value>) -> bool {
         out.clear();
         if !self.contains(id) {
             return false;
         }
-        assert_eq!(cols.len(), self.width, "a flag for each column");
-        let (start, _) = self
-            .region(id.0 as usize)
-            .expect("a live slot has a region");
-        packed::decode_cols_into(&self.bytes[start..], cols, out);
+        self.decode(id.0 as usize, cols, out);
         true
     }
     /// All live rows, in slot order, each allocated; `rows` reuses a buffer.
     pub fn scan(&self) -> impl Iterator<Item = (RowId, Row)> + '_ {
         self.alive.ones().map(|i| {
             let mut out = Vec::with_capacity(self.width);
-            self.decode(i, &mut out);
+            self.decode(i, None, &mut out);
             (RowId(i as u32), out.into_boxed_slice())
         })
     }
     /// A cursor over the live rows in slot order, decoding each into one
     /// buffer it owns.
     pub fn rows(&self) -> Rows<'_> {
+        self.rows_cols(None)
+    }
+    /// `rows`, decoding only the columns `cols` marks (as `read_cols`).
+    pub fn rows_cols<'a>(&'a self, cols: Option<&'a [bool]>) -> Rows<'a> {
         Rows {
             table: self,
-            cols: None,
+            cols,
             next: 0,
             buf: Vec::with_capacity(self.width),
         }
     }
-    /// `rows`, decoding only the columns `cols` marks (as `read_cols`).
-    pub fn rows_cols<'a>(&'a self, cols: &'a [bool]) -> Rows<'a> {
-        assert_eq!(cols.len(), self.width, "a flag for each column");
-        Rows {
-            cols: Some(cols),
-            ..self.rows()
-        }
-    }
-    /// Appends the values of slot `slot`, which holds a region, to `out`.
+    /// Appends the values of slot `slot`, which holds a region, to `out`:
+    /// the columns `cols` marks (the others as NULL), or all.
     #[inline]
-    fn decode(&self, slot: usize, out: &mut Vec<Value>) {
+    fn decode(&self, slot: usize, cols: Option<&[bool]>, out: &mut Vec<Value>) {
         let (start, _) = self.region(slot).expect("a live slot has a region");
-        packed::decode_into(&self.bytes[start..], self.width, out);
+        let row = &self.bytes[start..];
+        match cols {
+            Some(cols) => {
+                assert_eq!(cols.len(), self.width, "a flag for each column");
+                packed::decode_cols_into(row, cols, out);
+            }
+            None => {
+                packed::decode_into(row, self.width, out);
+            }
+        }
     }
     /// Where slot `slot`'s row starts in `bytes` and the bytes its region
     /// holds after the header, if it has a region.
@@ -247,9 +244,7 @@ impl Table {
     }
     /// The bytes slot `slot`'s region takes, header included (0: none).
     fn region_bytes(&self, slot: usize) -> usize {
-        self.region(slot).map_or(0, |(start, cap)| {
-            start + cap - self.at[slot].get().expect("a region")
-        })
+        self.at[slot].get().map_or(0, |at| self.region_len_at(at))
     }
     /// Writes `row` into slot `slot` (whose entry in `at` exists): in its
     /// region if the row fits, else in a new region at the end. Keeps
@@ -421,7 +416,7 @@ impl Table {
                 continue;
             }
             old.clear();
-            self.decode(slot, &mut old);
+            self.decode(slot, None, &mut old);
             row.clear();
             map(&old, &mut row);
             assert_eq!(row.len(), width, "reshape: a row of the new width");
@@ -808,13 +803,7 @@ impl Rows<'_> {
             self.next += 1;
             if t.alive.is_set(slot) {
                 self.buf.clear();
-                match self.cols {
-                    Some(cols) => {
-                        let (start, _) = region_of(&t.at, &t.bytes, slot);
-                        packed::decode_cols_into(&t.bytes[start..], cols, &mut self.buf);
-                    }
-                    None => t.decode(slot, &mut self.buf),
-                }
+                t.decode(slot, self.cols, &mut self.buf);
                 return Some((RowId(slot as u32), &self.buf));
             }
         }
