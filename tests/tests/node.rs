@@ -1000,3 +1000,96 @@ fn serial_values_are_unique_across_partitions_and_a_restart() {
         assert_eq!(r, vec![vec![Value::Int(4), Value::text("d")]]);
     });
 }
+
+/// Starts `ohm demo` on a fresh data directory, waits until it says the node
+/// keeps serving, and returns the demo and its node's pid (from the demo's
+/// "node ready at ..., pid N, ..." line).
+fn start_demo(dir: &std::path::Path) -> (std::process::Child, u32) {
+    use std::io::{BufRead, BufReader};
+    let mut demo = std::process::Command::new(common::ohm_binary())
+        .args(["demo", "--listen", "127.0.0.1:0", "--seconds", "1", "--data"])
+        .arg(dir.join("data"))
+        .env("OHM_WASM_DIR", common::wasm_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("demo.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut pid = None;
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(120)) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("node ready at ") {
+            pid = line
+                .split(", ")
+                .find_map(|f| f.strip_prefix("pid "))
+                .and_then(|p| p.parse::<u32>().ok());
+        }
+        if line.starts_with("The node keeps serving") {
+            break;
+        }
+    }
+    let err = std::fs::read_to_string(dir.join("demo.err")).unwrap_or_default();
+    assert!(seen.contains("The node keeps serving"), "{seen}\n{err}");
+    (demo, pid.unwrap_or_else(|| panic!("no node pid in {seen}")))
+}
+
+/// Whether `pid` has exited within `within` (gone, or a zombie nobody has
+/// reaped yet).
+fn exits_within(pid: u32, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        if stat.as_ref().map_or(true, |s| s.contains(") Z ")) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ohm demo` stopped by SIGTERM (a service manager, `kill`; not the Ctrl-C
+/// a terminal sends to the whole process group) stops its `ohm serve` too:
+/// it used to die at once and leave the node running. Killed outright
+/// (SIGKILL), it runs no code, and the kernel stops the node
+/// (PR_SET_PDEATHSIG).
+#[test]
+fn demo_stopped_by_a_signal_stops_its_node() {
+    let send = |sig: &str, pid: u32| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    let tmp = TempDir::new("demo-term");
+    let (mut demo, node) = start_demo(tmp.path());
+    send("-TERM", demo.id());
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "the demo exits as its node did: {status}");
+    let stopped = exits_within(node, Duration::from_secs(30));
+    if !stopped {
+        send("-KILL", node);
+    }
+    assert!(stopped, "the node (pid {node}) still runs after SIGTERM to the demo");
+
+    // Again on the same data directory (the node recovers it), then SIGKILL.
+    let (mut demo, node) = start_demo(tmp.path());
+    send("-KILL", demo.id());
+    let _ = demo.wait();
+    let stopped = exits_within(node, Duration::from_secs(30));
+    if !stopped {
+        send("-KILL", node);
+    }
+    assert!(stopped, "the node (pid {node}) still runs after SIGKILL to the demo");
+}

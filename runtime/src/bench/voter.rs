@@ -125,15 +125,34 @@ pub struct Tallies {
     pub group_by: Vec<(i64, i64)>,
 }
 
+impl Tallies {
+    /// Votes counted, by `results()`.
+    pub fn votes(&self) -> i64 {
+        self.results.iter().map(|r| r.1).sum()
+    }
+}
+
 /// Checks the workload's invariants; Ok carries a one-line summary.
-pub fn check_invariants(accepted: u64, unknown: u64, t: &Tallies) -> Result<String, String> {
-    let sum: i64 = t.results.iter().map(|r| r.1).sum();
+/// `before`: the votes `results()` counted before the run (a node given by
+/// `--addr`, such as the demo's, keeps earlier runs' votes).
+pub fn check_invariants(
+    accepted: u64,
+    unknown: u64,
+    before: i64,
+    t: &Tallies,
+) -> Result<String, String> {
+    let sum = t.votes() - before;
     // A vote that failed (a connection lost, a leader changed) may or may
     // not have been counted; every accepted one must have been.
     let most = accepted.saturating_add(unknown) as i64;
     if sum < accepted as i64 || sum > most {
+        let earlier = if before == 0 {
+            String::new()
+        } else {
+            format!(" (beyond the {before} counted before the run)")
+        };
         return Err(format!(
-            "sum of results() is {sum}, but {accepted} votes were accepted \
+            "sum of results() is {sum}{earlier}, but {accepted} votes were accepted \
              and {unknown} failed (may or may not have counted)"
         ));
     }
@@ -152,10 +171,13 @@ pub fn check_invariants(accepted: u64, unknown: u64, t: &Tallies) -> Result<Stri
             "results() per contestant {results:?} differs from GROUP BY over votes {group_by:?}"
         ));
     }
-    let counted = match sum - accepted as i64 {
+    let mut counted = match sum - accepted as i64 {
         0 => "= accepted".to_string(),
         n => format!("= accepted + {n} of the {unknown} that failed"),
     };
+    if before != 0 {
+        counted.push_str(&format!(", beside {before} from before the run"));
+    }
     Ok(format!(
         "ok: {sum} votes {counted}, none over {MAX_VOTES} per phone, totals match"
     ))
@@ -336,6 +358,10 @@ fn run_ohm(
         }
     };
     let setup = build_runtime(RuntimeChoice::Current)?.block_on(ohm_setup(cfg.clone()))?;
+    // A node given by --addr (the demo's, run again) has earlier votes.
+    let before = build_runtime(RuntimeChoice::Current)?
+        .block_on(async { ohm_tallies(&Client::connect(cfg.clone()).await?).await })?
+        .votes();
     let where_ = match &node {
         Some(n) => format!("node pid {} started by the bench", n.pid()),
         None => "node given by --addr".to_string(),
@@ -357,7 +383,7 @@ fn run_ohm(
     rows.push(row);
     let tallies = build_runtime(RuntimeChoice::Current)?
         .block_on(async { ohm_tallies(&Client::connect(cfg).await?).await })?;
-    match check_invariants(total.accepted, total.errors, &tallies) {
+    match check_invariants(total.accepted, total.errors, before, &tallies) {
         Ok(summary) => println!("ohm invariants {summary}"),
         Err(e) => failures.push(format!("ohm: {e}")),
     }
@@ -548,7 +574,7 @@ fn run_pg(
         rows.push(row);
     }
     let tallies = rt.block_on(postgres::read_tallies(&dsn, MAX_VOTES))?;
-    match check_invariants(accepted, failed, &tallies) {
+    match check_invariants(accepted, failed, 0, &tallies) {
         Ok(summary) => println!("postgresql invariants {summary}"),
         Err(e) => failures.push(format!("postgresql: {e}")),
     }
@@ -642,20 +668,25 @@ mod tests {
 
     #[test]
     fn invariants_hold_and_fail() {
-        assert!(check_invariants(8, 0, &tallies()).is_ok());
-        let err = check_invariants(9, 0, &tallies()).unwrap_err();
+        assert!(check_invariants(8, 0, 0, &tallies()).is_ok());
+        let err = check_invariants(9, 0, 0, &tallies()).unwrap_err();
         assert!(err.contains("sum of results() is 8, but 9"), "{err}");
         // Failed votes may have counted, but no more than failed.
-        let ok = check_invariants(6, 2, &tallies()).unwrap();
+        let ok = check_invariants(6, 2, 0, &tallies()).unwrap();
         assert!(ok.contains("= accepted + 2 of the 2 that failed"), "{ok}");
-        let err = check_invariants(6, 1, &tallies()).unwrap_err();
+        let err = check_invariants(6, 1, 0, &tallies()).unwrap_err();
         assert!(err.contains("and 1 failed"), "{err}");
         let mut t = tallies();
         t.phones_over_limit = 2;
-        assert!(check_invariants(8, 0, &t).unwrap_err().contains("2 phones"));
+        assert!(check_invariants(8, 0, 0, &t).unwrap_err().contains("2 phones"));
         let mut t = tallies();
         t.group_by = vec![(1, 4), (2, 4)];
-        assert!(check_invariants(8, 0, &t).unwrap_err().contains("differs"));
+        assert!(check_invariants(8, 0, 0, &t).unwrap_err().contains("differs"));
+        // A node that had votes before the run (the demo's, run again).
+        let ok = check_invariants(5, 0, 3, &tallies()).unwrap();
+        assert!(ok.contains("beside 3 from before the run"), "{ok}");
+        let err = check_invariants(8, 0, 3, &tallies()).unwrap_err();
+        assert!(err.contains("is 5 (beyond the 3 counted before the run), but 8"), "{err}");
     }
 
     #[test]

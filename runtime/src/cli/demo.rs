@@ -41,14 +41,73 @@ pub struct DemoArgs {
     pub cluster_data: PathBuf,
 }
 
-/// Stops the node however `run` ends (SIGTERM: it syncs and exits).
-struct NodeGuard(Child);
+/// The demo's node process. Stops the node however `run` ends (SIGTERM:
+/// it syncs and exits). A demo killed outright (SIGKILL) runs no
+/// destructor: the node also has the kernel send it SIGTERM when its
+/// parent dies (`die_with_parent`).
+///
+/// The child sits behind a lock shared with the signal thread
+/// (`forward_stop_signals`): it is reaped only under the lock, and signalled
+/// only under it while not yet reaped, so a SIGTERM never reaches a pid the
+/// kernel has given to another process.
+struct NodeGuard(Node);
+
+/// A handle on the node process, shared with the signal thread.
+#[derive(Clone)]
+struct Node(std::sync::Arc<std::sync::Mutex<NodeProcess>>);
+
+struct NodeProcess {
+    child: Child,
+    exited: Option<std::process::ExitStatus>,
+}
+
+/// How often the demo looks whether its node has exited.
+const NODE_POLL: Duration = Duration::from_millis(100);
+
+impl Node {
+    fn new(child: Child) -> Node {
+        Node(std::sync::Arc::new(std::sync::Mutex::new(NodeProcess {
+            child,
+            exited: None,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, NodeProcess> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// SIGTERM to the node unless it has exited and been reaped.
+    fn stop(&self) {
+        let p = self.lock();
+        if p.exited.is_none() {
+            // SAFETY: kill(2) on our own child's pid, which the kernel keeps
+            // for it until it is reaped; it is not (`exited` is None, and
+            // reaping happens under this lock).
+            unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+
+    /// Waits for the node to exit, and reaps it.
+    fn wait(&self) -> std::io::Result<std::process::ExitStatus> {
+        loop {
+            {
+                let mut p = self.lock();
+                if let Some(status) = p.exited {
+                    return Ok(status);
+                }
+                if let Some(status) = p.child.try_wait()? {
+                    p.exited = Some(status);
+                    return Ok(status);
+                }
+            }
+            std::thread::sleep(NODE_POLL);
+        }
+    }
+}
 
 impl Drop for NodeGuard {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
+        self.0.stop();
         let _ = self.0.wait();
     }
 }
@@ -58,17 +117,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         return run_cluster(&args, nodes);
     }
     let exe = std::env::current_exe().context("finding the ohm binary")?;
-    let mut child = Command::new(&exe)
+    let mut serve = Command::new(&exe);
+    serve
         .arg("serve")
         .arg("--data")
         .arg(&args.data)
         .args(["--listen", &args.listen, "--demo"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting ohm serve")?;
+        .stdout(Stdio::piped());
+    die_with_parent(&mut serve);
+    let mut child = serve.spawn().context("starting ohm serve")?;
     let stdout = child.stdout.take().context("the node's stdout")?;
-    let mut node = NodeGuard(child);
+    let pid = child.id();
+    let node = NodeGuard(Node::new(child));
+    forward_stop_signals(node.0.clone())?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -81,7 +143,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bail!("the node did not start (see its messages above)");
     };
     println!(
-        "node ready at {} ({}), data in {}\n",
+        "node ready at {} ({}), pid {pid}, data in {}\n",
         ready.addr,
         ready.fingerprint,
         ready.data.display()
@@ -97,16 +159,70 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
          \x20 {exe} sql                      # SQL shell on the demo tenant (\\d lists tables and procedures)\n\
          \x20 {exe} call vote 2125551234 3 2 # a vote: phone, contestant, max votes\n\
          \x20 {exe} status                   # partitions, counters, log\n\
-         Ctrl-C stops the node (everything acknowledged is durable in {data}/).",
+         Ctrl-C (or SIGTERM to this process) stops the node (everything acknowledged is durable in {data}/).",
         exe = exe.display()
     );
     let code = node.0.wait().context("waiting for the node")?;
-    std::mem::forget(node);
     Ok(if code.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Has the kernel send the child SIGTERM when the thread that spawns it
+/// (the demo's main thread, which lives as long as the demo) dies, however
+/// it dies: a `kill -9` of the demo then stops the node too.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl and getppid are async-signal-safe, and the closure
+    // touches no memory of the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before the prctl took effect: nobody is left
+            // to be notified about, so do not start.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("the demo exited while starting the node"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// SIGTERM, SIGINT or SIGHUP to the demo: SIGTERM to the node (it syncs
+/// and exits), so the demo's wait for it ends and the demo exits with it.
+/// Without this, a SIGTERM to the demo (not the Ctrl-C a terminal sends to
+/// the whole process group) killed the demo and left the node running.
+fn forward_stop_signals(node: Node) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    // Registered here, before the voter run, so no stop signal is missed.
+    let (mut term, mut int, mut hup) = rt.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("demo-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+            });
+            node.stop();
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 /// `ohm demo --nodes N`.

@@ -66,7 +66,7 @@ pub(super) fn run(
         row.rf = Some(n);
         rows.push(row);
         let tallies = rt.block_on(async { ohm_tallies(&cluster.demo_client().await?).await })?;
-        match check_invariants(total.accepted, total.errors, &tallies) {
+        match check_invariants(total.accepted, total.errors, 0, &tallies) {
             Ok(summary) => println!("{side} invariants {summary}"),
             Err(e) => failures.push(format!("{side}: {e}")),
         }
