@@ -678,15 +678,22 @@ mod tests {
         assert!(err.contains("and 1 failed"), "{err}");
         let mut t = tallies();
         t.phones_over_limit = 2;
-        assert!(check_invariants(8, 0, 0, &t).unwrap_err().contains("2 phones"));
+        assert!(check_invariants(8, 0, 0, &t)
+            .unwrap_err()
+            .contains("2 phones"));
         let mut t = tallies();
         t.group_by = vec![(1, 4), (2, 4)];
-        assert!(check_invariants(8, 0, 0, &t).unwrap_err().contains("differs"));
+        assert!(check_invariants(8, 0, 0, &t)
+            .unwrap_err()
+            .contains("differs"));
         // A node that had votes before the run (the demo's, run again).
         let ok = check_invariants(5, 0, 3, &tallies()).unwrap();
         assert!(ok.contains("beside 3 from before the run"), "{ok}");
         let err = check_invariants(8, 0, 3, &tallies()).unwrap_err();
-        assert!(err.contains("is 5 (beyond the 3 counted before the run), but 8"), "{err}");
+        assert!(
+            err.contains("is 5 (beyond the 3 counted before the run), but 8"),
+            "{err}"
+        );
     }
 
     #[test]
