@@ -1007,7 +1007,14 @@ fn serial_values_are_unique_across_partitions_and_a_restart() {
 fn start_demo(dir: &std::path::Path) -> (std::process::Child, u32) {
     use std::io::{BufRead, BufReader};
     let mut demo = std::process::Command::new(common::ohm_binary())
-        .args(["demo", "--listen", "127.0.0.1:0", "--seconds", "1", "--data"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--seconds",
+            "1",
+            "--data",
+        ])
         .arg(dir.join("data"))
         .env("OHM_WASM_DIR", common::wasm_dir())
         .stdout(std::process::Stdio::piped())
@@ -1081,7 +1088,10 @@ fn demo_stopped_by_a_signal_stops_its_node() {
     if !stopped {
         send("-KILL", node);
     }
-    assert!(stopped, "the node (pid {node}) still runs after SIGTERM to the demo");
+    assert!(
+        stopped,
+        "the node (pid {node}) still runs after SIGTERM to the demo"
+    );
 
     // Again on the same data directory (the node recovers it), then SIGKILL.
     let (mut demo, node) = start_demo(tmp.path());
@@ -1091,5 +1101,8 @@ fn demo_stopped_by_a_signal_stops_its_node() {
     if !stopped {
         send("-KILL", node);
     }
-    assert!(stopped, "the node (pid {node}) still runs after SIGKILL to the demo");
+    assert!(
+        stopped,
+        "the node (pid {node}) still runs after SIGKILL to the demo"
+    );
 }

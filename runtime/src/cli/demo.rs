@@ -73,7 +73,9 @@ impl Node {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, NodeProcess> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// SIGTERM to the node unless it has exited and been reaped.
@@ -185,7 +187,9 @@ fn die_with_parent(cmd: &mut Command) {
             // The parent died before the prctl took effect: nobody is left
             // to be notified about, so do not start.
             if libc::getppid() == 1 {
-                return Err(std::io::Error::other("the demo exited while starting the node"));
+                return Err(std::io::Error::other(
+                    "the demo exited while starting the node",
+                ));
             }
             Ok(())
         });
