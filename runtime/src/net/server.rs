@@ -220,6 +220,7 @@ impl Drop for Replier {
 pub async fn serve<S: Service>(
     endpoint: quinn::Endpoint,
     service: Arc<S>,
+    chain: Arc<[Vec<u8>]>,
     signal: impl Future<Output = ()>,
     drain: impl Future<Output = ()>,
 ) {
@@ -238,7 +239,12 @@ pub async fn serve<S: Service>(
                     incoming.refuse()
                 }
                 Some(incoming) => {
-                    connections.spawn(connection(incoming, service.clone(), stopped.clone()));
+                    connections.spawn(connection(
+                        incoming,
+                        service.clone(),
+                        chain.clone(),
+                        stopped.clone(),
+                    ));
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -271,6 +277,8 @@ struct Conn<S: Service> {
     /// so pipelined or parallel guesses cannot check more than the cap.
     auth_attempts: AtomicU32,
     bad_frames: AtomicU32,
+    /// The certificate chain the endpoint presents (`certificate`).
+    chain: Arc<[Vec<u8>]>,
 }
 
 /// Calls `connection_closed` however the connection task ends.
@@ -285,6 +293,7 @@ impl<S: Service> Drop for Opened<S> {
 async fn connection<S: Service>(
     incoming: quinn::Incoming,
     service: Arc<S>,
+    chain: Arc<[Vec<u8>]>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(connection) = incoming.await else {
@@ -312,6 +321,7 @@ async fn connection<S: Service>(
         authenticated: Notify::new(),
         auth_attempts: AtomicU32::new(0),
         bad_frames: AtomicU32::new(0),
+        chain,
     });
     tokio::spawn(close_unless_authenticated(conn.clone()));
     // Streams are bounded by the transport's STREAMS_PER_CONNECTION_MAX.
@@ -599,6 +609,13 @@ fn watch_gone(send: &SendStream) -> Arc<AtomicBool> {
 /// Routes one decoded request. `false`: stop reading this stream (the
 /// connection is being closed).
 async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) -> bool {
+    if let Request::Certificate = request {
+        // What the handshake already showed: answered before `auth`.
+        replier.send(Ok(Reply::Certificate {
+            chain: conn.chain.to_vec(),
+        }));
+        return true;
+    }
     let Request::Auth { token } = request else {
         match conn.session.get() {
             Some(session) => conn.service.dispatch(session, request, replier),

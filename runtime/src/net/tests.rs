@@ -75,9 +75,11 @@ fn start() -> Node {
     let ep = endpoint::server("127.0.0.1:0".parse().unwrap(), &id).unwrap();
     let addr = ep.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let chain = id.chain.iter().map(|c| c.to_vec()).collect();
     tokio::spawn(serve(
         ep,
         Arc::new(Echo),
+        chain,
         async move {
             let _ = rx.await;
         },
@@ -223,6 +225,29 @@ fn frame(id: u64, request: Request) -> Vec<u8> {
     let mut out = Vec::new();
     codec::encode_request(&RequestFrame { id, request }, &mut out).unwrap();
     out
+}
+
+/// `certificate` is answered before `auth` (and after) with the chain the
+/// handshake showed: its end-entity certificate has the node's
+/// fingerprint, so a client that can pin only by a trusted certificate can
+/// fetch it, check it, and connect again trusting it alone.
+#[tokio::test]
+async fn the_certificate_is_answered_before_auth() {
+    let node = start();
+    let conn = raw_connect(&node).await;
+    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    let answer = roundtrip(&mut s, &mut r, &frame(1, Request::Certificate)).await;
+    let Ok(Reply::Certificate { chain }) = answer.response else {
+        panic!("{:?}", answer.response)
+    };
+    assert_eq!(chain.len(), 1);
+    assert_eq!(crate::net::tls::fingerprint(&chain[0]), node.fingerprint);
+    // Still unauthenticated for everything else.
+    let status = roundtrip(&mut s, &mut r, &frame(2, Request::Status)).await;
+    assert_eq!(
+        status.response.unwrap_err().code,
+        ErrorCode::Unauthenticated
+    );
 }
 
 #[tokio::test]

@@ -129,7 +129,10 @@ impl Drop for AnswerBack {
 /// Whether a request is passed to the coordinating node (`status` is
 /// answered where it is asked; `auth` never reaches dispatch).
 pub fn forwarded_kind(request: &Request) -> bool {
-    !matches!(request, Request::Status | Request::Auth { .. })
+    !matches!(
+        request,
+        Request::Status | Request::Auth { .. } | Request::Certificate
+    )
 }
 
 impl Forwarder {

@@ -374,7 +374,8 @@ async fn serve_quic(
     let drain = async move {
         let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
     };
-    crate::net::server::serve(endpoint, node, signal, drain).await;
+    let chain = identity.chain.iter().map(|c| c.to_vec()).collect();
+    crate::net::server::serve(endpoint, node, chain, signal, drain).await;
     Ok(())
 }
 

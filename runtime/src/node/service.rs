@@ -611,6 +611,11 @@ impl Node {
                 ErrorCode::BadRequest,
                 "this connection is already authenticated",
             ))),
+            // The server answers it from the identity it serves with.
+            Request::Certificate => reply(Err(ErrorReply::new(
+                ErrorCode::Internal,
+                "`certificate` reached the node's service; the QUIC server answers it",
+            ))),
         }
     }
 }

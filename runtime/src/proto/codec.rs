@@ -94,6 +94,7 @@ pub fn encode_request_parts(
             Request::Drop { .. } => ("drop", 1),
             Request::Catalog => ("catalog", 0),
             Request::Status => ("status", 0),
+            Request::Certificate => ("certificate", 0),
             Request::CreateTenant { .. } => ("create_tenant", 1),
             Request::TenantQuota { .. } => ("tenant_quota", 2),
             Request::TokenCreate { tenant, grants, .. } => (
@@ -173,7 +174,7 @@ pub fn encode_request_parts(
                 w::bin(out, wasm);
             }
             Request::Drop { name } | Request::CreateTenant { name } => w::kv_str(out, "name", name),
-            Request::Catalog | Request::Status => {}
+            Request::Catalog | Request::Status | Request::Certificate => {}
             Request::TenantQuota { tenant, set } => {
                 w::kv_str(out, "name", tenant);
                 w::str(out, "set");
@@ -293,6 +294,7 @@ fn request(body: &[u8]) -> Result<RequestFrame> {
         },
         "catalog" => Request::Catalog,
         "status" => Request::Status,
+        "certificate" => Request::Certificate,
         "create_tenant" => Request::CreateTenant {
             name: required(name, "name", "op \"create_tenant\"")?.to_string(),
         },

@@ -65,6 +65,11 @@ pub enum Request {
     Catalog,
     /// The node's state and counters.
     Status,
+    /// The certificate chain the node presents (DER, end-entity first).
+    /// Answered before `auth`: a client that pins a fingerprint but whose
+    /// TLS library cannot show it the handshake's certificate fetches it,
+    /// checks its fingerprint, and connects again trusting only it.
+    Certificate,
     /// Admin principals only: create a tenant and its first principal.
     CreateTenant { name: String },
     /// Admin principals only: a tenant's quotas, after setting each of
@@ -171,6 +176,10 @@ pub enum Reply {
     Principals {
         tenant: String,
         principals: Vec<PrincipalDesc>,
+    },
+    /// The node's certificate chain (DER, end-entity first).
+    Certificate {
+        chain: Vec<Vec<u8>>,
     },
 }
 

@@ -108,6 +108,12 @@ pub(super) fn encode(out: &mut Vec<u8>, reply: &Reply) {
             encode_principal(out, principal);
             w::kv_str(out, "token", token);
         }
+        Reply::Certificate { chain } => {
+            head(out, "certificate", 1);
+            w::str(out, "chain");
+            w::array(out, chain.len());
+            chain.iter().for_each(|c| w::bin(out, c));
+        }
         Reply::Revoked { tenant, principal } => {
             head(out, "revoked", 2);
             w::kv_str(out, "tenant", tenant);
@@ -282,7 +288,7 @@ fn encode_status(out: &mut Vec<u8>, s: &StatusInfo) {
 }
 
 /// The kinds of reply, as named on the wire.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "authenticated",
     "value",
     "rows",
@@ -297,6 +303,7 @@ pub const KINDS: [&str; 14] = [
     "revoked",
     "principals",
     "loaded",
+    "certificate",
 ];
 
 pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
@@ -433,6 +440,22 @@ pub(super) fn decode(r: &mut Reader) -> Result<Reply> {
                 tenant: required(m.a, "tenant", BY)?.to_string(),
                 principal: required(p, "principal", BY)?,
                 token: required(m.c, "token", BY)?.to_string(),
+            }
+        }
+        "certificate" => {
+            let mut chain = None;
+            for _ in 0..r.map_len()? {
+                match r.str()? {
+                    "chain" => {
+                        chain = Some(field(r, "chain", |r| {
+                            list(r, |r| r.bin().map(<[u8]>::to_vec))
+                        })?)
+                    }
+                    _ => r.skip(1)?,
+                }
+            }
+            Reply::Certificate {
+                chain: required(chain, "chain", BY)?,
             }
         }
         "revoked" => {

@@ -106,6 +106,7 @@ fn every_request_round_trips() {
     round_request(Request::Drop { name: "m".into() });
     round_request(Request::Catalog);
     round_request(Request::Status);
+    round_request(Request::Certificate);
     round_request(Request::CreateTenant {
         name: "acme".into(),
     });
@@ -290,6 +291,9 @@ fn every_reply_and_error_round_trips() {
         tenant: "acme".into(),
         principal: desc("app", "caller", &["vote", "results"]),
         token: "ohm_00".into(),
+    }));
+    round_response(Ok(Reply::Certificate {
+        chain: vec![vec![0x30, 0x82, 1, 2], vec![]],
     }));
     round_response(Ok(Reply::Revoked {
         tenant: "acme".into(),
