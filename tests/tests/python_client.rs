@@ -96,8 +96,12 @@ fn python_client_suite_passes_against_a_real_node() {
         .expect("running pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // The summary line ("22 passed in 5.1s") shows in this test's output.
-    println!("{stdout}");
+    // pytest's summary ("22 passed in 5.1s") in cargo test's output, even
+    // when the test passes (written past libtest's capture of print!).
+    if let Some(summary) = stdout.lines().rev().find(|l| l.contains(" passed")) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "pytest clients/python/tests: {summary}");
+    }
     assert!(out.status.success(), "pytest failed:\n{stdout}\n{stderr}");
     assert!(
         stdout.contains(" passed") && !stdout.contains(" failed"),

@@ -349,6 +349,8 @@ pub struct FuelDue {
     /// When it was last filled (the caller's clock, microseconds); None:
     /// never used, full.
     at_us: Option<i64>,
+    /// Fuel taken out in all (for `--metrics`).
+    burned: u64,
 }
 
 impl FuelDue {
@@ -384,8 +386,14 @@ impl FuelDue {
     /// Takes out `fuel` burned at `now_us`.
     pub fn charge(&mut self, fuel: u64, now_us: i64, per_sec: u64) {
         self.fill(now_us, per_sec);
+        self.burned = self.burned.saturating_add(fuel);
         let fuel = i64::try_from(fuel).unwrap_or(i64::MAX);
         self.owed = self.owed.saturating_add(fuel);
+    }
+
+    /// Fuel taken out in all since this bucket was made.
+    pub fn burned(&self) -> u64 {
+        self.burned
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 pub mod frame;
+pub mod metrics_http;
 pub mod peer;
 pub mod peer_tls;
 pub mod server;

@@ -634,7 +634,7 @@ async fn read_stream(
             Err(e) => e.to_string(),
         };
         // Same software on both ends: a bad frame is a bug or an attack.
-        eprintln!("ohm: closing the link from {from}: {why}");
+        tracing::warn!("closing the link from {from}: {why}");
         let why = format!("bad frame: {why}");
         let end = why.len().min(200);
         conn.close(VarInt::from_u32(CLOSE_BAD_FRAME), &why.as_bytes()[..end]);

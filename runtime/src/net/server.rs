@@ -101,6 +101,12 @@ pub trait Service: Send + Sync + 'static {
     fn connection_closed(&self) {}
 }
 
+/// Kept by a replier until its answer goes (`Replier::holding`), and told
+/// how the request ended just before (the error's code, or None).
+pub trait AnswerGuard: Send + 'static {
+    fn answered(&mut self, _error: Option<ErrorCode>) {}
+}
+
 /// One response on its way to a stream's writer; holds its in-flight permit
 /// until written.
 struct Outgoing {
@@ -118,14 +124,14 @@ pub struct Replier {
     /// Set once the client stopped the stream or the connection is lost:
     /// nobody will read the answer, so work for it may stop.
     gone: Arc<AtomicBool>,
-    /// Dropped once the answer is sent (`holding`).
-    held: Option<Box<dyn Send>>,
+    /// Told and dropped once the answer is sent (`holding`).
+    held: Option<Box<dyn AnswerGuard>>,
 }
 
 impl Replier {
     /// This replier, keeping `guard` until the answer is sent (e.g. the
     /// request's place in a quota).
-    pub fn holding(mut self, guard: impl Send + 'static) -> Replier {
+    pub fn holding(mut self, guard: impl AnswerGuard) -> Replier {
         self.held = Some(Box::new(guard));
         self
     }
@@ -154,7 +160,9 @@ impl Replier {
     fn deliver(&mut self, response: Result<Reply, ErrorReply>, leader: Option<String>) {
         // Given back before the answer goes: a client that waits for it
         // before its next request finds the place free.
-        self.held = None;
+        if let Some(mut held) = self.held.take() {
+            held.answered(response.as_ref().err().map(|e| e.code));
+        }
         self.frame_bytes = None;
         if let Some((tx, permit)) = self.slot.take() {
             let frame = ResponseFrame {

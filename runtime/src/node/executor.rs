@@ -199,6 +199,13 @@ pub struct PartitionStats {
     /// Every replica and how far its log matches the leader's (known on
     /// the leader only), as of the last action.
     pub replicas: Mutex<Vec<(u32, Option<u64>)>>,
+    /// Times the known leader changed to another known node.
+    pub leader_changes: AtomicU64,
+    /// How long the log writer took per group (write, then sync or flush).
+    pub log_sync: super::metrics::Histogram,
+    /// Wasm fuel each tenant's calls burned here while this replica led,
+    /// as of the last publication (with `rows`).
+    pub fuel: Mutex<Arc<BTreeMap<TenantId, u64>>>,
 }
 
 pub const ROLE_FOLLOWER: u8 = 0;
@@ -655,9 +662,9 @@ impl Executor {
                 let p = self.core.partition().0;
                 let ballot = self.core.paxos().promised();
                 if leading {
-                    eprintln!("ohm: partition {p}: leading (ballot {ballot})");
+                    tracing::info!(partition = p, %ballot, "leading");
                 } else {
-                    eprintln!("ohm: partition {p}: no longer leading (ballot {ballot})");
+                    tracing::info!(partition = p, %ballot, "no longer leading");
                 }
             }
         }
@@ -1283,10 +1290,9 @@ impl Executor {
     /// the next start removes: reported, not fatal).
     fn discard_staged(&mut self, meta: SnapshotMeta) {
         if let Err(e) = self.stager_fs().and_then(|s| s.discard(meta)) {
-            eprintln!(
-                "ohm: partition {}: removing the file of a snapshot given up: {e}. The next \
-                 start removes it",
-                self.core.partition().0
+            tracing::warn!(
+                partition = self.core.partition().0,
+                "removing the file of a snapshot given up: {e}. The next start removes it"
             );
         }
     }
@@ -1295,19 +1301,21 @@ impl Executor {
     fn disk_space(&mut self, why: Option<String>) {
         let p = self.core.partition().0;
         match &why {
-            Some(w) if !self.core.is_leader() => eprintln!(
-                "ohm: partition {p}: the disk is full ({w}). This replica follows: it writes \
+            Some(w) if !self.core.is_leader() => tracing::warn!(
+                partition = p,
+                "the disk is full ({w}). This replica follows: it writes \
                  what its leader sends into the space set aside for the log, and stops if \
                  that runs out; it goes on once there is room (checked every {} s)",
                 super::writer::SPACE_RETRY.as_secs()
             ),
-            Some(w) => eprintln!(
-                "ohm: partition {p}: the disk is full ({w}). Calls that write are refused with \
+            Some(w) => tracing::warn!(
+                partition = p,
+                "the disk is full ({w}). Calls that write are refused with \
                  disk_full and reads go on; what ran before is written into the space set aside \
                  for the log. Writing resumes once there is room (checked every {} s)",
                 super::writer::SPACE_RETRY.as_secs()
             ),
-            None => eprintln!("ohm: partition {p}: the disk has room again: writes resume"),
+            None => tracing::info!(partition = p, "the disk has room again: writes resume"),
         }
         self.stats.disk_full.store(why.is_some(), Ordering::Relaxed);
         self.core.set_disk_full(why);
@@ -1317,10 +1325,10 @@ impl Executor {
         // One given up meanwhile was cancelled: nothing to report.
         let wanted = self.core.stage_wanted();
         if let (Err(e), true) = (&written, wanted) {
-            eprintln!(
-                "ohm: partition {}: its snapshot at slot {} could not be written: {e}. The log \
+            tracing::warn!(
+                partition = self.core.partition().0,
+                "its snapshot at slot {} could not be written: {e}. The log \
                  keeps every record; the next snapshot is begun {} s from now at the soonest",
-                self.core.partition().0,
                 meta.slot.0,
                 crate::partition::SNAPSHOT_RETRY_US / 1_000_000
             );
@@ -1391,8 +1399,11 @@ impl Executor {
             crate::consensus::Role::Follower => ROLE_FOLLOWER,
         };
         st.role.store(role, Ordering::Relaxed);
-        st.leader
-            .store(px.leader().map_or(0, |n| n.0), Ordering::Relaxed);
+        let leader = px.leader().map_or(0, |n| n.0);
+        let was = st.leader.swap(leader, Ordering::Relaxed);
+        if leader != 0 && was != 0 && was != leader {
+            st.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
         let mut replicas = st.replicas.lock().unwrap_or_else(|p| p.into_inner());
         replicas.clear();
         replicas.extend(px.members_matched().map(|(n, m)| (n.0, m.map(|s| s.0))));
@@ -1528,5 +1539,14 @@ impl Executor {
             .collect();
         rows.extend(state.tenants().map(|(t, p)| (t, p.rows())));
         *published = Arc::new(rows);
+        drop(published);
+        let mut fuel = self.stats.fuel.lock().unwrap_or_else(|p| p.into_inner());
+        let mut burned: BTreeMap<TenantId, u64> = fuel
+            .iter()
+            .filter(|(t, _)| state.is_away(**t))
+            .map(|(t, n)| (*t, *n))
+            .collect();
+        burned.extend(state.tenants().map(|(t, p)| (t, p.fuel.burned())));
+        *fuel = Arc::new(burned);
     }
 }

@@ -28,6 +28,7 @@ pub mod executor;
 pub mod fair;
 pub mod forward;
 pub mod hold;
+pub mod metrics;
 pub mod priority;
 pub mod recovery;
 pub mod relief;
@@ -524,13 +525,15 @@ fn spawn_partition(
     crate::durability::Storage::retry_reserve(&mut log)
         .with_context(|| format!("partition {i}: setting aside space for its log"))?;
     if let Some(why) = log.space_unsupported() {
-        eprintln!(
-            "ohm: partition {i}: this file system cannot set space aside for the log ({why}); \
+        tracing::warn!(
+            partition = i,
+            "this file system cannot set space aside for the log ({why}); \
              if the disk fills, the partition stops rather than refusing writes"
         );
     }
     let remove: writer::RemoveFn = Arc::new(move |names| remover.remove(names));
     let log = Arc::new(Mutex::new(log));
+    let stats = Arc::new(PartitionStats::default());
     let writer = Writer {
         storage: log.clone(),
         outbox: links.outbox.clone(),
@@ -539,13 +542,13 @@ fn spawn_partition(
         durable: durable.clone(),
         durability: config.durability,
         partition: i as u32,
+        stats: stats.clone(),
         remove: Some(remove),
     };
     threads.push((
         ThreadRole::Writer,
         spawn(format!("ohm-log{i}"), move || writer.run())?,
     ));
-    let stats = Arc::new(PartitionStats::default());
     let exec = Executor {
         core,
         inputs: erx,
@@ -621,7 +624,7 @@ pub struct Fatal {
 impl Fatal {
     /// Records the first reason and wakes whoever waits.
     pub fn set(&self, what: String) {
-        eprintln!("ohm: {what}");
+        tracing::error!("{what}");
         let mut w = self.what.lock().unwrap_or_else(|p| p.into_inner());
         if w.is_none() {
             *w = Some(what);

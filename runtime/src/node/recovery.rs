@@ -88,12 +88,16 @@ pub fn recover(
         let (mut log, opened) = Log::open_examined(examined, opts.clone())
             .map_err(|e| anyhow!("partition {p}: {e}"))?;
         if let Some(t) = &opened.torn_tail {
-            eprintln!(
-                "ohm: partition {p}: cut a half-written record at the end of {}/{} at offset {} \
+            tracing::warn!(
+                partition = p,
+                "cut a half-written record at the end of {}/{} at offset {} \
                  ({} bytes). It follows everything the log's last start found durable, so it is \
                  most likely a write the crash interrupted (not acknowledged); it cannot be told \
                  from damage to the file since the crash",
-                name, t.file, t.offset, t.bytes_dropped
+                name,
+                t.file,
+                t.offset,
+                t.bytes_dropped
             );
         }
         scans.push(scan(&mut log).map_err(|e| anyhow!("partition {p}: {e}"))?);
@@ -119,8 +123,8 @@ pub fn recover(
         )
         .collect();
     for t in &skipped {
-        eprintln!(
-            "ohm: skipping coordinator transaction {t}: it was aborted, or not every partition \
+        tracing::warn!(
+            "skipping coordinator transaction {t}: it was aborted, or not every partition \
              logged it; it was never acknowledged"
         );
     }
@@ -223,8 +227,8 @@ fn planted_bugs() -> anyhow::Result<consensus::Bugs> {
     let bugs = consensus::Bugs::parse(&text)
         .map_err(|e| anyhow!("{}: {e}", consensus::PLANTED_BUG_ENV))?;
     if bugs != consensus::Bugs::default() {
-        eprintln!(
-            "ohm: WARNING: running with planted bugs ({}={text}): this node may lose \
+        tracing::error!(
+            "running with planted bugs ({}={text}): this node may lose \
              acknowledged writes on purpose; never use it for data",
             consensus::PLANTED_BUG_ENV
         );

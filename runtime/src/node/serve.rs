@@ -110,6 +110,45 @@ pub struct ServeArgs {
     /// Threads for the network (tokio workers).
     #[arg(long, default_value_t = 2)]
     pub io_threads: usize,
+    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics:
+    /// host:port, or a port alone for loopback (off unless given).
+    /// Metrics name tenants and count their work: keep it where only
+    /// operators reach it.
+    #[arg(long, value_name = "ADDR", value_parser = crate::net::metrics_http::parse_addr)]
+    pub metrics: Option<SocketAddr>,
+    /// How the node logs to stderr: `text` (a line each, for people) or
+    /// `json` (an object each, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The node's log on stderr, from `tracing`'s events at INFO and above:
+/// a line each (`2026-12-05T02:04:34.123456Z  INFO leading partition=0
+/// ballot=3/1`), or a JSON object each with `timestamp`, `level`,
+/// `message` and the event's fields. Set once per process; a second call
+/// (tests start nodes in one process) keeps the first.
+pub fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The partition count: as given, else as the data directory says, else
@@ -165,6 +204,7 @@ fn join(dir: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Joined> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logs(args.log_format);
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating the data directory {}", args.data.display()))?;
     let dir = cap_std::fs::Dir::open_ambient_dir(&args.data, cap_std::ambient_authority())
@@ -270,8 +310,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
             });
         }
-        eprintln!(
-            "ohm: node {} of a cluster of {} nodes (replicas {}), peers on {}",
+        tracing::info!(
+            "node {} of a cluster of {} nodes (replicas {}), peers on {}",
             j.config.me.0,
             j.config.nodes.len(),
             j.config.replicas,
@@ -303,7 +343,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(why) = node.fatal.get() {
         bail!("the node stopped because it could not go on: {why}");
     }
-    eprintln!("ohm: stopped; everything acknowledged is durable");
+    tracing::info!("stopped; everything acknowledged is durable");
     Ok(())
 }
 
@@ -337,14 +377,31 @@ async fn serve_quic(
     if addr.port() == 0 {
         bail!("the endpoint has no port");
     }
-    eprintln!(
-        "ohm: serving {} partitions, durability {}, data {}",
+    tracing::info!(
+        "serving {} partitions, durability {}, data {}",
         config.partitions,
         config.durability.name(),
         args.data.display()
     );
+    let metrics = match args.metrics {
+        None => String::new(),
+        Some(at) => {
+            let listener = crate::net::metrics_http::bind(at)
+                .await
+                .with_context(|| format!("--metrics: listening on {at}"))?;
+            let at = listener
+                .local_addr()
+                .context("reading the metrics address")?;
+            let shown = node.clone();
+            let page: Arc<dyn Fn() -> String + Send + Sync> =
+                Arc::new(move || super::metrics::render(&shown));
+            tokio::spawn(crate::net::metrics_http::serve(listener, page));
+            tracing::info!("metrics at http://{at}/metrics");
+            format!(" metrics={at}")
+        }
+    };
     println!(
-        "ready addr={addr} fingerprint={} data={}",
+        "ready addr={addr} fingerprint={} data={}{metrics}",
         identity.fingerprint(),
         args.data.display()
     );
@@ -363,7 +420,7 @@ async fn serve_quic(
             .name("ohm-stop-backstop".into())
             .spawn(|| {
                 std::thread::sleep(STOP_MAX);
-                eprintln!("ohm: the node did not stop within {STOP_MAX:?}; exiting now");
+                tracing::error!("the node did not stop within {STOP_MAX:?}; exiting now");
                 std::process::exit(EXIT_STOP_OVERRUN);
             });
     };

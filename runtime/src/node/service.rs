@@ -37,6 +37,7 @@ use ohm_sdk::abi::{ty, ParamDesc, TIME_MICROS_MAX};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn overloaded(what: &str) -> ErrorReply {
     ErrorReply::new(
@@ -480,7 +481,12 @@ impl Service for Node {
             let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
             !cat.holds_token(&who.token_sha256)
         };
+        let op = super::metrics::op_of(&request);
         if revoked {
+            session
+                .usage
+                .metrics
+                .answered(op, Some(ErrorCode::AuthFailed), Duration::ZERO);
             return replier.send(Err(ErrorReply::new(
                 ErrorCode::AuthFailed,
                 format!(
@@ -497,9 +503,16 @@ impl Service for Node {
             request,
             Request::Call { .. } | Request::Sql { .. } | Request::Load(_)
         );
-        let replier = match session.usage.begin(&quota, call) {
+        let replier = match session.usage.begin(&quota, call, op) {
             Ok(in_flight) => replier.holding(in_flight),
-            Err(e) => return replier.send(Err(quota_exceeded(&e))),
+            Err(e) => {
+                let code = ErrorCode::QuotaExceeded;
+                session
+                    .usage
+                    .metrics
+                    .answered(op, Some(code), Duration::ZERO);
+                return replier.send(Err(quota_exceeded(&e)));
+            }
         };
         if let Some(f) = &self.forwarder {
             if let Some((to, at)) = self.coordinator_node() {

@@ -30,6 +30,8 @@ pub struct Usage {
 
 /// One tenant's use of this node.
 pub struct TenantUsage {
+    /// What its requests did, for `--metrics` (`node::metrics`).
+    pub metrics: super::metrics::TenantMetrics,
     started: Instant,
     connections: AtomicU64,
     in_flight: AtomicU64,
@@ -58,6 +60,7 @@ impl Usage {
             .entry(tenant)
             .or_insert_with(|| {
                 Arc::new(TenantUsage {
+                    metrics: super::metrics::TenantMetrics::default(),
                     started: self.started,
                     connections: AtomicU64::new(0),
                     in_flight: AtomicU64::new(0),
@@ -65,6 +68,16 @@ impl Usage {
                 })
             })
             .clone()
+    }
+}
+
+impl Usage {
+    /// Every tenant that authenticated here, by id.
+    pub fn all(&self) -> Vec<(TenantId, Arc<TenantUsage>)> {
+        let tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = tenants.iter().map(|(t, u)| (*t, u.clone())).collect();
+        all.sort_by_key(|(t, _)| *t);
+        all
     }
 }
 
@@ -91,13 +104,34 @@ impl TenantUsage {
     /// A request of the tenant, counted unanswered until the guard is
     /// dropped; `call` (a call or ad-hoc SQL) also counts against the
     /// tenant's rate. Refused requests take nothing.
-    pub fn begin(self: &Arc<Self>, quota: &Quota, call: bool) -> Result<InFlight, QuotaError> {
+    /// Connections open now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests unanswered now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Starts a request of kind `op` (`metrics::OPS`); `call`: it counts
+    /// toward `calls_per_sec`. Its answer is timed from now.
+    pub fn begin(
+        self: &Arc<Self>,
+        quota: &Quota,
+        call: bool,
+        op: usize,
+    ) -> Result<InFlight, QuotaError> {
         if !take(&self.in_flight, quota.in_flight_max) {
             return Err(QuotaError::InFlight {
                 max: quota.in_flight_max,
             });
         }
-        let guard = InFlight(self.clone());
+        let guard = InFlight {
+            usage: self.clone(),
+            op,
+            began: Instant::now(),
+        };
         if call && !self.take_call(quota.calls_per_sec, self.started.elapsed()) {
             return Err(QuotaError::CallsPerSec {
                 max: quota.calls_per_sec,
@@ -141,11 +175,23 @@ impl Drop for Connected {
 }
 
 /// A tenant's unanswered request (counted until dropped).
-pub struct InFlight(Arc<TenantUsage>);
+pub struct InFlight {
+    usage: Arc<TenantUsage>,
+    op: usize,
+    began: Instant,
+}
+
+impl crate::net::server::AnswerGuard for InFlight {
+    fn answered(&mut self, error: Option<crate::proto::ErrorCode>) {
+        self.usage
+            .metrics
+            .answered(self.op, error, self.began.elapsed());
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.usage.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -176,13 +222,13 @@ mod tests {
         let _b1 = b.connect(&q).unwrap();
         drop(c1);
         let _c3 = a.connect(&q).unwrap();
-        let r1 = a.begin(&q, false).unwrap();
+        let r1 = a.begin(&q, false, 0).unwrap();
         assert_eq!(
-            a.begin(&q, true).err(),
+            a.begin(&q, true, 0).err(),
             Some(QuotaError::InFlight { max: 1 })
         );
         drop(r1);
-        assert!(a.begin(&q, false).is_ok());
+        assert!(a.begin(&q, false, 0).is_ok());
         assert_eq!(a.counts(), (2, 0), "a refused request takes nothing");
     }
 
@@ -200,17 +246,17 @@ mod tests {
         // in flight back; requests that are not calls do not count.
         let b = usage.of(TenantId(2));
         let q = quota(10, 100, 2);
-        let held: Vec<_> = (0..2).map(|_| b.begin(&q, true).unwrap()).collect();
-        let e = b.begin(&q, true).err().unwrap();
+        let held: Vec<_> = (0..2).map(|_| b.begin(&q, true, 0).unwrap()).collect();
+        let e = b.begin(&q, true, 0).err().unwrap();
         assert!(e.to_string().contains("calls_per_sec"), "{e}");
         assert_eq!(b.counts(), (0, 2));
-        let other = b.begin(&q, false).unwrap();
+        let other = b.begin(&q, false, 0).unwrap();
         assert_eq!(b.counts(), (0, 3));
         drop((held, other));
         assert_eq!(b.counts(), (0, 0));
         let e = usage
             .of(TenantId(3))
-            .begin(&quota(1, 1, 0), true)
+            .begin(&quota(1, 1, 0), true, 0)
             .err()
             .unwrap();
         assert!(e.to_string().contains("its quota is 0"), "{e}");

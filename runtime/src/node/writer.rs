@@ -86,6 +86,8 @@ pub struct Writer<S: Storage> {
     pub durable: Arc<Durable>,
     pub durability: Durability,
     pub partition: u32,
+    /// Where the time each group took to write and sync is counted.
+    pub stats: Arc<super::executor::PartitionStats>,
     /// Removes old files off this thread (the log defers them); None:
     /// the log removes them itself.
     pub remove: Option<RemoveFn>,
@@ -185,11 +187,11 @@ impl<S: Storage> Writer<S> {
         // Stopped without an error: the log is marked closed, so a start
         // that finds records missing from it, or a torn tail, refuses.
         if let Err(e) = self.storage().close_clean() {
-            eprintln!(
-                "ohm: partition {}: could not mark its log closed cleanly: {e}. \
+            tracing::warn!(
+                partition = self.partition,
+                "could not mark its log closed cleanly: {e}. \
                  Everything acknowledged is durable; the next start checks the log \
-                 against its last mark only",
-                self.partition
+                 against its last mark only"
             );
         }
     }
@@ -236,6 +238,7 @@ impl<S: Storage> Writer<S> {
         unsynced: &mut bool,
         sync: bool,
     ) -> Result<(), DurabilityError> {
+        let began = std::time::Instant::now();
         let mut storage = self.storage();
         for b in group {
             crate::partition::write_batch(&mut *storage, b)?;
@@ -247,6 +250,8 @@ impl<S: Storage> Writer<S> {
         } else if *unsynced {
             storage.flush()?;
         }
+        drop(storage);
+        self.stats.log_sync.observe(began.elapsed());
         Ok(())
     }
 
@@ -259,8 +264,9 @@ impl<S: Storage> Writer<S> {
         };
         let p = self.partition;
         let report = move |e: DurabilityError| {
-            eprintln!(
-                "ohm: partition {p}: removing files a snapshot made old: {e}. Nothing is \
+            tracing::warn!(
+                partition = p,
+                "removing files a snapshot made old: {e}. Nothing is \
                  lost; those left are removed at the first snapshot after the next start"
             )
         };
@@ -282,8 +288,9 @@ impl<S: Storage> Writer<S> {
                         thread: Some(thread),
                     })
                 }
-                Err(e) => eprintln!(
-                    "ohm: partition {p}: cannot start a thread to remove old files ({e}); \
+                Err(e) => tracing::warn!(
+                    partition = p,
+                    "cannot start a thread to remove old files ({e}); \
                      the log's writer removes them"
                 ),
             }

@@ -69,6 +69,8 @@ pub struct Server {
     pub addr: String,
     pub fingerprint: String,
     pub data: PathBuf,
+    /// The node's `ready` line, as printed.
+    pub ready: String,
 }
 
 impl Server {
@@ -121,7 +123,16 @@ impl Server {
             addr: field("addr")?,
             fingerprint: field("fingerprint")?,
             data: data.to_path_buf(),
+            ready: line.clone(),
         })
+    }
+
+    /// A `key=value` field of the ready line (`metrics`), if there.
+    pub fn extra(&self, key: &str) -> Option<String> {
+        self.ready
+            .split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
     }
 
     pub fn token(&self, file: &str) -> String {

@@ -1,0 +1,504 @@
+//! What the node counts for monitoring, and its Prometheus text exposition
+//! (`ohm serve --metrics ADDR`; docs/OPERATIONS.md, "Metrics").
+//!
+//! Owns: the request counters, error counters and latency histograms of
+//! each tenant (kept in its `usage::TenantUsage`, reached without a lock
+//! from the connection's session), the histogram type the partitions' log
+//! writers time their syncs with, and `render`, which reads those and the
+//! partitions' `PartitionStats` into the text format. Must not: block a
+//! request (recording is a few relaxed atomic adds) or hold a lock a
+//! request needs while rendering (the catalog is read once, for tenant
+//! names).
+//!
+//! Bounds: one set of series per tenant that authenticated on this node
+//! (`catalog::TENANTS_MAX` at most); a tenant's series are only the kinds
+//! of request it made and the error codes it got, so the page grows with
+//! what tenants did, not with what they could have done.
+
+use super::executor::{PartitionStats, ROLE_CANDIDATE, ROLE_LEADER};
+use super::Node;
+use crate::proto::{ErrorCode, Request};
+use crate::types::TenantId;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds (100 µs to 10 s;
+/// the `+Inf` bucket is implied).
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram of relaxed atomics: bucket counts (not yet
+/// cumulative), the sum in microseconds and the count.
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The `_bucket`, `_sum` and `_count` samples of `name{labels}`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |&us| seconds(us));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = seconds(self.sum_us.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        // The count is the +Inf bucket's, read once, so the two agree.
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Microseconds as seconds, exactly (`0.00025`, `10`).
+fn seconds(us: u64) -> String {
+    let (s, frac) = (us / 1_000_000, us % 1_000_000);
+    if frac == 0 {
+        return s.to_string();
+    }
+    let digits = format!("{frac:06}");
+    format!("{s}.{}", digits.trim_end_matches('0'))
+}
+
+/// The kinds of request, as the protocol names them (`op`).
+pub const OPS: [&str; 12] = [
+    "call",
+    "sql",
+    "load",
+    "deploy",
+    "drop",
+    "catalog",
+    "status",
+    "create_tenant",
+    "tenant_quota",
+    "token_create",
+    "token_revoke",
+    "tokens",
+];
+
+/// `request`'s index in `OPS` (`auth` and `certificate` never reach a
+/// tenant's counters: the server answers them).
+pub fn op_of(request: &Request) -> usize {
+    match request {
+        Request::Call { .. } | Request::Auth { .. } | Request::Certificate => 0,
+        Request::Sql { .. } => 1,
+        Request::Load(_) => 2,
+        Request::Deploy { .. } => 3,
+        Request::Drop { .. } => 4,
+        Request::Catalog => 5,
+        Request::Status => 6,
+        Request::CreateTenant { .. } => 7,
+        Request::TenantQuota { .. } => 8,
+        Request::TokenCreate { .. } => 9,
+        Request::TokenRevoke { .. } => 10,
+        Request::Tokens { .. } => 11,
+    }
+}
+
+/// One tenant's requests on this node, by kind: how many were answered,
+/// how long each took (from dispatch to answer), and the errors by code.
+pub struct TenantMetrics {
+    latency: [Histogram; OPS.len()],
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Default for TenantMetrics {
+    fn default() -> Self {
+        TenantMetrics {
+            latency: std::array::from_fn(|_| Histogram::default()),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl TenantMetrics {
+    /// A request of kind `op` answered after `took`, with `error` if it failed.
+    pub fn answered(&self, op: usize, error: Option<ErrorCode>, took: Duration) {
+        if let Some(h) = self.latency.get(op) {
+            h.observe(took);
+        }
+        if let Some(code) = error {
+            self.errors[code as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes `# HELP` and `# TYPE` for a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value escaped as the text format asks (backslash, quote, newline).
+pub fn escape(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// The node's metrics in the Prometheus text format (version 0.0.4).
+pub fn render(node: &Node) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    family(
+        &mut out,
+        "ohm_build_info",
+        "gauge",
+        "The node's version (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "ohm_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    family(
+        &mut out,
+        "ohm_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+    );
+    let _ = writeln!(
+        out,
+        "ohm_uptime_seconds {}",
+        node.started.elapsed().as_secs()
+    );
+    family(
+        &mut out,
+        "ohm_connections",
+        "gauge",
+        "Client connections open (every tenant's, and those not yet authenticated).",
+    );
+    let _ = writeln!(
+        out,
+        "ohm_connections {}",
+        node.connections.load(Ordering::Relaxed)
+    );
+    render_partitions(&mut out, &node.stats);
+    let names: Vec<(TenantId, String)> = {
+        let cat = node.catalog.read().unwrap_or_else(|p| p.into_inner());
+        cat.tenants().map(|t| (t.id, t.name.clone())).collect()
+    };
+    let name_of = |id: TenantId| {
+        names
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map_or_else(|| format!("#{}", id.0), |(_, n)| n.clone())
+    };
+    render_tenants(&mut out, node, &name_of);
+    out
+}
+
+fn render_partitions(out: &mut String, stats: &[std::sync::Arc<PartitionStats>]) {
+    type Gauge = fn(&PartitionStats) -> u64;
+    let simple: [(&str, &str, &str, Gauge); 9] = [
+        (
+            "ohm_partition_calls_committed_total",
+            "counter",
+            "Calls and transactions that committed on the partition (run here as its leader).",
+            |s| s.committed.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_calls_failed_total",
+            "counter",
+            "Calls that failed on the partition (aborted, errors, limits).",
+            |s| s.failed.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_queued",
+            "gauge",
+            "Calls waiting in the partition's queue.",
+            |s| s.queued.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_peer_queued",
+            "gauge",
+            "Calls passed from other nodes waiting in the partition's queue.",
+            |s| s.peer_queued.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_chosen_slot",
+            "gauge",
+            "The highest slot chosen in the partition's log (durable).",
+            |s| s.durable_lsn.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_applied_slot",
+            "gauge",
+            "The highest slot applied to this replica's state.",
+            |s| s.applied.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_log_bytes",
+            "gauge",
+            "Bytes of the partition's log since its last snapshot.",
+            |s| s.log_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_leader_changes_total",
+            "counter",
+            "Times the leader this replica knows changed to another known node.",
+            |s| s.leader_changes.load(Ordering::Relaxed),
+        ),
+        (
+            "ohm_partition_disk_full",
+            "gauge",
+            "1 while the partition's disk has no room for its log (writes refused).",
+            |s| u64::from(s.disk_full.load(Ordering::Relaxed)),
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        family(out, name, kind, help);
+        for (i, s) in stats.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{partition=\"{i}\"}} {}", get(s));
+        }
+    }
+    family(
+        out,
+        "ohm_partition_role",
+        "gauge",
+        "1 for this replica's role in the partition's group (leader, candidate or follower).",
+    );
+    for (i, s) in stats.iter().enumerate() {
+        let role = s.role.load(Ordering::Relaxed);
+        for (name, r) in [("leader", ROLE_LEADER), ("candidate", ROLE_CANDIDATE)] {
+            let _ = writeln!(
+                out,
+                "ohm_partition_role{{partition=\"{i}\",role=\"{name}\"}} {}",
+                u8::from(role == r)
+            );
+        }
+        let follower = role != ROLE_LEADER && role != ROLE_CANDIDATE;
+        let _ = writeln!(
+            out,
+            "ohm_partition_role{{partition=\"{i}\",role=\"follower\"}} {}",
+            u8::from(follower)
+        );
+    }
+    family(
+        out,
+        "ohm_partition_replica_lag_slots",
+        "gauge",
+        "Slots a replica's log trails the chosen slot (known on the leader only).",
+    );
+    for (i, s) in stats.iter().enumerate() {
+        let chosen = s.durable_lsn.load(Ordering::Relaxed);
+        let replicas = s.replicas.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (node, matched) in replicas {
+            if let Some(m) = matched {
+                let _ = writeln!(
+                    out,
+                    "ohm_partition_replica_lag_slots{{partition=\"{i}\",replica=\"{node}\"}} {}",
+                    chosen.saturating_sub(m)
+                );
+            }
+        }
+    }
+    family(out, "ohm_partition_log_sync_seconds", "histogram", "Time the partition's log writer took to write and sync (or, with async durability, flush) one group of records.");
+    for (i, s) in stats.iter().enumerate() {
+        s.log_sync.render(
+            out,
+            "ohm_partition_log_sync_seconds",
+            &format!("partition=\"{i}\""),
+        );
+    }
+}
+
+fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> String) {
+    let tenants = node.usage.all();
+    family(
+        out,
+        "ohm_tenant_connections",
+        "gauge",
+        "A tenant's authenticated connections open on this node.",
+    );
+    for (id, u) in &tenants {
+        let _ = writeln!(
+            out,
+            "ohm_tenant_connections{{tenant=\"{}\"}} {}",
+            escape(&name_of(*id)),
+            u.connections()
+        );
+    }
+    family(
+        out,
+        "ohm_tenant_in_flight",
+        "gauge",
+        "A tenant's requests unanswered on this node.",
+    );
+    for (id, u) in &tenants {
+        let _ = writeln!(
+            out,
+            "ohm_tenant_in_flight{{tenant=\"{}\"}} {}",
+            escape(&name_of(*id)),
+            u.in_flight()
+        );
+    }
+    family(
+        out,
+        "ohm_tenant_requests_total",
+        "counter",
+        "A tenant's requests answered, by kind (op).",
+    );
+    for (id, u) in &tenants {
+        let t = escape(&name_of(*id));
+        for (op, h) in OPS.iter().zip(&u.metrics.latency) {
+            let n = h.count();
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "ohm_tenant_requests_total{{tenant=\"{t}\",op=\"{op}\"}} {n}"
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "ohm_tenant_errors_total",
+        "counter",
+        "A tenant's requests answered with an error, by code.",
+    );
+    for (id, u) in &tenants {
+        let t = escape(&name_of(*id));
+        for code in ErrorCode::ALL {
+            let n = u.metrics.errors[code as usize].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "ohm_tenant_errors_total{{tenant=\"{t}\",code=\"{}\"}} {n}",
+                    code.name()
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "ohm_tenant_request_seconds",
+        "histogram",
+        "Time from a tenant's request reaching the node to its answer leaving, by kind (op).",
+    );
+    for (id, u) in &tenants {
+        let t = escape(&name_of(*id));
+        for (op, h) in OPS.iter().zip(&u.metrics.latency) {
+            if h.count() > 0 {
+                h.render(
+                    out,
+                    "ohm_tenant_request_seconds",
+                    &format!("tenant=\"{t}\",op=\"{op}\""),
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "ohm_tenant_rows",
+        "gauge",
+        "A tenant's rows on each partition, as the partition last published them.",
+    );
+    for (i, s) in node.stats.iter().enumerate() {
+        let rows = s.rows.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (id, n) in rows.iter() {
+            let _ = writeln!(
+                out,
+                "ohm_tenant_rows{{tenant=\"{}\",partition=\"{i}\"}} {n}",
+                escape(&name_of(*id))
+            );
+        }
+    }
+    family(out, "ohm_tenant_fuel_used_total", "counter", "Wasm fuel a tenant's calls burned on each partition this replica led (it starts afresh when the node restarts or leadership moves).");
+    for (i, s) in node.stats.iter().enumerate() {
+        let fuel = s.fuel.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (id, n) in fuel.iter() {
+            let _ = writeln!(
+                out,
+                "ohm_tenant_fuel_used_total{{tenant=\"{}\",partition=\"{i}\"}} {n}",
+                escape(&name_of(*id))
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_count_every_observation() {
+        let h = Histogram::default();
+        for us in [50, 100, 101, 2_000, 20_000_000] {
+            h.observe(Duration::from_micros(us));
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "op=\"call\"");
+        assert!(
+            out.contains("x_seconds_bucket{op=\"call\",le=\"0.0001\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{op=\"call\",le=\"0.00025\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{op=\"call\",le=\"0.0025\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{op=\"call\",le=\"10\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{op=\"call\",le=\"+Inf\"} 5\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_sum{op=\"call\"} 20.002251\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_count{op=\"call\"} 5\n"), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_seconds_exact() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(seconds(250), "0.00025");
+        assert_eq!(seconds(10_000_000), "10");
+        assert_eq!(seconds(1_500_000), "1.5");
+    }
+}
