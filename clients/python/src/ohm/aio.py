@@ -126,23 +126,33 @@ class Loaded:
     again: bool = False
 
 
+def _field(r: Any, name: str, kind: type | tuple) -> Any:
+    """``r[name]``, of type ``kind``, or a ProtocolError naming what is wrong."""
+    v = r.get(name) if isinstance(r, dict) else None
+    if not isinstance(v, kind):
+        raise ProtocolError(f"the node's reply has no {name!r} of the expected type: {r!r:.200}")
+    return v
+
+
 def _rows(r: dict) -> Rows:
-    cols = [Column(c["name"], c.get("type")) for c in r["columns"]]
+    cols = [Column(_field(c, "name", str), c.get("type")) for c in _field(r, "columns", list)]
     types = [c.type for c in cols]
     out = []
-    for row in r["rows"]:
+    for row in _field(r, "rows", list):
+        if not isinstance(row, list) or len(row) != len(cols):
+            raise ProtocolError(f"a row of {len(cols)} columns expected, got {row!r:.200}")
         out.append([values.decode(v, t) for v, t in zip(row, types)])
     return Rows(cols, out)
 
 
 def _result(r: dict) -> Rows | Affected | Done:
-    kind = r.get("kind")
+    kind = r.get("kind") if isinstance(r, dict) else None
     if kind == "rows":
         return _rows(r)
     if kind == "affected":
-        return Affected(r["count"])
+        return Affected(_field(r, "count", int))
     if kind == "done":
-        return Done(r["tag"])
+        return Done(_field(r, "tag", str))
     raise ProtocolError(f"unknown SQL result kind {kind!r}")
 
 
@@ -213,6 +223,10 @@ class _Stream:
 
     async def _read(self) -> None:
         why = "the node finished the stream"
+        # Whether the requests left unanswered may have been read: not when
+        # the node finished the stream cleanly (it answers everything it
+        # read first: docs/PROTOCOL.md, "What closes what").
+        maybe = True
         try:
             while True:
                 head = await self.reader.readexactly(4)
@@ -235,23 +249,40 @@ class _Stream:
                     fut = self.pending.pop(next(iter(self.pending)))
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except asyncio.IncompleteReadError as e:
+            protocol = self.link.protocol
+            if not e.partial and protocol is not None and protocol.terminated is None:
+                maybe = False
+            else:
+                why = _why(protocol)
+        except ConnectionError:
             why = _why(self.link.protocol)
         except asyncio.CancelledError:
             why = "the client closed the connection"
         finally:
             self.open = False
             for fut in self.pending.values():
-                if not fut.done():
+                if fut.done():
+                    continue
+                if maybe:
                     fut.set_exception(ConnectionLost(
                         f"{why} before the answer came: the request may or may not "
                         "have taken effect", maybe_applied=True))
+                else:
+                    fut.set_exception(ConnectionLost(
+                        f"{why} before reading this request: it was not applied",
+                        maybe_applied=False))
             self.pending.clear()
 
     def send(self, msg: dict, frame: bytes) -> asyncio.Future:
+        try:
+            self.writer.write(frame)
+        except Exception as e:  # aioquic raises RuntimeError on a reset stream
+            self.open = False
+            raise ConnectionLost(f"the stream closed before the request was sent ({e}); "
+                                 "it was not applied", maybe_applied=False) from None
         fut = asyncio.get_running_loop().create_future()
         self.pending[msg["id"]] = fut
-        self.writer.write(frame)
         return fut
 
 
@@ -293,8 +324,12 @@ class _Link:
         except OSError as e:
             await self.exit.aclose()
             raise InterfaceError(f"connecting to {cfg.addr}: {e}") from None
-        reply = await asyncio.wait_for(self.request({"op": "auth", "token": cfg.token}),
-                                       cfg.connect_timeout)
+        try:
+            reply = await asyncio.wait_for(self.request({"op": "auth", "token": cfg.token}),
+                                           cfg.connect_timeout)
+        except asyncio.TimeoutError:
+            raise InterfaceError(f"{cfg.addr} did not answer auth within "
+                                 f"{cfg.connect_timeout} s") from None
         self.session = reply
         self.pinger = asyncio.get_running_loop().create_task(self._ping())
 
@@ -325,7 +360,10 @@ class _Link:
                 stream = _Stream(self, reader, writer)
                 self.streams = live + [stream]
             fut = stream.send(frame_msg, frame)
-            answer = await fut
+            try:
+                answer = await fut
+            finally:
+                stream.pending.pop(frame_msg["id"], None)
         if "ok" in answer:
             ok = answer["ok"]
             if not isinstance(ok, dict):
@@ -387,6 +425,9 @@ async def _fetch_pinned(cfg: Config) -> tuple[bytes, str]:
         try:
             reply = await asyncio.wait_for(link.request({"op": "certificate"}),
                                            cfg.connect_timeout)
+        except asyncio.TimeoutError:
+            raise InterfaceError(f"{cfg.addr} did not answer `certificate` within "
+                                 f"{cfg.connect_timeout} s") from None
         except errors.BadRequest:
             raise CertificateError(
                 f"{cfg.addr} does not answer `certificate` (a node older than this client): "
@@ -468,6 +509,9 @@ class AsyncConnection:
             except BaseException:
                 await link.close()
                 raise
+            if self._closed:  # closed while this connected
+                await link.close()
+                raise InterfaceError("the connection is closed")
             self._link = link
             return link
 
@@ -536,7 +580,7 @@ class AsyncConnection:
         if timeout_ms is not None:
             msg["timeout_ms"] = timeout_ms
         r = await self._send(msg, resend_unknown=False)
-        return [_result(x) for x in r.get("results", [])]
+        return [_result(x) for x in _field(r, "results", list)]
 
     async def query(self, sql: str, params: Sequence[Any] | None = None, *,
                     timeout_ms: int | None = None) -> Rows:
@@ -563,7 +607,7 @@ class AsyncConnection:
         if max_errors:
             msg["max_errors"] = max_errors
         r = await self._send(msg, resend_unknown=key is not None)
-        return Loaded(r["loaded"], r.get("rejected", []), r.get("again", False))
+        return Loaded(_field(r, "loaded", int), r.get("rejected", []), r.get("again", False))
 
     async def deploy(self, name: str, wasm: bytes | os.PathLike | str) -> dict:
         """Deploys (or replaces) a module: bytes, or a path to a .wasm file."""

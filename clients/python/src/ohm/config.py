@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -47,14 +47,15 @@ _PARAMS = {"fingerprint", "ca", "server_name", "data", "token_file", "streams", 
 class Config:
     host: str
     port: int
-    token: str
+    #: Never shown by ``repr``.
+    token: str = field(repr=False)
     #: ``sha256:`` and 64 lowercase hex digits, or None.
-    fingerprint: str | None
+    fingerprint: str | None = None
     #: A PEM file of CA certificates (or the node's own certificate), or None.
-    ca: str | None
-    server_name: str
-    streams: int
-    connect_timeout: float
+    ca: str | None = None
+    server_name: str = DEFAULT_SERVER_NAME
+    streams: int = DEFAULT_STREAMS
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @property
     def addr(self) -> str:
@@ -116,15 +117,22 @@ def resolve(dsn: str | None = None, *, addr: str | None = None, token: str | Non
             url_token = urllib.parse.unquote(netloc[0]) or None
         if netloc[-1]:
             url_addr = netloc[-1]
-    where = "connection string" if url_addr else ("OHM_ADDR" if env.get("OHM_ADDR") else "address")
-    host, port = split_addr(addr or url_addr or env.get("OHM_ADDR") or DEFAULT_ADDR, where)
+    given = addr or url_addr or env.get("OHM_ADDR") or DEFAULT_ADDR
+    where = ("address" if addr else "connection string" if url_addr
+             else "OHM_ADDR" if env.get("OHM_ADDR") else "address")
+    try:
+        host, port = split_addr(given, where)
+    except ConfigError as e:
+        # An address mistyped into the token's place must not be shown.
+        raise ConfigError(_redact_secret(e.message, url_token, env.get("OHM_TOKEN"), token)) from None
 
     data_dir = Path(data or url.get("data") or env.get("OHM_DATA") or DEFAULT_DATA)
     fp = fingerprint or url.get("fingerprint")
     ca_file = ca or url.get("ca")
     if not fp and not ca_file:
         fp = env.get("OHM_FINGERPRINT") or None
-        ca_file = env.get("OHM_CA") or None if not fp else None
+        if not fp:
+            ca_file = env.get("OHM_CA") or None
     if fp and ca_file:
         raise ConfigError("give either a fingerprint or a CA file, not both")
     if fp:
@@ -186,6 +194,15 @@ def _float(v: str | None, name: str, default: float) -> float:
         return float(v)
     except ValueError:
         raise ConfigError(f"connection string: {name}={v!r} is not a number") from None
+
+
+def _redact_secret(text: str, *secrets: str | None) -> str:
+    """``text`` without the tokens given (those long enough to be one; a
+    node's are 68 characters) or any that looks like a node's."""
+    for s in secrets:
+        if s and len(s) >= 8:
+            text = text.replace(s, "***")
+    return re.sub(r"ohm_[0-9a-f]{64}", "ohm_***", text)
 
 
 def _redact(dsn: str) -> str:

@@ -7,8 +7,8 @@
     print(cur.description, cur.fetchall())
 
 Each statement commits on its own (Ohm's ad-hoc SQL autocommits):
-``commit()`` has nothing to do and ``rollback()`` raises
-``NotSupportedError``. ``paramstyle`` is ``qmark`` (``?``); ``$1``, ``$2``...
+``commit()`` and ``rollback()`` have nothing to do (nothing is ever
+pending; statements that must commit together belong in a procedure). ``paramstyle`` is ``qmark`` (``?``); ``$1``, ``$2``...
 work too and are better for a partitioned table's partition column (a
 ``$n`` there runs on one partition; a ``?`` asks every partition).
 ``execute`` may run several statements separated by ``;``: ``nextset()``
@@ -79,7 +79,7 @@ class _TypeObject:
 
 STRING = _TypeObject("TEXT", "VARCHAR", "UUID")
 BINARY = _TypeObject("VARBINARY")
-NUMBER = _TypeObject("SMALLINT", "INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "BOOLEAN")
+NUMBER = _TypeObject("SMALLINT", "INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "NUMERIC")
 DATETIME = _TypeObject("TIMESTAMP", "TIMESTAMPTZ", "DATE", "TIME", "INTERVAL")
 ROWID = _TypeObject()
 
@@ -148,12 +148,13 @@ class Cursor:
         """Runs the statement once per parameter sequence, in order;
         ``rowcount`` is the sum of the rows each affected."""
         self._check()
-        total = 0
+        total = None
         for params in seq_of_parameters:
             self.execute(operation, params)
-            if self.rowcount > 0:
-                total += self.rowcount
-        self.description, self._rows, self.rowcount = None, None, total
+            if self.rowcount >= 0 and self._rows is None:
+                total = (total or 0) + self.rowcount
+        self.description, self._rows = None, None
+        self.rowcount = -1 if total is None else total
         return self
 
     def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
@@ -263,10 +264,9 @@ class Connection:
         self._check()
 
     def rollback(self) -> None:
+        """Every statement committed when it ran: nothing is pending, so
+        nothing to roll back (pools call this on every return)."""
         self._check()
-        raise NotSupportedError("each statement commits on its own (Ohm's ad-hoc SQL "
-                                "autocommits); there is no transaction to roll back. Put "
-                                "statements that must commit together in a procedure")
 
     def close(self) -> None:
         if not self._closed:

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
+import weakref
 from typing import Any, Iterable, Sequence
 
 from . import aio
 from .config import resolve
 from .errors import InterfaceError
+
+
+#: How long closing waits for cancelled requests to wind down.
+STOP_WAIT_S = 5.0
 
 
 class _Loop:
@@ -38,8 +44,24 @@ class _Loop:
         return self.submit(coro).result(timeout)
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
+        """Cancels what still runs (its futures end with CancelledError),
+        then stops the loop and its thread."""
+        if self.loop.is_closed():
+            return
+
+        async def cancel_all() -> None:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        if self.thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(STOP_WAIT_S)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
         self.loop.close()
 
 
@@ -50,6 +72,12 @@ class Connection:
         self._conn = conn
         self._loop = loop
         self._closed = False
+        # Requests submitted and not yet answered: ``submit_*`` waits past
+        # this many, so a loop of submits cannot grow without bound.
+        self._slots = threading.BoundedSemaphore(aio.IN_FLIGHT_MAX)
+        # A connection dropped without close() still closes (its thread,
+        # its QUIC connection and its place in the tenant's quota).
+        self._finalizer = weakref.finalize(self, _shutdown, conn, loop)
 
     def _run(self, coro) -> Any:
         if self._closed:
@@ -69,13 +97,20 @@ class Connection:
              timeout_ms: int | None = None) -> Any:
         return self._run(self._conn.call(procedure, *args, key=key, timeout_ms=timeout_ms))
 
+    def _submit(self, coro) -> concurrent.futures.Future:
+        if self._closed:
+            coro.close()
+            raise InterfaceError("the connection is closed")
+        self._slots.acquire()
+        fut = self._loop.submit(coro)
+        fut.add_done_callback(lambda _: self._slots.release())
+        return fut
+
     def submit_call(self, procedure: str, *args: Any, key: str | None = None,
                     timeout_ms: int | None = None) -> concurrent.futures.Future:
-        """``call`` without waiting: the answer (or error) is the future's."""
-        if self._closed:
-            raise InterfaceError("the connection is closed")
-        return self._loop.submit(self._conn.call(procedure, *args, key=key,
-                                                 timeout_ms=timeout_ms))
+        """``call`` without waiting: the answer (or error) is the future's.
+        Waits while ``aio.IN_FLIGHT_MAX`` submitted requests are unanswered."""
+        return self._submit(self._conn.call(procedure, *args, key=key, timeout_ms=timeout_ms))
 
     def sql(self, sql: str, params: Sequence[Any] | None = None, *,
             timeout_ms: int | None = None) -> list:
@@ -83,9 +118,7 @@ class Connection:
 
     def submit_sql(self, sql: str, params: Sequence[Any] | None = None, *,
                    timeout_ms: int | None = None) -> concurrent.futures.Future:
-        if self._closed:
-            raise InterfaceError("the connection is closed")
-        return self._loop.submit(self._conn.sql(sql, params, timeout_ms=timeout_ms))
+        return self._submit(self._conn.sql(sql, params, timeout_ms=timeout_ms))
 
     def query(self, sql: str, params: Sequence[Any] | None = None, *,
               timeout_ms: int | None = None) -> aio.Rows:
@@ -110,19 +143,24 @@ class Connection:
         return self._run(self._conn.request(op, **fields))
 
     def close(self) -> None:
+        """Closes the connection; requests still unanswered end with
+        ``concurrent.futures.CancelledError``."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._loop.run(self._conn.close())
-        finally:
-            self._loop.stop()
+        self._finalizer()
 
     def __enter__(self) -> "Connection":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _shutdown(conn: aio.AsyncConnection, loop: _Loop) -> None:
+    with contextlib.suppress(Exception):
+        loop.run(conn.close(), STOP_WAIT_S)
+    loop.stop()
 
 
 def connect(dsn: str | None = None, *, retry: aio.Retry = aio.Retry(), keyed_calls: bool = True,

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DataError, ProtocolError
+from .errors import DataError
 
 EPOCH = _dt.datetime(1970, 1, 1)
 EPOCH_UTC = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -125,8 +125,9 @@ def decode(v: Any, sql_type: str | None) -> Any:
             return EPOCH_DATE + _dt.timedelta(days=v)
         if t == "TIME":
             us = int(v)
-            if us == MICROS_PER_DAY:  # 24:00:00, which datetime.time cannot hold
-                return _dt.time(23, 59, 59, 999_999)
+            if us == MICROS_PER_DAY:
+                raise DataError("TIME 24:00:00 has no datetime.time; select it as text "
+                                "(CAST(col AS TEXT)) to read it")
             s, us = divmod(us, 1_000_000)
             return _dt.time(s // 3600, s // 60 % 60, s % 60, us)
         if t == "INTERVAL":
@@ -135,5 +136,6 @@ def decode(v: Any, sql_type: str | None) -> Any:
         if t == "UUID":
             return uuid.UUID(bytes=v) if isinstance(v, bytes) else uuid.UUID(v)
     except (TypeError, ValueError, ArithmeticError, OverflowError) as e:
-        raise ProtocolError(f"a {sql_type} value the client cannot read: {v!r} ({e})") from e
+        # A date past year 9999, say: the node holds it, Python cannot.
+        raise DataError(f"a {sql_type} value Python cannot hold: {v!r} ({e})") from e
     return v
