@@ -125,6 +125,31 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
         }
         samples.push((name.to_string(), labels, value));
     }
+    assert_eq!(
+        helped.iter().collect::<Vec<_>>(),
+        types.keys().collect::<Vec<_>>(),
+        "every family has both HELP and TYPE"
+    );
+    // A family's samples are together, not interleaved with another's.
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, _, _) in &samples {
+        let family = types
+            .keys()
+            .find(|f| {
+                name == *f
+                    || name
+                        .strip_prefix(f.as_str())
+                        .is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s))
+            })
+            .expect("a declared family");
+        if seen.last() != Some(&family.as_str()) {
+            assert!(
+                !seen.contains(&family.as_str()),
+                "{family}'s samples are split"
+            );
+            seen.push(family);
+        }
+    }
     // Histograms: per series (labels without `le`), cumulative buckets.
     for (family, kind) in &types {
         if kind != "histogram" {
@@ -269,6 +294,8 @@ fn metrics_count_calls_errors_latency_and_log_syncs_in_the_exposition_format() {
         .map(|s| s.2)
         .sum();
     assert!(fuel > 0.0, "the votes burned fuel");
+    assert_eq!(demo("ohm_tenant_in_flight", &[]), Some(0.0));
+    assert_eq!(value_of(&after, "ohm_metrics_truncated", &[]), Some(0.0));
 }
 
 #[test]

@@ -127,7 +127,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .args(["--listen", &args.listen, "--demo"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    die_with_parent(&mut serve);
+    die_with_parent(&mut serve, std::process::id());
     let mut child = serve.spawn().context("starting ohm serve")?;
     let stdout = child.stdout.take().context("the node's stdout")?;
     let pid = child.id();
@@ -175,18 +175,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// Has the kernel send the child SIGTERM when the thread that spawns it
 /// (the demo's main thread, which lives as long as the demo) dies, however
 /// it dies: a `kill -9` of the demo then stops the node too.
-fn die_with_parent(cmd: &mut Command) {
+fn die_with_parent(cmd: &mut Command, parent: u32) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl and getppid are async-signal-safe, and the closure
-    // touches no memory of the parent's.
+    // touches no memory of the parent's but a copied pid.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // The parent died before the prctl took effect: nobody is left
-            // to be notified about, so do not start.
-            if libc::getppid() == 1 {
+            // The parent died before the prctl took effect (the child now
+            // has another parent: init, or a subreaper): do not start.
+            if libc::getppid() as u32 != parent {
                 return Err(std::io::Error::other(
                     "the demo exited while starting the node",
                 ));

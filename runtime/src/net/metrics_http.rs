@@ -100,7 +100,10 @@ async fn one(
             return Ok(());
         }
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Ok(()),
+        Err(_) => {
+            let why = "no request head within 5 s\n";
+            return answer(&mut stream, "408 Request Timeout", "text/plain", why).await;
+        }
     };
     let line = head.lines().next().unwrap_or("");
     let mut parts = line.split(' ');
@@ -108,9 +111,10 @@ async fn one(
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
         ("GET", "/metrics") => {
-            let body = tokio::task::spawn_blocking(move || page())
-                .await
-                .unwrap_or_else(|_| "# the node failed to render its metrics\n".to_string());
+            let Ok(body) = tokio::task::spawn_blocking(move || page()).await else {
+                let why = "the node failed to render its metrics\n";
+                return answer(&mut stream, "500 Internal Server Error", "text/plain", why).await;
+            };
             answer(
                 &mut stream,
                 "200 OK",

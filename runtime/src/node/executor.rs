@@ -201,6 +201,8 @@ pub struct PartitionStats {
     pub replicas: Mutex<Vec<(u32, Option<u64>)>>,
     /// Times the known leader changed to another known node.
     pub leader_changes: AtomicU64,
+    /// The last leader known, across elections (`leader_changes`).
+    pub leader_watch: Mutex<super::metrics::LeaderWatch>,
     /// How long the log writer took per group (write, then sync or flush).
     pub log_sync: super::metrics::Histogram,
     /// Wasm fuel each tenant's calls burned here while this replica led,
@@ -1400,8 +1402,13 @@ impl Executor {
         };
         st.role.store(role, Ordering::Relaxed);
         let leader = px.leader().map_or(0, |n| n.0);
-        let was = st.leader.swap(leader, Ordering::Relaxed);
-        if leader != 0 && was != 0 && was != leader {
+        st.leader.store(leader, Ordering::Relaxed);
+        let moved = st
+            .leader_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .see(leader);
+        if moved {
             st.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
         let mut replicas = st.replicas.lock().unwrap_or_else(|p| p.into_inner());

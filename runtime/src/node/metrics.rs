@@ -19,6 +19,7 @@ use super::executor::{PartitionStats, ROLE_CANDIDATE, ROLE_LEADER};
 use super::Node;
 use crate::proto::{ErrorCode, Request};
 use crate::types::TenantId;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,11 +32,11 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 ];
 
 /// A latency histogram of relaxed atomics: bucket counts (not yet
-/// cumulative), the sum in microseconds and the count.
+/// cumulative) and the sum in microseconds; the count is the buckets'
+/// sum, so an observation costs two atomic adds.
 pub struct Histogram {
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
-    count: AtomicU64,
 }
 
 impl Default for Histogram {
@@ -43,22 +44,22 @@ impl Default for Histogram {
         Histogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_us: AtomicU64::new(0),
-            count: AtomicU64::new(0),
         }
     }
 }
 
 impl Histogram {
+    /// Counts one observation of `d`.
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     /// The `_bucket`, `_sum` and `_count` samples of `name{labels}`.
@@ -128,8 +129,10 @@ pub fn op_of(request: &Request) -> usize {
 }
 
 /// One tenant's requests on this node, by kind: how many were answered,
-/// how long each took (from dispatch to answer), and the errors by code.
+/// how long those admitted took (from admission to the answer being
+/// queued for its stream), and the errors by code.
 pub struct TenantMetrics {
+    requests: [AtomicU64; OPS.len()],
     latency: [Histogram; OPS.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
 }
@@ -137,6 +140,7 @@ pub struct TenantMetrics {
 impl Default for TenantMetrics {
     fn default() -> Self {
         TenantMetrics {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: std::array::from_fn(|_| Histogram::default()),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -144,16 +148,57 @@ impl Default for TenantMetrics {
 }
 
 impl TenantMetrics {
-    /// A request of kind `op` answered after `took`, with `error` if it failed.
+    /// A request of kind `op`, admitted, answered after `took`, with
+    /// `error` if it failed.
     pub fn answered(&self, op: usize, error: Option<ErrorCode>, took: Duration) {
         if let Some(h) = self.latency.get(op) {
             h.observe(took);
         }
-        if let Some(code) = error {
-            self.errors[code as usize].fetch_add(1, Ordering::Relaxed);
+        self.count(op, error);
+    }
+
+    /// A request of kind `op` refused before it was admitted (a quota, a
+    /// revoked principal): counted, not timed, so refusals under overload
+    /// do not pull the latency of the work done down.
+    pub fn refused(&self, op: usize, code: ErrorCode) {
+        self.count(op, Some(code));
+    }
+
+    fn count(&self, op: usize, error: Option<ErrorCode>) {
+        if let Some(n) = self.requests.get(op) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        // A code missing from `ErrorCode::ALL` is not counted rather than
+        // stopping the thread that answers.
+        if let Some(n) = error.and_then(|c| self.errors.get(c as usize)) {
+            n.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
+
+/// The leader a replica last knew, kept across elections (when no leader
+/// is known): a change is counted when a leader is known again and it is
+/// another node, so a failover A, none, B counts once and A, none, A not.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LeaderWatch {
+    last: u32,
+}
+
+impl LeaderWatch {
+    /// `leader` is now known (0: none); true if it moved to another node.
+    pub fn see(&mut self, leader: u32) -> bool {
+        if leader == 0 {
+            return false;
+        }
+        let moved = self.last != 0 && self.last != leader;
+        self.last = leader;
+        moved
+    }
+}
+
+/// Bytes of metrics text one page holds at most: past it, further tenant
+/// series are left out and `ohm_metrics_truncated` says so.
+pub const PAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 /// Writes `# HELP` and `# TYPE` for a family.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -212,17 +257,24 @@ pub fn render(node: &Node) -> String {
         node.connections.load(Ordering::Relaxed)
     );
     render_partitions(&mut out, &node.stats);
-    let names: Vec<(TenantId, String)> = {
+    let names: BTreeMap<TenantId, String> = {
         let cat = node.catalog.read().unwrap_or_else(|p| p.into_inner());
-        cat.tenants().map(|t| (t.id, t.name.clone())).collect()
+        cat.tenants().map(|t| (t.id, escape(&t.name))).collect()
     };
     let name_of = |id: TenantId| {
         names
-            .iter()
-            .find(|(t, _)| *t == id)
-            .map_or_else(|| format!("#{}", id.0), |(_, n)| n.clone())
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", id.0))
     };
-    render_tenants(&mut out, node, &name_of);
+    let full = render_tenants(&mut out, node, &name_of);
+    family(
+        &mut out,
+        "ohm_metrics_truncated",
+        "gauge",
+        "1 if this page left tenant series out to stay within its size bound.",
+    );
+    let _ = writeln!(out, "ohm_metrics_truncated {}", u8::from(full));
     out
 }
 
@@ -341,19 +393,27 @@ fn render_partitions(out: &mut String, stats: &[std::sync::Arc<PartitionStats>])
     }
 }
 
-fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> String) {
+/// The tenant families; true if the page reached `PAGE_BYTES_MAX` and
+/// left series out.
+fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> String) -> bool {
     let tenants = node.usage.all();
+    let full = |out: &String| out.len() >= PAGE_BYTES_MAX;
+    let mut left_out = false;
     family(
         out,
         "ohm_tenant_connections",
         "gauge",
         "A tenant's authenticated connections open on this node.",
     );
-    for (id, u) in &tenants {
+    for (id, u) in tenants.iter() {
+        if full(out) {
+            left_out = true;
+            break;
+        }
         let _ = writeln!(
             out,
             "ohm_tenant_connections{{tenant=\"{}\"}} {}",
-            escape(&name_of(*id)),
+            name_of(*id),
             u.connections()
         );
     }
@@ -363,11 +423,15 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
         "gauge",
         "A tenant's requests unanswered on this node.",
     );
-    for (id, u) in &tenants {
+    for (id, u) in tenants.iter() {
+        if full(out) {
+            left_out = true;
+            break;
+        }
         let _ = writeln!(
             out,
             "ohm_tenant_in_flight{{tenant=\"{}\"}} {}",
-            escape(&name_of(*id)),
+            name_of(*id),
             u.in_flight()
         );
     }
@@ -375,12 +439,16 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
         out,
         "ohm_tenant_requests_total",
         "counter",
-        "A tenant's requests answered, by kind (op).",
+        "A tenant's requests answered, by kind (op), refused ones included.",
     );
-    for (id, u) in &tenants {
-        let t = escape(&name_of(*id));
-        for (op, h) in OPS.iter().zip(&u.metrics.latency) {
-            let n = h.count();
+    for (id, u) in tenants.iter() {
+        if full(out) {
+            left_out = true;
+            break;
+        }
+        let t = name_of(*id);
+        for (op, n) in OPS.iter().zip(&u.metrics.requests) {
+            let n = n.load(Ordering::Relaxed);
             if n > 0 {
                 let _ = writeln!(
                     out,
@@ -395,10 +463,18 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
         "counter",
         "A tenant's requests answered with an error, by code.",
     );
-    for (id, u) in &tenants {
-        let t = escape(&name_of(*id));
+    for (id, u) in tenants.iter() {
+        if full(out) {
+            left_out = true;
+            break;
+        }
+        let t = name_of(*id);
         for code in ErrorCode::ALL {
-            let n = u.metrics.errors[code as usize].load(Ordering::Relaxed);
+            let n = u
+                .metrics
+                .errors
+                .get(code as usize)
+                .map_or(0, |n| n.load(Ordering::Relaxed));
             if n > 0 {
                 let _ = writeln!(
                     out,
@@ -408,14 +484,13 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
             }
         }
     }
-    family(
-        out,
-        "ohm_tenant_request_seconds",
-        "histogram",
-        "Time from a tenant's request reaching the node to its answer leaving, by kind (op).",
-    );
-    for (id, u) in &tenants {
-        let t = escape(&name_of(*id));
+    family(out, "ohm_tenant_request_seconds", "histogram", "Time from a tenant's request being admitted to its answer being queued for its stream, by kind (op); refused requests are not timed.");
+    for (id, u) in tenants.iter() {
+        if full(out) {
+            left_out = true;
+            break;
+        }
+        let t = name_of(*id);
         for (op, h) in OPS.iter().zip(&u.metrics.latency) {
             if h.count() > 0 {
                 h.render(
@@ -426,33 +501,37 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
             }
         }
     }
-    family(
-        out,
-        "ohm_tenant_rows",
-        "gauge",
-        "A tenant's rows on each partition, as the partition last published them.",
-    );
+    family(out, "ohm_tenant_rows", "gauge", "A tenant's rows on each partition of this replica, as the partition last published them (tenants with rows).");
     for (i, s) in node.stats.iter().enumerate() {
         let rows = s.rows.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (id, n) in rows.iter() {
+        for (id, n) in rows.iter().filter(|(_, n)| **n > 0) {
+            if full(out) {
+                left_out = true;
+                break;
+            }
             let _ = writeln!(
                 out,
                 "ohm_tenant_rows{{tenant=\"{}\",partition=\"{i}\"}} {n}",
-                escape(&name_of(*id))
+                name_of(*id)
             );
         }
     }
-    family(out, "ohm_tenant_fuel_used_total", "counter", "Wasm fuel a tenant's calls burned on each partition this replica led (it starts afresh when the node restarts or leadership moves).");
+    family(out, "ohm_tenant_fuel_used_total", "counter", "Wasm fuel a tenant's calls burned on each partition while this replica led it, since the node started (tenants that burned any).");
     for (i, s) in node.stats.iter().enumerate() {
         let fuel = s.fuel.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (id, n) in fuel.iter() {
+        for (id, n) in fuel.iter().filter(|(_, n)| **n > 0) {
+            if full(out) {
+                left_out = true;
+                break;
+            }
             let _ = writeln!(
                 out,
                 "ohm_tenant_fuel_used_total{{tenant=\"{}\",partition=\"{i}\"}} {n}",
-                escape(&name_of(*id))
+                name_of(*id)
             );
         }
     }
+    left_out
 }
 
 #[cfg(test)]
@@ -492,6 +571,38 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("x_seconds_count{op=\"call\"} 5\n"), "{out}");
+    }
+
+    #[test]
+    fn a_failover_through_no_leader_counts_once() {
+        let mut w = LeaderWatch::default();
+        let moves: Vec<bool> = [0, 1, 1, 0, 2, 0, 2, 3].iter().map(|&l| w.see(l)).collect();
+        // First known (1): not a change; 1, none, 2: one; 2, none, 2: none;
+        // 2 to 3: one.
+        assert_eq!(
+            moves,
+            [false, false, false, false, true, false, false, true]
+        );
+    }
+
+    #[test]
+    fn refusals_are_counted_but_not_timed() {
+        let m = TenantMetrics::default();
+        m.answered(0, None, Duration::from_millis(3));
+        m.refused(0, ErrorCode::QuotaExceeded);
+        assert_eq!(m.requests[0].load(Ordering::Relaxed), 2);
+        assert_eq!(m.latency[0].count(), 1);
+        assert_eq!(
+            m.errors[ErrorCode::QuotaExceeded as usize].load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn every_error_code_has_a_counter() {
+        for code in ErrorCode::ALL {
+            assert!((code as usize) < ErrorCode::ALL.len(), "{code:?}");
+        }
     }
 
     #[test]

@@ -123,15 +123,16 @@ pub struct ServeArgs {
 }
 
 /// The node's log on stderr, from `tracing`'s events at INFO and above:
-/// a line each (`2026-12-05T02:04:34.123456Z  INFO leading partition=0
-/// ballot=3/1`), or a JSON object each with `timestamp`, `level`,
+/// a line each (`2026-12-05T02:04:34.123456Z  INFO ohm::node::executor:
+/// leading partition=0 ballot=3/1`), or a JSON object each with `timestamp`, `level`,
 /// `message` and the event's fields. Set once per process; a second call
 /// (tests start nodes in one process) keeps the first.
 pub fn init_logs(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
-        .with_target(false)
+        // Which crate spoke: the node (`ohm::...`) or a library (quinn).
+        .with_target(true)
         .with_ansi(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -37,7 +37,6 @@ use ohm_sdk::abi::{ty, ParamDesc, TIME_MICROS_MAX};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
-use std::time::Duration;
 
 fn overloaded(what: &str) -> ErrorReply {
     ErrorReply::new(
@@ -483,10 +482,7 @@ impl Service for Node {
         };
         let op = super::metrics::op_of(&request);
         if revoked {
-            session
-                .usage
-                .metrics
-                .answered(op, Some(ErrorCode::AuthFailed), Duration::ZERO);
+            session.usage.metrics.refused(op, ErrorCode::AuthFailed);
             return replier.send(Err(ErrorReply::new(
                 ErrorCode::AuthFailed,
                 format!(
@@ -506,11 +502,7 @@ impl Service for Node {
         let replier = match session.usage.begin(&quota, call, op) {
             Ok(in_flight) => replier.holding(in_flight),
             Err(e) => {
-                let code = ErrorCode::QuotaExceeded;
-                session
-                    .usage
-                    .metrics
-                    .answered(op, Some(code), Duration::ZERO);
+                session.usage.metrics.refused(op, ErrorCode::QuotaExceeded);
                 return replier.send(Err(quota_exceeded(&e)));
             }
         };

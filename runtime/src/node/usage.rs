@@ -101,9 +101,6 @@ impl TenantUsage {
         Ok(Connected(self.clone()))
     }
 
-    /// A request of the tenant, counted unanswered until the guard is
-    /// dropped; `call` (a call or ad-hoc SQL) also counts against the
-    /// tenant's rate. Refused requests take nothing.
     /// Connections open now.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
@@ -114,8 +111,10 @@ impl TenantUsage {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Starts a request of kind `op` (`metrics::OPS`); `call`: it counts
-    /// toward `calls_per_sec`. Its answer is timed from now.
+    /// A request of the tenant of kind `op` (`metrics::OPS`), counted
+    /// unanswered until the guard is dropped and timed from now; `call` (a
+    /// call or ad-hoc SQL) also counts against the tenant's rate. Refused
+    /// requests take nothing.
     pub fn begin(
         self: &Arc<Self>,
         quota: &Quota,

@@ -238,8 +238,8 @@ impl<S: Storage> Writer<S> {
         unsynced: &mut bool,
         sync: bool,
     ) -> Result<(), DurabilityError> {
-        let began = std::time::Instant::now();
         let mut storage = self.storage();
+        let began = std::time::Instant::now();
         for b in group {
             crate::partition::write_batch(&mut *storage, b)?;
             *unsynced = true;
