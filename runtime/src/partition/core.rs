@@ -713,7 +713,19 @@ impl<T> PartitionCore<T> {
                     // The outcome of a share this state holds in memory.
                     match durability::decision(&r.payload) {
                         Some((txn, commit)) if state.undecided == Some(txn) => {
-                            self.dec.learn(txn, commit)
+                            self.dec.learn(txn, commit);
+                            if !commit {
+                                // The state still holds the aborted share:
+                                // nothing after it may apply until it is
+                                // rebuilt without it (`settle_decisions`
+                                // asks for that). Records after it in this
+                                // batch were logged by a leader whose state
+                                // never had the share: one that updates a
+                                // row the share changed stopped a replica
+                                // that applied on (`ohm torture`, seed 2).
+                                self.applied = r.slot;
+                                break;
+                            }
                         }
                         _ => {}
                     }

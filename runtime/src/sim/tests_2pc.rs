@@ -309,3 +309,60 @@ fn partition_0_answers_from_its_commits_and_aborts_what_it_never_committed() {
         vec![(unknown, false), (committed, true)]
     );
 }
+
+/// A leader whose state holds a share in memory loses leadership before
+/// its outcome; the new leader logs the abort and then a transaction that
+/// writes the same row, and the old leader, now following, learns all of
+/// it chosen at once. It must rebuild without the aborted share before it
+/// applies what follows: applying on stopped it with "row not found"
+/// (`ohm torture` seed 2, partition 2: `Decide(t, abort)` at slot 388 and
+/// an update of the same account at 389, applied in one batch).
+#[test]
+fn a_deposed_leader_drops_its_aborted_share_before_applying_what_follows() {
+    let shared = shared();
+    let mut p = pair_with_kv(&shared);
+    let l = p.leader();
+    let f = 1 - l;
+    let first = p.share(SetupStep::Insert(
+        "INSERT INTO kv (k, v, version) VALUES ('e', x'05', 1)".into(),
+    ));
+    assert_eq!(p.r[l].rows("kv"), 1, "the leader's state holds its share");
+    p.r[l].core.transfer_leadership(p.r[f].id);
+    p.run(100);
+    assert!(p.r[f].core.is_leader(), "leadership moved");
+    assert_eq!(
+        p.r[l].rows("kv"),
+        1,
+        "the deposed leader still holds the share"
+    );
+    // The new leader: the abort, then a transaction inserting the same
+    // key, then its commit, proposed before the old leader hears any of
+    // them chosen (its messages are not delivered meanwhile).
+    p.r[f].core.decided(first, false);
+    p.r[f].drain();
+    p.r[f].core.hold(Token::Setup);
+    let (_, ready) = p.r[f].drain();
+    let (token, mut state) = ready.lent.expect("lent once the abort is applied");
+    let mut entry = setup_entry(
+        &mut state,
+        &SetupStep::Insert("INSERT INTO kv (k, v, version) VALUES ('e', x'06', 1)".into()),
+    );
+    assert!(crate::durability::mark_share(&mut entry));
+    let second = state.mp_txn_max;
+    state.undecided = Some(second);
+    p.r[f].core.release(token, state, Some(entry), false);
+    p.r[f].drain();
+    p.r[f].core.resume();
+    p.r[f].core.decided(second, true);
+    p.r[f].drain();
+    // Now everything is delivered: the old leader follows, rebuilt.
+    p.readies.clear();
+    p.run(20);
+    assert_eq!(p.r[f].rows("kv"), 1);
+    assert_eq!(
+        p.r[l].rows("kv"),
+        1,
+        "the second insert, not the aborted one"
+    );
+    assert_eq!(p.r[l].core.applied(), p.r[f].core.applied());
+}
