@@ -282,18 +282,31 @@ fn metrics_count_calls_errors_latency_and_log_syncs_in_the_exposition_format() {
         ),
         Some(1.0)
     );
-    let rows: f64 = after
-        .iter()
-        .filter(|(n, l, _)| n == "ohm_tenant_rows" && l["tenant"] == "demo")
-        .map(|s| s.2)
-        .sum();
+    // Rows and fuel are as the partitions last published them (a fraction
+    // of a second old): read again until they are there.
+    let sum_demo = |samples: &[Sample], name: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && l["tenant"] == "demo")
+            .map(|s| s.2)
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let published = loop {
+        let page = parse_exposition(&scrape(&metrics));
+        let done = sum_demo(&page, "ohm_tenant_rows") >= 200.0
+            && sum_demo(&page, "ohm_tenant_fuel_used_total") > 0.0;
+        if done || std::time::Instant::now() >= deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rows = sum_demo(&published, "ohm_tenant_rows");
     assert!(rows >= 200.0, "the demo's rows: {rows}");
-    let fuel: f64 = after
-        .iter()
-        .filter(|(n, l, _)| n == "ohm_tenant_fuel_used_total" && l["tenant"] == "demo")
-        .map(|s| s.2)
-        .sum();
-    assert!(fuel > 0.0, "the votes burned fuel");
+    assert!(
+        sum_demo(&published, "ohm_tenant_fuel_used_total") > 0.0,
+        "the votes burned fuel"
+    );
     assert_eq!(demo("ohm_tenant_in_flight", &[]), Some(0.0));
     assert_eq!(value_of(&after, "ohm_metrics_truncated", &[]), Some(0.0));
 }

@@ -93,38 +93,28 @@ fn seconds(us: u64) -> String {
     format!("{s}.{}", digits.trim_end_matches('0'))
 }
 
-/// The kinds of request, as the protocol names them (`op`).
-pub const OPS: [&str; 12] = [
-    "call",
-    "sql",
-    "load",
-    "deploy",
-    "drop",
-    "catalog",
-    "status",
-    "create_tenant",
-    "tenant_quota",
-    "token_create",
-    "token_revoke",
-    "tokens",
-];
+/// The kinds of request, as the protocol names them (`op`): a tenant's
+/// counters are indexed by their place here (`auth` and `certificate`
+/// never count: the server answers them).
+pub use crate::proto::codec::OPS;
 
-/// `request`'s index in `OPS` (`auth` and `certificate` never reach a
-/// tenant's counters: the server answers them).
+/// `request`'s index in `OPS` (tested against the names).
 pub fn op_of(request: &Request) -> usize {
     match request {
-        Request::Call { .. } | Request::Auth { .. } | Request::Certificate => 0,
-        Request::Sql { .. } => 1,
-        Request::Load(_) => 2,
-        Request::Deploy { .. } => 3,
-        Request::Drop { .. } => 4,
-        Request::Catalog => 5,
-        Request::Status => 6,
-        Request::CreateTenant { .. } => 7,
-        Request::TenantQuota { .. } => 8,
-        Request::TokenCreate { .. } => 9,
-        Request::TokenRevoke { .. } => 10,
-        Request::Tokens { .. } => 11,
+        Request::Auth { .. } => 0,
+        Request::Call { .. } => 1,
+        Request::Sql { .. } => 2,
+        Request::Load(_) => 3,
+        Request::Deploy { .. } => 4,
+        Request::Drop { .. } => 5,
+        Request::Catalog => 6,
+        Request::Status => 7,
+        Request::CreateTenant { .. } => 8,
+        Request::TenantQuota { .. } => 9,
+        Request::TokenCreate { .. } => 10,
+        Request::TokenRevoke { .. } => 11,
+        Request::Tokens { .. } => 12,
+        Request::Certificate => 13,
     }
 }
 
@@ -586,12 +576,47 @@ mod tests {
     }
 
     #[test]
+    fn each_request_counts_under_its_own_op_name() {
+        let mut body = Vec::new();
+        for (name, request) in [
+            (
+                "call",
+                Request::Call {
+                    procedure: "p".into(),
+                    args: vec![],
+                    key: None,
+                    timeout_ms: None,
+                },
+            ),
+            (
+                "sql",
+                Request::Sql {
+                    sql: "SELECT 1".into(),
+                    params: vec![],
+                    timeout_ms: None,
+                },
+            ),
+            ("drop", Request::Drop { name: "m".into() }),
+            ("catalog", Request::Catalog),
+            ("status", Request::Status),
+            ("tokens", Request::Tokens { tenant: None }),
+            ("certificate", Request::Certificate),
+        ] {
+            body.clear();
+            crate::proto::codec::encode_request_parts(1, &request, &mut body).unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains(OPS[op_of(&request)]), "{name}: {text}");
+            assert_eq!(OPS[op_of(&request)], name);
+        }
+    }
+
+    #[test]
     fn refusals_are_counted_but_not_timed() {
         let m = TenantMetrics::default();
-        m.answered(0, None, Duration::from_millis(3));
-        m.refused(0, ErrorCode::QuotaExceeded);
-        assert_eq!(m.requests[0].load(Ordering::Relaxed), 2);
-        assert_eq!(m.latency[0].count(), 1);
+        m.answered(1, None, Duration::from_millis(3));
+        m.refused(1, ErrorCode::QuotaExceeded);
+        assert_eq!(m.requests[1].load(Ordering::Relaxed), 2);
+        assert_eq!(m.latency[1].count(), 1);
         assert_eq!(
             m.errors[ErrorCode::QuotaExceeded as usize].load(Ordering::Relaxed),
             1

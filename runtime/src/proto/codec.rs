@@ -37,7 +37,7 @@ pub struct FrameTooLarge {
 }
 
 /// The request ops, as named on the wire.
-pub const OPS: [&str; 13] = [
+pub const OPS: [&str; 14] = [
     "auth",
     "call",
     "sql",
@@ -51,6 +51,7 @@ pub const OPS: [&str; 13] = [
     "token_create",
     "token_revoke",
     "tokens",
+    "certificate",
 ];
 
 /// Appends one request frame to `out`.
