@@ -506,7 +506,7 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
             );
         }
     }
-    family(out, "ohm_tenant_fuel_used_total", "counter", "Wasm fuel a tenant's calls burned on each partition while this replica led it, since the node started (tenants that burned any).");
+    family(out, "ohm_tenant_fuel_used_total", "counter", "Wasm fuel a tenant's calls burned on each partition while this replica led it (0 again after a restart or a rebuild of its state; tenants that burned any).");
     for (i, s) in node.stats.iter().enumerate() {
         let fuel = s.fuel.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (id, n) in fuel.iter().filter(|(_, n)| **n > 0) {
