@@ -1537,23 +1537,24 @@ impl Executor {
         let Some(state) = self.core.state() else {
             return;
         };
-        let mut published = self.stats.rows.lock().unwrap_or_else(|p| p.into_inner());
-        // A part lent out keeps the count it had when last here.
-        let mut rows: BTreeMap<TenantId, u64> = published
-            .iter()
-            .filter(|(t, _)| state.is_away(**t))
-            .map(|(t, n)| (*t, *n))
-            .collect();
-        rows.extend(state.tenants().map(|(t, p)| (t, p.rows())));
-        *published = Arc::new(rows);
-        drop(published);
-        let mut fuel = self.stats.fuel.lock().unwrap_or_else(|p| p.into_inner());
-        let mut burned: BTreeMap<TenantId, u64> = fuel
-            .iter()
-            .filter(|(t, _)| state.is_away(**t))
-            .map(|(t, n)| (*t, *n))
-            .collect();
-        burned.extend(state.tenants().map(|(t, p)| (t, p.fuel.burned())));
-        *fuel = Arc::new(burned);
+        publish_per_tenant(&self.stats.rows, state, |p| p.rows());
+        publish_per_tenant(&self.stats.fuel, state, |p| p.fuel.burned());
     }
+}
+
+/// Publishes `of` each tenant's part into `published`; a part lent out
+/// keeps the value it had when last here.
+fn publish_per_tenant(
+    published: &Mutex<Arc<BTreeMap<TenantId, u64>>>,
+    state: &crate::partition::PartitionState,
+    of: impl Fn(&crate::partition::TenantPart) -> u64,
+) {
+    let mut published = published.lock().unwrap_or_else(|p| p.into_inner());
+    let mut values: BTreeMap<TenantId, u64> = published
+        .iter()
+        .filter(|(t, _)| state.is_away(**t))
+        .map(|(t, n)| (*t, *n))
+        .collect();
+    values.extend(state.tenants().map(|(t, p)| (t, of(p))));
+    *published = Arc::new(values);
 }
