@@ -37,9 +37,37 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-/// Runs `ohm torture` with `args`; its output, and whether it exited 0.
+/// One `ohm torture` run: its output, whether it exited 0, and its own
+/// temporary directory (`TMPDIR`), where it keeps a failed schedule's
+/// cluster.
+struct Ran {
+    text: String,
+    ok: bool,
+    tmp: std::path::PathBuf,
+}
+
+impl Ran {
+    /// What the run left in its temporary directory.
+    fn left(&self) -> Vec<String> {
+        std::fs::read_dir(&self.tmp)
+            .expect("the run's temporary directory is readable")
+            .map(|e| {
+                let e = e.expect("an entry of the run's temporary directory");
+                e.file_name().to_string_lossy().into_owned()
+            })
+            .collect()
+    }
+
+    /// Removes the temporary directory (kept when a test fails: it holds
+    /// the failed schedule's node logs).
+    fn clean(self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// Runs `ohm torture` with `args` in a temporary directory of its own.
 /// None when this machine cannot run it (outside CI).
-fn torture(args: &[&str]) -> Option<(String, bool)> {
+fn torture(args: &[&str]) -> Option<Ran> {
     if let Err(why) = can_run() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -51,10 +79,15 @@ fn torture(args: &[&str]) -> Option<(String, bool)> {
     let _one = ONE_SUITE_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("ohm-torture-test-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("creating the run's temporary directory");
     let out = Command::new(ohm_binary())
         .arg("torture")
         .args(args)
         .env("OHM_WASM_DIR", wasm_dir())
+        .env("TMPDIR", &tmp)
         .output()
         .expect("running ohm torture");
     let text = format!(
@@ -63,7 +96,11 @@ fn torture(args: &[&str]) -> Option<(String, bool)> {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{text}");
-    Some((text, out.status.success()))
+    Some(Ran {
+        text,
+        ok: out.status.success(),
+        tmp,
+    })
 }
 
 /// All three workloads, the bank's multi-partition transfers among them:
@@ -72,10 +109,11 @@ fn torture(args: &[&str]) -> Option<(String, bool)> {
 /// which the bank found in about one schedule in ten.
 #[test]
 fn a_short_fault_suite_finds_no_anomaly() {
-    let Some((text, ok)) = torture(&["--schedules", "2", "--seconds", "10", "--seed", "1"]) else {
+    let Some(ran) = torture(&["--schedules", "2", "--seconds", "10", "--seed", "1"]) else {
         return;
     };
-    assert!(ok, "the fault suite found anomalies:\n{text}");
+    let text = &ran.text;
+    assert!(ran.ok, "the fault suite found anomalies:\n{text}");
     assert!(text.contains("2 schedules, 0 with anomalies"), "{text}");
     // Each schedule checked every workload and the replicas.
     for what in [
@@ -86,6 +124,12 @@ fn a_short_fault_suite_finds_no_anomaly() {
     ] {
         assert_eq!(text.matches(what).count(), 2, "{what}:\n{text}");
     }
+    assert_eq!(
+        ran.left(),
+        Vec::<String>::new(),
+        "schedules that passed left these"
+    );
+    ran.clean();
 }
 
 #[test]
@@ -95,7 +139,7 @@ fn the_fault_suite_catches_a_leader_that_acknowledges_before_a_quorum_accepted()
         eprintln!("skipping: planted bugs exist only in debug builds");
         return;
     }
-    let Some((text, ok)) = torture(&[
+    let Some(ran) = torture(&[
         "--planted-bug",
         "ack_before_chosen",
         "--schedules",
@@ -110,9 +154,14 @@ fn the_fault_suite_catches_a_leader_that_acknowledges_before_a_quorum_accepted()
     ]) else {
         return;
     };
-    assert!(ok, "the planted bug was not caught:\n{text}");
+    let text = &ran.text;
+    assert!(ran.ok, "the planted bug was not caught:\n{text}");
     assert!(
         text.contains("planted bug ack_before_chosen: CAUGHT"),
         "{text}"
     );
+    // The schedule that caught it kept nothing (it used to keep about
+    // 1 GB of cluster in the temporary directory on every test run).
+    assert_eq!(ran.left(), Vec::<String>::new());
+    ran.clean();
 }
