@@ -6,6 +6,9 @@
 //!      └──(id, request)──▶ mpsc ─▶ writer task (coalesces) ─▶ QUIC stream
 //! ```
 //!
+//! One writer task serves every stream of the connection
+//! (`net::stream_out`), so requests queued together leave in one packet.
+//!
 //! Ids come from one counter, so they are unique on the connection; a
 //! request goes to stream `id % streams`. `Client` is a cheap clone; any
 //! number of tasks may call through clones at once. Must not: spawn per
@@ -15,6 +18,7 @@ pub mod cluster;
 
 use crate::net::endpoint;
 use crate::net::frame::read_frame;
+use crate::net::stream_out::{self, StreamOut};
 use crate::net::tls::{ClientTrust, PIN_MISMATCH};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
@@ -25,6 +29,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -401,6 +406,7 @@ impl Client {
             Ok(Ok(c)) => c,
         };
         let mut streams = Vec::with_capacity(cfg.streams);
+        let mut outs = Vec::with_capacity(cfg.streams);
         let leader_hint = LeaderHint::default();
         for _ in 0..cfg.streams {
             let (send, recv) = connection
@@ -409,10 +415,14 @@ impl Client {
                 .map_err(|e| connection_error(&e))?;
             let pending: Pending = Arc::default();
             let (queue, rx) = mpsc::channel(QUEUE_PER_STREAM_MAX);
-            tokio::spawn(writer(send, rx, pending.clone()));
+            outs.push((
+                StreamOut::new(send, rx, WRITE_BATCH_BYTES_MAX),
+                pending.clone(),
+            ));
             tokio::spawn(reader(recv, pending.clone(), leader_hint.clone()));
             streams.push(Stream { queue, pending });
         }
+        tokio::spawn(writer(outs));
         let mut inner = Inner {
             endpoint,
             connection,
@@ -730,25 +740,27 @@ fn is_crypto_code(code: u64) -> bool {
     (0x100..=0x1ff).contains(&code)
 }
 
-async fn writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Queued>, pending: Pending) {
-    let mut buf = Vec::new();
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        encode(first, &mut buf, &pending);
-        while buf.len() < WRITE_BATCH_BYTES_MAX {
-            match rx.try_recv() {
-                Ok(next) => encode(next, &mut buf, &pending),
-                Err(_) => break,
-            }
+/// Writes the requests of every stream of the connection, in one task
+/// (`net::stream_out`: what is queued together leaves together). A
+/// stream that fails stops taking requests: dropping its queue fails
+/// later sends. What was sent waits for the reader: the node may still
+/// answer it (a stopping node stops reading but delivers every answer),
+/// and the reader fails the rest as it ends.
+async fn writer(mut outs: Vec<(StreamOut<Queued>, Pending)>) {
+    std::future::poll_fn(|cx| {
+        stream_out::poll_all(
+            cx,
+            &mut outs,
+            |pending, q, buf| encode(q, buf, pending),
+            |_, _, _| {},
+        );
+        if outs.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
-        if !buf.is_empty() && send.write_all(&buf).await.is_err() {
-            break;
-        }
-    }
-    // Dropping the receiver fails later sends. What was sent waits for the
-    // reader: the node may still answer it (a stopping node stops reading
-    // but delivers every answer), and the reader fails the rest as it
-    // ends.
+    })
+    .await
 }
 
 fn encode(q: Queued, buf: &mut Vec<u8>, pending: &Pending) {

@@ -1,6 +1,7 @@
 //! QUIC for client links: TLS identity and configs (`tls`), quinn endpoints
 //! with named transport limits (`endpoint`), length-prefixed frames on
-//! streams (`frame`), and the connection-serving shell generic over the node
+//! streams (`frame`), many streams of a connection written by one task
+//! (`stream_out`), and the connection-serving shell generic over the node
 //! (`server`). For peer links: the cluster CA and mutual TLS (`peer_tls`)
 //! and the links themselves (`peer`).
 //!
@@ -13,6 +14,7 @@ pub mod metrics_http;
 pub mod peer;
 pub mod peer_tls;
 pub mod server;
+pub mod stream_out;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

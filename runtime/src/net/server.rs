@@ -6,8 +6,15 @@
 //! ```text
 //!  stream recv ──frames──▶ reader ──dispatch──▶ Service ──Replier──┐
 //!                            │ (errors, auth)                      ▼
-//!  stream send ◀──batched writes── writer ◀──mpsc (bounded)────────┘
+//!  stream send ◀──batched writes── answers ◀──mpsc per stream──────┘
+//!                     (one task per connection, all its streams)
 //! ```
+//!
+//! One task writes the answers of all of a connection's streams
+//! (`stream_out`): answers that become ready together (a group commit's)
+//! leave in one packet rather than one per stream. A stream the client
+//! does not read waits alone (its queued answers still hold their
+//! in-flight permits).
 //!
 //! Bounds: requests in flight per connection (`IN_FLIGHT_PER_CONNECTION_MAX`,
 //! a semaphore: when it is empty the readers stop reading, which is
@@ -33,7 +40,9 @@
 //! closes with `CLOSE_SHUTDOWN`.
 //! Must not: block in `Service` calls, or let one connection affect another.
 
+use super::endpoint::STREAMS_PER_CONNECTION_MAX;
 use super::frame::{read_body, read_length, FrameError};
+use super::stream_out::{self, Ended, StreamOut};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
     ErrorCode, ErrorReply, Reply, Request, ResponseFrame, ALPN, FRAME_BYTES_MAX,
@@ -43,7 +52,8 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use std::task::Poll;
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// `auth` requests one connection may make; the last of them failing
@@ -53,7 +63,9 @@ pub const AUTH_ATTEMPTS_MAX: u32 = 5;
 pub const BAD_FRAMES_MAX: u32 = 8;
 /// Connections served at once; more are refused.
 pub const CONNECTIONS_MAX: usize = 10_000;
-/// A writer coalesces ready responses up to about this many bytes.
+/// A stream's answers are encoded ahead of its flow control up to about
+/// this many bytes (and its buffer keeps at most twice this between
+/// batches).
 pub const WRITE_BATCH_BYTES_MAX: usize = 256 << 10;
 /// The largest frame read before the connection has authenticated; a
 /// bigger one waits (unread, held back by QUIC flow control) until it has.
@@ -287,6 +299,8 @@ struct Conn<S: Service> {
     bad_frames: AtomicU32,
     /// The certificate chain the endpoint presents (`certificate`).
     chain: Arc<[Vec<u8>]>,
+    /// Hands each new stream's answers to the connection's `answers` task.
+    adopt: mpsc::Sender<Adopt>,
 }
 
 /// Calls `connection_closed` however the connection task ends.
@@ -320,6 +334,11 @@ async fn connection<S: Service>(
     }
     service.connection_opened();
     let _opened = Opened(service.clone());
+    // `answers` takes what arrives on every turn; a stream task sends one
+    // `Adopt` as it starts, and the client has at most
+    // STREAMS_PER_CONNECTION_MAX of them open at once.
+    let (adopt, adopt_rx) = mpsc::channel(STREAMS_PER_CONNECTION_MAX as usize);
+    tokio::spawn(answers(adopt_rx));
     let conn = Arc::new(Conn {
         service,
         connection: connection.clone(),
@@ -330,6 +349,7 @@ async fn connection<S: Service>(
         auth_attempts: AtomicU32::new(0),
         bad_frames: AtomicU32::new(0),
         chain,
+        adopt,
     });
     tokio::spawn(close_unless_authenticated(conn.clone()));
     // Streams are bounded by the transport's STREAMS_PER_CONNECTION_MAX.
@@ -361,7 +381,17 @@ async fn stream<S: Service>(
     // Room for every permit, so a `Replier` never finds the queue full.
     let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
     let gone = watch_gone(&send);
-    let writer = tokio::spawn(writer(send, rx));
+    let (done, done_rx) = oneshot::channel();
+    let handed = conn.adopt.send(Adopt {
+        send,
+        answers: rx,
+        done,
+    });
+    if handed.await.is_err() {
+        // Cannot be: `answers` ends only once every sender (this
+        // connection's `Conn`) is gone.
+        return;
+    }
     let mut buf = Vec::new();
     let mut stopping = false;
     loop {
@@ -479,7 +509,7 @@ async fn stream<S: Service>(
         let _ = recv.stop(VarInt::from_u32(STOP_BAD_FRAME));
         if conn.bad_frames.fetch_add(1, Ordering::Relaxed) + 1 >= BAD_FRAMES_MAX {
             drop(tx);
-            let _ = writer.await;
+            let _ = done_rx.await;
             conn.connection.close(
                 VarInt::from_u32(CLOSE_BAD_FRAMES),
                 b"too many malformed frames",
@@ -489,7 +519,7 @@ async fn stream<S: Service>(
         break;
     }
     drop(tx);
-    let finished = writer.await;
+    let finished = done_rx.await;
     if let (true, Ok(Some(send))) = (stopping, finished) {
         // `recv` stays open meanwhile, so the client's writes wait rather
         // than fail and its reader takes every answer.
@@ -692,26 +722,55 @@ async fn handle<S: Service>(conn: &Conn<S>, request: Request, replier: Replier) 
     }
 }
 
-/// Writes responses as they become ready, coalescing what is queued; once
-/// every sender is gone, finishes the stream and gives it back (None: the
-/// stream failed).
-async fn writer(mut send: SendStream, mut rx: mpsc::Receiver<Outgoing>) -> Option<SendStream> {
-    let mut buf = Vec::new();
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        encode(first, &mut buf);
-        while buf.len() < WRITE_BATCH_BYTES_MAX {
-            match rx.try_recv() {
-                Ok(next) => encode(next, &mut buf),
-                Err(_) => break,
+/// A new stream's way out, for its connection's `answers` task.
+struct Adopt {
+    send: SendStream,
+    /// The stream's answers; closed once its reader and every `Replier`
+    /// of its requests are gone.
+    answers: mpsc::Receiver<Outgoing>,
+    /// Told once every answer is written and the stream finished (the
+    /// stream, to wait for the client's acknowledgement) or it failed
+    /// (None).
+    done: oneshot::Sender<Option<SendStream>>,
+}
+
+/// Writes the answers of every stream of one connection as they become
+/// ready (`stream_out`). Ends once no stream can be adopted any more and
+/// every adopted one is done.
+async fn answers(mut adopt_rx: mpsc::Receiver<Adopt>) {
+    type Done = oneshot::Sender<Option<SendStream>>;
+    // As many as the client has streams open (STREAMS_PER_CONNECTION_MAX),
+    // plus those whose last answers are still being written.
+    let mut outs: Vec<(StreamOut<Outgoing>, Done)> = Vec::new();
+    let mut adopting = true;
+    std::future::poll_fn(|cx| {
+        while adopting {
+            match adopt_rx.poll_recv(cx) {
+                Poll::Ready(Some(a)) => outs.push((
+                    StreamOut::new(a.send, a.answers, WRITE_BATCH_BYTES_MAX),
+                    a.done,
+                )),
+                Poll::Ready(None) => adopting = false,
+                Poll::Pending => break,
             }
         }
-        if send.write_all(&buf).await.is_err() {
-            return None;
+        stream_out::poll_all(
+            cx,
+            &mut outs,
+            |_, out, buf| encode(out, buf),
+            |out, done, how| {
+                let mut send = out.into_send();
+                let finished = how == Ended::Written && send.finish().is_ok();
+                let _ = done.send(finished.then_some(send));
+            },
+        );
+        if adopting || !outs.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
         }
-    }
-    send.finish().ok()?;
-    Some(send)
+    })
+    .await
 }
 
 /// Encodes one response; one over the frame limit becomes `too_large`.

@@ -16,6 +16,14 @@ const TOKEN: &str = "let-me-in";
 
 struct Echo;
 
+/// Echo calls of `BIG_ECHO_BYTES` or more taken so far (their answers are
+/// queued as they are taken).
+static BIG_ECHOES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// A stream's flow-control window (`endpoint::STREAM_WINDOW_BYTES`) and
+/// the echo that fills three quarters of it.
+const WINDOW_BYTES: usize = endpoint::STREAM_WINDOW_BYTES as usize;
+const BIG_ECHO_BYTES: usize = WINDOW_BYTES / 4 * 3;
+
 impl Service for Echo {
     type Session = ();
     fn authenticate(&self, token: &str) -> Result<((), Reply), ErrorReply> {
@@ -37,9 +45,13 @@ impl Service for Echo {
         match request {
             Request::Call {
                 procedure, args, ..
-            } if procedure == "echo" => reply.send(Ok(Reply::Value(
-                args.into_iter().next().unwrap_or(Value::Null),
-            ))),
+            } if procedure == "echo" => {
+                let value = args.into_iter().next().unwrap_or(Value::Null);
+                if matches!(&value, Value::Bytes(b) if b.len() >= BIG_ECHO_BYTES) {
+                    BIG_ECHOES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                reply.send(Ok(Reply::Value(value)))
+            }
             // Dropped unanswered: the shell must answer `internal`.
             Request::Call { procedure, .. } if procedure == "forget" => drop(reply),
             _ => reply.send(Err(ErrorReply::new(ErrorCode::NotSupported, "toy"))),
@@ -324,6 +336,67 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
     )
     .await;
     assert_eq!(r.response.unwrap(), Reply::Value(Value::Null));
+}
+
+fn echo(id: u64, value: Value) -> Vec<u8> {
+    frame(
+        id,
+        Request::Call {
+            procedure: "echo".into(),
+            args: vec![value],
+            key: None,
+            timeout_ms: None,
+        },
+    )
+}
+
+/// One task writes the answers of all of a connection's streams: a stream
+/// whose client reads nothing (its flow-control window full) must hold
+/// back only its own answers, and they must all arrive once it reads.
+#[tokio::test]
+async fn a_stream_its_client_does_not_read_holds_back_only_itself() {
+    let node = start();
+    let conn = raw_connect(&node).await;
+    let (mut s1, mut r1) = conn.open_bi().await.unwrap();
+    let auth = Request::Auth {
+        token: TOKEN.into(),
+    };
+    let r = roundtrip(&mut s1, &mut r1, &frame(1, auth)).await;
+    assert!(matches!(r.response, Ok(Reply::Authenticated { .. })));
+    // Three answers of 3/4 of the stream's window each: the second fills
+    // it. All three are queued before the other stream is used.
+    let big = Value::Bytes(vec![7u8; BIG_ECHO_BYTES].into());
+    let before = BIG_ECHOES.load(std::sync::atomic::Ordering::SeqCst);
+    for id in 2..=4 {
+        s1.write_all(&echo(id, big.clone())).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while BIG_ECHOES.load(std::sync::atomic::Ordering::SeqCst) < before + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not take the big echoes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut s2, mut r2) = conn.open_bi().await.unwrap();
+    for id in 5..=7 {
+        let small = Value::Int(id as i64);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            roundtrip(&mut s2, &mut r2, &echo(id, small.clone())),
+        )
+        .await
+        .expect("a stream not read held back another stream's answers");
+        assert_eq!(answer.id, id);
+        assert_eq!(answer.response.unwrap(), Reply::Value(small));
+    }
+    let mut buf = Vec::new();
+    for id in 2..=4 {
+        assert!(super::frame::read_frame(&mut r1, &mut buf).await.unwrap());
+        let answer = codec::decode_response(&buf).unwrap();
+        assert_eq!(answer.id, id);
+        assert_eq!(answer.response.unwrap(), Reply::Value(big.clone()));
+    }
 }
 
 #[tokio::test]
