@@ -16,12 +16,14 @@
 //! what tenants did, not with what they could have done.
 
 use super::executor::{PartitionStats, ROLE_CANDIDATE, ROLE_LEADER};
+use super::usage::TenantUsage;
 use super::Node;
 use crate::proto::{ErrorCode, Request};
 use crate::types::TenantId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds (100 µs to 10 s;
@@ -387,56 +389,49 @@ fn render_partitions(out: &mut String, stats: &[std::sync::Arc<PartitionStats>])
 /// left series out.
 fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> String) -> bool {
     let tenants = node.usage.all();
-    let full = |out: &String| out.len() >= PAGE_BYTES_MAX;
     let mut left_out = false;
+    let mut each_tenant = |out: &mut String, series: &dyn Fn(&mut String, &str, &TenantUsage)| {
+        for (id, u) in &tenants {
+            if out.len() >= PAGE_BYTES_MAX {
+                left_out = true;
+                return;
+            }
+            series(out, &name_of(*id), u);
+        }
+    };
     family(
         out,
         "ohm_tenant_connections",
         "gauge",
         "A tenant's authenticated connections open on this node.",
     );
-    for (id, u) in tenants.iter() {
-        if full(out) {
-            left_out = true;
-            break;
-        }
+    each_tenant(out, &|out, t, u| {
         let _ = writeln!(
             out,
-            "ohm_tenant_connections{{tenant=\"{}\"}} {}",
-            name_of(*id),
+            "ohm_tenant_connections{{tenant=\"{t}\"}} {}",
             u.connections()
         );
-    }
+    });
     family(
         out,
         "ohm_tenant_in_flight",
         "gauge",
         "A tenant's requests unanswered on this node.",
     );
-    for (id, u) in tenants.iter() {
-        if full(out) {
-            left_out = true;
-            break;
-        }
+    each_tenant(out, &|out, t, u| {
         let _ = writeln!(
             out,
-            "ohm_tenant_in_flight{{tenant=\"{}\"}} {}",
-            name_of(*id),
+            "ohm_tenant_in_flight{{tenant=\"{t}\"}} {}",
             u.in_flight()
         );
-    }
+    });
     family(
         out,
         "ohm_tenant_requests_total",
         "counter",
         "A tenant's requests answered, by kind (op), refused ones included.",
     );
-    for (id, u) in tenants.iter() {
-        if full(out) {
-            left_out = true;
-            break;
-        }
-        let t = name_of(*id);
+    each_tenant(out, &|out, t, u| {
         for (op, n) in OPS.iter().zip(&u.metrics.requests) {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
@@ -446,19 +441,14 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
                 );
             }
         }
-    }
+    });
     family(
         out,
         "ohm_tenant_errors_total",
         "counter",
         "A tenant's requests answered with an error, by code.",
     );
-    for (id, u) in tenants.iter() {
-        if full(out) {
-            left_out = true;
-            break;
-        }
-        let t = name_of(*id);
+    each_tenant(out, &|out, t, u| {
         for code in ErrorCode::ALL {
             let n = u
                 .metrics
@@ -473,14 +463,9 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
                 );
             }
         }
-    }
+    });
     family(out, "ohm_tenant_request_seconds", "histogram", "Time from a tenant's request being admitted to its answer being queued for its stream, by kind (op); refused requests are not timed.");
-    for (id, u) in tenants.iter() {
-        if full(out) {
-            left_out = true;
-            break;
-        }
-        let t = name_of(*id);
+    each_tenant(out, &|out, t, u| {
         for (op, h) in OPS.iter().zip(&u.metrics.latency) {
             if h.count() > 0 {
                 h.render(
@@ -490,38 +475,39 @@ fn render_tenants(out: &mut String, node: &Node, name_of: &dyn Fn(TenantId) -> S
                 );
             }
         }
-    }
+    });
     family(out, "ohm_tenant_rows", "gauge", "A tenant's rows on each partition of this replica, as the partition last published them (tenants with rows).");
-    for (i, s) in node.stats.iter().enumerate() {
-        let rows = s.rows.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (id, n) in rows.iter().filter(|(_, n)| **n > 0) {
-            if full(out) {
-                left_out = true;
-                break;
-            }
-            let _ = writeln!(
-                out,
-                "ohm_tenant_rows{{tenant=\"{}\",partition=\"{i}\"}} {n}",
-                name_of(*id)
-            );
-        }
-    }
+    let rows = node.stats.iter().map(|s| &s.rows);
+    left_out |= render_per_partition(out, "ohm_tenant_rows", rows, name_of);
     family(out, "ohm_tenant_fuel_used_total", "counter", "Wasm fuel a tenant's calls burned on each partition while this replica led it (0 again after a restart or a rebuild of its state; tenants that burned any).");
-    for (i, s) in node.stats.iter().enumerate() {
-        let fuel = s.fuel.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (id, n) in fuel.iter().filter(|(_, n)| **n > 0) {
-            if full(out) {
-                left_out = true;
-                break;
+    let fuel = node.stats.iter().map(|s| &s.fuel);
+    left_out |= render_per_partition(out, "ohm_tenant_fuel_used_total", fuel, name_of);
+    left_out
+}
+
+/// One series per tenant and partition from counts the partitions
+/// publish (those above 0); true if the page reached `PAGE_BYTES_MAX`
+/// and left series out.
+fn render_per_partition<'a>(
+    out: &mut String,
+    name: &str,
+    published: impl Iterator<Item = &'a Mutex<Arc<BTreeMap<TenantId, u64>>>>,
+    name_of: &dyn Fn(TenantId) -> String,
+) -> bool {
+    for (i, counts) in published.enumerate() {
+        let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (id, n) in counts.iter().filter(|(_, n)| **n > 0) {
+            if out.len() >= PAGE_BYTES_MAX {
+                return true;
             }
             let _ = writeln!(
                 out,
-                "ohm_tenant_fuel_used_total{{tenant=\"{}\",partition=\"{i}\"}} {n}",
+                "{name}{{tenant=\"{}\",partition=\"{i}\"}} {n}",
                 name_of(*id)
             );
         }
     }
-    left_out
+    false
 }
 
 #[cfg(test)]
