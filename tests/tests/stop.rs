@@ -204,7 +204,8 @@ fn a_client_a_moment_behind_still_gets_every_answer() {
             matches!(auth, Some(f) if f.response.is_ok()),
             "auth refused"
         );
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        let mut recv = ohm::net::frame::FrameReader::new(recv);
         let mut bytes = Vec::new();
         for id in 0..WIDE_QUERIES {
             let sql = "SELECT * FROM wide".to_string();
@@ -226,7 +227,10 @@ fn a_client_a_moment_behind_still_gets_every_answer() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let mut answered = BTreeSet::new();
         let mut buf = Vec::new();
-        while let Ok(true) = ohm::net::frame::read_frame(&mut recv, &mut buf).await {
+        while let Ok(true) = recv
+            .frame_within(&mut buf, ohm::proto::FRAME_BYTES_MAX)
+            .await
+        {
             let frame = codec::decode_response(&buf).unwrap();
             if let Err(e) = &frame.response {
                 assert_eq!(e.code, ErrorCode::Unavailable, "query {}: {e}", frame.id);

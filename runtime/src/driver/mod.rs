@@ -17,12 +17,13 @@
 pub mod cluster;
 
 use crate::net::endpoint;
-use crate::net::frame::read_frame;
+use crate::net::frame::FrameReader;
 use crate::net::stream_out::{self, StreamOut};
 use crate::net::tls::{ClientTrust, PIN_MISMATCH};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
     CatalogInfo, ErrorCode, ErrorReply, Loaded, Reply, Request, Rows, SqlResult, StatusInfo,
+    FRAME_BYTES_MAX,
 };
 use crate::types::Value;
 use std::collections::HashMap;
@@ -775,10 +776,16 @@ fn encode(q: Queued, buf: &mut Vec<u8>, pending: &Pending) {
 /// still waiting fail: `unavailable` (not applied) if the node finished
 /// the stream cleanly (it does so only once it has answered every request
 /// it read, as it stops), else `Closed` (their outcome is unknown).
-async fn reader(mut recv: quinn::RecvStream, pending: Pending, leader_hint: LeaderHint) {
+/// Answers a stream's reader hands over under one lock of its `pending`
+/// (those that arrived together, up to what `READ_AHEAD_BYTES` held).
+const ANSWERS_PER_LOCK_MAX: usize = 256;
+
+async fn reader(recv: quinn::RecvStream, pending: Pending, leader_hint: LeaderHint) {
+    let mut recv = FrameReader::new(recv);
     let mut buf = Vec::new();
+    let mut answered = Vec::new();
     let finished = loop {
-        match read_frame(&mut recv, &mut buf).await {
+        match recv.frame_within(&mut buf, FRAME_BYTES_MAX).await {
             Ok(true) => {}
             Ok(false) => break true,
             Err(_) => break false,
@@ -789,10 +796,12 @@ async fn reader(mut recv: quinn::RecvStream, pending: Pending, leader_hint: Lead
         if frame.leader.is_some() {
             *leader_hint.lock().unwrap_or_else(|p| p.into_inner()) = frame.leader;
         }
-        if let Some(tx) = lock(&pending).answers.remove(&frame.id) {
-            let _ = tx.send(frame.response);
+        answered.push((frame.id, frame.response));
+        if !recv.has_frame() || answered.len() >= ANSWERS_PER_LOCK_MAX {
+            hand_over(&pending, &mut answered);
         }
     };
+    hand_over(&pending, &mut answered);
     let mut waiting = lock(&pending);
     waiting.ended = true;
     for (_, tx) in waiting.answers.drain() {
@@ -802,6 +811,19 @@ async fn reader(mut recv: quinn::RecvStream, pending: Pending, leader_hint: Lead
                 "the node finished the stream without reading this request (it \
                  answers every request it reads first); it was not applied",
             )));
+        }
+    }
+}
+
+/// Gives each answer to the request waiting for it (one lock for all).
+fn hand_over(pending: &Pending, answered: &mut Vec<(u64, Answer)>) {
+    if answered.is_empty() {
+        return;
+    }
+    let mut waiting = lock(pending);
+    for (id, response) in answered.drain(..) {
+        if let Some(tx) = waiting.answers.remove(&id) {
+            let _ = tx.send(response);
         }
     }
 }

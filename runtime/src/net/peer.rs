@@ -16,7 +16,7 @@
 //! CA did not sign, or that is not in the peer list; block the caller of
 //! `send` or `Deliver`; let a peer make this node buffer without bound.
 
-use super::frame::{read_frame_within, FrameError};
+use super::frame::{FrameError, FrameReader};
 use super::peer_tls::{node_name, node_of_cert, PeerIdentity, PEER_ALPN};
 use super::NetError;
 use crate::peer::{decode, decode_hello, encode, encode_hello, PeerMessage, PEER_FRAME_BYTES_MAX};
@@ -605,15 +605,16 @@ fn identify(conn: &Connection) -> Result<NodeId, (u32, String)> {
 
 async fn read_stream(
     conn: Connection,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     from: NodeId,
     deliver: Deliver,
     stats: Arc<LinkStats>,
 ) {
+    let mut recv = FrameReader::new(recv);
     let mut buf = Vec::new();
     let mut said_hello = false;
     loop {
-        let why = match read_frame_within(&mut recv, &mut buf, PEER_FRAME_BYTES_MAX).await {
+        let why = match recv.frame_within(&mut buf, PEER_FRAME_BYTES_MAX).await {
             Ok(true) if !said_hello => match decode_hello(&buf) {
                 Ok(incarnation) => {
                     said_hello = true;

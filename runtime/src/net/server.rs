@@ -41,7 +41,7 @@
 //! Must not: block in `Service` calls, or let one connection affect another.
 
 use super::endpoint::STREAMS_PER_CONNECTION_MAX;
-use super::frame::{read_body, read_length, FrameError};
+use super::frame::{FrameError, FrameReader};
 use super::stream_out::{self, Ended, StreamOut};
 use crate::proto::codec::{self, FrameTooLarge};
 use crate::proto::{
@@ -375,9 +375,10 @@ async fn connection<S: Service>(
 async fn stream<S: Service>(
     conn: Arc<Conn<S>>,
     send: SendStream,
-    mut recv: RecvStream,
+    recv: RecvStream,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut recv = FrameReader::new(recv);
     // Room for every permit, so a `Replier` never finds the queue full.
     let (tx, rx) = mpsc::channel(IN_FLIGHT_PER_CONNECTION_MAX);
     let gone = watch_gone(&send);
@@ -469,7 +470,7 @@ async fn stream<S: Service>(
                         CONNECTION_FRAME_BYTES_MAX - conn.frame_bytes.available_permits()
                     ),
                 )));
-                if drop_body(&mut recv, rest).await.is_err() {
+                if recv.skip(rest).await.is_err() {
                     break;
                 }
                 continue;
@@ -506,7 +507,7 @@ async fn stream<S: Service>(
             held: None,
         }
         .send(Err(error));
-        let _ = recv.stop(VarInt::from_u32(STOP_BAD_FRAME));
+        let _ = recv.stream().stop(VarInt::from_u32(STOP_BAD_FRAME));
         if conn.bad_frames.fetch_add(1, Ordering::Relaxed) + 1 >= BAD_FRAMES_MAX {
             drop(tx);
             let _ = done_rx.await;
@@ -550,10 +551,11 @@ enum ReadError {
 /// holds the client back) until it has.
 async fn read_request<S: Service>(
     conn: &Conn<S>,
-    recv: &mut RecvStream,
+    recv: &mut FrameReader,
     buf: &mut Vec<u8>,
 ) -> Result<Option<OwnedSemaphorePermit>, ReadError> {
-    let Some(bytes) = read_length(recv, FRAME_BYTES_MAX)
+    let Some(bytes) = recv
+        .length(FRAME_BYTES_MAX)
         .await
         .map_err(ReadError::Frame)?
     else {
@@ -569,28 +571,15 @@ async fn read_request<S: Service>(
         .try_acquire_many_owned(bytes as u32)
     else {
         let head = bytes.min(REFUSED_ID_BYTES);
-        read_body(recv, buf, head).await.map_err(ReadError::Frame)?;
+        recv.body(buf, head).await.map_err(ReadError::Frame)?;
         return Err(ReadError::OverBudget {
             bytes,
             id: codec::peek_id(buf),
             rest: bytes - head,
         });
     };
-    read_body(recv, buf, bytes)
-        .await
-        .map_err(ReadError::Frame)?;
+    recv.body(buf, bytes).await.map_err(ReadError::Frame)?;
     Ok(Some(frame_bytes))
-}
-
-/// Reads `bytes` of a frame's body and keeps none of them.
-async fn drop_body(recv: &mut RecvStream, mut bytes: usize) -> Result<(), FrameError> {
-    while bytes > 0 {
-        match recv.read_chunk(bytes, true).await? {
-            Some(chunk) => bytes -= chunk.bytes.len(),
-            None => return Err(FrameError::Truncated),
-        }
-    }
-    Ok(())
 }
 
 /// Whether the connection is authenticated, waiting for it up to

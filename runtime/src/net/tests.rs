@@ -2,11 +2,12 @@
 //! toy service that echoes call arguments.
 
 use super::endpoint;
+use super::frame::FrameReader;
 use super::server::{serve, Replier, Service};
 use super::tls::{self, ServerIdentity};
 use crate::driver::{CallResult, Client, ClientConfig, ClientError, Trust};
 use crate::proto::codec;
-use crate::proto::{ErrorCode, ErrorReply, Reply, Request, RequestFrame, ALPN};
+use crate::proto::{ErrorCode, ErrorReply, Reply, Request, RequestFrame, ALPN, FRAME_BYTES_MAX};
 use crate::types::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -222,14 +223,20 @@ async fn raw_connect(node: &Node) -> quinn::Connection {
     ep.connect(node.addr, "localhost").unwrap().await.unwrap()
 }
 
+/// A new stream, its answers read through a `FrameReader`.
+async fn open(conn: &quinn::Connection) -> (quinn::SendStream, FrameReader) {
+    let (send, recv) = conn.open_bi().await.unwrap();
+    (send, FrameReader::new(recv))
+}
+
 async fn roundtrip(
     send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    recv: &mut FrameReader,
     bytes: &[u8],
 ) -> crate::proto::ResponseFrame {
     send.write_all(bytes).await.unwrap();
     let mut buf = Vec::new();
-    assert!(super::frame::read_frame(recv, &mut buf).await.unwrap());
+    assert!(recv.frame_within(&mut buf, FRAME_BYTES_MAX).await.unwrap());
     codec::decode_response(&buf).unwrap()
 }
 
@@ -247,7 +254,7 @@ fn frame(id: u64, request: Request) -> Vec<u8> {
 async fn the_certificate_is_answered_before_auth() {
     let node = start();
     let conn = raw_connect(&node).await;
-    let (mut s, mut r) = conn.open_bi().await.unwrap();
+    let (mut s, mut r) = open(&conn).await;
     let answer = roundtrip(&mut s, &mut r, &frame(1, Request::Certificate)).await;
     let Ok(Reply::Certificate { chain }) = answer.response else {
         panic!("{:?}", answer.response)
@@ -266,7 +273,7 @@ async fn the_certificate_is_answered_before_auth() {
 async fn malformed_and_oversized_frames_close_only_their_stream() {
     let node = start();
     let conn = raw_connect(&node).await;
-    let (mut s1, mut r1) = conn.open_bi().await.unwrap();
+    let (mut s1, mut r1) = open(&conn).await;
     let r = roundtrip(&mut s1, &mut r1, &frame(1, Request::Status)).await;
     assert_eq!(r.response.unwrap_err().code, ErrorCode::Unauthenticated);
     let r = roundtrip(
@@ -283,7 +290,7 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
     assert!(matches!(r.response, Ok(Reply::Authenticated { .. })));
 
     // A readable id, an unknown op: bad_request with that id, stream closed.
-    let (mut s2, mut r2) = conn.open_bi().await.unwrap();
+    let (mut s2, mut r2) = open(&conn).await;
     let body = [0x82, 0xa2, b'i', b'd', 0x09, 0xa2, b'o', b'p', 0xa1, b'x'];
     let mut bad = (body.len() as u32).to_be_bytes().to_vec();
     bad.extend(body);
@@ -294,12 +301,12 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
     assert!(e.message.contains("unknown op"), "{}", e.message);
     let mut rest = Vec::new();
     assert!(
-        !super::frame::read_frame(&mut r2, &mut rest).await.unwrap(),
+        !r2.frame_within(&mut rest, FRAME_BYTES_MAX).await.unwrap(),
         "stream finished"
     );
 
     // An oversized length prefix: too_large.
-    let (mut s3, mut r3) = conn.open_bi().await.unwrap();
+    let (mut s3, mut r3) = open(&conn).await;
     let r = roundtrip(&mut s3, &mut r3, &u32::MAX.to_be_bytes()).await;
     assert_eq!(r.response.unwrap_err().code, ErrorCode::TooLarge);
 
@@ -320,7 +327,7 @@ async fn malformed_and_oversized_frames_close_only_their_stream() {
     .await;
     assert_eq!(r.id, 3);
     assert_eq!(r.response.unwrap(), Reply::Value(Value::text("hi")));
-    let (mut s4, mut r4) = conn.open_bi().await.unwrap();
+    let (mut s4, mut r4) = open(&conn).await;
     let r = roundtrip(
         &mut s4,
         &mut r4,
@@ -357,7 +364,7 @@ fn echo(id: u64, value: Value) -> Vec<u8> {
 async fn a_stream_its_client_does_not_read_holds_back_only_itself() {
     let node = start();
     let conn = raw_connect(&node).await;
-    let (mut s1, mut r1) = conn.open_bi().await.unwrap();
+    let (mut s1, mut r1) = open(&conn).await;
     let auth = Request::Auth {
         token: TOKEN.into(),
     };
@@ -378,7 +385,7 @@ async fn a_stream_its_client_does_not_read_holds_back_only_itself() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (mut s2, mut r2) = conn.open_bi().await.unwrap();
+    let (mut s2, mut r2) = open(&conn).await;
     for id in 5..=7 {
         let small = Value::Int(id as i64);
         let answer = tokio::time::timeout(
@@ -392,11 +399,78 @@ async fn a_stream_its_client_does_not_read_holds_back_only_itself() {
     }
     let mut buf = Vec::new();
     for id in 2..=4 {
-        assert!(super::frame::read_frame(&mut r1, &mut buf).await.unwrap());
+        assert!(r1.frame_within(&mut buf, FRAME_BYTES_MAX).await.unwrap());
         let answer = codec::decode_response(&buf).unwrap();
         assert_eq!(answer.id, id);
         assert_eq!(answer.response.unwrap(), Reply::Value(big.clone()));
     }
+}
+
+/// Frames of every size around the read-ahead (`READ_AHEAD_BYTES`),
+/// written back to back, so each read of the stream ends somewhere inside
+/// a prefix or a body, or between frames: the node reads each whole and
+/// in order, and so does the client's reader its answers. A frame cut off
+/// by the end of the stream is answered `bad_request`.
+#[tokio::test]
+async fn frames_split_anywhere_by_the_read_ahead_are_read_whole() {
+    const AHEAD: usize = super::frame::READ_AHEAD_BYTES;
+    let node = start();
+    let conn = raw_connect(&node).await;
+    let (mut s, mut r) = open(&conn).await;
+    let auth = Request::Auth {
+        token: TOKEN.into(),
+    };
+    let answer = roundtrip(&mut s, &mut r, &frame(1, auth)).await;
+    assert!(matches!(answer.response, Ok(Reply::Authenticated { .. })));
+    let mut sizes = vec![0, 1, AHEAD - 64, AHEAD - 8, AHEAD, AHEAD + 1, 3 * AHEAD, 17];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Mostly small (many frames per read), now and then over the
+        // read-ahead.
+        sizes.push(match x % 8 {
+            0 => (x >> 8) as usize % (3 * AHEAD),
+            _ => (x >> 8) as usize % 64,
+        });
+    }
+    let values: Vec<Value> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Value::Bytes(vec![i as u8; *n].into()))
+        .collect();
+    let mut bytes = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        bytes.extend(echo(2 + i as u64, v.clone()));
+    }
+    // A prefix that says 100 bytes, and 10 of them before the end.
+    bytes.extend(100u32.to_be_bytes());
+    bytes.extend([0u8; 10]);
+    let writer = tokio::spawn(async move {
+        s.write_all(&bytes).await.unwrap();
+        s.finish().unwrap();
+    });
+    let mut buf = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        assert!(r.frame_within(&mut buf, FRAME_BYTES_MAX).await.unwrap());
+        let answer = codec::decode_response(&buf).unwrap();
+        assert_eq!(answer.id, 2 + i as u64, "frame {i} of {} bytes", sizes[i]);
+        assert_eq!(
+            answer.response.unwrap(),
+            Reply::Value(v.clone()),
+            "frame {i}"
+        );
+    }
+    assert!(r.frame_within(&mut buf, FRAME_BYTES_MAX).await.unwrap());
+    let e = codec::decode_response(&buf).unwrap().response.unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert!(
+        e.message.contains("stream ended inside a frame"),
+        "{}",
+        e.message
+    );
+    writer.await.unwrap();
 }
 
 #[tokio::test]
