@@ -858,9 +858,13 @@ impl Executor {
     /// time it took, until `ROUND_CALLS_MAX` calls or `ROUND_TIME_MAX`
     /// have gone by, or the core would keep them waiting (it is held). A
     /// heavy tenant's calls go to a runner with its part instead (see
-    /// `runner`); any other call comes back with its tenant's part lent,
-    /// to run where it can be taken over if it runs long (`relief`),
-    /// unless the core cannot lend now: then it runs here. A call is timed
+    /// `runner`); a call that could hold another tenant up (one waits or
+    /// was active lately) comes back with its tenant's part lent, to run
+    /// where it can be taken over if it runs long (`relief`), unless the
+    /// core cannot lend now. Any other call runs here: nothing would take
+    /// the loop over from it (`needs_relief` asks the same, and no tenant
+    /// becomes active while the loop waits for the call), and a lend costs
+    /// the part's move out and back and three locks. A call is timed
     /// by the CPU it used while another tenant waits or was active (then
     /// its wall time may be mostly a wait for the CPU), else by wall time.
     fn run_turns(&mut self) -> Option<(Box<Lease>, Job, CallTimer)> {
@@ -894,8 +898,10 @@ impl Executor {
                 }
                 Err(w) => w,
             };
-            if let Some(lease) = self.core.lend_part(tenant) {
-                return Some((lease, self.job(w), CallTimer::start(others)));
+            if others {
+                if let Some(lease) = self.core.lend_part(tenant) {
+                    return Some((lease, self.job(w), CallTimer::start(others)));
+                }
             }
             let timer = CallTimer::start(others);
             self.call(tenant, w);
