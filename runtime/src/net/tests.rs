@@ -357,19 +357,26 @@ fn echo(id: u64, value: Value) -> Vec<u8> {
     )
 }
 
+/// A raw connection to `node`, authenticated by `auth` (id 1) on its
+/// first stream, and that stream.
+async fn authenticated(node: &Node) -> (quinn::Connection, quinn::SendStream, FrameReader) {
+    let conn = raw_connect(node).await;
+    let (mut send, mut recv) = open(&conn).await;
+    let auth = Request::Auth {
+        token: TOKEN.into(),
+    };
+    let r = roundtrip(&mut send, &mut recv, &frame(1, auth)).await;
+    assert!(matches!(r.response, Ok(Reply::Authenticated { .. })));
+    (conn, send, recv)
+}
+
 /// One task writes the answers of all of a connection's streams: a stream
 /// whose client reads nothing (its flow-control window full) must hold
 /// back only its own answers, and they must all arrive once it reads.
 #[tokio::test]
 async fn a_stream_its_client_does_not_read_holds_back_only_itself() {
     let node = start();
-    let conn = raw_connect(&node).await;
-    let (mut s1, mut r1) = open(&conn).await;
-    let auth = Request::Auth {
-        token: TOKEN.into(),
-    };
-    let r = roundtrip(&mut s1, &mut r1, &frame(1, auth)).await;
-    assert!(matches!(r.response, Ok(Reply::Authenticated { .. })));
+    let (conn, mut s1, mut r1) = authenticated(&node).await;
     // Three answers of 3/4 of the stream's window each: the second fills
     // it. All three are queued before the other stream is used.
     let big = Value::Bytes(vec![7u8; BIG_ECHO_BYTES].into());
@@ -415,13 +422,7 @@ async fn a_stream_its_client_does_not_read_holds_back_only_itself() {
 async fn frames_split_anywhere_by_the_read_ahead_are_read_whole() {
     const AHEAD: usize = super::frame::READ_AHEAD_BYTES;
     let node = start();
-    let conn = raw_connect(&node).await;
-    let (mut s, mut r) = open(&conn).await;
-    let auth = Request::Auth {
-        token: TOKEN.into(),
-    };
-    let answer = roundtrip(&mut s, &mut r, &frame(1, auth)).await;
-    assert!(matches!(answer.response, Ok(Reply::Authenticated { .. })));
+    let (_conn, mut s, mut r) = authenticated(&node).await;
     let mut sizes = vec![0, 1, AHEAD - 64, AHEAD - 8, AHEAD, AHEAD + 1, 3 * AHEAD, 17];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..300 {
