@@ -75,15 +75,20 @@ impl<T> StreamOut<T> {
                 if self.buf.capacity() > 2 * self.batch_bytes {
                     self.buf = Vec::new();
                 }
-                // One `poll_recv` (it registers the waker, and spends one
-                // unit of the task's coop budget), then `try_recv`, which
+                // `poll_recv` until one item is written (it registers the
+                // waker only when it finds none, and spends a unit of the
+                // task's coop budget each time), then `try_recv`, which
                 // spends none: a long queue on one stream must not use up
-                // the budget the other streams' turns need.
-                if !self.ended {
+                // the budget the other streams' turns need. An item may
+                // encode to nothing (the client answers a request over the
+                // frame limit itself), hence the loop: returning Pending
+                // without a waker would leave the queue unread for good.
+                // Bounded by the queue's room and the coop budget.
+                while !self.ended && self.buf.is_empty() {
                     match self.queue.poll_recv(cx) {
                         Poll::Ready(Some(item)) => encode(item, &mut self.buf),
                         Poll::Ready(None) => self.ended = true,
-                        Poll::Pending => {}
+                        Poll::Pending => break,
                     }
                 }
                 while !self.buf.is_empty() && self.buf.len() < self.batch_bytes {

@@ -214,6 +214,31 @@ async fn ten_thousand_pipelined_calls_from_eight_tasks() {
     client.close().await;
 }
 
+/// A request over the frame limit is answered `too_large` by the client
+/// itself, never written; the stream's writer must go on with the next
+/// one (it once waited for good: the request wrote nothing, and so
+/// nothing was left to wake it).
+#[tokio::test]
+async fn a_request_over_the_frame_limit_leaves_its_stream_working() {
+    let node = start();
+    let mut cfg = config(&node, TOKEN);
+    cfg.streams = 1;
+    let client = Client::connect(cfg).await.unwrap();
+    let huge = Value::Bytes(vec![0u8; FRAME_BYTES_MAX + 1].into());
+    match client.call("echo", vec![huge]).await {
+        Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::TooLarge, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let small = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.call("echo", vec![Value::Int(5)]),
+    )
+    .await
+    .expect("the stream's writer stopped after a request over the frame limit");
+    assert_eq!(small.unwrap(), CallResult::Value(Value::Int(5)));
+    client.close().await;
+}
+
 async fn raw_connect(node: &Node) -> quinn::Connection {
     let ep = endpoint::client(
         node.addr,
