@@ -772,13 +772,14 @@ fn encode(q: Queued, buf: &mut Vec<u8>, pending: &Pending) {
     }
 }
 
+/// Answers a stream's reader hands over under one lock of its `pending`
+/// (those that arrived together, up to what `READ_AHEAD_BYTES` held).
+const ANSWERS_PER_LOCK_MAX: usize = 256;
+
 /// Hands each answer to its request. When the stream ends, the requests
 /// still waiting fail: `unavailable` (not applied) if the node finished
 /// the stream cleanly (it does so only once it has answered every request
 /// it read, as it stops), else `Closed` (their outcome is unknown).
-/// Answers a stream's reader hands over under one lock of its `pending`
-/// (those that arrived together, up to what `READ_AHEAD_BYTES` held).
-const ANSWERS_PER_LOCK_MAX: usize = 256;
 
 async fn reader(recv: quinn::RecvStream, pending: Pending, leader_hint: LeaderHint) {
     let mut recv = FrameReader::new(recv);

@@ -22,7 +22,7 @@
 //! authentication (`UNAUTHENTICATED_FRAME_BYTES_MAX`, `AUTH_WAIT`), the
 //! bytes of request frames a connection has being read or run
 //! (`CONNECTION_FRAME_BYTES_MAX`), the room a stream's buffer keeps
-//! (`READ_BUFFER_KEEP_BYTES`), failed auth attempts, malformed frames per
+//! (`READ_BUFFER_KEEP_BYTES`) and reads ahead (`frame::READ_AHEAD_BYTES`), failed auth attempts, malformed frames per
 //! connection, connections per endpoint, bytes per write batch, and the
 //! time a stopping node gives its answers to reach clients (`FLUSH_MAX`).
 //!
@@ -507,7 +507,7 @@ async fn stream<S: Service>(
             held: None,
         }
         .send(Err(error));
-        let _ = recv.stream().stop(VarInt::from_u32(STOP_BAD_FRAME));
+        let _ = recv.get_mut().stop(VarInt::from_u32(STOP_BAD_FRAME));
         if conn.bad_frames.fetch_add(1, Ordering::Relaxed) + 1 >= BAD_FRAMES_MAX {
             drop(tx);
             let _ = done_rx.await;
@@ -728,8 +728,9 @@ struct Adopt {
 /// every adopted one is done.
 async fn answers(mut adopt_rx: mpsc::Receiver<Adopt>) {
     type Done = oneshot::Sender<Option<SendStream>>;
-    // As many as the client has streams open (STREAMS_PER_CONNECTION_MAX),
-    // plus those whose last answers are still being written.
+    // At most STREAMS_PER_CONNECTION_MAX: a stream whose last answers are
+    // still being written has not finished its send half, so it still
+    // counts against the transport's limit on open streams.
     let mut outs: Vec<(StreamOut<Outgoing>, Done)> = Vec::new();
     let mut adopting = true;
     std::future::poll_fn(|cx| {

@@ -1,16 +1,18 @@
-//! Relief for a partition's executor: a call runs on its tenant's part
+//! Relief for a partition's executor: a call that could hold another
+//! tenant up (one waits, or was active lately) runs on its tenant's part
 //! lent out of the state, on the executor's thread, with the executor
-//! itself parked meanwhile. If the call runs past `HANDOFF_AFTER`, the
-//! monitor thread starts a new thread that takes the executor's loop over,
-//! and the thread running the call becomes its tenant's runner
-//! (`runner`). A call timed by CPU (another tenant is active) runs past
+//! itself parked meanwhile; other calls run on the state itself, since
+//! nothing would take the loop over from them. If a lent call runs past
+//! `HANDOFF_AFTER`, the monitor thread starts a new thread that takes the
+//! executor's loop over, and the thread running the call becomes its
+//! tenant's runner (`runner`). A call timed by CPU (another tenant is active) runs past
 //! `HANDOFF_AFTER` when it has used that much CPU, or `HANDOFF_WALL_MAX` of
 //! wall time: a cheap call that waited for the CPU (the node is busy) is
 //! not a long call, and made a runner (nice 10) it would wait for the CPU
 //! behind the dear ones. No tenant's call then waits behind another
 //! tenant's long call for more than about `HANDOFF_AFTER` of that call's
 //! CPU time (at most `HANDOFF_WALL_MAX`), the first one included, and a
-//! call that ends in time costs two lock round trips.
+//! lent call that ends in time costs two lock round trips.
 //!
 //! ```text
 //!  thread 1: executor loop ── park(executor) ── call ────────────── unpark ─▶ executor loop
