@@ -780,7 +780,6 @@ const ANSWERS_PER_LOCK_MAX: usize = 256;
 /// still waiting fail: `unavailable` (not applied) if the node finished
 /// the stream cleanly (it does so only once it has answered every request
 /// it read, as it stops), else `Closed` (their outcome is unknown).
-
 async fn reader(recv: quinn::RecvStream, pending: Pending, leader_hint: LeaderHint) {
     let mut recv = FrameReader::new(recv);
     let mut buf = Vec::new();

@@ -22,9 +22,10 @@
 //! authentication (`UNAUTHENTICATED_FRAME_BYTES_MAX`, `AUTH_WAIT`), the
 //! bytes of request frames a connection has being read or run
 //! (`CONNECTION_FRAME_BYTES_MAX`), the room a stream's buffer keeps
-//! (`READ_BUFFER_KEEP_BYTES`) and reads ahead (`frame::READ_AHEAD_BYTES`), failed auth attempts, malformed frames per
-//! connection, connections per endpoint, bytes per write batch, and the
-//! time a stopping node gives its answers to reach clients (`FLUSH_MAX`).
+//! (`READ_BUFFER_KEEP_BYTES`) and reads ahead (`frame::READ_AHEAD_BYTES`),
+//! failed auth attempts, malformed frames per connection, connections per
+//! endpoint, bytes per write batch, and the time a stopping node gives its
+//! answers to reach clients (`FLUSH_MAX`).
 //!
 //! A frame the connection's byte budget cannot take is answered
 //! `overloaded` at once and its body read and dropped, not waited for: a
