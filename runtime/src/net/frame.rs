@@ -67,10 +67,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// nothing.
     pub fn has_frame(&self) -> bool {
         let b = self.buffered();
-        b.len() >= PREFIX_BYTES && {
-            let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-            b.len() - PREFIX_BYTES >= len
-        }
+        b.len() >= PREFIX_BYTES && b.len() - PREFIX_BYTES >= body_len(b)
     }
 
     /// Reads until at least `want` (at most `READ_AHEAD_BYTES`) bytes are
@@ -115,8 +112,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 _ => Err(FrameError::Truncated),
             };
         }
-        let p = self.take(PREFIX_BYTES);
-        let bytes = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+        let bytes = body_len(self.take(PREFIX_BYTES));
         if bytes > max {
             return Err(FrameError::TooLarge { bytes, max });
         }
@@ -144,10 +140,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         while buf.len() < bytes {
             let at = buf.len();
             buf.resize(at + (bytes - at).min(READ_AHEAD_BYTES), 0);
-            let read = self.recv.read(&mut buf[at..]).await;
-            let n = *read.as_ref().unwrap_or(&0);
+            // On an error the caller drops the frame, and `buf` with it.
+            let n = self.recv.read(&mut buf[at..]).await?;
             buf.truncate(at + n);
-            if read? == 0 {
+            if n == 0 {
                 return Err(FrameError::Truncated);
             }
         }
@@ -176,6 +172,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             None => Ok(false),
         }
     }
+}
+
+/// The body length a frame's prefix (its first `PREFIX_BYTES`) says.
+fn body_len(prefix: &[u8]) -> usize {
+    u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize
 }
 
 #[cfg(test)]
