@@ -5,14 +5,15 @@
 //! nothing would take the loop over from them. If a lent call runs past
 //! `HANDOFF_AFTER`, the monitor thread starts a new thread that takes the
 //! executor's loop over, and the thread running the call becomes its
-//! tenant's runner (`runner`). A call timed by CPU (another tenant is active) runs past
-//! `HANDOFF_AFTER` when it has used that much CPU, or `HANDOFF_WALL_MAX` of
-//! wall time: a cheap call that waited for the CPU (the node is busy) is
-//! not a long call, and made a runner (nice 10) it would wait for the CPU
-//! behind the dear ones. No tenant's call then waits behind another
-//! tenant's long call for more than about `HANDOFF_AFTER` of that call's
-//! CPU time (at most `HANDOFF_WALL_MAX`), the first one included, and a
-//! lent call that ends in time costs two lock round trips.
+//! tenant's runner (`runner`). A call timed by CPU (another tenant is
+//! active) runs past `HANDOFF_AFTER` when it has used that much CPU, or
+//! `HANDOFF_WALL_MAX` of wall time: a cheap call that waited for the CPU
+//! (the node is busy) is not a long call, and made a runner (nice 10) it
+//! would wait for the CPU behind the dear ones. No tenant's call then
+//! waits behind another tenant's long call for more than about
+//! `HANDOFF_AFTER` of that call's CPU time (at most `HANDOFF_WALL_MAX`),
+//! the first one included, and a lent call that ends in time costs two
+//! lock round trips.
 //!
 //! ```text
 //!  thread 1: executor loop ── park(executor) ── call ────────────── unpark ─▶ executor loop
